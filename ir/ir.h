@@ -87,13 +87,13 @@ typedef enum {
 } DType;
 
 #define IR_MAX_RANK 4
-#define DIM_BATCH (-1)        /* the symbolic batch dim B; only ever dims[0] */
+#define DIM_BATCH (-1)        /* the symbolic batch dim B, bound at run time */
 #define IR_AXIS_ALL (-1)      /* reductions: over every axis */
 
 typedef struct {
   uint8_t dtype;              /* DType */
   uint8_t rank;               /* 0 = scalar */
-  int64_t dims[IR_MAX_RANK];  /* dims[i] > 0, or DIM_BATCH for dims[0] */
+  int64_t dims[IR_MAX_RANK];  /* dims[i] > 0, or DIM_BATCH (in any position after a transpose) */
 } TensorType;
 
 typedef int32_t TypeId;       /* index into Module.types; equal ids <=> equal types */
@@ -259,7 +259,8 @@ void ir_print_module(FILE *out, Module *m);
 char *ir_print_to_string(Func *f);                    /* bp_malloc'd; caller frees */
 
 /* Parse the text form into a new module. On error: diagnostics through diag_error
- * (name is used as the file name) and NULL. */
+ * (name is used as the file name) and NULL. Parsed functions have cse = false so that
+ * the instruction numbering is exactly the text's. */
 Module *ir_parse(const char *name, const char *text, size_t len);
 
 /* ------------------------------------------------------------ checking (verify.c) */

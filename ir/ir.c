@@ -1,0 +1,553 @@
+/* ir/ir.c — modules, interned types, the op table and the builder.
+ *
+ * The builder is where types are inferred: ir_emit computes an instruction's type from
+ * its op, operands and attributes (ir_infer_type), so no pass can build an ill-typed
+ * instruction silently, and the verifier re-runs the same function over a whole Func.
+ * Pure instructions are hash-consed: emitting `mul %3, %4` twice yields one value, which
+ * is common-subexpression elimination for free (tinygrad, QBE's GVN in spirit). */
+#include "ir/ir.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+const OpInfo ir_ops[OP__COUNT] = {
+#define OP(e, name, nargs, flags) [OP_##e] = {name, nargs, flags},
+#include "ir/ops.def"
+#undef OP
+};
+
+int ir_op_lookup(const char *name, size_t len) {
+  for (int i = 0; i < OP__COUNT; i++)
+    if (strlen(ir_ops[i].name) == len && memcmp(ir_ops[i].name, name, len) == 0) return i;
+  return -1;
+}
+
+const char *const ir_init_names[INIT__COUNT] = {
+    [INIT_ZEROS] = "zeros",
+    [INIT_ONES] = "ones",
+    [INIT_CONSTANT] = "constant",
+    [INIT_NORMAL] = "normal",
+    [INIT_UNIFORM] = "uniform",
+    [INIT_XAVIER_UNIFORM] = "xavier_uniform",
+    [INIT_XAVIER_NORMAL] = "xavier_normal",
+    [INIT_HE_UNIFORM] = "he_uniform",
+    [INIT_HE_NORMAL] = "he_normal",
+};
+
+int ir_init_lookup(const char *name) {
+  for (int i = 0; i < INIT__COUNT; i++)
+    if (strcmp(ir_init_names[i], name) == 0) return i;
+  return -1;
+}
+
+/* ------------------------------------------------------------------ modules */
+
+Module *ir_module_new(void) {
+  Module *m = bp_xmalloc(sizeof *m);
+  memset(m, 0, sizeof *m);
+  m->arena = arena_new();
+  return m;
+}
+
+static void func_release(Func *f) {
+  bp_free(f->insts);
+  bp_free(f->hash);
+}
+
+void ir_module_free(Module *m) {
+  if (!m) return;
+  for (int i = 0; i < m->nfuncs; i++) func_release(m->funcs[i]);
+  bp_free(m->funcs);
+  bp_free(m->types);
+  arena_free(m->arena);
+  bp_free(m);
+}
+
+const char *ir_intern(Module *m, const char *s) { return s ? arena_strdup(m->arena, s) : NULL; }
+
+/* ------------------------------------------------------------------ types */
+
+const char *ir_dtype_name(DType dt) {
+  switch (dt) {
+  case DT_F32: return "f32";
+  case DT_F64: return "f64";
+  case DT_LABEL: return "label";
+  }
+  return "?";
+}
+
+TypeId ir_type(Module *m, DType dt, int rank, const int64_t *dims) {
+  if (rank < 0 || rank > IR_MAX_RANK) ir_die("tensor rank %d out of range", rank);
+  TensorType t;
+  memset(&t, 0, sizeof t);
+  t.dtype = (uint8_t)dt;
+  t.rank = (uint8_t)rank;
+  for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
+  for (TypeId i = 0; i < m->ntypes; i++)
+    if (memcmp(&m->types[i], &t, sizeof t) == 0) return i;
+  if (m->ntypes == m->captypes) {
+    m->captypes = m->captypes ? m->captypes * 2 : 32;
+    m->types = bp_xrealloc(m->types, (size_t)m->captypes * sizeof *m->types);
+  }
+  m->types[m->ntypes] = t;
+  return m->ntypes++;
+}
+
+TypeId ir_type_scalar(Module *m, DType dt) { return ir_type(m, dt, 0, NULL); }
+
+/* Elements of a tensor of type t with B = batch. A label[B, C] tensor holds one class
+ * index per row: numel is the product of all dims but the last. */
+int64_t ir_type_numel(const TensorType *t, int64_t batch) {
+  int64_t n = 1;
+  int r = t->dtype == DT_LABEL && t->rank > 0 ? t->rank - 1 : t->rank;
+  for (int i = 0; i < r; i++) n *= t->dims[i] == DIM_BATCH ? batch : t->dims[i];
+  return n;
+}
+
+char *ir_type_str(const TensorType *t, char *buf, size_t n) {
+  size_t k = (size_t)snprintf(buf, n, "%s[", ir_dtype_name((DType)t->dtype));
+  for (int i = 0; i < t->rank && k < n; i++) {
+    if (t->dims[i] == DIM_BATCH)
+      k += (size_t)snprintf(buf + k, n - k, "%sB", i ? "," : "");
+    else
+      k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)t->dims[i]);
+  }
+  if (k < n) snprintf(buf + k, n - k, "]");
+  return buf;
+}
+
+/* NumPy broadcasting over trailing dims. The batch dim B matches only B or 1: it never
+ * unifies with a number, since its value is chosen at run time. */
+bool ir_broadcast_shape(const TensorType *a, const TensorType *b, TensorType *out) {
+  TensorType r;
+  memset(&r, 0, sizeof r);
+  r.dtype = a->dtype;
+  r.rank = a->rank > b->rank ? a->rank : b->rank;
+  for (int i = 0; i < r.rank; i++) {
+    int ia = a->rank - r.rank + i, ib = b->rank - r.rank + i;
+    int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
+    if (da == db) r.dims[i] = da;
+    else if (da == 1) r.dims[i] = db;
+    else if (db == 1) r.dims[i] = da;
+    else return false;
+  }
+  *out = r;
+  return true;
+}
+
+static bool is_float(const TensorType *t) { return t->dtype == DT_F32 || t->dtype == DT_F64; }
+
+/* ------------------------------------------------------------------ type inference */
+
+static TypeId fail(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static TypeId fail(char *err, size_t n, const char *fmt, ...) {
+  if (err && n) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, n, fmt, ap);
+    va_end(ap);
+  }
+  return TYPE_VOID;
+}
+
+TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
+  Module *m = f->mod;
+  char s1[64], s2[64];
+  if (err && errlen) err[0] = 0;
+  if (in->op >= OP__COUNT) return fail(err, errlen, "unknown op %d", in->op);
+  const OpInfo *info = &ir_ops[in->op];
+  if (info->nargs >= 0 && in->nargs != info->nargs)
+    return fail(err, errlen, "%s takes %d operands, has %d", info->name, info->nargs, in->nargs);
+  const TensorType *a = NULL, *b = NULL;
+  for (int i = 0; i < in->nargs; i++) {
+    int32_t v = in->args[i];
+    if (v < 0 || v >= f->ninsts)
+      return fail(err, errlen, "operand %d of %s is %%%d, which is not defined before it", i,
+                  info->name, v);
+    if (f->insts[v].type == TYPE_VOID)
+      return fail(err, errlen, "operand %d of %s is a sink and has no value", i, info->name);
+  }
+  if (in->nargs > 0) a = ir_vtype(f, in->args[0]);
+  if (in->nargs > 1) b = ir_vtype(f, in->args[1]);
+
+  if (info->flags & OPF_LEAF) {
+    if (in->type < 0 || in->type >= m->ntypes) return fail(err, errlen, "%s needs a type", info->name);
+    const TensorType *t = ir_type_get(m, in->type);
+    if (in->op != OP_INPUT && !is_float(t))
+      return fail(err, errlen, "%s must have a float type", info->name);
+    if (in->op == OP_PARAM) {
+      for (int i = 0; i < t->rank; i++)
+        if (t->dims[i] == DIM_BATCH) return fail(err, errlen, "a parameter cannot have the batch dim");
+      if (in->iattr[0] < 0 || in->iattr[0] >= INIT__COUNT)
+        return fail(err, errlen, "unknown initializer %lld", (long long)in->iattr[0]);
+    }
+    if (in->op == OP_DROPOUT_MASK && !(in->fattr[0] >= 0 && in->fattr[0] < 1))
+      return fail(err, errlen, "dropout probability %g is not in [0, 1)", in->fattr[0]);
+    return in->type;
+  }
+
+  switch ((Op)in->op) {
+  case OP_SIZE:
+    if (in->iattr[0] != IR_AXIS_ALL && (in->iattr[0] < 0 || in->iattr[0] >= a->rank))
+      return fail(err, errlen, "size: axis %lld out of range for rank %d", (long long)in->iattr[0], a->rank);
+    return ir_type_scalar(m, a->dtype == DT_F64 ? DT_F64 : DT_F32);
+
+  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_EQ: {
+    TensorType r;
+    if (!is_float(a) || !is_float(b) || a->dtype != b->dtype)
+      return fail(err, errlen, "%s needs two float operands of one dtype: %s, %s", info->name,
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    if (!ir_broadcast_shape(a, b, &r))
+      return fail(err, errlen, "%s: shapes %s and %s do not broadcast", info->name,
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    return ir_type(m, (DType)r.dtype, r.rank, r.dims);
+  }
+
+  case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_SIGN:
+  case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_POW:
+    if (!is_float(a)) return fail(err, errlen, "%s needs a float operand", info->name);
+    return f->insts[in->args[0]].type;
+
+  case OP_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD:
+    if (f->insts[in->args[0]].type != f->insts[in->args[1]].type || !is_float(a))
+      return fail(err, errlen, "%s needs two float operands of one type: %s, %s", info->name,
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    return f->insts[in->args[0]].type;
+
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {
+    if (!is_float(a) || a->dtype != b->dtype || a->rank != 2 || b->rank != 2)
+      return fail(err, errlen, "%s needs two rank-2 float operands of one dtype: %s, %s",
+                  info->name, ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    int64_t m_ = in->op == OP_MATMUL_TN ? a->dims[1] : a->dims[0];
+    int64_t ka = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
+    int64_t kb = in->op == OP_MATMUL_NT ? b->dims[1] : b->dims[0];
+    int64_t n_ = in->op == OP_MATMUL_NT ? b->dims[0] : b->dims[1];
+    if (ka != kb)
+      return fail(err, errlen, "%s: inner dims differ: %s, %s", info->name,
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    int64_t d[2] = {m_, n_};
+    return ir_type(m, (DType)a->dtype, 2, d);
+  }
+
+  case OP_TRANSPOSE: {
+    if (a->rank != 2 || !is_float(a)) return fail(err, errlen, "transpose needs a rank-2 float operand");
+    int64_t d[2] = {a->dims[1], a->dims[0]};
+    return ir_type(m, (DType)a->dtype, 2, d);
+  }
+
+  case OP_SUM: case OP_MEAN: case OP_MAX: {
+    if (!is_float(a)) return fail(err, errlen, "%s needs a float operand", info->name);
+    int64_t axis = in->iattr[0];
+    bool keep = in->iattr[1] != 0;
+    int64_t d[IR_MAX_RANK];
+    int r = 0;
+    if (axis == IR_AXIS_ALL) {
+      if (keep) for (int i = 0; i < a->rank; i++) d[r++] = 1;
+    } else {
+      if (axis < 0 || axis >= a->rank)
+        return fail(err, errlen, "%s: axis %lld out of range for rank %d", info->name, (long long)axis, a->rank);
+      for (int i = 0; i < a->rank; i++) {
+        if (i != axis) d[r++] = a->dims[i];
+        else if (keep) d[r++] = 1;
+      }
+    }
+    return ir_type(m, (DType)a->dtype, r, d);
+  }
+
+  case OP_BROADCAST: case OP_SUM_TO: {
+    if (in->type < 0 || in->type >= m->ntypes) return fail(err, errlen, "%s needs a result type", info->name);
+    const TensorType *t = ir_type_get(m, in->type);
+    const TensorType *big = in->op == OP_BROADCAST ? t : a, *small = in->op == OP_BROADCAST ? a : t;
+    TensorType r;
+    if (!is_float(a) || t->dtype != a->dtype || !ir_broadcast_shape(big, small, &r) || r.rank != big->rank ||
+        memcmp(r.dims, big->dims, sizeof r.dims) != 0)
+      return fail(err, errlen, "%s: %s does not broadcast to %s", info->name,
+                  ir_type_str(small, s1, sizeof s1), ir_type_str(big, s2, sizeof s2));
+    return in->type;
+  }
+
+  case OP_SOFTMAX: case OP_LOG_SOFTMAX:
+    if (!is_float(a) || a->rank < 1) return fail(err, errlen, "%s needs a float tensor of rank >= 1", info->name);
+    if (in->iattr[0] < 0 || in->iattr[0] >= a->rank)
+      return fail(err, errlen, "%s: axis %lld out of range for rank %d", info->name, (long long)in->iattr[0], a->rank);
+    return f->insts[in->args[0]].type;
+
+  case OP_ONEHOT:
+    if (a->dtype != DT_LABEL) return fail(err, errlen, "onehot needs a label operand, has %s", ir_type_str(a, s1, sizeof s1));
+    return ir_type(m, DT_F32, a->rank, a->dims);
+
+  case OP_SOFTMAX_XENT: {
+    if (!is_float(a) || a->rank != 2 || b->dtype != DT_LABEL || b->rank != 2 ||
+        a->dims[0] != b->dims[0] || a->dims[1] != b->dims[1])
+      return fail(err, errlen, "softmax_xent needs logits f32[B,C] and labels label[B,C]: %s, %s",
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    return ir_type(m, (DType)a->dtype, 1, a->dims);
+  }
+
+  case OP_OUTPUT:
+    if (!is_float(a)) return fail(err, errlen, "output must be a float tensor");
+    return TYPE_VOID;
+  case OP_LOSS:
+    if (!is_float(a) || a->rank != 0)
+      return fail(err, errlen, "the loss must be a float scalar, is %s", ir_type_str(a, s1, sizeof s1));
+    return TYPE_VOID;
+  case OP_GRAD:
+    if (f->insts[in->args[0]].op != OP_PARAM) return fail(err, errlen, "grad: operand 0 must be a param");
+    if (f->insts[in->args[0]].type != f->insts[in->args[1]].type)
+      return fail(err, errlen, "grad: gradient type %s differs from the parameter's %s",
+                  ir_type_str(b, s2, sizeof s2), ir_type_str(a, s1, sizeof s1));
+    return TYPE_VOID;
+
+  default:
+    break;
+  }
+  return fail(err, errlen, "no type rule for %s", info->name);
+}
+
+/* ------------------------------------------------------------------ functions */
+
+Func *ir_func_new(Module *m, const char *name) {
+  Func *f = arena_alloc(m->arena, sizeof *f);
+  f->mod = m;
+  f->name = ir_intern(m, name);
+  f->cse = true;
+  if (m->nfuncs == m->capfuncs) {
+    m->capfuncs = m->capfuncs ? m->capfuncs * 2 : 4;
+    m->funcs = bp_xrealloc(m->funcs, (size_t)m->capfuncs * sizeof *m->funcs);
+  }
+  m->funcs[m->nfuncs++] = f;
+  return f;
+}
+
+Func *ir_func_find(Module *m, const char *name) {
+  for (int i = 0; i < m->nfuncs; i++)
+    if (strcmp(m->funcs[i]->name, name) == 0) return m->funcs[i];
+  return NULL;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h * 0xff51afd7ed558ccdull;
+}
+
+static uint64_t inst_hash(const Inst *in) {
+  uint64_t h = mix(in->op, (uint64_t)(uint32_t)in->type);
+  for (int i = 0; i < in->nargs; i++) h = mix(h, (uint64_t)(uint32_t)in->args[i]);
+  h = mix(h, (uint64_t)in->iattr[0]);
+  h = mix(h, (uint64_t)in->iattr[1]);
+  uint64_t fb;
+  memcpy(&fb, &in->fattr[0], 8); h = mix(h, fb);
+  memcpy(&fb, &in->fattr[1], 8); h = mix(h, fb);
+  if (in->name) for (const char *p = in->name; *p; p++) h = mix(h, (unsigned char)*p);
+  return h;
+}
+
+static bool inst_same(const Inst *a, const Inst *b) {
+  if (a->op != b->op || a->type != b->type || a->nargs != b->nargs) return false;
+  for (int i = 0; i < a->nargs; i++)
+    if (a->args[i] != b->args[i]) return false;
+  if (a->iattr[0] != b->iattr[0] || a->iattr[1] != b->iattr[1]) return false;
+  if (memcmp(a->fattr, b->fattr, sizeof a->fattr) != 0) return false;
+  if ((a->name == NULL) != (b->name == NULL)) return false;
+  return !a->name || strcmp(a->name, b->name) == 0;
+}
+
+static void hash_insert(Func *f, int32_t v) {
+  if ((f->ninsts + 1) * 2 > f->hashcap) {  /* grow and rehash every pure inst */
+    int32_t cap = f->hashcap ? f->hashcap * 2 : 256;
+    while (cap < (f->ninsts + 1) * 2) cap *= 2;
+    bp_free(f->hash);
+    f->hash = bp_xmalloc((size_t)cap * sizeof *f->hash);
+    for (int32_t i = 0; i < cap; i++) f->hash[i] = -1;
+    f->hashcap = cap;
+    for (int32_t i = 0; i < f->ninsts; i++) {
+      if (i == v || !(ir_ops[f->insts[i].op].flags & OPF_PURE)) continue;
+      uint64_t h = inst_hash(&f->insts[i]) & (uint64_t)(cap - 1);
+      while (f->hash[h] >= 0) h = (h + 1) & (uint64_t)(cap - 1);
+      f->hash[h] = i;
+    }
+  }
+  uint64_t h = inst_hash(&f->insts[v]) & (uint64_t)(f->hashcap - 1);
+  while (f->hash[h] >= 0) h = (h + 1) & (uint64_t)(f->hashcap - 1);
+  f->hash[h] = v;
+}
+
+static int32_t hash_find(Func *f, const Inst *in) {
+  if (!f->hashcap) return -1;
+  uint64_t h = inst_hash(in) & (uint64_t)(f->hashcap - 1);
+  for (; f->hash[h] >= 0; h = (h + 1) & (uint64_t)(f->hashcap - 1))
+    if (inst_same(&f->insts[f->hash[h]], in)) return f->hash[h];
+  return -1;
+}
+
+int32_t ir_emit(Func *f, const Inst *proto) {
+  Inst in = *proto;
+  char err[256];
+  TypeId t = ir_infer_type(f, &in, err, sizeof err);
+  if (t == TYPE_VOID && err[0]) ir_die("ill-typed %s in @%s: %s", ir_ops[in.op].name, f->name, err);
+  in.type = t;
+  if (in.name) in.name = ir_intern(f->mod, in.name);
+  bool pure = (ir_ops[in.op].flags & OPF_PURE) != 0;
+  if (pure && f->cse) {
+    int32_t old = hash_find(f, &in);
+    if (old >= 0) return old;
+  }
+  if (f->ninsts == f->cap) {
+    f->cap = f->cap ? f->cap * 2 : 64;
+    f->insts = bp_xrealloc(f->insts, (size_t)f->cap * sizeof *f->insts);
+  }
+  int32_t v = f->ninsts++;
+  f->insts[v] = in;
+  if (pure && f->cse) hash_insert(f, v);
+  return v;
+}
+
+Func *ir_func_clone(Func *f, const char *name) {
+  Func *g = ir_func_new(f->mod, name);
+  g->cse = f->cse;
+  for (int32_t i = 0; i < f->ninsts; i++) {
+    if (g->ninsts == g->cap) {
+      g->cap = g->cap ? g->cap * 2 : 64;
+      g->insts = bp_xrealloc(g->insts, (size_t)g->cap * sizeof *g->insts);
+    }
+    g->insts[g->ninsts++] = f->insts[i];
+    if (g->cse && (ir_ops[f->insts[i].op].flags & OPF_PURE)) hash_insert(g, i);
+  }
+  return g;
+}
+
+/* ------------------------------------------------------------------ constructors */
+
+Inst ir_inst(Op op, SrcLoc loc) {
+  Inst in;
+  memset(&in, 0, sizeof in);
+  in.op = (uint16_t)op;
+  in.type = TYPE_VOID;
+  in.loc = loc;
+  in.from = -1;
+  return in;
+}
+
+int32_t ir_input(Func *f, const char *name, int index, TypeId t, SrcLoc loc) {
+  Inst in = ir_inst(OP_INPUT, loc);
+  in.name = name;
+  in.iattr[0] = index;
+  in.type = t;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_param(Func *f, const char *name, TypeId t, InitKind init, double a, double b, SrcLoc loc) {
+  Inst in = ir_inst(OP_PARAM, loc);
+  in.name = name;
+  in.type = t;
+  in.iattr[0] = init;
+  in.fattr[0] = a;
+  in.fattr[1] = b;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_const(Func *f, double v, TypeId t, SrcLoc loc) {
+  Inst in = ir_inst(OP_CONST, loc);
+  in.fattr[0] = v;
+  in.type = t;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_scalar(Func *f, double v, SrcLoc loc) { return ir_const(f, v, ir_type_scalar(f->mod, DT_F32), loc); }
+
+int32_t ir_unary(Func *f, Op op, int32_t a, SrcLoc loc) {
+  Inst in = ir_inst(op, loc);
+  in.nargs = 1;
+  in.args[0] = a;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_binary(Func *f, Op op, int32_t a, int32_t b, SrcLoc loc) {
+  Inst in = ir_inst(op, loc);
+  in.nargs = 2;
+  in.args[0] = a;
+  in.args[1] = b;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_pow(Func *f, int32_t a, double exponent, SrcLoc loc) {
+  Inst in = ir_inst(OP_POW, loc);
+  in.nargs = 1;
+  in.args[0] = a;
+  in.fattr[0] = exponent;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_reduce(Func *f, Op op, int32_t a, int axis, bool keep, SrcLoc loc) {
+  Inst in = ir_inst(op, loc);
+  in.nargs = 1;
+  in.args[0] = a;
+  in.iattr[0] = axis;
+  in.iattr[1] = keep;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_size(Func *f, int32_t a, int axis, SrcLoc loc) {
+  Inst in = ir_inst(OP_SIZE, loc);
+  in.nargs = 1;
+  in.args[0] = a;
+  in.iattr[0] = axis;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_rowop(Func *f, Op op, int32_t a, int axis, SrcLoc loc) {
+  Inst in = ir_inst(op, loc);
+  in.nargs = 1;
+  in.args[0] = a;
+  in.iattr[0] = axis;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_to_type(Func *f, Op op, int32_t a, TypeId t, SrcLoc loc) {
+  if (f->insts[a].type == t) return a;   /* broadcast / sum_to to its own type: identity */
+  Inst in = ir_inst(op, loc);
+  in.nargs = 1;
+  in.args[0] = a;
+  in.type = t;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_dropout_mask(Func *f, double p, int stream, TypeId t, SrcLoc loc) {
+  Inst in = ir_inst(OP_DROPOUT_MASK, loc);
+  in.fattr[0] = p;
+  in.iattr[0] = stream;
+  in.type = t;
+  return ir_emit(f, &in);
+}
+
+void ir_output(Func *f, const char *name, int32_t v, SrcLoc loc) {
+  Inst in = ir_inst(OP_OUTPUT, loc);
+  in.nargs = 1;
+  in.args[0] = v;
+  in.name = name;
+  ir_emit(f, &in);
+}
+
+void ir_loss(Func *f, int32_t v, SrcLoc loc) {
+  Inst in = ir_inst(OP_LOSS, loc);
+  in.nargs = 1;
+  in.args[0] = v;
+  ir_emit(f, &in);
+}
+
+void ir_grad(Func *f, int32_t param, int32_t g, SrcLoc loc) {
+  Inst in = ir_inst(OP_GRAD, loc);
+  in.nargs = 2;
+  in.args[0] = param;
+  in.args[1] = g;
+  ir_emit(f, &in);
+}
+
+int32_t *ir_use_counts(Func *f) {
+  int32_t *uses = bp_xmalloc((size_t)(f->ninsts ? f->ninsts : 1) * sizeof *uses);
+  memset(uses, 0, (size_t)(f->ninsts ? f->ninsts : 1) * sizeof *uses);
+  for (int32_t i = 0; i < f->ninsts; i++)
+    for (int k = 0; k < f->insts[i].nargs; k++) uses[f->insts[i].args[k]]++;
+  return uses;
+}
