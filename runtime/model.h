@@ -1,0 +1,116 @@
+/* runtime/model.h — the contract between generated code and the runtime.
+ *
+ * A compiled model is a descriptor (bprt_model_desc: tables of parameters, inputs,
+ * outputs, block sizes) plus three entry points with one signature, void fn(bprt_frame *):
+ *
+ *   forward  inputs -> outputs                       (inference: dropout is identity)
+ *   grad     inputs -> outputs, *loss, grads block    (gradients overwritten, not added)
+ *   step     grad, then the optimizer update of the params block in place
+ *
+ * The JIT (`bpcc train`) builds a descriptor in memory and looks the entry points up in
+ * the JIT; an AOT shared library (`bpcc model.bp -o m.so`) holds the descriptor as a
+ * constant and the C ABI (m.h: m_create, m_train_step, ...) wraps bprt_model_*.
+ * Parameters, gradients and optimizer state each live in one float block; the layout
+ * (offsets, in floats, 64-byte aligned) is fixed at compile time. Activations and
+ * temporaries live in one workspace whose size is fixed + per_batch * batch bytes.
+ *
+ * Generated code calls nothing by symbol except libm-free intrinsics: the runtime
+ * services it needs (parallel-for) come through function pointers in the frame, so the
+ * same object works in the JIT and in a shared library. */
+#ifndef BPCC_RUNTIME_MODEL_H
+#define BPCC_RUNTIME_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BPRT_MAX_RANK 4
+#define BPRT_DIM_BATCH (-1)
+
+/* Optimizer hyperparameters, read by the update kernel at run time from frame->hyper
+ * (so that schedules and set_lr work without recompiling). Names and defaults follow
+ * PyTorch's torch.optim. */
+enum {
+  BPRT_H_LR,            /* learning rate (after the schedule) */
+  BPRT_H_MOMENTUM,      /* sgd momentum / rmsprop momentum */
+  BPRT_H_DAMPENING,
+  BPRT_H_NESTEROV,      /* 0 or 1 */
+  BPRT_H_BETA1,
+  BPRT_H_BETA2,
+  BPRT_H_EPS,
+  BPRT_H_WEIGHT_DECAY,  /* L2 added to the gradient; decoupled for adamw */
+  BPRT_H_ALPHA,         /* rmsprop smoothing */
+  BPRT_H_LR_DECAY,      /* adagrad */
+  BPRT_H_INITIAL_ACC,   /* adagrad initial_accumulator_value */
+  BPRT_H_CLIP,          /* max global gradient norm; 0 = off */
+  BPRT_H_STEP,          /* 1-based step count t (adam bias correction) */
+  BPRT_H__COUNT
+};
+
+typedef enum {
+  BPRT_OPT_SGD,         /* also momentum / nesterov through BPRT_H_MOMENTUM, BPRT_H_NESTEROV */
+  BPRT_OPT_MOMENTUM,
+  BPRT_OPT_ADAGRAD,
+  BPRT_OPT_RMSPROP,
+  BPRT_OPT_ADAM,
+  BPRT_OPT_ADAMW,
+  BPRT_OPT__COUNT
+} bprt_optimizer;
+
+/* A task for parallel-for: process items [i0, i1) as thread tid. */
+typedef void (*bprt_task_fn)(void *ctx, int64_t i0, int64_t i1, int32_t tid);
+typedef void (*bprt_parallel_for_fn)(void *pool, int64_t n, int64_t grain, bprt_task_fn fn, void *ctx);
+
+/* What every entry point receives. Pointers are 64-byte aligned. */
+typedef struct bprt_frame {
+  int64_t batch;                 /* B for this call, >= 1 */
+  float *params;                 /* desc->param_floats */
+  float *grads;                  /* desc->param_floats */
+  float *opt_state;              /* desc->opt_state_floats */
+  unsigned char *workspace;      /* >= desc->ws_fixed + desc->ws_per_batch * batch bytes */
+  const void *const *inputs;     /* inputs[i]: float[B * ...] or int32_t[B] labels */
+  float *const *outputs;         /* outputs[i]: float[B * ...] */
+  float *loss;                   /* one float, written by grad and step */
+  const double *hyper;           /* BPRT_H__COUNT values */
+  uint64_t seed, step;           /* dropout masks: Philox(seed, stream, step, element) */
+  void *pool;                    /* passed to parallel_for */
+  bprt_parallel_for_fn parallel_for;
+  int32_t nthreads;              /* threads in the pool (>= 1) */
+  int32_t status;                /* 0 ok; generated code sets nonzero on a bad label */
+} bprt_frame;
+
+typedef void (*bprt_entry_fn)(bprt_frame *f);
+
+typedef struct {
+  const char *name;              /* path name, e.g. "h.W" */
+  int32_t rank;
+  int64_t dims[BPRT_MAX_RANK];
+  int64_t offset;                /* in floats, into params and grads */
+  int32_t init;                  /* InitKind numbering of ir/ir.h */
+  double init_a, init_b;
+  const char *loc;               /* "file.bp:3:18" for reports */
+} bprt_param_desc;
+
+typedef struct {
+  const char *name;
+  int32_t is_label;              /* int32 class indices, one per row; nclasses = dims[rank-1] */
+  int32_t rank;
+  int64_t dims[BPRT_MAX_RANK];   /* dims[0] = BPRT_DIM_BATCH for inputs and outputs */
+} bprt_tensor_desc;
+
+typedef struct bprt_model_desc {
+  const char *model_name;
+  int32_t nparams;
+  const bprt_param_desc *params;
+  int64_t param_floats;
+  int32_t ninputs;
+  const bprt_tensor_desc *inputs;
+  int32_t noutputs;
+  const bprt_tensor_desc *outputs;
+  int32_t optimizer;             /* bprt_optimizer */
+  double hyper[BPRT_H__COUNT];   /* defaults from the train block */
+  int64_t opt_state_floats;
+  int64_t ws_fixed, ws_per_batch;
+  bprt_entry_fn forward, grad, step;
+} bprt_model_desc;
+
+#endif
