@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""bench/torch_bench.py — the reference models in PyTorch, timed like bpcc's.
+
+Run by `make bench` with /usr/bin/python3 (Debian's python3-torch). The thread count is
+set through the environment before torch is imported (Debian's torch uses OpenBLAS,
+whose threads torch.set_num_threads does not control): OMP_NUM_THREADS,
+OPENBLAS_NUM_THREADS and OMP_WAIT_POLICY=PASSIVE. Prints one line per model:
+    torch MODEL ms_median ms_min ms_max peak_rss_mib
+"""
+import os
+import sys
+
+threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+steps = int(sys.argv[2]) if len(sys.argv) > 2 else 30
+only = sys.argv[3].split(",") if len(sys.argv) > 3 else ["m1", "m2", "m3"]
+for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[k] = str(threads)
+os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+import resource  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+try:
+    import torch  # noqa: E402
+except ImportError:
+    print("torch unavailable: python3-torch does not import here")
+    sys.exit(0)
+
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+
+
+def mlp(sizes, act):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    return torch.nn.Sequential(*layers)
+
+
+def models():
+    # M1: 784-256-10, ReLU, softmax CE, batch 64, SGD lr 0.1
+    m1 = mlp([784, 256, 10], torch.nn.ReLU)
+    yield "m1", m1, torch.optim.SGD(m1.parameters(), lr=0.1), 64, 784, ("ce", 10)
+    # M2: 784-1024-1024-10, ReLU, softmax CE, batch 128, Adam lr 1e-3
+    m2 = mlp([784, 1024, 1024, 10], torch.nn.ReLU)
+    yield "m2", m2, torch.optim.Adam(m2.parameters(), lr=1e-3), 128, 784, ("ce", 10)
+    # M3: 512-(16 x 512 tanh)-512, MSE, batch 256, SGD momentum 0.9
+    m3 = mlp([512] + [512] * 16 + [512], torch.nn.Tanh)
+    yield "m3", m3, torch.optim.SGD(m3.parameters(), lr=0.01, momentum=0.9), 256, 512, ("mse", 512)
+
+
+def main():
+    for name, model, opt, batch, nin, (loss_kind, nout) in models():
+        if name not in only:
+            continue
+        x = torch.rand(batch, nin)
+        if loss_kind == "ce":
+            y = torch.randint(0, nout, (batch,))
+            lossf = torch.nn.CrossEntropyLoss()
+        else:
+            y = torch.rand(batch, nout)
+            lossf = torch.nn.MSELoss()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = lossf(model(x), y)
+            loss.backward()
+            opt.step()
+
+        for _ in range(5):
+            step()
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        print(f"torch {name} {statistics.median(times):.3f} {min(times):.3f} {max(times):.3f} {rss:.1f}")
+        sys.stdout.flush()
+
+
+main()
