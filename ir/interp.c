@@ -1,0 +1,490 @@
+/* ir/interp.c — the reference interpreter: the oracle for codegen and gradcheck.
+ *
+ * It is slow and simple on purpose: one loop over the instructions, every value a
+ * freshly allocated row-major array of doubles, every op written the obvious way, so
+ * that a reader can check it against the op table by eye. Two modes:
+ *   INTERP_F64  computes in double and keeps every result as is;
+ *   INTERP_F32  rounds every leaf and every op's result to float (accumulations inside
+ *               one op, e.g. a matmul's dot products, run in double and round once),
+ *               which is what an f32 machine computes, up to summation order.
+ * Shapes follow the op table: NumPy broadcasting over trailing dims, the batch dim B
+ * bound to `batch`. Bad input (wrong shapes, a label out of range, unverified IR) is a
+ * located error through diag_error and a NULL result, never a crash.
+ *
+ * Dropout masks come from a counter-based hash, so a mask element depends only on
+ * (seed, step, stream, element index) and not on evaluation order:
+ *   h = splitmix64(splitmix64(splitmix64(splitmix64(seed) ^ step) ^ stream) ^ index)
+ *   u = (h >> 11) * 2^-53  in [0, 1);  keep = u >= p;  mask = keep / (1 - p)
+ * These are the interpreter's own masks: the runtime draws its masks from
+ * Philox4x32-10, so interpreter and generated code agree on a mask's statistics, not
+ * on its bits. */
+#include "ir/ir.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+struct Interp {
+  Func *f;
+  InterpMode mode;
+  int64_t batch;
+  Tensor *vals;   /* one per instruction; data == NULL: not computed (sinks) */
+};
+
+/* ------------------------------------------------------------------ tensors */
+
+Tensor ir_tensor_new(const TensorType *t) {
+  Tensor x;
+  memset(&x, 0, sizeof x);
+  x.type = *t;
+  x.numel = ir_type_numel(t, 1);
+  if (x.numel < 0) x.numel = 0;
+  size_t bytes = (size_t)(x.numel ? x.numel : 1) * sizeof(double);
+  x.data = bp_xmalloc(bytes);
+  memset(x.data, 0, bytes);
+  return x;
+}
+
+void ir_tensor_free(Tensor *t) {
+  if (!t) return;
+  bp_free(t->data);
+  t->data = NULL;
+  t->numel = 0;
+}
+
+static TensorType resolve(const TensorType *t, int64_t batch) {
+  TensorType r = *t;
+  for (int i = 0; i < r.rank; i++)
+    if (r.dims[i] == DIM_BATCH) r.dims[i] = batch;
+  return r;
+}
+
+static bool same_shape(const TensorType *a, const TensorType *b) {
+  if (a->rank != b->rank) return false;
+  for (int i = 0; i < a->rank; i++)
+    if (a->dims[i] != b->dims[i]) return false;
+  return true;
+}
+
+/* The flat index into `src` of the element that broadcasting sends to flat index
+ * `flat` of `out` (trailing dims aligned, size-1 dims of src repeated). */
+static int64_t bcast_index(const TensorType *src, const TensorType *out, int64_t flat) {
+  int64_t idx[IR_MAX_RANK];
+  for (int i = out->rank - 1; i >= 0; i--) {
+    idx[i] = flat % out->dims[i];
+    flat /= out->dims[i];
+  }
+  int64_t s = 0;
+  for (int i = 0; i < src->rank; i++) {
+    int oi = out->rank - src->rank + i;
+    int64_t k = src->dims[i] == 1 || oi < 0 ? 0 : idx[oi];
+    s = s * src->dims[i] + k;
+  }
+  return s;
+}
+
+/* Split a shape at `axis` into outer x n x inner (row-major). */
+static void split_axis(const TensorType *t, int axis, int64_t *outer, int64_t *n, int64_t *inner) {
+  *outer = *inner = 1;
+  for (int i = 0; i < axis; i++) *outer *= t->dims[i];
+  *n = t->dims[axis];
+  for (int i = axis + 1; i < t->rank; i++) *inner *= t->dims[i];
+}
+
+/* ------------------------------------------------------------------ errors */
+
+static void inst_error(Interp *it, int32_t i, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void inst_error(Interp *it, int32_t i, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  const Inst *in = &it->f->insts[i];
+  diag_error(in->loc, "interpreter: in @%s, %%%d = %s: %s", it->f->name ? it->f->name : "?", (int)i,
+             in->op < OP__COUNT ? ir_ops[in->op].name : "?", msg);
+}
+
+static void type_str(const TensorType *t, char *buf, size_t n) { ir_type_str(t, buf, n); }
+
+/* ------------------------------------------------------------------ RNG */
+
+static uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+static double uniform01(uint64_t seed, uint64_t step, uint64_t stream, uint64_t index) {
+  uint64_t h = splitmix64(splitmix64(splitmix64(splitmix64(seed) ^ step) ^ stream) ^ index);
+  return (double)(h >> 11) * 0x1.0p-53;
+}
+
+/* ------------------------------------------------------------------ elementwise math */
+
+static double sigmoid(double x) {
+  if (x >= 0) return 1.0 / (1.0 + exp(-x));
+  double e = exp(x);
+  return e / (1.0 + e);
+}
+
+static double unary(Op op, double x, double attr) {
+  switch (op) {
+  case OP_NEG: return -x;
+  case OP_EXP: return exp(x);
+  case OP_LOG: return log(x);
+  case OP_SQRT: return sqrt(x);
+  case OP_ABS: return fabs(x);
+  case OP_SIGN: return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0;
+  case OP_RELU: return x > 0 ? x : 0.0;
+  case OP_SIGMOID: return sigmoid(x);
+  case OP_TANH: return tanh(x);
+  case OP_POW: return pow(x, attr);
+  default: return NAN;
+  }
+}
+
+static double binary(Op op, double a, double b) {
+  switch (op) {
+  case OP_ADD: return a + b;
+  case OP_SUB: return a - b;
+  case OP_MUL: return a * b;
+  case OP_DIV: return a / b;
+  case OP_EQ: return a == b ? 1.0 : 0.0;
+  case OP_RELU_GRAD: return a > 0 ? b : 0.0;              /* (x, dy) */
+  case OP_SIGMOID_GRAD: return b * a * (1.0 - a);         /* (y, dy) */
+  case OP_TANH_GRAD: return b * (1.0 - a * a);            /* (y, dy) */
+  default: return NAN;
+  }
+}
+
+/* ------------------------------------------------------------------ one instruction */
+
+/* Compute instruction i into *out (already allocated with its resolved type).
+ * Returns false after reporting an error. */
+static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tensor *a, const Tensor *b,
+                 uint64_t seed, uint64_t step) {
+  char s1[96], s2[96];
+  const TensorType *ot = &out->type;
+  double *y = out->data;
+  switch ((Op)in->op) {
+  case OP_CONST:
+    for (int64_t k = 0; k < out->numel; k++) y[k] = in->fattr[0];
+    return true;
+
+  case OP_SIZE: {
+    double n = 1;
+    if (in->iattr[0] == IR_AXIS_ALL) {
+      for (int d = 0; d < a->type.rank; d++) n *= (double)a->type.dims[d];
+    } else if (in->iattr[0] >= 0 && in->iattr[0] < a->type.rank) {
+      n = (double)a->type.dims[in->iattr[0]];
+    } else {
+      inst_error(it, i, "axis %lld out of range for rank %d", (long long)in->iattr[0], a->type.rank);
+      return false;
+    }
+    y[0] = n;
+    return true;
+  }
+
+  case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_EQ: {
+    TensorType r;
+    if (!ir_broadcast_shape(&a->type, &b->type, &r) || !same_shape(&r, ot)) {
+      type_str(&a->type, s1, sizeof s1);
+      type_str(&b->type, s2, sizeof s2);
+      inst_error(it, i, "shapes %s and %s do not broadcast to the result", s1, s2);
+      return false;
+    }
+    for (int64_t k = 0; k < out->numel; k++)
+      y[k] = binary((Op)in->op, a->data[bcast_index(&a->type, ot, k)], b->data[bcast_index(&b->type, ot, k)]);
+    return true;
+  }
+
+  case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_SIGN:
+  case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_POW:
+    if (!same_shape(&a->type, ot)) break;
+    for (int64_t k = 0; k < out->numel; k++) y[k] = unary((Op)in->op, a->data[k], in->fattr[0]);
+    return true;
+
+  case OP_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD:
+    if (!same_shape(&a->type, ot) || !same_shape(&b->type, ot)) break;
+    for (int64_t k = 0; k < out->numel; k++) y[k] = binary((Op)in->op, a->data[k], b->data[k]);
+    return true;
+
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {
+    /* c[m,n] = sum_k A[m,k] B[k,n], with A = a or a^T, B = b or b^T */
+    if (a->type.rank != 2 || b->type.rank != 2 || ot->rank != 2) break;
+    bool ta = in->op == OP_MATMUL_TN, tb = in->op == OP_MATMUL_NT;
+    int64_t M = ta ? a->type.dims[1] : a->type.dims[0], K = ta ? a->type.dims[0] : a->type.dims[1];
+    int64_t Kb = tb ? b->type.dims[1] : b->type.dims[0], N = tb ? b->type.dims[0] : b->type.dims[1];
+    if (K != Kb || M != ot->dims[0] || N != ot->dims[1]) break;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++) {
+        double s = 0;
+        for (int64_t k = 0; k < K; k++) {
+          double av = ta ? a->data[k * M + m] : a->data[m * K + k];
+          double bv = tb ? b->data[n * K + k] : b->data[k * N + n];
+          s += av * bv;
+        }
+        y[m * N + n] = s;
+      }
+    return true;
+  }
+
+  case OP_TRANSPOSE: {
+    if (a->type.rank != 2 || ot->rank != 2 || a->type.dims[0] != ot->dims[1] || a->type.dims[1] != ot->dims[0]) break;
+    int64_t M = a->type.dims[0], N = a->type.dims[1];
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++) y[n * M + m] = a->data[m * N + n];
+    return true;
+  }
+
+  case OP_SUM: case OP_MEAN: case OP_MAX: {
+    int64_t axis = in->iattr[0];
+    if (axis == IR_AXIS_ALL) {
+      if (out->numel != 1) break;
+      double s = in->op == OP_MAX ? -INFINITY : 0.0;
+      for (int64_t k = 0; k < a->numel; k++) s = in->op == OP_MAX ? fmax(s, a->data[k]) : s + a->data[k];
+      if (in->op == OP_MAX && a->numel > 0) {      /* nan propagates, as in NumPy */
+        for (int64_t k = 0; k < a->numel; k++)
+          if (isnan(a->data[k])) s = NAN;
+      }
+      y[0] = in->op == OP_MEAN ? s / (double)a->numel : s;
+      return true;
+    }
+    if (axis < 0 || axis >= a->type.rank) {
+      inst_error(it, i, "axis %lld out of range for rank %d", (long long)axis, a->type.rank);
+      return false;
+    }
+    int64_t outer, n, inner;
+    split_axis(&a->type, (int)axis, &outer, &n, &inner);
+    if (out->numel != outer * inner) break;
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t q = 0; q < inner; q++) {
+        double s = in->op == OP_MAX ? -INFINITY : 0.0;
+        bool nan = false;
+        for (int64_t j = 0; j < n; j++) {
+          double v = a->data[(o * n + j) * inner + q];
+          if (isnan(v)) nan = true;
+          s = in->op == OP_MAX ? fmax(s, v) : s + v;
+        }
+        if (in->op == OP_MAX && nan) s = NAN;
+        y[o * inner + q] = in->op == OP_MEAN ? s / (double)n : s;
+      }
+    return true;
+  }
+
+  case OP_BROADCAST: {
+    TensorType r;
+    if (!ir_broadcast_shape(ot, &a->type, &r) || !same_shape(&r, ot)) {
+      type_str(&a->type, s1, sizeof s1);
+      type_str(ot, s2, sizeof s2);
+      inst_error(it, i, "%s does not broadcast to %s", s1, s2);
+      return false;
+    }
+    for (int64_t k = 0; k < out->numel; k++) y[k] = a->data[bcast_index(&a->type, ot, k)];
+    return true;
+  }
+
+  case OP_SUM_TO: {
+    TensorType r;
+    if (!ir_broadcast_shape(&a->type, ot, &r) || !same_shape(&r, &a->type)) {
+      type_str(&a->type, s1, sizeof s1);
+      type_str(ot, s2, sizeof s2);
+      inst_error(it, i, "%s cannot be summed to %s", s1, s2);
+      return false;
+    }
+    for (int64_t k = 0; k < out->numel; k++) y[k] = 0;
+    for (int64_t k = 0; k < a->numel; k++) y[bcast_index(ot, &a->type, k)] += a->data[k];
+    return true;
+  }
+
+  case OP_SOFTMAX: case OP_LOG_SOFTMAX: {
+    /* stable: subtract the max of each row before exp */
+    int64_t axis = in->iattr[0];
+    if (axis < 0 || axis >= a->type.rank || !same_shape(&a->type, ot)) break;
+    int64_t outer, n, inner;
+    split_axis(&a->type, (int)axis, &outer, &n, &inner);
+    for (int64_t o = 0; o < outer; o++)
+      for (int64_t q = 0; q < inner; q++) {
+        const double *x = a->data + o * n * inner + q;
+        double *r = y + o * n * inner + q;
+        double mx = -INFINITY, s = 0;
+        for (int64_t j = 0; j < n; j++) mx = fmax(mx, x[j * inner]);
+        for (int64_t j = 0; j < n; j++) s += exp(x[j * inner] - mx);
+        for (int64_t j = 0; j < n; j++)
+          r[j * inner] = in->op == OP_SOFTMAX ? exp(x[j * inner] - mx) / s : x[j * inner] - mx - log(s);
+      }
+    return true;
+  }
+
+  case OP_ONEHOT: {
+    /* label[..., C] -> f32[..., C]: row r is e_{y[r]} */
+    if (a->type.dtype != DT_LABEL || a->type.rank < 1 || !same_shape(&a->type, ot)) break;
+    int64_t C = a->type.dims[a->type.rank - 1];
+    for (int64_t k = 0; k < out->numel; k++) y[k] = 0;
+    for (int64_t r = 0; r < a->numel; r++) {
+      double c = a->data[r];
+      if (!(c >= 0 && c < (double)C) || c != floor(c)) {
+        inst_error(it, i, "label %g in row %lld is not a class index in [0, %lld)", c, (long long)r, (long long)C);
+        return false;
+      }
+      y[r * C + (int64_t)c] = 1.0;
+    }
+    return true;
+  }
+
+  case OP_SOFTMAX_XENT: {
+    /* loss[b] = log(sum_j exp(z[b,j] - max_b)) + max_b - z[b, y[b]] */
+    if (a->type.rank != 2 || b->type.rank != 2 || b->type.dtype != DT_LABEL || ot->rank != 1 ||
+        a->type.dims[0] != b->type.dims[0] || a->type.dims[1] != b->type.dims[1] || ot->dims[0] != a->type.dims[0])
+      break;
+    int64_t R = a->type.dims[0], C = a->type.dims[1];
+    for (int64_t r = 0; r < R; r++) {
+      double c = b->data[r];
+      if (!(c >= 0 && c < (double)C) || c != floor(c)) {
+        inst_error(it, i, "label %g in row %lld is not a class index in [0, %lld)", c, (long long)r, (long long)C);
+        return false;
+      }
+      const double *z = a->data + r * C;
+      double mx = -INFINITY, s = 0;
+      for (int64_t j = 0; j < C; j++) mx = fmax(mx, z[j]);
+      for (int64_t j = 0; j < C; j++) s += exp(z[j] - mx);
+      y[r] = log(s) + mx - z[(int64_t)c];
+    }
+    return true;
+  }
+
+  case OP_DROPOUT_MASK: {
+    double p = in->fattr[0];
+    if (!(p >= 0 && p < 1)) {
+      inst_error(it, i, "dropout probability %g is not in [0, 1)", p);
+      return false;
+    }
+    for (int64_t k = 0; k < out->numel; k++)
+      y[k] = uniform01(seed, step, (uint64_t)in->iattr[0], (uint64_t)k) >= p ? 1.0 / (1.0 - p) : 0.0;
+    return true;
+  }
+
+  default:
+    inst_error(it, i, "the interpreter has no rule for this op");
+    return false;
+  }
+  /* A shape check above failed: the IR was not verified. */
+  type_str(ot, s1, sizeof s1);
+  type_str(&a->type, s2, sizeof s2);
+  inst_error(it, i, "operand shapes do not give the result type %s (operand 0 is %s)", s1, s2);
+  return false;
+}
+
+/* Check a caller-provided leaf against its declared type and copy it in. */
+static bool load_leaf(Interp *it, int32_t i, Tensor *out, const Tensor *given, const char *what) {
+  char s1[96], s2[96];
+  bool label = out->type.dtype == DT_LABEL;
+  if (!given || (given->numel > 0 && !given->data) || ((given->type.dtype == DT_LABEL) != label) ||
+      !same_shape(&given->type, &out->type) || given->numel != out->numel) {
+    type_str(&out->type, s1, sizeof s1);
+    if (given) type_str(&given->type, s2, sizeof s2);
+    inst_error(it, i, "%s \"%s\" must be %s, was given %s", what, it->f->insts[i].name ? it->f->insts[i].name : "",
+               s1, given ? s2 : "nothing");
+    return false;
+  }
+  memcpy(out->data, given->data, (size_t)out->numel * sizeof(double));
+  return true;
+}
+
+/* ------------------------------------------------------------------ the loop */
+
+Interp *ir_interp_run(Func *f, InterpMode mode, int64_t batch, const Tensor *inputs, int ninputs,
+                      const Tensor *params, int nparams, uint64_t seed, uint64_t step) {
+  Interp *it = bp_xmalloc(sizeof *it);
+  it->f = f;
+  it->mode = mode;
+  it->batch = batch;
+  it->vals = bp_xmalloc((size_t)(f->ninsts ? f->ninsts : 1) * sizeof *it->vals);
+  memset(it->vals, 0, (size_t)(f->ninsts ? f->ninsts : 1) * sizeof *it->vals);
+
+  if (batch < 1) {
+    diag_error(SRCLOC_NONE, "interpreter: in @%s: batch size %lld must be at least 1", f->name, (long long)batch);
+    goto fail;
+  }
+  int nparam_insts = 0;
+  for (int32_t i = 0; i < f->ninsts; i++)
+    if (f->insts[i].op == OP_PARAM) nparam_insts++;
+  if (nparams != nparam_insts) {
+    diag_error(SRCLOC_NONE, "interpreter: @%s has %d parameters, was given %d", f->name, nparam_insts, nparams);
+    goto fail;
+  }
+
+  int param_index = 0;
+  for (int32_t i = 0; i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    if (in->op >= OP__COUNT) {
+      diag_error(in->loc, "interpreter: in @%s, %%%d has unknown op %u", f->name, (int)i, (unsigned)in->op);
+      goto fail;
+    }
+    const OpInfo *info = &ir_ops[in->op];
+    if (in->nargs > IR_MAX_ARGS || (info->nargs >= 0 && in->nargs != info->nargs)) {
+      inst_error(it, i, "has %d operands, the op takes %d", in->nargs, info->nargs);
+      goto fail;
+    }
+    const Tensor *args[IR_MAX_ARGS] = {NULL, NULL, NULL};
+    for (int k = 0; k < in->nargs; k++) {
+      int32_t v = in->args[k];
+      if (v < 0 || v >= i || !it->vals[v].data) {
+        inst_error(it, i, "operand %d (%%%d) has no value before it", k, (int)v);
+        goto fail;
+      }
+      args[k] = &it->vals[v];
+    }
+    if (info->flags & OPF_SINK) continue;
+    if (in->type < 0 || in->type >= f->mod->ntypes) {
+      inst_error(it, i, "has no type");
+      goto fail;
+    }
+    /* Labels hold one class index per row, not one number per element: only
+     * onehot, softmax_xent and size read them, and only inputs produce them. */
+    bool label_in = (args[0] && args[0]->type.dtype == DT_LABEL) || (args[1] && args[1]->type.dtype == DT_LABEL);
+    if ((label_in && in->op != OP_ONEHOT && in->op != OP_SOFTMAX_XENT && in->op != OP_SIZE) ||
+        (ir_type_get(f->mod, in->type)->dtype == DT_LABEL && in->op != OP_INPUT)) {
+      inst_error(it, i, "labels are only produced by inputs and read by onehot, softmax_xent and size");
+      goto fail;
+    }
+    TensorType t = resolve(ir_type_get(f->mod, in->type), batch);
+    Tensor *out = &it->vals[i];
+    *out = ir_tensor_new(&t);
+    bool ok;
+    if (in->op == OP_INPUT) {
+      int64_t idx = in->iattr[0];
+      if (idx < 0 || idx >= ninputs) {
+        inst_error(it, i, "input index %lld, but %d inputs were given", (long long)idx, ninputs);
+        goto fail;
+      }
+      ok = load_leaf(it, i, out, &inputs[idx], "input");
+    } else if (in->op == OP_PARAM) {
+      ok = load_leaf(it, i, out, &params[param_index++], "parameter");
+    } else {
+      ok = eval(it, i, in, out, args[0], args[1], seed, step);
+    }
+    if (!ok) goto fail;
+    if (mode == INTERP_F32 && t.dtype != DT_LABEL)
+      for (int64_t k = 0; k < out->numel; k++) out->data[k] = (double)(float)out->data[k];
+  }
+  return it;
+
+fail:
+  ir_interp_free(it);
+  return NULL;
+}
+
+const Tensor *ir_interp_value(Interp *it, int32_t v) {
+  if (!it || v < 0 || v >= it->f->ninsts || !it->vals[v].data) return NULL;
+  return &it->vals[v];
+}
+
+void ir_interp_free(Interp *it) {
+  if (!it) return;
+  for (int32_t i = 0; i < it->f->ninsts; i++) ir_tensor_free(&it->vals[i]);
+  bp_free(it->vals);
+  bp_free(it);
+}
