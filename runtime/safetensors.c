@@ -1,0 +1,566 @@
+/* runtime/safetensors.c — checkpoints in the safetensors format.
+ *
+ * The format (huggingface/safetensors): an 8-byte little-endian header length N, N
+ * bytes of JSON, then the raw tensor bytes. The header maps each tensor name to
+ * {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the first byte
+ * after the header) and may hold "__metadata__", a string -> string map.
+ *
+ * Writing is atomic (temporary file in the same directory, fsync, rename, fsync of the
+ * directory), so a crash or a full disk never leaves a half-written checkpoint where
+ * the last good one was. Reading trusts nothing: every length, dtype, shape and offset
+ * is checked against the file, and the first problem is reported as "PATH: what". */
+#include "runtime/runtime.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/json.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors.c writes tensors in host byte order, which must be little-endian"
+#endif
+
+#define HEADER_MAX (100u << 20)   /* a header larger than 100 MiB is absurd */
+
+char *bprt_shape_str(int rank, const int64_t *dims, char *buf, size_t n) {
+  size_t used = 0;
+  used += (size_t)snprintf(buf, n, "[");
+  for (int i = 0; i < rank && used < n; i++)
+    used += (size_t)snprintf(buf + used, n - used, "%s%" PRId64, i ? "," : "", dims[i]);
+  if (used < n) snprintf(buf + used, n - used, "]");
+  return buf;
+}
+
+static int64_t numel_of(int rank, const int64_t *dims) {
+  int64_t n = 1;
+  for (int i = 0; i < rank; i++) {
+    if (dims[i] < 0 || (dims[i] && n > INT64_MAX / dims[i])) return -1;
+    n *= dims[i];
+  }
+  return n;
+}
+
+/* ------------------------------------------------------------------ writing */
+
+typedef struct {
+  char *s;
+  size_t len, cap;
+  bool oom;
+} Buf;
+
+static void buf_add(Buf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *p = bprt_realloc(b->s, cap);
+    if (!p) {
+      b->oom = true;
+      return;
+    }
+    b->s = p;
+    b->cap = cap;
+  }
+  memcpy(b->s + b->len, s, n);
+  b->len += n;
+  b->s[b->len] = 0;
+}
+
+static void buf_str(Buf *b, const char *s) { buf_add(b, s, strlen(s)); }
+
+/* A JSON string literal with the escapes RFC 8259 requires. */
+static void buf_json_string(Buf *b, const char *s) {
+  buf_add(b, "\"", 1);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    char esc[8];
+    if (*p == '"' || *p == '\\') {
+      esc[0] = '\\', esc[1] = (char)*p;
+      buf_add(b, esc, 2);
+    } else if (*p < 0x20) {
+      snprintf(esc, sizeof esc, "\\u%04x", *p);
+      buf_add(b, esc, 6);
+    } else {
+      buf_add(b, (const char *)p, 1);
+    }
+  }
+  buf_add(b, "\"", 1);
+}
+
+static int write_all(int fd, const void *data, size_t n) {
+  const char *p = data;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Check what the caller passed before any file is touched. */
+static int validate_write_args(const char *path, const BprtTensorRef *t, int nt, const BprtMeta *meta,
+                               int nmeta) {
+  if (!path || !*path) return bprt_set_error("checkpoint: empty path");
+  if (nt < 0 || (nt > 0 && !t)) return bprt_set_error("%s: bad tensor list", path);
+  if (nmeta < 0 || (nmeta > 0 && !meta)) return bprt_set_error("%s: bad metadata list", path);
+  for (int i = 0; i < nt; i++) {
+    if (!t[i].name || !*t[i].name) return bprt_set_error("%s: tensor %d has no name", path, i);
+    if (strcmp(t[i].name, "__metadata__") == 0)
+      return bprt_set_error("%s: '__metadata__' is reserved, not a tensor name", path);
+    if (t[i].rank < 0 || t[i].rank > BPRT_MAX_RANK)
+      return bprt_set_error("%s: tensor '%s' has rank %d (0..%d allowed)", path, t[i].name, t[i].rank,
+                            BPRT_MAX_RANK);
+    int64_t n = numel_of(t[i].rank, t[i].dims);
+    if (n < 0 || n > INT64_MAX / 4) return bprt_set_error("%s: tensor '%s' has a bad shape", path, t[i].name);
+    if (n > 0 && !t[i].data) return bprt_set_error("%s: tensor '%s' has no data", path, t[i].name);
+    for (int j = 0; j < i; j++)
+      if (strcmp(t[i].name, t[j].name) == 0)
+        return bprt_set_error("%s: tensor name '%s' appears twice", path, t[i].name);
+  }
+  for (int i = 0; i < nmeta; i++) {
+    if (!meta[i].key || !meta[i].value) return bprt_set_error("%s: metadata entry %d is NULL", path, i);
+    for (int j = 0; j < i; j++)
+      if (strcmp(meta[i].key, meta[j].key) == 0)
+        return bprt_set_error("%s: metadata key '%s' appears twice", path, meta[i].key);
+  }
+  return 0;
+}
+
+/* The JSON header, padded with spaces so that 8 + length is a multiple of 8. */
+static int build_header(Buf *h, const char *path, const BprtTensorRef *t, int nt, const BprtMeta *meta,
+                        int nmeta) {
+  char num[96];
+  buf_str(h, "{");
+  if (nmeta > 0) {
+    buf_str(h, "\"__metadata__\":{");
+    for (int i = 0; i < nmeta; i++) {
+      if (i) buf_str(h, ",");
+      buf_json_string(h, meta[i].key);
+      buf_str(h, ":");
+      buf_json_string(h, meta[i].value);
+    }
+    buf_str(h, "}");
+  }
+  uint64_t offset = 0;
+  for (int i = 0; i < nt; i++) {
+    if (i || nmeta > 0) buf_str(h, ",");
+    buf_json_string(h, t[i].name);
+    buf_str(h, ":{\"dtype\":\"F32\",\"shape\":[");
+    for (int d = 0; d < t[i].rank; d++) {
+      snprintf(num, sizeof num, "%s%" PRId64, d ? "," : "", t[i].dims[d]);
+      buf_str(h, num);
+    }
+    uint64_t bytes = (uint64_t)numel_of(t[i].rank, t[i].dims) * 4;
+    snprintf(num, sizeof num, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", offset, offset + bytes);
+    buf_str(h, num);
+    offset += bytes;
+  }
+  buf_str(h, "}");
+  while (!h->oom && h->len % 8 != 0) buf_str(h, " ");
+  if (h->oom) return bprt_prefix_error("%s", path);
+  return 0;
+}
+
+/* fsync the directory holding path so the rename itself is durable. */
+static void sync_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else if (slash == path) snprintf(dir, sizeof dir, "/");
+  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+int bprt_st_write(const char *path, const BprtTensorRef *t, int nt, const BprtMeta *meta, int nmeta) {
+  if (validate_write_args(path, t, nt, meta, nmeta) != 0) return -1;
+  Buf h = {0};
+  if (build_header(&h, path, t, nt, meta, nmeta) != 0) {
+    bprt_free(h.s);
+    return -1;
+  }
+  size_t plen = strlen(path);
+  char *tmp = bprt_malloc(plen + 16);
+  if (!tmp) {
+    bprt_free(h.s);
+    return bprt_prefix_error("%s", path);
+  }
+  snprintf(tmp, plen + 16, "%s.tmp-XXXXXX", path);
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    bprt_set_error("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+    bprt_free(tmp);
+    bprt_free(h.s);
+    return -1;
+  }
+  const char *step = "write";
+  unsigned char len8[8];
+  for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+  int rc = write_all(fd, len8, 8);
+  if (rc == 0) rc = write_all(fd, h.s, h.len);
+  for (int i = 0; i < nt && rc == 0; i++)
+    rc = write_all(fd, t[i].data, (size_t)numel_of(t[i].rank, t[i].dims) * 4);
+  if (rc == 0 && fchmod(fd, 0644) != 0) rc = -1, step = "chmod";
+  if (rc == 0 && fsync(fd) != 0) rc = -1, step = "fsync";
+  int err = errno;
+  if (close(fd) != 0 && rc == 0) rc = -1, step = "close", err = errno;
+  if (rc == 0 && rename(tmp, path) != 0) rc = -1, step = "rename", err = errno;
+  if (rc != 0) {
+    unlink(tmp);
+    bprt_set_error("%s: cannot write checkpoint (%s of %s failed: %s); the previous file is unchanged",
+                   path, step, tmp, strerror(err));
+  } else {
+    sync_dir(path);
+  }
+  bprt_free(tmp);
+  bprt_free(h.s);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+struct BprtCheckpoint {
+  char *path;
+  int ntensors;
+  BprtTensorRef *tensors;
+  char **names;             /* owned copies of the names */
+  float *block;             /* every tensor's data in one allocation */
+  int nmeta;
+  BprtMeta *meta;
+  char **metastr;           /* owned keys and values, 2 * nmeta */
+};
+
+void bprt_st_free(BprtCheckpoint *ck) {
+  if (!ck) return;
+  for (int i = 0; i < ck->ntensors; i++) bprt_free(ck->names ? ck->names[i] : NULL);
+  for (int i = 0; i < 2 * ck->nmeta; i++) bprt_free(ck->metastr ? ck->metastr[i] : NULL);
+  bprt_free(ck->names);
+  bprt_free(ck->metastr);
+  bprt_free(ck->tensors);
+  bprt_free(ck->meta);
+  bprt_free(ck->block);
+  bprt_free(ck->path);
+  bprt_free(ck);
+}
+
+/* The whole file into memory. */
+static unsigned char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    bprt_set_error("cannot open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  size_t cap = 1 << 16, n = 0;
+  unsigned char *buf = bprt_realloc(NULL, cap);
+  while (buf) {
+    if (n == cap) {
+      unsigned char *nb = bprt_realloc(buf, cap *= 2);
+      if (!nb) {
+        bprt_free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = nb;
+    }
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (r == 0) break;
+  }
+  if (buf && ferror(f)) {
+    bprt_set_error("%s: read error: %s", path, strerror(errno));
+    bprt_free(buf);
+    buf = NULL;
+  } else if (!buf) {
+    bprt_prefix_error("%s", path);
+  }
+  fclose(f);
+  *len = n;
+  return buf;
+}
+
+typedef struct {
+  const char *name;
+  const JsonValue *entry;
+  uint64_t begin, end;
+  int rank;
+  int64_t dims[BPRT_MAX_RANK];
+} Entry;
+
+static int cmp_begin(const void *a, const void *b) {
+  const Entry *x = a, *y = b;
+  if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+  return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* Known dtypes other than F32: named in the error so the user knows what the file is. */
+static bool known_dtype(const char *d) {
+  static const char *const names[] = {"F64", "F16", "BF16", "I64", "I32", "I16", "I8",
+                                      "U64", "U32", "U16", "U8",  "BOOL", "F8_E4M3", "F8_E5M2"};
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+    if (strcmp(d, names[i]) == 0) return true;
+  return false;
+}
+
+/* Validate one tensor entry of the header into e. Offsets are in the file as bytes
+ * after the header; data_len is how many such bytes the file has. */
+static int parse_entry(const char *path, const char *name, const JsonValue *v, uint64_t hdr_end,
+                       uint64_t data_len, Entry *e) {
+  e->name = name;
+  e->entry = v;
+  if (v->kind != JSON_OBJECT)
+    return bprt_set_error("%s: header entry '%s' is %s; expected an object with dtype, shape and data_offsets",
+                          path, name, json_kind_name(v->kind));
+  const JsonValue *dt = json_get(v, "dtype"), *sh = json_get(v, "shape"), *off = json_get(v, "data_offsets");
+  if (!dt) return bprt_set_error("%s: tensor '%s' has no dtype", path, name);
+  if (!sh) return bprt_set_error("%s: tensor '%s' has no shape", path, name);
+  if (!off) return bprt_set_error("%s: tensor '%s' has no data_offsets", path, name);
+  if (dt->kind != JSON_STRING)
+    return bprt_set_error("%s: tensor '%s': dtype is %s; expected a string", path, name, json_kind_name(dt->kind));
+  if (strcmp(dt->string, "F32") != 0) {
+    if (known_dtype(dt->string))
+      return bprt_set_error("%s: tensor '%s' has dtype %s; bpcc checkpoints hold F32 only", path, name, dt->string);
+    return bprt_set_error("%s: tensor '%s' has unknown dtype '%s'", path, name, dt->string);
+  }
+  if (sh->kind != JSON_ARRAY)
+    return bprt_set_error("%s: tensor '%s': shape is %s; expected an array", path, name, json_kind_name(sh->kind));
+  if (sh->n > BPRT_MAX_RANK)
+    return bprt_set_error("%s: tensor '%s' has rank %d; at most %d is supported", path, name, sh->n, BPRT_MAX_RANK);
+  e->rank = sh->n;
+  for (int i = 0; i < sh->n; i++) {
+    const JsonValue *d = &sh->items[i];
+    if (d->kind != JSON_NUMBER || !d->is_int || d->integer < 0)
+      return bprt_set_error("%s: tensor '%s': shape[%d] is not a non-negative integer (header byte %" PRIu64 ")",
+                            path, name, i, (uint64_t)d->pos + 8);
+    e->dims[i] = d->integer;
+  }
+  int64_t numel = numel_of(e->rank, e->dims);
+  if (numel < 0 || numel > INT64_MAX / 4) return bprt_set_error("%s: tensor '%s': shape is too large", path, name);
+  if (off->kind != JSON_ARRAY || off->n != 2)
+    return bprt_set_error("%s: tensor '%s': data_offsets must be an array [begin, end]", path, name);
+  for (int i = 0; i < 2; i++)
+    if (off->items[i].kind != JSON_NUMBER || !off->items[i].is_int || off->items[i].integer < 0)
+      return bprt_set_error("%s: tensor '%s': data_offsets[%d] is not a non-negative integer", path, name, i);
+  e->begin = (uint64_t)off->items[0].integer;
+  e->end = (uint64_t)off->items[1].integer;
+  char shape[128];
+  bprt_shape_str(e->rank, e->dims, shape, sizeof shape);
+  if (e->end < e->begin)
+    return bprt_set_error("%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before they begin", path,
+                          name, e->begin, e->end);
+  if (e->end - e->begin != (uint64_t)numel * 4)
+    return bprt_set_error("%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] hold %" PRIu64
+                          " bytes but F32%s needs %" PRIu64,
+                          path, name, e->begin, e->end, e->end - e->begin, shape, (uint64_t)numel * 4);
+  if (e->end > data_len)
+    return bprt_set_error("%s: tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] run past the end of the file "
+                          "(%" PRIu64 " data bytes after the header, which ends at byte %" PRIu64 ")",
+                          path, name, e->begin, e->end, data_len, hdr_end);
+  return 0;
+}
+
+/* Copy header + data into a new checkpoint (the JSON has been validated). */
+static BprtCheckpoint *build(const char *path, const JsonValue *meta, Entry *ents, int nt,
+                             const unsigned char *data) {
+  BprtCheckpoint *ck = bprt_calloc(1, sizeof *ck);
+  if (!ck) return NULL;
+  int nmeta = meta ? meta->n : 0;
+  size_t total = 0;
+  for (int i = 0; i < nt; i++) total += (size_t)(ents[i].end - ents[i].begin);
+  ck->path = bprt_strdup(path);
+  ck->tensors = bprt_calloc((size_t)nt + 1, sizeof *ck->tensors);
+  ck->names = bprt_calloc((size_t)nt + 1, sizeof *ck->names);
+  ck->meta = bprt_calloc((size_t)nmeta + 1, sizeof *ck->meta);
+  ck->metastr = bprt_calloc(2 * (size_t)nmeta + 1, sizeof *ck->metastr);
+  ck->block = bprt_malloc(total ? total : 4);
+  if (!ck->path || !ck->tensors || !ck->names || !ck->meta || !ck->metastr || !ck->block) goto oom;
+  for (int i = 0; i < nmeta; i++, ck->nmeta++) {
+    ck->metastr[2 * i] = bprt_strdup(meta->keys[i]);
+    ck->metastr[2 * i + 1] = bprt_strdup(meta->items[i].string);
+    if (!ck->metastr[2 * i] || !ck->metastr[2 * i + 1]) {
+      ck->nmeta++;
+      goto oom;
+    }
+    ck->meta[i] = (BprtMeta){ck->metastr[2 * i], ck->metastr[2 * i + 1]};
+  }
+  size_t at = 0;
+  for (int i = 0; i < nt; i++, ck->ntensors++) {
+    ck->names[i] = bprt_strdup(ents[i].name);
+    if (!ck->names[i]) {
+      ck->ntensors++;
+      goto oom;
+    }
+    BprtTensorRef *t = &ck->tensors[i];
+    t->name = ck->names[i];
+    t->rank = ents[i].rank;
+    memcpy(t->dims, ents[i].dims, sizeof t->dims);
+    size_t bytes = (size_t)(ents[i].end - ents[i].begin);
+    float *dst = (float *)((char *)ck->block + at);
+    memcpy(dst, data + ents[i].begin, bytes);
+    t->data = dst;
+    at += bytes;
+  }
+  return ck;
+oom:
+  bprt_prefix_error("%s", path);
+  bprt_st_free(ck);
+  return NULL;
+}
+
+BprtCheckpoint *bprt_st_read(const char *path) {
+  if (!path) {
+    bprt_set_error("checkpoint: NULL path");
+    return NULL;
+  }
+  size_t len;
+  unsigned char *buf = read_file(path, &len);
+  if (!buf) return NULL;
+  BprtCheckpoint *ck = NULL;
+  JsonValue *root = NULL;
+  Entry *ents = NULL;
+  if (len < 8) {
+    bprt_set_error("%s: file too short for a safetensors checkpoint (%zu bytes; the header length alone is 8)",
+                   path, len);
+    goto done;
+  }
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = hlen << 8 | buf[i];
+  if (hlen > HEADER_MAX || hlen > len - 8) {
+    bprt_set_error("%s: header length %" PRIu64 " is absurd (the file has %zu bytes%s)", path, hlen, len,
+                   hlen > HEADER_MAX ? "; the limit is 100 MiB" : "");
+    goto done;
+  }
+  char err[256];
+  size_t errpos = 0;
+  root = json_parse((const char *)buf + 8, (size_t)hlen, err, sizeof err, &errpos);
+  if (!root) {
+    bprt_set_error("%s: malformed header JSON at byte %zu: %s", path, errpos + 8, err);
+    goto done;
+  }
+  if (root->kind != JSON_OBJECT) {
+    bprt_set_error("%s: header is %s; expected a JSON object", path, json_kind_name(root->kind));
+    goto done;
+  }
+  const JsonValue *meta = NULL;
+  ents = bprt_calloc((size_t)root->n + 1, sizeof *ents);
+  if (!ents) {
+    bprt_prefix_error("%s", path);
+    goto done;
+  }
+  int nt = 0;
+  uint64_t data_len = len - 8 - hlen;
+  for (int i = 0; i < root->n; i++) {
+    const char *key = root->keys[i];
+    for (int j = 0; j < i; j++)
+      if (strcmp(root->keys[j], key) == 0) {
+        bprt_set_error("%s: header names '%s' twice (header byte %zu)", path, key, root->keypos[i] + 8);
+        goto done;
+      }
+    const JsonValue *v = &root->items[i];
+    if (strcmp(key, "__metadata__") == 0) {
+      if (v->kind != JSON_OBJECT) {
+        bprt_set_error("%s: __metadata__ is %s; expected an object of strings", path, json_kind_name(v->kind));
+        goto done;
+      }
+      for (int k = 0; k < v->n; k++)
+        if (v->items[k].kind != JSON_STRING) {
+          bprt_set_error("%s: __metadata__ value of '%s' is %s; expected a string", path, v->keys[k],
+                         json_kind_name(v->items[k].kind));
+          goto done;
+        }
+      meta = v;
+      continue;
+    }
+    if (!*key) {
+      bprt_set_error("%s: a tensor has an empty name", path);
+      goto done;
+    }
+    if (parse_entry(path, key, v, 8 + hlen, data_len, &ents[nt]) != 0) goto done;
+    nt++;
+  }
+  /* Sorted by begin, consecutive entries must not overlap (empty tensors never do). */
+  Entry *sorted = bprt_malloc(sizeof *sorted * ((size_t)nt + 1));
+  if (!sorted) {
+    bprt_prefix_error("%s", path);
+    goto done;
+  }
+  memcpy(sorted, ents, sizeof *sorted * (size_t)nt);
+  qsort(sorted, (size_t)nt, sizeof *sorted, cmp_begin);
+  const Entry *prev = NULL;
+  int overlap = 0;
+  for (int i = 0; i < nt && !overlap; i++) {
+    if (sorted[i].begin == sorted[i].end) continue;
+    if (prev && sorted[i].begin < prev->end) {
+      overlap = bprt_set_error("%s: tensors '%s' and '%s' overlap (data bytes [%" PRIu64 ", %" PRIu64
+                               ") and [%" PRIu64 ", %" PRIu64 "))",
+                               path, prev->name, sorted[i].name, prev->begin, prev->end, sorted[i].begin,
+                               sorted[i].end);
+    }
+    prev = &sorted[i];
+  }
+  bprt_free(sorted);
+  if (overlap) goto done;
+  ck = build(path, meta, ents, nt, buf + 8 + hlen);
+done:
+  bprt_free(ents);
+  json_free(root);
+  bprt_free(buf);
+  return ck;
+}
+
+const char *bprt_st_path(const BprtCheckpoint *ck) { return ck ? ck->path : NULL; }
+int bprt_st_count(const BprtCheckpoint *ck) { return ck ? ck->ntensors : 0; }
+
+const BprtTensorRef *bprt_st_tensor(const BprtCheckpoint *ck, int i) {
+  if (!ck || i < 0 || i >= ck->ntensors) return NULL;
+  return &ck->tensors[i];
+}
+
+const BprtTensorRef *bprt_st_find(const BprtCheckpoint *ck, const char *name) {
+  if (!ck || !name) return NULL;
+  for (int i = 0; i < ck->ntensors; i++)
+    if (strcmp(ck->tensors[i].name, name) == 0) return &ck->tensors[i];
+  return NULL;
+}
+
+int bprt_st_meta_count(const BprtCheckpoint *ck) { return ck ? ck->nmeta : 0; }
+
+const BprtMeta *bprt_st_meta_at(const BprtCheckpoint *ck, int i) {
+  if (!ck || i < 0 || i >= ck->nmeta) return NULL;
+  return &ck->meta[i];
+}
+
+const char *bprt_st_meta(const BprtCheckpoint *ck, const char *key) {
+  if (!ck || !key) return NULL;
+  for (int i = 0; i < ck->nmeta; i++)
+    if (strcmp(ck->meta[i].key, key) == 0) return ck->meta[i].value;
+  return NULL;
+}
+
+int bprt_st_load(const BprtCheckpoint *ck, const char *name, float *dst, int rank, const int64_t *dims) {
+  if (!ck || !name || !dst || (rank > 0 && !dims) || rank < 0 || rank > BPRT_MAX_RANK)
+    return bprt_set_error("bprt_st_load: bad arguments");
+  const BprtTensorRef *t = bprt_st_find(ck, name);
+  if (!t) return bprt_set_error("%s: missing tensor '%s'", ck->path, name);
+  bool same = t->rank == rank;
+  for (int i = 0; same && i < rank; i++) same = t->dims[i] == dims[i];
+  if (!same) {
+    char have[128], want[128];
+    return bprt_set_error("%s: tensor '%s' has shape %s, expected %s", ck->path, name,
+                          bprt_shape_str(t->rank, t->dims, have, sizeof have),
+                          bprt_shape_str(rank, dims, want, sizeof want));
+  }
+  memcpy(dst, t->data, sizeof(float) * (size_t)numel_of(rank, dims));
+  return 0;
+}
