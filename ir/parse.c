@@ -408,10 +408,9 @@ static void parse_comment(Parser *ps, const Token *t, Inst *in, int32_t index) {
       in->from = (int32_t)k;
       stage = 4;
     } else if (stage <= 2) {
-      bool ok = quoted;
+      bool ok = quoted || wl > 0;
       for (int i = 0; !quoted && i < wl; i++)
-        ok = i == 0 ? is_word_start((unsigned char)w[0]) : is_word_char((unsigned char)w[i]);
-      if (!quoted) ok = ok || wl == 0;
+        ok = ok && (i == 0 ? is_word_start((unsigned char)w[0]) : is_word_char((unsigned char)w[i]));
       if (!ok) error_at(ps, AT(w, wl), "a rule name is a word or a quoted string, found '%.*s'", wl, w);
       in->rule = word;
       stage = 3;
