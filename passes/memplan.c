@@ -1,0 +1,338 @@
+/* passes/memplan.c — lifetimes, kinds and workspace offsets of every value.
+ *
+ * The one idea: a value needs memory from the instruction that defines it to its last
+ * use, so two values whose lifetimes do not intersect can share bytes. Inputs, params,
+ * constants, outputs and gradients live elsewhere (the caller's buffers, the params and
+ * grads blocks, immediates); everything else — kept activations, recomputed values,
+ * temporaries — gets an offset into one workspace.
+ *
+ * Sizes are linear in the batch (f32[B,512] is 2048 bytes per row), and so are offsets:
+ * every offset is a sum of slots below it, each slot rounded up to 64 bytes per
+ * component, so the plan is 64-byte aligned and valid for every batch >= 1. The runtime
+ * allocates workspace.fixed + workspace.per_batch * B bytes (runtime/model.h).
+ *
+ * Algorithm (greedy by size, best fit — TFLite's "greedy by size" planner with linear
+ * sizes):
+ *   1. One sweep: lifetime [def, last use] of every value; a use by a sink extends it
+ *      to the end. Classify each value (MemKind).
+ *   2. Order workspace values by slot size at the plan batch, largest first (ties:
+ *      earlier definition first).
+ *   3. For each value v, the already placed values whose lifetimes intersect v's are
+ *      its conflicts. Candidate offsets: 0, the end of each conflict, and the
+ *      componentwise maximum of all their ends (always free). A candidate is free when
+ *      for every conflict u, v ends below u's start for all B, or starts above u's end
+ *      for all B (a <= b for all B >= 1 iff a(1) <= b(1) and a.per_batch <= b.per_batch).
+ *   4. Best fit: among free candidates take the one with the smallest gap left above v
+ *      (to the next conflict, at the plan batch); a candidate with nothing above is a
+ *      gap of infinite size; ties go to the lower offset.
+ *   5. The workspace is the componentwise maximum of offset + slot.
+ * A size instruction reads only its operand's shape, so it is not a use.
+ * Lifetimes are inclusive, so an instruction's result never shares bytes with its own
+ * operands (no in-place updates: codegen may read operands while writing the result). */
+#include "passes/memplan.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *const memplan_kind_names[MEM__COUNT] = {
+    [MEM_NONE] = "-",          [MEM_INPUT] = "input",     [MEM_PARAM] = "parameter",
+    [MEM_CONST] = "constant",  [MEM_OUTPUT] = "output",   [MEM_GRADIENT] = "gradient",
+    [MEM_KEPT] = "kept",       [MEM_RECOMPUTED] = "recomputed", [MEM_TEMP] = "temporary",
+};
+
+/* ------------------------------------------------------------------ sizes */
+
+static int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
+
+MemSize memplan_type_size(const TensorType *t, int64_t batch, bool *linear) {
+  int64_t elem = t->dtype == DT_F64 ? 8 : 4;  /* labels: one int32 per row */
+  int r = t->dtype == DT_LABEL && t->rank > 0 ? t->rank - 1 : t->rank;
+  int64_t rest = 1;
+  int nbatch = 0;
+  for (int i = 0; i < r; i++) {
+    if (t->dims[i] == DIM_BATCH) nbatch++;
+    else rest *= t->dims[i];
+  }
+  if (nbatch == 0) return (MemSize){rest * elem, 0};
+  if (nbatch == 1) return (MemSize){0, rest * elem};
+  if (linear) *linear = false;  /* e.g. f32[B,B]: fixed at this batch */
+  return (MemSize){ir_type_numel(t, batch) * elem, 0};
+}
+
+int64_t memplan_parse_size(const char *s) {
+  if (!s || !*s) return -1;
+  char *end;
+  double v = strtod(s, &end);
+  if (end == s || !(v >= 0) || isinf(v)) return -1;
+  static const struct { const char *suffix; double mult; } units[] = {
+      {"", 1}, {"B", 1}, {"KiB", 1024.0}, {"MiB", 1048576.0}, {"GiB", 1073741824.0},
+      {"TiB", 1099511627776.0}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+      {"kB", 1e3}, {"K", 1024.0}, {"M", 1048576.0}, {"G", 1073741824.0},
+  };
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+    if (strcmp(end, units[i].suffix) == 0) {
+      double b = v * units[i].mult;
+      if (b > 9.0e18 || b != floor(b)) return -1;
+      return (int64_t)b;
+    }
+  }
+  return -1;
+}
+
+char *memplan_format_size(int64_t bytes, char *buf, size_t n) {
+  static const char *const names[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = (double)bytes;
+  int u = 0;
+  while (v >= 1024.0 && u < 4) { v /= 1024.0; u++; }
+  if (u == 0) snprintf(buf, n, "%" PRId64 " B", bytes);
+  else snprintf(buf, n, "%.2f %s", v, names[u]);
+  return buf;
+}
+
+int memplan_opt_state_factor(const char *optimizer, double momentum) {
+  if (!optimizer) return -1;
+  if (!strcmp(optimizer, "sgd")) return momentum != 0 ? 1 : 0;
+  if (!strcmp(optimizer, "momentum") || !strcmp(optimizer, "nesterov")) return 1;
+  if (!strcmp(optimizer, "adagrad")) return 1;
+  if (!strcmp(optimizer, "rmsprop")) return momentum != 0 ? 2 : 1;
+  if (!strcmp(optimizer, "adam") || !strcmp(optimizer, "adamw")) return 2;
+  return -1;
+}
+
+/* ------------------------------------------------------------------ FLOPs */
+
+double memplan_inst_flops(Func *f, int32_t v, int64_t batch) {
+  const Inst *in = &f->insts[v];
+  const OpInfo *info = &ir_ops[in->op];
+  if (info->flags & (OPF_LEAF | OPF_SINK)) {
+    if (in->op == OP_DROPOUT_MASK) return (double)ir_type_numel(ir_vtype(f, v), batch);
+    return 0;
+  }
+  double out = (double)ir_type_numel(ir_vtype(f, v), batch);
+  double a0 = (double)ir_type_numel(ir_vtype(f, in->args[0]), batch);
+  switch (in->op) {
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {
+    const TensorType *a = ir_vtype(f, in->args[0]);
+    int64_t k = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
+    if (k == DIM_BATCH) k = batch;
+    return 2.0 * out * (double)k;
+  }
+  case OP_SIZE: return 0;
+  case OP_SUM: case OP_MEAN: case OP_MAX: case OP_SUM_TO: return a0;
+  case OP_SOFTMAX: case OP_LOG_SOFTMAX: case OP_SOFTMAX_XENT: return 5.0 * a0;
+  default: return out;
+  }
+}
+
+/* ------------------------------------------------------------------ classification */
+
+/* Pass 1: lifetimes and kinds. */
+static void classify(MemPlan *p, int64_t batch) {
+  Func *f = p->f;
+  int32_t n = f->ninsts;
+  p->bwd_start = n;
+  for (int32_t i = 0; i < n; i++)
+    if (f->insts[i].flags & IF_BACKWARD) { p->bwd_start = i; break; }
+
+  bool *used_by_bwd = bp_xmalloc((size_t)(n ? n : 1) * sizeof *used_by_bwd);
+  memset(used_by_bwd, 0, (size_t)(n ? n : 1) * sizeof *used_by_bwd);
+  for (int32_t i = 0; i < n; i++) {
+    MemValue *mv = &p->vals[i];
+    mv->def = mv->last = i;
+    mv->kind = MEM_TEMP;
+  }
+  /* Uses: the last one wins; a sink keeps its operand to the end. */
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    bool sink = ir_ops[in->op].flags & OPF_SINK;
+    if (in->op == OP_SIZE) continue;  /* reads only the shape: not a use of the data */
+    for (int k = 0; k < in->nargs; k++) {
+      int32_t a = in->args[k];
+      if (a < 0 || a >= i) continue;  /* the verifier rejects these */
+      p->vals[a].last = sink ? n - 1 : (i > p->vals[a].last ? i : p->vals[a].last);
+      if (in->flags & IF_BACKWARD) used_by_bwd[a] = true;
+    }
+  }
+  /* Kinds, most specific last so that it wins. */
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    MemValue *mv = &p->vals[i];
+    if (ir_ops[in->op].flags & OPF_SINK) { mv->kind = MEM_NONE; continue; }
+    if (in->flags & IF_RECOMPUTED) mv->kind = MEM_RECOMPUTED;
+    else if (!(in->flags & IF_BACKWARD) && used_by_bwd[i]) mv->kind = MEM_KEPT;
+  }
+  for (int32_t i = 0; i < n; i++) {  /* where sinks send their operands */
+    const Inst *in = &f->insts[i];
+    if (in->op == OP_OUTPUT && in->nargs >= 1) p->vals[in->args[0]].kind = MEM_OUTPUT;
+    if (in->op == OP_GRAD && in->nargs >= 2) p->vals[in->args[1]].kind = MEM_GRADIENT;
+  }
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    MemValue *mv = &p->vals[i];
+    if (in->op == OP_INPUT) mv->kind = MEM_INPUT;
+    else if (in->op == OP_PARAM) mv->kind = MEM_PARAM;
+    else if ((in->op == OP_CONST || in->op == OP_SIZE) && mv->kind != MEM_GRADIENT)
+      mv->kind = MEM_CONST;
+    if (mv->kind != MEM_NONE) mv->size = memplan_type_size(ir_vtype(f, i), batch, &p->linear);
+    mv->in_workspace = mv->kind == MEM_KEPT || mv->kind == MEM_RECOMPUTED || mv->kind == MEM_TEMP;
+    if (mv->in_workspace) mv->slot = (MemSize){align64(mv->size.fixed), align64(mv->size.per_batch)};
+  }
+  bp_free(used_by_bwd);
+}
+
+/* ------------------------------------------------------------------ placement */
+
+static MemSize ms_add(MemSize a, MemSize b) { return (MemSize){a.fixed + b.fixed, a.per_batch + b.per_batch}; }
+static MemSize ms_max(MemSize a, MemSize b) {
+  return (MemSize){a.fixed > b.fixed ? a.fixed : b.fixed, a.per_batch > b.per_batch ? a.per_batch : b.per_batch};
+}
+/* a <= b for every batch >= 1 */
+static bool ms_le(MemSize a, MemSize b) {
+  return a.fixed + a.per_batch <= b.fixed + b.per_batch && a.per_batch <= b.per_batch;
+}
+
+static const MemPlan *sort_plan;
+static int64_t sort_batch;
+static int by_size_desc(const void *x, const void *y) {
+  int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+  int64_t sa = mem_at(sort_plan->vals[a].slot, sort_batch), sb = mem_at(sort_plan->vals[b].slot, sort_batch);
+  if (sa != sb) return sa > sb ? -1 : 1;
+  return a < b ? -1 : a > b;
+}
+
+static bool overlaps(const MemValue *a, const MemValue *b) { return a->def <= b->last && b->def <= a->last; }
+
+static void place(MemPlan *p) {
+  int32_t n = p->nvals, nws = 0;
+  int32_t *order = bp_xmalloc((size_t)(n ? n : 1) * sizeof *order);
+  int32_t *conf = bp_xmalloc((size_t)(n ? n : 1) * sizeof *conf);
+  MemSize *cand = bp_xmalloc((size_t)(n + 2) * sizeof *cand);
+  for (int32_t i = 0; i < n; i++)
+    if (p->vals[i].in_workspace) order[nws++] = i;
+  sort_plan = p;
+  sort_batch = p->plan_batch;
+  qsort(order, (size_t)nws, sizeof *order, by_size_desc);
+
+  int32_t nplaced = 0;
+  for (int32_t oi = 0; oi < nws; oi++) {
+    MemValue *v = &p->vals[order[oi]];
+    int32_t nconf = 0, ncand = 0;
+    MemSize top = {0, 0};
+    cand[ncand++] = (MemSize){0, 0};
+    for (int32_t j = 0; j < nplaced; j++) {
+      MemValue *u = &p->vals[order[j]];
+      if (!overlaps(u, v)) continue;
+      conf[nconf++] = order[j];
+      MemSize end = ms_add(u->offset, u->slot);
+      cand[ncand++] = end;
+      top = ms_max(top, end);
+    }
+    cand[ncand++] = top;
+    int best = -1;
+    int64_t best_gap = 0, best_off = 0;
+    for (int c = 0; c < ncand; c++) {
+      MemSize lo = cand[c], hi = ms_add(cand[c], v->slot);
+      bool free_ = true, above = false;
+      int64_t gap = 0;
+      for (int32_t j = 0; j < nconf && free_; j++) {
+        MemValue *u = &p->vals[conf[j]];
+        MemSize uend = ms_add(u->offset, u->slot);
+        if (ms_le(hi, u->offset)) {
+          int64_t g = mem_at(u->offset, p->plan_batch) - mem_at(hi, p->plan_batch);
+          if (!above || g < gap) gap = g;
+          above = true;
+        } else if (!ms_le(uend, lo)) {
+          free_ = false;
+        }
+      }
+      if (!free_) continue;
+      int64_t off = mem_at(lo, p->plan_batch);
+      /* best fit: a bounded gap beats the open top; smaller gaps beat larger ones */
+      bool better = best < 0 ||
+                    (above && (best_gap < 0 || gap < best_gap || (gap == best_gap && off < best_off))) ||
+                    (!above && best_gap < 0 && off < best_off);
+      if (better) {
+        best = c;
+        best_gap = above ? gap : -1;
+        best_off = off;
+      }
+    }
+    /* `top` is always free, so best >= 0 */
+    v->offset = cand[best];
+    p->workspace = ms_max(p->workspace, ms_add(v->offset, v->slot));
+    order[nplaced++] = order[oi];
+  }
+  bp_free(order);
+  bp_free(conf);
+  bp_free(cand);
+}
+
+/* ------------------------------------------------------------------ API */
+
+MemPlan *memplan_build(Func *f, int64_t batch) {
+  MemPlan *p = bp_xmalloc(sizeof *p);
+  memset(p, 0, sizeof *p);
+  p->f = f;
+  p->nvals = f->ninsts;
+  p->plan_batch = batch >= 1 ? batch : 1;
+  p->linear = true;
+  p->vals = bp_xmalloc((size_t)(f->ninsts ? f->ninsts : 1) * sizeof *p->vals);
+  memset(p->vals, 0, (size_t)(f->ninsts ? f->ninsts : 1) * sizeof *p->vals);
+  classify(p, p->plan_batch);
+  place(p);
+  return p;
+}
+
+void memplan_free(MemPlan *p) {
+  if (!p) return;
+  bp_free(p->vals);
+  bp_free(p);
+}
+
+int64_t memplan_workspace_bytes(const MemPlan *p, int64_t batch) { return mem_at(p->workspace, batch); }
+
+int64_t memplan_live_peak(const MemPlan *p, int64_t batch) {
+  /* a sweep over lifetime events: +slot at def, -slot after last */
+  int32_t n = p->nvals;
+  int64_t *delta = bp_xmalloc((size_t)(n + 1) * sizeof *delta);
+  memset(delta, 0, (size_t)(n + 1) * sizeof *delta);
+  for (int32_t i = 0; i < n; i++) {
+    const MemValue *v = &p->vals[i];
+    if (!v->in_workspace) continue;
+    delta[v->def] += mem_at(v->slot, batch);
+    delta[v->last + 1] -= mem_at(v->slot, batch);
+  }
+  int64_t live = 0, peak = 0;
+  for (int32_t t = 0; t < n; t++) {
+    live += delta[t];
+    if (live > peak) peak = live;
+  }
+  bp_free(delta);
+  return peak;
+}
+
+MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_param) {
+  MemTotals t;
+  memset(&t, 0, sizeof t);
+  for (int32_t i = 0; i < p->nvals; i++) {
+    const MemValue *v = &p->vals[i];
+    int64_t b = mem_at(v->size, batch);
+    switch (v->kind) {
+    case MEM_PARAM: t.params += b; break;
+    case MEM_KEPT: t.kept += b; break;
+    case MEM_RECOMPUTED: t.recomputed += b; break;
+    case MEM_TEMP: t.temporaries += b; break;
+    default: break;
+    }
+  }
+  /* The gradient block mirrors the parameter block (a param whose gradient is a
+   * constant zero still has its slot), and so does each optimizer state buffer. */
+  for (int32_t i = 0; i < p->nvals; i++)
+    if (p->f->insts[i].op == OP_GRAD) { t.grads = t.params; break; }
+  t.opt_state = t.params * (opt_state_per_param > 0 ? opt_state_per_param : 0);
+  t.workspace = memplan_workspace_bytes(p, batch);
+  t.total = t.params + t.grads + t.opt_state + t.workspace;
+  return t;
+}

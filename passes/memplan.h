@@ -1,0 +1,143 @@
+/* passes/memplan.h — memory planning and checkpoint placement (issue 6).
+ *
+ *   memplan.c     lifetimes, kinds and sizes of every value; offsets into one workspace
+ *   checkpoint.c  which forward activations are kept for backward and which recomputed
+ *
+ * Sizes are linear in the batch: a tensor of type f32[B,512] takes 0 + 2048 * B bytes,
+ * so one plan serves every batch size (the runtime contract in runtime/model.h:
+ * workspace = ws_fixed + ws_per_batch * batch). docs/memory.md describes the algorithms.
+ */
+#ifndef BPCC_PASSES_MEMPLAN_H
+#define BPCC_PASSES_MEMPLAN_H
+
+#include "ir/ir.h"
+
+/* ------------------------------------------------------------------ memplan.c */
+
+/* Where a value lives. Only MEM_KEPT, MEM_RECOMPUTED and MEM_TEMP are in the workspace. */
+typedef enum {
+  MEM_NONE,        /* a sink: no value */
+  MEM_INPUT,       /* a function input: the caller's buffer */
+  MEM_PARAM,       /* the parameter block */
+  MEM_CONST,       /* const and size: immediates in the kernels that read them */
+  MEM_OUTPUT,      /* operand of an output sink: written to the caller's output buffer */
+  MEM_GRADIENT,    /* operand of a grad sink: written to the gradient block */
+  MEM_KEPT,        /* forward activation kept for backward */
+  MEM_RECOMPUTED,  /* forward value recomputed in backward (checkpointing) */
+  MEM_TEMP,        /* any other value: a temporary */
+  MEM__COUNT
+} MemKind;
+
+extern const char *const memplan_kind_names[MEM__COUNT]; /* "kept", "recomputed", ... */
+
+/* bytes = fixed + per_batch * B */
+typedef struct {
+  int64_t fixed, per_batch;
+} MemSize;
+
+static inline int64_t mem_at(MemSize s, int64_t batch) { return s.fixed + s.per_batch * batch; }
+
+typedef struct {
+  MemKind kind;
+  int32_t def, last;   /* lifetime in instruction indices, inclusive; sinks extend to the end */
+  MemSize size;        /* exact bytes of the type (labels: 4 bytes per row) */
+  MemSize slot;        /* size rounded up to 64 bytes per component; zero outside the workspace */
+  MemSize offset;      /* into the workspace (64-byte aligned for every batch) */
+  bool in_workspace;
+} MemValue;
+
+typedef struct {
+  Func *f;
+  MemValue *vals;      /* f->ninsts entries, indexed by value id */
+  int32_t nvals;
+  int32_t bwd_start;   /* index of the first backward instruction, or ninsts */
+  int64_t plan_batch;  /* the batch best-fit decisions were made at */
+  bool linear;         /* false if some size is not linear in B: valid at plan_batch only */
+  MemSize workspace;   /* max over workspace values of offset + slot, per component */
+} MemPlan;
+
+/* Plan f's workspace. batch is used to break best-fit ties between gaps (the plan is
+ * valid for every batch >= 1 when linear). Never fails; the caller frees. */
+MemPlan *memplan_build(Func *f, int64_t batch);
+void memplan_free(MemPlan *p);
+
+/* Workspace bytes the plan needs at this batch (>= the lower bound below). */
+int64_t memplan_workspace_bytes(const MemPlan *p, int64_t batch);
+/* Lower bound: the largest sum of live workspace slots at any instruction. */
+int64_t memplan_live_peak(const MemPlan *p, int64_t batch);
+
+/* Totals in bytes at a batch. opt_state_per_param: floats of optimizer state per
+ * parameter float (sgd 0, momentum 1, adam 2; see memplan_opt_state_factor). */
+typedef struct {
+  int64_t params, grads, opt_state;
+  int64_t kept, recomputed, temporaries;  /* sums of the values' own bytes */
+  int64_t workspace;                       /* planned workspace (the peak) */
+  int64_t total;                           /* params + grads + opt_state + workspace */
+} MemTotals;
+
+MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_param);
+
+/* Floats of optimizer state per parameter float: sgd 0 (1 with momentum), momentum 1,
+ * adagrad 1, rmsprop 1 (2 with momentum), adam and adamw 2. -1 for an unknown name. */
+int memplan_opt_state_factor(const char *optimizer, double momentum);
+
+/* Exact bytes of a value of type t (linear in B; nonlinear types are evaluated at
+ * batch and *linear is cleared). */
+MemSize memplan_type_size(const TensorType *t, int64_t batch, bool *linear);
+
+/* Floating-point operations of one instruction at a batch (matmul 2mnk, elementwise
+ * and reductions one per element, softmax-like rows five per element). */
+double memplan_inst_flops(Func *f, int32_t v, int64_t batch);
+
+/* ---------------------------------------------------------------- checkpoint.c */
+
+typedef enum { CKPT_NONE, CKPT_SQRT, CKPT_AUTO } CkptMode;
+
+/* One link of the abstract chain: the activation's bytes and the FLOPs to recompute it
+ * from the one before. */
+typedef struct {
+  int64_t size;
+  double cost;
+} CkptLink;
+
+/* The chain memory model (docs/memory.md): with keep[i] the kept links, the peak is
+ * max(all kept, max over runs [a,b] of recomputed links of (kept before a + run)). */
+int64_t ckpt_chain_memory(const CkptLink *links, int n, const bool *keep);
+double ckpt_chain_cost(const CkptLink *links, int n, const bool *keep);
+/* The keep[] with the least recompute cost whose chain memory is <= limit (dynamic
+ * programming over segment boundaries). Returns the cost, or -1 if none fits. */
+double ckpt_chain_optimal(const CkptLink *links, int n, int64_t limit, bool *keep);
+
+/* Rebuild f with every forward value v where recompute[v] is set recomputed in
+ * backward: its instruction (and what it needs that is not kept) is duplicated just
+ * before its first backward use, flagged IF_BACKWARD | IF_RECOMPUTED, same loc, rule
+ * "recompute", from = the original. The result has cse off. */
+Func *ckpt_apply(Func *f, const bool *recompute, const char *name);
+
+typedef struct {
+  CkptMode mode;
+  int64_t budget;         /* total bytes (params + grads + opt state + workspace); 0 = none */
+  int64_t batch;
+  int opt_state_per_param;
+} CkptOptions;
+
+typedef struct {
+  int32_t ncandidates;    /* forward values that backward reads (the chain's links) */
+  int32_t nkept;          /* of which kept */
+  double recompute_flops; /* FLOPs of the recomputed instructions at the batch */
+  int64_t total;          /* the chosen plan's total bytes */
+  int64_t min_feasible;   /* the smallest total among the plans considered */
+} CkptResult;
+
+/* Choose the kept activations for f (a grad function) and return the rewritten
+ * function (f itself when nothing is recomputed). An infeasible budget is an error
+ * through diag_error that states the smallest feasible budget; then NULL. */
+Func *pass_checkpoint(Func *f, const CkptOptions *opt, CkptResult *res);
+
+/* "64MiB", "1KiB", "1.5GB", "4096", "100B" -> bytes (KiB/MiB/GiB powers of 1024,
+ * KB/MB/GB powers of 1000). -1 if malformed. */
+int64_t memplan_parse_size(const char *s);
+/* "8.0 MiB" style into buf. */
+char *memplan_format_size(int64_t bytes, char *buf, size_t n);
+
+#endif
