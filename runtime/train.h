@@ -1,0 +1,156 @@
+/* runtime/train.h — the training loop of `bpcc train` and the evaluation of `bpcc eval`
+ * (library bpcc_data, beside the data loaders; it includes nothing of the compiler).
+ *
+ * Table of contents:
+ *   schedule.c  learning-rate schedules (constant, step, cosine with warm-up, plateau) and
+ *               the `NAME(k = v, ...)` settings of --optimizer and --schedule
+ *   train.c     the loop: epochs of shuffled batches over a compiled model, the progress
+ *               bar, the CSV log, --watch statistics, non-finite detection, checkpoints
+ *               with the loop's state and --resume, evaluation
+ *
+ * docs/training.md describes the command line, every default and the checkpoint format.
+ * Error convention as in runtime.h: -1 (or NULL) and a message in bprt_last_error(). */
+#ifndef BPCC_RUNTIME_TRAIN_H
+#define BPCC_RUNTIME_TRAIN_H
+
+#include <stdio.h>
+
+#include "runtime/data.h"
+#include "runtime/model.h"
+#include "runtime/runtime.h"
+
+/* ------------------------------------------------------------ schedules (schedule.c) */
+
+typedef enum { BPRT_SCHED_CONSTANT, BPRT_SCHED_STEP, BPRT_SCHED_COSINE, BPRT_SCHED_PLATEAU, BPRT_SCHED__COUNT } BprtScheduleKind;
+
+extern const char *const bprt_schedule_names[BPRT_SCHED__COUNT];   /* "constant" ... */
+
+/* A schedule: its settings (PyTorch's names) and the state it carries between epochs.
+ * The learning rate is set once per epoch (PyTorch's scheduler.step() after an epoch). */
+typedef struct {
+  BprtScheduleKind kind;
+  double base_lr;
+  int64_t step_size;      /* step: every step_size epochs ...            (default 1) */
+  double gamma;           /*   ... multiply by gamma                       (0.1) */
+  int64_t t_max;          /* cosine: epochs of the whole schedule (0: = --epochs) */
+  double eta_min;         /*   the floor                                   (0) */
+  int64_t warmup;         /*   epochs of linear warm-up inside t_max     (0) */
+  double factor;          /* plateau: multiply by factor ...               (0.1) */
+  int64_t patience;       /*   after more than patience bad epochs         (10) */
+  double threshold;       /*   relative improvement that counts            (1e-4) */
+  int64_t cooldown;       /*   epochs ignored after a reduction            (0) */
+  double min_lr;          /*   the floor                                   (0) */
+  /* state (saved in checkpoints) */
+  double lr;              /* the rate of the coming epoch */
+  double best;            /* plateau: best metric so far (+inf at first) */
+  int64_t num_bad;        /* plateau: bad epochs in a row */
+  int64_t cooldown_left;  /* plateau */
+} BprtSchedule;
+
+/* Settings to PyTorch's defaults, lr = base_lr, state fresh. */
+void bprt_schedule_init(BprtSchedule *s, BprtScheduleKind kind, double base_lr);
+/* Range checks of the settings (after t_max has been resolved). 0 / -1. */
+int bprt_schedule_check(const BprtSchedule *s);
+/* The learning rate of 0-based epoch `epoch` for constant, step and cosine (a pure
+ * function of the epoch); plateau: the current s->lr. */
+double bprt_schedule_lr(const BprtSchedule *s, int64_t epoch);
+/* End of 0-based epoch `epoch` with its metric (validation loss, else training loss):
+ * updates the state and sets s->lr to the rate of epoch + 1. */
+void bprt_schedule_epoch_end(BprtSchedule *s, int64_t epoch, double metric);
+/* Parse "step(step_size = 5, gamma = 0.5)" into s (keeps s->base_lr, resets the rest to
+ * the defaults of the named kind first). *t_max_set tells whether t_max was given.
+ * Errors: "--schedule 'SPEC': problem at column N". */
+int bprt_schedule_parse(const char *spec, BprtSchedule *s, bool *t_max_set);
+
+/* ------------------------------------------------------- optimizer settings (schedule.c) */
+
+extern const char *const bprt_optimizer_names[BPRT_OPT__COUNT];  /* "sgd" ... "adamw" */
+int bprt_optimizer_lookup(const char *name);                     /* -1 if unknown */
+
+/* `--optimizer NAME(k = v, ...)` with torch.optim's keyword names: lr, momentum,
+ * dampening, nesterov, weight_decay (all), betas = (b1, b2), eps, alpha, lr_decay,
+ * initial_accumulator_value, and bpcc's clip (max global gradient norm). set[i] tells
+ * which BPRT_H_* values were given; the others keep the defaults the caller applies. */
+typedef struct {
+  int kind;                       /* bprt_optimizer */
+  double hyper[BPRT_H__COUNT];
+  bool set[BPRT_H__COUNT];
+} BprtOptSpec;
+
+int bprt_optimizer_parse(const char *spec, BprtOptSpec *out);
+/* hyper[i] = o->hyper[i] for every i that was set. */
+void bprt_optimizer_apply(const BprtOptSpec *o, double *hyper);
+
+/* ------------------------------------------------------------------ the loop (train.c) */
+
+typedef struct bprt_model bprt_model;
+
+typedef struct {
+  int64_t epochs;            /* total epochs (a resumed run continues up to this) */
+  int64_t batch;
+  uint64_t seed;             /* shuffles; the model was created from the same seed */
+  BprtSchedule schedule;
+  const char *save_path;     /* NULL: no checkpoint */
+  int64_t save_every;        /* 0: only at the end */
+  const char *resume_path;   /* NULL: fresh start */
+  const char *log_path;      /* CSV, NULL: none */
+  bool log_steps;            /* a CSV row per step too */
+  bool watch;                /* per-parameter / per-output statistics every epoch */
+  bool quiet;                /* only errors and the final line */
+  int progress;              /* 1 progress bar, 0 a line per epoch, -1 auto: isatty(out) */
+  FILE *out;                 /* NULL: stdout */
+  const char *model_file;    /* "examples/spiral.bp" for messages and the checkpoint */
+} BprtTrainOptions;
+
+void bprt_train_options_defaults(BprtTrainOptions *o);
+
+/* What one epoch measured. Accuracies are NAN without label targets; validation values
+ * NAN without a validation set. */
+typedef struct {
+  int64_t epoch;             /* 1-based */
+  int64_t step;              /* global steps done at its end */
+  double lr;
+  double loss, accuracy;     /* training: mean over the epoch's rows */
+  double val_loss, val_accuracy;
+  double seconds;
+} BprtEpochStats;
+
+typedef struct {
+  int64_t epochs_done;       /* including the resumed ones */
+  int64_t steps;
+  BprtEpochStats last;       /* the last epoch (all NAN if none ran) */
+  bool nonfinite;            /* stopped on a non-finite loss or gradient */
+} BprtTrainResult;
+
+/* Train m on `train` (val may be NULL). Returns 0 when every epoch ran, -1 with an
+ * error otherwise (including the non-finite stop, whose message names the step, the
+ * tensor and its DSL location). */
+int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, const BprtTrainOptions *o,
+               BprtTrainResult *r);
+
+/* Loss and accuracy of the model on d, in batches (no update). accuracy NAN without
+ * labels. */
+int bprt_evaluate(bprt_model *m, const BprtDataset *d, int64_t batch, double *loss, double *accuracy);
+
+/* Does d fit the model's inputs? (one input: features; two: features and labels or
+ * targets). -1 with "SOURCE: data has 784 features per row; model input x expects
+ * f32[B,100]" or the like. */
+int bprt_train_check_data(const bprt_model_desc *desc, const BprtDataset *d);
+
+/* -------------------------------------------------------- checkpoints (train.c) */
+
+/* The loop's state kept in a checkpoint's metadata beside parameters and optimizer
+ * state: keys bpcc.epoch, bpcc.step, bpcc.seed, bpcc.schedule (kind and state), bpcc.rng. */
+typedef struct {
+  int64_t epoch;             /* completed epochs */
+  int64_t step;              /* completed steps */
+  uint64_t seed;
+  BprtSchedule schedule;
+} BprtTrainState;
+
+int bprt_checkpoint_save(bprt_model *m, const char *path, const BprtTrainState *st);
+/* Load parameters and optimizer state into m and the loop state into *st (st may be
+ * NULL: weights only, e.g. `bpcc eval`). */
+int bprt_checkpoint_load(bprt_model *m, const char *path, BprtTrainState *st);
+
+#endif
