@@ -335,7 +335,7 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
   }
 
   case OP_SOFTMAX_XENT: {
-    /* loss[b] = log(sum_j exp(z[b,j] - max_b)) + max_b - z[b, y[b]] */
+    /* loss[b] = (max_b - z[b, y[b]]) + log(sum_j exp(z[b,j] - max_b)) */
     if (a->type.rank != 2 || b->type.rank != 2 || b->type.dtype != DT_LABEL || ot->rank != 1 ||
         a->type.dims[0] != b->type.dims[0] || a->type.dims[1] != b->type.dims[1] || ot->dims[0] != a->type.dims[0])
       break;
@@ -350,7 +350,7 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
       double mx = -INFINITY, s = 0;
       for (int64_t j = 0; j < C; j++) mx = fmax(mx, z[j]);
       for (int64_t j = 0; j < C; j++) s += exp(z[j] - mx);
-      y[r] = log(s) + mx - z[(int64_t)c];
+      y[r] = (mx - z[(int64_t)c]) + log(s);   /* mx - z first: exact, no cancellation */
     }
     return true;
   }
@@ -381,6 +381,10 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
 static bool load_leaf(Interp *it, int32_t i, Tensor *out, const Tensor *given, const char *what) {
   char s1[96], s2[96];
   bool label = out->type.dtype == DT_LABEL;
+  if (given && given->numel > 0 && !given->data) {
+    inst_error(it, i, "%s \"%s\" has no data", what, it->f->insts[i].name ? it->f->insts[i].name : "");
+    return false;
+  }
   if (!given || (given->numel > 0 && !given->data) || ((given->type.dtype == DT_LABEL) != label) ||
       !same_shape(&given->type, &out->type) || given->numel != out->numel) {
     type_str(&out->type, s1, sizeof s1);

@@ -1,0 +1,612 @@
+/* tests/ir/test_interp.c — the reference interpreter on every op, with values worked
+ * out by hand (or, for transcendental ones, with Python's math module, quoted in the
+ * comments), in f64 and f32; broadcasting, size-1 dims and the batch dim; stable
+ * softmax on large logits; dropout masks; and errors that return NULL, not crash.
+ * Tolerances: f64 results within 1e-15 relative (most are exact); f32 results are
+ * compared with the expected value rounded to float, within 2^-23 relative. */
+#include "helpers.h"
+
+#include <math.h>
+
+#define V(...) ((const double[]){__VA_ARGS__})
+#define NV(...) (sizeof((const double[]){__VA_ARGS__}) / sizeof(double))
+
+static Module *m;
+static Func *f;
+static char *diag_text;
+static size_t diag_len;
+static FILE *diag_fp;
+
+static int setup(void **state) {
+  (void)state;
+  diag_reset();
+  diag_fp = open_memstream(&diag_text, &diag_len);
+  diag_set_output(diag_fp);
+  m = ir_module_new();
+  f = ir_func_new(m, "f");
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  diag_set_output(NULL);
+  fclose(diag_fp);
+  free(diag_text);
+  diag_text = NULL;
+  ir_module_free(m);
+  diag_reset();
+  return 0;
+}
+
+/* The diagnostics printed so far (first line). */
+static const char *first_diag(void) {
+  static char line[512];
+  fflush(diag_fp);
+  const char *s = diag_text ? diag_text : "";
+  const char *nl = strchr(s, '\n');
+  size_t n = nl ? (size_t)(nl - s) : strlen(s);
+  if (n >= sizeof line) n = sizeof line - 1;
+  memcpy(line, s, n);
+  line[n] = 0;
+  return line;
+}
+
+/* A tensor with resolved dims and the given values. */
+static Tensor tens(DType dt, int rank, int64_t d0, int64_t d1, int64_t d2, const double *vals) {
+  TensorType t;
+  memset(&t, 0, sizeof t);
+  t.dtype = (uint8_t)dt;
+  t.rank = (uint8_t)rank;
+  t.dims[0] = d0;
+  t.dims[1] = d1;
+  t.dims[2] = d2;
+  Tensor x = ir_tensor_new(&t);
+  if (vals) memcpy(x.data, vals, (size_t)x.numel * sizeof(double));
+  return x;
+}
+
+static TypeId T(DType dt, int rank, int64_t d0, int64_t d1, int64_t d2) { return ty(m, dt, rank, d0, d1, d2); }
+static int32_t in_(const char *name, int index, TypeId t) { return ir_input(f, name, index, t, LOC(1, 1)); }
+
+/* value v of `it` equals want[0..n) within rel (0: exactly); in f32 mode want is
+ * first rounded to float. */
+static void check(Interp *it, int32_t v, InterpMode mode, const double *want, size_t n, double rel) {
+  assert_non_null(it);
+  const Tensor *t = ir_interp_value(it, v);
+  assert_non_null(t);
+  assert_int_equal(t->numel, (int64_t)n);
+  for (size_t i = 0; i < n; i++) {
+    double w = mode == INTERP_F32 ? (double)(float)want[i] : want[i];
+    double got = t->data[i];
+    bool ok = rel == 0 ? (got == w || (isnan(got) && isnan(w))) : fabs(got - w) <= rel * fabs(w);
+    if (!ok) fail_msg("%%%d[%zu]: got %.17g, want %.17g (mode %s)", (int)v, i, got, w, mode == INTERP_F32 ? "f32" : "f64");
+  }
+}
+
+static void free_tensors(Tensor *t, int n) {
+  for (int i = 0; i < n; i++) ir_tensor_free(&t[i]);
+}
+
+static const InterpMode modes[2] = {INTERP_F64, INTERP_F32};
+static double tol(InterpMode md) { return md == INTERP_F32 ? 0x1p-23 : 1e-15; }
+
+/* ------------------------------------------------------------------ elementwise */
+
+static void test_binary_broadcasting(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F32, 2, 2, 3, 0));        /* [[1,2,3],[4,5,6]] */
+  int32_t b = in_("b", 1, T(DT_F32, 1, 3, 0, 0));        /* [10,20,30] */
+  int32_t c = in_("c", 2, T(DT_F32, 2, 2, 1, 0));        /* [[1],[2]] */
+  int32_t r = in_("r", 3, T(DT_F32, 2, 1, 3, 0));        /* [[10,20,30]] */
+  int32_t s = ir_scalar(f, 0.5, LOC(1, 1));
+  int32_t add = ir_binary(f, OP_ADD, x, b, LOC(1, 1));
+  int32_t sub = ir_binary(f, OP_SUB, b, x, LOC(1, 1));
+  int32_t mul = ir_binary(f, OP_MUL, s, x, LOC(1, 1));
+  int32_t div = ir_binary(f, OP_DIV, x, b, LOC(1, 1));
+  int32_t eq = ir_binary(f, OP_EQ, x, c, LOC(1, 1));     /* [2,3] vs [2,1] */
+  int32_t outer = ir_binary(f, OP_ADD, c, r, LOC(1, 1)); /* [2,1] + [1,3] -> [2,3] */
+  for (int k = 0; k < 2; k++) {
+    Tensor in[4] = {tens(DT_F32, 2, 2, 3, 0, V(1, 2, 3, 4, 5, 6)), tens(DT_F32, 1, 3, 0, 0, V(10, 20, 30)),
+                    tens(DT_F32, 2, 2, 1, 0, V(1, 5)), tens(DT_F32, 2, 1, 3, 0, V(10, 20, 30))};
+    Interp *it = ir_interp_run(f, modes[k], 1, in, 4, NULL, 0, 0, 0);
+    check(it, add, modes[k], V(11, 22, 33, 14, 25, 36), 6, 0);
+    check(it, sub, modes[k], V(9, 18, 27, 6, 15, 24), 6, 0);
+    check(it, mul, modes[k], V(0.5, 1, 1.5, 2, 2.5, 3), 6, 0);
+    check(it, div, modes[k], V(0.1, 0.1, 0.1, 0.4, 0.25, 0.2), 6, 0);
+    check(it, eq, modes[k], V(1, 0, 0, 0, 1, 0), 6, 0);
+    check(it, outer, modes[k], V(11, 21, 31, 15, 25, 35), 6, 0);
+    ir_interp_free(it);
+    free_tensors(in, 4);
+  }
+}
+
+static void test_f32_rounds_every_result(void **state) {
+  (void)state;
+  int32_t a = ir_const(f, 0.1, T(DT_F32, 0, 0, 0, 0), LOC(1, 1));
+  int32_t b = ir_const(f, 0.2, T(DT_F32, 0, 0, 0, 0), LOC(1, 1));
+  int32_t s = ir_binary(f, OP_ADD, a, b, LOC(1, 1));
+  int32_t one = ir_scalar(f, 1, LOC(1, 1));
+  int32_t e = ir_unary(f, OP_EXP, one, LOC(1, 1));
+  Interp *it = ir_interp_run(f, INTERP_F64, 1, NULL, 0, NULL, 0, 0, 0);
+  check(it, s, INTERP_F64, V(0.30000000000000004), 1, 0);
+  check(it, e, INTERP_F64, V(2.718281828459045), 1, 0);
+  ir_interp_free(it);
+  it = ir_interp_run(f, INTERP_F32, 1, NULL, 0, NULL, 0, 0, 0);
+  /* (float)((float)0.1 + (float)0.2) = 0.30000001192092896, not (float)0.30000000000000004 */
+  const Tensor *t = ir_interp_value(it, s);
+  assert_true(t->data[0] == 0.30000001192092896);
+  assert_true(ir_interp_value(it, e)->data[0] == 2.7182817459106445);
+  ir_interp_free(it);
+}
+
+static void test_unary(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F32, 1, 4, 0, 0));   /* [-2, 0, 0.5, 4] */
+  static const Op ops[] = {OP_NEG, OP_ABS, OP_SIGN, OP_RELU, OP_SQRT, OP_EXP, OP_TANH, OP_SIGMOID};
+  int32_t v[8];
+  for (int i = 0; i < 8; i++) v[i] = ir_unary(f, ops[i], x, LOC(1, 1));
+  int32_t lg = ir_unary(f, OP_LOG, v[5], LOC(1, 1));     /* log(exp(x)) */
+  int32_t p15 = ir_pow(f, v[1], 1.5, LOC(1, 1));         /* |x|^1.5 */
+  int32_t pm1 = ir_pow(f, x, -1, LOC(1, 1));
+  for (int k = 0; k < 2; k++) {
+    InterpMode md = modes[k];
+    Tensor in[1] = {tens(DT_F32, 1, 4, 0, 0, V(-2, 0, 0.5, 4))};
+    Interp *it = ir_interp_run(f, md, 1, in, 1, NULL, 0, 0, 0);
+    check(it, v[0], md, V(2, 0, -0.5, -4), 4, 0);
+    check(it, v[1], md, V(2, 0, 0.5, 4), 4, 0);
+    check(it, v[2], md, V(-1, 0, 1, 1), 4, 0);
+    check(it, v[3], md, V(0, 0, 0.5, 4), 4, 0);
+    const Tensor *sq = ir_interp_value(it, v[4]);
+    assert_true(isnan(sq->data[0]));
+    check(it, v[4], md, V(NAN, 0, 0.70710678118654757, 2), 4, 0);
+    /* math.exp: 0.1353352832366127, 1, 1.6487212707001282, 54.598150033144236 */
+    check(it, v[5], md, V(0.1353352832366127, 1, 1.6487212707001282, 54.598150033144236), 4, tol(md));
+    /* math.tanh: -0.9640275800758169, 0, 0.46211715726000974, 0.999329299739067 */
+    check(it, v[6], md, V(-0.9640275800758169, 0, 0.46211715726000974, 0.999329299739067), 4, tol(md));
+    /* 1/(1+exp(-x)): 0.11920292202211755, 0.5, 0.6224593312018546, 0.9820137900379085 */
+    check(it, v[7], md, V(0.11920292202211755, 0.5, 0.6224593312018546, 0.9820137900379085), 4, tol(md));
+    check(it, lg, md, V(-2, 0, 0.5, 4), 4, md == INTERP_F32 ? 1e-6 : 1e-15);
+    check(it, p15, md, V(2.8284271247461903, 0, 0.35355339059327379, 8), 4, tol(md));
+    check(it, pm1, md, V(-0.5, INFINITY, 2, 0.25), 4, 0);
+    ir_interp_free(it);
+    free_tensors(in, 1);
+  }
+}
+
+static void test_sigmoid_is_stable(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F64, 1, 2, 0, 0));
+  int32_t s = ir_unary(f, OP_SIGMOID, x, LOC(1, 1));
+  Tensor in[1] = {tens(DT_F64, 1, 2, 0, 0, V(-1000, 1000))};
+  Interp *it = ir_interp_run(f, INTERP_F64, 1, in, 1, NULL, 0, 0, 0);
+  check(it, s, INTERP_F64, V(0, 1), 2, 0);
+  ir_interp_free(it);
+  free_tensors(in, 1);
+}
+
+static void test_derivative_helpers(void **state) {
+  (void)state;
+  int32_t a = in_("a", 0, T(DT_F32, 1, 3, 0, 0));
+  int32_t d = in_("dy", 1, T(DT_F32, 1, 3, 0, 0));
+  int32_t rg = ir_binary(f, OP_RELU_GRAD, a, d, LOC(1, 1));
+  int32_t sg = ir_binary(f, OP_SIGMOID_GRAD, a, d, LOC(1, 1));
+  int32_t tg = ir_binary(f, OP_TANH_GRAD, a, d, LOC(1, 1));
+  for (int k = 0; k < 2; k++) {
+    Tensor in[2] = {tens(DT_F32, 1, 3, 0, 0, V(-1, 0.25, 0.5)), tens(DT_F32, 1, 3, 0, 0, V(3, 2, 4))};
+    Interp *it = ir_interp_run(f, modes[k], 1, in, 2, NULL, 0, 0, 0);
+    check(it, rg, modes[k], V(0, 2, 4), 3, 0);                          /* dy * (x > 0) */
+    check(it, sg, modes[k], V(3 * -1 * 2, 2 * 0.25 * 0.75, 4 * 0.5 * 0.5), 3, 0); /* dy y (1-y) */
+    check(it, tg, modes[k], V(0, 2 * (1 - 0.0625), 4 * 0.75), 3, 0);    /* dy (1 - y^2) */
+    ir_interp_free(it);
+    free_tensors(in, 2);
+  }
+}
+
+/* ------------------------------------------------------------------ matrices */
+
+static void test_matmul_family(void **state) {
+  (void)state;
+  int32_t a = in_("a", 0, T(DT_F32, 2, 2, 3, 0));    /* [[1,2,3],[4,5,6]] */
+  int32_t b = in_("b", 1, T(DT_F32, 2, 3, 2, 0));    /* [[7,8],[9,10],[11,12]] */
+  int32_t bt = ir_unary(f, OP_TRANSPOSE, b, LOC(1, 1));
+  int32_t at = ir_unary(f, OP_TRANSPOSE, a, LOC(1, 1));
+  int32_t mm = ir_binary(f, OP_MATMUL, a, b, LOC(1, 1));
+  int32_t nt = ir_binary(f, OP_MATMUL_NT, a, bt, LOC(1, 1));
+  int32_t tn = ir_binary(f, OP_MATMUL_TN, at, b, LOC(1, 1));
+  for (int k = 0; k < 2; k++) {
+    Tensor in[2] = {tens(DT_F32, 2, 2, 3, 0, V(1, 2, 3, 4, 5, 6)), tens(DT_F32, 2, 3, 2, 0, V(7, 8, 9, 10, 11, 12))};
+    Interp *it = ir_interp_run(f, modes[k], 1, in, 2, NULL, 0, 0, 0);
+    check(it, bt, modes[k], V(7, 9, 11, 8, 10, 12), 6, 0);
+    check(it, at, modes[k], V(1, 4, 2, 5, 3, 6), 6, 0);
+    check(it, mm, modes[k], V(58, 64, 139, 154), 4, 0);
+    check(it, nt, modes[k], V(58, 64, 139, 154), 4, 0);
+    check(it, tn, modes[k], V(58, 64, 139, 154), 4, 0);
+    assert_int_equal(ir_interp_value(it, mm)->type.dims[0], 2);
+    assert_int_equal(ir_interp_value(it, at)->type.dims[0], 3);
+    ir_interp_free(it);
+    free_tensors(in, 2);
+  }
+}
+
+static void test_batch_dim(void **state) {
+  (void)state;
+  /* x: f32[B,2] with B = 3; W: f32[2,1] */
+  int32_t x = in_("x", 0, T(DT_F32, 2, DIM_BATCH, 2, 0));
+  int32_t w = ir_param(f, "W", T(DT_F32, 2, 2, 1, 0), INIT_ZEROS, 0, 0, LOC(1, 1));
+  int32_t y = ir_binary(f, OP_MATMUL, x, w, LOC(1, 1));          /* [B,1] */
+  int32_t n = ir_size(f, x, 0, LOC(1, 1));                      /* B */
+  int32_t all = ir_size(f, x, IR_AXIS_ALL, LOC(1, 1));          /* 2B */
+  int32_t s0 = ir_reduce(f, OP_SUM, x, 0, false, LOC(1, 1));    /* [2] */
+  int32_t mean = ir_binary(f, OP_DIV, s0, n, LOC(1, 1));
+  int32_t g = ir_binary(f, OP_MATMUL_TN, x, y, LOC(1, 1));      /* [2,1] */
+  int32_t bt = ir_unary(f, OP_TRANSPOSE, x, LOC(1, 1));         /* [2,B] */
+  Tensor in[1] = {tens(DT_F32, 2, 3, 2, 0, V(1, 2, 3, 4, 5, 6))};
+  Tensor par[1] = {tens(DT_F32, 2, 2, 1, 0, V(1, -1))};
+  Interp *it = ir_interp_run(f, INTERP_F64, 3, in, 1, par, 1, 0, 0);
+  check(it, y, INTERP_F64, V(-1, -1, -1), 3, 0);
+  check(it, n, INTERP_F64, V(3), 1, 0);
+  check(it, all, INTERP_F64, V(6), 1, 0);
+  check(it, s0, INTERP_F64, V(9, 12), 2, 0);
+  check(it, mean, INTERP_F64, V(3, 4), 2, 0);
+  check(it, g, INTERP_F64, V(-9, -12), 2, 0);
+  check(it, bt, INTERP_F64, V(1, 3, 5, 2, 4, 6), 6, 0);
+  assert_int_equal(ir_interp_value(it, bt)->type.dims[1], 3);
+  ir_interp_free(it);
+  /* the same function at batch 1 */
+  Tensor in1[1] = {tens(DT_F32, 2, 1, 2, 0, V(5, 7))};
+  it = ir_interp_run(f, INTERP_F32, 1, in1, 1, par, 1, 0, 0);
+  check(it, y, INTERP_F32, V(-2), 1, 0);
+  check(it, mean, INTERP_F32, V(5, 7), 2, 0);
+  ir_interp_free(it);
+  free_tensors(in, 1);
+  free_tensors(in1, 1);
+  free_tensors(par, 1);
+}
+
+/* ------------------------------------------------------------------ reductions, shapes */
+
+static void test_reductions(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F32, 2, 2, 3, 0));   /* [[1,2,3],[4,5,6]] */
+  int32_t z = in_("z", 1, T(DT_F32, 3, 2, 2, 2));   /* 1..8 */
+  int32_t s1 = ir_reduce(f, OP_SUM, x, 1, false, LOC(1, 1));
+  int32_t s1k = ir_reduce(f, OP_SUM, x, 1, true, LOC(1, 1));
+  int32_t m0 = ir_reduce(f, OP_MEAN, x, 0, false, LOC(1, 1));
+  int32_t x1 = ir_reduce(f, OP_MAX, x, 1, false, LOC(1, 1));
+  int32_t x0 = ir_reduce(f, OP_MAX, x, 0, true, LOC(1, 1));
+  int32_t xa = ir_reduce(f, OP_MAX, x, IR_AXIS_ALL, false, LOC(1, 1));
+  int32_t sa = ir_reduce(f, OP_SUM, x, IR_AXIS_ALL, true, LOC(1, 1));
+  int32_t ma = ir_reduce(f, OP_MEAN, x, IR_AXIS_ALL, false, LOC(1, 1));
+  int32_t z1 = ir_reduce(f, OP_SUM, z, 1, false, LOC(1, 1));
+  int32_t z2 = ir_reduce(f, OP_MEAN, z, 2, true, LOC(1, 1));
+  for (int k = 0; k < 2; k++) {
+    Tensor in[2] = {tens(DT_F32, 2, 2, 3, 0, V(1, 2, 3, 4, 5, 6)), tens(DT_F32, 3, 2, 2, 2, V(1, 2, 3, 4, 5, 6, 7, 8))};
+    Interp *it = ir_interp_run(f, modes[k], 1, in, 2, NULL, 0, 0, 0);
+    check(it, s1, modes[k], V(6, 15), 2, 0);
+    check(it, s1k, modes[k], V(6, 15), 2, 0);
+    assert_int_equal(ir_interp_value(it, s1k)->type.rank, 2);
+    check(it, m0, modes[k], V(2.5, 3.5, 4.5), 3, 0);
+    check(it, x1, modes[k], V(3, 6), 2, 0);
+    check(it, x0, modes[k], V(4, 5, 6), 3, 0);
+    check(it, xa, modes[k], V(6), 1, 0);
+    check(it, sa, modes[k], V(21), 1, 0);
+    check(it, ma, modes[k], V(3.5), 1, 0);
+    check(it, z1, modes[k], V(4, 6, 12, 14), 4, 0);
+    check(it, z2, modes[k], V(1.5, 3.5, 5.5, 7.5), 4, 0);
+    ir_interp_free(it);
+    free_tensors(in, 2);
+  }
+}
+
+static void test_broadcast_and_sum_to(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F32, 2, 2, 3, 0));   /* [[1,2,3],[4,5,6]] */
+  int32_t b = in_("b", 1, T(DT_F32, 1, 3, 0, 0));   /* [10,20,30] */
+  int32_t c = in_("c", 2, T(DT_F32, 2, 2, 1, 0));   /* [[7],[8]] */
+  int32_t s = ir_scalar(f, 2, LOC(1, 1));
+  TypeId t23 = f->insts[x].type;
+  int32_t bb = ir_to_type(f, OP_BROADCAST, b, t23, LOC(1, 1));
+  int32_t cb = ir_to_type(f, OP_BROADCAST, c, t23, LOC(1, 1));
+  int32_t sb = ir_to_type(f, OP_BROADCAST, s, t23, LOC(1, 1));
+  int32_t to3 = ir_to_type(f, OP_SUM_TO, x, T(DT_F32, 1, 3, 0, 0), LOC(1, 1));
+  int32_t to13 = ir_to_type(f, OP_SUM_TO, x, T(DT_F32, 2, 1, 3, 0), LOC(1, 1));
+  int32_t to21 = ir_to_type(f, OP_SUM_TO, x, T(DT_F32, 2, 2, 1, 0), LOC(1, 1));
+  int32_t to0 = ir_to_type(f, OP_SUM_TO, x, T(DT_F32, 0, 0, 0, 0), LOC(1, 1));
+  Tensor in[3] = {tens(DT_F32, 2, 2, 3, 0, V(1, 2, 3, 4, 5, 6)), tens(DT_F32, 1, 3, 0, 0, V(10, 20, 30)),
+                  tens(DT_F32, 2, 2, 1, 0, V(7, 8))};
+  for (int k = 0; k < 2; k++) {
+    Interp *it = ir_interp_run(f, modes[k], 1, in, 3, NULL, 0, 0, 0);
+    check(it, bb, modes[k], V(10, 20, 30, 10, 20, 30), 6, 0);
+    check(it, cb, modes[k], V(7, 7, 7, 8, 8, 8), 6, 0);
+    check(it, sb, modes[k], V(2, 2, 2, 2, 2, 2), 6, 0);
+    check(it, to3, modes[k], V(5, 7, 9), 3, 0);
+    check(it, to13, modes[k], V(5, 7, 9), 3, 0);
+    check(it, to21, modes[k], V(6, 15), 2, 0);
+    check(it, to0, modes[k], V(21), 1, 0);
+    ir_interp_free(it);
+  }
+  free_tensors(in, 3);
+}
+
+/* ------------------------------------------------------------------ rows and labels */
+
+static void test_softmax_stable(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F32, 2, 2, 3, 0));   /* [[1,2,3],[1000,1001,1000]] */
+  int32_t z = in_("z", 1, T(DT_F32, 2, 2, 2, 0));   /* [[1000,0],[1001,0]] */
+  int32_t sm = ir_rowop(f, OP_SOFTMAX, x, 1, LOC(1, 1));
+  int32_t ls = ir_rowop(f, OP_LOG_SOFTMAX, x, 1, LOC(1, 1));
+  int32_t sm0 = ir_rowop(f, OP_SOFTMAX, z, 0, LOC(1, 1));     /* along columns */
+  int32_t ls0 = ir_rowop(f, OP_LOG_SOFTMAX, z, 0, LOC(1, 1));
+  /* Python: m = max(xs); s = sum(exp(x - m)); [exp(x - m) / s], [x - m - log(s)]
+   * [1,2,3]:     0.09003057317038046, 0.24472847105479764, 0.6652409557748218
+   *              -2.4076059644443806, -1.4076059644443804, -0.4076059644443804
+   * [1000,1001]: 0.2689414213699951, 0.7310585786300049; -1.3132616875182228, -0.31326168751822286
+   * [1000,1001,1000]: 0.21194155761708544, 0.5761168847658291, 0.21194155761708544
+   *              -1.551444713932051, -0.5514447139320511, -1.551444713932051 */
+  for (int k = 0; k < 2; k++) {
+    InterpMode md = modes[k];
+    Tensor in[2] = {tens(DT_F32, 2, 2, 3, 0, V(1, 2, 3, 1000, 1001, 1000)),
+                    tens(DT_F32, 2, 2, 2, 0, V(1000, 0, 1001, 0))};
+    Interp *it = ir_interp_run(f, md, 1, in, 2, NULL, 0, 0, 0);
+    check(it, sm, md,
+          V(0.09003057317038046, 0.24472847105479764, 0.6652409557748218, 0.21194155761708544, 0.5761168847658291,
+            0.21194155761708544),
+          6, tol(md) * 4);
+    check(it, ls, md,
+          V(-2.4076059644443806, -1.4076059644443804, -0.4076059644443804, -1.551444713932051, -0.5514447139320511,
+            -1.551444713932051),
+          6, tol(md) * 4);
+    check(it, sm0, md, V(0.2689414213699951, 0.5, 0.7310585786300049, 0.5), 4, tol(md) * 4);
+    check(it, ls0, md, V(-1.3132616875182228, -0.6931471805599453, -0.31326168751822286, -0.6931471805599453), 4,
+          tol(md) * 4);
+    ir_interp_free(it);
+    free_tensors(in, 2);
+  }
+}
+
+static void test_onehot_and_softmax_xent(void **state) {
+  (void)state;
+  int32_t z = in_("z", 0, T(DT_F32, 2, DIM_BATCH, 3, 0));
+  int32_t y = in_("y", 1, T(DT_LABEL, 2, DIM_BATCH, 3, 0));
+  int32_t oh = ir_unary(f, OP_ONEHOT, y, LOC(1, 1));
+  int32_t ce = ir_binary(f, OP_SOFTMAX_XENT, z, y, LOC(1, 1));
+  int32_t l = ir_reduce(f, OP_MEAN, ce, IR_AXIS_ALL, false, LOC(1, 1));
+  ir_loss(f, l, LOC(1, 1));
+  /* the same loss written out: -sum(onehot(y) * log_softmax(z)) / B */
+  int32_t ls = ir_rowop(f, OP_LOG_SOFTMAX, z, 1, LOC(1, 1));
+  int32_t pr = ir_binary(f, OP_MUL, oh, ls, LOC(1, 1));
+  int32_t sm = ir_reduce(f, OP_SUM, pr, 1, false, LOC(1, 1));
+  int32_t nl = ir_unary(f, OP_NEG, sm, LOC(1, 1));
+  /* rows: [1000,1001,1000] label 1 -> 0.5514447139320511; [0,0,0] label 2 -> log 3 = 1.0986122886681098;
+   *       [1,2,3] label 0 -> 2.4076059644443806 */
+  for (int k = 0; k < 2; k++) {
+    InterpMode md = modes[k];
+    Tensor in[2] = {tens(DT_F32, 2, 3, 3, 0, V(1000, 1001, 1000, 0, 0, 0, 1, 2, 3)), tens(DT_LABEL, 2, 3, 3, 0, V(1, 2, 0))};
+    assert_int_equal(in[1].numel, 3);
+    Interp *it = ir_interp_run(f, md, 3, in, 2, NULL, 0, 0, 0);
+    check(it, oh, md, V(0, 1, 0, 0, 0, 1, 1, 0, 0), 9, 0);
+    check(it, ce, md, V(0.5514447139320511, 1.0986122886681098, 2.4076059644443806), 3, tol(md) * 4);
+    check(it, nl, md, V(0.5514447139320511, 1.0986122886681098, 2.4076059644443806), 3, tol(md) * 4);
+    check(it, l, md, V((0.5514447139320511 + 1.0986122886681098 + 2.4076059644443806) / 3), 1, tol(md) * 4);
+    assert_null(ir_interp_value(it, l + 1));   /* the loss sink has no value */
+    assert_null(ir_interp_value(it, 999));
+    assert_null(ir_interp_value(it, -1));
+    ir_interp_free(it);
+    free_tensors(in, 2);
+  }
+}
+
+static void test_label_out_of_range_is_an_error(void **state) {
+  (void)state;
+  int32_t z = in_("z", 0, T(DT_F32, 2, DIM_BATCH, 3, 0));
+  int32_t y = in_("y", 1, T(DT_LABEL, 2, DIM_BATCH, 3, 0));
+  Func *g = f;
+  ir_unary(g, OP_ONEHOT, y, (SrcLoc){-1, 0, 0, 0});
+  static const double bad[][2] = {{0, 3}, {-1, 0}, {1.5, 0}, {NAN, 0}};
+  static const char *const msg[] = {
+      "bpcc: error: interpreter: in @f, %2 = onehot: label 3 in row 1 is not a class index in [0, 3)",
+      "bpcc: error: interpreter: in @f, %2 = onehot: label -1 in row 0 is not a class index in [0, 3)",
+      "bpcc: error: interpreter: in @f, %2 = onehot: label 1.5 in row 0 is not a class index in [0, 3)",
+      "bpcc: error: interpreter: in @f, %2 = onehot: label nan in row 0 is not a class index in [0, 3)",
+  };
+  for (int i = 0; i < 4; i++) {
+    diag_reset();
+    rewind(diag_fp);
+    fflush(diag_fp);
+    if (diag_text) diag_text[0] = 0;
+    Tensor in[2] = {tens(DT_F32, 2, 2, 3, 0, NULL), tens(DT_LABEL, 2, 2, 3, 0, bad[i])};
+    assert_null(ir_interp_run(f, INTERP_F64, 2, in, 2, NULL, 0, 0, 0));
+    assert_string_equal(first_diag(), msg[i]);
+    free_tensors(in, 2);
+  }
+  /* softmax_xent checks too */
+  Func *h = ir_func_new(m, "h");
+  int32_t z2 = ir_input(h, "z", 0, f->insts[z].type, LOC(1, 1));
+  int32_t y2 = ir_input(h, "y", 1, f->insts[y].type, LOC(1, 1));
+  ir_binary(h, OP_SOFTMAX_XENT, z2, y2, (SrcLoc){-1, 0, 0, 0});
+  diag_reset();
+  rewind(diag_fp);
+  fflush(diag_fp);
+  if (diag_text) diag_text[0] = 0;
+  Tensor in[2] = {tens(DT_F32, 2, 1, 3, 0, NULL), tens(DT_LABEL, 2, 1, 3, 0, V(7))};
+  assert_null(ir_interp_run(h, INTERP_F32, 1, in, 2, NULL, 0, 0, 0));
+  assert_string_equal(first_diag(), "bpcc: error: interpreter: in @h, %2 = softmax_xent: label 7 in row 0 is not a class index in [0, 3)");
+  free_tensors(in, 2);
+}
+
+/* ------------------------------------------------------------------ leaves */
+
+static void test_const_param_dropout(void **state) {
+  (void)state;
+  int32_t c = ir_const(f, 0.1, T(DT_F32, 1, 2, 0, 0), LOC(1, 1));
+  int32_t w = ir_param(f, "w", T(DT_F32, 1, 2, 0, 0), INIT_ZEROS, 0, 0, LOC(1, 1));
+  int32_t d = ir_dropout_mask(f, 0.25, 7, T(DT_F32, 2, DIM_BATCH, 1000, 0), LOC(1, 1));
+  int32_t d0 = ir_dropout_mask(f, 0.0, 8, T(DT_F32, 1, 5, 0, 0), LOC(1, 1));
+  Tensor par[1] = {tens(DT_F32, 1, 2, 0, 0, V(0.1, -3))};
+  Interp *a = ir_interp_run(f, INTERP_F64, 10, NULL, 0, par, 1, 42, 1);
+  Interp *b = ir_interp_run(f, INTERP_F64, 10, NULL, 0, par, 1, 42, 1);
+  Interp *c2 = ir_interp_run(f, INTERP_F64, 10, NULL, 0, par, 1, 42, 2);
+  Interp *c3 = ir_interp_run(f, INTERP_F64, 10, NULL, 0, par, 1, 43, 1);
+  Interp *f32 = ir_interp_run(f, INTERP_F32, 10, NULL, 0, par, 1, 0, 0);
+  check(a, c, INTERP_F64, V(0.1, 0.1), 2, 0);
+  check(f32, c, INTERP_F32, V(0.1, 0.1), 2, 0);
+  check(a, w, INTERP_F64, V(0.1, -3), 2, 0);
+  check(f32, w, INTERP_F32, V(0.1, -3), 2, 0);   /* leaves are rounded too */
+  check(a, d0, INTERP_F64, V(1, 1, 1, 1, 1), 5, 0);
+  const Tensor *ma = ir_interp_value(a, d), *mb = ir_interp_value(b, d), *mc = ir_interp_value(c2, d),
+               *md = ir_interp_value(c3, d);
+  assert_int_equal(ma->numel, 10000);
+  int kept = 0, same_step = 0, same_seed = 0;
+  for (int64_t i = 0; i < ma->numel; i++) {
+    double v = ma->data[i];
+    assert_true(v == 0 || v == 1 / 0.75);
+    kept += v != 0;
+    assert_true(mb->data[i] == v);             /* a function of (seed, step, stream, index) */
+    same_step += mc->data[i] == v;
+    same_seed += md->data[i] == v;
+  }
+  /* Bernoulli(0.75) over 10000: mean 7500, sd 43; 5 sd is 217 */
+  assert_in_range(kept, 7500 - 217, 7500 + 217);
+  /* a different step or seed gives an independent mask: agreement 0.75^2 + 0.25^2 = 62.5% */
+  assert_in_range(same_step, 6250 - 250, 6250 + 250);
+  assert_in_range(same_seed, 6250 - 250, 6250 + 250);
+  ir_interp_free(a);
+  ir_interp_free(b);
+  ir_interp_free(c2);
+  ir_interp_free(c3);
+  ir_interp_free(f32);
+  free_tensors(par, 1);
+}
+
+/* ------------------------------------------------------------------ errors */
+
+static void reset_diag(void) {
+  rewind(diag_fp);
+  fflush(diag_fp);
+  if (diag_text) diag_text[0] = 0;
+}
+
+static void test_errors_return_null(void **state) {
+  (void)state;
+  int file = diag_add_file("e.bp", "", 0);
+  int32_t x = ir_input(f, "x", 0, T(DT_F32, 2, DIM_BATCH, 2, 0), (SrcLoc){file, 1, 5, 0});
+  int32_t w = ir_param(f, "w", T(DT_F32, 2, 2, 2, 0), INIT_ZEROS, 0, 0, (SrcLoc){file, 2, 5, 0});
+  ir_binary(f, OP_MATMUL, x, w, (SrcLoc){file, 3, 5, 0});
+  Tensor good_x = tens(DT_F32, 2, 4, 2, 0, NULL), good_w = tens(DT_F32, 2, 2, 2, 0, NULL);
+  Tensor bad_x = tens(DT_F32, 2, 3, 2, 0, NULL), lab_x = tens(DT_LABEL, 2, 4, 2, 0, NULL);
+
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 3, &good_x, 1, &good_w, 1, 0, 0));   /* batch 3, x has 4 rows */
+  assert_string_equal(first_diag(), "e.bp:1:5: error: interpreter: in @f, %0 = input: input \"x\" must be f32[3,2], was given f32[4,2]");
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 4, &lab_x, 1, &good_w, 1, 0, 0));
+  assert_string_equal(first_diag(), "e.bp:1:5: error: interpreter: in @f, %0 = input: input \"x\" must be f32[4,2], was given label[4,2]");
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 4, &good_x, 1, &bad_x, 1, 0, 0));
+  assert_string_equal(first_diag(), "e.bp:2:5: error: interpreter: in @f, %1 = param: parameter \"w\" must be f32[2,2], was given f32[3,2]");
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 4, &good_x, 1, NULL, 0, 0, 0));
+  assert_string_equal(first_diag(), "bpcc: error: interpreter: @f has 1 parameters, was given 0");
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 4, NULL, 0, &good_w, 1, 0, 0));
+  assert_string_equal(first_diag(), "e.bp:1:5: error: interpreter: in @f, %0 = input: input index 0, but 0 inputs were given");
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 0, &good_x, 1, &good_w, 1, 0, 0));
+  assert_string_equal(first_diag(), "bpcc: error: interpreter: in @f: batch size 0 must be at least 1");
+  Tensor nodata = good_x;
+  nodata.data = NULL;
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 4, &nodata, 1, &good_w, 1, 0, 0));
+  assert_string_equal(first_diag(), "e.bp:1:5: error: interpreter: in @f, %0 = input: input \"x\" has no data");
+  /* and the good call works */
+  reset_diag();
+  int errors = diag_error_count();
+  Interp *it = ir_interp_run(f, INTERP_F64, 4, &good_x, 1, &good_w, 1, 0, 0);
+  assert_non_null(it);
+  assert_int_equal(diag_error_count(), errors);
+  ir_interp_free(it);
+  ir_tensor_free(&good_x);
+  ir_tensor_free(&good_w);
+  ir_tensor_free(&bad_x);
+  ir_tensor_free(&lab_x);
+}
+
+/* IR that did not pass the verifier (a buggy pass) is reported, not run off the end of an array. */
+static void test_unverified_ir_is_an_error(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F32, 1, 3, 0, 0));
+  int32_t y = in_("y", 1, T(DT_LABEL, 2, 1, 3, 0));
+  int32_t r = ir_unary(f, OP_RELU, x, (SrcLoc){-1, 0, 0, 0});
+  Tensor in[2] = {tens(DT_F32, 1, 3, 0, 0, V(1, 2, 3)), tens(DT_LABEL, 2, 1, 3, 0, V(0))};
+  /* a use before the definition */
+  f->insts[r].args[0] = r;
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 1, in, 2, NULL, 0, 0, 0));
+  assert_string_equal(first_diag(), "bpcc: error: interpreter: in @f, %2 = relu: operand 0 (%2) has no value before it");
+  /* a label where a float belongs */
+  f->insts[r].args[0] = y;
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 1, in, 2, NULL, 0, 0, 0));
+  assert_string_equal(first_diag(),
+                      "bpcc: error: interpreter: in @f, %2 = relu: labels are only produced by inputs and read by onehot, softmax_xent and size");
+  /* a result type that disagrees with the operands */
+  f->insts[r].args[0] = x;
+  f->insts[r].type = T(DT_F32, 1, 4, 0, 0);
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 1, in, 2, NULL, 0, 0, 0));
+  assert_string_equal(first_diag(), "bpcc: error: interpreter: in @f, %2 = relu: operand shapes do not give the result type f32[4] (operand 0 is f32[3])");
+  /* wrong arity */
+  f->insts[r].type = f->insts[x].type;
+  f->insts[r].nargs = 2;
+  reset_diag();
+  assert_null(ir_interp_run(f, INTERP_F64, 1, in, 2, NULL, 0, 0, 0));
+  assert_string_equal(first_diag(), "bpcc: error: interpreter: in @f, %2 = relu: has 2 operands, the op takes 1");
+  free_tensors(in, 2);
+}
+
+/* A whole forward pass: a tiny linear softmax classifier, every value by hand. */
+static void test_small_model(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F64, 2, DIM_BATCH, 2, 0));
+  int32_t y = in_("y", 1, T(DT_LABEL, 2, DIM_BATCH, 2, 0));
+  int32_t w = ir_param(f, "W", T(DT_F64, 2, 2, 2, 0), INIT_ZEROS, 0, 0, LOC(1, 1));
+  int32_t b = ir_param(f, "b", T(DT_F64, 1, 2, 0, 0), INIT_ZEROS, 0, 0, LOC(1, 1));
+  int32_t z = ir_binary(f, OP_ADD, ir_binary(f, OP_MATMUL, x, w, LOC(1, 1)), b, LOC(1, 1));
+  int32_t p = ir_rowop(f, OP_SOFTMAX, z, 1, LOC(1, 1));
+  ir_output(f, "p", p, LOC(1, 1));
+  int32_t l = ir_reduce(f, OP_MEAN, ir_binary(f, OP_SOFTMAX_XENT, z, y, LOC(1, 1)), IR_AXIS_ALL, false, LOC(1, 1));
+  ir_loss(f, l, LOC(1, 1));
+  /* x = [[1,0],[0,1]], W = [[ln 3, 0],[0, 0]], b = [0, 0]: z = [[ln 3, 0],[0, 0]]
+   * p = [[3/4, 1/4], [1/2, 1/2]]; y = [0, 1]: loss = (-ln 3/4 - ln 1/2) / 2 */
+  Tensor in[2] = {tens(DT_F64, 2, 2, 2, 0, V(1, 0, 0, 1)), tens(DT_LABEL, 2, 2, 2, 0, V(0, 1))};
+  Tensor par[2] = {tens(DT_F64, 2, 2, 2, 0, V(log(3.0), 0, 0, 0)), tens(DT_F64, 1, 2, 0, 0, V(0, 0))};
+  Interp *it = ir_interp_run(f, INTERP_F64, 2, in, 2, par, 2, 0, 0);
+  check(it, p, INTERP_F64, V(0.75, 0.25, 0.5, 0.5), 4, 1e-15);
+  check(it, l, INTERP_F64, V((-log(0.75) - log(0.5)) / 2), 1, 1e-15);
+  ir_interp_free(it);
+  free_tensors(in, 2);
+  free_tensors(par, 2);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_binary_broadcasting, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_f32_rounds_every_result, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unary, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sigmoid_is_stable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_derivative_helpers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_matmul_family, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_batch_dim, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reductions, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_broadcast_and_sum_to, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_softmax_stable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_onehot_and_softmax_xent, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_label_out_of_range_is_an_error, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_const_param_dropout, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_errors_return_null, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unverified_ir_is_an_error, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_small_model, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
