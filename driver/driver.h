@@ -1,0 +1,70 @@
+/* driver/driver.h — the `bpcc` command. Table of contents of driver/:
+ *
+ *   main.c      option parsing, the table of subcommands and of --emit kinds, --help
+ *   pipeline.c  the shared pipeline: read a file (or stdin), parse, check, lower
+ *   cmd_*.c     one file per subcommand (`bpcc train ...`, `bpcc gradcheck ...`)
+ *
+ * To add a subcommand: write `int cmd_NAME(int argc, char **argv)` in cmd_NAME.c,
+ * declare it below, and add one row to drv_commands[] in main.c. argv[0] is the
+ * subcommand's name; return the exit status. To add an --emit kind: write an emitter
+ * `int emit_NAME(DrvCompilation *c, FILE *out)` and add a row to drv_emits[] in main.c
+ * with the pipeline stage it needs.
+ *
+ * Exit status: 0 success; 1 for any error — a diagnostic in the program, an unreadable
+ * file, or a usage error (unknown option, missing file). */
+#ifndef BPCC_DRIVER_H
+#define BPCC_DRIVER_H
+
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+
+/* How far drv_compile runs. */
+typedef enum {
+  DRV_READ,     /* read the text and register it for diagnostics */
+  DRV_PARSE,    /* + parse */
+  DRV_CHECK,    /* + semantic analysis: checked models */
+  DRV_LOWER,    /* + lower the selected model to an IR Func */
+} DrvStage;
+
+typedef struct {
+  const char *path;       /* as given; "-" is standard input */
+  const char *name;       /* in diagnostics: the path, or "<stdin>" */
+  Arena *arena;           /* owns the AST and the checked models */
+  int file;               /* diag file id */
+  FeProgram *program;
+  FeUnit *unit;
+  FeModel *model;         /* the selected model: --model NAME, else the first */
+  Module *module;         /* DRV_LOWER: owns func */
+  Func *func;
+} DrvCompilation;
+
+/* Run the pipeline up to `upto` on the file at `path` ("-": stdin). model_name selects a
+ * model (NULL: the first). Returns false after printing diagnostics; c is filled as far
+ * as it got either way and must be released with drv_release. */
+bool drv_compile(DrvCompilation *c, const char *path, DrvStage upto, const char *model_name);
+void drv_release(DrvCompilation *c);
+
+/* Read a whole file ("-": stdin) into a bp_malloc'd buffer; false with an error printed. */
+bool drv_read_file(const char *path, char **text, size_t *len);
+
+/* A subcommand: `bpcc NAME args...`. */
+typedef struct {
+  const char *name;
+  const char *usage;      /* one line for --help */
+  int (*run)(int argc, char **argv);
+} DrvCommand;
+
+/* An --emit kind. */
+typedef struct {
+  const char *name;
+  DrvStage needs;
+  int (*emit)(DrvCompilation *c, FILE *out);
+  const char *help;
+} DrvEmit;
+
+extern const DrvCommand drv_commands[];
+extern const DrvEmit drv_emits[];
+
+/* Subcommands (cmd_*.c). */
+
+#endif
