@@ -1,0 +1,52 @@
+/* frontend/lower.c — a checked model (FeGraph) to one IR Func.
+ *
+ * Semantic analysis already inlined the layers, expanded the standard library, resolved
+ * every shape and named every parameter, so lowering is one loop over the nodes in
+ * their (topological) order, mapping each to its IR builder call. Node i becomes value
+ * map[i]. The builder re-infers every type; a disagreement with the type sema computed
+ * is a bug in bpcc and stops with an internal error. Locations: each instruction keeps
+ * the DSL location sema gave its node (inside a user layer, the expression there;
+ * inside the standard library, the user's call; a parameter, the model-level call that
+ * created it). */
+#include "frontend/frontend.h"
+
+#include <string.h>
+
+Func *fe_lower(Module *m, const FeModel *model) {
+  Func *f = ir_func_new(m, model->name);
+  int32_t *map = bp_xmalloc((size_t)(model->nnodes ? model->nnodes : 1) * sizeof *map);
+  for (int32_t i = 0; i < model->nnodes; i++) {
+    const FeNode *n = &model->nodes[i];
+    int32_t a = n->nargs > 0 ? map[n->args[0]] : -1;
+    int32_t b = n->nargs > 1 ? map[n->args[1]] : -1;
+    TypeId t = ir_type(m, (DType)n->type.dtype, n->type.rank, n->type.dims);
+    int32_t v = -1;
+    switch (n->op) {
+    case OP_INPUT: v = ir_input(f, ir_intern(m, n->name), (int)n->iattr, t, n->loc); break;
+    case OP_PARAM: v = ir_param(f, ir_intern(m, n->name), t, (InitKind)n->iattr, n->fattr[0], n->fattr[1], n->loc); break;
+    case OP_CONST: v = ir_const(f, n->fattr[0], t, n->loc); break;
+    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MATMUL:
+      v = ir_binary(f, n->op, a, b, n->loc);
+      break;
+    case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS:
+    case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_TRANSPOSE: case OP_ONEHOT:
+      v = ir_unary(f, n->op, a, n->loc);
+      break;
+    case OP_POW: v = ir_pow(f, a, n->fattr[0], n->loc); break;
+    case OP_SUM: case OP_MEAN: case OP_MAX: v = ir_reduce(f, n->op, a, (int)n->iattr, false, n->loc); break;
+    case OP_SOFTMAX: case OP_LOG_SOFTMAX: v = ir_rowop(f, n->op, a, (int)n->iattr, n->loc); break;
+    case OP_DROPOUT_MASK: v = ir_dropout_mask(f, n->fattr[0], (int)n->iattr, t, n->loc); break;
+    case OP_OUTPUT: ir_output(f, ir_intern(m, n->name), a, n->loc); break;
+    case OP_LOSS: ir_loss(f, a, n->loc); break;
+    default: ir_die("lowering: unexpected node op %s", ir_ops[n->op].name);
+    }
+    if (v >= 0 && f->insts[v].type != t) {
+      char s1[96], s2[96];
+      ir_die("lowering %s: sema computed %s, the builder %s", ir_ops[n->op].name, ir_type_str(&n->type, s1, sizeof s1),
+             ir_type_str(ir_vtype(f, v), s2, sizeof s2));
+    }
+    map[i] = v;
+  }
+  bp_free(map);
+  return f;
+}
