@@ -113,4 +113,81 @@ typedef struct bprt_model_desc {
   bprt_entry_fn forward, grad, step;
 } bprt_model_desc;
 
+/* ------------------------------------------------------ the model object (model.c)
+ * A generic trained-model object over a descriptor: the params, grads and opt_state
+ * blocks, a workspace grown to the largest batch seen, the step count and the
+ * hyperparameters. The JIT (`bpcc train`) and every AOT library (m_create, ...) use
+ * it. Functions returning int give BPRT_OK or a BPRT_E_* code with a message in
+ * bprt_last_error() (runtime/runtime.h); misuse never crashes. */
+enum {
+  BPRT_OK = 0,
+  BPRT_E_ARG = -1,        /* a NULL pointer or an invalid argument */
+  BPRT_E_BATCH = -2,      /* batch <= 0 or too large */
+  BPRT_E_RANGE = -3,      /* an index out of range, an unknown hyperparameter name */
+  BPRT_E_LABEL = -4,      /* a label outside [0, classes) */
+  BPRT_E_NOMEM = -5,      /* out of memory */
+  BPRT_E_IO = -6,         /* a checkpoint could not be written */
+  BPRT_E_CHECKPOINT = -7, /* not a valid checkpoint for this model */
+  BPRT_E_STATE = -8,      /* the model lacks the entry point (no loss: no grad / step) */
+};
+
+typedef struct bprt_model bprt_model;
+
+typedef struct {
+  const char *name;       /* path name, e.g. "h.W" */
+  int32_t rank;
+  int64_t dims[BPRT_MAX_RANK];
+  int64_t numel;
+  float *values;          /* numel floats inside the params block */
+  float *grad;            /* numel floats inside the grads block */
+} bprt_param_info;
+
+/* Parameters initialized as declared from seed (stream = parameter index); grads and
+ * optimizer state zeroed (adagrad: initial_accumulator_value). NULL + error on failure. */
+bprt_model *bprt_model_create(const bprt_model_desc *d, uint64_t seed);
+void bprt_model_destroy(bprt_model *m);                  /* NULL is fine */
+const bprt_model_desc *bprt_model_get_desc(const bprt_model *m);
+/* inputs[i] as desc->inputs (float rows, or int32 labels); outputs[i] as desc->outputs.
+ * forward: label inputs may be NULL. The label values are checked before the call. */
+int bprt_model_forward(bprt_model *m, int64_t batch, const void *const *inputs, float *const *outputs);
+/* Loss and gradients (overwriting the grads block); no update, the step stays. */
+int bprt_model_loss_and_grad(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);
+/* Forward, backward and the optimizer update at t = step + 1; then step = t. */
+int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);
+/* Outputs of the last loss_and_grad / train_step (batch rows), or NULL. */
+const float *bprt_model_last_output(const bprt_model *m, int i);
+int bprt_model_set_hyper(bprt_model *m, int which, double value);   /* BPRT_H_* */
+int bprt_model_get_hyper(const bprt_model *m, int which, double *value);
+/* By PyTorch name: "lr", "momentum", "dampening", "nesterov", "beta1", "beta2", "eps",
+ * "weight_decay", "alpha", "lr_decay", "initial_accumulator_value", "clip". -1 if unknown. */
+int bprt_hyper_lookup(const char *name);
+extern const char *const bprt_hyper_names[BPRT_H__COUNT];
+int bprt_model_set_lr(bprt_model *m, double lr);
+uint64_t bprt_model_get_step(const bprt_model *m);
+int bprt_model_set_step(bprt_model *m, uint64_t step);
+int bprt_model_param(const bprt_model *m, int i, bprt_param_info *out);
+int bprt_model_find_param(const bprt_model *m, const char *name);   /* index or -1 */
+float *bprt_model_params(bprt_model *m);        /* the blocks, for the trainer */
+float *bprt_model_grads(bprt_model *m);
+float *bprt_model_opt_state(bprt_model *m);
+/* Optimizer state slots: opt_state_floats / param_floats arrays laid out like params;
+ * slot k of parameter p is saved as "optim.<p>.<name>" (PyTorch's state names). */
+int bprt_model_opt_slots(const bprt_model_desc *d);
+const char *bprt_model_opt_slot_name(const bprt_model_desc *d, int k);
+/* Checkpoints (safetensors): parameters under their names, optimizer state, metadata
+ * format = "bpcc-checkpoint", format_version = "1", model, optimizer, step. `extra`
+ * adds metadata (the trainer's epoch, schedule, RNG state); may be NULL. Atomic. */
+int bprt_model_save(const bprt_model *m, const char *path);
+int bprt_model_save_meta(const bprt_model *m, const char *path, const char *const *keys,
+                         const char *const *values, int nextra);
+/* All or nothing: on any error the model is unchanged. A bpcc checkpoint must name this
+ * model and hold every parameter and optimizer tensor with its shape; a plain
+ * safetensors file (no bpcc metadata) loads the parameters only, resetting the
+ * optimizer state and the step. */
+int bprt_model_load(bprt_model *m, const char *path);
+/* As load; on success *ck (if ck) is the open checkpoint, for reading the trainer's
+ * metadata with bprt_st_meta; the caller frees it with bprt_st_free. */
+struct BprtCheckpoint;
+int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **ck);
+
 #endif

@@ -1,0 +1,687 @@
+/* runtime/model.c — the generic model object over a bprt_model_desc.
+ *
+ * The one idea: generated code is three functions of a frame (model.h); everything a
+ * user of a trained model needs around them — memory, initialization, argument
+ * checking, hyperparameters, checkpoints — is written once here, in plain C, and is
+ * shared by the JIT and by every AOT library (whose m_create, m_train_step, ... are
+ * thin wrappers passing their constant descriptor).
+ *
+ * Memory, all through the runtime's allocation hook (bprt_malloc, 64-byte aligned):
+ *   params    desc->param_floats floats, parameter p at desc->params[p].offset
+ *   grads     the same layout
+ *   opt_state desc->opt_state_floats floats = slots x param_floats, slot k laid out
+ *             like params (adam: exp_avg, exp_avg_sq)
+ *   workspace ws_fixed + ws_per_batch * B bytes, grown (never shrunk) to the largest
+ *             batch seen, together with the output buffers of loss_and_grad/train_step
+ *             and a zero label row for forward calls that pass no labels.
+ *
+ * Every entry point checks its arguments before it touches generated code: a NULL
+ * pointer, batch <= 0, a label outside [0, classes) is an error code and a message,
+ * never memory corruption. */
+#include "runtime/model.h"
+
+/* runtime.h allows rank 8 for checkpoint tensors; model.h's descriptors use 4. The
+ * structs of model.h are already laid out, so the larger limit may apply below. */
+#undef BPRT_MAX_RANK
+#include "runtime/runtime.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MODEL_RANK 4                   /* model.h's BPRT_MAX_RANK */
+#define CHECKPOINT_FORMAT "bpcc-checkpoint"
+#define CHECKPOINT_VERSION "1"
+
+struct bprt_model {
+  const bprt_model_desc *d;
+  uint64_t seed, step;
+  double hyper[BPRT_H__COUNT];
+  float *params, *grads, *opt_state;
+  /* grown with the batch */
+  int64_t cap_batch;                 /* workspace and scratch fit this batch */
+  unsigned char *workspace;
+  float **scratch_out;               /* desc->noutputs buffers */
+  int32_t *zero_labels;              /* cap_batch zeros */
+  int64_t last_batch;                /* rows in scratch_out after grad / step, 0 = none */
+};
+
+const char *const bprt_hyper_names[BPRT_H__COUNT] = {
+    "lr",    "momentum",     "dampening", "nesterov", "beta1",
+    "beta2", "eps",          "weight_decay", "alpha", "lr_decay",
+    "initial_accumulator_value", "clip", "step",
+};
+
+static const char *const optimizer_names[BPRT_OPT__COUNT] = {
+    "sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw",
+};
+
+/* Set the message and return code (the runtime's bprt_set_error returns -1). */
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  bprt_set_error("%s", buf);
+  return code;
+}
+
+static const char *model_name(const bprt_model *m) {
+  return m->d->model_name ? m->d->model_name : "model";
+}
+
+/* ------------------------------------------------------------------- sizes */
+
+static int64_t param_numel(const bprt_param_desc *p) {
+  int64_t n = 1;
+  for (int i = 0; i < p->rank; i++) n *= p->dims[i];
+  return n;
+}
+
+/* Elements of a tensor of the descriptor for `batch` rows (labels: one per row). */
+static int64_t tensor_numel(const bprt_tensor_desc *t, int64_t batch) {
+  if (t->is_label) return batch;
+  int64_t n = 1;
+  for (int i = 0; i < t->rank; i++) n *= t->dims[i] == BPRT_DIM_BATCH ? batch : t->dims[i];
+  return n;
+}
+
+/* The elements of one batch row; used to bound the batch so sizes cannot overflow. */
+static int64_t tensor_row(const bprt_tensor_desc *t) {
+  if (t->is_label) return 1;
+  int64_t n = 1;
+  for (int i = 0; i < t->rank; i++)
+    if (t->dims[i] != BPRT_DIM_BATCH) n *= t->dims[i];
+  return n;
+}
+
+/* Names of the optimizer state slots, PyTorch's torch.optim state keys. */
+int bprt_model_opt_slots(const bprt_model_desc *d) {
+  if (!d || d->param_floats <= 0 || d->opt_state_floats <= 0) return 0;
+  return (int)(d->opt_state_floats / d->param_floats);
+}
+
+const char *bprt_model_opt_slot_name(const bprt_model_desc *d, int k) {
+  static const char *const adam[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  static const char *const rmsprop[] = {"square_avg", "momentum_buffer", "grad_avg"};
+  static const char *const sgd[] = {"momentum_buffer"};
+  static const char *const adagrad[] = {"sum"};
+  static const char *const slot[] = {"slot0", "slot1", "slot2", "slot3", "slot4", "slot5"};
+  int n = bprt_model_opt_slots(d);
+  if (k < 0 || k >= n) return NULL;
+  switch (d->optimizer) {
+  case BPRT_OPT_ADAM:
+  case BPRT_OPT_ADAMW:
+    if (k < 3) return adam[k];
+    break;
+  case BPRT_OPT_RMSPROP:
+    if (k < 3) return rmsprop[k];
+    break;
+  case BPRT_OPT_SGD:
+  case BPRT_OPT_MOMENTUM:
+    if (k < 1) return sgd[k];
+    break;
+  case BPRT_OPT_ADAGRAD:
+    if (k < 1) return adagrad[k];
+    break;
+  default:
+    break;
+  }
+  return k < 6 ? slot[k] : "slot";
+}
+
+/* A descriptor generated code could be wrong about only through a bug, but checking it
+ * once at create keeps every later index and size computation safe. */
+static int check_desc(const bprt_model_desc *d) {
+  const char *name = d->model_name ? d->model_name : "model";
+  if (d->nparams < 0 || (d->nparams > 0 && !d->params) || d->ninputs < 0 ||
+      (d->ninputs > 0 && !d->inputs) || d->noutputs < 0 || (d->noutputs > 0 && !d->outputs))
+    return fail(BPRT_E_ARG, "%s: malformed model descriptor (tables)", name);
+  if (d->param_floats < 0 || d->opt_state_floats < 0 || d->ws_fixed < 0 || d->ws_per_batch < 0)
+    return fail(BPRT_E_ARG, "%s: malformed model descriptor (sizes)", name);
+  if (d->optimizer < 0 || d->optimizer >= BPRT_OPT__COUNT)
+    return fail(BPRT_E_ARG, "%s: unknown optimizer %d in the descriptor", name, (int)d->optimizer);
+  if (!d->forward) return fail(BPRT_E_ARG, "%s: the descriptor has no forward function", name);
+  for (int i = 0; i < d->nparams; i++) {
+    const bprt_param_desc *p = &d->params[i];
+    if (!p->name || p->rank < 0 || p->rank > MODEL_RANK || p->offset < 0)
+      return fail(BPRT_E_ARG, "%s: malformed parameter %d in the descriptor", name, i);
+    for (int k = 0; k < p->rank; k++)
+      if (p->dims[k] < 1) return fail(BPRT_E_ARG, "%s: parameter '%s' has dimension %lld", name, p->name, (long long)p->dims[k]);
+    if (p->offset + param_numel(p) > d->param_floats)
+      return fail(BPRT_E_ARG, "%s: parameter '%s' lies outside the params block", name, p->name);
+  }
+  for (int io = 0; io < 2; io++) {
+    int n = io ? d->noutputs : d->ninputs;
+    const bprt_tensor_desc *t = io ? d->outputs : d->inputs;
+    for (int i = 0; i < n; i++) {
+      if (!t[i].name || t[i].rank < 0 || t[i].rank > MODEL_RANK || (t[i].is_label && t[i].rank < 1))
+        return fail(BPRT_E_ARG, "%s: malformed %s %d in the descriptor", name, io ? "output" : "input", i);
+      for (int k = 0; k < t[i].rank; k++)
+        if (t[i].dims[k] < 1 && t[i].dims[k] != BPRT_DIM_BATCH)
+          return fail(BPRT_E_ARG, "%s: %s '%s' has dimension %lld", name, io ? "output" : "input",
+                      t[i].name, (long long)t[i].dims[k]);
+    }
+  }
+  return BPRT_OK;
+}
+
+/* --------------------------------------------------------------- lifecycle */
+
+static void fill_opt_state(bprt_model *m) {
+  const bprt_model_desc *d = m->d;
+  if (!d->opt_state_floats) return;
+  float v = d->optimizer == BPRT_OPT_ADAGRAD ? (float)m->hyper[BPRT_H_INITIAL_ACC] : 0.0f;
+  for (int64_t i = 0; i < d->opt_state_floats; i++) m->opt_state[i] = v;
+}
+
+/* A block of n floats (at least one cache line, so that a model with no parameters
+ * still has valid pointers), zeroed. */
+static float *alloc_block(int64_t n) {
+  if (n < 16) n = 16;
+  if ((uint64_t)n > SIZE_MAX / sizeof(float)) return NULL;
+  float *p = bprt_malloc((size_t)n * sizeof(float));
+  if (p) memset(p, 0, (size_t)n * sizeof(float));
+  return p;
+}
+
+bprt_model *bprt_model_create(const bprt_model_desc *d, uint64_t seed) {
+  if (!d) {
+    fail(BPRT_E_ARG, "model create: NULL descriptor");
+    return NULL;
+  }
+  if (check_desc(d) != BPRT_OK) return NULL;
+  bprt_model *m = bprt_malloc(sizeof *m);
+  if (!m) return NULL;
+  memset(m, 0, sizeof *m);
+  m->d = d;
+  m->seed = seed;
+  memcpy(m->hyper, d->hyper, sizeof m->hyper);
+  m->params = alloc_block(d->param_floats);
+  m->grads = alloc_block(d->param_floats);
+  m->opt_state = alloc_block(d->opt_state_floats);
+  if (d->noutputs > 0) {
+    m->scratch_out = bprt_malloc(sizeof(float *) * (size_t)d->noutputs);
+    if (m->scratch_out) memset(m->scratch_out, 0, sizeof(float *) * (size_t)d->noutputs);
+  }
+  if (!m->params || !m->grads || !m->opt_state || (d->noutputs > 0 && !m->scratch_out)) {
+    bprt_model_destroy(m);
+    bprt_set_error("%s: out of memory creating the model", d->model_name ? d->model_name : "model");
+    return NULL;
+  }
+  for (int i = 0; i < d->nparams; i++) {
+    const bprt_param_desc *p = &d->params[i];
+    if (bprt_init_tensor(m->params + p->offset, p->rank, p->dims, p->init, p->init_a, p->init_b,
+                         seed, bprt_stream_init((uint32_t)i)) != 0) {
+      bprt_prefix_error("%s: parameter '%s'%s%s", model_name(m), p->name, p->loc ? " at " : "",
+                        p->loc ? p->loc : "");
+      bprt_model_destroy(m);
+      return NULL;
+    }
+  }
+  fill_opt_state(m);
+  return m;
+}
+
+static void free_batch_buffers(bprt_model *m) {
+  bprt_free(m->workspace);
+  m->workspace = NULL;
+  bprt_free(m->zero_labels);
+  m->zero_labels = NULL;
+  for (int i = 0; m->scratch_out && i < m->d->noutputs; i++) {
+    bprt_free(m->scratch_out[i]);
+    m->scratch_out[i] = NULL;
+  }
+  m->cap_batch = 0;
+  m->last_batch = 0;
+}
+
+void bprt_model_destroy(bprt_model *m) {
+  if (!m) return;
+  free_batch_buffers(m);
+  bprt_free(m->scratch_out);
+  bprt_free(m->params);
+  bprt_free(m->grads);
+  bprt_free(m->opt_state);
+  bprt_free(m);
+}
+
+const bprt_model_desc *bprt_model_get_desc(const bprt_model *m) { return m ? m->d : NULL; }
+
+/* ------------------------------------------------------------ running code */
+
+/* Check batch against the largest that keeps every size in range, then grow the
+ * workspace and the scratch buffers to it (all or nothing). */
+static int ensure_batch(bprt_model *m, int64_t batch) {
+  const bprt_model_desc *d = m->d;
+  if (batch <= 0)
+    return fail(BPRT_E_BATCH, "%s: batch must be >= 1, got %lld", model_name(m), (long long)batch);
+  int64_t limit = INT64_C(1) << 40;
+  if (d->ws_per_batch > 0 && (limit - d->ws_fixed) / d->ws_per_batch < limit)
+    limit = (limit - d->ws_fixed) / d->ws_per_batch;
+  for (int io = 0; io < 2; io++) {
+    int n = io ? d->noutputs : d->ninputs;
+    const bprt_tensor_desc *t = io ? d->outputs : d->inputs;
+    for (int i = 0; i < n; i++) {
+      int64_t row = tensor_row(&t[i]);
+      if (row > 0 && (INT64_C(1) << 38) / row < limit) limit = (INT64_C(1) << 38) / row;
+    }
+  }
+  if (batch > limit)
+    return fail(BPRT_E_BATCH, "%s: batch %lld is too large (at most %lld)", model_name(m), (long long)batch,
+                (long long)limit);
+  if (batch <= m->cap_batch) return BPRT_OK;
+  /* grow geometrically so a slowly rising batch does not reallocate each call */
+  int64_t cap = m->cap_batch * 2 > batch && m->cap_batch * 2 <= limit ? m->cap_batch * 2 : batch;
+  size_t ws = (size_t)(d->ws_fixed + d->ws_per_batch * cap);
+  unsigned char *w = bprt_malloc(ws < 64 ? 64 : ws);
+  int32_t *zl = bprt_malloc(sizeof(int32_t) * (size_t)cap);
+  float *outs[64];
+  float **o = d->noutputs <= 64 ? outs : bprt_malloc(sizeof(float *) * (size_t)d->noutputs);
+  bool ok = w && zl && o;
+  for (int i = 0; ok && i < d->noutputs; i++) {
+    size_t n = (size_t)tensor_numel(&d->outputs[i], cap);
+    o[i] = bprt_malloc(sizeof(float) * (n ? n : 1));
+    if (!o[i]) {
+      for (int k = 0; k < i; k++) bprt_free(o[k]);
+      ok = false;
+    }
+  }
+  if (!ok) {
+    bprt_free(w);
+    bprt_free(zl);
+    if (o && o != outs) bprt_free(o);
+    return fail(BPRT_E_NOMEM, "%s: out of memory for batch %lld (workspace %zu bytes)", model_name(m),
+                (long long)batch, ws);
+  }
+  free_batch_buffers(m);
+  m->workspace = w;
+  m->zero_labels = zl;
+  memset(zl, 0, sizeof(int32_t) * (size_t)cap);
+  for (int i = 0; i < d->noutputs; i++) m->scratch_out[i] = o[i];
+  if (o != outs) bprt_free(o);
+  m->cap_batch = cap;
+  return BPRT_OK;
+}
+
+/* Inputs present (labels may be absent where allow_no_labels) and labels in range. */
+static int check_inputs(bprt_model *m, int64_t batch, const void *const *inputs, bool allow_no_labels) {
+  const bprt_model_desc *d = m->d;
+  if (d->ninputs > 0 && !inputs) return fail(BPRT_E_ARG, "%s: inputs is NULL", model_name(m));
+  for (int i = 0; i < d->ninputs; i++) {
+    const bprt_tensor_desc *t = &d->inputs[i];
+    if (!inputs[i]) {
+      if (t->is_label && allow_no_labels) continue;
+      return fail(BPRT_E_ARG, "%s: input %d ('%s') is NULL", model_name(m), i, t->name);
+    }
+    if (!t->is_label) continue;
+    const int32_t *lab = inputs[i];
+    int64_t classes = t->dims[t->rank - 1];
+    for (int64_t r = 0; r < batch; r++)
+      if (lab[r] < 0 || lab[r] >= classes)
+        return fail(BPRT_E_LABEL, "%s: label %d of input '%s' at row %lld is outside [0, %lld)", model_name(m),
+                    (int)lab[r], t->name, (long long)r, (long long)classes);
+  }
+  return BPRT_OK;
+}
+
+/* The adapter from the frame's parallel-for to the runtime's global pool: the task
+ * signature differs (int32_t worker), so each chunk goes through this trampoline. */
+typedef struct {
+  bprt_task_fn fn;
+  void *ctx;
+} TaskAdapter;
+
+static void run_task(void *ctx, int64_t begin, int64_t end, int worker) {
+  TaskAdapter *a = ctx;
+  a->fn(a->ctx, begin, end, (int32_t)worker);
+}
+
+static void pool_parallel_for(void *pool, int64_t n, int64_t grain, bprt_task_fn fn, void *ctx) {
+  (void)pool;   /* the process-wide pool of this runtime copy */
+  TaskAdapter a = {fn, ctx};
+  bprt_parallel_for(n, grain, run_task, &a);
+}
+
+static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const *inputs,
+               float *const *outputs, float *loss, uint64_t t) {
+  const bprt_model_desc *d = m->d;
+  const void *in_local[64];
+  const void **in = in_local;
+  if (d->ninputs > 64) {
+    in = bprt_malloc(sizeof(void *) * (size_t)d->ninputs);
+    if (!in) return fail(BPRT_E_NOMEM, "%s: out of memory", model_name(m));
+  }
+  for (int i = 0; i < d->ninputs; i++) in[i] = inputs[i] ? inputs[i] : (const void *)m->zero_labels;
+  double hyper[BPRT_H__COUNT];
+  memcpy(hyper, m->hyper, sizeof hyper);
+  hyper[BPRT_H_STEP] = (double)t;
+  float loss_local = 0.0f;
+  bprt_frame f = {
+      .batch = batch,
+      .params = m->params,
+      .grads = m->grads,
+      .opt_state = m->opt_state,
+      .workspace = m->workspace,
+      .inputs = (const void *const *)in,
+      .outputs = outputs,
+      .loss = loss ? loss : &loss_local,
+      .hyper = hyper,
+      .seed = m->seed,
+      .step = t,
+      .pool = NULL,
+      .parallel_for = pool_parallel_for,
+      .nthreads = bprt_get_threads(),
+      .status = 0,
+  };
+  if (f.nthreads < 1) f.nthreads = 1;
+  fn(&f);
+  if (in != in_local) bprt_free(in);
+  if (f.status != 0)
+    return fail(BPRT_E_LABEL, "%s: the generated code rejected a label (status %d)", model_name(m), (int)f.status);
+  return BPRT_OK;
+}
+
+int bprt_model_forward(bprt_model *m, int64_t batch, const void *const *inputs, float *const *outputs) {
+  if (!m) return fail(BPRT_E_ARG, "forward: NULL model");
+  if (m->d->noutputs > 0 && !outputs) return fail(BPRT_E_ARG, "%s: forward: outputs is NULL", model_name(m));
+  for (int i = 0; i < m->d->noutputs; i++)
+    if (!outputs[i])
+      return fail(BPRT_E_ARG, "%s: forward: output %d ('%s') is NULL", model_name(m), i, m->d->outputs[i].name);
+  int rc = ensure_batch(m, batch);
+  if (rc == BPRT_OK) rc = check_inputs(m, batch, inputs, true);
+  if (rc == BPRT_OK) rc = run(m, m->d->forward, batch, inputs, outputs, NULL, m->step);
+  if (rc != BPRT_OK) bprt_prefix_error("forward");
+  return rc;
+}
+
+static int grad_or_step(bprt_model *m, bprt_entry_fn fn, const char *what, int64_t batch,
+                        const void *const *inputs, float *loss) {
+  if (!m) return fail(BPRT_E_ARG, "%s: NULL model", what);
+  if (!fn)
+    return fail(BPRT_E_STATE, "%s: %s: the model has no loss, so no gradients (declare `loss` in it)", what,
+                model_name(m));
+  int rc = ensure_batch(m, batch);
+  if (rc == BPRT_OK) rc = check_inputs(m, batch, inputs, false);
+  if (rc == BPRT_OK) {
+    m->last_batch = 0;
+    rc = run(m, fn, batch, inputs, m->scratch_out, loss, m->step + 1);
+    if (rc == BPRT_OK) m->last_batch = batch;
+  }
+  if (rc != BPRT_OK) bprt_prefix_error("%s", what);
+  return rc;
+}
+
+int bprt_model_loss_and_grad(bprt_model *m, int64_t batch, const void *const *inputs, float *loss) {
+  return grad_or_step(m, m ? m->d->grad : NULL, "loss_and_grad", batch, inputs, loss);
+}
+
+int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *inputs, float *loss) {
+  int rc = grad_or_step(m, m ? m->d->step : NULL, "train_step", batch, inputs, loss);
+  if (rc == BPRT_OK) m->step++;
+  return rc;
+}
+
+const float *bprt_model_last_output(const bprt_model *m, int i) {
+  if (!m || i < 0 || i >= m->d->noutputs || m->last_batch == 0) return NULL;
+  return m->scratch_out[i];
+}
+
+/* ------------------------------------------------------- hyperparameters */
+
+int bprt_hyper_lookup(const char *name) {
+  if (!name) return -1;
+  for (int i = 0; i < BPRT_H__COUNT; i++)
+    if (i != BPRT_H_STEP && !strcmp(name, bprt_hyper_names[i])) return i;
+  return -1;
+}
+
+int bprt_model_set_hyper(bprt_model *m, int which, double value) {
+  if (!m) return fail(BPRT_E_ARG, "set_hyper: NULL model");
+  if (which < 0 || which >= BPRT_H__COUNT || which == BPRT_H_STEP)
+    return fail(BPRT_E_RANGE, "%s: hyperparameter index %d is out of range [0, %d) (step is set with set_step)",
+                model_name(m), which, BPRT_H_STEP);
+  if (!isfinite(value))
+    return fail(BPRT_E_ARG, "%s: %s must be finite, got %g", model_name(m), bprt_hyper_names[which], value);
+  if (value < 0 && which != BPRT_H_MOMENTUM)
+    return fail(BPRT_E_ARG, "%s: %s must be >= 0, got %g", model_name(m), bprt_hyper_names[which], value);
+  m->hyper[which] = value;
+  return BPRT_OK;
+}
+
+int bprt_model_get_hyper(const bprt_model *m, int which, double *value) {
+  if (!m || !value) return fail(BPRT_E_ARG, "get_hyper: NULL %s", m ? "value pointer" : "model");
+  if (which < 0 || which >= BPRT_H__COUNT)
+    return fail(BPRT_E_RANGE, "%s: hyperparameter index %d is out of range [0, %d)", model_name(m), which,
+                BPRT_H__COUNT);
+  *value = which == BPRT_H_STEP ? (double)m->step : m->hyper[which];
+  return BPRT_OK;
+}
+
+int bprt_model_set_lr(bprt_model *m, double lr) { return bprt_model_set_hyper(m, BPRT_H_LR, lr); }
+
+uint64_t bprt_model_get_step(const bprt_model *m) { return m ? m->step : 0; }
+
+int bprt_model_set_step(bprt_model *m, uint64_t step) {
+  if (!m) return fail(BPRT_E_ARG, "set_step: NULL model");
+  m->step = step;
+  return BPRT_OK;
+}
+
+/* ------------------------------------------------------------- parameters */
+
+int bprt_model_param(const bprt_model *m, int i, bprt_param_info *out) {
+  if (!m || !out) return fail(BPRT_E_ARG, "param: NULL %s", m ? "info pointer" : "model");
+  if (i < 0 || i >= m->d->nparams)
+    return fail(BPRT_E_RANGE, "%s: parameter index %d is out of range [0, %d)", model_name(m), i, (int)m->d->nparams);
+  const bprt_param_desc *p = &m->d->params[i];
+  memset(out, 0, sizeof *out);
+  out->name = p->name;
+  out->rank = p->rank;
+  for (int k = 0; k < p->rank; k++) out->dims[k] = p->dims[k];
+  out->numel = param_numel(p);
+  out->values = m->params + p->offset;
+  out->grad = m->grads + p->offset;
+  return BPRT_OK;
+}
+
+int bprt_model_find_param(const bprt_model *m, const char *name) {
+  if (!m || !name) return -1;
+  for (int i = 0; i < m->d->nparams; i++)
+    if (!strcmp(m->d->params[i].name, name)) return i;
+  return -1;
+}
+
+float *bprt_model_params(bprt_model *m) { return m ? m->params : NULL; }
+float *bprt_model_grads(bprt_model *m) { return m ? m->grads : NULL; }
+float *bprt_model_opt_state(bprt_model *m) { return m ? m->opt_state : NULL; }
+
+/* ------------------------------------------------------------- checkpoints */
+
+/* "optim.<param>.<slot>" for every parameter and slot, in one allocation. */
+static char **state_names(const bprt_model *m, int nslots) {
+  int np = m->d->nparams;
+  size_t bytes = sizeof(char *) * (size_t)(np * nslots + 1);
+  size_t strbytes = 0;
+  for (int k = 0; k < nslots; k++)
+    for (int i = 0; i < np; i++)
+      strbytes += strlen(m->d->params[i].name) + strlen(bprt_model_opt_slot_name(m->d, k)) + 8;
+  char **names = bprt_malloc(bytes + strbytes + 1);
+  if (!names) return NULL;
+  char *s = (char *)names + bytes;
+  for (int k = 0; k < nslots; k++)
+    for (int i = 0; i < np; i++) {
+      size_t n = strlen(m->d->params[i].name) + strlen(bprt_model_opt_slot_name(m->d, k)) + 8;
+      snprintf(s, n, "optim.%s.%s", m->d->params[i].name, bprt_model_opt_slot_name(m->d, k));
+      names[k * np + i] = s;
+      s += n;
+    }
+  return names;
+}
+
+int bprt_model_save_meta(const bprt_model *m, const char *path, const char *const *keys,
+                         const char *const *values, int nextra) {
+  if (!m || !path) return fail(BPRT_E_ARG, "save: NULL %s", m ? "path" : "model");
+  if (nextra < 0 || (nextra > 0 && (!keys || !values)))
+    return fail(BPRT_E_ARG, "%s: save: bad extra metadata", model_name(m));
+  const bprt_model_desc *d = m->d;
+  int nslots = bprt_model_opt_slots(d);
+  int nt = d->nparams * (1 + nslots);
+  BprtTensorRef *t = bprt_malloc(sizeof(BprtTensorRef) * (size_t)(nt + 1));
+  BprtMeta *meta = bprt_malloc(sizeof(BprtMeta) * (size_t)(6 + nextra));
+  char **names = state_names(m, nslots);
+  if (!t || !meta || !names) {
+    bprt_free(t);
+    bprt_free(meta);
+    bprt_free(names);
+    return fail(BPRT_E_NOMEM, "%s: out of memory saving '%s'", model_name(m), path);
+  }
+  for (int k = -1; k < nslots; k++)
+    for (int i = 0; i < d->nparams; i++) {
+      const bprt_param_desc *p = &d->params[i];
+      BprtTensorRef *r = &t[(k + 1) * d->nparams + i];
+      memset(r, 0, sizeof *r);
+      r->name = k < 0 ? p->name : names[k * d->nparams + i];
+      r->rank = p->rank;
+      for (int j = 0; j < p->rank; j++) r->dims[j] = p->dims[j];
+      r->data = k < 0 ? m->params + p->offset : m->opt_state + (int64_t)k * d->param_floats + p->offset;
+    }
+  char step[32], lr[40];
+  snprintf(step, sizeof step, "%" PRIu64, m->step);
+  snprintf(lr, sizeof lr, "%.17g", m->hyper[BPRT_H_LR]);
+  int nm = 0;
+  meta[nm++] = (BprtMeta){"format", CHECKPOINT_FORMAT};
+  meta[nm++] = (BprtMeta){"format_version", CHECKPOINT_VERSION};
+  meta[nm++] = (BprtMeta){"model", model_name(m)};
+  meta[nm++] = (BprtMeta){"optimizer", optimizer_names[d->optimizer]};
+  meta[nm++] = (BprtMeta){"step", step};
+  meta[nm++] = (BprtMeta){"lr", lr};
+  for (int i = 0; i < nextra; i++) meta[nm++] = (BprtMeta){keys[i], values[i]};
+  int rc = bprt_st_write(path, t, nt, meta, nm);
+  bprt_free(t);
+  bprt_free(meta);
+  bprt_free(names);
+  if (rc != 0) {
+    bprt_prefix_error("%s: save", model_name(m));
+    return BPRT_E_IO;
+  }
+  return BPRT_OK;
+}
+
+int bprt_model_save(const bprt_model *m, const char *path) {
+  return bprt_model_save_meta(m, path, NULL, NULL, 0);
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+  if (!s || !*s) return -1;
+  uint64_t v = 0;
+  for (const char *p = s; *p; p++) {
+    if (*p < '0' || *p > '9' || v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10) return -1;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out) {
+  if (ck_out) *ck_out = NULL;
+  if (!m || !path) return fail(BPRT_E_ARG, "load: NULL %s", m ? "path" : "model");
+  const bprt_model_desc *d = m->d;
+  BprtCheckpoint *ck = bprt_st_read(path);
+  if (!ck) {
+    bprt_prefix_error("%s: load", model_name(m));
+    return BPRT_E_CHECKPOINT;
+  }
+  const char *format = bprt_st_meta(ck, "format");
+  bool ours = format != NULL;
+  int rc = BPRT_OK;
+  uint64_t step = 0;
+  if (ours) {
+    const char *ver = bprt_st_meta(ck, "format_version");
+    const char *model = bprt_st_meta(ck, "model");
+    const char *opt = bprt_st_meta(ck, "optimizer");
+    if (strcmp(format, CHECKPOINT_FORMAT) != 0)
+      rc = fail(BPRT_E_CHECKPOINT, "%s: metadata format is '%s', expected '%s'", path, format, CHECKPOINT_FORMAT);
+    else if (!ver || strcmp(ver, CHECKPOINT_VERSION) != 0)
+      rc = fail(BPRT_E_CHECKPOINT, "%s: checkpoint format version '%s' is not supported (this runtime reads %s)", path,
+                ver ? ver : "(missing)", CHECKPOINT_VERSION);
+    else if (!model || strcmp(model, model_name(m)) != 0)
+      rc = fail(BPRT_E_CHECKPOINT, "%s: checkpoint is for model '%s', not '%s'", path, model ? model : "(unnamed)",
+                model_name(m));
+    else if (!opt || strcmp(opt, optimizer_names[d->optimizer]) != 0)
+      rc = fail(BPRT_E_CHECKPOINT, "%s: checkpoint holds %s optimizer state; this model trains with %s", path,
+                opt ? opt : "(no)", optimizer_names[d->optimizer]);
+    else if (parse_u64(bprt_st_meta(ck, "step"), &step) != 0)
+      rc = fail(BPRT_E_CHECKPOINT, "%s: metadata 'step' is not a count: '%s'", path,
+                bprt_st_meta(ck, "step") ? bprt_st_meta(ck, "step") : "(missing)");
+  }
+  /* load into fresh blocks, then swap: the model changes only when everything fit */
+  float *params = NULL, *state = NULL;
+  char **names = NULL;
+  int nslots = bprt_model_opt_slots(d);
+  if (rc == BPRT_OK) {
+    params = alloc_block(d->param_floats);
+    state = alloc_block(d->opt_state_floats);
+    names = state_names(m, nslots);
+    if (!params || !state || !names) rc = fail(BPRT_E_NOMEM, "%s: out of memory loading '%s'", model_name(m), path);
+  }
+  if (rc == BPRT_OK) memcpy(params, m->params, sizeof(float) * (size_t)d->param_floats);
+  for (int i = 0; rc == BPRT_OK && i < d->nparams; i++) {
+    const bprt_param_desc *p = &d->params[i];
+    if (bprt_st_load(ck, p->name, params + p->offset, p->rank, p->dims) != 0) rc = BPRT_E_CHECKPOINT;
+  }
+  if (rc == BPRT_OK && ours) {
+    for (int k = 0; rc == BPRT_OK && k < nslots; k++)
+      for (int i = 0; rc == BPRT_OK && i < d->nparams; i++) {
+        const bprt_param_desc *p = &d->params[i];
+        if (bprt_st_load(ck, names[k * d->nparams + i], state + (int64_t)k * d->param_floats + p->offset, p->rank,
+                         p->dims) != 0)
+          rc = BPRT_E_CHECKPOINT;
+      }
+  }
+  if (rc == BPRT_OK) {
+    /* every tensor of the file must be one we read: a file with more is another model */
+    int expected = d->nparams * (ours ? 1 + nslots : 1);
+    if (bprt_st_count(ck) != expected) {
+      const char *extra = NULL;
+      for (int i = 0; !extra && i < bprt_st_count(ck); i++) {
+        const char *n = bprt_st_tensor(ck, i)->name;
+        bool known = bprt_model_find_param(m, n) >= 0;
+        for (int k = 0; ours && !known && k < nslots * d->nparams; k++) known = !strcmp(names[k], n);
+        if (!known) extra = n;
+      }
+      rc = fail(BPRT_E_CHECKPOINT, "%s: unexpected tensor '%s' (not in model '%s')", path, extra ? extra : "?",
+                model_name(m));
+    }
+  }
+  if (rc == BPRT_OK) {
+    float *tmp = m->params;
+    m->params = params;
+    params = tmp;
+    if (ours) {
+      tmp = m->opt_state;
+      m->opt_state = state;
+      state = tmp;
+    } else {
+      fill_opt_state(m);
+    }
+    m->step = step;
+  }
+  if (rc != BPRT_OK) bprt_prefix_error("%s: load", model_name(m));
+  bprt_free(params);
+  bprt_free(state);
+  bprt_free(names);
+  if (rc == BPRT_OK && ck_out)
+    *ck_out = ck;
+  else
+    bprt_st_free(ck);
+  return rc;
+}
+
+int bprt_model_load(bprt_model *m, const char *path) { return bprt_model_load_ck(m, path, NULL); }
