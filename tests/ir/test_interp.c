@@ -589,6 +589,84 @@ static void test_small_model(void **state) {
   free_tensors(par, 2);
 }
 
+/* Run f on deterministic pseudo-random inputs and params of the right shapes (labels:
+ * valid class indices). Returns the interpreter, or NULL as ir_interp_run does. */
+static Interp *run_random(Func *g, InterpMode mode, int64_t batch, uint64_t seed) {
+  Tensor ins[8], pars[16];
+  int nin = 0, npar = 0;
+  memset(ins, 0, sizeof ins);
+  uint64_t r = seed | 1;
+  for (int32_t i = 0; i < g->ninsts; i++) {
+    const Inst *in = &g->insts[i];
+    if (in->op != OP_INPUT && in->op != OP_PARAM) continue;
+    TensorType t = *ir_vtype(g, i);
+    for (int d = 0; d < t.rank; d++)
+      if (t.dims[d] == DIM_BATCH) t.dims[d] = batch;
+    Tensor x = ir_tensor_new(&t);
+    for (int64_t k = 0; k < x.numel; k++) {
+      r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+      x.data[k] = t.dtype == DT_LABEL ? (double)(r % (uint64_t)t.dims[t.rank - 1])
+                                      : (double)(r >> 11) * 0x1.0p-53 * 2 - 1;
+    }
+    if (in->op == OP_INPUT) {
+      assert_true(in->iattr[0] >= 0 && in->iattr[0] < 8);
+      ins[in->iattr[0]] = x;
+      if (in->iattr[0] + 1 > nin) nin = (int)in->iattr[0] + 1;
+    } else {
+      assert_true(npar < 16);
+      pars[npar++] = x;
+    }
+  }
+  Interp *it = ir_interp_run(g, mode, batch, ins, nin, pars, npar, seed, 1);
+  free_tensors(ins, nin);
+  free_tensors(pars, npar);
+  return it;
+}
+
+/* Every op, read from the golden file: runs in both modes at two batch sizes, and
+ * values that do not depend on the rounding mode agree. */
+static void test_every_op_from_text(void **state) {
+  (void)state;
+  const char *root = getenv("BPCC_SOURCE_DIR");
+  assert_non_null(root);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tests/ir/golden/every_op.ir", root);
+  size_t len;
+  char *text = read_file(path, &len);
+  assert_non_null(text);
+  Module *pm = ir_parse(path, text, len);
+  assert_non_null(pm);
+  Func *g = pm->funcs[0];
+  for (int b = 1; b <= 5; b += 4) {
+    Interp *a = run_random(g, INTERP_F64, b, 7);
+    Interp *c = run_random(g, INTERP_F32, b, 7);
+    assert_non_null(a);
+    assert_non_null(c);
+    for (int32_t i = 0; i < g->ninsts; i++) {
+      const Tensor *ta = ir_interp_value(a, i), *tc = ir_interp_value(c, i);
+      if (ir_ops[g->insts[i].op].flags & OPF_SINK) {
+        assert_null(ta);
+        continue;
+      }
+      assert_non_null(ta);
+      assert_int_equal(ta->numel, tc->numel);
+      assert_int_equal(ta->numel, ir_type_numel(ir_vtype(g, i), b));
+    }
+    /* the onehot rows and the dropout mask are exact in both modes */
+    const Tensor *o64 = ir_interp_value(a, 37), *o32 = ir_interp_value(c, 37);
+    assert_memory_equal(o64->data, o32->data, (size_t)o64->numel * sizeof(double));
+    const Tensor *d64 = ir_interp_value(a, 39), *d32 = ir_interp_value(c, 39);
+    assert_memory_equal(d64->data, d32->data, (size_t)d64->numel * sizeof(double));
+    /* the loss agrees to f32 precision */
+    double l64 = ir_interp_value(a, 41)->data[0], l32 = ir_interp_value(c, 41)->data[0];
+    assert_true(fabs(l64 - l32) <= 1e-5 * fabs(l64) + 1e-6);
+    ir_interp_free(a);
+    ir_interp_free(c);
+  }
+  ir_module_free(pm);
+  bp_free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_binary_broadcasting, setup, teardown),
@@ -607,6 +685,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_errors_return_null, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unverified_ir_is_an_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_small_model, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_every_op_from_text, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

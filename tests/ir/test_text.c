@@ -393,6 +393,64 @@ static void test_every_prefix_is_handled(void **state) {
   diag_reset();
 }
 
+/* Random edits of a valid file (seeded, so failures reproduce): the parser either
+ * rejects the text with exactly one error or accepts it, and then what it accepted
+ * prints and reads back to the same text. */
+static void test_mutations_never_crash(void **state) {
+  (void)state;
+  const char *root = getenv("BPCC_SOURCE_DIR");
+  assert_non_null(root);
+  static const char *const files[] = {"every_op.ir", "corners.ir", "mlp.ir"};
+  static const char alphabet[] = "%@=,:[](){}#\"\\ \n0123456789B.-+eafxlpinsum_";
+  FILE *devnull = fopen("/dev/null", "w");
+  uint64_t r = 0x9e3779b97f4a7c15ull;
+  int accepted = 0;
+  for (size_t fi = 0; fi < sizeof files / sizeof files[0]; fi++) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/ir/golden/%s", root, files[fi]);
+    size_t len;
+    char *orig = read_file(path, &len);
+    assert_non_null(orig);
+    char *text = bp_xmalloc(len + 1);
+    for (int iter = 0; iter < 700; iter++) {
+      memcpy(text, orig, len + 1);
+      int edits = 1 + iter % 3;
+      for (int e = 0; e < edits; e++) {
+        r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+        size_t at = (size_t)(r % len);
+        text[at] = alphabet[(r >> 32) % (sizeof alphabet - 1)];
+      }
+      diag_reset();
+      diag_set_output(devnull);
+      Module *m = ir_parse("mut.ir", text, len);
+      if (!m) {
+        assert_int_equal(diag_error_count(), 1);
+        continue;
+      }
+      accepted++;
+      Capture c;
+      capture_begin(&c);
+      for (int i = 0; i < m->nfuncs; i++) ir_verify(m->funcs[i], "mutation");
+      bp_free(capture_end(&c));
+      char *p1 = print_module_str(m);
+      Module *m2 = ir_parse("mut2.ir", p1, strlen(p1));
+      if (!m2) fail_msg("accepted text does not print back to valid text:\n%s", p1);
+      char *p2 = print_module_str(m2);
+      assert_string_equal(p1, p2);
+      free(p1);
+      free(p2);
+      ir_module_free(m2);
+      ir_module_free(m);
+    }
+    bp_free(text);
+    bp_free(orig);
+  }
+  diag_set_output(NULL);
+  fclose(devnull);
+  diag_reset();
+  assert_true(accepted > 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_printer_golden),
@@ -402,6 +460,7 @@ int main(void) {
       cmocka_unit_test(test_parser_diagnostics),
       cmocka_unit_test(test_diagnostic_shows_the_line),
       cmocka_unit_test(test_every_prefix_is_handled),
+      cmocka_unit_test(test_mutations_never_crash),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
