@@ -206,10 +206,14 @@ static int lex_value(Lex *l, Value *v) {
   }
   if (isalpha((unsigned char)*l->p)) {
     char word[16];
-    if (lex_ident(l, word, sizeof word)) return -1;
+    const char *start = l->p;
+    if (lex_ident(l, word, sizeof word)) word[0] = 0;
     if (!strcmp(word, "true") || !strcmp(word, "True")) v->v[0] = 1;
     else if (!strcmp(word, "false") || !strcmp(word, "False")) v->v[0] = 0;
-    else return lex_error(l, "expected a number, true or false");
+    else {
+      l->p = start;
+      return lex_error(l, "expected a number, true or false");
+    }
     v->n = 1;
     v->is_bool = true;
     return 0;
@@ -218,10 +222,24 @@ static int lex_value(Lex *l, Value *v) {
   return lex_number(l, &v->v[0]);
 }
 
-/* Parse "NAME(k = v, ...)" calling fn(ctx, l, key, value) per argument. */
+/* Parse "NAME(a, b, k = v, ...)" calling fn(ctx, l, key, value) per argument.
+ * Positional arguments come first and take the names positional(ctx)[0], [1], ... (in
+ * PyTorch's order), as in the train block. */
 typedef int (*ArgFn)(void *ctx, Lex *l, const char *key, const Value *v);
+typedef const char *const *(*PositionalFn)(void *ctx);
 
-static int parse_call(Lex *l, char *name, size_t nname, ArgFn fn, void *ctx, int (*on_name)(void *, Lex *, const char *)) {
+/* Is the text at l->p a keyword argument `NAME =`? */
+static bool at_keyword(const Lex *l) {
+  const char *p = l->p;
+  while (*p && isspace((unsigned char)*p)) p++;
+  if (!isalpha((unsigned char)*p) && *p != '_') return false;
+  while (isalnum((unsigned char)*p) || *p == '_') p++;
+  while (*p && isspace((unsigned char)*p)) p++;
+  return *p == '=';
+}
+
+static int parse_call(Lex *l, char *name, size_t nname, ArgFn fn, void *ctx, int (*on_name)(void *, Lex *, const char *),
+                      PositionalFn positional) {
   if (lex_ident(l, name, nname)) return -1;
   if (on_name(ctx, l, name)) return -1;
   skip_ws(l);
@@ -231,14 +249,38 @@ static int parse_call(Lex *l, char *name, size_t nname, ArgFn fn, void *ctx, int
     if (*l->p == ')') {
       l->p++;
     } else {
+      int npos = 0;
+      bool seen_keyword = false;
       for (;;) {
         char key[64];
         skip_ws(l);
         l->key_at = l->p;
-        if (lex_ident(l, key, sizeof key)) return -1;
-        skip_ws(l);
-        if (*l->p != '=') return lex_error(l, "expected '='");
-        l->p++;
+        if (at_keyword(l)) {
+          if (lex_ident(l, key, sizeof key)) return -1;
+          skip_ws(l);
+          l->p++; /* '=' */
+          seen_keyword = true;
+        } else {
+          if (*l->p == ')' || *l->p == ',' || !*l->p) return lex_error(l, "expected an argument");
+          if (isalpha((unsigned char)*l->p) || *l->p == '_') {
+            const char *w = l->p;
+            while (isalnum((unsigned char)*w) || *w == '_') w++;
+            size_t n = (size_t)(w - l->p);
+            bool is_bool = (n == 4 && (!strncmp(l->p, "true", 4) || !strncmp(l->p, "True", 4))) ||
+                           (n == 5 && (!strncmp(l->p, "false", 5) || !strncmp(l->p, "False", 5)));
+            if (!is_bool) {
+              l->p = w;
+              skip_ws(l);
+              return lex_error(l, "expected '='");
+            }
+          }
+          const char *const *names = positional(ctx);
+          int avail = 0;
+          while (names && names[avail]) avail++;
+          if (seen_keyword) return lex_error(l, "a positional argument after a keyword argument");
+          if (npos >= avail) return lex_error(l, "too many positional arguments; name them, as in lr = 0.01");
+          snprintf(key, sizeof key, "%s", names[npos++]);
+        }
         Value v;
         const char *at = l->p;
         if (lex_value(l, &v)) return -1;
@@ -358,12 +400,19 @@ static int opt_arg(void *ctx, Lex *l, const char *key, const Value *v) {
   return key_error(l, msg);
 }
 
+/* torch.optim's first argument after the parameters is lr. */
+static const char *const *opt_positional(void *ctx) {
+  (void)ctx;
+  static const char *const names[] = {"lr", NULL};
+  return names;
+}
+
 int bprt_optimizer_parse(const char *spec, BprtOptSpec *out) {
   memset(out, 0, sizeof *out);
   if (!spec) return bprt_set_error("--optimizer: missing value");
   Lex l = {spec, spec, "--optimizer", spec};
   char name[32];
-  if (parse_call(&l, name, sizeof name, opt_arg, out, opt_on_name)) return -1;
+  if (parse_call(&l, name, sizeof name, opt_arg, out, opt_on_name, opt_positional)) return -1;
   if (out->kind != BPRT_OPT_SGD && out->kind != BPRT_OPT_MOMENTUM) return 0;
   /* torch.optim.SGD: "Nesterov momentum requires a momentum and zero dampening". */
   double mom = out->set[BPRT_H_MOMENTUM] ? out->hyper[BPRT_H_MOMENTUM] : (out->kind == BPRT_OPT_MOMENTUM ? 0.9 : 0);
@@ -408,7 +457,8 @@ static int sched_arg(void *ctx, Lex *l, const char *key, const Value *v) {
     void *field;
   } table[] = {
       {"step_size", BPRT_SCHED_STEP, true, &s->step_size}, {"gamma", BPRT_SCHED_STEP, false, &s->gamma},
-      {"t_max", BPRT_SCHED_COSINE, true, &s->t_max},       {"eta_min", BPRT_SCHED_COSINE, false, &s->eta_min},
+      {"T_max", BPRT_SCHED_COSINE, true, &s->t_max},       {"t_max", BPRT_SCHED_COSINE, true, &s->t_max},
+      {"eta_min", BPRT_SCHED_COSINE, false, &s->eta_min},
       {"warmup", BPRT_SCHED_COSINE, true, &s->warmup},     {"patience", BPRT_SCHED_PLATEAU, true, &s->patience},
       {"factor", BPRT_SCHED_PLATEAU, false, &s->factor},   {"threshold", BPRT_SCHED_PLATEAU, false, &s->threshold},
       {"cooldown", BPRT_SCHED_PLATEAU, true, &s->cooldown}, {"min_lr", BPRT_SCHED_PLATEAU, false, &s->min_lr},
@@ -423,7 +473,7 @@ static int sched_arg(void *ctx, Lex *l, const char *key, const Value *v) {
         return lex_error(l, msg);
       }
       *(int64_t *)table[i].field = (int64_t)v->v[0];
-      if (!strcmp(key, "t_max")) c->seen_t_max = true;
+      if (!strcmp(key, "t_max") || !strcmp(key, "T_max")) c->seen_t_max = true;
     } else {
       *(double *)table[i].field = v->v[0];
     }
@@ -433,12 +483,20 @@ static int sched_arg(void *ctx, Lex *l, const char *key, const Value *v) {
   return key_error(l, msg);
 }
 
+/* PyTorch's order, as the train block: StepLR(step_size, gamma), CosineAnnealingLR(T_max,
+ * eta_min), ReduceLROnPlateau(factor, patience) (bpcc's order for the last). */
+static const char *const *sched_positional(void *ctx) {
+  static const char *const pos[BPRT_SCHED__COUNT][3] = {
+      {NULL, NULL, NULL}, {"step_size", "gamma", NULL}, {"T_max", "eta_min", NULL}, {"factor", "patience", NULL}};
+  return pos[((SchedCtx *)ctx)->s->kind];
+}
+
 int bprt_schedule_parse(const char *spec, BprtSchedule *s, bool *t_max_set) {
   if (!spec) return bprt_set_error("--schedule: missing value");
   SchedCtx c = {s, false};
   Lex l = {spec, spec, "--schedule", spec};
   char name[32];
-  if (parse_call(&l, name, sizeof name, sched_arg, &c, sched_on_name)) return -1;
+  if (parse_call(&l, name, sizeof name, sched_arg, &c, sched_on_name, sched_positional)) return -1;
   if (t_max_set) *t_max_set = c.seen_t_max;
   return 0;
 }

@@ -72,6 +72,16 @@ static void test_cosine(void **state) {
   double want[] = {0.5, 1.0, 1.0, (1 + cos(PI / 4)) / 2, 0.5, (1 + cos(3 * PI / 4)) / 2, 0, 0};
   for (int e = 0; e < 8; e++) assert_true(fabs(bprt_schedule_lr(&s, e) - want[e]) < 1e-15);
 
+  /* PyTorch's spelling T_max, and positional arguments in PyTorch's order */
+  assert_int_equal(bprt_schedule_parse("cosine(8, 0.5)", &s, &tset), 0);
+  assert_true(tset && s.t_max == 8 && s.eta_min == 0.5);
+  assert_int_equal(bprt_schedule_parse("cosine(T_max = 9)", &s, &tset), 0);
+  assert_true(tset && s.t_max == 9);
+  assert_int_equal(bprt_schedule_parse("step(4, gamma = 0.3)", &s, &tset), 0);
+  assert_true(s.step_size == 4 && s.gamma == 0.3);
+  assert_int_equal(bprt_schedule_parse("plateau(0.5, 3)", &s, &tset), 0);
+  assert_true(s.factor == 0.5 && s.patience == 3);
+
   /* t_max not given: the caller fills in --epochs */
   assert_int_equal(bprt_schedule_parse("cosine", &s, &tset), 0);
   assert_false(tset);
@@ -131,8 +141,11 @@ static void test_schedule_errors(void **state) {
   expect_sched_error("step(step_size = 2.5)", "--schedule 'step(step_size = 2.5)': step_size must be an integer at column 18");
   expect_sched_error("step(step_size 2)", "--schedule 'step(step_size 2)': expected '=' at column 16");
   expect_sched_error("step(gamma = 0.5", "--schedule 'step(gamma = 0.5': expected ',' or ')' at column 17");
+  expect_sched_error("step(gamma = nan)", "--schedule 'step(gamma = nan)': expected a number, true or false at column 14");
+  expect_sched_error("step(gamma 2)", "--schedule 'step(gamma 2)': expected '=' at column 12");
   expect_sched_error("step() x", "--schedule 'step() x': unexpected text at column 8");
-  expect_sched_error("step(gamma = nan)", "--schedule 'step(gamma = nan)': expected a number, true or false at column 17");
+  expect_sched_error("step(gamma = 0.5, 3)", "--schedule 'step(gamma = 0.5, 3)': a positional argument after a keyword argument at column 19");
+  expect_sched_error("step(1, 0.5, 3)", "--schedule 'step(1, 0.5, 3)': too many positional arguments; name them, as in lr = 0.01 at column 14");
   expect_sched_error("step(gamma = 1e999)", "--schedule 'step(gamma = 1e999)': number out of range at column 14");
   BprtSchedule s;
   bprt_schedule_init(&s, BPRT_SCHED_STEP, 0.1);
@@ -176,6 +189,8 @@ static void test_optimizer_parse(void **state) {
   assert_true(o.hyper[BPRT_H_ALPHA] == 0.9);
   assert_int_equal(bprt_optimizer_parse("adagrad(lr_decay = 0.01, initial_accumulator_value = 0.1)", &o), 0);
   assert_true(o.hyper[BPRT_H_LR_DECAY] == 0.01 && o.hyper[BPRT_H_INITIAL_ACC] == 0.1);
+  assert_int_equal(bprt_optimizer_parse("sgd(0.5, momentum = 0.1)", &o), 0);
+  assert_true(o.hyper[BPRT_H_LR] == 0.5 && o.hyper[BPRT_H_MOMENTUM] == 0.1);
   assert_int_equal(bprt_optimizer_parse("adamw()", &o), 0);
   assert_int_equal(o.kind, BPRT_OPT_ADAMW);
 }
@@ -199,7 +214,7 @@ static void test_optimizer_errors(void **state) {
   expect_opt_error("sgd(nesterov = true)", "--optimizer 'sgd(nesterov = true)': nesterov = true requires a momentum > 0 and zero dampening");
   expect_opt_error("sgd(momentum = 1.5)", "--optimizer 'sgd(momentum = 1.5)': momentum must be in [0, 1] at column 16");
   expect_opt_error("", "--optimizer '': expected a name at column 1");
-  expect_opt_error("adam(lr = 1e-3,)", "--optimizer 'adam(lr = 1e-3,)': expected a name at column 16");
+  expect_opt_error("adam(lr = 1e-3,)", "--optimizer 'adam(lr = 1e-3,)': expected an argument at column 16");
 }
 
 int main(void) {
