@@ -15,8 +15,11 @@
 
 #include <stdio.h>
 
-#include "runtime/data.h"
+/* model.h first: its structs are declared with its BPRT_MAX_RANK (4); runtime.h then
+ * defines its own (8) for checkpoints and datasets, as model.c does. */
 #include "runtime/model.h"
+#undef BPRT_MAX_RANK
+#include "runtime/data.h"
 #include "runtime/runtime.h"
 
 /* ------------------------------------------------------------ schedules (schedule.c) */
@@ -82,8 +85,6 @@ int bprt_optimizer_parse(const char *spec, BprtOptSpec *out);
 void bprt_optimizer_apply(const BprtOptSpec *o, double *hyper);
 
 /* ------------------------------------------------------------------ the loop (train.c) */
-
-typedef struct bprt_model bprt_model;
 
 typedef struct {
   int64_t epochs;            /* total epochs (a resumed run continues up to this) */

@@ -1,0 +1,559 @@
+/* runtime/train.c — the training loop of `bpcc train`.
+ *
+ * One idea: everything that decides the next step is a function of (seed, epoch, step)
+ * and of the three float blocks (params, optimizer state) — the shuffle of epoch e is
+ * Philox(seed, shuffle stream e), dropout masks are Philox(seed, step), the learning rate
+ * is the schedule's state — so a checkpoint holding those blocks and (epoch, step,
+ * schedule) lets a resumed run continue bit for bit.
+ *
+ * The loop, per epoch e (0-based):
+ *   1. lr = schedule(e); batches of a permutation drawn from (seed, e), the last one
+ *      partial;
+ *   2. per batch: the step entry point (forward, backward, update) through the model
+ *      object; the loss, the outputs and the gradients checked for non-finite values;
+ *      running loss and accuracy; the progress bar; a CSV row with --log-steps;
+ *   3. at the end: validation loss and accuracy, the schedule's epoch end (plateau sees
+ *      the validation loss), --watch statistics, the epoch line and CSV row, and a
+ *      checkpoint every --save-every epochs and after the last.
+ * A non-finite value stops the loop before any checkpoint is written, so the last good
+ * checkpoint stays in place. */
+#include "runtime/train.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ small helpers */
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int64_t numel_of(int rank, const int64_t *dims, int64_t batch) {
+  int64_t n = 1;
+  for (int i = 0; i < rank; i++) n *= dims[i] == BPRT_DIM_BATCH ? batch : dims[i];
+  return n;
+}
+
+void bprt_train_options_defaults(BprtTrainOptions *o) {
+  memset(o, 0, sizeof *o);
+  o->epochs = 1;
+  o->batch = 32;
+  o->seed = 0;
+  bprt_schedule_init(&o->schedule, BPRT_SCHED_CONSTANT, 1e-3);
+  o->progress = -1;
+}
+
+/* ------------------------------------------------------- data against model inputs */
+
+/* Which model input gets the features, which the labels or targets, and which output
+ * is scored for accuracy (the first [B, C] output when the targets are C-class labels). */
+typedef struct {
+  int xin, yin;          /* input indices; yin -1 when the model takes features only */
+  int acc_out;           /* output index, -1: no accuracy */
+  int64_t nclasses;
+  int64_t out_width;     /* floats per row of acc_out */
+} Binding;
+
+static int bind(const bprt_model_desc *d, Binding *b) {
+  memset(b, 0, sizeof *b);
+  b->xin = b->yin = b->acc_out = -1;
+  if (d->ninputs < 1 || d->ninputs > 2)
+    return bprt_set_error("model %s has %d inputs; bpcc train feeds 1 (features) or 2 (features, then labels or targets)",
+                          d->model_name, (int)d->ninputs);
+  for (int i = 0; i < d->ninputs; i++)
+    if (d->inputs[i].is_label) b->yin = i;
+  for (int i = 0; i < d->ninputs; i++)
+    if (i != b->yin && b->xin < 0) b->xin = i;
+  if (b->xin < 0) return bprt_set_error("model %s has no feature input (every input is a label)", d->model_name);
+  if (b->yin < 0 && d->ninputs == 2) b->yin = 1 - b->xin;
+  if (b->yin >= 0 && d->inputs[b->yin].is_label) {
+    const bprt_tensor_desc *y = &d->inputs[b->yin];
+    b->nclasses = y->dims[y->rank - 1];
+    for (int k = 0; k < d->noutputs; k++) {
+      const bprt_tensor_desc *t = &d->outputs[k];
+      if (t->rank == 2 && t->dims[0] == BPRT_DIM_BATCH && t->dims[1] == b->nclasses) {
+        b->acc_out = k;
+        b->out_width = b->nclasses;
+        break;
+      }
+    }
+  }
+  return 0;
+}
+
+int bprt_train_check_data(const bprt_model_desc *d, const BprtDataset *ds) {
+  Binding b;
+  if (bind(d, &b)) return -1;
+  const bprt_tensor_desc *x = &d->inputs[b.xin];
+  if (bprt_data_check_x(ds, x->name, x->rank, x->dims)) return bprt_prefix_error("%s", ds->source);
+  if (b.yin >= 0) {
+    const bprt_tensor_desc *y = &d->inputs[b.yin];
+    if (bprt_data_check_y(ds, y->name, y->is_label != 0, y->rank, y->dims)) return bprt_prefix_error("%s", ds->source);
+  }
+  return 0;
+}
+
+/* The inputs array of one batch. */
+static void set_inputs(const Binding *b, const BprtBatchIter *it, const void **inputs) {
+  inputs[b->xin] = it->x;
+  if (b->yin >= 0) inputs[b->yin] = it->labels ? (const void *)it->labels : (const void *)it->targets;
+}
+
+/* Correct predictions of a batch: argmax of the scored output's row against the label
+ * (the first maximum wins, as torch.argmax). */
+static int64_t count_correct(const Binding *b, const float *out, const int32_t *labels, int64_t rows) {
+  int64_t c = 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const float *row = out + r * b->out_width;
+    int64_t best = 0;
+    for (int64_t k = 1; k < b->out_width; k++)
+      if (row[k] > row[best]) best = k;
+    c += best == labels[r];
+  }
+  return c;
+}
+
+/* Output buffers for batches of up to `batch` rows. */
+typedef struct {
+  int n;
+  float **out;
+} Outputs;
+
+static int outputs_alloc(const bprt_model_desc *d, int64_t batch, Outputs *o) {
+  o->n = d->noutputs;
+  o->out = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
+  if (!o->out) return -1;
+  for (int k = 0; k < d->noutputs; k++) {
+    const bprt_tensor_desc *t = &d->outputs[k];
+    o->out[k] = bprt_malloc(sizeof(float) * (size_t)numel_of(t->rank, t->dims, batch));
+    if (!o->out[k]) return -1;
+  }
+  return 0;
+}
+
+static void outputs_free(Outputs *o) {
+  if (!o->out) return;
+  for (int k = 0; k < o->n; k++) bprt_free(o->out[k]);
+  bprt_free(o->out);
+  o->out = NULL;
+}
+
+/* --------------------------------------------------------------------- evaluation */
+
+/* Loss (row-weighted mean of the batch losses) and accuracy over d. The loss comes from
+ * the gradient entry point (no update); the accuracy from forward, which runs dropout
+ * as the identity. */
+static int evaluate(bprt_model *m, const Binding *b, const BprtDataset *d, int64_t batch, Outputs *outs, double *loss,
+                    double *acc) {
+  const bprt_model_desc *desc = bprt_model_get_desc(m);
+  BprtBatchIter it;
+  if (bprt_batch_begin(&it, d, batch, false, 0, 0)) return -1;
+  const void *inputs[2] = {0, 0};
+  double sum = 0;
+  int64_t correct = 0, rows = 0;
+  int rc = 0;
+  while (bprt_batch_next(&it) > 0) {
+    set_inputs(b, &it, inputs);
+    float l = 0;
+    if (bprt_model_loss_and_grad(m, it.rows, inputs, &l)) {
+      rc = -1;
+      break;
+    }
+    sum += (double)l * (double)it.rows;
+    if (b->acc_out >= 0 && it.labels) {
+      if (bprt_model_forward(m, it.rows, inputs, outs->out)) {
+        rc = -1;
+        break;
+      }
+      correct += count_correct(b, outs->out[b->acc_out], it.labels, it.rows);
+    }
+    rows += it.rows;
+  }
+  bprt_batch_end(&it);
+  (void)desc;
+  if (rc) return -1;
+  *loss = rows ? sum / (double)rows : NAN;
+  *acc = b->acc_out >= 0 && d->labels && rows ? (double)correct / (double)rows : NAN;
+  return 0;
+}
+
+int bprt_evaluate(bprt_model *m, const BprtDataset *d, int64_t batch, double *loss, double *accuracy) {
+  if (!m || !d || !loss || !accuracy) return bprt_set_error("bprt_evaluate: NULL argument");
+  if (batch < 1) return bprt_set_error("batch %" PRId64 ": must be >= 1", batch);
+  const bprt_model_desc *desc = bprt_model_get_desc(m);
+  Binding b;
+  if (bprt_train_check_data(desc, d)) return -1;
+  bind(desc, &b);
+  Outputs outs = {0, NULL};
+  int rc = outputs_alloc(desc, batch, &outs) ? -1 : evaluate(m, &b, d, batch, &outs, loss, accuracy);
+  outputs_free(&outs);
+  return rc;
+}
+
+/* -------------------------------------------------------------- non-finite values */
+
+static bool all_finite(const float *x, int64_t n) {
+  /* A sum of x*0 is NaN exactly when some x is NaN or infinite: a branch-free scan. */
+  float acc = 0;
+  for (int64_t i = 0; i < n; i++) acc += x[i] * 0.0f;
+  return acc == 0;
+}
+
+/* Name the first non-finite tensor in the order the step computed them: the outputs
+ * (forward), the loss, the gradients from the last parameter back to the first
+ * (backward), then the updated parameters. */
+static int report_nonfinite(bprt_model *m, const float *const *outs, int64_t rows, float loss, int64_t step, int64_t epoch,
+                            int64_t batch_index, int64_t nbatches, const char *save_path) {
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  char what[512];
+  what[0] = 0;
+  for (int k = 0; k < d->noutputs && !what[0]; k++) {
+    const bprt_tensor_desc *t = &d->outputs[k];
+    if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows)))
+      snprintf(what, sizeof what, "output '%s'", t->name);
+  }
+  if (!what[0] && !isfinite(loss)) snprintf(what, sizeof what, "the loss (%g)", (double)loss);
+  const float *g = bprt_model_grads(m), *p = bprt_model_params(m);
+  for (int i = d->nparams - 1; i >= 0 && !what[0]; i--) {
+    const bprt_param_desc *pd = &d->params[i];
+    if (!all_finite(g + pd->offset, numel_of(pd->rank, pd->dims, 1)))
+      snprintf(what, sizeof what, "the gradient of '%s' (%s)", pd->name, pd->loc ? pd->loc : "?");
+  }
+  for (int i = 0; i < d->nparams && !what[0]; i++) {
+    const bprt_param_desc *pd = &d->params[i];
+    if (!all_finite(p + pd->offset, numel_of(pd->rank, pd->dims, 1)))
+      snprintf(what, sizeof what, "parameter '%s' after the update (%s)", pd->name, pd->loc ? pd->loc : "?");
+  }
+  if (!what[0]) return 0;
+  return bprt_set_error("non-finite value at step %" PRId64 " (epoch %" PRId64 ", batch %" PRId64 " of %" PRId64
+                        "): first in %s; training stopped%s%s%s",
+                        step, epoch, batch_index, nbatches, what, save_path ? ", the last good checkpoint '" : "",
+                        save_path ? save_path : "", save_path ? "' is left as it was" : "");
+}
+
+static bool step_finite(bprt_model *m, const float *const *outs, int64_t rows, float loss) {
+  if (!isfinite(loss)) return false;
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  for (int k = 0; k < d->noutputs; k++) {
+    const bprt_tensor_desc *t = &d->outputs[k];
+    if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows))) return false;
+  }
+  return all_finite(bprt_model_grads(m), d->param_floats) && all_finite(bprt_model_params(m), d->param_floats);
+}
+
+/* ------------------------------------------------------------ progress and logs */
+
+typedef struct {
+  FILE *out;
+  bool bar, quiet;
+  double t0, last_draw;
+} Progress;
+
+static void fmt_duration(char *buf, size_t n, double s) {
+  if (!(s >= 0) || s > 1e7) {
+    snprintf(buf, n, "--:--");
+    return;
+  }
+  long t = (long)(s + 0.5);
+  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+/* "epoch 3/10 [##########----------] 120/469  loss 0.1234  45.2 steps/s  ETA 0:07" */
+static void progress_draw(Progress *p, int64_t epoch, int64_t epochs, int64_t done, int64_t total, double loss, bool force) {
+  if (!p->bar || p->quiet) return;
+  double t = now_seconds();
+  if (!force && t - p->last_draw < 0.1) return;
+  p->last_draw = t;
+  double el = t - p->t0, rate = el > 0 ? (double)done / el : 0;
+  char eta[32];
+  fmt_duration(eta, sizeof eta, rate > 0 ? (double)(total - done) / rate : -1);
+  char bar[33];
+  int w = 30, fill = total ? (int)(w * done / total) : w;
+  for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '-';
+  bar[w] = 0;
+  fprintf(p->out, "\r\033[Kepoch %" PRId64 "/%" PRId64 " [%s] %" PRId64 "/%" PRId64 "  loss %.4f  %.1f steps/s  ETA %s",
+          epoch, epochs, bar, done, total, loss, rate, eta);
+  fflush(p->out);
+}
+
+static void fmt_pct(char *buf, size_t n, const char *label, double v) {
+  if (isnan(v)) buf[0] = 0;
+  else snprintf(buf, n, "  %s %.2f%%", label, 100 * v);
+}
+
+static void epoch_line(Progress *p, const BprtEpochStats *s, int64_t epochs) {
+  if (p->quiet) return;
+  char acc[48], vl[48], va[48];
+  fmt_pct(acc, sizeof acc, "acc", s->accuracy);
+  if (isnan(s->val_loss)) vl[0] = 0;
+  else snprintf(vl, sizeof vl, "  val_loss %.4f", s->val_loss);
+  fmt_pct(va, sizeof va, "val_acc", s->val_accuracy);
+  fprintf(p->out, "%sepoch %" PRId64 "/%" PRId64 "  loss %.4f%s%s%s  lr %.4g  %.1fs\n", p->bar ? "\r\033[K" : "",
+          s->epoch, epochs, s->loss, acc, vl, va, s->lr, s->seconds);
+  fflush(p->out);
+}
+
+/* The CSV: kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds — a row per
+ * epoch (kind "epoch") and, with --log-steps, per step (kind "step"; its loss is the
+ * batch's, accuracy the batch's). Missing values are empty fields. */
+static void csv_num(FILE *f, double v) {
+  if (isnan(v)) fputc(',', f);
+  else fprintf(f, ",%.9g", v);
+}
+
+static void csv_row(FILE *f, const char *kind, const BprtEpochStats *s) {
+  if (!f) return;
+  fprintf(f, "%s,%" PRId64 ",%" PRId64, kind, s->epoch, s->step);
+  csv_num(f, s->lr);
+  csv_num(f, s->loss);
+  csv_num(f, s->accuracy);
+  csv_num(f, s->val_loss);
+  csv_num(f, s->val_accuracy);
+  csv_num(f, s->seconds);
+  fputc('\n', f);
+}
+
+/* ---------------------------------------------------------------------- --watch */
+
+static double norm2(const float *x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return sqrt(s);
+}
+
+static double diff_norm2(const float *a, const float *b, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double d = (double)a[i] - b[i];
+    s += d * d;
+  }
+  return sqrt(s);
+}
+
+/* The last step of the epoch: per parameter the gradient norm and the update/weight
+ * ratio |p_new - p_old| / |p_old|; per output the mean and standard deviation. */
+static void watch_print(FILE *out, bprt_model *m, const float *before, const float *const *outs, int64_t rows) {
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  const float *p = bprt_model_params(m), *g = bprt_model_grads(m);
+  size_t w = 9;
+  for (int i = 0; i < d->nparams; i++)
+    if (strlen(d->params[i].name) > w) w = strlen(d->params[i].name);
+  for (int k = 0; k < d->noutputs; k++)
+    if (strlen(d->outputs[k].name) > w) w = strlen(d->outputs[k].name);
+  fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "parameter", "grad_norm", "update/weight");
+  for (int i = 0; i < d->nparams; i++) {
+    const bprt_param_desc *pd = &d->params[i];
+    int64_t n = numel_of(pd->rank, pd->dims, 1);
+    double wn = norm2(before + pd->offset, n), un = diff_norm2(p + pd->offset, before + pd->offset, n);
+    fprintf(out, "  %-*s  %12.4e  %13.4e\n", (int)w, pd->name, norm2(g + pd->offset, n), wn > 0 ? un / wn : NAN);
+  }
+  fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "output", "mean", "std");
+  for (int k = 0; k < d->noutputs; k++) {
+    const bprt_tensor_desc *t = &d->outputs[k];
+    int64_t n = numel_of(t->rank, t->dims, rows);
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < n; i++) s += outs[k][i];
+    double mean = n ? s / (double)n : NAN;
+    for (int64_t i = 0; i < n; i++) s2 += (outs[k][i] - mean) * (outs[k][i] - mean);
+    fprintf(out, "  %-*s  %12.4e  %13.4e\n", (int)w, t->name, mean, n ? sqrt(s2 / (double)n) : NAN);
+  }
+  fflush(out);
+}
+
+/* ------------------------------------------------------------------- checkpoints */
+
+/* The schedule's state as "KIND lr=X best=X num_bad=N cooldown_left=N" with %.17g so a
+ * double survives the round trip exactly. */
+static void schedule_state_str(const BprtSchedule *s, char *buf, size_t n) {
+  snprintf(buf, n, "%s lr=%.17g best=%.17g num_bad=%" PRId64 " cooldown_left=%" PRId64, bprt_schedule_names[s->kind], s->lr,
+           s->best, s->num_bad, s->cooldown_left);
+}
+
+static int parse_u64(const char *path, const char *key, const char *v, uint64_t *out) {
+  char *end;
+  if (!v) return bprt_set_error("%s: not a bpcc training checkpoint (metadata key '%s' missing)", path, key);
+  unsigned long long x = strtoull(v, &end, 10);
+  if (end == v || *end || v[0] == '-') return bprt_set_error("%s: metadata %s = '%s' is not a count", path, key, v);
+  *out = (uint64_t)x;
+  return 0;
+}
+
+int bprt_checkpoint_save(bprt_model *m, const char *path, const BprtTrainState *st) {
+  char epoch[32], step[32], seed[32], sched[256], rng[160];
+  snprintf(epoch, sizeof epoch, "%" PRId64, st->epoch);
+  snprintf(step, sizeof step, "%" PRId64, st->step);
+  snprintf(seed, sizeof seed, "%" PRIu64, st->seed);
+  schedule_state_str(&st->schedule, sched, sizeof sched);
+  snprintf(rng, sizeof rng, "philox4x32-10 seed=%" PRIu64 " shuffle_epoch=%" PRId64 " dropout_step=%" PRId64, st->seed,
+           st->epoch, st->step);
+  const char *keys[] = {"bpcc.epoch", "bpcc.step", "bpcc.seed", "bpcc.schedule", "bpcc.rng"};
+  const char *values[] = {epoch, step, seed, sched, rng};
+  return bprt_model_save_meta(m, path, keys, values, 5) ? -1 : 0;
+}
+
+int bprt_checkpoint_load(bprt_model *m, const char *path, BprtTrainState *st) {
+  BprtCheckpoint *ck = NULL;
+  int rc = bprt_model_load_ck(m, path, st ? &ck : NULL) ? -1 : 0;
+  if (rc == 0 && st) {
+    uint64_t epoch, step, seed;
+    const char *sched = bprt_st_meta(ck, "bpcc.schedule");
+    if (parse_u64(path, "bpcc.epoch", bprt_st_meta(ck, "bpcc.epoch"), &epoch) ||
+        parse_u64(path, "bpcc.step", bprt_st_meta(ck, "bpcc.step"), &step) ||
+        parse_u64(path, "bpcc.seed", bprt_st_meta(ck, "bpcc.seed"), &seed)) {
+      rc = -1;
+    } else if (!sched) {
+      rc = bprt_set_error("%s: not a bpcc training checkpoint (metadata key 'bpcc.schedule' missing)", path);
+    } else {
+      char kind[32];
+      double lr, best;
+      long long bad, cool;
+      if (sscanf(sched, "%31s lr=%lf best=%lf num_bad=%lld cooldown_left=%lld", kind, &lr, &best, &bad, &cool) != 5) {
+        rc = bprt_set_error("%s: metadata bpcc.schedule = '%s' is malformed", path, sched);
+      } else {
+        st->epoch = (int64_t)epoch;
+        st->step = (int64_t)step;
+        st->seed = seed;
+        if (strcmp(kind, bprt_schedule_names[st->schedule.kind]))
+          rc = bprt_set_error("%s: the checkpoint's schedule is %s, this run's is %s", path, kind,
+                              bprt_schedule_names[st->schedule.kind]);
+        st->schedule.lr = lr;
+        st->schedule.best = best;
+        st->schedule.num_bad = bad;
+        st->schedule.cooldown_left = cool;
+      }
+    }
+  }
+  if (ck) bprt_st_free(ck);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------ the loop */
+
+int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, const BprtTrainOptions *o,
+               BprtTrainResult *r) {
+  if (!m || !train || !o || !r) return bprt_set_error("bprt_train: NULL argument");
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  memset(r, 0, sizeof *r);
+  r->last = (BprtEpochStats){0, 0, NAN, NAN, NAN, NAN, NAN, NAN};
+  if (o->batch < 1) return bprt_set_error("--batch %" PRId64 ": must be >= 1", o->batch);
+  if (o->epochs < 1) return bprt_set_error("--epochs %" PRId64 ": must be >= 1", o->epochs);
+  if (o->save_every < 0) return bprt_set_error("--save-every %" PRId64 ": must be >= 0", o->save_every);
+  if (bprt_schedule_check(&o->schedule)) return -1;
+  Binding b;
+  if (bprt_train_check_data(d, train)) return -1;
+  if (val && bprt_train_check_data(d, val)) return -1;
+  bind(d, &b);
+
+  BprtTrainState st = {0, 0, o->seed, o->schedule};
+  st.schedule.lr = bprt_schedule_lr(&st.schedule, 0);
+  if (o->resume_path) {
+    if (bprt_checkpoint_load(m, o->resume_path, &st)) return -1;
+    if (st.seed != o->seed)
+      return bprt_set_error("%s: the checkpoint was trained with seed %" PRIu64 "; this run has --seed %" PRIu64
+                            " (resume with the same seed)",
+                            o->resume_path, st.seed, o->seed);
+    if (st.epoch > o->epochs)
+      return bprt_set_error("%s: the checkpoint has %" PRId64 " epochs done; --epochs %" PRId64 " asks for fewer",
+                            o->resume_path, st.epoch, o->epochs);
+    bprt_model_set_step(m, st.step);
+  }
+
+  FILE *out = o->out ? o->out : stdout;
+  Progress pr = {out, o->progress > 0 || (o->progress < 0 && isatty(fileno(out))), o->quiet, 0, 0};
+  FILE *log = NULL;
+  if (o->log_path) {
+    bool append = o->resume_path && access(o->log_path, F_OK) == 0;
+    log = fopen(o->log_path, append ? "a" : "w");
+    if (!log) return bprt_set_error("%s: cannot open the log for writing", o->log_path);
+    if (!append) fprintf(log, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds\n");
+  }
+  Outputs outs = {0, NULL};
+  float *before = NULL;
+  const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
+  int rc = souts ? outputs_alloc(d, o->batch, &outs) : -1;
+  if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
+  const void *inputs[2] = {0, 0};
+  r->epochs_done = st.epoch;
+  r->steps = st.step;
+
+  for (int64_t e = st.epoch; rc == 0 && e < o->epochs; e++) {
+    double lr = st.schedule.kind == BPRT_SCHED_PLATEAU ? st.schedule.lr : bprt_schedule_lr(&st.schedule, e);
+    bprt_model_set_hyper(m, BPRT_H_LR, lr);
+    BprtBatchIter it;
+    if (bprt_batch_begin(&it, train, o->batch, true, o->seed, (uint64_t)e)) {
+      rc = -1;
+      break;
+    }
+    int64_t nb = bprt_batch_count(&it), bi = 0, rows = 0, correct = 0, last_rows = 0;
+    double loss_sum = 0, t0 = now_seconds();
+    pr.t0 = t0;
+    pr.last_draw = 0;
+    float loss = 0;
+    while (bprt_batch_next(&it) > 0) {
+      bi++;
+      set_inputs(&b, &it, inputs);
+      if (o->watch && bi == nb) memcpy(before, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
+      if (bprt_model_train_step(m, it.rows, inputs, &loss)) {
+        rc = bprt_prefix_error("step %" PRId64, st.step + 1);
+        break;
+      }
+      st.step++;
+      last_rows = it.rows;
+      for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
+      if (!step_finite(m, souts, it.rows, loss)) {
+        rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o->save_path);
+        r->nonfinite = true;
+        if (pr.bar && !pr.quiet) fputc('\n', out);
+        break;
+      }
+      int64_t c = b.acc_out >= 0 && it.labels ? count_correct(&b, souts[b.acc_out], it.labels, it.rows) : 0;
+      loss_sum += (double)loss * (double)it.rows;
+      correct += c;
+      rows += it.rows;
+      progress_draw(&pr, e + 1, o->epochs, bi, nb, loss_sum / (double)rows, bi == nb);
+      if (log && o->log_steps) {
+        BprtEpochStats s = {e + 1, st.step, lr, loss, b.acc_out >= 0 && it.labels ? (double)c / (double)it.rows : NAN,
+                            NAN, NAN, now_seconds() - t0};
+        csv_row(log, "step", &s);
+      }
+    }
+    bprt_batch_end(&it);
+    if (rc) break;
+
+    BprtEpochStats s = {e + 1, st.step, lr, rows ? loss_sum / (double)rows : NAN,
+                        b.acc_out >= 0 && train->labels && rows ? (double)correct / (double)rows : NAN, NAN, NAN, 0};
+    if (o->watch && !o->quiet) {
+      if (pr.bar) fprintf(out, "\r\033[K");
+      fprintf(out, "watch, epoch %" PRId64 " (last step):\n", e + 1);
+      watch_print(out, m, before, souts, last_rows);
+    }
+    if (val && evaluate(m, &b, val, o->batch, &outs, &s.val_loss, &s.val_accuracy)) {
+      rc = -1;
+      break;
+    }
+    s.seconds = now_seconds() - t0;
+    bprt_schedule_epoch_end(&st.schedule, e, isnan(s.val_loss) ? s.loss : s.val_loss);
+    st.epoch = e + 1;
+    epoch_line(&pr, &s, o->epochs);
+    csv_row(log, "epoch", &s);
+    if (log) fflush(log);
+    r->last = s;
+    r->epochs_done = st.epoch;
+    r->steps = st.step;
+    if (o->save_path && ((o->save_every > 0 && st.epoch % o->save_every == 0) || st.epoch == o->epochs)) {
+      if (bprt_checkpoint_save(m, o->save_path, &st)) rc = -1;
+    }
+  }
+  if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
+  outputs_free(&outs);
+  bprt_free(before);
+  bprt_free(souts);
+  return rc;
+}
