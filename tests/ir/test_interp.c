@@ -595,6 +595,7 @@ static Interp *run_random(Func *g, InterpMode mode, int64_t batch, uint64_t seed
   Tensor ins[8], pars[16];
   int nin = 0, npar = 0;
   memset(ins, 0, sizeof ins);
+  memset(pars, 0, sizeof pars);
   uint64_t r = seed | 1;
   for (int32_t i = 0; i < g->ninsts; i++) {
     const Inst *in = &g->insts[i];
@@ -631,7 +632,7 @@ static void test_every_op_from_text(void **state) {
   assert_non_null(root);
   char path[4096];
   snprintf(path, sizeof path, "%s/tests/ir/golden/every_op.ir", root);
-  size_t len;
+  size_t len = 0;
   char *text = read_file(path, &len);
   assert_non_null(text);
   Module *pm = ir_parse(path, text, len);

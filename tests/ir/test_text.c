@@ -134,7 +134,7 @@ static void walk(const char *dir, const char *golden_dir) {
       continue;
     }
     if (!ends_with(path, ".ir") || ends_with(path, ".bad.ir")) continue;
-    size_t len;
+    size_t len = 0;
     char *text = read_file(path, &len);
     assert_non_null(text);
     char *p1 = round_trip(path, text, len);
@@ -376,7 +376,7 @@ static void test_every_prefix_is_handled(void **state) {
   assert_non_null(root);
   char path[4096];
   snprintf(path, sizeof path, "%s/tests/ir/golden/corners.ir", root);
-  size_t len;
+  size_t len = 0;
   char *text = read_file(path, &len);
   assert_non_null(text);
   FILE *devnull = fopen("/dev/null", "w");
@@ -408,7 +408,7 @@ static void test_mutations_never_crash(void **state) {
   for (size_t fi = 0; fi < sizeof files / sizeof files[0]; fi++) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tests/ir/golden/%s", root, files[fi]);
-    size_t len;
+    size_t len = 0;
     char *orig = read_file(path, &len);
     assert_non_null(orig);
     char *text = bp_xmalloc(len + 1);
