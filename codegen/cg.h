@@ -1,0 +1,155 @@
+/* codegen/cg.h — what the files of codegen/ share (not for other directories).
+ *
+ * Cg is the state of one module being built: the LLVM context, module and builder, the
+ * vector shape of the target (W lanes of f32 per vector, the GEMM register tile MR x NR)
+ * and the function being emitted. A value of the IR is reached through CgVal: a buffer
+ * pointer (f32 or int32 labels) or a constant that is splat on load. Kernels emit loops
+ * with cg_loop_* and cg_vloop, which runs a body once with vector type <W x float>
+ * over the multiple-of-W prefix and once with float over the tail. */
+#ifndef BPCC_CODEGEN_CG_H
+#define BPCC_CODEGEN_CG_H
+
+#include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/TargetMachine.h>
+
+#include "codegen/codegen.h"
+
+/* GEMM cache blocking (floats): A blocks MC x KC live in L2, B panels KC x NR in L1. */
+#define CG_GEMM_KC 256
+#define CG_GEMM_MC 144
+#define CG_GEMM_NC 2048
+/* Below this many multiply-adds a matrix product runs on one thread. */
+#define CG_GEMM_PARALLEL_MACS (1 << 22)
+
+typedef struct Cg {
+  LLVMContextRef C;
+  LLVMModuleRef M;
+  LLVMBuilderRef B;
+  int W;                 /* f32 lanes per vector; 1 = scalar */
+  int MR, NR;            /* GEMM register tile: MR rows x NR columns (NR = 2 W) */
+  int gemm_chunks;       /* most GEMM chunks (threads) at once; pack buffers per chunk */
+  bool prefer512;
+  LLVMTypeRef t_void, t_f32, t_f64, t_i1, t_i32, t_i64, t_ptr, t_vec, t_frame, t_task, t_pfor;
+  LLVMValueRef fn;       /* the function being emitted */
+  LLVMValueRef frame;    /* its bprt_frame * argument (entry points) */
+  LLVMValueRef gemm_fn[3];  /* gemm task per variant (NN, NT, TN), built on first use */
+  LLVMValueRef gemm_pack;   /* workspace bytes of the GEMM pack buffers (entry points) */
+  /* debug info (NULL when off) */
+  LLVMDIBuilderRef dib;
+  LLVMMetadataRef di_cu, di_file, di_sp;
+} Cg;
+
+/* A tensor value as kernels see it. */
+typedef struct {
+  LLVMValueRef ptr;      /* float* (int32* for labels); NULL for constants */
+  bool is_const;
+  double cval;
+  const TensorType *t;   /* its IR type (dims may hold DIM_BATCH) */
+} CgVal;
+
+/* A built model: the module in its thread-safe context, the target machine, the JIT
+ * once cg_model_jit ran, and the descriptor (arena-allocated tables). */
+struct CgModel {
+  Arena *arena;
+  LLVMOrcThreadSafeContextRef tsc;
+  LLVMContextRef C;
+  LLVMModuleRef M;
+  LLVMTargetMachineRef tm;
+  LLVMOrcLLJITRef jit;
+  bprt_model_desc desc;
+  bool has_entry[3];     /* forward, grad, step */
+  const char *march;
+  int opt_level, lanes;
+};
+
+/* Fields of bprt_frame, in order (the struct type t_frame mirrors it). */
+enum {
+  CG_FR_BATCH, CG_FR_PARAMS, CG_FR_GRADS, CG_FR_OPT_STATE, CG_FR_WORKSPACE, CG_FR_INPUTS,
+  CG_FR_OUTPUTS, CG_FR_LOSS, CG_FR_HYPER, CG_FR_SEED, CG_FR_STEP, CG_FR_POOL,
+  CG_FR_PARALLEL_FOR, CG_FR_NTHREADS, CG_FR_STATUS, CG_FR__COUNT
+};
+
+/* ---- emit.c: small builders ---- */
+void cg_init_types(Cg *cg);
+LLVMValueRef cg_i64(Cg *cg, int64_t v);
+LLVMValueRef cg_i32(Cg *cg, int32_t v);
+LLVMValueRef cg_fconst(Cg *cg, LLVMTypeRef T, double v);     /* float or splat vector */
+LLVMValueRef cg_splat(Cg *cg, LLVMValueRef scalar, LLVMTypeRef T);
+bool cg_is_vec(LLVMTypeRef T);
+LLVMValueRef cg_frame_field(Cg *cg, int field);              /* load frame->field */
+LLVMValueRef cg_frame_field_ptr(Cg *cg, int field);
+LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef ptr, LLVMValueRef idx);
+LLVMValueRef cg_load(Cg *cg, LLVMTypeRef T, LLVMValueRef fptr, LLVMValueRef idx); /* f32 elements */
+void cg_store(Cg *cg, LLVMValueRef v, LLVMValueRef fptr, LLVMValueRef idx);
+LLVMValueRef cg_alloca(Cg *cg, LLVMTypeRef T, const char *name);  /* in the entry block */
+LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef overload, LLVMValueRef *args, int n);
+LLVMValueRef cg_min_i64(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_max_f(Cg *cg, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_hsum(Cg *cg, LLVMValueRef v);                 /* scalar: itself */
+LLVMValueRef cg_hmax(Cg *cg, LLVMValueRef v);
+LLVMValueRef cg_dim(Cg *cg, const TensorType *t, int i);      /* i64, B resolved */
+LLVMValueRef cg_numel(Cg *cg, const TensorType *t);           /* label: rows */
+LLVMValueRef cg_dims_prod(Cg *cg, const TensorType *t, int from, int to); /* dims [from, to) */
+LLVMValueRef cg_batch(Cg *cg);
+LLVMValueRef cg_val_load(Cg *cg, const CgVal *v, LLVMTypeRef T, LLVMValueRef idx);
+LLVMValueRef cg_new_function(Cg *cg, const char *name, LLVMTypeRef fty, bool internal);
+
+typedef struct {
+  LLVMBasicBlockRef head, body, exit;
+  LLVMValueRef iv, step;
+} CgLoop;
+/* for (iv = start; iv < end; iv += step): the builder is left in the body. */
+CgLoop cg_loop_begin(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMValueRef step);
+void cg_loop_end(Cg *cg, CgLoop *l);   /* closes the body, builder at the exit */
+/* if (cond) { then }: cg_if_begin leaves the builder in `then`; cg_if_end joins. */
+LLVMBasicBlockRef cg_if_begin(Cg *cg, LLVMValueRef cond);
+void cg_if_end(Cg *cg, LLVMBasicBlockRef join);
+
+/* body(cg, ctx, j, T) for j in [0, n): T = <W x float> at j = 0, W, ... while j + W <= n,
+ * then T = float for the tail. */
+typedef void (*CgBodyFn)(Cg *cg, void *ctx, LLVMValueRef j, LLVMTypeRef T);
+void cg_vloop(Cg *cg, LLVMValueRef n, CgBodyFn body, void *ctx);
+
+/* ---- vmath.c: polynomial math on float or <W x float> ---- */
+LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_log(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_pow_const(Cg *cg, LLVMValueRef x, double p);
+/* Philox4x32-10 block: out[4] (i32) from counter (i64 block, i64 stream), key seed (i64). */
+void cg_philox(Cg *cg, LLVMValueRef block, LLVMValueRef stream, LLVMValueRef seed, LLVMValueRef out[4]);
+
+/* ---- kernels.c ---- */
+/* One kernel per group. vals[v] is the buffer of instruction v; out is where a sink
+ * writes (outputs[k], *loss, grads + offset); training selects dropout's Philox mask
+ * (else the mask is 1). Returns false after a diagnostic for an unsupported case. */
+bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
+bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training);
+void cg_kernel_copy(Cg *cg, const CgVal *src, LLVMValueRef dst, const TensorType *t);
+bool cg_op_is_ew(const Inst *in);
+
+/* ---- gemm.c ---- */
+/* C[M,N] = op(A) op(B) for MATMUL / MATMUL_NT / MATMUL_TN; pack = workspace bytes
+ * holding the per-chunk pack buffers (cg_gemm_pack_floats each). */
+void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
+             LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack);
+int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: MC x KC + KC x NC */
+
+/* ---- optim.c ---- */
+typedef struct {
+  int64_t offset, numel;               /* floats, into params / grads */
+} CgParamRange;
+/* Emit the update of the params block: clip by global norm, weight decay, the rule of
+ * `kind`. param_floats is the block size; state is opt_state. */
+void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRange *ranges, int nranges);
+int64_t cg_optimizer_state_floats(int kind, int64_t param_floats);
+
+/* ---- target.c ---- */
+/* Initialize LLVM's native target once; make a target machine for march. */
+LLVMTargetMachineRef cg_target_machine(const char *march, int opt_level, int *lanes, char *err, size_t errlen);
+int cg_run_passes(LLVMModuleRef M, LLVMTargetMachineRef tm, int opt_level, char *err, size_t errlen);
+
+#endif

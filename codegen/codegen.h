@@ -1,0 +1,81 @@
+/* codegen/codegen.h — LLVM code generation: the table of contents of codegen/.
+ *
+ *   lower.c    a model's layout (params, inputs, outputs, workspace), the kernel
+ *              schedule (groups of instructions, one loop nest each) and the entry
+ *              points <model>__forward / __grad / __step
+ *   kernels.c  loop nests per kernel kind: elementwise groups with broadcasting,
+ *              reductions, softmax rows, softmax_xent, onehot, transpose, sum_to,
+ *              dropout masks (Philox4x32-10), sinks
+ *   gemm.c     the packed, register-blocked matrix product (BLIS structure), split
+ *              across threads through frame->parallel_for
+ *   optim.c    the optimizer update: one streaming kernel over the params block
+ *   vmath.c    exp / log / tanh / sigmoid as vector polynomials (no libm calls)
+ *   emit.c     loop, load/store and intrinsic helpers shared by the kernel files
+ *   target.c   target machines (-march), the O-level pipeline, ORC LLJIT, --emit
+ *   aot.c      (colleague) the shared library writer built on this API
+ *
+ * The generated code calls no external symbol: runtime services come through the
+ * function pointers of bprt_frame (runtime/model.h), so one object runs in the JIT and
+ * links into a shared library with no NEEDED entry but libc.
+ *
+ * Typical use:
+ *   CgOptions o = {.march = "native", .opt_level = 3};
+ *   CgOptimizer opt; cg_optimizer_defaults(&opt, BPRT_OPT_ADAM);
+ *   CgModel *m = cg_model_build(fwd, grad, &opt, &o);     // NULL: diagnostics printed
+ *   cg_model_jit(m);                                       // desc->forward/grad/step
+ *   bprt_model_desc *d = cg_model_desc(m);
+ */
+#ifndef BPCC_CODEGEN_H
+#define BPCC_CODEGEN_H
+
+#include <stdbool.h>
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+
+#include "ir/ir.h"
+#include "runtime/model.h"
+
+typedef struct {
+  const char *march;   /* "native" (NULL too), "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4" */
+  int opt_level;       /* 0..3: LLVMRunPasses("default<On>") and the codegen level */
+  int nthreads_hint;   /* most GEMM chunks run at once (<= 0: the CPUs of this machine) */
+  bool debug_info;     /* line tables mapping code to the DSL file and line */
+} CgOptions;
+
+/* The optimizer of the train block: kind (bprt_optimizer) and the default
+ * hyperparameters (BPRT_H_*) written into the descriptor; the step kernel reads them
+ * from frame->hyper at run time. */
+typedef struct {
+  int kind;
+  double hyper[BPRT_H__COUNT];
+} CgOptimizer;
+
+/* PyTorch's defaults for `kind` (torch.optim): lr 0.01 for sgd / adagrad / rmsprop,
+ * 1e-3 for adam / adamw, betas (0.9, 0.999), eps 1e-8 (adagrad 1e-10), alpha 0.99,
+ * adamw weight_decay 0.01; STEP = 1. */
+void cg_optimizer_defaults(CgOptimizer *opt, int kind);
+
+typedef struct CgModel CgModel;
+
+/* Build one LLVM module holding <model>__forward (from fwd), <model>__grad (from grad,
+ * if not NULL) and <model>__step (grad + the update of `opt`, if grad and opt are not
+ * NULL), optimized at o->opt_level, and fill the descriptor's layout. The model name
+ * is fwd->name. NULL after diagnostics (diag_error) on unsupported input. */
+CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgOptions *o);
+LLVMModuleRef cg_model_module(CgModel *m);          /* the optimized module (owned by m) */
+LLVMTargetMachineRef cg_model_target(CgModel *m);   /* for emitting objects (owned by m) */
+bprt_model_desc *cg_model_desc(CgModel *m);          /* entry pointers NULL until cg_model_jit */
+int cg_model_lanes(CgModel *m);                      /* f32 vector lanes: 16, 8, 4 or 1 */
+/* ORC LLJIT the module and fill desc->forward / grad / step. 0, or -1 with a diagnostic. */
+int cg_model_jit(CgModel *m);
+
+enum { CG_EMIT_LLVM, CG_EMIT_ASM, CG_EMIT_OBJ };
+/* Write the optimized IR, assembly or an object file to path ("-": stdout). 0 / -1. */
+int cg_emit(CgModel *m, int kind, const char *path_or_dash);
+void cg_model_free(CgModel *m);
+
+/* The symbol of an entry point: "<model>__forward" etc. into buf (returns buf). */
+char *cg_entry_name(const char *model, const char *which, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,311 @@
+/* codegen/gemm.c — the matrix products: packed, register-blocked, cache-blocked GEMM
+ * in the structure of BLIS (Van Zee & van de Geijn, "BLIS: A Framework for Rapidly
+ * Instantiating BLAS Functionality", 2015), generated as LLVM IR.
+ *
+ *   C[M,N] = A(i,k) B(k,j)   with  A(i,k) = a[i,k] (matmul, matmul_nt) or a[k,i] (matmul_tn)
+ *                                  B(k,j) = b[k,j] (matmul, matmul_tn) or b[j,k] (matmul_nt)
+ *
+ *   for jc in N step NC                       B block KC x NC: L3
+ *     for pc in K step KC
+ *       pack B[pc:+kc, jc:+nc] into panels of NR columns (k-major, zero padded)
+ *       for ic in M step MC                   A block MC x KC: L2
+ *         pack A[ic:+mc, pc:+kc] into panels of MR rows (k-major, zero padded)
+ *         for jr in nc step NR                one B micro-panel KC x NR: L1
+ *           for ir in mc step MR
+ *             micro-kernel: C[MR x NR] (+)= Apanel Bpanel
+ *
+ * The micro-kernel keeps the MR x NR tile of C in MR * NR / W vector registers (12 x 32
+ * f32 = 24 zmm with AVX-512, 6 x 16 = 12 ymm with AVX2): per k it loads NR / W vectors
+ * of B and broadcasts MR values of A into llvm.fma. The first KC block overwrites C,
+ * later ones accumulate; edge tiles go through a stack tile. Packing reads the source
+ * along its contiguous dim (the loop order depends on the variant).
+ *
+ * Threads: the caller splits C into chunks of whole NR column panels (or MR row panels
+ * when N is narrow), one task per chunk through frame->parallel_for; every chunk has its
+ * own pack buffers in the workspace (cg_gemm_pack_floats floats each, indexed by chunk,
+ * not by thread, so results do not depend on the pool). Products under
+ * CG_GEMM_PARALLEL_MACS multiply-adds run on the calling thread. */
+#include "codegen/cg.h"
+
+enum { V_NN, V_NT, V_TN };
+
+int64_t cg_gemm_pack_floats(Cg *cg) {
+  (void)cg;
+  return (int64_t)CG_GEMM_MC * CG_GEMM_KC + (int64_t)CG_GEMM_KC * CG_GEMM_NC;
+}
+
+static LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(cg->B, a, b, ""); }
+static LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(cg->B, a, b, ""); }
+static LLVMValueRef sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSub(cg->B, a, b, ""); }
+static LLVMValueRef fptr(Cg *cg, LLVMValueRef p, LLVMValueRef idx) { return cg_gep(cg, cg->t_f32, p, idx); }
+
+/* ------------------------------------------------------------------ micro-kernel */
+
+/* void ukernel(i64 kc, float *Ap, float *Bp, float *C, i64 ldc, i64 mr, i64 nr, i1 overwrite) */
+static LLVMValueRef build_ukernel(Cg *cg) {
+  LLVMTypeRef args[8] = {cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i1};
+  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 8, 0);
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_gemm_ukernel", fty, true);
+  for (unsigned i = 2; i <= 4; i++)
+    LLVMAddAttributeAtIndex(fn, i, LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMValueRef kc = LLVMGetParam(fn, 0), Ap = LLVMGetParam(fn, 1), Bp = LLVMGetParam(fn, 2), C = LLVMGetParam(fn, 3);
+  LLVMValueRef ldc = LLVMGetParam(fn, 4), mr = LLVMGetParam(fn, 5), nr = LLVMGetParam(fn, 6), ow = LLVMGetParam(fn, 7);
+  int MR = cg->MR, NR = cg->NR, W = cg->W, NV = NR / W;
+  LLVMValueRef acc[16][8];
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) {
+      acc[i][v] = cg_alloca(cg, cg->t_vec, "c");
+      LLVMBuildStore(cg->B, cg_fconst(cg, cg->t_vec, 0), acc[i][v]);
+    }
+  CgLoop p = cg_loop_begin(cg, cg_i64(cg, 0), kc, cg_i64(cg, 1));
+  LLVMValueRef bv[8];
+  for (int v = 0; v < NV; v++) bv[v] = cg_load(cg, cg->t_vec, Bp, add(cg, mul(cg, p.iv, cg_i64(cg, NR)), cg_i64(cg, v * W)));
+  for (int i = 0; i < MR; i++) {
+    LLVMValueRef a = cg_splat(cg, cg_load(cg, cg->t_f32, Ap, add(cg, mul(cg, p.iv, cg_i64(cg, MR)), cg_i64(cg, i))), cg->t_vec);
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef fa[3] = {a, bv[v], LLVMBuildLoad2(cg->B, cg->t_vec, acc[i][v], "")};
+      LLVMBuildStore(cg->B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), acc[i][v]);
+    }
+  }
+  cg_loop_end(cg, &p);
+  /* write back: full tiles straight from registers, edge tiles through a stack tile */
+  LLVMValueRef full = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, mr, cg_i64(cg, MR), ""),
+                                   LLVMBuildICmp(cg->B, LLVMIntEQ, nr, cg_i64(cg, NR), ""), "");
+  LLVMBasicBlockRef bfull = LLVMAppendBasicBlockInContext(cg->C, fn, "full");
+  LLVMBasicBlockRef bedge = LLVMAppendBasicBlockInContext(cg->C, fn, "edge");
+  LLVMBasicBlockRef bret = LLVMAppendBasicBlockInContext(cg->C, fn, "ret");
+  LLVMBuildCondBr(cg->B, full, bfull, bedge);
+  LLVMPositionBuilderAtEnd(cg->B, bfull);
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef idx = add(cg, mul(cg, cg_i64(cg, i), ldc), cg_i64(cg, v * W));
+      LLVMValueRef c = LLVMBuildLoad2(cg->B, cg->t_vec, acc[i][v], "");
+      LLVMValueRef sum = LLVMBuildFAdd(cg->B, c, cg_load(cg, cg->t_vec, C, idx), "");
+      cg_store(cg, LLVMBuildSelect(cg->B, ow, c, sum, ""), C, idx);
+    }
+  LLVMBuildBr(cg->B, bret);
+  LLVMPositionBuilderAtEnd(cg->B, bedge);
+  LLVMValueRef tile = cg_alloca(cg, LLVMArrayType(cg->t_f32, (unsigned)(MR * NR)), "tile");
+  for (int i = 0; i < MR; i++)
+    for (int v = 0; v < NV; v++)
+      cg_store(cg, LLVMBuildLoad2(cg->B, cg->t_vec, acc[i][v], ""), tile, cg_i64(cg, i * NR + v * W));
+  CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
+  CgLoop lj = cg_loop_begin(cg, cg_i64(cg, 0), nr, cg_i64(cg, 1));
+  LLVMValueRef cidx = add(cg, mul(cg, li.iv, ldc), lj.iv);
+  LLVMValueRef t = cg_load(cg, cg->t_f32, tile, add(cg, mul(cg, li.iv, cg_i64(cg, NR)), lj.iv));
+  LLVMValueRef s = LLVMBuildFAdd(cg->B, t, cg_load(cg, cg->t_f32, C, cidx), "");
+  cg_store(cg, LLVMBuildSelect(cg->B, ow, t, s, ""), C, cidx);
+  cg_loop_end(cg, &lj);
+  cg_loop_end(cg, &li);
+  LLVMBuildBr(cg->B, bret);
+  LLVMPositionBuilderAtEnd(cg->B, bret);
+  LLVMBuildRetVoid(cg->B);
+  return fn;
+}
+
+/* ------------------------------------------------------------------ packing */
+
+/* One panel: dst[p * P + q] = src(q, p) for p < kc, q < ext (ext <= P), where src(q, p)
+ * = base[q * qs + p * ps]; the loop over the contiguous one of q, p is inner. */
+static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps, bool q_contig,
+                       int P, LLVMValueRef ext, LLVMValueRef kc) {
+  LLVMValueRef one = cg_i64(cg, 1), zero = cg_i64(cg, 0);
+  CgLoop lo = cg_loop_begin(cg, zero, q_contig ? kc : ext, one);
+  CgLoop li = cg_loop_begin(cg, zero, q_contig ? ext : kc, one);
+  LLVMValueRef q = q_contig ? li.iv : lo.iv, p = q_contig ? lo.iv : li.iv;
+  LLVMValueRef v = cg_load(cg, cg->t_f32, base, add(cg, mul(cg, q, qs), mul(cg, p, ps)));
+  cg_store(cg, v, dst, add(cg, mul(cg, p, cg_i64(cg, P)), q));
+  cg_loop_end(cg, &li);
+  cg_loop_end(cg, &lo);
+}
+
+/* Pack a block of `len` rows (A, P = MR) or columns (B, P = NR) into panels of P. */
+static void pack_block(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps, bool q_contig,
+                       int P, LLVMValueRef len, LLVMValueRef kc) {
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), len, cg_i64(cg, P));
+  LLVMValueRef ext = cg_min_i64(cg, cg_i64(cg, P), sub(cg, len, l.iv));
+  LLVMValueRef pdst = fptr(cg, dst, mul(cg, l.iv, kc));
+  LLVMValueRef pbase = fptr(cg, base, mul(cg, l.iv, qs));
+  LLVMValueRef isfull = LLVMBuildICmp(cg->B, LLVMIntEQ, ext, cg_i64(cg, P), "");
+  LLVMBasicBlockRef bfull = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packfull");
+  LLVMBasicBlockRef bpart = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packpart");
+  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packed");
+  LLVMBuildCondBr(cg->B, isfull, bfull, bpart);
+  LLVMPositionBuilderAtEnd(cg->B, bfull);
+  pack_panel(cg, pdst, pbase, qs, ps, q_contig, P, cg_i64(cg, P), kc);
+  LLVMBuildBr(cg->B, bjoin);
+  LLVMPositionBuilderAtEnd(cg->B, bpart);
+  CgLoop z = cg_loop_begin(cg, cg_i64(cg, 0), mul(cg, kc, cg_i64(cg, P)), cg_i64(cg, 1));
+  cg_store(cg, LLVMConstReal(cg->t_f32, 0), pdst, z.iv);
+  cg_loop_end(cg, &z);
+  pack_panel(cg, pdst, pbase, qs, ps, q_contig, P, ext, kc);
+  LLVMBuildBr(cg->B, bjoin);
+  LLVMPositionBuilderAtEnd(cg->B, bjoin);
+  cg_loop_end(cg, &l);
+}
+
+/* ------------------------------------------------------------------ the blocked loops */
+
+/* void core(i64 M, i64 N, i64 K, float *A, i64 lda, float *B, i64 ldb, float *C, i64 ldc,
+ *           float *Ap, float *Bp) */
+static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel) {
+  static const char *names[3] = {"bpcc_gemm_nn", "bpcc_gemm_nt", "bpcc_gemm_tn"};
+  LLVMTypeRef args[11] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr,
+                          cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr};
+  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 11, 0);
+  LLVMValueRef fn = cg_new_function(cg, names[variant], fty, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMValueRef M = LLVMGetParam(fn, 0), N = LLVMGetParam(fn, 1), K = LLVMGetParam(fn, 2);
+  LLVMValueRef A = LLVMGetParam(fn, 3), lda = LLVMGetParam(fn, 4), Bm = LLVMGetParam(fn, 5), ldb = LLVMGetParam(fn, 6);
+  LLVMValueRef Cm = LLVMGetParam(fn, 7), ldc = LLVMGetParam(fn, 8), Ap = LLVMGetParam(fn, 9), Bp = LLVMGetParam(fn, 10);
+  bool ta = variant == V_TN, tb = variant == V_NT;
+  LLVMValueRef one = cg_i64(cg, 1);
+  /* A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs] */
+  LLVMValueRef ars = ta ? one : lda, acs = ta ? lda : one;
+  LLVMValueRef brs = tb ? one : ldb, bcs = tb ? ldb : one;
+
+  CgLoop jc = cg_loop_begin(cg, cg_i64(cg, 0), N, cg_i64(cg, CG_GEMM_NC));
+  LLVMValueRef nc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_NC), sub(cg, N, jc.iv));
+  CgLoop pc = cg_loop_begin(cg, cg_i64(cg, 0), K, cg_i64(cg, CG_GEMM_KC));
+  LLVMValueRef kc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_KC), sub(cg, K, pc.iv));
+  /* B panels: q = column j (stride bcs), p = k (stride brs) */
+  LLVMValueRef bbase = fptr(cg, Bm, add(cg, mul(cg, pc.iv, brs), mul(cg, jc.iv, bcs)));
+  pack_block(cg, Bp, bbase, bcs, brs, !tb, cg->NR, nc, kc);
+  CgLoop ic = cg_loop_begin(cg, cg_i64(cg, 0), M, cg_i64(cg, CG_GEMM_MC));
+  LLVMValueRef mc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_MC), sub(cg, M, ic.iv));
+  LLVMValueRef abase = fptr(cg, A, add(cg, mul(cg, ic.iv, ars), mul(cg, pc.iv, acs)));
+  pack_block(cg, Ap, abase, ars, acs, ta, cg->MR, mc, kc);
+  LLVMValueRef overwrite = LLVMBuildICmp(cg->B, LLVMIntEQ, pc.iv, cg_i64(cg, 0), "");
+  CgLoop jr = cg_loop_begin(cg, cg_i64(cg, 0), nc, cg_i64(cg, cg->NR));
+  LLVMValueRef nr = cg_min_i64(cg, cg_i64(cg, cg->NR), sub(cg, nc, jr.iv));
+  CgLoop ir = cg_loop_begin(cg, cg_i64(cg, 0), mc, cg_i64(cg, cg->MR));
+  LLVMValueRef mr = cg_min_i64(cg, cg_i64(cg, cg->MR), sub(cg, mc, ir.iv));
+  LLVMValueRef cidx = add(cg, mul(cg, add(cg, ic.iv, ir.iv), ldc), add(cg, jc.iv, jr.iv));
+  LLVMValueRef uargs[8] = {kc, fptr(cg, Ap, mul(cg, ir.iv, kc)), fptr(cg, Bp, mul(cg, jr.iv, kc)),
+                           fptr(cg, Cm, cidx), ldc, mr, nr, overwrite};
+  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(ukernel), ukernel, uargs, 8, "");
+  cg_loop_end(cg, &ir);
+  cg_loop_end(cg, &jr);
+  cg_loop_end(cg, &ic);
+  cg_loop_end(cg, &pc);
+  cg_loop_end(cg, &jc);
+  LLVMBuildRetVoid(cg->B);
+  return fn;
+}
+
+/* ------------------------------------------------------------------ tasks */
+
+/* The context a gemm task reads: what the caller stores before parallel_for. */
+enum { GX_A, GX_B, GX_C, GX_PACK, GX_M, GX_N, GX_K, GX_NCHUNKS, GX_SPLITM, GX__COUNT };
+
+static LLVMTypeRef ctx_type(Cg *cg) {
+  LLVMTypeRef f[GX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64,
+                              cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64};
+  return LLVMStructTypeInContext(cg->C, f, GX__COUNT, 0);
+}
+
+/* [s, e) of chunk c of n panels of size P over len: whole panels, balanced. */
+static void chunk_range(Cg *cg, LLVMValueRef c, LLVMValueRef nch, LLVMValueRef len, int P, LLVMValueRef *s, LLVMValueRef *e) {
+  LLVMValueRef panels = LLVMBuildSDiv(cg->B, add(cg, len, cg_i64(cg, P - 1)), cg_i64(cg, P), "");
+  LLVMValueRef p0 = LLVMBuildSDiv(cg->B, mul(cg, c, panels), nch, "");
+  LLVMValueRef p1 = LLVMBuildSDiv(cg->B, mul(cg, add(cg, c, cg_i64(cg, 1)), panels), nch, "");
+  *s = cg_min_i64(cg, mul(cg, p0, cg_i64(cg, P)), len);
+  *e = cg_min_i64(cg, mul(cg, p1, cg_i64(cg, P)), len);
+}
+
+static LLVMValueRef build_task(Cg *cg, int variant, LLVMValueRef core) {
+  static const char *names[3] = {"bpcc_gemm_task_nn", "bpcc_gemm_task_nt", "bpcc_gemm_task_tn"};
+  LLVMValueRef fn = cg_new_function(cg, names[variant], cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMTypeRef ct = ctx_type(cg);
+  LLVMValueRef ctx = LLVMGetParam(fn, 0);
+  LLVMValueRef f[GX__COUNT];
+  for (int i = 0; i < GX__COUNT; i++)
+    f[i] = LLVMBuildLoad2(cg->B, LLVMStructGetTypeAtIndex(ct, (unsigned)i), LLVMBuildStructGEP2(cg->B, ct, ctx, (unsigned)i, ""), "");
+  LLVMValueRef M = f[GX_M], N = f[GX_N], K = f[GX_K];
+  bool ta = variant == V_TN, tb = variant == V_NT;
+  LLVMValueRef lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
+  CgLoop l = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), cg_i64(cg, 1));
+  LLVMValueRef splitm = LLVMBuildICmp(cg->B, LLVMIntNE, f[GX_SPLITM], cg_i64(cg, 0), "");
+  LLVMValueRef sm, em, sn, en;
+  chunk_range(cg, l.iv, f[GX_NCHUNKS], M, cg->MR, &sm, &em);
+  chunk_range(cg, l.iv, f[GX_NCHUNKS], N, cg->NR, &sn, &en);
+  LLVMValueRef z = cg_i64(cg, 0);
+  LLVMValueRef rs = LLVMBuildSelect(cg->B, splitm, sm, z, ""), re = LLVMBuildSelect(cg->B, splitm, em, M, "");
+  LLVMValueRef cs = LLVMBuildSelect(cg->B, splitm, z, sn, ""), ce = LLVMBuildSelect(cg->B, splitm, N, en, "");
+  LLVMValueRef Ms = sub(cg, re, rs), Ns = sub(cg, ce, cs);
+  LLVMValueRef As = fptr(cg, f[GX_A], ta ? rs : mul(cg, rs, lda));
+  LLVMValueRef Bs = fptr(cg, f[GX_B], tb ? mul(cg, cs, ldb) : cs);
+  LLVMValueRef Cs = fptr(cg, f[GX_C], add(cg, mul(cg, rs, ldc), cs));
+  LLVMValueRef pk = fptr(cg, f[GX_PACK], mul(cg, l.iv, cg_i64(cg, cg_gemm_pack_floats(cg))));
+  LLVMValueRef bp = fptr(cg, pk, cg_i64(cg, (int64_t)CG_GEMM_MC * CG_GEMM_KC));
+  LLVMValueRef nonempty = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGT, Ms, z, ""),
+                                       LLVMBuildICmp(cg->B, LLVMIntSGT, Ns, z, ""), "");
+  LLVMBasicBlockRef join = cg_if_begin(cg, nonempty);
+  LLVMValueRef args[11] = {Ms, Ns, K, As, lda, Bs, ldb, Cs, ldc, pk, bp};
+  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 11, "");
+  cg_if_end(cg, join);
+  cg_loop_end(cg, &l);
+  LLVMBuildRetVoid(cg->B);
+  return fn;
+}
+
+/* ------------------------------------------------------------------ the call site */
+
+void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
+             LLVMValueRef K, LLVMValueRef pack) {
+  int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
+  if (!cg->gemm_fn[variant]) {
+    /* build the helpers, then come back to the entry point being emitted */
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
+    LLVMValueRef fn = cg->fn;
+    LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
+    LLVMSetCurrentDebugLocation2(cg->B, NULL);
+    LLVMValueRef uk = LLVMGetNamedFunction(cg->M, "bpcc_gemm_ukernel");
+    if (!uk) uk = build_ukernel(cg);
+    LLVMValueRef core = build_core(cg, variant, uk);
+    cg->gemm_fn[variant] = build_task(cg, variant, core);
+    cg->fn = fn;
+    LLVMPositionBuilderAtEnd(cg->B, here);
+    LLVMSetCurrentDebugLocation2(cg->B, loc);
+  }
+  LLVMBuilderRef B = cg->B;
+  LLVMTypeRef ct = ctx_type(cg);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "gemmctx");
+  /* chunks: one below the size threshold, else the pool's threads (at most gemm_chunks),
+   * split along N unless N has fewer than 2 panels per chunk, then along M */
+  LLVMValueRef nth = LLVMBuildSExt(B, cg_frame_field(cg, CG_FR_NTHREADS), cg->t_i64, "");
+  nth = cg_min_i64(cg, nth, cg_i64(cg, cg->gemm_chunks));
+  nth = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nth, cg_i64(cg, 1), ""), cg_i64(cg, 1), nth, "");
+  LLVMValueRef macs = mul(cg, mul(cg, M, N), K);
+  LLVMValueRef big = LLVMBuildICmp(B, LLVMIntSGE, macs, cg_i64(cg, CG_GEMM_PARALLEL_MACS), "");
+  LLVMValueRef nch = LLVMBuildSelect(B, big, nth, cg_i64(cg, 1), "");
+  LLVMValueRef pn = LLVMBuildSDiv(B, add(cg, N, cg_i64(cg, cg->NR - 1)), cg_i64(cg, cg->NR), "");
+  LLVMValueRef pm = LLVMBuildSDiv(B, add(cg, M, cg_i64(cg, cg->MR - 1)), cg_i64(cg, cg->MR), "");
+  LLVMValueRef twice = mul(cg, nch, cg_i64(cg, 2));
+  LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntSLT, pn, twice, "");
+  LLVMValueRef mtoo = LLVMBuildICmp(B, LLVMIntSLT, pm, twice, "");
+  nch = LLVMBuildSelect(B, LLVMBuildAnd(B, splitm, mtoo, ""), cg_i64(cg, 1), nch, "nchunks");
+  LLVMValueRef vals[GX__COUNT] = {A, Bm, Cm, pack, M, N, K, nch, LLVMBuildZExt(B, splitm, cg->t_i64, "")};
+  for (int i = 0; i < GX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
+  LLVMValueRef task = cg->gemm_fn[variant];
+  LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, cg_i64(cg, 1), "");
+  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "gemmpar");
+  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "gemmser");
+  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "gemmdone");
+  LLVMBuildCondBr(B, par, bpar, bser);
+  LLVMPositionBuilderAtEnd(B, bpar);
+  LLVMValueRef pf = cg_frame_field(cg, CG_FR_PARALLEL_FOR);
+  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), nch, cg_i64(cg, 1), task, ctx};
+  LLVMBuildCall2(B, cg->t_pfor, pf, pargs, 5, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bser);
+  LLVMValueRef sargs[4] = {ctx, cg_i64(cg, 0), cg_i64(cg, 1), cg_i32(cg, 0)};
+  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bjoin);
+}

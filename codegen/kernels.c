@@ -1,0 +1,592 @@
+/* codegen/kernels.c — one loop nest per kernel.
+ *
+ * A kernel is a group of instructions (lower.c decides the grouping). Elementwise
+ * groups share one loop over their common result shape: the last dim is the vector
+ * dim (cg_vloop: <W x float> then a scalar tail), outer dims are plain loops, and each
+ * operand from outside the group is read with its broadcast strides (stride 0 on a
+ * broadcast dim; on the vector dim stride 0 is a splat of one element). When every
+ * operand is either the full shape or a single element the nest collapses to one loop
+ * over all elements. Members read each other's results from registers.
+ *
+ * The other kernels see a tensor around an axis as [outer, R, inner] (row-major):
+ *   reductions   inner == 1: vector accumulators along R, one horizontal reduce per row;
+ *                otherwise vectors across inner, a loop over R
+ *   softmax      the same two shapes: max, sum of exp(x - max), then the scaled row
+ *   xent, onehot rows of C classes; a label outside [0, C) sets frame->status = 1
+ *   sum_to       zero the result, accumulate each element of the operand at its
+ *                broadcast position (vector add, or a vector sum when the result's
+ *                last dim is broadcast)
+ *   dropout      Philox4x32-10 blocks of 4 words, exactly runtime/rng.c's bprt_dropout_mask
+ */
+#include <math.h>
+#include <string.h>
+
+#include "codegen/cg.h"
+
+#define CG_MAX_GROUP 64
+
+bool cg_op_is_ew(const Inst *in) { return (ir_ops[in->op].flags & OPF_EW) || in->op == OP_BROADCAST; }
+
+static LLVMValueRef fk(Cg *cg, LLVMTypeRef T, double v) { return cg_fconst(cg, T, v); }
+
+/* y = op(a, b) on float or <W x float>; the interpreter's formulas (ir/interp.c). */
+static LLVMValueRef ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRef b) {
+  LLVMBuilderRef B = cg->B;
+  LLVMTypeRef T = LLVMTypeOf(a);
+  switch ((Op)in->op) {
+  case OP_ADD: return LLVMBuildFAdd(B, a, b, "");
+  case OP_SUB: return LLVMBuildFSub(B, a, b, "");
+  case OP_MUL: return LLVMBuildFMul(B, a, b, "");
+  case OP_DIV: return LLVMBuildFDiv(B, a, b, "");
+  case OP_EQ: return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, a, b, ""), fk(cg, T, 1), fk(cg, T, 0), "");
+  case OP_NEG: return LLVMBuildFNeg(B, a, "");
+  case OP_EXP: return cg_exp(cg, a);
+  case OP_LOG: return cg_log(cg, a);
+  case OP_SQRT: return cg_intrinsic(cg, "llvm.sqrt", T, &a, 1);
+  case OP_ABS: return cg_intrinsic(cg, "llvm.fabs", T, &a, 1);
+  case OP_SIGN: {
+    LLVMValueRef pos = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, fk(cg, T, 0), ""), fk(cg, T, 1), fk(cg, T, 0), "");
+    return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, a, fk(cg, T, 0), ""), fk(cg, T, -1), pos, "");
+  }
+  case OP_RELU: return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, fk(cg, T, 0), ""), a, fk(cg, T, 0), "");
+  case OP_SIGMOID: return cg_sigmoid(cg, a);
+  case OP_TANH: return cg_tanh(cg, a);
+  case OP_POW: return cg_pow_const(cg, a, in->fattr[0]);
+  case OP_RELU_GRAD:     /* (x, dy) -> x > 0 ? dy : 0 */
+    return LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, a, fk(cg, T, 0), ""), b, fk(cg, T, 0), "");
+  case OP_SIGMOID_GRAD:  /* (y, dy) -> dy * y * (1 - y) */
+    return LLVMBuildFMul(B, LLVMBuildFMul(B, b, a, ""), LLVMBuildFSub(B, fk(cg, T, 1), a, ""), "");
+  case OP_TANH_GRAD:     /* (y, dy) -> dy * (1 - y^2) */
+    return LLVMBuildFMul(B, b, LLVMBuildFSub(B, fk(cg, T, 1), LLVMBuildFMul(B, a, a, ""), ""), "");
+  case OP_BROADCAST: return a;
+  default: break;
+  }
+  ir_die("ew_apply: %s is not elementwise", ir_ops[in->op].name);
+}
+
+/* ------------------------------------------------------------------ elementwise groups */
+
+enum { EXT_CONST, EXT_VEC, EXT_SPLAT };
+
+typedef struct {
+  Func *f;
+  const int32_t *members;
+  int n;
+  const CgVal *vals;
+  int next;
+  int32_t ext_id[CG_MAX_GROUP * IR_MAX_ARGS];
+  int ext_mode[CG_MAX_GROUP * IR_MAX_ARGS];
+  LLVMValueRef ext_base[CG_MAX_GROUP * IR_MAX_ARGS];
+  LLVMValueRef out_base;
+} EwCtx;
+
+static int member_index(const EwCtx *c, int32_t v) {
+  for (int k = 0; k < c->n; k++)
+    if (c->members[k] == v) return k;
+  return -1;
+}
+
+static int ext_index(const EwCtx *c, int32_t v) {
+  for (int k = 0; k < c->next; k++)
+    if (c->ext_id[k] == v) return k;
+  return -1;
+}
+
+static void ew_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
+  EwCtx *c = ctxp;
+  LLVMValueRef res[CG_MAX_GROUP];
+  for (int k = 0; k < c->n; k++) {
+    const Inst *in = &c->f->insts[c->members[k]];
+    LLVMValueRef args[IR_MAX_ARGS] = {NULL, NULL, NULL};
+    for (int a = 0; a < in->nargs; a++) {
+      int m = member_index(c, in->args[a]);
+      if (m >= 0) {
+        args[a] = res[m];
+        continue;
+      }
+      int e = ext_index(c, in->args[a]);
+      const CgVal *v = &c->vals[in->args[a]];
+      if (c->ext_mode[e] == EXT_CONST) args[a] = cg_fconst(cg, T, v->cval);
+      else if (c->ext_mode[e] == EXT_SPLAT) args[a] = cg_splat(cg, cg_load(cg, cg->t_f32, v->ptr, c->ext_base[e]), T);
+      else args[a] = cg_load(cg, T, v->ptr, LLVMBuildAdd(cg->B, c->ext_base[e], j, ""));
+    }
+    res[k] = ew_apply(cg, in, args[0], args[1]);
+    cg_store(cg, res[k], c->vals[c->members[k]].ptr, LLVMBuildAdd(cg->B, c->out_base, j, ""));
+  }
+}
+
+static bool same_dims(const TensorType *a, const TensorType *b) {
+  if (a->rank != b->rank) return false;
+  for (int i = 0; i < a->rank; i++)
+    if (a->dims[i] != b->dims[i]) return false;
+  return true;
+}
+
+static bool single_element(const TensorType *t) {
+  for (int i = 0; i < t->rank; i++)
+    if (t->dims[i] != 1) return false;
+  return true;
+}
+
+/* Stride (in elements) of operand type a along dim d of the result type o (rank r),
+ * NumPy-aligned on the right; 0 where a is broadcast. */
+static LLVMValueRef bcast_stride(Cg *cg, const TensorType *a, const TensorType *o, int d) {
+  int ia = d - (o->rank - a->rank);
+  if (ia < 0 || (a->dims[ia] == 1 && o->dims[d] != 1)) return cg_i64(cg, 0);
+  return cg_dims_prod(cg, a, ia + 1, a->rank);
+}
+
+bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
+  if (n < 1 || n > CG_MAX_GROUP) ir_die("elementwise group of %d instructions", n);
+  EwCtx c;
+  memset(&c, 0, sizeof c);
+  c.f = f, c.members = members, c.n = n, c.vals = vals;
+  const TensorType *ot = ir_vtype(f, members[0]);
+  bool flat = true;
+  for (int k = 0; k < n; k++) {
+    const Inst *in = &f->insts[members[k]];
+    if (!same_dims(ir_vtype(f, members[k]), ot)) ir_die("elementwise group members differ in shape");
+    for (int a = 0; a < in->nargs; a++) {
+      int32_t v = in->args[a];
+      if (member_index(&c, v) >= 0 || ext_index(&c, v) >= 0) continue;
+      c.ext_id[c.next++] = v;
+      const TensorType *t = ir_vtype(f, v);
+      if (!vals[v].is_const && !same_dims(t, ot) && !single_element(t)) flat = false;
+    }
+  }
+  if (flat || ot->rank <= 1) {
+    /* one loop over all elements */
+    c.out_base = cg_i64(cg, 0);
+    for (int e = 0; e < c.next; e++) {
+      const CgVal *v = &vals[c.ext_id[e]];
+      c.ext_base[e] = cg_i64(cg, 0);
+      if (v->is_const) c.ext_mode[e] = EXT_CONST;
+      else if (same_dims(v->t, ot) || (ot->rank == 1 && v->t->rank == 1 && v->t->dims[0] == ot->dims[0]))
+        c.ext_mode[e] = EXT_VEC;
+      else c.ext_mode[e] = EXT_SPLAT;
+    }
+    cg_vloop(cg, cg_numel(cg, ot), ew_body, &c);
+    return true;
+  }
+  /* outer dims as loops, the last dim vectorized */
+  int r = ot->rank;
+  CgLoop loops[IR_MAX_RANK];
+  for (int d = 0; d < r - 1; d++) loops[d] = cg_loop_begin(cg, cg_i64(cg, 0), cg_dim(cg, ot, d), cg_i64(cg, 1));
+  c.out_base = cg_i64(cg, 0);
+  for (int d = 0; d < r - 1; d++)
+    c.out_base = LLVMBuildAdd(cg->B, c.out_base, LLVMBuildMul(cg->B, loops[d].iv, cg_dims_prod(cg, ot, d + 1, r), ""), "");
+  for (int e = 0; e < c.next; e++) {
+    const CgVal *v = &vals[c.ext_id[e]];
+    if (v->is_const) {
+      c.ext_mode[e] = EXT_CONST;
+      c.ext_base[e] = cg_i64(cg, 0);
+      continue;
+    }
+    LLVMValueRef base = cg_i64(cg, 0);
+    for (int d = 0; d < r - 1; d++)
+      base = LLVMBuildAdd(cg->B, base, LLVMBuildMul(cg->B, loops[d].iv, bcast_stride(cg, v->t, ot, d), ""), "");
+    c.ext_base[e] = base;
+    int il = v->t->rank - 1;
+    bool inner_bcast = il < 0 || (v->t->dims[il] == 1 && ot->dims[r - 1] != 1);
+    c.ext_mode[e] = inner_bcast ? EXT_SPLAT : EXT_VEC;
+  }
+  cg_vloop(cg, cg_dim(cg, ot, r - 1), ew_body, &c);
+  for (int d = r - 2; d >= 0; d--) cg_loop_end(cg, &loops[d]);
+  return true;
+}
+
+/* ------------------------------------------------------------------ copies */
+
+typedef struct {
+  const CgVal *src;
+  LLVMValueRef dst;
+} CopyCtx;
+
+static void copy_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  CopyCtx *c = p;
+  cg_store(cg, cg_val_load(cg, c->src, T, j), c->dst, j);
+}
+
+void cg_kernel_copy(Cg *cg, const CgVal *src, LLVMValueRef dst, const TensorType *t) {
+  CopyCtx c = {src, dst};
+  cg_vloop(cg, cg_numel(cg, t), copy_body, &c);
+}
+
+typedef struct {
+  LLVMValueRef dst;
+  double v;
+} FillCtx;
+
+static void fill_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  FillCtx *c = p;
+  cg_store(cg, cg_fconst(cg, T, c->v), c->dst, j);
+}
+
+static void fill(Cg *cg, LLVMValueRef dst, LLVMValueRef n, double v) {
+  FillCtx c = {dst, v};
+  cg_vloop(cg, n, fill_body, &c);
+}
+
+/* ------------------------------------------------------------------ reductions over rows */
+
+/* [outer, R, inner] around `axis` (IR_AXIS_ALL: [1, numel, 1]); inner1 when inner is 1
+ * at compile time. */
+static void split_axis(Cg *cg, const TensorType *t, int64_t axis, LLVMValueRef *outer, LLVMValueRef *R,
+                       LLVMValueRef *inner, bool *inner1) {
+  if (axis == IR_AXIS_ALL) {
+    *outer = cg_i64(cg, 1), *R = cg_numel(cg, t), *inner = cg_i64(cg, 1), *inner1 = true;
+    return;
+  }
+  *outer = cg_dims_prod(cg, t, 0, (int)axis);
+  *R = cg_dim(cg, t, (int)axis);
+  *inner = cg_dims_prod(cg, t, (int)axis + 1, t->rank);
+  *inner1 = true;
+  for (int i = (int)axis + 1; i < t->rank; i++)
+    if (t->dims[i] != 1) *inner1 = false;
+}
+
+/* A row accumulator: a vector and a scalar alloca, combined at the end. */
+typedef struct {
+  int op;                /* OP_SUM or OP_MAX */
+  LLVMValueRef accv, accs;
+  LLVMValueRef src, base;  /* x = src[base + j] */
+  LLVMValueRef sub;        /* exp(x - sub) is accumulated when expsum */
+  bool expsum;
+  LLVMValueRef store;      /* when not NULL: exp(x - sub) is stored here at base + j */
+} RowAcc;
+
+static LLVMValueRef combine(Cg *cg, int op, LLVMValueRef a, LLVMValueRef b) {
+  return op == OP_MAX ? cg_max_f(cg, a, b) : LLVMBuildFAdd(cg->B, a, b, "");
+}
+
+static void rowacc_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  RowAcc *c = p;
+  LLVMValueRef idx = LLVMBuildAdd(cg->B, c->base, j, "");
+  LLVMValueRef x = cg_load(cg, T, c->src, idx);
+  if (c->expsum) {
+    x = cg_exp(cg, LLVMBuildFSub(cg->B, x, cg_splat(cg, c->sub, T), ""));
+    if (c->store) cg_store(cg, x, c->store, idx);
+  }
+  LLVMValueRef acc = cg_is_vec(T) ? c->accv : c->accs;
+  LLVMValueRef old = LLVMBuildLoad2(cg->B, T, acc, "");
+  LLVMBuildStore(cg->B, combine(cg, c->op, old, x), acc);
+}
+
+/* op over src[base .. base + n): a scalar f32 value. */
+static LLVMValueRef row_reduce(Cg *cg, int op, LLVMValueRef src, LLVMValueRef base, LLVMValueRef n,
+                               LLVMValueRef expsub, LLVMValueRef store) {
+  double id = op == OP_MAX ? -INFINITY : 0.0;
+  RowAcc c = {op, cg_alloca(cg, cg->t_vec, "accv"), cg_alloca(cg, cg->t_f32, "accs"), src, base, expsub,
+              expsub != NULL, store};
+  LLVMBuildStore(cg->B, cg_fconst(cg, cg->t_vec, id), c.accv);
+  LLVMBuildStore(cg->B, cg_fconst(cg, cg->t_f32, id), c.accs);
+  cg_vloop(cg, n, rowacc_body, &c);
+  LLVMValueRef v = LLVMBuildLoad2(cg->B, cg->t_vec, c.accv, "");
+  LLVMValueRef s = LLVMBuildLoad2(cg->B, cg->t_f32, c.accs, "");
+  LLVMValueRef h = op == OP_MAX ? cg_hmax(cg, v) : cg_hsum(cg, v);
+  return combine(cg, op, h, s);
+}
+
+typedef struct {
+  int op;
+  LLVMValueRef src, dst, R, inner, obase, dbase;
+} ColCtx;
+
+/* Vectors across inner: acc = op over r of src[obase + r inner + j]. */
+static void col_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  ColCtx *c = p;
+  LLVMValueRef acc = cg_alloca(cg, T, "acc");
+  LLVMBuildStore(cg->B, cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->obase, j, "")), acc);
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 1), c->R, cg_i64(cg, 1));
+  LLVMValueRef idx = LLVMBuildAdd(cg->B, LLVMBuildAdd(cg->B, c->obase, LLVMBuildMul(cg->B, l.iv, c->inner, ""), ""), j, "");
+  LLVMValueRef x = cg_load(cg, T, c->src, idx);
+  LLVMBuildStore(cg->B, combine(cg, c->op == OP_MAX ? OP_MAX : OP_SUM, LLVMBuildLoad2(cg->B, T, acc, ""), x), acc);
+  cg_loop_end(cg, &l);
+  LLVMValueRef r = LLVMBuildLoad2(cg->B, T, acc, "");
+  if (c->op == OP_MEAN) r = LLVMBuildFDiv(cg->B, r, cg_splat(cg, LLVMBuildSIToFP(cg->B, c->R, cg->t_f32, ""), T), "");
+  cg_store(cg, r, c->dst, LLVMBuildAdd(cg->B, c->dbase, j, ""));
+}
+
+static void kernel_reduce(Cg *cg, const Inst *in, const CgVal *a, const CgVal *out) {
+  LLVMValueRef outer, R, inner;
+  bool inner1;
+  split_axis(cg, a->t, in->iattr[0], &outer, &R, &inner, &inner1);
+  CgLoop lo = cg_loop_begin(cg, cg_i64(cg, 0), outer, cg_i64(cg, 1));
+  LLVMValueRef obase = LLVMBuildMul(cg->B, lo.iv, LLVMBuildMul(cg->B, R, inner, ""), "");
+  if (inner1) {
+    LLVMValueRef r = row_reduce(cg, in->op == OP_MAX ? OP_MAX : OP_SUM, a->ptr, obase, R, NULL, NULL);
+    if (in->op == OP_MEAN) r = LLVMBuildFDiv(cg->B, r, LLVMBuildSIToFP(cg->B, R, cg->t_f32, ""), "");
+    cg_store(cg, r, out->ptr, lo.iv);
+  } else {
+    ColCtx c = {in->op, a->ptr, out->ptr, R, inner, obase, LLVMBuildMul(cg->B, lo.iv, inner, "")};
+    cg_vloop(cg, inner, col_body, &c);
+  }
+  cg_loop_end(cg, &lo);
+}
+
+/* ------------------------------------------------------------------ softmax rows */
+
+typedef struct {
+  bool log;
+  LLVMValueRef src, dst, base, mx, s, logs;
+} SmCtx;
+
+static void sm_final_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  SmCtx *c = p;
+  LLVMValueRef idx = LLVMBuildAdd(cg->B, c->base, j, "");
+  LLVMValueRef y;
+  if (c->log) {
+    LLVMValueRef x = cg_load(cg, T, c->src, idx);
+    y = LLVMBuildFSub(cg->B, LLVMBuildFSub(cg->B, x, cg_splat(cg, c->mx, T), ""), cg_splat(cg, c->logs, T), "");
+  } else {
+    y = LLVMBuildFDiv(cg->B, cg_load(cg, T, c->dst, idx), cg_splat(cg, c->s, T), "");
+  }
+  cg_store(cg, y, c->dst, idx);
+}
+
+typedef struct {
+  bool log;
+  LLVMValueRef src, dst, R, inner, obase;
+} SmColCtx;
+
+static void sm_col_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  SmColCtx *c = p;
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef mx = cg_alloca(cg, T, "mx"), s = cg_alloca(cg, T, "s");
+  LLVMValueRef base = LLVMBuildAdd(B, c->obase, j, "");
+  LLVMBuildStore(B, cg_fconst(cg, T, -INFINITY), mx);
+  LLVMBuildStore(B, cg_fconst(cg, T, 0), s);
+  CgLoop l1 = cg_loop_begin(cg, cg_i64(cg, 0), c->R, cg_i64(cg, 1));
+  LLVMValueRef i1 = LLVMBuildAdd(B, base, LLVMBuildMul(B, l1.iv, c->inner, ""), "");
+  LLVMBuildStore(B, cg_max_f(cg, LLVMBuildLoad2(B, T, mx, ""), cg_load(cg, T, c->src, i1)), mx);
+  cg_loop_end(cg, &l1);
+  LLVMValueRef m = LLVMBuildLoad2(B, T, mx, "");
+  CgLoop l2 = cg_loop_begin(cg, cg_i64(cg, 0), c->R, cg_i64(cg, 1));
+  LLVMValueRef i2 = LLVMBuildAdd(B, base, LLVMBuildMul(B, l2.iv, c->inner, ""), "");
+  LLVMValueRef e = cg_exp(cg, LLVMBuildFSub(B, cg_load(cg, T, c->src, i2), m, ""));
+  if (!c->log) cg_store(cg, e, c->dst, i2);
+  LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, T, s, ""), e, ""), s);
+  cg_loop_end(cg, &l2);
+  LLVMValueRef sum = LLVMBuildLoad2(B, T, s, "");
+  LLVMValueRef logs = c->log ? cg_log(cg, sum) : NULL;
+  CgLoop l3 = cg_loop_begin(cg, cg_i64(cg, 0), c->R, cg_i64(cg, 1));
+  LLVMValueRef i3 = LLVMBuildAdd(B, base, LLVMBuildMul(B, l3.iv, c->inner, ""), "");
+  LLVMValueRef y = c->log ? LLVMBuildFSub(B, LLVMBuildFSub(B, cg_load(cg, T, c->src, i3), m, ""), logs, "")
+                          : LLVMBuildFDiv(B, cg_load(cg, T, c->dst, i3), sum, "");
+  cg_store(cg, y, c->dst, i3);
+  cg_loop_end(cg, &l3);
+}
+
+static void kernel_softmax(Cg *cg, const Inst *in, const CgVal *a, const CgVal *out) {
+  bool lg = in->op == OP_LOG_SOFTMAX;
+  LLVMValueRef outer, R, inner;
+  bool inner1;
+  split_axis(cg, a->t, in->iattr[0], &outer, &R, &inner, &inner1);
+  CgLoop lo = cg_loop_begin(cg, cg_i64(cg, 0), outer, cg_i64(cg, 1));
+  LLVMValueRef obase = LLVMBuildMul(cg->B, lo.iv, LLVMBuildMul(cg->B, R, inner, ""), "");
+  if (inner1) {
+    LLVMValueRef mx = row_reduce(cg, OP_MAX, a->ptr, obase, R, NULL, NULL);
+    LLVMValueRef s = row_reduce(cg, OP_SUM, a->ptr, obase, R, mx, lg ? NULL : out->ptr);
+    SmCtx c = {lg, a->ptr, out->ptr, obase, mx, s, lg ? cg_log(cg, s) : NULL};
+    cg_vloop(cg, R, sm_final_body, &c);
+  } else {
+    SmColCtx c = {lg, a->ptr, out->ptr, R, inner, obase};
+    cg_vloop(cg, inner, sm_col_body, &c);
+  }
+  cg_loop_end(cg, &lo);
+}
+
+/* ------------------------------------------------------------------ labels */
+
+/* label in [0, C)? else frame->status = 1. Returns the i1 condition. */
+static LLVMValueRef label_ok(Cg *cg, LLVMValueRef l, LLVMValueRef C) {
+  LLVMValueRef l64 = LLVMBuildSExt(cg->B, l, cg->t_i64, "");
+  LLVMValueRef ok = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGE, l64, cg_i64(cg, 0), ""),
+                                 LLVMBuildICmp(cg->B, LLVMIntSLT, l64, C, ""), "labelok");
+  LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildNot(cg->B, ok, ""));
+  LLVMBuildStore(cg->B, cg_i32(cg, 1), cg_frame_field_ptr(cg, CG_FR_STATUS));
+  cg_if_end(cg, join);
+  return ok;
+}
+
+static LLVMValueRef load_label(Cg *cg, const CgVal *y, LLVMValueRef r) {
+  LLVMValueRef p = cg_gep(cg, cg->t_i32, y->ptr, r);
+  LLVMValueRef l = LLVMBuildLoad2(cg->B, cg->t_i32, p, "label");
+  LLVMSetAlignment(l, 4);
+  return l;
+}
+
+/* loss[r] = log(sum_j exp(z[r,j] - max_r)) + max_r - z[r, y[r]] */
+static void kernel_xent(Cg *cg, const CgVal *z, const CgVal *y, const CgVal *out) {
+  LLVMValueRef rows = cg_dim(cg, z->t, 0), C = cg_dim(cg, z->t, 1);
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), rows, cg_i64(cg, 1));
+  LLVMValueRef base = LLVMBuildMul(cg->B, l.iv, C, "");
+  LLVMValueRef mx = row_reduce(cg, OP_MAX, z->ptr, base, C, NULL, NULL);
+  LLVMValueRef s = row_reduce(cg, OP_SUM, z->ptr, base, C, mx, NULL);
+  LLVMValueRef lab = load_label(cg, y, l.iv);
+  LLVMValueRef ok = label_ok(cg, lab, C);
+  LLVMValueRef li = LLVMBuildSelect(cg->B, ok, LLVMBuildSExt(cg->B, lab, cg->t_i64, ""), cg_i64(cg, 0), "");
+  LLVMValueRef zl = cg_load(cg, cg->t_f32, z->ptr, LLVMBuildAdd(cg->B, base, li, ""));
+  LLVMValueRef loss = LLVMBuildFSub(cg->B, LLVMBuildFAdd(cg->B, cg_log(cg, s), mx, ""), zl, "");
+  loss = LLVMBuildSelect(cg->B, ok, loss, LLVMConstReal(cg->t_f32, NAN), "");
+  cg_store(cg, loss, out->ptr, l.iv);
+  cg_loop_end(cg, &l);
+}
+
+static void kernel_onehot(Cg *cg, const CgVal *y, const CgVal *out) {
+  const TensorType *t = out->t;
+  LLVMValueRef C = cg_dim(cg, t, t->rank - 1);
+  fill(cg, out->ptr, cg_numel(cg, t), 0.0);
+  LLVMValueRef rows = cg_numel(cg, y->t);
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), rows, cg_i64(cg, 1));
+  LLVMValueRef lab = load_label(cg, y, l.iv);
+  LLVMValueRef ok = label_ok(cg, lab, C);
+  LLVMBasicBlockRef join = cg_if_begin(cg, ok);
+  LLVMValueRef idx = LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, l.iv, C, ""), LLVMBuildSExt(cg->B, lab, cg->t_i64, ""), "");
+  cg_store(cg, LLVMConstReal(cg->t_f32, 1.0), out->ptr, idx);
+  cg_if_end(cg, join);
+  cg_loop_end(cg, &l);
+}
+
+/* ------------------------------------------------------------------ shape movement */
+
+/* y[n,m] = x[m,n]^T, in 16 x 16 tiles so that both sides stay in cache lines. */
+static void kernel_transpose(Cg *cg, const CgVal *x, const CgVal *y) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef m = cg_dim(cg, x->t, 0), n = cg_dim(cg, x->t, 1), T16 = cg_i64(cg, 16), one = cg_i64(cg, 1);
+  CgLoop bi = cg_loop_begin(cg, cg_i64(cg, 0), m, T16);
+  CgLoop bj = cg_loop_begin(cg, cg_i64(cg, 0), n, T16);
+  LLVMValueRef iend = cg_min_i64(cg, LLVMBuildAdd(B, bi.iv, T16, ""), m);
+  LLVMValueRef jend = cg_min_i64(cg, LLVMBuildAdd(B, bj.iv, T16, ""), n);
+  CgLoop i = cg_loop_begin(cg, bi.iv, iend, one);
+  CgLoop j = cg_loop_begin(cg, bj.iv, jend, one);
+  LLVMValueRef v = cg_load(cg, cg->t_f32, x->ptr, LLVMBuildAdd(B, LLVMBuildMul(B, i.iv, n, ""), j.iv, ""));
+  cg_store(cg, v, y->ptr, LLVMBuildAdd(B, LLVMBuildMul(B, j.iv, m, ""), i.iv, ""));
+  cg_loop_end(cg, &j);
+  cg_loop_end(cg, &i);
+  cg_loop_end(cg, &bj);
+  cg_loop_end(cg, &bi);
+}
+
+typedef struct {
+  LLVMValueRef src, dst, sbase, dbase;
+} AddCtx;
+
+static void addto_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  AddCtx *c = p;
+  LLVMValueRef di = LLVMBuildAdd(cg->B, c->dbase, j, "");
+  LLVMValueRef v = LLVMBuildFAdd(cg->B, cg_load(cg, T, c->dst, di), cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->sbase, j, "")), "");
+  cg_store(cg, v, c->dst, di);
+}
+
+/* out (small) = the operand (big) summed over the dims broadcasting stretched. */
+static void kernel_sum_to(Cg *cg, const CgVal *a, const CgVal *out) {
+  LLVMBuilderRef B = cg->B;
+  const TensorType *big = a->t, *small = out->t;
+  fill(cg, out->ptr, cg_numel(cg, small), 0.0);
+  int r = big->rank;
+  if (r == 0) {
+    cg_store(cg, cg_val_load(cg, a, cg->t_f32, cg_i64(cg, 0)), out->ptr, cg_i64(cg, 0));
+    return;
+  }
+  CgLoop loops[IR_MAX_RANK];
+  for (int d = 0; d < r - 1; d++) loops[d] = cg_loop_begin(cg, cg_i64(cg, 0), cg_dim(cg, big, d), cg_i64(cg, 1));
+  LLVMValueRef sbase = cg_i64(cg, 0), dbase = cg_i64(cg, 0);
+  for (int d = 0; d < r - 1; d++) {
+    sbase = LLVMBuildAdd(B, sbase, LLVMBuildMul(B, loops[d].iv, cg_dims_prod(cg, big, d + 1, r), ""), "");
+    dbase = LLVMBuildAdd(B, dbase, LLVMBuildMul(B, loops[d].iv, bcast_stride(cg, small, big, d), ""), "");
+  }
+  LLVMValueRef n = cg_dim(cg, big, r - 1);
+  int il = small->rank - 1;
+  bool inner_bcast = il < 0 || (small->dims[il] == 1 && big->dims[r - 1] != 1);
+  if (inner_bcast) {
+    LLVMValueRef s = row_reduce(cg, OP_SUM, a->ptr, sbase, n, NULL, NULL);
+    LLVMValueRef old = cg_load(cg, cg->t_f32, out->ptr, dbase);
+    cg_store(cg, LLVMBuildFAdd(B, old, s, ""), out->ptr, dbase);
+  } else {
+    AddCtx c = {a->ptr, out->ptr, sbase, dbase};
+    cg_vloop(cg, n, addto_body, &c);
+  }
+  for (int d = r - 2; d >= 0; d--) cg_loop_end(cg, &loops[d]);
+}
+
+/* ------------------------------------------------------------------ dropout */
+
+/* mask[i] = u(seed, stream, i) < p ? 0 : 1 / (1 - p), u = (philox word >> 8) 2^-24, with
+ * stream = 1<<62 | id<<40 | step (runtime.h bprt_stream_dropout). Without training
+ * (the forward entry) dropout is the identity: mask = 1. */
+static void kernel_dropout(Cg *cg, const Inst *in, const CgVal *out, bool training) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef n = cg_numel(cg, out->t);
+  if (!training) {
+    fill(cg, out->ptr, n, 1.0);
+    return;
+  }
+  float p = (float)in->fattr[0];
+  float scale = 1.0f / (1.0f - p);
+  LLVMValueRef step = LLVMBuildAnd(B, cg_frame_field(cg, CG_FR_STEP), cg_i64(cg, (INT64_C(1) << 40) - 1), "");
+  uint64_t hi = (UINT64_C(1) << 62) | ((uint64_t)(in->iattr[0] & 0x3fffff) << 40);
+  LLVMValueRef stream = LLVMBuildOr(B, step, LLVMConstInt(cg->t_i64, hi, 0), "stream");
+  LLVMValueRef seed = cg_frame_field(cg, CG_FR_SEED);
+  LLVMValueRef nblk = LLVMBuildSDiv(B, LLVMBuildAdd(B, n, cg_i64(cg, 3), ""), cg_i64(cg, 4), "");
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), nblk, cg_i64(cg, 1));
+  LLVMValueRef w[4];
+  cg_philox(cg, l.iv, stream, seed, w);
+  for (int lane = 0; lane < 4; lane++) {
+    LLVMValueRef i = LLVMBuildAdd(B, LLVMBuildMul(B, l.iv, cg_i64(cg, 4), ""), cg_i64(cg, lane), "");
+    LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntSLT, i, n, ""));
+    LLVMValueRef u = LLVMBuildUIToFP(B, LLVMBuildLShr(B, w[lane], cg_i32(cg, 8), ""), cg->t_f32, "");
+    u = LLVMBuildFMul(B, u, LLVMConstReal(cg->t_f32, 1.0 / 16777216.0), "");
+    LLVMValueRef drop = LLVMBuildFCmp(B, LLVMRealOLT, u, LLVMConstReal(cg->t_f32, p), "");
+    LLVMValueRef v = LLVMBuildSelect(B, drop, LLVMConstReal(cg->t_f32, 0.0), LLVMConstReal(cg->t_f32, scale), "");
+    cg_store(cg, v, out->ptr, i);
+    cg_if_end(cg, join);
+  }
+  cg_loop_end(cg, &l);
+}
+
+/* ------------------------------------------------------------------ dispatch */
+
+bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
+  const Inst *in = &f->insts[v];
+  const CgVal *out = &vals[v];
+  const CgVal *a = in->nargs > 0 ? &vals[in->args[0]] : NULL;
+  const CgVal *b = in->nargs > 1 ? &vals[in->args[1]] : NULL;
+  switch ((Op)in->op) {
+  case OP_INPUT: case OP_PARAM: case OP_CONST:
+    return true;
+  case OP_SIZE: {
+    LLVMValueRef n = in->iattr[0] == IR_AXIS_ALL ? cg_dims_prod(cg, a->t, 0, a->t->rank) : cg_dim(cg, a->t, (int)in->iattr[0]);
+    cg_store(cg, LLVMBuildSIToFP(cg->B, n, cg->t_f32, ""), out->ptr, cg_i64(cg, 0));
+    return true;
+  }
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {
+    LLVMValueRef M = cg_dim(cg, out->t, 0), N = cg_dim(cg, out->t, 1);
+    LLVMValueRef K = in->op == OP_MATMUL_TN ? cg_dim(cg, a->t, 0) : cg_dim(cg, a->t, 1);
+    CgVal ca = *a, cb = *b;
+    if (a->is_const || b->is_const) {
+      /* a constant matrix operand: materialize it in the output's scratch first is not
+       * possible (aliasing); the lowering never makes one, report it */
+      diag_error(in->loc, "codegen: %s of a constant matrix is not supported", ir_ops[in->op].name);
+      return false;
+    }
+    cg_gemm(cg, (Op)in->op, ca.ptr, cb.ptr, out->ptr, M, N, K, cg->gemm_pack);
+    return true;
+  }
+  case OP_TRANSPOSE: kernel_transpose(cg, a, out); return true;
+  case OP_SUM: case OP_MEAN: case OP_MAX: kernel_reduce(cg, in, a, out); return true;
+  case OP_SUM_TO: kernel_sum_to(cg, a, out); return true;
+  case OP_SOFTMAX: case OP_LOG_SOFTMAX: kernel_softmax(cg, in, a, out); return true;
+  case OP_ONEHOT: kernel_onehot(cg, a, out); return true;
+  case OP_SOFTMAX_XENT: kernel_xent(cg, a, b, out); return true;
+  case OP_DROPOUT_MASK: kernel_dropout(cg, in, out, training); return true;
+  default:
+    break;
+  }
+  if (cg_op_is_ew(in)) {
+    int32_t m = v;
+    return cg_kernel_ew(cg, f, &m, 1, vals);
+  }
+  diag_error(in->loc, "codegen: no kernel for %s", ir_ops[in->op].name);
+  return false;
+}

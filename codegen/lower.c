@@ -1,0 +1,606 @@
+/* codegen/lower.c — from IR functions to one LLVM module with the model's entry points.
+ *
+ * The pipeline of cg_model_build, top to bottom:
+ *   1. target machine for -march; the f32 vector width W and the GEMM tile follow
+ *   2. layout: the params table (instruction order of the grad function, each parameter
+ *      at a 16-float aligned offset of the params block), inputs (by index), outputs
+ *      (the forward function's output sinks, in order)
+ *   3. per function: liveness from its sinks (forward: outputs only, so inference never
+ *      reads labels), a workspace slot for every live computed value (64-byte aligned;
+ *      values with the batch dim in the per-batch region: offset = fixed + slot * B),
+ *      and the kernel schedule: an array of groups, each one loop nest (one instruction
+ *      per group today; a fusion pass changes only the grouping)
+ *   4. emit <model>__forward(frame), <model>__grad(frame), <model>__step(frame) = grad,
+ *      then (if no label was bad) the optimizer update
+ *   5. debug info (line tables: each kernel at its instruction's DSL line), verify,
+ *      default<On> with the target machine
+ *
+ * Workspace: [GEMM pack buffers][fixed slots][per-batch slots x B]; ws_fixed and
+ * ws_per_batch are the maxima over the functions, which run one at a time. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <llvm-c/Analysis.h>
+
+#include "codegen/cg.h"
+
+#define ALIGN_FLOATS 16
+
+char *cg_entry_name(const char *model, const char *which, char *buf, size_t n) {
+  snprintf(buf, n, "%s__%s", model, which);
+  return buf;
+}
+
+LLVMModuleRef cg_model_module(CgModel *m) { return m->M; }
+LLVMTargetMachineRef cg_model_target(CgModel *m) { return m->tm; }
+bprt_model_desc *cg_model_desc(CgModel *m) { return &m->desc; }
+int cg_model_lanes(CgModel *m) { return m->lanes; }
+
+void cg_model_free(CgModel *m) {
+  if (!m) return;
+  if (m->jit) LLVMOrcDisposeLLJIT(m->jit);
+  if (m->M) LLVMDisposeModule(m->M);
+  if (m->tsc) LLVMOrcDisposeThreadSafeContext(m->tsc);
+  if (m->tm) LLVMDisposeTargetMachine(m->tm);
+  arena_free(m->arena);
+  bp_free(m);
+}
+
+/* ------------------------------------------------------------------ layout */
+
+typedef struct {
+  Func *f;
+  bool training;
+  bool *live;
+  bool *materialize;      /* constants that a non-elementwise kernel reads from memory */
+  int64_t *slot_fixed;    /* bytes into the fixed region, or -1 */
+  int64_t *slot_batch;    /* bytes per batch item into the per-batch region, or -1 */
+  int64_t fixed, per_batch;
+  bool has_gemm;
+  /* the schedule: groups of instructions, each one loop nest */
+  int32_t *group_start;   /* group g = order[group_start[g] .. group_start[g+1]) */
+  int32_t *order;
+  int ngroups;
+} FuncPlan;
+
+static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
+
+static int batch_dims(const TensorType *t) {
+  int n = 0;
+  for (int i = 0; i < t->rank; i++) n += t->dims[i] == DIM_BATCH;
+  return n;
+}
+
+static int64_t fixed_numel(const TensorType *t) {
+  int64_t n = 1;
+  int r = t->dtype == DT_LABEL && t->rank > 0 ? t->rank - 1 : t->rank;
+  for (int i = 0; i < r; i++)
+    if (t->dims[i] != DIM_BATCH) n *= t->dims[i];
+  return n;
+}
+
+static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training) {
+  memset(p, 0, sizeof *p);
+  p->f = f;
+  p->training = training;
+  int32_t n = f->ninsts;
+  p->live = arena_alloc(a, (size_t)(n + 1) * sizeof *p->live);
+  p->materialize = arena_alloc(a, (size_t)(n + 1) * sizeof *p->materialize);
+  p->slot_fixed = arena_alloc(a, (size_t)(n + 1) * sizeof *p->slot_fixed);
+  p->slot_batch = arena_alloc(a, (size_t)(n + 1) * sizeof *p->slot_batch);
+  /* liveness: a reverse sweep from the sinks */
+  for (int32_t i = n - 1; i >= 0; i--) {
+    const Inst *in = &f->insts[i];
+    if (ir_ops[in->op].flags & OPF_SINK) p->live[i] = training || in->op == OP_OUTPUT;
+    if (!p->live[i]) continue;
+    for (int k = 0; k < in->nargs; k++) p->live[in->args[k]] = true;
+  }
+  bool ok = true;
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    p->slot_fixed[i] = p->slot_batch[i] = -1;
+    if (!p->live[i] || in->type == TYPE_VOID) continue;
+    const TensorType *t = ir_vtype(f, i);
+    if (t->dtype == DT_F64) {
+      diag_error(in->loc, "codegen: f64 tensors are not supported by the LLVM backend (%%%d = %s)", (int)i,
+                 ir_ops[in->op].name);
+      ok = false;
+      continue;
+    }
+    if (batch_dims(t) > 1) {
+      diag_error(in->loc, "codegen: a tensor with the batch dim twice is not supported (%%%d = %s)", (int)i,
+                 ir_ops[in->op].name);
+      ok = false;
+      continue;
+    }
+    if (t->dtype == DT_LABEL && in->op != OP_INPUT) {
+      diag_error(in->loc, "codegen: labels are only produced by inputs");
+      ok = false;
+    }
+    if (in->op == OP_MATMUL || in->op == OP_MATMUL_NT || in->op == OP_MATMUL_TN) p->has_gemm = true;
+    /* constants read by a kernel that is not elementwise get a buffer */
+    if (!cg_op_is_ew(in) && !(ir_ops[in->op].flags & (OPF_SINK | OPF_LEAF)))
+      for (int k = 0; k < in->nargs; k++)
+        if (f->insts[in->args[k]].op == OP_CONST) p->materialize[in->args[k]] = true;
+  }
+  if (!ok) return false;
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    if (!p->live[i] || in->type == TYPE_VOID || in->op == OP_INPUT || in->op == OP_PARAM) continue;
+    if (in->op == OP_CONST && !p->materialize[i]) continue;
+    const TensorType *t = ir_vtype(f, i);
+    int64_t bytes = align_up(fixed_numel(t) * 4, 64);
+    if (batch_dims(t)) {
+      p->slot_batch[i] = p->per_batch;
+      p->per_batch += bytes;
+    } else {
+      p->slot_fixed[i] = p->fixed;
+      p->fixed += bytes;
+    }
+  }
+  /* the schedule: one live computed instruction per group */
+  p->order = arena_alloc(a, (size_t)(n + 1) * sizeof *p->order);
+  p->group_start = arena_alloc(a, (size_t)(n + 2) * sizeof *p->group_start);
+  int k = 0;
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    if (!p->live[i] || in->op == OP_INPUT || in->op == OP_PARAM) continue;
+    if (in->op == OP_CONST && !p->materialize[i]) continue;
+    p->group_start[p->ngroups++] = k;
+    p->order[k++] = i;
+  }
+  p->group_start[p->ngroups] = k;
+  return true;
+}
+
+/* ------------------------------------------------------------------ the model tables */
+
+typedef struct {
+  Cg cg;
+  CgModel *m;
+  Func *fwd, *grad;
+  int32_t *param_ids;   /* PARAM instructions of the table's function, in order */
+  int64_t pack_bytes;
+  int64_t ws_fixed_regions;  /* pack + fixed slots: where the per-batch region starts */
+} Build;
+
+static int find_param(const bprt_model_desc *d, const char *name) {
+  for (int i = 0; i < d->nparams; i++)
+    if (strcmp(d->params[i].name, name) == 0) return i;
+  return -1;
+}
+
+static int find_output(const bprt_model_desc *d, const char *name) {
+  for (int i = 0; i < d->noutputs; i++)
+    if (strcmp(d->outputs[i].name, name) == 0) return i;
+  return -1;
+}
+
+static void type_to_desc(const TensorType *t, int32_t *rank, int64_t *dims) {
+  *rank = t->rank;
+  for (int i = 0; i < BPRT_MAX_RANK; i++) dims[i] = i < t->rank ? (t->dims[i] == DIM_BATCH ? BPRT_DIM_BATCH : t->dims[i]) : 0;
+}
+
+static bool build_tables(Build *b) {
+  CgModel *m = b->m;
+  bprt_model_desc *d = &m->desc;
+  Func *pf = b->grad ? b->grad : b->fwd;
+  /* params */
+  int np = 0;
+  for (int32_t i = 0; i < pf->ninsts; i++) np += pf->insts[i].op == OP_PARAM;
+  bprt_param_desc *params = arena_alloc(m->arena, (size_t)(np + 1) * sizeof *params);
+  int64_t off = 0;
+  np = 0;
+  for (int32_t i = 0; i < pf->ninsts; i++) {
+    const Inst *in = &pf->insts[i];
+    if (in->op != OP_PARAM) continue;
+    const TensorType *t = ir_vtype(pf, i);
+    if (t->dtype != DT_F32) {
+      diag_error(in->loc, "codegen: parameter '%s' must be f32", in->name ? in->name : "");
+      return false;
+    }
+    bprt_param_desc *p = &params[np++];
+    p->name = arena_strdup(m->arena, in->name ? in->name : "");
+    type_to_desc(t, &p->rank, p->dims);
+    p->offset = off;
+    p->init = (int32_t)in->iattr[0];
+    p->init_a = in->fattr[0];
+    p->init_b = in->fattr[1];
+    const char *file = in->loc.file >= 0 ? diag_file_name(in->loc.file) : NULL;
+    p->loc = arena_printf(m->arena, "%s:%d:%d", file ? file : "?", in->loc.line, in->loc.col);
+    off = align_up(off + fixed_numel(t), ALIGN_FLOATS);
+    d->nparams = np;
+    d->params = params;
+    for (int k = 0; k < np - 1; k++)
+      if (strcmp(params[k].name, p->name) == 0) {
+        diag_error(in->loc, "codegen: two parameters are named '%s'", p->name);
+        return false;
+      }
+  }
+  d->nparams = np;
+  d->params = params;
+  d->param_floats = off;
+  /* the forward function's params must be the same tensors */
+  if (b->grad)
+    for (int32_t i = 0; i < b->fwd->ninsts; i++) {
+      const Inst *in = &b->fwd->insts[i];
+      if (in->op != OP_PARAM) continue;
+      int k = find_param(d, in->name ? in->name : "");
+      int32_t rank;
+      int64_t dims[BPRT_MAX_RANK];
+      type_to_desc(ir_vtype(b->fwd, i), &rank, dims);
+      if (k < 0 || rank != params[k].rank || memcmp(dims, params[k].dims, sizeof dims) != 0) {
+        diag_error(in->loc, "codegen: parameter '%s' of @%s has no match of the same shape in @%s",
+                   in->name ? in->name : "", b->fwd->name, b->grad->name);
+        return false;
+      }
+    }
+  /* inputs, by index, from both functions */
+  int ni = 0;
+  Func *fs[2] = {b->fwd, b->grad};
+  for (int q = 0; q < 2; q++)
+    if (fs[q])
+      for (int32_t i = 0; i < fs[q]->ninsts; i++)
+        if (fs[q]->insts[i].op == OP_INPUT && fs[q]->insts[i].iattr[0] + 1 > ni) ni = (int)fs[q]->insts[i].iattr[0] + 1;
+  bprt_tensor_desc *inputs = arena_alloc(m->arena, (size_t)(ni + 1) * sizeof *inputs);
+  bool *seen = arena_alloc(m->arena, (size_t)(ni + 1));
+  for (int q = 0; q < 2; q++) {
+    if (!fs[q]) continue;
+    for (int32_t i = 0; i < fs[q]->ninsts; i++) {
+      const Inst *in = &fs[q]->insts[i];
+      if (in->op != OP_INPUT) continue;
+      if (in->iattr[0] < 0) {
+        diag_error(in->loc, "codegen: input '%s' has a negative index", in->name ? in->name : "");
+        return false;
+      }
+      bprt_tensor_desc *t = &inputs[in->iattr[0]];
+      const TensorType *ty = ir_vtype(fs[q], i);
+      bprt_tensor_desc nd;
+      memset(&nd, 0, sizeof nd);
+      nd.name = arena_strdup(m->arena, in->name ? in->name : "");
+      nd.is_label = ty->dtype == DT_LABEL;
+      type_to_desc(ty, &nd.rank, nd.dims);
+      if (seen[in->iattr[0]] && (strcmp(t->name, nd.name) != 0 || t->rank != nd.rank ||
+                                 memcmp(t->dims, nd.dims, sizeof nd.dims) != 0 || t->is_label != nd.is_label)) {
+        diag_error(in->loc, "codegen: input %lld is '%s' here and '%s' elsewhere, or differs in type",
+                   (long long)in->iattr[0], nd.name, t->name);
+        return false;
+      }
+      *t = nd;
+      seen[in->iattr[0]] = true;
+    }
+  }
+  for (int i = 0; i < ni; i++)
+    if (!seen[i]) {
+      diag_error(SRCLOC_NONE, "codegen: model '%s' has no input with index %d", b->fwd->name, i);
+      return false;
+    }
+  d->ninputs = ni;
+  d->inputs = inputs;
+  /* outputs: the forward function's output sinks */
+  int no = 0;
+  for (int32_t i = 0; i < b->fwd->ninsts; i++) no += b->fwd->insts[i].op == OP_OUTPUT;
+  bprt_tensor_desc *outputs = arena_alloc(m->arena, (size_t)(no + 1) * sizeof *outputs);
+  no = 0;
+  for (int32_t i = 0; i < b->fwd->ninsts; i++) {
+    const Inst *in = &b->fwd->insts[i];
+    if (in->op != OP_OUTPUT) continue;
+    bprt_tensor_desc *t = &outputs[no++];
+    t->name = arena_strdup(m->arena, in->name ? in->name : "");
+    type_to_desc(ir_vtype(b->fwd, in->args[0]), &t->rank, t->dims);
+  }
+  d->noutputs = no;
+  d->outputs = outputs;
+  return true;
+}
+
+/* ------------------------------------------------------------------ debug info */
+
+static void debug_begin(Build *b) {
+  Cg *cg = &b->cg;
+  const char *path = NULL;
+  Func *fs[2] = {b->fwd, b->grad};
+  for (int q = 0; q < 2 && !path; q++)
+    if (fs[q])
+      for (int32_t i = 0; i < fs[q]->ninsts && !path; i++)
+        if (fs[q]->insts[i].loc.file >= 0) path = diag_file_name(fs[q]->insts[i].loc.file);
+  if (!path) path = "<model>";
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t dirlen = slash ? (size_t)(slash - path) : 1;
+  const char *dir = slash ? path : ".";
+  cg->dib = LLVMCreateDIBuilder(cg->M);
+  cg->di_file = LLVMDIBuilderCreateFile(cg->dib, base, strlen(base), dir, dirlen);
+  cg->di_cu = LLVMDIBuilderCreateCompileUnit(cg->dib, LLVMDWARFSourceLanguageC, cg->di_file, "bpcc", 4,
+                                             b->m->opt_level > 0, "", 0, 0, "", 0,
+                                             LLVMDWARFEmissionLineTablesOnly, 0, 0, 0, "", 0, "", 0);
+  LLVMAddModuleFlag(cg->M, LLVMModuleFlagBehaviorWarning, "Debug Info Version", 18,
+                    LLVMValueAsMetadata(LLVMConstInt(cg->t_i32, LLVMDebugMetadataVersion(), 0)));
+  LLVMAddModuleFlag(cg->M, LLVMModuleFlagBehaviorWarning, "Dwarf Version", 13,
+                    LLVMValueAsMetadata(LLVMConstInt(cg->t_i32, 4, 0)));
+}
+
+static void debug_function(Cg *cg, LLVMValueRef fn, const char *name, int line) {
+  if (!cg->dib) return;
+  LLVMMetadataRef ty = LLVMDIBuilderCreateSubroutineType(cg->dib, cg->di_file, NULL, 0, LLVMDIFlagZero);
+  cg->di_sp = LLVMDIBuilderCreateFunction(cg->dib, cg->di_file, name, strlen(name), name, strlen(name), cg->di_file,
+                                          (unsigned)line, ty, 0, 1, (unsigned)line, LLVMDIFlagZero, 0);
+  LLVMSetSubprogram(fn, cg->di_sp);
+  LLVMSetCurrentDebugLocation2(cg->B, LLVMDIBuilderCreateDebugLocation(cg->C, (unsigned)line, 0, cg->di_sp, NULL));
+}
+
+static void debug_loc(Cg *cg, SrcLoc loc) {
+  if (!cg->dib || loc.line <= 0) return;
+  LLVMSetCurrentDebugLocation2(cg->B, LLVMDIBuilderCreateDebugLocation(cg->C, (unsigned)loc.line,
+                                                                        (unsigned)(loc.col > 0 ? loc.col : 0), cg->di_sp, NULL));
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+static LLVMValueRef new_entry(Build *b, const char *which) {
+  Cg *cg = &b->cg;
+  char name[256];
+  cg_entry_name(b->m->desc.model_name, which, name, sizeof name);
+  LLVMTypeRef pt = cg->t_ptr;
+  LLVMValueRef fn = cg_new_function(cg, name, LLVMFunctionType(cg->t_void, &pt, 1, 0), false);
+  LLVMAddAttributeAtIndex(fn, 1, LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
+  cg->fn = fn;
+  cg->frame = LLVMGetParam(fn, 0);
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  int line = 1;
+  Func *f = b->fwd;
+  for (int32_t i = 0; i < f->ninsts; i++)
+    if (f->insts[i].loc.line > 0) {
+      line = f->insts[i].loc.line;
+      break;
+    }
+  debug_function(cg, fn, name, line);
+  return fn;
+}
+
+/* The body of forward or grad: pointers of every live value, then the kernels. */
+static bool emit_body(Build *b, FuncPlan *p) {
+  Cg *cg = &b->cg;
+  Func *f = p->f;
+  bprt_model_desc *d = &b->m->desc;
+  LLVMBuilderRef B = cg->B;
+  CgVal *vals = bp_xmalloc((size_t)(f->ninsts + 1) * sizeof *vals);
+  memset(vals, 0, (size_t)(f->ninsts + 1) * sizeof *vals);
+  LLVMBuildStore(B, cg_i32(cg, 0), cg_frame_field_ptr(cg, CG_FR_STATUS));
+  LLVMValueRef ws = cg_frame_field(cg, CG_FR_WORKSPACE);
+  LLVMValueRef params = cg_frame_field(cg, CG_FR_PARAMS);
+  LLVMValueRef inputs = cg_frame_field(cg, CG_FR_INPUTS);
+  LLVMValueRef batch = cg_batch(cg);
+  cg->gemm_pack = ws;
+  LLVMValueRef fixed_base = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), ws, (LLVMValueRef[]){cg_i64(cg, b->pack_bytes)}, 1, "");
+  LLVMValueRef batch_base = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), ws, (LLVMValueRef[]){cg_i64(cg, b->ws_fixed_regions)}, 1, "");
+  for (int32_t i = 0; i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    if (!p->live[i] || in->type == TYPE_VOID) continue;
+    CgVal *v = &vals[i];
+    v->t = ir_vtype(f, i);
+    if (in->op == OP_INPUT) {
+      LLVMValueRef pp = cg_gep(cg, cg->t_ptr, inputs, cg_i64(cg, in->iattr[0]));
+      v->ptr = LLVMBuildLoad2(B, cg->t_ptr, pp, "in");
+    } else if (in->op == OP_PARAM) {
+      int k = find_param(d, in->name ? in->name : "");
+      v->ptr = cg_gep(cg, cg->t_f32, params, cg_i64(cg, d->params[k].offset));
+    } else if (in->op == OP_CONST && !p->materialize[i]) {
+      v->is_const = true;
+      v->cval = in->fattr[0];
+    } else if (p->slot_batch[i] >= 0) {
+      LLVMValueRef off = LLVMBuildMul(B, batch, cg_i64(cg, p->slot_batch[i]), "");
+      v->ptr = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), batch_base, &off, 1, "");
+    } else {
+      LLVMValueRef off = cg_i64(cg, p->slot_fixed[i]);
+      v->ptr = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), fixed_base, &off, 1, "");
+    }
+  }
+  bool ok = true;
+  bool *has_grad = bp_xmalloc((size_t)d->nparams + 1);
+  memset(has_grad, 0, (size_t)d->nparams + 1);
+  for (int g = 0; g < p->ngroups && ok; g++) {
+    const int32_t *members = &p->order[p->group_start[g]];
+    int n = p->group_start[g + 1] - p->group_start[g];
+    const Inst *in = &f->insts[members[0]];
+    debug_loc(cg, in->loc);
+    if (n > 1) {
+      ok = cg_kernel_ew(cg, f, members, n, vals);
+      continue;
+    }
+    int32_t v = members[0];
+    switch ((Op)in->op) {
+    case OP_CONST:   /* materialized */
+      {
+        CgVal c = {NULL, true, in->fattr[0], vals[v].t};
+        cg_kernel_copy(cg, &c, vals[v].ptr, vals[v].t);
+      }
+      break;
+    case OP_OUTPUT: {
+      int k = find_output(d, in->name ? in->name : "");
+      if (k < 0) {
+        diag_error(in->loc, "codegen: output '%s' of @%s is not an output of @%s", in->name ? in->name : "", f->name, b->fwd->name);
+        ok = false;
+        break;
+      }
+      LLVMValueRef outs = cg_frame_field(cg, CG_FR_OUTPUTS);
+      LLVMValueRef have = LLVMBuildICmp(B, LLVMIntNE, outs, LLVMConstNull(cg->t_ptr), "");
+      LLVMBasicBlockRef join = cg_if_begin(cg, have);
+      LLVMValueRef dst = LLVMBuildLoad2(B, cg->t_ptr, cg_gep(cg, cg->t_ptr, outs, cg_i64(cg, k)), "out");
+      LLVMBasicBlockRef join2 = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, dst, LLVMConstNull(cg->t_ptr), ""));
+      cg_kernel_copy(cg, &vals[in->args[0]], dst, vals[in->args[0]].t);
+      cg_if_end(cg, join2);
+      cg_if_end(cg, join);
+      break;
+    }
+    case OP_LOSS: {
+      LLVMValueRef lp = cg_frame_field(cg, CG_FR_LOSS);
+      LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, lp, LLVMConstNull(cg->t_ptr), ""));
+      cg_store(cg, cg_val_load(cg, &vals[in->args[0]], cg->t_f32, cg_i64(cg, 0)), lp, cg_i64(cg, 0));
+      cg_if_end(cg, join);
+      break;
+    }
+    case OP_GRAD: {
+      const Inst *pi = &f->insts[in->args[0]];
+      int k = find_param(d, pi->name ? pi->name : "");
+      has_grad[k] = true;
+      LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset));
+      cg_kernel_copy(cg, &vals[in->args[1]], dst, vals[in->args[1]].t);
+      break;
+    }
+    default:
+      ok = cg_kernel(cg, f, v, vals, p->training);
+      break;
+    }
+  }
+  /* gradients are overwritten: a parameter the loss does not reach gets zeros */
+  if (ok && p->training)
+    for (int k = 0; k < d->nparams; k++)
+      if (!has_grad[k]) {
+        const bprt_param_desc *pd = &d->params[k];
+        CgVal zero = {NULL, true, 0.0, NULL};
+        TensorType t;
+        memset(&t, 0, sizeof t);
+        t.dtype = DT_F32;
+        t.rank = (uint8_t)pd->rank;
+        for (int i = 0; i < pd->rank; i++) t.dims[i] = pd->dims[i];
+        LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, pd->offset));
+        cg_kernel_copy(cg, &zero, dst, &t);
+      }
+  bp_free(has_grad);
+  bp_free(vals);
+  return ok;
+}
+
+/* ------------------------------------------------------------------ cg_model_build */
+
+static void sanitize(char *s) {
+  for (char *p = s; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')) *p = '_';
+}
+
+CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgOptions *o) {
+  CgOptions defaults = {"native", 3, 0, false};
+  if (!o) o = &defaults;
+  if (!fwd) {
+    diag_error(SRCLOC_NONE, "codegen: no forward function");
+    return NULL;
+  }
+  if (opt && (opt->kind < 0 || opt->kind >= BPRT_OPT__COUNT)) {
+    diag_error(SRCLOC_NONE, "codegen: unknown optimizer %d", opt->kind);
+    return NULL;
+  }
+  char err[256];
+  int lanes = 1;
+  LLVMTargetMachineRef tm = cg_target_machine(o->march, o->opt_level, &lanes, err, sizeof err);
+  if (!tm) {
+    diag_error(SRCLOC_NONE, "codegen: %s", err);
+    return NULL;
+  }
+  CgModel *m = bp_xmalloc(sizeof *m);
+  memset(m, 0, sizeof *m);
+  m->arena = arena_new();
+  m->tm = tm;
+  m->lanes = lanes;
+  m->opt_level = o->opt_level < 0 ? 0 : o->opt_level > 3 ? 3 : o->opt_level;
+  m->march = arena_strdup(m->arena, o->march ? o->march : "native");
+  char *mname = arena_strdup(m->arena, fwd->name ? fwd->name : "model");
+  sanitize(mname);
+  m->desc.model_name = mname;
+  m->tsc = LLVMOrcCreateNewThreadSafeContext();
+  m->C = LLVMOrcThreadSafeContextGetContext(m->tsc);
+  m->M = LLVMModuleCreateWithNameInContext(mname, m->C);
+  char *triple = LLVMGetTargetMachineTriple(tm);
+  LLVMSetTarget(m->M, triple);
+  LLVMDisposeMessage(triple);
+  LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
+  LLVMSetModuleDataLayout(m->M, dl);
+  LLVMDisposeTargetData(dl);
+
+  Build b;
+  memset(&b, 0, sizeof b);
+  b.m = m, b.fwd = fwd, b.grad = grad;
+  Cg *cg = &b.cg;
+  cg->C = m->C, cg->M = m->M, cg->B = LLVMCreateBuilderInContext(m->C);
+  cg->W = lanes;
+  cg->NR = lanes == 1 ? 4 : 2 * lanes;
+  cg->MR = lanes == 16 ? 12 : lanes == 1 ? 4 : 6;
+  int hint = o->nthreads_hint > 0 ? o->nthreads_hint : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  cg->gemm_chunks = hint < 1 ? 1 : hint > 64 ? 64 : hint;
+  cg->prefer512 = lanes == 16;
+  cg_init_types(cg);
+  if (o->debug_info) debug_begin(&b);
+
+  bool ok = build_tables(&b);
+  FuncPlan pf, pg;
+  ok = ok && plan_func(m->arena, &pf, fwd, false);
+  ok = ok && (!grad || plan_func(m->arena, &pg, grad, true));
+  if (ok) {
+    bool gemm = pf.has_gemm || (grad && pg.has_gemm);
+    b.pack_bytes = gemm ? cg_gemm_pack_floats(cg) * 4 * cg->gemm_chunks : 0;
+    int64_t fixed = pf.fixed, per_batch = pf.per_batch;
+    if (grad) {
+      fixed = pg.fixed > fixed ? pg.fixed : fixed;
+      per_batch = pg.per_batch > per_batch ? pg.per_batch : per_batch;
+    }
+    b.ws_fixed_regions = b.pack_bytes + fixed;
+    m->desc.ws_fixed = b.ws_fixed_regions;
+    m->desc.ws_per_batch = per_batch;
+    m->desc.optimizer = opt ? opt->kind : BPRT_OPT_SGD;
+    if (opt) memcpy(m->desc.hyper, opt->hyper, sizeof m->desc.hyper);
+    m->desc.opt_state_floats = opt && grad ? cg_optimizer_state_floats(opt->kind, m->desc.param_floats) : 0;
+
+    new_entry(&b, "forward");
+    ok = emit_body(&b, &pf);
+    LLVMBuildRetVoid(cg->B);
+    m->has_entry[0] = true;
+    if (ok && grad) {
+      LLVMValueRef gfn = new_entry(&b, "grad");
+      ok = emit_body(&b, &pg);
+      LLVMBuildRetVoid(cg->B);
+      m->has_entry[1] = true;
+      if (ok && opt) {
+        new_entry(&b, "step");
+        LLVMValueRef frame = cg->frame;
+        LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(gfn), gfn, &frame, 1, "");
+        LLVMValueRef st = cg_frame_field(cg, CG_FR_STATUS);
+        LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(cg->B, LLVMIntEQ, st, cg_i32(cg, 0), ""));
+        CgParamRange *ranges = arena_alloc(m->arena, (size_t)(m->desc.nparams + 1) * sizeof *ranges);
+        for (int k = 0; k < m->desc.nparams; k++) {
+          const bprt_param_desc *pd = &m->desc.params[k];
+          int64_t n = 1;
+          for (int i = 0; i < pd->rank; i++) n *= pd->dims[i];
+          ranges[k].offset = pd->offset;
+          ranges[k].numel = n;
+        }
+        cg_optimizer_update(cg, opt->kind, m->desc.param_floats, ranges, m->desc.nparams);
+        cg_if_end(cg, join);
+        LLVMBuildRetVoid(cg->B);
+        m->has_entry[2] = true;
+      }
+    }
+  }
+  if (cg->dib) {
+    LLVMDIBuilderFinalize(cg->dib);
+    LLVMDisposeDIBuilder(cg->dib);
+  }
+  LLVMDisposeBuilder(cg->B);
+  if (ok) {
+    char *msg = NULL;
+    if (LLVMVerifyModule(m->M, LLVMReturnStatusAction, &msg)) {
+      diag_error(SRCLOC_NONE, "codegen: internal error: invalid LLVM module for '%s': %s", mname, msg ? msg : "");
+      ok = false;
+    }
+    if (msg) LLVMDisposeMessage(msg);
+  }
+  if (ok && cg_run_passes(m->M, tm, m->opt_level, err, sizeof err) != 0) {
+    diag_error(SRCLOC_NONE, "codegen: %s", err);
+    ok = false;
+  }
+  if (!ok) {
+    cg_model_free(m);
+    return NULL;
+  }
+  return m;
+}

@@ -1,0 +1,246 @@
+/* codegen/optim.c — the optimizer update: one streaming pass over the params block.
+ *
+ * Parameters, gradients and optimizer state are each one float block, so the update is
+ * a single vector loop over param_floats elements (the 64-byte alignment gaps between
+ * parameters are updated too; nothing reads them). Hyperparameters come from
+ * frame->hyper at run time (BPRT_H_*), so a schedule or set_lr needs no recompilation;
+ * the scalar factors (bias corrections, the clipped-norm coefficient) are computed in
+ * double once per step, then the loop runs in f32. The state is treated as zero on
+ * step t = 1 (the kernel never reads it then), so the runtime need not clear it.
+ *
+ * The formulas are torch.optim's (PyTorch 1.13, single-tensor path), with
+ * g = the gradient after clipping, t = BPRT_H_STEP (1-based):
+ *
+ *   clip:    norm = sqrt(sum g^2 over all params);  if max_norm > 0:
+ *            g *= min(1, max_norm / (norm + 1e-6))           (clip_grad_norm_, in place)
+ *   sgd:     d = g + wd p
+ *            momentum != 0:  buf = t == 1 ? d : momentum buf + (1 - dampening) d
+ *                            d = nesterov ? d + momentum buf : buf
+ *            p -= lr d
+ *   adagrad: d = g + wd p;  clr = lr / (1 + (t - 1) lr_decay)
+ *            sum = (t == 1 ? initial_accumulator_value : sum) + d^2
+ *            p -= clr d / (sqrt(sum) + eps)
+ *   rmsprop: d = g + wd p;  sq = alpha sq + (1 - alpha) d^2;  avg = sqrt(sq) + eps
+ *            momentum > 0:  buf = momentum buf + d / avg;  p -= lr buf
+ *            else           p -= lr d / avg
+ *   adam:    d = g + wd p;  m = b1 m + (1 - b1) d;  v = b2 v + (1 - b2) d^2
+ *            p -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ *   adamw:   p *= 1 - lr wd  (decoupled), then adam with d = g
+ *
+ * State layout (opt_state): sgd/momentum [buf], adagrad [sum], rmsprop [sq, buf],
+ * adam/adamw [m, v], each param_floats long. */
+#include "codegen/cg.h"
+
+int64_t cg_optimizer_state_floats(int kind, int64_t param_floats) {
+  switch (kind) {
+  case BPRT_OPT_SGD: case BPRT_OPT_MOMENTUM: case BPRT_OPT_ADAGRAD: return param_floats;
+  case BPRT_OPT_RMSPROP: case BPRT_OPT_ADAM: case BPRT_OPT_ADAMW: return 2 * param_floats;
+  default: return 0;
+  }
+}
+
+void cg_optimizer_defaults(CgOptimizer *opt, int kind) {
+  for (int i = 0; i < BPRT_H__COUNT; i++) opt->hyper[i] = 0;
+  opt->kind = kind;
+  double *h = opt->hyper;
+  h[BPRT_H_LR] = kind == BPRT_OPT_ADAM || kind == BPRT_OPT_ADAMW ? 1e-3 : 0.01;
+  h[BPRT_H_BETA1] = 0.9;
+  h[BPRT_H_BETA2] = 0.999;
+  h[BPRT_H_EPS] = kind == BPRT_OPT_ADAGRAD ? 1e-10 : 1e-8;
+  h[BPRT_H_ALPHA] = 0.99;
+  h[BPRT_H_WEIGHT_DECAY] = kind == BPRT_OPT_ADAMW ? 0.01 : 0;
+  h[BPRT_H_MOMENTUM] = kind == BPRT_OPT_MOMENTUM ? 0.9 : 0;
+  h[BPRT_H_STEP] = 1;
+}
+
+typedef struct {
+  int kind;
+  LLVMValueRef p, g, s0, s1;       /* float pointers */
+  LLVMValueRef first;              /* i1: t == 1 */
+  LLVMValueRef nesterov, use_mom;  /* i1 */
+  /* f32 scalars */
+  LLVMValueRef lr, wd, mom, damp1, alpha, alpha1, eps, b1, b11, b2, b21, step_size, bc2s, clr, decay, init_acc, gscale;
+} UpdCtx;
+
+static LLVMValueRef S(Cg *cg, LLVMValueRef s, LLVMTypeRef T) { return cg_splat(cg, s, T); }
+
+static void upd_body(Cg *cg, void *cp, LLVMValueRef j, LLVMTypeRef T) {
+  UpdCtx *c = cp;
+  LLVMBuilderRef B = cg->B;
+#define FMUL(a, b) LLVMBuildFMul(B, a, b, "")
+#define FADD(a, b) LLVMBuildFAdd(B, a, b, "")
+#define FSUB(a, b) LLVMBuildFSub(B, a, b, "")
+#define FDIV(a, b) LLVMBuildFDiv(B, a, b, "")
+#define SEL(c_, a, b) LLVMBuildSelect(B, c_, a, b, "")
+  LLVMValueRef p = cg_load(cg, T, c->p, j);
+  LLVMValueRef g = FMUL(cg_load(cg, T, c->g, j), S(cg, c->gscale, T));
+  LLVMValueRef zero = cg_fconst(cg, T, 0);
+  LLVMValueRef d = c->kind == BPRT_OPT_ADAMW ? g : FADD(g, FMUL(S(cg, c->wd, T), p));
+  LLVMValueRef np;
+  switch (c->kind) {
+  case BPRT_OPT_SGD: case BPRT_OPT_MOMENTUM: {
+    LLVMValueRef buf = cg_load(cg, T, c->s0, j);
+    LLVMValueRef nb = FADD(FMUL(S(cg, c->mom, T), buf), FMUL(S(cg, c->damp1, T), d));
+    nb = SEL(c->first, d, nb);
+    LLVMValueRef dn = SEL(c->nesterov, FADD(d, FMUL(S(cg, c->mom, T), nb)), nb);
+    LLVMValueRef upd = SEL(c->use_mom, dn, d);
+    cg_store(cg, SEL(c->use_mom, nb, zero), c->s0, j);
+    np = FSUB(p, FMUL(S(cg, c->lr, T), upd));
+    break;
+  }
+  case BPRT_OPT_ADAGRAD: {
+    LLVMValueRef sum = SEL(c->first, S(cg, c->init_acc, T), cg_load(cg, T, c->s0, j));
+    sum = FADD(sum, FMUL(d, d));
+    cg_store(cg, sum, c->s0, j);
+    LLVMValueRef sd = FADD(cg_intrinsic(cg, "llvm.sqrt", T, &sum, 1), S(cg, c->eps, T));
+    np = FSUB(p, FMUL(S(cg, c->clr, T), FDIV(d, sd)));
+    break;
+  }
+  case BPRT_OPT_RMSPROP: {
+    LLVMValueRef sq = SEL(c->first, zero, cg_load(cg, T, c->s0, j));
+    sq = FADD(FMUL(S(cg, c->alpha, T), sq), FMUL(S(cg, c->alpha1, T), FMUL(d, d)));
+    cg_store(cg, sq, c->s0, j);
+    LLVMValueRef avg = FADD(cg_intrinsic(cg, "llvm.sqrt", T, &sq, 1), S(cg, c->eps, T));
+    LLVMValueRef q = FDIV(d, avg);
+    LLVMValueRef buf = SEL(c->first, zero, cg_load(cg, T, c->s1, j));
+    buf = FADD(FMUL(S(cg, c->mom, T), buf), q);
+    cg_store(cg, SEL(c->use_mom, buf, zero), c->s1, j);
+    np = FSUB(p, FMUL(S(cg, c->lr, T), SEL(c->use_mom, buf, q)));
+    break;
+  }
+  default: {  /* adam, adamw */
+    if (c->kind == BPRT_OPT_ADAMW) p = FMUL(p, S(cg, c->decay, T));
+    LLVMValueRef m = SEL(c->first, zero, cg_load(cg, T, c->s0, j));
+    LLVMValueRef v = SEL(c->first, zero, cg_load(cg, T, c->s1, j));
+    m = FADD(FMUL(S(cg, c->b1, T), m), FMUL(S(cg, c->b11, T), d));
+    v = FADD(FMUL(S(cg, c->b2, T), v), FMUL(S(cg, c->b21, T), FMUL(d, d)));
+    cg_store(cg, m, c->s0, j);
+    cg_store(cg, v, c->s1, j);
+    LLVMValueRef den = FADD(FDIV(cg_intrinsic(cg, "llvm.sqrt", T, &v, 1), S(cg, c->bc2s, T)), S(cg, c->eps, T));
+    np = FSUB(p, FMUL(S(cg, c->step_size, T), FDIV(m, den)));
+    break;
+  }
+  }
+  cg_store(cg, np, c->p, j);
+#undef FMUL
+#undef FADD
+#undef FSUB
+#undef FDIV
+#undef SEL
+}
+
+typedef struct {
+  LLVMValueRef g, accv, accs;
+} SqCtx;
+
+static void sq_body(Cg *cg, void *cp, LLVMValueRef j, LLVMTypeRef T) {
+  SqCtx *c = cp;
+  LLVMValueRef g = cg_load(cg, T, c->g, j);
+  LLVMValueRef acc = cg_is_vec(T) ? c->accv : c->accs;
+  LLVMValueRef fa[3] = {g, g, LLVMBuildLoad2(cg->B, T, acc, "")};
+  LLVMBuildStore(cg->B, cg_intrinsic(cg, "llvm.fma", T, fa, 3), acc);
+}
+
+/* base^n for a double base and an i64 n >= 0: square and multiply over 63 bits. */
+static LLVMValueRef powi(Cg *cg, LLVMValueRef base, LLVMValueRef n) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef r = cg_alloca(cg, cg->t_f64, "r"), b = cg_alloca(cg, cg->t_f64, "b");
+  LLVMBuildStore(B, LLVMConstReal(cg->t_f64, 1.0), r);
+  LLVMBuildStore(B, base, b);
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, 63), cg_i64(cg, 1));
+  LLVMValueRef bit = LLVMBuildAnd(B, LLVMBuildLShr(B, n, l.iv, ""), cg_i64(cg, 1), "");
+  LLVMValueRef rv = LLVMBuildLoad2(B, cg->t_f64, r, ""), bv = LLVMBuildLoad2(B, cg->t_f64, b, "");
+  LLVMBuildStore(B, LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntNE, bit, cg_i64(cg, 0), ""), LLVMBuildFMul(B, rv, bv, ""), rv, ""), r);
+  LLVMBuildStore(B, LLVMBuildFMul(B, bv, bv, ""), b);
+  cg_loop_end(cg, &l);
+  return LLVMBuildLoad2(B, cg->t_f64, r, "");
+}
+
+void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRange *ranges, int nranges) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef hyper = cg_frame_field(cg, CG_FR_HYPER);
+  LLVMValueRef h[BPRT_H__COUNT];
+  for (int i = 0; i < BPRT_H__COUNT; i++) {
+    LLVMValueRef v = LLVMBuildLoad2(B, cg->t_f64, cg_gep(cg, cg->t_f64, hyper, cg_i64(cg, i)), "");
+    LLVMSetAlignment(v, 8);
+    h[i] = v;
+  }
+  LLVMValueRef params = cg_frame_field(cg, CG_FR_PARAMS), grads = cg_frame_field(cg, CG_FR_GRADS);
+  LLVMValueRef state = cg_frame_field(cg, CG_FR_OPT_STATE);
+  LLVMValueRef d1 = LLVMConstReal(cg->t_f64, 1.0), d0 = LLVMConstReal(cg->t_f64, 0.0);
+
+  /* 1. clip by the global gradient norm: gscale = min(1, max_norm / (norm + 1e-6)) */
+  LLVMValueRef gs = cg_alloca(cg, cg->t_f64, "gscale");
+  LLVMBuildStore(B, d1, gs);
+  LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildFCmp(B, LLVMRealOGT, h[BPRT_H_CLIP], d0, ""));
+  SqCtx sc = {grads, cg_alloca(cg, cg->t_vec, "ssv"), cg_alloca(cg, cg->t_f32, "sss")};
+  LLVMValueRef total = cg_alloca(cg, cg->t_f64, "ss");
+  LLVMBuildStore(B, d0, total);
+  for (int r = 0; r < nranges; r++) {
+    LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0), sc.accv);
+    LLVMBuildStore(B, LLVMConstReal(cg->t_f32, 0), sc.accs);
+    sc.g = cg_gep(cg, cg->t_f32, grads, cg_i64(cg, ranges[r].offset));
+    cg_vloop(cg, cg_i64(cg, ranges[r].numel), sq_body, &sc);
+    LLVMValueRef s = LLVMBuildFAdd(B, cg_hsum(cg, LLVMBuildLoad2(B, cg->t_vec, sc.accv, "")),
+                                   LLVMBuildLoad2(B, cg->t_f32, sc.accs, ""), "");
+    LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->t_f64, total, ""), LLVMBuildFPExt(B, s, cg->t_f64, ""), ""), total);
+  }
+  LLVMValueRef tot = LLVMBuildLoad2(B, cg->t_f64, total, "");
+  LLVMValueRef norm = cg_intrinsic(cg, "llvm.sqrt", cg->t_f64, &tot, 1);
+  LLVMValueRef coef = LLVMBuildFDiv(B, h[BPRT_H_CLIP], LLVMBuildFAdd(B, norm, LLVMConstReal(cg->t_f64, 1e-6), ""), "");
+  LLVMValueRef clamped = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, coef, d1, ""), coef, d1, "");
+  LLVMBuildStore(B, clamped, gs);
+  /* the clipped gradients are written back, as clip_grad_norm_ does */
+  LLVMValueRef gscale = LLVMBuildFPTrunc(B, clamped, cg->t_f32, "");
+  for (int r = 0; r < nranges; r++) {
+    CgLoop l = cg_loop_begin(cg, cg_i64(cg, ranges[r].offset), cg_i64(cg, ranges[r].offset + ranges[r].numel), cg_i64(cg, 1));
+    LLVMValueRef g = cg_load(cg, cg->t_f32, grads, l.iv);
+    cg_store(cg, LLVMBuildFMul(B, g, gscale, ""), grads, l.iv);
+    cg_loop_end(cg, &l);
+  }
+  cg_if_end(cg, join);
+
+  /* 2. per-step scalars */
+  UpdCtx c;
+  c.kind = kind;
+  c.p = params, c.g = grads;
+  c.s0 = state;
+  c.s1 = cg_gep(cg, cg->t_f32, state, cg_i64(cg, param_floats));
+  LLVMValueRef t = h[BPRT_H_STEP];
+  c.first = LLVMBuildFCmp(B, LLVMRealOLE, t, d1, "first");
+  c.nesterov = LLVMBuildFCmp(B, LLVMRealONE, h[BPRT_H_NESTEROV], d0, "");
+  c.use_mom = LLVMBuildFCmp(B, kind == BPRT_OPT_RMSPROP ? LLVMRealOGT : LLVMRealONE, h[BPRT_H_MOMENTUM], d0, "");
+#define F(x) LLVMBuildFPTrunc(B, x, cg->t_f32, "")
+  LLVMValueRef lr = h[BPRT_H_LR], wd = h[BPRT_H_WEIGHT_DECAY];
+  c.lr = F(lr);
+  c.wd = F(wd);
+  c.mom = F(h[BPRT_H_MOMENTUM]);
+  c.damp1 = F(LLVMBuildFSub(B, d1, h[BPRT_H_DAMPENING], ""));
+  c.alpha = F(h[BPRT_H_ALPHA]);
+  c.alpha1 = F(LLVMBuildFSub(B, d1, h[BPRT_H_ALPHA], ""));
+  c.eps = F(h[BPRT_H_EPS]);
+  c.b1 = F(h[BPRT_H_BETA1]);
+  c.b11 = F(LLVMBuildFSub(B, d1, h[BPRT_H_BETA1], ""));
+  c.b2 = F(h[BPRT_H_BETA2]);
+  c.b21 = F(LLVMBuildFSub(B, d1, h[BPRT_H_BETA2], ""));
+  c.init_acc = F(h[BPRT_H_INITIAL_ACC]);
+  c.decay = F(LLVMBuildFSub(B, d1, LLVMBuildFMul(B, lr, wd, ""), ""));
+  /* adagrad: clr = lr / (1 + (t - 1) lr_decay) */
+  c.clr = F(LLVMBuildFDiv(B, lr, LLVMBuildFAdd(B, d1, LLVMBuildFMul(B, LLVMBuildFSub(B, t, d1, ""), h[BPRT_H_LR_DECAY], ""), ""), ""));
+  /* adam: step_size = lr / (1 - b1^t), bc2s = sqrt(1 - b2^t) */
+  LLVMValueRef ti = LLVMBuildFPToSI(B, t, cg->t_i64, "");
+  ti = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, ti, cg_i64(cg, 1), ""), cg_i64(cg, 1), ti, "");
+  if (kind == BPRT_OPT_ADAM || kind == BPRT_OPT_ADAMW) {
+    LLVMValueRef bc1 = LLVMBuildFSub(B, d1, powi(cg, h[BPRT_H_BETA1], ti), "");
+    LLVMValueRef bc2 = LLVMBuildFSub(B, d1, powi(cg, h[BPRT_H_BETA2], ti), "");
+    c.step_size = F(LLVMBuildFDiv(B, lr, bc1, ""));
+    c.bc2s = F(cg_intrinsic(cg, "llvm.sqrt", cg->t_f64, &bc2, 1));
+  } else {
+    c.step_size = c.lr;
+    c.bc2s = LLVMConstReal(cg->t_f32, 1.0);
+  }
+#undef F
+  c.gscale = LLVMConstReal(cg->t_f32, 1.0);
+  /* 3. the update, one pass */
+  cg_vloop(cg, cg_i64(cg, param_floats), upd_body, &c);
+}

@@ -1,0 +1,202 @@
+/* codegen/target.c — target machines, the optimization pipeline, ORC LLJIT and --emit.
+ *
+ * -march picks the CPU of the target machine: "native" is the host CPU with its
+ * features (LLVMGetHostCPUName / Features); x86-64, x86-64-v2, -v3, -v4 are the psABI
+ * levels, for code that runs on any CPU of that level. The f32 vector width follows:
+ * 16 lanes with AVX-512F, 8 with AVX2, 4 with SSE (x86-64, -v2), 1 elsewhere.
+ * Optimization is the new pass manager's default<On> pipeline with the target machine
+ * (without it the vectorizers see no vector registers). The JIT gets a clone of the
+ * optimized module, so the module stays printable and emittable afterwards; codegen
+ * (which mutates a module) also works on clones. */
+#include <stdio.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/OrcEE.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include "codegen/cg.h"
+
+static void init_llvm(void) {
+  static bool done;
+  if (done) return;
+  LLVMInitializeNativeTarget();
+  LLVMInitializeNativeAsmPrinter();
+  LLVMInitializeNativeAsmParser();
+  done = true;
+}
+
+static bool has_feature(const char *features, const char *f) {
+  size_t n = strlen(f);
+  for (const char *p = features; (p = strstr(p, f)); p += n)
+    if ((p == features || p[-1] == ',') && (p[n] == ',' || p[n] == 0)) return true;
+  return false;
+}
+
+LLVMTargetMachineRef cg_target_machine(const char *march, int opt_level, int *lanes, char *err, size_t errlen) {
+  init_llvm();
+  if (!march) march = "native";
+  static const char *known[] = {"native", "x86-64", "x86-64-v2", "x86-64-v3", "x86-64-v4"};
+  int k = -1;
+  for (int i = 0; i < 5; i++)
+    if (strcmp(march, known[i]) == 0) k = i;
+  if (k < 0) {
+    snprintf(err, errlen, "unknown -march=%s (use native, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4)", march);
+    return NULL;
+  }
+  char *triple = LLVMGetDefaultTargetTriple();
+  LLVMTargetRef target;
+  char *msg = NULL;
+  if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+    snprintf(err, errlen, "no LLVM target for %s: %s", triple, msg ? msg : "");
+    LLVMDisposeMessage(msg);
+    LLVMDisposeMessage(triple);
+    return NULL;
+  }
+  char *cpu = k == 0 ? LLVMGetHostCPUName() : NULL;
+  char *features = k == 0 ? LLVMGetHostCPUFeatures() : NULL;
+  bool x86 = strncmp(triple, "x86_64", 6) == 0;
+  if (k > 0 && !x86) {
+    snprintf(err, errlen, "-march=%s needs an x86-64 host, this is %s", march, triple);
+    LLVMDisposeMessage(triple);
+    return NULL;
+  }
+  int w = 1;
+  if (k == 0) {
+    if (x86) w = has_feature(features, "+avx512f") ? 16 : has_feature(features, "+avx2") ? 8 : 4;
+  } else {
+    w = k == 4 ? 16 : k == 3 ? 8 : 4;
+  }
+  LLVMCodeGenOptLevel lvl = opt_level <= 0 ? LLVMCodeGenLevelNone : opt_level == 1 ? LLVMCodeGenLevelLess
+                            : opt_level == 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelAggressive;
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, k == 0 ? cpu : march, k == 0 ? features : "",
+                                                    lvl, LLVMRelocPIC, LLVMCodeModelDefault);
+  if (cpu) LLVMDisposeMessage(cpu);
+  if (features) LLVMDisposeMessage(features);
+  LLVMDisposeMessage(triple);
+  if (!tm) {
+    snprintf(err, errlen, "cannot create a target machine for -march=%s", march);
+    return NULL;
+  }
+  *lanes = w;
+  return tm;
+}
+
+int cg_run_passes(LLVMModuleRef M, LLVMTargetMachineRef tm, int opt_level, char *err, size_t errlen) {
+  char pipeline[32];
+  snprintf(pipeline, sizeof pipeline, "default<O%d>", opt_level < 0 ? 0 : opt_level > 3 ? 3 : opt_level);
+  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef e = LLVMRunPasses(M, pipeline, tm, po);
+  LLVMDisposePassBuilderOptions(po);
+  if (e) {
+    char *m = LLVMGetErrorMessage(e);
+    snprintf(err, errlen, "LLVM %s pipeline failed: %s", pipeline, m);
+    LLVMDisposeErrorMessage(m);
+    return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ JIT */
+
+static int jit_error(LLVMErrorRef e, const char *what) {
+  char *m = LLVMGetErrorMessage(e);
+  diag_error(SRCLOC_NONE, "codegen: JIT %s: %s", what, m);
+  LLVMDisposeErrorMessage(m);
+  return -1;
+}
+
+int cg_model_jit(CgModel *m) {
+  if (m->jit) return 0;
+  char err[256];
+  int lanes;
+  LLVMTargetMachineRef tm = cg_target_machine(m->march, m->opt_level, &lanes, err, sizeof err);
+  if (!tm) {
+    diag_error(SRCLOC_NONE, "codegen: %s", err);
+    return -1;
+  }
+  LLVMOrcJITTargetMachineBuilderRef jtmb = LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm);
+  LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+  LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);
+  LLVMOrcLLJITRef jit;
+  LLVMErrorRef e = LLVMOrcCreateLLJIT(&jit, builder);
+  if (e) return jit_error(e, "creation failed");
+  /* memset / memcpy that LLVM may form from loops resolve to the process's libc */
+  LLVMOrcDefinitionGeneratorRef gen;
+  e = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL);
+  if (e) {
+    LLVMOrcDisposeLLJIT(jit);
+    return jit_error(e, "process symbols");
+  }
+  LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
+  LLVMModuleRef clone = LLVMCloneModule(m->M);
+  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(clone, m->tsc);
+  e = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm);
+  if (e) {
+    LLVMOrcDisposeThreadSafeModule(tsm);
+    LLVMOrcDisposeLLJIT(jit);
+    return jit_error(e, "adding the module");
+  }
+  m->jit = jit;
+  static const char *which[3] = {"forward", "grad", "step"};
+  bprt_entry_fn *slot[3] = {&m->desc.forward, &m->desc.grad, &m->desc.step};
+  for (int i = 0; i < 3; i++) {
+    if (!m->has_entry[i]) continue;
+    char name[256];
+    cg_entry_name(m->desc.model_name, which[i], name, sizeof name);
+    LLVMOrcExecutorAddress addr;
+    e = LLVMOrcLLJITLookup(jit, &addr, name);
+    if (e) return jit_error(e, "lookup");
+    *slot[i] = (bprt_entry_fn)(uintptr_t)addr;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ emit */
+
+int cg_emit(CgModel *m, int kind, const char *path) {
+  bool to_stdout = !path || strcmp(path, "-") == 0;
+  char *msg = NULL;
+  if (kind == CG_EMIT_LLVM) {
+    if (to_stdout) {
+      char *s = LLVMPrintModuleToString(m->M);
+      fputs(s, stdout);
+      LLVMDisposeMessage(s);
+      return fflush(stdout) == 0 ? 0 : -1;
+    }
+    if (LLVMPrintModuleToFile(m->M, path, &msg)) {
+      diag_error(SRCLOC_NONE, "cannot write %s: %s", path, msg ? msg : "");
+      LLVMDisposeMessage(msg);
+      return -1;
+    }
+    return 0;
+  }
+  if (kind != CG_EMIT_ASM && kind != CG_EMIT_OBJ) {
+    diag_error(SRCLOC_NONE, "codegen: unknown emit kind %d", kind);
+    return -1;
+  }
+  LLVMCodeGenFileType ft = kind == CG_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile;
+  LLVMModuleRef clone = LLVMCloneModule(m->M);
+  int rc = 0;
+  if (to_stdout) {
+    LLVMMemoryBufferRef buf;
+    if (LLVMTargetMachineEmitToMemoryBuffer(m->tm, clone, ft, &msg, &buf)) {
+      diag_error(SRCLOC_NONE, "codegen: emitting failed: %s", msg ? msg : "");
+      rc = -1;
+    } else {
+      fwrite(LLVMGetBufferStart(buf), 1, LLVMGetBufferSize(buf), stdout);
+      LLVMDisposeMemoryBuffer(buf);
+      if (fflush(stdout) != 0) rc = -1;
+    }
+  } else if (LLVMTargetMachineEmitToFile(m->tm, clone, (char *)path, ft, &msg)) {
+    diag_error(SRCLOC_NONE, "cannot write %s: %s", path, msg ? msg : "");
+    rc = -1;
+  }
+  if (msg) LLVMDisposeMessage(msg);
+  LLVMDisposeModule(clone);
+  return rc;
+}

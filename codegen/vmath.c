@@ -1,0 +1,182 @@
+/* codegen/vmath.c — exp, log, tanh, sigmoid and pow as polynomials in LLVM IR.
+ *
+ * Generated code may call no library, so the transcendental functions are written out
+ * on float or <W x float> values (the same emitter serves both): Cephes' single
+ * precision algorithms (Moshier), accurate to about 1-2 ulp over the float range.
+ *
+ *   exp(x):  n = round(x log2 e), r = x - n ln2 (Cody-Waite, two constants),
+ *            exp(r) = 1 + r + r^2 P(r) (degree 5), times 2^n built in the exponent bits
+ *   log(x):  x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(1 + f) = f - f^2/2 + f^3 P(f)
+ *   tanh(x): |x| < 0.625: x + x^3 P(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))
+ *   sigmoid: 1 / (1 + exp(-x))
+ * Rounding uses the 1.5 * 2^23 trick instead of llvm.floor, which is a libm call on
+ * CPUs without SSE4.1. */
+#include <math.h>
+
+#include "codegen/cg.h"
+
+static LLVMValueRef K(Cg *cg, LLVMValueRef like, double v) { return cg_fconst(cg, LLVMTypeOf(like), v); }
+
+static LLVMTypeRef int_type_like(Cg *cg, LLVMValueRef x) {
+  LLVMTypeRef T = LLVMTypeOf(x);
+  return cg_is_vec(T) ? LLVMVectorType(cg->t_i32, LLVMGetVectorSize(T)) : cg->t_i32;
+}
+
+static LLVMValueRef IK(Cg *cg, LLVMTypeRef IT, int32_t v) {
+  if (LLVMGetTypeKind(IT) != LLVMVectorTypeKind) return cg_i32(cg, v);
+  unsigned n = LLVMGetVectorSize(IT);
+  LLVMValueRef e[64];
+  for (unsigned i = 0; i < n; i++) e[i] = cg_i32(cg, v);
+  return LLVMConstVector(e, n);
+}
+
+static LLVMValueRef vm_mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(cg->B, a, b, ""); }
+static LLVMValueRef vm_add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(cg->B, a, b, ""); }
+static LLVMValueRef vm_sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(cg->B, a, b, ""); }
+static LLVMValueRef sel(Cg *cg, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(cg->B, c, a, b, "");
+}
+static LLVMValueRef fcmp(Cg *cg, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildFCmp(cg->B, p, a, b, "");
+}
+static LLVMValueRef fma3(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  LLVMValueRef args[3] = {a, b, c};
+  return cg_intrinsic(cg, "llvm.fma", LLVMTypeOf(a), args, 3);
+}
+
+/* Horner: c[0] x^(n-1) + ... + c[n-1] */
+static LLVMValueRef horner(Cg *cg, LLVMValueRef x, const double *c, int n) {
+  LLVMValueRef y = K(cg, x, c[0]);
+  for (int i = 1; i < n; i++) y = fma3(cg, y, x, K(cg, x, c[i]));
+  return y;
+}
+
+LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x) {
+  static const double P[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
+                             4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
+  LLVMTypeRef IT = int_type_like(cg, x);
+  LLVMValueRef hi = K(cg, x, 88.72283935546875), lo = K(cg, x, -103.97208);
+  LLVMValueRef xc = cg_max_f(cg, lo, x);
+  LLVMValueRef args[2] = {xc, hi};
+  xc = cg_intrinsic(cg, "llvm.minnum", LLVMTypeOf(x), args, 2);
+  /* n = round(x / ln2) */
+  LLVMValueRef magic = K(cg, x, 12582912.0);
+  LLVMValueRef t = vm_add(cg, vm_mul(cg, xc, K(cg, x, 1.44269504088896341)), magic);
+  LLVMValueRef n = vm_sub(cg, t, magic);
+  LLVMValueRef r = vm_sub(cg, xc, vm_mul(cg, n, K(cg, x, 0.693359375)));
+  r = vm_sub(cg, r, vm_mul(cg, n, K(cg, x, -2.12194440e-4)));
+  LLVMValueRef r2 = vm_mul(cg, r, r);
+  LLVMValueRef y = fma3(cg, horner(cg, r, P, 6), r2, vm_add(cg, r, K(cg, x, 1.0)));
+  /* 2^n in two halves so that n down to -150 still scales into the denormals */
+  LLVMValueRef ni = LLVMBuildFPToSI(cg->B, n, IT, "");
+  LLVMValueRef n1 = LLVMBuildAShr(cg->B, ni, IK(cg, IT, 1), "");
+  LLVMValueRef n2 = LLVMBuildSub(cg->B, ni, n1, "");
+  LLVMValueRef s1 = LLVMBuildBitCast(cg->B, LLVMBuildShl(cg->B, LLVMBuildAdd(cg->B, n1, IK(cg, IT, 127), ""), IK(cg, IT, 23), ""), LLVMTypeOf(x), "");
+  LLVMValueRef s2 = LLVMBuildBitCast(cg->B, LLVMBuildShl(cg->B, LLVMBuildAdd(cg->B, n2, IK(cg, IT, 127), ""), IK(cg, IT, 23), ""), LLVMTypeOf(x), "");
+  y = vm_mul(cg, vm_mul(cg, y, s1), s2);
+  /* overflow to +inf, NaN stays NaN */
+  y = sel(cg, fcmp(cg, LLVMRealOGT, x, hi), K(cg, x, INFINITY), y);
+  y = sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, y);
+  return y;
+}
+
+LLVMValueRef cg_log(Cg *cg, LLVMValueRef x) {
+  static const double P[] = {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1,
+                             -1.2420140846E-1, 1.4249322787E-1, -1.6668057665E-1,
+                             2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1};
+  LLVMTypeRef T = LLVMTypeOf(x), IT = int_type_like(cg, x);
+  /* denormals: scale by 2^25 first */
+  LLVMValueRef tiny = fcmp(cg, LLVMRealOLT, x, K(cg, x, 1.17549435e-38));
+  LLVMValueRef xs = sel(cg, tiny, vm_mul(cg, x, K(cg, x, 33554432.0)), x);
+  LLVMValueRef eadj = sel(cg, tiny, K(cg, x, -25.0), K(cg, x, 0.0));
+  LLVMValueRef bits = LLVMBuildBitCast(cg->B, xs, IT, "");
+  LLVMValueRef ei = LLVMBuildSub(cg->B, LLVMBuildAnd(cg->B, LLVMBuildLShr(cg->B, bits, IK(cg, IT, 23), ""), IK(cg, IT, 0xff), ""), IK(cg, IT, 126), "");
+  LLVMValueRef mb = LLVMBuildOr(cg->B, LLVMBuildAnd(cg->B, bits, IK(cg, IT, (int32_t)0x807fffff), ""), IK(cg, IT, 0x3f000000), "");
+  LLVMValueRef m = LLVMBuildBitCast(cg->B, mb, T, "");           /* [0.5, 1) */
+  LLVMValueRef e = vm_add(cg, LLVMBuildSIToFP(cg->B, ei, T, ""), eadj);
+  LLVMValueRef small = fcmp(cg, LLVMRealOLT, m, K(cg, x, 0.707106781186547524));
+  e = sel(cg, small, vm_sub(cg, e, K(cg, x, 1.0)), e);
+  LLVMValueRef f = sel(cg, small, vm_sub(cg, vm_add(cg, m, m), K(cg, x, 1.0)), vm_sub(cg, m, K(cg, x, 1.0)));
+  LLVMValueRef z = vm_mul(cg, f, f);
+  LLVMValueRef y = vm_mul(cg, vm_mul(cg, horner(cg, f, P, 9), f), z);
+  y = vm_add(cg, y, vm_mul(cg, e, K(cg, x, -2.12194440e-4)));
+  y = vm_sub(cg, y, vm_mul(cg, z, K(cg, x, 0.5)));
+  LLVMValueRef r = vm_add(cg, f, y);
+  r = vm_add(cg, r, vm_mul(cg, e, K(cg, x, 0.693359375)));
+  /* log(0) = -inf, log(<0) = NaN, log(inf) = inf, NaN stays NaN */
+  r = sel(cg, fcmp(cg, LLVMRealOEQ, x, K(cg, x, 0.0)), K(cg, x, -INFINITY), r);
+  r = sel(cg, fcmp(cg, LLVMRealOLT, x, K(cg, x, 0.0)), K(cg, x, NAN), r);
+  r = sel(cg, fcmp(cg, LLVMRealOEQ, x, K(cg, x, INFINITY)), x, r);
+  r = sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, r);
+  return r;
+}
+
+LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x) {
+  static const double P[] = {-5.70498872745E-3, 2.06390887954E-2, -5.37397155531E-2,
+                             1.33314422036E-1, -3.33332819422E-1};
+  LLVMValueRef ax = cg_intrinsic(cg, "llvm.fabs", LLVMTypeOf(x), &x, 1);
+  /* small: x + x^3 P(x^2) */
+  LLVMValueRef z = vm_mul(cg, x, x);
+  LLVMValueRef ys = fma3(cg, vm_mul(cg, horner(cg, z, P, 5), z), x, x);
+  /* large: 1 - 2 / (exp(2|x|) + 1), with the sign of x */
+  LLVMValueRef e = cg_exp(cg, vm_add(cg, ax, ax));
+  LLVMValueRef yl = vm_sub(cg, K(cg, x, 1.0), LLVMBuildFDiv(cg->B, K(cg, x, 2.0), vm_add(cg, e, K(cg, x, 1.0)), ""));
+  LLVMValueRef sargs[2] = {yl, x};
+  yl = cg_intrinsic(cg, "llvm.copysign", LLVMTypeOf(x), sargs, 2);
+  return sel(cg, fcmp(cg, LLVMRealOLT, ax, K(cg, x, 0.625)), ys, yl);
+}
+
+LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x) {
+  LLVMValueRef e = cg_exp(cg, LLVMBuildFNeg(cg->B, x, ""));
+  return LLVMBuildFDiv(cg->B, K(cg, x, 1.0), vm_add(cg, K(cg, x, 1.0), e), "");
+}
+
+/* x^p for a constant p: small integers by multiplication, halves through sqrt, the
+ * rest as exp(p log x) (NaN for x < 0, as pow). */
+LLVMValueRef cg_pow_const(Cg *cg, LLVMValueRef x, double p) {
+  if (p == 0) return K(cg, x, 1.0);
+  if (p == 0.5) return cg_intrinsic(cg, "llvm.sqrt", LLVMTypeOf(x), &x, 1);
+  if (p == -0.5) return LLVMBuildFDiv(cg->B, K(cg, x, 1.0), cg_intrinsic(cg, "llvm.sqrt", LLVMTypeOf(x), &x, 1), "");
+  if (p == floor(p) && fabs(p) <= 64) {
+    int n = (int)fabs(p);
+    LLVMValueRef r = NULL, b = x;
+    while (n) {        /* square and multiply */
+      if (n & 1) r = r ? vm_mul(cg, r, b) : b;
+      n >>= 1;
+      if (n) b = vm_mul(cg, b, b);
+    }
+    return p < 0 ? LLVMBuildFDiv(cg->B, K(cg, x, 1.0), r, "") : r;
+  }
+  return cg_exp(cg, vm_mul(cg, K(cg, x, p), cg_log(cg, x)));
+}
+
+/* ------------------------------------------------------------------ Philox4x32-10 */
+
+/* Random123's philox4x32 with 10 rounds (runtime/rng.c does the same in C):
+ *   (hi0, lo0) = M0 c0;  (hi1, lo1) = M1 c2
+ *   c' = { hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0 };  k += (W0, W1) between rounds
+ * counter = {block lo, block hi, stream lo, stream hi}, key = {seed lo, seed hi}. */
+void cg_philox(Cg *cg, LLVMValueRef block, LLVMValueRef stream, LLVMValueRef seed, LLVMValueRef out[4]) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef c32 = cg_i64(cg, 32);
+  LLVMValueRef c0 = LLVMBuildTrunc(B, block, cg->t_i32, ""), c1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, block, c32, ""), cg->t_i32, "");
+  LLVMValueRef c2 = LLVMBuildTrunc(B, stream, cg->t_i32, ""), c3 = LLVMBuildTrunc(B, LLVMBuildLShr(B, stream, c32, ""), cg->t_i32, "");
+  LLVMValueRef k0 = LLVMBuildTrunc(B, seed, cg->t_i32, ""), k1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, seed, c32, ""), cg->t_i32, "");
+  LLVMValueRef M0 = LLVMConstInt(cg->t_i64, 0xD2511F53u, 0), M1 = LLVMConstInt(cg->t_i64, 0xCD9E8D57u, 0);
+  for (int round = 0; round < 10; round++) {
+    if (round > 0) {
+      k0 = LLVMBuildAdd(B, k0, LLVMConstInt(cg->t_i32, 0x9E3779B9u, 0), "");
+      k1 = LLVMBuildAdd(B, k1, LLVMConstInt(cg->t_i32, 0xBB67AE85u, 0), "");
+    }
+    LLVMValueRef p0 = LLVMBuildMul(B, M0, LLVMBuildZExt(B, c0, cg->t_i64, ""), "");
+    LLVMValueRef p1 = LLVMBuildMul(B, M1, LLVMBuildZExt(B, c2, cg->t_i64, ""), "");
+    LLVMValueRef hi0 = LLVMBuildTrunc(B, LLVMBuildLShr(B, p0, c32, ""), cg->t_i32, "");
+    LLVMValueRef hi1 = LLVMBuildTrunc(B, LLVMBuildLShr(B, p1, c32, ""), cg->t_i32, "");
+    LLVMValueRef n0 = LLVMBuildXor(B, LLVMBuildXor(B, hi1, c1, ""), k0, "");
+    LLVMValueRef n1 = LLVMBuildTrunc(B, p1, cg->t_i32, "");
+    LLVMValueRef n2 = LLVMBuildXor(B, LLVMBuildXor(B, hi0, c3, ""), k1, "");
+    LLVMValueRef n3 = LLVMBuildTrunc(B, p0, cg->t_i32, "");
+    c0 = n0, c1 = n1, c2 = n2, c3 = n3;
+  }
+  out[0] = c0, out[1] = c1, out[2] = c2, out[3] = c3;
+}

@@ -1,0 +1,207 @@
+/* tests/codegen/harness.c — JIT versus the reference interpreter on one Func. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/codegen/harness.h"
+
+double cgt_urand(uint64_t *s) {
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return (double)(*s >> 11) * 0x1.0p-53;
+}
+
+typedef struct {
+  bprt_task_fn fn;
+  void *ctx;
+  int64_t n;
+  int tid, nthreads;
+} Worker;
+
+static void *worker_main(void *p) {
+  Worker *w = p;
+  int64_t i0 = w->n * w->tid / w->nthreads, i1 = w->n * (w->tid + 1) / w->nthreads;
+  if (i1 > i0) w->fn(w->ctx, i0, i1, w->tid);
+  return NULL;
+}
+
+/* pool = (intptr_t) number of threads */
+void cgt_parallel_for(void *pool, int64_t n, int64_t grain, bprt_task_fn fn, void *ctx) {
+  (void)grain;
+  int nt = (int)(intptr_t)pool;
+  if (nt <= 1 || n <= 1) {
+    fn(ctx, 0, n, 0);
+    return;
+  }
+  if (nt > 16) nt = 16;
+  pthread_t th[16];
+  Worker w[16];
+  for (int i = 0; i < nt; i++) {
+    w[i] = (Worker){fn, ctx, n, i, nt};
+    if (i > 0) pthread_create(&th[i], NULL, worker_main, &w[i]);
+  }
+  worker_main(&w[0]);
+  for (int i = 1; i < nt; i++) pthread_join(th[i], NULL);
+}
+
+int64_t cgt_numel(int rank, const int64_t *dims, int64_t batch) {
+  int64_t n = 1;
+  for (int i = 0; i < rank; i++) n *= dims[i] == BPRT_DIM_BATCH ? batch : dims[i];
+  return n;
+}
+
+static void *zalloc(size_t n) {
+  size_t sz = (n + 63) / 64 * 64 + 64;
+  void *p = aligned_alloc(64, sz);
+  memset(p, 0, sz);
+  return p;
+}
+
+void cgt_frame_init(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int threads) {
+  memset(t, 0, sizeof *t);
+  t->params = zalloc((size_t)d->param_floats * 4);
+  t->grads = zalloc((size_t)d->param_floats * 4);
+  t->state = zalloc((size_t)d->opt_state_floats * 4);
+  t->ws = zalloc((size_t)(d->ws_fixed + d->ws_per_batch * batch));
+  t->loss = zalloc(4);
+  t->ninputs = d->ninputs;
+  t->noutputs = d->noutputs;
+  t->inputs = zalloc(sizeof(void *) * (size_t)(d->ninputs + 1));
+  t->outputs = zalloc(sizeof(float *) * (size_t)(d->noutputs + 1));
+  for (int i = 0; i < d->ninputs; i++) {
+    const bprt_tensor_desc *in = &d->inputs[i];
+    int64_t n = cgt_numel(in->is_label ? in->rank - 1 : in->rank, in->dims, batch);
+    t->inputs[i] = zalloc((size_t)n * 4);
+  }
+  for (int i = 0; i < d->noutputs; i++) {
+    const bprt_tensor_desc *o = &d->outputs[i];
+    t->outputs[i] = zalloc((size_t)cgt_numel(o->rank, o->dims, batch) * 4);
+  }
+  memcpy(t->hyper, d->hyper, sizeof t->hyper);
+  bprt_frame *f = &t->fr;
+  f->batch = batch;
+  f->params = t->params;
+  f->grads = t->grads;
+  f->opt_state = t->state;
+  f->workspace = t->ws;
+  f->inputs = (const void *const *)t->inputs;
+  f->outputs = (float *const *)t->outputs;
+  f->loss = t->loss;
+  f->hyper = t->hyper;
+  f->seed = 1234;
+  f->step = 1;
+  f->pool = (void *)(intptr_t)threads;
+  f->parallel_for = cgt_parallel_for;
+  f->nthreads = threads;
+}
+
+void cgt_frame_free(CgtFrame *t) {
+  for (int i = 0; i < t->ninputs; i++) free(t->inputs[i]);
+  for (int i = 0; i < t->noutputs; i++) free(t->outputs[i]);
+  free(t->inputs);
+  free(t->outputs);
+  free(t->params);
+  free(t->grads);
+  free(t->state);
+  free(t->ws);
+  free(t->loss);
+}
+
+static TensorType resolve(const TensorType *t, int64_t batch) {
+  TensorType r = *t;
+  for (int i = 0; i < r.rank; i++)
+    if (r.dims[i] == DIM_BATCH) r.dims[i] = batch;
+  return r;
+}
+
+int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg) {
+  CgtConfig defcfg = {-1, 1, 1, NULL};
+  if (!cfg) cfg = &defcfg;
+  CgOptions o = {cfg->march ? cfg->march : "native", 2, 2, false};
+  CgModel *m = cg_model_build(f, NULL, NULL, &o);
+  if (!m) return 1;
+  if (cg_model_jit(m) != 0) {
+    cg_model_free(m);
+    return 1;
+  }
+  bprt_model_desc *d = cg_model_desc(m);
+  CgtFrame t;
+  cgt_frame_init(&t, d, batch, cfg->threads);
+  uint64_t rs = 42;
+  /* interpreter tensors in f's instruction order */
+  int nin = d->ninputs, np = 0;
+  for (int32_t i = 0; i < f->ninsts; i++) np += f->insts[i].op == OP_PARAM;
+  Tensor *ins = calloc((size_t)nin + 1, sizeof *ins), *ps = calloc((size_t)np + 1, sizeof *ps);
+  int pk = 0;
+  for (int32_t i = 0; i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    if (in->op != OP_INPUT && in->op != OP_PARAM) continue;
+    TensorType ty = resolve(ir_vtype(f, i), batch);
+    Tensor *x = in->op == OP_INPUT ? &ins[in->iattr[0]] : &ps[pk++];
+    if (x->data) continue;
+    *x = ir_tensor_new(&ty);
+    if (ty.dtype == DT_LABEL) {
+      int32_t *dst = t.inputs[in->iattr[0]];
+      int64_t C = ty.dims[ty.rank - 1];
+      for (int64_t k = 0; k < x->numel; k++) {
+        int32_t c = (int32_t)(cgt_urand(&rs) * (double)C);
+        x->data[k] = c;
+        dst[k] = c;
+      }
+      continue;
+    }
+    float *dst;
+    if (in->op == OP_INPUT) dst = t.inputs[in->iattr[0]];
+    else {
+      int q = 0;
+      while (strcmp(d->params[q].name, in->name) != 0) q++;
+      dst = t.params + d->params[q].offset;
+    }
+    for (int64_t k = 0; k < x->numel; k++) {
+      float v = (float)(cfg->lo + (cfg->hi - cfg->lo) * cgt_urand(&rs));
+      x->data[k] = v;
+      dst[k] = v;
+    }
+  }
+  d->forward(&t.fr);
+  int fails = 0;
+  Interp *it = ir_interp_run(f, INTERP_F32, batch, ins, nin, ps, np, 1234, 1);
+  if (!it) fails = 1;
+  int ko = 0;
+  for (int32_t i = 0; it && i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    if (in->op != OP_OUTPUT) continue;
+    const Tensor *ref = ir_interp_value(it, in->args[0]);
+    const float *got = t.outputs[ko++];
+    double maxdiff = 0;
+    int64_t worst = 0, bad = 0;
+    for (int64_t k = 0; k < ref->numel; k++) {
+      double r = ref->data[k], g = got[k];
+      double diff = fabs(g - r);
+      if (isnan(r) && isnan(g)) diff = 0;
+      else if (isinf(r) && g == r) diff = 0;
+      else if (isnan(diff)) diff = INFINITY;
+      if (diff > maxdiff) maxdiff = diff, worst = k;
+      if (!(diff <= tol * fmax(1.0, fabs(r)))) bad++;
+    }
+    char ts[64];
+    ir_type_str(&ref->type, ts, sizeof ts);
+    if (bad) {
+      printf("  FAIL %-12s %-14s batch %lld: %lld of %lld elements off, max |diff| %.3g at %lld (jit %.9g, ref %.9g)\n",
+             in->name, ts, (long long)batch, (long long)bad, (long long)ref->numel, maxdiff, (long long)worst,
+             (double)got[worst], ref->data[worst]);
+      fails++;
+    } else if (getenv("CGT_VERBOSE")) {
+      printf("  ok   %-12s %-14s batch %lld: max |diff| %.3g\n", in->name, ts, (long long)batch, maxdiff);
+    }
+  }
+  ir_interp_free(it);
+  for (int i = 0; i < nin; i++) ir_tensor_free(&ins[i]);
+  for (int i = 0; i < np; i++) ir_tensor_free(&ps[i]);
+  free(ins);
+  free(ps);
+  cgt_frame_free(&t);
+  cg_model_free(m);
+  return fails;
+}

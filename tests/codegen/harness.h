@@ -1,0 +1,42 @@
+/* tests/codegen/harness.h — run IR through the JIT and through the reference
+ * interpreter on the same random data, and compare (shared by the codegen tests). */
+#ifndef BPCC_TESTS_CODEGEN_HARNESS_H
+#define BPCC_TESTS_CODEGEN_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codegen/codegen.h"
+
+/* Random inputs are uniform in [lo, hi); labels uniform over the classes. */
+typedef struct {
+  double lo, hi;
+  int threads;        /* parallel_for threads (1: serial) */
+  const char *march;  /* NULL: native */
+} CgtConfig;
+
+/* A serial / pthread parallel_for with the bprt_parallel_for_fn signature. */
+void cgt_parallel_for(void *pool, int64_t n, int64_t grain, bprt_task_fn fn, void *ctx);
+
+/* Every output of f (the forward entry, dropout off) against the interpreter at batch
+ * size `batch`: |jit - ref| <= tol * max(1, |ref|) elementwise. Prints the max diff of
+ * each tensor. Returns the number of tensors that failed (or 1 if building failed). */
+int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg);
+
+/* A frame with blocks sized from desc at `batch`; free with cgt_frame_free. */
+typedef struct {
+  bprt_frame fr;
+  float *params, *grads, *state, *loss;
+  unsigned char *ws;
+  void **inputs;
+  float **outputs;
+  double hyper[BPRT_H__COUNT];
+  int ninputs, noutputs;
+} CgtFrame;
+void cgt_frame_init(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int threads);
+void cgt_frame_free(CgtFrame *t);
+int64_t cgt_numel(int rank, const int64_t *dims, int64_t batch);
+
+double cgt_urand(uint64_t *state);   /* uniform [0, 1) */
+
+#endif

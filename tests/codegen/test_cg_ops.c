@@ -1,0 +1,199 @@
+/* tests/codegen/test_cg_ops.c — every op through the JIT against the reference
+ * interpreter, on shapes that exercise vector tails and blocking edges
+ * (1, 7, 15, 17, 33, 100, 1000). f32 tolerance: |jit - ref| <= 1e-5 max(1, |ref|). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "tests/codegen/harness.h"
+
+#define TOL 1e-5
+
+static const int64_t sizes[] = {1, 7, 15, 17, 33, 100, 1000};
+#define NSIZES ((int)(sizeof sizes / sizeof sizes[0]))
+static const SrcLoc L = {-1, 1, 1, 0};
+
+static TypeId ty(Module *m, int rank, int64_t d0, int64_t d1, int64_t d2) {
+  int64_t d[3] = {d0, d1, d2};
+  return ir_type(m, DT_F32, rank, d);
+}
+
+static int check(Func *f, int64_t batch, double lo, double hi) {
+  CgtConfig c = {lo, hi, 1, NULL};
+  return cgt_check_forward(f, batch, TOL, &c);
+}
+
+static void test_unary(void **state) {
+  (void)state;
+  struct { Op op; double lo, hi, p; } cases[] = {
+      {OP_NEG, -3, 3, 0}, {OP_EXP, -10, 10, 0}, {OP_LOG, 1e-3, 50, 0}, {OP_SQRT, 0, 9, 0},
+      {OP_ABS, -3, 3, 0}, {OP_SIGN, -3, 3, 0}, {OP_RELU, -3, 3, 0}, {OP_SIGMOID, -12, 12, 0},
+      {OP_TANH, -5, 5, 0}, {OP_TANH, -0.7, 0.7, 0}, {OP_POW, -2, 2, 2}, {OP_POW, -2, 2, 3},
+      {OP_POW, 0.1, 4, 0.5}, {OP_POW, 0.1, 4, 1.7}, {OP_POW, 0.2, 3, -2}, {OP_EXP, -90, 80, 0},
+  };
+  int fails = 0;
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+    for (int s = 0; s < NSIZES; s++) {
+      Module *m = ir_module_new();
+      Func *f = ir_func_new(m, "unary");
+      int32_t x = ir_input(f, "x", 0, ty(m, 2, DIM_BATCH, sizes[s], 0), L);
+      int32_t y = cases[c].op == OP_POW ? ir_pow(f, x, cases[c].p, L) : ir_unary(f, cases[c].op, x, L);
+      ir_output(f, ir_ops[cases[c].op].name, y, L);
+      int r = check(f, 3, cases[c].lo, cases[c].hi);
+      if (r) printf("unary %s (p=%g) n=%lld failed\n", ir_ops[cases[c].op].name, cases[c].p, (long long)sizes[s]);
+      fails += r;
+      ir_module_free(m);
+    }
+  assert_int_equal(fails, 0);
+}
+
+static void test_binary_broadcast(void **state) {
+  (void)state;
+  Op ops[] = {OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_EQ, OP_RELU_GRAD, OP_SIGMOID_GRAD, OP_TANH_GRAD};
+  int fails = 0;
+  for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++)
+    for (int s = 0; s < NSIZES; s++) {
+      int64_t n = sizes[s];
+      Module *m = ir_module_new();
+      Func *f = ir_func_new(m, "binary");
+      int32_t a = ir_input(f, "a", 0, ty(m, 2, DIM_BATCH, n, 0), L);
+      int32_t b = ir_input(f, "b", 1, ty(m, 2, DIM_BATCH, n, 0), L);
+      ir_output(f, "same", ir_binary(f, ops[o], a, b, L), L);
+      if (!(ir_ops[ops[o]].flags & OPF_EW) || ops[o] < OP_RELU_GRAD) {
+        int32_t row = ir_param(f, "row", ty(m, 1, n, 0, 0), INIT_ZEROS, 0, 0, L);
+        int32_t col = ir_input(f, "col", 2, ty(m, 2, DIM_BATCH, 1, 0), L);
+        int32_t sc = ir_scalar(f, 0.75, L);
+        ir_output(f, "row", ir_binary(f, ops[o], a, row, L), L);
+        ir_output(f, "rowl", ir_binary(f, ops[o], row, a, L), L);
+        ir_output(f, "col", ir_binary(f, ops[o], a, col, L), L);
+        ir_output(f, "scalar", ir_binary(f, ops[o], sc, a, L), L);
+        /* [n,1] op [1,n] -> [n,n] (rank-2 outer broadcast) */
+        int32_t cn = ir_param(f, "cn", ty(m, 2, n > 40 ? 40 : n, 1, 0), INIT_ZEROS, 0, 0, L);
+        int32_t rn = ir_param(f, "rn", ty(m, 2, 1, n, 0), INIT_ZEROS, 0, 0, L);
+        ir_output(f, "outer", ir_binary(f, ops[o], cn, rn, L), L);
+        /* rank 3 with a middle broadcast */
+        int32_t r3 = ir_input(f, "r3", 3, ty(m, 3, DIM_BATCH, 3, n), L);
+        int32_t m3 = ir_param(f, "m3", ty(m, 3, 2, 1, n), INIT_ZEROS, 0, 0, L);
+        (void)m3;
+        ir_output(f, "r3", ir_binary(f, ops[o], r3, ir_param(f, "p3", ty(m, 2, 3, 1, 0), INIT_ZEROS, 0, 0, L), L), L);
+      }
+      int r = check(f, 2, ops[o] == OP_DIV ? 0.5 : -2, 2);
+      if (r) printf("binary %s n=%lld failed\n", ir_ops[ops[o]].name, (long long)n);
+      fails += r;
+      ir_module_free(m);
+    }
+  assert_int_equal(fails, 0);
+}
+
+static void test_reductions(void **state) {
+  (void)state;
+  Op ops[] = {OP_SUM, OP_MEAN, OP_MAX};
+  int fails = 0;
+  for (size_t o = 0; o < 3; o++)
+    for (int s = 0; s < NSIZES; s++) {
+      int64_t n = sizes[s];
+      Module *m = ir_module_new();
+      Func *f = ir_func_new(m, "reduce");
+      int32_t x = ir_input(f, "x", 0, ty(m, 2, DIM_BATCH, n, 0), L);
+      int32_t x3 = ir_input(f, "x3", 1, ty(m, 3, DIM_BATCH, 5, n), L);
+      char nm[32];
+      for (int keep = 0; keep < 2; keep++) {
+        int axes[] = {IR_AXIS_ALL, 0, 1};
+        for (int a = 0; a < 3; a++) {
+          snprintf(nm, sizeof nm, "r2_%d_%d", axes[a], keep);
+          ir_output(f, nm, ir_reduce(f, ops[o], x, axes[a], keep, L), L);
+        }
+        for (int a = -1; a < 3; a++) {
+          snprintf(nm, sizeof nm, "r3_%d_%d", a, keep);
+          ir_output(f, nm, ir_reduce(f, ops[o], x3, a, keep, L), L);
+        }
+      }
+      int r = check(f, 4, -2, 2);
+      if (r) printf("reduce %s n=%lld failed\n", ir_ops[ops[o]].name, (long long)n);
+      fails += r;
+      ir_module_free(m);
+    }
+  assert_int_equal(fails, 0);
+}
+
+static void test_softmax_rows(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int s = 0; s < NSIZES; s++) {
+    int64_t n = sizes[s];
+    Module *m = ir_module_new();
+    Func *f = ir_func_new(m, "rows");
+    int32_t x = ir_input(f, "x", 0, ty(m, 2, DIM_BATCH, n, 0), L);
+    int64_t ld[2] = {DIM_BATCH, n};
+    int32_t y = ir_input(f, "y", 1, ir_type(m, DT_LABEL, 2, ld), L);
+    ir_output(f, "softmax1", ir_rowop(f, OP_SOFTMAX, x, 1, L), L);
+    ir_output(f, "logsoftmax1", ir_rowop(f, OP_LOG_SOFTMAX, x, 1, L), L);
+    ir_output(f, "softmax0", ir_rowop(f, OP_SOFTMAX, x, 0, L), L);
+    ir_output(f, "logsoftmax0", ir_rowop(f, OP_LOG_SOFTMAX, x, 0, L), L);
+    ir_output(f, "xent", ir_binary(f, OP_SOFTMAX_XENT, x, y, L), L);
+    ir_output(f, "onehot", ir_unary(f, OP_ONEHOT, y, L), L);
+    ir_output(f, "size", ir_size(f, x, IR_AXIS_ALL, L), L);
+    ir_output(f, "size0", ir_size(f, x, 0, L), L);
+    int r = check(f, 5, -20, 20);
+    if (r) printf("rows n=%lld failed\n", (long long)n);
+    fails += r;
+    ir_module_free(m);
+  }
+  assert_int_equal(fails, 0);
+}
+
+static void test_shape_ops(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int s = 0; s < NSIZES; s++) {
+    int64_t n = sizes[s];
+    Module *m = ir_module_new();
+    Func *f = ir_func_new(m, "shape");
+    int32_t x = ir_input(f, "x", 0, ty(m, 2, DIM_BATCH, n, 0), L);
+    int32_t v = ir_param(f, "v", ty(m, 1, n, 0, 0), INIT_ZEROS, 0, 0, L);
+    ir_output(f, "bcast", ir_to_type(f, OP_BROADCAST, v, ty(m, 2, DIM_BATCH, n, 0), L), L);
+    ir_output(f, "sumto_row", ir_to_type(f, OP_SUM_TO, x, ty(m, 1, n, 0, 0), L), L);
+    ir_output(f, "sumto_keep", ir_to_type(f, OP_SUM_TO, x, ty(m, 2, 1, n, 0), L), L);
+    ir_output(f, "sumto_col", ir_to_type(f, OP_SUM_TO, x, ty(m, 2, DIM_BATCH, 1, 0), L), L);
+    ir_output(f, "sumto_all", ir_to_type(f, OP_SUM_TO, x, ty(m, 0, 0, 0, 0), L), L);
+    int32_t w = ir_param(f, "w", ty(m, 2, n, 37, 0), INIT_ZEROS, 0, 0, L);
+    ir_output(f, "transpose", ir_unary(f, OP_TRANSPOSE, w, L), L);
+    ir_output(f, "transposeB", ir_unary(f, OP_TRANSPOSE, x, L), L);
+    int r = check(f, 3, -2, 2);
+    if (r) printf("shape ops n=%lld failed\n", (long long)n);
+    fails += r;
+    ir_module_free(m);
+  }
+  assert_int_equal(fails, 0);
+}
+
+/* A chain of ops feeding each other, with constants read by every kernel kind. */
+static void test_chain(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  Func *f = ir_func_new(m, "chain");
+  int32_t x = ir_input(f, "x", 0, ty(m, 2, DIM_BATCH, 33, 0), L);
+  int32_t c = ir_const(f, 0.5, ty(m, 2, 33, 17, 0), L);
+  int32_t h = ir_binary(f, OP_MATMUL, x, c, L);
+  int32_t t = ir_unary(f, OP_TANH, h, L);
+  int32_t s = ir_reduce(f, OP_SUM, ir_const(f, 2.0, ty(m, 2, 4, 17, 0), L), 0, false, L);
+  int32_t u = ir_binary(f, OP_ADD, t, s, L);
+  ir_output(f, "u", ir_rowop(f, OP_SOFTMAX, u, 1, L), L);
+  ir_output(f, "k", ir_const(f, 3.0, ty(m, 1, 5, 0, 0), L), L);
+  assert_int_equal(check(f, 9, -1, 1), 0);
+  ir_module_free(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_unary),        cmocka_unit_test(test_binary_broadcast),
+      cmocka_unit_test(test_reductions),   cmocka_unit_test(test_softmax_rows),
+      cmocka_unit_test(test_shape_ops),    cmocka_unit_test(test_chain),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
