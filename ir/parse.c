@@ -49,6 +49,8 @@ typedef struct {
   int file;           /* diag file id of the text */
   Module *mod;
   Token tok;          /* the current token */
+  int32_t from_max;   /* the largest `from %K` in the current function, and where */
+  SrcLoc from_loc;
   jmp_buf fail;
 } Parser;
 
@@ -321,7 +323,7 @@ static int file_id(const char *name) {
 
 /* comment := '#' [file ':' line ':' col] ['[' ['fwd'] ['recomputed'] [rule] ['from' value] ']']
  * where the location ends at the first " [" and rule is a word or a quoted string. */
-static void parse_comment(Parser *ps, const Token *t, Inst *in, int32_t index) {
+static void parse_comment(Parser *ps, const Token *t, Inst *in) {
   const char *p = t->p + 1, *end = t->p + t->len;
   Module *m = ps->mod;
 #define AT(q, n) ((SrcLoc){ps->file, t->line, t->col + (int)((q) - t->p), t->col + (int)((q) - t->p) + (n)})
@@ -402,9 +404,10 @@ static void parse_comment(Parser *ps, const Token *t, Inst *in, int32_t index) {
         p++;
       }
       if (p == v + 1) error_at(ps, AT(v, 1), "expected a value number after '%%'");
-      if (k >= index)
-        error_at(ps, AT(v, (int)(p - v)), "'from %%%lld': the forward instruction must come before this one",
-                 (long long)k);
+      if (k > ps->from_max) {   /* checked against the function's length at its '}' */
+        ps->from_max = (int32_t)k;
+        ps->from_loc = AT(v, (int)(p - v));
+      }
       in->from = (int32_t)k;
       stage = 4;
     } else if (stage <= 2) {
@@ -553,7 +556,7 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
     written = parse_type(ps);
   }
   if (ps->tok.kind == T_COMMENT) {
-    parse_comment(ps, &ps->tok, &in, index);
+    parse_comment(ps, &ps->tok, &in);
     next(ps);
   }
   if (ps->tok.kind != T_NEWLINE && ps->tok.kind != T_EOF)
@@ -584,11 +587,18 @@ static void parse_func(Parser *ps) {
   next(ps);
   expect_punct(ps, '{', "after the function name");
   int ninputs = 0;
+  ps->from_max = -1;
   for (;;) {
     Token *t = &ps->tok;
     if (t->kind == T_EOF) error_at(ps, tok_loc(ps, &kw), "missing '}' at the end of @%s", f->name);
     if (t->kind == T_NEWLINE || t->kind == T_COMMENT) { next(ps); continue; }
-    if (is_punct(t, '}')) { next(ps); break; }
+    if (is_punct(t, '}')) {
+      if (ps->from_max >= f->ninsts)
+        error_at(ps, ps->from_loc, "'from %%%d': @%s has no instruction %d", (int)ps->from_max, f->name,
+                 (int)ps->from_max);
+      next(ps);
+      break;
+    }
     parse_inst(ps, f, &ninputs);
   }
   if (ps->tok.kind == T_COMMENT) next(ps);
