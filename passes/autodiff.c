@@ -1,0 +1,535 @@
+/* passes/autodiff.c — reverse-mode automatic differentiation over the flat array.
+ *
+ * The one idea: the instructions are stored in topological order, so the chain rule
+ * is a reverse loop (ggml's nodes[]). For every value v that depends on a parameter and
+ * reaches the loss, adj[v] holds d loss / d v (the adjoint, same type as v); the VJP
+ * rule of v's op turns adj[v] into a contribution to each operand's adjoint.
+ *
+ * Steps:
+ *   1. Copy the forward function into a new one through ir_emit (hash-consing on, so
+ *      backward instructions that equal forward or earlier backward ones are merged:
+ *      softmax(z) in the softmax_xent rule reuses a forward softmax(z)).
+ *   2. Activity: a value is active if it depends on a param (forward sweep) and the
+ *      loss depends on it (reverse sweep). Only active operands get contributions, so
+ *      nothing is derived for inputs, labels or constants.
+ *   3. Seed adj[loss] = 1, then for v from the loss down to 0 apply rule[op(v)]. A
+ *      value used several times (fan-out: residuals, x*x) sums its contributions with
+ *      `add` (rule "fanout"). A contribution of the broadcast shape of an elementwise
+ *      op is reduced back with sum_to to the operand's type.
+ *   4. `grad %p, adj[p]` for every param in order; a param that does not reach the loss
+ *      gets a zero constant (rule "zero"), silently: a frozen branch is legal.
+ * Every backward instruction has IF_BACKWARD, `from` = the forward instruction it
+ * differentiates, `rule` = e.g. "matmul.da", and that instruction's DSL location.
+ * Means and sizes that involve the batch dim use `size`: B is only known at run time.
+ */
+#include "passes/passes.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+  Func *g;            /* forward copy + backward being built */
+  int32_t nfwd;       /* forward instructions are 0 .. nfwd-1 of g */
+  int32_t *adj;       /* adj[v] for forward v, -1: none yet */
+  bool *active;
+  int32_t from;       /* the forward instruction being differentiated */
+  const char *rule;   /* the rule name stamped on what is emitted now */
+  bool failed;
+} AD;
+
+/* ------------------------------------------------------------------ emitting backward */
+
+static int32_t bw(AD *ad, Inst in) {
+  in.flags |= IF_BACKWARD;
+  in.from = ad->from;
+  in.rule = ad->rule;
+  in.loc = ad->g->insts[ad->from].loc;
+  return ir_emit(ad->g, &in);
+}
+
+static int32_t bw1(AD *ad, Op op, int32_t a) {
+  Inst in = ir_inst(op, SRCLOC_NONE);
+  in.nargs = 1;
+  in.args[0] = a;
+  return bw(ad, in);
+}
+
+static int32_t bw2(AD *ad, Op op, int32_t a, int32_t b) {
+  Inst in = ir_inst(op, SRCLOC_NONE);
+  in.nargs = 2;
+  in.args[0] = a;
+  in.args[1] = b;
+  return bw(ad, in);
+}
+
+static const TensorType *ty(AD *ad, int32_t v) { return ir_vtype(ad->g, v); }
+
+/* A scalar constant of v's float dtype. */
+static int32_t bw_scalar(AD *ad, double value, int32_t like) {
+  Inst in = ir_inst(OP_CONST, SRCLOC_NONE);
+  in.fattr[0] = value;
+  in.type = ir_type_scalar(ad->g->mod, (DType)ty(ad, like)->dtype);
+  return bw(ad, in);
+}
+
+static int32_t bw_to(AD *ad, Op op, int32_t a, TypeId t) {
+  if (ad->g->insts[a].type == t) return a;
+  Inst in = ir_inst(op, SRCLOC_NONE);
+  in.nargs = 1;
+  in.args[0] = a;
+  in.type = t;
+  return bw(ad, in);
+}
+
+static int32_t bw_reduce(AD *ad, Op op, int32_t a, int64_t axis, bool keep) {
+  Inst in = ir_inst(op, SRCLOC_NONE);
+  in.nargs = 1;
+  in.args[0] = a;
+  in.iattr[0] = axis;
+  in.iattr[1] = keep;
+  return bw(ad, in);
+}
+
+static int32_t bw_rowop(AD *ad, Op op, int32_t a, int64_t axis) {
+  Inst in = ir_inst(op, SRCLOC_NONE);
+  in.nargs = 1;
+  in.args[0] = a;
+  in.iattr[0] = axis;
+  return bw(ad, in);
+}
+
+/* 1 / (number of elements of x reduced over axis): a constant when those dims are
+ * known, else `div 1, size(x, axis)`, which the runtime resolves with the batch. */
+static int32_t bw_recip_count(AD *ad, int32_t x, int64_t axis) {
+  const TensorType *t = ty(ad, x);
+  double n = 1;
+  bool batch = false;
+  for (int i = 0; i < t->rank; i++) {
+    if (axis != IR_AXIS_ALL && i != axis) continue;
+    if (t->dims[i] == DIM_BATCH) batch = true;
+    else n *= (double)t->dims[i];
+  }
+  if (!batch) return bw_scalar(ad, 1.0 / n, x);
+  Inst in = ir_inst(OP_SIZE, SRCLOC_NONE);
+  in.nargs = 1;
+  in.args[0] = x;
+  in.iattr[0] = axis;
+  int32_t size = bw(ad, in);
+  return bw2(ad, OP_DIV, bw_scalar(ad, 1.0, x), size);
+}
+
+/* dy, the adjoint of a reduction of x over axis (keep: reduced dim kept as 1), spread
+ * back to x's type. There is no reshape op, so a dropped trailing axis of a matrix is
+ * restored by broadcasting along a new leading axis and transposing:
+ *   dy[m] -> broadcast f32[n,m] -> transpose f32[m,n]. */
+static int32_t expand(AD *ad, int32_t dy, int32_t x, int64_t axis, bool keep) {
+  const TensorType *tx = ty(ad, x), *tdy = ty(ad, dy);
+  TypeId xt = ad->g->insts[x].type;
+  if (axis == IR_AXIS_ALL || keep || tdy->rank == 0 || axis == 0) return bw_to(ad, OP_BROADCAST, dy, xt);
+  if (tx->rank == 2 && axis == 1) {
+    int64_t d[2] = {tx->dims[1], tx->dims[0]};
+    int32_t wide = bw_to(ad, OP_BROADCAST, dy, ir_type(ad->g->mod, (DType)tx->dtype, 2, d));
+    return bw1(ad, OP_TRANSPOSE, wide);
+  }
+  const Inst *f = &ad->g->insts[ad->from];
+  diag_error(f->loc,
+             "autodiff: cannot differentiate %s over axis %lld of a rank-%d tensor without keep "
+             "(write the reduction with keep=1, or over axis 0 or the last axis of a matrix)",
+             ir_ops[f->op].name, (long long)axis, tx->rank);
+  ad->failed = true;
+  return -1;
+}
+
+/* Add contribution c to the adjoint of operand x (reduced to x's type first). */
+static void contribute(AD *ad, int32_t x, int32_t c) {
+  if (c < 0 || ad->failed) return;
+  c = bw_to(ad, OP_SUM_TO, c, ad->g->insts[x].type);
+  if (ad->adj[x] < 0) {
+    ad->adj[x] = c;
+    return;
+  }
+  /* fan-out: x feeds several instructions; d loss / d x is the sum over its uses */
+  int32_t saved_from = ad->from;
+  const char *saved_rule = ad->rule;
+  ad->from = x;
+  ad->rule = "fanout";
+  ad->adj[x] = bw2(ad, OP_ADD, ad->adj[x], c);
+  ad->from = saved_from;
+  ad->rule = saved_rule;
+}
+
+/* ------------------------------------------------------------------ the VJP rules */
+
+/* Each rule gets y (the forward instruction), its adjoint dy (y's type) and emits the
+ * contributions to its active operands. A = operand 0, B = operand 1. */
+typedef void (*VjpFn)(AD *ad, int32_t y, const Inst *in, int32_t dy);
+
+#define A (in->args[0])
+#define B (in->args[1])
+#define ACT(v) (ad->active[v])
+#define RULE(name) (ad->rule = (name))
+
+/* y = a + b (broadcast);  da = sum_to(dy, A);  db = sum_to(dy, B) */
+static void vjp_add(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) { RULE("add.da"); contribute(ad, A, dy); }
+  if (ACT(B)) { RULE("add.db"); contribute(ad, B, dy); }
+}
+
+/* y = a - b;  da = sum_to(dy, A);  db = sum_to(-dy, B) */
+static void vjp_sub(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) { RULE("sub.da"); contribute(ad, A, dy); }
+  if (ACT(B)) { RULE("sub.db"); contribute(ad, B, bw1(ad, OP_NEG, dy)); }
+}
+
+/* y = a * b;  da = sum_to(dy * b, A);  db = sum_to(dy * a, B) */
+static void vjp_mul(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) { RULE("mul.da"); contribute(ad, A, bw2(ad, OP_MUL, dy, B)); }
+  if (ACT(B)) { RULE("mul.db"); contribute(ad, B, bw2(ad, OP_MUL, dy, A)); }
+}
+
+/* y = a / b;  da = sum_to(dy / b, A);  db = sum_to(-(dy * y) / b, B)  (= -dy a / b^2) */
+static void vjp_div(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  if (ACT(A)) { RULE("div.da"); contribute(ad, A, bw2(ad, OP_DIV, dy, B)); }
+  if (ACT(B)) {
+    RULE("div.db");
+    contribute(ad, B, bw1(ad, OP_NEG, bw2(ad, OP_DIV, bw2(ad, OP_MUL, dy, y), B)));
+  }
+}
+
+/* y = -x;  dx = -dy */
+static void vjp_neg(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("neg.dx");
+  contribute(ad, A, bw1(ad, OP_NEG, dy));
+}
+
+/* y = exp(x);  dx = dy * y */
+static void vjp_exp(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  RULE("exp.dx");
+  contribute(ad, A, bw2(ad, OP_MUL, dy, y));
+}
+
+/* y = log(x);  dx = dy / x */
+static void vjp_log(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("log.dx");
+  contribute(ad, A, bw2(ad, OP_DIV, dy, A));
+}
+
+/* y = sqrt(x);  dx = (dy * 0.5) / y */
+static void vjp_sqrt(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  RULE("sqrt.dx");
+  contribute(ad, A, bw2(ad, OP_DIV, bw2(ad, OP_MUL, dy, bw_scalar(ad, 0.5, dy)), y));
+}
+
+/* y = |x|;  dx = dy * sign(x)  (0 at x = 0, the subgradient PyTorch uses) */
+static void vjp_abs(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("abs.dx");
+  contribute(ad, A, bw2(ad, OP_MUL, dy, bw1(ad, OP_SIGN, A)));
+}
+
+/* y = relu(x);  dx = relu_grad(x, dy) = dy * (x > 0) */
+static void vjp_relu(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("relu.dx");
+  contribute(ad, A, bw2(ad, OP_RELU_GRAD, A, dy));
+}
+
+/* y = sigmoid(x);  dx = sigmoid_grad(y, dy) = dy * y * (1 - y) */
+static void vjp_sigmoid(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  RULE("sigmoid.dx");
+  (void)in;
+  contribute(ad, A, bw2(ad, OP_SIGMOID_GRAD, y, dy));
+}
+
+/* y = tanh(x);  dx = tanh_grad(y, dy) = dy * (1 - y^2) */
+static void vjp_tanh(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  RULE("tanh.dx");
+  contribute(ad, A, bw2(ad, OP_TANH_GRAD, y, dy));
+}
+
+/* y = x^p (p constant);  dx = dy * (p * x^(p-1)) */
+static void vjp_pow(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("pow.dx");
+  double p = in->fattr[0];
+  int32_t d;
+  if (p == 1) {
+    d = dy;
+  } else {
+    Inst pw = ir_inst(OP_POW, SRCLOC_NONE);
+    pw.nargs = 1;
+    pw.args[0] = A;
+    pw.fattr[0] = p - 1;
+    int32_t xp = p == 2 ? A : bw(ad, pw);
+    d = bw2(ad, OP_MUL, dy, bw2(ad, OP_MUL, bw_scalar(ad, p, dy), xp));
+  }
+  contribute(ad, A, d);
+}
+
+/* y = relu_grad(x, g) = g * (x > 0);  dx = 0 (almost everywhere);  dg = relu_grad(x, dy) */
+static void vjp_relu_grad(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(B)) { RULE("relu_grad.dg"); contribute(ad, B, bw2(ad, OP_RELU_GRAD, A, dy)); }
+}
+
+/* y = sigmoid_grad(s, g) = g s (1 - s);  ds = dy * g * (1 - 2 s);  dg = sigmoid_grad(s, dy) */
+static void vjp_sigmoid_grad(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) {
+    RULE("sigmoid_grad.ds");
+    int32_t one_m_2s = bw2(ad, OP_SUB, bw_scalar(ad, 1.0, A), bw2(ad, OP_MUL, bw_scalar(ad, 2.0, A), A));
+    contribute(ad, A, bw2(ad, OP_MUL, bw2(ad, OP_MUL, dy, B), one_m_2s));
+  }
+  if (ACT(B)) { RULE("sigmoid_grad.dg"); contribute(ad, B, bw2(ad, OP_SIGMOID_GRAD, A, dy)); }
+}
+
+/* y = tanh_grad(t, g) = g (1 - t^2);  dt = dy * g * (-2 t);  dg = tanh_grad(t, dy) */
+static void vjp_tanh_grad(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) {
+    RULE("tanh_grad.dt");
+    contribute(ad, A, bw2(ad, OP_MUL, bw2(ad, OP_MUL, dy, B), bw2(ad, OP_MUL, bw_scalar(ad, -2.0, A), A)));
+  }
+  if (ACT(B)) { RULE("tanh_grad.dg"); contribute(ad, B, bw2(ad, OP_TANH_GRAD, A, dy)); }
+}
+
+/* y[m,n] = a[m,k] b[k,n];  da[m,k] = dy b^T (matmul_nt);  db[k,n] = a^T dy (matmul_tn) */
+static void vjp_matmul(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) { RULE("matmul.da"); contribute(ad, A, bw2(ad, OP_MATMUL_NT, dy, B)); }
+  if (ACT(B)) { RULE("matmul.db"); contribute(ad, B, bw2(ad, OP_MATMUL_TN, A, dy)); }
+}
+
+/* y[m,n] = a[m,k] b[n,k]^T;  da[m,k] = dy b (matmul);  db[n,k] = dy^T a (matmul_tn) */
+static void vjp_matmul_nt(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) { RULE("matmul_nt.da"); contribute(ad, A, bw2(ad, OP_MATMUL, dy, B)); }
+  if (ACT(B)) { RULE("matmul_nt.db"); contribute(ad, B, bw2(ad, OP_MATMUL_TN, dy, A)); }
+}
+
+/* y[m,n] = a[k,m]^T b[k,n];  da[k,m] = b dy^T (matmul_nt);  db[k,n] = a dy (matmul) */
+static void vjp_matmul_tn(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) { RULE("matmul_tn.da"); contribute(ad, A, bw2(ad, OP_MATMUL_NT, B, dy)); }
+  if (ACT(B)) { RULE("matmul_tn.db"); contribute(ad, B, bw2(ad, OP_MATMUL, A, dy)); }
+}
+
+/* y[n,m] = x[m,n]^T;  dx = dy^T */
+static void vjp_transpose(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("transpose.dx");
+  contribute(ad, A, bw1(ad, OP_TRANSPOSE, dy));
+}
+
+/* y = sum(x, axis);  dx = broadcast(dy) back over axis */
+static void vjp_sum(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("sum.dx");
+  contribute(ad, A, expand(ad, dy, A, in->iattr[0], in->iattr[1] != 0));
+}
+
+/* y = mean(x, axis) = sum(x, axis) / n;  dx = broadcast(dy * (1/n)), n = size(x, axis) */
+static void vjp_mean(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("mean.dx");
+  int32_t scaled = bw2(ad, OP_MUL, dy, bw_recip_count(ad, A, in->iattr[0]));
+  contribute(ad, A, expand(ad, scaled, A, in->iattr[0], in->iattr[1] != 0));
+}
+
+/* y = max(x, axis);  dx = broadcast(dy) * (x == broadcast(y))  (ties all get dy) */
+static void vjp_max(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  RULE("max.dx");
+  int64_t axis = in->iattr[0];
+  bool keep = in->iattr[1] != 0;
+  int32_t ey = expand(ad, y, A, axis, keep);
+  int32_t edy = expand(ad, dy, A, axis, keep);
+  if (ey < 0 || edy < 0) return;
+  contribute(ad, A, bw2(ad, OP_MUL, edy, bw2(ad, OP_EQ, A, ey)));
+}
+
+/* y = broadcast(x) to T;  dx = sum_to(dy, X) */
+static void vjp_broadcast(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("broadcast.dx");
+  contribute(ad, A, dy);
+}
+
+/* y = sum_to(x) to T;  dx = broadcast(dy, X) */
+static void vjp_sum_to(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("sum_to.dx");
+  contribute(ad, A, bw_to(ad, OP_BROADCAST, dy, ad->g->insts[A].type));
+}
+
+/* y = softmax(x, axis);  dx = y * (dy - sum(dy * y, axis, keep)) */
+static void vjp_softmax(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  RULE("softmax.dx");
+  int32_t s = bw_reduce(ad, OP_SUM, bw2(ad, OP_MUL, dy, y), in->iattr[0], true);
+  contribute(ad, A, bw2(ad, OP_MUL, y, bw2(ad, OP_SUB, dy, s)));
+}
+
+/* y = log_softmax(x, axis);  dx = dy - softmax(x, axis) * sum(dy, axis, keep) */
+static void vjp_log_softmax(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("log_softmax.dx");
+  int32_t s = bw_reduce(ad, OP_SUM, dy, in->iattr[0], true);
+  int32_t p = bw_rowop(ad, OP_SOFTMAX, A, in->iattr[0]);
+  contribute(ad, A, bw2(ad, OP_SUB, dy, bw2(ad, OP_MUL, p, s)));
+}
+
+/* l[b] = -log softmax(z)[b, y_b]   (z: f32[B,C], y: label[B,C], l: f32[B])
+ * dz[b,:] = (softmax(z)[b,:] - onehot(y)[b,:]) * dl[b]
+ * No log, no division by probabilities, no softmax Jacobian: the softmax-CE rule. */
+static void vjp_softmax_xent(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (!ACT(A)) return;
+  RULE("softmax_xent");
+  int32_t p = bw_rowop(ad, OP_SOFTMAX, A, 1);
+  int32_t diff = bw2(ad, OP_SUB, p, bw1(ad, OP_ONEHOT, B));
+  int32_t edy = expand(ad, dy, A, 1, false);
+  if (edy < 0) return;
+  contribute(ad, A, bw2(ad, OP_MUL, diff, edy));
+}
+
+#undef A
+#undef B
+#undef ACT
+#undef RULE
+
+/* The rule table, indexed by op. Ops without an entry have no derivative to pass on:
+ * leaves, size (a count), eq and sign (piecewise constant), onehot (of labels), sinks. */
+static const VjpFn vjp_rules[OP__COUNT] = {
+    [OP_ADD] = vjp_add,
+    [OP_SUB] = vjp_sub,
+    [OP_MUL] = vjp_mul,
+    [OP_DIV] = vjp_div,
+    [OP_NEG] = vjp_neg,
+    [OP_EXP] = vjp_exp,
+    [OP_LOG] = vjp_log,
+    [OP_SQRT] = vjp_sqrt,
+    [OP_ABS] = vjp_abs,
+    [OP_RELU] = vjp_relu,
+    [OP_SIGMOID] = vjp_sigmoid,
+    [OP_TANH] = vjp_tanh,
+    [OP_POW] = vjp_pow,
+    [OP_RELU_GRAD] = vjp_relu_grad,
+    [OP_SIGMOID_GRAD] = vjp_sigmoid_grad,
+    [OP_TANH_GRAD] = vjp_tanh_grad,
+    [OP_MATMUL] = vjp_matmul,
+    [OP_MATMUL_NT] = vjp_matmul_nt,
+    [OP_MATMUL_TN] = vjp_matmul_tn,
+    [OP_TRANSPOSE] = vjp_transpose,
+    [OP_SUM] = vjp_sum,
+    [OP_MEAN] = vjp_mean,
+    [OP_MAX] = vjp_max,
+    [OP_BROADCAST] = vjp_broadcast,
+    [OP_SUM_TO] = vjp_sum_to,
+    [OP_SOFTMAX] = vjp_softmax,
+    [OP_LOG_SOFTMAX] = vjp_log_softmax,
+    [OP_SOFTMAX_XENT] = vjp_softmax_xent,
+};
+
+/* ------------------------------------------------------------------ the pass */
+
+Func *pass_autodiff(Func *f, const PassOptions *opt) {
+  (void)opt;
+  int32_t loss_sink = -1;
+  for (int32_t i = 0; i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    if (in->op == OP_GRAD) {
+      diag_error(in->loc, "autodiff: @%s already has gradients (grad sinks); differentiate the forward function",
+                 f->name);
+      return NULL;
+    }
+    if (in->op == OP_LOSS) {
+      if (loss_sink >= 0) {
+        diag_error(in->loc, "autodiff: @%s has a second loss; a model has one scalar loss", f->name);
+        return NULL;
+      }
+      loss_sink = i;
+    }
+  }
+  if (loss_sink < 0) {
+    diag_error(f->ninsts ? f->insts[0].loc : SRCLOC_NONE,
+               "autodiff: @%s has no loss; did you forget a `loss` statement in the model?", f->name);
+    return NULL;
+  }
+
+  /* 1. forward copy */
+  Func *g = pass_func_new_like(f);
+  int32_t *map = bp_xmalloc((size_t)(f->ninsts + 1) * sizeof *map);
+  for (int32_t i = 0; i < f->ninsts; i++) {
+    Inst in = f->insts[i];
+    for (int k = 0; k < in.nargs; k++) in.args[k] = map[in.args[k]];
+    in.from = in.from >= 0 && in.from < i ? map[in.from] : -1;
+    map[i] = ir_emit(g, &in);
+  }
+  int32_t nfwd = g->ninsts;
+  int32_t loss = g->insts[map[loss_sink]].args[0];
+  bp_free(map);
+
+  /* 2. activity */
+  AD ad = {g, nfwd, NULL, NULL, -1, NULL, false};
+  ad.adj = bp_xmalloc((size_t)(nfwd + 1) * sizeof *ad.adj);
+  ad.active = bp_xmalloc((size_t)(nfwd + 1) * sizeof *ad.active);
+  bool *needed = bp_xmalloc((size_t)(nfwd + 1) * sizeof *needed);
+  for (int32_t i = 0; i < nfwd; i++) {
+    const Inst *in = &g->insts[i];
+    ad.adj[i] = -1;
+    ad.active[i] = in->op == OP_PARAM;
+    for (int k = 0; k < in->nargs; k++) ad.active[i] |= ad.active[in->args[k]];
+    if (in->type == TYPE_VOID) ad.active[i] = false;
+    needed[i] = i == loss;
+  }
+  for (int32_t i = nfwd - 1; i >= 0; i--)
+    if (needed[i] && !(ir_ops[g->insts[i].op].flags & OPF_SINK))
+      for (int k = 0; k < g->insts[i].nargs; k++) needed[g->insts[i].args[k]] = true;
+  for (int32_t i = 0; i < nfwd; i++) ad.active[i] = ad.active[i] && needed[i];
+  bp_free(needed);
+
+  /* 3. seed and sweep */
+  if (ad.active[loss]) {
+    ad.from = loss;
+    ad.rule = "seed";
+    ad.adj[loss] = bw_scalar(&ad, 1.0, loss);
+    for (int32_t v = loss; v >= 0 && !ad.failed; v--) {
+      if (ad.adj[v] < 0 || !ad.active[v]) continue;
+      Inst in = g->insts[v];   /* a copy: emitting may move g->insts */
+      VjpFn rule = vjp_rules[in.op];
+      if (!rule) continue;
+      ad.from = v;
+      rule(&ad, v, &in, ad.adj[v]);
+    }
+  }
+
+  /* 4. one grad per param, in order */
+  for (int32_t p = 0; p < nfwd && !ad.failed; p++) {
+    if (g->insts[p].op != OP_PARAM) continue;
+    ad.from = p;
+    int32_t gv = ad.adj[p];
+    if (gv < 0) {
+      ad.rule = "zero";   /* the param does not reach the loss: its gradient is 0 */
+      Inst z = ir_inst(OP_CONST, SRCLOC_NONE);
+      z.type = g->insts[p].type;
+      gv = bw(&ad, z);
+    }
+    ad.rule = "grad";
+    Inst s = ir_inst(OP_GRAD, SRCLOC_NONE);
+    s.nargs = 2;
+    s.args[0] = p;
+    s.args[1] = gv;
+    bw(&ad, s);
+  }
+  bp_free(ad.adj);
+  bp_free(ad.active);
+  if (ad.failed) {
+    pass_func_drop(g);
+    return NULL;
+  }
+  return pass_func_replace(f, g);
+}

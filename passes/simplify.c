@@ -1,0 +1,485 @@
+/* passes/simplify.c — CSE, DCE, constant folding and algebraic rewrite rules.
+ *
+ * The one idea (tinygrad): simplification is a table of small named rewrite rules,
+ * each with its algebra in a comment, applied while the function is rebuilt.
+ *
+ * Steps:
+ *   1. Sweep: rebuild the function in order through ir_emit with an old-to-new id map.
+ *      Before an instruction is emitted, its operands (already rebuilt, so already
+ *      simplified) are matched by each rule in the table; the first that fires gives
+ *      the replacement value. Helper instructions a rule builds go through the same
+ *      rules (bounded recursion). Hash-consing in ir_emit is the CSE (operands keep
+ *      their order, so the IR reads in the order the source was written).
+ *   2. DCE: keep sinks, inputs, params (their order is the calling convention) and
+ *      what sinks use; rebuild without the rest.
+ *   3. Repeat 1-2 until nothing fires and nothing is removed (at most SIMP_MAX_ROUNDS).
+ * A rewritten instruction keeps its location, flags and `from`; a new instruction gets
+ * the rule name of the instruction it replaces, or the name of the rewrite rule when it
+ * had none (forward code), so the printed IR says which rule produced it.
+ *
+ * The softmax-CE rule runs on forward code before autodiff (pass_canonicalize) and
+ * turns cross-entropy of a softmax into softmax_xent, whose VJP is softmax - onehot.
+ */
+#include "passes/passes.h"
+
+#include <math.h>
+#include <string.h>
+
+#define SIMP_MAX_ROUNDS 16
+#define SIMP_MAX_DEPTH 48
+
+typedef struct {
+  Func *g;            /* the function being rebuilt */
+  const PassOptions *opt;
+  int depth;
+  int fired;          /* rules that fired this round */
+} Simp;
+
+typedef int32_t (*RuleFn)(Simp *s, const Inst *in);
+
+typedef struct {
+  const char *name;
+  RuleFn fn;
+} Rule;
+
+static int32_t simp_emit(Simp *s, Inst in);
+
+/* ------------------------------------------------------------------ helpers */
+
+static const Inst *at(Simp *s, int32_t v) { return &s->g->insts[v]; }
+static const TensorType *vty(Simp *s, int32_t v) { return ir_vtype(s->g, v); }
+static bool is_const(Simp *s, int32_t v) { return at(s, v)->op == OP_CONST; }
+static bool is_const_val(Simp *s, int32_t v, double c) { return is_const(s, v) && at(s, v)->fattr[0] == c; }
+
+/* An instruction like `base` (location, flags, from, rule) with a new op and operands.
+ * It is named after `rule` when base has no rule of its own. */
+static Inst like(const Inst *base, Op op, int nargs, int32_t a, int32_t b, const char *rule) {
+  Inst in = ir_inst(op, base->loc);
+  in.flags = base->flags;
+  in.from = base->from;
+  in.rule = base->rule ? base->rule : rule;
+  in.nargs = (uint8_t)nargs;
+  in.args[0] = a;
+  in.args[1] = b;
+  return in;
+}
+
+static int32_t mk_const(Simp *s, const Inst *base, double v, TypeId t, const char *rule) {
+  Inst in = like(base, OP_CONST, 0, 0, 0, rule);
+  const TensorType *tt = ir_type_get(s->g->mod, t);
+  in.fattr[0] = tt->dtype == DT_F32 ? (double)(float)v : v;   /* what an f32 machine holds */
+  in.type = t;
+  return simp_emit(s, in);
+}
+
+static int32_t mk_to(Simp *s, const Inst *base, Op op, int32_t a, TypeId t, const char *rule) {
+  if (s->g->insts[a].type == t) return a;
+  Inst in = like(base, op, 1, a, 0, rule);
+  in.type = t;
+  return simp_emit(s, in);
+}
+
+static bool all_ones_or_scalar(const TensorType *t) {
+  for (int i = 0; i < t->rank; i++)
+    if (t->dims[i] != 1) return false;
+  return true;
+}
+
+/* x, made to have type t (x's type broadcasts to t): x itself or broadcast(x). */
+static int32_t as_type(Simp *s, const Inst *base, int32_t x, TypeId t, const char *rule) {
+  return mk_to(s, base, OP_BROADCAST, x, t, rule);
+}
+
+/* True if x broadcast against type t gives exactly t. */
+static bool fits(Simp *s, int32_t x, TypeId t) {
+  TensorType r;
+  const TensorType *tt = ir_type_get(s->g->mod, t);
+  if (!ir_broadcast_shape(vty(s, x), tt, &r)) return false;
+  return r.rank == tt->rank && memcmp(r.dims, tt->dims, sizeof r.dims) == 0;
+}
+
+/* The scalar math the interpreter does, for folding. */
+static double fold_unary(Op op, double x, double attr) {
+  switch (op) {
+  case OP_NEG: return -x;
+  case OP_EXP: return exp(x);
+  case OP_LOG: return log(x);
+  case OP_SQRT: return sqrt(x);
+  case OP_ABS: return fabs(x);
+  case OP_SIGN: return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0;
+  case OP_RELU: return x > 0 ? x : 0.0;
+  case OP_SIGMOID: return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+  case OP_TANH: return tanh(x);
+  case OP_POW: return pow(x, attr);
+  default: return NAN;
+  }
+}
+
+static double fold_binary(Op op, double a, double b) {
+  switch (op) {
+  case OP_ADD: return a + b;
+  case OP_SUB: return a - b;
+  case OP_MUL: return a * b;
+  case OP_DIV: return a / b;
+  case OP_EQ: return a == b ? 1.0 : 0.0;
+  case OP_RELU_GRAD: return a > 0 ? b : 0.0;
+  case OP_SIGMOID_GRAD: return b * a * (1.0 - a);
+  case OP_TANH_GRAD: return b * (1.0 - a * a);
+  default: return NAN;
+  }
+}
+
+/* ------------------------------------------------------------------ the rules */
+
+/* fold: u(const a) -> const u(a);  const a op const b -> const (a op b)
+ * (a const is one value filled over its type, so this holds for any shapes) */
+static int32_t r_fold(Simp *s, const Inst *in) {
+  unsigned fl = ir_ops[in->op].flags;
+  if (!(fl & OPF_EW)) return -1;
+  for (int k = 0; k < in->nargs; k++)
+    if (!is_const(s, in->args[k])) return -1;
+  double v = in->nargs == 1 ? fold_unary((Op)in->op, at(s, in->args[0])->fattr[0], in->fattr[0])
+                            : fold_binary((Op)in->op, at(s, in->args[0])->fattr[0], at(s, in->args[1])->fattr[0]);
+  return mk_const(s, in, v, in->type, "fold");
+}
+
+/* size.static: size(x, axis) -> const n when the counted dims do not involve B */
+static int32_t r_size_static(Simp *s, const Inst *in) {
+  if (in->op != OP_SIZE) return -1;
+  const TensorType *t = vty(s, in->args[0]);
+  double n = 1;
+  int r = t->dtype == DT_LABEL ? t->rank - 1 : t->rank;   /* a label stores one index per row */
+  if (in->iattr[0] != IR_AXIS_ALL && t->dtype == DT_LABEL) r = t->rank;
+  for (int i = 0; i < r; i++) {
+    if (in->iattr[0] != IR_AXIS_ALL && i != in->iattr[0]) continue;
+    if (t->dims[i] == DIM_BATCH) return -1;
+    n *= (double)t->dims[i];
+  }
+  return mk_const(s, in, n, in->type, "size.static");
+}
+
+/* mul.one: x * 1 -> x,  1 * x -> x  (broadcast to the result type if x is smaller) */
+static int32_t r_mul_one(Simp *s, const Inst *in) {
+  if (in->op != OP_MUL) return -1;
+  for (int k = 0; k < 2; k++)
+    if (is_const_val(s, in->args[k], 1.0)) return as_type(s, in, in->args[1 - k], in->type, "mul.one");
+  return -1;
+}
+
+/* mul.zero: x * 0 -> 0, only where x is finite by construction (0 * inf is nan):
+ * x is a finite constant, a size, or the result of onehot, eq, sign, sigmoid, tanh,
+ * softmax or dropout_mask, all bounded. */
+static bool finite_by_construction(Simp *s, int32_t v) {
+  const Inst *x = at(s, v);
+  switch ((Op)x->op) {
+  case OP_CONST: return isfinite(x->fattr[0]);
+  case OP_SIZE: case OP_ONEHOT: case OP_EQ: case OP_SIGN: case OP_SIGMOID: case OP_TANH:
+  case OP_SOFTMAX: case OP_DROPOUT_MASK:
+    return true;
+  default:
+    return false;
+  }
+}
+
+static int32_t r_mul_zero(Simp *s, const Inst *in) {
+  if (in->op != OP_MUL) return -1;
+  for (int k = 0; k < 2; k++)
+    if (is_const_val(s, in->args[k], 0.0) && finite_by_construction(s, in->args[1 - k]))
+      return mk_const(s, in, 0.0, in->type, "mul.zero");
+  return -1;
+}
+
+/* add.zero: x + 0 -> x,  0 + x -> x */
+static int32_t r_add_zero(Simp *s, const Inst *in) {
+  if (in->op != OP_ADD) return -1;
+  for (int k = 0; k < 2; k++)
+    if (is_const_val(s, in->args[k], 0.0)) return as_type(s, in, in->args[1 - k], in->type, "add.zero");
+  return -1;
+}
+
+/* sub.zero: x - 0 -> x;  0 - x -> -x */
+static int32_t r_sub_zero(Simp *s, const Inst *in) {
+  if (in->op != OP_SUB) return -1;
+  if (is_const_val(s, in->args[1], 0.0)) return as_type(s, in, in->args[0], in->type, "sub.zero");
+  if (is_const_val(s, in->args[0], 0.0) && at(s, in->args[1])->type == in->type)
+    return simp_emit(s, like(in, OP_NEG, 1, in->args[1], 0, "sub.zero"));
+  return -1;
+}
+
+/* div.one: x / 1 -> x */
+static int32_t r_div_one(Simp *s, const Inst *in) {
+  if (in->op != OP_DIV || !is_const_val(s, in->args[1], 1.0)) return -1;
+  return as_type(s, in, in->args[0], in->type, "div.one");
+}
+
+/* neg.neg: -(-x) -> x */
+static int32_t r_neg_neg(Simp *s, const Inst *in) {
+  if (in->op != OP_NEG || at(s, in->args[0])->op != OP_NEG) return -1;
+  return at(s, in->args[0])->args[0];
+}
+
+/* neg.mul_const: -(c * x) -> (-c) * x,  -(x * c) -> x * (-c) */
+static int32_t r_neg_mul_const(Simp *s, const Inst *in) {
+  if (in->op != OP_NEG) return -1;
+  const Inst *m = at(s, in->args[0]);
+  if (m->op != OP_MUL) return -1;
+  for (int k = 0; k < 2; k++) {
+    int32_t c = m->args[k], x = m->args[1 - k];
+    if (!is_const(s, c)) continue;
+    int32_t nc = mk_const(s, in, -at(s, c)->fattr[0], at(s, c)->type, "neg.mul_const");
+    return simp_emit(s, like(in, OP_MUL, 2, nc, x, "neg.mul_const"));
+  }
+  return -1;
+}
+
+/* transpose.transpose: (x^T)^T -> x */
+static int32_t r_transpose_transpose(Simp *s, const Inst *in) {
+  if (in->op != OP_TRANSPOSE || at(s, in->args[0])->op != OP_TRANSPOSE) return -1;
+  return at(s, in->args[0])->args[0];
+}
+
+/* to.same: broadcast(x) : T -> x and sum_to(x) : T -> x when x already has type T */
+static int32_t r_to_same(Simp *s, const Inst *in) {
+  if ((in->op != OP_BROADCAST && in->op != OP_SUM_TO) || at(s, in->args[0])->type != in->type) return -1;
+  return in->args[0];
+}
+
+/* bcast.bcast: broadcast(broadcast(x)) -> broadcast(x) */
+static int32_t r_bcast_bcast(Simp *s, const Inst *in) {
+  if (in->op != OP_BROADCAST || at(s, in->args[0])->op != OP_BROADCAST) return -1;
+  int32_t x = at(s, in->args[0])->args[0];
+  if (!fits(s, x, in->type)) return -1;
+  return mk_to(s, in, OP_BROADCAST, x, in->type, "bcast.bcast");
+}
+
+/* bcast.hoist: u(broadcast(x)) -> broadcast(u(x)) for elementwise unary u: compute u
+ * on the small tensor (a scalar seed of a mean, most often) */
+static int32_t r_bcast_hoist(Simp *s, const Inst *in) {
+  if (!(ir_ops[in->op].flags & OPF_EW) || in->nargs != 1 || at(s, in->args[0])->op != OP_BROADCAST) return -1;
+  Inst u = *in;
+  u.args[0] = at(s, in->args[0])->args[0];
+  u.rule = in->rule ? in->rule : "bcast.hoist";
+  int32_t small = simp_emit(s, u);
+  return mk_to(s, in, OP_BROADCAST, small, in->type, "bcast.hoist");
+}
+
+/* bcast.fold: a op broadcast(x) -> a op x for a broadcasting elementwise op, when the
+ * result type stays the same (the op broadcasts by itself) */
+static int32_t r_bcast_fold(Simp *s, const Inst *in) {
+  if (!(ir_ops[in->op].flags & OPF_EW) || in->nargs != 2 || in->op == OP_RELU_GRAD || in->op == OP_SIGMOID_GRAD ||
+      in->op == OP_TANH_GRAD)
+    return -1;
+  for (int k = 0; k < 2; k++) {
+    const Inst *b = at(s, in->args[k]);
+    if (b->op != OP_BROADCAST) continue;
+    TensorType r;
+    const TensorType *tx = vty(s, b->args[0]), *to = vty(s, in->args[1 - k]);
+    const TensorType *tt = ir_type_get(s->g->mod, in->type);
+    if (!ir_broadcast_shape(tx, to, &r) || r.rank != tt->rank || memcmp(r.dims, tt->dims, sizeof r.dims) != 0)
+      continue;
+    Inst n = *in;
+    n.args[k] = b->args[0];
+    return simp_emit(s, n);
+  }
+  return -1;
+}
+
+/* transpose.bcast: broadcast(s)^T -> broadcast(s) for s of all-1 dims (a scalar) */
+static int32_t r_transpose_bcast(Simp *s, const Inst *in) {
+  if (in->op != OP_TRANSPOSE || at(s, in->args[0])->op != OP_BROADCAST) return -1;
+  int32_t x = at(s, in->args[0])->args[0];
+  if (!all_ones_or_scalar(vty(s, x)) || !fits(s, x, in->type)) return -1;
+  return mk_to(s, in, OP_BROADCAST, x, in->type, "transpose.bcast");
+}
+
+/* pow.one: x^1 -> x */
+static int32_t r_pow_one(Simp *s, const Inst *in) {
+  (void)s;
+  if (in->op != OP_POW || in->fattr[0] != 1.0) return -1;
+  return in->args[0];
+}
+
+/* log_softmax: log(softmax(z, axis)) -> log_softmax(z, axis), the stable form */
+static int32_t r_log_softmax(Simp *s, const Inst *in) {
+  if (!s->opt->log_softmax || in->op != OP_LOG || at(s, in->args[0])->op != OP_SOFTMAX) return -1;
+  const Inst *sm = at(s, in->args[0]);
+  Inst n = like(in, OP_LOG_SOFTMAX, 1, sm->args[0], 0, "log_softmax");
+  n.iattr[0] = sm->iattr[0];
+  return simp_emit(s, n);
+}
+
+/* softmax_xent: cross-entropy of a softmax, in the forward loss, with y a label[B,C]
+ * and z f32[B,C] (after log_softmax above, log(softmax(z)) is log_softmax(z)):
+ *   sum(onehot(y) * log_softmax(z, 1), axis=1)   -> -softmax_xent(z, y)            [B]
+ *   mean(onehot(y) * log_softmax(z, 1), axis=1)  -> -softmax_xent(z, y) * (1/C)    [B]
+ *   sum(onehot(y) * log_softmax(z, 1))  (all)    -> -sum(softmax_xent(z, y))       []
+ *   mean(onehot(y) * log_softmax(z, 1)) (all)    -> -mean(softmax_xent(z, y)) / C  []
+ * (either operand order; keep=1 gives the same values with 1-dims), because row b of
+ * onehot(y) * log_softmax(z) is log softmax(z)[b, y_b] at y_b and 0 elsewhere, and
+ * softmax_xent(z, y)[b] = -log softmax(z)[b, y_b]. Then d/dz = (softmax(z) - onehot(y))
+ * * scale. It does not fire for a sigmoid (no log_softmax), a target that is not
+ * onehot of a label (an f32 tensor), or a softmax over another axis than the classes. */
+static int32_t r_softmax_xent(Simp *s, const Inst *in) {
+  if (!s->opt->softmax_xent || (in->flags & IF_BACKWARD) || (in->op != OP_SUM && in->op != OP_MEAN)) return -1;
+  int64_t axis = in->iattr[0];
+  bool keep = in->iattr[1] != 0;
+  if (axis != 1 && axis != IR_AXIS_ALL) return -1;
+  const Inst *m = at(s, in->args[0]);
+  if (m->op != OP_MUL) return -1;
+  int32_t oh = -1, ls = -1;
+  for (int k = 0; k < 2; k++)
+    if (at(s, m->args[k])->op == OP_ONEHOT && at(s, m->args[1 - k])->op == OP_LOG_SOFTMAX) {
+      oh = m->args[k];
+      ls = m->args[1 - k];
+    }
+  if (oh < 0) return -1;
+  int32_t y = at(s, oh)->args[0], z = at(s, ls)->args[0];
+  const TensorType *tz = vty(s, z), *ty = vty(s, y);
+  /* classes on axis 1 of a matrix, the same [B,C] for logits, labels and the product */
+  if (at(s, ls)->iattr[0] != 1 || tz->rank != 2 || ty->rank != 2 || ty->dtype != DT_LABEL ||
+      tz->dims[0] != ty->dims[0] || tz->dims[1] != ty->dims[1] || at(s, z)->type != m->type ||
+      at(s, oh)->type != m->type)
+    return -1;
+  int64_t classes = tz->dims[1];
+  Module *mod = s->g->mod;
+  DType dt = (DType)tz->dtype;
+  const char *R = "softmax_xent";
+
+  Inst base = *in;
+  base.rule = R;   /* every instruction of the rewrite names the rule */
+  int32_t xent = simp_emit(s, like(&base, OP_SOFTMAX_XENT, 2, z, y, R));          /* [B] */
+  int32_t r;
+  if (axis == 1) {
+    r = simp_emit(s, like(&base, OP_NEG, 1, xent, 0, R));
+  } else {
+    Inst red = like(&base, in->op, 1, xent, 0, R);
+    red.iattr[0] = IR_AXIS_ALL;
+    r = simp_emit(s, like(&base, OP_NEG, 1, simp_emit(s, red), 0, R));        /* [] */
+  }
+  if (in->op == OP_MEAN) {
+    int32_t c = mk_const(s, &base, 1.0 / (double)classes, ir_type_scalar(mod, dt), R);
+    r = simp_emit(s, like(&base, OP_MUL, 2, r, c, R));
+  }
+  if (keep) {
+    if (axis == 1) {   /* [B] -> [B,1]: broadcast along a new leading axis, transpose */
+      int64_t d[2] = {1, tz->dims[0]};
+      r = mk_to(s, &base, OP_BROADCAST, r, ir_type(mod, dt, 2, d), R);
+      r = simp_emit(s, like(&base, OP_TRANSPOSE, 1, r, 0, R));
+    } else {
+      r = mk_to(s, &base, OP_BROADCAST, r, in->type, R);
+    }
+  }
+  return r;
+}
+
+/* The rule table, in the order rules are tried. */
+static const Rule rules[] = {
+    {"fold", r_fold},
+    {"size.static", r_size_static},
+    {"to.same", r_to_same},
+    {"mul.one", r_mul_one},
+    {"mul.zero", r_mul_zero},
+    {"add.zero", r_add_zero},
+    {"sub.zero", r_sub_zero},
+    {"div.one", r_div_one},
+    {"neg.neg", r_neg_neg},
+    {"neg.mul_const", r_neg_mul_const},
+    {"pow.one", r_pow_one},
+    {"transpose.transpose", r_transpose_transpose},
+    {"transpose.bcast", r_transpose_bcast},
+    {"bcast.bcast", r_bcast_bcast},
+    {"bcast.hoist", r_bcast_hoist},
+    {"bcast.fold", r_bcast_fold},
+    {"log_softmax", r_log_softmax},
+    {"softmax_xent", r_softmax_xent},
+};
+
+/* ------------------------------------------------------------------ sweep, CSE, DCE */
+
+/* Apply the first rule that fires, else emit (hash-consing merges duplicates). */
+static int32_t simp_emit(Simp *s, Inst in) {
+  unsigned fl = ir_ops[in.op].flags;
+  if (!(fl & (OPF_LEAF | OPF_SINK)) && s->depth < SIMP_MAX_DEPTH) {
+    /* ill-typed input is the verifier's to report, not a rule's to rewrite */
+    char err[256];
+    TypeId t = ir_infer_type(s->g, &in, err, sizeof err);
+    if (t != TYPE_VOID) {
+      in.type = t;
+      s->depth++;
+      for (size_t r = 0; r < sizeof rules / sizeof rules[0]; r++) {
+        int32_t v = rules[r].fn(s, &in);
+        if (v < 0) continue;
+        s->depth--;
+        s->fired++;
+        if (s->g->insts[v].type != t)
+          ir_die("simplify: rule %s changed the type of %s", rules[r].name, ir_ops[in.op].name);
+        return v;
+      }
+      s->depth--;
+    }
+  }
+  return ir_emit(s->g, &in);
+}
+
+/* One sweep of src into a new function. */
+static Func *sweep(Func *src, const PassOptions *opt, int *fired) {
+  Simp s = {pass_func_new_like(src), opt, 0, 0};
+  int32_t *map = bp_xmalloc((size_t)(src->ninsts + 1) * sizeof *map);
+  for (int32_t i = 0; i < src->ninsts; i++) {
+    Inst in = src->insts[i];
+    for (int k = 0; k < in.nargs; k++) in.args[k] = map[in.args[k]];
+    in.from = in.from >= 0 && in.from < i ? map[in.from] : -1;
+    map[i] = simp_emit(&s, in);
+  }
+  bp_free(map);
+  *fired = s.fired;
+  return s.g;
+}
+
+/* Dead-code elimination into a new function. */
+static Func *dce(Func *src, int *removed) {
+  bool *live = bp_xmalloc((size_t)(src->ninsts + 1) * sizeof *live);
+  for (int32_t i = 0; i < src->ninsts; i++) {
+    const Inst *in = &src->insts[i];
+    live[i] = (ir_ops[in->op].flags & OPF_SINK) || in->op == OP_INPUT || in->op == OP_PARAM;
+  }
+  for (int32_t i = src->ninsts - 1; i >= 0; i--)
+    if (live[i])
+      for (int k = 0; k < src->insts[i].nargs; k++) live[src->insts[i].args[k]] = true;
+  Func *g = pass_func_new_like(src);
+  int32_t *map = bp_xmalloc((size_t)(src->ninsts + 1) * sizeof *map);
+  *removed = 0;
+  for (int32_t i = 0; i < src->ninsts; i++) {
+    map[i] = -1;
+    if (!live[i]) {
+      (*removed)++;
+      continue;
+    }
+    Inst in = src->insts[i];
+    for (int k = 0; k < in.nargs; k++) in.args[k] = map[in.args[k]];
+    in.from = in.from >= 0 && in.from < i ? map[in.from] : -1;
+    map[i] = ir_emit(g, &in);
+  }
+  bp_free(map);
+  bp_free(live);
+  return g;
+}
+
+static Func *simplify(Func *f, const PassOptions *opt) {
+  Func *cur = f;
+  for (int round = 0; round < SIMP_MAX_ROUNDS; round++) {
+    int fired = 0, removed = 0;
+    Func *swept = sweep(cur, opt, &fired);
+    Func *next = dce(swept, &removed);
+    pass_func_drop(swept);
+    bool same = next->ninsts == cur->ninsts;
+    if (cur != f) pass_func_drop(cur);
+    cur = next;
+    if (!fired && !removed && same) break;
+  }
+  return pass_func_replace(f, cur);
+}
+
+Func *pass_simplify(Func *f, const PassOptions *opt) { return simplify(f, opt); }
+
+Func *pass_canonicalize(Func *f, const PassOptions *opt) { return simplify(f, opt); }
