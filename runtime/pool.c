@@ -4,7 +4,7 @@
  * hundreds of small kernels pay a wake-up, not a thread creation. On the project's
  * 2-core machine spinning pools fight each other (shared/notes/performance.md), so a
  * worker spins only ~50 us after a job (back-to-back kernels stay cheap) and then
- * sleeps on a condition variable.
+ * sleeps on a condition variable; with more threads than CPUs it does not spin at all.
  *
  * Scheduling is static and deterministic: a job over [0, n) is cut into c =
  * min(threads, ceil(n / grain)) consecutive chunks whose sizes differ by at most one
@@ -33,6 +33,7 @@
 typedef struct {
   BprtPool *pool;
   int id;
+  uint64_t generation;      /* the last job before this worker started */
 } WorkerArg;
 
 struct BprtPool {
@@ -40,6 +41,7 @@ struct BprtPool {
   pthread_mutex_t mu;       /* guards sleeping on wake / done */
   pthread_cond_t wake, done;
   int threads;              /* workers including the caller */
+  uint64_t spin_ns;         /* SPIN_NS, or 0 when there are more threads than CPUs */
   pthread_t *tids;          /* threads - 1 */
   WorkerArg *args;
   /* The current job. Written before generation is bumped; read after it is seen. */
@@ -91,13 +93,15 @@ static void run_chunk(BprtPool *p, int k) {
 static void *worker_main(void *argp) {
   WorkerArg *arg = argp;
   BprtPool *p = arg->pool;
-  uint64_t seen = atomic_load(&p->generation);
+  /* Not a fresh load of p->generation: a job submitted before this thread got to run
+   * must still count as new for it, or the caller would wait for it forever. */
+  uint64_t seen = arg->generation;
   for (;;) {
     /* Wait for a new job: spin briefly, then sleep. */
     uint64_t start = now_ns();
     for (int i = 0; atomic_load(&p->generation) == seen && !atomic_load(&p->stop); i++) {
       cpu_relax();
-      if ((i & 63) == 63 && now_ns() - start > SPIN_NS) break;
+      if ((i & 63) == 63 && now_ns() - start > p->spin_ns) break;
     }
     if (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) {
       pthread_mutex_lock(&p->mu);
@@ -137,6 +141,9 @@ static int start_workers(BprtPool *p, int threads) {
   if (threads <= 0) threads = bprt_cpu_count();
   if (threads > 1024) threads = 1024;
   p->threads = 1;
+  /* Oversubscribed, a spinning thread only keeps the one it waits for off the CPU.
+   * Set before any worker starts: workers read it without a lock. */
+  p->spin_ns = threads <= bprt_cpu_count() ? SPIN_NS : 0;
   if (threads == 1) return 0;
   p->tids = bprt_malloc(sizeof(pthread_t) * (size_t)(threads - 1));
   p->args = bprt_malloc(sizeof(WorkerArg) * (size_t)(threads - 1));
@@ -148,7 +155,7 @@ static int start_workers(BprtPool *p, int threads) {
     return -1;
   }
   for (int i = 0; i < threads - 1; i++) {
-    p->args[i] = (WorkerArg){p, i + 1};
+    p->args[i] = (WorkerArg){p, i + 1, atomic_load(&p->generation)};
     int rc = pthread_create(&p->tids[i], NULL, worker_main, &p->args[i]);
     if (rc != 0)
       return bprt_set_error("cannot start thread %d of %d: %s", i + 2, threads, strerror(rc));
@@ -225,7 +232,7 @@ void bprt_pool_for(BprtPool *p, int64_t n, int64_t grain, BprtRangeFn fn, void *
   uint64_t start = now_ns();
   for (int i = 0; atomic_load(&p->active) > 0; i++) {
     cpu_relax();
-    if ((i & 63) == 63 && now_ns() - start > SPIN_NS) break;
+    if ((i & 63) == 63 && now_ns() - start > p->spin_ns) break;
   }
   if (atomic_load(&p->active) > 0) {
     pthread_mutex_lock(&p->mu);

@@ -41,7 +41,8 @@ void *bprt_calloc(size_t count, size_t size);
 void *bprt_realloc(void *p, size_t n);
 void bprt_free(void *p);
 char *bprt_strdup(const char *s);
-/* The (n+1)-th allocation from now fails; n = -1 restores normal behaviour. */
+/* The (n+1)-th allocation from now fails, and every one after it, until
+ * bprt_alloc_fail_after(-1) restores normal behaviour. */
 void bprt_alloc_fail_after(long n);
 /* Number of allocations made since the process started (tests size their loops). */
 long bprt_alloc_count(void);
@@ -74,9 +75,12 @@ int bprt_pool_threads(const BprtPool *p);
  * Must not be called from inside a task of the same pool. */
 int bprt_pool_resize(BprtPool *p, int threads);
 /* Run fn over [0, n) split into chunks of at least `grain` indices (grain <= 0: 1).
- * Every index is covered exactly once; returns when all chunks are done. Small jobs
- * (n <= grain), a 1-thread pool, and calls from inside a task run inline. Concurrent
- * callers from different threads are serialized. */
+ * Every index is covered exactly once; returns when all chunks are done. The schedule
+ * is static: c = min(threads, ceil(n / grain)) consecutive chunks whose sizes differ by
+ * at most one, chunk k run by worker k, so per-worker partial results combined in
+ * worker order are deterministic for a given thread count. Small jobs (n <= grain), a
+ * 1-thread pool, and calls from inside a task run inline (as one chunk, with the
+ * caller's worker id). Concurrent callers from different threads are serialized. */
 void bprt_pool_for(BprtPool *p, int64_t n, int64_t grain, BprtRangeFn fn, void *ctx);
 
 /* The process-wide pool that generated code uses, created on first use with one

@@ -1,0 +1,67 @@
+/* tests/runtime/testutil.h — temporary directories and files for the runtime tests. */
+#ifndef BPCC_TESTS_RUNTIME_TESTUTIL_H
+#define BPCC_TESTS_RUNTIME_TESTUTIL_H
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A fresh directory under $TMPDIR (or /tmp); removed with rm_tree. */
+static inline char *make_temp_dir(void) {
+  const char *base = getenv("TMPDIR");
+  static char buf[4096];
+  snprintf(buf, sizeof buf, "%s/bprt-test-XXXXXX", base && *base ? base : "/tmp");
+  return mkdtemp(buf) ? strdup(buf) : NULL;
+}
+
+/* Remove a directory and the plain files in it (the tests make no subdirectories). */
+static inline void rm_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  char path[8192];
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    unlink(path);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+/* Number of entries of dir (without . and ..). */
+static inline int count_entries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+  closedir(d);
+  return n;
+}
+
+static inline void write_bytes(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (!f) {
+    perror(path);
+    abort();
+  }
+  if (n && fwrite(data, 1, n, f) != n) abort();
+  fclose(f);
+}
+
+static inline void write_text(const char *path, const char *text) { write_bytes(path, text, strlen(text)); }
+
+/* dir/name into a static rotating buffer (up to 8 live at a time). */
+static inline const char *path_in(const char *dir, const char *name) {
+  static char bufs[8][4096];
+  static int k;
+  char *b = bufs[k++ % 8];
+  snprintf(b, 4096, "%s/%s", dir, name);
+  return b;
+}
+
+#endif
