@@ -174,8 +174,10 @@ int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg) 
     if (in->op != OP_OUTPUT) continue;
     const Tensor *ref = ir_interp_value(it, in->args[0]);
     const float *got = t.outputs[ko++];
-    double maxdiff = 0;
+    double maxdiff = 0, scale = 1;
     int64_t worst = 0, bad = 0;
+    for (int64_t k = 0; k < ref->numel; k++)
+      if (isfinite(ref->data[k])) scale = fmax(scale, fabs(ref->data[k]));
     for (int64_t k = 0; k < ref->numel; k++) {
       double r = ref->data[k], g = got[k];
       double diff = fabs(g - r);
@@ -183,7 +185,7 @@ int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg) 
       else if (isinf(r) && g == r) diff = 0;
       else if (isnan(diff)) diff = INFINITY;
       if (diff > maxdiff) maxdiff = diff, worst = k;
-      if (!(diff <= tol * fmax(1.0, fabs(r)))) bad++;
+      if (!(diff <= tol * scale)) bad++;
     }
     char ts[64];
     ir_type_str(&ref->type, ts, sizeof ts);

@@ -19,8 +19,11 @@ typedef struct {
 void cgt_parallel_for(void *pool, int64_t n, int64_t grain, bprt_task_fn fn, void *ctx);
 
 /* Every output of f (the forward entry, dropout off) against the interpreter at batch
- * size `batch`: |jit - ref| <= tol * max(1, |ref|) elementwise. Prints the max diff of
- * each tensor. Returns the number of tensors that failed (or 1 if building failed). */
+ * size `batch`, relative to the tensor's scale: |jit - ref| <= tol * max(1, max |ref|)
+ * for every element (normwise: an f32 dot product of K terms carries an error relative
+ * to its terms, not to a result that cancels to near zero). Prints the max diff of each
+ * tensor that fails (all with CGT_VERBOSE set). Returns the number of tensors that
+ * failed (or 1 if building failed). */
 int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg);
 
 /* A frame with blocks sized from desc at `batch`; free with cgt_frame_free. */

@@ -1,13 +1,15 @@
 /* tests/codegen/test_cg_ops.c — every op through the JIT against the reference
  * interpreter, on shapes that exercise vector tails and blocking edges
- * (1, 7, 15, 17, 33, 100, 1000). f32 tolerance: |jit - ref| <= 1e-5 max(1, |ref|). */
+ * (1, 7, 15, 17, 33, 100, 1000). f32 tolerance: |jit - ref| <= 1e-5 max(1, max |ref|) (harness.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tests/codegen/harness.h"
@@ -189,11 +191,57 @@ static void test_chain(void **state) {
   ir_module_free(m);
 }
 
+/* runtime/rng.c's generator (declared here: runtime.h and model.h both define
+ * BPRT_MAX_RANK). The generated mask must equal bprt_dropout_mask bit for bit. */
+void bprt_dropout_mask(float *mask, int64_t n, float p, uint64_t seed, uint64_t stream);
+
+static void test_dropout(void **state) {
+  (void)state;
+  for (int s = 0; s < NSIZES; s++) {
+    int64_t n = sizes[s];
+    Module *m = ir_module_new();
+    Func *f = ir_func_new(m, "drop");
+    TypeId t = ty(m, 2, DIM_BATCH, n, 0);
+    int32_t mask = ir_dropout_mask(f, 0.3, 5, t, L);
+    ir_output(f, "mask", mask, L);
+    ir_loss(f, ir_reduce(f, OP_SUM, mask, IR_AXIS_ALL, false, L), L);
+    CgOptions o = {"native", 2, 1, false};
+    CgModel *cm = cg_model_build(f, f, NULL, &o);
+    assert_non_null(cm);
+    assert_int_equal(cg_model_jit(cm), 0);
+    bprt_model_desc *d = cg_model_desc(cm);
+    CgtFrame fr;
+    int64_t batch = 3, numel = batch * n;
+    cgt_frame_init(&fr, d, batch, 1);
+    float *want = calloc((size_t)numel, sizeof *want);
+    for (uint64_t step = 1; step <= 3; step++) {
+      fr.fr.step = step;
+      fr.fr.seed = 99 + step;
+      d->grad(&fr.fr);
+      /* stream = 1<<62 | id<<40 | step (bprt_stream_dropout) */
+      uint64_t stream = (UINT64_C(1) << 62) | (UINT64_C(5) << 40) | step;
+      bprt_dropout_mask(want, numel, 0.3f, 99 + step, stream);
+      assert_memory_equal(fr.outputs[0], want, (size_t)numel * sizeof *want);
+      double sum = 0;
+      for (int64_t k = 0; k < numel; k++) sum += want[k];
+      assert_true(fabs(*fr.loss - sum) <= 1e-5 * fmax(1, sum));
+    }
+    /* inference: dropout is the identity */
+    d->forward(&fr.fr);
+    for (int64_t k = 0; k < numel; k++) assert_true(fr.outputs[0][k] == 1.0f);
+    free(want);
+    cgt_frame_free(&fr);
+    cg_model_free(cm);
+    ir_module_free(m);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary),        cmocka_unit_test(test_binary_broadcast),
       cmocka_unit_test(test_reductions),   cmocka_unit_test(test_softmax_rows),
       cmocka_unit_test(test_shape_ops),    cmocka_unit_test(test_chain),
+      cmocka_unit_test(test_dropout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
