@@ -1,0 +1,339 @@
+/* tests/runtime/test_safetensors.c — checkpoints: round trip, every corrupt-file case
+ * with its exact message, atomic write under failure, allocation-failure sweeps. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "runtime/runtime.h"
+#include "testutil.h"
+
+static char *dir;
+
+static int setup(void **state) {
+  (void)state;
+  dir = make_temp_dir();
+  return dir ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  rm_tree(dir);
+  free(dir);
+  return 0;
+}
+
+/* Three tensors of rank 2, 1 and 0 and metadata with characters that need escapes. */
+static float w[6] = {1, -2, 3.5f, 4, 5, 6e-8f}, b[3] = {0.5f, -0.25f, 1e30f}, s[1] = {42};
+static const BprtTensorRef tensors[3] = {
+    {"h.W", 2, {2, 3}, w},
+    {"h.b", 1, {3}, b},
+    {"step_scale", 0, {0}, s},
+};
+static const BprtMeta meta[3] = {{"step", "100"}, {"epoch", "3"}, {"note", "quote\" back\\slash\nnewline \x01 ü"}};
+
+static void test_round_trip(void **state) {
+  (void)state;
+  const char *path = path_in(dir, "ck.safetensors");
+  assert_int_equal(bprt_st_write(path, tensors, 3, meta, 3), 0);
+  assert_int_equal(count_entries(dir), 1);   /* no temporary file left behind */
+  BprtCheckpoint *ck = bprt_st_read(path);
+  assert_non_null(ck);
+  assert_string_equal(bprt_st_path(ck), path);
+  assert_int_equal(bprt_st_count(ck), 3);
+  for (int i = 0; i < 3; i++) {
+    const BprtTensorRef *t = bprt_st_tensor(ck, i);
+    assert_string_equal(t->name, tensors[i].name);
+    assert_int_equal(t->rank, tensors[i].rank);
+    for (int d = 0; d < t->rank; d++) assert_int_equal(t->dims[d], tensors[i].dims[d]);
+    int64_t n = 1;
+    for (int d = 0; d < t->rank; d++) n *= t->dims[d];
+    assert_memory_equal(t->data, tensors[i].data, sizeof(float) * (size_t)n);
+  }
+  assert_null(bprt_st_tensor(ck, 3));
+  assert_int_equal(bprt_st_meta_count(ck), 3);
+  for (int i = 0; i < 3; i++) assert_string_equal(bprt_st_meta(ck, meta[i].key), meta[i].value);
+  assert_null(bprt_st_meta(ck, "absent"));
+  assert_string_equal(bprt_st_meta_at(ck, 1)->key, "epoch");
+  float got[6];
+  const int64_t dims[2] = {2, 3}, wrong[2] = {3, 2};
+  assert_int_equal(bprt_st_load(ck, "h.W", got, 2, dims), 0);
+  assert_memory_equal(got, w, sizeof w);
+  assert_int_equal(bprt_st_load(ck, "h.W", got, 2, wrong), -1);
+  char want[512];
+  snprintf(want, sizeof want, "%s: tensor 'h.W' has shape [2,3], expected [3,2]", path);
+  assert_string_equal(bprt_last_error(), want);
+  assert_int_equal(bprt_st_load(ck, "out.W", got, 2, dims), -1);
+  snprintf(want, sizeof want, "%s: missing tensor 'out.W'", path);
+  assert_string_equal(bprt_last_error(), want);
+  bprt_st_free(ck);
+
+  /* Overwriting replaces the file (atomically) with the new contents. */
+  assert_int_equal(bprt_st_write(path, tensors + 1, 1, NULL, 0), 0);
+  ck = bprt_st_read(path);
+  assert_non_null(ck);
+  assert_int_equal(bprt_st_count(ck), 1);
+  assert_int_equal(bprt_st_meta_count(ck), 0);
+  assert_string_equal(bprt_st_tensor(ck, 0)->name, "h.b");
+  bprt_st_free(ck);
+  /* An empty checkpoint is valid too. */
+  assert_int_equal(bprt_st_write(path, NULL, 0, NULL, 0), 0);
+  ck = bprt_st_read(path);
+  assert_non_null(ck);
+  assert_int_equal(bprt_st_count(ck), 0);
+  bprt_st_free(ck);
+  unlink(path);
+}
+
+/* The header layout is the standard one: 8-byte length, JSON, padding to 8. */
+static void test_header_bytes(void **state) {
+  (void)state;
+  const char *path = path_in(dir, "hdr.safetensors");
+  const BprtTensorRef t[1] = {{"a", 1, {2}, w}};
+  const BprtMeta m[1] = {{"k", "v"}};
+  assert_int_equal(bprt_st_write(path, t, 1, m, 1), 0);
+  FILE *f = fopen(path, "rb");
+  unsigned char buf[256];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  const char *json = "{\"__metadata__\":{\"k\":\"v\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+  size_t jl = strlen(json), padded = (jl + 7) / 8 * 8;
+  assert_int_equal(n, 8 + padded + 8);
+  assert_int_equal(buf[0], padded);
+  for (int i = 1; i < 8; i++) assert_int_equal(buf[i], 0);
+  assert_memory_equal(buf + 8, json, jl);
+  for (size_t i = jl; i < padded; i++) assert_int_equal(buf[8 + i], ' ');
+  assert_memory_equal(buf + 8 + padded, w, 8);
+  unlink(path);
+}
+
+/* ---- corrupt files: each gives exactly its message ---- */
+
+/* Write [len8][header][data] with an explicit header length. */
+static void write_st(const char *path, uint64_t hlen, const char *header, const void *data, size_t dlen) {
+  size_t hl = strlen(header);
+  unsigned char *buf = malloc(8 + hl + dlen + 1);
+  for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(hlen >> (8 * i));
+  memcpy(buf + 8, header, hl);
+  if (dlen) memcpy(buf + 8 + hl, data, dlen);
+  write_bytes(path, buf, 8 + hl + dlen);
+  free(buf);
+}
+
+static void expect_read_error(const char *path, const char *want_after_path) {
+  BprtCheckpoint *ck = bprt_st_read(path);
+  if (ck) fail_msg("expected an error for %s", want_after_path);
+  char want[1024];
+  snprintf(want, sizeof want, "%s: %s", path, want_after_path);
+  assert_string_equal(bprt_last_error(), want);
+}
+
+static void corrupt(const char *header, size_t dlen, const char *want) {
+  const char *path = path_in(dir, "bad.safetensors");
+  unsigned char data[64] = {0};
+  write_st(path, strlen(header), header, data, dlen);
+  expect_read_error(path, want);
+  unlink(path);
+}
+
+static void test_corrupt_files(void **state) {
+  (void)state;
+  const char *path = path_in(dir, "bad.safetensors");
+  char want[1024];
+  /* Missing file. */
+  assert_null(bprt_st_read(path));
+  snprintf(want, sizeof want, "cannot open %s: No such file or directory", path);
+  assert_string_equal(bprt_last_error(), want);
+  /* Too short. */
+  write_bytes(path, "\x05\0\0", 3);
+  expect_read_error(path, "file too short for a safetensors checkpoint (3 bytes; the header length alone is 8)");
+  /* Absurd header lengths. */
+  write_st(path, 1000000000000ull, "{}", NULL, 0);
+  expect_read_error(path, "header length 1000000000000 is absurd (the file has 10 bytes; the limit is 100 MiB)");
+  write_st(path, 50, "{}", NULL, 0);
+  expect_read_error(path, "header length 50 is absurd (the file has 10 bytes)");
+  /* Malformed JSON, with the byte offset in the file. */
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},}", 4,
+          "malformed header JSON at byte 62: expected a string key");
+  corrupt("{\"a\" {}}", 0, "malformed header JSON at byte 13: expected ':' after object key");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,],\"data_offsets\":[0,4]}}", 4,
+          "malformed header JSON at byte 39: expected a value");
+  corrupt("{\"a\":\"unterminated}", 0, "malformed header JSON at byte 13: unterminated string");
+  corrupt("{} x", 0, "malformed header JSON at byte 11: unexpected text after the JSON value");
+  corrupt("", 0, "malformed header JSON at byte 8: unexpected end of text");
+  corrupt("[1,2]", 0, "header is an array; expected a JSON object");
+  /* Entries. */
+  corrupt("{\"a\":3}", 0, "header entry 'a' is a number; expected an object with dtype, shape and data_offsets");
+  corrupt("{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "tensor 'a' has no dtype");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "tensor 'a' has no shape");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "tensor 'a' has no data_offsets");
+  corrupt("{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
+          "tensor 'a' has dtype F16; bpcc checkpoints hold F32 only");
+  corrupt("{\"a\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, "tensor 'a' has unknown dtype 'Q7'");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
+          "tensor 'a': shape[0] is not a non-negative integer (header byte 37)");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1.5],\"data_offsets\":[0,4]}}", 4,
+          "tensor 'a': shape[0] is not a non-negative integer (header byte 37)");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4,
+          "tensor 'a': data_offsets must be an array [begin, end]");
+  corrupt("{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,12]}}", 24,
+          "tensor 'w': data_offsets [0, 12] hold 12 bytes but F32[2,3] needs 24");
+  corrupt("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8,
+          "tensor 'w': data_offsets [8, 4] end before they begin");
+  corrupt("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8,
+          "tensor 'w': data_offsets [0, 16] run past the end of the file (8 data bytes after the header, which "
+          "ends at byte 63)");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+          "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,24]}}", 24,
+          "tensors 'a' and 'b' overlap (data bytes [0, 16) and [8, 24))");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+          "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
+          "header names 'a' twice (header byte 62)");
+  corrupt("{\"__metadata__\":{\"step\":3}}", 0, "__metadata__ value of 'step' is a number; expected a string");
+  corrupt("{\"__metadata__\":[]}", 0, "__metadata__ is an array; expected an object of strings");
+  corrupt("{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "a tensor has an empty name");
+  /* A valid file with a bit flipped in the length is caught too. */
+  assert_int_equal(bprt_st_write(path, tensors, 3, meta, 3), 0);
+  FILE *f = fopen(path, "r+b");
+  fputc(0x01, f);   /* header length low byte: now the JSON is cut short */
+  fclose(f);
+  BprtCheckpoint *ck = bprt_st_read(path);
+  assert_null(ck);
+  assert_non_null(strstr(bprt_last_error(), "malformed header JSON at byte"));
+  unlink(path);
+}
+
+/* Deep nesting and hostile escapes stop cleanly. */
+static void test_hostile_json(void **state) {
+  (void)state;
+  char deep[400];
+  memset(deep, '[', 200);
+  deep[200] = 0;
+  corrupt(deep, 0, "malformed header JSON at byte 73: nesting deeper than 64 levels");
+  corrupt("{\"a\\u0000\":1}", 0, "malformed header JSON at byte 11: \\u0000 in a string is not supported");
+  corrupt("{\"\\ud800\":1}", 0, "malformed header JSON at byte 10: unpaired surrogate in \\u escape");
+  corrupt("{\"\\q\":1}", 0, "malformed header JSON at byte 10: bad escape in string");
+  /* Escapes that are valid decode to UTF-8. */
+  const char *path = path_in(dir, "esc.safetensors");
+  const char *h = "{\"__metadata__\":{\"k\":\"\\u00fc\\ud83d\\ude00\\t\\/\"}}";
+  write_st(path, strlen(h), h, NULL, 0);
+  BprtCheckpoint *ck = bprt_st_read(path);
+  assert_non_null(ck);
+  assert_string_equal(bprt_st_meta(ck, "k"), "\xc3\xbc\xf0\x9f\x98\x80\t/");
+  bprt_st_free(ck);
+  unlink(path);
+}
+
+static void test_write_argument_errors(void **state) {
+  (void)state;
+  const char *path = path_in(dir, "args.safetensors");
+  char want[1024];
+  const BprtTensorRef dup[2] = {{"x", 1, {1}, w}, {"x", 1, {1}, b}};
+  assert_int_equal(bprt_st_write(path, dup, 2, NULL, 0), -1);
+  snprintf(want, sizeof want, "%s: tensor name 'x' appears twice", path);
+  assert_string_equal(bprt_last_error(), want);
+  const BprtTensorRef reserved[1] = {{"__metadata__", 1, {1}, w}};
+  assert_int_equal(bprt_st_write(path, reserved, 1, NULL, 0), -1);
+  snprintf(want, sizeof want, "%s: '__metadata__' is reserved, not a tensor name", path);
+  assert_string_equal(bprt_last_error(), want);
+  const BprtTensorRef nodata[1] = {{"x", 1, {4}, NULL}};
+  assert_int_equal(bprt_st_write(path, nodata, 1, NULL, 0), -1);
+  snprintf(want, sizeof want, "%s: tensor 'x' has no data", path);
+  assert_string_equal(bprt_last_error(), want);
+  const char *nodir = path_in(dir, "no/such/dir/ck.safetensors");
+  assert_int_equal(bprt_st_write(nodir, tensors, 3, NULL, 0), -1);
+  snprintf(want, sizeof want, "%s: cannot create a temporary file beside it: No such file or directory", nodir);
+  assert_string_equal(bprt_last_error(), want);
+  assert_int_equal(count_entries(dir), 0);
+}
+
+/* A write that fails half way (the file size limit makes write() return EFBIG) leaves
+ * the old checkpoint byte for byte and no temporary file. */
+static void test_atomic_write_failure(void **state) {
+  (void)state;
+  const char *path = path_in(dir, "atomic.safetensors");
+  assert_int_equal(bprt_st_write(path, tensors, 3, meta, 3), 0);
+  FILE *f = fopen(path, "rb");
+  unsigned char before[1024];
+  size_t nbefore = fread(before, 1, sizeof before, f);
+  fclose(f);
+
+  enum { N = 1 << 16 };
+  float *big = calloc(N, sizeof(float));
+  const BprtTensorRef large[1] = {{"big", 1, {N}, big}};
+  struct rlimit old;
+  getrlimit(RLIMIT_FSIZE, &old);
+  void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = {4096, old.rlim_max};
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+  int rc = bprt_st_write(path, large, 1, NULL, 0);
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, prev);
+  free(big);
+  assert_int_equal(rc, -1);
+  assert_non_null(strstr(bprt_last_error(), "cannot write checkpoint (write of "));
+  assert_non_null(strstr(bprt_last_error(), "failed: File too large); the previous file is unchanged"));
+  assert_int_equal(count_entries(dir), 1);
+  f = fopen(path, "rb");
+  unsigned char after[1024];
+  size_t nafter = fread(after, 1, sizeof after, f);
+  fclose(f);
+  assert_int_equal(nafter, nbefore);
+  assert_memory_equal(after, before, nbefore);
+  unlink(path);
+}
+
+/* Out of memory at every allocation of a write and a read: an error, never a crash or
+ * a leak (the ASan build checks leaks); on write failure the old file stays. */
+static void test_alloc_failure_sweep(void **state) {
+  (void)state;
+  const char *path = path_in(dir, "oom.safetensors");
+  assert_int_equal(bprt_st_write(path, tensors + 1, 1, NULL, 0), 0);
+  int failures = 0;
+  for (long k = 0; k < 200; k++) {
+    bprt_alloc_fail_after(k);
+    int rc = bprt_st_write(path, tensors, 3, meta, 3);
+    bprt_alloc_fail_after(-1);
+    assert_int_equal(count_entries(dir), 1);
+    if (rc == 0) break;
+    failures++;
+    assert_non_null(strstr(bprt_last_error(), "out of memory (allocating "));
+    BprtCheckpoint *ck = bprt_st_read(path);   /* still the old one */
+    assert_non_null(ck);
+    assert_int_equal(bprt_st_count(ck), 1);
+    bprt_st_free(ck);
+  }
+  assert_true(failures > 0);
+  failures = 0;
+  for (long k = 0; k < 400; k++) {
+    bprt_alloc_fail_after(k);
+    BprtCheckpoint *ck = bprt_st_read(path);
+    bprt_alloc_fail_after(-1);
+    if (ck) {
+      assert_int_equal(bprt_st_count(ck), 3);
+      bprt_st_free(ck);
+      break;
+    }
+    failures++;
+    assert_non_null(strstr(bprt_last_error(), "out of memory"));
+  }
+  assert_true(failures > 5);
+  unlink(path);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_header_bytes),
+      cmocka_unit_test(test_corrupt_files),       cmocka_unit_test(test_hostile_json),
+      cmocka_unit_test(test_write_argument_errors), cmocka_unit_test(test_atomic_write_failure),
+      cmocka_unit_test(test_alloc_failure_sweep),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
