@@ -65,6 +65,18 @@ typedef struct {
 extern const DrvCommand drv_commands[];
 extern const DrvEmit drv_emits[];
 
+/* Codegen options of the command line: -O0..-O3 and -march=CPU (native, x86-64,
+ * x86-64-v2, x86-64-v3, x86-64-v4), and the --emit kinds that use them
+ * (emit_codegen.c): llvm, asm and obj print the whole compiled model on stdout. */
+typedef struct {
+  const char *march;
+  int opt_level;
+} DrvCodegenOptions;
+extern DrvCodegenOptions drv_codegen;
+int drv_emit_llvm(DrvCompilation *c, FILE *out);
+int drv_emit_asm(DrvCompilation *c, FILE *out);
+int drv_emit_obj(DrvCompilation *c, FILE *out);
+
 /* Subcommands (cmd_*.c). */
 
 #endif

@@ -36,6 +36,9 @@ const DrvEmit drv_emits[] = {
     {"tokens", DRV_READ, emit_tokens, "the tokens with their line:col ranges"},
     {"ast", DRV_PARSE, emit_ast, "the syntax tree (printed even when it has errors)"},
     {"ir", DRV_LOWER, emit_ir, "the forward IR of the model"},
+    {"llvm", DRV_LOWER, drv_emit_llvm, "the optimized LLVM IR of forward, grad and step"},
+    {"asm", DRV_LOWER, drv_emit_asm, "their assembly (-O0..-O3, -march=CPU apply)"},
+    {"obj", DRV_LOWER, drv_emit_obj, "an ELF object file"},
     {NULL, DRV_READ, NULL, NULL},
 };
 
@@ -62,6 +65,8 @@ static void usage(FILE *o) {
   for (const DrvEmit *e = drv_emits; e->name; e++) fprintf(o, "                       %-10s %s\n", e->name, e->help);
   fprintf(o,
           "  --model=NAME       the model to use when the file has several (default: the first)\n"
+          "  -O0 .. -O3         codegen optimization level (default -O3)\n"
+          "  -march=CPU         native (default), x86-64, x86-64-v2, x86-64-v3 or x86-64-v4\n"
           "  -h, --help         this help\n"
           "  --version          the version\n");
   if (drv_commands[0].name) {
@@ -134,6 +139,10 @@ int main(int argc, char **argv) {
       if (!emit) return usage_error("unknown --emit kind '%s' (see bpcc --help)", a + 7);
     } else if (strcmp(a, "--emit") == 0) {
       return usage_error("%s needs a kind, as in --emit=ast", a);
+    } else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && a[3] == 0) {
+      drv_codegen.opt_level = a[2] - '0';
+    } else if (strncmp(a, "-march=", 7) == 0) {
+      drv_codegen.march = a + 7;
     } else if (strncmp(a, "--model=", 8) == 0) {
       model = a + 8;
     } else if (strcmp(a, "--model") == 0) {

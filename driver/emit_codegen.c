@@ -1,0 +1,78 @@
+/* driver/emit_codegen.c — `bpcc --emit=llvm|asm|obj FILE.bp`: the whole model
+ * compiled by codegen/ (forward; with a loss also autodiff, grad and the training step
+ * with the optimizer of the `train` block), printed as optimized LLVM IR, assembly, or
+ * an object file, on standard output. -O0..-O3 and -march=CPU (main.c) set
+ * drv_codegen. Line tables are on, so the assembly and the object map each kernel to
+ * its line of the .bp file. */
+#include <string.h>
+
+#include "codegen/codegen.h"
+#include "driver/driver.h"
+#include "passes/passes.h"
+
+DrvCodegenOptions drv_codegen = {"native", 3};
+
+/* The optimizer and hyperparameters of a train block (TrainSpec holds PyTorch's
+ * defaults for whatever the block leaves out). */
+static void train_optimizer(const TrainSpec *ts, CgOptimizer *opt) {
+  static const int kinds[] = {[FE_OPT_SGD] = BPRT_OPT_SGD,         [FE_OPT_MOMENTUM] = BPRT_OPT_MOMENTUM,
+                              [FE_OPT_ADAGRAD] = BPRT_OPT_ADAGRAD, [FE_OPT_RMSPROP] = BPRT_OPT_RMSPROP,
+                              [FE_OPT_ADAM] = BPRT_OPT_ADAM,       [FE_OPT_ADAMW] = BPRT_OPT_ADAMW};
+  cg_optimizer_defaults(opt, kinds[ts->optimizer]);
+  double *h = opt->hyper;
+  h[BPRT_H_LR] = ts->lr;
+  h[BPRT_H_MOMENTUM] = ts->momentum;
+  h[BPRT_H_DAMPENING] = ts->dampening;
+  h[BPRT_H_NESTEROV] = ts->nesterov;
+  h[BPRT_H_BETA1] = ts->beta1;
+  h[BPRT_H_BETA2] = ts->beta2;
+  if (ts->eps > 0) h[BPRT_H_EPS] = ts->eps;
+  h[BPRT_H_ALPHA] = ts->alpha;
+  h[BPRT_H_LR_DECAY] = ts->lr_decay;
+  h[BPRT_H_INITIAL_ACC] = ts->initial_accumulator_value;
+  h[BPRT_H_WEIGHT_DECAY] = ts->weight_decay;
+  h[BPRT_H_CLIP] = ts->clip;
+  h[BPRT_H_STEP] = 1;
+}
+
+static bool has_loss(const Func *f) {
+  for (int32_t i = 0; i < f->ninsts; i++)
+    if (f->insts[i].op == OP_LOSS) return true;
+  return false;
+}
+
+static int emit_kind(DrvCompilation *c, int kind) {
+  int errors = diag_error_count();
+  Func *grad = NULL;
+  if (has_loss(c->func)) {
+    PassOptions po;
+    pass_options_default(&po);
+    char gname[256];
+    snprintf(gname, sizeof gname, "%s.grad", c->func->name);
+    grad = pass_run_pipeline(ir_func_clone(c->func, gname), &po);
+    if (!grad || diag_error_count() != errors) return 1;
+  }
+  CgOptimizer opt;
+  train_optimizer(&c->model->train, &opt);
+  CgOptions o = {drv_codegen.march, drv_codegen.opt_level, 0, true};
+  CgModel *m = cg_model_build(c->func, grad, grad ? &opt : NULL, &o);
+  if (!m) return 1;
+  int rc = cg_emit(m, kind, "-");
+  cg_model_free(m);
+  return rc == 0 ? 0 : 1;
+}
+
+int drv_emit_llvm(DrvCompilation *c, FILE *out) {
+  (void)out;
+  return emit_kind(c, CG_EMIT_LLVM);
+}
+
+int drv_emit_asm(DrvCompilation *c, FILE *out) {
+  (void)out;
+  return emit_kind(c, CG_EMIT_ASM);
+}
+
+int drv_emit_obj(DrvCompilation *c, FILE *out) {
+  (void)out;
+  return emit_kind(c, CG_EMIT_OBJ);
+}
