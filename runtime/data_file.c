@@ -55,9 +55,13 @@ unsigned char *data_read_file(const char *path, size_t *len) {
   if (errnum != Z_OK && errnum != Z_STREAM_END) {
     if (errnum == Z_ERRNO)
       bprt_set_error("%s: read error: %s", path, strerror(errno));
-    else
+    else {
+      /* zlib's message starts with the path; say it once. */
+      size_t pl = strlen(path);
+      if (strncmp(msg, path, pl) == 0 && msg[pl] == ':' && msg[pl + 1] == ' ') msg += pl + 2;
       bprt_set_error("%s: gzip data is truncated or corrupt after %zu decompressed bytes (zlib: %s)", path, n,
                      msg);
+    }
     bprt_free(buf);
     gzclose(gz);
     return NULL;
