@@ -104,6 +104,16 @@ static TrainValue *fe_train_number(FeParseState *ps, const char *text, bool neg,
   return v;
 }
 
+static Stmt *err_stmt(FeParseState *ps, StmtKind k, const char *name, SrcLoc loc, SrcLoc eloc, Stmt *prev) {
+  Stmt *s = arena_alloc(ps->arena, sizeof *s);
+  s->kind = k;
+  s->name = name;
+  s->loc = loc;
+  s->value = fe_expr_error(ps->arena, eloc);
+  s->next = prev;
+  return s;
+}
+
 #define REVERSE(T, head) do {                                             \
     T *prev_ = NULL, *cur_ = (head);                                      \
     while (cur_) { T *n_ = cur_->next; cur_->next = prev_; prev_ = cur_; cur_ = n_; } \
@@ -164,11 +174,11 @@ def: block_def | train_def ;
 /* model NAME ( params ) block | layer NAME ( params ) [-> type] block | loss ... */
 block_def:
     MODEL IDENT '(' params_opt ')' block
-      { $$ = new_def(ps, DEF_MODEL, $2, L(ps, @2)); $$->params = $4; $$->body = $6; $$->end_loc = L(ps, @6); }
+      { $$ = new_def(ps, DEF_MODEL, $2, L(ps, @2)); $$->params = $4; $$->body = $6; $$->end_loc = L(ps, @6); $$->end_loc.line = @6.last_line; $$->end_loc.col = @6.last_column - 1; $$->end_loc.endcol = @6.last_column; }
   | LAYER IDENT '(' params_opt ')' ret_opt block
-      { $$ = new_def(ps, DEF_LAYER, $2, L(ps, @2)); $$->params = $4; $$->ret = $6; $$->body = $7; $$->end_loc = L(ps, @7); }
+      { $$ = new_def(ps, DEF_LAYER, $2, L(ps, @2)); $$->params = $4; $$->ret = $6; $$->body = $7; $$->end_loc = L(ps, @7); $$->end_loc.line = @7.last_line; $$->end_loc.col = @7.last_column - 1; $$->end_loc.endcol = @7.last_column; }
   | LOSS IDENT '(' params_opt ')' ret_opt block
-      { $$ = new_def(ps, DEF_LOSS, $2, L(ps, @2)); $$->params = $4; $$->ret = $6; $$->body = $7; $$->end_loc = L(ps, @7); }
+      { $$ = new_def(ps, DEF_LOSS, $2, L(ps, @2)); $$->params = $4; $$->ret = $6; $$->body = $7; $$->end_loc = L(ps, @7); $$->end_loc.line = @7.last_line; $$->end_loc.col = @7.last_column - 1; $$->end_loc.endcol = @7.last_column; }
   ;
 
 ret_opt: %empty { $$ = NULL; } | ARROW type { $$ = $2; } ;
@@ -212,6 +222,15 @@ stmts:
   | stmts NEWLINE        { $$ = $1; }
   | stmts stmt NEWLINE   { $$ = $2; if ($2) $2->next = $1; else $$ = $1; }
   | stmts error NEWLINE  { $$ = $1; yyerrok; }
+  /* a broken right-hand side still defines its name (no "unknown name" cascade) */
+  | stmts IDENT '=' error NEWLINE
+      { $$ = err_stmt(ps, ST_ASSIGN, $2, L(ps, @2), L(ps, @4), $1); yyerrok; }
+  | stmts OUTPUT IDENT '=' error NEWLINE
+      { $$ = err_stmt(ps, ST_OUTPUT, $3, L(ps, @3), L(ps, @5), $1); yyerrok; }
+  | stmts LOSS error NEWLINE
+      { $$ = err_stmt(ps, ST_LOSS, NULL, L(ps, @2), L(ps, @3), $1); yyerrok; }
+  | stmts RETURN error NEWLINE
+      { $$ = err_stmt(ps, ST_RETURN, NULL, L(ps, @2), L(ps, @3), $1); yyerrok; }
   ;
 
 /* stmt = NAME '=' expr | output NAME '=' expr | loss expr | return expr

@@ -205,7 +205,12 @@ static void report(Ctx *c, SrcLoc loc, const Note *notes, int nnotes, const char
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   diag_error(loc, "%s", msg);
-  for (int i = 0; i < nnotes; i++) diag_note(notes[i].loc, "%s", notes[i].msg);
+  for (int i = 0; i < nnotes; i++) {
+    bool dup = false;   /* `x @ x`: one note for both operands */
+    for (int j = 0; j < i; j++)
+      if (memcmp(&notes[j].loc, &notes[i].loc, sizeof(SrcLoc)) == 0 && strcmp(notes[j].msg, notes[i].msg) == 0) dup = true;
+    if (!dup) diag_note(notes[i].loc, "%s", notes[i].msg);
+  }
   for (Frame *f = c->top; f; f = f->caller)
     if (f->entered_by_call) diag_note(f->call_loc, "in call to '%s' from here", f->fn->name);
 }
@@ -443,9 +448,9 @@ static Value eval_binary(Ctx *c, const Expr *e) {
       int nn = 0;
       if (origin_note(c, &l, &n[nn])) nn++;
       if (origin_note(c, &r, &n[nn])) nn++;
+      char d1[64], d2[64];
       report(c, e->loc, n, nn, "matmul shapes do not agree: %s @ %s (inner dims %s and %s differ)",
-             vshape(c, &l), vshape(c, &r), vshape(c, &(Value){.kind = VK_TENSOR, .rank = 1, .dims = {l.dims[1]}}),
-             vshape(c, &(Value){.kind = VK_TENSOR, .rank = 1, .dims = {r.dims[0]}}));
+             vshape(c, &l), vshape(c, &r), dim_name(c, l.dims[1], d1, sizeof d1), dim_name(c, r.dims[0], d2, sizeof d2));
       return v_error();
     }
     int64_t d[2] = {l.dims[0], r.dims[1]};
