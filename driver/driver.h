@@ -78,5 +78,14 @@ int drv_emit_asm(DrvCompilation *c, FILE *out);
 int drv_emit_obj(DrvCompilation *c, FILE *out);
 
 /* Subcommands (cmd_*.c). */
+int cmd_train(int argc, char **argv);   /* bpcc train (cmd_train.c) */
+int cmd_eval(int argc, char **argv);    /* bpcc eval (cmd_eval.c) */
+
+/* Autodiff + simplification of c->func (after DRV_LOWER), then codegen with the
+ * optimizer `optimizer` (bprt_optimizer) and hyper[BPRT_H__COUNT] as the descriptor's
+ * defaults, and the JIT. threads: GEMM chunk hint (<= 0: the CPUs). NULL after
+ * diagnostics; cg_model_desc gives the descriptor (cmd_train.c). */
+struct CgModel;
+struct CgModel *drv_build_jit(DrvCompilation *c, int optimizer, const double *hyper, int threads);
 
 #endif

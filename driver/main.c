@@ -45,6 +45,8 @@ const DrvEmit drv_emits[] = {
 /* ------------------------------------------------------------------ subcommands */
 
 const DrvCommand drv_commands[] = {
+    {"train", "train FILE.bp --data SPEC [options]   JIT-compile and train (bpcc train --help)", cmd_train},
+    {"eval", "eval FILE.bp --weights PATH --data SPEC   loss and accuracy of trained weights", cmd_eval},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,446 @@
+/* driver/cmd_train.c — `bpcc train FILE.bp`: JIT-compile the model and train it.
+ *
+ *   bpcc train FILE.bp [--data SPEC] [--val SPEC | --val-split F] [--epochs N] [--batch N]
+ *                      [--lr X] [--optimizer NAME(k = v, ...)] [--schedule ...] [--seed N]
+ *                      [--threads N] [--save PATH] [--save-every N] [--resume PATH]
+ *                      [--log FILE.csv] [--log-steps] [--watch] [--quiet] [--model NAME]
+ *
+ * The settings come in three layers, each overriding the one before: PyTorch's defaults
+ * for the optimizer, the model's `train` block, the command line (docs/training.md).
+ * Then: autodiff + simplification (passes/), one LLVM module with forward, grad and step
+ * (codegen/), ORC JIT, the model object (runtime/model.c) and the loop (runtime/train.c).
+ * drv_build_jit is shared with `bpcc eval`. */
+#include "runtime/train.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codegen/codegen.h"
+#include "driver/driver.h"
+#include "passes/passes.h"
+
+/* ------------------------------------------------------------- building the model */
+
+struct CgModel *drv_build_jit(DrvCompilation *c, int optimizer, const double *hyper, int threads) {
+  if (!c->func) {
+    fprintf(stderr, "bpcc: error: %s has no model to train\n", c->name);
+    return NULL;
+  }
+  int errors = diag_error_count();
+  PassOptions po;
+  pass_options_default(&po);
+  char gname[256];
+  snprintf(gname, sizeof gname, "%s.grad", c->func->name);
+  Func *grad = ir_func_clone(c->func, gname);
+  grad = pass_run_pipeline(grad, &po);
+  if (!grad || diag_error_count() != errors) return NULL;
+  CgOptimizer opt;
+  cg_optimizer_defaults(&opt, optimizer);
+  memcpy(opt.hyper, hyper, sizeof opt.hyper);
+  CgOptions co = {"native", 3, threads, false};
+  CgModel *m = cg_model_build(c->func, grad, &opt, &co);
+  if (!m) return NULL;
+  if (cg_model_jit(m) != 0) {
+    cg_model_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+/* ------------------------------------------------------------------- options */
+
+typedef struct {
+  const char *file, *model;
+  const char *data, *val, *optimizer, *schedule, *save, *resume, *log;
+  double val_split, lr;
+  int64_t epochs, batch, save_every, threads;
+  uint64_t seed;
+  bool has_epochs, has_batch, has_seed, has_lr, has_val_split;
+  bool log_steps, watch, quiet;
+} TrainArgs;
+
+static int arg_error(const char *fmt, const char *a) {
+  fprintf(stderr, "bpcc: error: ");
+  fprintf(stderr, fmt, a);
+  fprintf(stderr, "\nTry 'bpcc train --help' for more information.\n");
+  return 1;
+}
+
+static bool parse_int(const char *opt, const char *s, int64_t lo, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (end == s || *end || errno || v < lo) {
+    fprintf(stderr, "bpcc: error: %s '%s': expected an integer >= %lld\n", opt, s, (long long)lo);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+static bool parse_real(const char *opt, const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (end == s || *end || errno || !isfinite(v)) {
+    fprintf(stderr, "bpcc: error: %s '%s': expected a number\n", opt, s);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+static void train_usage(FILE *o) {
+  fprintf(o,
+          "usage: bpcc train FILE.bp [options]\n"
+          "JIT-compile the model of FILE.bp and train it. Command-line values override the\n"
+          "model's train block; docs/training.md lists every default.\n"
+          "\n"
+          "  --data SPEC          training data: mnist:DIR, idx:IMAGES,LABELS,\n"
+          "                       csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy,\n"
+          "                       spiral[:n=300,classes=3,noise=0.2], xor[:n=200,noise=0.2],\n"
+          "                       blobs[:n=300,classes=3,dim=2,std=1.0]          (required)\n"
+          "  --val SPEC           validation data (default: the SPEC's own test set, as\n"
+          "                       mnist's t10k files; else none)\n"
+          "  --val-split F        hold out a fraction F of the training data instead\n"
+          "  --epochs N           epochs in all (train block, else 1)\n"
+          "  --batch N            rows per step; the last batch may be partial (else 32)\n"
+          "  --lr X               learning rate (after the optimizer's own lr)\n"
+          "  --optimizer S        NAME(k = v, ...): sgd, momentum, adagrad, rmsprop, adam,\n"
+          "                       adamw with torch.optim's argument names, and clip\n"
+          "  --schedule S         constant | step(step_size, gamma) | cosine(T_max, eta_min,\n"
+          "                       warmup) | plateau(factor, patience, threshold, cooldown,\n"
+          "                       min_lr); set once per epoch\n"
+          "  --seed N             initialization, shuffles, dropout (train block, else 0)\n"
+          "  --threads N          worker threads (default: one per CPU)\n"
+          "  --save PATH          write a checkpoint (safetensors) at the end ...\n"
+          "  --save-every N       ... and every N epochs\n"
+          "  --resume PATH        continue from a checkpoint, bit for bit\n"
+          "  --log FILE.csv       one CSV row per epoch ...\n"
+          "  --log-steps          ... and one per step\n"
+          "  --watch              per epoch: gradient norm and update/weight ratio of each\n"
+          "                       parameter, mean and std of each output\n"
+          "  --quiet              only errors and the final line\n"
+          "  --model NAME         the model to train when the file has several\n");
+}
+
+/* "--opt VALUE" or "--opt=VALUE": the value, or NULL (reported) when missing. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name) {
+  const char *a = argv[*i];
+  size_t n = strlen(name);
+  if (strncmp(a, name, n) != 0) return NULL;
+  if (a[n] == '=') return a + n + 1;
+  if (a[n] != 0) return NULL;
+  if (*i + 1 >= argc) {
+    arg_error("%s needs a value", name);
+    return (const char *)-1;
+  }
+  return argv[++*i];
+}
+
+#define BAD_VALUE ((const char *)-1)
+
+/* 0 parsed, 1 error (reported), 2 --help printed. */
+static int parse_args(int argc, char **argv, TrainArgs *t, bool eval) {
+  memset(t, 0, sizeof *t);
+  t->threads = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 2;
+#define STR(NAME, FIELD)                                   \
+  if ((v = opt_value(argc, argv, &i, NAME)) != NULL) {     \
+    if (v == BAD_VALUE) return 1;                          \
+    t->FIELD = v;                                          \
+    continue;                                              \
+  }
+#define INT(NAME, FIELD, LO, FLAG)                                   \
+  if ((v = opt_value(argc, argv, &i, NAME)) != NULL) {               \
+    if (v == BAD_VALUE || !parse_int(NAME, v, LO, &t->FIELD)) return 1; \
+    FLAG;                                                            \
+    continue;                                                        \
+  }
+    STR("--data", data)
+    STR("--model", model)
+    INT("--batch", batch, 1, t->has_batch = true)
+    INT("--threads", threads, 1, (void)0)
+    if (eval) {
+      STR("--weights", resume)
+    } else {
+      STR("--val", val)
+      STR("--optimizer", optimizer)
+      STR("--schedule", schedule)
+      STR("--save", save)
+      STR("--resume", resume)
+      STR("--log", log)
+      INT("--epochs", epochs, 1, t->has_epochs = true)
+      INT("--save-every", save_every, 1, (void)0)
+      if ((v = opt_value(argc, argv, &i, "--seed")) != NULL) {
+        int64_t s;
+        if (v == BAD_VALUE || !parse_int("--seed", v, 0, &s)) return 1;
+        t->seed = (uint64_t)s;
+        t->has_seed = true;
+        continue;
+      }
+      if ((v = opt_value(argc, argv, &i, "--lr")) != NULL) {
+        if (v == BAD_VALUE || !parse_real("--lr", v, &t->lr)) return 1;
+        if (!(t->lr > 0)) return arg_error("--lr '%s': must be > 0", v);
+        t->has_lr = true;
+        continue;
+      }
+      if ((v = opt_value(argc, argv, &i, "--val-split")) != NULL) {
+        if (v == BAD_VALUE || !parse_real("--val-split", v, &t->val_split)) return 1;
+        if (!(t->val_split > 0 && t->val_split < 1)) return arg_error("--val-split '%s': must be between 0 and 1", v);
+        t->has_val_split = true;
+        continue;
+      }
+      if (!strcmp(a, "--log-steps")) {
+        t->log_steps = true;
+        continue;
+      }
+      if (!strcmp(a, "--watch")) {
+        t->watch = true;
+        continue;
+      }
+      if (!strcmp(a, "--quiet")) {
+        t->quiet = true;
+        continue;
+      }
+    }
+#undef STR
+#undef INT
+    if (a[0] == '-' && a[1]) return arg_error("unknown option '%s'", a);
+    if (t->file) return arg_error("more than one input file ('%s')", a);
+    t->file = a;
+  }
+  if (!t->file) return arg_error("%s", "no input file");
+  if (!t->data) return arg_error("%s", "no data: give --data SPEC (e.g. --data spiral or --data mnist:DIR)");
+  if (t->val && t->has_val_split) return arg_error("%s", "--val and --val-split exclude each other");
+  if (t->log_steps && !t->log) return arg_error("%s", "--log-steps needs --log FILE.csv");
+  if (t->save_every && !t->save) return arg_error("%s", "--save-every needs --save PATH");
+  return 0;
+}
+
+/* ------------------------------------------------------- settings: train block + CLI */
+
+/* The optimizer and its hyperparameters: the train block (which holds PyTorch's
+ * defaults for what it does not set), then --optimizer, then --lr. */
+static int resolve_optimizer(const TrainSpec *ts, const TrainArgs *a, int *kind, double *hyper) {
+  if (ts->amsgrad || ts->centered) {
+    fprintf(stderr, "bpcc: error: %s = true in the train block is not supported by bpcc's update kernels\n",
+            ts->amsgrad ? "amsgrad" : "centered");
+    return -1;
+  }
+  *kind = (int)ts->optimizer; /* FeOptimizer and bprt_optimizer share their order */
+  CgOptimizer d;
+  cg_optimizer_defaults(&d, *kind);
+  memcpy(hyper, d.hyper, sizeof d.hyper);
+  hyper[BPRT_H_LR] = ts->lr;
+  hyper[BPRT_H_MOMENTUM] = ts->momentum;
+  hyper[BPRT_H_DAMPENING] = ts->dampening;
+  hyper[BPRT_H_NESTEROV] = ts->nesterov;
+  hyper[BPRT_H_BETA1] = ts->beta1;
+  hyper[BPRT_H_BETA2] = ts->beta2;
+  if (ts->eps > 0) hyper[BPRT_H_EPS] = ts->eps;
+  hyper[BPRT_H_ALPHA] = ts->alpha;
+  hyper[BPRT_H_LR_DECAY] = ts->lr_decay;
+  hyper[BPRT_H_INITIAL_ACC] = ts->initial_accumulator_value;
+  hyper[BPRT_H_WEIGHT_DECAY] = ts->weight_decay;
+  hyper[BPRT_H_CLIP] = ts->clip;
+  if (a->optimizer) {
+    BprtOptSpec o;
+    if (bprt_optimizer_parse(a->optimizer, &o)) {
+      fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+      return -1;
+    }
+    if (o.kind != *kind) { /* another optimizer: its own defaults; the block's clip stays */
+      double clip = hyper[BPRT_H_CLIP];
+      *kind = o.kind;
+      cg_optimizer_defaults(&d, *kind);
+      memcpy(hyper, d.hyper, sizeof d.hyper);
+      hyper[BPRT_H_CLIP] = clip;
+    }
+    bprt_optimizer_apply(&o, hyper);
+  }
+  if (a->has_lr) hyper[BPRT_H_LR] = a->lr;
+  hyper[BPRT_H_STEP] = 1;
+  return 0;
+}
+
+static int resolve_schedule(const TrainSpec *ts, const TrainArgs *a, double lr, int64_t epochs, BprtSchedule *s) {
+  bprt_schedule_init(s, (BprtScheduleKind)ts->schedule, lr);
+  s->step_size = ts->step_size;
+  s->gamma = ts->gamma;
+  s->t_max = ts->t_max;
+  s->eta_min = ts->eta_min;
+  s->factor = ts->factor;
+  s->patience = ts->patience;
+  s->threshold = ts->threshold;
+  s->cooldown = ts->cooldown;
+  s->min_lr = ts->min_lr;
+  /* the block resolved T_max = 0 to its own epochs; --epochs moves it along */
+  if (ts->schedule == FE_SCHED_COSINE && ts->t_max == ts->epochs) s->t_max = epochs;
+  if (a->schedule) {
+    bool tset = false;
+    if (bprt_schedule_parse(a->schedule, s, &tset)) {
+      fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+      return -1;
+    }
+    if (s->kind == BPRT_SCHED_COSINE && !tset) s->t_max = epochs;
+  }
+  if (s->kind == BPRT_SCHED_COSINE && s->t_max == 0) s->t_max = epochs;
+  if (bprt_schedule_check(s)) {
+    fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+    return -1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------- data */
+
+/* Training and validation sets from --data, --val, --val-split. */
+static int load_data(const TrainArgs *a, uint64_t seed, BprtDataset **train, BprtDataset **val) {
+  *train = *val = NULL;
+  BprtDataset *tr = NULL, *own_val = NULL;
+  if (bprt_data_load(a->data, seed, &tr, &own_val)) return -1;
+  if (a->val) {
+    bprt_dataset_free(own_val);
+    own_val = NULL;
+    BprtDataset *v = NULL, *vv = NULL;
+    if (bprt_data_load(a->val, seed, &v, &vv)) {
+      bprt_dataset_free(tr);
+      return -1;
+    }
+    /* a SPEC with its own test part (mnist:DIR) validates on that part */
+    if (vv) {
+      bprt_dataset_free(v);
+      v = vv;
+    }
+    *val = v;
+  } else if (a->has_val_split) {
+    BprtDataset *t2 = NULL, *v2 = NULL;
+    int rc = bprt_data_split(tr, a->val_split, seed, &t2, &v2);
+    bprt_dataset_free(tr);
+    bprt_dataset_free(own_val);
+    if (rc) return -1;
+    tr = t2;
+    *val = v2;
+  } else {
+    *val = own_val;
+  }
+  *train = tr;
+  return 0;
+}
+
+static int64_t param_count(const bprt_model_desc *d) {
+  int64_t n = 0;
+  for (int i = 0; i < d->nparams; i++) {
+    int64_t k = 1;
+    for (int j = 0; j < d->params[i].rank; j++) k *= d->params[i].dims[j];
+    n += k;
+  }
+  return n;
+}
+
+static double seconds_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------- the command */
+
+int cmd_train(int argc, char **argv) {
+  TrainArgs a;
+  int pr = parse_args(argc, argv, &a, false);
+  if (pr == 2) {
+    train_usage(stdout);
+    return 0;
+  }
+  if (pr) return 1;
+  double t_start = seconds_now();
+  DrvCompilation c;
+  if (!drv_compile(&c, a.file, DRV_LOWER, a.model) || !c.model) {
+    if (c.unit && !c.model) fprintf(stderr, "bpcc: error: %s has no model to train\n", c.name);
+    drv_release(&c);
+    return 1;
+  }
+  const TrainSpec *ts = &c.model->train;
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  o.epochs = a.has_epochs ? a.epochs : ts->epochs;
+  o.batch = a.has_batch ? a.batch : ts->batch;
+  o.seed = a.has_seed ? a.seed : ts->seed;
+  o.save_path = a.save;
+  o.save_every = a.save_every;
+  o.resume_path = a.resume;
+  o.log_path = a.log;
+  o.log_steps = a.log_steps;
+  o.watch = a.watch;
+  o.quiet = a.quiet;
+  o.model_file = c.name;
+  int kind;
+  double hyper[BPRT_H__COUNT];
+  int status = 1;
+  CgModel *cm = NULL;
+  bprt_model *m = NULL;
+  BprtDataset *train = NULL, *val = NULL;
+  if (resolve_optimizer(ts, &a, &kind, hyper) || resolve_schedule(ts, &a, hyper[BPRT_H_LR], o.epochs, &o.schedule))
+    goto done;
+  if (a.threads > 0 && bprt_set_threads((int)a.threads)) {
+    fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)a.threads, bprt_last_error());
+    goto done;
+  }
+  if (load_data(&a, o.seed, &train, &val)) {
+    fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+    goto done;
+  }
+  cm = drv_build_jit(&c, kind, hyper, (int)a.threads);
+  if (!cm) goto done;
+  const bprt_model_desc *desc = cg_model_desc(cm);
+  if (bprt_train_check_data(desc, train) || (val && bprt_train_check_data(desc, val))) {
+    fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+    goto done;
+  }
+  m = bprt_model_create(desc, o.seed);
+  if (!m) {
+    fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+    goto done;
+  }
+  if (!a.quiet) {
+    printf("bpcc train: model %s (%" PRId64 " parameters) from %s, compiled in %.2fs\n", desc->model_name,
+           param_count(desc), c.name, seconds_now() - t_start);
+    printf("  data %s: %" PRId64 " rows", train->source, train->n);
+    if (val) printf("; validation %s: %" PRId64 " rows", val->source, val->n);
+    printf("\n  %s(lr=%g", bprt_optimizer_names[kind], hyper[BPRT_H_LR]);
+    if (hyper[BPRT_H_WEIGHT_DECAY] > 0) printf(", weight_decay=%g", hyper[BPRT_H_WEIGHT_DECAY]);
+    if (hyper[BPRT_H_CLIP] > 0) printf(", clip=%g", hyper[BPRT_H_CLIP]);
+    printf("), schedule %s, batch %" PRId64 ", epochs %" PRId64 ", seed %" PRIu64 ", %d threads\n",
+           bprt_schedule_names[o.schedule.kind], o.batch, o.epochs, o.seed, bprt_get_threads());
+    fflush(stdout);
+  }
+  BprtTrainResult r;
+  double t0 = seconds_now();
+  if (bprt_train(m, train, val, &o, &r)) {
+    fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+    goto done;
+  }
+  printf("trained %" PRId64 " epochs (%" PRId64 " steps) in %.1fs: loss %.4f", r.epochs_done, r.steps, seconds_now() - t0,
+         r.last.loss);
+  if (!isnan(r.last.accuracy)) printf(", accuracy %.2f%%", 100 * r.last.accuracy);
+  if (!isnan(r.last.val_loss)) printf(", val_loss %.4f", r.last.val_loss);
+  if (!isnan(r.last.val_accuracy)) printf(", val_accuracy %.2f%%", 100 * r.last.val_accuracy);
+  if (a.save) printf("; saved %s", a.save);
+  printf("\n");
+  status = 0;
+done:
+  bprt_model_destroy(m);
+  bprt_dataset_free(train);
+  bprt_dataset_free(val);
+  if (cm) cg_model_free(cm);
+  drv_release(&c);
+  return status;
+}
