@@ -1,45 +1,85 @@
-/* runtime/error.c — the thread-local last error.
+/* runtime/error.c — the per-thread last error.
  *
  * The runtime never prints or exits: a failing call stores one message per thread and
  * returns -1 / NULL, and the caller (the `bpcc train` driver or a generated library's
- * `*_last_error()`) decides what to show. Messages are truncated to 1 KiB. */
+ * `*_last_error()`) decides what to show. Messages are truncated to 1 KiB.
+ *
+ * Per-thread storage is a pthread key, not _Thread_local: a C11 thread-local in a
+ * shared object needs __tls_get_addr from the dynamic loader, which would add
+ * ld-linux to the NEEDED list of every model .so (only libc, libm and libpthread are
+ * allowed). If the buffer cannot be allocated, a fixed out-of-memory message stands in. */
 #include "runtime/runtime.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ERROR_MAX 1024
 
-static _Thread_local char last_error[ERROR_MAX];
+static pthread_key_t error_key;
+static pthread_once_t error_once = PTHREAD_ONCE_INIT;
+static int error_key_ok;
+
+static void free_buffer(void *p) { free(p); }
+
+static void make_key(void) { error_key_ok = pthread_key_create(&error_key, free_buffer) == 0; }
+
+/* This thread's buffer, created on first use; NULL if that is impossible. The buffer
+ * comes from malloc, not bprt_malloc: reporting an injected allocation failure must
+ * not itself fail. */
+static char *buffer(bool create) {
+  pthread_once(&error_once, make_key);
+  if (!error_key_ok) return NULL;
+  char *b = pthread_getspecific(error_key);
+  if (!b && create) {
+    b = calloc(1, ERROR_MAX);
+    if (b && pthread_setspecific(error_key, b) != 0) {
+      free(b);
+      b = NULL;
+    }
+  }
+  return b;
+}
 
 int bprt_set_error(const char *fmt, ...) {
+  char *b = buffer(true);
+  if (!b) return -1;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(last_error, sizeof last_error, fmt, ap);
+  vsnprintf(b, ERROR_MAX, fmt, ap);
   va_end(ap);
   return -1;
 }
 
 int bprt_prefix_error(const char *fmt, ...) {
+  char *b = buffer(true);
+  if (!b) return -1;
   char prefix[ERROR_MAX], old[ERROR_MAX];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
-  memcpy(old, last_error, sizeof old);
+  memcpy(old, b, sizeof old);
   /* "prefix: old", truncated to the buffer (by hand: snprintf("%s: %s") warns). */
   size_t n = strlen(prefix), m = strlen(old);
   if (n > ERROR_MAX - 3) n = ERROR_MAX - 3;
-  memcpy(last_error, prefix, n);
-  memcpy(last_error + n, ": ", 2);
+  memcpy(b, prefix, n);
+  memcpy(b + n, ": ", 2);
   n += 2;
   if (m > ERROR_MAX - 1 - n) m = ERROR_MAX - 1 - n;
-  memcpy(last_error + n, old, m);
-  last_error[n + m] = 0;
+  memcpy(b + n, old, m);
+  b[n + m] = 0;
   return -1;
 }
 
-const char *bprt_last_error(void) { return last_error; }
+const char *bprt_last_error(void) {
+  char *b = buffer(true);
+  return b ? b : "out of memory (no room for the error message)";
+}
 
-void bprt_clear_error(void) { last_error[0] = 0; }
+void bprt_clear_error(void) {
+  char *b = buffer(false);
+  if (b) b[0] = 0;
+}

@@ -54,8 +54,23 @@ struct BprtPool {
   _Atomic bool stop;
 };
 
-/* The worker id while this thread runs a task, else -1: nested parallel-fors run inline. */
-static _Thread_local int in_task_worker = -1;
+/* The worker id while this thread runs a task, else -1: nested parallel-fors run inline.
+ * A pthread key rather than _Thread_local, which would make model .so files need
+ * ld-linux for __tls_get_addr (see error.c). Stored as worker + 1 (NULL = none). */
+static pthread_key_t task_key;
+static pthread_once_t task_once = PTHREAD_ONCE_INIT;
+
+static void make_task_key(void) { pthread_key_create(&task_key, NULL); }
+
+static int current_worker(void) {
+  pthread_once(&task_once, make_task_key);
+  return (int)(intptr_t)pthread_getspecific(task_key) - 1;
+}
+
+static void set_current_worker(int worker) {
+  pthread_once(&task_once, make_task_key);
+  pthread_setspecific(task_key, (void *)(intptr_t)(worker + 1));
+}
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -84,9 +99,9 @@ static void run_chunk(BprtPool *p, int k) {
   int64_t begin = k * q + (k < r ? k : r);
   int64_t end = begin + q + (k < r);
   if (begin < end) {
-    in_task_worker = k;
+    set_current_worker(k);
     p->fn(p->ctx, begin, end, k);
-    in_task_worker = -1;
+    set_current_worker(-1);
   }
 }
 
@@ -200,7 +215,7 @@ int bprt_pool_threads(const BprtPool *p) { return p ? p->threads : 1; }
 
 int bprt_pool_resize(BprtPool *p, int threads) {
   if (!p) return bprt_set_error("bprt_pool_resize: NULL pool");
-  if (in_task_worker >= 0) return bprt_set_error("bprt_pool_resize: called from inside a task");
+  if (current_worker() >= 0) return bprt_set_error("bprt_pool_resize: called from inside a task");
   pthread_mutex_lock(&p->submit);
   stop_workers(p);
   int rc = start_workers(p, threads);
@@ -211,8 +226,9 @@ int bprt_pool_resize(BprtPool *p, int threads) {
 void bprt_pool_for(BprtPool *p, int64_t n, int64_t grain, BprtRangeFn fn, void *ctx) {
   if (n <= 0 || !fn) return;
   if (grain < 1) grain = 1;
-  if (!p || p->threads == 1 || n <= grain || in_task_worker >= 0) {
-    fn(ctx, 0, n, in_task_worker >= 0 ? in_task_worker : 0);
+  int self = current_worker();
+  if (!p || p->threads == 1 || n <= grain || self >= 0) {
+    fn(ctx, 0, n, self >= 0 ? self : 0);
     return;
   }
   pthread_mutex_lock(&p->submit);
