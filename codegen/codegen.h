@@ -12,7 +12,7 @@
  *   vmath.c    exp / log / tanh / sigmoid as vector polynomials (no libm calls)
  *   emit.c     loop, load/store and intrinsic helpers shared by the kernel files
  *   target.c   target machines (-march), the O-level pipeline, ORC LLJIT, --emit
- *   aot.c      (colleague) the shared library writer built on this API
+ *   aot.c      the shared library writer built on this API: descriptor, C ABI, link
  *
  * The generated code calls no external symbol: runtime services come through the
  * function pointers of bprt_frame (runtime/model.h), so one object runs in the JIT and
@@ -77,5 +77,20 @@ void cg_model_free(CgModel *m);
 
 /* The symbol of an entry point: "<model>__forward" etc. into buf (returns buf). */
 char *cg_entry_name(const char *model, const char *which, char *buf, size_t n);
+
+/* ---- aot.c: shared libraries, `bpcc FILE.bp -o NAME.so` (docs/abi.md) ---- */
+typedef struct {
+  const char *source;  /* the .bp file, named in the header's comment (NULL: none) */
+  const char *cc;      /* the compiler driver that links; NULL: $BPCC_CC, else "cc" */
+} CgAotOptions;
+/* Write so_path — the model's code, its descriptor, the C ABI <model>_create ... and
+ * the runtime (linked in statically, its symbols hidden) — and the C header beside it
+ * (cg_aot_header_path). Both atomically (temporary file, rename); on failure nothing
+ * is left behind. 0, or -1 after a diagnostic. */
+int cg_aot_write(CgModel *m, const char *so_path, const CgAotOptions *o);
+/* "dir/NAME.h" for "dir/NAME.so", else so_path + ".h" (bp_xmalloc'd). */
+char *cg_aot_header_path(const char *so_path);
+/* The text of the C header of a model's library (bp_xmalloc'd). */
+char *cg_aot_header(const bprt_model_desc *d, const char *source);
 
 #endif

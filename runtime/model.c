@@ -466,6 +466,45 @@ int bprt_model_get_hyper(const bprt_model *m, int which, double *value) {
 
 int bprt_model_set_lr(bprt_model *m, double lr) { return bprt_model_set_hyper(m, BPRT_H_LR, lr); }
 
+int bprt_model_get_lr(const bprt_model *m, double *lr) { return bprt_model_get_hyper(m, BPRT_H_LR, lr); }
+
+static int unknown_hyper(const char *model, const char *name) {
+  char known[512] = "";
+  for (int i = 0; i < BPRT_H_STEP; i++) {
+    strcat(known, i ? ", " : "");
+    strcat(known, bprt_hyper_names[i]);
+  }
+  return fail(BPRT_E_RANGE, "%s: unknown hyperparameter '%s' (known: %s)", model, name, known);
+}
+
+int bprt_model_set_hyper_name(bprt_model *m, const char *name, double value) {
+  if (!m || !name) return fail(BPRT_E_ARG, "set_hyper: NULL %s", m ? "name" : "model");
+  int h = bprt_hyper_lookup(name);
+  if (h < 0) return unknown_hyper(model_name(m), name);
+  return bprt_model_set_hyper(m, h, value);
+}
+
+int bprt_model_get_hyper_name(const bprt_model *m, const char *name, double *value) {
+  if (!m || !name || !value) return fail(BPRT_E_ARG, "get_hyper: NULL %s", !m ? "model" : !name ? "name" : "value pointer");
+  int h = bprt_hyper_lookup(name);
+  if (h < 0) return unknown_hyper(model_name(m), name);
+  return bprt_model_get_hyper(m, h, value);
+}
+
+static int desc_tensor(const bprt_model_desc *d, bool output, int i, bprt_tensor_desc *out) {
+  const char *what = output ? "output" : "input";
+  if (!d || !out) return fail(BPRT_E_ARG, "%s_info: NULL %s", what, d ? "info pointer" : "descriptor");
+  int n = output ? d->noutputs : d->ninputs;
+  if (i < 0 || i >= n)
+    return fail(BPRT_E_RANGE, "%s: %s index %d is out of range [0, %d)", d->model_name ? d->model_name : "model", what,
+                i, n);
+  *out = output ? d->outputs[i] : d->inputs[i];
+  return BPRT_OK;
+}
+
+int bprt_desc_input(const bprt_model_desc *d, int i, bprt_tensor_desc *out) { return desc_tensor(d, false, i, out); }
+int bprt_desc_output(const bprt_model_desc *d, int i, bprt_tensor_desc *out) { return desc_tensor(d, true, i, out); }
+
 uint64_t bprt_model_get_step(const bprt_model *m) { return m ? m->step : 0; }
 
 int bprt_model_set_step(bprt_model *m, uint64_t step) {

@@ -163,6 +163,13 @@ int bprt_model_get_hyper(const bprt_model *m, int which, double *value);
 int bprt_hyper_lookup(const char *name);
 extern const char *const bprt_hyper_names[BPRT_H__COUNT];
 int bprt_model_set_lr(bprt_model *m, double lr);
+int bprt_model_get_lr(const bprt_model *m, double *lr);
+/* By name (bprt_hyper_lookup); an unknown name is BPRT_E_RANGE listing the known ones. */
+int bprt_model_set_hyper_name(bprt_model *m, const char *name, double value);
+int bprt_model_get_hyper_name(const bprt_model *m, const char *name, double *value);
+/* Copy the descriptor of input / output i into *out. BPRT_E_RANGE / BPRT_E_ARG. */
+int bprt_desc_input(const bprt_model_desc *d, int i, bprt_tensor_desc *out);
+int bprt_desc_output(const bprt_model_desc *d, int i, bprt_tensor_desc *out);
 uint64_t bprt_model_get_step(const bprt_model *m);
 int bprt_model_set_step(bprt_model *m, uint64_t step);
 int bprt_model_param(const bprt_model *m, int i, bprt_param_info *out);
