@@ -115,12 +115,53 @@ static TensorType resolve(const TensorType *t, int64_t batch) {
   return r;
 }
 
+/* |got - ref| <= tol * max(1, max |ref|) for all n elements; prints a line on failure. */
+static int compare(const char *what, const TensorType *type, int64_t batch, const float *got, const double *ref,
+                   int64_t n, double tol) {
+  double maxdiff = 0, scale = 1;
+  int64_t worst = 0, bad = 0;
+  for (int64_t k = 0; k < n; k++)
+    if (isfinite(ref[k])) scale = fmax(scale, fabs(ref[k]));
+  for (int64_t k = 0; k < n; k++) {
+    double r = ref[k], g = got[k];
+    double diff = fabs(g - r);
+    if (isnan(r) && isnan(g)) diff = 0;
+    else if (isinf(r) && g == r) diff = 0;
+    else if (isnan(diff)) diff = INFINITY;
+    if (diff > maxdiff) maxdiff = diff, worst = k;
+    if (!(diff <= tol * scale)) bad++;
+  }
+  char ts[64];
+  ir_type_str(type, ts, sizeof ts);
+  if (bad) {
+    printf("  FAIL %-12s %-14s batch %lld: %lld of %lld elements off, max |diff| %.3g at %lld (jit %.9g, ref %.9g)\n",
+           what, ts, (long long)batch, (long long)bad, (long long)n, maxdiff, (long long)worst, (double)got[worst],
+           ref[worst]);
+    return 1;
+  }
+  if (getenv("CGT_VERBOSE")) printf("  ok   %-12s %-14s batch %lld: max |diff| %.3g\n", what, ts, (long long)batch, maxdiff);
+  return 0;
+}
+
+static int check_model(Func *f, Func *grad, int64_t batch, double tol, const CgtConfig *cfg);
+
 int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg) {
-  CgtConfig defcfg = {-1, 1, 1, NULL};
+  return check_model(f, NULL, batch, tol, cfg);
+}
+
+int cgt_check_grad(Func *fwd, Func *grad, int64_t batch, double tol, const CgtConfig *cfg) {
+  return check_model(fwd, grad, batch, tol, cfg);
+}
+
+/* Forward (grad NULL): outputs of the forward entry. Else the grad entry: outputs, the
+ * loss and the gradients, against the interpreter running grad. */
+static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const CgtConfig *cfg) {
+  CgtConfig defcfg = {-1, 1, 1, NULL, false};
   if (!cfg) cfg = &defcfg;
   CgOptions o = {cfg->march ? cfg->march : "native", 2, 2, false};
-  CgModel *m = cg_model_build(f, NULL, NULL, &o);
+  CgModel *m = cg_model_build(fwd, grad, NULL, &o);
   if (!m) return 1;
+  Func *f = grad ? grad : fwd;
   if (cg_model_jit(m) != 0) {
     cg_model_free(m);
     return 1;
@@ -158,44 +199,36 @@ int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg) 
       while (strcmp(d->params[q].name, in->name) != 0) q++;
       dst = t.params + d->params[q].offset;
     }
+    /* weights of a realistic scale: U(-1, 1) sqrt(3 / fan_in), variance 1 / fan_in */
+    double pscale = in->op == OP_PARAM && cfg->init_scale ? (ty.rank == 2 ? sqrt(3.0 / (double)ty.dims[0]) : 0.1) : 1;
     for (int64_t k = 0; k < x->numel; k++) {
-      float v = (float)(cfg->lo + (cfg->hi - cfg->lo) * cgt_urand(&rs));
+      float v = (float)(pscale * (cfg->lo + (cfg->hi - cfg->lo) * cgt_urand(&rs)));
       x->data[k] = v;
       dst[k] = v;
     }
   }
-  d->forward(&t.fr);
-  int fails = 0;
+  if (grad) d->grad(&t.fr);
+  else d->forward(&t.fr);
+  int fails = t.fr.status != 0;
   Interp *it = ir_interp_run(f, INTERP_F32, batch, ins, nin, ps, np, 1234, 1);
   if (!it) fails = 1;
   int ko = 0;
   for (int32_t i = 0; it && i < f->ninsts; i++) {
     const Inst *in = &f->insts[i];
-    if (in->op != OP_OUTPUT) continue;
-    const Tensor *ref = ir_interp_value(it, in->args[0]);
-    const float *got = t.outputs[ko++];
-    double maxdiff = 0, scale = 1;
-    int64_t worst = 0, bad = 0;
-    for (int64_t k = 0; k < ref->numel; k++)
-      if (isfinite(ref->data[k])) scale = fmax(scale, fabs(ref->data[k]));
-    for (int64_t k = 0; k < ref->numel; k++) {
-      double r = ref->data[k], g = got[k];
-      double diff = fabs(g - r);
-      if (isnan(r) && isnan(g)) diff = 0;
-      else if (isinf(r) && g == r) diff = 0;
-      else if (isnan(diff)) diff = INFINITY;
-      if (diff > maxdiff) maxdiff = diff, worst = k;
-      if (!(diff <= tol * scale)) bad++;
-    }
-    char ts[64];
-    ir_type_str(&ref->type, ts, sizeof ts);
-    if (bad) {
-      printf("  FAIL %-12s %-14s batch %lld: %lld of %lld elements off, max |diff| %.3g at %lld (jit %.9g, ref %.9g)\n",
-             in->name, ts, (long long)batch, (long long)bad, (long long)ref->numel, maxdiff, (long long)worst,
-             (double)got[worst], ref->data[worst]);
-      fails++;
-    } else if (getenv("CGT_VERBOSE")) {
-      printf("  ok   %-12s %-14s batch %lld: max |diff| %.3g\n", in->name, ts, (long long)batch, maxdiff);
+    if (in->op == OP_OUTPUT) {
+      const Tensor *ref = ir_interp_value(it, in->args[0]);
+      fails += compare(in->name, &ref->type, batch, t.outputs[ko++], ref->data, ref->numel, tol);
+    } else if (in->op == OP_LOSS && grad) {
+      const Tensor *ref = ir_interp_value(it, in->args[0]);
+      fails += compare("loss", &ref->type, batch, t.loss, ref->data, 1, tol);
+    } else if (in->op == OP_GRAD) {
+      const Tensor *ref = ir_interp_value(it, in->args[1]);
+      const char *pn = f->insts[in->args[0]].name;
+      int q = 0;
+      while (strcmp(d->params[q].name, pn) != 0) q++;
+      char what[96];
+      snprintf(what, sizeof what, "d %s", pn);
+      fails += compare(what, &ref->type, batch, t.grads + d->params[q].offset, ref->data, ref->numel, tol);
     }
   }
   ir_interp_free(it);

@@ -13,6 +13,7 @@ typedef struct {
   double lo, hi;
   int threads;        /* parallel_for threads (1: serial) */
   const char *march;  /* NULL: native */
+  bool init_scale;    /* params: rank 2 times sqrt(3 / dims[0]) (a He-like scale), else 0.1 */
 } CgtConfig;
 
 /* A serial / pthread parallel_for with the bprt_parallel_for_fn signature. */
@@ -25,6 +26,10 @@ void cgt_parallel_for(void *pool, int64_t n, int64_t grain, bprt_task_fn fn, voi
  * tensor that fails (all with CGT_VERBOSE set). Returns the number of tensors that
  * failed (or 1 if building failed). */
 int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg);
+
+/* The grad entry of a model (fwd, grad) against the interpreter running grad: the
+ * loss, every gradient and every output, with the same tolerance rule as above. */
+int cgt_check_grad(Func *fwd, Func *grad, int64_t batch, double tol, const CgtConfig *cfg);
 
 /* A frame with blocks sized from desc at `batch`; free with cgt_frame_free. */
 typedef struct {

@@ -26,7 +26,7 @@ static TypeId ty(Module *m, int rank, int64_t d0, int64_t d1, int64_t d2) {
 }
 
 static int check(Func *f, int64_t batch, double lo, double hi) {
-  CgtConfig c = {lo, hi, 1, NULL};
+  CgtConfig c = {lo, hi, 1, NULL, false};
   return cgt_check_forward(f, batch, TOL, &c);
 }
 
