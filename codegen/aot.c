@@ -539,7 +539,8 @@ char *cg_aot_header(const bprt_model_desc *d, const char *source) {
              " * nothing and checks the model name, every tensor and its shape. */\n"
              "int @_save(const @ *net, const char *path);\n"
              "int @_load(@ *net, const char *path);\n"
-             "const char *@_last_error(void);                        /* \"\" when none */\n"
+             "/* The message of the last failed call on this thread (\"\" if none failed yet). */\n"
+             "const char *@_last_error(void);\n"
              "/* The library's thread pool (default: one thread per CPU). */\n"
              "int @_set_threads(int n);\n"
              "int @_get_threads(void);\n\n");

@@ -80,6 +80,15 @@ int drv_emit_obj(DrvCompilation *c, FILE *out);
 /* Subcommands (cmd_*.c). */
 int cmd_train(int argc, char **argv);   /* bpcc train (cmd_train.c) */
 int cmd_eval(int argc, char **argv);    /* bpcc eval (cmd_eval.c) */
+int cmd_gradcheck(int argc, char **argv); /* bpcc gradcheck (cmd_gradcheck.c) */
+
+/* Pass options from the command line (cmd_gradcheck.c): -fno-softmax-xent,
+ * -fno-log-softmax, --print-after=PASS, --verify-each. drv_pass_flag consumes argv[*i]
+ * (and its value) if it is one of them; drv_grad_func runs the pass pipeline on a clone
+ * of a forward function (NULL after diagnostics); emit_grad_ir is --emit=grad-ir. */
+bool drv_pass_flag(const char *a, char **argv, int argc, int *i);
+Func *drv_grad_func(Func *fwd);
+int emit_grad_ir(DrvCompilation *c, FILE *out);
 
 /* Autodiff + simplification of c->func (after DRV_LOWER), then codegen with the
  * optimizer `optimizer` (bprt_optimizer) and hyper[BPRT_H__COUNT] as the descriptor's

@@ -14,7 +14,7 @@ DrvCodegenOptions drv_codegen = {"native", 3};
 
 /* The optimizer and hyperparameters of a train block (TrainSpec holds PyTorch's
  * defaults for whatever the block leaves out). */
-static void train_optimizer(const TrainSpec *ts, CgOptimizer *opt) {
+void drv_train_optimizer(const TrainSpec *ts, CgOptimizer *opt) {
   static const int kinds[] = {[FE_OPT_SGD] = BPRT_OPT_SGD,         [FE_OPT_MOMENTUM] = BPRT_OPT_MOMENTUM,
                               [FE_OPT_ADAGRAD] = BPRT_OPT_ADAGRAD, [FE_OPT_RMSPROP] = BPRT_OPT_RMSPROP,
                               [FE_OPT_ADAM] = BPRT_OPT_ADAM,       [FE_OPT_ADAMW] = BPRT_OPT_ADAMW};
@@ -53,7 +53,7 @@ static int emit_kind(DrvCompilation *c, int kind) {
     if (!grad || diag_error_count() != errors) return 1;
   }
   CgOptimizer opt;
-  train_optimizer(&c->model->train, &opt);
+  drv_train_optimizer(&c->model->train, &opt);
   CgOptions o = {drv_codegen.march, drv_codegen.opt_level, 0, true};
   CgModel *m = cg_model_build(c->func, grad, grad ? &opt : NULL, &o);
   if (!m) return 1;

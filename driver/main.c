@@ -36,6 +36,7 @@ const DrvEmit drv_emits[] = {
     {"tokens", DRV_READ, emit_tokens, "the tokens with their line:col ranges"},
     {"ast", DRV_PARSE, emit_ast, "the syntax tree (printed even when it has errors)"},
     {"ir", DRV_LOWER, emit_ir, "the forward IR of the model"},
+    {"grad-ir", DRV_LOWER, emit_grad_ir, "forward + backward IR after autodiff and simplification"},
     {"llvm", DRV_LOWER, drv_emit_llvm, "the optimized LLVM IR of forward, grad and step"},
     {"asm", DRV_LOWER, drv_emit_asm, "their assembly (-O0..-O3, -march=CPU apply)"},
     {"obj", DRV_LOWER, drv_emit_obj, "an ELF object file"},
@@ -47,6 +48,7 @@ const DrvEmit drv_emits[] = {
 const DrvCommand drv_commands[] = {
     {"train", "train FILE.bp --data SPEC [options]   JIT-compile and train (bpcc train --help)", cmd_train},
     {"eval", "eval FILE.bp --weights PATH --data SPEC   loss and accuracy of trained weights", cmd_eval},
+    {"gradcheck", "gradcheck FILE.bp [--dtype f64|f32] [--batch N] [--seed S]   derived gradients vs finite differences", cmd_gradcheck},
     {NULL, NULL, NULL},
 };
 
@@ -67,6 +69,8 @@ static void usage(FILE *o) {
   for (const DrvEmit *e = drv_emits; e->name; e++) fprintf(o, "                       %-10s %s\n", e->name, e->help);
   fprintf(o,
           "  --model=NAME       the model to use when the file has several (default: the first)\n"
+          "  --print-after=PASS print the IR after a pass (canonicalize, autodiff, simplify, all)\n"
+          "  -fno-softmax-xent  differentiate cross-entropy of a softmax through log and softmax\n"
           "  -O0 .. -O3         codegen optimization level (default -O3)\n"
           "  -march=CPU         native (default), x86-64, x86-64-v2, x86-64-v3 or x86-64-v4\n"
           "  -h, --help         this help\n"
@@ -150,6 +154,8 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--model") == 0) {
       if (i + 1 >= argc) return usage_error("%s needs a model name", a);
       model = argv[++i];
+    } else if (drv_pass_flag(a, argv, argc, &i)) {
+      continue;   /* -fno-softmax-xent, --print-after=PASS, ... (cmd_gradcheck.c) */
     } else if (a[0] == '-' && a[1] != 0) {
       return usage_error("unknown option '%s'", a);
     } else if (file) {

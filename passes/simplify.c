@@ -232,6 +232,20 @@ static int32_t r_neg_mul_const(Simp *s, const Inst *in) {
   return -1;
 }
 
+/* neg.reduce: -sum(-x) -> sum(x), -mean(-x) -> mean(x)  (both are linear) */
+static int32_t r_neg_reduce(Simp *s, const Inst *in) {
+  if (in->op != OP_NEG) return -1;
+  const Inst *r = at(s, in->args[0]);
+  if ((r->op != OP_SUM && r->op != OP_MEAN) || at(s, r->args[0])->op != OP_NEG) return -1;
+  Inst n = *r;
+  n.args[0] = at(s, r->args[0])->args[0];
+  n.loc = in->loc;
+  n.flags = in->flags;
+  n.from = in->from;
+  n.rule = in->rule ? in->rule : r->rule ? r->rule : "neg.reduce";
+  return simp_emit(s, n);
+}
+
 /* transpose.transpose: (x^T)^T -> x */
 static int32_t r_transpose_transpose(Simp *s, const Inst *in) {
   if (in->op != OP_TRANSPOSE || at(s, in->args[0])->op != OP_TRANSPOSE) return -1;
@@ -384,6 +398,7 @@ static const Rule rules[] = {
     {"div.one", r_div_one},
     {"neg.neg", r_neg_neg},
     {"neg.mul_const", r_neg_mul_const},
+    {"neg.reduce", r_neg_reduce},
     {"pow.one", r_pow_one},
     {"transpose.transpose", r_transpose_transpose},
     {"transpose.bcast", r_transpose_bcast},

@@ -22,9 +22,9 @@ static pthread_key_t error_key;
 static pthread_once_t error_once = PTHREAD_ONCE_INIT;
 static int error_key_ok;
 
-static void free_buffer(void *p) { free(p); }
-
-static void make_key(void) { error_key_ok = pthread_key_create(&error_key, free_buffer) == 0; }
+/* The destructor is libc's free itself, not a function of ours: in a model .so that
+ * has been dlclose'd, a thread exiting later would otherwise call into unmapped code. */
+static void make_key(void) { error_key_ok = pthread_key_create(&error_key, free) == 0; }
 
 /* This thread's buffer, created on first use; NULL if that is impossible. The buffer
  * comes from malloc, not bprt_malloc: reporting an injected allocation failure must

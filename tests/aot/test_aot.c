@@ -7,7 +7,8 @@
  *   - save / load round trip through the library; corrupt, truncated and another
  *     model's checkpoints are errors
  *   - readelf -d: NEEDED only libc, libm, libpthread; nm -D: only <model>_* exported
- *   - two models' libraries in one process, each with its own runtime
+ *   - two models' libraries in one process, each with its own runtime; a thread that
+ *     used a library may outlive its dlclose
  *   - the two generated headers compile together under -Wall -Wextra -Werror
  *   - a failed link leaves no file behind and the old library in place */
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 
 #include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -479,6 +481,50 @@ static void test_two_models_one_process(void **state) {
   built_free(&r);
 }
 
+/* A thread that used the library (its per-thread error buffer) and ends after the
+ * library was dlclose'd: the buffer's destructor must not live in the unmapped code. */
+typedef struct {
+  const char *(*last_error)(void);
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int used, closed;
+} ThreadCtx;
+
+static void *use_then_wait(void *arg) {
+  ThreadCtx *t = arg;
+  (void)t->last_error();
+  pthread_mutex_lock(&t->mu);
+  t->used = 1;
+  pthread_cond_broadcast(&t->cv);
+  while (!t->closed) pthread_cond_wait(&t->cv, &t->mu);
+  pthread_mutex_unlock(&t->mu);
+  return NULL;
+}
+
+static void test_thread_outlives_dlclose(void **state) {
+  (void)state;
+  Built b = build("clf.bp", clf_src, BPRT_OPT_ADAM, 0.01);
+  Lib l = open_lib(write_lib(&b, "clf_thread.so"), "clf");
+  void *m = l.create(1);
+  float loss, x[5] = {0};
+  int32_t y[1] = {0};
+  assert_int_equal(l.train_step(m, 1, (const void *[]){x, y}, &loss), 0);   /* starts the pool */
+  l.destroy(m);
+  ThreadCtx t = {l.last_error, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, use_then_wait, &t), 0);
+  pthread_mutex_lock(&t.mu);
+  while (!t.used) pthread_cond_wait(&t.cv, &t.mu);
+  pthread_mutex_unlock(&t.mu);
+  assert_int_equal(dlclose(l.h), 0);   /* joins the library's pool threads first */
+  pthread_mutex_lock(&t.mu);
+  t.closed = 1;
+  pthread_cond_broadcast(&t.cv);
+  pthread_mutex_unlock(&t.mu);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  built_free(&b);
+}
+
 static void test_write_failures(void **state) {
   (void)state;
   Built b = build("clf.bp", clf_src, BPRT_OPT_ADAM, 0.01);
@@ -559,7 +605,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_as_jit),          cmocka_unit_test(test_abi_misuse),
       cmocka_unit_test(test_checkpoints),          cmocka_unit_test(test_needed_and_exports),
-      cmocka_unit_test(test_two_models_one_process), cmocka_unit_test(test_write_failures),
+      cmocka_unit_test(test_two_models_one_process), cmocka_unit_test(test_thread_outlives_dlclose),
+      cmocka_unit_test(test_write_failures),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

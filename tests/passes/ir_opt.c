@@ -1,0 +1,83 @@
+/* tests/passes/ir_opt.c — the pass tests' driver (LLVM's opt in miniature): read IR
+ * text, run the named passes, print the result. The golden tests (tests/passes/golden)
+ * run it and pipe its output to FileCheck (see run_filecheck.sh).
+ *
+ *   ir_opt [--passes=canonicalize,autodiff,simplify] [-fno-softmax-xent]
+ *          [-fno-log-softmax] FILE.ir
+ *
+ * Without --passes it runs the whole pipeline. Exit status 1 on any error. */
+#include "ir/ir.h"
+#include "passes/passes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return NULL;
+  size_t cap = 4096, n = 0, k;
+  char *s = bp_xmalloc(cap);
+  while ((k = fread(s + n, 1, cap - n - 1, fp)) > 0) {
+    n += k;
+    if (n + 1 == cap) s = bp_xrealloc(s, cap *= 2);
+  }
+  fclose(fp);
+  s[n] = 0;
+  *len = n;
+  return s;
+}
+
+int main(int argc, char **argv) {
+  PassOptions opt;
+  pass_options_default(&opt);
+  opt.verify = true;
+  const char *passes = NULL, *file = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strncmp(argv[i], "--passes=", 9) == 0) passes = argv[i] + 9;
+    else if (strcmp(argv[i], "-fno-softmax-xent") == 0) opt.softmax_xent = false;
+    else if (strcmp(argv[i], "-fno-log-softmax") == 0) opt.log_softmax = false;
+    else if (argv[i][0] != '-' && !file) file = argv[i];
+    else {
+      fprintf(stderr, "ir_opt: unknown argument '%s'\n", argv[i]);
+      return 2;
+    }
+  }
+  if (!file) {
+    fprintf(stderr, "usage: ir_opt [--passes=a,b] [-fno-softmax-xent] FILE.ir\n");
+    return 2;
+  }
+  size_t len;
+  char *text = slurp(file, &len);
+  if (!text) {
+    fprintf(stderr, "ir_opt: cannot read %s\n", file);
+    return 1;
+  }
+  Module *m = ir_parse(file, text, len);
+  bp_free(text);
+  if (!m || m->nfuncs < 1) return 1;
+  int status = 0;
+  for (int fi = 0; fi < m->nfuncs; fi++) {
+    Func *f = m->funcs[fi];
+    if (!passes) {
+      f = pass_run_pipeline(f, &opt);
+    } else {
+      char buf[256];
+      snprintf(buf, sizeof buf, "%s", passes);
+      for (char *tok = strtok(buf, ","); tok && f; tok = strtok(NULL, ",")) {
+        const PassInfo *p = pass_lookup(tok);
+        if (!p) {
+          fprintf(stderr, "ir_opt: unknown pass '%s'\n", tok);
+          return 2;
+        }
+        f = pass_run(p, f, &opt);
+      }
+    }
+    if (!f) {
+      status = 1;
+      continue;
+    }
+    ir_print_func(stdout, f);
+  }
+  ir_module_free(m);
+  return status;
+}

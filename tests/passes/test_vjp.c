@@ -1,0 +1,403 @@
+/* tests/passes/test_vjp.c — every op's VJP rule against central finite differences in
+ * f64, on small random shapes with broadcasting, size-1 dims and the batch dim.
+ *
+ * Each case builds y = op(operands) where the differentiated operands depend on params
+ * (a param cannot have the batch dim, so a batch operand is input + param). The harness
+ * adds a random cotangent input r of y's type and the loss sum(y * r), so the gradient
+ * checked is r^T J for a random r: every entry of the Jacobian counts. Analytic
+ * gradients come from pass_autodiff alone and from the whole pipeline (canonicalize,
+ * autodiff, simplify); both are compared with (L(p + e) - L(p - e)) / 2e, e = 1e-6, per
+ * element: |num - ana| / max(|num| + |ana|, 1e-6) <= 1e-6. Values are drawn away from
+ * kinks (relu, abs: |v| >= 0.1) and from the domain edge (log, sqrt, div: v in [0.5, 2]). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/ir.h"
+#include "passes/passes.h"
+
+#define BATCH 3
+#define FD_EPS 1e-6
+#define TOL 1e-6
+
+enum { DOM_ANY, DOM_POS, DOM_AWAY0, DOM_LABEL };
+
+typedef struct {
+  Module *m;
+  Func *f;
+  int ninputs;
+  uint8_t dom[256];  /* value domain of each leaf, by instruction id */
+} Build;
+
+static TypeId tyn(Module *m, DType dt, int rank, int64_t d0, int64_t d1) {
+  int64_t d[2] = {d0, d1};
+  return ir_type(m, dt, rank, d);
+}
+
+static int32_t par(Build *b, int dom, int rank, int64_t d0, int64_t d1) {
+  char name[16];
+  int n = 0;
+  for (int i = 0; i < b->f->ninsts; i++) n += b->f->insts[i].op == OP_PARAM;
+  snprintf(name, sizeof name, "p%d", n);
+  int32_t v = ir_param(b->f, name, tyn(b->m, DT_F32, rank, d0, d1), INIT_ZEROS, 0, 0, SRCLOC_NONE);
+  b->dom[v] = (uint8_t)dom;
+  return v;
+}
+
+static int32_t inp(Build *b, int dom, DType dt, int rank, int64_t d0, int64_t d1) {
+  char name[16];
+  snprintf(name, sizeof name, "x%d", b->ninputs);
+  int32_t v = ir_input(b->f, name, b->ninputs++, tyn(b->m, dt, rank, d0, d1), SRCLOC_NONE);
+  b->dom[v] = (uint8_t)dom;
+  return v;
+}
+
+/* A [B, n] operand that depends on a param: x[B,n] + p[n]. */
+static int32_t batched(Build *b, int dom, int64_t n) {
+  int32_t x = inp(b, DOM_ANY, DT_F32, 2, DIM_BATCH, n);
+  int32_t p = par(b, DOM_ANY, 1, n, 0);
+  int32_t s = ir_binary(b->f, OP_ADD, x, p, SRCLOC_NONE);
+  if (dom == DOM_POS) s = ir_unary(b->f, OP_EXP, s, SRCLOC_NONE);
+  return s;
+}
+
+static double urand(uint64_t *st) {
+  *st = *st * 6364136223846793005ull + 1442695040888963407ull;
+  return (double)(*st >> 11) * 0x1.0p-53;
+}
+
+static void fill(Tensor *t, int dom, uint64_t *st) {
+  for (int64_t k = 0; k < t->numel; k++) {
+    double u = urand(st);
+    switch (dom) {
+    case DOM_POS: t->data[k] = 0.5 + 1.5 * u; break;
+    case DOM_AWAY0: t->data[k] = (u < 0.5 ? -1 : 1) * (0.1 + 0.9 * urand(st)); break;
+    case DOM_LABEL: t->data[k] = floor(u * (double)t->type.dims[t->type.rank - 1]); break;
+    default: t->data[k] = 2 * u - 1; break;
+    }
+  }
+}
+
+static TensorType resolved(Func *f, int32_t v) {
+  TensorType t = *ir_vtype(f, v);
+  for (int i = 0; i < t.rank; i++)
+    if (t.dims[i] == DIM_BATCH) t.dims[i] = BATCH;
+  return t;
+}
+
+typedef int32_t (*BuildFn)(Build *b);
+
+/* Build, differentiate (autodiff alone, or the whole pipeline), compare with finite
+ * differences. Returns the number of parameter elements checked. */
+static int check_case(const char *name, BuildFn build, bool pipeline) {
+  Build b;
+  memset(&b, 0, sizeof b);
+  b.m = ir_module_new();
+  b.f = ir_func_new(b.m, name);
+  int32_t y = build(&b);
+  int32_t r = inp(&b, DOM_ANY, DT_F32, 0, 0, 0);
+  b.f->insts[r].type = b.f->insts[y].type;  /* the cotangent input has y's type */
+  int32_t l = ir_reduce(b.f, OP_SUM, ir_binary(b.f, OP_MUL, y, r, SRCLOC_NONE), IR_AXIS_ALL, false, SRCLOC_NONE);
+  ir_loss(b.f, l, SRCLOC_NONE);
+  assert_true(ir_verify(b.f, "build"));
+
+  /* leaves in the calling convention's order, with random values */
+  uint64_t st = 0x1234567ull;
+  Tensor inputs[16], params[16];
+  int ni = 0, np = 0;
+  int32_t param_ids[16];
+  for (int32_t i = 0; i < b.f->ninsts; i++) {
+    const Inst *in = &b.f->insts[i];
+    if (in->op != OP_INPUT && in->op != OP_PARAM) continue;
+    TensorType t = resolved(b.f, i);
+    Tensor x = ir_tensor_new(&t);
+    fill(&x, t.dtype == DT_LABEL ? DOM_LABEL : b.dom[i], &st);
+    if (in->op == OP_INPUT) inputs[in->iattr[0]] = x, ni++;
+    else param_ids[np] = i, params[np++] = x;
+  }
+
+  PassOptions opt;
+  pass_options_default(&opt);
+  opt.verify = true;
+  Func *g = pipeline ? pass_run_pipeline(b.f, &opt) : pass_autodiff(b.f, &opt);
+  assert_non_null(g);
+  assert_true(ir_verify(g, name));
+  int32_t loss = -1, grads[16];
+  int ng = 0;
+  for (int32_t i = 0; i < g->ninsts; i++) {
+    if (g->insts[i].op == OP_LOSS) loss = g->insts[i].args[0];
+    if (g->insts[i].op == OP_GRAD) grads[ng++] = g->insts[i].args[1];
+  }
+  assert_true(loss >= 0);
+  assert_int_equal(ng, np);
+  (void)param_ids;
+
+  Interp *it = ir_interp_run(g, INTERP_F64, BATCH, inputs, ni, params, np, 1, 1);
+  assert_non_null(it);
+  int checked = 0;
+  double worst = 0;
+  for (int p = 0; p < np; p++) {
+    const Tensor *ga = ir_interp_value(it, grads[p]);
+    assert_non_null(ga);
+    assert_int_equal(ga->numel, params[p].numel);
+    for (int64_t k = 0; k < params[p].numel; k++) {
+      double keep = params[p].data[k], lp, lm;
+      params[p].data[k] = keep + FD_EPS;
+      Interp *a = ir_interp_run(g, INTERP_F64, BATCH, inputs, ni, params, np, 1, 1);
+      params[p].data[k] = keep - FD_EPS;
+      Interp *c = ir_interp_run(g, INTERP_F64, BATCH, inputs, ni, params, np, 1, 1);
+      params[p].data[k] = keep;
+      assert_non_null(a);
+      assert_non_null(c);
+      lp = ir_interp_value(a, loss)->data[0];
+      lm = ir_interp_value(c, loss)->data[0];
+      ir_interp_free(a);
+      ir_interp_free(c);
+      double num = (lp - lm) / (2 * FD_EPS), ana = ga->data[k];
+      double den = fabs(num) + fabs(ana);
+      double rel = fabs(num - ana) / (den > 1e-6 ? den : 1e-6);
+      if (rel > worst) worst = rel;
+      if (rel > TOL)
+        fail_msg("%s (%s): param %d element %lld: finite differences %.12g, autodiff %.12g, rel %.3g > %g", name,
+                 pipeline ? "pipeline" : "autodiff", p, (long long)k, num, ana, rel, TOL);
+      checked++;
+    }
+  }
+  ir_interp_free(it);
+  for (int i = 0; i < ni; i++) ir_tensor_free(&inputs[i]);
+  for (int i = 0; i < np; i++) ir_tensor_free(&params[i]);
+  ir_module_free(b.m);
+  return checked;
+}
+
+/* ------------------------------------------------------------------ the cases */
+
+#define F (b->f)
+#define N SRCLOC_NONE
+
+static int32_t c_add_bcast(Build *b) { return ir_binary(F, OP_ADD, par(b, 0, 2, 3, 4), par(b, 0, 1, 4, 0), N); }
+static int32_t c_add_size1(Build *b) { return ir_binary(F, OP_ADD, par(b, 0, 2, 3, 1), par(b, 0, 2, 1, 4), N); }
+static int32_t c_add_batch(Build *b) { return ir_binary(F, OP_ADD, batched(b, 0, 4), par(b, 0, 0, 0, 0), N); }
+static int32_t c_sub_bcast(Build *b) { return ir_binary(F, OP_SUB, par(b, 0, 1, 4, 0), par(b, 0, 2, 3, 4), N); }
+static int32_t c_mul_bcast(Build *b) { return ir_binary(F, OP_MUL, par(b, 0, 2, 3, 1), par(b, 0, 2, 3, 4), N); }
+static int32_t c_mul_batch(Build *b) { return ir_binary(F, OP_MUL, batched(b, 0, 4), par(b, 0, 2, 1, 4), N); }
+static int32_t c_div(Build *b) { return ir_binary(F, OP_DIV, par(b, 0, 2, 3, 4), par(b, DOM_POS, 1, 4, 0), N); }
+static int32_t c_div_batch(Build *b) { return ir_binary(F, OP_DIV, par(b, 0, 1, 4, 0), batched(b, DOM_POS, 4), N); }
+static int32_t c_square(Build *b) { int32_t x = par(b, 0, 2, 2, 3); return ir_binary(F, OP_MUL, x, x, N); }
+static int32_t c_neg(Build *b) { return ir_unary(F, OP_NEG, par(b, 0, 2, 2, 3), N); }
+static int32_t c_exp(Build *b) { return ir_unary(F, OP_EXP, par(b, 0, 2, 2, 3), N); }
+static int32_t c_log(Build *b) { return ir_unary(F, OP_LOG, par(b, DOM_POS, 2, 2, 3), N); }
+static int32_t c_sqrt(Build *b) { return ir_unary(F, OP_SQRT, par(b, DOM_POS, 2, 2, 3), N); }
+static int32_t c_abs(Build *b) { return ir_unary(F, OP_ABS, par(b, DOM_AWAY0, 2, 2, 3), N); }
+static int32_t c_relu(Build *b) { return ir_unary(F, OP_RELU, par(b, DOM_AWAY0, 2, 3, 4), N); }
+static int32_t c_sigmoid(Build *b) { return ir_unary(F, OP_SIGMOID, par(b, 0, 2, 2, 3), N); }
+static int32_t c_tanh(Build *b) { return ir_unary(F, OP_TANH, par(b, 0, 2, 2, 3), N); }
+static int32_t c_pow2(Build *b) { return ir_pow(F, par(b, 0, 2, 2, 3), 2.0, N); }
+static int32_t c_pow3(Build *b) { return ir_pow(F, par(b, 0, 1, 5, 0), 3.0, N); }
+static int32_t c_pow_half(Build *b) { return ir_pow(F, par(b, DOM_POS, 1, 5, 0), 0.5, N); }
+static int32_t c_relu_grad(Build *b) {
+  return ir_binary(F, OP_RELU_GRAD, par(b, DOM_AWAY0, 2, 2, 3), par(b, 0, 2, 2, 3), N);
+}
+static int32_t c_sigmoid_grad(Build *b) { return ir_binary(F, OP_SIGMOID_GRAD, par(b, 0, 2, 2, 3), par(b, 0, 2, 2, 3), N); }
+static int32_t c_tanh_grad(Build *b) { return ir_binary(F, OP_TANH_GRAD, par(b, 0, 2, 2, 3), par(b, 0, 2, 2, 3), N); }
+static int32_t c_matmul(Build *b) { return ir_binary(F, OP_MATMUL, par(b, 0, 2, 2, 3), par(b, 0, 2, 3, 4), N); }
+static int32_t c_matmul_batch(Build *b) { return ir_binary(F, OP_MATMUL, batched(b, 0, 3), par(b, 0, 2, 3, 2), N); }
+static int32_t c_matmul_nt(Build *b) { return ir_binary(F, OP_MATMUL_NT, par(b, 0, 2, 2, 3), par(b, 0, 2, 4, 3), N); }
+static int32_t c_matmul_tn(Build *b) { return ir_binary(F, OP_MATMUL_TN, par(b, 0, 2, 3, 2), par(b, 0, 2, 3, 4), N); }
+static int32_t c_matmul_1(Build *b) { return ir_binary(F, OP_MATMUL, par(b, 0, 2, 1, 3), par(b, 0, 2, 3, 1), N); }
+static int32_t c_transpose(Build *b) { return ir_unary(F, OP_TRANSPOSE, batched(b, 0, 3), N); }
+static int32_t c_sum0(Build *b) { return ir_reduce(F, OP_SUM, batched(b, 0, 4), 0, false, N); }
+static int32_t c_sum1(Build *b) { return ir_reduce(F, OP_SUM, batched(b, 0, 4), 1, false, N); }
+static int32_t c_sum1_keep(Build *b) { return ir_reduce(F, OP_SUM, par(b, 0, 2, 3, 4), 1, true, N); }
+static int32_t c_sum_all(Build *b) { return ir_reduce(F, OP_SUM, par(b, 0, 2, 3, 4), IR_AXIS_ALL, false, N); }
+static int32_t c_mean0_batch(Build *b) { return ir_reduce(F, OP_MEAN, batched(b, 0, 4), 0, false, N); }
+static int32_t c_mean1(Build *b) { return ir_reduce(F, OP_MEAN, batched(b, 0, 4), 1, false, N); }
+static int32_t c_mean_all(Build *b) { return ir_reduce(F, OP_MEAN, batched(b, 0, 4), IR_AXIS_ALL, false, N); }
+static int32_t c_mean_keep(Build *b) { return ir_reduce(F, OP_MEAN, par(b, 0, 2, 3, 4), 0, true, N); }
+static int32_t c_max1(Build *b) { return ir_reduce(F, OP_MAX, batched(b, 0, 4), 1, false, N); }
+static int32_t c_max0_keep(Build *b) { return ir_reduce(F, OP_MAX, par(b, 0, 2, 3, 4), 0, true, N); }
+static int32_t c_max_all(Build *b) { return ir_reduce(F, OP_MAX, par(b, 0, 2, 3, 4), IR_AXIS_ALL, false, N); }
+static int32_t c_broadcast(Build *b) {
+  return ir_to_type(F, OP_BROADCAST, par(b, 0, 2, 3, 1), tyn(b->m, DT_F32, 2, 3, 4), N);
+}
+static int32_t c_broadcast_batch(Build *b) {
+  return ir_to_type(F, OP_BROADCAST, par(b, 0, 1, 4, 0), tyn(b->m, DT_F32, 2, DIM_BATCH, 4), N);
+}
+static int32_t c_sum_to(Build *b) { return ir_to_type(F, OP_SUM_TO, batched(b, 0, 4), tyn(b->m, DT_F32, 2, 1, 4), N); }
+static int32_t c_softmax1(Build *b) { return ir_rowop(F, OP_SOFTMAX, batched(b, 0, 5), 1, N); }
+static int32_t c_softmax0(Build *b) { return ir_rowop(F, OP_SOFTMAX, par(b, 0, 2, 3, 4), 0, N); }
+static int32_t c_log_softmax(Build *b) { return ir_rowop(F, OP_LOG_SOFTMAX, batched(b, 0, 5), 1, N); }
+static int32_t c_softmax_xent(Build *b) {
+  int32_t z = batched(b, 0, 5);
+  return ir_binary(F, OP_SOFTMAX_XENT, z, inp(b, DOM_LABEL, DT_LABEL, 2, DIM_BATCH, 5), N);
+}
+static int32_t c_onehot_mul(Build *b) {   /* onehot(y) * p: no gradient to the labels */
+  int32_t oh = ir_unary(F, OP_ONEHOT, inp(b, DOM_LABEL, DT_LABEL, 2, DIM_BATCH, 4), N);
+  return ir_binary(F, OP_MUL, oh, par(b, 0, 1, 4, 0), N);
+}
+static int32_t c_size(Build *b) {        /* x * size(x): size is a count, no gradient */
+  int32_t x = batched(b, 0, 4);
+  return ir_binary(F, OP_MUL, x, ir_size(F, x, 0, N), N);
+}
+static int32_t c_eq_sign(Build *b) {     /* p * eq(p, q) + sign(q) */
+  int32_t p = par(b, 0, 2, 2, 3), q = par(b, 0, 2, 2, 3);
+  int32_t e = ir_binary(F, OP_MUL, p, ir_binary(F, OP_EQ, p, p, N), N);
+  return ir_binary(F, OP_ADD, e, ir_unary(F, OP_SIGN, q, N), N);
+}
+static int32_t c_dropout(Build *b) {
+  int32_t x = batched(b, 0, 6);
+  int32_t mask = ir_dropout_mask(F, 0.5, 0, F->insts[x].type, N);
+  return ir_binary(F, OP_MUL, x, mask, N);
+}
+static int32_t c_fanout_residual(Build *b) {   /* h = tanh(x W); y = h + tanh(h W2) * h */
+  int32_t x = batched(b, 0, 3);
+  int32_t h = ir_unary(F, OP_TANH, ir_binary(F, OP_MATMUL, x, par(b, 0, 2, 3, 3), N), N);
+  int32_t t = ir_unary(F, OP_TANH, ir_binary(F, OP_MATMUL, h, par(b, 0, 2, 3, 3), N), N);
+  return ir_binary(F, OP_ADD, h, ir_binary(F, OP_MUL, t, h, N), N);
+}
+static int32_t c_unused_param(Build *b) {      /* p1 never reaches the loss: zero gradient */
+  int32_t p0 = par(b, 0, 1, 3, 0);
+  int32_t p1 = par(b, 0, 1, 3, 0);
+  ir_output(F, "side", ir_unary(F, OP_EXP, p1, N), N);
+  return ir_unary(F, OP_TANH, p0, N);
+}
+static int32_t c_chain(Build *b) {   /* a softmax classifier through every kind of op */
+  int32_t x = batched(b, 0, 4);
+  int32_t h = ir_unary(F, OP_SIGMOID, ir_binary(F, OP_MATMUL, x, par(b, 0, 2, 4, 5), N), N);
+  int32_t n = ir_reduce(F, OP_MEAN, ir_pow(F, h, 2.0, N), 1, true, N);
+  int32_t z = ir_binary(F, OP_DIV, h, ir_unary(F, OP_SQRT, ir_binary(F, OP_ADD, n, par(b, DOM_POS, 0, 0, 0), N), N), N);
+  return ir_rowop(F, OP_LOG_SOFTMAX, z, 1, N);
+}
+
+#undef F
+#undef N
+
+typedef struct {
+  const char *name;
+  BuildFn fn;
+} Case;
+
+static const Case cases[] = {
+    {"add_bcast", c_add_bcast}, {"add_size1", c_add_size1}, {"add_batch", c_add_batch},
+    {"sub_bcast", c_sub_bcast}, {"mul_bcast", c_mul_bcast}, {"mul_batch", c_mul_batch},
+    {"div", c_div}, {"div_batch", c_div_batch}, {"square_fanout", c_square},
+    {"neg", c_neg}, {"exp", c_exp}, {"log", c_log}, {"sqrt", c_sqrt}, {"abs", c_abs},
+    {"relu", c_relu}, {"sigmoid", c_sigmoid}, {"tanh", c_tanh},
+    {"pow2", c_pow2}, {"pow3", c_pow3}, {"pow_half", c_pow_half},
+    {"relu_grad", c_relu_grad}, {"sigmoid_grad", c_sigmoid_grad}, {"tanh_grad", c_tanh_grad},
+    {"matmul", c_matmul}, {"matmul_batch", c_matmul_batch}, {"matmul_nt", c_matmul_nt},
+    {"matmul_tn", c_matmul_tn}, {"matmul_size1", c_matmul_1}, {"transpose_batch", c_transpose},
+    {"sum_axis0", c_sum0}, {"sum_axis1", c_sum1}, {"sum_axis1_keep", c_sum1_keep}, {"sum_all", c_sum_all},
+    {"mean_axis0_batch", c_mean0_batch}, {"mean_axis1", c_mean1}, {"mean_all_batch", c_mean_all},
+    {"mean_keep", c_mean_keep}, {"max_axis1", c_max1}, {"max_axis0_keep", c_max0_keep}, {"max_all", c_max_all},
+    {"broadcast", c_broadcast}, {"broadcast_batch", c_broadcast_batch}, {"sum_to", c_sum_to},
+    {"softmax_axis1", c_softmax1}, {"softmax_axis0", c_softmax0}, {"log_softmax", c_log_softmax},
+    {"softmax_xent", c_softmax_xent}, {"onehot_mul", c_onehot_mul}, {"size", c_size},
+    {"eq_sign", c_eq_sign}, {"dropout", c_dropout}, {"fanout_residual", c_fanout_residual},
+    {"unused_param", c_unused_param}, {"chain", c_chain},
+};
+
+static void test_every_vjp_autodiff(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) assert_true(check_case(cases[i].name, cases[i].fn, false) > 0);
+}
+
+static void test_every_vjp_pipeline(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) assert_true(check_case(cases[i].name, cases[i].fn, true) > 0);
+}
+
+/* Every op with operands that carry a derivative is covered by a case above. */
+static void test_cases_cover_every_op(void **state) {
+  (void)state;
+  bool seen[OP__COUNT] = {false};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    Build b;
+    memset(&b, 0, sizeof b);
+    b.m = ir_module_new();
+    b.f = ir_func_new(b.m, cases[i].name);
+    b.f->cse = false;
+    cases[i].fn(&b);
+    for (int32_t k = 0; k < b.f->ninsts; k++) seen[b.f->insts[k].op] = true;
+    ir_module_free(b.m);
+  }
+  for (int op = 0; op < OP__COUNT; op++) {
+    if (op == OP_LOSS || op == OP_GRAD || op == OP_CONST) continue;   /* added by the harness / autodiff */
+    if (!seen[op]) fail_msg("no VJP test case uses op %s", ir_ops[op].name);
+  }
+}
+
+/* A param that does not reach the loss gets a zero constant gradient, rule "zero". */
+static void test_unused_param_zero(void **state) {
+  (void)state;
+  Build b;
+  memset(&b, 0, sizeof b);
+  b.m = ir_module_new();
+  b.f = ir_func_new(b.m, "unused");
+  int32_t y = c_unused_param(&b);
+  ir_loss(b.f, ir_reduce(b.f, OP_SUM, y, IR_AXIS_ALL, false, SRCLOC_NONE), SRCLOC_NONE);
+  PassOptions opt;
+  pass_options_default(&opt);
+  Func *g = pass_autodiff(b.f, &opt);
+  assert_non_null(g);
+  int grads = 0;
+  for (int32_t i = 0; i < g->ninsts; i++) {
+    const Inst *in = &g->insts[i];
+    if (in->op != OP_GRAD) continue;
+    const Inst *gv = &g->insts[in->args[1]];
+    if (strcmp(g->insts[in->args[0]].name, "p1") == 0) {
+      assert_int_equal(gv->op, OP_CONST);
+      assert_true(gv->fattr[0] == 0.0);
+      assert_string_equal(gv->rule, "zero");
+    }
+    assert_true(in->flags & IF_BACKWARD);
+    grads++;
+  }
+  assert_int_equal(grads, 2);
+  ir_module_free(b.m);
+}
+
+/* Misuse: no loss, or gradients already there, is a located error, not a crash. */
+static void test_errors(void **state) {
+  (void)state;
+  diag_reset();
+  char *out = NULL;
+  size_t n = 0;
+  FILE *fp = open_memstream(&out, &n);
+  diag_set_output(fp);
+  Module *m = ir_module_new();
+  Func *f = ir_func_new(m, "noloss");
+  int32_t p = ir_param(f, "w", ir_type_scalar(m, DT_F32), INIT_ZEROS, 0, 0, SRCLOC_NONE);
+  ir_output(f, "o", ir_unary(f, OP_EXP, p, SRCLOC_NONE), SRCLOC_NONE);
+  PassOptions opt;
+  pass_options_default(&opt);
+  assert_null(pass_autodiff(f, &opt));
+  assert_int_equal(m->nfuncs, 1);
+  ir_loss(f, ir_unary(f, OP_EXP, p, SRCLOC_NONE), SRCLOC_NONE);
+  ir_grad(f, p, p, SRCLOC_NONE);
+  assert_null(pass_autodiff(f, &opt));
+  fclose(fp);
+  diag_set_output(NULL);
+  assert_non_null(strstr(out, "error: autodiff: @noloss has no loss; did you forget a `loss` statement in the model?"));
+  assert_non_null(strstr(out, "error: autodiff: @noloss already has gradients (grad sinks); differentiate the forward function"));
+  free(out);
+  ir_module_free(m);
+  diag_reset();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_every_vjp_autodiff),
+      cmocka_unit_test(test_every_vjp_pipeline),
+      cmocka_unit_test(test_cases_cover_every_op),
+      cmocka_unit_test(test_unused_param_zero),
+      cmocka_unit_test(test_errors),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
