@@ -76,6 +76,13 @@ extern DrvCodegenOptions drv_codegen;
 int drv_emit_llvm(DrvCompilation *c, FILE *out);
 int drv_emit_asm(DrvCompilation *c, FILE *out);
 int drv_emit_obj(DrvCompilation *c, FILE *out);
+#ifdef BPCC_CODEGEN_H
+/* The optimizer and hyperparameters of a train block, as codegen takes them
+ * (emit_codegen.c; declared where codegen/codegen.h is included). */
+void drv_train_optimizer(const TrainSpec *ts, CgOptimizer *opt);
+#endif
+/* `bpcc FILE.bp -o NAME.so` (cmd_aot.c): the shared library and NAME.h; exit status. */
+int drv_write_library(const char *path, const char *model, const char *out);
 
 /* Subcommands (cmd_*.c). */
 int cmd_train(int argc, char **argv);   /* bpcc train (cmd_train.c) */

@@ -68,6 +68,8 @@ static void usage(FILE *o) {
           "  --emit=KIND        print an intermediate form; KIND is one of:\n");
   for (const DrvEmit *e = drv_emits; e->name; e++) fprintf(o, "                       %-10s %s\n", e->name, e->help);
   fprintf(o,
+          "  -o NAME.so         write the model as a shared library with a C ABI, and NAME.h\n"
+          "                     beside it (docs/abi.md); -march=x86-64-v3 for a portable one\n"
           "  --model=NAME       the model to use when the file has several (default: the first)\n"
           "  --print-after=PASS print the IR after a pass (canonicalize, autodiff, simplify, all)\n"
           "  -fno-softmax-xent  differentiate cross-entropy of a softmax through log and softmax\n"
@@ -125,7 +127,7 @@ int main(int argc, char **argv) {
 
   bool check = false;
   const DrvEmit *emit = NULL;
-  const char *file = NULL, *model = NULL;
+  const char *file = NULL, *model = NULL, *out = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -149,6 +151,9 @@ int main(int argc, char **argv) {
       drv_codegen.opt_level = a[2] - '0';
     } else if (strncmp(a, "-march=", 7) == 0) {
       drv_codegen.march = a + 7;
+    } else if (strcmp(a, "-o") == 0) {
+      if (i + 1 >= argc) return usage_error("%s needs a path, as in -o model.so", a);
+      out = argv[++i];
     } else if (strncmp(a, "--model=", 8) == 0) {
       model = a + 8;
     } else if (strcmp(a, "--model") == 0) {
@@ -163,6 +168,11 @@ int main(int argc, char **argv) {
     } else {
       file = a;
     }
+  }
+  if (out) {   /* bpcc FILE.bp -o NAME.so (cmd_aot.c) */
+    if (check || emit) return usage_error("%s", "-o writes a shared library; it cannot be combined with --check or --emit");
+    if (!file) return usage_error("%s", "no input file (use '-' for standard input)");
+    return drv_write_library(file, model, out);
   }
   if (!check && !emit) {
     if (file) {
