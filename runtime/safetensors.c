@@ -5,8 +5,8 @@
  * {"dtype", "shape", "data_offsets": [begin, end]} (offsets relative to the first byte
  * after the header) and may hold "__metadata__", a string -> string map.
  *
- * Writing is atomic (temporary file in the same directory, fsync, rename, fsync of the
- * directory), so a crash or a full disk never leaves a half-written checkpoint where
+ * Writing is atomic (temporary file PATH.tmp-PID-N in the same directory, fsync, rename,
+ * fsync of the directory), so a crash or a full disk never leaves a half-written checkpoint where
  * the last good one was. Reading trusts nothing: every length, dtype, shape and offset
  * is checked against the file, and the first problem is reported as "PATH: what". */
 #include "runtime/runtime.h"
@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,27 @@ static void sync_dir(const char *path) {
   }
 }
 
+/* Create PATH.tmp-PID-N exclusively (mode 0666 & ~umask, like any new file). Returns
+ * the bprt_malloc'd name with *fd open for writing, or NULL with the error set. */
+static char *open_temp(const char *path, int *fd) {
+  static _Atomic unsigned counter;
+  size_t n = strlen(path) + 48;
+  char *tmp = bprt_malloc(n);
+  if (!tmp) {
+    bprt_prefix_error("%s", path);
+    return NULL;
+  }
+  for (int attempt = 0; attempt < 100; attempt++) {
+    snprintf(tmp, n, "%s.tmp-%ld-%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
+    *fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    if (*fd >= 0) return tmp;
+    if (errno != EEXIST) break;
+  }
+  bprt_set_error("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+  bprt_free(tmp);
+  return NULL;
+}
+
 int bprt_st_write(const char *path, const BprtTensorRef *t, int nt, const BprtMeta *meta, int nmeta) {
   if (validate_write_args(path, t, nt, meta, nmeta) != 0) return -1;
   Buf h = {0};
@@ -191,17 +213,9 @@ int bprt_st_write(const char *path, const BprtTensorRef *t, int nt, const BprtMe
     bprt_free(h.s);
     return -1;
   }
-  size_t plen = strlen(path);
-  char *tmp = bprt_malloc(plen + 16);
+  int fd = -1;
+  char *tmp = open_temp(path, &fd);
   if (!tmp) {
-    bprt_free(h.s);
-    return bprt_prefix_error("%s", path);
-  }
-  snprintf(tmp, plen + 16, "%s.tmp-XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    bprt_set_error("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
-    bprt_free(tmp);
     bprt_free(h.s);
     return -1;
   }
@@ -212,14 +226,13 @@ int bprt_st_write(const char *path, const BprtTensorRef *t, int nt, const BprtMe
   if (rc == 0) rc = write_all(fd, h.s, h.len);
   for (int i = 0; i < nt && rc == 0; i++)
     rc = write_all(fd, t[i].data, (size_t)numel_of(t[i].rank, t[i].dims) * 4);
-  if (rc == 0 && fchmod(fd, 0644) != 0) rc = -1, step = "chmod";
   if (rc == 0 && fsync(fd) != 0) rc = -1, step = "fsync";
   int err = errno;
   if (close(fd) != 0 && rc == 0) rc = -1, step = "close", err = errno;
   if (rc == 0 && rename(tmp, path) != 0) rc = -1, step = "rename", err = errno;
   if (rc != 0) {
     unlink(tmp);
-    bprt_set_error("%s: cannot write checkpoint (%s of %s failed: %s); the previous file is unchanged",
+    bprt_set_error("%s: cannot write checkpoint (%s of %s failed: %s); any previous file is unchanged",
                    path, step, tmp, strerror(err));
   } else {
     sync_dir(path);

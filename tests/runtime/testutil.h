@@ -6,14 +6,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-/* A fresh directory under $TMPDIR (or /tmp); removed with rm_tree. */
+/* A fresh directory $TMPDIR/bprt-test-PID-N (or under /tmp); removed with rm_tree. */
 static inline char *make_temp_dir(void) {
   const char *base = getenv("TMPDIR");
-  static char buf[4096];
-  snprintf(buf, sizeof buf, "%s/bprt-test-XXXXXX", base && *base ? base : "/tmp");
-  return mkdtemp(buf) ? strdup(buf) : NULL;
+  char buf[4096];
+  for (int n = 0; n < 1000; n++) {
+    snprintf(buf, sizeof buf, "%s/bprt-test-%ld-%d", base && *base ? base : "/tmp", (long)getpid(), n);
+    if (mkdir(buf, 0700) == 0) return strdup(buf);
+  }
+  return NULL;
 }
 
 /* Remove a directory and the plain files in it (the tests make no subdirectories). */
