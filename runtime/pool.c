@@ -262,17 +262,35 @@ void bprt_pool_for(BprtPool *p, int64_t n, int64_t grain, BprtRangeFn fn, void *
 
 static pthread_mutex_t global_mu = PTHREAD_MUTEX_INITIALIZER;
 static BprtPool *global_pool;
+static int global_request;   /* the last bprt_set_threads count (0: one per CPU) */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/* fork() copies only the calling thread: in the child the global pool's workers are
+ * gone, so the child forgets the pool (its memory is abandoned, not freed: the
+ * mutexes in it may be held) and makes a new one, of the size last asked for, on
+ * first use. Pools from
+ * bprt_pool_new are the owner's business. */
+static void atfork_prepare(void) { pthread_mutex_lock(&global_mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&global_mu); }
+static void atfork_child(void) {
+  global_pool = NULL;
+  pthread_mutex_unlock(&global_mu);
+}
+static void register_atfork(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
 
 static BprtPool *global_get(void) {
+  pthread_once(&atfork_once, register_atfork);
   pthread_mutex_lock(&global_mu);
-  if (!global_pool) global_pool = bprt_pool_new(0);
+  if (!global_pool) global_pool = bprt_pool_new(global_request);
   BprtPool *p = global_pool;
   pthread_mutex_unlock(&global_mu);
   return p;
 }
 
 int bprt_set_threads(int threads) {
+  pthread_once(&atfork_once, register_atfork);
   pthread_mutex_lock(&global_mu);
+  global_request = threads > 0 ? threads : 0;
   int rc = 0;
   if (!global_pool) {
     global_pool = bprt_pool_new(threads);

@@ -88,7 +88,9 @@ void bprt_pool_for(BprtPool *p, int64_t n, int64_t grain, BprtRangeFn fn, void *
 int bprt_set_threads(int threads);     /* creates or resizes; <= 0: one per CPU */
 int bprt_get_threads(void);
 void bprt_parallel_for(int64_t n, int64_t grain, BprtRangeFn fn, void *ctx);
-void bprt_shutdown(void);              /* joins the global pool's threads */
+/* Join the global pool's threads; a later use starts it again with the same count.
+ * After fork() the child starts a fresh global pool (pthread_atfork). */
+void bprt_shutdown(void);
 int bprt_cpu_count(void);
 
 /* --------------------------------------------------------------------- RNG (rng.c) */

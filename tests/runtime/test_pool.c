@@ -10,7 +10,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime/runtime.h"
 
@@ -110,6 +112,8 @@ static void test_resize(void **state) {
   assert_int_equal(bprt_set_threads(2), 0);
   assert_int_equal(bprt_get_threads(), 2);
   bprt_shutdown();
+  assert_int_equal(bprt_get_threads(), 2);   /* restarted with the count asked for */
+  assert_int_equal(bprt_set_threads(0), 0);
   assert_int_equal(bprt_get_threads(), bprt_cpu_count());
   bprt_shutdown();
 }
@@ -203,12 +207,34 @@ static void test_pool_alloc_failure(void **state) {
   }
 }
 
+/* After fork() the child gets a fresh global pool of the same size instead of waiting
+ * on workers that fork did not copy. */
+static void test_fork_child_pool(void **state) {
+  (void)state;
+  assert_int_equal(bprt_set_threads(3), 0);
+  Nest n = {NULL, 0};
+  bprt_parallel_for(100, 1, inner_fn, &n);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    Nest c = {NULL, 0};
+    bprt_parallel_for(1000, 1, inner_fn, &c);
+    _exit(atomic_load(&c.sum) == 499500 && bprt_get_threads() == 3 ? 0 : 1);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  bprt_parallel_for(100, 1, inner_fn, &n);   /* the parent's pool still works */
+  assert_int_equal(atomic_load(&n.sum), 2 * 4950);
+  bprt_shutdown();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cover_all),         cmocka_unit_test(test_many_small_jobs),
       cmocka_unit_test(test_resize),            cmocka_unit_test(test_nested_and_single),
       cmocka_unit_test(test_concurrent_callers), cmocka_unit_test(test_idle_workers_park),
-      cmocka_unit_test(test_pool_alloc_failure),
+      cmocka_unit_test(test_pool_alloc_failure), cmocka_unit_test(test_fork_child_pool),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
