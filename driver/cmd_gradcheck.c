@@ -197,6 +197,7 @@ static Func *load(DrvCompilation *c, const char *path, const char *model, Module
     *ir_module = ir_parse(path, text, len);
     bp_free(text);
     if (!*ir_module || (*ir_module)->nfuncs == 0) return NULL;
+    if (!ir_verify((*ir_module)->funcs[0], "parsing")) return NULL;
     return (*ir_module)->funcs[0];
   }
   if (!drv_compile(c, path, DRV_LOWER, model) || !c->func) {

@@ -58,6 +58,10 @@ int main(int argc, char **argv) {
   int status = 0;
   for (int fi = 0; fi < m->nfuncs; fi++) {
     Func *f = m->funcs[fi];
+    if (!ir_verify(f, "parsing")) {   /* passes expect verified input */
+      status = 1;
+      continue;
+    }
     if (!passes) {
       f = pass_run_pipeline(f, &opt);
     } else {
