@@ -26,8 +26,8 @@ unsigned char *data_read_file(const char *path, size_t *len) {
     bprt_set_error("cannot open %s: %s", path, errno ? strerror(errno) : "out of memory");
     return NULL;
   }
-  gzbuffer(gz, 1 << 17);
-  size_t cap = 1 << 20, n = 0;
+  gzbuffer(gz, 1 << 16);
+  size_t cap = 1 << 16, n = 0;
   unsigned char *buf = bprt_realloc(NULL, cap + 1);
   if (!buf) {
     gzclose(gz);
@@ -35,7 +35,7 @@ unsigned char *data_read_file(const char *path, size_t *len) {
     return NULL;
   }
   for (;;) {
-    if (cap - n < (1u << 20)) {
+    if (n == cap) {   /* full: double */
       unsigned char *nb = cap > SIZE_MAX / 4 ? NULL : bprt_realloc(buf, cap * 2 + 1);
       if (!nb) {
         bprt_free(buf);

@@ -749,6 +749,93 @@ static void test_alloc_failure_sweep(void **state) {
   bprt_dataset_free(d);
 }
 
+/* ------------------------------------------------------------------ mutations */
+
+static uint64_t lcg(uint64_t *s) {
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return *s >> 17;
+}
+
+/* Damage file `path` (a copy of orig[0..n)) at random and load `spec` 1500 times:
+ * success, or an error that names the damaged file. Never a crash or an ASan report. */
+static void mutate_and_load(const char *spec, const char *path, const unsigned char *orig, size_t n,
+                            uint64_t seed) {
+  unsigned char *buf = malloc(n + 8);
+  uint64_t s = seed;
+  int failed = 0;
+  for (int iter = 0; iter < 1500; iter++) {
+    memcpy(buf, orig, n);
+    size_t len = n;
+    for (int e = 0; e < 1 + iter % 3 && len > 0; e++) {
+      size_t at = lcg(&s) % len;
+      switch (lcg(&s) % 4) {
+      case 0: buf[at] = (unsigned char)lcg(&s); break;
+      case 1: buf[at] ^= (unsigned char)(1u << (lcg(&s) % 8)); break;
+      case 2: len = at; break;
+      default: buf[at] = "0123456789,.-\n e"[lcg(&s) % 16]; break;
+      }
+    }
+    write_bytes(path, buf, len);
+    BprtDataset *tr = NULL, *va = NULL;
+    if (bprt_data_load(spec, 1, &tr, &va) == 0) {
+      assert_non_null(tr);
+      bprt_dataset_free(tr);
+      bprt_dataset_free(va);
+      continue;
+    }
+    failed++;
+    if (!strstr(bprt_last_error(), path)) fail_msg("%s iteration %d: %s", spec, iter, bprt_last_error());
+  }
+  assert_true(failed > 100);
+  write_bytes(path, orig, n);
+  free(buf);
+}
+
+static unsigned char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  unsigned char *b = malloc(1 << 20);
+  *n = fread(b, 1, 1 << 20, f);
+  fclose(f);
+  return b;
+}
+
+static void test_mutation_robustness(void **state) {
+  (void)state;
+  char spec[8400];
+  size_t n;
+  unsigned char *orig;
+  /* IDX, raw and gzip'd (the mini MNIST has both). */
+  make_mini_mnist(dir, 3, 2, 0);
+  snprintf(spec, sizeof spec, "mnist:%s", dir);
+  const char *files[2] = {"train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte"};
+  for (int k = 0; k < 2; k++) {
+    const char *p = path_in(dir, files[k]);
+    orig = slurp(p, &n);
+    mutate_and_load(spec, p, orig, n, 100 + (uint64_t)k);
+    free(orig);
+  }
+  /* CSV. */
+  const char *c = path_in(dir, "m.csv");
+  const char *text = "a,b,c,label\n1.5,2,3e2,0\n-4,5.25,6,2\n7,8,9,1\n0.1,0.2,0.3,1\n";
+  write_text(c, text);
+  snprintf(spec, sizeof spec, "csv:%s:header=1", c);
+  mutate_and_load(spec, c, (const unsigned char *)text, strlen(text), 7);
+  /* NPY, X and Y. */
+  const char *x = path_in(dir, "mx.npy"), *y = path_in(dir, "my.npy");
+  const float xf[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  const int64_t yl[4] = {0, 1, 2, 1};
+  write_npy(x, "<f4", false, "(4, 2)", xf, sizeof xf);
+  write_npy(y, "<i8", false, "(4,)", yl, sizeof yl);
+  snprintf(spec, sizeof spec, "npy:%s,%s", x, y);
+  orig = slurp(x, &n);
+  mutate_and_load(spec, x, orig, n, 8);
+  free(orig);
+  orig = slurp(y, &n);
+  mutate_and_load(spec, y, orig, n, 9);
+  free(orig);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_idx_good),     cmocka_unit_test(test_idx_types),
@@ -758,6 +845,7 @@ int main(void) {
       cmocka_unit_test(test_generators),   cmocka_unit_test(test_split),
       cmocka_unit_test(test_permutation),  cmocka_unit_test(test_batches),
       cmocka_unit_test(test_shape_checks), cmocka_unit_test(test_alloc_failure_sweep),
+      cmocka_unit_test(test_mutation_robustness),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
