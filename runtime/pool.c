@@ -20,9 +20,13 @@
  *   3. the caller runs chunk 0, then waits until active == 0.
  * Every worker checks in for every job, so no worker can read a later job's fields
  * while it still works on an earlier one. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE   /* sched_getaffinity: count the CPUs this process may run on */
+#endif
 #include "runtime/runtime.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -86,7 +90,15 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* The CPUs this process may use (taskset, cgroup cpusets), else the online count. */
 int bprt_cpu_count(void) {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int c = CPU_COUNT(&set);
+    if (c >= 1) return c;
+  }
+#endif
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   if (n < 1) return 1;
   if (n > 1024) return 1024;

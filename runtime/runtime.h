@@ -67,7 +67,7 @@ typedef void (*BprtRangeFn)(void *ctx, int64_t begin, int64_t end, int worker);
  * sleep on a condition variable between jobs (after a spin of a few microseconds). */
 typedef struct BprtPool BprtPool;
 
-/* threads <= 0: one per online CPU. NULL and an error if no thread can be started. */
+/* threads <= 0: one per usable CPU. NULL and an error if no thread can be started. */
 BprtPool *bprt_pool_new(int threads);
 void bprt_pool_free(BprtPool *p);
 int bprt_pool_threads(const BprtPool *p);
@@ -91,7 +91,7 @@ void bprt_parallel_for(int64_t n, int64_t grain, BprtRangeFn fn, void *ctx);
 /* Join the global pool's threads; a later use starts it again with the same count.
  * After fork() the child starts a fresh global pool (pthread_atfork). */
 void bprt_shutdown(void);
-int bprt_cpu_count(void);
+int bprt_cpu_count(void);            /* CPUs this process may run on (affinity mask) */
 
 /* --------------------------------------------------------------------- RNG (rng.c) */
 
