@@ -122,7 +122,7 @@ LLVMValueRef cg_max_f(Cg *cg, LLVMValueRef a, LLVMValueRef b) {
 LLVMValueRef cg_hsum(Cg *cg, LLVMValueRef v) {
   LLVMTypeRef T = LLVMTypeOf(v);
   if (!cg_is_vec(T)) return v;
-  LLVMValueRef args[2] = {LLVMConstReal(cg->t_f32, -0.0), v};
+  LLVMValueRef args[2] = {LLVMConstReal(LLVMGetElementType(T), -0.0), v};
   LLVMValueRef r = cg_intrinsic(cg, "llvm.vector.reduce.fadd", T, args, 2);
   LLVMSetFastMathFlags(r, LLVMFastMathAllowReassoc);
   return r;

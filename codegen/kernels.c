@@ -259,6 +259,13 @@ static LLVMValueRef combine(Cg *cg, int op, LLVMValueRef a, LLVMValueRef b) {
   return op == OP_MAX ? cg_max_f(cg, a, b) : LLVMBuildFAdd(cg->B, a, b, "");
 }
 
+/* Sums accumulate in f64 lanes (as the interpreter does): a long f32 sum that cancels
+ * would otherwise lose digits in proportion to its length. */
+static LLVMTypeRef acc_type(Cg *cg, int op, LLVMTypeRef T) {
+  if (op == OP_MAX) return T;
+  return cg_is_vec(T) ? LLVMVectorType(cg->t_f64, LLVMGetVectorSize(T)) : cg->t_f64;
+}
+
 static void rowacc_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   RowAcc *c = p;
   LLVMValueRef idx = LLVMBuildAdd(cg->B, c->base, j, "");
@@ -267,8 +274,10 @@ static void rowacc_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
     x = cg_exp(cg, LLVMBuildFSub(cg->B, x, cg_splat(cg, c->sub, T), ""));
     if (c->store) cg_store(cg, x, c->store, idx);
   }
+  LLVMTypeRef AT = acc_type(cg, c->op, T);
+  if (AT != T) x = LLVMBuildFPExt(cg->B, x, AT, "");
   LLVMValueRef acc = cg_is_vec(T) ? c->accv : c->accs;
-  LLVMValueRef old = LLVMBuildLoad2(cg->B, T, acc, "");
+  LLVMValueRef old = LLVMBuildLoad2(cg->B, AT, acc, "");
   LLVMBuildStore(cg->B, combine(cg, c->op, old, x), acc);
 }
 
@@ -276,15 +285,16 @@ static void rowacc_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
 static LLVMValueRef row_reduce(Cg *cg, int op, LLVMValueRef src, LLVMValueRef base, LLVMValueRef n,
                                LLVMValueRef expsub, LLVMValueRef store) {
   double id = op == OP_MAX ? -INFINITY : 0.0;
-  RowAcc c = {op, cg_alloca(cg, cg->t_vec, "accv"), cg_alloca(cg, cg->t_f32, "accs"), src, base, expsub,
-              expsub != NULL, store};
-  LLVMBuildStore(cg->B, cg_fconst(cg, cg->t_vec, id), c.accv);
-  LLVMBuildStore(cg->B, cg_fconst(cg, cg->t_f32, id), c.accs);
+  LLVMTypeRef VT = acc_type(cg, op, cg->t_vec), ST = acc_type(cg, op, cg->t_f32);
+  RowAcc c = {op, cg_alloca(cg, VT, "accv"), cg_alloca(cg, ST, "accs"), src, base, expsub, expsub != NULL, store};
+  LLVMBuildStore(cg->B, cg_fconst(cg, VT, id), c.accv);
+  LLVMBuildStore(cg->B, cg_fconst(cg, ST, id), c.accs);
   cg_vloop(cg, n, rowacc_body, &c);
-  LLVMValueRef v = LLVMBuildLoad2(cg->B, cg->t_vec, c.accv, "");
-  LLVMValueRef s = LLVMBuildLoad2(cg->B, cg->t_f32, c.accs, "");
+  LLVMValueRef v = LLVMBuildLoad2(cg->B, VT, c.accv, "");
+  LLVMValueRef s = LLVMBuildLoad2(cg->B, ST, c.accs, "");
   LLVMValueRef h = op == OP_MAX ? cg_hmax(cg, v) : cg_hsum(cg, v);
-  return combine(cg, op, h, s);
+  LLVMValueRef r = combine(cg, op, h, s);
+  return ST == cg->t_f32 ? r : LLVMBuildFPTrunc(cg->B, r, cg->t_f32, "");
 }
 
 typedef struct {
@@ -295,14 +305,19 @@ typedef struct {
 /* Vectors across inner: acc = op over r of src[obase + r inner + j]. */
 static void col_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   ColCtx *c = p;
-  LLVMValueRef acc = cg_alloca(cg, T, "acc");
-  LLVMBuildStore(cg->B, cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->obase, j, "")), acc);
+  int op = c->op == OP_MAX ? OP_MAX : OP_SUM;
+  LLVMTypeRef AT = acc_type(cg, op, T);
+  LLVMValueRef acc = cg_alloca(cg, AT, "acc");
+  LLVMValueRef x0 = cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->obase, j, ""));
+  LLVMBuildStore(cg->B, AT == T ? x0 : LLVMBuildFPExt(cg->B, x0, AT, ""), acc);
   CgLoop l = cg_loop_begin(cg, cg_i64(cg, 1), c->R, cg_i64(cg, 1));
   LLVMValueRef idx = LLVMBuildAdd(cg->B, LLVMBuildAdd(cg->B, c->obase, LLVMBuildMul(cg->B, l.iv, c->inner, ""), ""), j, "");
   LLVMValueRef x = cg_load(cg, T, c->src, idx);
-  LLVMBuildStore(cg->B, combine(cg, c->op == OP_MAX ? OP_MAX : OP_SUM, LLVMBuildLoad2(cg->B, T, acc, ""), x), acc);
+  if (AT != T) x = LLVMBuildFPExt(cg->B, x, AT, "");
+  LLVMBuildStore(cg->B, combine(cg, op, LLVMBuildLoad2(cg->B, AT, acc, ""), x), acc);
   cg_loop_end(cg, &l);
-  LLVMValueRef r = LLVMBuildLoad2(cg->B, T, acc, "");
+  LLVMValueRef r = LLVMBuildLoad2(cg->B, AT, acc, "");
+  if (AT != T) r = LLVMBuildFPTrunc(cg->B, r, T, "");
   if (c->op == OP_MEAN) r = LLVMBuildFDiv(cg->B, r, cg_splat(cg, LLVMBuildSIToFP(cg->B, c->R, cg->t_f32, ""), T), "");
   cg_store(cg, r, c->dst, LLVMBuildAdd(cg->B, c->dbase, j, ""));
 }

@@ -18,6 +18,8 @@
 static const SrcLoc L = {-1, 1, 1, 0};
 
 /* c[M,N] from operands shaped for op; `batch_m`: M is the batch dim B. */
+static const char *march = NULL;   /* NULL: native */
+
 static int run_one(Op op, int64_t M, int64_t K, int64_t N, bool batch_m, int threads) {
   Module *m = ir_module_new();
   Func *f = ir_func_new(m, "mm");
@@ -30,9 +32,11 @@ static int run_one(Op op, int64_t M, int64_t K, int64_t N, bool batch_m, int thr
   int32_t a = ir_input(f, "a", 0, ir_type(m, DT_F32, 2, ad), L);
   int32_t b = ir_param(f, "b", ir_type(m, DT_F32, 2, bd), INIT_ZEROS, 0, 0, L);
   ir_output(f, "c", ir_binary(f, op, a, b, L), L);
-  CgtConfig c = {-1, 1, threads, NULL, false};
+  CgtConfig c = {-1, 1, threads, march, false};
   int r = cgt_check_forward(f, batch_m ? M : 2, TOL, &c);
-  if (r) printf("%s M=%lld K=%lld N=%lld threads=%d failed\n", ir_ops[op].name, (long long)M, (long long)K, (long long)N, threads);
+  if (r)
+    printf("%s M=%lld K=%lld N=%lld threads=%d march=%s failed\n", ir_ops[op].name, (long long)M, (long long)K,
+           (long long)N, threads, march ? march : "native");
   ir_module_free(m);
   return r;
 }
@@ -73,9 +77,29 @@ static void test_mlp_shapes(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* The AVX2 (6 x 16 tile) and SSE (6 x 8) micro-kernels of the portable targets. */
+static void test_portable(void **state) {
+  (void)state;
+  static const char *levels[] = {"x86-64-v3", "x86-64-v2"};
+  static const int64_t dims[] = {1, 7, 17, 33};
+  Op ops[] = {OP_MATMUL, OP_MATMUL_NT, OP_MATMUL_TN};
+  int fails = 0;
+  for (int l = 0; l < 2; l++) {
+    march = levels[l];
+    for (int o = 0; o < 3; o++) {
+      for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) fails += run_one(ops[o], dims[i], 33, dims[j], i == j, 1);
+      fails += run_one(ops[o], 150, 300, 100, true, 2);
+    }
+  }
+  march = NULL;
+  assert_int_equal(fails, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_edges),
+      cmocka_unit_test(test_portable),
       cmocka_unit_test(test_blocks),
       cmocka_unit_test(test_mlp_shapes),
   };

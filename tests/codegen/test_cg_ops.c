@@ -25,8 +25,10 @@ static TypeId ty(Module *m, int rank, int64_t d0, int64_t d1, int64_t d2) {
   return ir_type(m, DT_F32, rank, d);
 }
 
+static const char *march = NULL;   /* NULL: native; test_portable sets the x86-64 levels */
+
 static int check(Func *f, int64_t batch, double lo, double hi) {
-  CgtConfig c = {lo, hi, 1, NULL, false};
+  CgtConfig c = {lo, hi, 1, march, false};
   return cgt_check_forward(f, batch, TOL, &c);
 }
 
@@ -236,12 +238,25 @@ static void test_dropout(void **state) {
   }
 }
 
+/* The same kernels with 8 lanes (AVX2) and 4 lanes (SSE): other vector tails. */
+static void test_portable(void **state) {
+  static const char *levels[] = {"x86-64-v3", "x86-64-v2"};
+  for (int l = 0; l < 2; l++) {
+    march = levels[l];
+    test_unary(state);
+    test_reductions(state);
+    test_softmax_rows(state);
+    test_shape_ops(state);
+  }
+  march = NULL;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary),        cmocka_unit_test(test_binary_broadcast),
       cmocka_unit_test(test_reductions),   cmocka_unit_test(test_softmax_rows),
       cmocka_unit_test(test_shape_ops),    cmocka_unit_test(test_chain),
-      cmocka_unit_test(test_dropout),
+      cmocka_unit_test(test_dropout),      cmocka_unit_test(test_portable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
