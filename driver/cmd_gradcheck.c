@@ -200,8 +200,9 @@ static Func *load(DrvCompilation *c, const char *path, const char *model, Module
     if (!ir_verify((*ir_module)->funcs[0], "parsing")) return NULL;
     return (*ir_module)->funcs[0];
   }
-  if (!drv_compile(c, path, DRV_LOWER, model) || !c->func) {
-    if (c->unit && !c->func) fprintf(stderr, "bpcc: error: %s has no model to check\n", c->name);
+  if (!drv_compile(c, path, DRV_LOWER, model)) return NULL;
+  if (!c->func) {
+    fprintf(stderr, "bpcc: error: %s has no model to check\n", c->name);
     return NULL;
   }
   return c->func;
