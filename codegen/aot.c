@@ -630,6 +630,11 @@ int cg_aot_write(CgModel *m, const char *so_path, const CgAotOptions *o) {
     return -1;
   }
   const bprt_model_desc *d = cg_model_desc(m);
+  if (strncmp(d->model_name, "bprt", 4) == 0) {
+    diag_error(SRCLOC_NONE, "cannot make %s: model names starting with 'bprt' are reserved for the runtime; rename '%s'",
+               so_path, d->model_name);
+    return -1;
+  }
   const char *cc = o->cc ? o->cc : getenv("BPCC_CC");
   if (!cc || !*cc) cc = "cc";
   char why[8192] = "";

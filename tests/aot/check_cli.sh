@@ -35,6 +35,9 @@ grep -q "error" "$tmp/err.txt" || fail "no error message for a bad program"
 grep -q "cannot make $tmp/no/such/dir/m.so" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "no message for a missing directory"; }
 "$bpcc" "$src/examples/mnist_mlp.bp" -o 2> "$tmp/err.txt" && fail "-o without a path succeeded"
 grep -q -- "-o needs a path" "$tmp/err.txt" || fail "no message for -o without a path"
-left=$(ls -A "$tmp" | grep -v -e '^m\.so$' -e '^m\.h$' -e '^portable\.so$' -e '^portable\.h$' -e '^bad\.bp$' -e '^err\.txt$')
+printf 'model bprt_x(x: f32[B, 2], t: f32[B, 1]) {\n    output y = dense(x, 1)\n    loss mse(y, t)\n}\n' > "$tmp/reserved.bp"
+"$bpcc" "$tmp/reserved.bp" -o "$tmp/reserved.so" 2> "$tmp/err.txt" && fail "a model named bprt_x succeeded"
+grep -q "model names starting with 'bprt' are reserved" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "no message for a reserved name"; }
+left=$(ls -A "$tmp" | grep -v -e '^m\.so$' -e '^m\.h$' -e '^portable\.so$' -e '^portable\.h$' -e '^bad\.bp$' -e '^reserved\.bp$' -e '^err\.txt$')
 [ -z "$left" ] || fail "temporary files left: $left"
 echo "ok"
