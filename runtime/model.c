@@ -449,7 +449,7 @@ int bprt_model_set_hyper(bprt_model *m, int which, double value) {
                 model_name(m), which, BPRT_H_STEP);
   if (!isfinite(value))
     return fail(BPRT_E_ARG, "%s: %s must be finite, got %g", model_name(m), bprt_hyper_names[which], value);
-  if (value < 0 && which != BPRT_H_MOMENTUM)
+  if (value < 0)
     return fail(BPRT_E_ARG, "%s: %s must be >= 0, got %g", model_name(m), bprt_hyper_names[which], value);
   m->hyper[which] = value;
   return BPRT_OK;

@@ -142,6 +142,14 @@ static void test_create_init(void **state) {
   for (int i = 0; i < PARAM_FLOATS; i++) assert_true(bprt_model_grads(a)[i] == 0 && bprt_model_opt_state(a)[i] == 0);
   assert_int_equal(bprt_model_get_step(a), 0);
   assert_ptr_equal(bprt_model_get_desc(a), &tiny);
+  /* the values do not depend on the thread count */
+  for (int threads = 1; threads <= 4; threads *= 2) {
+    assert_int_equal(bprt_set_threads(threads), 0);
+    bprt_model *t = bprt_model_create(&tiny, 42);
+    assert_memory_equal(bprt_model_params(a), bprt_model_params(t), PARAM_FLOATS * sizeof(float));
+    bprt_model_destroy(t);
+  }
+  assert_int_equal(bprt_set_threads(0), 0);
   bprt_model_destroy(a);
   bprt_model_destroy(b);
   bprt_model_destroy(c);
