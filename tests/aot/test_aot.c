@@ -425,6 +425,17 @@ static void test_needed_and_exports(void **state) {
   const char *c = path_in(tmp, "both.c");
   snprintf(out, sizeof out,
            "#include \"clf_elf.h\"\n#include \"reg_elf.h\"\n#include \"clf_elf.h\"\n"
+           "#include <stddef.h>\n#include \"runtime/model.h\"\n"
+           "#define SAME(a, b, f) _Static_assert(offsetof(a, f) == offsetof(b, f), #f)\n"
+           "SAME(bpcc_param_info, bprt_param_info, name); SAME(bpcc_param_info, bprt_param_info, rank);\n"
+           "SAME(bpcc_param_info, bprt_param_info, dims); SAME(bpcc_param_info, bprt_param_info, numel);\n"
+           "SAME(bpcc_param_info, bprt_param_info, values); SAME(bpcc_param_info, bprt_param_info, grad);\n"
+           "SAME(bpcc_tensor_info, bprt_tensor_desc, name); SAME(bpcc_tensor_info, bprt_tensor_desc, is_label);\n"
+           "SAME(bpcc_tensor_info, bprt_tensor_desc, rank); SAME(bpcc_tensor_info, bprt_tensor_desc, dims);\n"
+           "_Static_assert(sizeof(bpcc_param_info) == sizeof(bprt_param_info), \"size\");\n"
+           "_Static_assert(sizeof(bpcc_tensor_info) == sizeof(bprt_tensor_desc), \"size\");\n"
+           "#define CODE(x) _Static_assert((int)BPCC_E_##x == (int)BPRT_E_##x, #x)\n"
+           "CODE(ARG); CODE(BATCH); CODE(RANGE); CODE(LABEL); CODE(NOMEM); CODE(IO); CODE(CHECKPOINT); CODE(STATE);\n"
            "int main(void) {\n"
            "  clf *a = clf_create(1); reg *b = reg_create(2);\n"
            "  bpcc_param_info pi; bpcc_tensor_info ti;\n"
@@ -435,9 +446,9 @@ static void test_needed_and_exports(void **state) {
            "  return rc;\n}\n");
   write_text(c, out);
   snprintf(cmd, sizeof cmd,
-           "cc -std=c11 -Wall -Wextra -Wstrict-prototypes -Werror -o '%s/both' '%s' '%s/clf_elf.so' '%s/reg_elf.so' "
-           "-Wl,-rpath,'%s' && '%s/both'",
-           tmp, c, tmp, tmp, tmp, tmp);
+           "cc -std=c11 -Wall -Wextra -Wstrict-prototypes -Werror -I'%s' -o '%s/both' '%s' '%s/clf_elf.so' "
+           "'%s/reg_elf.so' -Wl,-rpath,'%s' && '%s/both'",
+           getenv("BPCC_SOURCE_DIR") ? getenv("BPCC_SOURCE_DIR") : ".", tmp, c, tmp, tmp, tmp, tmp);
   assert_int_equal(system(cmd), 0);
   built_free(&b);
   built_free(&r);
