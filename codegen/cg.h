@@ -122,6 +122,19 @@ LLVMValueRef cg_pow_const(Cg *cg, LLVMValueRef x, double p);
 /* Philox4x32-10 block: out[4] (i32) from counter (i64 block, i64 stream), key seed (i64). */
 void cg_philox(Cg *cg, LLVMValueRef block, LLVMValueRef stream, LLVMValueRef seed, LLVMValueRef out[4]);
 
+/* ---- schedule.c ---- */
+#define CG_MAX_GROUP 64
+/* Groups of instructions, one loop nest each: group g is
+ * order[group_start[g] .. group_start[g + 1]). */
+typedef struct {
+  int32_t *order;
+  int32_t *group_start;
+  int ngroups;
+} CgSchedule;
+/* computed[i]: instruction i needs a kernel. fuse: merge adjacent elementwise
+ * instructions of one result type. */
+void cg_schedule_build(Arena *a, Func *f, const bool *computed, bool fuse, CgSchedule *s);
+
 /* ---- kernels.c ---- */
 /* One kernel per group. vals[v] is the buffer of instruction v; out is where a sink
  * writes (outputs[k], *loss, grads + offset); training selects dropout's Philox mask

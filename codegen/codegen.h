@@ -1,8 +1,9 @@
 /* codegen/codegen.h — LLVM code generation: the table of contents of codegen/.
  *
- *   lower.c    a model's layout (params, inputs, outputs, workspace), the kernel
- *              schedule (groups of instructions, one loop nest each) and the entry
+ *   lower.c    a model's layout (params, inputs, outputs, workspace) and the entry
  *              points <model>__forward / __grad / __step
+ *   schedule.c the kernel schedule: groups of instructions, one loop nest each, and
+ *              the elementwise fusion rule that merges them
  *   kernels.c  loop nests per kernel kind: elementwise groups with broadcasting,
  *              reductions, softmax rows, softmax_xent, onehot, transpose, sum_to,
  *              dropout masks (Philox4x32-10), sinks

@@ -23,8 +23,6 @@
 
 #include "codegen/cg.h"
 
-#define CG_MAX_GROUP 64
-
 bool cg_op_is_ew(const Inst *in) { return (ir_ops[in->op].flags & OPF_EW) || in->op == OP_BROADCAST; }
 
 static LLVMValueRef fk(Cg *cg, LLVMTypeRef T, double v) { return cg_fconst(cg, T, v); }

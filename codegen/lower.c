@@ -8,8 +8,8 @@
  *   3. per function: liveness from its sinks (forward: outputs only, so inference never
  *      reads labels), a workspace slot for every live computed value (64-byte aligned;
  *      values with the batch dim in the per-batch region: offset = fixed + slot * B),
- *      and the kernel schedule: an array of groups, each one loop nest (one instruction
- *      per group today; a fusion pass changes only the grouping)
+ *      and the kernel schedule (schedule.c): an array of groups, each one loop nest;
+ *      adjacent elementwise instructions of one shape share a group
  *   4. emit <model>__forward(frame), <model>__grad(frame), <model>__step(frame) = grad,
  *      then (if no label was bad) the optimizer update
  *   5. debug info (line tables: each kernel at its instruction's DSL line), verify,
@@ -58,10 +58,7 @@ typedef struct {
   int64_t *slot_batch;    /* bytes per batch item into the per-batch region, or -1 */
   int64_t fixed, per_batch;
   bool has_gemm;
-  /* the schedule: groups of instructions, each one loop nest */
-  int32_t *group_start;   /* group g = order[group_start[g] .. group_start[g+1]) */
-  int32_t *order;
-  int ngroups;
+  CgSchedule sched;       /* groups of instructions, each one loop nest */
 } FuncPlan;
 
 static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
@@ -80,7 +77,7 @@ static int64_t fixed_numel(const TensorType *t) {
   return n;
 }
 
-static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training) {
+static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training, bool fuse) {
   memset(p, 0, sizeof *p);
   p->f = f;
   p->training = training;
@@ -139,18 +136,13 @@ static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training) {
       p->fixed += bytes;
     }
   }
-  /* the schedule: one live computed instruction per group */
-  p->order = arena_alloc(a, (size_t)(n + 1) * sizeof *p->order);
-  p->group_start = arena_alloc(a, (size_t)(n + 2) * sizeof *p->group_start);
-  int k = 0;
+  /* the schedule: live computed instructions, grouped into kernels */
+  bool *computed = arena_alloc(a, (size_t)(n + 1) * sizeof *computed);
   for (int32_t i = 0; i < n; i++) {
     const Inst *in = &f->insts[i];
-    if (!p->live[i] || in->op == OP_INPUT || in->op == OP_PARAM) continue;
-    if (in->op == OP_CONST && !p->materialize[i]) continue;
-    p->group_start[p->ngroups++] = k;
-    p->order[k++] = i;
+    computed[i] = p->live[i] && in->op != OP_INPUT && in->op != OP_PARAM && (in->op != OP_CONST || p->materialize[i]);
   }
-  p->group_start[p->ngroups] = k;
+  cg_schedule_build(a, f, computed, fuse, &p->sched);
   return true;
 }
 
@@ -400,9 +392,10 @@ static bool emit_body(Build *b, FuncPlan *p) {
   bool ok = true;
   bool *has_grad = bp_xmalloc((size_t)d->nparams + 1);
   memset(has_grad, 0, (size_t)d->nparams + 1);
-  for (int g = 0; g < p->ngroups && ok; g++) {
-    const int32_t *members = &p->order[p->group_start[g]];
-    int n = p->group_start[g + 1] - p->group_start[g];
+  const CgSchedule *sc = &p->sched;
+  for (int g = 0; g < sc->ngroups && ok; g++) {
+    const int32_t *members = &sc->order[sc->group_start[g]];
+    int n = sc->group_start[g + 1] - sc->group_start[g];
     const Inst *in = &f->insts[members[0]];
     debug_loc(cg, in->loc);
     if (n > 1) {
@@ -534,8 +527,8 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
 
   bool ok = build_tables(&b);
   FuncPlan pf, pg;
-  ok = ok && plan_func(m->arena, &pf, fwd, false);
-  ok = ok && (!grad || plan_func(m->arena, &pg, grad, true));
+  ok = ok && plan_func(m->arena, &pf, fwd, false, true);
+  ok = ok && (!grad || plan_func(m->arena, &pg, grad, true, true));
   if (ok) {
     bool gemm = pf.has_gemm || (grad && pg.has_gemm);
     b.pack_bytes = gemm ? cg_gemm_pack_floats(cg) * 4 * cg->gemm_chunks : 0;

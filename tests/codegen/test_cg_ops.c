@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/cg.h"
 #include "tests/codegen/harness.h"
 
 #define TOL 1e-5
@@ -238,6 +239,35 @@ static void test_dropout(void **state) {
   }
 }
 
+/* The fusion rule: adjacent elementwise instructions of one type share a kernel. */
+static void test_schedule(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  Func *f = ir_func_new(m, "sched");
+  TypeId t = ty(m, 2, DIM_BATCH, 33, 0);
+  int32_t x = ir_input(f, "x", 0, t, L);                         /* %0 */
+  int32_t a = ir_unary(f, OP_RELU, x, L);                        /* %1 group 0 */
+  int32_t b = ir_binary(f, OP_MUL, a, x, L);                     /* %2 group 0 */
+  int32_t c = ir_reduce(f, OP_SUM, b, 1, true, L);               /* %3 group 1 */
+  int32_t d = ir_binary(f, OP_SUB, b, c, L);                     /* %4 group 2 */
+  int32_t e = ir_unary(f, OP_EXP, d, L);                         /* %5 group 2 */
+  ir_output(f, "e", e, L);                                       /* %6 group 3 */
+  bool computed[7] = {false, true, true, true, true, true, true};
+  Arena *ar = arena_new();
+  CgSchedule sc;
+  cg_schedule_build(ar, f, computed, true, &sc);
+  assert_int_equal(sc.ngroups, 4);
+  int32_t want_start[5] = {0, 2, 3, 5, 6}, want_order[6] = {1, 2, 3, 4, 5, 6};
+  assert_memory_equal(sc.group_start, want_start, sizeof want_start);
+  assert_memory_equal(sc.order, want_order, sizeof want_order);
+  cg_schedule_build(ar, f, computed, false, &sc);
+  assert_int_equal(sc.ngroups, 6);
+  arena_free(ar);
+  /* and the fused kernels compute what the interpreter does */
+  assert_int_equal(check(f, 5, -2, 2), 0);
+  ir_module_free(m);
+}
+
 /* The same kernels with 8 lanes (AVX2) and 4 lanes (SSE): other vector tails. */
 static void test_portable(void **state) {
   static const char *levels[] = {"x86-64-v3", "x86-64-v2"};
@@ -256,7 +286,8 @@ int main(void) {
       cmocka_unit_test(test_unary),        cmocka_unit_test(test_binary_broadcast),
       cmocka_unit_test(test_reductions),   cmocka_unit_test(test_softmax_rows),
       cmocka_unit_test(test_shape_ops),    cmocka_unit_test(test_chain),
-      cmocka_unit_test(test_dropout),      cmocka_unit_test(test_portable),
+      cmocka_unit_test(test_dropout),      cmocka_unit_test(test_schedule),
+      cmocka_unit_test(test_portable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
