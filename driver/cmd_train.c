@@ -102,7 +102,7 @@ static void train_usage(FILE *o) {
           "\n"
           "  --data SPEC          training data: mnist:DIR, idx:IMAGES,LABELS,\n"
           "                       csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy,\n"
-          "                       spiral[:n=300,classes=3,noise=0.2], xor[:n=200,noise=0.2],\n"
+          "                       spiral[:n=1000,classes=3,noise=0.2], xor[:n=200,noise=0.2],\n"
           "                       blobs[:n=300,classes=3,dim=2,std=1.0]          (required)\n"
           "  --val SPEC           validation data (default: the SPEC's own test set, as\n"
           "                       mnist's t10k files; else none)\n"

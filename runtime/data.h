@@ -17,7 +17,7 @@
  *                                       (0-based, negative from the end; default -1)
  *   npy:X.npy,Y.npy                     X: float32/float64/uint8/int32/int64, C order;
  *                                       Y integer: class labels; Y float: targets
- *   spiral[:n=300,classes=3,noise=0.2]  xor[:n=200,noise=0.2]
+ *   spiral[:n=1000,classes=3,noise=0.2]  xor[:n=200,noise=0.2]
  *   blobs[:n=300,classes=3,dim=2,std=1.0]
  * Every loader returns NULL / -1 with "where: what" in bprt_last_error(): the file and
  * the byte offset, record, or line and column of the problem. Nothing exits. */

@@ -6,7 +6,9 @@
  * class order; training shuffles them anyway.
  *
  *   spiral  (CS231n's) class j of K: radius r in (0, 1), angle 4j + 4r + noise * N(0,1);
- *           x = (r sin t, r cos t).  Defaults n=300, classes=3, noise=0.2.
+ *           x = (r sin t, r cos t).  Defaults n=1000, classes=3, noise=0.2 (with
+ *           examples/spiral.bp's 30 epochs, 300 rows reach only ~96% training
+ *           accuracy; 1000 reach ~99%).
  *   xor     corners (+-1, +-1) + noise * N(0,1); class 1 where the corner's signs
  *           differ.  Defaults n=200, noise=0.2.
  *   blobs   (scikit-learn's make_blobs) centers U(-10, 10)^dim, points center +
@@ -93,7 +95,7 @@ BprtDataset *bprt_gen_blobs(int64_t n, int classes, int dim, double std, uint64_
 int data_gen_spec(const char *name, const char *opts, uint64_t seed, BprtDataset **out) {
   int which = strcmp(name, "spiral") == 0 ? 0 : strcmp(name, "xor") == 0 ? 1 : strcmp(name, "blobs") == 0 ? 2 : -1;
   if (which < 0) return 0;
-  int64_t n = which == 1 ? 200 : 300, classes = 3, dim = 2, s = (int64_t)(seed & INT64_MAX);
+  int64_t n = which == 0 ? 1000 : which == 1 ? 200 : 300, classes = 3, dim = 2, s = (int64_t)(seed & INT64_MAX);
   double noise = which == 2 ? 1.0 : 0.2;
   char key[64], val[256];
   const char *p = opts;

@@ -495,21 +495,21 @@ static void test_generators(void **state) {
   BprtDataset *a, *b, *v;
   assert_int_equal(bprt_data_load("spiral", 7, &a, &v), 0);
   assert_null(v);
-  assert_int_equal(a->n, 300);
+  assert_int_equal(a->n, 1000);
   assert_int_equal(a->nfeat, 2);
   assert_int_equal(a->nclasses, 3);
   int counts[3] = {0};
-  for (int i = 0; i < 300; i++) counts[a->labels[i]]++;
-  assert_true(counts[0] == 100 && counts[1] == 100 && counts[2] == 100);
-  for (int i = 0; i < 600; i++) assert_true(fabsf(a->x[i]) <= 1.0f);
+  for (int i = 0; i < 1000; i++) counts[a->labels[i]]++;
+  assert_true(counts[0] == 334 && counts[1] == 333 && counts[2] == 333);
+  for (int i = 0; i < 2000; i++) assert_true(fabsf(a->x[i]) <= 1.0f);
   assert_int_equal(bprt_data_load("spiral", 7, &b, &v), 0);   /* deterministic */
-  assert_memory_equal(a->x, b->x, sizeof(float) * 600);
+  assert_memory_equal(a->x, b->x, sizeof(float) * 2000);
   bprt_dataset_free(b);
   assert_int_equal(bprt_data_load("spiral", 8, &b, &v), 0);   /* the seed matters */
-  assert_memory_not_equal(a->x, b->x, sizeof(float) * 600);
+  assert_memory_not_equal(a->x, b->x, sizeof(float) * 2000);
   bprt_dataset_free(b);
   assert_int_equal(bprt_data_load("spiral:seed=7", 99, &b, &v), 0);   /* seed= overrides */
-  assert_memory_equal(a->x, b->x, sizeof(float) * 600);
+  assert_memory_equal(a->x, b->x, sizeof(float) * 2000);
   bprt_dataset_free(b);
   bprt_dataset_free(a);
   assert_int_equal(bprt_data_load("spiral:n=50,classes=5,noise=0", 1, &a, &v), 0);
