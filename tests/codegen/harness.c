@@ -158,7 +158,9 @@ int cgt_check_grad(Func *fwd, Func *grad, int64_t batch, double tol, const CgtCo
 static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const CgtConfig *cfg) {
   CgtConfig defcfg = {-1, 1, 1, NULL, false};
   if (!cfg) cfg = &defcfg;
-  CgOptions o = {cfg->march ? cfg->march : "native", 2, 2, false};
+  /* CGT_OPT=0..3 picks the optimization level (default 2), to run a test at -O0 */
+  const char *lvl = getenv("CGT_OPT");
+  CgOptions o = {cfg->march ? cfg->march : "native", lvl ? atoi(lvl) : 2, 2, false};
   CgModel *m = cg_model_build(fwd, grad, NULL, &o);
   if (!m) return 1;
   Func *f = grad ? grad : fwd;
