@@ -27,6 +27,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
@@ -181,14 +182,20 @@ static int start_workers(BprtPool *p, int threads) {
     p->args = NULL;
     return -1;
   }
-  for (int i = 0; i < threads - 1; i++) {
+  /* Workers start with every signal blocked, so process-directed signals (Ctrl-C in
+   * `bpcc train`) reach the application's own threads, never a pool worker. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = 0;
+  for (int i = 0; i < threads - 1 && rc == 0; i++) {
     p->args[i] = (WorkerArg){p, i + 1, atomic_load(&p->generation)};
-    int rc = pthread_create(&p->tids[i], NULL, worker_main, &p->args[i]);
-    if (rc != 0)
-      return bprt_set_error("cannot start thread %d of %d: %s", i + 2, threads, strerror(rc));
-    p->threads++;
+    rc = pthread_create(&p->tids[i], NULL, worker_main, &p->args[i]);
+    if (rc != 0) bprt_set_error("cannot start thread %d of %d: %s", i + 2, threads, strerror(rc));
+    else p->threads++;
   }
-  return 0;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc == 0 ? 0 : -1;
 }
 
 BprtPool *bprt_pool_new(int threads) {

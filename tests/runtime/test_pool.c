@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,12 +230,48 @@ static void test_fork_child_pool(void **state) {
   bprt_shutdown();
 }
 
+/* Process-directed signals land on the application's thread, never on a worker. */
+static pthread_t handled_on;
+static volatile sig_atomic_t handled;
+
+static void on_usr1(int sig) {
+  (void)sig;
+  handled_on = pthread_self();
+  handled = 1;
+}
+
+static void test_workers_block_signals(void **state) {
+  (void)state;
+  BprtPool *p = bprt_pool_new(4);
+  check_cover(p, 1000, 1);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr1;
+  sigaction(SIGUSR1, &sa, &old);
+  /* With SIGUSR1 blocked here, a worker that did not block it would take it. */
+  sigset_t usr1, prev;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  handled = 0;
+  pthread_sigmask(SIG_BLOCK, &usr1, &prev);
+  kill(getpid(), SIGUSR1);
+  struct timespec wait = {0, 30 * 1000 * 1000};
+  nanosleep(&wait, NULL);
+  assert_int_equal(handled, 0);
+  pthread_sigmask(SIG_SETMASK, &prev, NULL);   /* pending: delivered here, now */
+  assert_int_equal(handled, 1);
+  assert_true(pthread_equal(handled_on, pthread_self()));
+  sigaction(SIGUSR1, &old, NULL);
+  bprt_pool_free(p);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cover_all),         cmocka_unit_test(test_many_small_jobs),
       cmocka_unit_test(test_resize),            cmocka_unit_test(test_nested_and_single),
       cmocka_unit_test(test_concurrent_callers), cmocka_unit_test(test_idle_workers_park),
       cmocka_unit_test(test_pool_alloc_failure), cmocka_unit_test(test_fork_child_pool),
+      cmocka_unit_test(test_workers_block_signals),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
