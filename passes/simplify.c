@@ -148,9 +148,7 @@ static int32_t r_size_static(Simp *s, const Inst *in) {
   if (in->op != OP_SIZE) return -1;
   const TensorType *t = vty(s, in->args[0]);
   double n = 1;
-  int r = t->dtype == DT_LABEL ? t->rank - 1 : t->rank;   /* a label stores one index per row */
-  if (in->iattr[0] != IR_AXIS_ALL && t->dtype == DT_LABEL) r = t->rank;
-  for (int i = 0; i < r; i++) {
+  for (int i = 0; i < t->rank; i++) {   /* every dim of the type, as the interpreter counts */
     if (in->iattr[0] != IR_AXIS_ALL && i != in->iattr[0]) continue;
     if (t->dims[i] == DIM_BATCH) return -1;
     n *= (double)t->dims[i];
