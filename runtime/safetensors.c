@@ -502,7 +502,9 @@ BprtCheckpoint *bprt_st_read(const char *path) {
     if (parse_entry(path, key, v, 8 + hlen, data_len, &ents[nt]) != 0) goto done;
     nt++;
   }
-  /* Sorted by begin, consecutive entries must not overlap (empty tensors never do). */
+  /* Sorted by begin, the tensors must tile the data exactly, as the safetensors spec
+   * requires: no overlap, no hole, nothing after the last one (empty tensors take no
+   * bytes). A hole or a tail means the header and the data do not belong together. */
   Entry *sorted = bprt_malloc(sizeof *sorted * ((size_t)nt + 1));
   if (!sorted) {
     bprt_prefix_error("%s", path);
@@ -511,19 +513,27 @@ BprtCheckpoint *bprt_st_read(const char *path) {
   memcpy(sorted, ents, sizeof *sorted * (size_t)nt);
   qsort(sorted, (size_t)nt, sizeof *sorted, cmp_begin);
   const Entry *prev = NULL;
-  int overlap = 0;
-  for (int i = 0; i < nt && !overlap; i++) {
-    if (sorted[i].begin == sorted[i].end) continue;
-    if (prev && sorted[i].begin < prev->end) {
-      overlap = bprt_set_error("%s: tensors '%s' and '%s' overlap (data bytes [%" PRIu64 ", %" PRIu64
-                               ") and [%" PRIu64 ", %" PRIu64 "))",
-                               path, prev->name, sorted[i].name, prev->begin, prev->end, sorted[i].begin,
-                               sorted[i].end);
-    }
-    prev = &sorted[i];
+  uint64_t covered = 0;
+  int bad = 0;
+  for (int i = 0; i < nt && !bad; i++) {
+    const Entry *e = &sorted[i];
+    if (e->begin == e->end) continue;
+    if (prev && e->begin < prev->end)
+      bad = bprt_set_error("%s: tensors '%s' and '%s' overlap (data bytes [%" PRIu64 ", %" PRIu64 ") and [%" PRIu64
+                           ", %" PRIu64 "))",
+                           path, prev->name, e->name, prev->begin, prev->end, e->begin, e->end);
+    else if (e->begin > covered)
+      bad = bprt_set_error("%s: data bytes [%" PRIu64 ", %" PRIu64 ") before tensor '%s' belong to no tensor", path,
+                           covered, e->begin, e->name);
+    covered = e->end;
+    prev = e;
   }
+  if (!bad && covered != data_len)
+    bad = bprt_set_error("%s: %" PRIu64 " bytes after the last tensor's data (from byte %" PRIu64
+                         "): the header does not describe the whole file",
+                         path, data_len - covered, 8 + hlen + covered);
   bprt_free(sorted);
-  if (overlap) goto done;
+  if (bad) goto done;
   ck = build(path, meta, ents, nt, buf + 8 + hlen);
 done:
   bprt_free(ents);

@@ -196,6 +196,14 @@ static void test_corrupt_files(void **state) {
   corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
           "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
           "header names 'a' twice (header byte 62)");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
+          "data bytes [0, 4) before tensor 'a' belong to no tensor");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+          "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12,
+          "data bytes [4, 8) before tensor 'b' belong to no tensor");
+  corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 10,
+          "6 bytes after the last tensor's data (from byte 66): the header does not describe the whole file");
+  corrupt("{}", 3, "3 bytes after the last tensor's data (from byte 10): the header does not describe the whole file");
   corrupt("{\"__metadata__\":{\"step\":3}}", 0, "__metadata__ value of 'step' is a number; expected a string");
   corrupt("{\"__metadata__\":[]}", 0, "__metadata__ is an array; expected an object of strings");
   corrupt("{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "a tensor has an empty name");
