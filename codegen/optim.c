@@ -141,6 +141,98 @@ static void sq_body(Cg *cg, void *cp, LLVMValueRef j, LLVMTypeRef T) {
   LLVMBuildStore(cg->B, cg_intrinsic(cg, "llvm.fma", T, fa, 3), acc);
 }
 
+/* ------------------------------------------------------------------ the chunked pass */
+
+/* The update runs as a task over chunks of CG_UPDATE_CHUNK floats (multiples of 16,
+ * so vectors stay aligned), through frame->parallel_for when the block is big enough
+ * for two threads to pay off: an elementwise pass, so the result does not depend on
+ * how chunks are spread over threads. The task reads its pointers, flags and scalars
+ * from a context struct the caller fills. */
+#define CG_UPDATE_CHUNK (INT64_C(1) << 16)
+enum { UX_NPTR = 4, UX_NFLAG = 3, UX_NF32 = 16, UX__COUNT = UX_NPTR + UX_NFLAG + UX_NF32 };
+
+/* The fields of UpdCtx in context order: pointers, i1 flags (stored as i8), f32. */
+static void ctx_slots(UpdCtx *c, LLVMValueRef *slot[UX__COUNT]) {
+  LLVMValueRef *s[UX__COUNT] = {&c->p, &c->g, &c->s0, &c->s1, &c->first, &c->nesterov, &c->use_mom,
+                                &c->lr, &c->wd, &c->mom, &c->damp1, &c->alpha, &c->alpha1, &c->eps, &c->b1,
+                                &c->b11, &c->b2, &c->b21, &c->step_size, &c->bc2s, &c->clr, &c->decay, &c->init_acc};
+  for (int i = 0; i < UX__COUNT; i++) slot[i] = s[i];
+}
+
+static LLVMTypeRef upd_ctx_type(Cg *cg) {
+  LLVMTypeRef f[UX__COUNT];
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(cg->C);
+  for (int i = 0; i < UX__COUNT; i++) f[i] = i < UX_NPTR ? cg->t_ptr : i < UX_NPTR + UX_NFLAG ? i8 : cg->t_f32;
+  return LLVMStructTypeInContext(cg->C, f, UX__COUNT, 0);
+}
+
+static LLVMValueRef build_update_task(Cg *cg, int kind, int64_t param_floats) {
+  LLVMTypeRef ct = upd_ctx_type(cg);
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_update_task", cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  UpdCtx c;
+  c.kind = kind;
+  LLVMValueRef *slot[UX__COUNT];
+  ctx_slots(&c, slot);
+  LLVMValueRef ctx = LLVMGetParam(fn, 0);
+  for (int i = 0; i < UX__COUNT; i++) {
+    LLVMValueRef v = LLVMBuildLoad2(cg->B, LLVMStructGetTypeAtIndex(ct, (unsigned)i),
+                                    LLVMBuildStructGEP2(cg->B, ct, ctx, (unsigned)i, ""), "");
+    if (i >= UX_NPTR && i < UX_NPTR + UX_NFLAG) v = LLVMBuildTrunc(cg->B, v, cg->t_i1, "");
+    *slot[i] = v;
+  }
+  c.gscale = LLVMConstReal(cg->t_f32, 1.0);
+  LLVMValueRef start = LLVMBuildMul(cg->B, LLVMGetParam(fn, 1), cg_i64(cg, CG_UPDATE_CHUNK), "");
+  LLVMValueRef end = cg_min_i64(cg, LLVMBuildMul(cg->B, LLVMGetParam(fn, 2), cg_i64(cg, CG_UPDATE_CHUNK), ""),
+                                cg_i64(cg, param_floats));
+  for (int i = 0; i < UX_NPTR; i++) *slot[i] = cg_gep(cg, cg->t_f32, *slot[i], start);
+  LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(cg->B, LLVMIntSLT, start, end, ""));
+  cg_vloop(cg, LLVMBuildSub(cg->B, end, start, ""), upd_body, &c);
+  cg_if_end(cg, join);
+  LLVMBuildRetVoid(cg->B);
+  return fn;
+}
+
+static void update_chunks(Cg *cg, UpdCtx *c, int64_t param_floats) {
+  LLVMBuilderRef B = cg->B;
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef caller = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
+  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef task = build_update_task(cg, c->kind, param_floats);
+  cg->fn = caller;
+  LLVMPositionBuilderAtEnd(B, here);
+  LLVMSetCurrentDebugLocation2(B, loc);
+
+  LLVMTypeRef ct = upd_ctx_type(cg);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "updctx");
+  LLVMValueRef *slot[UX__COUNT];
+  ctx_slots(c, slot);
+  for (int i = 0; i < UX__COUNT; i++) {
+    LLVMValueRef v = *slot[i];
+    if (i >= UX_NPTR && i < UX_NPTR + UX_NFLAG) v = LLVMBuildZExt(B, v, LLVMInt8TypeInContext(cg->C), "");
+    LLVMBuildStore(B, v, LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
+  }
+  int64_t nch = (param_floats + CG_UPDATE_CHUNK - 1) / CG_UPDATE_CHUNK;
+  LLVMValueRef nth = cg_frame_field(cg, CG_FR_NTHREADS);
+  LLVMValueRef par = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGT, nth, cg_i32(cg, 1), ""),
+                                  LLVMConstInt(cg->t_i1, nch >= 4, 0), "");
+  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "updpar");
+  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "updser");
+  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "upddone");
+  LLVMBuildCondBr(B, par, bpar, bser);
+  LLVMPositionBuilderAtEnd(B, bpar);
+  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), cg_i64(cg, nch), cg_i64(cg, 1), task, ctx};
+  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bser);
+  LLVMValueRef sargs[4] = {ctx, cg_i64(cg, 0), cg_i64(cg, nch), cg_i32(cg, 0)};
+  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bjoin);
+}
+
 /* base^n for a double base and an i64 n >= 0: square and multiply over 63 bits. */
 static LLVMValueRef powi(Cg *cg, LLVMValueRef base, LLVMValueRef n) {
   LLVMBuilderRef B = cg->B;
@@ -170,8 +262,6 @@ void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRa
   LLVMValueRef d1 = LLVMConstReal(cg->t_f64, 1.0), d0 = LLVMConstReal(cg->t_f64, 0.0);
 
   /* 1. clip by the global gradient norm: gscale = min(1, max_norm / (norm + 1e-6)) */
-  LLVMValueRef gs = cg_alloca(cg, cg->t_f64, "gscale");
-  LLVMBuildStore(B, d1, gs);
   LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildFCmp(B, LLVMRealOGT, h[BPRT_H_CLIP], d0, ""));
   SqCtx sc = {grads, cg_alloca(cg, cg->t_vec, "ssv"), cg_alloca(cg, cg->t_f32, "sss")};
   LLVMValueRef total = cg_alloca(cg, cg->t_f64, "ss");
@@ -189,7 +279,6 @@ void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRa
   LLVMValueRef norm = cg_intrinsic(cg, "llvm.sqrt", cg->t_f64, &tot, 1);
   LLVMValueRef coef = LLVMBuildFDiv(B, h[BPRT_H_CLIP], LLVMBuildFAdd(B, norm, LLVMConstReal(cg->t_f64, 1e-6), ""), "");
   LLVMValueRef clamped = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, coef, d1, ""), coef, d1, "");
-  LLVMBuildStore(B, clamped, gs);
   /* the clipped gradients are written back, as clip_grad_norm_ does */
   LLVMValueRef gscale = LLVMBuildFPTrunc(B, clamped, cg->t_f32, "");
   for (int r = 0; r < nranges; r++) {
@@ -241,6 +330,6 @@ void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRa
   }
 #undef F
   c.gscale = LLVMConstReal(cg->t_f32, 1.0);
-  /* 3. the update, one pass */
-  cg_vloop(cg, cg_i64(cg, param_floats), upd_body, &c);
+  /* 3. the update, one pass, in chunks over the pool */
+  update_chunks(cg, &c, param_floats);
 }

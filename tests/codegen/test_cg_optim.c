@@ -3,7 +3,8 @@
  * with weight decay, momentum / nesterov variants and clipping by the global norm.
  *
  * The model: loss = sum(W * x) + sum(b * b), so dW = x and db = 2 b; W has 1003
- * elements (a vector tail), b has 7. Tolerance 1e-5 relative per element. */
+ * elements (a vector tail) or 300000 (the chunked update over two threads), b has 7.
+ * Tolerance 1e-5 relative per element. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,9 +68,9 @@ static void ref_step(int kind, const double *h, float *p, float *g, float *s0, f
   }
 }
 
-static Func *model(Module *m) {
+static Func *model(Module *m, int64_t nw) {
   Func *f = ir_func_new(m, "opt");
-  int64_t dw = NW, db = NB;
+  int64_t dw = nw, db = NB;
   TypeId tw = ir_type(m, DT_F32, 1, &dw), tb = ir_type(m, DT_F32, 1, &db);
   int32_t x = ir_input(f, "x", 0, tw, L);
   int32_t W = ir_param(f, "W", tw, INIT_ZEROS, 0, 0, L);
@@ -82,11 +83,12 @@ static Func *model(Module *m) {
   return f;
 }
 
-/* Run `steps` steps of `opt` and compare params, grads and state each step. */
-static int run(const CgOptimizer *opt, int steps, const char *what) {
+/* Run `steps` steps of `opt` and compare params, grads and state each step; W has NW
+ * elements (nw = 0) or nw, and the pool `threads` threads. */
+static int run_n(const CgOptimizer *opt, int steps, const char *what, int64_t nw, int threads) {
   Module *mod = ir_module_new();
-  Func *f = model(mod);
-  CgOptions o = {"native", 2, 1, false};
+  Func *f = model(mod, nw);
+  CgOptions o = {"native", 2, threads, false};
   CgModel *m = cg_model_build(f, f, opt, &o);
   assert_non_null(m);
   assert_int_equal(cg_model_jit(m), 0);
@@ -95,31 +97,32 @@ static int run(const CgOptimizer *opt, int steps, const char *what) {
   assert_int_equal(d->nparams, 2);
   int64_t ow = d->params[0].offset, ob = d->params[1].offset;
   CgtFrame t;
-  cgt_frame_init(&t, d, 1, 1);
+  cgt_frame_init(&t, d, 1, threads);
   uint64_t rs = 7;
   float *x = t.inputs[0];
-  static float rp[NW + NB], rg[NW + NB], r0[NW + NB], r1[NW + NB];
-  for (int i = 0; i < NW; i++) x[i] = (float)(cgt_urand(&rs) * 2 - 1);
-  for (int i = 0; i < NW; i++) rp[i] = t.params[ow + i] = (float)(cgt_urand(&rs) * 2 - 1);
-  for (int i = 0; i < NB; i++) rp[NW + i] = t.params[ob + i] = (float)(cgt_urand(&rs) * 2 - 1);
+  float *rp = calloc((size_t)(nw + NB), sizeof *rp), *rg = calloc((size_t)(nw + NB), sizeof *rg);
+  float *r0 = calloc((size_t)(nw + NB), sizeof *r0), *r1 = calloc((size_t)(nw + NB), sizeof *r1);
+  for (int i = 0; i < nw; i++) x[i] = (float)(cgt_urand(&rs) * 2 - 1);
+  for (int i = 0; i < nw; i++) rp[i] = t.params[ow + i] = (float)(cgt_urand(&rs) * 2 - 1);
+  for (int i = 0; i < NB; i++) rp[nw + i] = t.params[ob + i] = (float)(cgt_urand(&rs) * 2 - 1);
   int64_t P = d->param_floats;
   int fails = 0;
   for (int s = 1; s <= steps && !fails; s++) {
     t.hyper[BPRT_H_STEP] = s;
     /* the reference: gradients at the current params, then the update */
     double loss = 0;
-    for (int i = 0; i < NW; i++) rg[i] = x[i], loss += (double)rp[i] * x[i];
-    for (int i = 0; i < NB; i++) rg[NW + i] = 2 * rp[NW + i], loss += (double)rp[NW + i] * rp[NW + i];
+    for (int i = 0; i < nw; i++) rg[i] = x[i], loss += (double)rp[i] * x[i];
+    for (int i = 0; i < NB; i++) rg[nw + i] = 2 * rp[nw + i], loss += (double)rp[nw + i] * rp[nw + i];
     double gscale = 1;
     if (t.hyper[BPRT_H_CLIP] > 0) {
       double ss = 0;
-      for (int i = 0; i < NW + NB; i++) ss += (double)rg[i] * rg[i];
+      for (int i = 0; i < nw + NB; i++) ss += (double)rg[i] * rg[i];
       double c = t.hyper[BPRT_H_CLIP] / (sqrt(ss) + 1e-6);
       gscale = c < 1 ? c : 1;
     }
     /* one state layout per parameter: the state of W at ow, of b at ob */
-    ref_step(opt->kind, t.hyper, rp, rg, r0, r1, NW, gscale);
-    ref_step(opt->kind, t.hyper, rp + NW, rg + NW, r0 + NW, r1 + NW, NB, gscale);
+    ref_step(opt->kind, t.hyper, rp, rg, r0, r1, (int)nw, gscale);
+    ref_step(opt->kind, t.hyper, rp + nw, rg + nw, r0 + nw, r1 + nw, NB, gscale);
     d->step(&t.fr);
     assert_int_equal(t.fr.status, 0);
     if (fabs(*t.loss - loss) > 1e-5 * fmax(1, fabs(loss))) {
@@ -127,8 +130,8 @@ static int run(const CgOptimizer *opt, int steps, const char *what) {
       fails++;
     }
     double maxd = 0;
-    for (int i = 0; i < NW + NB; i++) {
-      int64_t at = i < NW ? ow + i : ob + i - NW;
+    for (int i = 0; i < nw + NB; i++) {
+      int64_t at = i < nw ? ow + i : ob + i - nw;
       double checks[4][2] = {{t.params[at], rp[i]}, {t.grads[at], rg[i]}, {t.state[at], r0[i]}, {0, 0}};
       if (opt->kind == BPRT_OPT_RMSPROP || opt->kind == BPRT_OPT_ADAM || opt->kind == BPRT_OPT_ADAMW)
         checks[3][0] = t.state[P + at], checks[3][1] = r1[i];
@@ -147,11 +150,17 @@ static int run(const CgOptimizer *opt, int steps, const char *what) {
     }
     if (getenv("CGT_VERBOSE")) printf("  %s step %d: max |diff| %.3g\n", what, s, maxd);
   }
+  free(rp);
+  free(rg);
+  free(r0);
+  free(r1);
   cgt_frame_free(&t);
   cg_model_free(m);
   ir_module_free(mod);
   return fails;
 }
+
+static int run(const CgOptimizer *opt, int steps, const char *what) { return run_n(opt, steps, what, NW, 1); }
 
 static void test_optimizers(void **state) {
   (void)state;
@@ -192,7 +201,21 @@ static void test_optimizers(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* A block of 300000 floats: the update runs in chunks over two threads. */
+static void test_parallel_update(void **state) {
+  (void)state;
+  int fails = 0;
+  CgOptimizer o;
+  cg_optimizer_defaults(&o, BPRT_OPT_ADAM);
+  o.hyper[BPRT_H_CLIP] = 5.0;
+  fails += run_n(&o, 3, "adam, 2 threads", 300000, 2);
+  cg_optimizer_defaults(&o, BPRT_OPT_SGD);
+  o.hyper[BPRT_H_MOMENTUM] = 0.9;
+  fails += run_n(&o, 3, "sgd+momentum, 2 threads", 300000, 2);
+  assert_int_equal(fails, 0);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_optimizers)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_optimizers), cmocka_unit_test(test_parallel_update)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
