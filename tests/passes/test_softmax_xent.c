@@ -8,7 +8,7 @@
  * must not fire (CE of a sigmoid, f32 targets, a softmax over another axis, a sum over
  * the batch axis) there is no softmax_xent. With -fno-softmax-xent the rule is off, and
  * the gradients of both pipelines agree within 1e-6 relative (f64 interpreter, random
- * inputs). */
+ * inputs), also with -fno-log-softmax, when autodiff goes through log and softmax. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,7 +58,8 @@ static const Spelling does_not_fire[] = {
 };
 
 /* Lower src and run the pipeline; forward (untouched) and gradient functions. */
-static Func *compile(const char *name, const char *src, bool xent, Module **mod, Func **fwd, Arena **arena) {
+static Func *compile(const char *name, const char *src, bool xent, bool log_sm, Module **mod, Func **fwd,
+                     Arena **arena) {
   *arena = arena_new();
   FeUnit *u = fe_compile_text(*arena, name, src, strlen(src));
   if (!u || u->nmodels != 1 || diag_error_count()) fail_msg("%s: the model does not compile", name);
@@ -69,6 +70,7 @@ static Func *compile(const char *name, const char *src, bool xent, Module **mod,
   pass_options_default(&opt);
   opt.verify = true;
   opt.softmax_xent = xent;
+  opt.log_softmax = log_sm;
   Func *g = pass_run_pipeline(ir_func_clone(*fwd, "grad"), &opt);
   assert_non_null(g);
   return g;
@@ -80,7 +82,7 @@ static void check_fires(const Spelling *s) {
   Module *m;
   Func *fwd;
   Arena *a;
-  Func *g = compile(s->name, s->src, true, &m, &fwd, &a);
+  Func *g = compile(s->name, s->src, true, true, &m, &fwd, &a);
   int xent = 0, dz = 0;
   for (int32_t i = 0; i < g->ninsts; i++) {
     const Inst *in = &g->insts[i];
@@ -112,7 +114,7 @@ static void check_does_not_fire(const Spelling *s) {
   Module *m;
   Func *fwd;
   Arena *a;
-  Func *g = compile(s->name, s->src, true, &m, &fwd, &a);
+  Func *g = compile(s->name, s->src, true, true, &m, &fwd, &a);
   for (int32_t i = 0; i < g->ninsts; i++)
     if (g->insts[i].op == OP_SOFTMAX_XENT) fail_msg("%s: the softmax-CE rule fired at %%%d", s->name, (int)i);
   ir_module_free(m);
@@ -137,12 +139,12 @@ static double urand(uint64_t *st) {
   return (double)(*st >> 11) * 0x1.0p-53;
 }
 
-static void compare_on_off(const Spelling *s) {
+static void compare_on_off(const Spelling *s, bool log_sm) {
   Module *m1, *m2;
   Func *f1, *f2;
   Arena *a1, *a2;
-  Func *on = compile(s->name, s->src, true, &m1, &f1, &a1);
-  Func *off = compile(s->name, s->src, false, &m2, &f2, &a2);
+  Func *on = compile(s->name, s->src, true, true, &m1, &f1, &a1);
+  Func *off = compile(s->name, s->src, false, log_sm, &m2, &f2, &a2);
   for (int32_t i = 0; i < off->ninsts; i++)
     if (off->insts[i].op == OP_SOFTMAX_XENT) fail_msg("%s: -fno-softmax-xent still has softmax_xent", s->name);
   Tensor in[4], par[8];
@@ -194,7 +196,9 @@ static void compare_on_off(const Spelling *s) {
 static void test_off_gives_same_gradients(void **state) {
   (void)state;
   diag_reset();
-  for (size_t i = 0; i < sizeof fires / sizeof fires[0]; i++) compare_on_off(&fires[i]);
+  for (size_t i = 0; i < sizeof fires / sizeof fires[0]; i++) compare_on_off(&fires[i], true);
+  /* and through log and softmax themselves (-fno-log-softmax as well) */
+  for (size_t i = 0; i < sizeof fires / sizeof fires[0]; i++) compare_on_off(&fires[i], false);
 }
 
 int main(void) {
