@@ -53,6 +53,7 @@ static const Spelling does_not_fire[] = {
                     "    loss -mean(sum(t * log(softmax(z)), axis = 1))\n}\n"},
     {"softmax_other_axis", HEAD "    loss -mean(sum(onehot(y) * log(softmax(z, axis = 0)), axis = 1))\n}\n"},
     {"sum_over_batch_axis", HEAD "    loss -mean(sum(onehot(y) * log(softmax(z)), axis = 0))\n}\n"},
+    {"label_smoothing", HEAD "    loss -mean(sum((0.9 * onehot(y) + 0.05) * log(softmax(z)), axis = 1))\n}\n"},
     {"bce_of_sigmoid", "model m(x: f32[B, 4], t: f32[B, 3]) {\n    z = dense(x, 3)\n"
                        "    loss binary_cross_entropy(sigmoid(z), t)\n}\n"},
 };
