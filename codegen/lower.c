@@ -480,6 +480,12 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
     diag_error(SRCLOC_NONE, "codegen: no forward function");
     return NULL;
   }
+  /* malformed IR gets the verifier's report, never a crash in the lowering */
+  bool fwd_ok = ir_verify(fwd, "codegen input");
+  if (!fwd_ok || (grad && !ir_verify(grad, "codegen input"))) {
+    diag_error(SRCLOC_NONE, "codegen: @%s is not valid IR", !fwd_ok ? fwd->name : grad->name);
+    return NULL;
+  }
   if (opt && (opt->kind < 0 || opt->kind >= BPRT_OPT__COUNT)) {
     diag_error(SRCLOC_NONE, "codegen: unknown optimizer %d", opt->kind);
     return NULL;

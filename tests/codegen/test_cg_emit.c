@@ -133,11 +133,18 @@ static void test_errors(void **state) {
   int32_t x = ir_input(g, "x", 0, ir_type(m, DT_F64, 1, dd), SRCLOC_NONE);
   ir_output(g, "y", ir_unary(g, OP_EXP, x, SRCLOC_NONE), SRCLOC_NONE);
   assert_null(cg_model_build(g, NULL, NULL, NULL));
+  /* malformed IR: an operand defined after its use */
+  Func *h = ir_func_new(m, "bad");
+  int32_t y = ir_input(h, "x", 0, ir_type(m, DT_F32, 1, dd), SRCLOC_NONE);
+  ir_output(h, "y", ir_unary(h, OP_EXP, y, SRCLOC_NONE), SRCLOC_NONE);
+  h->insts[1].args[0] = 2;
+  assert_null(cg_model_build(h, NULL, NULL, NULL));
   fclose(err);
   diag_set_output(NULL);
   assert_non_null(strstr(buf, "unknown -march=pentium9 (use native, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4)"));
   assert_non_null(strstr(buf, "codegen: no forward function"));
   assert_non_null(strstr(buf, "codegen: f64 tensors are not supported by the LLVM backend (%0 = input)"));
+  assert_non_null(strstr(buf, "codegen: @bad is not valid IR"));
   ir_module_free(m);
   diag_reset();
 }
