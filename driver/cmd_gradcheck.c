@@ -93,6 +93,7 @@ int emit_grad_ir(DrvCompilation *c, FILE *out) {
     return 1;
   }
   Func *g = drv_grad_func(c->func);
+  if (g) g = drv_checkpoint(c, g, NULL);   /* --checkpoint / --mem-budget (cmd_memreport.c) */
   if (!g) return 1;
   ir_print_func(out, g);
   return 0;

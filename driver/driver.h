@@ -97,6 +97,28 @@ bool drv_pass_flag(const char *a, char **argv, int argc, int *i);
 Func *drv_grad_func(Func *fwd);
 int emit_grad_ir(DrvCompilation *c, FILE *out);
 
+/* Memory planning options (cmd_memreport.c): --mem-report, --checkpoint=none|sqrt|auto,
+ * --mem-budget SIZE, --batch N. drv_mem_flag consumes argv[*i] (and its value) if it
+ * is one of them (a bad value is a usage error: exit 1). drv_checkpoint applies
+ * --checkpoint / --mem-budget to a gradient function (it is replaced in its module;
+ * unchanged without those options; NULL after diagnostics, e.g. an infeasible budget).
+ * drv_mem_report is `bpcc --mem-report FILE.bp`; emit_dot is --emit=dot (emit_dot.c). */
+#include "passes/memplan.h"
+typedef struct {
+  bool report;
+  CkptMode mode;
+  bool mode_set;          /* --checkpoint given */
+  int64_t budget;         /* --mem-budget in bytes; 0 = none (implies --checkpoint=auto) */
+  int64_t batch;          /* --batch; 0 = the train block's */
+} DrvMemOptions;
+extern DrvMemOptions drv_mem;
+bool drv_mem_flag(const char *a, char **argv, int argc, int *i);
+int64_t drv_mem_batch(const DrvCompilation *c);
+int drv_mem_opt_factor(const DrvCompilation *c);   /* optimizer state floats per param float */
+Func *drv_checkpoint(DrvCompilation *c, Func *grad, CkptResult *res);
+int drv_mem_report(const char *path, const char *model);
+int emit_dot(DrvCompilation *c, FILE *out);
+
 /* Autodiff + simplification of c->func (after DRV_LOWER), then codegen with the
  * optimizer `optimizer` (bprt_optimizer) and hyper[BPRT_H__COUNT] as the descriptor's
  * defaults, and the JIT. threads: GEMM chunk hint (<= 0: the CPUs). NULL after

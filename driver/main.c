@@ -3,6 +3,7 @@
  *   bpcc --help | --version
  *   bpcc --check [--model NAME] FILE.bp          check; print each model's summary
  *   bpcc --emit=KIND [--model NAME] FILE.bp      print an intermediate form (drv_emits)
+ *   bpcc --mem-report [--batch N] FILE.bp        the memory plan (cmd_memreport.c)
  *   bpcc COMMAND ARGS...                         a subcommand (drv_commands)
  *
  * FILE may be `-` for standard input (named <stdin> in diagnostics). Everything that
@@ -37,6 +38,7 @@ const DrvEmit drv_emits[] = {
     {"ast", DRV_PARSE, emit_ast, "the syntax tree (printed even when it has errors)"},
     {"ir", DRV_LOWER, emit_ir, "the forward IR of the model"},
     {"grad-ir", DRV_LOWER, emit_grad_ir, "forward + backward IR after autodiff and simplification"},
+    {"dot", DRV_LOWER, emit_dot, "Graphviz: forward and backward, kernels as clusters, recomputed values dashed"},
     {"llvm", DRV_LOWER, drv_emit_llvm, "the optimized LLVM IR of forward, grad and step"},
     {"asm", DRV_LOWER, drv_emit_asm, "their assembly (-O0..-O3, -march=CPU apply)"},
     {"obj", DRV_LOWER, drv_emit_obj, "an ELF object file"},
@@ -73,6 +75,11 @@ static void usage(FILE *o) {
           "  --model=NAME       the model to use when the file has several (default: the first)\n"
           "  --print-after=PASS print the IR after a pass (canonicalize, autodiff, simplify, all)\n"
           "  -fno-softmax-xent  differentiate cross-entropy of a softmax through log and softmax\n"
+          "  --mem-report       print the memory plan of a training step: every tensor, totals\n"
+          "  --batch N          the batch of --mem-report (default: the train block's)\n"
+          "  --checkpoint=MODE  none, sqrt or auto: recompute activations in backward\n"
+          "                     (--mem-report, --emit=grad-ir, --emit=dot)\n"
+          "  --mem-budget SIZE  the most bytes a step may use (e.g. 64MiB, 1GB); implies auto\n"
           "  -O0 .. -O3         codegen optimization level (default -O3)\n"
           "  -march=CPU         native (default), x86-64, x86-64-v2, x86-64-v3 or x86-64-v4\n"
           "  -h, --help         this help\n"
@@ -161,6 +168,8 @@ int main(int argc, char **argv) {
       model = argv[++i];
     } else if (drv_pass_flag(a, argv, argc, &i)) {
       continue;   /* -fno-softmax-xent, --print-after=PASS, ... (cmd_gradcheck.c) */
+    } else if (drv_mem_flag(a, argv, argc, &i)) {
+      continue;   /* --mem-report, --checkpoint=..., --mem-budget, --batch (cmd_memreport.c) */
     } else if (a[0] == '-' && a[1] != 0) {
       return usage_error("unknown option '%s'", a);
     } else if (file) {
@@ -173,6 +182,11 @@ int main(int argc, char **argv) {
     if (check || emit) return usage_error("%s", "-o writes a shared library; it cannot be combined with --check or --emit");
     if (!file) return usage_error("%s", "no input file (use '-' for standard input)");
     return drv_write_library(file, model, out);
+  }
+  if (drv_mem.report) {   /* bpcc --mem-report FILE.bp (cmd_memreport.c) */
+    if (check || emit) return usage_error("%s", "--mem-report cannot be combined with --check or --emit");
+    if (!file) return usage_error("%s", "no input file (use '-' for standard input)");
+    return drv_mem_report(file, model);
   }
   if (!check && !emit) {
     if (file) {

@@ -336,3 +336,119 @@ MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_para
   t.total = t.params + t.grads + t.opt_state + t.workspace;
   return t;
 }
+
+/* ------------------------------------------------------------------ the report */
+
+/* The DSL name of a source line's binding: `h1 = ...` or `output pred = ...` -> h1,
+ * pred. Empty if the line binds nothing. */
+static void binding_name(SrcLoc loc, char *buf, size_t n) {
+  buf[0] = 0;
+  size_t len;
+  const char *text = diag_file_text(loc.file, &len);
+  if (!text || loc.line <= 0) return;
+  const char *p = text, *end = text + len;
+  for (int l = 1; l < loc.line && p < end; p++)
+    if (*p == '\n') l++;
+  while (p < end && (*p == ' ' || *p == '\t')) p++;
+  if (end - p > 7 && !strncmp(p, "output", 6) && (p[6] == ' ' || p[6] == '\t')) {
+    p += 6;
+    while (p < end && (*p == ' ' || *p == '\t')) p++;
+  }
+  const char *s = p;
+  while (p < end && (*p == '_' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (p > s && *p >= '0' && *p <= '9'))) p++;
+  const char *e = p;
+  while (p < end && (*p == ' ' || *p == '\t')) p++;
+  if (e == s || p >= end || *p != '=' || (p + 1 < end && p[1] == '=')) return;
+  snprintf(buf, n, "%.*s", (int)(e - s), s);
+}
+
+static bool same_line(SrcLoc a, SrcLoc b) { return a.file == b.file && a.line == b.line && a.file >= 0; }
+
+/* Names for the report: inputs and params by their own name, outputs by the output's
+ * name, gradients as grad(param), a forward value by the binding of its source line
+ * when it is the last instruction computed on that line, recomputed values after the
+ * value they recompute; everything else by %id. */
+static char **report_names(Arena *a, const MemPlan *p) {
+  Func *f = p->f;
+  int32_t n = f->ninsts;
+  char **names = arena_alloc(a, (size_t)(n ? n : 1) * sizeof *names);
+  char buf[128];
+  int32_t prev = -1;  /* previous non-leaf forward instruction */
+  for (int32_t i = 0; i <= n; i++) {
+    const Inst *in = i < n ? &f->insts[i] : NULL;
+    bool fwd = in && !(in->flags & IF_BACKWARD) && !(ir_ops[in->op].flags & (OPF_LEAF | OPF_SINK));
+    if (in && !fwd && (ir_ops[in->op].flags & OPF_LEAF)) continue;
+    /* prev ends a run of its line when this one is on another line (or not forward) */
+    if (prev >= 0 && (!fwd || !same_line(f->insts[prev].loc, in->loc))) {
+      binding_name(f->insts[prev].loc, buf, sizeof buf);
+      if (buf[0]) names[prev] = arena_strdup(a, buf);
+    }
+    prev = fwd ? i : -1;
+  }
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    if ((in->op == OP_INPUT || in->op == OP_PARAM) && in->name) names[i] = arena_strdup(a, in->name);
+    if (in->op == OP_OUTPUT && in->name && in->nargs == 1) names[in->args[0]] = arena_strdup(a, in->name);
+    if (in->op == OP_GRAD && in->nargs == 2 && f->insts[in->args[0]].name)
+      names[in->args[1]] = arena_printf(a, "grad(%s)", f->insts[in->args[0]].name);
+  }
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    if ((in->flags & IF_RECOMPUTED) && in->from >= 0 && in->from < i && names[in->from]) names[i] = names[in->from];
+    if (!names[i]) names[i] = arena_printf(a, "%%%d", (int)i);
+  }
+  return names;
+}
+
+void memplan_print_report(FILE *out, const MemPlan *p, int64_t batch, int opt_state_per_param) {
+  Func *f = p->f;
+  Arena *a = arena_new();
+  char **names = report_names(a, p);
+  char tbuf[96], lbuf[160], sbuf[32];
+  fprintf(out, "memory plan of @%s at batch %lld (B = %lld)\n", f->name, (long long)batch, (long long)batch);
+  fprintf(out, "%-6s %-16s %-28s %-14s %12s %13s %12s  %s\n", "value", "name", "location", "shape", "bytes",
+          "lifetime", "offset", "kind");
+  int counts[MEM__COUNT] = {0};
+  for (int32_t i = 0; i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    const MemValue *v = &p->vals[i];
+    if (v->kind == MEM_NONE) continue;
+    counts[v->kind]++;
+    if (in->loc.file >= 0 && in->loc.line > 0)
+      snprintf(lbuf, sizeof lbuf, "%s:%d:%d", diag_file_name(in->loc.file), in->loc.line, in->loc.col);
+    else
+      snprintf(lbuf, sizeof lbuf, "-");
+    char life[40], off[32];
+    snprintf(life, sizeof life, "[%d,%d]", (int)v->def, (int)v->last);
+    if (v->in_workspace) snprintf(off, sizeof off, "%lld", (long long)mem_at(v->offset, batch));
+    else snprintf(off, sizeof off, "-");
+    const char *kind = memplan_kind_names[v->kind];
+    if (v->kind == MEM_KEPT) kind = "kept for backward";
+    fprintf(out, "%%%-5d %-16s %-28s %-14s %12lld %13s %12s  %s\n", (int)i, names[i], lbuf,
+            ir_type_str(ir_vtype(f, i), tbuf, sizeof tbuf), (long long)mem_at(v->size, batch), life, off, kind);
+  }
+  MemTotals t = memplan_totals(p, batch, opt_state_per_param);
+  double flops = 0;
+  for (int32_t i = 0; i < f->ninsts; i++)
+    if (f->insts[i].flags & IF_RECOMPUTED) flops += memplan_inst_flops(f, i, batch);
+  fprintf(out, "\ntotals at batch %lld:\n", (long long)batch);
+  fprintf(out, "  %-20s %12lld bytes  %s  (%d tensors)\n", "parameters", (long long)t.params,
+          memplan_format_size(t.params, sbuf, sizeof sbuf), counts[MEM_PARAM]);
+  fprintf(out, "  %-20s %12lld bytes  %s\n", "gradients", (long long)t.grads, memplan_format_size(t.grads, sbuf, sizeof sbuf));
+  fprintf(out, "  %-20s %12lld bytes  %s  (%dx parameters)\n", "optimizer state", (long long)t.opt_state,
+          memplan_format_size(t.opt_state, sbuf, sizeof sbuf), opt_state_per_param > 0 ? opt_state_per_param : 0);
+  fprintf(out, "  %-20s %12lld bytes  %s  (%d tensors)\n", "kept activations", (long long)t.kept,
+          memplan_format_size(t.kept, sbuf, sizeof sbuf), counts[MEM_KEPT]);
+  fprintf(out, "  %-20s %12lld bytes  %s  (%d tensors, %.4g MFLOP recomputed per step)\n", "recomputed",
+          (long long)t.recomputed, memplan_format_size(t.recomputed, sbuf, sizeof sbuf), counts[MEM_RECOMPUTED],
+          flops / 1e6);
+  fprintf(out, "  %-20s %12lld bytes  %s  (%d tensors)\n", "temporaries", (long long)t.temporaries,
+          memplan_format_size(t.temporaries, sbuf, sizeof sbuf), counts[MEM_TEMP]);
+  fprintf(out, "  %-20s %12lld bytes  %s  (= %lld + %lld * B%s; live lower bound %lld)\n", "workspace peak",
+          (long long)t.workspace, memplan_format_size(t.workspace, sbuf, sizeof sbuf), (long long)p->workspace.fixed,
+          (long long)p->workspace.per_batch, p->linear ? "" : ", at this batch only",
+          (long long)memplan_live_peak(p, batch));
+  fprintf(out, "  %-20s %12lld bytes  %s  (parameters + gradients + optimizer state + workspace)\n", "total",
+          (long long)t.total, memplan_format_size(t.total, sbuf, sizeof sbuf));
+  arena_free(a);
+}

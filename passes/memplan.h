@@ -77,6 +77,10 @@ typedef struct {
 
 MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_param);
 
+/* The --mem-report table: every tensor (value, DSL name, location, shape, bytes,
+ * lifetime, workspace offset, kind) and the totals, at a batch. */
+void memplan_print_report(FILE *out, const MemPlan *p, int64_t batch, int opt_state_per_param);
+
 /* Floats of optimizer state per parameter float: sgd 0 (1 with momentum), momentum 1,
  * adagrad 1, rmsprop 1 (2 with momentum), adam and adamw 2. -1 for an unknown name. */
 int memplan_opt_state_factor(const char *optimizer, double momentum);

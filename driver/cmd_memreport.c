@@ -1,0 +1,136 @@
+/* driver/cmd_memreport.c — `bpcc --mem-report FILE.bp` and the memory options.
+ *
+ *   bpcc --mem-report FILE.bp [--batch N] [--checkpoint=none|sqrt|auto] [--mem-budget SIZE]
+ *
+ * prints, before anything runs, the memory plan of one training step: every tensor
+ * with its DSL name and location, shape, bytes, lifetime, workspace offset and kind
+ * (kept for backward, recomputed, temporary, gradient, ...), then the totals for
+ * parameters, gradients, optimizer state, kept activations and the workspace peak.
+ * --checkpoint and --mem-budget also apply to --emit=grad-ir and --emit=dot, which then
+ * show the recomputed instructions. The batch defaults to the train block's. */
+#include "driver/driver.h"
+#include "passes/memplan.h"
+#include "passes/passes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+DrvMemOptions drv_mem = {false, CKPT_NONE, false, 0, 0};
+
+static _Noreturn void mem_usage_error(const char *what, const char *arg, const char *hint) {
+  fprintf(stderr, "bpcc: error: %s '%s'%s\nTry 'bpcc --help' for more information.\n", what, arg, hint);
+  exit(1);
+}
+
+/* The option's value: `--opt=VALUE` or `--opt VALUE`. */
+static const char *option_value(const char *a, const char *opt, char **argv, int argc, int *i) {
+  size_t n = strlen(opt);
+  if (strncmp(a, opt, n) != 0) return NULL;
+  if (a[n] == '=') return a + n + 1;
+  if (a[n] != 0) return NULL;
+  if (*i + 1 >= argc) mem_usage_error("missing value after", opt, "");
+  return argv[++*i];
+}
+
+bool drv_mem_flag(const char *a, char **argv, int argc, int *i) {
+  const char *v;
+  if (strcmp(a, "--mem-report") == 0) {
+    drv_mem.report = true;
+  } else if ((v = option_value(a, "--checkpoint", argv, argc, i))) {
+    if (strcmp(v, "none") == 0) drv_mem.mode = CKPT_NONE;
+    else if (strcmp(v, "sqrt") == 0) drv_mem.mode = CKPT_SQRT;
+    else if (strcmp(v, "auto") == 0) drv_mem.mode = CKPT_AUTO;
+    else mem_usage_error("--checkpoint: unknown strategy", v, " (none, sqrt or auto)");
+    drv_mem.mode_set = true;
+  } else if ((v = option_value(a, "--mem-budget", argv, argc, i))) {
+    drv_mem.budget = memplan_parse_size(v);
+    if (drv_mem.budget <= 0)
+      mem_usage_error("--mem-budget: cannot read", v, " as a size (e.g. 64MiB, 1.5GB, 4096; units B, KiB, MiB, GiB, KB, MB, GB)");
+  } else if ((v = option_value(a, "--batch", argv, argc, i))) {
+    char *end;
+    long long b = strtoll(v, &end, 10);
+    if (end == v || *end || b < 1 || b > (1ll << 31)) mem_usage_error("--batch: expected a positive integer, got", v, "");
+    drv_mem.batch = b;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+int64_t drv_mem_batch(const DrvCompilation *c) {
+  if (drv_mem.batch > 0) return drv_mem.batch;
+  if (c->model && c->model->train.batch > 0) return c->model->train.batch;
+  return 32;
+}
+
+int drv_mem_opt_factor(const DrvCompilation *c) {
+  if (!c->model) return 0;
+  const TrainSpec *t = &c->model->train;
+  int k = memplan_opt_state_factor(fe_optimizer_name(t->optimizer), t->momentum);
+  return k < 0 ? 0 : k;
+}
+
+Func *drv_checkpoint(DrvCompilation *c, Func *grad, CkptResult *res) {
+  CkptResult local;
+  if (!res) res = &local;
+  memset(res, 0, sizeof *res);
+  if (!drv_mem.mode_set && drv_mem.budget <= 0) return grad;
+  CkptOptions o = {drv_mem.mode_set ? drv_mem.mode : CKPT_AUTO, drv_mem.budget, drv_mem_batch(c), drv_mem_opt_factor(c)};
+  Func *g = pass_checkpoint(grad, &o, res);
+  if (!g) return NULL;
+  if (g != grad) g = pass_func_replace(grad, g);
+#ifdef BPCC_DEBUG
+  if (!ir_verify(g, "checkpoint")) return NULL;
+#endif
+  return g;
+}
+
+static const char *mode_name(void) {
+  if (!drv_mem.mode_set && drv_mem.budget <= 0) return "none";
+  switch (drv_mem.mode_set ? drv_mem.mode : CKPT_AUTO) {
+  case CKPT_NONE: return "none";
+  case CKPT_SQRT: return "sqrt";
+  case CKPT_AUTO: return "auto";
+  }
+  return "?";
+}
+
+int drv_mem_report(const char *path, const char *model) {
+  DrvCompilation c;
+  int status = 1;
+  if (!drv_compile(&c, path, DRV_LOWER, model)) goto done;
+  int64_t batch = drv_mem_batch(&c);
+  Func *f = c.func;
+  bool training = c.model && c.model->loss >= 0;
+  if (training) {
+    f = drv_grad_func(c.func);
+    if (!f) goto done;
+  }
+  CkptResult r;
+  memset(&r, 0, sizeof r);
+  if (training) {
+    f = drv_checkpoint(&c, f, &r);
+    if (!f) goto done;
+  }
+  MemPlan *p = memplan_build(f, batch);
+  int k = drv_mem_opt_factor(&c);
+  memplan_print_report(stdout, p, batch, training ? k : 0);
+  char b1[32], b2[32];
+  if (training) {
+    printf("\ncheckpointing: %s", mode_name());
+    if (r.ncandidates > 0 && (drv_mem.mode_set || drv_mem.budget > 0))
+      printf(", %d of %d activations read by backward kept, %.4g MFLOP recomputed per step", r.nkept, r.ncandidates,
+             r.recompute_flops / 1e6);
+    printf("\n");
+    if (drv_mem.budget > 0)
+      printf("budget: %s (%lld bytes), total %s: fits\n", memplan_format_size(drv_mem.budget, b1, sizeof b1),
+             (long long)drv_mem.budget, memplan_format_size(memplan_totals(p, batch, k).total, b2, sizeof b2));
+    printf("optimizer: %s (%d float%s of state per parameter)\n", fe_optimizer_name(c.model->train.optimizer), k,
+           k == 1 ? "" : "s");
+  }
+  memplan_free(p);
+  status = 0;
+done:
+  drv_release(&c);
+  return status;
+}
