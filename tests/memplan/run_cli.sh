@@ -1,0 +1,52 @@
+#!/bin/sh
+# tests/memplan/run_cli.sh BPCC SRCDIR — the memory options through the bpcc command:
+#   1. --mem-report m3_deep: kept activations with --checkpoint=sqrt at least 3x smaller
+#   2. --mem-budget 1KiB fails (exit 1) naming the smallest feasible budget, and that
+#      budget, given back, succeeds; one byte less fails
+#   3. --emit=grad-ir --checkpoint=sqrt marks recomputed instructions
+#   4. --emit=dot renders with `dot -Tsvg`, with and without checkpointing, on every example
+set -eu
+BPCC=$1
+SRC=$2
+M3=$SRC/bench/m3_deep.bp
+T=${TMPDIR:-/tmp}/bpcc_memplan_$$
+mkdir -p "$T"
+trap 'rm -rf "$T"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+kept() { awk '$1 == "kept" && $2 == "activations" { print $3 }' "$1"; }
+"$BPCC" --mem-report "$M3" > "$T/none.txt"
+"$BPCC" --mem-report "$M3" --checkpoint=sqrt > "$T/sqrt.txt"
+k0=$(kept "$T/none.txt"); k1=$(kept "$T/sqrt.txt")
+[ -n "$k0" ] && [ -n "$k1" ] || fail "no 'kept activations' line"
+echo "kept activations: none $k0 bytes, sqrt $k1 bytes"
+[ "$k0" -ge $((3 * k1)) ] || fail "sqrt keeps $k1 bytes, not 3x less than $k0"
+grep -q "recomputed" "$T/sqrt.txt" || fail "the report shows no recomputed tensor"
+grep -q "^%[0-9]* *h1  *.*m3_deep.bp:4:" "$T/none.txt" || fail "the report does not name h1 with its location"
+grep -q "kept for backward" "$T/none.txt" || fail "no kept tensor in the report"
+"$BPCC" --mem-report "$M3" --batch 8 | grep -q "at batch 8 " || fail "--batch 8 ignored"
+
+if "$BPCC" --mem-report "$M3" --mem-budget 1KiB > "$T/out.txt" 2> "$T/err.txt"; then fail "1KiB budget accepted"; fi
+cat "$T/err.txt"
+grep -q "m3_deep.bp: error: memory budget 1.00 KiB (1024 bytes) is infeasible: the smallest feasible budget is" "$T/err.txt" \
+  || fail "infeasible-budget message"
+min=$(sed -n 's/.*smallest feasible budget is [^(]*(\([0-9]*\) bytes).*/\1/p' "$T/err.txt")
+[ -n "$min" ] || fail "no byte count in the message"
+"$BPCC" --mem-report "$M3" --mem-budget "$min" > "$T/min.txt" || fail "the stated smallest budget $min is infeasible"
+grep -q "fits" "$T/min.txt" || fail "no 'fits' line"
+if "$BPCC" --mem-report "$M3" --mem-budget $((min - 1)) > /dev/null 2>&1; then fail "budget $((min - 1)) accepted"; fi
+
+"$BPCC" --emit=grad-ir "$M3" --checkpoint=sqrt > "$T/grad.ir"
+grep -q "recomputed recompute from %" "$T/grad.ir" || fail "--emit=grad-ir does not mark recomputed instructions"
+
+for f in "$M3" "$SRC"/examples/*.bp; do
+  for ck in none sqrt; do
+    "$BPCC" --emit=dot "$f" --checkpoint=$ck > "$T/g.dot" || fail "--emit=dot $f"
+    dot -Tsvg "$T/g.dot" > "$T/g.svg" || fail "dot -Tsvg rejects the graph of $f"
+    grep -q "<svg" "$T/g.svg" || fail "no svg for $f"
+    grep -q "cluster_k0" "$T/g.dot" || fail "no kernel cluster in $f"
+  done
+done
+grep -q "dashed" "$T/g.dot" || true
+"$BPCC" --emit=dot "$M3" --checkpoint=sqrt | grep -q "style=\"filled,dashed\"" || fail "recomputed values are not marked in dot"
+echo "ok"
