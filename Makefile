@@ -4,7 +4,7 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
-DEBS        = llvm-19-dev flex bison libcmocka-dev cmake make gcc zlib1g-dev
+DEBS        = llvm-19-dev flex bison libcmocka-dev cmake make gcc zlib1g-dev graphviz
 
 .PHONY: all deps build build-asan demo test test-fast bench clean
 
