@@ -38,6 +38,8 @@ struct CgModel *drv_build_jit(DrvCompilation *c, int optimizer, const double *hy
   Func *grad = ir_func_clone(c->func, gname);
   grad = pass_run_pipeline(grad, &po);
   if (!grad || diag_error_count() != errors) return NULL;
+  grad = drv_checkpoint(c, grad, NULL);   /* --checkpoint, --mem-budget (cmd_memreport.c) */
+  if (!grad) return NULL;
   CgOptimizer opt;
   cg_optimizer_defaults(&opt, optimizer);
   memcpy(opt.hyper, hyper, sizeof opt.hyper);
@@ -109,6 +111,8 @@ static void train_usage(FILE *o) {
           "  --val-split F        hold out a fraction F of the training data instead\n"
           "  --epochs N           epochs in all (train block, else 1)\n"
           "  --batch N            rows per step; the last batch may be partial (else 32)\n"
+          "  --checkpoint=MODE    none, sqrt or auto: recompute activations in backward\n"
+          "  --mem-budget SIZE    the most bytes a step may use (e.g. 64MiB); implies auto\n"
           "  --lr X               learning rate (after the optimizer's own lr)\n"
           "  --optimizer S        NAME(k = v, ...): sgd, momentum, adagrad, rmsprop, adam,\n"
           "                       adamw with torch.optim's argument names, and clip\n"
@@ -197,6 +201,8 @@ static int parse_args(int argc, char **argv, TrainArgs *t, bool eval) {
         t->has_val_split = true;
         continue;
       }
+      if ((!strncmp(a, "--checkpoint", 12) || !strncmp(a, "--mem-budget", 12)) && drv_mem_flag(a, argv, argc, &i))
+        continue;   /* cmd_memreport.c */
       if (!strcmp(a, "--log-steps")) {
         t->log_steps = true;
         continue;
