@@ -9,6 +9,8 @@
 %define api.pure full
 %define api.prefix {fe_yy}
 %define parse.error custom
+%define parse.lac full
+%define lr.default-reduction consistent
 %locations
 %param {void *scanner}
 %parse-param {FeParseState *ps}
@@ -25,6 +27,7 @@ typedef struct FeParseState {
   int last_tok;           /* last token returned (0 at the start, -1 after the end) */
   const char *last_text;  /* its bytes, for syntax error messages */
   size_t last_len;
+  int lex_error_line;     /* line of the last bad byte or literal reported by the scanner */
   Def *defs, *last_def;   /* the program being built */
 } FeParseState;
 
@@ -229,6 +232,8 @@ stmts:
       { $$ = err_stmt(ps, ST_OUTPUT, $3, L(ps, @3), L(ps, @5), $1); yyerrok; }
   | stmts LOSS error NEWLINE
       { $$ = err_stmt(ps, ST_LOSS, NULL, L(ps, @2), L(ps, @3), $1); yyerrok; }
+  | stmts PARAM IDENT error NEWLINE
+      { $$ = err_stmt(ps, ST_PARAM, $3, L(ps, @3), L(ps, @4), $1); yyerrok; }
   | stmts RETURN error NEWLINE
       { $$ = err_stmt(ps, ST_RETURN, NULL, L(ps, @2), L(ps, @3), $1); yyerrok; }
   ;
@@ -326,9 +331,16 @@ static const char *sym_name(yysymbol_kind_t k) {
 /* `unexpected identifier 'logits', expected ')' or ','` at the unexpected token. */
 static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, FeParseState *ps) {
   (void)scanner;
-  yysymbol_kind_t expected[6];
-  int n = yypcontext_expected_tokens(ctx, expected, 6);
+  yysymbol_kind_t expected[64];
+  int n = yypcontext_expected_tokens(ctx, expected, 64);
   yysymbol_kind_t got = yypcontext_token(ctx);
+  if (got == YYSYMBOL_YYEOF)   /* at the end, the one useful expectation is the brace */
+    for (int i = 0; i < n; i++)
+      if (strcmp(sym_name(expected[i]), "'}'") == 0) {
+        expected[0] = expected[i];
+        n = 1;
+        break;
+      }
   SrcLoc loc = L(ps, *yypcontext_location(ctx));
   char msg[512];
   size_t k = 0;
@@ -345,7 +357,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, FeParse
       k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s", i == 0 ? ", expected " : i == n - 1 ? " or " : ", ",
                             sym_name(expected[i]));
   }
-  diag_error(loc, "%s", msg);
+  if (ps->lex_error_line != loc.line) diag_error(loc, "%s", msg);  /* else a cascade of the bad byte */
   ps->paren = 0;          /* recovery resynchronizes at the next line end */
   return 0;
 }

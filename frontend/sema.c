@@ -30,6 +30,7 @@
 #define SYM(k) (-2 - (int64_t)(k))
 #define IS_SYM(d) ((d) <= -2)
 #define SYM_INDEX(d) ((int)(-2 - (d)))
+#define DIM_UNKNOWN INT64_MIN   /* an int argument whose value is not known (generic check) */
 
 enum { VK_ERROR, VK_TENSOR, VK_NUMBER };
 
@@ -62,7 +63,7 @@ static Value v_number(double x, bool is_int, bool known, int64_t idim, SrcLoc lo
   v.num = x;
   v.is_int = is_int;
   v.known = known;
-  v.idim = is_int ? (known ? (int64_t)x : idim) : 0;
+  v.idim = is_int ? (known ? (int64_t)x : idim) : DIM_UNKNOWN;
   v.origin = loc;
   return v;
 }
@@ -84,6 +85,8 @@ struct DimBind {
   const char *from;            /* the argument that bound it (for messages) */
   Value from_value;            /* its value (shape and origin) */
   bool from_int;               /* bound by an int argument */
+  bool bad;                    /* bound to an int that is not a valid dim (bad_value) */
+  int64_t bad_value;
   DimBind *next;
 };
 
@@ -209,6 +212,7 @@ static void report(Ctx *c, SrcLoc loc, const Note *notes, int nnotes, const char
     bool dup = false;   /* `x @ x`: one note for both operands */
     for (int j = 0; j < i; j++)
       if (memcmp(&notes[j].loc, &notes[i].loc, sizeof(SrcLoc)) == 0 && strcmp(notes[j].msg, notes[i].msg) == 0) dup = true;
+    if (memcmp(&notes[i].loc, &loc, sizeof loc) == 0) dup = true;   /* the caret says it already */
     if (!dup) diag_note(notes[i].loc, "%s", notes[i].msg);
   }
   for (Frame *f = c->top; f; f = f->caller)
@@ -348,9 +352,7 @@ static Value eval_neg(Ctx *c, const Expr *e) {
   Value x = eval(c, e->lhs);
   if (x.kind == VK_ERROR) return x;
   if (x.kind == VK_NUMBER) {
-    Value r = v_number(-x.num, x.is_int, x.known, 0, e->loc);
-    if (x.is_int && !x.known) r.idim = 0;
-    return r;
+    return v_number(-x.num, x.is_int, x.known, DIM_UNKNOWN, e->loc);
   }
   if (reject_label(c, &x, e->lhs->loc, "in arithmetic")) return v_error();
   Value r = tensor_value(x.dtype, x.rank, x.dims, emit(c, OP_NEG, 1, x.node, -1, x.dtype, x.rank, x.dims, e->loc), e->loc);
@@ -376,7 +378,7 @@ static Value fold(Ctx *c, int op, Value l, Value r, SrcLoc loc) {
     if (!isfinite(x)) { ERR(c, loc, "constant expression overflows"); return v_error(); }
     if (is_int && fabs(x) > 9.0e15) { ERR(c, loc, "integer constant expression is too large"); return v_error(); }
   }
-  return v_number(x, is_int, known, 0, loc);
+  return v_number(x, is_int, known, DIM_UNKNOWN, loc);
 }
 
 /* NumPy broadcasting of two shapes; false if they do not agree. */
@@ -759,13 +761,9 @@ static bool resolve_dims(Ctx *c, Frame *f, const TypeAst *t, int64_t *dims, cons
       ERR(c, d->loc, "unknown dim '%s' in %s: dims must be numbers, B, or names bound by the signature", d->name, what);
       return false;
     }
-    if (b->dim == 0) return false;
-    if (!IS_SYM(b->dim) && b->dim != DIM_BATCH && b->dim < 1) {
-      ERR(c, d->loc, "dim '%s' = %lld in %s must be positive", d->name, (long long)b->dim, what);
-      return false;
-    }
-    if (b->dim > FE_MAX_DIM) {
-      ERR(c, d->loc, "dim '%s' = %lld in %s is too large", d->name, (long long)b->dim, what);
+    if (b->bad) {
+      ERR(c, d->loc, "dim '%s' = %lld in %s must be between 1 and %lld", d->name, (long long)b->bad_value, what,
+          (long long)FE_MAX_DIM);
       return false;
     }
     dims[i] = b->dim;
@@ -842,6 +840,10 @@ static const char *unique_param_name(Ctx *c, const char *name) {
 /* param NAME: type init INIT[(args)] */
 static void stmt_param(Ctx *c, Frame *f, const Stmt *s) {
   const TypeAst *t = &s->type;
+  if (!s->init) {   /* a syntax error, already reported */
+    define(c, f, s->name, v_error(), s->loc);
+    return;
+  }
   bool ok = true;
   if (t->kind != TY_TENSOR) {
     ERR(c, t->loc, "a parameter must be a tensor such as [I, n]");
@@ -1115,6 +1117,21 @@ static bool unify(Ctx *c, Frame *f, const Def *fn, const ParamDecl *p, const Val
   return true;
 }
 
+static bool type_mentions(const TypeAst *t, const char *name) {
+  for (int i = 0; t && t->kind == TY_TENSOR && i < t->rank; i++)
+    if (t->dims[i].name && strcmp(t->dims[i].name, name) == 0) return true;
+  return false;
+}
+
+/* Is int parameter `name` of fn used as a dim of a type in fn? */
+static bool used_as_dim(const Def *fn, const char *name) {
+  for (const ParamDecl *p = fn->params; p; p = p->next)
+    if (type_mentions(&p->type, name)) return true;
+  for (const Stmt *s = fn->body; s; s = s->next)
+    if (s->kind == ST_PARAM && type_mentions(&s->type, name)) return true;
+  return type_mentions(fn->ret, name);
+}
+
 /* Instantiate a user layer or loss at call e. */
 static Value call_fn(Ctx *c, const Expr *e, const FnInfo *fi) {
   const Def *fn = fi->def;
@@ -1186,9 +1203,23 @@ static Value call_fn(Ctx *c, const Expr *e, const FnInfo *fi) {
     Value b = *v;
     if (p->type.kind == TY_INT) {
       int64_t d = b.idim;
-      if (d == 0 && !b.known) d = new_sym(c, arena_printf(c->a, "%s?", p->name));
+      if (!b.known && d == DIM_UNKNOWN) d = new_sym(c, arena_printf(c->a, "%s?", p->name));
       b.idim = d;
-      bind_dim(c, &f, p->name, d)->from_int = true;
+      DimBind *db = bind_dim(c, &f, p->name, d);
+      db->from_int = true;
+      if (b.known && (b.num < 1 || b.num > (double)FE_MAX_DIM) && used_as_dim(fn, p->name)) {
+        Note n;
+        note_at(&n, p->loc, "parameter '%s' of '%s' declared here", p->name, fn->name);
+        report(c, al, &n, 1, "argument '%s' of '%s' is a dimension and must be between 1 and %lld, not %lld", p->name,
+               fn->name, (long long)FE_MAX_DIM, (long long)b.num);
+        ok = false;
+        continue;
+      }
+      if (b.known && (b.num < 1 || b.num > (double)FE_MAX_DIM)) {
+        db->bad = true;
+        db->bad_value = (int64_t)b.num;
+        db->dim = DIM_UNKNOWN;
+      }
     }
     bind(c, &f, p->name, b, p->loc);
   }
@@ -1249,7 +1280,7 @@ static Value call_fn(Ctx *c, const Expr *e, const FnInfo *fi) {
 static Value eval(Ctx *c, const Expr *e) {
   switch (e->kind) {
   case EX_ERROR: return v_error();
-  case EX_NUMBER: return v_number(e->num, e->is_int, true, 0, e->loc);
+  case EX_NUMBER: return v_number(e->num, e->is_int, true, DIM_UNKNOWN, e->loc);
   case EX_NAME: {
     Binding *b = lookup(c->top, e->text);
     if (b) return b->v;
@@ -1307,7 +1338,7 @@ static void check_fn(Ctx *c, FnInfo *fi) {
           ERR(c, p->def->loc, "the default of '%s' must be a constant %s", p->name,
               p->type.kind == TY_INT ? "integer" : "number");
       }
-      Value v = v_number(0, p->type.kind == TY_INT, false, 0, p->loc);
+      Value v = v_number(0, p->type.kind == TY_INT, false, DIM_UNKNOWN, p->loc);
       if (p->type.kind == TY_INT) {
         DimBind *old = lookup_dim(&f, p->name);
         v.idim = old ? old->dim : new_sym(c, p->name);
@@ -1461,11 +1492,6 @@ static void check_model(Ctx *c, FeUnit *u, const Def *d) {
     case ST_ASSIGN:
     case ST_OUTPUT: {
       Value v = eval_stmt_expr(c, &f, s);
-      if (v.kind != VK_ERROR) {
-        v.origin = s->value->loc;
-        v.origin_name = s->name;
-        v.origin_decl = false;
-      }
       if (s->kind == ST_OUTPUT && v.kind != VK_ERROR) {
         if (v.kind == VK_NUMBER) {
           ERR(c, s->value->loc, "output '%s' must be a tensor, not a constant", s->name);
@@ -1477,6 +1503,11 @@ static void check_model(Ctx *c, FeUnit *u, const Def *d) {
           m->nodes[id].name = s->name;
           push_id(c, &m->outputs, &m->noutputs, id);
         }
+      }
+      if (v.kind != VK_ERROR) {
+        v.origin = s->value->loc;
+        v.origin_name = s->name;
+        v.origin_decl = false;
       }
       if (s->kind == ST_OUTPUT) {
         Binding *o = NULL;
@@ -1630,7 +1661,7 @@ FeUnit *fe_check(Arena *a, FeProgram *user) {
     if (m) m->train = spec;
   }
   if (nmodels == 0 && diag_error_count() == 0) {
-    SrcLoc l = {user->file, 0, 0, 0};
+    SrcLoc l = {user->file, 1, 1, 0};
     diag_error(l, "no model in this file: define one with 'model NAME(x: f32[B, n], ...) { ... }'");
   }
   return u;
