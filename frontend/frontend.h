@@ -266,7 +266,7 @@ extern const char fe_stdlib_text[];
 extern const size_t fe_stdlib_len;
 
 /* Check a parsed program against the standard library: every definition and every model.
- * Returns the unit (models that failed are left out); errors through diag_error. */
+ * Returns the unit; after any error it holds no models. Errors through diag_error. */
 FeUnit *fe_check(Arena *a, FeProgram *user);
 FeModel *fe_unit_model(FeUnit *u, const char *name);   /* NULL if absent */
 

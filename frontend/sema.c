@@ -107,6 +107,7 @@ struct Frame {
   bool emit_loc_set;           /* nodes take emit_loc (inside the standard library) */
   SrcLoc emit_loc;
   SrcLoc param_loc;            /* location of PARAM nodes: the model-level call */
+  int dtype;                   /* float dtype of the first tensor argument: params without one take it */
   CallPath *calls;             /* of the statement being evaluated */
   int ncalls;
 };
@@ -849,7 +850,7 @@ static void stmt_param(Ctx *c, Frame *f, const Stmt *s) {
     ERR(c, t->loc, "a parameter must be a tensor such as [I, n]");
     ok = false;
   }
-  int dt = DT_F32;
+  int dt = f->dtype;
   if (ok && t->dtype) {
     dt = dtype_of(c, t, &ok);
     if (ok && dt == DT_LABEL) {
@@ -1257,6 +1258,7 @@ static Value call_fn(Ctx *c, const Expr *e, const FnInfo *fi) {
     v.origin = p->loc;
     v.origin_name = p->name;
     v.origin_decl = true;
+    if (!f.dtype && v.dtype != DT_LABEL) f.dtype = v.dtype;
     bind(c, &f, p->name, v, p->loc);
   }
   if (!ok) return v_error();
@@ -1574,6 +1576,7 @@ static void check_model(Ctx *c, FeUnit *u, const Def *d) {
 FeUnit *fe_check(Arena *a, FeProgram *user) {
   FeUnit *u = arena_alloc(a, sizeof *u);
   u->user = user;
+  int errors_before = diag_error_count();
   int sf = diag_add_file("<stdlib>", fe_stdlib_text, fe_stdlib_len);
   u->stdlib = fe_parse(a, sf);
   for (Def *d = u->stdlib->defs; d; d = d->next) d->from_stdlib = true;
@@ -1664,6 +1667,7 @@ FeUnit *fe_check(Arena *a, FeProgram *user) {
     SrcLoc l = {user->file, 1, 1, 0};
     diag_error(l, "no model in this file: define one with 'model NAME(x: f32[B, n], ...) { ... }'");
   }
+  if (diag_error_count() != errors_before) u->nmodels = 0;   /* a broken program has no models */
   return u;
 }
 
