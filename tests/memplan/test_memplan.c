@@ -159,6 +159,45 @@ static void test_totals(void **state) {
   ir_module_free(m);
 }
 
+/* The --mem-report table of the hand-built chain: a row per tensor with its kind,
+ * then the totals (bytes at B = 10: params 3 * (16*16 + 16) * 4 = 3264). */
+static void test_report_text(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  Func *f = build_chain(m, 3, 16, DT_F32);
+  MemPlan *p = memplan_build(f, 10);
+  FILE *fp = tmpfile();
+  memplan_print_report(fp, p, 10, 1);
+  fflush(fp);
+  long n = ftell(fp);
+  rewind(fp);
+  char *s = bp_xmalloc((size_t)n + 1);
+  s[fread(s, 1, (size_t)n, fp)] = 0;
+  fclose(fp);
+  assert_non_null(strstr(s, "memory plan of @chain at batch 10"));
+  assert_non_null(strstr(s, "  parameters                   3264 bytes  3.19 KiB  (6 tensors)\n"));
+  assert_non_null(strstr(s, "  gradients                    3264 bytes  3.19 KiB\n"));
+  assert_non_null(strstr(s, "  optimizer state              3264 bytes  3.19 KiB  (1x parameters)\n"));
+  assert_non_null(strstr(s, "  kept activations             1920 bytes  1.88 KiB  (3 tensors)\n"));
+  char want[200];
+  snprintf(want, sizeof want, "  %-20s %12lld bytes", "total", (long long)(3 * 3264 + memplan_workspace_bytes(p, 10)));
+  assert_non_null(strstr(s, want));
+  /* rows: x is an input, the tanh values are kept, the weight gradients are gradients */
+  assert_non_null(strstr(s, "%0     x "));
+  assert_non_null(strstr(s, "f32[B,16]               640"));
+  assert_non_null(strstr(s, "grad(l1.W)"));
+  assert_non_null(strstr(s, "kept for backward\n"));
+  int rows = 0;
+  for (char *q = s; (q = strchr(q, '\n')); q++)
+    if (q[1] == '%') rows++;
+  int values = 0;
+  for (int32_t i = 0; i < f->ninsts; i++) values += !(ir_ops[f->insts[i].op].flags & OPF_SINK);
+  assert_int_equal(rows, values);
+  bp_free(s);
+  memplan_free(p);
+  ir_module_free(m);
+}
+
 /* A random DAG of elementwise ops, products and reductions with a random half marked
  * backward: the placement is checked pair by pair. */
 static void test_random_dags(void **state) {
@@ -492,6 +531,7 @@ int main(void) {
       cmocka_unit_test(test_forward_chain_two_slots),
       cmocka_unit_test(test_chain_kinds_and_lifetimes),
       cmocka_unit_test(test_totals),
+      cmocka_unit_test(test_report_text),
       cmocka_unit_test(test_random_dags),
       cmocka_unit_test(test_nonlinear_batch),
       cmocka_unit_test(test_sizes),
