@@ -1,0 +1,157 @@
+/* tests/frontend/test_lower.c — lowering the examples to IR: the instruction ops and
+ * types in order, parameter names, shapes and inits, inputs, outputs, the loss, source
+ * locations, and the verifier's approval. */
+#include "fe_test.h"
+
+typedef struct {
+  Op op;
+  const char *type;    /* "f32[B,784]"; NULL for sinks */
+  const char *name;    /* INPUT / PARAM / OUTPUT name or NULL */
+} Want;
+
+static Func *lower_example(const char *rel, Module *m, FeRun *r) {
+  size_t len;
+  char *text = fe_read_source(rel, &len);
+  assert_non_null(text);
+  *r = fe_run(rel, text, len);
+  free(text);
+  if (r->errors) fprintf(stderr, "%s", r->diags);
+  assert_int_equal(r->errors, 0);
+  return fe_lower(m, r->unit->models[0]);
+}
+
+static void check(Func *f, const Want *w, int n) {
+  char buf[64];
+  assert_int_equal(f->ninsts, n);
+  for (int i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    if (in->op != w[i].op) fail_msg("%%%d is %s, expected %s", i, ir_ops[in->op].name, ir_ops[w[i].op].name);
+    if (w[i].type) assert_string_equal(ir_type_str(ir_vtype(f, i), buf, sizeof buf), w[i].type);
+    else assert_int_equal(in->type, TYPE_VOID);
+    if (w[i].name) assert_string_equal(in->name, w[i].name);
+    assert_true(in->loc.line > 0);
+  }
+  assert_true(ir_verify(f, "lowering"));
+}
+
+static void test_mnist_mlp(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  FeRun r;
+  Func *f = lower_example("examples/mnist_mlp.bp", m, &r);
+  assert_string_equal(f->name, "mnist_mlp");
+  const Want w[] = {
+      {OP_INPUT, "f32[B,784]", "x"},
+      {OP_INPUT, "label[B,10]", "y"},
+      {OP_PARAM, "f32[784,800]", "h.W"},
+      {OP_PARAM, "f32[800]", "h.b"},
+      {OP_MATMUL, "f32[B,800]", NULL},
+      {OP_ADD, "f32[B,800]", NULL},
+      {OP_RELU, "f32[B,800]", NULL},
+      {OP_PARAM, "f32[800,10]", "logits.W"},
+      {OP_PARAM, "f32[10]", "logits.b"},
+      {OP_MATMUL, "f32[B,10]", NULL},
+      {OP_ADD, "f32[B,10]", NULL},
+      {OP_SOFTMAX, "f32[B,10]", NULL},
+      {OP_OUTPUT, NULL, "probs"},
+      {OP_ONEHOT, "f32[B,10]", NULL},
+      {OP_LOG, "f32[B,10]", NULL},
+      {OP_MUL, "f32[B,10]", NULL},
+      {OP_SUM, "f32[B]", NULL},
+      {OP_MEAN, "f32[]", NULL},
+      {OP_NEG, "f32[]", NULL},
+      {OP_LOSS, NULL, NULL},
+  };
+  check(f, w, (int)(sizeof w / sizeof w[0]));
+  assert_int_equal(f->insts[2].iattr[0], INIT_HE_NORMAL);
+  assert_int_equal(f->insts[3].iattr[0], INIT_ZEROS);
+  assert_int_equal(f->insts[1].iattr[0], 1);      /* input index */
+  assert_int_equal(f->insts[11].iattr[0], 1);     /* softmax over the last axis */
+  assert_int_equal(f->insts[16].iattr[0], 1);     /* sum(axis = 1) */
+  assert_int_equal(f->insts[17].iattr[0], IR_AXIS_ALL);
+  /* the standard library's instructions carry the user's call: dense(x, 800) at 3:19 */
+  assert_int_equal(f->insts[4].loc.line, 3);
+  assert_int_equal(f->insts[4].loc.col, 19);
+  assert_int_equal(f->insts[2].loc.line, 3);
+  assert_int_equal(f->insts[19].loc.line, 6);
+  fe_run_free(&r);
+  ir_module_free(m);
+}
+
+static void test_custom_loss(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  FeRun r;
+  Func *f = lower_example("examples/custom_loss.bp", m, &r);
+  assert_string_equal(f->name, "net");
+  const Want w[] = {
+      {OP_INPUT, "f32[B,2]", "x"},       {OP_INPUT, "label[B,3]", "y"},
+      {OP_PARAM, "f32[2,64]", "h.W"},    {OP_PARAM, "f32[64]", "h.b"},
+      {OP_MATMUL, "f32[B,64]", NULL},    {OP_ADD, "f32[B,64]", NULL},
+      {OP_TANH, "f32[B,64]", NULL},      {OP_PARAM, "f32[64,64]", "h2.W"},
+      {OP_PARAM, "f32[64]", "h2.b"},     {OP_MATMUL, "f32[B,64]", NULL},
+      {OP_ADD, "f32[B,64]", NULL},       {OP_TANH, "f32[B,64]", NULL},
+      {OP_ADD, "f32[B,64]", NULL},       {OP_PARAM, "f32[64,3]", "z.W"},
+      {OP_PARAM, "f32[3]", "z.b"},       {OP_MATMUL, "f32[B,3]", NULL},
+      {OP_ADD, "f32[B,3]", NULL},        {OP_SOFTMAX, "f32[B,3]", NULL},
+      {OP_OUTPUT, NULL, "p"},            {OP_ONEHOT, "f32[B,3]", NULL},
+      {OP_LOG, "f32[B,3]", NULL},        {OP_MUL, "f32[B,3]", NULL},
+      {OP_SUM, "f32[B]", NULL},          {OP_MEAN, "f32[]", NULL},
+      {OP_NEG, "f32[]", NULL},           {OP_LOSS, NULL, NULL},
+  };
+  check(f, w, (int)(sizeof w / sizeof w[0]));
+  /* the residual: add of the first tanh and the second */
+  assert_int_equal(f->insts[12].args[0], 6);
+  assert_int_equal(f->insts[12].args[1], 11);
+  /* a user layer's instructions keep their place in the layer: `x @ W + b` at 5:12 */
+  assert_int_equal(f->insts[4].loc.line, 5);
+  /* its parameters the model-level call: affine(h, 64) at 14:19 */
+  assert_int_equal(f->insts[7].loc.line, 14);
+  assert_int_equal(f->insts[7].loc.col, 19);
+  fe_run_free(&r);
+  ir_module_free(m);
+}
+
+static void test_spiral_and_constants(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  FeRun r;
+  Func *f = lower_example("examples/spiral.bp", m, &r);
+  int params = 0, log_softmax = 0;
+  for (int i = 0; i < f->ninsts; i++) {
+    if (f->insts[i].op == OP_PARAM) params++;
+    if (f->insts[i].op == OP_LOG_SOFTMAX) log_softmax++;
+  }
+  assert_int_equal(params, 6);
+  assert_int_equal(log_softmax, 1);
+  assert_true(ir_verify(f, "lowering"));
+  fe_run_free(&r);
+  ir_module_free(m);
+
+  /* numbers become scalar constants of the tensor's dtype; ^ is pow; dropout a mask */
+  m = ir_module_new();
+  r = fe_run_str("model k(x: f64[B, 3]) {\n    h = dropout(2 * x ^ 3 - 1, 0.5)\n    loss mean(h)\n}\n");
+  assert_int_equal(r.errors, 0);
+  f = fe_lower(m, r.unit->models[0]);
+  const Want w[] = {
+      {OP_INPUT, "f64[B,3]", "x"}, {OP_POW, "f64[B,3]", NULL},      {OP_CONST, "f64[]", NULL},
+      {OP_MUL, "f64[B,3]", NULL},  {OP_CONST, "f64[]", NULL},       {OP_SUB, "f64[B,3]", NULL},
+      {OP_DROPOUT_MASK, "f64[B,3]", NULL}, {OP_MUL, "f64[B,3]", NULL}, {OP_MEAN, "f64[]", NULL},
+      {OP_LOSS, NULL, NULL},
+  };
+  check(f, w, (int)(sizeof w / sizeof w[0]));
+  assert_true(f->insts[1].fattr[0] == 3);   /* x ^ 3 first: operands before the product */
+  assert_true(f->insts[2].fattr[0] == 2);
+  assert_true(f->insts[6].fattr[0] == 0.5);
+  fe_run_free(&r);
+  ir_module_free(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_mnist_mlp),
+      cmocka_unit_test(test_custom_loss),
+      cmocka_unit_test(test_spiral_and_constants),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
