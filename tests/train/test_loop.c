@@ -1,0 +1,409 @@
+/* tests/train/test_loop.c — the training loop over JIT'd models: resume is bit-exact,
+ * the same seed gives the same loss sequence, a non-finite loss stops training and
+ * leaves the last good checkpoint, the progress/CSV/--watch output, data checks, eval. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+
+#include "tests/train/jit.h"
+
+/* The spiral classifier with dropout, so that resuming must also continue the dropout
+ * masks' step counter. */
+static const char *spiral_bp =
+    "model spiral(x: f32[B, 2], y: label[B, 3]) {\n"
+    "    h1     = dropout(tanh(dense_xavier(x, 32)), 0.1)\n"
+    "    h2     = tanh(dense_xavier(h1, 32))\n"
+    "    logits = dense_xavier(h2, 3)\n"
+    "    output probs = softmax(logits)\n"
+    "    loss softmax_cross_entropy(logits, y)\n"
+    "}\n";
+
+static FILE *devnull(void) { return fopen("/dev/null", "w"); }
+
+static void run_training(const TestJit *j, const BprtDataset *tr, const BprtDataset *va, BprtTrainOptions *o,
+                         bprt_model **out_model, int expect_rc) {
+  bprt_model *m = bprt_model_create(j->desc, o->seed);
+  assert_non_null(m);
+  BprtTrainResult r;
+  int rc = bprt_train(m, tr, va, o, &r);
+  if (rc != expect_rc) fprintf(stderr, "bprt_train: %s\n", bprt_last_error());
+  assert_int_equal(rc, expect_rc);
+  if (out_model) *out_model = m;
+  else bprt_model_destroy(m);
+}
+
+/* 4 epochs in one run == 2 epochs, save, resume, 2 more: identical parameters,
+ * optimizer state and checkpoint bytes; with a per-epoch schedule in both variants. */
+static void check_resume(const char *schedule, bool with_val) {
+  TestJit j;
+  double hyper[BPRT_H__COUNT];
+  CgOptimizer d;
+  cg_optimizer_defaults(&d, BPRT_OPT_ADAM);
+  memcpy(hyper, d.hyper, sizeof hyper);
+  hyper[BPRT_H_LR] = 1e-2;
+  assert_true(test_jit(&j, spiral_bp, BPRT_OPT_ADAM, hyper));
+  BprtDataset *all = bprt_gen_spiral(300, 3, 0.2, 7), *tr = all, *va = NULL;
+  assert_non_null(all);
+  if (with_val) assert_int_equal(bprt_data_split(all, 0.2, 7, &tr, &va), 0);
+  char *dir = test_tmpdir();
+  char *pa = test_path(dir, "a.safetensors"), *pb = test_path(dir, "b.safetensors"), *pc = test_path(dir, "c.safetensors");
+  FILE *sink = devnull();
+
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  o.batch = 32;
+  o.seed = 5;
+  o.out = sink;
+  o.progress = 0;
+  o.quiet = true;
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, 1e-2);
+  assert_int_equal(bprt_schedule_parse(schedule, &o.schedule, NULL), 0);
+  if (o.schedule.kind == BPRT_SCHED_COSINE) o.schedule.t_max = 4;
+
+  bprt_model *ma, *mc;
+  o.epochs = 4;
+  o.save_path = pa;
+  run_training(&j, tr, va, &o, &ma, 0);
+  o.epochs = 2;
+  o.save_path = pb;
+  run_training(&j, tr, va, &o, NULL, 0);
+  o.epochs = 4;
+  o.save_path = pc;
+  o.resume_path = pb;
+  run_training(&j, tr, va, &o, &mc, 0);
+
+  const bprt_model_desc *d2 = j.desc;
+  assert_memory_equal(bprt_model_params(ma), bprt_model_params(mc), sizeof(float) * (size_t)d2->param_floats);
+  assert_memory_equal(bprt_model_opt_state(ma), bprt_model_opt_state(mc), sizeof(float) * (size_t)d2->opt_state_floats);
+  assert_int_equal(bprt_model_get_step(ma), bprt_model_get_step(mc));
+  size_t na, nc;
+  char *fa = test_slurp(pa, &na), *fc = test_slurp(pc, &nc);
+  assert_non_null(fa);
+  assert_non_null(fc);
+  assert_int_equal(na, nc);
+  assert_memory_equal(fa, fc, na);
+  /* the checkpoint's loop state */
+  BprtCheckpoint *ck = bprt_st_read(pa);
+  assert_non_null(ck);
+  assert_string_equal(bprt_st_meta(ck, "bpcc.epoch"), "4");
+  int64_t steps = 4 * ((tr->n + 31) / 32);
+  char buf[32];
+  snprintf(buf, sizeof buf, "%lld", (long long)steps);
+  assert_string_equal(bprt_st_meta(ck, "bpcc.step"), buf);
+  assert_string_equal(bprt_st_meta(ck, "bpcc.seed"), "5");
+  assert_non_null(strstr(bprt_st_meta(ck, "bpcc.schedule"), bprt_schedule_names[o.schedule.kind]));
+  assert_non_null(bprt_st_find(ck, "h1.W"));
+  assert_non_null(bprt_st_find(ck, "optim.h1.W.exp_avg"));
+  bprt_st_free(ck);
+
+  /* resuming with another seed is refused */
+  o.seed = 6;
+  bprt_model *m = bprt_model_create(j.desc, 6);
+  BprtTrainResult r;
+  assert_int_equal(bprt_train(m, tr, va, &o, &r), -1);
+  char want[512];
+  snprintf(want, sizeof want, "%s: the checkpoint was trained with seed 5; this run has --seed 6 (resume with the same seed)", pb);
+  assert_string_equal(bprt_last_error(), want);
+  bprt_model_destroy(m);
+
+  bprt_model_destroy(ma);
+  bprt_model_destroy(mc);
+  fclose(sink);
+  unlink(pa), unlink(pb), unlink(pc), rmdir(dir);
+  free(pa), free(pb), free(pc), free(dir);
+  if (with_val) {
+    bprt_dataset_free(tr);
+    bprt_dataset_free(va);
+  }
+  bprt_dataset_free(all);
+  test_jit_free(&j);
+}
+
+static void test_resume_constant(void **state) {
+  (void)state;
+  check_resume("constant", false);
+}
+
+static void test_resume_cosine(void **state) {
+  (void)state;
+  check_resume("cosine(T_max = 4, warmup = 1)", false);
+}
+
+static void test_resume_plateau(void **state) {
+  (void)state;
+  check_resume("plateau(patience = 0, factor = 0.5)", true);
+}
+
+/* The loss column of a --log-steps CSV (the 5th field of the "step" rows). */
+static char *loss_column(const char *path) {
+  char *text = test_slurp(path, NULL);
+  assert_non_null(text);
+  size_t cap = strlen(text) + 1, n = 0;
+  char *out = calloc(cap, 1);
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    if (strncmp(line, "step,", 5)) continue;
+    const char *f = line;
+    for (int k = 0; k < 4; k++) f = strchr(f, ',') + 1;
+    const char *e = strchr(f, ',');
+    memcpy(out + n, f, (size_t)(e - f));
+    n += (size_t)(e - f);
+    out[n++] = ' ';
+  }
+  free(text);
+  return out;
+}
+
+static void test_same_seed_same_losses(void **state) {
+  (void)state;
+  TestJit j;
+  assert_true(test_jit(&j, spiral_bp, BPRT_OPT_MOMENTUM, NULL));
+  BprtDataset *tr = bprt_gen_spiral(200, 3, 0.2, 3);
+  char *dir = test_tmpdir();
+  char *l1 = test_path(dir, "1.csv"), *l2 = test_path(dir, "2.csv"), *l3 = test_path(dir, "3.csv");
+  FILE *sink = devnull();
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  o.epochs = 3;
+  o.batch = 16;
+  o.seed = 11;
+  o.out = sink;
+  o.log_steps = true;
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_STEP, 0.05);
+  o.log_path = l1;
+  run_training(&j, tr, NULL, &o, NULL, 0);
+  o.log_path = l2;
+  run_training(&j, tr, NULL, &o, NULL, 0);
+  o.seed = 12;
+  o.log_path = l3;
+  run_training(&j, tr, NULL, &o, NULL, 0);
+  char *a = loss_column(l1), *b = loss_column(l2), *c = loss_column(l3);
+  assert_true(strlen(a) > 3 * 13 * 4);   /* 3 epochs x 13 steps of a number each */
+  assert_string_equal(a, b);
+  assert_string_not_equal(a, c);
+  /* the CSV's shape */
+  char *text = test_slurp(l1, NULL);
+  assert_int_equal(strncmp(text, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds\nstep,1,1,0.05,", 77), 0);
+  assert_non_null(strstr(text, "\nepoch,1,13,0.05,"));
+  assert_non_null(strstr(text, "\nepoch,2,26,0.005,"));   /* step(step_size=1, gamma=0.1) */
+  assert_non_null(strstr(text, "\nepoch,3,39,0.0005,"));
+  free(text);
+  free(a), free(b), free(c);
+  fclose(sink);
+  unlink(l1), unlink(l2), unlink(l3), rmdir(dir);
+  free(l1), free(l2), free(l3), free(dir);
+  bprt_dataset_free(tr);
+  test_jit_free(&j);
+}
+
+/* A linear model with weights of ones: huge features overflow the output (forward),
+ * a huge learning rate makes the loss overflow at step 2. */
+static const char *linear_bp =
+    "layer lin(x: [B, I]) -> [B, 1] {\n"
+    "    param W: [I, 1] init ones\n"
+    "    return x @ W\n"
+    "}\n"
+    "model reg(x: f32[B, 2], t: f32[B, 1]) {\n"
+    "    h = lin(x)\n"
+    "    output p = h\n"
+    "    loss mse(p, t)\n"
+    "}\n";
+
+static BprtDataset *linear_data(float x0, float x1) {
+  BprtDataset *d = bprt_dataset_new(4, 2, 1, "lin");
+  for (int i = 0; i < 4; i++) {
+    d->x[2 * i] = x0 * (float)(i + 1);
+    d->x[2 * i + 1] = x1;
+    d->targets[i] = 1;
+  }
+  return d;
+}
+
+static void test_nonfinite(void **state) {
+  (void)state;
+  TestJit j;
+  double hyper[BPRT_H__COUNT];
+  CgOptimizer d;
+  cg_optimizer_defaults(&d, BPRT_OPT_SGD);
+  memcpy(hyper, d.hyper, sizeof hyper);
+  if (!test_jit(&j, linear_bp, BPRT_OPT_SGD, hyper)) fail_msg("the linear model does not compile");
+  char *dir = test_tmpdir();
+  char *ck = test_path(dir, "ck.safetensors");
+  FILE *sink = devnull();
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  o.epochs = 5;
+  o.batch = 4;
+  o.out = sink;
+  o.save_path = ck;
+  o.save_every = 1;
+  /* 1. the output overflows at the first step: no checkpoint is written */
+  BprtDataset *big = linear_data(3e38f, 3e38f);
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, 0.01);
+  bprt_model *m = bprt_model_create(j.desc, 0);
+  BprtTrainResult r;
+  assert_int_equal(bprt_train(m, big, NULL, &o, &r), -1);
+  assert_true(r.nonfinite);
+  char want[1024];
+  snprintf(want, sizeof want,
+           "non-finite value at step 1 (epoch 1, batch 1 of 1): first in output 'p'; training stopped, the last good "
+           "checkpoint '%s' is left as it was",
+           ck);
+  assert_string_equal(bprt_last_error(), want);
+  assert_int_equal(access(ck, F_OK), -1);
+  bprt_model_destroy(m);
+
+  /* 2. lr 1e20: epoch 1 (one step) is fine and saved; the loss of step 2 overflows */
+  BprtDataset *ok = linear_data(1, 1);
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, 1e20);
+  m = bprt_model_create(j.desc, 0);
+  assert_int_equal(bprt_train(m, ok, NULL, &o, &r), -1);
+  assert_true(r.nonfinite);
+  assert_int_equal(r.epochs_done, 1);
+  const char *msg = bprt_last_error();
+  const char *prefix = "non-finite value at step 2 (epoch 2, batch 1 of 1): first in the loss (inf); training stopped";
+  if (strncmp(msg, prefix, strlen(prefix))) fail_msg("got: %s", msg);
+  BprtCheckpoint *c = bprt_st_read(ck);
+  assert_non_null(c);
+  assert_string_equal(bprt_st_meta(c, "bpcc.epoch"), "1");
+  assert_string_equal(bprt_st_meta(c, "bpcc.step"), "1");
+  const BprtTensorRef *w = bprt_st_find(c, "h.W");
+  assert_non_null(w);
+  assert_true(isfinite(w->data[0]) && isfinite(w->data[1]));
+  bprt_st_free(c);
+  bprt_model_destroy(m);
+
+  fclose(sink);
+  unlink(ck), rmdir(dir);
+  free(ck), free(dir);
+  bprt_dataset_free(big);
+  bprt_dataset_free(ok);
+  test_jit_free(&j);
+}
+
+/* Shapes that do not fit, named with the data source; eval on trained weights. */
+static void test_data_checks_and_eval(void **state) {
+  (void)state;
+  TestJit j;
+  assert_true(test_jit(&j, spiral_bp, BPRT_OPT_ADAM, NULL));
+  BprtDataset *blobs3 = bprt_gen_blobs(60, 3, 3, 1.0, 1);
+  assert_int_equal(bprt_train_check_data(j.desc, blobs3), -1);
+  assert_string_equal(bprt_last_error(), "blobs:n=60,classes=3,dim=3,std=1: data has 3 features per row; model input x expects f32[B,2]");
+  BprtDataset *blobs5 = bprt_gen_blobs(60, 5, 2, 1.0, 1);
+  assert_int_equal(bprt_train_check_data(j.desc, blobs5), -1);
+  if (!strstr(bprt_last_error(), "blobs:n=60,classes=5,dim=2,std=1: data label ")) fail_msg("got: %s", bprt_last_error());
+  bprt_model *m = bprt_model_create(j.desc, 0);
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  BprtTrainResult r;
+  assert_int_equal(bprt_train(m, blobs3, NULL, &o, &r), -1);
+  double loss, acc;
+  assert_int_equal(bprt_evaluate(m, blobs3, 16, &loss, &acc), -1);
+
+  /* eval: trained on blobs, the accuracy is high and the loss matches a hand loop */
+  BprtDataset *blobs = bprt_gen_blobs(300, 3, 2, 0.5, 2);
+  FILE *sink = devnull();
+  o.epochs = 20;
+  o.batch = 30;
+  o.out = sink;
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, 1e-2);
+  assert_int_equal(bprt_train(m, blobs, NULL, &o, &r), 0);
+  assert_int_equal(bprt_evaluate(m, blobs, 64, &loss, &acc), 0);
+  assert_true(acc >= 0.9);
+  double sum = 0;
+  for (int64_t i = 0; i < blobs->n; i += 64) {
+    int64_t rows = blobs->n - i < 64 ? blobs->n - i : 64;
+    const void *in[2] = {blobs->x + i * 2, blobs->labels + i};
+    float l;
+    assert_int_equal(bprt_model_loss_and_grad(m, rows, in, &l), 0);
+    sum += (double)l * (double)rows;
+  }
+  assert_true(fabs(loss - sum / (double)blobs->n) <= 1e-12);
+  /* the last epoch's running accuracy is reported */
+  assert_true(r.last.accuracy > 0.5 && r.last.accuracy <= 1);
+  assert_true(isnan(r.last.val_loss));
+  assert_int_equal(r.epochs_done, 20);
+  assert_int_equal(r.steps, 200);
+  fclose(sink);
+  bprt_model_destroy(m);
+  bprt_dataset_free(blobs);
+  bprt_dataset_free(blobs3);
+  bprt_dataset_free(blobs5);
+  test_jit_free(&j);
+}
+
+/* What the user sees: one line per epoch when not a terminal, the bar when asked,
+ * --watch's table. */
+static void test_output(void **state) {
+  (void)state;
+  TestJit j;
+  assert_true(test_jit(&j, spiral_bp, BPRT_OPT_ADAM, NULL));
+  BprtDataset *all = bprt_gen_spiral(120, 3, 0.2, 1), *tr, *va;
+  assert_int_equal(bprt_data_split(all, 0.25, 1, &tr, &va), 0);
+  char *dir = test_tmpdir();
+  char *p1 = test_path(dir, "lines.txt"), *p2 = test_path(dir, "bar.txt");
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  o.epochs = 2;
+  o.batch = 10;
+  o.progress = 0;
+  o.watch = true;
+  o.out = fopen(p1, "w");
+  run_training(&j, tr, va, &o, NULL, 0);
+  fclose(o.out);
+  char *text = test_slurp(p1, NULL);
+  assert_null(strchr(text, '\r'));
+  assert_non_null(strstr(text, "epoch 1/2  loss "));
+  assert_non_null(strstr(text, "  acc "));
+  assert_non_null(strstr(text, "  val_loss "));
+  assert_non_null(strstr(text, "  val_acc "));
+  assert_non_null(strstr(text, "  lr 0.001  "));
+  assert_non_null(strstr(text, "epoch 2/2  loss "));
+  assert_non_null(strstr(text, "watch, epoch 1 (last step):\n  parameter  "));
+  assert_non_null(strstr(text, "grad_norm  update/weight\n  h1.W  "));
+  assert_non_null(strstr(text, "\n  output  "));
+  assert_non_null(strstr(text, "\n  probs  "));
+  free(text);
+
+  o.progress = 1;
+  o.watch = false;
+  o.out = fopen(p2, "w");
+  run_training(&j, tr, va, &o, NULL, 0);
+  fclose(o.out);
+  text = test_slurp(p2, NULL);
+  assert_non_null(strstr(text, "\r\033[Kepoch 1/2 ["));
+  assert_non_null(strstr(text, "] 9/9  loss "));
+  assert_non_null(strstr(text, " steps/s  ETA "));
+  assert_non_null(strstr(text, "\r\033[Kepoch 2/2  loss "));
+  free(text);
+
+  o.quiet = true;
+  o.out = fopen(p2, "w");
+  run_training(&j, tr, va, &o, NULL, 0);
+  fclose(o.out);
+  text = test_slurp(p2, NULL);
+  assert_string_equal(text, "");
+  free(text);
+  unlink(p1), unlink(p2), rmdir(dir);
+  free(p1), free(p2), free(dir);
+  bprt_dataset_free(tr);
+  bprt_dataset_free(va);
+  bprt_dataset_free(all);
+  test_jit_free(&j);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_resume_constant),
+      cmocka_unit_test(test_resume_cosine),
+      cmocka_unit_test(test_resume_plateau),
+      cmocka_unit_test(test_same_seed_same_losses),
+      cmocka_unit_test(test_nonfinite),
+      cmocka_unit_test(test_data_checks_and_eval),
+      cmocka_unit_test(test_output),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
