@@ -1,5 +1,5 @@
 /* tests/memplan/test_ckpt_models.c — checkpointing on real models: bench/m3_deep.bp and
- * every .bp file in examples/, lowered by the frontend and differentiated by the pass
+ * every .bp file in examples/ and tests/memplan/residual.bp, lowered by the frontend and differentiated by the pass
  * pipeline. For each of --checkpoint=sqrt and auto (and a budget between the smallest
  * feasible one and keep-all), the loss and every gradient through the reference
  * interpreter are bitwise equal to those without checkpointing, in f32 and in f64; the
@@ -203,6 +203,14 @@ static void test_m3_deep(void **state) {
   release(&m);
 }
 
+/* Skip connections, dropout masks, several activations: a general graph. */
+static void test_residual(void **state) {
+  (void)state;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tests/memplan/residual.bp", src_dir());
+  check_model(path);
+}
+
 static void test_examples(void **state) {
   (void)state;
   char dir[4096];
@@ -226,6 +234,7 @@ static void test_examples(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_m3_deep),
+      cmocka_unit_test(test_residual),
       cmocka_unit_test(test_examples),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
