@@ -250,6 +250,7 @@ typedef struct {
   int32_t *outputs;          /* node ids of OUTPUT nodes */
   int32_t noutputs;
   int32_t loss;              /* node id of the LOSS node, -1 if none */
+  SrcLoc loss_expr;          /* the expression after `loss` */
   int ndropout;              /* dropout streams used */
   TrainSpec train;
 } FeModel;

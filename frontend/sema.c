@@ -1549,6 +1549,7 @@ static void check_model(Ctx *c, FeUnit *u, const Def *d) {
         break;
       }
       m->loss = emit(c, OP_LOSS, 1, v.node, -1, v.dtype, 0, NULL, s->loc);
+      m->loss_expr = s->value->loc;
       break;
     }
     case ST_RETURN:

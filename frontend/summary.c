@@ -66,7 +66,21 @@ void fe_print_summary(FILE *o, const FeModel *m) {
   }
   if (m->loss >= 0) {
     const FeNode *n = &m->nodes[m->loss];
-    fprintf(o, "  loss:\n    %s scalar  (line %d)\n", ir_dtype_name((DType)n->type.dtype), n->loc.line);
+    /* the loss expression as written (its first line) */
+    size_t len;
+    const char *text = diag_file_text(m->loss_expr.file, &len);
+    const char *p = text, *end = text ? text + len : NULL;
+    for (int l = 1; p && p < end && l < m->loss_expr.line; p++)
+      if (*p == '\n') l++;
+    int from = m->loss_expr.col - 1, width = 0;
+    if (p) {
+      while (p + from + width < end && p[from + width] != '\n' && p[from + width] != '#' &&
+             (m->loss_expr.endcol == INT32_MAX || from + width < m->loss_expr.endcol - 1))
+        width++;
+      while (width > 0 && p[from + width - 1] == ' ') width--;
+    }
+    fprintf(o, "  loss:\n    %.*s%s  : %s[]  (line %d)\n", width > 60 ? 57 : width, p ? p + from : "",
+            width > 60 ? "..." : "", ir_dtype_name((DType)n->type.dtype), n->loc.line);
   }
   if (m->train.present) fe_print_train(o, &m->train);
   else fprintf(o, "  train: no train block (defaults: adam lr=0.001, batch 32, epochs 1, seed 0)\n");
