@@ -15,7 +15,7 @@
 static int check_file(const char *dir, const char *base) {
   char rel[1024];
   snprintf(rel, sizeof rel, "%s/%s", dir, base);
-  size_t len;
+  size_t len = 0;
   char *text = fe_read_source(rel, &len);
   assert_non_null(text);
   /* the expected lines */
@@ -114,7 +114,7 @@ static void test_empty_file(void **state) {
 
 static void test_nul_bytes(void **state) {
   (void)state;
-  size_t len;
+  size_t len = 0;
   char *t = with_loss("mean(x)\0\0 + 1", 13, &len);
   expect_run(t, len, 1, "h.bp:2:17: error: invalid control character (byte 0x00) in program text\n");
   free(t);
@@ -124,7 +124,7 @@ static void test_nul_bytes(void **state) {
 
 static void test_invalid_utf8(void **state) {
   (void)state;
-  size_t len;
+  size_t len = 0;
   char *t = with_loss("mean(x\xff\xfe\xc3)", 10, &len);
   expect_run(t, len, 1, "h.bp:2:16: error: non-ASCII byte 0xFF in program text (allowed only in comments)\n");
   free(t);
@@ -140,7 +140,7 @@ static void test_long_lines(void **state) {
   memcpy(mid, "mean(", 5);
   memset(mid + 5, 'v', N);
   memcpy(mid + 5 + N, ")", 1);
-  size_t len;
+  size_t len = 0;
   char *t = with_loss(mid, N + 6, &len);
   expect_run(t, len, 1, "h.bp:2:15: error: unknown name 'vvvv");
   free(t);
@@ -172,7 +172,7 @@ static void test_deep_nesting(void **state) {
   for (int i = 0; i < N; i++) mid[k++] = '(';
   mid[k++] = 'x';
   for (int i = 0; i < N; i++) mid[k++] = ')';
-  size_t len;
+  size_t len = 0;
   char *t = with_loss(mid, k, &len);
   expect_run(t, len, 1, "h.bp:2:");
   free(t);
@@ -199,7 +199,7 @@ static void test_deep_nesting(void **state) {
 
 static void test_huge_numbers(void **state) {
   (void)state;
-  size_t len;
+  size_t len = 0;
   char digits[5100];
   memcpy(digits, "mean(x) * ", 10);
   memset(digits + 10, '9', 5000);

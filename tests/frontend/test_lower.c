@@ -10,7 +10,7 @@ typedef struct {
 } Want;
 
 static Func *lower_example(const char *rel, Module *m, FeRun *r) {
-  size_t len;
+  size_t len = 0;
   char *text = fe_read_source(rel, &len);
   assert_non_null(text);
   *r = fe_run(rel, text, len);

@@ -11,7 +11,7 @@ static FeRun check_ok(const char *text) {
 }
 
 static FeRun check_example(const char *rel) {
-  size_t len;
+  size_t len = 0;
   char *text = fe_read_source(rel, &len);
   assert_non_null(text);
   FeRun r = fe_run(rel, text, len);

@@ -34,7 +34,7 @@ static void test_prefixes(void **state) {
     if (n < 4 || strcmp(e->d_name + n - 3, ".bp") != 0) continue;
     char rel[1024];
     snprintf(rel, sizeof rel, "examples/%s", e->d_name);
-    size_t len;
+    size_t len = 0;
     char *text = fe_read_source(rel, &len);
     assert_non_null(text);
     for (size_t k = 0; k <= len; k++) {
