@@ -1,0 +1,68 @@
+#!/bin/sh
+# tests/train/cli.sh BPCC SOURCE_DIR — `bpcc train` and `bpcc eval` from the command line:
+# resume gives a byte-identical checkpoint, eval prints loss and accuracy, the CSV log,
+# and each bad input a one-line error with exit status 1.
+set -u
+BPCC=$1
+SRC=$2
+T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-cli-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+SPIRAL=$SRC/examples/spiral.bp
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+
+# expect_error "message substring" args... : exit 1 and the message on stderr
+expect_error() {
+  want=$1; shift
+  "$BPCC" "$@" > "$T/out" 2> "$T/err"; rc=$?
+  [ $rc -eq 1 ] || fail "bpcc $*: exit $rc, expected 1"
+  grep -qF -- "$want" "$T/err" || { fail "bpcc $*: stderr lacks '$want':"; cat "$T/err"; }
+}
+
+# 1. 4 epochs == 2 + resume 2, byte for byte (parameters, optimizer state, metadata)
+"$BPCC" train "$SPIRAL" --data spiral --epochs 4 --save "$T/a.st" --quiet > /dev/null || fail "train 4"
+"$BPCC" train "$SPIRAL" --data spiral --epochs 2 --save "$T/b.st" --quiet > /dev/null || fail "train 2"
+"$BPCC" train "$SPIRAL" --data spiral --epochs 4 --resume "$T/b.st" --save "$T/c.st" > "$T/resume.out" || fail "resume"
+cmp -s "$T/a.st" "$T/c.st" || fail "4 epochs and 2 + resume 2 differ"
+grep -q "^epoch 3/4  loss " "$T/resume.out" || fail "resume did not start at epoch 3"
+grep -q "^epoch 1/4" "$T/resume.out" && fail "resume ran epoch 1 again"
+
+# 2. eval prints loss and accuracy of the weights
+"$BPCC" eval "$SPIRAL" --weights "$T/a.st" --data spiral > "$T/eval.out" || fail "eval"
+grep -Eq '^spiral on spiral:n=300,classes=3,noise=0.2 \(300 rows\): loss [0-9.]+, accuracy [0-9.]+%$' "$T/eval.out" ||
+  { fail "eval output"; cat "$T/eval.out"; }
+
+# 3. the CSV log, one row per epoch (and per step)
+"$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 2 --batch 30 --log "$T/log.csv" --log-steps --quiet > /dev/null || fail "log"
+[ "$(head -1 "$T/log.csv")" = "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds" ] || fail "CSV header"
+[ "$(grep -c '^step,' "$T/log.csv")" = 6 ] || fail "CSV step rows"
+[ "$(grep -c '^epoch,' "$T/log.csv")" = 2 ] || fail "CSV epoch rows"
+grep -q '^epoch,2,6,0.01,' "$T/log.csv" || fail "CSV epoch 2 row"
+
+# 4. one line per epoch when stdout is not a terminal, validation from --val-split
+"$BPCC" train "$SPIRAL" --data spiral --epochs 2 --val-split 0.2 --schedule 'step(1, 0.5)' > "$T/lines.out" || fail "val-split"
+grep -Eq '^epoch 2/2  loss [0-9.]+  acc [0-9.]+%  val_loss [0-9.]+  val_acc [0-9.]+%  lr 0.005  ' "$T/lines.out" ||
+  { fail "epoch line"; cat "$T/lines.out"; }
+grep -q "$(printf '\r')" "$T/lines.out" && fail "a progress bar was drawn into a file"
+
+# 5. errors: exit 1 and a message that names the problem
+expect_error "cannot open /nonexistent/x.csv" train "$SPIRAL" --data csv:/nonexistent/x.csv
+expect_error "blobs:n=300,classes=3,dim=3,std=1: data has 3 features per row; model input x expects f32[B,2]" \
+  train "$SPIRAL" --data blobs:dim=3
+expect_error "unknown option '--bogus'" train "$SPIRAL" --data spiral --bogus
+expect_error "no data: give --data SPEC" train "$SPIRAL"
+expect_error "--optimizer 'adam(momentum=1)': adam takes no argument 'momentum' at column 6" \
+  train "$SPIRAL" --data spiral --optimizer 'adam(momentum=1)'
+expect_error "--schedule 'warm': unknown schedule" train "$SPIRAL" --data spiral --schedule warm
+expect_error "--epochs '0': expected an integer >= 1" train "$SPIRAL" --data spiral --epochs 0
+expect_error "--val and --val-split exclude each other" train "$SPIRAL" --data spiral --val xor --val-split 0.1
+expect_error "the checkpoint has 4 epochs done; --epochs 2 asks for fewer" \
+  train "$SPIRAL" --data spiral --epochs 2 --resume "$T/a.st"
+expect_error "checkpoint is for model 'spiral', not 'mnist_mlp'" \
+  eval "$SRC/examples/mnist_mlp.bp" --weights "$T/a.st" --data blobs:dim=784,classes=10
+printf 'junk' > "$T/junk.st"
+expect_error "$T/junk.st" eval "$SPIRAL" --weights "$T/junk.st" --data spiral
+expect_error "no weights: give --weights PATH" eval "$SPIRAL" --data spiral
+
+[ $fails -eq 0 ] && echo "cli: all passed"
+exit $fails
