@@ -202,7 +202,11 @@ static int by_size_desc(const void *x, const void *y) {
   return a < b ? -1 : a > b;
 }
 
-static bool overlaps(const MemValue *a, const MemValue *b) { return a->def <= b->last && b->def <= a->last; }
+/* Lifetimes in steps: an instruction's own index, or its kernel's (memplan_build_ex). */
+static int32_t step_of(const MemPlan *p, int32_t i) { return p->step ? p->step[i] : i; }
+static bool overlaps(const MemPlan *p, const MemValue *a, const MemValue *b) {
+  return step_of(p, a->def) <= step_of(p, b->last) && step_of(p, b->def) <= step_of(p, a->last);
+}
 
 static void place(MemPlan *p) {
   int32_t n = p->nvals, nws = 0;
@@ -223,7 +227,7 @@ static void place(MemPlan *p) {
     cand[ncand++] = (MemSize){0, 0};
     for (int32_t j = 0; j < nplaced; j++) {
       MemValue *u = &p->vals[order[j]];
-      if (!overlaps(u, v)) continue;
+      if (!overlaps(p, u, v)) continue;
       conf[nconf++] = order[j];
       MemSize end = ms_add(u->offset, u->slot);
       cand[ncand++] = end;
@@ -271,23 +275,40 @@ static void place(MemPlan *p) {
 
 /* ------------------------------------------------------------------ API */
 
-MemPlan *memplan_build(Func *f, int64_t batch) {
+MemPlan *memplan_build_ex(Func *f, int64_t batch, const bool *in_workspace, const int32_t *step) {
   MemPlan *p = bp_xmalloc(sizeof *p);
   memset(p, 0, sizeof *p);
   p->f = f;
-  p->nvals = f->ninsts;
+  int32_t n = p->nvals = f->ninsts;
   p->plan_batch = batch >= 1 ? batch : 1;
   p->linear = true;
-  p->vals = bp_xmalloc((size_t)(f->ninsts ? f->ninsts : 1) * sizeof *p->vals);
-  memset(p->vals, 0, (size_t)(f->ninsts ? f->ninsts : 1) * sizeof *p->vals);
+  p->vals = bp_xmalloc((size_t)(n ? n : 1) * sizeof *p->vals);
+  memset(p->vals, 0, (size_t)(n ? n : 1) * sizeof *p->vals);
+  if (step) {
+    p->step = bp_xmalloc((size_t)(n ? n : 1) * sizeof *p->step);
+    for (int32_t i = 0; i < n; i++) {
+      if (i > 0 && step[i] < step[i - 1]) ir_die("memplan_build_ex: steps decrease at instruction %d", (int)i);
+      p->step[i] = step[i];
+    }
+  }
   classify(p, p->plan_batch);
+  if (in_workspace) {
+    for (int32_t i = 0; i < n; i++) {
+      MemValue *mv = &p->vals[i];
+      mv->in_workspace = in_workspace[i] && mv->kind != MEM_NONE;
+      mv->slot = mv->in_workspace ? (MemSize){align64(mv->size.fixed), align64(mv->size.per_batch)} : (MemSize){0, 0};
+    }
+  }
   place(p);
   return p;
 }
 
+MemPlan *memplan_build(Func *f, int64_t batch) { return memplan_build_ex(f, batch, NULL, NULL); }
+
 void memplan_free(MemPlan *p) {
   if (!p) return;
   bp_free(p->vals);
+  bp_free(p->step);
   bp_free(p);
 }
 
@@ -295,14 +316,14 @@ int64_t memplan_workspace_bytes(const MemPlan *p, int64_t batch) { return mem_at
 
 int64_t memplan_live_peak(const MemPlan *p, int64_t batch) {
   /* a sweep over lifetime events: +slot at def, -slot after last */
-  int32_t n = p->nvals;
+  int32_t n = p->nvals > 0 ? step_of(p, p->nvals - 1) + 1 : 0;
   int64_t *delta = bp_xmalloc((size_t)(n + 1) * sizeof *delta);
   memset(delta, 0, (size_t)(n + 1) * sizeof *delta);
-  for (int32_t i = 0; i < n; i++) {
+  for (int32_t i = 0; i < p->nvals; i++) {
     const MemValue *v = &p->vals[i];
     if (!v->in_workspace) continue;
-    delta[v->def] += mem_at(v->slot, batch);
-    delta[v->last + 1] -= mem_at(v->slot, batch);
+    delta[step_of(p, v->def)] += mem_at(v->slot, batch);
+    delta[step_of(p, v->last) + 1] -= mem_at(v->slot, batch);
   }
   int64_t live = 0, peak = 0;
   for (int32_t t = 0; t < n; t++) {

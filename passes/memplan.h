@@ -54,12 +54,22 @@ typedef struct {
   int64_t plan_batch;  /* the batch best-fit decisions were made at */
   bool linear;         /* false if some size is not linear in B: valid at plan_batch only */
   MemSize workspace;   /* max over workspace values of offset + slot, per component */
+  int32_t *step;       /* memplan_build_ex: the step of each instruction, or NULL */
 } MemPlan;
 
 /* Plan f's workspace. batch is used to break best-fit ties between gaps (the plan is
  * valid for every batch >= 1 when linear). Never fails; the caller frees. */
 MemPlan *memplan_build(Func *f, int64_t batch);
 void memplan_free(MemPlan *p);
+
+/* The same for a code generator with its own rules. in_workspace (NULL: the rule above)
+ * says which values get a slot — e.g. also gradients and outputs that a kernel computes
+ * into the workspace before a sink copies them out, or constants it materializes.
+ * step (NULL: each instruction its own step) maps each instruction to a nondecreasing
+ * step number, e.g. its kernel in a fused schedule: lifetimes are then intervals of
+ * steps, so no two values read or written in one kernel share bytes. def and last
+ * stay instruction indices; overlap is decided on step[def] .. step[last]. */
+MemPlan *memplan_build_ex(Func *f, int64_t batch, const bool *in_workspace, const int32_t *step);
 
 /* Workspace bytes the plan needs at this batch (>= the lower bound below). */
 int64_t memplan_workspace_bytes(const MemPlan *p, int64_t batch);

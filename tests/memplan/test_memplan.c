@@ -198,50 +198,108 @@ static void test_report_text(void **state) {
   ir_module_free(m);
 }
 
-/* A random DAG of elementwise ops, products and reductions with a random half marked
- * backward: the placement is checked pair by pair. */
+/* A random DAG of elementwise ops, products and reductions with the later half marked
+ * backward, an output and a loss. */
+static Func *random_dag(Module *m) {
+  Func *f = ir_func_new(m, "dag");
+  f->cse = false;
+  int64_t W = 8 + rand() % 40;
+  int64_t d1[2] = {DIM_BATCH, W}, d2[2] = {W, W}, d4[2] = {W, 3};
+  TypeId tb = ir_type(m, DT_F32, 2, d1), tw = ir_type(m, DT_F32, 2, d2), t3 = ir_type(m, DT_F32, 2, d4);
+  int32_t pool[200];
+  int np = 0;
+  pool[np++] = ir_input(f, "x", 0, tb, chain_loc(1));
+  int32_t Wp = ir_param(f, "W", tw, INIT_ZEROS, 0, 0, chain_loc(1));
+  int32_t W3 = ir_param(f, "W3", t3, INIT_ZEROS, 0, 0, chain_loc(1));
+  int n = 10 + rand() % 60;
+  for (int k = 0; k < n; k++) {
+    int32_t a = pool[rand() % np], b = pool[rand() % np], v;
+    bool narrow = false;
+    switch (rand() % 6) {
+    case 0: v = ir_binary(f, OP_ADD, a, b, chain_loc(2)); break;
+    case 1: v = ir_binary(f, OP_MUL, a, b, chain_loc(2)); break;
+    case 2: v = ir_unary(f, OP_TANH, a, chain_loc(2)); break;
+    case 3: v = ir_binary(f, OP_MATMUL, a, Wp, chain_loc(2)); break;
+    case 4: /* a narrow or per-row value that dies at once */
+      v = rand() % 2 ? ir_reduce(f, OP_SUM, a, 1, false, chain_loc(2)) : ir_binary(f, OP_MATMUL, a, W3, chain_loc(2));
+      narrow = true;
+      break;
+    default: v = ir_unary(f, OP_EXP, a, chain_loc(2)); break;
+    }
+    if (k > n / 2) f->insts[v].flags |= IF_BACKWARD;
+    if (!narrow) pool[np++] = v;
+  }
+  int32_t s = ir_reduce(f, OP_MEAN, pool[np - 1], IR_AXIS_ALL, false, chain_loc(3));
+  ir_loss(f, s, chain_loc(3));
+  ir_output(f, "y", pool[np / 2], chain_loc(3));
+  return f;
+}
+
 static void test_random_dags(void **state) {
   (void)state;
   srand(12345);
   for (int trial = 0; trial < 60; trial++) {
     Module *m = ir_module_new();
-    Func *f = ir_func_new(m, "dag");
-    f->cse = false;
-    int64_t W = 8 + rand() % 40;
-    int64_t d1[2] = {DIM_BATCH, W}, d2[2] = {W, W}, d3[1] = {DIM_BATCH}, d4[2] = {W, 3};
-    TypeId tb = ir_type(m, DT_F32, 2, d1), tw = ir_type(m, DT_F32, 2, d2), tr = ir_type(m, DT_F32, 1, d3);
-    TypeId t3 = ir_type(m, DT_F32, 2, d4);
-    int32_t pool[200];
-    int np = 0;
-    pool[np++] = ir_input(f, "x", 0, tb, chain_loc(1));
-    int32_t Wp = ir_param(f, "W", tw, INIT_ZEROS, 0, 0, chain_loc(1));
-    int32_t W3 = ir_param(f, "W3", t3, INIT_ZEROS, 0, 0, chain_loc(1));
-    int n = 10 + rand() % 60;
-    for (int k = 0; k < n; k++) {
-      int32_t a = pool[rand() % np], b = pool[rand() % np], v;
-      switch (rand() % 6) {
-      case 0: v = ir_binary(f, OP_ADD, a, b, chain_loc(2)); break;
-      case 1: v = ir_binary(f, OP_MUL, a, b, chain_loc(2)); break;
-      case 2: v = ir_unary(f, OP_TANH, a, chain_loc(2)); break;
-      case 3: v = ir_binary(f, OP_MATMUL, a, Wp, chain_loc(2)); break;
-      case 4: /* a narrow or per-row value that dies at once */
-        v = rand() % 2 ? ir_reduce(f, OP_SUM, a, 1, false, chain_loc(2)) : ir_binary(f, OP_MATMUL, a, W3, chain_loc(2));
-        (void)tr;
-        if (k > n / 2) f->insts[v].flags |= IF_BACKWARD;
-        continue;
-      default: v = ir_unary(f, OP_EXP, a, chain_loc(2)); break;
-      }
-      if (k > n / 2) f->insts[v].flags |= IF_BACKWARD;
-      pool[np++] = v;
-    }
-    int32_t s = ir_reduce(f, OP_MEAN, pool[np - 1], IR_AXIS_ALL, false, chain_loc(3));
-    ir_loss(f, s, chain_loc(3));
-    ir_output(f, "y", pool[np / 2], chain_loc(3));
+    Func *f = random_dag(m);
     MemPlan *p = memplan_build(f, 1 + rand() % 300);
     assert_true(p->linear);
     check_lifetimes(f, p);
     check_plan(p);
     memplan_free(p);
+    ir_module_free(m);
+  }
+}
+
+/* memplan_build_ex: every non-sink value in the workspace (outputs too), instructions
+ * grouped into kernels of 1..4 consecutive steps. No two values whose step intervals
+ * intersect share a byte; the live peak over steps equals brute force. */
+static void test_build_ex_kernels(void **state) {
+  (void)state;
+  srand(4242);
+  for (int trial = 0; trial < 60; trial++) {
+    Module *m = ir_module_new();
+    Func *f = random_dag(m);
+    int32_t n = f->ninsts;
+    bool *ws = bp_xmalloc((size_t)n);
+    int32_t *step = bp_xmalloc((size_t)n * sizeof *step);
+    int32_t cur = 0, left = 1 + rand() % 4;
+    for (int32_t i = 0; i < n; i++) {
+      ws[i] = f->insts[i].op != OP_INPUT && f->insts[i].op != OP_PARAM;
+      if (left-- == 0) { cur++; left = rand() % 4; }
+      step[i] = cur;
+    }
+    int64_t B = 1 + rand() % 100;
+    MemPlan *p = memplan_build_ex(f, B, ws, step);
+    int in_ws = 0;
+    for (int32_t i = 0; i < n; i++) {
+      const MemValue *a = &p->vals[i];
+      if (!a->in_workspace) continue;
+      in_ws++;
+      assert_true(ws[i]);
+      for (int32_t j = i + 1; j < n; j++) {
+        const MemValue *b = &p->vals[j];
+        if (!b->in_workspace) continue;
+        if (step[a->def] > step[b->last] || step[b->def] > step[a->last]) continue;
+        int64_t ao = mem_at(a->offset, B), bo = mem_at(b->offset, B);
+        assert_true(ao + mem_at(a->slot, B) <= bo || bo + mem_at(b->slot, B) <= ao);
+      }
+    }
+    int values = 0;
+    for (int32_t i = 0; i < n; i++) values += ws[i] && !(ir_ops[f->insts[i].op].flags & OPF_SINK);
+    assert_int_equal(in_ws, values);
+    int64_t peak = 0;
+    for (int32_t t = 0; t <= step[n - 1]; t++) {
+      int64_t live = 0;
+      for (int32_t i = 0; i < n; i++)
+        if (p->vals[i].in_workspace && step[p->vals[i].def] <= t && t <= step[p->vals[i].last])
+          live += mem_at(p->vals[i].slot, B);
+      if (live > peak) peak = live;
+    }
+    assert_int_equal(memplan_live_peak(p, B), peak);
+    assert_true(memplan_workspace_bytes(p, B) >= peak);
+    memplan_free(p);
+    bp_free(ws);
+    bp_free(step);
     ir_module_free(m);
   }
 }
@@ -533,6 +591,7 @@ int main(void) {
       cmocka_unit_test(test_totals),
       cmocka_unit_test(test_report_text),
       cmocka_unit_test(test_random_dags),
+      cmocka_unit_test(test_build_ex_kernels),
       cmocka_unit_test(test_nonlinear_batch),
       cmocka_unit_test(test_sizes),
       cmocka_unit_test(test_dp_matches_exhaustive),
