@@ -10,3 +10,7 @@ for f in "$dir"/*.bp; do
   "$bpcc" --check "$f"
   echo
 done
+# JIT-train the spiral classifier on the built-in spiral data (a progress bar per epoch
+# on a terminal, one line per epoch otherwise): >= 97% training accuracy in seconds.
+echo "==> $bpcc train $dir/spiral.bp --data spiral --epochs 100"
+"$bpcc" train "$dir/spiral.bp" --data spiral --epochs 100
