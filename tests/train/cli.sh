@@ -20,15 +20,15 @@ expect_error() {
 }
 
 # 1. 4 epochs == 2 + resume 2, byte for byte (parameters, optimizer state, metadata)
-"$BPCC" train "$SPIRAL" --data spiral --epochs 4 --save "$T/a.st" --quiet > /dev/null || fail "train 4"
-"$BPCC" train "$SPIRAL" --data spiral --epochs 2 --save "$T/b.st" --quiet > /dev/null || fail "train 2"
-"$BPCC" train "$SPIRAL" --data spiral --epochs 4 --resume "$T/b.st" --save "$T/c.st" > "$T/resume.out" || fail "resume"
+"$BPCC" train "$SPIRAL" --data spiral:n=300 --epochs 4 --save "$T/a.st" --quiet > /dev/null || fail "train 4"
+"$BPCC" train "$SPIRAL" --data spiral:n=300 --epochs 2 --save "$T/b.st" --quiet > /dev/null || fail "train 2"
+"$BPCC" train "$SPIRAL" --data spiral:n=300 --epochs 4 --resume "$T/b.st" --save "$T/c.st" > "$T/resume.out" || fail "resume"
 cmp -s "$T/a.st" "$T/c.st" || fail "4 epochs and 2 + resume 2 differ"
 grep -q "^epoch 3/4  loss " "$T/resume.out" || fail "resume did not start at epoch 3"
 grep -q "^epoch 1/4" "$T/resume.out" && fail "resume ran epoch 1 again"
 
 # 2. eval prints loss and accuracy of the weights
-"$BPCC" eval "$SPIRAL" --weights "$T/a.st" --data spiral > "$T/eval.out" || fail "eval"
+"$BPCC" eval "$SPIRAL" --weights "$T/a.st" --data spiral:n=300 > "$T/eval.out" || fail "eval"
 grep -Eq '^spiral on spiral:n=300,classes=3,noise=0.2 \(300 rows\): loss [0-9.]+, accuracy [0-9.]+%$' "$T/eval.out" ||
   { fail "eval output"; cat "$T/eval.out"; }
 
@@ -40,7 +40,7 @@ grep -Eq '^spiral on spiral:n=300,classes=3,noise=0.2 \(300 rows\): loss [0-9.]+
 grep -q '^epoch,2,6,0.01,' "$T/log.csv" || fail "CSV epoch 2 row"
 
 # 4. one line per epoch when stdout is not a terminal, validation from --val-split
-"$BPCC" train "$SPIRAL" --data spiral --epochs 2 --val-split 0.2 --schedule 'step(1, 0.5)' > "$T/lines.out" || fail "val-split"
+"$BPCC" train "$SPIRAL" --data spiral:n=300 --epochs 2 --val-split 0.2 --schedule 'step(1, 0.5)' > "$T/lines.out" || fail "val-split"
 grep -Eq '^epoch 2/2  loss [0-9.]+  acc [0-9.]+%  val_loss [0-9.]+  val_acc [0-9.]+%  lr 0.005  ' "$T/lines.out" ||
   { fail "epoch line"; cat "$T/lines.out"; }
 grep -q "$(printf '\r')" "$T/lines.out" && fail "a progress bar was drawn into a file"
