@@ -22,6 +22,7 @@
 /* Limits that keep hostile input from exhausting the C stack. */
 #define FE_MAX_EXPR_DEPTH 200   /* nesting of one expression */
 #define FE_MAX_CALL_DEPTH 64    /* layers calling layers */
+#define FE_MAX_CALLS 100000     /* layer calls after inlining, in all */
 #define FE_MAX_DIM 2147483647LL /* largest dimension */
 
 /* ------------------------------------------------------------------ tokens (lexer.l) */

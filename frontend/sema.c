@@ -129,6 +129,8 @@ typedef struct {
   FeModel *model;              /* NULL: generic check (no nodes) */
   Frame *top;
   int depth;
+  long calls;                  /* layer instantiations so far (bounded: FE_MAX_CALLS) */
+  bool too_big;                /* reported; everything after is an error value */
 } Ctx;
 
 typedef struct {
@@ -1161,6 +1163,12 @@ static Value call_fn(Ctx *c, const Expr *e, const FnInfo *fi) {
   if (!ok || fi->bad) return v_error();
   if (c->depth >= FE_MAX_CALL_DEPTH) {
     ERR(c, e->loc, "layer calls nested too deeply (more than %d)", FE_MAX_CALL_DEPTH);
+    return v_error();
+  }
+  if (c->too_big) return v_error();
+  if (++c->calls > FE_MAX_CALLS) {
+    c->too_big = true;
+    ERR(c, e->loc, "the program is too large: more than %d layer calls after inlining", FE_MAX_CALLS);
     return v_error();
   }
   if (!fi->checked) check_fn(c, (FnInfo *)fi);   /* callees first: each error once */

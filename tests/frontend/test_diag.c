@@ -213,6 +213,29 @@ static void test_huge_numbers(void **state) {
   expect_run(dim, sizeof dim - 1, 1, "h.bp:1:19: error: a dimension must be an integer between 1 and 2147483647");
 }
 
+/* Layers calling layers: too deep, and exponentially many calls after inlining. */
+static void test_call_explosion(void **state) {
+  (void)state;
+  char *t = malloc(200000);
+  size_t k = (size_t)sprintf(t, "layer l0(x: [B, I]) { return relu(x) }\n");
+  for (int i = 1; i < 40; i++)
+    k += (size_t)sprintf(t + k, "layer l%d(x: [B, I]) { return l%d(l%d(x)) }\n", i, i - 1, i - 1);
+  k += (size_t)sprintf(t + k, "model m(x: f32[B, 2]) {\n    loss mean(l39(x))\n}\n");
+  FeRun r = fe_run("h.bp", t, k);
+  assert_int_equal(r.errors, 1);
+  assert_non_null(strstr(r.diags, "error: the program is too large: more than 100000 layer calls after inlining"));
+  fe_run_free(&r);
+  k = (size_t)sprintf(t, "layer l0(x: [B, I]) { return relu(x) }\n");
+  for (int i = 1; i < 100; i++) k += (size_t)sprintf(t + k, "layer l%d(x: [B, I]) { return l%d(x) }\n", i, i - 1);
+  k += (size_t)sprintf(t + k, "model m(x: f32[B, 2]) {\n    loss mean(l99(x))\n}\n");
+  r = fe_run("h.bp", t, k);
+  assert_true(r.errors >= 1);
+  assert_memory_equal(r.diags, "h.bp:", 5);
+  assert_non_null(strstr(r.diags, "error: layer calls nested too deeply (more than 64)"));
+  fe_run_free(&r);
+  free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_diag_files),
@@ -222,6 +245,7 @@ int main(void) {
       cmocka_unit_test(test_long_lines),
       cmocka_unit_test(test_deep_nesting),
       cmocka_unit_test(test_huge_numbers),
+      cmocka_unit_test(test_call_explosion),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
