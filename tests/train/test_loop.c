@@ -86,6 +86,7 @@ static void check_resume(const char *schedule, bool with_val) {
   assert_non_null(fc);
   assert_int_equal(na, nc);
   assert_memory_equal(fa, fc, na);
+  free(fa), free(fc);
   /* the checkpoint's loop state */
   BprtCheckpoint *ck = bprt_st_read(pa);
   assert_non_null(ck);
