@@ -131,6 +131,7 @@ typedef struct {
   int depth;
   long calls;                  /* layer instantiations so far (bounded: FE_MAX_CALLS) */
   bool too_big;                /* reported; everything after is an error value */
+  bool too_deep;               /* FE_MAX_CALL_DEPTH reported */
 } Ctx;
 
 typedef struct {
@@ -1162,7 +1163,8 @@ static Value call_fn(Ctx *c, const Expr *e, const FnInfo *fi) {
   }
   if (!ok || fi->bad) return v_error();
   if (c->depth >= FE_MAX_CALL_DEPTH) {
-    ERR(c, e->loc, "layer calls nested too deeply (more than %d)", FE_MAX_CALL_DEPTH);
+    if (!c->too_deep) ERR(c, e->loc, "layer calls nested too deeply (more than %d)", FE_MAX_CALL_DEPTH);
+    c->too_deep = true;   /* once: every deeper layer would say the same */
     return v_error();
   }
   if (c->too_big) return v_error();
