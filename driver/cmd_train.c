@@ -434,6 +434,12 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
+  if (r.last.epoch == 0) {
+    printf("nothing to train: %s has %" PRId64 " epochs done, --epochs is %" PRId64 "\n", a.resume, r.epochs_done,
+           o.epochs);
+    status = 0;
+    goto done;
+  }
   printf("trained %" PRId64 " epochs (%" PRId64 " steps) in %.1fs: loss %.4f", r.epochs_done, r.steps, seconds_now() - t0,
          r.last.loss);
   if (!isnan(r.last.accuracy)) printf(", accuracy %.2f%%", 100 * r.last.accuracy);

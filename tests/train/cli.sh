@@ -27,6 +27,9 @@ cmp -s "$T/a.st" "$T/c.st" || fail "4 epochs and 2 + resume 2 differ"
 grep -q "^epoch 3/4  loss " "$T/resume.out" || fail "resume did not start at epoch 3"
 grep -q "^epoch 1/4" "$T/resume.out" && fail "resume ran epoch 1 again"
 
+"$BPCC" train "$SPIRAL" --data spiral:n=300 --epochs 4 --resume "$T/a.st" --quiet > "$T/none.out" || fail "resume at the end"
+grep -q "^nothing to train: $T/a.st has 4 epochs done, --epochs is 4$" "$T/none.out" || fail "nothing-to-train line"
+
 # 2. eval prints loss and accuracy of the weights
 "$BPCC" eval "$SPIRAL" --weights "$T/a.st" --data spiral:n=300 > "$T/eval.out" || fail "eval"
 grep -Eq '^spiral on spiral:n=300,classes=3,noise=0.2 \(300 rows\): loss [0-9.]+, accuracy [0-9.]+%$' "$T/eval.out" ||
