@@ -27,6 +27,9 @@ typedef struct FeParseState {
   int last_tok;           /* last token returned (0 at the start, -1 after the end) */
   const char *last_text;  /* its bytes, for syntax error messages */
   size_t last_len;
+  int tok_line, tok_end;  /* the last token returned: line, end column */
+  int prev_line, prev_end; /* the one before it */
+  bool bol;               /* no token yet on the current line */
   int lex_error_line;     /* line of the last bad byte or literal reported by the scanner */
   Def *defs, *last_def;   /* the program being built */
 } FeParseState;
@@ -357,7 +360,22 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, FeParse
       k += (size_t)snprintf(msg + k, sizeof msg - k, "%s%s", i == 0 ? ", expected " : i == n - 1 ? " or " : ", ",
                             sym_name(expected[i]));
   }
-  if (ps->lex_error_line != loc.line) diag_error(loc, "%s", msg);  /* else a cascade of the bad byte */
+  /* The expected token was due before a line break that an open parenthesis or a
+   * trailing operator made part of the statement: point at the end of that line. */
+  bool closer = false;
+  for (int i = 0; i < n; i++)
+    if (strcmp(sym_name(expected[i]), "')'") == 0 || strcmp(sym_name(expected[i]), "']'") == 0) closer = true;
+  const char *want = NULL;
+  for (int i = 0; i < n; i++)
+    if (strcmp(sym_name(expected[i]), "')'") == 0 || strcmp(sym_name(expected[i]), "']'") == 0) want = sym_name(expected[i]);
+  if (closer && got != YYSYMBOL_YYEOF && ps->prev_line > 0 && loc.line > ps->prev_line) {
+    SrcLoc end = {ps->file, ps->prev_line, ps->prev_end, 0};
+    diag_error(end, "missing %s at the end of this line", want);
+  } else if (want && got == YYSYMBOL_NEWLINE) {
+    diag_error(loc, "missing %s at the end of this line", want);
+  } else if (ps->lex_error_line != loc.line) {
+    diag_error(loc, "%s", msg);  /* else a cascade of the bad byte */
+  }  /* else a cascade of the bad byte */
   ps->paren = 0;          /* recovery resynchronizes at the next line end */
   return 0;
 }
