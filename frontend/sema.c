@@ -1289,6 +1289,45 @@ static Value call_fn(Ctx *c, const Expr *e, const FnInfo *fi) {
   return r;
 }
 
+/* Edit distance of two short names (for "did you mean"); large for long ones. */
+static int edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 40 || lb > 40) return 99;
+  int d[41][41];
+  for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+      d[i][j] = best;
+    }
+  return d[la][lb];
+}
+
+static void consider(const char **best, int *bestd, const char *name, const char *cand) {
+  int d = edit_distance(name, cand);
+  int limit = strlen(name) <= 3 ? 1 : 2;
+  if (d <= limit && d < *bestd) {
+    *best = cand;
+    *bestd = d;
+  }
+}
+
+/* " (did you mean 'h2'?)" or "" */
+static const char *suggest(Ctx *c, const char *name, bool functions) {
+  const char *best = NULL;
+  int bestd = 99;
+  if (functions) {
+    for (int i = 0; i < c->nfns; i++) consider(&best, &bestd, name, c->fns[i].def->name);
+    for (int i = 0; i < NBUILTINS; i++) consider(&best, &bestd, name, builtins[i].name);
+  } else {
+    for (Binding *b = c->top->vars; b; b = b->next) consider(&best, &bestd, name, b->name);
+  }
+  return best ? arena_printf(c->a, " (did you mean '%s'?)", best) : "";
+}
+
 static Value eval(Ctx *c, const Expr *e) {
   switch (e->kind) {
   case EX_ERROR: return v_error();
@@ -1299,7 +1338,7 @@ static Value eval(Ctx *c, const Expr *e) {
     if (find_fn(c, e->text) || find_builtin(e->text) >= 0)
       ERR(c, e->loc, "'%s' is a function; call it with arguments, as in %s(x)", e->text, e->text);
     else
-      ERR(c, e->loc, "unknown name '%s'", e->text);
+      ERR(c, e->loc, "unknown name '%s'%s", e->text, suggest(c, e->text, false));
     return v_error();
   }
   case EX_NEG: return eval_neg(c, e);
@@ -1311,7 +1350,7 @@ static Value eval(Ctx *c, const Expr *e) {
     if (bi >= 0) return eval_builtin(c, e, bi);
     Binding *b = lookup(c->top, e->text);
     if (b) ERR(c, e->name_loc, "'%s' is a value, not a layer or function", e->text);
-    else ERR(c, e->name_loc, "unknown layer or function '%s'", e->text);
+    else ERR(c, e->name_loc, "unknown layer or function '%s'%s", e->text, suggest(c, e->text, true));
     for (const Arg *g = e->args; g; g = g->next) eval(c, g->value);
     return v_error();
   }
