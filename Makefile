@@ -3,6 +3,7 @@
 #   make test   the same set-up, then the whole test suite (and its sanitizer build)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+MAKEFLAGS  += --no-print-directory
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 DEBS        = llvm-19-dev flex bison libcmocka-dev cmake make gcc zlib1g-dev graphviz
 
