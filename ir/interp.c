@@ -129,7 +129,8 @@ static double sigmoid(double x) {
   return e / (1.0 + e);
 }
 
-static double unary(Op op, double x, double attr) {
+/* The scalar math of every elementwise op, shared with constant folding (simplify.c). */
+double ir_eval_unary(Op op, double x, double attr) {
   switch (op) {
   case OP_NEG: return -x;
   case OP_EXP: return exp(x);
@@ -145,7 +146,7 @@ static double unary(Op op, double x, double attr) {
   }
 }
 
-static double binary(Op op, double a, double b) {
+double ir_eval_binary(Op op, double a, double b) {
   switch (op) {
   case OP_ADD: return a + b;
   case OP_SUB: return a - b;
@@ -196,19 +197,19 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
       return false;
     }
     for (int64_t k = 0; k < out->numel; k++)
-      y[k] = binary((Op)in->op, a->data[bcast_index(&a->type, ot, k)], b->data[bcast_index(&b->type, ot, k)]);
+      y[k] = ir_eval_binary((Op)in->op, a->data[bcast_index(&a->type, ot, k)], b->data[bcast_index(&b->type, ot, k)]);
     return true;
   }
 
   case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_SIGN:
   case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_POW:
     if (!same_shape(&a->type, ot)) break;
-    for (int64_t k = 0; k < out->numel; k++) y[k] = unary((Op)in->op, a->data[k], in->fattr[0]);
+    for (int64_t k = 0; k < out->numel; k++) y[k] = ir_eval_unary((Op)in->op, a->data[k], in->fattr[0]);
     return true;
 
   case OP_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD:
     if (!same_shape(&a->type, ot) || !same_shape(&b->type, ot)) break;
-    for (int64_t k = 0; k < out->numel; k++) y[k] = binary((Op)in->op, a->data[k], b->data[k]);
+    for (int64_t k = 0; k < out->numel; k++) y[k] = ir_eval_binary((Op)in->op, a->data[k], b->data[k]);
     return true;
 
   case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {

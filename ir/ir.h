@@ -294,6 +294,11 @@ Interp *ir_interp_run(Func *f, InterpMode mode, int64_t batch,
 const Tensor *ir_interp_value(Interp *it, int32_t v);  /* NULL for sinks / not computed */
 void ir_interp_free(Interp *it);
 
+/* The scalar math of the elementwise ops (attr: pow's exponent); NAN for other ops.
+ * The interpreter and constant folding share it. */
+double ir_eval_unary(Op op, double x, double attr);
+double ir_eval_binary(Op op, double a, double b);
+
 Tensor ir_tensor_new(const TensorType *t);             /* zeroed; batch already resolved */
 void ir_tensor_free(Tensor *t);
 

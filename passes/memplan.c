@@ -136,8 +136,9 @@ static void classify(MemPlan *p, int64_t batch) {
   for (int32_t i = 0; i < n; i++)
     if (f->insts[i].flags & IF_BACKWARD) { p->bwd_start = i; break; }
 
-  bool *used_by_bwd = bp_xmalloc((size_t)(n ? n : 1) * sizeof *used_by_bwd);
-  memset(used_by_bwd, 0, (size_t)(n ? n : 1) * sizeof *used_by_bwd);
+  size_t nbytes = (size_t)(n > 0 ? n : 1) * sizeof(bool);
+  bool *used_by_bwd = bp_xmalloc(nbytes);
+  memset(used_by_bwd, 0, nbytes);
   for (int32_t i = 0; i < n; i++) {
     MemValue *mv = &p->vals[i];
     mv->def = mv->last = i;

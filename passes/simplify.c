@@ -98,37 +98,6 @@ static bool fits(Simp *s, int32_t x, TypeId t) {
   return r.rank == tt->rank && memcmp(r.dims, tt->dims, sizeof r.dims) == 0;
 }
 
-/* The scalar math the interpreter does, for folding. */
-static double fold_unary(Op op, double x, double attr) {
-  switch (op) {
-  case OP_NEG: return -x;
-  case OP_EXP: return exp(x);
-  case OP_LOG: return log(x);
-  case OP_SQRT: return sqrt(x);
-  case OP_ABS: return fabs(x);
-  case OP_SIGN: return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0;
-  case OP_RELU: return x > 0 ? x : 0.0;
-  case OP_SIGMOID: return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
-  case OP_TANH: return tanh(x);
-  case OP_POW: return pow(x, attr);
-  default: return NAN;
-  }
-}
-
-static double fold_binary(Op op, double a, double b) {
-  switch (op) {
-  case OP_ADD: return a + b;
-  case OP_SUB: return a - b;
-  case OP_MUL: return a * b;
-  case OP_DIV: return a / b;
-  case OP_EQ: return a == b ? 1.0 : 0.0;
-  case OP_RELU_GRAD: return a > 0 ? b : 0.0;
-  case OP_SIGMOID_GRAD: return b * a * (1.0 - a);
-  case OP_TANH_GRAD: return b * (1.0 - a * a);
-  default: return NAN;
-  }
-}
-
 /* ------------------------------------------------------------------ the rules */
 
 /* fold: u(const a) -> const u(a);  const a op const b -> const (a op b)
@@ -138,8 +107,8 @@ static int32_t r_fold(Simp *s, const Inst *in) {
   if (!(fl & OPF_EW)) return -1;
   for (int k = 0; k < in->nargs; k++)
     if (!is_const(s, in->args[k])) return -1;
-  double v = in->nargs == 1 ? fold_unary((Op)in->op, at(s, in->args[0])->fattr[0], in->fattr[0])
-                            : fold_binary((Op)in->op, at(s, in->args[0])->fattr[0], at(s, in->args[1])->fattr[0]);
+  double v = in->nargs == 1 ? ir_eval_unary((Op)in->op, at(s, in->args[0])->fattr[0], in->fattr[0])
+                            : ir_eval_binary((Op)in->op, at(s, in->args[0])->fattr[0], at(s, in->args[1])->fattr[0]);
   return mk_const(s, in, v, in->type, "fold");
 }
 

@@ -32,7 +32,7 @@ static char *slurp(const char *path, size_t *len) {
 }
 
 static int check_file(const char *path) {
-  size_t len;
+  size_t len = 0;
   char *text = slurp(path, &len);
   assert_non_null(text);
   Arena *a = arena_new();

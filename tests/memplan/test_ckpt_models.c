@@ -42,7 +42,7 @@ typedef struct {
 } Model;
 
 static bool load(const char *path, Model *m) {
-  size_t len;
+  size_t len = 0;
   char *src = slurp(path, &len);
   if (!src) fail_msg("cannot read %s", path);
   diag_reset();

@@ -77,7 +77,7 @@ static void sink_values(Func *f, Interp *it, const Tensor **vals, int *n) {
 }
 
 static void check_file(const char *rel, Func *(*pass)(Func *, const PassOptions *), const char *pass_name) {
-  size_t len;
+  size_t len = 0;
   char *text = slurp(rel, &len);
   if (!text) fail_msg("cannot read %s", rel);
   Module *m = ir_parse(rel, text, len);
