@@ -369,6 +369,7 @@ int cmd_train(int argc, char **argv) {
   if (pr) return 1;
   double t_start = seconds_now();
   DrvCompilation c;
+  drv_lower_activations = a.watch;   /* --watch reports every named activation */
   if (!drv_compile(&c, a.file, DRV_LOWER, a.model) || !c.model) {
     if (c.unit && !c.model) fprintf(stderr, "bpcc: error: %s has no model to train\n", c.name);
     drv_release(&c);

@@ -42,6 +42,8 @@ typedef struct {
  * model (NULL: the first). Returns false after printing diagnostics; c is filled as far
  * as it got either way and must be released with drv_release. */
 bool drv_compile(DrvCompilation *c, const char *path, DrvStage upto, const char *model_name);
+/* When set, drv_compile lowers every named activation as an extra output (--watch). */
+extern bool drv_lower_activations;
 void drv_release(DrvCompilation *c);
 
 /* Read a whole file ("-": stdin) into a bp_malloc'd buffer; false with an error printed. */

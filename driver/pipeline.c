@@ -67,9 +67,11 @@ bool drv_compile(DrvCompilation *c, const char *path, DrvStage upto, const char 
   if (upto == DRV_CHECK) return true;
 
   c->module = ir_module_new();
-  c->func = fe_lower(c->module, c->model);
+  c->func = fe_lower_ex(c->module, c->model, drv_lower_activations);
   return true;
 }
+
+bool drv_lower_activations;
 
 void drv_release(DrvCompilation *c) {
   if (c->module) ir_module_free(c->module);

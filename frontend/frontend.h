@@ -251,6 +251,10 @@ typedef struct {
   int32_t *outputs;          /* node ids of OUTPUT nodes */
   int32_t noutputs;
   int32_t loss;              /* node id of the LOSS node, -1 if none */
+  int32_t *activations;      /* node ids of the model's named bindings (`h = expr`) */
+  const char **activation_names;
+  SrcLoc *activation_locs;
+  int32_t nactivations;
   SrcLoc loss_expr;          /* the expression after `loss` */
   int ndropout;              /* dropout streams used */
   TrainSpec train;
@@ -287,5 +291,9 @@ char *fe_shape_str(const TensorType *t, char *buf, size_t n);  /* "[B,784]" */
  * signature argument in order, PARAM per parameter with its path name and init, the
  * body's ops, OUTPUT per output and one LOSS. Never fails on a checked model. */
 Func *fe_lower(Module *m, const FeModel *model);
+/* The same, and with activations = true also an OUTPUT for every float tensor the model
+ * body binds to a name (`h1 = relu(...)`), after the declared outputs: what
+ * `bpcc train --watch` reports the mean and std of. */
+Func *fe_lower_ex(Module *m, const FeModel *model, bool activations);
 
 #endif

@@ -12,7 +12,9 @@
 
 #include <string.h>
 
-Func *fe_lower(Module *m, const FeModel *model) {
+Func *fe_lower(Module *m, const FeModel *model) { return fe_lower_ex(m, model, false); }
+
+Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
   Func *f = ir_func_new(m, model->name);
   int32_t *map = bp_xmalloc((size_t)(model->nnodes ? model->nnodes : 1) * sizeof *map);
   for (int32_t i = 0; i < model->nnodes; i++) {
@@ -46,6 +48,15 @@ Func *fe_lower(Module *m, const FeModel *model) {
              ir_type_str(ir_vtype(f, v), s2, sizeof s2));
     }
     map[i] = v;
+  }
+  /* Named activations as extra outputs, unless the value is already an output. */
+  for (int32_t k = 0; activations && k < model->nactivations; k++) {
+    int32_t v = map[model->activations[k]];
+    bool seen = v < 0 || f->insts[v].type == TYPE_VOID || ir_vtype(f, v)->dtype == DT_LABEL;
+    for (int32_t j = 0; j < f->ninsts && !seen; j++)
+      seen = f->insts[j].op == OP_OUTPUT && (f->insts[j].args[0] == v ||
+                                             strcmp(f->insts[j].name, model->activation_names[k]) == 0);
+    if (!seen) ir_output(f, ir_intern(m, model->activation_names[k]), v, model->activation_locs[k]);
   }
   bp_free(map);
   return f;

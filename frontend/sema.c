@@ -1560,6 +1560,21 @@ static void check_model(Ctx *c, FeUnit *u, const Def *d) {
         v.origin_name = s->name;
         v.origin_decl = false;
       }
+      if (s->kind == ST_ASSIGN && v.kind == VK_TENSOR && v.dtype != DT_LABEL) {
+        /* a named activation (reported by `bpcc train --watch`) */
+        int32_t k = m->nactivations;
+        push_id(c, &m->activations, &m->nactivations, v.node);
+        const char **names = arena_alloc(c->a, (size_t)(k + 1) * sizeof *names);
+        SrcLoc *locs = arena_alloc(c->a, (size_t)(k + 1) * sizeof *locs);
+        if (k) {
+          memcpy(names, m->activation_names, (size_t)k * sizeof *names);
+          memcpy(locs, m->activation_locs, (size_t)k * sizeof *locs);
+        }
+        names[k] = s->name;
+        locs[k] = s->loc;
+        m->activation_names = names;
+        m->activation_locs = locs;
+      }
       if (s->kind == ST_OUTPUT) {
         Binding *o = NULL;
         for (Binding *b = outputs; b; b = b->next)

@@ -359,7 +359,7 @@ static void watch_print(FILE *out, bprt_model *m, const float *before, const flo
     double wn = norm2(before + pd->offset, n), un = diff_norm2(p + pd->offset, before + pd->offset, n);
     fprintf(out, "  %-*s  %12.4e  %13.4e\n", (int)w, pd->name, norm2(g + pd->offset, n), wn > 0 ? un / wn : NAN);
   }
-  fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "output", "mean", "std");
+  fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "activation", "mean", "std");
   for (int k = 0; k < d->noutputs; k++) {
     const bprt_tensor_desc *t = &d->outputs[k];
     int64_t n = numel_of(t->rank, t->dims, rows);

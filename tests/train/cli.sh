@@ -35,6 +35,16 @@ grep -q "^nothing to train: $T/a.st has 4 epochs done, --epochs is 4$" "$T/none.
 grep -Eq '^spiral on spiral:n=300,classes=3,noise=0.2 \(300 rows\): loss [0-9.]+, accuracy [0-9.]+%$' "$T/eval.out" ||
   { fail "eval output"; cat "$T/eval.out"; }
 
+# 2b. --watch: every named activation (h1, h2, logits) beside the declared output probs,
+# while the accuracy (from the first [B,C] output, probs) is unchanged by the extra outputs
+"$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 1 --batch 30 --watch > "$T/watch.out" || fail "watch"
+"$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 1 --batch 30 > "$T/nowatch.out" || fail "no watch"
+for a in probs h1 h2 logits; do
+  grep -Eq "^  $a +[-0-9.e+]+ +[-0-9.e+]+$" "$T/watch.out" || { fail "--watch lacks activation $a"; cat "$T/watch.out"; }
+done
+[ "$(grep '^epoch 1/1' "$T/watch.out" | sed 's/  lr .*//')" = "$(grep '^epoch 1/1' "$T/nowatch.out" | sed 's/  lr .*//')" ] ||
+  fail "--watch changed the epoch line"
+
 # 3. the CSV log, one row per epoch (and per step)
 "$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 2 --batch 30 --log "$T/log.csv" --log-steps --quiet > /dev/null || fail "log"
 [ "$(head -1 "$T/log.csv")" = "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds" ] || fail "CSV header"

@@ -365,7 +365,7 @@ static void test_output(void **state) {
   assert_non_null(strstr(text, "epoch 2/2  loss "));
   assert_non_null(strstr(text, "watch, epoch 1 (last step):\n  parameter  "));
   assert_non_null(strstr(text, "grad_norm  update/weight\n  h1.W  "));
-  assert_non_null(strstr(text, "\n  output  "));
+  assert_non_null(strstr(text, "\n  activation  "));
   assert_non_null(strstr(text, "\n  probs  "));
   free(text);
 
