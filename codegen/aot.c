@@ -69,9 +69,9 @@ static LLVMValueRef ci32(Abi *a, int64_t v) { return LLVMConstInt(a->i32, (unsig
 static LLVMValueRef ci64(Abi *a, int64_t v) { return LLVMConstInt(a->i64, (unsigned long long)v, 1); }
 
 static LLVMValueRef cdims(Abi *a, const int64_t *dims) {
-  LLVMValueRef v[BPRT_MAX_RANK];
-  for (int i = 0; i < BPRT_MAX_RANK; i++) v[i] = ci64(a, dims[i]);
-  return LLVMConstArray2(a->i64, v, BPRT_MAX_RANK);
+  LLVMValueRef v[BPRT_MODEL_MAX_RANK];
+  for (int i = 0; i < BPRT_MODEL_MAX_RANK; i++) v[i] = ci64(a, dims[i]);
+  return LLVMConstArray2(a->i64, v, BPRT_MODEL_MAX_RANK);
 }
 
 /* A private constant array of the given element type; its address (NULL when empty). */
@@ -316,7 +316,7 @@ static bool add_abi(LLVMModuleRef M, const bprt_model_desc *d) {
   a.i32 = LLVMInt32TypeInContext(a.C);
   a.i64 = LLVMInt64TypeInContext(a.C);
   a.f64 = LLVMDoubleTypeInContext(a.C);
-  a.dims = LLVMArrayType2(a.i64, BPRT_MAX_RANK);
+  a.dims = LLVMArrayType2(a.i64, BPRT_MODEL_MAX_RANK);
   LLVMTypeRef tp[8] = {a.ptr, a.i32, a.dims, a.i64, a.i32, a.f64, a.f64, a.ptr};
   a.t_param = LLVMStructTypeInContext(a.C, tp, 8, 0);
   LLVMTypeRef tt[4] = {a.ptr, a.i32, a.i32, a.dims};

@@ -171,7 +171,7 @@ static int find_output(const bprt_model_desc *d, const char *name) {
 
 static void type_to_desc(const TensorType *t, int32_t *rank, int64_t *dims) {
   *rank = t->rank;
-  for (int i = 0; i < BPRT_MAX_RANK; i++) dims[i] = i < t->rank ? (t->dims[i] == DIM_BATCH ? BPRT_DIM_BATCH : t->dims[i]) : 0;
+  for (int i = 0; i < BPRT_MODEL_MAX_RANK; i++) dims[i] = i < t->rank ? (t->dims[i] == DIM_BATCH ? BPRT_DIM_BATCH : t->dims[i]) : 0;
 }
 
 static bool build_tables(Build *b) {
@@ -220,7 +220,7 @@ static bool build_tables(Build *b) {
       if (in->op != OP_PARAM) continue;
       int k = find_param(d, in->name ? in->name : "");
       int32_t rank;
-      int64_t dims[BPRT_MAX_RANK];
+      int64_t dims[BPRT_MODEL_MAX_RANK];
       type_to_desc(ir_vtype(b->fwd, i), &rank, dims);
       if (k < 0 || rank != params[k].rank || memcmp(dims, params[k].dims, sizeof dims) != 0) {
         diag_error(in->loc, "codegen: parameter '%s' of @%s has no match of the same shape in @%s",

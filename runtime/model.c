@@ -20,9 +20,6 @@
  * never memory corruption. */
 #include "runtime/model.h"
 
-/* runtime.h allows rank 8 for checkpoint tensors; model.h's descriptors use 4. The
- * structs of model.h are already laid out, so the larger limit may apply below. */
-#undef BPRT_MAX_RANK
 #include "runtime/runtime.h"
 
 #include <inttypes.h>
@@ -33,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MODEL_RANK 4                   /* model.h's BPRT_MAX_RANK */
+#define MODEL_RANK BPRT_MODEL_MAX_RANK
 #define CHECKPOINT_FORMAT "bpcc-checkpoint"
 #define CHECKPOINT_VERSION "1"
 

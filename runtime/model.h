@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BPRT_MAX_RANK 4
+#define BPRT_MODEL_MAX_RANK 4
 #define BPRT_DIM_BATCH (-1)
 
 /* Optimizer hyperparameters, read by the update kernel at run time from frame->hyper
@@ -83,7 +83,7 @@ typedef void (*bprt_entry_fn)(bprt_frame *f);
 typedef struct {
   const char *name;              /* path name, e.g. "h.W" */
   int32_t rank;
-  int64_t dims[BPRT_MAX_RANK];
+  int64_t dims[BPRT_MODEL_MAX_RANK];
   int64_t offset;                /* in floats, into params and grads */
   int32_t init;                  /* InitKind numbering of ir/ir.h */
   double init_a, init_b;
@@ -94,7 +94,7 @@ typedef struct {
   const char *name;
   int32_t is_label;              /* int32 class indices, one per row; nclasses = dims[rank-1] */
   int32_t rank;
-  int64_t dims[BPRT_MAX_RANK];   /* dims[0] = BPRT_DIM_BATCH for inputs and outputs */
+  int64_t dims[BPRT_MODEL_MAX_RANK];   /* dims[0] = BPRT_DIM_BATCH for inputs and outputs */
 } bprt_tensor_desc;
 
 typedef struct bprt_model_desc {
@@ -136,7 +136,7 @@ typedef struct bprt_model bprt_model;
 typedef struct {
   const char *name;       /* path name, e.g. "h.W" */
   int32_t rank;
-  int64_t dims[BPRT_MAX_RANK];
+  int64_t dims[BPRT_MODEL_MAX_RANK];
   int64_t numel;
   float *values;          /* numel floats inside the params block */
   float *grad;            /* numel floats inside the grads block */

@@ -15,10 +15,7 @@
 
 #include <stdio.h>
 
-/* model.h first: its structs are declared with its BPRT_MAX_RANK (4); runtime.h then
- * defines its own (8) for checkpoints and datasets, as model.c does. */
 #include "runtime/model.h"
-#undef BPRT_MAX_RANK
 #include "runtime/data.h"
 #include "runtime/runtime.h"
 

@@ -29,7 +29,6 @@
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
-#undef BPRT_MAX_RANK
 #include "runtime/runtime.h"
 #include "tests/runtime/testutil.h"
 

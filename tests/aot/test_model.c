@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "runtime/model.h"
-#undef BPRT_MAX_RANK
 #include "runtime/runtime.h"
 #include "tests/runtime/testutil.h"
 
