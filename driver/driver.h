@@ -89,6 +89,7 @@ int drv_write_library(const char *path, const char *model, const char *out);
 /* Subcommands (cmd_*.c). */
 int cmd_train(int argc, char **argv);   /* bpcc train (cmd_train.c) */
 int cmd_eval(int argc, char **argv);    /* bpcc eval (cmd_eval.c) */
+int cmd_bench(int argc, char **argv);   /* bpcc bench (cmd_bench.c) */
 int cmd_gradcheck(int argc, char **argv); /* bpcc gradcheck (cmd_gradcheck.c) */
 
 /* Pass options from the command line (cmd_gradcheck.c): -fno-softmax-xent,

@@ -51,6 +51,7 @@ const DrvCommand drv_commands[] = {
     {"train", "train FILE.bp --data SPEC [options]   JIT-compile and train (bpcc train --help)", cmd_train},
     {"eval", "eval FILE.bp --weights PATH --data SPEC   loss and accuracy of trained weights", cmd_eval},
     {"gradcheck", "gradcheck FILE.bp [--dtype f64|f32] [--batch N] [--seed S]   derived gradients vs finite differences", cmd_gradcheck},
+    {"bench", "bench FILE.bp [--steps N] [--threads N] [--gemm]   time the compiled training step (bench/run.sh)", cmd_bench},
     {NULL, NULL, NULL},
 };
 

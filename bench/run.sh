@@ -1,0 +1,74 @@
+#!/bin/sh
+# bench/run.sh BUILD [THREADS] — what `make bench` runs.
+#
+# 1. the machine's FP32 FMA peak (bench/peak.c), 1 thread and THREADS threads;
+# 2. bpcc's training step on M1, M2, M3 (`bpcc bench`, median of 30 steps after 5 of
+#    warm-up), and each model's matrix products alone on 1 and THREADS threads (M2 only
+#    for the product rows: its shapes are the issue's target);
+# 3. the same three models in PyTorch (bench/torch_bench.py under /usr/bin/python3,
+#    OMP/OpenBLAS threads set to THREADS), run between the bpcc runs so that both see
+#    the same machine state.
+# Prints one table and writes it as CSV to bench/results.csv (BENCH_CSV overrides).
+set -eu
+BUILD=${1:-build}
+THREADS=${2:-$(nproc)}
+HERE=$(cd "$(dirname "$0")" && pwd)
+BPCC=$BUILD/bpcc
+CSV=${BENCH_CSV:-$HERE/results.csv}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-bench-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -o "$TMP/peak" "$HERE/peak.c" -lpthread
+"$TMP/peak" --threads="$THREADS" > "$TMP/peak.txt"
+PEAK1=$(awk '$1 == "peak_gflops_1thread" {print $2}' "$TMP/peak.txt")
+PEAKN=$(awk -v k="peak_gflops_${THREADS}threads" '$1 == k {print $2}' "$TMP/peak.txt")
+
+have_torch=yes
+/usr/bin/python3 -c 'import torch' 2> /dev/null || have_torch=no
+
+: > "$TMP/bpcc.txt"
+: > "$TMP/torch.txt"
+for m in m1 m2 m3; do
+  f=$HERE/$m.bp
+  [ $m = m3 ] && f=$HERE/m3_deep.bp
+  gemm=
+  [ $m = m2 ] && gemm=--gemm
+  "$BPCC" bench "$f" --threads "$THREADS" --steps 30 $gemm >> "$TMP/bpcc.txt"
+  if [ $have_torch = yes ]; then
+    /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" 30 $m >> "$TMP/torch.txt"
+  fi
+done
+
+echo "machine: $(lscpu 2> /dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $THREADS threads; $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "measured FP32 FMA peak: $PEAK1 GFLOP/s on 1 thread, $PEAKN on $THREADS"
+[ $have_torch = yes ] || echo "PyTorch: python3-torch does not import under /usr/bin/python3; its columns are empty"
+echo
+awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$CSV" -v torchfile="$TMP/torch.txt" '
+  BEGIN {
+    while ((getline line < torchfile) > 0) { split(line, t, " "); if (t[1] == "torch") { tms[t[2]] = t[3]; trss[t[2]] = t[6] } }
+    printf "%-8s %10s %9s %8s %10s %9s %10s %10s %10s\n", "model", "bpcc ms", "GFLOP/s", "% peak", "torch ms", "torch/bpcc", "JIT ms", "bpcc MiB", "torch MiB"
+    print "model,bpcc_ms,bpcc_ms_min,bpcc_ms_max,gflop_per_step,gflops,pct_peak,torch_ms,ratio,jit_ms,bpcc_rss_mib,torch_rss_mib" > csv
+  }
+  $1 == "bpcc" {
+    key = $2; sub(/_deep$/, "", key)
+    tm = (key in tms) ? tms[key] : ""
+    ratio = tm != "" ? sprintf("%.1fx", tm / $3) : "-"
+    printf "%-8s %10.3f %9.1f %7.1f%% %10s %9s %10.0f %10.1f %10s\n", $2, $3, $7, 100 * $7 / peak, tm == "" ? "-" : tm, ratio, $8, $9, (key in trss) ? trss[key] : "-"
+    printf "%s,%s,%s,%s,%s,%s,%.1f,%s,%s,%s,%s,%s\n", $2, $3, $4, $5, $6, $7, 100 * $7 / peak, tm, tm != "" ? tm / $3 : "", $8, $9, (key in trss) ? trss[key] : "" >> csv
+  }
+  $1 == "gemm" { g[++ng] = $0 }
+  END {
+    print ""
+    printf "%-10s %6s %6s %6s %8s %10s %9s %14s\n", "product", "M", "K", "N", "threads", "ms", "GFLOP/s", "% core peak"
+    print "" >> csv
+    print "product,M,K,N,threads,ms,gflops,pct_core_peak" >> csv
+    for (i = 1; i <= ng; i++) {
+      split(g[i], r, " ")
+      pct = 100 * r[8] / (peak1 * r[6])
+      printf "%-10s %6d %6d %6d %8d %10.3f %9.1f %13.1f%%\n", r[2], r[3], r[4], r[5], r[6], r[7], r[8], pct
+      printf "%s,%s,%s,%s,%s,%s,%s,%.1f\n", r[2], r[3], r[4], r[5], r[6], r[7], r[8], pct >> csv
+    }
+  }' "$TMP/bpcc.txt"
+echo
+echo "% peak: of the $THREADS-thread peak; % core peak: of the 1-thread peak times the threads used."
+echo "written: $CSV"

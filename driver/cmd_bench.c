@@ -1,0 +1,303 @@
+/* driver/cmd_bench.c — `bpcc bench FILE.bp`: time the compiled training step.
+ *
+ *   bpcc bench FILE.bp [--steps N] [--warmup N] [--threads N] [--batch N] [--gemm]
+ *
+ * Builds forward + backward + optimizer exactly as `bpcc train` does (drv_build_jit),
+ * fills every input with seeded random data of the right shape (labels uniform over the
+ * classes), runs --warmup steps, then times --steps steps one by one. Prints one line a
+ * script can read (bench/run.sh makes the table and the CSV):
+ *
+ *   bpcc MODEL ms_median ms_min ms_max gflop_per_step gflops compile_ms peak_rss_mib
+ *
+ * FLOPs are counted from the gradient IR (memplan_inst_flops: 2mnk per product, one per
+ * element for elementwise ops) plus the optimizer update (a handful per parameter,
+ * counted as 0: it is memory-bound). With --gemm it also times every distinct matrix
+ * product of the step on its own, as a one-instruction model, and prints
+ *
+ *   gemm VARIANT M K N threads ms_median gflops
+ *
+ * for 1 thread and for --threads threads. Timing is never asserted anywhere: `make test`
+ * runs this once on one tiny step (tests/bench) only so that it cannot rot. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "codegen/codegen.h"
+#include "driver/driver.h"
+#include "passes/memplan.h"
+#include "passes/passes.h"
+#include "runtime/model.h"
+#include "runtime/runtime.h"
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double peak_rss_mib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* Seeded random inputs for a batch: floats uniform in [0, 1), labels in [0, C). */
+static void **make_inputs(const bprt_model_desc *d, int64_t batch, uint64_t seed) {
+  void **in = calloc((size_t)d->ninputs + 1, sizeof *in);
+  for (int i = 0; i < d->ninputs; i++) {
+    const bprt_tensor_desc *t = &d->inputs[i];
+    int64_t row = 1;
+    for (int k = 1; k < t->rank - (t->is_label ? 1 : 0); k++) row *= t->dims[k];
+    int64_t n = batch * row;
+    if (t->is_label) {
+      int32_t *y = malloc((size_t)n * sizeof *y);
+      for (int64_t k = 0; k < n; k++) y[k] = (int32_t)bprt_rng_below(seed, (uint64_t)i, (uint64_t)k, (uint64_t)t->dims[t->rank - 1]);
+      in[i] = y;
+    } else {
+      float *x = malloc((size_t)n * sizeof *x);
+      for (int64_t k = 0; k < n; k++) x[k] = (float)bprt_rng_uniform(seed, (uint64_t)i, (uint64_t)k);
+      in[i] = x;
+    }
+  }
+  return in;
+}
+
+static void free_inputs(void **in, int n) {
+  for (int i = 0; i < n; i++) free(in[i]);
+  free(in);
+}
+
+static bool parse_count(const char *opt, const char *s, int64_t lo, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (end == s || *end || errno || v < lo) {
+    fprintf(stderr, "bpcc: error: %s '%s': expected an integer >= %lld\n", opt, s, (long long)lo);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+/* ---------------------------------------------------------- one matrix product alone */
+
+typedef struct {
+  int op;
+  int64_t m, k, n;
+} Shape;
+
+/* A model of one product with the batch as M: c[B,N] = a[B,K] W[K,N] (matmul),
+ * a[B,K] W[N,K]^T (matmul_nt); for matmul_tn (K is the batch: dW = X^T dY) two inputs
+ * a[B,M], b[B,N] and c[M,N]. Timed through forward. */
+static double time_gemm(const Shape *s, int threads, int steps, double *gflops) {
+  Module *mod = ir_module_new();
+  Func *f = ir_func_new(mod, "gemm");
+  int64_t d2[2];
+  int32_t c;
+  int64_t batch;
+  if (s->op == OP_MATMUL_TN) {
+    d2[0] = DIM_BATCH, d2[1] = s->m;
+    int32_t a = ir_input(f, "a", 0, ir_type(mod, DT_F32, 2, d2), SRCLOC_NONE);
+    d2[1] = s->n;
+    int32_t b = ir_input(f, "b", 1, ir_type(mod, DT_F32, 2, d2), SRCLOC_NONE);
+    c = ir_binary(f, OP_MATMUL_TN, a, b, SRCLOC_NONE);
+    batch = s->k;
+  } else {
+    d2[0] = DIM_BATCH, d2[1] = s->k;
+    int32_t a = ir_input(f, "a", 0, ir_type(mod, DT_F32, 2, d2), SRCLOC_NONE);
+    if (s->op == OP_MATMUL) d2[0] = s->k, d2[1] = s->n;
+    else d2[0] = s->n, d2[1] = s->k;
+    int32_t w = ir_param(f, "W", ir_type(mod, DT_F32, 2, d2), INIT_UNIFORM, -1, 1, SRCLOC_NONE);
+    c = ir_binary(f, (Op)s->op, a, w, SRCLOC_NONE);
+    batch = s->m;
+  }
+  ir_output(f, "c", c, SRCLOC_NONE);
+  CgOptimizer opt;
+  cg_optimizer_defaults(&opt, BPRT_OPT_SGD);
+  CgOptions co = {"native", 3, threads, false};
+  double ms = NAN;
+  CgModel *cm = cg_model_build(f, NULL, &opt, &co);
+  if (cm && cg_model_jit(cm) == 0) {
+    const bprt_model_desc *d = cg_model_desc(cm);
+    bprt_model *m = bprt_model_create(d, 1);
+    void **in = make_inputs(d, batch, 7);
+    int64_t rows = s->op == OP_MATMUL_TN ? s->m : batch;
+    float *out = malloc((size_t)(rows * s->n) * sizeof *out);
+    double *t = malloc((size_t)steps * sizeof *t);
+    bool ok = m != NULL;
+    for (int i = 0; ok && i < 3; i++) ok = bprt_model_forward(m, batch, (const void *const *)in, &out) == 0;
+    for (int i = 0; ok && i < steps; i++) {
+      double t0 = now_ms();
+      ok = bprt_model_forward(m, batch, (const void *const *)in, &out) == 0;
+      t[i] = now_ms() - t0;
+    }
+    if (ok) {
+      qsort(t, (size_t)steps, sizeof *t, cmp_double);
+      ms = t[steps / 2];
+    } else {
+      fprintf(stderr, "bpcc: error: gemm %s: %s\n", ir_ops[s->op].name, bprt_last_error());
+    }
+    free(t);
+    free(out);
+    free_inputs(in, d->ninputs);
+    bprt_model_destroy(m);
+  }
+  if (cm) cg_model_free(cm);
+  ir_module_free(mod);
+  *gflops = 2.0 * (double)s->m * (double)s->k * (double)s->n / (ms * 1e-3) * 1e-9;
+  return ms;
+}
+
+static int collect_shapes(Func *g, int64_t batch, Shape *out, int max) {
+  int n = 0;
+  for (int32_t i = 0; i < g->ninsts; i++) {
+    const Inst *in = &g->insts[i];
+    if (in->op != OP_MATMUL && in->op != OP_MATMUL_NT && in->op != OP_MATMUL_TN) continue;
+    const TensorType *a = ir_vtype(g, in->args[0]), *c = ir_vtype(g, i);
+    int64_t k = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
+    Shape s = {in->op, c->dims[0] == DIM_BATCH ? batch : c->dims[0], k == DIM_BATCH ? batch : k,
+               c->dims[1] == DIM_BATCH ? batch : c->dims[1]};
+    bool seen = false;
+    for (int j = 0; j < n && !seen; j++)
+      seen = out[j].op == s.op && out[j].m == s.m && out[j].k == s.k && out[j].n == s.n;
+    if (!seen && n < max) out[n++] = s;
+  }
+  return n;
+}
+
+/* ------------------------------------------------------------------- the command */
+
+static void bench_usage(FILE *o) {
+  fprintf(o,
+          "usage: bpcc bench FILE.bp [--steps N] [--warmup N] [--threads N] [--batch N] [--gemm]\n"
+          "  times the compiled training step (forward, backward, optimizer) on random data\n"
+          "  --steps N      timed steps (default 30); the median, min and max are printed\n"
+          "  --warmup N     untimed steps first (default 5)\n"
+          "  --threads N    threads (default: one per CPU)\n"
+          "  --batch N      batch size (default: the train block's)\n"
+          "  --gemm         also time each distinct matrix product of the step on its own,\n"
+          "                 on 1 thread and on --threads threads\n"
+          "output: bpcc MODEL ms_median ms_min ms_max gflop_per_step gflops compile_ms peak_rss_mib\n"
+          "        gemm VARIANT M K N threads ms_median gflops\n");
+}
+
+int cmd_bench(int argc, char **argv) {
+  const char *file = NULL;
+  int64_t steps = 30, warmup = 5, threads = 0, batch = 0;
+  bool gemm = false;
+  for (int i = 1; i < argc; i++) {   /* argv[0] is "bench" */
+    const char *a = argv[i];
+    bool ok = true;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      bench_usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--gemm")) {
+      gemm = true;
+    } else if ((!strcmp(a, "--steps") || !strcmp(a, "--warmup") || !strcmp(a, "--threads") || !strcmp(a, "--batch"))) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "bpcc: error: %s needs a value\n", a);
+        return 1;
+      }
+      int64_t *dst = !strcmp(a, "--steps") ? &steps : !strcmp(a, "--warmup") ? &warmup : !strcmp(a, "--threads") ? &threads : &batch;
+      ok = parse_count(a, argv[++i], !strcmp(a, "--warmup") ? 0 : 1, dst);
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "bpcc: error: unknown option '%s'\nTry 'bpcc bench --help' for more information.\n", a);
+      return 1;
+    } else if (file) {
+      fprintf(stderr, "bpcc: error: bench takes one FILE.bp, got '%s' and '%s'\n", file, a);
+      return 1;
+    } else {
+      file = a;
+    }
+    if (!ok) return 1;
+  }
+  if (!file) {
+    bench_usage(stderr);
+    return 1;
+  }
+  if (threads > 0 && bprt_set_threads((int)threads)) {
+    fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)threads, bprt_last_error());
+    return 1;
+  }
+  if (threads <= 0) threads = bprt_get_threads();
+  DrvCompilation c;
+  if (!drv_compile(&c, file, DRV_LOWER, NULL) || !c.func) {
+    if (c.unit && !c.func) fprintf(stderr, "bpcc: error: %s has no model to benchmark\n", c.name);
+    drv_release(&c);
+    return 1;
+  }
+  if (batch <= 0) batch = c.model->train.batch;
+  CgOptimizer opt;
+  drv_train_optimizer(&c.model->train, &opt);
+
+  /* FLOPs of one step from the gradient IR (the same pipeline drv_build_jit runs). */
+  PassOptions po;
+  pass_options_default(&po);
+  Func *g = pass_run_pipeline(ir_func_clone(c.func, "bench.flops"), &po);
+  double flops = 0;
+  Shape shapes[32];
+  int nshapes = 0;
+  if (g) {
+    for (int32_t i = 0; i < g->ninsts; i++) flops += memplan_inst_flops(g, i, batch);
+    nshapes = collect_shapes(g, batch, shapes, 32);
+  }
+
+  double t0 = now_ms();
+  CgModel *cm = drv_build_jit(&c, opt.kind, opt.hyper, (int)threads);
+  double compile_ms = now_ms() - t0;
+  int status = 1;
+  bprt_model *m = NULL;
+  void **in = NULL;
+  double *t = NULL;
+  if (!cm) goto done;
+  const bprt_model_desc *d = cg_model_desc(cm);
+  m = bprt_model_create(d, c.model->train.seed);
+  if (!m) {
+    fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+    goto done;
+  }
+  in = make_inputs(d, batch, 1);
+  t = malloc((size_t)steps * sizeof *t);
+  float loss;
+  for (int64_t i = 0; i < warmup + steps; i++) {
+    double s0 = now_ms();
+    if (bprt_model_train_step(m, batch, (const void *const *)in, &loss)) {
+      fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+      goto done;
+    }
+    if (i >= warmup) t[i - warmup] = now_ms() - s0;
+  }
+  qsort(t, (size_t)steps, sizeof *t, cmp_double);
+  double med = t[steps / 2];
+  printf("bpcc %s %.3f %.3f %.3f %.4f %.1f %.0f %.1f\n", c.model->name, med, t[0], t[steps - 1], flops * 1e-9,
+         flops / (med * 1e-3) * 1e-9, compile_ms, peak_rss_mib());
+  fflush(stdout);
+  if (gemm) {
+    for (int s = 0; s < nshapes; s++) {
+      int tcounts[2] = {1, (int)threads};
+      for (int k = 0; k < (threads > 1 ? 2 : 1); k++) {
+        bprt_set_threads(tcounts[k]);
+        double gf, ms = time_gemm(&shapes[s], tcounts[k], (int)(steps > 10 ? steps : 10), &gf);
+        printf("gemm %s %lld %lld %lld %d %.4f %.1f\n", ir_ops[shapes[s].op].name, (long long)shapes[s].m,
+               (long long)shapes[s].k, (long long)shapes[s].n, tcounts[k], ms, gf);
+        fflush(stdout);
+      }
+    }
+  }
+  status = 0;
+done:
+  free(t);
+  if (in) free_inputs(in, cm ? cg_model_desc(cm)->ninputs : 0);
+  bprt_model_destroy(m);
+  if (cm) cg_model_free(cm);
+  drv_release(&c);
+  return status;
+}
