@@ -24,6 +24,7 @@
 #include <llvm-c/Analysis.h>
 
 #include "codegen/cg.h"
+#include "passes/memplan.h"
 
 #define ALIGN_FLOATS 16
 
@@ -54,8 +55,9 @@ typedef struct {
   bool training;
   bool *live;
   bool *materialize;      /* constants that a non-elementwise kernel reads from memory */
-  int64_t *slot_fixed;    /* bytes into the fixed region, or -1 */
-  int64_t *slot_batch;    /* bytes per batch item into the per-batch region, or -1 */
+  int64_t *slot_fixed;    /* planned offset (passes/memplan.c): fixed bytes after the pack buffers */
+  int64_t *slot_batch;    /* ... plus this many bytes per batch item */
+  int32_t *direct_grad;   /* the GRAD sink whose parameter's gradient slot holds this value, or -1 */
   int64_t fixed, per_batch;
   bool has_gemm;
   CgSchedule sched;       /* groups of instructions, each one loop nest */
@@ -122,20 +124,6 @@ static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training, bool fuse) 
         if (f->insts[in->args[k]].op == OP_CONST) p->materialize[in->args[k]] = true;
   }
   if (!ok) return false;
-  for (int32_t i = 0; i < n; i++) {
-    const Inst *in = &f->insts[i];
-    if (!p->live[i] || in->type == TYPE_VOID || in->op == OP_INPUT || in->op == OP_PARAM) continue;
-    if (in->op == OP_CONST && !p->materialize[i]) continue;
-    const TensorType *t = ir_vtype(f, i);
-    int64_t bytes = align_up(fixed_numel(t) * 4, 64);
-    if (batch_dims(t)) {
-      p->slot_batch[i] = p->per_batch;
-      p->per_batch += bytes;
-    } else {
-      p->slot_fixed[i] = p->fixed;
-      p->fixed += bytes;
-    }
-  }
   /* the schedule: live computed instructions, grouped into kernels */
   bool *computed = arena_alloc(a, (size_t)(n + 1) * sizeof *computed);
   for (int32_t i = 0; i < n; i++) {
@@ -143,6 +131,41 @@ static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training, bool fuse) 
     computed[i] = p->live[i] && in->op != OP_INPUT && in->op != OP_PARAM && (in->op != OP_CONST || p->materialize[i]);
   }
   cg_schedule_build(a, f, computed, fuse, &p->sched);
+  /* the workspace: passes/memplan.c places every computed value (what the kernels write:
+   * activations, temporaries, gradients and outputs before their sinks copy them out,
+   * materialized constants) so that values whose lifetimes do not overlap share bytes.
+   * Lifetimes are intervals of kernels (step = the kernel of each instruction), so no
+   * two values one kernel reads or writes share memory. Offsets are fixed + per_batch * B. */
+  int32_t *step = arena_alloc(a, (size_t)(n + 1) * sizeof *step);
+  for (int g = 0; g < p->sched.ngroups; g++)
+    for (int k = p->sched.group_start[g]; k < p->sched.group_start[g + 1]; k++) step[p->sched.order[k]] = g;
+  for (int32_t i = 0, cur = 0; i < n; i++) {
+    if (computed[i]) cur = step[i];
+    step[i] = cur;
+  }
+  /* A value that is the gradient of exactly one parameter is computed straight into the
+   * grads block (its sink then copies nothing), so gradients take no workspace. */
+  p->direct_grad = arena_alloc(a, (size_t)(n + 1) * sizeof *p->direct_grad);
+  int32_t *grad_refs = arena_alloc(a, (size_t)(n + 1) * sizeof *grad_refs);
+  for (int32_t i = 0; i < n; i++) p->direct_grad[i] = -1;
+  for (int32_t i = 0; i < n; i++)
+    if (f->insts[i].op == OP_GRAD && p->live[i]) {
+      int32_t g = f->insts[i].args[1];
+      if (grad_refs[g]++ == 0) p->direct_grad[g] = i;
+    }
+  for (int32_t i = 0; i < n; i++)
+    if (grad_refs[i] != 1 || !computed[i] || f->insts[i].op == OP_CONST) p->direct_grad[i] = -1;
+  bool *in_ws = arena_alloc(a, (size_t)(n + 1) * sizeof *in_ws);   /* computed values, not sinks */
+  for (int32_t i = 0; i < n; i++) in_ws[i] = computed[i] && f->insts[i].type != TYPE_VOID && p->direct_grad[i] < 0;
+  MemPlan *mp = memplan_build_ex(f, 1, in_ws, step);
+  for (int32_t i = 0; i < n; i++) {
+    if (!in_ws[i]) continue;
+    p->slot_fixed[i] = mp->vals[i].offset.fixed;
+    p->slot_batch[i] = mp->vals[i].offset.per_batch;
+  }
+  p->fixed = mp->workspace.fixed;
+  p->per_batch = mp->workspace.per_batch;
+  memplan_free(mp);
   return true;
 }
 
@@ -366,7 +389,6 @@ static bool emit_body(Build *b, FuncPlan *p) {
   LLVMValueRef batch = cg_batch(cg);
   cg->gemm_pack = ws;
   LLVMValueRef fixed_base = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), ws, (LLVMValueRef[]){cg_i64(cg, b->pack_bytes)}, 1, "");
-  LLVMValueRef batch_base = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), ws, (LLVMValueRef[]){cg_i64(cg, b->ws_fixed_regions)}, 1, "");
   for (int32_t i = 0; i < f->ninsts; i++) {
     const Inst *in = &f->insts[i];
     if (!p->live[i] || in->type == TYPE_VOID) continue;
@@ -381,11 +403,14 @@ static bool emit_body(Build *b, FuncPlan *p) {
     } else if (in->op == OP_CONST && !p->materialize[i]) {
       v->is_const = true;
       v->cval = in->fattr[0];
-    } else if (p->slot_batch[i] >= 0) {
-      LLVMValueRef off = LLVMBuildMul(B, batch, cg_i64(cg, p->slot_batch[i]), "");
-      v->ptr = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), batch_base, &off, 1, "");
-    } else {
+    } else if (p->direct_grad[i] >= 0) {   /* computed in place in the grads block */
+      const Inst *pi = &f->insts[f->insts[p->direct_grad[i]].args[0]];
+      int k = find_param(d, pi->name ? pi->name : "");
+      v->ptr = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset));
+    } else {   /* the planned slot: pack buffers, then fixed + per_batch * B */
       LLVMValueRef off = cg_i64(cg, p->slot_fixed[i]);
+      if (p->slot_batch[i] > 0)
+        off = LLVMBuildAdd(B, off, LLVMBuildMul(B, batch, cg_i64(cg, p->slot_batch[i]), ""), "");
       v->ptr = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), fixed_base, &off, 1, "");
     }
   }
@@ -438,6 +463,7 @@ static bool emit_body(Build *b, FuncPlan *p) {
       const Inst *pi = &f->insts[in->args[0]];
       int k = find_param(d, pi->name ? pi->name : "");
       has_grad[k] = true;
+      if (p->direct_grad[in->args[1]] == v) break;   /* already computed in place */
       LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset));
       cg_kernel_copy(cg, &vals[in->args[1]], dst, vals[in->args[1]].t);
       break;

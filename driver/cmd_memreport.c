@@ -8,6 +8,7 @@
  * parameters, gradients, optimizer state, kept activations and the workspace peak.
  * --checkpoint and --mem-budget also apply to --emit=grad-ir and --emit=dot, which then
  * show the recomputed instructions. The batch defaults to the train block's. */
+#include "codegen/codegen.h"
 #include "driver/driver.h"
 #include "passes/memplan.h"
 #include "passes/passes.h"
@@ -36,6 +37,8 @@ bool drv_mem_flag(const char *a, char **argv, int argc, int *i) {
   const char *v;
   if (strcmp(a, "--mem-report") == 0) {
     drv_mem.report = true;
+  } else if (strcmp(a, "--watch") == 0) {   /* plan the step as `bpcc train --watch` compiles it */
+    drv_lower_activations = true;
   } else if ((v = option_value(a, "--checkpoint", argv, argc, i))) {
     if (strcmp(v, "none") == 0) drv_mem.mode = CKPT_NONE;
     else if (strcmp(v, "sqrt") == 0) drv_mem.mode = CKPT_SQRT;
@@ -129,6 +132,21 @@ int drv_mem_report(const char *path, const char *model) {
            k == 1 ? "" : "s");
   }
   memplan_free(p);
+  if (training) {
+    /* What the compiled step allocates: every value a kernel writes (also gradients and
+     * outputs before their sinks copy them out), placed by the same planner with kernel
+     * lifetimes, plus the GEMM packing buffers. `bpcc train --watch` measures it. */
+    CgOptimizer opt;
+    drv_train_optimizer(&c.model->train, &opt);
+    CgOptions co = {"native", 0, 0, false};
+    CgModel *cm = cg_model_build(c.func, f, &opt, &co);
+    if (!cm) goto done;
+    const bprt_model_desc *d = cg_model_desc(cm);
+    int64_t ws = d->ws_fixed + d->ws_per_batch * batch;
+    printf("workspace of the compiled step: %s (%lld bytes) at batch %lld\n", memplan_format_size(ws, b1, sizeof b1),
+           (long long)ws, (long long)batch);
+    cg_model_free(cm);
+  }
   status = 0;
 done:
   drv_release(&c);

@@ -448,6 +448,12 @@ int cmd_train(int argc, char **argv) {
   if (!isnan(r.last.val_accuracy)) printf(", val_accuracy %.2f%%", 100 * r.last.val_accuracy);
   if (a.save) printf("; saved %s", a.save);
   printf("\n");
+  if (a.watch) {   /* the planned workspace, as allocated, beside `bpcc --mem-report`'s prediction */
+    const bprt_model_desc *d = cg_model_desc(cm);
+    printf("workspace: measured %" PRId64 " bytes at batch %" PRId64 "; predicted %" PRId64 " bytes "
+           "(bpcc --mem-report --watch --batch %" PRId64 ")\n",
+           bprt_model_workspace_bytes(m), o.batch, d->ws_fixed + d->ws_per_batch * o.batch, o.batch);
+  }
   status = 0;
 done:
   bprt_model_destroy(m);

@@ -78,6 +78,7 @@ static void usage(FILE *o) {
           "  -fno-softmax-xent  differentiate cross-entropy of a softmax through log and softmax\n"
           "  --mem-report       print the memory plan of a training step: every tensor, totals\n"
           "  --batch N          the batch of --mem-report (default: the train block's)\n"
+          "  --watch            --mem-report of the step as `bpcc train --watch` compiles it\n"
           "  --checkpoint=MODE  none, sqrt or auto: recompute activations in backward\n"
           "                     (--mem-report, --emit=grad-ir, --emit=dot)\n"
           "  --mem-budget SIZE  the most bytes a step may use (e.g. 64MiB, 1GB); implies auto\n"

@@ -504,6 +504,11 @@ int bprt_desc_output(const bprt_model_desc *d, int i, bprt_tensor_desc *out) { r
 
 uint64_t bprt_model_get_step(const bprt_model *m) { return m ? m->step : 0; }
 
+int64_t bprt_model_workspace_bytes(const bprt_model *m) {
+  if (!m || !m->workspace) return 0;
+  return m->d->ws_fixed + m->d->ws_per_batch * m->cap_batch;
+}
+
 int bprt_model_set_step(bprt_model *m, uint64_t step) {
   if (!m) return fail(BPRT_E_ARG, "set_step: NULL model");
   m->step = step;

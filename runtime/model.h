@@ -171,6 +171,9 @@ int bprt_model_get_hyper_name(const bprt_model *m, const char *name, double *val
 int bprt_desc_input(const bprt_model_desc *d, int i, bprt_tensor_desc *out);
 int bprt_desc_output(const bprt_model_desc *d, int i, bprt_tensor_desc *out);
 uint64_t bprt_model_get_step(const bprt_model *m);
+/* Bytes of the workspace allocated now (ws_fixed + ws_per_batch * the largest batch
+ * seen), 0 before the first call: what `bpcc train --watch` reports as measured. */
+int64_t bprt_model_workspace_bytes(const bprt_model *m);
 int bprt_model_set_step(bprt_model *m, uint64_t step);
 int bprt_model_param(const bprt_model *m, int i, bprt_param_info *out);
 int bprt_model_find_param(const bprt_model *m, const char *name);   /* index or -1 */

@@ -48,5 +48,17 @@ for f in "$M3" "$SRC"/examples/*.bp; do
   done
 done
 grep -q "dashed" "$T/g.dot" || true
+
+# The compiled step allocates exactly the workspace --mem-report predicts (spiral, with and
+# without checkpointing), and checkpointing shrinks the compiled workspace of m3_deep.
+SPIRAL=$SRC/examples/spiral.bp
+for ck in none sqrt; do
+  pred=$("$BPCC" --mem-report --watch --batch 32 --checkpoint=$ck "$SPIRAL" | sed -n 's/^workspace of the compiled step: .*(\([0-9]*\) bytes) at batch 32$/\1/p')
+  meas=$("$BPCC" train "$SPIRAL" --data spiral:n=64 --epochs 1 --batch 32 --watch --checkpoint=$ck | sed -n 's/^workspace: measured \([0-9]*\) bytes at batch 32;.*/\1/p')
+  [ -n "$pred" ] && [ "$pred" = "$meas" ] || fail "checkpoint=$ck: predicted workspace '$pred' != measured '$meas'"
+done
+w_none=$("$BPCC" --mem-report "$M3" --checkpoint=none | sed -n 's/^workspace of the compiled step: .*(\([0-9]*\) bytes).*/\1/p')
+w_sqrt=$("$BPCC" --mem-report "$M3" --checkpoint=sqrt | sed -n 's/^workspace of the compiled step: .*(\([0-9]*\) bytes).*/\1/p')
+[ -n "$w_none" ] && [ -n "$w_sqrt" ] && [ "$w_sqrt" -lt "$w_none" ] || fail "compiled workspace: sqrt $w_sqrt not below none $w_none"
 "$BPCC" --emit=dot "$M3" --checkpoint=sqrt | grep -q "style=\"filled,dashed\"" || fail "recomputed values are not marked in dot"
 echo "ok"
