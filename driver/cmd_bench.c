@@ -185,6 +185,7 @@ static void bench_usage(FILE *o) {
           "  --batch N      batch size (default: the train block's)\n"
           "  --gemm         also time each distinct matrix product of the step on its own,\n"
           "                 on 1 thread and on --threads threads\n"
+          "  --checkpoint=MODE, --mem-budget SIZE   recompute activations as bpcc train does\n"
           "output: bpcc MODEL ms_median ms_min ms_max gflop_per_step gflops compile_ms peak_rss_mib\n"
           "        gemm VARIANT M K N threads ms_median gflops\n");
 }
@@ -201,6 +202,8 @@ int cmd_bench(int argc, char **argv) {
       return 0;
     } else if (!strcmp(a, "--gemm")) {
       gemm = true;
+    } else if (strcmp(a, "--batch") && drv_mem_flag(a, argv, argc, &i)) {
+      /* --checkpoint=none|sqrt|auto, --mem-budget SIZE: as `bpcc train` applies them */
     } else if ((!strcmp(a, "--steps") || !strcmp(a, "--warmup") || !strcmp(a, "--threads") || !strcmp(a, "--batch"))) {
       if (i + 1 >= argc) {
         fprintf(stderr, "bpcc: error: %s needs a value\n", a);
