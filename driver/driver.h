@@ -121,6 +121,7 @@ int drv_mem_opt_factor(const DrvCompilation *c);   /* optimizer state floats per
 Func *drv_checkpoint(DrvCompilation *c, Func *grad, CkptResult *res);
 int drv_mem_report(const char *path, const char *model);
 int emit_dot(DrvCompilation *c, FILE *out);
+int emit_opt_ir(DrvCompilation *c, FILE *out);   /* --emit=opt-ir (emit_dot.c) */
 
 /* Autodiff + simplification of c->func (after DRV_LOWER), then codegen with the
  * optimizer `optimizer` (bprt_optimizer) and hyper[BPRT_H__COUNT] as the descriptor's

@@ -108,3 +108,54 @@ int emit_dot(DrvCompilation *c, FILE *out) {
   write_dot(out, f);
   return 0;
 }
+
+/* `bpcc --emit=opt-ir FILE.bp`: the gradient IR (after autodiff, simplification and
+ * checkpointing) with the kernels it compiles to: before the first instruction of each
+ * kernel a line `# kernel K: op+op+...` names its members; leaves and sinks stand
+ * outside kernels. The grouping is codegen's fusion rule (codegen/schedule.c), the one
+ * --emit=dot draws as clusters. */
+int emit_opt_ir(DrvCompilation *c, FILE *out) {
+  if (!c->func) {
+    fprintf(stderr, "bpcc: error: %s has no model\n", c->name);
+    return 1;
+  }
+  Func *f = c->func;
+  if (c->model && c->model->loss >= 0) {
+    f = drv_grad_func(c->func);
+    if (!f) return 1;
+    f = drv_checkpoint(c, f, NULL);
+    if (!f) return 1;
+  }
+  Arena *a = arena_new();
+  int32_t n = f->ninsts;
+  bool *computed = arena_alloc(a, (size_t)(n + 1) * sizeof *computed);
+  int32_t *group_of = arena_alloc(a, (size_t)(n + 1) * sizeof *group_of);
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    computed[i] = !(ir_ops[in->op].flags & (OPF_LEAF | OPF_SINK)) || in->op == OP_DROPOUT_MASK;
+    group_of[i] = -1;
+  }
+  CgSchedule s;
+  cg_schedule_build(a, f, computed, true, &s);
+  for (int g = 0; g < s.ngroups; g++)
+    for (int32_t k = s.group_start[g]; k < s.group_start[g + 1]; k++) group_of[s.order[k]] = g;
+  char *text = ir_print_to_string(f);
+  /* the printer writes `func @name {`, then one line per instruction, then `}` */
+  char *line = text;
+  for (int32_t row = -1; line && *line; row++) {
+    char *nl = strchr(line, '\n');
+    if (row >= 0 && row < n && group_of[row] >= 0 && s.order[s.group_start[group_of[row]]] == row) {
+      int g = group_of[row];
+      fprintf(out, "  # kernel %d:", g);
+      for (int32_t k = s.group_start[g]; k < s.group_start[g + 1]; k++)
+        fprintf(out, "%s%s", k == s.group_start[g] ? " " : "+", ir_ops[f->insts[s.order[k]].op].name);
+      fprintf(out, "\n");
+    }
+    fwrite(line, 1, nl ? (size_t)(nl - line + 1) : strlen(line), out);
+    line = nl ? nl + 1 : NULL;
+  }
+  fprintf(out, "# %d kernels\n", s.ngroups);
+  bp_free(text);
+  arena_free(a);
+  return 0;
+}

@@ -38,6 +38,7 @@ const DrvEmit drv_emits[] = {
     {"ast", DRV_PARSE, emit_ast, "the syntax tree (printed even when it has errors)"},
     {"ir", DRV_LOWER, emit_ir, "the forward IR of the model"},
     {"grad-ir", DRV_LOWER, emit_grad_ir, "forward + backward IR after autodiff and simplification"},
+    {"opt-ir", DRV_LOWER, emit_opt_ir, "the gradient IR with the kernels it compiles to (fusion groups)"},
     {"dot", DRV_LOWER, emit_dot, "Graphviz: forward and backward, kernels as clusters, recomputed values dashed"},
     {"llvm", DRV_LOWER, drv_emit_llvm, "the optimized LLVM IR of forward, grad and step"},
     {"asm", DRV_LOWER, drv_emit_asm, "their assembly (-O0..-O3, -march=CPU apply)"},
