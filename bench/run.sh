@@ -3,8 +3,8 @@
 #
 # 1. the machine's FP32 FMA peak (bench/peak.c), 1 thread and THREADS threads;
 # 2. bpcc's training step on M1, M2, M3 (`bpcc bench`, median of 30 steps after 5 of
-#    warm-up), and each model's matrix products alone on 1 and THREADS threads (M2 only
-#    for the product rows: its shapes are the issue's target);
+#    warm-up), and for M2 (`--profile`) the time of forward, backward and update, and
+#    each of its matrix products alone on 1 and THREADS threads;
 # 3. the same three models in PyTorch (bench/torch_bench.py under /usr/bin/python3,
 #    OMP/OpenBLAS threads set to THREADS), run between the bpcc runs so that both see
 #    the same machine state.
@@ -32,7 +32,7 @@ for m in m1 m2 m3; do
   f=$HERE/$m.bp
   [ $m = m3 ] && f=$HERE/m3_deep.bp
   gemm=
-  [ $m = m2 ] && gemm=--gemm
+  [ $m = m2 ] && gemm=--profile
   "$BPCC" bench "$f" --threads "$THREADS" --steps 30 $gemm >> "$TMP/bpcc.txt"
   if [ $have_torch = yes ]; then
     /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" 30 $m >> "$TMP/torch.txt"
@@ -60,7 +60,13 @@ awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$CSV" -v torchfile="$TMP/torch.tx
     printf "%s,%s,%s,%s,%s,%s,%.1f,%s,%s,%s,%s,%s\n", $2, $3, $4, $5, $6, $7, 100 * $7 / peak, tm, tm != "" ? tm / $3 : "", $8, $9, (key in trss) ? trss[key] : "" >> csv
   }
   $1 == "gemm" { g[++ng] = $0 }
+  $1 == "profile" { prof[++np] = sprintf("  %-9s %8.3f ms", $2, $3) }
   END {
+    if (np) {
+      print ""
+      print "where M2'"'"'s step goes (--profile: entry points timed alone; products alone, counted per use):"
+      for (i = 1; i <= np; i++) print prof[i]
+    }
     print ""
     printf "%-10s %6s %6s %6s %8s %10s %9s %14s\n", "product", "M", "K", "N", "threads", "ms", "GFLOP/s", "% core peak"
     print "" >> csv

@@ -156,6 +156,8 @@ static double time_gemm(const Shape *s, int threads, int steps, double *gflops) 
   return ms;
 }
 
+static int shape_count[32];   /* how often each collected shape occurs in the step */
+
 static int collect_shapes(Func *g, int64_t batch, Shape *out, int max) {
   int n = 0;
   for (int32_t i = 0; i < g->ninsts; i++) {
@@ -167,8 +169,14 @@ static int collect_shapes(Func *g, int64_t batch, Shape *out, int max) {
                c->dims[1] == DIM_BATCH ? batch : c->dims[1]};
     bool seen = false;
     for (int j = 0; j < n && !seen; j++)
-      seen = out[j].op == s.op && out[j].m == s.m && out[j].k == s.k && out[j].n == s.n;
-    if (!seen && n < max) out[n++] = s;
+      if (out[j].op == s.op && out[j].m == s.m && out[j].k == s.k && out[j].n == s.n) {
+        seen = true;
+        shape_count[j]++;
+      }
+    if (!seen && n < max) {
+      shape_count[n] = 1;
+      out[n++] = s;
+    }
   }
   return n;
 }
@@ -186,14 +194,18 @@ static void bench_usage(FILE *o) {
           "  --gemm         also time each distinct matrix product of the step on its own,\n"
           "                 on 1 thread and on --threads threads\n"
           "  --checkpoint=MODE, --mem-budget SIZE   recompute activations as bpcc train does\n"
+          "  --profile      where the step's time goes: forward, backward and the optimizer\n"
+          "                 update timed through the three entry points, and the products\n"
+          "                 (implies --gemm)\n"
           "output: bpcc MODEL ms_median ms_min ms_max gflop_per_step gflops compile_ms peak_rss_mib\n"
-          "        gemm VARIANT M K N threads ms_median gflops\n");
+          "        gemm VARIANT M K N threads ms_median gflops\n"
+          "        profile PHASE ms_median (forward, backward, update, products, other)\n");
 }
 
 int cmd_bench(int argc, char **argv) {
   const char *file = NULL;
   int64_t steps = 30, warmup = 5, threads = 0, batch = 0;
-  bool gemm = false;
+  bool gemm = false, profile = false;
   for (int i = 1; i < argc; i++) {   /* argv[0] is "bench" */
     const char *a = argv[i];
     bool ok = true;
@@ -202,6 +214,8 @@ int cmd_bench(int argc, char **argv) {
       return 0;
     } else if (!strcmp(a, "--gemm")) {
       gemm = true;
+    } else if (!strcmp(a, "--profile")) {
+      profile = gemm = true;
     } else if (strcmp(a, "--batch") && drv_mem_flag(a, argv, argc, &i)) {
       /* --checkpoint=none|sqrt|auto, --mem-budget SIZE: as `bpcc train` applies them */
     } else if ((!strcmp(a, "--steps") || !strcmp(a, "--warmup") || !strcmp(a, "--threads") || !strcmp(a, "--batch"))) {
@@ -283,6 +297,37 @@ int cmd_bench(int argc, char **argv) {
   printf("bpcc %s %.3f %.3f %.3f %.4f %.1f %.0f %.1f\n", c.model->name, med, t[0], t[steps - 1], flops * 1e-9,
          flops / (med * 1e-3) * 1e-9, compile_ms, peak_rss_mib());
   fflush(stdout);
+  /* --profile: the three entry points timed the same way; backward = grad - forward,
+   * update = step - grad (medians of the same number of calls). */
+  double ph_fwd = NAN, ph_grad = NAN;
+  if (profile) {
+    float *outs[64] = {0};
+    const bprt_tensor_desc *od = d->outputs;
+    for (int i = 0; i < d->noutputs && i < 64; i++) {
+      int64_t row = 1;
+      for (int k = 1; k < od[i].rank; k++) row *= od[i].dims[k];
+      outs[i] = malloc((size_t)(row * batch) * sizeof(float));
+    }
+    for (int phase = 0; phase < 2; phase++) {
+      for (int64_t i = 0; i < warmup + steps; i++) {
+        double s0 = now_ms();
+        int rc = phase == 0 ? bprt_model_forward(m, batch, (const void *const *)in, outs)
+                            : bprt_model_loss_and_grad(m, batch, (const void *const *)in, &loss);
+        if (rc) {
+          fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+          goto done;
+        }
+        if (i >= warmup) t[i - warmup] = now_ms() - s0;
+      }
+      qsort(t, (size_t)steps, sizeof *t, cmp_double);
+      if (phase == 0) ph_fwd = t[steps / 2];
+      else ph_grad = t[steps / 2];
+    }
+    for (int i = 0; i < d->noutputs && i < 64; i++) free(outs[i]);
+    printf("profile forward %.3f\nprofile backward %.3f\nprofile update %.3f\n", ph_fwd, ph_grad - ph_fwd, med - ph_grad);
+    fflush(stdout);
+  }
+  double products_ms = 0;
   if (gemm) {
     for (int s = 0; s < nshapes; s++) {
       int tcounts[2] = {1, (int)threads};
@@ -291,9 +336,12 @@ int cmd_bench(int argc, char **argv) {
         double gf, ms = time_gemm(&shapes[s], tcounts[k], (int)(steps > 10 ? steps : 10), &gf);
         printf("gemm %s %lld %lld %lld %d %.4f %.1f\n", ir_ops[shapes[s].op].name, (long long)shapes[s].m,
                (long long)shapes[s].k, (long long)shapes[s].n, tcounts[k], ms, gf);
+        if (tcounts[k] == (int)threads) products_ms += ms * shape_count[s];
         fflush(stdout);
       }
     }
+    if (profile)
+      printf("profile products %.3f\nprofile other %.3f\n", products_ms, med - products_ms);
   }
   status = 0;
 done:
