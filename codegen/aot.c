@@ -630,6 +630,11 @@ int cg_aot_write(CgModel *m, const char *so_path, const CgAotOptions *o) {
     return -1;
   }
   const bprt_model_desc *d = cg_model_desc(m);
+  if (cg_model_elem_bytes(m) != 4) {
+    diag_error(SRCLOC_NONE, "cannot make %s: model '%s' is f64; model libraries are f32 (f64 is for `bpcc gradcheck` "
+               "and the codegen tests)", so_path, d->model_name);
+    return -1;
+  }
   if (strncmp(d->model_name, "bprt", 4) == 0) {
     diag_error(SRCLOC_NONE, "cannot make %s: model names starting with 'bprt' are reserved for the runtime; rename '%s'",
                so_path, d->model_name);

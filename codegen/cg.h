@@ -28,10 +28,13 @@ typedef struct Cg {
   LLVMContextRef C;
   LLVMModuleRef M;
   LLVMBuilderRef B;
-  int W;                 /* f32 lanes per vector; 1 = scalar */
+  int W;                 /* elements per vector (16 f32 or 8 f64 on AVX-512); 1 = scalar */
+  int esize;             /* bytes per element: 4 (f32 model) or 8 (f64 model) */
   int MR, NR;            /* GEMM register tile: MR rows x NR columns (NR = 2 W) */
   int gemm_chunks;       /* most GEMM chunks (threads) at once; pack buffers per chunk */
   bool prefer512;
+  /* t_f32 is the element type of the model's tensors: float, or double in an f64 model
+   * (cg_set_f64), and t_vec is <W x t_f32>; t_f64 is always double (accumulators). */
   LLVMTypeRef t_void, t_f32, t_f64, t_i1, t_i32, t_i64, t_ptr, t_vec, t_frame, t_task, t_pfor;
   LLVMValueRef fn;       /* the function being emitted */
   LLVMValueRef frame;    /* its bprt_frame * argument (entry points) */
@@ -63,6 +66,7 @@ struct CgModel {
   bool has_entry[3];     /* forward, grad, step */
   const char *march;
   int opt_level, lanes;
+  int esize;             /* 4: f32 model; 8: f64 model (double buffers in the frame) */
 };
 
 /* Fields of bprt_frame, in order (the struct type t_frame mirrors it). */
@@ -74,6 +78,9 @@ enum {
 
 /* ---- emit.c: small builders ---- */
 void cg_init_types(Cg *cg);
+/* Make double the element type (t_f32, t_vec, W halved, the GEMM tile for 8-byte
+ * lanes); after cg_init_types, before any code is emitted. */
+void cg_set_f64(Cg *cg);
 LLVMValueRef cg_i64(Cg *cg, int64_t v);
 LLVMValueRef cg_i32(Cg *cg, int32_t v);
 LLVMValueRef cg_fconst(Cg *cg, LLVMTypeRef T, double v);     /* float or splat vector */
@@ -113,7 +120,8 @@ void cg_if_end(Cg *cg, LLVMBasicBlockRef join);
 typedef void (*CgBodyFn)(Cg *cg, void *ctx, LLVMValueRef j, LLVMTypeRef T);
 void cg_vloop(Cg *cg, LLVMValueRef n, CgBodyFn body, void *ctx);
 
-/* ---- vmath.c: polynomial math on float or <W x float> ---- */
+/* ---- vmath.c: polynomial math on float or <W x float>; on double or <W x double> the
+ * double-precision algorithms (an f64 model) ---- */
 LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_log(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x);

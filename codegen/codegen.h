@@ -59,6 +59,12 @@ void cg_optimizer_defaults(CgOptimizer *opt, int kind);
 
 typedef struct CgModel CgModel;
 
+/* The element type of the generated code is the IR's: a model whose float tensors are
+ * all f32 reads and writes float buffers; one whose float tensors are all f64 reads and writes double buffers through the same bprt_frame — its
+ * float * fields (params, grads, inputs, outputs, loss) then point at doubles, and
+ * the descriptor's *_floats sizes and offsets count doubles. f32 and f64 tensors in one
+ * model are an error. Labels are int32 in both. */
+
 /* Build one LLVM module holding <model>__forward (from fwd), <model>__grad (from grad,
  * if not NULL) and <model>__step (grad + the update of `opt`, if grad and opt are not
  * NULL), optimized at o->opt_level, and fill the descriptor's layout. The model name
@@ -68,6 +74,11 @@ LLVMModuleRef cg_model_module(CgModel *m);          /* the optimized module (own
 LLVMTargetMachineRef cg_model_target(CgModel *m);   /* for emitting objects (owned by m) */
 bprt_model_desc *cg_model_desc(CgModel *m);          /* entry pointers NULL until cg_model_jit */
 int cg_model_lanes(CgModel *m);                      /* f32 vector lanes: 16, 8, 4 or 1 */
+int cg_model_elem_bytes(CgModel *m);                 /* 4: f32 model, 8: f64 model */
+/* The runtime (runtime/model.c), `bpcc train` / eval / bench and model libraries are
+ * f32: false after a located error at the first f64 input or parameter of f (for the
+ * driver to call before cg_model_build). */
+bool cg_check_runtime_f32(Func *f);
 /* ORC LLJIT the module and fill desc->forward / grad / step. 0, or -1 with a diagnostic. */
 int cg_model_jit(CgModel *m);
 

@@ -38,6 +38,16 @@ void cg_init_types(Cg *cg) {
   cg->t_pfor = LLVMFunctionType(cg->t_void, pargs, 5, 0);
 }
 
+void cg_set_f64(Cg *cg) {
+  int lanes = cg->W;
+  cg->esize = 8;
+  cg->W = lanes > 1 ? lanes / 2 : 1;
+  cg->t_f32 = cg->t_f64;
+  cg->t_vec = cg->W > 1 ? LLVMVectorType(cg->t_f64, (unsigned)cg->W) : cg->t_f64;
+  /* the same register tile in registers: MR rows x 2 vectors (12 x 16 f64 = 24 zmm) */
+  cg->NR = cg->W == 1 ? 4 : 2 * cg->W;
+}
+
 LLVMValueRef cg_i64(Cg *cg, int64_t v) { return LLVMConstInt(cg->t_i64, (unsigned long long)v, 1); }
 LLVMValueRef cg_i32(Cg *cg, int32_t v) { return LLVMConstInt(cg->t_i32, (unsigned long long)(int64_t)v, 1); }
 

@@ -37,6 +37,42 @@ LLVMModuleRef cg_model_module(CgModel *m) { return m->M; }
 LLVMTargetMachineRef cg_model_target(CgModel *m) { return m->tm; }
 bprt_model_desc *cg_model_desc(CgModel *m) { return &m->desc; }
 int cg_model_lanes(CgModel *m) { return m->lanes; }
+int cg_model_elem_bytes(CgModel *m) { return m->esize; }
+
+bool cg_check_runtime_f32(Func *f) {
+  for (int32_t i = 0; f && i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    if ((in->op == OP_INPUT || in->op == OP_PARAM) && ir_vtype(f, i)->dtype == DT_F64) {
+      diag_error(in->loc, "%s '%s' is f64: training, evaluation and model libraries run f32 models; "
+                 "f64 is for `bpcc gradcheck` and the codegen tests", in->op == OP_INPUT ? "input" : "parameter",
+                 in->name ? in->name : "");
+      return false;
+    }
+  }
+  return true;
+}
+
+/* The element type of a model: f32, or f64 when its first float tensor is f64; a
+ * tensor of the other float type is a located error. */
+static bool model_is_f64(Func *fwd, Func *grad, bool *f64) {
+  Func *fs[2] = {fwd, grad};
+  int dt = -1;
+  for (int q = 0; q < 2; q++)
+    for (int32_t i = 0; fs[q] && i < fs[q]->ninsts; i++) {
+      const Inst *in = &fs[q]->insts[i];
+      if (in->type == TYPE_VOID) continue;
+      int d = ir_vtype(fs[q], i)->dtype;
+      if (d != DT_F32 && d != DT_F64) continue;
+      if (dt < 0) dt = d;
+      if (d != dt) {
+        diag_error(in->loc, "codegen: f32 and f64 tensors in one model (%%%d = %s in @%s is %s, the model is %s)",
+                   (int)i, ir_ops[in->op].name, fs[q]->name, d == DT_F64 ? "f64" : "f32", dt == DT_F64 ? "f64" : "f32");
+        return false;
+      }
+    }
+  *f64 = dt == DT_F64;
+  return true;
+}
 
 void cg_model_free(CgModel *m) {
   if (!m) return;
@@ -101,12 +137,6 @@ static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training, bool fuse) 
     p->slot_fixed[i] = p->slot_batch[i] = -1;
     if (!p->live[i] || in->type == TYPE_VOID) continue;
     const TensorType *t = ir_vtype(f, i);
-    if (t->dtype == DT_F64) {
-      diag_error(in->loc, "codegen: f64 tensors are not supported by the LLVM backend (%%%d = %s)", (int)i,
-                 ir_ops[in->op].name);
-      ok = false;
-      continue;
-    }
     if (batch_dims(t) > 1) {
       diag_error(in->loc, "codegen: a tensor with the batch dim twice is not supported (%%%d = %s)", (int)i,
                  ir_ops[in->op].name);
@@ -211,8 +241,8 @@ static bool build_tables(Build *b) {
     const Inst *in = &pf->insts[i];
     if (in->op != OP_PARAM) continue;
     const TensorType *t = ir_vtype(pf, i);
-    if (t->dtype != DT_F32) {
-      diag_error(in->loc, "codegen: parameter '%s' must be f32", in->name ? in->name : "");
+    if (t->dtype != (b->cg.esize == 8 ? DT_F64 : DT_F32)) {
+      diag_error(in->loc, "codegen: parameter '%s' must be %s", in->name ? in->name : "", b->cg.esize == 8 ? "f64" : "f32");
       return false;
     }
     bprt_param_desc *p = &params[np++];
@@ -516,6 +546,8 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
     diag_error(SRCLOC_NONE, "codegen: unknown optimizer %d", opt->kind);
     return NULL;
   }
+  bool f64 = false;
+  if (!model_is_f64(fwd, grad, &f64)) return NULL;
   char err[256];
   int lanes = 1;
   LLVMTargetMachineRef tm = cg_target_machine(o->march, o->opt_level, &lanes, err, sizeof err);
@@ -554,7 +586,10 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
   int hint = o->nthreads_hint > 0 ? o->nthreads_hint : (int)sysconf(_SC_NPROCESSORS_ONLN);
   cg->gemm_chunks = hint < 1 ? 1 : hint > 64 ? 64 : hint;
   cg->prefer512 = lanes == 16;
+  cg->esize = 4;
   cg_init_types(cg);
+  if (f64) cg_set_f64(cg);   /* double elements, W / 2 lanes */
+  m->esize = cg->esize;
   if (o->debug_info) debug_begin(&b);
 
   bool ok = build_tables(&b);
@@ -563,7 +598,7 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
   ok = ok && (!grad || plan_func(m->arena, &pg, grad, true, true));
   if (ok) {
     bool gemm = pf.has_gemm || (grad && pg.has_gemm);
-    b.pack_bytes = gemm ? cg_gemm_pack_floats(cg) * 4 * cg->gemm_chunks : 0;
+    b.pack_bytes = gemm ? cg_gemm_pack_floats(cg) * cg->esize * cg->gemm_chunks : 0;
     int64_t fixed = pf.fixed, per_batch = pf.per_batch;
     if (grad) {
       fixed = pg.fixed > fixed ? pg.fixed : fixed;

@@ -10,7 +10,15 @@
  *   tanh(x): |x| < 0.625: x + x^3 P(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))
  *   sigmoid: 1 / (1 + exp(-x))
  * Rounding uses the 1.5 * 2^23 trick instead of llvm.floor, which is a libm call on
- * CPUs without SSE4.1. */
+ * CPUs without SSE4.1.
+ *
+ * On double or <W x double> (an f64 model) the same functions follow Cephes' double
+ * precision algorithms, accurate to a few ulp (the f32 polynomials would give 1e-7):
+ *   exp(x):  n = round(x log2 e) (1.5 * 2^52), r = x - n ln2 (Cody-Waite),
+ *            exp(r) = 1 + 2 r P(r^2) / (Q(r^2) - r P(r^2)) (Pade, degrees 2/3), times 2^n
+ *   log(x):  x = m 2^e, m in [sqrt(1/2), sqrt(2)), log(1 + f) = f - f^2/2 + f^3 P5(f) / Q5(f)
+ *   tanh(x): |x| < 0.625: x + x^3 P2(x^2) / Q3(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))
+ * written with plain multiplies and adds (llvm.fma would be a libm call without FMA). */
 #include <math.h>
 
 #include "codegen/cg.h"
@@ -51,7 +59,115 @@ static LLVMValueRef horner(Cg *cg, LLVMValueRef x, const double *c, int n) {
   return y;
 }
 
+/* ------------------------------------------------------------------ double precision */
+
+static bool is_double(Cg *cg, LLVMValueRef x) {
+  LLVMTypeRef T = LLVMTypeOf(x);
+  return (cg_is_vec(T) ? LLVMGetElementType(T) : T) == cg->t_f64;
+}
+
+static LLVMTypeRef i64_type_like(Cg *cg, LLVMValueRef x) {
+  LLVMTypeRef T = LLVMTypeOf(x);
+  return cg_is_vec(T) ? LLVMVectorType(cg->t_i64, LLVMGetVectorSize(T)) : cg->t_i64;
+}
+
+static LLVMValueRef IK64(Cg *cg, LLVMTypeRef IT, int64_t v) {
+  if (LLVMGetTypeKind(IT) != LLVMVectorTypeKind) return cg_i64(cg, v);
+  unsigned n = LLVMGetVectorSize(IT);
+  LLVMValueRef e[64];
+  for (unsigned i = 0; i < n; i++) e[i] = cg_i64(cg, v);
+  return LLVMConstVector(e, n);
+}
+
+/* Horner without fma: c[0] x^(n-1) + ... + c[n-1]; p1 adds a leading 1 (Cephes p1evl). */
+static LLVMValueRef horner64(Cg *cg, LLVMValueRef x, const double *c, int n, bool p1) {
+  LLVMValueRef y = p1 ? vm_add(cg, x, K(cg, x, c[0])) : K(cg, x, c[0]);
+  for (int i = 1; i < n; i++) y = vm_add(cg, vm_mul(cg, y, x), K(cg, x, c[i]));
+  return y;
+}
+
+/* 2^n (n integral, in [-1075, 1024]) times y, in two halves so that denormal results
+ * are rounded once. */
+static LLVMValueRef scale2n64(Cg *cg, LLVMValueRef y, LLVMValueRef n) {
+  LLVMTypeRef IT = i64_type_like(cg, y);
+  LLVMValueRef ni = LLVMBuildFPToSI(cg->B, n, IT, "");
+  LLVMValueRef n1 = LLVMBuildAShr(cg->B, ni, IK64(cg, IT, 1), "");
+  LLVMValueRef n2 = LLVMBuildSub(cg->B, ni, n1, "");
+  LLVMValueRef s1 = LLVMBuildBitCast(cg->B, LLVMBuildShl(cg->B, LLVMBuildAdd(cg->B, n1, IK64(cg, IT, 1023), ""), IK64(cg, IT, 52), ""), LLVMTypeOf(y), "");
+  LLVMValueRef s2 = LLVMBuildBitCast(cg->B, LLVMBuildShl(cg->B, LLVMBuildAdd(cg->B, n2, IK64(cg, IT, 1023), ""), IK64(cg, IT, 52), ""), LLVMTypeOf(y), "");
+  return vm_mul(cg, vm_mul(cg, y, s1), s2);
+}
+
+static LLVMValueRef exp64(Cg *cg, LLVMValueRef x) {
+  static const double P[] = {1.26177193074810590878E-4, 3.02994407707441961300E-2, 9.99999999999999999910E-1};
+  static const double Q[] = {3.00198505138664455042E-6, 2.52448340349684104192E-3, 2.27265548208155028766E-1,
+                             2.00000000000000000009E0};
+  LLVMValueRef hi = K(cg, x, 709.782712893383996843), lo = K(cg, x, -745.2);
+  LLVMValueRef xc = cg_max_f(cg, lo, x);
+  LLVMValueRef args[2] = {xc, hi};
+  xc = cg_intrinsic(cg, "llvm.minnum", LLVMTypeOf(x), args, 2);
+  LLVMValueRef magic = K(cg, x, 6755399441055744.0);   /* 1.5 * 2^52 */
+  LLVMValueRef n = vm_sub(cg, vm_add(cg, vm_mul(cg, xc, K(cg, x, 1.4426950408889634073599)), magic), magic);
+  LLVMValueRef r = vm_sub(cg, xc, vm_mul(cg, n, K(cg, x, 6.93145751953125E-1)));
+  r = vm_sub(cg, r, vm_mul(cg, n, K(cg, x, 1.42860682030941723212E-6)));
+  LLVMValueRef rr = vm_mul(cg, r, r);
+  LLVMValueRef px = vm_mul(cg, r, horner64(cg, rr, P, 3, false));
+  LLVMValueRef e = LLVMBuildFDiv(cg->B, px, vm_sub(cg, horner64(cg, rr, Q, 4, false), px), "");
+  LLVMValueRef y = vm_add(cg, K(cg, x, 1.0), vm_add(cg, e, e));
+  y = scale2n64(cg, y, n);
+  y = sel(cg, fcmp(cg, LLVMRealOGT, x, hi), K(cg, x, INFINITY), y);
+  return sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, y);
+}
+
+static LLVMValueRef log64(Cg *cg, LLVMValueRef x) {
+  static const double P[] = {1.01875663804580931796E-4, 4.97494994976747001425E-1, 4.70579119878881725854E0,
+                             1.44989225341610930846E1, 1.79368678507819816313E1, 7.70838733755885391666E0};
+  static const double Q[] = {1.12873587189167450590E1, 4.52279145837532221105E1, 8.29875266912776603211E1,
+                             7.11544750618563894466E1, 2.31251620126765340583E1};
+  LLVMTypeRef T = LLVMTypeOf(x), IT = i64_type_like(cg, x);
+  /* denormals: scale by 2^54 first */
+  LLVMValueRef tiny = fcmp(cg, LLVMRealOLT, x, K(cg, x, 2.2250738585072014e-308));
+  LLVMValueRef xs = sel(cg, tiny, vm_mul(cg, x, K(cg, x, 18014398509481984.0)), x);
+  LLVMValueRef eadj = sel(cg, tiny, K(cg, x, -54.0), K(cg, x, 0.0));
+  LLVMValueRef bits = LLVMBuildBitCast(cg->B, xs, IT, "");
+  LLVMValueRef ei = LLVMBuildSub(cg->B, LLVMBuildAnd(cg->B, LLVMBuildLShr(cg->B, bits, IK64(cg, IT, 52), ""), IK64(cg, IT, 0x7ff), ""),
+                                 IK64(cg, IT, 1022), "");
+  LLVMValueRef mb = LLVMBuildOr(cg->B, LLVMBuildAnd(cg->B, bits, IK64(cg, IT, (int64_t)0x800fffffffffffffull), ""),
+                                IK64(cg, IT, 0x3fe0000000000000ll), "");
+  LLVMValueRef m = LLVMBuildBitCast(cg->B, mb, T, "");           /* [0.5, 1) */
+  LLVMValueRef e = vm_add(cg, LLVMBuildSIToFP(cg->B, ei, T, ""), eadj);
+  LLVMValueRef small = fcmp(cg, LLVMRealOLT, m, K(cg, x, 0.70710678118654752440));
+  e = sel(cg, small, vm_sub(cg, e, K(cg, x, 1.0)), e);
+  LLVMValueRef f = sel(cg, small, vm_sub(cg, vm_add(cg, m, m), K(cg, x, 1.0)), vm_sub(cg, m, K(cg, x, 1.0)));
+  LLVMValueRef z = vm_mul(cg, f, f);
+  LLVMValueRef y = vm_mul(cg, f, LLVMBuildFDiv(cg->B, vm_mul(cg, z, horner64(cg, f, P, 6, false)), horner64(cg, f, Q, 5, true), ""));
+  y = vm_sub(cg, y, vm_mul(cg, e, K(cg, x, 2.121944400546905827679e-4)));
+  y = vm_sub(cg, y, vm_mul(cg, z, K(cg, x, 0.5)));
+  LLVMValueRef r = vm_add(cg, f, y);
+  r = vm_add(cg, r, vm_mul(cg, e, K(cg, x, 0.693359375)));
+  r = sel(cg, fcmp(cg, LLVMRealOEQ, x, K(cg, x, 0.0)), K(cg, x, -INFINITY), r);
+  r = sel(cg, fcmp(cg, LLVMRealOLT, x, K(cg, x, 0.0)), K(cg, x, NAN), r);
+  r = sel(cg, fcmp(cg, LLVMRealOEQ, x, K(cg, x, INFINITY)), x, r);
+  return sel(cg, fcmp(cg, LLVMRealUNO, x, x), x, r);
+}
+
+static LLVMValueRef tanh64(Cg *cg, LLVMValueRef x) {
+  static const double P[] = {-9.64399179425052238628E-1, -9.92877231001918586564E1, -1.61468768441708447952E3};
+  static const double Q[] = {1.12811678491632931402E2, 2.23548839060100448583E3, 4.84406305325125486048E3};
+  LLVMValueRef ax = cg_intrinsic(cg, "llvm.fabs", LLVMTypeOf(x), &x, 1);
+  LLVMValueRef z = vm_mul(cg, x, x);
+  LLVMValueRef ys = vm_add(cg, x, vm_mul(cg, vm_mul(cg, x, z), LLVMBuildFDiv(cg->B, horner64(cg, z, P, 3, false), horner64(cg, z, Q, 3, true), "")));
+  LLVMValueRef e = exp64(cg, vm_add(cg, ax, ax));
+  LLVMValueRef yl = vm_sub(cg, K(cg, x, 1.0), LLVMBuildFDiv(cg->B, K(cg, x, 2.0), vm_add(cg, e, K(cg, x, 1.0)), ""));
+  LLVMValueRef sargs[2] = {yl, x};
+  yl = cg_intrinsic(cg, "llvm.copysign", LLVMTypeOf(x), sargs, 2);
+  return sel(cg, fcmp(cg, LLVMRealOLT, ax, K(cg, x, 0.625)), ys, yl);
+}
+
+/* ------------------------------------------------------------------ single precision */
+
 LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x) {
+  if (is_double(cg, x)) return exp64(cg, x);
   static const double P[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
                              4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
   LLVMTypeRef IT = int_type_like(cg, x);
@@ -81,6 +197,7 @@ LLVMValueRef cg_exp(Cg *cg, LLVMValueRef x) {
 }
 
 LLVMValueRef cg_log(Cg *cg, LLVMValueRef x) {
+  if (is_double(cg, x)) return log64(cg, x);
   static const double P[] = {7.0376836292E-2, -1.1514610310E-1, 1.1676998740E-1,
                              -1.2420140846E-1, 1.4249322787E-1, -1.6668057665E-1,
                              2.0000714765E-1, -2.4999993993E-1, 3.3333331174E-1};
@@ -112,6 +229,7 @@ LLVMValueRef cg_log(Cg *cg, LLVMValueRef x) {
 }
 
 LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x) {
+  if (is_double(cg, x)) return tanh64(cg, x);
   static const double P[] = {-5.70498872745E-3, 2.06390887954E-2, -5.37397155531E-2,
                              1.33314422036E-1, -3.33332819422E-1};
   LLVMValueRef ax = cg_intrinsic(cg, "llvm.fabs", LLVMTypeOf(x), &x, 1);

@@ -24,6 +24,10 @@ int drv_write_library(const char *path, const char *model, const char *out) {
     drv_release(&c);
     return 1;
   }
+  if (!cg_check_runtime_f32(c.func)) {
+    drv_release(&c);
+    return 1;
+  }
   int errors = diag_error_count();
   Func *grad = NULL;
   if (has_loss(c.func)) {

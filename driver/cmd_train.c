@@ -30,6 +30,7 @@ struct CgModel *drv_build_jit(DrvCompilation *c, int optimizer, const double *hy
     fprintf(stderr, "bpcc: error: %s has no model to train\n", c->name);
     return NULL;
   }
+  if (!cg_check_runtime_f32(c->func)) return NULL;
   int errors = diag_error_count();
   PassOptions po;
   pass_options_default(&po);

@@ -275,7 +275,8 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
 
   case OP_ONEHOT:
     if (a->dtype != DT_LABEL) return fail(err, errlen, "onehot needs a label operand, has %s", ir_type_str(a, s1, sizeof s1));
-    return ir_type(m, DT_F32, a->rank, a->dims);
+    /* f32; f64 where the instruction is already typed f64 (a model converted to f64) */
+    return ir_type(m, in->type != TYPE_VOID && ir_type_get(m, in->type)->dtype == DT_F64 ? DT_F64 : DT_F32, a->rank, a->dims);
 
   case OP_SOFTMAX_XENT: {
     if (!is_float(a) || a->rank != 2 || b->dtype != DT_LABEL || b->rank != 2 ||

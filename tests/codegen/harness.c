@@ -58,13 +58,33 @@ static void *zalloc(size_t n) {
   return p;
 }
 
+Func *cgt_func_to_f64(Func *f, const char *name) {
+  Func *g = ir_func_clone(f, name);
+  for (int32_t i = 0; i < g->ninsts; i++) {
+    Inst *in = &g->insts[i];
+    if (in->type == TYPE_VOID) continue;
+    const TensorType *t = ir_type_get(g->mod, in->type);
+    if (t->dtype != DT_F32) continue;
+    int64_t dims[IR_MAX_RANK];
+    for (int k = 0; k < t->rank; k++) dims[k] = t->dims[k];
+    in->type = ir_type(g->mod, DT_F64, t->rank, dims);
+  }
+  return g;
+}
+
 void cgt_frame_init(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int threads) {
+  cgt_frame_init_ex(t, d, batch, threads, 4);
+}
+
+void cgt_frame_init_ex(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int threads, int esize) {
   memset(t, 0, sizeof *t);
-  t->params = zalloc((size_t)d->param_floats * 4);
-  t->grads = zalloc((size_t)d->param_floats * 4);
-  t->state = zalloc((size_t)d->opt_state_floats * 4);
+  size_t es = (size_t)esize;
+  t->esize = esize;
+  t->params = zalloc((size_t)d->param_floats * es);
+  t->grads = zalloc((size_t)d->param_floats * es);
+  t->state = zalloc((size_t)d->opt_state_floats * es);
   t->ws = zalloc((size_t)(d->ws_fixed + d->ws_per_batch * batch));
-  t->loss = zalloc(4);
+  t->loss = zalloc(es);
   t->ninputs = d->ninputs;
   t->noutputs = d->noutputs;
   t->inputs = zalloc(sizeof(void *) * (size_t)(d->ninputs + 1));
@@ -72,11 +92,11 @@ void cgt_frame_init(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int th
   for (int i = 0; i < d->ninputs; i++) {
     const bprt_tensor_desc *in = &d->inputs[i];
     int64_t n = cgt_numel(in->is_label ? in->rank - 1 : in->rank, in->dims, batch);
-    t->inputs[i] = zalloc((size_t)n * 4);
+    t->inputs[i] = zalloc((size_t)n * (in->is_label ? 4 : es));
   }
   for (int i = 0; i < d->noutputs; i++) {
     const bprt_tensor_desc *o = &d->outputs[i];
-    t->outputs[i] = zalloc((size_t)cgt_numel(o->rank, o->dims, batch) * 4);
+    t->outputs[i] = zalloc((size_t)cgt_numel(o->rank, o->dims, batch) * es);
   }
   memcpy(t->hyper, d->hyper, sizeof t->hyper);
   bprt_frame *f = &t->fr;
@@ -115,15 +135,17 @@ static TensorType resolve(const TensorType *t, int64_t batch) {
   return r;
 }
 
-/* |got - ref| <= tol * max(1, max |ref|) for all n elements; prints a line on failure. */
-static int compare(const char *what, const TensorType *type, int64_t batch, const float *got, const double *ref,
-                   int64_t n, double tol) {
+/* |got - ref| <= tol * max(1, max |ref|) for all n elements; prints a line on failure.
+ * got holds floats (esize 4) or doubles (esize 8). */
+static int compare(const char *what, const TensorType *type, int64_t batch, const void *gotp, int esize,
+                   const double *ref, int64_t n, double tol) {
+#define GOT(k) (esize == 8 ? ((const double *)gotp)[k] : (double)((const float *)gotp)[k])
   double maxdiff = 0, scale = 1;
   int64_t worst = 0, bad = 0;
   for (int64_t k = 0; k < n; k++)
     if (isfinite(ref[k])) scale = fmax(scale, fabs(ref[k]));
   for (int64_t k = 0; k < n; k++) {
-    double r = ref[k], g = got[k];
+    double r = ref[k], g = GOT(k);
     double diff = fabs(g - r);
     if (isnan(r) && isnan(g)) diff = 0;
     else if (isinf(r) && g == r) diff = 0;
@@ -135,12 +157,13 @@ static int compare(const char *what, const TensorType *type, int64_t batch, cons
   ir_type_str(type, ts, sizeof ts);
   if (bad) {
     printf("  FAIL %-12s %-14s batch %lld: %lld of %lld elements off, max |diff| %.3g at %lld (jit %.9g, ref %.9g)\n",
-           what, ts, (long long)batch, (long long)bad, (long long)n, maxdiff, (long long)worst, (double)got[worst],
+           what, ts, (long long)batch, (long long)bad, (long long)n, maxdiff, (long long)worst, GOT(worst),
            ref[worst]);
     return 1;
   }
   if (getenv("CGT_VERBOSE")) printf("  ok   %-12s %-14s batch %lld: max |diff| %.3g\n", what, ts, (long long)batch, maxdiff);
   return 0;
+#undef GOT
 }
 
 static int check_model(Func *f, Func *grad, int64_t batch, double tol, const CgtConfig *cfg);
@@ -156,8 +179,12 @@ int cgt_check_grad(Func *fwd, Func *grad, int64_t batch, double tol, const CgtCo
 /* Forward (grad NULL): outputs of the forward entry. Else the grad entry: outputs, the
  * loss and the gradients, against the interpreter running grad. */
 static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const CgtConfig *cfg) {
-  CgtConfig defcfg = {-1, 1, 1, NULL, false};
+  CgtConfig defcfg = {-1, 1, 1, NULL, false, false};
   if (!cfg) cfg = &defcfg;
+  if (cfg->f64) {
+    fwd = cgt_func_to_f64(fwd, fwd->name);
+    if (grad) grad = cgt_func_to_f64(grad, grad->name);
+  }
   /* CGT_OPT=0..3 picks the optimization level (default 2), to run a test at -O0 */
   const char *lvl = getenv("CGT_OPT");
   CgOptions o = {cfg->march ? cfg->march : "native", lvl ? atoi(lvl) : 2, 2, false};
@@ -169,8 +196,9 @@ static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const C
     return 1;
   }
   bprt_model_desc *d = cg_model_desc(m);
+  int es = cg_model_elem_bytes(m);
   CgtFrame t;
-  cgt_frame_init(&t, d, batch, cfg->threads);
+  cgt_frame_init_ex(&t, d, batch, cfg->threads, es);
   uint64_t rs = 42;
   /* interpreter tensors in f's instruction order */
   int nin = d->ninputs, np = 0;
@@ -194,35 +222,36 @@ static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const C
       }
       continue;
     }
-    float *dst;
+    void *dst;
     if (in->op == OP_INPUT) dst = t.inputs[in->iattr[0]];
     else {
       int q = 0;
       while (strcmp(d->params[q].name, in->name) != 0) q++;
-      dst = t.params + d->params[q].offset;
+      dst = (char *)t.params + d->params[q].offset * es;
     }
     /* weights of a realistic scale: U(-1, 1) sqrt(3 / fan_in), variance 1 / fan_in */
     double pscale = in->op == OP_PARAM && cfg->init_scale ? (ty.rank == 2 ? sqrt(3.0 / (double)ty.dims[0]) : 0.1) : 1;
     for (int64_t k = 0; k < x->numel; k++) {
-      float v = (float)(pscale * (cfg->lo + (cfg->hi - cfg->lo) * cgt_urand(&rs)));
+      double v = pscale * (cfg->lo + (cfg->hi - cfg->lo) * cgt_urand(&rs));
+      if (es == 8) ((double *)dst)[k] = v;
+      else ((float *)dst)[k] = (float)v, v = (float)v;
       x->data[k] = v;
-      dst[k] = v;
     }
   }
   if (grad) d->grad(&t.fr);
   else d->forward(&t.fr);
   int fails = t.fr.status != 0;
-  Interp *it = ir_interp_run(f, INTERP_F32, batch, ins, nin, ps, np, 1234, 1);
+  Interp *it = ir_interp_run(f, es == 8 ? INTERP_F64 : INTERP_F32, batch, ins, nin, ps, np, 1234, 1);
   if (!it) fails = 1;
   int ko = 0;
   for (int32_t i = 0; it && i < f->ninsts; i++) {
     const Inst *in = &f->insts[i];
     if (in->op == OP_OUTPUT) {
       const Tensor *ref = ir_interp_value(it, in->args[0]);
-      fails += compare(in->name, &ref->type, batch, t.outputs[ko++], ref->data, ref->numel, tol);
+      fails += compare(in->name, &ref->type, batch, t.outputs[ko++], es, ref->data, ref->numel, tol);
     } else if (in->op == OP_LOSS && grad) {
       const Tensor *ref = ir_interp_value(it, in->args[0]);
-      fails += compare("loss", &ref->type, batch, t.loss, ref->data, 1, tol);
+      fails += compare("loss", &ref->type, batch, t.loss, es, ref->data, 1, tol);
     } else if (in->op == OP_GRAD) {
       const Tensor *ref = ir_interp_value(it, in->args[1]);
       const char *pn = f->insts[in->args[0]].name;
@@ -230,7 +259,7 @@ static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const C
       while (strcmp(d->params[q].name, pn) != 0) q++;
       char what[96];
       snprintf(what, sizeof what, "d %s", pn);
-      fails += compare(what, &ref->type, batch, t.grads + d->params[q].offset, ref->data, ref->numel, tol);
+      fails += compare(what, &ref->type, batch, (char *)t.grads + d->params[q].offset * es, es, ref->data, ref->numel, tol);
     }
   }
   ir_interp_free(it);

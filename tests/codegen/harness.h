@@ -14,6 +14,7 @@ typedef struct {
   int threads;        /* parallel_for threads (1: serial) */
   const char *march;  /* NULL: native */
   bool init_scale;    /* params: rank 2 times sqrt(3 / dims[0]) (a He-like scale), else 0.1 */
+  bool f64;           /* compile and interpret cgt_func_to_f64 of the functions instead */
 } CgtConfig;
 
 /* A serial / pthread parallel_for with the bprt_parallel_for_fn signature. */
@@ -26,14 +27,19 @@ void cgt_parallel_for(void *pool, int64_t n, int64_t grain, bprt_task_fn fn, voi
  * tensor that fails (all with CGT_VERBOSE set). Returns the number of tensors that
  * failed (or 1 if building failed). */
 int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg);
+/* For an f64 model (every float type f64) the JIT runs on double buffers and the
+ * reference is the interpreter's INTERP_F64 mode (no rounding to f32); the norm is the
+ * same: |jit - ref| <= tol * max(1, max |ref|) per tensor. */
 
 /* The grad entry of a model (fwd, grad) against the interpreter running grad: the
  * loss, every gradient and every output, with the same tolerance rule as above. */
 int cgt_check_grad(Func *fwd, Func *grad, int64_t batch, double tol, const CgtConfig *cfg);
 
-/* A frame with blocks sized from desc at `batch`; free with cgt_frame_free. */
+/* A frame with blocks sized from desc at `batch`; free with cgt_frame_free. The float
+ * pointers hold `esize`-byte elements: float (4) or double (8, an f64 model). */
 typedef struct {
   bprt_frame fr;
+  int esize;
   float *params, *grads, *state, *loss;
   unsigned char *ws;
   void **inputs;
@@ -42,6 +48,11 @@ typedef struct {
   int ninputs, noutputs;
 } CgtFrame;
 void cgt_frame_init(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int threads);
+void cgt_frame_init_ex(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int threads, int esize);
+
+/* A copy of f (named `name`, in f's module) with every f32 type replaced by f64, for
+ * running a model through the f64 code generator and the INTERP_F64 interpreter. */
+Func *cgt_func_to_f64(Func *f, const char *name);
 void cgt_frame_free(CgtFrame *t);
 int64_t cgt_numel(int rank, const int64_t *dims, int64_t batch);
 

@@ -32,7 +32,7 @@ static int run_one(Op op, int64_t M, int64_t K, int64_t N, bool batch_m, int thr
   int32_t a = ir_input(f, "a", 0, ir_type(m, DT_F32, 2, ad), L);
   int32_t b = ir_param(f, "b", ir_type(m, DT_F32, 2, bd), INIT_ZEROS, 0, 0, L);
   ir_output(f, "c", ir_binary(f, op, a, b, L), L);
-  CgtConfig c = {-1, 1, threads, march, false};
+  CgtConfig c = {-1, 1, threads, march, false, false};
   int r = cgt_check_forward(f, batch_m ? M : 2, TOL, &c);
   if (r)
     printf("%s M=%lld K=%lld N=%lld threads=%d march=%s failed\n", ir_ops[op].name, (long long)M, (long long)K,

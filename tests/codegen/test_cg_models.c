@@ -2,7 +2,10 @@
  * frontend, autodiff and codegen, against the reference interpreter: the forward
  * entry's outputs and the grad entry's outputs, loss and every gradient, at batch sizes
  * 1, 7 and 33, tolerance 1e-5 relative to each tensor's scale (harness.h). Inputs are
- * U(-1, 1), weights U(-1, 1) sqrt(3 / fan_in): the scale of a trained network. */
+ * U(-1, 1), weights U(-1, 1) sqrt(3 / fan_in): the scale of a trained network. Then
+ * the same in f64: the lowered and differentiated functions with every f32 type made
+ * f64 (cgt_func_to_f64), double code against INTERP_F64, tolerance 1e-12 in the same
+ * norm: |jit - ref| <= 1e-12 max(1, max |ref|) per tensor. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,12 +52,14 @@ static int check_file(const char *path) {
     Func *grad = pass_run_pipeline(ir_func_clone(fwd, "grad"), &po);
     assert_non_null(grad);
     static const int64_t batches[] = {1, 7, 33};
-    for (int b = 0; b < 3; b++) {
-      CgtConfig c = {-1, 1, 1, NULL, true};
-      int r = cgt_check_forward(fwd, batches[b], 1e-5, &c) + cgt_check_grad(fwd, grad, batches[b], 1e-5, &c);
-      if (r) printf("%s: model %s at batch %lld failed\n", path, fwd->name, (long long)batches[b]);
-      fails += r;
-    }
+    for (int prec = 0; prec < 2; prec++)
+      for (int b = 0; b < 3; b++) {
+        CgtConfig c = {-1, 1, 1, NULL, true, prec == 1};
+        double tol = prec == 1 ? 1e-12 : 1e-5;
+        int r = cgt_check_forward(fwd, batches[b], tol, &c) + cgt_check_grad(fwd, grad, batches[b], tol, &c);
+        if (r) printf("%s: model %s at batch %lld (%s) failed\n", path, fwd->name, (long long)batches[b], prec ? "f64" : "f32");
+        fails += r;
+      }
     ir_module_free(m);
   }
   arena_free(a);

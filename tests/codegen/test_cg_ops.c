@@ -28,9 +28,14 @@ static TypeId ty(Module *m, int rank, int64_t d0, int64_t d1, int64_t d2) {
 
 static const char *march = NULL;   /* NULL: native; test_portable sets the x86-64 levels */
 
+/* set by the test_f64_* cases: the same graphs converted to f64 (cgt_func_to_f64),
+ * compiled to double code and compared with INTERP_F64 within TOL64 */
+static bool f64 = false;
+#define TOL64 1e-12
+
 static int check(Func *f, int64_t batch, double lo, double hi) {
-  CgtConfig c = {lo, hi, 1, march, false};
-  return cgt_check_forward(f, batch, TOL, &c);
+  CgtConfig c = {lo, hi, 1, march, false, f64};
+  return cgt_check_forward(f, batch, f64 ? TOL64 : TOL, &c);
 }
 
 static void test_unary(void **state) {
@@ -281,13 +286,38 @@ static void test_portable(void **state) {
   march = NULL;
 }
 
+/* f64: every op above again on double code (8 lanes with AVX-512, then 4 and 2). */
+static void test_f64_elementwise(void **state) {
+  f64 = true;
+  test_unary(state);
+  test_binary_broadcast(state);
+  f64 = false;
+}
+
+static void test_f64_rows(void **state) {
+  f64 = true;
+  test_reductions(state);
+  test_softmax_rows(state);
+  test_shape_ops(state);
+  test_chain(state);
+  test_schedule(state);
+  f64 = false;
+}
+
+static void test_f64_portable(void **state) {
+  f64 = true;
+  test_portable(state);
+  f64 = false;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unary),        cmocka_unit_test(test_binary_broadcast),
       cmocka_unit_test(test_reductions),   cmocka_unit_test(test_softmax_rows),
       cmocka_unit_test(test_shape_ops),    cmocka_unit_test(test_chain),
       cmocka_unit_test(test_dropout),      cmocka_unit_test(test_schedule),
-      cmocka_unit_test(test_portable),
+      cmocka_unit_test(test_portable),     cmocka_unit_test(test_f64_elementwise),
+      cmocka_unit_test(test_f64_rows),     cmocka_unit_test(test_f64_portable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
