@@ -2,7 +2,9 @@
  * GEMM against the interpreter: every edge of the MR x NR tile and of the MC / KC / NC
  * blocks, the batch dim in each position, one and two threads, and the big shapes of
  * an MLP layer (128 x 784 x 1024 and its backward forms). Tolerance 1e-5 relative to
- * the tensor's largest magnitude (harness.h). */
+ * the tensor's largest magnitude (harness.h). The test_f64_* cases run the same sweeps
+ * on f64 products (the 12 x 16 / 6 x 8 / 6 x 4 double tiles) against INTERP_F64 within
+ * 1e-12 in the same norm. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +21,7 @@ static const SrcLoc L = {-1, 1, 1, 0};
 
 /* c[M,N] from operands shaped for op; `batch_m`: M is the batch dim B. */
 static const char *march = NULL;   /* NULL: native */
+static bool f64 = false;           /* the test_f64_* cases */
 
 static int run_one(Op op, int64_t M, int64_t K, int64_t N, bool batch_m, int threads) {
   Module *m = ir_module_new();
@@ -32,11 +35,11 @@ static int run_one(Op op, int64_t M, int64_t K, int64_t N, bool batch_m, int thr
   int32_t a = ir_input(f, "a", 0, ir_type(m, DT_F32, 2, ad), L);
   int32_t b = ir_param(f, "b", ir_type(m, DT_F32, 2, bd), INIT_ZEROS, 0, 0, L);
   ir_output(f, "c", ir_binary(f, op, a, b, L), L);
-  CgtConfig c = {-1, 1, threads, march, false, false};
-  int r = cgt_check_forward(f, batch_m ? M : 2, TOL, &c);
+  CgtConfig c = {-1, 1, threads, march, false, f64};
+  int r = cgt_check_forward(f, batch_m ? M : 2, f64 ? 1e-12 : TOL, &c);
   if (r)
-    printf("%s M=%lld K=%lld N=%lld threads=%d march=%s failed\n", ir_ops[op].name, (long long)M, (long long)K,
-           (long long)N, threads, march ? march : "native");
+    printf("%s M=%lld K=%lld N=%lld threads=%d march=%s %s failed\n", ir_ops[op].name, (long long)M, (long long)K,
+           (long long)N, threads, march ? march : "native", f64 ? "f64" : "f32");
   ir_module_free(m);
   return r;
 }
@@ -96,12 +99,28 @@ static void test_portable(void **state) {
   assert_int_equal(fails, 0);
 }
 
+static void test_f64_edges(void **state) {
+  f64 = true;
+  test_edges(state);
+  test_portable(state);
+  f64 = false;
+}
+
+static void test_f64_blocks(void **state) {
+  f64 = true;
+  test_blocks(state);
+  test_mlp_shapes(state);
+  f64 = false;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_edges),
       cmocka_unit_test(test_portable),
       cmocka_unit_test(test_blocks),
       cmocka_unit_test(test_mlp_shapes),
+      cmocka_unit_test(test_f64_edges),
+      cmocka_unit_test(test_f64_blocks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
