@@ -76,6 +76,11 @@ expect_error "checkpoint is for model 'spiral', not 'mnist_mlp'" \
 printf 'junk' > "$T/junk.st"
 expect_error "$T/junk.st" eval "$SPIRAL" --weights "$T/junk.st" --data spiral
 expect_error "no weights: give --weights PATH" eval "$SPIRAL" --data spiral
+# an f64 model: training and libraries are f32 (the f64 code generator is for the tests)
+printf 'model m(x: f64[B, 2], y: label[B, 2]) {\n    output z = tanh(x)\n    loss mean(x * x)\n}\n' > "$T/m64.bp"
+expect_error "$T/m64.bp:1:9: error: input 'x' is f64: training, evaluation and model libraries run f32 models" \
+  train "$T/m64.bp" --data spiral:n=90,classes=2 --epochs 1
+expect_error "input 'x' is f64" "$T/m64.bp" -o "$T/m64.so"
 
 [ $fails -eq 0 ] && echo "cli: all passed"
 exit $fails
