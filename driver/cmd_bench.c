@@ -297,9 +297,11 @@ int cmd_bench(int argc, char **argv) {
   printf("bpcc %s %.3f %.3f %.3f %.4f %.1f %.0f %.1f\n", c.model->name, med, t[0], t[steps - 1], flops * 1e-9,
          flops / (med * 1e-3) * 1e-9, compile_ms, peak_rss_mib());
   fflush(stdout);
-  /* --profile: the three entry points timed the same way; backward = grad - forward,
-   * update = step - grad (medians of the same number of calls). */
-  double ph_fwd = NAN, ph_grad = NAN;
+  /* --profile: forward, loss-and-grad and the whole step timed back to back in each
+   * iteration, so that all three see the same machine state (the machine is shared and
+   * noisy); backward = median over iterations of (grad - forward), update = median of
+   * (step - grad). Medians of per-iteration differences, not differences of medians,
+   * which under load could come out negative. */
   if (profile) {
     float *outs[64] = {0};
     const bprt_tensor_desc *od = d->outputs;
@@ -308,23 +310,36 @@ int cmd_bench(int argc, char **argv) {
       for (int k = 1; k < od[i].rank; k++) row *= od[i].dims[k];
       outs[i] = malloc((size_t)(row * batch) * sizeof(float));
     }
-    for (int phase = 0; phase < 2; phase++) {
-      for (int64_t i = 0; i < warmup + steps; i++) {
-        double s0 = now_ms();
-        int rc = phase == 0 ? bprt_model_forward(m, batch, (const void *const *)in, outs)
-                            : bprt_model_loss_and_grad(m, batch, (const void *const *)in, &loss);
-        if (rc) {
-          fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
-          goto done;
-        }
-        if (i >= warmup) t[i - warmup] = now_ms() - s0;
+    double *tb = malloc((size_t)steps * sizeof *tb), *tu = malloc((size_t)steps * sizeof *tu);
+    for (int64_t i = 0; i < warmup + steps; i++) {
+      double s0 = now_ms();
+      int rc = bprt_model_forward(m, batch, (const void *const *)in, outs);
+      double s1 = now_ms();
+      rc = rc ? rc : bprt_model_loss_and_grad(m, batch, (const void *const *)in, &loss);
+      double s2 = now_ms();
+      rc = rc ? rc : bprt_model_train_step(m, batch, (const void *const *)in, &loss);
+      double s3 = now_ms();
+      if (rc) {
+        fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+        free(tb);
+        free(tu);
+        for (int k = 0; k < d->noutputs && k < 64; k++) free(outs[k]);
+        goto done;
       }
-      qsort(t, (size_t)steps, sizeof *t, cmp_double);
-      if (phase == 0) ph_fwd = t[steps / 2];
-      else ph_grad = t[steps / 2];
+      if (i >= warmup) {
+        t[i - warmup] = s1 - s0;
+        tb[i - warmup] = (s2 - s1) - (s1 - s0);
+        tu[i - warmup] = (s3 - s2) - (s2 - s1);
+      }
     }
+    qsort(t, (size_t)steps, sizeof *t, cmp_double);
+    qsort(tb, (size_t)steps, sizeof *tb, cmp_double);
+    qsort(tu, (size_t)steps, sizeof *tu, cmp_double);
+    printf("profile forward %.3f\nprofile backward %.3f\nprofile update %.3f\n", t[steps / 2], tb[steps / 2],
+           tu[steps / 2]);
+    free(tb);
+    free(tu);
     for (int i = 0; i < d->noutputs && i < 64; i++) free(outs[i]);
-    printf("profile forward %.3f\nprofile backward %.3f\nprofile update %.3f\n", ph_fwd, ph_grad - ph_fwd, med - ph_grad);
     fflush(stdout);
   }
   double products_ms = 0;
