@@ -40,7 +40,6 @@ typedef struct Cg {
   LLVMValueRef frame;    /* its bprt_frame * argument (entry points) */
   LLVMValueRef gemm_fn[3];  /* gemm task per variant (NN, NT, TN), built on first use */
   LLVMValueRef gemm_pack;   /* workspace bytes of the GEMM pack buffers (entry points) */
-  int gemm_epis;            /* GEMMs with a fused epilogue built so far (function names) */
   /* debug info (NULL when off) */
   LLVMDIBuilderRef dib;
   LLVMMetadataRef di_cu, di_file, di_sp;
@@ -141,24 +140,14 @@ typedef struct {
   int ngroups;
 } CgSchedule;
 /* computed[i]: instruction i needs a kernel. fuse: merge adjacent elementwise
- * instructions of one result type, and elementwise instructions into the epilogue of
- * the matrix product before them (cg_epi_operand). */
+ * instructions of one result type. */
 void cg_schedule_build(Arena *a, Func *f, const bool *computed, bool fuse, CgSchedule *s);
-/* Instruction v is a matrix product with an f32 result: the head of a GEMM-epilogue group. */
-bool cg_op_is_matmul(Func *f, int32_t v);
-/* How an epilogue of the product with result type o reads operand type t: the tile's
- * own index (same shape), the column (a bias row [N] or [1,N]), one element; -1: not. */
-enum { CG_EPI_MAT, CG_EPI_ROW, CG_EPI_ONE };
-int cg_epi_operand(const TensorType *t, const TensorType *o);
 
 /* ---- kernels.c ---- */
 /* One kernel per group. vals[v] is the buffer of instruction v; out is where a sink
  * writes (outputs[k], *loss, grads + offset); training selects dropout's Philox mask
  * (else the mask is 1). Returns false after a diagnostic for an unsupported case. */
 bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
-/* members[0] is a matrix product, members[1..n) elementwise instructions of its result
- * type (cg_schedule_build's epilogue rule): one GEMM whose tiles run the members. */
-bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training);
 void cg_kernel_copy(Cg *cg, const CgVal *src, LLVMValueRef dst, const TensorType *t);
 bool cg_op_is_ew(const Inst *in);
@@ -169,12 +158,6 @@ bool cg_op_is_ew(const Inst *in);
 void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
              LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack);
 int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: MC x KC + KC x NC */
-/* cg_gemm with an epilogue: epi, of type cg_gemm_epi_type, runs on every final C tile as
- * epi(epictx, offset of the tile's first element in C, its first column, rows, columns,
- * ldc); NULL epi: plain cg_gemm. */
-void cg_gemm_epi(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
-                 LLVMValueRef K, LLVMValueRef pack, LLVMValueRef epi, LLVMValueRef epictx);
-LLVMTypeRef cg_gemm_epi_type(Cg *cg);
 
 /* ---- optim.c ---- */
 typedef struct {

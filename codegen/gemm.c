@@ -25,8 +25,6 @@
  * own pack buffers in the workspace (cg_gemm_pack_floats floats each, indexed by chunk,
  * not by thread, so results do not depend on the pool). Products under
  * CG_GEMM_PARALLEL_MACS multiply-adds run on the calling thread. */
-#include <stdio.h>
-
 #include "codegen/cg.h"
 
 enum { V_NN, V_NT, V_TN };
@@ -151,24 +149,18 @@ static void pack_block(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef
 /* ------------------------------------------------------------------ the blocked loops */
 
 /* void core(i64 M, i64 N, i64 K, float *A, i64 lda, float *B, i64 ldb, float *C, i64 ldc,
- *           float *Ap, float *Bp, i64 coff, i64 col0, void *epictx)
- * With an epilogue `epi` (cg_gemm_epi), each C tile, once its last KC block is stored,
- * goes through epi(epictx, coff + tile offset, col0 + tile column, mr, nr, ldc) while it
- * is still in L1: coff and col0 place the chunk's C inside the whole product. */
-static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel, LLVMValueRef epi, const char *suffix) {
+ *           float *Ap, float *Bp) */
+static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel) {
   static const char *names[3] = {"bpcc_gemm_nn", "bpcc_gemm_nt", "bpcc_gemm_tn"};
-  LLVMTypeRef args[14] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64,
-                          cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr};
-  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 14, 0);
-  char name[64];
-  snprintf(name, sizeof name, "%s%s", names[variant], suffix);
-  LLVMValueRef fn = cg_new_function(cg, name, fty, true);
+  LLVMTypeRef args[11] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr,
+                          cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr};
+  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 11, 0);
+  LLVMValueRef fn = cg_new_function(cg, names[variant], fty, true);
   cg->fn = fn;
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
   LLVMValueRef M = LLVMGetParam(fn, 0), N = LLVMGetParam(fn, 1), K = LLVMGetParam(fn, 2);
   LLVMValueRef A = LLVMGetParam(fn, 3), lda = LLVMGetParam(fn, 4), Bm = LLVMGetParam(fn, 5), ldb = LLVMGetParam(fn, 6);
   LLVMValueRef Cm = LLVMGetParam(fn, 7), ldc = LLVMGetParam(fn, 8), Ap = LLVMGetParam(fn, 9), Bp = LLVMGetParam(fn, 10);
-  LLVMValueRef coff = LLVMGetParam(fn, 11), col0 = LLVMGetParam(fn, 12), epictx = LLVMGetParam(fn, 13);
   bool ta = variant == V_TN, tb = variant == V_NT;
   LLVMValueRef one = cg_i64(cg, 1);
   /* A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs] */
@@ -195,12 +187,6 @@ static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel, LLVMVa
   LLVMValueRef uargs[8] = {kc, fptr(cg, Ap, mul(cg, ir.iv, kc)), fptr(cg, Bp, mul(cg, jr.iv, kc)),
                            fptr(cg, Cm, cidx), ldc, mr, nr, overwrite};
   LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(ukernel), ukernel, uargs, 8, "");
-  if (epi) {   /* the tile is final after the last KC block: its epilogue, still in L1 */
-    LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(cg->B, LLVMIntSGE, add(cg, pc.iv, kc), K, ""));
-    LLVMValueRef eargs[6] = {epictx, add(cg, coff, cidx), add(cg, col0, add(cg, jc.iv, jr.iv)), mr, nr, ldc};
-    LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(epi), epi, eargs, 6, "");
-    cg_if_end(cg, join);
-  }
   cg_loop_end(cg, &ir);
   cg_loop_end(cg, &jr);
   cg_loop_end(cg, &ic);
@@ -213,11 +199,11 @@ static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel, LLVMVa
 /* ------------------------------------------------------------------ tasks */
 
 /* The context a gemm task reads: what the caller stores before parallel_for. */
-enum { GX_A, GX_B, GX_C, GX_PACK, GX_M, GX_N, GX_K, GX_NCHUNKS, GX_SPLITM, GX_EPI, GX__COUNT };
+enum { GX_A, GX_B, GX_C, GX_PACK, GX_M, GX_N, GX_K, GX_NCHUNKS, GX_SPLITM, GX__COUNT };
 
 static LLVMTypeRef ctx_type(Cg *cg) {
   LLVMTypeRef f[GX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64,
-                              cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr};
+                              cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64};
   return LLVMStructTypeInContext(cg->C, f, GX__COUNT, 0);
 }
 
@@ -230,11 +216,9 @@ static void chunk_range(Cg *cg, LLVMValueRef c, LLVMValueRef nch, LLVMValueRef l
   *e = cg_min_i64(cg, mul(cg, p1, cg_i64(cg, P)), len);
 }
 
-static LLVMValueRef build_task(Cg *cg, int variant, LLVMValueRef core, const char *suffix) {
+static LLVMValueRef build_task(Cg *cg, int variant, LLVMValueRef core) {
   static const char *names[3] = {"bpcc_gemm_task_nn", "bpcc_gemm_task_nt", "bpcc_gemm_task_tn"};
-  char name[64];
-  snprintf(name, sizeof name, "%s%s", names[variant], suffix);
-  LLVMValueRef fn = cg_new_function(cg, name, cg->t_task, true);
+  LLVMValueRef fn = cg_new_function(cg, names[variant], cg->t_task, true);
   cg->fn = fn;
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
   LLVMTypeRef ct = ctx_type(cg);
@@ -262,8 +246,8 @@ static LLVMValueRef build_task(Cg *cg, int variant, LLVMValueRef core, const cha
   LLVMValueRef nonempty = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGT, Ms, z, ""),
                                        LLVMBuildICmp(cg->B, LLVMIntSGT, Ns, z, ""), "");
   LLVMBasicBlockRef join = cg_if_begin(cg, nonempty);
-  LLVMValueRef args[14] = {Ms, Ns, K, As, lda, Bs, ldb, Cs, ldc, pk, bp, add(cg, mul(cg, rs, ldc), cs), cs, f[GX_EPI]};
-  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 14, "");
+  LLVMValueRef args[11] = {Ms, Ns, K, As, lda, Bs, ldb, Cs, ldc, pk, bp};
+  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 11, "");
   cg_if_end(cg, join);
   cg_loop_end(cg, &l);
   LLVMBuildRetVoid(cg->B);
@@ -274,19 +258,8 @@ static LLVMValueRef build_task(Cg *cg, int variant, LLVMValueRef core, const cha
 
 void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
              LLVMValueRef K, LLVMValueRef pack) {
-  cg_gemm_epi(cg, op, A, Bm, Cm, M, N, K, pack, NULL, NULL);
-}
-
-LLVMTypeRef cg_gemm_epi_type(Cg *cg) {
-  LLVMTypeRef args[6] = {cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64};
-  return LLVMFunctionType(cg->t_void, args, 6, 0);
-}
-
-void cg_gemm_epi(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
-                 LLVMValueRef K, LLVMValueRef pack, LLVMValueRef epi, LLVMValueRef epictx) {
   int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
-  LLVMValueRef task = cg->gemm_fn[variant];
-  if (!task || epi) {
+  if (!cg->gemm_fn[variant]) {
     /* build the helpers, then come back to the entry point being emitted */
     LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
     LLVMValueRef fn = cg->fn;
@@ -294,11 +267,8 @@ void cg_gemm_epi(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm
     LLVMSetCurrentDebugLocation2(cg->B, NULL);
     LLVMValueRef uk = LLVMGetNamedFunction(cg->M, "bpcc_gemm_ukernel");
     if (!uk) uk = build_ukernel(cg);
-    char suffix[32] = "";
-    if (epi) snprintf(suffix, sizeof suffix, "_epi%d", cg->gemm_epis++);
-    LLVMValueRef core = build_core(cg, variant, uk, epi, suffix);
-    task = build_task(cg, variant, core, suffix);
-    if (!epi) cg->gemm_fn[variant] = task;
+    LLVMValueRef core = build_core(cg, variant, uk);
+    cg->gemm_fn[variant] = build_task(cg, variant, core);
     cg->fn = fn;
     LLVMPositionBuilderAtEnd(cg->B, here);
     LLVMSetCurrentDebugLocation2(cg->B, loc);
@@ -320,9 +290,9 @@ void cg_gemm_epi(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm
   LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntSLT, pn, twice, "");
   LLVMValueRef mtoo = LLVMBuildICmp(B, LLVMIntSLT, pm, twice, "");
   nch = LLVMBuildSelect(B, LLVMBuildAnd(B, splitm, mtoo, ""), cg_i64(cg, 1), nch, "nchunks");
-  LLVMValueRef vals[GX__COUNT] = {A, Bm, Cm, pack, M, N, K, nch, LLVMBuildZExt(B, splitm, cg->t_i64, ""),
-                                  epictx ? epictx : LLVMConstNull(cg->t_ptr)};
+  LLVMValueRef vals[GX__COUNT] = {A, Bm, Cm, pack, M, N, K, nch, LLVMBuildZExt(B, splitm, cg->t_i64, "")};
   for (int i = 0; i < GX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
+  LLVMValueRef task = cg->gemm_fn[variant];
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, cg_i64(cg, 1), "");
   LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "gemmpar");
   LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "gemmser");

@@ -19,7 +19,6 @@
  *   dropout      Philox4x32-10 blocks of 4 words, exactly runtime/rng.c's bprt_dropout_mask
  */
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "codegen/cg.h"
@@ -191,129 +190,6 @@ bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *v
   }
   cg_vloop(cg, cg_dim(cg, ot, r - 1), ew_body, &c);
   for (int d = r - 2; d >= 0; d--) cg_loop_end(cg, &loops[d]);
-  return true;
-}
-
-/* ------------------------------------------------------------------ GEMM epilogues */
-
-/* The epilogue of a fused product: a function epi(ctx, off, col, mr, nr, ldc) over one
- * final C tile (cg_gemm_epi). ctx is an array of pointers: slot 0 the product C, slot k
- * member k's buffer, then one per outside operand. Row i, column j of the tile is element
- * off + i * ldc + j of every [M,N] buffer and column col + j of a bias row. Each member
- * reads C and earlier members from registers and stores its own result, as in an
- * elementwise group, so later readers are unaffected. */
-typedef struct {
-  Func *f;
-  const int32_t *members;
-  int n;
-  const CgVal *vals;
-  int next;
-  int32_t ext_id[CG_MAX_GROUP * IR_MAX_ARGS];
-  int ext_mode[CG_MAX_GROUP * IR_MAX_ARGS];   /* CG_EPI_*, or -1: a constant */
-  LLVMValueRef ext_ptr[CG_MAX_GROUP * IR_MAX_ARGS];
-  LLVMValueRef out_ptr[CG_MAX_GROUP];
-  LLVMValueRef row, col;   /* element of the row's first column; column of the tile's first */
-} EpiCtx;
-
-static int epi_member(const EpiCtx *c, int32_t v) {
-  for (int k = 0; k < c->n; k++)
-    if (c->members[k] == v) return k;
-  return -1;
-}
-
-static int epi_ext(const EpiCtx *c, int32_t v) {
-  for (int k = 0; k < c->next; k++)
-    if (c->ext_id[k] == v) return k;
-  return -1;
-}
-
-static void epi_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
-  EpiCtx *c = ctxp;
-  LLVMValueRef idx = LLVMBuildAdd(cg->B, c->row, j, "");
-  LLVMValueRef res[CG_MAX_GROUP];
-  res[0] = cg_load(cg, T, c->out_ptr[0], idx);
-  for (int k = 1; k < c->n; k++) {
-    const Inst *in = &c->f->insts[c->members[k]];
-    LLVMValueRef args[IR_MAX_ARGS] = {NULL, NULL, NULL};
-    for (int a = 0; a < in->nargs; a++) {
-      int m = epi_member(c, in->args[a]);
-      if (m >= 0) {
-        args[a] = res[m];
-        continue;
-      }
-      int e = epi_ext(c, in->args[a]);
-      switch (c->ext_mode[e]) {
-      case CG_EPI_MAT: args[a] = cg_load(cg, T, c->ext_ptr[e], idx); break;
-      case CG_EPI_ROW: args[a] = cg_load(cg, T, c->ext_ptr[e], LLVMBuildAdd(cg->B, c->col, j, "")); break;
-      case CG_EPI_ONE: args[a] = cg_splat(cg, cg_load(cg, cg->t_f32, c->ext_ptr[e], cg_i64(cg, 0)), T); break;
-      default: args[a] = cg_fconst(cg, T, c->vals[in->args[a]].cval); break;
-      }
-    }
-    res[k] = ew_apply(cg, in, args[0], args[1]);
-    cg_store(cg, res[k], c->out_ptr[k], idx);
-  }
-}
-
-bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
-  if (n < 2 || n > CG_MAX_GROUP || !cg_op_is_matmul(f, members[0])) ir_die("GEMM epilogue group of %d instructions", n);
-  const Inst *mm = &f->insts[members[0]];
-  const CgVal *a = &vals[mm->args[0]], *b = &vals[mm->args[1]], *out = &vals[members[0]];
-  if (a->is_const || b->is_const) {
-    diag_error(mm->loc, "codegen: %s of a constant matrix is not supported", ir_ops[mm->op].name);
-    return false;
-  }
-  EpiCtx *c = bp_xmalloc(sizeof *c);
-  memset(c, 0, sizeof *c);
-  c->f = f, c->members = members, c->n = n, c->vals = vals;
-  for (int k = 1; k < n; k++) {
-    const Inst *in = &f->insts[members[k]];
-    for (int i = 0; i < in->nargs; i++) {
-      int32_t v = in->args[i];
-      if (epi_member(c, v) >= 0 || epi_ext(c, v) >= 0) continue;
-      int mode = vals[v].is_const ? -1 : cg_epi_operand(vals[v].t, out->t);
-      if (!vals[v].is_const && mode < 0) ir_die("GEMM epilogue operand of another shape");
-      c->ext_mode[c->next] = mode;
-      c->ext_id[c->next++] = v;
-    }
-  }
-  /* the pointer array, filled here, read by the epilogue */
-  int nptr = n + c->next;
-  LLVMTypeRef at = LLVMArrayType(cg->t_ptr, (unsigned)nptr);
-  LLVMValueRef arr = cg_alloca(cg, at, "epictx");
-  for (int k = 0; k < nptr; k++) {
-    LLVMValueRef p = k < n ? vals[members[k]].ptr : vals[c->ext_id[k - n]].ptr;
-    LLVMBuildStore(cg->B, p ? p : LLVMConstNull(cg->t_ptr), cg_gep(cg, cg->t_ptr, arr, cg_i64(cg, k)));
-  }
-  /* the epilogue function, then back to the entry point being emitted */
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
-  LLVMValueRef fn = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
-  LLVMSetCurrentDebugLocation2(cg->B, NULL);
-  char name[64];
-  snprintf(name, sizeof name, "bpcc_gemm_epilogue%d", cg->gemm_epis);
-  LLVMValueRef epi = cg_new_function(cg, name, cg_gemm_epi_type(cg), true);
-  cg->fn = epi;
-  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, epi, "entry"));
-  LLVMValueRef ctx = LLVMGetParam(epi, 0), off = LLVMGetParam(epi, 1), col = LLVMGetParam(epi, 2);
-  LLVMValueRef mr = LLVMGetParam(epi, 3), nr = LLVMGetParam(epi, 4), ldc = LLVMGetParam(epi, 5);
-  for (int k = 0; k < nptr; k++) {
-    LLVMValueRef p = LLVMBuildLoad2(cg->B, cg->t_ptr, cg_gep(cg, cg->t_ptr, ctx, cg_i64(cg, k)), "");
-    if (k < n) c->out_ptr[k] = p;
-    else c->ext_ptr[k - n] = p;
-  }
-  c->col = col;
-  CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
-  c->row = LLVMBuildAdd(cg->B, off, LLVMBuildMul(cg->B, li.iv, ldc, ""), "");
-  cg_vloop(cg, nr, epi_body, c);
-  cg_loop_end(cg, &li);
-  LLVMBuildRetVoid(cg->B);
-  cg->fn = fn;
-  LLVMPositionBuilderAtEnd(cg->B, here);
-  LLVMSetCurrentDebugLocation2(cg->B, loc);
-  LLVMValueRef M = cg_dim(cg, out->t, 0), N = cg_dim(cg, out->t, 1);
-  LLVMValueRef K = mm->op == OP_MATMUL_TN ? cg_dim(cg, a->t, 0) : cg_dim(cg, a->t, 1);
-  cg_gemm_epi(cg, (Op)mm->op, a->ptr, b->ptr, out->ptr, M, N, K, cg->gemm_pack, epi, arr);
-  bp_free(c);
   return true;
 }
 

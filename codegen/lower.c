@@ -454,7 +454,7 @@ static bool emit_body(Build *b, FuncPlan *p) {
     const Inst *in = &f->insts[members[0]];
     debug_loc(cg, in->loc);
     if (n > 1) {
-      ok = cg_op_is_matmul(f, members[0]) ? cg_kernel_gemm_fused(cg, f, members, n, vals) : cg_kernel_ew(cg, f, members, n, vals);
+      ok = cg_kernel_ew(cg, f, members, n, vals);
       continue;
     }
     int32_t v = members[0];
