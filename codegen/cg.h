@@ -16,6 +16,7 @@
 #include <llvm-c/TargetMachine.h>
 
 #include "codegen/codegen.h"
+#include "passes/passes.h"
 
 /* GEMM cache blocking (floats): A blocks MC x KC live in L2, B panels KC x NR in L1. */
 #define CG_GEMM_KC 256
@@ -39,6 +40,7 @@ typedef struct Cg {
   LLVMValueRef fn;       /* the function being emitted */
   LLVMValueRef frame;    /* its bprt_frame * argument (entry points) */
   LLVMValueRef gemm_fn[3];  /* gemm task per variant (NN, NT, TN), built on first use */
+  LLVMValueRef gemm_epi[256];  /* epilogue function per CG_EP_* flag set, on first use */
   LLVMValueRef gemm_pack;   /* workspace bytes of the GEMM pack buffers (entry points) */
   /* debug info (NULL when off) */
   LLVMDIBuilderRef dib;
@@ -130,19 +132,6 @@ LLVMValueRef cg_pow_const(Cg *cg, LLVMValueRef x, double p);
 /* Philox4x32-10 block: out[4] (i32) from counter (i64 block, i64 stream), key seed (i64). */
 void cg_philox(Cg *cg, LLVMValueRef block, LLVMValueRef stream, LLVMValueRef seed, LLVMValueRef out[4]);
 
-/* ---- schedule.c ---- */
-#define CG_MAX_GROUP 64
-/* Groups of instructions, one loop nest each: group g is
- * order[group_start[g] .. group_start[g + 1]). */
-typedef struct {
-  int32_t *order;
-  int32_t *group_start;
-  int ngroups;
-} CgSchedule;
-/* computed[i]: instruction i needs a kernel. fuse: merge adjacent elementwise
- * instructions of one result type. */
-void cg_schedule_build(Arena *a, Func *f, const bool *computed, bool fuse, CgSchedule *s);
-
 /* ---- kernels.c ---- */
 /* One kernel per group. vals[v] is the buffer of instruction v; out is where a sink
  * writes (outputs[k], *loss, grads + offset); training selects dropout's Philox mask
@@ -151,12 +140,32 @@ bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *v
 bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training);
 void cg_kernel_copy(Cg *cg, const CgVal *src, LLVMValueRef dst, const TensorType *t);
 bool cg_op_is_ew(const Inst *in);
+/* y = op(a, b) of an elementwise instruction on float or <W x float> (b NULL for unary
+ * ops): the interpreter's formulas. */
+LLVMValueRef cg_ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRef b);
+/* A gemm with its epilogue (passes/fuse.c FUSE_GEMM), and softmax-CE forward and
+ * backward in one pass over the logits (FUSE_XENT). */
+bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
+bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 
 /* ---- gemm.c ---- */
-/* C[M,N] = op(A) op(B) for MATMUL / MATMUL_NT / MATMUL_TN; pack = workspace bytes
- * holding the per-chunk pack buffers (cg_gemm_pack_floats each). */
+/* The epilogue of a product, applied to each C tile after its last K block (in this
+ * order): + bias[col] (BIAS); x = mask(aux, x) for RELU_GRAD / TANH_GRAD /
+ * SIGMOID_GRAD (aux: [M,N] like C); an activation ACT_*: with STORE_PRE, C keeps the
+ * pre-activation and out2 ([M,N]) gets act(x), else C gets act(x). */
+enum {
+  CG_EP_BIAS = 1, CG_EP_RELU = 2, CG_EP_TANH = 4, CG_EP_SIGMOID = 8, CG_EP_STORE_PRE = 16,
+  CG_EP_RELU_GRAD = 32, CG_EP_TANH_GRAD = 64, CG_EP_SIGMOID_GRAD = 128, CG_EP__LIMIT = 256
+};
+typedef struct {
+  int flags;                          /* CG_EP_*; 0: a plain product */
+  LLVMValueRef bias, aux, out2;       /* pointers, NULL where flags do not need them */
+} CgEpilogue;
+/* C[M,N] = op(A) op(B) for MATMUL / MATMUL_NT / MATMUL_TN, then the epilogue ep (NULL:
+ * none); pack = workspace bytes holding the per-chunk pack buffers
+ * (cg_gemm_pack_floats each). */
 void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
-             LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack);
+             LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep);
 int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: MC x KC + KC x NC */
 
 /* ---- optim.c ---- */

@@ -20,11 +20,20 @@
  * later ones accumulate; edge tiles go through a stack tile. Packing reads the source
  * along its contiguous dim (the loop order depends on the variant).
  *
+ * Epilogue (passes/fuse.c): after the micro-kernel has written a tile of C for the last
+ * K block, the core calls the group's epilogue function on that tile while it is in L1
+ * — bias add, activation, or the activation's derivative in backward — one small
+ * function per flag set (CgEpilogue), so the GEMM core itself is built once per variant
+ * and shared by every product of the module, fused or not.
+ *
  * Threads: the caller splits C into chunks of whole NR column panels (or MR row panels
  * when N is narrow), one task per chunk through frame->parallel_for; every chunk has its
  * own pack buffers in the workspace (cg_gemm_pack_floats floats each, indexed by chunk,
  * not by thread, so results do not depend on the pool). Products under
  * CG_GEMM_PARALLEL_MACS multiply-adds run on the calling thread. */
+#include <stdio.h>
+#include <string.h>
+
 #include "codegen/cg.h"
 
 enum { V_NN, V_NT, V_TN };
@@ -148,19 +157,26 @@ static void pack_block(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef
 
 /* ------------------------------------------------------------------ the blocked loops */
 
+/* void epi(void *ectx, float *Ctile, i64 ldc, i64 mr, i64 nr) */
+static LLVMTypeRef epi_type(Cg *cg) {
+  LLVMTypeRef args[5] = {cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64};
+  return LLVMFunctionType(cg->t_void, args, 5, 0);
+}
+
 /* void core(i64 M, i64 N, i64 K, float *A, i64 lda, float *B, i64 ldb, float *C, i64 ldc,
- *           float *Ap, float *Bp) */
+ *           float *Ap, float *Bp, epi *fn (or NULL), void *ectx) */
 static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel) {
   static const char *names[3] = {"bpcc_gemm_nn", "bpcc_gemm_nt", "bpcc_gemm_tn"};
-  LLVMTypeRef args[11] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr,
-                          cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr};
-  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 11, 0);
+  LLVMTypeRef args[13] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr,
+                          cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
+  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 13, 0);
   LLVMValueRef fn = cg_new_function(cg, names[variant], fty, true);
   cg->fn = fn;
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
   LLVMValueRef M = LLVMGetParam(fn, 0), N = LLVMGetParam(fn, 1), K = LLVMGetParam(fn, 2);
   LLVMValueRef A = LLVMGetParam(fn, 3), lda = LLVMGetParam(fn, 4), Bm = LLVMGetParam(fn, 5), ldb = LLVMGetParam(fn, 6);
   LLVMValueRef Cm = LLVMGetParam(fn, 7), ldc = LLVMGetParam(fn, 8), Ap = LLVMGetParam(fn, 9), Bp = LLVMGetParam(fn, 10);
+  LLVMValueRef efn = LLVMGetParam(fn, 11), ectx = LLVMGetParam(fn, 12);
   bool ta = variant == V_TN, tb = variant == V_NT;
   LLVMValueRef one = cg_i64(cg, 1);
   /* A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs] */
@@ -187,6 +203,13 @@ static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel) {
   LLVMValueRef uargs[8] = {kc, fptr(cg, Ap, mul(cg, ir.iv, kc)), fptr(cg, Bp, mul(cg, jr.iv, kc)),
                            fptr(cg, Cm, cidx), ldc, mr, nr, overwrite};
   LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(ukernel), ukernel, uargs, 8, "");
+  /* the epilogue, once the tile holds its final sum */
+  LLVMValueRef last = LLVMBuildICmp(cg->B, LLVMIntEQ, add(cg, pc.iv, kc), K, "");
+  LLVMValueRef hasepi = LLVMBuildICmp(cg->B, LLVMIntNE, efn, LLVMConstNull(cg->t_ptr), "");
+  LLVMBasicBlockRef ejoin = cg_if_begin(cg, LLVMBuildAnd(cg->B, last, hasepi, ""));
+  LLVMValueRef eargs[5] = {ectx, uargs[3], ldc, mr, nr};
+  LLVMBuildCall2(cg->B, epi_type(cg), efn, eargs, 5, "");
+  cg_if_end(cg, ejoin);
   cg_loop_end(cg, &ir);
   cg_loop_end(cg, &jr);
   cg_loop_end(cg, &ic);
@@ -199,11 +222,11 @@ static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel) {
 /* ------------------------------------------------------------------ tasks */
 
 /* The context a gemm task reads: what the caller stores before parallel_for. */
-enum { GX_A, GX_B, GX_C, GX_PACK, GX_M, GX_N, GX_K, GX_NCHUNKS, GX_SPLITM, GX__COUNT };
+enum { GX_A, GX_B, GX_C, GX_PACK, GX_M, GX_N, GX_K, GX_NCHUNKS, GX_SPLITM, GX_EFN, GX_ECTX, GX__COUNT };
 
 static LLVMTypeRef ctx_type(Cg *cg) {
-  LLVMTypeRef f[GX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64,
-                              cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i64};
+  LLVMTypeRef f[GX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64,
+                              cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_ptr};
   return LLVMStructTypeInContext(cg->C, f, GX__COUNT, 0);
 }
 
@@ -246,32 +269,119 @@ static LLVMValueRef build_task(Cg *cg, int variant, LLVMValueRef core) {
   LLVMValueRef nonempty = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGT, Ms, z, ""),
                                        LLVMBuildICmp(cg->B, LLVMIntSGT, Ns, z, ""), "");
   LLVMBasicBlockRef join = cg_if_begin(cg, nonempty);
-  LLVMValueRef args[11] = {Ms, Ns, K, As, lda, Bs, ldb, Cs, ldc, pk, bp};
-  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 11, "");
+  LLVMValueRef args[13] = {Ms, Ns, K, As, lda, Bs, ldb, Cs, ldc, pk, bp, f[GX_EFN], f[GX_ECTX]};
+  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 13, "");
   cg_if_end(cg, join);
   cg_loop_end(cg, &l);
   LLVMBuildRetVoid(cg->B);
   return fn;
 }
 
+/* ------------------------------------------------------------------ epilogues */
+
+/* What an epilogue reads: the whole C (to place a tile), the bias, aux and out2. */
+enum { EX_C, EX_BIAS, EX_AUX, EX_OUT2, EX__COUNT };
+
+static LLVMTypeRef ectx_type(Cg *cg) {
+  LLVMTypeRef f[EX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
+  return LLVMStructTypeInContext(cg->C, f, EX__COUNT, 0);
+}
+
+typedef struct {
+  int flags;
+  LLVMValueRef C, bias, aux, out2, row, col;   /* row: element offset of the row in C */
+} EpiCtx;
+
+static LLVMValueRef epi_inst(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b) {
+  Inst in;
+  memset(&in, 0, sizeof in);
+  in.op = (uint16_t)op;
+  return cg_ew_apply(cg, &in, a, b);
+}
+
+/* x = C[row + j] (+ bias[col + j]) (masked by aux) (activated), stored (twice). The
+ * formulas are the elementwise kernels' (cg_ew_apply), so fusing changes no bit. */
+static void epi_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  EpiCtx *c = p;
+  LLVMValueRef idx = add(cg, c->row, j);
+  LLVMValueRef x = cg_load(cg, T, c->C, idx);
+  if (c->flags & CG_EP_BIAS) x = epi_inst(cg, OP_ADD, x, cg_load(cg, T, c->bias, add(cg, c->col, j)));
+  if (c->flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD)) {
+    Op op = c->flags & CG_EP_RELU_GRAD ? OP_RELU_GRAD : c->flags & CG_EP_TANH_GRAD ? OP_TANH_GRAD : OP_SIGMOID_GRAD;
+    x = epi_inst(cg, op, cg_load(cg, T, c->aux, idx), x);
+  }
+  if (c->flags & (CG_EP_RELU | CG_EP_TANH | CG_EP_SIGMOID)) {
+    Op op = c->flags & CG_EP_RELU ? OP_RELU : c->flags & CG_EP_TANH ? OP_TANH : OP_SIGMOID;
+    if (c->flags & CG_EP_STORE_PRE) cg_store(cg, x, c->C, idx);
+    LLVMValueRef y = epi_inst(cg, op, x, NULL);
+    cg_store(cg, y, c->flags & CG_EP_STORE_PRE ? c->out2 : c->C, idx);
+  } else {
+    cg_store(cg, x, c->C, idx);
+  }
+}
+
+static LLVMValueRef build_epilogue(Cg *cg, int flags) {
+  char name[48];
+  snprintf(name, sizeof name, "bpcc_gemm_epilogue_%d", flags);
+  LLVMValueRef fn = cg_new_function(cg, name, epi_type(cg), true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMTypeRef et = ectx_type(cg);
+  LLVMValueRef ectx = LLVMGetParam(fn, 0), tile = LLVMGetParam(fn, 1), ldc = LLVMGetParam(fn, 2);
+  LLVMValueRef mr = LLVMGetParam(fn, 3), nr = LLVMGetParam(fn, 4);
+  LLVMValueRef f[EX__COUNT];
+  for (int i = 0; i < EX__COUNT; i++)
+    f[i] = LLVMBuildLoad2(cg->B, cg->t_ptr, LLVMBuildStructGEP2(cg->B, et, ectx, (unsigned)i, ""), "");
+  /* the tile's element offset in C, and its column */
+  LLVMValueRef bytes = LLVMBuildSub(cg->B, LLVMBuildPtrToInt(cg->B, tile, cg->t_i64, ""),
+                                    LLVMBuildPtrToInt(cg->B, f[EX_C], cg->t_i64, ""), "");
+  LLVMValueRef off = LLVMBuildSDiv(cg->B, bytes, cg_i64(cg, cg->esize), "");
+  LLVMValueRef col = LLVMBuildSRem(cg->B, off, ldc, "");
+  CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
+  EpiCtx c = {flags, f[EX_C], f[EX_BIAS], f[EX_AUX], f[EX_OUT2], add(cg, off, mul(cg, li.iv, ldc)), col};
+  cg_vloop(cg, nr, epi_body, &c);
+  cg_loop_end(cg, &li);
+  LLVMBuildRetVoid(cg->B);
+  return fn;
+}
+
 /* ------------------------------------------------------------------ the call site */
 
-void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
-             LLVMValueRef K, LLVMValueRef pack) {
-  int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
-  if (!cg->gemm_fn[variant]) {
-    /* build the helpers, then come back to the entry point being emitted */
-    LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
-    LLVMValueRef fn = cg->fn;
-    LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
-    LLVMSetCurrentDebugLocation2(cg->B, NULL);
+/* Build a helper function with build(), then come back to the entry point being emitted. */
+static LLVMValueRef build_aside(Cg *cg, int variant, int flags) {
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef fn = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
+  LLVMSetCurrentDebugLocation2(cg->B, NULL);
+  LLVMValueRef made;
+  if (variant >= 0) {
     LLVMValueRef uk = LLVMGetNamedFunction(cg->M, "bpcc_gemm_ukernel");
     if (!uk) uk = build_ukernel(cg);
     LLVMValueRef core = build_core(cg, variant, uk);
-    cg->gemm_fn[variant] = build_task(cg, variant, core);
-    cg->fn = fn;
-    LLVMPositionBuilderAtEnd(cg->B, here);
-    LLVMSetCurrentDebugLocation2(cg->B, loc);
+    made = build_task(cg, variant, core);
+  } else {
+    made = build_epilogue(cg, flags);
+  }
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, here);
+  LLVMSetCurrentDebugLocation2(cg->B, loc);
+  return made;
+}
+
+void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
+             LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep) {
+  int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
+  if (!cg->gemm_fn[variant]) cg->gemm_fn[variant] = build_aside(cg, variant, 0);
+  LLVMValueRef efn = LLVMConstNull(cg->t_ptr), ectx = LLVMConstNull(cg->t_ptr);
+  if (ep && ep->flags) {
+    if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT) ir_die("cg_gemm: epilogue flags %d", ep->flags);
+    if (!cg->gemm_epi[ep->flags]) cg->gemm_epi[ep->flags] = build_aside(cg, -1, ep->flags);
+    efn = cg->gemm_epi[ep->flags];
+    LLVMTypeRef et = ectx_type(cg);
+    ectx = cg_alloca(cg, et, "epictx");
+    LLVMValueRef ev[EX__COUNT] = {Cm, ep->bias, ep->aux, ep->out2};
+    for (int i = 0; i < EX__COUNT; i++)
+      LLVMBuildStore(cg->B, ev[i] ? ev[i] : LLVMConstNull(cg->t_ptr), LLVMBuildStructGEP2(cg->B, et, ectx, (unsigned)i, ""));
   }
   LLVMBuilderRef B = cg->B;
   LLVMTypeRef ct = ctx_type(cg);
@@ -290,7 +400,7 @@ void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LL
   LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntSLT, pn, twice, "");
   LLVMValueRef mtoo = LLVMBuildICmp(B, LLVMIntSLT, pm, twice, "");
   nch = LLVMBuildSelect(B, LLVMBuildAnd(B, splitm, mtoo, ""), cg_i64(cg, 1), nch, "nchunks");
-  LLVMValueRef vals[GX__COUNT] = {A, Bm, Cm, pack, M, N, K, nch, LLVMBuildZExt(B, splitm, cg->t_i64, "")};
+  LLVMValueRef vals[GX__COUNT] = {A, Bm, Cm, pack, M, N, K, nch, LLVMBuildZExt(B, splitm, cg->t_i64, ""), efn, ectx};
   for (int i = 0; i < GX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
   LLVMValueRef task = cg->gemm_fn[variant];
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, cg_i64(cg, 1), "");

@@ -28,7 +28,7 @@ bool cg_op_is_ew(const Inst *in) { return (ir_ops[in->op].flags & OPF_EW) || in-
 static LLVMValueRef fk(Cg *cg, LLVMTypeRef T, double v) { return cg_fconst(cg, T, v); }
 
 /* y = op(a, b) on float or <W x float>; the interpreter's formulas (ir/interp.c). */
-static LLVMValueRef ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRef b) {
+LLVMValueRef cg_ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRef b) {
   LLVMBuilderRef B = cg->B;
   LLVMTypeRef T = LLVMTypeOf(a);
   switch ((Op)in->op) {
@@ -59,7 +59,7 @@ static LLVMValueRef ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRe
   case OP_BROADCAST: return a;
   default: break;
   }
-  ir_die("ew_apply: %s is not elementwise", ir_ops[in->op].name);
+  ir_die("cg_ew_apply: %s is not elementwise", ir_ops[in->op].name);
 }
 
 /* ------------------------------------------------------------------ elementwise groups */
@@ -72,9 +72,9 @@ typedef struct {
   int n;
   const CgVal *vals;
   int next;
-  int32_t ext_id[CG_MAX_GROUP * IR_MAX_ARGS];
-  int ext_mode[CG_MAX_GROUP * IR_MAX_ARGS];
-  LLVMValueRef ext_base[CG_MAX_GROUP * IR_MAX_ARGS];
+  int32_t ext_id[FUSE_MAX_GROUP * IR_MAX_ARGS];
+  int ext_mode[FUSE_MAX_GROUP * IR_MAX_ARGS];
+  LLVMValueRef ext_base[FUSE_MAX_GROUP * IR_MAX_ARGS];
   LLVMValueRef out_base;
 } EwCtx;
 
@@ -92,7 +92,7 @@ static int ext_index(const EwCtx *c, int32_t v) {
 
 static void ew_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
   EwCtx *c = ctxp;
-  LLVMValueRef res[CG_MAX_GROUP];
+  LLVMValueRef res[FUSE_MAX_GROUP];
   for (int k = 0; k < c->n; k++) {
     const Inst *in = &c->f->insts[c->members[k]];
     LLVMValueRef args[IR_MAX_ARGS] = {NULL, NULL, NULL};
@@ -108,7 +108,7 @@ static void ew_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
       else if (c->ext_mode[e] == EXT_SPLAT) args[a] = cg_splat(cg, cg_load(cg, cg->t_f32, v->ptr, c->ext_base[e]), T);
       else args[a] = cg_load(cg, T, v->ptr, LLVMBuildAdd(cg->B, c->ext_base[e], j, ""));
     }
-    res[k] = ew_apply(cg, in, args[0], args[1]);
+    res[k] = cg_ew_apply(cg, in, args[0], args[1]);
     cg_store(cg, res[k], c->vals[c->members[k]].ptr, LLVMBuildAdd(cg->B, c->out_base, j, ""));
   }
 }
@@ -135,7 +135,7 @@ static LLVMValueRef bcast_stride(Cg *cg, const TensorType *a, const TensorType *
 }
 
 bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
-  if (n < 1 || n > CG_MAX_GROUP) ir_die("elementwise group of %d instructions", n);
+  if (n < 1 || n > FUSE_MAX_GROUP) ir_die("elementwise group of %d instructions", n);
   EwCtx c;
   memset(&c, 0, sizeof c);
   c.f = f, c.members = members, c.n = n, c.vals = vals;
@@ -461,6 +461,126 @@ static void kernel_onehot(Cg *cg, const CgVal *y, const CgVal *out) {
   cg_loop_end(cg, &l);
 }
 
+/* ------------------------------------------------------------------ fused groups */
+
+static bool is_member(const int32_t *members, int n, int32_t v) {
+  for (int k = 0; k < n; k++)
+    if (members[k] == v) return true;
+  return false;
+}
+
+/* members[0] = c = matmul*(a, b); then, as passes/fuse.c forms them: d = add(c, bias)
+ * and e = act(d), or e = act(c), or g = mask(aux, c). The product writes its tiles
+ * into the buffer of the last value before the activation that has one (an internal
+ * value has none) and runs the epilogue on them; the activation goes to its own
+ * buffer when that value is kept (STORE_PRE). */
+bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
+  const Inst *gi = &f->insts[members[0]];
+  const CgVal *a = &vals[gi->args[0]], *b = &vals[gi->args[1]], *c = &vals[members[0]];
+  if (a->is_const || b->is_const) {
+    diag_error(gi->loc, "codegen: %s of a constant matrix is not supported", ir_ops[gi->op].name);
+    return false;
+  }
+  CgEpilogue ep = {0, NULL, NULL, NULL};
+  LLVMValueRef dst = c->ptr;
+  int32_t prev = members[0];
+  for (int k = 1; k < n; k++) {
+    int32_t v = members[k];
+    const Inst *in = &f->insts[v];
+    switch ((Op)in->op) {
+    case OP_ADD:
+      ep.flags |= CG_EP_BIAS;
+      ep.bias = vals[in->args[0] == prev ? in->args[1] : in->args[0]].ptr;
+      dst = vals[v].ptr;
+      break;
+    case OP_RELU: case OP_TANH: case OP_SIGMOID:
+      ep.flags |= in->op == OP_RELU ? CG_EP_RELU : in->op == OP_TANH ? CG_EP_TANH : CG_EP_SIGMOID;
+      if (vals[prev].ptr) {   /* the value before the activation is read elsewhere too */
+        ep.flags |= CG_EP_STORE_PRE;
+        ep.out2 = vals[v].ptr;
+      } else {
+        dst = vals[v].ptr;
+      }
+      break;
+    case OP_RELU_GRAD: case OP_TANH_GRAD: case OP_SIGMOID_GRAD:
+      ep.flags |= in->op == OP_RELU_GRAD ? CG_EP_RELU_GRAD : in->op == OP_TANH_GRAD ? CG_EP_TANH_GRAD : CG_EP_SIGMOID_GRAD;
+      ep.aux = vals[in->args[0]].ptr;
+      dst = vals[v].ptr;
+      break;
+    default:
+      ir_die("cg_kernel_gemm_fused: %s in a gemm group", ir_ops[in->op].name);
+    }
+    prev = v;
+  }
+  if (!dst || (ep.flags & CG_EP_BIAS && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
+      (ep.flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD) && !ep.aux))
+    ir_die("cg_kernel_gemm_fused: a fused value has no buffer");
+  LLVMValueRef M = cg_dim(cg, c->t, 0), N = cg_dim(cg, c->t, 1);
+  LLVMValueRef K = gi->op == OP_MATMUL_TN ? cg_dim(cg, a->t, 0) : cg_dim(cg, a->t, 1);
+  cg_gemm(cg, (Op)gi->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, &ep);
+  return true;
+}
+
+typedef struct {
+  LLVMValueRef z, p, g, base, mx, s, lab, k;
+} XentCtx;
+
+/* p = exp(z - max) / sum (the softmax kernel's formula), g = (p - onehot) * k */
+static void xent_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
+  XentCtx *c = ctxp;
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef idx = LLVMBuildAdd(B, c->base, j, "");
+  LLVMValueRef e = cg_exp(cg, LLVMBuildFSub(B, cg_load(cg, T, c->z, idx), cg_splat(cg, c->mx, T), ""));
+  LLVMValueRef p = LLVMBuildFDiv(B, e, cg_splat(cg, c->s, T), "");
+  if (c->p) cg_store(cg, p, c->p, idx);
+  LLVMValueRef col = j, lab = LLVMBuildSExt(B, c->lab, cg->t_i64, "");
+  if (cg_is_vec(T)) {
+    unsigned w = LLVMGetVectorSize(T);
+    LLVMValueRef iota[64];
+    for (unsigned i = 0; i < w; i++) iota[i] = cg_i64(cg, i);
+    LLVMTypeRef VI = LLVMVectorType(cg->t_i64, w);
+    col = LLVMBuildAdd(B, cg_splat(cg, j, VI), LLVMConstVector(iota, w), "");
+    lab = cg_splat(cg, lab, VI);
+  }
+  LLVMValueRef oh = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, col, lab, ""), cg_fconst(cg, T, 1), cg_fconst(cg, T, 0), "");
+  LLVMValueRef g = LLVMBuildFMul(B, LLVMBuildFSub(B, p, oh, ""), cg_splat(cg, c->k, T), "");
+  cg_store(cg, g, c->g, idx);
+}
+
+/* members: l = softmax_xent(z, y), [p = softmax(z)], o = onehot(y), s = sub(p, o),
+ * g = mul(s, k). Per row: max and sum of exp over the logits, the loss row, then p and g
+ * in one sweep; o and s never exist in memory. */
+bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
+  const Inst *li = &f->insts[members[0]];
+  const CgVal *z = &vals[li->args[0]], *y = &vals[li->args[1]], *loss = &vals[members[0]];
+  LLVMValueRef pptr = NULL, gptr = NULL, k = NULL;
+  for (int q = 1; q < n; q++) {
+    const Inst *in = &f->insts[members[q]];
+    if (in->op == OP_SOFTMAX) pptr = vals[members[q]].ptr;   /* NULL when internal */
+    if (in->op == OP_MUL) {
+      int32_t kv = is_member(members, n, in->args[0]) ? in->args[1] : in->args[0];
+      k = cg_val_load(cg, &vals[kv], cg->t_f32, cg_i64(cg, 0));
+      gptr = vals[members[q]].ptr;
+    }
+  }
+  if (!gptr || !k || !loss->ptr || !z->ptr) ir_die("cg_kernel_xent_fused: a fused value has no buffer");
+  LLVMValueRef rows = cg_dim(cg, z->t, 0), C = cg_dim(cg, z->t, 1);
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), rows, cg_i64(cg, 1));
+  LLVMValueRef base = LLVMBuildMul(cg->B, l.iv, C, "");
+  LLVMValueRef mx = row_reduce(cg, OP_MAX, z->ptr, base, C, NULL, NULL);
+  LLVMValueRef s = row_reduce(cg, OP_SUM, z->ptr, base, C, mx, NULL);
+  LLVMValueRef lab = load_label(cg, y, l.iv);
+  LLVMValueRef ok = label_ok(cg, lab, C);
+  LLVMValueRef li64 = LLVMBuildSelect(cg->B, ok, LLVMBuildSExt(cg->B, lab, cg->t_i64, ""), cg_i64(cg, 0), "");
+  LLVMValueRef zl = cg_load(cg, cg->t_f32, z->ptr, LLVMBuildAdd(cg->B, base, li64, ""));
+  LLVMValueRef lv = LLVMBuildFSub(cg->B, LLVMBuildFAdd(cg->B, cg_log(cg, s), mx, ""), zl, "");
+  cg_store(cg, LLVMBuildSelect(cg->B, ok, lv, LLVMConstReal(cg->t_f32, NAN), ""), loss->ptr, l.iv);
+  XentCtx c = {z->ptr, pptr, gptr, base, mx, s, lab, k};
+  cg_vloop(cg, C, xent_body, &c);
+  cg_loop_end(cg, &l);
+  return true;
+}
+
 /* ------------------------------------------------------------------ shape movement */
 
 /* y[n,m] = x[m,n]^T, in 16 x 16 tiles so that both sides stay in cache lines. */
@@ -583,7 +703,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
       diag_error(in->loc, "codegen: %s of a constant matrix is not supported", ir_ops[in->op].name);
       return false;
     }
-    cg_gemm(cg, (Op)in->op, ca.ptr, cb.ptr, out->ptr, M, N, K, cg->gemm_pack);
+    cg_gemm(cg, (Op)in->op, ca.ptr, cb.ptr, out->ptr, M, N, K, cg->gemm_pack, NULL);
     return true;
   }
   case OP_TRANSPOSE: kernel_transpose(cg, a, out); return true;

@@ -8,8 +8,8 @@
  *   3. per function: liveness from its sinks (forward: outputs only, so inference never
  *      reads labels), a workspace slot for every live computed value (64-byte aligned;
  *      values with the batch dim in the per-batch region: offset = fixed + slot * B),
- *      and the kernel schedule (schedule.c): an array of groups, each one loop nest;
- *      adjacent elementwise instructions of one shape share a group
+ *      and the kernel schedule (passes/fuse.c): an array of groups, each one loop
+ *      nest, in the order they run (elementwise chains, gemm epilogues, softmax-CE)
  *   4. emit <model>__forward(frame), <model>__grad(frame), <model>__step(frame) = grad,
  *      then (if no label was bad) the optimizer update
  *   5. debug info (line tables: each kernel at its instruction's DSL line), verify,
@@ -96,7 +96,7 @@ typedef struct {
   int32_t *direct_grad;   /* the GRAD sink whose parameter's gradient slot holds this value, or -1 */
   int64_t fixed, per_batch;
   bool has_gemm;
-  CgSchedule sched;       /* groups of instructions, each one loop nest */
+  FusePlan sched;       /* groups of instructions, each one loop nest */
 } FuncPlan;
 
 static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
@@ -160,7 +160,7 @@ static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training, bool fuse) 
     const Inst *in = &f->insts[i];
     computed[i] = p->live[i] && in->op != OP_INPUT && in->op != OP_PARAM && (in->op != OP_CONST || p->materialize[i]);
   }
-  cg_schedule_build(a, f, computed, fuse, &p->sched);
+  fuse_plan(a, f, computed, fuse, &p->sched);
   /* the workspace: passes/memplan.c places every computed value (what the kernels write:
    * activations, temporaries, gradients and outputs before their sinks copy them out,
    * materialized constants) so that values whose lifetimes do not overlap share bytes.
@@ -169,10 +169,6 @@ static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training, bool fuse) 
   int32_t *step = arena_alloc(a, (size_t)(n + 1) * sizeof *step);
   for (int g = 0; g < p->sched.ngroups; g++)
     for (int k = p->sched.group_start[g]; k < p->sched.group_start[g + 1]; k++) step[p->sched.order[k]] = g;
-  for (int32_t i = 0, cur = 0; i < n; i++) {
-    if (computed[i]) cur = step[i];
-    step[i] = cur;
-  }
   /* A value that is the gradient of exactly one parameter is computed straight into the
    * grads block (its sink then copies nothing), so gradients take no workspace. */
   p->direct_grad = arena_alloc(a, (size_t)(n + 1) * sizeof *p->direct_grad);
@@ -186,7 +182,8 @@ static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training, bool fuse) 
   for (int32_t i = 0; i < n; i++)
     if (grad_refs[i] != 1 || !computed[i] || f->insts[i].op == OP_CONST) p->direct_grad[i] = -1;
   bool *in_ws = arena_alloc(a, (size_t)(n + 1) * sizeof *in_ws);   /* computed values, not sinks */
-  for (int32_t i = 0; i < n; i++) in_ws[i] = computed[i] && f->insts[i].type != TYPE_VOID && p->direct_grad[i] < 0;
+  for (int32_t i = 0; i < n; i++)
+    in_ws[i] = computed[i] && f->insts[i].type != TYPE_VOID && p->direct_grad[i] < 0 && !p->sched.internal[i];
   MemPlan *mp = memplan_build_ex(f, 1, in_ws, step);
   for (int32_t i = 0; i < n; i++) {
     if (!in_ws[i]) continue;
@@ -433,6 +430,8 @@ static bool emit_body(Build *b, FuncPlan *p) {
     } else if (in->op == OP_CONST && !p->materialize[i]) {
       v->is_const = true;
       v->cval = in->fattr[0];
+    } else if (p->sched.internal[i]) {     /* lives only inside its fused kernel */
+      v->ptr = NULL;
     } else if (p->direct_grad[i] >= 0) {   /* computed in place in the grads block */
       const Inst *pi = &f->insts[f->insts[p->direct_grad[i]].args[0]];
       int k = find_param(d, pi->name ? pi->name : "");
@@ -447,12 +446,20 @@ static bool emit_body(Build *b, FuncPlan *p) {
   bool ok = true;
   bool *has_grad = bp_xmalloc((size_t)d->nparams + 1);
   memset(has_grad, 0, (size_t)d->nparams + 1);
-  const CgSchedule *sc = &p->sched;
+  const FusePlan *sc = &p->sched;
   for (int g = 0; g < sc->ngroups && ok; g++) {
     const int32_t *members = &sc->order[sc->group_start[g]];
     int n = sc->group_start[g + 1] - sc->group_start[g];
     const Inst *in = &f->insts[members[0]];
     debug_loc(cg, in->loc);
+    if (sc->kind[g] == FUSE_GEMM) {
+      ok = cg_kernel_gemm_fused(cg, f, members, n, vals);
+      continue;
+    }
+    if (sc->kind[g] == FUSE_XENT) {
+      ok = cg_kernel_xent_fused(cg, f, members, n, vals);
+      continue;
+    }
     if (n > 1) {
       ok = cg_kernel_ew(cg, f, members, n, vals);
       continue;

@@ -4,7 +4,7 @@
  *
  * One node per instruction of the gradient function (the forward one for a model
  * without a loss), one edge per operand. Kernels are clusters: the grouping is the
- * code generator's own schedule (cg_schedule_build in codegen/cg.h, with fusion on),
+ * code generator's own schedule (fuse_plan in passes/fuse.c, with fusion on),
  * so the picture shows the loops that run. Forward instructions are blue, backward
  * ones orange; values recomputed in backward by checkpointing (--checkpoint,
  * --mem-budget) are dashed and yellow with a red border; leaves (inputs, parameters,
@@ -61,8 +61,8 @@ static void write_dot(FILE *out, Func *f) {
     const Inst *in = &f->insts[i];
     computed[i] = !(ir_ops[in->op].flags & (OPF_LEAF | OPF_SINK)) || in->op == OP_DROPOUT_MASK;
   }
-  CgSchedule s;
-  cg_schedule_build(a, f, computed, true, &s);
+  FusePlan s;
+  fuse_plan(a, f, computed, true, &s);
   fprintf(out, "digraph ");
   dot_string(out, f->name);
   fprintf(out, " {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n");
@@ -75,7 +75,8 @@ static void write_dot(FILE *out, Func *f) {
   fprintf(out, ";\n  labelloc=t;\n");
   for (int g = 0; g < s.ngroups; g++) {
     int32_t b = s.group_start[g], e = s.group_start[g + 1];
-    fprintf(out, "  subgraph cluster_k%d {\n    label=\"kernel %d\";\n    style=rounded;\n    color=\"#888888\";\n", g, g);
+    fprintf(out, "  subgraph cluster_k%d {\n    label=\"kernel %d%s%s\";\n    style=rounded;\n    color=\"#888888\";\n", g, g,
+            s.kind[g] >= FUSE_GEMM ? ": " : "", s.kind[g] >= FUSE_GEMM ? fuse_kind_names[s.kind[g]] : "");
     for (int32_t k = b; k < e; k++) dot_node(out, f, s.order[k], "    ");
     fprintf(out, "  }\n");
   }
@@ -110,10 +111,12 @@ int emit_dot(DrvCompilation *c, FILE *out) {
 }
 
 /* `bpcc --emit=opt-ir FILE.bp`: the gradient IR (after autodiff, simplification and
- * checkpointing) with the kernels it compiles to: before the first instruction of each
- * kernel a line `# kernel K: op+op+...` names its members; leaves and sinks stand
- * outside kernels. The grouping is codegen's fusion rule (codegen/schedule.c), the one
- * --emit=dot draws as clusters. */
+ * checkpointing) as the kernels it compiles to, in the order they run: the leaves
+ * (inputs, parameters, constants) first, then each kernel as a line
+ * `# kernel K: op+op+... (kind)` followed by its members, each sink after the kernel
+ * that produces its operand. Members marked `internal` never reach memory. The
+ * grouping and the order are passes/fuse.c's, the ones codegen lowers and --emit=dot
+ * draws as clusters. */
 int emit_opt_ir(DrvCompilation *c, FILE *out) {
   if (!c->func) {
     fprintf(stderr, "bpcc: error: %s has no model\n", c->name);
@@ -129,30 +132,67 @@ int emit_opt_ir(DrvCompilation *c, FILE *out) {
   Arena *a = arena_new();
   int32_t n = f->ninsts;
   bool *computed = arena_alloc(a, (size_t)(n + 1) * sizeof *computed);
-  int32_t *group_of = arena_alloc(a, (size_t)(n + 1) * sizeof *group_of);
+  int32_t *pos = arena_alloc(a, (size_t)(n + 1) * sizeof *pos);   /* kernel position of a value, -1: leaf */
   for (int32_t i = 0; i < n; i++) {
     const Inst *in = &f->insts[i];
     computed[i] = !(ir_ops[in->op].flags & (OPF_LEAF | OPF_SINK)) || in->op == OP_DROPOUT_MASK;
-    group_of[i] = -1;
+    pos[i] = -1;
   }
-  CgSchedule s;
-  cg_schedule_build(a, f, computed, true, &s);
+  FusePlan s;
+  fuse_plan(a, f, computed, true, &s);
   for (int g = 0; g < s.ngroups; g++)
-    for (int32_t k = s.group_start[g]; k < s.group_start[g + 1]; k++) group_of[s.order[k]] = g;
+    for (int32_t k = s.group_start[g]; k < s.group_start[g + 1]; k++) pos[s.order[k]] = g;
+  /* the printer writes `func @name {`, one line per instruction, then `}` */
   char *text = ir_print_to_string(f);
-  /* the printer writes `func @name {`, then one line per instruction, then `}` */
-  char *line = text;
-  for (int32_t row = -1; line && *line; row++) {
-    char *nl = strchr(line, '\n');
-    if (row >= 0 && row < n && group_of[row] >= 0 && s.order[s.group_start[group_of[row]]] == row) {
-      int g = group_of[row];
+  const char **line = arena_alloc(a, (size_t)(n + 2) * sizeof *line);
+  size_t *len = arena_alloc(a, (size_t)(n + 2) * sizeof *len);
+  char *p = text;
+  int32_t nl = 0;
+  while (p && *p && nl < n + 2) {
+    char *e = strchr(p, '\n');
+    line[nl] = p;
+    len[nl++] = e ? (size_t)(e - p + 1) : strlen(p);
+    p = e ? e + 1 : NULL;
+  }
+  if (nl < n + 2) {
+    fwrite(text, 1, strlen(text), out);   /* not the shape expected: print it as it is */
+  } else {
+    fwrite(line[0], 1, len[0], out);
+    int32_t *sink_after = arena_alloc(a, (size_t)(n + 1) * sizeof *sink_after);
+    for (int32_t i = 0; i < n; i++) {
+      const Inst *in = &f->insts[i];
+      sink_after[i] = -2;
+      if (computed[i]) continue;
+      if (!(ir_ops[in->op].flags & OPF_SINK)) {
+        fwrite(line[i + 1], 1, len[i + 1], out);   /* a leaf */
+        continue;
+      }
+      sink_after[i] = -1;
+      for (int q = 0; q < in->nargs; q++)
+        if (pos[in->args[q]] > sink_after[i]) sink_after[i] = pos[in->args[q]];
+    }
+    for (int32_t i = 0; i < n; i++)
+      if (sink_after[i] == -1) fwrite(line[i + 1], 1, len[i + 1], out);
+    for (int g = 0; g < s.ngroups; g++) {
       fprintf(out, "  # kernel %d:", g);
       for (int32_t k = s.group_start[g]; k < s.group_start[g + 1]; k++)
         fprintf(out, "%s%s", k == s.group_start[g] ? " " : "+", ir_ops[f->insts[s.order[k]].op].name);
+      if (s.kind[g] >= FUSE_GEMM) fprintf(out, "  (%s)", fuse_kind_names[s.kind[g]]);
       fprintf(out, "\n");
+      for (int32_t k = s.group_start[g]; k < s.group_start[g + 1]; k++) {
+        int32_t v = s.order[k];
+        size_t l = len[v + 1];
+        if (s.internal[v] && l > 0 && line[v + 1][l - 1] == '\n') {
+          fwrite(line[v + 1], 1, l - 1, out);
+          fputs("  (internal)\n", out);
+        } else {
+          fwrite(line[v + 1], 1, l, out);
+        }
+      }
+      for (int32_t i = 0; i < n; i++)
+        if (sink_after[i] == g) fwrite(line[i + 1], 1, len[i + 1], out);
     }
-    fwrite(line, 1, nl ? (size_t)(nl - line + 1) : strlen(line), out);
-    line = nl ? nl + 1 : NULL;
+    fwrite(line[n + 1], 1, len[n + 1], out);
   }
   fprintf(out, "# %d kernels\n", s.ngroups);
   bp_free(text);

@@ -203,10 +203,14 @@ static int by_size_desc(const void *x, const void *y) {
   return a < b ? -1 : a > b;
 }
 
-/* Lifetimes in steps: an instruction's own index, or its kernel's (memplan_build_ex). */
+/* Lifetimes in steps: an instruction's own index, or its kernel's (memplan_build_ex):
+ * from the step of the definition to the latest step of a reader. */
 static int32_t step_of(const MemPlan *p, int32_t i) { return p->step ? p->step[i] : i; }
+static int32_t last_step(const MemPlan *p, const MemValue *v) {
+  return p->last_step ? p->last_step[v - p->vals] : step_of(p, v->last);
+}
 static bool overlaps(const MemPlan *p, const MemValue *a, const MemValue *b) {
-  return step_of(p, a->def) <= step_of(p, b->last) && step_of(p, b->def) <= step_of(p, a->last);
+  return step_of(p, a->def) <= last_step(p, b) && step_of(p, b->def) <= last_step(p, a);
 }
 
 static void place(MemPlan *p) {
@@ -285,14 +289,29 @@ MemPlan *memplan_build_ex(Func *f, int64_t batch, const bool *in_workspace, cons
   p->linear = true;
   p->vals = bp_xmalloc((size_t)(n ? n : 1) * sizeof *p->vals);
   memset(p->vals, 0, (size_t)(n ? n : 1) * sizeof *p->vals);
+  classify(p, p->plan_batch);
   if (step) {
+    /* kernels may run in another order than their instructions (passes/fuse.c): a
+     * value lives from its kernel to the latest kernel that reads it */
     p->step = bp_xmalloc((size_t)(n ? n : 1) * sizeof *p->step);
+    p->last_step = bp_xmalloc((size_t)(n ? n : 1) * sizeof *p->last_step);
+    int32_t maxstep = 0;
     for (int32_t i = 0; i < n; i++) {
-      if (i > 0 && step[i] < step[i - 1]) ir_die("memplan_build_ex: steps decrease at instruction %d", (int)i);
-      p->step[i] = step[i];
+      p->step[i] = p->last_step[i] = step[i];
+      if (step[i] > maxstep) maxstep = step[i];
+    }
+    for (int32_t i = 0; i < n; i++) {
+      const Inst *in = &f->insts[i];
+      if (in->op == OP_SIZE) continue;
+      bool sink = ir_ops[in->op].flags & OPF_SINK;
+      for (int k = 0; k < in->nargs; k++) {
+        int32_t a = in->args[k];
+        if (a < 0 || a >= i) continue;
+        int32_t s = sink ? maxstep : step[i];
+        if (s > p->last_step[a]) p->last_step[a] = s;
+      }
     }
   }
-  classify(p, p->plan_batch);
   if (in_workspace) {
     for (int32_t i = 0; i < n; i++) {
       MemValue *mv = &p->vals[i];
@@ -310,6 +329,7 @@ void memplan_free(MemPlan *p) {
   if (!p) return;
   bp_free(p->vals);
   bp_free(p->step);
+  bp_free(p->last_step);
   bp_free(p);
 }
 
@@ -317,14 +337,18 @@ int64_t memplan_workspace_bytes(const MemPlan *p, int64_t batch) { return mem_at
 
 int64_t memplan_live_peak(const MemPlan *p, int64_t batch) {
   /* a sweep over lifetime events: +slot at def, -slot after last */
-  int32_t n = p->nvals > 0 ? step_of(p, p->nvals - 1) + 1 : 0;
+  int32_t n = 0;
+  for (int32_t i = 0; i < p->nvals; i++) {
+    int32_t s = last_step(p, &p->vals[i]);
+    if (s + 1 > n) n = s + 1;
+  }
   int64_t *delta = bp_xmalloc((size_t)(n + 1) * sizeof *delta);
   memset(delta, 0, (size_t)(n + 1) * sizeof *delta);
   for (int32_t i = 0; i < p->nvals; i++) {
     const MemValue *v = &p->vals[i];
     if (!v->in_workspace) continue;
     delta[step_of(p, v->def)] += mem_at(v->slot, batch);
-    delta[step_of(p, v->last) + 1] -= mem_at(v->slot, batch);
+    delta[last_step(p, v) + 1] -= mem_at(v->slot, batch);
   }
   int64_t live = 0, peak = 0;
   for (int32_t t = 0; t < n; t++) {

@@ -55,6 +55,7 @@ typedef struct {
   bool linear;         /* false if some size is not linear in B: valid at plan_batch only */
   MemSize workspace;   /* max over workspace values of offset + slot, per component */
   int32_t *step;       /* memplan_build_ex: the step of each instruction, or NULL */
+  int32_t *last_step;  /* ... and the latest step that reads each value, or NULL */
 } MemPlan;
 
 /* Plan f's workspace. batch is used to break best-fit ties between gaps (the plan is
@@ -65,10 +66,11 @@ void memplan_free(MemPlan *p);
 /* The same for a code generator with its own rules. in_workspace (NULL: the rule above)
  * says which values get a slot — e.g. also gradients and outputs that a kernel computes
  * into the workspace before a sink copies them out, or constants it materializes.
- * step (NULL: each instruction its own step) maps each instruction to a nondecreasing
- * step number, e.g. its kernel in a fused schedule: lifetimes are then intervals of
- * steps, so no two values read or written in one kernel share bytes. def and last
- * stay instruction indices; overlap is decided on step[def] .. step[last]. */
+ * step (NULL: each instruction its own step) maps each instruction to a step number,
+ * e.g. the position of its kernel in a fused schedule (passes/fuse.c), which may run
+ * kernels in another order than their instructions: lifetimes are then intervals of
+ * steps, from step[def] to the latest step of a reader, so no two values read or
+ * written in one kernel share bytes. def and last stay instruction indices. */
 MemPlan *memplan_build_ex(Func *f, int64_t batch, const bool *in_workspace, const int32_t *step);
 
 /* Workspace bytes the plan needs at this batch (>= the lower bound below). */

@@ -5,6 +5,7 @@
  *   simplify.c    CSE, DCE, constant folding, algebraic identities, log(softmax) ->
  *                 log_softmax and the softmax-CE rule, each a small named rewrite rule
  *   autodiff.c    reverse mode: one VJP rule per op, in a table indexed by op
+ *   fuse.c        which instructions share one kernel, and the order of the kernels
  *   checkpoint.c  which forward activations backward keeps or recomputes (memplan.h)
  *   memplan.c     lifetimes and offsets of every value in one workspace (memplan.h)
  *
@@ -46,6 +47,25 @@ Func *pass_autodiff(Func *f, const PassOptions *opt);
  * autodiff; the softmax-CE rule only ever rewrites forward instructions. */
 Func *pass_canonicalize(Func *f, const PassOptions *opt);
 Func *pass_simplify(Func *f, const PassOptions *opt);
+
+/* ------------------------------------------------------------------ fuse.c */
+
+/* Fusion (fuse.c): groups of computed instructions, one kernel each, in the order they
+ * run. Group g is order[group_start[g] .. group_start[g + 1]) (members ascending), of
+ * kind kind[g]. internal[v]: v is produced and consumed inside its group and needs no
+ * buffer. computed[v] says which instructions need a kernel; fuse = false gives one
+ * instruction per group in instruction order. */
+typedef enum { FUSE_SINGLE, FUSE_EW, FUSE_GEMM, FUSE_XENT, FUSE__COUNT } FuseKind;
+#define FUSE_MAX_GROUP 64
+typedef struct {
+  int32_t *order;
+  int32_t *group_start;
+  uint8_t *kind;        /* FuseKind per group */
+  bool *internal;       /* per instruction */
+  int ngroups;
+} FusePlan;
+extern const char *const fuse_kind_names[FUSE__COUNT];
+void fuse_plan(Arena *a, Func *f, const bool *computed, bool fuse, FusePlan *plan);
 
 /* ------------------------------------------------------------------ pipeline.c */
 

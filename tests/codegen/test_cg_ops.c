@@ -259,13 +259,13 @@ static void test_schedule(void **state) {
   ir_output(f, "e", e, L);                                       /* %6 group 3 */
   bool computed[7] = {false, true, true, true, true, true, true};
   Arena *ar = arena_new();
-  CgSchedule sc;
-  cg_schedule_build(ar, f, computed, true, &sc);
+  FusePlan sc;
+  fuse_plan(ar, f, computed, true, &sc);
   assert_int_equal(sc.ngroups, 4);
   int32_t want_start[5] = {0, 2, 3, 5, 6}, want_order[6] = {1, 2, 3, 4, 5, 6};
   assert_memory_equal(sc.group_start, want_start, sizeof want_start);
   assert_memory_equal(sc.order, want_order, sizeof want_order);
-  cg_schedule_build(ar, f, computed, false, &sc);
+  fuse_plan(ar, f, computed, false, &sc);
   assert_int_equal(sc.ngroups, 6);
   arena_free(ar);
   /* and the fused kernels compute what the interpreter does */

@@ -49,9 +49,14 @@ for f in "$M3" "$SRC"/examples/*.bp; do
 done
 grep -q "dashed" "$T/g.dot" || true
 
-# --emit=opt-ir names the kernels: the bias add and the ReLU of mnist_mlp fuse into one
+# --emit=opt-ir names the kernels: the bias add and the ReLU of mnist_mlp run in the
+# epilogue of their product, the ReLU derivative in the epilogue of the product that
+# makes its incoming gradient, and softmax-CE forward and backward in one kernel
 "$BPCC" --emit=opt-ir "$SRC/examples/mnist_mlp.bp" > "$T/opt.ir" || fail "--emit=opt-ir"
-grep -q "^  # kernel 1: add+relu$" "$T/opt.ir" || { fail "--emit=opt-ir lacks the add+relu kernel"; cat "$T/opt.ir"; }
+grep -q "^  # kernel 0: matmul+add+relu  (gemm+epilogue)$" "$T/opt.ir" || { fail "--emit=opt-ir lacks the matmul+add+relu kernel"; cat "$T/opt.ir"; }
+grep -q "^  # kernel [0-9]*: matmul_nt+relu_grad  (gemm+epilogue)$" "$T/opt.ir" || fail "--emit=opt-ir lacks the matmul_nt+relu_grad kernel"
+grep -q "^  # kernel [0-9]*: softmax_xent+onehot+sub+mul  (softmax-xent)$" "$T/opt.ir" || fail "--emit=opt-ir lacks the softmax-CE kernel"
+grep -q "^  %4 = matmul .*(internal)$" "$T/opt.ir" || fail "--emit=opt-ir does not mark the product internal"
 grep -Eq "^# [0-9]+ kernels$" "$T/opt.ir" || fail "--emit=opt-ir lacks the kernel count"
 
 # The compiled step allocates exactly the workspace --mem-report predicts (spiral, with and

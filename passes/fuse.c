@@ -1,0 +1,325 @@
+/* passes/fuse.c — fusion: which instructions share one kernel (one loop nest), and in
+ * which order the kernels run.
+ *
+ * The IR is not rewritten; the pass computes a FusePlan over the computed (live,
+ * non-leaf) instructions of a function, which codegen lowers group by group and which
+ * --emit=opt-ir and --emit=dot show. The rules, each a pattern over the IR:
+ *
+ *   ew chain     ew(a..) : T ; ew(b..) : T          -> one loop over T
+ *                (adjacent elementwise instructions of one result type; every member
+ *                stores its result, later readers are unaffected)
+ *
+ *   gemm         c = matmul*(a, b)                  [M,N]
+ *    epilogue    d = add(c, bias[N])                bias add, per final C tile
+ *                e = relu|tanh|sigmoid(d or c)      activation, same tile
+ *                g = relu_grad(x, c)                backward: dy * (x > 0)
+ *                g = tanh_grad(y, c)                          dy * (1 - y^2)
+ *                g = sigmoid_grad(y, c)                       dy * y (1 - y)
+ *                The epilogue runs on each C tile of the product after its last K
+ *                block, while the tile is in L1: no extra pass over [M,N]. c (and d)
+ *                are internal when the group is their only reader (no buffer at all);
+ *                the value before the activation is stored beside it when something
+ *                else (backward, an output) still reads it.
+ *
+ *   softmax-CE   l = softmax_xent(z, y)   [B]       forward loss rows
+ *                p = softmax(z)           [B,C]     (optional member)
+ *                o = onehot(y); s = sub(p, o); g = mul(s, k)   with k a scalar
+ *                -> one pass over each row of the logits: max, sum of exp, the loss,
+ *                and g = (softmax(z) - onehot(y)) * k. o and s are internal.
+ *
+ * Side operands of a gemm epilogue (bias, x, y) must be defined before the product, so
+ * a group never waits on its own result. Kernels are then ordered topologically over
+ * group dependencies, each as early as its first member allows (Kahn's algorithm,
+ * smallest first-member index first); `size` reads only a shape, so it is no
+ * dependency. The softmax-CE group needs its scale k (1/B, computed from sizes), which
+ * is therefore scheduled before it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes/passes.h"
+
+static bool is_gemm(int op) { return op == OP_MATMUL || op == OP_MATMUL_NT || op == OP_MATMUL_TN; }
+static bool is_act(int op) { return op == OP_RELU || op == OP_TANH || op == OP_SIGMOID; }
+static bool is_mask(int op) { return op == OP_RELU_GRAD || op == OP_TANH_GRAD || op == OP_SIGMOID_GRAD; }
+static bool is_ew(const Inst *in) { return (ir_ops[in->op].flags & OPF_EW) || in->op == OP_BROADCAST; }
+
+typedef struct {
+  Func *f;
+  const bool *computed;
+  int32_t *nuses;       /* readers of each value (size excluded) */
+  int32_t *user;        /* the last reader of each value */
+  bool *sink_use;       /* read by a sink */
+  int32_t *group_of;
+} Ctx;
+
+static bool free_member(const Ctx *c, int32_t v) { return c->computed[v] && c->group_of[v] < 0; }
+
+/* The one reader of v, if v has exactly one and it is not a sink; else -1. */
+static int32_t single_user(const Ctx *c, int32_t v) {
+  return c->nuses[v] == 1 && !c->sink_use[v] ? c->user[v] : -1;
+}
+
+/* The gemm epilogue chain of the product g: members after g in m[], n returned.
+ *   add(g, bias) [act]   g read by the add alone (C then holds the biased value)
+ *   act(g)               g may have other readers: C keeps g, the activation goes to
+ *                        its own buffer (codegen's STORE_PRE)
+ *   mask(aux, g)         g read by the mask alone */
+static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
+  Func *f = c->f;
+  const Inst *gi = &f->insts[g];
+  TypeId ty = gi->type;
+  const TensorType *t = ir_vtype(f, g);
+  if (t->rank != 2 || t->dtype != DT_F32) return 0;
+  int n = 0;
+  int32_t u = single_user(c, g);
+  if (u >= 0 && free_member(c, u) && f->insts[u].type == ty) {
+    const Inst *ui = &f->insts[u];
+    if (ui->op == OP_ADD) {
+      int32_t bias = ui->args[0] == g ? ui->args[1] : ui->args[0];
+      const TensorType *bt = ir_vtype(f, bias);
+      if (bias != g && bias < g && bt->rank == 1 && bt->dtype == DT_F32 && bt->dims[0] == t->dims[1] &&
+          t->dims[1] != DIM_BATCH && f->insts[bias].op != OP_CONST) {  /* a constant: the ew kernel splats it */
+        m[n++] = u;
+        for (int32_t a = u + 1; a < f->ninsts; a++) {   /* an activation of the biased value */
+          const Inst *ai = &f->insts[a];
+          if (is_act(ai->op) && ai->nargs == 1 && ai->args[0] == u && ai->type == ty && free_member(c, a)) {
+            m[n++] = a;
+            break;
+          }
+        }
+        return n;
+      }
+    }
+    if (is_mask(ui->op) && ui->args[1] == g && ui->args[0] != g && ui->args[0] < g &&
+        f->insts[ui->args[0]].op != OP_CONST) {
+      m[n++] = u;
+      return n;
+    }
+  }
+  for (int32_t a = g + 1; a < f->ninsts; a++) {   /* an activation of the product itself */
+    const Inst *ai = &f->insts[a];
+    if (is_act(ai->op) && ai->nargs == 1 && ai->args[0] == g && ai->type == ty && free_member(c, a)) {
+      m[n++] = a;
+      return n;
+    }
+  }
+  return 0;
+}
+
+/* k is a scalar computed from constants and sizes only (1/B of a mean), so the group
+ * that reads it can never be its own dependency. */
+static bool scale_ok(Func *f, int32_t k, int depth) {
+  const Inst *in = &f->insts[k];
+  if (in->op == OP_CONST || in->op == OP_SIZE) return true;
+  if (depth > 8 || !is_ew(in)) return false;
+  for (int q = 0; q < in->nargs; q++)
+    if (!scale_ok(f, in->args[q], depth + 1)) return false;
+  return true;
+}
+
+/* The softmax-CE group of l = softmax_xent(z, y): members after l in m[]. */
+static int xent_chain(const Ctx *c, int32_t l, int32_t *m) {
+  Func *f = c->f;
+  const Inst *li = &f->insts[l];
+  int32_t z = li->args[0], y = li->args[1];
+  const TensorType *zt = ir_vtype(f, z);
+  if (zt->rank != 2 || zt->dtype != DT_F32) return 0;
+  int32_t p = -1, o = -1, s = -1, g = -1;
+  for (int32_t i = l + 1; i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    if (in->op == OP_ONEHOT && in->args[0] == y && o < 0 && free_member(c, i)) o = i;
+  }
+  if (o < 0) return 0;
+  int32_t su = single_user(c, o);
+  if (su < 0 || !free_member(c, su)) return 0;
+  const Inst *si = &f->insts[su];
+  if (si->op != OP_SUB || si->args[1] != o || si->type != f->insts[z].type) return 0;
+  s = su;
+  int32_t pv = si->args[0];
+  const Inst *pi = &f->insts[pv];
+  /* softmax over the last axis of the same logits */
+  if (pi->op != OP_SOFTMAX || pi->args[0] != z || pi->iattr[0] != 1) return 0;
+  if (pv > l && free_member(c, pv)) p = pv;
+  int32_t gu = single_user(c, s);
+  if (gu < 0 || !free_member(c, gu)) return 0;
+  const Inst *gi = &f->insts[gu];
+  if (gi->op != OP_MUL || gi->type != si->type) return 0;
+  int32_t k = gi->args[0] == s ? gi->args[1] : gi->args[0];
+  if (k == s || ir_vtype(f, k)->rank != 0 || !scale_ok(f, k, 0)) return 0;
+  g = gu;
+  int n = 0;
+  if (p >= 0) m[n++] = p;
+  m[n++] = o;
+  m[n++] = s;
+  m[n++] = g;
+  return n;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+  int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+void fuse_plan(Arena *a, Func *f, const bool *computed, bool fuse, FusePlan *s) {
+  int32_t n = f->ninsts;
+  memset(s, 0, sizeof *s);
+  Ctx c = {f, computed, NULL, NULL, NULL, NULL};
+  c.nuses = arena_alloc(a, (size_t)(n + 1) * sizeof *c.nuses);
+  c.user = arena_alloc(a, (size_t)(n + 1) * sizeof *c.user);
+  c.sink_use = arena_alloc(a, (size_t)(n + 1) * sizeof *c.sink_use);
+  c.group_of = arena_alloc(a, (size_t)(n + 1) * sizeof *c.group_of);
+  s->internal = arena_alloc(a, (size_t)(n + 1) * sizeof *s->internal);
+  for (int32_t i = 0; i < n; i++) c.group_of[i] = -1;
+  for (int32_t i = 0; i < n; i++) {   /* readers: computed instructions and every sink */
+    const Inst *in = &f->insts[i];
+    bool sink = ir_ops[in->op].flags & OPF_SINK;
+    if ((!computed[i] && !sink) || in->op == OP_SIZE) continue;
+    for (int k = 0; k < in->nargs; k++) {
+      int32_t v = in->args[k];
+      if (sink) c.sink_use[v] = true;
+      c.nuses[v]++;
+      c.user[v] = i;
+    }
+  }
+  /* groups, each a list of members (ascending), formed in instruction order */
+  int32_t *mem = arena_alloc(a, (size_t)(n + 1) * sizeof *mem);     /* members, group after group */
+  int32_t *gstart = arena_alloc(a, (size_t)(n + 2) * sizeof *gstart);
+  uint8_t *gkind = arena_alloc(a, (size_t)(n + 1));
+  int ng = 0, nm = 0, prev_group = -1;
+  int32_t chain[8];
+  for (int32_t i = 0; i < n; i++) {
+    if (!computed[i] || c.group_of[i] >= 0) {
+      if (computed[i]) prev_group = c.group_of[i];
+      continue;
+    }
+    const Inst *in = &f->insts[i];
+    int nc = 0;
+    FuseKind kind = FUSE_SINGLE;
+    if (fuse && is_gemm(in->op)) {
+      nc = gemm_chain(&c, i, chain);
+      if (nc) kind = FUSE_GEMM;
+    } else if (fuse && in->op == OP_SOFTMAX_XENT) {
+      nc = xent_chain(&c, i, chain);
+      if (nc) kind = FUSE_XENT;
+    }
+    if (kind == FUSE_SINGLE && fuse && is_ew(in) && prev_group >= 0 && prev_group == ng - 1 &&
+        gkind[prev_group] <= FUSE_EW && nm - gstart[prev_group] < FUSE_MAX_GROUP) {
+      const Inst *last = &f->insts[mem[nm - 1]];
+      if (is_ew(last) && last->type == in->type) {
+        gkind[prev_group] = FUSE_EW;
+        mem[nm++] = i;
+        c.group_of[i] = prev_group;
+        continue;
+      }
+    }
+    gstart[ng] = nm;
+    gkind[ng] = (uint8_t)kind;
+    mem[nm++] = i;
+    c.group_of[i] = ng;
+    for (int k = 0; k < nc; k++) {
+      mem[nm++] = chain[k];
+      c.group_of[chain[k]] = ng;
+    }
+    qsort(&mem[gstart[ng]], (size_t)(nm - gstart[ng]), sizeof *mem, cmp_i32);
+    prev_group = ng;
+    ng++;
+  }
+  gstart[ng] = nm;
+  /* internal members: every reader is in the same group (never the group's last
+   * member of a gemm chain, whose value is what the kernel produces) */
+  for (int g = 0; g < ng; g++) {
+    if (gkind[g] != FUSE_GEMM && gkind[g] != FUSE_XENT) continue;
+    for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
+      int32_t v = mem[k];
+      if (c.sink_use[v] || c.nuses[v] == 0) continue;
+      bool inside = true;
+      for (int32_t u = v + 1; u < n && inside; u++) {
+        const Inst *ui = &f->insts[u];
+        if (!computed[u] || ui->op == OP_SIZE) continue;
+        for (int q = 0; q < ui->nargs; q++)
+          if (ui->args[q] == v && c.group_of[u] != g) inside = false;
+      }
+      /* the loss rows of softmax-CE are read by the mean: never internal there */
+      if (inside && f->insts[v].op != OP_SOFTMAX_XENT) s->internal[v] = true;
+    }
+  }
+  /* order: Kahn over group dependencies, smallest first member first */
+  int32_t *indeg = arena_alloc(a, (size_t)(ng + 1) * sizeof *indeg);
+  int32_t *eoff = arena_alloc(a, (size_t)(ng + 2) * sizeof *eoff);
+  /* count edges g <- h (h before g) */
+  int32_t ne = 0;
+  for (int g = 0; g < ng; g++)
+    for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
+      const Inst *in = &f->insts[mem[k]];
+      if (in->op == OP_SIZE) continue;
+      for (int q = 0; q < in->nargs; q++) {
+        int32_t h = c.group_of[in->args[q]];
+        if (h >= 0 && h != g) ne++;
+      }
+    }
+  int32_t *esrc = arena_alloc(a, (size_t)(ne + 1) * sizeof *esrc);
+  int32_t *edst = arena_alloc(a, (size_t)(ne + 1) * sizeof *edst);
+  ne = 0;
+  for (int g = 0; g < ng; g++)
+    for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
+      const Inst *in = &f->insts[mem[k]];
+      if (in->op == OP_SIZE) continue;
+      for (int q = 0; q < in->nargs; q++) {
+        int32_t h = c.group_of[in->args[q]];
+        if (h >= 0 && h != g) {
+          esrc[ne] = h;
+          edst[ne] = g;
+          ne++;
+          indeg[g]++;
+        }
+      }
+    }
+  /* adjacency by source (counting sort) */
+  for (int32_t e = 0; e < ne; e++) eoff[esrc[e] + 1]++;
+  for (int g = 0; g < ng; g++) eoff[g + 1] += eoff[g];
+  int32_t *adj = arena_alloc(a, (size_t)(ne + 1) * sizeof *adj);
+  int32_t *fill = arena_alloc(a, (size_t)(ng + 1) * sizeof *fill);
+  for (int32_t e = 0; e < ne; e++) adj[eoff[esrc[e]] + fill[esrc[e]]++] = edst[e];
+  /* ready groups in a binary min-heap keyed by group index (= first member order) */
+  int32_t *heap = arena_alloc(a, (size_t)(ng + 1) * sizeof *heap);
+  int nh = 0;
+#define HEAP_PUSH(x)                                                          \
+  do {                                                                        \
+    int i_ = nh++;                                                            \
+    heap[i_] = (x);                                                           \
+    while (i_ > 0 && heap[(i_ - 1) / 2] > heap[i_]) {                         \
+      int32_t t_ = heap[i_]; heap[i_] = heap[(i_ - 1) / 2]; heap[(i_ - 1) / 2] = t_; \
+      i_ = (i_ - 1) / 2;                                                      \
+    }                                                                         \
+  } while (0)
+  for (int g = 0; g < ng; g++)
+    if (indeg[g] == 0) HEAP_PUSH(g);
+  s->order = arena_alloc(a, (size_t)(nm + 1) * sizeof *s->order);
+  s->group_start = arena_alloc(a, (size_t)(ng + 2) * sizeof *s->group_start);
+  s->kind = arena_alloc(a, (size_t)(ng + 1));
+  int k = 0, done = 0;
+  while (nh > 0) {
+    int32_t g = heap[0];
+    heap[0] = heap[--nh];
+    for (int i = 0;;) {
+      int l = 2 * i + 1, r = l + 1, m = i;
+      if (l < nh && heap[l] < heap[m]) m = l;
+      if (r < nh && heap[r] < heap[m]) m = r;
+      if (m == i) break;
+      int32_t t = heap[i]; heap[i] = heap[m]; heap[m] = t;
+      i = m;
+    }
+    s->group_start[done] = k;
+    s->kind[done] = gkind[g];
+    done++;
+    for (int32_t q = gstart[g]; q < gstart[g + 1]; q++) s->order[k++] = mem[q];
+    for (int32_t e = eoff[g]; e < eoff[g + 1]; e++)
+      if (--indeg[adj[e]] == 0) HEAP_PUSH(adj[e]);
+  }
+#undef HEAP_PUSH
+  if (done != ng) ir_die("fuse_plan: the kernel groups of @%s form a cycle", f->name);
+  s->group_start[done] = k;
+  s->ngroups = ng;
+}
+
+const char *const fuse_kind_names[FUSE__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent"};
