@@ -113,6 +113,9 @@ typedef struct {
 /* for (iv = start; iv < end; iv += step): the builder is left in the body. */
 CgLoop cg_loop_begin(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMValueRef step);
 void cg_loop_end(Cg *cg, CgLoop *l);   /* closes the body, builder at the exit */
+/* The same with hints for LLVM's loop passes (llvm.loop metadata). */
+enum { CG_LOOP_NO_VECTORIZE = 1, CG_LOOP_NO_UNROLL = 2 };
+void cg_loop_end_hint(Cg *cg, CgLoop *l, int hints);
 /* if (cond) { then }: cg_if_begin leaves the builder in `then`; cg_if_end joins. */
 LLVMBasicBlockRef cg_if_begin(Cg *cg, LLVMValueRef cond);
 void cg_if_end(Cg *cg, LLVMBasicBlockRef join);

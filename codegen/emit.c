@@ -202,13 +202,36 @@ CgLoop cg_loop_begin(Cg *cg, LLVMValueRef start, LLVMValueRef end, LLVMValueRef 
   return l;
 }
 
-void cg_loop_end(Cg *cg, CgLoop *l) {
+/* The back edge; hints (CG_LOOP_*) become the loop's llvm.loop metadata. */
+static void loop_end(Cg *cg, CgLoop *l, int hints) {
   LLVMValueRef next = LLVMBuildNSWAdd(cg->B, l->iv, l->step, "");
   LLVMBasicBlockRef from = LLVMGetInsertBlock(cg->B);
   LLVMAddIncoming(l->iv, &next, &from, 1);
-  LLVMBuildBr(cg->B, l->head);
+  LLVMValueRef br = LLVMBuildBr(cg->B, l->head);
+  if (hints) {
+    /* !llvm.loop !{self, !{"llvm.loop.vectorize.enable", i1 false}, !{"llvm.loop.unroll.disable"}} */
+    LLVMMetadataRef ops[3];
+    unsigned n = 0;
+    LLVMMetadataRef self = LLVMTemporaryMDNode(cg->C, NULL, 0);
+    ops[n++] = self;
+    if (hints & CG_LOOP_NO_VECTORIZE) {
+      LLVMMetadataRef kv[2] = {LLVMMDStringInContext2(cg->C, "llvm.loop.vectorize.enable", 26),
+                               LLVMValueAsMetadata(LLVMConstInt(cg->t_i1, 0, 0))};
+      ops[n++] = LLVMMDNodeInContext2(cg->C, kv, 2);
+    }
+    if (hints & CG_LOOP_NO_UNROLL) {
+      LLVMMetadataRef k = LLVMMDStringInContext2(cg->C, "llvm.loop.unroll.disable", 24);
+      ops[n++] = LLVMMDNodeInContext2(cg->C, &k, 1);
+    }
+    LLVMMetadataRef md = LLVMMDNodeInContext2(cg->C, ops, n);
+    LLVMMetadataReplaceAllUsesWith(self, md);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(cg->C, "llvm.loop", 9), LLVMMetadataAsValue(cg->C, md));
+  }
   LLVMPositionBuilderAtEnd(cg->B, l->exit);
 }
+
+void cg_loop_end(Cg *cg, CgLoop *l) { loop_end(cg, l, 0); }
+void cg_loop_end_hint(Cg *cg, CgLoop *l, int hints) { loop_end(cg, l, hints); }
 
 LLVMBasicBlockRef cg_if_begin(Cg *cg, LLVMValueRef cond) {
   LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "then");
@@ -229,9 +252,11 @@ void cg_vloop(Cg *cg, LLVMValueRef n, CgBodyFn body, void *ctx) {
     nvec = LLVMBuildAnd(cg->B, n, cg_i64(cg, ~(int64_t)(cg->W - 1)), "nvec");
     CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), nvec, cg_i64(cg, cg->W));
     body(cg, ctx, l.iv, cg->t_vec);
-    cg_loop_end(cg, &l);
+    cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE);   /* already vector code */
   }
+  /* the tail (< W elements): kept scalar and rolled, or LLVM would vectorize and unroll
+   * it again — code that never runs much, and most of the compile time of a kernel */
   CgLoop t = cg_loop_begin(cg, nvec, n, cg_i64(cg, 1));
   body(cg, ctx, t.iv, cg->t_f32);
-  cg_loop_end(cg, &t);
+  cg_loop_end_hint(cg, &t, cg->W > 1 ? CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL : 0);
 }

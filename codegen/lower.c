@@ -630,7 +630,10 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
       if (ok && opt) {
         new_entry(&b, "step");
         LLVMValueRef frame = cg->frame;
-        LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(gfn), gfn, &frame, 1, "");
+        /* a call, not a second copy of grad: half the code to compile */
+        LLVMValueRef call = LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(gfn), gfn, &frame, 1, "");
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex,
+                                 LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
         LLVMValueRef st = cg_frame_field(cg, CG_FR_STATUS);
         LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(cg->B, LLVMIntEQ, st, cg_i32(cg, 0), ""));
         CgParamRange *ranges = arena_alloc(m->arena, (size_t)(m->desc.nparams + 1) * sizeof *ranges);
