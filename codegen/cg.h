@@ -39,7 +39,7 @@ typedef struct Cg {
   LLVMTypeRef t_void, t_f32, t_f64, t_i1, t_i32, t_i64, t_ptr, t_vec, t_frame, t_task, t_pfor;
   LLVMValueRef fn;       /* the function being emitted */
   LLVMValueRef frame;    /* its bprt_frame * argument (entry points) */
-  LLVMValueRef gemm_fn[3];  /* gemm task per variant (NN, NT, TN), built on first use */
+  LLVMValueRef gemm_task;   /* the gemm task (all variants), built on first use */
   LLVMValueRef gemm_epi[256];  /* epilogue function per CG_EP_* flag set, on first use */
   LLVMValueRef gemm_pack;   /* workspace bytes of the GEMM pack buffers (entry points) */
   /* debug info (NULL when off) */

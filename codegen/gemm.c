@@ -117,41 +117,49 @@ static LLVMValueRef build_ukernel(Cg *cg) {
 /* ------------------------------------------------------------------ packing */
 
 /* One panel: dst[p * P + q] = src(q, p) for p < kc, q < ext (ext <= P), where src(q, p)
- * = base[q * qs + p * ps]; the loop over the contiguous one of q, p is inner. */
-static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps, bool q_contig,
+ * = base[q * qs + p * ps] and one of qs, ps is 1 (every operand layout of the three
+ * variants): qc says which, at run time, and the loop over the contiguous one is inner
+ * with its stride the constant 1, so it becomes vector loads. */
+static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps, LLVMValueRef qc,
                        int P, LLVMValueRef ext, LLVMValueRef kc) {
   LLVMValueRef one = cg_i64(cg, 1), zero = cg_i64(cg, 0);
-  CgLoop lo = cg_loop_begin(cg, zero, q_contig ? kc : ext, one);
-  CgLoop li = cg_loop_begin(cg, zero, q_contig ? ext : kc, one);
-  LLVMValueRef q = q_contig ? li.iv : lo.iv, p = q_contig ? lo.iv : li.iv;
-  LLVMValueRef v = cg_load(cg, cg->t_f32, base, add(cg, mul(cg, q, qs), mul(cg, p, ps)));
-  cg_store(cg, v, dst, add(cg, mul(cg, p, cg_i64(cg, P)), q));
-  cg_loop_end(cg, &li);
-  cg_loop_end(cg, &lo);
+  LLVMBasicBlockRef bq = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packq");
+  LLVMBasicBlockRef bp = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packp");
+  LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packjoin");
+  LLVMBuildCondBr(cg->B, qc, bq, bp);
+  for (int contig_q = 1; contig_q >= 0; contig_q--) {
+    LLVMPositionBuilderAtEnd(cg->B, contig_q ? bq : bp);
+    CgLoop lo = cg_loop_begin(cg, zero, contig_q ? kc : ext, one);
+    CgLoop li = cg_loop_begin(cg, zero, contig_q ? ext : kc, one);
+    LLVMValueRef q = contig_q ? li.iv : lo.iv, p = contig_q ? lo.iv : li.iv;
+    LLVMValueRef src = contig_q ? add(cg, q, mul(cg, p, ps)) : add(cg, mul(cg, q, qs), p);
+    cg_store(cg, cg_load(cg, cg->t_f32, base, src), dst, add(cg, mul(cg, p, cg_i64(cg, P)), q));
+    cg_loop_end(cg, &li);
+    cg_loop_end(cg, &lo);
+    LLVMBuildBr(cg->B, join);
+  }
+  LLVMPositionBuilderAtEnd(cg->B, join);
 }
 
 /* Pack a block of `len` rows (A, P = MR) or columns (B, P = NR) into panels of P. */
-static void pack_block(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps, bool q_contig,
+static void pack_block(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps, LLVMValueRef qc,
                        int P, LLVMValueRef len, LLVMValueRef kc) {
   CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), len, cg_i64(cg, P));
   LLVMValueRef ext = cg_min_i64(cg, cg_i64(cg, P), sub(cg, len, l.iv));
   LLVMValueRef pdst = fptr(cg, dst, mul(cg, l.iv, kc));
   LLVMValueRef pbase = fptr(cg, base, mul(cg, l.iv, qs));
   LLVMValueRef isfull = LLVMBuildICmp(cg->B, LLVMIntEQ, ext, cg_i64(cg, P), "");
-  LLVMBasicBlockRef bfull = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packfull");
   LLVMBasicBlockRef bpart = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packpart");
   LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packed");
-  LLVMBuildCondBr(cg->B, isfull, bfull, bpart);
-  LLVMPositionBuilderAtEnd(cg->B, bfull);
-  pack_panel(cg, pdst, pbase, qs, ps, q_contig, P, cg_i64(cg, P), kc);
-  LLVMBuildBr(cg->B, bjoin);
+  LLVMBuildCondBr(cg->B, isfull, bjoin, bpart);
+  /* a partial panel: zeros first, so the micro-kernel reads zeros past the edge */
   LLVMPositionBuilderAtEnd(cg->B, bpart);
   CgLoop z = cg_loop_begin(cg, cg_i64(cg, 0), mul(cg, kc, cg_i64(cg, P)), cg_i64(cg, 1));
   cg_store(cg, LLVMConstReal(cg->t_f32, 0), pdst, z.iv);
   cg_loop_end(cg, &z);
-  pack_panel(cg, pdst, pbase, qs, ps, q_contig, P, ext, kc);
   LLVMBuildBr(cg->B, bjoin);
   LLVMPositionBuilderAtEnd(cg->B, bjoin);
+  pack_panel(cg, pdst, pbase, qs, ps, qc, P, ext, kc);
   cg_loop_end(cg, &l);
 }
 
@@ -163,25 +171,27 @@ static LLVMTypeRef epi_type(Cg *cg) {
   return LLVMFunctionType(cg->t_void, args, 5, 0);
 }
 
-/* void core(i64 M, i64 N, i64 K, float *A, i64 lda, float *B, i64 ldb, float *C, i64 ldc,
- *           float *Ap, float *Bp, epi *fn (or NULL), void *ectx) */
-static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel) {
-  static const char *names[3] = {"bpcc_gemm_nn", "bpcc_gemm_nt", "bpcc_gemm_tn"};
-  LLVMTypeRef args[13] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr,
+/* void core(i64 M, i64 N, i64 K, float *A, i64 ars, i64 acs, float *B, i64 brs, i64 bcs,
+ *           float *C, i64 ldc, float *Ap, float *Bp, epi *fn (or NULL), void *ectx)
+ * with A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs]: one function for the three
+ * variants (their layouts differ only in these strides). */
+static LLVMValueRef build_core(Cg *cg, LLVMValueRef ukernel) {
+  LLVMTypeRef args[15] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
                           cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
-  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 13, 0);
-  LLVMValueRef fn = cg_new_function(cg, names[variant], fty, true);
+  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 15, 0);
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_gemm_core", fty, true);
+  static const unsigned noalias_args[5] = {4, 7, 10, 12, 13};   /* A, B, C, Ap, Bp (1-based) */
+  for (int i = 0; i < 5; i++)
+    LLVMAddAttributeAtIndex(fn, noalias_args[i], LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
   cg->fn = fn;
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
-  LLVMValueRef M = LLVMGetParam(fn, 0), N = LLVMGetParam(fn, 1), K = LLVMGetParam(fn, 2);
-  LLVMValueRef A = LLVMGetParam(fn, 3), lda = LLVMGetParam(fn, 4), Bm = LLVMGetParam(fn, 5), ldb = LLVMGetParam(fn, 6);
-  LLVMValueRef Cm = LLVMGetParam(fn, 7), ldc = LLVMGetParam(fn, 8), Ap = LLVMGetParam(fn, 9), Bp = LLVMGetParam(fn, 10);
-  LLVMValueRef efn = LLVMGetParam(fn, 11), ectx = LLVMGetParam(fn, 12);
-  bool ta = variant == V_TN, tb = variant == V_NT;
+  LLVMValueRef P[15];
+  for (unsigned i = 0; i < 15; i++) P[i] = LLVMGetParam(fn, i);
+  LLVMValueRef M = P[0], N = P[1], K = P[2], A = P[3], ars = P[4], acs = P[5], Bm = P[6], brs = P[7], bcs = P[8];
+  LLVMValueRef Cm = P[9], ldc = P[10], Ap = P[11], Bp = P[12], efn = P[13], ectx = P[14];
   LLVMValueRef one = cg_i64(cg, 1);
-  /* A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs] */
-  LLVMValueRef ars = ta ? one : lda, acs = ta ? lda : one;
-  LLVMValueRef brs = tb ? one : ldb, bcs = tb ? ldb : one;
+  LLVMValueRef aqc = LLVMBuildICmp(cg->B, LLVMIntEQ, ars, one, "aqc");
+  LLVMValueRef bqc = LLVMBuildICmp(cg->B, LLVMIntEQ, bcs, one, "bqc");
 
   CgLoop jc = cg_loop_begin(cg, cg_i64(cg, 0), N, cg_i64(cg, CG_GEMM_NC));
   LLVMValueRef nc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_NC), sub(cg, N, jc.iv));
@@ -189,12 +199,14 @@ static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel) {
   LLVMValueRef kc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_KC), sub(cg, K, pc.iv));
   /* B panels: q = column j (stride bcs), p = k (stride brs) */
   LLVMValueRef bbase = fptr(cg, Bm, add(cg, mul(cg, pc.iv, brs), mul(cg, jc.iv, bcs)));
-  pack_block(cg, Bp, bbase, bcs, brs, !tb, cg->NR, nc, kc);
+  pack_block(cg, Bp, bbase, bcs, brs, bqc, cg->NR, nc, kc);
   CgLoop ic = cg_loop_begin(cg, cg_i64(cg, 0), M, cg_i64(cg, CG_GEMM_MC));
   LLVMValueRef mc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_MC), sub(cg, M, ic.iv));
   LLVMValueRef abase = fptr(cg, A, add(cg, mul(cg, ic.iv, ars), mul(cg, pc.iv, acs)));
-  pack_block(cg, Ap, abase, ars, acs, ta, cg->MR, mc, kc);
+  pack_block(cg, Ap, abase, ars, acs, aqc, cg->MR, mc, kc);
   LLVMValueRef overwrite = LLVMBuildICmp(cg->B, LLVMIntEQ, pc.iv, cg_i64(cg, 0), "");
+  LLVMValueRef last = LLVMBuildICmp(cg->B, LLVMIntEQ, add(cg, pc.iv, kc), K, "");
+  LLVMValueRef doepi = LLVMBuildAnd(cg->B, last, LLVMBuildICmp(cg->B, LLVMIntNE, efn, LLVMConstNull(cg->t_ptr), ""), "");
   CgLoop jr = cg_loop_begin(cg, cg_i64(cg, 0), nc, cg_i64(cg, cg->NR));
   LLVMValueRef nr = cg_min_i64(cg, cg_i64(cg, cg->NR), sub(cg, nc, jr.iv));
   CgLoop ir = cg_loop_begin(cg, cg_i64(cg, 0), mc, cg_i64(cg, cg->MR));
@@ -204,9 +216,7 @@ static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel) {
                            fptr(cg, Cm, cidx), ldc, mr, nr, overwrite};
   LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(ukernel), ukernel, uargs, 8, "");
   /* the epilogue, once the tile holds its final sum */
-  LLVMValueRef last = LLVMBuildICmp(cg->B, LLVMIntEQ, add(cg, pc.iv, kc), K, "");
-  LLVMValueRef hasepi = LLVMBuildICmp(cg->B, LLVMIntNE, efn, LLVMConstNull(cg->t_ptr), "");
-  LLVMBasicBlockRef ejoin = cg_if_begin(cg, LLVMBuildAnd(cg->B, last, hasepi, ""));
+  LLVMBasicBlockRef ejoin = cg_if_begin(cg, doepi);
   LLVMValueRef eargs[5] = {ectx, uargs[3], ldc, mr, nr};
   LLVMBuildCall2(cg->B, epi_type(cg), efn, eargs, 5, "");
   cg_if_end(cg, ejoin);
@@ -222,11 +232,11 @@ static LLVMValueRef build_core(Cg *cg, int variant, LLVMValueRef ukernel) {
 /* ------------------------------------------------------------------ tasks */
 
 /* The context a gemm task reads: what the caller stores before parallel_for. */
-enum { GX_A, GX_B, GX_C, GX_PACK, GX_M, GX_N, GX_K, GX_NCHUNKS, GX_SPLITM, GX_EFN, GX_ECTX, GX__COUNT };
+enum { GX_A, GX_B, GX_C, GX_PACK, GX_M, GX_N, GX_K, GX_NCHUNKS, GX_SPLITM, GX_EFN, GX_ECTX, GX_VARIANT, GX__COUNT };
 
 static LLVMTypeRef ctx_type(Cg *cg) {
   LLVMTypeRef f[GX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64,
-                              cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_ptr};
+                              cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_i64};
   return LLVMStructTypeInContext(cg->C, f, GX__COUNT, 0);
 }
 
@@ -239,9 +249,10 @@ static void chunk_range(Cg *cg, LLVMValueRef c, LLVMValueRef nch, LLVMValueRef l
   *e = cg_min_i64(cg, mul(cg, p1, cg_i64(cg, P)), len);
 }
 
-static LLVMValueRef build_task(Cg *cg, int variant, LLVMValueRef core) {
-  static const char *names[3] = {"bpcc_gemm_task_nn", "bpcc_gemm_task_nt", "bpcc_gemm_task_tn"};
-  LLVMValueRef fn = cg_new_function(cg, names[variant], cg->t_task, true);
+/* One task for the three variants: the variant (a ctx field) picks the leading
+ * dimensions and strides that the shared core takes. */
+static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_gemm_task", cg->t_task, true);
   cg->fn = fn;
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
   LLVMTypeRef ct = ctx_type(cg);
@@ -250,27 +261,31 @@ static LLVMValueRef build_task(Cg *cg, int variant, LLVMValueRef core) {
   for (int i = 0; i < GX__COUNT; i++)
     f[i] = LLVMBuildLoad2(cg->B, LLVMStructGetTypeAtIndex(ct, (unsigned)i), LLVMBuildStructGEP2(cg->B, ct, ctx, (unsigned)i, ""), "");
   LLVMValueRef M = f[GX_M], N = f[GX_N], K = f[GX_K];
-  bool ta = variant == V_TN, tb = variant == V_NT;
-  LLVMValueRef lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
+  LLVMValueRef ta = LLVMBuildICmp(cg->B, LLVMIntEQ, f[GX_VARIANT], cg_i64(cg, V_TN), "ta");
+  LLVMValueRef tb = LLVMBuildICmp(cg->B, LLVMIntEQ, f[GX_VARIANT], cg_i64(cg, V_NT), "tb");
+  LLVMValueRef one = cg_i64(cg, 1), z = cg_i64(cg, 0);
+  LLVMValueRef lda = LLVMBuildSelect(cg->B, ta, M, K, ""), ldb = LLVMBuildSelect(cg->B, tb, K, N, ""), ldc = N;
+  /* A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs] */
+  LLVMValueRef ars = LLVMBuildSelect(cg->B, ta, one, lda, ""), acs = LLVMBuildSelect(cg->B, ta, lda, one, "");
+  LLVMValueRef brs = LLVMBuildSelect(cg->B, tb, one, ldb, ""), bcs = LLVMBuildSelect(cg->B, tb, ldb, one, "");
   CgLoop l = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), cg_i64(cg, 1));
   LLVMValueRef splitm = LLVMBuildICmp(cg->B, LLVMIntNE, f[GX_SPLITM], cg_i64(cg, 0), "");
   LLVMValueRef sm, em, sn, en;
   chunk_range(cg, l.iv, f[GX_NCHUNKS], M, cg->MR, &sm, &em);
   chunk_range(cg, l.iv, f[GX_NCHUNKS], N, cg->NR, &sn, &en);
-  LLVMValueRef z = cg_i64(cg, 0);
   LLVMValueRef rs = LLVMBuildSelect(cg->B, splitm, sm, z, ""), re = LLVMBuildSelect(cg->B, splitm, em, M, "");
   LLVMValueRef cs = LLVMBuildSelect(cg->B, splitm, z, sn, ""), ce = LLVMBuildSelect(cg->B, splitm, N, en, "");
   LLVMValueRef Ms = sub(cg, re, rs), Ns = sub(cg, ce, cs);
-  LLVMValueRef As = fptr(cg, f[GX_A], ta ? rs : mul(cg, rs, lda));
-  LLVMValueRef Bs = fptr(cg, f[GX_B], tb ? mul(cg, cs, ldb) : cs);
+  LLVMValueRef As = fptr(cg, f[GX_A], mul(cg, rs, ars));
+  LLVMValueRef Bs = fptr(cg, f[GX_B], mul(cg, cs, bcs));
   LLVMValueRef Cs = fptr(cg, f[GX_C], add(cg, mul(cg, rs, ldc), cs));
   LLVMValueRef pk = fptr(cg, f[GX_PACK], mul(cg, l.iv, cg_i64(cg, cg_gemm_pack_floats(cg))));
   LLVMValueRef bp = fptr(cg, pk, cg_i64(cg, (int64_t)CG_GEMM_MC * CG_GEMM_KC));
   LLVMValueRef nonempty = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGT, Ms, z, ""),
                                        LLVMBuildICmp(cg->B, LLVMIntSGT, Ns, z, ""), "");
   LLVMBasicBlockRef join = cg_if_begin(cg, nonempty);
-  LLVMValueRef args[13] = {Ms, Ns, K, As, lda, Bs, ldb, Cs, ldc, pk, bp, f[GX_EFN], f[GX_ECTX]};
-  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 13, "");
+  LLVMValueRef args[15] = {Ms, Ns, K, As, ars, acs, Bs, brs, bcs, Cs, ldc, pk, bp, f[GX_EFN], f[GX_ECTX]};
+  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 15, "");
   cg_if_end(cg, join);
   cg_loop_end(cg, &l);
   LLVMBuildRetVoid(cg->B);
@@ -337,10 +352,28 @@ static LLVMValueRef build_epilogue(Cg *cg, int flags) {
                                     LLVMBuildPtrToInt(cg->B, f[EX_C], cg->t_i64, ""), "");
   LLVMValueRef off = LLVMBuildSDiv(cg->B, bytes, cg_i64(cg, cg->esize), "");
   LLVMValueRef col = LLVMBuildSRem(cg->B, off, ldc, "");
-  CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
-  EpiCtx c = {flags, f[EX_C], f[EX_BIAS], f[EX_AUX], f[EX_OUT2], add(cg, off, mul(cg, li.iv, ldc)), col};
-  cg_vloop(cg, nr, epi_body, &c);
-  cg_loop_end(cg, &li);
+  /* a full tile (nr = NR): NR / W vectors a row; an edge tile: a rolled scalar loop.
+   * Rows are not unrolled: the function stays small, the loads hit L1 either way. */
+  LLVMValueRef fullw = LLVMBuildICmp(cg->B, LLVMIntEQ, nr, cg_i64(cg, cg->NR), "");
+  LLVMBasicBlockRef bfull = LLVMAppendBasicBlockInContext(cg->C, fn, "full");
+  LLVMBasicBlockRef bedge = LLVMAppendBasicBlockInContext(cg->C, fn, "edge");
+  LLVMBasicBlockRef bret = LLVMAppendBasicBlockInContext(cg->C, fn, "ret");
+  LLVMBuildCondBr(cg->B, fullw, bfull, bedge);
+  for (int full = 1; full >= 0; full--) {
+    LLVMPositionBuilderAtEnd(cg->B, full ? bfull : bedge);
+    CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
+    EpiCtx c = {flags, f[EX_C], f[EX_BIAS], f[EX_AUX], f[EX_OUT2], add(cg, off, mul(cg, li.iv, ldc)), col};
+    if (full) {
+      for (int v = 0; v < cg->NR; v += cg->W) epi_body(cg, &c, cg_i64(cg, v), cg->W > 1 ? cg->t_vec : cg->t_f32);
+    } else {
+      CgLoop lj = cg_loop_begin(cg, cg_i64(cg, 0), nr, cg_i64(cg, 1));
+      epi_body(cg, &c, lj.iv, cg->t_f32);
+      cg_loop_end_hint(cg, &lj, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+    }
+    cg_loop_end_hint(cg, &li, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+    LLVMBuildBr(cg->B, bret);
+  }
+  LLVMPositionBuilderAtEnd(cg->B, bret);
   LLVMBuildRetVoid(cg->B);
   return fn;
 }
@@ -348,17 +381,14 @@ static LLVMValueRef build_epilogue(Cg *cg, int flags) {
 /* ------------------------------------------------------------------ the call site */
 
 /* Build a helper function with build(), then come back to the entry point being emitted. */
-static LLVMValueRef build_aside(Cg *cg, int variant, int flags) {
+static LLVMValueRef build_aside(Cg *cg, bool task, int flags) {
   LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
   LLVMValueRef fn = cg->fn;
   LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
   LLVMSetCurrentDebugLocation2(cg->B, NULL);
   LLVMValueRef made;
-  if (variant >= 0) {
-    LLVMValueRef uk = LLVMGetNamedFunction(cg->M, "bpcc_gemm_ukernel");
-    if (!uk) uk = build_ukernel(cg);
-    LLVMValueRef core = build_core(cg, variant, uk);
-    made = build_task(cg, variant, core);
+  if (task) {
+    made = build_task(cg, build_core(cg, build_ukernel(cg)));
   } else {
     made = build_epilogue(cg, flags);
   }
@@ -371,11 +401,11 @@ static LLVMValueRef build_aside(Cg *cg, int variant, int flags) {
 void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
              LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep) {
   int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
-  if (!cg->gemm_fn[variant]) cg->gemm_fn[variant] = build_aside(cg, variant, 0);
+  if (!cg->gemm_task) cg->gemm_task = build_aside(cg, true, 0);
   LLVMValueRef efn = LLVMConstNull(cg->t_ptr), ectx = LLVMConstNull(cg->t_ptr);
   if (ep && ep->flags) {
     if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT) ir_die("cg_gemm: epilogue flags %d", ep->flags);
-    if (!cg->gemm_epi[ep->flags]) cg->gemm_epi[ep->flags] = build_aside(cg, -1, ep->flags);
+    if (!cg->gemm_epi[ep->flags]) cg->gemm_epi[ep->flags] = build_aside(cg, false, ep->flags);
     efn = cg->gemm_epi[ep->flags];
     LLVMTypeRef et = ectx_type(cg);
     ectx = cg_alloca(cg, et, "epictx");
@@ -400,9 +430,10 @@ void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LL
   LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntSLT, pn, twice, "");
   LLVMValueRef mtoo = LLVMBuildICmp(B, LLVMIntSLT, pm, twice, "");
   nch = LLVMBuildSelect(B, LLVMBuildAnd(B, splitm, mtoo, ""), cg_i64(cg, 1), nch, "nchunks");
-  LLVMValueRef vals[GX__COUNT] = {A, Bm, Cm, pack, M, N, K, nch, LLVMBuildZExt(B, splitm, cg->t_i64, ""), efn, ectx};
+  LLVMValueRef vals[GX__COUNT] = {A, Bm, Cm, pack, M, N, K, nch, LLVMBuildZExt(B, splitm, cg->t_i64, ""), efn, ectx,
+                                  cg_i64(cg, variant)};
   for (int i = 0; i < GX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
-  LLVMValueRef task = cg->gemm_fn[variant];
+  LLVMValueRef task = cg->gemm_task;
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, cg_i64(cg, 1), "");
   LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "gemmpar");
   LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "gemmser");

@@ -266,27 +266,44 @@ void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRa
   SqCtx sc = {grads, cg_alloca(cg, cg->t_vec, "ssv"), cg_alloca(cg, cg->t_f32, "sss")};
   LLVMValueRef total = cg_alloca(cg, cg->t_f64, "ss");
   LLVMBuildStore(B, d0, total);
+  /* the parameters' (offset, numel) as a constant table, walked by one loop: the same
+   * code for 2 parameters or 200 */
+  LLVMValueRef *cells = bp_xmalloc((size_t)(2 * nranges + 1) * sizeof *cells);
   for (int r = 0; r < nranges; r++) {
-    LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0), sc.accv);
-    LLVMBuildStore(B, LLVMConstReal(cg->t_f32, 0), sc.accs);
-    sc.g = cg_gep(cg, cg->t_f32, grads, cg_i64(cg, ranges[r].offset));
-    cg_vloop(cg, cg_i64(cg, ranges[r].numel), sq_body, &sc);
-    LLVMValueRef s = LLVMBuildFAdd(B, cg_hsum(cg, LLVMBuildLoad2(B, cg->t_vec, sc.accv, "")),
-                                   LLVMBuildLoad2(B, cg->t_f32, sc.accs, ""), "");
-    LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->t_f64, total, ""), LLVMBuildFPExt(B, s, cg->t_f64, ""), ""), total);
+    cells[2 * r] = cg_i64(cg, ranges[r].offset);
+    cells[2 * r + 1] = cg_i64(cg, ranges[r].numel);
   }
+  LLVMValueRef init = LLVMConstArray2(cg->t_i64, cells, (uint64_t)(2 * nranges));
+  bp_free(cells);
+  LLVMValueRef tbl = LLVMAddGlobal(cg->M, LLVMTypeOf(init), "bpcc_param_ranges");
+  LLVMSetInitializer(tbl, init);
+  LLVMSetGlobalConstant(tbl, 1);
+  LLVMSetLinkage(tbl, LLVMPrivateLinkage);
+  CgLoop lrg = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, nranges), cg_i64(cg, 1));
+  LLVMValueRef off = LLVMBuildLoad2(B, cg->t_i64, cg_gep(cg, cg->t_i64, tbl, LLVMBuildMul(B, lrg.iv, cg_i64(cg, 2), "")), "");
+  LLVMValueRef num = LLVMBuildLoad2(B, cg->t_i64, cg_gep(cg, cg->t_i64, tbl, LLVMBuildAdd(B, LLVMBuildMul(B, lrg.iv, cg_i64(cg, 2), ""), cg_i64(cg, 1), "")), "");
+  LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0), sc.accv);
+  LLVMBuildStore(B, LLVMConstReal(cg->t_f32, 0), sc.accs);
+  sc.g = cg_gep(cg, cg->t_f32, grads, off);
+  cg_vloop(cg, num, sq_body, &sc);
+  LLVMValueRef s = LLVMBuildFAdd(B, cg_hsum(cg, LLVMBuildLoad2(B, cg->t_vec, sc.accv, "")),
+                                 LLVMBuildLoad2(B, cg->t_f32, sc.accs, ""), "");
+  LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->t_f64, total, ""), LLVMBuildFPExt(B, s, cg->t_f64, ""), ""), total);
+  cg_loop_end_hint(cg, &lrg, CG_LOOP_NO_UNROLL);
   LLVMValueRef tot = LLVMBuildLoad2(B, cg->t_f64, total, "");
   LLVMValueRef norm = cg_intrinsic(cg, "llvm.sqrt", cg->t_f64, &tot, 1);
   LLVMValueRef coef = LLVMBuildFDiv(B, h[BPRT_H_CLIP], LLVMBuildFAdd(B, norm, LLVMConstReal(cg->t_f64, 1e-6), ""), "");
   LLVMValueRef clamped = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, coef, d1, ""), coef, d1, "");
   /* the clipped gradients are written back, as clip_grad_norm_ does */
   LLVMValueRef gscale = LLVMBuildFPTrunc(B, clamped, cg->t_f32, "");
-  for (int r = 0; r < nranges; r++) {
-    CgLoop l = cg_loop_begin(cg, cg_i64(cg, ranges[r].offset), cg_i64(cg, ranges[r].offset + ranges[r].numel), cg_i64(cg, 1));
-    LLVMValueRef g = cg_load(cg, cg->t_f32, grads, l.iv);
-    cg_store(cg, LLVMBuildFMul(B, g, gscale, ""), grads, l.iv);
-    cg_loop_end(cg, &l);
-  }
+  CgLoop lw = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, nranges), cg_i64(cg, 1));
+  LLVMValueRef woff = LLVMBuildLoad2(B, cg->t_i64, cg_gep(cg, cg->t_i64, tbl, LLVMBuildMul(B, lw.iv, cg_i64(cg, 2), "")), "");
+  LLVMValueRef wnum = LLVMBuildLoad2(B, cg->t_i64, cg_gep(cg, cg->t_i64, tbl, LLVMBuildAdd(B, LLVMBuildMul(B, lw.iv, cg_i64(cg, 2), ""), cg_i64(cg, 1), "")), "");
+  CgLoop l = cg_loop_begin(cg, woff, LLVMBuildAdd(B, woff, wnum, ""), cg_i64(cg, 1));
+  LLVMValueRef g = cg_load(cg, cg->t_f32, grads, l.iv);
+  cg_store(cg, LLVMBuildFMul(B, g, gscale, ""), grads, l.iv);
+  cg_loop_end(cg, &l);
+  cg_loop_end_hint(cg, &lw, CG_LOOP_NO_UNROLL);
   cg_if_end(cg, join);
 
   /* 2. per-step scalars */
