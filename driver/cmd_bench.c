@@ -246,8 +246,9 @@ int cmd_bench(int argc, char **argv) {
   }
   if (threads <= 0) threads = bprt_get_threads();
   DrvCompilation c;
-  if (!drv_compile(&c, file, DRV_LOWER, NULL) || !c.func) {
-    if (c.unit && !c.func) fprintf(stderr, "bpcc: error: %s has no model to benchmark\n", c.name);
+  bool compiled = drv_compile(&c, file, DRV_LOWER, NULL);
+  if (!compiled || !c.func) {   /* after diagnostics, only the diagnostics */
+    if (compiled) fprintf(stderr, "bpcc: error: %s has no model to benchmark\n", c.name);
     drv_release(&c);
     return 1;
   }

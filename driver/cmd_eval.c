@@ -93,8 +93,9 @@ int cmd_eval(int argc, char **argv) {
   if (strcmp(split, "test") && strcmp(split, "train")) return eval_error("--split '%s': expected test or train", split);
 
   DrvCompilation c;
-  if (!drv_compile(&c, file, DRV_LOWER, model) || !c.model) {
-    if (c.unit && !c.model) fprintf(stderr, "bpcc: error: %s has no model\n", c.name);
+  bool compiled = drv_compile(&c, file, DRV_LOWER, model);
+  if (!compiled || !c.model) {   /* after diagnostics, only the diagnostics */
+    if (compiled) fprintf(stderr, "bpcc: error: %s has no model\n", c.name);
     drv_release(&c);
     return 1;
   }

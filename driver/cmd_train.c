@@ -283,6 +283,7 @@ static int resolve_schedule(const TrainSpec *ts, const TrainArgs *a, double lr, 
   s->gamma = ts->gamma;
   s->t_max = ts->t_max;
   s->eta_min = ts->eta_min;
+  s->warmup = ts->warmup;
   s->factor = ts->factor;
   s->patience = ts->patience;
   s->threshold = ts->threshold;
@@ -371,8 +372,9 @@ int cmd_train(int argc, char **argv) {
   double t_start = seconds_now();
   DrvCompilation c;
   drv_lower_activations = a.watch;   /* --watch reports every named activation */
-  if (!drv_compile(&c, a.file, DRV_LOWER, a.model) || !c.model) {
-    if (c.unit && !c.model) fprintf(stderr, "bpcc: error: %s has no model to train\n", c.name);
+  bool compiled = drv_compile(&c, a.file, DRV_LOWER, a.model);
+  if (!compiled || !c.model) {   /* after diagnostics, only the diagnostics */
+    if (compiled) fprintf(stderr, "bpcc: error: %s has no model to train\n", c.name);
     drv_release(&c);
     return 1;
   }

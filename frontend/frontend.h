@@ -206,6 +206,7 @@ typedef struct {
   double gamma;              /* step: 0.1 */
   int64_t t_max;             /* cosine: default = epochs */
   double eta_min;            /* cosine: 0 */
+  int64_t warmup;            /* cosine: epochs of linear warm-up inside T_max, 0 */
   double factor;             /* plateau: 0.1 */
   int64_t patience;          /* plateau: 10 */
   double threshold;          /* plateau: 1e-4 */

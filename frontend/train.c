@@ -5,7 +5,7 @@
  *       batch 128
  *       epochs 10
  *       seed 42
- *       schedule cosine(T_max = 10)
+ *       schedule cosine(T_max = 10, warmup = 1)
  *       clip 1.0
  *       weight_decay 1e-4
  *   }
@@ -99,6 +99,7 @@ static const Key sched_keys[] = {
     {"gamma", K_POS, OFF(gamma), S(STEP)},
     {"T_max", K_INT_POS, OFF(t_max), S(COSINE)},
     {"eta_min", K_NONNEG, OFF(eta_min), S(COSINE)},
+    {"warmup", K_INT_NONNEG, OFF(warmup), S(COSINE)},
     {"factor", K_UNIT, OFF(factor), S(PLATEAU)},
     {"patience", K_INT_NONNEG, OFF(patience), S(PLATEAU)},
     {"threshold", K_NONNEG, OFF(threshold), S(PLATEAU)},
@@ -236,7 +237,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
   static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay"};
   const TrainItem *seen[7] = {0};
   bool wd_line = false;
-  const TrainItem *opt_item = NULL;
+  const TrainItem *opt_item = NULL, *sched_item = NULL;
   for (const TrainItem *it = train->items; it; it = it->next) {
     int k = -1;
     for (int i = 0; i < 7; i++)
@@ -300,6 +301,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
         }
         if (!has) diag_error(it->loc, "schedule step needs step_size, as in step(step_size = 10, gamma = 0.5)");
       }
+      if (s == FE_SCHED_COSINE) sched_item = it;
       break;
     }
     case 5:
@@ -332,6 +334,14 @@ void fe_check_train(const Def *train, TrainSpec *t) {
         diag_note(g->loc, "set here");
       }
   }
+  /* The warm-up runs inside T_max. Without T_max, T_max follows the epochs, which the
+   * command line may change: bpcc train checks that case (runtime/schedule.c). */
+  if (sched_item && t->t_max > 0 && t->warmup >= t->t_max) {
+    SrcLoc at = sched_item->loc;
+    for (const TrainArg *g = sched_item->args; g; g = g->next)
+      if (g->name && strcmp(g->name, "warmup") == 0) at = g->loc;
+    diag_error(at, "'warmup' (%lld epochs) must be below T_max (%lld)", (long long)t->warmup, (long long)t->t_max);
+  }
   if (t->t_max == 0) t->t_max = t->epochs;
 }
 
@@ -360,7 +370,11 @@ void fe_print_train(FILE *o, const TrainSpec *t) {
   switch (t->schedule) {
   case FE_SCHED_CONSTANT: break;
   case FE_SCHED_STEP: fprintf(o, "(step_size=%lld, gamma=%g)", (long long)t->step_size, t->gamma); break;
-  case FE_SCHED_COSINE: fprintf(o, "(T_max=%lld, eta_min=%g)", (long long)t->t_max, t->eta_min); break;
+  case FE_SCHED_COSINE:
+    fprintf(o, "(T_max=%lld, eta_min=%g", (long long)t->t_max, t->eta_min);
+    if (t->warmup > 0) fprintf(o, ", warmup=%lld", (long long)t->warmup);
+    fputc(')', o);
+    break;
   case FE_SCHED_PLATEAU:
     fprintf(o, "(factor=%g, patience=%lld, threshold=%g, cooldown=%lld, min_lr=%g)", t->factor, (long long)t->patience,
             t->threshold, (long long)t->cooldown, t->min_lr);

@@ -177,6 +177,17 @@ static void test_train_settings(void **state) {
   assert_int_equal(t->optimizer, FE_OPT_ADAMW);
   assert_true(t->beta1 == 0.8 && t->beta2 == 0.9 && t->amsgrad && t->weight_decay == 1e-2 && t->lr == 1e-3);
   assert_int_equal(t->t_max, 5);
+  assert_int_equal(t->warmup, 0);
+  fe_run_free(&r);
+
+  /* a cosine warm-up, as --schedule takes it */
+  r = check_ok("model m(x: f32[B, 2]) {\n    loss mean(x)\n}\n"
+               "train m {\n    epochs 6\n    schedule cosine(4, 0.001, warmup = 1)\n}\n");
+  t = &r.unit->models[0]->train;
+  assert_int_equal(t->schedule, FE_SCHED_COSINE);
+  assert_int_equal(t->t_max, 4);
+  assert_true(t->eta_min == 0.001);
+  assert_int_equal(t->warmup, 1);
   fe_run_free(&r);
 }
 

@@ -82,5 +82,26 @@ expect_error "$T/m64.bp:1:9: error: input 'x' is f64: training, evaluation and m
   train "$T/m64.bp" --data spiral:n=90,classes=2 --epochs 1
 expect_error "input 'x' is f64" "$T/m64.bp" -o "$T/m64.so"
 
+# 7. the train block takes a cosine warm-up as --schedule does: the same rates
+sed '/^train spiral {/,$d' "$SPIRAL" > "$T/warm.bp"
+printf 'train spiral {\n    optimizer adam(lr = 0.01)\n    batch 30\n    schedule cosine(T_max = 4, warmup = 2)\n}\n' >> "$T/warm.bp"
+"$BPCC" train "$T/warm.bp" --data spiral:n=90 --epochs 4 > "$T/warm.out" 2>&1 || { fail "train block warmup"; cat "$T/warm.out"; }
+[ "$(grep '^epoch' "$T/warm.out" | sed 's/.*  lr \([^ ]*\) .*/\1/' | tr '\n' ' ')" = "0.005 0.01 0.01 0.005 " ] ||
+  { fail "train block warmup: rates"; cat "$T/warm.out"; }
+"$BPCC" train "$T/warm.bp" --data spiral:n=90 --epochs 4 --schedule 'cosine(T_max = 4, warmup = 2)' > "$T/warm2.out" 2>&1 ||
+  fail "--schedule warmup"
+[ "$(grep '^epoch' "$T/warm.out" | sed 's/  [0-9.]*s$//')" = "$(grep '^epoch' "$T/warm2.out" | sed 's/  [0-9.]*s$//')" ] ||
+  fail "train block warmup and --schedule warmup differ"
+# after a frontend error, its diagnostics and nothing else
+printf 'model m(x: f32[B, 2], y: label[B, 3]) {\n    loss softmax_cross_entropy(dense(x, 3), y)\n}\ntrain m {\n    schedule step(2, warmup = 1)\n}\n' > "$T/tb.bp"
+"$BPCC" train "$T/tb.bp" --data spiral > "$T/out" 2> "$T/err"
+[ $? -eq 1 ] || fail "frontend error: exit status"
+grep -q "^$T/tb.bp:5:22: error: 'step' has no argument 'warmup' (it takes: step_size, gamma)$" "$T/err" ||
+  { fail "frontend error: diagnostic"; cat "$T/err"; }
+grep -q "bpcc: error" "$T/err" && { fail "frontend error: a second message"; cat "$T/err"; }
+"$BPCC" eval "$T/tb.bp" --weights "$T/a.st" --data spiral > "$T/out" 2> "$T/err"
+[ $? -eq 1 ] || fail "eval after a frontend error: exit status"
+grep -q "bpcc: error" "$T/err" && { fail "eval after a frontend error: a second message"; cat "$T/err"; }
+
 [ $fails -eq 0 ] && echo "cli: all passed"
 exit $fails
