@@ -52,11 +52,15 @@ bool fe_parse_number(const char *text, double *out, bool *is_int, char *err, siz
     snprintf(err, errlen, "invalid number literal '%.40s'", text);
     return false;
   }
-  if (errno == ERANGE && (isinf(v) || v != 0)) {
+  /* strtod sets ERANGE for overflow (inf) and for underflow (0 or a denormal). Only
+   * overflow is an error; a number too small for the type it ends up in becomes a
+   * denormal or 0, as in C and NumPy. Whether it fits f32 (FLT_MAX) is checked where it
+   * becomes an f32 tensor (sema.c), since f64 models may hold more. */
+  if (isinf(v)) {
     snprintf(err, errlen, "number literal '%.40s%s' is out of range", text, strlen(text) > 40 ? "..." : "");
     return false;
   }
-  *out = v;   /* underflow to 0 or a denormal is harmless */
+  *out = v;
   return true;
 }
 

@@ -21,6 +21,7 @@
  * check in step 2 is not instantiated again, so each mistake is reported once. */
 #include "frontend/frontend.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -312,9 +313,13 @@ static void push_id(Ctx *c, int32_t **arr, int32_t *n, int32_t id) {
   (*n)++;
 }
 
-/* A number used as a tensor: a scalar CONST of the other operand's dtype. */
+/* A number used as a tensor: a scalar CONST of the other operand's dtype. An f32 value
+ * must be finite in f32: a literal or constant expression beyond FLT_MAX is an error at
+ * the number (underflow to a denormal or 0 is accepted, docs/language.md). */
 static Value as_tensor(Ctx *c, Value v, int dtype, SrcLoc loc) {
   if (v.kind != VK_NUMBER) return v;
+  if (v.known && dtype == DT_F32 && fabs(v.num) > FLT_MAX)
+    ERR(c, loc, "number %g does not fit in f32 (largest finite f32: %.8g)", v.num, (double)FLT_MAX);
   Value t = v;
   t.kind = VK_TENSOR;
   t.dtype = dtype;

@@ -92,6 +92,14 @@ static void test_numbers(void **state) {
   assert_string_equal(err, "integer literal '99999999999999999999' is too large");
   assert_false(fe_parse_number("1e400", &v, &is_int, err, sizeof err));
   assert_string_equal(err, "number literal '1e400' is out of range");
+  /* underflow is accepted: to a denormal (strtod's ERANGE) or to zero */
+  assert_true(fe_parse_number("1e-310", &v, &is_int, err, sizeof err));
+  assert_true(v == 1e-310 && v > 0);
+  assert_true(fe_parse_number("1e-400", &v, &is_int, err, sizeof err));
+  assert_true(v == 0);
+  /* beyond f32 but a finite double: parsed; whether it fits f32 is sema's question */
+  assert_true(fe_parse_number("1e39", &v, &is_int, err, sizeof err));
+  assert_true(v == 1e39);
 }
 
 static void test_bad_bytes_reported_once_per_run(void **state) {

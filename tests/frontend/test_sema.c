@@ -191,6 +191,20 @@ static void test_train_settings(void **state) {
   fe_run_free(&r);
 }
 
+/* Number literals: beyond FLT_MAX is an error where the number becomes an f32 value;
+ * underflow (a denormal or zero) is accepted; an f64 model holds more. */
+static void test_number_range(void **state) {
+  (void)state;
+  FeRun r = check_ok("model m(x: f32[B, 2]) {\n    loss mean(x * 1e-310 + x * 1e-400 + x * 3.4028234e38 - 2)\n}\n");
+  fe_run_free(&r);
+  r = check_ok("model m(x: f64[B, 2]) {\n    loss mean(x * 1e39 + x * 1e300)\n}\n");
+  fe_run_free(&r);
+  r = fe_run_str("model m(x: f32[B, 2]) {\n    loss mean(x * 1e39)\n}\n");
+  assert_int_equal(r.errors, 1);
+  assert_non_null(strstr(r.diags, "t.bp:2:19: error: number 1e+39 does not fit in f32 (largest finite f32: 3.4028235e+38)"));
+  fe_run_free(&r);
+}
+
 static void test_errors_in_layer_reported_once(void **state) {
   (void)state;
   FeRun r = fe_run_str("layer f(x: [B, I]) {\n    return x @ x\n}\n"
@@ -221,6 +235,7 @@ int main(void) {
       cmocka_unit_test(test_symbolic_dims_and_broadcast),
       cmocka_unit_test(test_int_and_float_arguments),
       cmocka_unit_test(test_train_settings),
+      cmocka_unit_test(test_number_range),
       cmocka_unit_test(test_errors_in_layer_reported_once),
       cmocka_unit_test(test_instantiation_notes),
   };
