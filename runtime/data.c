@@ -43,6 +43,8 @@ void bprt_dataset_free(BprtDataset *d) {
   bprt_free(d->labels);
   bprt_free(d->targets);
   bprt_free(d->source);
+  bprt_free(d->file);
+  bprt_free(d->lines);
   bprt_free(d);
 }
 
@@ -155,6 +157,15 @@ static BprtDataset *subset(const BprtDataset *d, const int64_t *rows, int64_t m,
   s->frank = d->frank;
   memcpy(s->fdims, d->fdims, sizeof s->fdims);
   s->nclasses = d->nclasses;
+  if (d->lines) {   /* rows keep their file lines */
+    s->file = bprt_strdup(d->file);
+    s->lines = bprt_malloc(sizeof(int64_t) * (size_t)m);
+    if (!s->file || !s->lines) {
+      bprt_dataset_free(s);
+      return NULL;
+    }
+    for (int64_t k = 0; k < m; k++) s->lines[k] = d->lines[rows[k]];
+  }
   for (int64_t k = 0; k < m; k++) {
     memcpy(s->x + k * d->nfeat, d->x + rows[k] * d->nfeat, sizeof(float) * (size_t)d->nfeat);
     if (d->labels) s->labels[k] = d->labels[rows[k]];
@@ -300,9 +311,15 @@ int bprt_data_check_y(const BprtDataset *d, const char *input, bool is_label, in
       return bprt_set_error("data has float targets (%" PRId64 " per row), not class labels; model input %s expects %s",
                             d->twidth, input, ty);
     for (int64_t r = 0; r < d->n; r++)
-      if (d->labels[r] >= dims[1])
-        return bprt_set_error("data label %d at row %" PRId64 " is out of range for model input %s: %s",
+      if (d->labels[r] >= dims[1]) {
+        if (d->lines && d->file) {
+          bprt_set_error("%s:%" PRId64 ": data label %d is out of range for model input %s: %s", d->file, d->lines[r],
+                         d->labels[r], input, ty);
+          return -2;
+        }
+        return bprt_set_error("data label %d at sample %" PRId64 " (0-based) is out of range for model input %s: %s",
                               d->labels[r], r, input, ty);
+      }
     return 0;
   }
   if (!d->targets)

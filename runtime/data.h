@@ -39,6 +39,8 @@ typedef struct {
   float *targets;                 /* [n, twidth] or NULL */
   int64_t twidth;
   char *source;                   /* what it was loaded from, for messages */
+  char *file;                     /* CSV: the file the rows were read from, else NULL */
+  int64_t *lines;                 /* CSV: [n] the 1-based line of each row in file */
 } BprtDataset;
 
 /* A dataset with uninitialized storage for n rows of nfeat features (frank = 1) and
@@ -100,9 +102,13 @@ void bprt_batch_end(BprtBatchIter *it);
  *   features: rows of nfeat == product of dims[1..]:
  *     "data has 784 features per row; model input x expects f32[B,100]"
  *   labels (is_label): dims = [B, C]; the data has labels all < C:
- *     "data label 12 at row 7 is out of range for model input y: label[B,10]"
+ *     "data label 12 at sample 7 (0-based) is out of range for model input y: label[B,10]"
+ *   or, where the rows come from a file's lines (CSV; d->lines), located as every
+ *   other CSV error and returning -2:
+ *     "a.csv:9: data label 12 is out of range for model input y: label[B,10]"
  *   float targets: twidth == product of dims[1..].
- * Returns 0 or -1 with exactly that message (the caller adds context). */
+ * Returns 0, or -1 with exactly that message (the caller adds the data's source as
+ * context), or -2 with a message that starts with FILE:LINE (complete as it is). */
 int bprt_data_check_x(const BprtDataset *d, const char *input, int rank, const int64_t *dims);
 int bprt_data_check_y(const BprtDataset *d, const char *input, bool is_label, int rank,
                       const int64_t *dims);

@@ -159,6 +159,15 @@ BprtDataset *bprt_load_csv(const char *path, int label_col, bool header, int nta
   }
   d->nclasses = top + 1;
 done:
+  if (d) {   /* each row's line, for errors found later (bprt_data_check_y) */
+    d->file = bprt_strdup(path);
+    d->lines = t.lines;
+    t.lines = NULL;
+    if (!d->file) {
+      bprt_dataset_free(d);
+      d = NULL;
+    }
+  }
   bprt_free(t.vals);
   bprt_free(t.lines);
   bprt_free(text);

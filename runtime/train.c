@@ -94,7 +94,9 @@ int bprt_train_check_data(const bprt_model_desc *d, const BprtDataset *ds) {
   if (bprt_data_check_x(ds, x->name, x->rank, x->dims)) return bprt_prefix_error("%s", ds->source);
   if (b.yin >= 0) {
     const bprt_tensor_desc *y = &d->inputs[b.yin];
-    if (bprt_data_check_y(ds, y->name, y->is_label != 0, y->rank, y->dims)) return bprt_prefix_error("%s", ds->source);
+    int rc = bprt_data_check_y(ds, y->name, y->is_label != 0, y->rank, y->dims);
+    if (rc == -2) return -1;   /* "a.csv:9: ...": located already */
+    if (rc) return bprt_prefix_error("%s", ds->source);
   }
   return 0;
 }

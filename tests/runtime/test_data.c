@@ -313,6 +313,62 @@ static void test_csv_good(void **state) {
   unlink(p), unlink(g);
 }
 
+/* A label the model's input cannot hold is found only against the model
+ * (bprt_data_check_y): reported as every CSV error, FILE:LINE, counting the header and
+ * blank lines, also after a --val-split; -2 says the message is located already. */
+static void test_csv_label_range_line(void **state) {
+  (void)state;
+  const char *p = path_in(dir, "labrange.csv");
+  write_text(p, "a,b,label\n0.1,0.2,0\n\n0.3,0.1,5\n0.5,0.5,1\n");
+  BprtDataset *d = bprt_load_csv(p, -1, true, 0);
+  assert_non_null(d);
+  assert_string_equal(d->file, p);
+  assert_int_equal(d->lines[0], 2);
+  assert_int_equal(d->lines[1], 4);
+  assert_int_equal(d->lines[2], 5);
+  const int64_t y3[2] = {-1, 3}, y6[2] = {-1, 6};
+  assert_int_equal(bprt_data_check_y(d, "y", true, 2, y3), -2);
+  expect_error("%s:4: data label 5 is out of range for model input y: label[B,3]", p);
+  assert_int_equal(bprt_data_check_y(d, "y", true, 2, y6), 0);
+  /* the other checks keep -1: the caller adds the source */
+  assert_int_equal(bprt_data_check_y(d, "t", false, 2, y3), -1);
+  expect_error("data has class labels, not float targets; model input t expects f32[B,3]");
+  /* the lines follow the rows into both parts of a split */
+  BprtDataset *tr, *va;
+  assert_int_equal(bprt_data_split(d, 0.34, 3, &tr, &va), 0);
+  BprtDataset *with5 = NULL;
+  for (int64_t r = 0; r < tr->n; r++)
+    if (tr->labels[r] == 5) {
+      with5 = tr;
+      assert_int_equal(tr->lines[r], 4);
+    }
+  for (int64_t r = 0; r < va->n; r++)
+    if (va->labels[r] == 5) {
+      with5 = va;
+      assert_int_equal(va->lines[r], 4);
+    }
+  assert_non_null(with5);
+  assert_string_equal(with5->file, p);
+  assert_int_equal(bprt_data_check_y(with5, "y", true, 2, y3), -2);
+  expect_error("%s:4: data label 5 is out of range for model input y: label[B,3]", p);
+  bprt_dataset_free(tr);
+  bprt_dataset_free(va);
+  bprt_dataset_free(d);
+  /* other formats have no lines: the 0-based sample, said so */
+  BprtDataset *b = bprt_gen_blobs(10, 5, 2, 1.0, 1);
+  assert_null(b->lines);
+  assert_null(b->file);
+  int64_t first = -1;
+  for (int64_t r = 0; r < b->n && first < 0; r++)
+    if (b->labels[r] >= 3) first = r;
+  assert_true(first >= 0);
+  assert_int_equal(bprt_data_check_y(b, "y", true, 2, y3), -1);
+  expect_error("data label %d at sample %lld (0-based) is out of range for model input y: label[B,3]", b->labels[first],
+               (long long)first);
+  bprt_dataset_free(b);
+  unlink(p);
+}
+
 static void csv_case(const char *text, int label, bool header, int targets, const char *want_after_path) {
   const char *p = path_in(dir, "bad.csv");
   write_text(p, text);
@@ -669,7 +725,7 @@ static void test_shape_checks(void **state) {
   assert_int_equal(bprt_data_check_x(d, "x", 2, x784), 0);
   assert_int_equal(bprt_data_check_x(d, "x", 4, img), 0);
   assert_int_equal(bprt_data_check_y(d, "y", true, 2, y10), -1);
-  expect_error("data label 10 at row 2 is out of range for model input y: label[B,10]");
+  expect_error("data label 10 at sample 2 (0-based) is out of range for model input y: label[B,10]");
   assert_int_equal(bprt_data_check_y(d, "y", true, 2, y16), 0);
   assert_int_equal(bprt_data_check_y(d, "t", false, 2, y10), -1);
   expect_error("data has class labels, not float targets; model input t expects f32[B,10]");
@@ -841,6 +897,7 @@ int main(void) {
       cmocka_unit_test(test_idx_good),     cmocka_unit_test(test_idx_types),
       cmocka_unit_test(test_idx_errors),   cmocka_unit_test(test_mnist_dir),
       cmocka_unit_test(test_csv_good),     cmocka_unit_test(test_csv_errors),
+      cmocka_unit_test(test_csv_label_range_line),
       cmocka_unit_test(test_npy_good),     cmocka_unit_test(test_npy_errors),
       cmocka_unit_test(test_generators),   cmocka_unit_test(test_split),
       cmocka_unit_test(test_permutation),  cmocka_unit_test(test_batches),

@@ -103,5 +103,10 @@ grep -q "bpcc: error" "$T/err" && { fail "frontend error: a second message"; cat
 [ $? -eq 1 ] || fail "eval after a frontend error: exit status"
 grep -q "bpcc: error" "$T/err" && { fail "eval after a frontend error: a second message"; cat "$T/err"; }
 
+# 8. a CSV label the model cannot hold: file:line, as every other CSV error
+printf 'a,b,label\n0.1,0.2,0\n\n0.3,0.1,5\n' > "$T/labrange.csv"
+expect_error "bpcc: error: $T/labrange.csv:4: data label 5 is out of range for model input y: label[B,3]" \
+  train "$SPIRAL" --data "csv:$T/labrange.csv:header=1"
+
 [ $fails -eq 0 ] && echo "cli: all passed"
 exit $fails
