@@ -111,7 +111,8 @@ static void train_usage(FILE *o) {
           "                       mnist's t10k files; else none)\n"
           "  --val-split F        hold out a fraction F of the training data instead\n"
           "  --epochs N           epochs in all (train block, else 1)\n"
-          "  --batch N            rows per step; the last batch may be partial (else 32)\n"
+          "  --batch N            rows per step; the last batch may be partial (else 32;\n"
+          "                       at most the training rows)\n"
           "  --checkpoint=MODE    none, sqrt or auto: recompute activations in backward\n"
           "  --mem-budget SIZE    the most bytes a step may use (e.g. 64MiB); implies auto\n"
           "  --lr X               learning rate (after the optimizer's own lr)\n"
@@ -407,6 +408,12 @@ int cmd_train(int argc, char **argv) {
   if (load_data(&a, o.seed, &train, &val)) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
+  }
+  if (o.batch > train->n) {   /* one batch of every row: the same steps, buffers that fit */
+    if (!a.quiet)
+      fprintf(stderr, "bpcc: note: batch %" PRId64 " is larger than the %" PRId64 " training row%s; training with batch %" PRId64
+              " (one batch per epoch)\n", o.batch, train->n, train->n == 1 ? "" : "s", train->n);
+    o.batch = train->n;
   }
   cm = drv_build_jit(&c, kind, hyper, (int)a.threads);
   if (!cm) goto done;

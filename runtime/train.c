@@ -188,6 +188,7 @@ static int evaluate(bprt_model *m, const Binding *b, const BprtDataset *d, int64
 int bprt_evaluate(bprt_model *m, const BprtDataset *d, int64_t batch, double *loss, double *accuracy) {
   if (!m || !d || !loss || !accuracy) return bprt_set_error("bprt_evaluate: NULL argument");
   if (batch < 1) return bprt_set_error("batch %" PRId64 ": must be >= 1", batch);
+  if (batch > d->n) batch = d->n;   /* one batch of every row: the buffers fit the data */
   const bprt_model_desc *desc = bprt_model_get_desc(m);
   Binding b;
   if (bprt_train_check_data(desc, d)) return -1;
@@ -450,6 +451,9 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   memset(r, 0, sizeof *r);
   r->last = (BprtEpochStats){0, 0, NAN, NAN, NAN, NAN, NAN, NAN};
   if (o->batch < 1) return bprt_set_error("--batch %" PRId64 ": must be >= 1", o->batch);
+  /* Batches never hold more rows than the data set: a larger batch is one batch of
+   * every row (the same steps), and the buffers are sized for what can come. */
+  int64_t batch = o->batch < train->n ? o->batch : train->n;
   if (o->epochs < 1) return bprt_set_error("--epochs %" PRId64 ": must be >= 1", o->epochs);
   if (o->save_every < 0) return bprt_set_error("--save-every %" PRId64 ": must be >= 0", o->save_every);
   if (bprt_schedule_check(&o->schedule)) return -1;
@@ -484,7 +488,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   Outputs outs = {0, NULL};
   float *before = NULL;
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
-  int rc = souts ? outputs_alloc(d, o->batch, &outs) : -1;
+  int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   const void *inputs[2] = {0, 0};
   r->epochs_done = st.epoch;
@@ -494,7 +498,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     double lr = st.schedule.kind == BPRT_SCHED_PLATEAU ? st.schedule.lr : bprt_schedule_lr(&st.schedule, e);
     bprt_model_set_hyper(m, BPRT_H_LR, lr);
     BprtBatchIter it;
-    if (bprt_batch_begin(&it, train, o->batch, true, o->seed, (uint64_t)e)) {
+    if (bprt_batch_begin(&it, train, batch, true, o->seed, (uint64_t)e)) {
       rc = -1;
       break;
     }
@@ -541,7 +545,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       fprintf(out, "watch, epoch %" PRId64 " (last step):\n", e + 1);
       watch_print(out, m, before, souts, last_rows);
     }
-    if (val && evaluate(m, &b, val, o->batch, &outs, &s.val_loss, &s.val_accuracy)) {
+    if (val && evaluate(m, &b, val, batch, &outs, &s.val_loss, &s.val_accuracy)) {
       rc = -1;
       break;
     }

@@ -108,5 +108,16 @@ printf 'a,b,label\n0.1,0.2,0\n\n0.3,0.1,5\n' > "$T/labrange.csv"
 expect_error "bpcc: error: $T/labrange.csv:4: data label 5 is out of range for model input y: label[B,3]" \
   train "$SPIRAL" --data "csv:$T/labrange.csv:header=1"
 
+# 9. a batch larger than the data: one batch of every row, said once (not with --quiet)
+"$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 2 --batch 99999999999 > "$T/out" 2> "$T/err" || { fail "huge batch"; cat "$T/err"; }
+[ "$(cat "$T/err")" = "bpcc: note: batch 99999999999 is larger than the 90 training rows; training with batch 90 (one batch per epoch)" ] ||
+  { fail "huge batch: note"; cat "$T/err"; }
+grep -q "batch 90, epochs 2" "$T/out" || fail "huge batch: settings line"
+grep -q "^trained 2 epochs (2 steps)" "$T/out" || fail "huge batch: steps"
+"$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 2 --batch 90 --quiet > "$T/out90" 2>&1 || fail "batch 90"
+"$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 2 --batch 99999999999 --quiet > "$T/outq" 2> "$T/err" || fail "huge batch --quiet"
+[ -s "$T/err" ] && { fail "huge batch --quiet printed a note"; cat "$T/err"; }
+[ "$(sed 's/ in [0-9.]*s:/:/' "$T/outq")" = "$(sed 's/ in [0-9.]*s:/:/' "$T/out90")" ] || fail "huge batch differs from batch 90"
+
 [ $fails -eq 0 ] && echo "cli: all passed"
 exit $fails

@@ -285,6 +285,37 @@ static void test_nonfinite(void **state) {
   test_jit_free(&j);
 }
 
+/* A batch larger than the data set is one batch of every row: the same steps, and no
+ * allocation sized by the asked batch (the ASan build aborted on it). */
+static void test_batch_larger_than_data(void **state) {
+  (void)state;
+  TestJit j;
+  assert_true(test_jit(&j, spiral_bp, BPRT_OPT_ADAM, NULL));
+  BprtDataset *tr = bprt_gen_spiral(90, 3, 0.2, 1), *va = bprt_gen_spiral(150, 3, 0.2, 2);
+  FILE *sink = devnull();
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  o.epochs = 2;
+  o.out = sink;
+  o.quiet = true;
+  bprt_model *a, *b;
+  o.batch = 90;
+  run_training(&j, tr, va, &o, &a, 0);
+  o.batch = INT64_C(99999999999);
+  run_training(&j, tr, va, &o, &b, 0);
+  assert_memory_equal(bprt_model_params(a), bprt_model_params(b), sizeof(float) * (size_t)j.desc->param_floats);
+  double l1, a1, l2, a2;
+  assert_int_equal(bprt_evaluate(a, va, 150, &l1, &a1), 0);
+  assert_int_equal(bprt_evaluate(a, va, INT64_C(99999999999), &l2, &a2), 0);
+  assert_true(l1 == l2 && a1 == a2);
+  bprt_model_destroy(a);
+  bprt_model_destroy(b);
+  fclose(sink);
+  bprt_dataset_free(tr);
+  bprt_dataset_free(va);
+  test_jit_free(&j);
+}
+
 /* Shapes that do not fit, named with the data source; eval on trained weights. */
 static void test_data_checks_and_eval(void **state) {
   (void)state;
@@ -403,6 +434,7 @@ int main(void) {
       cmocka_unit_test(test_resume_plateau),
       cmocka_unit_test(test_same_seed_same_losses),
       cmocka_unit_test(test_nonfinite),
+      cmocka_unit_test(test_batch_larger_than_data),
       cmocka_unit_test(test_data_checks_and_eval),
       cmocka_unit_test(test_output),
   };
