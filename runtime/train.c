@@ -16,7 +16,8 @@
  *      the validation loss), --watch statistics, the epoch line and CSV row, and a
  *      checkpoint every --save-every epochs and after the last.
  * A non-finite value stops the loop before any checkpoint is written, so the last good
- * checkpoint stays in place. */
+ * checkpoint stays in place; a caller's hook (on_nonfinite) gets the batch and the
+ * parameters from before the failing update to name the first tensor that went bad. */
 #include "runtime/train.h"
 
 #include <inttypes.h>
@@ -215,12 +216,18 @@ static bool all_finite(const float *x, int64_t n) {
 
 /* Name the first non-finite tensor in the order the step computed them: the outputs
  * (forward), the loss, the gradients from the last parameter back to the first
- * (backward), then the updated parameters. */
+ * (backward), then the updated parameters. `what` from the caller's hook (the first
+ * instruction that went non-finite) takes precedence. The sentence ends with what
+ * became of the checkpoints: saved_epoch > 0 is the epoch of the last one this run
+ * wrote (left in place); otherwise none was written, and a file already at the save
+ * path or the checkpoint resumed from is untouched. */
 static int report_nonfinite(bprt_model *m, const float *const *outs, int64_t rows, float loss, int64_t step, int64_t epoch,
-                            int64_t batch_index, int64_t nbatches, const char *save_path) {
+                            int64_t batch_index, int64_t nbatches, const BprtTrainOptions *o, int64_t saved_epoch,
+                            const char *hook_what) {
   const bprt_model_desc *d = bprt_model_get_desc(m);
   char what[512];
   what[0] = 0;
+  if (hook_what && hook_what[0]) snprintf(what, sizeof what, "%s", hook_what);
   for (int k = 0; k < d->noutputs && !what[0]; k++) {
     const bprt_tensor_desc *t = &d->outputs[k];
     if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows)))
@@ -239,20 +246,46 @@ static int report_nonfinite(bprt_model *m, const float *const *outs, int64_t row
       snprintf(what, sizeof what, "parameter '%s' after the update (%s)", pd->name, pd->loc ? pd->loc : "?");
   }
   if (!what[0]) return 0;
+  char ck[4200];
+  if (saved_epoch > 0)
+    snprintf(ck, sizeof ck, "the last good checkpoint '%s' (epoch %" PRId64 ") is left as it was", o->save_path,
+             saved_epoch);
+  else if (o->resume_path)
+    snprintf(ck, sizeof ck, "no checkpoint was written (the one resumed from, '%s', is left as it was)", o->resume_path);
+  else if (o->save_path && access(o->save_path, F_OK) == 0)
+    snprintf(ck, sizeof ck, "no checkpoint was written ('%s', from before, is left as it was)", o->save_path);
+  else
+    snprintf(ck, sizeof ck, "no checkpoint was written");
   return bprt_set_error("non-finite value at step %" PRId64 " (epoch %" PRId64 ", batch %" PRId64 " of %" PRId64
-                        "): first in %s; training stopped%s%s%s",
-                        step, epoch, batch_index, nbatches, what, save_path ? ", the last good checkpoint '" : "",
-                        save_path ? save_path : "", save_path ? "' is left as it was" : "");
+                        "): first in %s; training stopped, %s",
+                        step, epoch, batch_index, nbatches, what, ck);
 }
 
-static bool step_finite(bprt_model *m, const float *const *outs, int64_t rows, float loss) {
+/* all_finite, copying x to dst on the way: the parameter check of a step also keeps
+ * them for the next one (a store more per float instead of a memcpy per step). */
+static bool all_finite_copy(const float *x, float *dst, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t b;
+    memcpy(&b, &x[i], sizeof b);
+    dst[i] = x[i];
+    bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
+/* spare: NULL, or param_floats floats that receive the updated parameters (finite or
+ * not; the caller keeps them only when the step was finite). */
+static bool step_finite(bprt_model *m, const float *const *outs, int64_t rows, float loss, float *spare) {
   if (!isfinite(loss)) return false;
   const bprt_model_desc *d = bprt_model_get_desc(m);
   for (int k = 0; k < d->noutputs; k++) {
     const bprt_tensor_desc *t = &d->outputs[k];
     if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows))) return false;
   }
-  return all_finite(bprt_model_grads(m), d->param_floats) && all_finite(bprt_model_params(m), d->param_floats);
+  if (!all_finite(bprt_model_grads(m), d->param_floats)) return false;
+  return spare ? all_finite_copy(bprt_model_params(m), spare, d->param_floats)
+               : all_finite(bprt_model_params(m), d->param_floats);
 }
 
 /* ------------------------------------------------------------ progress and logs */
@@ -486,10 +519,17 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     if (!append) fprintf(log, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds\n");
   }
   Outputs outs = {0, NULL};
-  float *before = NULL;
+  /* --watch: the parameters before the last step of an epoch. The hook: prev holds the
+   * parameters before the current step; the check after a step copies the updated ones
+   * into spare, and the two swap when the step was finite. */
+  float *before = NULL, *prev = NULL, *spare = NULL;
+  size_t pbytes = sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1);
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
   int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
-  if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
+  if (!rc && o->watch && !(before = bprt_malloc(pbytes))) rc = -1;
+  if (!rc && o->on_nonfinite && (!(prev = bprt_malloc(pbytes)) || !(spare = bprt_malloc(pbytes)))) rc = -1;
+  if (!rc && prev) memcpy(prev, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
+  int64_t saved_epoch = 0;   /* the last checkpoint this run wrote */
   const void *inputs[2] = {0, 0};
   r->epochs_done = st.epoch;
   r->steps = st.step;
@@ -518,11 +558,23 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       st.step++;
       last_rows = it.rows;
       for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
-      if (!step_finite(m, souts, it.rows, loss)) {
-        rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o->save_path);
+      if (!step_finite(m, souts, it.rows, loss, spare)) {
+        /* The update is in the model already; the hook re-evaluates the batch from the
+         * parameters before it (prev) and names the first tensor that went non-finite. */
+        char what[512] = "";
+        if (o->on_nonfinite) {
+          BprtNonfiniteStep ns = {st.step, o->seed, it.rows, inputs, prev};
+          if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
+        }
+        rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
         r->nonfinite = true;
         if (pr.bar && !pr.quiet) fputc('\n', out);
         break;
+      }
+      if (spare) {   /* this step's parameters are the next one's "before" */
+        float *t = prev;
+        prev = spare;
+        spare = t;
       }
       int64_t c = b.acc_out >= 0 && it.labels ? count_correct(&b, souts[b.acc_out], it.labels, it.rows) : 0;
       loss_sum += (double)loss * (double)it.rows;
@@ -560,11 +612,14 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     r->steps = st.step;
     if (o->save_path && ((o->save_every > 0 && st.epoch % o->save_every == 0) || st.epoch == o->epochs)) {
       if (bprt_checkpoint_save(m, o->save_path, &st)) rc = -1;
+      else saved_epoch = st.epoch;
     }
   }
   if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
   outputs_free(&outs);
   bprt_free(before);
+  bprt_free(prev);
+  bprt_free(spare);
   bprt_free(souts);
   return rc;
 }

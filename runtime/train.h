@@ -83,6 +83,24 @@ void bprt_optimizer_apply(const BprtOptSpec *o, double *hyper);
 
 /* ------------------------------------------------------------------ the loop (train.c) */
 
+/* A step whose loss, outputs, gradients or updated parameters went non-finite, as the
+ * loop hands it to BprtTrainOptions.on_nonfinite: the batch as the step got it and the
+ * parameter block as it was before the failing update (the update has been applied to
+ * the model by then; these are the last good values). Valid during the call only. */
+typedef struct {
+  int64_t step;                   /* 1-based global step: the dropout step of the masks */
+  uint64_t seed;                  /* the model's seed (dropout masks) */
+  int64_t rows;                   /* rows of the batch */
+  const void *const *inputs;      /* inputs[i] as desc->inputs, as the step got them */
+  const float *params;            /* desc->param_floats, before the failing update */
+} BprtNonfiniteStep;
+
+/* Name the first tensor of the step that went non-finite into what[0..n) (e.g.
+ * "'h', a log at nf.bp:3:9 (nan)"); return false to keep the loop's own report (the
+ * first of outputs, loss, gradients, updated parameters). */
+typedef bool (*BprtNonfiniteFn)(void *ctx, const bprt_model_desc *d, const BprtNonfiniteStep *s, char *what,
+                                size_t n);
+
 typedef struct {
   int64_t epochs;            /* total epochs (a resumed run continues up to this) */
   int64_t batch;
@@ -98,6 +116,8 @@ typedef struct {
   int progress;              /* 1 progress bar, 0 a line per epoch, -1 auto: isatty(out) */
   FILE *out;                 /* NULL: stdout */
   const char *model_file;    /* "examples/spiral.bp" for messages and the checkpoint */
+  BprtNonfiniteFn on_nonfinite;   /* NULL: the loop's own report; set: the loop keeps a */
+  void *nonfinite_ctx;            /*   copy of the parameters before each step for it */
 } BprtTrainOptions;
 
 void bprt_train_options_defaults(BprtTrainOptions *o);
@@ -122,7 +142,9 @@ typedef struct {
 
 /* Train m on `train` (val may be NULL). Returns 0 when every epoch ran, -1 with an
  * error otherwise (including the non-finite stop, whose message names the step, the
- * tensor and its DSL location). */
+ * tensor and its DSL location, and says whether a checkpoint of this run is left in
+ * place: no checkpoint is written after a non-finite step). A batch larger than the
+ * data set is used as one batch of all its rows. */
 int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, const BprtTrainOptions *o,
                BprtTrainResult *r);
 

@@ -82,6 +82,35 @@ expect_error "$T/m64.bp:1:9: error: input 'x' is f64: training, evaluation and m
   train "$T/m64.bp" --data spiral:n=90,classes=2 --epochs 1
 expect_error "input 'x' is f64" "$T/m64.bp" -o "$T/m64.so"
 
+# 6. a non-finite value names the first tensor that went bad, with its DSL location,
+# from the batch re-evaluated with the parameters before the failing update; a
+# checkpoint is claimed only where one was written.
+# log(z) of z = dense(x, 4): rows x and -x make some z negative whatever the weights
+printf 'model nf(x: f32[B, 3], y: f32[B, 1]) {\n    z = dense(x, 4)\n    h = log(z)\n    p = dense(h, 1)\n    loss mse(p, y)\n}\n' > "$T/nf.bp"
+printf '1,2,3,1\n-1,-2,-3,1\n' > "$T/nf.csv"
+"$BPCC" train "$T/nf.bp" --data "csv:$T/nf.csv:target=1" --epochs 2 --save "$T/nf.st" --quiet > /dev/null 2> "$T/err"
+[ $? -eq 1 ] || fail "non-finite at step 1: exit status"
+[ "$(cat "$T/err")" = "bpcc: error: non-finite value at step 1 (epoch 1, batch 1 of 1): first in 'h', the log at $T/nf.bp:3:9 (nan); training stopped, no checkpoint was written" ] ||
+  { fail "non-finite at step 1: message"; cat "$T/err"; }
+[ -e "$T/nf.st" ] && fail "non-finite at step 1 wrote a checkpoint"
+# sgd with lr 1e20: epoch 1 is fine (and saved); with the parameters before step 2
+# (about -1e21) the matmul is finite and mse's square overflows first. The parameters
+# after the failing update are not finite: evaluated with those, the first bad tensor
+# would be a parameter.
+printf 'layer lin(x: [B, I]) -> [B, 1] {\n    param W: [I, 1] init ones\n    return x @ W\n}\n' > "$T/reg.bp"
+printf 'model reg(x: f32[B, 2], t: f32[B, 1]) {\n    h = lin(x)\n    output p = h\n    loss mse(p, t)\n}\n' >> "$T/reg.bp"
+printf 'train reg {\n    optimizer sgd(lr = 1e20)\n    batch 4\n}\n' >> "$T/reg.bp"
+printf '1,1,1\n2,1,1\n3,1,1\n4,1,1\n' > "$T/reg.csv"
+"$BPCC" train "$T/reg.bp" --data "csv:$T/reg.csv:target=1" --epochs 3 --save-every 1 --save "$T/reg.st" > "$T/out" 2> "$T/err"
+[ $? -eq 1 ] || fail "non-finite at step 2: exit status"
+[ "$(cat "$T/err")" = "bpcc: error: non-finite value at step 2 (epoch 2, batch 1 of 1): first in the pow at $T/reg.bp:8:10 (inf); training stopped, the last good checkpoint '$T/reg.st' (epoch 1) is left as it was" ] ||
+  { fail "non-finite at step 2: message"; cat "$T/err"; }
+grep -q "^epoch 1/3  loss 7.5000 " "$T/out" || { fail "non-finite at step 2: epoch 1 line"; cat "$T/out"; }
+grep -aq '"bpcc.epoch":"1"' "$T/reg.st" || fail "the checkpoint left in place is not epoch 1's"
+"$BPCC" train "$T/reg.bp" --data "csv:$T/reg.csv:target=1" --epochs 1 --save "$T/reg1.st" --quiet > /dev/null ||
+  fail "reg, 1 epoch"
+cmp -s "$T/reg.st" "$T/reg1.st" || fail "the checkpoint left in place differs from a 1-epoch run's"
+
 # 7. the train block takes a cosine warm-up as --schedule does: the same rates
 sed '/^train spiral {/,$d' "$SPIRAL" > "$T/warm.bp"
 printf 'train spiral {\n    optimizer adam(lr = 0.01)\n    batch 30\n    schedule cosine(T_max = 4, warmup = 2)\n}\n' >> "$T/warm.bp"

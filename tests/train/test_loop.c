@@ -250,9 +250,8 @@ static void test_nonfinite(void **state) {
   assert_true(r.nonfinite);
   char want[1024];
   snprintf(want, sizeof want,
-           "non-finite value at step 1 (epoch 1, batch 1 of 1): first in output 'p'; training stopped, the last good "
-           "checkpoint '%s' is left as it was",
-           ck);
+           "non-finite value at step 1 (epoch 1, batch 1 of 1): first in output 'p'; training stopped, no checkpoint was "
+           "written");
   assert_string_equal(bprt_last_error(), want);
   assert_int_equal(access(ck, F_OK), -1);
   bprt_model_destroy(m);
@@ -264,9 +263,11 @@ static void test_nonfinite(void **state) {
   assert_int_equal(bprt_train(m, ok, NULL, &o, &r), -1);
   assert_true(r.nonfinite);
   assert_int_equal(r.epochs_done, 1);
-  const char *msg = bprt_last_error();
-  const char *prefix = "non-finite value at step 2 (epoch 2, batch 1 of 1): first in the loss (inf); training stopped";
-  if (strncmp(msg, prefix, strlen(prefix))) fail_msg("got: %s", msg);
+  snprintf(want, sizeof want,
+           "non-finite value at step 2 (epoch 2, batch 1 of 1): first in the loss (inf); training stopped, the last good "
+           "checkpoint '%s' (epoch 1) is left as it was",
+           ck);
+  assert_string_equal(bprt_last_error(), want);
   BprtCheckpoint *c = bprt_st_read(ck);
   assert_non_null(c);
   assert_string_equal(bprt_st_meta(c, "bpcc.epoch"), "1");
@@ -277,10 +278,160 @@ static void test_nonfinite(void **state) {
   bprt_st_free(c);
   bprt_model_destroy(m);
 
+  /* 3. the same failure at step 1 with a file already at the save path: untouched */
+  uint64_t size_before = 0;
+  {
+    FILE *f = fopen(ck, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    size_before = (uint64_t)ftell(f);
+    fclose(f);
+  }
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, 0.01);
+  m = bprt_model_create(j.desc, 0);
+  assert_int_equal(bprt_train(m, big, NULL, &o, &r), -1);
+  snprintf(want, sizeof want,
+           "non-finite value at step 1 (epoch 1, batch 1 of 1): first in output 'p'; training stopped, no checkpoint was "
+           "written ('%s', from before, is left as it was)",
+           ck);
+  assert_string_equal(bprt_last_error(), want);
+  c = bprt_st_read(ck);
+  assert_non_null(c);
+  assert_string_equal(bprt_st_meta(c, "bpcc.epoch"), "1");
+  bprt_st_free(c);
+  bprt_model_destroy(m);
+
+  /* 4. resumed from that checkpoint (epoch 1), step 2 overflows again: nothing written */
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, 1e20);
+  o.resume_path = ck;
+  m = bprt_model_create(j.desc, 0);
+  assert_int_equal(bprt_train(m, ok, NULL, &o, &r), -1);
+  snprintf(want, sizeof want,
+           "non-finite value at step 2 (epoch 2, batch 1 of 1): first in the loss (inf); training stopped, no checkpoint "
+           "was written (the one resumed from, '%s', is left as it was)",
+           ck);
+  assert_string_equal(bprt_last_error(), want);
+  {
+    FILE *f = fopen(ck, "rb");
+    fseek(f, 0, SEEK_END);
+    assert_int_equal((uint64_t)ftell(f), size_before);
+    fclose(f);
+  }
+  bprt_model_destroy(m);
+  o.resume_path = NULL;
+
+  /* 5. without --save: none written, none claimed */
+  o.save_path = NULL;
+  o.save_every = 0;
+  m = bprt_model_create(j.desc, 0);
+  assert_int_equal(bprt_train(m, ok, NULL, &o, &r), -1);
+  assert_string_equal(bprt_last_error(),
+                      "non-finite value at step 2 (epoch 2, batch 1 of 1): first in the loss (inf); training stopped, no "
+                      "checkpoint was written");
+  bprt_model_destroy(m);
+
   fclose(sink);
   unlink(ck), rmdir(dir);
   free(ck), free(dir);
   bprt_dataset_free(big);
+  bprt_dataset_free(ok);
+  test_jit_free(&j);
+}
+
+/* The on_nonfinite hook gets the failing step's batch and the parameters from before
+ * the failing update, and its description replaces the loop's. */
+typedef struct {
+  int calls;
+  int64_t step, rows;
+  uint64_t seed;
+  float params[2];
+  float x0[8], t[4];
+} HookSeen;
+
+static bool hook(void *ctx, const bprt_model_desc *d, const BprtNonfiniteStep *s, char *what, size_t n) {
+  HookSeen *h = ctx;
+  h->calls++;
+  h->step = s->step;
+  h->rows = s->rows;
+  h->seed = s->seed;
+  assert_int_equal(d->param_floats >= 2, 1);
+  memcpy(h->params, s->params, sizeof h->params);
+  memcpy(h->x0, s->inputs[0], sizeof(float) * 2 * (size_t)s->rows);
+  memcpy(h->t, s->inputs[1], sizeof(float) * (size_t)s->rows);
+  snprintf(what, n, "the hook's tensor");
+  return true;
+}
+
+static bool hook_none(void *ctx, const bprt_model_desc *d, const BprtNonfiniteStep *s, char *what, size_t n) {
+  (void)d, (void)s;
+  ((HookSeen *)ctx)->calls++;
+  snprintf(what, n, "not this");
+  return false;
+}
+
+static void test_nonfinite_hook(void **state) {
+  (void)state;
+  TestJit j;
+  if (!test_jit(&j, linear_bp, BPRT_OPT_SGD, NULL)) fail_msg("the linear model does not compile");
+  char *dir = test_tmpdir();
+  char *ck = test_path(dir, "ck.safetensors");
+  FILE *sink = devnull();
+  BprtDataset *ok = linear_data(1, 1);
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  o.epochs = 5;
+  o.batch = 4;
+  o.seed = 3;
+  o.out = sink;
+  o.save_path = ck;
+  o.save_every = 1;
+  HookSeen seen = {0};
+  o.on_nonfinite = hook;
+  o.nonfinite_ctx = &seen;
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, 1e20);
+  bprt_model *m = bprt_model_create(j.desc, 3);
+  BprtTrainResult r;
+  assert_int_equal(bprt_train(m, ok, NULL, &o, &r), -1);
+  char want[1024];
+  snprintf(want, sizeof want,
+           "non-finite value at step 2 (epoch 2, batch 1 of 1): first in the hook's tensor; training stopped, the last "
+           "good checkpoint '%s' (epoch 1) is left as it was",
+           ck);
+  assert_string_equal(bprt_last_error(), want);
+  assert_int_equal(seen.calls, 1);
+  assert_int_equal(seen.step, 2);
+  assert_int_equal(seen.rows, 4);
+  assert_int_equal(seen.seed, 3);
+  /* the parameters before step 2 are the checkpoint's (written after step 1), finite;
+   * the model holds the failed update */
+  BprtCheckpoint *c = bprt_st_read(ck);
+  assert_non_null(c);
+  const BprtTensorRef *w = bprt_st_find(c, "h.W");
+  assert_non_null(w);
+  assert_true(isfinite(seen.params[0]) && isfinite(seen.params[1]));
+  assert_true(seen.params[0] == w->data[0] && seen.params[1] == w->data[1]);
+  assert_true(seen.params[0] != 1.0f);   /* step 1 moved them from the init (ones) */
+  assert_false(isfinite(bprt_model_params(m)[0]) && isfinite(bprt_model_params(m)[1]));
+  bprt_st_free(c);
+  /* the batch: the four rows, shuffled */
+  float xsum = 0, tsum = 0;
+  for (int i = 0; i < 4; i++) xsum += seen.x0[2 * i], tsum += seen.t[i];
+  assert_true(xsum == 10 && tsum == 4);
+  bprt_model_destroy(m);
+  /* a hook that finds nothing keeps the loop's report */
+  o.on_nonfinite = hook_none;
+  o.save_path = NULL;
+  o.save_every = 0;
+  m = bprt_model_create(j.desc, 3);
+  assert_int_equal(bprt_train(m, ok, NULL, &o, &r), -1);
+  assert_string_equal(bprt_last_error(),
+                      "non-finite value at step 2 (epoch 2, batch 1 of 1): first in the loss (inf); training stopped, no "
+                      "checkpoint was written");
+  assert_int_equal(seen.calls, 2);
+  bprt_model_destroy(m);
+  fclose(sink);
+  unlink(ck), rmdir(dir);
+  free(ck), free(dir);
   bprt_dataset_free(ok);
   test_jit_free(&j);
 }
@@ -434,6 +585,7 @@ int main(void) {
       cmocka_unit_test(test_resume_plateau),
       cmocka_unit_test(test_same_seed_same_losses),
       cmocka_unit_test(test_nonfinite),
+      cmocka_unit_test(test_nonfinite_hook),
       cmocka_unit_test(test_batch_larger_than_data),
       cmocka_unit_test(test_data_checks_and_eval),
       cmocka_unit_test(test_output),
