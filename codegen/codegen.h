@@ -2,12 +2,14 @@
  *
  *   lower.c    a model's layout (params, inputs, outputs, workspace) and the entry
  *              points <model>__forward / __grad / __step
- *   schedule.c the kernel schedule: groups of instructions, one loop nest each, and
- *              the elementwise fusion rule that merges them
+ *              (the kernel plan — which instructions share a loop nest, in which
+ *              order — is passes/fuse.c's)
  *   kernels.c  loop nests per kernel kind: elementwise groups with broadcasting,
  *              reductions, softmax rows, softmax_xent, onehot, transpose, sum_to,
- *              dropout masks (Philox4x32-10), sinks
- *   gemm.c     the packed, register-blocked matrix product (BLIS structure), split
+ *              dropout masks (Philox4x32-10), sinks; the fused gemm and
+ *              softmax-CE groups
+ *   gemm.c     the packed, register-blocked matrix product (BLIS structure), one
+ *              core for the three variants, epilogues on each final C tile, split
  *              across threads through frame->parallel_for
  *   optim.c    the optimizer update: one streaming kernel over the params block
  *   vmath.c    exp / log / tanh / sigmoid as vector polynomials (no libm calls)

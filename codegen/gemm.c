@@ -95,7 +95,25 @@ static LLVMValueRef build_ukernel(Cg *cg) {
       cg_store(cg, LLVMBuildSelect(cg->B, ow, c, sum, ""), C, idx);
     }
   LLVMBuildBr(cg->B, bret);
+  /* an edge tile of full width (the last row panel when M is not a multiple of MR):
+   * the rows that exist, straight from registers */
   LLVMPositionBuilderAtEnd(cg->B, bedge);
+  LLVMBasicBlockRef browedge = LLVMAppendBasicBlockInContext(cg->C, fn, "rowedge");
+  LLVMBasicBlockRef bscalar = LLVMAppendBasicBlockInContext(cg->C, fn, "scalaredge");
+  LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, nr, cg_i64(cg, NR), ""), browedge, bscalar);
+  LLVMPositionBuilderAtEnd(cg->B, browedge);
+  for (int i = 0; i < MR; i++) {
+    LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(cg->B, LLVMIntSLT, cg_i64(cg, i), mr, ""));
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef idx = add(cg, mul(cg, cg_i64(cg, i), ldc), cg_i64(cg, v * W));
+      LLVMValueRef c = LLVMBuildLoad2(cg->B, cg->t_vec, acc[i][v], "");
+      LLVMValueRef sum = LLVMBuildFAdd(cg->B, c, cg_load(cg, cg->t_vec, C, idx), "");
+      cg_store(cg, LLVMBuildSelect(cg->B, ow, c, sum, ""), C, idx);
+    }
+    cg_if_end(cg, join);
+  }
+  LLVMBuildBr(cg->B, bret);
+  LLVMPositionBuilderAtEnd(cg->B, bscalar);
   LLVMValueRef tile = cg_alloca(cg, LLVMArrayType(cg->t_f32, (unsigned)(MR * NR)), "tile");
   for (int i = 0; i < MR; i++)
     for (int v = 0; v < NV; v++)
@@ -195,8 +213,12 @@ static LLVMValueRef build_core(Cg *cg, LLVMValueRef ukernel) {
 
   CgLoop jc = cg_loop_begin(cg, cg_i64(cg, 0), N, cg_i64(cg, CG_GEMM_NC));
   LLVMValueRef nc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_NC), sub(cg, N, jc.iv));
-  CgLoop pc = cg_loop_begin(cg, cg_i64(cg, 0), K, cg_i64(cg, CG_GEMM_KC));
-  LLVMValueRef kc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_KC), sub(cg, K, pc.iv));
+  /* K in equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16: a short last
+   * block costs a whole pass of C loads and stores for little work) */
+  LLVMValueRef nkb = LLVMBuildSDiv(cg->B, add(cg, K, cg_i64(cg, CG_GEMM_KC - 1)), cg_i64(cg, CG_GEMM_KC), "");
+  LLVMValueRef kstep = LLVMBuildSDiv(cg->B, add(cg, K, sub(cg, nkb, one)), nkb, "kstep");
+  CgLoop pc = cg_loop_begin(cg, cg_i64(cg, 0), K, kstep);
+  LLVMValueRef kc = cg_min_i64(cg, kstep, sub(cg, K, pc.iv));
   /* B panels: q = column j (stride bcs), p = k (stride brs) */
   LLVMValueRef bbase = fptr(cg, Bm, add(cg, mul(cg, pc.iv, brs), mul(cg, jc.iv, bcs)));
   pack_block(cg, Bp, bbase, bcs, brs, bqc, cg->NR, nc, kc);
