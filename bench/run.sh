@@ -27,6 +27,7 @@ have_torch=yes
 
 : > "$TMP/bpcc.txt"
 : > "$TMP/torch.txt"
+: > "$TMP/aot.txt"
 for m in m1 m2 m3; do
   f=$HERE/$m.bp
   [ $m = m3 ] && f=$HERE/m3_deep.bp
@@ -36,6 +37,18 @@ for m in m1 m2 m3; do
   if [ $have_torch = yes ]; then
     /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" 30 $m >> "$TMP/torch.txt"
   fi
+done
+# The same step from the model library (`bpcc MODEL.bp -o`) in a C process without
+# LLVM (bench/aot_step.c): what an embedding application pays in time and memory.
+cc -O2 -std=c11 -o "$TMP/aot_step" "$HERE/aot_step.c" -ldl
+for m in m1 m2 m3; do
+  f=$HERE/$m.bp
+  [ $m = m3 ] && f=$HERE/m3_deep.bp
+  name=$m
+  [ $m = m3 ] && name=m3_deep
+  batch=$(sed -n 's/^ *batch *\([0-9]*\).*/\1/p' "$f" | head -1)
+  "$BPCC" "$f" -o "$TMP/$m.so"
+  "$TMP/aot_step" "$TMP/$m.so" "$name" "$batch" 30 "$THREADS" >> "$TMP/aot.txt"
 done
 # M3 with sqrt(L) checkpointing (issue 6: the step may grow by at most 35%)
 "$BPCC" bench "$HERE/m3_deep.bp" --threads "$THREADS" --steps 30 --checkpoint=sqrt |
@@ -86,6 +99,12 @@ awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$CSV" -v torchfile="$TMP/torch.tx
       printf "%s,%s,%s,%s,%s,%s,%s,%.1f\n", r[2], r[3], r[4], r[5], r[6], r[7], r[8], pct >> csv
     }
   }' "$TMP/bpcc.txt"
+echo
+echo "the same step from the model library (bpcc MODEL.bp -o M.so) in a C process without LLVM (bench/aot_step.c):"
+printf "%-8s %10s %10s %10s %10s\n" "model" "ms" "min" "max" "peak MiB"
+awk '$1 == "aot" { printf "%-8s %10.3f %10.3f %10.3f %10.1f\n", $2, $3, $4, $5, $6 }' "$TMP/aot.txt"
+awk -v csv="$CSV" 'BEGIN { print "" >> csv; print "library_model,ms,ms_min,ms_max,peak_rss_mib" >> csv }
+  $1 == "aot" { printf "%s,%s,%s,%s,%s\n", $2, $3, $4, $5, $6 >> csv }' "$TMP/aot.txt"
 echo
 echo "% peak: of the $THREADS-thread peak; % core peak: of the 1-thread peak times the threads used."
 echo "m3_sqrt: M3 with --checkpoint=sqrt (its GFLOP/s count the FLOPs of the step without recomputation)."

@@ -16,4 +16,12 @@ for ph in forward backward update products other; do
 done
 err=$("$BPCC" bench "$SRC/bench/m1.bp" --steps 0 2>&1 > /dev/null); rc=$?
 [ $rc -eq 1 ] && echo "$err" | grep -q "expected an integer >= 1" || { echo "FAIL: --steps 0 not refused: $err"; exit 1; }
+# the library row: bench/aot_step.c builds and runs one step of M1's library
+T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-smoke-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+cc -O2 -std=c11 -o "$T/aot_step" "$SRC/bench/aot_step.c" -ldl || { echo "FAIL: bench/aot_step.c does not build"; exit 1; }
+"$BPCC" "$SRC/bench/m1.bp" -o "$T/m1.so" || { echo "FAIL: bpcc -o m1.so"; exit 1; }
+aot=$("$T/aot_step" "$T/m1.so" m1 4 1 1) || { echo "FAIL: aot_step exited $?"; exit 1; }
+echo "$aot"
+echo "$aot" | grep -Eq '^aot m1 [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+$' || { echo "FAIL: no library row"; exit 1; }
 echo "bench smoke: ok"
