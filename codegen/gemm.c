@@ -138,6 +138,38 @@ static LLVMValueRef build_ukernel(Cg *cg) {
  * = base[q * qs + p * ps] and one of qs, ps is 1 (every operand layout of the three
  * variants): qc says which, at run time, and the loop over the contiguous one is inner
  * with its stride the constant 1, so it becomes vector loads. */
+/* The full panel of P (a multiple of W) columns with p contiguous in the source (the
+ * transposed operand: B of matmul_nt): W x W blocks loaded as W rows of the source and
+ * transposed in registers, so the panel is written with whole vectors, not element by
+ * element. p in [0, kc rounded down to W); the caller packs the rest. Block transpose
+ * in log2(W) stages: for b = W/2 .. 1, rows i and i + b (i & b == 0) exchange their
+ * off-diagonal b-blocks:
+ *   x'[c] = c & b ? y[c - b] : x[c],   y'[c] = c & b ? y[c] : x[c + b]. */
+static void pack_transposed(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, int P, LLVMValueRef kfull) {
+  int W = cg->W;
+  CgLoop lp = cg_loop_begin(cg, cg_i64(cg, 0), kfull, cg_i64(cg, W));
+  for (int qg = 0; qg < P; qg += W) {
+    LLVMValueRef r[16];
+    for (int i = 0; i < W; i++) r[i] = cg_load(cg, cg->t_vec, base, add(cg, mul(cg, cg_i64(cg, qg + i), qs), lp.iv));
+    for (int b = W / 2; b >= 1; b /= 2) {
+      LLVMValueRef mx[16], my[16];
+      for (int c = 0; c < W; c++) {
+        mx[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c - b : c), 0);
+        my[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c : c + b), 0);
+      }
+      LLVMValueRef maskx = LLVMConstVector(mx, (unsigned)W), masky = LLVMConstVector(my, (unsigned)W);
+      for (int i = 0; i < W; i++) {
+        if (i & b) continue;
+        LLVMValueRef x = r[i], y = r[i + b];
+        r[i] = LLVMBuildShuffleVector(cg->B, x, y, maskx, "");
+        r[i + b] = LLVMBuildShuffleVector(cg->B, x, y, masky, "");
+      }
+    }
+    for (int i = 0; i < W; i++) cg_store(cg, r[i], dst, add(cg, mul(cg, add(cg, lp.iv, cg_i64(cg, i)), cg_i64(cg, P)), cg_i64(cg, qg)));
+  }
+  cg_loop_end_hint(cg, &lp, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+}
+
 static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps, LLVMValueRef qc,
                        int P, LLVMValueRef ext, LLVMValueRef kc) {
   LLVMValueRef one = cg_i64(cg, 1), zero = cg_i64(cg, 0);
@@ -147,8 +179,18 @@ static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef
   LLVMBuildCondBr(cg->B, qc, bq, bp);
   for (int contig_q = 1; contig_q >= 0; contig_q--) {
     LLVMPositionBuilderAtEnd(cg->B, contig_q ? bq : bp);
+    LLVMValueRef p0 = zero;
+    if (!contig_q && cg->W == 16 && cg->esize == 4 && P % 16 == 0) {
+      /* full panels: whole W x W blocks transposed in registers first */
+      LLVMValueRef kfull = LLVMBuildAnd(cg->B, kc, cg_i64(cg, ~(int64_t)15), "");
+      LLVMValueRef isfull = LLVMBuildICmp(cg->B, LLVMIntEQ, ext, cg_i64(cg, P), "");
+      LLVMBasicBlockRef join2 = cg_if_begin(cg, isfull);
+      pack_transposed(cg, dst, base, qs, P, kfull);
+      cg_if_end(cg, join2);
+      p0 = LLVMBuildSelect(cg->B, isfull, kfull, zero, "p0");
+    }
     CgLoop lo = cg_loop_begin(cg, zero, contig_q ? kc : ext, one);
-    CgLoop li = cg_loop_begin(cg, zero, contig_q ? ext : kc, one);
+    CgLoop li = cg_loop_begin(cg, contig_q ? zero : p0, contig_q ? ext : kc, one);
     LLVMValueRef q = contig_q ? li.iv : lo.iv, p = contig_q ? lo.iv : li.iv;
     LLVMValueRef src = contig_q ? add(cg, q, mul(cg, p, ps)) : add(cg, mul(cg, q, qs), p);
     cg_store(cg, cg_load(cg, cg->t_f32, base, src), dst, add(cg, mul(cg, p, cg_i64(cg, P)), q));
