@@ -429,20 +429,31 @@ static LLVMValueRef load_label(Cg *cg, const CgVal *y, LLVMValueRef r) {
   return l;
 }
 
-/* loss[r] = log(sum_j exp(z[r,j] - max_r)) + max_r - z[r, y[r]] */
+/* One row r of softmax-CE: max and sum of exp(z - max) over the row, the label, and
+ * loss[r] = log(sum_j exp(z[r,j] - max_r)) + max_r - z[r, y[r]] stored (NaN for a label
+ * out of range, which also sets frame->status). */
+typedef struct {
+  LLVMValueRef base, mx, s, lab;
+} XentRow;
+
+static XentRow xent_row(Cg *cg, const CgVal *z, const CgVal *y, const CgVal *loss, LLVMValueRef r, LLVMValueRef C) {
+  XentRow x;
+  x.base = LLVMBuildMul(cg->B, r, C, "");
+  x.mx = row_reduce(cg, OP_MAX, z->ptr, x.base, C, NULL, NULL);
+  x.s = row_reduce(cg, OP_SUM, z->ptr, x.base, C, x.mx, NULL);
+  x.lab = load_label(cg, y, r);
+  LLVMValueRef ok = label_ok(cg, x.lab, C);
+  LLVMValueRef li = LLVMBuildSelect(cg->B, ok, LLVMBuildSExt(cg->B, x.lab, cg->t_i64, ""), cg_i64(cg, 0), "");
+  LLVMValueRef zl = cg_load(cg, cg->t_f32, z->ptr, LLVMBuildAdd(cg->B, x.base, li, ""));
+  LLVMValueRef lv = LLVMBuildFSub(cg->B, LLVMBuildFAdd(cg->B, cg_log(cg, x.s), x.mx, ""), zl, "");
+  cg_store(cg, LLVMBuildSelect(cg->B, ok, lv, LLVMConstReal(cg->t_f32, NAN), ""), loss->ptr, r);
+  return x;
+}
+
 static void kernel_xent(Cg *cg, const CgVal *z, const CgVal *y, const CgVal *out) {
   LLVMValueRef rows = cg_dim(cg, z->t, 0), C = cg_dim(cg, z->t, 1);
   CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), rows, cg_i64(cg, 1));
-  LLVMValueRef base = LLVMBuildMul(cg->B, l.iv, C, "");
-  LLVMValueRef mx = row_reduce(cg, OP_MAX, z->ptr, base, C, NULL, NULL);
-  LLVMValueRef s = row_reduce(cg, OP_SUM, z->ptr, base, C, mx, NULL);
-  LLVMValueRef lab = load_label(cg, y, l.iv);
-  LLVMValueRef ok = label_ok(cg, lab, C);
-  LLVMValueRef li = LLVMBuildSelect(cg->B, ok, LLVMBuildSExt(cg->B, lab, cg->t_i64, ""), cg_i64(cg, 0), "");
-  LLVMValueRef zl = cg_load(cg, cg->t_f32, z->ptr, LLVMBuildAdd(cg->B, base, li, ""));
-  LLVMValueRef loss = LLVMBuildFSub(cg->B, LLVMBuildFAdd(cg->B, cg_log(cg, s), mx, ""), zl, "");
-  loss = LLVMBuildSelect(cg->B, ok, loss, LLVMConstReal(cg->t_f32, NAN), "");
-  cg_store(cg, loss, out->ptr, l.iv);
+  xent_row(cg, z, y, out, l.iv, C);
   cg_loop_end(cg, &l);
 }
 
@@ -566,16 +577,8 @@ bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
   if (!gptr || !k || !loss->ptr || !z->ptr) ir_die("cg_kernel_xent_fused: a fused value has no buffer");
   LLVMValueRef rows = cg_dim(cg, z->t, 0), C = cg_dim(cg, z->t, 1);
   CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), rows, cg_i64(cg, 1));
-  LLVMValueRef base = LLVMBuildMul(cg->B, l.iv, C, "");
-  LLVMValueRef mx = row_reduce(cg, OP_MAX, z->ptr, base, C, NULL, NULL);
-  LLVMValueRef s = row_reduce(cg, OP_SUM, z->ptr, base, C, mx, NULL);
-  LLVMValueRef lab = load_label(cg, y, l.iv);
-  LLVMValueRef ok = label_ok(cg, lab, C);
-  LLVMValueRef li64 = LLVMBuildSelect(cg->B, ok, LLVMBuildSExt(cg->B, lab, cg->t_i64, ""), cg_i64(cg, 0), "");
-  LLVMValueRef zl = cg_load(cg, cg->t_f32, z->ptr, LLVMBuildAdd(cg->B, base, li64, ""));
-  LLVMValueRef lv = LLVMBuildFSub(cg->B, LLVMBuildFAdd(cg->B, cg_log(cg, s), mx, ""), zl, "");
-  cg_store(cg, LLVMBuildSelect(cg->B, ok, lv, LLVMConstReal(cg->t_f32, NAN), ""), loss->ptr, l.iv);
-  XentCtx c = {z->ptr, pptr, gptr, base, mx, s, lab, k};
+  XentRow x = xent_row(cg, z, y, loss, l.iv, C);
+  XentCtx c = {z->ptr, pptr, gptr, x.base, x.mx, x.s, x.lab, k};
   cg_vloop(cg, C, xent_body, &c);
   cg_loop_end(cg, &l);
   return true;

@@ -155,6 +155,30 @@ static int xent_chain(const Ctx *c, int32_t l, int32_t *m) {
   return n;
 }
 
+/* The dependency edges between groups: (h, g) for every operand of a member of g that
+ * a member of another group h produces (size reads only a shape: no edge). With NULL
+ * arrays it only counts. */
+static int32_t group_edges(const Ctx *c, Func *f, const int32_t *mem, const int32_t *gstart, int ng, int32_t *esrc,
+                           int32_t *edst, int32_t *indeg) {
+  int32_t ne = 0;
+  for (int g = 0; g < ng; g++)
+    for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
+      const Inst *in = &f->insts[mem[k]];
+      if (in->op == OP_SIZE) continue;
+      for (int q = 0; q < in->nargs; q++) {
+        int32_t h = c->group_of[in->args[q]];
+        if (h < 0 || h == g) continue;
+        if (esrc) {
+          esrc[ne] = h;
+          edst[ne] = g;
+          indeg[g]++;
+        }
+        ne++;
+      }
+    }
+  return ne;
+}
+
 static int cmp_i32(const void *a, const void *b) {
   int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
   return x < y ? -1 : x > y;
@@ -246,34 +270,11 @@ void fuse_plan(Arena *a, Func *f, const bool *computed, bool fuse, FusePlan *s) 
   /* order: Kahn over group dependencies, smallest first member first */
   int32_t *indeg = arena_alloc(a, (size_t)(ng + 1) * sizeof *indeg);
   int32_t *eoff = arena_alloc(a, (size_t)(ng + 2) * sizeof *eoff);
-  /* count edges g <- h (h before g) */
-  int32_t ne = 0;
-  for (int g = 0; g < ng; g++)
-    for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
-      const Inst *in = &f->insts[mem[k]];
-      if (in->op == OP_SIZE) continue;
-      for (int q = 0; q < in->nargs; q++) {
-        int32_t h = c.group_of[in->args[q]];
-        if (h >= 0 && h != g) ne++;
-      }
-    }
+  /* edges h -> g (g reads a value of h); counted, then filled */
+  int32_t ne = group_edges(&c, f, mem, gstart, ng, NULL, NULL, NULL);
   int32_t *esrc = arena_alloc(a, (size_t)(ne + 1) * sizeof *esrc);
   int32_t *edst = arena_alloc(a, (size_t)(ne + 1) * sizeof *edst);
-  ne = 0;
-  for (int g = 0; g < ng; g++)
-    for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
-      const Inst *in = &f->insts[mem[k]];
-      if (in->op == OP_SIZE) continue;
-      for (int q = 0; q < in->nargs; q++) {
-        int32_t h = c.group_of[in->args[q]];
-        if (h >= 0 && h != g) {
-          esrc[ne] = h;
-          edst[ne] = g;
-          ne++;
-          indeg[g]++;
-        }
-      }
-    }
+  group_edges(&c, f, mem, gstart, ng, esrc, edst, indeg);
   /* adjacency by source (counting sort) */
   for (int32_t e = 0; e < ne; e++) eoff[esrc[e] + 1]++;
   for (int g = 0; g < ng; g++) eoff[g + 1] += eoff[g];
