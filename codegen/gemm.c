@@ -138,19 +138,37 @@ static LLVMValueRef build_ukernel(Cg *cg) {
  * = base[q * qs + p * ps] and one of qs, ps is 1 (every operand layout of the three
  * variants): qc says which, at run time, and the loop over the contiguous one is inner
  * with its stride the constant 1, so it becomes vector loads. */
-/* The full panel of P (a multiple of W) columns with p contiguous in the source (the
- * transposed operand: B of matmul_nt): W x W blocks loaded as W rows of the source and
- * transposed in registers, so the panel is written with whole vectors, not element by
- * element. p in [0, kc rounded down to W); the caller packs the rest. Block transpose
- * in log2(W) stages: for b = W/2 .. 1, rows i and i + b (i & b == 0) exchange their
- * off-diagonal b-blocks:
+/* A full panel of P columns with p contiguous in the source (the transposed operand:
+ * B of matmul_nt, P = NR; A of matmul and matmul_nt, P = MR): W x W blocks loaded as up
+ * to W rows of the source and transposed in registers, so the panel is written with
+ * whole vectors (masked to the panel's width when P is not a multiple of W), not
+ * element by element. p in [0, kc rounded down to W); the caller packs the rest.
+ * Block transpose in log2(W) stages: for b = W/2 .. 1, rows i and i + b (i & b == 0)
+ * exchange their off-diagonal b-blocks:
  *   x'[c] = c & b ? y[c - b] : x[c],   y'[c] = c & b ? y[c] : x[c + b]. */
+static void masked_store(Cg *cg, LLVMValueRef v, LLVMValueRef dst, LLVMValueRef idx, int lanes) {
+  int W = cg->W;
+  if (lanes == W) {
+    cg_store(cg, v, dst, idx);
+    return;
+  }
+  LLVMValueRef m[16];
+  for (int c = 0; c < W; c++) m[c] = LLVMConstInt(cg->t_i1, c < lanes, 0);
+  LLVMValueRef args[4] = {v, cg_gep(cg, cg->t_f32, dst, idx), cg_i32(cg, 4), LLVMConstVector(m, (unsigned)W)};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+  LLVMTypeRef ov[2] = {cg->t_vec, cg->t_ptr};
+  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->M, id, ov, 2);
+  LLVMBuildCall2(cg->B, LLVMIntrinsicGetType(cg->C, id, ov, 2), fn, args, 4, "");
+}
+
 static void pack_transposed(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, int P, LLVMValueRef kfull) {
   int W = cg->W;
   CgLoop lp = cg_loop_begin(cg, cg_i64(cg, 0), kfull, cg_i64(cg, W));
   for (int qg = 0; qg < P; qg += W) {
+    int rows = P - qg < W ? P - qg : W;
     LLVMValueRef r[16];
-    for (int i = 0; i < W; i++) r[i] = cg_load(cg, cg->t_vec, base, add(cg, mul(cg, cg_i64(cg, qg + i), qs), lp.iv));
+    for (int i = 0; i < W; i++)
+      r[i] = i < rows ? cg_load(cg, cg->t_vec, base, add(cg, mul(cg, cg_i64(cg, qg + i), qs), lp.iv)) : cg_fconst(cg, cg->t_vec, 0);
     for (int b = W / 2; b >= 1; b /= 2) {
       LLVMValueRef mx[16], my[16];
       for (int c = 0; c < W; c++) {
@@ -165,7 +183,8 @@ static void pack_transposed(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMVal
         r[i + b] = LLVMBuildShuffleVector(cg->B, x, y, masky, "");
       }
     }
-    for (int i = 0; i < W; i++) cg_store(cg, r[i], dst, add(cg, mul(cg, add(cg, lp.iv, cg_i64(cg, i)), cg_i64(cg, P)), cg_i64(cg, qg)));
+    for (int i = 0; i < W; i++)
+      masked_store(cg, r[i], dst, add(cg, mul(cg, add(cg, lp.iv, cg_i64(cg, i)), cg_i64(cg, P)), cg_i64(cg, qg)), rows);
   }
   cg_loop_end_hint(cg, &lp, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
 }
@@ -180,7 +199,7 @@ static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef
   for (int contig_q = 1; contig_q >= 0; contig_q--) {
     LLVMPositionBuilderAtEnd(cg->B, contig_q ? bq : bp);
     LLVMValueRef p0 = zero;
-    if (!contig_q && cg->W == 16 && cg->esize == 4 && P % 16 == 0) {
+    if (!contig_q && cg->W == 16 && cg->esize == 4) {
       /* full panels: whole W x W blocks transposed in registers first */
       LLVMValueRef kfull = LLVMBuildAnd(cg->B, kc, cg_i64(cg, ~(int64_t)15), "");
       LLVMValueRef isfull = LLVMBuildICmp(cg->B, LLVMIntEQ, ext, cg_i64(cg, P), "");
