@@ -138,53 +138,80 @@ static LLVMValueRef build_ukernel(Cg *cg) {
  * = base[q * qs + p * ps] and one of qs, ps is 1 (every operand layout of the three
  * variants): qc says which, at run time, and the loop over the contiguous one is inner
  * with its stride the constant 1, so it becomes vector loads. */
-/* A full panel of P columns with p contiguous in the source (the transposed operand:
- * B of matmul_nt, P = NR; A of matmul and matmul_nt, P = MR): W x W blocks loaded as up
- * to W rows of the source and transposed in registers, so the panel is written with
- * whole vectors (masked to the panel's width when P is not a multiple of W), not
- * element by element. p in [0, kc rounded down to W); the caller packs the rest.
- * Block transpose in log2(W) stages: for b = W/2 .. 1, rows i and i + b (i & b == 0)
- * exchange their off-diagonal b-blocks:
- *   x'[c] = c & b ? y[c - b] : x[c],   y'[c] = c & b ? y[c] : x[c + b]. */
-static void masked_store(Cg *cg, LLVMValueRef v, LLVMValueRef dst, LLVMValueRef idx, int lanes) {
+/* void bpcc_pack_t16(float *src, i64 qs, float *dst, i64 P, i64 rows): one W x W block,
+ * rows q < `rows` of the source (src + q qs, W contiguous floats each) transposed into
+ * W rows of the panel (dst + p P, `rows` floats each). One function, however many
+ * panels use it: the shuffle network is the most expensive code to compile. */
+static LLVMValueRef build_pack_t16(Cg *cg) {
   int W = cg->W;
-  if (lanes == W) {
-    cg_store(cg, v, dst, idx);
-    return;
-  }
-  LLVMValueRef m[16];
-  for (int c = 0; c < W; c++) m[c] = LLVMConstInt(cg->t_i1, c < lanes, 0);
-  LLVMValueRef args[4] = {v, cg_gep(cg, cg->t_f32, dst, idx), cg_i32(cg, 4), LLVMConstVector(m, (unsigned)W)};
-  unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+  LLVMTypeRef args[5] = {cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64};
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_pack_t16", LLVMFunctionType(cg->t_void, args, 5, 0), true);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMValueRef src = LLVMGetParam(fn, 0), qs = LLVMGetParam(fn, 1), dst = LLVMGetParam(fn, 2);
+  LLVMValueRef P = LLVMGetParam(fn, 3), rows = LLVMGetParam(fn, 4);
   LLVMTypeRef ov[2] = {cg->t_vec, cg->t_ptr};
-  LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->M, id, ov, 2);
-  LLVMBuildCall2(cg->B, LLVMIntrinsicGetType(cg->C, id, ov, 2), fn, args, 4, "");
+  unsigned lid = LLVMLookupIntrinsicID("llvm.masked.load", 16), sid = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+  LLVMValueRef lfn = LLVMGetIntrinsicDeclaration(cg->M, lid, ov, 2), sfn = LLVMGetIntrinsicDeclaration(cg->M, sid, ov, 2);
+  LLVMTypeRef lty = LLVMIntrinsicGetType(cg->C, lid, ov, 2), sty = LLVMIntrinsicGetType(cg->C, sid, ov, 2);
+  LLVMTypeRef VI = LLVMVectorType(cg->t_i64, (unsigned)W);
+  LLVMValueRef iota[16];
+  for (int c = 0; c < W; c++) iota[c] = cg_i64(cg, c);
+  /* lanes < rows: the panel's width; rows i < rows: the source rows that exist */
+  LLVMValueRef lanes = LLVMBuildICmp(cg->B, LLVMIntSLT, LLVMConstVector(iota, (unsigned)W), cg_splat(cg, rows, VI), "");
+  LLVMValueRef r[16];
+  for (int i = 0; i < W; i++) {
+    LLVMValueRef have = cg_splat(cg, LLVMBuildICmp(cg->B, LLVMIntSLT, cg_i64(cg, i), rows, ""), LLVMVectorType(cg->t_i1, (unsigned)W));
+    LLVMValueRef la[4] = {cg_gep(cg, cg->t_f32, src, mul(cg, cg_i64(cg, i), qs)), cg_i32(cg, 4), have, cg_fconst(cg, cg->t_vec, 0)};
+    r[i] = LLVMBuildCall2(cg->B, lty, lfn, la, 4, "");
+  }
+  for (int b = W / 2; b >= 1; b /= 2) {
+    LLVMValueRef mx[16], my[16];
+    for (int c = 0; c < W; c++) {
+      mx[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c - b : c), 0);
+      my[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c : c + b), 0);
+    }
+    LLVMValueRef maskx = LLVMConstVector(mx, (unsigned)W), masky = LLVMConstVector(my, (unsigned)W);
+    for (int i = 0; i < W; i++) {
+      if (i & b) continue;
+      LLVMValueRef x = r[i], y = r[i + b];
+      r[i] = LLVMBuildShuffleVector(cg->B, x, y, maskx, "");
+      r[i + b] = LLVMBuildShuffleVector(cg->B, x, y, masky, "");
+    }
+  }
+  for (int i = 0; i < W; i++) {
+    LLVMValueRef sa[4] = {r[i], cg_gep(cg, cg->t_f32, dst, mul(cg, cg_i64(cg, i), P)), cg_i32(cg, 4), lanes};
+    LLVMBuildCall2(cg->B, sty, sfn, sa, 4, "");
+  }
+  LLVMBuildRetVoid(cg->B);
+  return fn;
 }
 
+/* A full panel of P columns with p contiguous in the source (the transposed operand:
+ * B of matmul_nt, P = NR; A of matmul and matmul_nt, P = MR): W x W blocks transposed
+ * in registers (bpcc_pack_t16, masked to the panel's width when P is not a multiple of
+ * W), so the panel is written with whole vectors, not element by element. p in
+ * [0, kc rounded down to W); the caller packs the rest. Block transpose in log2(W)
+ * stages: for b = W/2 .. 1, rows i and i + b (i & b == 0) exchange their off-diagonal
+ * b-blocks:  x'[c] = c & b ? y[c - b] : x[c],   y'[c] = c & b ? y[c] : x[c + b]. */
 static void pack_transposed(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, int P, LLVMValueRef kfull) {
   int W = cg->W;
+  LLVMValueRef t16 = LLVMGetNamedFunction(cg->M, "bpcc_pack_t16");
+  if (!t16) {
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
+    LLVMValueRef fn = cg->fn;
+    t16 = build_pack_t16(cg);
+    cg->fn = fn;
+    LLVMPositionBuilderAtEnd(cg->B, here);
+  }
   CgLoop lp = cg_loop_begin(cg, cg_i64(cg, 0), kfull, cg_i64(cg, W));
   for (int qg = 0; qg < P; qg += W) {
-    int rows = P - qg < W ? P - qg : W;
-    LLVMValueRef r[16];
-    for (int i = 0; i < W; i++)
-      r[i] = i < rows ? cg_load(cg, cg->t_vec, base, add(cg, mul(cg, cg_i64(cg, qg + i), qs), lp.iv)) : cg_fconst(cg, cg->t_vec, 0);
-    for (int b = W / 2; b >= 1; b /= 2) {
-      LLVMValueRef mx[16], my[16];
-      for (int c = 0; c < W; c++) {
-        mx[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c - b : c), 0);
-        my[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c : c + b), 0);
-      }
-      LLVMValueRef maskx = LLVMConstVector(mx, (unsigned)W), masky = LLVMConstVector(my, (unsigned)W);
-      for (int i = 0; i < W; i++) {
-        if (i & b) continue;
-        LLVMValueRef x = r[i], y = r[i + b];
-        r[i] = LLVMBuildShuffleVector(cg->B, x, y, maskx, "");
-        r[i + b] = LLVMBuildShuffleVector(cg->B, x, y, masky, "");
-      }
-    }
-    for (int i = 0; i < W; i++)
-      masked_store(cg, r[i], dst, add(cg, mul(cg, add(cg, lp.iv, cg_i64(cg, i)), cg_i64(cg, P)), cg_i64(cg, qg)), rows);
+    LLVMValueRef a[5] = {fptr(cg, base, add(cg, mul(cg, cg_i64(cg, qg), qs), lp.iv)), qs,
+                         fptr(cg, dst, add(cg, mul(cg, lp.iv, cg_i64(cg, P)), cg_i64(cg, qg))), cg_i64(cg, P),
+                         cg_i64(cg, P - qg < W ? P - qg : W)};
+    LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(t16), t16, a, 5, "");
   }
   cg_loop_end_hint(cg, &lp, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
 }
