@@ -4,8 +4,9 @@
 # 1. the machine's FP32 FMA peak (bench/peak.c), 1 thread and THREADS threads, at the
 #    start and at the end of the run (the best of the two is the peak);
 # 2. bpcc's training step on M1, M2, M3 (`bpcc bench`, median of 30 steps after 5 of
-#    warm-up), and for M2 (`--profile`) the time of forward, backward and update, and
-#    each of its matrix products alone on 1 and THREADS threads;
+#    warm-up; BENCH_ROUNDS rounds, default 3, and the median of the rounds), and for M2
+#    (`--profile`, first round) the time of forward, backward and update, and each of
+#    its matrix products alone on 1 and THREADS threads;
 # 3. the same three models in PyTorch (bench/torch_bench.py under /usr/bin/python3,
 #    OMP/OpenBLAS threads set to THREADS), run between the bpcc runs so that both see
 #    the same machine state.
@@ -28,16 +29,61 @@ have_torch=yes
 : > "$TMP/bpcc.txt"
 : > "$TMP/torch.txt"
 : > "$TMP/aot.txt"
-for m in m1 m2 m3; do
-  f=$HERE/$m.bp
-  [ $m = m3 ] && f=$HERE/m3_deep.bp
-  gemm=
-  [ $m = m2 ] && gemm=--profile
-  "$BPCC" bench "$f" --threads "$THREADS" --steps 30 $gemm >> "$TMP/bpcc.txt"
-  if [ $have_torch = yes ]; then
-    /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" 30 $m >> "$TMP/torch.txt"
-  fi
+# ROUNDS rounds (BENCH_ROUNDS, default 3), bpcc and PyTorch interleaved model by model;
+# each figure below is the median over the rounds of the per-round medians, so a burst
+# of contention on this shared machine moves one round, not the result.
+ROUNDS=${BENCH_ROUNDS:-3}
+r=0
+while [ $r -lt "$ROUNDS" ]; do
+  r=$((r + 1))
+  for m in m1 m2 m3; do
+    f=$HERE/$m.bp
+    [ $m = m3 ] && f=$HERE/m3_deep.bp
+    gemm=
+    [ $m = m2 ] && [ $r = 1 ] && gemm=--profile
+    "$BPCC" bench "$f" --threads "$THREADS" --steps 30 $gemm >> "$TMP/bpcc.txt"
+    if [ $have_torch = yes ]; then
+      /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" 30 $m >> "$TMP/torch.txt"
+    fi
+  done
+  # M3 with sqrt(L) checkpointing (issue 6: the step may grow by at most 35%)
+  "$BPCC" bench "$HERE/m3_deep.bp" --threads "$THREADS" --steps 30 --checkpoint=sqrt |
+    sed 's/^bpcc m3_deep /bpcc m3_sqrt /' >> "$TMP/bpcc.txt"
 done
+# median over rounds: bpcc MODEL ms min max gflop gflops jit rss; torch MODEL ms ... rss
+reduce() {
+  awk '
+    function med(s,   a, n, i, j, t) {
+      n = split(s, a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return a[int((n + 1) / 2)]
+    }
+    $1 == "bpcc" {
+      if (!($2 in ms)) order[++n] = $2
+      ms[$2] = ms[$2] " " $3; jit[$2] = jit[$2] " " $8
+      if (!($2 in mn) || $4 < mn[$2]) mn[$2] = $4
+      if ($5 > mx[$2]) mx[$2] = $5
+      if ($9 > rss[$2]) rss[$2] = $9
+      fl[$2] = $6
+      next
+    }
+    $1 == "torch" {
+      if (!($2 in ms)) order[++n] = $2
+      ms[$2] = ms[$2] " " $3; rest[$2] = $0
+      if ($6 > rss[$2]) rss[$2] = $6
+      next
+    }
+    { print }
+    END {
+      for (i = 1; i <= n; i++) {
+        k = order[i]; m = med(ms[k])
+        if (k in fl) printf "bpcc %s %.3f %s %s %s %.1f %s %s\n", k, m, mn[k], mx[k], fl[k], fl[k] / (m * 1e-3), med(jit[k]), rss[k]
+        else { split(rest[k], t, " "); printf "torch %s %.3f %s %s %s\n", k, m, t[4], t[5], rss[k] }
+      }
+    }' "$1"
+}
+reduce "$TMP/bpcc.txt" > "$TMP/bpcc.red" && mv "$TMP/bpcc.red" "$TMP/bpcc.txt"
+reduce "$TMP/torch.txt" > "$TMP/torch.red" && mv "$TMP/torch.red" "$TMP/torch.txt"
 # The same step from the model library (`bpcc MODEL.bp -o`) in a C process without
 # LLVM (bench/aot_step.c): what an embedding application pays in time and memory.
 cc -O2 -std=c11 -o "$TMP/aot_step" "$HERE/aot_step.c" -ldl
@@ -50,9 +96,6 @@ for m in m1 m2 m3; do
   "$BPCC" "$f" -o "$TMP/$m.so"
   "$TMP/aot_step" "$TMP/$m.so" "$name" "$batch" 30 "$THREADS" >> "$TMP/aot.txt"
 done
-# M3 with sqrt(L) checkpointing (issue 6: the step may grow by at most 35%)
-"$BPCC" bench "$HERE/m3_deep.bp" --threads "$THREADS" --steps 30 --checkpoint=sqrt |
-  sed 's/^bpcc m3_deep /bpcc m3_sqrt /' >> "$TMP/bpcc.txt"
 
 # The peak again at the end: other processes can only lower a measurement, so the
 # machine's peak is the best of the two (both are printed).
@@ -65,6 +108,7 @@ ALLN=$(awk -v k="peak_gflops_${THREADS}threads" '$1 == k {printf "%s%s", s, $2; 
 echo "machine: $(lscpu 2> /dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $THREADS threads; $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "measured FP32 FMA peak: $PEAK1 GFLOP/s on 1 thread, $PEAKN on $THREADS (best of start / end: $ALL1; $ALLN)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null) (the machine is shared)"
+echo "step times: the median over $ROUNDS rounds of each round's median of 30 steps (min and max over all rounds in the CSV)"
 [ $have_torch = yes ] || echo "PyTorch: python3-torch does not import under /usr/bin/python3; its columns are empty"
 echo
 awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$CSV" -v torchfile="$TMP/torch.txt" '
