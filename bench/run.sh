@@ -126,11 +126,18 @@ awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$CSV" -v torchfile="$TMP/torch.tx
   }
   $1 == "gemm" { g[++ng] = $0 }
   $1 == "profile" { prof[++np] = sprintf("  %-9s %8.3f ms", $2, $3) }
+  $1 == "kernel" { name = $5; for (i = 6; i <= NF; i++) name = name " " $i; kern[++nk] = sprintf("  %-6s %3d %8.3f ms  %s", $2, $3, $4, name) }
   END {
     if (np) {
       print ""
       print "where M2'"'"'s step goes (--profile: entry points timed alone; products alone, counted per use):"
       for (i = 1; i <= np; i++) print prof[i]
+    }
+    if (nk) {
+      print ""
+      print "M2 per kernel (--profile: a build with a cycle counter around each kernel; ms per step, in the order they run):"
+      for (i = 1; i <= nk; i++) if (kern[i] !~ / 0\.00[0-4][0-9] ms/) print kern[i]
+      print "  (kernels under 0.005 ms not shown)"
     }
     print ""
     printf "%-10s %6s %6s %6s %8s %10s %9s %14s\n", "product", "M", "K", "N", "threads", "ms", "GFLOP/s", "% core peak"

@@ -69,6 +69,9 @@ struct CgModel {
   const char *march;
   int opt_level, lanes;
   int esize;             /* 4: f32 model; 8: f64 model (double buffers in the frame) */
+  bool profile;          /* kernel cycle counters: <model>__prof_<entry> globals */
+  int nprof[3];          /* kernels counted per entry (forward, grad, step's update) */
+  const char **prof_names[3];
 };
 
 /* Fields of bprt_frame, in order (the struct type t_frame mirrors it). */

@@ -44,6 +44,7 @@ typedef struct {
   int opt_level;       /* 0..3: LLVMRunPasses("default<On>") and the codegen level */
   int nthreads_hint;   /* most GEMM chunks run at once (<= 0: the CPUs of this machine) */
   bool debug_info;     /* line tables mapping code to the DSL file and line */
+  bool profile;        /* count the cycles of every kernel (cg_model_profile) */
 } CgOptions;
 
 /* The optimizer of the train block: kind (bprt_optimizer) and the default
@@ -77,6 +78,11 @@ LLVMTargetMachineRef cg_model_target(CgModel *m);   /* for emitting objects (own
 bprt_model_desc *cg_model_desc(CgModel *m);          /* entry pointers NULL until cg_model_jit */
 int cg_model_lanes(CgModel *m);                      /* f32 vector lanes: 16, 8, 4 or 1 */
 int cg_model_elem_bytes(CgModel *m);                 /* 4: f32 model, 8: f64 model */
+/* With CgOptions.profile, after cg_model_jit: the kernels of entry `which` (0 forward,
+ * 1 grad, 2 the optimizer update of step), each named "op+op+... file:line", and the
+ * cycles (llvm.readcyclecounter, the caller's wall clock for a parallel kernel) each has
+ * spent in all calls so far. Returns the count, or -1 without profiling. */
+int cg_model_profile(CgModel *m, int which, const char *const **names, uint64_t **cycles);
 /* The runtime (runtime/model.c), `bpcc train` / eval / bench and model libraries are
  * f32: false after a located error at the first f64 input or parameter of f (for the
  * driver to call before cg_model_build). */

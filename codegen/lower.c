@@ -401,8 +401,103 @@ static LLVMValueRef new_entry(Build *b, const char *which) {
   return fn;
 }
 
+/* ------------------------------------------------------------------ profiling */
+
+/* The counters of one entry: a zeroed i64 array <model>__prof_<which>, one per kernel. */
+static LLVMValueRef prof_counters(Build *b, const char *which, int n) {
+  Cg *cg = &b->cg;
+  char name[256];
+  snprintf(name, sizeof name, "%s__prof_%s", b->m->desc.model_name, which);
+  LLVMTypeRef at = LLVMArrayType(cg->t_i64, (unsigned)(n > 0 ? n : 1));
+  LLVMValueRef g = LLVMAddGlobal(cg->M, at, name);
+  LLVMSetInitializer(g, LLVMConstNull(at));
+  return g;
+}
+
+static LLVMValueRef prof_now(Cg *cg) { return cg_intrinsic(cg, "llvm.readcyclecounter", NULL, NULL, 0); }
+
+static void prof_add(Cg *cg, LLVMValueRef counters, int k, LLVMValueRef t0) {
+  LLVMValueRef slot = cg_gep(cg, cg->t_i64, counters, cg_i64(cg, k));
+  LLVMValueRef dt = LLVMBuildSub(cg->B, prof_now(cg), t0, "");
+  LLVMBuildStore(cg->B, LLVMBuildAdd(cg->B, LLVMBuildLoad2(cg->B, cg->t_i64, slot, ""), dt, ""), slot);
+}
+
+/* "op+op+... file:line" of a kernel group */
+static const char *group_name(Arena *a, Func *f, const int32_t *members, int n) {
+  char buf[512];
+  size_t k = 0;
+  buf[0] = 0;
+  for (int i = 0; i < n && k + 40 < sizeof buf; i++)
+    k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%s", i ? "+" : "", ir_ops[f->insts[members[i]].op].name);
+  SrcLoc loc = f->insts[members[0]].loc;
+  if (loc.file >= 0 && loc.line > 0 && k + 40 < sizeof buf) {
+    const char *path = diag_file_name(loc.file), *slash = strrchr(path, '/');
+    snprintf(buf + k, sizeof buf - k, " %s:%d", slash ? slash + 1 : path, loc.line);
+  }
+  return arena_strdup(a, buf);
+}
+
+/* One kernel: group g of the plan, members[0..n). */
+static bool emit_group(Build *b, FuncPlan *p, int g, const int32_t *members, int n, const CgVal *vals, bool *has_grad) {
+  Cg *cg = &b->cg;
+  Func *f = p->f;
+  bprt_model_desc *d = &b->m->desc;
+  LLVMBuilderRef B = cg->B;
+  const Inst *in = &f->insts[members[0]];
+  bool ok = true;
+  if (p->sched.kind[g] == FUSE_GEMM) return cg_kernel_gemm_fused(cg, f, members, n, vals);
+  if (p->sched.kind[g] == FUSE_XENT) return cg_kernel_xent_fused(cg, f, members, n, vals);
+  if (n > 1) return cg_kernel_ew(cg, f, members, n, vals);
+  int32_t v = members[0];
+  switch ((Op)in->op) {
+  case OP_CONST:   /* materialized */
+    {
+      CgVal c = {NULL, true, in->fattr[0], vals[v].t};
+      cg_kernel_copy(cg, &c, vals[v].ptr, vals[v].t);
+    }
+    break;
+  case OP_OUTPUT: {
+    int k = find_output(d, in->name ? in->name : "");
+    if (k < 0) {
+      diag_error(in->loc, "codegen: output '%s' of @%s is not an output of @%s", in->name ? in->name : "", f->name, b->fwd->name);
+      ok = false;
+      break;
+    }
+    LLVMValueRef outs = cg_frame_field(cg, CG_FR_OUTPUTS);
+    LLVMValueRef have = LLVMBuildICmp(B, LLVMIntNE, outs, LLVMConstNull(cg->t_ptr), "");
+    LLVMBasicBlockRef join = cg_if_begin(cg, have);
+    LLVMValueRef dst = LLVMBuildLoad2(B, cg->t_ptr, cg_gep(cg, cg->t_ptr, outs, cg_i64(cg, k)), "out");
+    LLVMBasicBlockRef join2 = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, dst, LLVMConstNull(cg->t_ptr), ""));
+    cg_kernel_copy(cg, &vals[in->args[0]], dst, vals[in->args[0]].t);
+    cg_if_end(cg, join2);
+    cg_if_end(cg, join);
+    break;
+  }
+  case OP_LOSS: {
+    LLVMValueRef lp = cg_frame_field(cg, CG_FR_LOSS);
+    LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, lp, LLVMConstNull(cg->t_ptr), ""));
+    cg_store(cg, cg_val_load(cg, &vals[in->args[0]], cg->t_f32, cg_i64(cg, 0)), lp, cg_i64(cg, 0));
+    cg_if_end(cg, join);
+    break;
+  }
+  case OP_GRAD: {
+    const Inst *pi = &f->insts[in->args[0]];
+    int k = find_param(d, pi->name ? pi->name : "");
+    has_grad[k] = true;
+    if (p->direct_grad[in->args[1]] == v) break;   /* already computed in place */
+    LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset));
+    cg_kernel_copy(cg, &vals[in->args[1]], dst, vals[in->args[1]].t);
+    break;
+  }
+  default:
+    ok = cg_kernel(cg, f, v, vals, p->training);
+    break;
+  }
+  return ok;
+}
+
 /* The body of forward or grad: pointers of every live value, then the kernels. */
-static bool emit_body(Build *b, FuncPlan *p) {
+static bool emit_body(Build *b, FuncPlan *p, int which) {
   Cg *cg = &b->cg;
   Func *f = p->f;
   bprt_model_desc *d = &b->m->desc;
@@ -447,68 +542,25 @@ static bool emit_body(Build *b, FuncPlan *p) {
   bool *has_grad = bp_xmalloc((size_t)d->nparams + 1);
   memset(has_grad, 0, (size_t)d->nparams + 1);
   const FusePlan *sc = &p->sched;
+  CgModel *cm = b->m;
+  LLVMValueRef counters = NULL;
+  if (cm->profile) {
+    counters = prof_counters(b, which ? "grad" : "forward", sc->ngroups);
+    cm->nprof[which] = sc->ngroups;
+    cm->prof_names[which] = arena_alloc(cm->arena, (size_t)(sc->ngroups + 1) * sizeof(char *));
+  }
   for (int g = 0; g < sc->ngroups && ok; g++) {
     const int32_t *members = &sc->order[sc->group_start[g]];
     int n = sc->group_start[g + 1] - sc->group_start[g];
     const Inst *in = &f->insts[members[0]];
     debug_loc(cg, in->loc);
-    if (sc->kind[g] == FUSE_GEMM) {
-      ok = cg_kernel_gemm_fused(cg, f, members, n, vals);
-      continue;
+    LLVMValueRef t0 = NULL;
+    if (counters) {
+      cm->prof_names[which][g] = group_name(cm->arena, f, members, n);
+      t0 = prof_now(cg);
     }
-    if (sc->kind[g] == FUSE_XENT) {
-      ok = cg_kernel_xent_fused(cg, f, members, n, vals);
-      continue;
-    }
-    if (n > 1) {
-      ok = cg_kernel_ew(cg, f, members, n, vals);
-      continue;
-    }
-    int32_t v = members[0];
-    switch ((Op)in->op) {
-    case OP_CONST:   /* materialized */
-      {
-        CgVal c = {NULL, true, in->fattr[0], vals[v].t};
-        cg_kernel_copy(cg, &c, vals[v].ptr, vals[v].t);
-      }
-      break;
-    case OP_OUTPUT: {
-      int k = find_output(d, in->name ? in->name : "");
-      if (k < 0) {
-        diag_error(in->loc, "codegen: output '%s' of @%s is not an output of @%s", in->name ? in->name : "", f->name, b->fwd->name);
-        ok = false;
-        break;
-      }
-      LLVMValueRef outs = cg_frame_field(cg, CG_FR_OUTPUTS);
-      LLVMValueRef have = LLVMBuildICmp(B, LLVMIntNE, outs, LLVMConstNull(cg->t_ptr), "");
-      LLVMBasicBlockRef join = cg_if_begin(cg, have);
-      LLVMValueRef dst = LLVMBuildLoad2(B, cg->t_ptr, cg_gep(cg, cg->t_ptr, outs, cg_i64(cg, k)), "out");
-      LLVMBasicBlockRef join2 = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, dst, LLVMConstNull(cg->t_ptr), ""));
-      cg_kernel_copy(cg, &vals[in->args[0]], dst, vals[in->args[0]].t);
-      cg_if_end(cg, join2);
-      cg_if_end(cg, join);
-      break;
-    }
-    case OP_LOSS: {
-      LLVMValueRef lp = cg_frame_field(cg, CG_FR_LOSS);
-      LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, lp, LLVMConstNull(cg->t_ptr), ""));
-      cg_store(cg, cg_val_load(cg, &vals[in->args[0]], cg->t_f32, cg_i64(cg, 0)), lp, cg_i64(cg, 0));
-      cg_if_end(cg, join);
-      break;
-    }
-    case OP_GRAD: {
-      const Inst *pi = &f->insts[in->args[0]];
-      int k = find_param(d, pi->name ? pi->name : "");
-      has_grad[k] = true;
-      if (p->direct_grad[in->args[1]] == v) break;   /* already computed in place */
-      LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset));
-      cg_kernel_copy(cg, &vals[in->args[1]], dst, vals[in->args[1]].t);
-      break;
-    }
-    default:
-      ok = cg_kernel(cg, f, v, vals, p->training);
-      break;
-    }
+    ok = emit_group(b, p, g, members, n, vals, has_grad);
+    if (counters) prof_add(cg, counters, g, t0);
   }
   /* gradients are overwritten: a parameter the loss does not reach gets zeros */
   if (ok && p->training)
@@ -537,7 +589,7 @@ static void sanitize(char *s) {
 }
 
 CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgOptions *o) {
-  CgOptions defaults = {"native", 3, 0, false};
+  CgOptions defaults = {"native", 3, 0, false, false};
   if (!o) o = &defaults;
   if (!fwd) {
     diag_error(SRCLOC_NONE, "codegen: no forward function");
@@ -569,6 +621,7 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
   m->lanes = lanes;
   m->opt_level = o->opt_level < 0 ? 0 : o->opt_level > 3 ? 3 : o->opt_level;
   m->march = arena_strdup(m->arena, o->march ? o->march : "native");
+  m->profile = o->profile;
   char *mname = arena_strdup(m->arena, fwd->name ? fwd->name : "model");
   sanitize(mname);
   m->desc.model_name = mname;
@@ -619,12 +672,12 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
     m->desc.opt_state_floats = opt && grad ? cg_optimizer_state_floats(opt->kind, m->desc.param_floats) : 0;
 
     new_entry(&b, "forward");
-    ok = emit_body(&b, &pf);
+    ok = emit_body(&b, &pf, 0);
     LLVMBuildRetVoid(cg->B);
     m->has_entry[0] = true;
     if (ok && grad) {
       LLVMValueRef gfn = new_entry(&b, "grad");
-      ok = emit_body(&b, &pg);
+      ok = emit_body(&b, &pg, 1);
       LLVMBuildRetVoid(cg->B);
       m->has_entry[1] = true;
       if (ok && opt) {
@@ -644,7 +697,16 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
           ranges[k].offset = pd->offset;
           ranges[k].numel = n;
         }
+        LLVMValueRef upd_counters = NULL, t0 = NULL;
+        if (m->profile) {
+          upd_counters = prof_counters(&b, "step", 1);
+          m->nprof[2] = 1;
+          m->prof_names[2] = arena_alloc(m->arena, 2 * sizeof(char *));
+          m->prof_names[2][0] = "optimizer update";
+          t0 = prof_now(cg);
+        }
         cg_optimizer_update(cg, opt->kind, m->desc.param_floats, ranges, m->desc.nparams);
+        if (upd_counters) prof_add(cg, upd_counters, 0, t0);
         cg_if_end(cg, join);
         LLVMBuildRetVoid(cg->B);
         m->has_entry[2] = true;

@@ -156,6 +156,19 @@ int cg_model_jit(CgModel *m) {
   return 0;
 }
 
+int cg_model_profile(CgModel *m, int which, const char *const **names, uint64_t **cycles) {
+  static const char *suffix[3] = {"forward", "grad", "step"};
+  if (!m || !m->profile || !m->jit || which < 0 || which > 2 || m->nprof[which] <= 0) return -1;
+  char name[256];
+  snprintf(name, sizeof name, "%s__prof_%s", m->desc.model_name, suffix[which]);
+  LLVMOrcExecutorAddress addr;
+  LLVMErrorRef e = LLVMOrcLLJITLookup(m->jit, &addr, name);
+  if (e) return jit_error(e, "lookup of the profile counters");
+  *names = m->prof_names[which];
+  *cycles = (uint64_t *)(uintptr_t)addr;
+  return m->nprof[which];
+}
+
 /* ------------------------------------------------------------------ emit */
 
 int cg_emit(CgModel *m, int kind, const char *path) {

@@ -43,7 +43,7 @@ int drv_write_library(const char *path, const char *model, const char *out) {
   }
   CgOptimizer opt;
   drv_train_optimizer(&c.model->train, &opt);
-  CgOptions o = {drv_codegen.march, drv_codegen.opt_level, 0, true};
+  CgOptions o = {drv_codegen.march, drv_codegen.opt_level, 0, true, false};
   CgModel *m = cg_model_build(c.func, grad, grad ? &opt : NULL, &o);
   int rc = 1;
   if (m) {

@@ -49,6 +49,58 @@ static double peak_rss_mib(void) {
   return (double)ru.ru_maxrss / 1024.0;
 }
 
+/* The cycle counter's rate: rdtsc against CLOCK_MONOTONIC over 20 ms (x86-64; 0 where
+ * the counter is not a constant-rate clock we can read from C). */
+static double cycles_per_ms(void) {
+#if defined(__x86_64__)
+  double t0 = now_ms();
+  uint64_t c0 = __builtin_ia32_rdtsc();
+  while (now_ms() - t0 < 20) {
+  }
+  uint64_t c1 = __builtin_ia32_rdtsc();
+  return (double)(c1 - c0) / (now_ms() - t0);
+#else
+  return 0;
+#endif
+}
+
+/* --profile, per kernel: the same model built again with a cycle counter around every
+ * kernel (CgOptions.profile), `steps` training steps after `warmup`, and one line per
+ * kernel of the step: the grad entry's kernels in the order they run, then the
+ * optimizer update,
+ *   kernel ENTRY INDEX MS_PER_STEP NAME...
+ * with the milliseconds of one step (a parallel kernel: the caller's wall clock). The
+ * counters add a few cycles per kernel; the step's median is the unprofiled build's. */
+static void profile_kernels(DrvCompilation *c, const CgOptimizer *opt, int64_t batch, int64_t warmup, int64_t steps,
+                            int threads, const void *const *in) {
+  double rate = cycles_per_ms();
+  if (rate <= 0) {
+    printf("profile kernels unavailable (no cycle counter on this target)\n");
+    return;
+  }
+  drv_codegen.profile = true;
+  CgModel *cm = drv_build_jit(c, opt->kind, opt->hyper, threads);
+  drv_codegen.profile = false;
+  if (!cm) return;
+  bprt_model *m = bprt_model_create(cg_model_desc(cm), c->model->train.seed);
+  float loss;
+  for (int64_t i = 0; m && i < warmup; i++) bprt_model_train_step(m, batch, in, &loss);
+  const char *const *names[3];
+  uint64_t *cyc[3];
+  int n[3];
+  for (int w = 0; w < 3; w++) n[w] = cg_model_profile(cm, w, &names[w], &cyc[w]);
+  for (int w = 1; w < 3; w++)
+    for (int k = 0; k < n[w]; k++) cyc[w][k] = 0;
+  for (int64_t i = 0; m && i < steps; i++) bprt_model_train_step(m, batch, in, &loss);
+  static const char *which[3] = {"forward", "grad", "step"};
+  for (int w = 1; m && w < 3; w++)
+    for (int k = 0; k < n[w]; k++)
+      printf("kernel %s %d %.4f %s\n", which[w], k, (double)cyc[w][k] / rate / (double)steps, names[w][k]);
+  fflush(stdout);
+  bprt_model_destroy(m);
+  cg_model_free(cm);
+}
+
 /* Seeded random inputs for a batch: floats uniform in [0, 1), labels in [0, C). */
 static void **make_inputs(const bprt_model_desc *d, int64_t batch, uint64_t seed) {
   void **in = calloc((size_t)d->ninputs + 1, sizeof *in);
@@ -122,7 +174,7 @@ static double time_gemm(const Shape *s, int threads, int steps, double *gflops) 
   ir_output(f, "c", c, SRCLOC_NONE);
   CgOptimizer opt;
   cg_optimizer_defaults(&opt, BPRT_OPT_SGD);
-  CgOptions co = {"native", 3, threads, false};
+  CgOptions co = {"native", 3, threads, false, false};
   double ms = NAN;
   CgModel *cm = cg_model_build(f, NULL, &opt, &co);
   if (cm && cg_model_jit(cm) == 0) {
@@ -342,6 +394,7 @@ int cmd_bench(int argc, char **argv) {
     free(tu);
     for (int i = 0; i < d->noutputs && i < 64; i++) free(outs[i]);
     fflush(stdout);
+    profile_kernels(&c, &opt, batch, warmup, steps, (int)threads, (const void *const *)in);
   }
   double products_ms = 0;
   if (gemm) {

@@ -138,7 +138,7 @@ int drv_mem_report(const char *path, const char *model) {
      * lifetimes, plus the GEMM packing buffers. `bpcc train --watch` measures it. */
     CgOptimizer opt;
     drv_train_optimizer(&c.model->train, &opt);
-    CgOptions co = {"native", 0, 0, false};
+    CgOptions co = {"native", 0, 0, false, false};
     CgModel *cm = cg_model_build(c.func, f, &opt, &co);
     if (!cm) goto done;
     const bprt_model_desc *d = cg_model_desc(cm);

@@ -44,7 +44,7 @@ struct CgModel *drv_build_jit(DrvCompilation *c, int optimizer, const double *hy
   CgOptimizer opt;
   cg_optimizer_defaults(&opt, optimizer);
   memcpy(opt.hyper, hyper, sizeof opt.hyper);
-  CgOptions co = {"native", 3, threads, false};
+  CgOptions co = {"native", 3, threads, false, drv_codegen.profile};
   CgModel *m = cg_model_build(c->func, grad, &opt, &co);
   if (!m) return NULL;
   if (cg_model_jit(m) != 0) {

@@ -73,6 +73,7 @@ extern const DrvEmit drv_emits[];
 typedef struct {
   const char *march;
   int opt_level;
+  bool profile;         /* cycle counters around every kernel (bpcc bench --profile) */
 } DrvCodegenOptions;
 extern DrvCodegenOptions drv_codegen;
 int drv_emit_llvm(DrvCompilation *c, FILE *out);

@@ -10,7 +10,7 @@
 #include "driver/driver.h"
 #include "passes/passes.h"
 
-DrvCodegenOptions drv_codegen = {"native", 3};
+DrvCodegenOptions drv_codegen = {"native", 3, false};
 
 /* The optimizer and hyperparameters of a train block (TrainSpec holds PyTorch's
  * defaults for whatever the block leaves out). */
@@ -54,7 +54,7 @@ static int emit_kind(DrvCompilation *c, int kind) {
   }
   CgOptimizer opt;
   drv_train_optimizer(&c->model->train, &opt);
-  CgOptions o = {drv_codegen.march, drv_codegen.opt_level, 0, true};
+  CgOptions o = {drv_codegen.march, drv_codegen.opt_level, 0, true, false};
   CgModel *m = cg_model_build(c->func, grad, grad ? &opt : NULL, &o);
   if (!m) return 1;
   int rc = cg_emit(m, kind, "-");

@@ -73,7 +73,7 @@ static Built build(const char *name, const char *src, int optimizer, double lr) 
   CgOptimizer opt;
   cg_optimizer_defaults(&opt, optimizer);
   opt.hyper[BPRT_H_LR] = lr;
-  CgOptions co = {"native", 3, 2, false};
+  CgOptions co = {"native", 3, 2, false, false};
   b.cg = cg_model_build(fwd, grad, &opt, &co);
   assert_non_null(b.cg);
   return b;

@@ -14,6 +14,11 @@ prof=$("$BPCC" bench "$SRC/bench/m1.bp" --steps 1 --warmup 0 --batch 4 --threads
 for ph in forward backward update products other; do
   echo "$prof" | grep -Eq "^profile $ph -?[0-9.]+\$" || { echo "FAIL: no '$ph' line from --profile"; echo "$prof"; exit 1; }
 done
+# the per-kernel lines: M1's products with their epilogues, softmax-CE, the update
+for k in "grad 0 [0-9.]+ matmul\+add\+relu m1.bp:[0-9]+" "grad [0-9]+ [0-9.]+ softmax_xent\+softmax\+onehot\+sub\+mul m1.bp:[0-9]+" \
+         "grad [0-9]+ [0-9.]+ matmul_nt\+relu_grad m1.bp:[0-9]+" "step 0 [0-9.]+ optimizer update"; do
+  echo "$prof" | grep -Eq "^kernel $k\$" || { echo "FAIL: no kernel line '$k' from --profile"; echo "$prof"; exit 1; }
+done
 err=$("$BPCC" bench "$SRC/bench/m1.bp" --steps 0 2>&1 > /dev/null); rc=$?
 [ $rc -eq 1 ] && echo "$err" | grep -q "expected an integer >= 1" || { echo "FAIL: --steps 0 not refused: $err"; exit 1; }
 # the library row: bench/aot_step.c builds and runs one step of M1's library

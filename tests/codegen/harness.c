@@ -187,7 +187,7 @@ static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const C
   }
   /* CGT_OPT=0..3 picks the optimization level (default 2), to run a test at -O0 */
   const char *lvl = getenv("CGT_OPT");
-  CgOptions o = {cfg->march ? cfg->march : "native", lvl ? atoi(lvl) : 2, 2, false};
+  CgOptions o = {cfg->march ? cfg->march : "native", lvl ? atoi(lvl) : 2, 2, false, false};
   CgModel *m = cg_model_build(fwd, grad, NULL, &o);
   if (!m) return 1;
   Func *f = grad ? grad : fwd;

@@ -51,7 +51,7 @@ static void test_asm_fma(void **state) {
   (void)state;
   Module *m = ir_module_new();
   Func *f = mlp(m, -1);
-  CgOptions o = {"native", 3, 2, false};
+  CgOptions o = {"native", 3, 2, false, false};
   CgModel *cm = cg_model_build(f, NULL, NULL, &o);
   assert_non_null(cm);
   char *s = emit_text(cm, CG_EMIT_ASM);
@@ -74,7 +74,7 @@ static void test_asm_fma(void **state) {
   free(s);
   cg_model_free(cm);
   /* portable AVX2 code: ymm FMA, no zmm */
-  CgOptions v3 = {"x86-64-v3", 3, 2, false};
+  CgOptions v3 = {"x86-64-v3", 3, 2, false, false};
   cm = cg_model_build(f, NULL, NULL, &v3);
   assert_non_null(cm);
   assert_int_equal(cg_model_lanes(cm), 8);
@@ -93,7 +93,7 @@ static void test_debug_lines(void **state) {
   int file = diag_add_file("/tmp/proj/model.bp", src, strlen(src));
   Module *m = ir_module_new();
   Func *f = mlp(m, file);
-  CgOptions o = {"x86-64-v3", 2, 1, true};
+  CgOptions o = {"x86-64-v3", 2, 1, true, false};
   CgModel *cm = cg_model_build(f, NULL, NULL, &o);
   assert_non_null(cm);
   char *ll = emit_text(cm, CG_EMIT_LLVM);
@@ -123,7 +123,7 @@ static void test_errors(void **state) {
   diag_set_output(err);
   Module *m = ir_module_new();
   Func *f = mlp(m, -1);
-  CgOptions bad = {"pentium9", 2, 1, false};
+  CgOptions bad = {"pentium9", 2, 1, false, false};
   assert_null(cg_model_build(f, NULL, NULL, &bad));
   assert_null(cg_model_build(NULL, NULL, NULL, NULL));
   /* f32 and f64 tensors in one model are refused with the instruction named */

@@ -213,7 +213,7 @@ static void test_dropout(void **state) {
     int32_t mask = ir_dropout_mask(f, 0.3, 5, t, L);
     ir_output(f, "mask", mask, L);
     ir_loss(f, ir_reduce(f, OP_SUM, mask, IR_AXIS_ALL, false, L), L);
-    CgOptions o = {"native", 2, 1, false};
+    CgOptions o = {"native", 2, 1, false, false};
     CgModel *cm = cg_model_build(f, f, NULL, &o);
     assert_non_null(cm);
     assert_int_equal(cg_model_jit(cm), 0);

@@ -88,7 +88,7 @@ static Func *model(Module *m, int64_t nw) {
 static int run_n(const CgOptimizer *opt, int steps, const char *what, int64_t nw, int threads) {
   Module *mod = ir_module_new();
   Func *f = model(mod, nw);
-  CgOptions o = {"native", 2, threads, false};
+  CgOptions o = {"native", 2, threads, false, false};
   CgModel *m = cg_model_build(f, f, opt, &o);
   assert_non_null(m);
   assert_int_equal(cg_model_jit(m), 0);

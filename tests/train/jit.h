@@ -42,7 +42,7 @@ static inline bool test_jit(TestJit *j, const char *text, int optimizer, const d
   CgOptimizer opt;
   cg_optimizer_defaults(&opt, optimizer);
   if (hyper) memcpy(opt.hyper, hyper, sizeof opt.hyper);
-  CgOptions co = {"native", 2, 2, false};
+  CgOptions co = {"native", 2, 2, false, false};
   j->cg = cg_model_build(f, g, &opt, &co);
   if (!j->cg || cg_model_jit(j->cg) != 0) return false;
   j->desc = cg_model_desc(j->cg);
