@@ -19,6 +19,10 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
+#include <pthread.h>
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
+
 #include "codegen/cg.h"
 
 static void init_llvm(void) {
@@ -110,6 +114,108 @@ static int jit_error(LLVMErrorRef e, const char *what) {
   return -1;
 }
 
+/* ------------------------------------------------------------------ parallel codegen
+ *
+ * Instruction selection of the optimized module is about half of a model's compile
+ * time, and half of that is the GEMM helpers, which no entry point needs compiled
+ * first. So the JIT compiles two objects on two threads: the module is written as
+ * bitcode once and read into two fresh contexts (LLVM contexts are not shared across
+ * threads); one keeps the GEMM helpers (bpcc_gemm_*, bpcc_pack_t16) and drops every
+ * other body, the other keeps the rest and declares the helpers; each is compiled to
+ * an object by its own target machine, and LLJIT links the two. Any failure on this
+ * path falls back to handing LLJIT the whole module. */
+static bool is_gemm_helper(const char *name, size_t len) {
+  return (len >= 10 && strncmp(name, "bpcc_gemm_", 10) == 0) || (len == 13 && strncmp(name, "bpcc_pack_t16", 13) == 0);
+}
+
+/* F becomes a declaration of the same name, type and calling convention. */
+static void strip_body(LLVMModuleRef M, LLVMValueRef F) {
+  size_t len;
+  const char *nm = LLVMGetValueName2(F, &len);
+  char name[256];
+  snprintf(name, sizeof name, "%.*s", (int)len, nm);
+  LLVMValueRef decl = LLVMAddFunction(M, "bpcc.stripped", LLVMGlobalGetValueType(F));
+  LLVMSetFunctionCallConv(decl, LLVMGetFunctionCallConv(F));
+  LLVMReplaceAllUsesWith(F, decl);
+  LLVMDeleteFunction(F);
+  LLVMSetValueName2(decl, name, strlen(name));
+}
+
+typedef struct {
+  LLVMMemoryBufferRef bc;      /* the optimized module, read by both parts */
+  LLVMTargetMachineRef tm;     /* this part's own */
+  bool gemm;                   /* the GEMM helpers, or everything else */
+  LLVMMemoryBufferRef obj;     /* the result, or NULL */
+} CgPart;
+
+static void *compile_part(void *arg) {
+  CgPart *p = arg;
+  LLVMContextRef C = LLVMContextCreate();
+  LLVMModuleRef M = NULL;
+  if (LLVMParseBitcodeInContext2(C, p->bc, &M) == 0) {
+    for (LLVMValueRef F = LLVMGetFirstFunction(M), next; F; F = next) {
+      next = LLVMGetNextFunction(F);
+      if (LLVMIsDeclaration(F)) continue;
+      size_t len;
+      const char *nm = LLVMGetValueName2(F, &len);
+      if (is_gemm_helper(nm, len) != p->gemm) strip_body(M, F);
+      else if (p->gemm) LLVMSetLinkage(F, LLVMExternalLinkage);   /* the other object calls it */
+    }
+    for (LLVMValueRef F = LLVMGetFirstFunction(M); F; F = LLVMGetNextFunction(F))
+      if (LLVMIsDeclaration(F)) LLVMSetLinkage(F, LLVMExternalLinkage);
+    if (p->gemm)   /* the other object defines the model's globals: declare them here */
+      for (LLVMValueRef G = LLVMGetFirstGlobal(M); G; G = LLVMGetNextGlobal(G)) {
+        LLVMLinkage l = LLVMGetLinkage(G);
+        if (l == LLVMPrivateLinkage || l == LLVMInternalLinkage || LLVMIsDeclaration(G)) continue;
+        LLVMSetInitializer(G, NULL);
+        LLVMSetLinkage(G, LLVMExternalLinkage);
+      }
+    char *msg = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(p->tm, M, LLVMObjectFile, &msg, &p->obj)) p->obj = NULL;
+    if (msg) LLVMDisposeMessage(msg);
+    LLVMDisposeModule(M);
+  }
+  LLVMContextDispose(C);
+  return NULL;
+}
+
+/* The two objects of m, or false (nothing to dispose). */
+static bool compile_parts(CgModel *m, LLVMMemoryBufferRef obj[2]) {
+  bool has_gemm = false;
+  for (LLVMValueRef F = LLVMGetFirstFunction(m->M); F && !has_gemm; F = LLVMGetNextFunction(F)) {
+    size_t len;
+    const char *nm = LLVMGetValueName2(F, &len);
+    has_gemm = !LLVMIsDeclaration(F) && is_gemm_helper(nm, len);
+  }
+  if (!has_gemm) return false;
+  char err[256];
+  int lanes;
+  CgPart parts[2] = {{NULL, NULL, true, NULL}, {NULL, NULL, false, NULL}};
+  LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(m->M);
+  bool ok = bc != NULL;
+  for (int i = 0; i < 2 && ok; i++) {
+    parts[i].bc = bc;
+    parts[i].tm = cg_target_machine(m->march, m->opt_level, &lanes, err, sizeof err);
+    ok = parts[i].tm != NULL;
+  }
+  pthread_t th;
+  bool threaded = ok && pthread_create(&th, NULL, compile_part, &parts[0]) == 0;
+  if (ok && !threaded) compile_part(&parts[0]);
+  if (ok) compile_part(&parts[1]);
+  if (threaded) pthread_join(th, NULL);
+  for (int i = 0; i < 2; i++)
+    if (parts[i].tm) LLVMDisposeTargetMachine(parts[i].tm);
+  if (bc) LLVMDisposeMemoryBuffer(bc);
+  if (!ok || !parts[0].obj || !parts[1].obj) {
+    for (int i = 0; i < 2; i++)
+      if (parts[i].obj) LLVMDisposeMemoryBuffer(parts[i].obj);
+    return false;
+  }
+  obj[0] = parts[0].obj;
+  obj[1] = parts[1].obj;
+  return true;
+}
+
 int cg_model_jit(CgModel *m) {
   if (m->jit) return 0;
   char err[256];
@@ -133,13 +239,25 @@ int cg_model_jit(CgModel *m) {
     return jit_error(e, "process symbols");
   }
   LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
-  LLVMModuleRef clone = LLVMCloneModule(m->M);
-  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(clone, m->tsc);
-  e = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm);
-  if (e) {
-    LLVMOrcDisposeThreadSafeModule(tsm);
-    LLVMOrcDisposeLLJIT(jit);
-    return jit_error(e, "adding the module");
+  LLVMMemoryBufferRef objs[2];
+  if (compile_parts(m, objs)) {
+    for (int i = 0; i < 2; i++) {
+      e = LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), objs[i]);
+      if (e) {
+        if (i == 0) LLVMDisposeMemoryBuffer(objs[1]);
+        LLVMOrcDisposeLLJIT(jit);
+        return jit_error(e, "adding an object");
+      }
+    }
+  } else {
+    LLVMModuleRef clone = LLVMCloneModule(m->M);
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(clone, m->tsc);
+    e = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm);
+    if (e) {
+      LLVMOrcDisposeThreadSafeModule(tsm);
+      LLVMOrcDisposeLLJIT(jit);
+      return jit_error(e, "adding the module");
+    }
   }
   m->jit = jit;
   static const char *which[3] = {"forward", "grad", "step"};
