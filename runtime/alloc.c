@@ -4,10 +4,21 @@
  * so a test can make the Nth allocation fail (bprt_alloc_fail_after) and check that
  * every caller turns it into an error instead of a crash (SQLite's and Lua's approach).
  * Large tensors are aligned to BPRT_ALIGN (64 bytes) so vector loads never split a
- * cache line. The countdown is atomic because pool workers may allocate too. */
+ * cache line. Blocks of 4 MiB and more (parameters, gradients, optimizer state and the
+ * workspace of a large model) are 2 MiB aligned and advised as huge pages where the
+ * kernel offers them (Linux THP in its default madvise mode): the matrix products
+ * stream whole weight matrices, and with 4 KiB pages that is a TLB miss every 4 KiB
+ * (measured: M2 and M3 steps 3-5% faster, bench/README.md). The countdown is atomic
+ * because pool workers may allocate too. */
+#if defined(__linux__) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE   /* madvise, MADV_HUGEPAGE */
+#endif
 #include "runtime/runtime.h"
 
 #include <stdatomic.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,10 +48,15 @@ void *bprt_malloc(size_t n) {
   void *p = NULL;
   /* Round up so aligned_alloc's size rule holds and tails can be over-read safely. */
   size_t size = (n + BPRT_ALIGN - 1) & ~(size_t)(BPRT_ALIGN - 1);
-  if (size < n || posix_memalign(&p, BPRT_ALIGN, size ? size : BPRT_ALIGN) != 0) {
+  const size_t huge = (size_t)2 << 20;
+  bool big = size >= 2 * huge;
+  if (size < n || posix_memalign(&p, big ? huge : BPRT_ALIGN, size ? size : BPRT_ALIGN) != 0) {
     bprt_set_error("out of memory (allocating %zu bytes)", n);
     return NULL;
   }
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (big) (void)madvise(p, size & ~(huge - 1), MADV_HUGEPAGE);   /* advice only: failure is fine */
+#endif
   return p;
 }
 
