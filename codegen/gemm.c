@@ -50,18 +50,26 @@ static LLVMValueRef fptr(Cg *cg, LLVMValueRef p, LLVMValueRef idx) { return cg_g
 
 /* ------------------------------------------------------------------ micro-kernel */
 
-/* void ukernel(i64 kc, float *Ap, float *Bp, float *C, i64 ldc, i64 mr, i64 nr, i1 overwrite) */
-static LLVMValueRef build_ukernel(Cg *cg) {
+/* void ukernel(i64 kc, float *Ap, float *Bp, float *C, i64 ldc, i64 mr, i64 nr, i1 overwrite)
+ * computing ROWS (<= MR) rows of the tile: the full kernel has ROWS = MR; a 4-row one
+ * serves a last row panel of at most 4 rows (M = 64 is 5 x 12 + 4 and would otherwise
+ * compute 72 rows for 64). The packed A panel keeps its MR stride. Not inlined: the
+ * JIT compiles the micro-kernels on the other thread than the GEMM core (target.c). */
+static LLVMValueRef build_ukernel(Cg *cg, int ROWS) {
   LLVMTypeRef args[8] = {cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i1};
   LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 8, 0);
-  LLVMValueRef fn = cg_new_function(cg, "bpcc_gemm_ukernel", fty, true);
+  char fname[48];
+  snprintf(fname, sizeof fname, "bpcc_gemm_ukernel_%d", ROWS);
+  LLVMValueRef fn = cg_new_function(cg, fname, fty, true);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
   for (unsigned i = 2; i <= 4; i++)
     LLVMAddAttributeAtIndex(fn, i, LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
   cg->fn = fn;
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
   LLVMValueRef kc = LLVMGetParam(fn, 0), Ap = LLVMGetParam(fn, 1), Bp = LLVMGetParam(fn, 2), C = LLVMGetParam(fn, 3);
   LLVMValueRef ldc = LLVMGetParam(fn, 4), mr = LLVMGetParam(fn, 5), nr = LLVMGetParam(fn, 6), ow = LLVMGetParam(fn, 7);
-  int MR = cg->MR, NR = cg->NR, W = cg->W, NV = NR / W;
+  int MR = ROWS, APS = cg->MR, NR = cg->NR, W = cg->W, NV = NR / W;
   LLVMValueRef acc[16][8];
   for (int i = 0; i < MR; i++)
     for (int v = 0; v < NV; v++) {
@@ -72,15 +80,16 @@ static LLVMValueRef build_ukernel(Cg *cg) {
   LLVMValueRef bv[8];
   for (int v = 0; v < NV; v++) bv[v] = cg_load(cg, cg->t_vec, Bp, add(cg, mul(cg, p.iv, cg_i64(cg, NR)), cg_i64(cg, v * W)));
   for (int i = 0; i < MR; i++) {
-    LLVMValueRef a = cg_splat(cg, cg_load(cg, cg->t_f32, Ap, add(cg, mul(cg, p.iv, cg_i64(cg, MR)), cg_i64(cg, i))), cg->t_vec);
+    LLVMValueRef a = cg_splat(cg, cg_load(cg, cg->t_f32, Ap, add(cg, mul(cg, p.iv, cg_i64(cg, APS)), cg_i64(cg, i))), cg->t_vec);
     for (int v = 0; v < NV; v++) {
       LLVMValueRef fa[3] = {a, bv[v], LLVMBuildLoad2(cg->B, cg->t_vec, acc[i][v], "")};
       LLVMBuildStore(cg->B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), acc[i][v]);
     }
   }
-  cg_loop_end(cg, &p);
-  /* write back: full tiles straight from registers, edge tiles through a stack tile */
-  LLVMValueRef full = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, mr, cg_i64(cg, MR), ""),
+  cg_loop_end_hint(cg, &p, CG_LOOP_NO_UNROLL);
+  /* write back: full tiles straight from registers, edge tiles through a stack tile (a
+   * kernel of fewer rows than MR always takes the row-by-row path: less code) */
+  LLVMValueRef full = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, mr, cg_i64(cg, ROWS < APS ? -1 : MR), ""),
                                    LLVMBuildICmp(cg->B, LLVMIntEQ, nr, cg_i64(cg, NR), ""), "");
   LLVMBasicBlockRef bfull = LLVMAppendBasicBlockInContext(cg->C, fn, "full");
   LLVMBasicBlockRef bedge = LLVMAppendBasicBlockInContext(cg->C, fn, "edge");
@@ -281,7 +290,11 @@ static LLVMTypeRef epi_type(Cg *cg) {
  *           float *C, i64 ldc, float *Ap, float *Bp, epi *fn (or NULL), void *ectx)
  * with A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs]: one function for the three
  * variants (their layouts differ only in these strides). */
-static LLVMValueRef build_core(Cg *cg, LLVMValueRef ukernel) {
+static LLVMValueRef build_core(Cg *cg) {
+  /* the micro-kernels: MR rows, and (with MR = 12) 4 rows for a last row panel of at
+   * most 4 (M = 64, 256, 784: 4 left over) */
+  LLVMValueRef uk_full = build_ukernel(cg, cg->MR);
+  LLVMValueRef uk4 = cg->MR > 8 ? build_ukernel(cg, 4) : NULL;
   LLVMTypeRef args[15] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
                           cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
   LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 15, 0);
@@ -324,7 +337,22 @@ static LLVMValueRef build_core(Cg *cg, LLVMValueRef ukernel) {
   LLVMValueRef cidx = add(cg, mul(cg, add(cg, ic.iv, ir.iv), ldc), add(cg, jc.iv, jr.iv));
   LLVMValueRef uargs[8] = {kc, fptr(cg, Ap, mul(cg, ir.iv, kc)), fptr(cg, Bp, mul(cg, jr.iv, kc)),
                            fptr(cg, Cm, cidx), ldc, mr, nr, overwrite};
-  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(ukernel), ukernel, uargs, 8, "");
+  if (uk4) {
+    LLVMBasicBlockRef b4 = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rows4");
+    LLVMBasicBlockRef bf = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rowsfull");
+    LLVMBasicBlockRef bj = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rowsdone");
+    LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLE, mr, cg_i64(cg, 4), ""), b4, bf);
+    LLVMValueRef uks[2] = {uk4, uk_full};
+    LLVMBasicBlockRef bbs[2] = {b4, bf};
+    for (int q = 0; q < 2; q++) {
+      LLVMPositionBuilderAtEnd(cg->B, bbs[q]);
+      LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(uks[q]), uks[q], uargs, 8, "");
+      LLVMBuildBr(cg->B, bj);
+    }
+    LLVMPositionBuilderAtEnd(cg->B, bj);
+  } else {
+    LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(uk_full), uk_full, uargs, 8, "");
+  }
   /* the epilogue, once the tile holds its final sum */
   LLVMBasicBlockRef ejoin = cg_if_begin(cg, doepi);
   LLVMValueRef eargs[5] = {ectx, uargs[3], ldc, mr, nr};
@@ -498,7 +526,7 @@ static LLVMValueRef build_aside(Cg *cg, bool task, int flags) {
   LLVMSetCurrentDebugLocation2(cg->B, NULL);
   LLVMValueRef made;
   if (task) {
-    made = build_task(cg, build_core(cg, build_ukernel(cg)));
+    made = build_task(cg, build_core(cg));
   } else {
     made = build_epilogue(cg, flags);
   }
