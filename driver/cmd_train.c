@@ -577,7 +577,9 @@ int cmd_train(int argc, char **argv) {
   }
   o.on_nonfinite = first_nonfinite;
   o.nonfinite_ctx = &c;
+  double t_compile = seconds_now();
   cm = drv_build_jit(&c, kind, hyper, (int)a.threads);
+  t_compile = seconds_now() - t_compile;
   if (!cm) goto done;
   const bprt_model_desc *desc = cg_model_desc(cm);
   if (bprt_train_check_data(desc, train) || (val && bprt_train_check_data(desc, val))) {
@@ -590,8 +592,8 @@ int cmd_train(int argc, char **argv) {
     goto done;
   }
   if (!a.quiet) {
-    printf("bpcc train: model %s (%" PRId64 " parameters) from %s, compiled in %.2fs\n", desc->model_name,
-           param_count(desc), c.name, seconds_now() - t_start);
+    printf("bpcc train: model %s (%" PRId64 " parameters) from %s, compiled in %.2fs (set-up %.2fs)\n",
+           desc->model_name, param_count(desc), c.name, t_compile, seconds_now() - t_start);
     printf("  data %s: %" PRId64 " rows", train->source, train->n);
     if (val) printf("; validation %s: %" PRId64 " rows", val->source, val->n);
     printf("\n  %s(lr=%g", bprt_optimizer_names[kind], hyper[BPRT_H_LR]);
