@@ -65,7 +65,7 @@ struct CgModel {
   LLVMTargetMachineRef tm;
   LLVMOrcLLJITRef jit;
   bprt_model_desc desc;
-  bool has_entry[3];     /* forward, grad, step */
+  bool has_entry[4];     /* forward, grad, step, update */
   const char *march;
   int opt_level, lanes;
   int esize;             /* 4: f32 model; 8: f64 model (double buffers in the frame) */

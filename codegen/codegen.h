@@ -1,7 +1,7 @@
 /* codegen/codegen.h — LLVM code generation: the table of contents of codegen/.
  *
  *   lower.c    a model's layout (params, inputs, outputs, workspace) and the entry
- *              points <model>__forward / __grad / __step
+ *              points <model>__forward / __grad / __update / __step
  *              (the kernel plan — which instructions share a loop nest, in which
  *              order — is passes/fuse.c's)
  *   kernels.c  loop nests per kernel kind: elementwise groups with broadcasting,
@@ -69,8 +69,9 @@ typedef struct CgModel CgModel;
  * model are an error. Labels are int32 in both. */
 
 /* Build one LLVM module holding <model>__forward (from fwd), <model>__grad (from grad,
- * if not NULL) and <model>__step (grad + the update of `opt`, if grad and opt are not
- * NULL), optimized at o->opt_level, and fill the descriptor's layout. The model name
+ * if not NULL), <model>__update (the update of `opt` alone) and <model>__step (grad +
+ * update; these two if grad and opt are not NULL), optimized at o->opt_level, and fill
+ * the descriptor's layout. The model name
  * is fwd->name. NULL after diagnostics (diag_error) on unsupported input. */
 CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgOptions *o);
 LLVMModuleRef cg_model_module(CgModel *m);          /* the optimized module (owned by m) */

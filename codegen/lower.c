@@ -681,14 +681,9 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
       LLVMBuildRetVoid(cg->B);
       m->has_entry[1] = true;
       if (ok && opt) {
-        new_entry(&b, "step");
-        LLVMValueRef frame = cg->frame;
-        /* a call, not a second copy of grad: half the code to compile */
-        LLVMValueRef call = LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(gfn), gfn, &frame, 1, "");
-        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex,
-                                 LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
-        LLVMValueRef st = cg_frame_field(cg, CG_FR_STATUS);
-        LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(cg->B, LLVMIntEQ, st, cg_i32(cg, 0), ""));
+        /* update: the optimizer update alone; step: grad, then update (calls, not copies:
+         * half the code to compile) */
+        LLVMValueRef ufn = new_entry(&b, "update");
         CgParamRange *ranges = arena_alloc(m->arena, (size_t)(m->desc.nparams + 1) * sizeof *ranges);
         for (int k = 0; k < m->desc.nparams; k++) {
           const bprt_param_desc *pd = &m->desc.params[k];
@@ -707,6 +702,17 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
         }
         cg_optimizer_update(cg, opt->kind, m->desc.param_floats, ranges, m->desc.nparams);
         if (upd_counters) prof_add(cg, upd_counters, 0, t0);
+        LLVMBuildRetVoid(cg->B);
+        m->has_entry[3] = true;
+        new_entry(&b, "step");
+        LLVMValueRef frame = cg->frame;
+        LLVMAttributeRef noinline = LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noinline", 8), 0);
+        LLVMValueRef call = LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(gfn), gfn, &frame, 1, "");
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, noinline);
+        LLVMValueRef st = cg_frame_field(cg, CG_FR_STATUS);
+        LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(cg->B, LLVMIntEQ, st, cg_i32(cg, 0), ""));
+        call = LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(ufn), ufn, &frame, 1, "");
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, noinline);
         cg_if_end(cg, join);
         LLVMBuildRetVoid(cg->B);
         m->has_entry[2] = true;

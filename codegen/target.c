@@ -270,9 +270,9 @@ int cg_model_jit(CgModel *m) {
     }
   }
   m->jit = jit;
-  static const char *which[3] = {"forward", "grad", "step"};
-  bprt_entry_fn *slot[3] = {&m->desc.forward, &m->desc.grad, &m->desc.step};
-  for (int i = 0; i < 3; i++) {
+  static const char *which[4] = {"forward", "grad", "step", "update"};
+  bprt_entry_fn *slot[4] = {&m->desc.forward, &m->desc.grad, &m->desc.step, &m->desc.update};
+  for (int i = 0; i < 4; i++) {
     if (!m->has_entry[i]) continue;
     char name[256];
     cg_entry_name(m->desc.model_name, which[i], name, sizeof name);

@@ -355,7 +355,7 @@ static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const
     in = bprt_malloc(sizeof(void *) * (size_t)d->ninputs);
     if (!in) return fail(BPRT_E_NOMEM, "%s: out of memory", model_name(m));
   }
-  for (int i = 0; i < d->ninputs; i++) in[i] = inputs[i] ? inputs[i] : (const void *)m->zero_labels;
+  for (int i = 0; i < d->ninputs; i++) in[i] = inputs && inputs[i] ? inputs[i] : (const void *)m->zero_labels;
   double hyper[BPRT_H__COUNT];
   memcpy(hyper, m->hyper, sizeof hyper);
   hyper[BPRT_H_STEP] = (double)t;
@@ -422,6 +422,17 @@ int bprt_model_loss_and_grad(bprt_model *m, int64_t batch, const void *const *in
 int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *inputs, float *loss) {
   int rc = grad_or_step(m, m ? m->d->step : NULL, "train_step", batch, inputs, loss);
   if (rc == BPRT_OK) m->step++;
+  return rc;
+}
+
+int bprt_model_update(bprt_model *m) {
+  if (!m) return fail(BPRT_E_ARG, "update: NULL model");
+  if (!m->d->update)
+    return fail(BPRT_E_STATE, "update: %s: the model has no optimizer update (declare `loss` in it)", model_name(m));
+  /* reads params, grads, opt_state and hyper only: no inputs, no workspace */
+  int rc = run(m, m->d->update, m->last_batch > 0 ? m->last_batch : 1, NULL, NULL, NULL, m->step + 1);
+  if (rc == BPRT_OK) m->step++;
+  else bprt_prefix_error("update");
   return rc;
 }
 

@@ -1,11 +1,12 @@
 /* runtime/model.h — the contract between generated code and the runtime.
  *
  * A compiled model is a descriptor (bprt_model_desc: tables of parameters, inputs,
- * outputs, block sizes) plus three entry points with one signature, void fn(bprt_frame *):
+ * outputs, block sizes) plus four entry points with one signature, void fn(bprt_frame *):
  *
  *   forward  inputs -> outputs                       (inference: dropout is identity)
  *   grad     inputs -> outputs, *loss, grads block    (gradients overwritten, not added)
  *   step     grad, then the optimizer update of the params block in place
+ *   update   the optimizer update alone, from the grads block (step = grad + update)
  *
  * The JIT (`bpcc train`) builds a descriptor in memory and looks the entry points up in
  * the JIT; an AOT shared library (`bpcc model.bp -o m.so`) holds the descriptor as a
@@ -110,7 +111,7 @@ typedef struct bprt_model_desc {
   double hyper[BPRT_H__COUNT];   /* defaults from the train block */
   int64_t opt_state_floats;
   int64_t ws_fixed, ws_per_batch;
-  bprt_entry_fn forward, grad, step;
+  bprt_entry_fn forward, grad, step, update;   /* step = grad, then update */
 } bprt_model_desc;
 
 /* ------------------------------------------------------ the model object (model.c)
@@ -154,6 +155,10 @@ int bprt_model_forward(bprt_model *m, int64_t batch, const void *const *inputs, 
 int bprt_model_loss_and_grad(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);
 /* Forward, backward and the optimizer update at t = step + 1; then step = t. */
 int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);
+/* The optimizer update alone at t = step + 1, from the gradients in the grads block (of
+ * the last loss_and_grad); then step = t. loss_and_grad + update is train_step, which
+ * lets a caller look at the loss and gradients before the parameters change. */
+int bprt_model_update(bprt_model *m);
 /* Outputs of the last loss_and_grad / train_step (batch rows), or NULL. */
 const float *bprt_model_last_output(const bprt_model *m, int i);
 int bprt_model_set_hyper(bprt_model *m, int which, double value);   /* BPRT_H_* */

@@ -16,8 +16,10 @@
  *      the validation loss), --watch statistics, the epoch line and CSV row, and a
  *      checkpoint every --save-every epochs and after the last.
  * A non-finite value stops the loop before any checkpoint is written, so the last good
- * checkpoint stays in place; a caller's hook (on_nonfinite) gets the batch and the
- * parameters from before the failing update to name the first tensor that went bad. */
+ * checkpoint stays in place. A step is loss_and_grad, a check of the loss, outputs and
+ * gradients, then the update: a bad step leaves the parameters as they were, and a
+ * caller's hook (on_nonfinite) gets the batch and those parameters to name the first
+ * tensor that went bad. */
 #include "runtime/train.h"
 
 #include <inttypes.h>
@@ -261,31 +263,16 @@ static int report_nonfinite(bprt_model *m, const float *const *outs, int64_t row
                         step, epoch, batch_index, nbatches, what, ck);
 }
 
-/* all_finite, copying x to dst on the way: the parameter check of a step also keeps
- * them for the next one (a store more per float instead of a memcpy per step). */
-static bool all_finite_copy(const float *x, float *dst, int64_t n) {
-  uint32_t bad = 0;
-  for (int64_t i = 0; i < n; i++) {
-    uint32_t b;
-    memcpy(&b, &x[i], sizeof b);
-    dst[i] = x[i];
-    bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u);
-  }
-  return bad == 0;
-}
-
-/* spare: NULL, or param_floats floats that receive the updated parameters (finite or
- * not; the caller keeps them only when the step was finite). */
-static bool step_finite(bprt_model *m, const float *const *outs, int64_t rows, float loss, float *spare) {
+/* The loss, the outputs and the gradients of a step are finite (checked before the
+ * update, so a bad step leaves the parameters as they were). */
+static bool grads_finite(bprt_model *m, const float *const *outs, int64_t rows, float loss) {
   if (!isfinite(loss)) return false;
   const bprt_model_desc *d = bprt_model_get_desc(m);
   for (int k = 0; k < d->noutputs; k++) {
     const bprt_tensor_desc *t = &d->outputs[k];
     if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows))) return false;
   }
-  if (!all_finite(bprt_model_grads(m), d->param_floats)) return false;
-  return spare ? all_finite_copy(bprt_model_params(m), spare, d->param_floats)
-               : all_finite(bprt_model_params(m), d->param_floats);
+  return all_finite(bprt_model_grads(m), d->param_floats);
 }
 
 /* ------------------------------------------------------------ progress and logs */
@@ -519,16 +506,10 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     if (!append) fprintf(log, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds\n");
   }
   Outputs outs = {0, NULL};
-  /* --watch: the parameters before the last step of an epoch. The hook: prev holds the
-   * parameters before the current step; the check after a step copies the updated ones
-   * into spare, and the two swap when the step was finite. */
-  float *before = NULL, *prev = NULL, *spare = NULL;
-  size_t pbytes = sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1);
+  float *before = NULL;   /* --watch: the parameters before the last step of an epoch */
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
   int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
-  if (!rc && o->watch && !(before = bprt_malloc(pbytes))) rc = -1;
-  if (!rc && o->on_nonfinite && (!(prev = bprt_malloc(pbytes)) || !(spare = bprt_malloc(pbytes)))) rc = -1;
-  if (!rc && prev) memcpy(prev, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
+  if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   int64_t saved_epoch = 0;   /* the last checkpoint this run wrote */
   const void *inputs[2] = {0, 0};
   r->epochs_done = st.epoch;
@@ -551,30 +532,33 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       bi++;
       set_inputs(&b, &it, inputs);
       if (o->watch && bi == nb) memcpy(before, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
-      if (bprt_model_train_step(m, it.rows, inputs, &loss)) {
+      /* the step as loss_and_grad + update, so that a non-finite loss, output or
+       * gradient is caught before the parameters change */
+      if (bprt_model_loss_and_grad(m, it.rows, inputs, &loss)) {
+        rc = bprt_prefix_error("step %" PRId64, st.step + 1);
+        break;
+      }
+      for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
+      bool finite = grads_finite(m, souts, it.rows, loss);
+      if (finite && bprt_model_update(m)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
       st.step++;
       last_rows = it.rows;
-      for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
-      if (!step_finite(m, souts, it.rows, loss, spare)) {
-        /* The update is in the model already; the hook re-evaluates the batch from the
-         * parameters before it (prev) and names the first tensor that went non-finite. */
+      if (!finite || !all_finite(bprt_model_params(m), d->param_floats)) {
+        /* Before the update: the hook re-evaluates the batch from the parameters, which
+         * are still the last good ones, and names the first tensor that went
+         * non-finite. After it (only the update overflowed), the loop's report stands. */
         char what[512] = "";
-        if (o->on_nonfinite) {
-          BprtNonfiniteStep ns = {st.step, o->seed, it.rows, inputs, prev};
+        if (!finite && o->on_nonfinite) {
+          BprtNonfiniteStep ns = {st.step, o->seed, it.rows, inputs, bprt_model_params(m)};
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
         rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
         r->nonfinite = true;
         if (pr.bar && !pr.quiet) fputc('\n', out);
         break;
-      }
-      if (spare) {   /* this step's parameters are the next one's "before" */
-        float *t = prev;
-        prev = spare;
-        spare = t;
       }
       int64_t c = b.acc_out >= 0 && it.labels ? count_correct(&b, souts[b.acc_out], it.labels, it.rows) : 0;
       loss_sum += (double)loss * (double)it.rows;
@@ -618,8 +602,6 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
   outputs_free(&outs);
   bprt_free(before);
-  bprt_free(prev);
-  bprt_free(spare);
   bprt_free(souts);
   return rc;
 }

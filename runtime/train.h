@@ -83,16 +83,17 @@ void bprt_optimizer_apply(const BprtOptSpec *o, double *hyper);
 
 /* ------------------------------------------------------------------ the loop (train.c) */
 
-/* A step whose loss, outputs, gradients or updated parameters went non-finite, as the
- * loop hands it to BprtTrainOptions.on_nonfinite: the batch as the step got it and the
- * parameter block as it was before the failing update (the update has been applied to
- * the model by then; these are the last good values). Valid during the call only. */
+/* A step whose loss, outputs or gradients went non-finite, as the loop hands it to
+ * BprtTrainOptions.on_nonfinite: the batch as the step got it and the parameter block,
+ * the last good values (the loop checks before the update, so the failing step's update
+ * never reached them). Valid during the call only. A step where only the update
+ * overflowed is reported by the loop itself. */
 typedef struct {
   int64_t step;                   /* 1-based global step: the dropout step of the masks */
   uint64_t seed;                  /* the model's seed (dropout masks) */
   int64_t rows;                   /* rows of the batch */
   const void *const *inputs;      /* inputs[i] as desc->inputs, as the step got them */
-  const float *params;            /* desc->param_floats, before the failing update */
+  const float *params;            /* desc->param_floats: the model's, the last good ones */
 } BprtNonfiniteStep;
 
 /* Name the first tensor of the step that went non-finite into what[0..n) (e.g.
@@ -116,8 +117,8 @@ typedef struct {
   int progress;              /* 1 progress bar, 0 a line per epoch, -1 auto: isatty(out) */
   FILE *out;                 /* NULL: stdout */
   const char *model_file;    /* "examples/spiral.bp" for messages and the checkpoint */
-  BprtNonfiniteFn on_nonfinite;   /* NULL: the loop's own report; set: the loop keeps a */
-  void *nonfinite_ctx;            /*   copy of the parameters before each step for it */
+  BprtNonfiniteFn on_nonfinite;   /* NULL: the loop's own report */
+  void *nonfinite_ctx;
 } BprtTrainOptions;
 
 void bprt_train_options_defaults(BprtTrainOptions *o);
