@@ -249,22 +249,21 @@ void fuse_plan(Arena *a, Func *f, const bool *computed, bool fuse, FusePlan *s) 
     ng++;
   }
   gstart[ng] = nm;
-  /* internal members: every reader is in the same group (never the group's last
-   * member of a gemm chain, whose value is what the kernel produces) */
+  /* internal members of fused groups: every reader is in the same group (readers
+   * counted as nuses counts them; a sink reader is never in a group). The loss rows of
+   * softmax-CE always get a buffer: the kernel writes them. */
+  int32_t *inside = arena_alloc(a, (size_t)(n + 1) * sizeof *inside);
   for (int g = 0; g < ng; g++) {
     if (gkind[g] != FUSE_GEMM && gkind[g] != FUSE_XENT) continue;
     for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
+      const Inst *ui = &f->insts[mem[k]];
+      if (ui->op == OP_SIZE) continue;
+      for (int q = 0; q < ui->nargs; q++)
+        if (c.group_of[ui->args[q]] == g) inside[ui->args[q]]++;
+    }
+    for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
       int32_t v = mem[k];
-      if (c.sink_use[v] || c.nuses[v] == 0) continue;
-      bool inside = true;
-      for (int32_t u = v + 1; u < n && inside; u++) {
-        const Inst *ui = &f->insts[u];
-        if (!computed[u] || ui->op == OP_SIZE) continue;
-        for (int q = 0; q < ui->nargs; q++)
-          if (ui->args[q] == v && c.group_of[u] != g) inside = false;
-      }
-      /* the loss rows of softmax-CE are read by the mean: never internal there */
-      if (inside && f->insts[v].op != OP_SOFTMAX_XENT) s->internal[v] = true;
+      s->internal[v] = c.nuses[v] > 0 && inside[v] == c.nuses[v] && !c.sink_use[v] && f->insts[v].op != OP_SOFTMAX_XENT;
     }
   }
   /* order: Kahn over group dependencies, smallest first member first */
