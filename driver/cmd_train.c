@@ -352,11 +352,7 @@ static int64_t numel_of_param(const bprt_param_desc *p) {
 
 static int64_t param_count(const bprt_model_desc *d) {
   int64_t n = 0;
-  for (int i = 0; i < d->nparams; i++) {
-    int64_t k = 1;
-    for (int j = 0; j < d->params[i].rank; j++) k *= d->params[i].dims[j];
-    n += k;
-  }
+  for (int i = 0; i < d->nparams; i++) n += numel_of_param(&d->params[i]);
   return n;
 }
 
@@ -368,18 +364,19 @@ static double seconds_now(void) {
 
 /* ------------------------------------------------- non-finite values: the first one */
 
-/* The loop (runtime/train.c) sees a non-finite loss, output, gradient or parameter only
- * after the whole step ran. To name the tensor where it began, the failing batch is
- * evaluated again in the reference interpreter (ir/interp.c, f32 mode) with the
- * parameters from before the failing update: forward, loss and backward, as the
+/* The loop (runtime/train.c) sees a non-finite loss, output or gradient only after
+ * loss_and_grad ran (before the update, so the model still holds the parameters the
+ * step used). To name the tensor where it began, the failing batch is evaluated again
+ * in the reference interpreter (ir/interp.c, f32 mode) with those parameters: forward,
+ * loss and backward, as the
  * gradient IR computes them (`bpcc --emit=grad-ir`), lowered with every named binding
  * as an output so that a value can be called by its name. The first instruction, in
  * instruction order, with a NaN or infinite element is reported with its op, its name
  * and its DSL location. A batch of more than NONFINITE_ROWS rows is evaluated in pieces
  * of that many rows; the first piece that goes non-finite names the tensor. Dropout
  * masks are the interpreter's own (same rate, other bits). When the interpreter finds
- * nothing (an overflow only the compiled code's summation order produces, or a
- * non-finite parameter only after the update), the loop's own report stands. */
+ * nothing (an overflow only the compiled code's summation order produces), the loop's
+ * own report stands, as it does for a parameter that only the update made non-finite. */
 #define NONFINITE_ROWS 256
 
 /* The name bound to value v: an output sink's (declared outputs and, lowered with
