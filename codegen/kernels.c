@@ -485,13 +485,25 @@ static bool is_member(const int32_t *members, int n, int32_t v) {
  * into the buffer of the last value before the activation that has one (an internal
  * value has none) and runs the epilogue on them; the activation goes to its own
  * buffer when that value is kept (STORE_PRE). */
-bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
-  const Inst *gi = &f->insts[members[0]];
-  const CgVal *a = &vals[gi->args[0]], *b = &vals[gi->args[1]], *c = &vals[members[0]];
+/* The product `in` (result type ct) into dst, with the epilogue ep (NULL: none). */
+static bool kernel_gemm(Cg *cg, const Inst *in, const TensorType *ct, const CgVal *vals, LLVMValueRef dst,
+                        const CgEpilogue *ep) {
+  const CgVal *a = &vals[in->args[0]], *b = &vals[in->args[1]];
   if (a->is_const || b->is_const) {
-    diag_error(gi->loc, "codegen: %s of a constant matrix is not supported", ir_ops[gi->op].name);
+    /* a constant matrix operand: materialize it in the output's scratch first is not
+     * possible (aliasing); the lowering never makes one, report it */
+    diag_error(in->loc, "codegen: %s of a constant matrix is not supported", ir_ops[in->op].name);
     return false;
   }
+  LLVMValueRef M = cg_dim(cg, ct, 0), N = cg_dim(cg, ct, 1);
+  LLVMValueRef K = in->op == OP_MATMUL_TN ? cg_dim(cg, a->t, 0) : cg_dim(cg, a->t, 1);
+  cg_gemm(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, ep);
+  return true;
+}
+
+bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
+  const Inst *gi = &f->insts[members[0]];
+  const CgVal *c = &vals[members[0]];
   CgEpilogue ep = {0, NULL, NULL, NULL};
   LLVMValueRef dst = c->ptr;
   int32_t prev = members[0];
@@ -526,10 +538,7 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
   if (!dst || (ep.flags & CG_EP_BIAS && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
       (ep.flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD) && !ep.aux))
     ir_die("cg_kernel_gemm_fused: a fused value has no buffer");
-  LLVMValueRef M = cg_dim(cg, c->t, 0), N = cg_dim(cg, c->t, 1);
-  LLVMValueRef K = gi->op == OP_MATMUL_TN ? cg_dim(cg, a->t, 0) : cg_dim(cg, a->t, 1);
-  cg_gemm(cg, (Op)gi->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, &ep);
-  return true;
+  return kernel_gemm(cg, gi, c->t, vals, dst, &ep);
 }
 
 typedef struct {
@@ -696,19 +705,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
     cg_store(cg, LLVMBuildSIToFP(cg->B, n, cg->t_f32, ""), out->ptr, cg_i64(cg, 0));
     return true;
   }
-  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {
-    LLVMValueRef M = cg_dim(cg, out->t, 0), N = cg_dim(cg, out->t, 1);
-    LLVMValueRef K = in->op == OP_MATMUL_TN ? cg_dim(cg, a->t, 0) : cg_dim(cg, a->t, 1);
-    CgVal ca = *a, cb = *b;
-    if (a->is_const || b->is_const) {
-      /* a constant matrix operand: materialize it in the output's scratch first is not
-       * possible (aliasing); the lowering never makes one, report it */
-      diag_error(in->loc, "codegen: %s of a constant matrix is not supported", ir_ops[in->op].name);
-      return false;
-    }
-    cg_gemm(cg, (Op)in->op, ca.ptr, cb.ptr, out->ptr, M, N, K, cg->gemm_pack, NULL);
-    return true;
-  }
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: return kernel_gemm(cg, in, out->t, vals, out->ptr, NULL);
   case OP_TRANSPOSE: kernel_transpose(cg, a, out); return true;
   case OP_SUM: case OP_MEAN: case OP_MAX: kernel_reduce(cg, in, a, out); return true;
   case OP_SUM_TO: kernel_sum_to(cg, a, out); return true;
