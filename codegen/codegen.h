@@ -1,6 +1,6 @@
 /* codegen/codegen.h — LLVM code generation: the table of contents of codegen/.
  *
- *   lower.c    a model's layout (params, inputs, outputs, workspace) and the entry
+ *   module.c   a model's layout (params, inputs, outputs, workspace) and the entry
  *              points <model>__forward / __grad / __update / __step
  *              (the kernel plan — which instructions share a loop nest, in which
  *              order — is passes/fuse.c's)

@@ -1,6 +1,6 @@
 /* codegen/kernels.c — one loop nest per kernel.
  *
- * A kernel is a group of instructions (lower.c decides the grouping). Elementwise
+ * A kernel is a group of instructions (passes/ decide the grouping). Elementwise
  * groups share one loop over their common result shape: the last dim is the vector
  * dim (cg_vloop: <W x float> then a scalar tail), outer dims are plain loops, and each
  * operand from outside the group is read with its broadcast strides (stride 0 on a

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-DrvMemOptions drv_mem = {false, CKPT_NONE, false, 0, 0};
+DrvMemOptions drv_mem = {false, RECOMPUTE_NONE, false, 0, 0};
 
 static _Noreturn void mem_usage_error(const char *what, const char *arg, const char *hint) {
   fprintf(stderr, "bpcc: error: %s '%s'%s\nTry 'bpcc --help' for more information.\n", what, arg, hint);
@@ -40,9 +40,9 @@ bool drv_mem_flag(const char *a, char **argv, int argc, int *i) {
   } else if (strcmp(a, "--watch") == 0) {   /* plan the step as `bpcc train --watch` compiles it */
     drv_lower_activations = true;
   } else if ((v = option_value(a, "--checkpoint", argv, argc, i))) {
-    if (strcmp(v, "none") == 0) drv_mem.mode = CKPT_NONE;
-    else if (strcmp(v, "sqrt") == 0) drv_mem.mode = CKPT_SQRT;
-    else if (strcmp(v, "auto") == 0) drv_mem.mode = CKPT_AUTO;
+    if (strcmp(v, "none") == 0) drv_mem.mode = RECOMPUTE_NONE;
+    else if (strcmp(v, "sqrt") == 0) drv_mem.mode = RECOMPUTE_SQRT;
+    else if (strcmp(v, "auto") == 0) drv_mem.mode = RECOMPUTE_AUTO;
     else mem_usage_error("--checkpoint: unknown strategy", v, " (none, sqrt or auto)");
     drv_mem.mode_set = true;
   } else if ((v = option_value(a, "--mem-budget", argv, argc, i))) {
@@ -73,13 +73,13 @@ int drv_mem_opt_factor(const DrvCompilation *c) {
   return k < 0 ? 0 : k;
 }
 
-Func *drv_checkpoint(DrvCompilation *c, Func *grad, CkptResult *res) {
-  CkptResult local;
+Func *drv_checkpoint(DrvCompilation *c, Func *grad, RecomputeResult *res) {
+  RecomputeResult local;
   if (!res) res = &local;
   memset(res, 0, sizeof *res);
   if (!drv_mem.mode_set && drv_mem.budget <= 0) return grad;
-  CkptOptions o = {drv_mem.mode_set ? drv_mem.mode : CKPT_AUTO, drv_mem.budget, drv_mem_batch(c), drv_mem_opt_factor(c)};
-  Func *g = pass_checkpoint(grad, &o, res);
+  RecomputeOptions o = {drv_mem.mode_set ? drv_mem.mode : RECOMPUTE_AUTO, drv_mem.budget, drv_mem_batch(c), drv_mem_opt_factor(c)};
+  Func *g = pass_recompute(grad, &o, res);
   if (!g) return NULL;
   if (g != grad) g = pass_func_replace(grad, g);
 #ifdef BPCC_DEBUG
@@ -90,10 +90,10 @@ Func *drv_checkpoint(DrvCompilation *c, Func *grad, CkptResult *res) {
 
 static const char *mode_name(void) {
   if (!drv_mem.mode_set && drv_mem.budget <= 0) return "none";
-  switch (drv_mem.mode_set ? drv_mem.mode : CKPT_AUTO) {
-  case CKPT_NONE: return "none";
-  case CKPT_SQRT: return "sqrt";
-  case CKPT_AUTO: return "auto";
+  switch (drv_mem.mode_set ? drv_mem.mode : RECOMPUTE_AUTO) {
+  case RECOMPUTE_NONE: return "none";
+  case RECOMPUTE_SQRT: return "sqrt";
+  case RECOMPUTE_AUTO: return "auto";
   }
   return "?";
 }
@@ -109,7 +109,7 @@ int drv_mem_report(const char *path, const char *model) {
     f = drv_grad_func(c.func);
     if (!f) goto done;
   }
-  CkptResult r;
+  RecomputeResult r;
   memset(&r, 0, sizeof r);
   if (training) {
     f = drv_checkpoint(&c, f, &r);

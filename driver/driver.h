@@ -110,7 +110,7 @@ int emit_grad_ir(DrvCompilation *c, FILE *out);
 #include "passes/memplan.h"
 typedef struct {
   bool report;
-  CkptMode mode;
+  RecomputeMode mode;
   bool mode_set;          /* --checkpoint given */
   int64_t budget;         /* --mem-budget in bytes; 0 = none (implies --checkpoint=auto) */
   int64_t batch;          /* --batch; 0 = the train block's */
@@ -119,7 +119,7 @@ extern DrvMemOptions drv_mem;
 bool drv_mem_flag(const char *a, char **argv, int argc, int *i);
 int64_t drv_mem_batch(const DrvCompilation *c);
 int drv_mem_opt_factor(const DrvCompilation *c);   /* optimizer state floats per param float */
-Func *drv_checkpoint(DrvCompilation *c, Func *grad, CkptResult *res);
+Func *drv_checkpoint(DrvCompilation *c, Func *grad, RecomputeResult *res);
 int drv_mem_report(const char *path, const char *model);
 int emit_dot(DrvCompilation *c, FILE *out);
 int emit_opt_ir(DrvCompilation *c, FILE *out);   /* --emit=opt-ir (emit_dot.c) */

@@ -6,7 +6,7 @@
  *   sema.c      semantic analysis = elaboration: names, arity, dtypes, shapes with symbolic
  *               dims; every model is instantiated (layers inlined, parameters named) into a
  *               checked graph (FeGraph) that lowering and the summary read
- *   train.c     the `train` block: optimizer, schedule and settings -> TrainSpec
+ *   train_block.c the `train` block: optimizer, schedule and settings -> TrainSpec
  *   summary.c   the checked model summary printed by `bpcc --check`
  *   stdlib.bp   the standard library in .bp, compiled into the binary (fe_stdlib_text)
  *   lower.c     checked graph -> IR Func (one per model)
@@ -175,7 +175,7 @@ Expr *fe_expr_paren(Expr *x, SrcLoc loc);   /* widens loc, counts a nesting leve
  * range; is_int: written as an integer. */
 bool fe_parse_number(const char *text, double *out, bool *is_int, char *err, size_t errlen);
 
-/* --------------------------------------------------------------- train (train.c) */
+/* --------------------------------------------------------------- train block (train_block.c) */
 
 typedef enum { FE_OPT_SGD, FE_OPT_MOMENTUM, FE_OPT_ADAGRAD, FE_OPT_RMSPROP, FE_OPT_ADAM, FE_OPT_ADAMW } FeOptimizer;
 typedef enum { FE_SCHED_CONSTANT, FE_SCHED_STEP, FE_SCHED_COSINE, FE_SCHED_PLATEAU } FeSchedule;

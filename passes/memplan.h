@@ -1,7 +1,7 @@
 /* passes/memplan.h — memory planning and checkpoint placement (issue 6).
  *
  *   memplan.c     lifetimes, kinds and sizes of every value; offsets into one workspace
- *   checkpoint.c  which forward activations are kept for backward and which recomputed
+ *   recompute.c  which forward activations are kept for backward and which recomputed
  *
  * Sizes are linear in the batch: a tensor of type f32[B,512] takes 0 + 2048 * B bytes,
  * so one plan serves every batch size (the runtime contract in runtime/model.h:
@@ -105,37 +105,37 @@ MemSize memplan_type_size(const TensorType *t, int64_t batch, bool *linear);
  * and reductions one per element, softmax-like rows five per element). */
 double memplan_inst_flops(Func *f, int32_t v, int64_t batch);
 
-/* ---------------------------------------------------------------- checkpoint.c */
+/* ---------------------------------------------------------------- recompute.c */
 
-typedef enum { CKPT_NONE, CKPT_SQRT, CKPT_AUTO } CkptMode;
+typedef enum { RECOMPUTE_NONE, RECOMPUTE_SQRT, RECOMPUTE_AUTO } RecomputeMode;
 
 /* One link of the abstract chain: the activation's bytes and the FLOPs to recompute it
  * from the one before. */
 typedef struct {
   int64_t size;
   double cost;
-} CkptLink;
+} RecomputeLink;
 
 /* The chain memory model (docs/memory.md): with keep[i] the kept links, the peak is
  * max(all kept, max over runs [a,b] of recomputed links of (kept before a + run)). */
-int64_t ckpt_chain_memory(const CkptLink *links, int n, const bool *keep);
-double ckpt_chain_cost(const CkptLink *links, int n, const bool *keep);
+int64_t recompute_chain_memory(const RecomputeLink *links, int n, const bool *keep);
+double recompute_chain_cost(const RecomputeLink *links, int n, const bool *keep);
 /* The keep[] with the least recompute cost whose chain memory is <= limit (dynamic
  * programming over segment boundaries). Returns the cost, or -1 if none fits. */
-double ckpt_chain_optimal(const CkptLink *links, int n, int64_t limit, bool *keep);
+double recompute_chain_optimal(const RecomputeLink *links, int n, int64_t limit, bool *keep);
 
 /* Rebuild f with every forward value v where recompute[v] is set recomputed in
  * backward: its instruction (and what it needs that is not kept) is duplicated just
  * before its first backward use, flagged IF_BACKWARD | IF_RECOMPUTED, same loc, rule
  * "recompute", from = the original. The result has cse off. */
-Func *ckpt_apply(Func *f, const bool *recompute, const char *name);
+Func *recompute_apply(Func *f, const bool *recompute, const char *name);
 
 typedef struct {
-  CkptMode mode;
+  RecomputeMode mode;
   int64_t budget;         /* total bytes (params + grads + opt state + workspace); 0 = none */
   int64_t batch;
   int opt_state_per_param;
-} CkptOptions;
+} RecomputeOptions;
 
 typedef struct {
   int32_t ncandidates;    /* forward values that backward reads (the chain's links) */
@@ -143,12 +143,12 @@ typedef struct {
   double recompute_flops; /* FLOPs of the recomputed instructions at the batch */
   int64_t total;          /* the chosen plan's total bytes */
   int64_t min_feasible;   /* the smallest total among the plans considered */
-} CkptResult;
+} RecomputeResult;
 
 /* Choose the kept activations for f (a grad function) and return the rewritten
  * function (f itself when nothing is recomputed). An infeasible budget is an error
  * through diag_error that states the smallest feasible budget; then NULL. */
-Func *pass_checkpoint(Func *f, const CkptOptions *opt, CkptResult *res);
+Func *pass_recompute(Func *f, const RecomputeOptions *opt, RecomputeResult *res);
 
 /* "64MiB", "1KiB", "1.5GB", "4096", "100B" -> bytes (KiB/MiB/GiB powers of 1024,
  * KB/MB/GB powers of 1000). -1 if malformed. */

@@ -6,7 +6,7 @@
  *                 log_softmax and the softmax-CE rule, each a small named rewrite rule
  *   autodiff.c    reverse mode: one VJP rule per op, in a table indexed by op
  *   fuse.c        which instructions share one kernel, and the order of the kernels
- *   checkpoint.c  which forward activations backward keeps or recomputes (memplan.h)
+ *   recompute.c  which forward activations backward keeps or recomputes (memplan.h)
  *   memplan.c     lifetimes and offsets of every value in one workspace (memplan.h)
  *
  * The pipeline, top to bottom (pass_pipeline[] in pipeline.c):

@@ -357,7 +357,7 @@ static void test_dp_matches_exhaustive(void **state) {
   srand(777);
   for (int trial = 0; trial < 400; trial++) {
     int n = 1 + rand() % 12;
-    CkptLink links[12];
+    RecomputeLink links[12];
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
       links[i].size = trial % 3 == 0 ? 10 : 1 + rand() % 20;
@@ -369,32 +369,32 @@ static void test_dp_matches_exhaustive(void **state) {
     bool keep[12];
     for (uint32_t mask = 0; mask < (1u << n); mask++) {
       for (int i = 0; i < n; i++) keep[i] = (mask >> i) & 1;
-      if (ckpt_chain_memory(links, n, keep) > limit) continue;
-      double c = ckpt_chain_cost(links, n, keep);
+      if (recompute_chain_memory(links, n, keep) > limit) continue;
+      double c = recompute_chain_cost(links, n, keep);
       if (best < 0 || c < best) best = c;
     }
     bool got[12];
-    double dp = ckpt_chain_optimal(links, n, limit, got);
+    double dp = recompute_chain_optimal(links, n, limit, got);
     if (best < 0) {
       assert_true(dp < 0);
       continue;
     }
     assert_true(dp == best);
-    assert_true(ckpt_chain_memory(links, n, got) <= limit);
-    assert_true(ckpt_chain_cost(links, n, got) == dp);
+    assert_true(recompute_chain_memory(links, n, got) <= limit);
+    assert_true(recompute_chain_cost(links, n, got) == dp);
   }
 }
 
 static void test_chain_memory_model(void **state) {
   (void)state;
-  CkptLink l[5] = {{10, 1}, {10, 1}, {10, 1}, {10, 1}, {10, 1}};
+  RecomputeLink l[5] = {{10, 1}, {10, 1}, {10, 1}, {10, 1}, {10, 1}};
   bool all[5] = {1, 1, 1, 1, 1}, none[5] = {0}, mid[5] = {0, 1, 0, 0, 1};
-  assert_int_equal(ckpt_chain_memory(l, 5, all), 50);
-  assert_int_equal(ckpt_chain_memory(l, 5, none), 50);
+  assert_int_equal(recompute_chain_memory(l, 5, all), 50);
+  assert_int_equal(recompute_chain_memory(l, 5, none), 50);
   /* runs: [0] with 0 kept below -> 10; [2,3] with 10 kept below -> 30; kept total 20 */
-  assert_int_equal(ckpt_chain_memory(l, 5, mid), 30);
-  assert_true(ckpt_chain_cost(l, 5, mid) == 3);
-  assert_true(ckpt_chain_optimal(l, 5, 9, NULL) < 0);
+  assert_int_equal(recompute_chain_memory(l, 5, mid), 30);
+  assert_true(recompute_chain_cost(l, 5, mid) == 3);
+  assert_true(recompute_chain_optimal(l, 5, 9, NULL) < 0);
 }
 
 /* ------------------------------------------------------------ checkpointing */
@@ -409,9 +409,9 @@ static void test_sqrt_keeps_less(void **state) {
   (void)state;
   Module *m = ir_module_new();
   Func *f = build_chain(m, 16, 64, DT_F32);
-  CkptOptions o = {CKPT_SQRT, 0, 256, 1};
-  CkptResult r;
-  Func *g = pass_checkpoint(f, &o, &r);
+  RecomputeOptions o = {RECOMPUTE_SQRT, 0, 256, 1};
+  RecomputeResult r;
+  Func *g = pass_recompute(f, &o, &r);
   assert_non_null(g);
   assert_true(g != f);
   assert_true(ir_verify(g, "checkpoint"));
@@ -447,9 +447,9 @@ static void test_none_is_identity(void **state) {
   (void)state;
   Module *m = ir_module_new();
   Func *f = build_chain(m, 5, 8, DT_F32);
-  CkptOptions o = {CKPT_NONE, 0, 4, 0};
-  CkptResult r;
-  assert_ptr_equal(pass_checkpoint(f, &o, &r), f);
+  RecomputeOptions o = {RECOMPUTE_NONE, 0, 4, 0};
+  RecomputeResult r;
+  assert_ptr_equal(pass_recompute(f, &o, &r), f);
   assert_int_equal(r.nkept, 5);
   assert_true(r.recompute_flops == 0);
   ir_module_free(m);
@@ -472,9 +472,9 @@ static void test_budget(void **state) {
   FILE *fp = tmpfile();
   diag_set_output(fp);
   int errs = diag_error_count();
-  CkptOptions o = {CKPT_AUTO, 1024, 64, 1};
-  CkptResult r;
-  assert_null(pass_checkpoint(f, &o, &r));
+  RecomputeOptions o = {RECOMPUTE_AUTO, 1024, 64, 1};
+  RecomputeResult r;
+  assert_null(pass_recompute(f, &o, &r));
   assert_int_equal(diag_error_count(), errs + 1);
   char *msg = captured_diag(fp);
   char want[256];
@@ -488,25 +488,25 @@ static void test_budget(void **state) {
   /* the smallest feasible budget is feasible */
   int64_t minb = r.min_feasible;
   o.budget = minb;
-  Func *g = pass_checkpoint(f, &o, &r);
+  Func *g = pass_recompute(f, &o, &r);
   assert_non_null(g);
   assert_true(r.total <= minb);
   /* one byte less is not */
   fp = tmpfile();
   diag_set_output(fp);
   o.budget = minb - 1;
-  assert_null(pass_checkpoint(f, &o, &r));
+  assert_null(pass_recompute(f, &o, &r));
   diag_set_output(NULL);
   fclose(fp);
   /* a generous budget recomputes nothing; a middle one recomputes some, within budget */
-  CkptOptions none = {CKPT_NONE, 0, 64, 1};
-  CkptResult rn;
-  pass_checkpoint(f, &none, &rn);
+  RecomputeOptions none = {RECOMPUTE_NONE, 0, 64, 1};
+  RecomputeResult rn;
+  pass_recompute(f, &none, &rn);
   o.budget = rn.total;
-  assert_ptr_equal(pass_checkpoint(f, &o, &r), f);
+  assert_ptr_equal(pass_recompute(f, &o, &r), f);
   assert_true(r.recompute_flops == 0);
   o.budget = (rn.total + minb) / 2;
-  g = pass_checkpoint(f, &o, &r);
+  g = pass_recompute(f, &o, &r);
   assert_non_null(g);
   assert_true(r.total <= o.budget);
   assert_true(r.recompute_flops > 0);
@@ -557,11 +557,11 @@ static void test_bitwise_equal_gradients(void **state) {
   const int64_t W = 12, B = 5;
   Module *m = ir_module_new();
   Func *f = build_chain(m, L, W, DT_F32);
-  CkptMode modes[2] = {CKPT_SQRT, CKPT_AUTO};
+  RecomputeMode modes[2] = {RECOMPUTE_SQRT, RECOMPUTE_AUTO};
   for (int mi = 0; mi < 2; mi++) {
-    CkptOptions o = {modes[mi], 0, B, 1};
-    CkptResult r;
-    Func *g = pass_checkpoint(f, &o, &r);
+    RecomputeOptions o = {modes[mi], 0, B, 1};
+    RecomputeResult r;
+    Func *g = pass_recompute(f, &o, &r);
     assert_non_null(g);
     assert_true(g != f);
     assert_true(count_recomputed(g) > 0);

@@ -1,4 +1,4 @@
-/* frontend/train.c — the `train` block, checked into a TrainSpec.
+/* frontend/train_block.c — the `train` block, checked into a TrainSpec.
  *
  *   train mnist_mlp {
  *       optimizer adam(lr = 1e-3, betas = (0.9, 0.999))

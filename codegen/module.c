@@ -1,4 +1,4 @@
-/* codegen/lower.c — from IR functions to one LLVM module with the model's entry points.
+/* codegen/module.c — from IR functions to one LLVM module with the model's entry points.
  *
  * The pipeline of cg_model_build, top to bottom:
  *   1. target machine for -march; the f32 vector width W and the GEMM tile follow

@@ -1,4 +1,4 @@
-/* passes/checkpoint.c — which forward activations backward keeps, which it recomputes.
+/* passes/recompute.c — which forward activations backward keeps, which it recomputes.
  *
  * The one idea (Chen et al. 2016, "Training deep nets with sublinear memory cost"):
  * backward reads forward activations; instead of keeping all of them alive from
@@ -20,7 +20,7 @@
  *   3. Chain memory model: backward walks down the chain; when it reaches a run of
  *      dropped links [a, b], the run is recomputed and alive together with the kept
  *      links below a. Peak = max(sum of kept, max over runs (kept below a + run)).
- *      ckpt_chain_optimal minimizes the cost under a limit on this peak exactly, by
+ *      recompute_chain_optimal minimizes the cost under a limit on this peak exactly, by
  *      dynamic programming over segment boundaries: a state is the last kept link j
  *      with a Pareto frontier of (kept bytes so far, cost so far); a transition keeps
  *      the next link t > j and drops j+1 .. t-1 (legal if kept-so-far + that run fits).
@@ -34,7 +34,7 @@
  *      limits between the smallest feasible chain peak and keep-all, then takes the
  *      least recompute FLOPs whose measured total fits the budget (without a budget:
  *      the smallest total). No fit: an error naming the smallest total found.
- *   6. Rewrite (ckpt_apply): forward is copied unchanged; before each backward
+ *   6. Rewrite (recompute_apply): forward is copied unchanged; before each backward
  *      instruction, the dropped values it reads (and their closure) are re-emitted in
  *      forward order, flagged IF_BACKWARD | IF_RECOMPUTED, rule "recompute", same loc,
  *      `from` = the original. The new function has CSE off, which would merge the copies
@@ -49,7 +49,7 @@
 
 /* ------------------------------------------------------------ the chain model */
 
-int64_t ckpt_chain_memory(const CkptLink *links, int n, const bool *keep) {
+int64_t recompute_chain_memory(const RecomputeLink *links, int n, const bool *keep) {
   int64_t kept = 0, peak = 0, run = 0;
   for (int i = 0; i <= n; i++) {
     if (i == n || keep[i]) {
@@ -63,7 +63,7 @@ int64_t ckpt_chain_memory(const CkptLink *links, int n, const bool *keep) {
   return kept > peak ? kept : peak;
 }
 
-double ckpt_chain_cost(const CkptLink *links, int n, const bool *keep) {
+double recompute_chain_cost(const RecomputeLink *links, int n, const bool *keep) {
   double c = 0;
   for (int i = 0; i < n; i++)
     if (!keep[i]) c += links[i].cost;
@@ -102,7 +102,7 @@ static int by_kept_then_cost(const void *x, const void *y) {
  * sizes, or few distinct sizes) stay far below the cap, and then the DP is exact. */
 #define DP_FRONTIER_CAP 4096
 
-double ckpt_chain_optimal(const CkptLink *links, int n, int64_t limit, bool *keep) {
+double recompute_chain_optimal(const RecomputeLink *links, int n, int64_t limit, bool *keep) {
   /* prefix sums: S(a..b) = ps[b+1] - ps[a] */
   int64_t *ps = bp_xmalloc((size_t)(n + 1) * sizeof *ps);
   double *pc = bp_xmalloc((size_t)(n + 1) * sizeof *pc);
@@ -220,7 +220,7 @@ static int cmp_i32(const void *x, const void *y) {
 
 static int32_t operand(Rewrite *rw, int32_t a) { return rw->rmap[a] >= 0 ? rw->rmap[a] : rw->map[a]; }
 
-Func *ckpt_apply(Func *f, const bool *recompute, const char *name) {
+Func *recompute_apply(Func *f, const bool *recompute, const char *name) {
   Func *g = ir_func_new(f->mod, name ? name : f->name);
   g->cse = false;
   int32_t n = f->ninsts;
@@ -272,12 +272,12 @@ typedef struct {
 
 typedef struct {
   Func *f;
-  const CkptOptions *opt;
+  const RecomputeOptions *opt;
   MemPlan *plan;       /* of f */
   int32_t *links;      /* link -> value */
   int32_t nlinks;
   int32_t *linkof;     /* value -> link or -1 */
-  CkptLink *chain;
+  RecomputeLink *chain;
   int64_t fixed;       /* params + grads + optimizer state */
 } Ctx;
 
@@ -323,7 +323,7 @@ static void measure(const Ctx *cx, Candidate *c) {
   bool *r = recompute_set(cx, c->keep);
   Module *s = scratch_module(cx->f->mod);
   Func *src = copy_into(s, cx->f);
-  Func *g = ckpt_apply(src, r, "candidate");
+  Func *g = recompute_apply(src, r, "candidate");
   MemPlan *p = memplan_build(g, cx->opt->batch);
   c->total = cx->fixed + memplan_workspace_bytes(p, cx->opt->batch);
   c->flops = 0;
@@ -371,8 +371,8 @@ static SrcLoc func_loc(Func *f) {
   return SRCLOC_NONE;
 }
 
-Func *pass_checkpoint(Func *f, const CkptOptions *opt, CkptResult *res) {
-  CkptResult dummy;
+Func *pass_recompute(Func *f, const RecomputeOptions *opt, RecomputeResult *res) {
+  RecomputeResult dummy;
   if (!res) res = &dummy;
   memset(res, 0, sizeof *res);
   Ctx cx = {.f = f, .opt = opt};
@@ -392,7 +392,7 @@ Func *pass_checkpoint(Func *f, const CkptOptions *opt, CkptResult *res) {
   int32_t L = cx.nlinks;
   cx.chain = bp_xmalloc((size_t)(L ? L : 1) * sizeof *cx.chain);
   for (int32_t l = 0; l < L; l++)
-    cx.chain[l] = (CkptLink){mem_at(cx.plan->vals[cx.links[l]].slot, opt->batch), link_cost(&cx, l)};
+    cx.chain[l] = (RecomputeLink){mem_at(cx.plan->vals[cx.links[l]].slot, opt->batch), link_cost(&cx, l)};
   res->ncandidates = L;
 
   /* candidate plans */
@@ -402,26 +402,26 @@ Func *pass_checkpoint(Func *f, const CkptOptions *opt, CkptResult *res) {
   cands[nc] = (Candidate){bp_xmalloc(kb), 0, 0, "keep-all"};
   for (int32_t l = 0; l < L; l++) cands[nc].keep[l] = true;
   nc++;
-  bool want_search = opt->mode == CKPT_AUTO || opt->budget > 0;
-  if (opt->mode == CKPT_SQRT || want_search) {
+  bool want_search = opt->mode == RECOMPUTE_AUTO || opt->budget > 0;
+  if (opt->mode == RECOMPUTE_SQRT || want_search) {
     cands[nc] = (Candidate){bp_xmalloc(kb), 0, 0, "sqrt"};
     sqrt_plan(L, cands[nc].keep);
     nc++;
   }
   if (want_search && L > 0) {
-    int64_t hi = ckpt_chain_memory(cx.chain, L, cands[0].keep), lo = 0;
+    int64_t hi = recompute_chain_memory(cx.chain, L, cands[0].keep), lo = 0;
     /* smallest limit the chain admits: binary search on DP feasibility */
     int64_t a = 0, b = hi;
     while (a < b) {
       int64_t mid = a + (b - a) / 2;
-      if (ckpt_chain_optimal(cx.chain, L, mid, NULL) >= 0) b = mid;
+      if (recompute_chain_optimal(cx.chain, L, mid, NULL) >= 0) b = mid;
       else a = mid + 1;
     }
     lo = a;
     for (int k = 0; k <= 32 && nc < maxc; k++) {
       int64_t limit = lo + (int64_t)((double)(hi - lo) * k / 32.0);
       bool *keep = bp_xmalloc(kb);
-      if (ckpt_chain_optimal(cx.chain, L, limit, keep) < 0) { bp_free(keep); continue; }
+      if (recompute_chain_optimal(cx.chain, L, limit, keep) < 0) { bp_free(keep); continue; }
       bool dup = false;
       for (int32_t c = 0; c < nc && !dup; c++) dup = same_keep(cands[c].keep, keep, L);
       if (dup) { bp_free(keep); continue; }
@@ -437,8 +437,8 @@ Func *pass_checkpoint(Func *f, const CkptOptions *opt, CkptResult *res) {
         (cands[c].total == cands[smallest].total && cands[c].flops < cands[smallest].flops))
       smallest = c;
   res->min_feasible = cands[smallest].total;
-  if (opt->mode == CKPT_NONE) chosen = 0;
-  else if (opt->mode == CKPT_SQRT) chosen = 1;
+  if (opt->mode == RECOMPUTE_NONE) chosen = 0;
+  else if (opt->mode == RECOMPUTE_SQRT) chosen = 1;
   else if (opt->budget <= 0) chosen = smallest;
   else {
     for (int32_t c = 0; c < nc; c++) {
@@ -455,7 +455,7 @@ Func *pass_checkpoint(Func *f, const CkptOptions *opt, CkptResult *res) {
                "memory budget %s (%lld bytes) is too small for --checkpoint=%s, which needs %s (%lld bytes); "
                "the smallest feasible budget is %s (%lld bytes, with --checkpoint=auto)",
                memplan_format_size(opt->budget, b1, sizeof b1), (long long)opt->budget,
-               opt->mode == CKPT_NONE ? "none" : "sqrt", memplan_format_size(cands[chosen].total, b2, sizeof b2),
+               opt->mode == RECOMPUTE_NONE ? "none" : "sqrt", memplan_format_size(cands[chosen].total, b2, sizeof b2),
                (long long)cands[chosen].total, memplan_format_size(res->min_feasible, b1, sizeof b1),
                (long long)res->min_feasible);
     chosen = -1;
@@ -475,7 +475,7 @@ Func *pass_checkpoint(Func *f, const CkptOptions *opt, CkptResult *res) {
     bool *r = recompute_set(&cx, cands[chosen].keep);
     bool any = false;
     for (int32_t i = 0; i < n && !any; i++) any = r[i];
-    out = any ? ckpt_apply(f, r, f->name) : f;
+    out = any ? recompute_apply(f, r, f->name) : f;
     bp_free(r);
   }
   for (int32_t c = 0; c < nc; c++) bp_free(cands[c].keep);

@@ -1,4 +1,4 @@
-/* tests/memplan/test_ckpt_models.c — checkpointing on real models: bench/m3_deep.bp and
+/* tests/memplan/test_recompute_models.c — checkpointing on real models: bench/m3_deep.bp and
  * every .bp file in examples/ and tests/memplan/residual.bp, lowered by the frontend and differentiated by the pass
  * pipeline. For each of --checkpoint=sqrt and auto (and a budget between the smallest
  * feasible one and keep-all), the loss and every gradient through the reference
@@ -145,17 +145,17 @@ static void check_model(const char *path) {
   int64_t n0, n1;
   double *ref32 = grads_of(m.grad, INTERP_F32, &n0);
   double *ref64 = grads_of(m.grad, INTERP_F64, &n0);
-  CkptOptions none = {CKPT_NONE, 0, BATCH, 2};
-  CkptResult rn, rmin;
-  assert_ptr_equal(pass_checkpoint(m.grad, &none, &rn), m.grad);
-  CkptOptions aut = {CKPT_AUTO, 0, BATCH, 2};
-  assert_non_null(pass_checkpoint(m.grad, &aut, &rmin));
-  CkptOptions plans[3] = {{CKPT_SQRT, 0, BATCH, 2}, {CKPT_AUTO, 0, BATCH, 2},
-                          {CKPT_AUTO, (rn.total + rmin.min_feasible) / 2, BATCH, 2}};
+  RecomputeOptions none = {RECOMPUTE_NONE, 0, BATCH, 2};
+  RecomputeResult rn, rmin;
+  assert_ptr_equal(pass_recompute(m.grad, &none, &rn), m.grad);
+  RecomputeOptions aut = {RECOMPUTE_AUTO, 0, BATCH, 2};
+  assert_non_null(pass_recompute(m.grad, &aut, &rmin));
+  RecomputeOptions plans[3] = {{RECOMPUTE_SQRT, 0, BATCH, 2}, {RECOMPUTE_AUTO, 0, BATCH, 2},
+                          {RECOMPUTE_AUTO, (rn.total + rmin.min_feasible) / 2, BATCH, 2}};
   int recomputing = 0;
   for (int k = 0; k < 3; k++) {
-    CkptResult r;
-    Func *g = pass_checkpoint(m.grad, &plans[k], &r);
+    RecomputeResult r;
+    Func *g = pass_recompute(m.grad, &plans[k], &r);
     assert_non_null(g);
     if (plans[k].budget) assert_true(r.total <= plans[k].budget);
     if (g == m.grad) continue;
@@ -190,8 +190,8 @@ static void test_m3_deep(void **state) {
   /* the done-when figure: sqrt keeps at least 3x fewer bytes than none at batch 256 */
   Model m = {0};
   assert_true(load(path, &m));
-  CkptOptions none = {CKPT_NONE, 0, 256, 1}, sq = {CKPT_SQRT, 0, 256, 1};
-  Func *g = pass_checkpoint(m.grad, &sq, NULL);
+  RecomputeOptions none = {RECOMPUTE_NONE, 0, 256, 1}, sq = {RECOMPUTE_SQRT, 0, 256, 1};
+  Func *g = pass_recompute(m.grad, &sq, NULL);
   MemPlan *p0 = memplan_build(m.grad, 256), *p1 = memplan_build(g, 256);
   MemTotals t0 = memplan_totals(p0, 256, 1), t1 = memplan_totals(p1, 256, 1);
   printf("m3_deep at batch 256: kept %lld bytes (none), %lld bytes (sqrt)\n", (long long)t0.kept, (long long)t1.kept);
