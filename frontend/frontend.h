@@ -3,9 +3,12 @@
  *   lexer.l     flex scanner: tokens with 1-based line:col ranges; bad bytes reported
  *   parser.y    bison grammar (pure, %locations, error recovery) -> AST
  *   ast.c       AST constructors (depth-limited) and the --emit=ast / --emit=tokens dumps
- *   sema.c      semantic analysis = elaboration: names, arity, dtypes, shapes with symbolic
+ *   sema*.c     semantic analysis = elaboration: names, arity, dtypes, shapes with symbolic
  *               dims; every model is instantiated (layers inlined, parameters named) into a
- *               checked graph (FeGraph) that lowering and the summary read
+ *               checked graph (FeModel) that lowering and the summary read. sema.c holds
+ *               the shared state and the entry points, sema_expr.c expressions and
+ *               built-ins, sema_stmt.c types and statements, sema_call.c layer calls,
+ *               sema_model.c definitions and models (frontend/sema.h)
  *   train_block.c the `train` block: optimizer, schedule and settings -> TrainSpec
  *   summary.c   the checked model summary printed by `bpcc --check`
  *   stdlib.bp   the standard library in .bp, compiled into the binary (fe_stdlib_text)

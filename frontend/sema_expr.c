@@ -1,0 +1,431 @@
+/* frontend/sema_expr.c — expressions: numbers and names, unary and binary operators
+ * (broadcasting, constant folding), argument matching, the built-in ops and the
+ * dispatcher sema_eval. sema.h lists the files of semantic analysis. */
+#include "frontend/sema.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ expressions */
+
+
+static const char *label_name(const Value *v) { return v->origin_name ? v->origin_name : "this value"; }
+
+/* Labels may only go to onehot() or to a label argument. */
+bool sema_reject_label(Ctx *c, const Value *v, SrcLoc loc, const char *what) {
+  if (v->kind != VK_TENSOR || v->dtype != DT_LABEL) return false;
+  Note n;
+  int nn = sema_origin_note(c, v, &n) ? 1 : 0;
+  sema_report(c, loc, &n, nn,
+         "'%s' is a label (%s) and cannot be used %s; labels may only be passed to onehot() or to a label argument",
+         label_name(v), sema_vtype(c, v), what);
+  return true;
+}
+
+static Value eval_neg(Ctx *c, const Expr *e) {
+  Value x = sema_eval(c, e->lhs);
+  if (x.kind == VK_ERROR) return x;
+  if (x.kind == VK_NUMBER) {
+    return v_number(-x.num, x.is_int, x.known, DIM_UNKNOWN, e->loc);
+  }
+  if (sema_reject_label(c, &x, e->lhs->loc, "in arithmetic")) return v_error();
+  Value r = sema_tensor_value(x.dtype, x.rank, x.dims, sema_emit(c, OP_NEG, 1, x.node, -1, x.dtype, x.rank, x.dims, e->loc), e->loc);
+  return r;
+}
+
+static Value fold(Ctx *c, int op, Value l, Value r, SrcLoc loc) {
+  (void)c;
+  bool known = l.known && r.known;
+  bool is_int = l.is_int && r.is_int && (op == '+' || op == '-' || op == '*');
+  double x = 0;
+  if (known) {
+    switch (op) {
+    case '+': x = l.num + r.num; break;
+    case '-': x = l.num - r.num; break;
+    case '*': x = l.num * r.num; break;
+    case '/':
+      if (r.num == 0) { ERR(c, loc, "division by zero in a constant expression"); return v_error(); }
+      x = l.num / r.num;
+      break;
+    case '^': x = pow(l.num, r.num); break;
+    }
+    if (!isfinite(x)) { ERR(c, loc, "constant expression overflows"); return v_error(); }
+    if (is_int && fabs(x) > 9.0e15) { ERR(c, loc, "integer constant expression is too large"); return v_error(); }
+  }
+  return v_number(x, is_int, known, DIM_UNKNOWN, loc);
+}
+
+/* NumPy broadcasting of two shapes; false if they do not agree. */
+static bool broadcast(int ra, const int64_t *a, int rb, const int64_t *b, int *rr, int64_t *out) {
+  int r = ra > rb ? ra : rb;
+  for (int i = 0; i < r; i++) {
+    int ia = ra - r + i, ib = rb - r + i;
+    int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+    if (da == db) out[i] = da;
+    else if (da == 1) out[i] = db;
+    else if (db == 1) out[i] = da;
+    else return false;
+  }
+  *rr = r;
+  return true;
+}
+
+static const char *op_name(int op) {
+  switch (op) {
+  case '+': return "'+'";
+  case '-': return "'-'";
+  case '*': return "'*'";
+  case '/': return "'/'";
+  case '@': return "'@'";
+  default: return "'^'";
+  }
+}
+
+static Value eval_binary(Ctx *c, const Expr *e) {
+  Value l = sema_eval(c, e->lhs);
+  Value r = sema_eval(c, e->rhs);
+  if (l.kind == VK_ERROR || r.kind == VK_ERROR) return v_error();
+  int op = e->op;
+  if (op == '^') {
+    if (r.kind != VK_NUMBER) {
+      ERR(c, e->rhs->loc, "the exponent of '^' must be a constant number, not a tensor (%s)", sema_vtype(c, &r));
+      return v_error();
+    }
+    if (l.kind == VK_NUMBER) return fold(c, op, l, r, e->loc);
+    if (sema_reject_label(c, &l, e->lhs->loc, "in arithmetic")) return v_error();
+    Value v = sema_tensor_value(l.dtype, l.rank, l.dims, sema_emit(c, OP_POW, 1, l.node, -1, l.dtype, l.rank, l.dims, e->loc), e->loc);
+    if (sema_node(c, v.node)) sema_node(c, v.node)->fattr[0] = r.num;
+    return v;
+  }
+  if (l.kind == VK_NUMBER && r.kind == VK_NUMBER) {
+    if (op == '@') {
+      ERR(c, e->loc, "'@' needs two rank-2 tensors, not constants");
+      return v_error();
+    }
+    return fold(c, op, l, r, e->loc);
+  }
+  if (sema_reject_label(c, &l, e->lhs->loc, "in arithmetic") | sema_reject_label(c, &r, e->rhs->loc, "in arithmetic"))
+    return v_error();
+  if (op == '@') {
+    if (l.kind != VK_TENSOR || r.kind != VK_TENSOR || l.rank != 2 || r.rank != 2) {
+      Note n[2];
+      int nn = 0;
+      if (sema_origin_note(c, &l, &n[nn])) nn++;
+      if (sema_origin_note(c, &r, &n[nn])) nn++;
+      sema_report(c, e->loc, n, nn, "'@' needs two rank-2 tensors, got %s @ %s", sema_vtype(c, &l), sema_vtype(c, &r));
+      return v_error();
+    }
+    if (l.dtype != r.dtype) {
+      ERR(c, e->loc, "'@' operands have different dtypes: %s @ %s", sema_vtype(c, &l), sema_vtype(c, &r));
+      return v_error();
+    }
+    if (l.dims[1] != r.dims[0]) {
+      Note n[2];
+      int nn = 0;
+      if (sema_origin_note(c, &l, &n[nn])) nn++;
+      if (sema_origin_note(c, &r, &n[nn])) nn++;
+      char d1[64], d2[64];
+      sema_report(c, e->loc, n, nn, "matmul shapes do not agree: %s @ %s (inner dims %s and %s differ)",
+             sema_vshape(c, &l), sema_vshape(c, &r), sema_dim_name(c, l.dims[1], d1, sizeof d1), sema_dim_name(c, r.dims[0], d2, sizeof d2));
+      return v_error();
+    }
+    int64_t d[2] = {l.dims[0], r.dims[1]};
+    return sema_tensor_value(l.dtype, 2, d, sema_emit(c, OP_MATMUL, 2, l.node, r.node, l.dtype, 2, d, e->loc), e->loc);
+  }
+  int dtype = l.kind == VK_TENSOR ? l.dtype : r.dtype;
+  if (l.kind == VK_TENSOR && r.kind == VK_TENSOR && l.dtype != r.dtype) {
+    ERR(c, e->loc, "operands of %s have different dtypes: %s and %s", op_name(op), sema_vtype(c, &l), sema_vtype(c, &r));
+    return v_error();
+  }
+  l = sema_as_tensor(c, l, dtype, e->lhs->loc);
+  r = sema_as_tensor(c, r, dtype, e->rhs->loc);
+  int rank;
+  int64_t d[IR_MAX_RANK];
+  if (!broadcast(l.rank, l.dims, r.rank, r.dims, &rank, d)) {
+    Note n[2];
+    int nn = 0;
+    if (sema_origin_note(c, &l, &n[nn])) nn++;
+    if (sema_origin_note(c, &r, &n[nn])) nn++;
+    sema_report(c, e->loc, n, nn, "shapes %s and %s do not broadcast in %s", sema_vshape(c, &l), sema_vshape(c, &r), op_name(op));
+    return v_error();
+  }
+  Op iop = op == '+' ? OP_ADD : op == '-' ? OP_SUB : op == '*' ? OP_MUL : OP_DIV;
+  return sema_tensor_value(dtype, rank, d, sema_emit(c, iop, 2, l.node, r.node, dtype, rank, d, e->loc), e->loc);
+}
+
+/* ---------------------------------------------------------- argument matching */
+
+/* Match call arguments to parameter names: positional first, then keywords. out[i] is
+ * the argument for parameter i or NULL. False (reported) on an arity or keyword error. */
+bool sema_match_args(Ctx *c, const Expr *call, const char *what, const ParamSpec *ps, int np,
+                       const Expr **out, SrcLoc *outloc, SrcLoc decl) {
+  bool ok = true;
+  for (int i = 0; i < np; i++) out[i] = NULL;
+  int pos = 0;
+  bool seen_kw = false;
+  for (const Arg *g = call->args; g; g = g->next) {
+    if (!g->name) {
+      if (seen_kw) {
+        ERR(c, g->value->loc, "positional argument after a keyword argument in call to %s", what);
+        ok = false;
+        continue;
+      }
+      if (pos >= np) {
+        Note n;
+        int nn = decl.line > 0 ? 1 : 0;
+        if (nn) sema_note_at(&n, decl, "%s declared here", what);
+        sema_report(c, g->value->loc, &n, nn, "too many arguments in call to %s: expected at most %d, got %d", what, np,
+               call->nargs);
+        return false;
+      }
+      out[pos] = g->value;
+      outloc[pos] = g->value->loc;
+      pos++;
+      continue;
+    }
+    seen_kw = true;
+    int k = -1;
+    for (int i = 0; i < np; i++)
+      if (strcmp(ps[i].name, g->name) == 0) k = i;
+    if (k < 0) {
+      char list[256];
+      size_t m = 0;
+      list[0] = 0;
+      for (int i = 0; i < np && m < sizeof list; i++)
+        m += (size_t)snprintf(list + m, sizeof list - m, "%s'%s'", i ? ", " : "", ps[i].name);
+      ERR(c, g->name_loc, "%s has no parameter named '%s' (its parameters: %s)", what, g->name,
+          np ? list : "none");
+      ok = false;
+      continue;
+    }
+    if (out[k]) {
+      ERR(c, g->name_loc, "argument '%s' given twice in call to %s", g->name, what);
+      ok = false;
+      continue;
+    }
+    out[k] = g->value;
+    outloc[k] = g->name_loc;
+  }
+  if (!ok) return false;
+  for (int i = 0; i < np; i++) {
+    if (!out[i] && !ps[i].optional) {
+      Note n;
+      int nn = decl.line > 0 ? 1 : 0;
+      if (nn) sema_note_at(&n, decl, "%s declared here", what);
+      sema_report(c, call->loc, &n, nn, "missing argument '%s' in call to %s", ps[i].name, what);
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+/* An integer constant (axis): literal, int argument or constant expression. */
+static bool const_int(Ctx *c, const Value *v, SrcLoc loc, const char *what, int64_t *out) {
+  if (v->kind == VK_ERROR) return false;
+  if (v->kind != VK_NUMBER || !v->is_int) {
+    ERR(c, loc, "%s must be a constant integer, not %s", what, sema_vtype(c, v));
+    return false;
+  }
+  if (!v->known) return false;    /* generic check of a layer: unknown until instantiated */
+  *out = (int64_t)v->num;
+  return true;
+}
+
+/* ------------------------------------------------------------------ built-in ops */
+
+typedef enum { BI_UNARY, BI_ROW, BI_REDUCE, BI_ONEHOT, BI_TRANSPOSE, BI_DROPOUT } BuiltinKind;
+
+static const struct {
+  const char *name;
+  BuiltinKind kind;
+  Op op;
+  int nparams;
+  ParamSpec params[2];
+} builtins[] = {
+    {"relu", BI_UNARY, OP_RELU, 1, {{"x", false}}},
+    {"sigmoid", BI_UNARY, OP_SIGMOID, 1, {{"x", false}}},
+    {"tanh", BI_UNARY, OP_TANH, 1, {{"x", false}}},
+    {"exp", BI_UNARY, OP_EXP, 1, {{"x", false}}},
+    {"log", BI_UNARY, OP_LOG, 1, {{"x", false}}},
+    {"sqrt", BI_UNARY, OP_SQRT, 1, {{"x", false}}},
+    {"abs", BI_UNARY, OP_ABS, 1, {{"x", false}}},
+    {"softmax", BI_ROW, OP_SOFTMAX, 2, {{"x", false}, {"axis", true}}},
+    {"log_softmax", BI_ROW, OP_LOG_SOFTMAX, 2, {{"x", false}, {"axis", true}}},
+    {"sum", BI_REDUCE, OP_SUM, 2, {{"x", false}, {"axis", true}}},
+    {"mean", BI_REDUCE, OP_MEAN, 2, {{"x", false}, {"axis", true}}},
+    {"max", BI_REDUCE, OP_MAX, 2, {{"x", false}, {"axis", true}}},
+    {"onehot", BI_ONEHOT, OP_ONEHOT, 1, {{"y", false}}},
+    {"transpose", BI_TRANSPOSE, OP_TRANSPOSE, 1, {{"x", false}}},
+    {"dropout", BI_DROPOUT, OP_DROPOUT_MASK, 2, {{"x", false}, {"p", false}}},
+};
+#define NBUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
+
+int sema_find_builtin(const char *name) {
+  for (int i = 0; i < NBUILTINS; i++)
+    if (strcmp(builtins[i].name, name) == 0) return i;
+  return -1;
+}
+
+static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
+  const Expr *argx[2] = {NULL, NULL};
+  SrcLoc argloc[2];
+  const char *what = arena_printf(c->a, "'%s'", builtins[bi].name);
+  if (!sema_match_args(c, e, what, builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
+    return v_error();
+  Value x = sema_eval(c, argx[0]);
+  Value a1 = argx[1] ? sema_eval(c, argx[1]) : v_error();
+  if (x.kind == VK_ERROR || (argx[1] && a1.kind == VK_ERROR)) return v_error();
+  BuiltinKind k = builtins[bi].kind;
+  Op op = builtins[bi].op;
+
+  if (k == BI_ONEHOT) {
+    if (x.kind != VK_TENSOR || x.dtype != DT_LABEL) {
+      Note n;
+      int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+      sema_report(c, argx[0]->loc, &n, nn, "onehot() expects a label, but its argument is %s", sema_vtype(c, &x));
+      return v_error();
+    }
+    return sema_tensor_value(DT_F32, x.rank, x.dims, sema_emit(c, OP_ONEHOT, 1, x.node, -1, DT_F32, x.rank, x.dims, e->loc), e->loc);
+  }
+  if (sema_reject_label(c, &x, argx[0]->loc, arena_printf(c->a, "as the argument of %s", what))) return v_error();
+  if (x.kind == VK_NUMBER) {
+    ERR(c, argx[0]->loc, "%s expects a tensor, not a constant", what);
+    return v_error();
+  }
+  switch (k) {
+  case BI_UNARY:
+    return sema_tensor_value(x.dtype, x.rank, x.dims, sema_emit(c, op, 1, x.node, -1, x.dtype, x.rank, x.dims, e->loc), e->loc);
+  case BI_TRANSPOSE: {
+    if (x.rank != 2) {
+      ERR(c, argx[0]->loc, "transpose() expects a rank-2 tensor, got %s", sema_vtype(c, &x));
+      return v_error();
+    }
+    int64_t d[2] = {x.dims[1], x.dims[0]};
+    return sema_tensor_value(x.dtype, 2, d, sema_emit(c, OP_TRANSPOSE, 1, x.node, -1, x.dtype, 2, d, e->loc), e->loc);
+  }
+  case BI_DROPOUT: {
+    if (a1.kind != VK_NUMBER) {
+      ERR(c, argx[1]->loc, "the dropout probability must be a constant number, not %s", sema_vtype(c, &a1));
+      return v_error();
+    }
+    if (a1.known && !(a1.num >= 0 && a1.num < 1)) {
+      ERR(c, argx[1]->loc, "the dropout probability must be in [0, 1), got %g", a1.num);
+      return v_error();
+    }
+    int32_t mask = sema_emit(c, OP_DROPOUT_MASK, 0, -1, -1, x.dtype, x.rank, x.dims, e->loc);
+    if (sema_node(c, mask)) {
+      sema_node(c, mask)->fattr[0] = a1.num;
+      sema_node(c, mask)->iattr = c->model->ndropout++;
+    }
+    return sema_tensor_value(x.dtype, x.rank, x.dims, sema_emit(c, OP_MUL, 2, x.node, mask, x.dtype, x.rank, x.dims, e->loc), e->loc);
+  }
+  case BI_ROW:
+  case BI_REDUCE: {
+    int64_t axis = k == BI_ROW ? -1 : IR_AXIS_ALL;
+    bool has_axis = argx[1] != NULL;
+    if (has_axis && !const_int(c, &a1, argx[1]->loc, "the axis", &axis)) return v_error();
+    if (k == BI_ROW && x.rank < 1) {
+      ERR(c, argx[0]->loc, "%s expects a tensor of rank 1 or more, got %s", what, sema_vtype(c, &x));
+      return v_error();
+    }
+    if (k == BI_ROW || has_axis) {
+      if (axis < -x.rank || axis >= x.rank) {
+        Note n;
+        int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+        sema_report(c, argx[1] ? argx[1]->loc : e->loc, &n, nn, "axis %lld is out of range for %s (rank %d)",
+               (long long)axis, sema_vshape(c, &x), x.rank);
+        return v_error();
+      }
+      if (axis < 0) axis += x.rank;
+    }
+    if (k == BI_ROW) {
+      Value v = sema_tensor_value(x.dtype, x.rank, x.dims, sema_emit(c, op, 1, x.node, -1, x.dtype, x.rank, x.dims, e->loc), e->loc);
+      if (sema_node(c, v.node)) sema_node(c, v.node)->iattr = axis;
+      return v;
+    }
+    int64_t d[IR_MAX_RANK];
+    int r = 0;
+    if (has_axis)
+      for (int i = 0; i < x.rank; i++)
+        if (i != axis) d[r++] = x.dims[i];
+    Value v = sema_tensor_value(x.dtype, r, d, sema_emit(c, op, 1, x.node, -1, x.dtype, r, d, e->loc), e->loc);
+    if (sema_node(c, v.node)) sema_node(c, v.node)->iattr = has_axis ? axis : IR_AXIS_ALL;
+    return v;
+  }
+  default:
+    break;
+  }
+  return v_error();
+}
+
+/* Edit distance of two short names (for "did you mean"); large for long ones. */
+static int edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 40 || lb > 40) return 99;
+  int d[41][41];
+  for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+      d[i][j] = best;
+    }
+  return d[la][lb];
+}
+
+static void consider(const char **best, int *bestd, const char *name, const char *cand) {
+  int d = edit_distance(name, cand);
+  int limit = strlen(name) <= 3 ? 1 : 2;
+  if (d <= limit && d < *bestd) {
+    *best = cand;
+    *bestd = d;
+  }
+}
+
+/* " (did you mean 'h2'?)" or "" */
+static const char *suggest(Ctx *c, const char *name, bool functions) {
+  const char *best = NULL;
+  int bestd = 99;
+  if (functions) {
+    for (int i = 0; i < c->nfns; i++) consider(&best, &bestd, name, c->fns[i].def->name);
+    for (int i = 0; i < NBUILTINS; i++) consider(&best, &bestd, name, builtins[i].name);
+  } else {
+    for (Binding *b = c->top->vars; b; b = b->next) consider(&best, &bestd, name, b->name);
+  }
+  return best ? arena_printf(c->a, " (did you mean '%s'?)", best) : "";
+}
+
+Value sema_eval(Ctx *c, const Expr *e) {
+  switch (e->kind) {
+  case EX_ERROR: return v_error();
+  case EX_NUMBER: return v_number(e->num, e->is_int, true, DIM_UNKNOWN, e->loc);
+  case EX_NAME: {
+    Binding *b = sema_lookup(c->top, e->text);
+    if (b) return b->v;
+    if (sema_find_fn(c, e->text) || sema_find_builtin(e->text) >= 0)
+      ERR(c, e->loc, "'%s' is a function; call it with arguments, as in %s(x)", e->text, e->text);
+    else
+      ERR(c, e->loc, "unknown name '%s'%s", e->text, suggest(c, e->text, false));
+    return v_error();
+  }
+  case EX_NEG: return eval_neg(c, e);
+  case EX_BINARY: return eval_binary(c, e);
+  case EX_CALL: {
+    const FnInfo *fi = sema_find_fn(c, e->text);
+    if (fi) return sema_call_fn(c, e, fi);
+    int bi = sema_find_builtin(e->text);
+    if (bi >= 0) return eval_builtin(c, e, bi);
+    Binding *b = sema_lookup(c->top, e->text);
+    if (b) ERR(c, e->name_loc, "'%s' is a value, not a layer or function", e->text);
+    else ERR(c, e->name_loc, "unknown layer or function '%s'%s", e->text, suggest(c, e->text, true));
+    for (const Arg *g = e->args; g; g = g->next) sema_eval(c, g->value);
+    return v_error();
+  }
+  }
+  return v_error();
+}
+
