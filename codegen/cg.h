@@ -181,7 +181,6 @@ typedef struct {
 /* Emit the update of the params block: clip by global norm, weight decay, the rule of
  * `kind`. param_floats is the block size; state is opt_state. */
 void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRange *ranges, int nranges);
-int64_t cg_optimizer_state_floats(int kind, int64_t param_floats);
 
 /* ---- target.c ---- */
 /* Initialize LLVM's native target once; make a target machine for march. */

@@ -23,7 +23,7 @@
  *
  * Typical use:
  *   CgOptions o = {.march = "native", .opt_level = 3};
- *   CgOptimizer opt; cg_optimizer_defaults(&opt, BPRT_OPT_ADAM);
+ *   bprt_optimizer_config opt; bprt_optimizer_init(&opt, BPRT_OPT_ADAM);
  *   CgModel *m = cg_model_build(fwd, grad, &opt, &o);     // NULL: diagnostics printed
  *   cg_model_jit(m);                                       // desc->forward/grad/step
  *   bprt_model_desc *d = cg_model_desc(m);
@@ -47,18 +47,9 @@ typedef struct {
   bool profile;        /* count the cycles of every kernel (cg_model_profile) */
 } CgOptions;
 
-/* The optimizer of the train block: kind (bprt_optimizer) and the default
- * hyperparameters (BPRT_H_*) written into the descriptor; the step kernel reads them
+/* The optimizer of a model (bprt_optimizer_config, runtime/model.h): its kind and the
+ * default hyperparameters written into the descriptor; the update kernel reads them
  * from frame->hyper at run time. */
-typedef struct {
-  int kind;
-  double hyper[BPRT_H__COUNT];
-} CgOptimizer;
-
-/* PyTorch's defaults for `kind` (torch.optim): lr 0.01 for sgd / adagrad / rmsprop,
- * 1e-3 for adam / adamw, betas (0.9, 0.999), eps 1e-8 (adagrad 1e-10), alpha 0.99,
- * adamw weight_decay 0.01; STEP = 1. */
-void cg_optimizer_defaults(CgOptimizer *opt, int kind);
 
 typedef struct CgModel CgModel;
 
@@ -73,7 +64,7 @@ typedef struct CgModel CgModel;
  * update; these two if grad and opt are not NULL), optimized at o->opt_level, and fill
  * the descriptor's layout. The model name
  * is fwd->name. NULL after diagnostics (diag_error) on unsupported input. */
-CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgOptions *o);
+CgModel *cg_model_build(Func *fwd, Func *grad, const bprt_optimizer_config *opt, const CgOptions *o);
 LLVMModuleRef cg_model_module(CgModel *m);          /* the optimized module (owned by m) */
 LLVMTargetMachineRef cg_model_target(CgModel *m);   /* for emitting objects (owned by m) */
 bprt_model_desc *cg_model_desc(CgModel *m);          /* entry pointers NULL until cg_model_jit */

@@ -588,7 +588,7 @@ static void sanitize(char *s) {
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')) *p = '_';
 }
 
-CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgOptions *o) {
+CgModel *cg_model_build(Func *fwd, Func *grad, const bprt_optimizer_config *opt, const CgOptions *o) {
   CgOptions defaults = {"native", 3, 0, false, false};
   if (!o) o = &defaults;
   if (!fwd) {
@@ -669,7 +669,7 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const CgOptimizer *opt, const CgO
     m->desc.ws_per_batch = per_batch;
     m->desc.optimizer = opt ? opt->kind : BPRT_OPT_SGD;
     if (opt) memcpy(m->desc.hyper, opt->hyper, sizeof m->desc.hyper);
-    m->desc.opt_state_floats = opt && grad ? cg_optimizer_state_floats(opt->kind, m->desc.param_floats) : 0;
+    m->desc.opt_state_floats = opt && grad ? (int64_t)bprt_optimizers[opt->kind].slots * m->desc.param_floats : 0;
 
     new_entry(&b, "forward");
     ok = emit_body(&b, &pf, 0);

@@ -31,28 +31,6 @@
  * adam/adamw [m, v], each param_floats long. */
 #include "codegen/cg.h"
 
-int64_t cg_optimizer_state_floats(int kind, int64_t param_floats) {
-  switch (kind) {
-  case BPRT_OPT_SGD: case BPRT_OPT_MOMENTUM: case BPRT_OPT_ADAGRAD: return param_floats;
-  case BPRT_OPT_RMSPROP: case BPRT_OPT_ADAM: case BPRT_OPT_ADAMW: return 2 * param_floats;
-  default: return 0;
-  }
-}
-
-void cg_optimizer_defaults(CgOptimizer *opt, int kind) {
-  for (int i = 0; i < BPRT_H__COUNT; i++) opt->hyper[i] = 0;
-  opt->kind = kind;
-  double *h = opt->hyper;
-  h[BPRT_H_LR] = kind == BPRT_OPT_ADAM || kind == BPRT_OPT_ADAMW ? 1e-3 : 0.01;
-  h[BPRT_H_BETA1] = 0.9;
-  h[BPRT_H_BETA2] = 0.999;
-  h[BPRT_H_EPS] = kind == BPRT_OPT_ADAGRAD ? 1e-10 : 1e-8;
-  h[BPRT_H_ALPHA] = 0.99;
-  h[BPRT_H_WEIGHT_DECAY] = kind == BPRT_OPT_ADAMW ? 0.01 : 0;
-  h[BPRT_H_MOMENTUM] = kind == BPRT_OPT_MOMENTUM ? 0.9 : 0;
-  h[BPRT_H_STEP] = 1;
-}
-
 typedef struct {
   int kind;
   LLVMValueRef p, g, s0, s1;       /* float pointers */

@@ -41,7 +41,7 @@ int drv_write_library(const char *path, const char *model, const char *out) {
       return 1;
     }
   }
-  CgOptimizer opt;
+  bprt_optimizer_config opt;
   drv_train_optimizer(&c.model->train, &opt);
   CgOptions o = {drv_codegen.march, drv_codegen.opt_level, 0, true, false};
   CgModel *m = cg_model_build(c.func, grad, grad ? &opt : NULL, &o);

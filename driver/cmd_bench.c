@@ -71,7 +71,7 @@ static double cycles_per_ms(void) {
  *   kernel ENTRY INDEX MS_PER_STEP NAME...
  * with the milliseconds of one step (a parallel kernel: the caller's wall clock). The
  * counters add a few cycles per kernel; the step's median is the unprofiled build's. */
-static void profile_kernels(DrvCompilation *c, const CgOptimizer *opt, int64_t batch, int64_t warmup, int64_t steps,
+static void profile_kernels(DrvCompilation *c, const bprt_optimizer_config *opt, int64_t batch, int64_t warmup, int64_t steps,
                             int threads, const void *const *in) {
   double rate = cycles_per_ms();
   if (rate <= 0) {
@@ -172,8 +172,8 @@ static double time_gemm(const Shape *s, int threads, int steps, double *gflops) 
     batch = s->m;
   }
   ir_output(f, "c", c, SRCLOC_NONE);
-  CgOptimizer opt;
-  cg_optimizer_defaults(&opt, BPRT_OPT_SGD);
+  bprt_optimizer_config opt;
+  bprt_optimizer_init(&opt, BPRT_OPT_SGD);
   CgOptions co = {"native", 3, threads, false, false};
   double ms = NAN;
   CgModel *cm = cg_model_build(f, NULL, &opt, &co);
@@ -305,7 +305,7 @@ int cmd_bench(int argc, char **argv) {
     return 1;
   }
   if (batch <= 0) batch = c.model->train.batch;
-  CgOptimizer opt;
+  bprt_optimizer_config opt;
   drv_train_optimizer(&c.model->train, &opt);
 
   /* FLOPs of one step from the gradient IR (the same pipeline drv_build_jit runs). */

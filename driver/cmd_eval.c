@@ -110,7 +110,7 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
-  if (kind < 0) kind = (int)ts->optimizer;
+  if (kind < 0) kind = ts->opt.kind;
   if (threads > 0 && bprt_set_threads((int)threads)) {
     fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)threads, bprt_last_error());
     goto done;
@@ -119,8 +119,8 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
-  CgOptimizer opt;
-  cg_optimizer_defaults(&opt, kind);
+  bprt_optimizer_config opt;
+  bprt_optimizer_init(&opt, kind);
   cm = drv_build_jit(&c, kind, opt.hyper, (int)threads);
   if (!cm) goto done;
   const bprt_model_desc *desc = cg_model_desc(cm);

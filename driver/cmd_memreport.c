@@ -69,8 +69,7 @@ int64_t drv_mem_batch(const DrvCompilation *c) {
 int drv_mem_opt_factor(const DrvCompilation *c) {
   if (!c->model) return 0;
   const TrainSpec *t = &c->model->train;
-  int k = memplan_opt_state_factor(fe_optimizer_name(t->optimizer), t->momentum);
-  return k < 0 ? 0 : k;
+  return bprt_optimizers[t->opt.kind].slots;
 }
 
 Func *drv_checkpoint(DrvCompilation *c, Func *grad, RecomputeResult *res) {
@@ -128,7 +127,7 @@ int drv_mem_report(const char *path, const char *model) {
     if (drv_mem.budget > 0)
       printf("budget: %s (%lld bytes), total %s: fits\n", memplan_format_size(drv_mem.budget, b1, sizeof b1),
              (long long)drv_mem.budget, memplan_format_size(memplan_totals(p, batch, k).total, b2, sizeof b2));
-    printf("optimizer: %s (%d float%s of state per parameter)\n", fe_optimizer_name(c.model->train.optimizer), k,
+    printf("optimizer: %s (%d float%s of state per parameter)\n", bprt_optimizers[c.model->train.opt.kind].name, k,
            k == 1 ? "" : "s");
   }
   memplan_free(p);
@@ -136,7 +135,7 @@ int drv_mem_report(const char *path, const char *model) {
     /* What the compiled step allocates: every value a kernel writes (also gradients and
      * outputs before their sinks copy them out), placed by the same planner with kernel
      * lifetimes, plus the GEMM packing buffers. `bpcc train --watch` measures it. */
-    CgOptimizer opt;
+    bprt_optimizer_config opt;
     drv_train_optimizer(&c.model->train, &opt);
     CgOptions co = {"native", 0, 0, false, false};
     CgModel *cm = cg_model_build(c.func, f, &opt, &co);

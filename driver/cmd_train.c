@@ -41,8 +41,8 @@ struct CgModel *drv_build_jit(DrvCompilation *c, int optimizer, const double *hy
   if (!grad || diag_error_count() != errors) return NULL;
   grad = drv_checkpoint(c, grad, NULL);   /* --checkpoint, --mem-budget (cmd_memreport.c) */
   if (!grad) return NULL;
-  CgOptimizer opt;
-  cg_optimizer_defaults(&opt, optimizer);
+  bprt_optimizer_config opt;
+  bprt_optimizer_init(&opt, optimizer);
   memcpy(opt.hyper, hyper, sizeof opt.hyper);
   CgOptions co = {"native", 3, threads, false, drv_codegen.profile};
   CgModel *m = cg_model_build(c->func, grad, &opt, &co);
@@ -237,27 +237,9 @@ static int parse_args(int argc, char **argv, TrainArgs *t, bool eval) {
 /* The optimizer and its hyperparameters: the train block (which holds PyTorch's
  * defaults for what it does not set), then --optimizer, then --lr. */
 static int resolve_optimizer(const TrainSpec *ts, const TrainArgs *a, int *kind, double *hyper) {
-  if (ts->amsgrad || ts->centered) {
-    fprintf(stderr, "bpcc: error: %s = true in the train block is not supported by bpcc's update kernels\n",
-            ts->amsgrad ? "amsgrad" : "centered");
-    return -1;
-  }
-  *kind = (int)ts->optimizer; /* FeOptimizer and bprt_optimizer share their order */
-  CgOptimizer d;
-  cg_optimizer_defaults(&d, *kind);
-  memcpy(hyper, d.hyper, sizeof d.hyper);
-  hyper[BPRT_H_LR] = ts->lr;
-  hyper[BPRT_H_MOMENTUM] = ts->momentum;
-  hyper[BPRT_H_DAMPENING] = ts->dampening;
-  hyper[BPRT_H_NESTEROV] = ts->nesterov;
-  hyper[BPRT_H_BETA1] = ts->beta1;
-  hyper[BPRT_H_BETA2] = ts->beta2;
-  if (ts->eps > 0) hyper[BPRT_H_EPS] = ts->eps;
-  hyper[BPRT_H_ALPHA] = ts->alpha;
-  hyper[BPRT_H_LR_DECAY] = ts->lr_decay;
-  hyper[BPRT_H_INITIAL_ACC] = ts->initial_accumulator_value;
-  hyper[BPRT_H_WEIGHT_DECAY] = ts->weight_decay;
-  hyper[BPRT_H_CLIP] = ts->clip;
+  *kind = ts->opt.kind;
+  memcpy(hyper, ts->opt.hyper, sizeof ts->opt.hyper);
+  bprt_optimizer_config d;
   if (a->optimizer) {
     BprtOptSpec o;
     if (bprt_optimizer_parse(a->optimizer, &o)) {
@@ -267,7 +249,7 @@ static int resolve_optimizer(const TrainSpec *ts, const TrainArgs *a, int *kind,
     if (o.kind != *kind) { /* another optimizer: its own defaults; the block's clip stays */
       double clip = hyper[BPRT_H_CLIP];
       *kind = o.kind;
-      cg_optimizer_defaults(&d, *kind);
+      bprt_optimizer_init(&d, *kind);
       memcpy(hyper, d.hyper, sizeof d.hyper);
       hyper[BPRT_H_CLIP] = clip;
     }
@@ -593,7 +575,7 @@ int cmd_train(int argc, char **argv) {
            desc->model_name, param_count(desc), c.name, t_compile, seconds_now() - t_start);
     printf("  data %s: %" PRId64 " rows", train->source, train->n);
     if (val) printf("; validation %s: %" PRId64 " rows", val->source, val->n);
-    printf("\n  %s(lr=%g", bprt_optimizer_names[kind], hyper[BPRT_H_LR]);
+    printf("\n  %s(lr=%g", bprt_optimizers[kind].name, hyper[BPRT_H_LR]);
     if (hyper[BPRT_H_WEIGHT_DECAY] > 0) printf(", weight_decay=%g", hyper[BPRT_H_WEIGHT_DECAY]);
     if (hyper[BPRT_H_CLIP] > 0) printf(", clip=%g", hyper[BPRT_H_CLIP]);
     printf("), schedule %s, batch %" PRId64 ", epochs %" PRId64 ", seed %" PRIu64 ", %d threads\n",

@@ -82,7 +82,7 @@ int drv_emit_obj(DrvCompilation *c, FILE *out);
 #ifdef BPCC_CODEGEN_H
 /* The optimizer and hyperparameters of a train block, as codegen takes them
  * (emit_codegen.c; declared where codegen/codegen.h is included). */
-void drv_train_optimizer(const TrainSpec *ts, CgOptimizer *opt);
+void drv_train_optimizer(const TrainSpec *ts, bprt_optimizer_config *opt);
 #endif
 /* `bpcc FILE.bp -o NAME.so` (cmd_aot.c): the shared library and NAME.h; exit status. */
 int drv_write_library(const char *path, const char *model, const char *out);

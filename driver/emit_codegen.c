@@ -14,26 +14,7 @@ DrvCodegenOptions drv_codegen = {"native", 3, false};
 
 /* The optimizer and hyperparameters of a train block (TrainSpec holds PyTorch's
  * defaults for whatever the block leaves out). */
-void drv_train_optimizer(const TrainSpec *ts, CgOptimizer *opt) {
-  static const int kinds[] = {[FE_OPT_SGD] = BPRT_OPT_SGD,         [FE_OPT_MOMENTUM] = BPRT_OPT_MOMENTUM,
-                              [FE_OPT_ADAGRAD] = BPRT_OPT_ADAGRAD, [FE_OPT_RMSPROP] = BPRT_OPT_RMSPROP,
-                              [FE_OPT_ADAM] = BPRT_OPT_ADAM,       [FE_OPT_ADAMW] = BPRT_OPT_ADAMW};
-  cg_optimizer_defaults(opt, kinds[ts->optimizer]);
-  double *h = opt->hyper;
-  h[BPRT_H_LR] = ts->lr;
-  h[BPRT_H_MOMENTUM] = ts->momentum;
-  h[BPRT_H_DAMPENING] = ts->dampening;
-  h[BPRT_H_NESTEROV] = ts->nesterov;
-  h[BPRT_H_BETA1] = ts->beta1;
-  h[BPRT_H_BETA2] = ts->beta2;
-  if (ts->eps > 0) h[BPRT_H_EPS] = ts->eps;
-  h[BPRT_H_ALPHA] = ts->alpha;
-  h[BPRT_H_LR_DECAY] = ts->lr_decay;
-  h[BPRT_H_INITIAL_ACC] = ts->initial_accumulator_value;
-  h[BPRT_H_WEIGHT_DECAY] = ts->weight_decay;
-  h[BPRT_H_CLIP] = ts->clip;
-  h[BPRT_H_STEP] = 1;
-}
+void drv_train_optimizer(const TrainSpec *ts, bprt_optimizer_config *opt) { *opt = ts->opt; }
 
 static bool has_loss(const Func *f) {
   for (int32_t i = 0; i < f->ninsts; i++)
@@ -52,7 +33,7 @@ static int emit_kind(DrvCompilation *c, int kind) {
     grad = pass_run_pipeline(ir_func_clone(c->func, gname), &po);
     if (!grad || diag_error_count() != errors) return 1;
   }
-  CgOptimizer opt;
+  bprt_optimizer_config opt;
   drv_train_optimizer(&c->model->train, &opt);
   CgOptions o = {drv_codegen.march, drv_codegen.opt_level, 0, true, false};
   CgModel *m = cg_model_build(c->func, grad, grad ? &opt : NULL, &o);

@@ -21,6 +21,7 @@
 #define BPCC_FRONTEND_H
 
 #include "ir/ir.h"
+#include "runtime/model.h"   /* the optimizer vocabulary (runtime/optimizers.c) */
 
 /* Limits that keep hostile input from exhausting the C stack. */
 #define FE_MAX_EXPR_DEPTH 200   /* nesting of one expression */
@@ -180,27 +181,15 @@ bool fe_parse_number(const char *text, double *out, bool *is_int, char *err, siz
 
 /* --------------------------------------------------------------- train block (train_block.c) */
 
-typedef enum { FE_OPT_SGD, FE_OPT_MOMENTUM, FE_OPT_ADAGRAD, FE_OPT_RMSPROP, FE_OPT_ADAM, FE_OPT_ADAMW } FeOptimizer;
 typedef enum { FE_SCHED_CONSTANT, FE_SCHED_STEP, FE_SCHED_COSINE, FE_SCHED_PLATEAU } FeSchedule;
 
 /* The checked `train` block. Fields a block does not set hold PyTorch's defaults (for
- * the chosen optimizer) or the bpcc defaults documented in docs/language.md. */
+ * the chosen optimizer: the vocabulary of runtime/optimizers.c) or the bpcc defaults
+ * documented in docs/language.md. */
 typedef struct {
   bool present;              /* the model has a train block */
   SrcLoc loc;
-  FeOptimizer optimizer;     /* default adam */
-  double lr;                 /* all optimizers */
-  double momentum;           /* sgd (0), momentum (0.9), rmsprop (0) */
-  double dampening;          /* sgd, momentum */
-  bool nesterov;             /* sgd, momentum */
-  double beta1, beta2;       /* adam, adamw: betas = (0.9, 0.999) */
-  double eps;                /* adagrad 1e-10, rmsprop/adam/adamw 1e-8 */
-  double alpha;              /* rmsprop smoothing, 0.99 */
-  bool centered;             /* rmsprop */
-  bool amsgrad;              /* adam, adamw */
-  double lr_decay;           /* adagrad */
-  double initial_accumulator_value; /* adagrad */
-  double weight_decay;       /* optimizer kwarg or `weight_decay` line (adamw: 0.01) */
+  bprt_optimizer_config opt; /* default adam; weight_decay and clip lines land here too */
   int64_t batch;             /* default 32 */
   int64_t epochs;            /* default 1 */
   uint64_t seed;             /* default 0 */
@@ -215,10 +204,8 @@ typedef struct {
   double threshold;          /* plateau: 1e-4 */
   int64_t cooldown;          /* plateau: 0 */
   double min_lr;             /* plateau: 0 */
-  double clip;               /* max global gradient L2 norm; 0 = no clipping */
 } TrainSpec;
 
-const char *fe_optimizer_name(FeOptimizer o);
 const char *fe_schedule_name(FeSchedule s);
 void fe_train_defaults(TrainSpec *t);
 /* Check a train block and fill *t (defaults first). Errors through diag_error. */

@@ -17,37 +17,14 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const opt_names[] = {"sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"};
 static const char *const sched_names[] = {"constant", "step", "cosine", "plateau"};
 
-const char *fe_optimizer_name(FeOptimizer o) { return opt_names[o]; }
 const char *fe_schedule_name(FeSchedule s) { return sched_names[s]; }
-
-static void optimizer_defaults(TrainSpec *t, FeOptimizer o) {
-  t->optimizer = o;
-  t->momentum = o == FE_OPT_MOMENTUM ? 0.9 : 0;
-  t->dampening = 0;
-  t->nesterov = false;
-  t->beta1 = 0.9;
-  t->beta2 = 0.999;
-  t->alpha = 0.99;
-  t->centered = false;
-  t->amsgrad = false;
-  t->lr_decay = 0;
-  t->initial_accumulator_value = 0;
-  t->weight_decay = o == FE_OPT_ADAMW ? 1e-2 : 0;
-  switch (o) {
-  case FE_OPT_SGD: case FE_OPT_MOMENTUM: t->lr = 1e-2; t->eps = 0; break;
-  case FE_OPT_ADAGRAD: t->lr = 1e-2; t->eps = 1e-10; break;
-  case FE_OPT_RMSPROP: t->lr = 1e-2; t->eps = 1e-8; break;
-  case FE_OPT_ADAM: case FE_OPT_ADAMW: t->lr = 1e-3; t->eps = 1e-8; break;
-  }
-}
 
 void fe_train_defaults(TrainSpec *t) {
   memset(t, 0, sizeof *t);
   t->loc = SRCLOC_NONE;
-  optimizer_defaults(t, FE_OPT_ADAM);
+  bprt_optimizer_init(&t->opt, BPRT_OPT_ADAM);
   t->batch = 32;
   t->epochs = 1;
   t->seed = 0;
@@ -61,38 +38,20 @@ void fe_train_defaults(TrainSpec *t) {
   t->threshold = 1e-4;
   t->cooldown = 0;
   t->min_lr = 0;
-  t->clip = 0;
 }
 
 /* What a keyword argument may hold. */
-typedef enum { K_POS, K_NONNEG, K_UNIT, K_INT_POS, K_INT_NONNEG, K_BOOL, K_PAIR } Kind;
+typedef enum { K_POS, K_NONNEG, K_UNIT, K_INT_POS, K_INT_NONNEG } Kind;
 
 typedef struct {
   const char *name;
   Kind kind;
   size_t off;       /* offset in TrainSpec */
-  unsigned mask;    /* optimizers (1 << FeOptimizer) or schedules it applies to */
+  unsigned mask;    /* schedules it applies to (1 << FeSchedule) */
 } Key;
 
 #define OFF(f) offsetof(TrainSpec, f)
-#define ALL_OPT 0x3Fu
-#define O(x) (1u << FE_OPT_##x)
 #define S(x) (1u << FE_SCHED_##x)
-
-static const Key opt_keys[] = {
-    {"lr", K_POS, OFF(lr), ALL_OPT},
-    {"momentum", K_UNIT, OFF(momentum), O(SGD) | O(MOMENTUM) | O(RMSPROP)},
-    {"dampening", K_UNIT, OFF(dampening), O(SGD) | O(MOMENTUM)},
-    {"nesterov", K_BOOL, OFF(nesterov), O(SGD) | O(MOMENTUM)},
-    {"weight_decay", K_NONNEG, OFF(weight_decay), ALL_OPT},
-    {"lr_decay", K_NONNEG, OFF(lr_decay), O(ADAGRAD)},
-    {"initial_accumulator_value", K_NONNEG, OFF(initial_accumulator_value), O(ADAGRAD)},
-    {"eps", K_NONNEG, OFF(eps), O(ADAGRAD) | O(RMSPROP) | O(ADAM) | O(ADAMW)},
-    {"alpha", K_UNIT, OFF(alpha), O(RMSPROP)},
-    {"centered", K_BOOL, OFF(centered), O(RMSPROP)},
-    {"betas", K_PAIR, OFF(beta1), O(ADAM) | O(ADAMW)},
-    {"amsgrad", K_BOOL, OFF(amsgrad), O(ADAM) | O(ADAMW)},
-};
 
 static const Key sched_keys[] = {
     {"step_size", K_INT_POS, OFF(step_size), S(STEP)},
@@ -126,32 +85,6 @@ static bool store(TrainSpec *t, const Key *k, const TrainValue *v) {
   char *base = (char *)t;
   double x = 0;
   if (v->kind == TV_NAME && !v->name) return false;   /* bad literal, reported */
-  switch (k->kind) {
-  case K_BOOL:
-    if (v->kind == TV_NAME && (strcmp(v->name, "true") == 0 || strcmp(v->name, "false") == 0)) {
-      *(bool *)(base + k->off) = v->name[0] == 't';
-      return true;
-    }
-    diag_error(v->loc, "'%s' must be true or false", k->name);
-    return false;
-  case K_PAIR: {
-    double a, b;
-    const TrainValue *p = v->kind == TV_TUPLE ? v->items : NULL;
-    if (!p || !p->next || p->next->next || !number_of(p, &a) || !number_of(p->next, &b)) {
-      diag_error(v->loc, "'%s' must be a pair of numbers, as in (0.9, 0.999)", k->name);
-      return false;
-    }
-    if (!(a >= 0 && a < 1) || !(b >= 0 && b < 1)) {
-      diag_error(v->loc, "'%s' must be two numbers in [0, 1), got (%g, %g)", k->name, a, b);
-      return false;
-    }
-    ((double *)(base + k->off))[0] = a;
-    ((double *)(base + k->off))[1] = b;
-    return true;
-  }
-  default:
-    break;
-  }
   if (!number_of(v, &x)) {
     diag_error(v->loc, "'%s' must be a number", k->name);
     return false;
@@ -181,7 +114,75 @@ static bool store(TrainSpec *t, const Key *k, const TrainValue *v) {
   return true;
 }
 
-/* Match name(args) against a key table for the chosen optimizer or schedule. */
+/* One keyword argument of `optimizer NAME(k = v, ...)`, through the optimizer vocabulary
+ * (runtime/optimizers.c): names, ranges and the flags bpcc accepts only as false are
+ * the ones `--optimizer` and set_hyper use. */
+static void store_opt_arg(TrainSpec *t, const char *name, const bprt_opt_arg *a, const TrainValue *v) {
+  if (v->kind == TV_NAME && !v->name) return;   /* bad literal, reported */
+  bool is_bool = a->index < 0 || bprt_hypers[a->index].range == BPRT_RANGE_BOOL;
+  double x[2] = {0, 0};
+  if (a->count == 2) {
+    const TrainValue *p = v->kind == TV_TUPLE ? v->items : NULL;
+    if (!p || !p->next || p->next->next || !number_of(p, &x[0]) || !number_of(p->next, &x[1])) {
+      diag_error(v->loc, "'%s' must be a pair of numbers, as in (0.9, 0.999)", name);
+      return;
+    }
+  } else if (is_bool) {
+    if (!(v->kind == TV_NAME && (strcmp(v->name, "true") == 0 || strcmp(v->name, "false") == 0))) {
+      diag_error(v->loc, "'%s' must be true or false", name);
+      return;
+    }
+    x[0] = v->name[0] == 't';
+  } else if (!number_of(v, &x[0])) {
+    diag_error(v->loc, "'%s' must be a number", name);
+    return;
+  }
+  if (a->index < 0) {   /* a torch.optim flag bpcc's update kernels do not implement */
+    if (x[0] != 0)
+      diag_error(v->loc, "'%s = true' is not supported by bpcc's update kernels (only %s = false)", name, name);
+    return;
+  }
+  for (int j = 0; j < a->count; j++) {
+    const char *bad = bprt_hyper_check(a->index + j, x[j]);
+    if (bad) {
+      if (a->count == 2) diag_error(v->loc, "'%s' %s, got (%g, %g)", name, bad, x[0], x[1]);
+      else diag_error(v->loc, "'%s' %s, got %g", name, bad, x[0]);
+      return;
+    }
+  }
+  for (int j = 0; j < a->count; j++) t->opt.hyper[a->index + j] = x[j];
+}
+
+/* The arguments of `optimizer NAME(...)`: keyword only (torch.optim's first positional
+ * argument is the parameters). */
+static void apply_opt_args(TrainSpec *t, const TrainItem *it, const char *fname) {
+  const char *seen[32];
+  int nseen = 0;
+  for (const TrainArg *g = it->args; g; g = g->next) {
+    if (!g->name) {
+      diag_error(g->loc, "too many positional arguments for '%s'; name them, as in lr = 0.01", fname);
+      continue;
+    }
+    const bprt_opt_arg *a = bprt_opt_arg_lookup(t->opt.kind, g->name, NULL);
+    if (!a) {
+      char list[400];
+      diag_error(g->loc, "'%s' has no argument '%s' (it takes: %s)", fname, g->name,
+                 bprt_opt_arg_list(t->opt.kind, list, sizeof list));
+      continue;
+    }
+    bool dup = false;
+    for (int i = 0; i < nseen; i++)
+      if (strcmp(seen[i], g->name) == 0) dup = true;
+    if (dup) {
+      diag_error(g->loc, "argument '%s' given twice", g->name);
+      continue;
+    }
+    if (nseen < 32) seen[nseen++] = g->name;
+    store_opt_arg(t, g->name, a, g->value);
+  }
+}
+
+/* Match name(args) against the key table of the chosen schedule. */
 static void apply_args(TrainSpec *t, const TrainItem *it, const Key *keys, int nkeys, unsigned bit,
                        const char *const *positional, int npositional, const char *fname) {
   const char *seen[32];
@@ -256,20 +257,26 @@ void fe_check_train(const Def *train, TrainSpec *t) {
     const TrainValue *v = it->value;
     switch (k) {
     case 0: {   /* optimizer NAME[(args)] */
-      int o = -1;
-      if (v->kind == TV_NAME && v->name)
-        for (int i = 0; i < 6; i++)
-          if (strcmp(opt_names[i], v->name) == 0) o = i;
+      int o = v->kind == TV_NAME && v->name ? bprt_optimizer_lookup(v->name) : -1;
       if (o < 0) {
-        if (!(v->kind == TV_NAME && !v->name))
-          diag_error(v->loc, "unknown optimizer (expected sgd, momentum, adagrad, rmsprop, adam or adamw)");
+        if (!(v->kind == TV_NAME && !v->name)) {
+          char list[200];
+          size_t m = 0;
+          for (int i = 0; i < BPRT_OPT__COUNT && m < sizeof list; i++)
+            m += (size_t)snprintf(list + m, sizeof list - m, "%s%s", i == 0 ? "" : i == BPRT_OPT__COUNT - 1 ? " or " : ", ",
+                                  bprt_optimizers[i].name);
+          diag_error(v->loc, "unknown optimizer (expected %s)", list);
+        }
         break;
       }
-      double wd = t->weight_decay;
-      optimizer_defaults(t, (FeOptimizer)o);
-      if (wd_line) t->weight_decay = wd;
+      double wd = t->opt.hyper[BPRT_H_WEIGHT_DECAY], clip = t->opt.hyper[BPRT_H_CLIP];
+      bprt_optimizer_init(&t->opt, o);
+      if (wd_line) t->opt.hyper[BPRT_H_WEIGHT_DECAY] = wd;
+      t->opt.hyper[BPRT_H_CLIP] = clip;
       opt_item = it;
-      apply_args(t, it, opt_keys, (int)(sizeof opt_keys / sizeof opt_keys[0]), 1u << o, NULL, 0, v->name);
+      apply_opt_args(t, it, v->name);
+      const char *bad = bprt_optimizer_check(o, t->opt.hyper);
+      if (bad) diag_error(it->loc, "%s: %s", v->name, bad);
       break;
     }
     case 1: integer_value(it, 1, &t->batch); break;
@@ -312,7 +319,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
         break;
       }
       if (k == 5) {
-        t->clip = x;
+        t->opt.hyper[BPRT_H_CLIP] = x;
       } else {
         if (opt_item)
           for (const TrainArg *g = opt_item->args; g; g = g->next)
@@ -320,7 +327,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
               diag_error(it->loc, "weight_decay is set twice: here and in the optimizer's arguments");
               diag_note(g->loc, "set here");
             }
-        t->weight_decay = x;
+        t->opt.hyper[BPRT_H_WEIGHT_DECAY] = x;
         wd_line = true;
       }
       break;
@@ -346,24 +353,22 @@ void fe_check_train(const Def *train, TrainSpec *t) {
 }
 
 void fe_print_train(FILE *o, const TrainSpec *t) {
-  fprintf(o, "  train:\n    optimizer  %s(lr=%g", fe_optimizer_name(t->optimizer), t->lr);
-  switch (t->optimizer) {
-  case FE_OPT_SGD:
-  case FE_OPT_MOMENTUM:
-    fprintf(o, ", momentum=%g, dampening=%g, nesterov=%s", t->momentum, t->dampening, t->nesterov ? "true" : "false");
-    break;
-  case FE_OPT_ADAGRAD:
-    fprintf(o, ", lr_decay=%g, initial_accumulator_value=%g, eps=%g", t->lr_decay, t->initial_accumulator_value, t->eps);
-    break;
-  case FE_OPT_RMSPROP:
-    fprintf(o, ", alpha=%g, eps=%g, momentum=%g, centered=%s", t->alpha, t->eps, t->momentum, t->centered ? "true" : "false");
-    break;
-  case FE_OPT_ADAM:
-  case FE_OPT_ADAMW:
-    fprintf(o, ", betas=(%g, %g), eps=%g, amsgrad=%s", t->beta1, t->beta2, t->eps, t->amsgrad ? "true" : "false");
-    break;
+  /* optimizer NAME(every argument it takes, in the vocabulary's order; clip below) */
+  const double *h = t->opt.hyper;
+  fprintf(o, "  train:\n    optimizer  %s(", bprt_optimizers[t->opt.kind].name);
+  bool first = true;
+  for (const bprt_opt_arg *a = bprt_opt_args; a->name; a++) {
+    if (!(a->optimizers & (1u << t->opt.kind)) || a->index == BPRT_H_CLIP || (a->index < 0 && !strcmp(a->name, "maximize")) ||
+        (a->index < 0 && !strcmp(a->name, "foreach")))
+      continue;
+    fprintf(o, "%s%s=", first ? "" : ", ", a->name);
+    first = false;
+    if (a->index < 0) fprintf(o, "false");
+    else if (a->count == 2) fprintf(o, "(%g, %g)", h[a->index], h[a->index + 1]);
+    else if (bprt_hypers[a->index].range == BPRT_RANGE_BOOL) fprintf(o, "%s", h[a->index] != 0 ? "true" : "false");
+    else fprintf(o, "%g", h[a->index]);
   }
-  fprintf(o, ", weight_decay=%g)\n", t->weight_decay);
+  fprintf(o, ")\n");
   fprintf(o, "    batch      %lld\n    epochs     %lld\n    seed       %llu\n", (long long)t->batch,
           (long long)t->epochs, (unsigned long long)t->seed);
   fprintf(o, "    schedule   %s", fe_schedule_name(t->schedule));
@@ -381,6 +386,6 @@ void fe_print_train(FILE *o, const TrainSpec *t) {
     break;
   }
   fputc('\n', o);
-  if (t->clip > 0) fprintf(o, "    clip       %g (max global gradient norm)\n", t->clip);
+  if (h[BPRT_H_CLIP] > 0) fprintf(o, "    clip       %g (max global gradient norm)\n", h[BPRT_H_CLIP]);
   else fprintf(o, "    clip       none\n");
 }

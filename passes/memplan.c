@@ -91,16 +91,6 @@ char *memplan_format_size(int64_t bytes, char *buf, size_t n) {
   return buf;
 }
 
-int memplan_opt_state_factor(const char *optimizer, double momentum) {
-  if (!optimizer) return -1;
-  if (!strcmp(optimizer, "sgd")) return momentum != 0 ? 1 : 0;
-  if (!strcmp(optimizer, "momentum") || !strcmp(optimizer, "nesterov")) return 1;
-  if (!strcmp(optimizer, "adagrad")) return 1;
-  if (!strcmp(optimizer, "rmsprop")) return momentum != 0 ? 2 : 1;
-  if (!strcmp(optimizer, "adam") || !strcmp(optimizer, "adamw")) return 2;
-  return -1;
-}
-
 /* ------------------------------------------------------------------ FLOPs */
 
 double memplan_inst_flops(Func *f, int32_t v, int64_t batch) {

@@ -79,7 +79,7 @@ int64_t memplan_workspace_bytes(const MemPlan *p, int64_t batch);
 int64_t memplan_live_peak(const MemPlan *p, int64_t batch);
 
 /* Totals in bytes at a batch. opt_state_per_param: floats of optimizer state per
- * parameter float (sgd 0, momentum 1, adam 2; see memplan_opt_state_factor). */
+ * parameter float (bprt_optimizers[kind].slots: sgd 1, adam 2). */
 typedef struct {
   int64_t params, grads, opt_state;
   int64_t kept, recomputed, temporaries;  /* sums of the values' own bytes */
@@ -93,9 +93,6 @@ MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_para
  * lifetime, workspace offset, kind) and the totals, at a batch. */
 void memplan_print_report(FILE *out, const MemPlan *p, int64_t batch, int opt_state_per_param);
 
-/* Floats of optimizer state per parameter float: sgd 0 (1 with momentum), momentum 1,
- * adagrad 1, rmsprop 1 (2 with momentum), adam and adamw 2. -1 for an unknown name. */
-int memplan_opt_state_factor(const char *optimizer, double momentum);
 
 /* Exact bytes of a value of type t (linear in B; nonlinear types are evaluated at
  * batch and *linear is cleared). */

@@ -47,16 +47,6 @@ struct bprt_model {
   int64_t last_batch;                /* rows in scratch_out after grad / step, 0 = none */
 };
 
-const char *const bprt_hyper_names[BPRT_H__COUNT] = {
-    "lr",    "momentum",     "dampening", "nesterov", "beta1",
-    "beta2", "eps",          "weight_decay", "alpha", "lr_decay",
-    "initial_accumulator_value", "clip", "step",
-};
-
-static const char *const optimizer_names[BPRT_OPT__COUNT] = {
-    "sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw",
-};
-
 /* Set the message and return code (the runtime's bprt_set_error returns -1). */
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(int code, const char *fmt, ...) {
@@ -105,32 +95,12 @@ int bprt_model_opt_slots(const bprt_model_desc *d) {
 }
 
 const char *bprt_model_opt_slot_name(const bprt_model_desc *d, int k) {
-  static const char *const adam[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
-  static const char *const rmsprop[] = {"square_avg", "momentum_buffer", "grad_avg"};
-  static const char *const sgd[] = {"momentum_buffer"};
-  static const char *const adagrad[] = {"sum"};
-  static const char *const slot[] = {"slot0", "slot1", "slot2", "slot3", "slot4", "slot5"};
+  static const char *const slot[] = {"slot0", "slot1", "slot2", "slot3"};
   int n = bprt_model_opt_slots(d);
   if (k < 0 || k >= n) return NULL;
-  switch (d->optimizer) {
-  case BPRT_OPT_ADAM:
-  case BPRT_OPT_ADAMW:
-    if (k < 3) return adam[k];
-    break;
-  case BPRT_OPT_RMSPROP:
-    if (k < 3) return rmsprop[k];
-    break;
-  case BPRT_OPT_SGD:
-  case BPRT_OPT_MOMENTUM:
-    if (k < 1) return sgd[k];
-    break;
-  case BPRT_OPT_ADAGRAD:
-    if (k < 1) return adagrad[k];
-    break;
-  default:
-    break;
-  }
-  return k < 6 ? slot[k] : "slot";
+  if (d->optimizer >= 0 && d->optimizer < BPRT_OPT__COUNT && k < bprt_optimizers[d->optimizer].slots)
+    return bprt_optimizers[d->optimizer].slot_names[k];
+  return k < 4 ? slot[k] : "slot";
 }
 
 /* A descriptor generated code could be wrong about only through a bug, but checking it
@@ -443,22 +413,13 @@ const float *bprt_model_last_output(const bprt_model *m, int i) {
 
 /* ------------------------------------------------------- hyperparameters */
 
-int bprt_hyper_lookup(const char *name) {
-  if (!name) return -1;
-  for (int i = 0; i < BPRT_H__COUNT; i++)
-    if (i != BPRT_H_STEP && !strcmp(name, bprt_hyper_names[i])) return i;
-  return -1;
-}
-
 int bprt_model_set_hyper(bprt_model *m, int which, double value) {
   if (!m) return fail(BPRT_E_ARG, "set_hyper: NULL model");
   if (which < 0 || which >= BPRT_H__COUNT || which == BPRT_H_STEP)
     return fail(BPRT_E_RANGE, "%s: hyperparameter index %d is out of range [0, %d) (step is set with set_step)",
                 model_name(m), which, BPRT_H_STEP);
-  if (!isfinite(value))
-    return fail(BPRT_E_ARG, "%s: %s must be finite, got %g", model_name(m), bprt_hyper_names[which], value);
-  if (value < 0)
-    return fail(BPRT_E_ARG, "%s: %s must be >= 0, got %g", model_name(m), bprt_hyper_names[which], value);
+  const char *bad = bprt_hyper_check(which, value);
+  if (bad) return fail(BPRT_E_ARG, "%s: %s %s, got %g", model_name(m), bprt_hypers[which].name, bad, value);
   m->hyper[which] = value;
   return BPRT_OK;
 }
@@ -480,7 +441,7 @@ static int unknown_hyper(const char *model, const char *name) {
   char known[512] = "";
   for (int i = 0; i < BPRT_H_STEP; i++) {
     strcat(known, i ? ", " : "");
-    strcat(known, bprt_hyper_names[i]);
+    strcat(known, bprt_hypers[i].name);
   }
   return fail(BPRT_E_RANGE, "%s: unknown hyperparameter '%s' (known: %s)", model, name, known);
 }
@@ -611,7 +572,7 @@ int bprt_model_save_meta(const bprt_model *m, const char *path, const char *cons
   meta[nm++] = (BprtMeta){"format", CHECKPOINT_FORMAT};
   meta[nm++] = (BprtMeta){"format_version", CHECKPOINT_VERSION};
   meta[nm++] = (BprtMeta){"model", model_name(m)};
-  meta[nm++] = (BprtMeta){"optimizer", optimizer_names[d->optimizer]};
+  meta[nm++] = (BprtMeta){"optimizer", bprt_optimizers[d->optimizer].name};
   meta[nm++] = (BprtMeta){"step", step};
   meta[nm++] = (BprtMeta){"lr", lr};
   for (int i = 0; i < nextra; i++) meta[nm++] = (BprtMeta){keys[i], values[i]};
@@ -666,9 +627,9 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
     else if (!model || strcmp(model, model_name(m)) != 0)
       rc = fail(BPRT_E_CHECKPOINT, "%s: checkpoint is for model '%s', not '%s'", path, model ? model : "(unnamed)",
                 model_name(m));
-    else if (!opt || strcmp(opt, optimizer_names[d->optimizer]) != 0)
+    else if (!opt || strcmp(opt, bprt_optimizers[d->optimizer].name) != 0)
       rc = fail(BPRT_E_CHECKPOINT, "%s: checkpoint holds %s optimizer state; this model trains with %s", path,
-                opt ? opt : "(no)", optimizer_names[d->optimizer]);
+                opt ? opt : "(no)", bprt_optimizers[d->optimizer].name);
     else if (parse_u64(bprt_st_meta(ck, "step"), &step) != 0)
       rc = fail(BPRT_E_CHECKPOINT, "%s: metadata 'step' is not a count: '%s'", path,
                 bprt_st_meta(ck, "step") ? bprt_st_meta(ck, "step") : "(missing)");

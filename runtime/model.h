@@ -21,6 +21,7 @@
 #ifndef BPCC_RUNTIME_MODEL_H
 #define BPCC_RUNTIME_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,63 @@ typedef enum {
   BPRT_OPT_ADAMW,
   BPRT_OPT__COUNT
 } bprt_optimizer;
+
+/* ------------------------------------------ the optimizer vocabulary (optimizers.c)
+ * One table of optimizers and one of hyperparameters with torch.optim's names,
+ * defaults and ranges, read by every part of bpcc that names them. */
+typedef enum {
+  BPRT_RANGE_NONNEG,     /* >= 0 */
+  BPRT_RANGE_UNIT_OPEN,  /* [0, 1): betas */
+  BPRT_RANGE_BOOL,       /* 0 or 1: nesterov */
+  BPRT_RANGE_COUNT,      /* an integer >= 1: step */
+} bprt_hyper_range;
+
+typedef struct {
+  const char *name;          /* PyTorch's keyword ("lr", "momentum", ...; "beta1", "beta2") */
+  bprt_hyper_range range;
+} bprt_hyper_info;
+extern const bprt_hyper_info bprt_hypers[BPRT_H__COUNT];
+
+typedef struct {
+  const char *name;               /* "adam" (train blocks, --optimizer, checkpoints) */
+  const char *torch;              /* "torch.optim.Adam" */
+  int32_t slots;                  /* floats of state per parameter float */
+  const char *slot_names[2];      /* PyTorch's state keys: checkpoint tensors optim.<param>.<slot> */
+  double defaults[BPRT_H__COUNT]; /* PyTorch's defaults; STEP = 1 */
+} bprt_optimizer_info;
+extern const bprt_optimizer_info bprt_optimizers[BPRT_OPT__COUNT];
+
+/* A keyword argument of `NAME(k = v, ...)` (train blocks and --optimizer): the
+ * hyperparameter it sets (count 2: "betas" sets beta1 and beta2), or index -1 for a
+ * torch.optim flag that bpcc accepts only as false (amsgrad, centered, ...). */
+typedef struct {
+  const char *name;
+  int32_t index, count;
+  uint32_t optimizers;            /* bit per bprt_optimizer that takes it */
+} bprt_opt_arg;
+extern const bprt_opt_arg bprt_opt_args[];   /* NULL-terminated, in summary order */
+
+/* An optimizer and its hyperparameters: what a train block, the command line and the
+ * descriptor of a compiled model hold. */
+typedef struct {
+  int32_t kind;                   /* bprt_optimizer */
+  double hyper[BPRT_H__COUNT];
+} bprt_optimizer_config;
+
+int bprt_optimizer_lookup(const char *name);                 /* -1 if unknown */
+void bprt_optimizer_init(bprt_optimizer_config *c, int kind);   /* kind with PyTorch's defaults */
+/* Constraints between hyperparameters (nesterov needs momentum); NULL or a phrase. */
+const char *bprt_optimizer_check(int kind, const double *hyper);
+/* NULL if value is in the range of hyperparameter h, else a phrase: "must be >= 0". */
+const char *bprt_hyper_check(int h, double value);
+/* By PyTorch name: "lr", "momentum", "dampening", "nesterov", "beta1", "beta2", "eps",
+ * "weight_decay", "alpha", "lr_decay", "initial_accumulator_value", "clip". -1 if unknown. */
+int bprt_hyper_lookup(const char *name);
+/* The keyword argument `name` of optimizer kind, or NULL; *known_elsewhere tells
+ * whether another optimizer takes it (for "adam takes no argument 'momentum'"). */
+const bprt_opt_arg *bprt_opt_arg_lookup(int kind, const char *name, bool *known_elsewhere);
+/* "lr, momentum, dampening, ..." : the arguments kind takes, into buf. */
+char *bprt_opt_arg_list(int kind, char *buf, size_t n);
 
 /* A task for parallel-for: process items [i0, i1) as thread tid. */
 typedef void (*bprt_task_fn)(void *ctx, int64_t i0, int64_t i1, int32_t tid);
@@ -161,12 +219,9 @@ int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *input
 int bprt_model_update(bprt_model *m);
 /* Outputs of the last loss_and_grad / train_step (batch rows), or NULL. */
 const float *bprt_model_last_output(const bprt_model *m, int i);
-int bprt_model_set_hyper(bprt_model *m, int which, double value);   /* BPRT_H_* */
+/* BPRT_H_*: a value outside the hyperparameter's range (bprt_hyper_check) is refused. */
+int bprt_model_set_hyper(bprt_model *m, int which, double value);
 int bprt_model_get_hyper(const bprt_model *m, int which, double *value);
-/* By PyTorch name: "lr", "momentum", "dampening", "nesterov", "beta1", "beta2", "eps",
- * "weight_decay", "alpha", "lr_decay", "initial_accumulator_value", "clip". -1 if unknown. */
-int bprt_hyper_lookup(const char *name);
-extern const char *const bprt_hyper_names[BPRT_H__COUNT];
 int bprt_model_set_lr(bprt_model *m, double lr);
 int bprt_model_get_lr(const bprt_model *m, double *lr);
 /* By name (bprt_hyper_lookup); an unknown name is BPRT_E_RANGE listing the known ones. */

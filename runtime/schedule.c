@@ -309,46 +309,19 @@ static int parse_call(Lex *l, char *name, size_t nname, ArgFn fn, void *ctx, int
 
 /* ------------------------------------------------------------------- optimizers */
 
-const char *const bprt_optimizer_names[BPRT_OPT__COUNT] = {"sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"};
-
-/* Which PyTorch keyword arguments each optimizer takes, and where they go. */
-typedef struct {
-  const char *key;
-  int index;      /* BPRT_H_*, or -1 for betas (two values) */
-  unsigned opts;  /* bit per bprt_optimizer */
-  bool is_bool;
-} OptArg;
-
-#define O(k) (1u << (k))
-#define ALL (O(BPRT_OPT_SGD) | O(BPRT_OPT_MOMENTUM) | O(BPRT_OPT_ADAGRAD) | O(BPRT_OPT_RMSPROP) | O(BPRT_OPT_ADAM) | O(BPRT_OPT_ADAMW))
-static const OptArg opt_args[] = {
-    {"lr", BPRT_H_LR, ALL, false},
-    {"weight_decay", BPRT_H_WEIGHT_DECAY, ALL, false},
-    {"clip", BPRT_H_CLIP, ALL, false},
-    {"momentum", BPRT_H_MOMENTUM, O(BPRT_OPT_SGD) | O(BPRT_OPT_MOMENTUM) | O(BPRT_OPT_RMSPROP), false},
-    {"dampening", BPRT_H_DAMPENING, O(BPRT_OPT_SGD) | O(BPRT_OPT_MOMENTUM), false},
-    {"nesterov", BPRT_H_NESTEROV, O(BPRT_OPT_SGD) | O(BPRT_OPT_MOMENTUM), true},
-    {"betas", -1, O(BPRT_OPT_ADAM) | O(BPRT_OPT_ADAMW), false},
-    {"eps", BPRT_H_EPS, O(BPRT_OPT_ADAGRAD) | O(BPRT_OPT_RMSPROP) | O(BPRT_OPT_ADAM) | O(BPRT_OPT_ADAMW), false},
-    {"alpha", BPRT_H_ALPHA, O(BPRT_OPT_RMSPROP), false},
-    {"lr_decay", BPRT_H_LR_DECAY, O(BPRT_OPT_ADAGRAD), false},
-    {"initial_accumulator_value", BPRT_H_INITIAL_ACC, O(BPRT_OPT_ADAGRAD), false},
-};
-#undef ALL
-#undef O
-
-int bprt_optimizer_lookup(const char *name) {
-  for (int k = 0; k < BPRT_OPT__COUNT; k++)
-    if (!strcmp(name, bprt_optimizer_names[k])) return k;
-  return -1;
-}
+/* The optimizer vocabulary is runtime/optimizers.c's tables (model.h). */
 
 static int opt_on_name(void *ctx, Lex *l, const char *name) {
   BprtOptSpec *o = ctx;
   int k = bprt_optimizer_lookup(name);
   if (k < 0) {
+    char msg[200];
+    size_t m = (size_t)snprintf(msg, sizeof msg, "unknown optimizer (known:");
+    for (int i = 0; i < BPRT_OPT__COUNT && m < sizeof msg; i++)
+      m += (size_t)snprintf(msg + m, sizeof msg - m, "%s %s", i ? "," : "", bprt_optimizers[i].name);
+    if (m < sizeof msg) snprintf(msg + m, sizeof msg - m, ")");
     l->p -= strlen(name);
-    return lex_error(l, "unknown optimizer (known: sgd, momentum, adagrad, rmsprop, adam, adamw)");
+    return lex_error(l, msg);
   }
   o->kind = k;
   return 0;
@@ -357,47 +330,37 @@ static int opt_on_name(void *ctx, Lex *l, const char *name) {
 static int opt_arg(void *ctx, Lex *l, const char *key, const Value *v) {
   BprtOptSpec *o = ctx;
   char msg[200];
-  /* PyTorch flags bpcc's update kernels do not implement: refuse rather than ignore. */
-  if (!strcmp(key, "amsgrad") || !strcmp(key, "centered") || !strcmp(key, "maximize") || !strcmp(key, "foreach")) {
+  bool elsewhere;
+  const bprt_opt_arg *a = bprt_opt_arg_lookup(o->kind, key, &elsewhere);
+  if (!a) {
+    if (elsewhere) snprintf(msg, sizeof msg, "%s takes no argument '%s'", bprt_optimizers[o->kind].name, key);
+    else snprintf(msg, sizeof msg, "unknown argument '%s' for %s", key, bprt_optimizers[o->kind].name);
+    return key_error(l, msg);
+  }
+  if (a->index < 0) {   /* a torch.optim flag bpcc's update kernels do not implement */
     if (v->is_bool && v->v[0] == 0) return 0;
+    if (!v->is_bool) return lex_error(l, "expected true or false");
     snprintf(msg, sizeof msg, "%s = true is not supported by bpcc's update kernels", key);
     return lex_error(l, msg);
   }
-  for (size_t i = 0; i < sizeof opt_args / sizeof opt_args[0]; i++) {
-    const OptArg *a = &opt_args[i];
-    if (strcmp(key, a->key)) continue;
-    if (!(a->opts & (1u << o->kind))) {
-      snprintf(msg, sizeof msg, "%s takes no argument '%s'", bprt_optimizer_names[o->kind], key);
-      return key_error(l, msg);
-    }
-    if (a->index < 0) { /* betas = (b1, b2) */
-      if (!v->is_tuple || v->n != 2) return lex_error(l, "betas must be a pair (beta1, beta2)");
-      for (int j = 0; j < 2; j++)
-        if (!(v->v[j] >= 0 && v->v[j] < 1)) return lex_error(l, "betas must be in [0, 1)");
-      o->hyper[BPRT_H_BETA1] = v->v[0];
-      o->hyper[BPRT_H_BETA2] = v->v[1];
-      o->set[BPRT_H_BETA1] = o->set[BPRT_H_BETA2] = true;
-      return 0;
-    }
-    if (v->is_tuple) return lex_error(l, a->is_bool ? "expected true or false" : "expected a number");
-    if (a->is_bool != v->is_bool) return lex_error(l, a->is_bool ? "expected true or false" : "expected a number");
-    double x = v->v[0];
-    if (a->index == BPRT_H_LR && !(x > 0)) return lex_error(l, "lr must be > 0");
-    if (a->index == BPRT_H_EPS && !(x > 0)) return lex_error(l, "eps must be > 0");
-    if ((a->index == BPRT_H_MOMENTUM || a->index == BPRT_H_DAMPENING || a->index == BPRT_H_ALPHA) && !(x >= 0 && x <= 1)) {
-      snprintf(msg, sizeof msg, "%s must be in [0, 1]", key);
-      return lex_error(l, msg);
-    }
-    if (!(x >= 0)) {
-      snprintf(msg, sizeof msg, "%s must be >= 0", key);
-      return lex_error(l, msg);
-    }
-    o->hyper[a->index] = x;
-    o->set[a->index] = true;
-    return 0;
+  bool is_bool = bprt_hypers[a->index].range == BPRT_RANGE_BOOL;
+  if (a->count == 2) {   /* betas = (b1, b2) */
+    if (!v->is_tuple || v->n != 2) return lex_error(l, "betas must be a pair (beta1, beta2)");
+  } else if (v->is_tuple || is_bool != v->is_bool) {
+    return lex_error(l, is_bool ? "expected true or false" : "expected a number");
   }
-  snprintf(msg, sizeof msg, "unknown argument '%s' for %s", key, bprt_optimizer_names[o->kind]);
-  return key_error(l, msg);
+  for (int j = 0; j < a->count; j++) {
+    const char *bad = bprt_hyper_check(a->index + j, v->v[j]);
+    if (bad) {
+      snprintf(msg, sizeof msg, "%s %s", a->count == 2 ? key : bprt_hypers[a->index].name, bad);
+      return lex_error(l, msg);
+    }
+  }
+  for (int j = 0; j < a->count; j++) {
+    o->hyper[a->index + j] = v->v[j];
+    o->set[a->index + j] = true;
+  }
+  return 0;
 }
 
 /* torch.optim's first argument after the parameters is lr. */
@@ -413,12 +376,11 @@ int bprt_optimizer_parse(const char *spec, BprtOptSpec *out) {
   Lex l = {spec, spec, "--optimizer", spec};
   char name[32];
   if (parse_call(&l, name, sizeof name, opt_arg, out, opt_on_name, opt_positional)) return -1;
-  if (out->kind != BPRT_OPT_SGD && out->kind != BPRT_OPT_MOMENTUM) return 0;
-  /* torch.optim.SGD: "Nesterov momentum requires a momentum and zero dampening". */
-  double mom = out->set[BPRT_H_MOMENTUM] ? out->hyper[BPRT_H_MOMENTUM] : (out->kind == BPRT_OPT_MOMENTUM ? 0.9 : 0);
-  double damp = out->set[BPRT_H_DAMPENING] ? out->hyper[BPRT_H_DAMPENING] : 0;
-  if (out->set[BPRT_H_NESTEROV] && out->hyper[BPRT_H_NESTEROV] != 0 && (mom <= 0 || damp != 0))
-    return bprt_set_error("--optimizer '%s': nesterov = true requires a momentum > 0 and zero dampening", spec);
+  bprt_optimizer_config c;   /* the arguments over the optimizer's defaults */
+  bprt_optimizer_init(&c, out->kind);
+  bprt_optimizer_apply(out, c.hyper);
+  const char *bad = bprt_optimizer_check(out->kind, c.hyper);
+  if (bad) return bprt_set_error("--optimizer '%s': %s", spec, bad);
   return 0;
 }
 

@@ -64,10 +64,8 @@ int bprt_schedule_parse(const char *spec, BprtSchedule *s, bool *t_max_set);
 
 /* ------------------------------------------------------- optimizer settings (schedule.c) */
 
-extern const char *const bprt_optimizer_names[BPRT_OPT__COUNT];  /* "sgd" ... "adamw" */
-int bprt_optimizer_lookup(const char *name);                     /* -1 if unknown */
-
-/* `--optimizer NAME(k = v, ...)` with torch.optim's keyword names: lr, momentum,
+/* `--optimizer NAME(k = v, ...)` with torch.optim's keyword names (the vocabulary of
+ * runtime/optimizers.c): lr, momentum,
  * dampening, nesterov, weight_decay (all), betas = (b1, b2), eps, alpha, lr_decay,
  * initial_accumulator_value, and bpcc's clip (max global gradient norm). set[i] tells
  * which BPRT_H_* values were given; the others keep the defaults the caller applies. */

@@ -70,8 +70,8 @@ static Built build(const char *name, const char *src, int optimizer, double lr) 
   snprintf(gname, sizeof gname, "%s.grad", fwd->name);
   Func *grad = pass_run_pipeline(ir_func_clone(fwd, gname), &po);
   assert_non_null(grad);
-  CgOptimizer opt;
-  cg_optimizer_defaults(&opt, optimizer);
+  bprt_optimizer_config opt;
+  bprt_optimizer_init(&opt, optimizer);
   opt.hyper[BPRT_H_LR] = lr;
   CgOptions co = {"native", 3, 2, false, false};
   b.cg = cg_model_build(fwd, grad, &opt, &co);

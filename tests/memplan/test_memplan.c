@@ -150,11 +150,6 @@ static void test_totals(void **state) {
   assert_int_equal(t.kept, 3 * 10 * 16 * 4);  /* h1..h3 at B = 10 */
   assert_int_equal(t.workspace, memplan_workspace_bytes(p, 10));
   assert_int_equal(t.total, 4 * params + t.workspace);
-  assert_int_equal(memplan_opt_state_factor("sgd", 0), 0);
-  assert_int_equal(memplan_opt_state_factor("sgd", 0.9), 1);
-  assert_int_equal(memplan_opt_state_factor("adam", 0), 2);
-  assert_int_equal(memplan_opt_state_factor("rmsprop", 0), 1);
-  assert_int_equal(memplan_opt_state_factor("lbfgs", 0), -1);
   memplan_free(p);
   ir_module_free(m);
 }

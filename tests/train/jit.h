@@ -39,8 +39,8 @@ static inline bool test_jit(TestJit *j, const char *text, int optimizer, const d
   snprintf(gname, sizeof gname, "%s.grad", f->name);
   Func *g = pass_run_pipeline(ir_func_clone(f, gname), &po);
   if (!g) return false;
-  CgOptimizer opt;
-  cg_optimizer_defaults(&opt, optimizer);
+  bprt_optimizer_config opt;
+  bprt_optimizer_init(&opt, optimizer);
   if (hyper) memcpy(opt.hyper, hyper, sizeof opt.hyper);
   CgOptions co = {"native", 2, 2, false, false};
   j->cg = cg_model_build(f, g, &opt, &co);

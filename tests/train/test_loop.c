@@ -41,8 +41,8 @@ static void run_training(const TestJit *j, const BprtDataset *tr, const BprtData
 static void check_resume(const char *schedule, bool with_val) {
   TestJit j;
   double hyper[BPRT_H__COUNT];
-  CgOptimizer d;
-  cg_optimizer_defaults(&d, BPRT_OPT_ADAM);
+  bprt_optimizer_config d;
+  bprt_optimizer_init(&d, BPRT_OPT_ADAM);
   memcpy(hyper, d.hyper, sizeof hyper);
   hyper[BPRT_H_LR] = 1e-2;
   assert_true(test_jit(&j, spiral_bp, BPRT_OPT_ADAM, hyper));
@@ -227,8 +227,8 @@ static void test_nonfinite(void **state) {
   (void)state;
   TestJit j;
   double hyper[BPRT_H__COUNT];
-  CgOptimizer d;
-  cg_optimizer_defaults(&d, BPRT_OPT_SGD);
+  bprt_optimizer_config d;
+  bprt_optimizer_init(&d, BPRT_OPT_SGD);
   memcpy(hyper, d.hyper, sizeof hyper);
   if (!test_jit(&j, linear_bp, BPRT_OPT_SGD, hyper)) fail_msg("the linear model does not compile");
   char *dir = test_tmpdir();

@@ -43,7 +43,7 @@ int main(void) {
   o.batch = j.train.batch;
   o.seed = j.train.seed;
   o.progress = 0;
-  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, j.train.lr);
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, j.train.opt.hyper[BPRT_H_LR]);
   BprtTrainResult r;
   if (!m || bprt_train(m, train, test, &o, &r)) {
     fprintf(stderr, "FAIL: %s\n", bprt_last_error());
@@ -55,7 +55,7 @@ int main(void) {
     return 1;
   }
   printf("mnist_mlp, 1 epoch (batch %lld, adam lr %g, seed %llu): test loss %.4f, test accuracy %.2f%%\n",
-         (long long)o.batch, j.train.lr, (unsigned long long)o.seed, loss, 100 * acc);
+         (long long)o.batch, j.train.opt.hyper[BPRT_H_LR], (unsigned long long)o.seed, loss, 100 * acc);
   int status = acc >= 0.96 ? 0 : 1;
   if (status) fprintf(stderr, "FAIL: test accuracy %.2f%% < 96%%\n", 100 * acc);
   bprt_model_destroy(m);

@@ -139,8 +139,8 @@ static void test_update_formulas(void **state) {
     BprtOptSpec spec;
     assert_int_equal(bprt_optimizer_parse(cf->set, &spec), 0);
     assert_int_equal(spec.kind, cf->kind);
-    CgOptimizer d;
-    cg_optimizer_defaults(&d, cf->kind);
+    bprt_optimizer_config d;
+    bprt_optimizer_init(&d, cf->kind);
     bprt_optimizer_apply(&spec, d.hyper);
     TestJit j;
     assert_true(test_jit(&j, tiny_bp, cf->kind, d.hyper));

@@ -208,11 +208,12 @@ static void test_optimizer_errors(void **state) {
   expect_opt_error("adam(beta1 = 0.9)", "--optimizer 'adam(beta1 = 0.9)': unknown argument 'beta1' for adam at column 6");
   expect_opt_error("adam(betas = 0.9)", "--optimizer 'adam(betas = 0.9)': betas must be a pair (beta1, beta2) at column 14");
   expect_opt_error("adam(amsgrad = true)", "--optimizer 'adam(amsgrad = true)': amsgrad = true is not supported by bpcc's update kernels at column 16");
-  expect_opt_error("sgd(lr = -1)", "--optimizer 'sgd(lr = -1)': lr must be > 0 at column 10");
+  expect_opt_error("sgd(lr = -1)", "--optimizer 'sgd(lr = -1)': lr must be >= 0 at column 10");
   expect_opt_error("sgd(nesterov = 1)", "--optimizer 'sgd(nesterov = 1)': expected true or false at column 16");
   expect_opt_error("sgd(lr = true)", "--optimizer 'sgd(lr = true)': expected a number at column 10");
   expect_opt_error("sgd(nesterov = true)", "--optimizer 'sgd(nesterov = true)': nesterov = true requires a momentum > 0 and zero dampening");
-  expect_opt_error("sgd(momentum = 1.5)", "--optimizer 'sgd(momentum = 1.5)': momentum must be in [0, 1] at column 16");
+  expect_opt_error("sgd(momentum = -0.5)", "--optimizer 'sgd(momentum = -0.5)': momentum must be >= 0 at column 16");
+  expect_opt_error("adam(betas = (0.9, 1))", "--optimizer 'adam(betas = (0.9, 1))': betas must be in [0, 1) at column 14");
   expect_opt_error("", "--optimizer '': expected a name at column 1");
   expect_opt_error("adam(lr = 1e-3,)", "--optimizer 'adam(lr = 1e-3,)': expected an argument at column 16");
 }
