@@ -104,11 +104,12 @@ static bool check_layout(Abi *a) {
       offsetof(bprt_model_desc, optimizer), offsetof(bprt_model_desc, hyper),
       offsetof(bprt_model_desc, opt_state_floats), offsetof(bprt_model_desc, ws_fixed),
       offsetof(bprt_model_desc, ws_per_batch), offsetof(bprt_model_desc, forward),
-      offsetof(bprt_model_desc, grad), offsetof(bprt_model_desc, step), offsetof(bprt_model_desc, update)};
+      offsetof(bprt_model_desc, grad), offsetof(bprt_model_desc, step), offsetof(bprt_model_desc, update),
+      offsetof(bprt_model_desc, has_loss)};
   static const size_t param_off[] = {
       offsetof(bprt_param_desc, name), offsetof(bprt_param_desc, rank), offsetof(bprt_param_desc, dims),
       offsetof(bprt_param_desc, offset), offsetof(bprt_param_desc, init), offsetof(bprt_param_desc, init_a),
-      offsetof(bprt_param_desc, init_b), offsetof(bprt_param_desc, loc)};
+      offsetof(bprt_param_desc, init_b), offsetof(bprt_param_desc, loc), offsetof(bprt_param_desc, trainable)};
   static const size_t tensor_off[] = {offsetof(bprt_tensor_desc, name), offsetof(bprt_tensor_desc, is_label),
                                       offsetof(bprt_tensor_desc, rank), offsetof(bprt_tensor_desc, dims)};
   struct {
@@ -116,8 +117,8 @@ static bool check_layout(Abi *a) {
     const size_t *off;
     unsigned n;
     size_t size;
-  } all[3] = {{a->t_desc, desc_off, 17, sizeof(bprt_model_desc)},
-              {a->t_param, param_off, 8, sizeof(bprt_param_desc)},
+  } all[3] = {{a->t_desc, desc_off, 18, sizeof(bprt_model_desc)},
+              {a->t_param, param_off, 9, sizeof(bprt_param_desc)},
               {a->t_tensor, tensor_off, 4, sizeof(bprt_tensor_desc)}};
   for (int k = 0; k < 3; k++) {
     if (LLVMABISizeOfType(td, all[k].t) != all[k].size) return false;
@@ -139,11 +140,11 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
   LLVMValueRef *pv = bp_xmalloc(sizeof(LLVMValueRef) * (size_t)(d->nparams + 1));
   for (int i = 0; i < d->nparams; i++) {
     const bprt_param_desc *p = &d->params[i];
-    LLVMValueRef f[8] = {cstr(a, p->name),       ci32(a, p->rank),
+    LLVMValueRef f[9] = {cstr(a, p->name),       ci32(a, p->rank),
                          cdims(a, p->dims),      ci64(a, p->offset),
                          ci32(a, p->init),       LLVMConstReal(a->f64, p->init_a),
-                         LLVMConstReal(a->f64, p->init_b), cstr(a, p->loc)};
-    pv[i] = LLVMConstStructInContext(a->C, f, 8, 0);
+                         LLVMConstReal(a->f64, p->init_b), cstr(a, p->loc), ci32(a, p->trainable)};
+    pv[i] = LLVMConstStructInContext(a->C, f, 9, 0);
   }
   LLVMValueRef params = const_table(a, a->t_param, pv, d->nparams, "params");
   bp_free(pv);
@@ -156,7 +157,7 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
   bp_free(tv);
   LLVMValueRef hyper[BPRT_H__COUNT];
   for (int i = 0; i < BPRT_H__COUNT; i++) hyper[i] = LLVMConstReal(a->f64, d->hyper[i]);
-  LLVMValueRef f[17] = {
+  LLVMValueRef f[18] = {
       cstr(a, a->model),
       ci32(a, d->nparams),
       params,
@@ -174,8 +175,9 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
       entry_or_null(a, "grad"),
       entry_or_null(a, "step"),
       entry_or_null(a, "update"),
+      ci32(a, d->has_loss),
   };
-  LLVMValueRef init = LLVMConstStructInContext(a->C, f, 17, 0);
+  LLVMValueRef init = LLVMConstStructInContext(a->C, f, 18, 0);
   char name[256];
   snprintf(name, sizeof name, "%s__desc", a->model);
   LLVMValueRef g = LLVMAddGlobal(a->M, a->t_desc, name);
@@ -205,6 +207,7 @@ static const Wrapper wrappers[] = {
     {"input_info", "bprt_desc_input", 'i', "ip", true},
     {"output_info", "bprt_desc_output", 'i', "ip", true},
     {"forward", "bprt_model_forward", 'i', "plpp", false},
+    {"eval", "bprt_model_eval", 'i', "plppp", false},
     {"loss_and_grad", "bprt_model_loss_and_grad", 'i', "plpp", false},
     {"train_step", "bprt_model_train_step", 'i', "plpp", false},
     {"set_lr", "bprt_model_set_lr", 'i', "pd", false},
@@ -318,13 +321,13 @@ static bool add_abi(LLVMModuleRef M, const bprt_model_desc *d) {
   a.i64 = LLVMInt64TypeInContext(a.C);
   a.f64 = LLVMDoubleTypeInContext(a.C);
   a.dims = LLVMArrayType2(a.i64, BPRT_MODEL_MAX_RANK);
-  LLVMTypeRef tp[8] = {a.ptr, a.i32, a.dims, a.i64, a.i32, a.f64, a.f64, a.ptr};
-  a.t_param = LLVMStructTypeInContext(a.C, tp, 8, 0);
+  LLVMTypeRef tp[9] = {a.ptr, a.i32, a.dims, a.i64, a.i32, a.f64, a.f64, a.ptr, a.i32};
+  a.t_param = LLVMStructTypeInContext(a.C, tp, 9, 0);
   LLVMTypeRef tt[4] = {a.ptr, a.i32, a.i32, a.dims};
   a.t_tensor = LLVMStructTypeInContext(a.C, tt, 4, 0);
-  LLVMTypeRef td[17] = {a.ptr, a.i32, a.ptr, a.i64, a.i32, a.ptr, a.i32, a.ptr, a.i32,
-                        LLVMArrayType2(a.f64, BPRT_H__COUNT), a.i64, a.i64, a.i64, a.ptr, a.ptr, a.ptr, a.ptr};
-  a.t_desc = LLVMStructTypeInContext(a.C, td, 17, 0);
+  LLVMTypeRef td[18] = {a.ptr, a.i32, a.ptr, a.i64, a.i32, a.ptr, a.i32, a.ptr, a.i32,
+                        LLVMArrayType2(a.f64, BPRT_H__COUNT), a.i64, a.i64, a.i64, a.ptr, a.ptr, a.ptr, a.ptr, a.i32};
+  a.t_desc = LLVMStructTypeInContext(a.C, td, 18, 0);
   if (!check_layout(&a)) {
     diag_error(SRCLOC_NONE, "codegen: internal error: the descriptor's LLVM layout differs from runtime/model.h's");
     return false;
@@ -419,7 +422,6 @@ static int64_t row_size(const bprt_tensor_desc *t, bool *batched) {
   return t->is_label ? 1 : n;
 }
 
-static const char *const opt_names[BPRT_OPT__COUNT] = {"sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"};
 
 static void tensor_macros(Buf *b, const char *M, const char *kind, int i, const bprt_tensor_desc *t) {
   char up[256], ty[128];
@@ -510,7 +512,7 @@ char *cg_aot_header(const bprt_model_desc *d, const char *source) {
     bput(&b, "]%s%s\n", p->loc ? "  declared at " : "", p->loc ? p->loc : "");
   }
   bput(&b, " * optimizer: %s, lr = %g (the train block's defaults; change with %s_set_hyper) */\n\n",
-       d->optimizer >= 0 && d->optimizer < BPRT_OPT__COUNT ? opt_names[d->optimizer] : "?", d->hyper[BPRT_H_LR], m);
+       d->optimizer >= 0 && d->optimizer < BPRT_OPT__COUNT ? bprt_optimizers[d->optimizer].name : "?", d->hyper[BPRT_H_LR], m);
   bput_model(&b, m,
              "/* Create with parameters initialized as declared from seed; NULL on failure. */\n"
              "@ *@_create(uint64_t seed);\n"
@@ -522,9 +524,14 @@ char *cg_aot_header(const bprt_model_desc *d, const char *source) {
              "int @_input_info(int i, bpcc_tensor_info *info);\n"
              "int @_output_info(int i, bpcc_tensor_info *info);\n"
              "/* Inference on `batch` rows (any batch >= 1): inputs[i] float or int32_t (labels may\n"
-             " * be NULL here), outputs[i] float buffers of batch x row floats. */\n"
+             " * be NULL here), outputs[i] float buffers of batch x row floats. Inference mode:\n"
+             " * dropout is the identity, as in PyTorch's model.eval(). */\n"
              "int @_forward(@ *net, int64_t batch, const void *const *inputs, float *const *outputs);\n"
-             "/* The loss and the gradients of every parameter (see @_param); no update. */\n"
+             "/* Inference mode with the loss (labels required): outputs may be NULL; what an\n"
+             " * evaluation or a validation loss reports. */\n"
+             "int @_eval(@ *net, int64_t batch, const void *const *inputs, float *const *outputs, float *loss);\n"
+             "/* Training mode (dropout drawn): the loss and the gradients of every parameter (see\n"
+             " * @_param); no update. */\n"
              "int @_loss_and_grad(@ *net, int64_t batch, const void *const *inputs, float *loss);\n"
              "/* One training step: forward, backward and the optimizer update; *loss is the loss\n"
              " * before the update. The step count goes up by one. */\n"

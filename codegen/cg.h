@@ -33,6 +33,7 @@ typedef struct Cg {
   int esize;             /* bytes per element: 4 (f32 model) or 8 (f64 model) */
   int MR, NR;            /* GEMM register tile: MR rows x NR columns (NR = 2 W) */
   int gemm_chunks;       /* most GEMM chunks (threads) at once; pack buffers per chunk */
+  int64_t pack_a_floats, pack_b_floats;   /* one chunk's pack buffers (cg_gemm_pack_sizes) */
   bool prefer512;
   /* t_f32 is the element type of the model's tensors: float, or double in an f64 model
    * (cg_set_f64), and t_vec is <W x t_f32>; t_f64 is always double (accumulators). */
@@ -149,8 +150,8 @@ bool cg_op_is_ew(const Inst *in);
 /* y = op(a, b) of an elementwise instruction on float or <W x float> (b NULL for unary
  * ops): the interpreter's formulas. */
 LLVMValueRef cg_ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRef b);
-/* A gemm with its epilogue (passes/fuse.c FUSE_GEMM), and softmax-CE forward and
- * backward in one pass over the logits (FUSE_XENT). */
+/* A gemm with its epilogue (passes/kernel_plan.c KERNEL_GEMM), and softmax-CE forward and
+ * backward in one pass over the logits (KERNEL_XENT). */
 bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 
@@ -172,7 +173,9 @@ typedef struct {
  * (cg_gemm_pack_floats each). */
 void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
              LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep);
-int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: MC x KC + KC x NC */
+int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block */
+/* The pack buffers the products of these plans need, per chunk, in elements. */
+void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats);
 
 /* ---- optim.c ---- */
 typedef struct {

@@ -21,11 +21,11 @@
  * function pointers of bprt_frame (runtime/model.h), so one object runs in the JIT and
  * links into a shared library with no NEEDED entry but libc.
  *
- * Typical use:
- *   CgOptions o = {.march = "native", .opt_level = 3};
- *   bprt_optimizer_config opt; bprt_optimizer_init(&opt, BPRT_OPT_ADAM);
- *   CgModel *m = cg_model_build(fwd, grad, &opt, &o);     // NULL: diagnostics printed
- *   cg_model_jit(m);                                       // desc->forward/grad/step
+ * codegen is one stage of the pipeline (driver/pipeline.c, docs/pipeline.md), which
+ * hands it the kernel and memory plans; it is not called around the pipeline:
+ *   CgModelInput in = {kernel plan of fwd, of grad, memory plan, &optimizer, &options};
+ *   CgModel *m = cg_model_build(&in);     // NULL: diagnostics printed
+ *   cg_model_jit(m);                      // desc->forward / grad / update / step
  *   bprt_model_desc *d = cg_model_desc(m);
  */
 #ifndef BPCC_CODEGEN_H
@@ -37,6 +37,7 @@
 #include <llvm-c/TargetMachine.h>
 
 #include "ir/ir.h"
+#include "passes/memplan.h"
 #include "runtime/model.h"
 
 typedef struct {
@@ -59,12 +60,26 @@ typedef struct CgModel CgModel;
  * the descriptor's *_floats sizes and offsets count doubles. f32 and f64 tensors in one
  * model are an error. Labels are int32 in both. */
 
-/* Build one LLVM module holding <model>__forward (from fwd), <model>__grad (from grad,
- * if not NULL), <model>__update (the update of `opt` alone) and <model>__step (grad +
- * update; these two if grad and opt are not NULL), optimized at o->opt_level, and fill
- * the descriptor's layout. The model name
- * is fwd->name. NULL after diagnostics (diag_error) on unsupported input. */
-CgModel *cg_model_build(Func *fwd, Func *grad, const bprt_optimizer_config *opt, const CgOptions *o);
+/* What cg_model_build lowers: the plans of the pipeline's kernel and memory stages
+ * (passes/kernel_plan.c, passes/memplan.c), which codegen follows and never revises. */
+typedef struct {
+  const KernelPlan *fwd;             /* the forward entry (PLAN_INFERENCE) */
+  const KernelPlan *grad;            /* the gradient entry (PLAN_TRAINING), or NULL */
+  const ModelMemory *mem;            /* the parameter block and every workspace slot */
+  const bprt_optimizer_config *opt;  /* with grad: the update and step entries; else NULL */
+  const CgOptions *options;          /* NULL: native, -O3 */
+} CgModelInput;
+
+/* Build one LLVM module holding <model>__forward, <model>__grad (with a grad plan),
+ * <model>__update (the update of opt alone) and <model>__step (grad + update; these two
+ * with grad and opt), optimized at the O level, and fill the descriptor's layout. The
+ * model name is the forward function's. NULL after diagnostics (diag_error). */
+CgModel *cg_model_build(const CgModelInput *in);
+/* Bytes the code generator keeps at the front of a model's workspace: the packing
+ * buffers of its matrix products, one set per chunk, as large as its products need
+ * (0 without a product). The memory plan's `extra`. */
+int64_t cg_workspace_extra(const CgOptions *o, const KernelPlan *fwd, const KernelPlan *grad, int elem_bytes);
+int cg_gemm_chunks(const CgOptions *o);   /* products split in at most this many chunks */
 LLVMModuleRef cg_model_module(CgModel *m);          /* the optimized module (owned by m) */
 LLVMTargetMachineRef cg_model_target(CgModel *m);   /* for emitting objects (owned by m) */
 bprt_model_desc *cg_model_desc(CgModel *m);          /* entry pointers NULL until cg_model_jit */

@@ -38,10 +38,37 @@
 
 enum { V_NN, V_NT, V_TN };
 
-int64_t cg_gemm_pack_floats(Cg *cg) {
-  (void)cg;
-  return (int64_t)CG_GEMM_MC * CG_GEMM_KC + (int64_t)CG_GEMM_KC * CG_GEMM_NC;
+/* The pack buffers of one chunk hold an A block (mc <= MC rows in MR-row panels, kc <=
+ * KC deep) and a B block (kc deep, nc <= NC columns in NR-column panels). A model's
+ * products bound mc, kc and nc further by their own M, K and N, where those are fixed
+ * (the batch dim can be anything: then the blocking's bound): the sizes below, rounded
+ * to 12 rows and 32 columns (multiples of every MR and NR), are what its buffers need. */
+static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats) {
+  int64_t mmax = 0, kmax = 0, nmax = 0;
+  for (int q = 0; q < nplans; q++) {
+    const KernelPlan *p = plans[q];
+    if (!p) continue;
+    Func *f = p->f;
+    for (int32_t i = 0; i < f->ninsts; i++) {
+      const Inst *in = &f->insts[i];
+      if (!p->computed[i] || ir_ops[in->op].kind != OPK_PRODUCT) continue;
+      const TensorType *a = ir_vtype(f, in->args[0]), *c = ir_vtype(f, i);
+      int64_t M = c->dims[0], N = c->dims[1], K = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
+      M = M == DIM_BATCH || M > CG_GEMM_MC ? CG_GEMM_MC : M;
+      K = K == DIM_BATCH || K > CG_GEMM_KC ? CG_GEMM_KC : K;
+      N = N == DIM_BATCH || N > CG_GEMM_NC ? CG_GEMM_NC : N;
+      if (M > mmax) mmax = M;
+      if (K > kmax) kmax = K;
+      if (N > nmax) nmax = N;
+    }
+  }
+  *a_floats = round_up(mmax, 12) * kmax;
+  *b_floats = kmax * round_up(nmax, 32);
 }
+
+int64_t cg_gemm_pack_floats(Cg *cg) { return cg->pack_a_floats + cg->pack_b_floats; }
 
 static LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(cg->B, a, b, ""); }
 static LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(cg->B, a, b, ""); }
@@ -418,7 +445,7 @@ static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
   LLVMValueRef Bs = fptr(cg, f[GX_B], mul(cg, cs, bcs));
   LLVMValueRef Cs = fptr(cg, f[GX_C], add(cg, mul(cg, rs, ldc), cs));
   LLVMValueRef pk = fptr(cg, f[GX_PACK], mul(cg, l.iv, cg_i64(cg, cg_gemm_pack_floats(cg))));
-  LLVMValueRef bp = fptr(cg, pk, cg_i64(cg, (int64_t)CG_GEMM_MC * CG_GEMM_KC));
+  LLVMValueRef bp = fptr(cg, pk, cg_i64(cg, cg->pack_a_floats));
   LLVMValueRef nonempty = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGT, Ms, z, ""),
                                        LLVMBuildICmp(cg->B, LLVMIntSGT, Ns, z, ""), "");
   LLVMBasicBlockRef join = cg_if_begin(cg, nonempty);

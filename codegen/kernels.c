@@ -23,7 +23,7 @@
 
 #include "codegen/cg.h"
 
-bool cg_op_is_ew(const Inst *in) { return (ir_ops[in->op].flags & OPF_EW) || in->op == OP_BROADCAST; }
+bool cg_op_is_ew(const Inst *in) { return ir_ops[in->op].kind == OPK_EW; }
 
 static LLVMValueRef fk(Cg *cg, LLVMTypeRef T, double v) { return cg_fconst(cg, T, v); }
 
@@ -72,9 +72,9 @@ typedef struct {
   int n;
   const CgVal *vals;
   int next;
-  int32_t ext_id[FUSE_MAX_GROUP * IR_MAX_ARGS];
-  int ext_mode[FUSE_MAX_GROUP * IR_MAX_ARGS];
-  LLVMValueRef ext_base[FUSE_MAX_GROUP * IR_MAX_ARGS];
+  int32_t ext_id[KERNEL_MAX_GROUP * IR_MAX_ARGS];
+  int ext_mode[KERNEL_MAX_GROUP * IR_MAX_ARGS];
+  LLVMValueRef ext_base[KERNEL_MAX_GROUP * IR_MAX_ARGS];
   LLVMValueRef out_base;
 } EwCtx;
 
@@ -92,7 +92,7 @@ static int ext_index(const EwCtx *c, int32_t v) {
 
 static void ew_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
   EwCtx *c = ctxp;
-  LLVMValueRef res[FUSE_MAX_GROUP];
+  LLVMValueRef res[KERNEL_MAX_GROUP];
   for (int k = 0; k < c->n; k++) {
     const Inst *in = &c->f->insts[c->members[k]];
     LLVMValueRef args[IR_MAX_ARGS] = {NULL, NULL, NULL};
@@ -135,7 +135,7 @@ static LLVMValueRef bcast_stride(Cg *cg, const TensorType *a, const TensorType *
 }
 
 bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
-  if (n < 1 || n > FUSE_MAX_GROUP) ir_die("elementwise group of %d instructions", n);
+  if (n < 1 || n > KERNEL_MAX_GROUP) ir_die("elementwise group of %d instructions", n);
   EwCtx c;
   memset(&c, 0, sizeof c);
   c.f = f, c.members = members, c.n = n, c.vals = vals;

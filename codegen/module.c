@@ -1,22 +1,21 @@
-/* codegen/module.c — from IR functions to one LLVM module with the model's entry points.
+/* codegen/module.c — from the planned entries of a model to one LLVM module.
  *
- * The pipeline of cg_model_build, top to bottom:
- *   1. target machine for -march; the f32 vector width W and the GEMM tile follow
- *   2. layout: the params table (instruction order of the grad function, each parameter
- *      at a 16-float aligned offset of the params block), inputs (by index), outputs
- *      (the forward function's output sinks, in order)
- *   3. per function: liveness from its sinks (forward: outputs only, so inference never
- *      reads labels), a workspace slot for every live computed value (64-byte aligned;
- *      values with the batch dim in the per-batch region: offset = fixed + slot * B),
- *      and the kernel schedule (passes/fuse.c): an array of groups, each one loop
- *      nest, in the order they run (elementwise chains, gemm epilogues, softmax-CE)
- *   4. emit <model>__forward(frame), <model>__grad(frame), <model>__step(frame) = grad,
- *      then (if no label was bad) the optimizer update
+ * codegen lowers the plans it is given and decides nothing about them: which
+ * instructions each entry computes, which share a kernel and in which order they run
+ * is the kernel plan (passes/kernel_plan.c); where each value lives — the parameter
+ * block's layout, every workspace slot — is the memory plan (passes/memplan.c). What
+ * this file adds, top to bottom (cg_model_build):
+ *   1. the target machine for -march; the vector width W and the GEMM tile follow
+ *   2. the descriptor's tables: parameters at the memory plan's offsets, inputs (by
+ *      index), outputs (the forward function's output sinks, in order)
+ *   3. per entry, a pointer for every live value (an input, the parameter or gradient
+ *      block, a workspace slot: [GEMM pack buffers][fixed + per_batch * B]), then one
+ *      loop nest per kernel of the plan, in its order; in the forward entry the kernels
+ *      only the loss needs run when the caller passes a loss pointer
+ *   4. <model>__forward(frame), <model>__grad(frame), <model>__update(frame) (the
+ *      optimizer alone) and <model>__step(frame) = grad, then update if no label was bad
  *   5. debug info (line tables: each kernel at its instruction's DSL line), verify,
- *      default<On> with the target machine
- *
- * Workspace: [GEMM pack buffers][fixed slots][per-batch slots x B]; ws_fixed and
- * ws_per_batch are the maxima over the functions, which run one at a time. */
+ *      default<On> with the target machine */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,7 +25,6 @@
 #include "codegen/cg.h"
 #include "passes/memplan.h"
 
-#define ALIGN_FLOATS 16
 
 char *cg_entry_name(const char *model, const char *which, char *buf, size_t n) {
   snprintf(buf, n, "%s__%s", model, which);
@@ -86,115 +84,19 @@ void cg_model_free(CgModel *m) {
 
 /* ------------------------------------------------------------------ layout */
 
+int64_t cg_workspace_extra(const CgOptions *o, const KernelPlan *fwd, const KernelPlan *grad, int elem_bytes) {
+  const KernelPlan *plans[2] = {fwd, grad};
+  int64_t a, b;
+  cg_gemm_pack_sizes(plans, 2, &a, &b);
+  return (a + b) * elem_bytes * cg_gemm_chunks(o);
+}
+
+/* One entry being emitted: its kernel plan and its workspace plan. */
 typedef struct {
-  Func *f;
-  bool training;
-  bool *live;
-  bool *materialize;      /* constants that a non-elementwise kernel reads from memory */
-  int64_t *slot_fixed;    /* planned offset (passes/memplan.c): fixed bytes after the pack buffers */
-  int64_t *slot_batch;    /* ... plus this many bytes per batch item */
-  int32_t *direct_grad;   /* the GRAD sink whose parameter's gradient slot holds this value, or -1 */
-  int64_t fixed, per_batch;
-  bool has_gemm;
-  FusePlan sched;       /* groups of instructions, each one loop nest */
-} FuncPlan;
-
-static int64_t align_up(int64_t x, int64_t a) { return (x + a - 1) / a * a; }
-
-static int batch_dims(const TensorType *t) {
-  int n = 0;
-  for (int i = 0; i < t->rank; i++) n += t->dims[i] == DIM_BATCH;
-  return n;
-}
-
-static int64_t fixed_numel(const TensorType *t) {
-  int64_t n = 1;
-  int r = t->dtype == DT_LABEL && t->rank > 0 ? t->rank - 1 : t->rank;
-  for (int i = 0; i < r; i++)
-    if (t->dims[i] != DIM_BATCH) n *= t->dims[i];
-  return n;
-}
-
-static bool plan_func(Arena *a, FuncPlan *p, Func *f, bool training, bool fuse) {
-  memset(p, 0, sizeof *p);
-  p->f = f;
-  p->training = training;
-  int32_t n = f->ninsts;
-  p->live = arena_alloc(a, (size_t)(n + 1) * sizeof *p->live);
-  p->materialize = arena_alloc(a, (size_t)(n + 1) * sizeof *p->materialize);
-  p->slot_fixed = arena_alloc(a, (size_t)(n + 1) * sizeof *p->slot_fixed);
-  p->slot_batch = arena_alloc(a, (size_t)(n + 1) * sizeof *p->slot_batch);
-  /* liveness: a reverse sweep from the sinks */
-  for (int32_t i = n - 1; i >= 0; i--) {
-    const Inst *in = &f->insts[i];
-    if (ir_ops[in->op].flags & OPF_SINK) p->live[i] = training || in->op == OP_OUTPUT;
-    if (!p->live[i]) continue;
-    for (int k = 0; k < in->nargs; k++) p->live[in->args[k]] = true;
-  }
-  bool ok = true;
-  for (int32_t i = 0; i < n; i++) {
-    const Inst *in = &f->insts[i];
-    p->slot_fixed[i] = p->slot_batch[i] = -1;
-    if (!p->live[i] || in->type == TYPE_VOID) continue;
-    const TensorType *t = ir_vtype(f, i);
-    if (batch_dims(t) > 1) {
-      diag_error(in->loc, "codegen: a tensor with the batch dim twice is not supported (%%%d = %s)", (int)i,
-                 ir_ops[in->op].name);
-      ok = false;
-      continue;
-    }
-    if (t->dtype == DT_LABEL && in->op != OP_INPUT) {
-      diag_error(in->loc, "codegen: labels are only produced by inputs");
-      ok = false;
-    }
-    if (in->op == OP_MATMUL || in->op == OP_MATMUL_NT || in->op == OP_MATMUL_TN) p->has_gemm = true;
-    /* constants read by a kernel that is not elementwise get a buffer */
-    if (!cg_op_is_ew(in) && !(ir_ops[in->op].flags & (OPF_SINK | OPF_LEAF)))
-      for (int k = 0; k < in->nargs; k++)
-        if (f->insts[in->args[k]].op == OP_CONST) p->materialize[in->args[k]] = true;
-  }
-  if (!ok) return false;
-  /* the schedule: live computed instructions, grouped into kernels */
-  bool *computed = arena_alloc(a, (size_t)(n + 1) * sizeof *computed);
-  for (int32_t i = 0; i < n; i++) {
-    const Inst *in = &f->insts[i];
-    computed[i] = p->live[i] && in->op != OP_INPUT && in->op != OP_PARAM && (in->op != OP_CONST || p->materialize[i]);
-  }
-  fuse_plan(a, f, computed, fuse, &p->sched);
-  /* the workspace: passes/memplan.c places every computed value (what the kernels write:
-   * activations, temporaries, gradients and outputs before their sinks copy them out,
-   * materialized constants) so that values whose lifetimes do not overlap share bytes.
-   * Lifetimes are intervals of kernels (step = the kernel of each instruction), so no
-   * two values one kernel reads or writes share memory. Offsets are fixed + per_batch * B. */
-  int32_t *step = arena_alloc(a, (size_t)(n + 1) * sizeof *step);
-  for (int g = 0; g < p->sched.ngroups; g++)
-    for (int k = p->sched.group_start[g]; k < p->sched.group_start[g + 1]; k++) step[p->sched.order[k]] = g;
-  /* A value that is the gradient of exactly one parameter is computed straight into the
-   * grads block (its sink then copies nothing), so gradients take no workspace. */
-  p->direct_grad = arena_alloc(a, (size_t)(n + 1) * sizeof *p->direct_grad);
-  int32_t *grad_refs = arena_alloc(a, (size_t)(n + 1) * sizeof *grad_refs);
-  for (int32_t i = 0; i < n; i++) p->direct_grad[i] = -1;
-  for (int32_t i = 0; i < n; i++)
-    if (f->insts[i].op == OP_GRAD && p->live[i]) {
-      int32_t g = f->insts[i].args[1];
-      if (grad_refs[g]++ == 0) p->direct_grad[g] = i;
-    }
-  for (int32_t i = 0; i < n; i++)
-    if (grad_refs[i] != 1 || !computed[i] || f->insts[i].op == OP_CONST) p->direct_grad[i] = -1;
-  bool *in_ws = arena_alloc(a, (size_t)(n + 1) * sizeof *in_ws);   /* computed values, not sinks */
-  for (int32_t i = 0; i < n; i++)
-    in_ws[i] = computed[i] && f->insts[i].type != TYPE_VOID && p->direct_grad[i] < 0 && !p->sched.internal[i];
-  MemPlan *mp = memplan_build_ex(f, 1, in_ws, step);
-  for (int32_t i = 0; i < n; i++) {
-    if (!in_ws[i]) continue;
-    p->slot_fixed[i] = mp->vals[i].offset.fixed;
-    p->slot_batch[i] = mp->vals[i].offset.per_batch;
-  }
-  p->fixed = mp->workspace.fixed;
-  p->per_batch = mp->workspace.per_batch;
-  memplan_free(mp);
-  return true;
-}
+  const KernelPlan *kp;
+  const MemPlan *mp;
+  bool training;          /* dropout masks drawn; gradients written */
+} EntryPlan;
 
 /* ------------------------------------------------------------------ the model tables */
 
@@ -202,9 +104,8 @@ typedef struct {
   Cg cg;
   CgModel *m;
   Func *fwd, *grad;
-  int32_t *param_ids;   /* PARAM instructions of the table's function, in order */
-  int64_t pack_bytes;
-  int64_t ws_fixed_regions;  /* pack + fixed slots: where the per-batch region starts */
+  const ModelMemory *mem;
+  int64_t pack_bytes;   /* the GEMM pack buffers at the front of the workspace */
 } Build;
 
 static int find_param(const bprt_model_desc *d, const char *name) {
@@ -228,41 +129,46 @@ static bool build_tables(Build *b) {
   CgModel *m = b->m;
   bprt_model_desc *d = &m->desc;
   Func *pf = b->grad ? b->grad : b->fwd;
-  /* params */
-  int np = 0;
-  for (int32_t i = 0; i < pf->ninsts; i++) np += pf->insts[i].op == OP_PARAM;
+  /* params, at the memory plan's offsets */
+  const ModelMemory *mm = b->mem;
+  int np = mm->nparams;
   bprt_param_desc *params = arena_alloc(m->arena, (size_t)(np + 1) * sizeof *params);
-  int64_t off = 0;
-  np = 0;
-  for (int32_t i = 0; i < pf->ninsts; i++) {
-    const Inst *in = &pf->insts[i];
-    if (in->op != OP_PARAM) continue;
-    const TensorType *t = ir_vtype(pf, i);
+  for (int k = 0; k < np; k++) {
+    const Inst *in = &pf->insts[mm->param_inst[k]];
+    const TensorType *t = ir_vtype(pf, mm->param_inst[k]);
     if (t->dtype != (b->cg.esize == 8 ? DT_F64 : DT_F32)) {
       diag_error(in->loc, "codegen: parameter '%s' must be %s", in->name ? in->name : "", b->cg.esize == 8 ? "f64" : "f32");
       return false;
     }
-    bprt_param_desc *p = &params[np++];
+    bprt_param_desc *p = &params[k];
     p->name = arena_strdup(m->arena, in->name ? in->name : "");
     type_to_desc(t, &p->rank, p->dims);
-    p->offset = off;
+    p->offset = mm->param_offset[k];
     p->init = (int32_t)in->iattr[0];
     p->init_a = in->fattr[0];
     p->init_b = in->fattr[1];
     const char *file = in->loc.file >= 0 ? diag_file_name(in->loc.file) : NULL;
     p->loc = arena_printf(m->arena, "%s:%d:%d", file ? file : "?", in->loc.line, in->loc.col);
-    off = align_up(off + fixed_numel(t), ALIGN_FLOATS);
-    d->nparams = np;
-    d->params = params;
-    for (int k = 0; k < np - 1; k++)
-      if (strcmp(params[k].name, p->name) == 0) {
+    p->trainable = b->grad != NULL;
+    for (int j = 0; j < k; j++)
+      if (strcmp(params[j].name, p->name) == 0) {
         diag_error(in->loc, "codegen: two parameters are named '%s'", p->name);
         return false;
       }
   }
   d->nparams = np;
   d->params = params;
-  d->param_floats = off;
+  d->param_floats = mm->param_floats;
+  /* a parameter the loss does not reach (autodiff's `grad ... [unreached]`) is left as it
+   * is by the optimizer, as PyTorch leaves a parameter without a gradient */
+  for (int32_t i = 0; b->grad && i < b->grad->ninsts; i++) {
+    const Inst *in = &b->grad->insts[i];
+    if (in->op != OP_GRAD || !in->rule || strcmp(in->rule, "unreached") != 0) continue;
+    const Inst *pi = &b->grad->insts[in->args[0]];
+    int k = find_param(d, pi->name ? pi->name : "");
+    if (k >= 0) params[k].trainable = 0;
+  }
+  for (int32_t i = 0; i < b->fwd->ninsts; i++) d->has_loss |= b->fwd->insts[i].op == OP_LOSS;
   /* the forward function's params must be the same tensors */
   if (b->grad)
     for (int32_t i = 0; i < b->fwd->ninsts; i++) {
@@ -438,15 +344,15 @@ static const char *group_name(Arena *a, Func *f, const int32_t *members, int n) 
 }
 
 /* One kernel: group g of the plan, members[0..n). */
-static bool emit_group(Build *b, FuncPlan *p, int g, const int32_t *members, int n, const CgVal *vals, bool *has_grad) {
+static bool emit_group(Build *b, const EntryPlan *p, int g, const int32_t *members, int n, const CgVal *vals, bool *has_grad) {
   Cg *cg = &b->cg;
-  Func *f = p->f;
+  Func *f = p->kp->f;
   bprt_model_desc *d = &b->m->desc;
   LLVMBuilderRef B = cg->B;
   const Inst *in = &f->insts[members[0]];
   bool ok = true;
-  if (p->sched.kind[g] == FUSE_GEMM) return cg_kernel_gemm_fused(cg, f, members, n, vals);
-  if (p->sched.kind[g] == FUSE_XENT) return cg_kernel_xent_fused(cg, f, members, n, vals);
+  if (p->kp->kind[g] == KERNEL_GEMM) return cg_kernel_gemm_fused(cg, f, members, n, vals);
+  if (p->kp->kind[g] == KERNEL_XENT) return cg_kernel_xent_fused(cg, f, members, n, vals);
   if (n > 1) return cg_kernel_ew(cg, f, members, n, vals);
   int32_t v = members[0];
   switch ((Op)in->op) {
@@ -484,7 +390,7 @@ static bool emit_group(Build *b, FuncPlan *p, int g, const int32_t *members, int
     const Inst *pi = &f->insts[in->args[0]];
     int k = find_param(d, pi->name ? pi->name : "");
     has_grad[k] = true;
-    if (p->direct_grad[in->args[1]] == v) break;   /* already computed in place */
+    if (p->kp->direct_grad[in->args[1]] == v) break;   /* already computed in place */
     LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset));
     cg_kernel_copy(cg, &vals[in->args[1]], dst, vals[in->args[1]].t);
     break;
@@ -497,9 +403,10 @@ static bool emit_group(Build *b, FuncPlan *p, int g, const int32_t *members, int
 }
 
 /* The body of forward or grad: pointers of every live value, then the kernels. */
-static bool emit_body(Build *b, FuncPlan *p, int which) {
+static bool emit_body(Build *b, const EntryPlan *p, int which) {
   Cg *cg = &b->cg;
-  Func *f = p->f;
+  const KernelPlan *kp = p->kp;
+  Func *f = kp->f;
   bprt_model_desc *d = &b->m->desc;
   LLVMBuilderRef B = cg->B;
   CgVal *vals = bp_xmalloc((size_t)(f->ninsts + 1) * sizeof *vals);
@@ -513,7 +420,7 @@ static bool emit_body(Build *b, FuncPlan *p, int which) {
   LLVMValueRef fixed_base = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), ws, (LLVMValueRef[]){cg_i64(cg, b->pack_bytes)}, 1, "");
   for (int32_t i = 0; i < f->ninsts; i++) {
     const Inst *in = &f->insts[i];
-    if (!p->live[i] || in->type == TYPE_VOID) continue;
+    if (!kp->live[i] || in->type == TYPE_VOID) continue;
     CgVal *v = &vals[i];
     v->t = ir_vtype(f, i);
     if (in->op == OP_INPUT) {
@@ -522,26 +429,28 @@ static bool emit_body(Build *b, FuncPlan *p, int which) {
     } else if (in->op == OP_PARAM) {
       int k = find_param(d, in->name ? in->name : "");
       v->ptr = cg_gep(cg, cg->t_f32, params, cg_i64(cg, d->params[k].offset));
-    } else if (in->op == OP_CONST && !p->materialize[i]) {
+    } else if (in->op == OP_CONST && !kp->materialize[i]) {
       v->is_const = true;
       v->cval = in->fattr[0];
-    } else if (p->sched.internal[i]) {     /* lives only inside its fused kernel */
+    } else if (kp->internal[i]) {     /* lives only inside its fused kernel */
       v->ptr = NULL;
-    } else if (p->direct_grad[i] >= 0) {   /* computed in place in the grads block */
-      const Inst *pi = &f->insts[f->insts[p->direct_grad[i]].args[0]];
+    } else if (kp->direct_grad[i] >= 0) {   /* computed in place in the grads block */
+      const Inst *pi = &f->insts[f->insts[kp->direct_grad[i]].args[0]];
       int k = find_param(d, pi->name ? pi->name : "");
       v->ptr = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset));
     } else {   /* the planned slot: pack buffers, then fixed + per_batch * B */
-      LLVMValueRef off = cg_i64(cg, p->slot_fixed[i]);
-      if (p->slot_batch[i] > 0)
-        off = LLVMBuildAdd(B, off, LLVMBuildMul(B, batch, cg_i64(cg, p->slot_batch[i]), ""), "");
+      const MemValue *mv = &p->mp->vals[i];
+      if (!mv->in_workspace) ir_die("codegen: %%%d of @%s has no place in the memory plan", (int)i, f->name);
+      LLVMValueRef off = cg_i64(cg, mv->offset.fixed);
+      if (mv->offset.per_batch > 0)
+        off = LLVMBuildAdd(B, off, LLVMBuildMul(B, batch, cg_i64(cg, mv->offset.per_batch), ""), "");
       v->ptr = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), fixed_base, &off, 1, "");
     }
   }
   bool ok = true;
   bool *has_grad = bp_xmalloc((size_t)d->nparams + 1);
   memset(has_grad, 0, (size_t)d->nparams + 1);
-  const FusePlan *sc = &p->sched;
+  const KernelPlan *sc = kp;
   CgModel *cm = b->m;
   LLVMValueRef counters = NULL;
   if (cm->profile) {
@@ -559,7 +468,12 @@ static bool emit_body(Build *b, FuncPlan *p, int which) {
       cm->prof_names[which][g] = group_name(cm->arena, f, members, n);
       t0 = prof_now(cg);
     }
+    /* in forward, what only the loss needs runs when the caller asks for the loss */
+    LLVMBasicBlockRef join = NULL;
+    if (kp->loss_only[g] && !p->training)
+      join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, cg_frame_field(cg, CG_FR_LOSS), LLVMConstNull(cg->t_ptr), ""));
     ok = emit_group(b, p, g, members, n, vals, has_grad);
+    if (join) cg_if_end(cg, join);
     if (counters) prof_add(cg, counters, g, t0);
   }
   /* gradients are overwritten: a parameter the loss does not reach gets zeros */
@@ -588,10 +502,17 @@ static void sanitize(char *s) {
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_')) *p = '_';
 }
 
-CgModel *cg_model_build(Func *fwd, Func *grad, const bprt_optimizer_config *opt, const CgOptions *o) {
+int cg_gemm_chunks(const CgOptions *o) {
+  int hint = o && o->nthreads_hint > 0 ? o->nthreads_hint : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  return hint < 1 ? 1 : hint > 64 ? 64 : hint;
+}
+
+CgModel *cg_model_build(const CgModelInput *in) {
   CgOptions defaults = {"native", 3, 0, false, false};
-  if (!o) o = &defaults;
-  if (!fwd) {
+  const CgOptions *o = in->options ? in->options : &defaults;
+  const bprt_optimizer_config *opt = in->opt;
+  Func *fwd = in->fwd ? in->fwd->f : NULL, *grad = in->grad ? in->grad->f : NULL;
+  if (!fwd || !in->mem) {
     diag_error(SRCLOC_NONE, "codegen: no forward function");
     return NULL;
   }
@@ -637,14 +558,13 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const bprt_optimizer_config *opt,
 
   Build b;
   memset(&b, 0, sizeof b);
-  b.m = m, b.fwd = fwd, b.grad = grad;
+  b.m = m, b.fwd = fwd, b.grad = grad, b.mem = in->mem;
   Cg *cg = &b.cg;
   cg->C = m->C, cg->M = m->M, cg->B = LLVMCreateBuilderInContext(m->C);
   cg->W = lanes;
   cg->NR = lanes == 1 ? 4 : 2 * lanes;
   cg->MR = lanes == 16 ? 12 : lanes == 1 ? 4 : 6;
-  int hint = o->nthreads_hint > 0 ? o->nthreads_hint : (int)sysconf(_SC_NPROCESSORS_ONLN);
-  cg->gemm_chunks = hint < 1 ? 1 : hint > 64 ? 64 : hint;
+  cg->gemm_chunks = cg_gemm_chunks(o);
   cg->prefer512 = lanes == 16;
   cg->esize = 4;
   cg_init_types(cg);
@@ -653,23 +573,22 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const bprt_optimizer_config *opt,
   if (o->debug_info) debug_begin(&b);
 
   bool ok = build_tables(&b);
-  FuncPlan pf, pg;
-  ok = ok && plan_func(m->arena, &pf, fwd, false, true);
-  ok = ok && (!grad || plan_func(m->arena, &pg, grad, true, true));
+  const ModelMemory *mm = in->mem;
+  const KernelPlan *plans[2] = {in->fwd, in->grad};
+  cg_gemm_pack_sizes(plans, 2, &cg->pack_a_floats, &cg->pack_b_floats);
+  b.pack_bytes = cg_gemm_pack_floats(cg) * cg->esize * cg->gemm_chunks;
+  if (ok && (b.pack_bytes != mm->extra || mm->elem_bytes != cg->esize)) {
+    diag_error(SRCLOC_NONE, "codegen: the memory plan keeps %lld bytes of %d-byte elements for the product buffers, "
+               "codegen needs %lld of %d", (long long)mm->extra, (int)mm->elem_bytes, (long long)b.pack_bytes, cg->esize);
+    ok = false;
+  }
+  EntryPlan pf = {in->fwd, mm->fwd, false}, pg = {in->grad, mm->grad, true};
   if (ok) {
-    bool gemm = pf.has_gemm || (grad && pg.has_gemm);
-    b.pack_bytes = gemm ? cg_gemm_pack_floats(cg) * cg->esize * cg->gemm_chunks : 0;
-    int64_t fixed = pf.fixed, per_batch = pf.per_batch;
-    if (grad) {
-      fixed = pg.fixed > fixed ? pg.fixed : fixed;
-      per_batch = pg.per_batch > per_batch ? pg.per_batch : per_batch;
-    }
-    b.ws_fixed_regions = b.pack_bytes + fixed;
-    m->desc.ws_fixed = b.ws_fixed_regions;
-    m->desc.ws_per_batch = per_batch;
+    m->desc.ws_fixed = mm->workspace.fixed;
+    m->desc.ws_per_batch = mm->workspace.per_batch;
     m->desc.optimizer = opt ? opt->kind : BPRT_OPT_SGD;
     if (opt) memcpy(m->desc.hyper, opt->hyper, sizeof m->desc.hyper);
-    m->desc.opt_state_floats = opt && grad ? (int64_t)bprt_optimizers[opt->kind].slots * m->desc.param_floats : 0;
+    m->desc.opt_state_floats = opt && grad ? mm->opt_state_floats : 0;
 
     new_entry(&b, "forward");
     ok = emit_body(&b, &pf, 0);
@@ -685,12 +604,14 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const bprt_optimizer_config *opt,
          * half the code to compile) */
         LLVMValueRef ufn = new_entry(&b, "update");
         CgParamRange *ranges = arena_alloc(m->arena, (size_t)(m->desc.nparams + 1) * sizeof *ranges);
+        int nranges = 0;
         for (int k = 0; k < m->desc.nparams; k++) {
           const bprt_param_desc *pd = &m->desc.params[k];
+          if (!pd->trainable) continue;
           int64_t n = 1;
           for (int i = 0; i < pd->rank; i++) n *= pd->dims[i];
-          ranges[k].offset = pd->offset;
-          ranges[k].numel = n;
+          ranges[nranges].offset = pd->offset;
+          ranges[nranges++].numel = n;
         }
         LLVMValueRef upd_counters = NULL, t0 = NULL;
         if (m->profile) {
@@ -700,7 +621,7 @@ CgModel *cg_model_build(Func *fwd, Func *grad, const bprt_optimizer_config *opt,
           m->prof_names[2][0] = "optimizer update";
           t0 = prof_now(cg);
         }
-        cg_optimizer_update(cg, opt->kind, m->desc.param_floats, ranges, m->desc.nparams);
+        cg_optimizer_update(cg, opt->kind, m->desc.param_floats, ranges, nranges);
         if (upd_counters) prof_add(cg, upd_counters, 0, t0);
         LLVMBuildRetVoid(cg->B);
         m->has_entry[3] = true;

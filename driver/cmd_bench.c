@@ -2,7 +2,8 @@
  *
  *   bpcc bench FILE.bp [--steps N] [--warmup N] [--threads N] [--batch N] [--gemm]
  *
- * Builds forward + backward + optimizer exactly as `bpcc train` does (drv_build_jit),
+ * Builds forward + backward + optimizer exactly as `bpcc train` does (the pipeline to
+ * machine code, with the same options),
  * fills every input with seeded random data of the right shape (labels uniform over the
  * classes), runs --warmup steps, then times --steps steps one by one. Prints one line a
  * script can read (bench/run.sh makes the table and the CSV):
@@ -25,11 +26,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "codegen/codegen.h"
 #include "driver/driver.h"
-#include "passes/memplan.h"
-#include "passes/passes.h"
-#include "runtime/model.h"
 #include "runtime/runtime.h"
 
 static double now_ms(void) {
@@ -71,17 +68,22 @@ static double cycles_per_ms(void) {
  *   kernel ENTRY INDEX MS_PER_STEP NAME...
  * with the milliseconds of one step (a parallel kernel: the caller's wall clock). The
  * counters add a few cycles per kernel; the step's median is the unprofiled build's. */
-static void profile_kernels(DrvCompilation *c, const bprt_optimizer_config *opt, int64_t batch, int64_t warmup, int64_t steps,
-                            int threads, const void *const *in) {
+static void profile_kernels(Compilation *c, int64_t batch, int64_t warmup, int64_t steps, const void *const *in) {
   double rate = cycles_per_ms();
   if (rate <= 0) {
     printf("profile kernels unavailable (no cycle counter on this target)\n");
     return;
   }
-  drv_codegen.profile = true;
-  CgModel *cm = drv_build_jit(c, opt->kind, opt->hyper, threads);
-  drv_codegen.profile = false;
-  if (!cm) return;
+  PipelineOptions po = c->opt;
+  po.codegen.profile = true;
+  po.print_after = NULL;
+  Compilation pc;
+  pipeline_init_model(&pc, c, &po);
+  if (!pipeline_run(&pc, STAGE_MACHINE)) {
+    pipeline_release(&pc);
+    return;
+  }
+  CgModel *cm = pc.cg;
   bprt_model *m = bprt_model_create(cg_model_desc(cm), c->model->train.seed);
   float loss;
   for (int64_t i = 0; m && i < warmup; i++) bprt_model_train_step(m, batch, in, &loss);
@@ -98,7 +100,7 @@ static void profile_kernels(DrvCompilation *c, const bprt_optimizer_config *opt,
       printf("kernel %s %d %.4f %s\n", which[w], k, (double)cyc[w][k] / rate / (double)steps, names[w][k]);
   fflush(stdout);
   bprt_model_destroy(m);
-  cg_model_free(cm);
+  pipeline_release(&pc);
 }
 
 /* Seeded random inputs for a batch: floats uniform in [0, 1), labels in [0, C). */
@@ -127,18 +129,6 @@ static void free_inputs(void **in, int n) {
   free(in);
 }
 
-static bool parse_count(const char *opt, const char *s, int64_t lo, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (end == s || *end || errno || v < lo) {
-    fprintf(stderr, "bpcc: error: %s '%s': expected an integer >= %lld\n", opt, s, (long long)lo);
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
 /* ---------------------------------------------------------- one matrix product alone */
 
 typedef struct {
@@ -149,7 +139,7 @@ typedef struct {
 /* A model of one product with the batch as M: c[B,N] = a[B,K] W[K,N] (matmul),
  * a[B,K] W[N,K]^T (matmul_nt); for matmul_tn (K is the batch: dW = X^T dY) two inputs
  * a[B,M], b[B,N] and c[M,N]. Timed through forward. */
-static double time_gemm(const Shape *s, int threads, int steps, double *gflops) {
+static double time_gemm(const Shape *s, const PipelineOptions *base, int threads, int steps, double *gflops) {
   Module *mod = ir_module_new();
   Func *f = ir_func_new(mod, "gemm");
   int64_t d2[2];
@@ -172,13 +162,17 @@ static double time_gemm(const Shape *s, int threads, int steps, double *gflops) 
     batch = s->m;
   }
   ir_output(f, "c", c, SRCLOC_NONE);
-  bprt_optimizer_config opt;
-  bprt_optimizer_init(&opt, BPRT_OPT_SGD);
-  CgOptions co = {"native", 3, threads, false, false};
+  PipelineOptions po = *base;
+  po.codegen.nthreads_hint = threads;
+  po.codegen.profile = false;
+  po.print_after = NULL;
+  po.recompute_set = false;
+  po.mem_budget = 0;
   double ms = NAN;
-  CgModel *cm = cg_model_build(f, NULL, &opt, &co);
-  if (cm && cg_model_jit(cm) == 0) {
-    const bprt_model_desc *d = cg_model_desc(cm);
+  Compilation pc;
+  pipeline_init_ir(&pc, f, NULL, &po);
+  if (pipeline_run(&pc, STAGE_MACHINE)) {
+    const bprt_model_desc *d = cg_model_desc(pc.cg);
     bprt_model *m = bprt_model_create(d, 1);
     void **in = make_inputs(d, batch, 7);
     int64_t rows = s->op == OP_MATMUL_TN ? s->m : batch;
@@ -202,7 +196,7 @@ static double time_gemm(const Shape *s, int threads, int steps, double *gflops) 
     free_inputs(in, d->ninputs);
     bprt_model_destroy(m);
   }
-  if (cm) cg_model_free(cm);
+  pipeline_release(&pc);
   ir_module_free(mod);
   *gflops = 2.0 * (double)s->m * (double)s->k * (double)s->n / (ms * 1e-3) * 1e-9;
   return ms;
@@ -214,7 +208,7 @@ static int collect_shapes(Func *g, int64_t batch, Shape *out, int max) {
   int n = 0;
   for (int32_t i = 0; i < g->ninsts; i++) {
     const Inst *in = &g->insts[i];
-    if (in->op != OP_MATMUL && in->op != OP_MATMUL_NT && in->op != OP_MATMUL_TN) continue;
+    if (ir_ops[in->op].kind != OPK_PRODUCT) continue;
     const TensorType *a = ir_vtype(g, in->args[0]), *c = ir_vtype(g, i);
     int64_t k = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
     Shape s = {in->op, c->dims[0] == DIM_BATCH ? batch : c->dims[0], k == DIM_BATCH ? batch : k,
@@ -245,7 +239,7 @@ static void bench_usage(FILE *o) {
           "  --batch N      batch size (default: the train block's)\n"
           "  --gemm         also time each distinct matrix product of the step on its own,\n"
           "                 on 1 thread and on --threads threads\n"
-          "  --checkpoint=MODE, --mem-budget SIZE   recompute activations as bpcc train does\n"
+          "  --recompute=MODE, --mem-budget SIZE   recompute activations as bpcc train does\n"
           "  --profile      where the step's time goes: forward, backward and the optimizer\n"
           "                 update timed through the three entry points, and the products\n"
           "                 (implies --gemm)\n"
@@ -256,11 +250,14 @@ static void bench_usage(FILE *o) {
 
 int cmd_bench(int argc, char **argv) {
   const char *file = NULL;
-  int64_t steps = 30, warmup = 5, threads = 0, batch = 0;
+  int64_t steps = 30, warmup = 5;
   bool gemm = false, profile = false;
+  PipelineOptions po;
+  pipeline_options_default(&po);
+  PipelineArgs pa;
+  args_init(&pa, &po);
   for (int i = 1; i < argc; i++) {   /* argv[0] is "bench" */
-    const char *a = argv[i];
-    bool ok = true;
+    const char *a = argv[i], *v;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       bench_usage(stdout);
       return 0;
@@ -268,67 +265,54 @@ int cmd_bench(int argc, char **argv) {
       gemm = true;
     } else if (!strcmp(a, "--profile")) {
       profile = gemm = true;
-    } else if (strcmp(a, "--batch") && drv_mem_flag(a, argv, argc, &i)) {
-      /* --checkpoint=none|sqrt|auto, --mem-budget SIZE: as `bpcc train` applies them */
-    } else if ((!strcmp(a, "--steps") || !strcmp(a, "--warmup") || !strcmp(a, "--threads") || !strcmp(a, "--batch"))) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "bpcc: error: %s needs a value\n", a);
-        return 1;
-      }
-      int64_t *dst = !strcmp(a, "--steps") ? &steps : !strcmp(a, "--warmup") ? &warmup : !strcmp(a, "--threads") ? &threads : &batch;
-      ok = parse_count(a, argv[++i], !strcmp(a, "--warmup") ? 0 : 1, dst);
-    } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "bpcc: error: unknown option '%s'\nTry 'bpcc bench --help' for more information.\n", a);
-      return 1;
-    } else if (file) {
-      fprintf(stderr, "bpcc: error: bench takes one FILE.bp, got '%s' and '%s'\n", file, a);
-      return 1;
+    } else if ((v = args_value(argc, argv, &i, "--steps")) != NULL) {
+      if (v == ARGS_MISSING || !args_int("--steps", v, 1, INT64_MAX, &steps) || steps > INT32_MAX) return 1;
+    } else if ((v = args_value(argc, argv, &i, "--warmup")) != NULL) {
+      if (v == ARGS_MISSING || !args_int("--warmup", v, 0, INT64_MAX, &warmup) || warmup > INT32_MAX) return 1;
     } else {
+      int r = args_pipeline_option(&pa, argc, argv, &i);   /* --batch, --threads, --recompute, ... */
+      if (r < 0) return 1;
+      if (r > 0) continue;
+      if (a[0] == '-' && a[1]) return args_usage_error("bench", "unknown option '%s'", a);
+      if (file) return args_usage_error("bench", "bench takes one FILE.bp, got '%s' and '%s'", file, a);
       file = a;
     }
-    if (!ok) return 1;
   }
   if (!file) {
     bench_usage(stderr);
     return 1;
   }
+  static const CommandInfo bench = {"bench", STAGE_MACHINE, true, true, true};
+  if (!args_check(&pa, &bench)) return 1;
+  int64_t threads = pa.threads;
   if (threads > 0 && bprt_set_threads((int)threads)) {
     fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)threads, bprt_last_error());
     return 1;
   }
   if (threads <= 0) threads = bprt_get_threads();
-  DrvCompilation c;
-  bool compiled = drv_compile(&c, file, DRV_LOWER, NULL);
-  if (!compiled || !c.func) {   /* after diagnostics, only the diagnostics */
-    if (compiled) fprintf(stderr, "bpcc: error: %s has no model to benchmark\n", c.name);
-    drv_release(&c);
-    return 1;
-  }
-  if (batch <= 0) batch = c.model->train.batch;
-  bprt_optimizer_config opt;
-  drv_train_optimizer(&c.model->train, &opt);
-
-  /* FLOPs of one step from the gradient IR (the same pipeline drv_build_jit runs). */
-  PassOptions po;
-  pass_options_default(&po);
-  Func *g = pass_run_pipeline(ir_func_clone(c.func, "bench.flops"), &po);
-  double flops = 0;
-  Shape shapes[32];
-  int nshapes = 0;
-  if (g) {
-    for (int32_t i = 0; i < g->ninsts; i++) flops += memplan_inst_flops(g, i, batch);
-    nshapes = collect_shapes(g, batch, shapes, 32);
-  }
-
-  double t0 = now_ms();
-  CgModel *cm = drv_build_jit(&c, opt.kind, opt.hyper, (int)threads);
-  double compile_ms = now_ms() - t0;
+  po.runtime = true;
+  Compilation c;
+  pipeline_init(&c, file, &po);
   int status = 1;
   bprt_model *m = NULL;
   void **in = NULL;
   double *t = NULL;
-  if (!cm) goto done;
-  const bprt_model_desc *d = cg_model_desc(cm);
+  double t0 = now_ms();
+  if (!pipeline_run(&c, STAGE_MACHINE)) goto done;   /* after diagnostics, only the diagnostics */
+  double compile_ms = now_ms() - t0;
+  if (!c.grad) {
+    fprintf(stderr, "bpcc: error: %s: model '%s' has no loss, so no training step to time\n", c.name, c.model->name);
+    goto done;
+  }
+  int64_t batch = c.batch;
+  /* FLOPs of one step from the gradient IR the step was compiled from (recomputation
+   * excluded: the useful work, whatever the memory plan) */
+  double flops = 0;
+  for (int32_t i = 0; i < c.grad->ninsts; i++)
+    if (!(c.grad->insts[i].flags & IF_RECOMPUTED)) flops += memplan_inst_flops(c.grad, i, batch);
+  Shape shapes[32];
+  int nshapes = collect_shapes(c.grad, batch, shapes, 32);
+  const bprt_model_desc *d = cg_model_desc(c.cg);
   m = bprt_model_create(d, c.model->train.seed);
   if (!m) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
@@ -394,7 +378,7 @@ int cmd_bench(int argc, char **argv) {
     free(tu);
     for (int i = 0; i < d->noutputs && i < 64; i++) free(outs[i]);
     fflush(stdout);
-    profile_kernels(&c, &opt, batch, warmup, steps, (int)threads, (const void *const *)in);
+    profile_kernels(&c, batch, warmup, steps, (const void *const *)in);
   }
   double products_ms = 0;
   if (gemm) {
@@ -402,7 +386,7 @@ int cmd_bench(int argc, char **argv) {
       int tcounts[2] = {1, (int)threads};
       for (int k = 0; k < (threads > 1 ? 2 : 1); k++) {
         bprt_set_threads(tcounts[k]);
-        double gf, ms = time_gemm(&shapes[s], tcounts[k], (int)(steps > 10 ? steps : 10), &gf);
+        double gf, ms = time_gemm(&shapes[s], &po, tcounts[k], (int)(steps > 10 ? steps : 10), &gf);
         printf("gemm %s %lld %lld %lld %d %.4f %.1f\n", ir_ops[shapes[s].op].name, (long long)shapes[s].m,
                (long long)shapes[s].k, (long long)shapes[s].n, tcounts[k], ms, gf);
         if (tcounts[k] == (int)threads) products_ms += ms * shape_count[s];
@@ -415,9 +399,8 @@ int cmd_bench(int argc, char **argv) {
   status = 0;
 done:
   free(t);
-  if (in) free_inputs(in, cm ? cg_model_desc(cm)->ninputs : 0);
+  if (in) free_inputs(in, c.cg ? cg_model_desc(c.cg)->ninputs : 0);
   bprt_model_destroy(m);
-  if (cm) cg_model_free(cm);
-  drv_release(&c);
+  pipeline_release(&c);
   return status;
 }

@@ -1,4 +1,4 @@
-/* driver/cmd_gradcheck.c — `bpcc gradcheck`, and `--emit=grad-ir` with the pass options.
+/* driver/cmd_gradcheck.c — `bpcc gradcheck`: derived gradients against finite differences.
  *
  *   bpcc gradcheck FILE.bp [--model NAME] [--dtype f64|f32] [--batch N] [--seed S]
  *                  [--tol T] [-fno-softmax-xent]
@@ -45,59 +45,6 @@
 #define GC_SAMPLES 256
 #define GC_EPS 1e-3
 #define GC_EPS_MIN 1e-6
-
-/* ------------------------------------------------------------------ pass options */
-
-static PassOptions drv_pass_options;
-static bool pass_options_ready;
-
-static PassOptions *drv_passes(void) {
-  if (!pass_options_ready) {
-    pass_options_default(&drv_pass_options);
-    pass_options_ready = true;
-  }
-  return &drv_pass_options;
-}
-
-bool drv_pass_flag(const char *a, char **argv, int argc, int *i) {
-  PassOptions *o = drv_passes();
-  if (strcmp(a, "-fno-softmax-xent") == 0) o->softmax_xent = false;
-  else if (strcmp(a, "-fsoftmax-xent") == 0) o->softmax_xent = true;
-  else if (strcmp(a, "-fno-log-softmax") == 0) o->log_softmax = false;
-  else if (strcmp(a, "--verify-each") == 0) o->verify = true;
-  else if (strncmp(a, "--print-after=", 14) == 0) o->print_after = a + 14;
-  else if (strcmp(a, "--print-after") == 0 && *i + 1 < argc) o->print_after = argv[++*i];
-  else return false;
-  if (o->print_after && strcmp(o->print_after, "all") != 0 && !pass_lookup(o->print_after)) {
-    fprintf(stderr, "bpcc: error: --print-after: unknown pass '%s' (passes:", o->print_after);
-    for (int k = 0; k < pass_pipeline_count; k++) fprintf(stderr, " %s", pass_pipeline[k].name);
-    fprintf(stderr, ", or all)\n");
-    exit(1);
-  }
-  return true;
-}
-
-Func *drv_grad_func(Func *fwd) {
-  int errors = diag_error_count();
-  char name[256];
-  snprintf(name, sizeof name, "%s.grad", fwd->name);
-  Func *g = ir_func_clone(fwd, name);
-  g = pass_run_pipeline(g, drv_passes());
-  if (!g || diag_error_count() != errors) return NULL;
-  return g;
-}
-
-int emit_grad_ir(DrvCompilation *c, FILE *out) {
-  if (!c->func) {
-    fprintf(stderr, "bpcc: error: %s has no model to differentiate\n", c->name);
-    return 1;
-  }
-  Func *g = drv_grad_func(c->func);
-  if (g) g = drv_checkpoint(c, g, NULL);   /* --checkpoint / --mem-budget (cmd_memreport.c) */
-  if (!g) return 1;
-  ir_print_func(out, g);
-  return 0;
-}
 
 /* ------------------------------------------------------------------ random numbers */
 
@@ -186,85 +133,90 @@ static bool parse_int(const char *s, int64_t lo, int64_t *out) {
   return true;
 }
 
-/* Lower FILE.bp, or parse FILE.ir (the first function). */
-static Func *load(DrvCompilation *c, const char *path, const char *model, Module **ir_module) {
+/* The pipeline up to the gradient (recompute: the IR gradcheck interprets) of FILE.bp,
+ * or of FILE.ir's first function (parsed, then run through the same stages). */
+static bool load(Compilation *c, const char *path, const PipelineOptions *o, Module **ir_module) {
   size_t n = strlen(path);
   *ir_module = NULL;
   if (n > 3 && strcmp(path + n - 3, ".ir") == 0) {
     char *text;
     size_t len;
-    memset(c, 0, sizeof *c);
-    if (!drv_read_file(path, &text, &len)) return NULL;
+    pipeline_init(c, path, o);
+    if (!pipeline_read_file(path, &text, &len)) return false;
     *ir_module = ir_parse(path, text, len);
     bp_free(text);
-    if (!*ir_module || (*ir_module)->nfuncs == 0) return NULL;
-    if (!ir_verify((*ir_module)->funcs[0], "parsing")) return NULL;
-    return (*ir_module)->funcs[0];
+    if (!*ir_module || (*ir_module)->nfuncs == 0) return false;
+    if (!ir_verify((*ir_module)->funcs[0], "parsing")) return false;
+    pipeline_release(c);
+    pipeline_init_ir(c, (*ir_module)->funcs[0], NULL, o);
+  } else {
+    pipeline_init(c, path, o);
   }
-  if (!drv_compile(c, path, DRV_LOWER, model)) return NULL;
-  if (!c->func) {
-    fprintf(stderr, "bpcc: error: %s has no model to check\n", c->name);
-    return NULL;
+  if (!pipeline_run(c, STAGE_LOWER)) return false;
+  if (!pipeline_has_loss(c)) {
+    fprintf(stderr, "bpcc: error: gradcheck: @%s has no loss to differentiate\n", c->fwd->name);
+    return false;
   }
-  return c->func;
+  return pipeline_run(c, STAGE_RECOMPUTE);
 }
 
 int cmd_gradcheck(int argc, char **argv) {
-  const char *file = NULL, *model = NULL;
+  const char *file = NULL;
   bool f32 = false;
-  int64_t batch = 4, seed = 1;
+  int64_t seed = 1;
   double tol = -1;
+  PipelineOptions po;
+  pipeline_options_default(&po);
+  po.batch = 4;
+  PipelineArgs pa;
+  args_init(&pa, &po);
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
+    const char *a = argv[i], *v;
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       usage_gc(stdout);
       return 0;
     }
-    const char *val = NULL;
-    if (a[0] == '-' && a[1] == '-' && strchr(a, '=')) val = strchr(a, '=') + 1;
-    bool takes = !strncmp(a, "--dtype", 7) || !strncmp(a, "--batch", 7) || !strncmp(a, "--seed", 6) ||
-                 !strncmp(a, "--tol", 5) || !strncmp(a, "--model", 7);
-    if (takes && !val) {
-      if (i + 1 >= argc) return gc_arg_error("%s needs a value", a);
-      val = argv[++i];
-    }
-    if (!strncmp(a, "--dtype", 7)) {
-      if (strcmp(val, "f32") == 0) f32 = true;
-      else if (strcmp(val, "f64") == 0) f32 = false;
-      else return gc_arg_error("--dtype must be f64 or f32, not '%s'", val);
-    } else if (!strncmp(a, "--batch", 7)) {
-      if (!parse_int(val, 1, &batch) || batch > 4096) return gc_arg_error("--batch must be an integer in [1, 4096], not '%s'", val);
-    } else if (!strncmp(a, "--seed", 6)) {
-      if (!parse_int(val, 0, &seed)) return gc_arg_error("--seed must be a non-negative integer, not '%s'", val);
-    } else if (!strncmp(a, "--tol", 5)) {
+    if ((v = args_value(argc, argv, &i, "--dtype")) != NULL) {
+      if (v == ARGS_MISSING) return 1;
+      if (strcmp(v, "f32") == 0) f32 = true;
+      else if (strcmp(v, "f64") == 0) f32 = false;
+      else return gc_arg_error("--dtype must be f64 or f32, not '%s'", v);
+    } else if ((v = args_value(argc, argv, &i, "--seed")) != NULL) {
+      if (v == ARGS_MISSING) return 1;
+      if (!parse_int(v, 0, &seed)) return gc_arg_error("--seed must be a non-negative integer, not '%s'", v);
+    } else if ((v = args_value(argc, argv, &i, "--tol")) != NULL) {
+      if (v == ARGS_MISSING) return 1;
       char *end;
-      tol = strtod(val, &end);
-      if (!*val || *end || !(tol > 0)) return gc_arg_error("--tol must be a positive number, not '%s'", val);
-    } else if (!strncmp(a, "--model", 7)) {
-      model = val;
-    } else if (drv_pass_flag(a, argv, argc, &i)) {
-      continue;
-    } else if (a[0] == '-' && a[1]) {
-      return gc_arg_error("unknown option '%s'", a);
-    } else if (file) {
-      return gc_arg_error("more than one input file ('%s')", a);
+      tol = strtod(v, &end);
+      if (!*v || *end || !(tol > 0)) return gc_arg_error("--tol must be a positive number, not '%s'", v);
     } else {
+      int r = args_pipeline_option(&pa, argc, argv, &i);   /* --batch, --model, -fno-softmax-xent, ... */
+      if (r < 0) return 1;
+      if (r > 0) continue;
+      if (a[0] == '-' && a[1]) return gc_arg_error("unknown option '%s'", a);
+      if (file) return gc_arg_error("more than one input file ('%s')", a);
       file = a;
     }
   }
   if (!file) return gc_arg_error("%s", "no input file");
+  if (po.batch > 4096) return gc_arg_error("--batch must be an integer in [1, 4096], not '%s'", "too large");
+  static const CommandInfo gradcheck = {"gradcheck", STAGE_RECOMPUTE, true, true, false};
+  if (!args_check(&pa, &gradcheck)) return 1;
+  int64_t batch = po.batch;
   if (tol < 0) tol = f32 ? 1e-3 : 1e-7;
   double floor_ = f32 ? 1e-3 : 1e-4;
 
-  DrvCompilation c;
+  Compilation c;
   Module *irm = NULL;
-  Func *fwd = load(&c, file, model, &irm);
+  bool loaded = load(&c, file, &po, &irm);
+  Func *fwd = c.fwd;
   int status = 1;
   GC gc;
   memset(&gc, 0, sizeof gc);
   Interp *ana = NULL;
   signed char *base_signs = NULL, *signs = NULL;
-  if (!fwd) goto done;
+  int32_t *grad_of = NULL;
+  if (!loaded) goto done;
   gc.fwd = fwd;
   gc.batch = batch;
   gc.seed = (uint64_t)seed;
@@ -274,12 +226,10 @@ int cmd_gradcheck(int argc, char **argv) {
     if (fwd->insts[i].op == OP_INPUT) gc.ninputs = (int)(fwd->insts[i].iattr[0] + 1 > gc.ninputs ? fwd->insts[i].iattr[0] + 1 : gc.ninputs);
     if (fwd->insts[i].op == OP_PARAM) gc.nparams++;
   }
-  if (gc.fwd_loss < 0) {
-    fprintf(stderr, "bpcc: error: gradcheck: @%s has no loss to differentiate\n", fwd->name);
-    goto done;
-  }
-  gc.grad = drv_grad_func(fwd);
-  if (!gc.grad) goto done;
+  gc.grad = c.grad;
+  if (c.recompute.ncandidates > 0 && (po.recompute_set || po.mem_budget > 0))
+    printf("gradcheck: the gradient recomputes activations: %d of %d kept, %.4g MFLOP recomputed\n", c.recompute.nkept,
+           c.recompute.ncandidates, c.recompute.recompute_flops / 1e6);
 
   /* 2. random inputs, labels and parameters */
   uint64_t rs = (uint64_t)seed * 0x2545f4914f6cdd1dull + 17;
@@ -314,7 +264,7 @@ int cmd_gradcheck(int argc, char **argv) {
   ana = ir_interp_run(gc.grad, f32 ? INTERP_F32 : INTERP_F64, batch, gc.inputs, gc.ninputs, gc.params, gc.nparams,
                       gc.seed, 1);
   if (!ana) goto done;
-  int32_t *grad_of = bp_xmalloc((size_t)(gc.nparams + 1) * sizeof *grad_of);
+  grad_of = bp_xmalloc((size_t)(gc.nparams + 1) * sizeof *grad_of);
   {
     int k = 0;
     for (int32_t i = 0; i < gc.grad->ninsts; i++)
@@ -419,7 +369,7 @@ done:
   bp_free(gc.inputs);
   bp_free(gc.params);
   bp_free(gc.param_ids);
+  pipeline_release(&c);
   if (irm) ir_module_free(irm);
-  else drv_release(&c);
   return status;
 }

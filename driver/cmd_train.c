@@ -1,16 +1,18 @@
 /* driver/cmd_train.c — `bpcc train FILE.bp`: JIT-compile the model and train it.
  *
- *   bpcc train FILE.bp [--data SPEC] [--val SPEC | --val-split F] [--epochs N] [--batch N]
+ *   bpcc train FILE.bp --data SPEC [--val SPEC | --val-split F] [--epochs N] [--batch N]
  *                      [--lr X] [--optimizer NAME(k = v, ...)] [--schedule ...] [--seed N]
  *                      [--threads N] [--save PATH] [--save-every N] [--resume PATH]
  *                      [--log FILE.csv] [--log-steps] [--watch] [--quiet] [--model NAME]
+ *                      [the pipeline's options: --recompute, --mem-budget, -O, -march, ...]
  *
  * The settings come in three layers, each overriding the one before: PyTorch's defaults
  * for the optimizer, the model's `train` block, the command line (docs/training.md).
- * Then: autodiff + simplification (passes/), one LLVM module with forward, grad and step
- * (codegen/), ORC JIT, the model object (runtime/model.c) and the loop (runtime/train.c).
- * drv_build_jit is shared with `bpcc eval`. */
-#include "runtime/train.h"
+ * The model is checked first, the data loaded (the batch is clamped to the training
+ * rows), then the pipeline runs to machine code with the batch and the optimizer
+ * resolved (a --mem-budget is planned at that batch), and the loop runs
+ * (runtime/train.c) over the model object (runtime/model.c). */
+#include "driver/driver.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,83 +21,21 @@
 #include <string.h>
 #include <time.h>
 
-#include "codegen/codegen.h"
-#include "driver/driver.h"
-#include "passes/passes.h"
-
-/* ------------------------------------------------------------- building the model */
-
-struct CgModel *drv_build_jit(DrvCompilation *c, int optimizer, const double *hyper, int threads) {
-  if (!c->func) {
-    fprintf(stderr, "bpcc: error: %s has no model to train\n", c->name);
-    return NULL;
-  }
-  if (!cg_check_runtime_f32(c->func)) return NULL;
-  int errors = diag_error_count();
-  PassOptions po;
-  pass_options_default(&po);
-  char gname[256];
-  snprintf(gname, sizeof gname, "%s.grad", c->func->name);
-  Func *grad = ir_func_clone(c->func, gname);
-  grad = pass_run_pipeline(grad, &po);
-  if (!grad || diag_error_count() != errors) return NULL;
-  grad = drv_checkpoint(c, grad, NULL);   /* --checkpoint, --mem-budget (cmd_memreport.c) */
-  if (!grad) return NULL;
-  bprt_optimizer_config opt;
-  bprt_optimizer_init(&opt, optimizer);
-  memcpy(opt.hyper, hyper, sizeof opt.hyper);
-  CgOptions co = {"native", 3, threads, false, drv_codegen.profile};
-  CgModel *m = cg_model_build(c->func, grad, &opt, &co);
-  if (!m) return NULL;
-  if (cg_model_jit(m) != 0) {
-    cg_model_free(m);
-    return NULL;
-  }
-  return m;
-}
-
 /* ------------------------------------------------------------------- options */
 
 typedef struct {
-  const char *file, *model;
+  const char *file;
   const char *data, *val, *optimizer, *schedule, *save, *resume, *log;
   double val_split, lr;
-  int64_t epochs, batch, save_every, threads;
+  int64_t epochs, save_every;
   uint64_t seed;
-  bool has_epochs, has_batch, has_seed, has_lr, has_val_split;
-  bool log_steps, watch, quiet;
+  bool has_epochs, has_seed, has_lr, has_val_split;
+  bool log_steps, quiet;
+  PipelineOptions po;   /* --batch, --threads, --watch, --model, --recompute, ... */
+  PipelineArgs pa;
 } TrainArgs;
 
-static int arg_error(const char *fmt, const char *a) {
-  fprintf(stderr, "bpcc: error: ");
-  fprintf(stderr, fmt, a);
-  fprintf(stderr, "\nTry 'bpcc train --help' for more information.\n");
-  return 1;
-}
-
-static bool parse_int(const char *opt, const char *s, int64_t lo, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (end == s || *end || errno || v < lo) {
-    fprintf(stderr, "bpcc: error: %s '%s': expected an integer >= %lld\n", opt, s, (long long)lo);
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
-static bool parse_real(const char *opt, const char *s, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (end == s || *end || errno || !isfinite(v)) {
-    fprintf(stderr, "bpcc: error: %s '%s': expected a number\n", opt, s);
-    return false;
-  }
-  *out = v;
-  return true;
-}
+static int arg_error(const char *fmt, const char *a) { return args_usage_error("train", fmt, a); }
 
 static void train_usage(FILE *o) {
   fprintf(o,
@@ -113,8 +53,6 @@ static void train_usage(FILE *o) {
           "  --epochs N           epochs in all (train block, else 1)\n"
           "  --batch N            rows per step; the last batch may be partial (else 32;\n"
           "                       at most the training rows)\n"
-          "  --checkpoint=MODE    none, sqrt or auto: recompute activations in backward\n"
-          "  --mem-budget SIZE    the most bytes a step may use (e.g. 64MiB); implies auto\n"
           "  --lr X               learning rate (after the optimizer's own lr)\n"
           "  --optimizer S        NAME(k = v, ...): sgd, momentum, adagrad, rmsprop, adam,\n"
           "                       adamw with torch.optim's argument names, and clip\n"
@@ -129,97 +67,75 @@ static void train_usage(FILE *o) {
           "  --log FILE.csv       one CSV row per epoch ...\n"
           "  --log-steps          ... and one per step\n"
           "  --watch              per epoch: gradient norm and update/weight ratio of each\n"
-          "                       parameter, mean and std of each output\n"
+          "                       parameter, mean and std of each output; the memory measured\n"
           "  --quiet              only errors and the final line\n"
-          "  --model NAME         the model to train when the file has several\n");
+          "  --model NAME         the model to train when the file has several\n"
+          "and the compiler's options (bpcc --help): --recompute=MODE, --mem-budget SIZE,\n"
+          "-fno-softmax-xent, -fno-fuse, -O0..-O3, -march=CPU, --print-after=STAGE, --verify-each\n");
 }
-
-/* "--opt VALUE" or "--opt=VALUE": the value, or NULL (reported) when missing. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name) {
-  const char *a = argv[*i];
-  size_t n = strlen(name);
-  if (strncmp(a, name, n) != 0) return NULL;
-  if (a[n] == '=') return a + n + 1;
-  if (a[n] != 0) return NULL;
-  if (*i + 1 >= argc) {
-    arg_error("%s needs a value", name);
-    return (const char *)-1;
-  }
-  return argv[++*i];
-}
-
-#define BAD_VALUE ((const char *)-1)
 
 /* 0 parsed, 1 error (reported), 2 --help printed. */
-static int parse_args(int argc, char **argv, TrainArgs *t, bool eval) {
+static int parse_args(int argc, char **argv, TrainArgs *t) {
   memset(t, 0, sizeof *t);
-  t->threads = 0;
+  pipeline_options_default(&t->po);
+  args_init(&t->pa, &t->po);
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 2;
-#define STR(NAME, FIELD)                                   \
-  if ((v = opt_value(argc, argv, &i, NAME)) != NULL) {     \
-    if (v == BAD_VALUE) return 1;                          \
-    t->FIELD = v;                                          \
-    continue;                                              \
-  }
-#define INT(NAME, FIELD, LO, FLAG)                                   \
-  if ((v = opt_value(argc, argv, &i, NAME)) != NULL) {               \
-    if (v == BAD_VALUE || !parse_int(NAME, v, LO, &t->FIELD)) return 1; \
-    FLAG;                                                            \
-    continue;                                                        \
+#define STR(NAME, FIELD)                                \
+  if ((v = args_value(argc, argv, &i, NAME)) != NULL) { \
+    if (v == ARGS_MISSING) return 1;                    \
+    t->FIELD = v;                                       \
+    continue;                                           \
   }
     STR("--data", data)
-    STR("--model", model)
-    INT("--batch", batch, 1, t->has_batch = true)
-    INT("--threads", threads, 1, (void)0)
-    if (eval) {
-      STR("--weights", resume)
-    } else {
-      STR("--val", val)
-      STR("--optimizer", optimizer)
-      STR("--schedule", schedule)
-      STR("--save", save)
-      STR("--resume", resume)
-      STR("--log", log)
-      INT("--epochs", epochs, 1, t->has_epochs = true)
-      INT("--save-every", save_every, 1, (void)0)
-      if ((v = opt_value(argc, argv, &i, "--seed")) != NULL) {
-        int64_t s;
-        if (v == BAD_VALUE || !parse_int("--seed", v, 0, &s)) return 1;
-        t->seed = (uint64_t)s;
-        t->has_seed = true;
-        continue;
-      }
-      if ((v = opt_value(argc, argv, &i, "--lr")) != NULL) {
-        if (v == BAD_VALUE || !parse_real("--lr", v, &t->lr)) return 1;
-        if (!(t->lr > 0)) return arg_error("--lr '%s': must be > 0", v);
-        t->has_lr = true;
-        continue;
-      }
-      if ((v = opt_value(argc, argv, &i, "--val-split")) != NULL) {
-        if (v == BAD_VALUE || !parse_real("--val-split", v, &t->val_split)) return 1;
-        if (!(t->val_split > 0 && t->val_split < 1)) return arg_error("--val-split '%s': must be between 0 and 1", v);
-        t->has_val_split = true;
-        continue;
-      }
-      if ((!strncmp(a, "--checkpoint", 12) || !strncmp(a, "--mem-budget", 12)) && drv_mem_flag(a, argv, argc, &i))
-        continue;   /* cmd_memreport.c */
-      if (!strcmp(a, "--log-steps")) {
-        t->log_steps = true;
-        continue;
-      }
-      if (!strcmp(a, "--watch")) {
-        t->watch = true;
-        continue;
-      }
-      if (!strcmp(a, "--quiet")) {
-        t->quiet = true;
-        continue;
-      }
-    }
+    STR("--val", val)
+    STR("--optimizer", optimizer)
+    STR("--schedule", schedule)
+    STR("--save", save)
+    STR("--resume", resume)
+    STR("--log", log)
 #undef STR
-#undef INT
+    if ((v = args_value(argc, argv, &i, "--epochs")) != NULL) {
+      if (v == ARGS_MISSING || !args_int("--epochs", v, 1, INT64_MAX, &t->epochs)) return 1;
+      t->has_epochs = true;
+      continue;
+    }
+    if ((v = args_value(argc, argv, &i, "--save-every")) != NULL) {
+      if (v == ARGS_MISSING || !args_int("--save-every", v, 1, INT64_MAX, &t->save_every)) return 1;
+      continue;
+    }
+    if ((v = args_value(argc, argv, &i, "--seed")) != NULL) {
+      int64_t s;
+      if (v == ARGS_MISSING || !args_int("--seed", v, 0, INT64_MAX, &s)) return 1;
+      t->seed = (uint64_t)s;
+      t->has_seed = true;
+      continue;
+    }
+    if ((v = args_value(argc, argv, &i, "--lr")) != NULL) {
+      if (v == ARGS_MISSING || !args_real("--lr", v, &t->lr)) return 1;
+      const char *bad = bprt_hyper_check(BPRT_H_LR, t->lr);
+      if (bad) return args_usage_error("train", "--lr '%s': %s", v, bad);
+      t->has_lr = true;
+      continue;
+    }
+    if ((v = args_value(argc, argv, &i, "--val-split")) != NULL) {
+      if (v == ARGS_MISSING || !args_real("--val-split", v, &t->val_split)) return 1;
+      if (!(t->val_split > 0 && t->val_split < 1)) return arg_error("--val-split '%s': must be between 0 and 1", v);
+      t->has_val_split = true;
+      continue;
+    }
+    if (!strcmp(a, "--log-steps")) {
+      t->log_steps = true;
+      continue;
+    }
+    if (!strcmp(a, "--quiet")) {
+      t->quiet = true;
+      continue;
+    }
+    int r = args_pipeline_option(&t->pa, argc, argv, &i);
+    if (r < 0) return 1;
+    if (r > 0) continue;
     if (a[0] == '-' && a[1]) return arg_error("unknown option '%s'", a);
     if (t->file) return arg_error("more than one input file ('%s')", a);
     t->file = a;
@@ -229,34 +145,36 @@ static int parse_args(int argc, char **argv, TrainArgs *t, bool eval) {
   if (t->val && t->has_val_split) return arg_error("%s", "--val and --val-split exclude each other");
   if (t->log_steps && !t->log) return arg_error("%s", "--log-steps needs --log FILE.csv");
   if (t->save_every && !t->save) return arg_error("%s", "--save-every needs --save PATH");
-  return 0;
+  static const CommandInfo train = {"train", STAGE_MACHINE, true, true, true};
+  return args_check(&t->pa, &train) ? 0 : 1;
 }
 
 /* ------------------------------------------------------- settings: train block + CLI */
 
 /* The optimizer and its hyperparameters: the train block (which holds PyTorch's
  * defaults for what it does not set), then --optimizer, then --lr. */
-static int resolve_optimizer(const TrainSpec *ts, const TrainArgs *a, int *kind, double *hyper) {
-  *kind = ts->opt.kind;
-  memcpy(hyper, ts->opt.hyper, sizeof ts->opt.hyper);
-  bprt_optimizer_config d;
+static int resolve_optimizer(const TrainSpec *ts, const TrainArgs *a, bprt_optimizer_config *opt) {
+  *opt = ts->opt;
   if (a->optimizer) {
     BprtOptSpec o;
     if (bprt_optimizer_parse(a->optimizer, &o)) {
       fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
       return -1;
     }
-    if (o.kind != *kind) { /* another optimizer: its own defaults; the block's clip stays */
-      double clip = hyper[BPRT_H_CLIP];
-      *kind = o.kind;
-      bprt_optimizer_init(&d, *kind);
-      memcpy(hyper, d.hyper, sizeof d.hyper);
-      hyper[BPRT_H_CLIP] = clip;
+    if (o.kind != opt->kind) { /* another optimizer: its own defaults; the block's clip stays */
+      double clip = opt->hyper[BPRT_H_CLIP];
+      bprt_optimizer_init(opt, o.kind);
+      opt->hyper[BPRT_H_CLIP] = clip;
     }
-    bprt_optimizer_apply(&o, hyper);
+    bprt_optimizer_apply(&o, opt->hyper);
   }
-  if (a->has_lr) hyper[BPRT_H_LR] = a->lr;
-  hyper[BPRT_H_STEP] = 1;
+  if (a->has_lr) opt->hyper[BPRT_H_LR] = a->lr;
+  opt->hyper[BPRT_H_STEP] = 1;
+  const char *bad = bprt_optimizer_check(opt->kind, opt->hyper);
+  if (bad) {
+    fprintf(stderr, "bpcc: error: %s: %s\n", bprt_optimizers[opt->kind].name, bad);
+    return -1;
+  }
   return 0;
 }
 
@@ -344,204 +262,44 @@ static double seconds_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ------------------------------------------------- non-finite values: the first one */
-
-/* The loop (runtime/train.c) sees a non-finite loss, output or gradient only after
- * loss_and_grad ran (before the update, so the model still holds the parameters the
- * step used). To name the tensor where it began, the failing batch is evaluated again
- * in the reference interpreter (ir/interp.c, f32 mode) with those parameters: forward,
- * loss and backward, as the
- * gradient IR computes them (`bpcc --emit=grad-ir`), lowered with every named binding
- * as an output so that a value can be called by its name. The first instruction, in
- * instruction order, with a NaN or infinite element is reported with its op, its name
- * and its DSL location. A batch of more than NONFINITE_ROWS rows is evaluated in pieces
- * of that many rows; the first piece that goes non-finite names the tensor. Dropout
- * masks are the interpreter's own (same rate, other bits). When the interpreter finds
- * nothing (an overflow only the compiled code's summation order produces), the loop's
- * own report stands, as it does for a parameter that only the update made non-finite. */
-#define NONFINITE_ROWS 256
-
-/* The name bound to value v: an output sink's (declared outputs and, lowered with
- * activations, every `name = expr`), else a leaf's own. */
-static const char *value_name(const Func *g, int32_t v) {
-  for (int32_t j = v + 1; j < g->ninsts; j++)
-    if (g->insts[j].op == OP_OUTPUT && g->insts[j].args[0] == v) return g->insts[j].name;
-  return g->insts[v].name;
-}
-
-static void loc_text(SrcLoc l, char *buf, size_t n) {
-  const char *file = l.file >= 0 ? diag_file_name(l.file) : NULL;
-  if (file) snprintf(buf, n, "%s:%d:%d", file, (int)l.line, (int)l.col);
-  else snprintf(buf, n, "?");
-}
-
-/* Describe instruction i of g, whose value holds the non-finite element x. */
-static void describe_inst(const Func *g, int32_t i, double x, char *what, size_t n) {
-  const Inst *in = &g->insts[i];
-  const char *op = ir_ops[in->op].name, *name = value_name(g, i);
-  const char *val = isnan(x) ? "nan" : x > 0 ? "inf" : "-inf";
-  char loc[600];
-  loc_text(in->loc, loc, sizeof loc);
-  if (in->op == OP_PARAM) snprintf(what, n, "parameter '%s' before the update, at %s (%s)", name, loc, val);
-  else if (in->op == OP_INPUT) snprintf(what, n, "input '%s' at %s (%s)", name, loc, val);
-  else if (in->flags & IF_BACKWARD) {
-    const char *through = in->from >= 0 && in->from < i ? value_name(g, in->from) : NULL;
-    snprintf(what, n, "the %s of the backward pass (rule %s%s%s%s) at %s (%s)", op, in->rule ? in->rule : "?",
-             through ? ", through '" : "", through ? through : "", through ? "'" : "", loc, val);
-  } else if (name) snprintf(what, n, "'%s', the %s at %s (%s)", name, op, loc, val);
-  else snprintf(what, n, "the %s at %s (%s)", op, loc, val);
-}
-
-/* The desc entry of the input or parameter called name, or -1. */
-static int desc_input(const bprt_model_desc *d, const char *name) {
-  for (int k = 0; k < d->ninputs; k++)
-    if (name && !strcmp(d->inputs[k].name, name)) return k;
-  return -1;
-}
-
-static int desc_param(const bprt_model_desc *d, const char *name) {
-  for (int k = 0; k < d->nparams; k++)
-    if (name && !strcmp(d->params[k].name, name)) return k;
-  return -1;
-}
-
-/* Rows [r0, r0 + rows) of input k of the batch as an interpreter tensor of type t. */
-static Tensor input_rows(const bprt_model_desc *d, int k, const BprtNonfiniteStep *s, const TensorType *t, int64_t r0,
-                         int64_t rows) {
-  TensorType rt = *t;
-  for (int j = 0; j < rt.rank; j++)
-    if (rt.dims[j] == DIM_BATCH) rt.dims[j] = rows;
-  Tensor x = ir_tensor_new(&rt);
-  if (d->inputs[k].is_label) {
-    const int32_t *lab = (const int32_t *)s->inputs[k] + r0;
-    for (int64_t r = 0; r < x.numel; r++) x.data[r] = lab[r];
-  } else {
-    int64_t per_row = rows > 0 ? x.numel / rows : 0;
-    const float *src = (const float *)s->inputs[k] + r0 * per_row;
-    for (int64_t e = 0; e < x.numel; e++) x.data[e] = src[e];
-  }
-  return x;
-}
-
-static bool first_nonfinite(void *ctx, const bprt_model_desc *d, const BprtNonfiniteStep *s, char *what, size_t n) {
-  DrvCompilation *c = ctx;
-  if (!c->model || !s->params || !s->inputs) return false;
-  /* Lowering and the passes ran once already without complaint; the interpreter's own
-   * errors (there should be none) must not interleave with the report. */
-  FILE *quiet = fopen("/dev/null", "w");
-  if (quiet) diag_set_output(quiet);
-  bool found = false;
-  Module *mod = ir_module_new();
-  Func *g = drv_grad_func(fe_lower_ex(mod, c->model, true));
-  int np = 0, nin = 0, j = 0;
-  Tensor *params = NULL, *inputs = NULL;
-  int *in_desc = NULL;
-  bool ok = true;
-  if (!g) goto done;
-  for (int32_t i = 0; i < g->ninsts; i++) {
-    if (g->insts[i].op == OP_PARAM) np++;
-    if (g->insts[i].op == OP_INPUT && g->insts[i].iattr[0] + 1 > nin) nin = (int)g->insts[i].iattr[0] + 1;
-  }
-  params = bp_xmalloc(sizeof(Tensor) * (size_t)(np ? np : 1));
-  inputs = bp_xmalloc(sizeof(Tensor) * (size_t)(nin ? nin : 1));
-  in_desc = bp_xmalloc(sizeof(int) * (size_t)(nin ? nin : 1));
-  memset(params, 0, sizeof(Tensor) * (size_t)(np ? np : 1));
-  memset(inputs, 0, sizeof(Tensor) * (size_t)(nin ? nin : 1));
-  for (int k = 0; k < nin; k++) in_desc[k] = -1;
-  for (int32_t i = 0; i < g->ninsts && ok; i++) {
-    const Inst *in = &g->insts[i];
-    if (in->op == OP_INPUT) {
-      in_desc[in->iattr[0]] = desc_input(d, in->name);
-      if (in_desc[in->iattr[0]] < 0) ok = false;
-    } else if (in->op == OP_PARAM) {
-      int k = desc_param(d, in->name);
-      if (k < 0) {
-        ok = false;
-        break;
-      }
-      params[j] = ir_tensor_new(ir_vtype(g, i));
-      if (params[j].numel != numel_of_param(&d->params[k])) ok = false;
-      for (int64_t e = 0; ok && e < params[j].numel; e++) params[j].data[e] = s->params[d->params[k].offset + e];
-      j++;
-    }
-  }
-  for (int k = 0; k < nin; k++)
-    if (in_desc[k] < 0) ok = false;
-  for (int64_t r0 = 0; ok && !found && r0 < s->rows; r0 += NONFINITE_ROWS) {
-    int64_t rows = s->rows - r0 < NONFINITE_ROWS ? s->rows - r0 : NONFINITE_ROWS;
-    for (int32_t i = 0; i < g->ninsts; i++)
-      if (g->insts[i].op == OP_INPUT)
-        inputs[g->insts[i].iattr[0]] = input_rows(d, in_desc[g->insts[i].iattr[0]], s, ir_vtype(g, i), r0, rows);
-    Interp *it = ir_interp_run(g, INTERP_F32, rows, inputs, nin, params, np, s->seed, (uint64_t)s->step);
-    for (int k = 0; k < nin; k++) ir_tensor_free(&inputs[k]);
-    if (!it) break;
-    for (int32_t i = 0; i < g->ninsts && !found; i++) {
-      const Inst *in = &g->insts[i];
-      if ((ir_ops[in->op].flags & OPF_SINK) || ir_vtype(g, i)->dtype == DT_LABEL) continue;
-      const Tensor *t = ir_interp_value(it, i);
-      for (int64_t e = 0; t && e < t->numel; e++)
-        if (!isfinite(t->data[e])) {
-          describe_inst(g, i, t->data[e], what, n);
-          found = true;
-          break;
-        }
-    }
-    ir_interp_free(it);
-  }
-done:
-  for (int k = 0; params && k < np; k++) ir_tensor_free(&params[k]);
-  bp_free(params);
-  bp_free(inputs);
-  bp_free(in_desc);
-  ir_module_free(mod);
-  diag_set_output(NULL);
-  if (quiet) fclose(quiet);
-  return found;
-}
-
 /* ------------------------------------------------------------------- the command */
 
 int cmd_train(int argc, char **argv) {
   TrainArgs a;
-  int pr = parse_args(argc, argv, &a, false);
+  int pr = parse_args(argc, argv, &a);
   if (pr == 2) {
     train_usage(stdout);
     return 0;
   }
   if (pr) return 1;
   double t_start = seconds_now();
-  DrvCompilation c;
-  drv_lower_activations = a.watch;   /* --watch reports every named activation */
-  bool compiled = drv_compile(&c, a.file, DRV_LOWER, a.model);
-  if (!compiled || !c.model) {   /* after diagnostics, only the diagnostics */
-    if (compiled) fprintf(stderr, "bpcc: error: %s has no model to train\n", c.name);
-    drv_release(&c);
-    return 1;
-  }
+  a.po.runtime = true;
+  Compilation c;
+  pipeline_init(&c, a.file, &a.po);
+  int status = 1;
+  bprt_model *m = NULL;
+  BprtDataset *train = NULL, *val = NULL;
+  if (!pipeline_run(&c, STAGE_CHECK)) goto done;   /* after diagnostics, only the diagnostics */
   const TrainSpec *ts = &c.model->train;
   BprtTrainOptions o;
   bprt_train_options_defaults(&o);
   o.epochs = a.has_epochs ? a.epochs : ts->epochs;
-  o.batch = a.has_batch ? a.batch : ts->batch;
+  o.batch = a.po.batch > 0 ? a.po.batch : ts->batch;
   o.seed = a.has_seed ? a.seed : ts->seed;
   o.save_path = a.save;
   o.save_every = a.save_every;
   o.resume_path = a.resume;
   o.log_path = a.log;
   o.log_steps = a.log_steps;
-  o.watch = a.watch;
+  o.watch = a.po.watch;
   o.quiet = a.quiet;
   o.model_file = c.name;
-  int kind;
-  double hyper[BPRT_H__COUNT];
-  int status = 1;
-  CgModel *cm = NULL;
-  bprt_model *m = NULL;
-  BprtDataset *train = NULL, *val = NULL;
-  if (resolve_optimizer(ts, &a, &kind, hyper) || resolve_schedule(ts, &a, hyper[BPRT_H_LR], o.epochs, &o.schedule))
+  if (resolve_optimizer(ts, &a, &c.opt.optimizer) ||
+      resolve_schedule(ts, &a, c.opt.optimizer.hyper[BPRT_H_LR], o.epochs, &o.schedule))
     goto done;
-  if (a.threads > 0 && bprt_set_threads((int)a.threads)) {
-    fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)a.threads, bprt_last_error());
+  c.opt.optimizer_set = true;
+  if (a.pa.threads > 0 && bprt_set_threads((int)a.pa.threads)) {
+    fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)a.pa.threads, bprt_last_error());
     goto done;
   }
   if (load_data(&a, o.seed, &train, &val)) {
@@ -554,13 +312,13 @@ int cmd_train(int argc, char **argv) {
               " (one batch per epoch)\n", o.batch, train->n, train->n == 1 ? "" : "s", train->n);
     o.batch = train->n;
   }
-  o.on_nonfinite = first_nonfinite;
+  c.opt.batch = o.batch;   /* the memory (and a --mem-budget) is planned at the batch that runs */
+  o.on_nonfinite = nonfinite_first;
   o.nonfinite_ctx = &c;
-  double t_compile = seconds_now();
-  cm = drv_build_jit(&c, kind, hyper, (int)a.threads);
-  t_compile = seconds_now() - t_compile;
-  if (!cm) goto done;
-  const bprt_model_desc *desc = cg_model_desc(cm);
+  if (!pipeline_run(&c, STAGE_MACHINE)) goto done;
+  double t_compile = 0;
+  for (int s = STAGE_LOWER; s < STAGE__COUNT; s++) t_compile += c.seconds[s];
+  const bprt_model_desc *desc = cg_model_desc(c.cg);
   if (bprt_train_check_data(desc, train) || (val && bprt_train_check_data(desc, val))) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
@@ -570,16 +328,24 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
+  const double *hyper = c.optimizer.hyper;
+  int64_t planned = pipeline_memory_at(&c, o.batch).total;
   if (!a.quiet) {
+    char sb[32];
     printf("bpcc train: model %s (%" PRId64 " parameters) from %s, compiled in %.2fs (set-up %.2fs)\n",
            desc->model_name, param_count(desc), c.name, t_compile, seconds_now() - t_start);
     printf("  data %s: %" PRId64 " rows", train->source, train->n);
     if (val) printf("; validation %s: %" PRId64 " rows", val->source, val->n);
-    printf("\n  %s(lr=%g", bprt_optimizers[kind].name, hyper[BPRT_H_LR]);
+    printf("\n  %s(lr=%g", bprt_optimizers[c.optimizer.kind].name, hyper[BPRT_H_LR]);
     if (hyper[BPRT_H_WEIGHT_DECAY] > 0) printf(", weight_decay=%g", hyper[BPRT_H_WEIGHT_DECAY]);
     if (hyper[BPRT_H_CLIP] > 0) printf(", clip=%g", hyper[BPRT_H_CLIP]);
     printf("), schedule %s, batch %" PRId64 ", epochs %" PRId64 ", seed %" PRIu64 ", %d threads\n",
            bprt_schedule_names[o.schedule.kind], o.batch, o.epochs, o.seed, bprt_get_threads());
+    if (c.opt.mem_budget > 0 || c.opt.recompute_set)
+      printf("  memory %s planned at batch %" PRId64 "%s%s%s\n", memplan_format_size(planned, sb, sizeof sb), o.batch,
+             c.opt.mem_budget > 0 ? " (budget " : "",
+             c.opt.mem_budget > 0 ? memplan_format_size(c.opt.mem_budget, (char[32]){0}, 32) : "",
+             c.opt.mem_budget > 0 ? ")" : "");
     fflush(stdout);
   }
   BprtTrainResult r;
@@ -601,18 +367,20 @@ int cmd_train(int argc, char **argv) {
   if (!isnan(r.last.val_accuracy)) printf(", val_accuracy %.2f%%", 100 * r.last.val_accuracy);
   if (a.save) printf("; saved %s", a.save);
   printf("\n");
-  if (a.watch) {   /* the planned workspace, as allocated, beside `bpcc --mem-report`'s prediction */
-    const bprt_model_desc *d = cg_model_desc(cm);
-    printf("workspace: measured %" PRId64 " bytes at batch %" PRId64 "; predicted %" PRId64 " bytes "
-           "(bpcc --mem-report --watch --batch %" PRId64 ")\n",
-           bprt_model_workspace_bytes(m), o.batch, d->ws_fixed + d->ws_per_batch * o.batch, o.batch);
+  bprt_model_memory mem = bprt_model_memory_used(m);
+  if (a.po.watch)   /* what the model allocated, beside `bpcc --mem-report`'s prediction */
+    printf("memory: measured %" PRId64 " bytes at batch %" PRId64 " (workspace %" PRId64 "); planned %" PRId64
+           " bytes (bpcc --mem-report --watch --batch %" PRId64 ")\n",
+           mem.total, o.batch, mem.workspace, planned, o.batch);
+  if (c.opt.mem_budget > 0 && mem.total > c.opt.mem_budget) {
+    fprintf(stderr, "bpcc: warning: the model allocated %" PRId64 " bytes, more than --mem-budget %" PRId64
+            " (a batch larger than %" PRId64 " ran)\n", mem.total, c.opt.mem_budget, o.batch);
   }
   status = 0;
 done:
   bprt_model_destroy(m);
   bprt_dataset_free(train);
   bprt_dataset_free(val);
-  if (cm) cg_model_free(cm);
-  drv_release(&c);
+  pipeline_release(&c);
   return status;
 }

@@ -4,12 +4,11 @@
  *
  * One node per instruction of the gradient function (the forward one for a model
  * without a loss), one edge per operand. Kernels are clusters: the grouping is the
- * code generator's own schedule (fuse_plan in passes/fuse.c, with fusion on),
- * so the picture shows the loops that run. Forward instructions are blue, backward
+ * kernel plan that codegen lowers (passes/kernel_plan.c), so the picture shows the
+ * loops that run. Forward instructions are blue, backward
  * ones orange; values recomputed in backward by checkpointing (--checkpoint,
  * --mem-budget) are dashed and yellow with a red border; leaves (inputs, parameters,
  * constants) are ellipses and sinks (output, loss, grad) double octagons. */
-#include "codegen/cg.h"
 #include "driver/driver.h"
 
 #include <string.h>
@@ -53,16 +52,9 @@ static void dot_node(FILE *out, Func *f, int32_t i, const char *indent) {
   fprintf(out, "];\n");
 }
 
-static void write_dot(FILE *out, Func *f) {
-  Arena *a = arena_new();
+static void write_dot(FILE *out, const KernelPlan *s) {
+  Func *f = s->f;
   int32_t n = f->ninsts;
-  bool *computed = arena_alloc(a, (size_t)(n + 1) * sizeof *computed);
-  for (int32_t i = 0; i < n; i++) {
-    const Inst *in = &f->insts[i];
-    computed[i] = !(ir_ops[in->op].flags & (OPF_LEAF | OPF_SINK)) || in->op == OP_DROPOUT_MASK;
-  }
-  FusePlan s;
-  fuse_plan(a, f, computed, true, &s);
   fprintf(out, "digraph ");
   dot_string(out, f->name);
   fprintf(out, " {\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\", fontsize=10];\n");
@@ -73,129 +65,30 @@ static void write_dot(FILE *out, Func *f) {
            f->name);
   dot_string(out, title);
   fprintf(out, ";\n  labelloc=t;\n");
-  for (int g = 0; g < s.ngroups; g++) {
-    int32_t b = s.group_start[g], e = s.group_start[g + 1];
-    fprintf(out, "  subgraph cluster_k%d {\n    label=\"kernel %d%s%s\";\n    style=rounded;\n    color=\"#888888\";\n", g, g,
-            s.kind[g] >= FUSE_GEMM ? ": " : "", s.kind[g] >= FUSE_GEMM ? fuse_kind_names[s.kind[g]] : "");
-    for (int32_t k = b; k < e; k++) dot_node(out, f, s.order[k], "    ");
+  int k = 0;
+  for (int g = 0; g < s->ngroups; g++) {
+    int32_t b = s->group_start[g], e = s->group_start[g + 1];
+    if (ir_ops[f->insts[s->order[b]].op].kind == OPK_SINK) continue;   /* a sink: not a kernel */
+    fprintf(out, "  subgraph cluster_k%d {\n    label=\"kernel %d%s%s\";\n    style=rounded;\n    color=\"#888888\";\n", k, k,
+            s->kind[g] >= KERNEL_GEMM ? ": " : "", s->kind[g] >= KERNEL_GEMM ? kernel_kind_names[s->kind[g]] : "");
+    k++;
+    for (int32_t m = b; m < e; m++) dot_node(out, f, s->order[m], "    ");
     fprintf(out, "  }\n");
   }
-  for (int32_t i = 0; i < n; i++)
-    if (!computed[i]) dot_node(out, f, i, "  ");
+  for (int32_t i = 0; i < n; i++)   /* leaves and sinks, outside the kernels */
+    if (s->live[i] && (!s->computed[i] || ir_ops[f->insts[i].op].kind == OPK_SINK)) dot_node(out, f, i, "  ");
   for (int32_t i = 0; i < n; i++) {
     const Inst *in = &f->insts[i];
-    for (int k = 0; k < in->nargs; k++) {
-      fprintf(out, "  n%d -> n%d", (int)in->args[k], (int)i);
+    for (int q = 0; q < in->nargs && s->live[i]; q++) {
+      fprintf(out, "  n%d -> n%d", (int)in->args[q], (int)i);
       if (in->flags & IF_RECOMPUTED) fprintf(out, " [style=dashed, color=\"#d62728\"]");
       fprintf(out, ";\n");
     }
   }
   fprintf(out, "}\n");
-  arena_free(a);
 }
 
-int emit_dot(DrvCompilation *c, FILE *out) {
-  if (!c->func) {
-    fprintf(stderr, "bpcc: error: %s has no model to draw\n", c->name);
-    return 1;
-  }
-  Func *f = c->func;
-  if (c->model && c->model->loss >= 0) {
-    f = drv_grad_func(c->func);
-    if (!f) return 1;
-    f = drv_checkpoint(c, f, NULL);
-    if (!f) return 1;
-  }
-  write_dot(out, f);
-  return 0;
-}
-
-/* `bpcc --emit=opt-ir FILE.bp`: the gradient IR (after autodiff, simplification and
- * checkpointing) as the kernels it compiles to, in the order they run: the leaves
- * (inputs, parameters, constants) first, then each kernel as a line
- * `# kernel K: op+op+... (kind)` followed by its members, each sink after the kernel
- * that produces its operand. Members marked `internal` never reach memory. The
- * grouping and the order are passes/fuse.c's, the ones codegen lowers and --emit=dot
- * draws as clusters. */
-int emit_opt_ir(DrvCompilation *c, FILE *out) {
-  if (!c->func) {
-    fprintf(stderr, "bpcc: error: %s has no model\n", c->name);
-    return 1;
-  }
-  Func *f = c->func;
-  if (c->model && c->model->loss >= 0) {
-    f = drv_grad_func(c->func);
-    if (!f) return 1;
-    f = drv_checkpoint(c, f, NULL);
-    if (!f) return 1;
-  }
-  Arena *a = arena_new();
-  int32_t n = f->ninsts;
-  bool *computed = arena_alloc(a, (size_t)(n + 1) * sizeof *computed);
-  int32_t *pos = arena_alloc(a, (size_t)(n + 1) * sizeof *pos);   /* kernel position of a value, -1: leaf */
-  for (int32_t i = 0; i < n; i++) {
-    const Inst *in = &f->insts[i];
-    computed[i] = !(ir_ops[in->op].flags & (OPF_LEAF | OPF_SINK)) || in->op == OP_DROPOUT_MASK;
-    pos[i] = -1;
-  }
-  FusePlan s;
-  fuse_plan(a, f, computed, true, &s);
-  for (int g = 0; g < s.ngroups; g++)
-    for (int32_t k = s.group_start[g]; k < s.group_start[g + 1]; k++) pos[s.order[k]] = g;
-  /* the printer writes `func @name {`, one line per instruction, then `}` */
-  char *text = ir_print_to_string(f);
-  const char **line = arena_alloc(a, (size_t)(n + 2) * sizeof *line);
-  size_t *len = arena_alloc(a, (size_t)(n + 2) * sizeof *len);
-  char *p = text;
-  int32_t nl = 0;
-  while (p && *p && nl < n + 2) {
-    char *e = strchr(p, '\n');
-    line[nl] = p;
-    len[nl++] = e ? (size_t)(e - p + 1) : strlen(p);
-    p = e ? e + 1 : NULL;
-  }
-  if (nl < n + 2) {
-    fwrite(text, 1, strlen(text), out);   /* not the shape expected: print it as it is */
-  } else {
-    fwrite(line[0], 1, len[0], out);
-    int32_t *sink_after = arena_alloc(a, (size_t)(n + 1) * sizeof *sink_after);
-    for (int32_t i = 0; i < n; i++) {
-      const Inst *in = &f->insts[i];
-      sink_after[i] = -2;
-      if (computed[i]) continue;
-      if (!(ir_ops[in->op].flags & OPF_SINK)) {
-        fwrite(line[i + 1], 1, len[i + 1], out);   /* a leaf */
-        continue;
-      }
-      sink_after[i] = -1;
-      for (int q = 0; q < in->nargs; q++)
-        if (pos[in->args[q]] > sink_after[i]) sink_after[i] = pos[in->args[q]];
-    }
-    for (int32_t i = 0; i < n; i++)
-      if (sink_after[i] == -1) fwrite(line[i + 1], 1, len[i + 1], out);
-    for (int g = 0; g < s.ngroups; g++) {
-      fprintf(out, "  # kernel %d:", g);
-      for (int32_t k = s.group_start[g]; k < s.group_start[g + 1]; k++)
-        fprintf(out, "%s%s", k == s.group_start[g] ? " " : "+", ir_ops[f->insts[s.order[k]].op].name);
-      if (s.kind[g] >= FUSE_GEMM) fprintf(out, "  (%s)", fuse_kind_names[s.kind[g]]);
-      fprintf(out, "\n");
-      for (int32_t k = s.group_start[g]; k < s.group_start[g + 1]; k++) {
-        int32_t v = s.order[k];
-        size_t l = len[v + 1];
-        if (s.internal[v] && l > 0 && line[v + 1][l - 1] == '\n') {
-          fwrite(line[v + 1], 1, l - 1, out);
-          fputs("  (internal)\n", out);
-        } else {
-          fwrite(line[v + 1], 1, l, out);
-        }
-      }
-      for (int32_t i = 0; i < n; i++)
-        if (sink_after[i] == g) fwrite(line[i + 1], 1, len[i + 1], out);
-    }
-    fwrite(line[n + 1], 1, len[n + 1], out);
-  }
-  fprintf(out, "# %d kernels\n", s.ngroups);
-  bp_free(text);
-  arena_free(a);
+int emit_dot(Compilation *c, FILE *out) {
+  write_dot(out, c->kgrad ? c->kgrad : c->kfwd);
   return 0;
 }

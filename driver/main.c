@@ -1,52 +1,19 @@
-/* driver/main.c — `bpcc`: option parsing and dispatch.
+/* driver/main.c — `bpcc`: dispatch.
  *
  *   bpcc --help | --version
- *   bpcc --check [--model NAME] FILE.bp          check; print each model's summary
- *   bpcc --emit=KIND [--model NAME] FILE.bp      print an intermediate form (drv_emits)
- *   bpcc --mem-report [--batch N] FILE.bp        the memory plan (cmd_memreport.c)
- *   bpcc COMMAND ARGS...                         a subcommand (drv_commands)
+ *   bpcc --check FILE.bp                          check; print each model's summary
+ *   bpcc --emit=KIND FILE.bp                      print what a stage made (emit.c)
+ *   bpcc --mem-report FILE.bp                     the memory plan (cmd_memreport.c)
+ *   bpcc FILE.bp -o NAME.so                       a shared library and NAME.h (cmd_aot.c)
+ *   bpcc --print-after=STAGE FILE.bp              run up to STAGE and print it
+ *   bpcc COMMAND ARGS...                          a subcommand (drv_commands)
  *
- * FILE may be `-` for standard input (named <stdin> in diagnostics). Everything that
- * reads a program goes through drv_compile (pipeline.c). Exit status: 0 on success,
- * 1 on any error, usage errors included. */
+ * FILE may be `-` for standard input (named <stdin> in diagnostics). Every one of them
+ * runs the pipeline (pipeline.c) with the options of args.c. Exit status: 0 on
+ * success, 1 on any error, usage errors included. */
 #include "driver/driver.h"
 
 #include <string.h>
-
-/* ------------------------------------------------------------------ emit kinds */
-
-static int emit_tokens(DrvCompilation *c, FILE *out) {
-  FeToken *toks;
-  int errors = diag_error_count();
-  int n = fe_tokenize(c->arena, c->file, &toks);
-  fe_dump_tokens(out, toks, n);
-  return diag_error_count() == errors ? 0 : 1;
-}
-
-static int emit_ast(DrvCompilation *c, FILE *out) {
-  fe_dump_ast(out, c->program);
-  return 0;
-}
-
-static int emit_ir(DrvCompilation *c, FILE *out) {
-  ir_print_func(out, c->func);
-  return 0;
-}
-
-const DrvEmit drv_emits[] = {
-    {"tokens", DRV_READ, emit_tokens, "the tokens with their line:col ranges"},
-    {"ast", DRV_PARSE, emit_ast, "the syntax tree (printed even when it has errors)"},
-    {"ir", DRV_LOWER, emit_ir, "the forward IR of the model"},
-    {"grad-ir", DRV_LOWER, emit_grad_ir, "forward + backward IR after autodiff and simplification"},
-    {"opt-ir", DRV_LOWER, emit_opt_ir, "the gradient IR with the kernels it compiles to (fusion groups)"},
-    {"dot", DRV_LOWER, emit_dot, "Graphviz: forward and backward, kernels as clusters, recomputed values dashed"},
-    {"llvm", DRV_LOWER, drv_emit_llvm, "the optimized LLVM IR of forward, grad and step"},
-    {"asm", DRV_LOWER, drv_emit_asm, "their assembly (-O0..-O3, -march=CPU apply)"},
-    {"obj", DRV_LOWER, drv_emit_obj, "an ELF object file"},
-    {NULL, DRV_READ, NULL, NULL},
-};
-
-/* ------------------------------------------------------------------ subcommands */
 
 const DrvCommand drv_commands[] = {
     {"train", "train FILE.bp --data SPEC [options]   JIT-compile and train (bpcc train --help)", cmd_train},
@@ -55,8 +22,6 @@ const DrvCommand drv_commands[] = {
     {"bench", "bench FILE.bp [--steps N] [--threads N] [--gemm]   time the compiled training step (bench/run.sh)", cmd_bench},
     {NULL, NULL, NULL},
 };
-
-/* ------------------------------------------------------------------ options */
 
 static void usage(FILE *o) {
   fprintf(o,
@@ -67,63 +32,37 @@ static void usage(FILE *o) {
           "pass and compiles forward + backward + optimizer to native code.\n"
           "FILE may be '-' to read standard input.\n"
           "\n"
-          "options:\n"
+          "what to do (one of):\n"
           "  --check            check the program and print each model's summary\n"
           "  --emit=KIND        print an intermediate form; KIND is one of:\n");
-  for (const DrvEmit *e = drv_emits; e->name; e++) fprintf(o, "                       %-10s %s\n", e->name, e->help);
+  for (const DrvEmit *e = drv_emits; e->name; e++) fprintf(o, "                       %-10s %s\n", e->help ? e->name : "", e->help);
   fprintf(o,
+          "  --mem-report       the memory plan of a training step: every tensor, and all the\n"
+          "                     compiled model allocates (--watch: as bpcc train --watch compiles it)\n"
           "  -o NAME.so         write the model as a shared library with a C ABI, and NAME.h\n"
           "                     beside it (docs/abi.md); -march=x86-64-v3 for a portable one\n"
-          "  --model=NAME       the model to use when the file has several (default: the first)\n"
-          "  --print-after=PASS print the IR after a pass (canonicalize, autodiff, simplify, all)\n"
-          "  -fno-softmax-xent  differentiate cross-entropy of a softmax through log and softmax\n"
-          "  --mem-report       print the memory plan of a training step: every tensor, totals\n"
-          "  --batch N          the batch of --mem-report (default: the train block's)\n"
-          "  --watch            --mem-report of the step as `bpcc train --watch` compiles it\n"
-          "  --checkpoint=MODE  none, sqrt or auto: recompute activations in backward\n"
-          "                     (--mem-report, --emit=grad-ir, --emit=dot)\n"
-          "  --mem-budget SIZE  the most bytes a step may use (e.g. 64MiB, 1GB); implies auto\n"
-          "  -O0 .. -O3         codegen optimization level (default -O3)\n"
-          "  -march=CPU         native (default), x86-64, x86-64-v2, x86-64-v3 or x86-64-v4\n"
+          "  --print-after=STAGE alone: run the pipeline up to STAGE and print what it made\n"
+          "\n"
+          "options (for every command where they change what it does; else an error):\n");
+  args_usage(o);
+  fprintf(o,
           "  -h, --help         this help\n"
           "  --version          the version\n");
-  if (drv_commands[0].name) {
-    fprintf(o, "\ncommands:\n");
-    for (const DrvCommand *c = drv_commands; c->name; c++) fprintf(o, "  %s\n", c->usage);
-  }
+  fprintf(o, "\ncommands:\n");
+  for (const DrvCommand *c = drv_commands; c->name; c++) fprintf(o, "  %s\n", c->usage);
   fprintf(o, "\nexit status: 0 success, 1 any error (in the program, a file, or the command line)\n");
 }
 
-static int usage_error(const char *fmt, const char *arg) {
-  fprintf(stderr, "bpcc: error: ");
-  fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\nTry 'bpcc --help' for more information.\n");
-  return 1;
-}
-
-static int run_check(const char *path, const char *model) {
-  DrvCompilation c;
-  bool ok = drv_compile(&c, path, DRV_CHECK, model);
-  if (ok) {
-    for (int i = 0; i < c.unit->nmodels; i++) {
-      if (model && c.unit->models[i] != c.model) continue;
-      if (i && !model) fputc('\n', stdout);
-      fe_print_summary(stdout, c.unit->models[i]);
-    }
-  }
-  drv_release(&c);
-  return ok ? 0 : 1;
-}
-
-static int run_emit(const DrvEmit *e, const char *path, const char *model) {
-  DrvCompilation c;
-  bool ok = drv_compile(&c, path, e->needs, model);
-  int status = 1;
-  if (ok || e->needs == DRV_PARSE) {
-    if (c.file >= 0 && (e->needs != DRV_PARSE || c.program)) status = e->emit(&c, stdout);
-    if (!ok) status = 1;
-  }
-  drv_release(&c);
+/* Run the pipeline up to the stage an --emit kind (or --check) needs and print. */
+static int run_emit(const char *path, const PipelineOptions *o, Stage needs, int (*emit)(Compilation *, FILE *)) {
+  Compilation c;
+  pipeline_init(&c, path, o);
+  bool ok = pipeline_run(&c, needs);
+  int status = ok ? 0 : 1;
+  /* the syntax tree is printed even when it has errors */
+  if (emit && (ok || (needs == STAGE_PARSE && c.program))) status = emit(&c, stdout);
+  if (!ok) status = 1;
+  pipeline_release(&c);
   return status;
 }
 
@@ -135,9 +74,13 @@ int main(int argc, char **argv) {
   for (const DrvCommand *c = drv_commands; c->name; c++)
     if (strcmp(argv[1], c->name) == 0) return c->run(argc - 1, argv + 1);
 
-  bool check = false;
+  PipelineOptions o;
+  pipeline_options_default(&o);
+  PipelineArgs pa;
+  args_init(&pa, &o);
+  bool check = false, mem_report = false;
   const DrvEmit *emit = NULL;
-  const char *file = NULL, *model = NULL, *out = NULL;
+  const char *file = NULL, *out = NULL, *emit_arg = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -148,59 +91,64 @@ int main(int argc, char **argv) {
       printf("bpcc %s\n", BPCC_VERSION);
       return 0;
     }
+    int r = args_pipeline_option(&pa, argc, argv, &i);
+    if (r < 0) return 1;
+    if (r > 0) continue;
     if (strcmp(a, "--check") == 0) {
       check = true;
+    } else if (strcmp(a, "--mem-report") == 0) {
+      mem_report = true;
     } else if (strncmp(a, "--emit=", 7) == 0) {
       emit = NULL;
+      emit_arg = a;
       for (const DrvEmit *e = drv_emits; e->name; e++)
         if (strcmp(e->name, a + 7) == 0) emit = e;
-      if (!emit) return usage_error("unknown --emit kind '%s' (see bpcc --help)", a + 7);
+      if (!emit) return args_usage_error(NULL, "unknown --emit kind '%s' (see bpcc --help)", a + 7);
     } else if (strcmp(a, "--emit") == 0) {
-      return usage_error("%s needs a kind, as in --emit=ast", a);
-    } else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && a[3] == 0) {
-      drv_codegen.opt_level = a[2] - '0';
-    } else if (strncmp(a, "-march=", 7) == 0) {
-      drv_codegen.march = a + 7;
+      return args_usage_error(NULL, "%s needs a kind, as in --emit=ast", a);
     } else if (strcmp(a, "-o") == 0) {
-      if (i + 1 >= argc) return usage_error("%s needs a path, as in -o model.so", a);
+      if (i + 1 >= argc) return args_usage_error(NULL, "%s needs a path, as in -o model.so", a);
       out = argv[++i];
-    } else if (strncmp(a, "--model=", 8) == 0) {
-      model = a + 8;
-    } else if (strcmp(a, "--model") == 0) {
-      if (i + 1 >= argc) return usage_error("%s needs a model name", a);
-      model = argv[++i];
-    } else if (drv_pass_flag(a, argv, argc, &i)) {
-      continue;   /* -fno-softmax-xent, --print-after=PASS, ... (cmd_gradcheck.c) */
-    } else if (drv_mem_flag(a, argv, argc, &i)) {
-      continue;   /* --mem-report, --checkpoint=..., --mem-budget, --batch (cmd_memreport.c) */
     } else if (a[0] == '-' && a[1] != 0) {
-      return usage_error("unknown option '%s'", a);
+      return args_usage_error(NULL, "unknown option '%s'", a);
     } else if (file) {
-      return usage_error("more than one input file ('%s')", a);
+      return args_usage_error(NULL, "more than one input file ('%s')", a);
     } else {
       file = a;
     }
   }
-  if (out) {   /* bpcc FILE.bp -o NAME.so (cmd_aot.c) */
-    if (check || emit) return usage_error("%s", "-o writes a shared library; it cannot be combined with --check or --emit");
-    if (!file) return usage_error("%s", "no input file (use '-' for standard input)");
-    return drv_write_library(file, model, out);
-  }
-  if (drv_mem.report) {   /* bpcc --mem-report FILE.bp (cmd_memreport.c) */
-    if (check || emit) return usage_error("%s", "--mem-report cannot be combined with --check or --emit");
-    if (!file) return usage_error("%s", "no input file (use '-' for standard input)");
-    return drv_mem_report(file, model);
-  }
-  if (!check && !emit) {
+  int actions = (check ? 1 : 0) + (emit ? 1 : 0) + (mem_report ? 1 : 0) + (out ? 1 : 0);
+  if (actions > 1)
+    return args_usage_error(NULL, "%s", "--check, --emit, --mem-report and -o exclude each other: give one");
+  if (actions == 0 && !o.print_after) {
     if (file) {
       for (const DrvCommand *c = drv_commands; c->name; c++)
         if (strcmp(file, c->name) == 0) return c->run(argc - 1, argv + 1);
       if (strstr(file, ".bp") == NULL && strcmp(file, "-") != 0)
-        return usage_error("unknown command '%s' (see bpcc --help)", file);
+        return args_usage_error(NULL, "unknown command '%s' (see bpcc --help)", file);
     }
-    return usage_error("%s", "nothing to do: give --check or --emit=KIND with a FILE.bp");
+    return args_usage_error(NULL, "%s", "nothing to do: give --check, --emit=KIND, --mem-report or -o NAME.so with a FILE.bp");
   }
-  if (check && emit) return usage_error("%s", "--check and --emit cannot be combined");
-  if (!file) return usage_error("%s", "no input file (use '-' for standard input)");
-  return check ? run_check(file, model) : run_emit(emit, file, model);
+  if (!file) return args_usage_error(NULL, "%s", "no input file (use '-' for standard input)");
+
+  CommandInfo cmd;
+  if (out) cmd = (CommandInfo){"-o", STAGE_MACHINE, true, false, false};
+  else if (mem_report) cmd = (CommandInfo){"--mem-report", STAGE_MEMORY, true, true, false};
+  else if (check) cmd = (CommandInfo){"--check", STAGE_CHECK, false, false, false};
+  else if (emit) cmd = (CommandInfo){emit_arg, emit->needs, emit->needs >= STAGE_CANONICALIZE, false, false};
+  else cmd = (CommandInfo){"--print-after", STAGE_LLVM, true, false, false};   /* alone: runs up to its stage */
+  int upto = !actions ? (strcmp(o.print_after, "all") == 0 ? STAGE_LLVM : pipeline_stage_lookup(o.print_after)) : 0;
+  if (!actions) cmd.last = (Stage)upto;
+  if (!args_check(&pa, &cmd)) return 1;
+
+  /* line tables map the library's and the listing's code to the .bp lines */
+  if (out || (emit && emit->needs >= STAGE_LLVM)) o.codegen.debug_info = true;
+  if (out) {
+    o.output = out;
+    return cmd_write_library(file, &o);
+  }
+  if (mem_report) return cmd_mem_report(file, &o);
+  if (check) return run_emit(file, &o, STAGE_CHECK, emit_check);
+  if (emit) return run_emit(file, &o, emit->needs, emit->emit);
+  return run_emit(file, &o, (Stage)upto, NULL);
 }

@@ -12,7 +12,7 @@
 #include <string.h>
 
 const OpInfo ir_ops[OP__COUNT] = {
-#define OP(e, name, nargs, flags) [OP_##e] = {name, nargs, flags},
+#define OP(e, name, nargs, kind, flags) [OP_##e] = {name, nargs, kind, flags},
 #include "ir/ops.def"
 #undef OP
 };

@@ -108,10 +108,18 @@ enum {
   OPF_PURE = 1 << 3,
   OPF_REDUCE = 1 << 4,
   OPF_SINK = 1 << 5,
+  OPF_ACT = 1 << 6,
+  OPF_ACT_GRAD = 1 << 7,
+  OPF_KINK = 1 << 8,
 };
 
+/* The class of loop nest that computes an op (ops.def explains each). */
 typedef enum {
-#define OP(e, name, nargs, flags) OP_##e,
+  OPK_LEAF, OPK_EW, OPK_PRODUCT, OPK_REDUCE, OPK_ROW, OPK_SHAPE, OPK_LABEL, OPK_RANDOM, OPK_SINK, OPK__COUNT
+} OpKind;
+
+typedef enum {
+#define OP(e, name, nargs, kind, flags) OP_##e,
 #include "ir/ops.def"
 #undef OP
   OP__COUNT
@@ -120,6 +128,7 @@ typedef enum {
 typedef struct {
   const char *name;
   int nargs;
+  OpKind kind;
   unsigned flags;
 } OpInfo;
 

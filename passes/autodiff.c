@@ -17,7 +17,9 @@
  *      `add` (rule "fanout"). A contribution of the broadcast shape of an elementwise
  *      op is reduced back with sum_to to the operand's type.
  *   4. `grad %p, adj[p]` for every param in order; a param that does not reach the loss
- *      gets a zero constant (rule "zero"), silently: a frozen branch is legal.
+ *      gets a zero constant (rule "zero") and its grad sink the rule "unreached": a
+ *      warning at the parameter says so, and the optimizer leaves it as it is (as
+ *      PyTorch leaves a parameter whose .grad is None).
  * Every backward instruction has IF_BACKWARD, `from` = the forward instruction it
  * differentiates, `rule` = e.g. "matmul.da", and that instruction's DSL location.
  * Means and sizes that involve the batch dim use `size`: B is only known at run time.
@@ -512,13 +514,16 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
     if (g->insts[p].op != OP_PARAM) continue;
     ad.from = p;
     int32_t gv = ad.adj[p];
-    if (gv < 0) {
+    bool unreached = gv < 0;
+    if (unreached) {
       ad.rule = "zero";   /* the param does not reach the loss: its gradient is 0 */
       Inst z = ir_inst(OP_CONST, SRCLOC_NONE);
       z.type = g->insts[p].type;
       gv = bw(&ad, z);
+      diag_warning(g->insts[p].loc, "parameter '%s' does not affect the loss; the optimizer leaves it unchanged",
+                   g->insts[p].name ? g->insts[p].name : "?");
     }
-    ad.rule = "grad";
+    ad.rule = unreached ? "unreached" : "grad";
     Inst s = ir_inst(OP_GRAD, SRCLOC_NONE);
     s.nargs = 2;
     s.args[0] = p;

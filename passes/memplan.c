@@ -357,9 +357,9 @@ MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_para
     int64_t b = mem_at(v->size, batch);
     switch (v->kind) {
     case MEM_PARAM: t.params += b; break;
-    case MEM_KEPT: t.kept += b; break;
-    case MEM_RECOMPUTED: t.recomputed += b; break;
-    case MEM_TEMP: t.temporaries += b; break;
+    case MEM_KEPT: t.kept += v->in_workspace ? b : 0; break;   /* inside a kernel: no bytes */
+    case MEM_RECOMPUTED: t.recomputed += v->in_workspace ? b : 0; break;
+    case MEM_TEMP: t.temporaries += v->in_workspace ? b : 0; break;
     default: break;
     }
   }
@@ -371,6 +371,99 @@ MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_para
   t.workspace = memplan_workspace_bytes(p, batch);
   t.total = t.params + t.grads + t.opt_state + t.workspace;
   return t;
+}
+
+/* ------------------------------------------------------------------ the model */
+
+MemPlan *memplan_of_kernels(const KernelPlan *kp) {
+  Func *f = kp->f;
+  int32_t n = f->ninsts;
+  bool *in_ws = bp_xmalloc((size_t)(n + 1) * sizeof *in_ws);
+  int32_t *step = bp_xmalloc((size_t)(n + 1) * sizeof *step);
+  for (int32_t i = 0; i < n; i++) {
+    in_ws[i] = kp->computed[i] && f->insts[i].type != TYPE_VOID && kp->direct_grad[i] < 0 && !kp->internal[i];
+    step[i] = kp->kernel_of[i] >= 0 ? kp->kernel_of[i] : 0;
+  }
+  MemPlan *p = memplan_build_ex(f, 1, in_ws, step);
+  bp_free(in_ws);
+  bp_free(step);
+  return p;
+}
+
+int32_t memplan_elem_bytes(Func *f) {
+  for (int32_t i = 0; f && i < f->ninsts; i++) {
+    if (f->insts[i].type == TYPE_VOID) continue;
+    int d = ir_vtype(f, i)->dtype;
+    if (d == DT_F32) return 4;
+    if (d == DT_F64) return 8;
+  }
+  return 4;
+}
+
+ModelMemory *memplan_model(const KernelPlan *fwd, const KernelPlan *grad, int opt_slots, int64_t extra) {
+  ModelMemory *m = bp_xmalloc(sizeof *m);
+  memset(m, 0, sizeof *m);
+  Func *pf = m->pf = grad ? grad->f : fwd->f;
+  m->elem_bytes = memplan_elem_bytes(pf);
+  for (int32_t i = 0; i < pf->ninsts; i++) m->nparams += pf->insts[i].op == OP_PARAM;
+  m->param_inst = bp_xmalloc((size_t)(m->nparams + 1) * sizeof *m->param_inst);
+  m->param_offset = bp_xmalloc((size_t)(m->nparams + 1) * sizeof *m->param_offset);
+  int32_t k = 0;
+  int64_t off = 0;
+  for (int32_t i = 0; i < pf->ninsts; i++) {
+    if (pf->insts[i].op != OP_PARAM) continue;
+    const TensorType *t = ir_vtype(pf, i);
+    int64_t numel = 1;
+    for (int d = 0; d < t->rank; d++) numel *= t->dims[d] == DIM_BATCH ? 1 : t->dims[d];
+    m->param_inst[k] = i;
+    m->param_offset[k++] = off;
+    off = (off + numel + MEMPLAN_PARAM_ALIGN - 1) / MEMPLAN_PARAM_ALIGN * MEMPLAN_PARAM_ALIGN;
+  }
+  m->param_floats = off;
+  m->opt_state_floats = grad ? (int64_t)(opt_slots > 0 ? opt_slots : 0) * off : 0;
+  m->fwd = memplan_of_kernels(fwd);
+  m->grad = grad ? memplan_of_kernels(grad) : NULL;
+  m->extra = extra;
+  MemSize w = m->fwd->workspace;
+  if (m->grad) w = ms_max(w, m->grad->workspace);
+  m->workspace = (MemSize){extra + w.fixed, w.per_batch};
+  return m;
+}
+
+void memplan_model_free(ModelMemory *m) {
+  if (!m) return;
+  memplan_free(m->fwd);
+  memplan_free(m->grad);
+  bp_free(m->param_inst);
+  bp_free(m->param_offset);
+  bp_free(m);
+}
+
+bool memplan_verify(const MemPlan *p, const char *what) {
+  int errors = 0;
+  for (int32_t i = 0; i < p->nvals; i++) {
+    const MemValue *u = &p->vals[i];
+    if (!u->in_workspace) continue;
+    MemSize end = ms_add(u->offset, u->slot);
+    if (u->offset.fixed % 64 || u->offset.per_batch % 64 || !ms_le(end, p->workspace) ||
+        mem_at(u->slot, 1) < mem_at(u->size, 1) || u->slot.per_batch < u->size.per_batch) {
+      if (errors++ < 20)
+        fprintf(stderr, "bpcc: memory plan of @%s after %s: %%%d is misplaced (offset %lld + %lld B, slot %lld + %lld B)\n",
+                p->f->name, what, (int)i, (long long)u->offset.fixed, (long long)u->offset.per_batch,
+                (long long)u->slot.fixed, (long long)u->slot.per_batch);
+      continue;
+    }
+    for (int32_t j = i + 1; j < p->nvals; j++) {
+      const MemValue *v = &p->vals[j];
+      if (!v->in_workspace || !overlaps(p, u, v)) continue;
+      MemSize vend = ms_add(v->offset, v->slot);
+      if (ms_le(end, v->offset) || ms_le(vend, u->offset)) continue;
+      if (errors++ < 20)
+        fprintf(stderr, "bpcc: memory plan of @%s after %s: %%%d and %%%d are alive together and share bytes\n",
+                p->f->name, what, (int)i, (int)j);
+    }
+  }
+  return errors == 0;
 }
 
 /* ------------------------------------------------------------------ the report */
@@ -436,55 +529,32 @@ static char **report_names(Arena *a, const MemPlan *p) {
   return names;
 }
 
-void memplan_print_report(FILE *out, const MemPlan *p, int64_t batch, int opt_state_per_param) {
+void memplan_print_table(FILE *out, const MemPlan *p, int64_t batch, int64_t base) {
   Func *f = p->f;
   Arena *a = arena_new();
   char **names = report_names(a, p);
-  char tbuf[96], lbuf[160], sbuf[32];
+  char tbuf[96], lbuf[160];
   fprintf(out, "memory plan of @%s at batch %lld (B = %lld)\n", f->name, (long long)batch, (long long)batch);
   fprintf(out, "%-6s %-16s %-28s %-14s %12s %13s %12s  %s\n", "value", "name", "location", "shape", "bytes",
           "lifetime", "offset", "kind");
-  int counts[MEM__COUNT] = {0};
   for (int32_t i = 0; i < f->ninsts; i++) {
     const Inst *in = &f->insts[i];
     const MemValue *v = &p->vals[i];
     if (v->kind == MEM_NONE) continue;
-    counts[v->kind]++;
     if (in->loc.file >= 0 && in->loc.line > 0)
       snprintf(lbuf, sizeof lbuf, "%s:%d:%d", diag_file_name(in->loc.file), in->loc.line, in->loc.col);
     else
       snprintf(lbuf, sizeof lbuf, "-");
     char life[40], off[32];
     snprintf(life, sizeof life, "[%d,%d]", (int)v->def, (int)v->last);
-    if (v->in_workspace) snprintf(off, sizeof off, "%lld", (long long)mem_at(v->offset, batch));
+    if (v->in_workspace) snprintf(off, sizeof off, "%lld", (long long)(base + mem_at(v->offset, batch)));
     else snprintf(off, sizeof off, "-");
     const char *kind = memplan_kind_names[v->kind];
     if (v->kind == MEM_KEPT) kind = "kept for backward";
-    fprintf(out, "%%%-5d %-16s %-28s %-14s %12lld %13s %12s  %s\n", (int)i, names[i], lbuf,
-            ir_type_str(ir_vtype(f, i), tbuf, sizeof tbuf), (long long)mem_at(v->size, batch), life, off, kind);
+    bool regs = p->step && !v->in_workspace && (v->kind == MEM_KEPT || v->kind == MEM_RECOMPUTED || v->kind == MEM_TEMP);
+    fprintf(out, "%%%-5d %-16s %-28s %-14s %12lld %13s %12s  %s%s\n", (int)i, names[i], lbuf,
+            ir_type_str(ir_vtype(f, i), tbuf, sizeof tbuf), (long long)mem_at(v->size, batch), life, off, kind,
+            regs ? ", in registers (inside its kernel)" : "");
   }
-  MemTotals t = memplan_totals(p, batch, opt_state_per_param);
-  double flops = 0;
-  for (int32_t i = 0; i < f->ninsts; i++)
-    if (f->insts[i].flags & IF_RECOMPUTED) flops += memplan_inst_flops(f, i, batch);
-  fprintf(out, "\ntotals at batch %lld:\n", (long long)batch);
-  fprintf(out, "  %-20s %12lld bytes  %s  (%d tensors)\n", "parameters", (long long)t.params,
-          memplan_format_size(t.params, sbuf, sizeof sbuf), counts[MEM_PARAM]);
-  fprintf(out, "  %-20s %12lld bytes  %s\n", "gradients", (long long)t.grads, memplan_format_size(t.grads, sbuf, sizeof sbuf));
-  fprintf(out, "  %-20s %12lld bytes  %s  (%dx parameters)\n", "optimizer state", (long long)t.opt_state,
-          memplan_format_size(t.opt_state, sbuf, sizeof sbuf), opt_state_per_param > 0 ? opt_state_per_param : 0);
-  fprintf(out, "  %-20s %12lld bytes  %s  (%d tensors)\n", "kept activations", (long long)t.kept,
-          memplan_format_size(t.kept, sbuf, sizeof sbuf), counts[MEM_KEPT]);
-  fprintf(out, "  %-20s %12lld bytes  %s  (%d tensors, %.4g MFLOP recomputed per step)\n", "recomputed",
-          (long long)t.recomputed, memplan_format_size(t.recomputed, sbuf, sizeof sbuf), counts[MEM_RECOMPUTED],
-          flops / 1e6);
-  fprintf(out, "  %-20s %12lld bytes  %s  (%d tensors)\n", "temporaries", (long long)t.temporaries,
-          memplan_format_size(t.temporaries, sbuf, sizeof sbuf), counts[MEM_TEMP]);
-  fprintf(out, "  %-20s %12lld bytes  %s  (= %lld + %lld * B%s; live lower bound %lld)\n", "workspace peak",
-          (long long)t.workspace, memplan_format_size(t.workspace, sbuf, sizeof sbuf), (long long)p->workspace.fixed,
-          (long long)p->workspace.per_batch, p->linear ? "" : ", at this batch only",
-          (long long)memplan_live_peak(p, batch));
-  fprintf(out, "  %-20s %12lld bytes  %s  (parameters + gradients + optimizer state + workspace)\n", "total",
-          (long long)t.total, memplan_format_size(t.total, sbuf, sizeof sbuf));
   arena_free(a);
 }

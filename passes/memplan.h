@@ -10,7 +10,7 @@
 #ifndef BPCC_PASSES_MEMPLAN_H
 #define BPCC_PASSES_MEMPLAN_H
 
-#include "ir/ir.h"
+#include "passes/passes.h"
 
 /* ------------------------------------------------------------------ memplan.c */
 
@@ -90,8 +90,8 @@ typedef struct {
 MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_param);
 
 /* The --mem-report table: every tensor (value, DSL name, location, shape, bytes,
- * lifetime, workspace offset, kind) and the totals, at a batch. */
-void memplan_print_report(FILE *out, const MemPlan *p, int64_t batch, int opt_state_per_param);
+ * lifetime, workspace offset + base, kind) at a batch. */
+void memplan_print_table(FILE *out, const MemPlan *p, int64_t batch, int64_t base);
 
 
 /* Exact bytes of a value of type t (linear in B; nonlinear types are evaluated at
@@ -101,6 +101,46 @@ MemSize memplan_type_size(const TensorType *t, int64_t batch, bool *linear);
 /* Floating-point operations of one instruction at a batch (matmul 2mnk, elementwise
  * and reductions one per element, softmax-like rows five per element). */
 double memplan_inst_flops(Func *f, int32_t v, int64_t batch);
+
+/* ------------------------------------------------------- the model's memory (memplan.c) */
+
+/* Each parameter starts at a multiple of this many elements (64 bytes in f32). */
+#define MEMPLAN_PARAM_ALIGN 16
+
+/* The workspace plan of one entry as its kernel plan computes it: every value a kernel
+ * writes to a buffer (activations, temporaries, outputs and gradients before their
+ * sinks copy them, materialized constants) gets a slot; internal values and direct
+ * gradients none; lifetimes are intervals of kernels, so no two values one kernel reads
+ * or writes share bytes. */
+MemPlan *memplan_of_kernels(const KernelPlan *kp);
+
+/* The memory of a compiled model (the memory plan stage of the pipeline): the layout of
+ * the parameter block, each entry's workspace plan, and the workspace the runtime
+ * allocates: [codegen's own buffers (GEMM packing), `extra` bytes][values], the values
+ * region the componentwise maximum over the entries (they run one at a time). */
+typedef struct {
+  Func *pf;                   /* whose parameters make the block: grad if any, else fwd */
+  int32_t nparams;
+  int32_t *param_inst;        /* the PARAM instruction of each parameter in pf, in order */
+  int64_t *param_offset;      /* in elements, MEMPLAN_PARAM_ALIGN-aligned */
+  int64_t param_floats;       /* elements of the block (also of the gradient block) */
+  int64_t opt_state_floats;   /* optimizer state: slots x param_floats */
+  int32_t elem_bytes;         /* 4: an f32 model; 8: an f64 model (codegen tests) */
+  MemPlan *fwd, *grad;        /* workspace plans (grad NULL without a loss) */
+  int64_t extra;              /* bytes in front of the values (0 without a product) */
+  MemSize workspace;          /* extra + max(fwd, grad) */
+} ModelMemory;
+
+/* opt_slots: floats of optimizer state per parameter float (bprt_optimizers[kind].slots,
+ * 0 without an optimizer); extra: what the code generator keeps in the workspace
+ * (cg_workspace_extra). Never fails; free with memplan_model_free. */
+ModelMemory *memplan_model(const KernelPlan *fwd, const KernelPlan *grad, int opt_slots, int64_t extra);
+void memplan_model_free(ModelMemory *m);
+/* Bytes of an element of f's float tensors: 4 (f32), 8 (f64). */
+int32_t memplan_elem_bytes(Func *f);
+/* No two workspace values whose lifetimes intersect share a byte at any batch, every
+ * slot lies inside the workspace and is 64-byte aligned. False after printing. */
+bool memplan_verify(const MemPlan *p, const char *what);
 
 /* ---------------------------------------------------------------- recompute.c */
 
@@ -132,6 +172,12 @@ typedef struct {
   int64_t budget;         /* total bytes (params + grads + opt state + workspace); 0 = none */
   int64_t batch;
   int opt_state_per_param;
+  /* The bytes a candidate gradient function costs as the later stages will lay it out
+   * (the pipeline: its kernel plan, the memory plan, what the runtime allocates), so
+   * that a budget bounds what the compiled step really allocates. NULL: parameters,
+   * gradients, optimizer state and memplan_build's workspace of the candidate. */
+  int64_t (*measure)(void *ctx, Func *candidate);
+  void *measure_ctx;
 } RecomputeOptions;
 
 typedef struct {

@@ -1,20 +1,25 @@
 /* passes/passes.h — the passes over the IR. Table of contents of passes/:
  *
- *   pipeline.c    the pipeline table below, the runner (verify after each pass in debug
- *                 builds, print after a named pass) and the Func bookkeeping passes share
+ *   pass.c        the options and the Func bookkeeping every pass shares
  *   simplify.c    CSE, DCE, constant folding, algebraic identities, log(softmax) ->
  *                 log_softmax and the softmax-CE rule, each a small named rewrite rule
  *   autodiff.c    reverse mode: one VJP rule per op, in a table indexed by op
- *   fuse.c        which instructions share one kernel, and the order of the kernels
- *   recompute.c  which forward activations backward keeps or recomputes (memplan.h)
- *   memplan.c     lifetimes and offsets of every value in one workspace (memplan.h)
+ *   recompute.c   which forward activations backward keeps or recomputes (memplan.h)
+ *   kernel_plan.c which instructions each entry computes, which share one kernel (fusion),
+ *                 the order of the kernels and where each value lives
+ *   memplan.c     lifetimes and offsets of every value in one workspace; the model's
+ *                 memory: parameter block, workspaces, totals (memplan.h)
  *
- * The pipeline, top to bottom (pass_pipeline[] in pipeline.c):
+ * The passes run in the order of the pipeline (driver/pipeline.c, docs/pipeline.md),
+ * which also verifies after each and prints for --print-after:
  *
  *   canonicalize  simplify before autodiff: the forward loss in canonical form, so
  *                 cross-entropy of a softmax in any spelling is softmax_xent
  *   autodiff      forward + loss + `grad %param, %g` for every parameter
  *   simplify      the same rewrite rules and CSE/DCE over forward and backward
+ *   recompute     activations dropped and recomputed in backward (memplan.h)
+ *   kernel plan   per entry: what runs, in which kernels, in which order
+ *   memory plan   the parameter block and every workspace slot (memplan.h)
  *
  * A pass takes a Func and returns the Func that replaces it (same name, same module:
  * the old one is released and must not be used again), or NULL after reporting an
@@ -29,9 +34,7 @@
 typedef struct {
   bool softmax_xent;        /* the softmax-CE rule; -fno-softmax-xent turns it off */
   bool log_softmax;         /* log(softmax(z)) -> log_softmax(z); -fno-log-softmax */
-  bool verify;              /* ir_verify after each pass (default: on in BPCC_DEBUG builds) */
-  const char *print_after;  /* print the IR after the pass of this name, or "all" */
-  FILE *print_out;          /* where --print-after prints (NULL: stdout) */
+  bool verify;              /* the default of the pipeline's --verify-each (on in BPCC_DEBUG builds) */
 } PassOptions;
 
 void pass_options_default(PassOptions *opt);
@@ -48,47 +51,64 @@ Func *pass_autodiff(Func *f, const PassOptions *opt);
 Func *pass_canonicalize(Func *f, const PassOptions *opt);
 Func *pass_simplify(Func *f, const PassOptions *opt);
 
-/* ------------------------------------------------------------------ fuse.c */
+/* ------------------------------------------------------------------ kernel_plan.c */
 
-/* Fusion (fuse.c): groups of computed instructions, one kernel each, in the order they
- * run. Group g is order[group_start[g] .. group_start[g + 1]) (members ascending), of
- * kind kind[g]. internal[v]: v is produced and consumed inside its group and needs no
- * buffer. computed[v] says which instructions need a kernel; fuse = false gives one
- * instruction per group in instruction order. */
-typedef enum { FUSE_SINGLE, FUSE_EW, FUSE_GEMM, FUSE_XENT, FUSE__COUNT } FuseKind;
-#define FUSE_MAX_GROUP 64
+/* The kernel plan of one entry point: which instructions it computes, which of them
+ * share one kernel (one loop nest), in which order the kernels run, and where each
+ * value lives (a buffer, registers inside its kernel, the gradient block, an
+ * immediate). The code generator lowers exactly this plan; --emit=opt-ir and
+ * --emit=dot print it; the memory plan gives every buffer its bytes.
+ *
+ * Kernel g is order[group_start[g] .. group_start[g + 1]) (members ascending by
+ * instruction), of kind kind[g]. */
+typedef enum { KERNEL_SINGLE, KERNEL_EW, KERNEL_GEMM, KERNEL_XENT, KERNEL__COUNT } KernelKind;
+#define KERNEL_MAX_GROUP 64
+extern const char *const kernel_kind_names[KERNEL__COUNT];   /* "single", "ew", "gemm+epilogue", ... */
+
+/* What an entry computes. */
+typedef enum {
+  PLAN_INFERENCE,  /* forward: the outputs, and the loss when the caller asks for it (the
+                      kernels only the loss needs are `loss_only`); dropout is the identity */
+  PLAN_TRAINING,   /* grad: outputs, loss and every gradient; dropout masks are drawn */
+} PlanMode;
+
 typedef struct {
-  int32_t *order;
-  int32_t *group_start;
-  uint8_t *kind;        /* FuseKind per group */
-  bool *internal;       /* per instruction */
+  bool fuse;       /* false (-fno-fuse): one instruction per kernel, in instruction order */
+} KernelPlanOptions;
+
+typedef struct {
+  Func *f;
+  PlanMode mode;
+  bool *live;            /* needed by a sink of this entry */
+  bool *computed;        /* runs in a kernel: live, and not an input, a parameter or an
+                            immediate constant */
+  bool *materialize;     /* a constant a kernel reads from memory (not splat into an ew loop) */
+  bool *internal;        /* produced and consumed inside its kernel: no buffer */
+  int32_t *direct_grad;  /* the grad sink whose gradient slot this value is computed into
+                            (its sink then copies nothing), or -1 */
+  int32_t *kernel_of;    /* the kernel of each computed instruction, else -1 */
+  int32_t *order, *group_start;
+  uint8_t *kind;         /* KernelKind per kernel */
+  bool *loss_only;       /* per kernel: runs only when the loss is asked for (inference) */
   int ngroups;
-} FusePlan;
-extern const char *const fuse_kind_names[FUSE__COUNT];
-void fuse_plan(Arena *a, Func *f, const bool *computed, bool fuse, FusePlan *plan);
+  bool has_product;      /* some kernel is a matrix product (codegen's packing buffers) */
+} KernelPlan;
 
-/* ------------------------------------------------------------------ pipeline.c */
+/* Plan f for an entry. NULL after a located error for what no kernel computes (a label
+ * made by anything but an input, a value with the batch dim twice). Arena-allocated. */
+KernelPlan *pass_kernel_plan(Arena *a, Func *f, PlanMode mode, const KernelPlanOptions *o);
+/* Every computed instruction in exactly one kernel, kernels in an order where each reads
+ * only leaves and values of earlier kernels (or its own members), internal values read
+ * only inside their kernel. False after printing each problem (with `what`). */
+bool kernel_plan_verify(const KernelPlan *p, const char *what);
+/* The function as its kernels, in the order they run (the --emit=opt-ir text): leaves
+ * first, then `# kernel K: op+op (kind)` and its members, each sink after the kernel
+ * that makes its operand; `(internal)` on values that never reach memory. */
+void kernel_plan_print(FILE *out, const KernelPlan *p);
+/* The number of kernels that compute something (sinks that only copy excluded). */
+int kernel_plan_count(const KernelPlan *p);
 
-typedef Func *(*PassFn)(Func *f, const PassOptions *opt);
-
-typedef struct {
-  const char *name;         /* for --print-after=NAME */
-  PassFn run;
-  const char *what;         /* one line for --help */
-} PassInfo;
-
-extern const PassInfo pass_pipeline[];
-extern const int pass_pipeline_count;
-
-/* The pass named name (in the pipeline table), or NULL. */
-const PassInfo *pass_lookup(const char *name);
-
-/* Run one pass: run it, verify the result when opt->verify, print it when
- * opt->print_after names it (or is "all"). NULL on error (reported). */
-Func *pass_run(const PassInfo *p, Func *f, const PassOptions *opt);
-
-/* Run the whole table in order (forward IR -> gradient IR). NULL on error. */
-Func *pass_run_pipeline(Func *f, const PassOptions *opt);
+/* ------------------------------------------------------------------ pass.c */
 
 /* Func bookkeeping for passes: a new empty function in f's module with f's name, and
  * swapping it in for f (f's instructions are released; f must not be used again). */

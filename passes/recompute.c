@@ -325,7 +325,8 @@ static void measure(const Ctx *cx, Candidate *c) {
   Func *src = copy_into(s, cx->f);
   Func *g = recompute_apply(src, r, "candidate");
   MemPlan *p = memplan_build(g, cx->opt->batch);
-  c->total = cx->fixed + memplan_workspace_bytes(p, cx->opt->batch);
+  c->total = cx->opt->measure ? cx->opt->measure(cx->opt->measure_ctx, g)
+                              : cx->fixed + memplan_workspace_bytes(p, cx->opt->batch);
   c->flops = 0;
   for (int32_t i = 0; i < g->ninsts; i++)
     if (g->insts[i].flags & IF_RECOMPUTED) c->flops += memplan_inst_flops(g, i, cx->opt->batch);

@@ -148,6 +148,51 @@ static void fill_opt_state(bprt_model *m) {
   for (int64_t i = 0; i < d->opt_state_floats; i++) m->opt_state[i] = v;
 }
 
+/* ------------------------------------------------------------ memory */
+
+/* The sizes of everything a model allocates, one function each, used both to allocate
+ * and to predict (bprt_model_memory_at): the prediction is the allocation. */
+static int64_t block_bytes(int64_t floats) { return (floats < 16 ? 16 : floats) * (int64_t)sizeof(float); }
+static int64_t workspace_bytes_at(const bprt_model_desc *d, int64_t cap) {
+  int64_t ws = d->ws_fixed + d->ws_per_batch * cap;
+  return ws < 64 ? 64 : ws;
+}
+static int64_t output_bytes_at(const bprt_tensor_desc *t, int64_t cap) {
+  int64_t n = tensor_numel(t, cap);
+  return (n ? n : 1) * (int64_t)sizeof(float);
+}
+static int64_t labels_bytes_at(int64_t cap) { return cap * (int64_t)sizeof(int32_t); }
+static int64_t object_bytes(const bprt_model_desc *d) {
+  return (int64_t)sizeof(struct bprt_model) + (d->noutputs > 0 ? (int64_t)sizeof(float *) * d->noutputs : 0);
+}
+
+static bprt_model_memory memory_at(const bprt_model_desc *d, int64_t cap) {
+  bprt_model_memory r;
+  memset(&r, 0, sizeof r);
+  r.params = r.grads = block_bytes(d->param_floats);
+  r.opt_state = block_bytes(d->opt_state_floats);
+  r.other = object_bytes(d);
+  if (cap > 0) {
+    r.workspace = workspace_bytes_at(d, cap);
+    for (int i = 0; i < d->noutputs; i++) r.outputs += output_bytes_at(&d->outputs[i], cap);
+    r.other += labels_bytes_at(cap);
+  }
+  r.total = r.params + r.grads + r.opt_state + r.workspace + r.outputs + r.other;
+  return r;
+}
+
+bprt_model_memory bprt_model_memory_at(const bprt_model_desc *d, int64_t batch) {
+  bprt_model_memory r;
+  memset(&r, 0, sizeof r);
+  return d ? memory_at(d, batch > 0 ? batch : 0) : r;
+}
+
+bprt_model_memory bprt_model_memory_used(const bprt_model *m) {
+  bprt_model_memory r;
+  memset(&r, 0, sizeof r);
+  return m ? memory_at(m->d, m->workspace ? m->cap_batch : 0) : r;
+}
+
 /* A block of n floats (at least one cache line, so that a model with no parameters
  * still has valid pointers), zeroed. */
 static float *alloc_block(int64_t n) {
@@ -246,15 +291,14 @@ static int ensure_batch(bprt_model *m, int64_t batch) {
   if (batch <= m->cap_batch) return BPRT_OK;
   /* grow geometrically so a slowly rising batch does not reallocate each call */
   int64_t cap = m->cap_batch * 2 > batch && m->cap_batch * 2 <= limit ? m->cap_batch * 2 : batch;
-  size_t ws = (size_t)(d->ws_fixed + d->ws_per_batch * cap);
-  unsigned char *w = bprt_malloc(ws < 64 ? 64 : ws);
-  int32_t *zl = bprt_malloc(sizeof(int32_t) * (size_t)cap);
+  size_t ws = (size_t)workspace_bytes_at(d, cap);
+  unsigned char *w = bprt_malloc(ws);
+  int32_t *zl = bprt_malloc((size_t)labels_bytes_at(cap));
   float *outs[64];
   float **o = d->noutputs <= 64 ? outs : bprt_malloc(sizeof(float *) * (size_t)d->noutputs);
   bool ok = w && zl && o;
   for (int i = 0; ok && i < d->noutputs; i++) {
-    size_t n = (size_t)tensor_numel(&d->outputs[i], cap);
-    o[i] = bprt_malloc(sizeof(float) * (n ? n : 1));
+    o[i] = bprt_malloc((size_t)output_bytes_at(&d->outputs[i], cap));
     if (!o[i]) {
       for (int k = 0; k < i; k++) bprt_free(o[k]);
       ok = false;
@@ -329,7 +373,6 @@ static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const
   double hyper[BPRT_H__COUNT];
   memcpy(hyper, m->hyper, sizeof hyper);
   hyper[BPRT_H_STEP] = (double)t;
-  float loss_local = 0.0f;
   bprt_frame f = {
       .batch = batch,
       .params = m->params,
@@ -338,7 +381,7 @@ static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const
       .workspace = m->workspace,
       .inputs = (const void *const *)in,
       .outputs = outputs,
-      .loss = loss ? loss : &loss_local,
+      .loss = loss,   /* NULL: forward skips what only the loss needs */
       .hyper = hyper,
       .seed = m->seed,
       .step = t,
@@ -365,6 +408,18 @@ int bprt_model_forward(bprt_model *m, int64_t batch, const void *const *inputs, 
   if (rc == BPRT_OK) rc = check_inputs(m, batch, inputs, true);
   if (rc == BPRT_OK) rc = run(m, m->d->forward, batch, inputs, outputs, NULL, m->step);
   if (rc != BPRT_OK) bprt_prefix_error("forward");
+  return rc;
+}
+
+int bprt_model_eval(bprt_model *m, int64_t batch, const void *const *inputs, float *const *outputs, float *loss) {
+  if (!m) return fail(BPRT_E_ARG, "eval: NULL model");
+  if (!loss) return fail(BPRT_E_ARG, "%s: eval: loss is NULL", model_name(m));
+  if (!m->d->has_loss)
+    return fail(BPRT_E_STATE, "eval: %s: the model has no loss (declare `loss` in it)", model_name(m));
+  int rc = ensure_batch(m, batch);
+  if (rc == BPRT_OK) rc = check_inputs(m, batch, inputs, false);
+  if (rc == BPRT_OK) rc = run(m, m->d->forward, batch, inputs, outputs, loss, m->step);
+  if (rc != BPRT_OK) bprt_prefix_error("eval");
   return rc;
 }
 
@@ -627,7 +682,7 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
     else if (!model || strcmp(model, model_name(m)) != 0)
       rc = fail(BPRT_E_CHECKPOINT, "%s: checkpoint is for model '%s', not '%s'", path, model ? model : "(unnamed)",
                 model_name(m));
-    else if (!opt || strcmp(opt, bprt_optimizers[d->optimizer].name) != 0)
+    else if (d->grad && (!opt || strcmp(opt, bprt_optimizers[d->optimizer].name) != 0))
       rc = fail(BPRT_E_CHECKPOINT, "%s: checkpoint holds %s optimizer state; this model trains with %s", path,
                 opt ? opt : "(no)", bprt_optimizers[d->optimizer].name);
     else if (parse_u64(bprt_st_meta(ck, "step"), &step) != 0)
@@ -659,13 +714,17 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
       }
   }
   if (rc == BPRT_OK) {
-    /* every tensor of the file must be one we read: a file with more is another model */
+    /* every tensor of the file must be one we read: a file with more is another model
+     * (a model that does not train, an inference library or `bpcc eval`, reads a
+     * checkpoint's parameters and passes over its optimizer state) */
     int expected = d->nparams * (ours ? 1 + nslots : 1);
+    for (int i = 0; ours && !d->grad && i < bprt_st_count(ck); i++)
+      expected += !strncmp(bprt_st_tensor(ck, i)->name, "optim.", 6);
     if (bprt_st_count(ck) != expected) {
       const char *extra = NULL;
       for (int i = 0; !extra && i < bprt_st_count(ck); i++) {
         const char *n = bprt_st_tensor(ck, i)->name;
-        bool known = bprt_model_find_param(m, n) >= 0;
+        bool known = bprt_model_find_param(m, n) >= 0 || (ours && !d->grad && !strncmp(n, "optim.", 6));
         for (int k = 0; ours && !known && k < nslots * d->nparams; k++) known = !strcmp(names[k], n);
         if (!known) extra = n;
       }

@@ -3,7 +3,8 @@
  * A compiled model is a descriptor (bprt_model_desc: tables of parameters, inputs,
  * outputs, block sizes) plus four entry points with one signature, void fn(bprt_frame *):
  *
- *   forward  inputs -> outputs                       (inference: dropout is identity)
+ *   forward  inputs -> outputs, and *loss when frame->loss is set (inference mode:
+ *            dropout is the identity; the loss needs the labels)
  *   grad     inputs -> outputs, *loss, grads block    (gradients overwritten, not added)
  *   step     grad, then the optimizer update of the params block in place
  *   update   the optimizer update alone, from the grads block (step = grad + update)
@@ -147,6 +148,8 @@ typedef struct {
   int32_t init;                  /* InitKind numbering of ir/ir.h */
   double init_a, init_b;
   const char *loc;               /* "file.bp:3:18" for reports */
+  int32_t trainable;             /* 1: the optimizer updates it; 0: it does not reach the
+                                    loss (a zero gradient), so it is left as it is */
 } bprt_param_desc;
 
 typedef struct {
@@ -170,6 +173,7 @@ typedef struct bprt_model_desc {
   int64_t opt_state_floats;
   int64_t ws_fixed, ws_per_batch;
   bprt_entry_fn forward, grad, step, update;   /* step = grad, then update */
+  int32_t has_loss;              /* forward computes the loss when frame->loss is set */
 } bprt_model_desc;
 
 /* ------------------------------------------------------ the model object (model.c)
@@ -209,7 +213,12 @@ const bprt_model_desc *bprt_model_get_desc(const bprt_model *m);
 /* inputs[i] as desc->inputs (float rows, or int32 labels); outputs[i] as desc->outputs.
  * forward: label inputs may be NULL. The label values are checked before the call. */
 int bprt_model_forward(bprt_model *m, int64_t batch, const void *const *inputs, float *const *outputs);
-/* Loss and gradients (overwriting the grads block); no update, the step stays. */
+/* Inference mode (dropout the identity, as forward) with the loss: outputs (may be NULL,
+ * or hold NULL entries to skip them) and *loss for labelled inputs; what eval and
+ * validation report. BPRT_E_STATE if the model has no loss. */
+int bprt_model_eval(bprt_model *m, int64_t batch, const void *const *inputs, float *const *outputs, float *loss);
+/* Training mode (dropout drawn): loss and gradients (overwriting the grads block); no
+ * update, the step stays. */
 int bprt_model_loss_and_grad(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);
 /* Forward, backward and the optimizer update at t = step + 1; then step = t. */
 int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);
@@ -234,6 +243,18 @@ uint64_t bprt_model_get_step(const bprt_model *m);
 /* Bytes of the workspace allocated now (ws_fixed + ws_per_batch * the largest batch
  * seen), 0 before the first call: what `bpcc train --watch` reports as measured. */
 int64_t bprt_model_workspace_bytes(const bprt_model *m);
+/* Everything a model allocates, by purpose: what bprt_model_create and calls with
+ * `batch` rows (the largest so far) hold. `bpcc --mem-report` predicts it with
+ * bprt_model_memory_at; bprt_model_memory_used measures a live model; the two agree. */
+typedef struct {
+  int64_t params, grads, opt_state;   /* the three blocks (at least one cache line each) */
+  int64_t workspace;                  /* ws_fixed + ws_per_batch * batch */
+  int64_t outputs;                    /* the outputs of the last step, for the caller */
+  int64_t other;                      /* the object, its tables, a zero label row */
+  int64_t total;
+} bprt_model_memory;
+bprt_model_memory bprt_model_memory_at(const bprt_model_desc *d, int64_t batch);
+bprt_model_memory bprt_model_memory_used(const bprt_model *m);   /* now (batch buffers: the largest batch seen) */
 int bprt_model_set_step(bprt_model *m, uint64_t step);
 int bprt_model_param(const bprt_model *m, int i, bprt_param_info *out);
 int bprt_model_find_param(const bprt_model *m, const char *name);   /* index or -1 */
@@ -251,9 +272,10 @@ int bprt_model_save(const bprt_model *m, const char *path);
 int bprt_model_save_meta(const bprt_model *m, const char *path, const char *const *keys,
                          const char *const *values, int nextra);
 /* All or nothing: on any error the model is unchanged. A bpcc checkpoint must name this
- * model and hold every parameter and optimizer tensor with its shape; a plain
- * safetensors file (no bpcc metadata) loads the parameters only, resetting the
- * optimizer state and the step. */
+ * model and hold every parameter and optimizer tensor with its shape (a model that does
+ * not train — no grad entry — reads the parameters and passes over the optimizer
+ * state); a plain safetensors file (no bpcc metadata) loads the parameters only,
+ * resetting the optimizer state and the step. */
 int bprt_model_load(bprt_model *m, const char *path);
 /* As load; on success *ck (if ck) is the open checkpoint, for reading the trainer's
  * metadata with bprt_st_meta; the caller frees it with bprt_st_free. */

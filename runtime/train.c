@@ -151,9 +151,8 @@ static void outputs_free(Outputs *o) {
 
 /* --------------------------------------------------------------------- evaluation */
 
-/* Loss (row-weighted mean of the batch losses) and accuracy over d. The loss comes from
- * the gradient entry point (no update); the accuracy from forward, which runs dropout
- * as the identity. */
+/* Loss (row-weighted mean of the batch losses) and accuracy over d, in inference mode
+ * (dropout the identity): the forward entry with the loss (bprt_model_eval). */
 static int evaluate(bprt_model *m, const Binding *b, const BprtDataset *d, int64_t batch, Outputs *outs, double *loss,
                     double *acc) {
   const bprt_model_desc *desc = bprt_model_get_desc(m);
@@ -166,18 +165,12 @@ static int evaluate(bprt_model *m, const Binding *b, const BprtDataset *d, int64
   while (bprt_batch_next(&it) > 0) {
     set_inputs(b, &it, inputs);
     float l = 0;
-    if (bprt_model_loss_and_grad(m, it.rows, inputs, &l)) {
+    if (bprt_model_eval(m, it.rows, inputs, outs->out, &l)) {
       rc = -1;
       break;
     }
     sum += (double)l * (double)it.rows;
-    if (b->acc_out >= 0 && it.labels) {
-      if (bprt_model_forward(m, it.rows, inputs, outs->out)) {
-        rc = -1;
-        break;
-      }
-      correct += count_correct(b, outs->out[b->acc_out], it.labels, it.rows);
-    }
+    if (b->acc_out >= 0 && it.labels) correct += count_correct(b, outs->out[b->acc_out], it.labels, it.rows);
     rows += it.rows;
   }
   bprt_batch_end(&it);

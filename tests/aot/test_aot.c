@@ -30,6 +30,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "runtime/runtime.h"
+#include "tests/compile.h"
 #include "tests/runtime/testutil.h"
 
 static const char clf_src[] =
@@ -64,17 +65,13 @@ static Built build(const char *name, const char *src, int optimizer, double lr) 
   assert_true(u->nmodels == 1);
   Func *fwd = fe_lower(b.mod, u->models[0]);
   assert_non_null(fwd);
-  PassOptions po;
-  pass_options_default(&po);
-  char gname[256];
-  snprintf(gname, sizeof gname, "%s.grad", fwd->name);
-  Func *grad = pass_run_pipeline(ir_func_clone(fwd, gname), &po);
+  Func *grad = test_grad(fwd, NULL);
   assert_non_null(grad);
   bprt_optimizer_config opt;
   bprt_optimizer_init(&opt, optimizer);
   opt.hyper[BPRT_H_LR] = lr;
   CgOptions co = {"native", 3, 2, false, false};
-  b.cg = cg_model_build(fwd, grad, &opt, &co);
+  b.cg = test_build(fwd, grad, &opt, &co);
   assert_non_null(b.cg);
   return b;
 }
@@ -417,7 +414,7 @@ static void test_needed_and_exports(void **state) {
     if (strncmp(name, "clf_", 4) != 0) fail_msg("unexpected exported symbol: %s", line);
     nexp++;
   }
-  assert_int_equal(nexp, 21);
+  assert_int_equal(nexp, 22);
   /* the header sits beside the library and compiles, together with another model's */
   Built r = build("reg.bp", reg_src, BPRT_OPT_SGD, 0.1);
   write_lib(&r, "reg_elf.so");

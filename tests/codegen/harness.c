@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "tests/codegen/harness.h"
+#include "tests/compile.h"
 
 double cgt_urand(uint64_t *s) {
   *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -188,7 +189,7 @@ static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const C
   /* CGT_OPT=0..3 picks the optimization level (default 2), to run a test at -O0 */
   const char *lvl = getenv("CGT_OPT");
   CgOptions o = {cfg->march ? cfg->march : "native", lvl ? atoi(lvl) : 2, 2, false, false};
-  CgModel *m = cg_model_build(fwd, grad, NULL, &o);
+  CgModel *m = test_build(fwd, grad, NULL, &o);
   if (!m) return 1;
   Func *f = grad ? grad : fwd;
   if (cg_model_jit(m) != 0) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "tests/codegen/harness.h"
+#include "tests/compile.h"
 
 static const char *src = "model m {\n  x: f32[B, 64]\n  h = relu(x @ W)\n  return softmax(h)\n}\n";
 
@@ -52,7 +53,7 @@ static void test_asm_fma(void **state) {
   Module *m = ir_module_new();
   Func *f = mlp(m, -1);
   CgOptions o = {"native", 3, 2, false, false};
-  CgModel *cm = cg_model_build(f, NULL, NULL, &o);
+  CgModel *cm = test_build(f, NULL, NULL, &o);
   assert_non_null(cm);
   char *s = emit_text(cm, CG_EMIT_ASM);
   assert_non_null(strstr(s, "m__forward:"));
@@ -75,7 +76,7 @@ static void test_asm_fma(void **state) {
   cg_model_free(cm);
   /* portable AVX2 code: ymm FMA, no zmm */
   CgOptions v3 = {"x86-64-v3", 3, 2, false, false};
-  cm = cg_model_build(f, NULL, NULL, &v3);
+  cm = test_build(f, NULL, NULL, &v3);
   assert_non_null(cm);
   assert_int_equal(cg_model_lanes(cm), 8);
   s = emit_text(cm, CG_EMIT_ASM);
@@ -94,7 +95,7 @@ static void test_debug_lines(void **state) {
   Module *m = ir_module_new();
   Func *f = mlp(m, file);
   CgOptions o = {"x86-64-v3", 2, 1, true, false};
-  CgModel *cm = cg_model_build(f, NULL, NULL, &o);
+  CgModel *cm = test_build(f, NULL, NULL, &o);
   assert_non_null(cm);
   char *ll = emit_text(cm, CG_EMIT_LLVM);
   assert_non_null(strstr(ll, "!DIFile(filename: \"model.bp\", directory: \"/tmp/proj\")"));
@@ -124,27 +125,28 @@ static void test_errors(void **state) {
   Module *m = ir_module_new();
   Func *f = mlp(m, -1);
   CgOptions bad = {"pentium9", 2, 1, false, false};
-  assert_null(cg_model_build(f, NULL, NULL, &bad));
-  assert_null(cg_model_build(NULL, NULL, NULL, NULL));
+  assert_null(test_build(f, NULL, NULL, &bad));
+  CgModelInput none = {NULL, NULL, NULL, NULL, NULL};
+  assert_null(cg_model_build(&none));
   /* f32 and f64 tensors in one model are refused with the instruction named */
   Func *g = ir_func_new(m, "d");
   int64_t dd[1] = {5};
   int32_t x = ir_input(g, "x", 0, ir_type(m, DT_F64, 1, dd), SRCLOC_NONE);
   ir_output(g, "y", ir_unary(g, OP_EXP, x, SRCLOC_NONE), SRCLOC_NONE);
   ir_output(g, "z", ir_input(g, "z", 1, ir_type(m, DT_F32, 1, dd), SRCLOC_NONE), SRCLOC_NONE);
-  assert_null(cg_model_build(g, NULL, NULL, NULL));
+  assert_null(test_build(g, NULL, NULL, NULL));
   /* malformed IR: an operand defined after its use */
   Func *h = ir_func_new(m, "bad");
   int32_t y = ir_input(h, "x", 0, ir_type(m, DT_F32, 1, dd), SRCLOC_NONE);
   ir_output(h, "y", ir_unary(h, OP_EXP, y, SRCLOC_NONE), SRCLOC_NONE);
   h->insts[1].args[0] = 2;
-  assert_null(cg_model_build(h, NULL, NULL, NULL));
+  assert_null(test_build(h, NULL, NULL, NULL));
   fclose(err);
   diag_set_output(NULL);
   assert_non_null(strstr(buf, "unknown -march=pentium9 (use native, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4)"));
   assert_non_null(strstr(buf, "codegen: no forward function"));
   assert_non_null(strstr(buf, "codegen: f32 and f64 tensors in one model (%3 = input in @d is f32, the model is f64)"));
-  assert_non_null(strstr(buf, "codegen: @bad is not valid IR"));
+  assert_non_null(strstr(buf, "@bad is not valid IR"));
   ir_module_free(m);
   diag_reset();
 }

@@ -22,6 +22,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "tests/codegen/harness.h"
+#include "tests/compile.h"
 
 typedef struct {
   Module *m;
@@ -38,9 +39,7 @@ static Compiled compile(const char *src) {
   assert_int_equal(u->nmodels, 1);
   c.fwd = fe_lower(c.m, u->models[0]);
   assert_non_null(c.fwd);
-  PassOptions po;
-  pass_options_default(&po);
-  c.grad = pass_run_pipeline(ir_func_clone(c.fwd, "grad"), &po);
+  c.grad = test_grad(c.fwd, NULL);
   assert_non_null(c.grad);
   return c;
 }
@@ -52,23 +51,20 @@ static void release(Compiled *c) {
 
 /* The groups of f's plan: the count of each kind, and the op names of each fused
  * group joined by '+' (one group a line) into desc. */
-static void plan_of(Func *f, int counts[FUSE__COUNT], char *desc, size_t n) {
+static void plan_of(Func *f, int counts[KERNEL__COUNT], char *desc, size_t n) {
   Arena *a = arena_new();
-  bool *computed = arena_alloc(a, (size_t)f->ninsts + 1);
-  for (int32_t i = 0; i < f->ninsts; i++) {
-    const Inst *in = &f->insts[i];
-    computed[i] = !(ir_ops[in->op].flags & (OPF_LEAF | OPF_SINK));
-  }
-  FusePlan s;
-  fuse_plan(a, f, computed, true, &s);
-  memset(counts, 0, FUSE__COUNT * sizeof *counts);
+  KernelPlanOptions ko = {true};
+  KernelPlan *s = pass_kernel_plan(a, f, PLAN_TRAINING, &ko);
+  assert_non_null(s);
+  assert_true(kernel_plan_verify(s, "test"));
+  memset(counts, 0, KERNEL__COUNT * sizeof *counts);
   size_t k = 0;
   desc[0] = 0;
-  for (int g = 0; g < s.ngroups; g++) {
-    counts[s.kind[g]]++;
-    if (s.kind[g] < FUSE_GEMM) continue;
-    for (int32_t q = s.group_start[g]; q < s.group_start[g + 1] && k + 32 < n; q++)
-      k += (size_t)snprintf(desc + k, n - k, "%s%s", q == s.group_start[g] ? "" : "+", ir_ops[f->insts[s.order[q]].op].name);
+  for (int g = 0; g < s->ngroups; g++) {
+    counts[s->kind[g]]++;
+    if (s->kind[g] < KERNEL_GEMM) continue;
+    for (int32_t q = s->group_start[g]; q < s->group_start[g + 1] && k + 32 < n; q++)
+      k += (size_t)snprintf(desc + k, n - k, "%s%s", q == s->group_start[g] ? "" : "+", ir_ops[f->insts[s->order[q]].op].name);
     if (k + 2 < n) k += (size_t)snprintf(desc + k, n - k, "\n");
   }
   arena_free(a);
@@ -85,7 +81,7 @@ static const char *mlp =
 static void test_plan_mlp(void **state) {
   (void)state;
   Compiled c = compile(mlp);
-  int counts[FUSE__COUNT];
+  int counts[KERNEL__COUNT];
   char desc[2048];
   plan_of(c.grad, counts, desc, sizeof desc);
   /* forward: three products with bias and activation, the logits with bias; backward:
@@ -93,8 +89,8 @@ static void test_plan_mlp(void **state) {
   assert_string_equal(desc,
                       "matmul+add+sigmoid\nmatmul+add+tanh\nmatmul+add+relu\nmatmul+add\n"
                       "softmax_xent+softmax+onehot+sub+mul\nmatmul_nt+relu_grad\nmatmul_nt+tanh_grad\nmatmul_nt+sigmoid_grad\n");
-  assert_int_equal(counts[FUSE_GEMM], 7);
-  assert_int_equal(counts[FUSE_XENT], 1);
+  assert_int_equal(counts[KERNEL_GEMM], 7);
+  assert_int_equal(counts[KERNEL_XENT], 1);
   release(&c);
 }
 
@@ -118,14 +114,14 @@ static const char *lin =
 static void test_plan_counterexamples(void **state) {
   (void)state;
   Compiled c = compile(lin);
-  int counts[FUSE__COUNT];
+  int counts[KERNEL__COUNT];
   char desc[2048];
   plan_of(c.grad, counts, desc, sizeof desc);
   /* forward: relu on the first product (kept for relu_grad), tanh on z (kept: an
    * output); s * s and the constant add stay elementwise kernels of their own.
    * backward: the derivatives of tanh and relu on the products that make their dy */
   assert_string_equal(desc, "matmul+relu\nmatmul+tanh\nmatmul_nt+tanh_grad\nmatmul_nt+relu_grad\n");
-  assert_int_equal(counts[FUSE_XENT], 0);
+  assert_int_equal(counts[KERNEL_XENT], 0);
   release(&c);
 }
 

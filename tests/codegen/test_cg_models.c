@@ -20,6 +20,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "tests/codegen/harness.h"
+#include "tests/compile.h"
 
 static char *slurp(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
@@ -47,9 +48,7 @@ static int check_file(const char *path) {
   for (int k = 0; k < u->nmodels; k++) {
     Module *m = ir_module_new();
     Func *fwd = fe_lower(m, u->models[k]);
-    PassOptions po;
-    pass_options_default(&po);
-    Func *grad = pass_run_pipeline(ir_func_clone(fwd, "grad"), &po);
+    Func *grad = test_grad(fwd, NULL);
     assert_non_null(grad);
     static const int64_t batches[] = {1, 7, 33};
     for (int prec = 0; prec < 2; prec++)

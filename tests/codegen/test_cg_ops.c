@@ -14,6 +14,7 @@
 
 #include "codegen/cg.h"
 #include "tests/codegen/harness.h"
+#include "tests/compile.h"
 
 #define TOL 1e-5
 
@@ -214,7 +215,7 @@ static void test_dropout(void **state) {
     ir_output(f, "mask", mask, L);
     ir_loss(f, ir_reduce(f, OP_SUM, mask, IR_AXIS_ALL, false, L), L);
     CgOptions o = {"native", 2, 1, false, false};
-    CgModel *cm = cg_model_build(f, f, NULL, &o);
+    CgModel *cm = test_build(f, f, NULL, &o);
     assert_non_null(cm);
     assert_int_equal(cg_model_jit(cm), 0);
     bprt_model_desc *d = cg_model_desc(cm);
@@ -257,16 +258,17 @@ static void test_schedule(void **state) {
   int32_t d = ir_binary(f, OP_SUB, b, c, L);                     /* %4 group 2 */
   int32_t e = ir_unary(f, OP_EXP, d, L);                         /* %5 group 2 */
   ir_output(f, "e", e, L);                                       /* %6 group 3 */
-  bool computed[7] = {false, true, true, true, true, true, true};
   Arena *ar = arena_new();
-  FusePlan sc;
-  fuse_plan(ar, f, computed, true, &sc);
-  assert_int_equal(sc.ngroups, 4);
+  KernelPlanOptions fused = {true}, single = {false};
+  KernelPlan *sc = pass_kernel_plan(ar, f, PLAN_INFERENCE, &fused);
+  assert_int_equal(sc->ngroups, 4);
   int32_t want_start[5] = {0, 2, 3, 5, 6}, want_order[6] = {1, 2, 3, 4, 5, 6};
-  assert_memory_equal(sc.group_start, want_start, sizeof want_start);
-  assert_memory_equal(sc.order, want_order, sizeof want_order);
-  fuse_plan(ar, f, computed, false, &sc);
-  assert_int_equal(sc.ngroups, 6);
+  assert_memory_equal(sc->group_start, want_start, sizeof want_start);
+  assert_memory_equal(sc->order, want_order, sizeof want_order);
+  assert_true(kernel_plan_verify(sc, "test"));
+  sc = pass_kernel_plan(ar, f, PLAN_INFERENCE, &single);
+  assert_int_equal(sc->ngroups, 6);
+  assert_true(kernel_plan_verify(sc, "test"));
   arena_free(ar);
   /* and the fused kernels compute what the interpreter does */
   assert_int_equal(check(f, 5, -2, 2), 0);

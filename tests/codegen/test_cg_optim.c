@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "tests/codegen/harness.h"
+#include "tests/compile.h"
 
 static const SrcLoc L = {-1, 1, 1, 0};
 #define NW 1003
@@ -89,7 +90,7 @@ static int run_n(const bprt_optimizer_config *opt, int steps, const char *what, 
   Module *mod = ir_module_new();
   Func *f = model(mod, nw);
   CgOptions o = {"native", 2, threads, false, false};
-  CgModel *m = cg_model_build(f, f, opt, &o);
+  CgModel *m = test_build(f, f, opt, &o);
   assert_non_null(m);
   assert_int_equal(cg_model_jit(m), 0);
   bprt_model_desc *d = cg_model_desc(m);

@@ -19,6 +19,7 @@
 #include "frontend/frontend.h"
 #include "passes/memplan.h"
 #include "passes/passes.h"
+#include "tests/compile.h"
 
 #define BATCH 3
 
@@ -56,7 +57,7 @@ static bool load(const char *path, Model *m) {
   PassOptions opt;
   pass_options_default(&opt);
   opt.verify = true;
-  m->grad = pass_run_pipeline(ir_func_clone(fwd, "grad"), &opt);
+  m->grad = test_grad(fwd, &opt);
   assert_non_null(m->grad);
   return true;
 }
@@ -145,13 +146,13 @@ static void check_model(const char *path) {
   int64_t n0, n1;
   double *ref32 = grads_of(m.grad, INTERP_F32, &n0);
   double *ref64 = grads_of(m.grad, INTERP_F64, &n0);
-  RecomputeOptions none = {RECOMPUTE_NONE, 0, BATCH, 2};
+  RecomputeOptions none = {RECOMPUTE_NONE, 0, BATCH, 2, NULL, NULL};
   RecomputeResult rn, rmin;
   assert_ptr_equal(pass_recompute(m.grad, &none, &rn), m.grad);
-  RecomputeOptions aut = {RECOMPUTE_AUTO, 0, BATCH, 2};
+  RecomputeOptions aut = {RECOMPUTE_AUTO, 0, BATCH, 2, NULL, NULL};
   assert_non_null(pass_recompute(m.grad, &aut, &rmin));
-  RecomputeOptions plans[3] = {{RECOMPUTE_SQRT, 0, BATCH, 2}, {RECOMPUTE_AUTO, 0, BATCH, 2},
-                          {RECOMPUTE_AUTO, (rn.total + rmin.min_feasible) / 2, BATCH, 2}};
+  RecomputeOptions plans[3] = {{RECOMPUTE_SQRT, 0, BATCH, 2, NULL, NULL}, {RECOMPUTE_AUTO, 0, BATCH, 2, NULL, NULL},
+                          {RECOMPUTE_AUTO, (rn.total + rmin.min_feasible) / 2, BATCH, 2, NULL, NULL}};
   int recomputing = 0;
   for (int k = 0; k < 3; k++) {
     RecomputeResult r;
@@ -190,7 +191,7 @@ static void test_m3_deep(void **state) {
   /* the done-when figure: sqrt keeps at least 3x fewer bytes than none at batch 256 */
   Model m = {0};
   assert_true(load(path, &m));
-  RecomputeOptions none = {RECOMPUTE_NONE, 0, 256, 1}, sq = {RECOMPUTE_SQRT, 0, 256, 1};
+  RecomputeOptions none = {RECOMPUTE_NONE, 0, 256, 1, NULL, NULL}, sq = {RECOMPUTE_SQRT, 0, 256, 1, NULL, NULL};
   Func *g = pass_recompute(m.grad, &sq, NULL);
   MemPlan *p0 = memplan_build(m.grad, 256), *p1 = memplan_build(g, 256);
   MemTotals t0 = memplan_totals(p0, 256, 1), t1 = memplan_totals(p1, 256, 1);

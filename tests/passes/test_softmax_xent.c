@@ -22,6 +22,7 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
+#include "tests/compile.h"
 
 #define BATCH 5
 
@@ -72,7 +73,7 @@ static Func *compile(const char *name, const char *src, bool xent, bool log_sm, 
   opt.verify = true;
   opt.softmax_xent = xent;
   opt.log_softmax = log_sm;
-  Func *g = pass_run_pipeline(ir_func_clone(*fwd, "grad"), &opt);
+  Func *g = test_grad(*fwd, &opt);
   assert_non_null(g);
   return g;
 }

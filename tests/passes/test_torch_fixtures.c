@@ -26,6 +26,7 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
+#include "tests/compile.h"
 
 #define REL_TOL 1e-5
 #define FLOOR_FRACTION 0.01
@@ -153,7 +154,7 @@ static void check_model(const char *bp_rel, const char *fixture_rel, bool xent) 
   pass_options_default(&opt);
   opt.verify = true;
   opt.softmax_xent = xent;
-  Func *g = pass_run_pipeline(ir_func_clone(fwd, "grad"), &opt);
+  Func *g = test_grad(fwd, &opt);
   assert_non_null(g);
 
   /* inputs by argument index, params in instruction order, from the fixture by name */

@@ -22,6 +22,7 @@
 
 #include "ir/ir.h"
 #include "passes/passes.h"
+#include "tests/compile.h"
 
 #define BATCH 3
 #define FD_EPS 1e-3
@@ -127,7 +128,7 @@ static int check_case(const char *name, BuildFn build, bool pipeline) {
   PassOptions opt;
   pass_options_default(&opt);
   opt.verify = true;
-  Func *g = pipeline ? pass_run_pipeline(b.f, &opt) : pass_autodiff(b.f, &opt);
+  Func *g = pipeline ? test_grad(b.f, &opt) : pass_autodiff(b.f, &opt);
   assert_non_null(g);
   assert_true(ir_verify(g, name));
   int32_t loss = -1, grads[16];

@@ -13,6 +13,7 @@
 #include "codegen/codegen.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "tests/compile.h"
 
 typedef struct {
   Arena *arena;
@@ -33,17 +34,13 @@ static inline bool test_jit(TestJit *j, const char *text, int optimizer, const d
   j->train = fm->train;
   j->module = ir_module_new();
   Func *f = fe_lower(j->module, fm);
-  PassOptions po;
-  pass_options_default(&po);
-  char gname[256];
-  snprintf(gname, sizeof gname, "%s.grad", f->name);
-  Func *g = pass_run_pipeline(ir_func_clone(f, gname), &po);
+  Func *g = test_grad(f, NULL);
   if (!g) return false;
   bprt_optimizer_config opt;
   bprt_optimizer_init(&opt, optimizer);
   if (hyper) memcpy(opt.hyper, hyper, sizeof opt.hyper);
   CgOptions co = {"native", 2, 2, false, false};
-  j->cg = cg_model_build(f, g, &opt, &co);
+  j->cg = test_build(f, g, &opt, &co);
   if (!j->cg || cg_model_jit(j->cg) != 0) return false;
   j->desc = cg_model_desc(j->cg);
   return true;
