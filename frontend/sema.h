@@ -185,6 +185,7 @@ int sema_find_builtin(const char *name);   /* -1 if none */
 
 int sema_dtype_of(Ctx *c, const TypeAst *t, bool *ok);
 bool sema_check_type(Ctx *c, const TypeAst *t, bool model_input);
+bool sema_check_batch_once(Ctx *c, const TypeAst *t);   /* B at most once in a declared type */
 Value sema_eval_stmt_expr(Ctx *c, Frame *f, const Stmt *s);
 Value sema_eval_body(Ctx *c, Frame *f, const Def *d);
 Value sema_check_return(Ctx *c, Frame *f, const Def *d, Value v, SrcLoc loc);
