@@ -103,7 +103,8 @@ struct Frame {
   const char *prefix;          /* parameter path of this frame; NULL at the model */
   bool emit_loc_set;           /* nodes take emit_loc (inside the standard library) */
   SrcLoc emit_loc;
-  SrcLoc param_loc;            /* location of PARAM nodes: the model-level call */
+  SrcLoc param_loc;            /* the model-level call that led here (line 0 at the model): the
+                                  location of PARAM nodes and every node's call site */
   int dtype;                   /* float dtype of the first tensor argument: params without one take it */
   CallPath *calls;             /* of the statement being evaluated */
   int ncalls;
