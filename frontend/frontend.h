@@ -227,6 +227,8 @@ typedef struct {
   double fattr[2];           /* CONST value, POW exponent, init args, dropout p */
   const char *name;          /* INPUT, PARAM (path name), OUTPUT */
   SrcLoc loc;
+  SrcLoc call;               /* the model-level call that instantiated the layer this node
+                                comes from; SRCLOC_NONE for the model's own statements */
 } FeNode;
 
 typedef struct {

@@ -7,7 +7,9 @@
  * is a bug in bpcc and stops with an internal error. Locations: each instruction keeps
  * the DSL location sema gave its node (inside a user layer, the expression there;
  * inside the standard library, the user's call; a parameter, the model-level call that
- * created it). */
+ * created it) and its call site: the model-level call that instantiated the layer it
+ * comes from (none for the model's own statements), which the text form prints where it
+ * differs from the location, so the lines of a layer called twice say which call. */
 #include "frontend/frontend.h"
 
 #include <string.h>
@@ -23,6 +25,7 @@ Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
     int32_t b = n->nargs > 1 ? map[n->args[1]] : -1;
     TypeId t = ir_type(m, (DType)n->type.dtype, n->type.rank, n->type.dims);
     int32_t v = -1;
+    int32_t first = f->ninsts;   /* what this node adds (none if hash-consing merged it) */
     switch (n->op) {
     case OP_INPUT: v = ir_input(f, ir_intern(m, n->name), (int)n->iattr, t, n->loc); break;
     case OP_PARAM: v = ir_param(f, ir_intern(m, n->name), t, (InitKind)n->iattr, n->fattr[0], n->fattr[1], n->loc); break;
@@ -42,6 +45,7 @@ Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
     case OP_LOSS: ir_loss(f, a, n->loc); break;
     default: ir_die("lowering: unexpected node op %s", ir_ops[n->op].name);
     }
+    for (int32_t k = first; k < f->ninsts; k++) f->insts[k].call = n->call;
     if (v >= 0 && f->insts[v].type != t) {
       char s1[96], s2[96];
       ir_die("lowering %s: sema computed %s, the builder %s", ir_ops[n->op].name, ir_type_str(&n->type, s1, sizeof s1),

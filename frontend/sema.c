@@ -184,6 +184,7 @@ int32_t sema_emit(Ctx *c, Op op, int nargs, int32_t a0, int32_t a1, int dtype, i
   n->type.rank = (uint8_t)rank;
   for (int i = 0; i < rank; i++) n->type.dims[i] = dims[i];
   n->loc = c->top && c->top->emit_loc_set ? c->top->emit_loc : loc;
+  n->call = c->top && c->top->param_loc.line > 0 ? c->top->param_loc : SRCLOC_NONE;
   return m->nnodes++;
 }
 

@@ -103,7 +103,8 @@ struct Frame {
   const char *prefix;          /* parameter path of this frame; NULL at the model */
   bool emit_loc_set;           /* nodes take emit_loc (inside the standard library) */
   SrcLoc emit_loc;
-  SrcLoc param_loc;            /* location of PARAM nodes: the model-level call */
+  SrcLoc param_loc;            /* the model-level call that led here (line 0 at the model): the
+                                  location of PARAM nodes and every node's call site */
   int dtype;                   /* float dtype of the first tensor argument: params without one take it */
   CallPath *calls;             /* of the statement being evaluated */
   int ncalls;
@@ -185,6 +186,7 @@ int sema_find_builtin(const char *name);   /* -1 if none */
 
 int sema_dtype_of(Ctx *c, const TypeAst *t, bool *ok);
 bool sema_check_type(Ctx *c, const TypeAst *t, bool model_input);
+bool sema_check_batch_once(Ctx *c, const TypeAst *t);   /* B at most once in a declared type */
 Value sema_eval_stmt_expr(Ctx *c, Frame *f, const Stmt *s);
 Value sema_eval_body(Ctx *c, Frame *f, const Def *d);
 Value sema_check_return(Ctx *c, Frame *f, const Def *d, Value v, SrcLoc loc);

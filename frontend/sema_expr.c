@@ -83,6 +83,26 @@ static const char *op_name(int op) {
   }
 }
 
+/* A value holds the batch dim B at most once. A compiled training step sizes its memory
+ * as fixed + per_row * B (runtime/model.h), so a [B,B] value, quadratic in the batch,
+ * cannot be compiled: reject the operation that would create it, at the expression,
+ * with notes where its operands got their shapes. Every other operation keeps or drops
+ * its operand's dims, so `@` and broadcasting are the only two ways in. */
+static bool reject_batch_twice(Ctx *c, const Expr *e, const Value *l, const Value *r, int rank, const int64_t *dims) {
+  int n = 0;
+  for (int i = 0; i < rank; i++) n += dims[i] == DIM_BATCH;
+  if (n < 2) return false;
+  Note notes[2];
+  int nn = 0;
+  if (sema_origin_note(c, l, &notes[nn])) nn++;
+  if (sema_origin_note(c, r, &notes[nn])) nn++;
+  sema_report(c, e->loc, notes, nn,
+              "%s %c %s would have shape %s, with the batch dim B twice; bpcc sizes a training step's memory "
+              "linearly in the batch, so a value may hold B at most once",
+              sema_vshape(c, l), e->op, sema_vshape(c, r), sema_shape_str(c, rank, dims));
+  return true;
+}
+
 static Value eval_binary(Ctx *c, const Expr *e) {
   Value l = sema_eval(c, e->lhs);
   Value r = sema_eval(c, e->rhs);
@@ -132,6 +152,7 @@ static Value eval_binary(Ctx *c, const Expr *e) {
       return v_error();
     }
     int64_t d[2] = {l.dims[0], r.dims[1]};
+    if (reject_batch_twice(c, e, &l, &r, 2, d)) return v_error();
     return sema_tensor_value(l.dtype, 2, d, sema_emit(c, OP_MATMUL, 2, l.node, r.node, l.dtype, 2, d, e->loc), e->loc);
   }
   int dtype = l.kind == VK_TENSOR ? l.dtype : r.dtype;
@@ -151,6 +172,7 @@ static Value eval_binary(Ctx *c, const Expr *e) {
     sema_report(c, e->loc, n, nn, "shapes %s and %s do not broadcast in %s", sema_vshape(c, &l), sema_vshape(c, &r), op_name(op));
     return v_error();
   }
+  if (reject_batch_twice(c, e, &l, &r, rank, d)) return v_error();
   Op iop = op == '+' ? OP_ADD : op == '-' ? OP_SUB : op == '*' ? OP_MUL : OP_DIV;
   return sema_tensor_value(dtype, rank, d, sema_emit(c, iop, 2, l.node, r.node, dtype, rank, d, e->loc), e->loc);
 }

@@ -69,6 +69,7 @@ void sema_check_fn(Ctx *c, FnInfo *fi) {
     v.origin_decl = true;
     sema_bind(c, &f, p->name, v, p->loc);
   }
+  bool ret_ok = !d->ret || sema_check_batch_once(c, d->ret);
   Frame *saved = c->top;
   FeModel *saved_model = c->model;
   c->model = NULL;
@@ -77,7 +78,7 @@ void sema_check_fn(Ctx *c, FnInfo *fi) {
   SrcLoc rloc = d->end_loc;
   for (const Stmt *s = d->body; s; s = s->next)
     if (s->kind == ST_RETURN) rloc = s->value->loc;
-  if (r.kind != VK_ERROR) sema_check_return(c, &f, d, r, rloc);
+  if (r.kind != VK_ERROR && ret_ok) sema_check_return(c, &f, d, r, rloc);
   c->top = saved;
   c->model = saved_model;
   c->depth--;

@@ -58,6 +58,23 @@ bool sema_check_type(Ctx *c, const TypeAst *t, bool model_input) {
         return false;
       }
   }
+  return sema_check_batch_once(c, t);
+}
+
+/* A declared type names the batch dim B at most once, as every value holds it at most
+ * once (sema_expr.c: reject_batch_twice); the error is at the second B. */
+bool sema_check_batch_once(Ctx *c, const TypeAst *t) {
+  if (t->kind != TY_TENSOR) return true;
+  bool seen = false;
+  for (int i = 0; i < t->rank; i++) {
+    if (!t->dims[i].name || strcmp(t->dims[i].name, "B") != 0) continue;
+    if (seen) {
+      ERR(c, t->dims[i].loc, "the batch dim B appears twice in this type; bpcc sizes a training step's memory "
+                             "linearly in the batch, so a value may hold B at most once");
+      return false;
+    }
+    seen = true;
+  }
   return true;
 }
 

@@ -426,6 +426,7 @@ Inst ir_inst(Op op, SrcLoc loc) {
   in.op = (uint16_t)op;
   in.type = TYPE_VOID;
   in.loc = loc;
+  in.call = SRCLOC_NONE;
   in.from = -1;
   return in;
 }

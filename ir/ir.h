@@ -14,8 +14,9 @@
  * forward analysis is a for loop and reverse-mode AD a reverse loop. Types (dtype +
  * shape, where the first dim may be the symbolic batch B) are interned in the Module,
  * so type equality is an integer compare. Every instruction carries the DSL location it
- * came from; backward instructions also record the forward instruction (`from`) and the
- * rule that produced them. What a function returns is marked by sink instructions:
+ * came from (and, inside a user layer, the model-level call that instantiated it);
+ * backward instructions also record the forward instruction (`from`) and the rule that
+ * produced them. What a function returns is marked by sink instructions:
  * `output "probs" %9`, `loss %12`, `grad %2, %31`.
  *
  *   func @mnist_mlp {
@@ -171,6 +172,8 @@ typedef struct {
   double fattr[2];
   const char *name;       /* interned in the module arena; NULL if none */
   SrcLoc loc;             /* the DSL text it came from */
+  SrcLoc call;            /* the model-level call that instantiated the layer it came from;
+                             SRCLOC_NONE in the model's own statements (ir_has_call) */
   int32_t from;           /* backward: the forward instruction it differentiates; else -1 */
   const char *rule;       /* the gradient or rewrite rule that produced it, or NULL */
 } Inst;
@@ -227,7 +230,7 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen);
 int32_t ir_emit(Func *f, const Inst *in);
 
 /* Convenience constructors; loc is the DSL location. */
-Inst ir_inst(Op op, SrcLoc loc);  /* zeroed, from = -1, type = TYPE_VOID */
+Inst ir_inst(Op op, SrcLoc loc);  /* zeroed, from = -1, type = TYPE_VOID, call = SRCLOC_NONE */
 int32_t ir_input(Func *f, const char *name, int index, TypeId t, SrcLoc loc);
 int32_t ir_param(Func *f, const char *name, TypeId t, InitKind init, double a, double b, SrcLoc loc);
 int32_t ir_const(Func *f, double v, TypeId t, SrcLoc loc);
@@ -245,6 +248,12 @@ void ir_loss(Func *f, int32_t v, SrcLoc loc);
 void ir_grad(Func *f, int32_t param, int32_t g, SrcLoc loc);
 
 static inline Inst *ir_at(Func *f, int32_t v) { return &f->insts[v]; }
+/* Does in carry a call site worth showing: one that is set and is not its loc (file,
+ * line and column, what the text form prints)? */
+static inline bool ir_has_call(const Inst *in) {
+  return in->call.file >= 0 && in->call.line > 0 &&
+         (in->call.file != in->loc.file || in->call.line != in->loc.line || in->call.col != in->loc.col);
+}
 static inline const TensorType *ir_vtype(Func *f, int32_t v) {
   return ir_type_get(f->mod, f->insts[v].type);
 }
@@ -262,6 +271,8 @@ bool ir_broadcast_shape(const TensorType *a, const TensorType *b, TensorType *ou
  *   %4 = matmul %0, %2 : f32[B,800]   # mnist_mlp.bp:3:18
  * backward lines add the rule and the forward instruction:
  *   %31 = matmul_tn %0, %29 : f32[784,800]   # mnist_mlp.bp:3:18  [matmul.db from %4]
+ * a line from a user layer adds the model-level call when it differs from the location:
+ *   %7 = matmul %0, %2 : f32[B,8]   # net.bp:3:12 (called at net.bp:8:9)
  * Attributes print as `axis=1 keep=1`, `p=0.5`, `value=0.5`, init names and args. */
 void ir_print_func(FILE *out, Func *f);
 void ir_print_module(FILE *out, Module *m);

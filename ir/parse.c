@@ -321,12 +321,33 @@ static int file_id(const char *name) {
   return found >= 0 ? found : diag_add_file(name, "", 0);
 }
 
-/* comment := '#' [file ':' line ':' col] ['[' ['fwd'] ['recomputed'] [rule] ['from' value] ']']
- * where the location ends at the first " [" and rule is a word or a quoted string. */
+#define AT(q, n) ((SrcLoc){ps->file, t->line, t->col + (int)((q) - t->p), t->col + (int)((q) - t->p) + (n)})
+
+/* file ':' line ':' col in [p, le) of comment t, split at the last two colons; what
+ * names it in the error ("a location", "a call site"). */
+static SrcLoc parse_loc(Parser *ps, const Token *t, const char *p, const char *le, const char *what) {
+  const char *c2 = le, *c1;
+  while (c2 > p && c2[-1] != ':') c2--;
+  c1 = c2 > p ? c2 - 1 : p;
+  while (c1 > p && c1[-1] != ':') c1--;
+  bool ok = c2 > p && c1 > p && c1 - 1 > p;
+  for (const char *q = c1; ok && q < c2 - 1; q++) ok = isdigit((unsigned char)*q) != 0;
+  for (const char *q = c2; ok && q < le; q++) ok = isdigit((unsigned char)*q) != 0;
+  ok = ok && c2 - 1 > c1 && le > c2 && c2 - c1 < 11 && le - c2 < 11;
+  if (!ok) error_at(ps, AT(p, (int)(le - p)), "expected %s 'file:line:col' in the comment", what);
+  char *fname = arena_strndup(ps->mod->arena, p, (size_t)(c1 - 1 - p));
+  return (SrcLoc){file_id(fname), (int32_t)strtol(c1, NULL, 10), (int32_t)strtol(c2, NULL, 10), 0};
+}
+
+/* comment := '#' [loc] ['(called at' loc ')'] ['[' ['fwd'] ['recomputed'] [rule] ['from' value] ']']
+ * loc := file ':' line ':' col; the locations end at the first " [", the first one also
+ * at "(called at " (at the start or after a space), and rule is a word or a quoted
+ * string. */
 static void parse_comment(Parser *ps, const Token *t, Inst *in) {
+  static const char called[] = "(called at ";
+  const size_t ncalled = sizeof called - 1;
   const char *p = t->p + 1, *end = t->p + t->len;
   Module *m = ps->mod;
-#define AT(q, n) ((SrcLoc){ps->file, t->line, t->col + (int)((q) - t->p), t->col + (int)((q) - t->p) + (n)})
   while (p < end && *p == ' ') p++;
   if (p >= end) return;
   const char *lb = p;   /* where the bracket starts, or end */
@@ -335,21 +356,16 @@ static void parse_comment(Parser *ps, const Token *t, Inst *in) {
     while (lb < end && !(lb[0] == '[' && lb > p && lb[-1] == ' ')) lb++;
     const char *le = lb;
     while (le > p && le[-1] == ' ') le--;
-    /* file ':' line ':' col, splitting at the last two colons */
-    const char *c2 = le, *c1;
-    while (c2 > p && c2[-1] != ':') c2--;
-    c1 = c2 > p ? c2 - 1 : p;
-    while (c1 > p && c1[-1] != ':') c1--;
-    bool ok = c2 > p && c1 > p && c1 - 1 > p;
-    for (const char *q = c1; ok && q < c2 - 1; q++) ok = isdigit((unsigned char)*q) != 0;
-    for (const char *q = c2; ok && q < le; q++) ok = isdigit((unsigned char)*q) != 0;
-    ok = ok && c2 - 1 > c1 && le > c2 && c2 - c1 < 11 && le - c2 < 11;
-    if (!ok) error_at(ps, AT(p, (int)(le - p)), "expected a location 'file:line:col' in the comment");
-    char *fname = arena_strndup(m->arena, p, (size_t)(c1 - 1 - p));
-    in->loc.file = file_id(fname);
-    in->loc.line = (int32_t)strtol(c1, NULL, 10);
-    in->loc.col = (int32_t)strtol(c2, NULL, 10);
-    in->loc.endcol = 0;
+    const char *cs = NULL;   /* the call site's "(called at " */
+    for (const char *q = p; !cs && q + ncalled <= le; q++)
+      if ((q == p || q[-1] == ' ') && strncmp(q, called, ncalled) == 0) cs = q;
+    const char *locend = cs ? cs : le;
+    while (locend > p && locend[-1] == ' ') locend--;
+    if (locend > p) in->loc = parse_loc(ps, t, p, locend, "a location");
+    if (cs) {
+      if (le[-1] != ')') error_at(ps, AT(cs, (int)(le - cs)), "expected ')' at the end of the call site");
+      in->call = parse_loc(ps, t, cs + ncalled, le - 1, "a call site");
+    }
     p = lb;
   }
   if (p >= end) return;

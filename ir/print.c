@@ -13,8 +13,9 @@
  * in, so it is exact: a value's number is its index in the instruction array (a sink
  * takes an index but prints no number), every definition carries its type, doubles
  * print in the shortest form that reads back to the same bits, and the trailing
- * comment carries the DSL location and, for derived instructions, the rule and the
- * forward instruction. ir/parse.c reads back exactly this; docs/ir.md is the grammar. */
+ * comment carries the DSL location (with the model-level call of a user layer) and,
+ * for derived instructions, the rule and the forward instruction. ir/parse.c reads
+ * back exactly this; docs/ir.md is the grammar. */
 #include "ir/ir.h"
 
 #include <math.h>
@@ -183,15 +184,18 @@ static void put_inst(StrBuf *b, Func *f, int32_t i, int input_ordinal) {
   }
 }
 
-/* The trailing comment: `# file:line:col  [rule from %K]`, or "" if it says nothing. */
+/* The trailing comment: `# file:line:col (called at file:line:col)  [rule from %K]`, or
+ * "" if it says nothing. The call site prints only when it differs from the location. */
 static void put_comment(StrBuf *b, const Inst *in) {
   bool loc = in->loc.file >= 0;
+  bool call = ir_has_call(in);
   bool bracket = in->flags || in->rule || in->from >= 0;
-  if (!loc && !bracket) return;
+  if (!loc && !call && !bracket) return;
   sb_putc(b, '#');
   if (loc) sb_printf(b, " %s:%d:%d", diag_file_name(in->loc.file), (int)in->loc.line, (int)in->loc.col);
+  if (call) sb_printf(b, " (called at %s:%d:%d)", diag_file_name(in->call.file), (int)in->call.line, (int)in->call.col);
   if (!bracket) return;
-  sb_printf(b, loc ? "  [" : " [");
+  sb_printf(b, loc || call ? "  [" : " [");
   const char *sep = "";
   if (!(in->flags & IF_BACKWARD)) { sb_printf(b, "fwd"); sep = " "; }
   if (in->flags & IF_RECOMPUTED) { sb_printf(b, "%srecomputed", sep); sep = " "; }

@@ -46,6 +46,7 @@ static int32_t bw(AD *ad, Inst in) {
   in.from = ad->from;
   in.rule = ad->rule;
   in.loc = ad->g->insts[ad->from].loc;
+  in.call = ad->g->insts[ad->from].call;
   return ir_emit(ad->g, &in);
 }
 

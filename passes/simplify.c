@@ -51,10 +51,11 @@ static const TensorType *vty(Simp *s, int32_t v) { return ir_vtype(s->g, v); }
 static bool is_const(Simp *s, int32_t v) { return at(s, v)->op == OP_CONST; }
 static bool is_const_val(Simp *s, int32_t v, double c) { return is_const(s, v) && at(s, v)->fattr[0] == c; }
 
-/* An instruction like `base` (location, flags, from, rule) with a new op and operands.
- * It is named after `rule` when base has no rule of its own. */
+/* An instruction like `base` (location, call site, flags, from, rule) with a new op and
+ * operands. It is named after `rule` when base has no rule of its own. */
 static Inst like(const Inst *base, Op op, int nargs, int32_t a, int32_t b, const char *rule) {
   Inst in = ir_inst(op, base->loc);
+  in.call = base->call;
   in.flags = base->flags;
   in.from = base->from;
   in.rule = base->rule ? base->rule : rule;
@@ -207,6 +208,7 @@ static int32_t r_neg_reduce(Simp *s, const Inst *in) {
   Inst n = *r;
   n.args[0] = at(s, r->args[0])->args[0];
   n.loc = in->loc;
+  n.call = in->call;
   n.flags = in->flags;
   n.from = in->from;
   n.rule = in->rule ? in->rule : r->rule ? r->rule : "neg.reduce";

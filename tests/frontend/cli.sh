@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/frontend/cli.sh BPCC — the bpcc command line: the issue's example diagnostic
 # (exact text, exit status 1), --help, --version, unknown options, --check and --emit
-# on the examples, and `-` for standard input.
+# on the examples, `-` for standard input, and a [B,B] value rejected at the check.
 set -u
 bpcc=$1
 src=${BPCC_SOURCE_DIR:-.}
@@ -61,6 +61,28 @@ grep -q "total  *636010" "$tmp/out" || fail "mnist summary: total"
 : | "$bpcc" --check - >"$tmp/out" 2>&1; st=$?
 [ $st -eq 1 ] || fail "empty stdin: exit status $st"
 grep -q "^<stdin>:1:1: error: no model in this file" "$tmp/out" || fail "empty stdin message"
+
+# 5. A value with the batch dim twice (x @ transpose(x) is [B,B]) fails at the check,
+#    for every command that would compile or run it: exit status 1, the located error
+#    on stderr, nothing on stdout (no gradcheck report, no IR).
+printf 'model m(x: f32[B, 4]) {\n    g = x @ transpose(x)\n    loss mean(g)\n}\n' >"$tmp/gram.bp"
+cat >"$tmp/want" <<WANT
+$tmp/gram.bp:2:9: error: [B,4] @ [4,B] would have shape [B,B], with the batch dim B twice; bpcc sizes a training step's memory linearly in the batch, so a value may hold B at most once
+        g = x @ transpose(x)
+            ^~~~~~~~~~~~~~~~
+$tmp/gram.bp:1:9: note: 'x' declared here as f32[B,4]
+    model m(x: f32[B, 4]) {
+            ^
+$tmp/gram.bp:2:13: note: this has shape [4,B]
+        g = x @ transpose(x)
+                ^~~~~~~~~~~~
+WANT
+for cmd in --check gradcheck --emit=grad-ir --emit=opt-ir; do
+  "$bpcc" $cmd "$tmp/gram.bp" >"$tmp/out" 2>"$tmp/err"; st=$?
+  [ $st -eq 1 ] || fail "batch twice, $cmd: exit status $st, expected 1"
+  cmp -s "$tmp/err" "$tmp/want" || { fail "batch twice, $cmd: diagnostic differs:"; diff "$tmp/want" "$tmp/err"; }
+  [ -s "$tmp/out" ] && fail "batch twice, $cmd: printed on stdout"
+done
 
 [ $fails -eq 0 ] && echo "frontend cli: all passed"
 exit $fails

@@ -74,6 +74,10 @@ static void test_mnist_mlp(void **state) {
   assert_int_equal(f->insts[4].loc.col, 19);
   assert_int_equal(f->insts[2].loc.line, 3);
   assert_int_equal(f->insts[19].loc.line, 6);
+  /* their call site is that same call, so it does not print: the text is unchanged */
+  assert_int_equal(f->insts[4].call.line, 3);
+  assert_int_equal(f->insts[4].call.col, 19);
+  for (int i = 0; i < f->ninsts; i++) assert_false(ir_has_call(&f->insts[i]));
   fe_run_free(&r);
   ir_module_free(m);
 }
@@ -108,6 +112,25 @@ static void test_custom_loss(void **state) {
   /* its parameters the model-level call: affine(h, 64) at 14:19 */
   assert_int_equal(f->insts[7].loc.line, 14);
   assert_int_equal(f->insts[7].loc.col, 19);
+  /* each call's instructions carry that call: affine(x, 64) at 13:15, affine(h, 64) at
+   * 14:19, affine(h2, 3) at 15:10, my_xent(p, y) at 17:10 */
+  static const struct { int inst, line, col; } calls[] = {
+      {4, 13, 15}, {5, 13, 15}, {9, 14, 19}, {10, 14, 19}, {15, 15, 10}, {16, 15, 10},
+      {19, 17, 10}, {20, 17, 10}, {21, 17, 10}, {22, 17, 10}, {23, 17, 10}, {24, 17, 10},
+  };
+  for (size_t k = 0; k < sizeof calls / sizeof calls[0]; k++) {
+    const Inst *in = &f->insts[calls[k].inst];
+    assert_true(ir_has_call(in));
+    assert_int_equal(in->call.file, in->loc.file);
+    assert_int_equal(in->call.line, calls[k].line);
+    assert_int_equal(in->call.col, calls[k].col);
+  }
+  /* the model's own statements have none; the parameters are located at their call */
+  assert_int_equal(f->insts[6].call.file, -1);    /* tanh(...) at 13:10 */
+  assert_int_equal(f->insts[12].call.file, -1);   /* h + tanh(...) */
+  assert_int_equal(f->insts[17].call.file, -1);   /* softmax(z) */
+  assert_false(ir_has_call(&f->insts[7]));
+  assert_false(ir_has_call(&f->insts[25]));       /* loss */
   fe_run_free(&r);
   ir_module_free(m);
 }

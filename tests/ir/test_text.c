@@ -215,6 +215,76 @@ static void test_locations_and_rules(void **state) {
   diag_reset();
 }
 
+/* The call site `(called at file:line:col)` of a line from a user layer: parsed into
+ * Inst.call, printed back the same way, and printed only where it differs from loc. */
+static void test_call_sites(void **state) {
+  (void)state;
+  diag_reset();
+  const char *text =
+      "func @f {\n"
+      "  %0 = input \"x\" : f32[B,3]         # net.bp:1:10\n"
+      "  %1 = relu %0 : f32[B,3]           # net.bp:2:5 (called at net.bp:9:7)\n"
+      "  %2 = relu_grad %0, %1 : f32[B,3]  # net.bp:2:5 (called at net.bp:9:7)  [relu.dx from %1]\n"
+      "  %3 = exp %0 : f32[B,3]            # (called at net.bp:10:3)  [fwd recomputed from %0]\n"
+      "  %4 = neg %0 : f32[B,3]            # a (b):c.bp:3:4 (called at x (y):z.bp:12:1)\n"
+      "  %5 = relu %0 : f32[B,3]           # net.bp:2:5 (called at net.bp:10:3)  [fwd log_softmax]\n"
+      "}\n";
+  Module *m = ir_parse("call.ir", text, strlen(text));
+  assert_non_null(m);
+  Func *f = m->funcs[0];
+  assert_int_equal(f->insts[0].call.file, -1);
+  assert_false(ir_has_call(&f->insts[0]));
+  assert_string_equal(diag_file_name(f->insts[1].call.file), "net.bp");
+  assert_int_equal(f->insts[1].call.file, f->insts[1].loc.file);
+  assert_int_equal(f->insts[1].call.line, 9);
+  assert_int_equal(f->insts[1].call.col, 7);
+  assert_int_equal(f->insts[1].loc.line, 2);
+  assert_int_equal(f->insts[1].loc.col, 5);
+  assert_int_equal(f->insts[2].call.line, 9);
+  assert_string_equal(f->insts[2].rule, "relu.dx");
+  assert_int_equal(f->insts[2].from, 1);
+  assert_int_equal(f->insts[3].loc.file, -1);
+  assert_int_equal(f->insts[3].call.line, 10);
+  assert_int_equal(f->insts[3].call.col, 3);
+  assert_int_equal(f->insts[3].flags, IF_RECOMPUTED);
+  assert_string_equal(diag_file_name(f->insts[4].loc.file), "a (b):c.bp");
+  assert_string_equal(diag_file_name(f->insts[4].call.file), "x (y):z.bp");
+  assert_int_equal(f->insts[4].call.line, 12);
+  assert_int_equal(f->insts[5].call.line, 10);
+  assert_int_equal(f->insts[5].flags, 0);
+  assert_string_equal(f->insts[5].rule, "log_softmax");
+  /* the text is in printed form, and survives the round trip */
+  char *p1 = round_trip("call.ir", text, strlen(text));
+  assert_string_equal(p1, text);
+  free(p1);
+  ir_module_free(m);
+
+  /* a call site equal to the location (in what prints: file, line, column) or unset
+   * (a zeroed Inst) prints nothing */
+  diag_reset();
+  m = ir_module_new();
+  int file = diag_add_file("net.bp", "", 0);
+  f = ir_func_new(m, "g");
+  int32_t x = ir_input(f, "x", 0, ty(m, DT_F32, 1, 3, 0, 0), (SrcLoc){file, 1, 9, 0});
+  int32_t r = ir_unary(f, OP_RELU, x, (SrcLoc){file, 2, 5, 11});
+  f->insts[r].call = (SrcLoc){file, 2, 5, 0};
+  int32_t e = ir_unary(f, OP_EXP, x, (SrcLoc){file, 3, 5, 0});
+  memset(&f->insts[e].call, 0, sizeof f->insts[e].call);
+  int32_t n = ir_unary(f, OP_NEG, x, (SrcLoc){file, 4, 5, 0});
+  f->insts[n].call = (SrcLoc){file, 8, 3, 9};
+  char *got = ir_print_to_string(f);
+  assert_string_equal(got,
+                      "func @g {\n"
+                      "  %0 = input \"x\" : f32[3]  # net.bp:1:9\n"
+                      "  %1 = relu %0 : f32[3]    # net.bp:2:5\n"
+                      "  %2 = exp %0 : f32[3]     # net.bp:3:5\n"
+                      "  %3 = neg %0 : f32[3]     # net.bp:4:5 (called at net.bp:8:3)\n"
+                      "}\n");
+  bp_free(got);
+  ir_module_free(m);
+  diag_reset();
+}
+
 static void test_doubles_round_trip_exactly(void **state) {
   (void)state;
   diag_reset();
@@ -322,6 +392,14 @@ static void test_parser_diagnostics(void **state) {
       {"func @f {\n  %0 = dropout_mask p=0.5 : f32[3]\n}\n", "bad.ir:2:8: error: dropout_mask needs the attribute 'stream'"},
       {HEAD "  %1 = relu %0 : f32[B,3]  # net.bp:3\n}\n", "bad.ir:3:30: error: expected a location 'file:line:col' in the comment"},
       {HEAD "  %1 = relu %0 : f32[B,3]  # net.bp:x:1\n}\n", "bad.ir:3:30: error: expected a location 'file:line:col' in the comment"},
+      {HEAD "  %1 = relu %0 : f32[B,3]  # net.bp (called at net.bp:9:7)\n}\n",
+       "bad.ir:3:30: error: expected a location 'file:line:col' in the comment"},
+      {HEAD "  %1 = relu %0 : f32[B,3]  # net.bp:2:5 (called at net.bp:9)\n}\n",
+       "bad.ir:3:52: error: expected a call site 'file:line:col' in the comment"},
+      {HEAD "  %1 = relu %0 : f32[B,3]  # net.bp:2:5 (called at net.bp:9:7\n}\n",
+       "bad.ir:3:41: error: expected ')' at the end of the call site"},
+      {HEAD "  %1 = relu %0 : f32[B,3]  # net.bp:2:5 (called at net.bp:9:7)  [r] x\n}\n",
+       "bad.ir:3:69: error: unexpected text after the rule"},
       {HEAD "  %1 = relu %0 : f32[B,3]  # a.bp:1:1  [relu.dx from %7]\n}\n",
        "bad.ir:3:54: error: 'from %7': @f has no instruction 7"},
       {HEAD "  %1 = relu %0 : f32[B,3]  # a.bp:1:1  [relu.dx\n}\n", "bad.ir:3:40: error: missing ']' at the end of the rule"},
@@ -459,6 +537,7 @@ int main(void) {
       cmocka_unit_test(test_printer_golden),
       cmocka_unit_test(test_round_trip_every_ir_file),
       cmocka_unit_test(test_locations_and_rules),
+      cmocka_unit_test(test_call_sites),
       cmocka_unit_test(test_doubles_round_trip_exactly),
       cmocka_unit_test(test_parser_diagnostics),
       cmocka_unit_test(test_diagnostic_shows_the_line),
