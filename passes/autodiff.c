@@ -366,6 +366,13 @@ static void vjp_sum_to(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   contribute(ad, A, bw_to(ad, OP_BROADCAST, dy, ad->g->insts[A].type));
 }
 
+/* y = reshape(x) (the same elements, new dims);  dx = reshape(dy) back to X's dims */
+static void vjp_reshape(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("reshape.dx");
+  contribute(ad, A, bw_to(ad, OP_RESHAPE, dy, ad->g->insts[A].type));
+}
+
 /* y = softmax(x, axis);  dx = y * (dy - sum(dy * y, axis, keep)) */
 static void vjp_softmax(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   RULE("softmax.dx");
@@ -429,6 +436,7 @@ static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_MAX] = vjp_max,
     [OP_BROADCAST] = vjp_broadcast,
     [OP_SUM_TO] = vjp_sum_to,
+    [OP_RESHAPE] = vjp_reshape,
     [OP_SOFTMAX] = vjp_softmax,
     [OP_LOG_SOFTMAX] = vjp_log_softmax,
     [OP_SOFTMAX_XENT] = vjp_softmax_xent,

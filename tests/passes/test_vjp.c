@@ -276,6 +276,19 @@ static int32_t c_chain(Build *b) {   /* a softmax classifier through every kind 
   return ir_rowop(F, OP_LOG_SOFTMAX, z, 1, N);
 }
 
+/* reshape: the same elements with new dims (and back, in its VJP) */
+static int32_t c_reshape(Build *b) {   /* [2,3] -> [3,2] */
+  return ir_to_type(F, OP_RESHAPE, par(b, 0, 2, 2, 3), tyn(b->m, DT_F32, 2, 3, 2), N);
+}
+static int32_t c_reshape_batch(Build *b) {   /* [B,6] -> [B,1,3,2] */
+  int64_t d[4] = {DIM_BATCH, 1, 3, 2};
+  return ir_to_type(F, OP_RESHAPE, batched(b, 0, 6), ir_type(b->m, DT_F32, 4, d), N);
+}
+static int32_t c_reshape_flat(Build *b) {   /* [B,4] -> [4,B]: B moves, row-major order stays */
+  int32_t y = ir_to_type(F, OP_RESHAPE, batched(b, 0, 4), tyn(b->m, DT_F32, 2, 4, DIM_BATCH), N);
+  return ir_unary(F, OP_TANH, y, N);
+}
+
 /* Random compositions: a seeded generator picks ops and operands among the values built
  * so far (shapes [B,4], [4], [4,4], [], [B,1] to start), keeping those that type-check,
  * so the rules meet each other (broadcasts inside reductions inside matmuls, fan-out)
@@ -375,6 +388,7 @@ static const Case cases[] = {
     {"softmax_xent", c_softmax_xent}, {"onehot_mul", c_onehot_mul}, {"size", c_size},
     {"eq_sign", c_eq_sign}, {"dropout", c_dropout}, {"fanout_residual", c_fanout_residual},
     {"unused_param", c_unused_param}, {"chain", c_chain},
+    {"reshape", c_reshape}, {"reshape_batch", c_reshape_batch}, {"reshape_moves_batch", c_reshape_flat},
 };
 
 static void test_every_vjp_autodiff(void **state) {
