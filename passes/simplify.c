@@ -360,15 +360,8 @@ static int32_t r_softmax_xent(Simp *s, const Inst *in) {
     int32_t c = mk_const(s, &base, 1.0 / (double)classes, ir_type_scalar(mod, dt), R);
     r = simp_emit(s, like(&base, OP_MUL, 2, r, c, R));
   }
-  if (keep) {
-    if (axis == 1) {   /* [B] -> [B,1]: broadcast along a new leading axis, transpose */
-      int64_t d[2] = {1, tz->dims[0]};
-      r = mk_to(s, &base, OP_BROADCAST, r, ir_type(mod, dt, 2, d), R);
-      r = simp_emit(s, like(&base, OP_TRANSPOSE, 1, r, 0, R));
-    } else {
-      r = mk_to(s, &base, OP_BROADCAST, r, in->type, R);
-    }
-  }
+  if (keep)   /* axis 1: [B] -> [B,1] (the same elements); all: [] -> [1,1] */
+    r = mk_to(s, &base, axis == 1 ? OP_RESHAPE : OP_BROADCAST, r, in->type, R);
   return r;
 }
 

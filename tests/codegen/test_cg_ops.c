@@ -116,6 +116,11 @@ static void test_reductions(void **state) {
       Func *f = ir_func_new(m, "reduce");
       int32_t x = ir_input(f, "x", 0, ty(m, 2, DIM_BATCH, n, 0), L);
       int32_t x3 = ir_input(f, "x3", 1, ty(m, 3, DIM_BATCH, 5, n), L);
+      /* rank 4 with B inside: every axis has a multi-dim outer or inner extent. Sizes
+       * up to 17 (a full vector and a tail): larger ones add compile time, not
+       * coverage, over ranks 2 and 3 */
+      bool rank4 = n <= 17;
+      int32_t x4 = rank4 ? ir_input(f, "x4", 2, ty4(m, 2, n, DIM_BATCH, 3), L) : -1;
       char nm[32];
       for (int keep = 0; keep < 2; keep++) {
         int axes[] = {IR_AXIS_ALL, 0, 1};
@@ -126,6 +131,10 @@ static void test_reductions(void **state) {
         for (int a = -1; a < 3; a++) {
           snprintf(nm, sizeof nm, "r3_%d_%d", a, keep);
           ir_output(f, nm, ir_reduce(f, ops[o], x3, a, keep, L), L);
+        }
+        for (int a = -1; a < 4 && rank4; a++) {
+          snprintf(nm, sizeof nm, "r4_%d_%d", a, keep);
+          ir_output(f, nm, ir_reduce(f, ops[o], x4, a, keep, L), L);
         }
       }
       int r = check(f, 4, -2, 2);
