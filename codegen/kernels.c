@@ -16,6 +16,8 @@
  *   sum_to       zero the result, accumulate each element of the operand at its
  *                broadcast position (vector add, or a vector sum when the result's
  *                last dim is broadcast)
+ *   reshape      a copy of the operand's elements into the result's buffer (row-major
+ *                order is unchanged, so one vector loop over all elements)
  *   dropout      Philox4x32-10 blocks of 4 words, exactly runtime/rng.c's bprt_dropout_mask
  */
 #include <math.h>
@@ -709,6 +711,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
   case OP_TRANSPOSE: kernel_transpose(cg, a, out); return true;
   case OP_SUM: case OP_MEAN: case OP_MAX: kernel_reduce(cg, in, a, out); return true;
   case OP_SUM_TO: kernel_sum_to(cg, a, out); return true;
+  case OP_RESHAPE: cg_kernel_copy(cg, a, out->ptr, out->t); return true;   /* same elements, same order */
   case OP_SOFTMAX: case OP_LOG_SOFTMAX: kernel_softmax(cg, in, a, out); return true;
   case OP_ONEHOT: kernel_onehot(cg, a, out); return true;
   case OP_SOFTMAX_XENT: kernel_xent(cg, a, b, out); return true;

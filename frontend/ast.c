@@ -72,6 +72,13 @@ Expr *fe_expr_number(Arena *a, const char *text, SrcLoc loc) {
   return e;
 }
 
+Expr *fe_expr_bool(Arena *a, bool value, SrcLoc loc) {
+  Expr *e = new_expr(a, EX_BOOL, loc);
+  e->num = value ? 1 : 0;
+  e->text = value ? "true" : "false";
+  return e;
+}
+
 Expr *fe_expr_name(Arena *a, const char *name, SrcLoc loc) {
   Expr *e = new_expr(a, EX_NAME, loc);
   e->text = name;
@@ -132,6 +139,7 @@ static void dump_expr(FILE *o, const Expr *e) {
   switch (e->kind) {
   case EX_ERROR: fputs("<error>", o); break;
   case EX_NUMBER: fputs(e->text, o); break;
+  case EX_BOOL: fputs(e->text, o); break;
   case EX_NAME: fputs(e->text, o); break;
   case EX_NEG: fputs("(neg ", o); dump_expr(o, e->lhs); fputc(')', o); break;
   case EX_BINARY:

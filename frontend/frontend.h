@@ -43,7 +43,7 @@ const char *fe_token_name(int kind);   /* "identifier", "'('", ... */
 
 /* --------------------------------------------------------------------- AST (ast.c) */
 
-typedef enum { EX_ERROR, EX_NUMBER, EX_NAME, EX_NEG, EX_BINARY, EX_CALL } ExprKind;
+typedef enum { EX_ERROR, EX_NUMBER, EX_BOOL, EX_NAME, EX_NEG, EX_BINARY, EX_CALL } ExprKind;
 
 typedef struct Expr Expr;
 typedef struct Arg Arg;
@@ -59,7 +59,7 @@ struct Expr {
   ExprKind kind;
   SrcLoc loc;                /* whole expression (caret + tildes) */
   int depth;                 /* nesting depth; bounded by FE_MAX_EXPR_DEPTH */
-  double num;                /* EX_NUMBER */
+  double num;                /* EX_NUMBER; EX_BOOL: 1 (true) or 0 (false) */
   bool is_int;               /* EX_NUMBER written without '.' or exponent */
   const char *text;          /* EX_NUMBER spelling; EX_NAME / EX_CALL name */
   SrcLoc name_loc;           /* EX_CALL: the callee name */
@@ -169,6 +169,7 @@ void fe_dump_tokens(FILE *out, const FeToken *toks, int n);
 /* AST constructors used by the parser (ast.c). A constructor whose result would nest
  * deeper than FE_MAX_EXPR_DEPTH reports it once and returns an EX_ERROR node. */
 Expr *fe_expr_number(Arena *a, const char *text, SrcLoc loc);
+Expr *fe_expr_bool(Arena *a, bool value, SrcLoc loc);     /* `true`, `false` */
 Expr *fe_expr_name(Arena *a, const char *name, SrcLoc loc);
 Expr *fe_expr_neg(Arena *a, Expr *x, SrcLoc loc);
 Expr *fe_expr_binary(Arena *a, int op, Expr *l, Expr *r, SrcLoc loc);
@@ -224,6 +225,7 @@ typedef struct {
   int32_t args[2];
   TensorType type;           /* result type (sinks: the operand's) */
   int64_t iattr;             /* INPUT index, PARAM init, reduce/row axis, dropout stream */
+  bool keep;                 /* SUM MEAN MAX: the reduced dim stays as 1 (keep = true) */
   double fattr[2];           /* CONST value, POW exponent, init args, dropout p */
   const char *name;          /* INPUT, PARAM (path name), OUTPUT */
   SrcLoc loc;

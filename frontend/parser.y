@@ -148,6 +148,7 @@ static Stmt *err_stmt(FeParseState *ps, StmtKind k, const char *name, SrcLoc loc
 %token ARROW "'->'"
 %token MODEL "'model'" LAYER "'layer'" LOSS "'loss'" TRAIN "'train'"
 %token OUTPUT "'output'" RETURN "'return'" PARAM "'param'" INIT "'init'"
+%token TRUE "'true'" FALSE "'false'"
 
 %left '+' '-'
 %left '*' '/' '@'
@@ -272,9 +273,11 @@ expr:
   | primary                { $$ = $1; }
   ;
 
-/* primary = NUMBER | NAME | NAME '(' args ')' | '(' expr ')' */
+/* primary = NUMBER | "true" | "false" | NAME | NAME '(' args ')' | '(' expr ')' */
 primary:
     NUMBER                 { $$ = $1 ? fe_expr_number(ps->arena, $1, L(ps, @1)) : fe_expr_error(ps->arena, L(ps, @1)); }
+  | TRUE                   { $$ = fe_expr_bool(ps->arena, true, L(ps, @1)); }
+  | FALSE                  { $$ = fe_expr_bool(ps->arena, false, L(ps, @1)); }
   | IDENT                  { $$ = fe_expr_name(ps->arena, $1, L(ps, @1)); }
   | IDENT '(' args_opt ')' { $$ = fe_expr_call(ps->arena, $1, L(ps, @1), $3, L(ps, @$)); }
   | '(' expr ')'           { $$ = fe_expr_paren($2, L(ps, @$)); }
@@ -315,6 +318,8 @@ targ:
 tval:
     tnum             { $$ = $1; }
   | IDENT            { $$ = arena_alloc(ps->arena, sizeof *$$); $$->kind = TV_NAME; $$->name = $1; $$->loc = L(ps, @1); }
+  | TRUE             { $$ = arena_alloc(ps->arena, sizeof *$$); $$->kind = TV_NAME; $$->name = "true"; $$->loc = L(ps, @1); }
+  | FALSE            { $$ = arena_alloc(ps->arena, sizeof *$$); $$->kind = TV_NAME; $$->name = "false"; $$->loc = L(ps, @1); }
   | '(' tnums ')'    { $$ = arena_alloc(ps->arena, sizeof *$$); $$->kind = TV_TUPLE; $$->items = $2; REVERSE(TrainValue, $$->items); $$->loc = L(ps, @$); }
   ;
 tnums: tnum { $$ = $1; } | tnums ',' tnum { $$ = $3; $$->next = $1; } ;
@@ -337,6 +342,16 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, FeParse
   yysymbol_kind_t expected[64];
   int n = yypcontext_expected_tokens(ctx, expected, 64);
   yysymbol_kind_t got = yypcontext_token(ctx);
+  /* `true` and `false` are literals wherever a number is: "expected identifier, number,
+   * '-' or '('" names the usual fix (and stays short enough to be printed) */
+  bool number = false;
+  for (int i = 0; i < n; i++) number |= expected[i] == YYSYMBOL_NUMBER;
+  if (number) {
+    int k = 0;
+    for (int i = 0; i < n; i++)
+      if (expected[i] != YYSYMBOL_TRUE && expected[i] != YYSYMBOL_FALSE) expected[k++] = expected[i];
+    n = k;
+  }
   if (got == YYSYMBOL_YYEOF)   /* at the end, the one useful expectation is the brace */
     for (int i = 0; i < n; i++)
       if (strcmp(sym_name(expected[i]), "'}'") == 0) {

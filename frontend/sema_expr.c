@@ -264,7 +264,7 @@ static const struct {
   BuiltinKind kind;
   Op op;
   int nparams;
-  ParamSpec params[2];
+  ParamSpec params[3];
 } builtins[] = {
     {"relu", BI_UNARY, OP_RELU, 1, {{"x", false}}},
     {"sigmoid", BI_UNARY, OP_SIGMOID, 1, {{"x", false}}},
@@ -275,9 +275,9 @@ static const struct {
     {"abs", BI_UNARY, OP_ABS, 1, {{"x", false}}},
     {"softmax", BI_ROW, OP_SOFTMAX, 2, {{"x", false}, {"axis", true}}},
     {"log_softmax", BI_ROW, OP_LOG_SOFTMAX, 2, {{"x", false}, {"axis", true}}},
-    {"sum", BI_REDUCE, OP_SUM, 2, {{"x", false}, {"axis", true}}},
-    {"mean", BI_REDUCE, OP_MEAN, 2, {{"x", false}, {"axis", true}}},
-    {"max", BI_REDUCE, OP_MAX, 2, {{"x", false}, {"axis", true}}},
+    {"sum", BI_REDUCE, OP_SUM, 3, {{"x", false}, {"axis", true}, {"keep", true}}},
+    {"mean", BI_REDUCE, OP_MEAN, 3, {{"x", false}, {"axis", true}, {"keep", true}}},
+    {"max", BI_REDUCE, OP_MAX, 3, {{"x", false}, {"axis", true}, {"keep", true}}},
     {"onehot", BI_ONEHOT, OP_ONEHOT, 1, {{"y", false}}},
     {"transpose", BI_TRANSPOSE, OP_TRANSPOSE, 1, {{"x", false}}},
     {"dropout", BI_DROPOUT, OP_DROPOUT_MASK, 2, {{"x", false}, {"p", false}}},
@@ -290,15 +290,33 @@ int sema_find_builtin(const char *name) {
   return -1;
 }
 
+/* A boolean argument: the literal `true` or `false` (written as such, possibly in
+ * parentheses). Anything else is reported at the argument. */
+static bool const_bool(Ctx *c, const Expr *arg, const char *what, bool *out) {
+  if (arg->kind == EX_BOOL) {
+    *out = arg->num != 0;
+    return true;
+  }
+  Value v = sema_eval(c, arg);
+  if (v.kind == VK_ERROR) return false;
+  if (v.kind == VK_NUMBER && v.known)
+    ERR(c, arg->loc, "%s must be true or false, not the number %g", what, v.num);
+  else
+    ERR(c, arg->loc, "%s must be true or false, not %s", what, sema_vtype(c, &v));
+  return false;
+}
+
 static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
-  const Expr *argx[2] = {NULL, NULL};
-  SrcLoc argloc[2];
+  const Expr *argx[3] = {NULL, NULL, NULL};
+  SrcLoc argloc[3];
   const char *what = arena_printf(c->a, "'%s'", builtins[bi].name);
   if (!sema_match_args(c, e, what, builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
     return v_error();
   Value x = sema_eval(c, argx[0]);
   Value a1 = argx[1] ? sema_eval(c, argx[1]) : v_error();
-  if (x.kind == VK_ERROR || (argx[1] && a1.kind == VK_ERROR)) return v_error();
+  bool keep = false;
+  bool keep_ok = !argx[2] || const_bool(c, argx[2], "'keep'", &keep);
+  if (x.kind == VK_ERROR || (argx[1] && a1.kind == VK_ERROR) || !keep_ok) return v_error();
   BuiltinKind k = builtins[bi].kind;
   Op op = builtins[bi].op;
 
@@ -367,13 +385,18 @@ static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
       if (sema_node(c, v.node)) sema_node(c, v.node)->iattr = axis;
       return v;
     }
+    /* the reduced dim is removed, or with keep stays as 1 (without an axis: every dim) */
     int64_t d[IR_MAX_RANK];
     int r = 0;
-    if (has_axis)
-      for (int i = 0; i < x.rank; i++)
-        if (i != axis) d[r++] = x.dims[i];
+    for (int i = 0; i < x.rank; i++) {
+      if (has_axis && i != axis) d[r++] = x.dims[i];
+      else if (keep) d[r++] = 1;
+    }
     Value v = sema_tensor_value(x.dtype, r, d, sema_emit(c, op, 1, x.node, -1, x.dtype, r, d, e->loc), e->loc);
-    if (sema_node(c, v.node)) sema_node(c, v.node)->iattr = has_axis ? axis : IR_AXIS_ALL;
+    if (sema_node(c, v.node)) {
+      sema_node(c, v.node)->iattr = has_axis ? axis : IR_AXIS_ALL;
+      sema_node(c, v.node)->keep = keep;
+    }
     return v;
   }
   default:
@@ -425,6 +448,10 @@ Value sema_eval(Ctx *c, const Expr *e) {
   switch (e->kind) {
   case EX_ERROR: return v_error();
   case EX_NUMBER: return v_number(e->num, e->is_int, true, DIM_UNKNOWN, e->loc);
+  case EX_BOOL:   /* a boolean argument (keep = true) reads the literal itself, never its value */
+    ERR(c, e->loc, "'%s' is a boolean, which only a boolean argument takes (keep = %s in sum, mean and max)",
+        e->text, e->text);
+    return v_error();
   case EX_NAME: {
     Binding *b = sema_lookup(c->top, e->text);
     if (b) return b->v;

@@ -300,6 +300,17 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
     return true;
   }
 
+  case OP_RESHAPE:
+    /* the same elements in the same (row-major) order, with new dims */
+    if (a->numel != out->numel) {
+      type_str(&a->type, s1, sizeof s1);
+      type_str(ot, s2, sizeof s2);
+      inst_error(it, i, "%s cannot be reshaped to %s", s1, s2);
+      return false;
+    }
+    memcpy(y, a->data, (size_t)out->numel * sizeof *y);
+    return true;
+
   case OP_SOFTMAX: case OP_LOG_SOFTMAX: {
     /* stable: subtract the max of each row before exp */
     int64_t axis = in->iattr[0];

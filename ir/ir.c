@@ -267,6 +267,30 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     return in->type;
   }
 
+  case OP_RESHAPE: {
+    /* Row-major reinterpretation: the element count must agree for every batch size,
+     * so both types have the same product of fixed dims and the same number of B dims. */
+    if (in->type < 0 || in->type >= m->ntypes) return fail(err, errlen, "reshape needs a result type");
+    const TensorType *t = ir_type_get(m, in->type);
+    int64_t na = 1, nt = 1;
+    int ba = 0, bt = 0;
+    for (int i = 0; i < a->rank; i++) {
+      if (a->dims[i] == DIM_BATCH) ba++;
+      else na *= a->dims[i];
+    }
+    for (int i = 0; i < t->rank; i++) {
+      if (t->dims[i] == DIM_BATCH) bt++;
+      else nt *= t->dims[i];
+    }
+    if (!is_float(a) || t->dtype != a->dtype)
+      return fail(err, errlen, "reshape needs a float operand of the result's dtype: %s to %s",
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(t, s2, sizeof s2));
+    if (na != nt || ba != bt)
+      return fail(err, errlen, "reshape: %s and %s differ in element count", ir_type_str(a, s1, sizeof s1),
+                  ir_type_str(t, s2, sizeof s2));
+    return in->type;
+  }
+
   case OP_SOFTMAX: case OP_LOG_SOFTMAX:
     if (!is_float(a) || a->rank < 1) return fail(err, errlen, "%s needs a float tensor of rank >= 1", info->name);
     if (in->iattr[0] < 0 || in->iattr[0] >= a->rank)
@@ -507,7 +531,7 @@ int32_t ir_rowop(Func *f, Op op, int32_t a, int axis, SrcLoc loc) {
 }
 
 int32_t ir_to_type(Func *f, Op op, int32_t a, TypeId t, SrcLoc loc) {
-  if (f->insts[a].type == t) return a;   /* broadcast / sum_to to its own type: identity */
+  if (f->insts[a].type == t) return a;   /* broadcast / sum_to / reshape to its own type: identity */
   Inst in = ir_inst(op, loc);
   in.nargs = 1;
   in.args[0] = a;

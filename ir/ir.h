@@ -220,11 +220,11 @@ Func *ir_func_clone(Func *f, const char *name);       /* same instructions, new 
 /* Infer the result type of `in` (op, args, attributes) in f. Returns the TypeId, or
  * TYPE_VOID with a message in err (for the verifier and the parser) when it is
  * ill-typed. Sinks give TYPE_VOID with err[0] == 0. Leaves (input, param, const,
- * dropout_mask) and BROADCAST / SUM_TO keep in->type, checking only that it is legal. */
+ * dropout_mask) and BROADCAST / SUM_TO / RESHAPE keep in->type, checking only that it is legal. */
 TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen);
 
 /* Append an instruction; its type is inferred (in->type is used only for leaves,
- * BROADCAST and SUM_TO). Pure instructions are hash-consed: an identical earlier one
+ * BROADCAST, SUM_TO and RESHAPE). Pure instructions are hash-consed: an identical earlier one
  * is returned instead (same op, args, attributes, type). Ill-typed input is an internal
  * error: the frontend checks shapes before it builds. Returns the value id. */
 int32_t ir_emit(Func *f, const Inst *in);
@@ -241,7 +241,7 @@ int32_t ir_pow(Func *f, int32_t a, double exponent, SrcLoc loc);
 int32_t ir_reduce(Func *f, Op op, int32_t a, int axis, bool keep, SrcLoc loc);
 int32_t ir_size(Func *f, int32_t a, int axis, SrcLoc loc);
 int32_t ir_rowop(Func *f, Op op, int32_t a, int axis, SrcLoc loc); /* softmax, log_softmax */
-int32_t ir_to_type(Func *f, Op op, int32_t a, TypeId t, SrcLoc loc); /* BROADCAST, SUM_TO */
+int32_t ir_to_type(Func *f, Op op, int32_t a, TypeId t, SrcLoc loc); /* BROADCAST, SUM_TO, RESHAPE */
 int32_t ir_dropout_mask(Func *f, double p, int stream, TypeId t, SrcLoc loc);
 void ir_output(Func *f, const char *name, int32_t v, SrcLoc loc);
 void ir_loss(Func *f, int32_t v, SrcLoc loc);

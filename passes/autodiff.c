@@ -36,7 +36,6 @@ typedef struct {
   bool *active;
   int32_t from;       /* the forward instruction being differentiated */
   const char *rule;   /* the rule name stamped on what is emitted now */
-  bool failed;
 } AD;
 
 /* ------------------------------------------------------------------ emitting backward */
@@ -122,30 +121,26 @@ static int32_t bw_recip_count(AD *ad, int32_t x, int64_t axis) {
 }
 
 /* dy, the adjoint of a reduction of x over axis (keep: reduced dim kept as 1), spread
- * back to x's type. There is no reshape op, so a dropped trailing axis of a matrix is
- * restored by broadcasting along a new leading axis and transposing:
- *   dy[m] -> broadcast f32[n,m] -> transpose f32[m,n]. */
+ * back to x's type. Broadcasting aligns trailing dims, so dy is first given x's rank
+ * with a 1 at the reduced axis, where that dim is missing and not leading:
+ *   all axes, keep, a scalar dy or axis 0:  dx = broadcast(dy) to X
+ *   axis k > 0 without keep:                dx = broadcast(reshape(dy) to K) to X,
+ *                                           K = X's dims with dims[k] = 1
+ * e.g. x: [B,4,5], y = sum(x, axis=1): [B,5];  dy [B,5] -> reshape [B,1,5] -> broadcast
+ * [B,4,5]. (Axis 0 needs no reshape: broadcasting adds leading dims by itself.) */
 static int32_t expand(AD *ad, int32_t dy, int32_t x, int64_t axis, bool keep) {
   const TensorType *tx = ty(ad, x), *tdy = ty(ad, dy);
   TypeId xt = ad->g->insts[x].type;
   if (axis == IR_AXIS_ALL || keep || tdy->rank == 0 || axis == 0) return bw_to(ad, OP_BROADCAST, dy, xt);
-  if (tx->rank == 2 && axis == 1) {
-    int64_t d[2] = {tx->dims[1], tx->dims[0]};
-    int32_t wide = bw_to(ad, OP_BROADCAST, dy, ir_type(ad->g->mod, (DType)tx->dtype, 2, d));
-    return bw1(ad, OP_TRANSPOSE, wide);
-  }
-  const Inst *f = &ad->g->insts[ad->from];
-  diag_error(f->loc,
-             "autodiff: cannot differentiate %s over axis %lld of a rank-%d tensor without keep "
-             "(write the reduction with keep=1, or over axis 0 or the last axis of a matrix)",
-             ir_ops[f->op].name, (long long)axis, tx->rank);
-  ad->failed = true;
-  return -1;
+  int64_t d[IR_MAX_RANK];
+  for (int i = 0; i < tx->rank; i++) d[i] = i == axis ? 1 : tx->dims[i];
+  int32_t kept = bw_to(ad, OP_RESHAPE, dy, ir_type(ad->g->mod, (DType)tx->dtype, tx->rank, d));
+  return bw_to(ad, OP_BROADCAST, kept, xt);
 }
 
 /* Add contribution c to the adjoint of operand x (reduced to x's type first). */
 static void contribute(AD *ad, int32_t x, int32_t c) {
-  if (c < 0 || ad->failed) return;
+  if (c < 0) return;
   c = bw_to(ad, OP_SUM_TO, c, ad->g->insts[x].type);
   if (ad->adj[x] < 0) {
     ad->adj[x] = c;
@@ -329,14 +324,14 @@ static void vjp_transpose(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   contribute(ad, A, bw1(ad, OP_TRANSPOSE, dy));
 }
 
-/* y = sum(x, axis);  dx = broadcast(dy) back over axis */
+/* y = sum(x, axis[, keep]);  dx = expand(dy): dy spread back over the axis (see expand) */
 static void vjp_sum(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   RULE("sum.dx");
   contribute(ad, A, expand(ad, dy, A, in->iattr[0], in->iattr[1] != 0));
 }
 
-/* y = mean(x, axis) = sum(x, axis) / n;  dx = broadcast(dy * (1/n)), n = size(x, axis) */
+/* y = mean(x, axis[, keep]) = sum(x, axis) / n;  dx = expand(dy * (1/n)), n = size(x, axis) */
 static void vjp_mean(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   RULE("mean.dx");
@@ -344,14 +339,13 @@ static void vjp_mean(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   contribute(ad, A, expand(ad, scaled, A, in->iattr[0], in->iattr[1] != 0));
 }
 
-/* y = max(x, axis);  dx = broadcast(dy) * (x == broadcast(y))  (ties all get dy) */
+/* y = max(x, axis[, keep]);  dx = expand(dy) * (x == expand(y))  (ties all get dy) */
 static void vjp_max(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   RULE("max.dx");
   int64_t axis = in->iattr[0];
   bool keep = in->iattr[1] != 0;
   int32_t ey = expand(ad, y, A, axis, keep);
   int32_t edy = expand(ad, dy, A, axis, keep);
-  if (ey < 0 || edy < 0) return;
   contribute(ad, A, bw2(ad, OP_MUL, edy, bw2(ad, OP_EQ, A, ey)));
 }
 
@@ -367,6 +361,13 @@ static void vjp_sum_to(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   RULE("sum_to.dx");
   contribute(ad, A, bw_to(ad, OP_BROADCAST, dy, ad->g->insts[A].type));
+}
+
+/* y = reshape(x) (the same elements, new dims);  dx = reshape(dy) back to X's dims */
+static void vjp_reshape(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("reshape.dx");
+  contribute(ad, A, bw_to(ad, OP_RESHAPE, dy, ad->g->insts[A].type));
 }
 
 /* y = softmax(x, axis);  dx = y * (dy - sum(dy * y, axis, keep)) */
@@ -394,8 +395,7 @@ static void vjp_softmax_xent(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   RULE("softmax_xent");
   int32_t p = bw_rowop(ad, OP_SOFTMAX, A, 1);
   int32_t diff = bw2(ad, OP_SUB, p, bw1(ad, OP_ONEHOT, B));
-  int32_t edy = expand(ad, dy, A, 1, false);
-  if (edy < 0) return;
+  int32_t edy = expand(ad, dy, A, 1, false);   /* dl[:, None]: [B] -> [B,1] -> [B,C] */
   contribute(ad, A, bw2(ad, OP_MUL, diff, edy));
 }
 
@@ -432,6 +432,7 @@ static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_MAX] = vjp_max,
     [OP_BROADCAST] = vjp_broadcast,
     [OP_SUM_TO] = vjp_sum_to,
+    [OP_RESHAPE] = vjp_reshape,
     [OP_SOFTMAX] = vjp_softmax,
     [OP_LOG_SOFTMAX] = vjp_log_softmax,
     [OP_SOFTMAX_XENT] = vjp_softmax_xent,
@@ -477,7 +478,7 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
   bp_free(map);
 
   /* 2. activity */
-  AD ad = {g, nfwd, NULL, NULL, -1, NULL, false};
+  AD ad = {g, nfwd, NULL, NULL, -1, NULL};
   ad.adj = bp_xmalloc((size_t)(nfwd + 1) * sizeof *ad.adj);
   ad.active = bp_xmalloc((size_t)(nfwd + 1) * sizeof *ad.active);
   bool *needed = bp_xmalloc((size_t)(nfwd + 1) * sizeof *needed);
@@ -500,7 +501,7 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
     ad.from = loss;
     ad.rule = "seed";
     ad.adj[loss] = bw_scalar(&ad, 1.0, loss);
-    for (int32_t v = loss; v >= 0 && !ad.failed; v--) {
+    for (int32_t v = loss; v >= 0; v--) {
       if (ad.adj[v] < 0 || !ad.active[v]) continue;
       Inst in = g->insts[v];   /* a copy: emitting may move g->insts */
       VjpFn rule = vjp_rules[in.op];
@@ -511,7 +512,7 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
   }
 
   /* 4. one grad per param, in order */
-  for (int32_t p = 0; p < nfwd && !ad.failed; p++) {
+  for (int32_t p = 0; p < nfwd; p++) {
     if (g->insts[p].op != OP_PARAM) continue;
     ad.from = p;
     int32_t gv = ad.adj[p];
@@ -533,9 +534,5 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
   }
   bp_free(ad.adj);
   bp_free(ad.active);
-  if (ad.failed) {
-    pass_func_drop(g);
-    return NULL;
-  }
   return pass_func_replace(f, g);
 }

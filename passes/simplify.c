@@ -101,10 +101,13 @@ static bool fits(Simp *s, int32_t x, TypeId t) {
 
 /* ------------------------------------------------------------------ the rules */
 
-/* fold: u(const a) -> const u(a);  const a op const b -> const (a op b)
- * (a const is one value filled over its type, so this holds for any shapes) */
+/* fold: u(const a) -> const u(a);  const a op const b -> const (a op b);
+ * reshape(const a) -> const a  (a const is one value filled over its type, so this
+ * holds for any shapes) */
 static int32_t r_fold(Simp *s, const Inst *in) {
   unsigned fl = ir_ops[in->op].flags;
+  if (in->op == OP_RESHAPE && is_const(s, in->args[0]))
+    return mk_const(s, in, at(s, in->args[0])->fattr[0], in->type, "fold");
   if (!(fl & OPF_EW)) return -1;
   for (int k = 0; k < in->nargs; k++)
     if (!is_const(s, in->args[k])) return -1;
@@ -221,10 +224,26 @@ static int32_t r_transpose_transpose(Simp *s, const Inst *in) {
   return at(s, in->args[0])->args[0];
 }
 
-/* to.same: broadcast(x) : T -> x and sum_to(x) : T -> x when x already has type T */
+/* to.same: broadcast(x) : T, sum_to(x) : T, reshape(x) : T -> x when x already has type T */
 static int32_t r_to_same(Simp *s, const Inst *in) {
-  if ((in->op != OP_BROADCAST && in->op != OP_SUM_TO) || at(s, in->args[0])->type != in->type) return -1;
+  if ((in->op != OP_BROADCAST && in->op != OP_SUM_TO && in->op != OP_RESHAPE) || at(s, in->args[0])->type != in->type)
+    return -1;
   return in->args[0];
+}
+
+/* reshape.reshape: reshape(reshape(x)) : T -> reshape(x) : T  (row-major order is kept by both) */
+static int32_t r_reshape_reshape(Simp *s, const Inst *in) {
+  if (in->op != OP_RESHAPE || at(s, in->args[0])->op != OP_RESHAPE) return -1;
+  return mk_to(s, in, OP_RESHAPE, at(s, in->args[0])->args[0], in->type, "reshape.reshape");
+}
+
+/* reshape.bcast: reshape(broadcast(s)) : T -> broadcast(s) : T for s of all-1 dims (a
+ * scalar): every element is s, in any shape */
+static int32_t r_reshape_bcast(Simp *s, const Inst *in) {
+  if (in->op != OP_RESHAPE || at(s, in->args[0])->op != OP_BROADCAST) return -1;
+  int32_t x = at(s, in->args[0])->args[0];
+  if (!all_ones_or_scalar(vty(s, x)) || !fits(s, x, in->type)) return -1;
+  return mk_to(s, in, OP_BROADCAST, x, in->type, "reshape.bcast");
 }
 
 /* bcast.bcast: broadcast(broadcast(x)) -> broadcast(x) */
@@ -343,15 +362,8 @@ static int32_t r_softmax_xent(Simp *s, const Inst *in) {
     int32_t c = mk_const(s, &base, 1.0 / (double)classes, ir_type_scalar(mod, dt), R);
     r = simp_emit(s, like(&base, OP_MUL, 2, r, c, R));
   }
-  if (keep) {
-    if (axis == 1) {   /* [B] -> [B,1]: broadcast along a new leading axis, transpose */
-      int64_t d[2] = {1, tz->dims[0]};
-      r = mk_to(s, &base, OP_BROADCAST, r, ir_type(mod, dt, 2, d), R);
-      r = simp_emit(s, like(&base, OP_TRANSPOSE, 1, r, 0, R));
-    } else {
-      r = mk_to(s, &base, OP_BROADCAST, r, in->type, R);
-    }
-  }
+  if (keep)   /* axis 1: [B] -> [B,1] (the same elements); all: [] -> [1,1] */
+    r = mk_to(s, &base, axis == 1 ? OP_RESHAPE : OP_BROADCAST, r, in->type, R);
   return r;
 }
 
@@ -371,6 +383,8 @@ static const Rule rules[] = {
     {"pow.one", r_pow_one},
     {"transpose.transpose", r_transpose_transpose},
     {"transpose.bcast", r_transpose_bcast},
+    {"reshape.reshape", r_reshape_reshape},
+    {"reshape.bcast", r_reshape_bcast},
     {"bcast.bcast", r_bcast_bcast},
     {"bcast.hoist", r_bcast_hoist},
     {"bcast.fold", r_bcast_fold},

@@ -1,7 +1,9 @@
-/* tests/codegen/test_cg_models.c — every example model (examples/NAME.bp) through the
- * frontend, autodiff and codegen, against the reference interpreter: the forward
- * entry's outputs and the grad entry's outputs, loss and every gradient, at batch sizes
- * 1, 7 and 33, tolerance 1e-5 relative to each tensor's scale (harness.h). Inputs are
+/* tests/codegen/test_cg_models.c — every example model (examples/NAME.bp), the
+ * rank-3 reduction model of tests/passes and reductions over every axis of ranks 2-4
+ * (with and without keep) through the frontend, autodiff and codegen, against the
+ * reference interpreter: the forward entry's outputs and the grad entry's outputs, loss
+ * and every gradient, at batch sizes 1, 7 and 33 (the generated reductions: 1 and 7),
+ * tolerance 1e-5 relative to each tensor's scale (harness.h). Inputs are
  * U(-1, 1), weights U(-1, 1) sqrt(3 / fan_in): the scale of a trained network. Then
  * the same in f64: the lowered and differentiated functions with every f32 type made
  * f64 (cgt_func_to_f64), double code against INTERP_F64, tolerance 1e-12 in the same
@@ -35,10 +37,9 @@ static char *slurp(const char *path, size_t *len) {
   return s;
 }
 
-static int check_file(const char *path) {
-  size_t len = 0;
-  char *text = slurp(path, &len);
-  assert_non_null(text);
+static const int64_t all_batches[] = {1, 7, 33};
+
+static int check_text(const char *path, const char *text, size_t len, const int64_t *batches, int nbatches) {
   Arena *a = arena_new();
   int errors = diag_error_count();
   FeUnit *u = fe_compile_text(a, path, text, len);
@@ -50,9 +51,8 @@ static int check_file(const char *path) {
     Func *fwd = fe_lower(m, u->models[k]);
     Func *grad = test_grad(fwd, NULL);
     assert_non_null(grad);
-    static const int64_t batches[] = {1, 7, 33};
     for (int prec = 0; prec < 2; prec++)
-      for (int b = 0; b < 3; b++) {
+      for (int b = 0; b < nbatches; b++) {
         CgtConfig c = {-1, 1, 1, NULL, true, prec == 1};
         double tol = prec == 1 ? 1e-12 : 1e-5;
         int r = cgt_check_forward(fwd, batches[b], tol, &c) + cgt_check_grad(fwd, grad, batches[b], tol, &c);
@@ -62,6 +62,14 @@ static int check_file(const char *path) {
     ir_module_free(m);
   }
   arena_free(a);
+  return fails;
+}
+
+static int check_file(const char *path) {
+  size_t len = 0;
+  char *text = slurp(path, &len);
+  assert_non_null(text);
+  int fails = check_text(path, text, len, all_batches, 3);
   free(text);
   return fails;
 }
@@ -87,7 +95,59 @@ static void test_examples(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* tests/passes/reduce_rank3.bp: sum over the inner axis of a rank-3 value without keep
+ * (defect 5), mean over the last axis, max with keep broadcast back against its input. */
+static void test_reduce_rank3(void **state) {
+  (void)state;
+  const char *root = getenv("BPCC_SOURCE_DIR");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/passes/reduce_rank3.bp", root ? root : ".");
+  assert_int_equal(check_file(path), 0);
+}
+
+/* sum, mean and max over every axis (and all axes) of ranks 2, 3 and 4, with and
+ * without keep, from .bp source: the JIT's forward outputs, loss and gradients against
+ * the interpreter. One model per rank and keep; each reduction r is an output and adds
+ * sum(r * r) to the loss, so its adjoint 2r differs from element to element (a uniform
+ * adjoint would hide a gradient spread along the wrong axis). The last dim is 17: a
+ * full vector and a tail. Batches 1 and 7 (33 adds time, not coverage, here). */
+static void test_reductions_every_axis(void **state) {
+  (void)state;
+  static const char *const dims[] = {"17", "5, 17", "3, 2, 17"};
+  static const char *const ops[] = {"sum", "mean", "max"};
+  int fails = 0;
+  for (int rank = 2; rank <= 4; rank++)
+    for (int keep = 0; keep < 2; keep++) {
+      char text[8192], loss[4096];
+      size_t k = 0, l = 0;
+      const char *d = dims[rank - 2];
+      k += (size_t)snprintf(text + k, sizeof text - k,
+                            "layer scale(x: [B, %s]) {\n    param s: [%s] init uniform(-1, 1)\n    return x * s\n}\n"
+                            "model red%d(x: f32[B, %s]) {\n    h = scale(x)\n", d, d, rank, d);
+      for (int o = 0; o < 3; o++)
+        for (int axis = -1; axis < rank; axis++) {
+          char arg[32] = "";
+          if (axis >= 0) snprintf(arg, sizeof arg, ", axis = %d", axis);
+          k += (size_t)snprintf(text + k, sizeof text - k, "    output %s%s = %s(h%s%s)\n", ops[o],
+                                axis < 0 ? "_all" : (const char *[]){"0", "1", "2", "3"}[axis], ops[o], arg,
+                                keep ? ", keep = true" : "");
+          l += (size_t)snprintf(loss + l, sizeof loss - l, "%ssum(%s%s ^ 2)", l ? " + " : "", ops[o],
+                                axis < 0 ? "_all" : (const char *[]){"0", "1", "2", "3"}[axis]);
+        }
+      k += (size_t)snprintf(text + k, sizeof text - k, "    loss %s\n}\n", loss);
+      assert_true(k < sizeof text && l < sizeof loss);
+      char name[64];
+      snprintf(name, sizeof name, "red%d%s.bp", rank, keep ? "_keep" : "");
+      static const int64_t batches[] = {1, 7};
+      int r = check_text(name, text, k, batches, 2);
+      if (r) printf("%s:\n%s", name, text);
+      fails += r;
+    }
+  assert_int_equal(fails, 0);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_examples)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_examples), cmocka_unit_test(test_reduce_rank3),
+                                     cmocka_unit_test(test_reductions_every_axis)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,6 +27,11 @@ static TypeId ty(Module *m, int rank, int64_t d0, int64_t d1, int64_t d2) {
   return ir_type(m, DT_F32, rank, d);
 }
 
+static TypeId ty4(Module *m, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+  int64_t d[4] = {d0, d1, d2, d3};
+  return ir_type(m, DT_F32, 4, d);
+}
+
 static const char *march = NULL;   /* NULL: native; test_portable sets the x86-64 levels */
 
 /* set by the test_f64_* cases: the same graphs converted to f64 (cgt_func_to_f64),
@@ -112,6 +117,11 @@ static void test_reductions(void **state) {
       Func *f = ir_func_new(m, "reduce");
       int32_t x = ir_input(f, "x", 0, ty(m, 2, DIM_BATCH, n, 0), L);
       int32_t x3 = ir_input(f, "x3", 1, ty(m, 3, DIM_BATCH, 5, n), L);
+      /* rank 4 with B inside: every axis has a multi-dim outer or inner extent. Sizes
+       * up to 17 (a full vector and a tail): larger ones add compile time, not
+       * coverage, over ranks 2 and 3 */
+      bool rank4 = n <= 17;
+      int32_t x4 = rank4 ? ir_input(f, "x4", 2, ty4(m, 2, n, DIM_BATCH, 3), L) : -1;
       char nm[32];
       for (int keep = 0; keep < 2; keep++) {
         int axes[] = {IR_AXIS_ALL, 0, 1};
@@ -122,6 +132,10 @@ static void test_reductions(void **state) {
         for (int a = -1; a < 3; a++) {
           snprintf(nm, sizeof nm, "r3_%d_%d", a, keep);
           ir_output(f, nm, ir_reduce(f, ops[o], x3, a, keep, L), L);
+        }
+        for (int a = -1; a < 4 && rank4; a++) {
+          snprintf(nm, sizeof nm, "r4_%d_%d", a, keep);
+          ir_output(f, nm, ir_reduce(f, ops[o], x4, a, keep, L), L);
         }
       }
       int r = check(f, 4, -2, 2);
@@ -175,6 +189,19 @@ static void test_shape_ops(void **state) {
     int32_t w = ir_param(f, "w", ty(m, 2, n, 37, 0), INIT_ZEROS, 0, 0, L);
     ir_output(f, "transpose", ir_unary(f, OP_TRANSPOSE, w, L), L);
     ir_output(f, "transposeB", ir_unary(f, OP_TRANSPOSE, x, L), L);
+    /* reshape: a copy in row-major order, B anywhere; of a parameter; of a constant
+     * (materialized: a reshape is not elementwise) */
+    ir_output(f, "reshape_col", ir_to_type(f, OP_RESHAPE, x, ty(m, 3, DIM_BATCH, n, 1), L), L);
+    ir_output(f, "reshape_mid", ir_to_type(f, OP_RESHAPE, x, ty4(m, DIM_BATCH, 1, n, 1), L), L);
+    ir_output(f, "reshape_moveB", ir_to_type(f, OP_RESHAPE, x, ty(m, 2, n, DIM_BATCH, 0), L), L);
+    ir_output(f, "reshape_param", ir_to_type(f, OP_RESHAPE, w, ty(m, 3, 37, 1, n), L), L);
+    int32_t c6 = ir_const(f, 0.25, ty(m, 2, 2, 3, 0), L);
+    ir_output(f, "reshape_const", ir_to_type(f, OP_RESHAPE, c6, ty(m, 1, 6, 0, 0), L), L);
+    /* a reshape feeding an elementwise kernel that broadcasts it back (autodiff's
+     * spread of a reduction's gradient): [B] -> [B,1] -> [B,n] */
+    int32_t rs = ir_reduce(f, OP_SUM, x, 1, false, L);
+    int32_t col = ir_to_type(f, OP_RESHAPE, rs, ty(m, 2, DIM_BATCH, 1, 0), L);
+    ir_output(f, "spread", ir_binary(f, OP_MUL, ir_to_type(f, OP_BROADCAST, col, ty(m, 2, DIM_BATCH, n, 0), L), x, L), L);
     int r = check(f, 3, -2, 2);
     if (r) printf("shape ops n=%lld failed\n", (long long)n);
     fails += r;

@@ -49,6 +49,13 @@ static void test_keywords_and_arrow(void **state) {
   /* the newline after '{' is not a statement end; nothing precedes '}' */
   assert_non_null(strstr(s, "'{'@1:27-28 '}'@2:1-2 end of file"));
   free(s);
+  /* true and false are keywords (boolean literals); names that start with them are not */
+  t = "sum(x, keep = true) + false + trueish";
+  s = lex(t, strlen(t), &e);
+  assert_int_equal(e, 0);
+  assert_non_null(strstr(s, "identifier@1:8-12 '='@1:13-14 'true'@1:15-19 ')'@1:19-20 '+'@1:21-22 'false'@1:23-28"));
+  assert_non_null(strstr(s, "identifier@1:31-38"));
+  free(s);
 }
 
 static void test_newline_rules(void **state) {

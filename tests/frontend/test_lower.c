@@ -170,11 +170,34 @@ static void test_spiral_and_constants(void **state) {
   ir_module_free(m);
 }
 
+/* keep = true lowers to the reduction's keep attribute: the reduced dim stays as 1. */
+static void test_reduction_keep(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  FeRun r = fe_run_str("model k(x: f32[B, 4, 5]) {\n    a = sum(x, axis = 1)\n    b = max(x, axis = 1, keep = true)\n"
+                       "    c = mean(x, keep = true)\n    loss mean(a) + mean(b) + sum(c)\n}\n");
+  assert_int_equal(r.errors, 0);
+  Func *f = fe_lower(m, r.unit->models[0]);
+  const Want w[] = {
+      {OP_INPUT, "f32[B,4,5]", "x"}, {OP_SUM, "f32[B,5]", NULL},   {OP_MAX, "f32[B,1,5]", NULL},
+      {OP_MEAN, "f32[1,1,1]", NULL}, {OP_MEAN, "f32[]", NULL},     {OP_MEAN, "f32[]", NULL},
+      {OP_ADD, "f32[]", NULL},       {OP_SUM, "f32[]", NULL},      {OP_ADD, "f32[]", NULL},
+      {OP_LOSS, NULL, NULL},
+  };
+  check(f, w, (int)(sizeof w / sizeof w[0]));
+  assert_true(f->insts[1].iattr[0] == 1 && f->insts[1].iattr[1] == 0);
+  assert_true(f->insts[2].iattr[0] == 1 && f->insts[2].iattr[1] == 1);
+  assert_true(f->insts[3].iattr[0] == IR_AXIS_ALL && f->insts[3].iattr[1] == 1);
+  fe_run_free(&r);
+  ir_module_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mnist_mlp),
       cmocka_unit_test(test_custom_loss),
       cmocka_unit_test(test_spiral_and_constants),
+      cmocka_unit_test(test_reduction_keep),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,6 +62,25 @@ static void test_calls_and_types(void **state) {
   free(s);
 }
 
+/* keep = true: boolean literals are primaries; in a train block they are values */
+static void test_booleans(void **state) {
+  (void)state;
+  char *s = parse_ok("model m(x: f32[B, 2, 3]) {\n    h = sum(x, 1, keep = true) + max(x, axis = 2, keep = (false))\n}\n"
+                     "train m {\n  optimizer sgd(nesterov = true, momentum = 0.9)\n}\n");
+  assert_non_null(strstr(s, "(= h (+ (call sum x 1 keep=true) (call max x axis=2 keep=false)))"));
+  assert_non_null(strstr(s, "(optimizer sgd nesterov=true momentum=0.9"));
+  free(s);
+  /* a keyword is not a name: binding `true` is a syntax error at it */
+  int e;
+  char *d;
+  const char *bad = "model m(x: f32[B, 2]) {\n    true = x\n}\n";
+  s = parse(bad, strlen(bad), &e, &d);
+  assert_int_equal(e, 1);
+  assert_non_null(strstr(d, "t.bp:2:5: error: unexpected 'true'"));
+  free(d);
+  free(s);
+}
+
 static void test_train_block(void **state) {
   (void)state;
   char *s = parse_ok("train m {\n  optimizer adam(lr = 1e-3, betas = (0.9, 0.99))\n  batch 64\n  schedule cosine\n"
@@ -125,6 +144,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_precedence),
       cmocka_unit_test(test_calls_and_types),
+      cmocka_unit_test(test_booleans),
       cmocka_unit_test(test_train_block),
       cmocka_unit_test(test_recovery_reports_each_error),
       cmocka_unit_test(test_nesting_limit),

@@ -208,6 +208,63 @@ static void test_number_range(void **state) {
   fe_run_free(&r);
 }
 
+/* The type of the model binding `name` ("f32[B,5]"), and its node. */
+static const FeNode *binding(const FeModel *m, const char *name, char *buf, size_t n) {
+  for (int32_t k = 0; k < m->nactivations; k++)
+    if (strcmp(m->activation_names[k], name) == 0) {
+      const FeNode *nd = &m->nodes[m->activations[k]];
+      ir_type_str(&nd->type, buf, n);
+      return nd;
+    }
+  fail_msg("no binding '%s'", name);
+  return NULL;
+}
+
+/* sum, mean and max over any axis of ranks 1 to 4: the reduced dim is removed, or with
+ * keep = true stays as 1 (PyTorch's keepdim); without an axis, every dim (a scalar, or
+ * all 1s with keep). keep is the third positional argument too. A layer may normalize
+ * along a symbolic dim with keep and return the input's shape. */
+static void test_reductions_keep(void **state) {
+  (void)state;
+  FeRun r = check_ok("layer center(x: [B, N]) -> [B, N] {\n"
+                     "    return x - mean(x, axis = 1, keep = true)\n"
+                     "}\n"
+                     "model m(x: f32[B, 4, 5], v: f32[B, 3], q: f32[B, 2, 3, 4]) {\n"
+                     "    s1 = sum(x, axis = 1)\n"
+                     "    s1k = sum(x, axis = 1, keep = true)\n"
+                     "    m2k = mean(x, axis = -1, keep = true)\n"
+                     "    x0 = max(x, 0, true)\n"
+                     "    x0n = max(x, 0, false)\n"
+                     "    ak = mean(x, keep = true)\n"
+                     "    an = sum(x, keep = (false))\n"
+                     "    q2 = max(q, axis = 2)\n"
+                     "    q3k = sum(q, axis = 3, keep = true)\n"
+                     "    c = center(v)\n"
+                     "    d = x - s1k\n"
+                     "    loss mean(s1) + mean(m2k) + mean(x0) + mean(x0n) + sum(ak) + an + mean(q2) + mean(q3k) +\n"
+                     "        mean(c) + mean(d)\n"
+                     "}\n");
+  const FeModel *m = r.unit->models[0];
+  static const struct { const char *name, *type; int64_t axis; bool keep; } want[] = {
+      {"s1", "f32[B,5]", 1, false},         {"s1k", "f32[B,1,5]", 1, true},  {"m2k", "f32[B,4,1]", 2, true},
+      {"x0", "f32[1,4,5]", 0, true},        {"x0n", "f32[4,5]", 0, false},   {"ak", "f32[1,1,1]", IR_AXIS_ALL, true},
+      {"an", "f32[]", IR_AXIS_ALL, false},  {"q2", "f32[B,2,4]", 2, false},  {"q3k", "f32[B,2,3,1]", 3, true},
+  };
+  char buf[64];
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    const FeNode *nd = binding(m, want[i].name, buf, sizeof buf);
+    assert_string_equal(buf, want[i].type);
+    assert_true(nd->op == OP_SUM || nd->op == OP_MEAN || nd->op == OP_MAX);
+    assert_int_equal(nd->iattr, want[i].axis);
+    assert_int_equal(nd->keep, want[i].keep);
+  }
+  binding(m, "c", buf, sizeof buf);
+  assert_string_equal(buf, "f32[B,3]");
+  binding(m, "d", buf, sizeof buf);
+  assert_string_equal(buf, "f32[B,4,5]");
+  fe_run_free(&r);
+}
+
 static void test_errors_in_layer_reported_once(void **state) {
   (void)state;
   FeRun r = fe_run_str("layer f(x: [B, I]) {\n    return x @ x\n}\n"
@@ -237,6 +294,7 @@ int main(void) {
       cmocka_unit_test(test_user_shadows_stdlib),
       cmocka_unit_test(test_symbolic_dims_and_broadcast),
       cmocka_unit_test(test_int_and_float_arguments),
+      cmocka_unit_test(test_reductions_keep),
       cmocka_unit_test(test_train_settings),
       cmocka_unit_test(test_number_range),
       cmocka_unit_test(test_errors_in_layer_reported_once),

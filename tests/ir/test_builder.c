@@ -128,6 +128,11 @@ static void test_reductions_rows_and_labels(void **state) {
   TYPE_IS(ir_to_type(f, OP_BROADCAST, fx.b, fx.f->insts[fx.y].type, LOC(1, 1)), "f32[B,3]");
   TYPE_IS(ir_to_type(f, OP_SUM_TO, fx.y, fx.f->insts[fx.b].type, LOC(1, 1)), "f32[3]");
   TYPE_IS(ir_to_type(f, OP_SUM_TO, fx.y, ty(fx.m, DT_F32, 2, 1, 3, 0), LOC(1, 1)), "f32[1,3]");
+  /* reshape: any dims with the same element count for every batch (B may move) */
+  TYPE_IS(ir_to_type(f, OP_RESHAPE, fx.x, ty(fx.m, DT_F32, 3, DIM_BATCH, 2, 2), LOC(1, 1)), "f32[B,2,2]");
+  TYPE_IS(ir_to_type(f, OP_RESHAPE, fx.x, ty(fx.m, DT_F32, 2, 4, DIM_BATCH, 0), LOC(1, 1)), "f32[4,B]");
+  TYPE_IS(ir_to_type(f, OP_RESHAPE, fx.w, ty(fx.m, DT_F32, 1, 12, 0, 0), LOC(1, 1)), "f32[12]");
+  TYPE_IS(ir_to_type(f, OP_RESHAPE, fx.b, ty(fx.m, DT_F32, 3, 1, 3, 1), LOC(1, 1)), "f32[1,3,1]");
   /* to its own type: the identity, no instruction */
   int32_t n = f->ninsts;
   assert_int_equal(ir_to_type(f, OP_BROADCAST, fx.y, f->insts[fx.y].type, LOC(1, 1)), fx.y);
@@ -227,6 +232,19 @@ static void test_shape_errors(void **state) {
   Inst st = mk(OP_SUM_TO, 1, fx.b, 0);
   st.type = f->insts[fx.y].type;
   assert_string_equal(infer_err(st), "sum_to: f32[B,3] does not broadcast to f32[3]");
+  Inst rs = mk(OP_RESHAPE, 1, fx.x, 0);
+  rs.type = f->insts[fx.y].type;
+  assert_string_equal(infer_err(rs), "reshape: f32[B,4] and f32[B,3] differ in element count");
+  rs = mk(OP_RESHAPE, 1, fx.w, 0);
+  rs.type = ty(fx.m, DT_F32, 2, DIM_BATCH, 12, 0);
+  assert_string_equal(infer_err(rs), "reshape: f32[4,3] and f32[B,12] differ in element count");
+  rs.type = ty(fx.m, DT_F64, 1, 12, 0, 0);
+  assert_string_equal(infer_err(rs), "reshape needs a float operand of the result's dtype: f32[4,3] to f64[12]");
+  rs = mk(OP_RESHAPE, 1, fx.lab, 0);
+  rs.type = ty(fx.m, DT_LABEL, 2, DIM_BATCH, 3, 0);
+  assert_string_equal(infer_err(rs), "reshape needs a float operand of the result's dtype: label[B,3] to label[B,3]");
+  rs = mk(OP_RESHAPE, 1, fx.x, 0);
+  assert_string_equal(infer_err(rs), "reshape needs a result type");
   assert_string_equal(infer_err(mk(OP_LOSS, 1, fx.x, 0)), "the loss must be a float scalar, is f32[B,4]");
   assert_string_equal(infer_err(mk(OP_OUTPUT, 1, fx.lab, 0)), "output must be a float tensor");
   assert_string_equal(infer_err(mk(OP_GRAD, 2, fx.x, fx.x)), "grad: operand 0 must be a param");

@@ -298,6 +298,64 @@ static void test_reductions(void **state) {
   }
 }
 
+/* Rank 4: q[a][b][c][d] = 1 + 12a + 4b + 2c + d over dims [2,3,2,2], reduced over an
+ * inner axis with and without keep (the reduced dim stays as 1; the values are the
+ * same, only the type differs). */
+static void test_reductions_rank4(void **state) {
+  (void)state;
+  int64_t d4[4] = {2, 3, 2, 2};
+  int32_t q = in_("q", 0, ir_type(m, DT_F32, 4, d4));
+  int32_t s1 = ir_reduce(f, OP_SUM, q, 1, false, LOC(1, 1));
+  int32_t s1k = ir_reduce(f, OP_SUM, q, 1, true, LOC(1, 1));
+  int32_t m3k = ir_reduce(f, OP_MEAN, q, 3, true, LOC(1, 1));
+  int32_t x2 = ir_reduce(f, OP_MAX, q, 2, false, LOC(1, 1));
+  int32_t x0k = ir_reduce(f, OP_MAX, q, 0, true, LOC(1, 1));
+  char buf[64];
+  assert_string_equal(ir_type_str(ir_vtype(f, s1), buf, sizeof buf), "f32[2,2,2]");
+  assert_string_equal(ir_type_str(ir_vtype(f, s1k), buf, sizeof buf), "f32[2,1,2,2]");
+  assert_string_equal(ir_type_str(ir_vtype(f, m3k), buf, sizeof buf), "f32[2,3,2,1]");
+  assert_string_equal(ir_type_str(ir_vtype(f, x2), buf, sizeof buf), "f32[2,3,2]");
+  assert_string_equal(ir_type_str(ir_vtype(f, x0k), buf, sizeof buf), "f32[1,3,2,2]");
+  for (int k = 0; k < 2; k++) {
+    Tensor in = ir_tensor_new(ir_vtype(f, q));
+    for (int64_t i = 0; i < in.numel; i++) in.data[i] = (double)(i + 1);
+    Interp *it = ir_interp_run(f, modes[k], 1, &in, 1, NULL, 0, 0, 0);
+    check(it, s1, modes[k], V(15, 18, 21, 24, 51, 54, 57, 60), 8, 0);
+    check(it, s1k, modes[k], V(15, 18, 21, 24, 51, 54, 57, 60), 8, 0);
+    check(it, m3k, modes[k], V(1.5, 3.5, 5.5, 7.5, 9.5, 11.5, 13.5, 15.5, 17.5, 19.5, 21.5, 23.5), 12, 0);
+    check(it, x2, modes[k], V(3, 4, 7, 8, 11, 12, 15, 16, 19, 20, 23, 24), 12, 0);
+    check(it, x0k, modes[k], V(13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24), 12, 0);
+    assert_int_equal(ir_interp_value(it, x0k)->type.rank, 4);
+    ir_interp_free(it);
+    ir_tensor_free(&in);
+  }
+}
+
+/* reshape keeps the elements in row-major order; B resolves in any position. */
+static void test_reshape(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F32, 2, DIM_BATCH, 3, 0));
+  int32_t r3 = ir_to_type(f, OP_RESHAPE, x, T(DT_F32, 3, DIM_BATCH, 3, 1), LOC(1, 1));
+  int32_t rt = ir_to_type(f, OP_RESHAPE, x, T(DT_F32, 2, 3, DIM_BATCH, 0), LOC(1, 1));
+  int32_t rf = ir_to_type(f, OP_RESHAPE, rt, T(DT_F32, 3, 1, DIM_BATCH, 3), LOC(1, 1));
+  for (int k = 0; k < 2; k++) {
+    Tensor in = tens(DT_F32, 2, 2, 3, 0, V(1, 2, 3, 4, 5, 6.25));
+    Interp *it = ir_interp_run(f, modes[k], 2, &in, 1, NULL, 0, 0, 0);
+    check(it, r3, modes[k], V(1, 2, 3, 4, 5, 6.25), 6, 0);
+    check(it, rt, modes[k], V(1, 2, 3, 4, 5, 6.25), 6, 0);
+    check(it, rf, modes[k], V(1, 2, 3, 4, 5, 6.25), 6, 0);
+    const Tensor *t = ir_interp_value(it, rt);
+    assert_int_equal(t->type.rank, 2);
+    assert_int_equal(t->type.dims[0], 3);
+    assert_int_equal(t->type.dims[1], 2);
+    t = ir_interp_value(it, r3);
+    assert_int_equal(t->type.dims[0], 2);
+    assert_int_equal(t->type.dims[2], 1);
+    ir_interp_free(it);
+    ir_tensor_free(&in);
+  }
+}
+
 static void test_broadcast_and_sum_to(void **state) {
   (void)state;
   int32_t x = in_("x", 0, T(DT_F32, 2, 2, 3, 0));   /* [[1,2,3],[4,5,6]] */
@@ -638,6 +696,13 @@ static void test_every_op_from_text(void **state) {
   Module *pm = ir_parse(path, text, len);
   assert_non_null(pm);
   Func *g = pm->funcs[0];
+  int32_t onehot = -1, mask = -1, loss = -1;   /* found by op: the file grows with the op table */
+  for (int32_t i = 0; i < g->ninsts; i++) {
+    if (g->insts[i].op == OP_ONEHOT) onehot = i;
+    if (g->insts[i].op == OP_DROPOUT_MASK) mask = i;
+    if (g->insts[i].op == OP_LOSS) loss = g->insts[i].args[0];
+  }
+  assert_true(onehot >= 0 && mask >= 0 && loss >= 0);
   for (int b = 1; b <= 5; b += 4) {
     Interp *a = run_random(g, INTERP_F64, b, 7);
     Interp *c = run_random(g, INTERP_F32, b, 7);
@@ -654,12 +719,12 @@ static void test_every_op_from_text(void **state) {
       assert_int_equal(ta->numel, ir_type_numel(ir_vtype(g, i), b));
     }
     /* the onehot rows and the dropout mask are exact in both modes */
-    const Tensor *o64 = ir_interp_value(a, 37), *o32 = ir_interp_value(c, 37);
+    const Tensor *o64 = ir_interp_value(a, onehot), *o32 = ir_interp_value(c, onehot);
     assert_memory_equal(o64->data, o32->data, (size_t)o64->numel * sizeof(double));
-    const Tensor *d64 = ir_interp_value(a, 39), *d32 = ir_interp_value(c, 39);
+    const Tensor *d64 = ir_interp_value(a, mask), *d32 = ir_interp_value(c, mask);
     assert_memory_equal(d64->data, d32->data, (size_t)d64->numel * sizeof(double));
     /* the loss agrees to f32 precision */
-    double l64 = ir_interp_value(a, 41)->data[0], l32 = ir_interp_value(c, 41)->data[0];
+    double l64 = ir_interp_value(a, loss)->data[0], l32 = ir_interp_value(c, loss)->data[0];
     assert_true(fabs(l64 - l32) <= 1e-5 * fabs(l64) + 1e-6);
     ir_interp_free(a);
     ir_interp_free(c);
@@ -678,6 +743,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_matmul_family, setup, teardown),
       cmocka_unit_test_setup_teardown(test_batch_dim, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reductions, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reductions_rank4, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_reshape, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broadcast_and_sum_to, setup, teardown),
       cmocka_unit_test_setup_teardown(test_softmax_stable, setup, teardown),
       cmocka_unit_test_setup_teardown(test_onehot_and_softmax_xent, setup, teardown),

@@ -29,7 +29,7 @@
 #define TOL 1e-6
 #define FD_FLOOR 1e-5  /* times max(1, |L|): below it a difference quotient is rounding noise */
 
-enum { DOM_ANY, DOM_POS, DOM_AWAY0, DOM_LABEL };
+enum { DOM_ANY, DOM_POS, DOM_AWAY0, DOM_LABEL, DOM_SPREAD, DOM_TINY };
 
 typedef struct {
   Module *m;
@@ -41,6 +41,25 @@ typedef struct {
 static TypeId tyn(Module *m, DType dt, int rank, int64_t d0, int64_t d1) {
   int64_t d[2] = {d0, d1};
   return ir_type(m, dt, rank, d);
+}
+
+/* Leaves of any rank (dims: rank entries, DIM_BATCH allowed for inputs). */
+static int32_t par_dims(Build *b, int dom, int rank, const int64_t *dims) {
+  char name[16];
+  int n = 0;
+  for (int i = 0; i < b->f->ninsts; i++) n += b->f->insts[i].op == OP_PARAM;
+  snprintf(name, sizeof name, "p%d", n);
+  int32_t v = ir_param(b->f, name, ir_type(b->m, DT_F32, rank, dims), INIT_ZEROS, 0, 0, SRCLOC_NONE);
+  b->dom[v] = (uint8_t)dom;
+  return v;
+}
+
+static int32_t inp_dims(Build *b, int dom, int rank, const int64_t *dims) {
+  char name[16];
+  snprintf(name, sizeof name, "x%d", b->ninputs);
+  int32_t v = ir_input(b->f, name, b->ninputs++, ir_type(b->m, DT_F32, rank, dims), SRCLOC_NONE);
+  b->dom[v] = (uint8_t)dom;
+  return v;
 }
 
 static int32_t par(Build *b, int dom, int rank, int64_t d0, int64_t d1) {
@@ -82,6 +101,11 @@ static void fill(Tensor *t, int dom, uint64_t *st) {
     case DOM_POS: t->data[k] = 0.5 + 1.5 * u; break;
     case DOM_AWAY0: t->data[k] = (u < 0.5 ? -1 : 1) * (0.1 + 0.9 * urand(st)); break;
     case DOM_LABEL: t->data[k] = floor(u * (double)t->type.dims[t->type.rank - 1]); break;
+    /* distinct values 2/numel apart (7919 is a prime above every numel here, so
+     * k -> 7919 k mod numel is a permutation): max has no near-ties that a finite
+     * difference step could cross */
+    case DOM_SPREAD: t->data[k] = 2.0 * (double)((k * 7919) % t->numel) / (double)t->numel - 1.0; break;
+    case DOM_TINY: t->data[k] = 0.01 * (2 * u - 1); break;
     default: t->data[k] = 2 * u - 1; break;
     }
   }
@@ -277,6 +301,45 @@ static int32_t c_chain(Build *b) {   /* a softmax classifier through every kind 
   return ir_rowop(F, OP_LOG_SOFTMAX, z, 1, N);
 }
 
+/* reshape: the same elements with new dims (and back, in its VJP) */
+static int32_t c_reshape(Build *b) {   /* [2,3] -> [3,2] */
+  return ir_to_type(F, OP_RESHAPE, par(b, 0, 2, 2, 3), tyn(b->m, DT_F32, 2, 3, 2), N);
+}
+static int32_t c_reshape_batch(Build *b) {   /* [B,6] -> [B,1,3,2] */
+  int64_t d[4] = {DIM_BATCH, 1, 3, 2};
+  return ir_to_type(F, OP_RESHAPE, batched(b, 0, 6), ir_type(b->m, DT_F32, 4, d), N);
+}
+static int32_t c_reshape_flat(Build *b) {   /* [B,4] -> [4,B]: B moves, row-major order stays */
+  int32_t y = ir_to_type(F, OP_RESHAPE, batched(b, 0, 4), tyn(b->m, DT_F32, 2, 4, DIM_BATCH), N);
+  return ir_unary(F, OP_TANH, y, N);
+}
+
+/* Reductions over every axis of every rank, with and without keep (test_reduce_sweep
+ * sets the case). x has dims {2,3,2,3} cut to the rank, its first dim B when batch
+ * (then x = input + param). Max gets distinct values 2/numel apart (DOM_SPREAD; with a
+ * batch, an input spread plus a param within 0.01), so no finite-difference step
+ * crosses a tie. */
+static struct {
+  Op op;
+  int rank, axis;   /* axis: 0 .. rank-1 or IR_AXIS_ALL */
+  bool keep, batch;
+} red;
+
+static int32_t c_reduce_sweep(Build *b) {
+  static const int64_t dims[4] = {2, 3, 2, 3};
+  int64_t d[4];
+  for (int i = 0; i < red.rank; i++) d[i] = i == 0 && red.batch ? DIM_BATCH : dims[i];
+  bool mx = red.op == OP_MAX;
+  int32_t x;
+  if (red.batch) {
+    int32_t in = inp_dims(b, mx ? DOM_SPREAD : DOM_ANY, red.rank, d);
+    x = ir_binary(F, OP_ADD, in, par_dims(b, mx ? DOM_TINY : DOM_ANY, red.rank - 1, d + 1), N);
+  } else {
+    x = par_dims(b, mx ? DOM_SPREAD : DOM_ANY, red.rank, d);
+  }
+  return ir_reduce(F, red.op, x, red.axis, red.keep, N);
+}
+
 /* Random compositions: a seeded generator picks ops and operands among the values built
  * so far (shapes [B,4], [4], [4,4], [], [B,1] to start), keeping those that type-check,
  * so the rules meet each other (broadcasts inside reductions inside matmuls, fan-out)
@@ -376,6 +439,7 @@ static const Case cases[] = {
     {"softmax_xent", c_softmax_xent}, {"onehot_mul", c_onehot_mul}, {"size", c_size},
     {"eq_sign", c_eq_sign}, {"dropout", c_dropout}, {"fanout_residual", c_fanout_residual},
     {"unused_param", c_unused_param}, {"chain", c_chain},
+    {"reshape", c_reshape}, {"reshape_batch", c_reshape_batch}, {"reshape_moves_batch", c_reshape_flat},
 };
 
 static void test_every_vjp_autodiff(void **state) {
@@ -399,6 +463,33 @@ static void test_random_graphs(void **state) {
     checked += check_case(name, c_random, true);
   }
   assert_true(checked > 1000);
+}
+
+/* sum, mean and max over every axis (and all axes) of ranks 1 to 4, with and without
+ * keep, with and without the batch dim, through autodiff alone and the pipeline. */
+static void test_reduce_sweep(void **state) {
+  (void)state;
+  static const Op ops[] = {OP_SUM, OP_MEAN, OP_MAX};
+  int cases_run = 0;
+  for (size_t o = 0; o < 3; o++)
+    for (int rank = 1; rank <= IR_MAX_RANK; rank++)
+      for (int axis = -1; axis < rank; axis++)
+        for (int keep = 0; keep < 2; keep++)
+          for (int batch = 0; batch < 2; batch++)
+            for (int pipeline = 0; pipeline < 2; pipeline++) {
+              red.op = ops[o];
+              red.rank = rank;
+              red.axis = axis < 0 ? IR_AXIS_ALL : axis;
+              red.keep = keep;
+              red.batch = batch;
+              char name[64];
+              snprintf(name, sizeof name, "%s_rank%d_axis%s%d%s%s", ir_ops[ops[o]].name, rank, axis < 0 ? "all" : "",
+                       axis < 0 ? rank : axis, keep ? "_keep" : "", batch ? "_batch" : "");
+              assert_true(check_case(name, c_reduce_sweep, pipeline) > 0);
+              cases_run++;
+            }
+  /* 3 ops x (2 + 3 + 4 + 5 axes) x 2 keep x 2 batch x 2 */
+  assert_int_equal(cases_run, 3 * 14 * 8);
 }
 
 /* Every op with operands that carry a derivative is covered by a case above. */
@@ -483,6 +574,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_vjp_autodiff),
       cmocka_unit_test(test_every_vjp_pipeline),
+      cmocka_unit_test(test_reduce_sweep),
       cmocka_unit_test(test_random_graphs),
       cmocka_unit_test(test_cases_cover_every_op),
       cmocka_unit_test(test_unused_param_zero),
