@@ -75,8 +75,10 @@ static void usage_gc(FILE *o) {
           "                      [--tol T] [-fno-softmax-xent]\n"
           "Checks every parameter's derived gradient against central finite differences in the\n"
           "reference interpreter (all elements of tensors up to %d elements, %d sampled\n"
-          "above). Threshold on max |g_num - g_ana| / max(|g_num| + |g_ana|, floor): 1e-7 in f64\n"
-          "(floor 1e-4), 1e-3 in f32 (floor 1e-3). Exit status 1 above the threshold.\n",
+          "above), Richardson-extrapolated over steps chosen per element, each with an estimate\n"
+          "of its error (fd err). Threshold on max |g_num - g_ana| / max(|g_num| + |g_ana|, floor):\n"
+          "1e-7 in f64 (floor 1e-4), 1e-3 in f32 (floor 1e-3). Exit status 1 if an element is\n"
+          "above the threshold and its disagreement above its fd err.\n",
           FD_ALL_MAX, FD_SAMPLES);
 }
 
