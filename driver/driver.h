@@ -3,6 +3,7 @@
  *   main.c      option parsing, the table of subcommands and of --emit kinds, --help
  *   pipeline.c  the shared pipeline: read a file (or stdin), parse, check, lower
  *   cmd_*.c     one file per subcommand (`bpcc train ...`, `bpcc gradcheck ...`)
+ *   fdcheck.c   gradcheck's numerics, fd_check (fdcheck.h; the library bpcc_fdcheck)
  *
  * To add a subcommand: write `int cmd_NAME(int argc, char **argv)` in cmd_NAME.c,
  * declare it below, and add one row to drv_commands[] in main.c. argv[0] is the
