@@ -333,6 +333,8 @@ int cmd_bench(int argc, char **argv) {
   double med = t[steps / 2];
   printf("bpcc %s %.3f %.3f %.3f %.4f %.1f %.0f %.1f\n", c.model->name, med, t[0], t[steps - 1], flops * 1e-9,
          flops / (med * 1e-3) * 1e-9, compile_ms, peak_rss_mib());
+  char code[400];
+  printf("code %s\n", pipeline_describe(&c, code, sizeof code));
   fflush(stdout);
   /* --profile: forward, loss-and-grad and the whole step timed back to back in each
    * iteration, so that all three see the same machine state (the machine is shared and

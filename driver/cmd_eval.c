@@ -108,6 +108,9 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
+  char code[400];
+  printf("bpcc eval: model %s from %s, batch %" PRId64 "; code: %s\n", desc->model_name, c.name, batch,
+         pipeline_describe(&c, code, sizeof code));
   printf("%s on %s (%" PRId64 " rows): loss %.6f", desc->model_name, d->source, d->n, loss);
   if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
   printf("\n");

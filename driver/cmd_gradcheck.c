@@ -105,9 +105,10 @@ int cmd_gradcheck(int argc, char **argv) {
   Module *irm = NULL;
   int status = 1;
   if (load(&c, file, &po, &irm)) {
-    if (c.recompute.ncandidates > 0 && (po.recompute_set || po.mem_budget > 0))
-      printf("gradcheck: the gradient recomputes activations: %d of %d kept, %.4g MFLOP recomputed\n", c.recompute.nkept,
-             c.recompute.ncandidates, c.recompute.recompute_flops / 1e6);
+    int nrec = 0;
+    for (int32_t i = 0; i < c.grad->ninsts; i++) nrec += (c.grad->insts[i].flags & IF_RECOMPUTED) != 0;
+    printf("gradcheck: the gradient IR of @%s: %d instructions, %d of them recomputed\n", c.fwd->name, (int)c.grad->ninsts,
+           nrec);
     FdOptions o = {.f32 = f32, .batch = po.batch, .seed = (uint64_t)seed, .tol = tol};
     status = fd_check(c.fwd, c.grad, &o, stdout, file) == 0 ? 0 : 1;
   }

@@ -341,11 +341,11 @@ int cmd_train(int argc, char **argv) {
     if (hyper[BPRT_H_CLIP] > 0) printf(", clip=%g", hyper[BPRT_H_CLIP]);
     printf("), schedule %s, batch %" PRId64 ", epochs %" PRId64 ", seed %" PRIu64 ", %d threads\n",
            bprt_schedule_names[o.schedule.kind], o.batch, o.epochs, o.seed, bprt_get_threads());
-    if (c.opt.mem_budget > 0 || c.opt.recompute_set)
-      printf("  memory %s planned at batch %" PRId64 "%s%s%s\n", memplan_format_size(planned, sb, sizeof sb), o.batch,
-             c.opt.mem_budget > 0 ? " (budget " : "",
-             c.opt.mem_budget > 0 ? memplan_format_size(c.opt.mem_budget, (char[32]){0}, 32) : "",
-             c.opt.mem_budget > 0 ? ")" : "");
+    char code[400];
+    printf("  code: %s\n", pipeline_describe(&c, code, sizeof code));
+    if (c.opt.mem_budget > 0)
+      printf("  memory %s planned at batch %" PRId64 " (budget %s)\n", memplan_format_size(planned, sb, sizeof sb), o.batch,
+             memplan_format_size(c.opt.mem_budget, (char[32]){0}, 32));
     fflush(stdout);
   }
   BprtTrainResult r;

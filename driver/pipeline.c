@@ -190,13 +190,25 @@ static void resolve(Compilation *c) {
   else bprt_optimizer_init(&c->optimizer, BPRT_OPT_ADAM);
 }
 
-/* The gradient stages work on a copy of the forward function, @m.grad; the forward
- * function itself stays as lowered (the forward entry and gradcheck's reference). */
+/* The gradient stages work on a copy of the forward function, @m.grad, and the forward
+ * entry on another, @m simplified; the lowered function itself stays as it is
+ * (gradcheck's reference: a wrong rewrite shows there). */
 static Func *start_grad(Compilation *c) {
   char name[256];
   snprintf(name, sizeof name, "%s.grad", c->fwd->name);
   return ir_func_clone(c->fwd, name);
 }
+
+/* The forward entry's function: the loss in canonical form whatever -fno-softmax-xent
+ * says (that option is about the gradient; softmax-CE is also the stable way to compute
+ * a cross-entropy), then simplified. */
+static Func *canonical_forward(Compilation *c) {
+  PassOptions po = c->opt.passes;
+  po.softmax_xent = po.log_softmax = true;
+  return pass_canonicalize(ir_func_clone(c->fwd, c->fwd->name), &po);
+}
+
+static Func *forward_fn(const Compilation *c) { return c->infer ? c->infer : c->fwd; }
 
 static int opt_slots(const Compilation *c) {
   return c->optimizer.kind >= 0 && c->optimizer.kind < BPRT_OPT__COUNT ? bprt_optimizers[c->optimizer.kind].slots : 0;
@@ -245,7 +257,7 @@ static int64_t measure_candidate(void *ctx, Func *g) {
   Compilation *c = ctx;
   Arena *a = arena_new();
   KernelPlanOptions ko = {c->opt.fuse};
-  KernelPlan *kf = pass_kernel_plan(a, c->fwd, PLAN_INFERENCE, &ko);
+  KernelPlan *kf = pass_kernel_plan(a, forward_fn(c), PLAN_INFERENCE, &ko);
   KernelPlan *kg = kf ? pass_kernel_plan(a, g, PLAN_TRAINING, &ko) : NULL;
   int64_t total = INT64_MAX;
   if (kg) {
@@ -277,7 +289,7 @@ static bool recompute(Compilation *c) {
 
 static bool kernels(Compilation *c) {
   KernelPlanOptions ko = {c->opt.fuse};
-  c->kfwd = pass_kernel_plan(c->arena, c->fwd, PLAN_INFERENCE, &ko);
+  c->kfwd = pass_kernel_plan(c->arena, forward_fn(c), PLAN_INFERENCE, &ko);
   if (!c->kfwd) return false;
   if (c->grad) c->kgrad = pass_kernel_plan(c->arena, c->grad, PLAN_TRAINING, &ko);
   return !c->grad || c->kgrad;
@@ -307,10 +319,15 @@ static bool run_stage(Compilation *c, Stage s) {
     c->module = ir_module_new();
     c->fwd = fe_lower_ex(c->module, c->model, c->opt.watch);
     return !c->opt.runtime || cg_check_runtime_f32(c->fwd);
-  /* the gradient: a model without a loss has none, and skips these four */
-  case STAGE_CANONICALIZE: return !training || (NO_NEW_ERRORS(c->grad = pass_canonicalize(start_grad(c), po)) && c->grad);
+  /* the gradient (a model without a loss has none, and skips it); the forward entry's
+   * copy of @m is canonicalized and simplified on the side */
+  case STAGE_CANONICALIZE:
+    if (!(c->infer = canonical_forward(c))) return false;
+    return !training || (NO_NEW_ERRORS(c->grad = pass_canonicalize(start_grad(c), po)) && c->grad);
   case STAGE_AUTODIFF: return !training || (NO_NEW_ERRORS(c->grad = pass_autodiff(c->grad, po)) && c->grad);
-  case STAGE_SIMPLIFY: return !training || (NO_NEW_ERRORS(c->grad = pass_simplify(c->grad, po)) && c->grad);
+  case STAGE_SIMPLIFY:
+    if (c->infer && !(c->infer = pass_simplify(c->infer, po))) return false;
+    return !training || (NO_NEW_ERRORS(c->grad = pass_simplify(c->grad, po)) && c->grad);
   case STAGE_RECOMPUTE: return !training || recompute(c);
   /* the entries: what they compute, in which kernels, in which memory */
   case STAGE_KERNELS: return kernels(c);
@@ -336,6 +353,25 @@ static void verify(Compilation *c, Stage s) {
   else if (s == STAGE_KERNELS) ok = kernel_plan_verify(c->kfwd, what) && (!c->kgrad || kernel_plan_verify(c->kgrad, what));
   else if (s == STAGE_MEMORY) ok = memplan_verify(c->mem->fwd, what) && (!c->mem->grad || memplan_verify(c->mem->grad, what));
   if (!ok) ir_die("the result of stage %s is invalid (see the verifier's messages above)", what);
+}
+
+char *pipeline_describe(const Compilation *c, char *buf, size_t n) {
+  const CgOptions *o = &c->opt.codegen;
+  char sb[32];
+  size_t k = (size_t)snprintf(buf, n, "-O%d %s, %d f32 lanes, %d product chunk%s; kernels: forward %d", o->opt_level,
+                              o->march ? o->march : "native", c->cg ? cg_model_lanes(c->cg) : 0, cg_gemm_chunks(o),
+                              cg_gemm_chunks(o) == 1 ? "" : "s", c->kfwd ? kernel_plan_count(c->kfwd) : 0);
+  if (c->kgrad && k < n) k += (size_t)snprintf(buf + k, n - k, ", step %d", kernel_plan_count(c->kgrad));
+  if (c->mem && k < n)
+    k += (size_t)snprintf(buf + k, n - k, "; %s at batch %lld",
+                          memplan_format_size(pipeline_memory_at(c, c->batch).total, sb, sizeof sb), (long long)c->batch);
+  if (c->grad && (c->opt.recompute_set || c->opt.mem_budget > 0) && k < n) {
+    static const char *const modes[] = {"none", "sqrt", "auto"};
+    RecomputeMode m = c->opt.recompute_set ? c->opt.recompute : RECOMPUTE_AUTO;
+    snprintf(buf + k, n - k, "; recompute %s: %d of %d activations kept", modes[m], c->recompute.nkept,
+             c->recompute.ncandidates);
+  }
+  return buf;
 }
 
 /* The memory stage's report (--mem-report, --print-after=memory): the table of the

@@ -12,8 +12,9 @@
  *   check         tree -> checked models                               each model's summary
  *   lower         the model -> forward IR (@m)                         IR
  *   canonicalize  clone @m.grad: the loss in canonical form (softmax-CE) IR
+ *                 (and the forward entry's copy of @m)
  *   autodiff      + backward: grad sinks                               IR
- *   simplify      CSE, DCE, folding, algebra over both                 IR
+ *   simplify      CSE, DCE, folding, algebra over both (and over @m)   IR
  *   recompute     activations recomputed in backward (--recompute,     IR
  *                 --mem-budget)
  *   kernels       kernel plan of each entry (forward, grad)            the plans (--emit=opt-ir)
@@ -98,7 +99,9 @@ typedef struct {
   FeUnit *unit;                   /* check */
   FeModel *model;                 /*   the selected model (NULL: the file has none) */
   Module *module;                 /* lower: owns the functions */
-  Func *fwd;                      /*   the forward function @m */
+  Func *fwd;                      /*   the forward function @m, as lowered */
+  Func *infer;                    /* canonicalize, simplify: the forward entry's function,
+                                     @m in canonical form (its loss as softmax-CE) */
   Func *grad;                     /* canonicalize .. recompute: @m.grad (NULL: no loss) */
   RecomputeResult recompute;      /* recompute */
   KernelPlan *kfwd, *kgrad;       /* kernels */
@@ -132,6 +135,11 @@ bool pipeline_has_loss(const Compilation *c);
 /* Everything the compiled step allocates at a batch (after the memory stage):
  * bprt_model_memory_at of the model's layout. */
 bprt_model_memory pipeline_memory_at(const Compilation *c, int64_t batch);
+/* One line that says what was compiled (after llvm): "-O3 native, 16 f32 lanes, 2
+ * product chunks; kernels: forward 5, step 9; 12.74 MiB at batch 128" and, with a
+ * recompute plan, "; recompute sqrt: 1 of 2 activations kept". train, eval and bench
+ * print it, so every option's effect shows. */
+char *pipeline_describe(const Compilation *c, char *buf, size_t n);
 /* The memory stage's report: the training step's tensors and all the model allocates. */
 void pipeline_print_memory(FILE *out, const Compilation *c);
 /* Read a whole file ("-": stdin) into a bp_malloc'd buffer; false with an error printed. */
