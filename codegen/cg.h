@@ -181,9 +181,11 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
 typedef struct {
   int64_t offset, numel;               /* floats, into params / grads */
 } CgParamRange;
-/* Emit the update of the params block: clip by global norm, weight decay, the rule of
- * `kind`. param_floats is the block size; state is opt_state. */
-void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRange *ranges, int nranges);
+/* Emit the update of the params block: clip by global norm (over ranges), weight decay,
+ * the rule of `kind`, over elements [0, update_floats) (the trained parameters come
+ * first). param_floats is the block size (the stride of the state slots). */
+void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, int64_t update_floats, const CgParamRange *ranges,
+                         int nranges);
 
 /* ---- target.c ---- */
 /* Initialize LLVM's native target once; make a target machine for march. */

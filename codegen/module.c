@@ -149,7 +149,7 @@ static bool build_tables(Build *b) {
     p->init_b = in->fattr[1];
     const char *file = in->loc.file >= 0 ? diag_file_name(in->loc.file) : NULL;
     p->loc = arena_printf(m->arena, "%s:%d:%d", file ? file : "?", in->loc.line, in->loc.col);
-    p->trainable = b->grad != NULL;
+    p->trainable = b->grad != NULL && mm->param_trained[k];
     for (int j = 0; j < k; j++)
       if (strcmp(params[j].name, p->name) == 0) {
         diag_error(in->loc, "codegen: two parameters are named '%s'", p->name);
@@ -159,15 +159,6 @@ static bool build_tables(Build *b) {
   d->nparams = np;
   d->params = params;
   d->param_floats = mm->param_floats;
-  /* a parameter the loss does not reach (autodiff's `grad ... [unreached]`) is left as it
-   * is by the optimizer, as PyTorch leaves a parameter without a gradient */
-  for (int32_t i = 0; b->grad && i < b->grad->ninsts; i++) {
-    const Inst *in = &b->grad->insts[i];
-    if (in->op != OP_GRAD || !in->rule || strcmp(in->rule, "unreached") != 0) continue;
-    const Inst *pi = &b->grad->insts[in->args[0]];
-    int k = find_param(d, pi->name ? pi->name : "");
-    if (k >= 0) params[k].trainable = 0;
-  }
   for (int32_t i = 0; i < b->fwd->ninsts; i++) d->has_loss |= b->fwd->insts[i].op == OP_LOSS;
   /* the forward function's params must be the same tensors */
   if (b->grad)
@@ -621,7 +612,10 @@ CgModel *cg_model_build(const CgModelInput *in) {
           m->prof_names[2][0] = "optimizer update";
           t0 = prof_now(cg);
         }
-        cg_optimizer_update(cg, opt->kind, m->desc.param_floats, ranges, nranges);
+        /* a parameter the loss does not reach is left as it is by the optimizer, as
+         * PyTorch leaves a parameter without a gradient: the memory plan put those after
+         * the trained ones, and the update stops before them */
+        cg_optimizer_update(cg, opt->kind, m->desc.param_floats, b.mem->trained_floats, ranges, nranges);
         if (upd_counters) prof_add(cg, upd_counters, 0, t0);
         LLVMBuildRetVoid(cg->B);
         m->has_entry[3] = true;

@@ -226,7 +226,8 @@ static LLVMValueRef powi(Cg *cg, LLVMValueRef base, LLVMValueRef n) {
   return LLVMBuildLoad2(B, cg->t_f64, r, "");
 }
 
-void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRange *ranges, int nranges) {
+void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, int64_t update_floats, const CgParamRange *ranges,
+                         int nranges) {
   LLVMBuilderRef B = cg->B;
   LLVMValueRef hyper = cg_frame_field(cg, CG_FR_HYPER);
   LLVMValueRef h[BPRT_H__COUNT];
@@ -325,6 +326,6 @@ void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, const CgParamRa
   }
 #undef F
   c.gscale = LLVMConstReal(cg->t_f32, 1.0);
-  /* 3. the update, one pass, in chunks over the pool */
-  update_chunks(cg, &c, param_floats);
+  /* 3. the update, one pass over the trained parameters, in chunks over the pool */
+  update_chunks(cg, &c, update_floats);
 }

@@ -408,17 +408,33 @@ ModelMemory *memplan_model(const KernelPlan *fwd, const KernelPlan *grad, int op
   for (int32_t i = 0; i < pf->ninsts; i++) m->nparams += pf->insts[i].op == OP_PARAM;
   m->param_inst = bp_xmalloc((size_t)(m->nparams + 1) * sizeof *m->param_inst);
   m->param_offset = bp_xmalloc((size_t)(m->nparams + 1) * sizeof *m->param_offset);
+  m->param_trained = bp_xmalloc((size_t)(m->nparams + 1) * sizeof *m->param_trained);
+  /* a parameter the loss does not reach (autodiff marks its grad sink "unreached") is
+   * not trained: it goes after the trained ones, so the update stops before it */
+  bool *unreached = bp_xmalloc((size_t)(pf->ninsts + 1) * sizeof *unreached);
+  memset(unreached, 0, (size_t)(pf->ninsts + 1) * sizeof *unreached);
+  for (int32_t i = 0; grad && i < pf->ninsts; i++)
+    if (pf->insts[i].op == OP_GRAD && pf->insts[i].rule && !strcmp(pf->insts[i].rule, "unreached"))
+      unreached[pf->insts[i].args[0]] = true;
   int32_t k = 0;
+  for (int32_t i = 0; i < pf->ninsts; i++)
+    if (pf->insts[i].op == OP_PARAM) {
+      m->param_inst[k] = i;
+      m->param_trained[k++] = !unreached[i];
+    }
   int64_t off = 0;
-  for (int32_t i = 0; i < pf->ninsts; i++) {
-    if (pf->insts[i].op != OP_PARAM) continue;
-    const TensorType *t = ir_vtype(pf, i);
-    int64_t numel = 1;
-    for (int d = 0; d < t->rank; d++) numel *= t->dims[d] == DIM_BATCH ? 1 : t->dims[d];
-    m->param_inst[k] = i;
-    m->param_offset[k++] = off;
-    off = (off + numel + MEMPLAN_PARAM_ALIGN - 1) / MEMPLAN_PARAM_ALIGN * MEMPLAN_PARAM_ALIGN;
+  for (int pass = 0; pass < 2; pass++) {   /* trained, then the others */
+    for (k = 0; k < m->nparams; k++) {
+      if (m->param_trained[k] != (pass == 0)) continue;
+      const TensorType *t = ir_vtype(pf, m->param_inst[k]);
+      int64_t numel = 1;
+      for (int d = 0; d < t->rank; d++) numel *= t->dims[d] == DIM_BATCH ? 1 : t->dims[d];
+      m->param_offset[k] = off;
+      off = (off + numel + MEMPLAN_PARAM_ALIGN - 1) / MEMPLAN_PARAM_ALIGN * MEMPLAN_PARAM_ALIGN;
+    }
+    if (pass == 0) m->trained_floats = off;
   }
+  bp_free(unreached);
   m->param_floats = off;
   m->opt_state_floats = grad ? (int64_t)(opt_slots > 0 ? opt_slots : 0) * off : 0;
   m->fwd = memplan_of_kernels(fwd);
@@ -436,6 +452,7 @@ void memplan_model_free(ModelMemory *m) {
   memplan_free(m->grad);
   bp_free(m->param_inst);
   bp_free(m->param_offset);
+  bp_free(m->param_trained);
   bp_free(m);
 }
 

@@ -23,7 +23,7 @@ typedef enum {
   MEM_OUTPUT,      /* operand of an output sink: written to the caller's output buffer */
   MEM_GRADIENT,    /* operand of a grad sink: written to the gradient block */
   MEM_KEPT,        /* forward activation kept for backward */
-  MEM_RECOMPUTED,  /* forward value recomputed in backward (checkpointing) */
+  MEM_RECOMPUTED,  /* forward value recomputed in backward (recompute.c) */
   MEM_TEMP,        /* any other value: a temporary */
   MEM__COUNT
 } MemKind;
@@ -123,7 +123,10 @@ typedef struct {
   int32_t nparams;
   int32_t *param_inst;        /* the PARAM instruction of each parameter in pf, in order */
   int64_t *param_offset;      /* in elements, MEMPLAN_PARAM_ALIGN-aligned */
+  bool *param_trained;        /* the optimizer updates it (not a `grad ... [unreached]`) */
   int64_t param_floats;       /* elements of the block (also of the gradient block) */
+  int64_t trained_floats;     /* the trained parameters come first: the update runs over
+                                 [0, trained_floats) and never touches the others */
   int64_t opt_state_floats;   /* optimizer state: slots x param_floats */
   int32_t elem_bytes;         /* 4: an f32 model; 8: an f64 model (codegen tests) */
   MemPlan *fwd, *grad;        /* workspace plans (grad NULL without a loss) */

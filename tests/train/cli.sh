@@ -35,6 +35,21 @@ grep -q "^nothing to train: $T/a.st has 4 epochs done, --epochs is 4$" "$T/none.
 grep -Eq '^spiral on spiral:n=300,classes=3,noise=0.2 \(300 rows\): loss [0-9.]+, accuracy [0-9.]+%$' "$T/eval.out" ||
   { fail "eval output"; cat "$T/eval.out"; }
 
+# 2a. eval runs in inference mode (dropout the identity): the loss of a model with
+# dropout 0.5 does not depend on --batch (issue 11, defect 4: it did, by 1e-1)
+cat > "$T/drop.bp" <<'EOF2'
+model drop(x: f32[B, 2], y: label[B, 3]) {
+    h = dropout(tanh(dense(x, 32)), 0.5)
+    loss softmax_cross_entropy(dense(h, 3), y)
+}
+EOF2
+"$BPCC" train "$T/drop.bp" --data spiral:n=300 --epochs 2 --quiet --save "$T/drop.st" > /dev/null || fail "train drop.bp"
+for b in 7 300; do
+  "$BPCC" eval "$T/drop.bp" --weights "$T/drop.st" --data spiral:n=300 --batch $b | sed -n 's/.*: loss \([0-9.]*\).*/\1/p' > "$T/loss$b"
+done
+awk -v a="$(cat "$T/loss7")" -v b="$(cat "$T/loss300")" 'BEGIN { d = a - b; if (a == "" || d > 1e-5 || d < -1e-5) exit 1 }' ||
+  fail "eval loss depends on the batch: $(cat "$T/loss7") at 7, $(cat "$T/loss300") at 300"
+
 # 2b. --watch: every named activation (h1, h2, logits) beside the declared output probs,
 # while the accuracy (from the first [B,C] output, probs) is unchanged by the extra outputs
 "$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 1 --batch 30 --watch > "$T/watch.out" || fail "watch"

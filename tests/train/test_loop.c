@@ -554,6 +554,62 @@ static void test_data_checks_and_eval(void **state) {
 
 /* What the user sees: one line per epoch when not a terminal, the bar when asked,
  * --watch's table. */
+/* A parameter that does not reach the loss (issue 11, defect 8): the compiler warns at
+ * its declaration, and the optimizer leaves it as it is — with adamw's decoupled weight
+ * decay and with sgd's L2 weight decay alike — as PyTorch leaves a parameter whose
+ * gradient is None; the other parameters train. */
+static void test_unreached_param_unchanged(void **state) {
+  (void)state;
+  static const char *src =
+      "model aux(x: f32[B, 2], y: label[B, 3]) {\n"
+      "    h = tanh(dense(x, 8))\n"
+      "    output side = dense(h, 4)\n"
+      "    loss softmax_cross_entropy(dense(h, 3), y)\n"
+      "}\n";
+  static const int optimizers[2] = {BPRT_OPT_ADAMW, BPRT_OPT_SGD};
+  for (int k = 0; k < 2; k++) {
+    char msgs[4096];
+    FILE *err = fmemopen(msgs, sizeof msgs, "w");
+    diag_set_output(err);
+    TestJit j;
+    double hyper[BPRT_H__COUNT];
+    bprt_optimizer_config c;
+    bprt_optimizer_init(&c, optimizers[k]);
+    memcpy(hyper, c.hyper, sizeof hyper);
+    hyper[BPRT_H_WEIGHT_DECAY] = 0.1;
+    hyper[BPRT_H_LR] = 0.05;
+    bool ok = test_jit(&j, src, optimizers[k], hyper);
+    fclose(err);
+    diag_set_output(NULL);
+    assert_true(ok);
+    assert_non_null(strstr(msgs, "test.bp:3:19: warning: parameter 'side.W' does not affect the loss; the optimizer leaves it unchanged"));
+    assert_non_null(strstr(msgs, "test.bp:3:19: warning: parameter 'side.b' does not affect the loss"));
+    bprt_model *m = bprt_model_create(j.desc, 3);
+    int side = bprt_model_find_param(m, "side.W"), h = bprt_model_find_param(m, "h.W");
+    assert_true(side >= 0 && h >= 0);
+    assert_int_equal(j.desc->params[side].trainable, 0);
+    assert_int_equal(j.desc->params[h].trainable, 1);
+    bprt_param_info ps, ph;
+    assert_int_equal(bprt_model_param(m, side, &ps), 0);
+    assert_int_equal(bprt_model_param(m, h, &ph), 0);
+    float *side0 = malloc(sizeof(float) * (size_t)ps.numel), *h0 = malloc(sizeof(float) * (size_t)ph.numel);
+    memcpy(side0, ps.values, sizeof(float) * (size_t)ps.numel);
+    memcpy(h0, ph.values, sizeof(float) * (size_t)ph.numel);
+    BprtDataset *d = bprt_gen_blobs(64, 3, 2, 0.5, 1);
+    const void *in[2] = {d->x, d->labels};
+    float loss;
+    for (int s = 0; s < 5; s++) assert_int_equal(bprt_model_train_step(m, 32, in, &loss), 0);
+    assert_memory_equal(ps.values, side0, sizeof(float) * (size_t)ps.numel);
+    assert_memory_not_equal(ph.values, h0, sizeof(float) * (size_t)ph.numel);
+    free(side0);
+    free(h0);
+    bprt_dataset_free(d);
+    bprt_model_destroy(m);
+    test_jit_free(&j);
+    diag_reset();
+  }
+}
+
 static void test_output(void **state) {
   (void)state;
   TestJit j;
@@ -624,6 +680,7 @@ int main(void) {
       cmocka_unit_test(test_batch_larger_than_data),
       cmocka_unit_test(test_data_checks_and_eval),
       cmocka_unit_test(test_output),
+      cmocka_unit_test(test_unreached_param_unchanged),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
