@@ -6,7 +6,7 @@
  * without a loss), one edge per operand. Kernels are clusters: the grouping is the
  * kernel plan that codegen lowers (passes/kernel_plan.c), so the picture shows the
  * loops that run. Forward instructions are blue, backward
- * ones orange; values recomputed in backward by checkpointing (--checkpoint,
+ * ones orange; values recomputed in backward (--recompute,
  * --mem-budget) are dashed and yellow with a red border; leaves (inputs, parameters,
  * constants) are ellipses and sinks (output, loss, grad) double octagons. */
 #include "driver/driver.h"

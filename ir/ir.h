@@ -159,7 +159,7 @@ int ir_init_lookup(const char *name);            /* -1 if unknown */
 
 enum {
   IF_BACKWARD = 1 << 0,   /* produced by autodiff */
-  IF_RECOMPUTED = 1 << 1, /* forward value recomputed in backward (checkpointing) */
+  IF_RECOMPUTED = 1 << 1, /* forward value recomputed in backward (passes/recompute.c) */
 };
 
 typedef struct {

@@ -453,8 +453,8 @@ Func *pass_recompute(Func *f, const RecomputeOptions *opt, RecomputeResult *res)
   if (chosen >= 0 && opt->budget > 0 && cands[chosen].total > opt->budget) {
     char b1[32], b2[32];
     diag_error(func_loc(f),
-               "memory budget %s (%lld bytes) is too small for --checkpoint=%s, which needs %s (%lld bytes); "
-               "the smallest feasible budget is %s (%lld bytes, with --checkpoint=auto)",
+               "memory budget %s (%lld bytes) is too small for --recompute=%s, which needs %s (%lld bytes); "
+               "the smallest feasible budget is %s (%lld bytes, with --recompute=auto)",
                memplan_format_size(opt->budget, b1, sizeof b1), (long long)opt->budget,
                opt->mode == RECOMPUTE_NONE ? "none" : "sqrt", memplan_format_size(cands[chosen].total, b2, sizeof b2),
                (long long)cands[chosen].total, memplan_format_size(res->min_feasible, b1, sizeof b1),
