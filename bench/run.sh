@@ -3,8 +3,9 @@
 #
 # 1. the machine's FP32 FMA peak (bench/peak.c), 1 thread and THREADS threads, at the
 #    start and at the end of the run (the best of the two is the peak);
-# 2. bpcc's training step on M1, M2, M3 (`bpcc bench`, median of 30 steps after 5 of
-#    warm-up; BENCH_ROUNDS rounds, default 3, and the median of the rounds), and for M2
+# 2. bpcc's training step on M1, M2, M3 and M3 with --recompute=sqrt (`bpcc bench`,
+#    median of 30 steps after 5 of warm-up; BENCH_ROUNDS rounds, default 3, and the
+#    median of the rounds), what each compiled to (bpcc bench's `code` line), and for M2
 #    (`--profile`, first round) the time of forward, backward and update, and each of
 #    its matrix products alone on 1 and THREADS threads;
 # 3. the same three models in PyTorch (bench/torch_bench.py under /usr/bin/python3,
@@ -46,11 +47,12 @@ while [ $r -lt "$ROUNDS" ]; do
       /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" 30 $m >> "$TMP/torch.txt"
     fi
   done
-  # M3 with sqrt(L) checkpointing (issue 6: the step may grow by at most 35%)
-  "$BPCC" bench "$HERE/m3_deep.bp" --threads "$THREADS" --steps 30 --checkpoint=sqrt |
+  # M3 with sqrt(L) recomputation (issue 6: the step may grow by at most 35%)
+  "$BPCC" bench "$HERE/m3_deep.bp" --threads "$THREADS" --steps 30 --recompute=sqrt |
     sed 's/^bpcc m3_deep /bpcc m3_sqrt /' >> "$TMP/bpcc.txt"
 done
-# median over rounds: bpcc MODEL ms min max gflop gflops jit rss; torch MODEL ms ... rss
+# median over rounds: bpcc MODEL ms min max gflop gflops jit rss; torch MODEL ms ... rss;
+# `code ...` (what bpcc compiled, the line after each bpcc line) once per model
 reduce() {
   awk '
     function med(s,   a, n, i, j, t) {
@@ -58,7 +60,12 @@ reduce() {
       for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
       return a[int((n + 1) / 2)]
     }
+    $1 == "code" {
+      if (!(last in code)) code[last] = substr($0, 6)
+      next
+    }
     $1 == "bpcc" {
+      last = $2
       if (!($2 in ms)) order[++n] = $2
       ms[$2] = ms[$2] " " $3; jit[$2] = jit[$2] " " $8
       if (!($2 in mn) || $4 < mn[$2]) mn[$2] = $4
@@ -78,6 +85,7 @@ reduce() {
       for (i = 1; i <= n; i++) {
         k = order[i]; m = med(ms[k])
         if (k in fl) printf "bpcc %s %.3f %s %s %s %.1f %s %s\n", k, m, mn[k], mx[k], fl[k], fl[k] / (m * 1e-3), med(jit[k]), rss[k]
+        if (k in code) printf "code %s %s\n", k, code[k]
         else { split(rest[k], t, " "); printf "torch %s %.3f %s %s %s\n", k, m, t[4], t[5], rss[k] }
       }
     }' "$1"
@@ -125,9 +133,15 @@ awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$CSV" -v torchfile="$TMP/torch.tx
     printf "%s,%s,%s,%s,%s,%s,%.1f,%s,%s,%s,%s,%s\n", $2, $3, $4, $5, $6, $7, 100 * $7 / peak, tm, tm != "" ? tm / $3 : "", $8, $9, (key in trss) ? trss[key] : "" >> csv
   }
   $1 == "gemm" { g[++ng] = $0 }
+  $1 == "code" { c = $0; sub(/^code [^ ]* /, "", c); codes[++nc] = sprintf("  %-8s %s", $2, c) }
   $1 == "profile" { prof[++np] = sprintf("  %-9s %8.3f ms", $2, $3) }
   $1 == "kernel" { name = $5; for (i = 6; i <= NF; i++) name = name " " $i; kern[++nk] = sprintf("  %-6s %3d %8.3f ms  %s", $2, $3, $4, name) }
   END {
+    if (nc) {
+      print ""
+      print "what each step compiled to (bpcc bench'"'"'s code line: options, kernels per entry, memory at the batch):"
+      for (i = 1; i <= nc; i++) print codes[i]
+    }
     if (np) {
       print ""
       print "where M2'"'"'s step goes (--profile: entry points timed alone; products alone, counted per use):"
@@ -158,5 +172,5 @@ awk -v csv="$CSV" 'BEGIN { print "" >> csv; print "library_model,ms,ms_min,ms_ma
   $1 == "aot" { printf "%s,%s,%s,%s,%s\n", $2, $3, $4, $5, $6 >> csv }' "$TMP/aot.txt"
 echo
 echo "% peak: of the $THREADS-thread peak; % core peak: of the 1-thread peak times the threads used."
-echo "m3_sqrt: M3 with --checkpoint=sqrt (its GFLOP/s count the FLOPs of the step without recomputation)."
+echo "m3_sqrt: M3 with --recompute=sqrt (its GFLOP/s count the FLOPs of the step without recomputation)."
 echo "written: $CSV"
