@@ -1,9 +1,10 @@
 /* codegen/codegen.h — LLVM code generation: the table of contents of codegen/.
  *
- *   module.c   a model's layout (params, inputs, outputs, workspace) and the entry
- *              points <model>__forward / __grad / __update / __step
- *              (the kernel plan — which instructions share a loop nest, in which
- *              order — is passes/fuse.c's)
+ *   module.c   the module: the descriptor's tables (parameters at the memory plan's
+ *              offsets, inputs, outputs) and the entry points <model>__forward /
+ *              __grad / __update / __step, each the kernels of its plan in order
+ *              (the plans — what runs in which loop nest, where each value lives —
+ *              are passes/kernel_plan.c's and passes/memplan.c's)
  *   kernels.c  loop nests per kernel kind: elementwise groups with broadcasting,
  *              reductions, softmax rows, softmax_xent, onehot, transpose, sum_to,
  *              dropout masks (Philox4x32-10), sinks; the fused gemm and

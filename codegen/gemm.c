@@ -20,7 +20,7 @@
  * later ones accumulate; edge tiles go through a stack tile. Packing reads the source
  * along its contiguous dim (the loop order depends on the variant).
  *
- * Epilogue (passes/fuse.c): after the micro-kernel has written a tile of C for the last
+ * Epilogue (passes/kernel_plan.c): after the micro-kernel has written a tile of C for the last
  * K block, the core calls the group's epilogue function on that tile while it is in L1
  * — bias add, activation, or the activation's derivative in backward — one small
  * function per flag set (CgEpilogue), so the GEMM core itself is built once per variant

@@ -482,7 +482,7 @@ static bool is_member(const int32_t *members, int n, int32_t v) {
   return false;
 }
 
-/* members[0] = c = matmul*(a, b); then, as passes/fuse.c forms them: d = add(c, bias)
+/* members[0] = c = matmul*(a, b); then, as passes/kernel_plan.c forms them: d = add(c, bias)
  * and e = act(d), or e = act(c), or g = mask(aux, c). The product writes its tiles
  * into the buffer of the last value before the activation that has one (an internal
  * value has none) and runs the epilogue on them; the activation goes to its own

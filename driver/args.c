@@ -241,5 +241,7 @@ void args_usage(FILE *o) {
           "                     budget is planned at)\n"
           "  -O0 .. -O3         codegen optimization level (default -O3)\n"
           "  -march=CPU         native (default), x86-64, x86-64-v2, x86-64-v3 or x86-64-v4\n"
-          "  --threads N        threads that run the model, 1 to %d (default: one per CPU)\n", MAX_THREADS);
+          "  --threads N        threads that run the model, 1 to %d (default: one per CPU)\n"
+          "  --watch            train: per-epoch statistics and the memory measured; --mem-report:\n"
+          "                     the plan as train --watch compiles it (activations as outputs)\n", MAX_THREADS);
 }

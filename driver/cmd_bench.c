@@ -244,6 +244,7 @@ static void bench_usage(FILE *o) {
           "                 update timed through the three entry points, and the products\n"
           "                 (implies --gemm)\n"
           "output: bpcc MODEL ms_median ms_min ms_max gflop_per_step gflops compile_ms peak_rss_mib\n"
+          "        code DESCRIPTION (what was compiled: O level, target, lanes, kernels, memory)\n"
           "        gemm VARIANT M K N threads ms_median gflops\n"
           "        profile PHASE ms_median (forward, backward, update, products, other)\n");
 }

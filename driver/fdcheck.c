@@ -105,7 +105,7 @@ static TensorType resolved(const TensorType *t, int64_t batch) {
   return r;
 }
 
-static bool is_kink_op(Op op) { return op == OP_RELU || op == OP_ABS || op == OP_SIGN; }
+static bool is_kink_op(Op op) { return ir_ops[op].flags & OPF_KINK; }   /* relu, abs, sign (ir/ops.def) */
 
 /* Run the forward function in f64: the loss (NaN on error), and the sign pattern of
  * every relu/abs/sign operand into signs[nsigns]. */

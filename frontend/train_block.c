@@ -321,12 +321,6 @@ void fe_check_train(const Def *train, TrainSpec *t) {
       if (k == 5) {
         t->opt.hyper[BPRT_H_CLIP] = x;
       } else {
-        if (opt_item)
-          for (const TrainArg *g = opt_item->args; g; g = g->next)
-            if (g->name && strcmp(g->name, "weight_decay") == 0) {
-              diag_error(it->loc, "weight_decay is set twice: here and in the optimizer's arguments");
-              diag_note(g->loc, "set here");
-            }
         t->opt.hyper[BPRT_H_WEIGHT_DECAY] = x;
         wd_line = true;
       }
@@ -334,10 +328,13 @@ void fe_check_train(const Def *train, TrainSpec *t) {
     }
     }
   }
-  if (wd_line && opt_item && seen[0] && seen[6] && seen[6]->loc.line < seen[0]->loc.line) {
+  /* clip and weight_decay may be a line of the block or an argument of the optimizer,
+   * not both (whichever comes first) */
+  for (int k = 5; k <= 6 && opt_item; k++) {
+    if (!seen[k]) continue;
     for (const TrainArg *g = opt_item->args; g; g = g->next)
-      if (g->name && strcmp(g->name, "weight_decay") == 0) {
-        diag_error(seen[6]->loc, "weight_decay is set twice: here and in the optimizer's arguments");
+      if (g->name && strcmp(g->name, keys[k]) == 0) {
+        diag_error(seen[k]->loc, "%s is set twice: here and in the optimizer's arguments", keys[k]);
         diag_note(g->loc, "set here");
       }
   }

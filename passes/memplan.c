@@ -281,7 +281,7 @@ MemPlan *memplan_build_ex(Func *f, int64_t batch, const bool *in_workspace, cons
   memset(p->vals, 0, (size_t)(n ? n : 1) * sizeof *p->vals);
   classify(p, p->plan_batch);
   if (step) {
-    /* kernels may run in another order than their instructions (passes/fuse.c): a
+    /* kernels may run in another order than their instructions (passes/kernel_plan.c): a
      * value lives from its kernel to the latest kernel that reads it */
     p->step = bp_xmalloc((size_t)(n ? n : 1) * sizeof *p->step);
     p->last_step = bp_xmalloc((size_t)(n ? n : 1) * sizeof *p->last_step);

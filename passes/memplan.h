@@ -1,7 +1,8 @@
-/* passes/memplan.h — memory planning and checkpoint placement (issue 6).
+/* passes/memplan.h — memory planning and activation recomputation.
  *
- *   memplan.c     lifetimes, kinds and sizes of every value; offsets into one workspace
- *   recompute.c  which forward activations are kept for backward and which recomputed
+ *   memplan.c     lifetimes, kinds and sizes of every value; offsets into one workspace;
+ *                 the memory of a compiled model (parameter block, workspaces)
+ *   recompute.c   which forward activations are kept for backward and which recomputed
  *
  * Sizes are linear in the batch: a tensor of type f32[B,512] takes 0 + 2048 * B bytes,
  * so one plan serves every batch size (the runtime contract in runtime/model.h:
@@ -67,7 +68,7 @@ void memplan_free(MemPlan *p);
  * says which values get a slot — e.g. also gradients and outputs that a kernel computes
  * into the workspace before a sink copies them out, or constants it materializes.
  * step (NULL: each instruction its own step) maps each instruction to a step number,
- * e.g. the position of its kernel in a fused schedule (passes/fuse.c), which may run
+ * e.g. the position of its kernel in a kernel plan (passes/kernel_plan.c), which may run
  * kernels in another order than their instructions: lifetimes are then intervals of
  * steps, from step[def] to the latest step of a reader, so no two values read or
  * written in one kernel share bytes. def and last stay instruction indices. */

@@ -268,9 +268,7 @@ static int32_t r_bcast_hoist(Simp *s, const Inst *in) {
 /* bcast.fold: a op broadcast(x) -> a op x for a broadcasting elementwise op, when the
  * result type stays the same (the op broadcasts by itself) */
 static int32_t r_bcast_fold(Simp *s, const Inst *in) {
-  if (!(ir_ops[in->op].flags & OPF_EW) || in->nargs != 2 || in->op == OP_RELU_GRAD || in->op == OP_SIGMOID_GRAD ||
-      in->op == OP_TANH_GRAD)
-    return -1;
+  if (!(ir_ops[in->op].flags & OPF_EW) || in->nargs != 2 || (ir_ops[in->op].flags & OPF_ACT_GRAD)) return -1;
   for (int k = 0; k < 2; k++) {
     const Inst *b = at(s, in->args[k]);
     if (b->op != OP_BROADCAST) continue;

@@ -1,4 +1,4 @@
-/* tests/codegen/test_cg_fuse.c — fusion (passes/fuse.c) and the fused kernels.
+/* tests/codegen/test_cg_fuse.c — fusion (passes/kernel_plan.c) and the fused kernels.
  *
  * 1. The plan: which groups the rules form on small models (gemm + bias + activation,
  *    activation straight on a product, the activation derivative on the product that

@@ -1,4 +1,4 @@
-/* tests/memplan/test_memplan.c — memory planning and checkpoint placement on
+/* tests/memplan/test_memplan.c — memory planning and recomputation on
  * hand-built IR: lifetimes, kinds, offsets (no two live values share a byte, checked
  * for every pair), the peaks against brute force, the totals, the chain DP against
  * exhaustive search, the infeasible-budget message, and bitwise-equal gradients with
