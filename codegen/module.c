@@ -95,8 +95,10 @@ int64_t cg_workspace_extra(const CgOptions *o, const KernelPlan *fwd, const Kern
 typedef struct {
   const KernelPlan *kp;
   const MemPlan *mp;
-  bool training;          /* dropout masks drawn; gradients written */
 } EntryPlan;
+
+/* The gradient entry draws dropout masks and writes gradients; forward does neither. */
+static bool training(const EntryPlan *p) { return p->kp->mode == PLAN_TRAINING; }
 
 /* ------------------------------------------------------------------ the model tables */
 
@@ -387,7 +389,7 @@ static bool emit_group(Build *b, const EntryPlan *p, int g, const int32_t *membe
     break;
   }
   default:
-    ok = cg_kernel(cg, f, v, vals, p->training);
+    ok = cg_kernel(cg, f, v, vals, training(p));
     break;
   }
   return ok;
@@ -461,14 +463,14 @@ static bool emit_body(Build *b, const EntryPlan *p, int which) {
     }
     /* in forward, what only the loss needs runs when the caller asks for the loss */
     LLVMBasicBlockRef join = NULL;
-    if (kp->loss_only[g] && !p->training)
+    if (kp->loss_only[g] && !training(p))
       join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, cg_frame_field(cg, CG_FR_LOSS), LLVMConstNull(cg->t_ptr), ""));
     ok = emit_group(b, p, g, members, n, vals, has_grad);
     if (join) cg_if_end(cg, join);
     if (counters) prof_add(cg, counters, g, t0);
   }
   /* gradients are overwritten: a parameter the loss does not reach gets zeros */
-  if (ok && p->training)
+  if (ok && training(p))
     for (int k = 0; k < d->nparams; k++)
       if (!has_grad[k]) {
         const bprt_param_desc *pd = &d->params[k];
@@ -573,7 +575,7 @@ CgModel *cg_model_build(const CgModelInput *in) {
                "codegen needs %lld of %d", (long long)mm->extra, (int)mm->elem_bytes, (long long)b.pack_bytes, cg->esize);
     ok = false;
   }
-  EntryPlan pf = {in->fwd, mm->fwd, false}, pg = {in->grad, mm->grad, true};
+  EntryPlan pf = {in->fwd, mm->fwd}, pg = {in->grad, mm->grad};
   if (ok) {
     m->desc.ws_fixed = mm->workspace.fixed;
     m->desc.ws_per_batch = mm->workspace.per_batch;

@@ -132,13 +132,13 @@ int args_pipeline_option(PipelineArgs *a, int argc, char **argv, int *i) {
   }
   if (VALUE("--recompute") || VALUE("--checkpoint")) {   /* --checkpoint: the name before 0.2 */
     if (v == ARGS_MISSING) return -1;
-    if (!strcmp(v, "none")) o->recompute = RECOMPUTE_NONE;
-    else if (!strcmp(v, "sqrt")) o->recompute = RECOMPUTE_SQRT;
-    else if (!strcmp(v, "auto")) o->recompute = RECOMPUTE_AUTO;
-    else {
+    int m = 0;
+    while (m < RECOMPUTE__COUNT && strcmp(v, recompute_mode_names[m])) m++;
+    if (m == RECOMPUTE__COUNT) {
       fprintf(stderr, "bpcc: error: %.*s: unknown strategy '%s' (none, sqrt or auto)\n", (int)strcspn(arg, "="), arg, v);
       return -1;
     }
+    o->recompute = (RecomputeMode)m;
     o->recompute_set = true;
     return given(a, ARG_RECOMPUTE, arg);
   }
@@ -175,6 +175,12 @@ int args_pipeline_option(PipelineArgs *a, int argc, char **argv, int *i) {
   }
 #undef VALUE
   return 0;
+}
+
+bool args_apply_threads(const PipelineArgs *a) {
+  if (a->threads <= 0 || bprt_set_threads((int)a->threads) == 0) return true;
+  fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)a->threads, bprt_last_error());
+  return false;
 }
 
 /* ------------------------------------------------------------------ which apply */

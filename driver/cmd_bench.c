@@ -285,12 +285,8 @@ int cmd_bench(int argc, char **argv) {
   }
   static const CommandInfo bench = {"bench", STAGE_MACHINE, true, true, true};
   if (!args_check(&pa, &bench)) return 1;
-  int64_t threads = pa.threads;
-  if (threads > 0 && bprt_set_threads((int)threads)) {
-    fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)threads, bprt_last_error());
-    return 1;
-  }
-  if (threads <= 0) threads = bprt_get_threads();
+  if (!args_apply_threads(&pa)) return 1;
+  int64_t threads = bprt_get_threads();
   po.runtime = true;
   Compilation c;
   pipeline_init(&c, file, &po);

@@ -85,10 +85,7 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s: model '%s' has no loss to evaluate (declare `loss` in it)\n", c.name, c.model->name);
     goto done;
   }
-  if (pa.threads > 0 && bprt_set_threads((int)pa.threads)) {
-    fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)pa.threads, bprt_last_error());
-    goto done;
-  }
+  if (!args_apply_threads(&pa)) goto done;
   if (bprt_data_load(data, ts->seed, &tr, &te)) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;

@@ -96,7 +96,11 @@ int cmd_gradcheck(int argc, char **argv) {
     }
   }
   if (!file) return gc_arg_error("%s", "no input file");
-  if (po.batch > 4096) return gc_arg_error("--batch must be an integer in [1, 4096], not '%s'", "larger");
+  if (po.batch > 4096) {
+    char b[32];
+    snprintf(b, sizeof b, "%lld", (long long)po.batch);
+    return gc_arg_error("--batch must be an integer in [1, 4096], not '%s'", b);
+  }
   static const CommandInfo gradcheck = {"gradcheck", STAGE_RECOMPUTE, true, true, false};
   if (!args_check(&pa, &gradcheck)) return 1;
   if (po.batch == 0) po.batch = 4;

@@ -26,8 +26,7 @@ int cmd_mem_report(const char *path, const PipelineOptions *o) {
     if (c.grad) {
       bool chose = c.opt.recompute_set || c.opt.mem_budget > 0;
       RecomputeMode mode = c.opt.recompute_set ? c.opt.recompute : c.opt.mem_budget > 0 ? RECOMPUTE_AUTO : RECOMPUTE_NONE;
-      static const char *const names[] = {"none", "sqrt", "auto"};
-      printf("\nrecompute: %s", names[mode]);
+      printf("\nrecompute: %s", recompute_mode_names[mode]);
       if (chose && c.recompute.ncandidates > 0)
         printf(", %d of %d activations read by backward kept, %.4g MFLOP recomputed per step", c.recompute.nkept,
                c.recompute.ncandidates, c.recompute.recompute_flops / 1e6);

@@ -298,10 +298,7 @@ int cmd_train(int argc, char **argv) {
       resolve_schedule(ts, &a, c.opt.optimizer.hyper[BPRT_H_LR], o.epochs, &o.schedule))
     goto done;
   c.opt.optimizer_set = true;
-  if (a.pa.threads > 0 && bprt_set_threads((int)a.pa.threads)) {
-    fprintf(stderr, "bpcc: error: --threads %lld: %s\n", (long long)a.pa.threads, bprt_last_error());
-    goto done;
-  }
+  if (!args_apply_threads(&a.pa)) goto done;
   if (load_data(&a, o.seed, &train, &val)) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;

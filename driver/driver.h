@@ -85,6 +85,8 @@ void args_init(PipelineArgs *a, PipelineOptions *o);
 /* argv[*i] (and the value after it): 1 if it is one of the pipeline's options (taken),
  * 0 if not, -1 after an error message (a bad value: exit status 1). */
 int args_pipeline_option(PipelineArgs *a, int argc, char **argv, int *i);
+/* The runtime's thread pool to --threads N, if given; false after an error message. */
+bool args_apply_threads(const PipelineArgs *a);
 /* A clear error for each option given that the command does not use; false if any. */
 bool args_check(const PipelineArgs *a, const CommandInfo *cmd);
 /* The options in --help (every command takes them where they apply). */

@@ -252,17 +252,22 @@ static bprt_model_memory memory_of(const Compilation *c, const ModelMemory *mm, 
 bprt_model_memory pipeline_memory_at(const Compilation *c, int64_t batch) { return memory_of(c, c->mem, batch); }
 
 /* The recompute pass measures each candidate plan with the stages after it: its kernel
- * plan, the memory plan with the forward entry's, and the runtime's allocations. */
+ * plan, the memory plan with the forward entry's (planned once: recomputation does not
+ * change it), and the runtime's allocations. */
+typedef struct {
+  Compilation *c;
+  const KernelPlan *kf;
+} Measure;
+
 static int64_t measure_candidate(void *ctx, Func *g) {
-  Compilation *c = ctx;
+  Measure *m = ctx;
   Arena *a = arena_new();
-  KernelPlanOptions ko = {c->opt.fuse};
-  KernelPlan *kf = pass_kernel_plan(a, forward_fn(c), PLAN_INFERENCE, &ko);
-  KernelPlan *kg = kf ? pass_kernel_plan(a, g, PLAN_TRAINING, &ko) : NULL;
+  KernelPlanOptions ko = {m->c->opt.fuse};
+  KernelPlan *kg = pass_kernel_plan(a, g, PLAN_TRAINING, &ko);
   int64_t total = INT64_MAX;
   if (kg) {
-    ModelMemory *mm = plan_memory(c, kf, kg);
-    total = memory_of(c, mm, c->batch).total;
+    ModelMemory *mm = plan_memory(m->c, m->kf, kg);
+    total = memory_of(m->c, mm, m->c->batch).total;
     memplan_model_free(mm);
   }
   arena_free(a);
@@ -279,9 +284,17 @@ static bool recompute(Compilation *c) {
             (long long)MAX_PLAN_BATCH);
     return false;
   }
+  Arena *a = arena_new();
+  KernelPlanOptions ko = {c->opt.fuse};
+  Measure m = {c, pass_kernel_plan(a, forward_fn(c), PLAN_INFERENCE, &ko)};
+  if (!m.kf) {
+    arena_free(a);
+    return false;
+  }
   RecomputeOptions o = {c->opt.recompute_set ? c->opt.recompute : RECOMPUTE_AUTO, c->opt.mem_budget, c->batch,
-                        opt_slots(c), measure_candidate, c};
+                        opt_slots(c), measure_candidate, &m};
   Func *g = pass_recompute(c->grad, &o, &c->recompute);
+  arena_free(a);
   if (!g) return false;
   if (g != c->grad) c->grad = pass_func_replace(c->grad, g);
   return true;
@@ -366,9 +379,8 @@ char *pipeline_describe(const Compilation *c, char *buf, size_t n) {
     k += (size_t)snprintf(buf + k, n - k, "; %s at batch %lld",
                           memplan_format_size(pipeline_memory_at(c, c->batch).total, sb, sizeof sb), (long long)c->batch);
   if (c->grad && (c->opt.recompute_set || c->opt.mem_budget > 0) && k < n) {
-    static const char *const modes[] = {"none", "sqrt", "auto"};
     RecomputeMode m = c->opt.recompute_set ? c->opt.recompute : RECOMPUTE_AUTO;
-    snprintf(buf + k, n - k, "; recompute %s: %d of %d activations kept", modes[m], c->recompute.nkept,
+    snprintf(buf + k, n - k, "; recompute %s: %d of %d activations kept", recompute_mode_names[m], c->recompute.nkept,
              c->recompute.ncandidates);
   }
   return buf;

@@ -525,7 +525,7 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
       diag_warning(g->insts[p].loc, "parameter '%s' does not affect the loss; the optimizer leaves it unchanged",
                    g->insts[p].name ? g->insts[p].name : "?");
     }
-    ad.rule = unreached ? "unreached" : "grad";
+    ad.rule = unreached ? PASS_RULE_UNREACHED : "grad";
     Inst s = ir_inst(OP_GRAD, SRCLOC_NONE);
     s.nargs = 2;
     s.args[0] = p;

@@ -362,7 +362,7 @@ const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epil
 
 /* ------------------------------------------------------------------ the pass */
 
-static int64_t batch_dims(const TensorType *t) {
+static int batch_dims(const TensorType *t) {
   int n = 0;
   for (int i = 0; i < t->rank; i++) n += t->dims[i] == DIM_BATCH;
   return n;
@@ -408,7 +408,6 @@ KernelPlan *pass_kernel_plan(Arena *a, Func *f, PlanMode mode, const KernelPlanO
       diag_error(in->loc, "labels are only produced by inputs (%%%d = %s)", (int)i, ir_ops[in->op].name);
       ok = false;
     }
-    if (ir_ops[in->op].kind == OPK_PRODUCT) p->has_product = true;
     if (ir_ops[in->op].kind != OPK_EW && !(ir_ops[in->op].flags & (OPF_SINK | OPF_LEAF)))
       for (int k = 0; k < in->nargs; k++)
         if (f->insts[in->args[k]].op == OP_CONST) p->materialize[in->args[k]] = true;

@@ -414,7 +414,7 @@ ModelMemory *memplan_model(const KernelPlan *fwd, const KernelPlan *grad, int op
   bool *unreached = bp_xmalloc((size_t)(pf->ninsts + 1) * sizeof *unreached);
   memset(unreached, 0, (size_t)(pf->ninsts + 1) * sizeof *unreached);
   for (int32_t i = 0; grad && i < pf->ninsts; i++)
-    if (pf->insts[i].op == OP_GRAD && pf->insts[i].rule && !strcmp(pf->insts[i].rule, "unreached"))
+    if (pf->insts[i].op == OP_GRAD && pf->insts[i].rule && !strcmp(pf->insts[i].rule, PASS_RULE_UNREACHED))
       unreached[pf->insts[i].args[0]] = true;
   int32_t k = 0;
   for (int32_t i = 0; i < pf->ninsts; i++)

@@ -148,7 +148,8 @@ bool memplan_verify(const MemPlan *p, const char *what);
 
 /* ---------------------------------------------------------------- recompute.c */
 
-typedef enum { RECOMPUTE_NONE, RECOMPUTE_SQRT, RECOMPUTE_AUTO } RecomputeMode;
+typedef enum { RECOMPUTE_NONE, RECOMPUTE_SQRT, RECOMPUTE_AUTO, RECOMPUTE__COUNT } RecomputeMode;
+extern const char *const recompute_mode_names[RECOMPUTE__COUNT];   /* "none", "sqrt", "auto" */
 
 /* One link of the abstract chain: the activation's bytes and the FLOPs to recompute it
  * from the one before. */

@@ -41,6 +41,10 @@ void pass_options_default(PassOptions *opt);
 
 /* ------------------------------------------------------------------ the passes */
 
+/* The rule of the grad sink of a parameter the loss does not reach: the optimizer leaves
+ * such a parameter as it is (the memory plan puts it after the trained ones). */
+#define PASS_RULE_UNREACHED "unreached"
+
 /* Reverse-mode autodiff (autodiff.c). f must have one `loss` sink and no `grad` sinks.
  * The result computes every forward value, the loss, and `grad %p, %g` for each param
  * in order (a param that does not reach the loss gets a zero constant). */
@@ -91,7 +95,6 @@ typedef struct {
   uint8_t *kind;         /* KernelKind per kernel */
   bool *loss_only;       /* per kernel: runs only when the loss is asked for (inference) */
   int ngroups;
-  bool has_product;      /* some kernel is a matrix product (codegen's packing buffers) */
 } KernelPlan;
 
 /* Plan f for an entry. NULL after a located error for what no kernel computes (a label

@@ -263,6 +263,8 @@ Func *recompute_apply(Func *f, const bool *recompute, const char *name) {
 
 /* ------------------------------------------------------------ the pass */
 
+const char *const recompute_mode_names[RECOMPUTE__COUNT] = {"none", "sqrt", "auto"};
+
 typedef struct {
   bool *keep;          /* per link */
   int64_t total;       /* measured: fixed blocks + planned workspace */
@@ -456,7 +458,7 @@ Func *pass_recompute(Func *f, const RecomputeOptions *opt, RecomputeResult *res)
                "memory budget %s (%lld bytes) is too small for --recompute=%s, which needs %s (%lld bytes); "
                "the smallest feasible budget is %s (%lld bytes, with --recompute=auto)",
                memplan_format_size(opt->budget, b1, sizeof b1), (long long)opt->budget,
-               opt->mode == RECOMPUTE_NONE ? "none" : "sqrt", memplan_format_size(cands[chosen].total, b2, sizeof b2),
+               recompute_mode_names[opt->mode], memplan_format_size(cands[chosen].total, b2, sizeof b2),
                (long long)cands[chosen].total, memplan_format_size(res->min_feasible, b1, sizeof b1),
                (long long)res->min_feasible);
     chosen = -1;

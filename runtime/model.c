@@ -182,24 +182,20 @@ static bprt_model_memory memory_at(const bprt_model_desc *d, int64_t cap) {
 }
 
 bprt_model_memory bprt_model_memory_at(const bprt_model_desc *d, int64_t batch) {
-  bprt_model_memory r;
-  memset(&r, 0, sizeof r);
-  return d ? memory_at(d, batch > 0 ? batch : 0) : r;
+  return d ? memory_at(d, batch > 0 ? batch : 0) : (bprt_model_memory){0};
 }
 
 bprt_model_memory bprt_model_memory_used(const bprt_model *m) {
-  bprt_model_memory r;
-  memset(&r, 0, sizeof r);
-  return m ? memory_at(m->d, m->workspace ? m->cap_batch : 0) : r;
+  return m ? memory_at(m->d, m->workspace ? m->cap_batch : 0) : (bprt_model_memory){0};
 }
 
 /* A block of n floats (at least one cache line, so that a model with no parameters
  * still has valid pointers), zeroed. */
 static float *alloc_block(int64_t n) {
-  if (n < 16) n = 16;
   if ((uint64_t)n > SIZE_MAX / sizeof(float)) return NULL;
-  float *p = bprt_malloc((size_t)n * sizeof(float));
-  if (p) memset(p, 0, (size_t)n * sizeof(float));
+  size_t bytes = (size_t)block_bytes(n);
+  float *p = bprt_malloc(bytes);
+  if (p) memset(p, 0, bytes);
   return p;
 }
 
