@@ -653,6 +653,26 @@ static int parse_u64(const char *s, uint64_t *out) {
   return 0;
 }
 
+/* The file holds exactly the tensors this model reads, each with its shape: the
+ * parameters, and the optimizer state when it is a bpcc checkpoint. A model that does not
+ * train passes over a checkpoint's optimizer tensors (`optim.*`). The messages, which
+ * suggest the fix, are ckmatch.c's. */
+static int check_tensors(const bprt_model *m, const BprtCheckpoint *ck, bool ours, char **state, int nslots) {
+  const bprt_model_desc *d = m->d;
+  int n = d->nparams * (ours ? 1 + nslots : 1);
+  BprtTensorRef *need = bprt_calloc((size_t)n + 1, sizeof *need);
+  if (!need) return bprt_prefix_error("%s", bprt_st_path(ck));
+  for (int k = 0; k < n; k++) {
+    const bprt_param_desc *p = &d->params[k % d->nparams];
+    need[k].name = k < d->nparams ? p->name : state[k - d->nparams];
+    need[k].rank = p->rank;
+    for (int j = 0; j < p->rank; j++) need[k].dims[j] = p->dims[j];
+  }
+  int rc = bprt_st_match(ck, model_name(m), need, n, ours && !d->grad ? "optim." : NULL);
+  bprt_free(need);
+  return rc;
+}
+
 int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out) {
   if (ck_out) *ck_out = NULL;
   if (!m || !path) return fail(BPRT_E_ARG, "load: NULL %s", m ? "path" : "model");
@@ -695,6 +715,7 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
     names = state_names(m, nslots);
     if (!params || !state || !names) rc = fail(BPRT_E_NOMEM, "%s: out of memory loading '%s'", model_name(m), path);
   }
+  if (rc == BPRT_OK && check_tensors(m, ck, ours, names, nslots) != 0) rc = BPRT_E_CHECKPOINT;
   if (rc == BPRT_OK) memcpy(params, m->params, sizeof(float) * (size_t)d->param_floats);
   for (int i = 0; rc == BPRT_OK && i < d->nparams; i++) {
     const bprt_param_desc *p = &d->params[i];
@@ -708,25 +729,6 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
                          p->dims) != 0)
           rc = BPRT_E_CHECKPOINT;
       }
-  }
-  if (rc == BPRT_OK) {
-    /* every tensor of the file must be one we read: a file with more is another model
-     * (a model that does not train, an inference library or `bpcc eval`, reads a
-     * checkpoint's parameters and passes over its optimizer state) */
-    int expected = d->nparams * (ours ? 1 + nslots : 1);
-    for (int i = 0; ours && !d->grad && i < bprt_st_count(ck); i++)
-      expected += !strncmp(bprt_st_tensor(ck, i)->name, "optim.", 6);
-    if (bprt_st_count(ck) != expected) {
-      const char *extra = NULL;
-      for (int i = 0; !extra && i < bprt_st_count(ck); i++) {
-        const char *n = bprt_st_tensor(ck, i)->name;
-        bool known = bprt_model_find_param(m, n) >= 0 || (ours && !d->grad && !strncmp(n, "optim.", 6));
-        for (int k = 0; ours && !known && k < nslots * d->nparams; k++) known = !strcmp(names[k], n);
-        if (!known) extra = n;
-      }
-      rc = fail(BPRT_E_CHECKPOINT, "%s: unexpected tensor '%s' (not in model '%s')", path, extra ? extra : "?",
-                model_name(m));
-    }
   }
   if (rc == BPRT_OK) {
     float *tmp = m->params;

@@ -11,6 +11,7 @@
  *   init.c         parameter initializers (zeros ... he_normal), PyTorch's formulas
  *   json.c         a tiny JSON reader for safetensors headers (runtime/json.h, internal)
  *   safetensors.c  checkpoints: atomic write, fully validated read
+ *   ckmatch.c      a checkpoint's names and shapes against what a model reads
  *
  * Error convention: a function that can fail returns -1 (or NULL) and leaves a message
  * in bprt_last_error(); it never exits, asserts or prints. Messages name the file and
@@ -218,6 +219,14 @@ const char *bprt_st_meta(const BprtCheckpoint *ck, const char *key);   /* NULL i
  * [784,100]". Returns 0 / -1. */
 int bprt_st_load(const BprtCheckpoint *ck, const char *name, float *dst, int rank,
                  const int64_t *dims);
+
+/* Does ck hold exactly the tensors need[0..n) (names and shapes)? File tensors whose
+ * name starts with skip_prefix (may be NULL) are passed over. 0, or -1 with "PATH: ..."
+ * listing every missing and unknown name, pairing them by shape, and saying
+ * "transposed?" where a shape is the expected one reversed (ckmatch.c). `model` names
+ * the reader in messages. Only names and shapes are read, never the data. */
+int bprt_st_match(const BprtCheckpoint *ck, const char *model, const BprtTensorRef *need, int n,
+                  const char *skip_prefix);
 
 /* "[784,800]" into buf (returns buf); helper for messages. */
 char *bprt_shape_str(int rank, const int64_t *dims, char *buf, size_t n);

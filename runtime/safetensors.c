@@ -326,6 +326,15 @@ static bool known_dtype(const char *d) {
   return false;
 }
 
+/* What to do about a tensor of another dtype, in PyTorch's and NumPy's words
+ * (docs/interop.md): floats convert; an integer or boolean tensor (a step counter, a
+ * mask, BatchNorm's num_batches_tracked) is no bpcc parameter and should be left out. */
+static const char *dtype_fix(const char *d) {
+  if (d[0] == 'F' || (d[0] == 'B' && d[1] == 'F'))
+    return "convert it before saving (torch: t.float(); NumPy: a.astype(numpy.float32))";
+  return "bpcc parameters are floats; leave it out of the file, or convert it if it is one";
+}
+
 /* Validate one tensor entry of the header into e. Offsets are in the file as bytes
  * after the header; data_len is how many such bytes the file has. */
 static int parse_entry(const char *path, const char *name, const JsonValue *v, uint64_t hdr_end,
@@ -343,7 +352,8 @@ static int parse_entry(const char *path, const char *name, const JsonValue *v, u
     return bprt_set_error("%s: tensor '%s': dtype is %s; expected a string", path, name, json_kind_name(dt->kind));
   if (strcmp(dt->string, "F32") != 0) {
     if (known_dtype(dt->string))
-      return bprt_set_error("%s: tensor '%s' has dtype %s; bpcc checkpoints hold F32 only", path, name, dt->string);
+      return bprt_set_error("%s: tensor '%s' has dtype %s; bpcc checkpoints hold F32 only: %s", path, name, dt->string,
+                            dtype_fix(dt->string));
     return bprt_set_error("%s: tensor '%s' has unknown dtype '%s'", path, name, dt->string);
   }
   if (sh->kind != JSON_ARRAY)

@@ -475,7 +475,9 @@ static void test_checkpoint_bad(void **state) {
                       {"optimizer", "momentum"}, {"step", "4"}};
   BprtTensorRef t4[2] = {{.name = "W", .rank = 2, .dims = {3, 2}, .data = w}, {.name = "b", .rank = 1, .dims = {2}, .data = bias}};
   assert_int_equal(bprt_st_write(nostate, t4, 2, meta, 5), 0);
-  snprintf(msg, sizeof msg, "tiny: load: %s: missing tensor 'optim.W.momentum_buffer'", nostate);
+  snprintf(msg, sizeof msg,
+           "tiny: load: %s: 2 tensors missing: 'optim.W.momentum_buffer' [3,2], 'optim.b.momentum_buffer' [2]",
+           nostate);
   expect_bad_load(m, nostate, msg);
   /* bad metadata */
   const char *badstep = path_in(dir, "badstep.safetensors");
@@ -503,6 +505,78 @@ static void test_checkpoint_bad(void **state) {
   assert_true(strncmp(bprt_last_error(), "tiny: save: ", 12) == 0);
   bprt_model_destroy(m);
   bprt_model_destroy(o);
+  rm_tree(dir);
+  free(dir);
+}
+
+/* Load errors that suggest the fix (runtime/ckmatch.c): a file with PyTorch's names and
+ * layout, a transposed weight, several unknown names, and a listing too long for the
+ * error buffer, which is cut with a count. */
+static void test_checkpoint_hints(void **state) {
+  (void)state;
+  char *dir = make_temp_dir();
+  char msg[8192];
+  bprt_model *m = bprt_model_create(&tiny, 1);
+  float w[6] = {0}, bias[2] = {0}, extra[3] = {0};
+
+  /* torch's nn.Linear(3, 2).state_dict() saved as it is */
+  const char *torch = path_in(dir, "torch.safetensors");
+  BprtTensorRef t1[2] = {{.name = "0.weight", .rank = 2, .dims = {2, 3}, .data = w},
+                         {.name = "0.bias", .rank = 1, .dims = {2}, .data = bias}};
+  assert_int_equal(bprt_st_write(torch, t1, 2, NULL, 0), 0);
+  snprintf(msg, sizeof msg,
+           "tiny: load: %s: the tensor names do not match model 'tiny' (docs/interop.md)\n"
+           "  missing (2): 'W' [3,2], 'b' [2]\n"
+           "  unknown (2): '0.bias' [2], '0.weight' [2,3]\n"
+           "  '0.bias' [2] could be 'b' [2]\n"
+           "  '0.weight' [2,3] could be 'W' [3,2] transposed\n"
+           "  bpcc's dense W is [in, out]; a torch nn.Linear weight is [out, in]: save weight.T",
+           torch);
+  expect_bad_load(m, torch, msg);
+
+  /* renamed, not transposed */
+  const char *tr = path_in(dir, "transposed.safetensors");
+  BprtTensorRef t2[2] = {{.name = "W", .rank = 2, .dims = {2, 3}, .data = w},
+                         {.name = "b", .rank = 1, .dims = {2}, .data = bias}};
+  assert_int_equal(bprt_st_write(tr, t2, 2, NULL, 0), 0);
+  snprintf(msg, sizeof msg,
+           "tiny: load: %s: tensor 'W' has shape [2,3], expected [3,2]: transposed? bpcc's dense W is [in, out]; "
+           "a torch nn.Linear weight is [out, in]: save weight.T (docs/interop.md)",
+           tr);
+  expect_bad_load(m, tr, msg);
+
+  /* two unknown names, none missing */
+  const char *more = path_in(dir, "more.safetensors");
+  BprtTensorRef t3[4] = {{.name = "W", .rank = 2, .dims = {3, 2}, .data = w},
+                         {.name = "b", .rank = 1, .dims = {2}, .data = bias},
+                         {.name = "d", .rank = 1, .dims = {1}, .data = extra},
+                         {.name = "c", .rank = 1, .dims = {3}, .data = extra}};
+  assert_int_equal(bprt_st_write(more, t3, 4, NULL, 0), 0);
+  snprintf(msg, sizeof msg, "tiny: load: %s: 2 unexpected tensors (not in model 'tiny'): 'c' [3], 'd' [1]", more);
+  expect_bad_load(m, more, msg);
+
+  /* 300 unknown names of 70 characters: the listing is cut, counted, and fits 1 KiB */
+  enum { MANY = 300 };
+  static char names[MANY][80];
+  static BprtTensorRef many[MANY];
+  for (int i = 0; i < MANY; i++) {
+    snprintf(names[i], sizeof names[i], "layer%03d.%s", i, "a_rather_long_parameter_name_as_some_frameworks_write_them_xxxxxxx");
+    many[i] = (BprtTensorRef){.name = names[i], .rank = 1, .dims = {1}, .data = extra};
+  }
+  const char *lots = path_in(dir, "lots.safetensors");
+  assert_int_equal(bprt_st_write(lots, many, MANY, NULL, 0), 0);
+  float p[PARAM_FLOATS];
+  memcpy(p, bprt_model_params(m), sizeof p);
+  assert_int_equal(bprt_model_load(m, lots), BPRT_E_CHECKPOINT);
+  assert_memory_equal(p, bprt_model_params(m), sizeof p);
+  snprintf(msg, sizeof msg,
+           "tiny: load: %s: the tensor names do not match model 'tiny' (docs/interop.md)\n"
+           "  missing (2): 'W' [3,2], 'b' [2]\n"
+           "  unknown (300): 'layer000.a_rather_long_parameter_name_as_some_frameworks_...' [1], "
+           "'layer001.a_rather_long_parameter_name_as_some_frameworks_...' [1], and 298 more",
+           lots);
+  assert_string_equal(bprt_last_error(), msg);
+  bprt_model_destroy(m);
   rm_tree(dir);
   free(dir);
 }
@@ -589,6 +663,7 @@ int main(void) {
       cmocka_unit_test(test_misuse),             cmocka_unit_test(test_train),
       cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad),
       cmocka_unit_test(test_alloc_failures),     cmocka_unit_test(test_optimizer_table),
+      cmocka_unit_test(test_checkpoint_hints),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

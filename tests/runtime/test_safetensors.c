@@ -175,7 +175,11 @@ static void test_corrupt_files(void **state) {
   corrupt("{\"a\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "tensor 'a' has no shape");
   corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "tensor 'a' has no data_offsets");
   corrupt("{\"a\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
-          "tensor 'a' has dtype F16; bpcc checkpoints hold F32 only");
+          "tensor 'a' has dtype F16; bpcc checkpoints hold F32 only: convert it before saving (torch: t.float(); "
+          "NumPy: a.astype(numpy.float32))");
+  corrupt("{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
+          "tensor 'a' has dtype I64; bpcc checkpoints hold F32 only: bpcc parameters are floats; leave it out of the "
+          "file, or convert it if it is one");
   corrupt("{\"a\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4, "tensor 'a' has unknown dtype 'Q7'");
   corrupt("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
           "tensor 'a': shape[0] is not a non-negative integer (header byte 37)");
