@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MSG_MAX 900            /* what the body may take of the 1 KiB error buffer */
+#define MSG_MAX 900            /* the most the body takes of the 1 KiB error buffer */
 #define NAME_SHOWN 60          /* longer names are cut to this, with "..." */
 
 /* ------------------------------------------------------------ a bounded message */
@@ -27,12 +27,13 @@
 typedef struct {
   char s[MSG_MAX];
   size_t len;
+  size_t cap;                  /* room left in the error buffer beside the path */
 } Msg;
 
 /* Append unless that would pass position `limit` (or the buffer); false: not added. */
 static bool msg_try(Msg *m, size_t limit, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static bool msg_try(Msg *m, size_t limit, const char *fmt, ...) {
-  if (limit > MSG_MAX - 1) limit = MSG_MAX - 1;
+  if (limit > m->cap - 1) limit = m->cap - 1;
   if (m->len >= limit) return false;
   va_list ap;
   va_start(ap, fmt);
@@ -59,7 +60,7 @@ static const char *item(const BprtTensorRef *t, char *buf, size_t n) {
 /* The items of t[idx[0..n)], comma-separated, within `budget` characters; what does not
  * fit is counted: "..., and 5 more". */
 static void msg_list(Msg *m, size_t budget, const BprtTensorRef *const *t, int n) {
-  size_t limit = m->len + budget;
+  size_t limit = m->len + budget < m->cap - 1 ? m->len + budget : m->cap - 1;
   char buf[NAME_SHOWN + 160];
   int i = 0;
   for (; i < n; i++)
@@ -131,7 +132,12 @@ static const BprtTensorRef *lookup(const BprtTensorRef *const *sorted, int n, co
 /* Names differ: both lists, then a pairing by shape. */
 static int report_names(const char *path, const char *model, const BprtTensorRef **missing, int nmiss,
                         const BprtTensorRef **unknown, int nunk) {
-  Msg m = {.len = 0};
+  /* The error buffer holds "MODEL: load: PATH: " and the body: the body gets what the
+   * path leaves (at least 300), and each list a share of it. */
+  size_t taken = strlen(path) + 2 * strlen(model) + 24;
+  Msg m = {.len = 0, .cap = taken < 1024 - 300 ? 1024 - taken : 300};
+  if (m.cap > MSG_MAX) m.cap = MSG_MAX;
+  size_t list = m.cap / 5, pairs = m.cap * 3 / 8;
   m.s[0] = 0;
   char a[NAME_SHOWN + 160], b[NAME_SHOWN + 160];
   if (nunk == 0 && nmiss == 1) return bprt_set_error("%s: missing tensor '%s'", path, missing[0]->name);
@@ -139,19 +145,19 @@ static int report_names(const char *path, const char *model, const BprtTensorRef
     return bprt_set_error("%s: unexpected tensor '%s' (not in model '%s')", path, unknown[0]->name, model);
   if (nunk == 0) {
     msg_try(&m, MSG_MAX, "%d tensors missing: ", nmiss);
-    msg_list(&m, 600, missing, nmiss);
+    msg_list(&m, m.cap, missing, nmiss);
   } else if (nmiss == 0) {
     msg_try(&m, MSG_MAX, "%d unexpected tensors (not in model '%s'): ", nunk, model);
-    msg_list(&m, 600, unknown, nunk);
+    msg_list(&m, m.cap, unknown, nunk);
   } else {
     msg_try(&m, MSG_MAX, "the tensor names do not match model '%.60s' (docs/interop.md)\n  missing (%d): ", model, nmiss);
-    msg_list(&m, 180, missing, nmiss);
+    msg_list(&m, list, missing, nmiss);
     msg_try(&m, MSG_MAX, "\n  unknown (%d): ", nunk);
-    msg_list(&m, 180, unknown, nunk);
+    msg_list(&m, list, unknown, nunk);
     /* Pair greedily: each unknown tensor, in natural order, with the first missing one
      * (in the model's order) of its shape or its transposed shape. */
     bool *used = bprt_calloc((size_t)nmiss + 1, 1);
-    size_t limit = m.len + 240;
+    size_t limit = m.len + pairs;
     int npairs = 0, shown = 0;
     bool any_t = false;
     for (int u = 0; used && u < nunk; u++)
@@ -184,7 +190,7 @@ static int report_shape(const char *path, const BprtTensorRef *have, const BprtT
   bprt_shape_str(want->rank, want->dims, ws, sizeof ws);
   if (!transposed(have, want))
     return bprt_set_error("%s: tensor '%s' has shape %s, expected %s", path, want->name, hs, ws);
-  Msg m = {.len = 0};
+  Msg m = {.len = 0, .cap = 320};
   m.s[0] = 0;
   int more = 0;
   for (int i = 0; i < nneed; i++) {
