@@ -21,6 +21,7 @@
 
 #define MSG_MAX 900            /* the most the body takes of the 1 KiB error buffer */
 #define NAME_SHOWN 60          /* longer names are cut to this, with "..." */
+#define PAIR_MAX 4096          /* unknown tensors tried for a pairing: bounds the work */
 
 /* ------------------------------------------------------------ a bounded message */
 
@@ -155,12 +156,13 @@ static int report_names(const char *path, const char *model, const BprtTensorRef
     msg_try(&m, MSG_MAX, "\n  unknown (%d): ", nunk);
     msg_list(&m, list, unknown, nunk);
     /* Pair greedily: each unknown tensor, in natural order, with the first missing one
-     * (in the model's order) of its shape or its transposed shape. */
+     * (in the model's order) of its shape or its transposed shape. A suggestion, which
+     * the tensors' order makes right for a PyTorch state_dict of Linear layers. */
     bool *used = bprt_calloc((size_t)nmiss + 1, 1);
     size_t limit = m.len + pairs;
     int npairs = 0, shown = 0;
     bool any_t = false;
-    for (int u = 0; used && u < nunk; u++)
+    for (int u = 0; used && u < nunk && u < PAIR_MAX; u++)
       for (int k = 0; k < nmiss; k++) {
         if (used[k]) continue;
         bool same = same_shape(unknown[u], missing[k]), tr = transposed(unknown[u], missing[k]);
