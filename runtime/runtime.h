@@ -9,6 +9,7 @@
  *   pool.c         a persistent thread pool and parallel-for; workers park on a condvar
  *   rng.c          Philox4x32-10, the counter-based RNG: value = f(seed, stream, index)
  *   init.c         parameter initializers (zeros ... he_normal), PyTorch's formulas
+ *   file.c         opening input files: regular files only, never blocking
  *   json.c         a tiny JSON reader for safetensors headers (runtime/json.h, internal)
  *   safetensors.c  checkpoints: atomic write, fully validated read
  *
@@ -56,6 +57,14 @@ int bprt_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int bprt_prefix_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *bprt_last_error(void);
 void bprt_clear_error(void);
+
+/* ------------------------------------------------------------------ files (file.c) */
+
+/* Open path for reading if it is a regular file: the descriptor (blocking reads) and
+ * its size in *size. -1 with "cannot open PATH: REASON" or "PATH: a FIFO (named pipe),
+ * not a regular file: ..." (directory, character device such as /dev/zero, block
+ * device, socket). Opening never blocks, not even on a FIFO without a writer. */
+int bprt_open_regular(const char *path, uint64_t *size);
 
 /* ------------------------------------------------------------- thread pool (pool.c) */
 

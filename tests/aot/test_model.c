@@ -423,6 +423,18 @@ static void test_checkpoint_bad(void **state) {
   assert_non_null(strstr(bprt_last_error(), missing));
   assert_memory_equal(p, bprt_model_params(m), sizeof p);
 
+  /* a FIFO (no writer: opening it must not block) and /dev/zero (never ends) */
+  alarm(10);
+  const char *fifo = path_in(dir, "fifo.safetensors");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  snprintf(msg, sizeof msg, "tiny: load: %s: a FIFO (named pipe), not a regular file: only regular files can be "
+           "read here", fifo);
+  expect_bad_load(m, fifo, msg);
+  unlink(fifo);
+  expect_bad_load(m, "/dev/zero",
+                  "tiny: load: /dev/zero: a character device, not a regular file: only regular files can be read here");
+  alarm(0);
+
   const char *garbage = path_in(dir, "garbage.safetensors");
   write_text(garbage, "this is not a checkpoint at all, just text\n");
   memcpy(p, bprt_model_params(m), sizeof p);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "runtime/data.h"
@@ -199,9 +200,10 @@ static void test_idx_errors(void **state) {
   /* A truncated gzip stream. */
   write_idx_pair(im, lb, false);
   const char *gzp = path_in(dir, "cut.gz");
-  unsigned char big[4000];
-  for (int i = 0; i < 4000; i++) big[i] = (unsigned char)(i * 7919 % 251);
-  write_gz(gzp, big, sizeof big);
+  unsigned char big[4016], noise[4000];   /* an IDX file, so the header reads fine */
+  for (int i = 0; i < 4000; i++) noise[i] = (unsigned char)(i * 7919 % 251);
+  const uint32_t bdims[3] = {5, 20, 40};
+  write_gz(gzp, big, make_idx(big, 0x08, 3, bdims, noise, sizeof noise));
   FILE *f = fopen(gzp, "rb");
   unsigned char gzbytes[8000];
   size_t gzn = fread(gzbytes, 1, sizeof gzbytes, f);
@@ -892,6 +894,52 @@ static void test_mutation_robustness(void **state) {
   free(orig);
 }
 
+/* Only regular files are read: a FIFO (opening one without a writer would block), a
+ * character device (/dev/zero never ends) or a directory is an error at once, for
+ * every loader and the MNIST layout. alarm() turns a hang into a failure. */
+static void test_not_regular_files(void **state) {
+  (void)state;
+  alarm(10);
+  const char *fifo = path_in(dir, "fifo");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  const char *lb = path_in(dir, "lb"), *im = path_in(dir, "im");
+  write_idx_pair(im, lb, false);
+  char spec[8400];
+  BprtDataset *tr, *va;
+  const char *bad[3] = {fifo, "/dev/zero", dir};
+  const char *kind[3] = {"a FIFO (named pipe)", "a character device", "a directory"};
+  for (int i = 0; i < 3; i++) {
+    char want[4200];
+    snprintf(want, sizeof want, "%s: %s, not a regular file: only regular files can be read here", bad[i], kind[i]);
+    assert_null(bprt_load_idx(bad[i], lb));
+    assert_string_equal(bprt_last_error(), want);
+    assert_null(bprt_load_idx(im, bad[i]));
+    assert_string_equal(bprt_last_error(), want);
+    assert_null(bprt_load_npy(bad[i], lb));
+    assert_string_equal(bprt_last_error(), want);
+    snprintf(spec, sizeof spec, "csv:%s", bad[i]);
+    assert_int_equal(bprt_data_load(spec, 0, &tr, &va), -1);
+    assert_string_equal(bprt_last_error(), want);
+  }
+  /* an MNIST directory whose training images are a FIFO */
+  char mdir[2048];
+  snprintf(mdir, sizeof mdir, "%.1000s/mnist-fifo", dir);
+  assert_int_equal(mkdir(mdir, 0700), 0);
+  char images[4200];
+  snprintf(images, sizeof images, "%.2000s/train-images-idx3-ubyte", mdir);
+  assert_int_equal(mkfifo(images, 0600), 0);
+  const char *others[3] = {"train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+  for (int i = 0; i < 3; i++) write_text(path_in(mdir, others[i]), "x");
+  snprintf(spec, sizeof spec, "mnist:%s", mdir);
+  assert_int_equal(bprt_data_load(spec, 0, &tr, &va), -1);
+  expect_error("%s: a FIFO (named pipe), not a regular file: only regular files can be read here", images);
+  alarm(0);
+  unlink(images);
+  for (int i = 0; i < 3; i++) unlink(path_in(mdir, others[i]));
+  rmdir(mdir);
+  unlink(fifo), unlink(im), unlink(lb);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_idx_good),     cmocka_unit_test(test_idx_types),
@@ -902,7 +950,7 @@ int main(void) {
       cmocka_unit_test(test_generators),   cmocka_unit_test(test_split),
       cmocka_unit_test(test_permutation),  cmocka_unit_test(test_batches),
       cmocka_unit_test(test_shape_checks), cmocka_unit_test(test_alloc_failure_sweep),
-      cmocka_unit_test(test_mutation_robustness),
+      cmocka_unit_test(test_mutation_robustness), cmocka_unit_test(test_not_regular_files),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

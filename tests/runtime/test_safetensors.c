@@ -151,6 +151,24 @@ static void test_corrupt_files(void **state) {
   assert_null(bprt_st_read(path));
   snprintf(want, sizeof want, "cannot open %s: No such file or directory", path);
   assert_string_equal(bprt_last_error(), want);
+  /* Not regular files: errors at once, never a hang (a FIFO without a writer would
+   * block open(2); /dev/zero would be read forever). alarm() turns a hang into a
+   * failure. */
+  alarm(10);
+  const char *fifo = path_in(dir, "fifo.safetensors");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  assert_null(bprt_st_read(fifo));
+  snprintf(want, sizeof want, "%s: a FIFO (named pipe), not a regular file: only regular files can be read here",
+           fifo);
+  assert_string_equal(bprt_last_error(), want);
+  unlink(fifo);
+  assert_null(bprt_st_read("/dev/zero"));
+  assert_string_equal(bprt_last_error(),
+                      "/dev/zero: a character device, not a regular file: only regular files can be read here");
+  assert_null(bprt_st_read(dir));
+  snprintf(want, sizeof want, "%s: a directory, not a regular file: only regular files can be read here", dir);
+  assert_string_equal(bprt_last_error(), want);
+  alarm(0);
   /* Too short. */
   write_bytes(path, "\x05\0\0", 3);
   expect_read_error(path, "file too short for a safetensors checkpoint (3 bytes; the header length alone is 8)");
@@ -206,6 +224,7 @@ static void test_corrupt_files(void **state) {
   corrupt("{}", 3, "3 bytes after the last tensor's data (from byte 10): the header does not describe the whole file");
   corrupt("{\"__metadata__\":{\"step\":3}}", 0, "__metadata__ value of 'step' is a number; expected a string");
   corrupt("{\"__metadata__\":[]}", 0, "__metadata__ is an array; expected an object of strings");
+  corrupt("{\"__metadata__\":{\"step\":\"3\",\"step\":\"4\"}}", 0, "__metadata__ names 'step' twice (header byte 36)");
   corrupt("{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "a tensor has an empty name");
   /* A valid file with a bit flipped in the length is caught too. */
   assert_int_equal(bprt_st_write(path, tensors, 3, meta, 3), 0);
