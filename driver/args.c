@@ -31,6 +31,9 @@
 #include <string.h>
 
 #define MAX_THREADS 1024   /* the runtime's pool (runtime/pool.c) */
+/* The most rows a batch may have: the largest batch a memory plan is made for
+ * (pipeline.c), and far below where a workspace size would overflow. */
+#define MAX_BATCH (INT64_C(1) << 31)
 
 int args_usage_error(const char *command, const char *fmt, ...) {
   va_list ap;
@@ -55,15 +58,20 @@ const char *args_value(int argc, char **argv, int *i, const char *name) {
   return argv[++*i];
 }
 
+/* A value beyond the range (or beyond what strtoll holds) is an error that says the
+ * range, never a value wrapped or capped into it. */
 bool args_int(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out) {
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (end == s || *end || errno == ERANGE || v < lo || v > hi) {
-    if (hi == INT64_MAX)
+  bool number = end != s && !*end;
+  bool too_big = number && ((errno == ERANGE && v > 0) || v > hi);
+  if (!number || errno == ERANGE || v < lo || v > hi) {
+    if (hi == INT64_MAX && !too_big)
       fprintf(stderr, "bpcc: error: %s '%s': expected an integer >= %lld\n", opt, s, (long long)lo);
     else
-      fprintf(stderr, "bpcc: error: %s '%s': expected an integer from %lld to %lld\n", opt, s, (long long)lo, (long long)hi);
+      fprintf(stderr, "bpcc: error: %s '%s': %sexpected an integer from %lld to %lld\n", opt, s,
+              too_big ? "too large: " : "", (long long)lo, (long long)hi);
     return false;
   }
   *out = v;
@@ -146,14 +154,23 @@ int args_pipeline_option(PipelineArgs *a, int argc, char **argv, int *i) {
     if (v == ARGS_MISSING) return -1;
     o->mem_budget = memplan_parse_size(v);
     if (o->mem_budget <= 0) {
-      fprintf(stderr, "bpcc: error: --mem-budget: cannot read '%s' as a size (e.g. 64MiB, 1.5GB, 4096; units B, KiB, "
-                      "MiB, GiB, KB, MB, GB)\n", v);
+      /* say why: a size that reads (its unit is known: "1" + unit parses) but is out of
+       * range, or no size at all */
+      char *end, unit[32];
+      double x = strtod(v, &end);
+      snprintf(unit, sizeof unit, "1%s", end);
+      if (end != v && !isnan(x) && strlen(end) < 16 && memplan_parse_size(unit) > 0)
+        fprintf(stderr, "bpcc: error: --mem-budget '%s': %s\n", v,
+                x <= 0 ? "must be more than 0 bytes" : "out of range: a whole number of bytes up to 9e18 (8 EiB)");
+      else
+        fprintf(stderr, "bpcc: error: --mem-budget: cannot read '%s' as a size (e.g. 64MiB, 1.5GB, 4096; units B, "
+                        "KiB, MiB, GiB, KB, MB, GB)\n", v);
       return -1;
     }
     return given(a, ARG_BUDGET, arg);
   }
   if (VALUE("--batch")) {
-    if (v == ARGS_MISSING || !args_int("--batch", v, 1, INT64_MAX, &o->batch)) return -1;
+    if (v == ARGS_MISSING || !args_int("--batch", v, 1, MAX_BATCH, &o->batch)) return -1;
     return given(a, ARG_BATCH, arg);
   }
   if (arg[0] == '-' && arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && arg[3] == 0) {
@@ -243,8 +260,8 @@ void args_usage(FILE *o) {
           "                     --checkpoint)\n"
           "  --mem-budget SIZE  the most bytes the compiled model may allocate (e.g. 64MiB, 1GB);\n"
           "                     implies --recompute=auto\n"
-          "  --batch N          the batch (train, eval, bench, gradcheck, --mem-report; the batch a\n"
-          "                     budget is planned at)\n"
+          "  --batch N          the batch, 1 to 2^31 (train, eval, bench, gradcheck, --mem-report;\n"
+          "                     the batch a budget is planned at)\n"
           "  -O0 .. -O3         codegen optimization level (default -O3)\n"
           "  -march=CPU         native (default), x86-64, x86-64-v2, x86-64-v3 or x86-64-v4\n"
           "  --threads N        threads that run the model, 1 to %d (default: one per CPU)\n"

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "driver/driver.h"
 #include "runtime/runtime.h"
@@ -103,20 +104,39 @@ static void profile_kernels(Compilation *c, int64_t batch, int64_t warmup, int64
   pipeline_release(&pc);
 }
 
-/* Seeded random inputs for a batch: floats uniform in [0, 1), labels in [0, C). */
+/* Bytes of the inputs of a batch (4 per element: floats and int32 labels). */
+static double input_bytes(const bprt_model_desc *d, int64_t batch) {
+  double total = 0;
+  for (int i = 0; i < d->ninputs; i++) {
+    const bprt_tensor_desc *t = &d->inputs[i];
+    double row = 1;
+    for (int k = 1; k < t->rank - (t->is_label ? 1 : 0); k++) row *= (double)t->dims[k];
+    total += 4 * row * (double)batch;
+  }
+  return total;
+}
+
+/* Seeded random inputs for a batch: floats uniform in [0, 1), labels in [0, C).
+ * NULL when out of memory. */
 static void **make_inputs(const bprt_model_desc *d, int64_t batch, uint64_t seed) {
   void **in = calloc((size_t)d->ninputs + 1, sizeof *in);
-  for (int i = 0; i < d->ninputs; i++) {
+  for (int i = 0; in && i < d->ninputs; i++) {
     const bprt_tensor_desc *t = &d->inputs[i];
     int64_t row = 1;
     for (int k = 1; k < t->rank - (t->is_label ? 1 : 0); k++) row *= t->dims[k];
     int64_t n = batch * row;
+    void *buf = malloc((size_t)(n ? n : 1) * 4);
+    if (!buf) {
+      for (int k = 0; k < i; k++) free(in[k]);
+      free(in);
+      return NULL;
+    }
     if (t->is_label) {
-      int32_t *y = malloc((size_t)n * sizeof *y);
+      int32_t *y = buf;
       for (int64_t k = 0; k < n; k++) y[k] = (int32_t)bprt_rng_below(seed, (uint64_t)i, (uint64_t)k, (uint64_t)t->dims[t->rank - 1]);
       in[i] = y;
     } else {
-      float *x = malloc((size_t)n * sizeof *x);
+      float *x = buf;
       for (int64_t k = 0; k < n; k++) x[k] = (float)bprt_rng_uniform(seed, (uint64_t)i, (uint64_t)k);
       in[i] = x;
     }
@@ -178,7 +198,8 @@ static double time_gemm(const Shape *s, const PipelineOptions *base, int threads
     int64_t rows = s->op == OP_MATMUL_TN ? s->m : batch;
     float *out = malloc((size_t)(rows * s->n) * sizeof *out);
     double *t = malloc((size_t)steps * sizeof *t);
-    bool ok = m != NULL;
+    bool ok = m != NULL && in && out && t;
+    if (m && !ok) bprt_set_error("out of memory for the inputs and outputs of batch %lld", (long long)batch);
     for (int i = 0; ok && i < 3; i++) ok = bprt_model_forward(m, batch, (const void *const *)in, &out) == 0;
     for (int i = 0; ok && i < steps; i++) {
       double t0 = now_ms();
@@ -193,7 +214,7 @@ static double time_gemm(const Shape *s, const PipelineOptions *base, int threads
     }
     free(t);
     free(out);
-    free_inputs(in, d->ninputs);
+    if (in) free_inputs(in, d->ninputs);
     bprt_model_destroy(m);
   }
   pipeline_release(&pc);
@@ -267,9 +288,9 @@ int cmd_bench(int argc, char **argv) {
     } else if (!strcmp(a, "--profile")) {
       profile = gemm = true;
     } else if ((v = args_value(argc, argv, &i, "--steps")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--steps", v, 1, INT64_MAX, &steps) || steps > INT32_MAX) return 1;
+      if (v == ARGS_MISSING || !args_int("--steps", v, 1, INT32_MAX, &steps)) return 1;
     } else if ((v = args_value(argc, argv, &i, "--warmup")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--warmup", v, 0, INT64_MAX, &warmup) || warmup > INT32_MAX) return 1;
+      if (v == ARGS_MISSING || !args_int("--warmup", v, 0, INT32_MAX, &warmup)) return 1;
     } else {
       int r = args_pipeline_option(&pa, argc, argv, &i);   /* --batch, --threads, --recompute, ... */
       if (r < 0) return 1;
@@ -315,8 +336,23 @@ int cmd_bench(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
+  /* The inputs and the workspace of the batch must fit in this machine's memory: the
+   * step would refuse a workspace that cannot be allocated, but the inputs are made
+   * first, and a batch of 2^31 rows is gigabytes of them. */
+  double need = input_bytes(d, batch) + (double)d->ws_fixed + (double)d->ws_per_batch * (double)batch;
+  double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+  if (have > 0 && need > have) {
+    fprintf(stderr, "bpcc: error: bench: batch %lld needs %.3g bytes for its inputs and workspace, more than this "
+                    "machine's memory (%.3g bytes); use a smaller --batch\n", (long long)batch, need, have);
+    goto done;
+  }
   in = make_inputs(d, batch, 1);
   t = malloc((size_t)steps * sizeof *t);
+  if (!in || !t) {
+    fprintf(stderr, "bpcc: error: bench: out of memory for the inputs of batch %lld and %lld steps' times\n",
+            (long long)batch, (long long)steps);
+    goto done;
+  }
   float loss;
   for (int64_t i = 0; i < warmup + steps; i++) {
     double s0 = now_ms();

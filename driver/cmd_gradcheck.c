@@ -12,6 +12,7 @@
 #include "driver/driver.h"
 #include "driver/fdcheck.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,7 +86,8 @@ int cmd_gradcheck(int argc, char **argv) {
       if (v == ARGS_MISSING) return 1;
       char *end;
       tol = strtod(v, &end);
-      if (!*v || *end || !(tol > 0)) return gc_arg_error("--tol must be a positive number, not '%s'", v);
+      if (!*v || *end || !(tol > 0) || !isfinite(tol))
+        return gc_arg_error("--tol must be a positive finite number, not '%s'", v);
     } else {
       int r = args_pipeline_option(&pa, argc, argv, &i);   /* --batch, --model, -fno-softmax-xent, ... */
       if (r < 0) return 1;

@@ -31,6 +31,7 @@ BprtDataset *bprt_dataset_new(int64_t n, int64_t nfeat, int64_t twidth, const ch
   if (twidth > 0) d->targets = bprt_malloc(sizeof(float) * (size_t)(n * twidth));
   else d->labels = bprt_malloc(sizeof(int32_t) * (size_t)n);
   if (!d->source || !d->x || (twidth > 0 ? !d->targets : !d->labels)) {
+    bprt_prefix_error("%s", source ? source : "data");   /* "blobs:n=...: out of memory (allocating N bytes)" */
     bprt_dataset_free(d);
     return NULL;
   }

@@ -471,6 +471,14 @@ int bprt_model_set_hyper(bprt_model *m, int which, double value) {
                 model_name(m), which, BPRT_H_STEP);
   const char *bad = bprt_hyper_check(which, value);
   if (bad) return fail(BPRT_E_ARG, "%s: %s %s, got %g", model_name(m), bprt_hypers[which].name, bad, value);
+  /* and the combinations torch.optim's constructor refuses (SGD's nesterov) */
+  double trial[BPRT_H__COUNT];
+  memcpy(trial, m->hyper, sizeof trial);
+  trial[which] = value;
+  bad = bprt_optimizer_check(m->d->optimizer, trial);
+  if (bad)
+    return fail(BPRT_E_ARG, "%s: %s %g: %s (%s)", model_name(m), bprt_hypers[which].name, value, bad,
+                bprt_optimizers[m->d->optimizer].name);
   m->hyper[which] = value;
   return BPRT_OK;
 }
