@@ -31,9 +31,6 @@
 #include <string.h>
 
 #define MAX_THREADS 1024   /* the runtime's pool (runtime/pool.c) */
-/* The most rows a batch may have: the largest batch a memory plan is made for
- * (pipeline.c), and far below where a workspace size would overflow. */
-#define MAX_BATCH (INT64_C(1) << 31)
 
 int args_usage_error(const char *command, const char *fmt, ...) {
   va_list ap;
@@ -170,7 +167,7 @@ int args_pipeline_option(PipelineArgs *a, int argc, char **argv, int *i) {
     return given(a, ARG_BUDGET, arg);
   }
   if (VALUE("--batch")) {
-    if (v == ARGS_MISSING || !args_int("--batch", v, 1, MAX_BATCH, &o->batch)) return -1;
+    if (v == ARGS_MISSING || !args_int("--batch", v, 1, INT64_MAX, &o->batch)) return -1;
     return given(a, ARG_BATCH, arg);
   }
   if (arg[0] == '-' && arg[1] == 'O' && arg[2] >= '0' && arg[2] <= '3' && arg[3] == 0) {
@@ -260,8 +257,8 @@ void args_usage(FILE *o) {
           "                     --checkpoint)\n"
           "  --mem-budget SIZE  the most bytes the compiled model may allocate (e.g. 64MiB, 1GB);\n"
           "                     implies --recompute=auto\n"
-          "  --batch N          the batch, 1 to 2^31 (train, eval, bench, gradcheck, --mem-report;\n"
-          "                     the batch a budget is planned at)\n"
+          "  --batch N          the batch (train, eval, bench, gradcheck, --mem-report; the batch a\n"
+          "                     budget is planned at)\n"
           "  -O0 .. -O3         codegen optimization level (default -O3)\n"
           "  -march=CPU         native (default), x86-64, x86-64-v2, x86-64-v3 or x86-64-v4\n"
           "  --threads N        threads that run the model, 1 to %d (default: one per CPU)\n"

@@ -304,6 +304,11 @@ int cmd_bench(int argc, char **argv) {
     bench_usage(stderr);
     return 1;
   }
+  if (po.batch > (INT64_C(1) << 31)) {   /* train and eval clamp to the data; bench has none */
+    fprintf(stderr, "bpcc: error: --batch %lld: at most %lld rows for bench\n", (long long)po.batch,
+            (long long)(INT64_C(1) << 31));
+    return 1;
+  }
   static const CommandInfo bench = {"bench", STAGE_MACHINE, true, true, true};
   if (!args_check(&pa, &bench)) return 1;
   if (!args_apply_threads(&pa)) return 1;

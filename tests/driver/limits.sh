@@ -85,8 +85,9 @@ done
 # ---- 3. option values out of range: errors with the range, never wrapped or capped
 expect "--threads '4294967297': too large: expected an integer from 1 to 1024" train "$M" --data spiral --threads 4294967297
 expect "--threads '5000': too large: expected an integer from 1 to 1024" train "$M" --data spiral --threads 5000
-expect "--batch '4294967297': too large: expected an integer from 1 to 2147483648" train "$M" --data spiral --batch 4294967297
-expect "--batch '0': expected an integer from 1 to 2147483648" eval "$M" --weights x --data spiral --batch 0
+expect "--batch 4294967297: at most 2147483648 rows for bench" bench "$M" --batch 4294967297
+expect "--batch 4294967297: at most 2147483648 rows for --mem-report" --mem-report "$M" --batch 4294967297
+expect "--batch '0': expected an integer >= 1" eval "$M" --weights x --data spiral --batch 0
 expect "--epochs '99999999999999999999': too large: expected an integer from 1 to 9223372036854775807" train "$M" --data spiral --epochs 99999999999999999999
 expect "--seed '18446744073709551616': too large: expected an integer from 0 to 9223372036854775807" train "$M" --data spiral --seed 18446744073709551616
 expect "--save-every '-1': expected an integer >= 1" train "$M" --data spiral --save x.st --save-every -1
