@@ -18,22 +18,26 @@ choice is made when the library loads):
     /proc/cpuinfo, which also tell whether the kernel enabled the AVX-512 state).
 
 Each candidate process reports the core OpenBLAS actually runs (openblas_get_corename:
-a name this OpenBLAS does not know falls back to its detection, and is rejected as not
-accepted unless that gives the same core), computes every matrix product of the
-benchmark's layers (PRODUCTS: the forward x W^T, the input gradient g W and the weight
+for a name it does not know, 0.3.21 falls back to some other core, on the Xeon
+Cooperlake for any unknown name while its detection gives SkylakeX; such a candidate is
+rejected as not accepted unless the fallback is the core it names), computes every matrix product of the
+benchmark's layers (LAYERS: the forward x W^T, the input gradient g W and the weight
 gradient g^T x of each Linear layer of M1, M2 and M3) in float32 and checks each against
 the same product in float64 (a wrong kernel set is rejected, see check()), then times
 all of them together, REPS times (median and minimum). A candidate that crashes, hangs
 (120 s) or gives wrong results is rejected; one that runs the same kernels as an earlier
 one is not timed again. The survivors are timed in ROUNDS rounds in alternating order
-(a burst of load on a shared machine moves one round's measurement, not all of them),
-each one's time is the best of its rounds' medians, and the fastest is chosen; a
-candidate that fails in a later round is rejected then.
+(a burst of load on a shared machine moves one round's measurement, not all of them);
+a candidate that fails in a later round is rejected then. The fastest pass of all rounds
+decides (load from other processes only adds time, so the fastest pass is the closest
+to what the kernels themselves do); the best of the rounds' medians is printed next to
+it.
 
 Prints, one line each (bench/run.sh reads them):
     blas_setup PRODUCTS GFLOP REPS ROUNDS       what one timed pass is, and how many
     blas_flags FLAG...                          the CPU flags the candidates depend on
     blas_candidate NAME CORE STATUS MS_MEDIAN MS_MIN GFLOPS ERR [NOTE...]
+                                                GFLOPS at MS_MIN, the time that decides
     blas_chosen NAME CORE
 STATUS is ok, same (CORE already measured: NOTE names the candidate) or rejected (NOTE
 says why; the numbers are then "-"). ERR is the largest error of the check as a fraction
@@ -257,10 +261,10 @@ def main():
     best = None
     for name, (core, status, meds, mins, err, note) in rows.items():
         if status == "ok":
-            t = min(meds)
-            if best is None or t < min(rows[best][2]):
+            t = min(mins)
+            if best is None or t < min(rows[best][3]):
                 best = name
-            print("blas_candidate", name, core, status, f"{t:.3f}", f"{min(mins):.3f}",
+            print("blas_candidate", name, core, status, f"{min(meds):.3f}", f"{t:.3f}",
                   f"{gflop / (t * 1e-3):.1f}", f"{err:.3g}")
         else:
             print("blas_candidate", name, core or "-", status, "-", "-", "-",

@@ -171,11 +171,11 @@ fi
 if [ $have_torch = yes ]; then
   awk '$1 == "blas_candidate" {
       note = ""; for (i = 9; i <= NF; i++) note = note (i > 9 ? " " : "") $i
-      if ($4 == "ok") printf "  %-15s %-11s %9s ms median %9s min %7s GFLOP/s  error %s of the bound\n", $2, $3, $5, $6, $7, $8
+      if ($4 == "ok") printf "  %-15s %-11s %9s ms min %9s median %7s GFLOP/s  error %s of the bound\n", $2, $3, $6, $5, $7, $8
       else if ($4 == "same") printf "  %-15s %-11s %s\n", $2, $3, note
       else printf "  %-15s %-11s rejected: %s\n", $2, $3, note
     }' "$TMP/blas.txt"
-  awk -v t="$THREADS" '$1 == "blas_setup" { printf "  (per pass: the %d products of the benchmark'"'"'s Linear layers, %s GFLOP in float32 on %d threads, checked against float64; median and min of %d passes, the best of %d rounds)\n", $2, $3, t, $4, $5 }' "$TMP/blas.txt"
+  awk -v t="$THREADS" '$1 == "blas_setup" { printf "  (per pass: the %d products of the benchmark'"'"'s Linear layers, %s GFLOP in float32 on %d thread%s, checked against float64; %d passes a round, %d rounds: the fastest pass decides, the best round median beside it)\n", $2, $3, t, t == 1 ? "" : "s", $4, $5 }' "$TMP/blas.txt"
   [ "$BLAS_CORE" = - ] || [ "$BLAS_USED" = "$BLAS_CORE" ] ||
     echo "  WARNING: the PyTorch runs reported OpenBLAS kernels \"$BLAS_USED\", not $BLAS_CORE"
 fi
