@@ -27,6 +27,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-bench-XXXXXX")
 # the CSV is written next to its final name and renamed when complete
 OUT=$CSV.tmp.$$
 trap 'rm -rf "$TMP" "$OUT"' EXIT
+# an interrupted run (Ctrl-C, a closed pipe) leaves neither behind: exit runs the trap
+trap 'exit 130' INT HUP TERM PIPE
 
 cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -o "$TMP/peak" "$HERE/peak.c" -lpthread
 "$TMP/peak" --cpu > "$TMP/cpu.txt"
