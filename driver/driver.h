@@ -9,6 +9,7 @@
  *   emit_dot.c    --emit=dot, the kernel plans as a Graphviz graph
  *   nonfinite.c   the first non-finite tensor of a failed training step, named
  *   fdcheck.c     gradcheck's numerics: finite differences in the interpreter
+ *   memcheck.c    does the compiled model fit in the memory available?
  *   cmd_*.c       one file per command: train, eval, bench, gradcheck, --mem-report, -o
  *
  * To add a subcommand: write `int cmd_NAME(int argc, char **argv)` in cmd_NAME.c,
@@ -52,6 +53,7 @@ typedef struct {
 } DrvEmit;
 
 extern const DrvCommand drv_commands[];
+extern const char *drv_program;   /* argv[0] of main, for commands printed to the user */
 extern const DrvEmit drv_emits[];
 
 int cmd_train(int argc, char **argv);      /* bpcc train (cmd_train.c) */
@@ -101,6 +103,18 @@ bool args_int(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *o
 bool args_real(const char *opt, const char *s, double *out);
 /* "bpcc: error: MESSAGE\nTry 'bpcc[ COMMAND] --help' for more information."; returns 1. */
 int args_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------ memcheck.c */
+
+/* The bytes this process can still allocate: the least of MemAvailable, RLIMIT_AS and
+ * RLIMIT_DATA less what is in use, and the cgroup's limit less its usage; -1 when none
+ * is known. *source (may be NULL) names the limit that set it. */
+int64_t mem_available(const char **source);
+/* Whether everything the compiled model allocates at `batch` (pipeline_memory_at, after
+ * the memory stage) fits in mem_available; if not, an error with the numbers ("bpcc:
+ * error: train: the model needs ... at batch N (parameters ..., ...); ... is available
+ * (...): try a smaller --batch or --mem-budget"). budget: suggest --mem-budget too. */
+bool mem_check_fits(const Compilation *c, int64_t batch, const char *command, bool budget);
 
 /* ------------------------------------------------------------------ nonfinite.c */
 
