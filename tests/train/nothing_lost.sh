@@ -32,7 +32,8 @@ expect_error() {
 }
 
 # wait_for_rows FILE N PID: until FILE has more than N lines (the --log-steps rows of
-# steps done), at most 60 s; false if PID ended first
+# steps done, written in stdio's blocks; N = -1: until it exists, which the loop opens
+# before its first step), at most 60 s; false if PID ended first
 wait_for_rows() {
   i=0
   while [ $i -lt 1200 ]; do
@@ -117,7 +118,7 @@ env --default-signal=INT "$BPCC" train "$T/wide.bp" --data spiral:n=8192 --batch
   --save "$T/wide.st" --log "$T/w.csv" > "$T/out" 2> "$T/err" &
 P=$!
 PIDS="$PIDS $P"
-wait_for_rows "$T/w.csv" 0 $P || fail "second SIGINT: the loop did not start"
+wait_for_rows "$T/w.csv" -1 $P || fail "second SIGINT: the loop did not start"   # the log is opened
 sleep 0.2
 kill -INT $P
 sleep 0.3
