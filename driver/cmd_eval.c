@@ -94,7 +94,8 @@ int cmd_eval(int argc, char **argv) {
   const BprtDataset *d = te && !strcmp(split, "test") ? te : tr;
   if (batch > d->n) batch = d->n;   /* one batch of every row: the buffers fit the data */
   c.opt.batch = batch;
-  if (!pipeline_run(&c, STAGE_MACHINE)) goto done;
+  if (!pipeline_run(&c, STAGE_MEMORY) || !mem_check_fits(&c, batch, "eval", false) || !pipeline_run(&c, STAGE_MACHINE))
+    goto done;
   const bprt_model_desc *desc = cg_model_desc(c.cg);
   m = bprt_model_create(desc, ts->seed);
   if (!m || bprt_train_check_data(desc, d) || bprt_checkpoint_load(m, weights, NULL)) {

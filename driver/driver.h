@@ -10,6 +10,7 @@
  *   nonfinite.c   the first non-finite tensor of a failed training step, named
  *   fdcheck.c     gradcheck's numerics: finite differences in the interpreter
  *   outfile.c     an output file written whole or not at all (temporary file, rename)
+ *   memcheck.c    does the compiled model fit in the memory available?
  *   cmd_*.c       one file per command: train, eval, predict, plot, bench, gradcheck,
  *                 --mem-report, -o
  *
@@ -54,6 +55,7 @@ typedef struct {
 } DrvEmit;
 
 extern const DrvCommand drv_commands[];
+extern const char *drv_program;   /* argv[0] of main, for commands printed to the user */
 extern const DrvEmit drv_emits[];
 
 int cmd_train(int argc, char **argv);      /* bpcc train (cmd_train.c) */
@@ -125,6 +127,17 @@ bool outfile_open(OutFile *o, const char *path, bool binary, const char *what);
 bool outfile_commit(OutFile *o);
 /* Close and remove the temporary file: path is left as it was. */
 void outfile_abort(OutFile *o);
+/* ------------------------------------------------------------------ memcheck.c */
+
+/* The bytes this process can still allocate: the least of MemAvailable, RLIMIT_AS and
+ * RLIMIT_DATA less what is in use, and the cgroup's limit less its usage; -1 when none
+ * is known. *source (may be NULL) names the limit that set it. */
+int64_t mem_available(const char **source);
+/* Whether everything the compiled model allocates at `batch` (pipeline_memory_at, after
+ * the memory stage) fits in mem_available; if not, an error with the numbers ("bpcc:
+ * error: train: the model needs ... at batch N (parameters ..., ...); ... is available
+ * (...): try a smaller --batch or --mem-budget"). budget: suggest --mem-budget too. */
+bool mem_check_fits(const Compilation *c, int64_t batch, const char *command, bool budget);
 
 /* ------------------------------------------------------------------ nonfinite.c */
 

@@ -68,7 +68,10 @@ static int run_emit(const char *path, const PipelineOptions *o, Stage needs, int
   return status;
 }
 
+const char *drv_program = "bpcc";
+
 int main(int argc, char **argv) {
+  if (argc > 0 && argv[0] && argv[0][0]) drv_program = argv[0];
   if (argc < 2) {
     usage(stderr);
     return 1;

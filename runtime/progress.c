@@ -130,8 +130,10 @@ int bprt_term_width(FILE *f) {
 
 /* ------------------------------------------------------------------ the progress bar */
 
-size_t bprt_progress_format(char *buf, size_t n, int width, const char *prefix, int64_t done, int64_t total,
-                            double loss, double elapsed) {
+/* `first`: the steps already done when the clock started (an epoch resumed in its
+ * middle), which the rate and the time left leave out. */
+static size_t format_from(char *buf, size_t n, int width, const char *prefix, int64_t first, int64_t done,
+                          int64_t total, double loss, double elapsed) {
   if (n == 0) return 0;
   int budget = width - 1;
   if (budget < 0) budget = 0;
@@ -142,8 +144,9 @@ size_t bprt_progress_format(char *buf, size_t n, int width, const char *prefix, 
   snprintf(cnt, sizeof cnt, "%s/%s", bprt_fmt_count(a, sizeof a, shown), bprt_fmt_count(b, sizeof b, total));
   ls[0] = 0;
   if (!isnan(loss)) snprintf(ls, sizeof ls, "loss %s", bprt_fmt_sig(a, sizeof a, loss, 4));
-  bprt_fmt_rate(rate, sizeof rate, shown, elapsed);
-  double left = shown > 0 && elapsed > 0 ? elapsed * (double)(total - shown) / (double)shown : -1;
+  int64_t ran = shown > first ? shown - first : 0;
+  bprt_fmt_rate(rate, sizeof rate, ran, elapsed);
+  double left = ran > 0 && elapsed > 0 ? elapsed * (double)(total - shown) / (double)ran : -1;
   snprintf(tm, sizeof tm, "%s<%s", bprt_fmt_clock(a, sizeof a, elapsed), bprt_fmt_clock(b, sizeof b, left));
 
   /* pieces in the order they are given up when the line is short */
@@ -188,6 +191,11 @@ size_t bprt_progress_format(char *buf, size_t n, int width, const char *prefix, 
   return o;
 }
 
+size_t bprt_progress_format(char *buf, size_t n, int width, const char *prefix, int64_t done, int64_t total,
+                            double loss, double elapsed) {
+  return format_from(buf, n, width, prefix, 0, done, total, loss, elapsed);
+}
+
 void bprt_progress_start(BprtProgress *p, FILE *out, bool bar, const char *prefix, int64_t total) {
   memset(p, 0, sizeof *p);
   p->out = out;
@@ -206,7 +214,7 @@ void bprt_progress_step(BprtProgress *p, int64_t done, double loss) {
   if (!last && p->open && t - p->last_draw < 0.1) return;
   p->last_draw = t;
   char line[512];
-  bprt_progress_format(line, sizeof line, bprt_term_width(p->out), p->prefix, done, p->total, loss, t - p->t0);
+  format_from(line, sizeof line, bprt_term_width(p->out), p->prefix, p->first, done, p->total, loss, t - p->t0);
   fprintf(p->out, "\r\033[K%s", line);
   if (last) fputc('\n', p->out);
   p->open = !last;

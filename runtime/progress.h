@@ -61,6 +61,7 @@ typedef struct {
   bool bar;
   char prefix[64];
   int64_t total;
+  int64_t first;        /* steps done before the start (a resumed epoch): not in the rate */
   double t0, last_draw;
   bool open;            /* a bar is on the screen, its line not ended */
 } BprtProgress;

@@ -24,6 +24,7 @@
 
 #include "runtime/progress.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -446,60 +447,144 @@ static void schedule_state_str(const BprtSchedule *s, char *buf, size_t n) {
            s->best, s->num_bad, s->cooldown_left);
 }
 
+static int missing(const char *path, const char *key) {
+  return bprt_set_error("%s: not a bpcc training checkpoint (metadata key '%s' missing)", path, key);
+}
+
+/* A decimal integer, the whole string: 0, or -1 when it is not one (or overflows). */
+static int parse_int(const char *v, bool sign, long long *out) {
+  char *end;
+  if (!v[0] || (!sign && v[0] == '-') || v[0] == '+' || v[0] == ' ') return -1;
+  errno = 0;
+  *out = strtoll(v, &end, 10);
+  return *end || errno ? -1 : 0;
+}
+
 static int parse_u64(const char *path, const char *key, const char *v, uint64_t *out) {
   char *end;
-  if (!v) return bprt_set_error("%s: not a bpcc training checkpoint (metadata key '%s' missing)", path, key);
+  if (!v) return missing(path, key);
+  errno = 0;
   unsigned long long x = strtoull(v, &end, 10);
-  if (end == v || *end || v[0] == '-') return bprt_set_error("%s: metadata %s = '%s' is not a count", path, key, v);
+  if (end == v || *end || v[0] == '-' || v[0] == '+' || v[0] == ' ' || errno)
+    return bprt_set_error("%s: metadata %s = '%s' is not a count", path, key, v);
   *out = (uint64_t)x;
   return 0;
 }
 
+/* A count the loop keeps below 2^40 (the RNG streams' epoch and step fields); absent:
+ * 0 where `required` is false (checkpoints from before the key existed). */
+static int meta_count(const BprtCheckpoint *ck, const char *path, const char *key, bool required, int64_t *out) {
+  const char *v = bprt_st_meta(ck, key);
+  *out = 0;
+  if (!v) return required ? missing(path, key) : 0;
+  long long x;
+  if (parse_int(v, true, &x)) return bprt_set_error("%s: metadata %s = '%s' is not a count", path, key, v);
+  if (x < 0 || x >= BPRT_TRAIN_COUNT_MAX)
+    return bprt_set_error("%s: metadata %s = '%s' is out of range (a count below 2^40)", path, key, v);
+  *out = x;
+  return 0;
+}
+
 int bprt_checkpoint_save(bprt_model *m, const char *path, const BprtTrainState *st) {
-  char epoch[32], step[32], seed[32], sched[256], rng[160];
+  char epoch[32], step[32], seed[32], sched[256], rng[200], rows[32], lsum[40], corr[32];
   snprintf(epoch, sizeof epoch, "%" PRId64, st->epoch);
   snprintf(step, sizeof step, "%" PRId64, st->step);
   snprintf(seed, sizeof seed, "%" PRIu64, st->seed);
   schedule_state_str(&st->schedule, sched, sizeof sched);
-  snprintf(rng, sizeof rng, "philox4x32-10 seed=%" PRIu64 " shuffle_epoch=%" PRId64 " dropout_step=%" PRId64, st->seed,
-           st->epoch, st->step);
-  const char *keys[] = {"bpcc.epoch", "bpcc.step", "bpcc.seed", "bpcc.schedule", "bpcc.rng"};
-  const char *values[] = {epoch, step, seed, sched, rng};
-  return bprt_model_save_meta(m, path, keys, values, 5) ? -1 : 0;
+  snprintf(rng, sizeof rng, "philox4x32-10 seed=%" PRIu64 " shuffle_epoch=%" PRId64 " shuffle_row=%" PRId64
+           " dropout_step=%" PRId64, st->seed, st->epoch, st->epoch_rows, st->step);
+  snprintf(rows, sizeof rows, "%" PRId64, st->epoch_rows);
+  snprintf(lsum, sizeof lsum, "%.17g", st->epoch_loss_sum);
+  snprintf(corr, sizeof corr, "%" PRId64, st->epoch_correct);
+  const char *keys[] = {"bpcc.epoch", "bpcc.step", "bpcc.seed", "bpcc.schedule", "bpcc.rng",
+                        "bpcc.epoch_rows", "bpcc.epoch_loss_sum", "bpcc.epoch_correct"};
+  const char *values[] = {epoch, step, seed, sched, rng, rows, lsum, corr};
+  return bprt_model_save_meta(m, path, keys, values, 8) ? -1 : 0;
+}
+
+/* bpcc.schedule: "KIND lr=X best=X num_bad=N cooldown_left=N", the whole string, each
+ * value in the range the schedule keeps it in. */
+static int load_schedule(const BprtCheckpoint *ck, const char *path, BprtSchedule *s) {
+  const char *v = bprt_st_meta(ck, "bpcc.schedule");
+  if (!v) return missing(path, "bpcc.schedule");
+  char kind[32];
+  double lr, best;
+  long long bad, cool;
+  int end = -1;
+  if (sscanf(v, "%31s lr=%lf best=%lf num_bad=%lld cooldown_left=%lld%n", kind, &lr, &best, &bad, &cool, &end) != 5 ||
+      v[end] != 0)
+    return bprt_set_error("%s: metadata bpcc.schedule = '%s' is malformed", path, v);
+  const char *bad_what = !(isfinite(lr) && lr >= 0) ? "lr is not a finite rate >= 0"
+                         : isnan(best) || best == -INFINITY ? "best is not a number or +inf"
+                         : bad < 0 || bad >= BPRT_TRAIN_COUNT_MAX ? "num_bad is not a count below 2^40"
+                         : cool < 0 || cool >= BPRT_TRAIN_COUNT_MAX ? "cooldown_left is not a count below 2^40"
+                         : NULL;
+  if (bad_what) return bprt_set_error("%s: metadata bpcc.schedule = '%s' is out of range: %s", path, v, bad_what);
+  if (strcmp(kind, bprt_schedule_names[s->kind]))
+    return bprt_set_error("%s: the checkpoint's schedule is %s, this run's is %s", path, kind, bprt_schedule_names[s->kind]);
+  s->lr = lr;
+  s->best = best;
+  s->num_bad = bad;
+  s->cooldown_left = cool;
+  return 0;
+}
+
+/* The loop state, every key checked for its form, its range and its agreement with the
+ * others, so that a damaged or hand-edited file is refused here, by key, rather than
+ * resumed into a run that is silently not the one it claims to continue. */
+static int load_state(const bprt_model *m, const BprtCheckpoint *ck, const char *path, BprtTrainState *st) {
+  BprtTrainState t = *st;
+  uint64_t seed = 0;
+  if (meta_count(ck, path, "bpcc.epoch", true, &t.epoch) || meta_count(ck, path, "bpcc.step", true, &t.step) ||
+      parse_u64(path, "bpcc.seed", bprt_st_meta(ck, "bpcc.seed"), &seed) ||
+      meta_count(ck, path, "bpcc.epoch_rows", false, &t.epoch_rows) ||
+      meta_count(ck, path, "bpcc.epoch_correct", false, &t.epoch_correct) || load_schedule(ck, path, &t.schedule))
+    return -1;
+  t.seed = seed;
+  if (t.step < t.epoch)
+    return bprt_set_error("%s: metadata bpcc.step = '%" PRId64 "' is out of range: fewer steps than the %" PRId64
+                          " epochs done (bpcc.epoch)", path, t.step, t.epoch);
+  if (bprt_model_get_step(m) != (uint64_t)t.step)
+    return bprt_set_error("%s: metadata bpcc.step = '%" PRId64 "' disagrees with step = '%" PRIu64 "'", path, t.step,
+                          bprt_model_get_step(m));
+  const char *ls = bprt_st_meta(ck, "bpcc.epoch_loss_sum");
+  t.epoch_loss_sum = 0;
+  if (ls) {
+    char *end;
+    t.epoch_loss_sum = strtod(ls, &end);
+    if (end == ls || *end || !isfinite(t.epoch_loss_sum))
+      return bprt_set_error("%s: metadata bpcc.epoch_loss_sum = '%s' is out of range (a finite number)", path, ls);
+  }
+  if (t.epoch_correct > t.epoch_rows)
+    return bprt_set_error("%s: metadata bpcc.epoch_correct = '%" PRId64 "' is out of range: more than the %" PRId64
+                          " rows done (bpcc.epoch_rows)", path, t.epoch_correct, t.epoch_rows);
+  if (t.epoch_rows == 0 && t.epoch_loss_sum != 0)
+    return bprt_set_error("%s: metadata bpcc.epoch_loss_sum = '%s' is out of range: no rows done (bpcc.epoch_rows = 0)",
+                          path, ls);
+  /* bpcc.rng repeats the position for readers; it must say what the other keys say
+   * (shuffle_row is absent in checkpoints from before it existed) */
+  const char *rng = bprt_st_meta(ck, "bpcc.rng");
+  if (!rng) return missing(path, "bpcc.rng");
+  unsigned long long rs;
+  long long re, rr = 0, rd;
+  int end = -1;
+  bool ok = (sscanf(rng, "philox4x32-10 seed=%llu shuffle_epoch=%lld shuffle_row=%lld dropout_step=%lld%n", &rs, &re,
+                    &rr, &rd, &end) == 4 && rng[end] == 0) ||
+            (end = -1, rr = 0, sscanf(rng, "philox4x32-10 seed=%llu shuffle_epoch=%lld dropout_step=%lld%n", &rs, &re,
+                                      &rd, &end) == 3 && rng[end] == 0);
+  if (!ok) return bprt_set_error("%s: metadata bpcc.rng = '%s' is malformed", path, rng);
+  if (rs != t.seed || re != t.epoch || rr != t.epoch_rows || rd != t.step)
+    return bprt_set_error("%s: metadata bpcc.rng = '%s' is out of range: it disagrees with bpcc.seed, bpcc.epoch, "
+                          "bpcc.epoch_rows or bpcc.step (seed=%" PRIu64 " shuffle_epoch=%" PRId64 " shuffle_row=%" PRId64
+                          " dropout_step=%" PRId64 ")", path, rng, t.seed, t.epoch, t.epoch_rows, t.step);
+  *st = t;
+  return 0;
 }
 
 int bprt_checkpoint_load(bprt_model *m, const char *path, BprtTrainState *st) {
   BprtCheckpoint *ck = NULL;
   int rc = bprt_model_load_ck(m, path, st ? &ck : NULL) ? -1 : 0;
-  if (rc == 0 && st) {
-    uint64_t epoch, step, seed;
-    const char *sched = bprt_st_meta(ck, "bpcc.schedule");
-    if (parse_u64(path, "bpcc.epoch", bprt_st_meta(ck, "bpcc.epoch"), &epoch) ||
-        parse_u64(path, "bpcc.step", bprt_st_meta(ck, "bpcc.step"), &step) ||
-        parse_u64(path, "bpcc.seed", bprt_st_meta(ck, "bpcc.seed"), &seed)) {
-      rc = -1;
-    } else if (!sched) {
-      rc = bprt_set_error("%s: not a bpcc training checkpoint (metadata key 'bpcc.schedule' missing)", path);
-    } else {
-      char kind[32];
-      double lr, best;
-      long long bad, cool;
-      if (sscanf(sched, "%31s lr=%lf best=%lf num_bad=%lld cooldown_left=%lld", kind, &lr, &best, &bad, &cool) != 5) {
-        rc = bprt_set_error("%s: metadata bpcc.schedule = '%s' is malformed", path, sched);
-      } else {
-        st->epoch = (int64_t)epoch;
-        st->step = (int64_t)step;
-        st->seed = seed;
-        if (strcmp(kind, bprt_schedule_names[st->schedule.kind]))
-          rc = bprt_set_error("%s: the checkpoint's schedule is %s, this run's is %s", path, kind,
-                              bprt_schedule_names[st->schedule.kind]);
-        st->schedule.lr = lr;
-        st->schedule.best = best;
-        st->schedule.num_bad = bad;
-        st->schedule.cooldown_left = cool;
-      }
-    }
-  }
+  if (rc == 0 && st) rc = load_state(m, ck, path, st);
   if (ck) bprt_st_free(ck);
   return rc;
 }
@@ -524,7 +609,10 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   if (val && bprt_train_check_data(d, val)) return -1;
   bind(d, &b);
 
-  BprtTrainState st = {0, 0, o->seed, o->schedule};
+  /* the checkpoint paths first: a path that cannot be written is an error now, not
+   * after the last epoch */
+  if (o->save_path && bprt_st_check_writable(o->save_path)) return -1;
+  BprtTrainState st = {0, 0, o->seed, o->schedule, 0, 0, 0};
   st.schedule.lr = bprt_schedule_lr(&st.schedule, 0);
   if (o->resume_path) {
     if (bprt_checkpoint_load(m, o->resume_path, &st)) return -1;
@@ -535,6 +623,12 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     if (st.epoch > o->epochs)
       return bprt_set_error("%s: the checkpoint has %" PRId64 " epochs done; --epochs %" PRId64 " asks for fewer",
                             o->resume_path, st.epoch, o->epochs);
+    if (st.epoch_rows >= train->n)
+      return bprt_set_error("%s: metadata bpcc.epoch_rows = '%" PRId64 "' is out of range: the training data has %" PRId64
+                            " rows (resume with the same data)", o->resume_path, st.epoch_rows, train->n);
+    if (st.epoch_rows > 0 && st.epoch == o->epochs)
+      return bprt_set_error("%s: the checkpoint stopped inside epoch %" PRId64 "; --epochs %" PRId64 " asks for fewer",
+                            o->resume_path, st.epoch + 1, o->epochs);
     bprt_model_set_step(m, st.step);
   }
 
@@ -559,11 +653,12 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   int64_t saved_epoch = 0;   /* the last checkpoint this run wrote */
+  bool stop = false;         /* *o->stop seen: leave the loop with the position in st */
   const void *inputs[2] = {0, 0};
   r->epochs_done = st.epoch;
   r->steps = st.step;
 
-  for (int64_t e = st.epoch; rc == 0 && e < o->epochs; e++) {
+  for (int64_t e = st.epoch; rc == 0 && !stop && e < o->epochs; e++) {
     double lr = st.schedule.kind == BPRT_SCHED_PLATEAU ? st.schedule.lr : bprt_schedule_lr(&st.schedule, e);
     bprt_model_set_hyper(m, BPRT_H_LR, lr);
     BprtBatchIter it;
@@ -576,6 +671,20 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     char prefix[64];
     snprintf(prefix, sizeof prefix, "epoch %" PRId64 "/%" PRId64, e + 1, o->epochs);
     bprt_progress_start(&pr, perr, bar, prefix, nb);
+    if (st.epoch_rows > 0) {
+      /* resumed inside this epoch: the same permutation (seed, e), from the first row not
+       * yet trained, with the running sums of the rows before it */
+      it.pos = rows = st.epoch_rows;
+      it.index = bi = nb - (train->n - rows + batch - 1) / batch;
+      loss_sum = st.epoch_loss_sum;
+      correct = st.epoch_correct;
+      /* predictions scored per row: one per label, every element of a sigmoid output */
+      if (b.acc_out >= 0 && (b.threshold ? train->targets != NULL : train->labels != NULL))
+        scored = rows * (b.threshold ? b.out_width : 1);
+      st.epoch_rows = st.epoch_correct = 0;
+      st.epoch_loss_sum = 0;
+      pr.first = bi;
+    }
     float loss = 0;
     while (bprt_batch_next(&it) > 0) {
       bi++;
@@ -620,10 +729,20 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
         BprtEpochStats s = {e + 1, st.step, lr, loss, k ? (double)c / (double)k : NAN, NAN, NAN, now_seconds() - t0};
         csv_row(log, "step", &s);
       }
+      if (bi < nb && o->stop && *o->stop) {   /* an epoch's last step goes on to its end */
+        stop = true;
+        st.epoch_rows = rows;
+        st.epoch_loss_sum = loss_sum;
+        st.epoch_correct = correct;
+        r->stop_epoch = e + 1;
+        r->stop_batch = bi;
+        r->stop_batches = nb;
+        break;
+      }
     }
     bprt_batch_end(&it);
-    if (rc) {
-      bprt_progress_break(&pr);   /* the error starts a line of its own */
+    if (rc || stop) {
+      bprt_progress_break(&pr);   /* an error or the stop's report starts a line of its own */
       break;
     }
 
@@ -649,6 +768,20 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     if (o->save_path && ((o->save_every > 0 && st.epoch % o->save_every == 0) || st.epoch == o->epochs)) {
       if (bprt_checkpoint_save(m, o->save_path, &st)) rc = -1;
       else saved_epoch = st.epoch;
+    }
+    if (rc == 0 && st.epoch < o->epochs && o->stop && *o->stop) {
+      stop = true;
+      r->stop_epoch = st.epoch;
+      r->stop_batch = r->stop_batches = nb;
+    }
+  }
+  if (rc == 0 && stop) {
+    r->interrupted = true;
+    r->steps = st.step;
+    const char *path = o->interrupt_path ? o->interrupt_path : o->save_path;
+    if (path) {
+      if (bprt_checkpoint_save(m, path, &st)) rc = -1;
+      else r->checkpoint = path;
     }
   }
   if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
