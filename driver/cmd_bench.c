@@ -321,7 +321,10 @@ int cmd_bench(int argc, char **argv) {
   void **in = NULL;
   double *t = NULL;
   double t0 = now_ms();
-  if (!pipeline_run(&c, STAGE_MACHINE)) goto done;   /* after diagnostics, only the diagnostics */
+  /* after diagnostics, only the diagnostics; a model that cannot fit, before machine code */
+  if (!pipeline_run(&c, STAGE_MEMORY) || (c.grad && !mem_check_fits(&c, c.batch, "bench", true)) ||
+      !pipeline_run(&c, STAGE_MACHINE))
+    goto done;
   double compile_ms = now_ms() - t0;
   if (!c.grad) {
     fprintf(stderr, "bpcc: error: %s: model '%s' has no loss, so no training step to time\n", c.name, c.model->name);

@@ -9,7 +9,10 @@
  *   emit_dot.c    --emit=dot, the kernel plans as a Graphviz graph
  *   nonfinite.c   the first non-finite tensor of a failed training step, named
  *   fdcheck.c     gradcheck's numerics: finite differences in the interpreter
- *   cmd_*.c       one file per command: train, eval, bench, gradcheck, --mem-report, -o
+ *   outfile.c     an output file written whole or not at all (temporary file, rename)
+ *   memcheck.c    does the compiled model fit in the memory available?
+ *   cmd_*.c       one file per command: train, eval, predict, plot, bench, gradcheck,
+ *                 --mem-report, -o
  *
  * To add a subcommand: write `int cmd_NAME(int argc, char **argv)` in cmd_NAME.c,
  * declare it below and add one row to drv_commands[] in main.c (argv[0] is its name;
@@ -52,12 +55,15 @@ typedef struct {
 } DrvEmit;
 
 extern const DrvCommand drv_commands[];
+extern const char *drv_program;   /* argv[0] of main, for commands printed to the user */
 extern const DrvEmit drv_emits[];
 
 int cmd_train(int argc, char **argv);      /* bpcc train (cmd_train.c) */
 int cmd_eval(int argc, char **argv);       /* bpcc eval (cmd_eval.c) */
 int cmd_bench(int argc, char **argv);      /* bpcc bench (cmd_bench.c) */
 int cmd_gradcheck(int argc, char **argv);  /* bpcc gradcheck (cmd_gradcheck.c) */
+int cmd_predict(int argc, char **argv);    /* bpcc predict (cmd_predict.c) */
+int cmd_plot(int argc, char **argv);       /* bpcc plot (cmd_plot.c) */
 /* `bpcc FILE.bp --mem-report` (cmd_memreport.c) and `bpcc FILE.bp -o NAME.so`
  * (cmd_aot.c): the pipeline's options come parsed from main.c. */
 int cmd_mem_report(const char *path, const PipelineOptions *o);
@@ -101,6 +107,37 @@ bool args_int(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *o
 bool args_real(const char *opt, const char *s, double *out);
 /* "bpcc: error: MESSAGE\nTry 'bpcc[ COMMAND] --help' for more information."; returns 1. */
 int args_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------ outfile.c */
+
+/* An output written to PATH.tmp-PID-N beside path and renamed over it by
+ * outfile_commit: whole or not at all. "-" is standard output, and a path that exists
+ * and is not a regular file (/dev/null, a FIFO) is written straight. */
+typedef struct {
+  const char *path;
+  char *tmp;            /* the temporary file; NULL when written straight */
+  FILE *f;              /* where to write */
+} OutFile;
+
+/* false after an error message; binary output (named `what` in it, e.g. "NPY") is
+ * refused where it would go to a terminal. */
+bool outfile_open(OutFile *o, const char *path, bool binary, const char *what);
+/* Flush, fsync, close and rename into place; false after an error message (the
+ * temporary file removed, an old file unchanged). */
+bool outfile_commit(OutFile *o);
+/* Close and remove the temporary file: path is left as it was. */
+void outfile_abort(OutFile *o);
+/* ------------------------------------------------------------------ memcheck.c */
+
+/* The bytes this process can still allocate: the least of MemAvailable, RLIMIT_AS and
+ * RLIMIT_DATA less what is in use, and the cgroup's limit less its usage; -1 when none
+ * is known. *source (may be NULL) names the limit that set it. */
+int64_t mem_available(const char **source);
+/* Whether everything the compiled model allocates at `batch` (pipeline_memory_at, after
+ * the memory stage) fits in mem_available; if not, an error with the numbers ("bpcc:
+ * error: train: the model needs ... at batch N (parameters ..., ...); ... is available
+ * (...): try a smaller --batch or --mem-budget"). budget: suggest --mem-budget too. */
+bool mem_check_fits(const Compilation *c, int64_t batch, const char *command, bool budget);
 
 /* ------------------------------------------------------------------ nonfinite.c */
 

@@ -18,6 +18,8 @@
 const DrvCommand drv_commands[] = {
     {"train", "train FILE.bp --data SPEC [options]   JIT-compile and train (bpcc train --help)", cmd_train},
     {"eval", "eval FILE.bp --weights PATH --data SPEC   loss and accuracy of trained weights", cmd_eval},
+    {"predict", "predict FILE.bp --weights PATH --data SPEC [-o OUT.npy|OUT.csv]   the model's outputs for new inputs", cmd_predict},
+    {"plot", "plot LOG.csv -o CURVES.svg   loss and accuracy curves of a bpcc train --log", cmd_plot},
     {"gradcheck", "gradcheck FILE.bp [--dtype f64|f32] [--batch N] [--seed S]   derived gradients vs finite differences", cmd_gradcheck},
     {"bench", "bench FILE.bp [--steps N] [--threads N] [--gemm]   time the compiled training step (bench/run.sh)", cmd_bench},
     {NULL, NULL, NULL},
@@ -66,7 +68,10 @@ static int run_emit(const char *path, const PipelineOptions *o, Stage needs, int
   return status;
 }
 
+const char *drv_program = "bpcc";
+
 int main(int argc, char **argv) {
+  if (argc > 0 && argv[0] && argv[0][0]) drv_program = argv[0];
   if (argc < 2) {
     usage(stderr);
     return 1;

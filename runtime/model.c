@@ -661,7 +661,39 @@ static int parse_u64(const char *s, uint64_t *out) {
   return 0;
 }
 
+/* The first non-finite value of a loaded block, named: a NaN or an infinity in the
+ * weights would only surface as a NaN loss many steps later (or a silent NaN output of
+ * an inference library), far from the file that brought it. names: the optimizer
+ * state's tensor names (state_names), NULL to check the parameters only. */
+static int check_finite(const bprt_model *m, const char *path, const float *params, const float *state,
+                        char *const *names, int nslots) {
+  const bprt_model_desc *d = m->d;
+  for (int k = -1; k < (state ? nslots : 0); k++)
+    for (int i = 0; i < d->nparams; i++) {
+      const bprt_param_desc *p = &d->params[i];
+      const float *x = k < 0 ? params + p->offset : state + (int64_t)k * d->param_floats + p->offset;
+      int64_t n = param_numel(p);
+      for (int64_t j = 0; j < n; j++)
+        if (!isfinite(x[j]))
+          return fail(BPRT_E_CHECKPOINT, "%s: tensor '%s' holds a non-finite value (%s at flat index %lld)", path,
+                      k < 0 ? p->name : names[k * d->nparams + i], isnan(x[j]) ? "nan" : x[j] > 0 ? "inf" : "-inf",
+                      (long long)j);
+    }
+  return BPRT_OK;
+}
+
+static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out, bool weights_only);
+
 int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out) {
+  return load(m, path, ck_out, false);
+}
+
+int bprt_model_load_weights(bprt_model *m, const char *path) { return load(m, path, NULL, true); }
+
+/* weights_only: the parameters alone, by name, whatever the file's metadata says (a
+ * bpcc checkpoint of another model or optimizer, a file PyTorch wrote): its optim.*
+ * tensors are passed over, the optimizer state is reset and the step is 0. */
+static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out, bool weights_only) {
   if (ck_out) *ck_out = NULL;
   if (!m || !path) return fail(BPRT_E_ARG, "load: NULL %s", m ? "path" : "model");
   const bprt_model_desc *d = m->d;
@@ -670,8 +702,10 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
     bprt_prefix_error("%s: load", model_name(m));
     return BPRT_E_CHECKPOINT;
   }
-  const char *format = bprt_st_meta(ck, "format");
+  const char *format = weights_only ? NULL : bprt_st_meta(ck, "format");
   bool ours = format != NULL;
+  /* optim.* tensors that are read by nobody: a model that does not train, or weights only */
+  bool skip_optim = (ours && !d->grad) || weights_only;
   int rc = BPRT_OK;
   uint64_t step = 0;
   if (ours) {
@@ -722,13 +756,13 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
      * (a model that does not train, an inference library or `bpcc eval`, reads a
      * checkpoint's parameters and passes over its optimizer state) */
     int expected = d->nparams * (ours ? 1 + nslots : 1);
-    for (int i = 0; ours && !d->grad && i < bprt_st_count(ck); i++)
+    for (int i = 0; skip_optim && i < bprt_st_count(ck); i++)
       expected += !strncmp(bprt_st_tensor(ck, i)->name, "optim.", 6);
     if (bprt_st_count(ck) != expected) {
       const char *extra = NULL;
       for (int i = 0; !extra && i < bprt_st_count(ck); i++) {
         const char *n = bprt_st_tensor(ck, i)->name;
-        bool known = bprt_model_find_param(m, n) >= 0 || (ours && !d->grad && !strncmp(n, "optim.", 6));
+        bool known = bprt_model_find_param(m, n) >= 0 || (skip_optim && !strncmp(n, "optim.", 6));
         for (int k = 0; ours && !known && k < nslots * d->nparams; k++) known = !strcmp(names[k], n);
         if (!known) extra = n;
       }
@@ -736,6 +770,7 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
                 model_name(m));
     }
   }
+  if (rc == BPRT_OK) rc = check_finite(m, path, params, ours ? state : NULL, names, nslots);
   if (rc == BPRT_OK) {
     float *tmp = m->params;
     m->params = params;

@@ -207,6 +207,15 @@ typedef struct {
  * unique and non-empty; "__metadata__" is not a tensor name. */
 int bprt_st_write(const char *path, const BprtTensorRef *tensors, int ntensors,
                   const BprtMeta *meta, int nmeta);
+/* The temporary files PATH.tmp-PID-N that earlier saves to `path` left when they were
+ * killed before their rename are removed by the next bprt_st_write to `path`: those whose
+ * PID is no live process and which were last modified before that write began. */
+
+/* Whether a checkpoint can be written at `path` now, by creating and removing a
+ * temporary file beside it (what bprt_st_write does first): 0, or -1 with
+ * "PATH: cannot create a file in 'DIR': No such file or directory" or "PATH: is a
+ * directory". For checking a --save path before a long run. */
+int bprt_st_check_writable(const char *path);
 
 typedef struct BprtCheckpoint BprtCheckpoint;
 

@@ -7,18 +7,22 @@
  *
  * Writing is atomic (temporary file PATH.tmp-PID-N in the same directory, fsync, rename,
  * fsync of the directory), so a crash or a full disk never leaves a half-written checkpoint where
- * the last good one was. Reading trusts nothing: every length, dtype, shape and offset
+ * the last good one was. A process killed during a save leaves its PATH.tmp-PID-N behind;
+ * the next save to PATH removes it (remove_stale_temps). Reading trusts nothing: every length, dtype, shape and offset
  * is checked against the file, and the first problem is reported as "PATH: what". */
 #include "runtime/runtime.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/json.h"
@@ -238,13 +242,88 @@ static char *open_temp(const char *path, int *fd) {
     if (*fd >= 0) return tmp;
     if (errno != EEXIST) break;
   }
-  bprt_set_error("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+  int err = errno;
+  bprt_set_error("%s: cannot create a temporary file beside it: %s", path, strerror(err));
   bprt_free(tmp);
+  errno = err;   /* for bprt_st_check_writable's message */
   return NULL;
+}
+
+/* The directory part of path ("." for a bare name) and the name part. */
+static void split_path(const char *path, char *dir, size_t n, const char **base) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) snprintf(dir, n, ".");
+  else if (slash == path) snprintf(dir, n, "/");
+  else snprintf(dir, n, "%.*s", (int)(slash - path), path);
+  *base = slash ? slash + 1 : path;
+}
+
+/* "PID-N" with both decimal and nothing after: the PID, else -1. */
+static long temp_owner(const char *s) {
+  char *end;
+  if (*s < '0' || *s > '9') return -1;
+  long pid = strtol(s, &end, 10);
+  if (*end != '-' || end[1] < '0' || end[1] > '9' || pid <= 0) return -1;
+  strtoul(end + 1, &end, 10);
+  return *end ? -1 : pid;
+}
+
+/* Remove the temporary files of earlier saves to path that were killed before their
+ * rename: regular files named BASE.tmp-PID-N (exactly what open_temp makes) whose PID
+ * is no live process (kill(PID, 0) says ESRCH) and which were last written before this
+ * save began. Both conditions, because either alone can be wrong: a PID is reused, and
+ * a process in another PID namespace (a container sharing the directory) has a PID we
+ * cannot see, but a save in progress writes its file continuously. Our own PID is never
+ * a leftover (another thread may be saving). Best effort: nothing here fails a save. */
+static void remove_stale_temps(const char *path, const struct timespec *start) {
+  char dir[4096];
+  const char *base;
+  split_path(path, dir, sizeof dir, &base);
+  size_t blen = strlen(base);
+  DIR *dp = opendir(dir);
+  if (!dp) return;
+  struct dirent *de;
+  while ((de = readdir(dp)) != NULL) {
+    const char *n = de->d_name;
+    if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp-", 5) != 0) continue;
+    long pid = temp_owner(n + blen + 5);
+    if (pid < 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    char full[8192];
+    if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, n) >= sizeof full) continue;
+    struct stat sb;
+    if (lstat(full, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+    if (sb.st_mtim.tv_sec > start->tv_sec || (sb.st_mtim.tv_sec == start->tv_sec && sb.st_mtim.tv_nsec >= start->tv_nsec))
+      continue;
+    unlink(full);
+  }
+  closedir(dp);
+}
+
+int bprt_st_check_writable(const char *path) {
+  if (!path || !*path) return bprt_set_error("checkpoint: empty path");
+  struct stat sb;
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return bprt_set_error("%s: is a directory", path);
+  char dir[4096];
+  const char *base;
+  split_path(path, dir, sizeof dir, &base);
+  if (!*base) return bprt_set_error("%s: names a directory, not a file", path);
+  int fd = -1;
+  char *tmp = open_temp(path, &fd);
+  if (!tmp) {
+    int err = errno;
+    return bprt_set_error("%s: cannot create a file in '%s': %s", path, dir, strerror(err));
+  }
+  close(fd);
+  unlink(tmp);
+  bprt_free(tmp);
+  return 0;
 }
 
 int bprt_st_write(const char *path, const BprtTensorRef *t, int nt, const BprtMeta *meta, int nmeta) {
   if (validate_write_args(path, t, nt, meta, nmeta) != 0) return -1;
+  struct timespec start;
+  clock_gettime(CLOCK_REALTIME, &start);
+  remove_stale_temps(path, &start);
   Buf h = {0};
   if (build_header(&h, path, t, nt, meta, nmeta) != 0) {
     bprt_free(h.s);
