@@ -104,18 +104,6 @@ static void profile_kernels(Compilation *c, int64_t batch, int64_t warmup, int64
   pipeline_release(&pc);
 }
 
-/* Bytes of the inputs of a batch (4 per element: floats and int32 labels). */
-static double input_bytes(const bprt_model_desc *d, int64_t batch) {
-  double total = 0;
-  for (int i = 0; i < d->ninputs; i++) {
-    const bprt_tensor_desc *t = &d->inputs[i];
-    double row = 1;
-    for (int k = 1; k < t->rank - (t->is_label ? 1 : 0); k++) row *= (double)t->dims[k];
-    total += 4 * row * (double)batch;
-  }
-  return total;
-}
-
 /* Seeded random inputs for a batch: floats uniform in [0, 1), labels in [0, C).
  * NULL when out of memory. */
 static void **make_inputs(const bprt_model_desc *d, int64_t batch, uint64_t seed) {
@@ -342,16 +330,6 @@ int cmd_bench(int argc, char **argv) {
   m = bprt_model_create(d, c.model->train.seed);
   if (!m) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
-    goto done;
-  }
-  /* The inputs and the workspace of the batch must fit in this machine's memory: the
-   * step would refuse a workspace that cannot be allocated, but the inputs are made
-   * first, and a batch of 2^31 rows is gigabytes of them. */
-  double need = input_bytes(d, batch) + (double)d->ws_fixed + (double)d->ws_per_batch * (double)batch;
-  double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
-  if (have > 0 && need > have) {
-    fprintf(stderr, "bpcc: error: bench: batch %lld needs %.3g bytes for its inputs and workspace, more than this "
-                    "machine's memory (%.3g bytes); use a smaller --batch\n", (long long)batch, need, have);
     goto done;
   }
   in = make_inputs(d, batch, 1);

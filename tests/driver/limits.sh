@@ -93,7 +93,7 @@ expect "--seed '18446744073709551616': too large: expected an integer from 0 to 
 expect "--save-every '-1': expected an integer >= 1" train "$M" --data spiral --save x.st --save-every -1
 expect "--steps '4294967297': too large: expected an integer from 1 to 2147483647" bench "$M" --steps 4294967297
 expect "--warmup '99999999999': too large: expected an integer from 0 to 2147483647" bench "$M" --warmup 99999999999
-expect "bench: batch 2147483648 needs" bench "$M" --batch 2147483648 --steps 1
+expect "bench: the model needs" bench "$M" --batch 2147483648 --steps 1
 expect "--tol must be a positive finite number, not 'inf'" gradcheck "$M" --tol inf
 expect "--mem-budget '0': must be more than 0 bytes" --mem-report "$M" --mem-budget 0
 expect "--mem-budget '17179869184GiB': out of range: a whole number of bytes up to 9e18 (8 EiB)" --mem-report "$M" --mem-budget 17179869184GiB
