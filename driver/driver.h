@@ -60,7 +60,7 @@ int cmd_bench(int argc, char **argv);      /* bpcc bench (cmd_bench.c) */
 int cmd_gradcheck(int argc, char **argv);  /* bpcc gradcheck (cmd_gradcheck.c) */
 /* `bpcc FILE.bp --mem-report` (cmd_memreport.c) and `bpcc FILE.bp -o NAME.so`
  * (cmd_aot.c): the pipeline's options come parsed from main.c. */
-int cmd_mem_report(const char *path, const PipelineOptions *o);
+int cmd_mem_report(const char *path, const PipelineOptions *o, const char *out_path);   /* NULL: stdout */
 int cmd_write_library(const char *path, const PipelineOptions *o);
 /* --check and the --emit kinds (emit.c). */
 int emit_check(Compilation *c, FILE *out);
@@ -82,8 +82,60 @@ typedef struct {
 } PipelineArgs;
 
 void args_init(PipelineArgs *a, PipelineOptions *o);
+
+/* One option in a command's table. The table parses the command line (args_next),
+ * prints --help (args_print_options) and answers a mistyped option with the nearest
+ * name in it ("did you mean"): an option added to it is covered by all three. */
+typedef enum {
+  OPT_FLAG,     /* --quiet                                  (--quiet=1 is an error) */
+  OPT_VALUE,    /* --data SPEC or --data=SPEC */
+  OPT_JOINED,   /* -march=CPU, --emit=KIND: only with '=' */
+  OPT_PREFIX,   /* -O2: the value glued to the name; meta is the whole --help spelling */
+} OptForm;
+
+typedef struct {
+  int id;             /* the command's code for it; rows may share one (aliases); OPT_PIPELINE */
+  const char *name;   /* as typed, up to its value: "--data", "-march", "-O" */
+  OptForm form;
+  const char *meta;   /* the value in --help: "SPEC" (--data SPEC), "=MODE" (--recompute=MODE) */
+  const char *help;   /* --help's text, lines split by '\n'; NULL: accepted, not listed or suggested */
+} DrvOption;
+
+/* A row of a command's table that lists one of the pipeline's options in its --help,
+ * in the command's words; the pipeline's table parses it. */
+#define OPT_PIPELINE (-1)
+
+/* The pipeline's options above, one table (args.c); a command that takes them gives
+ * args_next its PipelineArgs, which then applies them itself. */
+extern const DrvOption args_pipeline_options[];
+
+/* A walk over argv[1..] (argv[0] is the command's name). */
+typedef struct {
+  const char *command;        /* in messages ("Try 'bpcc train --help'"); NULL: bpcc itself */
+  const DrvOption *options;   /* the command's table, ended by a row with name NULL */
+  PipelineArgs *pa;           /* the pipeline's options, applied here; NULL: none taken */
+  int argc;
+  char **argv;
+  int i;
+  bool operands_only;         /* after "--" */
+} ArgParser;
+
+enum { ARGS_END, ARGS_OPTION, ARGS_OPERAND, ARGS_HELP, ARGS_ERROR };
+void args_parser_init(ArgParser *p, const char *command, const DrvOption *options, PipelineArgs *pa, int argc,
+                      char **argv);
+/* The next item: ARGS_OPTION (*opt, and *value when it takes one), ARGS_OPERAND (*value:
+ * a file, or "-"), ARGS_HELP (-h, --help), ARGS_END, or ARGS_ERROR after a message: an
+ * unknown option (with "did you mean '--epochs'?" when one is close), a missing value,
+ * or a bad value of one of the pipeline's options. */
+int args_next(ArgParser *p, const DrvOption **opt, const char **value);
+/* The table's listed rows as --help lines, the names in a column `width` wide; more
+ * (if not NULL) may add lines under a row (a list of the values it takes). */
+void args_print_options(FILE *out, const DrvOption *options, int width,
+                        void (*more)(FILE *out, const DrvOption *row, int width));
+
 /* argv[*i] (and the value after it): 1 if it is one of the pipeline's options (taken),
- * 0 if not, -1 after an error message (a bad value: exit status 1). */
+ * 0 if not, -1 after an error message (a bad value: exit status 1). For a command
+ * whose loop is not yet a table; args_next does this itself. */
 int args_pipeline_option(PipelineArgs *a, int argc, char **argv, int *i);
 /* The runtime's thread pool to --threads N, if given; false after an error message. */
 bool args_apply_threads(const PipelineArgs *a);
@@ -101,6 +153,35 @@ bool args_int(const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *o
 bool args_real(const char *opt, const char *s, double *out);
 /* "bpcc: error: MESSAGE\nTry 'bpcc[ COMMAND] --help' for more information."; returns 1. */
 int args_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------ outputs (output.c) */
+
+/* A kind of output: what -o, `-o -` and standard output may take (output.c). */
+typedef struct {
+  const char *kind;   /* an --emit kind, "check", "mem-report", "library", "npy", ... */
+  const char *what;   /* "assembly", for messages */
+  const char *exts;   /* the extensions its files take, space-separated, the usual first */
+  bool binary;        /* never written to a terminal */
+  bool to_stdout;     /* `-o -` (and no -o) may write it to standard output */
+} OutputKind;
+
+extern const OutputKind out_kinds[];
+const OutputKind *out_kind(const char *kind);
+/* Before the work: PATH (NULL or "-": standard output) can take output of this kind —
+ * its extension, a terminal for binary output, `-o -`, a directory. for_what names the
+ * command in messages ("--emit=asm"). false after a message. */
+bool out_check(const char *kind, const char *path, const char *for_what);
+
+/* An output being written: a temporary file beside path, renamed on success. */
+typedef struct {
+  FILE *f;
+  const char *path;   /* NULL or "-": standard output */
+  char *tmp;          /* the temporary file; NULL when writing in place */
+} DrvOutput;
+bool out_open(DrvOutput *o, const char *path);
+/* ok: flush, sync and rename into place (false after a message if that fails); !ok:
+ * remove what was written. Standard output is flushed and left open. */
+bool out_close(DrvOutput *o, bool ok);
 
 /* ------------------------------------------------------------------ nonfinite.c */
 
