@@ -22,7 +22,7 @@ static const DrvOption gradcheck_options[] = {
     {G_DTYPE, "--dtype", OPT_VALUE, "f64|f32", "the precision of the check (default f64)"},
     {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "rows of the random batch, 1 to 4096 (default 4)"},
     {G_SEED, "--seed", OPT_VALUE, "S", "the seed of the parameters and the batch (default 1)"},
-    {G_TOL, "--tol", OPT_VALUE, "T", "the threshold instead of the dtype's (below)"},
+    {G_TOL, "--tol", OPT_VALUE, "T", "a threshold instead of the dtype's (above)"},
     {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model when the file has several"},
     {OPT_PIPELINE, "-fno-softmax-xent", OPT_FLAG, NULL, "check the gradient derived without the softmax-CE rule"},
     {OPT_PIPELINE, "--recompute", OPT_VALUE, "=MODE", "check the gradient with recomputation (none, sqrt, auto)"},

@@ -79,8 +79,8 @@ static void train_usage(FILE *o) {
   fprintf(o,
           "usage: bpcc train FILE.bp --data SPEC [options]\n"
           "JIT-compile the model of FILE.bp and train it. Command-line values override the\n"
-          "model's train block; the train section of bpcc(1) lists every default.\n"
-          "\n");
+          "model's train block; %s/docs/training.md lists every default.\n"
+          "\n", drv_doc_dir());
   args_print_options(o, train_options, 18, NULL);
   fprintf(o,
           "and the compiler's options (bpcc --help): --recompute=MODE, --mem-budget SIZE,\n"

@@ -3,8 +3,11 @@
  *   pipeline.c    the compiler's stages in one function (pipeline.h); a library of its
  *                 own (bpcc_pipeline) that the tests link too
  *   main.c        dispatch: the tables of commands and of --emit kinds, --help
- *   args.c        the command line every command shares: the pipeline's options, which
- *                 commands each applies to, and the parsing of values
+ *   args.c        the command line every command shares: parsing from option tables
+ *                 (with "did you mean"), the pipeline's options, which commands each
+ *                 applies to, and the parsing of values
+ *   output.c      where output goes: the table of output kinds and their extensions, -o,
+ *                 `-o -`, no binary to a terminal, temporary file then rename
  *   emit.c        the --emit kinds and --check: printers of what a stage made
  *   emit_dot.c    --emit=dot, the kernel plans as a Graphviz graph
  *   nonfinite.c   the first non-finite tensor of a failed training step, named
@@ -13,7 +16,9 @@
  *
  * To add a subcommand: write `int cmd_NAME(int argc, char **argv)` in cmd_NAME.c,
  * declare it below and add one row to drv_commands[] in main.c (argv[0] is its name;
- * it returns the exit status). To add an --emit kind: a printer in emit.c and a row of
+ * it returns the exit status). Its options are a DrvOption table that args_next
+ * parses (cmd_eval.c is a short example); the manual page docs/bpcc.1 documents every
+ * option its --help lists (tests/install/manpage.sh). To add an --emit kind: a printer in emit.c and a row of
  * drv_emits[] with the stage it needs.
  *
  * Exit status: 0 success; 1 for any error — a diagnostic in the program, an unreadable
@@ -52,6 +57,9 @@ typedef struct {
 } DrvEmit;
 
 extern const DrvCommand drv_commands[];
+/* Where the documentation is (README.md, docs/, examples/): beside an installed bpcc,
+ * else the source tree, else where make install puts it (main.c). For --help. */
+const char *drv_doc_dir(void);
 extern const DrvEmit drv_emits[];
 
 int cmd_train(int argc, char **argv);      /* bpcc train (cmd_train.c) */

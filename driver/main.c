@@ -42,8 +42,8 @@ static const DrvOption main_options[] = {
     {M_MEM_REPORT, "--mem-report", OPT_FLAG, NULL, "the memory plan of a training step: every tensor, and all the\n"
                                                    "compiled model allocates (--watch: as bpcc train --watch compiles it)"},
     {M_OUTPUT, "-o", OPT_VALUE, "NAME.so", "without --check, --emit or --mem-report: write the model as a\n"
-                                           "shared library with a C ABI, and NAME.h beside it (abi.md);\n"
-                                           "-march=x86-64-v3 for a portable one"},
+                                           "shared library with a C ABI, and NAME.h beside it (docs/abi.md\n"
+                                           "in the documentation below); -march=x86-64-v3 for a portable one"},
     {OPT_PIPELINE, "--print-after", OPT_VALUE, "=STAGE", "alone: run the pipeline up to STAGE and print what it made"},
     {M_OUTPUT, "-o", OPT_VALUE, "FILE", "where --check, --emit and --mem-report write (default, and '-':\n"
                                         "standard output); its extension must fit the kind (.s for asm, .o\n"
@@ -52,10 +52,10 @@ static const DrvOption main_options[] = {
     {0, NULL, OPT_FLAG, NULL, NULL},
 };
 
-/* The installed documentation: DIR/../share/doc/bpcc beside the running bpcc (an
- * installed tree, wherever DESTDIR put it), else the source tree's docs/ (a build
- * tree), else where `make install` puts it. */
-static const char *doc_dir(void) {
+/* The documentation (README.md, docs/, examples/): PREFIX/share/doc/bpcc for a bpcc
+ * in PREFIX/bin (an installed tree, wherever DESTDIR put it), else the source tree (a
+ * build tree), else where `make install` puts it. */
+const char *drv_doc_dir(void) {
   static char dir[PATH_MAX + 32];
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -71,7 +71,7 @@ static const char *doc_dir(void) {
       }
     }
   }
-  if (access(BPCC_SOURCE_DIR "/docs", F_OK) == 0) return BPCC_SOURCE_DIR "/docs";
+  if (access(BPCC_SOURCE_DIR "/docs", F_OK) == 0) return BPCC_SOURCE_DIR;
   return BPCC_DOCDIR;
 }
 
@@ -101,7 +101,7 @@ static void usage(FILE *o) {
   fprintf(o, "\ncommands:\n");
   for (const DrvCommand *c = drv_commands; c->name; c++) fprintf(o, "  %s\n", c->usage);
   fprintf(o, "\nexit status: 0 success, 1 any error (in the program, a file, or the command line)\n");
-  fprintf(o, "documentation: man bpcc; %s\n", doc_dir());
+  fprintf(o, "documentation: man bpcc; %s (README.md, docs/*.md, examples/)\n", drv_doc_dir());
 }
 
 static const DrvCommand *find_command(const char *name) {
@@ -123,7 +123,7 @@ static int unknown_command(const char *name) {
 
 /* bpcc help [COMMAND] */
 static int cmd_help(int argc, char **argv) {
-  if (argc == 1) {
+  if (argc == 1 || (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))) {
     usage(stdout);
     return 0;
   }
