@@ -12,6 +12,7 @@
  * state is passed over) or a plain safetensors file with the parameters under their
  * path names. */
 #include "driver/driver.h"
+#include "runtime/progress.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -115,7 +116,10 @@ int cmd_eval(int argc, char **argv) {
   char code[400];
   printf("bpcc eval: model %s from %s, batch %" PRId64 "; code: %s\n", desc->model_name, c.name, batch,
          pipeline_describe(&c, code, sizeof code));
-  printf("%s on %s (%" PRId64 " rows): loss %.6f", desc->model_name, d->source, d->n, loss);
+  /* six significant digits: one measurement, compared across runs and batches */
+  char rows[64], ls[48];
+  printf("%s on %s (%s): loss %s", desc->model_name, d->source, bprt_fmt_counted(rows, sizeof rows, d->n, "row", NULL),
+         bprt_fmt_sig(ls, sizeof ls, loss, 6));
   if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
   printf("\n");
   status = 0;

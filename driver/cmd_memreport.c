@@ -17,11 +17,11 @@ int cmd_mem_report(const char *path, const PipelineOptions *o, const char *out_p
   Compilation c;
   pipeline_init(&c, path, o);
   int status = 1;
-  DrvOutput out;
+  OutFile out;
   if (o->batch > (INT64_C(1) << 31)) {
     fprintf(stderr, "bpcc: error: --batch %lld: at most %lld rows for --mem-report\n", (long long)o->batch,
             (long long)(INT64_C(1) << 31));
-  } else if (pipeline_run(&c, STAGE_MEMORY) && out_open(&out, out_path)) {
+  } else if (pipeline_run(&c, STAGE_MEMORY) && outfile_open(&out, out_path ? out_path : "-", false, "the memory plan")) {
     FILE *f = out.f;
     pipeline_print_memory(f, &c);
     char b1[32], b2[32];
@@ -41,7 +41,7 @@ int cmd_mem_report(const char *path, const PipelineOptions *o, const char *out_p
       fprintf(f, "optimizer: %s (%d float%s of state per parameter)\n", bprt_optimizers[c.optimizer.kind].name,
               bprt_optimizers[c.optimizer.kind].slots, bprt_optimizers[c.optimizer.kind].slots == 1 ? "" : "s");
     }
-    status = out_close(&out, true) ? 0 : 1;
+    status = outfile_commit(&out) ? 0 : 1;
   }
   pipeline_release(&c);
   return status;

@@ -3,7 +3,8 @@
  *   bpcc train FILE.bp --data SPEC [--val SPEC | --val-split F] [--epochs N] [--batch N]
  *                      [--lr X] [--optimizer NAME(k = v, ...)] [--schedule ...] [--seed N]
  *                      [--threads N] [--save PATH] [--save-every N] [--resume PATH]
- *                      [--log FILE.csv] [--log-steps] [--watch] [--quiet] [--model NAME]
+ *                      [--log FILE.csv] [--log-steps] [--watch] [--quiet] [--print-every N]
+ *                      [--model NAME]
  *                      [the pipeline's options: --recompute, --mem-budget, -O, -march, ...]
  *
  * The settings come in three layers, each overriding the one before: PyTorch's defaults
@@ -11,8 +12,15 @@
  * The model is checked first, the data loaded (the batch is clamped to the training
  * rows), then the pipeline runs to machine code with the batch and the optimizer
  * resolved (a --mem-budget is planned at that batch), and the loop runs
- * (runtime/train.c) over the model object (runtime/model.c). */
+ * (runtime/train.c) over the model object (runtime/model.c).
+ *
+ * Results go to stdout (the header, a line per epoch, the final line); what only shows
+ * that work is going on goes to stderr, and only where it is a terminal: the status
+ * line while the data loads and the model compiles, the progress bar
+ * (runtime/progress.c). --print-every N adds a line every N steps on stderr, terminal
+ * or not. */
 #include "driver/driver.h"
+#include "runtime/progress.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -20,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------- options */
 
@@ -27,7 +36,7 @@ typedef struct {
   const char *file;
   const char *data, *val, *optimizer, *schedule, *save, *resume, *log;
   double val_split, lr;
-  int64_t epochs, save_every;
+  int64_t epochs, save_every, print_every;
   uint64_t seed;
   bool has_epochs, has_seed, has_lr, has_val_split;
   bool log_steps, quiet;
@@ -39,7 +48,7 @@ static int arg_error(const char *fmt, const char *a) { return args_usage_error("
 
 enum {
   T_DATA, T_VAL, T_VAL_SPLIT, T_EPOCHS, T_LR, T_OPTIMIZER, T_SCHEDULE, T_SEED, T_SAVE, T_SAVE_EVERY, T_RESUME, T_LOG,
-  T_LOG_STEPS, T_QUIET
+  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY
 };
 
 /* train's own options: what it parses, lists in --help and suggests for a typo. The
@@ -71,6 +80,8 @@ static const DrvOption train_options[] = {
     {OPT_PIPELINE, "--watch", OPT_FLAG, NULL, "per epoch: gradient norm and update/weight ratio of each\n"
                                             "parameter, mean and std of each output; the memory measured"},
     {T_QUIET, "--quiet", OPT_FLAG, NULL, "only errors and the final line"},
+    {T_PRINT_EVERY, "--print-every", OPT_VALUE, "N", "a line every N steps on stderr, terminal or not (the bar\n"
+                                                     "is drawn on stderr when it is a terminal)"},
     {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model to train when the file has several"},
     {0, NULL, OPT_FLAG, NULL, NULL},
 };
@@ -121,6 +132,9 @@ static int parse_args(int argc, char **argv, TrainArgs *t) {
     case T_SAVE_EVERY:
       if (!args_int("--save-every", v, 1, INT64_MAX, &t->save_every)) return 1;
       break;
+    case T_PRINT_EVERY:
+      if (!args_int("--print-every", v, 1, INT64_MAX, &t->print_every)) return 1;
+      break;
     case T_SEED: {
       int64_t s;
       if (!args_int("--seed", v, 0, INT64_MAX, &s)) return 1;
@@ -147,6 +161,7 @@ static int parse_args(int argc, char **argv, TrainArgs *t) {
   if (t->val && t->has_val_split) return arg_error("%s", "--val and --val-split exclude each other");
   if (t->log_steps && !t->log) return arg_error("%s", "--log-steps needs --log FILE.csv");
   if (t->save_every && !t->save) return arg_error("%s", "--save-every needs --save PATH");
+  if (t->print_every && t->quiet) return arg_error("%s", "--print-every and --quiet exclude each other");
   static const CommandInfo train = {"train", STAGE_MACHINE, true, true, true};
   return args_check(&t->pa, &train) ? 0 : 1;
 }
@@ -264,6 +279,29 @@ static double seconds_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* "loading mnist:DIR ...", "compiling FILE.bp ...": on a terminal only (a log file
+ * would keep it for ever), and not when stdout gets compiler output (--print-after)
+ * on the same screen. The line is cleared when the work is done, unless a diagnostic
+ * was printed under it: then it stays, as the heading of what was said. */
+typedef struct {
+  bool on, shown;
+  int diags;   /* diagnostics printed before the status */
+} Status;
+
+static void status_show(Status *st, const char *what, const char *name) {
+  if (!st->on) return;
+  char text[4200];
+  snprintf(text, sizeof text, "%s %s ...", what, name);
+  st->diags = diag_error_count() + diag_warning_count();
+  bprt_status_show(stderr, text);
+  st->shown = true;
+}
+
+static void status_done(Status *st) {
+  if (st->shown && diag_error_count() + diag_warning_count() == st->diags) bprt_status_clear(stderr);
+  st->shown = false;
+}
+
 /* ------------------------------------------------------------------- the command */
 
 int cmd_train(int argc, char **argv) {
@@ -295,26 +333,37 @@ int cmd_train(int argc, char **argv) {
   o.log_steps = a.log_steps;
   o.watch = a.po.watch;
   o.quiet = a.quiet;
+  o.print_every = a.print_every;
+  o.progress_out = stderr;
+  Status st = {!a.quiet && !a.po.print_after && isatty(STDERR_FILENO), false, 0};
   o.model_file = c.name;
   if (resolve_optimizer(ts, &a, &c.opt.optimizer) ||
       resolve_schedule(ts, &a, c.opt.optimizer.hyper[BPRT_H_LR], o.epochs, &o.schedule))
     goto done;
   c.opt.optimizer_set = true;
   if (!args_apply_threads(&a.pa)) goto done;
-  if (load_data(&a, o.seed, &train, &val)) {
+  status_show(&st, "loading", a.data);
+  int loaded = load_data(&a, o.seed, &train, &val);
+  status_done(&st);
+  if (loaded) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
   if (o.batch > train->n) {   /* one batch of every row: the same steps, buffers that fit */
+    char rows[64];
     if (!a.quiet)
-      fprintf(stderr, "bpcc: note: batch %" PRId64 " is larger than the %" PRId64 " training row%s; training with batch %" PRId64
-              " (one batch per epoch)\n", o.batch, train->n, train->n == 1 ? "" : "s", train->n);
+      fprintf(stderr, "bpcc: note: batch %" PRId64 " is larger than the %s; training with batch %" PRId64
+              " (one batch per epoch)\n", o.batch, bprt_fmt_counted(rows, sizeof rows, train->n, "training row", NULL),
+              train->n);
     o.batch = train->n;
   }
   c.opt.batch = o.batch;   /* the memory (and a --mem-budget) is planned at the batch that runs */
   o.on_nonfinite = nonfinite_first;
   o.nonfinite_ctx = &c;
-  if (!pipeline_run(&c, STAGE_MACHINE)) goto done;
+  status_show(&st, "compiling", c.name);
+  bool compiled = pipeline_run(&c, STAGE_MACHINE);
+  status_done(&st);
+  if (!compiled) goto done;
   double t_compile = 0;
   for (int s = STAGE_LOWER; s < STAGE__COUNT; s++) t_compile += c.seconds[s];
   const bprt_model_desc *desc = cg_model_desc(c.cg);
@@ -329,12 +378,14 @@ int cmd_train(int argc, char **argv) {
   }
   const double *hyper = c.optimizer.hyper;
   int64_t planned = pipeline_memory_at(&c, o.batch).total;
+  char f1[64], f2[64];
   if (!a.quiet) {
     char sb[32];
-    printf("bpcc train: model %s (%" PRId64 " parameters) from %s, compiled in %.2fs (set-up %.2fs)\n",
-           desc->model_name, param_count(desc), c.name, t_compile, seconds_now() - t_start);
-    printf("  data %s: %" PRId64 " rows", train->source, train->n);
-    if (val) printf("; validation %s: %" PRId64 " rows", val->source, val->n);
+    printf("bpcc train: model %s (%s) from %s, compiled in %s (set-up %s)\n", desc->model_name,
+           bprt_fmt_counted(f1, sizeof f1, param_count(desc), "parameter", NULL), c.name,
+           bprt_fmt_duration(f2, sizeof f2, t_compile), bprt_fmt_duration(sb, sizeof sb, seconds_now() - t_start));
+    printf("  data %s: %s", train->source, bprt_fmt_counted(f1, sizeof f1, train->n, "row", NULL));
+    if (val) printf("; validation %s: %s", val->source, bprt_fmt_counted(f1, sizeof f1, val->n, "row", NULL));
     printf("\n  %s(lr=%g", bprt_optimizers[c.optimizer.kind].name, hyper[BPRT_H_LR]);
     if (hyper[BPRT_H_WEIGHT_DECAY] > 0) printf(", weight_decay=%g", hyper[BPRT_H_WEIGHT_DECAY]);
     if (hyper[BPRT_H_CLIP] > 0) printf(", clip=%g", hyper[BPRT_H_CLIP]);
@@ -354,15 +405,17 @@ int cmd_train(int argc, char **argv) {
     goto done;
   }
   if (r.last.epoch == 0) {
-    printf("nothing to train: %s has %" PRId64 " epochs done, --epochs is %" PRId64 "\n", a.resume, r.epochs_done,
-           o.epochs);
+    printf("nothing to train: %s has %s done, --epochs is %" PRId64 "\n", a.resume,
+           bprt_fmt_counted(f1, sizeof f1, r.epochs_done, "epoch", NULL), o.epochs);
     status = 0;
     goto done;
   }
-  printf("trained %" PRId64 " epochs (%" PRId64 " steps) in %.1fs: loss %.4f", r.epochs_done, r.steps, seconds_now() - t0,
-         r.last.loss);
+  char f3[64], f4[64];
+  printf("trained %s (%s) in %s: loss %s", bprt_fmt_counted(f1, sizeof f1, r.epochs_done, "epoch", NULL),
+         bprt_fmt_counted(f2, sizeof f2, r.steps, "step", NULL), bprt_fmt_duration(f3, sizeof f3, seconds_now() - t0),
+         bprt_fmt_sig(f4, sizeof f4, r.last.loss, 4));
   if (!isnan(r.last.accuracy)) printf(", accuracy %.2f%%", 100 * r.last.accuracy);
-  if (!isnan(r.last.val_loss)) printf(", val_loss %.4f", r.last.val_loss);
+  if (!isnan(r.last.val_loss)) printf(", val_loss %s", bprt_fmt_sig(f1, sizeof f1, r.last.val_loss, 4));
   if (!isnan(r.last.val_accuracy)) printf(", val_accuracy %.2f%%", 100 * r.last.val_accuracy);
   if (a.save) printf("; saved %s", a.save);
   printf("\n");

@@ -6,20 +6,22 @@
  *   args.c        the command line every command shares: parsing from option tables
  *                 (with "did you mean"), the pipeline's options, which commands each
  *                 applies to, and the parsing of values
- *   output.c      where output goes: the table of output kinds and their extensions, -o,
- *                 `-o -`, no binary to a terminal, temporary file then rename
+ *   outfile.c     where output goes: the table of output kinds and their extensions, -o,
+ *                 `-o -`, no binary to a terminal, a temporary file then a rename
  *   emit.c        the --emit kinds and --check: printers of what a stage made
  *   emit_dot.c    --emit=dot, the kernel plans as a Graphviz graph
  *   nonfinite.c   the first non-finite tensor of a failed training step, named
  *   fdcheck.c     gradcheck's numerics: finite differences in the interpreter
- *   cmd_*.c       one file per command: train, eval, bench, gradcheck, --mem-report, -o
+ *   cmd_*.c       one file per command: train, eval, predict, plot, bench, gradcheck,
+ *                 --mem-report, -o
  *
  * To add a subcommand: write `int cmd_NAME(int argc, char **argv)` in cmd_NAME.c,
  * declare it below and add one row to drv_commands[] in main.c (argv[0] is its name;
  * it returns the exit status). Its options are a DrvOption table that args_next
  * parses (cmd_eval.c is a short example); the manual page docs/bpcc.1 documents every
- * option its --help lists (tests/install/manpage.sh). To add an --emit kind: a printer in emit.c and a row of
- * drv_emits[] with the stage it needs.
+ * option its --help lists (tests/install/manpage.sh). To add an --emit kind: a printer
+ * in emit.c, a row of drv_emits[] with the stage it needs, and a row of out_kinds[]
+ * (outfile.c) with its extensions.
  *
  * Exit status: 0 success; 1 for any error — a diagnostic in the program, an unreadable
  * file, or a usage error (unknown option, missing file, an option the command does not
@@ -66,6 +68,8 @@ int cmd_train(int argc, char **argv);      /* bpcc train (cmd_train.c) */
 int cmd_eval(int argc, char **argv);       /* bpcc eval (cmd_eval.c) */
 int cmd_bench(int argc, char **argv);      /* bpcc bench (cmd_bench.c) */
 int cmd_gradcheck(int argc, char **argv);  /* bpcc gradcheck (cmd_gradcheck.c) */
+int cmd_predict(int argc, char **argv);    /* bpcc predict (cmd_predict.c) */
+int cmd_plot(int argc, char **argv);       /* bpcc plot (cmd_plot.c) */
 /* `bpcc FILE.bp --mem-report` (cmd_memreport.c) and `bpcc FILE.bp -o NAME.so`
  * (cmd_aot.c): the pipeline's options come parsed from main.c. */
 int cmd_mem_report(const char *path, const PipelineOptions *o, const char *out_path);   /* NULL: stdout */
@@ -162,9 +166,9 @@ bool args_real(const char *opt, const char *s, double *out);
 /* "bpcc: error: MESSAGE\nTry 'bpcc[ COMMAND] --help' for more information."; returns 1. */
 int args_usage_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ------------------------------------------------------------------ outputs (output.c) */
+/* ------------------------------------------------------------------ outfile.c */
 
-/* A kind of output: what -o, `-o -` and standard output may take (output.c). */
+/* A kind of output, as -o, `-o -` and standard output take it (the table out_kinds[]). */
 typedef struct {
   const char *kind;   /* an --emit kind, "check", "mem-report", "library", "npy", ... */
   const char *what;   /* "assembly", for messages */
@@ -175,21 +179,29 @@ typedef struct {
 
 extern const OutputKind out_kinds[];
 const OutputKind *out_kind(const char *kind);
-/* Before the work: PATH (NULL or "-": standard output) can take output of this kind —
- * its extension, a terminal for binary output, `-o -`, a directory. for_what names the
- * command in messages ("--emit=asm"). false after a message. */
+/* Before the work: PATH (NULL or "-": standard output) can take output of this kind:
+ * an extension of another kind, binary output to a terminal, `-o -` where standard
+ * output cannot take it, a directory are errors. for_what names the command in
+ * messages ("--emit=asm"). false after a message. */
 bool out_check(const char *kind, const char *path, const char *for_what);
 
-/* An output being written: a temporary file beside path, renamed on success. */
+/* An output written to PATH.tmp-PID-N beside path and renamed over it by
+ * outfile_commit: whole or not at all. "-" is standard output, and a path that exists
+ * and is not a regular file (/dev/null, a FIFO) is written straight. */
 typedef struct {
-  FILE *f;
-  const char *path;   /* NULL or "-": standard output */
-  char *tmp;          /* the temporary file; NULL when writing in place */
-} DrvOutput;
-bool out_open(DrvOutput *o, const char *path);
-/* ok: flush, sync and rename into place (false after a message if that fails); !ok:
- * remove what was written. Standard output is flushed and left open. */
-bool out_close(DrvOutput *o, bool ok);
+  const char *path;
+  char *tmp;            /* the temporary file; NULL when written straight */
+  FILE *f;              /* where to write */
+} OutFile;
+
+/* false after an error message; binary output (named `what` in it, e.g. "NPY") is
+ * refused where it would go to a terminal. */
+bool outfile_open(OutFile *o, const char *path, bool binary, const char *what);
+/* Flush, fsync, close and rename into place; false after an error message (the
+ * temporary file removed, an old file unchanged). */
+bool outfile_commit(OutFile *o);
+/* Close and remove the temporary file: path is left as it was. */
+void outfile_abort(OutFile *o);
 
 /* ------------------------------------------------------------------ nonfinite.c */
 

@@ -9,7 +9,7 @@
  *   bpcc COMMAND ARGS...                          a subcommand (drv_commands)
  *
  * FILE may be `-` for standard input (named <stdin> in diagnostics); `--` ends the
- * options. -o names where the output goes, checked against its kind (output.c) before
+ * options. -o names where the output goes, checked against its kind (outfile.c) before
  * anything runs. Every one of them runs the pipeline (pipeline.c) with the options of
  * args.c. A word that is neither an option nor a file is taken for a command, and a
  * mistyped one gets "did you mean" from drv_commands[], as a mistyped option does from
@@ -27,6 +27,8 @@ static int cmd_help(int argc, char **argv);
 const DrvCommand drv_commands[] = {
     {"train", "train FILE.bp --data SPEC [options]   JIT-compile and train (bpcc train --help)", cmd_train},
     {"eval", "eval FILE.bp --weights PATH --data SPEC   loss and accuracy of trained weights", cmd_eval},
+    {"predict", "predict FILE.bp --weights PATH --data SPEC [-o OUT.npy|OUT.csv]   the model's outputs for new inputs", cmd_predict},
+    {"plot", "plot LOG.csv -o CURVES.svg   loss and accuracy curves of a bpcc train --log", cmd_plot},
     {"gradcheck", "gradcheck FILE.bp [--dtype f64|f32] [--batch N] [--seed S]   derived gradients vs finite differences", cmd_gradcheck},
     {"bench", "bench FILE.bp [--steps N] [--threads N] [--gemm]   time the compiled training step", cmd_bench},
     {"help", "help [COMMAND]   this help, or a command's (the same as bpcc COMMAND --help)", cmd_help},
@@ -164,9 +166,9 @@ static int version(void) {
 }
 
 /* Run the pipeline up to the stage an --emit kind (or --check) needs, and write what it
- * made to out_path (NULL, "-": standard output). */
+ * made, output of `kind` (outfile.c), to out_path (NULL, "-": standard output). */
 static int run_emit(const char *path, const PipelineOptions *o, Stage needs, int (*emit)(Compilation *, FILE *),
-                    const char *out_path) {
+                    const char *kind, const char *out_path) {
   Compilation c;
   pipeline_init(&c, path, o);
   bool ok = pipeline_run(&c, needs);
@@ -175,10 +177,15 @@ static int run_emit(const char *path, const PipelineOptions *o, Stage needs, int
   /* the syntax tree is printed even when it has errors (on standard output: a file
    * named by -o is written only for a program without errors) */
   if (emit && (ok || (needs == STAGE_PARSE && c.program && to_stdout))) {
-    DrvOutput out;
-    if (out_open(&out, out_path)) {
+    OutFile out;
+    const OutputKind *k = out_kind(kind);
+    if (outfile_open(&out, to_stdout ? "-" : out_path, k->binary, k->what)) {
       status = emit(&c, out.f);
-      if (!out_close(&out, status == 0 && ok)) status = 1;
+      if (status == 0 && ok) {
+        if (!outfile_commit(&out)) status = 1;
+      } else {
+        outfile_abort(&out);
+      }
     } else {
       status = 1;
     }
@@ -288,7 +295,7 @@ int main(int argc, char **argv) {
     return cmd_write_library(file, &o);
   }
   if (mem_report) return cmd_mem_report(file, &o, out);
-  if (check) return run_emit(file, &o, STAGE_CHECK, emit_check, out);
-  if (emit) return run_emit(file, &o, emit->needs, emit->emit, out);
-  return run_emit(file, &o, (Stage)upto, NULL, NULL);
+  if (check) return run_emit(file, &o, STAGE_CHECK, emit_check, "check", out);
+  if (emit) return run_emit(file, &o, emit->needs, emit->emit, emit->name, out);
+  return run_emit(file, &o, (Stage)upto, NULL, NULL, NULL);
 }

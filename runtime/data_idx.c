@@ -168,30 +168,36 @@ static int idx_labels(const Idx *x, BprtDataset *d, int64_t maxlabel) {
   return 0;
 }
 
-/* Images + labels -> dataset. maxlabel as in idx_labels. */
+/* Images + labels -> dataset. maxlabel as in idx_labels. labels NULL: the images alone
+ * (idx:IMAGES, for `bpcc predict`). */
 static BprtDataset *load_pair(const char *images, const char *labels, int64_t maxlabel, const char *source) {
-  size_t ilen, llen;
+  size_t ilen, llen = 0;
   unsigned char *ib = data_read_file(images, &ilen);
   if (!ib) return NULL;
-  unsigned char *lb = data_read_file(labels, &llen);
-  if (!lb) {
+  unsigned char *lb = labels ? data_read_file(labels, &llen) : NULL;
+  if (labels && !lb) {
     bprt_free(ib);
     return NULL;
   }
   BprtDataset *d = NULL;
   Idx xi, xl;
-  if (idx_open(&xi, images, ib, ilen, "image") != 0 || idx_open(&xl, labels, lb, llen, "label") != 0) goto done;
-  if (xl.ndims == 1 && xi.dims[0] != xl.dims[0]) {
+  if (idx_open(&xi, images, ib, ilen, "image") != 0 || (labels && idx_open(&xl, labels, lb, llen, "label") != 0))
+    goto done;
+  if (!labels && xi.dims[0] == 0) {
+    bprt_set_error("%s: the header says 0 records", images);
+    goto done;
+  }
+  if (labels && xl.ndims == 1 && xi.dims[0] != xl.dims[0]) {
     bprt_set_error("counts disagree: %s has %" PRId64 " records but %s has %" PRId64, images, xi.dims[0], labels,
                    xl.dims[0]);
     goto done;
   }
-  d = bprt_dataset_new(xi.dims[0], xi.per_record, 0, source);
+  d = bprt_dataset_new(xi.dims[0], xi.per_record, labels ? 0 : BPRT_NO_TARGETS, source);
   if (!d) goto done;
   d->frank = xi.ndims > 1 ? xi.ndims - 1 : 1;
   for (int i = 1; i < xi.ndims; i++) d->fdims[i - 1] = xi.dims[i];
   if (xi.ndims == 1) d->fdims[0] = 1;
-  if (idx_labels(&xl, d, maxlabel) != 0 || idx_features(&xi, d) != 0) {
+  if ((labels && idx_labels(&xl, d, maxlabel) != 0) || idx_features(&xi, d) != 0) {
     bprt_dataset_free(d);
     d = NULL;
   }
@@ -203,7 +209,8 @@ done:
 
 BprtDataset *bprt_load_idx(const char *images, const char *labels) {
   char source[512];
-  snprintf(source, sizeof source, "idx:%s,%s", images, labels);
+  if (labels) snprintf(source, sizeof source, "idx:%s,%s", images, labels);
+  else snprintf(source, sizeof source, "idx:%s", images);
   return load_pair(images, labels, -1, source);
 }
 

@@ -5,7 +5,8 @@
  *     {'descr': '<f4', 'fortran_order': False, 'shape': (60000, 784), }
  * and the raw data. X may be float32, float64, uint8, int32 or int64 (either byte
  * order), in C order; its first dimension counts rows. An integer Y holds class labels
- * (1-D); a float Y holds regression targets (1-D: one per row; 2-D: a row each). */
+ * (1-D); a float Y holds regression targets (1-D: one per row; 2-D: a row each). Without
+ * Y (npy:X.npy) the dataset has the features alone, for `bpcc predict`. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -217,17 +218,33 @@ static int npy_floats(const Npy *a, float *out, int64_t width) {
 }
 
 BprtDataset *bprt_load_npy(const char *xpath, const char *ypath) {
-  size_t xlen, ylen;
+  size_t xlen, ylen = 0;
   unsigned char *xb = data_read_file(xpath, &xlen);
   if (!xb) return NULL;
-  unsigned char *yb = data_read_file(ypath, &ylen);
-  if (!yb) {
+  unsigned char *yb = ypath ? data_read_file(ypath, &ylen) : NULL;
+  if (ypath && !yb) {
     bprt_free(xb);
     return NULL;
   }
   BprtDataset *d = NULL;
   Npy x, y;
-  if (npy_open(&x, xpath, xb, xlen) != 0 || npy_open(&y, ypath, yb, ylen) != 0) goto done;
+  if (npy_open(&x, xpath, xb, xlen) != 0 || (ypath && npy_open(&y, ypath, yb, ylen) != 0)) goto done;
+  if (!ypath) {   /* the features alone */
+    int64_t nfeat = x.dims[0] ? x.count / x.dims[0] : 0;
+    if (x.dims[0] == 0 || nfeat == 0) {
+      bprt_set_error("%s: the array has no %s", xpath, x.dims[0] == 0 ? "rows" : "features (rows are empty)");
+      goto done;
+    }
+    char source[4200];
+    snprintf(source, sizeof source, "npy:%s", xpath);
+    d = bprt_dataset_new(x.dims[0], nfeat, BPRT_NO_TARGETS, source);
+    if (!d) goto done;
+    d->frank = x.ndims > 1 ? x.ndims - 1 : 1;
+    for (int i = 1; i < x.ndims; i++) d->fdims[i - 1] = x.dims[i];
+    if (x.ndims == 1) d->fdims[0] = 1;
+    if (npy_floats(&x, d->x, nfeat) != 0) goto fail;
+    goto done;
+  }
   if (x.dims[0] != y.dims[0]) {
     bprt_set_error("counts disagree: %s has %" PRId64 " rows but %s has %" PRId64, xpath, x.dims[0], ypath,
                    y.dims[0]);

@@ -174,6 +174,9 @@ typedef struct bprt_model_desc {
   int64_t ws_fixed, ws_per_batch;
   bprt_entry_fn forward, grad, step, update;   /* step = grad, then update */
   int32_t has_loss;              /* forward computes the loss when frame->loss is set */
+  int32_t sigmoid_output;        /* 1 + the index of the first output that is a sigmoid of
+                                    the shape of a float second input (the targets), which
+                                    accuracy reads at threshold 0.5; 0: none */
 } bprt_model_desc;
 
 /* ------------------------------------------------------ the model object (model.c)

@@ -22,6 +22,8 @@
  * tensor that went bad. */
 #include "runtime/train.h"
 
+#include "runtime/progress.h"
+
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -55,10 +57,13 @@ void bprt_train_options_defaults(BprtTrainOptions *o) {
 /* ------------------------------------------------------- data against model inputs */
 
 /* Which model input gets the features, which the labels or targets, and which output
- * is scored for accuracy (the first [B, C] output when the targets are C-class labels). */
+ * is scored for accuracy: with C-class labels the first [B, C] output, by its argmax;
+ * with float targets the output the compiler marked as a sigmoid of the targets' shape
+ * (desc->sigmoid_output), element by element at threshold 0.5. */
 typedef struct {
   int xin, yin;          /* input indices; yin -1 when the model takes features only */
   int acc_out;           /* output index, -1: no accuracy */
+  bool threshold;        /* acc_out is a sigmoid scored element-wise at 0.5 */
   int64_t nclasses;
   int64_t out_width;     /* floats per row of acc_out */
 } Binding;
@@ -86,6 +91,15 @@ static int bind(const bprt_model_desc *d, Binding *b) {
         break;
       }
     }
+  } else if (b->yin >= 0 && d->sigmoid_output > 0 && d->sigmoid_output <= d->noutputs) {
+    const bprt_tensor_desc *y = &d->inputs[b->yin], *t = &d->outputs[d->sigmoid_output - 1];
+    bool same = t->rank == y->rank;
+    for (int i = 0; same && i < t->rank; i++) same = t->dims[i] == y->dims[i];
+    if (same) {
+      b->acc_out = d->sigmoid_output - 1;
+      b->threshold = true;
+      b->out_width = numel_of(t->rank, t->dims, 1);
+    }
   }
   return 0;
 }
@@ -110,16 +124,28 @@ static void set_inputs(const Binding *b, const BprtBatchIter *it, const void **i
   if (b->yin >= 0) inputs[b->yin] = it->labels ? (const void *)it->labels : (const void *)it->targets;
 }
 
-/* Correct predictions of a batch: argmax of the scored output's row against the label
- * (the first maximum wins, as torch.argmax). */
-static int64_t count_correct(const Binding *b, const float *out, const int32_t *labels, int64_t rows) {
+/* Correct predictions of a batch, and how many predictions were scored (*scored):
+ * labels: the argmax of each row of the scored output (the first maximum wins, as
+ * torch.argmax) against the row's label, one prediction per row; float targets and a
+ * sigmoid output: every element, (p >= 0.5) against (t >= 0.5). Nothing is scored
+ * without an accuracy output or without labels or targets in the batch. */
+static int64_t count_correct(const Binding *b, const float *out, const BprtBatchIter *it, int64_t *scored) {
   int64_t c = 0;
-  for (int64_t r = 0; r < rows; r++) {
-    const float *row = out + r * b->out_width;
-    int64_t best = 0;
-    for (int64_t k = 1; k < b->out_width; k++)
-      if (row[k] > row[best]) best = k;
-    c += best == labels[r];
+  *scored = 0;
+  if (b->acc_out < 0) return 0;
+  if (b->threshold && it->targets) {
+    int64_t n = it->rows * b->out_width;
+    for (int64_t i = 0; i < n; i++) c += (out[i] >= 0.5f) == (it->targets[i] >= 0.5f);
+    *scored = n;
+  } else if (!b->threshold && it->labels) {
+    for (int64_t r = 0; r < it->rows; r++) {
+      const float *row = out + r * b->out_width;
+      int64_t best = 0;
+      for (int64_t k = 1; k < b->out_width; k++)
+        if (row[k] > row[best]) best = k;
+      c += best == it->labels[r];
+    }
+    *scored = it->rows;
   }
   return c;
 }
@@ -160,7 +186,7 @@ static int evaluate(bprt_model *m, const Binding *b, const BprtDataset *d, int64
   if (bprt_batch_begin(&it, d, batch, false, 0, 0)) return -1;
   const void *inputs[2] = {0, 0};
   double sum = 0;
-  int64_t correct = 0, rows = 0;
+  int64_t correct = 0, scored = 0, rows = 0;
   int rc = 0;
   while (bprt_batch_next(&it) > 0) {
     set_inputs(b, &it, inputs);
@@ -170,14 +196,16 @@ static int evaluate(bprt_model *m, const Binding *b, const BprtDataset *d, int64
       break;
     }
     sum += (double)l * (double)it.rows;
-    if (b->acc_out >= 0 && it.labels) correct += count_correct(b, outs->out[b->acc_out], it.labels, it.rows);
+    int64_t k = 0;
+    if (b->acc_out >= 0) correct += count_correct(b, outs->out[b->acc_out], &it, &k);
+    scored += k;
     rows += it.rows;
   }
   bprt_batch_end(&it);
   (void)desc;
   if (rc) return -1;
   *loss = rows ? sum / (double)rows : NAN;
-  *acc = b->acc_out >= 0 && d->labels && rows ? (double)correct / (double)rows : NAN;
+  *acc = scored ? (double)correct / (double)scored : NAN;
   return 0;
 }
 
@@ -270,55 +298,34 @@ static bool grads_finite(bprt_model *m, const float *const *outs, int64_t rows, 
 
 /* ------------------------------------------------------------ progress and logs */
 
-typedef struct {
-  FILE *out;
-  bool bar, quiet;
-  double t0, last_draw;
-} Progress;
-
-static void fmt_duration(char *buf, size_t n, double s) {
-  if (!(s >= 0) || s > 1e7) {
-    snprintf(buf, n, "--:--");
-    return;
-  }
-  long t = (long)(s + 0.5);
-  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+/* The epoch's line, on the results stream (stdout), numbers for people
+ * (runtime/progress.h):
+ *   "epoch 3/10  loss 0.0612  acc 98.22%  val_loss 0.0702  val_acc 97.86%  lr 0.001  3.2 s" */
+static void epoch_line(FILE *out, const BprtEpochStats *s, int64_t epochs) {
+  char line[512], a[48];
+  size_t o = (size_t)snprintf(line, sizeof line, "epoch %" PRId64 "/%" PRId64 "  loss %s", s->epoch, epochs,
+                              bprt_fmt_sig(a, sizeof a, s->loss, 4));
+  if (!isnan(s->accuracy)) o += (size_t)snprintf(line + o, sizeof line - o, "  acc %.2f%%", 100 * s->accuracy);
+  if (!isnan(s->val_loss))
+    o += (size_t)snprintf(line + o, sizeof line - o, "  val_loss %s", bprt_fmt_sig(a, sizeof a, s->val_loss, 4));
+  if (!isnan(s->val_accuracy)) o += (size_t)snprintf(line + o, sizeof line - o, "  val_acc %.2f%%", 100 * s->val_accuracy);
+  o += (size_t)snprintf(line + o, sizeof line - o, "  lr %s", bprt_fmt_sig(a, sizeof a, s->lr, 4));
+  snprintf(line + o, sizeof line - o, "  %s", bprt_fmt_duration(a, sizeof a, s->seconds));
+  fprintf(out, "%s\n", line);
+  fflush(out);
 }
 
-/* "epoch 3/10 [##########----------] 120/469  loss 0.1234  45.2 steps/s  ETA 0:07" */
-static void progress_draw(Progress *p, int64_t epoch, int64_t epochs, int64_t done, int64_t total, double loss, bool force) {
-  if (!p->bar || p->quiet) return;
-  double t = now_seconds();
-  if (!force && t - p->last_draw < 0.1) return;
-  p->last_draw = t;
-  double el = t - p->t0, rate = el > 0 ? (double)done / el : 0;
-  char eta[32];
-  fmt_duration(eta, sizeof eta, rate > 0 ? (double)(total - done) / rate : -1);
-  char bar[33];
-  int w = 30, fill = total ? (int)(w * done / total) : w;
-  for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '-';
-  bar[w] = 0;
-  fprintf(p->out, "\r\033[Kepoch %" PRId64 "/%" PRId64 " [%s] %" PRId64 "/%" PRId64 "  loss %.4f  %.1f steps/s  ETA %s",
-          epoch, epochs, bar, done, total, loss, rate, eta);
-  fflush(p->out);
-}
-
-static void fmt_pct(char *buf, size_t n, const char *label, double v) {
-  if (isnan(v)) buf[0] = 0;
-  else snprintf(buf, n, "  %s %.2f%%", label, 100 * v);
-}
-
-static void epoch_line(Progress *p, const BprtEpochStats *s, int64_t epochs) {
-  if (p->quiet) return;
-  char acc[48], vl[48], va[48];
-  fmt_pct(acc, sizeof acc, "acc", s->accuracy);
-  if (isnan(s->val_loss)) vl[0] = 0;
-  else snprintf(vl, sizeof vl, "  val_loss %.4f", s->val_loss);
-  fmt_pct(va, sizeof va, "val_acc", s->val_accuracy);
-  fprintf(p->out, "%sepoch %" PRId64 "/%" PRId64 "  loss %.4f%s%s%s  lr %.4g  %.1fs\n", p->bar ? "\r\033[K" : "",
-          s->epoch, epochs, s->loss, acc, vl, va, s->lr, s->seconds);
-  fflush(p->out);
+/* --print-every N: "epoch 1/10  step 100/469  loss 0.2345  152 steps/s  00:01<00:02",
+ * the epoch's running loss as the bar shows it. */
+static void step_line(BprtProgress *p, int64_t epoch, int64_t epochs, int64_t done, int64_t total, double loss) {
+  char line[512], a[48], b[48], c[48];
+  double el = bprt_progress_elapsed(p);
+  double left = done > 0 ? el * (double)(total - done) / (double)done : -1;
+  int o = snprintf(line, sizeof line, "epoch %" PRId64 "/%" PRId64 "  step %s/%s  loss %s", epoch, epochs,
+                   bprt_fmt_count(a, sizeof a, done), bprt_fmt_count(b, sizeof b, total), bprt_fmt_sig(c, sizeof c, loss, 4));
+  o += snprintf(line + o, sizeof line - (size_t)o, "  %s", bprt_fmt_rate(a, sizeof a, done, el));
+  snprintf(line + o, sizeof line - (size_t)o, "  %s<%s", bprt_fmt_clock(b, sizeof b, el), bprt_fmt_clock(c, sizeof c, left));
+  bprt_progress_print(p, line);
 }
 
 /* The CSV: kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds — a row per
@@ -359,8 +366,14 @@ static double diff_norm2(const float *a, const float *b, int64_t n) {
 }
 
 /* The last step of the epoch: per parameter the gradient norm and the update/weight
- * ratio |p_new - p_old| / |p_old|; per output the mean and standard deviation. */
-static void watch_print(FILE *out, bprt_model *m, const float *before, const float *const *outs, int64_t rows) {
+ * ratio |p_new - p_old| / |p_old|; per output the mean and standard deviation. Printed
+ * as a table on out (NULL: not printed) and, with --log, written as rows of the watch
+ * log csv (NULL: none) with full precision:
+ *   epoch,step,kind,name,grad_norm,update_ratio,mean,std
+ *   3,1407,parameter,h.W,0.0123456789,0.00123456789,,
+ *   3,1407,activation,probs,,,0.1,0.28123456 */
+static void watch_report(FILE *out, FILE *csv, int64_t epoch, int64_t step, bprt_model *m, const float *before,
+                         const float *const *outs, int64_t rows) {
   const bprt_model_desc *d = bprt_model_get_desc(m);
   const float *p = bprt_model_params(m), *g = bprt_model_grads(m);
   size_t w = 9;
@@ -368,14 +381,21 @@ static void watch_print(FILE *out, bprt_model *m, const float *before, const flo
     if (strlen(d->params[i].name) > w) w = strlen(d->params[i].name);
   for (int k = 0; k < d->noutputs; k++)
     if (strlen(d->outputs[k].name) > w) w = strlen(d->outputs[k].name);
-  fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "parameter", "grad_norm", "update/weight");
+  if (out) fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "parameter", "grad_norm", "update/weight");
   for (int i = 0; i < d->nparams; i++) {
     const bprt_param_desc *pd = &d->params[i];
     int64_t n = numel_of(pd->rank, pd->dims, 1);
     double wn = norm2(before + pd->offset, n), un = diff_norm2(p + pd->offset, before + pd->offset, n);
-    fprintf(out, "  %-*s  %12.4e  %13.4e\n", (int)w, pd->name, norm2(g + pd->offset, n), wn > 0 ? un / wn : NAN);
+    double gn = norm2(g + pd->offset, n), ratio = wn > 0 ? un / wn : NAN;
+    if (out) fprintf(out, "  %-*s  %12.4g  %13.4g\n", (int)w, pd->name, gn, ratio);
+    if (csv) {
+      fprintf(csv, "%" PRId64 ",%" PRId64 ",parameter,%s", epoch, step, pd->name);
+      csv_num(csv, gn);
+      csv_num(csv, ratio);
+      fputs(",,\n", csv);
+    }
   }
-  fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "activation", "mean", "std");
+  if (out) fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "activation", "mean", "std");
   for (int k = 0; k < d->noutputs; k++) {
     const bprt_tensor_desc *t = &d->outputs[k];
     int64_t n = numel_of(t->rank, t->dims, rows);
@@ -383,9 +403,38 @@ static void watch_print(FILE *out, bprt_model *m, const float *before, const flo
     for (int64_t i = 0; i < n; i++) s += outs[k][i];
     double mean = n ? s / (double)n : NAN;
     for (int64_t i = 0; i < n; i++) s2 += (outs[k][i] - mean) * (outs[k][i] - mean);
-    fprintf(out, "  %-*s  %12.4e  %13.4e\n", (int)w, t->name, mean, n ? sqrt(s2 / (double)n) : NAN);
+    double sd = n ? sqrt(s2 / (double)n) : NAN;
+    if (out) fprintf(out, "  %-*s  %12.4g  %13.4g\n", (int)w, t->name, mean, sd);
+    if (csv) {
+      fprintf(csv, "%" PRId64 ",%" PRId64 ",activation,%s,,", epoch, step, t->name);
+      csv_num(csv, mean);
+      csv_num(csv, sd);
+      fputc('\n', csv);
+    }
   }
-  fflush(out);
+  if (out) fflush(out);
+  if (csv) fflush(csv);
+}
+
+int bprt_watch_log_path(const char *log_path, char *buf, size_t n) {
+  size_t len = strlen(log_path);
+  if (len > 4 && strcmp(log_path + len - 4, ".csv") == 0) len -= 4;
+  int k = snprintf(buf, n, "%.*s.watch.csv", (int)len, log_path);
+  if (k < 0 || (size_t)k >= n) return bprt_set_error("%s: the path is too long for its watch log", log_path);
+  return 0;
+}
+
+/* Open a CSV log for writing with its header, or for appending when a resumed run finds
+ * it (the header is then there already). */
+static FILE *open_log(const char *path, bool resume, const char *header) {
+  bool append = resume && access(path, F_OK) == 0;
+  FILE *f = fopen(path, append ? "a" : "w");
+  if (!f) {
+    bprt_set_error("%s: cannot open the log for writing", path);
+    return NULL;
+  }
+  if (!append) fprintf(f, "%s\n", header);
+  return f;
 }
 
 /* ------------------------------------------------------------------- checkpoints */
@@ -489,14 +538,20 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     bprt_model_set_step(m, st.step);
   }
 
-  FILE *out = o->out ? o->out : stdout;
-  Progress pr = {out, o->progress > 0 || (o->progress < 0 && isatty(fileno(out))), o->quiet, 0, 0};
-  FILE *log = NULL;
+  FILE *out = o->out ? o->out : stdout;   /* results: epoch lines, --watch tables */
+  FILE *perr = o->progress_out ? o->progress_out : stderr;   /* the bar, --print-every lines */
+  bool bar = !o->quiet && (o->progress > 0 || (o->progress < 0 && isatty(fileno(perr))));
+  BprtProgress pr;
+  FILE *log = NULL, *wlog = NULL;
+  char wpath[4200];
   if (o->log_path) {
-    bool append = o->resume_path && access(o->log_path, F_OK) == 0;
-    log = fopen(o->log_path, append ? "a" : "w");
-    if (!log) return bprt_set_error("%s: cannot open the log for writing", o->log_path);
-    if (!append) fprintf(log, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds\n");
+    if (!(log = open_log(o->log_path, o->resume_path != NULL, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds")))
+      return -1;
+    if (o->watch && (bprt_watch_log_path(o->log_path, wpath, sizeof wpath) ||
+                     !(wlog = open_log(wpath, o->resume_path != NULL, "epoch,step,kind,name,grad_norm,update_ratio,mean,std")))) {
+      fclose(log);
+      return -1;
+    }
   }
   Outputs outs = {0, NULL};
   float *before = NULL;   /* --watch: the parameters before the last step of an epoch */
@@ -516,10 +571,11 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       rc = -1;
       break;
     }
-    int64_t nb = bprt_batch_count(&it), bi = 0, rows = 0, correct = 0, last_rows = 0;
+    int64_t nb = bprt_batch_count(&it), bi = 0, rows = 0, correct = 0, scored = 0, last_rows = 0;
     double loss_sum = 0, t0 = now_seconds();
-    pr.t0 = t0;
-    pr.last_draw = 0;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "epoch %" PRId64 "/%" PRId64, e + 1, o->epochs);
+    bprt_progress_start(&pr, perr, bar, prefix, nb);
     float loss = 0;
     while (bprt_batch_next(&it) > 0) {
       bi++;
@@ -550,29 +606,32 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
         }
         rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
         r->nonfinite = true;
-        if (pr.bar && !pr.quiet) fputc('\n', out);
         break;
       }
-      int64_t c = b.acc_out >= 0 && it.labels ? count_correct(&b, souts[b.acc_out], it.labels, it.rows) : 0;
+      int64_t k = 0, c = b.acc_out >= 0 ? count_correct(&b, souts[b.acc_out], &it, &k) : 0;
       loss_sum += (double)loss * (double)it.rows;
       correct += c;
+      scored += k;
       rows += it.rows;
-      progress_draw(&pr, e + 1, o->epochs, bi, nb, loss_sum / (double)rows, bi == nb);
+      if (o->print_every > 0 && !o->quiet && bi % o->print_every == 0)
+        step_line(&pr, e + 1, o->epochs, bi, nb, loss_sum / (double)rows);
+      bprt_progress_step(&pr, bi, loss_sum / (double)rows);
       if (log && o->log_steps) {
-        BprtEpochStats s = {e + 1, st.step, lr, loss, b.acc_out >= 0 && it.labels ? (double)c / (double)it.rows : NAN,
-                            NAN, NAN, now_seconds() - t0};
+        BprtEpochStats s = {e + 1, st.step, lr, loss, k ? (double)c / (double)k : NAN, NAN, NAN, now_seconds() - t0};
         csv_row(log, "step", &s);
       }
     }
     bprt_batch_end(&it);
-    if (rc) break;
+    if (rc) {
+      bprt_progress_break(&pr);   /* the error starts a line of its own */
+      break;
+    }
 
     BprtEpochStats s = {e + 1, st.step, lr, rows ? loss_sum / (double)rows : NAN,
-                        b.acc_out >= 0 && train->labels && rows ? (double)correct / (double)rows : NAN, NAN, NAN, 0};
-    if (o->watch && !o->quiet) {
-      if (pr.bar) fprintf(out, "\r\033[K");
-      fprintf(out, "watch, epoch %" PRId64 " (last step):\n", e + 1);
-      watch_print(out, m, before, souts, last_rows);
+                        scored ? (double)correct / (double)scored : NAN, NAN, NAN, 0};
+    if (o->watch) {
+      if (!o->quiet) fprintf(out, "watch, epoch %" PRId64 " (last step):\n", e + 1);
+      watch_report(o->quiet ? NULL : out, wlog, e + 1, st.step, m, before, souts, last_rows);
     }
     if (val && evaluate(m, &b, val, batch, &outs, &s.val_loss, &s.val_accuracy)) {
       rc = -1;
@@ -581,7 +640,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     s.seconds = now_seconds() - t0;
     bprt_schedule_epoch_end(&st.schedule, e, isnan(s.val_loss) ? s.loss : s.val_loss);
     st.epoch = e + 1;
-    epoch_line(&pr, &s, o->epochs);
+    if (!o->quiet) epoch_line(out, &s, o->epochs);
     csv_row(log, "epoch", &s);
     if (log) fflush(log);
     r->last = s;
@@ -593,6 +652,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     }
   }
   if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
+  if (wlog && fclose(wlog) && rc == 0) rc = bprt_set_error("%s: write error", wpath);
   outputs_free(&outs);
   bprt_free(before);
   bprt_free(souts);

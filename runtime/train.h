@@ -7,6 +7,7 @@
  *   train.c     the loop: epochs of shuffled batches over a compiled model, the progress
  *               bar, the CSV log, --watch statistics, non-finite detection, checkpoints
  *               with the loop's state and --resume, evaluation
+ *   progress.c  numbers for people, the progress bar, the status line (runtime/progress.h)
  *
  * docs/training.md describes the command line, every default and the checkpoint format.
  * Error convention as in runtime.h: -1 (or NULL) and a message in bprt_last_error(). */
@@ -110,10 +111,13 @@ typedef struct {
   const char *resume_path;   /* NULL: fresh start */
   const char *log_path;      /* CSV, NULL: none */
   bool log_steps;            /* a CSV row per step too */
-  bool watch;                /* per-parameter / per-output statistics every epoch */
+  bool watch;                /* per-parameter / per-output statistics every epoch (and,
+                                with log_path, rows of bprt_watch_log_path's file) */
   bool quiet;                /* only errors and the final line */
-  int progress;              /* 1 progress bar, 0 a line per epoch, -1 auto: isatty(out) */
-  FILE *out;                 /* NULL: stdout */
+  int progress;              /* 1 progress bar, 0 none, -1 auto: isatty(progress_out) */
+  int64_t print_every;       /* > 0: a line every N steps of an epoch on progress_out */
+  FILE *out;                 /* results (epoch lines, --watch tables); NULL: stdout */
+  FILE *progress_out;        /* the bar and --print-every lines; NULL: stderr */
   const char *model_file;    /* "examples/spiral.bp" for messages and the checkpoint */
   BprtNonfiniteFn on_nonfinite;   /* NULL: the loop's own report */
   void *nonfinite_ctx;
@@ -147,9 +151,15 @@ typedef struct {
 int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, const BprtTrainOptions *o,
                BprtTrainResult *r);
 
-/* Loss and accuracy of the model on d, in batches (no update). accuracy NAN without
- * labels. */
+/* Loss and accuracy of the model on d, in batches (no update). Accuracy: with labels
+ * the argmax of the first [B, C] output; with float targets and a sigmoid output of the
+ * targets' shape (desc->sigmoid_output), the fraction of target elements where
+ * (p >= 0.5) == (t >= 0.5); NAN otherwise. */
 int bprt_evaluate(bprt_model *m, const BprtDataset *d, int64_t batch, double *loss, double *accuracy);
+
+/* The file --watch statistics go to beside the CSV log: LOG.csv -> LOG.watch.csv (any
+ * other name gets ".watch.csv" appended). -1 when it does not fit in n bytes. */
+int bprt_watch_log_path(const char *log_path, char *buf, size_t n);
 
 /* Does d fit the model's inputs? (one input: features; two: features and labels or
  * targets). -1 with "SOURCE: data has 784 features per row; model input x expects

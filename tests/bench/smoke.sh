@@ -29,4 +29,19 @@ cc -O2 -std=c11 -o "$T/aot_step" "$SRC/bench/aot_step.c" -ldl || { echo "FAIL: b
 aot=$("$T/aot_step" "$T/m1.so" m1 4 1 1) || { echo "FAIL: aot_step exited $?"; exit 1; }
 echo "$aot"
 echo "$aot" | grep -Eq '^aot m1 [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+$' || { echo "FAIL: no library row"; exit 1; }
+# the CPU named in the benchmark's header and CSV (bench/peak.c --cpu, no timing): the
+# family and model decoded from CPUID must be the kernel's
+cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -o "$T/peak" "$SRC/bench/peak.c" -lpthread || { echo "FAIL: bench/peak.c does not build"; exit 1; }
+cpu=$("$T/peak" --cpu) || { echo "FAIL: peak --cpu exited $?"; exit 1; }
+echo "$cpu"
+for k in "vendor [A-Za-z]+" "family [0-9]+" "model [0-9]+" "model_name .+" "uarch .+"; do
+  echo "$cpu" | grep -Eq "^cpu_$k\$" || { echo "FAIL: no line 'cpu_$k' from peak --cpu"; exit 1; }
+done
+if [ -r /proc/cpuinfo ]; then
+  for k in "vendor_id:vendor" "cpu family:family" "model:model"; do
+    want=$(sed -n "s/^${k%%:*}[[:space:]]*: *//p" /proc/cpuinfo | head -1)
+    got=$(echo "$cpu" | sed -n "s/^cpu_${k#*:} //p")
+    [ "$got" = "$want" ] || { echo "FAIL: peak --cpu says ${k#*:} '$got', /proc/cpuinfo '$want'"; exit 1; }
+  done
+fi
 echo "bench smoke: ok"

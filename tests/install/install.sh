@@ -38,7 +38,7 @@ run bpcc train "$D/usr/share/doc/bpcc/examples/spiral.bp" --data spiral:n=96 --e
 grep -q "^trained 2 epochs (6 steps)" "$T/train" || { fail "train: no 'trained' line"; cat "$T/train"; }
 
 # --help points at the installed documentation, never into the source tree
-for c in "" train eval gradcheck bench; do
+for c in "" train eval predict plot gradcheck bench; do
   # shellcheck disable=SC2086
   run bpcc $c --help > "$T/help" 2>&1 || fail "bpcc $c --help: exit status $?"
   grep -F -q "$SRC" "$T/help" && fail "bpcc $c --help names the source tree ($SRC)"

@@ -1,9 +1,9 @@
-/* driver/output.c — where a command's output goes: -o PATH, `-o -` or standard output.
+/* driver/outfile.c — where output goes, and files written whole or not at all.
  *
  * Every output has a kind, and the kinds are one table (out_kinds[] below, listed in
  * docs/cli.md): what it is, the extensions its file takes, whether it is binary and
- * whether standard output can take it. Three rules follow from the table, checked
- * before the compiler runs, so that a mistake costs no compile:
+ * whether standard output can take it. out_check applies it before the work, so that
+ * a mistake costs no compile:
  *
  *   1. A name whose extension belongs to another kind is an error (--emit=asm -o m.o,
  *      -o m.h for the library); a name with no extension, or one the table does not
@@ -13,10 +13,15 @@
  *   3. `-o -` is standard output where the kind can go there; the library cannot (it is
  *      two files, NAME.so and NAME.h, and is loaded by name).
  *
- * The file itself is written to a temporary file beside PATH and renamed into place
- * once complete, so that an error or a kill never leaves half a file under PATH, and an
- * old file stays as it was. A PATH that exists and is not a regular file (/dev/null, a
- * FIFO, /dev/stdout) is written in place: renaming over it would replace the device. */
+ * A command that writes a result (predict's NPY or CSV, plot's SVG) opens it here
+ * before it computes anything, so that an unwritable path is an error before the work,
+ * not after it; --check, --emit and --mem-report open it once the pipeline succeeded,
+ * so that a program with errors writes nothing. The bytes go to PATH.tmp-PID-N beside PATH; outfile_commit flushes,
+ * fsyncs and renames it over PATH, so a reader never sees half a file and an old PATH
+ * stays as it was when the command fails or is killed. Two cases are written straight:
+ * "-" (standard output) and a path that exists and is not a regular file (/dev/null, a
+ * FIFO), which a rename would replace instead of writing to. Binary output is never
+ * written to a terminal. */
 #include "driver/driver.h"
 
 #include <errno.h>
@@ -27,7 +32,7 @@
 #include <unistd.h>
 
 const OutputKind out_kinds[] = {
-    /* kind          what                                  extensions      binary  stdout */
+    /* kind, what it is, its extensions, binary, may go to standard output */
     {"check", "the models' summaries", ".txt", false, true},
     {"mem-report", "the memory plan", ".txt", false, true},
     {"tokens", "the token list", ".txt", false, true},
@@ -130,75 +135,90 @@ bool out_check(const char *kind, const char *path, const char *for_what) {
   return true;
 }
 
-/* A unique empty file ".BASE.tmp-XXXXXX" beside path (NULL and errno on failure). */
-static char *temp_beside(const char *path, int *fd) {
-  const char *slash = strrchr(path, '/');
-  size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
-  size_t n = strlen(path) + 16;
-  char *t = bp_xmalloc(n);
-  snprintf(t, n, "%.*s.%s.tmp-XXXXXX", (int)dirlen, path, path + dirlen);
-  *fd = mkstemp(t);
-  if (*fd < 0) {
-    bp_free(t);
-    return NULL;
-  }
-  return t;
-}
-
-bool out_open(DrvOutput *o, const char *path) {
+bool outfile_open(OutFile *o, const char *path, bool binary, const char *what) {
   memset(o, 0, sizeof *o);
   o->path = path;
-  if (!path || !strcmp(path, "-")) {
+  if (strcmp(path, "-") == 0) {
+    if (binary && isatty(STDOUT_FILENO)) {
+      fprintf(stderr, "bpcc: error: %s is binary and standard output is a terminal: redirect it, or give -o FILE\n", what);
+      return false;
+    }
     o->f = stdout;
     return true;
   }
   struct stat st;
-  int fd;
-  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {   /* a device or FIFO: in place */
-    fd = open(path, O_WRONLY | O_NOCTTY);
-  } else {
-    o->tmp = temp_beside(path, &fd);
-    if (o->tmp) {   /* mkstemp makes 0600: the mode a new file would have had */
-      mode_t mask = umask(0);
-      umask(mask);
-      fchmod(fd, 0666 & ~mask);
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) {
+      fprintf(stderr, "bpcc: error: %s: is a directory; -o names the file to write\n", path);
+      return false;
     }
+    o->f = fopen(path, "w");
+    if (!o->f) {
+      fprintf(stderr, "bpcc: error: %s: cannot open for writing: %s\n", path, strerror(errno));
+      return false;
+    }
+    if (binary && isatty(fileno(o->f))) {
+      fprintf(stderr, "bpcc: error: %s: %s is binary and this is a terminal\n", path, what);
+      fclose(o->f);
+      o->f = NULL;
+      return false;
+    }
+    return true;
   }
-  if (fd < 0 || !(o->f = fdopen(fd, "wb"))) {
-    fprintf(stderr, "bpcc: error: cannot write %s: %s\n", path, strerror(errno));
-    if (fd >= 0) close(fd);
-    if (o->tmp) unlink(o->tmp);
-    bp_free(o->tmp);
+  static unsigned counter;
+  size_t n = strlen(path) + 48;
+  o->tmp = malloc(n);
+  if (!o->tmp) {
+    fprintf(stderr, "bpcc: error: %s: out of memory\n", path);
+    return false;
+  }
+  int fd = -1;
+  for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+    snprintf(o->tmp, n, "%s.tmp-%ld-%u", path, (long)getpid(), counter++);
+    fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0 || !(o->f = fdopen(fd, "w"))) {
+    fprintf(stderr, "bpcc: error: %s: cannot create a file beside it to write to: %s\n", path, strerror(errno));
+    if (fd >= 0) {
+      close(fd);
+      unlink(o->tmp);
+    }
+    free(o->tmp);
     o->tmp = NULL;
     return false;
   }
   return true;
 }
 
-bool out_close(DrvOutput *o, bool ok) {
+bool outfile_commit(OutFile *o) {
   if (!o->f) return false;
-  const char *name = o->f == stdout ? "standard output" : o->path;
-  bool written = fflush(o->f) == 0 && !ferror(o->f);
-  if (ok && !written) fprintf(stderr, "bpcc: error: cannot write %s: %s\n", name, strerror(errno));
-  ok = ok && written;
-  if (o->f != stdout) {
-    if (ok && o->tmp && fsync(fileno(o->f)) != 0) {
-      fprintf(stderr, "bpcc: error: cannot write %s: %s\n", name, strerror(errno));
-      ok = false;
-    }
-    if (fclose(o->f) != 0 && ok) {
-      fprintf(stderr, "bpcc: error: cannot write %s: %s\n", name, strerror(errno));
-      ok = false;
-    }
-    if (o->tmp) {
-      if (ok && rename(o->tmp, o->path) != 0) {
-        fprintf(stderr, "bpcc: error: cannot write %s: renaming %s: %s\n", o->path, o->tmp, strerror(errno));
-        ok = false;
-      }
-      if (!ok) unlink(o->tmp);
-      bp_free(o->tmp);
-    }
+  bool ok = fflush(o->f) == 0 && !ferror(o->f);
+  int err = errno;
+  if (o->f == stdout) {
+    o->f = NULL;
+    if (!ok) fprintf(stderr, "bpcc: error: standard output: write error: %s\n", strerror(err));
+    return ok;
   }
-  memset(o, 0, sizeof *o);
+  if (ok && o->tmp && fsync(fileno(o->f)) != 0) ok = false, err = errno;
+  if (fclose(o->f) != 0 && ok) ok = false, err = errno;
+  o->f = NULL;
+  if (ok && o->tmp && rename(o->tmp, o->path) != 0) ok = false, err = errno;
+  if (!ok) fprintf(stderr, "bpcc: error: %s: write error: %s%s\n", o->path, strerror(err),
+                   o->tmp ? "; any previous file is unchanged" : "");
+  if (!ok && o->tmp) unlink(o->tmp);
+  free(o->tmp);
+  o->tmp = NULL;
   return ok;
+}
+
+void outfile_abort(OutFile *o) {
+  if (o->f && o->f != stdout) fclose(o->f);
+  else if (o->f) fflush(o->f);
+  o->f = NULL;
+  if (o->tmp) {
+    unlink(o->tmp);
+    free(o->tmp);
+    o->tmp = NULL;
+  }
 }
