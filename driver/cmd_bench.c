@@ -238,20 +238,30 @@ static int collect_shapes(Func *g, int64_t batch, Shape *out, int max) {
 
 /* ------------------------------------------------------------------- the command */
 
+enum { B_STEPS, B_WARMUP, B_GEMM, B_PROFILE };
+
+/* bench's options (parsed, listed in --help, suggested); then the pipeline's */
+static const DrvOption bench_options[] = {
+    {B_STEPS, "--steps", OPT_VALUE, "N", "timed steps (default 30); the median, min and max are printed"},
+    {B_WARMUP, "--warmup", OPT_VALUE, "N", "untimed steps first (default 5)"},
+    {OPT_PIPELINE, "--threads", OPT_VALUE, "N", "threads (default: one per CPU)"},
+    {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "batch size (default: the train block's)"},
+    {B_GEMM, "--gemm", OPT_FLAG, NULL, "also time each distinct matrix product of the step on its own,\n"
+                                       "on 1 thread and on --threads threads"},
+    {B_PROFILE, "--profile", OPT_FLAG, NULL, "where the step's time goes: forward, backward and the optimizer\n"
+                                             "update timed through the three entry points, and the products\n"
+                                             "(implies --gemm)"},
+    {0, NULL, OPT_FLAG, NULL, NULL},
+};
+
 static void bench_usage(FILE *o) {
   fprintf(o,
           "usage: bpcc bench FILE.bp [--steps N] [--warmup N] [--threads N] [--batch N] [--gemm]\n"
-          "  times the compiled training step (forward, backward, optimizer) on random data\n"
-          "  --steps N      timed steps (default 30); the median, min and max are printed\n"
-          "  --warmup N     untimed steps first (default 5)\n"
-          "  --threads N    threads (default: one per CPU)\n"
-          "  --batch N      batch size (default: the train block's)\n"
-          "  --gemm         also time each distinct matrix product of the step on its own,\n"
-          "                 on 1 thread and on --threads threads\n"
-          "  --recompute=MODE, --mem-budget SIZE   recompute activations as bpcc train does\n"
-          "  --profile      where the step's time goes: forward, backward and the optimizer\n"
-          "                 update timed through the three entry points, and the products\n"
-          "                 (implies --gemm)\n"
+          "  times the compiled training step (forward, backward, optimizer) on random data\n");
+  args_print_options(o, bench_options, 12, NULL);
+  fprintf(o,
+          "and the compiler's options (bpcc --help): --recompute=MODE, --mem-budget SIZE, -O0..-O3,\n"
+          "-march=CPU, ...: the step is compiled as bpcc train compiles it\n"
           "output: bpcc MODEL ms_median ms_min ms_max gflop_per_step gflops compile_ms peak_rss_mib\n"
           "        code DESCRIPTION (what was compiled: O level, target, lanes, kernels, memory)\n"
           "        gemm VARIANT M K N threads ms_median gflops\n"
@@ -266,26 +276,27 @@ int cmd_bench(int argc, char **argv) {
   pipeline_options_default(&po);
   PipelineArgs pa;
   args_init(&pa, &po);
-  for (int i = 1; i < argc; i++) {   /* argv[0] is "bench" */
-    const char *a = argv[i], *v;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+  ArgParser p;
+  args_parser_init(&p, "bench", bench_options, &pa, argc, argv);
+  const DrvOption *opt;
+  const char *v;
+  for (int k; (k = args_next(&p, &opt, &v)) != ARGS_END;) {
+    if (k == ARGS_ERROR) return 1;
+    if (k == ARGS_HELP) {
       bench_usage(stdout);
       return 0;
-    } else if (!strcmp(a, "--gemm")) {
+    }
+    if (k == ARGS_OPERAND) {
+      if (file) return args_usage_error("bench", "bench takes one FILE.bp, got '%s' and '%s'", file, v);
+      file = v;
+    } else if (opt->id == B_GEMM) {
       gemm = true;
-    } else if (!strcmp(a, "--profile")) {
+    } else if (opt->id == B_PROFILE) {
       profile = gemm = true;
-    } else if ((v = args_value(argc, argv, &i, "--steps")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--steps", v, 1, INT32_MAX, &steps)) return 1;
-    } else if ((v = args_value(argc, argv, &i, "--warmup")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--warmup", v, 0, INT32_MAX, &warmup)) return 1;
-    } else {
-      int r = args_pipeline_option(&pa, argc, argv, &i);   /* --batch, --threads, --recompute, ... */
-      if (r < 0) return 1;
-      if (r > 0) continue;
-      if (a[0] == '-' && a[1]) return args_usage_error("bench", "unknown option '%s'", a);
-      if (file) return args_usage_error("bench", "bench takes one FILE.bp, got '%s' and '%s'", file, a);
-      file = a;
+    } else if (opt->id == B_STEPS) {
+      if (!args_int("--steps", v, 1, INT32_MAX, &steps)) return 1;
+    } else if (opt->id == B_WARMUP) {
+      if (!args_int("--warmup", v, 0, INT32_MAX, &warmup)) return 1;
     }
   }
   if (!file) {

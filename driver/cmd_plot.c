@@ -31,14 +31,20 @@
 
 static int plot_error(const char *fmt, const char *a) { return args_usage_error("plot", fmt, a); }
 
+/* plot's options (parsed, listed in --help, suggested) */
+static const DrvOption plot_options[] = {
+    {0, "-o", OPT_VALUE, "FILE.svg", "where to write it (required); - for standard output"},
+    {0, NULL, OPT_FLAG, NULL, NULL},
+};
+
 static void plot_usage(FILE *o) {
   fprintf(o,
           "usage: bpcc plot LOG.csv -o CURVES.svg\n"
           "Draw the training and validation loss and accuracy of a bpcc train --log CSV\n"
           "against the epoch (or the step, for a log written with --log-steps), as an SVG\n"
           "file with no scripts and no external references.\n"
-          "\n"
-          "  -o FILE.svg      where to write it (required); - for standard output\n");
+          "\n");
+  args_print_options(o, plot_options, 14, NULL);
 }
 
 /* ------------------------------------------------------------------ the series */
@@ -410,20 +416,22 @@ static void write_svg(FILE *o, const char *log_path, const Series *s, const bool
 
 int cmd_plot(int argc, char **argv) {
   const char *log = NULL, *out = NULL;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+  ArgParser p;
+  args_parser_init(&p, "plot", plot_options, NULL, argc, argv);
+  const DrvOption *opt;
+  const char *v;
+  for (int k; (k = args_next(&p, &opt, &v)) != ARGS_END;) {
+    if (k == ARGS_ERROR) return 1;
+    if (k == ARGS_HELP) {
       plot_usage(stdout);
       return 0;
     }
-    if ((v = args_value(argc, argv, &i, "-o")) != NULL) {
-      if (v == ARGS_MISSING) return 1;
-      out = v;
-      continue;
+    if (k == ARGS_OPERAND) {
+      if (log) return plot_error("more than one log ('%s')", v);
+      log = v;
+    } else {
+      out = v;   /* -o, the one option */
     }
-    if (a[0] == '-' && a[1]) return plot_error("unknown option '%s'", a);
-    if (log) return plot_error("more than one log ('%s')", a);
-    log = a;
   }
   if (!log) return plot_error("%s", "no log: give the CSV that bpcc train --log wrote");
   if (!out) return plot_error("%s", "no output: give -o FILE.svg (or -o - for standard output)");

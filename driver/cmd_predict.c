@@ -34,34 +34,43 @@
 #include <unistd.h>
 
 #define PRINT_ROWS 20   /* rows of the table on a terminal */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 static int predict_error(const char *fmt, const char *a) { return args_usage_error("predict", fmt, a); }
+
+enum { P_WEIGHTS, P_DATA, P_SPLIT, P_OUT, P_OUTPUT, P_TOPK };
+
+/* predict's options (parsed, listed in --help, suggested); then the pipeline's */
+static const DrvOption predict_options[] = {
+    {P_WEIGHTS, "--weights", OPT_VALUE, "PATH", "a checkpoint written by bpcc train --save, or a safetensors\n"
+                                                "file with the parameters under their path names (required)"},
+    {P_DATA, "--data", OPT_VALUE, "SPEC", "the inputs (see bpcc train --help); labels are not needed:\n"
+                                          "idx:IMAGES, npy:X.npy and csv:PATH:label=none have none. A SPEC\n"
+                                          "with its own test part (mnist:DIR) gives that part (required)"},
+    {P_SPLIT, "--split", OPT_VALUE, "S", "test (default) or train: which part of such a SPEC"},
+    {P_OUT, "-o", OPT_VALUE, "OUT", "OUT.npy: NumPy float32 [rows, ...]; OUT.csv: CSV with a header\n"
+                                    "row; -: CSV on standard output. Without -o: on a terminal a\n"
+                                    "table (at most " STR(PRINT_ROWS) " rows), else CSV on standard output"},
+    {P_OUTPUT, "--output", OPT_VALUE, "NAME", "the output to write (default: the last output the loss reads,\n"
+                                              "else the last output; values as the model computes them)"},
+    {P_TOPK, "--top-k", OPT_VALUE, "K", "classifiers, without -o: print the K most probable classes of\n"
+                                        "each row with their probabilities (default 3; a table even\n"
+                                        "when standard output is not a terminal)"},
+    {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "rows per forward pass (default: the train block's batch)"},
+    {OPT_PIPELINE, "--threads", OPT_VALUE, "N", "worker threads (default: one per CPU)"},
+    {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model when the file has several"},
+    {0, NULL, OPT_FLAG, NULL, NULL},
+};
 
 static void predict_usage(FILE *o) {
   fprintf(o,
           "usage: bpcc predict FILE.bp --weights PATH --data SPEC [-o OUT.npy|OUT.csv] [options]\n"
           "Run the model forward in inference mode (dropout is the identity) on the inputs of\n"
           "SPEC, without their labels, and write one output's values per row.\n"
-          "\n"
-          "  --weights PATH   a checkpoint written by bpcc train --save, or a safetensors\n"
-          "                   file with the parameters under their path names (required)\n"
-          "  --data SPEC      the inputs (see bpcc train --help); labels are not needed:\n"
-          "                   idx:IMAGES, npy:X.npy and csv:PATH:label=none have none. A SPEC\n"
-          "                   with its own test part (mnist:DIR) gives that part (required)\n"
-          "  --split S        test (default) or train: which part of such a SPEC\n"
-          "  -o OUT           OUT.npy: NumPy float32 [rows, ...]; OUT.csv: CSV with a header\n"
-          "                   row; -: CSV on standard output. Without -o: on a terminal a\n"
-          "                   table (at most %d rows), else CSV on standard output\n"
-          "  --output NAME    the output to write (default: the last output the loss reads,\n"
-          "                   else the last output; values as the model computes them)\n"
-          "  --top-k K        classifiers, without -o: print the K most probable classes of\n"
-          "                   each row with their probabilities (default 3; a table even\n"
-          "                   when standard output is not a terminal)\n"
-          "  --batch N        rows per forward pass (default: the train block's batch)\n"
-          "  --threads N      worker threads (default: one per CPU)\n"
-          "  --model NAME     the model when the file has several\n"
-          "and -O0..-O3, -march=CPU, -fno-fuse, --print-after=STAGE, --verify-each (bpcc --help)\n",
-          PRINT_ROWS);
+          "\n");
+  args_print_options(o, predict_options, 16, NULL);
+  fprintf(o, "and -O0..-O3, -march=CPU, -fno-fuse, --print-after=STAGE, --verify-each (bpcc --help)\n");
 }
 
 /* ------------------------------------------------------------------ which output */
@@ -233,30 +242,29 @@ int cmd_predict(int argc, char **argv) {
   pipeline_options_default(&po);
   PipelineArgs pa;
   args_init(&pa, &po);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+  ArgParser p;
+  args_parser_init(&p, "predict", predict_options, &pa, argc, argv);
+  const DrvOption *opt;
+  const char *v;
+  for (int k; (k = args_next(&p, &opt, &v)) != ARGS_END;) {
+    if (k == ARGS_ERROR) return 1;
+    if (k == ARGS_HELP) {
       predict_usage(stdout);
       return 0;
     }
-    const char **sv = NULL;
-    if ((v = args_value(argc, argv, &i, "--weights")) != NULL) sv = &weights;
-    else if ((v = args_value(argc, argv, &i, "--data")) != NULL) sv = &data;
-    else if ((v = args_value(argc, argv, &i, "--split")) != NULL) sv = &split;
-    else if ((v = args_value(argc, argv, &i, "--output")) != NULL) sv = &output;
-    else if ((v = args_value(argc, argv, &i, "--top-k")) != NULL) sv = &topk_arg;
-    else if ((v = args_value(argc, argv, &i, "-o")) != NULL) sv = &out;
-    if (sv) {
-      if (v == ARGS_MISSING) return 1;
-      *sv = v;
+    if (k == ARGS_OPERAND) {
+      if (file) return predict_error("more than one input file ('%s')", v);
+      file = v;
       continue;
     }
-    int r = args_pipeline_option(&pa, argc, argv, &i);
-    if (r < 0) return 1;
-    if (r > 0) continue;
-    if (a[0] == '-' && a[1]) return predict_error("unknown option '%s'", a);
-    if (file) return predict_error("more than one input file ('%s')", a);
-    file = a;
+    switch (opt->id) {
+    case P_WEIGHTS: weights = v; break;
+    case P_DATA: data = v; break;
+    case P_SPLIT: split = v; break;
+    case P_OUT: out = v; break;
+    case P_OUTPUT: output = v; break;
+    case P_TOPK: topk_arg = v; break;
+    }
   }
   if (!file) return predict_error("%s", "no input file");
   if (!weights) return predict_error("%s", "no weights: give --weights PATH");

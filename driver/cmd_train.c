@@ -54,44 +54,57 @@ typedef struct {
 
 static int arg_error(const char *fmt, const char *a) { return args_usage_error("train", fmt, a); }
 
+enum {
+  T_DATA, T_VAL, T_VAL_SPLIT, T_EPOCHS, T_LR, T_OPTIMIZER, T_SCHEDULE, T_SEED, T_SAVE, T_SAVE_EVERY, T_RESUME, T_INIT, T_LOG,
+  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY
+};
+
+/* train's own options: what it parses, lists in --help and suggests for a typo. The
+ * pipeline's (--batch, --threads, --watch, --model, ...) follow from args.c. */
+static const DrvOption train_options[] = {
+    {T_DATA, "--data", OPT_VALUE, "SPEC", "training data: mnist:DIR, idx:IMAGES,LABELS,\n"
+                                          "csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy,\n"
+                                          "spiral[:n=1000,classes=3,noise=0.2], xor[:n=200,noise=0.2],\n"
+                                          "blobs[:n=300,classes=3,dim=2,std=1.0]          (required)"},
+    {T_VAL, "--val", OPT_VALUE, "SPEC", "validation data (default: the SPEC's own test set, as\n"
+                                        "mnist's t10k files; else none)"},
+    {T_VAL_SPLIT, "--val-split", OPT_VALUE, "F", "hold out a fraction F of the training data instead"},
+    {T_EPOCHS, "--epochs", OPT_VALUE, "N", "epochs in all (train block, else 1)"},
+    {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "rows per step; the last batch may be partial (else 32;\n"
+                                            "at most the training rows)"},
+    {T_LR, "--lr", OPT_VALUE, "X", "learning rate (after the optimizer's own lr)"},
+    {T_OPTIMIZER, "--optimizer", OPT_VALUE, "S", "NAME(k = v, ...): sgd, momentum, adagrad, rmsprop, adam,\n"
+                                                 "adamw with torch.optim's argument names, and clip"},
+    {T_SCHEDULE, "--schedule", OPT_VALUE, "S", "constant | step(step_size, gamma) | cosine(T_max, eta_min,\n"
+                                               "warmup) | plateau(factor, patience, threshold, cooldown,\n"
+                                               "min_lr); set once per epoch"},
+    {T_SEED, "--seed", OPT_VALUE, "N", "initialization, shuffles, dropout (train block, else 0)"},
+    {OPT_PIPELINE, "--threads", OPT_VALUE, "N", "worker threads (default: one per CPU)"},
+    {T_SAVE, "--save", OPT_VALUE, "PATH", "write a checkpoint (safetensors) at the end ..."},
+    {T_SAVE_EVERY, "--save-every", OPT_VALUE, "N", "... and every N epochs"},
+    {T_RESUME, "--resume", OPT_VALUE, "PATH", "continue from a checkpoint, bit for bit (also one that\n"
+                                              "Ctrl-C wrote mid-epoch)"},
+    {T_INIT, "--init", OPT_VALUE, "W", "start from the parameters of W (a checkpoint or a\n"
+                                       "safetensors file by PyTorch); optimizer state fresh"},
+    {T_LOG, "--log", OPT_VALUE, "FILE.csv", "one CSV row per epoch ..."},
+    {T_LOG_STEPS, "--log-steps", OPT_FLAG, NULL, "... and one per step"},
+    {OPT_PIPELINE, "--watch", OPT_FLAG, NULL, "per epoch: gradient norm and update/weight ratio of each\n"
+                                            "parameter, mean and std of each output; the memory measured"},
+    {T_QUIET, "--quiet", OPT_FLAG, NULL, "only errors and the final line"},
+    {T_PRINT_EVERY, "--print-every", OPT_VALUE, "N", "a line every N steps on stderr, terminal or not (the bar\n"
+                                                     "is drawn on stderr when it is a terminal)"},
+    {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model to train when the file has several"},
+    {0, NULL, OPT_FLAG, NULL, NULL},
+};
+
 static void train_usage(FILE *o) {
   fprintf(o,
-          "usage: bpcc train FILE.bp [options]\n"
+          "usage: bpcc train FILE.bp --data SPEC [options]\n"
           "JIT-compile the model of FILE.bp and train it. Command-line values override the\n"
-          "model's train block; docs/training.md lists every default.\n"
-          "\n"
-          "  --data SPEC          training data: mnist:DIR, idx:IMAGES,LABELS,\n"
-          "                       csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy,\n"
-          "                       spiral[:n=1000,classes=3,noise=0.2], xor[:n=200,noise=0.2],\n"
-          "                       blobs[:n=300,classes=3,dim=2,std=1.0]          (required)\n"
-          "  --val SPEC           validation data (default: the SPEC's own test set, as\n"
-          "                       mnist's t10k files; else none)\n"
-          "  --val-split F        hold out a fraction F of the training data instead\n"
-          "  --epochs N           epochs in all (train block, else 1)\n"
-          "  --batch N            rows per step; the last batch may be partial (else 32;\n"
-          "                       at most the training rows)\n"
-          "  --lr X               learning rate (after the optimizer's own lr)\n"
-          "  --optimizer S        NAME(k = v, ...): sgd, momentum, adagrad, rmsprop, adam,\n"
-          "                       adamw with torch.optim's argument names, and clip\n"
-          "  --schedule S         constant | step(step_size, gamma) | cosine(T_max, eta_min,\n"
-          "                       warmup) | plateau(factor, patience, threshold, cooldown,\n"
-          "                       min_lr); set once per epoch\n"
-          "  --seed N             initialization, shuffles, dropout (train block, else 0)\n"
-          "  --threads N          worker threads (default: one per CPU)\n"
-          "  --save PATH          write a checkpoint (safetensors) at the end ...\n"
-          "  --save-every N       ... and every N epochs\n"
-          "  --resume PATH        continue from a checkpoint, bit for bit (also one that\n"
-          "                       Ctrl-C wrote mid-epoch)\n"
-          "  --init W             start from the parameters of W (a checkpoint or a\n"
-          "                       safetensors file by PyTorch); optimizer state fresh\n"
-          "  --log FILE.csv       one CSV row per epoch ...\n"
-          "  --log-steps          ... and one per step\n"
-          "  --watch              per epoch: gradient norm and update/weight ratio of each\n"
-          "                       parameter, mean and std of each output; the memory measured\n"
-          "  --quiet              only errors and the final line\n"
-          "  --print-every N      a line every N steps on stderr, terminal or not (the bar\n"
-          "                       is drawn on stderr when it is a terminal)\n"
-          "  --model NAME         the model to train when the file has several\n"
+          "model's train block; %s/docs/training.md lists every default.\n"
+          "\n", drv_doc_dir());
+  args_print_options(o, train_options, 18, NULL);
+  fprintf(o,
           "and the compiler's options (bpcc --help): --recompute=MODE, --mem-budget SIZE,\n"
           "-fno-softmax-xent, -fno-fuse, -O0..-O3, -march=CPU, --print-after=STAGE, --verify-each\n");
 }
@@ -103,71 +116,59 @@ static int parse_args(int argc, char **argv, TrainArgs *t) {
   t->argv = argv;
   pipeline_options_default(&t->po);
   args_init(&t->pa, &t->po);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 2;
-#define STR(NAME, FIELD)                                \
-  if ((v = args_value(argc, argv, &i, NAME)) != NULL) { \
-    if (v == ARGS_MISSING) return 1;                    \
-    t->FIELD = v;                                       \
-    continue;                                           \
-  }
-    STR("--data", data)
-    STR("--val", val)
-    STR("--optimizer", optimizer)
-    STR("--schedule", schedule)
-    STR("--save", save)
-    STR("--resume", resume)
-    STR("--init", init)
-    STR("--log", log)
-#undef STR
-    if ((v = args_value(argc, argv, &i, "--epochs")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--epochs", v, 1, INT64_MAX, &t->epochs)) return 1;
+  ArgParser p;
+  args_parser_init(&p, "train", train_options, &t->pa, argc, argv);
+  const DrvOption *opt;
+  const char *v;
+  for (int k; (k = args_next(&p, &opt, &v)) != ARGS_END;) {
+    if (k == ARGS_ERROR) return 1;
+    if (k == ARGS_HELP) return 2;
+    if (k == ARGS_OPERAND) {
+      if (t->file) return arg_error("more than one input file ('%s')", v);
+      t->file = v;
+      continue;
+    }
+    switch (opt->id) {
+    case T_DATA: t->data = v; break;
+    case T_VAL: t->val = v; break;
+    case T_OPTIMIZER: t->optimizer = v; break;
+    case T_SCHEDULE: t->schedule = v; break;
+    case T_SAVE: t->save = v; break;
+    case T_RESUME: t->resume = v; break;
+    case T_INIT: t->init = v; break;
+    case T_LOG: t->log = v; break;
+    case T_LOG_STEPS: t->log_steps = true; break;
+    case T_QUIET: t->quiet = true; break;
+    case T_EPOCHS:
+      if (!args_int("--epochs", v, 1, INT64_MAX, &t->epochs)) return 1;
       t->has_epochs = true;
-      continue;
-    }
-    if ((v = args_value(argc, argv, &i, "--save-every")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--save-every", v, 1, INT64_MAX, &t->save_every)) return 1;
-      continue;
-    }
-    if ((v = args_value(argc, argv, &i, "--print-every")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--print-every", v, 1, INT64_MAX, &t->print_every)) return 1;
-      continue;
-    }
-    if ((v = args_value(argc, argv, &i, "--seed")) != NULL) {
+      break;
+    case T_SAVE_EVERY:
+      if (!args_int("--save-every", v, 1, INT64_MAX, &t->save_every)) return 1;
+      break;
+    case T_PRINT_EVERY:
+      if (!args_int("--print-every", v, 1, INT64_MAX, &t->print_every)) return 1;
+      break;
+    case T_SEED: {
       int64_t s;
-      if (v == ARGS_MISSING || !args_int("--seed", v, 0, INT64_MAX, &s)) return 1;
+      if (!args_int("--seed", v, 0, INT64_MAX, &s)) return 1;
       t->seed = (uint64_t)s;
       t->has_seed = true;
-      continue;
+      break;
     }
-    if ((v = args_value(argc, argv, &i, "--lr")) != NULL) {
-      if (v == ARGS_MISSING || !args_real("--lr", v, &t->lr)) return 1;
+    case T_LR: {
+      if (!args_real("--lr", v, &t->lr)) return 1;
       const char *bad = bprt_hyper_check(BPRT_H_LR, t->lr);
       if (bad) return args_usage_error("train", "--lr '%s': %s", v, bad);
       t->has_lr = true;
-      continue;
+      break;
     }
-    if ((v = args_value(argc, argv, &i, "--val-split")) != NULL) {
-      if (v == ARGS_MISSING || !args_real("--val-split", v, &t->val_split)) return 1;
+    case T_VAL_SPLIT:
+      if (!args_real("--val-split", v, &t->val_split)) return 1;
       if (!(t->val_split > 0 && t->val_split < 1)) return arg_error("--val-split '%s': must be between 0 and 1", v);
       t->has_val_split = true;
-      continue;
+      break;
     }
-    if (!strcmp(a, "--log-steps")) {
-      t->log_steps = true;
-      continue;
-    }
-    if (!strcmp(a, "--quiet")) {
-      t->quiet = true;
-      continue;
-    }
-    int r = args_pipeline_option(&t->pa, argc, argv, &i);
-    if (r < 0) return 1;
-    if (r > 0) continue;
-    if (a[0] == '-' && a[1]) return arg_error("unknown option '%s'", a);
-    if (t->file) return arg_error("more than one input file ('%s')", a);
-    t->file = a;
   }
   if (!t->file) return arg_error("%s", "no input file");
   if (!t->data) return arg_error("%s", "no data: give --data SPEC (e.g. --data spiral or --data mnist:DIR)");

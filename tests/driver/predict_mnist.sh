@@ -21,7 +21,7 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 "$BPCC" train "$MLP" --data "mnist:$DATA" --epochs 1 --save "$T/w.st" --quiet > /dev/null || { echo "FAIL: train"; exit 1; }
 "$BPCC" eval "$MLP" --weights "$T/w.st" --data "mnist:$DATA" > "$T/eval" || fail "eval"
-acc=$(sed -n 's/.*(10000 rows): loss [0-9.]*, accuracy \([0-9.]*\)%$/\1/p' "$T/eval")
+acc=$(sed -n 's/.*(10,000 rows): loss [0-9.]*, accuracy \([0-9.]*\)%$/\1/p' "$T/eval")
 [ -n "$acc" ] || { fail "no accuracy in eval's output:"; cat "$T/eval"; }
 
 "$BPCC" predict "$MLP" --weights "$T/w.st" --data "mnist:$DATA" -o "$T/p.npy" > /dev/null || fail "predict"
