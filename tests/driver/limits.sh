@@ -91,6 +91,8 @@ expect "--batch '0': expected an integer >= 1" eval "$M" --weights x --data spir
 expect "--epochs '99999999999999999999': too large: expected an integer from 1 to 9223372036854775807" train "$M" --data spiral --epochs 99999999999999999999
 expect "--seed '18446744073709551616': too large: expected an integer from 0 to 9223372036854775807" train "$M" --data spiral --seed 18446744073709551616
 expect "--save-every '-1': expected an integer >= 1" train "$M" --data spiral --save x.st --save-every -1
+expect "--print-every '99999999999999999999': too large: expected an integer from 1 to 9223372036854775807" train "$M" --data spiral --print-every 99999999999999999999
+expect "--top-k '0': expected an integer from 1 to 2147483647" predict "$M" --weights x --data spiral --top-k 0
 expect "--steps '4294967297': too large: expected an integer from 1 to 2147483647" bench "$M" --steps 4294967297
 expect "--warmup '99999999999': too large: expected an integer from 0 to 2147483647" bench "$M" --warmup 99999999999
 expect "bench: the model needs" bench "$M" --batch 2147483648 --steps 1
