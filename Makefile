@@ -1,16 +1,19 @@
 # Thin wrapper over CMake (as neovim's). The two commands a new user types:
 #   make demo   install what is missing, build, run bpcc on the bundled examples
 #   make test   the same set-up, then the whole test suite (and its sanitizer build)
+# and  make install [PREFIX=/usr/local] [DESTDIR=]   bin/bpcc, its man page, docs, and
+#      find_package(bpcc) for CMake projects (cmake/install.cmake)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 MAKEFLAGS  += --no-print-directory
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
-DEBS        = llvm-19-dev flex bison libcmocka-dev cmake make gcc zlib1g-dev graphviz python3-numpy
+PREFIX     ?= /usr/local
+DEBS        = llvm-19-dev flex bison libcmocka-dev cmake make gcc zlib1g-dev graphviz libxml2-utils tmux man-db python3-numpy
 # `make bench` only: PyTorch for the comparison, and OpenBLAS so that Debian's torch does
 # not fall back to the reference BLAS (about 5 GFLOP/s instead of 250 here).
 BENCH_DEBS  = python3-torch libopenblas0-pthread
 
-.PHONY: all deps build build-asan demo test test-fast bench clean
+.PHONY: all deps build build-asan demo test test-fast bench install clean
 
 all: build
 
@@ -47,6 +50,13 @@ demo: build
 test: build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+# The prefix is compiled in (where --help says the documentation is when bpcc does not
+# find it beside itself), so the build is configured with it first.
+install: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(BUILD) -j $(JOBS) --target bpcc
+	DESTDIR=$(if $(DESTDIR),$(abspath $(DESTDIR))) cmake --install $(BUILD)
 
 bench:
 	@$(MAKE) build EXTRA_DEBS="$(BENCH_DEBS)"

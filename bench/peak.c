@@ -3,7 +3,16 @@
  * Each thread runs independent chains of vfmadd on 12 vector accumulators (enough to
  * cover FMA latency x throughput on Zen 4 and Intel cores), so the loop is bound by FMA
  * throughput alone. Reports GFLOP/s for 1 thread and for N threads (2 FLOP per lane per
- * FMA). The widest vector ISA the CPU has is chosen at run time. */
+ * FMA). The widest vector ISA the CPU has is chosen at run time.
+ *
+ * It also names the CPU, from CPUID rather than /proc/cpuinfo, so that every run's header
+ * and CSV say which machine the figures belong to (the project's machines change from
+ * one session to the next: Intel Xeons, AMD Zen 4 and Zen 5):
+ *   cpu_vendor GenuineIntel | AuthenticAMD | ...
+ *   cpu_family N, cpu_model N    (decimal, the display family and model)
+ *   cpu_model_name ...           (the brand string)
+ *   cpu_uarch Zen 4 | Zen 5 | ... | Intel | the vendor   (what the family and model tell) */
+#include <cpuid.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,17 +87,83 @@ static double measure(int n, long iters) {
   return best;
 }
 
+/* AMD's microarchitecture from the display family and model, by the model ranges AMD
+ * has published (the ones the Linux kernel keys its Zen feature bits on). A model
+ * outside them is not guessed: the caller prints the vendor and numbers instead. */
+static const char *amd_uarch(unsigned family, unsigned model) {
+  if (family == 0x17) {
+    if (model <= 0x2f || (model >= 0x50 && model <= 0x5f)) return "Zen / Zen+";
+    if ((model >= 0x30 && model <= 0x4f) || (model >= 0x60 && model <= 0x7f) ||
+        (model >= 0x90 && model <= 0x91) || (model >= 0xa0 && model <= 0xaf))
+      return "Zen 2";
+  } else if (family == 0x19) {
+    if (model <= 0x0f || (model >= 0x20 && model <= 0x5f)) return "Zen 3";
+    if ((model >= 0x10 && model <= 0x1f) || (model >= 0x60 && model <= 0xaf)) return "Zen 4";
+  } else if (family == 0x1a) {
+    if (model <= 0x2f || (model >= 0x40 && model <= 0x4f) || (model >= 0x60 && model <= 0x7f))
+      return "Zen 5";
+  }
+  return NULL;
+}
+
+/* Prints the cpu_* lines (see the header comment). Intel's model numbers are not turned
+ * into a name: under a hypervisor they need not match the core (this project's Xeon
+ * reports model 167 and has AMX, which no model-167 part has), so "Intel" and the numbers
+ * are all that is claimed. */
+static void print_cpu(void) {
+  unsigned a, b, c, d;
+  char vendor[13] = "unknown";
+  unsigned family = 0, model = 0;
+  if (__get_cpuid(0, &a, &b, &c, &d)) {
+    memcpy(vendor, &b, 4);
+    memcpy(vendor + 4, &d, 4);
+    memcpy(vendor + 8, &c, 4);
+    vendor[12] = 0;
+  }
+  if (__get_cpuid(1, &a, &b, &c, &d)) {
+    unsigned base_family = (a >> 8) & 0xf, base_model = (a >> 4) & 0xf;
+    family = base_family == 0xf ? base_family + ((a >> 20) & 0xff) : base_family;
+    model = base_family == 0x6 || base_family == 0xf ? (((a >> 16) & 0xf) << 4) | base_model
+                                                     : base_model;
+  }
+  char brand[49] = "";
+  if (__get_cpuid_max(0x80000000, NULL) >= 0x80000004) {
+    unsigned w[12];
+    for (unsigned leaf = 0; leaf < 3; leaf++)
+      __get_cpuid(0x80000002 + leaf, &w[4 * leaf], &w[4 * leaf + 1], &w[4 * leaf + 2],
+                  &w[4 * leaf + 3]);
+    memcpy(brand, w, 48);
+    brand[48] = 0;
+  }
+  /* the brand string is padded with spaces (leading on some Intel parts) */
+  char *name = brand;
+  while (*name == ' ') name++;
+  size_t len = strlen(name);
+  while (len > 0 && name[len - 1] == ' ') name[--len] = 0;
+  const char *uarch = vendor;
+  if (strcmp(vendor, "AuthenticAMD") == 0) {
+    uarch = amd_uarch(family, model);
+    if (!uarch) uarch = "AMD";
+  } else if (strcmp(vendor, "GenuineIntel") == 0) {
+    uarch = "Intel";
+  }
+  printf("cpu_vendor %s\ncpu_family %u\ncpu_model %u\ncpu_model_name %s\ncpu_uarch %s\n", vendor,
+         family, model, *name ? name : "unknown", uarch);
+}
+
+/* peak [--threads=N] [--quick]: the peak lines; peak --cpu: the cpu_* lines only. */
 int main(int argc, char **argv) {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) lanes = 16;
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) lanes = 8;
-  else { printf("peak: no AVX2/FMA on this CPU\n"); return 1; }
   long iters = ITERS;
   int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) iters = ITERS / 100;
     else if (strncmp(argv[i], "--threads=", 10) == 0) threads = atoi(argv[i] + 10);
+    else if (strcmp(argv[i], "--cpu") == 0) { print_cpu(); return 0; }
   }
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) lanes = 16;
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) lanes = 8;
+  else { printf("peak: no AVX2/FMA on this CPU\n"); return 1; }
   if (threads < 1 || threads > 64) threads = 1;
   measure(1, iters / 10);   /* warm up clocks */
   double one = measure(1, iters), all = measure(threads, iters);

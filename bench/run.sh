@@ -1,31 +1,67 @@
 #!/bin/sh
 # bench/run.sh BUILD [THREADS] — what `make bench` runs.
 #
+# 0. the CPU (bench/peak.c --cpu: vendor, family, model, model name, Zen generation);
 # 1. the machine's FP32 FMA peak (bench/peak.c), 1 thread and THREADS threads, at the
 #    start and at the end of the run (the best of the two is the peak);
 # 2. bpcc's training step on M1, M2, M3 and M3 with --recompute=sqrt (`bpcc bench`,
-#    median of 30 steps after 5 of warm-up; BENCH_ROUNDS rounds, default 3, and the
-#    median of the rounds), what each compiled to (bpcc bench's `code` line), and for M2
-#    (`--profile`, first round) the time of forward, backward and update, and each of
-#    its matrix products alone on 1 and THREADS threads;
+#    median of BENCH_STEPS steps, default 30, after 5 of warm-up; BENCH_ROUNDS rounds,
+#    default 3, and the median of the rounds), what each compiled to (bpcc bench's
+#    `code` line), and for M2 (`--profile`, first round) the time of forward, backward
+#    and update, and each of its matrix products alone on 1 and THREADS threads;
 # 3. the same three models in PyTorch (bench/torch_bench.py under /usr/bin/python3,
 #    OMP/OpenBLAS threads set to THREADS), run between the bpcc runs so that both see
-#    the same machine state.
-# Prints one table and writes it as CSV to bench/results.csv (BENCH_CSV overrides).
+#    the same machine state, with the fastest OpenBLAS kernel set that computes correct
+#    products on this host (bench/blas_pick.py times and checks each candidate first;
+#    OPENBLAS_CORETYPE is set for the PyTorch commands only).
+# Prints one table and writes it as CSV to bench/results.csv (BENCH_CSV overrides),
+# through a temporary file renamed at the end.
 set -eu
 BUILD=${1:-build}
 THREADS=${2:-$(nproc)}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BPCC=$BUILD/bpcc
 CSV=${BENCH_CSV:-$HERE/results.csv}
+STEPS=${BENCH_STEPS:-30}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-bench-XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+# the CSV is written next to its final name and renamed when complete
+OUT=$CSV.tmp.$$
+trap 'rm -rf "$TMP" "$OUT"' EXIT
+# an interrupted run (Ctrl-C, a closed pipe) leaves neither behind: exit runs the trap
+trap 'exit 130' INT HUP TERM PIPE
 
 cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -o "$TMP/peak" "$HERE/peak.c" -lpthread
+"$TMP/peak" --cpu > "$TMP/cpu.txt"
+cpu() { sed -n "s/^cpu_$1 //p" "$TMP/cpu.txt"; }
+CPU_VENDOR=$(cpu vendor)
+CPU_FAMILY=$(cpu family)
+CPU_MODEL=$(cpu model)
+CPU_NAME=$(cpu model_name)
+CPU_UARCH=$(cpu uarch)
 "$TMP/peak" --threads="$THREADS" > "$TMP/peak.txt"
 
 have_torch=yes
 /usr/bin/python3 -c 'import torch' 2> /dev/null || have_torch=no
+
+# PyTorch's OpenBLAS kernel set: timed and checked per candidate (bench/blas_pick.py),
+# then set for the PyTorch commands only. "auto" is OpenBLAS's own detection (the
+# variable unset); "-" means nothing to choose, and PyTorch runs with the environment
+# as it is.
+: > "$TMP/blas.txt"
+TORCH_ENV=env
+BLAS_NAME=-
+BLAS_CORE=-
+if [ $have_torch = yes ]; then
+  /usr/bin/python3 "$HERE/blas_pick.py" "$THREADS" > "$TMP/blas.txt" ||
+    { echo "bench: bench/blas_pick.py failed" >&2; exit 1; }
+  BLAS_NAME=$(awk '$1 == "blas_chosen" { print $2 }' "$TMP/blas.txt")
+  BLAS_CORE=$(awk '$1 == "blas_chosen" { print $3 }' "$TMP/blas.txt")
+  case $BLAS_NAME in
+    -|"") BLAS_NAME=- ;;
+    auto) TORCH_ENV="env -u OPENBLAS_CORETYPE" ;;
+    *) TORCH_ENV="env OPENBLAS_CORETYPE=$BLAS_NAME" ;;
+  esac
+fi
 
 : > "$TMP/bpcc.txt"
 : > "$TMP/torch.txt"
@@ -42,16 +78,17 @@ while [ $r -lt "$ROUNDS" ]; do
     [ $m = m3 ] && f=$HERE/m3_deep.bp
     gemm=
     [ $m = m2 ] && [ $r = 1 ] && gemm=--profile
-    "$BPCC" bench "$f" --threads "$THREADS" --steps 30 $gemm >> "$TMP/bpcc.txt"
+    "$BPCC" bench "$f" --threads "$THREADS" --steps "$STEPS" $gemm >> "$TMP/bpcc.txt"
     if [ $have_torch = yes ]; then
-      /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" 30 $m >> "$TMP/torch.txt"
+      $TORCH_ENV /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" "$STEPS" $m >> "$TMP/torch.txt"
     fi
   done
   # M3 with sqrt(L) recomputation (issue 6: the step may grow by at most 35%)
-  "$BPCC" bench "$HERE/m3_deep.bp" --threads "$THREADS" --steps 30 --recompute=sqrt |
+  "$BPCC" bench "$HERE/m3_deep.bp" --threads "$THREADS" --steps "$STEPS" --recompute=sqrt |
     sed 's/^bpcc m3_deep /bpcc m3_sqrt /' >> "$TMP/bpcc.txt"
 done
-# median over rounds: bpcc MODEL ms min max gflop gflops jit rss; torch MODEL ms ... rss;
+# median over rounds: bpcc MODEL ms min max gflop gflops jit rss; torch MODEL ms min max
+# rss (min and max over all rounds' steps);
 # `code ...` (what bpcc compiled, the line after each bpcc line) once per model
 reduce() {
   awk '
@@ -76,7 +113,9 @@ reduce() {
     }
     $1 == "torch" {
       if (!($2 in ms)) order[++n] = $2
-      ms[$2] = ms[$2] " " $3; rest[$2] = $0
+      ms[$2] = ms[$2] " " $3
+      if (!($2 in mn) || $4 < mn[$2]) mn[$2] = $4
+      if ($5 > mx[$2]) mx[$2] = $5
       if ($6 > rss[$2]) rss[$2] = $6
       next
     }
@@ -86,12 +125,15 @@ reduce() {
         k = order[i]; m = med(ms[k])
         if (k in fl) printf "bpcc %s %.3f %s %s %s %.1f %s %s\n", k, m, mn[k], mx[k], fl[k], fl[k] / (m * 1e-3), med(jit[k]), rss[k]
         if (k in code) printf "code %s %s\n", k, code[k]
-        else { split(rest[k], t, " "); printf "torch %s %.3f %s %s %s\n", k, m, t[4], t[5], rss[k] }
+        else printf "torch %s %.3f %s %s %s\n", k, m, mn[k], mx[k], rss[k]
       }
     }' "$1"
 }
 reduce "$TMP/bpcc.txt" > "$TMP/bpcc.red" && mv "$TMP/bpcc.red" "$TMP/bpcc.txt"
-reduce "$TMP/torch.txt" > "$TMP/torch.red" && mv "$TMP/torch.red" "$TMP/torch.txt"
+# the kernel set each PyTorch process reported (torch_bench.py's blas_core line)
+BLAS_USED=$(awk '$1 == "blas_core" { print $2 }' "$TMP/torch.txt" | sort -u | tr '\n' ' ' | sed 's/ $//')
+grep -v '^blas_core ' "$TMP/torch.txt" > "$TMP/torch.red" || :
+reduce "$TMP/torch.red" > "$TMP/torch.txt"
 # The same step from the model library (`bpcc MODEL.bp -o`) in a C process without
 # LLVM (bench/aot_step.c): what an embedding application pays in time and memory.
 cc -O2 -std=c11 -o "$TMP/aot_step" "$HERE/aot_step.c" -ldl
@@ -102,7 +144,7 @@ for m in m1 m2 m3; do
   [ $m = m3 ] && name=m3_deep
   batch=$(sed -n 's/^ *batch *\([0-9]*\).*/\1/p' "$f" | head -1)
   "$BPCC" "$f" -o "$TMP/$m.so"
-  "$TMP/aot_step" "$TMP/$m.so" "$name" "$batch" 30 "$THREADS" >> "$TMP/aot.txt"
+  "$TMP/aot_step" "$TMP/$m.so" "$name" "$batch" "$STEPS" "$THREADS" >> "$TMP/aot.txt"
 done
 
 # The peak again at the end: other processes can only lower a measurement, so the
@@ -113,24 +155,59 @@ PEAKN=$(awk -v k="peak_gflops_${THREADS}threads" '$1 == k && $2 > p {p = $2} END
 ALL1=$(awk '$1 == "peak_gflops_1thread" {printf "%s%s", s, $2; s = " / "}' "$TMP/peak.txt")
 ALLN=$(awk -v k="peak_gflops_${THREADS}threads" '$1 == k {printf "%s%s", s, $2; s = " / "}' "$TMP/peak.txt")
 
-echo "machine: $(lscpu 2> /dev/null | sed -n 's/^Model name: *//p' | head -1), $(nproc) CPUs; $THREADS threads; $(date -u '+%Y-%m-%d %H:%M UTC')"
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+hex() { printf '0x%x' "$1"; }
+echo "machine: $CPU_UARCH ($CPU_VENDOR family $CPU_FAMILY ($(hex "$CPU_FAMILY")) model $CPU_MODEL ($(hex "$CPU_MODEL")), \"$CPU_NAME\"), $(nproc) CPUs; $THREADS threads; $DATE"
 echo "measured FP32 FMA peak: $PEAK1 GFLOP/s on 1 thread, $PEAKN on $THREADS (best of start / end: $ALL1; $ALLN)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null) (the machine is shared)"
-echo "step times: the median over $ROUNDS rounds of each round's median of 30 steps (min and max over all rounds in the CSV)"
-[ $have_torch = yes ] || echo "PyTorch: python3-torch does not import under /usr/bin/python3; its columns are empty"
+echo "step times: the median over $ROUNDS rounds of each round's median of $STEPS steps; min: the fastest step of all rounds (max in the CSV)"
+if [ $have_torch = no ]; then
+  echo "PyTorch: python3-torch does not import under /usr/bin/python3; its columns are empty"
+elif [ "$BLAS_NAME" = - ]; then
+  echo "PyTorch's BLAS: no OpenBLAS kernel set chosen (see below); run with the environment as it is (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}), kernels: $BLAS_USED"
+else
+  how="OPENBLAS_CORETYPE=$BLAS_NAME"
+  [ "$BLAS_NAME" = auto ] && how="OPENBLAS_CORETYPE unset: OpenBLAS's own detection"
+  echo "PyTorch's OpenBLAS kernels: $BLAS_CORE ($how), the fastest with correct results of:"
+fi
+if [ $have_torch = yes ]; then
+  awk '$1 == "blas_candidate" {
+      note = ""; for (i = 9; i <= NF; i++) note = note (i > 9 ? " " : "") $i
+      if ($4 == "ok") printf "  %-15s %-11s %9s ms min %9s median %7s GFLOP/s  error %s of the bound\n", $2, $3, $6, $5, $7, $8
+      else if ($4 == "same") printf "  %-15s %-11s %s\n", $2, $3, note
+      else printf "  %-15s %-11s rejected: %s\n", $2, $3, note
+    }' "$TMP/blas.txt"
+  awk -v t="$THREADS" '$1 == "blas_setup" { printf "  (per pass: the %d products of the benchmark'"'"'s Linear layers, %s GFLOP in float32 on %d thread%s, checked against float64; %d passes a round, %d rounds: the fastest pass decides, the best round median beside it)\n", $2, $3, t, t == 1 ? "" : "s", $4, $5 }' "$TMP/blas.txt"
+  [ "$BLAS_CORE" = - ] || [ "$BLAS_USED" = "$BLAS_CORE" ] ||
+    echo "  WARNING: the PyTorch runs reported OpenBLAS kernels \"$BLAS_USED\", not $BLAS_CORE"
+fi
 echo
-awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$CSV" -v torchfile="$TMP/torch.txt" '
+# the CSV: the machine, PyTorch's kernel candidates, the models, the products, the library
+csvq() { printf '"%s"' "$(printf '%s' "$1" | sed 's/"/""/g')"; }
+{
+  echo "cpu_vendor,cpu_family,cpu_model,cpu_model_name,cpu_uarch,cpus,threads,date_utc,steps,rounds,peak_gflops_1thread,peak_gflops_threads,torch_openblas_coretype,torch_blas_core"
+  echo "$CPU_VENDOR,$CPU_FAMILY,$CPU_MODEL,$(csvq "$CPU_NAME"),$(csvq "$CPU_UARCH"),$(nproc),$THREADS,$DATE,$STEPS,$ROUNDS,$PEAK1,$PEAKN,$BLAS_NAME,$(csvq "$BLAS_USED")"
+  echo
+  echo "blas_candidate,core,status,ms_median,ms_min,gflops,err_of_bound,note"
+  awk '$1 == "blas_candidate" {
+      note = ""; for (i = 9; i <= NF; i++) note = note (i > 9 ? " " : "") $i
+      gsub(/"/, "\"\"", note)
+      printf "%s,%s,%s,%s,%s,%s,%s,\"%s\"\n", $2, $3, $4, $5 == "-" ? "" : $5, $6 == "-" ? "" : $6, $7 == "-" ? "" : $7, $8 == "-" ? "" : $8, note
+    }' "$TMP/blas.txt"
+  echo
+} > "$OUT"
+awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$OUT" -v torchfile="$TMP/torch.txt" '
   BEGIN {
-    while ((getline line < torchfile) > 0) { split(line, t, " "); if (t[1] == "torch") { tms[t[2]] = t[3]; trss[t[2]] = t[6] } }
-    printf "%-8s %10s %9s %8s %10s %9s %10s %10s %10s\n", "model", "bpcc ms", "GFLOP/s", "% peak", "torch ms", "torch/bpcc", "JIT ms", "bpcc MiB", "torch MiB"
-    print "model,bpcc_ms,bpcc_ms_min,bpcc_ms_max,gflop_per_step,gflops,pct_peak,torch_ms,ratio,jit_ms,bpcc_rss_mib,torch_rss_mib" > csv
+    while ((getline line < torchfile) > 0) { split(line, t, " "); if (t[1] == "torch") { tms[t[2]] = t[3]; tmn[t[2]] = t[4]; tmx[t[2]] = t[5]; trss[t[2]] = t[6] } }
+    printf "%-8s %9s %9s %8s %7s %9s %9s %10s %7s %9s %9s\n", "model", "bpcc ms", "bpcc min", "GFLOP/s", "% peak", "torch ms", "torch min", "torch/bpcc", "JIT ms", "bpcc MiB", "torch MiB"
+    print "model,bpcc_ms,bpcc_ms_min,bpcc_ms_max,gflop_per_step,gflops,pct_peak,torch_ms,torch_ms_min,torch_ms_max,ratio,jit_ms,bpcc_rss_mib,torch_rss_mib" >> csv
   }
   $1 == "bpcc" {
     key = $2; sub(/_deep$/, "", key)
-    tm = (key in tms) ? tms[key] : ""
-    ratio = tm != "" ? sprintf("%.1fx", tm / $3) : "-"
-    printf "%-8s %10.3f %9.1f %7.1f%% %10s %9s %10.0f %10.1f %10s\n", $2, $3, $7, 100 * $7 / peak, tm == "" ? "-" : tm, ratio, $8, $9, (key in trss) ? trss[key] : "-"
-    printf "%s,%s,%s,%s,%s,%s,%.1f,%s,%s,%s,%s,%s\n", $2, $3, $4, $5, $6, $7, 100 * $7 / peak, tm, tm != "" ? tm / $3 : "", $8, $9, (key in trss) ? trss[key] : "" >> csv
+    has = key in tms
+    ratio = has ? sprintf("%.1fx", tms[key] / $3) : "-"
+    printf "%-8s %9.3f %9.3f %8.1f %6.1f%% %9s %9s %10s %7.0f %9.1f %9s\n", $2, $3, $4, $7, 100 * $7 / peak, has ? tms[key] : "-", has ? tmn[key] : "-", ratio, $8, $9, has ? trss[key] : "-"
+    printf "%s,%s,%s,%s,%s,%s,%.1f,%s,%s,%s,%s,%s,%s,%s\n", $2, $3, $4, $5, $6, $7, 100 * $7 / peak, has ? tms[key] : "", has ? tmn[key] : "", has ? tmx[key] : "", has ? tms[key] / $3 : "", $8, $9, has ? trss[key] : "" >> csv
   }
   $1 == "gemm" { g[++ng] = $0 }
   $1 == "code" { c = $0; sub(/^code [^ ]* /, "", c); codes[++nc] = sprintf("  %-8s %s", $2, c) }
@@ -168,9 +245,10 @@ echo
 echo "the same step from the model library (bpcc MODEL.bp -o M.so) in a C process without LLVM (bench/aot_step.c):"
 printf "%-8s %10s %10s %10s %10s\n" "model" "ms" "min" "max" "peak MiB"
 awk '$1 == "aot" { printf "%-8s %10.3f %10.3f %10.3f %10.1f\n", $2, $3, $4, $5, $6 }' "$TMP/aot.txt"
-awk -v csv="$CSV" 'BEGIN { print "" >> csv; print "library_model,ms,ms_min,ms_max,peak_rss_mib" >> csv }
+awk -v csv="$OUT" 'BEGIN { print "" >> csv; print "library_model,ms,ms_min,ms_max,peak_rss_mib" >> csv }
   $1 == "aot" { printf "%s,%s,%s,%s,%s\n", $2, $3, $4, $5, $6 >> csv }' "$TMP/aot.txt"
 echo
 echo "% peak: of the $THREADS-thread peak; % core peak: of the 1-thread peak times the threads used."
 echo "m3_sqrt: M3 with --recompute=sqrt (its GFLOP/s count the FLOPs of the step without recomputation)."
+mv "$OUT" "$CSV"
 echo "written: $CSV"

@@ -4,7 +4,10 @@
 Run by `make bench` with /usr/bin/python3 (Debian's python3-torch). The thread count is
 set through the environment before torch is imported (Debian's torch uses OpenBLAS,
 whose threads torch.set_num_threads does not control): OMP_NUM_THREADS,
-OPENBLAS_NUM_THREADS and OMP_WAIT_POLICY=PASSIVE. Prints one line per model:
+OPENBLAS_NUM_THREADS and OMP_WAIT_POLICY=PASSIVE. The OpenBLAS kernel set is the
+caller's: bench/run.sh sets OPENBLAS_CORETYPE (or unsets it) for this process to what
+bench/blas_pick.py chose. Prints the kernel set OpenBLAS runs, then one line per model:
+    blas_core CORE            (openblas_get_corename; "-" when torch's BLAS is not OpenBLAS)
     torch MODEL ms_median ms_min ms_max peak_rss_mib
 """
 import os
@@ -27,8 +30,11 @@ except ImportError:
     print("torch unavailable: python3-torch does not import here")
     sys.exit(0)
 
+from blas_pick import openblas_core  # noqa: E402  (bench/, the script's directory)
+
 torch.set_num_threads(threads)
 torch.manual_seed(0)
+print("blas_core", openblas_core() or "-")
 
 
 def mlp(sizes, act):

@@ -98,9 +98,23 @@ bool cg_check_runtime_f32(Func *f);
 /* ORC LLJIT the module and fill desc->forward / grad / step. 0, or -1 with a diagnostic. */
 int cg_model_jit(CgModel *m);
 
+/* For bpcc --version: the LLVM bpcc runs on, its default target, and the host CPU that
+ * -march=native compiles for, by LLVM's name, with the vector features that set the
+ * code's width (lanes: f32 lanes per vector). */
+typedef struct {
+  char llvm[32];       /* "19.1.7" (LLVMGetVersion) */
+  char triple[96];     /* "x86_64-pc-linux-gnu" */
+  char cpu[64];        /* "sapphirerapids" (LLVMGetHostCPUName) */
+  char features[256];  /* "sse4.2 avx avx2 fma avx512f ...": those of them the host has */
+  int lanes;
+} CgHostInfo;
+void cg_host_info(CgHostInfo *h);
+
 enum { CG_EMIT_LLVM, CG_EMIT_ASM, CG_EMIT_OBJ };
 /* Write the optimized IR, assembly or an object file to path ("-": stdout). 0 / -1. */
 int cg_emit(CgModel *m, int kind, const char *path_or_dash);
+/* The same into an open stream (the driver's temporary file, or stdout). 0 / -1. */
+int cg_emit_to(CgModel *m, int kind, FILE *out);
 void cg_model_free(CgModel *m);
 
 /* The symbol of an entry point: "<model>__forward" etc. into buf (returns buf). */

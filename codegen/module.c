@@ -233,6 +233,19 @@ static bool build_tables(Build *b) {
   }
   d->noutputs = no;
   d->outputs = outputs;
+  /* The output accuracy is read from when the targets are floats: the first that a
+   * sigmoid computes with the shape of the second input (the targets, as the trainer
+   * binds them), in output order, so a declared output comes before the activations
+   * --watch adds. Scored element-wise at 0.5 (runtime/train.c). */
+  if (ni == 2 && !inputs[1].is_label)
+    for (int32_t i = 0, k = 0; i < b->fwd->ninsts && !d->sigmoid_output; i++) {
+      const Inst *in = &b->fwd->insts[i];
+      if (in->op != OP_OUTPUT) continue;
+      const bprt_tensor_desc *t = &outputs[k++];
+      if (b->fwd->insts[in->args[0]].op == OP_SIGMOID && t->rank == inputs[1].rank &&
+          memcmp(t->dims, inputs[1].dims, sizeof t->dims) == 0)
+        d->sigmoid_output = k;
+    }
   return true;
 }
 

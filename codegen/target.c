@@ -41,6 +41,12 @@ static bool has_feature(const char *features, const char *f) {
   return false;
 }
 
+/* f32 lanes of -march=native: 16 with AVX-512F, 8 with AVX2, 4 with SSE, 1 elsewhere */
+static int native_lanes(const char *triple, const char *features) {
+  if (strncmp(triple, "x86_64", 6) != 0) return 1;
+  return has_feature(features, "+avx512f") ? 16 : has_feature(features, "+avx2") ? 8 : 4;
+}
+
 LLVMTargetMachineRef cg_target_machine(const char *march, int opt_level, int *lanes, char *err, size_t errlen) {
   init_llvm();
   if (!march) march = "native";
@@ -71,7 +77,7 @@ LLVMTargetMachineRef cg_target_machine(const char *march, int opt_level, int *la
   }
   int w = 1;
   if (k == 0) {
-    if (x86) w = has_feature(features, "+avx512f") ? 16 : has_feature(features, "+avx2") ? 8 : 4;
+    w = native_lanes(triple, features);
   } else {
     w = k == 4 ? 16 : k == 3 ? 8 : 4;
   }
@@ -88,6 +94,31 @@ LLVMTargetMachineRef cg_target_machine(const char *march, int opt_level, int *la
   }
   *lanes = w;
   return tm;
+}
+
+void cg_host_info(CgHostInfo *h) {
+  init_llvm();
+  unsigned major, minor, patch;
+  LLVMGetVersion(&major, &minor, &patch);
+  snprintf(h->llvm, sizeof h->llvm, "%u.%u.%u", major, minor, patch);
+  char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
+  snprintf(h->triple, sizeof h->triple, "%s", triple);
+  snprintf(h->cpu, sizeof h->cpu, "%s", cpu);
+  /* the features the kernels' code depends on, in the order they arrived in x86 */
+  static const char *const vector[] = {"sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl",
+                                       "avx512vnni", "avx512bf16", "avx512fp16", "amx-tile", "neon", "sve"};
+  size_t n = 0;
+  h->features[0] = 0;
+  for (size_t i = 0; i < sizeof vector / sizeof *vector; i++) {
+    char plus[32];
+    snprintf(plus, sizeof plus, "+%s", vector[i]);
+    if (has_feature(features, plus) && n + strlen(vector[i]) + 2 < sizeof h->features)
+      n += (size_t)snprintf(h->features + n, sizeof h->features - n, "%s%s", n ? " " : "", vector[i]);
+  }
+  h->lanes = native_lanes(triple, features);
+  LLVMDisposeMessage(triple);
+  LLVMDisposeMessage(cpu);
+  LLVMDisposeMessage(features);
 }
 
 int cg_run_passes(LLVMModuleRef M, LLVMTargetMachineRef tm, int opt_level, char *err, size_t errlen) {
@@ -299,16 +330,39 @@ int cg_model_profile(CgModel *m, int which, const char *const **names, uint64_t 
 
 /* ------------------------------------------------------------------ emit */
 
+int cg_emit_to(CgModel *m, int kind, FILE *out) {
+  if (kind == CG_EMIT_LLVM) {
+    char *s = LLVMPrintModuleToString(m->M);
+    fputs(s, out);
+    LLVMDisposeMessage(s);
+    return ferror(out) ? -1 : 0;
+  }
+  if (kind != CG_EMIT_ASM && kind != CG_EMIT_OBJ) {
+    diag_error(SRCLOC_NONE, "codegen: unknown emit kind %d", kind);
+    return -1;
+  }
+  LLVMModuleRef clone = LLVMCloneModule(m->M);
+  LLVMMemoryBufferRef buf;
+  char *msg = NULL;
+  int rc = 0;
+  if (LLVMTargetMachineEmitToMemoryBuffer(m->tm, clone, kind == CG_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &msg,
+                                          &buf)) {
+    diag_error(SRCLOC_NONE, "codegen: emitting failed: %s", msg ? msg : "");
+    rc = -1;
+  } else {
+    fwrite(LLVMGetBufferStart(buf), 1, LLVMGetBufferSize(buf), out);
+    LLVMDisposeMemoryBuffer(buf);
+    if (ferror(out)) rc = -1;
+  }
+  if (msg) LLVMDisposeMessage(msg);
+  LLVMDisposeModule(clone);
+  return rc;
+}
+
 int cg_emit(CgModel *m, int kind, const char *path) {
-  bool to_stdout = !path || strcmp(path, "-") == 0;
+  if (!path || strcmp(path, "-") == 0) return cg_emit_to(m, kind, stdout) == 0 && fflush(stdout) == 0 ? 0 : -1;
   char *msg = NULL;
   if (kind == CG_EMIT_LLVM) {
-    if (to_stdout) {
-      char *s = LLVMPrintModuleToString(m->M);
-      fputs(s, stdout);
-      LLVMDisposeMessage(s);
-      return fflush(stdout) == 0 ? 0 : -1;
-    }
     if (LLVMPrintModuleToFile(m->M, path, &msg)) {
       diag_error(SRCLOC_NONE, "cannot write %s: %s", path, msg ? msg : "");
       LLVMDisposeMessage(msg);
@@ -320,20 +374,10 @@ int cg_emit(CgModel *m, int kind, const char *path) {
     diag_error(SRCLOC_NONE, "codegen: unknown emit kind %d", kind);
     return -1;
   }
-  LLVMCodeGenFileType ft = kind == CG_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile;
   LLVMModuleRef clone = LLVMCloneModule(m->M);
   int rc = 0;
-  if (to_stdout) {
-    LLVMMemoryBufferRef buf;
-    if (LLVMTargetMachineEmitToMemoryBuffer(m->tm, clone, ft, &msg, &buf)) {
-      diag_error(SRCLOC_NONE, "codegen: emitting failed: %s", msg ? msg : "");
-      rc = -1;
-    } else {
-      fwrite(LLVMGetBufferStart(buf), 1, LLVMGetBufferSize(buf), stdout);
-      LLVMDisposeMemoryBuffer(buf);
-      if (fflush(stdout) != 0) rc = -1;
-    }
-  } else if (LLVMTargetMachineEmitToFile(m->tm, clone, (char *)path, ft, &msg)) {
+  if (LLVMTargetMachineEmitToFile(m->tm, clone, (char *)path, kind == CG_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile,
+                                  &msg)) {
     diag_error(SRCLOC_NONE, "cannot write %s: %s", path, msg ? msg : "");
     rc = -1;
   }

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "driver/driver.h"
 #include "runtime/runtime.h"
@@ -103,20 +104,27 @@ static void profile_kernels(Compilation *c, int64_t batch, int64_t warmup, int64
   pipeline_release(&pc);
 }
 
-/* Seeded random inputs for a batch: floats uniform in [0, 1), labels in [0, C). */
+/* Seeded random inputs for a batch: floats uniform in [0, 1), labels in [0, C).
+ * NULL when out of memory. */
 static void **make_inputs(const bprt_model_desc *d, int64_t batch, uint64_t seed) {
   void **in = calloc((size_t)d->ninputs + 1, sizeof *in);
-  for (int i = 0; i < d->ninputs; i++) {
+  for (int i = 0; in && i < d->ninputs; i++) {
     const bprt_tensor_desc *t = &d->inputs[i];
     int64_t row = 1;
     for (int k = 1; k < t->rank - (t->is_label ? 1 : 0); k++) row *= t->dims[k];
     int64_t n = batch * row;
+    void *buf = malloc((size_t)(n ? n : 1) * 4);
+    if (!buf) {
+      for (int k = 0; k < i; k++) free(in[k]);
+      free(in);
+      return NULL;
+    }
     if (t->is_label) {
-      int32_t *y = malloc((size_t)n * sizeof *y);
+      int32_t *y = buf;
       for (int64_t k = 0; k < n; k++) y[k] = (int32_t)bprt_rng_below(seed, (uint64_t)i, (uint64_t)k, (uint64_t)t->dims[t->rank - 1]);
       in[i] = y;
     } else {
-      float *x = malloc((size_t)n * sizeof *x);
+      float *x = buf;
       for (int64_t k = 0; k < n; k++) x[k] = (float)bprt_rng_uniform(seed, (uint64_t)i, (uint64_t)k);
       in[i] = x;
     }
@@ -178,7 +186,8 @@ static double time_gemm(const Shape *s, const PipelineOptions *base, int threads
     int64_t rows = s->op == OP_MATMUL_TN ? s->m : batch;
     float *out = malloc((size_t)(rows * s->n) * sizeof *out);
     double *t = malloc((size_t)steps * sizeof *t);
-    bool ok = m != NULL;
+    bool ok = m != NULL && in && out && t;
+    if (m && !ok) bprt_set_error("out of memory for the inputs and outputs of batch %lld", (long long)batch);
     for (int i = 0; ok && i < 3; i++) ok = bprt_model_forward(m, batch, (const void *const *)in, &out) == 0;
     for (int i = 0; ok && i < steps; i++) {
       double t0 = now_ms();
@@ -193,7 +202,7 @@ static double time_gemm(const Shape *s, const PipelineOptions *base, int threads
     }
     free(t);
     free(out);
-    free_inputs(in, d->ninputs);
+    if (in) free_inputs(in, d->ninputs);
     bprt_model_destroy(m);
   }
   pipeline_release(&pc);
@@ -229,20 +238,30 @@ static int collect_shapes(Func *g, int64_t batch, Shape *out, int max) {
 
 /* ------------------------------------------------------------------- the command */
 
+enum { B_STEPS, B_WARMUP, B_GEMM, B_PROFILE };
+
+/* bench's options (parsed, listed in --help, suggested); then the pipeline's */
+static const DrvOption bench_options[] = {
+    {B_STEPS, "--steps", OPT_VALUE, "N", "timed steps (default 30); the median, min and max are printed"},
+    {B_WARMUP, "--warmup", OPT_VALUE, "N", "untimed steps first (default 5)"},
+    {OPT_PIPELINE, "--threads", OPT_VALUE, "N", "threads (default: one per CPU)"},
+    {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "batch size (default: the train block's)"},
+    {B_GEMM, "--gemm", OPT_FLAG, NULL, "also time each distinct matrix product of the step on its own,\n"
+                                       "on 1 thread and on --threads threads"},
+    {B_PROFILE, "--profile", OPT_FLAG, NULL, "where the step's time goes: forward, backward and the optimizer\n"
+                                             "update timed through the three entry points, and the products\n"
+                                             "(implies --gemm)"},
+    {0, NULL, OPT_FLAG, NULL, NULL},
+};
+
 static void bench_usage(FILE *o) {
   fprintf(o,
           "usage: bpcc bench FILE.bp [--steps N] [--warmup N] [--threads N] [--batch N] [--gemm]\n"
-          "  times the compiled training step (forward, backward, optimizer) on random data\n"
-          "  --steps N      timed steps (default 30); the median, min and max are printed\n"
-          "  --warmup N     untimed steps first (default 5)\n"
-          "  --threads N    threads (default: one per CPU)\n"
-          "  --batch N      batch size (default: the train block's)\n"
-          "  --gemm         also time each distinct matrix product of the step on its own,\n"
-          "                 on 1 thread and on --threads threads\n"
-          "  --recompute=MODE, --mem-budget SIZE   recompute activations as bpcc train does\n"
-          "  --profile      where the step's time goes: forward, backward and the optimizer\n"
-          "                 update timed through the three entry points, and the products\n"
-          "                 (implies --gemm)\n"
+          "  times the compiled training step (forward, backward, optimizer) on random data\n");
+  args_print_options(o, bench_options, 12, NULL);
+  fprintf(o,
+          "and the compiler's options (bpcc --help): --recompute=MODE, --mem-budget SIZE, -O0..-O3,\n"
+          "-march=CPU, ...: the step is compiled as bpcc train compiles it\n"
           "output: bpcc MODEL ms_median ms_min ms_max gflop_per_step gflops compile_ms peak_rss_mib\n"
           "        code DESCRIPTION (what was compiled: O level, target, lanes, kernels, memory)\n"
           "        gemm VARIANT M K N threads ms_median gflops\n"
@@ -257,30 +276,36 @@ int cmd_bench(int argc, char **argv) {
   pipeline_options_default(&po);
   PipelineArgs pa;
   args_init(&pa, &po);
-  for (int i = 1; i < argc; i++) {   /* argv[0] is "bench" */
-    const char *a = argv[i], *v;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+  ArgParser p;
+  args_parser_init(&p, "bench", bench_options, &pa, argc, argv);
+  const DrvOption *opt;
+  const char *v;
+  for (int k; (k = args_next(&p, &opt, &v)) != ARGS_END;) {
+    if (k == ARGS_ERROR) return 1;
+    if (k == ARGS_HELP) {
       bench_usage(stdout);
       return 0;
-    } else if (!strcmp(a, "--gemm")) {
+    }
+    if (k == ARGS_OPERAND) {
+      if (file) return args_usage_error("bench", "bench takes one FILE.bp, got '%s' and '%s'", file, v);
+      file = v;
+    } else if (opt->id == B_GEMM) {
       gemm = true;
-    } else if (!strcmp(a, "--profile")) {
+    } else if (opt->id == B_PROFILE) {
       profile = gemm = true;
-    } else if ((v = args_value(argc, argv, &i, "--steps")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--steps", v, 1, INT64_MAX, &steps) || steps > INT32_MAX) return 1;
-    } else if ((v = args_value(argc, argv, &i, "--warmup")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--warmup", v, 0, INT64_MAX, &warmup) || warmup > INT32_MAX) return 1;
-    } else {
-      int r = args_pipeline_option(&pa, argc, argv, &i);   /* --batch, --threads, --recompute, ... */
-      if (r < 0) return 1;
-      if (r > 0) continue;
-      if (a[0] == '-' && a[1]) return args_usage_error("bench", "unknown option '%s'", a);
-      if (file) return args_usage_error("bench", "bench takes one FILE.bp, got '%s' and '%s'", file, a);
-      file = a;
+    } else if (opt->id == B_STEPS) {
+      if (!args_int("--steps", v, 1, INT32_MAX, &steps)) return 1;
+    } else if (opt->id == B_WARMUP) {
+      if (!args_int("--warmup", v, 0, INT32_MAX, &warmup)) return 1;
     }
   }
   if (!file) {
     bench_usage(stderr);
+    return 1;
+  }
+  if (po.batch > (INT64_C(1) << 31)) {   /* train and eval clamp to the data; bench has none */
+    fprintf(stderr, "bpcc: error: --batch %lld: at most %lld rows for bench\n", (long long)po.batch,
+            (long long)(INT64_C(1) << 31));
     return 1;
   }
   static const CommandInfo bench = {"bench", STAGE_MACHINE, true, true, true};
@@ -295,7 +320,10 @@ int cmd_bench(int argc, char **argv) {
   void **in = NULL;
   double *t = NULL;
   double t0 = now_ms();
-  if (!pipeline_run(&c, STAGE_MACHINE)) goto done;   /* after diagnostics, only the diagnostics */
+  /* after diagnostics, only the diagnostics; a model that cannot fit, before machine code */
+  if (!pipeline_run(&c, STAGE_MEMORY) || (c.grad && !mem_check_fits(&c, c.batch, "bench", true)) ||
+      !pipeline_run(&c, STAGE_MACHINE))
+    goto done;
   double compile_ms = now_ms() - t0;
   if (!c.grad) {
     fprintf(stderr, "bpcc: error: %s: model '%s' has no loss, so no training step to time\n", c.name, c.model->name);
@@ -317,6 +345,11 @@ int cmd_bench(int argc, char **argv) {
   }
   in = make_inputs(d, batch, 1);
   t = malloc((size_t)steps * sizeof *t);
+  if (!in || !t) {
+    fprintf(stderr, "bpcc: error: bench: out of memory for the inputs of batch %lld and %lld steps' times\n",
+            (long long)batch, (long long)steps);
+    goto done;
+  }
   float loss;
   for (int64_t i = 0; i < warmup + steps; i++) {
     double s0 = now_ms();

@@ -12,6 +12,7 @@
  * state is passed over) or a plain safetensors file with the parameters under their
  * path names. */
 #include "driver/driver.h"
+#include "runtime/progress.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -19,21 +20,29 @@
 
 static int eval_error(const char *fmt, const char *a) { return args_usage_error("eval", fmt, a); }
 
+enum { E_WEIGHTS, E_DATA, E_SPLIT };
+
+/* eval's options (parsed, listed in --help, suggested); then the pipeline's (args.c) */
+static const DrvOption eval_options[] = {
+    {E_WEIGHTS, "--weights", OPT_VALUE, "PATH", "a checkpoint written by bpcc train --save, or a safetensors\n"
+                                                "file with the parameters under their path names (required)"},
+    {E_DATA, "--data", OPT_VALUE, "SPEC", "the data (see bpcc train --help); a SPEC with its own test\n"
+                                          "part (mnist:DIR) is evaluated on that part (required)"},
+    {E_SPLIT, "--split", OPT_VALUE, "S", "test (default) or train: which part of such a SPEC"},
+    {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "rows per forward pass (default: the train block's batch)"},
+    {OPT_PIPELINE, "--threads", OPT_VALUE, "N", "worker threads (default: one per CPU)"},
+    {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model when the file has several"},
+    {0, NULL, OPT_FLAG, NULL, NULL},
+};
+
 static void eval_usage(FILE *o) {
   fprintf(o,
           "usage: bpcc eval FILE.bp --weights PATH --data SPEC [options]\n"
           "Print the loss and accuracy of the weights in PATH on the data SPEC, in inference\n"
           "mode (dropout is the identity).\n"
-          "\n"
-          "  --weights PATH   a checkpoint written by bpcc train --save, or a safetensors\n"
-          "                   file with the parameters under their path names (required)\n"
-          "  --data SPEC      the data (see bpcc train --help); a SPEC with its own test\n"
-          "                   part (mnist:DIR) is evaluated on that part (required)\n"
-          "  --split S        test (default) or train: which part of such a SPEC\n"
-          "  --batch N        rows per forward pass (default: the train block's batch)\n"
-          "  --threads N      worker threads (default: one per CPU)\n"
-          "  --model NAME     the model when the file has several\n"
-          "and -O0..-O3, -march=CPU, -fno-fuse, --print-after=STAGE, --verify-each (bpcc --help)\n");
+          "\n");
+  args_print_options(o, eval_options, 16, NULL);
+  fprintf(o, "and -O0..-O3, -march=CPU, -fno-fuse, --print-after=STAGE, --verify-each (bpcc --help)\n");
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -42,27 +51,26 @@ int cmd_eval(int argc, char **argv) {
   pipeline_options_default(&po);
   PipelineArgs pa;
   args_init(&pa, &po);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+  ArgParser p;
+  args_parser_init(&p, "eval", eval_options, &pa, argc, argv);
+  const DrvOption *opt;
+  const char *v;
+  for (int k; (k = args_next(&p, &opt, &v)) != ARGS_END;) {
+    if (k == ARGS_ERROR) return 1;
+    if (k == ARGS_HELP) {
       eval_usage(stdout);
       return 0;
     }
-    const char **sv = NULL;
-    if ((v = args_value(argc, argv, &i, "--weights")) != NULL) sv = &weights;
-    else if ((v = args_value(argc, argv, &i, "--data")) != NULL) sv = &data;
-    else if ((v = args_value(argc, argv, &i, "--split")) != NULL) sv = &split;
-    if (sv) {
-      if (v == ARGS_MISSING) return 1;
-      *sv = v;
-      continue;
+    if (k == ARGS_OPERAND) {
+      if (file) return eval_error("more than one input file ('%s')", v);
+      file = v;
+    } else if (opt->id == E_WEIGHTS) {
+      weights = v;
+    } else if (opt->id == E_DATA) {
+      data = v;
+    } else if (opt->id == E_SPLIT) {
+      split = v;
     }
-    int r = args_pipeline_option(&pa, argc, argv, &i);
-    if (r < 0) return 1;
-    if (r > 0) continue;
-    if (a[0] == '-' && a[1]) return eval_error("unknown option '%s'", a);
-    if (file) return eval_error("more than one input file ('%s')", a);
-    file = a;
   }
   if (!file) return eval_error("%s", "no input file");
   if (!weights) return eval_error("%s", "no weights: give --weights PATH");
@@ -93,7 +101,8 @@ int cmd_eval(int argc, char **argv) {
   const BprtDataset *d = te && !strcmp(split, "test") ? te : tr;
   if (batch > d->n) batch = d->n;   /* one batch of every row: the buffers fit the data */
   c.opt.batch = batch;
-  if (!pipeline_run(&c, STAGE_MACHINE)) goto done;
+  if (!pipeline_run(&c, STAGE_MEMORY) || !mem_check_fits(&c, batch, "eval", false) || !pipeline_run(&c, STAGE_MACHINE))
+    goto done;
   const bprt_model_desc *desc = cg_model_desc(c.cg);
   m = bprt_model_create(desc, ts->seed);
   if (!m || bprt_train_check_data(desc, d) || bprt_checkpoint_load(m, weights, NULL)) {
@@ -108,7 +117,10 @@ int cmd_eval(int argc, char **argv) {
   char code[400];
   printf("bpcc eval: model %s from %s, batch %" PRId64 "; code: %s\n", desc->model_name, c.name, batch,
          pipeline_describe(&c, code, sizeof code));
-  printf("%s on %s (%" PRId64 " rows): loss %.6f", desc->model_name, d->source, d->n, loss);
+  /* six significant digits: one measurement, compared across runs and batches */
+  char rows[64], ls[48];
+  printf("%s on %s (%s): loss %s", desc->model_name, d->source, bprt_fmt_counted(rows, sizeof rows, d->n, "row", NULL),
+         bprt_fmt_sig(ls, sizeof ls, loss, 6));
   if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
   printf("\n");
   status = 0;

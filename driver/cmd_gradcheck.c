@@ -12,20 +12,36 @@
 #include "driver/driver.h"
 #include "driver/fdcheck.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+enum { G_DTYPE, G_SEED, G_TOL };
+
+/* gradcheck's options (parsed, listed in --help, suggested); then the pipeline's */
+static const DrvOption gradcheck_options[] = {
+    {G_DTYPE, "--dtype", OPT_VALUE, "f64|f32", "the precision of the check (default f64)"},
+    {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "rows of the random batch, 1 to 4096 (default 4)"},
+    {G_SEED, "--seed", OPT_VALUE, "S", "the seed of the parameters and the batch (default 1)"},
+    {G_TOL, "--tol", OPT_VALUE, "T", "a threshold instead of the dtype's (above)"},
+    {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model when the file has several"},
+    {OPT_PIPELINE, "-fno-softmax-xent", OPT_FLAG, NULL, "check the gradient derived without the softmax-CE rule"},
+    {OPT_PIPELINE, "--recompute", OPT_VALUE, "=MODE", "check the gradient with recomputation (none, sqrt, auto)"},
+    {0, NULL, OPT_FLAG, NULL, NULL},
+};
+
 static void usage_gc(FILE *o) {
   fprintf(o,
-          "usage: bpcc gradcheck FILE.bp [--model NAME] [--dtype f64|f32] [--batch N] [--seed S]\n"
-          "                      [--tol T] [-fno-softmax-xent] [--recompute=MODE]\n"
+          "usage: bpcc gradcheck FILE.bp|FILE.ir [options]\n"
           "Checks every parameter's derived gradient against central finite differences in the\n"
           "reference interpreter (all elements of tensors up to %d elements, %d sampled\n"
           "above), Richardson-extrapolated over steps chosen per element, each with an estimate\n"
           "of its error (fd err). Threshold on max |g_num - g_ana| / max(|g_num| + |g_ana|, floor):\n"
           "1e-7 in f64 (floor 1e-4), 1e-3 in f32 (floor 1e-3). Exit status 1 if an element is\n"
-          "above the threshold and its disagreement above its fd err. --batch defaults to 4.\n",
+          "above the threshold and its disagreement above its fd err.\n"
+          "\n",
           FD_ALL_MAX, FD_SAMPLES);
+  args_print_options(o, gradcheck_options, 18, NULL);
 }
 
 static int gc_arg_error(const char *fmt, const char *a) {
@@ -68,31 +84,30 @@ int cmd_gradcheck(int argc, char **argv) {
   pipeline_options_default(&po);
   PipelineArgs pa;
   args_init(&pa, &po);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v;
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+  ArgParser p;
+  args_parser_init(&p, "gradcheck", gradcheck_options, &pa, argc, argv);
+  const DrvOption *opt;
+  const char *v;
+  for (int k; (k = args_next(&p, &opt, &v)) != ARGS_END;) {
+    if (k == ARGS_ERROR) return 1;
+    if (k == ARGS_HELP) {
       usage_gc(stdout);
       return 0;
     }
-    if ((v = args_value(argc, argv, &i, "--dtype")) != NULL) {
-      if (v == ARGS_MISSING) return 1;
+    if (k == ARGS_OPERAND) {
+      if (file) return gc_arg_error("more than one input file ('%s')", v);
+      file = v;
+    } else if (opt->id == G_DTYPE) {
       if (strcmp(v, "f32") == 0) f32 = true;
       else if (strcmp(v, "f64") == 0) f32 = false;
       else return gc_arg_error("--dtype must be f64 or f32, not '%s'", v);
-    } else if ((v = args_value(argc, argv, &i, "--seed")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--seed", v, 0, INT64_MAX, &seed)) return 1;
-    } else if ((v = args_value(argc, argv, &i, "--tol")) != NULL) {
-      if (v == ARGS_MISSING) return 1;
+    } else if (opt->id == G_SEED) {
+      if (!args_int("--seed", v, 0, INT64_MAX, &seed)) return 1;
+    } else if (opt->id == G_TOL) {
       char *end;
       tol = strtod(v, &end);
-      if (!*v || *end || !(tol > 0)) return gc_arg_error("--tol must be a positive number, not '%s'", v);
-    } else {
-      int r = args_pipeline_option(&pa, argc, argv, &i);   /* --batch, --model, -fno-softmax-xent, ... */
-      if (r < 0) return 1;
-      if (r > 0) continue;
-      if (a[0] == '-' && a[1]) return gc_arg_error("unknown option '%s'", a);
-      if (file) return gc_arg_error("more than one input file ('%s')", a);
-      file = a;
+      if (!*v || *end || !(tol > 0) || !isfinite(tol))
+        return gc_arg_error("--tol must be a positive finite number, not '%s'", v);
     }
   }
   if (!file) return gc_arg_error("%s", "no input file");

@@ -2,8 +2,9 @@
  *
  *   bpcc train FILE.bp --data SPEC [--val SPEC | --val-split F] [--epochs N] [--batch N]
  *                      [--lr X] [--optimizer NAME(k = v, ...)] [--schedule ...] [--seed N]
- *                      [--threads N] [--save PATH] [--save-every N] [--resume PATH]
- *                      [--log FILE.csv] [--log-steps] [--watch] [--quiet] [--model NAME]
+ *                      [--threads N] [--save PATH] [--save-every N] [--resume PATH | --init W]
+ *                      [--log FILE.csv] [--log-steps] [--watch] [--quiet] [--print-every N]
+ *                      [--model NAME]
  *                      [the pipeline's options: --recompute, --mem-budget, -O, -march, ...]
  *
  * The settings come in three layers, each overriding the one before: PyTorch's defaults
@@ -11,65 +12,99 @@
  * The model is checked first, the data loaded (the batch is clamped to the training
  * rows), then the pipeline runs to machine code with the batch and the optimizer
  * resolved (a --mem-budget is planned at that batch), and the loop runs
- * (runtime/train.c) over the model object (runtime/model.c). */
+ * (runtime/train.c) over the model object (runtime/model.c).
+ *
+ * Results go to stdout (the header, a line per epoch, the final line); what only shows
+ * that work is going on goes to stderr, and only where it is a terminal: the status
+ * line while the data loads and the model compiles, the progress bar
+ * (runtime/progress.c). --print-every N adds a line every N steps on stderr, terminal
+ * or not.
+ *
+ * Nothing is lost: the --save path is checked before anything is compiled, the model's
+ * memory against what is available before anything is allocated (memcheck.c), and
+ * Ctrl-C or SIGTERM during the loop stops it after the current step with a checkpoint
+ * of the exact position and the command that resumes it (exit status 130). */
 #include "driver/driver.h"
+#include "runtime/progress.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------------- options */
 
 typedef struct {
   const char *file;
-  const char *data, *val, *optimizer, *schedule, *save, *resume, *log;
+  const char *data, *val, *optimizer, *schedule, *save, *resume, *init, *log;
   double val_split, lr;
-  int64_t epochs, save_every;
+  int64_t epochs, save_every, print_every;
   uint64_t seed;
   bool has_epochs, has_seed, has_lr, has_val_split;
   bool log_steps, quiet;
   PipelineOptions po;   /* --batch, --threads, --watch, --model, --recompute, ... */
   PipelineArgs pa;
+  int argc;             /* the command line, for the command that resumes */
+  char **argv;
 } TrainArgs;
 
 static int arg_error(const char *fmt, const char *a) { return args_usage_error("train", fmt, a); }
 
+enum {
+  T_DATA, T_VAL, T_VAL_SPLIT, T_EPOCHS, T_LR, T_OPTIMIZER, T_SCHEDULE, T_SEED, T_SAVE, T_SAVE_EVERY, T_RESUME, T_INIT, T_LOG,
+  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY
+};
+
+/* train's own options: what it parses, lists in --help and suggests for a typo. The
+ * pipeline's (--batch, --threads, --watch, --model, ...) follow from args.c. */
+static const DrvOption train_options[] = {
+    {T_DATA, "--data", OPT_VALUE, "SPEC", "training data: mnist:DIR, idx:IMAGES,LABELS,\n"
+                                          "csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy,\n"
+                                          "spiral[:n=1000,classes=3,noise=0.2], xor[:n=200,noise=0.2],\n"
+                                          "blobs[:n=300,classes=3,dim=2,std=1.0]          (required)"},
+    {T_VAL, "--val", OPT_VALUE, "SPEC", "validation data (default: the SPEC's own test set, as\n"
+                                        "mnist's t10k files; else none)"},
+    {T_VAL_SPLIT, "--val-split", OPT_VALUE, "F", "hold out a fraction F of the training data instead"},
+    {T_EPOCHS, "--epochs", OPT_VALUE, "N", "epochs in all (train block, else 1)"},
+    {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "rows per step; the last batch may be partial (else 32;\n"
+                                            "at most the training rows)"},
+    {T_LR, "--lr", OPT_VALUE, "X", "learning rate (after the optimizer's own lr)"},
+    {T_OPTIMIZER, "--optimizer", OPT_VALUE, "S", "NAME(k = v, ...): sgd, momentum, adagrad, rmsprop, adam,\n"
+                                                 "adamw with torch.optim's argument names, and clip"},
+    {T_SCHEDULE, "--schedule", OPT_VALUE, "S", "constant | step(step_size, gamma) | cosine(T_max, eta_min,\n"
+                                               "warmup) | plateau(factor, patience, threshold, cooldown,\n"
+                                               "min_lr); set once per epoch"},
+    {T_SEED, "--seed", OPT_VALUE, "N", "initialization, shuffles, dropout (train block, else 0)"},
+    {OPT_PIPELINE, "--threads", OPT_VALUE, "N", "worker threads (default: one per CPU)"},
+    {T_SAVE, "--save", OPT_VALUE, "PATH", "write a checkpoint (safetensors) at the end ..."},
+    {T_SAVE_EVERY, "--save-every", OPT_VALUE, "N", "... and every N epochs"},
+    {T_RESUME, "--resume", OPT_VALUE, "PATH", "continue from a checkpoint, bit for bit (also one that\n"
+                                              "Ctrl-C wrote mid-epoch)"},
+    {T_INIT, "--init", OPT_VALUE, "W", "start from the parameters of W (a checkpoint or a\n"
+                                       "safetensors file by PyTorch); optimizer state fresh"},
+    {T_LOG, "--log", OPT_VALUE, "FILE.csv", "one CSV row per epoch ..."},
+    {T_LOG_STEPS, "--log-steps", OPT_FLAG, NULL, "... and one per step"},
+    {OPT_PIPELINE, "--watch", OPT_FLAG, NULL, "per epoch: gradient norm and update/weight ratio of each\n"
+                                            "parameter, mean and std of each output; the memory measured"},
+    {T_QUIET, "--quiet", OPT_FLAG, NULL, "only errors and the final line"},
+    {T_PRINT_EVERY, "--print-every", OPT_VALUE, "N", "a line every N steps on stderr, terminal or not (the bar\n"
+                                                     "is drawn on stderr when it is a terminal)"},
+    {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model to train when the file has several"},
+    {0, NULL, OPT_FLAG, NULL, NULL},
+};
+
 static void train_usage(FILE *o) {
   fprintf(o,
-          "usage: bpcc train FILE.bp [options]\n"
+          "usage: bpcc train FILE.bp --data SPEC [options]\n"
           "JIT-compile the model of FILE.bp and train it. Command-line values override the\n"
-          "model's train block; docs/training.md lists every default.\n"
-          "\n"
-          "  --data SPEC          training data: mnist:DIR, idx:IMAGES,LABELS,\n"
-          "                       csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy,\n"
-          "                       spiral[:n=1000,classes=3,noise=0.2], xor[:n=200,noise=0.2],\n"
-          "                       blobs[:n=300,classes=3,dim=2,std=1.0]          (required)\n"
-          "  --val SPEC           validation data (default: the SPEC's own test set, as\n"
-          "                       mnist's t10k files; else none)\n"
-          "  --val-split F        hold out a fraction F of the training data instead\n"
-          "  --epochs N           epochs in all (train block, else 1)\n"
-          "  --batch N            rows per step; the last batch may be partial (else 32;\n"
-          "                       at most the training rows)\n"
-          "  --lr X               learning rate (after the optimizer's own lr)\n"
-          "  --optimizer S        NAME(k = v, ...): sgd, momentum, adagrad, rmsprop, adam,\n"
-          "                       adamw with torch.optim's argument names, and clip\n"
-          "  --schedule S         constant | step(step_size, gamma) | cosine(T_max, eta_min,\n"
-          "                       warmup) | plateau(factor, patience, threshold, cooldown,\n"
-          "                       min_lr); set once per epoch\n"
-          "  --seed N             initialization, shuffles, dropout (train block, else 0)\n"
-          "  --threads N          worker threads (default: one per CPU)\n"
-          "  --save PATH          write a checkpoint (safetensors) at the end ...\n"
-          "  --save-every N       ... and every N epochs\n"
-          "  --resume PATH        continue from a checkpoint, bit for bit\n"
-          "  --log FILE.csv       one CSV row per epoch ...\n"
-          "  --log-steps          ... and one per step\n"
-          "  --watch              per epoch: gradient norm and update/weight ratio of each\n"
-          "                       parameter, mean and std of each output; the memory measured\n"
-          "  --quiet              only errors and the final line\n"
-          "  --model NAME         the model to train when the file has several\n"
+          "model's train block; %s/docs/training.md lists every default.\n"
+          "\n", drv_doc_dir());
+  args_print_options(o, train_options, 18, NULL);
+  fprintf(o,
           "and the compiler's options (bpcc --help): --recompute=MODE, --mem-budget SIZE,\n"
           "-fno-softmax-xent, -fno-fuse, -O0..-O3, -march=CPU, --print-after=STAGE, --verify-each\n");
 }
@@ -77,74 +112,73 @@ static void train_usage(FILE *o) {
 /* 0 parsed, 1 error (reported), 2 --help printed. */
 static int parse_args(int argc, char **argv, TrainArgs *t) {
   memset(t, 0, sizeof *t);
+  t->argc = argc;
+  t->argv = argv;
   pipeline_options_default(&t->po);
   args_init(&t->pa, &t->po);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], *v;
-    if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 2;
-#define STR(NAME, FIELD)                                \
-  if ((v = args_value(argc, argv, &i, NAME)) != NULL) { \
-    if (v == ARGS_MISSING) return 1;                    \
-    t->FIELD = v;                                       \
-    continue;                                           \
-  }
-    STR("--data", data)
-    STR("--val", val)
-    STR("--optimizer", optimizer)
-    STR("--schedule", schedule)
-    STR("--save", save)
-    STR("--resume", resume)
-    STR("--log", log)
-#undef STR
-    if ((v = args_value(argc, argv, &i, "--epochs")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--epochs", v, 1, INT64_MAX, &t->epochs)) return 1;
+  ArgParser p;
+  args_parser_init(&p, "train", train_options, &t->pa, argc, argv);
+  const DrvOption *opt;
+  const char *v;
+  for (int k; (k = args_next(&p, &opt, &v)) != ARGS_END;) {
+    if (k == ARGS_ERROR) return 1;
+    if (k == ARGS_HELP) return 2;
+    if (k == ARGS_OPERAND) {
+      if (t->file) return arg_error("more than one input file ('%s')", v);
+      t->file = v;
+      continue;
+    }
+    switch (opt->id) {
+    case T_DATA: t->data = v; break;
+    case T_VAL: t->val = v; break;
+    case T_OPTIMIZER: t->optimizer = v; break;
+    case T_SCHEDULE: t->schedule = v; break;
+    case T_SAVE: t->save = v; break;
+    case T_RESUME: t->resume = v; break;
+    case T_INIT: t->init = v; break;
+    case T_LOG: t->log = v; break;
+    case T_LOG_STEPS: t->log_steps = true; break;
+    case T_QUIET: t->quiet = true; break;
+    case T_EPOCHS:
+      if (!args_int("--epochs", v, 1, INT64_MAX, &t->epochs)) return 1;
       t->has_epochs = true;
-      continue;
-    }
-    if ((v = args_value(argc, argv, &i, "--save-every")) != NULL) {
-      if (v == ARGS_MISSING || !args_int("--save-every", v, 1, INT64_MAX, &t->save_every)) return 1;
-      continue;
-    }
-    if ((v = args_value(argc, argv, &i, "--seed")) != NULL) {
+      break;
+    case T_SAVE_EVERY:
+      if (!args_int("--save-every", v, 1, INT64_MAX, &t->save_every)) return 1;
+      break;
+    case T_PRINT_EVERY:
+      if (!args_int("--print-every", v, 1, INT64_MAX, &t->print_every)) return 1;
+      break;
+    case T_SEED: {
       int64_t s;
-      if (v == ARGS_MISSING || !args_int("--seed", v, 0, INT64_MAX, &s)) return 1;
+      if (!args_int("--seed", v, 0, INT64_MAX, &s)) return 1;
       t->seed = (uint64_t)s;
       t->has_seed = true;
-      continue;
+      break;
     }
-    if ((v = args_value(argc, argv, &i, "--lr")) != NULL) {
-      if (v == ARGS_MISSING || !args_real("--lr", v, &t->lr)) return 1;
+    case T_LR: {
+      if (!args_real("--lr", v, &t->lr)) return 1;
       const char *bad = bprt_hyper_check(BPRT_H_LR, t->lr);
       if (bad) return args_usage_error("train", "--lr '%s': %s", v, bad);
       t->has_lr = true;
-      continue;
+      break;
     }
-    if ((v = args_value(argc, argv, &i, "--val-split")) != NULL) {
-      if (v == ARGS_MISSING || !args_real("--val-split", v, &t->val_split)) return 1;
+    case T_VAL_SPLIT:
+      if (!args_real("--val-split", v, &t->val_split)) return 1;
       if (!(t->val_split > 0 && t->val_split < 1)) return arg_error("--val-split '%s': must be between 0 and 1", v);
       t->has_val_split = true;
-      continue;
+      break;
     }
-    if (!strcmp(a, "--log-steps")) {
-      t->log_steps = true;
-      continue;
-    }
-    if (!strcmp(a, "--quiet")) {
-      t->quiet = true;
-      continue;
-    }
-    int r = args_pipeline_option(&t->pa, argc, argv, &i);
-    if (r < 0) return 1;
-    if (r > 0) continue;
-    if (a[0] == '-' && a[1]) return arg_error("unknown option '%s'", a);
-    if (t->file) return arg_error("more than one input file ('%s')", a);
-    t->file = a;
   }
   if (!t->file) return arg_error("%s", "no input file");
   if (!t->data) return arg_error("%s", "no data: give --data SPEC (e.g. --data spiral or --data mnist:DIR)");
   if (t->val && t->has_val_split) return arg_error("%s", "--val and --val-split exclude each other");
   if (t->log_steps && !t->log) return arg_error("%s", "--log-steps needs --log FILE.csv");
   if (t->save_every && !t->save) return arg_error("%s", "--save-every needs --save PATH");
+  if (t->print_every && t->quiet) return arg_error("%s", "--print-every and --quiet exclude each other");
+  if (t->init && t->resume)
+    return arg_error("%s", "--init and --resume exclude each other (--init starts a new run from weights only; "
+                           "--resume continues a run with its optimizer state)");
   static const CommandInfo train = {"train", STAGE_MACHINE, true, true, true};
   return args_check(&t->pa, &train) ? 0 : 1;
 }
@@ -262,6 +296,124 @@ static double seconds_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* "loading mnist:DIR ...", "compiling FILE.bp ...": on a terminal only (a log file
+ * would keep it for ever), and not when stdout gets compiler output (--print-after)
+ * on the same screen. The line is cleared when the work is done, unless a diagnostic
+ * was printed under it: then it stays, as the heading of what was said. */
+typedef struct {
+  bool on, shown;
+  int diags;   /* diagnostics printed before the status */
+} Status;
+
+static void status_show(Status *st, const char *what, const char *name) {
+  if (!st->on) return;
+  char text[4200];
+  snprintf(text, sizeof text, "%s %s ...", what, name);
+  st->diags = diag_error_count() + diag_warning_count();
+  bprt_status_show(stderr, text);
+  st->shown = true;
+}
+
+static void status_done(Status *st) {
+  if (st->shown && diag_error_count() + diag_warning_count() == st->diags) bprt_status_clear(stderr);
+  st->shown = false;
+}
+
+/* ------------------------------------------------------------------- interruption */
+
+/* The first SIGINT or SIGTERM of the loop; the loop reads it after each step
+ * (BprtTrainOptions.stop). The handlers exist only while the loop runs: before it, a
+ * Ctrl-C ends bpcc as usual (there is nothing to save yet). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+  /* The second: at once. A checkpoint being written then is a temporary file beside
+   * the old one, which the next save to that path removes (runtime/safetensors.c). */
+  if (stop_signal) _exit(130);
+  stop_signal = sig;
+  static const char msg[] = "\nbpcc: interrupted: stopping after this step to write a checkpoint "
+                            "(interrupt again to quit at once, without one)\n";
+  ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)w;
+}
+
+typedef struct {
+  struct sigaction old[2];
+  bool set[2];
+} StopHandlers;
+
+static const int stop_signals[2] = {SIGINT, SIGTERM};
+
+/* A signal ignored when bpcc started stays ignored: a background job of a shell without
+ * job control ignores SIGINT so that the Ctrl-C meant for the foreground spares it. */
+static void stop_handlers_install(StopHandlers *h) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  stop_signal = 0;
+  for (int i = 0; i < 2; i++) {
+    h->set[i] = false;
+    if (sigaction(stop_signals[i], NULL, &h->old[i]) == 0 && h->old[i].sa_handler != SIG_IGN)
+      h->set[i] = sigaction(stop_signals[i], &sa, NULL) == 0;
+  }
+}
+
+static void stop_handlers_restore(const StopHandlers *h) {
+  for (int i = 0; i < 2; i++)
+    if (h->set[i]) sigaction(stop_signals[i], &h->old[i], NULL);
+}
+
+/* Where an interrupted run without --save leaves its checkpoint: NAME.interrupted.safetensors
+ * in the current directory, NAME the model file's base name without .bp (the model's
+ * name for standard input). */
+static void interrupted_path(const char *file, const char *model, char *buf, size_t n) {
+  const char *base = strrchr(file, '/');
+  base = base ? base + 1 : file;
+  size_t len = strlen(base);
+  if (len > 3 && !strcmp(base + len - 3, ".bp")) len -= 3;
+  if (!strcmp(file, "-") || len == 0) snprintf(buf, n, "%s.interrupted.safetensors", model);
+  else snprintf(buf, n, "%.*s.interrupted.safetensors", (int)len, base);
+}
+
+/* An argument as the shell reads it back: as it is when every character is plain,
+ * else in single quotes ('\'' for a quote inside). */
+static void put_shell_word(FILE *f, const char *w) {
+  bool plain = *w != 0;
+  for (const char *p = w; *p && plain; p++)
+    plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("_./:=,+@%-", *p);
+  if (plain) {
+    fputs(w, f);
+    return;
+  }
+  fputc('\'', f);
+  for (const char *p = w; *p; p++)
+    if (*p == '\'') fputs("'\\''", f);
+    else fputc(*p, f);
+  fputc('\'', f);
+}
+
+/* The command that continues the run: the user's own, less --resume and --init, plus
+ * --resume CHECKPOINT. */
+static void print_resume_command(FILE *f, const TrainArgs *a, const char *checkpoint) {
+  put_shell_word(f, drv_program);
+  fputs(" train", f);
+  for (int i = 1; i < a->argc; i++) {
+    const char *w = a->argv[i];
+    if (!strcmp(w, "--resume") || !strcmp(w, "--init")) {
+      i++;
+      continue;
+    }
+    if (!strncmp(w, "--resume=", 9) || !strncmp(w, "--init=", 7)) continue;
+    fputc(' ', f);
+    put_shell_word(f, w);
+  }
+  fputs(" --resume ", f);
+  put_shell_word(f, checkpoint);
+  fputc('\n', f);
+}
+
 /* ------------------------------------------------------------------- the command */
 
 int cmd_train(int argc, char **argv) {
@@ -272,6 +424,11 @@ int cmd_train(int argc, char **argv) {
     return 0;
   }
   if (pr) return 1;
+  /* before anything is compiled or loaded, as --log's file is opened before the first step */
+  if (a.save && bprt_st_check_writable(a.save)) {
+    fprintf(stderr, "bpcc: error: --save %s\n", bprt_last_error());
+    return 1;
+  }
   double t_start = seconds_now();
   a.po.runtime = true;
   Compilation c;
@@ -293,26 +450,38 @@ int cmd_train(int argc, char **argv) {
   o.log_steps = a.log_steps;
   o.watch = a.po.watch;
   o.quiet = a.quiet;
+  o.print_every = a.print_every;
+  o.progress_out = stderr;
+  Status st = {!a.quiet && !a.po.print_after && isatty(STDERR_FILENO), false, 0};
   o.model_file = c.name;
   if (resolve_optimizer(ts, &a, &c.opt.optimizer) ||
       resolve_schedule(ts, &a, c.opt.optimizer.hyper[BPRT_H_LR], o.epochs, &o.schedule))
     goto done;
   c.opt.optimizer_set = true;
   if (!args_apply_threads(&a.pa)) goto done;
-  if (load_data(&a, o.seed, &train, &val)) {
+  status_show(&st, "loading", a.data);
+  int loaded = load_data(&a, o.seed, &train, &val);
+  status_done(&st);
+  if (loaded) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
   if (o.batch > train->n) {   /* one batch of every row: the same steps, buffers that fit */
+    char rows[64];
     if (!a.quiet)
-      fprintf(stderr, "bpcc: note: batch %" PRId64 " is larger than the %" PRId64 " training row%s; training with batch %" PRId64
-              " (one batch per epoch)\n", o.batch, train->n, train->n == 1 ? "" : "s", train->n);
+      fprintf(stderr, "bpcc: note: batch %" PRId64 " is larger than the %s; training with batch %" PRId64
+              " (one batch per epoch)\n", o.batch, bprt_fmt_counted(rows, sizeof rows, train->n, "training row", NULL),
+              train->n);
     o.batch = train->n;
   }
   c.opt.batch = o.batch;   /* the memory (and a --mem-budget) is planned at the batch that runs */
   o.on_nonfinite = nonfinite_first;
   o.nonfinite_ctx = &c;
-  if (!pipeline_run(&c, STAGE_MACHINE)) goto done;
+  status_show(&st, "compiling", c.name);
+  bool compiled = pipeline_run(&c, STAGE_MEMORY) && mem_check_fits(&c, o.batch, "train", true) &&
+                  pipeline_run(&c, STAGE_MACHINE);
+  status_done(&st);
+  if (!compiled) goto done;
   double t_compile = 0;
   for (int s = STAGE_LOWER; s < STAGE__COUNT; s++) t_compile += c.seconds[s];
   const bprt_model_desc *desc = cg_model_desc(c.cg);
@@ -321,18 +490,20 @@ int cmd_train(int argc, char **argv) {
     goto done;
   }
   m = bprt_model_create(desc, o.seed);
-  if (!m) {
+  if (!m || (a.init && bprt_model_load_weights(m, a.init))) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
   const double *hyper = c.optimizer.hyper;
   int64_t planned = pipeline_memory_at(&c, o.batch).total;
+  char f1[64], f2[64];
   if (!a.quiet) {
     char sb[32];
-    printf("bpcc train: model %s (%" PRId64 " parameters) from %s, compiled in %.2fs (set-up %.2fs)\n",
-           desc->model_name, param_count(desc), c.name, t_compile, seconds_now() - t_start);
-    printf("  data %s: %" PRId64 " rows", train->source, train->n);
-    if (val) printf("; validation %s: %" PRId64 " rows", val->source, val->n);
+    printf("bpcc train: model %s (%s) from %s, compiled in %s (set-up %s)\n", desc->model_name,
+           bprt_fmt_counted(f1, sizeof f1, param_count(desc), "parameter", NULL), c.name,
+           bprt_fmt_duration(f2, sizeof f2, t_compile), bprt_fmt_duration(sb, sizeof sb, seconds_now() - t_start));
+    printf("  data %s: %s", train->source, bprt_fmt_counted(f1, sizeof f1, train->n, "row", NULL));
+    if (val) printf("; validation %s: %s", val->source, bprt_fmt_counted(f1, sizeof f1, val->n, "row", NULL));
     printf("\n  %s(lr=%g", bprt_optimizers[c.optimizer.kind].name, hyper[BPRT_H_LR]);
     if (hyper[BPRT_H_WEIGHT_DECAY] > 0) printf(", weight_decay=%g", hyper[BPRT_H_WEIGHT_DECAY]);
     if (hyper[BPRT_H_CLIP] > 0) printf(", clip=%g", hyper[BPRT_H_CLIP]);
@@ -340,27 +511,48 @@ int cmd_train(int argc, char **argv) {
            bprt_schedule_names[o.schedule.kind], o.batch, o.epochs, o.seed, bprt_get_threads());
     char code[400];
     printf("  code: %s\n", pipeline_describe(&c, code, sizeof code));
+    if (a.init) printf("  parameters from %s (--init); optimizer state fresh\n", a.init);
     if (c.opt.mem_budget > 0)
       printf("  memory %s planned at batch %" PRId64 " (budget %s)\n", memplan_format_size(planned, sb, sizeof sb), o.batch,
              memplan_format_size(c.opt.mem_budget, (char[32]){0}, 32));
     fflush(stdout);
   }
   BprtTrainResult r;
+  char ipath[4096];
+  interrupted_path(a.file, desc->model_name, ipath, sizeof ipath);
+  o.stop = &stop_signal;
+  o.interrupt_path = a.save ? a.save : ipath;
   double t0 = seconds_now();
-  if (bprt_train(m, train, val, &o, &r)) {
+  StopHandlers handlers;
+  stop_handlers_install(&handlers);
+  int trc = bprt_train(m, train, val, &o, &r);
+  stop_handlers_restore(&handlers);
+  if (trc) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
+  if (r.interrupted) {
+    fflush(stdout);
+    fprintf(stderr, "bpcc: %s at step %" PRId64 " (epoch %" PRId64 " of %" PRId64 ", batch %" PRId64 " of %" PRId64
+            "); checkpoint written to %s\nbpcc: resume with: ",
+            stop_signal == SIGTERM ? "terminated" : "interrupted", r.steps, r.stop_epoch, o.epochs, r.stop_batch,
+            r.stop_batches, r.checkpoint);
+    print_resume_command(stderr, &a, r.checkpoint);
+    status = 130;
+    goto done;
+  }
   if (r.last.epoch == 0) {
-    printf("nothing to train: %s has %" PRId64 " epochs done, --epochs is %" PRId64 "\n", a.resume, r.epochs_done,
-           o.epochs);
+    printf("nothing to train: %s has %s done, --epochs is %" PRId64 "\n", a.resume,
+           bprt_fmt_counted(f1, sizeof f1, r.epochs_done, "epoch", NULL), o.epochs);
     status = 0;
     goto done;
   }
-  printf("trained %" PRId64 " epochs (%" PRId64 " steps) in %.1fs: loss %.4f", r.epochs_done, r.steps, seconds_now() - t0,
-         r.last.loss);
+  char f3[64], f4[64];
+  printf("trained %s (%s) in %s: loss %s", bprt_fmt_counted(f1, sizeof f1, r.epochs_done, "epoch", NULL),
+         bprt_fmt_counted(f2, sizeof f2, r.steps, "step", NULL), bprt_fmt_duration(f3, sizeof f3, seconds_now() - t0),
+         bprt_fmt_sig(f4, sizeof f4, r.last.loss, 4));
   if (!isnan(r.last.accuracy)) printf(", accuracy %.2f%%", 100 * r.last.accuracy);
-  if (!isnan(r.last.val_loss)) printf(", val_loss %.4f", r.last.val_loss);
+  if (!isnan(r.last.val_loss)) printf(", val_loss %s", bprt_fmt_sig(f1, sizeof f1, r.last.val_loss, 4));
   if (!isnan(r.last.val_accuracy)) printf(", val_accuracy %.2f%%", 100 * r.last.val_accuracy);
   if (a.save) printf("; saved %s", a.save);
   printf("\n");

@@ -63,22 +63,10 @@ static int emit_opt_ir(Compilation *c, FILE *out) {
   return 0;
 }
 
-static int emit_code(Compilation *c, int kind) { return cg_emit(c->cg, kind, "-") == 0 ? 0 : 1; }
-
-static int emit_llvm(Compilation *c, FILE *out) {
-  (void)out;
-  return emit_code(c, CG_EMIT_LLVM);
-}
-
-static int emit_asm(Compilation *c, FILE *out) {
-  (void)out;
-  return emit_code(c, CG_EMIT_ASM);
-}
-
-static int emit_obj(Compilation *c, FILE *out) {
-  (void)out;
-  return emit_code(c, CG_EMIT_OBJ);
-}
+static int emit_code(Compilation *c, int kind, FILE *out) { return cg_emit_to(c->cg, kind, out) == 0 ? 0 : 1; }
+static int emit_llvm(Compilation *c, FILE *out) { return emit_code(c, CG_EMIT_LLVM, out); }
+static int emit_asm(Compilation *c, FILE *out) { return emit_code(c, CG_EMIT_ASM, out); }
+static int emit_obj(Compilation *c, FILE *out) { return emit_code(c, CG_EMIT_OBJ, out); }
 
 const DrvEmit drv_emits[] = {
     {"tokens", STAGE_READ, emit_tokens, "the tokens with their line:col ranges"},

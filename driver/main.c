@@ -1,27 +1,88 @@
 /* driver/main.c — `bpcc`: dispatch.
  *
- *   bpcc --help | --version
- *   bpcc --check FILE.bp                          check; print each model's summary
- *   bpcc --emit=KIND FILE.bp                      print what a stage made (emit.c)
- *   bpcc --mem-report FILE.bp                     the memory plan (cmd_memreport.c)
+ *   bpcc --help | --version | help [COMMAND]
+ *   bpcc --check FILE.bp [-o OUT]                 check; print each model's summary
+ *   bpcc --emit=KIND FILE.bp [-o OUT]             print what a stage made (emit.c)
+ *   bpcc --mem-report FILE.bp [-o OUT]            the memory plan (cmd_memreport.c)
  *   bpcc FILE.bp -o NAME.so                       a shared library and NAME.h (cmd_aot.c)
  *   bpcc --print-after=STAGE FILE.bp              run up to STAGE and print it
  *   bpcc COMMAND ARGS...                          a subcommand (drv_commands)
  *
- * FILE may be `-` for standard input (named <stdin> in diagnostics). Every one of them
- * runs the pipeline (pipeline.c) with the options of args.c. Exit status: 0 on
- * success, 1 on any error, usage errors included. */
+ * FILE may be `-` for standard input (named <stdin> in diagnostics); `--` ends the
+ * options. -o names where the output goes, checked against its kind (outfile.c) before
+ * anything runs. Every one of them runs the pipeline (pipeline.c) with the options of
+ * args.c. A word that is neither an option nor a file is taken for a command, and a
+ * mistyped one gets "did you mean" from drv_commands[], as a mistyped option does from
+ * the tables of args.c. Exit status: 0 on success, 1 on any error, usage errors
+ * included. */
 #include "driver/driver.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static int cmd_help(int argc, char **argv);
 
 const DrvCommand drv_commands[] = {
     {"train", "train FILE.bp --data SPEC [options]   JIT-compile and train (bpcc train --help)", cmd_train},
     {"eval", "eval FILE.bp --weights PATH --data SPEC   loss and accuracy of trained weights", cmd_eval},
+    {"predict", "predict FILE.bp --weights PATH --data SPEC [-o OUT.npy|OUT.csv]   the model's outputs for new inputs", cmd_predict},
+    {"plot", "plot LOG.csv -o CURVES.svg   loss and accuracy curves of a bpcc train --log", cmd_plot},
     {"gradcheck", "gradcheck FILE.bp [--dtype f64|f32] [--batch N] [--seed S]   derived gradients vs finite differences", cmd_gradcheck},
-    {"bench", "bench FILE.bp [--steps N] [--threads N] [--gemm]   time the compiled training step (bench/run.sh)", cmd_bench},
+    {"bench", "bench FILE.bp [--steps N] [--threads N] [--gemm]   time the compiled training step", cmd_bench},
+    {"help", "help [COMMAND]   this help, or a command's (the same as bpcc COMMAND --help)", cmd_help},
     {NULL, NULL, NULL},
 };
+
+enum { M_CHECK, M_EMIT, M_MEM_REPORT, M_OUTPUT, M_VERSION };
+
+/* bpcc's own options (parsed, listed in --help, suggested); then the pipeline's */
+static const DrvOption main_options[] = {
+    {M_CHECK, "--check", OPT_FLAG, NULL, "check the program and print each model's summary"},
+    {M_EMIT, "--emit", OPT_JOINED, "KIND", "print what a stage made; KIND is one of:"},
+    {M_MEM_REPORT, "--mem-report", OPT_FLAG, NULL, "the memory plan of a training step: every tensor, and all the\n"
+                                                   "compiled model allocates (--watch: as bpcc train --watch compiles it)"},
+    {M_OUTPUT, "-o", OPT_VALUE, "NAME.so", "without --check, --emit or --mem-report: write the model as a\n"
+                                           "shared library with a C ABI, and NAME.h beside it (docs/abi.md\n"
+                                           "in the documentation below); -march=x86-64-v3 for a portable one"},
+    {OPT_PIPELINE, "--print-after", OPT_VALUE, "=STAGE", "alone: run the pipeline up to STAGE and print what it made"},
+    {M_OUTPUT, "-o", OPT_VALUE, "FILE", "where --check, --emit and --mem-report write (default, and '-':\n"
+                                        "standard output); its extension must fit the kind (.s for asm, .o\n"
+                                        "for obj, ...: bpcc(1)); binary output never goes to a terminal"},
+    {M_VERSION, "--version", OPT_FLAG, NULL, "bpcc's version, LLVM's, and the host CPU -march=native targets"},
+    {0, NULL, OPT_FLAG, NULL, NULL},
+};
+
+/* The documentation (README.md, docs/, examples/): PREFIX/share/doc/bpcc for a bpcc
+ * in PREFIX/bin (an installed tree, wherever DESTDIR put it), else the source tree (a
+ * build tree), else where `make install` puts it. */
+const char *drv_doc_dir(void) {
+  static char dir[PATH_MAX + 32];
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = 0;
+      char *up = strrchr(exe, '/');
+      if (up && !strcmp(up, "/bin")) {
+        snprintf(dir, sizeof dir, "%.*s/share/doc/bpcc", (int)(up - exe), exe);
+        if (access(dir, F_OK) == 0) return dir;
+      }
+    }
+  }
+  if (access(BPCC_SOURCE_DIR "/docs", F_OK) == 0) return BPCC_SOURCE_DIR;
+  return BPCC_DOCDIR;
+}
+
+/* the --emit kinds under --emit's row */
+static void emit_kinds(FILE *out, const DrvOption *row, int width) {
+  if (row->id != M_EMIT) return;
+  for (const DrvEmit *e = drv_emits; e->name; e++)
+    fprintf(out, "  %-*s   %-10s %s\n", width, "", e->name, e->help);
+}
 
 static void usage(FILE *o) {
   fprintf(o,
@@ -30,49 +91,120 @@ static void usage(FILE *o) {
           "\n"
           "bpcc compiles .bp neural-network programs: it checks them, derives the backward\n"
           "pass and compiles forward + backward + optimizer to native code.\n"
-          "FILE may be '-' to read standard input.\n"
+          "FILE may be '-' to read standard input; '--' ends the options.\n"
           "\n"
-          "what to do (one of):\n"
-          "  --check            check the program and print each model's summary\n"
-          "  --emit=KIND        print an intermediate form; KIND is one of:\n");
-  for (const DrvEmit *e = drv_emits; e->name; e++) fprintf(o, "                       %-10s %s\n", e->help ? e->name : "", e->help);
+          "what to do (one of --check, --emit, --mem-report, -o NAME.so):\n");
+  args_print_options(o, main_options, 18, emit_kinds);
   fprintf(o,
-          "  --mem-report       the memory plan of a training step: every tensor, and all the\n"
-          "                     compiled model allocates (--watch: as bpcc train --watch compiles it)\n"
-          "  -o NAME.so         write the model as a shared library with a C ABI, and NAME.h\n"
-          "                     beside it (docs/abi.md); -march=x86-64-v3 for a portable one\n"
-          "  --print-after=STAGE alone: run the pipeline up to STAGE and print what it made\n"
           "\n"
           "options (for every command where they change what it does; else an error):\n");
   args_usage(o);
-  fprintf(o,
-          "  -h, --help         this help\n"
-          "  --version          the version\n");
+  fprintf(o, "  -h, --help         this help (bpcc help COMMAND: a command's)\n");
   fprintf(o, "\ncommands:\n");
   for (const DrvCommand *c = drv_commands; c->name; c++) fprintf(o, "  %s\n", c->usage);
   fprintf(o, "\nexit status: 0 success, 1 any error (in the program, a file, or the command line)\n");
+  fprintf(o, "documentation: man bpcc; %s (README.md, docs/*.md, examples/)\n", drv_doc_dir());
 }
 
-/* Run the pipeline up to the stage an --emit kind (or --check) needs and print. */
-static int run_emit(const char *path, const PipelineOptions *o, Stage needs, int (*emit)(Compilation *, FILE *)) {
+static const DrvCommand *find_command(const char *name) {
+  for (const DrvCommand *c = drv_commands; c->name; c++)
+    if (strcmp(name, c->name) == 0) return c;
+  return NULL;
+}
+
+/* "unknown command 'trian'; did you mean 'train'?" */
+static int unknown_command(const char *name) {
+  DiagSuggest s = DIAG_SUGGEST_INIT;
+  for (const DrvCommand *c = drv_commands; c->name; c++) diag_suggest(&s, name, c->name);
+  if (s.best) return args_usage_error(NULL, "unknown command '%s'; did you mean '%s'?", name, s.best);
+  char list[256] = "";
+  for (const DrvCommand *c = drv_commands; c->name; c++)
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", c == drv_commands ? "" : ", ", c->name);
+  return args_usage_error(NULL, "unknown command '%s' (commands: %s; or give a FILE.bp)", name, list);
+}
+
+/* bpcc help [COMMAND] */
+static int cmd_help(int argc, char **argv) {
+  if (argc == 1 || (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))) {
+    usage(stdout);
+    return 0;
+  }
+  if (argc > 2) return args_usage_error("help", "help takes one command, got '%s' and '%s'", argv[1], argv[2]);
+  const DrvCommand *c = find_command(argv[1]);
+  if (!c) return unknown_command(argv[1]);
+  char *args[] = {(char *)c->name, "--help", NULL};
+  return c->run(2, args);
+}
+
+/* A word that is not an option, not a path and not an existing file: a command. */
+static bool looks_like_command(const char *a) {
+  if (!*a || strcmp(a, "-") == 0 || strchr(a, '.') || strchr(a, '/')) return false;
+  return access(a, F_OK) != 0;
+}
+
+/* bpcc --version: bpcc's, the LLVM it compiles with, and the CPU -march=native means */
+static int version(void) {
+  CgHostInfo h;
+  cg_host_info(&h);
+  printf("bpcc %s\n", BPCC_VERSION);
+  printf("LLVM %s, target %s\n", h.llvm, h.triple);
+  char model[256] = "";
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  char line[512];
+  while (f && fgets(line, sizeof line, f)) {
+    if (strncmp(line, "model name", 10) != 0) continue;
+    const char *v = strchr(line, ':');
+    if (v) snprintf(model, sizeof model, "%s", v + 1 + strspn(v + 1, " \t"));
+    model[strcspn(model, "\n")] = 0;
+    break;
+  }
+  if (f) fclose(f);
+  printf("host CPU: %s%s(LLVM: %s)\n", model, *model ? " " : "", h.cpu);
+  printf("  features: %s\n", *h.features ? h.features : "(no vector extensions)");
+  printf("  -march=native (the default): %d f32 lane%s per vector\n", h.lanes, h.lanes == 1 ? "" : "s");
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* Run the pipeline up to the stage an --emit kind (or --check) needs, and write what it
+ * made, output of `kind` (outfile.c), to out_path (NULL, "-": standard output). */
+static int run_emit(const char *path, const PipelineOptions *o, Stage needs, int (*emit)(Compilation *, FILE *),
+                    const char *kind, const char *out_path) {
   Compilation c;
   pipeline_init(&c, path, o);
   bool ok = pipeline_run(&c, needs);
   int status = ok ? 0 : 1;
-  /* the syntax tree is printed even when it has errors */
-  if (emit && (ok || (needs == STAGE_PARSE && c.program))) status = emit(&c, stdout);
+  bool to_stdout = !out_path || !strcmp(out_path, "-");
+  /* the syntax tree is printed even when it has errors (on standard output: a file
+   * named by -o is written only for a program without errors) */
+  if (emit && (ok || (needs == STAGE_PARSE && c.program && to_stdout))) {
+    OutFile out;
+    const OutputKind *k = out_kind(kind);
+    if (outfile_open(&out, to_stdout ? "-" : out_path, k->binary, k->what)) {
+      status = emit(&c, out.f);
+      if (status == 0 && ok) {
+        if (!outfile_commit(&out)) status = 1;
+      } else {
+        outfile_abort(&out);
+      }
+    } else {
+      status = 1;
+    }
+  }
   if (!ok) status = 1;
   pipeline_release(&c);
   return status;
 }
 
+const char *drv_program = "bpcc";
+
 int main(int argc, char **argv) {
+  if (argc > 0 && argv[0] && argv[0][0]) drv_program = argv[0];
   if (argc < 2) {
     usage(stderr);
     return 1;
   }
-  for (const DrvCommand *c = drv_commands; c->name; c++)
-    if (strcmp(argv[1], c->name) == 0) return c->run(argc - 1, argv + 1);
+  const DrvCommand *command = find_command(argv[1]);
+  if (command) return command->run(argc - 1, argv + 1);
 
   PipelineOptions o;
   pipeline_options_default(&o);
@@ -81,74 +213,92 @@ int main(int argc, char **argv) {
   bool check = false, mem_report = false;
   const DrvEmit *emit = NULL;
   const char *file = NULL, *out = NULL, *emit_arg = NULL;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+  ArgParser p;
+  args_parser_init(&p, NULL, main_options, &pa, argc, argv);
+  const DrvOption *opt;
+  const char *v;
+  for (int k; (k = args_next(&p, &opt, &v)) != ARGS_END;) {
+    if (k == ARGS_ERROR) return 1;
+    if (k == ARGS_HELP) {
       usage(stdout);
       return 0;
     }
-    if (strcmp(a, "--version") == 0) {
-      printf("bpcc %s\n", BPCC_VERSION);
-      return 0;
+    if (k == ARGS_OPERAND) {
+      if (file) return args_usage_error(NULL, "more than one input file ('%s' and '%s')", file, v);
+      if (!p.operands_only && looks_like_command(v)) {
+        if (find_command(v)) return args_usage_error(NULL, "the command goes first: bpcc %s ...", v);
+        DiagSuggest s = DIAG_SUGGEST_INIT;
+        for (const DrvCommand *c = drv_commands; c->name; c++) diag_suggest(&s, v, c->name);
+        if (s.best || p.i == 1) return unknown_command(v);
+      }
+      file = v;
+      continue;
     }
-    int r = args_pipeline_option(&pa, argc, argv, &i);
-    if (r < 0) return 1;
-    if (r > 0) continue;
-    if (strcmp(a, "--check") == 0) {
+    switch (opt->id) {
+    case M_VERSION:
+      return version();
+    case M_CHECK:
       check = true;
-    } else if (strcmp(a, "--mem-report") == 0) {
+      break;
+    case M_MEM_REPORT:
       mem_report = true;
-    } else if (strncmp(a, "--emit=", 7) == 0) {
+      break;
+    case M_OUTPUT:
+      if (out) return args_usage_error(NULL, "-o given twice ('%s' and '%s')", out, v);
+      out = v;
+      break;
+    case M_EMIT: {
+      emit_arg = p.argv[p.i];
       emit = NULL;
-      emit_arg = a;
-      for (const DrvEmit *e = drv_emits; e->name; e++)
-        if (strcmp(e->name, a + 7) == 0) emit = e;
-      if (!emit) return args_usage_error(NULL, "unknown --emit kind '%s' (see bpcc --help)", a + 7);
-    } else if (strcmp(a, "--emit") == 0) {
-      return args_usage_error(NULL, "%s needs a kind, as in --emit=ast", a);
-    } else if (strcmp(a, "-o") == 0) {
-      if (i + 1 >= argc) return args_usage_error(NULL, "%s needs a path, as in -o model.so", a);
-      out = argv[++i];
-    } else if (a[0] == '-' && a[1] != 0) {
-      return args_usage_error(NULL, "unknown option '%s'", a);
-    } else if (file) {
-      return args_usage_error(NULL, "more than one input file ('%s')", a);
-    } else {
-      file = a;
+      DiagSuggest s = DIAG_SUGGEST_INIT;
+      for (const DrvEmit *e = drv_emits; e->name; e++) {
+        if (strcmp(e->name, v) == 0) emit = e;
+        diag_suggest(&s, v, e->name);
+      }
+      if (!emit) {
+        char kinds[256] = "";
+        for (const DrvEmit *e = drv_emits; e->name; e++)
+          snprintf(kinds + strlen(kinds), sizeof kinds - strlen(kinds), "%s%s", e == drv_emits ? "" : ", ", e->name);
+        if (s.best) return args_usage_error(NULL, "unknown --emit kind '%s'; did you mean '%s'? (%s)", v, s.best, kinds);
+        return args_usage_error(NULL, "unknown --emit kind '%s' (%s)", v, kinds);
+      }
+      break;
+    }
     }
   }
-  int actions = (check ? 1 : 0) + (emit ? 1 : 0) + (mem_report ? 1 : 0) + (out ? 1 : 0);
+  int actions = (check ? 1 : 0) + (emit ? 1 : 0) + (mem_report ? 1 : 0);
   if (actions > 1)
-    return args_usage_error(NULL, "%s", "--check, --emit, --mem-report and -o exclude each other: give one");
-  if (actions == 0 && !o.print_after) {
-    if (file) {
-      for (const DrvCommand *c = drv_commands; c->name; c++)
-        if (strcmp(file, c->name) == 0) return c->run(argc - 1, argv + 1);
-      if (strstr(file, ".bp") == NULL && strcmp(file, "-") != 0)
-        return args_usage_error(NULL, "unknown command '%s' (see bpcc --help)", file);
-    }
+    return args_usage_error(NULL, "%s", "--check, --emit and --mem-report exclude each other: give one");
+  if (actions == 0 && !out && !o.print_after) {
+    if (file && strcmp(file, "-") != 0 && !strstr(file, ".bp") && looks_like_command(file)) return unknown_command(file);
     return args_usage_error(NULL, "%s", "nothing to do: give --check, --emit=KIND, --mem-report or -o NAME.so with a FILE.bp");
   }
   if (!file) return args_usage_error(NULL, "%s", "no input file (use '-' for standard input)");
 
+  /* where the output goes, checked before anything runs */
+  const char *kind = check ? "check" : mem_report ? "mem-report" : emit ? emit->name : out ? "library" : NULL;
+  if (kind && !out_check(kind, out, check ? "--check" : mem_report ? "--mem-report" : emit ? emit_arg : "-o without --emit"))
+    return 1;
+
   CommandInfo cmd;
-  if (out) cmd = (CommandInfo){"-o", STAGE_MACHINE, true, false, false};
-  else if (mem_report) cmd = (CommandInfo){"--mem-report", STAGE_MEMORY, true, true, false};
+  if (mem_report) cmd = (CommandInfo){"--mem-report", STAGE_MEMORY, true, true, false};
   else if (check) cmd = (CommandInfo){"--check", STAGE_CHECK, false, false, false};
   else if (emit) cmd = (CommandInfo){emit_arg, emit->needs, emit->needs >= STAGE_CANONICALIZE, false, false};
+  else if (out) cmd = (CommandInfo){"-o", STAGE_MACHINE, true, false, false};
   else cmd = (CommandInfo){"--print-after", STAGE_LLVM, true, false, false};   /* alone: runs up to its stage */
-  int upto = !actions ? (strcmp(o.print_after, "all") == 0 ? STAGE_LLVM : pipeline_stage_lookup(o.print_after)) : 0;
-  if (!actions) cmd.last = (Stage)upto;
+  int upto = !actions && !out ? (strcmp(o.print_after, "all") == 0 ? STAGE_LLVM : pipeline_stage_lookup(o.print_after)) : 0;
+  if (!actions && !out) cmd.last = (Stage)upto;
   if (!args_check(&pa, &cmd)) return 1;
 
   /* line tables map the library's and the listing's code to the .bp lines */
-  if (out || (emit && emit->needs >= STAGE_LLVM)) o.codegen.debug_info = true;
-  if (out) {
+  bool library = out && !actions;
+  if (library || (emit && emit->needs >= STAGE_LLVM)) o.codegen.debug_info = true;
+  if (library) {
     o.output = out;
     return cmd_write_library(file, &o);
   }
-  if (mem_report) return cmd_mem_report(file, &o);
-  if (check) return run_emit(file, &o, STAGE_CHECK, emit_check);
-  if (emit) return run_emit(file, &o, emit->needs, emit->emit);
-  return run_emit(file, &o, (Stage)upto, NULL);
+  if (mem_report) return cmd_mem_report(file, &o, out);
+  if (check) return run_emit(file, &o, STAGE_CHECK, emit_check, "check", out);
+  if (emit) return run_emit(file, &o, emit->needs, emit->emit, emit->name, out);
+  return run_emit(file, &o, (Stage)upto, NULL, NULL, NULL);
 }

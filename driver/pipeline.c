@@ -8,10 +8,12 @@
  * asks for the last stage it needs (--check: check; --emit=opt-ir: kernels;
  * --mem-report: memory; train: machine) and reads the Compilation. */
 #include "driver/pipeline.h"
+#include "runtime/runtime.h"
 
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <llvm-c/Core.h>
 
@@ -117,29 +119,58 @@ bool pipeline_has_loss(const Compilation *c) {
   return false;
 }
 
+/* A program larger than this is not a program (20,000 statements are about 500 KB):
+ * the bound that keeps `bpcc --check - < /dev/zero` from reading forever. */
+#define SOURCE_MAX (64u << 20)
+
+/* A named FILE must be a regular file: a FIFO would block (or never end), a device such
+ * as /dev/zero never ends. `-` reads standard input, whatever it is, as every compiler
+ * does; the size bound ends that read. Opening uses O_NONBLOCK so that a FIFO without a
+ * writer is reported, not waited for. */
 bool pipeline_read_file(const char *path, char **text, size_t *len) {
   bool is_stdin = strcmp(path, "-") == 0;
-  FILE *f = is_stdin ? stdin : fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "bpcc: error: cannot open '%s': %s\n", path, strerror(errno));
-    return false;
+  const char *shown = is_stdin ? "<stdin>" : path;
+  int fd = 0;
+  if (!is_stdin) {
+    uint64_t size;
+    fd = bprt_open_regular(path, &size);
+    if (fd < 0) {   /* "cannot open PATH: REASON" or "PATH: a FIFO ..., not a regular file: ..." */
+      const char *why = bprt_last_error();
+      size_t pl = strlen(path);
+      if (strncmp(why, "cannot open ", 12) == 0 && strncmp(why + 12, path, pl) == 0 && why[12 + pl] == ':')
+        fprintf(stderr, "bpcc: error: cannot open '%s': %s\n", path, why + 12 + pl + 2);
+      else if (strncmp(why, path, pl) == 0 && why[pl] == ':')
+        fprintf(stderr, "bpcc: error: cannot read '%s': %.*s%s\n", path, (int)strcspn(why + pl + 2, ":"),
+                why + pl + 2, strstr(why, "directory") ? "" : "; to read a program from a pipe, use '-' (standard input)");
+      else
+        fprintf(stderr, "bpcc: error: %s\n", why);
+      return false;
+    }
   }
   size_t cap = 1 << 16, n = 0;
   char *buf = bp_xmalloc(cap);
+  int err = 0;
   for (;;) {
     if (n == cap) {
-      cap *= 2;
+      if (cap > SOURCE_MAX) {
+        fprintf(stderr, "bpcc: error: %s: more than %u MiB of text: too large for a .bp or .ir file\n", shown,
+                SOURCE_MAX >> 20);
+        bp_free(buf);
+        if (!is_stdin) close(fd);
+        return false;
+      }
+      cap = cap * 2 > SOURCE_MAX ? SOURCE_MAX + 1 : cap * 2;
       buf = bp_xrealloc(buf, cap);
     }
-    size_t k = fread(buf + n, 1, cap - n, f);
-    n += k;
-    if (k == 0) break;
+    ssize_t k = read(fd, buf + n, cap - n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) err = errno;
+    if (k <= 0) break;
+    n += (size_t)k;
   }
-  bool err = ferror(f);
-  int saved = errno;
-  if (!is_stdin) fclose(f);
+  if (!is_stdin) close(fd);
   if (err) {
-    fprintf(stderr, "bpcc: error: cannot read '%s': %s\n", path, strerror(saved));
+    fprintf(stderr, "bpcc: error: cannot read '%s': %s\n", shown, strerror(err));
     bp_free(buf);
     return false;
   }

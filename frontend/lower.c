@@ -53,14 +53,23 @@ Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
     }
     map[i] = v;
   }
-  /* Named activations as extra outputs, unless the value is already an output. */
-  for (int32_t k = 0; activations && k < model->nactivations; k++) {
-    int32_t v = map[model->activations[k]];
-    bool seen = v < 0 || f->insts[v].type == TYPE_VOID || ir_vtype(f, v)->dtype == DT_LABEL;
-    for (int32_t j = 0; j < f->ninsts && !seen; j++)
-      seen = f->insts[j].op == OP_OUTPUT && (f->insts[j].args[0] == v ||
-                                             strcmp(f->insts[j].name, model->activation_names[k]) == 0);
-    if (!seen) ir_output(f, ir_intern(m, model->activation_names[k]), v, model->activation_locs[k]);
+  /* Named activations as extra outputs, unless the value is already an output (one
+   * declared, or an earlier name for the same value: hash-consing merges `a = x + 1`
+   * and `b = x + 1`). Marked per value, where a scan of the outputs per activation was
+   * quadratic. Names cannot clash: outputs and assignments share the model's names. */
+  if (activations) {
+    int32_t nvals = f->ninsts;
+    bool *is_out = bp_xmalloc((size_t)(nvals ? nvals : 1) * sizeof *is_out);
+    memset(is_out, 0, (size_t)nvals * sizeof *is_out);
+    for (int32_t j = 0; j < nvals; j++)
+      if (f->insts[j].op == OP_OUTPUT) is_out[f->insts[j].args[0]] = true;
+    for (int32_t k = 0; k < model->nactivations; k++) {
+      int32_t v = map[model->activations[k]];
+      if (v < 0 || f->insts[v].type == TYPE_VOID || ir_vtype(f, v)->dtype == DT_LABEL || is_out[v]) continue;
+      ir_output(f, ir_intern(m, model->activation_names[k]), v, model->activation_locs[k]);
+      is_out[v] = true;
+    }
+    bp_free(is_out);
   }
   bp_free(map);
   return f;

@@ -112,17 +112,50 @@ void sema_report(Ctx *c, SrcLoc loc, const Note *notes, int nnotes, const char *
 
 /* ------------------------------------------------------------------ lookup */
 
-const FnInfo *sema_find_fn(Ctx *c, const char *name) {
-  for (int i = 0; i < c->nfns; i++)
-    if (strcmp(c->fns[i].def->name, name) == 0) return &c->fns[i];
-  return NULL;
+static uint32_t name_hash(const char *s) {   /* FNV-1a */
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
 }
 
-Binding *sema_lookup(Frame *f, const char *name) {
-  for (Binding *b = f->vars; b; b = b->next)
-    if (strcmp(b->name, name) == 0) return b;
-  return NULL;
+void *sema_tab_get(const NameTab *t, const char *name) {
+  if (t->cap == 0) return NULL;
+  for (uint32_t i = name_hash(name) & (uint32_t)(t->cap - 1);; i = (i + 1) & (uint32_t)(t->cap - 1)) {
+    if (!t->keys[i]) return NULL;
+    if (strcmp(t->keys[i], name) == 0) return t->vals[i];
+  }
 }
+
+/* Slot of name in keys[cap] (cap a power of two, never full): its own or the empty one
+ * where it goes. */
+static uint32_t tab_slot(const char **keys, int cap, const char *name) {
+  uint32_t i = name_hash(name) & (uint32_t)(cap - 1);
+  while (keys[i] && strcmp(keys[i], name) != 0) i = (i + 1) & (uint32_t)(cap - 1);
+  return i;
+}
+
+void sema_tab_put(Arena *a, NameTab *t, const char *name, void *val) {
+  if (2 * (t->n + 1) > t->cap) {   /* at most half full: short probes */
+    int cap = t->cap ? 2 * t->cap : 16;
+    const char **keys = arena_alloc(a, (size_t)cap * sizeof *keys);
+    void **vals = arena_alloc(a, (size_t)cap * sizeof *vals);
+    for (int i = 0; i < t->cap; i++)
+      if (t->keys[i]) {
+        uint32_t j = tab_slot(keys, cap, t->keys[i]);
+        keys[j] = t->keys[i];
+        vals[j] = t->vals[i];
+      }
+    t->keys = keys, t->vals = vals, t->cap = cap;
+  }
+  uint32_t i = tab_slot(t->keys, t->cap, name);
+  if (!t->keys[i]) t->n++;
+  t->keys[i] = name;
+  t->vals[i] = val;
+}
+
+const FnInfo *sema_find_fn(Ctx *c, const char *name) { return sema_tab_get(&c->fntab, name); }
+
+Binding *sema_lookup(Frame *f, const char *name) { return sema_tab_get(&f->names, name); }
 
 DimBind *sema_lookup_dim(Frame *f, const char *name) {
   for (DimBind *b = f->dims; b; b = b->next)
@@ -147,6 +180,7 @@ void sema_bind(Ctx *c, Frame *f, const char *name, Value v, SrcLoc decl) {
   b->decl = decl;
   b->next = f->vars;
   f->vars = b;
+  sema_tab_put(c->a, &f->names, name, b);
 }
 
 /* Bind a statement's name, rejecting a redefinition. */
@@ -190,12 +224,20 @@ int32_t sema_emit(Ctx *c, Op op, int nargs, int32_t a0, int32_t a1, int dtype, i
 
 FeNode *sema_node(Ctx *c, int32_t id) { return c->model && id >= 0 ? &c->model->nodes[id] : NULL; }
 
+/* arr[n] with room for one more element of `size` bytes: the capacity is the next power
+ * of two at or above n, so an array doubles (an arena copy each time; the abandoned
+ * ones add up to less than the last) instead of growing by one, which cost a copy of
+ * the whole array per statement: quadratic time and memory in the model's length. */
+void *sema_grow(Ctx *c, void *arr, int32_t n, size_t size) {
+  if (n != 0 && (n & (n - 1)) != 0) return arr;   /* full only at 0, 1, 2, 4, 8 ... */
+  void *a = arena_alloc(c->a, (size_t)(n ? 2 * n : 1) * size);
+  if (n) memcpy(a, arr, (size_t)n * size);
+  return a;
+}
+
 void sema_push_id(Ctx *c, int32_t **arr, int32_t *n, int32_t id) {
-  int32_t *a = arena_alloc(c->a, (size_t)(*n + 1) * sizeof *a);
-  if (*n) memcpy(a, *arr, (size_t)*n * sizeof *a);
-  a[*n] = id;
-  *arr = a;
-  (*n)++;
+  *arr = sema_grow(c, *arr, *n, sizeof **arr);
+  (*arr)[(*n)++] = id;
 }
 
 /* A number used as a tensor: a scalar CONST of the other operand's dtype. An f32 value
@@ -263,6 +305,7 @@ FeUnit *fe_check(Arena *a, FeProgram *user) {
       FnInfo *fi = &c.fns[c.nfns++];
       fi->def = d;
       fi->has_params = -1;
+      sema_tab_put(a, &c.fntab, d->name, fi);
     }
   for (Def *d = user->defs; d; d = d->next) {
     if (d->kind != DEF_MODEL) continue;

@@ -67,6 +67,19 @@ static inline Value v_number(double x, bool is_int, bool known, int64_t idim, Sr
 
 /* ------------------------------------------------------------------ context */
 
+/* A name -> pointer table: open addressing with linear probing, grown by doubling in the
+ * arena (the abandoned tables add up to less than the last one). A model of 20,000
+ * statements looks up each name in constant time, where a list made checking it
+ * quadratic. Empty until the first sema_tab_put. */
+typedef struct {
+  const char **keys;
+  void **vals;
+  int n, cap;
+} NameTab;
+
+void *sema_tab_get(const NameTab *t, const char *name);                 /* NULL if absent */
+void sema_tab_put(Arena *a, NameTab *t, const char *name, void *val);   /* adds or replaces */
+
 typedef struct Binding Binding;
 struct Binding {
   const char *name;
@@ -98,7 +111,8 @@ struct Frame {
   const Def *fn;               /* NULL: a model */
   SrcLoc call_loc;             /* the call that entered this frame (instantiations) */
   bool entered_by_call;
-  Binding *vars;
+  Binding *vars;               /* newest first (for "did you mean") */
+  NameTab names;               /* name -> its newest Binding in vars */
   DimBind *dims;
   const char *prefix;          /* parameter path of this frame; NULL at the model */
   bool emit_loc_set;           /* nodes take emit_loc (inside the standard library) */
@@ -122,9 +136,11 @@ typedef struct {
   Arena *a;
   FnInfo *fns;
   int nfns;
+  NameTab fntab;               /* name -> FnInfo */
   const char **syms;           /* names of symbolic dims */
   int nsyms, capsyms;
   FeModel *model;              /* NULL: generic check (no nodes) */
+  NameTab param_names;         /* the parameter names of model (unique_param_name) */
   Frame *top;
   int depth;
   long calls;                  /* layer instantiations so far (bounded: FE_MAX_CALLS) */
@@ -168,6 +184,7 @@ void sema_define(Ctx *c, Frame *f, const char *name, Value v, SrcLoc decl);
 int32_t sema_emit(Ctx *c, Op op, int nargs, int32_t a0, int32_t a1, int dtype, int rank, const int64_t *dims,
                   SrcLoc loc);
 FeNode *sema_node(Ctx *c, int32_t id);
+void *sema_grow(Ctx *c, void *arr, int32_t n, size_t size);   /* room for arr[n], doubling */
 void sema_push_id(Ctx *c, int32_t **arr, int32_t *n, int32_t id);
 Value sema_as_tensor(Ctx *c, Value v, int dtype, SrcLoc loc);
 Value sema_tensor_value(int dtype, int rank, const int64_t *dims, int32_t nd, SrcLoc origin);

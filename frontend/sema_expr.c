@@ -405,43 +405,16 @@ static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
   return v_error();
 }
 
-/* Edit distance of two short names (for "did you mean"); large for long ones. */
-static int edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 40 || lb > 40) return 99;
-  int d[41][41];
-  for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
-  for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
-  for (size_t i = 1; i <= la; i++)
-    for (size_t j = 1; j <= lb; j++) {
-      int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-      if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
-      if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-      d[i][j] = best;
-    }
-  return d[la][lb];
-}
-
-static void consider(const char **best, int *bestd, const char *name, const char *cand) {
-  int d = edit_distance(name, cand);
-  int limit = strlen(name) <= 3 ? 1 : 2;
-  if (d <= limit && d < *bestd) {
-    *best = cand;
-    *bestd = d;
-  }
-}
-
 /* " (did you mean 'h2'?)" or "" */
 static const char *suggest(Ctx *c, const char *name, bool functions) {
-  const char *best = NULL;
-  int bestd = 99;
+  DiagSuggest s = DIAG_SUGGEST_INIT;
   if (functions) {
-    for (int i = 0; i < c->nfns; i++) consider(&best, &bestd, name, c->fns[i].def->name);
-    for (int i = 0; i < NBUILTINS; i++) consider(&best, &bestd, name, builtins[i].name);
+    for (int i = 0; i < c->nfns; i++) diag_suggest(&s, name, c->fns[i].def->name);
+    for (int i = 0; i < NBUILTINS; i++) diag_suggest(&s, name, builtins[i].name);
   } else {
-    for (Binding *b = c->top->vars; b; b = b->next) consider(&best, &bestd, name, b->name);
+    for (Binding *b = c->top->vars; b; b = b->next) diag_suggest(&s, name, b->name);
   }
-  return best ? arena_printf(c->a, " (did you mean '%s'?)", best) : "";
+  return s.best ? arena_printf(c->a, " (did you mean '%s'?)", s.best) : "";
 }
 
 Value sema_eval(Ctx *c, const Expr *e) {

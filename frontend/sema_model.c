@@ -153,6 +153,7 @@ void sema_check_model(Ctx *c, FeUnit *u, const Def *d) {
   m->loss = -1;
   fe_train_defaults(&m->train);
   c->model = m;
+  memset(&c->param_names, 0, sizeof c->param_names);
   Frame f;
   memset(&f, 0, sizeof f);
   c->top = &f;
@@ -188,7 +189,6 @@ void sema_check_model(Ctx *c, FeUnit *u, const Def *d) {
     sema_bind(c, &f, p->name, v, p->loc);
   }
   const Stmt *first_loss = NULL;
-  Binding *outputs = NULL;
   for (const Stmt *s = d->body; s; s = s->next) {
     switch (s->kind) {
     case ST_ASSIGN:
@@ -214,29 +214,11 @@ void sema_check_model(Ctx *c, FeUnit *u, const Def *d) {
       if (s->kind == ST_ASSIGN && v.kind == VK_TENSOR && v.dtype != DT_LABEL) {
         /* a named activation (reported by `bpcc train --watch`) */
         int32_t k = m->nactivations;
+        m->activation_names = sema_grow(c, m->activation_names, k, sizeof *m->activation_names);
+        m->activation_locs = sema_grow(c, m->activation_locs, k, sizeof *m->activation_locs);
+        m->activation_names[k] = s->name;
+        m->activation_locs[k] = s->loc;
         sema_push_id(c, &m->activations, &m->nactivations, v.node);
-        const char **names = arena_alloc(c->a, (size_t)(k + 1) * sizeof *names);
-        SrcLoc *locs = arena_alloc(c->a, (size_t)(k + 1) * sizeof *locs);
-        if (k) {
-          memcpy(names, m->activation_names, (size_t)k * sizeof *names);
-          memcpy(locs, m->activation_locs, (size_t)k * sizeof *locs);
-        }
-        names[k] = s->name;
-        locs[k] = s->loc;
-        m->activation_names = names;
-        m->activation_locs = locs;
-      }
-      if (s->kind == ST_OUTPUT) {
-        Binding *o = NULL;
-        for (Binding *b = outputs; b; b = b->next)
-          if (strcmp(b->name, s->name) == 0) o = b;
-        if (!o) {
-          Binding *b = arena_alloc(c->a, sizeof *b);
-          b->name = s->name;
-          b->decl = s->loc;
-          b->next = outputs;
-          outputs = b;
-        }
       }
       sema_define(c, &f, s->name, v, s->loc);
       break;

@@ -158,16 +158,13 @@ static void plan_paths(Ctx *c, Frame *f, const Stmt *s) {
   }
 }
 
+/* name, or name#2, name#3 ... if a parameter of the model already has it; recorded in
+ * c->param_names (the model's parameter names, looked up in constant time). */
 static const char *unique_param_name(Ctx *c, const char *name) {
-  FeModel *m = c->model;
   const char *try = name;
-  for (int k = 2;; k++) {
-    bool taken = false;
-    for (int i = 0; i < m->nparams && !taken; i++)
-      if (strcmp(m->nodes[m->params[i]].name, try) == 0) taken = true;
-    if (!taken) return try;
-    try = arena_printf(c->a, "%s#%d", name, k);
-  }
+  for (int k = 2; sema_tab_get(&c->param_names, try); k++) try = arena_printf(c->a, "%s#%d", name, k);
+  sema_tab_put(c->a, &c->param_names, try, (void *)try);
+  return try;
 }
 
 /* param NAME: type init INIT[(args)] */

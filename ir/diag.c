@@ -154,6 +154,33 @@ void diag_note(SrcLoc loc, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* ------------------------------------------------------------------ did you mean */
+
+int diag_edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 40 || lb > 40) return 99;
+  int d[41][41];   /* d[i][j]: the distance of a's first i characters and b's first j */
+  for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+  for (size_t i = 1; i <= la; i++)
+    for (size_t j = 1; j <= lb; j++) {
+      int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+      d[i][j] = best;
+    }
+  return d[la][lb];
+}
+
+bool diag_suggest(DiagSuggest *s, const char *name, const char *candidate) {
+  int d = diag_edit_distance(name, candidate);
+  int limit = strlen(name) <= 3 ? 1 : 2;
+  if (d > limit || d >= s->distance) return false;
+  s->best = candidate;
+  s->distance = d;
+  return true;
+}
+
 _Noreturn void ir_die_at(const char *cfile, int cline, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

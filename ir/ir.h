@@ -74,6 +74,19 @@ void diag_set_output(FILE *out);        /* NULL: stderr */
 void diag_set_error_limit(int n);       /* default 50 */
 void diag_reset(void);                  /* forget files and counts (tests) */
 
+/* "Did you mean": offer the known names one by one; the nearest in edit distance
+ * (insertions, deletions, substitutions) that is close enough stays in best: 1 edit
+ * for names of up to 3 characters, 2 above; ties go to the first offered. The
+ * frontend suggests names and functions with it, the driver commands and options. */
+typedef struct {
+  const char *best;   /* NULL: nothing close */
+  int distance;
+} DiagSuggest;
+#define DIAG_SUGGEST_INIT ((DiagSuggest){NULL, 99})
+int diag_edit_distance(const char *a, const char *b);   /* 99 for names over 40 characters */
+/* true when candidate became the best so far */
+bool diag_suggest(DiagSuggest *s, const char *name, const char *candidate);
+
 /* Internal errors: a bug in bpcc, not in the user's program. Reports the C location. */
 _Noreturn void ir_die_at(const char *cfile, int cline, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -43,12 +43,46 @@ static void problem(Verifier *v, int32_t i, const char *fmt, ...) {
   fputc('\n', stderr);
 }
 
-static bool same_name(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+/* The first instruction of each (op, name) and (op, integer): params and outputs by
+ * name, inputs by argument index, grads by parameter. Open addressing, sized once for
+ * the whole function: checking each instruction against every earlier one was
+ * quadratic (100,000 instructions: minutes). */
+typedef struct {
+  uint8_t op;
+  const char *name;           /* NULL: keyed by num */
+  int64_t num;
+  int32_t first;              /* -1: an empty slot */
+} Seen;
+
+static uint64_t seen_hash(int op, const char *name, int64_t num) {
+  uint64_t h = 1469598103934665603u ^ (uint64_t)op;
+  if (name)
+    for (const char *p = name; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211u;
+  else
+    h = (h ^ (uint64_t)num) * 1099511628211u;
+  return h ^ (h >> 29);
+}
+
+/* The first instruction with this key, or -1 after recording i as it. */
+static int32_t seen_first(Seen *tab, size_t cap, int op, const char *name, int64_t num, int32_t i) {
+  for (size_t k = seen_hash(op, name, num) & (cap - 1);; k = (k + 1) & (cap - 1)) {
+    Seen *e = &tab[k];
+    if (e->first < 0) {
+      *e = (Seen){(uint8_t)op, name, num, i};
+      return -1;
+    }
+    if (e->op == op && (name ? e->name && strcmp(e->name, name) == 0 : !e->name && e->num == num)) return e->first;
+  }
+}
 
 bool ir_verify(Func *f, const char *what) {
   Verifier v = {f, what, 0};
   char err[256], s1[96], s2[96];
   int32_t loss = -1;
+  size_t cap = 16;
+  while (cap < 2 * (size_t)f->ninsts + 2) cap *= 2;
+  Seen *seen = bp_xmalloc(cap * sizeof *seen);
+  for (size_t k = 0; k < cap; k++) seen[k].first = -1;
   for (int32_t i = 0; i < f->ninsts; i++) {
     const Inst *in = &f->insts[i];
     /* 1. op and arity */
@@ -90,18 +124,15 @@ bool ir_verify(Func *f, const char *what) {
     /* 4. names */
     if ((in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_OUTPUT) && (!in->name || !in->name[0]))
       problem(&v, i, "%s needs a name", info->name);
-    for (int32_t j = 0; j < i; j++) {
-      const Inst *o = &f->insts[j];
-      if (o->op != in->op) continue;
-      if (in->op == OP_PARAM && same_name(in->name, o->name))
-        problem(&v, i, "parameter name \"%s\" is already used by %%%d", in->name, (int)j);
-      if (in->op == OP_OUTPUT && same_name(in->name, o->name))
-        problem(&v, i, "output name \"%s\" is already used by an earlier output", in->name);
-      if (in->op == OP_INPUT && in->iattr[0] == o->iattr[0])
-        problem(&v, i, "input index %lld is already used by %%%d", (long long)in->iattr[0], (int)j);
-      if (in->op == OP_GRAD && in->args[0] == o->args[0])
-        problem(&v, i, "parameter %%%d already has a grad", (int)in->args[0]);
-    }
+    int32_t j;
+    if (in->op == OP_PARAM && in->name && (j = seen_first(seen, cap, in->op, in->name, 0, i)) >= 0)
+      problem(&v, i, "parameter name \"%s\" is already used by %%%d", in->name, (int)j);
+    if (in->op == OP_OUTPUT && in->name && seen_first(seen, cap, in->op, in->name, 0, i) >= 0)
+      problem(&v, i, "output name \"%s\" is already used by an earlier output", in->name);
+    if (in->op == OP_INPUT && (j = seen_first(seen, cap, in->op, NULL, in->iattr[0], i)) >= 0)
+      problem(&v, i, "input index %lld is already used by %%%d", (long long)in->iattr[0], (int)j);
+    if (in->op == OP_GRAD && seen_first(seen, cap, in->op, NULL, in->args[0], i) >= 0)
+      problem(&v, i, "parameter %%%d already has a grad", (int)in->args[0]);
     /* 5. one loss; grads name params (ir_infer_type checked the param) */
     if (in->op == OP_LOSS) {
       if (loss >= 0) problem(&v, i, "a second loss; the first is instruction %d", (int)loss);
@@ -111,5 +142,6 @@ bool ir_verify(Func *f, const char *what) {
     if (in->from < -1 || in->from >= f->ninsts)
       problem(&v, i, "derived from %%%d, which is not an instruction of @%s", (int)in->from, f->name);
   }
+  bp_free(seen);
   return v.problems == 0;
 }

@@ -13,7 +13,7 @@
 #include "runtime/data_internal.h"
 
 BprtDataset *bprt_dataset_new(int64_t n, int64_t nfeat, int64_t twidth, const char *source) {
-  if (n < 1 || nfeat < 1 || twidth < 0 || nfeat > (INT64_C(1) << 40) / n ||
+  if (n < 1 || nfeat < 1 || twidth < BPRT_NO_TARGETS || nfeat > (INT64_C(1) << 40) / n ||
       (twidth > 0 && twidth > (INT64_C(1) << 40) / n)) {
     bprt_set_error("%s: bad dataset size (%" PRId64 " rows of %" PRId64 " features)", source ? source : "data", n,
                    nfeat);
@@ -25,12 +25,13 @@ BprtDataset *bprt_dataset_new(int64_t n, int64_t nfeat, int64_t twidth, const ch
   d->nfeat = nfeat;
   d->frank = 1;
   d->fdims[0] = nfeat;
-  d->twidth = twidth;
+  d->twidth = twidth > 0 ? twidth : 0;
   d->source = bprt_strdup(source ? source : "data");
   d->x = bprt_malloc(sizeof(float) * (size_t)(n * nfeat));
   if (twidth > 0) d->targets = bprt_malloc(sizeof(float) * (size_t)(n * twidth));
-  else d->labels = bprt_malloc(sizeof(int32_t) * (size_t)n);
-  if (!d->source || !d->x || (twidth > 0 ? !d->targets : !d->labels)) {
+  else if (twidth == 0) d->labels = bprt_malloc(sizeof(int32_t) * (size_t)n);
+  if (!d->source || !d->x || (twidth > 0 && !d->targets) || (twidth == 0 && !d->labels)) {
+    bprt_prefix_error("%s", source ? source : "data");   /* "blobs:n=...: out of memory (allocating N bytes)" */
     bprt_dataset_free(d);
     return NULL;
   }
@@ -54,20 +55,22 @@ static const char *const spec_help =
     "expected mnist:DIR, idx:IMAGES,LABELS, csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy, "
     "spiral[:n=..,classes=..,noise=..], xor[:n=..,noise=..] or blobs[:n=..,classes=..,dim=..,std=..]";
 
-/* "A,B" -> two strings in a, b (n bytes each). */
+/* "A,B" -> two strings in a, b (n bytes each); "A" alone (no comma) -> a, and b empty:
+ * the features without labels. */
 static int split_pair(const char *spec, const char *rest, char *a, char *b, size_t n) {
   const char *comma = strchr(rest, ',');
-  if (!comma || comma == rest || !comma[1])
-    return bprt_set_error("data '%s': expected two paths separated by a comma", spec);
-  if ((size_t)(comma - rest) >= n || strlen(comma + 1) >= n) return bprt_set_error("data '%s': path too long", spec);
+  if (!comma) comma = rest + strlen(rest);
+  if (comma == rest || (*comma && !comma[1]))
+    return bprt_set_error("data '%s': expected two paths separated by a comma (or one, for the features alone)", spec);
+  if ((size_t)(comma - rest) >= n || strlen(comma) >= n) return bprt_set_error("data '%s': path too long", spec);
   memcpy(a, rest, (size_t)(comma - rest));
   a[comma - rest] = 0;
-  strcpy(b, comma + 1);
+  strcpy(b, *comma ? comma + 1 : "");
   return 0;
 }
 
 /* csv:PATH[:label=COL,header=1,target=K]: the options are the part after the last ':'
- * when it contains '=' (so paths may contain ':'). */
+ * when it contains '=' (so paths may contain ':'). label=none: no label column. */
 static BprtDataset *load_csv_spec(const char *spec, const char *rest) {
   char path[4096];
   const char *colon = strrchr(rest, ':');
@@ -84,11 +87,12 @@ static BprtDataset *load_csv_spec(const char *spec, const char *rest) {
   memcpy(path, rest, plen);
   path[plen] = 0;
   int64_t label = -1, header = 0, targets = 0;
-  bool have_label = false;
+  bool have_label = false, no_label = false;
   char key[64], val[256];
   int rc;
   while ((rc = data_opt_next(&opts, "csv", key, sizeof key, val, sizeof val)) == 1) {
-    if (strcmp(key, "label") == 0) rc = data_opt_int("csv", key, val, -100000, 100000, &label), have_label = true;
+    if (strcmp(key, "label") == 0 && strcmp(val, "none") == 0) rc = 0, have_label = no_label = true;
+    else if (strcmp(key, "label") == 0) rc = data_opt_int("csv", key, val, -100000, 100000, &label), have_label = true;
     else if (strcmp(key, "header") == 0) rc = data_opt_int("csv", key, val, 0, 1, &header);
     else if (strcmp(key, "target") == 0) rc = data_opt_int("csv", key, val, 1, 100000, &targets);
     else rc = bprt_set_error("csv: unknown option '%s' (known: label, header, target)", key);
@@ -99,7 +103,7 @@ static BprtDataset *load_csv_spec(const char *spec, const char *rest) {
     bprt_set_error("csv: label= and target= exclude each other (a CSV has class labels or float targets)");
     return NULL;
   }
-  return bprt_load_csv(path, (int)label, header != 0, (int)targets);
+  return bprt_load_csv(path, (int)label, header != 0, no_label ? BPRT_NO_TARGETS : (int)targets);
 }
 
 int bprt_data_load(const char *spec, uint64_t seed, BprtDataset **train, BprtDataset **val) {
@@ -121,7 +125,8 @@ int bprt_data_load(const char *spec, uint64_t seed, BprtDataset **train, BprtDat
   if (strcmp(kind, "idx") == 0 || strcmp(kind, "npy") == 0) {
     if (!rest || split_pair(spec, rest, a, b, sizeof a) != 0)
       return rest ? -1 : bprt_set_error("data '%s': expected %s:A,B", spec, kind);
-    *train = kind[0] == 'i' ? bprt_load_idx(a, b) : bprt_load_npy(a, b);
+    const char *y = b[0] ? b : NULL;   /* "idx:IMAGES", "npy:X.npy": features only */
+    *train = kind[0] == 'i' ? bprt_load_idx(a, y) : bprt_load_npy(a, y);
     return *train ? 0 : -1;
   }
   if (strcmp(kind, "csv") == 0) {
@@ -152,7 +157,7 @@ void bprt_data_permutation(int64_t n, uint64_t seed, uint64_t epoch, int64_t *pe
 static BprtDataset *subset(const BprtDataset *d, const int64_t *rows, int64_t m, const char *what) {
   char source[4400];
   snprintf(source, sizeof source, "%s (%s)", d->source, what);
-  BprtDataset *s = bprt_dataset_new(m, d->nfeat, d->labels ? 0 : d->twidth, source);
+  BprtDataset *s = bprt_dataset_new(m, d->nfeat, d->labels ? 0 : d->targets ? d->twidth : BPRT_NO_TARGETS, source);
   if (!s) return NULL;
   s->frank = d->frank;
   memcpy(s->fdims, d->fdims, sizeof s->fdims);
@@ -169,7 +174,7 @@ static BprtDataset *subset(const BprtDataset *d, const int64_t *rows, int64_t m,
   for (int64_t k = 0; k < m; k++) {
     memcpy(s->x + k * d->nfeat, d->x + rows[k] * d->nfeat, sizeof(float) * (size_t)d->nfeat);
     if (d->labels) s->labels[k] = d->labels[rows[k]];
-    else memcpy(s->targets + k * d->twidth, d->targets + rows[k] * d->twidth, sizeof(float) * (size_t)d->twidth);
+    else if (d->targets) memcpy(s->targets + k * d->twidth, d->targets + rows[k] * d->twidth, sizeof(float) * (size_t)d->twidth);
   }
   return s;
 }
@@ -225,8 +230,8 @@ int bprt_batch_begin(BprtBatchIter *it, const BprtDataset *d, int64_t batch, boo
   it->order = bprt_malloc(sizeof(int64_t) * (size_t)d->n);
   it->xbuf = bprt_malloc(sizeof(float) * (size_t)(b * d->nfeat));
   if (d->labels) it->lbuf = bprt_malloc(sizeof(int32_t) * (size_t)b);
-  else it->tbuf = bprt_malloc(sizeof(float) * (size_t)(b * d->twidth));
-  if (!it->order || !it->xbuf || (d->labels ? !it->lbuf : !it->tbuf)) {
+  else if (d->targets) it->tbuf = bprt_malloc(sizeof(float) * (size_t)(b * d->twidth));
+  if (!it->order || !it->xbuf || (d->labels && !it->lbuf) || (d->targets && !it->tbuf)) {
     bprt_batch_end(it);
     return -1;
   }
@@ -247,13 +252,13 @@ int64_t bprt_batch_next(BprtBatchIter *it) {
   if (!it->order) {
     it->x = d->x + it->pos * d->nfeat;
     if (d->labels) it->labels = d->labels + it->pos;
-    else it->targets = d->targets + it->pos * d->twidth;
+    else if (d->targets) it->targets = d->targets + it->pos * d->twidth;
   } else {
     for (int64_t k = 0; k < rows; k++) {
       int64_t r = it->order[it->pos + k];
       memcpy(it->xbuf + k * d->nfeat, d->x + r * d->nfeat, sizeof(float) * (size_t)d->nfeat);
       if (d->labels) it->lbuf[k] = d->labels[r];
-      else memcpy(it->tbuf + k * d->twidth, d->targets + r * d->twidth, sizeof(float) * (size_t)d->twidth);
+      else if (d->targets) memcpy(it->tbuf + k * d->twidth, d->targets + r * d->twidth, sizeof(float) * (size_t)d->twidth);
     }
     it->x = it->xbuf;
     it->labels = it->lbuf;
@@ -306,6 +311,9 @@ int bprt_data_check_y(const BprtDataset *d, const char *input, bool is_label, in
     return bprt_set_error("bprt_data_check_y: bad arguments");
   char ty[160];
   type_str(is_label, rank, dims, ty, sizeof ty);
+  if (!d->labels && !d->targets)
+    return bprt_set_error("data has features only, no %s; model input %s expects %s", is_label ? "labels" : "targets",
+                          input, ty);
   if (is_label) {
     if (!d->labels)
       return bprt_set_error("data has float targets (%" PRId64 " per row), not class labels; model input %s expects %s",

@@ -17,6 +17,9 @@
  *                                       (0-based, negative from the end; default -1)
  *   npy:X.npy,Y.npy                     X: float32/float64/uint8/int32/int64, C order;
  *                                       Y integer: class labels; Y float: targets
+ *   idx:IMAGES  npy:X.npy  csv:PATH:label=none
+ *                                       features only: no labels or targets (what
+ *                                       `bpcc predict` reads; training needs Y)
  *   spiral[:n=1000,classes=3,noise=0.2]  xor[:n=200,noise=0.2]
  *   blobs[:n=300,classes=3,dim=2,std=1.0]
  * Every loader returns NULL / -1 with "where: what" in bprt_last_error(): the file and
@@ -27,7 +30,9 @@
 #include "runtime/runtime.h"
 
 /* n rows; each row has nfeat float features (row-major in x) and either a class label
- * (labels != NULL, 0 <= label < nclasses) or twidth float targets (targets != NULL). */
+ * (labels != NULL, 0 <= label < nclasses) or twidth float targets (targets != NULL), or
+ * neither: a features-only dataset (labels and targets NULL, twidth 0), which predict
+ * reads and bprt_data_check_y rejects. */
 typedef struct {
   int64_t n;
   int64_t nfeat;
@@ -44,7 +49,9 @@ typedef struct {
 } BprtDataset;
 
 /* A dataset with uninitialized storage for n rows of nfeat features (frank = 1) and
- * labels (twidth == 0) or targets (twidth > 0). NULL on out of memory. */
+ * labels (twidth == 0), targets (twidth > 0) or neither (twidth == BPRT_NO_TARGETS).
+ * NULL on out of memory. */
+#define BPRT_NO_TARGETS (-1)
 BprtDataset *bprt_dataset_new(int64_t n, int64_t nfeat, int64_t twidth, const char *source);
 void bprt_dataset_free(BprtDataset *d);
 
@@ -52,11 +59,13 @@ void bprt_dataset_free(BprtDataset *d);
  * t10k files) or NULL. seed drives the generators. Returns 0, or -1 with an error. */
 int bprt_data_load(const char *spec, uint64_t seed, BprtDataset **train, BprtDataset **val);
 
-/* The loaders behind the SPECs, callable directly. */
+/* The loaders behind the SPECs, callable directly. labels (idx) and ypath (npy) may be
+ * NULL: the features alone. */
 int bprt_load_mnist(const char *dir, BprtDataset **train, BprtDataset **test);
 BprtDataset *bprt_load_idx(const char *images, const char *labels);
 /* label_col: 0-based, negative counts from the end. ntargets > 0: the last ntargets
- * columns are float targets and there is no label column. */
+ * columns are float targets and there is no label column; ntargets == BPRT_NO_TARGETS:
+ * every column is a feature (label_col is not used). */
 BprtDataset *bprt_load_csv(const char *path, int label_col, bool header, int ntargets);
 BprtDataset *bprt_load_npy(const char *xpath, const char *ypath);
 BprtDataset *bprt_gen_spiral(int64_t n, int classes, double noise, uint64_t seed);

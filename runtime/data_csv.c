@@ -3,7 +3,8 @@
  * Rows end in LF or CRLF; blank lines are skipped; fields may have spaces around
  * them; there is no quoting (the files are numeric). With header=1 the first line is
  * skipped. One column is the class label (a non-negative integer; default the last
- * column), or with target=K the last K columns are float targets. The first data row
+ * column), or with target=K the last K columns are float targets, or with label=none
+ * every column is a feature (for `bpcc predict`). The first data row
  * fixes the column count: every problem names PATH:LINE and the 1-based column. */
 #include <errno.h>
 #include <inttypes.h>
@@ -116,6 +117,11 @@ BprtDataset *bprt_load_csv(const char *path, int label_col, bool header, int nta
   if (parse_table(path, text, len, header, &t) != 0) goto done;
   char source[4200];
   snprintf(source, sizeof source, "csv:%s", path);
+  if (ntargets == BPRT_NO_TARGETS) {
+    d = bprt_dataset_new(t.rows, t.cols, BPRT_NO_TARGETS, source);
+    if (d) memcpy(d->x, t.vals, sizeof(float) * (size_t)(t.rows * t.cols));
+    goto done;
+  }
   if (ntargets > 0) {
     if (ntargets >= t.cols) {
       bprt_set_error("%s: target=%d leaves no feature columns (the rows have %" PRId64 ")", path, ntargets, t.cols);

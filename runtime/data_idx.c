@@ -4,11 +4,13 @@
  * 0x0D f32, 0x0E f64), a dimension count d, then d big-endian u32 sizes, then the
  * items, big-endian, row-major. The first dimension counts records (images, labels).
  * Every size is checked against the file before anything is read, so a truncated or
- * lying file is an error with the byte offset and the record it breaks in. */
+ * lying file is an error with the byte offset and the record it breaks in, and no
+ * file costs more than its header claims (data_internal.h). */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runtime/data_internal.h"
 
@@ -72,51 +74,94 @@ static double item(const Idx *x, int64_t k) {
   }
 }
 
-/* Parse and check the header; `what` is "images" or "labels" for messages. */
-static int idx_open(Idx *x, const char *path, const unsigned char *data, size_t len, const char *what) {
+/* The content length found (len) against the header's claim: the messages for a
+ * file that is shorter or longer than the header says. */
+static int idx_size_error(const Idx *x, const DataFile *f, uint64_t need, uint64_t len, const char *what) {
+  uint64_t record_bytes = (uint64_t)x->per_record * (uint64_t)x->size, have = len - x->header;
+  if (have < need)
+    return bprt_set_error("%s: truncated: the header says %" PRId64 " %s records of %" PRIu64 " bytes (%" PRIu64
+                          " bytes from byte %zu), but the file ends at byte %" PRIu64 ", in record %" PRIu64,
+                          x->path, x->dims[0], what, record_bytes, need, x->header, len, have / record_bytes);
+  if (f->gzip)   /* the stream stopped one byte past the claim: how much more is unknown */
+    return bprt_set_error("%s: unexpected bytes after the last of %" PRId64 " records (from byte %" PRIu64
+                          " of the decompressed data): the header's count disagrees with the file", x->path,
+                          x->dims[0], (uint64_t)x->header + need);
+  return bprt_set_error("%s: %" PRIu64 " unexpected bytes after the last of %" PRId64
+                        " records (from byte %" PRIu64 "): the header's count disagrees with the file size",
+                        x->path, have - need, x->dims[0], (uint64_t)x->header + need);
+}
+
+/* Read an IDX file: the header, checked, then exactly the bytes it claims (none when a
+ * raw file's size disagrees; a gzip stream stops one byte past the claim). x->data is
+ * the whole content, freed by the caller; `what` is "image" or "label" for messages. */
+static int idx_read(Idx *x, const char *path, const char *what) {
   memset(x, 0, sizeof *x);
-  x->path = path, x->data = data, x->len = len;
-  if (len < 4)
-    return bprt_set_error("%s: truncated: %zu bytes, but an IDX header needs at least 4", path, len);
-  uint32_t magic = be32(data);
-  x->type = data[2];
-  x->ndims = data[3];
+  x->path = path;
+  DataFile f;
+  if (data_open(&f, path) != 0) return -1;
+  int rc = -1;
+  unsigned char head[4 + 4 * BPRT_MAX_RANK];
+  size_t got;
+  if (data_read(&f, head, 4, &got) != 0) goto done;
+  if (got < 4) {
+    bprt_set_error("%s: truncated: %zu bytes, but an IDX header needs at least 4", path, got);
+    goto done;
+  }
+  uint32_t magic = be32(head);
+  x->type = head[2];
+  x->ndims = head[3];
   x->size = type_size(x->type);
-  if (data[0] != 0 || data[1] != 0 || x->size == 0 || x->ndims == 0)
-    return bprt_set_error("%s: wrong magic 0x%08" PRIx32 " at byte 0: not an IDX file "
-                          "(expected 0x00000803 for images or 0x00000801 for labels)",
-                          path, magic);
-  if (x->ndims > BPRT_MAX_RANK)
-    return bprt_set_error("%s: magic 0x%08" PRIx32 " says %d dimensions; at most %d are supported", path, magic,
-                          x->ndims, BPRT_MAX_RANK);
+  if (head[0] != 0 || head[1] != 0 || x->size == 0 || x->ndims == 0) {
+    bprt_set_error("%s: wrong magic 0x%08" PRIx32 " at byte 0: not an IDX file "
+                   "(expected 0x00000803 for images or 0x00000801 for labels)",
+                   path, magic);
+    goto done;
+  }
+  if (x->ndims > BPRT_MAX_RANK) {
+    bprt_set_error("%s: magic 0x%08" PRIx32 " says %d dimensions; at most %d are supported", path, magic, x->ndims,
+                   BPRT_MAX_RANK);
+    goto done;
+  }
   x->header = 4 + 4 * (size_t)x->ndims;
-  if (len < x->header)
-    return bprt_set_error("%s: truncated in the header: %zu bytes, but %d dimensions need %zu", path, len,
-                          x->ndims, x->header);
+  if (data_read(&f, head + 4, x->header - 4, &got) != 0) goto done;
+  if (got < x->header - 4) {
+    bprt_set_error("%s: truncated in the header: %zu bytes, but %d dimensions need %zu", path, 4 + got, x->ndims,
+                   x->header);
+    goto done;
+  }
   x->per_record = 1;
   for (int i = 0; i < x->ndims; i++) {
-    x->dims[i] = be32(data + 4 + 4 * i);
+    x->dims[i] = be32(head + 4 + 4 * i);
     if (i > 0) {
-      if (x->dims[i] == 0) return bprt_set_error("%s: dimension %d at byte %d is 0", path, i, 4 + 4 * i);
-      if (x->per_record > (INT64_C(1) << 40) / x->dims[i])
-        return bprt_set_error("%s: record size is absurd (dimension %d at byte %d)", path, i, 4 + 4 * i);
+      if (x->dims[i] == 0) {
+        bprt_set_error("%s: dimension %d at byte %d is 0", path, i, 4 + 4 * i);
+        goto done;
+      }
+      if (x->per_record > (INT64_C(1) << 40) / x->dims[i]) {
+        bprt_set_error("%s: record size is absurd (dimension %d at byte %d)", path, i, 4 + 4 * i);
+        goto done;
+      }
       x->per_record *= x->dims[i];
     }
   }
+  /* dims[0] < 2^32 and a record < 2^43 bytes: the claim may pass 2^64, so saturate */
   uint64_t record_bytes = (uint64_t)x->per_record * (uint64_t)x->size;
-  uint64_t need = (uint64_t)x->dims[0] * record_bytes;
-  uint64_t have = len - x->header;
-  if (have < need) {
-    uint64_t complete = have / record_bytes;
-    return bprt_set_error("%s: truncated: the header says %" PRId64 " %s records of %" PRIu64 " bytes (%" PRIu64
-                          " bytes from byte %zu), but the file ends at byte %zu, in record %" PRIu64,
-                          path, x->dims[0], what, record_bytes, need, x->header, len, complete);
+  uint64_t need = (uint64_t)x->dims[0] > (UINT64_MAX - x->header) / record_bytes
+                      ? UINT64_MAX - x->header
+                      : (uint64_t)x->dims[0] * record_bytes;
+  unsigned char *buf;
+  uint64_t len;
+  if (data_read_body(&f, head, x->header, x->header + need, &buf, &len, "IDX header") != 0) goto done;
+  if (!buf) {
+    idx_size_error(x, &f, need, len, what);
+    goto done;
   }
-  if (have > need)
-    return bprt_set_error("%s: %" PRIu64 " unexpected bytes after the last of %" PRId64
-                          " records (from byte %" PRIu64 "): the header's count disagrees with the file size",
-                          path, have - need, x->dims[0], (uint64_t)x->header + need);
-  return 0;
+  x->data = buf;
+  x->len = (size_t)len;
+  rc = 0;
+done:
+  data_close(&f);
+  return rc;
 }
 
 /* Features of every record into d->x; u8 is scaled to [0, 1]. */
@@ -168,59 +213,53 @@ static int idx_labels(const Idx *x, BprtDataset *d, int64_t maxlabel) {
   return 0;
 }
 
-/* Images + labels -> dataset. maxlabel as in idx_labels. */
+/* Images + labels -> dataset. maxlabel as in idx_labels. labels NULL: the images alone
+ * (idx:IMAGES, for `bpcc predict`). */
 static BprtDataset *load_pair(const char *images, const char *labels, int64_t maxlabel, const char *source) {
-  size_t ilen, llen;
-  unsigned char *ib = data_read_file(images, &ilen);
-  if (!ib) return NULL;
-  unsigned char *lb = data_read_file(labels, &llen);
-  if (!lb) {
-    bprt_free(ib);
-    return NULL;
-  }
   BprtDataset *d = NULL;
   Idx xi, xl;
-  if (idx_open(&xi, images, ib, ilen, "image") != 0 || idx_open(&xl, labels, lb, llen, "label") != 0) goto done;
-  if (xl.ndims == 1 && xi.dims[0] != xl.dims[0]) {
+  memset(&xl, 0, sizeof xl);
+  if (idx_read(&xi, images, "image") != 0) return NULL;
+  if (labels && idx_read(&xl, labels, "label") != 0) goto done;
+  if (!labels && xi.dims[0] == 0) {
+    bprt_set_error("%s: the header says 0 records", images);
+    goto done;
+  }
+  if (labels && xl.ndims == 1 && xi.dims[0] != xl.dims[0]) {
     bprt_set_error("counts disagree: %s has %" PRId64 " records but %s has %" PRId64, images, xi.dims[0], labels,
                    xl.dims[0]);
     goto done;
   }
-  d = bprt_dataset_new(xi.dims[0], xi.per_record, 0, source);
+  d = bprt_dataset_new(xi.dims[0], xi.per_record, labels ? 0 : BPRT_NO_TARGETS, source);
   if (!d) goto done;
   d->frank = xi.ndims > 1 ? xi.ndims - 1 : 1;
   for (int i = 1; i < xi.ndims; i++) d->fdims[i - 1] = xi.dims[i];
   if (xi.ndims == 1) d->fdims[0] = 1;
-  if (idx_labels(&xl, d, maxlabel) != 0 || idx_features(&xi, d) != 0) {
+  if ((labels && idx_labels(&xl, d, maxlabel) != 0) || idx_features(&xi, d) != 0) {
     bprt_dataset_free(d);
     d = NULL;
   }
 done:
-  bprt_free(ib);
-  bprt_free(lb);
+  bprt_free((void *)xi.data);
+  bprt_free((void *)xl.data);
   return d;
 }
 
 BprtDataset *bprt_load_idx(const char *images, const char *labels) {
   char source[512];
-  snprintf(source, sizeof source, "idx:%s,%s", images, labels);
+  if (labels) snprintf(source, sizeof source, "idx:%s,%s", images, labels);
+  else snprintf(source, sizeof source, "idx:%s", images);
   return load_pair(images, labels, -1, source);
 }
 
-/* DIR/NAME if it exists, else DIR/NAME.gz; an error naming both if neither does. */
+/* DIR/NAME if it exists, else DIR/NAME.gz; an error naming both if neither does.
+ * (stat, not open: opening a FIFO would block; idx_read says what is not a file.) */
 static int mnist_path(const char *dir, const char *name, char *out, size_t n) {
+  struct stat st;
   snprintf(out, n, "%s/%s", dir, name);
-  FILE *f = fopen(out, "rb");
-  if (f) {
-    fclose(f);
-    return 0;
-  }
+  if (stat(out, &st) == 0) return 0;
   snprintf(out, n, "%s/%s.gz", dir, name);
-  f = fopen(out, "rb");
-  if (f) {
-    fclose(f);
-    return 0;
-  }
+  if (stat(out, &st) == 0) return 0;
   return bprt_set_error("mnist:%s: cannot open %s/%s or %s/%s.gz: no such file", dir, dir, name, dir, name);
 }
 

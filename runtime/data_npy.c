@@ -5,13 +5,16 @@
  *     {'descr': '<f4', 'fortran_order': False, 'shape': (60000, 784), }
  * and the raw data. X may be float32, float64, uint8, int32 or int64 (either byte
  * order), in C order; its first dimension counts rows. An integer Y holds class labels
- * (1-D); a float Y holds regression targets (1-D: one per row; 2-D: a row each). */
+ * (1-D); a float Y holds regression targets (1-D: one per row; 2-D: a row each). Without
+ * Y (npy:X.npy) the dataset has the features alone, for `bpcc predict`. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "runtime/data_internal.h"
+
+#define NPY_HEADER_MAX 65536   /* numpy writes v1 headers (< 64 KiB) unless a shape needs more */
 
 typedef struct {
   const char *path;
@@ -121,28 +124,79 @@ static int npy_header(Npy *a, const char *h, size_t hlen) {
   return 0;
 }
 
-/* Parse and check a whole .npy file; what is "X" or "Y" for messages. */
-static int npy_open(Npy *a, const char *path, const unsigned char *data, size_t len) {
+/* The content length found (len) against what shape and dtype need. */
+static int npy_size_error(const Npy *a, const DataFile *f, uint64_t need, uint64_t len) {
+  uint64_t have = len - a->offset;
+  if (have < need) {
+    uint64_t per_row = a->dims[0] ? need / (uint64_t)a->dims[0] : 1;
+    return bprt_set_error("%s: truncated: shape and dtype '%s' need %" PRIu64 " data bytes from byte %zu, but "
+                          "the file ends at byte %" PRIu64 ", in row %" PRIu64, a->path, a->descr, need, a->offset,
+                          len, per_row ? have / per_row : 0);
+  }
+  if (f->gzip)   /* the stream stopped one byte past the claim */
+    return bprt_set_error("%s: unexpected bytes after the data (from byte %" PRIu64 " of the decompressed data): "
+                          "the shape disagrees with the file", a->path, (uint64_t)a->offset + need);
+  return bprt_set_error("%s: %" PRIu64 " unexpected bytes after the data (from byte %" PRIu64
+                        "): the shape disagrees with the file size", a->path, have - need,
+                        (uint64_t)a->offset + need);
+}
+
+/* Read and check a .npy file: the header, then exactly the data it claims. a->data is
+ * the whole content, freed by the caller. */
+static int npy_read(Npy *a, const char *path) {
   memset(a, 0, sizeof *a);
-  a->path = path, a->data = data, a->len = len;
-  if (len < 10 || memcmp(data, "\x93NUMPY", 6) != 0)
-    return bprt_set_error("%s: wrong magic at byte 0: not a .npy file (expected \\x93NUMPY)", path);
-  int major = data[6];
+  a->path = path;
+  DataFile f;
+  if (data_open(&f, path) != 0) return -1;
+  int rc = -1;
+  unsigned char pre[12], *head = NULL;
+  size_t got;
+  if (data_read(&f, pre, 10, &got) != 0) goto done;
+  if (got < 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
+    bprt_set_error("%s: wrong magic at byte 0: not a .npy file (expected \\x93NUMPY)", path);
+    goto done;
+  }
+  int major = pre[6];
   size_t hlen, hstart;
   if (major == 1) {
-    hlen = (size_t)data[8] | (size_t)data[9] << 8;
+    hlen = (size_t)pre[8] | (size_t)pre[9] << 8;
     hstart = 10;
   } else if (major == 2 || major == 3) {
-    if (len < 12) return bprt_set_error("%s: truncated in the header (%zu bytes)", path, len);
-    hlen = (size_t)data[8] | (size_t)data[9] << 8 | (size_t)data[10] << 16 | (size_t)data[11] << 24;
+    if (data_read(&f, pre + 10, 2, &got) != 0) goto done;
+    if (got < 2) {
+      bprt_set_error("%s: truncated in the header (%zu bytes)", path, 10 + got);
+      goto done;
+    }
+    hlen = (size_t)pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
     hstart = 12;
   } else {
-    return bprt_set_error("%s: unsupported .npy format version %d.%d", path, major, data[7]);
+    bprt_set_error("%s: unsupported .npy format version %d.%d", path, major, pre[7]);
+    goto done;
   }
-  if (hlen > len - hstart)
-    return bprt_set_error("%s: truncated: the header of %zu bytes from byte %zu runs past the end of the file "
-                          "(%zu bytes)", path, hlen, hstart, len);
-  if (npy_header(a, (const char *)data + hstart, hlen) != 0) return -1;
+  if (!f.gzip && hlen > f.size - hstart) {
+    bprt_set_error("%s: truncated: the header of %zu bytes from byte %zu runs past the end of the file "
+                   "(%" PRIu64 " bytes)", path, hlen, hstart, f.size);
+    goto done;
+  }
+  if (hlen > NPY_HEADER_MAX) {   /* numpy itself refuses headers over 10000 bytes */
+    bprt_set_error("%s: the header of %zu bytes from byte %zu is absurd (the limit is %d)", path, hlen, hstart,
+                   NPY_HEADER_MAX);
+    goto done;
+  }
+  head = bprt_malloc(hstart + hlen);
+  if (!head) {
+    bprt_prefix_error("%s", path);
+    goto done;
+  }
+  memcpy(head, pre, hstart);
+  if (data_read(&f, head + hstart, hlen, &got) != 0) goto done;
+  if (got < hlen) {
+    bprt_set_error("%s: truncated: the header of %zu bytes from byte %zu runs past the end of the file "
+                   "(%zu bytes)", path, hlen, hstart, hstart + got);
+    goto done;
+  }
+  a->data = head;
+  if (npy_header(a, (const char *)head + hstart, hlen) != 0) goto done;
   a->offset = hstart + hlen;
   const char *d = a->descr;
   char order = d[0];
@@ -153,27 +207,38 @@ static int npy_open(Npy *a, const char *path, const unsigned char *data, size_t 
   }
   bool ok = (a->kind == 'f' && (a->size == 4 || a->size == 8)) || (a->kind == 'u' && a->size == 1) ||
             (a->kind == 'i' && (a->size == 4 || a->size == 8));
-  if (!ok)
-    return bprt_set_error("%s: dtype '%s' is not supported (float32, float64, uint8, int32 and int64 are)", path,
-                          a->descr);
-  if (a->ndims == 0) return bprt_set_error("%s: the array is a scalar; expected one row per sample", path);
+  if (!ok) {
+    bprt_set_error("%s: dtype '%s' is not supported (float32, float64, uint8, int32 and int64 are)", path,
+                   a->descr);
+    goto done;
+  }
+  if (a->ndims == 0) {
+    bprt_set_error("%s: the array is a scalar; expected one row per sample", path);
+    goto done;
+  }
   a->count = 1;
   for (int i = 0; i < a->ndims; i++) {
-    if (a->dims[i] && a->count > (INT64_C(1) << 40) / a->dims[i])
-      return bprt_set_error("%s: shape is absurdly large", path);
+    if (a->dims[i] && a->count > (INT64_C(1) << 40) / a->dims[i]) {
+      bprt_set_error("%s: shape is absurdly large", path);
+      goto done;
+    }
     a->count *= a->dims[i];
   }
-  uint64_t need = (uint64_t)a->count * (uint64_t)a->size, have = len - a->offset;
-  if (have < need) {
-    uint64_t per_row = a->dims[0] ? need / (uint64_t)a->dims[0] : 1;
-    return bprt_set_error("%s: truncated: shape and dtype '%s' need %" PRIu64 " data bytes from byte %zu, but "
-                          "the file ends at byte %zu, in row %" PRIu64, path, a->descr, need, a->offset, len,
-                          per_row ? have / per_row : 0);
+  uint64_t need = (uint64_t)a->count * (uint64_t)a->size, len;   /* < 2^43 */
+  unsigned char *buf;
+  if (data_read_body(&f, head, a->offset, a->offset + need, &buf, &len, ".npy header") != 0) goto done;
+  a->data = buf;
+  if (!buf) {
+    npy_size_error(a, &f, need, len);
+    goto done;
   }
-  if (have > need)
-    return bprt_set_error("%s: %" PRIu64 " unexpected bytes after the data (from byte %" PRIu64
-                          "): the shape disagrees with the file size", path, have - need, (uint64_t)a->offset + need);
-  return 0;
+  a->len = (size_t)len;
+  rc = 0;
+done:
+  if (rc != 0) a->data = NULL;
+  bprt_free(head);
+  data_close(&f);
+  return rc;
 }
 
 /* Item k as a double. */
@@ -217,17 +282,27 @@ static int npy_floats(const Npy *a, float *out, int64_t width) {
 }
 
 BprtDataset *bprt_load_npy(const char *xpath, const char *ypath) {
-  size_t xlen, ylen;
-  unsigned char *xb = data_read_file(xpath, &xlen);
-  if (!xb) return NULL;
-  unsigned char *yb = data_read_file(ypath, &ylen);
-  if (!yb) {
-    bprt_free(xb);
-    return NULL;
-  }
   BprtDataset *d = NULL;
   Npy x, y;
-  if (npy_open(&x, xpath, xb, xlen) != 0 || npy_open(&y, ypath, yb, ylen) != 0) goto done;
+  memset(&y, 0, sizeof y);
+  if (npy_read(&x, xpath) != 0) return NULL;
+  if (ypath && npy_read(&y, ypath) != 0) goto done;
+  if (!ypath) {   /* the features alone */
+    int64_t nfeat = x.dims[0] ? x.count / x.dims[0] : 0;
+    if (x.dims[0] == 0 || nfeat == 0) {
+      bprt_set_error("%s: the array has no %s", xpath, x.dims[0] == 0 ? "rows" : "features (rows are empty)");
+      goto done;
+    }
+    char source[4200];
+    snprintf(source, sizeof source, "npy:%s", xpath);
+    d = bprt_dataset_new(x.dims[0], nfeat, BPRT_NO_TARGETS, source);
+    if (!d) goto done;
+    d->frank = x.ndims > 1 ? x.ndims - 1 : 1;
+    for (int i = 1; i < x.ndims; i++) d->fdims[i - 1] = x.dims[i];
+    if (x.ndims == 1) d->fdims[0] = 1;
+    if (npy_floats(&x, d->x, nfeat) != 0) goto fail;
+    goto done;
+  }
   if (x.dims[0] != y.dims[0]) {
     bprt_set_error("counts disagree: %s has %" PRId64 " rows but %s has %" PRId64, xpath, x.dims[0], ypath,
                    y.dims[0]);
@@ -281,7 +356,7 @@ fail:
   bprt_dataset_free(d);
   d = NULL;
 done:
-  bprt_free(xb);
-  bprt_free(yb);
+  bprt_free((void *)x.data);
+  bprt_free((void *)y.data);
   return d;
 }

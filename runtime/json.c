@@ -16,6 +16,21 @@
 
 #define JSON_MAX_DEPTH 64
 
+/* Every node, string and array of one parse comes from a list of chunks freed at once:
+ * a header of 100,000 tensors is a million small pieces, and freeing them one by one
+ * cost more than parsing them. A growing array leaves its old copies behind (less
+ * than the final size in all). */
+typedef struct Chunk {
+  struct Chunk *next;
+  size_t used, cap;
+  max_align_t data[];
+} Chunk;
+
+typedef struct {
+  JsonValue root;             /* first: json_free gets this back from the root */
+  Chunk *chunks;
+} Doc;
+
 typedef struct {
   const char *s;
   size_t len, pos;
@@ -23,7 +38,26 @@ typedef struct {
   size_t errlen;
   size_t errpos;
   bool failed;
+  Doc *doc;
 } Parser;
+
+/* n bytes (16-aligned) from the parse's chunks; NULL when out of memory. */
+static void *jalloc(Parser *p, size_t n) {
+  n = (n + 15) & ~(size_t)15;
+  Chunk *c = p->doc->chunks;
+  if (!c || c->cap - c->used < n) {
+    size_t cap = n > (64u << 10) ? n : (64u << 10);
+    c = bprt_malloc(sizeof *c + cap);
+    if (!c) return NULL;
+    c->used = 0;
+    c->cap = cap;
+    c->next = p->doc->chunks;
+    p->doc->chunks = c;
+  }
+  void *r = (char *)c->data + c->used;
+  c->used += n;
+  return r;
+}
 
 static bool fail(Parser *p, size_t pos, const char *msg) {
   if (!p->failed) {
@@ -44,23 +78,14 @@ static void skip_ws(Parser *p) {
 
 static int peek(Parser *p) { return p->pos < p->len ? (unsigned char)p->s[p->pos] : -1; }
 
-static void free_children(JsonValue *v) {
-  if (v->kind == JSON_STRING) bprt_free(v->string);
-  if (v->kind == JSON_ARRAY || v->kind == JSON_OBJECT) {
-    for (int i = 0; i < v->n; i++) {
-      free_children(&v->items[i]);
-      if (v->keys) bprt_free(v->keys[i]);
-    }
-    bprt_free(v->items);
-    bprt_free(v->keys);
-    bprt_free(v->keypos);
-  }
-}
-
 void json_free(JsonValue *v) {
   if (!v) return;
-  free_children(v);
-  bprt_free(v);
+  Doc *d = (Doc *)v;
+  for (Chunk *c = d->chunks, *next; c; c = next) {
+    next = c->next;
+    bprt_free(c);
+  }
+  bprt_free(d);
 }
 
 static int hexval(int c) {
@@ -98,7 +123,7 @@ static char *parse_string(Parser *p) {
     scan++;
   }
   cap += scan - p->pos;
-  char *out = bprt_malloc(cap);
+  char *out = jalloc(p, cap);
   if (!out) {
     fail(p, start, "out of memory");
     return NULL;
@@ -185,7 +210,6 @@ static char *parse_string(Parser *p) {
     }
   }
 error:
-  bprt_free(out);
   return NULL;
 }
 
@@ -240,15 +264,19 @@ static bool parse_value(Parser *p, JsonValue *v, int depth);
 static JsonValue *push(Parser *p, JsonValue *v, int *cap, bool keyed) {
   if (v->n == *cap) {
     int ncap = *cap ? *cap * 2 : 4;
-    JsonValue *items = bprt_realloc(v->items, sizeof *items * (size_t)ncap);
+    JsonValue *items = jalloc(p, sizeof *items * (size_t)ncap);
     if (!items) return fail(p, p->pos, "out of memory"), NULL;
+    if (v->n) memcpy(items, v->items, sizeof *items * (size_t)v->n);
     v->items = items;
     if (keyed) {
-      char **keys = bprt_realloc(v->keys, sizeof *keys * (size_t)ncap);
-      if (!keys) return fail(p, p->pos, "out of memory"), NULL;
+      char **keys = jalloc(p, sizeof *keys * (size_t)ncap);
+      size_t *kp = jalloc(p, sizeof *kp * (size_t)ncap);
+      if (!keys || !kp) return fail(p, p->pos, "out of memory"), NULL;
+      if (v->n) {
+        memcpy(keys, v->keys, sizeof *keys * (size_t)v->n);
+        memcpy(kp, v->keypos, sizeof *kp * (size_t)v->n);
+      }
       v->keys = keys;
-      size_t *kp = bprt_realloc(v->keypos, sizeof *kp * (size_t)ncap);
-      if (!kp) return fail(p, p->pos, "out of memory"), NULL;
       v->keypos = kp;
     }
     *cap = ncap;
@@ -278,10 +306,7 @@ static bool parse_container(Parser *p, JsonValue *v, int depth, bool object) {
       if (peek(p) != '"') return fail(p, p->pos, "expected a string key");
       char *key = parse_string(p);
       if (!key) return false;
-      if (!(slot = push(p, v, &cap, true))) {
-        bprt_free(key);
-        return false;
-      }
+      if (!(slot = push(p, v, &cap, true))) return false;
       v->keys[v->n - 1] = key;
       v->keypos[v->n - 1] = kpos;
       skip_ws(p);
@@ -333,8 +358,9 @@ static bool parse_value(Parser *p, JsonValue *v, int depth) {
 }
 
 JsonValue *json_parse(const char *text, size_t len, char *err, size_t errlen, size_t *errpos) {
-  Parser p = {text, len, 0, err, errlen, 0, false};
-  JsonValue *v = bprt_calloc(1, sizeof *v);
+  Parser p = {text, len, 0, err, errlen, 0, false, NULL};
+  p.doc = bprt_calloc(1, sizeof *p.doc);
+  JsonValue *v = p.doc ? &p.doc->root : NULL;
   if (!v) {
     snprintf(err, errlen, "out of memory");
     *errpos = 0;

@@ -32,6 +32,7 @@ typedef struct JsonValue {
  * NULL, a message in err ("expected ':' after object key") and its byte offset in
  * *errpos. Out of memory is an error like any other. */
 JsonValue *json_parse(const char *text, size_t len, char *err, size_t errlen, size_t *errpos);
+/* Free a tree json_parse returned (its root only: every node of it goes at once). */
 void json_free(JsonValue *v);
 /* The value of `key` in an object, or NULL. */
 const JsonValue *json_get(const JsonValue *obj, const char *key);

@@ -471,6 +471,14 @@ int bprt_model_set_hyper(bprt_model *m, int which, double value) {
                 model_name(m), which, BPRT_H_STEP);
   const char *bad = bprt_hyper_check(which, value);
   if (bad) return fail(BPRT_E_ARG, "%s: %s %s, got %g", model_name(m), bprt_hypers[which].name, bad, value);
+  /* and the combinations torch.optim's constructor refuses (SGD's nesterov) */
+  double trial[BPRT_H__COUNT];
+  memcpy(trial, m->hyper, sizeof trial);
+  trial[which] = value;
+  bad = bprt_optimizer_check(m->d->optimizer, trial);
+  if (bad)
+    return fail(BPRT_E_ARG, "%s: %s %g: %s (%s)", model_name(m), bprt_hypers[which].name, value, bad,
+                bprt_optimizers[m->d->optimizer].name);
   m->hyper[which] = value;
   return BPRT_OK;
 }
@@ -654,10 +662,12 @@ static int parse_u64(const char *s, uint64_t *out) {
 }
 
 /* The file holds exactly the tensors this model reads, each with its shape: the
- * parameters, and the optimizer state when it is a bpcc checkpoint. A model that does not
- * train passes over a checkpoint's optimizer tensors (`optim.*`). The messages, which
- * suggest the fix, are ckmatch.c's. */
-static int check_tensors(const bprt_model *m, const BprtCheckpoint *ck, bool ours, char **state, int nslots) {
+ * parameters, and the optimizer state when it is a bpcc checkpoint (ours). skip_optim:
+ * the file's optimizer tensors (`optim.*`) are read by nobody (a model that does not
+ * train, or weights only) and passed over. The messages, which suggest the fix, are
+ * ckmatch.c's. */
+static int check_tensors(const bprt_model *m, const BprtCheckpoint *ck, bool ours, bool skip_optim, char **state,
+                         int nslots) {
   const bprt_model_desc *d = m->d;
   int n = d->nparams * (ours ? 1 + nslots : 1);
   BprtTensorRef *need = bprt_calloc((size_t)n + 1, sizeof *need);
@@ -668,12 +678,44 @@ static int check_tensors(const bprt_model *m, const BprtCheckpoint *ck, bool our
     need[k].rank = p->rank;
     for (int j = 0; j < p->rank; j++) need[k].dims[j] = p->dims[j];
   }
-  int rc = bprt_st_match(ck, model_name(m), need, n, ours && !d->grad ? "optim." : NULL);
+  int rc = bprt_st_match(ck, model_name(m), need, n, skip_optim ? "optim." : NULL);
   bprt_free(need);
   return rc;
 }
 
+/* The first non-finite value of a loaded block, named: a NaN or an infinity in the
+ * weights would only surface as a NaN loss many steps later (or a silent NaN output of
+ * an inference library), far from the file that brought it. names: the optimizer
+ * state's tensor names (state_names), NULL to check the parameters only. */
+static int check_finite(const bprt_model *m, const char *path, const float *params, const float *state,
+                        char *const *names, int nslots) {
+  const bprt_model_desc *d = m->d;
+  for (int k = -1; k < (state ? nslots : 0); k++)
+    for (int i = 0; i < d->nparams; i++) {
+      const bprt_param_desc *p = &d->params[i];
+      const float *x = k < 0 ? params + p->offset : state + (int64_t)k * d->param_floats + p->offset;
+      int64_t n = param_numel(p);
+      for (int64_t j = 0; j < n; j++)
+        if (!isfinite(x[j]))
+          return fail(BPRT_E_CHECKPOINT, "%s: tensor '%s' holds a non-finite value (%s at flat index %lld)", path,
+                      k < 0 ? p->name : names[k * d->nparams + i], isnan(x[j]) ? "nan" : x[j] > 0 ? "inf" : "-inf",
+                      (long long)j);
+    }
+  return BPRT_OK;
+}
+
+static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out, bool weights_only);
+
 int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out) {
+  return load(m, path, ck_out, false);
+}
+
+int bprt_model_load_weights(bprt_model *m, const char *path) { return load(m, path, NULL, true); }
+
+/* weights_only: the parameters alone, by name, whatever the file's metadata says (a
+ * bpcc checkpoint of another model or optimizer, a file PyTorch wrote): its optim.*
+ * tensors are passed over, the optimizer state is reset and the step is 0. */
+static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out, bool weights_only) {
   if (ck_out) *ck_out = NULL;
   if (!m || !path) return fail(BPRT_E_ARG, "load: NULL %s", m ? "path" : "model");
   const bprt_model_desc *d = m->d;
@@ -682,8 +724,10 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
     bprt_prefix_error("%s: load", model_name(m));
     return BPRT_E_CHECKPOINT;
   }
-  const char *format = bprt_st_meta(ck, "format");
+  const char *format = weights_only ? NULL : bprt_st_meta(ck, "format");
   bool ours = format != NULL;
+  /* optim.* tensors that are read by nobody: a model that does not train, or weights only */
+  bool skip_optim = (ours && !d->grad) || weights_only;
   int rc = BPRT_OK;
   uint64_t step = 0;
   if (ours) {
@@ -715,7 +759,7 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
     names = state_names(m, nslots);
     if (!params || !state || !names) rc = fail(BPRT_E_NOMEM, "%s: out of memory loading '%s'", model_name(m), path);
   }
-  if (rc == BPRT_OK && check_tensors(m, ck, ours, names, nslots) != 0) rc = BPRT_E_CHECKPOINT;
+  if (rc == BPRT_OK && check_tensors(m, ck, ours, skip_optim, names, nslots) != 0) rc = BPRT_E_CHECKPOINT;
   if (rc == BPRT_OK) memcpy(params, m->params, sizeof(float) * (size_t)d->param_floats);
   for (int i = 0; rc == BPRT_OK && i < d->nparams; i++) {
     const bprt_param_desc *p = &d->params[i];
@@ -730,6 +774,7 @@ int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **
           rc = BPRT_E_CHECKPOINT;
       }
   }
+  if (rc == BPRT_OK) rc = check_finite(m, path, params, ours ? state : NULL, names, nslots);
   if (rc == BPRT_OK) {
     float *tmp = m->params;
     m->params = params;

@@ -174,6 +174,9 @@ typedef struct bprt_model_desc {
   int64_t ws_fixed, ws_per_batch;
   bprt_entry_fn forward, grad, step, update;   /* step = grad, then update */
   int32_t has_loss;              /* forward computes the loss when frame->loss is set */
+  int32_t sigmoid_output;        /* 1 + the index of the first output that is a sigmoid of
+                                    the shape of a float second input (the targets), which
+                                    accuracy reads at threshold 0.5; 0: none */
 } bprt_model_desc;
 
 /* ------------------------------------------------------ the model object (model.c)
@@ -275,8 +278,14 @@ int bprt_model_save_meta(const bprt_model *m, const char *path, const char *cons
  * model and hold every parameter and optimizer tensor with its shape (a model that does
  * not train — no grad entry — reads the parameters and passes over the optimizer
  * state); a plain safetensors file (no bpcc metadata) loads the parameters only,
- * resetting the optimizer state and the step. */
+ * resetting the optimizer state and the step. A NaN or an infinity in a parameter or in
+ * the optimizer state read is BPRT_E_CHECKPOINT naming the tensor and the file. */
 int bprt_model_load(bprt_model *m, const char *path);
+/* The parameters alone (fine-tuning, `bpcc train --init`): every parameter by its name
+ * and shape from a bpcc checkpoint of any model and optimizer or a plain safetensors
+ * file; the file's optimizer state (optim.*) and metadata are passed over, the model's
+ * optimizer state is reset and its step is 0. All or nothing, as load. */
+int bprt_model_load_weights(bprt_model *m, const char *path);
 /* As load; on success *ck (if ck) is the open checkpoint, for reading the trainer's
  * metadata with bprt_st_meta; the caller frees it with bprt_st_free. */
 struct BprtCheckpoint;

@@ -9,6 +9,7 @@
  *   pool.c         a persistent thread pool and parallel-for; workers park on a condvar
  *   rng.c          Philox4x32-10, the counter-based RNG: value = f(seed, stream, index)
  *   init.c         parameter initializers (zeros ... he_normal), PyTorch's formulas
+ *   file.c         opening input files: regular files only, never blocking
  *   json.c         a tiny JSON reader for safetensors headers (runtime/json.h, internal)
  *   safetensors.c  checkpoints: atomic write, fully validated read
  *   ckmatch.c      a checkpoint's names and shapes against what a model reads
@@ -57,6 +58,14 @@ int bprt_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int bprt_prefix_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *bprt_last_error(void);
 void bprt_clear_error(void);
+
+/* ------------------------------------------------------------------ files (file.c) */
+
+/* Open path for reading if it is a regular file: the descriptor (blocking reads) and
+ * its size in *size. -1 with "cannot open PATH: REASON" or "PATH: a FIFO (named pipe),
+ * not a regular file: ..." (directory, character device such as /dev/zero, block
+ * device, socket). Opening never blocks, not even on a FIFO without a writer. */
+int bprt_open_regular(const char *path, uint64_t *size);
 
 /* ------------------------------------------------------------- thread pool (pool.c) */
 
@@ -199,6 +208,15 @@ typedef struct {
  * unique and non-empty; "__metadata__" is not a tensor name. */
 int bprt_st_write(const char *path, const BprtTensorRef *tensors, int ntensors,
                   const BprtMeta *meta, int nmeta);
+/* The temporary files PATH.tmp-PID-N that earlier saves to `path` left when they were
+ * killed before their rename are removed by the next bprt_st_write to `path`: those whose
+ * PID is no live process and which were last modified before that write began. */
+
+/* Whether a checkpoint can be written at `path` now, by creating and removing a
+ * temporary file beside it (what bprt_st_write does first): 0, or -1 with
+ * "PATH: cannot create a file in 'DIR': No such file or directory" or "PATH: is a
+ * directory". For checking a --save path before a long run. */
+int bprt_st_check_writable(const char *path);
 
 typedef struct BprtCheckpoint BprtCheckpoint;
 

@@ -7,18 +7,22 @@
  *
  * Writing is atomic (temporary file PATH.tmp-PID-N in the same directory, fsync, rename,
  * fsync of the directory), so a crash or a full disk never leaves a half-written checkpoint where
- * the last good one was. Reading trusts nothing: every length, dtype, shape and offset
+ * the last good one was. A process killed during a save leaves its PATH.tmp-PID-N behind;
+ * the next save to PATH removes it (remove_stale_temps). Reading trusts nothing: every length, dtype, shape and offset
  * is checked against the file, and the first problem is reported as "PATH: what". */
 #include "runtime/runtime.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/json.h"
@@ -107,6 +111,40 @@ static int write_all(int fd, const void *data, size_t n) {
   return 0;
 }
 
+/* Sorting (name, index) pairs puts repeated names side by side: n log n, where
+ * comparing every pair was quadratic (100,000 tensors: 5e9 string compares). */
+typedef struct {
+  const char *name;
+  int index;
+} Named;
+
+static int cmp_named(const void *a, const void *b) {
+  const Named *x = a, *y = b;
+  int c = strcmp(x->name, y->name);
+  return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* Sorts v[n]; the smallest index whose name repeats one at a smaller index, or -1. */
+static int first_repeat_of(Named *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_named);
+  int first = -1;
+  for (int i = 1; i < n; i++)
+    if (strcmp(v[i].name, v[i - 1].name) == 0 && (first < 0 || v[i].index < first)) first = v[i].index;
+  return first;
+}
+
+/* The first key of obj, in file order, that repeats an earlier one: its index; -1 if
+ * none; -2 out of memory (error set). */
+static int first_repeat(const JsonValue *obj) {
+  if (obj->n < 2) return -1;
+  Named *v = bprt_malloc(sizeof *v * (size_t)obj->n);
+  if (!v) return -2;
+  for (int i = 0; i < obj->n; i++) v[i] = (Named){obj->keys[i], i};
+  int first = first_repeat_of(v, obj->n);
+  bprt_free(v);
+  return first;
+}
+
 /* Check what the caller passed before any file is touched. */
 static int validate_write_args(const char *path, const BprtTensorRef *t, int nt, const BprtMeta *meta,
                                int nmeta) {
@@ -123,16 +161,19 @@ static int validate_write_args(const char *path, const BprtTensorRef *t, int nt,
     int64_t n = numel_of(t[i].rank, t[i].dims);
     if (n < 0 || n > INT64_MAX / 4) return bprt_set_error("%s: tensor '%s' has a bad shape", path, t[i].name);
     if (n > 0 && !t[i].data) return bprt_set_error("%s: tensor '%s' has no data", path, t[i].name);
-    for (int j = 0; j < i; j++)
-      if (strcmp(t[i].name, t[j].name) == 0)
-        return bprt_set_error("%s: tensor name '%s' appears twice", path, t[i].name);
   }
-  for (int i = 0; i < nmeta; i++) {
+  for (int i = 0; i < nmeta; i++)
     if (!meta[i].key || !meta[i].value) return bprt_set_error("%s: metadata entry %d is NULL", path, i);
-    for (int j = 0; j < i; j++)
-      if (strcmp(meta[i].key, meta[j].key) == 0)
-        return bprt_set_error("%s: metadata key '%s' appears twice", path, meta[i].key);
-  }
+  int most = nt > nmeta ? nt : nmeta;
+  Named *v = bprt_malloc(sizeof *v * ((size_t)most + 1));
+  if (!v) return bprt_prefix_error("%s", path);
+  for (int i = 0; i < nt; i++) v[i] = (Named){t[i].name, i};
+  int rep = first_repeat_of(v, nt);
+  for (int i = 0; i < nmeta && rep < 0; i++) v[i] = (Named){meta[i].key, i};
+  int mrep = rep < 0 ? first_repeat_of(v, nmeta) : -1;
+  bprt_free(v);
+  if (rep >= 0) return bprt_set_error("%s: tensor name '%s' appears twice", path, t[rep].name);
+  if (mrep >= 0) return bprt_set_error("%s: metadata key '%s' appears twice", path, meta[mrep].key);
   return 0;
 }
 
@@ -201,13 +242,88 @@ static char *open_temp(const char *path, int *fd) {
     if (*fd >= 0) return tmp;
     if (errno != EEXIST) break;
   }
-  bprt_set_error("%s: cannot create a temporary file beside it: %s", path, strerror(errno));
+  int err = errno;
+  bprt_set_error("%s: cannot create a temporary file beside it: %s", path, strerror(err));
   bprt_free(tmp);
+  errno = err;   /* for bprt_st_check_writable's message */
   return NULL;
+}
+
+/* The directory part of path ("." for a bare name) and the name part. */
+static void split_path(const char *path, char *dir, size_t n, const char **base) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) snprintf(dir, n, ".");
+  else if (slash == path) snprintf(dir, n, "/");
+  else snprintf(dir, n, "%.*s", (int)(slash - path), path);
+  *base = slash ? slash + 1 : path;
+}
+
+/* "PID-N" with both decimal and nothing after: the PID, else -1. */
+static long temp_owner(const char *s) {
+  char *end;
+  if (*s < '0' || *s > '9') return -1;
+  long pid = strtol(s, &end, 10);
+  if (*end != '-' || end[1] < '0' || end[1] > '9' || pid <= 0) return -1;
+  strtoul(end + 1, &end, 10);
+  return *end ? -1 : pid;
+}
+
+/* Remove the temporary files of earlier saves to path that were killed before their
+ * rename: regular files named BASE.tmp-PID-N (exactly what open_temp makes) whose PID
+ * is no live process (kill(PID, 0) says ESRCH) and which were last written before this
+ * save began. Both conditions, because either alone can be wrong: a PID is reused, and
+ * a process in another PID namespace (a container sharing the directory) has a PID we
+ * cannot see, but a save in progress writes its file continuously. Our own PID is never
+ * a leftover (another thread may be saving). Best effort: nothing here fails a save. */
+static void remove_stale_temps(const char *path, const struct timespec *start) {
+  char dir[4096];
+  const char *base;
+  split_path(path, dir, sizeof dir, &base);
+  size_t blen = strlen(base);
+  DIR *dp = opendir(dir);
+  if (!dp) return;
+  struct dirent *de;
+  while ((de = readdir(dp)) != NULL) {
+    const char *n = de->d_name;
+    if (strncmp(n, base, blen) != 0 || strncmp(n + blen, ".tmp-", 5) != 0) continue;
+    long pid = temp_owner(n + blen + 5);
+    if (pid < 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    char full[8192];
+    if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, n) >= sizeof full) continue;
+    struct stat sb;
+    if (lstat(full, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+    if (sb.st_mtim.tv_sec > start->tv_sec || (sb.st_mtim.tv_sec == start->tv_sec && sb.st_mtim.tv_nsec >= start->tv_nsec))
+      continue;
+    unlink(full);
+  }
+  closedir(dp);
+}
+
+int bprt_st_check_writable(const char *path) {
+  if (!path || !*path) return bprt_set_error("checkpoint: empty path");
+  struct stat sb;
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return bprt_set_error("%s: is a directory", path);
+  char dir[4096];
+  const char *base;
+  split_path(path, dir, sizeof dir, &base);
+  if (!*base) return bprt_set_error("%s: names a directory, not a file", path);
+  int fd = -1;
+  char *tmp = open_temp(path, &fd);
+  if (!tmp) {
+    int err = errno;
+    return bprt_set_error("%s: cannot create a file in '%s': %s", path, dir, strerror(err));
+  }
+  close(fd);
+  unlink(tmp);
+  bprt_free(tmp);
+  return 0;
 }
 
 int bprt_st_write(const char *path, const BprtTensorRef *t, int nt, const BprtMeta *meta, int nmeta) {
   if (validate_write_args(path, t, nt, meta, nmeta) != 0) return -1;
+  struct timespec start;
+  clock_gettime(CLOCK_REALTIME, &start);
+  remove_stale_temps(path, &start);
   Buf h = {0};
   if (build_header(&h, path, t, nt, meta, nmeta) != 0) {
     bprt_free(h.s);
@@ -249,7 +365,8 @@ struct BprtCheckpoint {
   int ntensors;
   BprtTensorRef *tensors;
   char **names;             /* owned copies of the names */
-  float *block;             /* every tensor's data in one allocation */
+  int *by_name;             /* tensor indices sorted by name (bprt_st_find) */
+  float *block;             /* the file's data bytes: every tensor's data, in one allocation */
   int nmeta;
   BprtMeta *meta;
   char **metastr;           /* owned keys and values, 2 * nmeta */
@@ -260,6 +377,7 @@ void bprt_st_free(BprtCheckpoint *ck) {
   for (int i = 0; i < ck->ntensors; i++) bprt_free(ck->names ? ck->names[i] : NULL);
   for (int i = 0; i < 2 * ck->nmeta; i++) bprt_free(ck->metastr ? ck->metastr[i] : NULL);
   bprt_free(ck->names);
+  bprt_free(ck->by_name);
   bprt_free(ck->metastr);
   bprt_free(ck->tensors);
   bprt_free(ck->meta);
@@ -268,39 +386,20 @@ void bprt_st_free(BprtCheckpoint *ck) {
   bprt_free(ck);
 }
 
-/* The whole file into memory. */
-static unsigned char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    bprt_set_error("cannot open %s: %s", path, strerror(errno));
-    return NULL;
+/* n bytes at the file's current position; 0, or -1 with the error set. */
+static int read_exact(int fd, const char *path, void *buf, size_t n, uint64_t at) {
+  size_t done = 0;
+  while (done < n) {
+    size_t want = n - done > (1u << 30) ? (1u << 30) : n - done;
+    ssize_t r = read(fd, (char *)buf + done, want);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return bprt_set_error("%s: read error: %s", path, strerror(errno));
+    if (r == 0)
+      return bprt_set_error("%s: the file ends at byte %" PRIu64 ", before the %zu bytes from byte %" PRIu64
+                            " (did it change while it was read?)", path, at + done, n, at);
+    done += (size_t)r;
   }
-  size_t cap = 1 << 16, n = 0;
-  unsigned char *buf = bprt_realloc(NULL, cap);
-  while (buf) {
-    if (n == cap) {
-      unsigned char *nb = bprt_realloc(buf, cap *= 2);
-      if (!nb) {
-        bprt_free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = nb;
-    }
-    size_t r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (r == 0) break;
-  }
-  if (buf && ferror(f)) {
-    bprt_set_error("%s: read error: %s", path, strerror(errno));
-    bprt_free(buf);
-    buf = NULL;
-  } else if (!buf) {
-    bprt_prefix_error("%s", path);
-  }
-  fclose(f);
-  *len = n;
-  return buf;
+  return 0;
 }
 
 typedef struct {
@@ -393,21 +492,26 @@ static int parse_entry(const char *path, const char *name, const JsonValue *v, u
   return 0;
 }
 
-/* Copy header + data into a new checkpoint (the JSON has been validated). */
-static BprtCheckpoint *build(const char *path, const JsonValue *meta, Entry *ents, int nt,
-                             const unsigned char *data) {
+/* A new checkpoint over the validated header; it takes block (the file's data bytes,
+ * which the tensors tile; each tensor points into it) and by_name (the tensor indices
+ * sorted by name), also when it fails. */
+static BprtCheckpoint *build(const char *path, const JsonValue *meta, const Entry *ents, int nt, float *block,
+                             int *by_name) {
   BprtCheckpoint *ck = bprt_calloc(1, sizeof *ck);
-  if (!ck) return NULL;
+  if (!ck) {
+    bprt_free(block);
+    bprt_free(by_name);
+    return NULL;
+  }
+  ck->block = block;
+  ck->by_name = by_name;
   int nmeta = meta ? meta->n : 0;
-  size_t total = 0;
-  for (int i = 0; i < nt; i++) total += (size_t)(ents[i].end - ents[i].begin);
   ck->path = bprt_strdup(path);
   ck->tensors = bprt_calloc((size_t)nt + 1, sizeof *ck->tensors);
   ck->names = bprt_calloc((size_t)nt + 1, sizeof *ck->names);
   ck->meta = bprt_calloc((size_t)nmeta + 1, sizeof *ck->meta);
   ck->metastr = bprt_calloc(2 * (size_t)nmeta + 1, sizeof *ck->metastr);
-  ck->block = bprt_malloc(total ? total : 4);
-  if (!ck->path || !ck->tensors || !ck->names || !ck->meta || !ck->metastr || !ck->block) goto oom;
+  if (!ck->path || !ck->tensors || !ck->names || !ck->meta || !ck->metastr) goto oom;
   for (int i = 0; i < nmeta; i++, ck->nmeta++) {
     ck->metastr[2 * i] = bprt_strdup(meta->keys[i]);
     ck->metastr[2 * i + 1] = bprt_strdup(meta->items[i].string);
@@ -417,7 +521,6 @@ static BprtCheckpoint *build(const char *path, const JsonValue *meta, Entry *ent
     }
     ck->meta[i] = (BprtMeta){ck->metastr[2 * i], ck->metastr[2 * i + 1]};
   }
-  size_t at = 0;
   for (int i = 0; i < nt; i++, ck->ntensors++) {
     ck->names[i] = bprt_strdup(ents[i].name);
     if (!ck->names[i]) {
@@ -428,11 +531,8 @@ static BprtCheckpoint *build(const char *path, const JsonValue *meta, Entry *ent
     t->name = ck->names[i];
     t->rank = ents[i].rank;
     memcpy(t->dims, ents[i].dims, sizeof t->dims);
-    size_t bytes = (size_t)(ents[i].end - ents[i].begin);
-    float *dst = (float *)((char *)ck->block + at);
-    memcpy(dst, data + ents[i].begin, bytes);
-    t->data = dst;
-    at += bytes;
+    /* an empty tensor may name any offset up to the end: it points at the block */
+    t->data = ents[i].begin < ents[i].end ? (float *)((char *)block + ents[i].begin) : block;
   }
   return ck;
 oom:
@@ -441,38 +541,68 @@ oom:
   return NULL;
 }
 
+/* The file is read in three steps, each bounded by what the file's size allows before
+ * anything is allocated: the 8-byte header length (at most HEADER_MAX and the file's
+ * size), the header, then, once every tensor's offsets are checked against the size,
+ * the data bytes straight into the checkpoint's block. Only a regular file is read (a
+ * FIFO or /dev/zero is an error, not a hang). */
 BprtCheckpoint *bprt_st_read(const char *path) {
   if (!path) {
     bprt_set_error("checkpoint: NULL path");
     return NULL;
   }
-  size_t len;
-  unsigned char *buf = read_file(path, &len);
-  if (!buf) return NULL;
+  uint64_t len;
+  int fd = bprt_open_regular(path, &len);
+  if (fd < 0) return NULL;
   BprtCheckpoint *ck = NULL;
   JsonValue *root = NULL;
   Entry *ents = NULL;
+  Named *keys = NULL;
+  int *tensor_of = NULL;
+  char *hbuf = NULL;
+  float *block = NULL;
   if (len < 8) {
-    bprt_set_error("%s: file too short for a safetensors checkpoint (%zu bytes; the header length alone is 8)",
+    bprt_set_error("%s: file too short for a safetensors checkpoint (%" PRIu64 " bytes; the header length alone is 8)",
                    path, len);
     goto done;
   }
+  unsigned char len8[8];
+  if (read_exact(fd, path, len8, 8, 0) != 0) goto done;
   uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--) hlen = hlen << 8 | buf[i];
+  for (int i = 7; i >= 0; i--) hlen = hlen << 8 | len8[i];
   if (hlen > HEADER_MAX || hlen > len - 8) {
-    bprt_set_error("%s: header length %" PRIu64 " is absurd (the file has %zu bytes%s)", path, hlen, len,
+    bprt_set_error("%s: header length %" PRIu64 " is absurd (the file has %" PRIu64 " bytes%s)", path, hlen, len,
                    hlen > HEADER_MAX ? "; the limit is 100 MiB" : "");
     goto done;
   }
+  hbuf = bprt_malloc((size_t)hlen + 1);
+  if (!hbuf) {
+    bprt_prefix_error("%s", path);
+    goto done;
+  }
+  if (read_exact(fd, path, hbuf, (size_t)hlen, 8) != 0) goto done;
   char err[256];
   size_t errpos = 0;
-  root = json_parse((const char *)buf + 8, (size_t)hlen, err, sizeof err, &errpos);
+  root = json_parse(hbuf, (size_t)hlen, err, sizeof err, &errpos);
   if (!root) {
     bprt_set_error("%s: malformed header JSON at byte %zu: %s", path, errpos + 8, err);
     goto done;
   }
   if (root->kind != JSON_OBJECT) {
     bprt_set_error("%s: header is %s; expected a JSON object", path, json_kind_name(root->kind));
+    goto done;
+  }
+  /* The keys sorted once: repeats side by side, and bprt_st_find's index after */
+  keys = bprt_malloc(sizeof *keys * ((size_t)root->n + 1));
+  tensor_of = bprt_malloc(sizeof *tensor_of * ((size_t)root->n + 1));
+  if (!keys || !tensor_of) {
+    bprt_prefix_error("%s", path);
+    goto done;
+  }
+  for (int i = 0; i < root->n; i++) keys[i] = (Named){root->keys[i], i};
+  int rep = first_repeat_of(keys, root->n);
+  if (rep >= 0) {
+    bprt_set_error("%s: header names '%s' twice (header byte %zu)", path, root->keys[rep], root->keypos[rep] + 8);
     goto done;
   }
   const JsonValue *meta = NULL;
@@ -485,12 +615,8 @@ BprtCheckpoint *bprt_st_read(const char *path) {
   uint64_t data_len = len - 8 - hlen;
   for (int i = 0; i < root->n; i++) {
     const char *key = root->keys[i];
-    for (int j = 0; j < i; j++)
-      if (strcmp(root->keys[j], key) == 0) {
-        bprt_set_error("%s: header names '%s' twice (header byte %zu)", path, key, root->keypos[i] + 8);
-        goto done;
-      }
     const JsonValue *v = &root->items[i];
+    tensor_of[i] = -1;
     if (strcmp(key, "__metadata__") == 0) {
       if (v->kind != JSON_OBJECT) {
         bprt_set_error("%s: __metadata__ is %s; expected an object of strings", path, json_kind_name(v->kind));
@@ -502,6 +628,16 @@ BprtCheckpoint *bprt_st_read(const char *path) {
                          json_kind_name(v->items[k].kind));
           goto done;
         }
+      int mrep = first_repeat(v);
+      if (mrep == -2) {
+        bprt_prefix_error("%s", path);
+        goto done;
+      }
+      if (mrep >= 0) {
+        bprt_set_error("%s: __metadata__ names '%s' twice (header byte %zu)", path, v->keys[mrep],
+                       v->keypos[mrep] + 8);
+        goto done;
+      }
       meta = v;
       continue;
     }
@@ -510,7 +646,7 @@ BprtCheckpoint *bprt_st_read(const char *path) {
       goto done;
     }
     if (parse_entry(path, key, v, 8 + hlen, data_len, &ents[nt]) != 0) goto done;
-    nt++;
+    tensor_of[i] = nt++;
   }
   /* Sorted by begin, the tensors must tile the data exactly, as the safetensors spec
    * requires: no overlap, no hole, nothing after the last one (empty tensors take no
@@ -544,11 +680,33 @@ BprtCheckpoint *bprt_st_read(const char *path) {
                          path, data_len - covered, 8 + hlen + covered);
   bprt_free(sorted);
   if (bad) goto done;
-  ck = build(path, meta, ents, nt, buf + 8 + hlen);
+  if (data_len > SIZE_MAX - 4) {
+    bprt_set_error("%s: %" PRIu64 " data bytes do not fit in memory", path, data_len);
+    goto done;
+  }
+  block = bprt_malloc(data_len ? (size_t)data_len : 4);
+  if (!block) {
+    bprt_prefix_error("%s", path);
+    goto done;
+  }
+  if (read_exact(fd, path, block, (size_t)data_len, 8 + hlen) != 0) goto done;
+  int *by_name = bprt_malloc(sizeof *by_name * ((size_t)nt + 1));
+  if (!by_name) {
+    bprt_prefix_error("%s", path);
+    goto done;
+  }
+  for (int j = 0, k = 0; j < root->n; j++)
+    if (tensor_of[keys[j].index] >= 0) by_name[k++] = tensor_of[keys[j].index];
+  ck = build(path, meta, ents, nt, block, by_name);
+  block = NULL;   /* build owns both, also when it fails */
 done:
+  close(fd);
+  bprt_free(keys);
+  bprt_free(tensor_of);
+  bprt_free(block);
+  bprt_free(hbuf);
   bprt_free(ents);
   json_free(root);
-  bprt_free(buf);
   return ck;
 }
 
@@ -562,8 +720,14 @@ const BprtTensorRef *bprt_st_tensor(const BprtCheckpoint *ck, int i) {
 
 const BprtTensorRef *bprt_st_find(const BprtCheckpoint *ck, const char *name) {
   if (!ck || !name) return NULL;
-  for (int i = 0; i < ck->ntensors; i++)
-    if (strcmp(ck->tensors[i].name, name) == 0) return &ck->tensors[i];
+  int lo = 0, hi = ck->ntensors;   /* binary search of by_name */
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    int c = strcmp(ck->tensors[ck->by_name[mid]].name, name);
+    if (c == 0) return &ck->tensors[ck->by_name[mid]];
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
   return NULL;
 }
 

@@ -430,8 +430,12 @@ static int sched_arg(void *ctx, Lex *l, const char *key, const Value *v) {
     if (table[i].kind != s->kind) break;
     if (v->is_tuple || v->is_bool) return lex_error(l, "expected a number");
     if (table[i].is_int) {
-      if (v->v[0] != floor(v->v[0]) || fabs(v->v[0]) > 1e15) {
+      if (v->v[0] != floor(v->v[0])) {
         snprintf(msg, sizeof msg, "%s must be an integer", key);
+        return lex_error(l, msg);
+      }
+      if (fabs(v->v[0]) > 1e15) {   /* (the range of a train block's integers) */
+        snprintf(msg, sizeof msg, "%s %g is out of range (at most 1e15)", key, v->v[0]);
         return lex_error(l, msg);
       }
       *(int64_t *)table[i].field = (int64_t)v->v[0];

@@ -22,6 +22,9 @@
  * tensor that went bad. */
 #include "runtime/train.h"
 
+#include "runtime/progress.h"
+
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -55,10 +58,13 @@ void bprt_train_options_defaults(BprtTrainOptions *o) {
 /* ------------------------------------------------------- data against model inputs */
 
 /* Which model input gets the features, which the labels or targets, and which output
- * is scored for accuracy (the first [B, C] output when the targets are C-class labels). */
+ * is scored for accuracy: with C-class labels the first [B, C] output, by its argmax;
+ * with float targets the output the compiler marked as a sigmoid of the targets' shape
+ * (desc->sigmoid_output), element by element at threshold 0.5. */
 typedef struct {
   int xin, yin;          /* input indices; yin -1 when the model takes features only */
   int acc_out;           /* output index, -1: no accuracy */
+  bool threshold;        /* acc_out is a sigmoid scored element-wise at 0.5 */
   int64_t nclasses;
   int64_t out_width;     /* floats per row of acc_out */
 } Binding;
@@ -86,6 +92,15 @@ static int bind(const bprt_model_desc *d, Binding *b) {
         break;
       }
     }
+  } else if (b->yin >= 0 && d->sigmoid_output > 0 && d->sigmoid_output <= d->noutputs) {
+    const bprt_tensor_desc *y = &d->inputs[b->yin], *t = &d->outputs[d->sigmoid_output - 1];
+    bool same = t->rank == y->rank;
+    for (int i = 0; same && i < t->rank; i++) same = t->dims[i] == y->dims[i];
+    if (same) {
+      b->acc_out = d->sigmoid_output - 1;
+      b->threshold = true;
+      b->out_width = numel_of(t->rank, t->dims, 1);
+    }
   }
   return 0;
 }
@@ -110,16 +125,28 @@ static void set_inputs(const Binding *b, const BprtBatchIter *it, const void **i
   if (b->yin >= 0) inputs[b->yin] = it->labels ? (const void *)it->labels : (const void *)it->targets;
 }
 
-/* Correct predictions of a batch: argmax of the scored output's row against the label
- * (the first maximum wins, as torch.argmax). */
-static int64_t count_correct(const Binding *b, const float *out, const int32_t *labels, int64_t rows) {
+/* Correct predictions of a batch, and how many predictions were scored (*scored):
+ * labels: the argmax of each row of the scored output (the first maximum wins, as
+ * torch.argmax) against the row's label, one prediction per row; float targets and a
+ * sigmoid output: every element, (p >= 0.5) against (t >= 0.5). Nothing is scored
+ * without an accuracy output or without labels or targets in the batch. */
+static int64_t count_correct(const Binding *b, const float *out, const BprtBatchIter *it, int64_t *scored) {
   int64_t c = 0;
-  for (int64_t r = 0; r < rows; r++) {
-    const float *row = out + r * b->out_width;
-    int64_t best = 0;
-    for (int64_t k = 1; k < b->out_width; k++)
-      if (row[k] > row[best]) best = k;
-    c += best == labels[r];
+  *scored = 0;
+  if (b->acc_out < 0) return 0;
+  if (b->threshold && it->targets) {
+    int64_t n = it->rows * b->out_width;
+    for (int64_t i = 0; i < n; i++) c += (out[i] >= 0.5f) == (it->targets[i] >= 0.5f);
+    *scored = n;
+  } else if (!b->threshold && it->labels) {
+    for (int64_t r = 0; r < it->rows; r++) {
+      const float *row = out + r * b->out_width;
+      int64_t best = 0;
+      for (int64_t k = 1; k < b->out_width; k++)
+        if (row[k] > row[best]) best = k;
+      c += best == it->labels[r];
+    }
+    *scored = it->rows;
   }
   return c;
 }
@@ -160,7 +187,7 @@ static int evaluate(bprt_model *m, const Binding *b, const BprtDataset *d, int64
   if (bprt_batch_begin(&it, d, batch, false, 0, 0)) return -1;
   const void *inputs[2] = {0, 0};
   double sum = 0;
-  int64_t correct = 0, rows = 0;
+  int64_t correct = 0, scored = 0, rows = 0;
   int rc = 0;
   while (bprt_batch_next(&it) > 0) {
     set_inputs(b, &it, inputs);
@@ -170,14 +197,16 @@ static int evaluate(bprt_model *m, const Binding *b, const BprtDataset *d, int64
       break;
     }
     sum += (double)l * (double)it.rows;
-    if (b->acc_out >= 0 && it.labels) correct += count_correct(b, outs->out[b->acc_out], it.labels, it.rows);
+    int64_t k = 0;
+    if (b->acc_out >= 0) correct += count_correct(b, outs->out[b->acc_out], &it, &k);
+    scored += k;
     rows += it.rows;
   }
   bprt_batch_end(&it);
   (void)desc;
   if (rc) return -1;
   *loss = rows ? sum / (double)rows : NAN;
-  *acc = b->acc_out >= 0 && d->labels && rows ? (double)correct / (double)rows : NAN;
+  *acc = scored ? (double)correct / (double)scored : NAN;
   return 0;
 }
 
@@ -270,55 +299,34 @@ static bool grads_finite(bprt_model *m, const float *const *outs, int64_t rows, 
 
 /* ------------------------------------------------------------ progress and logs */
 
-typedef struct {
-  FILE *out;
-  bool bar, quiet;
-  double t0, last_draw;
-} Progress;
-
-static void fmt_duration(char *buf, size_t n, double s) {
-  if (!(s >= 0) || s > 1e7) {
-    snprintf(buf, n, "--:--");
-    return;
-  }
-  long t = (long)(s + 0.5);
-  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+/* The epoch's line, on the results stream (stdout), numbers for people
+ * (runtime/progress.h):
+ *   "epoch 3/10  loss 0.0612  acc 98.22%  val_loss 0.0702  val_acc 97.86%  lr 0.001  3.2 s" */
+static void epoch_line(FILE *out, const BprtEpochStats *s, int64_t epochs) {
+  char line[512], a[48];
+  size_t o = (size_t)snprintf(line, sizeof line, "epoch %" PRId64 "/%" PRId64 "  loss %s", s->epoch, epochs,
+                              bprt_fmt_sig(a, sizeof a, s->loss, 4));
+  if (!isnan(s->accuracy)) o += (size_t)snprintf(line + o, sizeof line - o, "  acc %.2f%%", 100 * s->accuracy);
+  if (!isnan(s->val_loss))
+    o += (size_t)snprintf(line + o, sizeof line - o, "  val_loss %s", bprt_fmt_sig(a, sizeof a, s->val_loss, 4));
+  if (!isnan(s->val_accuracy)) o += (size_t)snprintf(line + o, sizeof line - o, "  val_acc %.2f%%", 100 * s->val_accuracy);
+  o += (size_t)snprintf(line + o, sizeof line - o, "  lr %s", bprt_fmt_sig(a, sizeof a, s->lr, 4));
+  snprintf(line + o, sizeof line - o, "  %s", bprt_fmt_duration(a, sizeof a, s->seconds));
+  fprintf(out, "%s\n", line);
+  fflush(out);
 }
 
-/* "epoch 3/10 [##########----------] 120/469  loss 0.1234  45.2 steps/s  ETA 0:07" */
-static void progress_draw(Progress *p, int64_t epoch, int64_t epochs, int64_t done, int64_t total, double loss, bool force) {
-  if (!p->bar || p->quiet) return;
-  double t = now_seconds();
-  if (!force && t - p->last_draw < 0.1) return;
-  p->last_draw = t;
-  double el = t - p->t0, rate = el > 0 ? (double)done / el : 0;
-  char eta[32];
-  fmt_duration(eta, sizeof eta, rate > 0 ? (double)(total - done) / rate : -1);
-  char bar[33];
-  int w = 30, fill = total ? (int)(w * done / total) : w;
-  for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '-';
-  bar[w] = 0;
-  fprintf(p->out, "\r\033[Kepoch %" PRId64 "/%" PRId64 " [%s] %" PRId64 "/%" PRId64 "  loss %.4f  %.1f steps/s  ETA %s",
-          epoch, epochs, bar, done, total, loss, rate, eta);
-  fflush(p->out);
-}
-
-static void fmt_pct(char *buf, size_t n, const char *label, double v) {
-  if (isnan(v)) buf[0] = 0;
-  else snprintf(buf, n, "  %s %.2f%%", label, 100 * v);
-}
-
-static void epoch_line(Progress *p, const BprtEpochStats *s, int64_t epochs) {
-  if (p->quiet) return;
-  char acc[48], vl[48], va[48];
-  fmt_pct(acc, sizeof acc, "acc", s->accuracy);
-  if (isnan(s->val_loss)) vl[0] = 0;
-  else snprintf(vl, sizeof vl, "  val_loss %.4f", s->val_loss);
-  fmt_pct(va, sizeof va, "val_acc", s->val_accuracy);
-  fprintf(p->out, "%sepoch %" PRId64 "/%" PRId64 "  loss %.4f%s%s%s  lr %.4g  %.1fs\n", p->bar ? "\r\033[K" : "",
-          s->epoch, epochs, s->loss, acc, vl, va, s->lr, s->seconds);
-  fflush(p->out);
+/* --print-every N: "epoch 1/10  step 100/469  loss 0.2345  152 steps/s  00:01<00:02",
+ * the epoch's running loss as the bar shows it. */
+static void step_line(BprtProgress *p, int64_t epoch, int64_t epochs, int64_t done, int64_t total, double loss) {
+  char line[512], a[48], b[48], c[48];
+  double el = bprt_progress_elapsed(p);
+  double left = done > 0 ? el * (double)(total - done) / (double)done : -1;
+  int o = snprintf(line, sizeof line, "epoch %" PRId64 "/%" PRId64 "  step %s/%s  loss %s", epoch, epochs,
+                   bprt_fmt_count(a, sizeof a, done), bprt_fmt_count(b, sizeof b, total), bprt_fmt_sig(c, sizeof c, loss, 4));
+  o += snprintf(line + o, sizeof line - (size_t)o, "  %s", bprt_fmt_rate(a, sizeof a, done, el));
+  snprintf(line + o, sizeof line - (size_t)o, "  %s<%s", bprt_fmt_clock(b, sizeof b, el), bprt_fmt_clock(c, sizeof c, left));
+  bprt_progress_print(p, line);
 }
 
 /* The CSV: kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds — a row per
@@ -359,8 +367,14 @@ static double diff_norm2(const float *a, const float *b, int64_t n) {
 }
 
 /* The last step of the epoch: per parameter the gradient norm and the update/weight
- * ratio |p_new - p_old| / |p_old|; per output the mean and standard deviation. */
-static void watch_print(FILE *out, bprt_model *m, const float *before, const float *const *outs, int64_t rows) {
+ * ratio |p_new - p_old| / |p_old|; per output the mean and standard deviation. Printed
+ * as a table on out (NULL: not printed) and, with --log, written as rows of the watch
+ * log csv (NULL: none) with full precision:
+ *   epoch,step,kind,name,grad_norm,update_ratio,mean,std
+ *   3,1407,parameter,h.W,0.0123456789,0.00123456789,,
+ *   3,1407,activation,probs,,,0.1,0.28123456 */
+static void watch_report(FILE *out, FILE *csv, int64_t epoch, int64_t step, bprt_model *m, const float *before,
+                         const float *const *outs, int64_t rows) {
   const bprt_model_desc *d = bprt_model_get_desc(m);
   const float *p = bprt_model_params(m), *g = bprt_model_grads(m);
   size_t w = 9;
@@ -368,14 +382,21 @@ static void watch_print(FILE *out, bprt_model *m, const float *before, const flo
     if (strlen(d->params[i].name) > w) w = strlen(d->params[i].name);
   for (int k = 0; k < d->noutputs; k++)
     if (strlen(d->outputs[k].name) > w) w = strlen(d->outputs[k].name);
-  fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "parameter", "grad_norm", "update/weight");
+  if (out) fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "parameter", "grad_norm", "update/weight");
   for (int i = 0; i < d->nparams; i++) {
     const bprt_param_desc *pd = &d->params[i];
     int64_t n = numel_of(pd->rank, pd->dims, 1);
     double wn = norm2(before + pd->offset, n), un = diff_norm2(p + pd->offset, before + pd->offset, n);
-    fprintf(out, "  %-*s  %12.4e  %13.4e\n", (int)w, pd->name, norm2(g + pd->offset, n), wn > 0 ? un / wn : NAN);
+    double gn = norm2(g + pd->offset, n), ratio = wn > 0 ? un / wn : NAN;
+    if (out) fprintf(out, "  %-*s  %12.4g  %13.4g\n", (int)w, pd->name, gn, ratio);
+    if (csv) {
+      fprintf(csv, "%" PRId64 ",%" PRId64 ",parameter,%s", epoch, step, pd->name);
+      csv_num(csv, gn);
+      csv_num(csv, ratio);
+      fputs(",,\n", csv);
+    }
   }
-  fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "activation", "mean", "std");
+  if (out) fprintf(out, "  %-*s  %12s  %13s\n", (int)w, "activation", "mean", "std");
   for (int k = 0; k < d->noutputs; k++) {
     const bprt_tensor_desc *t = &d->outputs[k];
     int64_t n = numel_of(t->rank, t->dims, rows);
@@ -383,9 +404,38 @@ static void watch_print(FILE *out, bprt_model *m, const float *before, const flo
     for (int64_t i = 0; i < n; i++) s += outs[k][i];
     double mean = n ? s / (double)n : NAN;
     for (int64_t i = 0; i < n; i++) s2 += (outs[k][i] - mean) * (outs[k][i] - mean);
-    fprintf(out, "  %-*s  %12.4e  %13.4e\n", (int)w, t->name, mean, n ? sqrt(s2 / (double)n) : NAN);
+    double sd = n ? sqrt(s2 / (double)n) : NAN;
+    if (out) fprintf(out, "  %-*s  %12.4g  %13.4g\n", (int)w, t->name, mean, sd);
+    if (csv) {
+      fprintf(csv, "%" PRId64 ",%" PRId64 ",activation,%s,,", epoch, step, t->name);
+      csv_num(csv, mean);
+      csv_num(csv, sd);
+      fputc('\n', csv);
+    }
   }
-  fflush(out);
+  if (out) fflush(out);
+  if (csv) fflush(csv);
+}
+
+int bprt_watch_log_path(const char *log_path, char *buf, size_t n) {
+  size_t len = strlen(log_path);
+  if (len > 4 && strcmp(log_path + len - 4, ".csv") == 0) len -= 4;
+  int k = snprintf(buf, n, "%.*s.watch.csv", (int)len, log_path);
+  if (k < 0 || (size_t)k >= n) return bprt_set_error("%s: the path is too long for its watch log", log_path);
+  return 0;
+}
+
+/* Open a CSV log for writing with its header, or for appending when a resumed run finds
+ * it (the header is then there already). */
+static FILE *open_log(const char *path, bool resume, const char *header) {
+  bool append = resume && access(path, F_OK) == 0;
+  FILE *f = fopen(path, append ? "a" : "w");
+  if (!f) {
+    bprt_set_error("%s: cannot open the log for writing", path);
+    return NULL;
+  }
+  if (!append) fprintf(f, "%s\n", header);
+  return f;
 }
 
 /* ------------------------------------------------------------------- checkpoints */
@@ -397,60 +447,144 @@ static void schedule_state_str(const BprtSchedule *s, char *buf, size_t n) {
            s->best, s->num_bad, s->cooldown_left);
 }
 
+static int missing(const char *path, const char *key) {
+  return bprt_set_error("%s: not a bpcc training checkpoint (metadata key '%s' missing)", path, key);
+}
+
+/* A decimal integer, the whole string: 0, or -1 when it is not one (or overflows). */
+static int parse_int(const char *v, bool sign, long long *out) {
+  char *end;
+  if (!v[0] || (!sign && v[0] == '-') || v[0] == '+' || v[0] == ' ') return -1;
+  errno = 0;
+  *out = strtoll(v, &end, 10);
+  return *end || errno ? -1 : 0;
+}
+
 static int parse_u64(const char *path, const char *key, const char *v, uint64_t *out) {
   char *end;
-  if (!v) return bprt_set_error("%s: not a bpcc training checkpoint (metadata key '%s' missing)", path, key);
+  if (!v) return missing(path, key);
+  errno = 0;
   unsigned long long x = strtoull(v, &end, 10);
-  if (end == v || *end || v[0] == '-') return bprt_set_error("%s: metadata %s = '%s' is not a count", path, key, v);
+  if (end == v || *end || v[0] == '-' || v[0] == '+' || v[0] == ' ' || errno)
+    return bprt_set_error("%s: metadata %s = '%s' is not a count", path, key, v);
   *out = (uint64_t)x;
   return 0;
 }
 
+/* A count the loop keeps below 2^40 (the RNG streams' epoch and step fields); absent:
+ * 0 where `required` is false (checkpoints from before the key existed). */
+static int meta_count(const BprtCheckpoint *ck, const char *path, const char *key, bool required, int64_t *out) {
+  const char *v = bprt_st_meta(ck, key);
+  *out = 0;
+  if (!v) return required ? missing(path, key) : 0;
+  long long x;
+  if (parse_int(v, true, &x)) return bprt_set_error("%s: metadata %s = '%s' is not a count", path, key, v);
+  if (x < 0 || x >= BPRT_TRAIN_COUNT_MAX)
+    return bprt_set_error("%s: metadata %s = '%s' is out of range (a count below 2^40)", path, key, v);
+  *out = x;
+  return 0;
+}
+
 int bprt_checkpoint_save(bprt_model *m, const char *path, const BprtTrainState *st) {
-  char epoch[32], step[32], seed[32], sched[256], rng[160];
+  char epoch[32], step[32], seed[32], sched[256], rng[200], rows[32], lsum[40], corr[32];
   snprintf(epoch, sizeof epoch, "%" PRId64, st->epoch);
   snprintf(step, sizeof step, "%" PRId64, st->step);
   snprintf(seed, sizeof seed, "%" PRIu64, st->seed);
   schedule_state_str(&st->schedule, sched, sizeof sched);
-  snprintf(rng, sizeof rng, "philox4x32-10 seed=%" PRIu64 " shuffle_epoch=%" PRId64 " dropout_step=%" PRId64, st->seed,
-           st->epoch, st->step);
-  const char *keys[] = {"bpcc.epoch", "bpcc.step", "bpcc.seed", "bpcc.schedule", "bpcc.rng"};
-  const char *values[] = {epoch, step, seed, sched, rng};
-  return bprt_model_save_meta(m, path, keys, values, 5) ? -1 : 0;
+  snprintf(rng, sizeof rng, "philox4x32-10 seed=%" PRIu64 " shuffle_epoch=%" PRId64 " shuffle_row=%" PRId64
+           " dropout_step=%" PRId64, st->seed, st->epoch, st->epoch_rows, st->step);
+  snprintf(rows, sizeof rows, "%" PRId64, st->epoch_rows);
+  snprintf(lsum, sizeof lsum, "%.17g", st->epoch_loss_sum);
+  snprintf(corr, sizeof corr, "%" PRId64, st->epoch_correct);
+  const char *keys[] = {"bpcc.epoch", "bpcc.step", "bpcc.seed", "bpcc.schedule", "bpcc.rng",
+                        "bpcc.epoch_rows", "bpcc.epoch_loss_sum", "bpcc.epoch_correct"};
+  const char *values[] = {epoch, step, seed, sched, rng, rows, lsum, corr};
+  return bprt_model_save_meta(m, path, keys, values, 8) ? -1 : 0;
+}
+
+/* bpcc.schedule: "KIND lr=X best=X num_bad=N cooldown_left=N", the whole string, each
+ * value in the range the schedule keeps it in. */
+static int load_schedule(const BprtCheckpoint *ck, const char *path, BprtSchedule *s) {
+  const char *v = bprt_st_meta(ck, "bpcc.schedule");
+  if (!v) return missing(path, "bpcc.schedule");
+  char kind[32];
+  double lr, best;
+  long long bad, cool;
+  int end = -1;
+  if (sscanf(v, "%31s lr=%lf best=%lf num_bad=%lld cooldown_left=%lld%n", kind, &lr, &best, &bad, &cool, &end) != 5 ||
+      v[end] != 0)
+    return bprt_set_error("%s: metadata bpcc.schedule = '%s' is malformed", path, v);
+  const char *bad_what = !(isfinite(lr) && lr >= 0) ? "lr is not a finite rate >= 0"
+                         : isnan(best) || best == -INFINITY ? "best is not a number or +inf"
+                         : bad < 0 || bad >= BPRT_TRAIN_COUNT_MAX ? "num_bad is not a count below 2^40"
+                         : cool < 0 || cool >= BPRT_TRAIN_COUNT_MAX ? "cooldown_left is not a count below 2^40"
+                         : NULL;
+  if (bad_what) return bprt_set_error("%s: metadata bpcc.schedule = '%s' is out of range: %s", path, v, bad_what);
+  if (strcmp(kind, bprt_schedule_names[s->kind]))
+    return bprt_set_error("%s: the checkpoint's schedule is %s, this run's is %s", path, kind, bprt_schedule_names[s->kind]);
+  s->lr = lr;
+  s->best = best;
+  s->num_bad = bad;
+  s->cooldown_left = cool;
+  return 0;
+}
+
+/* The loop state, every key checked for its form, its range and its agreement with the
+ * others, so that a damaged or hand-edited file is refused here, by key, rather than
+ * resumed into a run that is silently not the one it claims to continue. */
+static int load_state(const bprt_model *m, const BprtCheckpoint *ck, const char *path, BprtTrainState *st) {
+  BprtTrainState t = *st;
+  uint64_t seed = 0;
+  if (meta_count(ck, path, "bpcc.epoch", true, &t.epoch) || meta_count(ck, path, "bpcc.step", true, &t.step) ||
+      parse_u64(path, "bpcc.seed", bprt_st_meta(ck, "bpcc.seed"), &seed) ||
+      meta_count(ck, path, "bpcc.epoch_rows", false, &t.epoch_rows) ||
+      meta_count(ck, path, "bpcc.epoch_correct", false, &t.epoch_correct) || load_schedule(ck, path, &t.schedule))
+    return -1;
+  t.seed = seed;
+  if (t.step < t.epoch)
+    return bprt_set_error("%s: metadata bpcc.step = '%" PRId64 "' is out of range: fewer steps than the %" PRId64
+                          " epochs done (bpcc.epoch)", path, t.step, t.epoch);
+  if (bprt_model_get_step(m) != (uint64_t)t.step)
+    return bprt_set_error("%s: metadata bpcc.step = '%" PRId64 "' disagrees with step = '%" PRIu64 "'", path, t.step,
+                          bprt_model_get_step(m));
+  const char *ls = bprt_st_meta(ck, "bpcc.epoch_loss_sum");
+  t.epoch_loss_sum = 0;
+  if (ls) {
+    char *end;
+    t.epoch_loss_sum = strtod(ls, &end);
+    if (end == ls || *end || !isfinite(t.epoch_loss_sum))
+      return bprt_set_error("%s: metadata bpcc.epoch_loss_sum = '%s' is out of range (a finite number)", path, ls);
+  }
+  if (t.epoch_correct > t.epoch_rows)
+    return bprt_set_error("%s: metadata bpcc.epoch_correct = '%" PRId64 "' is out of range: more than the %" PRId64
+                          " rows done (bpcc.epoch_rows)", path, t.epoch_correct, t.epoch_rows);
+  if (t.epoch_rows == 0 && t.epoch_loss_sum != 0)
+    return bprt_set_error("%s: metadata bpcc.epoch_loss_sum = '%s' is out of range: no rows done (bpcc.epoch_rows = 0)",
+                          path, ls);
+  /* bpcc.rng repeats the position for readers; it must say what the other keys say
+   * (shuffle_row is absent in checkpoints from before it existed) */
+  const char *rng = bprt_st_meta(ck, "bpcc.rng");
+  if (!rng) return missing(path, "bpcc.rng");
+  unsigned long long rs;
+  long long re, rr = 0, rd;
+  int end = -1;
+  bool ok = (sscanf(rng, "philox4x32-10 seed=%llu shuffle_epoch=%lld shuffle_row=%lld dropout_step=%lld%n", &rs, &re,
+                    &rr, &rd, &end) == 4 && rng[end] == 0) ||
+            (end = -1, rr = 0, sscanf(rng, "philox4x32-10 seed=%llu shuffle_epoch=%lld dropout_step=%lld%n", &rs, &re,
+                                      &rd, &end) == 3 && rng[end] == 0);
+  if (!ok) return bprt_set_error("%s: metadata bpcc.rng = '%s' is malformed", path, rng);
+  if (rs != t.seed || re != t.epoch || rr != t.epoch_rows || rd != t.step)
+    return bprt_set_error("%s: metadata bpcc.rng = '%s' is out of range: it disagrees with bpcc.seed, bpcc.epoch, "
+                          "bpcc.epoch_rows or bpcc.step (seed=%" PRIu64 " shuffle_epoch=%" PRId64 " shuffle_row=%" PRId64
+                          " dropout_step=%" PRId64 ")", path, rng, t.seed, t.epoch, t.epoch_rows, t.step);
+  *st = t;
+  return 0;
 }
 
 int bprt_checkpoint_load(bprt_model *m, const char *path, BprtTrainState *st) {
   BprtCheckpoint *ck = NULL;
   int rc = bprt_model_load_ck(m, path, st ? &ck : NULL) ? -1 : 0;
-  if (rc == 0 && st) {
-    uint64_t epoch, step, seed;
-    const char *sched = bprt_st_meta(ck, "bpcc.schedule");
-    if (parse_u64(path, "bpcc.epoch", bprt_st_meta(ck, "bpcc.epoch"), &epoch) ||
-        parse_u64(path, "bpcc.step", bprt_st_meta(ck, "bpcc.step"), &step) ||
-        parse_u64(path, "bpcc.seed", bprt_st_meta(ck, "bpcc.seed"), &seed)) {
-      rc = -1;
-    } else if (!sched) {
-      rc = bprt_set_error("%s: not a bpcc training checkpoint (metadata key 'bpcc.schedule' missing)", path);
-    } else {
-      char kind[32];
-      double lr, best;
-      long long bad, cool;
-      if (sscanf(sched, "%31s lr=%lf best=%lf num_bad=%lld cooldown_left=%lld", kind, &lr, &best, &bad, &cool) != 5) {
-        rc = bprt_set_error("%s: metadata bpcc.schedule = '%s' is malformed", path, sched);
-      } else {
-        st->epoch = (int64_t)epoch;
-        st->step = (int64_t)step;
-        st->seed = seed;
-        if (strcmp(kind, bprt_schedule_names[st->schedule.kind]))
-          rc = bprt_set_error("%s: the checkpoint's schedule is %s, this run's is %s", path, kind,
-                              bprt_schedule_names[st->schedule.kind]);
-        st->schedule.lr = lr;
-        st->schedule.best = best;
-        st->schedule.num_bad = bad;
-        st->schedule.cooldown_left = cool;
-      }
-    }
-  }
+  if (rc == 0 && st) rc = load_state(m, ck, path, st);
   if (ck) bprt_st_free(ck);
   return rc;
 }
@@ -475,7 +609,10 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   if (val && bprt_train_check_data(d, val)) return -1;
   bind(d, &b);
 
-  BprtTrainState st = {0, 0, o->seed, o->schedule};
+  /* the checkpoint paths first: a path that cannot be written is an error now, not
+   * after the last epoch */
+  if (o->save_path && bprt_st_check_writable(o->save_path)) return -1;
+  BprtTrainState st = {0, 0, o->seed, o->schedule, 0, 0, 0};
   st.schedule.lr = bprt_schedule_lr(&st.schedule, 0);
   if (o->resume_path) {
     if (bprt_checkpoint_load(m, o->resume_path, &st)) return -1;
@@ -486,17 +623,29 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     if (st.epoch > o->epochs)
       return bprt_set_error("%s: the checkpoint has %" PRId64 " epochs done; --epochs %" PRId64 " asks for fewer",
                             o->resume_path, st.epoch, o->epochs);
+    if (st.epoch_rows >= train->n)
+      return bprt_set_error("%s: metadata bpcc.epoch_rows = '%" PRId64 "' is out of range: the training data has %" PRId64
+                            " rows (resume with the same data)", o->resume_path, st.epoch_rows, train->n);
+    if (st.epoch_rows > 0 && st.epoch == o->epochs)
+      return bprt_set_error("%s: the checkpoint stopped inside epoch %" PRId64 "; --epochs %" PRId64 " asks for fewer",
+                            o->resume_path, st.epoch + 1, o->epochs);
     bprt_model_set_step(m, st.step);
   }
 
-  FILE *out = o->out ? o->out : stdout;
-  Progress pr = {out, o->progress > 0 || (o->progress < 0 && isatty(fileno(out))), o->quiet, 0, 0};
-  FILE *log = NULL;
+  FILE *out = o->out ? o->out : stdout;   /* results: epoch lines, --watch tables */
+  FILE *perr = o->progress_out ? o->progress_out : stderr;   /* the bar, --print-every lines */
+  bool bar = !o->quiet && (o->progress > 0 || (o->progress < 0 && isatty(fileno(perr))));
+  BprtProgress pr;
+  FILE *log = NULL, *wlog = NULL;
+  char wpath[4200];
   if (o->log_path) {
-    bool append = o->resume_path && access(o->log_path, F_OK) == 0;
-    log = fopen(o->log_path, append ? "a" : "w");
-    if (!log) return bprt_set_error("%s: cannot open the log for writing", o->log_path);
-    if (!append) fprintf(log, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds\n");
+    if (!(log = open_log(o->log_path, o->resume_path != NULL, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds")))
+      return -1;
+    if (o->watch && (bprt_watch_log_path(o->log_path, wpath, sizeof wpath) ||
+                     !(wlog = open_log(wpath, o->resume_path != NULL, "epoch,step,kind,name,grad_norm,update_ratio,mean,std")))) {
+      fclose(log);
+      return -1;
+    }
   }
   Outputs outs = {0, NULL};
   float *before = NULL;   /* --watch: the parameters before the last step of an epoch */
@@ -504,11 +653,12 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   int64_t saved_epoch = 0;   /* the last checkpoint this run wrote */
+  bool stop = false;         /* *o->stop seen: leave the loop with the position in st */
   const void *inputs[2] = {0, 0};
   r->epochs_done = st.epoch;
   r->steps = st.step;
 
-  for (int64_t e = st.epoch; rc == 0 && e < o->epochs; e++) {
+  for (int64_t e = st.epoch; rc == 0 && !stop && e < o->epochs; e++) {
     double lr = st.schedule.kind == BPRT_SCHED_PLATEAU ? st.schedule.lr : bprt_schedule_lr(&st.schedule, e);
     bprt_model_set_hyper(m, BPRT_H_LR, lr);
     BprtBatchIter it;
@@ -516,10 +666,25 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       rc = -1;
       break;
     }
-    int64_t nb = bprt_batch_count(&it), bi = 0, rows = 0, correct = 0, last_rows = 0;
+    int64_t nb = bprt_batch_count(&it), bi = 0, rows = 0, correct = 0, scored = 0, last_rows = 0;
     double loss_sum = 0, t0 = now_seconds();
-    pr.t0 = t0;
-    pr.last_draw = 0;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "epoch %" PRId64 "/%" PRId64, e + 1, o->epochs);
+    bprt_progress_start(&pr, perr, bar, prefix, nb);
+    if (st.epoch_rows > 0) {
+      /* resumed inside this epoch: the same permutation (seed, e), from the first row not
+       * yet trained, with the running sums of the rows before it */
+      it.pos = rows = st.epoch_rows;
+      it.index = bi = nb - (train->n - rows + batch - 1) / batch;
+      loss_sum = st.epoch_loss_sum;
+      correct = st.epoch_correct;
+      /* predictions scored per row: one per label, every element of a sigmoid output */
+      if (b.acc_out >= 0 && (b.threshold ? train->targets != NULL : train->labels != NULL))
+        scored = rows * (b.threshold ? b.out_width : 1);
+      st.epoch_rows = st.epoch_correct = 0;
+      st.epoch_loss_sum = 0;
+      pr.first = bi;
+    }
     float loss = 0;
     while (bprt_batch_next(&it) > 0) {
       bi++;
@@ -550,29 +715,42 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
         }
         rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
         r->nonfinite = true;
-        if (pr.bar && !pr.quiet) fputc('\n', out);
         break;
       }
-      int64_t c = b.acc_out >= 0 && it.labels ? count_correct(&b, souts[b.acc_out], it.labels, it.rows) : 0;
+      int64_t k = 0, c = b.acc_out >= 0 ? count_correct(&b, souts[b.acc_out], &it, &k) : 0;
       loss_sum += (double)loss * (double)it.rows;
       correct += c;
+      scored += k;
       rows += it.rows;
-      progress_draw(&pr, e + 1, o->epochs, bi, nb, loss_sum / (double)rows, bi == nb);
+      if (o->print_every > 0 && !o->quiet && bi % o->print_every == 0)
+        step_line(&pr, e + 1, o->epochs, bi, nb, loss_sum / (double)rows);
+      bprt_progress_step(&pr, bi, loss_sum / (double)rows);
       if (log && o->log_steps) {
-        BprtEpochStats s = {e + 1, st.step, lr, loss, b.acc_out >= 0 && it.labels ? (double)c / (double)it.rows : NAN,
-                            NAN, NAN, now_seconds() - t0};
+        BprtEpochStats s = {e + 1, st.step, lr, loss, k ? (double)c / (double)k : NAN, NAN, NAN, now_seconds() - t0};
         csv_row(log, "step", &s);
+      }
+      if (bi < nb && o->stop && *o->stop) {   /* an epoch's last step goes on to its end */
+        stop = true;
+        st.epoch_rows = rows;
+        st.epoch_loss_sum = loss_sum;
+        st.epoch_correct = correct;
+        r->stop_epoch = e + 1;
+        r->stop_batch = bi;
+        r->stop_batches = nb;
+        break;
       }
     }
     bprt_batch_end(&it);
-    if (rc) break;
+    if (rc || stop) {
+      bprt_progress_break(&pr);   /* an error or the stop's report starts a line of its own */
+      break;
+    }
 
     BprtEpochStats s = {e + 1, st.step, lr, rows ? loss_sum / (double)rows : NAN,
-                        b.acc_out >= 0 && train->labels && rows ? (double)correct / (double)rows : NAN, NAN, NAN, 0};
-    if (o->watch && !o->quiet) {
-      if (pr.bar) fprintf(out, "\r\033[K");
-      fprintf(out, "watch, epoch %" PRId64 " (last step):\n", e + 1);
-      watch_print(out, m, before, souts, last_rows);
+                        scored ? (double)correct / (double)scored : NAN, NAN, NAN, 0};
+    if (o->watch) {
+      if (!o->quiet) fprintf(out, "watch, epoch %" PRId64 " (last step):\n", e + 1);
+      watch_report(o->quiet ? NULL : out, wlog, e + 1, st.step, m, before, souts, last_rows);
     }
     if (val && evaluate(m, &b, val, batch, &outs, &s.val_loss, &s.val_accuracy)) {
       rc = -1;
@@ -581,7 +759,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     s.seconds = now_seconds() - t0;
     bprt_schedule_epoch_end(&st.schedule, e, isnan(s.val_loss) ? s.loss : s.val_loss);
     st.epoch = e + 1;
-    epoch_line(&pr, &s, o->epochs);
+    if (!o->quiet) epoch_line(out, &s, o->epochs);
     csv_row(log, "epoch", &s);
     if (log) fflush(log);
     r->last = s;
@@ -591,8 +769,23 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       if (bprt_checkpoint_save(m, o->save_path, &st)) rc = -1;
       else saved_epoch = st.epoch;
     }
+    if (rc == 0 && st.epoch < o->epochs && o->stop && *o->stop) {
+      stop = true;
+      r->stop_epoch = st.epoch;
+      r->stop_batch = r->stop_batches = nb;
+    }
+  }
+  if (rc == 0 && stop) {
+    r->interrupted = true;
+    r->steps = st.step;
+    const char *path = o->interrupt_path ? o->interrupt_path : o->save_path;
+    if (path) {
+      if (bprt_checkpoint_save(m, path, &st)) rc = -1;
+      else r->checkpoint = path;
+    }
   }
   if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
+  if (wlog && fclose(wlog) && rc == 0) rc = bprt_set_error("%s: write error", wpath);
   outputs_free(&outs);
   bprt_free(before);
   bprt_free(souts);

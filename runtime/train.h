@@ -7,12 +7,14 @@
  *   train.c     the loop: epochs of shuffled batches over a compiled model, the progress
  *               bar, the CSV log, --watch statistics, non-finite detection, checkpoints
  *               with the loop's state and --resume, evaluation
+ *   progress.c  numbers for people, the progress bar, the status line (runtime/progress.h)
  *
  * docs/training.md describes the command line, every default and the checkpoint format.
  * Error convention as in runtime.h: -1 (or NULL) and a message in bprt_last_error(). */
 #ifndef BPCC_RUNTIME_TRAIN_H
 #define BPCC_RUNTIME_TRAIN_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "runtime/model.h"
@@ -110,13 +112,24 @@ typedef struct {
   const char *resume_path;   /* NULL: fresh start */
   const char *log_path;      /* CSV, NULL: none */
   bool log_steps;            /* a CSV row per step too */
-  bool watch;                /* per-parameter / per-output statistics every epoch */
+  bool watch;                /* per-parameter / per-output statistics every epoch (and,
+                                with log_path, rows of bprt_watch_log_path's file) */
   bool quiet;                /* only errors and the final line */
-  int progress;              /* 1 progress bar, 0 a line per epoch, -1 auto: isatty(out) */
-  FILE *out;                 /* NULL: stdout */
+  int progress;              /* 1 progress bar, 0 none, -1 auto: isatty(progress_out) */
+  int64_t print_every;       /* > 0: a line every N steps of an epoch on progress_out */
+  FILE *out;                 /* results (epoch lines, --watch tables); NULL: stdout */
+  FILE *progress_out;        /* the bar and --print-every lines; NULL: stderr */
   const char *model_file;    /* "examples/spiral.bp" for messages and the checkpoint */
   BprtNonfiniteFn on_nonfinite;   /* NULL: the loop's own report */
   void *nonfinite_ctx;
+  /* Stopping early (opt-in: the runtime installs no signal handler; `bpcc train` sets
+   * *stop from its SIGINT and SIGTERM handlers). The loop reads *stop after every step
+   * but an epoch's last and after every epoch's end but the run's last; nonzero there
+   * stops it, with a checkpoint of the exact position (the epoch, the rows of it done)
+   * written to interrupt_path (NULL: save_path; neither: none), from which --resume
+   * continues bit for bit. */
+  volatile sig_atomic_t *stop;
+  const char *interrupt_path;
 } BprtTrainOptions;
 
 void bprt_train_options_defaults(BprtTrainOptions *o);
@@ -137,6 +150,12 @@ typedef struct {
   int64_t steps;
   BprtEpochStats last;       /* the last epoch (all NAN if none ran) */
   bool nonfinite;            /* stopped on a non-finite loss or gradient */
+  /* stopped by *o->stop (bprt_train returned 0): where, and the checkpoint written
+   * (NULL: none asked for) */
+  bool interrupted;
+  int64_t stop_epoch;        /* 1-based epoch it stopped in (at its end: batch == batches) */
+  int64_t stop_batch, stop_batches;
+  const char *checkpoint;
 } BprtTrainResult;
 
 /* Train m on `train` (val may be NULL). Returns 0 when every epoch ran, -1 with an
@@ -147,9 +166,15 @@ typedef struct {
 int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, const BprtTrainOptions *o,
                BprtTrainResult *r);
 
-/* Loss and accuracy of the model on d, in batches (no update). accuracy NAN without
- * labels. */
+/* Loss and accuracy of the model on d, in batches (no update). Accuracy: with labels
+ * the argmax of the first [B, C] output; with float targets and a sigmoid output of the
+ * targets' shape (desc->sigmoid_output), the fraction of target elements where
+ * (p >= 0.5) == (t >= 0.5); NAN otherwise. */
 int bprt_evaluate(bprt_model *m, const BprtDataset *d, int64_t batch, double *loss, double *accuracy);
+
+/* The file --watch statistics go to beside the CSV log: LOG.csv -> LOG.watch.csv (any
+ * other name gets ".watch.csv" appended). -1 when it does not fit in n bytes. */
+int bprt_watch_log_path(const char *log_path, char *buf, size_t n);
 
 /* Does d fit the model's inputs? (one input: features; two: features and labels or
  * targets). -1 with "SOURCE: data has 784 features per row; model input x expects
@@ -159,17 +184,29 @@ int bprt_train_check_data(const bprt_model_desc *desc, const BprtDataset *d);
 /* -------------------------------------------------------- checkpoints (train.c) */
 
 /* The loop's state kept in a checkpoint's metadata beside parameters and optimizer
- * state: keys bpcc.epoch, bpcc.step, bpcc.seed, bpcc.schedule (kind and state), bpcc.rng. */
+ * state: keys bpcc.epoch, bpcc.step, bpcc.seed, bpcc.schedule (kind and state), bpcc.rng,
+ * and the position inside an epoch that was stopped (bpcc.epoch_rows,
+ * bpcc.epoch_loss_sum, bpcc.epoch_correct; all 0 at an epoch's end). */
 typedef struct {
   int64_t epoch;             /* completed epochs */
   int64_t step;              /* completed steps */
   uint64_t seed;
-  BprtSchedule schedule;
+  BprtSchedule schedule;     /* as at the start of epoch `epoch` + 1 */
+  int64_t epoch_rows;        /* rows of epoch `epoch` + 1 trained (its permutation's first) */
+  double epoch_loss_sum;     /* the sum of their batch losses times rows */
+  int64_t epoch_correct;     /* their correct predictions */
 } BprtTrainState;
+
+/* Values kept in range by the loop, and so checked by load: epoch, step and rows
+ * below 2^40 (the width of the RNG streams' epoch and step fields). */
+#define BPRT_TRAIN_COUNT_MAX (INT64_C(1) << 40)
 
 int bprt_checkpoint_save(bprt_model *m, const char *path, const BprtTrainState *st);
 /* Load parameters and optimizer state into m and the loop state into *st (st may be
- * NULL: weights only, e.g. `bpcc eval`). */
+ * NULL: weights only, e.g. `bpcc eval`). *st's schedule must hold this run's settings
+ * (its kind is checked against the file's). Every key is checked: a missing, malformed
+ * or out-of-range value is an error naming the key and the file, e.g.
+ * "ck.st: metadata bpcc.step = '-1' is out of range (an integer in [0, 2^40))". */
 int bprt_checkpoint_load(bprt_model *m, const char *path, BprtTrainState *st);
 
 #endif

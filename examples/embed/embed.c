@@ -1,7 +1,10 @@
 /* examples/embed/embed.c — a C program that trains a model compiled by bpcc.
  *
  *   bpcc classifier.bp -o classifier.so
- *   cc -I. embed.c ./classifier.so -o embed -lm && ./embed
+ *   cc -I. embed.c classifier.so -o embed -lm -Wl,-rpath,'$ORIGIN' && ./embed
+ *
+ * (docs/abi.md: the RUNPATH $ORIGIN finds classifier.so beside the program, from any
+ * working directory; CMake projects use bpcc_add_model, as CMakeLists.txt here does.)
  *
  * It includes the generated header, creates the model, trains it on a small problem
  * built in here (three interleaved spirals in the plane), prints the falling loss,

@@ -270,6 +270,43 @@ static void test_misuse(void **state) {
   assert_error(bprt_model_set_lr(m, NAN), BPRT_E_ARG, "tiny: lr must be finite, got nan");
   assert_error(bprt_model_set_lr(m, -1), BPRT_E_ARG, "tiny: lr must be >= 0, got -1");
   assert_error(bprt_model_set_lr(NULL, 1), BPRT_E_ARG, "set_hyper: NULL model");
+  /* What torch.optim's constructors refuse (Adam, SGD, RMSprop, Adagrad: betas outside
+   * [0, 1), negative lr, eps, weight_decay, momentum, alpha, lr_decay,
+   * initial_accumulator_value), refused by name, the model unchanged. */
+  static const struct {
+    const char *name;
+    double v;
+    const char *msg;
+  } refused[] = {
+      {"beta1", 1.0, "tiny: beta1 must be in [0, 1), got 1"},
+      {"beta2", -0.1, "tiny: beta2 must be in [0, 1), got -0.1"},
+      {"eps", -1e-8, "tiny: eps must be >= 0, got -1e-08"},
+      {"weight_decay", -1, "tiny: weight_decay must be >= 0, got -1"},
+      {"momentum", -0.5, "tiny: momentum must be >= 0, got -0.5"},
+      {"alpha", -1, "tiny: alpha must be >= 0, got -1"},
+      {"lr_decay", -1, "tiny: lr_decay must be >= 0, got -1"},
+      {"initial_accumulator_value", -1, "tiny: initial_accumulator_value must be >= 0, got -1"},
+      {"lr", INFINITY, "tiny: lr must be finite, got inf"},
+      {"nesterov", 2, "tiny: nesterov must be true or false (1 or 0), got 2"},
+  };
+  double before[BPRT_H__COUNT];
+  for (int h = 0; h < BPRT_H__COUNT; h++) bprt_model_get_hyper(m, h, &before[h]);
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+    assert_error(bprt_model_set_hyper_name(m, refused[i].name, refused[i].v), BPRT_E_ARG, refused[i].msg);
+  /* SGD: "Nesterov momentum requires a momentum and zero dampening" */
+  assert_int_equal(bprt_model_set_hyper_name(m, "dampening", 0.5), BPRT_OK);
+  assert_error(bprt_model_set_hyper_name(m, "nesterov", 1), BPRT_E_ARG,
+               "tiny: nesterov 1: nesterov = true requires a momentum > 0 and zero dampening (momentum)");
+  assert_int_equal(bprt_model_set_hyper_name(m, "dampening", 0), BPRT_OK);
+  assert_int_equal(bprt_model_set_hyper_name(m, "nesterov", 1), BPRT_OK);
+  assert_error(bprt_model_set_hyper_name(m, "momentum", 0), BPRT_E_ARG,
+               "tiny: momentum 0: nesterov = true requires a momentum > 0 and zero dampening (momentum)");
+  assert_int_equal(bprt_model_set_hyper_name(m, "nesterov", 0), BPRT_OK);
+  for (int h = 0; h < BPRT_H__COUNT; h++) {
+    double now;
+    bprt_model_get_hyper(m, h, &now);
+    if (h != BPRT_H_STEP) assert_true(now == before[h]);
+  }
   double v;
   assert_error(bprt_model_get_hyper(m, -1, &v), BPRT_E_RANGE, "tiny: hyperparameter index -1 is out of range [0, 13)");
   assert_error(bprt_model_get_hyper(m, 0, NULL), BPRT_E_ARG, "get_hyper: NULL value pointer");
@@ -422,6 +459,18 @@ static void test_checkpoint_bad(void **state) {
   assert_int_equal(bprt_model_load(m, missing), BPRT_E_CHECKPOINT);
   assert_non_null(strstr(bprt_last_error(), missing));
   assert_memory_equal(p, bprt_model_params(m), sizeof p);
+
+  /* a FIFO (no writer: opening it must not block) and /dev/zero (never ends) */
+  alarm(10);
+  const char *fifo = path_in(dir, "fifo.safetensors");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  snprintf(msg, sizeof msg, "tiny: load: %s: a FIFO (named pipe), not a regular file: only regular files can be "
+           "read here", fifo);
+  expect_bad_load(m, fifo, msg);
+  unlink(fifo);
+  expect_bad_load(m, "/dev/zero",
+                  "tiny: load: /dev/zero: a character device, not a regular file: only regular files can be read here");
+  alarm(0);
 
   const char *garbage = path_in(dir, "garbage.safetensors");
   write_text(garbage, "this is not a checkpoint at all, just text\n");

@@ -20,7 +20,7 @@ for k in "grad 0 [0-9.]+ matmul\+add\+relu m1.bp:[0-9]+" "grad [0-9]+ [0-9.]+ so
   echo "$prof" | grep -Eq "^kernel $k\$" || { echo "FAIL: no kernel line '$k' from --profile"; echo "$prof"; exit 1; }
 done
 err=$("$BPCC" bench "$SRC/bench/m1.bp" --steps 0 2>&1 > /dev/null); rc=$?
-[ $rc -eq 1 ] && echo "$err" | grep -q "expected an integer >= 1" || { echo "FAIL: --steps 0 not refused: $err"; exit 1; }
+[ $rc -eq 1 ] && echo "$err" | grep -q "expected an integer from 1 to 2147483647" || { echo "FAIL: --steps 0 not refused: $err"; exit 1; }
 # the library row: bench/aot_step.c builds and runs one step of M1's library
 T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-smoke-XXXXXX")
 trap 'rm -rf "$T"' EXIT
@@ -29,4 +29,19 @@ cc -O2 -std=c11 -o "$T/aot_step" "$SRC/bench/aot_step.c" -ldl || { echo "FAIL: b
 aot=$("$T/aot_step" "$T/m1.so" m1 4 1 1) || { echo "FAIL: aot_step exited $?"; exit 1; }
 echo "$aot"
 echo "$aot" | grep -Eq '^aot m1 [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+$' || { echo "FAIL: no library row"; exit 1; }
+# the CPU named in the benchmark's header and CSV (bench/peak.c --cpu, no timing): the
+# family and model decoded from CPUID must be the kernel's
+cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -o "$T/peak" "$SRC/bench/peak.c" -lpthread || { echo "FAIL: bench/peak.c does not build"; exit 1; }
+cpu=$("$T/peak" --cpu) || { echo "FAIL: peak --cpu exited $?"; exit 1; }
+echo "$cpu"
+for k in "vendor [A-Za-z]+" "family [0-9]+" "model [0-9]+" "model_name .+" "uarch .+"; do
+  echo "$cpu" | grep -Eq "^cpu_$k\$" || { echo "FAIL: no line 'cpu_$k' from peak --cpu"; exit 1; }
+done
+if [ -r /proc/cpuinfo ]; then
+  for k in "vendor_id:vendor" "cpu family:family" "model:model"; do
+    want=$(sed -n "s/^${k%%:*}[[:space:]]*: *//p" /proc/cpuinfo | head -1)
+    got=$(echo "$cpu" | sed -n "s/^cpu_${k#*:} //p")
+    [ "$got" = "$want" ] || { echo "FAIL: peak --cpu says ${k#*:} '$got', /proc/cpuinfo '$want'"; exit 1; }
+  done
+fi
 echo "bench smoke: ok"

@@ -53,8 +53,8 @@ run() {
   "$BPCC" $args "$@" > "$T/out" 2> "$T/err"
   rc=$?
   [ -f "$T/lib.so" ] && { cat "$T/lib.so" "$T/lib.h" >> "$T/out"; rm -f "$T/lib.so" "$T/lib.h"; }
-  # times: "compiled in 0.28s (set-up 0.30s)", "in 0.0s", bench's milliseconds
-  sed -E 's/[0-9]+\.[0-9]+s\b/Ts/g; s/^(bpcc [a-z_0-9]+) [0-9.]+ [0-9.]+ [0-9.]+ ([0-9.]+) [0-9.]+ [0-9]+ [0-9.]+$/\1 \2/' \
+  # times: "compiled in 280 ms (set-up 1.1 s)", "in 3 min 05 s", "<0.01 ms", bench's milliseconds
+  sed -E 's/[0-9]+ (min [0-9]+ s|h [0-9]+ min)\b/T/g; s/<?[0-9]+(\.[0-9]+)? (ms|s)\b/T/g; s/^(bpcc [a-z_0-9]+) [0-9.]+ [0-9.]+ [0-9.]+ ([0-9.]+) [0-9.]+ [0-9]+ [0-9.]+$/\1 \2/' \
     "$T/out" > "$T/norm" 2> /dev/null || cp "$T/out" "$T/norm"
   return $rc
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "runtime/data.h"
@@ -199,9 +200,10 @@ static void test_idx_errors(void **state) {
   /* A truncated gzip stream. */
   write_idx_pair(im, lb, false);
   const char *gzp = path_in(dir, "cut.gz");
-  unsigned char big[4000];
-  for (int i = 0; i < 4000; i++) big[i] = (unsigned char)(i * 7919 % 251);
-  write_gz(gzp, big, sizeof big);
+  unsigned char big[4016], noise[4000];   /* an IDX file, so the header reads fine */
+  for (int i = 0; i < 4000; i++) noise[i] = (unsigned char)(i * 7919 % 251);
+  const uint32_t bdims[3] = {5, 20, 40};
+  write_gz(gzp, big, make_idx(big, 0x08, 3, bdims, noise, sizeof noise));
   FILE *f = fopen(gzp, "rb");
   unsigned char gzbytes[8000];
   size_t gzn = fread(gzbytes, 1, sizeof gzbytes, f);
@@ -602,8 +604,12 @@ static void test_generators(void **state) {
   expect_error("unknown data source 'cifar:foo': expected mnist:DIR, idx:IMAGES,LABELS, "
                "csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy, spiral[:n=..,classes=..,noise=..], "
                "xor[:n=..,noise=..] or blobs[:n=..,classes=..,dim=..,std=..]");
-  assert_int_equal(bprt_data_load("idx:onlyone", 1, &a, &v), -1);
-  expect_error("data 'idx:onlyone': expected two paths separated by a comma");
+  assert_int_equal(bprt_data_load("idx:onlyone", 1, &a, &v), -1);   /* images alone: the one file */
+  expect_error("cannot open onlyone: No such file or directory");
+  assert_int_equal(bprt_data_load("idx:im,", 1, &a, &v), -1);
+  expect_error("data 'idx:im,': expected two paths separated by a comma (or one, for the features alone)");
+  assert_int_equal(bprt_data_load("npy:,y.npy", 1, &a, &v), -1);
+  expect_error("data 'npy:,y.npy': expected two paths separated by a comma (or one, for the features alone)");
   assert_int_equal(bprt_data_load("mnist:", 1, &a, &v), -1);
   expect_error("data 'mnist:': expected mnist:DIR");
 }
@@ -738,6 +744,99 @@ static void test_shape_checks(void **state) {
   bprt_dataset_free(d);
 }
 
+/* ------------------------------------------------------------------ features only */
+
+/* Features without labels or targets (idx:IMAGES, npy:X.npy, csv:PATH:label=none), for
+ * `bpcc predict`: the same features as with the labels; batches, shuffles and splits
+ * work; a model input that needs labels or targets is refused by name. */
+static void test_features_only(void **state) {
+  (void)state;
+  const char *im = path_in(dir, "im"), *lb = path_in(dir, "lb");
+  write_idx_pair(im, lb, false);
+  char spec[8400];
+  BprtDataset *d, *va;
+  snprintf(spec, sizeof spec, "idx:%s", im);
+  assert_int_equal(bprt_data_load(spec, 0, &d, &va), 0);
+  assert_null(va);
+  assert_int_equal(d->n, 5);
+  assert_int_equal(d->nfeat, 6);
+  assert_int_equal(d->frank, 2);
+  assert_null(d->labels);
+  assert_null(d->targets);
+  assert_int_equal(d->nclasses, 0);
+  assert_int_equal(d->twidth, 0);
+  assert_string_equal(d->source, spec);
+  for (int i = 0; i < 30; i++) assert_true(d->x[i] == (float)(pix[i] / 255.0));
+  const int64_t x6[3] = {-1, 2, 3}, y3[2] = {-1, 3};
+  assert_int_equal(bprt_data_check_x(d, "x", 3, x6), 0);
+  assert_int_equal(bprt_data_check_y(d, "y", true, 2, y3), -1);
+  expect_error("data has features only, no labels; model input y expects label[B,3]");
+  assert_int_equal(bprt_data_check_y(d, "t", false, 2, y3), -1);
+  expect_error("data has features only, no targets; model input t expects f32[B,3]");
+  /* batches in order and shuffled, and a split, carry the features alone */
+  BprtBatchIter it;
+  for (int shuffle = 0; shuffle < 2; shuffle++) {
+    assert_int_equal(bprt_batch_begin(&it, d, 2, shuffle, 3, 0), 0);
+    int64_t rows = 0;
+    while (bprt_batch_next(&it) > 0) {
+      assert_null(it.labels);
+      assert_null(it.targets);
+      assert_non_null(it.x);
+      rows += it.rows;
+    }
+    assert_int_equal(rows, 5);
+    bprt_batch_end(&it);
+  }
+  BprtDataset *tr, *vs;
+  assert_int_equal(bprt_data_split(d, 0.4, 1, &tr, &vs), 0);
+  assert_int_equal(tr->n + vs->n, 5);
+  assert_null(tr->labels);
+  assert_null(vs->targets);
+  bprt_dataset_free(tr), bprt_dataset_free(vs);
+  bprt_dataset_free(d);
+  /* npy:X.npy */
+  const char *x = path_in(dir, "x.npy");
+  const float xf[6] = {1, 2, 3, 4, 5, 6};
+  write_npy(x, "<f4", false, "(3, 2)", xf, 24);
+  snprintf(spec, sizeof spec, "npy:%s", x);
+  assert_int_equal(bprt_data_load(spec, 0, &d, &va), 0);
+  assert_int_equal(d->n, 3);
+  assert_int_equal(d->nfeat, 2);
+  assert_null(d->labels);
+  assert_null(d->targets);
+  assert_memory_equal(d->x, xf, sizeof xf);
+  assert_string_equal(d->source, spec);
+  bprt_dataset_free(d);
+  write_npy(x, "<f4", false, "(0, 2)", xf, 0);
+  assert_null(bprt_load_npy(x, NULL));
+  expect_error("%s: the array has no rows", x);
+  write_npy(x, "<f4", false, "(3, 0)", xf, 0);
+  assert_null(bprt_load_npy(x, NULL));
+  expect_error("%s: the array has no features (rows are empty)", x);
+  /* csv:PATH:label=none: every column a feature, also a single one */
+  const char *c = path_in(dir, "f.csv");
+  write_text(c, "a,b,c\n1,2,3\n4,5,6\n");
+  snprintf(spec, sizeof spec, "csv:%s:label=none,header=1", c);
+  assert_int_equal(bprt_data_load(spec, 0, &d, &va), 0);
+  assert_int_equal(d->n, 2);
+  assert_int_equal(d->nfeat, 3);
+  assert_null(d->labels);
+  assert_null(d->targets);
+  assert_true(d->x[0] == 1 && d->x[5] == 6);
+  assert_int_equal(d->lines[1], 3);
+  bprt_dataset_free(d);
+  write_text(c, "7\n8\n");
+  d = bprt_load_csv(c, 0, false, BPRT_NO_TARGETS);
+  assert_non_null(d);
+  assert_int_equal(d->nfeat, 1);
+  assert_true(d->x[1] == 8);
+  bprt_dataset_free(d);
+  snprintf(spec, sizeof spec, "csv:%s:label=none,target=1", c);
+  assert_int_equal(bprt_data_load(spec, 0, &d, &va), -1);
+  expect_error("csv: label= and target= exclude each other (a CSV has class labels or float targets)");
+  unlink(im), unlink(lb), unlink(x), unlink(c);
+}
+
 /* ------------------------------------------------------------------ OOM sweeps */
 
 /* Every allocation of every loader can fail: an error, never a crash or a leak. */
@@ -777,6 +876,10 @@ static void test_alloc_failure_sweep(void **state) {
   write_npy(x, "<f4", false, "(2, 2)", xf, 16);
   write_npy(y, "<i4", false, "(2,)", yl, 8);
   snprintf(spec, sizeof spec, "npy:%s,%s", x, y);
+  sweep(spec, &failures);
+  snprintf(spec, sizeof spec, "npy:%s", x);   /* features only */
+  sweep(spec, &failures);
+  snprintf(spec, sizeof spec, "csv:%s:label=none", c);
   sweep(spec, &failures);
   sweep("spiral:n=30", &failures);
   sweep("blobs", &failures);
@@ -892,6 +995,52 @@ static void test_mutation_robustness(void **state) {
   free(orig);
 }
 
+/* Only regular files are read: a FIFO (opening one without a writer would block), a
+ * character device (/dev/zero never ends) or a directory is an error at once, for
+ * every loader and the MNIST layout. alarm() turns a hang into a failure. */
+static void test_not_regular_files(void **state) {
+  (void)state;
+  alarm(10);
+  const char *fifo = path_in(dir, "fifo");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  const char *lb = path_in(dir, "lb"), *im = path_in(dir, "im");
+  write_idx_pair(im, lb, false);
+  char spec[8400];
+  BprtDataset *tr, *va;
+  const char *bad[3] = {fifo, "/dev/zero", dir};
+  const char *kind[3] = {"a FIFO (named pipe)", "a character device", "a directory"};
+  for (int i = 0; i < 3; i++) {
+    char want[4200];
+    snprintf(want, sizeof want, "%s: %s, not a regular file: only regular files can be read here", bad[i], kind[i]);
+    assert_null(bprt_load_idx(bad[i], lb));
+    assert_string_equal(bprt_last_error(), want);
+    assert_null(bprt_load_idx(im, bad[i]));
+    assert_string_equal(bprt_last_error(), want);
+    assert_null(bprt_load_npy(bad[i], lb));
+    assert_string_equal(bprt_last_error(), want);
+    snprintf(spec, sizeof spec, "csv:%s", bad[i]);
+    assert_int_equal(bprt_data_load(spec, 0, &tr, &va), -1);
+    assert_string_equal(bprt_last_error(), want);
+  }
+  /* an MNIST directory whose training images are a FIFO */
+  char mdir[2048];
+  snprintf(mdir, sizeof mdir, "%.1000s/mnist-fifo", dir);
+  assert_int_equal(mkdir(mdir, 0700), 0);
+  char images[4200];
+  snprintf(images, sizeof images, "%.2000s/train-images-idx3-ubyte", mdir);
+  assert_int_equal(mkfifo(images, 0600), 0);
+  const char *others[3] = {"train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+  for (int i = 0; i < 3; i++) write_text(path_in(mdir, others[i]), "x");
+  snprintf(spec, sizeof spec, "mnist:%s", mdir);
+  assert_int_equal(bprt_data_load(spec, 0, &tr, &va), -1);
+  expect_error("%s: a FIFO (named pipe), not a regular file: only regular files can be read here", images);
+  alarm(0);
+  unlink(images);
+  for (int i = 0; i < 3; i++) unlink(path_in(mdir, others[i]));
+  rmdir(mdir);
+  unlink(fifo), unlink(im), unlink(lb);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_idx_good),     cmocka_unit_test(test_idx_types),
@@ -901,8 +1050,9 @@ int main(void) {
       cmocka_unit_test(test_npy_good),     cmocka_unit_test(test_npy_errors),
       cmocka_unit_test(test_generators),   cmocka_unit_test(test_split),
       cmocka_unit_test(test_permutation),  cmocka_unit_test(test_batches),
-      cmocka_unit_test(test_shape_checks), cmocka_unit_test(test_alloc_failure_sweep),
-      cmocka_unit_test(test_mutation_robustness),
+      cmocka_unit_test(test_shape_checks), cmocka_unit_test(test_features_only),
+      cmocka_unit_test(test_alloc_failure_sweep),
+      cmocka_unit_test(test_mutation_robustness), cmocka_unit_test(test_not_regular_files),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

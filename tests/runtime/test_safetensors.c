@@ -10,7 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include "runtime/runtime.h"
 #include "testutil.h"
@@ -151,6 +155,24 @@ static void test_corrupt_files(void **state) {
   assert_null(bprt_st_read(path));
   snprintf(want, sizeof want, "cannot open %s: No such file or directory", path);
   assert_string_equal(bprt_last_error(), want);
+  /* Not regular files: errors at once, never a hang (a FIFO without a writer would
+   * block open(2); /dev/zero would be read forever). alarm() turns a hang into a
+   * failure. */
+  alarm(10);
+  const char *fifo = path_in(dir, "fifo.safetensors");
+  assert_int_equal(mkfifo(fifo, 0600), 0);
+  assert_null(bprt_st_read(fifo));
+  snprintf(want, sizeof want, "%s: a FIFO (named pipe), not a regular file: only regular files can be read here",
+           fifo);
+  assert_string_equal(bprt_last_error(), want);
+  unlink(fifo);
+  assert_null(bprt_st_read("/dev/zero"));
+  assert_string_equal(bprt_last_error(),
+                      "/dev/zero: a character device, not a regular file: only regular files can be read here");
+  assert_null(bprt_st_read(dir));
+  snprintf(want, sizeof want, "%s: a directory, not a regular file: only regular files can be read here", dir);
+  assert_string_equal(bprt_last_error(), want);
+  alarm(0);
   /* Too short. */
   write_bytes(path, "\x05\0\0", 3);
   expect_read_error(path, "file too short for a safetensors checkpoint (3 bytes; the header length alone is 8)");
@@ -210,6 +232,7 @@ static void test_corrupt_files(void **state) {
   corrupt("{}", 3, "3 bytes after the last tensor's data (from byte 10): the header does not describe the whole file");
   corrupt("{\"__metadata__\":{\"step\":3}}", 0, "__metadata__ value of 'step' is a number; expected a string");
   corrupt("{\"__metadata__\":[]}", 0, "__metadata__ is an array; expected an object of strings");
+  corrupt("{\"__metadata__\":{\"step\":\"3\",\"step\":\"4\"}}", 0, "__metadata__ names 'step' twice (header byte 36)");
   corrupt("{\"\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "a tensor has an empty name");
   /* A valid file with a bit flipped in the length is caught too. */
   assert_int_equal(bprt_st_write(path, tensors, 3, meta, 3), 0);
@@ -389,12 +412,97 @@ static void test_mutation_robustness(void **state) {
   unlink(good), unlink(bad);
 }
 
+/* A PID that is no live process: a child that has exited and been reaped (its PID is
+ * free until the kernel hands it out again, which takes a full cycle of the PID space). */
+static long dead_pid(void) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  assert_true(pid > 0);
+  assert_int_equal(waitpid(pid, NULL, 0), pid);
+  return (long)pid;
+}
+
+static void set_mtime_ago(const char *path, long seconds) {
+  struct timespec ts[2];
+  clock_gettime(CLOCK_REALTIME, &ts[0]);
+  ts[0].tv_sec -= seconds;
+  ts[1] = ts[0];
+  assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* issue 12: the temporary file of a save killed before its rename is removed by the next
+ * save to the same path, and nothing else is: not a temporary file of a live process
+ * (another save in progress), not one written after the save began, not another path's,
+ * not a name that only looks alike. */
+static void test_stale_temps_removed(void **state) {
+  (void)state;
+  char name[256];
+  long dead = dead_pid(), live = (long)getppid();
+  const char *path = path_in(dir, "ck.safetensors");
+  snprintf(name, sizeof name, "ck.safetensors.tmp-%ld-0", dead);
+  char stale[4096], fresh[4096], alive[4096], other[4096], alike[4096], own[4096];
+  snprintf(stale, sizeof stale, "%s", path_in(dir, name));
+  snprintf(name, sizeof name, "ck.safetensors.tmp-%ld-7", dead);
+  snprintf(fresh, sizeof fresh, "%s", path_in(dir, name));
+  snprintf(name, sizeof name, "ck.safetensors.tmp-%ld-1", live);
+  snprintf(alive, sizeof alive, "%s", path_in(dir, name));
+  snprintf(name, sizeof name, "other.safetensors.tmp-%ld-0", dead);
+  snprintf(other, sizeof other, "%s", path_in(dir, name));
+  snprintf(name, sizeof name, "ck.safetensors.tmp-%ld-0x", dead);
+  snprintf(alike, sizeof alike, "%s", path_in(dir, name));
+  snprintf(name, sizeof name, "ck.safetensors.tmp-%ld-99", (long)getpid());
+  snprintf(own, sizeof own, "%s", path_in(dir, name));
+  const char *old[] = {stale, alive, other, alike, own};
+  for (int i = 0; i < 5; i++) {
+    write_text(old[i], "half a checkpoint");
+    set_mtime_ago(old[i], 3600);
+  }
+  write_text(fresh, "half a checkpoint");   /* its mtime: now, at most the save's start */
+  struct timespec later;
+  clock_gettime(CLOCK_REALTIME, &later);
+  later.tv_sec += 3600;
+  struct timespec ts[2] = {later, later};
+  assert_int_equal(utimensat(AT_FDCWD, fresh, ts, 0), 0);   /* written "after" the save began */
+
+  assert_int_equal(bprt_st_write(path, tensors, 3, meta, 3), 0);
+  assert_int_equal(access(stale, F_OK), -1);   /* removed */
+  assert_int_equal(access(fresh, F_OK), 0);
+  assert_int_equal(access(alive, F_OK), 0);
+  assert_int_equal(access(other, F_OK), 0);
+  assert_int_equal(access(alike, F_OK), 0);
+  assert_int_equal(access(own, F_OK), 0);
+  assert_int_equal(count_entries(dir), 6);     /* the five kept and the checkpoint */
+  const char *all[] = {path, fresh, alive, other, alike, own};
+  for (int i = 0; i < 6; i++) unlink(all[i]);
+  assert_int_equal(count_entries(dir), 0);
+}
+
+/* --save's check before a run: a path a save could write passes (and leaves nothing);
+ * a missing directory and a directory are named. */
+static void test_check_writable(void **state) {
+  (void)state;
+  assert_int_equal(bprt_st_check_writable(path_in(dir, "x.safetensors")), 0);
+  assert_int_equal(count_entries(dir), 0);
+  char nodir[4200], want[8600];
+  snprintf(nodir, sizeof nodir, "%s/no/x.safetensors", dir);
+  assert_int_equal(bprt_st_check_writable(nodir), -1);
+  snprintf(want, sizeof want, "%s: cannot create a file in '%s/no': No such file or directory", nodir, dir);
+  assert_string_equal(bprt_last_error(), want);
+  assert_int_equal(bprt_st_check_writable(dir), -1);
+  snprintf(want, sizeof want, "%s: is a directory", dir);
+  assert_string_equal(bprt_last_error(), want);
+  assert_int_equal(bprt_st_check_writable(""), -1);
+  assert_string_equal(bprt_last_error(), "checkpoint: empty path");
+  assert_int_equal(count_entries(dir), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),          cmocka_unit_test(test_header_bytes),
       cmocka_unit_test(test_corrupt_files),       cmocka_unit_test(test_hostile_json),
       cmocka_unit_test(test_write_argument_errors), cmocka_unit_test(test_atomic_write_failure),
       cmocka_unit_test(test_alloc_failure_sweep), cmocka_unit_test(test_mutation_robustness),
+      cmocka_unit_test(test_stale_temps_removed), cmocka_unit_test(test_check_writable),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -120,7 +120,7 @@ printf '1,1,1\n2,1,1\n3,1,1\n4,1,1\n' > "$T/reg.csv"
 [ $? -eq 1 ] || fail "non-finite at step 2: exit status"
 [ "$(cat "$T/err")" = "bpcc: error: non-finite value at step 2 (epoch 2, batch 1 of 1): first in the pow at $T/reg.bp:8:10 (inf); training stopped, the last good checkpoint '$T/reg.st' (epoch 1) is left as it was" ] ||
   { fail "non-finite at step 2: message"; cat "$T/err"; }
-grep -q "^epoch 1/3  loss 7.5000 " "$T/out" || { fail "non-finite at step 2: epoch 1 line"; cat "$T/out"; }
+grep -q "^epoch 1/3  loss 7.5 " "$T/out" || { fail "non-finite at step 2: epoch 1 line"; cat "$T/out"; }
 grep -aq '"bpcc.epoch":"1"' "$T/reg.st" || fail "the checkpoint left in place is not epoch 1's"
 "$BPCC" train "$T/reg.bp" --data "csv:$T/reg.csv:target=1" --epochs 1 --save "$T/reg1.st" --quiet > /dev/null ||
   fail "reg, 1 epoch"
@@ -134,7 +134,8 @@ printf 'train spiral {\n    optimizer adam(lr = 0.01)\n    batch 30\n    schedul
   { fail "train block warmup: rates"; cat "$T/warm.out"; }
 "$BPCC" train "$T/warm.bp" --data spiral:n=90 --epochs 4 --schedule 'cosine(T_max = 4, warmup = 2)' > "$T/warm2.out" 2>&1 ||
   fail "--schedule warmup"
-[ "$(grep '^epoch' "$T/warm.out" | sed 's/  [0-9.]*s$//')" = "$(grep '^epoch' "$T/warm2.out" | sed 's/  [0-9.]*s$//')" ] ||
+# (the epoch's time last: "0.3 ms", "12.4 s", "3 min 05 s")
+[ "$(grep '^epoch' "$T/warm.out" | sed -E 's/  [^ ]+ (ms|s|min [0-9]+ s)$//')" = "$(grep '^epoch' "$T/warm2.out" | sed -E 's/  [^ ]+ (ms|s|min [0-9]+ s)$//')" ] ||
   fail "train block warmup and --schedule warmup differ"
 # after a frontend error, its diagnostics and nothing else
 printf 'model m(x: f32[B, 2], y: label[B, 3]) {\n    loss softmax_cross_entropy(dense(x, 3), y)\n}\ntrain m {\n    schedule step(2, warmup = 1)\n}\n' > "$T/tb.bp"
@@ -161,7 +162,7 @@ grep -q "^trained 2 epochs (2 steps)" "$T/out" || fail "huge batch: steps"
 "$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 2 --batch 90 --quiet > "$T/out90" 2>&1 || fail "batch 90"
 "$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 2 --batch 99999999999 --quiet > "$T/outq" 2> "$T/err" || fail "huge batch --quiet"
 [ -s "$T/err" ] && { fail "huge batch --quiet printed a note"; cat "$T/err"; }
-[ "$(sed 's/ in [0-9.]*s:/:/' "$T/outq")" = "$(sed 's/ in [0-9.]*s:/:/' "$T/out90")" ] || fail "huge batch differs from batch 90"
+[ "$(sed 's/ in [^:]*:/:/' "$T/outq")" = "$(sed 's/ in [^:]*:/:/' "$T/out90")" ] || fail "huge batch differs from batch 90"
 
 [ $fails -eq 0 ] && echo "cli: all passed"
 exit $fails
