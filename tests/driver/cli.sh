@@ -8,20 +8,12 @@
 set -u
 BPCC=$1
 SRC=$2
+. "$SRC/tests/lib.sh"
+t_setup cli
 M=$SRC/examples/spiral.bp
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-cli-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # expect WANT ARGS...: exit status 1, stderr exactly WANT, nothing on stdout
-expect() {
-  want=$1; shift
-  "$BPCC" "$@" > "$T/out" 2> "$T/err"; rc=$?
-  [ $rc -eq 1 ] || fail "bpcc $*: exit $rc, expected 1"
-  printf '%s\n' "$want" | cmp -s - "$T/err" || { fail "bpcc $*: stderr differs:"; printf '%s\n' "$want" | diff - "$T/err"; }
-  [ -s "$T/out" ] && fail "bpcc $*: printed on stdout"
-}
+expect() { expect_error_exact --no-stdout "$@"; }
 TRY="Try 'bpcc --help' for more information."
 TRY_TRAIN="Try 'bpcc train --help' for more information."
 
@@ -147,5 +139,4 @@ if grep -q "^model name" /proc/cpuinfo 2> /dev/null; then
   grep -qF "host CPU: $name (LLVM:" "$T/v" || fail "--version does not name the CPU '$name'"
 fi
 
-[ $fails -eq 0 ] && echo ok
-exit $((fails > 0))
+t_done driver_cli

@@ -11,36 +11,22 @@
 set -u
 BPCC=$1
 SRC=$2
+. "$SRC/tests/lib.sh"
+t_setup limits
+t_timeout=10   # expect_error_has: exit 1 within 10 s, the message on stderr
 M=$SRC/examples/spiral.bp
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-limits-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-# expect MESSAGE ARGS...: bpcc ARGS exits 1 within 10 s, its stderr holds MESSAGE
-expect() {
-  msg=$1
-  shift
-  timeout 10 "$BPCC" "$@" > "$T/out" 2> "$T/err" < /dev/null
-  rc=$?
-  if [ $rc -ne 1 ]; then
-    fail "bpcc $*: exit $rc, expected 1$( [ $rc -eq 124 ] && echo ' (it hung)')"
-  elif ! grep -qF -- "$msg" "$T/err"; then
-    fail "bpcc $*: expected '$msg', got: $(cat "$T/err")"
-  fi
-}
-
-mkfifo "$T/fifo" || { echo "FAIL: mkfifo"; exit 1; }
+mkfifo "$T/fifo" || die "mkfifo"
 mkdir "$T/dir"
 FIFO_IS="$T/fifo: a FIFO (named pipe), not a regular file: only regular files can be read here"
 ZERO_IS="/dev/zero: a character device, not a regular file: only regular files can be read here"
 DIR_IS="$T/dir: a directory, not a regular file: only regular files can be read here"
 
 # ---- 1. not regular files
-expect "cannot read '$T/fifo': a FIFO (named pipe), not a regular file; to read a program from a pipe, use '-' (standard input)" --check "$T/fifo"
-expect "cannot read '/dev/zero': a character device, not a regular file; to read a program from a pipe, use '-'" --check /dev/zero
-expect "cannot read '$T/dir': a directory, not a regular file" --check "$T/dir"
-expect "cannot read '$T/fifo': a FIFO (named pipe)" train "$T/fifo" --data spiral
+expect_error_has "cannot read '$T/fifo': a FIFO (named pipe), not a regular file; to read a program from a pipe, use '-' (standard input)" --check "$T/fifo"
+expect_error_has "cannot read '/dev/zero': a character device, not a regular file; to read a program from a pipe, use '-'" --check /dev/zero
+expect_error_has "cannot read '$T/dir': a directory, not a regular file" --check "$T/dir"
+expect_error_has "cannot read '$T/fifo': a FIFO (named pipe)" train "$T/fifo" --data spiral
 timeout 10 "$BPCC" --check - < /dev/zero > /dev/null 2> "$T/err"
 rc=$?
 [ $rc -eq 1 ] && grep -qF "<stdin>: more than 64 MiB of text: too large for a .bp or .ir file" "$T/err" ||
@@ -48,14 +34,14 @@ rc=$?
 # standard input, a pipe included, is still a program
 cat "$M" | timeout 10 "$BPCC" --check - > /dev/null 2>&1 || fail "--check - from a pipe"
 
-expect "$FIFO_IS" train "$M" --data "csv:$T/fifo"
-expect "$ZERO_IS" train "$M" --data csv:/dev/zero
-expect "$ZERO_IS" train "$M" --data "idx:/dev/zero,$T/fifo"
-expect "$DIR_IS" train "$M" --data "npy:$T/dir,$T/fifo"
-expect "$FIFO_IS" train "$M" --data spiral:n=60 --epochs 1 --resume "$T/fifo"
-expect "$ZERO_IS" train "$M" --data spiral:n=60 --epochs 1 --resume /dev/zero
-expect "spiral: load: $FIFO_IS" eval "$M" --weights "$T/fifo" --data spiral:n=60
-expect "spiral: load: $DIR_IS" eval "$M" --weights "$T/dir" --data spiral:n=60
+expect_error_has "$FIFO_IS" train "$M" --data "csv:$T/fifo"
+expect_error_has "$ZERO_IS" train "$M" --data csv:/dev/zero
+expect_error_has "$ZERO_IS" train "$M" --data "idx:/dev/zero,$T/fifo"
+expect_error_has "$DIR_IS" train "$M" --data "npy:$T/dir,$T/fifo"
+expect_error_has "$FIFO_IS" train "$M" --data spiral:n=60 --epochs 1 --resume "$T/fifo"
+expect_error_has "$ZERO_IS" train "$M" --data spiral:n=60 --epochs 1 --resume /dev/zero
+expect_error_has "spiral: load: $FIFO_IS" eval "$M" --weights "$T/fifo" --data spiral:n=60
+expect_error_has "spiral: load: $DIR_IS" eval "$M" --weights "$T/dir" --data spiral:n=60
 
 # ---- 2. gzip bombs under a few hundred MB of address space: one gzip member of 1 MiB
 # of zeros (about 1 KB) repeated 1024 times after a first member, as `cat` makes them
@@ -74,40 +60,40 @@ for f in images.gz bomb.csv.gz; do
   [ "$size" -lt 2000000 ] || fail "$f is $size bytes, not about 1 MB"
 done
 (
+  t_fails=0
   ulimit -v 409600
-  expect "$T/images.gz: unexpected bytes after the last of 5 records (from byte 46 of the decompressed data): the header's count disagrees with the file" \
+  expect_error_has "$T/images.gz: unexpected bytes after the last of 5 records (from byte 46 of the decompressed data): the header's count disagrees with the file" \
     train "$M" --data "idx:$T/images.gz,$T/labels"
-  expect "refusing a likely gzip bomb; if the file is genuine, decompress it (gunzip) and load the raw file" \
+  expect_error_has "refusing a likely gzip bomb; if the file is genuine, decompress it (gunzip) and load the raw file" \
     train "$M" --data "csv:$T/bomb.csv.gz"
-  exit $fails
-) || fails=$((fails + $?))
+  t_sub_exit
+) || t_fails=$((t_fails + $?))
 
 # ---- 3. option values out of range: errors with the range, never wrapped or capped
-expect "--threads '4294967297': too large: expected an integer from 1 to 1024" train "$M" --data spiral --threads 4294967297
-expect "--threads '5000': too large: expected an integer from 1 to 1024" train "$M" --data spiral --threads 5000
-expect "--batch 4294967297: at most 2147483648 rows for bench" bench "$M" --batch 4294967297
-expect "--batch 4294967297: at most 2147483648 rows for --mem-report" --mem-report "$M" --batch 4294967297
-expect "--batch '0': expected an integer >= 1" eval "$M" --weights x --data spiral --batch 0
-expect "--epochs '99999999999999999999': too large: expected an integer from 1 to 9223372036854775807" train "$M" --data spiral --epochs 99999999999999999999
-expect "--seed '18446744073709551616': too large: expected an integer from 0 to 9223372036854775807" train "$M" --data spiral --seed 18446744073709551616
-expect "--save-every '-1': expected an integer >= 1" train "$M" --data spiral --save x.st --save-every -1
-expect "--print-every '99999999999999999999': too large: expected an integer from 1 to 9223372036854775807" train "$M" --data spiral --print-every 99999999999999999999
-expect "--top-k '0': expected an integer from 1 to 2147483647" predict "$M" --weights x --data spiral --top-k 0
-expect "--steps '4294967297': too large: expected an integer from 1 to 2147483647" bench "$M" --steps 4294967297
-expect "--warmup '99999999999': too large: expected an integer from 0 to 2147483647" bench "$M" --warmup 99999999999
-expect "bench: the model needs" bench "$M" --batch 2147483648 --steps 1
-expect "--tol must be a positive finite number, not 'inf'" gradcheck "$M" --tol inf
-expect "--mem-budget '0': must be more than 0 bytes" --mem-report "$M" --mem-budget 0
-expect "--mem-budget '17179869184GiB': out of range: a whole number of bytes up to 9e18 (8 EiB)" --mem-report "$M" --mem-budget 17179869184GiB
-expect "--lr '-1': must be >= 0" train "$M" --data spiral --lr -1
-expect "--optimizer 'adam(betas=(0.9, 1.0))': betas must be in [0, 1) at column 12" train "$M" --data spiral --optimizer 'adam(betas=(0.9, 1.0))'
-expect "--optimizer 'adam(eps=-1e-8)': eps must be >= 0 at column 10" train "$M" --data spiral --optimizer 'adam(eps=-1e-8)'
-expect "--optimizer 'adamw(weight_decay=-0.1)': weight_decay must be >= 0 at column 20" train "$M" --data spiral --optimizer 'adamw(weight_decay=-0.1)'
-expect "--optimizer 'sgd(momentum=-0.9)': momentum must be >= 0 at column 14" train "$M" --data spiral --optimizer 'sgd(momentum=-0.9)'
-expect "--optimizer 'sgd(nesterov=true)': nesterov = true requires a momentum > 0 and zero dampening" train "$M" --data spiral --optimizer 'sgd(nesterov=true)'
-expect "--schedule 'cosine(T_max=1e16)': T_max 1e+16 is out of range (at most 1e15) at column 14" train "$M" --data spiral --schedule 'cosine(T_max=1e16)'
-expect "spiral: n=0 is not an integer in 1..100000000" train "$M" --data spiral:n=0
-expect "xor: n=99999999999999999999 is not an integer in 1..100000000" train "$M" --data xor:n=99999999999999999999
+expect_error_has "--threads '4294967297': too large: expected an integer from 1 to 1024" train "$M" --data spiral --threads 4294967297
+expect_error_has "--threads '5000': too large: expected an integer from 1 to 1024" train "$M" --data spiral --threads 5000
+expect_error_has "--batch 4294967297: at most 2147483648 rows for bench" bench "$M" --batch 4294967297
+expect_error_has "--batch 4294967297: at most 2147483648 rows for --mem-report" --mem-report "$M" --batch 4294967297
+expect_error_has "--batch '0': expected an integer >= 1" eval "$M" --weights x --data spiral --batch 0
+expect_error_has "--epochs '99999999999999999999': too large: expected an integer from 1 to 9223372036854775807" train "$M" --data spiral --epochs 99999999999999999999
+expect_error_has "--seed '18446744073709551616': too large: expected an integer from 0 to 9223372036854775807" train "$M" --data spiral --seed 18446744073709551616
+expect_error_has "--save-every '-1': expected an integer >= 1" train "$M" --data spiral --save x.st --save-every -1
+expect_error_has "--print-every '99999999999999999999': too large: expected an integer from 1 to 9223372036854775807" train "$M" --data spiral --print-every 99999999999999999999
+expect_error_has "--top-k '0': expected an integer from 1 to 2147483647" predict "$M" --weights x --data spiral --top-k 0
+expect_error_has "--steps '4294967297': too large: expected an integer from 1 to 2147483647" bench "$M" --steps 4294967297
+expect_error_has "--warmup '99999999999': too large: expected an integer from 0 to 2147483647" bench "$M" --warmup 99999999999
+expect_error_has "bench: the model needs" bench "$M" --batch 2147483648 --steps 1
+expect_error_has "--tol must be a positive finite number, not 'inf'" gradcheck "$M" --tol inf
+expect_error_has "--mem-budget '0': must be more than 0 bytes" --mem-report "$M" --mem-budget 0
+expect_error_has "--mem-budget '17179869184GiB': out of range: a whole number of bytes up to 9e18 (8 EiB)" --mem-report "$M" --mem-budget 17179869184GiB
+expect_error_has "--lr '-1': must be >= 0" train "$M" --data spiral --lr -1
+expect_error_has "--optimizer 'adam(betas=(0.9, 1.0))': betas must be in [0, 1) at column 12" train "$M" --data spiral --optimizer 'adam(betas=(0.9, 1.0))'
+expect_error_has "--optimizer 'adam(eps=-1e-8)': eps must be >= 0 at column 10" train "$M" --data spiral --optimizer 'adam(eps=-1e-8)'
+expect_error_has "--optimizer 'adamw(weight_decay=-0.1)': weight_decay must be >= 0 at column 20" train "$M" --data spiral --optimizer 'adamw(weight_decay=-0.1)'
+expect_error_has "--optimizer 'sgd(momentum=-0.9)': momentum must be >= 0 at column 14" train "$M" --data spiral --optimizer 'sgd(momentum=-0.9)'
+expect_error_has "--optimizer 'sgd(nesterov=true)': nesterov = true requires a momentum > 0 and zero dampening" train "$M" --data spiral --optimizer 'sgd(nesterov=true)'
+expect_error_has "--schedule 'cosine(T_max=1e16)': T_max 1e+16 is out of range (at most 1e15) at column 14" train "$M" --data spiral --schedule 'cosine(T_max=1e16)'
+expect_error_has "spiral: n=0 is not an integer in 1..100000000" train "$M" --data spiral:n=0
+expect_error_has "xor: n=99999999999999999999 is not an integer in 1..100000000" train "$M" --data xor:n=99999999999999999999
 
-[ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
-echo "limits: all passed"
+t_done driver_limits

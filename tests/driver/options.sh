@@ -13,17 +13,15 @@
 set -u
 BPCC=$1
 SRC=$2
+. "$SRC/tests/lib.sh"
+t_setup options
 M=$SRC/examples/spiral.bp
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-options-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # the smallest budget spiral trains in at batch 32 (the train block's), and weights to evaluate
 err=$("$BPCC" --mem-report "$M" --mem-budget 1KiB 2>&1 >/dev/null)
 BUDGET=$(echo "$err" | sed -n 's/.*smallest feasible budget is [^(]*(\([0-9]*\) bytes).*/\1/p')
-[ -n "$BUDGET" ] || { echo "FAIL: no smallest budget in: $err"; exit 1; }
-"$BPCC" train "$M" --data spiral:n=64 --epochs 1 --quiet --save "$T/w.st" > /dev/null || { echo "FAIL: train --save"; exit 1; }
+[ -n "$BUDGET" ] || die "no smallest budget in: $err"
+"$BPCC" train "$M" --data spiral:n=64 --epochs 1 --quiet --save "$T/w.st" > /dev/null || die "train --save"
 
 OPTIONS="-fno-softmax-xent|--recompute=sqrt|--mem-budget $BUDGET|--batch 7|-O0|-march=x86-64-v3|--threads 1"
 
@@ -50,7 +48,7 @@ run() {
   args=$(echo "$1" | sed "s|FILE|$M|; s|OUT|$T/lib|; s|WEIGHTS|$T/w.st|")
   shift
   # shellcheck disable=SC2086
-  "$BPCC" $args "$@" > "$T/out" 2> "$T/err"
+  "$BPCC" $args "$@" > "$T/out" 2> "$T/err" < /dev/null
   rc=$?
   [ -f "$T/lib.so" ] && { cat "$T/lib.so" "$T/lib.h" >> "$T/out"; rm -f "$T/lib.so" "$T/lib.h"; }
   # times: "compiled in 280 ms (set-up 1.1 s)", "in 3 min 05 s", "<0.01 ms", bench's milliseconds
@@ -59,7 +57,10 @@ run() {
   return $rc
 }
 
-echo "$TABLE" | while IFS='|' read -r name cmd expect; do
+# (the loop reads a file, not a pipe: a pipeline's loop runs in a subshell, whose
+# failures would not be counted)
+echo "$TABLE" > "$T/table"
+while IFS='|' read -r name cmd expect; do
   run "$cmd" || { fail "$name: fails without options"; cat "$T/err"; continue; }
   cp "$T/norm" "$T/base"
   i=1
@@ -79,20 +80,19 @@ echo "$TABLE" | while IFS='|' read -r name cmd expect; do
     fi
   done
   echo "$name: ok"
-done > "$T/log"
-cat "$T/log"
-n=$(grep -c '^FAIL' "$T/log")
-[ "$n" -eq 0 ] || { echo "$n failures"; exit 1; }
+done < "$T/table"
+[ $t_fails -eq 0 ] || t_done driver_options   # the table's failures end the test
 
 # --print-after=STAGE works for every stage --help lists, alone and with a command
 stages=$("$BPCC" --help | sed -n '/--print-after=STAGE  print/,/--verify-each/p' | awk 'NF >= 2 && $1 ~ /^[a-z]+$/ {print $1}')
-[ "$(echo "$stages" | wc -w)" -eq 10 ] || { echo "FAIL: --help lists these stages: $stages"; exit 1; }
+[ "$(echo "$stages" | wc -w)" -eq 10 ] || die "--help lists these stages: $stages"
 for s in $stages; do
-  "$BPCC" --print-after="$s" --verify-each "$SRC/examples/mnist_mlp.bp" > "$T/pa" 2> "$T/err" || { echo "FAIL: --print-after=$s"; cat "$T/err"; exit 1; }
-  [ -s "$T/pa" ] || { echo "FAIL: --print-after=$s printed nothing"; exit 1; }
+  "$BPCC" --print-after="$s" --verify-each "$SRC/examples/mnist_mlp.bp" > "$T/pa" 2> "$T/err" || { cat "$T/err"; die "--print-after=$s"; }
+  [ -s "$T/pa" ] || die "--print-after=$s printed nothing"
 done
-"$BPCC" --print-after=kernels --emit=ir "$M" > /dev/null 2> "$T/err" && { echo "FAIL: --print-after=kernels with --emit=ir"; exit 1; }
-grep -q "print-after=kernels: --emit=ir stops before that stage" "$T/err" || { echo "FAIL: message"; cat "$T/err"; exit 1; }
-"$BPCC" --print-after=simplify -fno-softmax-xent -o "$T/x.so" "$M" > "$T/pa" || { echo "FAIL: --print-after with -o"; exit 1; }
-grep -q "^# IR after simplify" "$T/pa" && ! grep -q softmax_xent "$T/pa" || { echo "FAIL: -o did not run simplify without the softmax-CE rule"; exit 1; }
+"$BPCC" --print-after=kernels --emit=ir "$M" > /dev/null 2> "$T/err" && die "--print-after=kernels with --emit=ir"
+grep -q "print-after=kernels: --emit=ir stops before that stage" "$T/err" || { cat "$T/err"; die "--print-after=kernels with --emit=ir: message"; }
+"$BPCC" --print-after=simplify -fno-softmax-xent -o "$T/x.so" "$M" > "$T/pa" || die "--print-after with -o"
+grep -q "^# IR after simplify" "$T/pa" && ! grep -q softmax_xent "$T/pa" || die "-o did not run simplify without the softmax-CE rule"
 echo "print-after: ok"
+t_done driver_options

@@ -6,22 +6,11 @@
 set -u
 BPCC=$1
 SRC=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-plot-XXXXXX")
-trap 'rm -rf "$T"' EXIT
+. "$SRC/tests/lib.sh"
+t_setup plot
+t_timeout=20
 SPIRAL=$SRC/examples/spiral.bp
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-if ! command -v xmllint > /dev/null 2>&1; then
-  echo "FAIL: xmllint not found: it is in Debian's libxml2-utils (make deps installs it)"
-  exit 1
-fi
-
-expect_error() {
-  want=$1; shift
-  timeout 20 "$BPCC" "$@" > "$T/out" 2> "$T/err"; rc=$?
-  [ $rc -eq 1 ] || fail "bpcc $*: exit $rc, expected 1"
-  [ "$(head -1 "$T/err")" = "$want" ] || { fail "bpcc $*: stderr is not '$want':"; cat "$T/err"; }
-}
+command -v xmllint > /dev/null 2>&1 || die "xmllint not found: it is in Debian's libxml2-utils (make deps installs it)"
 
 # check SVG "id id ..." : xmllint accepts it, nothing outside it is referenced, and the
 # polylines are exactly the ids given, in that order
@@ -79,42 +68,41 @@ check "$T/mixed.svg" "loss accuracy"
 cmp -s "$T/val.svg" "$T/stdout.svg" || fail "-o - differs from -o val.svg"
 
 # 6. errors, located; no output file or temporary file left; an old file unchanged
-expect_error "bpcc: error: no output: give -o FILE.svg (or -o - for standard output)" plot "$T/val.csv"
-expect_error "bpcc: error: -o '$T/c.png': bpcc plot writes SVG: name the file FILE.svg (or - for standard output)" \
+expect_error_first "bpcc: error: no output: give -o FILE.svg (or -o - for standard output)" plot "$T/val.csv"
+expect_error_first "bpcc: error: -o '$T/c.png': bpcc plot writes SVG: name the file FILE.svg (or - for standard output)" \
   plot "$T/val.csv" -o "$T/c.png"
-expect_error "bpcc: error: no log: give the CSV that bpcc train --log wrote" plot -o "$T/e.svg"
-expect_error "bpcc: error: cannot open $T/none.csv: No such file or directory" plot "$T/none.csv" -o "$T/e.svg"
+expect_error_first "bpcc: error: no log: give the CSV that bpcc train --log wrote" plot -o "$T/e.svg"
+expect_error_first "bpcc: error: cannot open $T/none.csv: No such file or directory" plot "$T/none.csv" -o "$T/e.svg"
 : > "$T/empty.csv"
-expect_error "bpcc: error: $T/empty.csv: empty: no header row (a log of bpcc train --log starts with $H)" \
+expect_error_first "bpcc: error: $T/empty.csv: empty: no header row (a log of bpcc train --log starts with $H)" \
   plot "$T/empty.csv" -o "$T/e.svg"
 echo "$H" > "$T/header.csv"
-expect_error "bpcc: error: $T/header.csv: no epoch or step rows to plot (the header alone, at line 1)" \
+expect_error_first "bpcc: error: $T/header.csv: no epoch or step rows to plot (the header alone, at line 1)" \
   plot "$T/header.csv" -o "$T/e.svg"
 printf 'epoch,loss\n1,2\n' > "$T/bad.csv"
-expect_error "bpcc: error: $T/bad.csv:1: not the log of bpcc train --log: the header has no column 'kind' (expected $H)" \
+expect_error_first "bpcc: error: $T/bad.csv:1: not the log of bpcc train --log: the header has no column 'kind' (expected $H)" \
   plot "$T/bad.csv" -o "$T/e.svg"
 printf '%s\nepoch,1,4,0.1,2,0.5,,,0.1\nepoch,2,8,0.1,abc,0.5,,,0.1\n' "$H" > "$T/bad.csv"
-expect_error "bpcc: error: $T/bad.csv:3: column 'loss': 'abc' is not a number" plot "$T/bad.csv" -o "$T/e.svg"
+expect_error_first "bpcc: error: $T/bad.csv:3: column 'loss': 'abc' is not a number" plot "$T/bad.csv" -o "$T/e.svg"
 printf '%s\n\nepoch,1,4,0.1,2,0.5,,\n' "$H" > "$T/bad.csv"
-expect_error "bpcc: error: $T/bad.csv:3: 8 fields, but the header has 9" plot "$T/bad.csv" -o "$T/e.svg"
+expect_error_first "bpcc: error: $T/bad.csv:3: 8 fields, but the header has 9" plot "$T/bad.csv" -o "$T/e.svg"
 printf '%s\nstep,,4,0.1,2,0.5,,,0.1\n' "$H" > "$T/bad.csv"
-expect_error "bpcc: error: $T/bad.csv:2: column 'epoch' is empty" plot "$T/bad.csv" -o "$T/e.svg"
+expect_error_first "bpcc: error: $T/bad.csv:2: column 'epoch' is empty" plot "$T/bad.csv" -o "$T/e.svg"
 printf '%s\nepoch,-1,4,0.1,2,0.5,,,0.1\n' "$H" > "$T/bad.csv"
-expect_error "bpcc: error: $T/bad.csv:2: column 'epoch': '-1' is not an epoch or step count" plot "$T/bad.csv" -o "$T/e.svg"
-expect_error "bpcc: error: /dev/zero: not a regular file (a CSV log of bpcc train --log)" plot /dev/zero -o "$T/e.svg"
+expect_error_first "bpcc: error: $T/bad.csv:2: column 'epoch': '-1' is not an epoch or step count" plot "$T/bad.csv" -o "$T/e.svg"
+expect_error_first "bpcc: error: /dev/zero: not a regular file (a CSV log of bpcc train --log)" plot /dev/zero -o "$T/e.svg"
 mkfifo "$T/fifo.csv"
-expect_error "bpcc: error: $T/fifo.csv: not a regular file (a CSV log of bpcc train --log)" plot "$T/fifo.csv" -o "$T/e.svg"
-expect_error "bpcc: error: $T: not a regular file (a CSV log of bpcc train --log)" plot "$T" -o "$T/e.svg"
-expect_error "bpcc: error: $T/nodir/c.svg: cannot create a file beside it to write to: No such file or directory" \
+expect_error_first "bpcc: error: $T/fifo.csv: not a regular file (a CSV log of bpcc train --log)" plot "$T/fifo.csv" -o "$T/e.svg"
+expect_error_first "bpcc: error: $T: not a regular file (a CSV log of bpcc train --log)" plot "$T" -o "$T/e.svg"
+expect_error_first "bpcc: error: $T/nodir/c.svg: cannot create a file beside it to write to: No such file or directory" \
   plot "$T/val.csv" -o "$T/nodir/c.svg"
-expect_error "bpcc: error: unknown option '--bogus'" plot "$T/val.csv" -o "$T/e.svg" --bogus
+expect_error_first "bpcc: error: unknown option '--bogus'" plot "$T/val.csv" -o "$T/e.svg" --bogus
 [ -e "$T/e.svg" ] && fail "a failed run left e.svg"
 ls -a "$T" | grep -q 'tmp-' && fail "a temporary file was left: $(ls -a "$T" | grep tmp-)"
 cp "$T/val.svg" "$T/keep.svg"
-expect_error "bpcc: error: $T/bad.csv:2: column 'epoch': '-1' is not an epoch or step count" plot "$T/bad.csv" -o "$T/val.svg"
+expect_error_first "bpcc: error: $T/bad.csv:2: column 'epoch': '-1' is not an epoch or step count" plot "$T/bad.csv" -o "$T/val.svg"
 cmp -s "$T/val.svg" "$T/keep.svg" || fail "a failed run changed the existing val.svg"
 "$BPCC" plot --help | grep -q '^usage: bpcc plot LOG.csv -o CURVES.svg$' || fail "plot --help"
 "$BPCC" --help | grep -q '^  plot LOG.csv -o CURVES.svg' || fail "plot in bpcc --help"
 
-[ $fails -eq 0 ] && echo "plot: all checks passed"
-exit $((fails > 0))
+t_done driver_plot

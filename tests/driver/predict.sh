@@ -7,19 +7,9 @@ set -u
 BPCC=$1
 NPY=$2
 SRC=$3
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-predict-XXXXXX")
-trap 'rm -rf "$T"' EXIT
+. "$SRC/tests/lib.sh"
+t_setup predict
 SPIRAL=$SRC/examples/spiral.bp
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_error "message" args... : exit 1 and exactly that first line on stderr
-expect_error() {
-  want=$1; shift
-  "$BPCC" "$@" > "$T/out" 2> "$T/err"; rc=$?
-  [ $rc -eq 1 ] || fail "bpcc $*: exit $rc, expected 1"
-  [ "$(head -1 "$T/err")" = "$want" ] || { fail "bpcc $*: stderr is not '$want':"; cat "$T/err"; }
-}
 
 "$BPCC" train "$SPIRAL" --data spiral:n=300 --epochs 5 --save "$T/s.st" --quiet > /dev/null || fail "train spiral"
 P="predict $SPIRAL --weights $T/s.st"
@@ -132,54 +122,53 @@ else
 fi
 
 # 8. errors: exit 1, the message, and no file (nor temporary file) left behind
-expect_error "bpcc: error: no weights: give --weights PATH" predict "$SPIRAL" --data spiral
-expect_error "bpcc: error: no data: give --data SPEC" predict "$SPIRAL" --weights "$T/s.st"
-expect_error "bpcc: error: no input file" predict --weights "$T/s.st" --data spiral
-expect_error "bpcc: error: -o '$T/p.txt': the extension says what to write: .npy (NumPy float32) or .csv, or - for CSV on standard output" \
+expect_error_first "bpcc: error: no weights: give --weights PATH" predict "$SPIRAL" --data spiral
+expect_error_first "bpcc: error: no data: give --data SPEC" predict "$SPIRAL" --weights "$T/s.st"
+expect_error_first "bpcc: error: no input file" predict --weights "$T/s.st" --data spiral
+expect_error_first "bpcc: error: -o '$T/p.txt': the extension says what to write: .npy (NumPy float32) or .csv, or - for CSV on standard output" \
   $P --data spiral -o "$T/p.txt"
-expect_error "bpcc: error: --output 'nope': model 'spiral' has no such output; its outputs: probs" $P --data spiral --output nope
-expect_error "bpcc: error: --output 'probz': model 'ident' has no such output; its outputs: logits, feats" \
+expect_error_first "bpcc: error: --output 'nope': model 'spiral' has no such output; its outputs: probs" $P --data spiral --output nope
+expect_error_first "bpcc: error: --output 'probz': model 'ident' has no such output; its outputs: logits, feats" \
   predict "$T/id.bp" --weights "$T/id.st" --data spiral --output probz
-expect_error "bpcc: error: spiral: load: cannot open $T/none.st: No such file or directory" \
+expect_error_first "bpcc: error: spiral: load: cannot open $T/none.st: No such file or directory" \
   predict "$SPIRAL" --weights "$T/none.st" --data spiral:n=30 -o "$T/e.npy"
-expect_error "bpcc: error: spiral: load: $T/id.st: checkpoint is for model 'ident', not 'spiral'" \
+expect_error_first "bpcc: error: spiral: load: $T/id.st: checkpoint is for model 'ident', not 'spiral'" \
   predict "$SPIRAL" --weights "$T/id.st" --data spiral:n=30 -o "$T/e.csv"
 cat > "$T/noout.bp" <<'EOF'
 model noout(x: f32[B, 2], y: label[B, 3]) {
     loss softmax_cross_entropy(dense(x, 3), y)
 }
 EOF
-expect_error "bpcc: error: $T/noout.bp: model 'noout' has no output to predict (declare one: output NAME = expr)" \
+expect_error_first "bpcc: error: $T/noout.bp: model 'noout' has no output to predict (declare one: output NAME = expr)" \
   predict "$T/noout.bp" --weights "$T/s.st" --data spiral -o "$T/e.npy"
-expect_error "bpcc: error: $T/nodir/p.npy: cannot create a file beside it to write to: No such file or directory" \
+expect_error_first "bpcc: error: $T/nodir/p.npy: cannot create a file beside it to write to: No such file or directory" \
   $P --data spiral -o "$T/nodir/p.npy"
-expect_error "bpcc: error: blobs:n=300,classes=3,dim=3,std=1: data has 3 features per row; model input x expects f32[B,2]" \
+expect_error_first "bpcc: error: blobs:n=300,classes=3,dim=3,std=1: data has 3 features per row; model input x expects f32[B,2]" \
   $P --data blobs:dim=3 -o "$T/e.npy"
 printf '0.1,0.2\n' > "$T/f.csv"
-expect_error "bpcc: error: $T/f.csv:1: column 2: label 0.2 is not a class index (an integer 0..999999) (the last column is the label unless told: csv:PATH:label=none reads every column as a feature)" \
+expect_error_first "bpcc: error: $T/f.csv:1: column 2: label 0.2 is not a class index (an integer 0..999999) (the last column is the label unless told: csv:PATH:label=none reads every column as a feature)" \
   $P --data "csv:$T/f.csv"
-expect_error "bpcc: error: --top-k '0': expected an integer from 1 to 2147483647" $P --data spiral --top-k 0
-expect_error "bpcc: error: --top-k 4: output 'probs' has 3 classes" $P --data spiral --top-k 4
-expect_error "bpcc: error: --top-k 2 chooses what is printed without -o; -o writes every value of the output" \
+expect_error_first "bpcc: error: --top-k '0': expected an integer from 1 to 2147483647" $P --data spiral --top-k 0
+expect_error_first "bpcc: error: --top-k 4: output 'probs' has 3 classes" $P --data spiral --top-k 4
+expect_error_first "bpcc: error: --top-k 2 chooses what is printed without -o; -o writes every value of the output" \
   $P --data spiral --top-k 2 -o "$T/e.csv"
-expect_error "bpcc: error: --top-k: output 'yhat' is not a classifier's ([B, C] beside a label[B, C] input); without --top-k its values are printed" \
+expect_error_first "bpcc: error: --top-k: output 'yhat' is not a classifier's ([B, C] beside a label[B, C] input); without --top-k its values are printed" \
   predict "$T/reg.bp" --weights "$T/r.st" --data "csv:$T/rx.csv:label=none" --top-k 1
-expect_error "bpcc: error: --split 'dev': expected test or train" $P --data spiral --split dev
-expect_error "bpcc: error: --watch does nothing for predict: it is for train (per-epoch statistics) and --mem-report" \
+expect_error_first "bpcc: error: --split 'dev': expected test or train" $P --data spiral --split dev
+expect_error_first "bpcc: error: --watch does nothing for predict: it is for train (per-epoch statistics) and --mem-report" \
   $P --data spiral --watch
 for f in e.npy e.csv p.txt; do [ -e "$T/$f" ] && fail "a failed run left $f"; done
 ls -a "$T" | grep -q 'tmp-' && fail "a failed run left a temporary file: $(ls -a "$T" | grep tmp-)"
 # an existing file stays as it was when a run fails
 cp "$T/p.npy" "$T/keep.npy"
-expect_error "bpcc: error: spiral: load: cannot open $T/none.st: No such file or directory" \
+expect_error_first "bpcc: error: spiral: load: cannot open $T/none.st: No such file or directory" \
   predict "$SPIRAL" --weights "$T/none.st" --data spiral:n=300 -o "$T/p.npy"
 cmp -s "$T/p.npy" "$T/keep.npy" || fail "a failed run changed the existing p.npy"
 # data without labels is refused where labels are needed
-expect_error "bpcc: error: npy:$T/x.npy: data has features only, no labels; model input y expects label[B,3]" \
+expect_error_first "bpcc: error: npy:$T/x.npy: data has features only, no labels; model input y expects label[B,3]" \
   eval "$SPIRAL" --weights "$T/s.st" --data "npy:$T/x.npy"
 # help
 "$BPCC" predict --help | grep -q '^usage: bpcc predict FILE.bp --weights PATH --data SPEC' || fail "predict --help"
 "$BPCC" --help | grep -q '^  predict FILE.bp --weights PATH --data SPEC' || fail "predict in bpcc --help"
 
-[ $fails -eq 0 ] && echo "predict: all checks passed"
-exit $((fails > 0))
+t_done driver_predict

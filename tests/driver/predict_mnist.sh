@@ -8,18 +8,15 @@ set -u
 BPCC=$1
 NPY=$2
 SRC=$3
+. "$SRC/tests/lib.sh"
 DATA=$SRC/../shared/data/mnist
 if [ ! -f "$DATA/t10k-labels-idx1-ubyte.gz" ] || [ ! -f "$DATA/train-images-idx3-ubyte.gz" ]; then
-  echo "SKIPPED: $DATA is absent (the MNIST files of ../shared/data)"
-  exit 77
+  t_skip "$DATA is absent (the MNIST files of ../shared/data)"
 fi
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-predict-mnist-XXXXXX")
-trap 'rm -rf "$T"' EXIT
+t_setup predict-mnist
 MLP=$SRC/examples/mnist_mlp.bp
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-"$BPCC" train "$MLP" --data "mnist:$DATA" --epochs 1 --save "$T/w.st" --quiet > /dev/null || { echo "FAIL: train"; exit 1; }
+"$BPCC" train "$MLP" --data "mnist:$DATA" --epochs 1 --save "$T/w.st" --quiet > /dev/null || die "train"
 "$BPCC" eval "$MLP" --weights "$T/w.st" --data "mnist:$DATA" > "$T/eval" || fail "eval"
 acc=$(sed -n 's/.*(10,000 rows): loss [0-9.]*, accuracy \([0-9.]*\)%$/\1/p' "$T/eval")
 [ -n "$acc" ] || { fail "no accuracy in eval's output:"; cat "$T/eval"; }
@@ -37,5 +34,4 @@ echo "eval: $acc%; predict's argmax: $correct of 10000"
   fail "predict on the images alone"
 cmp -s "$T/p.npy" "$T/q.npy" || fail "idx:IMAGES (no labels) differs from mnist:DIR"
 
-[ $fails -eq 0 ] && echo "predict_mnist: all checks passed"
-exit $((fails > 0))
+t_done predict_mnist

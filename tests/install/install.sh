@@ -10,13 +10,11 @@
 set -u
 BUILD=$1
 SRC=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-install-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$SRC/tests/lib.sh"
+t_setup install
 
 D=$T/D
-DESTDIR=$D cmake --install "$BUILD" --prefix /usr > "$T/install.log" 2>&1 || { cat "$T/install.log"; echo "FAIL: cmake --install"; exit 1; }
+DESTDIR=$D cmake --install "$BUILD" --prefix /usr > "$T/install.log" 2>&1 || { cat "$T/install.log"; die "cmake --install"; }
 for f in bin/bpcc share/man/man1/bpcc.1 share/doc/bpcc/README.md share/doc/bpcc/docs/abi.md \
          share/doc/bpcc/docs/training.md share/doc/bpcc/examples/spiral.bp share/doc/bpcc/examples/embed/embed.c \
          share/bpcc/cmake/bpcc-config.cmake share/bpcc/cmake/bpcc-config-version.cmake share/bpcc/cmake/bpcc-functions.cmake; do
@@ -25,7 +23,7 @@ done
 [ -x "$D/usr/bin/bpcc" ] || fail "/usr/bin/bpcc is not executable"
 
 mkdir "$T/elsewhere"
-cd "$T/elsewhere" || exit 1
+cd "$T/elsewhere" || die "cd $T/elsewhere"
 run() { env -i PATH="$D/usr/bin:/usr/bin:/bin" HOME="$T" "$@"; }
 run bpcc --version > "$T/version" 2>&1 || fail "bpcc --version: exit status $?"
 grep -q "^bpcc [0-9][0-9.]*$" "$T/version" || { fail "--version: no 'bpcc VERSION' line"; cat "$T/version"; }
@@ -63,9 +61,9 @@ env -i PATH=/usr/bin:/bin HOME="$T" cmake -S "$E" -B "$T/embed" -DCMAKE_PREFIX_P
 env -i PATH=/usr/bin:/bin HOME="$T" cmake --build "$T/embed" > "$T/build.log" 2>&1 ||
   { fail "building the installed examples/embed"; cat "$T/build.log"; }
 grep -qx "bpcc_DIR:PATH=$D/usr/share/bpcc/cmake" "$T/embed/CMakeCache.txt" || fail "find_package(bpcc) found another bpcc"
-mkdir "$T/run" && cd "$T/run" || exit 1
+mkdir "$T/run" && cd "$T/run" || die "cd $T/run"
 "$T/embed/embed" "$T/run/ck.safetensors" > "$T/embed.out" 2>&1 || { fail "embed: exit status $?"; cat "$T/embed.out"; }
 grep -q "ok: the loss fell" "$T/embed.out" || { fail "embed: no 'ok'"; cat "$T/embed.out"; }
 
-[ $fails -eq 0 ] && echo "ok: installed under $D/usr and used from $T/elsewhere"
-exit $((fails > 0))
+echo "installed under $D/usr and used from $T/elsewhere"
+t_done install

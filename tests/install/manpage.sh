@@ -6,11 +6,9 @@
 set -u
 BPCC=$1
 SRC=$2
+. "$SRC/tests/lib.sh"
+t_setup man
 MAN=$SRC/docs/bpcc.1
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-man-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 # the page as text to search: roff's \- is a hyphen, font changes go
 sed -e 's/\\-/-/g' -e 's/\\f[BIRP]//g' -e 's/\\&//g' "$MAN" > "$T/page"
@@ -51,5 +49,5 @@ else
   fail "man is not installed (Debian package man-db: make deps installs it)"
 fi
 
-[ $fails -eq 0 ] && echo "ok: $n options, commands: $(echo $commands | tr '\n' ' ')"
-exit $((fails > 0))
+echo "$n options, commands: $(echo $commands | tr '\n' ' ')"
+t_done manpage

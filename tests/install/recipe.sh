@@ -6,24 +6,23 @@
 set -u
 BPCC=$1
 SRC=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-recipe-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$SRC/tests/lib.sh"
+t_setup recipe
 
 sed -n '/^<!-- recipe -->$/,/^```$/p' "$SRC/docs/abi.md" | sed '1,2d; $d' > "$T/recipe.sh"
-[ "$(wc -l < "$T/recipe.sh")" -ge 2 ] || fail "no recipe block in docs/abi.md"
-grep -q "rpath" "$T/recipe.sh" || fail "the recipe sets no RUNPATH"
+[ "$(wc -l < "$T/recipe.sh")" -ge 2 ] || die "no recipe block in docs/abi.md"
+grep -q "rpath" "$T/recipe.sh" || die "the recipe sets no RUNPATH"
 echo "recipe:"; sed 's/^/  /' "$T/recipe.sh"
 cp -r "$SRC/examples/embed" "$T/app"
 mkdir "$T/bin" && ln -s "$(cd "$(dirname "$BPCC")" && pwd)/$(basename "$BPCC")" "$T/bin/bpcc"
-(cd "$T/app" && PATH="$T/bin:$PATH" sh -e "$T/recipe.sh") > "$T/out" 2>&1 || { cat "$T/out"; fail "the recipe failed"; }
-grep -q "ok: the loss fell" "$T/out" || { cat "$T/out"; fail "./embed in the recipe: no 'ok'"; }
+(cd "$T/app" && PATH="$T/bin:$PATH" sh -e "$T/recipe.sh") > "$T/out" 2>&1 || { cat "$T/out"; die "the recipe failed"; }
+grep -q "ok: the loss fell" "$T/out" || { cat "$T/out"; die "./embed in the recipe: no 'ok'"; }
 
 # from elsewhere, and after moving the program and its library together
-readelf -d "$T/app/embed" | grep -q 'R.*PATH.*\[\$ORIGIN\]' || fail "embed has no RUNPATH \$ORIGIN"
-mkdir "$T/elsewhere" && cd "$T/elsewhere" || exit 1
-env -u LD_LIBRARY_PATH "$T/app/embed" ck.safetensors > out 2>&1 || { cat out; fail "embed from another directory"; }
+readelf -d "$T/app/embed" | grep -q 'R.*PATH.*\[\$ORIGIN\]' || die "embed has no RUNPATH \$ORIGIN"
+mkdir "$T/elsewhere" && cd "$T/elsewhere" || die "cd $T/elsewhere"
+env -u LD_LIBRARY_PATH "$T/app/embed" ck.safetensors > out 2>&1 || { cat out; die "embed from another directory"; }
 mv "$T/app" "$T/moved"
-env -u LD_LIBRARY_PATH "$T/moved/embed" ck.safetensors > out 2>&1 || { cat out; fail "embed moved with its library"; }
-grep -q "ok: the loss fell" out || { cat out; fail "embed moved: no 'ok'"; }
-echo "ok"
+env -u LD_LIBRARY_PATH "$T/moved/embed" ck.safetensors > out 2>&1 || { cat out; die "embed moved with its library"; }
+grep -q "ok: the loss fell" out || { cat out; die "embed moved: no 'ok'"; }
+t_done link_recipe

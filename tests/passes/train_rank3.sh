@@ -7,12 +7,10 @@
 set -u
 BPCC=$1
 SRC=$2
+. "$SRC/tests/lib.sh"
+t_setup rank3
 BP=$SRC/tests/passes/reduce_rank3.bp
 DATA=blobs:n=300,classes=3,dim=20
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-rank3-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
 "$BPCC" train "$BP" --data "$DATA" --log "$T/log.csv" --save "$T/w.st" --quiet > "$T/train.out" 2>&1 ||
   { fail "train exited $?"; cat "$T/train.out"; }
@@ -30,5 +28,4 @@ grep -Eq '^reduce3 on blobs:n=300,classes=3,dim=20,std=1 \(300 rows\): loss [0-9
 "$BPCC" "$BP" -o "$T/reduce3.so" > "$T/aot.out" 2>&1 || { fail "-o exited $?"; cat "$T/aot.out"; }
 [ -s "$T/reduce3.so" ] && [ -s "$T/reduce3.h" ] || fail "-o did not write reduce3.so and reduce3.h"
 
-[ $fails -eq 0 ] && echo "train_rank3: ok"
-exit $fails
+t_done train_reduce_rank3

@@ -5,19 +5,9 @@
 set -u
 BPCC=$1
 SRC=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-cli-XXXXXX")
-trap 'rm -rf "$T"' EXIT
+. "$SRC/tests/lib.sh"
+t_setup train-cli
 SPIRAL=$SRC/examples/spiral.bp
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_error "message substring" args... : exit 1 and the message on stderr
-expect_error() {
-  want=$1; shift
-  "$BPCC" "$@" > "$T/out" 2> "$T/err"; rc=$?
-  [ $rc -eq 1 ] || fail "bpcc $*: exit $rc, expected 1"
-  grep -qF -- "$want" "$T/err" || { fail "bpcc $*: stderr lacks '$want':"; cat "$T/err"; }
-}
 
 # 1. 4 epochs == 2 + resume 2, byte for byte (parameters, optimizer state, metadata)
 "$BPCC" train "$SPIRAL" --data spiral:n=300 --epochs 4 --save "$T/a.st" --quiet > /dev/null || fail "train 4"
@@ -74,28 +64,28 @@ grep -Eq '^epoch 2/2  loss [0-9.]+  acc [0-9.]+%  val_loss [0-9.]+  val_acc [0-9
 grep -q "$(printf '\r')" "$T/lines.out" && fail "a progress bar was drawn into a file"
 
 # 5. errors: exit 1 and a message that names the problem
-expect_error "cannot open /nonexistent/x.csv" train "$SPIRAL" --data csv:/nonexistent/x.csv
-expect_error "blobs:n=300,classes=3,dim=3,std=1: data has 3 features per row; model input x expects f32[B,2]" \
+expect_error_has "cannot open /nonexistent/x.csv" train "$SPIRAL" --data csv:/nonexistent/x.csv
+expect_error_has "blobs:n=300,classes=3,dim=3,std=1: data has 3 features per row; model input x expects f32[B,2]" \
   train "$SPIRAL" --data blobs:dim=3
-expect_error "unknown option '--bogus'" train "$SPIRAL" --data spiral --bogus
-expect_error "no data: give --data SPEC" train "$SPIRAL"
-expect_error "--optimizer 'adam(momentum=1)': adam takes no argument 'momentum' at column 6" \
+expect_error_has "unknown option '--bogus'" train "$SPIRAL" --data spiral --bogus
+expect_error_has "no data: give --data SPEC" train "$SPIRAL"
+expect_error_has "--optimizer 'adam(momentum=1)': adam takes no argument 'momentum' at column 6" \
   train "$SPIRAL" --data spiral --optimizer 'adam(momentum=1)'
-expect_error "--schedule 'warm': unknown schedule" train "$SPIRAL" --data spiral --schedule warm
-expect_error "--epochs '0': expected an integer >= 1" train "$SPIRAL" --data spiral --epochs 0
-expect_error "--val and --val-split exclude each other" train "$SPIRAL" --data spiral --val xor --val-split 0.1
-expect_error "the checkpoint has 4 epochs done; --epochs 2 asks for fewer" \
+expect_error_has "--schedule 'warm': unknown schedule" train "$SPIRAL" --data spiral --schedule warm
+expect_error_has "--epochs '0': expected an integer >= 1" train "$SPIRAL" --data spiral --epochs 0
+expect_error_has "--val and --val-split exclude each other" train "$SPIRAL" --data spiral --val xor --val-split 0.1
+expect_error_has "the checkpoint has 4 epochs done; --epochs 2 asks for fewer" \
   train "$SPIRAL" --data spiral --epochs 2 --resume "$T/a.st"
-expect_error "checkpoint is for model 'spiral', not 'mnist_mlp'" \
+expect_error_has "checkpoint is for model 'spiral', not 'mnist_mlp'" \
   eval "$SRC/examples/mnist_mlp.bp" --weights "$T/a.st" --data blobs:dim=784,classes=10
 printf 'junk' > "$T/junk.st"
-expect_error "$T/junk.st" eval "$SPIRAL" --weights "$T/junk.st" --data spiral
-expect_error "no weights: give --weights PATH" eval "$SPIRAL" --data spiral
+expect_error_has "$T/junk.st" eval "$SPIRAL" --weights "$T/junk.st" --data spiral
+expect_error_has "no weights: give --weights PATH" eval "$SPIRAL" --data spiral
 # an f64 model: training and libraries are f32 (the f64 code generator is for the tests)
 printf 'model m(x: f64[B, 2], y: label[B, 2]) {\n    output z = tanh(x)\n    loss mean(x * x)\n}\n' > "$T/m64.bp"
-expect_error "$T/m64.bp:1:9: error: input 'x' is f64: training, evaluation and model libraries run f32 models" \
+expect_error_has "$T/m64.bp:1:9: error: input 'x' is f64: training, evaluation and model libraries run f32 models" \
   train "$T/m64.bp" --data spiral:n=90,classes=2 --epochs 1
-expect_error "input 'x' is f64" "$T/m64.bp" -o "$T/m64.so"
+expect_error_has "input 'x' is f64" "$T/m64.bp" -o "$T/m64.so"
 
 # 6. a non-finite value names the first tensor that went bad, with its DSL location,
 # from the batch re-evaluated with the parameters before the failing update; a
@@ -150,7 +140,7 @@ grep -q "bpcc: error" "$T/err" && { fail "eval after a frontend error: a second 
 
 # 8. a CSV label the model cannot hold: file:line, as every other CSV error
 printf 'a,b,label\n0.1,0.2,0\n\n0.3,0.1,5\n' > "$T/labrange.csv"
-expect_error "bpcc: error: $T/labrange.csv:4: data label 5 is out of range for model input y: label[B,3]" \
+expect_error_has "bpcc: error: $T/labrange.csv:4: data label 5 is out of range for model input y: label[B,3]" \
   train "$SPIRAL" --data "csv:$T/labrange.csv:header=1"
 
 # 9. a batch larger than the data: one batch of every row, said once (not with --quiet)
@@ -164,5 +154,4 @@ grep -q "^trained 2 epochs (2 steps)" "$T/out" || fail "huge batch: steps"
 [ -s "$T/err" ] && { fail "huge batch --quiet printed a note"; cat "$T/err"; }
 [ "$(sed 's/ in [^:]*:/:/' "$T/outq")" = "$(sed 's/ in [^:]*:/:/' "$T/out90")" ] || fail "huge batch differs from batch 90"
 
-[ $fails -eq 0 ] && echo "cli: all passed"
-exit $fails
+t_done train_cli

@@ -12,24 +12,11 @@
 set -u
 BPCC=$1
 SRC=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-lost-XXXXXX")
-PIDS=""
-cleanup() {
-  for p in $PIDS; do kill -KILL "$p" 2> /dev/null; done
-  rm -rf "$T"
-}
-trap cleanup EXIT
+. "$SRC/tests/lib.sh"
+t_setup lost
+PIDS=""   # the trainers started in the background, killed at exit if still there
+t_at_exit 'for p in $PIDS; do kill -KILL "$p" 2> /dev/null; done'
 SPIRAL=$SRC/examples/spiral.bp
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_error "message" args... : exit 1 and exactly that message on stderr
-expect_error() {
-  want=$1; shift
-  "$BPCC" "$@" > "$T/out" 2> "$T/err"; rc=$?
-  [ $rc -eq 1 ] || fail "bpcc $*: exit $rc, expected 1"
-  [ "$(cat "$T/err")" = "$want" ] || { fail "bpcc $*: stderr is not '$want':"; cat "$T/err"; }
-}
 
 # wait_for_rows FILE N PID: until FILE has more than N lines (the --log-steps rows of
 # steps done, written in stdio's blocks; N = -1: until it exists, which the loop opens
@@ -55,7 +42,7 @@ no_seconds() { sed 's/,[^,]*$//' "$1"; }
 ARGS="--data spiral:n=100000 --batch 4 --epochs 2 --threads 1 --seed 3"
 
 # 1. SIGINT mid-epoch, with --save
-cd "$T" || exit 1
+cd "$T" || die "cd $T"
 env --default-signal=INT "$BPCC" train "$SPIRAL" $ARGS --save "$T/ck.st" --log "$T/i.csv" --log-steps > "$T/out" 2> "$T/err" &
 P=$!
 PIDS="$PIDS $P"
@@ -133,10 +120,10 @@ grep -q "resume with" "$T/err" && fail "second SIGINT: a checkpoint was claimed"
 [ "$(ls "$T" | grep -c '^wide.st')" = 1 ] || { fail "second SIGINT: files left beside --save"; ls "$T"; }
 
 # 4. --save checked before anything is compiled or trained
-expect_error "bpcc: error: --save /nonexistent/x.safetensors: cannot create a file in '/nonexistent': No such file or directory" \
+expect_error_exact "bpcc: error: --save /nonexistent/x.safetensors: cannot create a file in '/nonexistent': No such file or directory" \
   train "$SPIRAL" --data spiral --save /nonexistent/x.safetensors
 [ -s "$T/out" ] && { fail "--save /nonexistent: it printed"; cat "$T/out"; }
-expect_error "bpcc: error: --save $T: is a directory" train "$SPIRAL" --data spiral --save "$T"
+expect_error_exact "bpcc: error: --save $T: is a directory" train "$SPIRAL" --data spiral --save "$T"
 
 # 6. --init: with lr 1e-30 Adam's steps are far below a float's resolution of the
 # weights, so the parameters stay those of the file and eval gives its loss
@@ -148,7 +135,7 @@ grep -aq '"bpcc.step":"10"' "$T/b.st" || fail "--init: the step count did not st
 "$BPCC" eval "$SPIRAL" --weights "$T/a.st" --data spiral:n=300 | tail -1 > "$T/ea" || fail "eval a"
 "$BPCC" eval "$SPIRAL" --weights "$T/b.st" --data spiral:n=300 | tail -1 > "$T/eb" || fail "eval b"
 cmp -s "$T/ea" "$T/eb" || { fail "--init did not start from the file's parameters"; cat "$T/ea" "$T/eb"; }
-expect_error "bpcc: error: --init and --resume exclude each other (--init starts a new run from weights only; --resume continues a run with its optimizer state)
+expect_error_exact "bpcc: error: --init and --resume exclude each other (--init starts a new run from weights only; --resume continues a run with its optimizer state)
 Try 'bpcc train --help' for more information." train "$SPIRAL" --data spiral --init "$T/a.st" --resume "$T/a.st"
 "$BPCC" train "$SRC/examples/mnist_mlp.bp" --data blobs:dim=784,classes=10 --init "$T/a.st" > /dev/null 2> "$T/err"
 [ $? -eq 1 ] || fail "--init of another model's weights: exit status"
@@ -192,5 +179,4 @@ grep -Eq "^bpcc: error: train: the model needs 4.0[0-9] GiB at batch 8 \(paramet
 (ulimit -v 3000000 && exec timeout 60 "$BPCC" train "$SPIRAL" --data spiral:n=90 --epochs 1 --quiet) > "$T/out" 2> "$T/err" ||
   { fail "ulimit -v: a small model did not train"; cat "$T/err"; }
 
-[ $fails -eq 0 ] && echo "nothing_lost: all passed"
-exit $fails
+t_done train_nothing_lost

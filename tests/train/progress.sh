@@ -9,22 +9,11 @@
 set -u
 BPCC=$1
 SRC=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-progress-XXXXXX")
-trap 'rm -rf "$T"' EXIT
+. "$SRC/tests/lib.sh"
+t_setup progress
 SPIRAL=$SRC/examples/spiral.bp
 CR=$(printf '\r')
 ESC=$(printf '\033')
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-
-# expect_error "exact stderr" args... : exit 1, that one line on stderr, nothing on stdout
-expect_error() {
-  want=$1; shift
-  "$BPCC" "$@" > "$T/eout" 2> "$T/eerr"; rc=$?
-  [ $rc -eq 1 ] || fail "bpcc $*: exit $rc, expected 1"
-  [ "$(head -1 "$T/eerr")" = "$want" ] || { fail "bpcc $*: stderr is not '$want':"; cat "$T/eerr"; }
-  [ -s "$T/eout" ] && fail "bpcc $*: printed on stdout"
-}
 
 # sig_digits NUMBER: its significant digits (1.235e+08 -> 4, 0.06231 -> 4, 7.5 -> 2)
 sig_digits() {
@@ -98,8 +87,10 @@ done
 grep -q "$CR" "$T/pe.err" && fail "--print-every drew a bar into a file"
 "$BPCC" train "$SPIRAL" --data spiral:n=300 --epochs 1 --batch 30 --print-every 3 2>&1 > /dev/null |
   grep -c '^epoch 1/1  step [369]/10  ' | grep -qx 3 || fail "--print-every 3 of 10 steps: not 3 lines"
-expect_error "bpcc: error: --print-every '0': expected an integer >= 1" train "$SPIRAL" --data spiral --print-every 0
-expect_error "bpcc: error: --print-every and --quiet exclude each other" train "$SPIRAL" --data spiral --print-every 5 --quiet
+expect_error_first --no-stdout "bpcc: error: --print-every '0': expected an integer >= 1" \
+  train "$SPIRAL" --data spiral --print-every 0
+expect_error_first --no-stdout "bpcc: error: --print-every and --quiet exclude each other" \
+  train "$SPIRAL" --data spiral --print-every 5 --quiet
 
 # 6. --watch with --log: the statistics in LOG.watch.csv, one row per parameter and per
 #    activation per epoch, the same numbers as the printed table in full precision; the
@@ -159,5 +150,4 @@ ea=$(sed -n 's/.*(60 rows): loss [^,]*, accuracy \([0-9.]*\)%$/\1/p' "$T/bine.ou
 [ -n "$va" ] && [ "$va" = "$ea" ] || { fail "sigmoid model: val_acc $va%, eval $ea%"; cat "$T/bine.out"; }
 awk -v a="$ea" 'BEGIN { exit !(a >= 80 && a <= 85) }' || fail "sigmoid model: accuracy $ea%, not in [80%, 85%]"
 
-[ $fails -eq 0 ] && echo "progress: all passed"
-exit $((fails > 0))
+t_done train_progress

@@ -22,18 +22,14 @@ set -u
 BPCC=$1
 SRC=$2
 WAIT=${BPCC_TTY_WAIT:-400}
-cd "$SRC" || exit 1
-if [ ! -d ../shared/data/mnist ]; then
-  echo "SKIP: ../shared/data/mnist is absent (from $SRC)"
-  exit 77
-fi
-command -v tmux > /dev/null || { echo "FAIL: tmux is not installed (make deps installs it)"; exit 1; }
-T=$(mktemp -d "${TMPDIR:-/tmp}/bpcc-tty-XXXXXX")
+. "$SRC/tests/lib.sh"
+cd "$SRC" || die "cd $SRC"
+[ -d ../shared/data/mnist ] || t_skip "../shared/data/mnist is absent (from $SRC)"
+command -v tmux > /dev/null || die "tmux is not installed (make deps installs it)"
+t_setup tty
 SOCK=$T/tmux.sock   # a server of our own: the user's tmux is never touched
 tm() { tmux -S "$SOCK" -f /dev/null "$@"; }
-trap 'tm kill-server 2> /dev/null; rm -rf "$T"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+t_at_exit 'tm kill-server 2> /dev/null'
 
 cat > "$T/run.sh" <<EOF
 cd "$SRC"
@@ -41,7 +37,7 @@ COLUMNS=200 "$BPCC" train examples/mnist_mlp.bp --data mnist:../shared/data/mnis
 echo "bpcc exit status \$?"
 exec sleep $WAIT
 EOF
-tm new-session -d -s bpcc -x 80 -y 50 "sh $T/run.sh" || { echo "FAIL: tmux new-session"; exit 1; }
+tm new-session -d -s bpcc -x 80 -y 50 "sh $T/run.sh" || die "tmux new-session"
 [ "$(tm display-message -p -t bpcc '#{window_width}')" = 80 ] || fail "the window is not 80 columns wide"
 
 i=0
@@ -66,9 +62,10 @@ grep -A1 -E '^epoch 1/1 100%\[' "$T/screen" | tail -1 | grep -q '^epoch 1/1  los
   fail "the epoch's line does not follow the bar"
 grep -Eq '^(loading|compiling) ' "$T/screen" && fail "a status line was left on the screen"
 grep -q '^trained 1 epoch (469 steps) in ' "$T/screen" || fail "no final line"
-if [ $fails -ne 0 ]; then
+if [ $t_fails -ne 0 ]; then
   echo "--- the screen:"
   cat "$T/screen"
-  exit 1
+else
+  echo "one progress line on an 80-column screen: $bar"
 fi
-echo "progress_tty: one progress line on an 80-column screen: $bar"
+t_done train_progress_tty
