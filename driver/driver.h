@@ -204,16 +204,14 @@ bool outfile_open(OutFile *o, const char *path, bool binary, const char *what);
 bool outfile_commit(OutFile *o);
 /* Close and remove the temporary file: path is left as it was. */
 void outfile_abort(OutFile *o);
+
 /* ------------------------------------------------------------------ memcheck.c */
 
-/* The bytes this process can still allocate: the least of MemAvailable, RLIMIT_AS and
- * RLIMIT_DATA less what is in use, and the cgroup's limit less its usage; -1 when none
- * is known. *source (may be NULL) names the limit that set it. */
-int64_t mem_available(const char **source);
 /* Whether everything the compiled model allocates at `batch` (pipeline_memory_at, after
- * the memory stage) fits in mem_available; if not, an error with the numbers ("bpcc:
- * error: train: the model needs ... at batch N (parameters ..., ...); ... is available
- * (...): try a smaller --batch or --mem-budget"). budget: suggest --mem-budget too. */
+ * the memory stage) fits in bprt_mem_available (runtime/memavail.c); if not, an error
+ * with the numbers ("bpcc: error: train: the model needs ... at batch N (parameters
+ * ..., ...); ... is available (...): try a smaller --batch or --mem-budget"). budget:
+ * suggest --mem-budget too. */
 bool mem_check_fits(const Compilation *c, int64_t batch, const char *command, bool budget);
 
 /* ------------------------------------------------------------------ nonfinite.c */

@@ -12,11 +12,31 @@
 
 #include "runtime/data_internal.h"
 
+/* "19.0 GiB", "412.5 MiB" */
+static const char *size_text(char *buf, size_t n, int64_t bytes) {
+  double v = (double)bytes;
+  if (v >= 1073741824.0) snprintf(buf, n, "%.1f GiB", v / 1073741824.0);
+  else snprintf(buf, n, "%.1f MiB", v / 1048576.0);
+  return buf;
+}
+
 BprtDataset *bprt_dataset_new(int64_t n, int64_t nfeat, int64_t twidth, const char *source) {
   if (n < 1 || nfeat < 1 || twidth < BPRT_NO_TARGETS || nfeat > (INT64_C(1) << 40) / n ||
       (twidth > 0 && twidth > (INT64_C(1) << 40) / n)) {
     bprt_set_error("%s: bad dataset size (%" PRId64 " rows of %" PRId64 " features)", source ? source : "data", n,
                    nfeat);
+    return NULL;
+  }
+  /* malloc would overcommit: a set larger than the memory left is refused before it is
+   * allocated, as the model is (runtime/memavail.c) */
+  int64_t bytes = (int64_t)sizeof(float) * n * (nfeat + (twidth > 0 ? twidth : 0)) + (twidth == 0 ? 4 * n : 0);
+  const char *limit = NULL;
+  int64_t avail = bprt_mem_available(&limit);
+  if (avail >= 0 && bytes > avail) {
+    char need[32], have[32];
+    bprt_set_error("%s: the data needs %s (%" PRId64 " rows of %" PRId64 " features); %s is available (%s)",
+                   source ? source : "data", size_text(need, sizeof need, bytes), n, nfeat,
+                   size_text(have, sizeof have, avail), limit);
     return NULL;
   }
   BprtDataset *d = bprt_calloc(1, sizeof *d);

@@ -10,6 +10,7 @@
  *   rng.c          Philox4x32-10, the counter-based RNG: value = f(seed, stream, index)
  *   init.c         parameter initializers (zeros ... he_normal), PyTorch's formulas
  *   file.c         opening input files: regular files only, never blocking
+ *   memavail.c     the memory this process can still get (before large allocations)
  *   json.c         a tiny JSON reader for safetensors headers (runtime/json.h, internal)
  *   safetensors.c  checkpoints: atomic write, fully validated read
  *   ckmatch.c      a checkpoint's names and shapes against what a model reads
@@ -66,6 +67,14 @@ void bprt_clear_error(void);
  * not a regular file: ..." (directory, character device such as /dev/zero, block
  * device, socket). Opening never blocks, not even on a FIFO without a writer. */
 int bprt_open_regular(const char *path, uint64_t *size);
+
+/* ------------------------------------------------------- memory available (memavail.c) */
+
+/* The bytes this process can still allocate without being OOM-killed or swapping: the
+ * least of MemAvailable, RLIMIT_AS and RLIMIT_DATA less what is in use, and the
+ * cgroup's limit less its usage; -1 when none is known. *source (may be NULL) names
+ * the limit that set it ("MemAvailable in /proc/meminfo", ...). */
+int64_t bprt_mem_available(const char **source);
 
 /* ------------------------------------------------------------- thread pool (pool.c) */
 

@@ -66,6 +66,9 @@ done
     train "$M" --data "idx:$T/images.gz,$T/labels"
   expect_error_has "refusing a likely gzip bomb; if the file is genuine, decompress it (gunzip) and load the raw file" \
     train "$M" --data "csv:$T/bomb.csv.gz"
+  # generated data larger than the memory left: refused before malloc overcommits
+  expect_error_has "blobs:n=100000000,classes=3,dim=50,std=1: the data needs 19.0 GiB (100000000 rows of 50 features);" \
+    train "$M" --data blobs:n=100000000,dim=50
   t_sub_exit
 ) || t_fails=$((t_fails + $?))
 
