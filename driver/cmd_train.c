@@ -429,6 +429,16 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: --save %s\n", bprt_last_error());
     return 1;
   }
+  const char *from = a.resume ? a.resume : a.init;   /* readable, and a file, before compiling */
+  if (from) {
+    uint64_t size;
+    int fd = bprt_open_regular(from, &size);
+    if (fd < 0) {
+      fprintf(stderr, "bpcc: error: %s: %s\n", a.resume ? "--resume" : "--init", bprt_last_error());
+      return 1;
+    }
+    close(fd);
+  }
   double t_start = seconds_now();
   a.po.runtime = true;
   Compilation c;

@@ -38,7 +38,9 @@ expect_error_has "$FIFO_IS" train "$M" --data "csv:$T/fifo"
 expect_error_has "$ZERO_IS" train "$M" --data csv:/dev/zero
 expect_error_has "$ZERO_IS" train "$M" --data "idx:/dev/zero,$T/fifo"
 expect_error_has "$DIR_IS" train "$M" --data "npy:$T/dir,$T/fifo"
-expect_error_has "$FIFO_IS" train "$M" --data spiral:n=60 --epochs 1 --resume "$T/fifo"
+# a checkpoint to start from is opened before anything is compiled
+expect_error_exact "bpcc: error: --resume: $FIFO_IS" train "$M" --data spiral:n=60 --epochs 1 --resume "$T/fifo"
+expect_error_exact "bpcc: error: --init: $FIFO_IS" train "$M" --data spiral:n=60 --epochs 1 --init "$T/fifo"
 expect_error_has "$ZERO_IS" train "$M" --data spiral:n=60 --epochs 1 --resume /dev/zero
 expect_error_has "spiral: load: $FIFO_IS" eval "$M" --weights "$T/fifo" --data spiral:n=60
 expect_error_has "spiral: load: $DIR_IS" eval "$M" --weights "$T/dir" --data spiral:n=60
