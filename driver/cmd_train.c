@@ -509,19 +509,32 @@ int cmd_train(int argc, char **argv) {
   char f1[64], f2[64];
   if (!a.quiet) {
     char sb[32];
-    printf("bpcc train: model %s (%s) from %s, compiled in %s (set-up %s)\n", desc->model_name,
-           bprt_fmt_counted(f1, sizeof f1, param_count(desc), "parameter", NULL), c.name,
-           bprt_fmt_duration(f2, sizeof f2, t_compile), bprt_fmt_duration(sb, sizeof sb, seconds_now() - t_start));
-    printf("  data %s: %s", train->source, bprt_fmt_counted(f1, sizeof f1, train->n, "row", NULL));
-    if (val) printf("; validation %s: %s", val->source, bprt_fmt_counted(f1, sizeof f1, val->n, "row", NULL));
-    printf("\n  %s(lr=%g", bprt_optimizers[c.optimizer.kind].name, hyper[BPRT_H_LR]);
-    if (hyper[BPRT_H_WEIGHT_DECAY] > 0) printf(", weight_decay=%g", hyper[BPRT_H_WEIGHT_DECAY]);
-    if (hyper[BPRT_H_CLIP] > 0) printf(", clip=%g", hyper[BPRT_H_CLIP]);
-    printf("), schedule %s, batch %" PRId64 ", epochs %" PRId64 ", seed %" PRIu64 ", %d threads\n",
-           bprt_schedule_names[o.schedule.kind], o.batch, o.epochs, o.seed, bprt_get_threads());
+    /* on a terminal each line fits its width (bprt_put_line); in a log, one line each */
+    char line[5000];
+    snprintf(line, sizeof line, "bpcc train: model %s (%s) from %s, compiled in %s (set-up %s)", desc->model_name,
+             bprt_fmt_counted(f1, sizeof f1, param_count(desc), "parameter", NULL), c.name,
+             bprt_fmt_duration(f2, sizeof f2, t_compile), bprt_fmt_duration(sb, sizeof sb, seconds_now() - t_start));
+    bprt_put_line(stdout, line, 4);
+    size_t n = (size_t)snprintf(line, sizeof line, "  data %s: %s", train->source,
+                                bprt_fmt_counted(f1, sizeof f1, train->n, "row", NULL));
+    if (val)
+      snprintf(line + n, sizeof line - n, "; validation %s: %s", val->source,
+               bprt_fmt_counted(f1, sizeof f1, val->n, "row", NULL));
+    bprt_put_line(stdout, line, 4);
+    n = (size_t)snprintf(line, sizeof line, "  %s(lr=%g", bprt_optimizers[c.optimizer.kind].name, hyper[BPRT_H_LR]);
+    if (hyper[BPRT_H_WEIGHT_DECAY] > 0)
+      n += (size_t)snprintf(line + n, sizeof line - n, ", weight_decay=%g", hyper[BPRT_H_WEIGHT_DECAY]);
+    if (hyper[BPRT_H_CLIP] > 0) n += (size_t)snprintf(line + n, sizeof line - n, ", clip=%g", hyper[BPRT_H_CLIP]);
+    snprintf(line + n, sizeof line - n, "), schedule %s, batch %" PRId64 ", epochs %" PRId64 ", seed %" PRIu64 ", %d threads",
+             bprt_schedule_names[o.schedule.kind], o.batch, o.epochs, o.seed, bprt_get_threads());
+    bprt_put_line(stdout, line, 4);
     char code[400];
-    printf("  code: %s\n", pipeline_describe(&c, code, sizeof code));
-    if (a.init) printf("  parameters from %s (--init); optimizer state fresh\n", a.init);
+    snprintf(line, sizeof line, "  code: %s", pipeline_describe(&c, code, sizeof code));
+    bprt_put_line(stdout, line, 4);
+    if (a.init) {
+      snprintf(line, sizeof line, "  parameters from %s (--init); optimizer state fresh", a.init);
+      bprt_put_line(stdout, line, 4);
+    }
     if (c.opt.mem_budget > 0)
       printf("  memory %s planned at batch %" PRId64 " (budget %s)\n", memplan_format_size(planned, sb, sizeof sb), o.batch,
              memplan_format_size(c.opt.mem_budget, (char[32]){0}, 32));
@@ -558,14 +571,18 @@ int cmd_train(int argc, char **argv) {
     goto done;
   }
   char f3[64], f4[64];
-  printf("trained %s (%s) in %s: loss %s", bprt_fmt_counted(f1, sizeof f1, r.epochs_done, "epoch", NULL),
-         bprt_fmt_counted(f2, sizeof f2, r.steps, "step", NULL), bprt_fmt_duration(f3, sizeof f3, seconds_now() - t0),
-         bprt_fmt_sig(f4, sizeof f4, r.last.loss, 4));
-  if (!isnan(r.last.accuracy)) printf(", accuracy %.2f%%", 100 * r.last.accuracy);
-  if (!isnan(r.last.val_loss)) printf(", val_loss %s", bprt_fmt_sig(f1, sizeof f1, r.last.val_loss, 4));
-  if (!isnan(r.last.val_accuracy)) printf(", val_accuracy %.2f%%", 100 * r.last.val_accuracy);
-  if (a.save) printf("; saved %s", a.save);
-  printf("\n");
+  char line[5000];
+  size_t n = (size_t)snprintf(line, sizeof line, "trained %s (%s) in %s: loss %s",
+                              bprt_fmt_counted(f1, sizeof f1, r.epochs_done, "epoch", NULL),
+                              bprt_fmt_counted(f2, sizeof f2, r.steps, "step", NULL),
+                              bprt_fmt_duration(f3, sizeof f3, seconds_now() - t0), bprt_fmt_sig(f4, sizeof f4, r.last.loss, 4));
+#define ADD(...) n += (size_t)snprintf(line + n, n < sizeof line ? sizeof line - n : 0, __VA_ARGS__)
+  if (!isnan(r.last.accuracy)) ADD(", accuracy %.2f%%", 100 * r.last.accuracy);
+  if (!isnan(r.last.val_loss)) ADD(", val_loss %s", bprt_fmt_sig(f1, sizeof f1, r.last.val_loss, 4));
+  if (!isnan(r.last.val_accuracy)) ADD(", val_accuracy %.2f%%", 100 * r.last.val_accuracy);
+  if (a.save) ADD("; saved %s", a.save);
+#undef ADD
+  bprt_put_line(stdout, line, 4);
   bprt_model_memory mem = bprt_model_memory_used(m);
   if (a.po.watch)   /* what the model allocated, beside `bpcc --mem-report`'s prediction */
     printf("memory: measured %" PRId64 " bytes at batch %" PRId64 " (workspace %" PRId64 "); planned %" PRId64

@@ -128,6 +128,55 @@ int bprt_term_width(FILE *f) {
   return 80;
 }
 
+void bprt_put_line(FILE *out, const char *line, int indent) {
+  size_t len = strlen(line);
+  int width = isatty(fileno(out)) ? bprt_term_width(out) : 0;
+  if (width <= 0 || (int)len < width) {
+    fprintf(out, "%s\n", line);
+    return;
+  }
+  char *t = malloc(2 * len + 2);
+  if (!t) {
+    fprintf(out, "%s\n", line);
+    return;
+  }
+  /* t: the line with single spaces after its indentation; field[k]: the space at k
+   * ends a field (it was a double space, or follows ',' or ';'), where a break is best */
+  char *field = t + len + 1;
+  size_t n = strspn(line, " ");
+  memcpy(t, line, n);
+  memset(field, 0, len + 1);
+  for (size_t i = n; i < len; i++) {
+    if (line[i] == ' ' && t[n - 1] == ' ') {
+      field[n - 1] = 1;
+      continue;
+    }
+    if (line[i] == ' ' && (t[n - 1] == ',' || t[n - 1] == ';')) field[n] = 1;
+    t[n++] = line[i];
+  }
+  t[n] = 0;
+  if (indent < 0 || indent > width / 2) indent = 0;
+  size_t room = (size_t)(width - 1), at = 0, lead = 0;
+  while (n - at + lead > room) {
+    size_t best = 0, any = 0;   /* the last field end, and the last space, that fit */
+    for (size_t k = at + 1; k <= at + room - lead && k < n; k++)
+      if (t[k] == ' ') {
+        any = k;
+        if (field[k]) best = k;
+      }
+    size_t cut = best ? best : any;
+    if (!cut) {   /* a word longer than the line goes whole */
+      cut = at + strcspn(t + at, " ");
+      if (cut >= n) break;
+    }
+    fprintf(out, "%*s%.*s\n", (int)lead, "", (int)(cut - at), t + at);
+    at = cut + 1;
+    lead = (size_t)indent;
+  }
+  fprintf(out, "%*s%s\n", (int)lead, "", t + at);
+  free(t);
+}
+
 /* ------------------------------------------------------------------ the progress bar */
 
 /* `first`: the steps already done when the clock started (an epoch resumed in its

@@ -39,6 +39,12 @@ char *bprt_fmt_rate(char *buf, size_t n, int64_t steps, double seconds);
 /* Columns of the terminal behind f: TIOCGWINSZ, else $COLUMNS, else 80. Asked again at
  * every redraw (at most 10 a second), so the bar follows a resize. */
 int bprt_term_width(FILE *f);
+/* A result line (no newline in it) to out, with its newline. On a terminal narrower
+ * than the line, the line is fitted rather than left to the terminal's wrap in the
+ * middle of a word: first the double spaces between fields become single ones, then
+ * it is broken at spaces, the continuation lines indented by `indent` columns. Off a
+ * terminal (a log, a pipe) it is written as it is. */
+void bprt_put_line(FILE *out, const char *line, int indent);
 
 /* ------------------------------------------------------------------ the progress bar */
 

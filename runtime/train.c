@@ -312,7 +312,7 @@ static void epoch_line(FILE *out, const BprtEpochStats *s, int64_t epochs) {
   if (!isnan(s->val_accuracy)) o += (size_t)snprintf(line + o, sizeof line - o, "  val_acc %.2f%%", 100 * s->val_accuracy);
   o += (size_t)snprintf(line + o, sizeof line - o, "  lr %s", bprt_fmt_sig(a, sizeof a, s->lr, 4));
   snprintf(line + o, sizeof line - o, "  %s", bprt_fmt_duration(a, sizeof a, s->seconds));
-  fprintf(out, "%s\n", line);
+  bprt_put_line(out, line, 2);
   fflush(out);
 }
 

@@ -261,6 +261,69 @@ static void test_width(void **state) {
   unsetenv("COLUMNS");
 }
 
+/* ---------------------------------------------------------------- result lines */
+
+/* What bprt_put_line writes to a terminal `cols` wide, read back from the pty (its
+ * "\r\n" made "\n"); NULL where there is no pseudo-terminal. */
+static char *put_on_tty(int cols, const char *line, int indent, char *got, size_t n) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0 || grantpt(master) || unlockpt(master)) {
+    if (master >= 0) close(master);
+    return NULL;
+  }
+  FILE *tty = fopen(ptsname(master), "w");
+  assert_non_null(tty);
+  struct winsize ws = {0};
+  ws.ws_row = 24;
+  ws.ws_col = (unsigned short)cols;
+  assert_int_equal(ioctl(fileno(tty), TIOCSWINSZ, &ws), 0);
+  bprt_put_line(tty, line, indent);
+  fclose(tty);
+  size_t o = 0;
+  for (;;) {
+    char buf[512];
+    ssize_t k = read(master, buf, sizeof buf);
+    for (ssize_t i = 0; i < k && o + 1 < n; i++)
+      if (buf[i] != '\r') got[o++] = buf[i];
+    if (k <= 0 || (o > 0 && got[o - 1] == '\n' && (size_t)k < sizeof buf)) break;
+  }
+  got[o] = 0;
+  close(master);
+  return got;
+}
+
+static void test_put_line(void **state) {
+  (void)state;
+  static const char epoch[] = "epoch 2/2  loss 0.09744  acc 97.16%  val_loss 0.09055  val_acc 97.14%  lr 0.001  1.6 s";
+  /* off a terminal: as it is, however long */
+  FILE *f = tmpfile();
+  setenv("COLUMNS", "20", 1);
+  bprt_put_line(f, epoch, 2);
+  char *text = slurp(f);
+  assert_string_equal(text, "epoch 2/2  loss 0.09744  acc 97.16%  val_loss 0.09055  val_acc 97.14%  lr 0.001  1.6 s\n");
+  free(text);
+  fclose(f);
+  unsetenv("COLUMNS");
+  char got[2048];
+  if (!put_on_tty(100, epoch, 2, got, sizeof got)) {
+    fprintf(stderr, "note: no pseudo-terminal here; bprt_put_line on a terminal is not tested\n");
+    return;
+  }
+  /* wide enough: as it is */
+  assert_string_equal(got, "epoch 2/2  loss 0.09744  acc 97.16%  val_loss 0.09055  val_acc 97.14%  lr 0.001  1.6 s\n");
+  /* 80 columns: single spaces, then a break at the end of a field ("1.6 s" stays whole) */
+  put_on_tty(80, epoch, 2, got, sizeof got);
+  assert_string_equal(got, "epoch 2/2 loss 0.09744 acc 97.16% val_loss 0.09055 val_acc 97.14% lr 0.001\n  1.6 s\n");
+  put_on_tty(85, epoch, 2, got, sizeof got);
+  assert_string_equal(got, "epoch 2/2 loss 0.09744 acc 97.16% val_loss 0.09055 val_acc 97.14% lr 0.001 1.6 s\n");
+  /* after a comma or semicolon; the indentation of the first line kept */
+  put_on_tty(40, "  data mnist:DIR (train): 60,000 rows; validation mnist:DIR (t10k): 10,000 rows", 4, got, sizeof got);
+  assert_string_equal(got, "  data mnist:DIR (train): 60,000 rows;\n    validation mnist:DIR (t10k): 10,000\n    rows\n");
+  /* a word longer than the line goes whole, on a line of its own */
+  put_on_tty(20, "saved /a/very/long/path/to/a/checkpoint.safetensors ok", 2, got, sizeof got);
+  assert_string_equal(got, "saved\n  /a/very/long/path/to/a/checkpoint.safetensors\n  ok\n");
+}
+
 /* ---------------------------------------------------------------- the status line */
 
 static void test_status(void **state) {
@@ -281,7 +344,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sig),    cmocka_unit_test(test_count), cmocka_unit_test(test_duration),
       cmocka_unit_test(test_rate),   cmocka_unit_test(test_format), cmocka_unit_test(test_draw),
-      cmocka_unit_test(test_width),  cmocka_unit_test(test_status),
+      cmocka_unit_test(test_width),  cmocka_unit_test(test_status), cmocka_unit_test(test_put_line),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,9 +57,12 @@ bar=$(grep -E '^epoch [0-9]+/[0-9]+ +[0-9]+%\[' "$T/screen" | head -1)
 echo "$bar" | grep -Eq '^epoch 1/1 100%\[#+\] 469/469  loss [0-9.e+-]+  [0-9.,]+ (steps/s|s/step)  [0-9:]+<00:00$' ||
   fail "the progress line is not the finished bar: '$bar'"
 [ ${#bar} -le 79 ] || fail "the progress line is ${#bar} columns wide"
-# the epoch's line follows the bar (it may wrap: it is printed once, not redrawn)
-grep -A1 -E '^epoch 1/1 100%\[' "$T/screen" | tail -1 | grep -q '^epoch 1/1  loss [0-9.e+-]*  acc ' ||
+# the epoch's line follows the bar, fitted to the 80 columns (single spaces between its
+# fields, a break at a field's end if it still does not fit: bprt_put_line)
+grep -A1 -E '^epoch 1/1 100%\[' "$T/screen" | tail -1 | grep -q '^epoch 1/1 loss [0-9.e+-]* acc ' ||
   fail "the epoch's line does not follow the bar"
+long=$(awk 'length($0) > 79' "$T/screen")
+[ -z "$long" ] || fail "lines wider than the screen: $long"
 grep -Eq '^(loading|compiling) ' "$T/screen" && fail "a status line was left on the screen"
 grep -q '^trained 1 epoch (469 steps) in ' "$T/screen" || fail "no final line"
 if [ $t_fails -ne 0 ]; then
