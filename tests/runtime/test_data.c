@@ -18,20 +18,7 @@
 #include "runtime/data.h"
 #include "testutil.h"
 
-static char *dir;
-
-static int setup(void **state) {
-  (void)state;
-  dir = make_temp_dir();
-  return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  rm_tree(dir);
-  free(dir);
-  return 0;
-}
+TEMP_DIR_FIXTURE
 
 /* The last error must be exactly the formatted message. */
 static void expect_error(const char *fmt, ...) {

@@ -33,20 +33,7 @@
 #include "runtime/runtime.h"
 #include "testutil.h"
 
-static char *dir;
-
-static int setup(void **state) {
-  (void)state;
-  dir = make_temp_dir();
-  return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  rm_tree(dir);
-  free(dir);
-  return 0;
-}
+TEMP_DIR_FIXTURE
 
 /* CPU time of this process: what the work costs, unaffected by other jobs that share
  * the machine (ctest -j, a busy CI host); these tests neither sleep nor block (a hang

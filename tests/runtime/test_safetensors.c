@@ -19,20 +19,7 @@
 #include "runtime/runtime.h"
 #include "testutil.h"
 
-static char *dir;
-
-static int setup(void **state) {
-  (void)state;
-  dir = make_temp_dir();
-  return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  rm_tree(dir);
-  free(dir);
-  return 0;
-}
+TEMP_DIR_FIXTURE
 
 /* Three tensors of rank 2, 1 and 0 and metadata with characters that need escapes. */
 static float w[6] = {1, -2, 3.5f, 4, 5, 6e-8f}, b[3] = {0.5f, -0.25f, 1e30f}, s[1] = {42};

@@ -38,6 +38,22 @@ static inline void rm_tree(const char *dir) {
   rmdir(dir);
 }
 
+/* The group fixture of a test file whose tests write files: `dir`, a fresh directory
+ * made by cmocka's group setup `setup` and removed by `teardown`. */
+#define TEMP_DIR_FIXTURE                 \
+  static char *dir;                      \
+  static int setup(void **state) {       \
+    (void)state;                         \
+    dir = make_temp_dir();               \
+    return dir ? 0 : -1;                 \
+  }                                      \
+  static int teardown(void **state) {    \
+    (void)state;                         \
+    rm_tree(dir);                        \
+    free(dir);                           \
+    return 0;                            \
+  }
+
 /* Number of entries of dir (without . and ..). */
 static inline int count_entries(const char *dir) {
   DIR *d = opendir(dir);
