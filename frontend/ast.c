@@ -72,6 +72,13 @@ Expr *fe_expr_number(Arena *a, const char *text, SrcLoc loc) {
   return e;
 }
 
+Expr *fe_expr_shape(Arena *a, DimAst *dims, int ndims, SrcLoc loc) {
+  Expr *e = new_expr(a, EX_SHAPE, loc);
+  e->dims = dims;
+  e->ndims = ndims;
+  return e;
+}
+
 Expr *fe_expr_bool(Arena *a, bool value, SrcLoc loc) {
   Expr *e = new_expr(a, EX_BOOL, loc);
   e->num = value ? 1 : 0;
@@ -155,6 +162,14 @@ static void dump_expr(FILE *o, const Expr *e) {
       fputc(' ', o);
       if (g->name) fprintf(o, "%s=", g->name);
       dump_expr(o, g->value);
+    }
+    fputc(')', o);
+    break;
+  case EX_SHAPE:
+    fputs("(shape", o);
+    for (int i = 0; i < e->ndims; i++) {
+      if (e->dims[i].name) fprintf(o, " %s", e->dims[i].name);
+      else fprintf(o, " %lld", (long long)e->dims[i].value);
     }
     fputc(')', o);
     break;

@@ -43,10 +43,16 @@ const char *fe_token_name(int kind);   /* "identifier", "'('", ... */
 
 /* --------------------------------------------------------------------- AST (ast.c) */
 
-typedef enum { EX_ERROR, EX_NUMBER, EX_BOOL, EX_NAME, EX_NEG, EX_BINARY, EX_CALL } ExprKind;
+typedef enum { EX_ERROR, EX_NUMBER, EX_BOOL, EX_NAME, EX_NEG, EX_BINARY, EX_CALL, EX_SHAPE } ExprKind;
 
 typedef struct Expr Expr;
 typedef struct Arg Arg;
+
+typedef struct {             /* one dim of a type: a number or a symbolic name */
+  const char *name;          /* NULL: value (-1 only in a shape literal: inferred) */
+  int64_t value;
+  SrcLoc loc;
+} DimAst;
 
 struct Arg {                 /* call argument: positional (name NULL) or keyword */
   const char *name;
@@ -67,13 +73,9 @@ struct Expr {
   Expr *lhs, *rhs;           /* EX_BINARY; EX_NEG uses lhs */
   Arg *args;                 /* EX_CALL */
   int nargs;
+  DimAst *dims;              /* EX_SHAPE: `[B, 784]`, reshape's target (source order) */
+  int ndims;
 };
-
-typedef struct {             /* one dim of a type: a number or a symbolic name */
-  const char *name;          /* NULL: value */
-  int64_t value;
-  SrcLoc loc;
-} DimAst;
 
 typedef enum { TY_TENSOR, TY_INT, TY_FLOAT } TypeKind;
 
@@ -175,6 +177,7 @@ Expr *fe_expr_neg(Arena *a, Expr *x, SrcLoc loc);
 Expr *fe_expr_binary(Arena *a, int op, Expr *l, Expr *r, SrcLoc loc);
 Expr *fe_expr_call(Arena *a, const char *name, SrcLoc name_loc, Arg *args, SrcLoc loc);
 Expr *fe_expr_error(Arena *a, SrcLoc loc);
+Expr *fe_expr_shape(Arena *a, DimAst *dims, int ndims, SrcLoc loc);   /* `[B, 784]` */
 Expr *fe_expr_paren(Expr *x, SrcLoc loc);   /* widens loc, counts a nesting level */
 /* Parse a number literal. false (with a message in err) when it is malformed or out of
  * range; is_int: written as an integer. */
@@ -220,7 +223,7 @@ void fe_print_train(FILE *out, const TrainSpec *t);
 typedef struct {
   Op op;                     /* INPUT PARAM CONST unary/binary EW, POW, MATMUL, TRANSPOSE,
                                 SUM MEAN MAX, SOFTMAX LOG_SOFTMAX, ONEHOT, DROPOUT_MASK,
-                                OUTPUT LOSS */
+                                RESHAPE, OUTPUT LOSS */
   int nargs;
   int32_t args[2];
   TensorType type;           /* result type (sinks: the operand's) */

@@ -95,6 +95,25 @@ static void set_dims(FeParseState *ps, TypeAst *t, DimList *l) {
   for (DimList *d = l; d; d = d->next) t->dims[--n] = d->dim;
 }
 
+/* A shape literal `[B, 784]` (reshape's target), its dims list reversed. */
+static Expr *shape_expr(FeParseState *ps, DimList *l, SrcLoc loc) {
+  int n = 0;
+  for (DimList *d = l; d; d = d->next) n++;
+  DimAst *dims = n ? arena_alloc(ps->arena, (size_t)n * sizeof *dims) : NULL;
+  int k = n;
+  for (DimList *d = l; d; d = d->next) dims[--k] = d->dim;
+  return fe_expr_shape(ps->arena, dims, n, loc);
+}
+
+/* `-1` in a shape literal: the one dim reshape infers; any other negative is reported. */
+static DimList *inferred_dim(FeParseState *ps, const char *text, SrcLoc loc) {
+  DimList *d = arena_alloc(ps->arena, sizeof *d);
+  d->dim.loc = loc;
+  if (text && strcmp(text, "1") == 0) d->dim.value = -1;
+  else if (text) diag_error(loc, "a dimension of a shape must be a positive integer, a name or -1 (inferred), not '-%s'", text);
+  return d;
+}
+
 static TrainValue *fe_train_number(FeParseState *ps, const char *text, bool neg, SrcLoc loc) {
   TrainValue *v = arena_alloc(ps->arena, sizeof *v);
   v->kind = TV_NUMBER;
@@ -161,7 +180,7 @@ static Stmt *err_stmt(FeParseState *ps, StmtKind k, const char *name, SrcLoc loc
 %type <arg> args_opt args arg
 %type <param> params_opt params param
 %type <type> type ret_opt
-%type <dims> dims_opt dims dim
+%type <dims> dims_opt dims dim sdims_opt sdims sdim
 %type <titem> titems titem
 %type <targ> targs_opt targs targ
 %type <tval> tval tnum tnums
@@ -221,6 +240,11 @@ dim:
   | NUMBER { $$ = arena_alloc(ps->arena, sizeof *$$); $$->dim.loc = L(ps, @1); $$->dim.value = dim_number(ps, $1, $$->dim.loc); }
   ;
 
+/* a shape literal's dims (reshape's target): a dim or -1 */
+sdims_opt: %empty { $$ = NULL; } | sdims { $$ = $1; } ;
+sdims: sdim { $$ = $1; } | sdims ',' sdim { $$ = $3; $$->next = $1; } ;
+sdim: dim { $$ = $1; } | '-' NUMBER { $$ = inferred_dim(ps, $2, L(ps, @$)); } ;
+
 /* block = '{' { stmt NEWLINE } '}' */
 block: '{' stmts '}' { $$ = $2; REVERSE(Stmt, $$); } ;
 
@@ -273,7 +297,8 @@ expr:
   | primary                { $$ = $1; }
   ;
 
-/* primary = NUMBER | "true" | "false" | NAME | NAME '(' args ')' | '(' expr ')' */
+/* primary = NUMBER | "true" | "false" | NAME | NAME '(' args ')' | '(' expr ')'
+ *         | '[' [ sdim { ',' sdim } ] ']'        (a shape: reshape's second argument) */
 primary:
     NUMBER                 { $$ = $1 ? fe_expr_number(ps->arena, $1, L(ps, @1)) : fe_expr_error(ps->arena, L(ps, @1)); }
   | TRUE                   { $$ = fe_expr_bool(ps->arena, true, L(ps, @1)); }
@@ -281,6 +306,7 @@ primary:
   | IDENT                  { $$ = fe_expr_name(ps->arena, $1, L(ps, @1)); }
   | IDENT '(' args_opt ')' { $$ = fe_expr_call(ps->arena, $1, L(ps, @1), $3, L(ps, @$)); }
   | '(' expr ')'           { $$ = fe_expr_paren($2, L(ps, @$)); }
+  | '[' sdims_opt ']'      { $$ = shape_expr(ps, $2, L(ps, @$)); }
   ;
 
 /* args = [ arg { ',' arg } [','] ] ; arg = [NAME '='] expr */
@@ -342,14 +368,16 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, FeParse
   yysymbol_kind_t expected[64];
   int n = yypcontext_expected_tokens(ctx, expected, 64);
   yysymbol_kind_t got = yypcontext_token(ctx);
-  /* `true` and `false` are literals wherever a number is: "expected identifier, number,
-   * '-' or '('" names the usual fix (and stays short enough to be printed) */
+  /* `true` and `false` are literals wherever a number is, and so is a shape `[B, 784]`
+   * (reshape's argument): "expected identifier, number, '-' or '('" names the usual fix
+   * (and stays short enough to be printed) */
   bool number = false;
   for (int i = 0; i < n; i++) number |= expected[i] == YYSYMBOL_NUMBER;
   if (number) {
     int k = 0;
     for (int i = 0; i < n; i++)
-      if (expected[i] != YYSYMBOL_TRUE && expected[i] != YYSYMBOL_FALSE) expected[k++] = expected[i];
+      if (expected[i] != YYSYMBOL_TRUE && expected[i] != YYSYMBOL_FALSE && strcmp(sym_name(expected[i]), "'['") != 0)
+        expected[k++] = expected[i];
     n = k;
   }
   if (got == YYSYMBOL_YYEOF)   /* at the end, the one useful expectation is the brace */

@@ -139,6 +139,8 @@ typedef struct {
   NameTab fntab;               /* name -> FnInfo */
   const char **syms;           /* names of symbolic dims */
   int nsyms, capsyms;
+  NameTab products;            /* "#3*#5" -> the symbol for that product of symbolic dims
+                                  (what flatten makes of a layer's [B,R,C]), one per product */
   FeModel *model;              /* NULL: generic check (no nodes) */
   NameTab param_names;         /* the parameter names of model (unique_param_name) */
   Frame *top;

@@ -257,7 +257,7 @@ static bool const_int(Ctx *c, const Value *v, SrcLoc loc, const char *what, int6
 
 /* ------------------------------------------------------------------ built-in ops */
 
-typedef enum { BI_UNARY, BI_ROW, BI_REDUCE, BI_ONEHOT, BI_TRANSPOSE, BI_DROPOUT } BuiltinKind;
+typedef enum { BI_UNARY, BI_ROW, BI_REDUCE, BI_ONEHOT, BI_TRANSPOSE, BI_DROPOUT, BI_RESHAPE, BI_FLATTEN } BuiltinKind;
 
 static const struct {
   const char *name;
@@ -281,6 +281,8 @@ static const struct {
     {"onehot", BI_ONEHOT, OP_ONEHOT, 1, {{"y", false}}},
     {"transpose", BI_TRANSPOSE, OP_TRANSPOSE, 1, {{"x", false}}},
     {"dropout", BI_DROPOUT, OP_DROPOUT_MASK, 2, {{"x", false}, {"p", false}}},
+    {"reshape", BI_RESHAPE, OP_RESHAPE, 2, {{"x", false}, {"shape", false}}},
+    {"flatten", BI_FLATTEN, OP_RESHAPE, 1, {{"x", false}}},
 };
 #define NBUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
 
@@ -288,6 +290,225 @@ int sema_find_builtin(const char *name) {
   for (int i = 0; i < NBUILTINS; i++)
     if (strcmp(builtins[i].name, name) == 0) return i;
   return -1;
+}
+
+/* ------------------------------------------------------------------ reshape, flatten */
+
+/* A count of elements per row: the product of some dims, kept as a known factor times
+ * the layer's symbolic dims (sorted), so [B,R,C] and [B,C,R] agree inside a generic
+ * check. known < 0: larger than an int64 holds. */
+typedef struct {
+  int64_t known;
+  int nsyms;
+  int64_t syms[IR_MAX_RANK];
+} RowCount;
+
+static RowCount row_count(int rank, const int64_t *dims, int skip) {
+  RowCount n = {1, 0, {0}};
+  for (int i = 1; i < rank; i++) {
+    if (i == skip) continue;
+    int64_t d = dims[i];
+    if (IS_SYM(d)) {
+      int k = n.nsyms++;
+      while (k > 0 && n.syms[k - 1] > d) { n.syms[k] = n.syms[k - 1]; k--; }
+      n.syms[k] = d;
+    } else if (n.known >= 0) {
+      n.known = d > 0 && n.known > INT64_MAX / d ? -1 : n.known * d;
+    }
+  }
+  return n;
+}
+
+static bool count_eq(const RowCount *a, const RowCount *b) {
+  return a->known == b->known && a->nsyms == b->nsyms && memcmp(a->syms, b->syms, (size_t)a->nsyms * sizeof a->syms[0]) == 0;
+}
+
+/* "784", "R*C", "16*R" */
+static const char *count_str(Ctx *c, const RowCount *n) {
+  char buf[400], d[64];
+  size_t k = 0;
+  buf[0] = 0;
+  if (n->known < 0) return "more than 9223372036854775807";
+  if (n->known != 1 || n->nsyms == 0) k += (size_t)snprintf(buf, sizeof buf, "%lld", (long long)n->known);
+  for (int i = 0; i < n->nsyms && k < sizeof buf - 80; i++)
+    k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%s", k ? "*" : "", sema_dim_name(c, n->syms[i], d, sizeof d));
+  return arena_printf(c->a, "%s", buf);
+}
+
+/* The dim for a count: a number, one symbol, or the one symbol standing for a product
+ * of symbols (the same product, the same symbol: flatten(x) + flatten(x) checks). */
+static int64_t count_dim(Ctx *c, const RowCount *n) {
+  if (n->nsyms == 0) return n->known;
+  if (n->nsyms == 1 && n->known == 1) return n->syms[0];
+  char key[256];
+  size_t k = (size_t)snprintf(key, sizeof key, "%lld", (long long)n->known);
+  for (int i = 0; i < n->nsyms; i++) k += (size_t)snprintf(key + k, sizeof key - k, "*#%lld", (long long)n->syms[i]);
+  int64_t *sym = sema_tab_get(&c->products, key);
+  if (sym) return *sym;
+  sym = arena_alloc(c->a, sizeof *sym);
+  *sym = sema_new_sym(c, count_str(c, n));
+  sema_tab_put(c->a, &c->products, arena_printf(c->a, "%s", key), sym);
+  return *sym;
+}
+
+/* "[B,28,-1]": a target shape as written, its inferred dim (infer >= 0) as -1. */
+static const char *target_str(Ctx *c, int rank, const int64_t *dims, int infer) {
+  char buf[400], d[64];
+  size_t k = 0;
+  buf[k++] = '[';
+  for (int i = 0; i < rank && k < sizeof buf - 80; i++)
+    k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%s", i ? "," : "", i == infer ? "-1" : sema_dim_name(c, dims[i], d, sizeof d));
+  snprintf(buf + k, sizeof buf - k, "]");
+  return arena_printf(c->a, "%s", buf);
+}
+
+/* One dim of a shape literal: a number, -1, B, or a dim or int the frame binds. */
+static bool shape_dim(Ctx *c, const DimAst *d, int64_t *out, bool *inferred) {
+  *inferred = !d->name && d->value == -1;
+  if (!d->name) {
+    *out = *inferred ? 1 : d->value;   /* -1 is DIM_BATCH: the dim is set once inferred */
+    return d->value != 0;   /* 0: a bad literal, reported by the parser */
+  }
+  if (strcmp(d->name, "B") == 0) {
+    *out = DIM_BATCH;
+    return true;
+  }
+  DimBind *b = sema_lookup_dim(c->top, d->name);
+  if (b && !b->bad) {
+    *out = b->dim;
+    return true;
+  }
+  Binding *v = b ? NULL : sema_lookup(c->top, d->name);
+  if (v && v->v.kind == VK_NUMBER && v->v.is_int && !v->v.known && IS_SYM(v->v.idim)) {
+    *out = v->v.idim;
+    return true;
+  }
+  if (v && v->v.kind == VK_NUMBER && v->v.is_int && v->v.known && v->v.num >= 1 && v->v.num <= (double)FE_MAX_DIM) {
+    *out = (int64_t)v->v.num;
+    return true;
+  }
+  if (b || (v && v->v.kind == VK_NUMBER && v->v.is_int && v->v.known))
+    ERR(c, d->loc, "'%s' is %lld, which is not a dimension (between 1 and %lld)", d->name,
+        b ? (long long)b->bad_value : (long long)v->v.num, (long long)FE_MAX_DIM);
+  else if (v && v->v.kind != VK_ERROR)
+    ERR(c, d->loc, "'%s' is %s; a dimension of a shape is an integer, B, or an int or dim name of the layer", d->name,
+        sema_vtype(c, &v->v));
+  else if (!v)
+    ERR(c, d->loc, "unknown dimension '%s'; a dimension of a shape is an integer, B, or an int or dim name of the layer",
+        d->name);
+  return false;
+}
+
+/* reshape(x, [B, ...]) and flatten(x) = reshape(x, [B, -1]): the batch stays the first
+ * dim of both shapes (a reshape that moved it would mix rows), the other dims keep the
+ * count of elements per row. Inside a generic check of a layer, where the counts involve
+ * the layer's symbolic dims and do not match symbol for symbol, the check waits for each
+ * call, where every dim is known. */
+static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc xloc, const Expr *shape) {
+  const char *what = flatten ? "flatten()" : "reshape()";
+  if (!flatten && shape->kind != EX_SHAPE) {
+    Value s = sema_eval(c, shape);
+    if (s.kind != VK_ERROR)
+      ERR(c, shape->loc, "the shape of reshape() is written as a list of dims, such as [B, 784], not %s", sema_vtype(c, &s));
+    return v_error();
+  }
+  if (x.rank < 1 || x.dims[0] != DIM_BATCH) {
+    Note n;
+    int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+    bool has_b = false;
+    for (int i = 0; i < x.rank; i++) has_b |= x.dims[i] == DIM_BATCH;
+    sema_report(c, xloc, &n, nn, "%s needs a value with the batch dim B first, but its argument is %s%s", what,
+                sema_vtype(c, &x), has_b ? "" : ", with no batch dim");
+    return v_error();
+  }
+  int rank = 2, infer = 1;
+  int64_t dims[IR_MAX_RANK] = {DIM_BATCH, 1};
+  if (flatten) {
+    if (x.rank < 2) {
+      ERR(c, xloc, "flatten() needs a value of rank 2 or more, but its argument is %s", sema_vtype(c, &x));
+      return v_error();
+    }
+    if (x.rank == 2) {   /* already flat: the value itself */
+      Value r = x;
+      r.origin = e->loc;
+      r.origin_name = NULL;
+      r.origin_decl = false;
+      return r;
+    }
+  } else {
+    if (shape->ndims < 1 || shape->ndims > IR_MAX_RANK) {
+      ERR(c, shape->loc, "reshape() to %d dims: a shape has 1 to %d dims, the batch dim B first", shape->ndims, IR_MAX_RANK);
+      return v_error();
+    }
+    rank = shape->ndims;
+    infer = -1;
+    bool ok = true;
+    for (int i = 0; i < rank; i++) {
+      const DimAst *d = &shape->dims[i];
+      bool inferred;
+      if (!shape_dim(c, d, &dims[i], &inferred)) { ok = false; continue; }
+      if (i == 0 && (dims[i] != DIM_BATCH || inferred)) {
+        ERR(c, d->loc, "the first dim of a shape is the batch dim B (reshape keeps the batch first), not %s",
+            d->name ? d->name : arena_printf(c->a, "%lld", (long long)d->value));
+        ok = false;
+      } else if (i > 0 && dims[i] == DIM_BATCH) {
+        ERR(c, d->loc, "the batch dim B can only be the first dim of a shape");
+        ok = false;
+      } else if (inferred && infer >= 0) {
+        ERR(c, d->loc, "a shape can infer one dim (-1), not two");
+        ok = false;
+      } else if (inferred) {
+        infer = i;
+      }
+    }
+    if (!ok) return v_error();
+  }
+  RowCount have = row_count(x.rank, x.dims, -1), want = row_count(rank, dims, infer);
+  bool symbolic = have.nsyms > 0 || want.nsyms > 0;
+  if (have.known < 0 || want.known < 0) {
+    ERR(c, e->loc, "%s: %s has more elements per row than an int64 counts", what,
+        have.known < 0 ? sema_vtype(c, &x) : target_str(c, rank, dims, infer));
+    return v_error();
+  }
+  const char *target = NULL;
+  if (infer >= 0) {
+    /* the inferred dim: what is left of the source's count after the written dims */
+    RowCount left = have;
+    bool divides = want.known > 0 && have.known % want.known == 0;
+    left.known = divides ? have.known / want.known : 0;
+    for (int i = 0; i < want.nsyms && divides; i++) {
+      int j = 0;
+      while (j < left.nsyms && left.syms[j] != want.syms[i]) j++;
+      if (j == left.nsyms) { divides = false; break; }
+      memmove(&left.syms[j], &left.syms[j + 1], (size_t)(left.nsyms - j - 1) * sizeof left.syms[0]);
+      left.nsyms--;
+    }
+    if (divides) {
+      dims[infer] = count_dim(c, &left);
+    } else if (symbolic && !c->model) {
+      dims[infer] = sema_new_sym(c, "?");   /* known at each call */
+    } else {
+      Note n;
+      int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+      sema_report(c, shape->loc, &n, nn,
+                  "reshape(): cannot infer the -1 of %s: %s has %s elements per row, not a multiple of %s",
+                  target_str(c, rank, dims, infer), sema_vtype(c, &x), count_str(c, &have), count_str(c, &want));
+      return v_error();
+    }
+    if (dims[infer] > FE_MAX_DIM) {
+      ERR(c, flatten ? e->loc : shape->dims[infer].loc, "%s: the inferred dim would be %lld, more than %lld", what,
+          (long long)dims[infer], (long long)FE_MAX_DIM);
+      return v_error();
+    }
+  } else if (!count_eq(&have, &want) && !(symbolic && !c->model)) {
+    target = target_str(c, rank, dims, -1);
+    Note n;
+    int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+    sema_report(c, shape->loc, &n, nn, "reshape(): %s has %s elements per row, %s has %s", sema_vtype(c, &x),
+                count_str(c, &have), target, count_str(c, &want));
+    return v_error();
+  }
+  return sema_tensor_value(x.dtype, rank, dims, sema_emit(c, OP_RESHAPE, 1, x.node, -1, x.dtype, rank, dims, e->loc), e->loc);
 }
 
 /* A boolean argument: the literal `true` or `false` (written as such, possibly in
@@ -313,10 +534,12 @@ static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
   if (!sema_match_args(c, e, what, builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
     return v_error();
   Value x = sema_eval(c, argx[0]);
-  Value a1 = argx[1] ? sema_eval(c, argx[1]) : v_error();
+  /* reshape's shape is not a value: eval_reshape reads its dims */
+  bool shape_arg = builtins[bi].kind == BI_RESHAPE;
+  Value a1 = argx[1] && !shape_arg ? sema_eval(c, argx[1]) : v_error();
   bool keep = false;
   bool keep_ok = !argx[2] || const_bool(c, argx[2], "'keep'", &keep);
-  if (x.kind == VK_ERROR || (argx[1] && a1.kind == VK_ERROR) || !keep_ok) return v_error();
+  if (x.kind == VK_ERROR || (argx[1] && !shape_arg && a1.kind == VK_ERROR) || !keep_ok) return v_error();
   BuiltinKind k = builtins[bi].kind;
   Op op = builtins[bi].op;
 
@@ -335,6 +558,9 @@ static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
     return v_error();
   }
   switch (k) {
+  case BI_RESHAPE:
+  case BI_FLATTEN:
+    return eval_reshape(c, e, k == BI_FLATTEN, x, argx[0]->loc, argx[1]);
   case BI_UNARY:
     return sema_tensor_value(x.dtype, x.rank, x.dims, sema_emit(c, op, 1, x.node, -1, x.dtype, x.rank, x.dims, e->loc), e->loc);
   case BI_TRANSPOSE: {
@@ -434,6 +660,9 @@ Value sema_eval(Ctx *c, const Expr *e) {
       ERR(c, e->loc, "unknown name '%s'%s", e->text, suggest(c, e->text, false));
     return v_error();
   }
+  case EX_SHAPE:
+    ERR(c, e->loc, "a shape such as [B, 784] can only be the second argument of reshape()");
+    return v_error();
   case EX_NEG: return eval_neg(c, e);
   case EX_BINARY: return eval_binary(c, e);
   case EX_CALL: {
