@@ -310,7 +310,7 @@ static RowCount row_count(int rank, const int64_t *dims, int skip) {
     int64_t d = dims[i];
     if (IS_SYM(d)) {
       int k = n.nsyms++;
-      while (k > 0 && n.syms[k - 1] > d) { n.syms[k] = n.syms[k - 1]; k--; }
+      while (k > 0 && n.syms[k - 1] < d) {   /* source order: older symbols first */ n.syms[k] = n.syms[k - 1]; k--; }
       n.syms[k] = d;
     } else if (n.known >= 0) {
       n.known = d > 0 && n.known > INT64_MAX / d ? -1 : n.known * d;
@@ -496,8 +496,8 @@ static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc x
       return v_error();
     }
     if (dims[infer] > FE_MAX_DIM) {
-      ERR(c, flatten ? e->loc : shape->dims[infer].loc, "%s: the inferred dim would be %lld, more than %lld", what,
-          (long long)dims[infer], (long long)FE_MAX_DIM);
+      ERR(c, flatten ? e->loc : shape->dims[infer].loc, "%s: the %s dim would be %lld, more than %lld", what,
+          flatten ? "flattened" : "inferred", (long long)dims[infer], (long long)FE_MAX_DIM);
       return v_error();
     }
   } else if (!count_eq(&have, &want) && !(symbolic && !c->model)) {

@@ -62,6 +62,16 @@ static void test_calls_and_types(void **state) {
   free(s);
 }
 
+/* a shape literal is a primary: dims are numbers, names and -1 (reshape's target) */
+static void test_shapes(void **state) {
+  (void)state;
+  char *s = parse_ok("model m(x: f32[B, 1, 28, 28]) {\n    h = reshape(x, [B, 28, -1]) + flatten(x)\n"
+                     "    g = reshape(x, [\n      B, 784\n    ])\n}\n");
+  assert_non_null(strstr(s, "(= h (+ (call reshape x (shape B 28 -1)) (call flatten x)))"));
+  assert_non_null(strstr(s, "(= g (call reshape x (shape B 784)))"));
+  free(s);
+}
+
 /* keep = true: boolean literals are primaries; in a train block they are values */
 static void test_booleans(void **state) {
   (void)state;
@@ -145,6 +155,7 @@ int main(void) {
       cmocka_unit_test(test_precedence),
       cmocka_unit_test(test_calls_and_types),
       cmocka_unit_test(test_booleans),
+      cmocka_unit_test(test_shapes),
       cmocka_unit_test(test_train_block),
       cmocka_unit_test(test_recovery_reports_each_error),
       cmocka_unit_test(test_nesting_limit),

@@ -1,16 +1,19 @@
 #!/bin/sh
-# tests/passes/train_rank3.sh BPCC SOURCE_DIR — tests/passes/reduce_rank3.bp (reductions
-# over inner axes of a rank-3 input, with and without keep) through the commands after
-# --check: `bpcc train` on blobs data (20 features per row are one [4,5] row of x) must
-# learn (the last epoch's loss below a quarter of the first's, training accuracy >= 90%),
+# tests/passes/train_learns.sh BPCC SOURCE_DIR FILE MODEL DATA — a test model of
+# tests/passes (reduce_rank3.bp: reductions over inner axes of a rank-3 input, with and
+# without keep; reshape_rank4.bp: reshape and flatten of a rank-4 input) through the
+# commands after --check: `bpcc train` on DATA (its train block: 8 epochs) must learn
+# (the last epoch's loss below a quarter of the first's, training accuracy >= 90%),
 # `bpcc eval` must read the saved weights, and `-o` must write the library and header.
 set -u
 BPCC=$1
 SRC=$2
+FILE=$3
+MODEL=$4
+DATA=$5
 . "$SRC/tests/lib.sh"
-t_setup rank3
-BP=$SRC/tests/passes/reduce_rank3.bp
-DATA=blobs:n=300,classes=3,dim=20
+t_setup "$MODEL"
+BP=$SRC/tests/passes/$FILE
 
 "$BPCC" train "$BP" --data "$DATA" --log "$T/log.csv" --save "$T/w.st" --quiet > "$T/train.out" 2>&1 ||
   { fail "train exited $?"; cat "$T/train.out"; }
@@ -22,10 +25,10 @@ awk -F, '$1 == "epoch" { if (!first) first = $5; last = $5; acc = $6 }
 
 "$BPCC" eval "$BP" --weights "$T/w.st" --data "$DATA" > "$T/eval.out" 2>&1 ||
   { fail "eval exited $?"; cat "$T/eval.out"; }
-grep -Eq '^reduce3 on blobs:n=300,classes=3,dim=20,std=1 \(300 rows\): loss [0-9.]+, accuracy [0-9.]+%$' "$T/eval.out" ||
+grep -Eq "^$MODEL on $DATA,std=1 \\(300 rows\\): loss [0-9.]+(e-[0-9]+)?, accuracy [0-9.]+%\$" "$T/eval.out" ||
   { fail "eval output"; cat "$T/eval.out"; }
 
-"$BPCC" "$BP" -o "$T/reduce3.so" > "$T/aot.out" 2>&1 || { fail "-o exited $?"; cat "$T/aot.out"; }
-[ -s "$T/reduce3.so" ] && [ -s "$T/reduce3.h" ] || fail "-o did not write reduce3.so and reduce3.h"
+"$BPCC" "$BP" -o "$T/$MODEL.so" > "$T/aot.out" 2>&1 || { fail "-o exited $?"; cat "$T/aot.out"; }
+[ -s "$T/$MODEL.so" ] && [ -s "$T/$MODEL.h" ] || fail "-o did not write $MODEL.so and $MODEL.h"
 
-t_done train_reduce_rank3
+t_done "train_$MODEL"
