@@ -222,4 +222,5 @@ bool mem_check_fits(const Compilation *c, int64_t batch, const char *command, bo
  * location. ctx is the Compilation the model was compiled from. */
 bool nonfinite_first(void *ctx, const bprt_model_desc *d, const BprtNonfiniteStep *s, char *what, size_t n);
 
+
 #endif

@@ -237,6 +237,53 @@ static int64_t *pick_elements(int64_t n, uint64_t seed, int p, int64_t *m) {
   return idx;
 }
 
+/* ------------------------------------------------------- naming a non-finite value */
+
+/* The name bound to value v: an output sink's (declared outputs and, lowered with
+ * activations, every `name = expr`), else a leaf's own. */
+static const char *value_name(const Func *g, int32_t v) {
+  for (int32_t j = v + 1; j < g->ninsts; j++)
+    if (g->insts[j].op == OP_OUTPUT && g->insts[j].args[0] == v) return g->insts[j].name;
+  return g->insts[v].name;
+}
+
+static void loc_text(SrcLoc l, char *buf, size_t n) {
+  const char *file = l.file >= 0 ? diag_file_name(l.file) : NULL;
+  if (file) snprintf(buf, n, "%s:%d:%d", file, (int)l.line, (int)l.col);
+  else snprintf(buf, n, "?");
+}
+
+/* Describe instruction i of g, whose value holds the non-finite element x. */
+static void describe_inst(Func *g, int32_t i, double x, char *what, size_t n) {
+  const Inst *in = &g->insts[i];
+  const char *op = ir_ops[in->op].name, *name = value_name(g, i);
+  const char *val = isnan(x) ? "nan" : x > 0 ? "inf" : "-inf";
+  char loc[600];
+  loc_text(in->loc, loc, sizeof loc);
+  if (in->op == OP_PARAM) snprintf(what, n, "parameter '%s' before the update, at %s (%s)", name, loc, val);
+  else if (in->op == OP_INPUT) snprintf(what, n, "input '%s' at %s (%s)", name, loc, val);
+  else if (in->flags & IF_BACKWARD) {
+    const char *through = in->from >= 0 && in->from < i ? value_name(g, in->from) : NULL;
+    snprintf(what, n, "the %s of the backward pass (rule %s%s%s%s) at %s (%s)", op, in->rule ? in->rule : "?",
+             through ? ", through '" : "", through ? through : "", through ? "'" : "", loc, val);
+  } else if (name) snprintf(what, n, "'%s', the %s at %s (%s)", name, op, loc, val);
+  else snprintf(what, n, "the %s at %s (%s)", op, loc, val);
+}
+
+bool nonfinite_in(Func *g, Interp *it, char *what, size_t n) {
+  for (int32_t i = 0; i < g->ninsts; i++) {
+    const Inst *in = &g->insts[i];
+    if ((ir_ops[in->op].flags & OPF_SINK) || ir_vtype(g, i)->dtype == DT_LABEL) continue;
+    const Tensor *t = ir_interp_value(it, i);
+    for (int64_t e = 0; t && e < t->numel; e++)
+      if (!isfinite(t->data[e])) {
+        describe_inst(g, i, t->data[e], what, n);
+        return true;
+      }
+  }
+  return false;
+}
+
 /* The gradient value of each parameter in grad: grad_of[p] for the p-th param in
  * instruction order (the order both functions take their parameters in). */
 static bool gradient_values(FdState *st, Func *grad, int32_t *grad_of) {
@@ -316,7 +363,19 @@ int fd_check(Func *fwd, Func *grad, const FdOptions *o, FILE *out, const char *l
                       st.seed, 1);
   if (!ana) goto done;
   double l0 = run_loss(&st, st.base_signs);
-  if (isnan(l0)) goto done;
+  if (!isfinite(l0)) {   /* nothing to differentiate: say where it went bad */
+    char what[1200] = "the loss";
+    Interp *it = ir_interp_run(fwd, INTERP_F64, st.batch, st.inputs, st.ninputs, st.params, st.nparams, st.seed, 1);
+    if (it) {
+      nonfinite_in(fwd, it, what, sizeof what);
+      ir_interp_free(it);
+    }
+    fprintf(stderr, "bpcc: error: gradcheck %s: @%s: the loss is %g at the random point (batch %lld, seed %llu); the first "
+            "non-finite value is %s. Nothing can be checked: does a function get values outside its domain (a log of "
+            "a value <= 0: cross_entropy takes probabilities; softmax_cross_entropy takes logits)?\n",
+            label, fwd->name, l0, (long long)st.batch, (unsigned long long)st.seed, what);
+    goto done;
+  }
 
   fprintf(out, "gradcheck %s: @%s, %s, batch %lld, seed %llu, loss %.9g\n", label, fwd->name, f32 ? "f32" : "f64",
           (long long)st.batch, (unsigned long long)st.seed, l0);

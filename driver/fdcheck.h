@@ -31,4 +31,11 @@ typedef struct {
  * (reported on stderr). */
 int fd_check(Func *fwd, Func *grad, const FdOptions *o, FILE *out, const char *label);
 
+/* The first instruction of g, in order, whose value in `it` (an interpreter run of g)
+ * holds a NaN or an infinity, described into what[0..n): "'h', the log at m.bp:3:9
+ * (nan)", "the matmul of the backward pass (rule ..., through 'h') at ... (inf)",
+ * "input 'x' at ..."; false if every value is finite. gradcheck names where a loss went
+ * bad with it, and the training loop's diagnosis (nonfinite.c) the tensor of a step. */
+bool nonfinite_in(Func *g, Interp *it, char *what, size_t n);
+
 #endif

@@ -15,42 +15,12 @@
  * nothing (an overflow only the compiled code's summation order produces), the loop's
  * own report stands, as it does for a parameter that only the update made non-finite. */
 #include "driver/driver.h"
+#include "driver/fdcheck.h"
 
 #include <math.h>
 #include <string.h>
 
 #define NONFINITE_ROWS 256
-
-/* The name bound to value v: an output sink's (declared outputs and, lowered with
- * activations, every `name = expr`), else a leaf's own. */
-static const char *value_name(const Func *g, int32_t v) {
-  for (int32_t j = v + 1; j < g->ninsts; j++)
-    if (g->insts[j].op == OP_OUTPUT && g->insts[j].args[0] == v) return g->insts[j].name;
-  return g->insts[v].name;
-}
-
-static void loc_text(SrcLoc l, char *buf, size_t n) {
-  const char *file = l.file >= 0 ? diag_file_name(l.file) : NULL;
-  if (file) snprintf(buf, n, "%s:%d:%d", file, (int)l.line, (int)l.col);
-  else snprintf(buf, n, "?");
-}
-
-/* Describe instruction i of g, whose value holds the non-finite element x. */
-static void describe_inst(const Func *g, int32_t i, double x, char *what, size_t n) {
-  const Inst *in = &g->insts[i];
-  const char *op = ir_ops[in->op].name, *name = value_name(g, i);
-  const char *val = isnan(x) ? "nan" : x > 0 ? "inf" : "-inf";
-  char loc[600];
-  loc_text(in->loc, loc, sizeof loc);
-  if (in->op == OP_PARAM) snprintf(what, n, "parameter '%s' before the update, at %s (%s)", name, loc, val);
-  else if (in->op == OP_INPUT) snprintf(what, n, "input '%s' at %s (%s)", name, loc, val);
-  else if (in->flags & IF_BACKWARD) {
-    const char *through = in->from >= 0 && in->from < i ? value_name(g, in->from) : NULL;
-    snprintf(what, n, "the %s of the backward pass (rule %s%s%s%s) at %s (%s)", op, in->rule ? in->rule : "?",
-             through ? ", through '" : "", through ? through : "", through ? "'" : "", loc, val);
-  } else if (name) snprintf(what, n, "'%s', the %s at %s (%s)", name, op, loc, val);
-  else snprintf(what, n, "the %s at %s (%s)", op, loc, val);
-}
 
 /* The desc entry of the input or parameter called name, or -1. */
 static int desc_input(const bprt_model_desc *d, const char *name) {
@@ -144,17 +114,7 @@ bool nonfinite_first(void *ctx, const bprt_model_desc *d, const BprtNonfiniteSte
     Interp *it = ir_interp_run(g, INTERP_F32, rows, inputs, nin, params, np, s->seed, (uint64_t)s->step);
     for (int k = 0; k < nin; k++) ir_tensor_free(&inputs[k]);
     if (!it) break;
-    for (int32_t i = 0; i < g->ninsts && !found; i++) {
-      const Inst *in = &g->insts[i];
-      if ((ir_ops[in->op].flags & OPF_SINK) || ir_vtype(g, i)->dtype == DT_LABEL) continue;
-      const Tensor *t = ir_interp_value(it, i);
-      for (int64_t e = 0; t && e < t->numel; e++)
-        if (!isfinite(t->data[e])) {
-          describe_inst(g, i, t->data[e], what, n);
-          found = true;
-          break;
-        }
-    }
+    found = nonfinite_in(g, it, what, n);
     ir_interp_free(it);
   }
 done:
