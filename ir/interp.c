@@ -160,6 +160,47 @@ double ir_eval_binary(Op op, double a, double b) {
   }
 }
 
+/* ------------------------------------------------------------------ pooling */
+
+/* Max and average pooling and their backward ops over windows of k x k cells at
+ * stride s on an input padded by p on each side: window (oh, ow) covers rows
+ * oh*s - p .. oh*s - p + k - 1 (likewise columns); padded cells are skipped (max: -inf;
+ * avg: zeros, still counted in the divisor k*k, PyTorch's count_include_pad=True).
+ * The argmax of a window is its first largest cell in row-major order, a NaN winning
+ * as in PyTorch. x: the pooled value [N,C,H,W]; y: the pooled shape [N,C,Ho,Wo].
+ * Returns false when the shapes do not agree with the attributes. */
+static bool eval_pool(const Inst *in, const TensorType *xt, const TensorType *yt, const double *x, const double *dy,
+                      double *out) {
+  int64_t k, s, p;
+  ir_pool_geom(in, &k, &s, &p);
+  if (xt->rank != 4 || yt->rank != 4 || xt->dims[0] != yt->dims[0] || xt->dims[1] != yt->dims[1] || k < 1 || s < 1 ||
+      yt->dims[2] != ir_pool_out(xt->dims[2], k, s, p) || yt->dims[3] != ir_pool_out(xt->dims[3], k, s, p))
+    return false;
+  int64_t NC = xt->dims[0] * xt->dims[1], H = xt->dims[2], W = xt->dims[3], Ho = yt->dims[2], Wo = yt->dims[3];
+  bool fwd = in->op == OP_MAX_POOL2D || in->op == OP_AVG_POOL2D;
+  bool mx = in->op == OP_MAX_POOL2D || in->op == OP_MAX_POOL2D_BWD;
+  if (!fwd)
+    for (int64_t q = 0; q < NC * H * W; q++) out[q] = 0;
+  for (int64_t c = 0; c < NC; c++)
+    for (int64_t oh = 0; oh < Ho; oh++)
+      for (int64_t ow = 0; ow < Wo; ow++) {
+        int64_t yi = (c * Ho + oh) * Wo + ow, arg = -1;
+        double acc = 0;
+        for (int64_t i = 0; i < k; i++)
+          for (int64_t j = 0; j < k; j++) {
+            int64_t h = oh * s - p + i, w = ow * s - p + j;
+            if (h < 0 || h >= H || w < 0 || w >= W) continue;
+            int64_t xi = (c * H + h) * W + w;
+            if (!mx && fwd) acc += x[xi];
+            else if (!mx) out[xi] += dy[yi] / (double)(k * k);
+            else if (arg < 0 || x[xi] > x[arg] || isnan(x[xi])) arg = xi;
+          }
+        if (fwd) out[yi] = mx ? x[arg] : acc / (double)(k * k);
+        else if (mx) out[arg] += dy[yi];
+      }
+  return true;
+}
+
 /* ------------------------------------------------------------------ one instruction */
 
 /* Compute instruction i into *out (already allocated with its resolved type).
@@ -309,6 +350,16 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
       return false;
     }
     memcpy(y, a->data, (size_t)out->numel * sizeof *y);
+    return true;
+
+  case OP_MAX_POOL2D: case OP_AVG_POOL2D:
+    if (!eval_pool(in, &a->type, ot, a->data, NULL, y)) break;
+    return true;
+  case OP_MAX_POOL2D_BWD:
+    if (!same_shape(&a->type, ot) || !eval_pool(in, ot, &b->type, a->data, b->data, y)) break;
+    return true;
+  case OP_AVG_POOL2D_BWD:
+    if (!eval_pool(in, ot, &a->type, NULL, a->data, y)) break;
     return true;
 
   case OP_SOFTMAX: case OP_LOG_SOFTMAX: {

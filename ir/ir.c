@@ -153,7 +153,7 @@ static TypeId fail(char *err, size_t n, const char *fmt, ...) {
 
 TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
   Module *m = f->mod;
-  char s1[64], s2[64];
+  char s1[64], s2[64], s3[64];
   if (err && errlen) err[0] = 0;
   if (in->op >= OP__COUNT) return fail(err, errlen, "unknown op %d", in->op);
   const OpInfo *info = &ir_ops[in->op];
@@ -289,6 +289,34 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
       return fail(err, errlen, "reshape: %s and %s differ in element count", ir_type_str(a, s1, sizeof s1),
                   ir_type_str(t, s2, sizeof s2));
     return in->type;
+  }
+
+  case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD: {
+    /* x is the pooled value: arg0, or the result type of avg_pool2d_bwd(dy) */
+    const TensorType *x = a;
+    if (in->op == OP_AVG_POOL2D_BWD) {
+      if (in->type < 0 || in->type >= m->ntypes) return fail(err, errlen, "avg_pool2d_bwd needs a result type");
+      x = ir_type_get(m, in->type);
+    }
+    int64_t k, s, p;
+    ir_pool_geom(in, &k, &s, &p);
+    if (!is_float(x) || x->rank != 4)
+      return fail(err, errlen, "%s needs a rank-4 float value [N,C,H,W], has %s", info->name, ir_type_str(x, s1, sizeof s1));
+    if (k < 1 || s < 1 || p < 0 || 2 * p > k)
+      return fail(err, errlen, "%s: kernel %lld, stride %lld, padding %lld: needs kernel >= 1, stride >= 1, "
+                  "0 <= padding <= kernel / 2", info->name, (long long)k, (long long)s, (long long)p);
+    if (x->dims[2] == DIM_BATCH || x->dims[3] == DIM_BATCH || x->dims[2] + 2 * p < k || x->dims[3] + 2 * p < k)
+      return fail(err, errlen, "%s: a %lldx%lld window with padding %lld does not fit in %s", info->name, (long long)k,
+                  (long long)k, (long long)p, ir_type_str(x, s1, sizeof s1));
+    int64_t d[4] = {x->dims[0], x->dims[1], ir_pool_out(x->dims[2], k, s, p), ir_pool_out(x->dims[3], k, s, p)};
+    TypeId yt = ir_type(m, (DType)x->dtype, 4, d);
+    if (in->op == OP_MAX_POOL2D || in->op == OP_AVG_POOL2D) return yt;
+    const TensorType *dy = in->op == OP_MAX_POOL2D_BWD ? b : a;
+    int32_t dyv = in->args[in->op == OP_MAX_POOL2D_BWD ? 1 : 0];
+    if (f->insts[dyv].type != yt)
+      return fail(err, errlen, "%s: dy is %s, the pooled type of %s is %s", info->name, ir_type_str(dy, s1, sizeof s1),
+                  ir_type_str(x, s2, sizeof s2), ir_type_str(ir_type_get(m, yt), s3, sizeof s3));
+    return in->op == OP_MAX_POOL2D_BWD ? f->insts[in->args[0]].type : in->type;
   }
 
   case OP_SOFTMAX: case OP_LOG_SOFTMAX:
@@ -536,6 +564,14 @@ int32_t ir_to_type(Func *f, Op op, int32_t a, TypeId t, SrcLoc loc) {
   in.nargs = 1;
   in.args[0] = a;
   in.type = t;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_pool(Func *f, Op op, int32_t x, int64_t kernel, int64_t stride, int64_t padding, SrcLoc loc) {
+  Inst in = ir_inst(op, loc);
+  in.nargs = 1;
+  in.args[0] = x;
+  ir_pool_set(&in, kernel, stride, padding);
   return ir_emit(f, &in);
 }
 

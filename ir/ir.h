@@ -191,6 +191,20 @@ typedef struct {
   const char *rule;       /* the gradient or rewrite rule that produced it, or NULL */
 } Inst;
 
+/* Pooling attributes (max_pool2d, avg_pool2d and their _bwd ops): iattr0 = kernel,
+ * iattr1 = stride | padding << 32 (two ints do not hold three). */
+static inline void ir_pool_geom(const Inst *in, int64_t *k, int64_t *s, int64_t *p) {
+  *k = in->iattr[0];
+  *s = in->iattr[1] & 0xffffffff;
+  *p = in->iattr[1] >> 32;
+}
+static inline void ir_pool_set(Inst *in, int64_t k, int64_t s, int64_t p) {
+  in->iattr[0] = k;
+  in->iattr[1] = (s & 0xffffffff) | (p << 32);
+}
+/* Output size of a pooling window over n cells: floor((n + 2p - k) / s) + 1. */
+static inline int64_t ir_pool_out(int64_t n, int64_t k, int64_t s, int64_t p) { return (n + 2 * p - k) / s + 1; }
+
 typedef struct Module Module;
 
 typedef struct Func {
@@ -233,7 +247,7 @@ Func *ir_func_clone(Func *f, const char *name);       /* same instructions, new 
 /* Infer the result type of `in` (op, args, attributes) in f. Returns the TypeId, or
  * TYPE_VOID with a message in err (for the verifier and the parser) when it is
  * ill-typed. Sinks give TYPE_VOID with err[0] == 0. Leaves (input, param, const,
- * dropout_mask) and BROADCAST / SUM_TO / RESHAPE keep in->type, checking only that it is legal. */
+ * dropout_mask) and BROADCAST / SUM_TO / RESHAPE / AVG_POOL2D_BWD keep in->type, checking only that it is legal. */
 TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen);
 
 /* Append an instruction; its type is inferred (in->type is used only for leaves,
@@ -256,6 +270,7 @@ int32_t ir_size(Func *f, int32_t a, int axis, SrcLoc loc);
 int32_t ir_rowop(Func *f, Op op, int32_t a, int axis, SrcLoc loc); /* softmax, log_softmax */
 int32_t ir_to_type(Func *f, Op op, int32_t a, TypeId t, SrcLoc loc); /* BROADCAST, SUM_TO, RESHAPE */
 int32_t ir_dropout_mask(Func *f, double p, int stream, TypeId t, SrcLoc loc);
+int32_t ir_pool(Func *f, Op op, int32_t x, int64_t kernel, int64_t stride, int64_t padding, SrcLoc loc); /* MAX_POOL2D, AVG_POOL2D */
 void ir_output(Func *f, const char *name, int32_t v, SrcLoc loc);
 void ir_loss(Func *f, int32_t v, SrcLoc loc);
 void ir_grad(Func *f, int32_t param, int32_t g, SrcLoc loc);

@@ -162,6 +162,12 @@ static void put_inst(StrBuf *b, Func *f, int32_t i, int input_ordinal) {
     put_axis(b, in->iattr[0]);
     if (in->iattr[1]) sb_printf(b, " keep=%lld", (long long)in->iattr[1]);
     break;
+  case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD: {
+    int64_t k, st, p;
+    ir_pool_geom(in, &k, &st, &p);
+    sb_printf(b, " kernel=%lld stride=%lld padding=%lld", (long long)k, (long long)st, (long long)p);
+    break;
+  }
   case OP_POW:
     sb_printf(b, " exponent=");
     put_double(b, in->fattr[0]);

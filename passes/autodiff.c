@@ -370,6 +370,58 @@ static void vjp_reshape(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   contribute(ad, A, bw_to(ad, OP_RESHAPE, dy, ad->g->insts[A].type));
 }
 
+/* y = max_pool2d(x, k, s, p): y[n,c,i,j] = max over the window W(i,j) of x (padded
+ * cells -inf). Each y is one cell of x, x[a(i,j)], a = the window's argmax (its first
+ * largest cell in row-major order, PyTorch's tie rule), so dy/dx is 1 there and 0 elsewhere:
+ *   dx[n,c,h,w] = sum over windows (i,j) with a(i,j) = (h,w) of dy[n,c,i,j]
+ * max_pool2d_bwd(x, dy) recomputes a from x instead of storing an index tensor: k*k
+ * comparisons per window, no int buffer in the memory plan. */
+/* A pooling op of `like`'s window (kernel, stride, padding) over x. */
+static int32_t bw_pool(AD *ad, Op op, int32_t x, const Inst *like) {
+  Inst g = ir_inst(op, SRCLOC_NONE);
+  g.nargs = 1;
+  g.args[0] = x;
+  g.iattr[0] = like->iattr[0];
+  g.iattr[1] = like->iattr[1];
+  return bw(ad, g);
+}
+
+static void vjp_max_pool2d(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("max_pool2d.dx");
+  Inst g = ir_inst(OP_MAX_POOL2D_BWD, SRCLOC_NONE);
+  g.nargs = 2;
+  g.args[0] = A;
+  g.args[1] = dy;
+  g.iattr[0] = in->iattr[0];
+  g.iattr[1] = in->iattr[1];
+  contribute(ad, A, bw(ad, g));
+}
+
+/* y = avg_pool2d(x, k, s, p): y[n,c,i,j] = (1 / k^2) sum over W(i,j) of x (padded
+ * zeros counted in k^2), linear in x with dy/dx = 1/k^2 on each window's cells:
+ *   dx[n,c,h,w] = (1 / k^2) sum over windows (i,j) containing (h,w) of dy[n,c,i,j]
+ * avg_pool2d_bwd(dy) takes x's type as its result type (Ho does not determine H). */
+static void vjp_avg_pool2d(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("avg_pool2d.dx");
+  Inst g = ir_inst(OP_AVG_POOL2D_BWD, SRCLOC_NONE);
+  g.nargs = 1;
+  g.args[0] = dy;
+  g.type = ad->g->insts[A].type;
+  g.iattr[0] = in->iattr[0];
+  g.iattr[1] = in->iattr[1];
+  contribute(ad, A, bw(ad, g));
+}
+
+/* dx = avg_pool2d_bwd(dy) is linear in dy: dx = A^T dy with A the averaging of
+ * avg_pool2d, so its VJP is d(dy) = A d(dx) = avg_pool2d(d(dx)) with the same window. */
+static void vjp_avg_pool2d_bwd(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("avg_pool2d_bwd.ddy");
+  contribute(ad, A, bw_pool(ad, OP_AVG_POOL2D, dy, in));
+}
+
 /* y = softmax(x, axis);  dx = y * (dy - sum(dy * y, axis, keep)) */
 static void vjp_softmax(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   RULE("softmax.dx");
@@ -405,7 +457,9 @@ static void vjp_softmax_xent(AD *ad, int32_t y, const Inst *in, int32_t dy) {
 #undef RULE
 
 /* The rule table, indexed by op. Ops without an entry have no derivative to pass on:
- * leaves, size (a count), eq and sign (piecewise constant), onehot (of labels), sinks. */
+ * leaves, size (a count), eq and sign (piecewise constant), onehot (of labels), sinks;
+ * or max_pool2d_bwd, which autodiff emits but does not differentiate again (its
+ * derivative in dy is a gather at each window's argmax, an op the IR does not have). */
 static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_ADD] = vjp_add,
     [OP_SUB] = vjp_sub,
@@ -436,6 +490,9 @@ static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_SOFTMAX] = vjp_softmax,
     [OP_LOG_SOFTMAX] = vjp_log_softmax,
     [OP_SOFTMAX_XENT] = vjp_softmax_xent,
+    [OP_MAX_POOL2D] = vjp_max_pool2d,
+    [OP_AVG_POOL2D] = vjp_avg_pool2d,
+    [OP_AVG_POOL2D_BWD] = vjp_avg_pool2d_bwd,
 };
 
 /* ------------------------------------------------------------------ the pass */

@@ -343,6 +343,7 @@ static char *parse_error(const char *text) {
 }
 
 #define HEAD "func @f {\n  %0 = input \"x\" : f32[B,3]\n"
+#define POOL4 "func @f {\n  %0 = input \"x\" : f32[B,2,5,5]\n"
 
 static void test_parser_diagnostics(void **state) {
   (void)state;
@@ -372,6 +373,18 @@ static void test_parser_diagnostics(void **state) {
       {HEAD "  %1 = sum %0 axis=1 axis=1 : f32[B]\n}\n", "bad.ir:3:22: error: attribute 'axis' given twice"},
       {HEAD "  %1 = sum %0 p=1 : f32[B]\n}\n", "bad.ir:3:15: error: sum has no attribute 'p'"},
       {HEAD "  %1 = sum %0 axis=x : f32[B]\n}\n", "bad.ir:3:20: error: expected an integer for axis, found 'x'"},
+      {HEAD "  %1 = max_pool2d %0 kernel=2 stride=2 padding=0 : f32[B,3]\n}\n",
+       "bad.ir:3:8: error: max_pool2d needs a rank-4 float value [N,C,H,W], has f32[B,3]"},
+      {POOL4 "  %1 = avg_pool2d %0 kernel=2 stride=2 padding=2 : f32[B,2,4,4]\n}\n",
+       "bad.ir:3:8: error: avg_pool2d: kernel 2, stride 2, padding 2: needs kernel >= 1, stride >= 1, 0 <= padding <= kernel / 2"},
+      {POOL4 "  %1 = max_pool2d %0 kernel=6 stride=1 padding=0 : f32[B,2,1,1]\n}\n",
+       "bad.ir:3:8: error: max_pool2d: a 6x6 window with padding 0 does not fit in f32[B,2,5,5]"},
+      {POOL4 "  %1 = max_pool2d %0 kernel=2 stride=2 : f32[B,2,2,2]\n}\n", "bad.ir:3:8: error: max_pool2d needs the attribute 'padding'"},
+      {POOL4 "  %1 = max_pool2d %0 kernel=2 stride=-1 padding=0 : f32[B,2,2,2]\n}\n", "bad.ir:3:31: error: stride is out of range"},
+      {POOL4 "  %1 = max_pool2d %0 kernel=3 stride=2 padding=1 : f32[B,2,2,2]\n}\n",
+       "bad.ir:3:52: error: the type f32[B,2,2,2] differs from f32[B,2,3,3], the type max_pool2d gives"},
+      {POOL4 "  %1 = avg_pool2d_bwd %0 kernel=2 stride=2 padding=0 : f32[B,2,9,9]\n}\n",
+       "bad.ir:3:8: error: avg_pool2d_bwd: dy is f32[B,2,5,5], the pooled type of f32[B,2,9,9] is f32[B,2,4,4]"},
       {HEAD "  %1 = pow %0 exponent=two : f32[B,3]\n}\n", "bad.ir:3:24: error: expected a number for exponent, found 'two'"},
       {HEAD "  %1 = add %0, %0 : f32[B,3] extra\n}\n", "bad.ir:3:30: error: expected the end of the line, found 'extra'"},
       {HEAD "  output \"o\" %0\n  %2 = relu %1 : f32[B,3]\n}\n", "bad.ir:4:13: error: %1 is a output sink and has no value"},

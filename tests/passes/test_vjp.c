@@ -314,6 +314,45 @@ static int32_t c_reshape_flat(Build *b) {   /* [B,4] -> [4,B]: B moves, row-majo
   return ir_unary(F, OP_TANH, y, N);
 }
 
+/* Pooling on NCHW values: windows with stride = kernel, stride < kernel (overlapping
+ * windows, a cell feeding several), padding, odd sizes whose last cells no window
+ * reaches, 1x1 kernels. Max pools params with distinct values (DOM_SPREAD), so no
+ * finite-difference step crosses a tie (ties: test_max_pool_ties); its batch case
+ * keeps 27 cells per batch row, 2/27 apart, against a param within 0.01. */
+static int32_t par4(Build *b, int dom, int64_t n, int64_t c, int64_t h, int64_t w) {
+  int64_t d[4] = {n, c, h, w};
+  return par_dims(b, dom, 4, d);
+}
+static int32_t batched4(Build *b, int dom, int64_t c, int64_t h, int64_t w) {   /* x[B,c,h,w] + p[c,h,w] */
+  int64_t d[4] = {DIM_BATCH, c, h, w};
+  int32_t x = inp_dims(b, dom, 4, d);
+  return ir_binary(F, OP_ADD, x, par_dims(b, dom == DOM_SPREAD ? DOM_TINY : DOM_ANY, 3, d + 1), N);
+}
+static int32_t c_maxpool_k2(Build *b) { return ir_pool(F, OP_MAX_POOL2D, par4(b, DOM_SPREAD, 2, 3, 4, 4), 2, 2, 0, N); }
+static int32_t c_maxpool_overlap_pad(Build *b) {   /* [2,2,7,5] k3 s2 p1 -> [2,2,4,3] */
+  return ir_pool(F, OP_MAX_POOL2D, par4(b, DOM_SPREAD, 2, 2, 7, 5), 3, 2, 1, N);
+}
+static int32_t c_maxpool_s1_pad(Build *b) { return ir_pool(F, OP_MAX_POOL2D, par4(b, DOM_SPREAD, 1, 2, 5, 5), 2, 1, 1, N); }
+static int32_t c_maxpool_odd(Build *b) { return ir_pool(F, OP_MAX_POOL2D, par4(b, DOM_SPREAD, 1, 3, 7, 7), 3, 3, 0, N); }
+static int32_t c_maxpool_1x1(Build *b) { return ir_pool(F, OP_MAX_POOL2D, par4(b, DOM_SPREAD, 1, 2, 5, 4), 1, 2, 0, N); }
+static int32_t c_maxpool_batch(Build *b) {
+  return ir_unary(F, OP_TANH, ir_pool(F, OP_MAX_POOL2D, batched4(b, DOM_SPREAD, 1, 3, 3), 2, 1, 0, N), N);
+}
+static int32_t c_avgpool_k2_batch(Build *b) { return ir_pool(F, OP_AVG_POOL2D, batched4(b, 0, 2, 4, 4), 2, 2, 0, N); }
+static int32_t c_avgpool_overlap_pad(Build *b) { return ir_pool(F, OP_AVG_POOL2D, par4(b, 0, 2, 2, 7, 5), 3, 2, 1, N); }
+static int32_t c_avgpool_s1_pad(Build *b) { return ir_pool(F, OP_AVG_POOL2D, par4(b, 0, 1, 3, 5, 5), 2, 1, 1, N); }
+static int32_t c_avgpool_odd(Build *b) { return ir_pool(F, OP_AVG_POOL2D, par4(b, 0, 1, 3, 7, 7), 3, 3, 0, N); }
+static int32_t c_avgpool_1x1(Build *b) { return ir_pool(F, OP_AVG_POOL2D, batched4(b, 0, 3, 3, 3), 1, 2, 0, N); }
+static int32_t c_avgpool_bwd(Build *b) {   /* dy [2,2,4,3] spread back to [2,2,7,5], k3 s2 p1 */
+  Inst in = ir_inst(OP_AVG_POOL2D_BWD, N);
+  in.nargs = 1;
+  in.args[0] = par4(b, 0, 2, 2, 4, 3);
+  int64_t d[4] = {2, 2, 7, 5};
+  in.type = ir_type(b->m, DT_F32, 4, d);
+  ir_pool_set(&in, 3, 2, 1);
+  return ir_emit(F, &in);
+}
+
 /* Reductions over every axis of every rank, with and without keep (test_reduce_sweep
  * sets the case). x has dims {2,3,2,3} cut to the rank, its first dim B when batch
  * (then x = input + param). Max gets distinct values 2/numel apart (DOM_SPREAD; with a
@@ -440,6 +479,12 @@ static const Case cases[] = {
     {"eq_sign", c_eq_sign}, {"dropout", c_dropout}, {"fanout_residual", c_fanout_residual},
     {"unused_param", c_unused_param}, {"chain", c_chain},
     {"reshape", c_reshape}, {"reshape_batch", c_reshape_batch}, {"reshape_moves_batch", c_reshape_flat},
+    {"max_pool2d_k2", c_maxpool_k2}, {"max_pool2d_k3_s2_p1", c_maxpool_overlap_pad},
+    {"max_pool2d_k2_s1_p1", c_maxpool_s1_pad}, {"max_pool2d_k3_odd", c_maxpool_odd},
+    {"max_pool2d_1x1_s2", c_maxpool_1x1}, {"max_pool2d_batch", c_maxpool_batch},
+    {"avg_pool2d_k2_batch", c_avgpool_k2_batch}, {"avg_pool2d_k3_s2_p1", c_avgpool_overlap_pad},
+    {"avg_pool2d_k2_s1_p1", c_avgpool_s1_pad}, {"avg_pool2d_k3_odd", c_avgpool_odd},
+    {"avg_pool2d_1x1_s2_batch", c_avgpool_1x1}, {"avg_pool2d_bwd", c_avgpool_bwd},
 };
 
 static void test_every_vjp_autodiff(void **state) {
@@ -508,7 +553,63 @@ static void test_cases_cover_every_op(void **state) {
   }
   for (int op = 0; op < OP__COUNT; op++) {
     if (op == OP_LOSS || op == OP_GRAD || op == OP_CONST) continue;   /* added by the harness / autodiff */
+    if (op == OP_MAX_POOL2D_BWD) continue;   /* no VJP rule (autodiff.c); test_max_pool_ties checks it */
     if (!seen[op]) fail_msg("no VJP test case uses op %s", ir_ops[op].name);
+  }
+}
+
+/* Max pooling at exact ties, where finite differences are kinked: a window of equal
+ * cells routes its whole dy to its first cell in row-major order (PyTorch's rule), and
+ * max_pool2d's rule emits max_pool2d_bwd. x = 0 on [1,1,4,4] except x[3][3] = 1:
+ *   k2 s2 p0:  windows start at (0,0) (0,2) (2,0) (2,2); the last one's max is (3,3)
+ *   k3 s2 p1:  windows start at (-1,-1) (-1,1) (1,-1) (1,1); first unpadded cells
+ *              (0,0) (0,1) (1,0), and (3,3) the max of the last
+ * dy[i][j] = 1 + i * 2 + j, so each dx cell names the window it came from. */
+static void test_max_pool_ties(void **state) {
+  (void)state;
+  static const struct {
+    int k, s, p;
+    int cells[4][2];
+  } ties[] = {{2, 2, 0, {{0, 0}, {0, 2}, {2, 0}, {3, 3}}}, {3, 2, 1, {{0, 0}, {0, 1}, {1, 0}, {3, 3}}}};
+  for (size_t c = 0; c < 2; c++) {
+    Build b;
+    memset(&b, 0, sizeof b);
+    b.m = ir_module_new();
+    b.f = ir_func_new(b.m, "ties");
+    int32_t x = par4(&b, 0, 1, 1, 4, 4);
+    int32_t y = ir_pool(b.f, OP_MAX_POOL2D, x, ties[c].k, ties[c].s, ties[c].p, SRCLOC_NONE);
+    int32_t r = inp(&b, DOM_ANY, DT_F32, 0, 0, 0);
+    b.f->insts[r].type = b.f->insts[y].type;
+    ir_loss(b.f, ir_reduce(b.f, OP_SUM, ir_binary(b.f, OP_MUL, y, r, SRCLOC_NONE), IR_AXIS_ALL, false, SRCLOC_NONE),
+            SRCLOC_NONE);
+    PassOptions opt;
+    pass_options_default(&opt);
+    Func *g = pass_autodiff(b.f, &opt);
+    assert_non_null(g);
+    int32_t gv = -1;
+    for (int32_t i = 0; i < g->ninsts; i++)
+      if (g->insts[i].op == OP_GRAD) gv = g->insts[i].args[1];
+    assert_true(gv >= 0);
+    assert_int_equal(g->insts[gv].op, OP_MAX_POOL2D_BWD);
+    assert_string_equal(g->insts[gv].rule, "max_pool2d.dx");
+    TensorType tx = *ir_vtype(g, x), ty_ = *ir_vtype(g, y);
+    assert_int_equal(ty_.dims[2], 2);
+    assert_int_equal(ty_.dims[3], 2);
+    Tensor px = ir_tensor_new(&tx), dy = ir_tensor_new(&ty_);
+    px.data[15] = 1;
+    for (int k = 0; k < 4; k++) dy.data[k] = 1 + k;
+    Interp *it = ir_interp_run(g, INTERP_F64, 1, &dy, 1, &px, 1, 1, 1);
+    assert_non_null(it);
+    double want[16] = {0};
+    for (int k = 0; k < 4; k++) want[ties[c].cells[k][0] * 4 + ties[c].cells[k][1]] += 1 + k;
+    const Tensor *dx = ir_interp_value(it, gv);
+    for (int k = 0; k < 16; k++)
+      if (dx->data[k] != want[k]) fail_msg("k%d s%d p%d: dx[%d] = %g, expected %g", ties[c].k, ties[c].s, ties[c].p,
+                                           k, dx->data[k], want[k]);
+    ir_interp_free(it);
+    ir_tensor_free(&px);
+    ir_tensor_free(&dy);
+    ir_module_free(b.m);
   }
 }
 
@@ -577,6 +678,7 @@ int main(void) {
       cmocka_unit_test(test_reduce_sweep),
       cmocka_unit_test(test_random_graphs),
       cmocka_unit_test(test_cases_cover_every_op),
+      cmocka_unit_test(test_max_pool_ties),
       cmocka_unit_test(test_unused_param_zero),
       cmocka_unit_test(test_errors),
   };
