@@ -227,9 +227,9 @@ typedef struct {
   int nargs;
   int32_t args[2];
   TensorType type;           /* result type (sinks: the operand's) */
-  int64_t iattr;             /* INPUT index, PARAM init, reduce/row axis, dropout stream */
+  int64_t iattr;             /* INPUT index, PARAM init, reduce/row axis, dropout stream, pool kernel */
   bool keep;                 /* SUM MEAN MAX: the reduced dim stays as 1 (keep = true) */
-  double fattr[2];           /* CONST value, POW exponent, init args, dropout p */
+  double fattr[2];           /* CONST value, POW exponent, init args, dropout p, pool stride and padding */
   const char *name;          /* INPUT, PARAM (path name), OUTPUT */
   SrcLoc loc;
   SrcLoc call;               /* the model-level call that instantiated the layer this node

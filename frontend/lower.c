@@ -41,6 +41,9 @@ Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
     case OP_SUM: case OP_MEAN: case OP_MAX: v = ir_reduce(f, n->op, a, (int)n->iattr, n->keep, n->loc); break;
     case OP_SOFTMAX: case OP_LOG_SOFTMAX: v = ir_rowop(f, n->op, a, (int)n->iattr, n->loc); break;
     case OP_RESHAPE: v = ir_to_type(f, OP_RESHAPE, a, t, n->loc); break;
+    case OP_MAX_POOL2D: case OP_AVG_POOL2D:   /* iattr = kernel, fattr = stride, padding */
+      v = ir_pool(f, n->op, a, n->iattr, (int64_t)n->fattr[0], (int64_t)n->fattr[1], n->loc);
+      break;
     case OP_DROPOUT_MASK: v = ir_dropout_mask(f, n->fattr[0], (int)n->iattr, t, n->loc); break;
     case OP_OUTPUT: ir_output(f, ir_intern(m, n->name), a, n->loc); break;
     case OP_LOSS: ir_loss(f, a, n->loc); break;

@@ -257,14 +257,15 @@ static bool const_int(Ctx *c, const Value *v, SrcLoc loc, const char *what, int6
 
 /* ------------------------------------------------------------------ built-in ops */
 
-typedef enum { BI_UNARY, BI_ROW, BI_REDUCE, BI_ONEHOT, BI_TRANSPOSE, BI_DROPOUT, BI_RESHAPE, BI_FLATTEN } BuiltinKind;
+typedef enum { BI_UNARY, BI_ROW, BI_REDUCE, BI_ONEHOT, BI_TRANSPOSE, BI_DROPOUT, BI_RESHAPE, BI_FLATTEN,
+               BI_POOL, BI_GLOBAL_POOL } BuiltinKind;
 
 static const struct {
   const char *name;
   BuiltinKind kind;
   Op op;
   int nparams;
-  ParamSpec params[3];
+  ParamSpec params[4];
 } builtins[] = {
     {"relu", BI_UNARY, OP_RELU, 1, {{"x", false}}},
     {"sigmoid", BI_UNARY, OP_SIGMOID, 1, {{"x", false}}},
@@ -283,6 +284,9 @@ static const struct {
     {"dropout", BI_DROPOUT, OP_DROPOUT_MASK, 2, {{"x", false}, {"p", false}}},
     {"reshape", BI_RESHAPE, OP_RESHAPE, 2, {{"x", false}, {"shape", false}}},
     {"flatten", BI_FLATTEN, OP_RESHAPE, 1, {{"x", false}}},
+    {"max_pool2d", BI_POOL, OP_MAX_POOL2D, 4, {{"x", false}, {"kernel", false}, {"stride", true}, {"padding", true}}},
+    {"avg_pool2d", BI_POOL, OP_AVG_POOL2D, 4, {{"x", false}, {"kernel", false}, {"stride", true}, {"padding", true}}},
+    {"global_avg_pool", BI_GLOBAL_POOL, OP_MEAN, 1, {{"x", false}}},
 };
 #define NBUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
 
@@ -511,6 +515,91 @@ static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc x
   return sema_tensor_value(x.dtype, rank, dims, sema_emit(c, OP_RESHAPE, 1, x.node, -1, x.dtype, rank, dims, e->loc), e->loc);
 }
 
+/* ------------------------------------------------------------------ pooling */
+
+/* max_pool2d(x, kernel, stride = kernel, padding = 0) and avg_pool2d(...) over the two
+ * trailing dims of an NCHW value: [N,C,H,W] -> [N,C,Ho,Wo], Ho = floor((H + 2 padding
+ * - kernel) / stride) + 1, likewise Wo. PyTorch's rules: kernel and stride at least 1,
+ * padding at most half the kernel, the kernel no larger than the padded input.
+ * global_avg_pool(x) = the mean over H and W, [N,C,H,W] -> [N,C]: two means (axis 3,
+ * then axis 2), no op of its own. Inside a generic check of a layer, an int argument or
+ * a dim the layer does not know yet gives output dims known at each call. */
+static Value eval_pool(Ctx *c, const Expr *e, int bi, const Expr *const *argx) {
+  static const char *const what[3] = {"kernel", "stride", "padding"};
+  const char *name = builtins[bi].name;
+  bool global = builtins[bi].kind == BI_GLOBAL_POOL;
+  Value x = sema_eval(c, argx[0]);
+  int64_t g[3] = {0, 0, 0};   /* kernel, stride, padding */
+  bool ok = x.kind != VK_ERROR, known = true;
+  for (int i = 0; i < 3 && !global; i++) {
+    if (!argx[i + 1]) continue;
+    Value v = sema_eval(c, argx[i + 1]);
+    if (v.kind == VK_NUMBER && v.is_int && !v.known) {
+      known = false;
+      continue;
+    }
+    if (!const_int(c, &v, argx[i + 1]->loc, arena_printf(c->a, "the %s of %s()", what[i], name), &g[i])) ok = false;
+  }
+  if (!ok) return v_error();
+  if (sema_reject_label(c, &x, argx[0]->loc, arena_printf(c->a, "as the argument of '%s'", name))) return v_error();
+  if (x.kind == VK_NUMBER) {
+    ERR(c, argx[0]->loc, "'%s' expects a tensor, not a constant", name);
+    return v_error();
+  }
+  if (x.rank != 4 || x.dims[2] == DIM_BATCH || x.dims[3] == DIM_BATCH) {
+    Note n;
+    int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+    sema_report(c, argx[0]->loc, &n, nn, "%s() expects an image batch [N, C, H, W] of rank 4, but its argument is %s",
+                name, sema_vtype(c, &x));
+    return v_error();
+  }
+  if (global) {
+    int64_t d[4] = {x.dims[0], x.dims[1], x.dims[2]};
+    int32_t m3 = sema_emit(c, OP_MEAN, 1, x.node, -1, x.dtype, 3, d, e->loc);
+    int32_t m2 = sema_emit(c, OP_MEAN, 1, m3, -1, x.dtype, 2, d, e->loc);
+    if (sema_node(c, m3)) sema_node(c, m3)->iattr = 3;
+    if (sema_node(c, m2)) sema_node(c, m2)->iattr = 2;
+    return sema_tensor_value(x.dtype, 2, d, m2, e->loc);
+  }
+  if (!argx[2]) g[1] = g[0];   /* stride = kernel, as in PyTorch */
+  const Expr *at[3] = {argx[1], argx[2] ? argx[2] : argx[1], argx[3] ? argx[3] : argx[1]};
+  if (known) {
+    for (int i = 0; i < 2; i++)
+      if (g[i] < 1 || g[i] > INT32_MAX) {
+        ERR(c, at[i]->loc, "the %s of %s() must be between 1 and %d, got %lld", what[i], name, INT32_MAX, (long long)g[i]);
+        return v_error();
+      }
+    if (g[2] < 0 || 2 * g[2] > g[0]) {
+      ERR(c, at[2]->loc, "the padding of %s() must be between 0 and half the kernel (%lld), got %lld", name,
+          (long long)(g[0] / 2), (long long)g[2]);
+      return v_error();
+    }
+  }
+  int64_t d[4] = {x.dims[0], x.dims[1], 0, 0};
+  for (int i = 2; i < 4; i++) {
+    if (!known || IS_SYM(x.dims[i])) {
+      d[i] = sema_new_sym(c, "?");   /* known at each call */
+      continue;
+    }
+    if (x.dims[i] + 2 * g[2] < g[0]) {
+      Note n;
+      int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+      sema_report(c, at[0]->loc, &n, nn, "the %lldx%lld kernel of %s() is larger than the input %s padded by %lld",
+                  (long long)g[0], (long long)g[0], name, sema_vshape(c, &x), (long long)g[2]);
+      return v_error();
+    }
+    d[i] = ir_pool_out(x.dims[i], g[0], g[1], g[2]);
+  }
+  Value v = sema_tensor_value(x.dtype, 4, d, sema_emit(c, builtins[bi].op, 1, x.node, -1, x.dtype, 4, d, e->loc), e->loc);
+  FeNode *node = sema_node(c, v.node);
+  if (node) {   /* kernel, stride, padding: lower.c gives them to ir_pool */
+    node->iattr = g[0];
+    node->fattr[0] = (double)g[1];
+    node->fattr[1] = (double)g[2];
+  }
+  return v;
+}
+
 /* A boolean argument: the literal `true` or `false` (written as such, possibly in
  * parentheses). Anything else is reported at the argument. */
 static bool const_bool(Ctx *c, const Expr *arg, const char *what, bool *out) {
@@ -528,11 +617,12 @@ static bool const_bool(Ctx *c, const Expr *arg, const char *what, bool *out) {
 }
 
 static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
-  const Expr *argx[3] = {NULL, NULL, NULL};
-  SrcLoc argloc[3];
+  const Expr *argx[4] = {NULL, NULL, NULL, NULL};
+  SrcLoc argloc[4];
   const char *what = arena_printf(c->a, "'%s'", builtins[bi].name);
   if (!sema_match_args(c, e, what, builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
     return v_error();
+  if (builtins[bi].kind == BI_POOL || builtins[bi].kind == BI_GLOBAL_POOL) return eval_pool(c, e, bi, argx);
   Value x = sema_eval(c, argx[0]);
   /* reshape's shape is not a value: eval_reshape reads its dims */
   bool shape_arg = builtins[bi].kind == BI_RESHAPE;
