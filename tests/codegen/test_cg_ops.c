@@ -210,6 +210,61 @@ static void test_shape_ops(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* Pooling: channels and sizes of 1, 3, 7, 17 and 33 (square and odd, h != w; one
+ * model each: a JIT compile per shape is what costs), windows with stride = kernel,
+ * stride 2 with padding, stride 1 (overlapping), 1x1 and 5x5; each forward op and both
+ * backward ops (dy: a pooled value). relu(x) pools windows of zeros, so max meets ties:
+ * dx must go to each window's first cell. f64 runs the first four shapes. */
+static void test_pooling(void **state) {
+  (void)state;
+  static const int64_t shapes[][3] = {{1, 1, 1}, {3, 7, 7}, {17, 7, 17}, {7, 33, 3}, {33, 17, 17}, {1, 33, 33}};
+  static const int geo[][3] = {{1, 1, 0}, {2, 2, 0}, {3, 2, 1}, {3, 1, 1}, {2, 1, 1}, {1, 2, 0}, {5, 3, 2}};
+  int fails = 0, outputs = 0;
+  size_t nshapes = f64 ? 4 : sizeof shapes / sizeof shapes[0];
+  for (size_t z = 0; z < nshapes; z++) {
+    const int64_t *hw = &shapes[z][1];
+    Module *m = ir_module_new();
+    Func *f = ir_func_new(m, "pool");
+    int32_t x = ir_input(f, "x", 0, ty4(m, DIM_BATCH, shapes[z][0], hw[0], hw[1]), L);
+    int32_t r = ir_unary(f, OP_RELU, x, L);
+    for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++) {
+      int k = geo[g][0], st = geo[g][1], p = geo[g][2];
+      if (hw[0] + 2 * p < k || hw[1] + 2 * p < k) continue;
+      char name[64];
+      int32_t mx = ir_pool(f, OP_MAX_POOL2D, x, k, st, p, L), av = ir_pool(f, OP_AVG_POOL2D, x, k, st, p, L);
+      int32_t mr = ir_pool(f, OP_MAX_POOL2D, r, k, st, p, L);
+      Inst mb = ir_inst(OP_MAX_POOL2D_BWD, L), ab = ir_inst(OP_AVG_POOL2D_BWD, L);
+      mb.nargs = 2;
+      mb.args[0] = r;   /* ties */
+      mb.args[1] = av;
+      ab.nargs = 1;
+      ab.args[0] = mx;
+      ab.type = f->insts[x].type;
+      ir_pool_set(&mb, k, st, p);
+      ir_pool_set(&ab, k, st, p);
+      const int32_t vals[5] = {mx, av, mr, ir_emit(f, &mb), ir_emit(f, &ab)};
+      static const char *const what[5] = {"max", "avg", "max_relu", "max_bwd", "avg_bwd"};
+      for (int o = 0; o < 5; o++) {
+        snprintf(name, sizeof name, "%s_k%d_s%d_p%d", what[o], k, st, p);
+        ir_output(f, name, vals[o], L);
+        outputs++;
+      }
+    }
+    int rr = check(f, 3, -2, 2);
+    if (rr) printf("pooling c=%lld %lldx%lld failed\n", (long long)shapes[z][0], (long long)hw[0], (long long)hw[1]);
+    fails += rr;
+    ir_module_free(m);
+  }
+  assert_int_equal(fails, 0);
+  assert_true(outputs > (f64 ? 50 : 150));
+}
+
+static void test_f64_pooling(void **state) {
+  f64 = true;
+  test_pooling(state);
+  f64 = false;
+}
+
 /* A chain of ops feeding each other, with constants read by every kernel kind. */
 static void test_chain(void **state) {
   (void)state;
@@ -347,6 +402,7 @@ int main(void) {
       cmocka_unit_test(test_dropout),      cmocka_unit_test(test_schedule),
       cmocka_unit_test(test_portable),     cmocka_unit_test(test_f64_elementwise),
       cmocka_unit_test(test_f64_rows),     cmocka_unit_test(test_f64_portable),
+      cmocka_unit_test(test_pooling),      cmocka_unit_test(test_f64_pooling),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
