@@ -588,7 +588,7 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
   if (ps->tok.kind != T_NEWLINE && ps->tok.kind != T_EOF)
     error_at(ps, tok_loc(ps, &ps->tok), "expected the end of the line, found %s", describe(ps, &ps->tok));
 
-  /* Types: leaves, broadcast, sum_to and reshape take the written one; others must agree. */
+  /* Types: leaves, broadcast, sum_to, reshape and avg_pool2d_bwd take the written one; others must agree. */
   char err[256], s1[96], s2[96];
   in.type = written;
   TypeId t = ir_infer_type(f, &in, err, sizeof err);
