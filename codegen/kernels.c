@@ -680,7 +680,7 @@ static void kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, 
   ir_pool_geom(in, &k, &s, &p);
   LLVMValueRef zero = cg_i64(cg, 0), one = cg_i64(cg, 1);
   LLVMValueRef H = cg_dim(cg, xt, 2), W = cg_dim(cg, xt, 3), Ho = cg_dim(cg, yt, 2), Wo = cg_dim(cg, yt, 3);
-  LLVMValueRef kk = fk(cg, T, (double)(k * k));
+  LLVMValueRef kk = fk(cg, T, ((double)k * (double)k));
   if (!fwd) fill(cg, out->ptr, cg_numel(cg, xt), 0.0);
   LLVMValueRef best = cg_alloca(cg, T, "best"), arg = cg_alloca(cg, cg->t_i64, "arg");
   CgLoop lc = cg_loop_begin(cg, zero, cg_dims_prod(cg, xt, 0, 2), one);

@@ -192,10 +192,10 @@ static bool eval_pool(const Inst *in, const TensorType *xt, const TensorType *yt
             if (h < 0 || h >= H || w < 0 || w >= W) continue;
             int64_t xi = (c * H + h) * W + w;
             if (!mx && fwd) acc += x[xi];
-            else if (!mx) out[xi] += dy[yi] / (double)(k * k);
+            else if (!mx) out[xi] += dy[yi] / ((double)k * (double)k);
             else if (arg < 0 || x[xi] > x[arg] || isnan(x[xi])) arg = xi;
           }
-        if (fwd) out[yi] = mx ? x[arg] : acc / (double)(k * k);
+        if (fwd) out[yi] = mx ? x[arg] : acc / ((double)k * (double)k);
         else if (mx) out[arg] += dy[yi];
       }
   return true;

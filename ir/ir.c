@@ -302,8 +302,8 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     ir_pool_geom(in, &k, &s, &p);
     if (!is_float(x) || x->rank != 4)
       return fail(err, errlen, "%s needs a rank-4 float value [N,C,H,W], has %s", info->name, ir_type_str(x, s1, sizeof s1));
-    if (k < 1 || s < 1 || p < 0 || 2 * p > k)
-      return fail(err, errlen, "%s: kernel %lld, stride %lld, padding %lld: needs kernel >= 1, stride >= 1, "
+    if (k < 1 || k > INT32_MAX || s < 1 || p < 0 || 2 * p > k)
+      return fail(err, errlen, "%s: kernel %lld, stride %lld, padding %lld: needs 1 <= kernel < 2^31, stride >= 1, "
                   "0 <= padding <= kernel / 2", info->name, (long long)k, (long long)s, (long long)p);
     if (x->dims[2] == DIM_BATCH || x->dims[3] == DIM_BATCH || x->dims[2] + 2 * p < k || x->dims[3] + 2 * p < k)
       return fail(err, errlen, "%s: a %lldx%lld window with padding %lld does not fit in %s", info->name, (long long)k,

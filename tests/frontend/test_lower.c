@@ -192,12 +192,41 @@ static void test_reduction_keep(void **state) {
   ir_module_free(m);
 }
 
+/* Pooling: the defaults (stride = kernel, padding = 0), keywords, floor in the shape
+ * rule, and global_avg_pool as two means (axis 3, then 2), no op of its own. */
+static void test_pooling(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  FeRun r = fe_run_str("model p(x: f32[B, 3, 7, 5]) {\n    a = max_pool2d(x, 2)\n"
+                       "    b = avg_pool2d(x, kernel = 3, stride = 2, padding = 1)\n"
+                       "    loss mean(a) + mean(b) + mean(global_avg_pool(x))\n}\n");
+  assert_int_equal(r.errors, 0);
+  Func *f = fe_lower(m, r.unit->models[0]);
+  const Want w[] = {
+      {OP_INPUT, "f32[B,3,7,5]", "x"}, {OP_MAX_POOL2D, "f32[B,3,3,2]", NULL}, {OP_AVG_POOL2D, "f32[B,3,4,3]", NULL},
+      {OP_MEAN, "f32[]", NULL},        {OP_MEAN, "f32[]", NULL},             {OP_ADD, "f32[]", NULL},
+      {OP_MEAN, "f32[B,3,7]", NULL},   {OP_MEAN, "f32[B,3]", NULL},          {OP_MEAN, "f32[]", NULL},
+      {OP_ADD, "f32[]", NULL},         {OP_LOSS, NULL, NULL},
+  };
+  check(f, w, (int)(sizeof w / sizeof w[0]));
+  int64_t k, st, pad;
+  ir_pool_geom(&f->insts[1], &k, &st, &pad);
+  assert_true(k == 2 && st == 2 && pad == 0);
+  ir_pool_geom(&f->insts[2], &k, &st, &pad);
+  assert_true(k == 3 && st == 2 && pad == 1);
+  assert_int_equal(f->insts[6].iattr[0], 3);
+  assert_int_equal(f->insts[7].iattr[0], 2);
+  fe_run_free(&r);
+  ir_module_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mnist_mlp),
       cmocka_unit_test(test_custom_loss),
       cmocka_unit_test(test_spiral_and_constants),
       cmocka_unit_test(test_reduction_keep),
+      cmocka_unit_test(test_pooling),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
