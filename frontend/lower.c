@@ -41,6 +41,7 @@ Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
     case OP_SUM: case OP_MEAN: case OP_MAX: v = ir_reduce(f, n->op, a, (int)n->iattr, n->keep, n->loc); break;
     case OP_SOFTMAX: case OP_LOG_SOFTMAX: v = ir_rowop(f, n->op, a, (int)n->iattr, n->loc); break;
     case OP_RESHAPE: v = ir_to_type(f, OP_RESHAPE, a, t, n->loc); break;
+    case OP_CONV2D: v = ir_conv2d(f, OP_CONV2D, a, b, n->conv[0], n->conv[1], n->conv[2], TYPE_VOID, n->loc); break;
     case OP_DROPOUT_MASK: v = ir_dropout_mask(f, n->fattr[0], (int)n->iattr, t, n->loc); break;
     case OP_OUTPUT: ir_output(f, ir_intern(m, n->name), a, n->loc); break;
     case OP_LOSS: ir_loss(f, a, n->loc); break;

@@ -524,6 +524,8 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
   case OP_SUM: case OP_MEAN: case OP_MAX: allowed[0] = "axis"; allowed[1] = "keep"; break;
   case OP_POW: allowed[0] = "exponent"; break;
   case OP_DROPOUT_MASK: allowed[0] = "p"; allowed[1] = "stream"; break;
+  case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT:
+    allowed[0] = "stride"; allowed[1] = "padding"; allowed[2] = "dilation"; break;
   default: break;
   }
   bool seen[5] = {false, false, false, false, false};
@@ -549,6 +551,8 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
     } else if (is_word(&key, "axis") || is_word(&key, "index") || is_word(&key, "stream")) {
       in.iattr[0] = parse_int(ps, is_word(&key, "axis") ? "axis" : is_word(&key, "index") ? "index" : "stream");
       have_index = have_index || is_word(&key, "index");
+    } else if (is_word(&key, "stride") || is_word(&key, "padding") || is_word(&key, "dilation")) {
+      in.iattr[slot] = parse_int(ps, allowed[slot]);   /* conv2d's slots are its iattr indices */
     } else if (is_word(&key, "keep")) {
       in.iattr[1] = parse_int(ps, "keep");
       if (in.iattr[1] != 0 && in.iattr[1] != 1) error_at(ps, tok_loc(ps, &key), "keep is 0 or 1");
