@@ -258,14 +258,14 @@ static bool const_int(Ctx *c, const Value *v, SrcLoc loc, const char *what, int6
 /* ------------------------------------------------------------------ built-in ops */
 
 typedef enum { BI_UNARY, BI_ROW, BI_REDUCE, BI_ONEHOT, BI_TRANSPOSE, BI_DROPOUT, BI_RESHAPE, BI_FLATTEN,
-               BI_POOL, BI_GLOBAL_POOL } BuiltinKind;
+  BI_CONV2D, BI_POOL, BI_GLOBAL_POOL } BuiltinKind;
 
 static const struct {
   const char *name;
   BuiltinKind kind;
   Op op;
   int nparams;
-  ParamSpec params[4];
+  ParamSpec params[5];
 } builtins[] = {
     {"relu", BI_UNARY, OP_RELU, 1, {{"x", false}}},
     {"sigmoid", BI_UNARY, OP_SIGMOID, 1, {{"x", false}}},
@@ -287,6 +287,7 @@ static const struct {
     {"max_pool2d", BI_POOL, OP_MAX_POOL2D, 4, {{"x", false}, {"kernel", false}, {"stride", true}, {"padding", true}}},
     {"avg_pool2d", BI_POOL, OP_AVG_POOL2D, 4, {{"x", false}, {"kernel", false}, {"stride", true}, {"padding", true}}},
     {"global_avg_pool", BI_GLOBAL_POOL, OP_MEAN, 1, {{"x", false}}},
+    {"conv2d", BI_CONV2D, OP_CONV2D, 5, {{"x", false}, {"w", false}, {"stride", true}, {"padding", true}, {"dilation", true}}},
 };
 #define NBUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
 
@@ -600,6 +601,105 @@ static Value eval_pool(Ctx *c, const Expr *e, int bi, const Expr *const *argx) {
   return v;
 }
 
+/* ------------------------------------------------------------------ conv2d */
+
+/* One integer setting of conv2d (stride, padding, dilation): *out keeps its default when
+ * the argument is absent; *known turns false for an int the generic check of a layer
+ * does not know yet (an int argument of the layer). False after an error. */
+static bool conv_setting(Ctx *c, const Expr *arg, const char *name, int64_t min, int64_t *out, bool *known) {
+  if (!arg) return true;
+  Value v = sema_eval(c, arg);
+  if (v.kind == VK_ERROR) return false;
+  if (v.kind != VK_NUMBER || !v.is_int) {
+    ERR(c, arg->loc, "the %s of conv2d() must be an integer, not %s", name, sema_vtype(c, &v));
+    return false;
+  }
+  if (!v.known) {
+    *known = false;
+    return true;
+  }
+  if (v.num < (double)min || v.num > (double)FE_MAX_DIM) {
+    ERR(c, arg->loc, "the %s of conv2d() must be %s, got %lld", name, min ? "at least 1" : "0 or more", (long long)v.num);
+    return false;
+  }
+  *out = (int64_t)v.num;
+  return true;
+}
+
+/* conv2d(x, w, stride = 1, padding = 0, dilation = 1): x[B,C,H,W] * w[O,C,kh,kw] ->
+ * [B,O,Ho,Wo], Ho = floor((H + 2 padding - dilation (kh - 1) - 1) / stride) + 1, as
+ * torch.nn.functional.conv2d (no groups, no bias). One integer per setting, used for
+ * both spatial axes. In the generic check of a layer, dims and settings the layer
+ * holds abstract give abstract output sizes; each call checks them with numbers. */
+static Value eval_conv2d(Ctx *c, const Expr *e, int bi) {
+  const Expr *argx[5] = {NULL, NULL, NULL, NULL, NULL};
+  SrcLoc argloc[5];
+  if (!sema_match_args(c, e, "'conv2d'", builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
+    return v_error();
+  Value x = sema_eval(c, argx[0]), w = sema_eval(c, argx[1]);
+  int64_t set[3] = {1, 0, 1};
+  bool known = true, ok = x.kind != VK_ERROR && w.kind != VK_ERROR;
+  static const char *const names[3] = {"stride", "padding", "dilation"};
+  for (int i = 0; i < 3; i++) ok &= conv_setting(c, argx[2 + i], names[i], i == 1 ? 0 : 1, &set[i], &known);
+  if (!ok) return v_error();
+  const Value *vs[2] = {&x, &w};
+  for (int i = 0; i < 2; i++) {
+    const Value *v = vs[i];
+    if (sema_reject_label(c, v, argx[i]->loc, i ? "as the weights of 'conv2d'" : "as the image of 'conv2d'"))
+      return v_error();
+    bool batch_ok = true;
+    for (int d = i ? 0 : 1; d < v->rank; d++) batch_ok &= v->dims[d] != DIM_BATCH;
+    if (v->kind != VK_TENSOR || v->rank != 4 || !batch_ok) {
+      Note n;
+      int nn = v->kind == VK_TENSOR && sema_origin_note(c, v, &n) ? 1 : 0;
+      sema_report(c, argx[i]->loc, &n, nn, "conv2d() expects %s, but its %s is %s",
+                  i ? "weights [out, in, kh, kw] (rank 4, no batch dim)" : "an image [B, C, H, W] (rank 4, B first or no batch dim)",
+                  i ? "weights argument" : "image argument", v->kind == VK_TENSOR ? sema_vtype(c, v) : "a constant");
+      return v_error();
+    }
+  }
+  if (x.dtype != w.dtype) {
+    ERR(c, e->loc, "conv2d(): the image is %s and the weights %s; both need one dtype", sema_vtype(c, &x), sema_vtype(c, &w));
+    return v_error();
+  }
+  bool generic = !c->model;
+  if (x.dims[1] != w.dims[1] && !(generic && (IS_SYM(x.dims[1]) || IS_SYM(w.dims[1])))) {
+    Note n[2];
+    int nn = 0;
+    if (sema_origin_note(c, &x, &n[nn])) nn++;
+    if (sema_origin_note(c, &w, &n[nn])) nn++;
+    char d1[64], d2[64];
+    sema_report(c, argx[1]->loc, n, nn, "conv2d(): the image %s has %s channels, but the weights %s expect %s",
+                sema_vtype(c, &x), sema_dim_name(c, x.dims[1], d1, sizeof d1), sema_vtype(c, &w),
+                sema_dim_name(c, w.dims[1], d2, sizeof d2));
+    return v_error();
+  }
+  int64_t out[2];
+  for (int a = 0; a < 2; a++) {
+    int64_t n = x.dims[2 + a], k = w.dims[2 + a];
+    if (!known || IS_SYM(n) || IS_SYM(k)) {
+      out[a] = sema_new_sym(c, "?");   /* known at each call */
+      continue;
+    }
+    out[a] = ir_conv_out(n, k, set[0], set[1], set[2]);
+    if (out[a] < 1) {
+      Note nt;
+      int nn = sema_origin_note(c, &x, &nt) ? 1 : 0;
+      sema_report(c, e->loc, &nt, nn,
+                  "conv2d(): the kernel %lldx%lld%s is larger than the image %s padded to %lldx%lld",
+                  (long long)w.dims[2], (long long)w.dims[3],
+                  set[2] > 1 ? arena_printf(c->a, " with dilation %lld", (long long)set[2]) : "", sema_vtype(c, &x),
+                  (long long)(x.dims[2] + 2 * set[1]), (long long)(x.dims[3] + 2 * set[1]));
+      return v_error();
+    }
+  }
+  int64_t d[4] = {x.dims[0], w.dims[0], out[0], out[1]};
+  Value v = sema_tensor_value(x.dtype, 4, d, sema_emit(c, OP_CONV2D, 2, x.node, w.node, x.dtype, 4, d, e->loc), e->loc);
+  FeNode *nd = sema_node(c, v.node);
+  if (nd) memcpy(nd->conv, set, sizeof set);
+  return v;
+}
+
 /* A boolean argument: the literal `true` or `false` (written as such, possibly in
  * parentheses). Anything else is reported at the argument. */
 static bool const_bool(Ctx *c, const Expr *arg, const char *what, bool *out) {
@@ -617,6 +717,7 @@ static bool const_bool(Ctx *c, const Expr *arg, const char *what, bool *out) {
 }
 
 static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
+  if (builtins[bi].kind == BI_CONV2D) return eval_conv2d(c, e, bi);
   const Expr *argx[4] = {NULL, NULL, NULL, NULL};
   SrcLoc argloc[4];
   const char *what = arena_printf(c->a, "'%s'", builtins[bi].name);

@@ -201,6 +201,49 @@ static bool eval_pool(const Inst *in, const TensorType *xt, const TensorType *yt
   return true;
 }
 
+/* ------------------------------------------------------------------ convolution */
+
+/* The one loop nest of conv2d and its two gradients, over the forward's index space:
+ *   y[b,o,i,j] = sum_{c,u,v} x[b,c,h,w] k[o,c,u,v],  h = s i - p + d u,  w = s j - p + d v
+ * (positions outside the image read the zero padding and are skipped). Each gradient
+ * walks the same (b,o,i,j,c,u,v) tuples and accumulates the other product:
+ *   dx[b,c,h,w] += dy[b,o,i,j] k[o,c,u,v]      (conv2d_bwd_data: dy, k -> dx)
+ *   dk[o,c,u,v] += x[b,c,h,w] dy[b,o,i,j]      (conv2d_bwd_weight: x, dy -> dk)
+ * The sums run in double; the result is rounded once (f32 mode) like every op's. */
+static void conv2d_loops(Op op, const Inst *in, const Tensor *a, const Tensor *b, Tensor *out) {
+  const int64_t *xd = op == OP_CONV2D_BWD_DATA ? out->type.dims : a->type.dims;
+  const int64_t *kd = op == OP_CONV2D_BWD_WEIGHT ? out->type.dims : b->type.dims;
+  const double *x = op == OP_CONV2D_BWD_DATA ? NULL : a->data;
+  const double *k = op == OP_CONV2D_BWD_WEIGHT ? NULL : b->data;
+  const double *dy = op == OP_CONV2D ? NULL : op == OP_CONV2D_BWD_DATA ? a->data : b->data;
+  const int64_t *yd = op == OP_CONV2D ? out->type.dims : op == OP_CONV2D_BWD_DATA ? a->type.dims : b->type.dims;
+  int64_t B = xd[0], C = xd[1], H = xd[2], W = xd[3], O = kd[0], KH = kd[2], KW = kd[3], HO = yd[2], WO = yd[3];
+  int64_t s = in->iattr[0], p = in->iattr[1], d = in->iattr[2];
+  double *r = out->data;
+  for (int64_t n = 0; n < out->numel; n++) r[n] = 0;
+  for (int64_t bb = 0; bb < B; bb++)
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t i = 0; i < HO; i++)
+        for (int64_t j = 0; j < WO; j++) {
+          int64_t yi = ((bb * O + o) * HO + i) * WO + j;
+          double acc = 0;
+          for (int64_t c = 0; c < C; c++)
+            for (int64_t u = 0; u < KH; u++) {
+              int64_t h = s * i - p + d * u;
+              if (h < 0 || h >= H) continue;
+              for (int64_t v = 0; v < KW; v++) {
+                int64_t w = s * j - p + d * v;
+                if (w < 0 || w >= W) continue;
+                int64_t xi = ((bb * C + c) * H + h) * W + w, ki = ((o * C + c) * KH + u) * KW + v;
+                if (op == OP_CONV2D) acc += x[xi] * k[ki];
+                else if (op == OP_CONV2D_BWD_DATA) r[xi] += dy[yi] * k[ki];
+                else r[ki] += x[xi] * dy[yi];
+              }
+            }
+          if (op == OP_CONV2D) r[yi] = acc;
+        }
+}
+
 /* ------------------------------------------------------------------ one instruction */
 
 /* Compute instruction i into *out (already allocated with its resolved type).
@@ -272,6 +315,11 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
       }
     return true;
   }
+
+  case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT:
+    if (a->type.rank != 4 || b->type.rank != 4 || ot->rank != 4) break;
+    conv2d_loops((Op)in->op, in, a, b, out);
+    return true;
 
   case OP_TRANSPOSE: {
     if (a->type.rank != 2 || ot->rank != 2 || a->type.dims[0] != ot->dims[1] || a->type.dims[1] != ot->dims[0]) break;

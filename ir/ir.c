@@ -151,9 +151,15 @@ static TypeId fail(char *err, size_t n, const char *fmt, ...) {
   return TYPE_VOID;
 }
 
+int64_t ir_conv_out(int64_t n, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
+  int64_t span = dil * (k - 1) + 1;     /* the extent of the dilated kernel */
+  if (n < 1 || k < 1 || stride < 1 || pad < 0 || dil < 1 || n + 2 * pad < span) return 0;
+  return (n + 2 * pad - span) / stride + 1;
+}
+
 TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
   Module *m = f->mod;
-  char s1[64], s2[64], s3[64];
+  char s1[64], s2[64];
   if (err && errlen) err[0] = 0;
   if (in->op >= OP__COUNT) return fail(err, errlen, "unknown op %d", in->op);
   const OpInfo *info = &ir_ops[in->op];
@@ -313,10 +319,51 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     if (in->op == OP_MAX_POOL2D || in->op == OP_AVG_POOL2D) return yt;
     const TensorType *dy = in->op == OP_MAX_POOL2D_BWD ? b : a;
     int32_t dyv = in->args[in->op == OP_MAX_POOL2D_BWD ? 1 : 0];
+    char s3[64];
     if (f->insts[dyv].type != yt)
       return fail(err, errlen, "%s: dy is %s, the pooled type of %s is %s", info->name, ir_type_str(dy, s1, sizeof s1),
                   ir_type_str(x, s2, sizeof s2), ir_type_str(ir_type_get(m, yt), s3, sizeof s3));
     return in->op == OP_MAX_POOL2D_BWD ? f->insts[in->args[0]].type : in->type;
+  }
+
+  case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT: {
+    /* All three are checked as the forward conv2d x[B,C,H,W] * w[O,C,kh,kw] -> y they
+     * belong to: the gradients name the operands and the result differently. */
+    const TensorType *t = in->op == OP_CONV2D ? NULL : (in->type >= 0 && in->type < m->ntypes ? ir_type_get(m, in->type) : NULL);
+    if (in->op != OP_CONV2D && !t) return fail(err, errlen, "%s needs a result type", info->name);
+    const TensorType *x = in->op == OP_CONV2D_BWD_DATA ? t : a;
+    const TensorType *w = in->op == OP_CONV2D_BWD_WEIGHT ? t : b;
+    const TensorType *dy = in->op == OP_CONV2D ? NULL : in->op == OP_CONV2D_BWD_DATA ? a : b;
+    if (!is_float(a) || !is_float(b) || a->dtype != b->dtype || (t && t->dtype != a->dtype) || x->rank != 4 ||
+        w->rank != 4 || (dy && dy->rank != 4))
+      return fail(err, errlen, "%s needs rank-4 float operands of one dtype: %s, %s", info->name,
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    int64_t st = in->iattr[0], pad = in->iattr[1], dil = in->iattr[2];
+    if (st < 1 || pad < 0 || dil < 1)
+      return fail(err, errlen, "%s: stride %lld, padding %lld, dilation %lld (stride and dilation >= 1, padding >= 0)",
+                  info->name, (long long)st, (long long)pad, (long long)dil);
+    for (int i = 0; i < 4; i++)
+      if (w->dims[i] == DIM_BATCH || (i > 0 && x->dims[i] == DIM_BATCH))
+        return fail(err, errlen, "%s: only the first dim of the image may be the batch: %s, %s", info->name,
+                    ir_type_str(x, s1, sizeof s1), ir_type_str(w, s2, sizeof s2));
+    if (x->dims[1] != w->dims[1])
+      return fail(err, errlen, "%s: the image has %lld channels, the weights expect %lld: %s, %s", info->name,
+                  (long long)x->dims[1], (long long)w->dims[1], ir_type_str(x, s1, sizeof s1), ir_type_str(w, s2, sizeof s2));
+    int64_t ho = ir_conv_out(x->dims[2], w->dims[2], st, pad, dil), wo = ir_conv_out(x->dims[3], w->dims[3], st, pad, dil);
+    if (ho < 1 || wo < 1)
+      return fail(err, errlen, "%s: the kernel %lldx%lld (dilation %lld) is larger than the padded image %lldx%lld",
+                  info->name, (long long)w->dims[2], (long long)w->dims[3], (long long)dil,
+                  (long long)(x->dims[2] + 2 * pad), (long long)(x->dims[3] + 2 * pad));
+    int64_t d[4] = {x->dims[0], w->dims[0], ho, wo};
+    TypeId yt = ir_type(m, (DType)a->dtype, 4, d);
+    if (in->op == OP_CONV2D) return yt;
+    if (memcmp(ir_type_get(m, yt)->dims, dy->dims, sizeof d) != 0) {
+      char s3[96], s4[96];
+      return fail(err, errlen, "%s: the gradient %s is not the shape of conv2d(%s, %s), %s", info->name,
+                  ir_type_str(dy, s1, sizeof s1), ir_type_str(x, s2, sizeof s2), ir_type_str(w, s3, sizeof s3),
+                  ir_type_str(ir_type_get(m, yt), s4, sizeof s4));
+    }
+    return in->type;
   }
 
   case OP_SOFTMAX: case OP_LOG_SOFTMAX:
@@ -387,8 +434,7 @@ static uint64_t mix(uint64_t h, uint64_t v) {
 static uint64_t inst_hash(const Inst *in) {
   uint64_t h = mix(in->op, (uint64_t)(uint32_t)in->type);
   for (int i = 0; i < in->nargs; i++) h = mix(h, (uint64_t)(uint32_t)in->args[i]);
-  h = mix(h, (uint64_t)in->iattr[0]);
-  h = mix(h, (uint64_t)in->iattr[1]);
+  for (int i = 0; i < IR_NIATTR; i++) h = mix(h, (uint64_t)in->iattr[i]);
   uint64_t fb;
   memcpy(&fb, &in->fattr[0], 8); h = mix(h, fb);
   memcpy(&fb, &in->fattr[1], 8); h = mix(h, fb);
@@ -400,7 +446,7 @@ static bool inst_same(const Inst *a, const Inst *b) {
   if (a->op != b->op || a->type != b->type || a->nargs != b->nargs) return false;
   for (int i = 0; i < a->nargs; i++)
     if (a->args[i] != b->args[i]) return false;
-  if (a->iattr[0] != b->iattr[0] || a->iattr[1] != b->iattr[1]) return false;
+  if (memcmp(a->iattr, b->iattr, sizeof a->iattr) != 0) return false;
   if (memcmp(a->fattr, b->fattr, sizeof a->fattr) != 0) return false;
   if ((a->name == NULL) != (b->name == NULL)) return false;
   return !a->name || strcmp(a->name, b->name) == 0;
@@ -572,6 +618,19 @@ int32_t ir_pool(Func *f, Op op, int32_t x, int64_t kernel, int64_t stride, int64
   in.nargs = 1;
   in.args[0] = x;
   ir_pool_set(&in, kernel, stride, padding);
+  return ir_emit(f, &in);
+}
+
+int32_t ir_conv2d(Func *f, Op op, int32_t a, int32_t b, int64_t stride, int64_t pad, int64_t dil, TypeId t,
+                  SrcLoc loc) {
+  Inst in = ir_inst(op, loc);
+  in.nargs = 2;
+  in.args[0] = a;
+  in.args[1] = b;
+  in.iattr[0] = stride;
+  in.iattr[1] = pad;
+  in.iattr[2] = dil;
+  in.type = op == OP_CONV2D ? TYPE_VOID : t;
   return ir_emit(f, &in);
 }
 

@@ -129,7 +129,9 @@ enum {
 
 /* The class of loop nest that computes an op (ops.def explains each). */
 typedef enum {
-  OPK_LEAF, OPK_EW, OPK_PRODUCT, OPK_REDUCE, OPK_ROW, OPK_SHAPE, OPK_LABEL, OPK_RANDOM, OPK_SINK, OPK__COUNT
+  OPK_LEAF, OPK_EW, OPK_PRODUCT, OPK_REDUCE, OPK_ROW, OPK_SHAPE, OPK_LABEL, OPK_RANDOM, OPK_SINK,
+  OPK_CONV,     /* a 2-D convolution or one of its two gradients */
+  OPK__COUNT
 } OpKind;
 
 typedef enum {
@@ -169,6 +171,7 @@ int ir_init_lookup(const char *name);            /* -1 if unknown */
 /* --------------------------------------------------------------- instructions */
 
 #define IR_MAX_ARGS 3
+#define IR_NIATTR 4       /* integer attributes per instruction (conv2d uses 3) */
 
 enum {
   IF_BACKWARD = 1 << 0,   /* produced by autodiff */
@@ -181,7 +184,7 @@ typedef struct {
   uint8_t flags;          /* IF_* */
   TypeId type;            /* TYPE_VOID for sinks */
   int32_t args[IR_MAX_ARGS];
-  int64_t iattr[2];
+  int64_t iattr[IR_NIATTR];
   double fattr[2];
   const char *name;       /* interned in the module arena; NULL if none */
   SrcLoc loc;             /* the DSL text it came from */
@@ -192,15 +195,16 @@ typedef struct {
 } Inst;
 
 /* Pooling attributes (max_pool2d, avg_pool2d and their _bwd ops): iattr0 = kernel,
- * iattr1 = stride | padding << 32 (two ints do not hold three). */
+ * iattr1 = stride, iattr2 = padding. */
 static inline void ir_pool_geom(const Inst *in, int64_t *k, int64_t *s, int64_t *p) {
   *k = in->iattr[0];
-  *s = in->iattr[1] & 0xffffffff;
-  *p = in->iattr[1] >> 32;
+  *s = in->iattr[1];
+  *p = in->iattr[2];
 }
 static inline void ir_pool_set(Inst *in, int64_t k, int64_t s, int64_t p) {
   in->iattr[0] = k;
-  in->iattr[1] = (s & 0xffffffff) | (p << 32);
+  in->iattr[1] = s;
+  in->iattr[2] = p;
 }
 /* Output size of a pooling window over n cells: floor((n + 2p - k) / s) + 1. */
 static inline int64_t ir_pool_out(int64_t n, int64_t k, int64_t s, int64_t p) { return (n + 2 * p - k) / s + 1; }
@@ -244,14 +248,20 @@ Func *ir_func_new(Module *m, const char *name);
 Func *ir_func_find(Module *m, const char *name);
 Func *ir_func_clone(Func *f, const char *name);       /* same instructions, new name */
 
+/* The output size of a convolution along one axis: floor((n + 2 pad - dil (k - 1) - 1)
+ * / stride) + 1, or 0 when the dilated kernel does not fit the padded input (or an
+ * argument is out of range). conv2d's type rule and the frontend share it. */
+int64_t ir_conv_out(int64_t n, int64_t k, int64_t stride, int64_t pad, int64_t dil);
+
 /* Infer the result type of `in` (op, args, attributes) in f. Returns the TypeId, or
  * TYPE_VOID with a message in err (for the verifier and the parser) when it is
  * ill-typed. Sinks give TYPE_VOID with err[0] == 0. Leaves (input, param, const,
- * dropout_mask) and BROADCAST / SUM_TO / RESHAPE / AVG_POOL2D_BWD keep in->type, checking only that it is legal. */
+ * dropout_mask) and BROADCAST / SUM_TO / RESHAPE / CONV2D_BWD_* / AVG_POOL2D_BWD keep in->type, checking only
+ * that it is legal. */
 TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen);
 
 /* Append an instruction; its type is inferred (in->type is used only for leaves,
- * BROADCAST, SUM_TO and RESHAPE). Pure instructions are hash-consed: an identical earlier one
+ * BROADCAST, SUM_TO, RESHAPE and the two conv2d gradients). Pure instructions are hash-consed: an identical earlier one
  * is returned instead (same op, args, attributes, type). Ill-typed input is an internal
  * error: the frontend checks shapes before it builds. Returns the value id. */
 int32_t ir_emit(Func *f, const Inst *in);
@@ -269,6 +279,11 @@ int32_t ir_reduce(Func *f, Op op, int32_t a, int axis, bool keep, SrcLoc loc);
 int32_t ir_size(Func *f, int32_t a, int axis, SrcLoc loc);
 int32_t ir_rowop(Func *f, Op op, int32_t a, int axis, SrcLoc loc); /* softmax, log_softmax */
 int32_t ir_to_type(Func *f, Op op, int32_t a, TypeId t, SrcLoc loc); /* BROADCAST, SUM_TO, RESHAPE */
+/* conv2d(a = x, b = w), conv2d_bwd_data(a = dy, b = w) or conv2d_bwd_weight(a = x, b = dy)
+ * with one stride, padding and dilation for both axes; t: the gradients' result type
+ * (the image's or the weights'), ignored for conv2d. */
+int32_t ir_conv2d(Func *f, Op op, int32_t a, int32_t b, int64_t stride, int64_t pad, int64_t dil, TypeId t,
+                  SrcLoc loc);
 int32_t ir_dropout_mask(Func *f, double p, int stream, TypeId t, SrcLoc loc);
 int32_t ir_pool(Func *f, Op op, int32_t x, int64_t kernel, int64_t stride, int64_t padding, SrcLoc loc); /* MAX_POOL2D, AVG_POOL2D */
 void ir_output(Func *f, const char *name, int32_t v, SrcLoc loc);

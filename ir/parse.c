@@ -526,11 +526,12 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
     allowed[0] = "kernel"; allowed[1] = "stride"; allowed[2] = "padding"; break;
   case OP_DROPOUT_MASK: allowed[0] = "p"; allowed[1] = "stream"; break;
+  case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT:
+    allowed[0] = "stride"; allowed[1] = "padding"; allowed[2] = "dilation"; break;
   default: break;
   }
   bool seen[5] = {false, false, false, false, false};
   bool have_index = false;
-  int64_t pool[3] = {0, 0, 0};   /* kernel, stride, padding */
   while (ps->tok.kind == T_WORD) {
     Token key = ps->tok;
     int slot = -1;
@@ -552,11 +553,9 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
     } else if (is_word(&key, "axis") || is_word(&key, "index") || is_word(&key, "stream")) {
       in.iattr[0] = parse_int(ps, is_word(&key, "axis") ? "axis" : is_word(&key, "index") ? "index" : "stream");
       have_index = have_index || is_word(&key, "index");
-    } else if (is_word(&key, "kernel") || is_word(&key, "stride") || is_word(&key, "padding")) {
-      /* kept apart until the end (ir_pool_set packs stride and padding) */
-      int64_t v = parse_int(ps, is_word(&key, "kernel") ? "kernel" : is_word(&key, "stride") ? "stride" : "padding");
-      if (v < 0 || v > INT32_MAX) error_at(ps, tok_loc(ps, &key), "%.*s is out of range", key.len, key.p);
-      pool[is_word(&key, "kernel") ? 0 : is_word(&key, "stride") ? 1 : 2] = v;
+    } else if (is_word(&key, "kernel") || is_word(&key, "stride") || is_word(&key, "padding") ||
+               is_word(&key, "dilation")) {
+      in.iattr[slot] = parse_int(ps, allowed[slot]);   /* conv2d's and pooling's slots are their iattr indices */
     } else if (is_word(&key, "keep")) {
       in.iattr[1] = parse_int(ps, "keep");
       if (in.iattr[1] != 0 && in.iattr[1] != 1) error_at(ps, tok_loc(ps, &key), "keep is 0 or 1");
@@ -567,8 +566,6 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
   for (int k = 0; k < 4 && allowed[k]; k++)
     if (!seen[k] && strcmp(allowed[k], "keep") != 0 && strcmp(allowed[k], "index") != 0)
       error_at(ps, tok_loc(ps, &optok), "%s needs the attribute '%s'", info->name, allowed[k]);
-  if (op == OP_MAX_POOL2D || op == OP_AVG_POOL2D || op == OP_MAX_POOL2D_BWD || op == OP_AVG_POOL2D_BWD)
-    ir_pool_set(&in, pool[0], pool[1], pool[2]);
   if (op == OP_INPUT && !have_index) in.iattr[0] = *ninputs;
   if (op == OP_INPUT) (*ninputs)++;
 

@@ -172,6 +172,12 @@ static void put_inst(StrBuf *b, Func *f, int32_t i, int input_ordinal) {
     sb_printf(b, " exponent=");
     put_double(b, in->fattr[0]);
     break;
+  case OP_CONV2D:
+  case OP_CONV2D_BWD_DATA:
+  case OP_CONV2D_BWD_WEIGHT:
+    sb_printf(b, " stride=%lld padding=%lld dilation=%lld", (long long)in->iattr[0], (long long)in->iattr[1],
+              (long long)in->iattr[2]);
+    break;
   case OP_DROPOUT_MASK:
     sb_printf(b, " p=");
     put_double(b, in->fattr[0]);

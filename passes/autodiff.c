@@ -317,6 +317,55 @@ static void vjp_matmul_tn(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   if (ACT(B)) { RULE("matmul_tn.db"); contribute(ad, B, bw2(ad, OP_MATMUL, A, dy)); }
 }
 
+/* A conv2d-family instruction with in's stride, padding and dilation; t is the result
+ * type the two gradients need (ignored by conv2d, which infers it). */
+static int32_t bw_conv(AD *ad, Op op, const Inst *in, int32_t a, int32_t b, TypeId t) {
+  Inst c = ir_inst(op, SRCLOC_NONE);
+  c.nargs = 2;
+  c.args[0] = a;
+  c.args[1] = b;
+  for (int i = 0; i < 3; i++) c.iattr[i] = in->iattr[i];
+  c.type = t;
+  return bw(ad, c);
+}
+
+/* y = conv2d(x, k):  y[b,o,i,j] = sum_{c,u,v} x[b,c, s i - p + d u, s j - p + d v] k[o,c,u,v]
+ * Each x element meets each k element through the same (b,o,i,j,c,u,v) tuples, so
+ *   dx[b,c,h,w] = sum_{o,u,v, (i,j) with h = s i - p + d u, ...} dy[b,o,i,j] k[o,c,u,v]
+ *               = conv2d_bwd_data(dy, k): the transposed convolution of dy with k
+ *   dk[o,c,u,v] = sum_{b,i,j} x[b,c, s i - p + d u, s j - p + d v] dy[b,o,i,j]
+ *               = conv2d_bwd_weight(x, dy): x correlated with dy */
+static void vjp_conv2d(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) { RULE("conv2d.dx"); contribute(ad, A, bw_conv(ad, OP_CONV2D_BWD_DATA, in, dy, B, ad->g->insts[A].type)); }
+  if (ACT(B)) { RULE("conv2d.dk"); contribute(ad, B, bw_conv(ad, OP_CONV2D_BWD_WEIGHT, in, A, dy, ad->g->insts[B].type)); }
+}
+
+/* r = conv2d_bwd_data(g, k): r[b,c,h,w] = sum g[b,o,i,j] k[o,c,u,v] over the tuples
+ * above, bilinear in (g, k), so with dr its adjoint:
+ *   dg = conv2d(dr, k)                (the forward convolution of dr)
+ *   dk = conv2d_bwd_weight(dr, g)     (dr plays x, g plays dy) */
+static void vjp_conv2d_bwd_data(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) { RULE("conv2d_bwd_data.dg"); contribute(ad, A, bw_conv(ad, OP_CONV2D, in, dy, B, TYPE_VOID)); }
+  if (ACT(B)) {
+    RULE("conv2d_bwd_data.dk");
+    contribute(ad, B, bw_conv(ad, OP_CONV2D_BWD_WEIGHT, in, dy, A, ad->g->insts[B].type));
+  }
+}
+
+/* r = conv2d_bwd_weight(x, g): r[o,c,u,v] = sum x[b,c,h,w] g[b,o,i,j], bilinear, so
+ *   dx = conv2d_bwd_data(g, dr)       (dr plays the kernel)
+ *   dg = conv2d(x, dr) */
+static void vjp_conv2d_bwd_weight(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) {
+    RULE("conv2d_bwd_weight.dx");
+    contribute(ad, A, bw_conv(ad, OP_CONV2D_BWD_DATA, in, B, dy, ad->g->insts[A].type));
+  }
+  if (ACT(B)) { RULE("conv2d_bwd_weight.dg"); contribute(ad, B, bw_conv(ad, OP_CONV2D, in, A, dy, TYPE_VOID)); }
+}
+
 /* y[n,m] = x[m,n]^T;  dx = dy^T */
 static void vjp_transpose(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
@@ -381,8 +430,7 @@ static int32_t bw_pool(AD *ad, Op op, int32_t x, const Inst *like) {
   Inst g = ir_inst(op, SRCLOC_NONE);
   g.nargs = 1;
   g.args[0] = x;
-  g.iattr[0] = like->iattr[0];
-  g.iattr[1] = like->iattr[1];
+  memcpy(g.iattr, like->iattr, sizeof g.iattr);   /* kernel, stride, padding */
   return bw(ad, g);
 }
 
@@ -393,8 +441,7 @@ static void vjp_max_pool2d(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   g.nargs = 2;
   g.args[0] = A;
   g.args[1] = dy;
-  g.iattr[0] = in->iattr[0];
-  g.iattr[1] = in->iattr[1];
+  memcpy(g.iattr, in->iattr, sizeof g.iattr);   /* kernel, stride, padding */
   contribute(ad, A, bw(ad, g));
 }
 
@@ -409,8 +456,7 @@ static void vjp_avg_pool2d(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   g.nargs = 1;
   g.args[0] = dy;
   g.type = ad->g->insts[A].type;
-  g.iattr[0] = in->iattr[0];
-  g.iattr[1] = in->iattr[1];
+  memcpy(g.iattr, in->iattr, sizeof g.iattr);   /* kernel, stride, padding */
   contribute(ad, A, bw(ad, g));
 }
 
@@ -481,6 +527,9 @@ static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_MATMUL_NT] = vjp_matmul_nt,
     [OP_MATMUL_TN] = vjp_matmul_tn,
     [OP_TRANSPOSE] = vjp_transpose,
+    [OP_CONV2D] = vjp_conv2d,
+    [OP_CONV2D_BWD_DATA] = vjp_conv2d_bwd_data,
+    [OP_CONV2D_BWD_WEIGHT] = vjp_conv2d_bwd_weight,
     [OP_SUM] = vjp_sum,
     [OP_MEAN] = vjp_mean,
     [OP_MAX] = vjp_max,

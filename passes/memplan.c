@@ -109,6 +109,13 @@ double memplan_inst_flops(Func *f, int32_t v, int64_t batch) {
     if (k == DIM_BATCH) k = batch;
     return 2.0 * out * (double)k;
   }
+  case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT: {
+    /* one multiply-add per (output element, c, u, v) of the forward conv2d: the
+     * gradients walk the same tuples (zero-padding taps counted, as usual) */
+    const TensorType *k = in->op == OP_CONV2D_BWD_WEIGHT ? ir_vtype(f, v) : ir_vtype(f, in->args[1]);
+    int32_t y = in->op == OP_CONV2D ? v : in->op == OP_CONV2D_BWD_DATA ? in->args[0] : in->args[1];
+    return 2.0 * (double)ir_type_numel(ir_vtype(f, y), batch) * (double)(k->dims[1] * k->dims[2] * k->dims[3]);
+  }
   case OP_SIZE: return 0;
   case OP_SUM: case OP_MEAN: case OP_MAX: case OP_SUM_TO: return a0;
   case OP_SOFTMAX: case OP_LOG_SOFTMAX: case OP_SOFTMAX_XENT: return 5.0 * a0;

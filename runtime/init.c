@@ -8,7 +8,9 @@
  *   xavier_normal   N(0, s^2) s = sqrt(2 / (fan_in + fan_out))
  *   he_uniform      U(-s, s)  s = sqrt(6 / fan_in)
  *   he_normal       N(0, s^2) s = sqrt(2 / fan_in)
- * with fans of W[in, out]: fan_in = dims[0], fan_out = dims[1] (runtime.h). */
+ * with fans of a dense W[in, out]: fan_in = dims[0], fan_out = dims[1]; of a conv2d
+ * weight W[out, in, kh, kw] (PyTorch's layout, rank 3 and up): fan_in = in kh kw,
+ * fan_out = out kh kw, as torch.nn.init computes them for nn.Conv2d (runtime.h). */
 #include "runtime/runtime.h"
 
 #include <math.h>
@@ -31,8 +33,9 @@ int bprt_init_fans(int rank, const int64_t *dims, double *fan_in, double *fan_ou
   } else {
     double receptive = 1.0;
     for (int i = 2; i < rank; i++) receptive *= (double)dims[i];
-    in = (double)dims[0] * receptive;
-    out = (double)dims[1] * receptive;
+    /* rank 2 is bpcc's dense W[in, out]; rank 3 and up a convolution's W[out, in, k...] */
+    in = (double)dims[rank == 2 ? 0 : 1] * receptive;
+    out = (double)dims[rank == 2 ? 1 : 0] * receptive;
   }
   if (fan_in) *fan_in = in;
   if (fan_out) *fan_out = out;

@@ -265,6 +265,36 @@ static void test_f64_pooling(void **state) {
   f64 = false;
 }
 
+/* conv2d and its two gradients, each an output, on 1, 3 and 7 channels (7 and 17
+ * output channels), odd image sizes, stride 1, 2 and 3, padding, dilation, 1x1 and
+ * non-square kernels; widths 17 and 33 give vector code and a tail (stride 1). */
+static void test_conv(void **state) {
+  (void)state;
+  static const struct { int64_t c, o, h, w, kh, kw, s, p, d; } cases[] = {
+      {1, 3, 8, 8, 3, 3, 1, 0, 1},   {3, 7, 9, 17, 3, 3, 1, 1, 1}, {3, 17, 7, 7, 3, 3, 2, 1, 1},
+      {7, 3, 11, 33, 5, 5, 1, 2, 1}, {7, 7, 13, 9, 3, 2, 2, 2, 2}, {3, 3, 5, 6, 1, 1, 1, 0, 1},
+      {1, 1, 17, 17, 2, 3, 3, 1, 1}, {3, 7, 15, 15, 3, 3, 1, 3, 3},
+  };
+  int fails = 0;
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    Module *m = ir_module_new();
+    Func *f = ir_func_new(m, "conv");
+    int32_t x = ir_input(f, "x", 0, ty4(m, DIM_BATCH, cases[k].c, cases[k].h, cases[k].w), L);
+    int32_t w = ir_input(f, "w", 1, ty4(m, cases[k].o, cases[k].c, cases[k].kh, cases[k].kw), L);
+    int32_t y = ir_conv2d(f, OP_CONV2D, x, w, cases[k].s, cases[k].p, cases[k].d, TYPE_VOID, L);
+    ir_output(f, "y", y, L);
+    /* the gradients of dy = tanh(y), a buffer of its own */
+    int32_t dy = ir_unary(f, OP_TANH, y, L);
+    ir_output(f, "dx", ir_conv2d(f, OP_CONV2D_BWD_DATA, dy, w, cases[k].s, cases[k].p, cases[k].d, f->insts[x].type, L), L);
+    ir_output(f, "dw", ir_conv2d(f, OP_CONV2D_BWD_WEIGHT, x, dy, cases[k].s, cases[k].p, cases[k].d, f->insts[w].type, L), L);
+    int r = check(f, 3, -1, 1);
+    if (r) printf("conv case %zu failed\n", k);
+    fails += r;
+    ir_module_free(m);
+  }
+  assert_int_equal(fails, 0);
+}
+
 /* A chain of ops feeding each other, with constants read by every kernel kind. */
 static void test_chain(void **state) {
   (void)state;
@@ -366,6 +396,7 @@ static void test_portable(void **state) {
     test_reductions(state);
     test_softmax_rows(state);
     test_shape_ops(state);
+    test_conv(state);
   }
   march = NULL;
 }
@@ -383,6 +414,7 @@ static void test_f64_rows(void **state) {
   test_reductions(state);
   test_softmax_rows(state);
   test_shape_ops(state);
+  test_conv(state);
   test_chain(state);
   test_schedule(state);
   f64 = false;
@@ -399,6 +431,7 @@ int main(void) {
       cmocka_unit_test(test_unary),        cmocka_unit_test(test_binary_broadcast),
       cmocka_unit_test(test_reductions),   cmocka_unit_test(test_softmax_rows),
       cmocka_unit_test(test_shape_ops),    cmocka_unit_test(test_chain),
+      cmocka_unit_test(test_conv),
       cmocka_unit_test(test_dropout),      cmocka_unit_test(test_schedule),
       cmocka_unit_test(test_portable),     cmocka_unit_test(test_f64_elementwise),
       cmocka_unit_test(test_f64_rows),     cmocka_unit_test(test_f64_portable),

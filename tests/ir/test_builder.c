@@ -194,6 +194,55 @@ static Inst mk(Op op, int nargs, int32_t a, int32_t b) {
   return in;
 }
 
+/* conv2d's type rule: the output size formula, the dilation-3 hash-consing key, and
+ * the exact text of each error, for the forward op and its two gradients. */
+static void test_conv2d_types(void **state) {
+  (void)state;
+  Func *f = fx.f;
+  Module *m = fx.m;
+  const int64_t xd[4] = {DIM_BATCH, 3, 9, 8}, kd[4] = {4, 3, 3, 2}, k5[4] = {4, 3, 5, 5}, kc[4] = {4, 2, 3, 3};
+  int32_t x = ir_input(f, "img", 9, ir_type(m, DT_F32, 4, xd), LOC(1, 1));
+  int32_t k = ir_param(f, "k", ir_type(m, DT_F32, 4, kd), INIT_HE_NORMAL, 0, 0, LOC(1, 1));
+  int32_t kbig = ir_param(f, "k5", ir_type(m, DT_F32, 4, k5), INIT_HE_NORMAL, 0, 0, LOC(1, 1));
+  int32_t kch = ir_param(f, "kc", ir_type(m, DT_F32, 4, kc), INIT_HE_NORMAL, 0, 0, LOC(1, 1));
+  /* Ho = floor((9 + 2 - 2*2 - 1) / 2) + 1 = 4, Wo = floor((8 + 2 - 2*1 - 1) / 2) + 1 = 4 */
+  int32_t y = ir_conv2d(f, OP_CONV2D, x, k, 2, 1, 2, TYPE_VOID, LOC(1, 1));
+  char s[64];
+  assert_string_equal(ir_type_str(ir_vtype(f, y), s, sizeof s), "f32[B,4,4,4]");
+  assert_int_equal(ir_conv_out(28, 5, 1, 2, 1), 28);
+  assert_int_equal(ir_conv_out(7, 3, 2, 0, 1), 3);
+  assert_int_equal(ir_conv_out(4, 3, 1, 0, 2), 0);   /* span 5 > 4 */
+  /* dilation is part of the instruction's identity */
+  assert_int_not_equal(ir_conv2d(f, OP_CONV2D, x, k, 2, 1, 1, TYPE_VOID, LOC(1, 1)), y);
+  assert_int_equal(ir_conv2d(f, OP_CONV2D, x, k, 2, 1, 2, TYPE_VOID, LOC(1, 1)), y);
+  Inst c = mk(OP_CONV2D, 2, x, kch);
+  c.iattr[0] = 1; c.iattr[2] = 1;
+  assert_string_equal(infer_err(c), "conv2d: the image has 3 channels, the weights expect 2: f32[B,3,9,8], f32[4,2,3,3]");
+  c = mk(OP_CONV2D, 2, x, kbig);
+  c.iattr[0] = 1; c.iattr[2] = 3;
+  assert_string_equal(infer_err(c), "conv2d: the kernel 5x5 (dilation 3) is larger than the padded image 9x8");
+  c = mk(OP_CONV2D, 2, x, k);
+  assert_string_equal(infer_err(c), "conv2d: stride 0, padding 0, dilation 0 (stride and dilation >= 1, padding >= 0)");
+  c = mk(OP_CONV2D, 2, fx.x, k);
+  c.iattr[0] = 1; c.iattr[2] = 1;
+  assert_string_equal(infer_err(c), "conv2d needs rank-4 float operands of one dtype: f32[B,4], f32[4,3,3,2]");
+  c = mk(OP_CONV2D_BWD_DATA, 2, y, k);
+  c.iattr[0] = 2; c.iattr[1] = 1; c.iattr[2] = 2;
+  assert_string_equal(infer_err(c), "conv2d_bwd_data needs a result type");
+  c.type = f->insts[x].type;
+  assert_string_equal(infer_err(c), "");
+  c.iattr[1] = 0;   /* the padding changes the forward's output: y is not its shape */
+  assert_string_equal(infer_err(c), "conv2d_bwd_data: the gradient f32[B,4,4,4] is not the shape of "
+                                    "conv2d(f32[B,3,9,8], f32[4,3,3,2]), f32[B,4,3,3]");
+  c = mk(OP_CONV2D_BWD_WEIGHT, 2, x, y);
+  c.iattr[0] = 2; c.iattr[1] = 1; c.iattr[2] = 2;
+  c.type = f->insts[k].type;
+  assert_string_equal(infer_err(c), "");
+  c.type = f->insts[kbig].type;
+  assert_string_equal(infer_err(c), "conv2d_bwd_weight: the gradient f32[B,4,4,4] is not the shape of "
+                                    "conv2d(f32[B,3,9,8], f32[4,3,5,5]), f32[B,4,2,1]");
+}
+
 static void test_shape_errors(void **state) {
   (void)state;
   Func *f = fx.f;
@@ -291,6 +340,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sinks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_hash_consing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shape_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_conv2d_types, setup, teardown),
       cmocka_unit_test(test_lookup_tables),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -356,6 +356,45 @@ static void test_reshape(void **state) {
   }
 }
 
+/* conv2d and its gradients on a 3x3 image 1..9 with the kernel [[1,0],[0,1]], worked by
+ * hand: y[i,j] = x[s i - p, s j - p] + x[s i - p + 1, s j - p + 1]. */
+static Tensor tens4(const int64_t *d, const double *vals) {
+  TensorType t;
+  memset(&t, 0, sizeof t);
+  t.dtype = DT_F32;
+  t.rank = 4;
+  memcpy(t.dims, d, sizeof t.dims);
+  Tensor x = ir_tensor_new(&t);
+  memcpy(x.data, vals, (size_t)x.numel * sizeof(double));
+  return x;
+}
+
+static void test_conv2d(void **state) {
+  (void)state;
+  const int64_t xd[4] = {DIM_BATCH, 1, 3, 3}, kd[4] = {1, 1, 2, 2}, dyd[4] = {DIM_BATCH, 1, 2, 2};
+  int32_t x = in_("x", 0, ir_type(m, DT_F32, 4, xd));
+  int32_t k = in_("k", 1, ir_type(m, DT_F32, 4, kd));
+  int32_t dy = in_("dy", 2, ir_type(m, DT_F32, 4, dyd));
+  int32_t y1 = ir_conv2d(f, OP_CONV2D, x, k, 1, 0, 1, TYPE_VOID, LOC(1, 1));
+  int32_t y2 = ir_conv2d(f, OP_CONV2D, x, k, 2, 1, 1, TYPE_VOID, LOC(1, 1));
+  int32_t y3 = ir_conv2d(f, OP_CONV2D, x, k, 1, 1, 2, TYPE_VOID, LOC(1, 1));   /* taps 2 apart */
+  int32_t dx = ir_conv2d(f, OP_CONV2D_BWD_DATA, dy, k, 1, 0, 1, f->insts[x].type, LOC(1, 1));
+  int32_t dk = ir_conv2d(f, OP_CONV2D_BWD_WEIGHT, x, dy, 1, 0, 1, f->insts[k].type, LOC(1, 1));
+  const int64_t xb[4] = {1, 1, 3, 3}, kb[4] = {1, 1, 2, 2}, dyb[4] = {1, 1, 2, 2};
+  for (int mode = 0; mode < 2; mode++) {
+    Tensor in[3] = {tens4(xb, V(1, 2, 3, 4, 5, 6, 7, 8, 9)), tens4(kb, V(1, 0, 0, 1)), tens4(dyb, V(1, 1, 1, 1))};
+    Interp *it = ir_interp_run(f, modes[mode], 1, in, 3, NULL, 0, 0, 0);
+    check(it, y1, modes[mode], V(6, 8, 12, 14), 4, 0);
+    check(it, y2, modes[mode], V(1, 3, 7, 14), 4, 0);
+    /* y3: Ho = 3 + 2 - 2 - 1 + 1 = 3; y[i,j] = x[i-1,j-1] + x[i+1,j+1] */
+    check(it, y3, modes[mode], V(5, 6, 0, 8, 10, 2, 0, 4, 5), 9, 0);
+    check(it, dx, modes[mode], V(1, 1, 0, 1, 2, 1, 0, 1, 1), 9, 0);
+    check(it, dk, modes[mode], V(12, 16, 24, 28), 4, 0);
+    ir_interp_free(it);
+    for (int i = 0; i < 3; i++) ir_tensor_free(&in[i]);
+  }
+}
+
 static void test_broadcast_and_sum_to(void **state) {
   (void)state;
   int32_t x = in_("x", 0, T(DT_F32, 2, 2, 3, 0));   /* [[1,2,3],[4,5,6]] */
@@ -745,6 +784,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_reductions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reductions_rank4, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reshape, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_conv2d, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broadcast_and_sum_to, setup, teardown),
       cmocka_unit_test_setup_teardown(test_softmax_stable, setup, teardown),
       cmocka_unit_test_setup_teardown(test_onehot_and_softmax_xent, setup, teardown),

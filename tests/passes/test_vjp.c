@@ -353,6 +353,44 @@ static int32_t c_avgpool_bwd(Build *b) {   /* dy [2,2,4,3] spread back to [2,2,7
   return ir_emit(F, &in);
 }
 
+/* conv2d and its two gradients: x[B,C,H,W] = input + param (a param cannot carry B),
+ * odd sizes, stride 2 and 3, padding, dilation, 1x1 and non-square kernels. */
+static int32_t image(Build *b, int64_t c, int64_t h, int64_t w) {
+  int64_t d[4] = {DIM_BATCH, c, h, w};
+  return ir_binary(F, OP_ADD, inp_dims(b, DOM_ANY, 4, d), par_dims(b, DOM_ANY, 3, d + 1), N);
+}
+static int32_t kernel(Build *b, int64_t o, int64_t c, int64_t kh, int64_t kw) {
+  int64_t d[4] = {o, c, kh, kw};
+  return par_dims(b, DOM_ANY, 4, d);
+}
+static int32_t c_conv3x3(Build *b) { return ir_conv2d(F, OP_CONV2D, image(b, 2, 5, 5), kernel(b, 3, 2, 3, 3), 1, 0, 1, 0, N); }
+static int32_t c_conv_stride2_pad(Build *b) {
+  return ir_conv2d(F, OP_CONV2D, image(b, 3, 7, 6), kernel(b, 2, 3, 3, 3), 2, 1, 1, 0, N);
+}
+static int32_t c_conv_dilation(Build *b) {
+  return ir_conv2d(F, OP_CONV2D, image(b, 2, 7, 7), kernel(b, 2, 2, 3, 2), 1, 1, 2, 0, N);
+}
+static int32_t c_conv1x1(Build *b) { return ir_conv2d(F, OP_CONV2D, image(b, 3, 4, 5), kernel(b, 4, 3, 1, 1), 1, 0, 1, 0, N); }
+static int32_t c_conv_stride3(Build *b) {   /* odd everything: the floor drops a row and a column */
+  return ir_conv2d(F, OP_CONV2D, image(b, 1, 8, 7), kernel(b, 2, 1, 2, 3), 3, 2, 1, 0, N);
+}
+static int32_t c_conv_tanh_chain(Build *b) {   /* conv, tanh, conv: the gradient passes through a conv */
+  int32_t h = ir_unary(F, OP_TANH, ir_conv2d(F, OP_CONV2D, image(b, 2, 6, 6), kernel(b, 3, 2, 3, 3), 1, 1, 1, 0, N), N);
+  return ir_conv2d(F, OP_CONV2D, h, kernel(b, 2, 3, 2, 2), 2, 0, 1, 0, N);
+}
+/* the gradients as forward ops (second derivatives): x[2,2,6,5] * w[3,2,3,3], stride 2,
+ * padding 1 -> dy[2,3,3,3] */
+static int32_t c_conv_bwd_data(Build *b) {
+  int64_t dyd[4] = {2, 3, 3, 3}, xd[4] = {2, 2, 6, 5};
+  return ir_conv2d(F, OP_CONV2D_BWD_DATA, par_dims(b, DOM_ANY, 4, dyd), kernel(b, 3, 2, 3, 3), 2, 1, 1,
+                   ir_type(b->m, DT_F32, 4, xd), N);
+}
+static int32_t c_conv_bwd_weight(Build *b) {
+  int64_t dyd[4] = {2, 3, 3, 3}, xd[4] = {2, 2, 6, 5}, wd[4] = {3, 2, 3, 3};
+  return ir_conv2d(F, OP_CONV2D_BWD_WEIGHT, par_dims(b, DOM_ANY, 4, xd), par_dims(b, DOM_ANY, 4, dyd), 2, 1, 1,
+                   ir_type(b->m, DT_F32, 4, wd), N);
+}
+
 /* Reductions over every axis of every rank, with and without keep (test_reduce_sweep
  * sets the case). x has dims {2,3,2,3} cut to the rank, its first dim B when batch
  * (then x = input + param). Max gets distinct values 2/numel apart (DOM_SPREAD; with a
@@ -485,6 +523,9 @@ static const Case cases[] = {
     {"avg_pool2d_k2_batch", c_avgpool_k2_batch}, {"avg_pool2d_k3_s2_p1", c_avgpool_overlap_pad},
     {"avg_pool2d_k2_s1_p1", c_avgpool_s1_pad}, {"avg_pool2d_k3_odd", c_avgpool_odd},
     {"avg_pool2d_1x1_s2_batch", c_avgpool_1x1}, {"avg_pool2d_bwd", c_avgpool_bwd},
+    {"conv2d_3x3", c_conv3x3}, {"conv2d_stride2_pad", c_conv_stride2_pad}, {"conv2d_dilation", c_conv_dilation},
+    {"conv2d_1x1", c_conv1x1}, {"conv2d_stride3_odd", c_conv_stride3}, {"conv2d_chain", c_conv_tanh_chain},
+    {"conv2d_bwd_data", c_conv_bwd_data}, {"conv2d_bwd_weight", c_conv_bwd_weight},
 };
 
 static void test_every_vjp_autodiff(void **state) {

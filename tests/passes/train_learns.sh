@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/passes/train_learns.sh BPCC SOURCE_DIR FILE MODEL DATA — a test model of
 # tests/passes (reduce_rank3.bp: reductions over inner axes of a rank-3 input, with and
-# without keep; reshape_rank4.bp: reshape and flatten of a rank-4 input) through the
+# without keep; reshape_rank4.bp: reshape and flatten of a rank-4 input; conv_small.bp:
+# conv2d and the conv layer on an [B,1,8,8] input) through the
 # commands after --check: `bpcc train` on DATA (its train block: 8 epochs) must learn
 # (the last epoch's loss below a quarter of the first's, training accuracy >= 90%),
 # `bpcc eval` must read the saved weights, and `-o` must write the library and header.

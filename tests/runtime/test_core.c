@@ -227,7 +227,7 @@ static void test_init_exact(void **state) {
 static void test_init_fans(void **state) {
   (void)state;
   double in, out;
-  const int64_t w[2] = {784, 800}, v[1] = {10}, conv[4] = {3, 16, 5, 5};
+  const int64_t w[2] = {784, 800}, v[1] = {10}, conv[4] = {16, 3, 5, 5};   /* conv: [out, in, kh, kw] */
   assert_int_equal(bprt_init_fans(2, w, &in, &out), 0);
   assert_true(in == 784 && out == 800);
   assert_int_equal(bprt_init_fans(1, v, &in, &out), 0);

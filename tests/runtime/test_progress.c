@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,15 +279,25 @@ static char *put_on_tty(int cols, const char *line, int indent, char *got, size_
   ws.ws_col = (unsigned short)cols;
   assert_int_equal(ioctl(fileno(tty), TIOCSWINSZ, &ws), 0);
   bprt_put_line(tty, line, indent);
-  fclose(tty);
+  fflush(tty);
+  /* read while the slave is still open (a master can see EIO before the last bytes of a
+   * closed slave reached it): until 200 ms pass without a byte, 5 s at the most */
   size_t o = 0;
-  for (;;) {
+  for (int waited = 0; waited < 5000;) {
+    struct pollfd pfd = {master, POLLIN, 0};
+    int r = poll(&pfd, 1, 200);
+    if (r <= 0) {
+      if (o > 0) break;
+      waited += 200;
+      continue;
+    }
     char buf[512];
     ssize_t k = read(master, buf, sizeof buf);
+    if (k <= 0) break;
     for (ssize_t i = 0; i < k && o + 1 < n; i++)
       if (buf[i] != '\r') got[o++] = buf[i];
-    if (k <= 0 || (o > 0 && got[o - 1] == '\n' && (size_t)k < sizeof buf)) break;
   }
+  fclose(tty);
   got[o] = 0;
   close(master);
   return got;
