@@ -425,24 +425,12 @@ static void vjp_reshape(AD *ad, int32_t y, const Inst *in, int32_t dy) {
  *   dx[n,c,h,w] = sum over windows (i,j) with a(i,j) = (h,w) of dy[n,c,i,j]
  * max_pool2d_bwd(x, dy) recomputes a from x instead of storing an index tensor: k*k
  * comparisons per window, no int buffer in the memory plan. */
-/* A pooling op of `like`'s window (kernel, stride, padding) over x. */
-static int32_t bw_pool(AD *ad, Op op, int32_t x, const Inst *like) {
-  Inst g = ir_inst(op, SRCLOC_NONE);
-  g.nargs = 1;
-  g.args[0] = x;
-  memcpy(g.iattr, like->iattr, sizeof g.iattr);   /* kernel, stride, padding */
-  return bw(ad, g);
-}
+static int32_t bw_pool(AD *ad, Op op, int32_t a0, int32_t a1, TypeId type, const Inst *like);
 
 static void vjp_max_pool2d(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   RULE("max_pool2d.dx");
-  Inst g = ir_inst(OP_MAX_POOL2D_BWD, SRCLOC_NONE);
-  g.nargs = 2;
-  g.args[0] = A;
-  g.args[1] = dy;
-  memcpy(g.iattr, in->iattr, sizeof g.iattr);   /* kernel, stride, padding */
-  contribute(ad, A, bw(ad, g));
+  contribute(ad, A, bw_pool(ad, OP_MAX_POOL2D_BWD, A, dy, TYPE_VOID, in));
 }
 
 /* y = avg_pool2d(x, k, s, p): y[n,c,i,j] = (1 / k^2) sum over W(i,j) of x (padded
@@ -452,12 +440,7 @@ static void vjp_max_pool2d(AD *ad, int32_t y, const Inst *in, int32_t dy) {
 static void vjp_avg_pool2d(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   RULE("avg_pool2d.dx");
-  Inst g = ir_inst(OP_AVG_POOL2D_BWD, SRCLOC_NONE);
-  g.nargs = 1;
-  g.args[0] = dy;
-  g.type = ad->g->insts[A].type;
-  memcpy(g.iattr, in->iattr, sizeof g.iattr);   /* kernel, stride, padding */
-  contribute(ad, A, bw(ad, g));
+  contribute(ad, A, bw_pool(ad, OP_AVG_POOL2D_BWD, dy, -1, ad->g->insts[A].type, in));
 }
 
 /* dx = avg_pool2d_bwd(dy) is linear in dy: dx = A^T dy with A the averaging of
@@ -465,7 +448,19 @@ static void vjp_avg_pool2d(AD *ad, int32_t y, const Inst *in, int32_t dy) {
 static void vjp_avg_pool2d_bwd(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   RULE("avg_pool2d_bwd.ddy");
-  contribute(ad, A, bw_pool(ad, OP_AVG_POOL2D, dy, in));
+  contribute(ad, A, bw_pool(ad, OP_AVG_POOL2D, dy, -1, TYPE_VOID, in));
+}
+
+/* A pooling op (or its backward) over a0 (and a1 >= 0) with `like`'s window (kernel,
+ * stride, padding); type TYPE_VOID: inferred from the operands. */
+static int32_t bw_pool(AD *ad, Op op, int32_t a0, int32_t a1, TypeId type, const Inst *like) {
+  Inst g = ir_inst(op, SRCLOC_NONE);
+  g.nargs = a1 >= 0 ? 2 : 1;
+  g.args[0] = a0;
+  g.args[1] = a1 >= 0 ? a1 : 0;
+  if (type != TYPE_VOID) g.type = type;
+  memcpy(g.iattr, like->iattr, sizeof g.iattr);
+  return bw(ad, g);
 }
 
 /* y = softmax(x, axis);  dx = y * (dy - sum(dy * y, axis, keep)) */
