@@ -299,18 +299,19 @@ int sema_find_builtin(const char *name) {
 
 /* ------------------------------------------------------------------ reshape, flatten */
 
-/* A count of elements per row: the product of some dims, kept as a known factor times
- * the layer's symbolic dims (sorted), so [B,R,C] and [B,C,R] agree inside a generic
- * check. known < 0: larger than an int64 holds. */
+/* A count of elements per row (or in all, for a value without a batch dim): the product
+ * of some dims, kept as a known factor times the layer's symbolic dims (sorted), so
+ * [B,R,C] and [B,C,R] agree inside a generic check. known < 0: larger than an int64
+ * holds. */
 typedef struct {
   int64_t known;
   int nsyms;
   int64_t syms[IR_MAX_RANK];
 } RowCount;
 
-static RowCount row_count(int rank, const int64_t *dims, int skip) {
+static RowCount row_count(int rank, const int64_t *dims, int first, int skip) {
   RowCount n = {1, 0, {0}};
-  for (int i = 1; i < rank; i++) {
+  for (int i = first; i < rank; i++) {
     if (i == skip) continue;
     int64_t d = dims[i];
     if (IS_SYM(d)) {
@@ -406,7 +407,10 @@ static bool shape_dim(Ctx *c, const DimAst *d, int64_t *out, bool *inferred) {
 
 /* reshape(x, [B, ...]) and flatten(x) = reshape(x, [B, -1]): the batch stays the first
  * dim of both shapes (a reshape that moved it would mix rows), the other dims keep the
- * count of elements per row. Inside a generic check of a layer, where the counts involve
+ * count of elements per row. A value without a batch dim (a parameter, such as conv's
+ * [out] bias) reshapes to a shape without B, keeping its count of elements: reshape(b,
+ * [out, 1, 1]) broadcasts the bias over [B,out,H,W] while the checkpoint keeps PyTorch's
+ * [out]. flatten() stays batched (its target is [B, -1]). Inside a generic check of a layer, where the counts involve
  * the layer's symbolic dims and do not match symbol for symbol, the check waits for each
  * call, where every dim is known. */
 static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc xloc, const Expr *shape) {
@@ -417,15 +421,22 @@ static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc x
       ERR(c, shape->loc, "the shape of reshape() is written as a list of dims, such as [B, 784], not %s", sema_vtype(c, &s));
     return v_error();
   }
-  if (x.rank < 1 || x.dims[0] != DIM_BATCH) {
+  bool has_b = false;
+  for (int i = 0; i < x.rank; i++) has_b |= x.dims[i] == DIM_BATCH;
+  bool batched = has_b || flatten;   /* else: a batch-free value to a batch-free shape */
+  if (batched && (x.rank < 1 || x.dims[0] != DIM_BATCH)) {
     Note n;
     int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
-    bool has_b = false;
-    for (int i = 0; i < x.rank; i++) has_b |= x.dims[i] == DIM_BATCH;
     sema_report(c, xloc, &n, nn, "%s needs a value with the batch dim B first, but its argument is %s%s", what,
                 sema_vtype(c, &x), has_b ? "" : ", with no batch dim");
     return v_error();
   }
+  if (!batched && x.rank < 1) {
+    ERR(c, xloc, "reshape() needs a tensor of rank 1 or more, but its argument is %s", sema_vtype(c, &x));
+    return v_error();
+  }
+  const char *per = batched ? " per row" : "";
+  int first = batched ? 1 : 0;   /* the first dim counted: after the batch */
   int rank = 2, infer = 1;
   int64_t dims[IR_MAX_RANK] = {DIM_BATCH, 1};
   if (flatten) {
@@ -442,7 +453,8 @@ static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc x
     }
   } else {
     if (shape->ndims < 1 || shape->ndims > IR_MAX_RANK) {
-      ERR(c, shape->loc, "reshape() to %d dims: a shape has 1 to %d dims, the batch dim B first", shape->ndims, IR_MAX_RANK);
+      ERR(c, shape->loc, "reshape() to %d dims: a shape has 1 to %d dims%s", shape->ndims, IR_MAX_RANK,
+          batched ? ", the batch dim B first" : "");
       return v_error();
     }
     rank = shape->ndims;
@@ -452,7 +464,18 @@ static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc x
       const DimAst *d = &shape->dims[i];
       bool inferred;
       if (!shape_dim(c, d, &dims[i], &inferred)) { ok = false; continue; }
-      if (i == 0 && (dims[i] != DIM_BATCH || inferred)) {
+      if (!batched && dims[i] == DIM_BATCH) {
+        ERR(c, d->loc, "%s has no batch dim, so its shape cannot have B (reshape keeps the batch where it is)",
+            sema_vtype(c, &x));
+        ok = false;
+      } else if (!batched) {
+        if (inferred && infer >= 0) {
+          ERR(c, d->loc, "a shape can infer one dim (-1), not two");
+          ok = false;
+        } else if (inferred) {
+          infer = i;
+        }
+      } else if (i == 0 && (dims[i] != DIM_BATCH || inferred)) {
         ERR(c, d->loc, "the first dim of a shape is the batch dim B (reshape keeps the batch first), not %s",
             d->name ? d->name : arena_printf(c->a, "%lld", (long long)d->value));
         ok = false;
@@ -468,11 +491,11 @@ static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc x
     }
     if (!ok) return v_error();
   }
-  RowCount have = row_count(x.rank, x.dims, -1), want = row_count(rank, dims, infer);
+  RowCount have = row_count(x.rank, x.dims, first, -1), want = row_count(rank, dims, first, infer);
   bool symbolic = have.nsyms > 0 || want.nsyms > 0;
   if (have.known < 0 || want.known < 0) {
-    ERR(c, e->loc, "%s: %s has more elements per row than an int64 counts", what,
-        have.known < 0 ? sema_vtype(c, &x) : target_str(c, rank, dims, infer));
+    ERR(c, e->loc, "%s: %s has more elements%s than an int64 counts", what,
+        have.known < 0 ? sema_vtype(c, &x) : target_str(c, rank, dims, infer), per);
     return v_error();
   }
   const char *target = NULL;
@@ -496,8 +519,8 @@ static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc x
       Note n;
       int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
       sema_report(c, shape->loc, &n, nn,
-                  "reshape(): cannot infer the -1 of %s: %s has %s elements per row, not a multiple of %s",
-                  target_str(c, rank, dims, infer), sema_vtype(c, &x), count_str(c, &have), count_str(c, &want));
+                  "reshape(): cannot infer the -1 of %s: %s has %s elements%s, not a multiple of %s",
+                  target_str(c, rank, dims, infer), sema_vtype(c, &x), count_str(c, &have), per, count_str(c, &want));
       return v_error();
     }
     if (dims[infer] > FE_MAX_DIM) {
@@ -509,8 +532,8 @@ static Value eval_reshape(Ctx *c, const Expr *e, bool flatten, Value x, SrcLoc x
     target = target_str(c, rank, dims, -1);
     Note n;
     int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
-    sema_report(c, shape->loc, &n, nn, "reshape(): %s has %s elements per row, %s has %s", sema_vtype(c, &x),
-                count_str(c, &have), target, count_str(c, &want));
+    sema_report(c, shape->loc, &n, nn, "reshape(): %s has %s elements%s, %s has %s", sema_vtype(c, &x),
+                count_str(c, &have), per, target, count_str(c, &want));
     return v_error();
   }
   return sema_tensor_value(x.dtype, rank, dims, sema_emit(c, OP_RESHAPE, 1, x.node, -1, x.dtype, rank, dims, e->loc), e->loc);
