@@ -34,6 +34,7 @@ typedef struct Cg {
   int MR, NR;            /* GEMM register tile: MR rows x NR columns (NR = 2 W) */
   int gemm_chunks;       /* most GEMM chunks (threads) at once; pack buffers per chunk */
   int64_t pack_a_floats, pack_b_floats;   /* one chunk's pack buffers (cg_gemm_pack_sizes) */
+  int64_t conv_col_floats;                /* and its im2col buffer (convolutions; 0 if none) */
   bool prefer512;
   /* t_f32 is the element type of the model's tensors: float, or double in an f64 model
    * (cg_set_f64), and t_vec is <W x t_f32>; t_f64 is always double (accumulators). */
@@ -41,7 +42,7 @@ typedef struct Cg {
   LLVMValueRef fn;       /* the function being emitted */
   LLVMValueRef frame;    /* its bprt_frame * argument (entry points) */
   LLVMValueRef gemm_task;   /* the gemm task (all variants), built on first use */
-  LLVMValueRef gemm_epi[256];  /* epilogue function per CG_EP_* flag set, on first use */
+  LLVMValueRef gemm_epi[512];  /* epilogue function per CG_EP_* flag set, on first use */
   LLVMValueRef gemm_pack;   /* workspace bytes of the GEMM pack buffers (entry points) */
   /* debug info (NULL when off) */
   LLVMDIBuilderRef dib;
@@ -162,7 +163,9 @@ bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
  * pre-activation and out2 ([M,N]) gets act(x), else C gets act(x). */
 enum {
   CG_EP_BIAS = 1, CG_EP_RELU = 2, CG_EP_TANH = 4, CG_EP_SIGMOID = 8, CG_EP_STORE_PRE = 16,
-  CG_EP_RELU_GRAD = 32, CG_EP_TANH_GRAD = 64, CG_EP_SIGMOID_GRAD = 128, CG_EP__LIMIT = 256
+  CG_EP_RELU_GRAD = 32, CG_EP_TANH_GRAD = 64, CG_EP_SIGMOID_GRAD = 128,
+  CG_EP_BIAS_ROW = 256,   /* + bias[channel of the row] (a convolution's bias, codegen/conv.c) */
+  CG_EP__LIMIT = 512
 };
 typedef struct {
   int flags;                          /* CG_EP_*; 0: a plain product */
@@ -173,9 +176,24 @@ typedef struct {
  * (cg_gemm_pack_floats each). */
 void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
              LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep);
-int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block */
-/* The pack buffers the products of these plans need, per chunk, in elements. */
-void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats);
+int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block, the im2col buffer */
+/* The pack buffers the products and convolutions of these plans need, per chunk, in
+ * elements, and the im2col buffer of the convolutions. */
+void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,
+                        int64_t *col_floats);
+/* The shared core: void core(M, N, K, A, ars, acs, B, brs, bcs, C, ldc, Ap, Bp, efn,
+ * ectx, acc) (gemm.c, build_core), built on first use. */
+LLVMValueRef cg_gemm_core(Cg *cg);
+/* The epilogue function and its context (an alloca) for ep on C; rows: the channel
+ * period of CG_EP_BIAS_ROW (NULL otherwise). Null pointers without an epilogue. */
+void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRef rows, LLVMValueRef *efn,
+                      LLVMValueRef *ectx);
+/* ---- conv.c ---- */
+/* A convolution whose im2col matrix is its image (1x1, stride 1, no padding): no buffer. */
+bool cg_conv_direct_b(Func *f, const Inst *in);
+/* conv2d (with ep: bias per channel, activation), conv2d_bwd_data, conv2d_bwd_weight on
+ * the GEMM core, split over images (or over the weight gradient's columns). */
+void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out, const CgEpilogue *ep);
 
 /* ---- optim.c ---- */
 typedef struct {

@@ -45,17 +45,42 @@ enum { V_NN, V_NT, V_TN };
  * to 12 rows and 32 columns (multiples of every MR and NR), are what its buffers need. */
 static int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats) {
-  int64_t mmax = 0, kmax = 0, nmax = 0;
+/* The GEMMs of a convolution (codegen/conv.c), per image, and the im2col buffer each
+ * needs: forward M = O, K = C kh kw, N = Ho Wo; backward-data M = C kh kw, K = O,
+ * N = Ho Wo; backward-weights M = O, K = Ho Wo, N = C kh kw. All fixed (no batch dim). */
+static void conv_shapes(Func *f, const Inst *in, int64_t mkn[3], int64_t *col) {
+  const TensorType *kt = in->op == OP_CONV2D_BWD_WEIGHT ? ir_vtype(f, (int32_t)(in - f->insts)) : ir_vtype(f, in->args[1]);
+  const TensorType *yt = in->op == OP_CONV2D ? ir_vtype(f, (int32_t)(in - f->insts))
+                         : in->op == OP_CONV2D_BWD_DATA ? ir_vtype(f, in->args[0]) : ir_vtype(f, in->args[1]);
+  int64_t O = kt->dims[0], CKK = kt->dims[1] * kt->dims[2] * kt->dims[3], P = yt->dims[2] * yt->dims[3];
+  if (in->op == OP_CONV2D) mkn[0] = O, mkn[1] = CKK, mkn[2] = P;
+  else if (in->op == OP_CONV2D_BWD_DATA) mkn[0] = CKK, mkn[1] = O, mkn[2] = P;
+  else mkn[0] = O, mkn[1] = P, mkn[2] = CKK;
+  *col = cg_conv_direct_b(f, in) ? 0 : CKK * P;
+}
+
+void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,
+                        int64_t *col_floats) {
+  int64_t mmax = 0, kmax = 0, nmax = 0, cmax = 0;
   for (int q = 0; q < nplans; q++) {
     const KernelPlan *p = plans[q];
     if (!p) continue;
     Func *f = p->f;
     for (int32_t i = 0; i < f->ninsts; i++) {
       const Inst *in = &f->insts[i];
-      if (!p->computed[i] || ir_ops[in->op].kind != OPK_PRODUCT) continue;
-      const TensorType *a = ir_vtype(f, in->args[0]), *c = ir_vtype(f, i);
-      int64_t M = c->dims[0], N = c->dims[1], K = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
+      if (!p->computed[i]) continue;
+      int64_t M, N, K;
+      if (ir_ops[in->op].kind == OPK_PRODUCT) {
+        const TensorType *a = ir_vtype(f, in->args[0]), *c = ir_vtype(f, i);
+        M = c->dims[0], N = c->dims[1], K = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
+      } else if (ir_ops[in->op].kind == OPK_CONV) {
+        int64_t mkn[3], col;
+        conv_shapes(f, in, mkn, &col);
+        M = mkn[0], K = mkn[1], N = mkn[2];
+        if (col > cmax) cmax = col;
+      } else {
+        continue;
+      }
       M = M == DIM_BATCH || M > CG_GEMM_MC ? CG_GEMM_MC : M;
       K = K == DIM_BATCH || K > CG_GEMM_KC ? CG_GEMM_KC : K;
       N = N == DIM_BATCH || N > CG_GEMM_NC ? CG_GEMM_NC : N;
@@ -66,9 +91,11 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
   }
   *a_floats = round_up(mmax, 12) * kmax;
   *b_floats = kmax * round_up(nmax, 32);
+  /* the im2col buffer follows the B block: keep it 64-byte aligned (16 f32) */
+  *col_floats = round_up(cmax, 16);
 }
 
-int64_t cg_gemm_pack_floats(Cg *cg) { return cg->pack_a_floats + cg->pack_b_floats; }
+int64_t cg_gemm_pack_floats(Cg *cg) { return cg->pack_a_floats + cg->pack_b_floats + cg->conv_col_floats; }
 
 static LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(cg->B, a, b, ""); }
 static LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(cg->B, a, b, ""); }
@@ -314,25 +341,26 @@ static LLVMTypeRef epi_type(Cg *cg) {
 }
 
 /* void core(i64 M, i64 N, i64 K, float *A, i64 ars, i64 acs, float *B, i64 brs, i64 bcs,
- *           float *C, i64 ldc, float *Ap, float *Bp, epi *fn (or NULL), void *ectx)
+ *           float *C, i64 ldc, float *Ap, float *Bp, epi *fn (or NULL), void *ectx, i64 acc)
  * with A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs]: one function for the three
- * variants (their layouts differ only in these strides). */
+ * variants (their layouts differ only in these strides). acc != 0: C += A B (the first K
+ * block adds to C too; convolution's weight gradient sums its images this way). */
 static LLVMValueRef build_core(Cg *cg) {
   /* the micro-kernels: MR rows, and (with MR = 12) 4 rows for a last row panel of at
    * most 4 (M = 64, 256, 784: 4 left over) */
   LLVMValueRef uk_full = build_ukernel(cg, cg->MR);
   LLVMValueRef uk4 = cg->MR > 8 ? build_ukernel(cg, 4) : NULL;
-  LLVMTypeRef args[15] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
-                          cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
-  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 15, 0);
+  LLVMTypeRef args[16] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
+                          cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64};
+  LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 16, 0);
   LLVMValueRef fn = cg_new_function(cg, "bpcc_gemm_core", fty, true);
   static const unsigned noalias_args[5] = {4, 7, 10, 12, 13};   /* A, B, C, Ap, Bp (1-based) */
   for (int i = 0; i < 5; i++)
     LLVMAddAttributeAtIndex(fn, noalias_args[i], LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
   cg->fn = fn;
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
-  LLVMValueRef P[15];
-  for (unsigned i = 0; i < 15; i++) P[i] = LLVMGetParam(fn, i);
+  LLVMValueRef P[16];
+  for (unsigned i = 0; i < 16; i++) P[i] = LLVMGetParam(fn, i);
   LLVMValueRef M = P[0], N = P[1], K = P[2], A = P[3], ars = P[4], acs = P[5], Bm = P[6], brs = P[7], bcs = P[8];
   LLVMValueRef Cm = P[9], ldc = P[10], Ap = P[11], Bp = P[12], efn = P[13], ectx = P[14];
   LLVMValueRef one = cg_i64(cg, 1);
@@ -354,7 +382,8 @@ static LLVMValueRef build_core(Cg *cg) {
   LLVMValueRef mc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_MC), sub(cg, M, ic.iv));
   LLVMValueRef abase = fptr(cg, A, add(cg, mul(cg, ic.iv, ars), mul(cg, pc.iv, acs)));
   pack_block(cg, Ap, abase, ars, acs, aqc, cg->MR, mc, kc);
-  LLVMValueRef overwrite = LLVMBuildICmp(cg->B, LLVMIntEQ, pc.iv, cg_i64(cg, 0), "");
+  LLVMValueRef overwrite = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, pc.iv, cg_i64(cg, 0), ""),
+                                        LLVMBuildICmp(cg->B, LLVMIntEQ, P[15], cg_i64(cg, 0), ""), "");
   LLVMValueRef last = LLVMBuildICmp(cg->B, LLVMIntEQ, add(cg, pc.iv, kc), K, "");
   LLVMValueRef doepi = LLVMBuildAnd(cg->B, last, LLVMBuildICmp(cg->B, LLVMIntNE, efn, LLVMConstNull(cg->t_ptr), ""), "");
   CgLoop jr = cg_loop_begin(cg, cg_i64(cg, 0), nc, cg_i64(cg, cg->NR));
@@ -449,8 +478,8 @@ static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
   LLVMValueRef nonempty = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGT, Ms, z, ""),
                                        LLVMBuildICmp(cg->B, LLVMIntSGT, Ns, z, ""), "");
   LLVMBasicBlockRef join = cg_if_begin(cg, nonempty);
-  LLVMValueRef args[15] = {Ms, Ns, K, As, ars, acs, Bs, brs, bcs, Cs, ldc, pk, bp, f[GX_EFN], f[GX_ECTX]};
-  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 15, "");
+  LLVMValueRef args[16] = {Ms, Ns, K, As, ars, acs, Bs, brs, bcs, Cs, ldc, pk, bp, f[GX_EFN], f[GX_ECTX], z};
+  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 16, "");
   cg_if_end(cg, join);
   cg_loop_end(cg, &l);
   LLVMBuildRetVoid(cg->B);
@@ -459,17 +488,20 @@ static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
 
 /* ------------------------------------------------------------------ epilogues */
 
-/* What an epilogue reads: the whole C (to place a tile), the bias, aux and out2. */
-enum { EX_C, EX_BIAS, EX_AUX, EX_OUT2, EX__COUNT };
+/* What an epilogue reads: the whole C (to place a tile), the bias, aux and out2, and
+ * for a bias per row (a convolution's: C is [B, O, Ho Wo] seen as rows of Ho Wo) the
+ * period O of the rows' channel. */
+enum { EX_C, EX_BIAS, EX_AUX, EX_OUT2, EX_ROWS, EX__COUNT };
 
 static LLVMTypeRef ectx_type(Cg *cg) {
-  LLVMTypeRef f[EX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
+  LLVMTypeRef f[EX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64};
   return LLVMStructTypeInContext(cg->C, f, EX__COUNT, 0);
 }
 
 typedef struct {
   int flags;
   LLVMValueRef C, bias, aux, out2, row, col;   /* row: element offset of the row in C */
+  LLVMValueRef rowbias;                        /* BIAS_ROW: bias[(row / ldc) % rows] */
 } EpiCtx;
 
 static LLVMValueRef epi_inst(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b) {
@@ -486,6 +518,7 @@ static void epi_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   LLVMValueRef idx = add(cg, c->row, j);
   LLVMValueRef x = cg_load(cg, T, c->C, idx);
   if (c->flags & CG_EP_BIAS) x = epi_inst(cg, OP_ADD, x, cg_load(cg, T, c->bias, add(cg, c->col, j)));
+  if (c->flags & CG_EP_BIAS_ROW) x = epi_inst(cg, OP_ADD, x, cg_is_vec(T) ? cg_splat(cg, c->rowbias, T) : c->rowbias);
   if (c->flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD)) {
     Op op = c->flags & CG_EP_RELU_GRAD ? OP_RELU_GRAD : c->flags & CG_EP_TANH_GRAD ? OP_TANH_GRAD : OP_SIGMOID_GRAD;
     x = epi_inst(cg, op, cg_load(cg, T, c->aux, idx), x);
@@ -511,7 +544,7 @@ static LLVMValueRef build_epilogue(Cg *cg, int flags) {
   LLVMValueRef mr = LLVMGetParam(fn, 3), nr = LLVMGetParam(fn, 4);
   LLVMValueRef f[EX__COUNT];
   for (int i = 0; i < EX__COUNT; i++)
-    f[i] = LLVMBuildLoad2(cg->B, cg->t_ptr, LLVMBuildStructGEP2(cg->B, et, ectx, (unsigned)i, ""), "");
+    f[i] = LLVMBuildLoad2(cg->B, LLVMStructGetTypeAtIndex(et, (unsigned)i), LLVMBuildStructGEP2(cg->B, et, ectx, (unsigned)i, ""), "");
   /* the tile's element offset in C, and its column */
   LLVMValueRef bytes = LLVMBuildSub(cg->B, LLVMBuildPtrToInt(cg->B, tile, cg->t_i64, ""),
                                     LLVMBuildPtrToInt(cg->B, f[EX_C], cg->t_i64, ""), "");
@@ -527,7 +560,11 @@ static LLVMValueRef build_epilogue(Cg *cg, int flags) {
   for (int full = 1; full >= 0; full--) {
     LLVMPositionBuilderAtEnd(cg->B, full ? bfull : bedge);
     CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
-    EpiCtx c = {flags, f[EX_C], f[EX_BIAS], f[EX_AUX], f[EX_OUT2], add(cg, off, mul(cg, li.iv, ldc)), col};
+    EpiCtx c = {flags, f[EX_C], f[EX_BIAS], f[EX_AUX], f[EX_OUT2], add(cg, off, mul(cg, li.iv, ldc)), col, NULL};
+    if (flags & CG_EP_BIAS_ROW) {
+      LLVMValueRef ch = LLVMBuildSRem(cg->B, LLVMBuildSDiv(cg->B, c.row, ldc, ""), f[EX_ROWS], "");
+      c.rowbias = cg_load(cg, cg->t_f32, f[EX_BIAS], ch);
+    }
     if (full) {
       for (int v = 0; v < cg->NR; v += cg->W) epi_body(cg, &c, cg_i64(cg, v), cg->W > 1 ? cg->t_vec : cg->t_f32);
     } else {
@@ -563,21 +600,34 @@ static LLVMValueRef build_aside(Cg *cg, bool task, int flags) {
   return made;
 }
 
+LLVMValueRef cg_gemm_core(Cg *cg) {
+  if (!cg->gemm_task) cg->gemm_task = build_aside(cg, true, 0);
+  LLVMValueRef core = LLVMGetNamedFunction(cg->M, "bpcc_gemm_core");
+  if (!core) ir_die("cg_gemm_core: no core");
+  return core;
+}
+
+void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRef rows, LLVMValueRef *efn,
+                      LLVMValueRef *ectx) {
+  *efn = LLVMConstNull(cg->t_ptr), *ectx = LLVMConstNull(cg->t_ptr);
+  if (!ep || !ep->flags) return;
+  if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT) ir_die("cg_gemm: epilogue flags %d", ep->flags);
+  if (!cg->gemm_epi[ep->flags]) cg->gemm_epi[ep->flags] = build_aside(cg, false, ep->flags);
+  *efn = cg->gemm_epi[ep->flags];
+  LLVMTypeRef et = ectx_type(cg);
+  *ectx = cg_alloca(cg, et, "epictx");
+  LLVMValueRef ev[EX__COUNT] = {Cm, ep->bias, ep->aux, ep->out2, rows};
+  for (int i = 0; i < EX__COUNT; i++)
+    LLVMBuildStore(cg->B, ev[i] ? ev[i] : LLVMConstNull(LLVMStructGetTypeAtIndex(et, (unsigned)i)),
+                   LLVMBuildStructGEP2(cg->B, et, *ectx, (unsigned)i, ""));
+}
+
 void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
              LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep) {
   int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
   if (!cg->gemm_task) cg->gemm_task = build_aside(cg, true, 0);
-  LLVMValueRef efn = LLVMConstNull(cg->t_ptr), ectx = LLVMConstNull(cg->t_ptr);
-  if (ep && ep->flags) {
-    if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT) ir_die("cg_gemm: epilogue flags %d", ep->flags);
-    if (!cg->gemm_epi[ep->flags]) cg->gemm_epi[ep->flags] = build_aside(cg, false, ep->flags);
-    efn = cg->gemm_epi[ep->flags];
-    LLVMTypeRef et = ectx_type(cg);
-    ectx = cg_alloca(cg, et, "epictx");
-    LLVMValueRef ev[EX__COUNT] = {Cm, ep->bias, ep->aux, ep->out2};
-    for (int i = 0; i < EX__COUNT; i++)
-      LLVMBuildStore(cg->B, ev[i] ? ev[i] : LLVMConstNull(cg->t_ptr), LLVMBuildStructGEP2(cg->B, et, ectx, (unsigned)i, ""));
-  }
+  LLVMValueRef efn, ectx;
+  cg_gemm_epilogue(cg, ep, Cm, NULL, &efn, &ectx);
   LLVMBuilderRef B = cg->B;
   LLVMTypeRef ct = ctx_type(cg);
   LLVMValueRef ctx = cg_alloca(cg, ct, "gemmctx");

@@ -726,121 +726,6 @@ static void kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, 
   cg_loop_end(cg, &lc);
 }
 
-/* ------------------------------------------------------------------ convolution */
-
-/* conv2d, conv2d_bwd_data and conv2d_bwd_weight as one direct loop nest over the
- * forward's index space (the interpreter's, ir/interp.c), NCHW as the IR stores it:
- *
- *   for b, o, c, u:  for i with 0 <= h = s i - p + d u < H:  for v:
- *     the row segment j in [jlo(v), jhi(v)) where 0 <= w = s j - p + d v < W:
- *       conv2d             y[b,o,i,j]  += k[o,c,u,v] * x[b,c,h,w]
- *       conv2d_bwd_data    dx[b,c,h,w] += k[o,c,u,v] * dy[b,o,i,j]
- *       conv2d_bwd_weight  dk[o,c,u,v] += sum_j x[b,c,h,w] * dy[b,o,i,j]
- *
- * The valid ranges of i and j are computed up front, so the inner loop has no
- * bounds test: i in [ceil((p - d u) / s), ceil((H + p - d u) / s)) cut to [0, Ho), and
- * j likewise. With stride 1 the segment is contiguous on both sides and runs as vector
- * code (cg_vloop); with a larger stride one side is strided and the loop is scalar.
- * Every dim but B is a compile-time constant. One thread, no workspace: this is the
- * correct first step; the GEMM-based path of issue 13 (implicit GEMM on the shared
- * micro-kernel) replaces it later (docs/codegen.md). */
-typedef struct {
-  Op op;
-  LLVMValueRef x, k, y;       /* image, kernel and output-side buffers, by role */
-  LLVMValueRef xbase, ybase;  /* element offsets of the segment's first x and y elements */
-  LLVMValueRef kval;          /* k[o,c,u,v] (conv2d, bwd_data) */
-  LLVMValueRef acc;           /* alloca of the bwd_weight sum */
-} ConvSeg;
-
-static void conv_seg_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
-  ConvSeg *c = p;
-  LLVMBuilderRef B = cg->B;
-  LLVMValueRef xi = LLVMBuildAdd(B, c->xbase, j, ""), yi = LLVMBuildAdd(B, c->ybase, j, "");
-  if (c->op == OP_CONV2D) {
-    LLVMValueRef v = LLVMBuildFMul(B, cg_splat(cg, c->kval, T), cg_load(cg, T, c->x, xi), "");
-    cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, T, c->y, yi), v, ""), c->y, yi);
-  } else if (c->op == OP_CONV2D_BWD_DATA) {
-    LLVMValueRef v = LLVMBuildFMul(B, cg_splat(cg, c->kval, T), cg_load(cg, T, c->y, yi), "");
-    cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, T, c->x, xi), v, ""), c->x, xi);
-  } else {
-    LLVMValueRef v = cg_hsum(cg, LLVMBuildFMul(B, cg_load(cg, T, c->x, xi), cg_load(cg, T, c->y, yi), ""));
-    LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->t_f32, c->acc, ""), v, ""), c->acc);
-  }
-}
-
-/* ceil(max(n, 0) / s) for s >= 1: the first index whose s * index reaches n */
-static LLVMValueRef ceil_div_pos(Cg *cg, LLVMValueRef n, int64_t s) {
-  LLVMBuilderRef B = cg->B;
-  LLVMValueRef pos = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, n, cg_i64(cg, 0), ""), n, cg_i64(cg, 0), "");
-  return LLVMBuildSDiv(B, LLVMBuildAdd(B, pos, cg_i64(cg, s - 1), ""), cg_i64(cg, s), "");
-}
-
-static void kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out) {
-  LLVMBuilderRef B = cg->B;
-  Op op = (Op)in->op;
-  const TensorType *xt = op == OP_CONV2D_BWD_DATA ? out->t : a->t;
-  const TensorType *kt = op == OP_CONV2D_BWD_WEIGHT ? out->t : b->t;
-  const TensorType *yt = op == OP_CONV2D ? out->t : op == OP_CONV2D_BWD_DATA ? a->t : b->t;
-  int64_t C = xt->dims[1], H = xt->dims[2], W = xt->dims[3], O = kt->dims[0], KH = kt->dims[2], KW = kt->dims[3];
-  int64_t HO = yt->dims[2], WO = yt->dims[3], s = in->iattr[0], p = in->iattr[1], d = in->iattr[2];
-  ConvSeg c = {op, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-  c.x = op == OP_CONV2D_BWD_DATA ? out->ptr : a->ptr;
-  c.k = op == OP_CONV2D_BWD_WEIGHT ? out->ptr : b->ptr;
-  c.y = op == OP_CONV2D ? out->ptr : op == OP_CONV2D_BWD_DATA ? a->ptr : b->ptr;
-  if (op == OP_CONV2D_BWD_WEIGHT) c.acc = cg_alloca(cg, cg->t_f32, "conv_acc");
-  fill(cg, out->ptr, cg_numel(cg, out->t), 0.0);
-  LLVMValueRef zero = cg_i64(cg, 0), one = cg_i64(cg, 1);
-  CgLoop lb = cg_loop_begin(cg, zero, cg_dim(cg, xt, 0), one);
-  CgLoop lo = cg_loop_begin(cg, zero, cg_i64(cg, O), one);
-  CgLoop lc = cg_loop_begin(cg, zero, cg_i64(cg, C), one);
-  CgLoop lu = cg_loop_begin(cg, zero, cg_i64(cg, KH), one);
-  LLVMValueRef du = LLVMBuildMul(B, lu.iv, cg_i64(cg, d), "");
-  LLVMValueRef ilo = ceil_div_pos(cg, LLVMBuildSub(B, cg_i64(cg, p), du, ""), s);
-  LLVMValueRef ihi = cg_min_i64(cg, ceil_div_pos(cg, LLVMBuildSub(B, cg_i64(cg, H + p), du, ""), s), cg_i64(cg, HO));
-  CgLoop li = cg_loop_begin(cg, ilo, ihi, one);
-  LLVMValueRef h = LLVMBuildAdd(B, LLVMBuildMul(B, li.iv, cg_i64(cg, s), ""), LLVMBuildSub(B, du, cg_i64(cg, p), ""), "");
-  /* row starts: x[b,c,h,0] and y[b,o,i,0] */
-  LLVMValueRef xrow = LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildMul(B, lb.iv, cg_i64(cg, C), ""), lc.iv, ""),
-                                                                   cg_i64(cg, H), ""), h, ""), cg_i64(cg, W), "");
-  LLVMValueRef yrow = LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildMul(B, lb.iv, cg_i64(cg, O), ""), lo.iv, ""),
-                                                                   cg_i64(cg, HO), ""), li.iv, ""), cg_i64(cg, WO), "");
-  LLVMValueRef krow = LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildMul(B, lo.iv, cg_i64(cg, C), ""), lc.iv, ""),
-                                                                   cg_i64(cg, KH), ""), lu.iv, ""), cg_i64(cg, KW), "");
-  CgLoop lv = cg_loop_begin(cg, zero, cg_i64(cg, KW), one);
-  LLVMValueRef dv = LLVMBuildMul(B, lv.iv, cg_i64(cg, d), "");
-  LLVMValueRef jlo = ceil_div_pos(cg, LLVMBuildSub(B, cg_i64(cg, p), dv, ""), s);
-  LLVMValueRef jhi = cg_min_i64(cg, ceil_div_pos(cg, LLVMBuildSub(B, cg_i64(cg, W + p), dv, ""), s), cg_i64(cg, WO));
-  LLVMValueRef ki = LLVMBuildAdd(B, krow, lv.iv, "");
-  if (op != OP_CONV2D_BWD_WEIGHT) c.kval = cg_load(cg, cg->t_f32, c.k, ki);
-  else LLVMBuildStore(B, cg_fconst(cg, cg->t_f32, 0.0), c.acc);
-  /* w at jlo: s jlo - p + d v */
-  LLVMValueRef w0 = LLVMBuildAdd(B, LLVMBuildMul(B, jlo, cg_i64(cg, s), ""), LLVMBuildSub(B, dv, cg_i64(cg, p), ""), "");
-  if (s == 1) {
-    c.xbase = LLVMBuildAdd(B, xrow, w0, "");
-    c.ybase = LLVMBuildAdd(B, yrow, jlo, "");
-    LLVMValueRef n = LLVMBuildSub(B, jhi, jlo, "");
-    n = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGT, n, zero, ""), n, zero, "");
-    cg_vloop(cg, n, conv_seg_body, &c);
-  } else {   /* strided on the x side: one element at a time */
-    CgLoop lj = cg_loop_begin(cg, jlo, jhi, one);
-    LLVMValueRef w = LLVMBuildAdd(B, w0, LLVMBuildMul(B, LLVMBuildSub(B, lj.iv, jlo, ""), cg_i64(cg, s), ""), "");
-    c.xbase = LLVMBuildAdd(B, xrow, w, "");
-    c.ybase = LLVMBuildAdd(B, yrow, lj.iv, "");
-    conv_seg_body(cg, &c, zero, cg->t_f32);
-    cg_loop_end(cg, &lj);
-  }
-  if (op == OP_CONV2D_BWD_WEIGHT) {
-    LLVMValueRef sum = LLVMBuildFAdd(B, cg_load(cg, cg->t_f32, c.k, ki), LLVMBuildLoad2(B, cg->t_f32, c.acc, ""), "");
-    cg_store(cg, sum, c.k, ki);
-  }
-  cg_loop_end(cg, &lv);
-  cg_loop_end(cg, &li);
-  cg_loop_end(cg, &lu);
-  cg_loop_end(cg, &lc);
-  cg_loop_end(cg, &lo);
-  cg_loop_end(cg, &lb);
-}
-
 /* ------------------------------------------------------------------ dropout */
 
 /* mask[i] = u(seed, stream, i) < p ? 0 : 1 / (1 - p), u = (philox word >> 8) 2^-24, with
@@ -900,7 +785,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
   case OP_ONEHOT: kernel_onehot(cg, a, out); return true;
   case OP_SOFTMAX_XENT: kernel_xent(cg, a, b, out); return true;
   case OP_DROPOUT_MASK: kernel_dropout(cg, in, out, training); return true;
-  case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT: kernel_conv(cg, in, a, b, out); return true;
+  case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT: cg_kernel_conv(cg, in, a, b, out, NULL); return true;
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
     kernel_pool(cg, in, a, b, out);
     return true;

@@ -86,9 +86,9 @@ void cg_model_free(CgModel *m) {
 
 int64_t cg_workspace_extra(const CgOptions *o, const KernelPlan *fwd, const KernelPlan *grad, int elem_bytes) {
   const KernelPlan *plans[2] = {fwd, grad};
-  int64_t a, b;
-  cg_gemm_pack_sizes(plans, 2, &a, &b);
-  return (a + b) * elem_bytes * cg_gemm_chunks(o);
+  int64_t a, b, col;
+  cg_gemm_pack_sizes(plans, 2, &a, &b, &col);
+  return (a + b + col) * elem_bytes * cg_gemm_chunks(o);
 }
 
 /* One entry being emitted: its kernel plan and its workspace plan. */
@@ -581,7 +581,7 @@ CgModel *cg_model_build(const CgModelInput *in) {
   bool ok = build_tables(&b);
   const ModelMemory *mm = in->mem;
   const KernelPlan *plans[2] = {in->fwd, in->grad};
-  cg_gemm_pack_sizes(plans, 2, &cg->pack_a_floats, &cg->pack_b_floats);
+  cg_gemm_pack_sizes(plans, 2, &cg->pack_a_floats, &cg->pack_b_floats, &cg->conv_col_floats);
   b.pack_bytes = cg_gemm_pack_floats(cg) * cg->esize * cg->gemm_chunks;
   if (ok && (b.pack_bytes != mm->extra || mm->elem_bytes != cg->esize)) {
     diag_error(SRCLOC_NONE, "codegen: the memory plan keeps %lld bytes of %d-byte elements for the product buffers, "

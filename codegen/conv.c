@@ -1,0 +1,306 @@
+/* codegen/conv.c — conv2d, conv2d_bwd_data and conv2d_bwd_weight on the shared GEMM core
+ * (gemm.c), through an im2col buffer per chunk in the workspace.
+ *
+ * The IR's layouts stay: images NCHW, weights [O, C, kh, kw] (PyTorch's). Per image b,
+ * with col[(c,u,v), (i,j)] = x[b, c, s i - p + d u, s j - p + d v] (0 in the padding),
+ * CKK = C kh kw rows and P = Ho Wo columns, the three ops are products of row-major
+ * matrices that the core reads with strides, without any relayout of x, y or W:
+ *
+ *   conv2d             y_b[O, P]     = W[O, CKK] col_b[CKK, P]          (NN; + bias, act)
+ *   conv2d_bwd_data    dcol[CKK, P]  = W^T dy_b[O, P], dx_b = col2im(dcol) (TN)
+ *   conv2d_bwd_weight  dW[O, CKK]   += dy_b[O, P] col_b^T                 (NT, summed over b)
+ *
+ * so y_b and dx_b are written in place in the NCHW result, and a 1x1 convolution with
+ * stride 1 and no padding reads (writes) x_b itself as col (dcol): no buffer.
+ *
+ * Threads: forward and backward-data split the batch into chunks of whole images (each
+ * image is computed the same way whatever the chunk, so results do not depend on the
+ * thread count); backward-weights sums over images, so it splits its result instead,
+ * into chunks of whole NR-column panels of dW (the rows of col each chunk needs), or of
+ * MR-row panels when dW has too few columns, as the matrix products do; every chunk
+ * runs the images in order 0..B-1, so its sums are the same on one thread or two.
+ * Each chunk has its own pack buffers and im2col buffer in the workspace (indexed by
+ * chunk, cg_gemm_pack_floats each), sized by cg_gemm_pack_sizes for the model's
+ * convolutions; nothing is allocated in the step. */
+#include <string.h>
+
+#include "codegen/cg.h"
+
+bool cg_conv_direct_b(Func *f, const Inst *in) {
+  const TensorType *kt = in->op == OP_CONV2D_BWD_WEIGHT ? ir_vtype(f, (int32_t)(in - f->insts)) : ir_vtype(f, in->args[1]);
+  return kt->dims[2] == 1 && kt->dims[3] == 1 && in->iattr[0] == 1 && in->iattr[1] == 0;
+}
+
+typedef struct {
+  Op op;
+  int64_t C, H, W, O, KH, KW, HO, WO, s, p, d, CKK, P;
+  bool direct;   /* 1x1, stride 1, no padding: col is the image */
+} Geom;
+
+static LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(cg->B, a, b, ""); }
+static LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(cg->B, a, b, ""); }
+static LLVMValueRef sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSub(cg->B, a, b, ""); }
+static LLVMValueRef k64(Cg *cg, int64_t v) { return cg_i64(cg, v); }
+static LLVMValueRef fptr(Cg *cg, LLVMValueRef p, LLVMValueRef idx) { return cg_gep(cg, cg->t_f32, p, idx); }
+static LLVMValueRef max0(Cg *cg, LLVMValueRef n) {
+  return LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGT, n, k64(cg, 0), ""), n, k64(cg, 0), "");
+}
+
+/* ceil(max(n, 0) / s) for s >= 1: the first index whose s * index reaches n */
+static LLVMValueRef ceil_div_pos(Cg *cg, LLVMValueRef n, int64_t s) {
+  return LLVMBuildSDiv(cg->B, add(cg, max0(cg, n), k64(cg, s - 1)), k64(cg, s), "");
+}
+
+/* The output indices t in [lo, hi) whose input coordinate s t - p + off lies in
+ * [0, extent): hi >= lo. */
+static void valid_range(Cg *cg, const Geom *g, LLVMValueRef off, int64_t extent, int64_t nout, LLVMValueRef *lo,
+                        LLVMValueRef *hi) {
+  *lo = cg_min_i64(cg, ceil_div_pos(cg, sub(cg, k64(cg, g->p), off), g->s), k64(cg, nout));
+  LLVMValueRef h = cg_min_i64(cg, ceil_div_pos(cg, sub(cg, k64(cg, extent + g->p), off), g->s), k64(cg, nout));
+  *hi = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, h, *lo, ""), *lo, h, "");
+}
+
+/* ---- row segments: zero, copy (im2col), add (col2im); stride 1 as vector code ---- */
+
+typedef struct {
+  int kind;              /* 0: dst = 0; 1: dst = src; 2: dst += src */
+  LLVMValueRef dst, src;
+} Seg;
+
+static void seg_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  Seg *c = p;
+  if (c->kind == 0) {
+    cg_store(cg, cg_fconst(cg, T, 0.0), c->dst, j);
+  } else if (c->kind == 1) {
+    cg_store(cg, cg_load(cg, T, c->src, j), c->dst, j);
+  } else {
+    cg_store(cg, LLVMBuildFAdd(cg->B, cg_load(cg, T, c->dst, j), cg_load(cg, T, c->src, j), ""), c->dst, j);
+  }
+}
+
+static void seg(Cg *cg, int kind, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef n) {
+  Seg c = {kind, dst, src};
+  cg_vloop(cg, n, seg_body, &c);
+}
+
+/* n elements; the image side strided by s (the col side is contiguous) */
+static void seg_strided(Cg *cg, const Geom *g, int kind, LLVMValueRef col, LLVMValueRef img, LLVMValueRef n) {
+  if (g->s == 1) {
+    if (kind == 1) seg(cg, 1, col, img, n);
+    else seg(cg, 2, img, col, n);
+    return;
+  }
+  CgLoop l = cg_loop_begin(cg, k64(cg, 0), n, k64(cg, 1));
+  LLVMValueRef ii = mul(cg, l.iv, k64(cg, g->s));
+  if (kind == 1) {
+    cg_store(cg, cg_load(cg, cg->t_f32, img, ii), col, l.iv);
+  } else {
+    LLVMValueRef v = LLVMBuildFAdd(cg->B, cg_load(cg, cg->t_f32, img, ii), cg_load(cg, cg->t_f32, col, l.iv), "");
+    cg_store(cg, v, img, ii);
+  }
+  cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+}
+
+/* Rows [r0, r1) of col_b from x_b (to_col), or col2im: x_b += the rows' cells (x_b
+ * zeroed by the caller). Row r = (c, u, v); in row r, output row i reads image row
+ * h = s i - p + d u and its valid columns [jlo, jhi) read w = s j - p + d v; im2col
+ * writes zeros around them, so col needs no clearing. */
+static void im2col(Cg *cg, const Geom *g, bool to_col, LLVMValueRef xb, LLVMValueRef col, LLVMValueRef r0,
+                   LLVMValueRef r1) {
+  LLVMBuilderRef B = cg->B;
+  CgLoop lr = cg_loop_begin(cg, r0, r1, k64(cg, 1));
+  LLVMValueRef c = LLVMBuildSDiv(B, lr.iv, k64(cg, g->KH * g->KW), "");
+  LLVMValueRef u = LLVMBuildSRem(B, LLVMBuildSDiv(B, lr.iv, k64(cg, g->KW), ""), k64(cg, g->KH), "");
+  LLVMValueRef v = LLVMBuildSRem(B, lr.iv, k64(cg, g->KW), "");
+  LLVMValueRef du = mul(cg, u, k64(cg, g->d)), dv = mul(cg, v, k64(cg, g->d));
+  LLVMValueRef ilo, ihi, jlo, jhi;
+  valid_range(cg, g, du, g->H, g->HO, &ilo, &ihi);
+  valid_range(cg, g, dv, g->W, g->WO, &jlo, &jhi);
+  LLVMValueRef w0 = add(cg, mul(cg, jlo, k64(cg, g->s)), sub(cg, dv, k64(cg, g->p)));   /* w at jlo */
+  LLVMValueRef crow = fptr(cg, col, mul(cg, sub(cg, lr.iv, r0), k64(cg, g->P)));
+  LLVMValueRef ximg = fptr(cg, xb, mul(cg, c, k64(cg, g->H * g->W)));
+  LLVMValueRef nj = sub(cg, jhi, jlo);
+  if (to_col) {
+    CgLoop li = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->HO), k64(cg, 1));
+    LLVMValueRef valid = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, li.iv, ilo, ""), LLVMBuildICmp(B, LLVMIntSLT, li.iv, ihi, ""), "");
+    LLVMValueRef je = LLVMBuildSelect(B, valid, jhi, jlo, "");
+    LLVMValueRef drow = fptr(cg, crow, mul(cg, li.iv, k64(cg, g->WO)));
+    LLVMValueRef h = add(cg, mul(cg, li.iv, k64(cg, g->s)), sub(cg, du, k64(cg, g->p)));
+    seg(cg, 0, drow, NULL, jlo);
+    LLVMValueRef src = fptr(cg, ximg, add(cg, mul(cg, LLVMBuildSelect(B, valid, h, k64(cg, 0), ""), k64(cg, g->W)), w0));
+    seg_strided(cg, g, 1, fptr(cg, drow, jlo), src, sub(cg, je, jlo));
+    seg(cg, 0, fptr(cg, drow, je), NULL, sub(cg, k64(cg, g->WO), je));
+    cg_loop_end(cg, &li);
+  } else {
+    CgLoop li = cg_loop_begin(cg, ilo, ihi, k64(cg, 1));
+    LLVMValueRef h = add(cg, mul(cg, li.iv, k64(cg, g->s)), sub(cg, du, k64(cg, g->p)));
+    LLVMValueRef drow = fptr(cg, crow, add(cg, mul(cg, li.iv, k64(cg, g->WO)), jlo));
+    seg_strided(cg, g, 2, drow, fptr(cg, ximg, add(cg, mul(cg, h, k64(cg, g->W)), w0)), nj);
+    cg_loop_end(cg, &li);
+  }
+  cg_loop_end(cg, &lr);
+}
+
+/* ---- the task ---- */
+
+enum { CX_X, CX_K, CX_Y, CX_PACK, CX_B, CX_NCHUNKS, CX_SPLITM, CX_EFN, CX_ECTX, CX__COUNT };
+
+static LLVMTypeRef ctx_type(Cg *cg) {
+  LLVMTypeRef f[CX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64,
+                              cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_ptr};
+  return LLVMStructTypeInContext(cg->C, f, CX__COUNT, 0);
+}
+
+/* [s, e) of chunk c of n over len, in whole panels of P, balanced (gemm.c's split) */
+static void chunk_range(Cg *cg, LLVMValueRef c, LLVMValueRef nch, LLVMValueRef len, int64_t P, LLVMValueRef *s,
+                        LLVMValueRef *e) {
+  LLVMValueRef panels = LLVMBuildSDiv(cg->B, add(cg, len, k64(cg, P - 1)), k64(cg, P), "");
+  LLVMValueRef p0 = LLVMBuildSDiv(cg->B, mul(cg, c, panels), nch, "");
+  LLVMValueRef p1 = LLVMBuildSDiv(cg->B, mul(cg, add(cg, c, k64(cg, 1)), panels), nch, "");
+  *s = cg_min_i64(cg, mul(cg, p0, k64(cg, P)), len);
+  *e = cg_min_i64(cg, mul(cg, p1, k64(cg, P)), len);
+}
+
+static void call_core(Cg *cg, LLVMValueRef core, LLVMValueRef a[16]) {
+  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, a, 16, "");
+}
+
+static LLVMValueRef build_task(Cg *cg, const Geom *g) {
+  LLVMValueRef core = cg_gemm_core(cg);
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_conv_task", cg->t_task, true);
+  cg->fn = fn;
+  LLVMBuilderRef B = cg->B;
+  LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMTypeRef ct = ctx_type(cg);
+  LLVMValueRef f[CX__COUNT];
+  for (int i = 0; i < CX__COUNT; i++)
+    f[i] = LLVMBuildLoad2(B, LLVMStructGetTypeAtIndex(ct, (unsigned)i), LLVMBuildStructGEP2(B, ct, LLVMGetParam(fn, 0), (unsigned)i, ""), "");
+  LLVMValueRef X = f[CX_X], K = f[CX_K], Y = f[CX_Y], Bn = f[CX_B], nch = f[CX_NCHUNKS];
+  LLVMValueRef z = k64(cg, 0), one = k64(cg, 1), nul = LLVMConstNull(cg->t_ptr);
+  LLVMValueRef xs = k64(cg, g->C * g->H * g->W), ys = k64(cg, g->O * g->P);
+  LLVMValueRef CKK = k64(cg, g->CKK), P = k64(cg, g->P), O = k64(cg, g->O);
+  CgLoop l = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), one);
+  LLVMValueRef pk = fptr(cg, f[CX_PACK], mul(cg, l.iv, k64(cg, cg_gemm_pack_floats(cg))));
+  LLVMValueRef bp = fptr(cg, pk, k64(cg, cg->pack_a_floats));
+  LLVMValueRef col = fptr(cg, bp, k64(cg, cg->pack_b_floats));
+  if (g->op != OP_CONV2D_BWD_WEIGHT) {
+    LLVMValueRef b0, b1;
+    chunk_range(cg, l.iv, nch, Bn, 1, &b0, &b1);
+    CgLoop lb = cg_loop_begin(cg, b0, b1, one);
+    LLVMValueRef xb = fptr(cg, X, mul(cg, lb.iv, xs)), yb = fptr(cg, Y, mul(cg, lb.iv, ys));
+    if (g->op == OP_CONV2D) {
+      if (!g->direct) im2col(cg, g, true, xb, col, z, CKK);
+      LLVMValueRef a[16] = {O, P, CKK, K, CKK, one, g->direct ? xb : col, P, one, yb, P, pk, bp,
+                            f[CX_EFN], f[CX_ECTX], z};
+      call_core(cg, core, a);
+    } else {
+      LLVMValueRef a[16] = {CKK, P, O, K, one, CKK, yb, P, one, g->direct ? xb : col, P, pk, bp, nul, nul, z};
+      call_core(cg, core, a);
+      if (!g->direct) {
+        seg(cg, 0, xb, NULL, xs);
+        im2col(cg, g, false, xb, col, z, CKK);
+      }
+    }
+    cg_loop_end(cg, &lb);
+  } else {
+    LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntNE, f[CX_SPLITM], z, "");
+    LLVMValueRef sm, em, sn, en;
+    chunk_range(cg, l.iv, nch, O, cg->MR, &sm, &em);
+    chunk_range(cg, l.iv, nch, CKK, cg->NR, &sn, &en);
+    LLVMValueRef m0 = LLVMBuildSelect(B, splitm, sm, z, ""), m1 = LLVMBuildSelect(B, splitm, em, O, "");
+    LLVMValueRef r0 = LLVMBuildSelect(B, splitm, z, sn, ""), r1 = LLVMBuildSelect(B, splitm, CKK, en, "");
+    LLVMValueRef nonempty = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, m0, m1, ""), LLVMBuildICmp(B, LLVMIntSLT, r0, r1, ""), "");
+    LLVMBasicBlockRef join = cg_if_begin(cg, nonempty);
+    CgLoop lb = cg_loop_begin(cg, z, Bn, one);
+    LLVMValueRef xb = fptr(cg, X, mul(cg, lb.iv, xs)), yb = fptr(cg, Y, mul(cg, lb.iv, ys));
+    LLVMValueRef src = col;
+    if (g->direct) src = fptr(cg, xb, mul(cg, r0, P));
+    else im2col(cg, g, true, xb, col, r0, r1);
+    LLVMValueRef acc = LLVMBuildZExt(B, LLVMBuildICmp(B, LLVMIntSGT, lb.iv, z, ""), cg->t_i64, "");
+    LLVMValueRef a[16] = {sub(cg, m1, m0), sub(cg, r1, r0), P, fptr(cg, yb, mul(cg, m0, P)), P, one, src, one, P,
+                          fptr(cg, K, add(cg, mul(cg, m0, CKK), r0)), CKK, pk, bp, nul, nul, acc};
+    call_core(cg, core, a);
+    cg_loop_end(cg, &lb);
+    cg_if_end(cg, join);
+  }
+  cg_loop_end(cg, &l);
+  LLVMBuildRetVoid(B);
+  return fn;
+}
+
+/* ---- the call site ---- */
+
+/* Below this many multiply-adds a convolution runs on the calling thread. */
+#define CONV_PARALLEL_MACS (1 << 20)
+
+void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out, const CgEpilogue *ep) {
+  LLVMBuilderRef B = cg->B;
+  Op op = (Op)in->op;
+  const TensorType *xt = op == OP_CONV2D_BWD_DATA ? out->t : a->t;
+  const TensorType *kt = op == OP_CONV2D_BWD_WEIGHT ? out->t : b->t;
+  const TensorType *yt = op == OP_CONV2D ? out->t : op == OP_CONV2D_BWD_DATA ? a->t : b->t;
+  Geom g = {op, xt->dims[1], xt->dims[2], xt->dims[3], kt->dims[0], kt->dims[2], kt->dims[3], yt->dims[2], yt->dims[3],
+            in->iattr[0], in->iattr[1], in->iattr[2], 0, 0, false};
+  g.CKK = g.C * g.KH * g.KW, g.P = g.HO * g.WO;
+  g.direct = g.KH == 1 && g.KW == 1 && g.s == 1 && g.p == 0;
+  LLVMValueRef X = op == OP_CONV2D_BWD_DATA ? out->ptr : a->ptr;
+  LLVMValueRef Kp = op == OP_CONV2D_BWD_WEIGHT ? out->ptr : b->ptr;
+  LLVMValueRef Y = op == OP_CONV2D ? out->ptr : op == OP_CONV2D_BWD_DATA ? a->ptr : b->ptr;
+  LLVMValueRef Bn = cg_dim(cg, xt, 0);
+
+  /* the task, specialized to this convolution's geometry (every dim but B is fixed) */
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef entry = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
+  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef task = build_task(cg, &g);
+  cg->fn = entry;
+  LLVMPositionBuilderAtEnd(B, here);
+  LLVMSetCurrentDebugLocation2(B, loc);
+
+  LLVMValueRef efn = LLVMConstNull(cg->t_ptr), ectx = LLVMConstNull(cg->t_ptr);
+  if (op == OP_CONV2D) cg_gemm_epilogue(cg, ep, Y, k64(cg, g.O), &efn, &ectx);
+
+  /* chunks: the pool's threads, at most gemm_chunks (the workspace's buffer sets) */
+  LLVMValueRef nth = LLVMBuildSExt(B, cg_frame_field(cg, CG_FR_NTHREADS), cg->t_i64, "");
+  nth = cg_min_i64(cg, nth, k64(cg, cg->gemm_chunks));
+  nth = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nth, k64(cg, 1), ""), k64(cg, 1), nth, "");
+  LLVMValueRef macs = mul(cg, Bn, k64(cg, g.O * g.CKK * g.P));
+  nth = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGE, macs, k64(cg, CONV_PARALLEL_MACS), ""), nth, k64(cg, 1), "");
+  LLVMValueRef nch, splitm = k64(cg, 0);
+  if (op != OP_CONV2D_BWD_WEIGHT) {
+    nch = cg_min_i64(cg, nth, Bn);
+    nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, k64(cg, 1), ""), k64(cg, 1), nch, "");
+  } else {
+    /* as the products: along dW's columns unless they have fewer than 2 panels per
+     * chunk, then along its rows; one chunk if neither has */
+    int64_t pn = (g.CKK + cg->NR - 1) / cg->NR, pm = (g.O + cg->MR - 1) / cg->MR;
+    LLVMValueRef twice = mul(cg, nth, k64(cg, 2));
+    LLVMValueRef sm = LLVMBuildICmp(B, LLVMIntSLT, k64(cg, pn), twice, "");
+    LLVMValueRef mtoo = LLVMBuildICmp(B, LLVMIntSLT, k64(cg, pm), twice, "");
+    nch = LLVMBuildSelect(B, LLVMBuildAnd(B, sm, mtoo, ""), k64(cg, 1), nth, "");
+    splitm = LLVMBuildZExt(B, sm, cg->t_i64, "");
+    /* no image: dW = 0 (the task's first image overwrites) */
+    LLVMBasicBlockRef j0 = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntSLE, Bn, k64(cg, 0), ""));
+    seg(cg, 0, Kp, NULL, k64(cg, g.O * g.CKK));
+    cg_if_end(cg, j0);
+  }
+  LLVMTypeRef ct = ctx_type(cg);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "convctx");
+  LLVMValueRef vals[CX__COUNT] = {X, Kp, Y, cg->gemm_pack, Bn, nch, splitm, efn, ectx};
+  for (int i = 0; i < CX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
+  LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), "");
+  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "convpar");
+  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "convser");
+  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "convdone");
+  LLVMBuildCondBr(B, par, bpar, bser);
+  LLVMPositionBuilderAtEnd(B, bpar);
+  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), nch, k64(cg, 1), task, ctx};
+  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bser);
+  LLVMValueRef sargs[4] = {ctx, k64(cg, 0), k64(cg, 1), cg_i32(cg, 0)};
+  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bjoin);
+}
