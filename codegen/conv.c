@@ -101,13 +101,59 @@ static void seg_strided(Cg *cg, const Geom *g, int kind, LLVMValueRef col, LLVMV
   cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
 }
 
+/* ---- stride 1: whole vectors, masked at the edges ---- */
+
+/* llvm.masked.load / store of <W x elem> at p (alignment of one element) */
+static LLVMValueRef mload(Cg *cg, LLVMValueRef p, LLVMValueRef mask) {
+  LLVMTypeRef ov[2] = {cg->t_vec, cg->t_ptr};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+  LLVMValueRef a[4] = {p, cg_i32(cg, cg->esize), mask, cg_fconst(cg, cg->t_vec, 0.0)};
+  return LLVMBuildCall2(cg->B, LLVMIntrinsicGetType(cg->C, id, ov, 2), LLVMGetIntrinsicDeclaration(cg->M, id, ov, 2), a, 4, "");
+}
+
+static void mstore(Cg *cg, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) {
+  LLVMTypeRef ov[2] = {cg->t_vec, cg->t_ptr};
+  unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+  LLVMValueRef a[4] = {v, p, cg_i32(cg, cg->esize), mask};
+  LLVMBuildCall2(cg->B, LLVMIntrinsicGetType(cg->C, id, ov, 2), LLVMGetIntrinsicDeclaration(cg->M, id, ov, 2), a, 4, "");
+}
+
+/* lanes jb + l in [lo, hi) */
+static LLVMValueRef lanes_in(Cg *cg, LLVMValueRef jb, LLVMValueRef lo, LLVMValueRef hi) {
+  LLVMTypeRef VI = LLVMVectorType(cg->t_i64, (unsigned)cg->W);
+  LLVMValueRef iota[16];
+  for (int l = 0; l < cg->W; l++) iota[l] = cg_i64(cg, l);
+  LLVMValueRef j = LLVMBuildAdd(cg->B, cg_splat(cg, jb, VI), LLVMConstVector(iota, (unsigned)cg->W), "");
+  return LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGE, j, cg_splat(cg, lo, VI), ""),
+                      LLVMBuildICmp(cg->B, LLVMIntSLT, j, cg_splat(cg, hi, VI), ""), "");
+}
+
+/* One output row of col (WO cells at drow) from the image row at xrow, where cell j
+ * reads xrow[j] for j in [jlo, je) and is 0 elsewhere (to_col); or col2im: xrow[j] +=
+ * drow[j] for j in [jlo, je). Masked lanes touch no memory, so xrow may point before
+ * the image row (padding). */
+static void row_masked(Cg *cg, const Geom *g, bool to_col, LLVMValueRef drow, LLVMValueRef xrow, LLVMValueRef jlo,
+                       LLVMValueRef je) {
+  CgLoop lj = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->WO), k64(cg, cg->W));
+  LLVMValueRef in = lanes_in(cg, lj.iv, jlo, je);
+  LLVMValueRef xp = fptr(cg, xrow, lj.iv), dp = fptr(cg, drow, lj.iv);
+  if (to_col) {
+    mstore(cg, mload(cg, xp, in), dp, lanes_in(cg, lj.iv, k64(cg, 0), k64(cg, g->WO)));
+  } else {
+    mstore(cg, LLVMBuildFAdd(cg->B, mload(cg, xp, in), mload(cg, dp, in), ""), xp, in);
+  }
+  cg_loop_end_hint(cg, &lj, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+}
+
 /* Rows [r0, r1) of col_b from x_b (to_col), or col2im: x_b += the rows' cells (x_b
  * zeroed by the caller). Row r = (c, u, v); in row r, output row i reads image row
  * h = s i - p + d u and its valid columns [jlo, jhi) read w = s j - p + d v; im2col
- * writes zeros around them, so col needs no clearing. */
+ * writes zeros around them, so col needs no clearing. With stride 1 a row is whole
+ * vectors with masked edges; with a larger stride, scalar gathers. */
 static void im2col(Cg *cg, const Geom *g, bool to_col, LLVMValueRef xb, LLVMValueRef col, LLVMValueRef r0,
                    LLVMValueRef r1) {
   LLVMBuilderRef B = cg->B;
+  bool masked = g->s == 1 && cg->W > 1;
   CgLoop lr = cg_loop_begin(cg, r0, r1, k64(cg, 1));
   LLVMValueRef c = LLVMBuildSDiv(B, lr.iv, k64(cg, g->KH * g->KW), "");
   LLVMValueRef u = LLVMBuildSRem(B, LLVMBuildSDiv(B, lr.iv, k64(cg, g->KW), ""), k64(cg, g->KH), "");
@@ -126,16 +172,22 @@ static void im2col(Cg *cg, const Geom *g, bool to_col, LLVMValueRef xb, LLVMValu
     LLVMValueRef je = LLVMBuildSelect(B, valid, jhi, jlo, "");
     LLVMValueRef drow = fptr(cg, crow, mul(cg, li.iv, k64(cg, g->WO)));
     LLVMValueRef h = add(cg, mul(cg, li.iv, k64(cg, g->s)), sub(cg, du, k64(cg, g->p)));
-    seg(cg, 0, drow, NULL, jlo);
-    LLVMValueRef src = fptr(cg, ximg, add(cg, mul(cg, LLVMBuildSelect(B, valid, h, k64(cg, 0), ""), k64(cg, g->W)), w0));
-    seg_strided(cg, g, 1, fptr(cg, drow, jlo), src, sub(cg, je, jlo));
-    seg(cg, 0, fptr(cg, drow, je), NULL, sub(cg, k64(cg, g->WO), je));
+    LLVMValueRef hrow = fptr(cg, ximg, mul(cg, LLVMBuildSelect(B, valid, h, k64(cg, 0), ""), k64(cg, g->W)));
+    if (masked) {
+      row_masked(cg, g, true, drow, fptr(cg, hrow, sub(cg, dv, k64(cg, g->p))), jlo, je);
+    } else {
+      seg(cg, 0, drow, NULL, jlo);
+      seg_strided(cg, g, 1, fptr(cg, drow, jlo), fptr(cg, hrow, w0), sub(cg, je, jlo));
+      seg(cg, 0, fptr(cg, drow, je), NULL, sub(cg, k64(cg, g->WO), je));
+    }
     cg_loop_end(cg, &li);
   } else {
     CgLoop li = cg_loop_begin(cg, ilo, ihi, k64(cg, 1));
     LLVMValueRef h = add(cg, mul(cg, li.iv, k64(cg, g->s)), sub(cg, du, k64(cg, g->p)));
-    LLVMValueRef drow = fptr(cg, crow, add(cg, mul(cg, li.iv, k64(cg, g->WO)), jlo));
-    seg_strided(cg, g, 2, drow, fptr(cg, ximg, add(cg, mul(cg, h, k64(cg, g->W)), w0)), nj);
+    LLVMValueRef hrow = fptr(cg, ximg, mul(cg, h, k64(cg, g->W)));
+    LLVMValueRef drow = fptr(cg, crow, mul(cg, li.iv, k64(cg, g->WO)));
+    if (masked) row_masked(cg, g, false, drow, fptr(cg, hrow, sub(cg, dv, k64(cg, g->p))), jlo, jhi);
+    else seg_strided(cg, g, 2, fptr(cg, drow, jlo), fptr(cg, hrow, w0), nj);
     cg_loop_end(cg, &li);
   }
   cg_loop_end(cg, &lr);

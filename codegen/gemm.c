@@ -101,6 +101,9 @@ static LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBui
 static LLVMValueRef mul(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(cg->B, a, b, ""); }
 static LLVMValueRef sub(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSub(cg->B, a, b, ""); }
 static LLVMValueRef fptr(Cg *cg, LLVMValueRef p, LLVMValueRef idx) { return cg_gep(cg, cg->t_f32, p, idx); }
+static LLVMValueRef max0(Cg *cg, LLVMValueRef n) {
+  return LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSGT, n, cg_i64(cg, 0), ""), n, cg_i64(cg, 0), "");
+}
 
 /* ------------------------------------------------------------------ micro-kernel */
 
@@ -259,7 +262,8 @@ static LLVMValueRef build_pack_t16(Cg *cg) {
  * [0, kc rounded down to W); the caller packs the rest. Block transpose in log2(W)
  * stages: for b = W/2 .. 1, rows i and i + b (i & b == 0) exchange their off-diagonal
  * b-blocks:  x'[c] = c & b ? y[c - b] : x[c],   y'[c] = c & b ? y[c] : x[c + b]. */
-static void pack_transposed(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, int P, LLVMValueRef kfull) {
+static void pack_transposed(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, int P, LLVMValueRef ext,
+                            LLVMValueRef kfull) {
   int W = cg->W;
   LLVMValueRef t16 = LLVMGetNamedFunction(cg->M, "bpcc_pack_t16");
   if (!t16) {
@@ -273,7 +277,7 @@ static void pack_transposed(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMVal
   for (int qg = 0; qg < P; qg += W) {
     LLVMValueRef a[5] = {fptr(cg, base, add(cg, mul(cg, cg_i64(cg, qg), qs), lp.iv)), qs,
                          fptr(cg, dst, add(cg, mul(cg, lp.iv, cg_i64(cg, P)), cg_i64(cg, qg))), cg_i64(cg, P),
-                         cg_i64(cg, P - qg < W ? P - qg : W)};
+                         cg_min_i64(cg, cg_i64(cg, P - qg < W ? P - qg : W), max0(cg, sub(cg, ext, cg_i64(cg, qg))))};
     LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(t16), t16, a, 5, "");
   }
   cg_loop_end_hint(cg, &lp, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
@@ -290,13 +294,11 @@ static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef
     LLVMPositionBuilderAtEnd(cg->B, contig_q ? bq : bp);
     LLVMValueRef p0 = zero;
     if (!contig_q && cg->W == 16 && cg->esize == 4) {
-      /* full panels: whole W x W blocks transposed in registers first */
+      /* whole W x W blocks transposed in registers first, masked to the panel's
+       * columns that exist (a partial panel's others are zeros already) */
       LLVMValueRef kfull = LLVMBuildAnd(cg->B, kc, cg_i64(cg, ~(int64_t)15), "");
-      LLVMValueRef isfull = LLVMBuildICmp(cg->B, LLVMIntEQ, ext, cg_i64(cg, P), "");
-      LLVMBasicBlockRef join2 = cg_if_begin(cg, isfull);
-      pack_transposed(cg, dst, base, qs, P, kfull);
-      cg_if_end(cg, join2);
-      p0 = LLVMBuildSelect(cg->B, isfull, kfull, zero, "p0");
+      pack_transposed(cg, dst, base, qs, P, ext, kfull);
+      p0 = kfull;
     }
     CgLoop lo = cg_loop_begin(cg, zero, contig_q ? kc : ext, one);
     CgLoop li = cg_loop_begin(cg, contig_q ? zero : p0, contig_q ? ext : kc, one);
@@ -350,6 +352,7 @@ static LLVMValueRef build_core(Cg *cg) {
    * most 4 (M = 64, 256, 784: 4 left over) */
   LLVMValueRef uk_full = build_ukernel(cg, cg->MR);
   LLVMValueRef uk4 = cg->MR > 8 ? build_ukernel(cg, 4) : NULL;
+  LLVMValueRef uk8 = cg->MR > 8 ? build_ukernel(cg, 8) : NULL;
   LLVMTypeRef args[16] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
                           cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64};
   LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 16, 0);
@@ -394,13 +397,19 @@ static LLVMValueRef build_core(Cg *cg) {
   LLVMValueRef uargs[8] = {kc, fptr(cg, Ap, mul(cg, ir.iv, kc)), fptr(cg, Bp, mul(cg, jr.iv, kc)),
                            fptr(cg, Cm, cidx), ldc, mr, nr, overwrite};
   if (uk4) {
+    /* a last row panel of at most 4 or 8 rows: a kernel of that many rows (a 6- or
+     * 16-channel convolution's M, M = 64's last 4) */
     LLVMBasicBlockRef b4 = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rows4");
+    LLVMBasicBlockRef b8t = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rows8test");
+    LLVMBasicBlockRef b8 = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rows8");
     LLVMBasicBlockRef bf = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rowsfull");
     LLVMBasicBlockRef bj = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rowsdone");
-    LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLE, mr, cg_i64(cg, 4), ""), b4, bf);
-    LLVMValueRef uks[2] = {uk4, uk_full};
-    LLVMBasicBlockRef bbs[2] = {b4, bf};
-    for (int q = 0; q < 2; q++) {
+    LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLE, mr, cg_i64(cg, 4), ""), b4, b8t);
+    LLVMPositionBuilderAtEnd(cg->B, b8t);
+    LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLE, mr, cg_i64(cg, 8), ""), b8, bf);
+    LLVMValueRef uks[3] = {uk4, uk8, uk_full};
+    LLVMBasicBlockRef bbs[3] = {b4, b8, bf};
+    for (int q = 0; q < 3; q++) {
       LLVMPositionBuilderAtEnd(cg->B, bbs[q]);
       LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(uks[q]), uks[q], uargs, 8, "");
       LLVMBuildBr(cg->B, bj);

@@ -515,7 +515,7 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     const Inst *in = &f->insts[v];
     switch ((Op)in->op) {
     case OP_ADD:
-      ep.flags |= CG_EP_BIAS;
+      ep.flags |= gi->op == OP_CONV2D ? CG_EP_BIAS_ROW : CG_EP_BIAS;
       ep.bias = vals[in->args[0] == prev ? in->args[1] : in->args[0]].ptr;
       dst = vals[v].ptr;
       break;
@@ -538,9 +538,15 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     }
     prev = v;
   }
-  if (!dst || (ep.flags & CG_EP_BIAS && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
+  if (!dst || (ep.flags & (CG_EP_BIAS | CG_EP_BIAS_ROW) && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
       (ep.flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD) && !ep.aux))
     ir_die("cg_kernel_gemm_fused: a fused value has no buffer");
+  if (gi->op == OP_CONV2D) {   /* conv.c: C is y, one image at a time */
+    CgVal y = *c;
+    y.ptr = dst;
+    cg_kernel_conv(cg, gi, &vals[gi->args[0]], &vals[gi->args[1]], &y, &ep);
+    return true;
+  }
   return kernel_gemm(cg, gi, c->t, vals, dst, &ep);
 }
 

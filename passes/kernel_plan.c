@@ -29,6 +29,9 @@
  *                g = relu_grad(x, c)                backward (OPF_ACT_GRAD): dy * (x > 0)
  *                g = tanh_grad(y, c)                          dy * (1 - y^2)
  *                g = sigmoid_grad(y, c)                       dy * y (1 - y)
+ *                conv2d(x, W) [B,O,H,W] heads the same chain: add(c, bias[O,1,1])
+ *                (its bias, per channel: `reshape(b)` after the conv is accepted) and
+ *                the activation; its GEMM is per image, C = y_b (codegen/conv.c).
  *                The epilogue runs on each C tile of the product after its last K
  *                block, while the tile is in L1: no extra pass over [M,N]. c (and d)
  *                are internal when the group is their only reader (no buffer at all);
@@ -93,7 +96,8 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
   const Inst *gi = &f->insts[g];
   TypeId ty = gi->type;
   const TensorType *t = ir_vtype(f, g);
-  if (t->rank != 2 || t->dtype != DT_F32) return 0;
+  bool conv = gi->op == OP_CONV2D;
+  if (t->rank != (conv ? 4 : 2) || t->dtype != DT_F32) return 0;
   int n = 0;
   int32_t u = single_user(c, g);
   if (u >= 0 && free_member(c, u) && f->insts[u].type == ty) {
@@ -101,7 +105,13 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
     if (ui->op == OP_ADD) {
       int32_t bias = ui->args[0] == g ? ui->args[1] : ui->args[0];
       const TensorType *bt = ir_vtype(f, bias);
-      if (bias != g && bias < g && bt->rank == 1 && bt->dtype == DT_F32 && bt->dims[0] == t->dims[1] &&
+      /* a product's bias is [N]; a convolution's [O,1,1] (a bias per channel), usually
+       * reshape(b) emitted after the conv: a reshape of what no kernel computes cannot
+       * depend on the group either */
+      bool before = bias < g || (conv && f->insts[bias].op == OP_RESHAPE && !c->computed[f->insts[bias].args[0]]);
+      bool shape = conv ? bt->rank == 3 && bt->dims[0] == t->dims[1] && bt->dims[1] == 1 && bt->dims[2] == 1
+                        : bt->rank == 1 && bt->dims[0] == t->dims[1];
+      if (bias != g && before && shape && bt->dtype == DT_F32 &&
           t->dims[1] != DIM_BATCH && f->insts[bias].op != OP_CONST) {  /* a constant: the ew kernel splats it */
         m[n++] = u;
         for (int32_t r = c->roff[u]; r < c->roff[u + 1]; r++) {   /* an activation of the biased value */
@@ -115,7 +125,7 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
         return n;
       }
     }
-    if (is_mask(ui->op) && ui->args[1] == g && ui->args[0] != g && ui->args[0] < g &&
+    if (!conv && is_mask(ui->op) && ui->args[1] == g && ui->args[0] != g && ui->args[0] < g &&
         f->insts[ui->args[0]].op != OP_CONST) {
       m[n++] = u;
       return n;
@@ -263,7 +273,7 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     int nc = 0;
     KernelKind kind = KERNEL_SINGLE;
     c.head = i;
-    if (fuse && is_gemm(in->op)) {
+    if (fuse && (is_gemm(in->op) || in->op == OP_CONV2D)) {
       nc = gemm_chain(&c, i, chain);
       if (nc) kind = KERNEL_GEMM;
     } else if (fuse && in->op == OP_SOFTMAX_XENT) {

@@ -265,15 +265,26 @@ static void test_f64_pooling(void **state) {
   f64 = false;
 }
 
-/* conv2d and its two gradients, each an output, on 1, 3 and 7 channels (7 and 17
- * output channels), odd image sizes, stride 1, 2 and 3, padding, dilation, 1x1 and
- * non-square kernels; widths 17 and 33 give vector code and a tail (stride 1). */
+/* conv2d and its two gradients, each an output, on 1, 3, 7, 17 and 33 channels (3 to 33
+ * output channels), odd image sizes, stride 1, 2 and 3, padding, dilation, 1x1 kernels
+ * (with stride 1 and no padding the image is the im2col matrix: no buffer) and
+ * non-square kernels; widths 17 and 33 give whole vectors and masked edges (stride 1).
+ * The GEMM blocking (codegen/conv.c: per image, forward O x C kh kw x Ho Wo, backward-
+ * data C kh kw x O x Ho Wo, backward-weights O x Ho Wo x C kh kw): 17 and 33 output
+ * channels leave 5 and 9 rows after whole 12-row panels (the 8-row micro-kernel), 3
+ * leaves 3 (the 4-row one); C kh kw = 425 > KC = 256 and 297 > MC = 144 (two blocks);
+ * Ho Wo = 289 > KC (backward-weights sums two K blocks per image) and 2304 > NC = 2048.
+ * Batch 3 and 5: chunks of unequal images. The cases over 2^20 multiply-adds run
+ * split across two chunks with two threads (forward and backward-data over images,
+ * backward-weights over dW's columns or rows), and again on one. */
 static void test_conv(void **state) {
   (void)state;
   static const struct { int64_t c, o, h, w, kh, kw, s, p, d; } cases[] = {
       {1, 3, 8, 8, 3, 3, 1, 0, 1},   {3, 7, 9, 17, 3, 3, 1, 1, 1}, {3, 17, 7, 7, 3, 3, 2, 1, 1},
       {7, 3, 11, 33, 5, 5, 1, 2, 1}, {7, 7, 13, 9, 3, 2, 2, 2, 2}, {3, 3, 5, 6, 1, 1, 1, 0, 1},
-      {1, 1, 17, 17, 2, 3, 3, 1, 1}, {3, 7, 15, 15, 3, 3, 1, 3, 3},
+      {1, 1, 17, 17, 2, 3, 3, 1, 1}, {3, 7, 15, 15, 3, 3, 1, 3, 3}, {17, 33, 17, 17, 5, 5, 1, 2, 1},
+      {33, 17, 7, 9, 3, 3, 1, 1, 1}, {33, 7, 17, 17, 1, 1, 1, 0, 1}, {17, 3, 33, 33, 1, 1, 2, 0, 1},
+      {3, 3, 48, 48, 3, 3, 1, 1, 1}, {1, 6, 28, 28, 5, 5, 1, 2, 1},  {6, 16, 14, 14, 5, 5, 1, 0, 1},
   };
   int fails = 0;
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -287,9 +298,15 @@ static void test_conv(void **state) {
     int32_t dy = ir_unary(f, OP_TANH, y, L);
     ir_output(f, "dx", ir_conv2d(f, OP_CONV2D_BWD_DATA, dy, w, cases[k].s, cases[k].p, cases[k].d, f->insts[x].type, L), L);
     ir_output(f, "dw", ir_conv2d(f, OP_CONV2D_BWD_WEIGHT, x, dy, cases[k].s, cases[k].p, cases[k].d, f->insts[w].type, L), L);
-    int r = check(f, 3, -1, 1);
-    if (r) printf("conv case %zu failed\n", k);
-    fails += r;
+    const TensorType *yt = ir_vtype(f, y);
+    int64_t macs = 5 * cases[k].o * cases[k].c * cases[k].kh * cases[k].kw * yt->dims[2] * yt->dims[3];
+    for (int threads = 1; threads <= (macs >= (1 << 20) ? 2 : 1); threads++)
+      for (int64_t batch = 3; batch <= 5; batch += 2) {
+        CgtConfig c = {-1, 1, threads, march, false, f64};
+        int r = cgt_check_forward(f, batch, f64 ? TOL64 : TOL, &c);
+        if (r) printf("conv case %zu failed (batch %lld, %d threads)\n", k, (long long)batch, threads);
+        fails += r;
+      }
     ir_module_free(m);
   }
   assert_int_equal(fails, 0);
