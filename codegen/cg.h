@@ -188,6 +188,9 @@ LLVMValueRef cg_gemm_core(Cg *cg);
  * period of CG_EP_BIAS_ROW (NULL otherwise). Null pointers without an epilogue. */
 void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRef rows, LLVMValueRef *efn,
                       LLVMValueRef *ectx);
+/* ---- pool.c ---- */
+/* max_pool2d, avg_pool2d and their backward ops, the (n, c) planes split over threads. */
+void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out);
 /* ---- conv.c ---- */
 /* A convolution whose im2col matrix is its image (1x1, stride 1, no padding): no buffer. */
 bool cg_conv_direct_b(Func *f, const Inst *in);

@@ -19,7 +19,7 @@
  *   reshape      a copy of the operand's elements into the result's buffer (row-major
  *                order is unchanged, so one vector loop over all elements)
  *   dropout      Philox4x32-10 blocks of 4 words, exactly runtime/rng.c's bprt_dropout_mask
- *   pooling      a direct loop nest per output cell over its window (kernel_pool)
+ *   pooling      codegen/pool.c (planes split over threads; 2x2 windows as vectors)
  */
 #include <math.h>
 #include <string.h>
@@ -664,74 +664,6 @@ static void kernel_sum_to(Cg *cg, const CgVal *a, const CgVal *out) {
   for (int d = r - 2; d >= 0; d--) cg_loop_end(cg, &loops[d]);
 }
 
-/* ------------------------------------------------------------------ pooling */
-
-/* max_pool2d, avg_pool2d and their backward ops: a direct loop nest over (n*c, oh, ow)
- * and the window's rows and columns, clipped to the unpadded input, so a padded cell
- * costs no branch (max: -inf never wins; avg: zeros add nothing, the divisor stays
- * k*k). Cells are visited in row-major order and a cell replaces the window's best
- * only when larger (or NaN), so the argmax is the interpreter's and PyTorch's: the
- * first largest. The backward ops zero dx, then add each window's contribution
- * (windows overlap when the stride is below the kernel). Scalar code, one thread. */
-static void kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out) {
-  LLVMBuilderRef B = cg->B;
-  LLVMTypeRef T = cg->t_f32;
-  bool fwd = in->op == OP_MAX_POOL2D || in->op == OP_AVG_POOL2D;
-  bool mx = in->op == OP_MAX_POOL2D || in->op == OP_MAX_POOL2D_BWD;
-  const TensorType *xt = in->op == OP_AVG_POOL2D_BWD ? out->t : a->t;
-  const TensorType *yt = fwd ? out->t : in->op == OP_MAX_POOL2D_BWD ? b->t : a->t;
-  LLVMValueRef xptr = in->op == OP_AVG_POOL2D_BWD ? NULL : a->ptr;
-  LLVMValueRef dyptr = fwd ? NULL : in->op == OP_MAX_POOL2D_BWD ? b->ptr : a->ptr;
-  int64_t k, s, p;
-  ir_pool_geom(in, &k, &s, &p);
-  LLVMValueRef zero = cg_i64(cg, 0), one = cg_i64(cg, 1);
-  LLVMValueRef H = cg_dim(cg, xt, 2), W = cg_dim(cg, xt, 3), Ho = cg_dim(cg, yt, 2), Wo = cg_dim(cg, yt, 3);
-  LLVMValueRef kk = fk(cg, T, ((double)k * (double)k));
-  if (!fwd) fill(cg, out->ptr, cg_numel(cg, xt), 0.0);
-  LLVMValueRef best = cg_alloca(cg, T, "best"), arg = cg_alloca(cg, cg->t_i64, "arg");
-  CgLoop lc = cg_loop_begin(cg, zero, cg_dims_prod(cg, xt, 0, 2), one);
-  CgLoop lh = cg_loop_begin(cg, zero, Ho, one);
-  CgLoop lw = cg_loop_begin(cg, zero, Wo, one);
-  LLVMValueRef h0 = LLVMBuildSub(B, LLVMBuildMul(B, lh.iv, cg_i64(cg, s), ""), cg_i64(cg, p), "h0");
-  LLVMValueRef w0 = LLVMBuildSub(B, LLVMBuildMul(B, lw.iv, cg_i64(cg, s), ""), cg_i64(cg, p), "w0");
-  LLVMValueRef hs = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, h0, zero, ""), zero, h0, "");
-  LLVMValueRef ws = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, w0, zero, ""), zero, w0, "");
-  LLVMValueRef he = cg_min_i64(cg, LLVMBuildAdd(B, h0, cg_i64(cg, k), ""), H);
-  LLVMValueRef we = cg_min_i64(cg, LLVMBuildAdd(B, w0, cg_i64(cg, k), ""), W);
-  LLVMValueRef yi = LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildMul(B, lc.iv, Ho, ""), lh.iv, ""), Wo, ""), lw.iv, "");
-  LLVMValueRef g = fwd ? NULL : cg_load(cg, T, dyptr, yi);
-  if (!fwd && !mx) g = LLVMBuildFDiv(B, g, kk, "");
-  LLVMBuildStore(B, fwd && !mx ? fk(cg, T, 0) : fk(cg, T, -INFINITY), best);
-  LLVMBuildStore(B, cg_i64(cg, -1), arg);
-  CgLoop wh = cg_loop_begin(cg, hs, he, one);
-  CgLoop ww = cg_loop_begin(cg, ws, we, one);
-  LLVMValueRef xi = LLVMBuildAdd(B, LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildMul(B, lc.iv, H, ""), wh.iv, ""), W, ""), ww.iv, "");
-  if (mx) {
-    LLVMValueRef v = cg_load(cg, T, xptr, xi), cur = LLVMBuildLoad2(B, T, best, "");
-    LLVMValueRef take = LLVMBuildOr(B, LLVMBuildICmp(B, LLVMIntSLT, LLVMBuildLoad2(B, cg->t_i64, arg, ""), zero, ""),
-                                    LLVMBuildOr(B, LLVMBuildFCmp(B, LLVMRealOGT, v, cur, ""),
-                                                LLVMBuildFCmp(B, LLVMRealUNO, v, v, ""), ""), "");
-    LLVMBuildStore(B, LLVMBuildSelect(B, take, v, cur, ""), best);
-    LLVMBuildStore(B, LLVMBuildSelect(B, take, xi, LLVMBuildLoad2(B, cg->t_i64, arg, ""), ""), arg);
-  } else if (fwd) {
-    LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, T, best, ""), cg_load(cg, T, xptr, xi), ""), best);
-  } else {
-    cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, T, out->ptr, xi), g, ""), out->ptr, xi);
-  }
-  cg_loop_end(cg, &ww);
-  cg_loop_end(cg, &wh);
-  if (fwd) {
-    LLVMValueRef r = LLVMBuildLoad2(B, T, best, "");
-    cg_store(cg, mx ? r : LLVMBuildFDiv(B, r, kk, ""), out->ptr, yi);
-  } else if (mx) {   /* every window holds an unpadded cell (padding <= kernel / 2): arg >= 0 */
-    LLVMValueRef at = LLVMBuildLoad2(B, cg->t_i64, arg, "");
-    cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, T, out->ptr, at), g, ""), out->ptr, at);
-  }
-  cg_loop_end(cg, &lw);
-  cg_loop_end(cg, &lh);
-  cg_loop_end(cg, &lc);
-}
-
 /* ------------------------------------------------------------------ dropout */
 
 /* mask[i] = u(seed, stream, i) < p ? 0 : 1 / (1 - p), u = (philox word >> 8) 2^-24, with
@@ -793,7 +725,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
   case OP_DROPOUT_MASK: kernel_dropout(cg, in, out, training); return true;
   case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT: cg_kernel_conv(cg, in, a, b, out, NULL); return true;
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
-    kernel_pool(cg, in, a, b, out);
+    cg_kernel_pool(cg, in, a, b, out);
     return true;
   default:
     break;

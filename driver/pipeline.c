@@ -450,7 +450,7 @@ void pipeline_print_memory(FILE *out, const Compilation *c) {
   LINE("temporaries", t.temporaries);
   fprintf(out, "  (%d tensors)\n", counts[MEM_TEMP]);
   LINE("workspace", r.workspace);
-  fprintf(out, "  (= %lld + %lld * B: product packing buffers %lld, values %lld + %lld * B)\n",
+  fprintf(out, "  (= %lld + %lld * B: product packing and im2col buffers %lld, values %lld + %lld * B)\n",
           (long long)mm->workspace.fixed, (long long)mm->workspace.per_batch, (long long)mm->extra,
           (long long)(mm->workspace.fixed - mm->extra), (long long)mm->workspace.per_batch);
   LINE("output buffers", r.outputs);
