@@ -16,8 +16,8 @@
  * Threads: forward and backward-data split the batch into chunks of whole images (each
  * image is computed the same way whatever the chunk, so results do not depend on the
  * thread count); backward-weights sums over images, so it splits its result instead,
- * into chunks of whole NR-column panels of dW (the rows of col each chunk needs), or of
- * MR-row panels when dW has too few columns, as the matrix products do; every chunk
+ * into chunks of W columns of dW (the rows of col each chunk needs), or of MR-row
+ * panels when dW has too few columns; every chunk
  * runs the images in order 0..B-1, so its sums are the same on one thread or two.
  * Each chunk has its own pack buffers and im2col buffer in the workspace (indexed by
  * chunk, cg_gemm_pack_floats each), sized by cg_gemm_pack_sizes for the model's
@@ -145,6 +145,75 @@ static void row_masked(Cg *cg, const Geom *g, bool to_col, LLVMValueRef drow, LL
   cg_loop_end_hint(cg, &lj, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
 }
 
+/* Stride 1, rows of at most 8 vectors (Wo <= 8 W): row r's column masks are the same
+ * for every output row i, so they are made once per r and the row is unrolled into its
+ * vectors: [0, ilo) and [ihi, Ho) are rows of zeros (stores), [ilo, ihi) copies
+ * (masked loads; a vector wholly inside the row stores unmasked). */
+static void im2col_rows_unrolled(Cg *cg, const Geom *g, LLVMValueRef crow, LLVMValueRef ximg, LLVMValueRef du,
+                                 LLVMValueRef dv, LLVMValueRef ilo, LLVMValueRef ihi, LLVMValueRef jlo,
+                                 LLVMValueRef jhi) {
+  int NVR = (int)((g->WO + cg->W - 1) / cg->W);
+  LLVMValueRef ldm[8], stm[8];
+  for (int q = 0; q < NVR; q++) {
+    ldm[q] = lanes_in(cg, k64(cg, q * cg->W), jlo, jhi);
+    stm[q] = (q + 1) * cg->W <= g->WO ? NULL : lanes_in(cg, k64(cg, q * cg->W), k64(cg, 0), k64(cg, g->WO));
+  }
+  LLVMValueRef zv = cg_fconst(cg, cg->t_vec, 0.0);
+  for (int part = 0; part < 3; part++) {
+    LLVMValueRef lo = part == 0 ? k64(cg, 0) : part == 1 ? ilo : ihi;
+    LLVMValueRef hi = part == 0 ? ilo : part == 1 ? ihi : k64(cg, g->HO);
+    CgLoop li = cg_loop_begin(cg, lo, hi, k64(cg, 1));
+    LLVMValueRef drow = fptr(cg, crow, mul(cg, li.iv, k64(cg, g->WO)));
+    LLVMValueRef xrow = NULL;
+    if (part == 1) {   /* image row h = i - p + d u, from column dv - p */
+      LLVMValueRef h = add(cg, li.iv, sub(cg, du, k64(cg, g->p)));
+      xrow = fptr(cg, ximg, add(cg, mul(cg, h, k64(cg, g->W)), sub(cg, dv, k64(cg, g->p))));
+    }
+    for (int q = 0; q < NVR; q++) {
+      LLVMValueRef v = part == 1 ? mload(cg, fptr(cg, xrow, k64(cg, q * cg->W)), ldm[q]) : zv;
+      if (stm[q]) mstore(cg, v, fptr(cg, drow, k64(cg, q * cg->W)), stm[q]);
+      else cg_store(cg, v, drow, k64(cg, q * cg->W));
+    }
+    cg_loop_end_hint(cg, &li, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  }
+}
+
+/* col2im with stride 1, as a gather into registers: each vector of dx_b (image row h,
+ * columns w..w+W) is the sum over the kernel taps (u, v) of dcol[(c,u,v), i, j] with
+ * i = h + p - d u, j = w + p - d v, masked to 0 <= j < Wo and w < W; one store per
+ * vector, no clearing of dx_b, and no store of one tap that the next tap reloads (a
+ * scatter-add over rows stalls on store-to-load forwarding). */
+static void col2im_gather(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef col) {
+  LLVMBuilderRef B = cg->B;
+  int Wl = cg->W;
+  LLVMValueRef acc = cg_alloca(cg, cg->t_vec, "c2i");
+  CgLoop lc = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->C), k64(cg, 1));
+  CgLoop lh = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->H), k64(cg, 1));
+  CgLoop lw = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->W), k64(cg, Wl));
+  LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0.0), acc);
+  LLVMValueRef wmask = lanes_in(cg, lw.iv, k64(cg, 0), k64(cg, g->W));
+  CgLoop lu = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->KH), k64(cg, 1));
+  LLVMValueRef i = sub(cg, add(cg, lh.iv, k64(cg, g->p)), mul(cg, lu.iv, k64(cg, g->d)));
+  LLVMValueRef ivalid = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, i, k64(cg, 0), ""),
+                                     LLVMBuildICmp(B, LLVMIntSLT, i, k64(cg, g->HO), ""), "");
+  LLVMBasicBlockRef join = cg_if_begin(cg, ivalid);
+  LLVMValueRef rbase = mul(cg, add(cg, mul(cg, lc.iv, k64(cg, g->KH)), lu.iv), k64(cg, g->KW));
+  CgLoop lv = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->KW), k64(cg, 1));
+  LLVMValueRef j0 = sub(cg, add(cg, lw.iv, k64(cg, g->p)), mul(cg, lv.iv, k64(cg, g->d)));
+  /* lanes: j0 + l in [0, Wo) and w + l < W, i.e. l in [-j0, Wo - j0) and wmask */
+  LLVMValueRef m = LLVMBuildAnd(B, lanes_in(cg, j0, k64(cg, 0), k64(cg, g->WO)), wmask, "");
+  LLVMValueRef src = fptr(cg, col, add(cg, mul(cg, add(cg, rbase, lv.iv), k64(cg, g->P)), add(cg, mul(cg, i, k64(cg, g->WO)), j0)));
+  LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->t_vec, acc, ""), mload(cg, src, m), ""), acc);
+  cg_loop_end_hint(cg, &lv, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_if_end(cg, join);
+  cg_loop_end_hint(cg, &lu, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  LLVMValueRef dst = fptr(cg, xb, add(cg, mul(cg, add(cg, mul(cg, lc.iv, k64(cg, g->H)), lh.iv), k64(cg, g->W)), lw.iv));
+  mstore(cg, LLVMBuildLoad2(B, cg->t_vec, acc, ""), dst, wmask);
+  cg_loop_end_hint(cg, &lw, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end(cg, &lh);
+  cg_loop_end(cg, &lc);
+}
+
 /* Rows [r0, r1) of col_b from x_b (to_col), or col2im: x_b += the rows' cells (x_b
  * zeroed by the caller). Row r = (c, u, v); in row r, output row i reads image row
  * h = s i - p + d u and its valid columns [jlo, jhi) read w = s j - p + d v; im2col
@@ -166,7 +235,9 @@ static void im2col(Cg *cg, const Geom *g, bool to_col, LLVMValueRef xb, LLVMValu
   LLVMValueRef crow = fptr(cg, col, mul(cg, sub(cg, lr.iv, r0), k64(cg, g->P)));
   LLVMValueRef ximg = fptr(cg, xb, mul(cg, c, k64(cg, g->H * g->W)));
   LLVMValueRef nj = sub(cg, jhi, jlo);
-  if (to_col) {
+  if (to_col && masked && g->WO <= 8 * cg->W) {
+    im2col_rows_unrolled(cg, g, crow, ximg, du, dv, ilo, ihi, jlo, jhi);
+  } else if (to_col) {
     CgLoop li = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->HO), k64(cg, 1));
     LLVMValueRef valid = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, li.iv, ilo, ""), LLVMBuildICmp(B, LLVMIntSLT, li.iv, ihi, ""), "");
     LLVMValueRef je = LLVMBuildSelect(B, valid, jhi, jlo, "");
@@ -213,6 +284,10 @@ static void chunk_range(Cg *cg, LLVMValueRef c, LLVMValueRef nch, LLVMValueRef l
   *e = cg_min_i64(cg, mul(cg, p1, k64(cg, P)), len);
 }
 
+/* backward-weights splits dW's columns in units of W (the core's half-width micro-kernel
+ * takes a last panel of W columns): C kh kw = 25 still makes two chunks, 16 + 9 */
+static int64_t bww_unit(Cg *cg) { return cg->W > 1 && cg->NR == 2 * cg->W ? cg->W : cg->NR; }
+
 static void call_core(Cg *cg, LLVMValueRef core, LLVMValueRef a[16]) {
   LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, a, 16, "");
 }
@@ -248,7 +323,9 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
     } else {
       LLVMValueRef a[16] = {CKK, P, O, K, one, CKK, yb, P, one, g->direct ? xb : col, P, pk, bp, nul, nul, z};
       call_core(cg, core, a);
-      if (!g->direct) {
+      if (!g->direct && g->s == 1 && cg->W > 1) {
+        col2im_gather(cg, g, xb, col);
+      } else if (!g->direct) {
         seg(cg, 0, xb, NULL, xs);
         im2col(cg, g, false, xb, col, z, CKK);
       }
@@ -258,7 +335,7 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
     LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntNE, f[CX_SPLITM], z, "");
     LLVMValueRef sm, em, sn, en;
     chunk_range(cg, l.iv, nch, O, cg->MR, &sm, &em);
-    chunk_range(cg, l.iv, nch, CKK, cg->NR, &sn, &en);
+    chunk_range(cg, l.iv, nch, CKK, bww_unit(cg), &sn, &en);
     LLVMValueRef m0 = LLVMBuildSelect(B, splitm, sm, z, ""), m1 = LLVMBuildSelect(B, splitm, em, O, "");
     LLVMValueRef r0 = LLVMBuildSelect(B, splitm, z, sn, ""), r1 = LLVMBuildSelect(B, splitm, CKK, en, "");
     LLVMValueRef nonempty = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSLT, m0, m1, ""), LLVMBuildICmp(B, LLVMIntSLT, r0, r1, ""), "");
@@ -326,7 +403,7 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   } else {
     /* as the products: along dW's columns unless they have fewer than 2 panels per
      * chunk, then along its rows; one chunk if neither has */
-    int64_t pn = (g.CKK + cg->NR - 1) / cg->NR, pm = (g.O + cg->MR - 1) / cg->MR;
+    int64_t pn = (g.CKK + bww_unit(cg) - 1) / bww_unit(cg), pm = (g.O + cg->MR - 1) / cg->MR;
     LLVMValueRef twice = mul(cg, nth, k64(cg, 2));
     LLVMValueRef sm = LLVMBuildICmp(B, LLVMIntSLT, k64(cg, pn), twice, "");
     LLVMValueRef mtoo = LLVMBuildICmp(B, LLVMIntSLT, k64(cg, pm), twice, "");

@@ -110,13 +110,15 @@ static LLVMValueRef max0(Cg *cg, LLVMValueRef n) {
 /* void ukernel(i64 kc, float *Ap, float *Bp, float *C, i64 ldc, i64 mr, i64 nr, i1 overwrite)
  * computing ROWS (<= MR) rows of the tile: the full kernel has ROWS = MR; a 4-row one
  * serves a last row panel of at most 4 rows (M = 64 is 5 x 12 + 4 and would otherwise
- * compute 72 rows for 64). The packed A panel keeps its MR stride. Not inlined: the
- * JIT compiles the micro-kernels on the other thread than the GEMM core (target.c). */
-static LLVMValueRef build_ukernel(Cg *cg, int ROWS) {
+ * compute 72 rows for 64), an 8-row one 5 to 8. HALF: the first NR / 2 columns only (a
+ * last column panel of at most NR / 2: N = 10, 100, 784 = 24 x 32 + 16). The packed
+ * panels keep their MR and NR strides. Not inlined: the JIT compiles the micro-kernels
+ * on the other thread than the GEMM core (target.c). */
+static LLVMValueRef build_ukernel(Cg *cg, int ROWS, bool HALF) {
   LLVMTypeRef args[8] = {cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64, cg->t_i1};
   LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 8, 0);
   char fname[48];
-  snprintf(fname, sizeof fname, "bpcc_gemm_ukernel_%d", ROWS);
+  snprintf(fname, sizeof fname, "bpcc_gemm_ukernel_%d%s", ROWS, HALF ? "h" : "");
   LLVMValueRef fn = cg_new_function(cg, fname, fty, true);
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
                           LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
@@ -126,7 +128,7 @@ static LLVMValueRef build_ukernel(Cg *cg, int ROWS) {
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
   LLVMValueRef kc = LLVMGetParam(fn, 0), Ap = LLVMGetParam(fn, 1), Bp = LLVMGetParam(fn, 2), C = LLVMGetParam(fn, 3);
   LLVMValueRef ldc = LLVMGetParam(fn, 4), mr = LLVMGetParam(fn, 5), nr = LLVMGetParam(fn, 6), ow = LLVMGetParam(fn, 7);
-  int MR = ROWS, APS = cg->MR, NR = cg->NR, W = cg->W, NV = NR / W;
+  int MR = ROWS, APS = cg->MR, NR = cg->NR, W = cg->W, NV = NR / W / (HALF ? 2 : 1), NW = NV * W;
   LLVMValueRef acc[16][8];
   for (int i = 0; i < MR; i++)
     for (int v = 0; v < NV; v++) {
@@ -144,10 +146,11 @@ static LLVMValueRef build_ukernel(Cg *cg, int ROWS) {
     }
   }
   cg_loop_end_hint(cg, &p, CG_LOOP_NO_UNROLL);
-  /* write back: full tiles straight from registers, edge tiles through a stack tile (a
-   * kernel of fewer rows than MR always takes the row-by-row path: less code) */
+  /* write back: full tiles straight from registers, narrower edge tiles with masked
+   * vector stores (a stack tile on scalar targets); a kernel of fewer rows than MR
+   * always takes the row-by-row path: less code */
   LLVMValueRef full = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, mr, cg_i64(cg, ROWS < APS ? -1 : MR), ""),
-                                   LLVMBuildICmp(cg->B, LLVMIntEQ, nr, cg_i64(cg, NR), ""), "");
+                                   LLVMBuildICmp(cg->B, LLVMIntEQ, nr, cg_i64(cg, NW), ""), "");
   LLVMBasicBlockRef bfull = LLVMAppendBasicBlockInContext(cg->C, fn, "full");
   LLVMBasicBlockRef bedge = LLVMAppendBasicBlockInContext(cg->C, fn, "edge");
   LLVMBasicBlockRef bret = LLVMAppendBasicBlockInContext(cg->C, fn, "ret");
@@ -166,7 +169,7 @@ static LLVMValueRef build_ukernel(Cg *cg, int ROWS) {
   LLVMPositionBuilderAtEnd(cg->B, bedge);
   LLVMBasicBlockRef browedge = LLVMAppendBasicBlockInContext(cg->C, fn, "rowedge");
   LLVMBasicBlockRef bscalar = LLVMAppendBasicBlockInContext(cg->C, fn, "scalaredge");
-  LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, nr, cg_i64(cg, NR), ""), browedge, bscalar);
+  LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, nr, cg_i64(cg, NW), ""), browedge, bscalar);
   LLVMPositionBuilderAtEnd(cg->B, browedge);
   for (int i = 0; i < MR; i++) {
     LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(cg->B, LLVMIntSLT, cg_i64(cg, i), mr, ""));
@@ -180,19 +183,47 @@ static LLVMValueRef build_ukernel(Cg *cg, int ROWS) {
   }
   LLVMBuildBr(cg->B, bret);
   LLVMPositionBuilderAtEnd(cg->B, bscalar);
-  LLVMValueRef tile = cg_alloca(cg, LLVMArrayType(cg->t_f32, (unsigned)(MR * NR)), "tile");
-  for (int i = 0; i < MR; i++)
-    for (int v = 0; v < NV; v++)
-      cg_store(cg, LLVMBuildLoad2(cg->B, cg->t_vec, acc[i][v], ""), tile, cg_i64(cg, i * NR + v * W));
-  CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
-  CgLoop lj = cg_loop_begin(cg, cg_i64(cg, 0), nr, cg_i64(cg, 1));
-  LLVMValueRef cidx = add(cg, mul(cg, li.iv, ldc), lj.iv);
-  LLVMValueRef t = cg_load(cg, cg->t_f32, tile, add(cg, mul(cg, li.iv, cg_i64(cg, NR)), lj.iv));
-  LLVMValueRef s = LLVMBuildFAdd(cg->B, t, cg_load(cg, cg->t_f32, C, cidx), "");
-  cg_store(cg, LLVMBuildSelect(cg->B, ow, t, s, ""), C, cidx);
-  cg_loop_end(cg, &lj);
-  cg_loop_end(cg, &li);
-  LLVMBuildBr(cg->B, bret);
+  if (W > 1) {   /* narrower: each row's vectors masked to the columns v W + l < nr */
+    LLVMTypeRef VI = LLVMVectorType(cg->t_i64, (unsigned)W);
+    LLVMTypeRef ov[2] = {cg->t_vec, cg->t_ptr};
+    unsigned lid = LLVMLookupIntrinsicID("llvm.masked.load", 16), sid = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+    LLVMValueRef lfn = LLVMGetIntrinsicDeclaration(cg->M, lid, ov, 2), sfn = LLVMGetIntrinsicDeclaration(cg->M, sid, ov, 2);
+    LLVMTypeRef lty = LLVMIntrinsicGetType(cg->C, lid, ov, 2), sty = LLVMIntrinsicGetType(cg->C, sid, ov, 2);
+    LLVMValueRef mask[8];
+    for (int v = 0; v < NV; v++) {
+      LLVMValueRef iota[16];
+      for (int l = 0; l < W; l++) iota[l] = cg_i64(cg, v * W + l);
+      mask[v] = LLVMBuildICmp(cg->B, LLVMIntSLT, LLVMConstVector(iota, (unsigned)W), cg_splat(cg, nr, VI), "");
+    }
+    for (int i = 0; i < MR; i++) {
+      LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(cg->B, LLVMIntSLT, cg_i64(cg, i), mr, ""));
+      for (int v = 0; v < NV; v++) {
+        LLVMValueRef ptr = fptr(cg, C, add(cg, mul(cg, cg_i64(cg, i), ldc), cg_i64(cg, v * W)));
+        LLVMValueRef c = LLVMBuildLoad2(cg->B, cg->t_vec, acc[i][v], "");
+        LLVMValueRef la[4] = {ptr, cg_i32(cg, cg->esize), mask[v], cg_fconst(cg, cg->t_vec, 0)};
+        LLVMValueRef old = LLVMBuildCall2(cg->B, lty, lfn, la, 4, "");
+        LLVMValueRef val = LLVMBuildSelect(cg->B, ow, c, LLVMBuildFAdd(cg->B, c, old, ""), "");
+        LLVMValueRef sa[4] = {val, ptr, cg_i32(cg, cg->esize), mask[v]};
+        LLVMBuildCall2(cg->B, sty, sfn, sa, 4, "");
+      }
+      cg_if_end(cg, join);
+    }
+    LLVMBuildBr(cg->B, bret);
+  } else {
+    LLVMValueRef tile = cg_alloca(cg, LLVMArrayType(cg->t_f32, (unsigned)(MR * NW)), "tile");
+    for (int i = 0; i < MR; i++)
+      for (int v = 0; v < NV; v++)
+        cg_store(cg, LLVMBuildLoad2(cg->B, cg->t_vec, acc[i][v], ""), tile, cg_i64(cg, i * NW + v * W));
+    CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
+    CgLoop lj = cg_loop_begin(cg, cg_i64(cg, 0), nr, cg_i64(cg, 1));
+    LLVMValueRef cidx = add(cg, mul(cg, li.iv, ldc), lj.iv);
+    LLVMValueRef t = cg_load(cg, cg->t_f32, tile, add(cg, mul(cg, li.iv, cg_i64(cg, NW)), lj.iv));
+    LLVMValueRef sv = LLVMBuildFAdd(cg->B, t, cg_load(cg, cg->t_f32, C, cidx), "");
+    cg_store(cg, LLVMBuildSelect(cg->B, ow, t, sv, ""), C, cidx);
+    cg_loop_end(cg, &lj);
+    cg_loop_end(cg, &li);
+    LLVMBuildBr(cg->B, bret);
+  }
   LLVMPositionBuilderAtEnd(cg->B, bret);
   LLVMBuildRetVoid(cg->B);
   return fn;
@@ -350,9 +381,14 @@ static LLVMTypeRef epi_type(Cg *cg) {
 static LLVMValueRef build_core(Cg *cg) {
   /* the micro-kernels: MR rows, and (with MR = 12) 4 rows for a last row panel of at
    * most 4 (M = 64, 256, 784: 4 left over) */
-  LLVMValueRef uk_full = build_ukernel(cg, cg->MR);
-  LLVMValueRef uk4 = cg->MR > 8 ? build_ukernel(cg, 4) : NULL;
-  LLVMValueRef uk8 = cg->MR > 8 ? build_ukernel(cg, 8) : NULL;
+  LLVMValueRef uk_full = build_ukernel(cg, cg->MR, false);
+  LLVMValueRef uk4 = cg->MR > 8 ? build_ukernel(cg, 4, false) : NULL;
+  LLVMValueRef uk8 = cg->MR > 8 ? build_ukernel(cg, 8, false) : NULL;
+  /* and of half the width (NR = 2 W vectors: one), for a last column panel of <= W */
+  bool half = cg->W > 1 && cg->NR == 2 * cg->W;
+  LLVMValueRef hk_full = half ? build_ukernel(cg, cg->MR, true) : NULL;
+  LLVMValueRef hk4 = half && uk4 ? build_ukernel(cg, 4, true) : NULL;
+  LLVMValueRef hk8 = half && uk8 ? build_ukernel(cg, 8, true) : NULL;
   LLVMTypeRef args[16] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
                           cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64};
   LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 16, 0);
@@ -396,28 +432,18 @@ static LLVMValueRef build_core(Cg *cg) {
   LLVMValueRef cidx = add(cg, mul(cg, add(cg, ic.iv, ir.iv), ldc), add(cg, jc.iv, jr.iv));
   LLVMValueRef uargs[8] = {kc, fptr(cg, Ap, mul(cg, ir.iv, kc)), fptr(cg, Bp, mul(cg, jr.iv, kc)),
                            fptr(cg, Cm, cidx), ldc, mr, nr, overwrite};
+  /* a last row panel of at most 4 or 8 rows: a kernel of that many rows (a 6- or
+   * 16-channel convolution's M, M = 64's last 4); a last column panel of at most W
+   * columns: one of half the width. One call through the chosen pointer. */
+  LLVMValueRef narrow = half ? LLVMBuildICmp(cg->B, LLVMIntSLE, nr, cg_i64(cg, cg->W), "") : NULL;
+  LLVMValueRef ukp = half ? LLVMBuildSelect(cg->B, narrow, hk_full, uk_full, "") : uk_full;
   if (uk4) {
-    /* a last row panel of at most 4 or 8 rows: a kernel of that many rows (a 6- or
-     * 16-channel convolution's M, M = 64's last 4) */
-    LLVMBasicBlockRef b4 = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rows4");
-    LLVMBasicBlockRef b8t = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rows8test");
-    LLVMBasicBlockRef b8 = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rows8");
-    LLVMBasicBlockRef bf = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rowsfull");
-    LLVMBasicBlockRef bj = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "rowsdone");
-    LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLE, mr, cg_i64(cg, 4), ""), b4, b8t);
-    LLVMPositionBuilderAtEnd(cg->B, b8t);
-    LLVMBuildCondBr(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLE, mr, cg_i64(cg, 8), ""), b8, bf);
-    LLVMValueRef uks[3] = {uk4, uk8, uk_full};
-    LLVMBasicBlockRef bbs[3] = {b4, b8, bf};
-    for (int q = 0; q < 3; q++) {
-      LLVMPositionBuilderAtEnd(cg->B, bbs[q]);
-      LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(uks[q]), uks[q], uargs, 8, "");
-      LLVMBuildBr(cg->B, bj);
-    }
-    LLVMPositionBuilderAtEnd(cg->B, bj);
-  } else {
-    LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(uk_full), uk_full, uargs, 8, "");
+    LLVMValueRef k8 = half ? LLVMBuildSelect(cg->B, narrow, hk8, uk8, "") : uk8;
+    LLVMValueRef k4 = half ? LLVMBuildSelect(cg->B, narrow, hk4, uk4, "") : uk4;
+    ukp = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLE, mr, cg_i64(cg, 8), ""), k8, ukp, "");
+    ukp = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLE, mr, cg_i64(cg, 4), ""), k4, ukp, "");
   }
+  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(uk_full), ukp, uargs, 8, "");
   /* the epilogue, once the tile holds its final sum */
   LLVMBasicBlockRef ejoin = cg_if_begin(cg, doepi);
   LLVMValueRef eargs[5] = {ectx, uargs[3], ldc, mr, nr};

@@ -125,6 +125,30 @@ static void test_plan_counterexamples(void **state) {
   release(&c);
 }
 
+/* Convolutions head the same chain (codegen/conv.c): conv2d + its bias [O,1,1] (the
+ * stdlib's reshape(b) comes after the conv) + relu or tanh; one without activation,
+ * with stride 2; a 1x1 one (no im2col) whose relu is an output. */
+static const char *cnn =
+    "model k(x: f32[B, 3, 9, 9], y: label[B, 5]) {\n"
+    "    a = relu(conv(x, 7, 3, padding = 1))\n"
+    "    b = tanh(conv(a, 5, 3))\n"
+    "    c = conv(b, 4, 3, stride = 2)\n"
+    "    output z = relu(conv(c, 2, 1))\n"
+    "    loss softmax_cross_entropy(dense(flatten(c), 5) + dense(flatten(z), 5), y)\n"
+    "}\n";
+
+static void test_plan_conv(void **state) {
+  (void)state;
+  Compiled c = compile(cnn);
+  int counts[KERNEL__COUNT];
+  char desc[4096];
+  plan_of(c.fwd, counts, desc, sizeof desc);
+  /* the forward function: its loss is softmax_xent alone (no backward to fuse with) */
+  assert_string_equal(desc, "conv2d+add+relu\nconv2d+add+tanh\nconv2d+add\nconv2d+add+relu\nmatmul+add\nmatmul+add\n");
+  assert_int_equal(counts[KERNEL_GEMM], 6);
+  release(&c);
+}
+
 /* cross_entropy of a softmax that is also an output: the softmax stays its own kernel
  * (forward), the fused kernel recomputes the probabilities from the logits. */
 static const char *xent_out =
@@ -148,9 +172,9 @@ static int check_all(Compiled *c) {
 
 static void test_fused_code(void **state) {
   (void)state;
-  const char *srcs[3] = {mlp, lin, xent_out};
+  const char *srcs[4] = {mlp, lin, xent_out, cnn};
   int fails = 0;
-  for (int k = 0; k < 3; k++) {
+  for (int k = 0; k < 4; k++) {
     Compiled c = compile(srcs[k]);
     fails += check_all(&c);
     release(&c);
@@ -179,7 +203,7 @@ static void test_fused_code_parallel(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_plan_mlp),
-      cmocka_unit_test(test_plan_counterexamples),
+      cmocka_unit_test(test_plan_counterexamples), cmocka_unit_test(test_plan_conv),
       cmocka_unit_test(test_fused_code),
       cmocka_unit_test(test_fused_code_parallel),
   };
