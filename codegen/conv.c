@@ -11,14 +11,16 @@
  *   conv2d_bwd_weight  dW[O, CKK]   += dy_b[O, P] col_b^T                 (NT, summed over b)
  *
  * so y_b and dx_b are written in place in the NCHW result, and a 1x1 convolution with
- * stride 1 and no padding reads (writes) x_b itself as col (dcol): no buffer.
+ * stride 1 and no padding reads (writes) x_b itself as col (dcol): no buffer. For few
+ * output channels (stride 1, short rows) the forward and backward-weights passes skip
+ * im2col and the GEMM: register-blocked rows (rowconv_ok), measured faster there.
  *
  * Threads: forward and backward-data split the batch into chunks of whole images (each
  * image is computed the same way whatever the chunk, so results do not depend on the
  * thread count); backward-weights sums over images, so it splits its result instead,
  * into chunks of W columns of dW (the rows of col each chunk needs), or of MR-row
- * panels when dW has too few columns; every chunk
- * runs the images in order 0..B-1, so its sums are the same on one thread or two.
+ * panels when dW has too few columns (rows: whole taps); every chunk runs the images in
+ * order 0..B-1, so its sums are the same on one thread or two.
  * Each chunk has its own pack buffers and im2col buffer in the workspace (indexed by
  * chunk, cg_gemm_pack_floats each), sized by cg_gemm_pack_sizes for the model's
  * convolutions; nothing is allocated in the step. */
@@ -35,6 +37,8 @@ typedef struct {
   Op op;
   int64_t C, H, W, O, KH, KW, HO, WO, s, p, d, CKK, P;
   bool direct;   /* 1x1, stride 1, no padding: col is the image */
+  bool rowconv;  /* forward as register-blocked rows, no GEMM (rowconv_ok) */
+  int epflags;   /* the forward's epilogue (CG_EP_*) */
 } Geom;
 
 static LLVMValueRef add(Cg *cg, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(cg->B, a, b, ""); }
@@ -264,13 +268,168 @@ static void im2col(Cg *cg, const Geom *g, bool to_col, LLVMValueRef xb, LLVMValu
   cg_loop_end(cg, &lr);
 }
 
+/* ---- forward as register-blocked rows ---- */
+
+/* A forward convolution with stride 1 whose output row is at most 2 vectors and whose
+ * O x (vectors per row) accumulators fit the registers (<= 24, at least half of the
+ * lanes used) runs without im2col or GEMM: for each output row i, the O x NVR
+ * accumulators sum, over the taps (c, u, v), a broadcast weight times one masked load
+ * of the image row (loaded once per tap, used by every output channel). LeNet's c1
+ * (O = 6, C kh kw = 25) does 2 x 6 FMAs per tap and row where the GEMM path packed a
+ * 25 x 784 im2col matrix per image for a 6-row product. */
+static bool rowconv_ok(Cg *cg, const Geom *g) {
+  int64_t nvr = (g->WO + cg->W - 1) / cg->W;
+  if (g->s != 1 || cg->W <= 1 || nvr > 2 || 2 * g->WO < nvr * cg->W) return false;
+  if (g->op == OP_CONV2D) return g->O * nvr <= 24;
+  /* backward-weights loads dy once per FMA: it wins only for few channels (measured:
+   * LeNet's c1, O = 6, 0.54 -> 0.22 ms; c2, O = 16, 0.38 -> 0.69 ms, so c2 keeps the GEMM) */
+  return g->op == OP_CONV2D_BWD_WEIGHT && g->O * nvr <= 12;
+}
+
+/* Backward-weights as rows: dW[o, tap] = sum over images b, output rows i and columns j
+ * of dy[b, o, i, j] x[b, c, i + d u - p, j + d v - p]. The chunk's taps [t0, t1) (a
+ * split of dW's columns: each tap's sum is made by one chunk, in the order b, i, j, so
+ * the result does not depend on the split) keep O vector partial sums each in the
+ * chunk's buffer (acc: [tap - t0][o][W], O C kh kw W elements at most); per image and
+ * tap the O sums are loaded, the rows added (one masked load of the image row per row,
+ * used by all O channels), stored back; after the last image each is summed across its
+ * lanes into dW. */
+static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, LLVMValueRef DW, LLVMValueRef Bn,
+                        LLVMValueRef acc, LLVMValueRef t0, LLVMValueRef t1) {
+  LLVMBuilderRef B = cg->B;
+  int Wl = cg->W, NVR = (int)((g->WO + Wl - 1) / Wl), O = (int)g->O;
+  LLVMValueRef a[24];
+  for (int o = 0; o < O; o++) a[o] = cg_alloca(cg, cg->t_vec, "wacc");
+  CgLoop lb = cg_loop_begin(cg, k64(cg, 0), Bn, k64(cg, 1));
+  LLVMValueRef xb = fptr(cg, X, mul(cg, lb.iv, k64(cg, g->C * g->H * g->W)));
+  LLVMValueRef yb = fptr(cg, DY, mul(cg, lb.iv, k64(cg, g->O * g->P)));
+  LLVMValueRef first = LLVMBuildICmp(B, LLVMIntEQ, lb.iv, k64(cg, 0), "");
+  CgLoop lr = cg_loop_begin(cg, t0, t1, k64(cg, 1));
+  LLVMValueRef c = LLVMBuildSDiv(B, lr.iv, k64(cg, g->KH * g->KW), "");
+  LLVMValueRef u = LLVMBuildSRem(B, LLVMBuildSDiv(B, lr.iv, k64(cg, g->KW), ""), k64(cg, g->KH), "");
+  LLVMValueRef v = LLVMBuildSRem(B, lr.iv, k64(cg, g->KW), "");
+  LLVMValueRef du = mul(cg, u, k64(cg, g->d)), dv = mul(cg, v, k64(cg, g->d));
+  LLVMValueRef abase = fptr(cg, acc, mul(cg, sub(cg, lr.iv, t0), k64(cg, O * Wl)));
+  for (int o = 0; o < O; o++) {
+    LLVMValueRef old = cg_load(cg, cg->t_vec, abase, k64(cg, o * Wl));
+    LLVMBuildStore(B, LLVMBuildSelect(B, first, cg_fconst(cg, cg->t_vec, 0.0), old, ""), a[o]);
+  }
+  LLVMValueRef ilo, ihi;
+  valid_range(cg, g, du, g->H, g->HO, &ilo, &ihi);
+  LLVMValueRef jlo = sub(cg, k64(cg, g->p), dv), jhi = cg_min_i64(cg, sub(cg, k64(cg, g->W + g->p), dv), k64(cg, g->WO));
+  LLVMValueRef xm[2], ym[2];
+  for (int q = 0; q < NVR; q++) {
+    xm[q] = lanes_in(cg, k64(cg, q * Wl), jlo, jhi);
+    ym[q] = (q + 1) * Wl <= g->WO ? NULL : lanes_in(cg, k64(cg, q * Wl), k64(cg, 0), k64(cg, g->WO));
+  }
+  /* x[c, i + d u - p, j + d v - p] */
+  LLVMValueRef xc = fptr(cg, xb, add(cg, mul(cg, c, k64(cg, g->H * g->W)), sub(cg, mul(cg, sub(cg, du, k64(cg, g->p)), k64(cg, g->W)), sub(cg, k64(cg, g->p), dv))));
+  CgLoop li = cg_loop_begin(cg, ilo, ihi, k64(cg, 1));
+  for (int q = 0; q < NVR; q++) {
+    LLVMValueRef xv = mload(cg, fptr(cg, xc, add(cg, mul(cg, li.iv, k64(cg, g->W)), k64(cg, q * Wl))), xm[q]);
+    for (int o = 0; o < O; o++) {
+      LLVMValueRef yi = add(cg, mul(cg, add(cg, k64(cg, o * g->HO), li.iv), k64(cg, g->WO)), k64(cg, q * Wl));
+      LLVMValueRef yv = ym[q] ? mload(cg, fptr(cg, yb, yi), ym[q]) : cg_load(cg, cg->t_vec, yb, yi);
+      LLVMValueRef fa[3] = {xv, yv, LLVMBuildLoad2(B, cg->t_vec, a[o], "")};
+      LLVMBuildStore(B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), a[o]);
+    }
+  }
+  cg_loop_end_hint(cg, &li, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  for (int o = 0; o < O; o++) cg_store(cg, LLVMBuildLoad2(B, cg->t_vec, a[o], ""), abase, k64(cg, o * Wl));
+  cg_loop_end_hint(cg, &lr, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end(cg, &lb);
+  /* dW[o, tap] = the lanes' sum (0 without an image) */
+  LLVMValueRef any = LLVMBuildICmp(B, LLVMIntSGT, Bn, k64(cg, 0), "");
+  CgLoop lt = cg_loop_begin(cg, t0, t1, k64(cg, 1));
+  LLVMValueRef ab = fptr(cg, acc, mul(cg, sub(cg, lt.iv, t0), k64(cg, O * Wl)));
+  for (int o = 0; o < O; o++) {
+    LLVMValueRef sum = cg_hsum(cg, cg_load(cg, cg->t_vec, ab, k64(cg, o * Wl)));
+    cg_store(cg, LLVMBuildSelect(B, any, sum, cg_fconst(cg, cg->t_f32, 0.0), ""), DW, add(cg, k64(cg, o * g->CKK), lt.iv));
+  }
+  cg_loop_end(cg, &lt);
+}
+
+static LLVMValueRef ew1(Cg *cg, Op op, LLVMValueRef a) {
+  Inst in;
+  memset(&in, 0, sizeof in);
+  in.op = (uint16_t)op;
+  return cg_ew_apply(cg, &in, a, NULL);
+}
+
+static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef Kw, LLVMValueRef yb, LLVMValueRef bias,
+                          LLVMValueRef y2b) {
+  LLVMBuilderRef B = cg->B;
+  int Wl = cg->W, NVR = (int)((g->WO + Wl - 1) / Wl), O = (int)g->O;
+  LLVMValueRef acc[24][2];
+  for (int o = 0; o < O; o++)
+    for (int q = 0; q < NVR; q++) acc[o][q] = cg_alloca(cg, cg->t_vec, "racc");
+  CgLoop li = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->HO), k64(cg, 1));
+  for (int o = 0; o < O; o++)
+    for (int q = 0; q < NVR; q++) LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0.0), acc[o][q]);
+  CgLoop lc = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->C), k64(cg, 1));
+  CgLoop lu = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->KH), k64(cg, 1));
+  LLVMValueRef h = add(cg, li.iv, sub(cg, mul(cg, lu.iv, k64(cg, g->d)), k64(cg, g->p)));
+  LLVMValueRef hvalid = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, h, k64(cg, 0), ""), LLVMBuildICmp(B, LLVMIntSLT, h, k64(cg, g->H), ""), "");
+  LLVMBasicBlockRef join = cg_if_begin(cg, hvalid);
+  /* x[c, h, j + d v - p] for the row's j */
+  LLVMValueRef xrow = fptr(cg, xb, sub(cg, mul(cg, add(cg, mul(cg, lc.iv, k64(cg, g->H)), h), k64(cg, g->W)), k64(cg, g->p)));
+  LLVMValueRef kbase = mul(cg, add(cg, mul(cg, lc.iv, k64(cg, g->KH)), lu.iv), k64(cg, g->KW));   /* (c, u, 0) */
+  /* the kernel's columns v unrolled (constant masks) when there are at most 8 */
+  bool unroll = g->KW <= 8;
+  CgLoop lv = {0};
+  if (!unroll) lv = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->KW), k64(cg, 1));
+  for (int64_t vc = 0; vc < (unroll ? g->KW : 1); vc++) {
+    LLVMValueRef vv = unroll ? k64(cg, vc) : lv.iv;
+    LLVMValueRef dv = mul(cg, vv, k64(cg, g->d));
+    /* valid j: 0 <= j + d v - p < W and j < Wo */
+    LLVMValueRef jlo = sub(cg, k64(cg, g->p), dv), jhi = cg_min_i64(cg, sub(cg, k64(cg, g->W + g->p), dv), k64(cg, g->WO));
+    LLVMValueRef xv[2];
+    for (int q = 0; q < NVR; q++)
+      xv[q] = mload(cg, fptr(cg, xrow, add(cg, dv, k64(cg, q * Wl))), lanes_in(cg, k64(cg, q * Wl), jlo, jhi));
+    LLVMValueRef tap = add(cg, kbase, vv);
+    for (int o = 0; o < O; o++) {
+      LLVMValueRef wv = cg_splat(cg, cg_load(cg, cg->t_f32, Kw, add(cg, k64(cg, o * g->CKK), tap)), cg->t_vec);
+      for (int q = 0; q < NVR; q++) {
+        LLVMValueRef fa[3] = {wv, xv[q], LLVMBuildLoad2(B, cg->t_vec, acc[o][q], "")};
+        LLVMBuildStore(B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), acc[o][q]);
+      }
+    }
+  }
+  if (!unroll) cg_loop_end_hint(cg, &lv, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_if_end(cg, join);
+  cg_loop_end_hint(cg, &lu, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end_hint(cg, &lc, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  /* the epilogue (gemm.c's formulas: + bias, activation) and the stores */
+  int f = g->epflags;
+  Op act = f & CG_EP_RELU ? OP_RELU : f & CG_EP_TANH ? OP_TANH : f & CG_EP_SIGMOID ? OP_SIGMOID : OP_INPUT;
+  for (int o = 0; o < O; o++) {
+    LLVMValueRef bo = f & CG_EP_BIAS_ROW ? cg_splat(cg, cg_load(cg, cg->t_f32, bias, k64(cg, o)), cg->t_vec) : NULL;
+    for (int q = 0; q < NVR; q++) {
+      LLVMValueRef x = LLVMBuildLoad2(B, cg->t_vec, acc[o][q], "");
+      if (bo) x = LLVMBuildFAdd(B, x, bo, "");
+      LLVMValueRef idx = add(cg, mul(cg, add(cg, k64(cg, o * g->HO), li.iv), k64(cg, g->WO)), k64(cg, q * Wl));
+      LLVMValueRef m = (q + 1) * Wl <= g->WO ? NULL : lanes_in(cg, k64(cg, q * Wl), k64(cg, 0), k64(cg, g->WO));
+      LLVMValueRef outs[2] = {x, NULL}, ptrs[2] = {yb, NULL};
+      if (act != OP_INPUT) {
+        if (f & CG_EP_STORE_PRE) outs[1] = ew1(cg, act, x), ptrs[1] = y2b;
+        else outs[0] = ew1(cg, act, x);
+      }
+      for (int k = 0; k < 2 && outs[k]; k++) {
+        if (m) mstore(cg, outs[k], fptr(cg, ptrs[k], idx), m);
+        else cg_store(cg, outs[k], ptrs[k], idx);
+      }
+    }
+  }
+  cg_loop_end(cg, &li);
+}
+
 /* ---- the task ---- */
 
-enum { CX_X, CX_K, CX_Y, CX_PACK, CX_B, CX_NCHUNKS, CX_SPLITM, CX_EFN, CX_ECTX, CX__COUNT };
+enum { CX_X, CX_K, CX_Y, CX_PACK, CX_B, CX_NCHUNKS, CX_SPLITM, CX_EFN, CX_ECTX, CX_BIAS, CX_OUT2, CX__COUNT };
 
 static LLVMTypeRef ctx_type(Cg *cg) {
-  LLVMTypeRef f[CX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64,
-                              cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_ptr};
+  LLVMTypeRef f[CX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64,
+                              cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
   return LLVMStructTypeInContext(cg->C, f, CX__COUNT, 0);
 }
 
@@ -315,7 +474,10 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
     chunk_range(cg, l.iv, nch, Bn, 1, &b0, &b1);
     CgLoop lb = cg_loop_begin(cg, b0, b1, one);
     LLVMValueRef xb = fptr(cg, X, mul(cg, lb.iv, xs)), yb = fptr(cg, Y, mul(cg, lb.iv, ys));
-    if (g->op == OP_CONV2D) {
+    if (g->rowconv) {
+      LLVMValueRef y2b = g->epflags & CG_EP_STORE_PRE ? fptr(cg, f[CX_OUT2], mul(cg, lb.iv, ys)) : NULL;
+      rowconv_image(cg, g, xb, K, yb, f[CX_BIAS], y2b);
+    } else if (g->op == OP_CONV2D) {
       if (!g->direct) im2col(cg, g, true, xb, col, z, CKK);
       LLVMValueRef a[16] = {O, P, CKK, K, CKK, one, g->direct ? xb : col, P, one, yb, P, pk, bp,
                             f[CX_EFN], f[CX_ECTX], z};
@@ -331,6 +493,10 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
       }
     }
     cg_loop_end(cg, &lb);
+  } else if (g->rowconv) {
+    LLVMValueRef t0, t1;
+    chunk_range(cg, l.iv, nch, CKK, 1, &t0, &t1);
+    rowconv_bww(cg, g, X, Y, K, Bn, col, t0, t1);
   } else {
     LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntNE, f[CX_SPLITM], z, "");
     LLVMValueRef sm, em, sn, en;
@@ -369,9 +535,11 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   const TensorType *kt = op == OP_CONV2D_BWD_WEIGHT ? out->t : b->t;
   const TensorType *yt = op == OP_CONV2D ? out->t : op == OP_CONV2D_BWD_DATA ? a->t : b->t;
   Geom g = {op, xt->dims[1], xt->dims[2], xt->dims[3], kt->dims[0], kt->dims[2], kt->dims[3], yt->dims[2], yt->dims[3],
-            in->iattr[0], in->iattr[1], in->iattr[2], 0, 0, false};
+            in->iattr[0], in->iattr[1], in->iattr[2], 0, 0, false, false, 0};
   g.CKK = g.C * g.KH * g.KW, g.P = g.HO * g.WO;
   g.direct = g.KH == 1 && g.KW == 1 && g.s == 1 && g.p == 0;
+  g.rowconv = rowconv_ok(cg, &g);
+  g.epflags = op == OP_CONV2D && ep ? ep->flags : 0;
   LLVMValueRef X = op == OP_CONV2D_BWD_DATA ? out->ptr : a->ptr;
   LLVMValueRef Kp = op == OP_CONV2D_BWD_WEIGHT ? out->ptr : b->ptr;
   LLVMValueRef Y = op == OP_CONV2D ? out->ptr : op == OP_CONV2D_BWD_DATA ? a->ptr : b->ptr;
@@ -388,7 +556,7 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   LLVMSetCurrentDebugLocation2(B, loc);
 
   LLVMValueRef efn = LLVMConstNull(cg->t_ptr), ectx = LLVMConstNull(cg->t_ptr);
-  if (op == OP_CONV2D) cg_gemm_epilogue(cg, ep, Y, k64(cg, g.O), &efn, &ectx);
+  if (op == OP_CONV2D && !g.rowconv) cg_gemm_epilogue(cg, ep, Y, k64(cg, g.O), &efn, &ectx);
 
   /* chunks: the pool's threads, at most gemm_chunks (the workspace's buffer sets) */
   LLVMValueRef nth = LLVMBuildSExt(B, cg_frame_field(cg, CG_FR_NTHREADS), cg->t_i64, "");
@@ -400,6 +568,8 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   if (op != OP_CONV2D_BWD_WEIGHT) {
     nch = cg_min_i64(cg, nth, Bn);
     nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, k64(cg, 1), ""), k64(cg, 1), nch, "");
+  } else if (g.rowconv) {   /* whole taps */
+    nch = cg_min_i64(cg, nth, k64(cg, g.CKK));
   } else {
     /* as the products: along dW's columns unless they have fewer than 2 panels per
      * chunk, then along its rows; one chunk if neither has */
@@ -416,7 +586,9 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   }
   LLVMTypeRef ct = ctx_type(cg);
   LLVMValueRef ctx = cg_alloca(cg, ct, "convctx");
-  LLVMValueRef vals[CX__COUNT] = {X, Kp, Y, cg->gemm_pack, Bn, nch, splitm, efn, ectx};
+  LLVMValueRef nul = LLVMConstNull(cg->t_ptr);
+  LLVMValueRef vals[CX__COUNT] = {X, Kp, Y, cg->gemm_pack, Bn, nch, splitm, efn, ectx,
+                                  ep && ep->bias ? ep->bias : nul, ep && ep->out2 ? ep->out2 : nul};
   for (int i = 0; i < CX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), "");
   LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "convpar");
