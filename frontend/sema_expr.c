@@ -820,8 +820,8 @@ static Value eval_layernorm(Ctx *c, const Expr *e, int bi) {
           at += snprintf(buf + at, sizeof buf - (size_t)at, "%s%s", i ? ", " : "", sema_dim_name(c, x.dims[x.rank - k + i], d, sizeof d));
         }
         snprintf(buf + at, sizeof buf - (size_t)at, "]");
-        sema_report(c, argx[s]->loc, n, nn, "layernorm(): %s must have the normalized shape %s (the last %lld dim%s of x %s), but is %s",
-                    s == 1 ? "gamma" : "beta", buf, (long long)k, k == 1 ? "" : "s", sema_vtype(c, &x), sema_vtype(c, &v[s]));
+        sema_report(c, argx[s]->loc, n, nn, "layernorm(): %s must have the normalized shape %s (dims=%lld of x %s), but is %s",
+                    s == 1 ? "gamma" : "beta", buf, (long long)k, sema_vtype(c, &x), sema_vtype(c, &v[s]));
         return v_error();
       }
     }
