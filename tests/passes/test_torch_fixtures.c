@@ -234,10 +234,18 @@ static void test_custom_loss(void **state) {
   check_model("examples/custom_loss.bp", "tests/fixtures/custom_loss.fixture", false);
 }
 
+/* layer norm over the last dim and over two dims (eps 1e-3), and ln after a dense
+ * layer: forward by the layernorm op, gradients by its closed-form VJP */
+static void test_layernorm_small(void **state) {
+  (void)state;
+  check_model("tests/fixtures/layernorm_small.bp", "tests/fixtures/layernorm_small.fixture", true);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mlp_small),
       cmocka_unit_test(test_custom_loss),
+      cmocka_unit_test(test_layernorm_small),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
