@@ -20,6 +20,8 @@
  *                order is unchanged, so one vector loop over all elements)
  *   dropout      Philox4x32-10 blocks of 4 words, exactly runtime/rng.c's bprt_dropout_mask
  *   pooling      a direct loop nest per output cell over its window (kernel_pool)
+ *   layer norm   per row of the trailing dims: mean, variance (two passes), then the
+ *                apply or the gradient; a task over rows through parallel_for
  */
 #include <math.h>
 #include <string.h>

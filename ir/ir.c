@@ -171,7 +171,7 @@ static TypeId layernorm_check(Func *f, const Inst *in, int32_t sidev, int32_t dy
   if (!is_float(&x) || x.rank < 1)
     return fail(err, errlen, "%s needs a float tensor of rank >= 1, has %s", name, ir_type_str(&x, s1, sizeof s1));
   if (k < 1 || k > x.rank)
-    return fail(err, errlen, "%s: dims=%lld normalized dims, but %s has rank %d", name, (long long)k,
+    return fail(err, errlen, "%s: dims=%lld, but %s has rank %d (1 <= dims <= rank)", name, (long long)k,
                 ir_type_str(&x, s1, sizeof s1), x.rank);
   for (int i = x.rank - (int)k; i < x.rank; i++)
     if (x.dims[i] == DIM_BATCH)
