@@ -216,12 +216,13 @@ static void test_shape_ops(void **state) {
  * backward ops (dy: a pooled value). relu(x) pools windows of zeros, so max meets ties:
  * dx must go to each window's first cell. 2x2 windows with stride 2 run as vectors
  * (codegen/pool.c; odd sizes leave a row or column no window covers, and masked last
- * columns); 7 x 48 x 65 at batch 3 runs on one and two threads. f64 runs the first
- * four shapes. test_portable runs this again at 8 and 4 lanes. */
+ * columns); 7 x 48 x 67 at batch 3 (67536 cells: over the 2^16 where the planes are
+ * split) runs on one and two threads. f64 runs the first four shapes. test_portable
+ * runs this again at 8 and 4 lanes. */
 static void test_pooling(void **state) {
   (void)state;
   static const int64_t shapes[][3] = {{1, 1, 1},   {3, 7, 7},   {17, 7, 17},  {7, 33, 3},
-                                      {33, 17, 17}, {1, 33, 33}, {7, 48, 65}};
+                                      {33, 17, 17}, {1, 33, 33}, {7, 48, 67}};
   static const int geo[][3] = {{1, 1, 0}, {2, 2, 0}, {3, 2, 1}, {3, 1, 1}, {2, 1, 1}, {1, 2, 0}, {5, 3, 2}};
   int fails = 0, outputs = 0;
   size_t nshapes = f64 ? 4 : sizeof shapes / sizeof shapes[0];
@@ -284,9 +285,11 @@ static void test_f64_pooling(void **state) {
  * channels leave 5 and 9 rows after whole 12-row panels (the 8-row micro-kernel), 3
  * leaves 3 (the 4-row one); C kh kw = 425 > KC = 256 and 297 > MC = 144 (two blocks);
  * Ho Wo = 289 > KC (backward-weights sums two K blocks per image) and 2304 > NC = 2048.
- * Batch 3 and 5: chunks of unequal images. The cases over 2^20 multiply-adds run
- * split across two chunks with two threads (forward and backward-data over images,
- * backward-weights over dW's columns or rows), and again on one. */
+ * LeNet's two layers and 7 -> 6 channels on 30 x 30 take the register-blocked rows
+ * (forward; backward-weights when O x vectors per row <= 12) at 16 lanes, the GEMM at
+ * 8 and 4 and in f64. Batch 3 and 5: chunks of unequal images. The cases over 2^20
+ * multiply-adds run split across two chunks with two threads (forward and backward-data
+ * over images, backward-weights over dW's columns or rows, or taps), and on one. */
 static void test_conv(void **state) {
   (void)state;
   static const struct { int64_t c, o, h, w, kh, kw, s, p, d; } cases[] = {
@@ -295,6 +298,7 @@ static void test_conv(void **state) {
       {1, 1, 17, 17, 2, 3, 3, 1, 1}, {3, 7, 15, 15, 3, 3, 1, 3, 3}, {17, 33, 17, 17, 5, 5, 1, 2, 1},
       {33, 17, 7, 9, 3, 3, 1, 1, 1}, {33, 7, 17, 17, 1, 1, 1, 0, 1}, {17, 3, 33, 33, 1, 1, 2, 0, 1},
       {3, 3, 48, 48, 3, 3, 1, 1, 1}, {1, 6, 28, 28, 5, 5, 1, 2, 1},  {6, 16, 14, 14, 5, 5, 1, 0, 1},
+      {7, 6, 30, 30, 5, 5, 1, 2, 1},
   };
   int fails = 0;
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
