@@ -195,7 +195,8 @@ void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
 /* A convolution whose im2col matrix is its image (1x1, stride 1, no padding): no buffer. */
 bool cg_conv_direct_b(Func *f, const Inst *in);
 /* conv2d (with ep: bias per channel, activation), conv2d_bwd_data, conv2d_bwd_weight on
- * the GEMM core, split over images (or over the weight gradient's columns). */
+ * the GEMM core through im2col, or for few channels as register-blocked rows; split
+ * over images (or over the weight gradient's columns or taps). */
 void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out, const CgEpilogue *ep);
 
 /* ---- optim.c ---- */
