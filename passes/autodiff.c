@@ -492,6 +492,30 @@ static void vjp_softmax_xent(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   contribute(ad, A, bw2(ad, OP_MUL, diff, edy));
 }
 
+/* Batch normalization, per channel c over its n values (ops.def):
+ *   m = mean(x),  v = mean((x - m)^2),  r = (v + eps)^(-1/2),  xhat = (x - m) r
+ * xhat = bn_norm(x, m, r) depends on x directly and through m and r. With g = dL/dxhat,
+ * dm/dx_i = 1/n and dr/dx_i = -r^3 (x_i - m) / n = -r^2 xhat_i / n, so
+ *   dx_i = r g_i - (r / n) sum_j g_j - (r / n) xhat_i sum_j g_j xhat_j
+ *        = (r / n) (n g_i - sum(g) - xhat_i sum(g xhat))
+ * = bn_norm_bwd(xhat, g, r), one kernel that reads xhat, g and r (PyTorch's closed form;
+ * with y = gamma xhat + beta, g = dy gamma, dgamma = sum(dy xhat), dbeta = sum(dy) come
+ * from the mul and add rules). The rule passes nothing to m and r: the closed form has
+ * already differentiated through them, so bn_mean and bn_var need no rule. It holds
+ * only in training form, where m = bn_mean(x) and r comes from bn_var(x, m): the
+ * frontend builds nothing else, and the inference form (running statistics, constants
+ * to the gradient) is never differentiated. */
+static void vjp_bn_norm(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  if (!ACT(A)) return;
+  RULE("bn_norm.dx");
+  Inst g = ir_inst(OP_BN_NORM_BWD, SRCLOC_NONE);
+  g.nargs = 3;
+  g.args[0] = y;
+  g.args[1] = dy;
+  g.args[2] = in->args[2];
+  contribute(ad, A, bw(ad, g));
+}
+
 #undef A
 #undef B
 #undef ACT
@@ -500,7 +524,9 @@ static void vjp_softmax_xent(AD *ad, int32_t y, const Inst *in, int32_t dy) {
 /* The rule table, indexed by op. Ops without an entry have no derivative to pass on:
  * leaves, size (a count), eq and sign (piecewise constant), onehot (of labels), sinks;
  * or max_pool2d_bwd, which autodiff emits but does not differentiate again (its
- * derivative in dy is a gather at each window's argmax, an op the IR does not have). */
+ * derivative in dy is a gather at each window's argmax, an op the IR does not have);
+ * bn_mean and bn_var, whose part bn_norm's closed form takes, and bn_norm_bwd, which
+ * is not differentiated again. */
 static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_ADD] = vjp_add,
     [OP_SUB] = vjp_sub,
@@ -537,6 +563,7 @@ static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_MAX_POOL2D] = vjp_max_pool2d,
     [OP_AVG_POOL2D] = vjp_avg_pool2d,
     [OP_AVG_POOL2D_BWD] = vjp_avg_pool2d_bwd,
+    [OP_BN_NORM] = vjp_bn_norm,
 };
 
 /* ------------------------------------------------------------------ the pass */
