@@ -225,7 +225,7 @@ typedef struct {
                                 SUM MEAN MAX, SOFTMAX LOG_SOFTMAX, ONEHOT, DROPOUT_MASK,
                                 RESHAPE, CONV2D, OUTPUT LOSS */
   int nargs;
-  int32_t args[2];
+  int32_t args[3];           /* the third: BN_NORM's running variance */
   TensorType type;           /* result type (sinks: the operand's) */
   int64_t iattr;             /* INPUT index, PARAM init, reduce/row axis, dropout stream, pool kernel */
   bool keep;                 /* SUM MEAN MAX: the reduced dim stays as 1 (keep = true) */
