@@ -1018,12 +1018,66 @@ static void bn_channel(Cg *cg, const BnKernel *k, LLVMValueRef ch) {
   }
 }
 
+/* The channels [begin, end) as a parallel-for task: ctx = {frame, x, a1, a2, out}. The
+ * task reads the batch from the frame (cg->frame is pointed at it while it is built). */
+static LLVMValueRef bn_task(Cg *cg, const BnKernel *k) {
+  LLVMBuilderRef B = cg->B;
+  LLVMTypeRef ct = LLVMArrayType(cg->t_ptr, 5);
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_bn_task", cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMValueRef ctx = LLVMGetParam(fn, 0), p[5];
+  for (int i = 0; i < 5; i++)
+    p[i] = LLVMBuildLoad2(B, cg->t_ptr, LLVMBuildGEP2(B, ct, ctx, (LLVMValueRef[]){cg_i64(cg, 0), cg_i64(cg, i)}, 2, ""), "");
+  cg->frame = p[0];
+  CgVal x = *k->x, a1 = *k->a1, a2 = k->a2 ? *k->a2 : *k->a1, out = *k->out;
+  x.ptr = p[1], a1.ptr = p[2], a2.ptr = p[3], out.ptr = p[4];
+  BnKernel kk = {k->in, &x, &a1, k->a2 ? &a2 : NULL, &out};
+  CgLoop lc = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), cg_i64(cg, 1));
+  bn_channel(cg, &kk, lc.iv);
+  cg_loop_end(cg, &lc);
+  LLVMBuildRetVoid(B);
+  return fn;
+}
+
+/* Channels are independent, so the loop over them is split across the pool (grain one
+ * channel) when there are two threads, two channels and 32K elements; the values do not
+ * depend on the split. */
 static void kernel_bn(Cg *cg, const Inst *in, const CgVal *vals, const CgVal *out) {
   BnKernel k = {in, &vals[in->args[0]], &vals[in->args[1]], in->nargs > 2 ? &vals[in->args[2]] : NULL, out};
+  LLVMBuilderRef B = cg->B;
   LLVMValueRef C = cg_dim(cg, k.x->t, 1);
-  CgLoop lc = cg_loop_begin(cg, cg_i64(cg, 0), C, cg_i64(cg, 1));
-  bn_channel(cg, &k, lc.iv);
-  cg_loop_end(cg, &lc);
+  /* the task function, built on the side */
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef caller = cg->fn, frame = cg->frame;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
+  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef task = bn_task(cg, &k);
+  cg->fn = caller;
+  cg->frame = frame;
+  LLVMPositionBuilderAtEnd(B, here);
+  LLVMSetCurrentDebugLocation2(B, loc);
+  LLVMTypeRef ct = LLVMArrayType(cg->t_ptr, 5);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "bnctx");
+  LLVMValueRef ptrs[5] = {frame, k.x->ptr, k.a1->ptr, k.a2 ? k.a2->ptr : k.a1->ptr, out->ptr};
+  for (int i = 0; i < 5; i++)
+    LLVMBuildStore(B, ptrs[i], LLVMBuildGEP2(B, ct, ctx, (LLVMValueRef[]){cg_i64(cg, 0), cg_i64(cg, i)}, 2, ""));
+  LLVMValueRef big = LLVMBuildICmp(B, LLVMIntSGE, cg_numel(cg, k.x->t), cg_i64(cg, 32768), "");
+  LLVMValueRef par = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGT, cg_frame_field(cg, CG_FR_NTHREADS), cg_i32(cg, 1), ""),
+                                                  LLVMBuildICmp(B, LLVMIntSGT, C, cg_i64(cg, 1), ""), ""), big, "");
+  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bnpar");
+  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bnser");
+  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bndone");
+  LLVMBuildCondBr(B, par, bpar, bser);
+  LLVMPositionBuilderAtEnd(B, bpar);
+  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), C, cg_i64(cg, 1), task, ctx};
+  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bser);
+  LLVMValueRef sargs[4] = {ctx, cg_i64(cg, 0), C, cg_i32(cg, 0)};
+  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bjoin);
 }
 
 bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
