@@ -4,13 +4,17 @@
 # 0. the CPU (bench/peak.c --cpu: vendor, family, model, model name, Zen generation);
 # 1. the machine's FP32 FMA peak (bench/peak.c), 1 thread and THREADS threads, at the
 #    start and at the end of the run (the best of the two is the peak);
-# 2. bpcc's training step on M1, M2, M3 and M3 with --recompute=sqrt (`bpcc bench`,
-#    median of BENCH_STEPS steps, default 30, after 5 of warm-up; BENCH_ROUNDS rounds,
-#    default 3, and the median of the rounds), what each compiled to (bpcc bench's
-#    `code` line), and for M2 (`--profile`, first round) the time of forward, backward
-#    and update, and each of its matrix products alone on 1 and THREADS threads;
-# 3. the same three models in PyTorch (bench/torch_bench.py under /usr/bin/python3,
-#    OMP/OpenBLAS threads set to THREADS), run between the bpcc runs so that both see
+# 2. bpcc's training step on M1, M2, M3, M4 (LeNet-5) and M3 with --recompute=sqrt
+#    (`bpcc bench`, median of BENCH_STEPS steps, default 30, after 5 of warm-up;
+#    BENCH_ROUNDS rounds, default 3, and the median of the rounds), what each compiled
+#    to (bpcc bench's `code` line), and for M2 (`--profile`, first round) the time of
+#    forward, backward and update, and each of its matrix products alone on 1 and
+#    THREADS threads; for M4 (`--profile`, first round) the same phases and each
+#    convolution pass (forward, backward-data, backward-weights) as a kernel of the
+#    step: its FLOPs, time, GFLOP/s and percent of the measured peak;
+# 3. the same four models in PyTorch (bench/torch_bench.py under /usr/bin/python3,
+#    OMP/OpenBLAS threads set to THREADS; M4's Conv2d on oneDNN, which the header
+#    reports), run between the bpcc runs so that both see
 #    the same machine state, with the fastest OpenBLAS kernel set that computes correct
 #    products on this host (bench/blas_pick.py times and checks each candidate first;
 #    OPENBLAS_CORETYPE is set for the PyTorch commands only).
@@ -66,6 +70,7 @@ fi
 : > "$TMP/bpcc.txt"
 : > "$TMP/torch.txt"
 : > "$TMP/aot.txt"
+: > "$TMP/m4.txt"
 # ROUNDS rounds (BENCH_ROUNDS, default 3), bpcc and PyTorch interleaved model by model;
 # each figure below is the median over the rounds of the per-round medians, so a burst
 # of contention on this shared machine moves one round, not the result.
@@ -73,12 +78,19 @@ ROUNDS=${BENCH_ROUNDS:-3}
 r=0
 while [ $r -lt "$ROUNDS" ]; do
   r=$((r + 1))
-  for m in m1 m2 m3; do
+  for m in m1 m2 m3 m4; do
     f=$HERE/$m.bp
     [ $m = m3 ] && f=$HERE/m3_deep.bp
-    gemm=
-    [ $m = m2 ] && [ $r = 1 ] && gemm=--profile
-    "$BPCC" bench "$f" --threads "$THREADS" --steps "$STEPS" $gemm >> "$TMP/bpcc.txt"
+    [ $m = m4 ] && f=$HERE/m4_lenet.bp
+    if [ $m = m4 ] && [ $r = 1 ]; then
+      # M4's profile apart (its kernel lines are not M2's); its timing row joins the rest
+      "$BPCC" bench "$f" --threads "$THREADS" --steps "$STEPS" --profile > "$TMP/m4.txt"
+      grep -E '^(bpcc|code) ' "$TMP/m4.txt" >> "$TMP/bpcc.txt"
+    else
+      gemm=
+      [ $m = m2 ] && [ $r = 1 ] && gemm=--profile
+      "$BPCC" bench "$f" --threads "$THREADS" --steps "$STEPS" $gemm >> "$TMP/bpcc.txt"
+    fi
     if [ $have_torch = yes ]; then
       $TORCH_ENV /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" "$STEPS" $m >> "$TMP/torch.txt"
     fi
@@ -132,16 +144,21 @@ reduce() {
 reduce "$TMP/bpcc.txt" > "$TMP/bpcc.red" && mv "$TMP/bpcc.red" "$TMP/bpcc.txt"
 # the kernel set each PyTorch process reported (torch_bench.py's blas_core line)
 BLAS_USED=$(awk '$1 == "blas_core" { print $2 }' "$TMP/torch.txt" | sort -u | tr '\n' ' ' | sed 's/ $//')
-grep -v '^blas_core ' "$TMP/torch.txt" > "$TMP/torch.red" || :
+# what M4's Conv2d ran on (torch_bench.py's torch_conv line: oneDNN available and
+# enabled, torch's threads, the aten convolution ops of one step), the same every round
+TORCH_CONV=$(awk '$1 == "torch_conv" { printf "oneDNN (mkldnn) available %s, enabled %s; %s threads; ops %s\n", $2 ? "yes" : "no", $3 ? "yes" : "no", $4, $5 }' "$TMP/torch.txt" | sort -u | tr '\n' ' ' | sed 's/ $//')
+grep -Ev '^(blas_core|torch_conv) ' "$TMP/torch.txt" > "$TMP/torch.red" || :
 reduce "$TMP/torch.red" > "$TMP/torch.txt"
 # The same step from the model library (`bpcc MODEL.bp -o`) in a C process without
 # LLVM (bench/aot_step.c): what an embedding application pays in time and memory.
 cc -O2 -std=c11 -o "$TMP/aot_step" "$HERE/aot_step.c" -ldl
-for m in m1 m2 m3; do
+for m in m1 m2 m3 m4; do
   f=$HERE/$m.bp
   [ $m = m3 ] && f=$HERE/m3_deep.bp
+  [ $m = m4 ] && f=$HERE/m4_lenet.bp
   name=$m
   [ $m = m3 ] && name=m3_deep
+  [ $m = m4 ] && name=m4_lenet
   batch=$(sed -n 's/^ *batch *\([0-9]*\).*/\1/p' "$f" | head -1)
   "$BPCC" "$f" -o "$TMP/$m.so"
   "$TMP/aot_step" "$TMP/$m.so" "$name" "$batch" "$STEPS" "$THREADS" >> "$TMP/aot.txt"
@@ -180,13 +197,15 @@ if [ $have_torch = yes ]; then
   awk -v t="$THREADS" '$1 == "blas_setup" { printf "  (per pass: the %d products of the benchmark'"'"'s Linear layers, %s GFLOP in float32 on %d thread%s, checked against float64; %d passes a round, %d rounds: the fastest pass decides, the best round median beside it)\n", $2, $3, t, t == 1 ? "" : "s", $4, $5 }' "$TMP/blas.txt"
   [ "$BLAS_CORE" = - ] || [ "$BLAS_USED" = "$BLAS_CORE" ] ||
     echo "  WARNING: the PyTorch runs reported OpenBLAS kernels \"$BLAS_USED\", not $BLAS_CORE"
+  echo "PyTorch's convolutions (M4's Conv2d): ${TORCH_CONV:-not reported}"
 fi
 echo
-# the CSV: the machine, PyTorch's kernel candidates, the models, the products, the library
+# the CSV: the machine, PyTorch's kernel candidates, the models, the products, M4's
+# convolutions, the library
 csvq() { printf '"%s"' "$(printf '%s' "$1" | sed 's/"/""/g')"; }
 {
-  echo "cpu_vendor,cpu_family,cpu_model,cpu_model_name,cpu_uarch,cpus,threads,date_utc,steps,rounds,peak_gflops_1thread,peak_gflops_threads,torch_openblas_coretype,torch_blas_core"
-  echo "$CPU_VENDOR,$CPU_FAMILY,$CPU_MODEL,$(csvq "$CPU_NAME"),$(csvq "$CPU_UARCH"),$(nproc),$THREADS,$DATE,$STEPS,$ROUNDS,$PEAK1,$PEAKN,$BLAS_NAME,$(csvq "$BLAS_USED")"
+  echo "cpu_vendor,cpu_family,cpu_model,cpu_model_name,cpu_uarch,cpus,threads,date_utc,steps,rounds,peak_gflops_1thread,peak_gflops_threads,torch_openblas_coretype,torch_blas_core,torch_conv"
+  echo "$CPU_VENDOR,$CPU_FAMILY,$CPU_MODEL,$(csvq "$CPU_NAME"),$(csvq "$CPU_UARCH"),$(nproc),$THREADS,$DATE,$STEPS,$ROUNDS,$PEAK1,$PEAKN,$BLAS_NAME,$(csvq "$BLAS_USED"),$(csvq "$TORCH_CONV")"
   echo
   echo "blas_candidate,core,status,ms_median,ms_min,gflops,err_of_bound,note"
   awk '$1 == "blas_candidate" {
@@ -203,7 +222,7 @@ awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$OUT" -v torchfile="$TMP/torch.tx
     print "model,bpcc_ms,bpcc_ms_min,bpcc_ms_max,gflop_per_step,gflops,pct_peak,torch_ms,torch_ms_min,torch_ms_max,ratio,jit_ms,bpcc_rss_mib,torch_rss_mib" >> csv
   }
   $1 == "bpcc" {
-    key = $2; sub(/_deep$/, "", key)
+    key = $2; sub(/_(deep|lenet)$/, "", key)
     has = key in tms
     ratio = has ? sprintf("%.1fx", tms[key] / $3) : "-"
     printf "%-8s %9.3f %9.3f %8.1f %6.1f%% %9s %9s %10s %7.0f %9.1f %9s\n", $2, $3, $4, $7, 100 * $7 / peak, has ? tms[key] : "-", has ? tmn[key] : "-", ratio, $8, $9, has ? trss[key] : "-"
@@ -212,7 +231,11 @@ awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$OUT" -v torchfile="$TMP/torch.tx
   $1 == "gemm" { g[++ng] = $0 }
   $1 == "code" { c = $0; sub(/^code [^ ]* /, "", c); codes[++nc] = sprintf("  %-8s %s", $2, c) }
   $1 == "profile" { prof[++np] = sprintf("  %-9s %8.3f ms", $2, $3) }
-  $1 == "kernel" { name = $5; for (i = 6; i <= NF; i++) name = name " " $i; kern[++nk] = sprintf("  %-6s %3d %8.3f ms  %s", $2, $3, $4, name) }
+  $1 == "kernel" {
+    name = $6; for (i = 7; i <= NF; i++) name = name " " $i
+    gf = $5 == "-" || $4 <= 0 ? "" : sprintf("%6.1f GFLOP/s", $5 / ($4 * 1e-3) * 1e-9)
+    kern[++nk] = sprintf("  %-6s %3d %8.3f ms %14s  %s", $2, $3, $4, gf, name)
+  }
   END {
     if (nc) {
       print ""
@@ -241,6 +264,58 @@ awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$OUT" -v torchfile="$TMP/torch.tx
       printf "%s,%s,%s,%s,%s,%s,%s,%.1f\n", r[2], r[3], r[4], r[5], r[6], r[7], r[8], pct >> csv
     }
   }' "$TMP/bpcc.txt"
+# M4's convolutions, from its --profile run (first round): each kernel of the step that
+# computes a convolution pass, named by the value its DSL line defines, with the pass's
+# FLOPs (2 B O C kh kw Ho Wo, bpcc bench's FLOP field), its time per step, GFLOP/s and
+# percent of the THREADS-thread peak measured in this run (the kernels are timed by the
+# caller's clock: a kernel that runs on one thread is measured against both cores).
+echo
+awk -v peak="$PEAKN" -v threads="$THREADS" -v csv="$OUT" -v src="$HERE/m4_lenet.bp" -v bfile="$TMP/bpcc.txt" -v tfile="$TMP/torch.txt" '
+  BEGIN {
+    while ((getline line < bfile) > 0) { split(line, t, " "); if (t[1] == "bpcc" && t[2] == "m4_lenet") bms = t[3] }
+    while ((getline line < tfile) > 0) { split(line, t, " "); if (t[1] == "torch" && t[2] == "m4") tms = t[3] }
+    while ((getline line < src) > 0) {
+      nl++
+      if (match(line, /^[ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*=/)) { v = substr(line, RSTART, RLENGTH - 1); gsub(/[ \t]/, "", v); var[nl] = v }
+    }
+  }
+  $1 == "profile" && ($2 == "forward" || $2 == "backward" || $2 == "update") { ph = ph sprintf("%s%s %.3f ms", ph == "" ? "" : ", ", $2, $3) }
+  $1 == "kernel" {
+    total += $4
+    split($6, ops, "+"); pass = ""
+    for (i = 1; i in ops; i++) {
+      p = ops[i] == "conv2d" ? "forward" : ops[i] == "conv2d_bwd_data" ? "backward-data" : ops[i] == "conv2d_bwd_weight" ? "backward-weights" : ""
+      if (p != "") pass = pass (pass == "" ? "" : "+") p
+    }
+    if (pass == "" || $5 == "-") next
+    loc = $NF; ln = loc; sub(/^.*:/, "", ln)
+    what = (ln in var) ? var[ln] " (" loc ")" : loc
+    ops_name = $6; for (i = 7; i <= NF; i++) ops_name = ops_name " " $i
+    gf = $4 > 0 ? $5 / ($4 * 1e-3) * 1e-9 : 0
+    row[++n] = sprintf("  %-22s %-17s %-8s %8.2f %9.3f %9.1f %7.1f%%", what, pass, $2 " " $3, $5 * 1e-6, $4, gf, 100 * gf / peak)
+    crow[n] = sprintf("%s,%s,%s,\"%s\",%s,%s,%.2f,%.1f", $2, $3, pass, ops_name, $5, $4, gf, 100 * gf / peak)
+    cms += $4; cfl += $5
+    pct = 100 * gf / peak
+    if (n == 1 || pct < pmin) pmin = pct
+    if (n == 1 || pct > pmax) pmax = pct
+  }
+  END {
+    print "M4 (LeNet-5) per phase (--profile, medians): " (ph == "" ? "not measured" : ph)
+    print "M4'"'"'s convolutions (--profile: per kernel of the step; FLOPs 2 B O C kh kw Ho Wo per pass; % of the " threads "-thread peak):"
+    printf "  %-22s %-17s %-8s %8s %9s %9s %8s\n", "conv", "pass", "kernel", "MFLOP", "ms", "GFLOP/s", "% peak"
+    for (i = 1; i <= n; i++) print row[i]
+    if (n) printf "  %-22s %-17s %-8s %8.2f %9.3f %9.1f %7.1f%%\n", "all convolutions", "", "", cfl * 1e-6, cms, cfl / (cms * 1e-3) * 1e-9, 100 * cfl / (cms * 1e-3) * 1e-9 / peak
+    else print "  (no convolution kernel in the profile)"
+    if (total > 0) printf "  the convolutions are %.3f of the %.3f ms the profiled step'"'"'s kernels take (%.0f%%)\n", cms, total, 100 * cms / total
+    # the issue'"'"'s two targets for M4, from this run'"'"'s figures
+    printf "M4 against its targets: the step %s", bms == "" ? "not measured" : sprintf("%.3f ms", bms)
+    if (bms != "" && tms != "") printf ", PyTorch %.3f ms: bpcc / PyTorch %.2f, PyTorch / bpcc %.2fx (target: 3x or more)", tms, bms / tms, tms / bms
+    if (n) printf "; the convolutions at %.1f-%.1f%% of the peak, %.1f%% together (target: 50%% or more)", pmin, pmax, 100 * cfl / (cms * 1e-3) * 1e-9 / peak
+    print ""
+    print "" >> csv
+    print "m4_kernel_entry,m4_kernel_index,conv_pass,kernel_ops,flop,ms,gflops,pct_peak" >> csv
+    for (i = 1; i <= n; i++) print crow[i] >> csv
+  }' "$TMP/m4.txt"
 echo
 echo "the same step from the model library (bpcc MODEL.bp -o M.so) in a C process without LLVM (bench/aot_step.c):"
 printf "%-8s %10s %10s %10s %10s\n" "model" "ms" "min" "max" "peak MiB"

@@ -21,6 +21,8 @@
  *   dropout      Philox4x32-10 blocks of 4 words, exactly runtime/rng.c's bprt_dropout_mask
  *   pooling      a direct loop nest per output cell over its window (kernel_pool)
  *   batchnorm    per channel: N rows of H*W contiguous elements, vector loops, f64 sums
+ *   layer norm   per row of the trailing dims: mean, variance (two passes), then the
+ *                apply or the gradient; a task over rows through parallel_for
  */
 #include <math.h>
 #include <string.h>
@@ -842,6 +844,202 @@ static void kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, 
   cg_loop_end(cg, &lb);
 }
 
+/* ------------------------------------------------------------------ layer norm */
+
+/* layernorm, layernorm_bwd and layernorm_bwd_gamma over rows of N elements (the last k
+ * dims of x, a compile-time constant: they never hold B). Per row r, base = r N:
+ *   1. mean = sum(x) / N, then var = sum((x - mean)^2) / N: two vector passes over the
+ *      row (the second finds it in L1 for any N up to 8K f32), accumulated in f64 lanes
+ *      like every sum here; rstd = 1 / sqrt(var + eps) in double, then the element type.
+ *      Two passes rather than one of sum and sum of squares: no cancellation when
+ *      |mean| >> std.
+ *   2. layernorm:      y = (x - mean) rstd gamma + beta
+ *      layernorm_bwd:  a third pass for sum(g) and sum(g xhat), g = dy gamma, then
+ *                      dx = rstd (g - mean(g) - xhat mean(g xhat))
+ *      layernorm_bwd_gamma: dgamma[j] += dy xhat over the rows in order (zeroed first).
+ * layernorm and layernorm_bwd run as a task over ranges of rows (rows are independent,
+ * so the result does not depend on the split) through frame->parallel_for when the pool
+ * has more than one thread, at least LN_GRAIN elements per chunk; layernorm_bwd_gamma
+ * sums over rows into one [N] result and runs on the calling thread (it reads x and dy
+ * once). No buffer besides the operands and the result. */
+#define LN_GRAIN 32768
+
+enum { LN_SUM, LN_VAR, LN_GSUMS, LN_APPLY, LN_DX, LN_DGAMMA };
+
+typedef struct {
+  int mode;
+  LLVMValueRef x, gamma, side, out;   /* side: beta (LN_APPLY) or dy */
+  LLVMValueRef base;                  /* the row's first element */
+  LLVMValueRef mean, rstd, mg, mgx;   /* element-type scalars */
+  LLVMValueRef acc[2][2];             /* two sums: [which][vector, scalar] allocas */
+} LnCtx;
+
+static void ln_acc_add(Cg *cg, LnCtx *c, int which, LLVMValueRef v, LLVMTypeRef T) {
+  LLVMTypeRef AT = acc_type(cg, OP_SUM, T);
+  if (AT != T) v = LLVMBuildFPExt(cg->B, v, AT, "");
+  LLVMValueRef a = c->acc[which][cg_is_vec(T) ? 0 : 1];
+  LLVMBuildStore(cg->B, LLVMBuildFAdd(cg->B, LLVMBuildLoad2(cg->B, AT, a, ""), v, ""), a);
+}
+
+static void ln_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  LnCtx *c = p;
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef idx = LLVMBuildAdd(B, c->base, j, "");
+  LLVMValueRef x = cg_load(cg, T, c->x, idx);
+  if (c->mode == LN_SUM) {
+    ln_acc_add(cg, c, 0, x, T);
+    return;
+  }
+  LLVMValueRef d = LLVMBuildFSub(B, x, cg_splat(cg, c->mean, T), "");
+  if (c->mode == LN_VAR) {
+    ln_acc_add(cg, c, 0, LLVMBuildFMul(B, d, d, ""), T);
+    return;
+  }
+  LLVMValueRef xhat = LLVMBuildFMul(B, d, cg_splat(cg, c->rstd, T), "xhat");
+  if (c->mode == LN_APPLY) {
+    LLVMValueRef y = LLVMBuildFMul(B, xhat, cg_load(cg, T, c->gamma, j), "");
+    cg_store(cg, LLVMBuildFAdd(B, y, cg_load(cg, T, c->side, j), ""), c->out, idx);
+    return;
+  }
+  LLVMValueRef dy = cg_load(cg, T, c->side, idx);
+  if (c->mode == LN_DGAMMA) {
+    cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, T, c->out, j), LLVMBuildFMul(B, dy, xhat, ""), ""), c->out, j);
+    return;
+  }
+  LLVMValueRef g = LLVMBuildFMul(B, dy, cg_load(cg, T, c->gamma, j), "g");
+  if (c->mode == LN_GSUMS) {
+    ln_acc_add(cg, c, 0, g, T);
+    ln_acc_add(cg, c, 1, LLVMBuildFMul(B, g, xhat, ""), T);
+    return;
+  }
+  /* LN_DX */
+  LLVMValueRef t = LLVMBuildFSub(B, LLVMBuildFSub(B, g, cg_splat(cg, c->mg, T), ""),
+                                 LLVMBuildFMul(B, xhat, cg_splat(cg, c->mgx, T), ""), "");
+  cg_store(cg, LLVMBuildFMul(B, t, cg_splat(cg, c->rstd, T), ""), c->out, idx);
+}
+
+/* One pass of mode over the row; the mode's sums (f64) into sums[]. */
+static void ln_pass(Cg *cg, LnCtx *c, int mode, int64_t n, LLVMValueRef sums[2]) {
+  int nacc = mode == LN_GSUMS ? 2 : mode == LN_SUM || mode == LN_VAR ? 1 : 0;
+  LLVMTypeRef VT = acc_type(cg, OP_SUM, cg->t_vec), ST = acc_type(cg, OP_SUM, cg->t_f32);
+  for (int q = 0; q < nacc; q++) {
+    LLVMBuildStore(cg->B, cg_fconst(cg, VT, 0), c->acc[q][0]);
+    LLVMBuildStore(cg->B, cg_fconst(cg, ST, 0), c->acc[q][1]);
+  }
+  c->mode = mode;
+  cg_vloop(cg, cg_i64(cg, n), ln_body, c);
+  for (int q = 0; q < nacc; q++) {
+    LLVMValueRef v = cg_hsum(cg, LLVMBuildLoad2(cg->B, VT, c->acc[q][0], ""));
+    LLVMValueRef r = LLVMBuildFAdd(cg->B, v, LLVMBuildLoad2(cg->B, ST, c->acc[q][1], ""), "");
+    sums[q] = ST == cg->t_f64 ? r : LLVMBuildFPExt(cg->B, r, cg->t_f64, "");
+  }
+}
+
+static LLVMValueRef to_elem(Cg *cg, LLVMValueRef d) {
+  return cg->t_f32 == cg->t_f64 ? d : LLVMBuildFPTrunc(cg->B, d, cg->t_f32, "");
+}
+
+/* Rows [r0, r1) of op into c->out (accumulating for LN_DGAMMA). */
+static void ln_rows(Cg *cg, LnCtx *c, Op op, int64_t n, double eps, LLVMValueRef r0, LLVMValueRef r1) {
+  LLVMBuilderRef B = cg->B;
+  LLVMTypeRef VT = acc_type(cg, OP_SUM, cg->t_vec), ST = acc_type(cg, OP_SUM, cg->t_f32);
+  for (int q = 0; q < 2; q++) {
+    c->acc[q][0] = cg_alloca(cg, VT, "lnaccv");
+    c->acc[q][1] = cg_alloca(cg, ST, "lnaccs");
+  }
+  LLVMValueRef dn = LLVMConstReal(cg->t_f64, (double)n);
+  CgLoop lr = cg_loop_begin(cg, r0, r1, cg_i64(cg, 1));
+  c->base = LLVMBuildMul(B, lr.iv, cg_i64(cg, n), "lnbase");
+  LLVMValueRef sums[2];
+  ln_pass(cg, c, LN_SUM, n, sums);
+  c->mean = to_elem(cg, LLVMBuildFDiv(B, sums[0], dn, "mean"));
+  ln_pass(cg, c, LN_VAR, n, sums);
+  LLVMValueRef ve = LLVMBuildFAdd(B, LLVMBuildFDiv(B, sums[0], dn, ""), LLVMConstReal(cg->t_f64, eps), "");
+  LLVMValueRef sd = cg_intrinsic(cg, "llvm.sqrt", cg->t_f64, &ve, 1);
+  c->rstd = to_elem(cg, LLVMBuildFDiv(B, LLVMConstReal(cg->t_f64, 1.0), sd, "rstd"));
+  if (op == OP_LAYERNORM) {
+    ln_pass(cg, c, LN_APPLY, n, sums);
+  } else if (op == OP_LAYERNORM_BWD_GAMMA) {
+    ln_pass(cg, c, LN_DGAMMA, n, sums);
+  } else {
+    ln_pass(cg, c, LN_GSUMS, n, sums);
+    c->mg = to_elem(cg, LLVMBuildFDiv(B, sums[0], dn, "mg"));
+    c->mgx = to_elem(cg, LLVMBuildFDiv(B, sums[1], dn, "mgx"));
+    ln_pass(cg, c, LN_DX, n, sums);
+  }
+  cg_loop_end(cg, &lr);
+}
+
+/* The task of a layernorm or layernorm_bwd instruction: rows [i0, i1) with the four
+ * pointers (x, gamma, beta or dy, out) from its context. */
+static LLVMValueRef ln_task(Cg *cg, Op op, int64_t n, double eps) {
+  LLVMTypeRef ptrs[4] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
+  LLVMTypeRef ct = LLVMStructTypeInContext(cg->C, ptrs, 4, 0);
+  LLVMValueRef fn = cg_new_function(cg, op == OP_LAYERNORM ? "bpcc_layernorm_task" : "bpcc_layernorm_bwd_task",
+                                    cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMValueRef ctx = LLVMGetParam(fn, 0), f[4];
+  for (unsigned i = 0; i < 4; i++) f[i] = LLVMBuildLoad2(cg->B, cg->t_ptr, LLVMBuildStructGEP2(cg->B, ct, ctx, i, ""), "");
+  LnCtx c;
+  memset(&c, 0, sizeof c);
+  c.x = f[0], c.gamma = f[1], c.side = f[2], c.out = f[3];
+  ln_rows(cg, &c, op, n, eps, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2));
+  LLVMBuildRetVoid(cg->B);
+  return fn;
+}
+
+static void kernel_layernorm(Cg *cg, Func *f, const Inst *in, const CgVal *vals, const CgVal *out) {
+  LLVMBuilderRef B = cg->B;
+  Op op = (Op)in->op;
+  const CgVal *x = &vals[in->args[0]];
+  int k = (int)in->iattr[0];
+  int64_t n = 1;
+  for (int d = x->t->rank - k; d < x->t->rank; d++) n *= x->t->dims[d];
+  LLVMValueRef rows = cg_dims_prod(cg, x->t, 0, x->t->rank - k);
+  for (int a = 0; a < in->nargs; a++)
+    if (!vals[in->args[a]].ptr) ir_die("layernorm: operand %d of %%%d has no buffer", a, in->args[a]);
+  (void)f;
+  if (op == OP_LAYERNORM_BWD_GAMMA) {
+    fill(cg, out->ptr, cg_i64(cg, n), 0.0);
+    LnCtx c;
+    memset(&c, 0, sizeof c);
+    c.x = x->ptr, c.side = vals[in->args[1]].ptr, c.out = out->ptr;
+    ln_rows(cg, &c, op, n, in->fattr[0], cg_i64(cg, 0), rows);
+    return;
+  }
+  /* the task is a function of its own: build it, then come back */
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef caller = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
+  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef task = ln_task(cg, op, n, in->fattr[0]);
+  cg->fn = caller;
+  LLVMPositionBuilderAtEnd(B, here);
+  LLVMSetCurrentDebugLocation2(B, loc);
+
+  LLVMTypeRef ptrs[4] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
+  LLVMTypeRef ct = LLVMStructTypeInContext(cg->C, ptrs, 4, 0);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "lnctx");
+  LLVMValueRef fields[4] = {x->ptr, vals[in->args[1]].ptr, vals[in->args[2]].ptr, out->ptr};
+  for (unsigned i = 0; i < 4; i++) LLVMBuildStore(B, fields[i], LLVMBuildStructGEP2(B, ct, ctx, i, ""));
+  LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, cg_frame_field(cg, CG_FR_NTHREADS), cg_i32(cg, 1), "");
+  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "lnpar");
+  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "lnser");
+  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "lndone");
+  LLVMBuildCondBr(B, par, bpar, bser);
+  LLVMPositionBuilderAtEnd(B, bpar);
+  int64_t grain = n >= LN_GRAIN ? 1 : (LN_GRAIN + n - 1) / n;
+  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), rows, cg_i64(cg, grain), task, ctx};
+  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bser);
+  LLVMValueRef sargs[4] = {ctx, cg_i64(cg, 0), rows, cg_i32(cg, 0)};
+  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bjoin);
+}
+
 /* ------------------------------------------------------------------ dropout */
 
 /* mask[i] = u(seed, stream, i) < p ? 0 : 1 / (1 - p), u = (philox word >> 8) 2^-24, with
@@ -1102,6 +1300,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
   case OP_ONEHOT: kernel_onehot(cg, a, out); return true;
   case OP_SOFTMAX_XENT: kernel_xent(cg, a, b, out); return true;
   case OP_DROPOUT_MASK: kernel_dropout(cg, in, out, training); return true;
+  case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA: kernel_layernorm(cg, f, in, vals, out); return true;
   case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT: kernel_conv(cg, in, a, b, out); return true;
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
     kernel_pool(cg, in, a, b, out);

@@ -62,13 +62,30 @@ static double cycles_per_ms(void) {
 #endif
 }
 
+/* The FLOPs of kernel g of plan kp at the batch that are matrix products and
+ * convolutions (memplan_inst_flops: 2mnk, 2 B O C kh kw Ho Wo), the work a GFLOP/s of
+ * the kernel is about; its epilogue's elementwise ops are not counted. 0: none. */
+static double kernel_product_flops(const KernelPlan *kp, int g, int64_t batch) {
+  double flops = 0;
+  for (int32_t k = kp->group_start[g]; k < kp->group_start[g + 1]; k++) {
+    int32_t v = kp->order[k];
+    int kind = ir_ops[kp->f->insts[v].op].kind;
+    if (kind == OPK_PRODUCT || kind == OPK_CONV) flops += memplan_inst_flops(kp->f, v, batch);
+  }
+  return flops;
+}
+
 /* --profile, per kernel: the same model built again with a cycle counter around every
  * kernel (CgOptions.profile), `steps` training steps after `warmup`, and one line per
  * kernel of the step: the grad entry's kernels in the order they run, then the
  * optimizer update,
- *   kernel ENTRY INDEX MS_PER_STEP NAME...
- * with the milliseconds of one step (a parallel kernel: the caller's wall clock). The
- * counters add a few cycles per kernel; the step's median is the unprofiled build's. */
+ *   kernel ENTRY INDEX MS_PER_STEP FLOP NAME...
+ * with the milliseconds of one step (a parallel kernel: the caller's wall clock), the
+ * FLOPs per step of the kernel's products and convolutions ("-" for a kernel without
+ * any: bench/run.sh divides the two for the convolutions' GFLOP/s), and the name
+ * "op+op+... file:line". The counters are indexed by the kernel plan's groups, so the
+ * FLOPs come from the profiled build's plan. The counters add a few cycles per kernel;
+ * the step's median is the unprofiled build's. */
 static void profile_kernels(Compilation *c, int64_t batch, int64_t warmup, int64_t steps, const void *const *in) {
   double rate = cycles_per_ms();
   if (rate <= 0) {
@@ -97,8 +114,13 @@ static void profile_kernels(Compilation *c, int64_t batch, int64_t warmup, int64
   for (int64_t i = 0; m && i < steps; i++) bprt_model_train_step(m, batch, in, &loss);
   static const char *which[3] = {"forward", "grad", "step"};
   for (int w = 1; m && w < 3; w++)
-    for (int k = 0; k < n[w]; k++)
-      printf("kernel %s %d %.4f %s\n", which[w], k, (double)cyc[w][k] / rate / (double)steps, names[w][k]);
+    for (int k = 0; k < n[w]; k++) {
+      /* the grad entry's counters are kgrad's groups; the step's one is the update */
+      double fl = w == 1 && pc.kgrad && n[w] == pc.kgrad->ngroups ? kernel_product_flops(pc.kgrad, k, batch) : 0;
+      char fls[32] = "-";
+      if (fl > 0) snprintf(fls, sizeof fls, "%.0f", fl);
+      printf("kernel %s %d %.4f %s %s\n", which[w], k, (double)cyc[w][k] / rate / (double)steps, fls, names[w][k]);
+    }
   fflush(stdout);
   bprt_model_destroy(m);
   pipeline_release(&pc);
@@ -265,7 +287,8 @@ static void bench_usage(FILE *o) {
           "output: bpcc MODEL ms_median ms_min ms_max gflop_per_step gflops compile_ms peak_rss_mib\n"
           "        code DESCRIPTION (what was compiled: O level, target, lanes, kernels, memory)\n"
           "        gemm VARIANT M K N threads ms_median gflops\n"
-          "        profile PHASE ms_median (forward, backward, update, products, other)\n");
+          "        profile PHASE ms_median (forward, backward, update, products, other)\n"
+          "        kernel ENTRY INDEX ms_per_step flop NAME (flop: its products and convolutions, or -)\n");
 }
 
 int cmd_bench(int argc, char **argv) {

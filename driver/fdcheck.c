@@ -55,7 +55,10 @@
  *      element sits within 2e-6 of a kink and is skipped and counted ("skipped at
  *      kinks"). A flip at a deeper level (the operand crossed zero twice) ends the
  *      ladder with the levels before it. So no reported number is polluted by a kink.
- *      Ties of max are not detected (measure zero for random inputs).
+ *      A max (max_pool2d's windows, the max reduction) has a kink where its argmax
+ *      changes: the pattern also holds the index each window's or row's max came
+ *      from, compared the same way. (Exact ties at p are measure zero for random
+ *      inputs; relu's zeros tie, but their derivative is 0 on both sides.)
  *   9. Dropout: every run uses the same seed and step, so the same masks. */
 #include "driver/fdcheck.h"
 
@@ -92,9 +95,9 @@ typedef struct {
   int ninputs, nparams;
   int32_t *param_ids;       /* [nparams]: the param instructions in fwd */
   int32_t loss;             /* the loss value in fwd */
-  int64_t nsigns;           /* elements of all relu/abs/sign operands */
-  signed char *base_signs;  /* [nsigns]: their signs at the unperturbed parameters */
-  signed char *signs;       /* [nsigns]: scratch */
+  int64_t nsigns;           /* the kink pattern's entries: relu/abs/sign operands, max results */
+  int32_t *base_signs;      /* [nsigns]: the pattern at the unperturbed parameters */
+  int32_t *signs;           /* [nsigns]: scratch */
   int64_t runs;             /* loss evaluations so far */
 } FdState;
 
@@ -106,10 +109,60 @@ static TensorType resolved(const TensorType *t, int64_t batch) {
 }
 
 static bool is_kink_op(Op op) { return ir_ops[op].flags & OPF_KINK; }   /* relu, abs, sign (ir/ops.def) */
+static bool is_max_op(Op op) { return op == OP_MAX || op == OP_MAX_POOL2D; }
 
-/* Run the forward function in f64: the loss (NaN on error), and the sign pattern of
- * every relu/abs/sign operand into signs[nsigns]. */
-static double run_loss(FdState *st, signed char *signs) {
+/* The entries instruction `in` adds to the kink pattern: one sign per element of a
+ * relu/abs/sign operand, one argmax per element of a max's result. */
+static int64_t kink_entries(Func *f, const Inst *in, int64_t batch) {
+  if (is_kink_op((Op)in->op)) return ir_type_numel(ir_vtype(f, in->args[0]), batch);
+  if (is_max_op((Op)in->op)) return ir_type_numel(ir_vtype(f, (int32_t)(in - f->insts)), batch);
+  return 0;
+}
+
+/* The argmax of each window of max_pool2d (the same first-largest rule as the
+ * interpreter), or of each row of a max reduction, into pat; returns the entries. */
+static int64_t max_pattern(const Inst *in, const Tensor *x, int64_t nout, int32_t *pat) {
+  if (in->op == OP_MAX_POOL2D) {
+    int64_t k, s, p;
+    ir_pool_geom(in, &k, &s, &p);
+    int64_t H = x->type.dims[2], W = x->type.dims[3], Ho = ir_pool_out(H, k, s, p), Wo = ir_pool_out(W, k, s, p);
+    int64_t n = 0, NC = x->type.dims[0] * x->type.dims[1];
+    for (int64_t c = 0; c < NC && n < nout; c++)
+      for (int64_t oh = 0; oh < Ho; oh++)
+        for (int64_t ow = 0; ow < Wo && n < nout; ow++) {
+          int64_t arg = -1;
+          for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) {
+              int64_t h = oh * s - p + i, w = ow * s - p + j;
+              if (h < 0 || h >= H || w < 0 || w >= W) continue;
+              int64_t xi = (c * H + h) * W + w;
+              if (arg < 0 || x->data[xi] > x->data[arg]) arg = xi;
+            }
+          pat[n++] = (int32_t)(arg < 0 ? -1 : arg % (H * W));
+        }
+    return n;
+  }
+  int64_t outer = 1, len = x->numel, inner = 1;
+  if (in->iattr[0] != IR_AXIS_ALL) {
+    int axis = (int)in->iattr[0];
+    len = x->type.dims[axis];
+    for (int d = 0; d < axis; d++) outer *= x->type.dims[d];
+    for (int d = axis + 1; d < x->type.rank; d++) inner *= x->type.dims[d];
+  }
+  int64_t n = 0;
+  for (int64_t o = 0; o < outer; o++)
+    for (int64_t q = 0; q < inner && n < nout; q++) {
+      int64_t arg = 0;
+      for (int64_t j = 1; j < len; j++)
+        if (x->data[(o * len + j) * inner + q] > x->data[(o * len + arg) * inner + q]) arg = j;
+      pat[n++] = (int32_t)arg;
+    }
+  return n;
+}
+
+/* Run the forward function in f64: the loss (NaN on error), and the kink pattern (the
+ * sign of every relu/abs/sign operand, the argmax of every max) into signs[nsigns]. */
+static double run_loss(FdState *st, int32_t *signs) {
   st->runs++;
   Interp *it = ir_interp_run(st->fwd, INTERP_F64, st->batch, st->inputs, st->ninputs, st->params, st->nparams,
                              st->seed, 1);
@@ -117,10 +170,15 @@ static double run_loss(FdState *st, signed char *signs) {
   double l = ir_interp_value(it, st->loss)->data[0];
   int64_t k = 0;
   for (int32_t i = 0; i < st->fwd->ninsts; i++) {
-    if (!is_kink_op((Op)st->fwd->insts[i].op)) continue;
-    const Tensor *x = ir_interp_value(it, st->fwd->insts[i].args[0]);
+    const Inst *in = &st->fwd->insts[i];
+    const Tensor *x = kink_entries(st->fwd, in, st->batch) ? ir_interp_value(it, in->args[0]) : NULL;
+    if (!x) continue;
+    if (is_max_op((Op)in->op)) {
+      k += max_pattern(in, x, st->nsigns - k, signs + k);
+      continue;
+    }
     for (int64_t e = 0; e < x->numel && k < st->nsigns; e++)
-      signs[k++] = (signed char)((x->data[e] > 0) - (x->data[e] < 0));
+      signs[k++] = (x->data[e] > 0) - (x->data[e] < 0);
   }
   ir_interp_free(it);
   return l;
@@ -131,7 +189,7 @@ static double loss_at(FdState *st, Tensor *P, int64_t e, double keep, double s, 
   P->data[e] = keep + s;
   double l = run_loss(st, st->signs);
   P->data[e] = keep;
-  *kink |= memcmp(st->signs, st->base_signs, (size_t)st->nsigns) != 0;
+  *kink |= memcmp(st->signs, st->base_signs, (size_t)st->nsigns * sizeof *st->signs) != 0;
   return l;
 }
 
@@ -339,10 +397,7 @@ int fd_check(Func *fwd, Func *grad, const FdOptions *o, FILE *out, const char *l
     if (in->op == OP_LOSS) st.loss = in->args[0];
     if (in->op == OP_INPUT && in->iattr[0] + 1 > st.ninputs) st.ninputs = (int)in->iattr[0] + 1;
     if (in->op == OP_PARAM) st.nparams++;
-    if (is_kink_op((Op)in->op)) {
-      TensorType t = resolved(ir_vtype(fwd, in->args[0]), st.batch);
-      st.nsigns += ir_type_numel(&t, st.batch);
-    }
+    st.nsigns += kink_entries(fwd, in, st.batch);
   }
   if (st.loss < 0) {
     fprintf(stderr, "bpcc: error: gradcheck: @%s has no loss to differentiate\n", fwd->name);
@@ -352,8 +407,8 @@ int fd_check(Func *fwd, Func *grad, const FdOptions *o, FILE *out, const char *l
   memset(st.inputs, 0, (size_t)(st.ninputs + 1) * sizeof *st.inputs);
   st.params = bp_xmalloc((size_t)(st.nparams + 1) * sizeof *st.params);
   st.param_ids = bp_xmalloc((size_t)(st.nparams + 1) * sizeof *st.param_ids);
-  st.base_signs = bp_xmalloc((size_t)(st.nsigns + 1));
-  st.signs = bp_xmalloc((size_t)(st.nsigns + 1));
+  st.base_signs = bp_xmalloc((size_t)(st.nsigns + 1) * sizeof *st.base_signs);
+  st.signs = bp_xmalloc((size_t)(st.nsigns + 1) * sizeof *st.signs);
   random_values(&st, f32);
   grad_of = bp_xmalloc((size_t)(st.nparams + 1) * sizeof *grad_of);
   if (!gradient_values(&st, grad, grad_of)) goto done;

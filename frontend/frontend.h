@@ -223,11 +223,12 @@ void fe_print_train(FILE *out, const TrainSpec *t);
 typedef struct {
   Op op;                     /* INPUT PARAM CONST unary/binary EW, POW, MATMUL, TRANSPOSE,
                                 SUM MEAN MAX, SOFTMAX LOG_SOFTMAX, ONEHOT, DROPOUT_MASK,
-                                RESHAPE, CONV2D, OUTPUT LOSS */
+                                RESHAPE, CONV2D, LAYERNORM (3 operands), OUTPUT LOSS */
   int nargs;
-  int32_t args[3];           /* the third: BN_NORM's running variance */
+  int32_t args[3];           /* layernorm: x, gamma, beta; BN_NORM: x, running mean and variance */
   TensorType type;           /* result type (sinks: the operand's) */
-  int64_t iattr;             /* INPUT index, PARAM init, reduce/row axis, dropout stream, pool kernel */
+  int64_t iattr;             /* INPUT index, PARAM init, reduce/row axis, dropout stream, pool kernel,
+                                LAYERNORM dims (fattr[0]: eps) */
   bool keep;                 /* SUM MEAN MAX: the reduced dim stays as 1 (keep = true) */
   double fattr[2];           /* CONST value, POW exponent, init args, dropout p, pool stride and padding */
   int64_t conv[3];           /* CONV2D: stride, padding, dilation */

@@ -80,6 +80,9 @@ Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
       v = ir_pool(f, n->op, a, n->iattr, (int64_t)n->fattr[0], (int64_t)n->fattr[1], n->loc);
       break;
     case OP_CONV2D: v = ir_conv2d(f, OP_CONV2D, a, b, n->conv[0], n->conv[1], n->conv[2], TYPE_VOID, n->loc); break;
+    case OP_LAYERNORM:   /* iattr = dims, fattr[0] = eps */
+      v = ir_layernorm(f, OP_LAYERNORM, a, b, map[n->args[2]], n->iattr, n->fattr[0], n->loc);
+      break;
     case OP_DROPOUT_MASK: v = ir_dropout_mask(f, n->fattr[0], (int)n->iattr, t, n->loc); break;
     case OP_OUTPUT: ir_output(f, ir_intern(m, n->name), a, n->loc); break;
     case OP_LOSS: ir_loss(f, a, n->loc); break;

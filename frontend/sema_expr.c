@@ -258,7 +258,7 @@ static bool const_int(Ctx *c, const Value *v, SrcLoc loc, const char *what, int6
 /* ------------------------------------------------------------------ built-in ops */
 
 typedef enum { BI_UNARY, BI_ROW, BI_REDUCE, BI_ONEHOT, BI_TRANSPOSE, BI_DROPOUT, BI_RESHAPE, BI_FLATTEN,
-  BI_CONV2D, BI_POOL, BI_GLOBAL_POOL, BI_BATCHNORM } BuiltinKind;
+  BI_CONV2D, BI_POOL, BI_GLOBAL_POOL, BI_BATCHNORM, BI_LAYERNORM } BuiltinKind;
 
 static const struct {
   const char *name;
@@ -289,6 +289,7 @@ static const struct {
     {"global_avg_pool", BI_GLOBAL_POOL, OP_MEAN, 1, {{"x", false}}},
     {"conv2d", BI_CONV2D, OP_CONV2D, 5, {{"x", false}, {"w", false}, {"stride", true}, {"padding", true}, {"dilation", true}}},
     {"batchnorm", BI_BATCHNORM, OP_BN_NORM, 3, {{"x", false}, {"gamma", false}, {"beta", false}}},
+    {"layernorm", BI_LAYERNORM, OP_LAYERNORM, 5, {{"x", false}, {"gamma", false}, {"beta", false}, {"dims", true}, {"eps", true}}},
 };
 #define NBUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
 
@@ -730,6 +731,120 @@ static Value eval_conv2d(Ctx *c, const Expr *e, int bi) {
   return v;
 }
 
+/* ------------------------------------------------------------------ layernorm */
+
+/* layernorm(x, gamma, beta, dims = rank - 1, eps = 1e-5): x normalized over its last
+ * `dims` dims (default: every dim after the first), as
+ * torch.nn.functional.layer_norm(x, x.shape[-dims:], gamma, beta, eps). gamma and beta
+ * have the shape of those dims, which must not hold B; the result has x's shape. In
+ * the generic check of a layer, an int argument the layer holds abstract leaves dims
+ * unknown: the shapes are then checked at each call. */
+static Value eval_layernorm(Ctx *c, const Expr *e, int bi) {
+  const Expr *argx[5] = {NULL, NULL, NULL, NULL, NULL};
+  SrcLoc argloc[5];
+  if (!sema_match_args(c, e, "'layernorm'", builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
+    return v_error();
+  Value v[3];
+  bool ok = true;
+  for (int i = 0; i < 3; i++) {
+    v[i] = sema_eval(c, argx[i]);
+    ok &= v[i].kind != VK_ERROR;
+  }
+  Value dv = argx[3] ? sema_eval(c, argx[3]) : v_error(), ev = argx[4] ? sema_eval(c, argx[4]) : v_error();
+  if (!ok || (argx[3] && dv.kind == VK_ERROR) || (argx[4] && ev.kind == VK_ERROR)) return v_error();
+  static const char *const what[3] = {"as the input of 'layernorm'", "as the scale of 'layernorm'", "as the shift of 'layernorm'"};
+  for (int i = 0; i < 3; i++) {
+    if (sema_reject_label(c, &v[i], argx[i]->loc, what[i])) return v_error();
+    if (v[i].kind != VK_TENSOR) {
+      ERR(c, argx[i]->loc, "layernorm() expects a tensor for '%s', not a constant", builtins[bi].params[i].name);
+      return v_error();
+    }
+  }
+  Value x = v[0];
+  if (v[1].dtype != x.dtype || v[2].dtype != x.dtype) {
+    ERR(c, e->loc, "layernorm(): x is %s, gamma %s and beta %s; all three need one dtype", sema_vtype(c, &x),
+        sema_vtype(c, &v[1]), sema_vtype(c, &v[2]));
+    return v_error();
+  }
+  if (x.rank < 1) {
+    ERR(c, argx[0]->loc, "layernorm() expects a tensor of rank 1 or more, got %s", sema_vtype(c, &x));
+    return v_error();
+  }
+  int64_t k = x.rank > 1 ? x.rank - 1 : 1;
+  bool known = true;
+  if (argx[3]) {
+    if (dv.kind != VK_NUMBER || !dv.is_int) {
+      ERR(c, argx[3]->loc, "the dims of layernorm() must be an integer (how many trailing dims to normalize), not %s",
+          sema_vtype(c, &dv));
+      return v_error();
+    }
+    if (!dv.known) known = false;
+    else if (dv.num < 1 || dv.num > x.rank) {
+      ERR(c, argx[3]->loc, "layernorm(): dims=%lld, but x %s has rank %d; dims counts the trailing dims to normalize, "
+          "1 to %d", (long long)dv.num, sema_vtype(c, &x), x.rank, x.rank);
+      return v_error();
+    } else {
+      k = (int64_t)dv.num;
+    }
+  }
+  double eps = 1e-5;
+  if (argx[4]) {
+    if (ev.kind != VK_NUMBER) {
+      ERR(c, argx[4]->loc, "the eps of layernorm() must be a constant number, not %s", sema_vtype(c, &ev));
+      return v_error();
+    }
+    if (ev.known && !(ev.num > 0 && isfinite(ev.num))) {
+      ERR(c, argx[4]->loc, "the eps of layernorm() must be a positive number, got %g", ev.num);
+      return v_error();
+    }
+    eps = ev.num;
+  }
+  if (known) {
+    for (int i = x.rank - (int)k; i < x.rank; i++)
+      if (x.dims[i] == DIM_BATCH) {
+        Note n;
+        int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+        sema_report(c, argx[0]->loc, &n, nn, "layernorm() cannot normalize over the batch dim: x is %s and dims=%lld",
+                    sema_vtype(c, &x), (long long)k);
+        return v_error();
+      }
+    bool generic = !c->model;
+    for (int s = 1; s < 3; s++) {
+      bool same = v[s].rank == k;
+      for (int i = 0; same && i < k; i++) {
+        int64_t want = x.dims[x.rank - k + i], have = v[s].dims[i];
+        same = want == have || (generic && (IS_SYM(want) || IS_SYM(have)));
+      }
+      if (!same) {
+        Note n[2];
+        int nn = 0;
+        if (sema_origin_note(c, &v[s], &n[nn])) nn++;
+        if (sema_origin_note(c, &x, &n[nn])) nn++;
+        char buf[128];
+        int at = snprintf(buf, sizeof buf, "[");
+        for (int i = 0; i < k; i++) {
+          char d[64];
+          at += snprintf(buf + at, sizeof buf - (size_t)at, "%s%s", i ? ", " : "", sema_dim_name(c, x.dims[x.rank - k + i], d, sizeof d));
+        }
+        snprintf(buf + at, sizeof buf - (size_t)at, "]");
+        sema_report(c, argx[s]->loc, n, nn, "layernorm(): %s must have the normalized shape %s (dims=%lld of x %s), but is %s",
+                    s == 1 ? "gamma" : "beta", buf, (long long)k, sema_vtype(c, &x), sema_vtype(c, &v[s]));
+        return v_error();
+      }
+    }
+  }
+  Value r = sema_tensor_value(x.dtype, x.rank, x.dims,
+                              sema_emit(c, OP_LAYERNORM, 2, x.node, v[1].node, x.dtype, x.rank, x.dims, e->loc), e->loc);
+  FeNode *nd = sema_node(c, r.node);
+  if (nd) {   /* the third operand, dims and eps: lower.c gives them to ir_layernorm */
+    nd->nargs = 3;
+    nd->args[2] = v[2].node;
+    nd->iattr = k;
+    nd->fattr[0] = eps;
+  }
+  return r;
+}
+
 /* A boolean argument: the literal `true` or `false` (written as such, possibly in
  * parentheses). Anything else is reported at the argument. */
 static bool const_bool(Ctx *c, const Expr *arg, const char *what, bool *out) {
@@ -830,6 +945,7 @@ static Value eval_batchnorm(Ctx *c, const Expr *e, int bi) {
 static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
   if (builtins[bi].kind == BI_CONV2D) return eval_conv2d(c, e, bi);
   if (builtins[bi].kind == BI_BATCHNORM) return eval_batchnorm(c, e, bi);
+  if (builtins[bi].kind == BI_LAYERNORM) return eval_layernorm(c, e, bi);
   const Expr *argx[4] = {NULL, NULL, NULL, NULL};
   SrcLoc argloc[4];
   const char *what = arena_printf(c->a, "'%s'", builtins[bi].name);

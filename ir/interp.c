@@ -529,6 +529,62 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
   return false;
 }
 
+/* layernorm and its two backward ops, row by row: a row is the last k = iattr0 dims
+ * (N elements), mean and rstd = 1 / sqrt(var + eps) with the biased variance, computed
+ * in two passes (the mean first, then the squared deviations: no cancellation).
+ *   layernorm(x, gamma, beta)      y = xhat gamma + beta,  xhat = (x - mean) rstd
+ *   layernorm_bwd(x, gamma, dy)    dx = rstd (g - mean(g) - xhat mean(g xhat)),  g = dy gamma
+ *   layernorm_bwd_gamma(x, dy)     dgamma = sum over rows of dy xhat */
+static bool eval_layernorm(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tensor *const *args) {
+  const Tensor *x = args[0];
+  int64_t k = in->iattr[0];
+  if (k < 1 || k > x->type.rank) {
+    inst_error(it, i, "dims=%lld out of range for rank %d", (long long)k, x->type.rank);
+    return false;
+  }
+  int64_t n = 1;
+  for (int d = x->type.rank - (int)k; d < x->type.rank; d++) n *= x->type.dims[d];
+  bool gam = in->op == OP_LAYERNORM_BWD_GAMMA;
+  const Tensor *side = gam ? NULL : args[1];
+  const Tensor *dy = in->op == OP_LAYERNORM ? NULL : args[gam ? 1 : 2];
+  const Tensor *beta = in->op == OP_LAYERNORM ? args[2] : NULL;
+  if (n < 1 || x->numel % n != 0 || (side && side->numel != n) || (beta && beta->numel != n) ||
+      (dy && dy->numel != x->numel) || out->numel != (gam ? n : x->numel)) {
+    inst_error(it, i, "operand shapes do not fit a layer norm over %lld elements", (long long)n);
+    return false;
+  }
+  double *y = out->data;
+  if (gam)
+    for (int64_t j = 0; j < n; j++) y[j] = 0;
+  for (int64_t r = 0; r < x->numel / n; r++) {
+    const double *xr = x->data + r * n;
+    double mean = 0, var = 0;
+    for (int64_t j = 0; j < n; j++) mean += xr[j];
+    mean /= (double)n;
+    for (int64_t j = 0; j < n; j++) var += (xr[j] - mean) * (xr[j] - mean);
+    var /= (double)n;
+    double rstd = 1.0 / sqrt(var + in->fattr[0]);
+    if (in->op == OP_LAYERNORM) {
+      for (int64_t j = 0; j < n; j++) y[r * n + j] = (xr[j] - mean) * rstd * side->data[j] + beta->data[j];
+    } else if (gam) {
+      for (int64_t j = 0; j < n; j++) y[j] += dy->data[r * n + j] * (xr[j] - mean) * rstd;
+    } else {
+      const double *dr = dy->data + r * n;
+      double mg = 0, mgx = 0;
+      for (int64_t j = 0; j < n; j++) {
+        double g = dr[j] * side->data[j];
+        mg += g;
+        mgx += g * (xr[j] - mean) * rstd;
+      }
+      mg /= (double)n;
+      mgx /= (double)n;
+      for (int64_t j = 0; j < n; j++)
+        y[r * n + j] = rstd * (dr[j] * side->data[j] - mg - (xr[j] - mean) * rstd * mgx);
+    }
+  }
+  return true;
+}
+
 /* Check a caller-provided leaf against its declared type and copy it in. */
 static bool load_leaf(Interp *it, int32_t i, Tensor *out, const Tensor *given, const char *what) {
   char s1[96], s2[96];
@@ -623,6 +679,8 @@ Interp *ir_interp_run(Func *f, InterpMode mode, int64_t batch, const Tensor *inp
       double v = in->iattr[0] == INIT_ONES ? 1.0 : in->iattr[0] == INIT_CONSTANT ? in->fattr[0] : 0.0;
       for (int64_t k = 0; k < out->numel; k++) out->data[k] = v;
       ok = true;
+    } else if (in->op == OP_LAYERNORM || in->op == OP_LAYERNORM_BWD || in->op == OP_LAYERNORM_BWD_GAMMA) {
+      ok = eval_layernorm(it, i, in, out, args);
     } else {
       ok = eval(it, i, in, out, args[0], args[1], seed, step);
     }

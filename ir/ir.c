@@ -157,6 +157,38 @@ int64_t ir_conv_out(int64_t n, int64_t k, int64_t stride, int64_t pad, int64_t d
   return (n + 2 * pad - span) / stride + 1;
 }
 
+/* layernorm, layernorm_bwd, layernorm_bwd_gamma: x (arg 0) normalized over its k =
+ * iattr0 trailing dims with eps = fattr0; the value sidev (gamma or beta, -1: none) must
+ * have the type of those dims, dyv (-1: none) the type of x. Returns the normalized
+ * shape's type (gamma's), or TYPE_VOID with err set. (Type ids, not pointers, after
+ * ir_type: interning a new type may move the type table.) */
+static TypeId layernorm_check(Func *f, const Inst *in, int32_t sidev, int32_t dyv, char *err, size_t errlen) {
+  Module *m = f->mod;
+  const char *name = ir_ops[in->op].name;
+  TensorType x = *ir_vtype(f, in->args[0]);
+  char s1[64], s2[64], s3[64];
+  int64_t k = in->iattr[0];
+  if (!is_float(&x) || x.rank < 1)
+    return fail(err, errlen, "%s needs a float tensor of rank >= 1, has %s", name, ir_type_str(&x, s1, sizeof s1));
+  if (k < 1 || k > x.rank)
+    return fail(err, errlen, "%s: dims=%lld, but %s has rank %d (1 <= dims <= rank)", name, (long long)k,
+                ir_type_str(&x, s1, sizeof s1), x.rank);
+  for (int i = x.rank - (int)k; i < x.rank; i++)
+    if (x.dims[i] == DIM_BATCH)
+      return fail(err, errlen, "%s: the normalized dims of %s include the batch dim", name, ir_type_str(&x, s1, sizeof s1));
+  if (!(in->fattr[0] > 0) || !isfinite(in->fattr[0]))
+    return fail(err, errlen, "%s: eps %g is not a positive number", name, in->fattr[0]);
+  TypeId nt = ir_type(m, (DType)x.dtype, (int)k, x.dims + (x.rank - k));
+  if (sidev >= 0 && f->insts[sidev].type != nt)
+    return fail(err, errlen, "%s: the scale and shift must be %s, the normalized dims of %s; has %s", name,
+                ir_type_str(ir_type_get(m, nt), s1, sizeof s1), ir_type_str(&x, s2, sizeof s2),
+                ir_type_str(ir_vtype(f, sidev), s3, sizeof s3));
+  if (dyv >= 0 && f->insts[dyv].type != f->insts[in->args[0]].type)
+    return fail(err, errlen, "%s: the gradient %s is not the type of x, %s", name, ir_type_str(ir_vtype(f, dyv), s1, sizeof s1),
+                ir_type_str(&x, s2, sizeof s2));
+  return nt;
+}
+
 TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
   Module *m = f->mod;
   char s1[64], s2[64];
@@ -387,6 +419,18 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     if (in->iattr[0] < 0 || in->iattr[0] >= a->rank)
       return fail(err, errlen, "%s: axis %lld out of range for rank %d", info->name, (long long)in->iattr[0], a->rank);
     return f->insts[in->args[0]].type;
+
+  case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA: {
+    /* (x, gamma, beta), (x, gamma, dy): gamma and beta (the second operand, the third
+     * of layernorm too) have x's trailing dims; dy x's type */
+    bool fwd = in->op == OP_LAYERNORM, gam = in->op == OP_LAYERNORM_BWD_GAMMA;
+    TypeId nt = layernorm_check(f, in, gam ? -1 : in->args[1], gam ? in->args[1] : fwd ? -1 : in->args[2], err, errlen);
+    if (nt == TYPE_VOID) return TYPE_VOID;
+    if (fwd && f->insts[in->args[2]].type != nt)
+      return fail(err, errlen, "layernorm: the shift %s differs from the scale %s", ir_type_str(ir_vtype(f, in->args[2]), s1, sizeof s1),
+                  ir_type_str(ir_vtype(f, in->args[1]), s2, sizeof s2));
+    return gam ? nt : f->insts[in->args[0]].type;
+  }
 
   case OP_ONEHOT:
     if (a->dtype != DT_LABEL) return fail(err, errlen, "onehot needs a label operand, has %s", ir_type_str(a, s1, sizeof s1));
@@ -663,6 +707,17 @@ int32_t ir_conv2d(Func *f, Op op, int32_t a, int32_t b, int64_t stride, int64_t 
   in.iattr[1] = pad;
   in.iattr[2] = dil;
   in.type = op == OP_CONV2D ? TYPE_VOID : t;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_layernorm(Func *f, Op op, int32_t a, int32_t b, int32_t c, int64_t dims, double eps, SrcLoc loc) {
+  Inst in = ir_inst(op, loc);
+  in.nargs = op == OP_LAYERNORM_BWD_GAMMA ? 2 : 3;
+  in.args[0] = a;
+  in.args[1] = b;
+  if (in.nargs == 3) in.args[2] = c;
+  in.iattr[0] = dims;
+  in.fattr[0] = eps;
   return ir_emit(f, &in);
 }
 

@@ -288,6 +288,9 @@ int32_t ir_to_type(Func *f, Op op, int32_t a, TypeId t, SrcLoc loc); /* BROADCAS
 int32_t ir_conv2d(Func *f, Op op, int32_t a, int32_t b, int64_t stride, int64_t pad, int64_t dil, TypeId t,
                   SrcLoc loc);
 int32_t ir_dropout_mask(Func *f, double p, int stream, TypeId t, SrcLoc loc);
+/* layernorm(a = x, b = gamma, c = beta), layernorm_bwd(x, gamma, dy) or
+ * layernorm_bwd_gamma(x, dy) (c unused) over the `dims` trailing dims of x, eps > 0. */
+int32_t ir_layernorm(Func *f, Op op, int32_t a, int32_t b, int32_t c, int64_t dims, double eps, SrcLoc loc);
 int32_t ir_pool(Func *f, Op op, int32_t x, int64_t kernel, int64_t stride, int64_t padding, SrcLoc loc); /* MAX_POOL2D, AVG_POOL2D */
 void ir_output(Func *f, const char *name, int32_t v, SrcLoc loc);
 void ir_loss(Func *f, int32_t v, SrcLoc loc);

@@ -526,6 +526,7 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
     allowed[0] = "kernel"; allowed[1] = "stride"; allowed[2] = "padding"; break;
   case OP_DROPOUT_MASK: allowed[0] = "p"; allowed[1] = "stream"; break;
+  case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA: allowed[0] = "dims"; allowed[1] = "eps"; break;
   case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT:
     allowed[0] = "stride"; allowed[1] = "padding"; allowed[2] = "dilation"; break;
   default: break;
@@ -556,11 +557,13 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
     } else if (is_word(&key, "kernel") || is_word(&key, "stride") || is_word(&key, "padding") ||
                is_word(&key, "dilation")) {
       in.iattr[slot] = parse_int(ps, allowed[slot]);   /* conv2d's and pooling's slots are their iattr indices */
+    } else if (is_word(&key, "dims")) {
+      in.iattr[0] = parse_int(ps, "dims");
     } else if (is_word(&key, "keep")) {
       in.iattr[1] = parse_int(ps, "keep");
       if (in.iattr[1] != 0 && in.iattr[1] != 1) error_at(ps, tok_loc(ps, &key), "keep is 0 or 1");
     } else {   /* value, exponent, p */
-      in.fattr[0] = parse_number(ps, op == OP_CONST ? "value" : op == OP_POW ? "exponent" : "p");
+      in.fattr[0] = parse_number(ps, op == OP_CONST ? "value" : op == OP_POW ? "exponent" : is_word(&key, "eps") ? "eps" : "p");
     }
   }
   for (int k = 0; k < 4 && allowed[k]; k++)

@@ -178,6 +178,10 @@ static void put_inst(StrBuf *b, Func *f, int32_t i, int input_ordinal) {
     sb_printf(b, " stride=%lld padding=%lld dilation=%lld", (long long)in->iattr[0], (long long)in->iattr[1],
               (long long)in->iattr[2]);
     break;
+  case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA:
+    sb_printf(b, " dims=%lld eps=", (long long)in->iattr[0]);
+    put_double(b, in->fattr[0]);
+    break;
   case OP_DROPOUT_MASK:
     sb_printf(b, " p=");
     put_double(b, in->fattr[0]);

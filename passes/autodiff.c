@@ -463,6 +463,18 @@ static int32_t bw_pool(AD *ad, Op op, int32_t a0, int32_t a1, TypeId type, const
   return bw(ad, g);
 }
 
+/* A layernorm-family instruction with like's dims and eps; c < 0: two operands. */
+static int32_t bw_layernorm(AD *ad, Op op, const Inst *like, int32_t a, int32_t b, int32_t c) {
+  Inst g = ir_inst(op, SRCLOC_NONE);
+  g.nargs = c >= 0 ? 3 : 2;
+  g.args[0] = a;
+  g.args[1] = b;
+  g.args[2] = c >= 0 ? c : 0;
+  g.iattr[0] = like->iattr[0];
+  g.fattr[0] = like->fattr[0];
+  return bw(ad, g);
+}
+
 /* y = softmax(x, axis);  dx = y * (dy - sum(dy * y, axis, keep)) */
 static void vjp_softmax(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   RULE("softmax.dx");
@@ -516,6 +528,30 @@ static void vjp_bn_norm(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   contribute(ad, A, bw(ad, g));
 }
 
+/* y = layernorm(x, gamma, beta) over rows of N elements (x's last k dims):
+ *   mean = sum(x) / N,  var = sum((x - mean)^2) / N,  rstd = (var + eps)^(-1/2),
+ *   xhat = (x - mean) rstd,  y = xhat gamma + beta.
+ * With g = dy gamma (the adjoint of xhat), and d mean / dx_j = 1/N,
+ * d rstd / dx_j = -rstd^3 (x_j - mean) / N, so d xhat_i / dx_j = rstd (delta_ij - 1/N
+ * - xhat_i xhat_j / N), and summing g_i over i:
+ *   dx     = rstd (g - mean(g) - xhat mean(g xhat))       layernorm_bwd(x, gamma, dy)
+ *   dgamma = sum over rows of dy xhat                     layernorm_bwd_gamma(x, dy)
+ *   dbeta  = sum over rows of dy                          sum_to(dy), in contribute
+ * The closed form, not the chain through mean, var and sqrt: one kernel per gradient,
+ * and nothing of forward kept but x (both ops recompute mean and rstd from x). */
+static void vjp_layernorm(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) {
+    RULE("layernorm.dx");
+    contribute(ad, A, bw_layernorm(ad, OP_LAYERNORM_BWD, in, A, in->args[1], dy));
+  }
+  if (ACT(in->args[1])) {
+    RULE("layernorm.dgamma");
+    contribute(ad, in->args[1], bw_layernorm(ad, OP_LAYERNORM_BWD_GAMMA, in, A, dy, -1));
+  }
+  if (ACT(in->args[2])) { RULE("layernorm.dbeta"); contribute(ad, in->args[2], dy); }
+}
+
 #undef A
 #undef B
 #undef ACT
@@ -526,7 +562,9 @@ static void vjp_bn_norm(AD *ad, int32_t y, const Inst *in, int32_t dy) {
  * or max_pool2d_bwd, which autodiff emits but does not differentiate again (its
  * derivative in dy is a gather at each window's argmax, an op the IR does not have);
  * bn_mean and bn_var, whose part bn_norm's closed form takes, and bn_norm_bwd, which
- * is not differentiated again. */
+ * is not differentiated again; nor layernorm_bwd and layernorm_bwd_gamma (second
+ * derivatives of a layer norm are not needed by training, and their closed forms would
+ * be ops of their own). */
 static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_ADD] = vjp_add,
     [OP_SUB] = vjp_sub,
@@ -564,6 +602,7 @@ static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_AVG_POOL2D] = vjp_avg_pool2d,
     [OP_AVG_POOL2D_BWD] = vjp_avg_pool2d_bwd,
     [OP_BN_NORM] = vjp_bn_norm,
+    [OP_LAYERNORM] = vjp_layernorm,
 };
 
 /* ------------------------------------------------------------------ the pass */

@@ -120,6 +120,11 @@ double memplan_inst_flops(Func *f, int32_t v, int64_t batch) {
   case OP_SIZE: return 0;
   case OP_SUM: case OP_MEAN: case OP_MAX: case OP_SUM_TO: return a0;
   case OP_SOFTMAX: case OP_LOG_SOFTMAX: case OP_SOFTMAX_XENT: return 5.0 * a0;
+  /* per element: the two stats passes (3), then the apply (3) / the sums and dx (7) /
+   * dy xhat accumulated (3) */
+  case OP_LAYERNORM: return 6.0 * a0;
+  case OP_LAYERNORM_BWD: return 10.0 * a0;
+  case OP_LAYERNORM_BWD_GAMMA: return 6.0 * a0;
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD: {
     /* one compare or add per window cell: k*k per pooled element (dy for the bwd ops) */
     double k = (double)in->iattr[0];

@@ -14,11 +14,25 @@ prof=$("$BPCC" bench "$SRC/bench/m1.bp" --steps 1 --warmup 0 --batch 4 --threads
 for ph in forward backward update products other; do
   echo "$prof" | grep -Eq "^profile $ph -?[0-9.]+\$" || { echo "FAIL: no '$ph' line from --profile"; echo "$prof"; exit 1; }
 done
-# the per-kernel lines: M1's products with their epilogues, softmax-CE, the update
-for k in "grad 0 [0-9.]+ matmul\+add\+relu m1.bp:[0-9]+" "grad [0-9]+ [0-9.]+ softmax_xent\+softmax\+onehot\+sub\+mul m1.bp:[0-9]+" \
-         "grad [0-9]+ [0-9.]+ matmul_nt\+relu_grad m1.bp:[0-9]+" "step 0 [0-9.]+ optimizer update"; do
+# the per-kernel lines: M1's products with their epilogues and their FLOPs at batch 4
+# (2 x 4 x 784 x 256, 2 x 4 x 10 x 256), softmax-CE and the update without any ("-")
+for k in "grad 0 [0-9.]+ 1605632 matmul\+add\+relu m1.bp:[0-9]+" "grad [0-9]+ [0-9.]+ - softmax_xent\+softmax\+onehot\+sub\+mul m1.bp:[0-9]+" \
+         "grad [0-9]+ [0-9.]+ 20480 matmul_nt\+relu_grad m1.bp:[0-9]+" "step 0 [0-9.]+ - optimizer update"; do
   echo "$prof" | grep -Eq "^kernel $k\$" || { echo "FAIL: no kernel line '$k' from --profile"; echo "$prof"; exit 1; }
 done
+# M4 (LeNet-5): every convolution's kernel, found by its op and DSL line, with the FLOPs
+# of its pass at batch 2: 2 B O C kh kw Ho Wo = 2 x 2 x 6 x 1 x 25 x 28 x 28 for the
+# first conv, 2 x 2 x 16 x 6 x 25 x 10 x 10 for the second; the first has no
+# backward-data pass (its input is the image). Other ops may share a conv's kernel.
+prof4=$("$BPCC" bench "$SRC/bench/m4_lenet.bp" --steps 1 --warmup 0 --batch 2 --threads 1 --profile) || { echo "FAIL: bpcc bench m4_lenet.bp --profile exited $?"; exit 1; }
+echo "$prof4" | grep -Eq '^bpcc m4_lenet [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+ [0-9]+ [0-9.]+$' || { echo "FAIL: no M4 model row"; echo "$prof4"; exit 1; }
+for k in "470400 conv2d:6" "960000 conv2d:7" "960000 conv2d_bwd_data:7" "960000 conv2d_bwd_weight:7" "470400 conv2d_bwd_weight:6"; do
+  fl=${k%% *} op=${k#* }
+  n=$(echo "$prof4" | grep -Ec "^kernel grad [0-9]+ [0-9.]+ $fl ([a-z_0-9]+\+)*${op%:*}(\+[a-z_0-9]+)* m4_lenet.bp:${op#*:}\$")
+  [ "$n" -eq 1 ] || { echo "FAIL: expected one kernel line for ${op%:*} of line ${op#*:} with $fl FLOP, got $n"; echo "$prof4"; exit 1; }
+done
+n=$(echo "$prof4" | grep -Ec '^kernel grad [0-9]+ [0-9.]+ [0-9]+ ([a-z_0-9]+\+)*conv2d_bwd_data(\+[a-z_0-9]+)* m4_lenet.bp:6$')
+[ "$n" -eq 0 ] || { echo "FAIL: a backward-data pass for the first conv, whose input needs no gradient"; echo "$prof4"; exit 1; }
 err=$("$BPCC" bench "$SRC/bench/m1.bp" --steps 0 2>&1 > /dev/null); rc=$?
 [ $rc -eq 1 ] && echo "$err" | grep -q "expected an integer from 1 to 2147483647" || { echo "FAIL: --steps 0 not refused: $err"; exit 1; }
 # the library row: bench/aot_step.c builds and runs one step of M1's library

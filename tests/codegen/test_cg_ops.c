@@ -358,6 +358,48 @@ static void test_conv(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* layernorm, layernorm_bwd and layernorm_bwd_gamma over rows of 1, 3, 7, 17, 33 and
+ * 1000 elements (vector tails at 16, 8 and 4 lanes), ranks 2, 3 and 4 with 1 to 3
+ * normalized dims, x shifted by 3 (a mean far from 0 against a std near 0.6), on one
+ * thread and split over two (each value: the same rows either way). gamma, beta and dy
+ * are inputs of their own. */
+static void test_layernorm(void **state) {
+  (void)state;
+  static const struct { int rank, k; int64_t d[3]; } cases[] = {
+      {2, 1, {1}},        {2, 1, {3}},        {2, 1, {7}},         {2, 1, {17}},      {2, 1, {33}},
+      {2, 1, {1000}},     {3, 1, {7, 17}},    {3, 2, {7, 17}},     {3, 1, {33, 3}},   {3, 2, {1, 1}},
+      {4, 3, {3, 7, 17}}, {4, 1, {3, 7, 33}}, {4, 2, {17, 3, 7}},  {4, 3, {17, 1, 33}},
+  };
+  int fails = 0;
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+    for (int threads = 1; threads <= 2; threads++) {
+      Module *m = ir_module_new();
+      Func *f = ir_func_new(m, "ln");
+      int64_t d[4] = {DIM_BATCH, cases[c].d[0], cases[c].d[1], cases[c].d[2]};
+      int r = cases[c].rank, k = cases[c].k;
+      TypeId xt = ir_type(m, DT_F32, r, d), nt = ir_type(m, DT_F32, k, d + r - k);
+      int32_t x0 = ir_input(f, "x", 0, xt, L);
+      int32_t x = ir_binary(f, OP_ADD, x0, ir_scalar(f, 3.0, L), L);
+      int32_t g = ir_input(f, "gamma", 1, nt, L), b = ir_input(f, "beta", 2, nt, L);
+      int32_t dy = ir_input(f, "dy", 3, xt, L);
+      ir_output(f, "y", ir_layernorm(f, OP_LAYERNORM, x, g, b, k, 1e-5, L), L);
+      ir_output(f, "dx", ir_layernorm(f, OP_LAYERNORM_BWD, x, g, dy, k, 1e-5, L), L);
+      ir_output(f, "dgamma", ir_layernorm(f, OP_LAYERNORM_BWD_GAMMA, x, dy, -1, k, 1e-5, L), L);
+      CgtConfig cfg = {-1, 1, threads, march, false, f64};
+      int rr = cgt_check_forward(f, 5, f64 ? TOL64 : TOL, &cfg);
+      if (rr) printf("layernorm case %zu (rank %d, dims=%d) on %d thread(s) failed\n", c, r, k, threads);
+      fails += rr;
+      ir_module_free(m);
+    }
+  assert_int_equal(fails, 0);
+}
+
+static void test_f64_layernorm(void **state) {
+  f64 = true;
+  test_layernorm(state);
+  f64 = false;
+}
+
 /* A chain of ops feeding each other, with constants read by every kernel kind. */
 static void test_chain(void **state) {
   (void)state;
@@ -461,6 +503,7 @@ static void test_portable(void **state) {
     test_shape_ops(state);
     test_conv(state);
     test_batchnorm(state);
+    test_layernorm(state);
   }
   march = NULL;
 }
@@ -501,6 +544,7 @@ int main(void) {
       cmocka_unit_test(test_f64_rows),     cmocka_unit_test(test_f64_portable),
       cmocka_unit_test(test_pooling),      cmocka_unit_test(test_f64_pooling),
       cmocka_unit_test(test_batchnorm),    cmocka_unit_test(test_f64_batchnorm),
+      cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_f64_layernorm),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

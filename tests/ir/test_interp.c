@@ -462,6 +462,40 @@ static void test_softmax_stable(void **state) {
   }
 }
 
+/* layernorm over the last dim, a row with a mean of 1001.3 and a std of 1.25 (two passes:
+ * no cancellation), and its two backward ops; the values are PyTorch's (float64):
+ *   x = [[1,2,3],[1000,1001,1003]], gamma = [1,2,0.5], beta = [0,1,-1], eps = 1e-5,
+ *   dy = [[1,0,-1],[0.5,0.5,2]]; y = F.layer_norm(x, (3,), gamma, beta), y.backward(dy) */
+static void test_layernorm(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F32, 2, DIM_BATCH, 3, 0));
+  int32_t g = in_("g", 1, T(DT_F32, 1, 3, 0, 0));
+  int32_t b = in_("b", 2, T(DT_F32, 1, 3, 0, 0));
+  int32_t dy = in_("dy", 3, T(DT_F32, 2, DIM_BATCH, 3, 0));
+  int32_t y = ir_layernorm(f, OP_LAYERNORM, x, g, b, 1, 1e-5, LOC(1, 1));
+  int32_t dx = ir_layernorm(f, OP_LAYERNORM_BWD, x, g, dy, 1, 1e-5, LOC(1, 1));
+  int32_t dg = ir_layernorm(f, OP_LAYERNORM_BWD_GAMMA, x, dy, -1, 1, 1e-5, LOC(1, 1));
+  for (int k = 0; k < 2; k++) {
+    InterpMode md = modes[k];
+    /* the second row's mean is 800 standard deviations from 0, so the rounding of
+     * x - mean (in double, either way) is amplified about 1000 times in f64 */
+    double rel = md == INTERP_F32 ? tol(md) * 4 : 1e-12;
+    Tensor in[4] = {tens(DT_F32, 2, 2, 3, 0, V(1, 2, 3, 1000, 1001, 1003)), tens(DT_F32, 1, 3, 0, 0, V(1, 2, 0.5)),
+                    tens(DT_F32, 1, 3, 0, 0, V(0, 1, -1)), tens(DT_F32, 2, 2, 3, 0, V(1, 0, -1, 0.5, 0.5, 2))};
+    Interp *it = ir_interp_run(f, md, 2, in, 4, NULL, 0, 0, 0);
+    check(it, y, md,
+          V(-1.2247356859083902, 1.0, -0.3876321570458049, -1.0690415314503516, 0.4654792342747591, -0.33184904284357897),
+          6, rel);
+    check(it, dx, md,
+          V(0.10207508522882813, -0.204122614318065, 0.10204752908923709, -0.11454114585049524, 0.1718100006843173,
+            -0.057268854833793625),
+          6, rel);
+    check(it, dg, md, V(-1.759256451633566, -0.13363019143131022, 1.447868142717294), 3, rel);
+    ir_interp_free(it);
+    free_tensors(in, 4);
+  }
+}
+
 static void test_onehot_and_softmax_xent(void **state) {
   (void)state;
   int32_t z = in_("z", 0, T(DT_F32, 2, DIM_BATCH, 3, 0));
@@ -787,6 +821,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_conv2d, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broadcast_and_sum_to, setup, teardown),
       cmocka_unit_test_setup_teardown(test_softmax_stable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_layernorm, setup, teardown),
       cmocka_unit_test_setup_teardown(test_onehot_and_softmax_xent, setup, teardown),
       cmocka_unit_test_setup_teardown(test_label_out_of_range_is_an_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_const_param_dropout, setup, teardown),

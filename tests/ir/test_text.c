@@ -344,6 +344,7 @@ static char *parse_error(const char *text) {
 
 #define HEAD "func @f {\n  %0 = input \"x\" : f32[B,3]\n"
 #define POOL4 "func @f {\n  %0 = input \"x\" : f32[B,2,5,5]\n"
+#define LN HEAD "  %1 = input \"g\" : f32[3]\n  %2 = input \"b\" : f32[4]\n"
 
 static void test_parser_diagnostics(void **state) {
   (void)state;
@@ -386,6 +387,20 @@ static void test_parser_diagnostics(void **state) {
        "bad.ir:3:52: error: the type f32[B,2,2,2] differs from f32[B,2,3,3], the type max_pool2d gives"},
       {POOL4 "  %1 = avg_pool2d_bwd %0 kernel=2 stride=2 padding=0 : f32[B,2,9,9]\n}\n",
        "bad.ir:3:8: error: avg_pool2d_bwd: dy is f32[B,2,5,5], the pooled type of f32[B,2,9,9] is f32[B,2,4,4]"},
+      {LN "  %3 = layernorm %0, %1, %1 dims=1 eps=0 : f32[B,3]\n}\n", "bad.ir:5:8: error: layernorm: eps 0 is not a positive number"},
+      {LN "  %3 = layernorm %0, %1, %1 dims=2 eps=1e-05 : f32[B,3]\n}\n",
+       "bad.ir:5:8: error: layernorm: the normalized dims of f32[B,3] include the batch dim"},
+      {LN "  %3 = layernorm %0, %1, %1 dims=3 eps=1e-05 : f32[B,3]\n}\n",
+       "bad.ir:5:8: error: layernorm: dims=3, but f32[B,3] has rank 2 (1 <= dims <= rank)"},
+      {LN "  %3 = layernorm %0, %2, %2 dims=1 eps=1e-05 : f32[B,3]\n}\n",
+       "bad.ir:5:8: error: layernorm: the scale and shift must be f32[3], the normalized dims of f32[B,3]; has f32[4]"},
+      {LN "  %3 = layernorm %0, %1, %2 dims=1 eps=1e-05 : f32[B,3]\n}\n",
+       "bad.ir:5:8: error: layernorm: the shift f32[4] differs from the scale f32[3]"},
+      {LN "  %3 = layernorm %0, %1, %1 dims=1 : f32[B,3]\n}\n", "bad.ir:5:8: error: layernorm needs the attribute 'eps'"},
+      {LN "  %3 = layernorm_bwd_gamma %0, %1 dims=1 eps=1e-05 : f32[3]\n}\n",
+       "bad.ir:5:8: error: layernorm_bwd_gamma: the gradient f32[3] is not the type of x, f32[B,3]"},
+      {LN "  %3 = layernorm_bwd_gamma %0, %0 dims=1 eps=1e-05 : f32[B,3]\n}\n",
+       "bad.ir:5:54: error: the type f32[B,3] differs from f32[3], the type layernorm_bwd_gamma gives"},
       {HEAD "  %1 = pow %0 exponent=two : f32[B,3]\n}\n", "bad.ir:3:24: error: expected a number for exponent, found 'two'"},
       {HEAD "  %1 = add %0, %0 : f32[B,3] extra\n}\n", "bad.ir:3:30: error: expected the end of the line, found 'extra'"},
       {HEAD "  output \"o\" %0\n  %2 = relu %1 : f32[B,3]\n}\n", "bad.ir:4:13: error: %1 is a output sink and has no value"},
@@ -495,7 +510,8 @@ static void test_mutations_never_crash(void **state) {
   (void)state;
   const char *root = getenv("BPCC_SOURCE_DIR");
   assert_non_null(root);
-  static const char *const files[] = {"every_op.ir", "corners.ir", "mlp.ir", "pool.ir", "conv.ir", "bn.ir"};
+  static const char *const files[] = {"every_op.ir", "corners.ir", "mlp.ir", "pool.ir", "conv.ir", "layernorm.ir",
+                                      "bn.ir"};
   static const char alphabet[] = "%@=,:[](){}#\"\\ \n0123456789B.-+eafxlpinsum_";
   FILE *devnull = fopen("/dev/null", "w");
   uint64_t r = 0x9e3779b97f4a7c15ull;

@@ -393,6 +393,10 @@ static int32_t image(Build *b, int64_t c, int64_t h, int64_t w) {
   int64_t d[4] = {DIM_BATCH, c, h, w};
   return ir_binary(F, OP_ADD, inp_dims(b, DOM_ANY, 4, d), par_dims(b, DOM_ANY, 3, d + 1), N);
 }
+static int32_t image3(Build *b, int64_t t, int64_t c) {   /* x[B,t,c] = input + param */
+  int64_t d[3] = {DIM_BATCH, t, c};
+  return ir_binary(F, OP_ADD, inp_dims(b, DOM_ANY, 3, d), par_dims(b, DOM_ANY, 2, d + 1), N);
+}
 static int32_t kernel(Build *b, int64_t o, int64_t c, int64_t kh, int64_t kw) {
   int64_t d[4] = {o, c, kh, kw};
   return par_dims(b, DOM_ANY, 4, d);
@@ -423,6 +427,43 @@ static int32_t c_conv_bwd_weight(Build *b) {
   int64_t dyd[4] = {2, 3, 3, 3}, xd[4] = {2, 2, 6, 5}, wd[4] = {3, 2, 3, 3};
   return ir_conv2d(F, OP_CONV2D_BWD_WEIGHT, par_dims(b, DOM_ANY, 4, xd), par_dims(b, DOM_ANY, 4, dyd), 2, 1, 1,
                    ir_type(b->m, DT_F32, 4, wd), N);
+}
+
+/* layernorm over the k trailing dims of x (an input + param with B first, or a param),
+ * gamma and beta params of those dims: ranks 2, 3, 4, rows of 1 element (xhat = 0) and
+ * odd sizes, all dims normalized, a chain of two norms. test_layernorm_sweep adds
+ * seeded random shapes. */
+static int32_t ln_of(Build *b, int32_t x, int k) {
+  const TensorType *t = ir_vtype(F, x);
+  int64_t d[4];
+  int r = t->rank;
+  for (int i = 0; i < k; i++) d[i] = t->dims[r - k + i];
+  int32_t g = par_dims(b, DOM_ANY, k, d), be = par_dims(b, DOM_ANY, k, d);
+  return ir_layernorm(F, OP_LAYERNORM, x, g, be, k, 1e-5, N);
+}
+static int32_t c_ln_rank2(Build *b) { return ln_of(b, batched(b, 0, 5), 1); }
+static int32_t c_ln_row1(Build *b) { return ln_of(b, batched(b, 0, 1), 1); }
+static int32_t c_ln_rank3_k1(Build *b) { return ln_of(b, image3(b, 3, 7), 1); }
+static int32_t c_ln_rank3_k2(Build *b) { return ln_of(b, image3(b, 3, 7), 2); }
+static int32_t c_ln_rank4_k3(Build *b) { return ln_of(b, image(b, 2, 3, 5), 3); }
+static int32_t c_ln_rank4_k1(Build *b) { return ln_of(b, par4(b, DOM_ANY, 2, 3, 1, 5), 2); }
+static int32_t c_ln_all(Build *b) { return ln_of(b, par(b, 0, 2, 3, 4), 2); }
+static int32_t c_ln_chain(Build *b) {   /* ln(tanh(ln(x))): the gradient passes through a norm */
+  return ln_of(b, ir_unary(F, OP_TANH, ln_of(b, image3(b, 2, 3), 1), N), 2);
+}
+
+static struct {
+  int rank, k;
+  bool batch;
+  int64_t dims[4];
+} lns;
+
+static int32_t c_ln_sweep(Build *b) {
+  int64_t d[4];
+  for (int i = 0; i < lns.rank; i++) d[i] = i == 0 && lns.batch ? DIM_BATCH : lns.dims[i];
+  int32_t x = lns.batch ? ir_binary(F, OP_ADD, inp_dims(b, DOM_ANY, lns.rank, d), par_dims(b, DOM_ANY, lns.rank - 1, d + 1), N)
+                        : par_dims(b, DOM_ANY, lns.rank, d);
+  return ln_of(b, x, lns.k);
 }
 
 /* Reductions over every axis of every rank, with and without keep (test_reduce_sweep
@@ -563,6 +604,9 @@ static const Case cases[] = {
     {"batchnorm4_batch", c_bn4_batch}, {"batchnorm4_n1", c_bn4_n1}, {"batchnorm4_n2_1x1", c_bn4_n2_1x1},
     {"batchnorm4_n5_odd", c_bn4_n5_odd}, {"batchnorm2_batch", c_bn2_batch}, {"batchnorm2_n2", c_bn2_n2},
     {"batchnorm2_n5", c_bn2_n5}, {"batchnorm_affine_chain", c_bn_affine_chain},
+    {"layernorm_rank2", c_ln_rank2}, {"layernorm_row1", c_ln_row1}, {"layernorm_rank3_dims1", c_ln_rank3_k1},
+    {"layernorm_rank3_dims2", c_ln_rank3_k2}, {"layernorm_rank4_dims3", c_ln_rank4_k3},
+    {"layernorm_rank4_dims2", c_ln_rank4_k1}, {"layernorm_all_dims", c_ln_all}, {"layernorm_chain", c_ln_chain},
 };
 
 static void test_every_vjp_autodiff(void **state) {
@@ -615,6 +659,29 @@ static void test_reduce_sweep(void **state) {
   assert_int_equal(cases_run, 3 * 14 * 8);
 }
 
+/* layernorm on seeded random shapes: rank 2 to 4, dims from {1, 2, 3, 5}, 1 to rank
+ * normalized dims (rank - 1 at most with the batch dim), with and without B, through
+ * autodiff alone and the pipeline. */
+static void test_layernorm_sweep(void **state) {
+  (void)state;
+  static const int64_t pick[4] = {1, 2, 3, 5};
+  uint64_t st = 0x5eed1a7e4ull;
+  int run = 0;
+  for (int c = 0; c < 24; c++) {
+    lns.rank = 2 + (int)(urand(&st) * 3);
+    lns.batch = urand(&st) < 0.5;
+    int kmax = lns.batch ? lns.rank - 1 : lns.rank;
+    lns.k = 1 + (int)(urand(&st) * kmax);
+    for (int i = 0; i < lns.rank; i++) lns.dims[i] = pick[(int)(urand(&st) * 4)];
+    char name[64];
+    int at = snprintf(name, sizeof name, "layernorm_dims%d%s_", lns.k, lns.batch ? "_batch" : "");
+    for (int i = 0; i < lns.rank; i++) at += snprintf(name + at, sizeof name - (size_t)at, i ? "x%lld" : "%lld", (long long)lns.dims[i]);
+    assert_true(check_case(name, c_ln_sweep, c % 2 == 1) > 0);
+    run++;
+  }
+  assert_int_equal(run, 24);
+}
+
 /* Every op with operands that carry a derivative is covered by a case above. */
 static void test_cases_cover_every_op(void **state) {
   (void)state;
@@ -633,6 +700,8 @@ static void test_cases_cover_every_op(void **state) {
     if (op == OP_LOSS || op == OP_GRAD || op == OP_CONST) continue;   /* added by the harness / autodiff */
     if (op == OP_MAX_POOL2D_BWD) continue;   /* no VJP rule (autodiff.c); test_max_pool_ties checks it */
     if (op == OP_BN_NORM_BWD) continue;      /* no VJP rule: emitted by bn_norm's, checked through it */
+    /* no VJP rules (autodiff.c): layernorm's VJP emits them, the layernorm cases check them */
+    if (op == OP_LAYERNORM_BWD || op == OP_LAYERNORM_BWD_GAMMA) continue;
     if (!seen[op]) fail_msg("no VJP test case uses op %s", ir_ops[op].name);
   }
 }
@@ -755,6 +824,7 @@ int main(void) {
       cmocka_unit_test(test_every_vjp_autodiff),
       cmocka_unit_test(test_every_vjp_pipeline),
       cmocka_unit_test(test_reduce_sweep),
+      cmocka_unit_test(test_layernorm_sweep),
       cmocka_unit_test(test_random_graphs),
       cmocka_unit_test(test_cases_cover_every_op),
       cmocka_unit_test(test_max_pool_ties),
