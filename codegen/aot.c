@@ -105,7 +105,8 @@ static bool check_layout(Abi *a) {
       offsetof(bprt_model_desc, opt_state_floats), offsetof(bprt_model_desc, ws_fixed),
       offsetof(bprt_model_desc, ws_per_batch), offsetof(bprt_model_desc, forward),
       offsetof(bprt_model_desc, grad), offsetof(bprt_model_desc, step), offsetof(bprt_model_desc, update),
-      offsetof(bprt_model_desc, has_loss), offsetof(bprt_model_desc, sigmoid_output)};
+      offsetof(bprt_model_desc, has_loss), offsetof(bprt_model_desc, sigmoid_output),
+      offsetof(bprt_model_desc, nbuffers), offsetof(bprt_model_desc, buffers), offsetof(bprt_model_desc, buffer_floats)};
   static const size_t param_off[] = {
       offsetof(bprt_param_desc, name), offsetof(bprt_param_desc, rank), offsetof(bprt_param_desc, dims),
       offsetof(bprt_param_desc, offset), offsetof(bprt_param_desc, init), offsetof(bprt_param_desc, init_a),
@@ -117,7 +118,7 @@ static bool check_layout(Abi *a) {
     const size_t *off;
     unsigned n;
     size_t size;
-  } all[3] = {{a->t_desc, desc_off, 19, sizeof(bprt_model_desc)},
+  } all[3] = {{a->t_desc, desc_off, 22, sizeof(bprt_model_desc)},
               {a->t_param, param_off, 9, sizeof(bprt_param_desc)},
               {a->t_tensor, tensor_off, 4, sizeof(bprt_tensor_desc)}};
   for (int k = 0; k < 3; k++) {
@@ -148,6 +149,17 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
   }
   LLVMValueRef params = const_table(a, a->t_param, pv, d->nparams, "params");
   bp_free(pv);
+  pv = bp_xmalloc(sizeof(LLVMValueRef) * (size_t)(d->nbuffers + 1));
+  for (int i = 0; i < d->nbuffers; i++) {
+    const bprt_param_desc *p = &d->buffers[i];
+    LLVMValueRef f[9] = {cstr(a, p->name),       ci32(a, p->rank),
+                         cdims(a, p->dims),      ci64(a, p->offset),
+                         ci32(a, p->init),       LLVMConstReal(a->f64, p->init_a),
+                         LLVMConstReal(a->f64, p->init_b), cstr(a, p->loc), ci32(a, 0)};
+    pv[i] = LLVMConstStructInContext(a->C, f, 9, 0);
+  }
+  LLVMValueRef buffers = const_table(a, a->t_param, pv, d->nbuffers, "buffers");
+  bp_free(pv);
   int nt = d->ninputs > d->noutputs ? d->ninputs : d->noutputs;
   LLVMValueRef *tv = bp_xmalloc(sizeof(LLVMValueRef) * (size_t)(nt + 1));
   for (int i = 0; i < d->ninputs; i++) tv[i] = tensor_const(a, &d->inputs[i]);
@@ -157,7 +169,7 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
   bp_free(tv);
   LLVMValueRef hyper[BPRT_H__COUNT];
   for (int i = 0; i < BPRT_H__COUNT; i++) hyper[i] = LLVMConstReal(a->f64, d->hyper[i]);
-  LLVMValueRef f[19] = {
+  LLVMValueRef f[22] = {
       cstr(a, a->model),
       ci32(a, d->nparams),
       params,
@@ -177,8 +189,11 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
       entry_or_null(a, "update"),
       ci32(a, d->has_loss),
       ci32(a, d->sigmoid_output),
+      ci32(a, d->nbuffers),
+      buffers,
+      ci64(a, d->buffer_floats),
   };
-  LLVMValueRef init = LLVMConstStructInContext(a->C, f, 19, 0);
+  LLVMValueRef init = LLVMConstStructInContext(a->C, f, 22, 0);
   char name[256];
   snprintf(name, sizeof name, "%s__desc", a->model);
   LLVMValueRef g = LLVMAddGlobal(a->M, a->t_desc, name);
@@ -205,6 +220,7 @@ static const Wrapper wrappers[] = {
     {"create", "bprt_model_create", 'p', "l", true},
     {"destroy", "bprt_model_destroy", 'v', "p", false},
     {"param", "bprt_model_param", 'i', "pip", false},
+    {"buffer", "bprt_model_buffer", 'i', "pip", false},
     {"input_info", "bprt_desc_input", 'i', "ip", true},
     {"output_info", "bprt_desc_output", 'i', "ip", true},
     {"forward", "bprt_model_forward", 'i', "plpp", false},
@@ -307,7 +323,7 @@ static bool is_export(Abi *a, const char *name) {
   const char *s = name + n + 1;
   for (int i = 0; i < NWRAPPERS; i++)
     if (!strcmp(s, wrappers[i].suffix)) return true;
-  return !strcmp(s, "num_params") || !strcmp(s, "num_inputs") || !strcmp(s, "num_outputs");
+  return !strcmp(s, "num_params") || !strcmp(s, "num_buffers") || !strcmp(s, "num_inputs") || !strcmp(s, "num_outputs");
 }
 
 /* Add the descriptor and the ABI to M (a clone of the model's module), hide the rest. */
@@ -326,9 +342,10 @@ static bool add_abi(LLVMModuleRef M, const bprt_model_desc *d) {
   a.t_param = LLVMStructTypeInContext(a.C, tp, 9, 0);
   LLVMTypeRef tt[4] = {a.ptr, a.i32, a.i32, a.dims};
   a.t_tensor = LLVMStructTypeInContext(a.C, tt, 4, 0);
-  LLVMTypeRef td[19] = {a.ptr, a.i32, a.ptr, a.i64, a.i32, a.ptr, a.i32, a.ptr, a.i32,
-                        LLVMArrayType2(a.f64, BPRT_H__COUNT), a.i64, a.i64, a.i64, a.ptr, a.ptr, a.ptr, a.ptr, a.i32, a.i32};
-  a.t_desc = LLVMStructTypeInContext(a.C, td, 19, 0);
+  LLVMTypeRef td[22] = {a.ptr, a.i32, a.ptr, a.i64, a.i32, a.ptr, a.i32, a.ptr, a.i32,
+                        LLVMArrayType2(a.f64, BPRT_H__COUNT), a.i64, a.i64, a.i64, a.ptr, a.ptr, a.ptr, a.ptr, a.i32, a.i32,
+                        a.i32, a.ptr, a.i64};
+  a.t_desc = LLVMStructTypeInContext(a.C, td, 22, 0);
   if (!check_layout(&a)) {
     diag_error(SRCLOC_NONE, "codegen: internal error: the descriptor's LLVM layout differs from runtime/model.h's");
     return false;
@@ -350,6 +367,7 @@ static bool add_abi(LLVMModuleRef M, const bprt_model_desc *d) {
   LLVMBuilderRef B = LLVMCreateBuilderInContext(a.C);
   for (int i = 0; i < NWRAPPERS; i++) add_wrapper(&a, B, desc, &wrappers[i]);
   add_const_fn(&a, B, "num_params", d->nparams);
+  add_const_fn(&a, B, "num_buffers", d->nbuffers);
   add_const_fn(&a, B, "num_inputs", d->ninputs);
   add_const_fn(&a, B, "num_outputs", d->noutputs);
   add_unload(&a, B);
@@ -499,8 +517,8 @@ char *cg_aot_header(const bprt_model_desc *d, const char *source) {
        "} bpcc_tensor_info;\n"
        "#endif\n\n");
   bput(&b, "typedef struct %s %s;   /* opaque */\n\n", m, m);
-  bput(&b, "#define %s_NUM_INPUTS %d\n#define %s_NUM_OUTPUTS %d\n#define %s_NUM_PARAMS %d\n", M, d->ninputs, M,
-       d->noutputs, M, d->nparams);
+  bput(&b, "#define %s_NUM_INPUTS %d\n#define %s_NUM_OUTPUTS %d\n#define %s_NUM_PARAMS %d\n#define %s_NUM_BUFFERS %d\n",
+       M, d->ninputs, M, d->noutputs, M, d->nparams, M, d->nbuffers);
   bput(&b, "/* inputs[i] of forward, loss_and_grad and train_step */\n");
   for (int i = 0; i < d->ninputs; i++) tensor_macros(&b, M, "INPUT", i, &d->inputs[i]);
   bput(&b, "/* outputs[i] of forward */\n");
@@ -512,6 +530,15 @@ char *cg_aot_header(const bprt_model_desc *d, const char *source) {
     for (int k = 0; k < p->rank; k++) bput(&b, "%s%lld", k ? "," : "", (long long)p->dims[k]);
     bput(&b, "]%s%s\n", p->loc ? "  declared at " : "", p->loc ? p->loc : "");
   }
+  if (d->nbuffers > 0) {
+    bput(&b, " * buffers (%s_buffer(net, i, &info); no gradient: info.grad is NULL):\n", m);
+    for (int i = 0; i < d->nbuffers; i++) {
+      const bprt_param_desc *p = &d->buffers[i];
+      bput(&b, " *   %d  %s [", i, p->name);
+      for (int k = 0; k < p->rank; k++) bput(&b, "%s%lld", k ? "," : "", (long long)p->dims[k]);
+      bput(&b, "]%s%s\n", p->loc ? "  declared at " : "", p->loc ? p->loc : "");
+    }
+  }
   bput(&b, " * optimizer: %s, lr = %g (the train block's defaults; change with %s_set_hyper) */\n\n",
        d->optimizer >= 0 && d->optimizer < BPRT_OPT__COUNT ? bprt_optimizers[d->optimizer].name : "?", d->hyper[BPRT_H_LR], m);
   bput_model(&b, m,
@@ -522,17 +549,23 @@ char *cg_aot_header(const bprt_model_desc *d, const char *source) {
              "int @_num_inputs(void);\n"
              "int @_num_outputs(void);\n"
              "int @_param(const @ *net, int i, bpcc_param_info *info);\n"
+             "/* Buffers: non-trainable state (batchnorm's running mean and variance), updated by\n"
+             " * loss_and_grad and train_step, read by forward and eval; saved and loaded with the\n"
+             " * parameters. info->grad is NULL. */\n"
+             "int @_num_buffers(void);\n"
+             "int @_buffer(const @ *net, int i, bpcc_param_info *info);\n"
              "int @_input_info(int i, bpcc_tensor_info *info);\n"
              "int @_output_info(int i, bpcc_tensor_info *info);\n"
              "/* Inference on `batch` rows (any batch >= 1): inputs[i] float or int32_t (labels may\n"
              " * be NULL here), outputs[i] float buffers of batch x row floats. Inference mode:\n"
-             " * dropout is the identity, as in PyTorch's model.eval(). */\n"
+             " * dropout is the identity, batchnorm uses the running statistics, as in PyTorch's\n"
+             " * model.eval(). */\n"
              "int @_forward(@ *net, int64_t batch, const void *const *inputs, float *const *outputs);\n"
              "/* Inference mode with the loss (labels required): outputs may be NULL; what an\n"
              " * evaluation or a validation loss reports. */\n"
              "int @_eval(@ *net, int64_t batch, const void *const *inputs, float *const *outputs, float *loss);\n"
-             "/* Training mode (dropout drawn): the loss and the gradients of every parameter (see\n"
-             " * @_param); no update. */\n"
+             "/* Training mode (dropout drawn, batchnorm's batch statistics, its running statistics\n"
+             " * updated): the loss and the gradients of every parameter (see @_param); no update. */\n"
              "int @_loss_and_grad(@ *net, int64_t batch, const void *const *inputs, float *loss);\n"
              "/* One training step: forward, backward and the optimizer update; *loss is the loss\n"
              " * before the update. The step count goes up by one. */\n"

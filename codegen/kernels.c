@@ -20,6 +20,7 @@
  *                order is unchanged, so one vector loop over all elements)
  *   dropout      Philox4x32-10 blocks of 4 words, exactly runtime/rng.c's bprt_dropout_mask
  *   pooling      codegen/pool.c (planes split over threads; 2x2 windows as vectors)
+ *   batchnorm    per channel: N rows of H*W contiguous elements, vector loops, f64 sums
  *   layer norm   per row of the trailing dims: mean, variance (two passes), then the
  *                apply or the gradient; a task over rows through parallel_for
  */
@@ -899,13 +900,214 @@ static void kernel_dropout(Cg *cg, const Inst *in, const CgVal *out, bool traini
 
 /* ------------------------------------------------------------------ dispatch */
 
+/* ------------------------------------------------------------------ batchnorm */
+
+/* The batchnorm ops (ops.def) per channel c of x viewed as [N, C, S] (S = H*W, 1 for
+ * [N, C]): channel c is N rows of S contiguous elements at (b C + c) S. Each row is a
+ * vector loop; sums accumulate in f64 lanes, as the interpreter's (a long f32 sum over
+ * N*H*W values would lose digits). Channels are independent: the loop over them is
+ * split across the thread pool when the work is large enough. */
+typedef enum { BN_SUM, BN_SUMSQ, BN_NORM, BN_BWD_SUMS, BN_BWD_APPLY } BnPass;
+
+typedef struct {
+  BnPass pass;
+  LLVMValueRef x, g, y;          /* element pointers (g: the cotangent; y: the result) */
+  LLVMValueRef base;             /* the row's first element */
+  LLVMValueRef m, r, mg, mgx;    /* per-channel scalars (T's element type) */
+  LLVMValueRef accv, accs, accv2, accs2;   /* f64 accumulators: vector and scalar */
+} BnCtx;
+
+static LLVMValueRef bn_wide(Cg *cg, LLVMValueRef v, LLVMTypeRef T) {
+  LLVMTypeRef AT = cg_is_vec(T) ? LLVMVectorType(cg->t_f64, LLVMGetVectorSize(T)) : cg->t_f64;
+  return AT == T ? v : LLVMBuildFPExt(cg->B, v, AT, "");
+}
+
+static void bn_acc(Cg *cg, LLVMValueRef accv, LLVMValueRef accs, LLVMValueRef v, LLVMTypeRef T) {
+  LLVMValueRef acc = cg_is_vec(T) ? accv : accs;
+  LLVMTypeRef AT = LLVMTypeOf(v);
+  LLVMBuildStore(cg->B, LLVMBuildFAdd(cg->B, LLVMBuildLoad2(cg->B, AT, acc, ""), v, ""), acc);
+}
+
+static void bn_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  BnCtx *c = p;
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef idx = LLVMBuildAdd(B, c->base, j, "");
+  LLVMValueRef x = cg_load(cg, T, c->x, idx);
+  switch (c->pass) {
+  case BN_SUM: bn_acc(cg, c->accv, c->accs, bn_wide(cg, x, T), T); break;
+  case BN_SUMSQ: {   /* (x - m)^2 in f64 */
+    LLVMValueRef xw = bn_wide(cg, x, T);
+    LLVMValueRef d = LLVMBuildFSub(B, xw, cg_splat(cg, c->m, LLVMTypeOf(xw)), "");
+    bn_acc(cg, c->accv, c->accs, LLVMBuildFMul(B, d, d, ""), T);
+    break;
+  }
+  case BN_NORM:   /* xhat = (x - m) r */
+    cg_store(cg, LLVMBuildFMul(B, LLVMBuildFSub(B, x, cg_splat(cg, c->m, T), ""), cg_splat(cg, c->r, T), ""), c->y, idx);
+    break;
+  case BN_BWD_SUMS: {   /* x is xhat here: sum(g), sum(g xhat) */
+    LLVMValueRef g = cg_load(cg, T, c->g, idx);
+    bn_acc(cg, c->accv, c->accs, bn_wide(cg, g, T), T);
+    bn_acc(cg, c->accv2, c->accs2, bn_wide(cg, LLVMBuildFMul(B, g, x, ""), T), T);
+    break;
+  }
+  case BN_BWD_APPLY: {  /* dx = r (g - mean(g) - xhat mean(g xhat)) */
+    LLVMValueRef g = cg_load(cg, T, c->g, idx);
+    LLVMValueRef t = LLVMBuildFSub(B, LLVMBuildFSub(B, g, cg_splat(cg, c->mg, T), ""),
+                                   LLVMBuildFMul(B, x, cg_splat(cg, c->mgx, T), ""), "");
+    cg_store(cg, LLVMBuildFMul(B, t, cg_splat(cg, c->r, T), ""), c->y, idx);
+    break;
+  }
+  }
+}
+
+/* One pass over channel ch's N rows. */
+static void bn_rows(Cg *cg, BnCtx *c, LLVMValueRef N, LLVMValueRef C, LLVMValueRef S, LLVMValueRef ch) {
+  CgLoop lb = cg_loop_begin(cg, cg_i64(cg, 0), N, cg_i64(cg, 1));
+  c->base = LLVMBuildMul(cg->B, LLVMBuildAdd(cg->B, LLVMBuildMul(cg->B, lb.iv, C, ""), ch, ""), S, "");
+  cg_vloop(cg, S, bn_body, c);
+  cg_loop_end(cg, &lb);
+}
+
+/* Zero the accumulators, run a pass, return the f64 sum (acc 1 or 2). */
+static LLVMValueRef bn_sum(Cg *cg, LLVMValueRef accv, LLVMValueRef accs) {
+  LLVMTypeRef VT = LLVMVectorType(cg->t_f64, (unsigned)cg->W), ST = cg->t_f64;
+  if (cg->W == 1) VT = ST;
+  LLVMValueRef h = cg_hsum(cg, LLVMBuildLoad2(cg->B, VT, accv, ""));
+  return LLVMBuildFAdd(cg->B, h, LLVMBuildLoad2(cg->B, ST, accs, ""), "");
+}
+
+typedef struct {
+  const Inst *in;
+  const CgVal *x, *a1, *a2, *out;
+} BnKernel;
+
+/* The body of channel ch (an i64) of one batchnorm op: what the per-channel loop runs. */
+static void bn_channel(Cg *cg, const BnKernel *k, LLVMValueRef ch) {
+  LLVMBuilderRef B = cg->B;
+  const TensorType *xt = k->x->t;
+  LLVMValueRef N = cg_dim(cg, xt, 0), C = cg_dim(cg, xt, 1);
+  LLVMValueRef S = xt->rank == 4 ? cg_dims_prod(cg, xt, 2, 4) : cg_i64(cg, 1);
+  LLVMValueRef nf = LLVMBuildSIToFP(B, LLVMBuildMul(B, N, S, ""), cg->t_f64, "");
+  LLVMTypeRef VT = cg->W == 1 ? cg->t_f64 : LLVMVectorType(cg->t_f64, (unsigned)cg->W), ST = cg->t_f64;
+  BnCtx c;
+  memset(&c, 0, sizeof c);
+  c.x = k->x->ptr;
+  c.y = k->out->ptr;
+  c.accv = cg_alloca(cg, VT, "bnv");
+  c.accs = cg_alloca(cg, ST, "bns");
+  c.accv2 = cg_alloca(cg, VT, "bnv2");
+  c.accs2 = cg_alloca(cg, ST, "bns2");
+  LLVMValueRef accs[4] = {c.accv, c.accs, c.accv2, c.accs2};
+  for (int i = 0; i < 4; i++) LLVMBuildStore(B, cg_fconst(cg, i % 2 ? ST : VT, 0.0), accs[i]);
+  LLVMTypeRef E = cg->t_f32;   /* the element type (double in an f64 model) */
+  switch ((Op)k->in->op) {
+  case OP_BN_MEAN:
+  case OP_BN_VAR: {
+    c.pass = k->in->op == OP_BN_MEAN ? BN_SUM : BN_SUMSQ;
+    if (c.pass == BN_SUMSQ) {
+      LLVMValueRef m = cg_val_load(cg, k->a1, E, ch);
+      c.m = E == cg->t_f64 ? m : LLVMBuildFPExt(B, m, cg->t_f64, "");
+    }
+    bn_rows(cg, &c, N, C, S, ch);
+    LLVMValueRef r = LLVMBuildFDiv(B, bn_sum(cg, c.accv, c.accs), nf, "");
+    cg_store(cg, E == cg->t_f64 ? r : LLVMBuildFPTrunc(B, r, E, ""), k->out->ptr, ch);
+    break;
+  }
+  case OP_BN_NORM: {
+    const CgVal *rv = k->a2;
+    c.pass = BN_NORM;
+    c.m = cg_val_load(cg, k->a1, E, ch);
+    c.r = cg_val_load(cg, rv, E, ch);
+    bn_rows(cg, &c, N, C, S, ch);
+    break;
+  }
+  case OP_BN_NORM_BWD: {
+    c.g = k->a1->ptr;
+    c.pass = BN_BWD_SUMS;
+    bn_rows(cg, &c, N, C, S, ch);
+    LLVMValueRef mg = LLVMBuildFDiv(B, bn_sum(cg, c.accv, c.accs), nf, "");
+    LLVMValueRef mgx = LLVMBuildFDiv(B, bn_sum(cg, c.accv2, c.accs2), nf, "");
+    c.mg = E == cg->t_f64 ? mg : LLVMBuildFPTrunc(B, mg, E, "");
+    c.mgx = E == cg->t_f64 ? mgx : LLVMBuildFPTrunc(B, mgx, E, "");
+    c.r = cg_val_load(cg, k->a2, E, ch);
+    c.pass = BN_BWD_APPLY;
+    bn_rows(cg, &c, N, C, S, ch);
+    break;
+  }
+  default:
+    ir_die("codegen: %s is not a batchnorm op", ir_ops[k->in->op].name);
+  }
+}
+
+/* The channels [begin, end) as a parallel-for task: ctx = {frame, x, a1, a2, out}. The
+ * task reads the batch from the frame (cg->frame is pointed at it while it is built). */
+static LLVMValueRef bn_task(Cg *cg, const BnKernel *k) {
+  LLVMBuilderRef B = cg->B;
+  LLVMTypeRef ct = LLVMArrayType(cg->t_ptr, 5);
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_bn_task", cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMValueRef ctx = LLVMGetParam(fn, 0), p[5];
+  for (int i = 0; i < 5; i++)
+    p[i] = LLVMBuildLoad2(B, cg->t_ptr, LLVMBuildGEP2(B, ct, ctx, (LLVMValueRef[]){cg_i64(cg, 0), cg_i64(cg, i)}, 2, ""), "");
+  cg->frame = p[0];
+  CgVal x = *k->x, a1 = *k->a1, a2 = k->a2 ? *k->a2 : *k->a1, out = *k->out;
+  x.ptr = p[1], a1.ptr = p[2], a2.ptr = p[3], out.ptr = p[4];
+  BnKernel kk = {k->in, &x, &a1, k->a2 ? &a2 : NULL, &out};
+  CgLoop lc = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), cg_i64(cg, 1));
+  bn_channel(cg, &kk, lc.iv);
+  cg_loop_end(cg, &lc);
+  LLVMBuildRetVoid(B);
+  return fn;
+}
+
+/* Channels are independent, so the loop over them is split across the pool (grain one
+ * channel) when there are two threads, two channels and 32K elements; the values do not
+ * depend on the split. */
+static void kernel_bn(Cg *cg, const Inst *in, const CgVal *vals, const CgVal *out) {
+  BnKernel k = {in, &vals[in->args[0]], &vals[in->args[1]], in->nargs > 2 ? &vals[in->args[2]] : NULL, out};
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef C = cg_dim(cg, k.x->t, 1);
+  /* the task function, built on the side */
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef caller = cg->fn, frame = cg->frame;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
+  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef task = bn_task(cg, &k);
+  cg->fn = caller;
+  cg->frame = frame;
+  LLVMPositionBuilderAtEnd(B, here);
+  LLVMSetCurrentDebugLocation2(B, loc);
+  LLVMTypeRef ct = LLVMArrayType(cg->t_ptr, 5);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "bnctx");
+  LLVMValueRef ptrs[5] = {frame, k.x->ptr, k.a1->ptr, k.a2 ? k.a2->ptr : k.a1->ptr, out->ptr};
+  for (int i = 0; i < 5; i++)
+    LLVMBuildStore(B, ptrs[i], LLVMBuildGEP2(B, ct, ctx, (LLVMValueRef[]){cg_i64(cg, 0), cg_i64(cg, i)}, 2, ""));
+  LLVMValueRef big = LLVMBuildICmp(B, LLVMIntSGE, cg_numel(cg, k.x->t), cg_i64(cg, 32768), "");
+  LLVMValueRef par = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGT, cg_frame_field(cg, CG_FR_NTHREADS), cg_i32(cg, 1), ""),
+                                                  LLVMBuildICmp(B, LLVMIntSGT, C, cg_i64(cg, 1), ""), ""), big, "");
+  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bnpar");
+  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bnser");
+  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bndone");
+  LLVMBuildCondBr(B, par, bpar, bser);
+  LLVMPositionBuilderAtEnd(B, bpar);
+  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), C, cg_i64(cg, 1), task, ctx};
+  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bser);
+  LLVMValueRef sargs[4] = {ctx, cg_i64(cg, 0), C, cg_i32(cg, 0)};
+  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bjoin);
+}
+
 bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
   const Inst *in = &f->insts[v];
   const CgVal *out = &vals[v];
   const CgVal *a = in->nargs > 0 ? &vals[in->args[0]] : NULL;
   const CgVal *b = in->nargs > 1 ? &vals[in->args[1]] : NULL;
   switch ((Op)in->op) {
-  case OP_INPUT: case OP_PARAM: case OP_CONST:
+  case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_BUFFER:
     return true;
   case OP_SIZE: {
     LLVMValueRef n = in->iattr[0] == IR_AXIS_ALL ? cg_dims_prod(cg, a->t, 0, a->t->rank) : cg_dim(cg, a->t, (int)in->iattr[0]);
@@ -926,6 +1128,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
     cg_kernel_pool(cg, in, a, b, out);
     return true;
+  case OP_BN_MEAN: case OP_BN_VAR: case OP_BN_NORM: case OP_BN_NORM_BWD: kernel_bn(cg, in, vals, out); return true;
   default:
     break;
   }

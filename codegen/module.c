@@ -116,6 +116,12 @@ static int find_param(const bprt_model_desc *d, const char *name) {
   return -1;
 }
 
+static int find_buffer(const bprt_model_desc *d, const char *name) {
+  for (int i = 0; i < d->nbuffers; i++)
+    if (strcmp(d->buffers[i].name, name) == 0) return i;
+  return -1;
+}
+
 static int find_output(const bprt_model_desc *d, const char *name) {
   for (int i = 0; i < d->noutputs; i++)
     if (strcmp(d->outputs[i].name, name) == 0) return i;
@@ -161,11 +167,44 @@ static bool build_tables(Build *b) {
   d->nparams = np;
   d->params = params;
   d->param_floats = mm->param_floats;
+  /* buffers, at the memory plan's offsets into their own block */
+  int nbuf = mm->nbuffers;
+  bprt_param_desc *bufs = arena_alloc(m->arena, (size_t)(nbuf + 1) * sizeof *bufs);
+  for (int k = 0; k < nbuf; k++) {
+    const Inst *in = &pf->insts[mm->buffer_inst[k]];
+    bprt_param_desc *p = &bufs[k];
+    p->name = arena_strdup(m->arena, in->name ? in->name : "");
+    type_to_desc(ir_vtype(pf, mm->buffer_inst[k]), &p->rank, p->dims);
+    p->offset = mm->buffer_offset[k];
+    p->init = (int32_t)in->iattr[0];
+    p->init_a = in->fattr[0];
+    const char *file = in->loc.file >= 0 ? diag_file_name(in->loc.file) : NULL;
+    p->loc = arena_printf(m->arena, "%s:%d:%d", file ? file : "?", in->loc.line, in->loc.col);
+    if (find_param(d, p->name) >= 0) {
+      diag_error(in->loc, "codegen: '%s' names both a parameter and a buffer", p->name);
+      return false;
+    }
+  }
+  d->nbuffers = nbuf;
+  d->buffers = bufs;
+  d->buffer_floats = mm->buffer_floats;
   for (int32_t i = 0; i < b->fwd->ninsts; i++) d->has_loss |= b->fwd->insts[i].op == OP_LOSS;
-  /* the forward function's params must be the same tensors */
+  /* the forward function's params and buffers must be the same tensors */
   if (b->grad)
     for (int32_t i = 0; i < b->fwd->ninsts; i++) {
       const Inst *in = &b->fwd->insts[i];
+      if (in->op == OP_BUFFER) {
+        int k = find_buffer(d, in->name ? in->name : "");
+        int32_t rank;
+        int64_t dims[BPRT_MODEL_MAX_RANK];
+        type_to_desc(ir_vtype(b->fwd, i), &rank, dims);
+        if (k < 0 || rank != bufs[k].rank || memcmp(dims, bufs[k].dims, sizeof dims) != 0) {
+          diag_error(in->loc, "codegen: buffer '%s' of @%s has no match of the same shape in @%s",
+                     in->name ? in->name : "", b->fwd->name, b->grad->name);
+          return false;
+        }
+        continue;
+      }
       if (in->op != OP_PARAM) continue;
       int k = find_param(d, in->name ? in->name : "");
       int32_t rank;
@@ -401,6 +440,14 @@ static bool emit_group(Build *b, const EntryPlan *p, int g, const int32_t *membe
     cg_kernel_copy(cg, &vals[in->args[1]], dst, vals[in->args[1]].t);
     break;
   }
+  case OP_ASSIGN: {   /* the buffer's new value, after every kernel that reads it (kernel_plan.c) */
+    const Inst *bi = &f->insts[in->args[0]];
+    int k = find_buffer(d, bi->name ? bi->name : "");
+    if (k < 0 || !training(p)) ir_die("codegen: assign to '%s' outside the training entry", bi->name ? bi->name : "");
+    LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_BUFFERS), cg_i64(cg, d->buffers[k].offset));
+    cg_kernel_copy(cg, &vals[in->args[1]], dst, vals[in->args[1]].t);
+    break;
+  }
   default:
     ok = cg_kernel(cg, f, v, vals, training(p));
     break;
@@ -435,6 +482,10 @@ static bool emit_body(Build *b, const EntryPlan *p, int which) {
     } else if (in->op == OP_PARAM) {
       int k = find_param(d, in->name ? in->name : "");
       v->ptr = cg_gep(cg, cg->t_f32, params, cg_i64(cg, d->params[k].offset));
+    } else if (in->op == OP_BUFFER) {
+      int k = find_buffer(d, in->name ? in->name : "");
+      if (k < 0) ir_die("codegen: buffer '%s' of @%s is not in the buffer block", in->name ? in->name : "", f->name);
+      v->ptr = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_BUFFERS), cg_i64(cg, d->buffers[k].offset));
     } else if (in->op == OP_CONST && !kp->materialize[i]) {
       v->is_const = true;
       v->cval = in->fattr[0];

@@ -230,13 +230,14 @@ static Func *start_grad(Compilation *c) {
   return ir_func_clone(c->fwd, name);
 }
 
-/* The forward entry's function: the loss in canonical form whatever -fno-softmax-xent
+/* The forward entry's function: the model in inference form (batchnorm with its running
+ * statistics, passes/modes.c), the loss in canonical form whatever -fno-softmax-xent
  * says (that option is about the gradient; softmax-CE is also the stable way to compute
  * a cross-entropy), then simplified. */
 static Func *canonical_forward(Compilation *c) {
   PassOptions po = c->opt.passes;
   po.softmax_xent = po.log_softmax = true;
-  return pass_canonicalize(ir_func_clone(c->fwd, c->fwd->name), &po);
+  return pass_canonicalize(pass_inference(ir_func_clone(c->fwd, c->fwd->name)), &po);
 }
 
 static Func *forward_fn(const Compilation *c) { return c->infer ? c->infer : c->fwd; }
@@ -258,6 +259,8 @@ static bprt_model_memory memory_of(const Compilation *c, const ModelMemory *mm, 
   memset(&d, 0, sizeof d);
   d.param_floats = mm->param_floats;
   d.opt_state_floats = mm->opt_state_floats;
+  d.nbuffers = mm->nbuffers;
+  d.buffer_floats = mm->buffer_floats;
   d.ws_fixed = mm->workspace.fixed;
   d.ws_per_batch = mm->workspace.per_batch;
   Func *f = c->fwd;
@@ -443,6 +446,8 @@ void pipeline_print_memory(FILE *out, const Compilation *c) {
   fprintf(out, "\n");
   LINE("optimizer state", r.opt_state);
   fprintf(out, "  (%dx parameters)\n", slots);
+  LINE("buffers", r.buffers);
+  fprintf(out, "  (%d tensors: running statistics, no gradient)\n", mm->nbuffers);
   LINE("kept activations", t.kept);
   fprintf(out, "  (%d tensors)\n", counts[MEM_KEPT]);
   LINE("recomputed", t.recomputed);

@@ -225,7 +225,7 @@ typedef struct {
                                 SUM MEAN MAX, SOFTMAX LOG_SOFTMAX, ONEHOT, DROPOUT_MASK,
                                 RESHAPE, CONV2D, LAYERNORM (3 operands), OUTPUT LOSS */
   int nargs;
-  int32_t args[3];
+  int32_t args[3];           /* layernorm: x, gamma, beta; BN_NORM: x, running mean and variance */
   TensorType type;           /* result type (sinks: the operand's) */
   int64_t iattr;             /* INPUT index, PARAM init, reduce/row axis, dropout stream, pool kernel,
                                 LAYERNORM dims (fattr[0]: eps) */

@@ -16,6 +16,39 @@
 
 Func *fe_lower(Module *m, const FeModel *model) { return fe_lower_ex(m, model, false); }
 
+/* batchnorm's node BN_NORM(x, rm, rv) (eps = fattr0, momentum = fattr1) in training form
+ * (ops.def; the inference form is passes/modes.c's rewrite of it), PyTorch's
+ * BatchNorm in train mode:
+ *   m = bn_mean(x, rm)   v = bn_var(x, m, rv)   r = 1 / sqrt(v + eps)   xhat = bn_norm(x, m, r)
+ *   assign rm, (1 - momentum) rm + momentum m
+ *   assign rv, (1 - momentum) rv + momentum v n / (n - 1)     the unbiased batch variance
+ * n = numel(x) / C, the values per channel (a `size`: B is known at run time). With one
+ * value per channel (n = 1: batch 1 of [B, C]) the divisor n - 1 is 0, an error in
+ * PyTorch; here the divisor becomes 1 ((n - 1) + (n - 1 == 0)), so the running variance
+ * decays towards the batch's variance, 0, instead of turning NaN. */
+static int32_t lower_batchnorm(Func *f, const FeNode *n, int32_t x, int32_t rm, int32_t rv) {
+  Module *m = f->mod;
+  SrcLoc loc = n->loc;
+  DType dt = (DType)n->type.dtype;
+  TypeId st = ir_type_scalar(m, dt);
+  double eps = n->fattr[0], mom = n->fattr[1];
+  int32_t mean = ir_bn(f, OP_BN_MEAN, x, rm, -1, loc);
+  int32_t var = ir_bn(f, OP_BN_VAR, x, mean, rv, loc);
+  int32_t rstd = ir_binary(f, OP_DIV, ir_const(f, 1.0, st, loc),
+                           ir_unary(f, OP_SQRT, ir_binary(f, OP_ADD, var, ir_const(f, eps, st, loc), loc), loc), loc);
+  int32_t xhat = ir_bn(f, OP_BN_NORM, x, mean, rstd, loc);
+  int32_t keep = ir_const(f, 1.0 - mom, st, loc), take = ir_const(f, mom, st, loc);
+  int32_t new_rm = ir_binary(f, OP_ADD, ir_binary(f, OP_MUL, keep, rm, loc), ir_binary(f, OP_MUL, take, mean, loc), loc);
+  int32_t cnt = ir_binary(f, OP_DIV, ir_size(f, x, IR_AXIS_ALL, loc), ir_const(f, (double)n->type.dims[1], st, loc), loc);
+  int32_t nm1 = ir_binary(f, OP_SUB, cnt, ir_const(f, 1.0, st, loc), loc);
+  int32_t denom = ir_binary(f, OP_ADD, nm1, ir_binary(f, OP_EQ, nm1, ir_const(f, 0.0, st, loc), loc), loc);
+  int32_t unbiased = ir_binary(f, OP_MUL, var, ir_binary(f, OP_DIV, cnt, denom, loc), loc);
+  int32_t new_rv = ir_binary(f, OP_ADD, ir_binary(f, OP_MUL, keep, rv, loc), ir_binary(f, OP_MUL, take, unbiased, loc), loc);
+  ir_assign(f, rm, new_rm, loc);
+  ir_assign(f, rv, new_rv, loc);
+  return xhat;
+}
+
 Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
   Func *f = ir_func_new(m, model->name);
   int32_t *map = bp_xmalloc((size_t)(model->nnodes ? model->nnodes : 1) * sizeof *map);
@@ -29,6 +62,8 @@ Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
     switch (n->op) {
     case OP_INPUT: v = ir_input(f, ir_intern(m, n->name), (int)n->iattr, t, n->loc); break;
     case OP_PARAM: v = ir_param(f, ir_intern(m, n->name), t, (InitKind)n->iattr, n->fattr[0], n->fattr[1], n->loc); break;
+    case OP_BUFFER: v = ir_buffer(f, ir_intern(m, n->name), t, (InitKind)n->iattr, n->fattr[0], n->loc); break;
+    case OP_BN_NORM: v = lower_batchnorm(f, n, a, b, map[n->args[2]]); break;
     case OP_CONST: v = ir_const(f, n->fattr[0], t, n->loc); break;
     case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MATMUL:
       v = ir_binary(f, n->op, a, b, n->loc);

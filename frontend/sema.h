@@ -183,6 +183,8 @@ DimBind *sema_bind_dim(Ctx *c, Frame *f, const char *name, int64_t d);
 void sema_bind(Ctx *c, Frame *f, const char *name, Value v, SrcLoc decl);
 void sema_define(Ctx *c, Frame *f, const char *name, Value v, SrcLoc decl);
 /* Record one node of the model being built (none in a generic check: -1). */
+/* name, or name#2, #3 ... when a parameter or buffer of the model has it already */
+const char *sema_unique_param_name(Ctx *c, const char *name);
 int32_t sema_emit(Ctx *c, Op op, int nargs, int32_t a0, int32_t a1, int dtype, int rank, const int64_t *dims,
                   SrcLoc loc);
 FeNode *sema_node(Ctx *c, int32_t id);

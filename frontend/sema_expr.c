@@ -258,7 +258,7 @@ static bool const_int(Ctx *c, const Value *v, SrcLoc loc, const char *what, int6
 /* ------------------------------------------------------------------ built-in ops */
 
 typedef enum { BI_UNARY, BI_ROW, BI_REDUCE, BI_ONEHOT, BI_TRANSPOSE, BI_DROPOUT, BI_RESHAPE, BI_FLATTEN,
-  BI_CONV2D, BI_POOL, BI_GLOBAL_POOL, BI_LAYERNORM } BuiltinKind;
+  BI_CONV2D, BI_POOL, BI_GLOBAL_POOL, BI_BATCHNORM, BI_LAYERNORM } BuiltinKind;
 
 static const struct {
   const char *name;
@@ -288,6 +288,7 @@ static const struct {
     {"avg_pool2d", BI_POOL, OP_AVG_POOL2D, 4, {{"x", false}, {"kernel", false}, {"stride", true}, {"padding", true}}},
     {"global_avg_pool", BI_GLOBAL_POOL, OP_MEAN, 1, {{"x", false}}},
     {"conv2d", BI_CONV2D, OP_CONV2D, 5, {{"x", false}, {"w", false}, {"stride", true}, {"padding", true}, {"dilation", true}}},
+    {"batchnorm", BI_BATCHNORM, OP_BN_NORM, 3, {{"x", false}, {"gamma", false}, {"beta", false}}},
     {"layernorm", BI_LAYERNORM, OP_LAYERNORM, 5, {{"x", false}, {"gamma", false}, {"beta", false}, {"dims", true}, {"eps", true}}},
 };
 #define NBUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
@@ -701,6 +702,12 @@ static Value eval_conv2d(Ctx *c, const Expr *e, int bi) {
   int64_t out[2];
   for (int a = 0; a < 2; a++) {
     int64_t n = x.dims[2 + a], k = w.dims[2 + a];
+    /* a "same" convolution (stride 1, 2 padding = dilation (k - 1)) keeps the size, an
+     * abstract one too: resblock's 3x3 padding 1 convolutions of [B, C, H, W] */
+    if (known && !IS_SYM(k) && IS_SYM(n) && set[0] == 1 && 2 * set[1] == set[2] * (k - 1)) {
+      out[a] = n;
+      continue;
+    }
     if (!known || IS_SYM(n) || IS_SYM(k)) {
       out[a] = sema_new_sym(c, "?");   /* known at each call */
       continue;
@@ -854,8 +861,90 @@ static bool const_bool(Ctx *c, const Expr *arg, const char *what, bool *out) {
   return false;
 }
 
+/* ------------------------------------------------------------------ batchnorm */
+
+/* batchnorm(x, gamma, beta): x [B, C] or [B, C, H, W], gamma and beta [C] -> x's shape,
+ * PyTorch's BatchNorm1d / BatchNorm2d (momentum 0.1, eps 1e-5) with its affine scale
+ * and shift given as values (the stdlib layers bn and bn1d declare them as params).
+ * The call creates the running statistics as buffers named after the layer it is in:
+ * PATH.running_mean (zeros) and PATH.running_var (ones), PATH the parameter path of that
+ * layer (`c1.bn` for `c1 = bn(...)` ... docs/language.md). One node BN_NORM(x, rm, rv)
+ * stands for the normalization; lowering expands it (frontend/lower.c) into the batch
+ * statistics, the running-stat updates and bn_norm. */
+static Value eval_batchnorm(Ctx *c, const Expr *e, int bi) {
+  const Expr *argx[3] = {NULL, NULL, NULL};
+  SrcLoc argloc[3];
+  if (!sema_match_args(c, e, "'batchnorm'", builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
+    return v_error();
+  Value x = sema_eval(c, argx[0]), g = sema_eval(c, argx[1]), b = sema_eval(c, argx[2]);
+  if (x.kind == VK_ERROR || g.kind == VK_ERROR || b.kind == VK_ERROR) return v_error();
+  static const char *const what[3] = {"as the input of 'batchnorm'", "as the scale (gamma) of 'batchnorm'",
+                                      "as the shift (beta) of 'batchnorm'"};
+  const Value *vs[3] = {&x, &g, &b};
+  for (int i = 0; i < 3; i++) {
+    if (sema_reject_label(c, vs[i], argx[i]->loc, what[i])) return v_error();
+    if (vs[i]->kind != VK_TENSOR) {
+      ERR(c, argx[i]->loc, "batchnorm() expects a tensor %s, not a constant", what[i] + 3);
+      return v_error();
+    }
+  }
+  if ((x.rank != 2 && x.rank != 4) || x.dims[1] == DIM_BATCH || (x.rank == 4 && (x.dims[2] == DIM_BATCH || x.dims[3] == DIM_BATCH))) {
+    Note n;
+    int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+    sema_report(c, argx[0]->loc, &n, nn, "batchnorm() normalizes [B, C] or [B, C, H, W] per channel, but its input is %s",
+                sema_vtype(c, &x));
+    return v_error();
+  }
+  bool generic = !c->model;
+  for (int i = 1; i < 3; i++) {
+    const Value *v = vs[i];
+    bool same = v->rank == 1 && (v->dims[0] == x.dims[1] || (generic && (IS_SYM(v->dims[0]) || IS_SYM(x.dims[1]))));
+    if (!same || v->dtype != x.dtype) {
+      Note n;
+      int nn = sema_origin_note(c, v, &n) ? 1 : 0;
+      char d1[64];
+      sema_report(c, argx[i]->loc, &n, nn, "batchnorm(): %s must be %s[%s], one value per channel of %s, but is %s",
+                  i == 1 ? "gamma" : "beta", ir_dtype_name((DType)x.dtype), sema_dim_name(c, x.dims[1], d1, sizeof d1),
+                  sema_vtype(c, &x), sema_vtype(c, v));
+      return v_error();
+    }
+  }
+  int64_t C = x.dims[1];
+  if (!c->model) return sema_tensor_value(x.dtype, x.rank, x.dims, -1, e->loc);
+  /* the running statistics, named after the layer's path */
+  const char *prefix = c->top && c->top->prefix ? c->top->prefix : NULL;
+  static const char *const bn_names[2] = {"running_mean", "running_var"};
+  int32_t buf[2];
+  for (int k = 0; k < 2; k++) {
+    const char *name = prefix ? arena_printf(c->a, "%s.%s", prefix, bn_names[k]) : bn_names[k];
+    name = sema_unique_param_name(c, name);
+    buf[k] = sema_emit(c, OP_BUFFER, 0, -1, -1, x.dtype, 1, &C, e->loc);
+    FeNode *nd = sema_node(c, buf[k]);
+    nd->name = name;
+    nd->iattr = k == 0 ? INIT_ZEROS : INIT_ONES;
+    if (c->top && c->top->param_loc.line > 0) nd->loc = c->top->param_loc;
+  }
+  int32_t xhat = sema_emit(c, OP_BN_NORM, 2, x.node, buf[0], x.dtype, x.rank, x.dims, e->loc);
+  FeNode *nd = sema_node(c, xhat);
+  nd->nargs = 3;
+  nd->args[2] = buf[1];
+  nd->fattr[0] = 1e-5;   /* eps */
+  nd->fattr[1] = 0.1;    /* momentum */
+  /* y = xhat * gamma + beta, gamma and beta viewed as [C, 1, 1] over [B, C, H, W] */
+  int32_t gn = g.node, bn = b.node;
+  if (x.rank == 4) {
+    int64_t d3[3] = {C, 1, 1};
+    gn = sema_emit(c, OP_RESHAPE, 1, g.node, -1, x.dtype, 3, d3, e->loc);
+    bn = sema_emit(c, OP_RESHAPE, 1, b.node, -1, x.dtype, 3, d3, e->loc);
+  }
+  int32_t scaled = sema_emit(c, OP_MUL, 2, xhat, gn, x.dtype, x.rank, x.dims, e->loc);
+  return sema_tensor_value(x.dtype, x.rank, x.dims, sema_emit(c, OP_ADD, 2, scaled, bn, x.dtype, x.rank, x.dims, e->loc),
+                           e->loc);
+}
+
 static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
   if (builtins[bi].kind == BI_CONV2D) return eval_conv2d(c, e, bi);
+  if (builtins[bi].kind == BI_BATCHNORM) return eval_batchnorm(c, e, bi);
   if (builtins[bi].kind == BI_LAYERNORM) return eval_layernorm(c, e, bi);
   const Expr *argx[4] = {NULL, NULL, NULL, NULL};
   SrcLoc argloc[4];

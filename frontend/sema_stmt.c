@@ -160,7 +160,7 @@ static void plan_paths(Ctx *c, Frame *f, const Stmt *s) {
 
 /* name, or name#2, name#3 ... if a parameter of the model already has it; recorded in
  * c->param_names (the model's parameter names, looked up in constant time). */
-static const char *unique_param_name(Ctx *c, const char *name) {
+const char *sema_unique_param_name(Ctx *c, const char *name) {
   const char *try = name;
   for (int k = 2; sema_tab_get(&c->param_names, try); k++) try = arena_printf(c->a, "%s#%d", name, k);
   sema_tab_put(c->a, &c->param_names, try, (void *)try);
@@ -260,7 +260,7 @@ static void stmt_param(Ctx *c, Frame *f, const Stmt *s) {
   const char *name = join(c, f->prefix, s->name);
   int32_t id = -1;
   if (c->model) {
-    name = unique_param_name(c, name);
+    name = sema_unique_param_name(c, name);
     id = sema_emit(c, OP_PARAM, 0, -1, -1, dt, t->rank, dims, s->loc);
     FeNode *nd = sema_node(c, id);
     nd->name = name;

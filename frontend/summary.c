@@ -1,6 +1,7 @@
 /* frontend/summary.c — the checked model summary that `bpcc --check` and `make demo`
  * print: parameters with their path names, shapes, element counts and initializers;
- * inputs; outputs; the loss; and the train settings. */
+ * buffers (running statistics) likewise; inputs; outputs; the loss; and the train
+ * settings. */
 #include "frontend/frontend.h"
 
 #include <string.h>
@@ -45,6 +46,13 @@ void fe_print_summary(FILE *o, const FeModel *m) {
     size_t l = strlen(m->nodes[m->outputs[i]].name);
     if (l > w) w = l;
   }
+  int nbuf = 0;
+  for (int32_t i = 0; i < m->nnodes; i++)
+    if (m->nodes[i].op == OP_BUFFER) {
+      size_t l = strlen(m->nodes[i].name);
+      if (l > w) w = l;
+      nbuf++;
+    }
   fprintf(o, "  inputs:\n");
   for (int i = 0; i < m->ninputs; i++) {
     const FeNode *n = &m->nodes[m->inputs[i]];
@@ -58,6 +66,16 @@ void fe_print_summary(FILE *o, const FeModel *m) {
             (long long)ir_type_numel(&n->type, 1), in);
   }
   fprintf(o, "    %-*s  %-14s %12lld\n", (int)w, "total", "", (long long)fe_model_param_count(m));
+  if (nbuf > 0) {   /* non-trainable state: batchnorm's running statistics */
+    fprintf(o, "  buffers:\n");
+    for (int32_t i = 0; i < m->nnodes; i++) {
+      const FeNode *n = &m->nodes[i];
+      if (n->op != OP_BUFFER) continue;
+      init_str(n, in, sizeof in);
+      fprintf(o, "    %-*s  %-14s %12lld  %s\n", (int)w, n->name, fe_shape_str(&n->type, s, sizeof s),
+              (long long)ir_type_numel(&n->type, 1), in);
+    }
+  }
   fprintf(o, "  outputs:\n");
   if (m->noutputs == 0) fprintf(o, "    (none)\n");
   for (int i = 0; i < m->noutputs; i++) {

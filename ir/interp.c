@@ -466,6 +466,47 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
     return true;
   }
 
+  /* batchnorm, per channel c = dim 1 over the n = numel / C values of the other dims:
+   * x viewed as [N, C, S] (S = H*W, or 1 for [N, C]). Sums in double, in element order. */
+  case OP_BN_MEAN: case OP_BN_VAR: case OP_BN_NORM: case OP_BN_NORM_BWD: {
+    const TensorType *xt = &a->type;
+    int64_t N = xt->dims[0], C = xt->dims[1], S = xt->rank == 4 ? xt->dims[2] * xt->dims[3] : 1;
+    double n = (double)(N * S);
+    const Tensor *c3 = in->nargs > 2 ? &it->vals[in->args[2]] : NULL;
+    for (int64_t ch = 0; ch < C; ch++) {
+      if (in->op == OP_BN_MEAN || in->op == OP_BN_VAR) {
+        double s = 0, m = in->op == OP_BN_VAR ? b->data[ch] : 0;
+        for (int64_t bi = 0; bi < N; bi++)
+          for (int64_t k = 0; k < S; k++) {
+            double d = a->data[(bi * C + ch) * S + k] - m;
+            s += in->op == OP_BN_VAR ? d * d : d;
+          }
+        y[ch] = s / n;
+      } else if (in->op == OP_BN_NORM) {   /* xhat = (x - m) r */
+        for (int64_t bi = 0; bi < N; bi++)
+          for (int64_t k = 0; k < S; k++) {
+            int64_t e = (bi * C + ch) * S + k;
+            y[e] = (a->data[e] - b->data[ch]) * c3->data[ch];
+          }
+      } else {   /* dx = r (g - mean(g) - xhat mean(g xhat)) */
+        double sg = 0, sgx = 0;
+        for (int64_t bi = 0; bi < N; bi++)
+          for (int64_t k = 0; k < S; k++) {
+            int64_t e = (bi * C + ch) * S + k;
+            sg += b->data[e];
+            sgx += b->data[e] * a->data[e];
+          }
+        double mg = sg / n, mgx = sgx / n;
+        for (int64_t bi = 0; bi < N; bi++)
+          for (int64_t k = 0; k < S; k++) {
+            int64_t e = (bi * C + ch) * S + k;
+            y[e] = c3->data[ch] * (b->data[e] - mg - a->data[e] * mgx);
+          }
+      }
+    }
+    return true;
+  }
+
   case OP_DROPOUT_MASK: {
     double p = in->fattr[0];
     if (!(p >= 0 && p < 1)) {
@@ -634,6 +675,10 @@ Interp *ir_interp_run(Func *f, InterpMode mode, int64_t batch, const Tensor *inp
       ok = load_leaf(it, i, out, &inputs[idx], "input");
     } else if (in->op == OP_PARAM) {
       ok = load_leaf(it, i, out, &params[param_index++], "parameter");
+    } else if (in->op == OP_BUFFER) {   /* its initial value: zeros, ones or a constant */
+      double v = in->iattr[0] == INIT_ONES ? 1.0 : in->iattr[0] == INIT_CONSTANT ? in->fattr[0] : 0.0;
+      for (int64_t k = 0; k < out->numel; k++) out->data[k] = v;
+      ok = true;
     } else if (in->op == OP_LAYERNORM || in->op == OP_LAYERNORM_BWD || in->op == OP_LAYERNORM_BWD_GAMMA) {
       ok = eval_layernorm(it, i, in, out, args);
     } else {

@@ -214,9 +214,9 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     const TensorType *t = ir_type_get(m, in->type);
     if (in->op != OP_INPUT && !is_float(t))
       return fail(err, errlen, "%s must have a float type", info->name);
-    if (in->op == OP_PARAM) {
+    if (in->op == OP_PARAM || in->op == OP_BUFFER) {
       for (int i = 0; i < t->rank; i++)
-        if (t->dims[i] == DIM_BATCH) return fail(err, errlen, "a parameter cannot have the batch dim");
+        if (t->dims[i] == DIM_BATCH) return fail(err, errlen, "a %s cannot have the batch dim", in->op == OP_PARAM ? "parameter" : "buffer");
       if (in->iattr[0] < 0 || in->iattr[0] >= INIT__COUNT)
         return fail(err, errlen, "unknown initializer %lld", (long long)in->iattr[0]);
     }
@@ -398,6 +398,22 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     return in->type;
   }
 
+  case OP_BN_MEAN: case OP_BN_VAR: case OP_BN_NORM: case OP_BN_NORM_BWD: {
+    /* x (or xhat) [N,C] or [N,C,H,W]; the per-channel operands [C] of x's dtype */
+    if (!is_float(a) || (a->rank != 2 && a->rank != 4) || a->dims[1] == DIM_BATCH)
+      return fail(err, errlen, "%s needs a float value [N,C] or [N,C,H,W] with C fixed, has %s", info->name,
+                  ir_type_str(a, s1, sizeof s1));
+    TypeId ct = ir_type(m, (DType)a->dtype, 1, &a->dims[1]);
+    for (int k = 1; k < in->nargs; k++) {
+      bool like_x = in->op == OP_BN_NORM_BWD && k == 1;
+      TypeId want = like_x ? f->insts[in->args[0]].type : ct;
+      if (f->insts[in->args[k]].type != want)
+        return fail(err, errlen, "%s: operand %d is %s, expected %s", info->name, k,
+                    ir_type_str(ir_vtype(f, in->args[k]), s1, sizeof s1), ir_type_str(ir_type_get(m, want), s2, sizeof s2));
+    }
+    return in->op == OP_BN_MEAN || in->op == OP_BN_VAR ? ct : f->insts[in->args[0]].type;
+  }
+
   case OP_SOFTMAX: case OP_LOG_SOFTMAX:
     if (!is_float(a) || a->rank < 1) return fail(err, errlen, "%s needs a float tensor of rank >= 1", info->name);
     if (in->iattr[0] < 0 || in->iattr[0] >= a->rank)
@@ -440,6 +456,13 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     if (f->insts[in->args[0]].op != OP_PARAM) return fail(err, errlen, "grad: operand 0 must be a param");
     if (f->insts[in->args[0]].type != f->insts[in->args[1]].type)
       return fail(err, errlen, "grad: gradient type %s differs from the parameter's %s",
+                  ir_type_str(b, s2, sizeof s2), ir_type_str(a, s1, sizeof s1));
+    return TYPE_VOID;
+
+  case OP_ASSIGN:
+    if (f->insts[in->args[0]].op != OP_BUFFER) return fail(err, errlen, "assign: operand 0 must be a buffer");
+    if (f->insts[in->args[0]].type != f->insts[in->args[1]].type)
+      return fail(err, errlen, "assign: the value's type %s differs from the buffer's %s",
                   ir_type_str(b, s2, sizeof s2), ir_type_str(a, s1, sizeof s1));
     return TYPE_VOID;
 
@@ -591,6 +614,15 @@ int32_t ir_param(Func *f, const char *name, TypeId t, InitKind init, double a, d
   return ir_emit(f, &in);
 }
 
+int32_t ir_buffer(Func *f, const char *name, TypeId t, InitKind init, double value, SrcLoc loc) {
+  Inst in = ir_inst(OP_BUFFER, loc);
+  in.name = name;
+  in.type = t;
+  in.iattr[0] = init;
+  in.fattr[0] = value;
+  return ir_emit(f, &in);
+}
+
 int32_t ir_const(Func *f, double v, TypeId t, SrcLoc loc) {
   Inst in = ir_inst(OP_CONST, loc);
   in.fattr[0] = v;
@@ -718,6 +750,23 @@ void ir_grad(Func *f, int32_t param, int32_t g, SrcLoc loc) {
   in.args[0] = param;
   in.args[1] = g;
   ir_emit(f, &in);
+}
+
+void ir_assign(Func *f, int32_t buffer, int32_t v, SrcLoc loc) {
+  Inst in = ir_inst(OP_ASSIGN, loc);
+  in.nargs = 2;
+  in.args[0] = buffer;
+  in.args[1] = v;
+  ir_emit(f, &in);
+}
+
+int32_t ir_bn(Func *f, Op op, int32_t a, int32_t b, int32_t c, SrcLoc loc) {
+  Inst in = ir_inst(op, loc);
+  in.nargs = (uint8_t)ir_ops[op].nargs;
+  in.args[0] = a;
+  in.args[1] = b;
+  in.args[2] = c;
+  return ir_emit(f, &in);
 }
 
 int32_t *ir_use_counts(Func *f) {

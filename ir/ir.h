@@ -270,6 +270,9 @@ int32_t ir_emit(Func *f, const Inst *in);
 Inst ir_inst(Op op, SrcLoc loc);  /* zeroed, from = -1, type = TYPE_VOID, call = SRCLOC_NONE */
 int32_t ir_input(Func *f, const char *name, int index, TypeId t, SrcLoc loc);
 int32_t ir_param(Func *f, const char *name, TypeId t, InitKind init, double a, double b, SrcLoc loc);
+/* A buffer: non-trainable model state with a path name (batchnorm's running statistics),
+ * initialized by init (INIT_ZEROS, INIT_ONES or INIT_CONSTANT with value). */
+int32_t ir_buffer(Func *f, const char *name, TypeId t, InitKind init, double value, SrcLoc loc);
 int32_t ir_const(Func *f, double v, TypeId t, SrcLoc loc);
 int32_t ir_scalar(Func *f, double v, SrcLoc loc);     /* f32[] constant */
 int32_t ir_unary(Func *f, Op op, int32_t a, SrcLoc loc);
@@ -292,6 +295,9 @@ int32_t ir_pool(Func *f, Op op, int32_t x, int64_t kernel, int64_t stride, int64
 void ir_output(Func *f, const char *name, int32_t v, SrcLoc loc);
 void ir_loss(Func *f, int32_t v, SrcLoc loc);
 void ir_grad(Func *f, int32_t param, int32_t g, SrcLoc loc);
+void ir_assign(Func *f, int32_t buffer, int32_t v, SrcLoc loc);   /* the buffer's value after a training step */
+/* bn_mean(a), bn_var(a, b), bn_norm(a, b, c), bn_norm_bwd(a, b, c): unused operands ignored */
+int32_t ir_bn(Func *f, Op op, int32_t a, int32_t b, int32_t c, SrcLoc loc);
 
 static inline Inst *ir_at(Func *f, int32_t v) { return &f->insts[v]; }
 /* Does in carry a call site worth showing: one that is set and is not its loc (file,

@@ -470,7 +470,7 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
   next(ps);
 
   Inst in = ir_inst((Op)op, SRCLOC_NONE);
-  if (op == OP_INPUT || op == OP_PARAM || op == OP_OUTPUT) {
+  if (op == OP_INPUT || op == OP_PARAM || op == OP_BUFFER || op == OP_OUTPUT) {
     if (ps->tok.kind != T_STRING)
       error_at(ps, tok_loc(ps, &ps->tok), "expected the name of the %s as a string, found %s", info->name,
                describe(ps, &ps->tok));
@@ -492,7 +492,7 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
   }
   if (is_punct(&ps->tok, ','))
     error_at(ps, tok_loc(ps, &ps->tok), "%s takes %d operand%s", info->name, info->nargs, info->nargs == 1 ? "" : "s");
-  if (op == OP_PARAM) {   /* init := word ['(' number [',' number] ')'] */
+  if (op == OP_PARAM || op == OP_BUFFER) {   /* init := word ['(' number [',' number] ')'] */
     Token *t = &ps->tok;
     char name[32];
     int id = -1;

@@ -126,7 +126,7 @@ static void put_inst(StrBuf *b, Func *f, int32_t i, int input_ordinal) {
   const OpInfo *info = &ir_ops[in->op];
   if (!(info->flags & OPF_SINK)) sb_printf(b, "%%%d = ", (int)i);
   sb_printf(b, "%s", info->name);
-  if (in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_OUTPUT) {
+  if (in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_BUFFER || in->op == OP_OUTPUT) {
     sb_putc(b, ' ');
     put_string(b, in->name ? in->name : "");
     named = true;
@@ -136,7 +136,7 @@ static void put_inst(StrBuf *b, Func *f, int32_t i, int input_ordinal) {
   case OP_INPUT:
     if (in->iattr[0] != input_ordinal) sb_printf(b, " index=%lld", (long long)in->iattr[0]);
     break;
-  case OP_PARAM: {
+  case OP_PARAM: case OP_BUFFER: {
     if (in->iattr[0] >= 0 && in->iattr[0] < INIT__COUNT) sb_printf(b, " %s", ir_init_names[in->iattr[0]]);
     else sb_printf(b, " init%lld", (long long)in->iattr[0]);
     int n = init_nargs(in);

@@ -122,7 +122,7 @@ bool ir_verify(Func *f, const char *what) {
       problem(&v, i, "has type %s, but its operands give %s", s1, s2);
     }
     /* 4. names */
-    if ((in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_OUTPUT) && (!in->name || !in->name[0]))
+    if ((in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_BUFFER || in->op == OP_OUTPUT) && (!in->name || !in->name[0]))
       problem(&v, i, "%s needs a name", info->name);
     int32_t j;
     if (in->op == OP_PARAM && in->name && (j = seen_first(seen, cap, in->op, in->name, 0, i)) >= 0)
@@ -131,6 +131,12 @@ bool ir_verify(Func *f, const char *what) {
       problem(&v, i, "output name \"%s\" is already used by an earlier output", in->name);
     if (in->op == OP_INPUT && (j = seen_first(seen, cap, in->op, NULL, in->iattr[0], i)) >= 0)
       problem(&v, i, "input index %lld is already used by %%%d", (long long)in->iattr[0], (int)j);
+    if (in->op == OP_BUFFER && in->name && (j = seen_first(seen, cap, in->op, in->name, 0, i)) >= 0)
+      problem(&v, i, "buffer name \"%s\" is already used by %%%d", in->name, (int)j);
+    if (in->op == OP_BUFFER && !(in->iattr[0] == INIT_ZEROS || in->iattr[0] == INIT_ONES || in->iattr[0] == INIT_CONSTANT))
+      problem(&v, i, "a buffer is initialized by zeros, ones or constant(v)");
+    if (in->op == OP_ASSIGN && seen_first(seen, cap, in->op, NULL, in->args[0], i) >= 0)
+      problem(&v, i, "buffer %%%d is already assigned", (int)in->args[0]);
     if (in->op == OP_GRAD && seen_first(seen, cap, in->op, NULL, in->args[0], i) >= 0)
       problem(&v, i, "parameter %%%d already has a grad", (int)in->args[0]);
     /* 5. one loss; grads name params (ir_infer_type checked the param) */

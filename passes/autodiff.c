@@ -504,6 +504,30 @@ static void vjp_softmax_xent(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   contribute(ad, A, bw2(ad, OP_MUL, diff, edy));
 }
 
+/* Batch normalization, per channel c over its n values (ops.def):
+ *   m = mean(x),  v = mean((x - m)^2),  r = (v + eps)^(-1/2),  xhat = (x - m) r
+ * xhat = bn_norm(x, m, r) depends on x directly and through m and r. With g = dL/dxhat,
+ * dm/dx_i = 1/n and dr/dx_i = -r^3 (x_i - m) / n = -r^2 xhat_i / n, so
+ *   dx_i = r g_i - (r / n) sum_j g_j - (r / n) xhat_i sum_j g_j xhat_j
+ *        = (r / n) (n g_i - sum(g) - xhat_i sum(g xhat))
+ * = bn_norm_bwd(xhat, g, r), one kernel that reads xhat, g and r (PyTorch's closed form;
+ * with y = gamma xhat + beta, g = dy gamma, dgamma = sum(dy xhat), dbeta = sum(dy) come
+ * from the mul and add rules). The rule passes nothing to m and r: the closed form has
+ * already differentiated through them, so bn_mean and bn_var need no rule. It holds
+ * only in training form, where m = bn_mean(x) and r comes from bn_var(x, m): the
+ * frontend builds nothing else, and the inference form (running statistics, constants
+ * to the gradient) is never differentiated. */
+static void vjp_bn_norm(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  if (!ACT(A)) return;
+  RULE("bn_norm.dx");
+  Inst g = ir_inst(OP_BN_NORM_BWD, SRCLOC_NONE);
+  g.nargs = 3;
+  g.args[0] = y;
+  g.args[1] = dy;
+  g.args[2] = in->args[2];
+  contribute(ad, A, bw(ad, g));
+}
+
 /* y = layernorm(x, gamma, beta) over rows of N elements (x's last k dims):
  *   mean = sum(x) / N,  var = sum((x - mean)^2) / N,  rstd = (var + eps)^(-1/2),
  *   xhat = (x - mean) rstd,  y = xhat gamma + beta.
@@ -537,8 +561,10 @@ static void vjp_layernorm(AD *ad, int32_t y, const Inst *in, int32_t dy) {
  * leaves, size (a count), eq and sign (piecewise constant), onehot (of labels), sinks;
  * or max_pool2d_bwd, which autodiff emits but does not differentiate again (its
  * derivative in dy is a gather at each window's argmax, an op the IR does not have);
- * nor layernorm_bwd and layernorm_bwd_gamma (second derivatives of a layer norm are
- * not needed by training, and their closed forms would be ops of their own). */
+ * bn_mean and bn_var, whose part bn_norm's closed form takes, and bn_norm_bwd, which
+ * is not differentiated again; nor layernorm_bwd and layernorm_bwd_gamma (second
+ * derivatives of a layer norm are not needed by training, and their closed forms would
+ * be ops of their own). */
 static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_ADD] = vjp_add,
     [OP_SUB] = vjp_sub,
@@ -575,6 +601,7 @@ static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_MAX_POOL2D] = vjp_max_pool2d,
     [OP_AVG_POOL2D] = vjp_avg_pool2d,
     [OP_AVG_POOL2D_BWD] = vjp_avg_pool2d_bwd,
+    [OP_BN_NORM] = vjp_bn_norm,
     [OP_LAYERNORM] = vjp_layernorm,
 };
 

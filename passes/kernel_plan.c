@@ -212,6 +212,18 @@ static int32_t group_edges(const Ctx *c, Func *f, const int32_t *mem, const int3
         }
         ne++;
       }
+      /* an assign overwrites its buffer: after every kernel that reads the buffer */
+      if (in->op == OP_ASSIGN)
+        for (int32_t r = c->roff[in->args[0]]; r < c->roff[in->args[0] + 1]; r++) {
+          int32_t h = c->group_of[c->readers[r]];
+          if (h < 0 || h == g) continue;
+          if (esrc) {
+            esrc[ne] = h;
+            edst[ne] = g;
+            indeg[g]++;
+          }
+          ne++;
+        }
     }
   return ne;
 }
@@ -443,7 +455,8 @@ KernelPlan *pass_kernel_plan(Arena *a, Func *f, PlanMode mode, const KernelPlanO
   if (!ok) return NULL;
   for (int32_t i = 0; i < n; i++) {
     const Inst *in = &f->insts[i];
-    p->computed[i] = p->live[i] && in->op != OP_INPUT && in->op != OP_PARAM && (in->op != OP_CONST || p->materialize[i]);
+    p->computed[i] = p->live[i] && in->op != OP_INPUT && in->op != OP_PARAM && in->op != OP_BUFFER &&
+                     (in->op != OP_CONST || p->materialize[i]);
   }
   /* the one gradient of a parameter is computed straight into its gradient slot */
   int32_t *grad_refs = arena_alloc(a, nb * sizeof *grad_refs);
@@ -506,7 +519,7 @@ bool kernel_plan_verify(const KernelPlan *p, const char *what) {
     if (p->internal[i] && p->direct_grad[i] >= 0) BAD("%%%d is internal and a direct gradient", i);
   }
   for (int32_t i = 0; i < n; i++)
-    if (f->insts[i].op == OP_OUTPUT || f->insts[i].op == OP_LOSS || f->insts[i].op == OP_GRAD)
+    if (f->insts[i].op == OP_OUTPUT || f->insts[i].op == OP_LOSS || f->insts[i].op == OP_GRAD || f->insts[i].op == OP_ASSIGN)
       for (int k = 0; k < f->insts[i].nargs; k++)
         if (p->internal[f->insts[i].args[k]]) BAD("sink %%%d reads %%%d, internal to its kernel", i, f->insts[i].args[k]);
 #undef BAD

@@ -40,6 +40,7 @@ const char *const memplan_kind_names[MEM__COUNT] = {
     [MEM_NONE] = "-",          [MEM_INPUT] = "input",     [MEM_PARAM] = "parameter",
     [MEM_CONST] = "constant",  [MEM_OUTPUT] = "output",   [MEM_GRADIENT] = "gradient",
     [MEM_KEPT] = "kept",       [MEM_RECOMPUTED] = "recomputed", [MEM_TEMP] = "temporary",
+    [MEM_BUFFER] = "buffer",
 };
 
 /* ------------------------------------------------------------------ sizes */
@@ -182,6 +183,7 @@ static void classify(MemPlan *p, int64_t batch) {
     MemValue *mv = &p->vals[i];
     if (in->op == OP_INPUT) mv->kind = MEM_INPUT;
     else if (in->op == OP_PARAM) mv->kind = MEM_PARAM;
+    else if (in->op == OP_BUFFER) mv->kind = MEM_BUFFER;
     else if ((in->op == OP_CONST || in->op == OP_SIZE) && mv->kind != MEM_GRADIENT)
       mv->kind = MEM_CONST;
     if (mv->kind != MEM_NONE) mv->size = memplan_type_size(ir_vtype(f, i), batch, &p->linear);
@@ -375,6 +377,7 @@ MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_para
     int64_t b = mem_at(v->size, batch);
     switch (v->kind) {
     case MEM_PARAM: t.params += b; break;
+    case MEM_BUFFER: t.buffers += b; break;
     case MEM_KEPT: t.kept += v->in_workspace ? b : 0; break;   /* inside a kernel: no bytes */
     case MEM_RECOMPUTED: t.recomputed += v->in_workspace ? b : 0; break;
     case MEM_TEMP: t.temporaries += v->in_workspace ? b : 0; break;
@@ -387,7 +390,7 @@ MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_para
     if (p->f->insts[i].op == OP_GRAD) { t.grads = t.params; break; }
   t.opt_state = t.params * (opt_state_per_param > 0 ? opt_state_per_param : 0);
   t.workspace = memplan_workspace_bytes(p, batch);
-  t.total = t.params + t.grads + t.opt_state + t.workspace;
+  t.total = t.params + t.grads + t.opt_state + t.buffers + t.workspace;
   return t;
 }
 
@@ -455,6 +458,20 @@ ModelMemory *memplan_model(const KernelPlan *fwd, const KernelPlan *grad, int op
   bp_free(unreached);
   m->param_floats = off;
   m->opt_state_floats = grad ? (int64_t)(opt_slots > 0 ? opt_slots : 0) * off : 0;
+  /* buffers: their own block, in instruction order */
+  for (int32_t i = 0; i < pf->ninsts; i++) m->nbuffers += pf->insts[i].op == OP_BUFFER;
+  m->buffer_inst = bp_xmalloc((size_t)(m->nbuffers + 1) * sizeof *m->buffer_inst);
+  m->buffer_offset = bp_xmalloc((size_t)(m->nbuffers + 1) * sizeof *m->buffer_offset);
+  off = 0;
+  k = 0;
+  for (int32_t i = 0; i < pf->ninsts; i++)
+    if (pf->insts[i].op == OP_BUFFER) {
+      int64_t numel = ir_type_numel(ir_vtype(pf, i), 1);
+      m->buffer_inst[k] = i;
+      m->buffer_offset[k++] = off;
+      off = (off + numel + MEMPLAN_PARAM_ALIGN - 1) / MEMPLAN_PARAM_ALIGN * MEMPLAN_PARAM_ALIGN;
+    }
+  m->buffer_floats = off;
   m->fwd = memplan_of_kernels(fwd);
   m->grad = grad ? memplan_of_kernels(grad) : NULL;
   m->extra = extra;
@@ -471,6 +488,8 @@ void memplan_model_free(ModelMemory *m) {
   bp_free(m->param_inst);
   bp_free(m->param_offset);
   bp_free(m->param_trained);
+  bp_free(m->buffer_inst);
+  bp_free(m->buffer_offset);
   bp_free(m);
 }
 
@@ -551,7 +570,7 @@ static char **report_names(Arena *a, const MemPlan *p) {
   }
   for (int32_t i = 0; i < n; i++) {
     const Inst *in = &f->insts[i];
-    if ((in->op == OP_INPUT || in->op == OP_PARAM) && in->name) names[i] = arena_strdup(a, in->name);
+    if ((in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_BUFFER) && in->name) names[i] = arena_strdup(a, in->name);
     if (in->op == OP_OUTPUT && in->name && in->nargs == 1) names[in->args[0]] = arena_strdup(a, in->name);
     if (in->op == OP_GRAD && in->nargs == 2 && f->insts[in->args[0]].name)
       names[in->args[1]] = arena_printf(a, "grad(%s)", f->insts[in->args[0]].name);

@@ -26,6 +26,7 @@ typedef enum {
   MEM_KEPT,        /* forward activation kept for backward */
   MEM_RECOMPUTED,  /* forward value recomputed in backward (recompute.c) */
   MEM_TEMP,        /* any other value: a temporary */
+  MEM_BUFFER,      /* the buffer block: non-trainable state (running statistics) */
   MEM__COUNT
 } MemKind;
 
@@ -83,9 +84,10 @@ int64_t memplan_live_peak(const MemPlan *p, int64_t batch);
  * parameter float (bprt_optimizers[kind].slots: sgd 1, adam 2). */
 typedef struct {
   int64_t params, grads, opt_state;
+  int64_t buffers;                         /* the buffer block (running statistics) */
   int64_t kept, recomputed, temporaries;  /* sums of the values' own bytes */
   int64_t workspace;                       /* planned workspace (the peak) */
-  int64_t total;                           /* params + grads + opt_state + workspace */
+  int64_t total;                           /* params + grads + opt_state + buffers + workspace */
 } MemTotals;
 
 MemTotals memplan_totals(const MemPlan *p, int64_t batch, int opt_state_per_param);
@@ -129,6 +131,10 @@ typedef struct {
   int64_t trained_floats;     /* the trained parameters come first: the update runs over
                                  [0, trained_floats) and never touches the others */
   int64_t opt_state_floats;   /* optimizer state: slots x param_floats */
+  int32_t nbuffers;           /* buffers (non-trainable state) of pf, in order: their own */
+  int32_t *buffer_inst;       /* block, laid out as the parameters' (MEMPLAN_PARAM_ALIGN), */
+  int64_t *buffer_offset;     /* with no gradient and no optimizer state */
+  int64_t buffer_floats;
   int32_t elem_bytes;         /* 4: an f32 model; 8: an f64 model (codegen tests) */
   MemPlan *fwd, *grad;        /* workspace plans (grad NULL without a loss) */
   int64_t extra;              /* bytes in front of the values (0 without a product) */

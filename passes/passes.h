@@ -7,6 +7,7 @@
  *   recompute.c   which forward activations backward keeps or recomputes (memplan.h)
  *   kernel_plan.c which instructions each entry computes, which share one kernel (fusion),
  *                 the order of the kernels and where each value lives
+ *   modes.c       the inference form of a model (batchnorm's running statistics)
  *   memplan.c     lifetimes and offsets of every value in one workspace; the model's
  *                 memory: parameter block, workspaces, totals (memplan.h)
  *
@@ -54,6 +55,10 @@ Func *pass_autodiff(Func *f, const PassOptions *opt);
  * autodiff; the softmax-CE rule only ever rewrites forward instructions. */
 Func *pass_canonicalize(Func *f, const PassOptions *opt);
 Func *pass_simplify(Func *f, const PassOptions *opt);
+
+/* The inference form (modes.c): batchnorm with its running statistics (bn_mean and
+ * bn_var replaced by their buffers), no assign sinks. For the forward entry. */
+Func *pass_inference(Func *f);
 
 /* ------------------------------------------------------------------ kernel_plan.c */
 

@@ -185,7 +185,7 @@ double recompute_chain_optimal(const RecomputeLink *links, int n, int64_t limit,
 
 /* Forward values that are always available in backward: never recomputed. */
 static bool always_available(const Inst *in) {
-  return in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_CONST || in->op == OP_SIZE;
+  return in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_BUFFER || in->op == OP_CONST || in->op == OP_SIZE;
 }
 
 static bool recomputable(const Inst *in) {

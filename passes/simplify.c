@@ -437,7 +437,7 @@ static Func *dce(Func *src, int *removed) {
   bool *live = bp_xmalloc((size_t)(src->ninsts + 1) * sizeof *live);
   for (int32_t i = 0; i < src->ninsts; i++) {
     const Inst *in = &src->insts[i];
-    live[i] = (ir_ops[in->op].flags & OPF_SINK) || in->op == OP_INPUT || in->op == OP_PARAM;
+    live[i] = (ir_ops[in->op].flags & OPF_SINK) || in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_BUFFER;
   }
   for (int32_t i = src->ninsts - 1; i >= 0; i--)
     if (live[i])

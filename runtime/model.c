@@ -39,6 +39,7 @@ struct bprt_model {
   uint64_t seed, step;
   double hyper[BPRT_H__COUNT];
   float *params, *grads, *opt_state;
+  float *buffers;                    /* NULL when the model has none */
   /* grown with the batch */
   int64_t cap_batch;                 /* workspace and scratch fit this batch */
   unsigned char *workspace;
@@ -124,6 +125,17 @@ static int check_desc(const bprt_model_desc *d) {
     if (p->offset + param_numel(p) > d->param_floats)
       return fail(BPRT_E_ARG, "%s: parameter '%s' lies outside the params block", name, p->name);
   }
+  if (d->nbuffers < 0 || (d->nbuffers > 0 && !d->buffers) || d->buffer_floats < 0)
+    return fail(BPRT_E_ARG, "%s: malformed model descriptor (buffers)", name);
+  for (int i = 0; i < d->nbuffers; i++) {
+    const bprt_param_desc *p = &d->buffers[i];
+    if (!p->name || p->rank < 0 || p->rank > MODEL_RANK || p->offset < 0)
+      return fail(BPRT_E_ARG, "%s: malformed buffer %d in the descriptor", name, i);
+    for (int k = 0; k < p->rank; k++)
+      if (p->dims[k] < 1) return fail(BPRT_E_ARG, "%s: buffer '%s' has dimension %lld", name, p->name, (long long)p->dims[k]);
+    if (p->offset + param_numel(p) > d->buffer_floats)
+      return fail(BPRT_E_ARG, "%s: buffer '%s' lies outside the buffer block", name, p->name);
+  }
   for (int io = 0; io < 2; io++) {
     int n = io ? d->noutputs : d->ninputs;
     const bprt_tensor_desc *t = io ? d->outputs : d->inputs;
@@ -171,13 +183,14 @@ static bprt_model_memory memory_at(const bprt_model_desc *d, int64_t cap) {
   memset(&r, 0, sizeof r);
   r.params = r.grads = block_bytes(d->param_floats);
   r.opt_state = block_bytes(d->opt_state_floats);
+  r.buffers = d->nbuffers > 0 ? block_bytes(d->buffer_floats) : 0;
   r.other = object_bytes(d);
   if (cap > 0) {
     r.workspace = workspace_bytes_at(d, cap);
     for (int i = 0; i < d->noutputs; i++) r.outputs += output_bytes_at(&d->outputs[i], cap);
     r.other += labels_bytes_at(cap);
   }
-  r.total = r.params + r.grads + r.opt_state + r.workspace + r.outputs + r.other;
+  r.total = r.params + r.grads + r.opt_state + r.buffers + r.workspace + r.outputs + r.other;
   return r;
 }
 
@@ -214,6 +227,11 @@ bprt_model *bprt_model_create(const bprt_model_desc *d, uint64_t seed) {
   m->params = alloc_block(d->param_floats);
   m->grads = alloc_block(d->param_floats);
   m->opt_state = alloc_block(d->opt_state_floats);
+  if (d->nbuffers > 0 && !(m->buffers = alloc_block(d->buffer_floats))) {
+    bprt_model_destroy(m);
+    bprt_set_error("%s: out of memory creating the model", d->model_name ? d->model_name : "model");
+    return NULL;
+  }
   if (d->noutputs > 0) {
     m->scratch_out = bprt_malloc(sizeof(float *) * (size_t)d->noutputs);
     if (m->scratch_out) memset(m->scratch_out, 0, sizeof(float *) * (size_t)d->noutputs);
@@ -229,6 +247,14 @@ bprt_model *bprt_model_create(const bprt_model_desc *d, uint64_t seed) {
                          seed, bprt_stream_init((uint32_t)i)) != 0) {
       bprt_prefix_error("%s: parameter '%s'%s%s", model_name(m), p->name, p->loc ? " at " : "",
                         p->loc ? p->loc : "");
+      bprt_model_destroy(m);
+      return NULL;
+    }
+  }
+  for (int i = 0; i < d->nbuffers; i++) {   /* zeros, ones or a constant: no random draw */
+    const bprt_param_desc *p = &d->buffers[i];
+    if (bprt_init_tensor(m->buffers + p->offset, p->rank, p->dims, p->init, p->init_a, p->init_b, seed, 0) != 0) {
+      bprt_prefix_error("%s: buffer '%s'%s%s", model_name(m), p->name, p->loc ? " at " : "", p->loc ? p->loc : "");
       bprt_model_destroy(m);
       return NULL;
     }
@@ -257,6 +283,7 @@ void bprt_model_destroy(bprt_model *m) {
   bprt_free(m->params);
   bprt_free(m->grads);
   bprt_free(m->opt_state);
+  bprt_free(m->buffers);
   bprt_free(m);
 }
 
@@ -385,6 +412,7 @@ static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const
       .parallel_for = pool_parallel_for,
       .nthreads = bprt_get_threads(),
       .status = 0,
+      .buffers = m->buffers,
   };
   if (f.nthreads < 1) f.nthreads = 1;
   fn(&f);
@@ -570,6 +598,28 @@ int bprt_model_find_param(const bprt_model *m, const char *name) {
   return -1;
 }
 
+int bprt_model_buffer(const bprt_model *m, int i, bprt_param_info *out) {
+  if (!m || !out) return fail(BPRT_E_ARG, "buffer: NULL %s", m ? "info pointer" : "model");
+  if (i < 0 || i >= m->d->nbuffers)
+    return fail(BPRT_E_RANGE, "%s: buffer index %d is out of range [0, %d)", model_name(m), i, (int)m->d->nbuffers);
+  const bprt_param_desc *p = &m->d->buffers[i];
+  memset(out, 0, sizeof *out);
+  out->name = p->name;
+  out->rank = p->rank;
+  for (int k = 0; k < p->rank; k++) out->dims[k] = p->dims[k];
+  out->numel = param_numel(p);
+  out->values = m->buffers + p->offset;
+  return BPRT_OK;
+}
+
+int bprt_model_find_buffer(const bprt_model *m, const char *name) {
+  if (!m || !name) return -1;
+  for (int i = 0; i < m->d->nbuffers; i++)
+    if (!strcmp(m->d->buffers[i].name, name)) return i;
+  return -1;
+}
+
+float *bprt_model_buffers(bprt_model *m) { return m ? m->buffers : NULL; }
 float *bprt_model_params(bprt_model *m) { return m ? m->params : NULL; }
 float *bprt_model_grads(bprt_model *m) { return m ? m->grads : NULL; }
 float *bprt_model_opt_state(bprt_model *m) { return m ? m->opt_state : NULL; }
@@ -604,7 +654,7 @@ int bprt_model_save_meta(const bprt_model *m, const char *path, const char *cons
     return fail(BPRT_E_ARG, "%s: save: bad extra metadata", model_name(m));
   const bprt_model_desc *d = m->d;
   int nslots = bprt_model_opt_slots(d);
-  int nt = d->nparams * (1 + nslots);
+  int nt = d->nparams * (1 + nslots) + d->nbuffers;
   BprtTensorRef *t = bprt_malloc(sizeof(BprtTensorRef) * (size_t)(nt + 1));
   BprtMeta *meta = bprt_malloc(sizeof(BprtMeta) * (size_t)(6 + nextra));
   char **names = state_names(m, nslots);
@@ -624,6 +674,15 @@ int bprt_model_save_meta(const bprt_model *m, const char *path, const char *cons
       for (int j = 0; j < p->rank; j++) r->dims[j] = p->dims[j];
       r->data = k < 0 ? m->params + p->offset : m->opt_state + (int64_t)k * d->param_floats + p->offset;
     }
+  for (int i = 0; i < d->nbuffers; i++) {   /* after the rest, under their path names */
+    const bprt_param_desc *p = &d->buffers[i];
+    BprtTensorRef *r = &t[d->nparams * (1 + nslots) + i];
+    memset(r, 0, sizeof *r);
+    r->name = p->name;
+    r->rank = p->rank;
+    for (int j = 0; j < p->rank; j++) r->dims[j] = p->dims[j];
+    r->data = m->buffers + p->offset;
+  }
   char step[32], lr[40];
   snprintf(step, sizeof step, "%" PRIu64, m->step);
   snprintf(lr, sizeof lr, "%.17g", m->hyper[BPRT_H_LR]);
@@ -669,12 +728,12 @@ static int parse_u64(const char *s, uint64_t *out) {
 static int check_tensors(const bprt_model *m, const BprtCheckpoint *ck, bool ours, bool skip_optim, char **state,
                          int nslots) {
   const bprt_model_desc *d = m->d;
-  int n = d->nparams * (ours ? 1 + nslots : 1);
+  int np = d->nparams * (ours ? 1 + nslots : 1), n = np + d->nbuffers;
   BprtTensorRef *need = bprt_calloc((size_t)n + 1, sizeof *need);
   if (!need) return bprt_prefix_error("%s", bprt_st_path(ck));
   for (int k = 0; k < n; k++) {
-    const bprt_param_desc *p = &d->params[k % d->nparams];
-    need[k].name = k < d->nparams ? p->name : state[k - d->nparams];
+    const bprt_param_desc *p = k >= np ? &d->buffers[k - np] : &d->params[k % d->nparams];
+    need[k].name = k >= np || k < d->nparams ? p->name : state[k - d->nparams];
     need[k].rank = p->rank;
     for (int j = 0; j < p->rank; j++) need[k].dims[j] = p->dims[j];
   }
@@ -688,7 +747,7 @@ static int check_tensors(const bprt_model *m, const BprtCheckpoint *ck, bool our
  * an inference library), far from the file that brought it. names: the optimizer
  * state's tensor names (state_names), NULL to check the parameters only. */
 static int check_finite(const bprt_model *m, const char *path, const float *params, const float *state,
-                        char *const *names, int nslots) {
+                        char *const *names, int nslots, const float *buffers) {
   const bprt_model_desc *d = m->d;
   for (int k = -1; k < (state ? nslots : 0); k++)
     for (int i = 0; i < d->nparams; i++) {
@@ -701,6 +760,14 @@ static int check_finite(const bprt_model *m, const char *path, const float *para
                       k < 0 ? p->name : names[k * d->nparams + i], isnan(x[j]) ? "nan" : x[j] > 0 ? "inf" : "-inf",
                       (long long)j);
     }
+  for (int i = 0; buffers && i < d->nbuffers; i++) {
+    const bprt_param_desc *p = &d->buffers[i];
+    const float *x = buffers + p->offset;
+    for (int64_t j = 0; j < param_numel(p); j++)
+      if (!isfinite(x[j]))
+        return fail(BPRT_E_CHECKPOINT, "%s: tensor '%s' holds a non-finite value (%s at flat index %lld)", path, p->name,
+                    isnan(x[j]) ? "nan" : x[j] > 0 ? "inf" : "-inf", (long long)j);
+  }
   return BPRT_OK;
 }
 
@@ -750,20 +817,25 @@ static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out,
                 bprt_st_meta(ck, "step") ? bprt_st_meta(ck, "step") : "(missing)");
   }
   /* load into fresh blocks, then swap: the model changes only when everything fit */
-  float *params = NULL, *state = NULL;
+  float *params = NULL, *state = NULL, *buffers = NULL;
   char **names = NULL;
   int nslots = bprt_model_opt_slots(d);
   if (rc == BPRT_OK) {
     params = alloc_block(d->param_floats);
     state = alloc_block(d->opt_state_floats);
+    buffers = d->nbuffers > 0 ? alloc_block(d->buffer_floats) : NULL;
     names = state_names(m, nslots);
-    if (!params || !state || !names) rc = fail(BPRT_E_NOMEM, "%s: out of memory loading '%s'", model_name(m), path);
+    if (!params || !state || !names || (d->nbuffers > 0 && !buffers)) rc = fail(BPRT_E_NOMEM, "%s: out of memory loading '%s'", model_name(m), path);
   }
   if (rc == BPRT_OK && check_tensors(m, ck, ours, skip_optim, names, nslots) != 0) rc = BPRT_E_CHECKPOINT;
   if (rc == BPRT_OK) memcpy(params, m->params, sizeof(float) * (size_t)d->param_floats);
   for (int i = 0; rc == BPRT_OK && i < d->nparams; i++) {
     const bprt_param_desc *p = &d->params[i];
     if (bprt_st_load(ck, p->name, params + p->offset, p->rank, p->dims) != 0) rc = BPRT_E_CHECKPOINT;
+  }
+  for (int i = 0; rc == BPRT_OK && i < d->nbuffers; i++) {   /* running statistics: with the weights */
+    const bprt_param_desc *p = &d->buffers[i];
+    if (bprt_st_load(ck, p->name, buffers + p->offset, p->rank, p->dims) != 0) rc = BPRT_E_CHECKPOINT;
   }
   if (rc == BPRT_OK && ours) {
     for (int k = 0; rc == BPRT_OK && k < nslots; k++)
@@ -774,11 +846,14 @@ static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out,
           rc = BPRT_E_CHECKPOINT;
       }
   }
-  if (rc == BPRT_OK) rc = check_finite(m, path, params, ours ? state : NULL, names, nslots);
+  if (rc == BPRT_OK) rc = check_finite(m, path, params, ours ? state : NULL, names, nslots, buffers);
   if (rc == BPRT_OK) {
     float *tmp = m->params;
     m->params = params;
     params = tmp;
+    tmp = m->buffers;
+    m->buffers = buffers;
+    buffers = tmp;
     if (ours) {
       tmp = m->opt_state;
       m->opt_state = state;
@@ -791,6 +866,7 @@ static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out,
   if (rc != BPRT_OK) bprt_prefix_error("%s: load", model_name(m));
   bprt_free(params);
   bprt_free(state);
+  bprt_free(buffers);
   bprt_free(names);
   if (rc == BPRT_OK && ck_out)
     *ck_out = ck;

@@ -136,6 +136,8 @@ typedef struct bprt_frame {
   bprt_parallel_for_fn parallel_for;
   int32_t nthreads;              /* threads in the pool (>= 1) */
   int32_t status;                /* 0 ok; generated code sets nonzero on a bad label */
+  float *buffers;                /* desc->buffer_floats: non-trainable state (running
+                                    statistics), read by both entries, written by grad */
 } bprt_frame;
 
 typedef void (*bprt_entry_fn)(bprt_frame *f);
@@ -177,6 +179,13 @@ typedef struct bprt_model_desc {
   int32_t sigmoid_output;        /* 1 + the index of the first output that is a sigmoid of
                                     the shape of a float second input (the targets), which
                                     accuracy reads at threshold 0.5; 0: none */
+  /* Buffers: non-trainable model state (batchnorm's running mean and variance) in their
+   * own block, described as parameters are (offset into the buffer block; init zeros,
+   * ones or constant; trainable 0): no gradient, no optimizer state. The grad entry
+   * (train_step, loss_and_grad) updates them in place; forward only reads them. */
+  int32_t nbuffers;
+  const bprt_param_desc *buffers;
+  int64_t buffer_floats;
 } bprt_model_desc;
 
 /* ------------------------------------------------------ the model object (model.c)
@@ -251,6 +260,7 @@ int64_t bprt_model_workspace_bytes(const bprt_model *m);
  * bprt_model_memory_at; bprt_model_memory_used measures a live model; the two agree. */
 typedef struct {
   int64_t params, grads, opt_state;   /* the three blocks (at least one cache line each) */
+  int64_t buffers;                    /* the buffer block (none without buffers) */
   int64_t workspace;                  /* ws_fixed + ws_per_batch * batch */
   int64_t outputs;                    /* the outputs of the last step, for the caller */
   int64_t other;                      /* the object, its tables, a zero label row */
@@ -261,6 +271,10 @@ bprt_model_memory bprt_model_memory_used(const bprt_model *m);   /* now (batch b
 int bprt_model_set_step(bprt_model *m, uint64_t step);
 int bprt_model_param(const bprt_model *m, int i, bprt_param_info *out);
 int bprt_model_find_param(const bprt_model *m, const char *name);   /* index or -1 */
+/* Buffer i (0 <= i < desc->nbuffers): name, shape and values (grad is NULL). */
+int bprt_model_buffer(const bprt_model *m, int i, bprt_param_info *out);
+int bprt_model_find_buffer(const bprt_model *m, const char *name);  /* index or -1 */
+float *bprt_model_buffers(bprt_model *m);       /* the buffer block (NULL without buffers) */
 float *bprt_model_params(bprt_model *m);        /* the blocks, for the trainer */
 float *bprt_model_grads(bprt_model *m);
 float *bprt_model_opt_state(bprt_model *m);
@@ -268,7 +282,7 @@ float *bprt_model_opt_state(bprt_model *m);
  * slot k of parameter p is saved as "optim.<p>.<name>" (PyTorch's state names). */
 int bprt_model_opt_slots(const bprt_model_desc *d);
 const char *bprt_model_opt_slot_name(const bprt_model_desc *d, int k);
-/* Checkpoints (safetensors): parameters under their names, optimizer state, metadata
+/* Checkpoints (safetensors): parameters and buffers under their names, optimizer state, metadata
  * format = "bpcc-checkpoint", format_version = "1", model, optimizer, step. `extra`
  * adds metadata (the trainer's epoch, schedule, RNG state); may be NULL. Atomic. */
 int bprt_model_save(const bprt_model *m, const char *path);

@@ -43,6 +43,17 @@ static const char clf_src[] =
     "    optimizer adam(lr = 0.01)\n"
     "}\n";
 
+/* batchnorm over dense features: two buffers, h.bn1d.running_mean and running_var */
+static const char bnm_src[] =
+    "model bnm(x: f32[B, 5], y: label[B, 3]) {\n"
+    "    h = relu(bn1d(dense(x, 6)))\n"
+    "    output logits = dense(h, 3)\n"
+    "    loss softmax_cross_entropy(logits, y)\n"
+    "}\n"
+    "train bnm {\n"
+    "    optimizer sgd(lr = 0.1, momentum = 0.9)\n"
+    "}\n";
+
 static const char reg_src[] =
     "model reg(x: f32[B, 2], t: f32[B, 1]) {\n"
     "    output y = dense_xavier(x, 1)\n"
@@ -377,6 +388,118 @@ static void test_checkpoints(void **state) {
   built_free(&r);
 }
 
+/* Buffers through the library: enumerated apart from the parameters, at their initial
+ * values after create; forward and eval leave them alone; loss_and_grad and train_step
+ * move them as PyTorch's BatchNorm1d does (checked against the batch's statistics of
+ * the dense layer's output, computed here); the JIT does the same bit for bit; a
+ * checkpoint carries them, so a loaded copy predicts and trains identically. */
+static void test_buffers(void **state) {
+  (void)state;
+  Built b = build("bnm.bp", bnm_src, BPRT_OPT_SGD, 0.1);
+  Lib l = open_lib(write_lib(&b, "bnm.so"), "bnm");
+  int (*num_buffers)(void), (*buffer)(const void *, int, bprt_param_info *);
+  memcpy(&num_buffers, (void *[]){sym(l.h, "bnm", "num_buffers")}, sizeof(void *));
+  memcpy(&buffer, (void *[]){sym(l.h, "bnm", "buffer")}, sizeof(void *));
+  enum { N = 7, C = 6 };
+  float x[N * 5], out[N * 3], loss;
+  int32_t y[N];
+  make_clf_batch(N, x, y);
+  const void *in[2] = {x, y};
+  float *outs[1] = {out};
+  assert_int_equal(num_buffers(), 2);
+  assert_int_equal(l.num_params(), 6);   /* h.dense.W, h.dense.b, gamma, beta, logits.W, logits.b */
+  void *a = l.create(3);
+  bprt_param_info rm, rv, bad;
+  assert_int_equal(buffer(a, 0, &rm), 0);
+  assert_int_equal(buffer(a, 1, &rv), 0);
+  assert_string_equal(rm.name, "h.bn1d.running_mean");
+  assert_string_equal(rv.name, "h.bn1d.running_var");
+  assert_int_equal(rm.rank, 1);
+  assert_int_equal(rm.dims[0], C);
+  assert_null(rm.grad);
+  assert_int_equal(buffer(a, 2, &bad), BPRT_E_RANGE);
+  assert_string_equal(l.last_error(), "bnm: buffer index 2 is out of range [0, 2)");
+  for (int c = 0; c < C; c++) assert_true(rm.values[c] == 0.0f && rv.values[c] == 1.0f);
+  /* inference reads the running statistics and changes nothing */
+  assert_int_equal(l.forward(a, N, in, outs), 0);
+  for (int c = 0; c < C; c++) assert_true(rm.values[c] == 0.0f && rv.values[c] == 1.0f);
+  /* the batch statistics of z = x W + b (W, b: h.dense's, before the step) */
+  bprt_param_info W, bb;
+  assert_int_equal(l.param(a, 0, &W), 0);
+  assert_int_equal(l.param(a, 1, &bb), 0);
+  assert_string_equal(W.name, "h.dense.W");
+  double mean[C], var[C];
+  for (int c = 0; c < C; c++) {
+    double z[N], s = 0, q = 0;
+    for (int r = 0; r < N; r++) {
+      z[r] = bb.values[c];
+      for (int k = 0; k < 5; k++) z[r] += (double)x[r * 5 + k] * W.values[k * C + c];
+      s += z[r];
+    }
+    mean[c] = s / N;
+    for (int r = 0; r < N; r++) q += (z[r] - mean[c]) * (z[r] - mean[c]);
+    var[c] = q / (N - 1);   /* unbiased */
+  }
+  assert_int_equal(l.loss_and_grad(a, N, in, &loss), 0);   /* train mode: updates them */
+  for (int c = 0; c < C; c++) {
+    assert_true(fabs(rm.values[c] - 0.1 * mean[c]) <= 1e-5 * (1 + fabs(mean[c])));
+    assert_true(fabs(rv.values[c] - (0.9 + 0.1 * var[c])) <= 1e-5 * (1 + var[c]));
+  }
+  /* the JIT model from the same module: the same buffers after the same steps */
+  assert_int_equal(cg_model_jit(b.cg), 0);
+  bprt_model *jit = bprt_model_create(cg_model_desc(b.cg), 3);
+  assert_non_null(jit);
+  assert_int_equal(bprt_model_loss_and_grad(jit, N, in, &loss), 0);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(l.train_step(a, N, in, &loss), 0);
+    assert_int_equal(bprt_model_train_step(jit, N, in, &loss), 0);
+  }
+  bprt_param_info jm;
+  assert_int_equal(bprt_model_buffer(jit, 1, &jm), 0);
+  assert_memory_equal(jm.values, rv.values, sizeof(float) * C);
+  assert_int_equal(bprt_model_buffer(jit, 0, &jm), 0);
+  assert_memory_equal(jm.values, rm.values, sizeof(float) * C);
+  /* checkpoints: the buffers under their names, restored exactly */
+  const char *ck = path_in(tmp, "bnm.safetensors");
+  assert_int_equal(l.save(a, ck), 0);
+  void *c2 = l.create(99);
+  assert_int_equal(l.load(c2, ck), 0);
+  bprt_param_info rm2, rv2;
+  buffer(c2, 0, &rm2);
+  buffer(c2, 1, &rv2);
+  assert_memory_equal(rm2.values, rm.values, sizeof(float) * C);
+  assert_memory_equal(rv2.values, rv.values, sizeof(float) * C);
+  float out2[N * 3];
+  float *outs2[1] = {out2};
+  assert_int_equal(l.forward(a, N, in, outs), 0);
+  assert_int_equal(l.forward(c2, N, in, outs2), 0);
+  assert_memory_equal(out, out2, sizeof out);
+  float l1, l2;
+  assert_int_equal(l.train_step(a, N, in, &l1), 0);
+  assert_int_equal(l.train_step(c2, N, in, &l2), 0);
+  assert_true(l1 == l2);
+  assert_memory_equal(rv2.values, rv.values, sizeof(float) * C);
+  /* a checkpoint without the buffers is refused, and changes nothing */
+  void *plain = l.create(4);
+  const char *ck_clf = path_in(tmp, "bnm_clf.safetensors");
+  Built cb = build("clf.bp", clf_src, BPRT_OPT_ADAM, 0.01);
+  assert_int_equal(cg_model_jit(cb.cg), 0);
+  bprt_model *other = bprt_model_create(cg_model_desc(cb.cg), 1);
+  assert_int_equal(bprt_model_save(other, ck_clf), 0);
+  assert_int_equal(l.load(plain, ck_clf), BPRT_E_CHECKPOINT);
+  bprt_param_info pm;
+  buffer(plain, 1, &pm);
+  for (int c = 0; c < C; c++) assert_true(pm.values[c] == 1.0f);
+  bprt_model_destroy(other);
+  built_free(&cb);
+  bprt_model_destroy(jit);
+  l.destroy(a);
+  l.destroy(c2);
+  l.destroy(plain);
+  dlclose(l.h);
+  built_free(&b);
+}
+
 /* Lines of `cmd` output that contain `key`, joined with spaces. */
 static void command_lines(const char *cmd, const char *key, char *out, size_t n) {
   FILE *p = popen(cmd, "r");
@@ -414,7 +537,7 @@ static void test_needed_and_exports(void **state) {
     if (strncmp(name, "clf_", 4) != 0) fail_msg("unexpected exported symbol: %s", line);
     nexp++;
   }
-  assert_int_equal(nexp, 22);
+  assert_int_equal(nexp, 24);
   /* the header sits beside the library and compiles, together with another model's */
   Built r = build("reg.bp", reg_src, BPRT_OPT_SGD, 0.1);
   write_lib(&r, "reg_elf.so");
@@ -435,7 +558,9 @@ static void test_needed_and_exports(void **state) {
            "int main(void) {\n"
            "  clf *a = clf_create(1); reg *b = reg_create(2);\n"
            "  bpcc_param_info pi; bpcc_tensor_info ti;\n"
-           "  int rc = clf_param(a, 0, &pi) + reg_input_info(0, &ti);\n"
+           "  int rc = clf_param(a, 0, &pi) + reg_input_info(0, &ti) + clf_num_buffers();\n"
+           "  rc += clf_buffer(a, 0, &pi) != BPCC_E_RANGE;\n"
+           "  _Static_assert(CLF_NUM_BUFFERS == 0, \"no buffers\");\n"
            "  _Static_assert(CLF_INPUT_X_ROW == 5 && CLF_INPUT_Y_CLASSES == 3, \"sizes\");\n"
            "  _Static_assert(REG_OUTPUT_Y_ROW == 1 && REG_NUM_INPUTS == 2, \"sizes\");\n"
            "  clf_destroy(a); reg_destroy(b);\n"
@@ -612,6 +737,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_as_jit),          cmocka_unit_test(test_abi_misuse),
       cmocka_unit_test(test_checkpoints),          cmocka_unit_test(test_needed_and_exports),
+      cmocka_unit_test(test_buffers),
       cmocka_unit_test(test_two_models_one_process), cmocka_unit_test(test_thread_outlives_dlclose),
       cmocka_unit_test(test_write_failures),
   };

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "passes/passes.h"
 #include "tests/codegen/harness.h"
 #include "tests/compile.h"
 
@@ -84,6 +85,17 @@ void cgt_frame_init_ex(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int
   t->params = zalloc((size_t)d->param_floats * es);
   t->grads = zalloc((size_t)d->param_floats * es);
   t->state = zalloc((size_t)d->opt_state_floats * es);
+  /* buffers start at their initial values, as the interpreter's (zeros, ones, a constant) */
+  t->buffers = zalloc((size_t)d->buffer_floats * es);
+  for (int i = 0; i < d->nbuffers; i++) {
+    const bprt_param_desc *b = &d->buffers[i];
+    double v = b->init == 1 ? 1.0 : b->init == 2 ? b->init_a : 0.0;   /* INIT_ONES, INIT_CONSTANT */
+    int64_t n = cgt_numel(b->rank, b->dims, 1);
+    for (int64_t k = 0; k < n; k++) {
+      if (esize == 8) ((double *)t->buffers)[b->offset + k] = v;
+      else t->buffers[b->offset + k] = (float)v;
+    }
+  }
   t->ws = zalloc((size_t)(d->ws_fixed + d->ws_per_batch * batch));
   t->loss = zalloc(es);
   t->ninputs = d->ninputs;
@@ -105,6 +117,7 @@ void cgt_frame_init_ex(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int
   f->params = t->params;
   f->grads = t->grads;
   f->opt_state = t->state;
+  f->buffers = t->buffers;
   f->workspace = t->ws;
   f->inputs = (const void *const *)t->inputs;
   f->outputs = (float *const *)t->outputs;
@@ -125,6 +138,7 @@ void cgt_frame_free(CgtFrame *t) {
   free(t->params);
   free(t->grads);
   free(t->state);
+  free(t->buffers);
   free(t->ws);
   free(t->loss);
 }
@@ -191,7 +205,9 @@ static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const C
   CgOptions o = {cfg->march ? cfg->march : "native", lvl ? atoi(lvl) : 2, 2, false, false};
   CgModel *m = test_build(fwd, grad, NULL, &o);
   if (!m) return 1;
-  Func *f = grad ? grad : fwd;
+  /* the reference computes what the entry does: grad, or the forward entry's inference
+   * form (batchnorm with its running statistics, passes/modes.c) */
+  Func *f = grad ? grad : pass_inference(ir_func_clone(fwd, fwd->name));
   if (cg_model_jit(m) != 0) {
     cg_model_free(m);
     return 1;

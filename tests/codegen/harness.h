@@ -40,7 +40,7 @@ int cgt_check_grad(Func *fwd, Func *grad, int64_t batch, double tol, const CgtCo
 typedef struct {
   bprt_frame fr;
   int esize;
-  float *params, *grads, *state, *loss;
+  float *params, *grads, *state, *loss, *buffers;
   unsigned char *ws;
   void **inputs;
   float **outputs;

@@ -136,6 +136,17 @@ static void test_conv_small(void **state) {
   assert_int_equal(check_file(path), 0);
 }
 
+/* tests/passes/bn_small.bp: bn, resblock and bn1d: the forward entry (running
+ * statistics) and the grad entry (batch statistics, the closed-form backward, the
+ * running-stat updates) against the interpreter, at batches 1, 7 and 33. */
+static void test_bn_small(void **state) {
+  (void)state;
+  const char *root = getenv("BPCC_SOURCE_DIR");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/passes/bn_small.bp", root ? root : ".");
+  assert_int_equal(check_file(path), 0);
+}
+
 /* tests/passes/layernorm_small.bp: layernorm at ranks 2, 3 and 4 (ln, ln_seq, ln_image,
  * dims = 2 with eps = 1e-3): forward, loss and every gradient (the layernorm_bwd and
  * layernorm_bwd_gamma kernels, sum_to for beta) against the interpreter. */
@@ -191,7 +202,8 @@ static void test_reductions_every_axis(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_examples), cmocka_unit_test(test_reduce_rank3),
                                      cmocka_unit_test(test_reshape_rank4), cmocka_unit_test(test_conv_small),
-                                     cmocka_unit_test(test_pool_rank4), cmocka_unit_test(test_layernorm_small),
+                                     cmocka_unit_test(test_pool_rank4), cmocka_unit_test(test_bn_small),
+                                     cmocka_unit_test(test_layernorm_small),
                                      cmocka_unit_test(test_reductions_every_axis)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

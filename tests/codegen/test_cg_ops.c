@@ -44,6 +44,13 @@ static int check(Func *f, int64_t batch, double lo, double hi) {
   return cgt_check_forward(f, batch, f64 ? TOL64 : TOL, &c);
 }
 
+/* The same through the grad (training) entry: f as it is, batchnorm's batch statistics;
+ * two threads (kernels that split their work take the parallel path when it is big). */
+static int check_training(Func *f, int64_t batch, double lo, double hi) {
+  CgtConfig c = {lo, hi, 2, march, false, f64};
+  return cgt_check_grad(f, ir_func_clone(f, "train"), batch, f64 ? TOL64 : TOL, &c);
+}
+
 static void test_unary(void **state) {
   (void)state;
   struct { Op op; double lo, hi, p; } cases[] = {
@@ -270,6 +277,62 @@ static void test_pooling(void **state) {
   assert_true(outputs > (f64 ? 50 : 150));
 }
 
+/* Batchnorm's four ops (ops.def) as the frontend chains them: bn_mean, bn_var, the
+ * rstd 1/sqrt(v + eps), bn_norm, and bn_norm_bwd with an independent cotangent g, on
+ * 1, 3, 7, 17 and 33 channels of [B, C, H, W] (odd and square sizes, 1x1, widths that
+ * leave a vector tail) and of [B, C], at batch 3 and batch 1; [3,33,17,33] is large
+ * enough for the kernels' split over channels across two threads. Inputs from [-2, 2)
+ * shifted by 3 (a mean far from 0, as after a relu) and the buffers at their initial
+ * values (the interpreter's and the harness's). */
+static void test_batchnorm(void **state) {
+  (void)state;
+  static const int64_t shapes[][3] = {{1, 1, 1}, {3, 7, 7}, {7, 17, 3}, {17, 5, 33}, {33, 3, 1}, {33, 17, 33},
+                                      {3, 0, 0}, {17, 0, 0}, {33, 0, 0}, {1, 0, 0}};
+  static const int64_t batches[] = {3, 1};
+  int fails = 0, outputs = 0;
+  size_t nshapes = f64 ? 7 : sizeof shapes / sizeof shapes[0];
+  for (size_t z = 0; z < nshapes; z++)
+    for (int bi = 0; bi < 2; bi++) {
+      int64_t C = shapes[z][0];
+      bool r4 = shapes[z][1] > 0;
+      if (!r4 && batches[bi] == 1) continue;   /* one value per channel: var 0, rstd 1/sqrt(eps) */
+      Module *m = ir_module_new();
+      Func *f = ir_func_new(m, "bn");
+      TypeId xt = r4 ? ty4(m, DIM_BATCH, C, shapes[z][1], shapes[z][2]) : ty(m, 2, DIM_BATCH, C, 0);
+      TypeId ct = ty(m, 1, C, 0, 0);
+      TypeId st = ir_type_scalar(m, DT_F32);
+      int32_t x0 = ir_input(f, "x", 0, xt, L), g = ir_input(f, "g", 1, xt, L);
+      int32_t x = ir_binary(f, OP_ADD, x0, ir_scalar(f, 3.0, L), L);
+      int32_t rm = ir_buffer(f, "rm", ct, INIT_ZEROS, 0, L), rv = ir_buffer(f, "rv", ct, INIT_ONES, 0, L);
+      int32_t mean = ir_bn(f, OP_BN_MEAN, x, rm, -1, L);
+      int32_t var = ir_bn(f, OP_BN_VAR, x, mean, rv, L);
+      int32_t r = ir_binary(f, OP_DIV, ir_const(f, 1.0, st, L),
+                            ir_unary(f, OP_SQRT, ir_binary(f, OP_ADD, var, ir_const(f, 1e-5, st, L), L), L), L);
+      int32_t xhat = ir_bn(f, OP_BN_NORM, x, mean, r, L);
+      int32_t dx = ir_bn(f, OP_BN_NORM_BWD, xhat, g, r, L);
+      /* the inference form: the running statistics in place of the batch's */
+      int32_t xinf = ir_bn(f, OP_BN_NORM, x, rm, ir_binary(f, OP_DIV, ir_const(f, 1.0, st, L), ir_unary(f, OP_SQRT, rv, L), L), L);
+      const int32_t vals[5] = {mean, var, xhat, dx, xinf};
+      static const char *const what[5] = {"mean", "var", "xhat", "dx", "xhat_running"};
+      for (int o = 0; o < 5; o++) ir_output(f, what[o], vals[o], L);
+      outputs += 5;
+      int rr = check_training(f, batches[bi], -2, 2);
+      if (rr)
+        printf("batchnorm c=%lld %lldx%lld batch %lld failed\n", (long long)C, (long long)shapes[z][1],
+               (long long)shapes[z][2], (long long)batches[bi]);
+      fails += rr;
+      ir_module_free(m);
+    }
+  assert_int_equal(fails, 0);
+  assert_true(outputs >= (f64 ? 60 : 75));
+}
+
+static void test_f64_batchnorm(void **state) {
+  f64 = true;
+  test_batchnorm(state);
+  f64 = false;
+}
+
 static void test_f64_pooling(void **state) {
   f64 = true;
   test_pooling(state);
@@ -471,6 +534,7 @@ static void test_portable(void **state) {
     test_shape_ops(state);
     test_conv(state);
     test_pooling(state);
+    test_batchnorm(state);
     test_layernorm(state);
   }
   march = NULL;
@@ -511,6 +575,7 @@ int main(void) {
       cmocka_unit_test(test_portable),     cmocka_unit_test(test_f64_elementwise),
       cmocka_unit_test(test_f64_rows),     cmocka_unit_test(test_f64_portable),
       cmocka_unit_test(test_pooling),      cmocka_unit_test(test_f64_pooling),
+      cmocka_unit_test(test_batchnorm),    cmocka_unit_test(test_f64_batchnorm),
       cmocka_unit_test(test_layernorm),    cmocka_unit_test(test_f64_layernorm),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -510,7 +510,8 @@ static void test_mutations_never_crash(void **state) {
   (void)state;
   const char *root = getenv("BPCC_SOURCE_DIR");
   assert_non_null(root);
-  static const char *const files[] = {"every_op.ir", "corners.ir", "mlp.ir", "pool.ir", "conv.ir", "layernorm.ir"};
+  static const char *const files[] = {"every_op.ir", "corners.ir", "mlp.ir", "pool.ir", "conv.ir", "layernorm.ir",
+                                      "bn.ir"};
   static const char alphabet[] = "%@=,:[](){}#\"\\ \n0123456789B.-+eafxlpinsum_";
   FILE *devnull = fopen("/dev/null", "w");
   uint64_t r = 0x9e3779b97f4a7c15ull;

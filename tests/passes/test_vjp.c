@@ -353,6 +353,40 @@ static int32_t c_avgpool_bwd(Build *b) {   /* dy [2,2,4,3] spread back to [2,2,7
   return ir_emit(F, &in);
 }
 
+/* batchnorm in training form, as frontend/lower.c builds it: xhat = bn_norm(x, m, r)
+ * with m = bn_mean(x, rm), v = bn_var(x, m, rv), r = 1/sqrt(v + 1e-5), and the running
+ * statistics assigned (sinks: no derivative). bn_norm's rule is the closed form through
+ * m and r, so this checks it against differences of the whole chain. Batches 1, 2, 3
+ * (the harness's B) and 5, one to many channels, [N,C] and [N,C,H,W] with odd sizes.
+ * Two values per channel are drawn apart (DOM_SPREAD): nearly equal ones make the
+ * variance tiny, xhat flat in all but eps, and the difference step too coarse. */
+static int32_t bn_train(Build *b, int32_t x) {
+  const TensorType *xt = ir_vtype(F, x);
+  int64_t C = xt->dims[1];
+  TypeId ct = ir_type(b->m, DT_F32, 1, &C), st = ir_type_scalar(b->m, DT_F32);
+  int32_t rm = ir_buffer(F, "rm", ct, INIT_ZEROS, 0, N), rv = ir_buffer(F, "rv", ct, INIT_ONES, 0, N);
+  int32_t m = ir_bn(F, OP_BN_MEAN, x, rm, -1, N);
+  int32_t v = ir_bn(F, OP_BN_VAR, x, m, rv, N);
+  int32_t r = ir_binary(F, OP_DIV, ir_const(F, 1.0, st, N),
+                        ir_unary(F, OP_SQRT, ir_binary(F, OP_ADD, v, ir_const(F, 1e-5, st, N), N), N), N);
+  ir_assign(F, rm, ir_binary(F, OP_ADD, ir_binary(F, OP_MUL, ir_const(F, 0.9, st, N), rm, N),
+                             ir_binary(F, OP_MUL, ir_const(F, 0.1, st, N), m, N), N), N);
+  ir_assign(F, rv, v, N);
+  return ir_bn(F, OP_BN_NORM, x, m, r, N);
+}
+static int32_t c_bn4_batch(Build *b) { return bn_train(b, batched4(b, 0, 3, 3, 5)); }
+static int32_t c_bn4_n1(Build *b) { return bn_train(b, par4(b, 0, 1, 2, 3, 3)); }
+static int32_t c_bn4_n2_1x1(Build *b) { return bn_train(b, par4(b, DOM_SPREAD, 2, 3, 1, 1)); }
+static int32_t c_bn4_n5_odd(Build *b) { return bn_train(b, par4(b, 0, 5, 1, 3, 1)); }
+static int32_t c_bn2_batch(Build *b) { return bn_train(b, batched(b, 0, 4)); }
+static int32_t c_bn2_n2(Build *b) { return bn_train(b, par(b, DOM_SPREAD, 2, 2, 7)); }
+static int32_t c_bn2_n5(Build *b) { return bn_train(b, par(b, DOM_SPREAD, 2, 5, 1)); }
+static int32_t c_bn_affine_chain(Build *b) {   /* tanh(xhat gamma + beta), gamma and beta [C,1,1]: the bn layer */
+  int32_t xhat = bn_train(b, batched4(b, 0, 2, 3, 3));
+  int32_t g = par_dims(b, 0, 3, (int64_t[]){2, 1, 1}), be = par_dims(b, 0, 3, (int64_t[]){2, 1, 1});
+  return ir_unary(F, OP_TANH, ir_binary(F, OP_ADD, ir_binary(F, OP_MUL, xhat, g, N), be, N), N);
+}
+
 /* conv2d and its two gradients: x[B,C,H,W] = input + param (a param cannot carry B),
  * odd sizes, stride 2 and 3, padding, dilation, 1x1 and non-square kernels. */
 static int32_t image(Build *b, int64_t c, int64_t h, int64_t w) {
@@ -567,6 +601,9 @@ static const Case cases[] = {
     {"conv2d_3x3", c_conv3x3}, {"conv2d_stride2_pad", c_conv_stride2_pad}, {"conv2d_dilation", c_conv_dilation},
     {"conv2d_1x1", c_conv1x1}, {"conv2d_stride3_odd", c_conv_stride3}, {"conv2d_chain", c_conv_tanh_chain},
     {"conv2d_bwd_data", c_conv_bwd_data}, {"conv2d_bwd_weight", c_conv_bwd_weight},
+    {"batchnorm4_batch", c_bn4_batch}, {"batchnorm4_n1", c_bn4_n1}, {"batchnorm4_n2_1x1", c_bn4_n2_1x1},
+    {"batchnorm4_n5_odd", c_bn4_n5_odd}, {"batchnorm2_batch", c_bn2_batch}, {"batchnorm2_n2", c_bn2_n2},
+    {"batchnorm2_n5", c_bn2_n5}, {"batchnorm_affine_chain", c_bn_affine_chain},
     {"layernorm_rank2", c_ln_rank2}, {"layernorm_row1", c_ln_row1}, {"layernorm_rank3_dims1", c_ln_rank3_k1},
     {"layernorm_rank3_dims2", c_ln_rank3_k2}, {"layernorm_rank4_dims3", c_ln_rank4_k3},
     {"layernorm_rank4_dims2", c_ln_rank4_k1}, {"layernorm_all_dims", c_ln_all}, {"layernorm_chain", c_ln_chain},
@@ -662,6 +699,7 @@ static void test_cases_cover_every_op(void **state) {
   for (int op = 0; op < OP__COUNT; op++) {
     if (op == OP_LOSS || op == OP_GRAD || op == OP_CONST) continue;   /* added by the harness / autodiff */
     if (op == OP_MAX_POOL2D_BWD) continue;   /* no VJP rule (autodiff.c); test_max_pool_ties checks it */
+    if (op == OP_BN_NORM_BWD) continue;      /* no VJP rule: emitted by bn_norm's, checked through it */
     /* no VJP rules (autodiff.c): layernorm's VJP emits them, the layernorm cases check them */
     if (op == OP_LAYERNORM_BWD || op == OP_LAYERNORM_BWD_GAMMA) continue;
     if (!seen[op]) fail_msg("no VJP test case uses op %s", ir_ops[op].name);
