@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { G_DTYPE, G_SEED, G_TOL };
+enum { G_DTYPE, G_SEED, G_TOL, G_SAMPLES };
 
 /* gradcheck's options (parsed, listed in --help, suggested); then the pipeline's */
 static const DrvOption gradcheck_options[] = {
@@ -24,6 +24,7 @@ static const DrvOption gradcheck_options[] = {
     {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "rows of the random batch, 1 to 4096 (default 4)"},
     {G_SEED, "--seed", OPT_VALUE, "S", "the seed of the parameters and the batch (default 1)"},
     {G_TOL, "--tol", OPT_VALUE, "T", "a threshold instead of the dtype's (above)"},
+    {G_SAMPLES, "--samples", OPT_VALUE, "N", "at most N elements of each parameter (all of a smaller one; a quick check)"},
     {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model when the file has several"},
     {OPT_PIPELINE, "-fno-softmax-xent", OPT_FLAG, NULL, "check the gradient derived without the softmax-CE rule"},
     {OPT_PIPELINE, "--recompute", OPT_VALUE, "=MODE", "check the gradient with recomputation (none, sqrt, auto)"},
@@ -80,6 +81,7 @@ int cmd_gradcheck(int argc, char **argv) {
   bool f32 = false;
   int64_t seed = 1;
   double tol = -1;
+  int64_t samples = 0;
   PipelineOptions po;
   pipeline_options_default(&po);
   PipelineArgs pa;
@@ -103,6 +105,8 @@ int cmd_gradcheck(int argc, char **argv) {
       else return gc_arg_error("--dtype must be f64 or f32, not '%s'", v);
     } else if (opt->id == G_SEED) {
       if (!args_int("--seed", v, 0, INT64_MAX, &seed)) return 1;
+    } else if (opt->id == G_SAMPLES) {
+      if (!args_int("--samples", v, 1, INT64_MAX, &samples)) return 1;
     } else if (opt->id == G_TOL) {
       char *end;
       tol = strtod(v, &end);
@@ -128,7 +132,7 @@ int cmd_gradcheck(int argc, char **argv) {
     for (int32_t i = 0; i < c.grad->ninsts; i++) nrec += (c.grad->insts[i].flags & IF_RECOMPUTED) != 0;
     printf("gradcheck: the gradient IR of @%s: %d instructions, %d of them recomputed\n", c.fwd->name, (int)c.grad->ninsts,
            nrec);
-    FdOptions o = {.f32 = f32, .batch = po.batch, .seed = (uint64_t)seed, .tol = tol};
+    FdOptions o = {.f32 = f32, .batch = po.batch, .seed = (uint64_t)seed, .tol = tol, .samples = samples};
     status = fd_check(c.fwd, c.grad, &o, stdout, file) == 0 ? 0 : 1;
   }
   pipeline_release(&c);

@@ -8,7 +8,8 @@
  *      (uniform [-a, a], a = 1/sqrt(rows) for a matrix, 0.5 for vectors and scalars),
  *      from a seeded generator: the same seed gives the same check.
  *   3. Elements: every element of a parameter with at most FD_ALL_MAX (4096) elements,
- *      otherwise FD_SAMPLES (256) distinct elements drawn with the seed.
+ *      otherwise FD_SAMPLES (256) distinct elements drawn with the seed (--samples N:
+ *      all of a parameter with at most N elements, otherwise N drawn).
  *   4. g_num, per element, by Richardson extrapolation of central differences
  *      (Richardson 1911; Ridders 1982, "Accurate computation of F'(x) and F'(x)F''(x)"):
  *        D_i = (L(p + s_i) - L(p - s_i)) / 2 s_i,   s_i = 2 h0 / 2^i,  h0 = 1e-3
@@ -274,8 +275,9 @@ static void random_values(FdState *st, bool f32) {
 }
 
 /* The elements of parameter p to check (file comment, 3): idx[*m], bp_malloc'd. */
-static int64_t *pick_elements(int64_t n, uint64_t seed, int p, int64_t *m) {
-  *m = n <= FD_ALL_MAX ? n : FD_SAMPLES;
+static int64_t *pick_elements(int64_t n, uint64_t seed, int64_t samples, int p, int64_t *m) {
+  if (samples > 0) *m = n <= samples ? n : samples;
+  else *m = n <= FD_ALL_MAX ? n : FD_SAMPLES;
   int64_t *idx = bp_xmalloc((size_t)(*m + 1) * sizeof *idx);
   if (*m == n) {
     for (int64_t k = 0; k < n; k++) idx[k] = k;
@@ -444,7 +446,7 @@ int fd_check(Func *fwd, Func *grad, const FdOptions *o, FILE *out, const char *l
     const Tensor *G = ir_interp_value(ana, grad_of[p]);
     const Inst *pin = &fwd->insts[st.param_ids[p]];
     int64_t m;
-    int64_t *idx = pick_elements(P->numel, st.seed, p, &m);
+    int64_t *idx = pick_elements(P->numel, st.seed, o->samples, p, &m);
     double worst = 0, worst_fd = 0;   /* max rel, max err on the same scale */
     int64_t skipped = 0, unresolved = 0, failed = 0;
     int64_t bad_at = -1;              /* the failing element with the largest rel */

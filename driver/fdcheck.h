@@ -16,10 +16,12 @@ typedef struct {
   int64_t batch;   /* B of every [B, ...] input */
   uint64_t seed;   /* inputs, labels, parameters, sampled elements, dropout masks */
   double tol;      /* threshold on the relative error; <= 0: 1e-7 in f64, 1e-3 in f32 */
+  int64_t samples; /* > 0: at most this many elements per parameter (all of a smaller one) */
 } FdOptions;
 
 /* Elements checked per parameter: all of one with at most FD_ALL_MAX elements, else
- * FD_SAMPLES distinct ones drawn with the seed. */
+ * FD_SAMPLES distinct ones drawn with the seed; with FdOptions.samples = n, all of one
+ * with at most n elements, else n drawn (--samples: a large model's quick check). */
 #define FD_ALL_MAX 4096
 #define FD_SAMPLES 256
 

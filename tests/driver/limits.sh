@@ -89,6 +89,7 @@ expect_error_has "--steps '4294967297': too large: expected an integer from 1 to
 expect_error_has "--warmup '99999999999': too large: expected an integer from 0 to 2147483647" bench "$M" --warmup 99999999999
 expect_error_has "bench: the model needs" bench "$M" --batch 2147483648 --steps 1
 expect_error_has "--tol must be a positive finite number, not 'inf'" gradcheck "$M" --tol inf
+expect_error_has "--samples '0': expected an integer >= 1" gradcheck "$M" --samples 0
 expect_error_has "--mem-budget '0': must be more than 0 bytes" --mem-report "$M" --mem-budget 0
 expect_error_has "--mem-budget '17179869184GiB': out of range: a whole number of bytes up to 9e18 (8 EiB)" --mem-report "$M" --mem-budget 17179869184GiB
 expect_error_has "--lr '-1': must be >= 0" train "$M" --data spiral --lr -1
