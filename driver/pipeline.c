@@ -83,6 +83,13 @@ void pipeline_init_ir(Compilation *c, Func *fwd, Func *grad, const PipelineOptio
   c->fwd = fwd;
   c->grad = grad;
   c->done = grad ? STAGE_SIMPLIFY : STAGE_LOWER;
+  /* with the gradient given, the canonicalize stage (which builds the forward entry's
+   * function) is skipped: a model with running statistics still needs its inference
+   * form there (a copy of fwd in fwd's module), or forward and eval would normalize
+   * with the batch's statistics */
+  bool has_state = false;
+  for (int32_t i = 0; grad && i < fwd->ninsts; i++) has_state |= fwd->insts[i].op == OP_ASSIGN;
+  if (has_state) c->infer = pass_inference(ir_func_clone(fwd, fwd->name));
 }
 
 void pipeline_init_model(Compilation *c, const Compilation *from, const PipelineOptions *o) {

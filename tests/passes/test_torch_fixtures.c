@@ -588,10 +588,9 @@ static bool check_jit(const char *bp_rel, Fixture *fx, bool f64) {
   Func *g = test_grad(l.fwd, NULL);
   assert_non_null(g);
   /* The forward entry (eval) runs the model in inference form, batchnorm with its
-   * running statistics, as the pipeline's own forward (driver/pipeline.c,
-   * canonical_forward). test_build starts the pipeline from a finished grad function
-   * and so compiles the fwd it is given as it is: the training form, batch statistics. */
-  Func *fwd = pass_inference(ir_func_clone(l.fwd, "infer"));
+   * running statistics: pipeline_init_ir builds it from the training form it is given
+   * (driver/pipeline.c), as the pipeline's canonicalize stage does from source. */
+  Func *fwd = l.fwd;
   if (f64) {
     fwd = cgt_func_to_f64(fwd, "fwd64");
     g = cgt_func_to_f64(g, "grad64");
