@@ -19,8 +19,8 @@
  * image is computed the same way whatever the chunk, so results do not depend on the
  * thread count); backward-weights sums over images, so it splits its result instead,
  * into chunks of W columns of dW (the rows of col each chunk needs), or of MR-row
- * panels when dW has too few columns (rows: whole groups of taps); every chunk runs the images in
- * order 0..B-1, so its sums are the same on one thread or two.
+ * panels when dW has too few columns (rows: whole groups of taps); every chunk runs
+ * the images in order 0..B-1, so its sums are the same on one thread or two.
  * Each chunk has its own pack buffers and im2col buffer in the workspace (indexed by
  * chunk, cg_gemm_pack_floats each), sized by cg_gemm_pack_sizes for the model's
  * convolutions; nothing is allocated in the step. */
