@@ -19,8 +19,8 @@
  * image is computed the same way whatever the chunk, so results do not depend on the
  * thread count); backward-weights sums over images, so it splits its result instead,
  * into chunks of W columns of dW (the rows of col each chunk needs), or of MR-row
- * panels when dW has too few columns (rows: whole taps); every chunk runs the images in
- * order 0..B-1, so its sums are the same on one thread or two.
+ * panels when dW has too few columns (rows: whole groups of taps); every chunk runs
+ * the images in order 0..B-1, so its sums are the same on one thread or two.
  * Each chunk has its own pack buffers and im2col buffer in the workspace (indexed by
  * chunk, cg_gemm_pack_floats each), sized by cg_gemm_pack_sizes for the model's
  * convolutions; nothing is allocated in the step. */
@@ -287,56 +287,119 @@ static bool rowconv_ok(Cg *cg, const Geom *g) {
 }
 
 /* Backward-weights as rows: dW[o, tap] = sum over images b, output rows i and columns j
- * of dy[b, o, i, j] x[b, c, i + d u - p, j + d v - p]. The chunk's taps [t0, t1) (a
- * split of dW's columns: each tap's sum is made by one chunk, in the order b, i, j, so
- * the result does not depend on the split) keep O vector partial sums each in the
- * chunk's buffer (acc: [tap - t0][o][W], O C kh kw W elements at most); per image and
- * tap the O sums are loaded, the rows added (one masked load of the image row per row,
- * used by all O channels), stored back; after the last image each is summed across its
- * lanes into dW. */
-static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, LLVMValueRef DW, LLVMValueRef Bn,
-                        LLVMValueRef acc, LLVMValueRef t0, LLVMValueRef t1) {
+ * of dy[b, o, i, j] x[b, c, i + d u - p, j + d v - p]. The taps of one kernel row (c, u)
+ * share dy's rows, so they go in groups of consecutive columns v (bww_groups: at most
+ * the core's accumulator count of O x group partial sums): per output row the O dy
+ * vectors are loaded once for the whole group (one load per group-size FMAs, where one
+ * tap at a time loaded dy once per FMA and was load-bound). The chunks split the
+ * groups (units: (c, u) x group, the chunk's taps [t0, t1) are contiguous); each tap's
+ * sum is made by one chunk, in the order b, i, j (the same order as one tap at a time),
+ * so the result does not depend on the split. The O vector partial sums of each tap
+ * stay in the chunk's buffer (acc: [tap - t0][o][W], O C kh kw W elements at most);
+ * per image and group they are loaded, the rows added (one masked load of the image
+ * row per tap and row, used by all O channels), stored back; after the last image each
+ * is summed across its lanes into dW. */
+typedef struct {
+  int n, base, rem;   /* groups per kernel row; sizes base + (group < rem) */
+} BwwGroups;
+
+static BwwGroups bww_groups(Cg *cg, const Geom *g) {
+  int64_t budget = cg->W > 1 ? cg->MR * cg->NR / cg->W : 1;   /* the micro-kernel's accumulators */
+  int64_t gmax = budget / g->O < 1 ? 1 : budget / g->O;
+  if (gmax > g->KW) gmax = g->KW;
+  if (gmax > 24) gmax = 24;   /* rowconv_bww_group's arrays */
+  BwwGroups r;
+  r.n = (int)((g->KW + gmax - 1) / gmax);
+  r.base = (int)(g->KW / r.n), r.rem = (int)(g->KW % r.n);
+  return r;
+}
+
+/* the first tap of unit k (kernel row k / n, group k % n) */
+static LLVMValueRef bww_unit_tap(Cg *cg, const Geom *g, BwwGroups gr, LLVMValueRef k) {
+  LLVMValueRef cu = LLVMBuildSDiv(cg->B, k, k64(cg, gr.n), ""), q = LLVMBuildSRem(cg->B, k, k64(cg, gr.n), "");
+  LLVMValueRef v0 = add(cg, mul(cg, q, k64(cg, gr.base)), cg_min_i64(cg, q, k64(cg, gr.rem)));
+  return add(cg, mul(cg, cu, k64(cg, g->KW)), v0);
+}
+
+/* one group of S taps (c, u, v0 .. v0 + S - 1) of one image */
+static void rowconv_bww_group(Cg *cg, const Geom *g, int S, LLVMValueRef xb, LLVMValueRef yb, LLVMValueRef first,
+                              LLVMValueRef abase, LLVMValueRef c, LLVMValueRef u, LLVMValueRef v0) {
   LLVMBuilderRef B = cg->B;
   int Wl = cg->W, NVR = (int)((g->WO + Wl - 1) / Wl), O = (int)g->O;
-  LLVMValueRef a[24];
-  for (int o = 0; o < O; o++) a[o] = cg_alloca(cg, cg->t_vec, "wacc");
+  LLVMValueRef a[24][24];
+  for (int o = 0; o < O; o++)
+    for (int s = 0; s < S; s++) {
+      a[o][s] = cg_alloca(cg, cg->t_vec, "wacc");
+      LLVMValueRef old = cg_load(cg, cg->t_vec, abase, k64(cg, ((int64_t)s * O + o) * Wl));
+      LLVMBuildStore(B, LLVMBuildSelect(B, first, cg_fconst(cg, cg->t_vec, 0.0), old, ""), a[o][s]);
+    }
+  LLVMValueRef du = mul(cg, u, k64(cg, g->d));
+  LLVMValueRef ilo, ihi;
+  valid_range(cg, g, du, g->H, g->HO, &ilo, &ihi);
+  LLVMValueRef xm[24][2], ym[2], xc[24];
+  for (int s = 0; s < S; s++) {
+    LLVMValueRef dv = mul(cg, add(cg, v0, k64(cg, s)), k64(cg, g->d));
+    LLVMValueRef jlo = sub(cg, k64(cg, g->p), dv), jhi = cg_min_i64(cg, sub(cg, k64(cg, g->W + g->p), dv), k64(cg, g->WO));
+    for (int q = 0; q < NVR; q++) xm[s][q] = lanes_in(cg, k64(cg, q * Wl), jlo, jhi);
+    /* x[c, i + d u - p, j + d v - p] */
+    xc[s] = fptr(cg, xb, add(cg, mul(cg, c, k64(cg, g->H * g->W)), sub(cg, mul(cg, sub(cg, du, k64(cg, g->p)), k64(cg, g->W)), sub(cg, k64(cg, g->p), dv))));
+  }
+  for (int q = 0; q < NVR; q++)
+    ym[q] = (q + 1) * Wl <= g->WO ? NULL : lanes_in(cg, k64(cg, q * Wl), k64(cg, 0), k64(cg, g->WO));
+  CgLoop li = cg_loop_begin(cg, ilo, ihi, k64(cg, 1));
+  for (int q = 0; q < NVR; q++) {
+    LLVMValueRef xv[24];
+    for (int s = 0; s < S; s++)
+      xv[s] = mload(cg, fptr(cg, xc[s], add(cg, mul(cg, li.iv, k64(cg, g->W)), k64(cg, q * Wl))), xm[s][q]);
+    for (int o = 0; o < O; o++) {
+      LLVMValueRef yi = add(cg, mul(cg, add(cg, k64(cg, o * g->HO), li.iv), k64(cg, g->WO)), k64(cg, q * Wl));
+      LLVMValueRef yv = ym[q] ? mload(cg, fptr(cg, yb, yi), ym[q]) : cg_load(cg, cg->t_vec, yb, yi);
+      for (int s = 0; s < S; s++) {
+        LLVMValueRef fa[3] = {xv[s], yv, LLVMBuildLoad2(B, cg->t_vec, a[o][s], "")};
+        LLVMBuildStore(B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), a[o][s]);
+      }
+    }
+  }
+  cg_loop_end_hint(cg, &li, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  for (int o = 0; o < O; o++)
+    for (int s = 0; s < S; s++)
+      cg_store(cg, LLVMBuildLoad2(B, cg->t_vec, a[o][s], ""), abase, k64(cg, ((int64_t)s * O + o) * Wl));
+}
+
+/* the chunk's units [k0, k1) of C kh x groups */
+static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, LLVMValueRef DW, LLVMValueRef Bn,
+                        LLVMValueRef acc, LLVMValueRef k0, LLVMValueRef k1) {
+  LLVMBuilderRef B = cg->B;
+  int Wl = cg->W, O = (int)g->O;
+  BwwGroups gr = bww_groups(cg, g);
+  LLVMValueRef t0 = bww_unit_tap(cg, g, gr, k0), t1 = bww_unit_tap(cg, g, gr, k1);
   CgLoop lb = cg_loop_begin(cg, k64(cg, 0), Bn, k64(cg, 1));
   LLVMValueRef xb = fptr(cg, X, mul(cg, lb.iv, k64(cg, g->C * g->H * g->W)));
   LLVMValueRef yb = fptr(cg, DY, mul(cg, lb.iv, k64(cg, g->O * g->P)));
   LLVMValueRef first = LLVMBuildICmp(B, LLVMIntEQ, lb.iv, k64(cg, 0), "");
-  CgLoop lr = cg_loop_begin(cg, t0, t1, k64(cg, 1));
-  LLVMValueRef c = LLVMBuildSDiv(B, lr.iv, k64(cg, g->KH * g->KW), "");
-  LLVMValueRef u = LLVMBuildSRem(B, LLVMBuildSDiv(B, lr.iv, k64(cg, g->KW), ""), k64(cg, g->KH), "");
-  LLVMValueRef v = LLVMBuildSRem(B, lr.iv, k64(cg, g->KW), "");
-  LLVMValueRef du = mul(cg, u, k64(cg, g->d)), dv = mul(cg, v, k64(cg, g->d));
-  LLVMValueRef abase = fptr(cg, acc, mul(cg, sub(cg, lr.iv, t0), k64(cg, O * Wl)));
-  for (int o = 0; o < O; o++) {
-    LLVMValueRef old = cg_load(cg, cg->t_vec, abase, k64(cg, o * Wl));
-    LLVMBuildStore(B, LLVMBuildSelect(B, first, cg_fconst(cg, cg->t_vec, 0.0), old, ""), a[o]);
+  CgLoop lk = cg_loop_begin(cg, k0, k1, k64(cg, 1));
+  LLVMValueRef cu = LLVMBuildSDiv(B, lk.iv, k64(cg, gr.n), ""), grp = LLVMBuildSRem(B, lk.iv, k64(cg, gr.n), "");
+  LLVMValueRef c = LLVMBuildSDiv(B, cu, k64(cg, g->KH), ""), u = LLVMBuildSRem(B, cu, k64(cg, g->KH), "");
+  LLVMValueRef v0 = add(cg, mul(cg, grp, k64(cg, gr.base)), cg_min_i64(cg, grp, k64(cg, gr.rem)));
+  LLVMValueRef tap = add(cg, mul(cg, cu, k64(cg, g->KW)), v0);
+  LLVMValueRef abase = fptr(cg, acc, mul(cg, sub(cg, tap, t0), k64(cg, O * Wl)));
+  if (gr.rem > 0) {   /* groups of base + 1 taps first, then of base */
+    LLVMValueRef big = LLVMBuildICmp(B, LLVMIntSLT, grp, k64(cg, gr.rem), "");
+    LLVMBasicBlockRef bbig = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bwwbig");
+    LLVMBasicBlockRef bsmall = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bwwsmall");
+    LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bwwjoin");
+    LLVMBuildCondBr(B, big, bbig, bsmall);
+    LLVMPositionBuilderAtEnd(B, bbig);
+    rowconv_bww_group(cg, g, gr.base + 1, xb, yb, first, abase, c, u, v0);
+    LLVMBuildBr(B, bjoin);
+    LLVMPositionBuilderAtEnd(B, bsmall);
+    rowconv_bww_group(cg, g, gr.base, xb, yb, first, abase, c, u, v0);
+    LLVMBuildBr(B, bjoin);
+    LLVMPositionBuilderAtEnd(B, bjoin);
+  } else {
+    rowconv_bww_group(cg, g, gr.base, xb, yb, first, abase, c, u, v0);
   }
-  LLVMValueRef ilo, ihi;
-  valid_range(cg, g, du, g->H, g->HO, &ilo, &ihi);
-  LLVMValueRef jlo = sub(cg, k64(cg, g->p), dv), jhi = cg_min_i64(cg, sub(cg, k64(cg, g->W + g->p), dv), k64(cg, g->WO));
-  LLVMValueRef xm[2], ym[2];
-  for (int q = 0; q < NVR; q++) {
-    xm[q] = lanes_in(cg, k64(cg, q * Wl), jlo, jhi);
-    ym[q] = (q + 1) * Wl <= g->WO ? NULL : lanes_in(cg, k64(cg, q * Wl), k64(cg, 0), k64(cg, g->WO));
-  }
-  /* x[c, i + d u - p, j + d v - p] */
-  LLVMValueRef xc = fptr(cg, xb, add(cg, mul(cg, c, k64(cg, g->H * g->W)), sub(cg, mul(cg, sub(cg, du, k64(cg, g->p)), k64(cg, g->W)), sub(cg, k64(cg, g->p), dv))));
-  CgLoop li = cg_loop_begin(cg, ilo, ihi, k64(cg, 1));
-  for (int q = 0; q < NVR; q++) {
-    LLVMValueRef xv = mload(cg, fptr(cg, xc, add(cg, mul(cg, li.iv, k64(cg, g->W)), k64(cg, q * Wl))), xm[q]);
-    for (int o = 0; o < O; o++) {
-      LLVMValueRef yi = add(cg, mul(cg, add(cg, k64(cg, o * g->HO), li.iv), k64(cg, g->WO)), k64(cg, q * Wl));
-      LLVMValueRef yv = ym[q] ? mload(cg, fptr(cg, yb, yi), ym[q]) : cg_load(cg, cg->t_vec, yb, yi);
-      LLVMValueRef fa[3] = {xv, yv, LLVMBuildLoad2(B, cg->t_vec, a[o], "")};
-      LLVMBuildStore(B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), a[o]);
-    }
-  }
-  cg_loop_end_hint(cg, &li, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
-  for (int o = 0; o < O; o++) cg_store(cg, LLVMBuildLoad2(B, cg->t_vec, a[o], ""), abase, k64(cg, o * Wl));
-  cg_loop_end_hint(cg, &lr, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end_hint(cg, &lk, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
   cg_loop_end(cg, &lb);
   /* dW[o, tap] = the lanes' sum (0 without an image) */
   LLVMValueRef any = LLVMBuildICmp(B, LLVMIntSGT, Bn, k64(cg, 0), "");
@@ -494,9 +557,9 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
     }
     cg_loop_end(cg, &lb);
   } else if (g->rowconv) {
-    LLVMValueRef t0, t1;
-    chunk_range(cg, l.iv, nch, CKK, 1, &t0, &t1);
-    rowconv_bww(cg, g, X, Y, K, Bn, col, t0, t1);
+    LLVMValueRef k0, k1;
+    chunk_range(cg, l.iv, nch, k64(cg, g->C * g->KH * bww_groups(cg, g).n), 1, &k0, &k1);
+    rowconv_bww(cg, g, X, Y, K, Bn, col, k0, k1);
   } else {
     LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntNE, f[CX_SPLITM], z, "");
     LLVMValueRef sm, em, sn, en;
@@ -568,8 +631,8 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   if (op != OP_CONV2D_BWD_WEIGHT) {
     nch = cg_min_i64(cg, nth, Bn);
     nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, k64(cg, 1), ""), k64(cg, 1), nch, "");
-  } else if (g.rowconv) {   /* whole taps */
-    nch = cg_min_i64(cg, nth, k64(cg, g.CKK));
+  } else if (g.rowconv) {   /* whole groups of taps */
+    nch = cg_min_i64(cg, nth, k64(cg, g.C * g.KH * bww_groups(cg, &g).n));
   } else {
     /* as the products: along dW's columns unless they have fewer than 2 panels per
      * chunk, then along its rows; one chunk if neither has */

@@ -350,7 +350,8 @@ static void test_f64_pooling(void **state) {
  * Ho Wo = 289 > KC (backward-weights sums two K blocks per image) and 2304 > NC = 2048.
  * LeNet's two layers and 7 -> 6 channels on 30 x 30 take the register-blocked rows
  * (forward; backward-weights when O x vectors per row <= 12) at 16 lanes, the GEMM at
- * 8 and 4 and in f64. Batch 3 and 5: chunks of unequal images. The cases over 2^20
+ * 8 and 4 and in f64; backward-weights rows take the taps of a kernel row in groups
+ * (LeNet's c1: 3 + 2; the 1 x 7 dilated case with 5 channels: 4 + 3). Batch 3 and 5: chunks of unequal images. The cases over 2^20
  * multiply-adds run split across two chunks with two threads (forward and backward-data
  * over images, backward-weights over dW's columns or rows, or taps), and on one. */
 static void test_conv(void **state) {
@@ -361,7 +362,7 @@ static void test_conv(void **state) {
       {1, 1, 17, 17, 2, 3, 3, 1, 1}, {3, 7, 15, 15, 3, 3, 1, 3, 3}, {17, 33, 17, 17, 5, 5, 1, 2, 1},
       {33, 17, 7, 9, 3, 3, 1, 1, 1}, {33, 7, 17, 17, 1, 1, 1, 0, 1}, {17, 3, 33, 33, 1, 1, 2, 0, 1},
       {3, 3, 48, 48, 3, 3, 1, 1, 1}, {1, 6, 28, 28, 5, 5, 1, 2, 1},  {6, 16, 14, 14, 5, 5, 1, 0, 1},
-      {7, 6, 30, 30, 5, 5, 1, 2, 1},
+      {7, 6, 30, 30, 5, 5, 1, 2, 1},  {2, 5, 12, 20, 1, 7, 1, 3, 2},
   };
   int fails = 0;
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
