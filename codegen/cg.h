@@ -94,6 +94,9 @@ LLVMValueRef cg_fconst(Cg *cg, LLVMTypeRef T, double v);     /* float or splat v
 LLVMValueRef cg_splat(Cg *cg, LLVMValueRef scalar, LLVMTypeRef T);
 bool cg_is_vec(LLVMTypeRef T);
 LLVMValueRef cg_frame_field(Cg *cg, int field);              /* load frame->field */
+/* task over chunks [0, n) through parallel_for where par, else task(ctx, 0, serial_end, 0) */
+void cg_run_task(Cg *cg, LLVMValueRef par, LLVMValueRef n, LLVMValueRef grain, LLVMValueRef task, LLVMValueRef ctx,
+                 LLVMValueRef serial_end);
 LLVMValueRef cg_frame_field_ptr(Cg *cg, int field);
 LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef ptr, LLVMValueRef idx);
 LLVMValueRef cg_load(Cg *cg, LLVMTypeRef T, LLVMValueRef fptr, LLVMValueRef idx); /* f32 elements */

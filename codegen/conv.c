@@ -654,17 +654,5 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
                                   ep && ep->bias ? ep->bias : nul, ep && ep->out2 ? ep->out2 : nul};
   for (int i = 0; i < CX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), "");
-  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "convpar");
-  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "convser");
-  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "convdone");
-  LLVMBuildCondBr(B, par, bpar, bser);
-  LLVMPositionBuilderAtEnd(B, bpar);
-  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), nch, k64(cg, 1), task, ctx};
-  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
-  LLVMBuildBr(B, bjoin);
-  LLVMPositionBuilderAtEnd(B, bser);
-  LLVMValueRef sargs[4] = {ctx, k64(cg, 0), k64(cg, 1), cg_i32(cg, 0)};
-  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
-  LLVMBuildBr(B, bjoin);
-  LLVMPositionBuilderAtEnd(B, bjoin);
+  cg_run_task(cg, par, nch, k64(cg, 1), task, ctx, k64(cg, 1));
 }

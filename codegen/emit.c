@@ -81,6 +81,26 @@ LLVMValueRef cg_frame_field(Cg *cg, int field) {
   return LLVMBuildLoad2(cg->B, ft, cg_frame_field_ptr(cg, field), "");
 }
 
+/* A task over chunks [0, n): through frame->parallel_for (grain chunks at least per
+ * call) where par is true, else one call of task(ctx, 0, serial_end, 0) on this thread. */
+void cg_run_task(Cg *cg, LLVMValueRef par, LLVMValueRef n, LLVMValueRef grain, LLVMValueRef task, LLVMValueRef ctx,
+                 LLVMValueRef serial_end) {
+  LLVMBuilderRef B = cg->B;
+  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "par");
+  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "ser");
+  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "pardone");
+  LLVMBuildCondBr(B, par, bpar, bser);
+  LLVMPositionBuilderAtEnd(B, bpar);
+  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), n, grain, task, ctx};
+  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bser);
+  LLVMValueRef sargs[4] = {ctx, cg_i64(cg, 0), serial_end, cg_i32(cg, 0)};
+  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
+  LLVMBuildBr(B, bjoin);
+  LLVMPositionBuilderAtEnd(B, bjoin);
+}
+
 LLVMValueRef cg_gep(Cg *cg, LLVMTypeRef elem, LLVMValueRef ptr, LLVMValueRef idx) {
   return LLVMBuildGEP2(cg->B, elem, ptr, &idx, 1, "");
 }

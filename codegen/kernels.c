@@ -847,20 +847,8 @@ static void kernel_layernorm(Cg *cg, Func *f, const Inst *in, const CgVal *vals,
   LLVMValueRef fields[4] = {x->ptr, vals[in->args[1]].ptr, vals[in->args[2]].ptr, out->ptr};
   for (unsigned i = 0; i < 4; i++) LLVMBuildStore(B, fields[i], LLVMBuildStructGEP2(B, ct, ctx, i, ""));
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, cg_frame_field(cg, CG_FR_NTHREADS), cg_i32(cg, 1), "");
-  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "lnpar");
-  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "lnser");
-  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "lndone");
-  LLVMBuildCondBr(B, par, bpar, bser);
-  LLVMPositionBuilderAtEnd(B, bpar);
   int64_t grain = n >= LN_GRAIN ? 1 : (LN_GRAIN + n - 1) / n;
-  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), rows, cg_i64(cg, grain), task, ctx};
-  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
-  LLVMBuildBr(B, bjoin);
-  LLVMPositionBuilderAtEnd(B, bser);
-  LLVMValueRef sargs[4] = {ctx, cg_i64(cg, 0), rows, cg_i32(cg, 0)};
-  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
-  LLVMBuildBr(B, bjoin);
-  LLVMPositionBuilderAtEnd(B, bjoin);
+  cg_run_task(cg, par, rows, cg_i64(cg, grain), task, ctx, rows);
 }
 
 /* ------------------------------------------------------------------ dropout */
@@ -1086,19 +1074,7 @@ static void kernel_bn(Cg *cg, const Inst *in, const CgVal *vals, const CgVal *ou
   LLVMValueRef big = LLVMBuildICmp(B, LLVMIntSGE, cg_numel(cg, k.x->t), cg_i64(cg, 32768), "");
   LLVMValueRef par = LLVMBuildAnd(B, LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGT, cg_frame_field(cg, CG_FR_NTHREADS), cg_i32(cg, 1), ""),
                                                   LLVMBuildICmp(B, LLVMIntSGT, C, cg_i64(cg, 1), ""), ""), big, "");
-  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bnpar");
-  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bnser");
-  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bndone");
-  LLVMBuildCondBr(B, par, bpar, bser);
-  LLVMPositionBuilderAtEnd(B, bpar);
-  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), C, cg_i64(cg, 1), task, ctx};
-  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
-  LLVMBuildBr(B, bjoin);
-  LLVMPositionBuilderAtEnd(B, bser);
-  LLVMValueRef sargs[4] = {ctx, cg_i64(cg, 0), C, cg_i32(cg, 0)};
-  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
-  LLVMBuildBr(B, bjoin);
-  LLVMPositionBuilderAtEnd(B, bjoin);
+  cg_run_task(cg, par, C, cg_i64(cg, 1), task, ctx, C);
 }
 
 bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {

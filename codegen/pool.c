@@ -283,17 +283,5 @@ void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   LLVMValueRef ctx = cg_alloca(cg, ct, "poolctx");
   LLVMValueRef vals[PX__COUNT] = {X, DY, out->ptr, planes, nch};
   for (int i = 0; i < PX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
-  LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "poolpar");
-  LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "poolser");
-  LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "pooldone");
-  LLVMBuildCondBr(B, LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), ""), bpar, bser);
-  LLVMPositionBuilderAtEnd(B, bpar);
-  LLVMValueRef pargs[5] = {cg_frame_field(cg, CG_FR_POOL), nch, k64(cg, 1), task, ctx};
-  LLVMBuildCall2(B, cg->t_pfor, cg_frame_field(cg, CG_FR_PARALLEL_FOR), pargs, 5, "");
-  LLVMBuildBr(B, bjoin);
-  LLVMPositionBuilderAtEnd(B, bser);
-  LLVMValueRef sargs[4] = {ctx, k64(cg, 0), k64(cg, 1), cg_i32(cg, 0)};
-  LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
-  LLVMBuildBr(B, bjoin);
-  LLVMPositionBuilderAtEnd(B, bjoin);
+  cg_run_task(cg, LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), ""), nch, k64(cg, 1), task, ctx, k64(cg, 1));
 }
