@@ -351,7 +351,16 @@ static void test_f64_pooling(void **state) {
  * LeNet's two layers and 7 -> 6 channels on 30 x 30 take the register-blocked rows
  * (forward; backward-weights when O x vectors per row <= 12) at 16 lanes, the GEMM at
  * 8 and 4 and in f64; backward-weights rows take the taps of a kernel row in groups
- * (LeNet's c1: 3 + 2; the 1 x 7 dilated case with 5 channels: 4 + 3). Batch 3 and 5: chunks of unequal images. The cases over 2^20
+ * (LeNet's c1: 3 + 2; the 1 x 7 dilated case with 5 channels: 4 + 3). The forward
+ * with the output channels in the lanes takes O = 16 and 13 at 16 lanes (stride 2 with
+ * padding; dilation 2 with rows of 30 in segments), and at 8 and 4 lanes O = 3 to 7
+ * (LeNet's c1, strides, padding, dilation). Backward-data of stride 1 with at most 12
+ * input channels takes the images in the lanes (every such case here: batch 3 and 5
+ * fill part of one group; padding 3 with dilation 3; padding 3 of a 3 x 3 kernel, where
+ * the transposed padding is -1); with 14 channels on rows of 12 it takes the transposed
+ * convolution's rows at 16 lanes (C x vectors per row <= 24), the GEMM at 8 and 4.
+ * LeNet's c2 (case 14) also runs at batch 37: three groups of 16 images (the last of
+ * 5), split over two chunks on two threads. Batch 3 and 5: chunks of unequal images. The cases over 2^20
  * multiply-adds run split across two chunks with two threads (forward and backward-data
  * over images, backward-weights over dW's columns or rows, or taps), and on one. */
 static void test_conv(void **state) {
@@ -362,7 +371,8 @@ static void test_conv(void **state) {
       {1, 1, 17, 17, 2, 3, 3, 1, 1}, {3, 7, 15, 15, 3, 3, 1, 3, 3}, {17, 33, 17, 17, 5, 5, 1, 2, 1},
       {33, 17, 7, 9, 3, 3, 1, 1, 1}, {33, 7, 17, 17, 1, 1, 1, 0, 1}, {17, 3, 33, 33, 1, 1, 2, 0, 1},
       {3, 3, 48, 48, 3, 3, 1, 1, 1}, {1, 6, 28, 28, 5, 5, 1, 2, 1},  {6, 16, 14, 14, 5, 5, 1, 0, 1},
-      {7, 6, 30, 30, 5, 5, 1, 2, 1},  {2, 5, 12, 20, 1, 7, 1, 3, 2},
+      {7, 6, 30, 30, 5, 5, 1, 2, 1},  {2, 5, 12, 20, 1, 7, 1, 3, 2}, {5, 16, 13, 11, 3, 3, 2, 1, 1},
+      {3, 13, 12, 30, 3, 3, 1, 2, 2}, {2, 5, 9, 9, 3, 3, 1, 3, 1},   {14, 3, 9, 12, 3, 3, 1, 1, 1},
   };
   int fails = 0;
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -379,7 +389,7 @@ static void test_conv(void **state) {
     const TensorType *yt = ir_vtype(f, y);
     int64_t macs = 5 * cases[k].o * cases[k].c * cases[k].kh * cases[k].kw * yt->dims[2] * yt->dims[3];
     for (int threads = 1; threads <= (macs >= (1 << 20) ? 2 : 1); threads++)
-      for (int64_t batch = 3; batch <= 5; batch += 2) {
+      for (int64_t batch = 3; batch <= (k == 14 ? 37 : 5); batch += batch == 5 ? 32 : 2) {
         CgtConfig c = {-1, 1, threads, march, false, f64};
         int r = cgt_check_forward(f, batch, f64 ? TOL64 : TOL, &c);
         if (r) printf("conv case %zu failed (batch %lld, %d threads)\n", k, (long long)batch, threads);
