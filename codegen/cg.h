@@ -42,7 +42,6 @@ typedef struct Cg {
   LLVMValueRef fn;       /* the function being emitted */
   LLVMValueRef frame;    /* its bprt_frame * argument (entry points) */
   LLVMValueRef gemm_task;   /* the gemm task (all variants), built on first use */
-  LLVMValueRef gemm_epi[512];  /* epilogue function per CG_EP_* flag set, on first use */
   LLVMValueRef gemm_pack;   /* workspace bytes of the GEMM pack buffers (entry points) */
   /* debug info (NULL when off) */
   LLVMDIBuilderRef dib;
@@ -161,19 +160,34 @@ bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
 
 /* ---- gemm.c ---- */
 /* The epilogue of a product, applied to each C tile after its last K block (in this
- * order): + bias[col] (BIAS); x = mask(aux, x) for RELU_GRAD / TANH_GRAD /
- * SIGMOID_GRAD (aux: [M,N] like C); an activation ACT_*: with STORE_PRE, C keeps the
+ * order): + bias[col] (BIAS) or + bias[o] (BIAS_ROW); a convolution's inference-mode
+ * batchnorm per channel o: (x - mean[o]) rstd[o] (BN_ROW), * gamma[o] (SCALE_ROW),
+ * + beta[o] (SHIFT_ROW); x = mask(aux, x) for RELU_GRAD / TANH_GRAD / SIGMOID_GRAD
+ * (aux: [M,N] like C); an activation ACT_*: with STORE_PRE, C keeps the
  * pre-activation and out2 ([M,N]) gets act(x), else C gets act(x). */
 enum {
   CG_EP_BIAS = 1, CG_EP_RELU = 2, CG_EP_TANH = 4, CG_EP_SIGMOID = 8, CG_EP_STORE_PRE = 16,
   CG_EP_RELU_GRAD = 32, CG_EP_TANH_GRAD = 64, CG_EP_SIGMOID_GRAD = 128,
   CG_EP_BIAS_ROW = 256,   /* + bias[channel of the row] (a convolution's bias, codegen/conv.c) */
-  CG_EP__LIMIT = 512
+  CG_EP_BN_ROW = 512, CG_EP_SCALE_ROW = 1024, CG_EP_SHIFT_ROW = 2048,   /* batchnorm, per channel */
+  CG_EP__LIMIT = 4096
 };
+/* The per-channel operands of a convolution's epilogue, in the order it applies them. */
+enum { CG_EPV_BIAS, CG_EPV_MEAN, CG_EPV_RSTD, CG_EPV_GAMMA, CG_EPV_BETA, CG_EPV__COUNT };
+static inline bool cg_ep_uses(int flags, int k) {
+  static const int need[CG_EPV__COUNT] = {CG_EP_BIAS_ROW, CG_EP_BN_ROW, CG_EP_BN_ROW, CG_EP_SCALE_ROW, CG_EP_SHIFT_ROW};
+  return (flags & need[k]) != 0;
+}
 typedef struct {
   int flags;                          /* CG_EP_*; 0: a plain product */
   LLVMValueRef bias, aux, out2;       /* pointers, NULL where flags do not need them */
+  LLVMValueRef mean, rstd, gamma, beta;   /* BN_ROW, SCALE_ROW, SHIFT_ROW: [O] pointers */
 } CgEpilogue;
+/* x (a float or a vector) after the per-channel steps of flags (BIAS_ROW, BN_ROW,
+ * SCALE_ROW, SHIFT_ROW), v[k] the channel's CG_EPV_* operand as x's type: the formulas
+ * of the unfused kernels (cg_ew_apply's add and mul, bn_norm's (x - m) r), so fusing
+ * changes no bit. */
+LLVMValueRef cg_ep_channel(Cg *cg, int flags, LLVMValueRef x, const LLVMValueRef v[CG_EPV__COUNT]);
 /* C[M,N] = op(A) op(B) for MATMUL / MATMUL_NT / MATMUL_TN, then the epilogue ep (NULL:
  * none); pack = workspace bytes holding the per-chunk pack buffers
  * (cg_gemm_pack_floats each). */

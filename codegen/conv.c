@@ -6,7 +6,7 @@
  * CKK = C kh kw rows and P = Ho Wo columns, the three ops are products of row-major
  * matrices that the core reads with strides, without any relayout of x, y or W:
  *
- *   conv2d             y_b[O, P]     = W[O, CKK] col_b[CKK, P]          (NN; + bias, act)
+ *   conv2d             y_b[O, P]     = W[O, CKK] col_b[CKK, P]          (NN; + bias, bn, act)
  *   conv2d_bwd_data    dcol[CKK, P]  = W^T dy_b[O, P], dx_b = col2im(dcol) (TN)
  *   conv2d_bwd_weight  dW[O, CKK]   += dy_b[O, P] col_b^T                 (NT, summed over b)
  *
@@ -465,7 +465,7 @@ static LLVMValueRef row_weight(Cg *cg, const Geom *g, LLVMValueRef Kw, int o, LL
   return cg_splat(cg, cg_load(cg, cg->t_f32, Kw, idx), cg->t_vec);
 }
 
-static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef Kw, LLVMValueRef yb, LLVMValueRef bias,
+static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef Kw, LLVMValueRef yb, const LLVMValueRef *chan,
                           LLVMValueRef y2b) {
   LLVMBuilderRef B = cg->B;
   int Wl = cg->W, NVR = (int)((g->WO + Wl - 1) / Wl), O = (int)g->O;
@@ -506,14 +506,15 @@ static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef K
   cg_if_end(cg, join);
   cg_loop_end_hint(cg, &lu, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
   cg_loop_end_hint(cg, &lc, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
-  /* the epilogue (gemm.c's formulas: + bias, activation) and the stores */
+  /* the epilogue (gemm.c's formulas: + bias, batchnorm, activation) and the stores */
   int f = g->epflags;
   Op act = f & CG_EP_RELU ? OP_RELU : f & CG_EP_TANH ? OP_TANH : f & CG_EP_SIGMOID ? OP_SIGMOID : OP_INPUT;
   for (int o = 0; o < O; o++) {
-    LLVMValueRef bo = f & CG_EP_BIAS_ROW ? cg_splat(cg, cg_load(cg, cg->t_f32, bias, k64(cg, o)), cg->t_vec) : NULL;
+    LLVMValueRef cv[CG_EPV__COUNT] = {NULL};
+    for (int k = 0; k < CG_EPV__COUNT; k++)
+      if (cg_ep_uses(f, k)) cv[k] = cg_splat(cg, cg_load(cg, cg->t_f32, chan[k], k64(cg, o)), cg->t_vec);
     for (int q = 0; q < NVR; q++) {
-      LLVMValueRef x = LLVMBuildLoad2(B, cg->t_vec, acc[o][q], "");
-      if (bo) x = LLVMBuildFAdd(B, x, bo, "");
+      LLVMValueRef x = cg_ep_channel(cg, f, LLVMBuildLoad2(B, cg->t_vec, acc[o][q], ""), cv);
       LLVMValueRef idx = add(cg, mul(cg, add(cg, k64(cg, o * g->HO), li.iv), k64(cg, g->WO)), k64(cg, q * Wl));
       LLVMValueRef m = (q + 1) * Wl <= g->WO ? NULL : lanes_in(cg, k64(cg, q * Wl), k64(cg, 0), k64(cg, g->WO));
       LLVMValueRef outs[2] = {x, NULL}, ptrs[2] = {yb, NULL};
@@ -541,10 +542,12 @@ static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef K
  * accumulators; each position reads x at a fixed displacement from the block's row base,
  * so the image is read through one pointer and immediate offsets. Padding: the image is
  * first copied into a zero-padded buffer (none when p = 0). The results are scattered
- * to y[o, i, j] (masked lanes past O), after the epilogue (+ bias, activation). */
+ * to y[o, i, j] (masked lanes past O), after the epilogue (+ bias, batchnorm, activation). */
 static bool lanes_fwd_ok(Cg *cg, const Geom *g) {
   if (g->op != OP_CONV2D || g->direct || cg->W <= 1) return false;
-  if (g->epflags & ~(CG_EP_BIAS_ROW | CG_EP_RELU | CG_EP_TANH | CG_EP_SIGMOID | CG_EP_STORE_PRE)) return false;
+  if (g->epflags & ~(CG_EP_BIAS_ROW | CG_EP_BN_ROW | CG_EP_SCALE_ROW | CG_EP_SHIFT_ROW | CG_EP_RELU | CG_EP_TANH |
+                     CG_EP_SIGMOID | CG_EP_STORE_PRE))
+    return false;
   int64_t nvo = (g->O + cg->W - 1) / cg->W;
   return nvo <= 4 && 4 * g->O >= 3 * nvo * cg->W;
 }
@@ -554,7 +557,7 @@ static bool lanes_fwd_ok(Cg *cg, const Geom *g) {
 static int64_t lanes_wt_floats(const Geom *g) { return g->CKK * ((g->O + 15) / 16 * 16); }
 
 static void lanes_fwd_block(Cg *cg, const Geom *g, int R, int NJ, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef xs,
-                            int64_t Hs, int64_t Ws, LLVMValueRef WT, LLVMValueRef yb, LLVMValueRef bias,
+                            int64_t Hs, int64_t Ws, LLVMValueRef WT, LLVMValueRef yb, const LLVMValueRef *chan,
                             LLVMValueRef y2b) {
   LLVMBuilderRef B = cg->B;
   int Wl = cg->W, NVO = (int)((g->O + Wl - 1) / Wl), NP = R * NJ;
@@ -607,11 +610,12 @@ static void lanes_fwd_block(Cg *cg, const Geom *g, int R, int NJ, LLVMValueRef i
   LLVMValueRef sfn = LLVMGetIntrinsicDeclaration(cg->M, sid, sov, 2);
   for (int q = 0; q < NVO; q++) {
     LLVMValueRef om = lanes_in(cg, k64(cg, q * Wl), k64(cg, 0), k64(cg, g->O));
-    LLVMValueRef bq = f & CG_EP_BIAS_ROW ? mload(cg, fptr(cg, bias, k64(cg, q * Wl)), om) : NULL;
+    LLVMValueRef cv[CG_EPV__COUNT] = {NULL};   /* the lanes' channels' operands */
+    for (int k = 0; k < CG_EPV__COUNT; k++)
+      if (cg_ep_uses(f, k)) cv[k] = mload(cg, fptr(cg, chan[k], k64(cg, q * Wl)), om);
     for (int r = 0; r < R; r++)
       for (int jj = 0; jj < NJ; jj++) {
-        LLVMValueRef x = LLVMBuildLoad2(B, cg->t_vec, acc[r * NJ + jj][q], "");
-        if (bq) x = LLVMBuildFAdd(B, x, bq, "");
+        LLVMValueRef x = cg_ep_channel(cg, f, LLVMBuildLoad2(B, cg->t_vec, acc[r * NJ + jj][q], ""), cv);
         /* (q W + l) P + (i0 + r) Wo + j0 + jj */
         LLVMValueRef pos = add(cg, mul(cg, add(cg, i0, k64(cg, r)), k64(cg, g->WO)), add(cg, j0, k64(cg, jj + q * Wl * g->P)));
         LLVMValueRef idx = LLVMBuildAdd(B, cg_splat(cg, pos, VI), lanesP, "");
@@ -644,7 +648,7 @@ static void lanes_fwd_weights(Cg *cg, const Geom *g, LLVMValueRef K, LLVMValueRe
 
 /* one image: pad (p > 0), then the blocks */
 static void lanes_fwd_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef WT, LLVMValueRef xpad, LLVMValueRef yb,
-                            LLVMValueRef bias, LLVMValueRef y2b) {
+                            const LLVMValueRef *chan, LLVMValueRef y2b) {
   int Wl = cg->W, NVO = (int)((g->O + Wl - 1) / Wl), maxp = 24 / NVO;
   int64_t Hs = g->H, Ws = g->W;
   LLVMValueRef xs = xb;
@@ -663,16 +667,16 @@ static void lanes_fwd_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef
     if (R > g->HO) R = (int)g->HO;
     int64_t nfull = g->HO / R, rem = g->HO % R;
     CgLoop li = cg_loop_begin(cg, k64(cg, 0), k64(cg, nfull), k64(cg, 1));
-    lanes_fwd_block(cg, g, R, (int)g->WO, mul(cg, li.iv, k64(cg, R)), k64(cg, 0), xs, Hs, Ws, WT, yb, bias, y2b);
+    lanes_fwd_block(cg, g, R, (int)g->WO, mul(cg, li.iv, k64(cg, R)), k64(cg, 0), xs, Hs, Ws, WT, yb, chan, y2b);
     cg_loop_end(cg, &li);
-    if (rem) lanes_fwd_block(cg, g, (int)rem, (int)g->WO, k64(cg, nfull * R), k64(cg, 0), xs, Hs, Ws, WT, yb, bias, y2b);
+    if (rem) lanes_fwd_block(cg, g, (int)rem, (int)g->WO, k64(cg, nfull * R), k64(cg, 0), xs, Hs, Ws, WT, yb, chan, y2b);
   } else {   /* each row in segments of maxp columns */
     int64_t nfull = g->WO / maxp, rem = g->WO % maxp;
     CgLoop li = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->HO), k64(cg, 1));
     CgLoop lj = cg_loop_begin(cg, k64(cg, 0), k64(cg, nfull), k64(cg, 1));
-    lanes_fwd_block(cg, g, 1, maxp, li.iv, mul(cg, lj.iv, k64(cg, maxp)), xs, Hs, Ws, WT, yb, bias, y2b);
+    lanes_fwd_block(cg, g, 1, maxp, li.iv, mul(cg, lj.iv, k64(cg, maxp)), xs, Hs, Ws, WT, yb, chan, y2b);
     cg_loop_end(cg, &lj);
-    if (rem) lanes_fwd_block(cg, g, 1, (int)rem, li.iv, k64(cg, nfull * maxp), xs, Hs, Ws, WT, yb, bias, y2b);
+    if (rem) lanes_fwd_block(cg, g, 1, (int)rem, li.iv, k64(cg, nfull * maxp), xs, Hs, Ws, WT, yb, chan, y2b);
     cg_loop_end(cg, &li);
   }
 }
@@ -816,11 +820,12 @@ int64_t cg_conv_own_floats(Func *f, const Inst *in) {
 
 /* ---- the task ---- */
 
-enum { CX_X, CX_K, CX_Y, CX_PACK, CX_B, CX_NCHUNKS, CX_SPLITM, CX_EFN, CX_ECTX, CX_BIAS, CX_OUT2, CX__COUNT };
+enum { CX_X, CX_K, CX_Y, CX_PACK, CX_B, CX_NCHUNKS, CX_SPLITM, CX_EFN, CX_ECTX, CX_BIAS, CX_OUT2,
+       CX_MEAN, CX_RSTD, CX_GAMMA, CX_BETA, CX__COUNT };
 
 static LLVMTypeRef ctx_type(Cg *cg) {
-  LLVMTypeRef f[CX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64,
-                              cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
+  LLVMTypeRef f[CX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64,
+                              cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
   return LLVMStructTypeInContext(cg->C, f, CX__COUNT, 0);
 }
 
@@ -856,6 +861,7 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
   LLVMValueRef z = k64(cg, 0), one = k64(cg, 1), nul = LLVMConstNull(cg->t_ptr);
   LLVMValueRef xs = k64(cg, g->C * g->H * g->W), ys = k64(cg, g->O * g->P);
   LLVMValueRef CKK = k64(cg, g->CKK), P = k64(cg, g->P), O = k64(cg, g->O);
+  LLVMValueRef chan[CG_EPV__COUNT] = {f[CX_BIAS], f[CX_MEAN], f[CX_RSTD], f[CX_GAMMA], f[CX_BETA]};   /* direct paths */
   CgLoop l = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), one);
   LLVMValueRef pk = fptr(cg, f[CX_PACK], mul(cg, l.iv, k64(cg, cg_gemm_pack_floats(cg))));
   LLVMValueRef bp = fptr(cg, pk, k64(cg, cg->pack_a_floats));
@@ -872,13 +878,13 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
     LLVMValueRef xb = fptr(cg, X, mul(cg, lb.iv, xs)), yb = fptr(cg, Y, mul(cg, lb.iv, ys));
     if (g->lanes) {
       LLVMValueRef y2b = g->epflags & CG_EP_STORE_PRE ? fptr(cg, f[CX_OUT2], mul(cg, lb.iv, ys)) : NULL;
-      lanes_fwd_image(cg, g, xb, col, fptr(cg, col, k64(cg, lanes_wt_floats(g))), yb, f[CX_BIAS], y2b);
+      lanes_fwd_image(cg, g, xb, col, fptr(cg, col, k64(cg, lanes_wt_floats(g))), yb, chan, y2b);
     } else if (g->rowconv && g->op == OP_CONV2D_BWD_DATA) {
       Geom t = transposed(g);
       rowconv_image(cg, &t, yb, K, xb, NULL, NULL);
     } else if (g->rowconv) {
       LLVMValueRef y2b = g->epflags & CG_EP_STORE_PRE ? fptr(cg, f[CX_OUT2], mul(cg, lb.iv, ys)) : NULL;
-      rowconv_image(cg, g, xb, K, yb, f[CX_BIAS], y2b);
+      rowconv_image(cg, g, xb, K, yb, chan, y2b);
     } else if (g->op == OP_CONV2D) {
       if (!g->direct) im2col(cg, g, true, xb, col, z, CKK);
       LLVMValueRef a[16] = {O, P, CKK, K, CKK, one, g->direct ? xb : col, P, one, yb, P, pk, bp,
@@ -994,9 +1000,13 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   LLVMTypeRef ct = ctx_type(cg);
   LLVMValueRef ctx = cg_alloca(cg, ct, "convctx");
   LLVMValueRef nul = LLVMConstNull(cg->t_ptr);
-  LLVMValueRef vals[CX__COUNT] = {X, Kp, Y, cg->gemm_pack, Bn, nch, splitm, efn, ectx,
-                                  ep && ep->bias ? ep->bias : nul, ep && ep->out2 ? ep->out2 : nul};
-  for (int i = 0; i < CX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
+  CgEpilogue none;
+  memset(&none, 0, sizeof none);
+  const CgEpilogue *e = ep ? ep : &none;
+  LLVMValueRef vals[CX__COUNT] = {X, Kp, Y, cg->gemm_pack, Bn, nch, splitm, efn, ectx, e->bias, e->out2,
+                                  e->mean, e->rstd, e->gamma, e->beta};
+  for (int i = 0; i < CX__COUNT; i++)
+    LLVMBuildStore(B, vals[i] ? vals[i] : nul, LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), "");
   cg_run_task(cg, par, nch, k64(cg, 1), task, ctx, k64(cg, 1));
 }

@@ -22,7 +22,8 @@
  *
  * Epilogue (passes/kernel_plan.c): after the micro-kernel has written a tile of C for the last
  * K block, the core calls the group's epilogue function on that tile while it is in L1
- * — bias add, activation, or the activation's derivative in backward — one small
+ * — bias add, a convolution's inference-mode batchnorm, activation, or the
+ * activation's derivative in backward — one small
  * function per flag set (CgEpilogue), so the GEMM core itself is built once per variant
  * and shared by every product of the module, fused or not.
  *
@@ -528,20 +529,21 @@ static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
 
 /* ------------------------------------------------------------------ epilogues */
 
-/* What an epilogue reads: the whole C (to place a tile), the bias, aux and out2, and
- * for a bias per row (a convolution's: C is [B, O, Ho Wo] seen as rows of Ho Wo) the
- * period O of the rows' channel. */
-enum { EX_C, EX_BIAS, EX_AUX, EX_OUT2, EX_ROWS, EX__COUNT };
+/* What an epilogue reads: the whole C (to place a tile), the bias, aux and out2, for
+ * operands per row (a convolution's: C is [B, O, Ho Wo] seen as rows of Ho Wo) the
+ * period O of the rows' channel, and batchnorm's per-channel operands. */
+enum { EX_C, EX_BIAS, EX_AUX, EX_OUT2, EX_ROWS, EX_MEAN, EX_RSTD, EX_GAMMA, EX_BETA, EX__COUNT };
 
 static LLVMTypeRef ectx_type(Cg *cg) {
-  LLVMTypeRef f[EX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64};
+  LLVMTypeRef f[EX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64,
+                              cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
   return LLVMStructTypeInContext(cg->C, f, EX__COUNT, 0);
 }
 
 typedef struct {
   int flags;
   LLVMValueRef C, bias, aux, out2, row, col;   /* row: element offset of the row in C */
-  LLVMValueRef rowbias;                        /* BIAS_ROW: bias[(row / ldc) % rows] */
+  LLVMValueRef rowv[CG_EPV__COUNT];            /* per-row operands: bias[(row / ldc) % rows], ... */
 } EpiCtx;
 
 static LLVMValueRef epi_inst(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b) {
@@ -551,14 +553,27 @@ static LLVMValueRef epi_inst(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b) {
   return cg_ew_apply(cg, &in, a, b);
 }
 
-/* x = C[row + j] (+ bias[col + j]) (masked by aux) (activated), stored (twice). The
- * formulas are the elementwise kernels' (cg_ew_apply), so fusing changes no bit. */
+LLVMValueRef cg_ep_channel(Cg *cg, int flags, LLVMValueRef x, const LLVMValueRef v[CG_EPV__COUNT]) {
+  if (flags & CG_EP_BIAS_ROW) x = epi_inst(cg, OP_ADD, x, v[CG_EPV_BIAS]);
+  if (flags & CG_EP_BN_ROW)   /* bn_norm's xhat = (x - m) r (codegen/kernels.c) */
+    x = LLVMBuildFMul(cg->B, LLVMBuildFSub(cg->B, x, v[CG_EPV_MEAN], ""), v[CG_EPV_RSTD], "");
+  if (flags & CG_EP_SCALE_ROW) x = epi_inst(cg, OP_MUL, x, v[CG_EPV_GAMMA]);
+  if (flags & CG_EP_SHIFT_ROW) x = epi_inst(cg, OP_ADD, x, v[CG_EPV_BETA]);
+  return x;
+}
+
+/* x = C[row + j] (+ bias[col + j]) (per-channel steps) (masked by aux) (activated),
+ * stored (twice). The formulas are the unfused kernels' (cg_ew_apply, cg_ep_channel),
+ * so fusing changes no bit. */
 static void epi_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   EpiCtx *c = p;
   LLVMValueRef idx = add(cg, c->row, j);
   LLVMValueRef x = cg_load(cg, T, c->C, idx);
   if (c->flags & CG_EP_BIAS) x = epi_inst(cg, OP_ADD, x, cg_load(cg, T, c->bias, add(cg, c->col, j)));
-  if (c->flags & CG_EP_BIAS_ROW) x = epi_inst(cg, OP_ADD, x, cg_is_vec(T) ? cg_splat(cg, c->rowbias, T) : c->rowbias);
+  LLVMValueRef rv[CG_EPV__COUNT] = {NULL};
+  for (int k = 0; k < CG_EPV__COUNT; k++)
+    if (c->rowv[k]) rv[k] = cg_is_vec(T) ? cg_splat(cg, c->rowv[k], T) : c->rowv[k];
+  x = cg_ep_channel(cg, c->flags, x, rv);
   if (c->flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD)) {
     Op op = c->flags & CG_EP_RELU_GRAD ? OP_RELU_GRAD : c->flags & CG_EP_TANH_GRAD ? OP_TANH_GRAD : OP_SIGMOID_GRAD;
     x = epi_inst(cg, op, cg_load(cg, T, c->aux, idx), x);
@@ -600,10 +615,12 @@ static LLVMValueRef build_epilogue(Cg *cg, int flags) {
   for (int full = 1; full >= 0; full--) {
     LLVMPositionBuilderAtEnd(cg->B, full ? bfull : bedge);
     CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
-    EpiCtx c = {flags, f[EX_C], f[EX_BIAS], f[EX_AUX], f[EX_OUT2], add(cg, off, mul(cg, li.iv, ldc)), col, NULL};
-    if (flags & CG_EP_BIAS_ROW) {
+    EpiCtx c = {flags, f[EX_C], f[EX_BIAS], f[EX_AUX], f[EX_OUT2], add(cg, off, mul(cg, li.iv, ldc)), col, {NULL}};
+    if (flags & (CG_EP_BIAS_ROW | CG_EP_BN_ROW | CG_EP_SCALE_ROW | CG_EP_SHIFT_ROW)) {
       LLVMValueRef ch = LLVMBuildSRem(cg->B, LLVMBuildSDiv(cg->B, c.row, ldc, ""), f[EX_ROWS], "");
-      c.rowbias = cg_load(cg, cg->t_f32, f[EX_BIAS], ch);
+      static const int src[CG_EPV__COUNT] = {EX_BIAS, EX_MEAN, EX_RSTD, EX_GAMMA, EX_BETA};
+      for (int k = 0; k < CG_EPV__COUNT; k++)
+        if (cg_ep_uses(flags, k)) c.rowv[k] = cg_load(cg, cg->t_f32, f[src[k]], ch);
     }
     if (full) {
       for (int v = 0; v < cg->NR; v += cg->W) epi_body(cg, &c, cg_i64(cg, v), cg->W > 1 ? cg->t_vec : cg->t_f32);
@@ -652,11 +669,13 @@ void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRe
   *efn = LLVMConstNull(cg->t_ptr), *ectx = LLVMConstNull(cg->t_ptr);
   if (!ep || !ep->flags) return;
   if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT) ir_die("cg_gemm: epilogue flags %d", ep->flags);
-  if (!cg->gemm_epi[ep->flags]) cg->gemm_epi[ep->flags] = build_aside(cg, false, ep->flags);
-  *efn = cg->gemm_epi[ep->flags];
+  char name[48];   /* one function per flag set, built on first use */
+  snprintf(name, sizeof name, "bpcc_gemm_epilogue_%d", ep->flags);
+  *efn = LLVMGetNamedFunction(cg->M, name);
+  if (!*efn) *efn = build_aside(cg, false, ep->flags);
   LLVMTypeRef et = ectx_type(cg);
   *ectx = cg_alloca(cg, et, "epictx");
-  LLVMValueRef ev[EX__COUNT] = {Cm, ep->bias, ep->aux, ep->out2, rows};
+  LLVMValueRef ev[EX__COUNT] = {Cm, ep->bias, ep->aux, ep->out2, rows, ep->mean, ep->rstd, ep->gamma, ep->beta};
   for (int i = 0; i < EX__COUNT; i++)
     LLVMBuildStore(cg->B, ev[i] ? ev[i] : LLVMConstNull(LLVMStructGetTypeAtIndex(et, (unsigned)i)),
                    LLVMBuildStructGEP2(cg->B, et, *ectx, (unsigned)i, ""));

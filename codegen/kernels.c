@@ -487,7 +487,9 @@ static bool is_member(const int32_t *members, int n, int32_t v) {
 }
 
 /* members[0] = c = matmul*(a, b); then, as passes/kernel_plan.c forms them: d = add(c, bias)
- * and e = act(d), or e = act(c), or g = mask(aux, c). The product writes its tiles
+ * and e = act(d), or e = act(c), or g = mask(aux, c); a convolution's bias, then its
+ * inference-mode batchnorm bn_norm(d or c, mean, rstd) [mul gamma [add beta]], then the
+ * activation. The product writes its tiles
  * into the buffer of the last value before the activation that has one (an internal
  * value has none) and runs the epilogue on them; the activation goes to its own
  * buffer when that value is kept (STORE_PRE). */
@@ -510,16 +512,29 @@ static bool kernel_gemm(Cg *cg, const Inst *in, const TensorType *ct, const CgVa
 bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
   const Inst *gi = &f->insts[members[0]];
   const CgVal *c = &vals[members[0]];
-  CgEpilogue ep = {0, NULL, NULL, NULL};
+  CgEpilogue ep;
+  memset(&ep, 0, sizeof ep);
   LLVMValueRef dst = c->ptr;
   int32_t prev = members[0];
   for (int k = 1; k < n; k++) {
     int32_t v = members[k];
     const Inst *in = &f->insts[v];
+    LLVMValueRef other = in->nargs == 2 ? vals[in->args[0] == prev ? in->args[1] : in->args[0]].ptr : NULL;
     switch ((Op)in->op) {
-    case OP_ADD:
-      ep.flags |= gi->op == OP_CONV2D ? CG_EP_BIAS_ROW : CG_EP_BIAS;
-      ep.bias = vals[in->args[0] == prev ? in->args[1] : in->args[0]].ptr;
+    case OP_ADD:   /* after batchnorm its shift beta, else the bias */
+      if (ep.flags & CG_EP_BN_ROW) ep.flags |= CG_EP_SHIFT_ROW, ep.beta = other;
+      else ep.flags |= gi->op == OP_CONV2D ? CG_EP_BIAS_ROW : CG_EP_BIAS, ep.bias = other;
+      dst = vals[v].ptr;
+      break;
+    case OP_BN_NORM:
+      ep.flags |= CG_EP_BN_ROW;
+      ep.mean = vals[in->args[1]].ptr;
+      ep.rstd = vals[in->args[2]].ptr;
+      dst = vals[v].ptr;
+      break;
+    case OP_MUL:   /* batchnorm's scale gamma */
+      ep.flags |= CG_EP_SCALE_ROW;
+      ep.gamma = other;
       dst = vals[v].ptr;
       break;
     case OP_RELU: case OP_TANH: case OP_SIGMOID:
@@ -542,7 +557,9 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     prev = v;
   }
   if (!dst || (ep.flags & (CG_EP_BIAS | CG_EP_BIAS_ROW) && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
-      (ep.flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD) && !ep.aux))
+      (ep.flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD) && !ep.aux) ||
+      (ep.flags & CG_EP_BN_ROW && (!ep.mean || !ep.rstd)) || (ep.flags & CG_EP_SCALE_ROW && !ep.gamma) ||
+      (ep.flags & CG_EP_SHIFT_ROW && !ep.beta) || (ep.flags & (CG_EP_BN_ROW | CG_EP_SCALE_ROW) && gi->op != OP_CONV2D))
     ir_die("cg_kernel_gemm_fused: a fused value has no buffer");
   if (gi->op == OP_CONV2D) {   /* conv.c: C is y, one image at a time */
     CgVal y = *c;

@@ -32,6 +32,17 @@
  *                conv2d(x, W) [B,O,H,W] heads the same chain: add(c, bias[O,1,1])
  *                (its bias, per channel: `reshape(b)` after the conv is accepted) and
  *                the activation; its GEMM is per image, C = y_b (codegen/conv.c).
+ *    batchnorm   n = bn_norm(c or d, mean[O], rstd[O])   inference-mode batchnorm
+ *    (conv2d)    s = mul(n, gamma[O,1,1])                its scale (optional)
+ *                t = add(s, beta[O,1,1])                 its shift (optional)
+ *                then the activation of the last one: per channel o, the affine map
+ *                  y = ((acc + bias[o] - mean[o]) rstd[o]) gamma[o] + beta[o]
+ *                in the unfused kernels' order of operations (no bit changes). The
+ *                statistics must not depend on the convolution: in inference form
+ *                (passes/modes.c) mean is the running mean and rstd
+ *                1 / sqrt(running_var + eps), elementwise ops of buffers, computed
+ *                before the product. Training form's batch statistics are reductions
+ *                of c itself (and c has other readers): never fused.
  *                The epilogue runs on each C tile of the product after its last K
  *                block, while the tile is in L1: no extra pass over [M,N]. c (and d)
  *                are internal when the group is their only reader (no buffer at all);
@@ -48,11 +59,14 @@
  * (the copy of an output, the loss or a gradient out of the workspace; nothing for a
  * gradient computed in place) runs right after the kernel that makes its operand. Side
  * operands of a gemm epilogue (bias, x, y) must be defined before the product, so a
- * group never waits on its own result. Kernels are then ordered topologically over
- * group dependencies, each as early as its first member allows (Kahn's algorithm,
- * smallest first-member index first); `size` reads only a shape, so it is no
- * dependency. The softmax-CE group needs its scale k (1/B, computed from sizes), which
- * is therefore scheduled before it. */
+ * group never waits on its own result; batchnorm's may come after it when they are
+ * elementwise ops and reshapes of leaves and earlier values (side_ok), and the kernels
+ * that compute them then take no other instruction (an ew chain would otherwise merge
+ * them with something that reads the convolution: a cycle). Kernels are then ordered
+ * topologically over group dependencies, each as early as its first member allows
+ * (Kahn's algorithm, smallest first-member index first); `size` reads only a shape, so
+ * it is no dependency. The softmax-CE group needs its scale k (1/B, computed from
+ * sizes), which is therefore scheduled before it. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +87,7 @@ typedef struct {
   int32_t *group_of;
   int32_t head;         /* the first member of the group being formed */
   int32_t *roff, *readers;  /* every reader of v, ascending: readers[roff[v] .. roff[v+1]) */
+  int32_t *side;        /* computed after the product it is a side operand of: that product, else -1 */
 } Ctx;
 
 /* v may join the group being formed: computed, in no group yet, and needed by the same
@@ -86,11 +101,83 @@ static int32_t single_user(const Ctx *c, int32_t v) {
   return c->nuses[v] == 1 && !c->sink_use[v] ? c->user[v] : -1;
 }
 
+/* v can be computed before the product g and does not depend on it: an instruction
+ * before g, a leaf, a materialized constant, or elementwise ops and reshapes of such
+ * (batchnorm's rstd = 1 / sqrt(running_var + eps), reshape(gamma)), at most 8 deep. */
+static bool side_ok(const Ctx *c, int32_t v, int32_t g, int depth) {
+  const Inst *in = &c->f->insts[v];
+  if (v < g || !c->computed[v] || in->op == OP_CONST) return true;
+  if (depth > 8 || !(is_ew(in) || in->op == OP_RESHAPE)) return false;
+  for (int k = 0; k < in->nargs; k++)
+    if (!side_ok(c, in->args[k], g, depth + 1)) return false;
+  return true;
+}
+
+/* Mark what side_ok(v, g) accepted after g as g's side operands (group() keeps their
+ * kernels to themselves). */
+static void side_mark(const Ctx *c, int32_t v, int32_t g) {
+  if (v < g || !c->computed[v] || c->side[v] >= 0) return;
+  c->side[v] = g;
+  for (int k = 0; k < c->f->insts[v].nargs; k++) side_mark(c, c->f->insts[v].args[k], g);
+}
+
+/* A per-channel operand of conv2d g's batchnorm, not depending on g: f32 [O] (rank 1:
+ * mean, rstd) or [O,1,1] (rank 3: gamma, beta). */
+static bool bn_operand(const Ctx *c, int32_t v, int32_t g, int rank) {
+  const TensorType *t = ir_vtype(c->f, v), *gt = ir_vtype(c->f, g);
+  if (t->rank != rank || t->dtype != DT_F32 || t->dims[0] != gt->dims[1]) return false;
+  for (int k = 1; k < rank; k++)
+    if (t->dims[k] != 1) return false;
+  /* a constant gamma or beta is splatted by the ew kernel: it has no buffer */
+  if (rank == 3 && c->f->insts[v].op == OP_CONST) return false;
+  return side_ok(c, v, g, 0);
+}
+
+/* conv2d g's inference-mode batchnorm after v (g or its biased value), read by it alone:
+ *   n = bn_norm(v, mean, rstd)  [s = mul(n, gamma)  [t = add(s, beta)]]
+ * each later step taken when the previous value is read by it alone. Members in m[],
+ * n returned; *last the last of them. */
+static int bn_chain(const Ctx *c, int32_t g, int32_t v, int32_t *m, int32_t *last) {
+  Func *f = c->f;
+  TypeId ty = f->insts[g].type;
+  int32_t b = single_user(c, v);
+  if (b < 0 || !free_member(c, b)) return 0;
+  const Inst *bi = &f->insts[b];
+  if (bi->op != OP_BN_NORM || bi->type != ty || bi->args[0] != v || !bn_operand(c, bi->args[1], g, 1) ||
+      !bn_operand(c, bi->args[2], g, 1))
+    return 0;
+  int n = 0;
+  m[n++] = b;
+  side_mark(c, bi->args[1], g);
+  side_mark(c, bi->args[2], g);
+  *last = b;
+  for (Op op = OP_MUL; op == OP_MUL || op == OP_ADD; op = op == OP_MUL ? OP_ADD : OP__COUNT) {
+    int32_t u = single_user(c, *last);
+    if (u < 0 || !free_member(c, u) || f->insts[u].op != op || f->insts[u].type != ty) break;
+    int32_t w = f->insts[u].args[0] == *last ? f->insts[u].args[1] : f->insts[u].args[0];
+    if (w == *last || !bn_operand(c, w, g, 3)) break;
+    side_mark(c, w, g);
+    m[n++] = *last = u;
+  }
+  return n;
+}
+
+/* The activation of v (the last affine member of g's chain), among v's readers; -1 if none. */
+static int32_t act_of(const Ctx *c, int32_t v, TypeId ty) {
+  for (int32_t r = c->roff[v]; r < c->roff[v + 1]; r++) {
+    int32_t a = c->readers[r];
+    const Inst *ai = &c->f->insts[a];
+    if (is_act(ai->op) && ai->nargs == 1 && ai->args[0] == v && ai->type == ty && free_member(c, a)) return a;
+  }
+  return -1;
+}
+
 /* The gemm epilogue chain of the product g: members after g in m[], n returned.
  *   add(g, bias) [act]   g read by the add alone (C then holds the biased value)
  *   act(g)               g may have other readers: C keeps g, the activation goes to
  *                        its own buffer (codegen's STORE_PRE)
- *   mask(aux, g)         g read by the mask alone */
+ *   mask(aux, g)         g read by the mask alone
+ * and for conv2d, between the bias and the activation, bn_chain's batchnorm. */
 static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
   Func *f = c->f;
   const Inst *gi = &f->insts[g];
@@ -114,14 +201,10 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
       if (bias != g && before && shape && bt->dtype == DT_F32 &&
           t->dims[1] != DIM_BATCH && f->insts[bias].op != OP_CONST) {  /* a constant: the ew kernel splats it */
         m[n++] = u;
-        for (int32_t r = c->roff[u]; r < c->roff[u + 1]; r++) {   /* an activation of the biased value */
-          int32_t a = c->readers[r];
-          const Inst *ai = &f->insts[a];
-          if (is_act(ai->op) && ai->nargs == 1 && ai->args[0] == u && ai->type == ty && free_member(c, a)) {
-            m[n++] = a;
-            break;
-          }
-        }
+        int32_t last = u;
+        if (conv) n += bn_chain(c, g, u, m + n, &last);
+        int32_t a = act_of(c, last, ty);   /* an activation of the biased (normalized) value */
+        if (a >= 0) m[n++] = a;
         return n;
       }
     }
@@ -131,15 +214,11 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
       return n;
     }
   }
-  for (int32_t r = c->roff[g]; r < c->roff[g + 1]; r++) {   /* an activation of the product itself */
-    int32_t a = c->readers[r];
-    const Inst *ai = &f->insts[a];
-    if (is_act(ai->op) && ai->nargs == 1 && ai->args[0] == g && ai->type == ty && free_member(c, a)) {
-      m[n++] = a;
-      return n;
-    }
-  }
-  return 0;
+  int32_t last = g;
+  if (conv && t->dims[1] != DIM_BATCH) n = bn_chain(c, g, g, m, &last);
+  int32_t a = act_of(c, last, ty);   /* an activation of the product itself (or its batchnorm) */
+  if (a >= 0) m[n++] = a;
+  return n;
 }
 
 /* k is a scalar computed from constants and sizes only (1/B of a mean), so the group
@@ -238,13 +317,14 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
   Func *f = s->f;
   const bool *computed = s->computed;
   int32_t n = f->ninsts;
-  Ctx c = {f, computed, loss_only, NULL, NULL, NULL, NULL, 0, NULL, NULL};
+  Ctx c = {f, computed, loss_only, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL};
   c.nuses = arena_alloc(a, (size_t)(n + 1) * sizeof *c.nuses);
   c.user = arena_alloc(a, (size_t)(n + 1) * sizeof *c.user);
   c.sink_use = arena_alloc(a, (size_t)(n + 1) * sizeof *c.sink_use);
   c.group_of = arena_alloc(a, (size_t)(n + 1) * sizeof *c.group_of);
   s->internal = arena_alloc(a, (size_t)(n + 1) * sizeof *s->internal);
-  for (int32_t i = 0; i < n; i++) c.group_of[i] = -1;
+  c.side = arena_alloc(a, (size_t)(n + 1) * sizeof *c.side);
+  for (int32_t i = 0; i < n; i++) c.group_of[i] = c.side[i] = -1;
   for (int32_t i = 0; i < n; i++) {   /* readers: computed instructions and every sink */
     const Inst *in = &f->insts[i];
     bool sink = ir_ops[in->op].flags & OPF_SINK;
@@ -295,7 +375,8 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     if (kind == KERNEL_SINGLE && fuse && is_ew(in) && prev_group >= 0 && prev_group == ng - 1 &&
         gkind[prev_group] <= KERNEL_EW && nm - gstart[prev_group] < KERNEL_MAX_GROUP) {
       const Inst *last = &f->insts[mem[nm - 1]];
-      if (is_ew(last) && last->type == in->type && c.loss_only[mem[nm - 1]] == c.loss_only[i]) {
+      if (is_ew(last) && last->type == in->type && c.loss_only[mem[nm - 1]] == c.loss_only[i] &&
+          c.side[mem[nm - 1]] == c.side[i]) {
         gkind[prev_group] = KERNEL_EW;
         mem[nm++] = i;
         c.group_of[i] = prev_group;
