@@ -2,8 +2,9 @@
  *
  * 1. The plan: which groups the rules form on small models (gemm + bias + activation,
  *    activation straight on a product, the activation derivative on the product that
- *    produces the incoming gradient, softmax-CE forward + backward), and where they
- *    must not fire (a product read by anything else, a constant bias).
+ *    produces the incoming gradient, softmax-CE forward + backward, a convolution's
+ *    inference-mode batchnorm), and where they must not fire (a product read by
+ *    anything else, a constant bias, batchnorm with the batch's statistics).
  * 2. The fused code against the reference interpreter: forward outputs, loss and every
  *    gradient at batch sizes and widths that hit the GEMM's edge tiles (1, 7, 17, 33,
  *    100), on one and on two threads (the product then splits into chunks, and each
@@ -51,10 +52,10 @@ static void release(Compiled *c) {
 
 /* The groups of f's plan: the count of each kind, and the op names of each fused
  * group joined by '+' (one group a line) into desc. */
-static void plan_of(Func *f, int counts[KERNEL__COUNT], char *desc, size_t n) {
+static void plan_of_mode(Func *f, PlanMode mode, int counts[KERNEL__COUNT], char *desc, size_t n) {
   Arena *a = arena_new();
   KernelPlanOptions ko = {true};
-  KernelPlan *s = pass_kernel_plan(a, f, PLAN_TRAINING, &ko);
+  KernelPlan *s = pass_kernel_plan(a, f, mode, &ko);
   assert_non_null(s);
   assert_true(kernel_plan_verify(s, "test"));
   memset(counts, 0, KERNEL__COUNT * sizeof *counts);
@@ -68,6 +69,10 @@ static void plan_of(Func *f, int counts[KERNEL__COUNT], char *desc, size_t n) {
     if (k + 2 < n) k += (size_t)snprintf(desc + k, n - k, "\n");
   }
   arena_free(a);
+}
+
+static void plan_of(Func *f, int counts[KERNEL__COUNT], char *desc, size_t n) {
+  plan_of_mode(f, PLAN_TRAINING, counts, desc, n);
 }
 
 static const char *mlp =
@@ -149,6 +154,43 @@ static void test_plan_conv(void **state) {
   release(&c);
 }
 
+/* Batchnorm after a convolution (the stdlib's bn): in inference form (passes/modes.c:
+ * the running statistics, the forward entry) the normalization, gamma and beta join the
+ * convolution's epilogue, after its bias when it has one, before the activation; the
+ * value before the activation stays in memory beside it when something else reads it
+ * (f, the loss's dense; a 1x1 convolution, no im2col). A
+ * convolution read twice (c, by bn and by the skip add) keeps its own kernel, and
+ * batchnorm with the batch's statistics (the training form: bn_mean and bn_var read
+ * the convolution) never fuses. */
+static const char *cnn_bn =
+    "model n(x: f32[B, 3, 9, 9], y: label[B, 5]) {\n"
+    "    a = relu(bn(conv_nobias(x, 7, 3, padding = 1)))\n"
+    "    b = bn(conv(a, 5, 3))\n"
+    "    c = conv_nobias(b, 6, 3, stride = 2)\n"
+    "    d = bn(c) + c\n"
+    "    f = bn(conv_nobias(d, 4, 1))\n"
+    "    output e = relu(f)\n"
+    "    loss softmax_cross_entropy(dense(flatten(f), 5), y)\n"
+    "}\n";
+
+static void test_plan_conv_bn(void **state) {
+  (void)state;
+  Compiled c = compile(cnn_bn);
+  int counts[KERNEL__COUNT];
+  char desc[4096];
+  Func *inf = pass_inference(ir_func_clone(c.fwd, "n.infer"));
+  plan_of_mode(inf, PLAN_INFERENCE, counts, desc, sizeof desc);
+  assert_string_equal(desc, "conv2d+bn_norm+mul+add+relu\nconv2d+add+bn_norm+mul+add\nconv2d+bn_norm+mul+add+relu\n"
+                            "matmul+add\n");
+  assert_int_equal(counts[KERNEL_GEMM], 4);
+  /* the training form, forward and with its gradient: the statistics are the batch's */
+  plan_of_mode(c.fwd, PLAN_TRAINING, counts, desc, sizeof desc);
+  assert_string_equal(desc, "conv2d+add\nmatmul+add\n");
+  plan_of(c.grad, counts, desc, sizeof desc);
+  assert_null(strstr(desc, "bn_norm"));
+  release(&c);
+}
+
 /* cross_entropy of a softmax that is also an output: the softmax stays its own kernel
  * (forward), the fused kernel recomputes the probabilities from the logits. */
 static const char *xent_out =
@@ -172,12 +214,86 @@ static int check_all(Compiled *c) {
 
 static void test_fused_code(void **state) {
   (void)state;
-  const char *srcs[4] = {mlp, lin, xent_out, cnn};
+  const char *srcs[5] = {mlp, lin, xent_out, cnn, cnn_bn};
   int fails = 0;
-  for (int k = 0; k < 4; k++) {
+  for (int k = 0; k < 5; k++) {
     Compiled c = compile(srcs[k]);
     fails += check_all(&c);
     release(&c);
+  }
+  assert_int_equal(fails, 0);
+}
+
+/* The batchnorm epilogue with statistics that are not the buffers' initial zeros and
+ * ones (the harness's buffers keep those): y = conv2d(x, W) [+ reshape(b)], then
+ * bn_norm(y, m, 1 / sqrt(v^2 + 0.5)) * reshape(gamma) + reshape(beta) [act], with m, v,
+ * gamma, beta random parameters (elementwise ops of leaves: what the inference form's
+ * running statistics are), at batch 1 and 5, on one and two threads. The paths
+ * (codegen/conv.c) at 16 / 8 / 4 lanes (native with AVX-512, x86-64-v3, x86-64-v2):
+ * 0 rows / channels in the lanes / the same; 1 (stride 2, bias, tanh) and 2 (O = 13,
+ * dilation 2, rows of 30 in segments, sigmoid with the value before it an output too:
+ * STORE_PRE) channels in the lanes at every width; 3 the GEMM (33 channels: two chunks
+ * on two threads); 4 (1x1, no activation) the GEMM on the image itself (no im2col) /
+ * rows / the GEMM; 5 (LeNet's c1, bias) rows / channels in the lanes / the same;
+ * 6 (STORE_PRE) rows / rows / the GEMM. */
+static Func *conv_bn_func(Module *m, const int64_t k[8], bool bias, Op act, bool store_pre) {
+  static const SrcLoc L = {-1, 1, 1, 0};
+  Func *f = ir_func_new(m, "convbn");
+  int64_t xd[4] = {DIM_BATCH, k[0], k[2], k[3]}, wd[4] = {k[1], k[0], k[4], k[4]}, cd[3] = {k[1], 1, 1};
+  TypeId vec = ir_type(m, DT_F32, 1, &k[1]), col = ir_type(m, DT_F32, 3, cd);
+  int32_t x = ir_input(f, "x", 0, ir_type(m, DT_F32, 4, xd), L);
+  int32_t w = ir_param(f, "W", ir_type(m, DT_F32, 4, wd), INIT_ZEROS, 0, 0, L);
+  int32_t y = ir_conv2d(f, OP_CONV2D, x, w, k[5], k[6], k[7], TYPE_VOID, L);
+  if (bias) y = ir_binary(f, OP_ADD, y, ir_to_type(f, OP_RESHAPE, ir_param(f, "b", vec, INIT_ZEROS, 0, 0, L), col, L), L);
+  int32_t mean = ir_param(f, "m", vec, INIT_ZEROS, 0, 0, L), v = ir_param(f, "v", vec, INIT_ZEROS, 0, 0, L);
+  int32_t var = ir_binary(f, OP_ADD, ir_binary(f, OP_MUL, v, v, L), ir_scalar(f, 0.5, L), L);
+  int32_t rstd = ir_binary(f, OP_DIV, ir_scalar(f, 1.0, L), ir_unary(f, OP_SQRT, var, L), L);
+  int32_t n = ir_bn(f, OP_BN_NORM, y, mean, rstd, L);
+  int32_t gamma = ir_to_type(f, OP_RESHAPE, ir_param(f, "gamma", vec, INIT_ZEROS, 0, 0, L), col, L);
+  int32_t beta = ir_to_type(f, OP_RESHAPE, ir_param(f, "beta", vec, INIT_ZEROS, 0, 0, L), col, L);
+  int32_t t = ir_binary(f, OP_ADD, ir_binary(f, OP_MUL, n, gamma, L), beta, L);
+  if (act != OP_INPUT) {
+    ir_output(f, "y", ir_unary(f, act, t, L), L);
+    if (store_pre) ir_output(f, "pre", t, L);
+  } else {
+    ir_output(f, "y", t, L);
+  }
+  return f;
+}
+
+static void test_conv_bn_code(void **state) {
+  (void)state;
+  static const struct { int64_t k[8]; bool bias; Op act; bool pre; } cases[] = {
+      {{3, 7, 9, 17, 3, 1, 1, 1}, false, OP_RELU, false},
+      {{5, 16, 13, 11, 3, 2, 1, 1}, true, OP_TANH, false},
+      {{3, 13, 12, 30, 3, 1, 2, 2}, false, OP_SIGMOID, true},
+      {{17, 33, 17, 17, 5, 1, 2, 1}, false, OP_RELU, false},
+      {{33, 20, 7, 7, 1, 1, 0, 1}, false, OP_INPUT, false},
+      {{1, 6, 28, 28, 5, 1, 2, 1}, true, OP_RELU, false},
+      {{3, 5, 9, 9, 3, 1, 1, 1}, false, OP_RELU, true},
+  };
+  static const char *marches[] = {NULL, "x86-64-v3", "x86-64-v2"};
+  int fails = 0;
+  for (size_t q = 0; q < sizeof cases / sizeof cases[0]; q++) {
+    Module *m = ir_module_new();
+    Func *f = conv_bn_func(m, cases[q].k, cases[q].bias, cases[q].act, cases[q].pre);
+    /* the plan fuses the whole chain */
+    int counts[KERNEL__COUNT];
+    char desc[256], want[256];
+    plan_of_mode(f, PLAN_INFERENCE, counts, desc, sizeof desc);
+    snprintf(want, sizeof want, "conv2d+%sbn_norm+mul+add%s%s\n", cases[q].bias ? "add+" : "",
+             cases[q].act != OP_INPUT ? "+" : "", cases[q].act != OP_INPUT ? ir_ops[cases[q].act].name : "");
+    assert_string_equal(desc, want);
+    for (int a = 0; a < 3; a++)
+      for (int th = 1; th <= 2; th++)
+        for (int64_t batch = 1; batch <= 5; batch += 4) {
+          CgtConfig cfg = {-1, 1, th, marches[a], false, false};
+          int r = cgt_check_forward(f, batch, 1e-5, &cfg);
+          if (r) printf("conv+bn case %zu failed (%s, batch %lld, %d threads)\n", q, marches[a] ? marches[a] : "native",
+                        (long long)batch, th);
+          fails += r;
+        }
+    ir_module_free(m);
   }
   assert_int_equal(fails, 0);
 }
@@ -204,7 +320,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_plan_mlp),
       cmocka_unit_test(test_plan_counterexamples), cmocka_unit_test(test_plan_conv),
+      cmocka_unit_test(test_plan_conv_bn),
       cmocka_unit_test(test_fused_code),
+      cmocka_unit_test(test_conv_bn_code),
       cmocka_unit_test(test_fused_code_parallel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
