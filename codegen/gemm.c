@@ -59,6 +59,8 @@ static void conv_shapes(Func *f, const Inst *in, int64_t mkn[3], int64_t *col) {
   *col = cg_conv_direct_b(f, in) ? 0 : CKK * P;
   /* backward-weights as rows (conv.c rowconv_bww) keeps O x W partial sums per tap */
   if (in->op == OP_CONV2D_BWD_WEIGHT && in->iattr[0] == 1 && O <= 12 && O * CKK * 16 > *col) *col = O * CKK * 16;
+  /* backward-weights with the channels in the lanes (conv.c) at any lane count */
+  if (cg_conv_bww_lanes_floats(f, in) > *col) *col = cg_conv_bww_lanes_floats(f, in);
 }
 
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,

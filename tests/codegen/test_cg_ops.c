@@ -351,7 +351,14 @@ static void test_f64_pooling(void **state) {
  * LeNet's two layers and 7 -> 6 channels on 30 x 30 take the register-blocked rows
  * (forward; backward-weights when O x vectors per row <= 12) at 16 lanes, the GEMM at
  * 8 and 4 and in f64; backward-weights rows take the taps of a kernel row in groups
- * (LeNet's c1: 3 + 2; the 1 x 7 dilated case with 5 channels: 4 + 3). Batch 3 and 5: chunks of unequal images. The cases over 2^20
+ * (LeNet's c1: 3 + 2; the 1 x 7 dilated case with 5 channels: 4 + 3). Backward-weights
+ * with the output channels in the lanes (at least 3/4 of them used, at most 4 vectors,
+ * at least 3 taps per block) takes LeNet's c2 (O = 16) and the last five cases: O = 16
+ * with stride 2 and padding, 13 with dilation 2, 31 (2 vectors) with stride 2, dilation
+ * 2 and a 3 x 2 kernel, 47 (3 vectors: 25 taps in blocks of 9 + 8 + 8, 15 units on two
+ * chunks split inside a channel) at 16 lanes; 16, 13 and 7 at 8 lanes (AVX2; 31 too in
+ * f64 with AVX-512); 3, 6, 7 and 11 (3 vectors, blocks of 3 taps) at 4 lanes, and in
+ * f64 at 2 lanes the cases with O = 3. Batch 3 and 5: chunks of unequal images. The cases over 2^20
  * multiply-adds run split across two chunks with two threads (forward and backward-data
  * over images, backward-weights over dW's columns or rows, or taps), and on one. */
 static void test_conv(void **state) {
@@ -363,6 +370,8 @@ static void test_conv(void **state) {
       {33, 17, 7, 9, 3, 3, 1, 1, 1}, {33, 7, 17, 17, 1, 1, 1, 0, 1}, {17, 3, 33, 33, 1, 1, 2, 0, 1},
       {3, 3, 48, 48, 3, 3, 1, 1, 1}, {1, 6, 28, 28, 5, 5, 1, 2, 1},  {6, 16, 14, 14, 5, 5, 1, 0, 1},
       {7, 6, 30, 30, 5, 5, 1, 2, 1},  {2, 5, 12, 20, 1, 7, 1, 3, 2},
+      {8, 16, 33, 33, 3, 3, 2, 1, 1}, {4, 13, 30, 30, 3, 3, 1, 2, 2}, {3, 31, 20, 20, 3, 2, 2, 1, 2},
+      {5, 47, 14, 14, 5, 5, 1, 0, 1}, {6, 11, 12, 12, 5, 5, 2, 2, 1},
   };
   int fails = 0;
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
