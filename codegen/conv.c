@@ -435,8 +435,8 @@ static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, 
  * The chunks split the units (c, block); every dW element is summed by one chunk in
  * the order b, i, j, so the result does not depend on the split.
  *
- * Taken when the lanes are used (O >= 3/4 of NVO W), NVO <= 4 and a block holds at
- * least 3 taps; the buffer (acc [C kh kw][NVO W], dyT [P][NVO W], xpad [C][Hp][Wp])
+ * Taken when the lanes are used (O >= 3/4 of NVO W), NVO <= 4, a block holds at least
+ * 3 taps and vectors are at least 32 bytes; the buffer (acc [C kh kw][NVO W], dyT [P][NVO W], xpad [C][Hp][Wp])
  * is sized by cg_conv_bww_lanes_floats for every lane count the target may pick. */
 static int lanes_tmax(int nvo, int vbytes) { return ((vbytes >= 64 ? 32 : 16) - nvo - 2) / nvo; }
 
@@ -454,7 +454,9 @@ static LanesBlocks lanes_blocks_of(int64_t kk, int nvo, int vbytes) {
 }
 
 int cg_conv_bww_lanes_nvo(int64_t O, int64_t kk, int W, int vbytes) {
-  if (W < 2) return 0;
+  /* not with 16-byte vectors: on x86-64-v2 (no FMA instruction, llvm.fma is a call per
+   * lane) LeNet's c1 took 8.8 ms this way against the GEMM path's 7.9 */
+  if (W < 2 || vbytes < 32) return 0;
   int64_t nvo = (O + W - 1) / W;
   if (nvo > 4 || 4 * O < 3 * nvo * W || lanes_tmax((int)nvo, vbytes) < 3) return 0;
   return lanes_blocks_of(kk, (int)nvo, vbytes).base >= 3 ? (int)nvo : 0;

@@ -356,9 +356,9 @@ static void test_f64_pooling(void **state) {
  * at least 3 taps per block) takes LeNet's c2 (O = 16) and the last five cases: O = 16
  * with stride 2 and padding, 13 with dilation 2, 31 (2 vectors) with stride 2, dilation
  * 2 and a 3 x 2 kernel, 47 (3 vectors: 25 taps in blocks of 9 + 8 + 8, 15 units on two
- * chunks split inside a channel) at 16 lanes; 16, 13 and 7 at 8 lanes (AVX2; 31 too in
- * f64 with AVX-512); 3, 6, 7 and 11 (3 vectors, blocks of 3 taps) at 4 lanes, and in
- * f64 at 2 lanes the cases with O = 3. Batch 3 and 5: chunks of unequal images. The cases over 2^20
+ * chunks split inside a channel) at 16 lanes; 16, 13, 7 and 6 at 8 lanes (AVX2, and f64
+ * with AVX-512: 31 too); in f64 with AVX2, 4 lanes: 3, 6, 7 and 11 (3 vectors, blocks of
+ * 3 taps); not with 16-byte vectors (SSE). Batch 3 and 5: chunks of unequal images. The cases over 2^20
  * multiply-adds run split across two chunks with two threads (forward and backward-data
  * over images, backward-weights over dW's columns or rows, or taps), and on one. */
 static void test_conv(void **state) {
