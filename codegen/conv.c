@@ -435,9 +435,11 @@ static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, 
  * The chunks split the units (c, block); every dW element is summed by one chunk in
  * the order b, i, j, so the result does not depend on the split.
  *
- * Taken when the lanes are used (O >= 3/4 of NVO W), NVO <= 4, a block holds at least
- * 3 taps and vectors are at least 32 bytes; the buffer (acc [C kh kw][NVO W], dyT [P][NVO W], xpad [C][Hp][Wp])
- * is sized by cg_conv_bww_lanes_floats for every lane count the target may pick. */
+ * Taken when at least half of the lanes are used (O >= NVO W / 2: measured faster than
+ * the GEMM path down to there, e.g. O = 8 and 17 at 16 lanes), NVO <= 4, a block holds
+ * at least 3 taps and vectors are at least 32 bytes; the buffer (acc [C kh kw][NVO W],
+ * dyT [P][NVO W], xpad [C][Hp][Wp]) is sized by cg_conv_bww_lanes_floats for every lane
+ * count the target may pick. */
 static int lanes_tmax(int nvo, int vbytes) { return ((vbytes >= 64 ? 32 : 16) - nvo - 2) / nvo; }
 
 /* the kernel's kk taps of one channel in nblk blocks: sizes base + (block < rem) */
@@ -458,7 +460,7 @@ int cg_conv_bww_lanes_nvo(int64_t O, int64_t kk, int W, int vbytes) {
    * lane) LeNet's c1 took 8.8 ms this way against the GEMM path's 7.9 */
   if (W < 2 || vbytes < 32) return 0;
   int64_t nvo = (O + W - 1) / W;
-  if (nvo > 4 || 4 * O < 3 * nvo * W || lanes_tmax((int)nvo, vbytes) < 3) return 0;
+  if (nvo > 4 || 2 * O < nvo * W || lanes_tmax((int)nvo, vbytes) < 3) return 0;
   return lanes_blocks_of(kk, (int)nvo, vbytes).base >= 3 ? (int)nvo : 0;
 }
 

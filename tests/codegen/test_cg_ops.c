@@ -352,15 +352,18 @@ static void test_f64_pooling(void **state) {
  * (forward; backward-weights when O x vectors per row <= 12) at 16 lanes, the GEMM at
  * 8 and 4 and in f64; backward-weights rows take the taps of a kernel row in groups
  * (LeNet's c1: 3 + 2; the 1 x 7 dilated case with 5 channels: 4 + 3). Backward-weights
- * with the output channels in the lanes (at least 3/4 of them used, at most 4 vectors,
- * at least 3 taps per block) takes LeNet's c2 (O = 16) and the last five cases: O = 16
- * with stride 2 and padding, 13 with dilation 2, 31 (2 vectors) with stride 2, dilation
- * 2 and a 3 x 2 kernel, 47 (3 vectors: 25 taps in blocks of 9 + 8 + 8, 15 units on two
- * chunks split inside a channel) at 16 lanes; 16, 13, 7 and 6 at 8 lanes (AVX2, and f64
- * with AVX-512: 31 too); in f64 with AVX2, 4 lanes: 3, 6, 7 and 11 (3 vectors, blocks of
- * 3 taps); not with 16-byte vectors (SSE). Batch 3 and 5: chunks of unequal images. The cases over 2^20
- * multiply-adds run split across two chunks with two threads (forward and backward-data
- * over images, backward-weights over dW's columns or rows, or taps), and on one. */
+ * with the output channels in the lanes (at least half of them used, at most 4 vectors,
+ * blocks of at least 3 taps, vectors of 32 or 64 bytes) takes at 16 lanes LeNet's c2
+ * (O = 16), the cases with 17 (2 vectors) and 33 output channels (3 vectors: 25 taps in
+ * blocks of 9 + 8 + 8) and the last five: O = 16 with stride 2 and padding, 13 with
+ * dilation 2, 31 (2 vectors) with stride 2, dilation 2 and a 3 x 2 kernel, 47 (3
+ * vectors, 15 units on two chunks split inside a channel), 11 with stride 2; at 8 lanes
+ * (AVX2) those with 6 to 17 output channels the rows do not take (17: 3 vectors, blocks
+ * of 3 taps); in f64 with AVX2 (4 lanes) those with 3 to 7 (stride 2 with dilation 2,
+ * padding, two chunks); not with 16-byte vectors (SSE). Batch 3 and 5: chunks of
+ * unequal images. The cases over 2^20 multiply-adds run split across two chunks with
+ * two threads (forward and backward-data over images, backward-weights over dW's
+ * columns or rows, or taps), and on one. */
 static void test_conv(void **state) {
   (void)state;
   static const struct { int64_t c, o, h, w, kh, kw, s, p, d; } cases[] = {
