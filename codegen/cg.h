@@ -197,11 +197,10 @@ void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
 /* ---- conv.c ---- */
 /* A convolution whose im2col matrix is its image (1x1, stride 1, no padding): no buffer. */
 bool cg_conv_direct_b(Func *f, const Inst *in);
-/* Backward-weights with the output channels in the lanes: its vectors of channels for O
- * output channels and kk taps per input channel at W lanes of vbytes bytes (0: not
- * taken), and the buffer it needs at the most. */
-int cg_conv_bww_lanes_nvo(int64_t O, int64_t kk, int W, int vbytes);
-int64_t cg_conv_bww_lanes_floats(Func *f, const Inst *in);
+/* The floats of a chunk's buffer that conv.c's own paths need beyond im2col (the
+ * transposed weights and padded image of the forward with the channels in the lanes,
+ * backward-data's images-in-lanes copy of dy); conv_shapes reserves the larger. */
+int64_t cg_conv_own_floats(Func *f, const Inst *in);
 /* conv2d (with ep: bias per channel, activation), conv2d_bwd_data, conv2d_bwd_weight on
  * the GEMM core through im2col, or for few channels as register-blocked rows; split
  * over images (or over the weight gradient's columns or taps). */

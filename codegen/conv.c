@@ -11,12 +11,18 @@
  *   conv2d_bwd_weight  dW[O, CKK]   += dy_b[O, P] col_b^T                 (NT, summed over b)
  *
  * so y_b and dx_b are written in place in the NCHW result, and a 1x1 convolution with
- * stride 1 and no padding reads (writes) x_b itself as col (dcol): no buffer. For few
- * output channels (stride 1, short rows) the forward and backward-weights passes skip
- * im2col and the GEMM: register-blocked rows (rowconv_ok), measured faster there; for
- * more output channels backward-weights puts them in the vector lanes (lanes_bww).
+ * stride 1 and no padding reads (writes) x_b itself as col (dcol): no buffer. Where
+ * these products are too skinny, direct paths measured faster (each below, at its code):
  *
- * Threads: forward and backward-data split the batch into chunks of whole images (each
+ *   conv2d             output channels in the lanes (lanes_fwd_ok: O fills the vectors),
+ *                      else register-blocked rows (rowconv_ok: stride 1, short rows)
+ *   conv2d_bwd_data    images in the lanes (bl_floats: stride 1, C <= 12), else the
+ *                      transposed convolution's rows (rowconv_ok), else im2col's GEMM
+ *   conv2d_bwd_weight  register-blocked rows for few output channels (rowconv_ok), else
+ *                      the output channels in the lanes (lanes_nvo: half of them used)
+ *
+ * Threads: forward and backward-data split the batch into chunks of whole images (or
+ * groups of W images in the lanes; each
  * image is computed the same way whatever the chunk, so results do not depend on the
  * thread count); backward-weights sums over images, so it splits its result instead,
  * into chunks of W columns of dW (the rows of col each chunk needs), or of MR-row
@@ -40,6 +46,9 @@ typedef struct {
   int64_t C, H, W, O, KH, KW, HO, WO, s, p, d, CKK, P;
   bool direct;   /* 1x1, stride 1, no padding: col is the image */
   bool rowconv;  /* forward as register-blocked rows, no GEMM (rowconv_ok) */
+  bool batchl;   /* backward-data with the images in the lanes (bl_floats) */
+  bool lanes;    /* forward with the output channels in the lanes (lanes_fwd_ok) */
+  bool flip;     /* the rows of backward-data's transposed convolution (transposed()) */
   int epflags;   /* the forward's epilogue (CG_EP_*) */
 } Geom;
 
@@ -279,7 +288,15 @@ static void im2col(Cg *cg, const Geom *g, bool to_col, LLVMValueRef xb, LLVMValu
  * of the image row (loaded once per tap, used by every output channel). LeNet's c1
  * (O = 6, C kh kw = 25) does 2 x 6 FMAs per tap and row where the GEMM path packed a
  * 25 x 784 im2col matrix per image for a 6-row product. */
+static Geom transposed(const Geom *g);
+
 static bool rowconv_ok(Cg *cg, const Geom *g) {
+  if (g->op == OP_CONV2D_BWD_DATA) {
+    if (g->s != 1 || g->KH != g->KW) return false;
+    Geom t = transposed(g);
+    int64_t nvr = (t.WO + cg->W - 1) / cg->W;
+    return cg->W > 1 && nvr <= 2 && 2 * t.WO >= nvr * cg->W && t.O * nvr <= 24;
+  }
   int64_t nvr = (g->WO + cg->W - 1) / cg->W;
   if (g->s != 1 || cg->W <= 1 || nvr > 2 || 2 * g->WO < nvr * cg->W) return false;
   if (g->op == OP_CONV2D) return g->O * nvr <= 24;
@@ -430,8 +447,11 @@ static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, 
  * tap needs a bounds test; the taps are compile-time displacements from one pointer
  * per position) and NVO FMAs: at NVO = 1 and a block of 25 taps, 26 loads for 25 FMAs
  * (the broadcasts are the FMAs' memory operands), where the rows above loaded dy once
- * per FMA. The accumulators (taps x NVO vectors, as many as the registers hold) live
- * in the chunk's buffer between images; after the last image dW[o, tap] = acc[tap][o].
+ * per FMA. The accumulators (taps x NVO vectors, as many as the registers hold) sum one
+ * image from zero, then are added to the earlier images' sums in the chunk's buffer (as
+ * the GEMM path adds per-image products: f32 sums 100 + 64 deep for LeNet's c2, not 6400;
+ * one running sum moved LeNet's one-epoch MNIST accuracy from 98.14% to 97.97%); after
+ * the last image dW[o, tap] = acc[tap][o].
  * The chunks split the units (c, block); every dW element is summed by one chunk in
  * the order b, i, j, so the result does not depend on the split.
  *
@@ -439,7 +459,7 @@ static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, 
  * the GEMM path down to there, e.g. O = 8 and 17 at 16 lanes), NVO <= 4, a block holds
  * at least 3 taps and vectors are at least 32 bytes; the buffer (acc [C kh kw][NVO W],
  * dyT [P][NVO W], xpad [C][Hp][Wp]) is sized by cg_conv_bww_lanes_floats for every lane
- * count the target may pick. */
+ * count the target may pick (bww_lanes_floats, through cg_conv_own_floats). */
 static int lanes_tmax(int nvo, int vbytes) { return ((vbytes >= 64 ? 32 : 16) - nvo - 2) / nvo; }
 
 /* the kernel's kk taps of one channel in nblk blocks: sizes base + (block < rem) */
@@ -455,7 +475,7 @@ static LanesBlocks lanes_blocks_of(int64_t kk, int nvo, int vbytes) {
   return r;
 }
 
-int cg_conv_bww_lanes_nvo(int64_t O, int64_t kk, int W, int vbytes) {
+static int bww_lanes_nvo(int64_t O, int64_t kk, int W, int vbytes) {
   /* not with 16-byte vectors: on x86-64-v2 (no FMA instruction, llvm.fma is a call per
    * lane) LeNet's c1 took 8.8 ms this way against the GEMM path's 7.9 */
   if (W < 2 || vbytes < 32) return 0;
@@ -466,7 +486,7 @@ int cg_conv_bww_lanes_nvo(int64_t O, int64_t kk, int W, int vbytes) {
 
 static int lanes_nvo(Cg *cg, const Geom *g) {
   if (g->op != OP_CONV2D_BWD_WEIGHT || g->rowconv) return 0;
-  return cg_conv_bww_lanes_nvo(g->O, g->KH * g->KW, cg->W, cg->W * cg->esize);
+  return bww_lanes_nvo(g->O, g->KH * g->KW, cg->W, cg->W * cg->esize);
 }
 
 static LanesBlocks lanes_blocks(Cg *cg, const Geom *g, int nvo) {
@@ -481,17 +501,18 @@ static int64_t lanes_layout(const Geom *g, int64_t nvw, int64_t *o_dyt, int64_t 
   return *o_xpad + (g->p > 0 ? g->C * (g->H + 2 * g->p) * (g->W + 2 * g->p) : 0);
 }
 
-int64_t cg_conv_bww_lanes_floats(Func *f, const Inst *in) {
-  if (in->op != OP_CONV2D_BWD_WEIGHT) return 0;
+/* the buffer at the most, over the lane counts a target may pick (cg_conv_own_floats) */
+static int64_t bww_lanes_floats(Func *f, const Inst *in) {
   const TensorType *xt = ir_vtype(f, in->args[0]), *yt = ir_vtype(f, in->args[1]);
   const TensorType *kt = ir_vtype(f, (int32_t)(in - f->insts));
-  Geom g = {OP_CONV2D_BWD_WEIGHT, xt->dims[1], xt->dims[2], xt->dims[3], kt->dims[0], kt->dims[2], kt->dims[3],
-            yt->dims[2], yt->dims[3], in->iattr[0], in->iattr[1], in->iattr[2], 0, 0, false, false, 0};
+  Geom g = {.op = OP_CONV2D_BWD_WEIGHT, .C = xt->dims[1], .H = xt->dims[2], .W = xt->dims[3], .O = kt->dims[0],
+            .KH = kt->dims[2], .KW = kt->dims[3], .HO = yt->dims[2], .WO = yt->dims[3], .s = in->iattr[0],
+            .p = in->iattr[1], .d = in->iattr[2]};
   g.CKK = g.C * g.KH * g.KW, g.P = g.HO * g.WO;
   int64_t most = 0, a, b;
   for (int W = 2; W <= 16; W *= 2)
     for (int vbytes = 16; vbytes <= 64; vbytes *= 2) {
-      int nvo = cg_conv_bww_lanes_nvo(g.O, g.KH * g.KW, W, vbytes);
+      int nvo = bww_lanes_nvo(g.O, g.KH * g.KW, W, vbytes);
       int64_t n = nvo ? lanes_layout(&g, (int64_t)nvo * W, &a, &b) : 0;
       if (n > most) most = n;
     }
@@ -558,8 +579,7 @@ static void lanes_block(Cg *cg, const Geom *g, int nvo, int tb, int S, LLVMValue
     disp[t] = g->d * u * xw + g->d * v;
     for (int q = 0; q < nvo; q++) {
       a[t][q] = cg_alloca(cg, cg->t_vec, "lacc");
-      LLVMValueRef old = cg_load(cg, cg->t_vec, abase, k64(cg, t * nvw + q * Wl));
-      LLVMBuildStore(B, LLVMBuildSelect(B, first, cg_fconst(cg, cg->t_vec, 0.0), old, ""), a[t][q]);
+      LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0.0), a[t][q]);
     }
   }
   CgLoop li = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->HO), k64(cg, 1));
@@ -579,9 +599,15 @@ static void lanes_block(Cg *cg, const Geom *g, int nvo, int tb, int S, LLVMValue
   }
   cg_loop_end_hint(cg, &lj, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
   cg_loop_end_hint(cg, &li, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  /* the image's sums added to the earlier images' (as the GEMM path's per-image
+   * products: 100 + 64 additions deep for LeNet's c2, not 6400) */
   for (int t = 0; t < S; t++)
-    for (int q = 0; q < nvo; q++)
-      cg_store(cg, LLVMBuildLoad2(B, cg->t_vec, a[t][q], ""), abase, k64(cg, t * nvw + q * Wl));
+    for (int q = 0; q < nvo; q++) {
+      LLVMValueRef v = LLVMBuildLoad2(B, cg->t_vec, a[t][q], "");
+      LLVMValueRef old = cg_load(cg, cg->t_vec, abase, k64(cg, t * nvw + q * Wl));
+      v = LLVMBuildSelect(B, first, v, LLVMBuildFAdd(B, old, v, ""), "");
+      cg_store(cg, v, abase, k64(cg, t * nvw + q * Wl));
+    }
 }
 
 /* the chunk's units [k0, k1) of C x blocks; buf: the chunk's buffer (lanes_layout) */
@@ -656,6 +682,35 @@ static LLVMValueRef ew1(Cg *cg, Op op, LLVMValueRef a) {
   return cg_ew_apply(cg, &in, a, NULL);
 }
 
+/* Backward-data with stride 1 is a forward convolution, the transposed one:
+ *   dx[c, h, w] = sum over o, u', v' of W[o, c, kh-1-u', kw-1-v'] dy[o, h - p' + d u', w - p' + d v']
+ * with p' = d (kh - 1) - p: its input is dy (O channels, Ho x Wo), its output dx (C
+ * channels, H x W), its weights W read transposed and flipped (row_weight). One padding
+ * serves rows and columns when kh = kw (rowconv_ok). */
+static Geom transposed(const Geom *g) {
+  Geom t = *g;
+  t.C = g->O, t.H = g->HO, t.W = g->WO, t.O = g->C, t.HO = g->H, t.WO = g->W;
+  t.p = g->d * (g->KH - 1) - g->p;
+  t.CKK = t.C * t.KH * t.KW, t.P = t.HO * t.WO;
+  t.flip = true, t.direct = false, t.epflags = 0;
+  return t;
+}
+
+/* Weight (o, c, u, v) of the convolution the rows compute: W[o, c, u, v]; for
+ * backward-data, the transposed convolution (g->flip, bwd_data_rows): W[c, o, kh-1-u, kw-1-v]. */
+static LLVMValueRef row_weight(Cg *cg, const Geom *g, LLVMValueRef Kw, int o, LLVMValueRef c, LLVMValueRef u,
+                               LLVMValueRef v) {
+  LLVMValueRef idx;
+  if (!g->flip) {
+    idx = add(cg, k64(cg, o * g->CKK), add(cg, mul(cg, add(cg, mul(cg, c, k64(cg, g->KH)), u), k64(cg, g->KW)), v));
+  } else {
+    LLVMValueRef co = add(cg, mul(cg, c, k64(cg, g->O)), k64(cg, o));
+    LLVMValueRef uu = sub(cg, k64(cg, g->KH - 1), u), vv = sub(cg, k64(cg, g->KW - 1), v);
+    idx = add(cg, mul(cg, add(cg, mul(cg, co, k64(cg, g->KH)), uu), k64(cg, g->KW)), vv);
+  }
+  return cg_splat(cg, cg_load(cg, cg->t_f32, Kw, idx), cg->t_vec);
+}
+
 static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef Kw, LLVMValueRef yb, LLVMValueRef bias,
                           LLVMValueRef y2b) {
   LLVMBuilderRef B = cg->B;
@@ -673,7 +728,6 @@ static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef K
   LLVMBasicBlockRef join = cg_if_begin(cg, hvalid);
   /* x[c, h, j + d v - p] for the row's j */
   LLVMValueRef xrow = fptr(cg, xb, sub(cg, mul(cg, add(cg, mul(cg, lc.iv, k64(cg, g->H)), h), k64(cg, g->W)), k64(cg, g->p)));
-  LLVMValueRef kbase = mul(cg, add(cg, mul(cg, lc.iv, k64(cg, g->KH)), lu.iv), k64(cg, g->KW));   /* (c, u, 0) */
   /* the kernel's columns v unrolled (constant masks) when there are at most 8 */
   bool unroll = g->KW <= 8;
   CgLoop lv = {0};
@@ -686,9 +740,8 @@ static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef K
     LLVMValueRef xv[2];
     for (int q = 0; q < NVR; q++)
       xv[q] = mload(cg, fptr(cg, xrow, add(cg, dv, k64(cg, q * Wl))), lanes_in(cg, k64(cg, q * Wl), jlo, jhi));
-    LLVMValueRef tap = add(cg, kbase, vv);
     for (int o = 0; o < O; o++) {
-      LLVMValueRef wv = cg_splat(cg, cg_load(cg, cg->t_f32, Kw, add(cg, k64(cg, o * g->CKK), tap)), cg->t_vec);
+      LLVMValueRef wv = row_weight(cg, g, Kw, o, lc.iv, lu.iv, vv);
       for (int q = 0; q < NVR; q++) {
         LLVMValueRef fa[3] = {wv, xv[q], LLVMBuildLoad2(B, cg->t_vec, acc[o][q], "")};
         LLVMBuildStore(B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), acc[o][q]);
@@ -721,6 +774,291 @@ static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef K
     }
   }
   cg_loop_end(cg, &li);
+}
+
+/* ---- forward with the output channels in the vector lanes ---- */
+
+/* When O fills the lanes (O = 16 at 16 lanes: LeNet's c2), the rows above waste the
+ * lanes past a short output row (10 of 16) and load a broadcast weight per FMA. Here the
+ * roles turn: the accumulators are output positions, each NVO vectors over o; per tap
+ * (c, u, v) the NVO vectors of the transposed weights WT[tap][o] are loaded once and
+ * every position of the block adds one broadcast image value times them. A block is R
+ * whole output rows (or, for long rows, NJ columns of one row) with NPOS x NVO <= 24
+ * accumulators; each position reads x at a fixed displacement from the block's row base,
+ * so the image is read through one pointer and immediate offsets. Padding: the image is
+ * first copied into a zero-padded buffer (none when p = 0). The results are scattered
+ * to y[o, i, j] (masked lanes past O), after the epilogue (+ bias, activation). */
+static bool lanes_fwd_ok(Cg *cg, const Geom *g) {
+  if (g->op != OP_CONV2D || g->direct || cg->W <= 1) return false;
+  if (g->epflags & ~(CG_EP_BIAS_ROW | CG_EP_RELU | CG_EP_TANH | CG_EP_SIGMOID | CG_EP_STORE_PRE)) return false;
+  int64_t nvo = (g->O + cg->W - 1) / cg->W;
+  return nvo <= 4 && 4 * g->O >= 3 * nvo * cg->W;
+}
+
+/* floats of the chunk's buffer: WT (C kh kw x O rounded up to 16) and the padded image;
+ * gemm.c's conv_shapes reserves the same */
+static int64_t lanes_wt_floats(const Geom *g) { return g->CKK * ((g->O + 15) / 16 * 16); }
+
+static void lanes_fwd_block(Cg *cg, const Geom *g, int R, int NJ, LLVMValueRef i0, LLVMValueRef j0, LLVMValueRef xs,
+                            int64_t Hs, int64_t Ws, LLVMValueRef WT, LLVMValueRef yb, LLVMValueRef bias,
+                            LLVMValueRef y2b) {
+  LLVMBuilderRef B = cg->B;
+  int Wl = cg->W, NVO = (int)((g->O + Wl - 1) / Wl), NP = R * NJ;
+  int64_t OS = (int64_t)NVO * Wl;
+  LLVMValueRef acc[24][4];
+  for (int k = 0; k < NP; k++)
+    for (int q = 0; q < NVO; q++) {
+      acc[k][q] = cg_alloca(cg, cg->t_vec, "lacc");
+      LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0.0), acc[k][q]);
+    }
+  CgLoop lc = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->C), k64(cg, 1));
+  CgLoop lu = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->KH), k64(cg, 1));
+  /* xs[c, s i0 + d u, s j0] */
+  LLVMValueRef row = add(cg, mul(cg, lc.iv, k64(cg, Hs)), add(cg, mul(cg, i0, k64(cg, g->s)), mul(cg, lu.iv, k64(cg, g->d))));
+  LLVMValueRef base = fptr(cg, xs, add(cg, mul(cg, row, k64(cg, Ws)), mul(cg, j0, k64(cg, g->s))));
+  LLVMValueRef tap0 = mul(cg, add(cg, mul(cg, lc.iv, k64(cg, g->KH)), lu.iv), k64(cg, g->KW));
+  bool unroll = false;   /* unrolled, LLVM shares the broadcasts of x between taps and spills */
+  CgLoop lv = {0};
+  if (!unroll) lv = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->KW), k64(cg, 1));
+  for (int64_t vc = 0; vc < (unroll ? g->KW : 1); vc++) {
+    LLVMValueRef vv = unroll ? k64(cg, vc) : lv.iv;
+    LLVMValueRef wrow = mul(cg, add(cg, tap0, vv), k64(cg, OS));
+    LLVMValueRef wv[4];
+    for (int q = 0; q < NVO; q++) wv[q] = cg_load(cg, cg->t_vec, WT, add(cg, wrow, k64(cg, q * Wl)));
+    LLVMValueRef bv = fptr(cg, base, mul(cg, vv, k64(cg, g->d)));
+    for (int r = 0; r < R; r++)
+      for (int jj = 0; jj < NJ; jj++) {
+        LLVMValueRef xv = cg_splat(cg, cg_load(cg, cg->t_f32, bv, k64(cg, r * g->s * Ws + jj * g->s)), cg->t_vec);
+        for (int q = 0; q < NVO; q++) {
+          LLVMValueRef *a = &acc[r * NJ + jj][q];
+          LLVMValueRef fa[3] = {xv, wv[q], LLVMBuildLoad2(B, cg->t_vec, *a, "")};
+          LLVMBuildStore(B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), *a);
+        }
+      }
+  }
+  if (!unroll) cg_loop_end_hint(cg, &lv, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end_hint(cg, &lu, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end_hint(cg, &lc, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  /* epilogue, then y[o, i0 + r, j0 + jj] for the lanes o < O (a masked scatter) */
+  int f = g->epflags;
+  Op act = f & CG_EP_RELU ? OP_RELU : f & CG_EP_TANH ? OP_TANH : f & CG_EP_SIGMOID ? OP_SIGMOID : OP_INPUT;
+  LLVMTypeRef VI = LLVMVectorType(cg->t_i64, (unsigned)Wl);
+  LLVMTypeRef VP = LLVMVectorType(cg->t_ptr, (unsigned)Wl);
+  LLVMValueRef iota[16];
+  for (int l = 0; l < Wl; l++) iota[l] = k64(cg, l * g->P);
+  LLVMValueRef lanesP = LLVMConstVector(iota, (unsigned)Wl);
+  unsigned sid = LLVMLookupIntrinsicID("llvm.masked.scatter", 19);
+  LLVMTypeRef sov[2] = {cg->t_vec, VP};
+  LLVMTypeRef sty = LLVMIntrinsicGetType(cg->C, sid, sov, 2);
+  LLVMValueRef sfn = LLVMGetIntrinsicDeclaration(cg->M, sid, sov, 2);
+  for (int q = 0; q < NVO; q++) {
+    LLVMValueRef om = lanes_in(cg, k64(cg, q * Wl), k64(cg, 0), k64(cg, g->O));
+    LLVMValueRef bq = f & CG_EP_BIAS_ROW ? mload(cg, fptr(cg, bias, k64(cg, q * Wl)), om) : NULL;
+    for (int r = 0; r < R; r++)
+      for (int jj = 0; jj < NJ; jj++) {
+        LLVMValueRef x = LLVMBuildLoad2(B, cg->t_vec, acc[r * NJ + jj][q], "");
+        if (bq) x = LLVMBuildFAdd(B, x, bq, "");
+        /* (q W + l) P + (i0 + r) Wo + j0 + jj */
+        LLVMValueRef pos = add(cg, mul(cg, add(cg, i0, k64(cg, r)), k64(cg, g->WO)), add(cg, j0, k64(cg, jj + q * Wl * g->P)));
+        LLVMValueRef idx = LLVMBuildAdd(B, cg_splat(cg, pos, VI), lanesP, "");
+        LLVMValueRef outs[2] = {x, NULL}, ptrs[2] = {yb, NULL};
+        if (act != OP_INPUT) {
+          if (f & CG_EP_STORE_PRE) outs[1] = ew1(cg, act, x), ptrs[1] = y2b;
+          else outs[0] = ew1(cg, act, x);
+        }
+        for (int k = 0; k < 2 && outs[k]; k++) {
+          LLVMValueRef pv = LLVMBuildGEP2(B, cg->t_f32, ptrs[k], &idx, 1, "");
+          LLVMValueRef sa[4] = {outs[k], pv, cg_i32(cg, cg->esize), om};
+          LLVMBuildCall2(B, sty, sfn, sa, 4, "");
+        }
+      }
+  }
+}
+
+/* WT[tap][o] = W[o, tap] (0 for o >= O), once per chunk */
+static void lanes_fwd_weights(Cg *cg, const Geom *g, LLVMValueRef K, LLVMValueRef WT) {
+  int64_t OS = (g->O + cg->W - 1) / cg->W * cg->W;
+  CgLoop lt = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->CKK), k64(cg, 1));
+  CgLoop lo = cg_loop_begin(cg, k64(cg, 0), k64(cg, OS), k64(cg, 1));
+  LLVMValueRef in = LLVMBuildICmp(cg->B, LLVMIntSLT, lo.iv, k64(cg, g->O), "");
+  LLVMValueRef oc = LLVMBuildSelect(cg->B, in, lo.iv, k64(cg, 0), "");
+  LLVMValueRef w = cg_load(cg, cg->t_f32, K, add(cg, mul(cg, oc, k64(cg, g->CKK)), lt.iv));
+  cg_store(cg, LLVMBuildSelect(cg->B, in, w, cg_fconst(cg, cg->t_f32, 0.0), ""), WT, add(cg, mul(cg, lt.iv, k64(cg, OS)), lo.iv));
+  cg_loop_end(cg, &lo);
+  cg_loop_end(cg, &lt);
+}
+
+/* one image: pad (p > 0), then the blocks */
+static void lanes_fwd_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef WT, LLVMValueRef xpad, LLVMValueRef yb,
+                            LLVMValueRef bias, LLVMValueRef y2b) {
+  int Wl = cg->W, NVO = (int)((g->O + Wl - 1) / Wl), maxp = 24 / NVO;
+  int64_t Hs = g->H, Ws = g->W;
+  LLVMValueRef xs = xb;
+  if (g->p > 0) {
+    Hs = g->H + 2 * g->p, Ws = g->W + 2 * g->p;
+    seg(cg, 0, xpad, NULL, k64(cg, g->C * Hs * Ws));
+    CgLoop lr = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->C * g->H), k64(cg, 1));
+    LLVMValueRef c = LLVMBuildSDiv(cg->B, lr.iv, k64(cg, g->H), ""), h = LLVMBuildSRem(cg->B, lr.iv, k64(cg, g->H), "");
+    LLVMValueRef dst = add(cg, mul(cg, add(cg, mul(cg, c, k64(cg, Hs)), add(cg, h, k64(cg, g->p))), k64(cg, Ws)), k64(cg, g->p));
+    seg(cg, 1, fptr(cg, xpad, dst), fptr(cg, xb, mul(cg, lr.iv, k64(cg, g->W))), k64(cg, g->W));
+    cg_loop_end(cg, &lr);
+    xs = xpad;
+  }
+  if (g->WO <= maxp) {   /* blocks of R whole rows */
+    int R = (int)(maxp / g->WO);
+    if (R > g->HO) R = (int)g->HO;
+    int64_t nfull = g->HO / R, rem = g->HO % R;
+    CgLoop li = cg_loop_begin(cg, k64(cg, 0), k64(cg, nfull), k64(cg, 1));
+    lanes_fwd_block(cg, g, R, (int)g->WO, mul(cg, li.iv, k64(cg, R)), k64(cg, 0), xs, Hs, Ws, WT, yb, bias, y2b);
+    cg_loop_end(cg, &li);
+    if (rem) lanes_fwd_block(cg, g, (int)rem, (int)g->WO, k64(cg, nfull * R), k64(cg, 0), xs, Hs, Ws, WT, yb, bias, y2b);
+  } else {   /* each row in segments of maxp columns */
+    int64_t nfull = g->WO / maxp, rem = g->WO % maxp;
+    CgLoop li = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->HO), k64(cg, 1));
+    CgLoop lj = cg_loop_begin(cg, k64(cg, 0), k64(cg, nfull), k64(cg, 1));
+    lanes_fwd_block(cg, g, 1, maxp, li.iv, mul(cg, lj.iv, k64(cg, maxp)), xs, Hs, Ws, WT, yb, bias, y2b);
+    cg_loop_end(cg, &lj);
+    if (rem) lanes_fwd_block(cg, g, 1, (int)rem, li.iv, k64(cg, nfull * maxp), xs, Hs, Ws, WT, yb, bias, y2b);
+    cg_loop_end(cg, &li);
+  }
+}
+
+/* ---- backward-data with the images in the vector lanes ---- */
+
+/* Few input channels and short rows waste lanes in every per-image layout: the transposed
+ * convolution's rows above are 14 wide with 10 valid lanes per tap for LeNet's c2, and
+ * its im2col GEMM has K = O = 16. Here a group of W images shares each vector (lane l is
+ * image b0 + l): dy is first gathered into dyN[o][i][j][l] (PAD zero columns each side),
+ * then every dx[b0 + l, c, h, w] is a sum of broadcast weights times dyN vectors over the
+ * valid taps only: per output row h the kernel rows u with 0 <= h + p - d u < Ho, per
+ * block of PW adjacent positions the union of their valid columns v (the positions a
+ * tap misses read the zero columns: PAD = PW - 1 covers any dilation). Per (u, v, o):
+ * PW loads of dyN, C broadcasts of W[o, c, u, v], C x PW FMAs (C x PW <= 24, PW <= 4).
+ * The sums are scattered to dx (masked past the batch). Each image group is computed the
+ * same way in whatever chunk: the result does not depend on the thread count. */
+enum { BL_MAX_FLOATS = 1 << 16 };   /* dyN per chunk (256 KiB in f32): an L2's share */
+
+static int bl_pw(int64_t C) { int64_t pw = 24 / (C < 1 ? 1 : C); return pw > 4 ? 4 : (int)pw; }
+
+/* dyN's floats at 16 lanes, or 0 when the path does not apply (the reservation of
+ * gemm.c's conv_shapes and the choice below are this one test) */
+static int64_t bl_floats(Op op, int64_t C, int64_t O, int64_t HO, int64_t WO, int64_t s, bool direct) {
+  if (op != OP_CONV2D_BWD_DATA || s != 1 || direct || C > 12) return 0;
+  int64_t n = O * HO * (WO + 2 * (bl_pw(C) - 1)) * 16;
+  return n <= BL_MAX_FLOATS ? n : 0;
+}
+
+static void bl_block(Cg *cg, const Geom *g, int PW, LLVMValueRef h, LLVMValueRef w0, LLVMValueRef dyN,
+                     LLVMValueRef Kw, LLVMValueRef dxg, LLVMValueRef lm) {
+  LLVMBuilderRef B = cg->B;
+  int L = cg->W, C = (int)g->C, PAD = bl_pw(g->C) - 1;
+  int64_t WP = g->WO + 2 * PAD;
+  LLVMValueRef acc[24][4];
+  for (int c = 0; c < C; c++)
+    for (int k = 0; k < PW; k++) {
+      acc[c][k] = cg_alloca(cg, cg->t_vec, "bacc");
+      LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0.0), acc[c][k]);
+    }
+  /* valid u: 0 <= h + p - d u < Ho; valid v of the block: w0 + PW - 1 + p - d v >= 0 and w0 + p - d v < Wo */
+  LLVMValueRef hp = add(cg, h, k64(cg, g->p));
+  LLVMValueRef ulo = ceil_div_pos(cg, sub(cg, hp, k64(cg, g->HO - 1)), g->d);
+  LLVMValueRef uhi = cg_min_i64(cg, add(cg, LLVMBuildSDiv(B, hp, k64(cg, g->d), ""), k64(cg, 1)), k64(cg, g->KH));
+  LLVMValueRef wp = add(cg, w0, k64(cg, g->p));
+  LLVMValueRef vlo = ceil_div_pos(cg, sub(cg, wp, k64(cg, g->WO - 1)), g->d);
+  LLVMValueRef vhi = cg_min_i64(cg, add(cg, LLVMBuildSDiv(B, add(cg, wp, k64(cg, PW - 1)), k64(cg, g->d), ""), k64(cg, 1)), k64(cg, g->KW));
+  CgLoop lu = cg_loop_begin(cg, ulo, LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, uhi, ulo, ""), ulo, uhi, ""), k64(cg, 1));
+  LLVMValueRef i = sub(cg, hp, mul(cg, lu.iv, k64(cg, g->d)));
+  CgLoop lv = cg_loop_begin(cg, vlo, LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, vhi, vlo, ""), vlo, vhi, ""), k64(cg, 1));
+  /* dyN[o][i][w0 + p - d v + PAD][.] */
+  LLVMValueRef jp = add(cg, sub(cg, wp, mul(cg, lv.iv, k64(cg, g->d))), k64(cg, PAD));
+  LLVMValueRef tap = add(cg, mul(cg, lu.iv, k64(cg, g->KW)), lv.iv);
+  CgLoop lo = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->O), k64(cg, 1));
+  LLVMValueRef row = fptr(cg, dyN, mul(cg, add(cg, mul(cg, add(cg, mul(cg, lo.iv, k64(cg, g->HO)), i), k64(cg, WP)), jp), k64(cg, L)));
+  LLVMValueRef yv[4];
+  for (int k = 0; k < PW; k++) yv[k] = cg_load(cg, cg->t_vec, row, k64(cg, k * L));
+  LLVMValueRef wbase = add(cg, mul(cg, lo.iv, k64(cg, g->C * g->KH * g->KW)), tap);
+  for (int c = 0; c < C; c++) {
+    LLVMValueRef wv = cg_splat(cg, cg_load(cg, cg->t_f32, Kw, add(cg, wbase, k64(cg, c * g->KH * g->KW))), cg->t_vec);
+    for (int k = 0; k < PW; k++) {
+      LLVMValueRef fa[3] = {wv, yv[k], LLVMBuildLoad2(B, cg->t_vec, acc[c][k], "")};
+      LLVMBuildStore(B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), acc[c][k]);
+    }
+  }
+  cg_loop_end_hint(cg, &lo, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end_hint(cg, &lv, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end_hint(cg, &lu, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  /* dx[b0 + l, c, h, w0 + k] */
+  LLVMTypeRef VI = LLVMVectorType(cg->t_i64, (unsigned)L), VP = LLVMVectorType(cg->t_ptr, (unsigned)L);
+  LLVMValueRef iota[16];
+  for (int l = 0; l < L; l++) iota[l] = k64(cg, l * g->C * g->H * g->W);
+  LLVMValueRef lanes = LLVMConstVector(iota, (unsigned)L);
+  unsigned sid = LLVMLookupIntrinsicID("llvm.masked.scatter", 19);
+  LLVMTypeRef sov[2] = {cg->t_vec, VP};
+  for (int c = 0; c < C; c++)
+    for (int k = 0; k < PW; k++) {
+      LLVMValueRef pos = add(cg, mul(cg, add(cg, k64(cg, c * g->H), h), k64(cg, g->W)), add(cg, w0, k64(cg, k)));
+      LLVMValueRef idx = LLVMBuildAdd(B, cg_splat(cg, pos, VI), lanes, "");
+      LLVMValueRef sa[4] = {LLVMBuildLoad2(B, cg->t_vec, acc[c][k], ""), LLVMBuildGEP2(B, cg->t_f32, dxg, &idx, 1, ""),
+                            cg_i32(cg, cg->esize), lm};
+      LLVMBuildCall2(B, LLVMIntrinsicGetType(cg->C, sid, sov, 2), LLVMGetIntrinsicDeclaration(cg->M, sid, sov, 2), sa, 4, "");
+    }
+}
+
+/* image groups [g0, g1): gather dy, then the blocks of every output row */
+static void bl_groups(Cg *cg, const Geom *g, LLVMValueRef DX, LLVMValueRef Kw, LLVMValueRef DY, LLVMValueRef Bn,
+                      LLVMValueRef dyN, LLVMValueRef g0, LLVMValueRef g1) {
+  LLVMBuilderRef B = cg->B;
+  int L = cg->W, PW = bl_pw(g->C), PAD = PW - 1;
+  int64_t WP = g->WO + 2 * PAD, ys = g->O * g->HO * g->WO;
+  LLVMTypeRef VI = LLVMVectorType(cg->t_i64, (unsigned)L), VP = LLVMVectorType(cg->t_ptr, (unsigned)L);
+  LLVMValueRef iota[16];
+  for (int l = 0; l < L; l++) iota[l] = k64(cg, l * ys);
+  LLVMValueRef lanes = LLVMConstVector(iota, (unsigned)L);
+  unsigned gid = LLVMLookupIntrinsicID("llvm.masked.gather", 18);
+  LLVMTypeRef gov[2] = {cg->t_vec, VP};
+  LLVMValueRef zv = cg_fconst(cg, cg->t_vec, 0.0);
+  CgLoop lg = cg_loop_begin(cg, g0, g1, k64(cg, 1));
+  LLVMValueRef b0 = mul(cg, lg.iv, k64(cg, L));
+  LLVMValueRef lm = lanes_in(cg, k64(cg, 0), k64(cg, 0), sub(cg, Bn, b0));   /* lanes of images < B */
+  LLVMValueRef dyg = fptr(cg, DY, mul(cg, b0, k64(cg, ys)));
+  LLVMValueRef dxg = fptr(cg, DX, mul(cg, b0, k64(cg, g->C * g->H * g->W)));
+  /* dyN[o][i][j + PAD] = dy[b0 + l, o, i, j]; zero columns around */
+  CgLoop lr = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->O * g->HO), k64(cg, 1));
+  LLVMValueRef nrow = fptr(cg, dyN, mul(cg, lr.iv, k64(cg, WP * L)));
+  for (int k = 0; k < PAD; k++) {
+    cg_store(cg, zv, nrow, k64(cg, k * L));
+    cg_store(cg, zv, nrow, k64(cg, (PAD + g->WO + k) * L));
+  }
+  CgLoop lj = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->WO), k64(cg, 1));
+  LLVMValueRef idx = LLVMBuildAdd(B, cg_splat(cg, add(cg, mul(cg, lr.iv, k64(cg, g->WO)), lj.iv), VI), lanes, "");
+  LLVMValueRef ga[4] = {LLVMBuildGEP2(B, cg->t_f32, dyg, &idx, 1, ""), cg_i32(cg, cg->esize), lm, zv};
+  LLVMValueRef v = LLVMBuildCall2(B, LLVMIntrinsicGetType(cg->C, gid, gov, 2), LLVMGetIntrinsicDeclaration(cg->M, gid, gov, 2), ga, 4, "");
+  cg_store(cg, v, nrow, mul(cg, add(cg, lj.iv, k64(cg, PAD)), k64(cg, L)));
+  cg_loop_end_hint(cg, &lj, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end(cg, &lr);
+  int64_t nfull = g->W / PW, rem = g->W % PW;
+  CgLoop lh = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->H), k64(cg, 1));
+  CgLoop lw = cg_loop_begin(cg, k64(cg, 0), k64(cg, nfull), k64(cg, 1));
+  bl_block(cg, g, PW, lh.iv, mul(cg, lw.iv, k64(cg, PW)), dyN, Kw, dxg, lm);
+  cg_loop_end(cg, &lw);
+  if (rem) bl_block(cg, g, (int)rem, lh.iv, k64(cg, nfull * PW), dyN, Kw, dxg, lm);
+  cg_loop_end(cg, &lh);
+  cg_loop_end(cg, &lg);
+}
+
+int64_t cg_conv_own_floats(Func *f, const Inst *in) {
+  const TensorType *kt = in->op == OP_CONV2D_BWD_WEIGHT ? ir_vtype(f, (int32_t)(in - f->insts)) : ir_vtype(f, in->args[1]);
+  const TensorType *xt = in->op == OP_CONV2D_BWD_DATA ? ir_vtype(f, (int32_t)(in - f->insts)) : ir_vtype(f, in->args[0]);
+  const TensorType *yt = in->op == OP_CONV2D ? ir_vtype(f, (int32_t)(in - f->insts))
+                         : in->op == OP_CONV2D_BWD_DATA ? ir_vtype(f, in->args[0]) : ir_vtype(f, in->args[1]);
+  int64_t O = kt->dims[0], C = kt->dims[1], CKK = C * kt->dims[2] * kt->dims[3], p = in->iattr[1];
+  bool direct = cg_conv_direct_b(f, in);
+  if (in->op == OP_CONV2D && !direct) {   /* lanes_fwd: WT and the padded image */
+    int64_t pad = p > 0 ? C * (xt->dims[2] + 2 * p) * (xt->dims[3] + 2 * p) : 0;
+    return CKK * ((O + 15) / 16 * 16) + pad;
+  }
+  if (in->op == OP_CONV2D_BWD_WEIGHT) return bww_lanes_floats(f, in);
+  return bl_floats((Op)in->op, C, O, yt->dims[2], yt->dims[3], in->iattr[0], direct);
 }
 
 /* ---- the task ---- */
@@ -769,12 +1107,23 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
   LLVMValueRef pk = fptr(cg, f[CX_PACK], mul(cg, l.iv, k64(cg, cg_gemm_pack_floats(cg))));
   LLVMValueRef bp = fptr(cg, pk, k64(cg, cg->pack_a_floats));
   LLVMValueRef col = fptr(cg, bp, k64(cg, cg->pack_b_floats));
-  if (g->op != OP_CONV2D_BWD_WEIGHT) {
+  if (g->lanes) lanes_fwd_weights(cg, g, K, col);
+  if (g->batchl) {
+    LLVMValueRef g0, g1;
+    chunk_range(cg, l.iv, nch, LLVMBuildSDiv(B, add(cg, Bn, k64(cg, cg->W - 1)), k64(cg, cg->W), ""), 1, &g0, &g1);
+    bl_groups(cg, g, X, K, Y, Bn, col, g0, g1);
+  } else if (g->op != OP_CONV2D_BWD_WEIGHT) {
     LLVMValueRef b0, b1;
     chunk_range(cg, l.iv, nch, Bn, 1, &b0, &b1);
     CgLoop lb = cg_loop_begin(cg, b0, b1, one);
     LLVMValueRef xb = fptr(cg, X, mul(cg, lb.iv, xs)), yb = fptr(cg, Y, mul(cg, lb.iv, ys));
-    if (g->rowconv) {
+    if (g->lanes) {
+      LLVMValueRef y2b = g->epflags & CG_EP_STORE_PRE ? fptr(cg, f[CX_OUT2], mul(cg, lb.iv, ys)) : NULL;
+      lanes_fwd_image(cg, g, xb, col, fptr(cg, col, k64(cg, lanes_wt_floats(g))), yb, f[CX_BIAS], y2b);
+    } else if (g->rowconv && g->op == OP_CONV2D_BWD_DATA) {
+      Geom t = transposed(g);
+      rowconv_image(cg, &t, yb, K, xb, NULL, NULL);
+    } else if (g->rowconv) {
       LLVMValueRef y2b = g->epflags & CG_EP_STORE_PRE ? fptr(cg, f[CX_OUT2], mul(cg, lb.iv, ys)) : NULL;
       rowconv_image(cg, g, xb, K, yb, f[CX_BIAS], y2b);
     } else if (g->op == OP_CONV2D) {
@@ -840,11 +1189,13 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   const TensorType *kt = op == OP_CONV2D_BWD_WEIGHT ? out->t : b->t;
   const TensorType *yt = op == OP_CONV2D ? out->t : op == OP_CONV2D_BWD_DATA ? a->t : b->t;
   Geom g = {op, xt->dims[1], xt->dims[2], xt->dims[3], kt->dims[0], kt->dims[2], kt->dims[3], yt->dims[2], yt->dims[3],
-            in->iattr[0], in->iattr[1], in->iattr[2], 0, 0, false, false, 0};
+            in->iattr[0], in->iattr[1], in->iattr[2], 0, 0, false, false, false, false, false, 0};
   g.CKK = g.C * g.KH * g.KW, g.P = g.HO * g.WO;
   g.direct = g.KH == 1 && g.KW == 1 && g.s == 1 && g.p == 0;
-  g.rowconv = rowconv_ok(cg, &g);
   g.epflags = op == OP_CONV2D && ep ? ep->flags : 0;
+  g.lanes = lanes_fwd_ok(cg, &g);
+  g.batchl = cg->W > 1 && bl_floats(op, g.C, g.O, g.HO, g.WO, g.s, g.direct) > 0;
+  g.rowconv = !g.lanes && !g.batchl && rowconv_ok(cg, &g);
   LLVMValueRef X = op == OP_CONV2D_BWD_DATA ? out->ptr : a->ptr;
   LLVMValueRef Kp = op == OP_CONV2D_BWD_WEIGHT ? out->ptr : b->ptr;
   LLVMValueRef Y = op == OP_CONV2D ? out->ptr : op == OP_CONV2D_BWD_DATA ? a->ptr : b->ptr;
@@ -861,7 +1212,7 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   LLVMSetCurrentDebugLocation2(B, loc);
 
   LLVMValueRef efn = LLVMConstNull(cg->t_ptr), ectx = LLVMConstNull(cg->t_ptr);
-  if (op == OP_CONV2D && !g.rowconv) cg_gemm_epilogue(cg, ep, Y, k64(cg, g.O), &efn, &ectx);
+  if (op == OP_CONV2D && !g.rowconv && !g.lanes) cg_gemm_epilogue(cg, ep, Y, k64(cg, g.O), &efn, &ectx);
 
   /* chunks: the pool's threads, at most gemm_chunks (the workspace's buffer sets) */
   LLVMValueRef nth = LLVMBuildSExt(B, cg_frame_field(cg, CG_FR_NTHREADS), cg->t_i64, "");
@@ -870,7 +1221,10 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   LLVMValueRef macs = mul(cg, Bn, k64(cg, g.O * g.CKK * g.P));
   nth = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSGE, macs, k64(cg, CONV_PARALLEL_MACS), ""), nth, k64(cg, 1), "");
   LLVMValueRef nch, splitm = k64(cg, 0);
-  if (op != OP_CONV2D_BWD_WEIGHT) {
+  if (g.batchl) {   /* groups of W images */
+    nch = cg_min_i64(cg, nth, LLVMBuildSDiv(B, add(cg, Bn, k64(cg, cg->W - 1)), k64(cg, cg->W), ""));
+    nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, k64(cg, 1), ""), k64(cg, 1), nch, "");
+  } else if (op != OP_CONV2D_BWD_WEIGHT) {
     nch = cg_min_i64(cg, nth, Bn);
     nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, k64(cg, 1), ""), k64(cg, 1), nch, "");
   } else if (g.rowconv) {   /* whole groups of taps */

@@ -57,10 +57,11 @@ static void conv_shapes(Func *f, const Inst *in, int64_t mkn[3], int64_t *col) {
   else if (in->op == OP_CONV2D_BWD_DATA) mkn[0] = CKK, mkn[1] = O, mkn[2] = P;
   else mkn[0] = O, mkn[1] = P, mkn[2] = CKK;
   *col = cg_conv_direct_b(f, in) ? 0 : CKK * P;
+  /* conv.c's own paths (channels or images in the lanes) */
+  int64_t own = cg_conv_own_floats(f, in);
+  if (own > *col) *col = own;
   /* backward-weights as rows (conv.c rowconv_bww) keeps O x W partial sums per tap */
   if (in->op == OP_CONV2D_BWD_WEIGHT && in->iattr[0] == 1 && O <= 12 && O * CKK * 16 > *col) *col = O * CKK * 16;
-  /* backward-weights with the channels in the lanes (conv.c) at any lane count */
-  if (cg_conv_bww_lanes_floats(f, in) > *col) *col = cg_conv_bww_lanes_floats(f, in);
 }
 
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,

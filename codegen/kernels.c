@@ -646,16 +646,24 @@ static void kernel_sum_to(Cg *cg, const CgVal *a, const CgVal *out) {
     cg_store(cg, cg_val_load(cg, a, cg->t_f32, cg_i64(cg, 0)), out->ptr, cg_i64(cg, 0));
     return;
   }
+  /* trailing dims summed away (1 in small, aligned to the right) make one contiguous row:
+   * a bias gradient [O, 1, 1] of [B, O, H, W] sums rows of H W, not H rows of W */
+  int il = small->rank - 1;
+  bool inner_bcast = il < 0 || (small->dims[il] == 1 && big->dims[r - 1] != 1);
+  int inner = r - 1;
+  while (inner_bcast && inner > 0) {
+    int k = small->rank - (r - (inner - 1));   /* small's dim under big's dim inner - 1 */
+    if (k >= 0 && small->dims[k] != 1) break;
+    inner--;
+  }
   CgLoop loops[IR_MAX_RANK];
-  for (int d = 0; d < r - 1; d++) loops[d] = cg_loop_begin(cg, cg_i64(cg, 0), cg_dim(cg, big, d), cg_i64(cg, 1));
+  for (int d = 0; d < inner; d++) loops[d] = cg_loop_begin(cg, cg_i64(cg, 0), cg_dim(cg, big, d), cg_i64(cg, 1));
   LLVMValueRef sbase = cg_i64(cg, 0), dbase = cg_i64(cg, 0);
-  for (int d = 0; d < r - 1; d++) {
+  for (int d = 0; d < inner; d++) {
     sbase = LLVMBuildAdd(B, sbase, LLVMBuildMul(B, loops[d].iv, cg_dims_prod(cg, big, d + 1, r), ""), "");
     dbase = LLVMBuildAdd(B, dbase, LLVMBuildMul(B, loops[d].iv, bcast_stride(cg, small, big, d), ""), "");
   }
-  LLVMValueRef n = cg_dim(cg, big, r - 1);
-  int il = small->rank - 1;
-  bool inner_bcast = il < 0 || (small->dims[il] == 1 && big->dims[r - 1] != 1);
+  LLVMValueRef n = cg_dims_prod(cg, big, inner, r);
   if (inner_bcast) {
     LLVMValueRef s = row_reduce(cg, OP_SUM, a->ptr, sbase, n, NULL, NULL);
     LLVMValueRef old = cg_load(cg, cg->t_f32, out->ptr, dbase);
@@ -664,7 +672,7 @@ static void kernel_sum_to(Cg *cg, const CgVal *a, const CgVal *out) {
     AddCtx c = {a->ptr, out->ptr, sbase, dbase};
     cg_vloop(cg, n, addto_body, &c);
   }
-  for (int d = r - 2; d >= 0; d--) cg_loop_end(cg, &loops[d]);
+  for (int d = inner - 1; d >= 0; d--) cg_loop_end(cg, &loops[d]);
 }
 
 /* ------------------------------------------------------------------ layer norm */

@@ -351,12 +351,21 @@ static void test_f64_pooling(void **state) {
  * LeNet's two layers and 7 -> 6 channels on 30 x 30 take the register-blocked rows
  * (forward; backward-weights when O x vectors per row <= 12) at 16 lanes, the GEMM at
  * 8 and 4 and in f64; backward-weights rows take the taps of a kernel row in groups
- * (LeNet's c1: 3 + 2; the 1 x 7 dilated case with 5 channels: 4 + 3). Backward-weights
- * with the output channels in the lanes (at least half of them used, at most 4 vectors,
- * blocks of at least 3 taps, vectors of 32 or 64 bytes) takes at 16 lanes LeNet's c2
- * (O = 16), the cases with 17 (2 vectors) and 33 output channels (3 vectors: 25 taps in
- * blocks of 9 + 8 + 8) and the last five: O = 16 with stride 2 and padding, 13 with
- * dilation 2, 31 (2 vectors) with stride 2, dilation 2 and a 3 x 2 kernel, 47 (3
+ * (LeNet's c1: 3 + 2; the 1 x 7 dilated case with 5 channels: 4 + 3). The forward
+ * with the output channels in the lanes takes O = 16 and 13 at 16 lanes (stride 2 with
+ * padding; dilation 2 with rows of 30 in segments), and at 8 and 4 lanes O = 3 to 7
+ * (LeNet's c1, strides, padding, dilation). Backward-data of stride 1 with at most 12
+ * input channels takes the images in the lanes (every such case here: batch 3 and 5
+ * fill part of one group; padding 3 with dilation 3; padding 3 of a 3 x 3 kernel, where
+ * the transposed padding is -1); with 14 channels on rows of 12 it takes the transposed
+ * convolution's rows at 16 lanes (C x vectors per row <= 24), the GEMM at 8 and 4.
+ * LeNet's c2 (case 14) also runs at batch 37: three groups of 16 images (the last of
+ * 5), split over two chunks on two threads. Backward-weights with the output channels
+ * in the lanes (at least half of them used, at most 4 vectors, blocks of at least 3
+ * taps, vectors of 32 or 64 bytes) takes at 16 lanes LeNet's c2 (O = 16), the cases
+ * with 17 (2 vectors) and 33 output channels (3 vectors: 25 taps in blocks of 9 + 8 +
+ * 8), the forward's cases above and the last five: O = 16 with stride 2 and padding, 13
+ * with dilation 2, 31 (2 vectors) with stride 2, dilation 2 and a 3 x 2 kernel, 47 (3
  * vectors, 15 units on two chunks split inside a channel), 11 with stride 2; at 8 lanes
  * (AVX2) those with 6 to 17 output channels the rows do not take (17: 3 vectors, blocks
  * of 3 taps); in f64 with AVX2 (4 lanes) those with 3 to 7 (stride 2 with dilation 2,
@@ -372,7 +381,8 @@ static void test_conv(void **state) {
       {1, 1, 17, 17, 2, 3, 3, 1, 1}, {3, 7, 15, 15, 3, 3, 1, 3, 3}, {17, 33, 17, 17, 5, 5, 1, 2, 1},
       {33, 17, 7, 9, 3, 3, 1, 1, 1}, {33, 7, 17, 17, 1, 1, 1, 0, 1}, {17, 3, 33, 33, 1, 1, 2, 0, 1},
       {3, 3, 48, 48, 3, 3, 1, 1, 1}, {1, 6, 28, 28, 5, 5, 1, 2, 1},  {6, 16, 14, 14, 5, 5, 1, 0, 1},
-      {7, 6, 30, 30, 5, 5, 1, 2, 1},  {2, 5, 12, 20, 1, 7, 1, 3, 2},
+      {7, 6, 30, 30, 5, 5, 1, 2, 1},  {2, 5, 12, 20, 1, 7, 1, 3, 2}, {5, 16, 13, 11, 3, 3, 2, 1, 1},
+      {3, 13, 12, 30, 3, 3, 1, 2, 2}, {2, 5, 9, 9, 3, 3, 1, 3, 1},   {14, 3, 9, 12, 3, 3, 1, 1, 1},
       {8, 16, 33, 33, 3, 3, 2, 1, 1}, {4, 13, 30, 30, 3, 3, 1, 2, 2}, {3, 31, 20, 20, 3, 2, 2, 1, 2},
       {5, 47, 14, 14, 5, 5, 1, 0, 1}, {6, 11, 12, 12, 5, 5, 2, 2, 1},
   };
@@ -391,7 +401,7 @@ static void test_conv(void **state) {
     const TensorType *yt = ir_vtype(f, y);
     int64_t macs = 5 * cases[k].o * cases[k].c * cases[k].kh * cases[k].kw * yt->dims[2] * yt->dims[3];
     for (int threads = 1; threads <= (macs >= (1 << 20) ? 2 : 1); threads++)
-      for (int64_t batch = 3; batch <= 5; batch += 2) {
+      for (int64_t batch = 3; batch <= (k == 14 ? 37 : 5); batch += batch == 5 ? 32 : 2) {
         CgtConfig c = {-1, 1, threads, march, false, f64};
         int r = cgt_check_forward(f, batch, f64 ? TOL64 : TOL, &c);
         if (r) printf("conv case %zu failed (batch %lld, %d threads)\n", k, (long long)batch, threads);
