@@ -194,6 +194,9 @@ void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRe
 /* ---- pool.c ---- */
 /* max_pool2d, avg_pool2d and their backward ops, the (n, c) planes split over threads. */
 void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out);
+/* max_pool2d_bwd with the relu mask after it (kernel_plan.c KERNEL_POOL_MASK):
+ * members[0] the pooling's backward (internal), members[1] the relu_grad */
+bool cg_kernel_pool_mask(Cg *cg, Func *f, const int32_t *members, const CgVal *vals);
 /* ---- conv.c ---- */
 /* A convolution whose im2col matrix is its image (1x1, stride 1, no padding): no buffer. */
 bool cg_conv_direct_b(Func *f, const Inst *in);

@@ -22,12 +22,14 @@
  *                      the output channels in the lanes (lanes_nvo: half of them used)
  *
  * Threads: forward and backward-data split the batch into chunks of whole images (or
- * groups of W images in the lanes; each
- * image is computed the same way whatever the chunk, so results do not depend on the
- * thread count); backward-weights sums over images, so it splits its result instead,
- * into chunks of W columns of dW (the rows of col each chunk needs), or of MR-row
- * panels when dW has too few columns (rows, lanes: whole groups of taps); every chunk
- * runs the images in order 0..B-1, so its sums are the same on one thread or two.
+ * groups of W images in the lanes; each image is computed the same way whatever the
+ * chunk, so results do not depend on the thread count); backward-weights sums over
+ * images, so the GEMM path splits its result instead, into chunks of W columns of dW
+ * (the rows of col each chunk needs), or of MR-row panels when dW has too few columns,
+ * every chunk running the images in order 0..B-1; the rows path splits the images
+ * into the compile-time number of chunks and adds their partial sums in chunk order
+ * (rowconv_bww); the lanes path splits its taps in whole blocks, every chunk running the
+ * images in order (lanes_bww). Either way the sums are the same on one thread or two.
  * Each chunk has its own pack buffers and im2col buffer in the workspace (indexed by
  * chunk, cg_gemm_pack_floats each), sized by cg_gemm_pack_sizes for the model's
  * convolutions; nothing is allocated in the step. */
@@ -73,6 +75,16 @@ static void valid_range(Cg *cg, const Geom *g, LLVMValueRef off, int64_t extent,
   *lo = cg_min_i64(cg, ceil_div_pos(cg, sub(cg, k64(cg, g->p), off), g->s), k64(cg, nout));
   LLVMValueRef h = cg_min_i64(cg, ceil_div_pos(cg, sub(cg, k64(cg, extent + g->p), off), g->s), k64(cg, nout));
   *hi = LLVMBuildSelect(cg->B, LLVMBuildICmp(cg->B, LLVMIntSLT, h, *lo, ""), *lo, h, "");
+}
+
+/* [s, e) of chunk c of n over len, in whole panels of P, balanced (gemm.c's split) */
+static void chunk_range(Cg *cg, LLVMValueRef c, LLVMValueRef nch, LLVMValueRef len, int64_t P, LLVMValueRef *s,
+                        LLVMValueRef *e) {
+  LLVMValueRef panels = LLVMBuildSDiv(cg->B, add(cg, len, k64(cg, P - 1)), k64(cg, P), "");
+  LLVMValueRef p0 = LLVMBuildSDiv(cg->B, mul(cg, c, panels), nch, "");
+  LLVMValueRef p1 = LLVMBuildSDiv(cg->B, mul(cg, add(cg, c, k64(cg, 1)), panels), nch, "");
+  *s = cg_min_i64(cg, mul(cg, p0, k64(cg, P)), len);
+  *e = cg_min_i64(cg, mul(cg, p1, k64(cg, P)), len);
 }
 
 /* ---- row segments: zero, copy (im2col), add (col2im); stride 1 as vector code ---- */
@@ -312,13 +324,14 @@ static bool rowconv_ok(Cg *cg, const Geom *g) {
  * the core's accumulator count of O x group partial sums): per output row the O dy
  * vectors are loaded once for the whole group (one load per group-size FMAs, where one
  * tap at a time loaded dy once per FMA and was load-bound). The chunks split the
- * groups (units: (c, u) x group, the chunk's taps [t0, t1) are contiguous); each tap's
- * sum is made by one chunk, in the order b, i, j (the same order as one tap at a time),
- * so the result does not depend on the split. The O vector partial sums of each tap
- * stay in the chunk's buffer (acc: [tap - t0][o][W], O C kh kw W elements at most);
- * per image and group they are loaded, the rows added (one masked load of the image
- * row per tap and row, used by all O channels), stored back; after the last image each
- * is summed across its lanes into dW. */
+ * images (the same images each chunk's previous kernels wrote: LeNet's c1 split by taps
+ * read every image on both cores, 1.2 MB of dy each, and ran slower on two threads than
+ * on one): each keeps the O vector partial sums of every tap in its buffer (acc:
+ * [tap][o][W], O C kh kw W elements), loaded per image and group, the rows added (one
+ * masked load of the image row per tap and row, used by all O channels), stored back;
+ * then bww_rows_reduce adds the chunks' sums in chunk order and across the lanes into
+ * dW. The chunks are the compile-time gemm_chunks whatever the threads at run time, so
+ * the result does not depend on the thread count. */
 typedef struct {
   int n, base, rem;   /* groups per kernel row; sizes base + (group < rem) */
 } BwwGroups;
@@ -334,12 +347,6 @@ static BwwGroups bww_groups(Cg *cg, const Geom *g) {
   return r;
 }
 
-/* the first tap of unit k (kernel row k / n, group k % n) */
-static LLVMValueRef bww_unit_tap(Cg *cg, const Geom *g, BwwGroups gr, LLVMValueRef k) {
-  LLVMValueRef cu = LLVMBuildSDiv(cg->B, k, k64(cg, gr.n), ""), q = LLVMBuildSRem(cg->B, k, k64(cg, gr.n), "");
-  LLVMValueRef v0 = add(cg, mul(cg, q, k64(cg, gr.base)), cg_min_i64(cg, q, k64(cg, gr.rem)));
-  return add(cg, mul(cg, cu, k64(cg, g->KW)), v0);
-}
 
 /* one group of S taps (c, u, v0 .. v0 + S - 1) of one image */
 static void rowconv_bww_group(Cg *cg, const Geom *g, int S, LLVMValueRef xb, LLVMValueRef yb, LLVMValueRef first,
@@ -386,23 +393,23 @@ static void rowconv_bww_group(Cg *cg, const Geom *g, int S, LLVMValueRef xb, LLV
       cg_store(cg, LLVMBuildLoad2(B, cg->t_vec, a[o][s], ""), abase, k64(cg, ((int64_t)s * O + o) * Wl));
 }
 
-/* the chunk's units [k0, k1) of C kh x groups */
-static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, LLVMValueRef DW, LLVMValueRef Bn,
-                        LLVMValueRef acc, LLVMValueRef k0, LLVMValueRef k1) {
+/* the chunk's images [b0, b1), every unit (C kh x groups); the partial sums stay in
+ * the chunk's acc (bww_rows_reduce adds the chunks') */
+static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, LLVMValueRef acc, LLVMValueRef b0,
+                        LLVMValueRef b1) {
   LLVMBuilderRef B = cg->B;
   int Wl = cg->W, O = (int)g->O;
   BwwGroups gr = bww_groups(cg, g);
-  LLVMValueRef t0 = bww_unit_tap(cg, g, gr, k0), t1 = bww_unit_tap(cg, g, gr, k1);
-  CgLoop lb = cg_loop_begin(cg, k64(cg, 0), Bn, k64(cg, 1));
+  CgLoop lb = cg_loop_begin(cg, b0, b1, k64(cg, 1));
   LLVMValueRef xb = fptr(cg, X, mul(cg, lb.iv, k64(cg, g->C * g->H * g->W)));
   LLVMValueRef yb = fptr(cg, DY, mul(cg, lb.iv, k64(cg, g->O * g->P)));
-  LLVMValueRef first = LLVMBuildICmp(B, LLVMIntEQ, lb.iv, k64(cg, 0), "");
-  CgLoop lk = cg_loop_begin(cg, k0, k1, k64(cg, 1));
+  LLVMValueRef first = LLVMBuildICmp(B, LLVMIntEQ, lb.iv, b0, "");
+  CgLoop lk = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->C * g->KH * gr.n), k64(cg, 1));
   LLVMValueRef cu = LLVMBuildSDiv(B, lk.iv, k64(cg, gr.n), ""), grp = LLVMBuildSRem(B, lk.iv, k64(cg, gr.n), "");
   LLVMValueRef c = LLVMBuildSDiv(B, cu, k64(cg, g->KH), ""), u = LLVMBuildSRem(B, cu, k64(cg, g->KH), "");
   LLVMValueRef v0 = add(cg, mul(cg, grp, k64(cg, gr.base)), cg_min_i64(cg, grp, k64(cg, gr.rem)));
   LLVMValueRef tap = add(cg, mul(cg, cu, k64(cg, g->KW)), v0);
-  LLVMValueRef abase = fptr(cg, acc, mul(cg, sub(cg, tap, t0), k64(cg, O * Wl)));
+  LLVMValueRef abase = fptr(cg, acc, mul(cg, tap, k64(cg, O * Wl)));
   if (gr.rem > 0) {   /* groups of base + 1 taps first, then of base */
     LLVMValueRef big = LLVMBuildICmp(B, LLVMIntSLT, grp, k64(cg, gr.rem), "");
     LLVMBasicBlockRef bbig = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bwwbig");
@@ -421,14 +428,30 @@ static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, 
   }
   cg_loop_end_hint(cg, &lk, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
   cg_loop_end(cg, &lb);
-  /* dW[o, tap] = the lanes' sum (0 without an image) */
-  LLVMValueRef any = LLVMBuildICmp(B, LLVMIntSGT, Bn, k64(cg, 0), "");
-  CgLoop lt = cg_loop_begin(cg, t0, t1, k64(cg, 1));
-  LLVMValueRef ab = fptr(cg, acc, mul(cg, sub(cg, lt.iv, t0), k64(cg, O * Wl)));
-  for (int o = 0; o < O; o++) {
-    LLVMValueRef sum = cg_hsum(cg, cg_load(cg, cg->t_vec, ab, k64(cg, o * Wl)));
-    cg_store(cg, LLVMBuildSelect(B, any, sum, cg_fconst(cg, cg->t_f32, 0.0), ""), DW, add(cg, k64(cg, o * g->CKK), lt.iv));
-  }
+}
+
+/* After the chunks: dW[o, tap] = the lanes' sum of the chunks' partial sums, added in
+ * chunk order (chunks without an image skipped; 0 when no chunk had one). The chunks
+ * are the compile-time gemm_chunks whatever the threads at run time, so the result
+ * does not depend on them. */
+static void bww_rows_reduce(Cg *cg, const Geom *g, LLVMValueRef DW, LLVMValueRef Bn, LLVMValueRef nch) {
+  LLVMBuilderRef B = cg->B;
+  int Wl = cg->W, O = (int)g->O;
+  LLVMValueRef stride = k64(cg, cg_gemm_pack_floats(cg)), cofs = k64(cg, cg->pack_a_floats + cg->pack_b_floats);
+  LLVMValueRef sum = cg_alloca(cg, cg->t_vec, "bwwsum");
+  CgLoop lt = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->CKK * O), k64(cg, 1));   /* (tap, o) */
+  LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0.0), sum);
+  CgLoop lc = cg_loop_begin(cg, k64(cg, 0), nch, k64(cg, 1));
+  LLVMValueRef b0, b1;
+  chunk_range(cg, lc.iv, nch, Bn, 1, &b0, &b1);
+  LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntSLT, b0, b1, ""));
+  LLVMValueRef acc = fptr(cg, cg->gemm_pack, add(cg, mul(cg, lc.iv, stride), cofs));
+  LLVMValueRef v = cg_load(cg, cg->t_vec, acc, mul(cg, lt.iv, k64(cg, Wl)));
+  LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->t_vec, sum, ""), v, ""), sum);
+  cg_if_end(cg, join);
+  cg_loop_end(cg, &lc);
+  LLVMValueRef tap = LLVMBuildSDiv(B, lt.iv, k64(cg, O), ""), o = LLVMBuildSRem(B, lt.iv, k64(cg, O), "");
+  cg_store(cg, cg_hsum(cg, LLVMBuildLoad2(B, cg->t_vec, sum, "")), DW, add(cg, mul(cg, o, k64(cg, g->CKK)), tap));
   cg_loop_end(cg, &lt);
 }
 
@@ -1071,15 +1094,6 @@ static LLVMTypeRef ctx_type(Cg *cg) {
   return LLVMStructTypeInContext(cg->C, f, CX__COUNT, 0);
 }
 
-/* [s, e) of chunk c of n over len, in whole panels of P, balanced (gemm.c's split) */
-static void chunk_range(Cg *cg, LLVMValueRef c, LLVMValueRef nch, LLVMValueRef len, int64_t P, LLVMValueRef *s,
-                        LLVMValueRef *e) {
-  LLVMValueRef panels = LLVMBuildSDiv(cg->B, add(cg, len, k64(cg, P - 1)), k64(cg, P), "");
-  LLVMValueRef p0 = LLVMBuildSDiv(cg->B, mul(cg, c, panels), nch, "");
-  LLVMValueRef p1 = LLVMBuildSDiv(cg->B, mul(cg, add(cg, c, k64(cg, 1)), panels), nch, "");
-  *s = cg_min_i64(cg, mul(cg, p0, k64(cg, P)), len);
-  *e = cg_min_i64(cg, mul(cg, p1, k64(cg, P)), len);
-}
 
 /* backward-weights splits dW's columns in units of W (the core's half-width micro-kernel
  * takes a last panel of W columns): C kh kw = 25 still makes two chunks, 16 + 9 */
@@ -1143,9 +1157,9 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
     }
     cg_loop_end(cg, &lb);
   } else if (g->rowconv) {
-    LLVMValueRef k0, k1;
-    chunk_range(cg, l.iv, nch, k64(cg, g->C * g->KH * bww_groups(cg, g).n), 1, &k0, &k1);
-    rowconv_bww(cg, g, X, Y, K, Bn, col, k0, k1);
+    LLVMValueRef b0, b1;
+    chunk_range(cg, l.iv, nch, Bn, 1, &b0, &b1);
+    rowconv_bww(cg, g, X, Y, col, b0, b1);
   } else if (lanes_nvo(cg, g)) {
     int nvo = lanes_nvo(cg, g);
     LLVMValueRef k0, k1;
@@ -1227,8 +1241,8 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   } else if (op != OP_CONV2D_BWD_WEIGHT) {
     nch = cg_min_i64(cg, nth, Bn);
     nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, k64(cg, 1), ""), k64(cg, 1), nch, "");
-  } else if (g.rowconv) {   /* whole groups of taps */
-    nch = cg_min_i64(cg, nth, k64(cg, g.C * g.KH * bww_groups(cg, &g).n));
+  } else if (g.rowconv) {   /* the images in gemm_chunks parts, whatever the threads (bww_rows_reduce) */
+    nch = k64(cg, cg->gemm_chunks);
   } else if (lanes_nvo(cg, &g)) {   /* whole blocks of taps */
     nch = cg_min_i64(cg, nth, k64(cg, g.C * lanes_blocks(cg, &g, lanes_nvo(cg, &g)).nblk));
   } else {
@@ -1251,6 +1265,13 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   LLVMValueRef vals[CX__COUNT] = {X, Kp, Y, cg->gemm_pack, Bn, nch, splitm, efn, ectx,
                                   ep && ep->bias ? ep->bias : nul, ep && ep->out2 ? ep->out2 : nul};
   for (int i = 0; i < CX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
+  if (op == OP_CONV2D_BWD_WEIGHT && g.rowconv) {
+    LLVMValueRef par = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGT, nth, k64(cg, 1), ""),
+                                    LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), ""), "");
+    cg_run_task(cg, par, nch, k64(cg, 1), task, ctx, nch);
+    bww_rows_reduce(cg, &g, Kp, Bn, nch);
+    return;
+  }
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), "");
   cg_run_task(cg, par, nch, k64(cg, 1), task, ctx, k64(cg, 1));
 }

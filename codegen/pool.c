@@ -28,6 +28,7 @@
 typedef struct {
   Op op;
   bool fwd, mx;
+  bool relu_mask;   /* max backward masked by relu_grad (x = relu(p)): dy only where the max > 0 */
   int64_t k, s, p, H, W, HO, WO;
 } PoolGeom;
 
@@ -88,6 +89,9 @@ static void plane_scalar(Cg *cg, const PoolGeom *g, LLVMValueRef x, LLVMValueRef
     cg_store(cg, g->mx ? r : LLVMBuildFDiv(B, r, kk, ""), out, yi);
   } else if (g->mx) {   /* every window holds an unpadded cell (padding <= kernel / 2): arg >= 0 */
     LLVMValueRef at = LLVMBuildLoad2(B, cg->t_i64, arg, "");
+    if (g->relu_mask)
+      gv = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, LLVMBuildLoad2(B, T, best, ""), cg_fconst(cg, T, 0.0), ""), gv,
+                           cg_fconst(cg, T, 0.0), "");
     cg_store(cg, LLVMBuildFAdd(B, cg_load(cg, T, out, at), gv, ""), out, at);
   }
   cg_loop_end(cg, &lw);
@@ -190,6 +194,7 @@ static void plane_2x2(Cg *cg, const PoolGeom *g, LLVMValueRef x, LLVMValueRef dy
         r = LLVMBuildSelect(B, t, v, r, "");
         at = LLVMBuildSelect(B, t, cg_splat(cg, cg_i32(cg, q), VI), at, "");
       }
+      if (g->relu_mask) gv = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGT, r, cg_fconst(cg, T, 0.0), ""), gv, cg_fconst(cg, T, 0.0), "");
       for (int q = 0; q < 4; q++)
         val[q / 2][q % 2] = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, at, cg_splat(cg, cg_i32(cg, q), VI), ""), gv,
                                             cg_fconst(cg, T, 0.0), "");
@@ -252,11 +257,11 @@ static LLVMValueRef build_task(Cg *cg, const PoolGeom *g, bool vec) {
 /* Below this many input cells (all planes) a pooling runs on the calling thread. */
 #define POOL_PARALLEL_CELLS (1 << 16)
 
-void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out) {
+static void pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out, bool relu_mask) {
   LLVMBuilderRef B = cg->B;
   Op op = (Op)in->op;
   PoolGeom g = {op, op == OP_MAX_POOL2D || op == OP_AVG_POOL2D, op == OP_MAX_POOL2D || op == OP_MAX_POOL2D_BWD,
-                0, 0, 0, 0, 0, 0, 0};
+                relu_mask, 0, 0, 0, 0, 0, 0, 0};
   const TensorType *xt = op == OP_AVG_POOL2D_BWD ? out->t : a->t;
   const TensorType *yt = g.fwd ? out->t : op == OP_MAX_POOL2D_BWD ? b->t : a->t;
   ir_pool_geom(in, &g.k, &g.s, &g.p);
@@ -284,4 +289,16 @@ void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   LLVMValueRef vals[PX__COUNT] = {X, DY, out->ptr, planes, nch};
   for (int i = 0; i < PX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
   cg_run_task(cg, LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), ""), nch, k64(cg, 1), task, ctx, k64(cg, 1));
+}
+
+void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out) {
+  pool(cg, in, a, b, out, false);
+}
+
+/* dx = relu_grad(p, max_pool2d_bwd(relu(p), dy)) in one pass: the result is the
+ * relu_grad's buffer (the pooling's backward is internal) */
+bool cg_kernel_pool_mask(Cg *cg, Func *f, const int32_t *members, const CgVal *vals) {
+  const Inst *h = &f->insts[members[0]];
+  pool(cg, h, &vals[h->args[0]], &vals[h->args[1]], &vals[members[1]], true);
+  return true;
 }

@@ -44,6 +44,12 @@
  *                -> one pass over each row of the logits: max, sum of exp, the loss,
  *                and g = (softmax(z) - onehot(y)) * k. o and s are internal.
  *
+ *   pool mask    h = max_pool2d_bwd(x, dy)          [B,C,H,W], x = relu(p)
+ *                g = relu_grad(p, h)                h read by g alone
+ *                -> one pass: dy reaches only each window's argmax, where p > 0
+ *                exactly when x = relu(p) > 0, i.e. when the window's max is > 0; the
+ *                pooling kernel masks with its own max (h internal, p not read).
+ *
  * A kernel never mixes what the loss alone needs with what an output needs. Each sink
  * (the copy of an output, the loss or a gradient out of the workspace; nothing for a
  * gradient computed in place) runs right after the kernel that makes its operand. Side
@@ -140,6 +146,20 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
     }
   }
   return 0;
+}
+
+/* The relu mask after a max-pool's backward (pool mask above): g in m[], or 0. */
+static int pool_mask_chain(const Ctx *c, int32_t h, int32_t *m) {
+  Func *f = c->f;
+  const Inst *hi = &f->insts[h];
+  int32_t g = single_user(c, h);
+  if (g < 0 || !free_member(c, g)) return 0;
+  const Inst *gi = &f->insts[g];
+  if (gi->op != OP_RELU_GRAD || gi->args[1] != h || gi->args[0] == h || gi->type != hi->type) return 0;
+  const Inst *xi = &f->insts[hi->args[0]];
+  if (xi->op != OP_RELU || xi->args[0] != gi->args[0]) return 0;
+  m[0] = g;
+  return 1;
 }
 
 /* k is a scalar computed from constants and sizes only (1/B of a mean), so the group
@@ -291,6 +311,9 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     } else if (fuse && in->op == OP_SOFTMAX_XENT) {
       nc = xent_chain(&c, i, chain);
       if (nc) kind = KERNEL_XENT;
+    } else if (fuse && in->op == OP_MAX_POOL2D_BWD) {
+      nc = pool_mask_chain(&c, i, chain);
+      if (nc) kind = KERNEL_POOL_MASK;
     }
     if (kind == KERNEL_SINGLE && fuse && is_ew(in) && prev_group >= 0 && prev_group == ng - 1 &&
         gkind[prev_group] <= KERNEL_EW && nm - gstart[prev_group] < KERNEL_MAX_GROUP) {
@@ -320,7 +343,7 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
    * softmax-CE always get a buffer: the kernel writes them. */
   int32_t *inside = arena_alloc(a, (size_t)(n + 1) * sizeof *inside);
   for (int g = 0; g < ng; g++) {
-    if (gkind[g] != KERNEL_GEMM && gkind[g] != KERNEL_XENT) continue;
+    if (gkind[g] < KERNEL_GEMM) continue;
     for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
       const Inst *ui = &f->insts[mem[k]];
       if (ui->op == OP_SIZE) continue;
@@ -398,7 +421,7 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
   }
 }
 
-const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent"};
+const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent", "pool+mask"};
 
 /* ------------------------------------------------------------------ the pass */
 

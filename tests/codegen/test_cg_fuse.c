@@ -151,6 +151,30 @@ static void test_plan_conv(void **state) {
 
 /* cross_entropy of a softmax that is also an output: the softmax stays its own kernel
  * (forward), the fused kernel recomputes the probabilities from the logits. */
+/* A max-pool's backward masked by the relu before the pool (pool mask): the 2x2 vector
+ * path and the general one (3x3, stride 2, padding 1) fuse; a relu after the pool (its
+ * relu_grad comes before the pool's backward) and an average pool do not. */
+static const char *pooled =
+    "model p(x: f32[B, 2, 12, 10], y: label[B, 5]) {\n"
+    "    a = max_pool2d(relu(conv(x, 4, 3, padding = 1)), 2)\n"
+    "    b = max_pool2d(relu(conv(a, 3, 3, padding = 1)), 3, stride = 2, padding = 1)\n"
+    "    c = relu(max_pool2d(conv(b, 3, 1), 2))\n"
+    "    d = avg_pool2d(relu(conv(a, 2, 1)), 2)\n"
+    "    loss softmax_cross_entropy(dense(flatten(c), 5) + dense(flatten(d), 5), y)\n"
+    "}\n";
+
+static void test_plan_pool_mask(void **state) {
+  (void)state;
+  Compiled c = compile(pooled);
+  int counts[KERNEL__COUNT];
+  char desc[4096];
+  plan_of(c.grad, counts, desc, sizeof desc);
+  assert_int_equal(counts[KERNEL_POOL_MASK], 2);
+  assert_non_null(strstr(desc, "max_pool2d_bwd+relu_grad\n"));
+  assert_null(strstr(desc, "avg_pool2d_bwd+relu_grad"));
+  release(&c);
+}
+
 static const char *xent_out =
     "model h(x: f32[B, 7], y: label[B, 33]) {\n"
     "    output p = softmax(dense(x, 33))\n"
@@ -172,9 +196,9 @@ static int check_all(Compiled *c) {
 
 static void test_fused_code(void **state) {
   (void)state;
-  const char *srcs[4] = {mlp, lin, xent_out, cnn};
+  const char *srcs[5] = {mlp, lin, xent_out, cnn, pooled};
   int fails = 0;
-  for (int k = 0; k < 4; k++) {
+  for (int k = 0; k < 5; k++) {
     Compiled c = compile(srcs[k]);
     fails += check_all(&c);
     release(&c);
@@ -204,6 +228,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_plan_mlp),
       cmocka_unit_test(test_plan_counterexamples), cmocka_unit_test(test_plan_conv),
+      cmocka_unit_test(test_plan_pool_mask),
       cmocka_unit_test(test_fused_code),
       cmocka_unit_test(test_fused_code_parallel),
   };
