@@ -18,7 +18,8 @@
  *                      else register-blocked rows (rowconv_ok: stride 1, short rows)
  *   conv2d_bwd_data    images in the lanes (bl_floats: stride 1, C <= 12), else the
  *                      transposed convolution's rows (rowconv_ok), else im2col's GEMM
- *   conv2d_bwd_weight  register-blocked rows for few output channels (rowconv_ok)
+ *   conv2d_bwd_weight  register-blocked rows for few output channels (rowconv_ok), else
+ *                      the output channels in the lanes (lanes_nvo: half of them used)
  *
  * Threads: forward and backward-data split the batch into chunks of whole images (or
  * groups of W images in the lanes; each image is computed the same way whatever the
@@ -27,10 +28,12 @@
  * (the rows of col each chunk needs), or of MR-row panels when dW has too few columns,
  * every chunk running the images in order 0..B-1; the rows path splits the images
  * into the compile-time number of chunks and adds their partial sums in chunk order
- * (rowconv_bww). Either way the sums are the same on one thread or two.
+ * (rowconv_bww); the lanes path splits its taps in whole blocks, every chunk running the
+ * images in order (lanes_bww). Either way the sums are the same on one thread or two.
  * Each chunk has its own pack buffers and im2col buffer in the workspace (indexed by
  * chunk, cg_gemm_pack_floats each), sized by cg_gemm_pack_sizes for the model's
  * convolutions; nothing is allocated in the step. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "codegen/cg.h"
@@ -310,7 +313,8 @@ static bool rowconv_ok(Cg *cg, const Geom *g) {
   if (g->s != 1 || cg->W <= 1 || nvr > 2 || 2 * g->WO < nvr * cg->W) return false;
   if (g->op == OP_CONV2D) return g->O * nvr <= 24;
   /* backward-weights loads dy once per FMA: it wins only for few channels (measured:
-   * LeNet's c1, O = 6, 0.54 -> 0.22 ms; c2, O = 16, 0.38 -> 0.69 ms, so c2 keeps the GEMM) */
+   * LeNet's c1, O = 6, 0.54 -> 0.22 ms; c2, O = 16, 0.38 -> 0.69 ms, so c2 takes the
+   * channels in the lanes, lanes_bww) */
   return g->op == OP_CONV2D_BWD_WEIGHT && g->O * nvr <= 12;
 }
 
@@ -449,6 +453,249 @@ static void bww_rows_reduce(Cg *cg, const Geom *g, LLVMValueRef DW, LLVMValueRef
   LLVMValueRef tap = LLVMBuildSDiv(B, lt.iv, k64(cg, O), ""), o = LLVMBuildSRem(B, lt.iv, k64(cg, O), "");
   cg_store(cg, cg_hsum(cg, LLVMBuildLoad2(B, cg->t_vec, sum, "")), DW, add(cg, mul(cg, o, k64(cg, g->CKK)), tap));
   cg_loop_end(cg, &lt);
+}
+
+/* ---- backward-weights with the output channels in the lanes ---- */
+
+/* For many output channels (LeNet's c2: O = 16, C kh kw = 150, P = 100) the GEMM path
+ * pays im2col and packing per image for a product whose M = O is one register row, and
+ * the rows above load dy once per FMA. Here the output channels o go in the lanes (NVO
+ * = ceil(O / W) vectors) and the taps on the broadcast side:
+ *
+ *   acc[tap][o] += dyT[i Wo + j][o] * xpad[c][s i + d u][s j + d v]
+ *
+ * per output position (i, j) NVO vector loads of dy (transposed once per image into
+ * dyT [P][NVO W], lanes >= O zero) serve a block of taps of one input channel c, each
+ * one broadcast of the image (zero-padded into xpad once per image when p > 0, so no
+ * tap needs a bounds test; the taps are compile-time displacements from one pointer
+ * per position) and NVO FMAs: at NVO = 1 and a block of 25 taps, 26 loads for 25 FMAs
+ * (the broadcasts are the FMAs' memory operands), where the rows above loaded dy once
+ * per FMA. The accumulators (taps x NVO vectors, as many as the registers hold) sum one
+ * image from zero, then are added to the earlier images' sums in the chunk's buffer (as
+ * the GEMM path adds per-image products: f32 sums 100 + 64 deep for LeNet's c2, not 6400;
+ * one running sum moved LeNet's one-epoch MNIST accuracy from 98.14% to 97.97%); after
+ * the last image dW[o, tap] = acc[tap][o].
+ * The chunks split the units (c, block); every dW element is summed by one chunk in
+ * the order b, i, j, so the result does not depend on the split.
+ *
+ * Taken when at least half of the lanes are used (O >= NVO W / 2: measured faster than
+ * the GEMM path down to there, e.g. O = 8 and 17 at 16 lanes), NVO <= 4, a block holds
+ * at least 3 taps and vectors are at least 32 bytes; the buffer (acc [C kh kw][NVO W],
+ * dyT [P][NVO W], xpad [C][Hp][Wp]) is sized by cg_conv_bww_lanes_floats for every lane
+ * count the target may pick (bww_lanes_floats, through cg_conv_own_floats). */
+static int lanes_tmax(int nvo, int vbytes) { return ((vbytes >= 64 ? 32 : 16) - nvo - 2) / nvo; }
+
+/* the kernel's kk taps of one channel in nblk blocks: sizes base + (block < rem) */
+typedef struct {
+  int nblk, base, rem;
+} LanesBlocks;
+
+static LanesBlocks lanes_blocks_of(int64_t kk, int nvo, int vbytes) {
+  int64_t tmax = lanes_tmax(nvo, vbytes);
+  LanesBlocks r;
+  r.nblk = (int)((kk + tmax - 1) / tmax);
+  r.base = (int)(kk / r.nblk), r.rem = (int)(kk % r.nblk);
+  return r;
+}
+
+static int bww_lanes_nvo(int64_t O, int64_t kk, int W, int vbytes) {
+  /* not with 16-byte vectors: on x86-64-v2 (no FMA instruction, llvm.fma is a call per
+   * lane) LeNet's c1 took 8.8 ms this way against the GEMM path's 7.9 */
+  if (W < 2 || vbytes < 32) return 0;
+  int64_t nvo = (O + W - 1) / W;
+  if (nvo > 4 || 2 * O < nvo * W || lanes_tmax((int)nvo, vbytes) < 3) return 0;
+  return lanes_blocks_of(kk, (int)nvo, vbytes).base >= 3 ? (int)nvo : 0;
+}
+
+static int lanes_nvo(Cg *cg, const Geom *g) {
+  if (g->op != OP_CONV2D_BWD_WEIGHT || g->rowconv) return 0;
+  return bww_lanes_nvo(g->O, g->KH * g->KW, cg->W, cg->W * cg->esize);
+}
+
+static LanesBlocks lanes_blocks(Cg *cg, const Geom *g, int nvo) {
+  return lanes_blocks_of(g->KH * g->KW, nvo, cg->W * cg->esize);
+}
+
+/* the buffer's parts (elements from the chunk's buffer): acc, dyT, xpad; the total */
+static int64_t r16(int64_t x) { return (x + 15) / 16 * 16; }
+static int64_t lanes_layout(const Geom *g, int64_t nvw, int64_t *o_dyt, int64_t *o_xpad) {
+  *o_dyt = r16(g->CKK * nvw);
+  *o_xpad = *o_dyt + r16(g->P * nvw);
+  return *o_xpad + (g->p > 0 ? g->C * (g->H + 2 * g->p) * (g->W + 2 * g->p) : 0);
+}
+
+/* the buffer at the most, over the lane counts a target may pick (cg_conv_own_floats) */
+static int64_t bww_lanes_floats(Func *f, const Inst *in) {
+  const TensorType *xt = ir_vtype(f, in->args[0]), *yt = ir_vtype(f, in->args[1]);
+  const TensorType *kt = ir_vtype(f, (int32_t)(in - f->insts));
+  Geom g = {.op = OP_CONV2D_BWD_WEIGHT, .C = xt->dims[1], .H = xt->dims[2], .W = xt->dims[3], .O = kt->dims[0],
+            .KH = kt->dims[2], .KW = kt->dims[3], .HO = yt->dims[2], .WO = yt->dims[3], .s = in->iattr[0],
+            .p = in->iattr[1], .d = in->iattr[2]};
+  g.CKK = g.C * g.KH * g.KW, g.P = g.HO * g.WO;
+  int64_t most = 0, a, b;
+  for (int W = 2; W <= 16; W *= 2)
+    for (int vbytes = 16; vbytes <= 64; vbytes *= 2) {
+      int nvo = bww_lanes_nvo(g.O, g.KH * g.KW, W, vbytes);
+      int64_t n = nvo ? lanes_layout(&g, (int64_t)nvo * W, &a, &b) : 0;
+      if (n > most) most = n;
+    }
+  return most;
+}
+
+/* the first tap of unit k (channel k / nblk, block k % nblk) */
+static LLVMValueRef lanes_unit_tap(Cg *cg, const Geom *g, LanesBlocks lb, LLVMValueRef k) {
+  LLVMValueRef c = LLVMBuildSDiv(cg->B, k, k64(cg, lb.nblk), ""), q = LLVMBuildSRem(cg->B, k, k64(cg, lb.nblk), "");
+  LLVMValueRef t = add(cg, mul(cg, q, k64(cg, lb.base)), cg_min_i64(cg, q, k64(cg, lb.rem)));
+  return add(cg, mul(cg, c, k64(cg, g->KH * g->KW)), t);
+}
+
+/* dyT[p][q W + r] = dy_b[q W + r][p] (0 for channels >= O): W x W blocks transposed in
+ * registers, log2 W stages of two-vector shuffles (stage h swaps the off-diagonal h x h
+ * blocks of every 2h x 2h block) */
+static void lanes_transpose(Cg *cg, const Geom *g, int nvo, LLVMValueRef yb, LLVMValueRef dyt) {
+  LLVMBuilderRef B = cg->B;
+  int Wl = cg->W;
+  int64_t nvw = (int64_t)nvo * Wl, nfull = g->P / Wl, tail = g->P % Wl;
+  for (int q = 0; q < nvo; q++)
+    for (int part = 0; part < 2; part++) {
+      if (part == 0 && nfull == 0) continue;
+      if (part == 1 && tail == 0) continue;
+      CgLoop l = {0};
+      LLVMValueRef p0 = k64(cg, nfull * Wl);
+      if (part == 0) l = cg_loop_begin(cg, k64(cg, 0), k64(cg, nfull * Wl), k64(cg, Wl)), p0 = l.iv;
+      LLVMValueRef m = part == 1 ? lanes_in(cg, k64(cg, 0), k64(cg, 0), k64(cg, tail)) : NULL;
+      LLVMValueRef v[16];
+      for (int r = 0; r < Wl; r++) {
+        int64_t o = (int64_t)q * Wl + r;
+        LLVMValueRef idx = add(cg, k64(cg, o * g->P), p0);
+        v[r] = o >= g->O ? cg_fconst(cg, cg->t_vec, 0.0) : m ? mload(cg, fptr(cg, yb, idx), m) : cg_load(cg, cg->t_vec, yb, idx);
+      }
+      for (int h = Wl / 2; h >= 1; h /= 2)
+        for (int a = 0; a < Wl; a++) {
+          if (a & h) continue;
+          LLVMValueRef lo[16], hi[16];
+          for (int k = 0; k < Wl; k++) {
+            lo[k] = cg_i32(cg, k & h ? Wl + k - h : k);
+            hi[k] = cg_i32(cg, k & h ? Wl + k : k + h);
+          }
+          LLVMValueRef na = LLVMBuildShuffleVector(B, v[a], v[a + h], LLVMConstVector(lo, (unsigned)Wl), "");
+          LLVMValueRef nb = LLVMBuildShuffleVector(B, v[a], v[a + h], LLVMConstVector(hi, (unsigned)Wl), "");
+          v[a] = na, v[a + h] = nb;
+        }
+      for (int k = 0; k < (part == 1 ? tail : Wl); k++)
+        cg_store(cg, v[k], dyt, add(cg, mul(cg, add(cg, p0, k64(cg, k)), k64(cg, nvw)), k64(cg, (int64_t)q * Wl)));
+      if (part == 0) cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+    }
+}
+
+/* one block of taps [tb, tb + S) of channel c (row-major (u, v)) for one image: xc is
+ * the channel's (padded) image, rows of xw elements */
+static void lanes_block(Cg *cg, const Geom *g, int nvo, int tb, int S, LLVMValueRef xc, int64_t xw, LLVMValueRef dyt,
+                        LLVMValueRef first, LLVMValueRef abase) {
+  LLVMBuilderRef B = cg->B;
+  int Wl = cg->W;
+  int64_t nvw = (int64_t)nvo * Wl;
+  LLVMValueRef a[32][4];
+  int64_t disp[32];
+  for (int t = 0; t < S; t++) {
+    int64_t u = (tb + t) / g->KW, v = (tb + t) % g->KW;
+    disp[t] = g->d * u * xw + g->d * v;
+    for (int q = 0; q < nvo; q++) {
+      a[t][q] = cg_alloca(cg, cg->t_vec, "lacc");
+      LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0.0), a[t][q]);
+    }
+  }
+  CgLoop li = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->HO), k64(cg, 1));
+  LLVMValueRef xrow = fptr(cg, xc, mul(cg, li.iv, k64(cg, g->s * xw)));
+  LLVMValueRef yrow = fptr(cg, dyt, mul(cg, li.iv, k64(cg, g->WO * nvw)));
+  CgLoop lj = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->WO), k64(cg, 1));
+  LLVMValueRef xp = fptr(cg, xrow, mul(cg, lj.iv, k64(cg, g->s)));
+  LLVMValueRef yp = fptr(cg, yrow, mul(cg, lj.iv, k64(cg, nvw)));
+  LLVMValueRef yv[4];
+  for (int q = 0; q < nvo; q++) yv[q] = cg_load(cg, cg->t_vec, yp, k64(cg, q * Wl));
+  for (int t = 0; t < S; t++) {
+    LLVMValueRef xs = cg_splat(cg, cg_load(cg, cg->t_f32, xp, k64(cg, disp[t])), cg->t_vec);
+    for (int q = 0; q < nvo; q++) {
+      LLVMValueRef fa[3] = {yv[q], xs, LLVMBuildLoad2(B, cg->t_vec, a[t][q], "")};
+      LLVMBuildStore(B, cg_intrinsic(cg, "llvm.fma", cg->t_vec, fa, 3), a[t][q]);
+    }
+  }
+  cg_loop_end_hint(cg, &lj, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end_hint(cg, &li, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  /* the image's sums added to the earlier images' (as the GEMM path's per-image
+   * products: 100 + 64 additions deep for LeNet's c2, not 6400) */
+  for (int t = 0; t < S; t++)
+    for (int q = 0; q < nvo; q++) {
+      LLVMValueRef v = LLVMBuildLoad2(B, cg->t_vec, a[t][q], "");
+      LLVMValueRef old = cg_load(cg, cg->t_vec, abase, k64(cg, t * nvw + q * Wl));
+      v = LLVMBuildSelect(B, first, v, LLVMBuildFAdd(B, old, v, ""), "");
+      cg_store(cg, v, abase, k64(cg, t * nvw + q * Wl));
+    }
+}
+
+/* the chunk's units [k0, k1) of C x blocks; buf: the chunk's buffer (lanes_layout) */
+static void lanes_bww(Cg *cg, const Geom *g, int nvo, LLVMValueRef X, LLVMValueRef DY, LLVMValueRef DW, LLVMValueRef Bn,
+                      LLVMValueRef buf, LLVMValueRef k0, LLVMValueRef k1) {
+  LLVMBuilderRef B = cg->B;
+  int Wl = cg->W;
+  int64_t nvw = (int64_t)nvo * Wl, o_dyt, o_xpad, Hp = g->H + 2 * g->p, Wp = g->W + 2 * g->p;
+  lanes_layout(g, nvw, &o_dyt, &o_xpad);
+  LLVMValueRef acc = buf, dyt = fptr(cg, buf, k64(cg, o_dyt)), xpad = fptr(cg, buf, k64(cg, o_xpad));
+  LanesBlocks lb = lanes_blocks(cg, g, nvo);
+  LLVMValueRef nonempty = LLVMBuildICmp(B, LLVMIntSLT, k0, k1, "");
+  LLVMBasicBlockRef jne = cg_if_begin(cg, nonempty);
+  LLVMValueRef t0 = lanes_unit_tap(cg, g, lb, k0), t1 = lanes_unit_tap(cg, g, lb, k1);
+  /* the channels [c0, c1) the units read */
+  LLVMValueRef c0 = LLVMBuildSDiv(B, k0, k64(cg, lb.nblk), "");
+  LLVMValueRef c1 = add(cg, LLVMBuildSDiv(B, sub(cg, k1, k64(cg, 1)), k64(cg, lb.nblk), ""), k64(cg, 1));
+  CgLoop lbi = cg_loop_begin(cg, k64(cg, 0), Bn, k64(cg, 1));
+  LLVMValueRef xb = fptr(cg, X, mul(cg, lbi.iv, k64(cg, g->C * g->H * g->W)));
+  LLVMValueRef yb = fptr(cg, DY, mul(cg, lbi.iv, k64(cg, g->O * g->P)));
+  LLVMValueRef first = LLVMBuildICmp(B, LLVMIntEQ, lbi.iv, k64(cg, 0), "");
+  lanes_transpose(cg, g, nvo, yb, dyt);
+  LLVMValueRef ximg = xb;
+  if (g->p > 0) {   /* the channels' interiors into xpad, its border zeroed at the first image */
+    LLVMBasicBlockRef jz = cg_if_begin(cg, first);
+    seg(cg, 0, fptr(cg, xpad, mul(cg, c0, k64(cg, Hp * Wp))), NULL, mul(cg, sub(cg, c1, c0), k64(cg, Hp * Wp)));
+    cg_if_end(cg, jz);
+    CgLoop lc = cg_loop_begin(cg, c0, c1, k64(cg, 1));
+    CgLoop lh = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->H), k64(cg, 1));
+    LLVMValueRef src = fptr(cg, xb, mul(cg, add(cg, mul(cg, lc.iv, k64(cg, g->H)), lh.iv), k64(cg, g->W)));
+    LLVMValueRef dst = fptr(cg, xpad, add(cg, mul(cg, add(cg, mul(cg, lc.iv, k64(cg, Hp)), add(cg, lh.iv, k64(cg, g->p))), k64(cg, Wp)), k64(cg, g->p)));
+    seg(cg, 1, dst, src, k64(cg, g->W));
+    cg_loop_end(cg, &lh);
+    cg_loop_end(cg, &lc);
+    ximg = xpad;
+  }
+  CgLoop lk = cg_loop_begin(cg, k0, k1, k64(cg, 1));
+  LLVMValueRef c = LLVMBuildSDiv(B, lk.iv, k64(cg, lb.nblk), ""), q = LLVMBuildSRem(B, lk.iv, k64(cg, lb.nblk), "");
+  LLVMValueRef xc = fptr(cg, ximg, mul(cg, c, k64(cg, Hp * Wp)));
+  LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "lanesjoin");
+  LLVMBasicBlockRef *cases = malloc(sizeof *cases * (size_t)lb.nblk);
+  for (int k = 0; k < lb.nblk; k++) cases[k] = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "lanesblk");
+  LLVMValueRef sw = LLVMBuildSwitch(B, q, cases[0], (unsigned)lb.nblk - 1);
+  for (int k = 1; k < lb.nblk; k++) LLVMAddCase(sw, k64(cg, k), cases[k]);
+  for (int k = 0; k < lb.nblk; k++) {
+    LLVMPositionBuilderAtEnd(B, cases[k]);
+    int tb = k * lb.base + (k < lb.rem ? k : lb.rem), S = lb.base + (k < lb.rem);
+    LLVMValueRef abase = fptr(cg, acc, mul(cg, sub(cg, add(cg, mul(cg, c, k64(cg, g->KH * g->KW)), k64(cg, tb)), t0), k64(cg, nvw)));
+    lanes_block(cg, g, nvo, tb, S, xc, Wp, dyt, first, abase);
+    LLVMBuildBr(B, join);
+  }
+  free(cases);
+  LLVMPositionBuilderAtEnd(B, join);
+  cg_loop_end_hint(cg, &lk, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end(cg, &lbi);
+  /* dW[o, tap] = acc[tap][o] (0 without an image) */
+  LLVMValueRef any = LLVMBuildICmp(B, LLVMIntSGT, Bn, k64(cg, 0), "");
+  CgLoop lt = cg_loop_begin(cg, t0, t1, k64(cg, 1));
+  LLVMValueRef ab = fptr(cg, acc, mul(cg, sub(cg, lt.iv, t0), k64(cg, nvw)));
+  for (int64_t o = 0; o < g->O; o++) {
+    LLVMValueRef v = cg_load(cg, cg->t_f32, ab, k64(cg, o));
+    cg_store(cg, LLVMBuildSelect(B, any, v, cg_fconst(cg, cg->t_f32, 0.0), ""), DW, add(cg, k64(cg, o * g->CKK), lt.iv));
+  }
+  cg_loop_end(cg, &lt);
+  cg_if_end(cg, jne);
 }
 
 static LLVMValueRef ew1(Cg *cg, Op op, LLVMValueRef a) {
@@ -837,6 +1084,7 @@ int64_t cg_conv_own_floats(Func *f, const Inst *in) {
     int64_t pad = p > 0 ? C * (xt->dims[2] + 2 * p) * (xt->dims[3] + 2 * p) : 0;
     return CKK * ((O + 15) / 16 * 16) + pad;
   }
+  if (in->op == OP_CONV2D_BWD_WEIGHT) return bww_lanes_floats(f, in);
   return bl_floats((Op)in->op, C, O, yt->dims[2], yt->dims[3], in->iattr[0], direct);
 }
 
@@ -918,6 +1166,11 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
     LLVMValueRef b0, b1;
     chunk_range(cg, l.iv, nch, Bn, 1, &b0, &b1);
     rowconv_bww(cg, g, X, Y, col, b0, b1);
+  } else if (lanes_nvo(cg, g)) {
+    int nvo = lanes_nvo(cg, g);
+    LLVMValueRef k0, k1;
+    chunk_range(cg, l.iv, nch, k64(cg, g->C * lanes_blocks(cg, g, nvo).nblk), 1, &k0, &k1);
+    lanes_bww(cg, g, nvo, X, Y, K, Bn, col, k0, k1);
   } else {
     LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntNE, f[CX_SPLITM], z, "");
     LLVMValueRef sm, em, sn, en;
@@ -996,6 +1249,8 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
     nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, k64(cg, 1), ""), k64(cg, 1), nch, "");
   } else if (g.rowconv) {   /* the images in gemm_chunks parts, whatever the threads (bww_rows_reduce) */
     nch = k64(cg, cg->gemm_chunks);
+  } else if (lanes_nvo(cg, &g)) {   /* whole blocks of taps */
+    nch = cg_min_i64(cg, nth, k64(cg, g.C * lanes_blocks(cg, &g, lanes_nvo(cg, &g)).nblk));
   } else {
     /* as the products: along dW's columns unless they have fewer than 2 panels per
      * chunk, then along its rows; one chunk if neither has */

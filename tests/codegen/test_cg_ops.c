@@ -360,9 +360,19 @@ static void test_f64_pooling(void **state) {
  * the transposed padding is -1); with 14 channels on rows of 12 it takes the transposed
  * convolution's rows at 16 lanes (C x vectors per row <= 24), the GEMM at 8 and 4.
  * LeNet's c2 (case 14) also runs at batch 37: three groups of 16 images (the last of
- * 5), split over two chunks on two threads. Batch 3 and 5: chunks of unequal images. The cases over 2^20
- * multiply-adds run split across two chunks with two threads (forward and backward-data
- * over images, backward-weights over dW's columns or rows, or taps), and on one. */
+ * 5), split over two chunks on two threads. Backward-weights with the output channels
+ * in the lanes (at least half of them used, at most 4 vectors, blocks of at least 3
+ * taps, vectors of 32 or 64 bytes) takes at 16 lanes LeNet's c2 (O = 16), the cases
+ * with 17 (2 vectors) and 33 output channels (3 vectors: 25 taps in blocks of 9 + 8 +
+ * 8), the forward's cases above and the last five: O = 16 with stride 2 and padding, 13
+ * with dilation 2, 31 (2 vectors) with stride 2, dilation 2 and a 3 x 2 kernel, 47 (3
+ * vectors, 15 units on two chunks split inside a channel), 11 with stride 2; at 8 lanes
+ * (AVX2) those with 6 to 17 output channels the rows do not take (17: 3 vectors, blocks
+ * of 3 taps); in f64 with AVX2 (4 lanes) those with 3 to 7 (stride 2 with dilation 2,
+ * padding, two chunks); not with 16-byte vectors (SSE). Batch 3 and 5: chunks of
+ * unequal images. The cases over 2^20 multiply-adds run split across two chunks with
+ * two threads (forward and backward-data over images, backward-weights over dW's
+ * columns or rows, or taps), and on one. */
 static void test_conv(void **state) {
   (void)state;
   static const struct { int64_t c, o, h, w, kh, kw, s, p, d; } cases[] = {
@@ -373,6 +383,8 @@ static void test_conv(void **state) {
       {3, 3, 48, 48, 3, 3, 1, 1, 1}, {1, 6, 28, 28, 5, 5, 1, 2, 1},  {6, 16, 14, 14, 5, 5, 1, 0, 1},
       {7, 6, 30, 30, 5, 5, 1, 2, 1},  {2, 5, 12, 20, 1, 7, 1, 3, 2}, {5, 16, 13, 11, 3, 3, 2, 1, 1},
       {3, 13, 12, 30, 3, 3, 1, 2, 2}, {2, 5, 9, 9, 3, 3, 1, 3, 1},   {14, 3, 9, 12, 3, 3, 1, 1, 1},
+      {8, 16, 33, 33, 3, 3, 2, 1, 1}, {4, 13, 30, 30, 3, 3, 1, 2, 2}, {3, 31, 20, 20, 3, 2, 2, 1, 2},
+      {5, 47, 14, 14, 5, 5, 1, 0, 1}, {6, 11, 12, 12, 5, 5, 2, 2, 1},
   };
   int fails = 0;
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
