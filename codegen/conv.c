@@ -542,12 +542,6 @@ static int64_t bww_lanes_floats(Func *f, const Inst *in) {
   return most;
 }
 
-/* the first tap of unit k (channel k / nblk, block k % nblk) */
-static LLVMValueRef lanes_unit_tap(Cg *cg, const Geom *g, LanesBlocks lb, LLVMValueRef k) {
-  LLVMValueRef c = LLVMBuildSDiv(cg->B, k, k64(cg, lb.nblk), ""), q = LLVMBuildSRem(cg->B, k, k64(cg, lb.nblk), "");
-  LLVMValueRef t = add(cg, mul(cg, q, k64(cg, lb.base)), cg_min_i64(cg, q, k64(cg, lb.rem)));
-  return add(cg, mul(cg, c, k64(cg, g->KH * g->KW)), t);
-}
 
 /* v[r][l] <- v[l][r]: a W x W block transposed in registers, log2 W stages of
  * two-vector shuffles (stage h swaps the off-diagonal h x h blocks of every 2h x 2h
@@ -640,24 +634,19 @@ static void lanes_block(Cg *cg, const Geom *g, int nvo, int tb, int S, LLVMValue
 }
 
 /* the chunk's units [k0, k1) of C x blocks; buf: the chunk's buffer (lanes_layout) */
-static void lanes_bww(Cg *cg, const Geom *g, int nvo, LLVMValueRef X, LLVMValueRef DY, LLVMValueRef DW, LLVMValueRef Bn,
-                      LLVMValueRef buf, LLVMValueRef k0, LLVMValueRef k1) {
+static void lanes_bww(Cg *cg, const Geom *g, int nvo, LLVMValueRef X, LLVMValueRef DY, LLVMValueRef buf,
+                      LLVMValueRef b0, LLVMValueRef b1) {
   LLVMBuilderRef B = cg->B;
   int Wl = cg->W;
   int64_t nvw = (int64_t)nvo * Wl, o_dyt, o_xpad, Hp = g->H + 2 * g->p, Wp = g->W + 2 * g->p;
   lanes_layout(g, nvw, &o_dyt, &o_xpad);
   LLVMValueRef acc = buf, dyt = fptr(cg, buf, k64(cg, o_dyt)), xpad = fptr(cg, buf, k64(cg, o_xpad));
   LanesBlocks lb = lanes_blocks(cg, g, nvo);
-  LLVMValueRef nonempty = LLVMBuildICmp(B, LLVMIntSLT, k0, k1, "");
-  LLVMBasicBlockRef jne = cg_if_begin(cg, nonempty);
-  LLVMValueRef t0 = lanes_unit_tap(cg, g, lb, k0), t1 = lanes_unit_tap(cg, g, lb, k1);
-  /* the channels [c0, c1) the units read */
-  LLVMValueRef c0 = LLVMBuildSDiv(B, k0, k64(cg, lb.nblk), "");
-  LLVMValueRef c1 = add(cg, LLVMBuildSDiv(B, sub(cg, k1, k64(cg, 1)), k64(cg, lb.nblk), ""), k64(cg, 1));
-  CgLoop lbi = cg_loop_begin(cg, k64(cg, 0), Bn, k64(cg, 1));
+  LLVMValueRef k0 = k64(cg, 0), k1 = k64(cg, g->C * lb.nblk), c0 = k64(cg, 0), c1 = k64(cg, g->C);
+  CgLoop lbi = cg_loop_begin(cg, b0, b1, k64(cg, 1));
   LLVMValueRef xb = fptr(cg, X, mul(cg, lbi.iv, k64(cg, g->C * g->H * g->W)));
   LLVMValueRef yb = fptr(cg, DY, mul(cg, lbi.iv, k64(cg, g->O * g->P)));
-  LLVMValueRef first = LLVMBuildICmp(B, LLVMIntEQ, lbi.iv, k64(cg, 0), "");
+  LLVMValueRef first = LLVMBuildICmp(B, LLVMIntEQ, lbi.iv, b0, "");
   lanes_transpose(cg, g, nvo, yb, dyt);
   LLVMValueRef ximg = xb;
   if (g->p > 0) {   /* the channels' interiors into xpad, its border zeroed at the first image */
@@ -684,7 +673,7 @@ static void lanes_bww(Cg *cg, const Geom *g, int nvo, LLVMValueRef X, LLVMValueR
   for (int k = 0; k < lb.nblk; k++) {
     LLVMPositionBuilderAtEnd(B, cases[k]);
     int tb = k * lb.base + (k < lb.rem ? k : lb.rem), S = lb.base + (k < lb.rem);
-    LLVMValueRef abase = fptr(cg, acc, mul(cg, sub(cg, add(cg, mul(cg, c, k64(cg, g->KH * g->KW)), k64(cg, tb)), t0), k64(cg, nvw)));
+    LLVMValueRef abase = fptr(cg, acc, mul(cg, add(cg, mul(cg, c, k64(cg, g->KH * g->KW)), k64(cg, tb)), k64(cg, nvw)));
     lanes_block(cg, g, nvo, tb, S, xc, Wp, dyt, first, abase);
     LLVMBuildBr(B, join);
   }
@@ -692,16 +681,29 @@ static void lanes_bww(Cg *cg, const Geom *g, int nvo, LLVMValueRef X, LLVMValueR
   LLVMPositionBuilderAtEnd(B, join);
   cg_loop_end_hint(cg, &lk, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
   cg_loop_end(cg, &lbi);
-  /* dW[o, tap] = acc[tap][o] (0 without an image) */
-  LLVMValueRef any = LLVMBuildICmp(B, LLVMIntSGT, Bn, k64(cg, 0), "");
-  CgLoop lt = cg_loop_begin(cg, t0, t1, k64(cg, 1));
-  LLVMValueRef ab = fptr(cg, acc, mul(cg, sub(cg, lt.iv, t0), k64(cg, nvw)));
-  for (int64_t o = 0; o < g->O; o++) {
-    LLVMValueRef v = cg_load(cg, cg->t_f32, ab, k64(cg, o));
-    cg_store(cg, LLVMBuildSelect(B, any, v, cg_fconst(cg, cg->t_f32, 0.0), ""), DW, add(cg, k64(cg, o * g->CKK), lt.iv));
-  }
+}
+
+/* After the chunks: dW[o, tap] = the chunks' acc[tap][o] added in chunk order (chunks
+ * without an image skipped; 0 when none had one), as bww_rows_reduce. */
+static void bww_lanes_reduce(Cg *cg, const Geom *g, int nvo, LLVMValueRef DW, LLVMValueRef Bn, LLVMValueRef nch) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef stride = k64(cg, cg_gemm_pack_floats(cg)), cofs = k64(cg, cg->pack_a_floats + cg->pack_b_floats);
+  LLVMValueRef sum = cg_alloca(cg, cg->t_f32, "bwwlsum");
+  CgLoop lt = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->CKK), k64(cg, 1));
+  CgLoop lo = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->O), k64(cg, 1));
+  LLVMBuildStore(B, cg_fconst(cg, cg->t_f32, 0.0), sum);
+  CgLoop lc = cg_loop_begin(cg, k64(cg, 0), nch, k64(cg, 1));
+  LLVMValueRef b0, b1;
+  chunk_range(cg, lc.iv, nch, Bn, 1, &b0, &b1);
+  LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntSLT, b0, b1, ""));
+  LLVMValueRef acc = fptr(cg, cg->gemm_pack, add(cg, mul(cg, lc.iv, stride), cofs));
+  LLVMValueRef v = cg_load(cg, cg->t_f32, acc, add(cg, mul(cg, lt.iv, k64(cg, (int64_t)nvo * cg->W)), lo.iv));
+  LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->t_f32, sum, ""), v, ""), sum);
+  cg_if_end(cg, join);
+  cg_loop_end(cg, &lc);
+  cg_store(cg, LLVMBuildLoad2(B, cg->t_f32, sum, ""), DW, add(cg, mul(cg, lo.iv, k64(cg, g->CKK)), lt.iv));
+  cg_loop_end(cg, &lo);
   cg_loop_end(cg, &lt);
-  cg_if_end(cg, jne);
 }
 
 static LLVMValueRef ew1(Cg *cg, Op op, LLVMValueRef a) {
@@ -1176,10 +1178,9 @@ static LLVMValueRef build_task(Cg *cg, const Geom *g) {
     chunk_range(cg, l.iv, nch, Bn, 1, &b0, &b1);
     rowconv_bww(cg, g, X, Y, col, b0, b1);
   } else if (lanes_nvo(cg, g)) {
-    int nvo = lanes_nvo(cg, g);
-    LLVMValueRef k0, k1;
-    chunk_range(cg, l.iv, nch, k64(cg, g->C * lanes_blocks(cg, g, nvo).nblk), 1, &k0, &k1);
-    lanes_bww(cg, g, nvo, X, Y, K, Bn, col, k0, k1);
+    LLVMValueRef b0, b1;
+    chunk_range(cg, l.iv, nch, Bn, 1, &b0, &b1);
+    lanes_bww(cg, g, lanes_nvo(cg, g), X, Y, col, b0, b1);
   } else {
     LLVMValueRef splitm = LLVMBuildICmp(B, LLVMIntNE, f[CX_SPLITM], z, "");
     LLVMValueRef sm, em, sn, en;
@@ -1258,8 +1259,8 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
     nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, k64(cg, 1), ""), k64(cg, 1), nch, "");
   } else if (g.rowconv) {   /* the images in gemm_chunks parts, whatever the threads (bww_rows_reduce) */
     nch = k64(cg, cg->gemm_chunks);
-  } else if (lanes_nvo(cg, &g)) {   /* whole blocks of taps */
-    nch = cg_min_i64(cg, nth, k64(cg, g.C * lanes_blocks(cg, &g, lanes_nvo(cg, &g)).nblk));
+  } else if (lanes_nvo(cg, &g)) {   /* the images in gemm_chunks parts, as the rows */
+    nch = k64(cg, cg->gemm_chunks);
   } else {
     /* as the products: along dW's columns unless they have fewer than 2 panels per
      * chunk, then along its rows; one chunk if neither has */
@@ -1284,11 +1285,12 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
                                   e->mean, e->rstd, e->gamma, e->beta};
   for (int i = 0; i < CX__COUNT; i++)
     LLVMBuildStore(B, vals[i] ? vals[i] : nul, LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
-  if (op == OP_CONV2D_BWD_WEIGHT && g.rowconv) {
+  if (op == OP_CONV2D_BWD_WEIGHT && (g.rowconv || lanes_nvo(cg, &g))) {
     LLVMValueRef par = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGT, nth, k64(cg, 1), ""),
                                     LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), ""), "");
     cg_run_task(cg, par, nch, k64(cg, 1), task, ctx, nch);
-    bww_rows_reduce(cg, &g, Kp, Bn, nch);
+    if (g.rowconv) bww_rows_reduce(cg, &g, Kp, Bn, nch);
+    else bww_lanes_reduce(cg, &g, lanes_nvo(cg, &g), Kp, Bn, nch);
     return;
   }
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), "");
