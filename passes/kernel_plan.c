@@ -59,7 +59,9 @@
  *                g = relu_grad(p, h)                h read by g alone
  *                -> one pass: dy reaches only each window's argmax, where p > 0
  *                exactly when x = relu(p) > 0, i.e. when the window's max is > 0; the
- *                pooling kernel masks with its own max (h internal, p not read).
+ *                pooling kernel masks with its own max (h internal, p not read: that
+ *                read keeps no buffer, so p is internal to its conv when nothing else
+ *                reads it, and the conv's epilogue stores relu(p) alone).
  *
  * A kernel never mixes what the loss alone needs with what an output needs. Each sink
  * (the copy of an output, the loss or a gradient out of the workspace; nothing for a
@@ -423,6 +425,13 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
    * counted as nuses counts them; a sink reader is never in a group). The loss rows of
    * softmax-CE always get a buffer: the kernel writes them. */
   int32_t *inside = arena_alloc(a, (size_t)(n + 1) * sizeof *inside);
+  /* a pool mask's relu_grad never loads its mask operand p (the pooling's max decides):
+   * that read keeps no buffer for p, so a conv's epilogue stops storing the value before
+   * its relu when backward read it for nothing else */
+  for (int g = 0; g < ng; g++)
+    if (gkind[g] == KERNEL_POOL_MASK)
+      for (int32_t k = gstart[g]; k < gstart[g + 1]; k++)
+        if (f->insts[mem[k]].op == OP_RELU_GRAD) c.nuses[f->insts[mem[k]].args[0]]--;
   for (int g = 0; g < ng; g++) {
     if (gkind[g] < KERNEL_GEMM) continue;
     for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
@@ -616,7 +625,8 @@ bool kernel_plan_verify(const KernelPlan *p, const char *what) {
       int32_t v = in->args[k];
       if (p->computed[v] && (seen[v] < 0 || seen[v] > seen[i]))
         BAD("%%%d (kernel %d) reads %%%d, which kernel %d computes later", i, seen[i], v, seen[v]);
-      if (p->internal[v] && seen[v] != seen[i])
+      bool unread = p->kind[seen[i]] == KERNEL_POOL_MASK && in->op == OP_RELU_GRAD && k == 0;   /* not loaded */
+      if (p->internal[v] && seen[v] != seen[i] && !unread)
         BAD("%%%d (kernel %d) reads %%%d, internal to kernel %d", i, seen[i], v, seen[v]);
       if (!p->live[v]) BAD("%%%d reads %%%d, which is not live", i, v);
     }
