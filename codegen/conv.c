@@ -329,7 +329,7 @@ static bool rowconv_ok(Cg *cg, const Geom *g) {
  * on one): each keeps the O vector partial sums of every tap in its buffer (acc:
  * [tap][o][W], O C kh kw W elements), loaded per image and group, the rows added (one
  * masked load of the image row per tap and row, used by all O channels), stored back;
- * then bww_rows_reduce adds the chunks' sums in chunk order and across the lanes into
+ * then bww_reduce adds the chunks' sums in chunk order and across the lanes into
  * dW. The chunks are the compile-time gemm_chunks whatever the threads at run time, so
  * the result does not depend on the thread count. */
 typedef struct {
@@ -394,7 +394,7 @@ static void rowconv_bww_group(Cg *cg, const Geom *g, int S, LLVMValueRef xb, LLV
 }
 
 /* the chunk's images [b0, b1), every unit (C kh x groups); the partial sums stay in
- * the chunk's acc (bww_rows_reduce adds the chunks') */
+ * the chunk's acc (bww_reduce adds the chunks') */
 static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, LLVMValueRef acc, LLVMValueRef b0,
                         LLVMValueRef b1) {
   LLVMBuilderRef B = cg->B;
@@ -430,28 +430,33 @@ static void rowconv_bww(Cg *cg, const Geom *g, LLVMValueRef X, LLVMValueRef DY, 
   cg_loop_end(cg, &lb);
 }
 
-/* After the chunks: dW[o, tap] = the lanes' sum of the chunks' partial sums, added in
- * chunk order (chunks without an image skipped; 0 when no chunk had one). The chunks
- * are the compile-time gemm_chunks whatever the threads at run time, so the result
- * does not depend on them. */
-static void bww_rows_reduce(Cg *cg, const Geom *g, LLVMValueRef DW, LLVMValueRef Bn, LLVMValueRef nch) {
+/* After the chunks of a backward-weights split over images: dW[o, tap] = the chunks'
+ * partial sums added in chunk order (chunks without an image skipped; 0 when no chunk
+ * had one). The rows keep a vector per (tap, o) at (tap O + o) W, summed across its
+ * lanes at the end (vec); the lanes path one float at tap tstride + o. The chunks are
+ * the compile-time gemm_chunks whatever the threads at run time, so the result does not
+ * depend on them. */
+static void bww_reduce(Cg *cg, const Geom *g, bool vec, int64_t tstride, LLVMValueRef DW, LLVMValueRef Bn,
+                       LLVMValueRef nch) {
   LLVMBuilderRef B = cg->B;
-  int Wl = cg->W, O = (int)g->O;
+  LLVMTypeRef T = vec ? cg->t_vec : cg->t_f32;
   LLVMValueRef stride = k64(cg, cg_gemm_pack_floats(cg)), cofs = k64(cg, cg->pack_a_floats + cg->pack_b_floats);
-  LLVMValueRef sum = cg_alloca(cg, cg->t_vec, "bwwsum");
-  CgLoop lt = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->CKK * O), k64(cg, 1));   /* (tap, o) */
-  LLVMBuildStore(B, cg_fconst(cg, cg->t_vec, 0.0), sum);
+  LLVMValueRef sum = cg_alloca(cg, T, "bwwsum");
+  CgLoop lt = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->CKK), k64(cg, 1));
+  CgLoop lo = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->O), k64(cg, 1));
+  LLVMBuildStore(B, cg_fconst(cg, T, 0.0), sum);
   CgLoop lc = cg_loop_begin(cg, k64(cg, 0), nch, k64(cg, 1));
   LLVMValueRef b0, b1;
   chunk_range(cg, lc.iv, nch, Bn, 1, &b0, &b1);
   LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntSLT, b0, b1, ""));
   LLVMValueRef acc = fptr(cg, cg->gemm_pack, add(cg, mul(cg, lc.iv, stride), cofs));
-  LLVMValueRef v = cg_load(cg, cg->t_vec, acc, mul(cg, lt.iv, k64(cg, Wl)));
-  LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->t_vec, sum, ""), v, ""), sum);
+  LLVMValueRef at = add(cg, mul(cg, lt.iv, k64(cg, tstride)), mul(cg, lo.iv, k64(cg, vec ? cg->W : 1)));
+  LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, T, sum, ""), cg_load(cg, T, acc, at), ""), sum);
   cg_if_end(cg, join);
   cg_loop_end(cg, &lc);
-  LLVMValueRef tap = LLVMBuildSDiv(B, lt.iv, k64(cg, O), ""), o = LLVMBuildSRem(B, lt.iv, k64(cg, O), "");
-  cg_store(cg, cg_hsum(cg, LLVMBuildLoad2(B, cg->t_vec, sum, "")), DW, add(cg, mul(cg, o, k64(cg, g->CKK)), tap));
+  LLVMValueRef v = LLVMBuildLoad2(B, T, sum, "");
+  cg_store(cg, vec ? cg_hsum(cg, v) : v, DW, add(cg, mul(cg, lo.iv, k64(cg, g->CKK)), lt.iv));
+  cg_loop_end(cg, &lo);
   cg_loop_end(cg, &lt);
 }
 
@@ -681,29 +686,6 @@ static void lanes_bww(Cg *cg, const Geom *g, int nvo, LLVMValueRef X, LLVMValueR
   LLVMPositionBuilderAtEnd(B, join);
   cg_loop_end_hint(cg, &lk, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
   cg_loop_end(cg, &lbi);
-}
-
-/* After the chunks: dW[o, tap] = the chunks' acc[tap][o] added in chunk order (chunks
- * without an image skipped; 0 when none had one), as bww_rows_reduce. */
-static void bww_lanes_reduce(Cg *cg, const Geom *g, int nvo, LLVMValueRef DW, LLVMValueRef Bn, LLVMValueRef nch) {
-  LLVMBuilderRef B = cg->B;
-  LLVMValueRef stride = k64(cg, cg_gemm_pack_floats(cg)), cofs = k64(cg, cg->pack_a_floats + cg->pack_b_floats);
-  LLVMValueRef sum = cg_alloca(cg, cg->t_f32, "bwwlsum");
-  CgLoop lt = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->CKK), k64(cg, 1));
-  CgLoop lo = cg_loop_begin(cg, k64(cg, 0), k64(cg, g->O), k64(cg, 1));
-  LLVMBuildStore(B, cg_fconst(cg, cg->t_f32, 0.0), sum);
-  CgLoop lc = cg_loop_begin(cg, k64(cg, 0), nch, k64(cg, 1));
-  LLVMValueRef b0, b1;
-  chunk_range(cg, lc.iv, nch, Bn, 1, &b0, &b1);
-  LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntSLT, b0, b1, ""));
-  LLVMValueRef acc = fptr(cg, cg->gemm_pack, add(cg, mul(cg, lc.iv, stride), cofs));
-  LLVMValueRef v = cg_load(cg, cg->t_f32, acc, add(cg, mul(cg, lt.iv, k64(cg, (int64_t)nvo * cg->W)), lo.iv));
-  LLVMBuildStore(B, LLVMBuildFAdd(B, LLVMBuildLoad2(B, cg->t_f32, sum, ""), v, ""), sum);
-  cg_if_end(cg, join);
-  cg_loop_end(cg, &lc);
-  cg_store(cg, LLVMBuildLoad2(B, cg->t_f32, sum, ""), DW, add(cg, mul(cg, lo.iv, k64(cg, g->CKK)), lt.iv));
-  cg_loop_end(cg, &lo);
-  cg_loop_end(cg, &lt);
 }
 
 static LLVMValueRef ew1(Cg *cg, Op op, LLVMValueRef a) {
@@ -1257,7 +1239,7 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   } else if (op != OP_CONV2D_BWD_WEIGHT) {
     nch = cg_min_i64(cg, nth, Bn);
     nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, k64(cg, 1), ""), k64(cg, 1), nch, "");
-  } else if (g.rowconv) {   /* the images in gemm_chunks parts, whatever the threads (bww_rows_reduce) */
+  } else if (g.rowconv) {   /* the images in gemm_chunks parts, whatever the threads (bww_reduce) */
     nch = k64(cg, cg->gemm_chunks);
   } else if (lanes_nvo(cg, &g)) {   /* the images in gemm_chunks parts, as the rows */
     nch = k64(cg, cg->gemm_chunks);
@@ -1289,8 +1271,8 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
     LLVMValueRef par = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGT, nth, k64(cg, 1), ""),
                                     LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), ""), "");
     cg_run_task(cg, par, nch, k64(cg, 1), task, ctx, nch);
-    if (g.rowconv) bww_rows_reduce(cg, &g, Kp, Bn, nch);
-    else bww_lanes_reduce(cg, &g, lanes_nvo(cg, &g), Kp, Bn, nch);
+    if (g.rowconv) bww_reduce(cg, &g, true, g.O * cg->W, Kp, Bn, nch);
+    else bww_reduce(cg, &g, false, (int64_t)lanes_nvo(cg, &g) * cg->W, Kp, Bn, nch);
     return;
   }
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, k64(cg, 1), "");
