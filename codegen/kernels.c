@@ -270,6 +270,19 @@ static LLVMTypeRef acc_type(Cg *cg, int op, LLVMTypeRef T) {
   return cg_is_vec(T) ? LLVMVectorType(cg->t_f64, LLVMGetVectorSize(T)) : cg->t_f64;
 }
 
+/* v widened to a sum's accumulator type (acc_type) */
+static LLVMValueRef sum_wide(Cg *cg, LLVMValueRef v, LLVMTypeRef T) {
+  LLVMTypeRef AT = acc_type(cg, OP_SUM, T);
+  return AT == T ? v : LLVMBuildFPExt(cg->B, v, AT, "");
+}
+
+/* acc += v, v already widened: the vector accumulator for a vector T, the scalar one for
+ * the loop's scalar tail */
+static void sum_acc(Cg *cg, LLVMValueRef accv, LLVMValueRef accs, LLVMValueRef v, LLVMTypeRef T) {
+  LLVMValueRef acc = cg_is_vec(T) ? accv : accs;
+  LLVMBuildStore(cg->B, LLVMBuildFAdd(cg->B, LLVMBuildLoad2(cg->B, LLVMTypeOf(v), acc, ""), v, ""), acc);
+}
+
 static void rowacc_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   RowAcc *c = p;
   LLVMValueRef idx = LLVMBuildAdd(cg->B, c->base, j, "");
@@ -723,10 +736,7 @@ typedef struct {
 } LnCtx;
 
 static void ln_acc_add(Cg *cg, LnCtx *c, int which, LLVMValueRef v, LLVMTypeRef T) {
-  LLVMTypeRef AT = acc_type(cg, OP_SUM, T);
-  if (AT != T) v = LLVMBuildFPExt(cg->B, v, AT, "");
-  LLVMValueRef a = c->acc[which][cg_is_vec(T) ? 0 : 1];
-  LLVMBuildStore(cg->B, LLVMBuildFAdd(cg->B, LLVMBuildLoad2(cg->B, AT, a, ""), v, ""), a);
+  sum_acc(cg, c->acc[which][0], c->acc[which][1], sum_wide(cg, v, T), T);
 }
 
 static void ln_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
@@ -930,28 +940,17 @@ typedef struct {
   LLVMValueRef accv, accs, accv2, accs2;   /* f64 accumulators: vector and scalar */
 } BnCtx;
 
-static LLVMValueRef bn_wide(Cg *cg, LLVMValueRef v, LLVMTypeRef T) {
-  LLVMTypeRef AT = cg_is_vec(T) ? LLVMVectorType(cg->t_f64, LLVMGetVectorSize(T)) : cg->t_f64;
-  return AT == T ? v : LLVMBuildFPExt(cg->B, v, AT, "");
-}
-
-static void bn_acc(Cg *cg, LLVMValueRef accv, LLVMValueRef accs, LLVMValueRef v, LLVMTypeRef T) {
-  LLVMValueRef acc = cg_is_vec(T) ? accv : accs;
-  LLVMTypeRef AT = LLVMTypeOf(v);
-  LLVMBuildStore(cg->B, LLVMBuildFAdd(cg->B, LLVMBuildLoad2(cg->B, AT, acc, ""), v, ""), acc);
-}
-
 static void bn_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   BnCtx *c = p;
   LLVMBuilderRef B = cg->B;
   LLVMValueRef idx = LLVMBuildAdd(B, c->base, j, "");
   LLVMValueRef x = cg_load(cg, T, c->x, idx);
   switch (c->pass) {
-  case BN_SUM: bn_acc(cg, c->accv, c->accs, bn_wide(cg, x, T), T); break;
+  case BN_SUM: sum_acc(cg, c->accv, c->accs, sum_wide(cg, x, T), T); break;
   case BN_SUMSQ: {   /* (x - m)^2 in f64 */
-    LLVMValueRef xw = bn_wide(cg, x, T);
+    LLVMValueRef xw = sum_wide(cg, x, T);
     LLVMValueRef d = LLVMBuildFSub(B, xw, cg_splat(cg, c->m, LLVMTypeOf(xw)), "");
-    bn_acc(cg, c->accv, c->accs, LLVMBuildFMul(B, d, d, ""), T);
+    sum_acc(cg, c->accv, c->accs, LLVMBuildFMul(B, d, d, ""), T);
     break;
   }
   case BN_NORM:   /* xhat = (x - m) r */
@@ -959,8 +958,8 @@ static void bn_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
     break;
   case BN_BWD_SUMS: {   /* x is xhat here: sum(g), sum(g xhat) */
     LLVMValueRef g = cg_load(cg, T, c->g, idx);
-    bn_acc(cg, c->accv, c->accs, bn_wide(cg, g, T), T);
-    bn_acc(cg, c->accv2, c->accs2, bn_wide(cg, LLVMBuildFMul(B, g, x, ""), T), T);
+    sum_acc(cg, c->accv, c->accs, sum_wide(cg, g, T), T);
+    sum_acc(cg, c->accv2, c->accs2, sum_wide(cg, LLVMBuildFMul(B, g, x, ""), T), T);
     break;
   }
   case BN_BWD_APPLY: {  /* dx = r (g - mean(g) - xhat mean(g xhat)) */

@@ -193,26 +193,17 @@ static bool build_tables(Build *b) {
   if (b->grad)
     for (int32_t i = 0; i < b->fwd->ninsts; i++) {
       const Inst *in = &b->fwd->insts[i];
-      if (in->op == OP_BUFFER) {
-        int k = find_buffer(d, in->name ? in->name : "");
-        int32_t rank;
-        int64_t dims[BPRT_MODEL_MAX_RANK];
-        type_to_desc(ir_vtype(b->fwd, i), &rank, dims);
-        if (k < 0 || rank != bufs[k].rank || memcmp(dims, bufs[k].dims, sizeof dims) != 0) {
-          diag_error(in->loc, "codegen: buffer '%s' of @%s has no match of the same shape in @%s",
-                     in->name ? in->name : "", b->fwd->name, b->grad->name);
-          return false;
-        }
-        continue;
-      }
-      if (in->op != OP_PARAM) continue;
-      int k = find_param(d, in->name ? in->name : "");
+      bool buf = in->op == OP_BUFFER;
+      if (!buf && in->op != OP_PARAM) continue;
+      const char *name = in->name ? in->name : "";
+      int k = buf ? find_buffer(d, name) : find_param(d, name);
+      const bprt_param_desc *want = buf ? bufs : params;
       int32_t rank;
       int64_t dims[BPRT_MODEL_MAX_RANK];
       type_to_desc(ir_vtype(b->fwd, i), &rank, dims);
-      if (k < 0 || rank != params[k].rank || memcmp(dims, params[k].dims, sizeof dims) != 0) {
-        diag_error(in->loc, "codegen: parameter '%s' of @%s has no match of the same shape in @%s",
-                   in->name ? in->name : "", b->fwd->name, b->grad->name);
+      if (k < 0 || rank != want[k].rank || memcmp(dims, want[k].dims, sizeof dims) != 0) {
+        diag_error(in->loc, "codegen: %s '%s' of @%s has no match of the same shape in @%s",
+                   buf ? "buffer" : "parameter", name, b->fwd->name, b->grad->name);
         return false;
       }
     }

@@ -296,6 +296,16 @@ static int xent_chain(const Ctx *c, int32_t l, int32_t *m) {
 /* The dependency edges between groups: (h, g) for every operand of a member of g that
  * a member of another group h produces (size reads only a shape: no edge). With NULL
  * arrays it only counts. */
+static void add_edge(int32_t h, int g, int32_t *ne, int32_t *esrc, int32_t *edst, int32_t *indeg) {
+  if (h < 0 || h == g) return;
+  if (esrc) {
+    esrc[*ne] = h;
+    edst[*ne] = g;
+    indeg[g]++;
+  }
+  (*ne)++;
+}
+
 static int32_t group_edges(const Ctx *c, Func *f, const int32_t *mem, const int32_t *gstart, int ng, int32_t *esrc,
                            int32_t *edst, int32_t *indeg) {
   int32_t ne = 0;
@@ -303,28 +313,11 @@ static int32_t group_edges(const Ctx *c, Func *f, const int32_t *mem, const int3
     for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
       const Inst *in = &f->insts[mem[k]];
       if (in->op == OP_SIZE) continue;
-      for (int q = 0; q < in->nargs; q++) {
-        int32_t h = c->group_of[in->args[q]];
-        if (h < 0 || h == g) continue;
-        if (esrc) {
-          esrc[ne] = h;
-          edst[ne] = g;
-          indeg[g]++;
-        }
-        ne++;
-      }
+      for (int q = 0; q < in->nargs; q++) add_edge(c->group_of[in->args[q]], g, &ne, esrc, edst, indeg);
       /* an assign overwrites its buffer: after every kernel that reads the buffer */
       if (in->op == OP_ASSIGN)
-        for (int32_t r = c->roff[in->args[0]]; r < c->roff[in->args[0] + 1]; r++) {
-          int32_t h = c->group_of[c->readers[r]];
-          if (h < 0 || h == g) continue;
-          if (esrc) {
-            esrc[ne] = h;
-            edst[ne] = g;
-            indeg[g]++;
-          }
-          ne++;
-        }
+        for (int32_t r = c->roff[in->args[0]]; r < c->roff[in->args[0] + 1]; r++)
+          add_edge(c->group_of[c->readers[r]], g, &ne, esrc, edst, indeg);
     }
   return ne;
 }

@@ -576,26 +576,35 @@ int bprt_model_set_step(bprt_model *m, uint64_t step) {
 
 /* ------------------------------------------------------------- parameters */
 
-int bprt_model_param(const bprt_model *m, int i, bprt_param_info *out) {
-  if (!m || !out) return fail(BPRT_E_ARG, "param: NULL %s", m ? "info pointer" : "model");
-  if (i < 0 || i >= m->d->nparams)
-    return fail(BPRT_E_RANGE, "%s: parameter index %d is out of range [0, %d)", model_name(m), i, (int)m->d->nparams);
-  const bprt_param_desc *p = &m->d->params[i];
+/* out = what the ABI tells of descriptor p: its values at `values`, its gradient at
+ * `grad` (NULL for a buffer) */
+static void desc_info(const bprt_param_desc *p, float *values, float *grad, bprt_param_info *out) {
   memset(out, 0, sizeof *out);
   out->name = p->name;
   out->rank = p->rank;
   for (int k = 0; k < p->rank; k++) out->dims[k] = p->dims[k];
   out->numel = param_numel(p);
-  out->values = m->params + p->offset;
-  out->grad = m->grads + p->offset;
+  out->values = values;
+  out->grad = grad;
+}
+
+static int find_desc(const bprt_param_desc *d, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(d[i].name, name)) return i;
+  return -1;
+}
+
+int bprt_model_param(const bprt_model *m, int i, bprt_param_info *out) {
+  if (!m || !out) return fail(BPRT_E_ARG, "param: NULL %s", m ? "info pointer" : "model");
+  if (i < 0 || i >= m->d->nparams)
+    return fail(BPRT_E_RANGE, "%s: parameter index %d is out of range [0, %d)", model_name(m), i, (int)m->d->nparams);
+  const bprt_param_desc *p = &m->d->params[i];
+  desc_info(p, m->params + p->offset, m->grads + p->offset, out);
   return BPRT_OK;
 }
 
 int bprt_model_find_param(const bprt_model *m, const char *name) {
-  if (!m || !name) return -1;
-  for (int i = 0; i < m->d->nparams; i++)
-    if (!strcmp(m->d->params[i].name, name)) return i;
-  return -1;
+  return m && name ? find_desc(m->d->params, (int)m->d->nparams, name) : -1;
 }
 
 int bprt_model_buffer(const bprt_model *m, int i, bprt_param_info *out) {
@@ -603,20 +612,12 @@ int bprt_model_buffer(const bprt_model *m, int i, bprt_param_info *out) {
   if (i < 0 || i >= m->d->nbuffers)
     return fail(BPRT_E_RANGE, "%s: buffer index %d is out of range [0, %d)", model_name(m), i, (int)m->d->nbuffers);
   const bprt_param_desc *p = &m->d->buffers[i];
-  memset(out, 0, sizeof *out);
-  out->name = p->name;
-  out->rank = p->rank;
-  for (int k = 0; k < p->rank; k++) out->dims[k] = p->dims[k];
-  out->numel = param_numel(p);
-  out->values = m->buffers + p->offset;
+  desc_info(p, m->buffers + p->offset, NULL, out);
   return BPRT_OK;
 }
 
 int bprt_model_find_buffer(const bprt_model *m, const char *name) {
-  if (!m || !name) return -1;
-  for (int i = 0; i < m->d->nbuffers; i++)
-    if (!strcmp(m->d->buffers[i].name, name)) return i;
-  return -1;
+  return m && name ? find_desc(m->d->buffers, (int)m->d->nbuffers, name) : -1;
 }
 
 float *bprt_model_buffers(bprt_model *m) { return m ? m->buffers : NULL; }
