@@ -220,6 +220,8 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
       if (in->iattr[0] < 0 || in->iattr[0] >= INIT__COUNT)
         return fail(err, errlen, "unknown initializer %lld", (long long)in->iattr[0]);
     }
+    if (in->op == OP_CAUSAL_MASK && (t->rank != 2 || t->dims[0] != t->dims[1] || t->dims[0] == DIM_BATCH))
+      return fail(err, errlen, "causal_mask must be square [T,T] without the batch dim");
     if (in->op == OP_DROPOUT_MASK && !(in->fattr[0] >= 0 && in->fattr[0] < 1))
       return fail(err, errlen, "dropout probability %g is not in [0, 1)", in->fattr[0]);
     return in->type;
@@ -243,35 +245,65 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
   }
 
   case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_SIGN:
-  case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_POW:
+  case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_POW: case OP_GELU: case OP_GELU_TANH:
     if (!is_float(a)) return fail(err, errlen, "%s needs a float operand", info->name);
     return f->insts[in->args[0]].type;
 
-  case OP_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD:
+  case OP_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD: case OP_GELU_GRAD: case OP_GELU_TANH_GRAD:
     if (f->insts[in->args[0]].type != f->insts[in->args[1]].type || !is_float(a))
       return fail(err, errlen, "%s needs two float operands of one type: %s, %s", info->name,
                   ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
     return f->insts[in->args[0]].type;
 
   case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {
-    if (!is_float(a) || a->dtype != b->dtype || a->rank != 2 || b->rank != 2)
-      return fail(err, errlen, "%s needs two rank-2 float operands of one dtype: %s, %s",
+    /* the last two dims are the matrices; the dims before them broadcast */
+    if (!is_float(a) || a->dtype != b->dtype || a->rank < 2 || b->rank < 2)
+      return fail(err, errlen, "%s needs two float operands of rank 2 to 4 and one dtype: %s, %s",
                   info->name, ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
-    int64_t m_ = in->op == OP_MATMUL_TN ? a->dims[1] : a->dims[0];
-    int64_t ka = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
-    int64_t kb = in->op == OP_MATMUL_NT ? b->dims[1] : b->dims[0];
-    int64_t n_ = in->op == OP_MATMUL_NT ? b->dims[0] : b->dims[1];
+    int ra = a->rank, rb = b->rank;
+    int64_t m_ = in->op == OP_MATMUL_TN ? a->dims[ra - 1] : a->dims[ra - 2];
+    int64_t ka = in->op == OP_MATMUL_TN ? a->dims[ra - 2] : a->dims[ra - 1];
+    int64_t kb = in->op == OP_MATMUL_NT ? b->dims[rb - 1] : b->dims[rb - 2];
+    int64_t n_ = in->op == OP_MATMUL_NT ? b->dims[rb - 2] : b->dims[rb - 1];
     if (ka != kb)
       return fail(err, errlen, "%s: inner dims differ: %s, %s", info->name,
                   ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
-    int64_t d[2] = {m_, n_};
-    return ir_type(m, (DType)a->dtype, 2, d);
+    if (in->iattr[0] != 0) {
+      if (in->op != OP_MATMUL_TN || in->iattr[0] != 1 || ra != rb)
+        return fail(err, errlen, "%s: fold=%lld needs matmul_tn and operands of one rank", info->name, (long long)in->iattr[0]);
+      for (int i = 0; i < ra - 2; i++)
+        if (a->dims[i] != b->dims[i])
+          return fail(err, errlen, "%s fold: leading dims differ: %s, %s", info->name,
+                      ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+      int64_t d[2] = {m_, n_};
+      return ir_type(m, (DType)a->dtype, 2, d);
+    }
+    TensorType la = *a, lb = *b, r;   /* the batch dims, broadcast */
+    la.rank = (uint8_t)(ra - 2);
+    lb.rank = (uint8_t)(rb - 2);
+    if (!ir_broadcast_shape(&la, &lb, &r))
+      return fail(err, errlen, "%s: batch dims do not broadcast: %s, %s", info->name,
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    int nb = 0;
+    for (int i = 0; i < r.rank; i++) nb += r.dims[i] == DIM_BATCH;
+    if (nb > 1 || (r.rank > 0 && (m_ == DIM_BATCH || n_ == DIM_BATCH) && nb > 0))
+      return fail(err, errlen, "%s: the result would hold the batch dim twice: %s, %s", info->name,
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    int64_t d[IR_MAX_RANK];
+    for (int i = 0; i < r.rank; i++) d[i] = r.dims[i];
+    d[r.rank] = m_;
+    d[r.rank + 1] = n_;
+    return ir_type(m, (DType)a->dtype, r.rank + 2, d);
   }
 
   case OP_TRANSPOSE: {
-    if (a->rank != 2 || !is_float(a)) return fail(err, errlen, "transpose needs a rank-2 float operand");
-    int64_t d[2] = {a->dims[1], a->dims[0]};
-    return ir_type(m, (DType)a->dtype, 2, d);
+    int perm[4];
+    if (!is_float(a) || !ir_transpose_perm(in, a->rank, perm))
+      return fail(err, errlen, "transpose needs a float operand of rank 2 to 4 and a permutation of its dims (perm=%lld)",
+                  (long long)in->iattr[0]);
+    int64_t d[IR_MAX_RANK];
+    for (int i = 0; i < a->rank; i++) d[i] = a->dims[perm[i]];
+    return ir_type(m, (DType)a->dtype, a->rank, d);
   }
 
   case OP_SUM: case OP_MEAN: case OP_MAX: {
@@ -438,11 +470,75 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     return ir_type(m, in->type != TYPE_VOID && ir_type_get(m, in->type)->dtype == DT_F64 ? DT_F64 : DT_F32, a->rank, a->dims);
 
   case OP_SOFTMAX_XENT: {
-    if (!is_float(a) || a->rank != 2 || b->dtype != DT_LABEL || b->rank != 2 ||
-        a->dims[0] != b->dims[0] || a->dims[1] != b->dims[1])
-      return fail(err, errlen, "softmax_xent needs logits f32[B,C] and labels label[B,C]: %s, %s",
+    bool same = is_float(a) && b->dtype == DT_LABEL && a->rank == b->rank && a->rank >= 2;
+    for (int i = 0; same && i < a->rank; i++) same = a->dims[i] == b->dims[i];
+    if (!same)
+      return fail(err, errlen, "softmax_xent needs logits f32[...,C] and labels label[...,C] of one shape: %s, %s",
                   ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
-    return ir_type(m, (DType)a->dtype, 1, a->dims);
+    return ir_type(m, (DType)a->dtype, a->rank - 1, a->dims);
+  }
+
+  case OP_EMBEDDING: case OP_EMBEDDING_BWD: {
+    /* (ids label[...,V], W [V,d]) -> [...,d];  (ids, dy [...,d]) -> [V,d] */
+    if (a->dtype != DT_LABEL || !is_float(b))
+      return fail(err, errlen, "%s needs labels and a float operand: %s, %s", info->name,
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    int64_t V = a->dims[a->rank - 1];
+    if (in->op == OP_EMBEDDING) {
+      if (b->rank != 2 || b->dims[0] != V)
+        return fail(err, errlen, "embedding: the table %s needs %lld rows, one per class of %s",
+                    ir_type_str(b, s2, sizeof s2), (long long)V, ir_type_str(a, s1, sizeof s1));
+      int64_t d[IR_MAX_RANK];
+      for (int i = 0; i < a->rank - 1; i++) d[i] = a->dims[i];
+      d[a->rank - 1] = b->dims[1];
+      return ir_type(m, (DType)b->dtype, a->rank, d);
+    }
+    bool ok = b->rank == a->rank;
+    for (int i = 0; ok && i < a->rank - 1; i++) ok = a->dims[i] == b->dims[i];
+    if (!ok)
+      return fail(err, errlen, "embedding_bwd: dy %s does not match the ids %s", ir_type_str(b, s2, sizeof s2),
+                  ir_type_str(a, s1, sizeof s1));
+    int64_t d[2] = {V, b->dims[b->rank - 1]};
+    return ir_type(m, (DType)b->dtype, 2, d);
+  }
+
+  case OP_ATTENTION: case OP_ATTENTION_BWD: {
+    const TensorType *q = a, *k = b, *v = ir_vtype(f, in->args[2]);
+    int r = q->rank;
+    bool ok = r >= 3 && r <= 4 && is_float(q) && k->rank == r && v->rank == r && k->dtype == q->dtype && v->dtype == q->dtype &&
+              k->dims[r - 1] == q->dims[r - 1] && v->dims[r - 2] == k->dims[r - 2];
+    for (int i = 0; ok && i < r - 2; i++) ok = k->dims[i] == q->dims[i] && v->dims[i] == q->dims[i];
+    for (int i = r - 2; ok && i < r; i++) ok = q->dims[i] != DIM_BATCH && k->dims[i] != DIM_BATCH && v->dims[i] != DIM_BATCH;
+    if (!ok)
+      return fail(err, errlen, "%s needs q[...,T,dh], k[...,S,dh], v[...,S,dv] of rank 3 or 4 with equal leading dims: %s, %s, %s",
+                  info->name, ir_type_str(q, s1, sizeof s1), ir_type_str(k, s2, sizeof s2),
+                  ir_type_str(v, (char[64]){0}, 64));
+    if (in->iattr[0] != 0 && (in->iattr[0] != 1 || q->dims[r - 2] != k->dims[r - 2]))
+      return fail(err, errlen, "%s: causal=%lld needs causal 0 or 1 and as many queries as keys", info->name,
+                  (long long)in->iattr[0]);
+    if (!(in->fattr[0] > 0) || !isfinite(in->fattr[0]))
+      return fail(err, errlen, "%s: the scale must be a finite number > 0", info->name);
+    int64_t d[IR_MAX_RANK];
+    for (int i = 0; i < r; i++) d[i] = q->dims[i];
+    d[r - 1] = v->dims[r - 1];
+    TypeId ot = ir_type(m, (DType)q->dtype, r, d);
+    if (in->op == OP_ATTENTION) return ot;
+    TypeId lt = ir_type(m, (DType)q->dtype, r - 1, q->dims);
+    if (f->insts[in->args[3]].type != ot || f->insts[in->args[5]].type != ot || f->insts[in->args[4]].type != lt)
+      return fail(err, errlen, "attention_bwd: o and do must be %s and lse %s",
+                  ir_type_str(ir_type_get(m, ot), s1, sizeof s1), ir_type_str(ir_type_get(m, lt), s2, sizeof s2));
+    return f->insts[in->args[0]].type;
+  }
+
+  case OP_EXTRA: {
+    const Inst *p = &f->insts[in->args[0]];
+    if (p->op == OP_ATTENTION && in->iattr[0] == 1) {
+      const TensorType *q = ir_vtype(f, p->args[0]);
+      return ir_type(m, (DType)q->dtype, q->rank - 1, q->dims);
+    }
+    if (p->op == OP_ATTENTION_BWD && (in->iattr[0] == 1 || in->iattr[0] == 2))
+      return f->insts[p->args[in->iattr[0]]].type;   /* dk like k, dv like v */
+    return fail(err, errlen, "extra: %s has no result %lld", ir_ops[p->op].name, (long long)in->iattr[0]);
   }
 
   case OP_OUTPUT:
@@ -727,6 +823,70 @@ int32_t ir_dropout_mask(Func *f, double p, int stream, TypeId t, SrcLoc loc) {
   in.iattr[0] = stream;
   in.type = t;
   return ir_emit(f, &in);
+}
+
+int32_t ir_transpose(Func *f, int32_t a, const int *perm, SrcLoc loc) {
+  Inst in = ir_inst(OP_TRANSPOSE, loc);
+  in.nargs = 1;
+  in.args[0] = a;
+  if (perm) in.iattr[0] = ir_transpose_code(ir_vtype(f, a)->rank, perm);
+  return ir_emit(f, &in);
+}
+
+int32_t ir_matmul_tn_fold(Func *f, int32_t a, int32_t b, SrcLoc loc) {
+  Inst in = ir_inst(OP_MATMUL_TN, loc);
+  in.nargs = 2;
+  in.args[0] = a;
+  in.args[1] = b;
+  in.iattr[0] = ir_vtype(f, a)->rank > 2;   /* rank 2: the plain product */
+  return ir_emit(f, &in);
+}
+
+int32_t ir_causal_mask(Func *f, int64_t t, DType dt, SrcLoc loc) {
+  Inst in = ir_inst(OP_CAUSAL_MASK, loc);
+  int64_t d[2] = {t, t};
+  in.type = ir_type(f->mod, dt, 2, d);
+  return ir_emit(f, &in);
+}
+
+int32_t ir_extra(Func *f, int32_t p, int index, SrcLoc loc) {
+  Inst in = ir_inst(OP_EXTRA, loc);
+  in.nargs = 1;
+  in.args[0] = p;
+  in.iattr[0] = index;
+  in.call = f->insts[p].call;
+  in.from = f->insts[p].from;
+  in.rule = f->insts[p].rule;
+  in.flags = f->insts[p].flags;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_attention(Func *f, int32_t q, int32_t k, int32_t v, bool causal, double scale, int32_t *lse, SrcLoc loc) {
+  Inst in = ir_inst(OP_ATTENTION, loc);
+  in.nargs = 3;
+  in.args[0] = q;
+  in.args[1] = k;
+  in.args[2] = v;
+  in.iattr[0] = causal;
+  in.fattr[0] = scale;
+  int32_t o = ir_emit(f, &in);
+  int32_t l = ir_extra(f, o, 1, loc);
+  if (lse) *lse = l;
+  return o;
+}
+
+int32_t ir_attention_bwd(Func *f, const int32_t args[6], bool causal, double scale, int32_t *dk, int32_t *dv,
+                         SrcLoc loc) {
+  Inst in = ir_inst(OP_ATTENTION_BWD, loc);
+  in.nargs = 6;
+  for (int i = 0; i < 6; i++) in.args[i] = args[i];
+  in.iattr[0] = causal;
+  in.fattr[0] = scale;
+  int32_t dq = ir_emit(f, &in);
+  int32_t k = ir_extra(f, dq, 1, loc), v = ir_extra(f, dq, 2, loc);
+  if (dk) *dk = k;
+  if (dv) *dv = v;
+  return dq;
 }
 
 void ir_output(Func *f, const char *name, int32_t v, SrcLoc loc) {

@@ -97,7 +97,8 @@ _Noreturn void ir_die_at(const char *cfile, int cline, const char *fmt, ...)
 typedef enum {
   DT_F32,
   DT_F64,
-  DT_LABEL,   /* label[B, C]: one class index per row (int32 storage, shape [B]); C = classes */
+  DT_LABEL,   /* label[B, C]: one class index per row (int32 storage, shape [B]); C = classes;
+                 label[B, T, C]: one per position (storage [B, T]); tokens are labels */
 } DType;
 
 #define IR_MAX_RANK 4
@@ -131,6 +132,7 @@ enum {
 typedef enum {
   OPK_LEAF, OPK_EW, OPK_PRODUCT, OPK_REDUCE, OPK_ROW, OPK_SHAPE, OPK_LABEL, OPK_RANDOM, OPK_SINK,
   OPK_CONV,     /* a 2-D convolution or one of its two gradients */
+  OPK_ATTN,     /* fused attention or its backward */
   OPK__COUNT
 } OpKind;
 
@@ -170,7 +172,7 @@ int ir_init_lookup(const char *name);            /* -1 if unknown */
 
 /* --------------------------------------------------------------- instructions */
 
-#define IR_MAX_ARGS 3
+#define IR_MAX_ARGS 6   /* attention_bwd takes six */
 #define IR_NIATTR 4       /* integer attributes per instruction (conv2d uses 3) */
 
 enum {
@@ -206,6 +208,39 @@ static inline void ir_pool_set(Inst *in, int64_t k, int64_t s, int64_t p) {
   in->iattr[1] = s;
   in->iattr[2] = p;
 }
+/* transpose's permutation: perm[i] = the operand dim that becomes result dim i, for an
+ * operand of rank `rank` (iattr0 = 0: the last two dims swapped). False if iattr0 is
+ * not a permutation of 0..rank-1. */
+static inline bool ir_transpose_perm(const Inst *in, int rank, int perm[4]) {
+  int64_t code = in->iattr[0];
+  if (rank < 2 || rank > 4) return false;
+  for (int i = 0; i < rank; i++) perm[i] = i;
+  if (code == 0) {
+    perm[rank - 2] = rank - 1;
+    perm[rank - 1] = rank - 2;
+    return true;
+  }
+  unsigned seen = 0;
+  for (int i = rank - 1; i >= 0; i--, code /= 10) {
+    int d = (int)(code % 10);
+    if (d >= rank || (seen & (1u << d))) return false;
+    perm[i] = d;
+    seen |= 1u << d;
+  }
+  return code == 0;
+}
+/* The code of a permutation: 0 when it swaps the last two dims, else its digits. */
+static inline int64_t ir_transpose_code(int rank, const int perm[4]) {
+  bool swap = true;
+  int64_t code = 0;
+  for (int i = 0; i < rank; i++) {
+    int want = i == rank - 2 ? rank - 1 : i == rank - 1 ? rank - 2 : i;
+    if (perm[i] != want) swap = false;
+    code = code * 10 + perm[i];
+  }
+  return swap ? 0 : code;
+}
+
 /* Output size of a pooling window over n cells: floor((n + 2p - k) / s) + 1. */
 static inline int64_t ir_pool_out(int64_t n, int64_t k, int64_t s, int64_t p) { return (n + 2 * p - k) / s + 1; }
 
@@ -288,6 +323,18 @@ int32_t ir_to_type(Func *f, Op op, int32_t a, TypeId t, SrcLoc loc); /* BROADCAS
 int32_t ir_conv2d(Func *f, Op op, int32_t a, int32_t b, int64_t stride, int64_t pad, int64_t dil, TypeId t,
                   SrcLoc loc);
 int32_t ir_dropout_mask(Func *f, double p, int stream, TypeId t, SrcLoc loc);
+/* transpose by perm (rank entries; NULL: swap the last two dims) */
+int32_t ir_transpose(Func *f, int32_t a, const int *perm, SrcLoc loc);
+/* matmul_tn with the batch dims folded into the sum: a[...,k,m], b[...,k,n] -> [m,n] */
+int32_t ir_matmul_tn_fold(Func *f, int32_t a, int32_t b, SrcLoc loc);
+int32_t ir_causal_mask(Func *f, int64_t t, DType dt, SrcLoc loc);
+/* attention(q, k, v) with its extra lse right after it: returns o, *lse (may be NULL) */
+int32_t ir_attention(Func *f, int32_t q, int32_t k, int32_t v, bool causal, double scale, int32_t *lse, SrcLoc loc);
+/* attention_bwd and its two extras: dq, *dk, *dv */
+int32_t ir_attention_bwd(Func *f, const int32_t args[6], bool causal, double scale, int32_t *dk, int32_t *dv,
+                         SrcLoc loc);
+/* The extra result `index` of the multi-result op p. */
+int32_t ir_extra(Func *f, int32_t p, int index, SrcLoc loc);
 /* layernorm(a = x, b = gamma, c = beta), layernorm_bwd(x, gamma, dy) or
  * layernorm_bwd_gamma(x, dy) (c unused) over the `dims` trailing dims of x, eps > 0. */
 int32_t ir_layernorm(Func *f, Op op, int32_t a, int32_t b, int32_t c, int64_t dims, double eps, SrcLoc loc);

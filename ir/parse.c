@@ -526,6 +526,10 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
     allowed[0] = "kernel"; allowed[1] = "stride"; allowed[2] = "padding"; break;
   case OP_DROPOUT_MASK: allowed[0] = "p"; allowed[1] = "stream"; break;
+  case OP_TRANSPOSE: allowed[0] = "perm"; break;
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: allowed[0] = "fold"; break;
+  case OP_ATTENTION: case OP_ATTENTION_BWD: allowed[0] = "causal"; allowed[1] = "scale"; break;
+  case OP_EXTRA: allowed[0] = "result"; break;
   case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA: allowed[0] = "dims"; allowed[1] = "eps"; break;
   case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT:
     allowed[0] = "stride"; allowed[1] = "padding"; allowed[2] = "dilation"; break;
@@ -557,17 +561,20 @@ static void parse_inst(Parser *ps, Func *f, int *ninputs) {
     } else if (is_word(&key, "kernel") || is_word(&key, "stride") || is_word(&key, "padding") ||
                is_word(&key, "dilation")) {
       in.iattr[slot] = parse_int(ps, allowed[slot]);   /* conv2d's and pooling's slots are their iattr indices */
+    } else if (is_word(&key, "perm") || is_word(&key, "fold") || is_word(&key, "causal") || is_word(&key, "result")) {
+      in.iattr[0] = parse_int(ps, allowed[slot]);
     } else if (is_word(&key, "dims")) {
       in.iattr[0] = parse_int(ps, "dims");
     } else if (is_word(&key, "keep")) {
       in.iattr[1] = parse_int(ps, "keep");
       if (in.iattr[1] != 0 && in.iattr[1] != 1) error_at(ps, tok_loc(ps, &key), "keep is 0 or 1");
     } else {   /* value, exponent, p */
-      in.fattr[0] = parse_number(ps, op == OP_CONST ? "value" : op == OP_POW ? "exponent" : is_word(&key, "eps") ? "eps" : "p");
+      in.fattr[0] = parse_number(ps, op == OP_CONST ? "value" : op == OP_POW ? "exponent" : is_word(&key, "eps") ? "eps" : is_word(&key, "scale") ? "scale" : "p");
     }
   }
   for (int k = 0; k < 4 && allowed[k]; k++)
-    if (!seen[k] && strcmp(allowed[k], "keep") != 0 && strcmp(allowed[k], "index") != 0)
+    if (!seen[k] && strcmp(allowed[k], "keep") != 0 && strcmp(allowed[k], "index") != 0 &&
+        strcmp(allowed[k], "perm") != 0 && strcmp(allowed[k], "fold") != 0)
       error_at(ps, tok_loc(ps, &optok), "%s needs the attribute '%s'", info->name, allowed[k]);
   if (op == OP_INPUT && !have_index) in.iattr[0] = *ninputs;
   if (op == OP_INPUT) (*ninputs)++;

@@ -182,6 +182,19 @@ static void put_inst(StrBuf *b, Func *f, int32_t i, int input_ordinal) {
     sb_printf(b, " dims=%lld eps=", (long long)in->iattr[0]);
     put_double(b, in->fattr[0]);
     break;
+  case OP_TRANSPOSE:
+    if (in->iattr[0]) sb_printf(b, " perm=%0*lld", (int)ir_vtype(f, in->args[0])->rank, (long long)in->iattr[0]);
+    break;
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN:
+    if (in->iattr[0]) sb_printf(b, " fold=%lld", (long long)in->iattr[0]);
+    break;
+  case OP_ATTENTION: case OP_ATTENTION_BWD:
+    sb_printf(b, " causal=%lld scale=", (long long)in->iattr[0]);
+    put_double(b, in->fattr[0]);
+    break;
+  case OP_EXTRA:
+    sb_printf(b, " result=%lld", (long long)in->iattr[0]);
+    break;
   case OP_DROPOUT_MASK:
     sb_printf(b, " p=");
     put_double(b, in->fattr[0]);

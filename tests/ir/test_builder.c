@@ -254,10 +254,10 @@ static void test_shape_errors(void **state) {
                       "sub needs two float operands of one dtype: label[B,3], f32[B,3]");
   assert_string_equal(infer_err(mk(OP_MATMUL, 2, fx.x, mm)), "matmul: inner dims differ: f32[B,4], f32[B,3]");
   assert_string_equal(infer_err(mk(OP_MATMUL, 2, fx.b, fx.w)),
-                      "matmul needs two rank-2 float operands of one dtype: f32[3], f32[4,3]");
+                      "matmul needs two float operands of rank 2 to 4 and one dtype: f32[3], f32[4,3]");
   assert_string_equal(infer_err(mk(OP_MATMUL_NT, 2, fx.x, fx.w)), "matmul_nt: inner dims differ: f32[B,4], f32[4,3]");
   assert_string_equal(infer_err(mk(OP_MATMUL_TN, 2, fx.w, fx.x)), "matmul_tn: inner dims differ: f32[4,3], f32[B,4]");
-  assert_string_equal(infer_err(mk(OP_TRANSPOSE, 1, fx.b, 0)), "transpose needs a rank-2 float operand");
+  assert_string_equal(infer_err(mk(OP_TRANSPOSE, 1, fx.b, 0)), "transpose needs a float operand of rank 2 to 4 and a permutation of its dims (perm=0)");
   assert_string_equal(infer_err(mk(OP_RELU_GRAD, 2, fx.x, mm)),
                       "relu_grad needs two float operands of one type: f32[B,4], f32[B,3]");
   assert_string_equal(infer_err(mk(OP_EXP, 1, fx.lab, 0)), "exp needs a float operand");
@@ -274,7 +274,7 @@ static void test_shape_errors(void **state) {
   assert_string_equal(infer_err(ls), "log_softmax: axis 5 out of range for rank 2");
   assert_string_equal(infer_err(mk(OP_ONEHOT, 1, fx.y, 0)), "onehot needs a label operand, has f32[B,3]");
   assert_string_equal(infer_err(mk(OP_SOFTMAX_XENT, 2, fx.x, fx.lab)),
-                      "softmax_xent needs logits f32[B,C] and labels label[B,C]: f32[B,4], label[B,3]");
+                      "softmax_xent needs logits f32[...,C] and labels label[...,C] of one shape: f32[B,4], label[B,3]");
   Inst bc = mk(OP_BROADCAST, 1, fx.x, 0);
   bc.type = f->insts[fx.y].type;
   assert_string_equal(infer_err(bc), "broadcast: f32[B,4] does not broadcast to f32[B,3]");

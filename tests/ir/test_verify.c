@@ -118,7 +118,7 @@ static void test_shape_error(void **state) {
   (void)state;
   f->insts[3].args[1] = 2;   /* matmul x[B,3] b[3] */
   expect("autodiff",
-         "bpcc: verifier (after autodiff): @net: %3 = matmul %0, %2 (t.bp:4:1): matmul needs two rank-2 float operands of one dtype: f32[B,3], f32[3]\n");
+         "bpcc: verifier (after autodiff): @net: %3 = matmul %0, %2 (t.bp:4:1): matmul needs two float operands of rank 2 to 4 and one dtype: f32[B,3], f32[3]\n");
 }
 
 static void test_one_loss(void **state) {
