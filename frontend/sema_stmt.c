@@ -42,8 +42,9 @@ bool sema_check_type(Ctx *c, const TypeAst *t, bool model_input) {
   }
   for (int i = 0; i < t->rank; i++)
     if (!t->dims[i].name && t->dims[i].value == 0) return false;   /* bad literal, reported */
-  if (dt == DT_LABEL && t->rank != 2) {
-    ERR(c, t->loc, "a label type has two dims, the batch and the number of classes: label[B, C]");
+  if (dt == DT_LABEL && t->rank < 2) {
+    ERR(c, t->loc, "a label type has two dims or more: the batch first and the number of classes last, as in "
+                   "label[B, C] or label[B, T, C] (one class per position)");
     return false;
   }
   if (model_input) {
