@@ -507,7 +507,7 @@ static bool is_member(const int32_t *members, int n, int32_t v) {
  * value has none) and runs the epilogue on them; the activation goes to its own
  * buffer when that value is kept (STORE_PRE). */
 /* The product `in` (result type ct) into dst, with the epilogue ep (NULL: none). */
-static bool kernel_gemm(Cg *cg, const Inst *in, const TensorType *ct, const CgVal *vals, LLVMValueRef dst,
+static bool kernel_gemm(Cg *cg, Func *f, const Inst *in, const TensorType *ct, const CgVal *vals, LLVMValueRef dst,
                         const CgEpilogue *ep) {
   const CgVal *a = &vals[in->args[0]], *b = &vals[in->args[1]];
   if (a->is_const || b->is_const) {
@@ -516,9 +516,39 @@ static bool kernel_gemm(Cg *cg, const Inst *in, const TensorType *ct, const CgVa
     diag_error(in->loc, "codegen: %s of a constant matrix is not supported", ir_ops[in->op].name);
     return false;
   }
-  LLVMValueRef M = cg_dim(cg, ct, 0), N = cg_dim(cg, ct, 1);
-  LLVMValueRef K = in->op == OP_MATMUL_TN ? cg_dim(cg, a->t, 0) : cg_dim(cg, a->t, 1);
-  cg_gemm(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, ep);
+  const TensorType *at = a->t, *bt = b->t;
+  int ra = at->rank, rc = ct->rank;
+  bool tn = in->op == OP_MATMUL_TN;
+  if (cg_product_single(f, in)) {
+    /* one product: rows of a (all its leading dims) times b, or fold's sum over them */
+    LLVMValueRef N = cg_dim(cg, ct, rc - 1), M, K;
+    if (tn) M = cg_dim(cg, at, ra - 1), K = cg_dims_prod(cg, at, 0, ra - 1);
+    else M = cg_dims_prod(cg, at, 0, ra - 1), K = cg_dim(cg, at, ra - 1);
+    cg_gemm(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, ep);
+    return true;
+  }
+  /* one product per index of the result's batch dims (rc - 2 of them, 1 or 2) */
+  LLVMValueRef M = cg_dim(cg, ct, rc - 2), N = cg_dim(cg, ct, rc - 1);
+  LLVMValueRef K = cg_dim(cg, at, tn ? ra - 2 : ra - 1);
+  int nbr = rc - 2;
+  LLVMValueRef d[2], sa[2], sb[2];
+  for (int q = 0; q < 2; q++) {
+    int dd = q - (2 - nbr);   /* the result's batch dim for slot q (slot 0 is 1 with one batch dim) */
+    if (dd < 0) {
+      d[q] = cg_i64(cg, 1), sa[q] = sb[q] = cg_i64(cg, 0);
+      continue;
+    }
+    d[q] = cg_dim(cg, ct, dd);
+    const TensorType *ops[2] = {at, bt};
+    LLVMValueRef *st[2] = {&sa[q], &sb[q]};
+    for (int o = 0; o < 2; o++) {
+      const TensorType *x = ops[o];
+      int ix = dd - (nbr - (x->rank - 2));
+      *st[o] = ix < 0 || (x->dims[ix] == 1 && ct->dims[dd] != 1) ? cg_i64(cg, 0) : cg_dims_prod(cg, x, ix + 1, x->rank);
+    }
+  }
+  CgBatch bb = {d[0], d[1], sa[0], sa[1], sb[0], sb[1]};
+  cg_gemm_batched(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, &bb, cg->gemm_pack, ep);
   return true;
 }
 
@@ -580,7 +610,7 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     cg_kernel_conv(cg, gi, &vals[gi->args[0]], &vals[gi->args[1]], &y, &ep);
     return true;
   }
-  return kernel_gemm(cg, gi, c->t, vals, dst, &ep);
+  return kernel_gemm(cg, f, gi, c->t, vals, dst, &ep);
 }
 
 typedef struct {
@@ -1114,7 +1144,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
     cg_store(cg, LLVMBuildSIToFP(cg->B, n, cg->t_f32, ""), out->ptr, cg_i64(cg, 0));
     return true;
   }
-  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: return kernel_gemm(cg, in, out->t, vals, out->ptr, NULL);
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: return kernel_gemm(cg, f, in, out->t, vals, out->ptr, NULL);
   case OP_TRANSPOSE: kernel_transpose(cg, a, out); return true;
   case OP_SUM: case OP_MEAN: case OP_MAX: kernel_reduce(cg, in, a, out); return true;
   case OP_SUM_TO: kernel_sum_to(cg, a, out); return true;

@@ -192,7 +192,8 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
   TypeId ty = gi->type;
   const TensorType *t = ir_vtype(f, g);
   bool conv = gi->op == OP_CONV2D;
-  if (t->rank != (conv ? 4 : 2) || t->dtype != DT_F32) return 0;
+  if ((conv ? t->rank != 4 : t->rank < 2) || t->dtype != DT_F32) return 0;
+  int cl = t->rank - 1;   /* a product's columns: its bias is [N] (any leading dims) */
   int n = 0;
   int32_t u = single_user(c, g);
   if (u >= 0 && free_member(c, u) && f->insts[u].type == ty) {
@@ -205,9 +206,9 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
        * depend on the group either */
       bool before = bias < g || (conv && f->insts[bias].op == OP_RESHAPE && !c->computed[f->insts[bias].args[0]]);
       bool shape = conv ? bt->rank == 3 && bt->dims[0] == t->dims[1] && bt->dims[1] == 1 && bt->dims[2] == 1
-                        : bt->rank == 1 && bt->dims[0] == t->dims[1];
+                        : bt->rank == 1 && bt->dims[0] == t->dims[cl];
       if (bias != g && before && shape && bt->dtype == DT_F32 &&
-          t->dims[1] != DIM_BATCH && f->insts[bias].op != OP_CONST) {  /* a constant: the ew kernel splats it */
+          t->dims[conv ? 1 : cl] != DIM_BATCH && f->insts[bias].op != OP_CONST) {  /* a constant: the ew kernel splats it */
         m[n++] = u;
         int32_t last = u;
         if (conv) n += bn_chain(c, g, u, m + n, &last);
