@@ -261,7 +261,7 @@ static int xent_chain(const Ctx *c, int32_t l, int32_t *m) {
   const Inst *li = &f->insts[l];
   int32_t z = li->args[0], y = li->args[1];
   const TensorType *zt = ir_vtype(f, z);
-  if (zt->rank != 2 || zt->dtype != DT_F32) return 0;
+  if (zt->rank < 2 || zt->dtype != DT_F32) return 0;   /* [..., C]: labels of any rank */
   int32_t p = -1, o = -1, s = -1, g = -1;
   for (int32_t r = c->roff[y]; r < c->roff[y + 1] && o < 0; r++) {   /* the first onehot(y) after l */
     int32_t i = c->readers[r];
@@ -277,7 +277,7 @@ static int xent_chain(const Ctx *c, int32_t l, int32_t *m) {
   int32_t pv = si->args[0];
   const Inst *pi = &f->insts[pv];
   /* softmax over the last axis of the same logits */
-  if (pi->op != OP_SOFTMAX || pi->args[0] != z || pi->iattr[0] != 1) return 0;
+  if (pi->op != OP_SOFTMAX || pi->args[0] != z || pi->iattr[0] != zt->rank - 1) return 0;
   if (pv > l && free_member(c, pv)) p = pv;
   int32_t gu = single_user(c, s);
   if (gu < 0 || !free_member(c, gu)) return 0;

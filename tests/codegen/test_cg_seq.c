@@ -81,10 +81,60 @@ static void test_products_batched(void **state) {
   assert_int_equal(fails, 0);
 }
 
+static int32_t labels(Func *f, const char *name, int idx, int rank, const int64_t *dims) {
+  return ir_input(f, name, idx, ir_type(f->mod, DT_LABEL, rank, dims), L);
+}
+
+static void test_embedding(void **state) {
+  (void)state;
+  int fails = 0;
+  /* V = 11 rows for 8 x 64 positions: every row gathered and summed many times; d = 128
+   * splits the backward into column chunks on two threads, d = 13 has a scalar tail */
+  static const int64_t ds[] = {128, 13};
+  for (int q = 0; q < 2; q++)
+    for (int th = 1; th <= 2; th++) {
+      Module *m = ir_module_new();
+      Func *f = ir_func_new(m, "emb");
+      int64_t d = ds[q];
+      int32_t ids = labels(f, "ids", 0, 3, (int64_t[]){DIM_BATCH, 64, 11});
+      int32_t dy = in_f32(f, "dy", 1, 3, (int64_t[]){DIM_BATCH, 64, d});
+      int32_t w = par(f, "w", 2, (int64_t[]){11, d});
+      Inst e = ir_inst(OP_EMBEDDING, L);
+      e.nargs = 2, e.args[0] = ids, e.args[1] = w;
+      ir_output(f, "y", ir_emit(f, &e), L);
+      Inst g = ir_inst(OP_EMBEDDING_BWD, L);
+      g.nargs = 2, g.args[0] = ids, g.args[1] = dy;
+      g.type = ir_type(m, DT_F32, 2, (int64_t[]){11, d});
+      ir_output(f, "dw", ir_emit(f, &g), L);
+      int r = check(f, 8, th, TOL);
+      if (r) printf("embedding d=%lld threads %d failed\n", (long long)d, th);
+      fails += r;
+      ir_module_free(m);
+    }
+  assert_int_equal(fails, 0);
+}
+
+/* softmax_xent and onehot over labels [B, T, C] (one class per position) */
+static void test_labels_rank3(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  Func *f = ir_func_new(m, "xent");
+  int32_t z = in_f32(f, "z", 0, 3, (int64_t[]){DIM_BATCH, 7, 37});
+  int32_t y = labels(f, "y", 1, 3, (int64_t[]){DIM_BATCH, 7, 37});
+  Inst x = ir_inst(OP_SOFTMAX_XENT, L);
+  x.nargs = 2, x.args[0] = z, x.args[1] = y;
+  ir_output(f, "l", ir_emit(f, &x), L);
+  ir_output(f, "o", ir_unary(f, OP_ONEHOT, y, L), L);
+  assert_int_equal(check(f, 5, 1, TOL), 0);
+  ir_module_free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_products_rows),
       cmocka_unit_test(test_products_batched),
+      cmocka_unit_test(test_embedding),
+      cmocka_unit_test(test_labels_rank3),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
