@@ -199,11 +199,12 @@ typedef struct {
   bprt_optimizer_config opt; /* default adam; weight_decay and clip lines land here too */
   int64_t batch;             /* default 32 */
   int64_t epochs;            /* default 1 */
+  int64_t steps;             /* `steps N` instead of epochs: N steps in all; 0: by epochs */
   uint64_t seed;             /* default 0 */
   FeSchedule schedule;       /* default constant */
   int64_t step_size;         /* step */
   double gamma;              /* step: 0.1 */
-  int64_t t_max;             /* cosine: default = epochs */
+  int64_t t_max;             /* cosine: default = epochs (= steps in a run by steps) */
   double eta_min;            /* cosine: 0 */
   int64_t warmup;            /* cosine: epochs of linear warm-up inside T_max, 0 */
   double factor;             /* plateau: 0.1 */
