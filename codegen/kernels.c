@@ -62,6 +62,10 @@ LLVMValueRef cg_ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildFMul(B, LLVMBuildFMul(B, b, a, ""), LLVMBuildFSub(B, fk(cg, T, 1), a, ""), "");
   case OP_TANH_GRAD:     /* (y, dy) -> dy * (1 - y^2) */
     return LLVMBuildFMul(B, b, LLVMBuildFSub(B, fk(cg, T, 1), LLVMBuildFMul(B, a, a, ""), ""), "");
+  case OP_GELU: return cg_gelu(cg, a);
+  case OP_GELU_TANH: return cg_gelu_tanh(cg, a);
+  case OP_GELU_GRAD: return cg_gelu_grad(cg, a, b);             /* (x, dy) */
+  case OP_GELU_TANH_GRAD: return cg_gelu_tanh_grad(cg, a, b);   /* (x, dy) */
   case OP_BROADCAST: return a;
   default: break;
   }
@@ -705,8 +709,8 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
       ep.gamma = other;
       dst = vals[v].ptr;
       break;
-    case OP_RELU: case OP_TANH: case OP_SIGMOID:
-      ep.flags |= in->op == OP_RELU ? CG_EP_RELU : in->op == OP_TANH ? CG_EP_TANH : CG_EP_SIGMOID;
+    case OP_RELU: case OP_TANH: case OP_SIGMOID: case OP_GELU: case OP_GELU_TANH:
+      ep.flags |= cg_ep_flag_of((Op)in->op);
       if (vals[prev].ptr) {   /* the value before the activation is read elsewhere too */
         ep.flags |= CG_EP_STORE_PRE;
         ep.out2 = vals[v].ptr;
@@ -714,8 +718,8 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
         dst = vals[v].ptr;
       }
       break;
-    case OP_RELU_GRAD: case OP_TANH_GRAD: case OP_SIGMOID_GRAD:
-      ep.flags |= in->op == OP_RELU_GRAD ? CG_EP_RELU_GRAD : in->op == OP_TANH_GRAD ? CG_EP_TANH_GRAD : CG_EP_SIGMOID_GRAD;
+    case OP_RELU_GRAD: case OP_TANH_GRAD: case OP_SIGMOID_GRAD: case OP_GELU_GRAD: case OP_GELU_TANH_GRAD:
+      ep.flags |= cg_ep_flag_of((Op)in->op);
       ep.aux = vals[in->args[0]].ptr;
       dst = vals[v].ptr;
       break;
@@ -725,7 +729,7 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     prev = v;
   }
   if (!dst || (ep.flags & (CG_EP_BIAS | CG_EP_BIAS_ROW) && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
-      (ep.flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD) && !ep.aux) ||
+      (ep.flags & CG_EP_MASKS && !ep.aux) ||
       (ep.flags & CG_EP_BN_ROW && (!ep.mean || !ep.rstd)) || (ep.flags & CG_EP_SCALE_ROW && !ep.gamma) ||
       (ep.flags & CG_EP_SHIFT_ROW && !ep.beta) || (ep.flags & (CG_EP_BN_ROW | CG_EP_SCALE_ROW) && gi->op != OP_CONV2D))
     ir_die("cg_kernel_gemm_fused: a fused value has no buffer");

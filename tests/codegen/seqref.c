@@ -74,11 +74,11 @@ static void matmul(const Inst *in, const Tensor *a, const Tensor *b, Tensor *c) 
 static double Phi(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
 
 static double unary(Op op, double x, double dy) {
-  const double c = sqrt(2.0 / M_PI), a = 0.044715;
+  const double c = 0.79788456080286535588, a = 0.044715;
   switch (op) {
   case OP_GELU: return x * Phi(x);
   case OP_GELU_TANH: return 0.5 * x * (1 + tanh(c * (x + a * x * x * x)));
-  case OP_GELU_GRAD: return dy * (Phi(x) + x * exp(-0.5 * x * x) / sqrt(2 * M_PI));
+  case OP_GELU_GRAD: return dy * (Phi(x) + x * exp(-0.5 * x * x) / 2.50662827463100050242);
   case OP_GELU_TANH_GRAD: {
     double t = tanh(c * (x + a * x * x * x));
     return dy * ((1 + t) / 2 + x * (1 - t * t) * c * (1 + 3 * a * x * x) / 2);

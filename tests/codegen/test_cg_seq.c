@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "tests/codegen/harness.h"
+#include "tests/compile.h"
 #include "tests/codegen/seqref.h"
 
 #define TOL 1e-5
@@ -114,6 +115,97 @@ static void test_embedding(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* gelu, gelu_tanh and their gradients in an elementwise kernel, over [-10, 10) */
+static void test_gelu_ew(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int th = 1; th <= 2; th++) {
+    Module *m = ir_module_new();
+    Func *f = ir_func_new(m, "gelu");
+    int32_t x = in_f32(f, "x", 0, 2, (int64_t[]){DIM_BATCH, 301});
+    int32_t dy = in_f32(f, "dy", 1, 2, (int64_t[]){DIM_BATCH, 301});
+    ir_output(f, "g", ir_unary(f, OP_GELU, x, L), L);
+    ir_output(f, "gt", ir_unary(f, OP_GELU_TANH, x, L), L);
+    ir_output(f, "dg", ir_binary(f, OP_GELU_GRAD, x, dy, L), L);
+    ir_output(f, "dgt", ir_binary(f, OP_GELU_TANH_GRAD, x, dy, L), L);
+    CgtConfig c = {-10, 10, th, NULL, false, false};
+    cgt_reference = seqref_run;
+    fails += cgt_check_forward(f, 7, TOL, &c);
+    cgt_reference = NULL;
+    ir_module_free(m);
+  }
+  assert_int_equal(fails, 0);
+}
+
+/* the transformer's MLP: gelu(x @ W + b) and gelu_tanh as the product's epilogue, and
+ * the backward mask gelu_grad(h, dy @ W^T) as the epilogue of matmul_nt */
+static void test_gelu_epilogue(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int th = 1; th <= 2; th++)
+    for (int tanh_form = 0; tanh_form < 2; tanh_form++) {
+      Module *m = ir_module_new();
+      Func *f = ir_func_new(m, "mlp");
+      int32_t x = in_f32(f, "x", 0, 3, (int64_t[]){DIM_BATCH, 64, 128});
+      int32_t w = par(f, "w", 2, (int64_t[]){128, 512});
+      int32_t b = par(f, "b", 1, (int64_t[]){512});
+      int32_t h = ir_binary(f, OP_MATMUL, x, w, L);
+      int32_t hb = ir_binary(f, OP_ADD, h, b, L);
+      ir_output(f, "y", ir_unary(f, tanh_form ? OP_GELU_TANH : OP_GELU, hb, L), L);
+      int32_t xg = in_f32(f, "xg", 1, 3, (int64_t[]){DIM_BATCH, 64, 512});
+      int32_t dyg = in_f32(f, "dyg", 2, 3, (int64_t[]){DIM_BATCH, 64, 128});
+      int32_t wt = par(f, "wt", 2, (int64_t[]){512, 128});
+      int32_t dd = ir_binary(f, OP_MATMUL_NT, dyg, wt, L);   /* [B,64,512] */
+      ir_output(f, "dx", ir_binary(f, tanh_form ? OP_GELU_TANH_GRAD : OP_GELU_GRAD, xg, dd, L), L);
+      int r = check(f, 4, th, TOL);
+      if (r) printf("gelu epilogue tanh=%d threads %d failed\n", tanh_form, th);
+      fails += r;
+      ir_module_free(m);
+    }
+  assert_int_equal(fails, 0);
+}
+
+/* an id outside [0, V): frame->status = 1 and that position's row is NaN; the others
+ * are their rows of W, and embedding_bwd adds nothing for it */
+static void test_embedding_bad_id(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  Func *f = ir_func_new(m, "emb");
+  int32_t ids = labels(f, "ids", 0, 3, (int64_t[]){DIM_BATCH, 2, 5});
+  int32_t dy = in_f32(f, "dy", 1, 3, (int64_t[]){DIM_BATCH, 2, 3});
+  int32_t w = par(f, "w", 2, (int64_t[]){5, 3});
+  Inst e = ir_inst(OP_EMBEDDING, L);
+  e.nargs = 2, e.args[0] = ids, e.args[1] = w;
+  ir_output(f, "y", ir_emit(f, &e), L);
+  Inst g = ir_inst(OP_EMBEDDING_BWD, L);
+  g.nargs = 2, g.args[0] = ids, g.args[1] = dy;
+  g.type = ir_type(m, DT_F32, 2, (int64_t[]){5, 3});
+  ir_output(f, "dw", ir_emit(f, &g), L);
+  CgOptions o = {"native", 2, 1, false, false};
+  CgModel *cm = test_build(f, NULL, NULL, &o);
+  assert_non_null(cm);
+  assert_int_equal(cg_model_jit(cm), 0);
+  bprt_model_desc *d = cg_model_desc(cm);
+  CgtFrame t;
+  cgt_frame_init(&t, d, 1, 1);
+  int32_t *idv = t.inputs[0];
+  float *dyv = t.inputs[1];
+  idv[0] = 4, idv[1] = 5;   /* 5 is out of range */
+  for (int k = 0; k < 6; k++) dyv[k] = (float)(k + 1);
+  for (int k = 0; k < 15; k++) t.params[d->params[0].offset + k] = (float)k;
+  d->forward(&t.fr);
+  assert_int_equal(t.fr.status, 1);
+  for (int j = 0; j < 3; j++) {
+    assert_true(t.outputs[0][j] == (float)(12 + j));
+    assert_true(isnan(t.outputs[0][3 + j]));
+  }
+  for (int v = 0; v < 5; v++)
+    for (int j = 0; j < 3; j++) assert_true(t.outputs[1][v * 3 + j] == (v == 4 ? (float)(j + 1) : 0.0f));
+  cgt_frame_free(&t);
+  cg_model_free(cm);
+  ir_module_free(m);
+}
+
 /* softmax_xent and onehot over labels [B, T, C] (one class per position) */
 static void test_labels_rank3(void **state) {
   (void)state;
@@ -133,7 +225,10 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_products_rows),
       cmocka_unit_test(test_products_batched),
+      cmocka_unit_test(test_gelu_ew),
+      cmocka_unit_test(test_gelu_epilogue),
       cmocka_unit_test(test_embedding),
+      cmocka_unit_test(test_embedding_bad_id),
       cmocka_unit_test(test_labels_rank3),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
