@@ -107,8 +107,8 @@ void seqref_run(Func *f, int64_t batch, const Tensor *ins, const Tensor *ps, Ten
     const Tensor *a = in->nargs > 0 ? &v[in->args[0]] : NULL, *b = in->nargs > 1 ? &v[in->args[1]] : NULL;
     switch ((Op)in->op) {
     case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: matmul(in, a, b, y); break;
-    case OP_ADD:   /* b broadcast over a's leading dims (a bias) or equal shapes */
-      for (int64_t k = 0; k < y->numel; k++) y->data[k] = a->data[k] + b->data[k % b->numel];
+    case OP_ADD:   /* b broadcast over a's leading dims (a bias, a mask) or equal shapes */
+      for (int64_t k = 0; k < y->numel; k++) y->data[k] = (double)(float)(a->data[k] + b->data[k % b->numel]);
       break;
     case OP_TRANSPOSE: {
       int perm[4], r = a->type.rank;

@@ -140,6 +140,64 @@ static void test_gelu_ew(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* transpose by permutation: the head split and merge (last dim kept: row copies), the
+ * swap of the last two dims and others that move the contiguous dim (register tiles
+ * and their edges), ranks 2 to 4, on one and two threads past the parallel threshold */
+static int transpose_case(int rank, const int64_t *dims, const int *perm, int64_t batch) {
+  int fails = 0;
+  for (int th = 1; th <= 2; th++) {
+    Module *m = ir_module_new();
+    Func *f = ir_func_new(m, "tr");
+    int32_t x = in_f32(f, "x", 0, rank, dims);
+    ir_output(f, "y", ir_transpose(f, x, perm, L), L);
+    int r = check(f, batch, th, 0);
+    if (r) printf("transpose rank %d perm %d%d%d%d threads %d failed\n", rank, perm ? perm[0] : -1, perm ? perm[1] : -1,
+                  perm && rank > 2 ? perm[2] : -1, perm && rank > 3 ? perm[3] : -1, th);
+    fails += r;
+    ir_module_free(m);
+  }
+  return fails;
+}
+
+static void test_transpose(void **state) {
+  (void)state;
+  int fails = 0;
+  fails += transpose_case(4, (int64_t[]){DIM_BATCH, 64, 4, 32}, (int[]){0, 2, 1, 3}, 8);
+  fails += transpose_case(4, (int64_t[]){DIM_BATCH, 4, 64, 32}, (int[]){0, 2, 1, 3}, 3);
+  fails += transpose_case(4, (int64_t[]){DIM_BATCH, 4, 64, 32}, NULL, 8);
+  fails += transpose_case(4, (int64_t[]){DIM_BATCH, 3, 37, 21}, NULL, 3);
+  fails += transpose_case(4, (int64_t[]){5, 6, 7, DIM_BATCH}, (int[]){3, 1, 0, 2}, 9);
+  fails += transpose_case(4, (int64_t[]){DIM_BATCH, 17, 19, 23}, (int[]){3, 2, 1, 0}, 2);
+  fails += transpose_case(3, (int64_t[]){DIM_BATCH, 33, 65}, (int[]){2, 0, 1}, 5);
+  fails += transpose_case(3, (int64_t[]){DIM_BATCH, 33, 65}, (int[]){1, 0, 2}, 5);
+  fails += transpose_case(2, (int64_t[]){DIM_BATCH, 300}, NULL, 301);
+  fails += transpose_case(2, (int64_t[]){7, DIM_BATCH}, NULL, 3);
+  assert_int_equal(fails, 0);
+}
+
+/* causal_mask(T) added to scores, then softmax along each of the axes of a rank-4
+ * value (the last, and the others: column passes) and log_softmax along axis 1 */
+static void test_mask_softmax(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int ax = 0; ax < 4; ax++) {
+    Module *m = ir_module_new();
+    Func *f = ir_func_new(m, "sm");
+    int32_t s = in_f32(f, "s", 0, 4, (int64_t[]){DIM_BATCH, 3, 37, 37});
+    int32_t cm = ir_causal_mask(f, 37, DT_F32, L);
+    ir_output(f, "mask", cm, L);
+    int32_t sc = ir_binary(f, OP_ADD, s, cm, L);
+    if (ax == 3) ir_output(f, "p", ir_rowop(f, OP_SOFTMAX, sc, ax, L), L);
+    else ir_output(f, "p", ir_rowop(f, OP_SOFTMAX, s, ax, L), L);
+    if (ax == 1) ir_output(f, "lp", ir_rowop(f, OP_LOG_SOFTMAX, s, ax, L), L);
+    int r = check(f, 2, 1, TOL);
+    if (r) printf("softmax axis %d failed\n", ax);
+    fails += r;
+    ir_module_free(m);
+  }
+  assert_int_equal(fails, 0);
+}
+
 /* ---- erf itself: cg_erf over an array, JIT-compiled on its own (f32 or f64) ---- */
 
 static void erf_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
@@ -313,6 +371,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_products_rows),
       cmocka_unit_test(test_products_batched),
+      cmocka_unit_test(test_transpose),
+      cmocka_unit_test(test_mask_softmax),
       cmocka_unit_test(test_erf_accuracy),
       cmocka_unit_test(test_gelu_ew),
       cmocka_unit_test(test_gelu_epilogue),
