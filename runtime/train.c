@@ -768,9 +768,9 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       return bprt_set_error("%s: the checkpoint was trained on %s; this run's data is %s (resume with the same data)",
                             o->resume_path, st.text ? "text windows" : "rows", text ? "text" : "rows");
     if (!text && (st.epoch != st.step / nb || st.epoch_rows != (st.step % nb) * batch))
-      return bprt_set_error("%s: the checkpoint stopped at epoch %" PRId64 ", row %" PRId64 " of it, which is not step %" PRId64
-                            " in batches of %" PRId64 " of %" PRId64 " rows (resume with the same --batch and data)",
-                            o->resume_path, st.epoch + 1, st.epoch_rows, st.step, batch, train->n);
+      return bprt_set_error("%s: the checkpoint has %" PRId64 " epochs and %" PRId64 " rows of the next done, which is not "
+                            "step %" PRId64 " in batches of %" PRId64 " of %" PRId64 " rows (resume with the same --batch "
+                            "and data)", o->resume_path, st.epoch, st.epoch_rows, st.step, batch, train->n);
     bprt_model_set_step(m, st.step);
   }
   st.by_steps = true;
