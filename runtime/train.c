@@ -144,8 +144,9 @@ int bprt_train_bind_text(const bprt_model_desc *d, BprtDataset *ds) {
   if (!d || !ds) return bprt_set_error("bprt_train_bind_text: NULL argument");
   if (!ds->text) return 0;
   int64_t seq = text_model_seq(d);
-  if (seq < 0 || bprt_text_bind(ds, seq)) {
-    if (seq >= 0 && ds->text->seq != seq) {   /* seq= of the SPEC against the model */
+  if (seq < 0) return bprt_prefix_error("%s", ds->source);
+  if (bprt_text_bind(ds, seq)) {
+    if (ds->text->seq != seq) {   /* seq= of the SPEC against the model */
       char ty[160];
       tensor_str(&d->inputs[0], ty, sizeof ty);
       return bprt_set_error("text:%s: seq=%" PRId64 " does not match model %s's context T = %" PRId64 " (input %s: %s)",

@@ -72,7 +72,7 @@ expect_error_exact "bpcc: error: text:words.txt: seq=16 does not match model big
   train lm.bp --data text:words.txt:seq=16 --steps 2
 expect_error_exact "bpcc: error: text:words.txt (training): text data feeds two inputs label[B, T, 256] (the bytes of a window, then the bytes that follow them); model spiral has x: f32[B,2], y: label[B,3]" \
   train "$SRC/examples/spiral.bp" --data text:words.txt --steps 2
-sed 's/, 256\]/, 100]/g' lm.bp > v100.bp
+sed 's/256/100/g' lm.bp > v100.bp
 expect_error_exact "bpcc: error: text:words.txt (training): text data has a vocabulary of 256 (bytes); model input x has 100 classes (x: label[B,8,100], y: label[B,8,100])" \
   train v100.bp --data text:words.txt --steps 2
 expect_error_exact "bpcc: error: cannot open nope.txt: No such file or directory" train lm.bp --data text:nope.txt --steps 2
