@@ -193,6 +193,21 @@ LLVMValueRef cg_ep_channel(Cg *cg, int flags, LLVMValueRef x, const LLVMValueRef
  * (cg_gemm_pack_floats each). */
 void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
              LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep);
+/* A batched product (matmul* with leading dims that are not folded into M or K): the
+ * result's batch dims [d0, d1] (d0 = 1 for one batch dim) and a's and b's element
+ * strides along them (0 where the operand broadcasts). */
+typedef struct {
+  LLVMValueRef d0, d1, sa0, sa1, sb0, sb1;
+} CgBatch;
+/* C[bi] = op(A[bi]) op(B[bi]) for every batch index, each M x N x K, threaded over the
+ * batches; the epilogue as cg_gemm's (its offsets into the whole C). */
+void cg_gemm_batched(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
+                     LLVMValueRef N, LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack, const CgEpilogue *ep);
+/* Is the matmul* instruction one product (rank 2, b of rank 2 for matmul and matmul_nt,
+ * matmul_tn fold=1), and its M, N, K (per batch when it is not; DIM_BATCH where they
+ * depend on B). */
+bool cg_product_single(Func *f, const Inst *in);
+void cg_product_mnk(Func *f, const Inst *in, int64_t *M, int64_t *N, int64_t *K);
 int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block, the im2col buffer */
 /* The pack buffers the products and convolutions of these plans need, per chunk, in
  * elements, and the im2col buffer of the convolutions. */

@@ -469,8 +469,15 @@ static XentRow xent_row(Cg *cg, const CgVal *z, const CgVal *y, const CgVal *los
   return x;
 }
 
+/* logits [..., C]: every dim before the last is a row (labels of any rank) */
+static void xent_rows(Cg *cg, const CgVal *z, LLVMValueRef *rows, LLVMValueRef *C) {
+  *rows = cg_dims_prod(cg, z->t, 0, z->t->rank - 1);
+  *C = cg_dim(cg, z->t, z->t->rank - 1);
+}
+
 static void kernel_xent(Cg *cg, const CgVal *z, const CgVal *y, const CgVal *out) {
-  LLVMValueRef rows = cg_dim(cg, z->t, 0), C = cg_dim(cg, z->t, 1);
+  LLVMValueRef rows, C;
+  xent_rows(cg, z, &rows, &C);
   CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), rows, cg_i64(cg, 1));
   xent_row(cg, z, y, out, l.iv, C);
   cg_loop_end(cg, &l);
@@ -491,6 +498,124 @@ static void kernel_onehot(Cg *cg, const CgVal *y, const CgVal *out) {
   cg_loop_end(cg, &l);
 }
 
+/* embedding: y[p, :] = W[ids[p], :] for every position p (rows of d contiguous
+ * elements, a vector copy each); an id outside [0, V) sets frame->status and gives a
+ * row of NaN (as softmax_xent's loss row), so the loss shows it and __step skips the
+ * update. On the calling thread: B*T rows of d floats are a copy of a few hundred KiB. */
+typedef struct {
+  LLVMValueRef src, dst, sbase, dbase, ok;
+} EmbCtx;
+
+static void emb_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  EmbCtx *c = p;
+  LLVMValueRef v = cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->sbase, j, ""));
+  LLVMValueRef okv = cg_is_vec(T) ? cg_splat(cg, c->ok, LLVMVectorType(cg->t_i1, LLVMGetVectorSize(T))) : c->ok;
+  v = LLVMBuildSelect(cg->B, okv, v, cg_fconst(cg, T, NAN), "");
+  cg_store(cg, v, c->dst, LLVMBuildAdd(cg->B, c->dbase, j, ""));
+}
+
+static void kernel_embedding(Cg *cg, const CgVal *ids, const CgVal *w, const CgVal *out) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef V = cg_dim(cg, w->t, 0), d = cg_dim(cg, w->t, 1);
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), cg_numel(cg, ids->t), cg_i64(cg, 1));
+  LLVMValueRef lab = load_label(cg, ids, l.iv);
+  LLVMValueRef ok = label_ok(cg, lab, V);
+  LLVMValueRef li = LLVMBuildSelect(B, ok, LLVMBuildSExt(B, lab, cg->t_i64, ""), cg_i64(cg, 0), "");
+  EmbCtx c = {w->ptr, out->ptr, LLVMBuildMul(B, li, d, ""), LLVMBuildMul(B, l.iv, d, ""), ok};
+  cg_vloop(cg, d, emb_body, &c);
+  cg_loop_end(cg, &l);
+}
+
+/* embedding_bwd: dW[v, :] = sum of dy[p, :] over the positions p with ids[p] = v, in
+ * the order of p. Deterministic for any thread count: the work is split by columns of
+ * dW (whole vectors), never by positions, so each element is one thread's sum in the
+ * same order whatever the split. A task over column chunks: zero the chunk's columns
+ * of dW, then add each position's slice. Ids outside [0, V) add nothing (the forward
+ * embedding of the same ids has set frame->status). */
+enum { EBX_IDS, EBX_DY, EBX_DW, EBX_ROWS, EBX_NCH, EBX__COUNT };
+#define EMB_GRAIN 32768   /* elements of dy per chunk, at least */
+
+static LLVMTypeRef ebx_type(Cg *cg) {
+  LLVMTypeRef f[EBX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64};
+  return LLVMStructTypeInContext(cg->C, f, EBX__COUNT, 0);
+}
+
+static void addrow_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  EmbCtx *c = p;
+  LLVMValueRef di = LLVMBuildAdd(cg->B, c->dbase, j, "");
+  LLVMValueRef v = LLVMBuildFAdd(cg->B, cg_load(cg, T, c->dst, di), cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->sbase, j, "")), "");
+  cg_store(cg, v, c->dst, di);
+}
+
+static void zero_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  EmbCtx *c = p;
+  cg_store(cg, cg_fconst(cg, T, 0.0), c->dst, LLVMBuildAdd(cg->B, c->dbase, j, ""));
+}
+
+static LLVMValueRef emb_bwd_task(Cg *cg, int64_t V, int64_t d) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_embedding_bwd_task", cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMTypeRef ct = ebx_type(cg);
+  LLVMValueRef ctx = LLVMGetParam(fn, 0), f[EBX__COUNT];
+  for (unsigned i = 0; i < EBX__COUNT; i++)
+    f[i] = LLVMBuildLoad2(B, LLVMStructGetTypeAtIndex(ct, i), LLVMBuildStructGEP2(B, ct, ctx, i, ""), "");
+  int64_t w = cg->W > 1 ? cg->W : 1, nvec = (d + w - 1) / w;
+  LLVMValueRef one = cg_i64(cg, 1);
+  CgLoop lc = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), one);
+  LLVMValueRef v0 = LLVMBuildSDiv(B, LLVMBuildMul(B, lc.iv, cg_i64(cg, nvec), ""), f[EBX_NCH], "");
+  LLVMValueRef v1 = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, lc.iv, one, ""), cg_i64(cg, nvec), ""), f[EBX_NCH], "");
+  LLVMValueRef c0 = cg_min_i64(cg, LLVMBuildMul(B, v0, cg_i64(cg, w), ""), cg_i64(cg, d));
+  LLVMValueRef c1 = cg_min_i64(cg, LLVMBuildMul(B, v1, cg_i64(cg, w), ""), cg_i64(cg, d));
+  LLVMValueRef nc = LLVMBuildSub(B, c1, c0, "");
+  CgLoop lz = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, V), one);
+  EmbCtx z = {NULL, f[EBX_DW], NULL, LLVMBuildAdd(B, LLVMBuildMul(B, lz.iv, cg_i64(cg, d), ""), c0, ""), NULL};
+  cg_vloop(cg, nc, zero_body, &z);
+  cg_loop_end(cg, &lz);
+  CgLoop lp = cg_loop_begin(cg, cg_i64(cg, 0), f[EBX_ROWS], one);
+  LLVMValueRef lab = LLVMBuildLoad2(B, cg->t_i32, cg_gep(cg, cg->t_i32, f[EBX_IDS], lp.iv), "label");
+  LLVMSetAlignment(lab, 4);
+  LLVMValueRef l64 = LLVMBuildSExt(B, lab, cg->t_i64, "");
+  LLVMValueRef ok = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, l64, cg_i64(cg, 0), ""),
+                                 LLVMBuildICmp(B, LLVMIntSLT, l64, cg_i64(cg, V), ""), "");
+  LLVMBasicBlockRef join = cg_if_begin(cg, ok);
+  EmbCtx a = {f[EBX_DY], f[EBX_DW], LLVMBuildAdd(B, LLVMBuildMul(B, lp.iv, cg_i64(cg, d), ""), c0, ""),
+              LLVMBuildAdd(B, LLVMBuildMul(B, l64, cg_i64(cg, d), ""), c0, ""), NULL};
+  cg_vloop(cg, nc, addrow_body, &a);
+  cg_if_end(cg, join);
+  cg_loop_end(cg, &lp);
+  cg_loop_end(cg, &lc);
+  LLVMBuildRetVoid(B);
+  return fn;
+}
+
+static void kernel_embedding_bwd(Cg *cg, const CgVal *ids, const CgVal *dy, const CgVal *out) {
+  LLVMBuilderRef B = cg->B;
+  int64_t V = out->t->dims[0], d = out->t->dims[1];
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef caller = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
+  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef task = emb_bwd_task(cg, V, d);
+  cg->fn = caller;
+  LLVMPositionBuilderAtEnd(B, here);
+  LLVMSetCurrentDebugLocation2(B, loc);
+  LLVMValueRef rows = cg_numel(cg, ids->t);
+  /* chunks: the pool's threads, at most one per vector of columns, once dy has
+   * EMB_GRAIN elements per chunk */
+  int64_t w = cg->W > 1 ? cg->W : 1, nvec = (d + w - 1) / w;
+  LLVMValueRef nth = LLVMBuildSExt(B, cg_frame_field(cg, CG_FR_NTHREADS), cg->t_i64, "");
+  LLVMValueRef byn = LLVMBuildSDiv(B, LLVMBuildMul(B, rows, cg_i64(cg, d), ""), cg_i64(cg, EMB_GRAIN), "");
+  LLVMValueRef nch = cg_min_i64(cg, cg_min_i64(cg, nth, byn), cg_i64(cg, nvec));
+  nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, cg_i64(cg, 1), ""), cg_i64(cg, 1), nch, "nchunks");
+  LLVMTypeRef ct = ebx_type(cg);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "embctx");
+  LLVMValueRef fields[EBX__COUNT] = {ids->ptr, dy->ptr, out->ptr, rows, nch};
+  for (unsigned i = 0; i < EBX__COUNT; i++) LLVMBuildStore(B, fields[i], LLVMBuildStructGEP2(B, ct, ctx, i, ""));
+  cg_run_task(cg, LLVMBuildICmp(B, LLVMIntSGT, nch, cg_i64(cg, 1), ""), nch, cg_i64(cg, 1), task, ctx, nch);
+}
+
 /* ------------------------------------------------------------------ fused groups */
 
 static bool is_member(const int32_t *members, int n, int32_t v) {
@@ -507,7 +632,7 @@ static bool is_member(const int32_t *members, int n, int32_t v) {
  * value has none) and runs the epilogue on them; the activation goes to its own
  * buffer when that value is kept (STORE_PRE). */
 /* The product `in` (result type ct) into dst, with the epilogue ep (NULL: none). */
-static bool kernel_gemm(Cg *cg, const Inst *in, const TensorType *ct, const CgVal *vals, LLVMValueRef dst,
+static bool kernel_gemm(Cg *cg, Func *f, const Inst *in, const TensorType *ct, const CgVal *vals, LLVMValueRef dst,
                         const CgEpilogue *ep) {
   const CgVal *a = &vals[in->args[0]], *b = &vals[in->args[1]];
   if (a->is_const || b->is_const) {
@@ -516,9 +641,39 @@ static bool kernel_gemm(Cg *cg, const Inst *in, const TensorType *ct, const CgVa
     diag_error(in->loc, "codegen: %s of a constant matrix is not supported", ir_ops[in->op].name);
     return false;
   }
-  LLVMValueRef M = cg_dim(cg, ct, 0), N = cg_dim(cg, ct, 1);
-  LLVMValueRef K = in->op == OP_MATMUL_TN ? cg_dim(cg, a->t, 0) : cg_dim(cg, a->t, 1);
-  cg_gemm(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, ep);
+  const TensorType *at = a->t, *bt = b->t;
+  int ra = at->rank, rc = ct->rank;
+  bool tn = in->op == OP_MATMUL_TN;
+  if (cg_product_single(f, in)) {
+    /* one product: rows of a (all its leading dims) times b, or fold's sum over them */
+    LLVMValueRef N = cg_dim(cg, ct, rc - 1), M, K;
+    if (tn) M = cg_dim(cg, at, ra - 1), K = cg_dims_prod(cg, at, 0, ra - 1);
+    else M = cg_dims_prod(cg, at, 0, ra - 1), K = cg_dim(cg, at, ra - 1);
+    cg_gemm(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, ep);
+    return true;
+  }
+  /* one product per index of the result's batch dims (rc - 2 of them, 1 or 2) */
+  LLVMValueRef M = cg_dim(cg, ct, rc - 2), N = cg_dim(cg, ct, rc - 1);
+  LLVMValueRef K = cg_dim(cg, at, tn ? ra - 2 : ra - 1);
+  int nbr = rc - 2;
+  LLVMValueRef d[2], sa[2], sb[2];
+  for (int q = 0; q < 2; q++) {
+    int dd = q - (2 - nbr);   /* the result's batch dim for slot q (slot 0 is 1 with one batch dim) */
+    if (dd < 0) {
+      d[q] = cg_i64(cg, 1), sa[q] = sb[q] = cg_i64(cg, 0);
+      continue;
+    }
+    d[q] = cg_dim(cg, ct, dd);
+    const TensorType *ops[2] = {at, bt};
+    LLVMValueRef *st[2] = {&sa[q], &sb[q]};
+    for (int o = 0; o < 2; o++) {
+      const TensorType *x = ops[o];
+      int ix = dd - (nbr - (x->rank - 2));
+      *st[o] = ix < 0 || (x->dims[ix] == 1 && ct->dims[dd] != 1) ? cg_i64(cg, 0) : cg_dims_prod(cg, x, ix + 1, x->rank);
+    }
+  }
+  CgBatch bb = {d[0], d[1], sa[0], sa[1], sb[0], sb[1]};
+  cg_gemm_batched(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, &bb, cg->gemm_pack, ep);
   return true;
 }
 
@@ -580,7 +735,7 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     cg_kernel_conv(cg, gi, &vals[gi->args[0]], &vals[gi->args[1]], &y, &ep);
     return true;
   }
-  return kernel_gemm(cg, gi, c->t, vals, dst, &ep);
+  return kernel_gemm(cg, f, gi, c->t, vals, dst, &ep);
 }
 
 typedef struct {
@@ -626,7 +781,8 @@ bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     }
   }
   if (!gptr || !k || !loss->ptr || !z->ptr) ir_die("cg_kernel_xent_fused: a fused value has no buffer");
-  LLVMValueRef rows = cg_dim(cg, z->t, 0), C = cg_dim(cg, z->t, 1);
+  LLVMValueRef rows, C;
+  xent_rows(cg, z, &rows, &C);
   CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), rows, cg_i64(cg, 1));
   XentRow x = xent_row(cg, z, y, loss, l.iv, C);
   XentCtx c = {z->ptr, pptr, gptr, x.base, x.mx, x.s, x.lab, k};
@@ -1114,13 +1270,15 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
     cg_store(cg, LLVMBuildSIToFP(cg->B, n, cg->t_f32, ""), out->ptr, cg_i64(cg, 0));
     return true;
   }
-  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: return kernel_gemm(cg, in, out->t, vals, out->ptr, NULL);
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: return kernel_gemm(cg, f, in, out->t, vals, out->ptr, NULL);
   case OP_TRANSPOSE: kernel_transpose(cg, a, out); return true;
   case OP_SUM: case OP_MEAN: case OP_MAX: kernel_reduce(cg, in, a, out); return true;
   case OP_SUM_TO: kernel_sum_to(cg, a, out); return true;
   case OP_RESHAPE: cg_kernel_copy(cg, a, out->ptr, out->t); return true;   /* same elements, same order */
   case OP_SOFTMAX: case OP_LOG_SOFTMAX: kernel_softmax(cg, in, a, out); return true;
   case OP_ONEHOT: kernel_onehot(cg, a, out); return true;
+  case OP_EMBEDDING: kernel_embedding(cg, a, b, out); return true;
+  case OP_EMBEDDING_BWD: kernel_embedding_bwd(cg, a, b, out); return true;
   case OP_SOFTMAX_XENT: kernel_xent(cg, a, b, out); return true;
   case OP_DROPOUT_MASK: kernel_dropout(cg, in, out, training); return true;
   case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA: kernel_layernorm(cg, f, in, vals, out); return true;
