@@ -705,6 +705,7 @@ static const FixtureLine fixtures[] = {
     {"tests/fixtures/lenet_small.bp", "tests/fixtures/lenet_small.fixture", false},
     {"tests/fixtures/layernorm_small.bp", "tests/fixtures/layernorm_small.fixture", false},
     {"tests/fixtures/cnn_bn_small.bp", "tests/fixtures/cnn_bn_small.fixture", true},
+    {"examples/attention_small.bp", "tests/fixtures/attention_small.fixture", false},
 };
 #define NFIXTURES (sizeof fixtures / sizeof fixtures[0])
 
