@@ -240,10 +240,18 @@ static int collect_shapes(Func *g, int64_t batch, Shape *out, int max) {
   for (int32_t i = 0; i < g->ninsts; i++) {
     const Inst *in = &g->insts[i];
     if (ir_ops[in->op].kind != OPK_PRODUCT) continue;
-    const TensorType *a = ir_vtype(g, in->args[0]), *c = ir_vtype(g, i);
-    int64_t k = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
-    Shape s = {in->op, c->dims[0] == DIM_BATCH ? batch : c->dims[0], k == DIM_BATCH ? batch : k,
-               c->dims[1] == DIM_BATCH ? batch : c->dims[1]};
+    /* the product codegen runs ([B,T,k] @ [k,n] is one of B*T rows); a batched one
+     * (per index of its leading dims) has no single shape to time here */
+    if (!cg_product_single(g, in)) continue;
+    int64_t pm, pn, pk;
+    cg_product_mnk(g, in, &pm, &pn, &pk);
+    const TensorType *a = ir_vtype(g, in->args[0]);
+    int64_t rows = 1;   /* M or K as a product of dims that may hold B */
+    for (int d = 0; d < a->rank - 1; d++) rows *= a->dims[d] == DIM_BATCH ? batch : a->dims[d];
+    if (pm == DIM_BATCH) pm = in->op == OP_MATMUL_TN ? batch : rows;
+    if (pk == DIM_BATCH) pk = in->op == OP_MATMUL_TN ? rows : batch;
+    if (pn == DIM_BATCH) pn = batch;
+    Shape s = {in->op, pm, pk, pn};
     bool seen = false;
     for (int j = 0; j < n && !seen; j++)
       if (out[j].op == s.op && out[j].m == s.m && out[j].k == s.k && out[j].n == s.n) {
