@@ -248,6 +248,16 @@ int64_t cg_conv_own_floats(Func *f, const Inst *in);
  * over images (or over the weight gradient's columns or taps). */
 void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out, const CgEpilogue *ep);
 
+/* ---- attention.c ---- */
+/* attention or attention_bwd (members[0]) with the extras the plan computes
+ * (members[1..n), kernel_plan.c KERNEL_ATTN): FlashAttention's blocked online softmax,
+ * forward over (slice, query block) items, backward per slice; each chunk's scratch is
+ * its part of the GEMM pack area. */
+bool cg_kernel_attention(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
+/* The scratch elements one chunk needs for attention instruction in (the pack area is
+ * made at least this large, cg_gemm_pack_sizes). */
+int64_t cg_attention_scratch_floats(Func *f, const Inst *in);
+
 /* ---- optim.c ---- */
 typedef struct {
   int64_t offset, numel;               /* floats, into params / grads */

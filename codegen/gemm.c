@@ -123,6 +123,10 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
         conv_shapes(f, in, mkn, &col);
         M = mkn[0], K = mkn[1], N = mkn[2];
         if (col > cmax) cmax = col;
+      } else if (ir_ops[in->op].kind == OPK_ATTN) {   /* its blocks' scratch (attention.c) */
+        int64_t s = cg_attention_scratch_floats(f, in);
+        if (s > cmax) cmax = s;
+        continue;
       } else {
         continue;
       }

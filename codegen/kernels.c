@@ -1462,6 +1462,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
     cg_kernel_pool(cg, in, a, b, out);
     return true;
   case OP_BN_MEAN: case OP_BN_VAR: case OP_BN_NORM: case OP_BN_NORM_BWD: kernel_bn(cg, in, vals, out); return true;
+  case OP_ATTENTION: case OP_ATTENTION_BWD: return cg_kernel_attention(cg, f, &v, 1, vals);   /* no extra computed */
   default:
     break;
   }
