@@ -10,7 +10,8 @@
  *    the f64 model (cgt_func_to_f64): 1e-12.
  * 2. The same results bit for bit on 1, 2 and 3 threads (the work is split by blocks,
  *    each result computed by one task in a fixed order).
- * 3. Other vector widths: x86-64 (SSE, 4 lanes), x86-64-v3 (AVX2, 8 lanes).
+ * 3. Other vector widths: x86-64 (SSE, 4 lanes), x86-64-v3 (AVX2, 8 lanes); sharp rows
+ *    (scale 8 / sqrt(dh): scores tens apart, p underflowing, the running max rescaled).
  * 4. The plans: the producer and its extras are one kernel, also without fusion; an
  *    extra never shares bytes with what its kernel reads or writes (the memory plan on
  *    instructions and on kernels); the tinygpt attention at T = 1024 (B 32, 4 heads,
@@ -149,9 +150,9 @@ static int compare(const char *what, const Shape *s, const void *got, int es, co
 /* Compile the shape's function (f64: the f64 model), run it on 1, 2 and 3 threads, check
  * each run against the reference and the runs against each other bit for bit. Returns
  * the number of failures. */
-static int run_shape(const Shape *s, int64_t batch, const char *march, bool f64) {
+static int run_shape_scaled(const Shape *s, int64_t batch, const char *march, bool f64, double sharp) {
   Module *m = ir_module_new();
-  double scale = 1.0 / sqrt((double)s->dh) * 1.3;
+  double scale = sharp / sqrt((double)s->dh);
   Func *f = build(m, s, scale);
   if (f64) f = cgt_func_to_f64(f, "attn64");
   CgOptions o = {march ? march : "native", 2, 4, false, false};
@@ -214,6 +215,10 @@ static int run_shape(const Shape *s, int64_t batch, const char *march, bool f64)
   return fails;
 }
 
+static int run_shape(const Shape *s, int64_t batch, const char *march, bool f64) {
+  return run_shape_scaled(s, batch, march, f64, 1.3);
+}
+
 static const Shape shapes[] = {
     {2, {2, 3}, 17, 17, 8, 8, false},
     {2, {2, 3}, 17, 17, 8, 8, true},
@@ -223,6 +228,8 @@ static const Shape shapes[] = {
     {1, {DIM_BATCH}, 70, 70, 20, 20, true},    /* two query blocks, the batch dim */
     {1, {DIM_BATCH}, 70, 130, 17, 33, false},  /* three key blocks */
     {2, {DIM_BATCH, 4}, 130, 130, 32, 32, true},
+    {1, {DIM_BATCH}, 1, 1, 3, 1, true},        /* one query, one key */
+    {2, {3, 2}, 5, 1, 16, 16, false},          /* one key: p = 1 */
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
@@ -237,6 +244,16 @@ static void test_attention_f64(void **state) {
   (void)state;
   int fails = 0;
   for (int i = 0; i < NSHAPES; i++) fails += run_shape(&shapes[i], 2, NULL, true);
+  assert_int_equal(fails, 0);
+}
+
+/* sharp softmax rows (scores up to ~60 apart): the online rescaling across key blocks
+ * (alpha = exp(m - m') far from 1) and p underflowing to 0 */
+static void test_attention_sharp(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int i = 4; i < 8; i++) fails += run_shape_scaled(&shapes[i], 2, NULL, false, 8.0);
+  fails += run_shape_scaled(&shapes[7], 2, NULL, true, 8.0);
   assert_int_equal(fails, 0);
 }
 
@@ -370,7 +387,8 @@ static void test_attention_no_tt(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_attention_f32),      cmocka_unit_test(test_attention_f64),
-      cmocka_unit_test(test_attention_portable), cmocka_unit_test(test_attention_plans),
+      cmocka_unit_test(test_attention_portable), cmocka_unit_test(test_attention_sharp),
+      cmocka_unit_test(test_attention_plans),
       cmocka_unit_test(test_attention_no_tt),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
