@@ -1,6 +1,7 @@
 /* driver/cmd_train.c — `bpcc train FILE.bp`: JIT-compile the model and train it.
  *
- *   bpcc train FILE.bp --data SPEC [--val SPEC | --val-split F] [--epochs N] [--batch N]
+ *   bpcc train FILE.bp --data SPEC [--val SPEC | --val-split F] [--epochs N | --steps N]
+ *                      [--eval-every N] [--batch N]
  *                      [--lr X] [--optimizer NAME(k = v, ...)] [--schedule ...] [--seed N]
  *                      [--threads N] [--save PATH] [--save-every N] [--resume PATH | --init W]
  *                      [--log FILE.csv] [--log-steps] [--watch] [--quiet] [--print-every N]
@@ -42,9 +43,9 @@ typedef struct {
   const char *file;
   const char *data, *val, *optimizer, *schedule, *save, *resume, *init, *log;
   double val_split, lr;
-  int64_t epochs, save_every, print_every;
+  int64_t epochs, steps, eval_every, save_every, print_every;
   uint64_t seed;
-  bool has_epochs, has_seed, has_lr, has_val_split;
+  bool has_epochs, has_steps, has_seed, has_lr, has_val_split;
   bool log_steps, quiet;
   PipelineOptions po;   /* --batch, --threads, --watch, --model, --recompute, ... */
   PipelineArgs pa;
@@ -56,7 +57,7 @@ static int arg_error(const char *fmt, const char *a) { return args_usage_error("
 
 enum {
   T_DATA, T_VAL, T_VAL_SPLIT, T_EPOCHS, T_LR, T_OPTIMIZER, T_SCHEDULE, T_SEED, T_SAVE, T_SAVE_EVERY, T_RESUME, T_INIT, T_LOG,
-  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY
+  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY, T_STEPS, T_EVAL_EVERY
 };
 
 /* train's own options: what it parses, lists in --help and suggests for a typo. The
@@ -65,11 +66,15 @@ static const DrvOption train_options[] = {
     {T_DATA, "--data", OPT_VALUE, "SPEC", "training data: mnist:DIR, idx:IMAGES,LABELS,\n"
                                           "csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy,\n"
                                           "spiral[:n=1000,classes=3,noise=0.2], xor[:n=200,noise=0.2],\n"
-                                          "blobs[:n=300,classes=3,dim=2,std=1.0]          (required)"},
+                                          "blobs[:n=300,classes=3,dim=2,std=1.0],\n"
+                                          "text:FILE[:seq=T,split=0.9]                    (required)"},
     {T_VAL, "--val", OPT_VALUE, "SPEC", "validation data (default: the SPEC's own test set, as\n"
                                         "mnist's t10k files; else none)"},
     {T_VAL_SPLIT, "--val-split", OPT_VALUE, "F", "hold out a fraction F of the training data instead"},
     {T_EPOCHS, "--epochs", OPT_VALUE, "N", "epochs in all (train block, else 1)"},
+    {T_STEPS, "--steps", OPT_VALUE, "N", "train N steps in all instead of epochs (text data:\n"
+                                         "always); overrides the block's epochs or steps"},
+    {T_EVAL_EVERY, "--eval-every", OPT_VALUE, "N", "with --steps: validate every N steps (and at the end)"},
     {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "rows per step; the last batch may be partial (else 32;\n"
                                             "at most the training rows)"},
     {T_LR, "--lr", OPT_VALUE, "X", "learning rate (after the optimizer's own lr)"},
@@ -81,7 +86,7 @@ static const DrvOption train_options[] = {
     {T_SEED, "--seed", OPT_VALUE, "N", "initialization, shuffles, dropout (train block, else 0)"},
     {OPT_PIPELINE, "--threads", OPT_VALUE, "N", "worker threads (default: one per CPU)"},
     {T_SAVE, "--save", OPT_VALUE, "PATH", "write a checkpoint (safetensors) at the end ..."},
-    {T_SAVE_EVERY, "--save-every", OPT_VALUE, "N", "... and every N epochs"},
+    {T_SAVE_EVERY, "--save-every", OPT_VALUE, "N", "... and every N epochs (steps, with --steps)"},
     {T_RESUME, "--resume", OPT_VALUE, "PATH", "continue from a checkpoint, bit for bit (also one that\n"
                                               "Ctrl-C wrote mid-epoch)"},
     {T_INIT, "--init", OPT_VALUE, "W", "start from the parameters of W (a checkpoint or a\n"
@@ -143,6 +148,13 @@ static int parse_args(int argc, char **argv, TrainArgs *t) {
       if (!args_int("--epochs", v, 1, INT64_MAX, &t->epochs)) return 1;
       t->has_epochs = true;
       break;
+    case T_STEPS:
+      if (!args_int("--steps", v, 1, (INT64_C(1) << 40) - 1, &t->steps)) return 1;
+      t->has_steps = true;
+      break;
+    case T_EVAL_EVERY:
+      if (!args_int("--eval-every", v, 1, INT64_MAX, &t->eval_every)) return 1;
+      break;
     case T_SAVE_EVERY:
       if (!args_int("--save-every", v, 1, INT64_MAX, &t->save_every)) return 1;
       break;
@@ -173,6 +185,8 @@ static int parse_args(int argc, char **argv, TrainArgs *t) {
   if (!t->file) return arg_error("%s", "no input file");
   if (!t->data) return arg_error("%s", "no data: give --data SPEC (e.g. --data spiral or --data mnist:DIR)");
   if (t->val && t->has_val_split) return arg_error("%s", "--val and --val-split exclude each other");
+  if (t->has_epochs && t->has_steps)
+    return arg_error("%s", "--epochs and --steps exclude each other (a run is counted in epochs or in steps)");
   if (t->log_steps && !t->log) return arg_error("%s", "--log-steps needs --log FILE.csv");
   if (t->save_every && !t->save) return arg_error("%s", "--save-every needs --save PATH");
   if (t->print_every && t->quiet) return arg_error("%s", "--print-every and --quiet exclude each other");
@@ -212,6 +226,7 @@ static int resolve_optimizer(const TrainSpec *ts, const TrainArgs *a, bprt_optim
   return 0;
 }
 
+/* `epochs` is the run's length in the schedule's unit: epochs, or steps in a run by steps. */
 static int resolve_schedule(const TrainSpec *ts, const TrainArgs *a, double lr, int64_t epochs, BprtSchedule *s) {
   bprt_schedule_init(s, (BprtScheduleKind)ts->schedule, lr);
   s->step_size = ts->step_size;
@@ -225,7 +240,7 @@ static int resolve_schedule(const TrainSpec *ts, const TrainArgs *a, double lr, 
   s->cooldown = ts->cooldown;
   s->min_lr = ts->min_lr;
   /* the block resolved T_max = 0 to its own epochs; --epochs moves it along */
-  if (ts->schedule == FE_SCHED_COSINE && ts->t_max == ts->epochs) s->t_max = epochs;
+  if (ts->schedule == FE_SCHED_COSINE && ts->t_max == (ts->steps > 0 ? ts->steps : ts->epochs)) s->t_max = epochs;
   if (a->schedule) {
     bool tset = false;
     if (bprt_schedule_parse(a->schedule, s, &tset)) {
@@ -249,6 +264,12 @@ static int load_data(const TrainArgs *a, uint64_t seed, BprtDataset **train, Bpr
   *train = *val = NULL;
   BprtDataset *tr = NULL, *own_val = NULL;
   if (bprt_data_load(a->data, seed, &tr, &own_val)) return -1;
+  if (tr->text && (a->val || a->has_val_split)) {   /* its split= is the validation part */
+    bprt_dataset_free(tr);
+    bprt_dataset_free(own_val);
+    return bprt_set_error("%s: text data validates on its own last part (text:FILE:split=F); %s does not apply",
+                          a->data, a->val ? "--val" : "--val-split");
+  }
   if (a->val) {
     bprt_dataset_free(own_val);
     own_val = NULL;
@@ -451,6 +472,9 @@ int cmd_train(int argc, char **argv) {
   BprtTrainOptions o;
   bprt_train_options_defaults(&o);
   o.epochs = a.has_epochs ? a.epochs : ts->epochs;
+  /* the command line overrides the block: --epochs a block's steps, --steps its epochs */
+  o.steps = a.has_steps ? a.steps : a.has_epochs ? 0 : ts->steps;
+  o.eval_every = a.eval_every;
   o.batch = a.po.batch > 0 ? a.po.batch : ts->batch;
   o.seed = a.has_seed ? a.seed : ts->seed;
   o.save_path = a.save;
@@ -465,7 +489,7 @@ int cmd_train(int argc, char **argv) {
   Status st = {!a.quiet && !a.po.print_after && isatty(STDERR_FILENO), false, 0};
   o.model_file = c.name;
   if (resolve_optimizer(ts, &a, &c.opt.optimizer) ||
-      resolve_schedule(ts, &a, c.opt.optimizer.hyper[BPRT_H_LR], o.epochs, &o.schedule))
+      resolve_schedule(ts, &a, c.opt.optimizer.hyper[BPRT_H_LR], o.steps > 0 ? o.steps : o.epochs, &o.schedule))
     goto done;
   c.opt.optimizer_set = true;
   if (!args_apply_threads(&a.pa)) goto done;
@@ -476,7 +500,17 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
-  if (o.batch > train->n) {   /* one batch of every row: the same steps, buffers that fit */
+  if (a.eval_every && o.steps == 0) {
+    fprintf(stderr, "bpcc: error: --eval-every needs a run by steps (--steps N or `steps N` in the train block); "
+                    "a run by epochs validates after each epoch\n");
+    goto done;
+  }
+  if (train->text && o.steps == 0) {
+    fprintf(stderr, "bpcc: error: %s: text data has no epochs: train it by steps (--steps N, or `steps N` in the train "
+                    "block)\n", a.data);
+    goto done;
+  }
+  if (!train->text && o.batch > train->n) {   /* one batch of every row: the same steps, buffers that fit */
     char rows[64];
     if (!a.quiet)
       fprintf(stderr, "bpcc: note: batch %" PRId64 " is larger than the %s; training with batch %" PRId64
@@ -495,7 +529,8 @@ int cmd_train(int argc, char **argv) {
   double t_compile = 0;
   for (int s = STAGE_LOWER; s < STAGE__COUNT; s++) t_compile += c.seconds[s];
   const bprt_model_desc *desc = cg_model_desc(c.cg);
-  if (bprt_train_check_data(desc, train) || (val && bprt_train_check_data(desc, val))) {
+  if (bprt_train_bind_text(desc, train) || (val && bprt_train_bind_text(desc, val)) ||
+      bprt_train_check_data(desc, train) || (val && bprt_train_check_data(desc, val))) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
@@ -515,9 +550,16 @@ int cmd_train(int argc, char **argv) {
              bprt_fmt_counted(f1, sizeof f1, param_count(desc), "parameter", NULL), c.name,
              bprt_fmt_duration(f2, sizeof f2, t_compile), bprt_fmt_duration(sb, sizeof sb, seconds_now() - t_start));
     bprt_put_line(stdout, line, 4);
-    size_t n = (size_t)snprintf(line, sizeof line, "  data %s: %s", train->source,
-                                bprt_fmt_counted(f1, sizeof f1, train->n, "row", NULL));
-    if (val)
+    size_t n;
+    if (train->text)   /* "data text:f.txt: 90,000 training bytes, 10,000 validation bytes, seq 64" */
+      n = (size_t)snprintf(line, sizeof line, "  data text:%s: %s, %s in %s of %" PRId64 " + 1, vocabulary 256",
+                           train->text->path, bprt_fmt_counted(f1, sizeof f1, train->text->split, "training byte", NULL),
+                           bprt_fmt_counted(f2, sizeof f2, train->text->size - train->text->split, "validation byte", NULL),
+                           bprt_fmt_counted((char[64]){0}, 64, val ? val->n : 0, "window", NULL), train->text->seq);
+    else
+      n = (size_t)snprintf(line, sizeof line, "  data %s: %s", train->source,
+                           bprt_fmt_counted(f1, sizeof f1, train->n, "row", NULL));
+    if (val && !train->text)
       snprintf(line + n, sizeof line - n, "; validation %s: %s", val->source,
                bprt_fmt_counted(f1, sizeof f1, val->n, "row", NULL));
     bprt_put_line(stdout, line, 4);
@@ -525,8 +567,14 @@ int cmd_train(int argc, char **argv) {
     if (hyper[BPRT_H_WEIGHT_DECAY] > 0)
       n += (size_t)snprintf(line + n, sizeof line - n, ", weight_decay=%g", hyper[BPRT_H_WEIGHT_DECAY]);
     if (hyper[BPRT_H_CLIP] > 0) n += (size_t)snprintf(line + n, sizeof line - n, ", clip=%g", hyper[BPRT_H_CLIP]);
-    snprintf(line + n, sizeof line - n, "), schedule %s, batch %" PRId64 ", epochs %" PRId64 ", seed %" PRIu64 ", %d threads",
-             bprt_schedule_names[o.schedule.kind], o.batch, o.epochs, o.seed, bprt_get_threads());
+    n += (size_t)snprintf(line + n, sizeof line - n, "), schedule %s, batch %" PRId64 ", ", bprt_schedule_names[o.schedule.kind],
+                          o.batch);
+    if (o.steps > 0 && o.eval_every > 0)
+      n += (size_t)snprintf(line + n, sizeof line - n, "steps %" PRId64 " (validation every %" PRId64 ")", o.steps,
+                            o.eval_every);
+    else if (o.steps > 0) n += (size_t)snprintf(line + n, sizeof line - n, "steps %" PRId64, o.steps);
+    else n += (size_t)snprintf(line + n, sizeof line - n, "epochs %" PRId64, o.epochs);
+    snprintf(line + n, sizeof line - n, ", seed %" PRIu64 ", %d threads", o.seed, bprt_get_threads());
     bprt_put_line(stdout, line, 4);
     char code[400];
     snprintf(line, sizeof line, "  code: %s", pipeline_describe(&c, code, sizeof code));
@@ -554,6 +602,14 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
+  if (r.interrupted && o.steps > 0) {
+    fflush(stdout);
+    fprintf(stderr, "bpcc: %s at step %" PRId64 " of %" PRId64 "; checkpoint written to %s\nbpcc: resume with: ",
+            stop_signal == SIGTERM ? "terminated" : "interrupted", r.steps, o.steps, r.checkpoint);
+    print_resume_command(stderr, &a, r.checkpoint);
+    status = 130;
+    goto done;
+  }
   if (r.interrupted) {
     fflush(stdout);
     fprintf(stderr, "bpcc: %s at step %" PRId64 " (epoch %" PRId64 " of %" PRId64 ", batch %" PRId64 " of %" PRId64
@@ -564,7 +620,13 @@ int cmd_train(int argc, char **argv) {
     status = 130;
     goto done;
   }
-  if (r.last.epoch == 0) {
+  if (o.steps > 0 && r.last.step == 0) {
+    printf("nothing to train: %s has %s done, --steps is %" PRId64 "\n", a.resume,
+           bprt_fmt_counted(f1, sizeof f1, r.steps, "step", NULL), o.steps);
+    status = 0;
+    goto done;
+  }
+  if (o.steps == 0 && r.last.epoch == 0) {
     printf("nothing to train: %s has %s done, --epochs is %" PRId64 "\n", a.resume,
            bprt_fmt_counted(f1, sizeof f1, r.epochs_done, "epoch", NULL), o.epochs);
     status = 0;
@@ -572,13 +634,22 @@ int cmd_train(int argc, char **argv) {
   }
   char f3[64], f4[64];
   char line[5000];
-  size_t n = (size_t)snprintf(line, sizeof line, "trained %s (%s) in %s: loss %s",
-                              bprt_fmt_counted(f1, sizeof f1, r.epochs_done, "epoch", NULL),
-                              bprt_fmt_counted(f2, sizeof f2, r.steps, "step", NULL),
-                              bprt_fmt_duration(f3, sizeof f3, seconds_now() - t0), bprt_fmt_sig(f4, sizeof f4, r.last.loss, 4));
+  size_t n;
+  if (o.steps > 0)
+    n = (size_t)snprintf(line, sizeof line, "trained %s in %s: loss %s",
+                         bprt_fmt_counted(f2, sizeof f2, r.steps, "step", NULL),
+                         bprt_fmt_duration(f3, sizeof f3, seconds_now() - t0), bprt_fmt_sig(f4, sizeof f4, r.last.loss, 4));
+  else
+    n = (size_t)snprintf(line, sizeof line, "trained %s (%s) in %s: loss %s",
+                         bprt_fmt_counted(f1, sizeof f1, r.epochs_done, "epoch", NULL),
+                         bprt_fmt_counted(f2, sizeof f2, r.steps, "step", NULL),
+                         bprt_fmt_duration(f3, sizeof f3, seconds_now() - t0), bprt_fmt_sig(f4, sizeof f4, r.last.loss, 4));
 #define ADD(...) n += (size_t)snprintf(line + n, n < sizeof line ? sizeof line - n : 0, __VA_ARGS__)
   if (!isnan(r.last.accuracy)) ADD(", accuracy %.2f%%", 100 * r.last.accuracy);
-  if (!isnan(r.last.val_loss)) ADD(", val_loss %s", bprt_fmt_sig(f1, sizeof f1, r.last.val_loss, 4));
+  if (!isnan(r.last.val_loss) && train->text)
+    ADD(", val_loss %s nats/char (%s bits/char)", bprt_fmt_sig(f1, sizeof f1, r.last.val_loss, 4),
+        bprt_fmt_sig(f2, sizeof f2, r.last.val_loss / log(2.0), 4));
+  else if (!isnan(r.last.val_loss)) ADD(", val_loss %s", bprt_fmt_sig(f1, sizeof f1, r.last.val_loss, 4));
   if (!isnan(r.last.val_accuracy)) ADD(", val_accuracy %.2f%%", 100 * r.last.val_accuracy);
   if (a.save) ADD("; saved %s", a.save);
 #undef ADD

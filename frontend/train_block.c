@@ -3,7 +3,7 @@
  *   train mnist_mlp {
  *       optimizer adam(lr = 1e-3, betas = (0.9, 0.999))
  *       batch 128
- *       epochs 10
+ *       epochs 10             (or: steps 2000, for data without epochs: text)
  *       seed 42
  *       schedule cosine(T_max = 10, warmup = 1)
  *       clip 1.0
@@ -235,17 +235,25 @@ void fe_check_train(const Def *train, TrainSpec *t) {
   fe_train_defaults(t);
   t->present = true;
   t->loc = train->loc;
-  static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay"};
-  const TrainItem *seen[7] = {0};
+  static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay", "steps"};
+  const TrainItem *seen[8] = {0};
   bool wd_line = false;
   const TrainItem *opt_item = NULL, *sched_item = NULL;
   for (const TrainItem *it = train->items; it; it = it->next) {
     int k = -1;
-    for (int i = 0; i < 7; i++)
+    for (int i = 0; i < 8; i++)
       if (strcmp(keys[i], it->key) == 0) k = i;
     if (k < 0) {
-      diag_error(it->loc, "unknown train setting '%s' (expected optimizer, batch, epochs, seed, schedule, clip or weight_decay)",
+      diag_error(it->loc,
+                 "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip or weight_decay)",
                  it->key);
+      continue;
+    }
+    /* a run is counted in epochs or in steps, not both */
+    if ((k == 2 && seen[7]) || (k == 7 && seen[2])) {
+      diag_error(it->loc, "'%s' and '%s' exclude each other (a run is counted in epochs or in steps)", it->key,
+                 seen[k == 2 ? 7 : 2]->key);
+      diag_note(seen[k == 2 ? 7 : 2]->loc, "'%s' set here", seen[k == 2 ? 7 : 2]->key);
       continue;
     }
     if (seen[k]) {
@@ -281,6 +289,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
     }
     case 1: integer_value(it, 1, &t->batch); break;
     case 2: integer_value(it, 1, &t->epochs); break;
+    case 7: integer_value(it, 1, &t->steps); break;
     case 3: {
       int64_t s;
       if (integer_value(it, 0, &s)) t->seed = (uint64_t)s;
@@ -346,7 +355,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
       if (g->name && strcmp(g->name, "warmup") == 0) at = g->loc;
     diag_error(at, "'warmup' (%lld epochs) must be below T_max (%lld)", (long long)t->warmup, (long long)t->t_max);
   }
-  if (t->t_max == 0) t->t_max = t->epochs;
+  if (t->t_max == 0) t->t_max = t->steps > 0 ? t->steps : t->epochs;
 }
 
 void fe_print_train(FILE *o, const TrainSpec *t) {
@@ -366,8 +375,10 @@ void fe_print_train(FILE *o, const TrainSpec *t) {
     else fprintf(o, "%g", h[a->index]);
   }
   fprintf(o, ")\n");
-  fprintf(o, "    batch      %lld\n    epochs     %lld\n    seed       %llu\n", (long long)t->batch,
-          (long long)t->epochs, (unsigned long long)t->seed);
+  fprintf(o, "    batch      %lld\n", (long long)t->batch);
+  if (t->steps > 0) fprintf(o, "    steps      %lld\n", (long long)t->steps);
+  else fprintf(o, "    epochs     %lld\n", (long long)t->epochs);
+  fprintf(o, "    seed       %llu\n", (unsigned long long)t->seed);
   fprintf(o, "    schedule   %s", fe_schedule_name(t->schedule));
   switch (t->schedule) {
   case FE_SCHED_CONSTANT: break;

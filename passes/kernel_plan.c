@@ -198,7 +198,8 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
   TypeId ty = gi->type;
   const TensorType *t = ir_vtype(f, g);
   bool conv = gi->op == OP_CONV2D;
-  if (t->rank != (conv ? 4 : 2) || t->dtype != DT_F32) return 0;
+  if ((conv ? t->rank != 4 : t->rank < 2) || t->dtype != DT_F32) return 0;
+  int cl = t->rank - 1;   /* a product's columns: its bias is [N] (any leading dims) */
   int n = 0;
   int32_t u = single_user(c, g);
   if (u >= 0 && free_member(c, u) && f->insts[u].type == ty) {
@@ -211,9 +212,9 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
        * depend on the group either */
       bool before = bias < g || (conv && f->insts[bias].op == OP_RESHAPE && !c->computed[f->insts[bias].args[0]]);
       bool shape = conv ? bt->rank == 3 && bt->dims[0] == t->dims[1] && bt->dims[1] == 1 && bt->dims[2] == 1
-                        : bt->rank == 1 && bt->dims[0] == t->dims[1];
+                        : bt->rank == 1 && bt->dims[0] == t->dims[cl];
       if (bias != g && before && shape && bt->dtype == DT_F32 &&
-          t->dims[1] != DIM_BATCH && f->insts[bias].op != OP_CONST) {  /* a constant: the ew kernel splats it */
+          t->dims[conv ? 1 : cl] != DIM_BATCH && f->insts[bias].op != OP_CONST) {  /* a constant: the ew kernel splats it */
         m[n++] = u;
         int32_t last = u;
         if (conv) n += bn_chain(c, g, u, m + n, &last);
@@ -278,7 +279,7 @@ static int xent_chain(const Ctx *c, int32_t l, int32_t *m) {
   const Inst *li = &f->insts[l];
   int32_t z = li->args[0], y = li->args[1];
   const TensorType *zt = ir_vtype(f, z);
-  if (zt->rank != 2 || zt->dtype != DT_F32) return 0;
+  if (zt->rank < 2 || zt->dtype != DT_F32) return 0;   /* [..., C]: labels of any rank */
   int32_t p = -1, o = -1, s = -1, g = -1;
   for (int32_t r = c->roff[y]; r < c->roff[y + 1] && o < 0; r++) {   /* the first onehot(y) after l */
     int32_t i = c->readers[r];
@@ -294,7 +295,7 @@ static int xent_chain(const Ctx *c, int32_t l, int32_t *m) {
   int32_t pv = si->args[0];
   const Inst *pi = &f->insts[pv];
   /* softmax over the last axis of the same logits */
-  if (pi->op != OP_SOFTMAX || pi->args[0] != z || pi->iattr[0] != 1) return 0;
+  if (pi->op != OP_SOFTMAX || pi->args[0] != z || pi->iattr[0] != zt->rank - 1) return 0;
   if (pv > l && free_member(c, pv)) p = pv;
   int32_t gu = single_user(c, s);
   if (gu < 0 || !free_member(c, gu)) return 0;

@@ -105,8 +105,12 @@ double memplan_inst_flops(Func *f, int32_t v, int64_t batch) {
   double a0 = (double)ir_type_numel(ir_vtype(f, in->args[0]), batch);
   switch (in->op) {
   case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {
+    /* a multiply-add per result element and k; matmul_tn fold=1 sums over a's leading
+     * dims too (k = numel(a) / m); a batched product's batches are in out */
     const TensorType *a = ir_vtype(f, in->args[0]);
-    int64_t k = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
+    int r = a->rank;
+    if (in->op == OP_MATMUL_TN && in->iattr[0] == 1) return 2.0 * out * a0 / (double)a->dims[r - 1];
+    int64_t k = in->op == OP_MATMUL_TN ? a->dims[r - 2] : a->dims[r - 1];
     if (k == DIM_BATCH) k = batch;
     return 2.0 * out * (double)k;
   }

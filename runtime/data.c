@@ -66,6 +66,7 @@ void bprt_dataset_free(BprtDataset *d) {
   bprt_free(d->source);
   bprt_free(d->file);
   bprt_free(d->lines);
+  data_text_release(d->text);
   bprt_free(d);
 }
 
@@ -73,7 +74,8 @@ void bprt_dataset_free(BprtDataset *d) {
 
 static const char *const spec_help =
     "expected mnist:DIR, idx:IMAGES,LABELS, csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy, "
-    "spiral[:n=..,classes=..,noise=..], xor[:n=..,noise=..] or blobs[:n=..,classes=..,dim=..,std=..]";
+    "spiral[:n=..,classes=..,noise=..], xor[:n=..,noise=..], blobs[:n=..,classes=..,dim=..,std=..] or "
+    "text:FILE[:seq=T,split=0.9]";
 
 /* "A,B" -> two strings in a, b (n bytes each); "A" alone (no comma) -> a, and b empty:
  * the features without labels. */
@@ -153,6 +155,13 @@ int bprt_data_load(const char *spec, uint64_t seed, BprtDataset **train, BprtDat
     if (!rest) return bprt_set_error("data '%s': expected csv:PATH", spec);
     *train = load_csv_spec(spec, rest);
     return *train ? 0 : -1;
+  }
+  if (strcmp(kind, "text") == 0) {
+    BprtDataset *v = NULL;
+    if (bprt_load_text(rest, train, &v)) return -1;
+    if (val) *val = v;
+    else bprt_dataset_free(v);
+    return 0;
   }
   int rc = data_gen_spec(kind, rest, seed, train);
   if (rc == 0) return bprt_set_error("unknown data source '%s': %s", spec, spec_help);
@@ -245,6 +254,18 @@ int bprt_batch_begin(BprtBatchIter *it, const BprtDataset *d, int64_t batch, boo
   if (batch < 1) return bprt_set_error("batch size %" PRId64 " must be at least 1", batch);
   it->data = d;
   it->batch = batch;
+  if (d->text) {   /* validation windows in order, into buffers of int32 tokens */
+    if (!d->text_val || d->n < 1)
+      return bprt_set_error("%s: text training windows are drawn by steps, not batched in order", d->source);
+    int64_t b = batch < d->n ? batch : d->n;
+    it->xtok = bprt_malloc(sizeof(int32_t) * (size_t)(b * d->nfeat));
+    it->ytok = bprt_malloc(sizeof(int32_t) * (size_t)(b * d->nfeat));
+    if (!it->xtok || !it->ytok) {
+      bprt_batch_end(it);
+      return -1;
+    }
+    return 0;
+  }
   if (!shuffle) return 0;
   int64_t b = batch < d->n ? batch : d->n;
   it->order = bprt_malloc(sizeof(int64_t) * (size_t)d->n);
@@ -269,7 +290,9 @@ int64_t bprt_batch_next(BprtBatchIter *it) {
   it->x = NULL, it->labels = NULL, it->targets = NULL;
   if (!d || it->pos >= d->n) return 0;
   int64_t rows = d->n - it->pos < it->batch ? d->n - it->pos : it->batch;
-  if (!it->order) {
+  if (d->text) {
+    bprt_text_val_windows(d, it->pos, rows, it->xtok, it->ytok);
+  } else if (!it->order) {
     it->x = d->x + it->pos * d->nfeat;
     if (d->labels) it->labels = d->labels + it->pos;
     else if (d->targets) it->targets = d->targets + it->pos * d->twidth;
@@ -295,6 +318,8 @@ void bprt_batch_end(BprtBatchIter *it) {
   bprt_free(it->xbuf);
   bprt_free(it->lbuf);
   bprt_free(it->tbuf);
+  bprt_free(it->xtok);
+  bprt_free(it->ytok);
   memset(it, 0, sizeof *it);
 }
 
@@ -327,10 +352,13 @@ int bprt_data_check_x(const BprtDataset *d, const char *input, int rank, const i
 }
 
 int bprt_data_check_y(const BprtDataset *d, const char *input, bool is_label, int rank, const int64_t *dims) {
-  if (!d || !input || rank < 1 || rank > BPRT_MAX_RANK || !dims || (is_label && rank != 2))
+  if (!d || !input || rank < 1 || rank > BPRT_MAX_RANK || !dims || (is_label && rank < 2))
     return bprt_set_error("bprt_data_check_y: bad arguments");
   char ty[160];
   type_str(is_label, rank, dims, ty, sizeof ty);
+  if (is_label && rank > 2 && d->labels)   /* label[B, T, C]: one class per position */
+    return bprt_set_error("data has one label per row; model input %s expects %s (%" PRId64 " per row)", input, ty,
+                          row_size(rank - 1, dims));
   if (!d->labels && !d->targets)
     return bprt_set_error("data has features only, no %s; model input %s expects %s", is_label ? "labels" : "targets",
                           input, ty);

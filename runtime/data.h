@@ -8,6 +8,7 @@
  *   data_csv.c   CSV with a label column (or float target columns)
  *   data_npy.c   NumPy .npy arrays
  *   data_gen.c   built-in generators: spiral, xor, blobs
+ *   data_text.c  byte-level text for language models: windows of a file's bytes
  *
  * A SPEC names where the data comes from (docs/runtime.md has the full grammar):
  *   mnist:DIR                           the four IDX files in DIR (.gz or raw); the t10k
@@ -22,6 +23,11 @@
  *                                       `bpcc predict` reads; training needs Y)
  *   spiral[:n=1000,classes=3,noise=0.2]  xor[:n=200,noise=0.2]
  *   blobs[:n=300,classes=3,dim=2,std=1.0]
+ *   text:FILE[:seq=T,split=0.9]         bytes (vocabulary 256): training windows of T+1
+ *                                       bytes at seeded offsets in the first
+ *                                       floor(split * size) bytes, validation windows one
+ *                                       after another in the rest (the SPEC's own
+ *                                       validation set); seq defaults to the model's T
  * Every loader returns NULL / -1 with "where: what" in bprt_last_error(): the file and
  * the byte offset, record, or line and column of the problem. Nothing exits. */
 #ifndef BPCC_RUNTIME_DATA_H
@@ -33,6 +39,17 @@
  * (labels != NULL, 0 <= label < nclasses) or twidth float targets (targets != NULL), or
  * neither: a features-only dataset (labels and targets NULL, twidth 0), which predict
  * reads and bprt_data_check_y rejects. */
+/* The bytes of a text file (text:FILE), shared by its training and validation sets. */
+typedef struct {
+  unsigned char *bytes;   /* the content (gunzipped) */
+  int64_t size;           /* bytes */
+  int64_t split;          /* floor(split * size): training [0, split), validation [split, size) */
+  double split_frac;      /* the split= fraction */
+  int64_t seq;            /* T: a window is T + 1 bytes; 0 until the model's T is known */
+  char *path;
+  int refs;
+} BprtText;
+
 typedef struct {
   int64_t n;
   int64_t nfeat;
@@ -46,6 +63,12 @@ typedef struct {
   char *source;                   /* what it was loaded from, for messages */
   char *file;                     /* CSV: the file the rows were read from, else NULL */
   int64_t *lines;                 /* CSV: [n] the 1-based line of each row in file */
+  /* Text (text:FILE): no x, labels or targets, but windows of text->bytes, x = window
+   * bytes [0, T), y = bytes [1, T] (int32 class indices for two label[B, T, 256] inputs).
+   * Training (text_val false): n = split - T window offsets, drawn at random; validation:
+   * n windows at split + i*T. nfeat = T. n is 0 until seq is known (bprt_text_bind). */
+  BprtText *text;
+  bool text_val;
 } BprtDataset;
 
 /* A dataset with uninitialized storage for n rows of nfeat features (frank = 1) and
@@ -72,6 +95,26 @@ BprtDataset *bprt_gen_spiral(int64_t n, int classes, double noise, uint64_t seed
 BprtDataset *bprt_gen_xor(int64_t n, double noise, uint64_t seed);
 BprtDataset *bprt_gen_blobs(int64_t n, int classes, int dim, double std, uint64_t seed);
 
+/* ------------------------------------------------------------ text (data_text.c) */
+
+/* "FILE[:seq=T,split=0.9]" (the part after text:): *train and *val share the file's
+ * bytes. Errors: the file (missing, not regular, unreadable, a gzip bomb), seq < 1,
+ * split outside (0, 1), a file too short for one window of each part. */
+int bprt_load_text(const char *rest, BprtDataset **train, BprtDataset **val);
+/* The model's context: sets seq to T where the SPEC left it out, else checks that it is
+ * T ("text:f.txt: seq=32 does not match the model's context T = 64 (input x:
+ * label[B,64,256])" is the caller's to prefix), and counts the windows: -1 with an
+ * error when the file is too short for one training and one validation window. */
+int bprt_text_bind(BprtDataset *d, int64_t seq);
+/* Training windows k = first .. first + rows - 1 of the run: window k starts at
+ * Philox(seed, text stream, k) mod (split - T), a pure function of (seed, k), so a run
+ * resumed after k windows continues the same stream. x, y: rows * T int32 each. */
+void bprt_text_train_windows(const BprtDataset *d, uint64_t seed, uint64_t first, int64_t rows, int32_t *x, int32_t *y);
+/* Validation windows i = first .. first + rows - 1, at split + i*T. */
+void bprt_text_val_windows(const BprtDataset *d, int64_t first, int64_t rows, int32_t *x, int32_t *y);
+/* The offset of training window k (for tests). */
+int64_t bprt_text_train_offset(const BprtDataset *d, uint64_t seed, uint64_t k);
+
 /* `--val-split F`: move round(F * n) rows, chosen by a permutation drawn from the seed,
  * into *val and the rest into *train (each keeps the original row order). 0 < F < 1 and
  * both parts non-empty. d is not changed. */
@@ -92,6 +135,7 @@ typedef struct {
   int64_t *order;                 /* NULL: in order */
   float *xbuf, *tbuf;             /* gather buffers (shuffle only) */
   int32_t *lbuf;
+  int32_t *xtok, *ytok;           /* text: the windows of the batch, rows * T each */
   /* The current batch, valid until the next call: rows x [rows, nfeat], labels [rows]
    * or targets [rows, twidth] (NULL where the dataset has none). */
   int64_t rows;
@@ -99,6 +143,9 @@ typedef struct {
   const int32_t *labels;
   const float *targets;
 } BprtBatchIter;
+/* A text dataset's batches are its validation windows in order (the training windows
+ * are drawn by the steps loop): the iterator fills xtok / ytok, and x, labels and
+ * targets are NULL. */
 
 int bprt_batch_begin(BprtBatchIter *it, const BprtDataset *d, int64_t batch, bool shuffle,
                      uint64_t seed, uint64_t epoch);

@@ -63,6 +63,9 @@ int data_opt_next(const char **s, const char *what, char *key, size_t keylen, ch
 int data_opt_int(const char *what, const char *key, const char *val, int64_t lo, int64_t hi, int64_t *out);
 int data_opt_double(const char *what, const char *key, const char *val, double lo, double hi, double *out);
 
+/* Drop a dataset's reference to its text bytes (data_text.c). */
+void data_text_release(BprtText *t);
+
 /* A generator SPEC split into name ("spiral") and options ("n=100" or NULL): 0 if name
  * is not a generator, 1 with the data in *out, -1 with an error. */
 int data_gen_spec(const char *name, const char *opts, uint64_t seed, BprtDataset **out);

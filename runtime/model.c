@@ -44,7 +44,7 @@ struct bprt_model {
   int64_t cap_batch;                 /* workspace and scratch fit this batch */
   unsigned char *workspace;
   float **scratch_out;               /* desc->noutputs buffers */
-  int32_t *zero_labels;              /* cap_batch zeros */
+  int32_t *zero_labels;              /* cap_batch rows of zeros (of the widest label row) */
   int64_t last_batch;                /* rows in scratch_out after grad / step, 0 = none */
 };
 
@@ -72,21 +72,32 @@ static int64_t param_numel(const bprt_param_desc *p) {
   return n;
 }
 
-/* Elements of a tensor of the descriptor for `batch` rows (labels: one per row). */
+/* The dims a tensor stores: a label's last dim is its number of classes, not stored
+ * (label[B, C]: one int32 per row; label[B, T, C]: T per row, one per position). */
+static int stored_rank(const bprt_tensor_desc *t) { return t->is_label ? t->rank - 1 : t->rank; }
+
+/* Elements of a tensor of the descriptor for `batch` rows (labels: int32 class indices). */
 static int64_t tensor_numel(const bprt_tensor_desc *t, int64_t batch) {
-  if (t->is_label) return batch;
   int64_t n = 1;
-  for (int i = 0; i < t->rank; i++) n *= t->dims[i] == BPRT_DIM_BATCH ? batch : t->dims[i];
+  for (int i = 0; i < stored_rank(t); i++) n *= t->dims[i] == BPRT_DIM_BATCH ? batch : t->dims[i];
   return n;
 }
 
 /* The elements of one batch row; used to bound the batch so sizes cannot overflow. */
 static int64_t tensor_row(const bprt_tensor_desc *t) {
-  if (t->is_label) return 1;
   int64_t n = 1;
-  for (int i = 0; i < t->rank; i++)
+  for (int i = 0; i < stored_rank(t); i++)
     if (t->dims[i] != BPRT_DIM_BATCH) n *= t->dims[i];
   return n;
+}
+
+/* The int32 values of one row of the widest label input: the zero labels that stand in
+ * for absent label inputs are sized for it. */
+static int64_t label_row_max(const bprt_model_desc *d) {
+  int64_t r = 1;
+  for (int i = 0; i < d->ninputs; i++)
+    if (d->inputs[i].is_label && tensor_row(&d->inputs[i]) > r) r = tensor_row(&d->inputs[i]);
+  return r;
 }
 
 /* Names of the optimizer state slots, PyTorch's torch.optim state keys. */
@@ -173,7 +184,9 @@ static int64_t output_bytes_at(const bprt_tensor_desc *t, int64_t cap) {
   int64_t n = tensor_numel(t, cap);
   return (n ? n : 1) * (int64_t)sizeof(float);
 }
-static int64_t labels_bytes_at(int64_t cap) { return cap * (int64_t)sizeof(int32_t); }
+static int64_t labels_bytes_at(const bprt_model_desc *d, int64_t cap) {
+  return cap * label_row_max(d) * (int64_t)sizeof(int32_t);
+}
 static int64_t object_bytes(const bprt_model_desc *d) {
   return (int64_t)sizeof(struct bprt_model) + (d->noutputs > 0 ? (int64_t)sizeof(float *) * d->noutputs : 0);
 }
@@ -188,7 +201,7 @@ static bprt_model_memory memory_at(const bprt_model_desc *d, int64_t cap) {
   if (cap > 0) {
     r.workspace = workspace_bytes_at(d, cap);
     for (int i = 0; i < d->noutputs; i++) r.outputs += output_bytes_at(&d->outputs[i], cap);
-    r.other += labels_bytes_at(cap);
+    r.other += labels_bytes_at(d, cap);
   }
   r.total = r.params + r.grads + r.opt_state + r.buffers + r.workspace + r.outputs + r.other;
   return r;
@@ -316,7 +329,7 @@ static int ensure_batch(bprt_model *m, int64_t batch) {
   int64_t cap = m->cap_batch * 2 > batch && m->cap_batch * 2 <= limit ? m->cap_batch * 2 : batch;
   size_t ws = (size_t)workspace_bytes_at(d, cap);
   unsigned char *w = bprt_malloc(ws);
-  int32_t *zl = bprt_malloc((size_t)labels_bytes_at(cap));
+  int32_t *zl = bprt_malloc((size_t)labels_bytes_at(d, cap));
   float *outs[64];
   float **o = d->noutputs <= 64 ? outs : bprt_malloc(sizeof(float *) * (size_t)d->noutputs);
   bool ok = w && zl && o;
@@ -337,7 +350,7 @@ static int ensure_batch(bprt_model *m, int64_t batch) {
   free_batch_buffers(m);
   m->workspace = w;
   m->zero_labels = zl;
-  memset(zl, 0, sizeof(int32_t) * (size_t)cap);
+  memset(zl, 0, (size_t)labels_bytes_at(d, cap));
   for (int i = 0; i < d->noutputs; i++) m->scratch_out[i] = o[i];
   if (o != outs) bprt_free(o);
   m->cap_batch = cap;
@@ -356,11 +369,16 @@ static int check_inputs(bprt_model *m, int64_t batch, const void *const *inputs,
     }
     if (!t->is_label) continue;
     const int32_t *lab = inputs[i];
-    int64_t classes = t->dims[t->rank - 1];
-    for (int64_t r = 0; r < batch; r++)
-      if (lab[r] < 0 || lab[r] >= classes)
-        return fail(BPRT_E_LABEL, "%s: label %d of input '%s' at row %lld is outside [0, %lld)", model_name(m),
-                    (int)lab[r], t->name, (long long)r, (long long)classes);
+    int64_t classes = t->dims[t->rank - 1], row = tensor_row(t);
+    for (int64_t k = 0; k < batch * row; k++)
+      if (lab[k] < 0 || lab[k] >= classes) {
+        if (row == 1)
+          return fail(BPRT_E_LABEL, "%s: label %d of input '%s' at row %lld is outside [0, %lld)", model_name(m),
+                      (int)lab[k], t->name, (long long)k, (long long)classes);
+        return fail(BPRT_E_LABEL, "%s: label %d of input '%s' at row %lld, position %lld is outside [0, %lld)",
+                    model_name(m), (int)lab[k], t->name, (long long)(k / row), (long long)(k % row),
+                    (long long)classes);
+      }
   }
   return BPRT_OK;
 }

@@ -127,7 +127,8 @@ typedef struct bprt_frame {
   float *grads;                  /* desc->param_floats */
   float *opt_state;              /* desc->opt_state_floats */
   unsigned char *workspace;      /* >= desc->ws_fixed + desc->ws_per_batch * batch bytes */
-  const void *const *inputs;     /* inputs[i]: float[B * ...] or int32_t[B] labels */
+  const void *const *inputs;     /* inputs[i]: float[B * ...] or int32_t labels [B * ...]
+                                    (the dims before the class dim) */
   float *const *outputs;         /* outputs[i]: float[B * ...] */
   float *loss;                   /* one float, written by grad and step */
   const double *hyper;           /* BPRT_H__COUNT values */
@@ -156,7 +157,9 @@ typedef struct {
 
 typedef struct {
   const char *name;
-  int32_t is_label;              /* int32 class indices, one per row; nclasses = dims[rank-1] */
+  int32_t is_label;              /* int32 class indices, nclasses = dims[rank-1], stored for
+                                    the dims before it: label[B, C] one per row, label[B, T, C]
+                                    [B, T] (one per position), row-major */
   int32_t rank;
   int64_t dims[BPRT_MODEL_MAX_RANK];   /* dims[0] = BPRT_DIM_BATCH for inputs and outputs */
 } bprt_tensor_desc;

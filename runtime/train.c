@@ -105,8 +105,68 @@ static int bind(const bprt_model_desc *d, Binding *b) {
   return 0;
 }
 
+/* "label[B,64,256]" */
+static void tensor_str(const bprt_tensor_desc *t, char *buf, size_t n) {
+  size_t k = (size_t)snprintf(buf, n, "%s[", t->is_label ? "label" : "f32");
+  for (int i = 0; i < t->rank && k < n; i++)
+    k += t->dims[i] == BPRT_DIM_BATCH ? (size_t)snprintf(buf + k, n - k, "%sB", i ? "," : "")
+                                      : (size_t)snprintf(buf + k, n - k, "%s%" PRId64, i ? "," : "", t->dims[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* Text data feeds a language model: two inputs label[B, T, 256] (the tokens, then the
+ * tokens that follow them), the same T. The model's T, or -1 with the reason. */
+static int64_t text_model_seq(const bprt_model_desc *d) {
+  bool ok = d->ninputs == 2;
+  for (int i = 0; ok && i < 2; i++) {
+    const bprt_tensor_desc *t = &d->inputs[i];
+    ok = t->is_label && t->rank == 3 && t->dims[0] == BPRT_DIM_BATCH && t->dims[1] == d->inputs[0].dims[1];
+  }
+  char have[600];
+  size_t k = 0;
+  have[0] = 0;
+  for (int i = 0; i < d->ninputs && k < sizeof have; i++) {
+    char ty[160];
+    tensor_str(&d->inputs[i], ty, sizeof ty);
+    k += (size_t)snprintf(have + k, sizeof have - k, "%s%s: %s", i ? ", " : "", d->inputs[i].name, ty);
+  }
+  if (!ok)
+    return bprt_set_error("text data feeds two inputs label[B, T, 256] (the bytes of a window, then the bytes that "
+                          "follow them); model %s has %s", d->model_name, k ? have : "no inputs");
+  for (int i = 0; i < 2; i++)
+    if (d->inputs[i].dims[2] != 256)
+      return bprt_set_error("text data has a vocabulary of 256 (bytes); model input %s has %" PRId64 " classes (%s)",
+                            d->inputs[i].name, d->inputs[i].dims[2], have);
+  return d->inputs[0].dims[1];
+}
+
+int bprt_train_bind_text(const bprt_model_desc *d, BprtDataset *ds) {
+  if (!d || !ds) return bprt_set_error("bprt_train_bind_text: NULL argument");
+  if (!ds->text) return 0;
+  int64_t seq = text_model_seq(d);
+  if (seq < 0) return bprt_prefix_error("%s", ds->source);
+  if (bprt_text_bind(ds, seq)) {
+    if (ds->text->seq != seq) {   /* seq= of the SPEC against the model */
+      char ty[160];
+      tensor_str(&d->inputs[0], ty, sizeof ty);
+      return bprt_set_error("text:%s: seq=%" PRId64 " does not match model %s's context T = %" PRId64 " (input %s: %s)",
+                            ds->text->path, ds->text->seq, d->model_name, seq, d->inputs[0].name, ty);
+    }
+    return -1;
+  }
+  return 0;
+}
+
 int bprt_train_check_data(const bprt_model_desc *d, const BprtDataset *ds) {
   Binding b;
+  if (ds && ds->text) {
+    int64_t seq = text_model_seq(d);
+    if (seq < 0) return bprt_prefix_error("%s", ds->source);
+    if (ds->text->seq != seq || ds->n < 1)
+      return bprt_set_error("%s: the windows are not bound to the model's context T = %" PRId64 " (bprt_train_bind_text)",
+                            ds->source, seq);
+    return 0;
+  }
   if (bind(d, &b)) return -1;
   const bprt_tensor_desc *x = &d->inputs[b.xin];
   if (bprt_data_check_x(ds, x->name, x->rank, x->dims)) return bprt_prefix_error("%s", ds->source);
@@ -121,6 +181,11 @@ int bprt_train_check_data(const bprt_model_desc *d, const BprtDataset *ds) {
 
 /* The inputs array of one batch. */
 static void set_inputs(const Binding *b, const BprtBatchIter *it, const void **inputs) {
+  if (it->xtok) {   /* text: the window's bytes, then the bytes that follow them */
+    inputs[0] = it->xtok;
+    inputs[1] = it->ytok;
+    return;
+  }
   inputs[b->xin] = it->x;
   if (b->yin >= 0) inputs[b->yin] = it->labels ? (const void *)it->labels : (const void *)it->targets;
 }
@@ -217,7 +282,9 @@ int bprt_evaluate(bprt_model *m, const BprtDataset *d, int64_t batch, double *lo
   const bprt_model_desc *desc = bprt_model_get_desc(m);
   Binding b;
   if (bprt_train_check_data(desc, d)) return -1;
-  bind(desc, &b);
+  if (!d->text) bind(desc, &b);
+  else if (!d->text_val) return bprt_set_error("%s: evaluation reads the validation windows", d->source);
+  else b = (Binding){0, 1, -1, false, 256, 0};
   Outputs outs = {0, NULL};
   int rc = outputs_alloc(desc, batch, &outs) ? -1 : evaluate(m, &b, d, batch, &outs, loss, accuracy);
   outputs_free(&outs);
@@ -271,15 +338,17 @@ static int report_nonfinite(bprt_model *m, const float *const *outs, int64_t row
   }
   if (!what[0]) return 0;
   char ck[4200];
-  if (saved_epoch > 0)
-    snprintf(ck, sizeof ck, "the last good checkpoint '%s' (epoch %" PRId64 ") is left as it was", o->save_path,
-             saved_epoch);
+  if (saved_epoch > 0)   /* a run by steps: the step of the last checkpoint */
+    snprintf(ck, sizeof ck, "the last good checkpoint '%s' (%s %" PRId64 ") is left as it was", o->save_path,
+             o->steps > 0 ? "step" : "epoch", saved_epoch);
   else if (o->resume_path)
     snprintf(ck, sizeof ck, "no checkpoint was written (the one resumed from, '%s', is left as it was)", o->resume_path);
   else if (o->save_path && access(o->save_path, F_OK) == 0)
     snprintf(ck, sizeof ck, "no checkpoint was written ('%s', from before, is left as it was)", o->save_path);
   else
     snprintf(ck, sizeof ck, "no checkpoint was written");
+  if (epoch == 0)   /* text data by steps: no epochs, no batches of them */
+    return bprt_set_error("non-finite value at step %" PRId64 ": first in %s; training stopped, %s", step, what, ck);
   return bprt_set_error("non-finite value at step %" PRId64 " (epoch %" PRId64 ", batch %" PRId64 " of %" PRId64
                         "): first in %s; training stopped, %s",
                         step, epoch, batch_index, nbatches, what, ck);
@@ -486,20 +555,44 @@ static int meta_count(const BprtCheckpoint *ck, const char *path, const char *ke
 }
 
 int bprt_checkpoint_save(bprt_model *m, const char *path, const BprtTrainState *st) {
-  char epoch[32], step[32], seed[32], sched[256], rng[200], rows[32], lsum[40], corr[32];
+  char epoch[32], step[32], seed[32], sched[256], rng[240], rows[32], lsum[40], corr[32], period[160];
   snprintf(epoch, sizeof epoch, "%" PRId64, st->epoch);
   snprintf(step, sizeof step, "%" PRId64, st->step);
   snprintf(seed, sizeof seed, "%" PRIu64, st->seed);
   schedule_state_str(&st->schedule, sched, sizeof sched);
-  snprintf(rng, sizeof rng, "philox4x32-10 seed=%" PRIu64 " shuffle_epoch=%" PRId64 " shuffle_row=%" PRId64
-           " dropout_step=%" PRId64, st->seed, st->epoch, st->epoch_rows, st->step);
+  int k = snprintf(rng, sizeof rng, "philox4x32-10 seed=%" PRIu64 " shuffle_epoch=%" PRId64 " shuffle_row=%" PRId64
+                   " dropout_step=%" PRId64, st->seed, st->epoch, st->epoch_rows, st->step);
+  if (st->text) snprintf(rng + k, sizeof rng - (size_t)k, " text_window=%" PRId64, st->text_windows);
   snprintf(rows, sizeof rows, "%" PRId64, st->epoch_rows);
   snprintf(lsum, sizeof lsum, "%.17g", st->epoch_loss_sum);
   snprintf(corr, sizeof corr, "%" PRId64, st->epoch_correct);
+  snprintf(period, sizeof period, "rows=%" PRId64 " loss_sum=%.17g correct=%" PRId64 " scored=%" PRId64,
+           st->period_rows, st->period_loss_sum, st->period_correct, st->period_scored);
   const char *keys[] = {"bpcc.epoch", "bpcc.step", "bpcc.seed", "bpcc.schedule", "bpcc.rng",
-                        "bpcc.epoch_rows", "bpcc.epoch_loss_sum", "bpcc.epoch_correct"};
-  const char *values[] = {epoch, step, seed, sched, rng, rows, lsum, corr};
-  return bprt_model_save_meta(m, path, keys, values, 8) ? -1 : 0;
+                        "bpcc.epoch_rows", "bpcc.epoch_loss_sum", "bpcc.epoch_correct", "bpcc.period"};
+  const char *values[] = {epoch, step, seed, sched, rng, rows, lsum, corr, period};
+  return bprt_model_save_meta(m, path, keys, values, st->by_steps ? 9 : 8) ? -1 : 0;
+}
+
+/* bpcc.period "rows=N loss_sum=X correct=K scored=K" of a run by steps; absent: zeros. */
+static int load_period(const BprtCheckpoint *ck, const char *path, BprtTrainState *t) {
+  const char *v = bprt_st_meta(ck, "bpcc.period");
+  t->period_rows = t->period_correct = t->period_scored = 0;
+  t->period_loss_sum = 0;
+  if (!v) return 0;
+  long long r, c, sc;
+  double ls;
+  int end = -1;
+  if (sscanf(v, "rows=%lld loss_sum=%lf correct=%lld scored=%lld%n", &r, &ls, &c, &sc, &end) != 4 || v[end] != 0)
+    return bprt_set_error("%s: metadata bpcc.period = '%s' is malformed", path, v);
+  if (r < 0 || r >= BPRT_TRAIN_COUNT_MAX || !isfinite(ls) || sc < 0 || sc >= BPRT_TRAIN_COUNT_MAX || c < 0 || c > sc ||
+      (r == 0 && ls != 0))
+    return bprt_set_error("%s: metadata bpcc.period = '%s' is out of range", path, v);
+  t->period_rows = r;
+  t->period_loss_sum = ls;
+  t->period_correct = c;
+  t->period_scored = sc;
+  return 0;
 }
 
 /* bpcc.schedule: "KIND lr=X best=X num_bad=N cooldown_left=N", the whole string, each
@@ -566,10 +659,12 @@ static int load_state(const bprt_model *m, const BprtCheckpoint *ck, const char 
   const char *rng = bprt_st_meta(ck, "bpcc.rng");
   if (!rng) return missing(path, "bpcc.rng");
   unsigned long long rs;
-  long long re, rr = 0, rd;
+  long long re, rr = 0, rd, tw = -1;
   int end = -1;
-  bool ok = (sscanf(rng, "philox4x32-10 seed=%llu shuffle_epoch=%lld shuffle_row=%lld dropout_step=%lld%n", &rs, &re,
-                    &rr, &rd, &end) == 4 && rng[end] == 0) ||
+  bool ok = (sscanf(rng, "philox4x32-10 seed=%llu shuffle_epoch=%lld shuffle_row=%lld dropout_step=%lld text_window=%lld%n",
+                    &rs, &re, &rr, &rd, &tw, &end) == 5 && rng[end] == 0) ||
+            (end = -1, tw = -1, sscanf(rng, "philox4x32-10 seed=%llu shuffle_epoch=%lld shuffle_row=%lld dropout_step=%lld%n",
+                                       &rs, &re, &rr, &rd, &end) == 4 && rng[end] == 0) ||
             (end = -1, rr = 0, sscanf(rng, "philox4x32-10 seed=%llu shuffle_epoch=%lld dropout_step=%lld%n", &rs, &re,
                                       &rd, &end) == 3 && rng[end] == 0);
   if (!ok) return bprt_set_error("%s: metadata bpcc.rng = '%s' is malformed", path, rng);
@@ -577,6 +672,12 @@ static int load_state(const bprt_model *m, const BprtCheckpoint *ck, const char 
     return bprt_set_error("%s: metadata bpcc.rng = '%s' is out of range: it disagrees with bpcc.seed, bpcc.epoch, "
                           "bpcc.epoch_rows or bpcc.step (seed=%" PRIu64 " shuffle_epoch=%" PRId64 " shuffle_row=%" PRId64
                           " dropout_step=%" PRId64 ")", path, rng, t.seed, t.epoch, t.epoch_rows, t.step);
+  t.text = tw >= 0;
+  t.text_windows = tw >= 0 ? tw : 0;
+  if (tw >= BPRT_TRAIN_COUNT_MAX)
+    return bprt_set_error("%s: metadata bpcc.rng = '%s' is out of range: text_window is not a count below 2^40", path, rng);
+  t.by_steps = bprt_st_meta(ck, "bpcc.period") != NULL;
+  if (load_period(ck, path, &t)) return -1;
   *st = t;
   return 0;
 }
@@ -589,6 +690,247 @@ int bprt_checkpoint_load(bprt_model *m, const char *path, BprtTrainState *st) {
   return rc;
 }
 
+/* ------------------------------------------------------------ the loop by steps */
+
+/* An evaluation's line, on the results stream: text data reports the validation loss in
+ * nats per character (the mean cross-entropy over the validation positions) and in bits
+ * per character (nats / ln 2):
+ *   "step 200/2000  loss 2.135  val_loss 2.012 nats/char  2.903 bits/char  lr 0.001  12.3 s" */
+static void eval_line(FILE *out, const BprtEpochStats *s, int64_t steps, bool text) {
+  char line[512], a[48], c[48];
+  size_t o = (size_t)snprintf(line, sizeof line, "step %" PRId64 "/%" PRId64 "  loss %s", s->step, steps,
+                              bprt_fmt_sig(a, sizeof a, s->loss, 4));
+  if (!isnan(s->accuracy)) o += (size_t)snprintf(line + o, sizeof line - o, "  acc %.2f%%", 100 * s->accuracy);
+  if (!isnan(s->val_loss) && text)
+    o += (size_t)snprintf(line + o, sizeof line - o, "  val_loss %s nats/char  %s bits/char",
+                          bprt_fmt_sig(a, sizeof a, s->val_loss, 4), bprt_fmt_sig(c, sizeof c, s->val_loss / log(2.0), 4));
+  else if (!isnan(s->val_loss))
+    o += (size_t)snprintf(line + o, sizeof line - o, "  val_loss %s", bprt_fmt_sig(a, sizeof a, s->val_loss, 4));
+  if (!isnan(s->val_accuracy)) o += (size_t)snprintf(line + o, sizeof line - o, "  val_acc %.2f%%", 100 * s->val_accuracy);
+  o += (size_t)snprintf(line + o, sizeof line - o, "  lr %s", bprt_fmt_sig(a, sizeof a, s->lr, 4));
+  snprintf(line + o, sizeof line - o, "  %s", bprt_fmt_duration(a, sizeof a, s->seconds));
+  bprt_put_line(out, line, 2);
+  fflush(out);
+}
+
+/* --print-every N in a run by steps: "step 100/2000  loss 2.345  12.1 steps/s  00:08<02:37" */
+static void steps_line(BprtProgress *p, int64_t done, int64_t total, double loss) {
+  char line[512], a[48], b[48], c[48];
+  double el = bprt_progress_elapsed(p);
+  int64_t run = done - p->first;
+  double left = run > 0 ? el * (double)(total - done) / (double)run : -1;
+  int o = snprintf(line, sizeof line, "step %s/%s  loss %s", bprt_fmt_count(a, sizeof a, done),
+                   bprt_fmt_count(b, sizeof b, total), bprt_fmt_sig(c, sizeof c, loss, 4));
+  o += snprintf(line + o, sizeof line - (size_t)o, "  %s", bprt_fmt_rate(a, sizeof a, run, el));
+  snprintf(line + o, sizeof line - (size_t)o, "  %s<%s", bprt_fmt_clock(b, sizeof b, el), bprt_fmt_clock(c, sizeof c, left));
+  bprt_progress_print(p, line);
+}
+
+/* A run of o->steps steps (BprtTrainOptions.steps). Everything that decides step s is a
+ * function of s: row data take batch s mod nb of epoch s / nb (nb batches an epoch, in
+ * the order of (seed, epoch)), text data windows s*B .. (the text_window counter), the
+ * learning rate schedule(s); so the checkpoint's step (and the counter) is the whole
+ * position, and a resumed run continues bit for bit. */
+static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDataset *val, const BprtTrainOptions *o,
+                          BprtTrainResult *r) {
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  bool text = train->text != NULL;
+  if (o->eval_every < 0) return bprt_set_error("--eval-every %" PRId64 ": must be >= 0", o->eval_every);
+  if (o->save_every < 0) return bprt_set_error("--save-every %" PRId64 ": must be >= 0", o->save_every);
+  if (o->steps >= BPRT_TRAIN_COUNT_MAX) return bprt_set_error("--steps %" PRId64 ": must be below 2^40", o->steps);
+  if (bprt_schedule_check(&o->schedule)) return -1;
+  if (text && train->text_val) return bprt_set_error("%s: training needs the training windows", train->source);
+  if (bprt_train_check_data(d, train) || (val && bprt_train_check_data(d, val))) return -1;
+  Binding b;
+  if (text) b = (Binding){0, 1, -1, false, 256, 0};
+  else bind(d, &b);
+  /* text windows are drawn with replacement: a batch may hold more windows than there
+   * are offsets; row data never hold more rows than the set */
+  int64_t batch = text || o->batch < train->n ? o->batch : train->n;
+  int64_t nb = text ? 0 : (train->n + batch - 1) / batch;
+  int64_t seq = text ? train->text->seq : 0;
+  if (text && batch > (INT64_C(1) << 40) / seq) return bprt_set_error("--batch %" PRId64 ": too large", batch);
+  if (o->save_path && bprt_st_check_writable(o->save_path)) return -1;
+
+  BprtTrainState st;
+  memset(&st, 0, sizeof st);
+  st.seed = o->seed;
+  st.schedule = o->schedule;
+  st.schedule.lr = bprt_schedule_lr(&st.schedule, 0);
+  if (o->resume_path) {
+    if (bprt_checkpoint_load(m, o->resume_path, &st)) return -1;
+    if (st.seed != o->seed)
+      return bprt_set_error("%s: the checkpoint was trained with seed %" PRIu64 "; this run has --seed %" PRIu64
+                            " (resume with the same seed)", o->resume_path, st.seed, o->seed);
+    if (st.step > o->steps)
+      return bprt_set_error("%s: the checkpoint has %" PRId64 " steps done; --steps %" PRId64 " asks for fewer",
+                            o->resume_path, st.step, o->steps);
+    if (st.text != text)
+      return bprt_set_error("%s: the checkpoint was trained on %s; this run's data is %s (resume with the same data)",
+                            o->resume_path, st.text ? "text windows" : "rows", text ? "text" : "rows");
+    if (!text && (st.epoch != st.step / nb || st.epoch_rows != (st.step % nb) * batch))
+      return bprt_set_error("%s: the checkpoint has %" PRId64 " epochs and %" PRId64 " rows of the next done, which is not "
+                            "step %" PRId64 " in batches of %" PRId64 " of %" PRId64 " rows (resume with the same --batch "
+                            "and data)", o->resume_path, st.epoch, st.epoch_rows, st.step, batch, train->n);
+    bprt_model_set_step(m, st.step);
+  }
+  st.by_steps = true;
+  st.text = text;
+
+  FILE *out = o->out ? o->out : stdout;
+  FILE *perr = o->progress_out ? o->progress_out : stderr;
+  bool bar = !o->quiet && (o->progress > 0 || (o->progress < 0 && isatty(fileno(perr))));
+  FILE *log = NULL;
+  if (o->log_path &&
+      !(log = open_log(o->log_path, o->resume_path != NULL, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds")))
+    return -1;
+  Outputs outs = {0, NULL};
+  const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
+  int32_t *xtok = NULL, *ytok = NULL;
+  int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
+  if (!rc && text) {
+    xtok = bprt_malloc(sizeof(int32_t) * (size_t)(batch * seq));
+    ytok = bprt_malloc(sizeof(int32_t) * (size_t)(batch * seq));
+    if (!xtok || !ytok) rc = -1;
+  }
+  BprtBatchIter it;
+  memset(&it, 0, sizeof it);
+  int64_t it_epoch = -1, saved = 0;
+  bool stop = false;
+  const void *inputs[2] = {0, 0};
+  r->steps = st.step;
+  r->epochs_done = st.epoch;
+  BprtProgress pr;
+  while (rc == 0 && !stop && st.step < o->steps) {
+    int64_t end = o->eval_every > 0 ? (st.step / o->eval_every + 1) * o->eval_every : o->steps;
+    if (end > o->steps) end = o->steps;
+    double t0 = now_seconds(), lr = 0;
+    bprt_progress_start(&pr, perr, bar, "steps", end);
+    pr.first = st.step;
+    float loss = 0;
+    while (st.step < end) {
+      lr = st.schedule.kind == BPRT_SCHED_PLATEAU ? st.schedule.lr : bprt_schedule_lr(&st.schedule, st.step);
+      bprt_model_set_hyper(m, BPRT_H_LR, lr);
+      int64_t rows, e = 0, bi = 0;
+      if (text) {
+        bprt_text_train_windows(train, o->seed, (uint64_t)st.text_windows, batch, xtok, ytok);
+        inputs[0] = xtok;
+        inputs[1] = ytok;
+        rows = batch;
+      } else {
+        e = st.step / nb;
+        bi = st.step % nb;
+        if (it_epoch != e) {
+          bprt_batch_end(&it);
+          if (bprt_batch_begin(&it, train, batch, true, o->seed, (uint64_t)e)) {
+            rc = -1;
+            break;
+          }
+          it_epoch = e;
+        }
+        it.pos = bi * batch;
+        it.index = bi;
+        rows = bprt_batch_next(&it);
+        set_inputs(&b, &it, inputs);
+      }
+      if (bprt_model_loss_and_grad(m, rows, inputs, &loss)) {
+        rc = bprt_prefix_error("step %" PRId64, st.step + 1);
+        break;
+      }
+      for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
+      bool finite = grads_finite(m, souts, rows, loss);
+      if (finite && bprt_model_update(m)) {
+        rc = bprt_prefix_error("step %" PRId64, st.step + 1);
+        break;
+      }
+      st.step++;
+      if (text) st.text_windows += rows;
+      else st.epoch = st.step / nb, st.epoch_rows = (st.step % nb) * batch;
+      if (!finite || !all_finite(bprt_model_params(m), d->param_floats)) {
+        char what[512] = "";
+        if (!finite && o->on_nonfinite) {
+          BprtNonfiniteStep ns = {st.step, o->seed, rows, inputs, bprt_model_params(m)};
+          if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
+        }
+        rc = report_nonfinite(m, souts, rows, loss, st.step, text ? 0 : e + 1, bi + 1, nb, o, saved, what);
+        r->nonfinite = true;
+        break;
+      }
+      int64_t k = 0, c = !text && b.acc_out >= 0 ? count_correct(&b, souts[b.acc_out], &it, &k) : 0;
+      st.period_loss_sum += (double)loss * (double)rows;
+      st.period_rows += rows;
+      st.period_correct += c;
+      st.period_scored += k;
+      double mean = st.period_loss_sum / (double)st.period_rows;
+      if (o->print_every > 0 && !o->quiet && st.step % o->print_every == 0) steps_line(&pr, st.step, o->steps, mean);
+      bprt_progress_step(&pr, st.step, mean);
+      if (log && o->log_steps) {
+        BprtEpochStats s = {text ? 0 : e + 1, st.step, lr, loss, k ? (double)c / (double)k : NAN, NAN, NAN, now_seconds() - t0};
+        csv_row(log, "step", &s);
+      }
+      if (st.step < end && o->save_path && o->save_every > 0 && st.step % o->save_every == 0) {
+        if (bprt_checkpoint_save(m, o->save_path, &st)) {
+          rc = -1;
+          break;
+        }
+        saved = st.step;
+      }
+      if (st.step < end && o->stop && *o->stop) {   /* an evaluation's last step goes on to it */
+        stop = true;
+        break;
+      }
+    }
+    if (rc || stop) {
+      bprt_progress_break(&pr);
+      break;
+    }
+    BprtEpochStats s = {text ? 0 : st.step / nb, st.step, lr,
+                        st.period_rows ? st.period_loss_sum / (double)st.period_rows : NAN,
+                        st.period_scored ? (double)st.period_correct / (double)st.period_scored : NAN, NAN, NAN, 0};
+    if (val) {
+      Binding vb = b;
+      if (val->text) vb = (Binding){0, 1, -1, false, 256, 0};
+      if (evaluate(m, &vb, val, batch, &outs, &s.val_loss, &s.val_accuracy)) {
+        rc = -1;
+        break;
+      }
+    }
+    s.seconds = now_seconds() - t0;
+    if (st.schedule.kind == BPRT_SCHED_PLATEAU)
+      bprt_schedule_epoch_end(&st.schedule, st.step - 1, isnan(s.val_loss) ? s.loss : s.val_loss);
+    st.period_rows = st.period_correct = st.period_scored = 0;
+    st.period_loss_sum = 0;
+    if (!o->quiet) eval_line(out, &s, o->steps, text || (val && val->text));
+    csv_row(log, "eval", &s);
+    if (log) fflush(log);
+    r->last = s;
+    r->steps = st.step;
+    r->epochs_done = st.epoch;
+    if (o->save_path && (st.step == o->steps || (o->save_every > 0 && st.step % o->save_every == 0))) {
+      if (bprt_checkpoint_save(m, o->save_path, &st)) rc = -1;
+      else saved = st.step;
+    }
+    if (rc == 0 && st.step < o->steps && o->stop && *o->stop) stop = true;
+  }
+  bprt_batch_end(&it);
+  if (rc == 0 && stop) {
+    r->interrupted = true;
+    r->steps = st.step;
+    r->stop_epoch = 0;
+    const char *path = o->interrupt_path ? o->interrupt_path : o->save_path;
+    if (path) {
+      if (bprt_checkpoint_save(m, path, &st)) rc = -1;
+      else r->checkpoint = path;
+    }
+  }
+  if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
+  outputs_free(&outs);
+  bprt_free(souts);
+  bprt_free(xtok);
+  bprt_free(ytok);
+  return rc;
+}
+
 /* ------------------------------------------------------------------------ the loop */
 
 int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, const BprtTrainOptions *o,
@@ -597,6 +939,11 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   const bprt_model_desc *d = bprt_model_get_desc(m);
   memset(r, 0, sizeof *r);
   r->last = (BprtEpochStats){0, 0, NAN, NAN, NAN, NAN, NAN, NAN};
+  if (o->steps < 0) return bprt_set_error("--steps %" PRId64 ": must be >= 1", o->steps);
+  if (o->steps > 0) return train_by_steps(m, train, val, o, r);
+  if (train->text)
+    return bprt_set_error("%s: text data has no epochs: train it by steps (--steps N, or `steps N` in the train block)",
+                          train->source);
   if (o->batch < 1) return bprt_set_error("--batch %" PRId64 ": must be >= 1", o->batch);
   /* Batches never hold more rows than the data set: a larger batch is one batch of
    * every row (the same steps), and the buffers are sized for what can come. */
@@ -612,7 +959,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   /* the checkpoint paths first: a path that cannot be written is an error now, not
    * after the last epoch */
   if (o->save_path && bprt_st_check_writable(o->save_path)) return -1;
-  BprtTrainState st = {0, 0, o->seed, o->schedule, 0, 0, 0};
+  BprtTrainState st = {.seed = o->seed, .schedule = o->schedule};
   st.schedule.lr = bprt_schedule_lr(&st.schedule, 0);
   if (o->resume_path) {
     if (bprt_checkpoint_load(m, o->resume_path, &st)) return -1;

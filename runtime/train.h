@@ -8,6 +8,7 @@
  *               bar, the CSV log, --watch statistics, non-finite detection, checkpoints
  *               with the loop's state and --resume, evaluation
  *   progress.c  numbers for people, the progress bar, the status line (runtime/progress.h)
+ *   sample.c    the next token from a language model's logits (bpcc sample)
  *
  * docs/training.md describes the command line, every default and the checkpoint format.
  * Error convention as in runtime.h: -1 (or NULL) and a message in bprt_last_error(). */
@@ -104,6 +105,14 @@ typedef bool (*BprtNonfiniteFn)(void *ctx, const bprt_model_desc *d, const BprtN
 
 typedef struct {
   int64_t epochs;            /* total epochs (a resumed run continues up to this) */
+  /* A run by steps instead (> 0): `steps` steps in all, batches drawn on across epochs
+   * (row data: epoch e = step / batches-per-epoch in the order of (seed, e); text: random
+   * windows), validation every eval_every steps (0: at the end only) and at the end, a
+   * checkpoint every save_every steps and at the end, schedules counted in steps (their
+   * step_size, T_max and warmup are steps; plateau sees each evaluation). Text data
+   * trains by steps only. */
+  int64_t steps;
+  int64_t eval_every;
   int64_t batch;
   uint64_t seed;             /* shuffles; the model was created from the same seed */
   BprtSchedule schedule;
@@ -137,11 +146,11 @@ void bprt_train_options_defaults(BprtTrainOptions *o);
 /* What one epoch measured. Accuracies are NAN without label targets; validation values
  * NAN without a validation set. */
 typedef struct {
-  int64_t epoch;             /* 1-based */
+  int64_t epoch;             /* 1-based; 0 in a run by steps */
   int64_t step;              /* global steps done at its end */
   double lr;
   double loss, accuracy;     /* training: mean over the epoch's rows */
-  double val_loss, val_accuracy;
+  double val_loss, val_accuracy;   /* text: val_loss in nats per character */
   double seconds;
 } BprtEpochStats;
 
@@ -180,6 +189,18 @@ int bprt_watch_log_path(const char *log_path, char *buf, size_t n);
  * targets). -1 with "SOURCE: data has 784 features per row; model input x expects
  * f32[B,100]" or the like. */
 int bprt_train_check_data(const bprt_model_desc *desc, const BprtDataset *d);
+/* Text data (d->text): check that the model takes it (two inputs label[B, T, 256]) and
+ * bind the windows to the model's T (seq= of the SPEC must equal it). Nothing to do for
+ * other data. Call before bprt_train_check_data, for the training and the validation set. */
+int bprt_train_bind_text(const bprt_model_desc *desc, BprtDataset *d);
+
+/* ------------------------------------------------------------- sampling (sample.c) */
+
+/* The next token from logits z[0..v): softmax(z / temperature) over the top_k largest
+ * logits (ties: the smaller index), drawn with the uniform Philox(seed, sample stream,
+ * index); temperature 0 (or top_k 1): the first largest logit. The token, or -1 with an
+ * error (a non-finite logit; temperature < 0, top_k < 1, v < 1). */
+int64_t bprt_sample_logits(const float *z, int64_t v, double temperature, int64_t top_k, uint64_t seed, uint64_t index);
 
 /* -------------------------------------------------------- checkpoints (train.c) */
 
@@ -195,6 +216,13 @@ typedef struct {
   int64_t epoch_rows;        /* rows of epoch `epoch` + 1 trained (its permutation's first) */
   double epoch_loss_sum;     /* the sum of their batch losses times rows */
   int64_t epoch_correct;     /* their correct predictions */
+  /* a run by steps (BprtTrainOptions.steps): bpcc.period "rows=N loss_sum=X correct=K
+   * scored=K" holds the running sums since the last evaluation; with text data bpcc.rng
+   * adds text_window=K, the training windows drawn (window K comes next) */
+  bool by_steps, text;
+  int64_t text_windows;
+  int64_t period_rows, period_correct, period_scored;
+  double period_loss_sum;
 } BprtTrainState;
 
 /* Values kept in range by the loop, and so checked by load: epoch, step and rows

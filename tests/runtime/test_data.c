@@ -590,7 +590,7 @@ static void test_generators(void **state) {
   assert_int_equal(bprt_data_load("cifar:foo", 1, &a, &v), -1);
   expect_error("unknown data source 'cifar:foo': expected mnist:DIR, idx:IMAGES,LABELS, "
                "csv:PATH[:label=COL,header=1], npy:X.npy,Y.npy, spiral[:n=..,classes=..,noise=..], "
-               "xor[:n=..,noise=..] or blobs[:n=..,classes=..,dim=..,std=..]");
+               "xor[:n=..,noise=..], blobs[:n=..,classes=..,dim=..,std=..] or text:FILE[:seq=T,split=0.9]");
   assert_int_equal(bprt_data_load("idx:onlyone", 1, &a, &v), -1);   /* images alone: the one file */
   expect_error("cannot open onlyone: No such file or directory");
   assert_int_equal(bprt_data_load("idx:im,", 1, &a, &v), -1);
@@ -1028,6 +1028,133 @@ static void test_not_regular_files(void **state) {
   unlink(fifo), unlink(im), unlink(lb);
 }
 
+/* ------------------------------------------------------------------ text */
+
+/* text:FILE: the split, the window counts, the training windows (in range, a pure
+ * function of (seed, k), covering every offset), the validation windows one after
+ * another, gzip, binding seq to the model's T, and each error with its message. */
+static void test_text(void **state) {
+  (void)state;
+  unsigned char bytes[100];
+  for (int i = 0; i < 100; i++) bytes[i] = (unsigned char)(i * 37 + 11);   /* every byte distinct */
+  const char *raw = path_in(dir, "t.txt"), *gz = path_in(dir, "t.txt.gz");
+  char rawp[4096], gzp[4096], spec[4200];
+  snprintf(rawp, sizeof rawp, "%s", raw);
+  snprintf(gzp, sizeof gzp, "%s", gz);
+  write_bytes(rawp, bytes, sizeof bytes);
+  write_gz(gzp, bytes, sizeof bytes);
+  for (int g = 0; g < 2; g++) {
+    BprtDataset *tr = NULL, *va = NULL;
+    snprintf(spec, sizeof spec, "text:%s:seq=8,split=0.9", g ? gzp : rawp);
+    assert_int_equal(bprt_data_load(spec, 0, &tr, &va), 0);
+    assert_non_null(tr->text);
+    assert_ptr_equal(tr->text, va->text);
+    assert_int_equal(tr->text->size, 100);
+    assert_int_equal(tr->text->split, 90);              /* floor(0.9 * 100) */
+    assert_int_equal(tr->n, 90 - 8);                    /* offsets 0 .. 81 */
+    assert_int_equal(va->n, (100 - 90 - 1) / 8);        /* one window at 90 */
+    assert_int_equal(tr->nfeat, 8);
+    assert_null(tr->x);
+    assert_null(tr->labels);
+    int32_t x[16 * 8], y[16 * 8], x2[3 * 8], y2[3 * 8];
+    bprt_text_train_windows(tr, 7, 0, 16, x, y);
+    for (int r = 0; r < 16; r++) {
+      int64_t off = bprt_text_train_offset(tr, 7, (uint64_t)r);
+      assert_true(off >= 0 && off <= 81);
+      for (int j = 0; j < 8; j++) {
+        assert_int_equal(x[r * 8 + j], bytes[off + j]);
+        assert_int_equal(y[r * 8 + j], bytes[off + j + 1]);
+      }
+    }
+    bprt_text_train_windows(tr, 7, 5, 3, x2, y2);   /* windows 5..7: the same as drawn in one go */
+    assert_memory_equal(x2, x + 5 * 8, sizeof x2);
+    assert_memory_equal(y2, y + 5 * 8, sizeof y2);
+    bprt_text_train_windows(tr, 8, 5, 3, x2, y2);   /* another seed: other windows */
+    assert_memory_not_equal(x2, x + 5 * 8, sizeof x2);
+    bprt_text_val_windows(va, 0, 1, x2, y2);
+    for (int j = 0; j < 8; j++) {
+      assert_int_equal(x2[j], bytes[90 + j]);
+      assert_int_equal(y2[j], bytes[91 + j]);
+    }
+    if (!g) {   /* uniform over the 82 offsets: 82,000 draws, each offset 1000 +- 15% */
+      static int64_t count[82];
+      memset(count, 0, sizeof count);
+      for (uint64_t k = 0; k < 82000; k++) count[bprt_text_train_offset(tr, 3, k)]++;
+      for (int i = 0; i < 82; i++) assert_true(count[i] > 850 && count[i] < 1150);
+    }
+    bprt_dataset_free(tr);
+    bprt_dataset_free(va);
+  }
+
+  /* seq from the model: no windows until bound; then bound, and a mismatch refused */
+  BprtDataset *tr = NULL, *va = NULL;
+  snprintf(spec, sizeof spec, "text:%s", rawp);
+  assert_int_equal(bprt_data_load(spec, 0, &tr, &va), 0);
+  assert_int_equal(tr->n, 0);
+  assert_int_equal(tr->text->seq, 0);
+  assert_int_equal(bprt_text_bind(tr, 4), 0);
+  assert_int_equal(tr->n, 86);
+  assert_int_equal(bprt_text_bind(va, 4), 0);
+  assert_int_equal(va->n, 2);                           /* windows at 90 and 94; 98 + 4 > 99 */
+  assert_int_equal(bprt_text_bind(va, 5), -1);
+  expect_error("text:%s: seq=4 does not match the model's context T = 5", rawp);
+  /* the validation windows in batches: 90..94, 94..98, each byte after 90 predicted once */
+  BprtBatchIter it;
+  assert_int_equal(bprt_batch_begin(&it, va, 1, false, 0, 0), 0);
+  for (int w = 0; w < 2; w++) {
+    assert_int_equal(bprt_batch_next(&it), 1);
+    assert_null(it.x);
+    for (int j = 0; j < 4; j++) {
+      assert_int_equal(it.xtok[j], bytes[90 + 4 * w + j]);
+      assert_int_equal(it.ytok[j], bytes[91 + 4 * w + j]);
+    }
+  }
+  assert_int_equal(bprt_batch_next(&it), 0);
+  bprt_batch_end(&it);
+  assert_int_equal(bprt_batch_begin(&it, tr, 4, true, 0, 0), -1);
+  expect_error("text:%s (training): text training windows are drawn by steps, not batched in order", rawp);
+  bprt_dataset_free(tr);
+  bprt_dataset_free(va);
+
+  /* errors */
+  const char *missing = path_in(dir, "none.txt");
+  char mp[4096];
+  snprintf(mp, sizeof mp, "%s", missing);
+  snprintf(spec, sizeof spec, "text:%s", mp);
+  assert_int_equal(bprt_data_load(spec, 0, &tr, &va), -1);
+  expect_error("cannot open %s: No such file or directory", mp);
+  assert_null(tr);
+  assert_int_equal(bprt_data_load("text:", 0, &tr, &va), -1);
+  expect_error("data 'text:': missing the file (expected text:FILE[:seq=T,split=0.9])");
+  const char *bad[][2] = {
+      {"split=1", "text: split=1 must be between 0 and 1 (exclusive): the fraction of the file that trains"},
+      {"split=0", "text: split=0 must be between 0 and 1 (exclusive): the fraction of the file that trains"},
+      {"split=1.5", "text: split=1.5 is not a number in 0..1"},
+      {"seq=0", "text: seq=0 is not an integer in 1..1073741824"},
+      {"len=3", "text: unknown option 'len' (known: seq, split)"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(spec, sizeof spec, "text:%s:%s", rawp, bad[i][0]);
+    assert_int_equal(bprt_data_load(spec, 0, &tr, &va), -1);
+    expect_error("%s", bad[i][1]);
+  }
+  snprintf(spec, sizeof spec, "text:%s:seq=9", rawp);   /* validation: 10 bytes, one window exactly */
+  assert_int_equal(bprt_data_load(spec, 0, &tr, &va), 0);
+  assert_int_equal(va->n, 1);
+  bprt_dataset_free(tr);
+  bprt_dataset_free(va);
+  snprintf(spec, sizeof spec, "text:%s:seq=10", rawp);   /* validation: 10 bytes < 11 */
+  assert_int_equal(bprt_data_load(spec, 0, &tr, &va), -1);
+  expect_error("%s: 100 bytes split at 0.9 are too few for windows of seq=10 + 1 bytes: the training part has 90 bytes "
+               "and the validation part 10 (each needs at least 11)", rawp);
+  snprintf(spec, sizeof spec, "text:%s:seq=2,split=0.02", rawp);   /* training: 2 bytes < 3 */
+  assert_int_equal(bprt_data_load(spec, 0, &tr, &va), -1);
+  expect_error("%s: 100 bytes split at 0.02 are too few for windows of seq=2 + 1 bytes: the training part has 2 bytes "
+               "and the validation part 98 (each needs at least 3)", rawp);
+  unlink(rawp);
+  unlink(gzp);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_idx_good),     cmocka_unit_test(test_idx_types),
@@ -1040,6 +1167,7 @@ int main(void) {
       cmocka_unit_test(test_shape_checks), cmocka_unit_test(test_features_only),
       cmocka_unit_test(test_alloc_failure_sweep),
       cmocka_unit_test(test_mutation_robustness), cmocka_unit_test(test_not_regular_files),
+      cmocka_unit_test(test_text),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -337,7 +337,7 @@ static void test_nonfinite_checkpoint(void **state) {
   assert_int_equal(bprt_checkpoint_load(dst, f->b, NULL), -1);
   assert_string_equal(bprt_last_error(), want);
   /* train --resume (and the message names the file resumed from) */
-  BprtTrainState st = {0, 0, 0, o.schedule, 0, 0, 0};
+  BprtTrainState st = {.schedule = o.schedule};
   assert_int_equal(bprt_checkpoint_load(dst, f->b, &st), -1);
   assert_string_equal(bprt_last_error(), want);
   /* train --init */
