@@ -12,7 +12,9 @@
  *    each result computed by one task in a fixed order).
  * 3. Other vector widths: x86-64 (SSE, 4 lanes), x86-64-v3 (AVX2, 8 lanes); sharp rows
  *    (scale 8 / sqrt(dh): scores tens apart, p underflowing, the running max rescaled).
- * 4. The plans: the producer and its extras are one kernel, also without fusion; an
+ * 4. The reference interpreter (ir/interp.c) through the harness: the forward entry, and
+ *    a training step of sum(attention(q, k, v) * r) whose gradients are attention_bwd's.
+ * 5. The plans: the producer and its extras are one kernel, also without fusion; an
  *    extra never shares bytes with what its kernel reads or writes (the memory plan on
  *    instructions and on kernels); the tinygpt attention at T = 1024 (B 32, 4 heads,
  *    dh 32) keeps no [T,T] buffer: the workspace and the per-chunk scratch are far
@@ -268,6 +270,54 @@ static void test_attention_portable(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* ------------------------------------------------------------------ the interpreter */
+
+/* The same kernels against the reference interpreter (ir/interp.c), through the
+ * harness: the forward entry of build()'s function, then a training step of
+ * loss = sum(attention(q, k, v) * r) with q, k, v parameters, whose gradients autodiff
+ * makes with attention_bwd (do = r). Two threads. */
+static int interp_shape(const Shape *s, bool f64) {
+  int fails = 0;
+  Module *m = ir_module_new();
+  double scale = 1.3 / sqrt((double)s->dh);
+  Func *f = build(m, s, scale);
+  CgtConfig c = {-2, 2, 2, NULL, false, f64};
+  fails += cgt_check_forward(f, 3, f64 ? TOL64 : TOL, &c);
+  bool batch = false;   /* parameters have no batch dim */
+  for (int i = 0; i < s->nlead; i++) batch |= s->lead[i] == DIM_BATCH;
+  if (batch) {
+    ir_module_free(m);
+    return fails;
+  }
+  Func *g = ir_func_new(m, "attnloss");
+  int32_t q = ir_param(g, "q", tt(m, s, s->T, s->dh, DT_F32), INIT_NORMAL, 1.0, 0, L);
+  int32_t k = ir_param(g, "k", tt(m, s, s->S, s->dh, DT_F32), INIT_NORMAL, 1.0, 0, L);
+  int32_t v = ir_param(g, "v", tt(m, s, s->S, s->dv, DT_F32), INIT_NORMAL, 1.0, 0, L);
+  int32_t r = ir_input(g, "r", 0, tt(m, s, s->T, s->dv, DT_F32), L);
+  int32_t o = ir_attention(g, q, k, v, s->causal, scale, NULL, L);
+  ir_loss(g, ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, o, r, L), IR_AXIS_ALL, false, L), L);
+  Func *grad = test_grad(g, NULL);
+  assert_non_null(grad);
+  int ops[OP__COUNT] = {0};
+  for (int32_t i = 0; i < grad->ninsts; i++) ops[grad->insts[i].op]++;
+  assert_int_equal(ops[OP_ATTENTION], 1);
+  assert_int_equal(ops[OP_ATTENTION_BWD], 1);
+  fails += cgt_check_grad(g, grad, 3, f64 ? TOL64 : TOL, &c);
+  ir_module_free(m);
+  return fails;
+}
+
+static void test_attention_interp(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int i = 0; i < NSHAPES; i++) {
+    int r = interp_shape(&shapes[i], false) + interp_shape(&shapes[i], true);
+    if (r) printf("  shape %d failed against the interpreter\n", i);
+    fails += r;
+  }
+  assert_int_equal(fails, 0);
+}
+
 /* ------------------------------------------------------------------ the plans */
 
 static bool share_bytes(const MemPlan *p, int32_t a, int32_t b, int64_t batch) {
@@ -388,7 +438,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_attention_f32),      cmocka_unit_test(test_attention_f64),
       cmocka_unit_test(test_attention_portable), cmocka_unit_test(test_attention_sharp),
-      cmocka_unit_test(test_attention_plans),
+      cmocka_unit_test(test_attention_interp),   cmocka_unit_test(test_attention_plans),
       cmocka_unit_test(test_attention_no_tt),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
