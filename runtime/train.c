@@ -805,7 +805,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
     int64_t end = o->eval_every > 0 ? (st.step / o->eval_every + 1) * o->eval_every : o->steps;
     if (end > o->steps) end = o->steps;
     double t0 = now_seconds(), lr = 0;
-    bprt_progress_start(&pr, perr, bar, "steps", end);
+    bprt_progress_start(&pr, perr, bar, "steps", o->steps);   /* the whole run's bar, a line per evaluation */
     pr.first = st.step;
     float loss = 0;
     while (st.step < end) {
@@ -863,6 +863,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       st.period_scored += k;
       double mean = st.period_loss_sum / (double)st.period_rows;
       if (o->print_every > 0 && !o->quiet && st.step % o->print_every == 0) steps_line(&pr, st.step, o->steps, mean);
+      if (st.step == end) pr.last_draw = -INFINITY;   /* an evaluation's step: drawn, whatever the rate */
       bprt_progress_step(&pr, st.step, mean);
       if (log && o->log_steps) {
         BprtEpochStats s = {text ? 0 : e + 1, st.step, lr, loss, k ? (double)c / (double)k : NAN, NAN, NAN, now_seconds() - t0};
@@ -880,10 +881,8 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         break;
       }
     }
-    if (rc || stop) {
-      bprt_progress_break(&pr);
-      break;
-    }
+    bprt_progress_break(&pr);   /* the bar's line stays above the evaluation's */
+    if (rc || stop) break;
     BprtEpochStats s = {text ? 0 : st.step / nb, st.step, lr,
                         st.period_rows ? st.period_loss_sum / (double)st.period_rows : NAN,
                         st.period_scored ? (double)st.period_correct / (double)st.period_scored : NAN, NAN, NAN, 0};
