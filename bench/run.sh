@@ -4,7 +4,8 @@
 # 0. the CPU (bench/peak.c --cpu: vendor, family, model, model name, Zen generation);
 # 1. the machine's FP32 FMA peak (bench/peak.c), 1 thread and THREADS threads, at the
 #    start and at the end of the run (the best of the two is the peak);
-# 2. bpcc's training step on M1, M2, M3, M4 (LeNet-5) and M3 with --recompute=sqrt
+# 2. bpcc's training step on M1, M2, M3, M4 (LeNet-5), M5 (issue 14's tinygpt recipe,
+#    bench/m5_gpt.bp) and M3 with --recompute=sqrt
 #    (`bpcc bench`, median of BENCH_STEPS steps, default 30, after 5 of warm-up;
 #    BENCH_ROUNDS rounds, default 3, and the median of the rounds), what each compiled
 #    to (bpcc bench's `code` line), and for M2 (`--profile`, first round) the time of
@@ -12,9 +13,9 @@
 #    THREADS threads; for M4 (`--profile`, first round) the same phases and each
 #    convolution pass (forward, backward-data, backward-weights) as a kernel of the
 #    step: its FLOPs, time, GFLOP/s and percent of the measured peak;
-# 3. the same four models in PyTorch (bench/torch_bench.py under /usr/bin/python3,
-#    OMP/OpenBLAS threads set to THREADS; M4's Conv2d on oneDNN, which the header
-#    reports), run between the bpcc runs so that both see
+# 3. the same five models in PyTorch (bench/torch_bench.py under /usr/bin/python3 for
+#    M1-M4, bench/torch_gpt.py for M5; OMP/OpenBLAS threads set to THREADS; M4's Conv2d
+#    on oneDNN, which the header reports), run between the bpcc runs so that both see
 #    the same machine state, with the fastest OpenBLAS kernel set that computes correct
 #    products on this host (bench/blas_pick.py times and checks each candidate first;
 #    OPENBLAS_CORETYPE is set for the PyTorch commands only).
@@ -43,6 +44,19 @@ CPU_MODEL=$(cpu model)
 CPU_NAME=$(cpu model_name)
 CPU_UARCH=$(cpu uarch)
 "$TMP/peak" --threads="$THREADS" > "$TMP/peak.txt"
+
+# M5 (bench/m5_gpt.bp, issue 14) joins the runs when its file is there
+MODELS="m1 m2 m3 m4"
+[ -f "$HERE/m5_gpt.bp" ] && MODELS="$MODELS m5"
+# a model's .bp file and the name bpcc bench reports it by (its `model` line)
+model_name() {
+  case $1 in
+    m3) echo m3_deep ;;
+    m4) echo m4_lenet ;;
+    m5) echo m5_gpt ;;
+    *) echo "$1" ;;
+  esac
+}
 
 have_torch=yes
 /usr/bin/python3 -c 'import torch' 2> /dev/null || have_torch=no
@@ -78,10 +92,8 @@ ROUNDS=${BENCH_ROUNDS:-3}
 r=0
 while [ $r -lt "$ROUNDS" ]; do
   r=$((r + 1))
-  for m in m1 m2 m3 m4; do
-    f=$HERE/$m.bp
-    [ $m = m3 ] && f=$HERE/m3_deep.bp
-    [ $m = m4 ] && f=$HERE/m4_lenet.bp
+  for m in $MODELS; do
+    f=$HERE/$(model_name $m).bp
     if [ $m = m4 ] && [ $r = 1 ]; then
       # M4's profile apart (its kernel lines are not M2's); its timing row joins the rest
       "$BPCC" bench "$f" --threads "$THREADS" --steps "$STEPS" --profile > "$TMP/m4.txt"
@@ -91,7 +103,9 @@ while [ $r -lt "$ROUNDS" ]; do
       [ $m = m2 ] && [ $r = 1 ] && gemm=--profile
       "$BPCC" bench "$f" --threads "$THREADS" --steps "$STEPS" $gemm >> "$TMP/bpcc.txt"
     fi
-    if [ $have_torch = yes ]; then
+    if [ $have_torch = yes ] && [ $m = m5 ]; then
+      $TORCH_ENV /usr/bin/python3 "$HERE/torch_gpt.py" bench "$THREADS" "$STEPS" >> "$TMP/torch.txt"
+    elif [ $have_torch = yes ]; then
       $TORCH_ENV /usr/bin/python3 "$HERE/torch_bench.py" "$THREADS" "$STEPS" $m >> "$TMP/torch.txt"
     fi
   done
@@ -152,13 +166,9 @@ reduce "$TMP/torch.red" > "$TMP/torch.txt"
 # The same step from the model library (`bpcc MODEL.bp -o`) in a C process without
 # LLVM (bench/aot_step.c): what an embedding application pays in time and memory.
 cc -O2 -std=c11 -o "$TMP/aot_step" "$HERE/aot_step.c" -ldl
-for m in m1 m2 m3 m4; do
-  f=$HERE/$m.bp
-  [ $m = m3 ] && f=$HERE/m3_deep.bp
-  [ $m = m4 ] && f=$HERE/m4_lenet.bp
-  name=$m
-  [ $m = m3 ] && name=m3_deep
-  [ $m = m4 ] && name=m4_lenet
+for m in $MODELS; do
+  name=$(model_name $m)
+  f=$HERE/$name.bp
   batch=$(sed -n 's/^ *batch *\([0-9]*\).*/\1/p' "$f" | head -1)
   "$BPCC" "$f" -o "$TMP/$m.so"
   "$TMP/aot_step" "$TMP/$m.so" "$name" "$batch" "$STEPS" "$THREADS" >> "$TMP/aot.txt"
@@ -222,7 +232,7 @@ awk -v peak="$PEAKN" -v peak1="$PEAK1" -v csv="$OUT" -v torchfile="$TMP/torch.tx
     print "model,bpcc_ms,bpcc_ms_min,bpcc_ms_max,gflop_per_step,gflops,pct_peak,torch_ms,torch_ms_min,torch_ms_max,ratio,jit_ms,bpcc_rss_mib,torch_rss_mib" >> csv
   }
   $1 == "bpcc" {
-    key = $2; sub(/_(deep|lenet)$/, "", key)
+    key = $2; sub(/_(deep|lenet|gpt)$/, "", key)
     has = key in tms
     ratio = has ? sprintf("%.1fx", tms[key] / $3) : "-"
     printf "%-8s %9.3f %9.3f %8.1f %6.1f%% %9s %9s %10s %7.0f %9.1f %9s\n", $2, $3, $4, $7, 100 * $7 / peak, has ? tms[key] : "-", has ? tmn[key] : "-", ratio, $8, $9, has ? trss[key] : "-"
@@ -316,6 +326,19 @@ awk -v peak="$PEAKN" -v threads="$THREADS" -v csv="$OUT" -v src="$HERE/m4_lenet.
     print "m4_kernel_entry,m4_kernel_index,conv_pass,kernel_ops,flop,ms,gflops,pct_peak" >> csv
     for (i = 1; i <= n; i++) print crow[i] >> csv
   }' "$TMP/m4.txt"
+# M5 (issue 14's tinygpt recipe) against its target, from this run's medians
+if [ -f "$HERE/m5_gpt.bp" ]; then
+  awk -v bfile="$TMP/bpcc.txt" -v tfile="$TMP/torch.txt" '
+    BEGIN {
+      while ((getline line < bfile) > 0) { split(line, t, " "); if (t[1] == "bpcc" && t[2] == "m5_gpt") bms = t[3] }
+      while ((getline line < tfile) > 0) { split(line, t, " "); if (t[1] == "torch" && t[2] == "m5") tms = t[3] }
+      printf "M5 (tinygpt: 2 blocks, d 128, 4 heads, T 64, batch 32, AdamW) against its target: the step %.3f ms", bms
+      if (tms != "") printf ", PyTorch %.3f ms: PyTorch / bpcc %.2fx (target: 2x or more)", tms, tms / bms
+      print ""
+    }'
+else
+  echo "M5 (tinygpt): bench/m5_gpt.bp is not in this tree; not measured"
+fi
 echo
 echo "the same step from the model library (bpcc MODEL.bp -o M.so) in a C process without LLVM (bench/aot_step.c):"
 printf "%-8s %10s %10s %10s %10s\n" "model" "ms" "min" "max" "peak MiB"

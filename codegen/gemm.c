@@ -65,6 +65,46 @@ static void conv_shapes(Func *f, const Inst *in, int64_t mkn[3], int64_t *col) {
   if (in->op == OP_CONV2D_BWD_WEIGHT && in->iattr[0] == 1 && O <= 12 && O * CKK * 16 > *col) *col = O * CKK * 16;
 }
 
+/* The product that a matmul* instruction runs (per batch index where it is batched):
+ *   matmul_tn fold=1        a[...,k,m], b[...,k,n]: one TN product, K = numel(a) / m
+ *   b of rank 2 (not TN)    a's leading dims are rows: M = numel(a) / K, one product
+ *   otherwise               one product per index of the result's batch dims
+ * M, N, K in elements; DIM_BATCH where they depend on B. */
+static int64_t dims_prod(const TensorType *t, int from, int to) {
+  int64_t p = 1;
+  for (int i = from; i < to; i++) {
+    if (t->dims[i] == DIM_BATCH) return DIM_BATCH;
+    p *= t->dims[i];
+  }
+  return p;
+}
+
+bool cg_product_single(Func *f, const Inst *in) {
+  const TensorType *a = ir_vtype(f, in->args[0]), *b = ir_vtype(f, in->args[1]);
+  if (in->op == OP_MATMUL_TN) return in->iattr[0] == 1 || (a->rank == 2 && b->rank == 2);
+  return b->rank == 2;
+}
+
+void cg_product_mnk(Func *f, const Inst *in, int64_t *M, int64_t *N, int64_t *K) {
+  const TensorType *a = ir_vtype(f, in->args[0]), *b = ir_vtype(f, in->args[1]);
+  int ra = a->rank, rb = b->rank;
+  bool single = cg_product_single(f, in);
+  switch ((Op)in->op) {
+  case OP_MATMUL_TN:
+    *M = a->dims[ra - 1], *N = b->dims[rb - 1];
+    *K = single ? dims_prod(a, 0, ra - 1) : a->dims[ra - 2];
+    break;
+  case OP_MATMUL_NT:
+    *K = a->dims[ra - 1], *N = b->dims[rb - 2];
+    *M = single ? dims_prod(a, 0, ra - 1) : a->dims[ra - 2];
+    break;
+  default:
+    *K = a->dims[ra - 1], *N = b->dims[rb - 1];
+    *M = single ? dims_prod(a, 0, ra - 1) : a->dims[ra - 2];
+    break;
+  }
+}
+
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,
                         int64_t *col_floats) {
   int64_t mmax = 0, kmax = 0, nmax = 0, cmax = 0;
@@ -77,13 +117,16 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
       if (!p->computed[i]) continue;
       int64_t M, N, K;
       if (ir_ops[in->op].kind == OPK_PRODUCT) {
-        const TensorType *a = ir_vtype(f, in->args[0]), *c = ir_vtype(f, i);
-        M = c->dims[0], N = c->dims[1], K = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
+        cg_product_mnk(f, in, &M, &N, &K);
       } else if (ir_ops[in->op].kind == OPK_CONV) {
         int64_t mkn[3], col;
         conv_shapes(f, in, mkn, &col);
         M = mkn[0], K = mkn[1], N = mkn[2];
         if (col > cmax) cmax = col;
+      } else if (ir_ops[in->op].kind == OPK_ATTN) {   /* its blocks' scratch (attention.c) */
+        int64_t s = cg_attention_scratch_floats(f, in);
+        if (s > cmax) cmax = s;
+        continue;
       } else {
         continue;
       }
@@ -527,6 +570,54 @@ static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
   return fn;
 }
 
+/* Batched products: one core call per batch index, the batches split into chunks (one
+ * task per chunk, each with its own pack buffers). The result's batch dims are
+ * [nb / d1, d1]; batch bi reads a at (bi / d1) sa0 + (bi % d1) sa1 (0 strides where a
+ * broadcasts) and b likewise, and writes C at bi M N. */
+enum { BX_A, BX_B, BX_C, BX_PACK, BX_M, BX_N, BX_K, BX_NCHUNKS, BX_EFN, BX_ECTX, BX_VARIANT, BX_NB, BX_D1, BX_SA0,
+       BX_SA1, BX_SB0, BX_SB1, BX__COUNT };
+
+static LLVMTypeRef bctx_type(Cg *cg) {
+  LLVMTypeRef f[BX__COUNT];
+  for (int i = 0; i < BX__COUNT; i++)
+    f[i] = i <= BX_PACK || i == BX_EFN || i == BX_ECTX ? cg->t_ptr : cg->t_i64;
+  return LLVMStructTypeInContext(cg->C, f, BX__COUNT, 0);
+}
+
+static LLVMValueRef build_batch_task(Cg *cg, LLVMValueRef core) {
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_gemm_batch_task", cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMTypeRef ct = bctx_type(cg);
+  LLVMValueRef ctx = LLVMGetParam(fn, 0);
+  LLVMValueRef f[BX__COUNT];
+  for (int i = 0; i < BX__COUNT; i++)
+    f[i] = LLVMBuildLoad2(cg->B, LLVMStructGetTypeAtIndex(ct, (unsigned)i), LLVMBuildStructGEP2(cg->B, ct, ctx, (unsigned)i, ""), "");
+  LLVMValueRef M = f[BX_M], N = f[BX_N], K = f[BX_K];
+  LLVMValueRef ta = LLVMBuildICmp(cg->B, LLVMIntEQ, f[BX_VARIANT], cg_i64(cg, V_TN), "ta");
+  LLVMValueRef tb = LLVMBuildICmp(cg->B, LLVMIntEQ, f[BX_VARIANT], cg_i64(cg, V_NT), "tb");
+  LLVMValueRef one = cg_i64(cg, 1), z = cg_i64(cg, 0);
+  LLVMValueRef lda = LLVMBuildSelect(cg->B, ta, M, K, ""), ldb = LLVMBuildSelect(cg->B, tb, K, N, "");
+  LLVMValueRef ars = LLVMBuildSelect(cg->B, ta, one, lda, ""), acs = LLVMBuildSelect(cg->B, ta, lda, one, "");
+  LLVMValueRef brs = LLVMBuildSelect(cg->B, tb, one, ldb, ""), bcs = LLVMBuildSelect(cg->B, tb, ldb, one, "");
+  CgLoop l = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), one);
+  LLVMValueRef b0 = LLVMBuildSDiv(cg->B, mul(cg, l.iv, f[BX_NB]), f[BX_NCHUNKS], "");
+  LLVMValueRef b1 = LLVMBuildSDiv(cg->B, mul(cg, add(cg, l.iv, one), f[BX_NB]), f[BX_NCHUNKS], "");
+  LLVMValueRef pk = fptr(cg, f[BX_PACK], mul(cg, l.iv, cg_i64(cg, cg_gemm_pack_floats(cg))));
+  LLVMValueRef bp = fptr(cg, pk, cg_i64(cg, cg->pack_a_floats));
+  CgLoop lb = cg_loop_begin(cg, b0, b1, one);
+  LLVMValueRef i0 = LLVMBuildSDiv(cg->B, lb.iv, f[BX_D1], ""), i1 = LLVMBuildSRem(cg->B, lb.iv, f[BX_D1], "");
+  LLVMValueRef As = fptr(cg, f[BX_A], add(cg, mul(cg, i0, f[BX_SA0]), mul(cg, i1, f[BX_SA1])));
+  LLVMValueRef Bs = fptr(cg, f[BX_B], add(cg, mul(cg, i0, f[BX_SB0]), mul(cg, i1, f[BX_SB1])));
+  LLVMValueRef Cs = fptr(cg, f[BX_C], mul(cg, lb.iv, mul(cg, M, N)));
+  LLVMValueRef args[16] = {M, N, K, As, ars, acs, Bs, brs, bcs, Cs, N, pk, bp, f[BX_EFN], f[BX_ECTX], z};
+  LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 16, "");
+  cg_loop_end(cg, &lb);
+  cg_loop_end(cg, &l);
+  LLVMBuildRetVoid(cg->B);
+  return fn;
+}
+
 /* ------------------------------------------------------------------ epilogues */
 
 /* What an epilogue reads: the whole C (to place a tile), the bias, aux and out2, for
@@ -545,6 +636,29 @@ typedef struct {
   LLVMValueRef C, bias, aux, out2, row, col;   /* row: element offset of the row in C */
   LLVMValueRef rowv[CG_EPV__COUNT];            /* per-row operands: bias[(row / ldc) % rows], ... */
 } EpiCtx;
+
+/* the epilogue's activation and mask flags, one each at most, and their ops */
+static const struct {
+  int flag;
+  Op op;
+} ep_ops[] = {
+    {CG_EP_RELU, OP_RELU}, {CG_EP_TANH, OP_TANH}, {CG_EP_SIGMOID, OP_SIGMOID}, {CG_EP_GELU, OP_GELU},
+    {CG_EP_GELU_TANH, OP_GELU_TANH}, {CG_EP_RELU_GRAD, OP_RELU_GRAD}, {CG_EP_TANH_GRAD, OP_TANH_GRAD},
+    {CG_EP_SIGMOID_GRAD, OP_SIGMOID_GRAD}, {CG_EP_GELU_GRAD, OP_GELU_GRAD}, {CG_EP_GELU_TANH_GRAD, OP_GELU_TANH_GRAD},
+};
+
+static Op ep_op(int flags, int among) {
+  for (size_t k = 0; k < sizeof ep_ops / sizeof ep_ops[0]; k++)
+    if (flags & among & ep_ops[k].flag) return ep_ops[k].op;
+  return OP_INPUT;
+}
+Op cg_ep_act(int flags) { return ep_op(flags, CG_EP_ACTS); }
+Op cg_ep_mask(int flags) { return ep_op(flags, CG_EP_MASKS); }
+int cg_ep_flag_of(Op op) {
+  for (size_t k = 0; k < sizeof ep_ops / sizeof ep_ops[0]; k++)
+    if (ep_ops[k].op == op) return ep_ops[k].flag;
+  return 0;
+}
 
 static LLVMValueRef epi_inst(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b) {
   Inst in;
@@ -574,12 +688,9 @@ static void epi_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   for (int k = 0; k < CG_EPV__COUNT; k++)
     if (c->rowv[k]) rv[k] = cg_is_vec(T) ? cg_splat(cg, c->rowv[k], T) : c->rowv[k];
   x = cg_ep_channel(cg, c->flags, x, rv);
-  if (c->flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD)) {
-    Op op = c->flags & CG_EP_RELU_GRAD ? OP_RELU_GRAD : c->flags & CG_EP_TANH_GRAD ? OP_TANH_GRAD : OP_SIGMOID_GRAD;
-    x = epi_inst(cg, op, cg_load(cg, T, c->aux, idx), x);
-  }
-  if (c->flags & (CG_EP_RELU | CG_EP_TANH | CG_EP_SIGMOID)) {
-    Op op = c->flags & CG_EP_RELU ? OP_RELU : c->flags & CG_EP_TANH ? OP_TANH : OP_SIGMOID;
+  if (c->flags & CG_EP_MASKS) x = epi_inst(cg, cg_ep_mask(c->flags), cg_load(cg, T, c->aux, idx), x);
+  if (c->flags & CG_EP_ACTS) {
+    Op op = cg_ep_act(c->flags);
     if (c->flags & CG_EP_STORE_PRE) cg_store(cg, x, c->C, idx);
     LLVMValueRef y = epi_inst(cg, op, x, NULL);
     cg_store(cg, y, c->flags & CG_EP_STORE_PRE ? c->out2 : c->C, idx);
@@ -648,6 +759,8 @@ static LLVMValueRef build_aside(Cg *cg, bool task, int flags) {
   LLVMValueRef made;
   if (task) {
     made = build_task(cg, build_core(cg));
+  } else if (flags < 0) {   /* the batched task, on the core built with the plain one */
+    made = build_batch_task(cg, LLVMGetNamedFunction(cg->M, "bpcc_gemm_core"));
   } else {
     made = build_epilogue(cg, flags);
   }
@@ -723,4 +836,32 @@ void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LL
   LLVMBuildCall2(B, cg->t_task, task, sargs, 4, "");
   LLVMBuildBr(B, bjoin);
   LLVMPositionBuilderAtEnd(B, bjoin);
+}
+
+void cg_gemm_batched(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
+                     LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack, const CgEpilogue *ep) {
+  int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
+  if (!cg->gemm_task) cg->gemm_task = build_aside(cg, true, 0);
+  LLVMValueRef task = LLVMGetNamedFunction(cg->M, "bpcc_gemm_batch_task");
+  if (!task) task = build_aside(cg, false, -1);
+  /* the epilogue sees the whole C: a tile's offset from it gives its column and its
+   * place in aux and out2, whichever batch wrote it */
+  LLVMValueRef efn, ectx;
+  cg_gemm_epilogue(cg, ep, Cm, NULL, &efn, &ectx);
+  LLVMBuilderRef B = cg->B;
+  LLVMTypeRef ct = bctx_type(cg);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "gemmbctx");
+  LLVMValueRef nb = mul(cg, bt->d0, bt->d1);
+  /* chunks of whole batches: the pool's threads (at most gemm_chunks and nb) once the
+   * batches together pass the size threshold */
+  LLVMValueRef nth = LLVMBuildSExt(B, cg_frame_field(cg, CG_FR_NTHREADS), cg->t_i64, "");
+  nth = cg_min_i64(cg, cg_min_i64(cg, nth, cg_i64(cg, cg->gemm_chunks)), nb);
+  nth = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nth, cg_i64(cg, 1), ""), cg_i64(cg, 1), nth, "");
+  LLVMValueRef macs = mul(cg, mul(cg, mul(cg, M, N), K), nb);
+  LLVMValueRef big = LLVMBuildICmp(B, LLVMIntSGE, macs, cg_i64(cg, CG_GEMM_PARALLEL_MACS), "");
+  LLVMValueRef nch = LLVMBuildSelect(B, big, nth, cg_i64(cg, 1), "nchunks");
+  LLVMValueRef vals[BX__COUNT] = {A, Bm, Cm, pack, M, N, K, nch, efn, ectx, cg_i64(cg, variant), nb, bt->d1,
+                                  bt->sa0, bt->sa1, bt->sb0, bt->sb1};
+  for (int i = 0; i < BX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
+  cg_run_task(cg, LLVMBuildICmp(B, LLVMIntSGT, nch, cg_i64(cg, 1), ""), nch, cg_i64(cg, 1), task, ctx, nch);
 }

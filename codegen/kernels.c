@@ -62,6 +62,10 @@ LLVMValueRef cg_ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildFMul(B, LLVMBuildFMul(B, b, a, ""), LLVMBuildFSub(B, fk(cg, T, 1), a, ""), "");
   case OP_TANH_GRAD:     /* (y, dy) -> dy * (1 - y^2) */
     return LLVMBuildFMul(B, b, LLVMBuildFSub(B, fk(cg, T, 1), LLVMBuildFMul(B, a, a, ""), ""), "");
+  case OP_GELU: return cg_gelu(cg, a);
+  case OP_GELU_TANH: return cg_gelu_tanh(cg, a);
+  case OP_GELU_GRAD: return cg_gelu_grad(cg, a, b);             /* (x, dy) */
+  case OP_GELU_TANH_GRAD: return cg_gelu_tanh_grad(cg, a, b);   /* (x, dy) */
   case OP_BROADCAST: return a;
   default: break;
   }
@@ -469,8 +473,15 @@ static XentRow xent_row(Cg *cg, const CgVal *z, const CgVal *y, const CgVal *los
   return x;
 }
 
+/* logits [..., C]: every dim before the last is a row (labels of any rank) */
+static void xent_rows(Cg *cg, const CgVal *z, LLVMValueRef *rows, LLVMValueRef *C) {
+  *rows = cg_dims_prod(cg, z->t, 0, z->t->rank - 1);
+  *C = cg_dim(cg, z->t, z->t->rank - 1);
+}
+
 static void kernel_xent(Cg *cg, const CgVal *z, const CgVal *y, const CgVal *out) {
-  LLVMValueRef rows = cg_dim(cg, z->t, 0), C = cg_dim(cg, z->t, 1);
+  LLVMValueRef rows, C;
+  xent_rows(cg, z, &rows, &C);
   CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), rows, cg_i64(cg, 1));
   xent_row(cg, z, y, out, l.iv, C);
   cg_loop_end(cg, &l);
@@ -491,6 +502,139 @@ static void kernel_onehot(Cg *cg, const CgVal *y, const CgVal *out) {
   cg_loop_end(cg, &l);
 }
 
+/* embedding: y[p, :] = W[ids[p], :] for every position p (rows of d contiguous
+ * elements, a vector copy each); an id outside [0, V) sets frame->status and gives a
+ * row of NaN (as softmax_xent's loss row), so the loss shows it and __step skips the
+ * update. On the calling thread: B*T rows of d floats are a copy of a few hundred KiB. */
+typedef struct {
+  LLVMValueRef src, dst, sbase, dbase, ok;
+} EmbCtx;
+
+static void emb_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  EmbCtx *c = p;
+  LLVMValueRef v = cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->sbase, j, ""));
+  LLVMValueRef okv = cg_is_vec(T) ? cg_splat(cg, c->ok, LLVMVectorType(cg->t_i1, LLVMGetVectorSize(T))) : c->ok;
+  v = LLVMBuildSelect(cg->B, okv, v, cg_fconst(cg, T, NAN), "");
+  cg_store(cg, v, c->dst, LLVMBuildAdd(cg->B, c->dbase, j, ""));
+}
+
+static void kernel_embedding(Cg *cg, const CgVal *ids, const CgVal *w, const CgVal *out) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef V = cg_dim(cg, w->t, 0), d = cg_dim(cg, w->t, 1);
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), cg_numel(cg, ids->t), cg_i64(cg, 1));
+  LLVMValueRef lab = load_label(cg, ids, l.iv);
+  LLVMValueRef ok = label_ok(cg, lab, V);
+  LLVMValueRef li = LLVMBuildSelect(B, ok, LLVMBuildSExt(B, lab, cg->t_i64, ""), cg_i64(cg, 0), "");
+  EmbCtx c = {w->ptr, out->ptr, LLVMBuildMul(B, li, d, ""), LLVMBuildMul(B, l.iv, d, ""), ok};
+  cg_vloop(cg, d, emb_body, &c);
+  cg_loop_end(cg, &l);
+}
+
+/* embedding_bwd: dW[v, :] = sum of dy[p, :] over the positions p with ids[p] = v, in
+ * the order of p. Deterministic for any thread count: the work is split by columns of
+ * dW (whole vectors), never by positions, so each element is one thread's sum in the
+ * same order whatever the split. A task over column chunks: zero the chunk's columns
+ * of dW, then add each position's slice. Ids outside [0, V) add nothing (the forward
+ * embedding of the same ids has set frame->status). */
+enum { EBX_IDS, EBX_DY, EBX_DW, EBX_ROWS, EBX_NCH, EBX__COUNT };
+#define EMB_GRAIN 32768   /* elements of dy per chunk, at least */
+
+static LLVMTypeRef ebx_type(Cg *cg) {
+  LLVMTypeRef f[EBX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64, cg->t_i64};
+  return LLVMStructTypeInContext(cg->C, f, EBX__COUNT, 0);
+}
+
+static void addrow_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  EmbCtx *c = p;
+  LLVMValueRef di = LLVMBuildAdd(cg->B, c->dbase, j, "");
+  LLVMValueRef v = LLVMBuildFAdd(cg->B, cg_load(cg, T, c->dst, di), cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->sbase, j, "")), "");
+  cg_store(cg, v, c->dst, di);
+}
+
+static void zero_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  EmbCtx *c = p;
+  cg_store(cg, cg_fconst(cg, T, 0.0), c->dst, LLVMBuildAdd(cg->B, c->dbase, j, ""));
+}
+
+static LLVMValueRef emb_bwd_task(Cg *cg, int64_t V, int64_t d) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_embedding_bwd_task", cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMTypeRef ct = ebx_type(cg);
+  LLVMValueRef ctx = LLVMGetParam(fn, 0), f[EBX__COUNT];
+  for (unsigned i = 0; i < EBX__COUNT; i++)
+    f[i] = LLVMBuildLoad2(B, LLVMStructGetTypeAtIndex(ct, i), LLVMBuildStructGEP2(B, ct, ctx, i, ""), "");
+  int64_t w = cg->W > 1 ? cg->W : 1, nvec = (d + w - 1) / w;
+  LLVMValueRef one = cg_i64(cg, 1);
+  CgLoop lc = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), one);
+  LLVMValueRef v0 = LLVMBuildSDiv(B, LLVMBuildMul(B, lc.iv, cg_i64(cg, nvec), ""), f[EBX_NCH], "");
+  LLVMValueRef v1 = LLVMBuildSDiv(B, LLVMBuildMul(B, LLVMBuildAdd(B, lc.iv, one, ""), cg_i64(cg, nvec), ""), f[EBX_NCH], "");
+  LLVMValueRef c0 = cg_min_i64(cg, LLVMBuildMul(B, v0, cg_i64(cg, w), ""), cg_i64(cg, d));
+  LLVMValueRef c1 = cg_min_i64(cg, LLVMBuildMul(B, v1, cg_i64(cg, w), ""), cg_i64(cg, d));
+  LLVMValueRef nc = LLVMBuildSub(B, c1, c0, "");
+  CgLoop lz = cg_loop_begin(cg, cg_i64(cg, 0), cg_i64(cg, V), one);
+  EmbCtx z = {NULL, f[EBX_DW], NULL, LLVMBuildAdd(B, LLVMBuildMul(B, lz.iv, cg_i64(cg, d), ""), c0, ""), NULL};
+  cg_vloop(cg, nc, zero_body, &z);
+  cg_loop_end(cg, &lz);
+  CgLoop lp = cg_loop_begin(cg, cg_i64(cg, 0), f[EBX_ROWS], one);
+  LLVMValueRef lab = LLVMBuildLoad2(B, cg->t_i32, cg_gep(cg, cg->t_i32, f[EBX_IDS], lp.iv), "label");
+  LLVMSetAlignment(lab, 4);
+  LLVMValueRef l64 = LLVMBuildSExt(B, lab, cg->t_i64, "");
+  LLVMValueRef ok = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGE, l64, cg_i64(cg, 0), ""),
+                                 LLVMBuildICmp(B, LLVMIntSLT, l64, cg_i64(cg, V), ""), "");
+  LLVMBasicBlockRef join = cg_if_begin(cg, ok);
+  EmbCtx a = {f[EBX_DY], f[EBX_DW], LLVMBuildAdd(B, LLVMBuildMul(B, lp.iv, cg_i64(cg, d), ""), c0, ""),
+              LLVMBuildAdd(B, LLVMBuildMul(B, l64, cg_i64(cg, d), ""), c0, ""), NULL};
+  cg_vloop(cg, nc, addrow_body, &a);
+  cg_if_end(cg, join);
+  cg_loop_end(cg, &lp);
+  cg_loop_end(cg, &lc);
+  LLVMBuildRetVoid(B);
+  return fn;
+}
+
+static void kernel_embedding_bwd(Cg *cg, const CgVal *ids, const CgVal *dy, const CgVal *out) {
+  LLVMBuilderRef B = cg->B;
+  int64_t V = out->t->dims[0], d = out->t->dims[1];
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef caller = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
+  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef task = emb_bwd_task(cg, V, d);
+  cg->fn = caller;
+  LLVMPositionBuilderAtEnd(B, here);
+  LLVMSetCurrentDebugLocation2(B, loc);
+  LLVMValueRef rows = cg_numel(cg, ids->t);
+  /* chunks: the pool's threads, at most one per vector of columns, once dy has
+   * EMB_GRAIN elements per chunk */
+  int64_t w = cg->W > 1 ? cg->W : 1, nvec = (d + w - 1) / w;
+  LLVMValueRef nth = LLVMBuildSExt(B, cg_frame_field(cg, CG_FR_NTHREADS), cg->t_i64, "");
+  LLVMValueRef byn = LLVMBuildSDiv(B, LLVMBuildMul(B, rows, cg_i64(cg, d), ""), cg_i64(cg, EMB_GRAIN), "");
+  LLVMValueRef nch = cg_min_i64(cg, cg_min_i64(cg, nth, byn), cg_i64(cg, nvec));
+  nch = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, nch, cg_i64(cg, 1), ""), cg_i64(cg, 1), nch, "nchunks");
+  LLVMTypeRef ct = ebx_type(cg);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "embctx");
+  LLVMValueRef fields[EBX__COUNT] = {ids->ptr, dy->ptr, out->ptr, rows, nch};
+  for (unsigned i = 0; i < EBX__COUNT; i++) LLVMBuildStore(B, fields[i], LLVMBuildStructGEP2(B, ct, ctx, i, ""));
+  cg_run_task(cg, LLVMBuildICmp(B, LLVMIntSGT, nch, cg_i64(cg, 1), ""), nch, cg_i64(cg, 1), task, ctx, nch);
+}
+
+/* causal_mask [T, T]: row r is 0 in columns 0..r and -inf after, two fills per row.
+ * A kernel of its own (as dropout's mask): T^2 floats written once per call of the
+ * entry (16 KiB at T = 64), read by the elementwise kernel that adds it to the scores,
+ * which then needs no index arithmetic of its own. */
+static void kernel_causal_mask(Cg *cg, const CgVal *out) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef T = cg_dim(cg, out->t, 0), one = cg_i64(cg, 1);
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), T, one);
+  LLVMValueRef row = cg_gep(cg, cg->t_f32, out->ptr, LLVMBuildMul(B, l.iv, T, ""));
+  LLVMValueRef keep = LLVMBuildAdd(B, l.iv, one, "");
+  fill(cg, row, keep, 0.0);
+  fill(cg, cg_gep(cg, cg->t_f32, row, keep), LLVMBuildSub(B, T, keep, ""), -INFINITY);
+  cg_loop_end(cg, &l);
+}
+
 /* ------------------------------------------------------------------ fused groups */
 
 static bool is_member(const int32_t *members, int n, int32_t v) {
@@ -507,7 +651,7 @@ static bool is_member(const int32_t *members, int n, int32_t v) {
  * value has none) and runs the epilogue on them; the activation goes to its own
  * buffer when that value is kept (STORE_PRE). */
 /* The product `in` (result type ct) into dst, with the epilogue ep (NULL: none). */
-static bool kernel_gemm(Cg *cg, const Inst *in, const TensorType *ct, const CgVal *vals, LLVMValueRef dst,
+static bool kernel_gemm(Cg *cg, Func *f, const Inst *in, const TensorType *ct, const CgVal *vals, LLVMValueRef dst,
                         const CgEpilogue *ep) {
   const CgVal *a = &vals[in->args[0]], *b = &vals[in->args[1]];
   if (a->is_const || b->is_const) {
@@ -516,9 +660,39 @@ static bool kernel_gemm(Cg *cg, const Inst *in, const TensorType *ct, const CgVa
     diag_error(in->loc, "codegen: %s of a constant matrix is not supported", ir_ops[in->op].name);
     return false;
   }
-  LLVMValueRef M = cg_dim(cg, ct, 0), N = cg_dim(cg, ct, 1);
-  LLVMValueRef K = in->op == OP_MATMUL_TN ? cg_dim(cg, a->t, 0) : cg_dim(cg, a->t, 1);
-  cg_gemm(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, ep);
+  const TensorType *at = a->t, *bt = b->t;
+  int ra = at->rank, rc = ct->rank;
+  bool tn = in->op == OP_MATMUL_TN;
+  if (cg_product_single(f, in)) {
+    /* one product: rows of a (all its leading dims) times b, or fold's sum over them */
+    LLVMValueRef N = cg_dim(cg, ct, rc - 1), M, K;
+    if (tn) M = cg_dim(cg, at, ra - 1), K = cg_dims_prod(cg, at, 0, ra - 1);
+    else M = cg_dims_prod(cg, at, 0, ra - 1), K = cg_dim(cg, at, ra - 1);
+    cg_gemm(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, ep);
+    return true;
+  }
+  /* one product per index of the result's batch dims (rc - 2 of them, 1 or 2) */
+  LLVMValueRef M = cg_dim(cg, ct, rc - 2), N = cg_dim(cg, ct, rc - 1);
+  LLVMValueRef K = cg_dim(cg, at, tn ? ra - 2 : ra - 1);
+  int nbr = rc - 2;
+  LLVMValueRef d[2], sa[2], sb[2];
+  for (int q = 0; q < 2; q++) {
+    int dd = q - (2 - nbr);   /* the result's batch dim for slot q (slot 0 is 1 with one batch dim) */
+    if (dd < 0) {
+      d[q] = cg_i64(cg, 1), sa[q] = sb[q] = cg_i64(cg, 0);
+      continue;
+    }
+    d[q] = cg_dim(cg, ct, dd);
+    const TensorType *ops[2] = {at, bt};
+    LLVMValueRef *st[2] = {&sa[q], &sb[q]};
+    for (int o = 0; o < 2; o++) {
+      const TensorType *x = ops[o];
+      int ix = dd - (nbr - (x->rank - 2));
+      *st[o] = ix < 0 || (x->dims[ix] == 1 && ct->dims[dd] != 1) ? cg_i64(cg, 0) : cg_dims_prod(cg, x, ix + 1, x->rank);
+    }
+  }
+  CgBatch bb = {d[0], d[1], sa[0], sa[1], sb[0], sb[1]};
+  cg_gemm_batched(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, &bb, cg->gemm_pack, ep);
   return true;
 }
 
@@ -550,8 +724,8 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
       ep.gamma = other;
       dst = vals[v].ptr;
       break;
-    case OP_RELU: case OP_TANH: case OP_SIGMOID:
-      ep.flags |= in->op == OP_RELU ? CG_EP_RELU : in->op == OP_TANH ? CG_EP_TANH : CG_EP_SIGMOID;
+    case OP_RELU: case OP_TANH: case OP_SIGMOID: case OP_GELU: case OP_GELU_TANH:
+      ep.flags |= cg_ep_flag_of((Op)in->op);
       if (vals[prev].ptr) {   /* the value before the activation is read elsewhere too */
         ep.flags |= CG_EP_STORE_PRE;
         ep.out2 = vals[v].ptr;
@@ -559,8 +733,8 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
         dst = vals[v].ptr;
       }
       break;
-    case OP_RELU_GRAD: case OP_TANH_GRAD: case OP_SIGMOID_GRAD:
-      ep.flags |= in->op == OP_RELU_GRAD ? CG_EP_RELU_GRAD : in->op == OP_TANH_GRAD ? CG_EP_TANH_GRAD : CG_EP_SIGMOID_GRAD;
+    case OP_RELU_GRAD: case OP_TANH_GRAD: case OP_SIGMOID_GRAD: case OP_GELU_GRAD: case OP_GELU_TANH_GRAD:
+      ep.flags |= cg_ep_flag_of((Op)in->op);
       ep.aux = vals[in->args[0]].ptr;
       dst = vals[v].ptr;
       break;
@@ -570,7 +744,7 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     prev = v;
   }
   if (!dst || (ep.flags & (CG_EP_BIAS | CG_EP_BIAS_ROW) && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
-      (ep.flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD) && !ep.aux) ||
+      (ep.flags & CG_EP_MASKS && !ep.aux) ||
       (ep.flags & CG_EP_BN_ROW && (!ep.mean || !ep.rstd)) || (ep.flags & CG_EP_SCALE_ROW && !ep.gamma) ||
       (ep.flags & CG_EP_SHIFT_ROW && !ep.beta) || (ep.flags & (CG_EP_BN_ROW | CG_EP_SCALE_ROW) && gi->op != OP_CONV2D))
     ir_die("cg_kernel_gemm_fused: a fused value has no buffer");
@@ -580,7 +754,7 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     cg_kernel_conv(cg, gi, &vals[gi->args[0]], &vals[gi->args[1]], &y, &ep);
     return true;
   }
-  return kernel_gemm(cg, gi, c->t, vals, dst, &ep);
+  return kernel_gemm(cg, f, gi, c->t, vals, dst, &ep);
 }
 
 typedef struct {
@@ -626,7 +800,8 @@ bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     }
   }
   if (!gptr || !k || !loss->ptr || !z->ptr) ir_die("cg_kernel_xent_fused: a fused value has no buffer");
-  LLVMValueRef rows = cg_dim(cg, z->t, 0), C = cg_dim(cg, z->t, 1);
+  LLVMValueRef rows, C;
+  xent_rows(cg, z, &rows, &C);
   CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), rows, cg_i64(cg, 1));
   XentRow x = xent_row(cg, z, y, loss, l.iv, C);
   XentCtx c = {z->ptr, pptr, gptr, x.base, x.mx, x.s, x.lab, k};
@@ -637,22 +812,177 @@ bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
 
 /* ------------------------------------------------------------------ shape movement */
 
-/* y[n,m] = x[m,n]^T, in 16 x 16 tiles so that both sides stay in cache lines. */
-static void kernel_transpose(Cg *cg, const CgVal *x, const CgVal *y) {
+/* transpose by a permutation (ranks 2 to 4), y.dims[i] = x.dims[perm[i]]. Both seen at
+ * rank 4 (leading dims of 1); SX[i] is x's stride along y's dim i. Two shapes:
+ *   rows   perm keeps the last dim (the head split [B,T,H,D] -> [B,H,T,D]): each line
+ *          of y's last dim is a contiguous line of x, a vector copy
+ *   tiles  x's contiguous dim becomes y's dim q < 3: W x W tiles over (q, 3), each
+ *          loaded as W vectors along x's contiguous dim, transposed in registers
+ *          (log2 W rounds of shufflevector) and stored as W vectors along y's last
+ *          dim; edge tiles element by element
+ * A task over units (lines, or rows of tiles), run through parallel_for from
+ * TR_PAR elements on; units are independent, so the split changes no result. */
+enum { TX_X, TX_Y, TX_Y0, TX_Y1, TX_Y2, TX_Y3, TX_S0, TX_S1, TX_S2, TX_S3, TX__COUNT };
+#define TR_PAR 65536
+#define TR_GRAIN 16384
+
+static LLVMTypeRef tx_type(Cg *cg) {
+  LLVMTypeRef f[TX__COUNT];
+  for (int i = 0; i < TX__COUNT; i++) f[i] = i < 2 ? cg->t_ptr : cg->t_i64;
+  return LLVMStructTypeInContext(cg->C, f, TX__COUNT, 0);
+}
+
+typedef struct {
+  LLVMValueRef src, dst, sbase, dbase;
+} CopyRowCtx;
+
+static void copyrow_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  CopyRowCtx *c = p;
+  cg_store(cg, cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->sbase, j, "")), c->dst, LLVMBuildAdd(cg->B, c->dbase, j, ""));
+}
+
+/* v[0..W) rows of a W x W tile -> its columns, in registers */
+static void tile_transpose(Cg *cg, LLVMValueRef *v, int W) {
+  for (int b = W / 2; b >= 1; b /= 2) {
+    LLVMValueRef mx[64], my[64];
+    for (int c = 0; c < W; c++) {
+      mx[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c - b : c), 0);
+      my[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c : c + b), 0);
+    }
+    LLVMValueRef maskx = LLVMConstVector(mx, (unsigned)W), masky = LLVMConstVector(my, (unsigned)W);
+    for (int i = 0; i < W; i++) {
+      if (i & b) continue;
+      LLVMValueRef x = v[i], y = v[i + b];
+      v[i] = LLVMBuildShuffleVector(cg->B, x, y, maskx, "");
+      v[i + b] = LLVMBuildShuffleVector(cg->B, x, y, masky, "");
+    }
+  }
+}
+
+static LLVMValueRef tr_task(Cg *cg, int q) {
   LLVMBuilderRef B = cg->B;
-  LLVMValueRef m = cg_dim(cg, x->t, 0), n = cg_dim(cg, x->t, 1), T16 = cg_i64(cg, 16), one = cg_i64(cg, 1);
-  CgLoop bi = cg_loop_begin(cg, cg_i64(cg, 0), m, T16);
-  CgLoop bj = cg_loop_begin(cg, cg_i64(cg, 0), n, T16);
-  LLVMValueRef iend = cg_min_i64(cg, LLVMBuildAdd(B, bi.iv, T16, ""), m);
-  LLVMValueRef jend = cg_min_i64(cg, LLVMBuildAdd(B, bj.iv, T16, ""), n);
-  CgLoop i = cg_loop_begin(cg, bi.iv, iend, one);
-  CgLoop j = cg_loop_begin(cg, bj.iv, jend, one);
-  LLVMValueRef v = cg_load(cg, cg->t_f32, x->ptr, LLVMBuildAdd(B, LLVMBuildMul(B, i.iv, n, ""), j.iv, ""));
-  cg_store(cg, v, y->ptr, LLVMBuildAdd(B, LLVMBuildMul(B, j.iv, m, ""), i.iv, ""));
-  cg_loop_end(cg, &j);
-  cg_loop_end(cg, &i);
-  cg_loop_end(cg, &bj);
-  cg_loop_end(cg, &bi);
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_transpose_task", cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMTypeRef ct = tx_type(cg);
+  LLVMValueRef ctx = LLVMGetParam(fn, 0), f[TX__COUNT];
+  for (unsigned i = 0; i < TX__COUNT; i++)
+    f[i] = LLVMBuildLoad2(B, LLVMStructGetTypeAtIndex(ct, i), LLVMBuildStructGEP2(B, ct, ctx, i, ""), "");
+  LLVMValueRef *Y = &f[TX_Y0], *SX = &f[TX_S0], one = cg_i64(cg, 1);
+  LLVMValueRef SY[4] = {NULL, NULL, NULL, one};
+  for (int i = 2; i >= 0; i--) SY[i] = LLVMBuildMul(B, SY[i + 1], Y[i + 1], "");
+  CgLoop lu = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), one);
+  if (q == 3) {   /* rows: unit u = line (i0, i1, i2) of y */
+    LLVMValueRef i2 = LLVMBuildSRem(B, lu.iv, Y[2], ""), t = LLVMBuildSDiv(B, lu.iv, Y[2], "");
+    LLVMValueRef i1 = LLVMBuildSRem(B, t, Y[1], ""), i0 = LLVMBuildSDiv(B, t, Y[1], "");
+    LLVMValueRef xb = LLVMBuildAdd(B, LLVMBuildAdd(B, LLVMBuildMul(B, i0, SX[0], ""), LLVMBuildMul(B, i1, SX[1], ""), ""),
+                                   LLVMBuildMul(B, i2, SX[2], ""), "");
+    CopyRowCtx c = {f[TX_X], f[TX_Y], xb, LLVMBuildMul(B, lu.iv, Y[3], "")};
+    cg_vloop(cg, Y[3], copyrow_body, &c);
+  } else {   /* tiles: unit u = (j1, j2, tile row ta) over y's dims o1, o2 and q */
+    int o[2], no = 0;
+    for (int i = 0; i < 3; i++)
+      if (i != q) o[no++] = i;
+    int TW = cg->W > 1 ? cg->W : 16;
+    LLVMValueRef tw = cg_i64(cg, TW);
+    LLVMValueRef nta = LLVMBuildSDiv(B, LLVMBuildAdd(B, Y[q], cg_i64(cg, TW - 1), ""), tw, "");
+    LLVMValueRef ta = LLVMBuildSRem(B, lu.iv, nta, ""), t = LLVMBuildSDiv(B, lu.iv, nta, "");
+    LLVMValueRef j2 = LLVMBuildSRem(B, t, Y[o[1]], ""), j1 = LLVMBuildSDiv(B, t, Y[o[1]], "");
+    LLVMValueRef a0 = LLVMBuildMul(B, ta, tw, "");
+    LLVMValueRef xb = LLVMBuildAdd(B, LLVMBuildAdd(B, LLVMBuildMul(B, j1, SX[o[0]], ""), LLVMBuildMul(B, j2, SX[o[1]], ""), ""), a0, "");
+    LLVMValueRef yb = LLVMBuildAdd(B, LLVMBuildAdd(B, LLVMBuildMul(B, j1, SY[o[0]], ""), LLVMBuildMul(B, j2, SY[o[1]], ""), ""),
+                                   LLVMBuildMul(B, a0, SY[q], ""), "");
+    LLVMValueRef na = cg_min_i64(cg, tw, LLVMBuildSub(B, Y[q], a0, ""));
+    CgLoop lb = cg_loop_begin(cg, cg_i64(cg, 0), Y[3], tw);
+    LLVMValueRef nb = cg_min_i64(cg, tw, LLVMBuildSub(B, Y[3], lb.iv, ""));
+    LLVMValueRef full = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntEQ, na, tw, ""), LLVMBuildICmp(B, LLVMIntEQ, nb, tw, ""), "");
+    if (cg->W > 1) {
+      LLVMBasicBlockRef bfull = LLVMAppendBasicBlockInContext(cg->C, fn, "trfull");
+      LLVMBasicBlockRef bedge = LLVMAppendBasicBlockInContext(cg->C, fn, "tredge");
+      LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, fn, "trjoin");
+      LLVMBuildCondBr(B, full, bfull, bedge);
+      LLVMPositionBuilderAtEnd(B, bfull);
+      LLVMValueRef v[64];
+      for (int b = 0; b < TW; b++)   /* x's line at y column b0 + b: W elements along q */
+        v[b] = cg_load(cg, cg->t_vec, f[TX_X], LLVMBuildAdd(B, xb, LLVMBuildMul(B, LLVMBuildAdd(B, lb.iv, cg_i64(cg, b), ""), SX[3], ""), ""));
+      tile_transpose(cg, v, TW);
+      for (int a = 0; a < TW; a++)
+        cg_store(cg, v[a], f[TX_Y], LLVMBuildAdd(B, LLVMBuildAdd(B, yb, LLVMBuildMul(B, cg_i64(cg, a), SY[q], ""), ""), lb.iv, ""));
+      LLVMBuildBr(B, bjoin);
+      LLVMPositionBuilderAtEnd(B, bedge);
+      CgLoop la = cg_loop_begin(cg, cg_i64(cg, 0), na, one);
+      CgLoop lc = cg_loop_begin(cg, cg_i64(cg, 0), nb, one);
+      LLVMValueRef col = LLVMBuildAdd(B, lb.iv, lc.iv, "");
+      LLVMValueRef val = cg_load(cg, cg->t_f32, f[TX_X], LLVMBuildAdd(B, LLVMBuildAdd(B, xb, la.iv, ""), LLVMBuildMul(B, col, SX[3], ""), ""));
+      cg_store(cg, val, f[TX_Y], LLVMBuildAdd(B, LLVMBuildAdd(B, yb, LLVMBuildMul(B, la.iv, SY[q], ""), ""), col, ""));
+      cg_loop_end_hint(cg, &lc, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+      cg_loop_end_hint(cg, &la, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+      LLVMBuildBr(B, bjoin);
+      LLVMPositionBuilderAtEnd(B, bjoin);
+    } else {
+      (void)full;
+      CgLoop la = cg_loop_begin(cg, cg_i64(cg, 0), na, one);
+      CgLoop lc = cg_loop_begin(cg, cg_i64(cg, 0), nb, one);
+      LLVMValueRef col = LLVMBuildAdd(B, lb.iv, lc.iv, "");
+      LLVMValueRef val = cg_load(cg, cg->t_f32, f[TX_X], LLVMBuildAdd(B, LLVMBuildAdd(B, xb, la.iv, ""), LLVMBuildMul(B, col, SX[3], ""), ""));
+      cg_store(cg, val, f[TX_Y], LLVMBuildAdd(B, LLVMBuildAdd(B, yb, LLVMBuildMul(B, la.iv, SY[q], ""), ""), col, ""));
+      cg_loop_end(cg, &lc);
+      cg_loop_end(cg, &la);
+    }
+    cg_loop_end(cg, &lb);
+  }
+  cg_loop_end(cg, &lu);
+  LLVMBuildRetVoid(B);
+  return fn;
+}
+
+static void kernel_transpose(Cg *cg, const Inst *in, const CgVal *x, const CgVal *y) {
+  LLVMBuilderRef B = cg->B;
+  int r = x->t->rank, perm[4];
+  if (!ir_transpose_perm(in, r, perm)) ir_die("kernel_transpose: a bad permutation %lld", (long long)in->iattr[0]);
+  int pad = 4 - r, q = 3;
+  LLVMValueRef Y[4], SX[4];
+  for (int i = 0; i < 4; i++) {
+    if (i < pad) {
+      Y[i] = cg_i64(cg, 1), SX[i] = cg_i64(cg, 0);
+      continue;
+    }
+    int xd = perm[i - pad];
+    Y[i] = cg_dim(cg, x->t, xd);
+    SX[i] = cg_dims_prod(cg, x->t, xd + 1, r);
+    if (xd == r - 1) q = i;
+  }
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef caller = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
+  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef task = tr_task(cg, q);
+  cg->fn = caller;
+  LLVMPositionBuilderAtEnd(B, here);
+  LLVMSetCurrentDebugLocation2(B, loc);
+  /* units and the elements in one */
+  LLVMValueRef units, per;
+  if (q == 3) {
+    units = LLVMBuildMul(B, LLVMBuildMul(B, Y[0], Y[1], ""), Y[2], "");
+    per = Y[3];
+  } else {
+    int TW = cg->W > 1 ? cg->W : 16, o[2], no = 0;
+    for (int i = 0; i < 3; i++)
+      if (i != q) o[no++] = i;
+    LLVMValueRef nta = LLVMBuildSDiv(B, LLVMBuildAdd(B, Y[q], cg_i64(cg, TW - 1), ""), cg_i64(cg, TW), "");
+    units = LLVMBuildMul(B, LLVMBuildMul(B, Y[o[0]], Y[o[1]], ""), nta, "");
+    per = LLVMBuildMul(B, Y[3], cg_i64(cg, TW), "");
+  }
+  LLVMTypeRef ct = tx_type(cg);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "trctx");
+  LLVMValueRef fields[TX__COUNT] = {x->ptr, y->ptr, Y[0], Y[1], Y[2], Y[3], SX[0], SX[1], SX[2], SX[3]};
+  for (unsigned i = 0; i < TX__COUNT; i++) LLVMBuildStore(B, fields[i], LLVMBuildStructGEP2(B, ct, ctx, i, ""));
+  LLVMValueRef total = cg_numel(cg, y->t);
+  LLVMValueRef par = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGT, cg_frame_field(cg, CG_FR_NTHREADS), cg_i32(cg, 1), ""),
+                                  LLVMBuildICmp(B, LLVMIntSGE, total, cg_i64(cg, TR_PAR), ""), "");
+  LLVMValueRef per1 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, per, cg_i64(cg, 1), ""), cg_i64(cg, 1), per, "");
+  LLVMValueRef grain = LLVMBuildAdd(B, LLVMBuildSDiv(B, cg_i64(cg, TR_GRAIN), per1, ""), cg_i64(cg, 1), "");
+  cg_run_task(cg, par, units, grain, task, ctx, units);
 }
 
 typedef struct {
@@ -1114,21 +1444,25 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
     cg_store(cg, LLVMBuildSIToFP(cg->B, n, cg->t_f32, ""), out->ptr, cg_i64(cg, 0));
     return true;
   }
-  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: return kernel_gemm(cg, in, out->t, vals, out->ptr, NULL);
-  case OP_TRANSPOSE: kernel_transpose(cg, a, out); return true;
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: return kernel_gemm(cg, f, in, out->t, vals, out->ptr, NULL);
+  case OP_TRANSPOSE: kernel_transpose(cg, in, a, out); return true;
   case OP_SUM: case OP_MEAN: case OP_MAX: kernel_reduce(cg, in, a, out); return true;
   case OP_SUM_TO: kernel_sum_to(cg, a, out); return true;
   case OP_RESHAPE: cg_kernel_copy(cg, a, out->ptr, out->t); return true;   /* same elements, same order */
   case OP_SOFTMAX: case OP_LOG_SOFTMAX: kernel_softmax(cg, in, a, out); return true;
   case OP_ONEHOT: kernel_onehot(cg, a, out); return true;
+  case OP_EMBEDDING: kernel_embedding(cg, a, b, out); return true;
+  case OP_EMBEDDING_BWD: kernel_embedding_bwd(cg, a, b, out); return true;
   case OP_SOFTMAX_XENT: kernel_xent(cg, a, b, out); return true;
   case OP_DROPOUT_MASK: kernel_dropout(cg, in, out, training); return true;
+  case OP_CAUSAL_MASK: kernel_causal_mask(cg, out); return true;
   case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA: kernel_layernorm(cg, f, in, vals, out); return true;
   case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT: cg_kernel_conv(cg, in, a, b, out, NULL); return true;
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
     cg_kernel_pool(cg, in, a, b, out);
     return true;
   case OP_BN_MEAN: case OP_BN_VAR: case OP_BN_NORM: case OP_BN_NORM_BWD: kernel_bn(cg, in, vals, out); return true;
+  case OP_ATTENTION: case OP_ATTENTION_BWD: return cg_kernel_attention(cg, f, &v, 1, vals);   /* no extra computed */
   default:
     break;
   }

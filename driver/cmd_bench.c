@@ -235,15 +235,36 @@ static double time_gemm(const Shape *s, const PipelineOptions *base, int threads
 
 static int shape_count[32];   /* how often each collected shape occurs in the step */
 
+/* The product of dims [from, to) of t with B = batch. */
+static int64_t dims_product(const TensorType *t, int from, int to, int64_t batch) {
+  int64_t p = 1;
+  for (int d = from; d < to; d++) p *= t->dims[d] == DIM_BATCH ? batch : t->dims[d];
+  return p;
+}
+
+/* Every distinct product of the step as one 2-D product M x K x N (ir/ops.def). A
+ * product whose b is rank 2 applied to a of rank 3 or 4 is one product with a's leading
+ * dims as rows ([B,T,k] @ [k,n]: M = B*T); matmul_tn with fold (a weight gradient over
+ * every position) sums over a's leading dims and its rows: K = B*T. A product batched
+ * over leading dims (q @ k^T per head; matmul_tn without fold above rank 2) is many
+ * small products, not one that a one-product model can time: it is left out. */
 static int collect_shapes(Func *g, int64_t batch, Shape *out, int max) {
   int n = 0;
   for (int32_t i = 0; i < g->ninsts; i++) {
     const Inst *in = &g->insts[i];
     if (ir_ops[in->op].kind != OPK_PRODUCT) continue;
-    const TensorType *a = ir_vtype(g, in->args[0]), *c = ir_vtype(g, i);
-    int64_t k = in->op == OP_MATMUL_TN ? a->dims[0] : a->dims[1];
-    Shape s = {in->op, c->dims[0] == DIM_BATCH ? batch : c->dims[0], k == DIM_BATCH ? batch : k,
-               c->dims[1] == DIM_BATCH ? batch : c->dims[1]};
+    const TensorType *a = ir_vtype(g, in->args[0]), *b = ir_vtype(g, in->args[1]), *c = ir_vtype(g, i);
+    bool fold = in->op == OP_MATMUL_TN && in->iattr[0] == 1;
+    bool one = fold || (in->op == OP_MATMUL_TN ? a->rank == 2 && b->rank == 2 : b->rank == 2);
+    if (!one) continue;
+    Shape s = {in->op, 0, 0, c->dims[c->rank - 1] == DIM_BATCH ? batch : c->dims[c->rank - 1]};
+    if (in->op == OP_MATMUL_TN) {
+      s.m = a->dims[a->rank - 1] == DIM_BATCH ? batch : a->dims[a->rank - 1];
+      s.k = dims_product(a, 0, a->rank - 1, batch);
+    } else {
+      s.m = dims_product(c, 0, c->rank - 1, batch);
+      s.k = a->dims[a->rank - 1] == DIM_BATCH ? batch : a->dims[a->rank - 1];
+    }
     bool seen = false;
     for (int j = 0; j < n && !seen; j++)
       if (out[j].op == s.op && out[j].m == s.m && out[j].k == s.k && out[j].n == s.n) {

@@ -129,6 +129,12 @@ Expr *fe_expr_call(Arena *a, const char *name, SrcLoc name_loc, Arg *args, SrcLo
   return limit(a, e);
 }
 
+Expr *fe_expr_string(Arena *a, const char *text, SrcLoc loc) {
+  Expr *e = new_expr(a, EX_STRING, loc);
+  e->text = text;
+  return e;
+}
+
 Expr *fe_expr_paren(Expr *x, SrcLoc loc) {
   if (too_deep(x)) return x;
   x->loc = loc;
@@ -148,6 +154,7 @@ static void dump_expr(FILE *o, const Expr *e) {
   case EX_NUMBER: fputs(e->text, o); break;
   case EX_BOOL: fputs(e->text, o); break;
   case EX_NAME: fputs(e->text, o); break;
+  case EX_STRING: fprintf(o, "\"%s\"", e->text); break;
   case EX_NEG: fputs("(neg ", o); dump_expr(o, e->lhs); fputc(')', o); break;
   case EX_BINARY:
     fprintf(o, "(%c ", e->op);
@@ -169,6 +176,8 @@ static void dump_expr(FILE *o, const Expr *e) {
     fputs("(shape", o);
     for (int i = 0; i < e->ndims; i++) {
       if (e->dims[i].name) fprintf(o, " %s", e->dims[i].name);
+      else if (e->dims[i].expr && e->dims[i].expr->kind != EX_NUMBER) fputc(' ', o), dump_expr(o, e->dims[i].expr);
+      else if (e->dims[i].expr) fprintf(o, " %s", e->dims[i].expr->text);
       else fprintf(o, " %lld", (long long)e->dims[i].value);
     }
     fputc(')', o);

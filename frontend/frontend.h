@@ -43,15 +43,17 @@ const char *fe_token_name(int kind);   /* "identifier", "'('", ... */
 
 /* --------------------------------------------------------------------- AST (ast.c) */
 
-typedef enum { EX_ERROR, EX_NUMBER, EX_BOOL, EX_NAME, EX_NEG, EX_BINARY, EX_CALL, EX_SHAPE } ExprKind;
+typedef enum { EX_ERROR, EX_NUMBER, EX_BOOL, EX_STRING, EX_NAME, EX_NEG, EX_BINARY, EX_CALL, EX_SHAPE } ExprKind;
 
-typedef struct Expr Expr;
 typedef struct Arg Arg;
 
+typedef struct Expr Expr;
 typedef struct {             /* one dim of a type: a number or a symbolic name */
   const char *name;          /* NULL: value (-1 only in a shape literal: inferred) */
   int64_t value;
   SrcLoc loc;
+  Expr *expr;                /* a shape literal's element other than a name or -1, as written
+                                (`64`, `D / heads`, transpose's `0`); value set if a valid dim */
 } DimAst;
 
 struct Arg {                 /* call argument: positional (name NULL) or keyword */
@@ -67,7 +69,7 @@ struct Expr {
   int depth;                 /* nesting depth; bounded by FE_MAX_EXPR_DEPTH */
   double num;                /* EX_NUMBER; EX_BOOL: 1 (true) or 0 (false) */
   bool is_int;               /* EX_NUMBER written without '.' or exponent */
-  const char *text;          /* EX_NUMBER spelling; EX_NAME / EX_CALL name */
+  const char *text;          /* EX_NUMBER spelling; EX_NAME / EX_CALL name; EX_STRING its bytes */
   SrcLoc name_loc;           /* EX_CALL: the callee name */
   int op;                    /* EX_BINARY: '+', '-', '*', '/', '@', '^' */
   Expr *lhs, *rhs;           /* EX_BINARY; EX_NEG uses lhs */
@@ -173,6 +175,7 @@ void fe_dump_tokens(FILE *out, const FeToken *toks, int n);
 Expr *fe_expr_number(Arena *a, const char *text, SrcLoc loc);
 Expr *fe_expr_bool(Arena *a, bool value, SrcLoc loc);     /* `true`, `false` */
 Expr *fe_expr_name(Arena *a, const char *name, SrcLoc loc);
+Expr *fe_expr_string(Arena *a, const char *text, SrcLoc loc);   /* `"tanh"`, without the quotes */
 Expr *fe_expr_neg(Arena *a, Expr *x, SrcLoc loc);
 Expr *fe_expr_binary(Arena *a, int op, Expr *l, Expr *r, SrcLoc loc);
 Expr *fe_expr_call(Arena *a, const char *name, SrcLoc name_loc, Arg *args, SrcLoc loc);

@@ -65,12 +65,23 @@ Func *fe_lower_ex(Module *m, const FeModel *model, bool activations) {
     case OP_BUFFER: v = ir_buffer(f, ir_intern(m, n->name), t, (InitKind)n->iattr, n->fattr[0], n->loc); break;
     case OP_BN_NORM: v = lower_batchnorm(f, n, a, b, map[n->args[2]]); break;
     case OP_CONST: v = ir_const(f, n->fattr[0], t, n->loc); break;
-    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MATMUL:
+    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MATMUL: case OP_EMBEDDING:
       v = ir_binary(f, n->op, a, b, n->loc);
       break;
     case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS:
-    case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_TRANSPOSE: case OP_ONEHOT:
+    case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_ONEHOT: case OP_GELU: case OP_GELU_TANH:
       v = ir_unary(f, n->op, a, n->loc);
+      break;
+    case OP_TRANSPOSE: {   /* iattr: the permutation's code (ir_transpose_code), 0 the swap of the last two */
+      int perm[4], rank = n->type.rank;
+      int64_t code = n->iattr;
+      for (int k = rank - 1; k >= 0; k--, code /= 10) perm[k] = (int)(code % 10);
+      v = ir_transpose(f, a, n->iattr ? perm : NULL, n->loc);
+      break;
+    }
+    case OP_CAUSAL_MASK: v = ir_causal_mask(f, n->type.dims[0], (DType)n->type.dtype, n->loc); break;
+    case OP_ATTENTION:   /* q, k, v; iattr = causal, fattr[0] = scale; the lse extra follows o */
+      v = ir_attention(f, a, b, map[n->args[2]], n->iattr != 0, n->fattr[0], NULL, n->loc);
       break;
     case OP_POW: v = ir_pow(f, a, n->fattr[0], n->loc); break;
     case OP_SUM: case OP_MEAN: case OP_MAX: v = ir_reduce(f, n->op, a, (int)n->iattr, n->keep, n->loc); break;

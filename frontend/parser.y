@@ -105,12 +105,23 @@ static Expr *shape_expr(FeParseState *ps, DimList *l, SrcLoc loc) {
   return fe_expr_shape(ps->arena, dims, n, loc);
 }
 
-/* `-1` in a shape literal: the one dim reshape infers; any other negative is reported. */
-static DimList *inferred_dim(FeParseState *ps, const char *text, SrcLoc loc) {
+/* One element of a shape literal, written as an expression: a name, `-1` (the one dim
+ * reshape infers), or anything else (a number, `D / heads`), kept as its expression for
+ * sema to evaluate: reshape checks it as a dim, transpose as an index of a permutation
+ * (where 0 is valid), so a number is not checked here. Any other negative number is
+ * reported. */
+static DimList *shape_elem(FeParseState *ps, Expr *e) {
   DimList *d = arena_alloc(ps->arena, sizeof *d);
-  d->dim.loc = loc;
-  if (text && strcmp(text, "1") == 0) d->dim.value = -1;
-  else if (text) diag_error(loc, "a dimension of a shape must be a positive integer, a name or -1 (inferred), not '-%s'", text);
+  d->dim.loc = e->loc;
+  if (e->kind == EX_NAME) {
+    d->dim.name = e->text;
+  } else if (e->kind == EX_NEG && e->lhs->kind == EX_NUMBER) {
+    if (strcmp(e->lhs->text, "1") == 0) d->dim.value = -1;
+    else diag_error(e->loc, "a dimension of a shape must be a positive integer, a name or -1 (inferred), not '-%s'", e->lhs->text);
+  } else if (e->kind != EX_ERROR) {
+    d->dim.expr = e;
+    if (e->kind == EX_NUMBER && e->is_int && e->num >= 1 && e->num <= (double)FE_MAX_DIM) d->dim.value = (int64_t)e->num;
+  }
   return d;
 }
 
@@ -165,6 +176,8 @@ static Stmt *err_stmt(FeParseState *ps, StmtKind k, const char *name, SrcLoc loc
 %token <str> NUMBER "number"
 %token NEWLINE "end of line"
 %token ARROW "'->'"
+%token ELLIPSIS "'...'"
+%token <str> STRING "string"
 %token MODEL "'model'" LAYER "'layer'" LOSS "'loss'" TRAIN "'train'"
 %token OUTPUT "'output'" RETURN "'return'" PARAM "'param'" INIT "'init'"
 %token TRUE "'true'" FALSE "'false'"
@@ -180,7 +193,7 @@ static Stmt *err_stmt(FeParseState *ps, StmtKind k, const char *name, SrcLoc loc
 %type <arg> args_opt args arg
 %type <param> params_opt params param
 %type <type> type ret_opt
-%type <dims> dims_opt dims dim sdims_opt sdims sdim
+%type <dims> dims_opt dims dim sdims_opt sdims
 %type <titem> titems titem
 %type <targ> targs_opt targs targ
 %type <tval> tval tnum tnums
@@ -236,14 +249,14 @@ type:
 dims_opt: %empty { $$ = NULL; } | dims { $$ = $1; } ;
 dims: dim { $$ = $1; } | dims ',' dim { $$ = $3; $$->next = $1; } ;
 dim:
-    IDENT  { $$ = arena_alloc(ps->arena, sizeof *$$); $$->dim.name = $1; $$->dim.loc = L(ps, @1); }
+    ELLIPSIS { $$ = arena_alloc(ps->arena, sizeof *$$); $$->dim.name = "..."; $$->dim.loc = L(ps, @1); }
+  | IDENT  { $$ = arena_alloc(ps->arena, sizeof *$$); $$->dim.name = $1; $$->dim.loc = L(ps, @1); }
   | NUMBER { $$ = arena_alloc(ps->arena, sizeof *$$); $$->dim.loc = L(ps, @1); $$->dim.value = dim_number(ps, $1, $$->dim.loc); }
   ;
 
-/* a shape literal's dims (reshape's target): a dim or -1 */
+/* a shape literal's elements (reshape's target, transpose's permutation): expressions */
 sdims_opt: %empty { $$ = NULL; } | sdims { $$ = $1; } ;
-sdims: sdim { $$ = $1; } | sdims ',' sdim { $$ = $3; $$->next = $1; } ;
-sdim: dim { $$ = $1; } | '-' NUMBER { $$ = inferred_dim(ps, $2, L(ps, @$)); } ;
+sdims: expr { $$ = shape_elem(ps, $1); } | sdims ',' expr { $$ = shape_elem(ps, $3); $$->next = $1; } ;
 
 /* block = '{' { stmt NEWLINE } '}' */
 block: '{' stmts '}' { $$ = $2; REVERSE(Stmt, $$); } ;
@@ -298,11 +311,12 @@ expr:
   ;
 
 /* primary = NUMBER | "true" | "false" | NAME | NAME '(' args ')' | '(' expr ')'
- *         | '[' [ sdim { ',' sdim } ] ']'        (a shape: reshape's second argument) */
+ *         | '[' [ expr { ',' expr } ] ']'        (a shape: reshape's and transpose's second argument) */
 primary:
     NUMBER                 { $$ = $1 ? fe_expr_number(ps->arena, $1, L(ps, @1)) : fe_expr_error(ps->arena, L(ps, @1)); }
   | TRUE                   { $$ = fe_expr_bool(ps->arena, true, L(ps, @1)); }
   | FALSE                  { $$ = fe_expr_bool(ps->arena, false, L(ps, @1)); }
+  | STRING                 { $$ = fe_expr_string(ps->arena, $1, L(ps, @1)); }
   | IDENT                  { $$ = fe_expr_name(ps->arena, $1, L(ps, @1)); }
   | IDENT '(' args_opt ')' { $$ = fe_expr_call(ps->arena, $1, L(ps, @1), $3, L(ps, @$)); }
   | '(' expr ')'           { $$ = fe_expr_paren($2, L(ps, @$)); }
@@ -368,7 +382,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, FeParse
   yysymbol_kind_t expected[64];
   int n = yypcontext_expected_tokens(ctx, expected, 64);
   yysymbol_kind_t got = yypcontext_token(ctx);
-  /* `true` and `false` are literals wherever a number is, and so is a shape `[B, 784]`
+  /* `true`, `false` and strings are literals wherever a number is, and so is a shape `[B, 784]`
    * (reshape's argument): "expected identifier, number, '-' or '('" names the usual fix
    * (and stays short enough to be printed) */
   bool number = false;
@@ -376,7 +390,8 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, FeParse
   if (number) {
     int k = 0;
     for (int i = 0; i < n; i++)
-      if (expected[i] != YYSYMBOL_TRUE && expected[i] != YYSYMBOL_FALSE && strcmp(sym_name(expected[i]), "'['") != 0)
+      if (expected[i] != YYSYMBOL_TRUE && expected[i] != YYSYMBOL_FALSE && expected[i] != YYSYMBOL_STRING &&
+          strcmp(sym_name(expected[i]), "'['") != 0)
         expected[k++] = expected[i];
     n = k;
   }

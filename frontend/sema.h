@@ -120,6 +120,11 @@ struct Frame {
   SrcLoc param_loc;            /* the model-level call that led here (line 0 at the model): the
                                   location of PARAM nodes and every node's call site */
   int dtype;                   /* float dtype of the first tensor argument: params without one take it */
+  bool ell_bound;              /* the dims `...` matched in the signature are known: */
+  int ell_rank;                /* how many (0 in the generic check of a layer) */
+  int64_t ell[IR_MAX_RANK];
+  const char *ell_from;        /* the argument that bound them, and its value */
+  Value ell_value;
   CallPath *calls;             /* of the statement being evaluated */
   int ncalls;
 };
@@ -208,6 +213,7 @@ int sema_find_builtin(const char *name);   /* -1 if none */
 int sema_dtype_of(Ctx *c, const TypeAst *t, bool *ok);
 bool sema_check_type(Ctx *c, const TypeAst *t, bool model_input);
 bool sema_check_batch_once(Ctx *c, const TypeAst *t);   /* B at most once in a declared type */
+int sema_ellipsis_index(const TypeAst *t);   /* the position of `...` in a tensor type, -1 if none */
 Value sema_eval_stmt_expr(Ctx *c, Frame *f, const Stmt *s);
 Value sema_eval_body(Ctx *c, Frame *f, const Def *d);
 Value sema_check_return(Ctx *c, Frame *f, const Def *d, Value v, SrcLoc loc);

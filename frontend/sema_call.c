@@ -28,17 +28,40 @@ static ParamSpec *param_specs(Ctx *c, const Def *d, int *np) {
 static bool unify(Ctx *c, Frame *f, const Def *fn, const ParamDecl *p, const Value *v, SrcLoc argloc, SrcLoc callloc) {
   const TypeAst *t = &p->type;
   char d1[64], d2[64];
-  if (t->rank != v->rank) {
+  int ei = sema_ellipsis_index(t), fixed = ei >= 0 ? t->rank - 1 : t->rank;
+  if (ei < 0 ? t->rank != v->rank : v->rank < fixed) {
     Note n[2];
     int nn = 0;
     if (sema_origin_note(c, v, &n[nn])) nn++;
     sema_note_at(&n[nn++], p->loc, "parameter '%s' of '%s' declared here", p->name, fn->name);
-    sema_report(c, argloc, n, nn, "argument '%s' of '%s' must have rank %d, but has shape %s", p->name, fn->name, t->rank,
-           sema_vshape(c, v));
+    sema_report(c, argloc, n, nn, "argument '%s' of '%s' must have rank %d%s, but has shape %s", p->name, fn->name, fixed,
+                ei >= 0 ? " or more" : "", sema_vshape(c, v));
     return false;
   }
-  for (int i = 0; i < t->rank; i++) {
-    const DimAst *d = &t->dims[i];
+  /* `...` matches the dims between those written before and after it, the same dims in
+   * every argument that has one (and in the return type) */
+  int nell = v->rank - fixed;
+  if (ei >= 0 && !f->ell_bound) {
+    f->ell_bound = true;
+    f->ell_rank = nell;
+    memcpy(f->ell, v->dims + ei, (size_t)nell * sizeof f->ell[0]);
+    f->ell_from = p->name;
+    f->ell_value = *v;
+  } else if (ei >= 0 && (f->ell_rank != nell || memcmp(f->ell, v->dims + ei, (size_t)nell * sizeof f->ell[0]) != 0)) {
+    Note n[2];
+    int nn = 0;
+    if (sema_origin_note(c, &f->ell_value, &n[nn])) nn++;
+    if (sema_origin_note(c, v, &n[nn])) nn++;
+    sema_report(c, callloc, n, nn,
+                "shapes %s and %s do not agree in call to '%s': '...' matches %s in '%s' but %s in '%s'",
+                sema_vshape(c, &f->ell_value), sema_vshape(c, v), fn->name, sema_shape_str(c, f->ell_rank, f->ell),
+                f->ell_from, sema_shape_str(c, nell, v->dims + ei), p->name);
+    return false;
+  }
+  for (int ti = 0; ti < t->rank; ti++) {
+    if (ti == ei) continue;
+    const DimAst *d = &t->dims[ti];
+    int i = ei >= 0 && ti > ei ? ti - 1 + nell : ti;   /* the argument's dim */
     int64_t actual = v->dims[i];
     if (!d->name) {
       if (d->value != actual) {

@@ -13,14 +13,15 @@
 
 static const char *label_name(const Value *v) { return v->origin_name ? v->origin_name : "this value"; }
 
-/* Labels may only go to onehot() or to a label argument. */
+/* Labels may only go to onehot(), embed() (tokens are labels) or to a label argument
+ * (the losses take theirs that way). */
 bool sema_reject_label(Ctx *c, const Value *v, SrcLoc loc, const char *what) {
   if (v->kind != VK_TENSOR || v->dtype != DT_LABEL) return false;
   Note n;
   int nn = sema_origin_note(c, v, &n) ? 1 : 0;
   sema_report(c, loc, &n, nn,
-         "'%s' is a label (%s) and cannot be used %s; labels may only be passed to onehot() or to a label argument",
-         label_name(v), sema_vtype(c, v), what);
+         "'%s' is a label (%s) and cannot be used %s; labels may only be passed to onehot(), embed() or to a label "
+         "argument", label_name(v), sema_vtype(c, v), what);
   return true;
 }
 
@@ -103,6 +104,45 @@ static bool reject_batch_twice(Ctx *c, const Expr *e, const Value *l, const Valu
   return true;
 }
 
+/* a @ b: the product of the last two dims, [..., m, k] @ [..., k, n] -> [..., m, n], as
+ * torch.matmul for operands of rank 2 to 4: the dims before the last two (the batch
+ * dims) broadcast NumPy-style, and a rank-2 b multiplies every matrix of a
+ * ([B, T, D] @ [D, N] -> [B, T, N], a linear layer over a sequence). The result holds
+ * the batch dim B at most once (reject_batch_twice). */
+static Value eval_matmul(Ctx *c, const Expr *e, Value l, Value r) {
+  Note n[2];
+  int nn = 0;
+  if (sema_origin_note(c, &l, &n[nn])) nn++;
+  if (sema_origin_note(c, &r, &n[nn])) nn++;
+  if (l.kind != VK_TENSOR || r.kind != VK_TENSOR || l.rank < 2 || r.rank < 2) {
+    sema_report(c, e->loc, n, nn, "'@' needs two tensors of rank 2 to 4, got %s @ %s", sema_vtype(c, &l), sema_vtype(c, &r));
+    return v_error();
+  }
+  if (l.dtype != r.dtype) {
+    ERR(c, e->loc, "'@' operands have different dtypes: %s @ %s", sema_vtype(c, &l), sema_vtype(c, &r));
+    return v_error();
+  }
+  int64_t ka = l.dims[l.rank - 1], kb = r.dims[r.rank - 2];
+  if (ka != kb) {
+    char d1[64], d2[64];
+    sema_report(c, e->loc, n, nn, "matmul shapes do not agree: %s @ %s (inner dims %s and %s differ)",
+           sema_vshape(c, &l), sema_vshape(c, &r), sema_dim_name(c, ka, d1, sizeof d1), sema_dim_name(c, kb, d2, sizeof d2));
+    return v_error();
+  }
+  int rank;
+  int64_t d[IR_MAX_RANK];
+  if (!broadcast(l.rank - 2, l.dims, r.rank - 2, r.dims, &rank, d)) {
+    sema_report(c, e->loc, n, nn, "the batch dims of %s @ %s do not broadcast (the dims before the last two)",
+                sema_vshape(c, &l), sema_vshape(c, &r));
+    return v_error();
+  }
+  d[rank] = l.dims[l.rank - 2];
+  d[rank + 1] = r.dims[r.rank - 1];
+  rank += 2;
+  if (reject_batch_twice(c, e, &l, &r, rank, d)) return v_error();
+  return sema_tensor_value(l.dtype, rank, d, sema_emit(c, OP_MATMUL, 2, l.node, r.node, l.dtype, rank, d, e->loc), e->loc);
+}
+
 static Value eval_binary(Ctx *c, const Expr *e) {
   Value l = sema_eval(c, e->lhs);
   Value r = sema_eval(c, e->rhs);
@@ -121,40 +161,14 @@ static Value eval_binary(Ctx *c, const Expr *e) {
   }
   if (l.kind == VK_NUMBER && r.kind == VK_NUMBER) {
     if (op == '@') {
-      ERR(c, e->loc, "'@' needs two rank-2 tensors, not constants");
+      ERR(c, e->loc, "'@' needs two tensors of rank 2 to 4, not constants");
       return v_error();
     }
     return fold(c, op, l, r, e->loc);
   }
   if (sema_reject_label(c, &l, e->lhs->loc, "in arithmetic") | sema_reject_label(c, &r, e->rhs->loc, "in arithmetic"))
     return v_error();
-  if (op == '@') {
-    if (l.kind != VK_TENSOR || r.kind != VK_TENSOR || l.rank != 2 || r.rank != 2) {
-      Note n[2];
-      int nn = 0;
-      if (sema_origin_note(c, &l, &n[nn])) nn++;
-      if (sema_origin_note(c, &r, &n[nn])) nn++;
-      sema_report(c, e->loc, n, nn, "'@' needs two rank-2 tensors, got %s @ %s", sema_vtype(c, &l), sema_vtype(c, &r));
-      return v_error();
-    }
-    if (l.dtype != r.dtype) {
-      ERR(c, e->loc, "'@' operands have different dtypes: %s @ %s", sema_vtype(c, &l), sema_vtype(c, &r));
-      return v_error();
-    }
-    if (l.dims[1] != r.dims[0]) {
-      Note n[2];
-      int nn = 0;
-      if (sema_origin_note(c, &l, &n[nn])) nn++;
-      if (sema_origin_note(c, &r, &n[nn])) nn++;
-      char d1[64], d2[64];
-      sema_report(c, e->loc, n, nn, "matmul shapes do not agree: %s @ %s (inner dims %s and %s differ)",
-             sema_vshape(c, &l), sema_vshape(c, &r), sema_dim_name(c, l.dims[1], d1, sizeof d1), sema_dim_name(c, r.dims[0], d2, sizeof d2));
-      return v_error();
-    }
-    int64_t d[2] = {l.dims[0], r.dims[1]};
-    if (reject_batch_twice(c, e, &l, &r, 2, d)) return v_error();
-    return sema_tensor_value(l.dtype, 2, d, sema_emit(c, OP_MATMUL, 2, l.node, r.node, l.dtype, 2, d, e->loc), e->loc);
-  }
+  if (op == '@') return eval_matmul(c, e, l, r);
   int dtype = l.kind == VK_TENSOR ? l.dtype : r.dtype;
   if (l.kind == VK_TENSOR && r.kind == VK_TENSOR && l.dtype != r.dtype) {
     ERR(c, e->loc, "operands of %s have different dtypes: %s and %s", op_name(op), sema_vtype(c, &l), sema_vtype(c, &r));
@@ -258,7 +272,8 @@ static bool const_int(Ctx *c, const Value *v, SrcLoc loc, const char *what, int6
 /* ------------------------------------------------------------------ built-in ops */
 
 typedef enum { BI_UNARY, BI_ROW, BI_REDUCE, BI_ONEHOT, BI_TRANSPOSE, BI_DROPOUT, BI_RESHAPE, BI_FLATTEN,
-  BI_CONV2D, BI_POOL, BI_GLOBAL_POOL, BI_BATCHNORM, BI_LAYERNORM } BuiltinKind;
+  BI_CONV2D, BI_POOL, BI_GLOBAL_POOL, BI_BATCHNORM, BI_LAYERNORM, BI_EMBED, BI_GELU, BI_CAUSAL_MASK,
+  BI_ATTENTION } BuiltinKind;
 
 static const struct {
   const char *name;
@@ -280,7 +295,7 @@ static const struct {
     {"mean", BI_REDUCE, OP_MEAN, 3, {{"x", false}, {"axis", true}, {"keep", true}}},
     {"max", BI_REDUCE, OP_MAX, 3, {{"x", false}, {"axis", true}, {"keep", true}}},
     {"onehot", BI_ONEHOT, OP_ONEHOT, 1, {{"y", false}}},
-    {"transpose", BI_TRANSPOSE, OP_TRANSPOSE, 1, {{"x", false}}},
+    {"transpose", BI_TRANSPOSE, OP_TRANSPOSE, 2, {{"x", false}, {"perm", true}}},
     {"dropout", BI_DROPOUT, OP_DROPOUT_MASK, 2, {{"x", false}, {"p", false}}},
     {"reshape", BI_RESHAPE, OP_RESHAPE, 2, {{"x", false}, {"shape", false}}},
     {"flatten", BI_FLATTEN, OP_RESHAPE, 1, {{"x", false}}},
@@ -290,6 +305,10 @@ static const struct {
     {"conv2d", BI_CONV2D, OP_CONV2D, 5, {{"x", false}, {"w", false}, {"stride", true}, {"padding", true}, {"dilation", true}}},
     {"batchnorm", BI_BATCHNORM, OP_BN_NORM, 3, {{"x", false}, {"gamma", false}, {"beta", false}}},
     {"layernorm", BI_LAYERNORM, OP_LAYERNORM, 5, {{"x", false}, {"gamma", false}, {"beta", false}, {"dims", true}, {"eps", true}}},
+    {"embed", BI_EMBED, OP_EMBEDDING, 2, {{"ids", false}, {"table", false}}},
+    {"gelu", BI_GELU, OP_GELU, 2, {{"x", false}, {"approximate", true}}},
+    {"causal_mask", BI_CAUSAL_MASK, OP_CAUSAL_MASK, 1, {{"T", false}}},
+    {"attention", BI_ATTENTION, OP_ATTENTION, 5, {{"q", false}, {"k", false}, {"v", false}, {"causal", true}, {"scale", true}}},
 };
 #define NBUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
 
@@ -370,9 +389,104 @@ static const char *target_str(Ctx *c, int rank, const int64_t *dims, int infer) 
   return arena_printf(c->a, "%s", buf);
 }
 
-/* One dim of a shape literal: a number, -1, B, or a dim or int the frame binds. */
+static bool shape_dim(Ctx *c, const DimAst *d, int64_t *out, bool *inferred);
+
+/* A dim expression for messages: "D / heads", "(T + 1) * 2", parenthesized where the
+ * operators' precedence needs it. */
+static int dim_prec(int op) { return op == '*' || op == '/' ? 2 : 1; }
+static size_t dim_expr_text(const Expr *e, char *buf, size_t n, bool paren) {
+  if (n < 8) return 0;
+  if (e->kind == EX_BINARY) {
+    int p = dim_prec(e->op);
+    bool lp = e->lhs->kind == EX_BINARY && dim_prec(e->lhs->op) < p;
+    bool rp = e->rhs->kind == EX_BINARY && (dim_prec(e->rhs->op) < p || (dim_prec(e->rhs->op) == p && e->op != '+' && e->op != '*'));
+    size_t k = (size_t)snprintf(buf, n, "%s", paren ? "(" : "");
+    k += dim_expr_text(e->lhs, buf + k, n - k, lp);
+    if (k < n) k += (size_t)snprintf(buf + k, n - k, " %c ", e->op);
+    if (k < n) k += dim_expr_text(e->rhs, buf + k, n - k, rp);
+    if (k < n && paren) k += (size_t)snprintf(buf + k, n - k, ")");
+    return k < n ? k : n - 1;
+  }
+  int k = snprintf(buf, n, "%s", e->text && (e->kind == EX_NAME || e->kind == EX_NUMBER) ? e->text : "?");
+  return (size_t)k < n ? (size_t)k : n - 1;
+}
+
+/* A compound dim of a shape literal: integers, dim and int names, and + - * / of them
+ * (`D / heads` splits D into heads). Division must be exact, every result a dim (1 to
+ * FE_MAX_DIM); B cannot take part (the batch dim stays whole). Inside the generic check
+ * of a layer a result over its symbolic dims is a symbol of its own, one per written
+ * expression over the same operands (so two `D / heads` agree), checked at each call. */
+static bool dim_expr(Ctx *c, const Expr *e, int64_t *out) {
+  char text[160];
+  switch (e->kind) {
+  case EX_NUMBER:
+    if (!e->is_int || e->num < 1 || e->num > (double)FE_MAX_DIM) {
+      ERR(c, e->loc, "a dimension must be an integer between 1 and %lld, not '%s'", (long long)FE_MAX_DIM, e->text);
+      return false;
+    }
+    *out = (int64_t)e->num;
+    return true;
+  case EX_NAME: {
+    DimAst d = {e->text, 0, e->loc, NULL};
+    bool inferred;
+    return shape_dim(c, &d, out, &inferred);
+  }
+  case EX_BINARY:
+    if (e->op == '+' || e->op == '-' || e->op == '*' || e->op == '/') break;
+    /* fall through */
+  default:
+    if (e->kind != EX_ERROR)
+      ERR(c, e->loc, "a dimension of a shape is an integer, B, a dim or int name, or such dims combined with +, -, * "
+                     "and /");
+    return false;
+  }
+  int64_t a, b;
+  bool ok = dim_expr(c, e->lhs, &a);
+  ok &= dim_expr(c, e->rhs, &b);
+  if (!ok) return false;
+  dim_expr_text(e, text, sizeof text, false);
+  if (a == DIM_BATCH || b == DIM_BATCH) {
+    ERR(c, e->loc, "the batch dim B cannot be part of the dim expression %s: B stays a whole dim", text);
+    return false;
+  }
+  if (IS_SYM(a) || IS_SYM(b)) {
+    char key[128];
+    snprintf(key, sizeof key, "%lld%c%lld", (long long)a, e->op, (long long)b);
+    int64_t *sym = sema_tab_get(&c->products, key);
+    if (!sym) {
+      sym = arena_alloc(c->a, sizeof *sym);
+      *sym = sema_new_sym(c, arena_printf(c->a, "%s", text));
+      sema_tab_put(c->a, &c->products, arena_printf(c->a, "%s", key), sym);
+    }
+    *out = *sym;
+    return true;
+  }
+  double r = 0;
+  switch (e->op) {
+  case '+': r = (double)a + (double)b; break;
+  case '-': r = (double)a - (double)b; break;
+  case '*': r = (double)a * (double)b; break;
+  default:
+    if (a % b != 0) {
+      ERR(c, e->loc, "the dim %s = %lld / %lld does not divide exactly; a dim is a whole number", text, (long long)a,
+          (long long)b);
+      return false;
+    }
+    r = (double)(a / b);
+  }
+  if (r < 1 || r > (double)FE_MAX_DIM) {
+    ERR(c, e->loc, "the dim %s = %.0f is not a dimension (between 1 and %lld)", text, r, (long long)FE_MAX_DIM);
+    return false;
+  }
+  *out = (int64_t)r;
+  return true;
+}
+
+/* One dim of a shape literal: a number, -1, B, a dim or int the frame binds, or an
+ * expression of those (dim_expr). */
 static bool shape_dim(Ctx *c, const DimAst *d, int64_t *out, bool *inferred) {
   *inferred = !d->name && d->value == -1;
+  if (d->expr) return dim_expr(c, d->expr, out);
   if (!d->name) {
     *out = *inferred ? 1 : d->value;   /* -1 is DIM_BATCH: the dim is set once inferred */
     return d->value != 0;   /* 0: a bad literal, reported by the parser */
@@ -942,8 +1056,252 @@ static Value eval_batchnorm(Ctx *c, const Expr *e, int bi) {
                            e->loc);
 }
 
+/* ------------------------------------------------------------------ sequence ops */
+
+/* transpose(x) swaps the last two dims of x (rank 2 to 4); transpose(x, [p0, p1, ...])
+ * permutes them as torch.permute: result dim i is dim p_i of x, the list a permutation
+ * of 0 .. rank-1 (`transpose(x, [0, 2, 1, 3])` turns [B, T, H, dh] into [B, H, T, dh]).
+ * The node keeps the IR's code (ir_transpose_code: 0 for the swap of the last two). */
+static Value eval_transpose(Ctx *c, const Expr *e, Value x, SrcLoc xloc, const Expr *perm) {
+  if (x.rank < 2 || x.rank > 4) {
+    Note n;
+    int nn = sema_origin_note(c, &x, &n) ? 1 : 0;
+    sema_report(c, xloc, &n, nn, "transpose() expects a tensor of rank 2 to 4, got %s", sema_vtype(c, &x));
+    return v_error();
+  }
+  int p[4];
+  for (int i = 0; i < x.rank; i++) p[i] = i;
+  p[x.rank - 2] = x.rank - 1;
+  p[x.rank - 1] = x.rank - 2;
+  if (perm) {
+    if (perm->kind != EX_SHAPE) {
+      Value v = sema_eval(c, perm);
+      if (v.kind != VK_ERROR)
+        ERR(c, perm->loc, "the permutation of transpose() is written as a list of dims, such as [0, 2, 1, 3], not %s",
+            sema_vtype(c, &v));
+      return v_error();
+    }
+    if (perm->ndims != x.rank) {
+      ERR(c, perm->loc, "transpose(): the permutation has %d entries, but x %s has rank %d", perm->ndims,
+          sema_vtype(c, &x), x.rank);
+      return v_error();
+    }
+    unsigned seen = 0;
+    for (int i = 0; i < perm->ndims; i++) {
+      const DimAst *d = &perm->dims[i];
+      const Expr *pe = d->expr;
+      if (!pe || pe->kind != EX_NUMBER || !pe->is_int || pe->num < 0 || pe->num >= x.rank) {
+        ERR(c, d->loc, "transpose(): an entry of the permutation is a dim of x, an integer 0 to %d", x.rank - 1);
+        return v_error();
+      }
+      int k = (int)pe->num;
+      if (seen & (1u << k)) {
+        ERR(c, d->loc, "transpose(): dim %d appears twice in the permutation; each dim of x appears once", k);
+        return v_error();
+      }
+      seen |= 1u << k;
+      p[i] = k;
+    }
+  }
+  int64_t d[IR_MAX_RANK];
+  for (int i = 0; i < x.rank; i++) d[i] = x.dims[p[i]];
+  Value v = sema_tensor_value(x.dtype, x.rank, d, sema_emit(c, OP_TRANSPOSE, 1, x.node, -1, x.dtype, x.rank, d, e->loc), e->loc);
+  if (sema_node(c, v.node)) sema_node(c, v.node)->iattr = ir_transpose_code(x.rank, p);
+  return v;
+}
+
+/* embed(ids, table): row ids[...] of table for each id, ids label[..., V] (a token is a
+ * label: one id per position, V the vocabulary), table [V, d] (PyTorch's
+ * nn.Embedding.weight layout) -> [..., d]. The stdlib layer embedding(tok, V, d) holds
+ * the table. */
+static Value eval_embed(Ctx *c, const Expr *e, int bi) {
+  const Expr *argx[2];
+  SrcLoc argloc[2];
+  if (!sema_match_args(c, e, "'embed'", builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
+    return v_error();
+  Value ids = sema_eval(c, argx[0]), w = sema_eval(c, argx[1]);
+  if (ids.kind == VK_ERROR || w.kind == VK_ERROR) return v_error();
+  if (ids.kind != VK_TENSOR || ids.dtype != DT_LABEL) {
+    Note n;
+    int nn = sema_origin_note(c, &ids, &n) ? 1 : 0;
+    sema_report(c, argx[0]->loc, &n, nn, "embed() expects ids that are labels, such as tok: label[B, T, 256], but its "
+                "argument is %s", sema_vtype(c, &ids));
+    return v_error();
+  }
+  if (sema_reject_label(c, &w, argx[1]->loc, "as the table of 'embed'")) return v_error();
+  int64_t V = ids.dims[ids.rank - 1];
+  bool generic = !c->model;
+  if (w.kind != VK_TENSOR || w.rank != 2 || w.dims[0] == DIM_BATCH || w.dims[1] == DIM_BATCH ||
+      !(w.dims[0] == V || (generic && (IS_SYM(V) || IS_SYM(w.dims[0]))))) {
+    Note n;
+    int nn = w.kind == VK_TENSOR && sema_origin_note(c, &w, &n) ? 1 : 0;
+    char d1[64];
+    sema_report(c, argx[1]->loc, &n, nn, "embed(): the table must be [%s, d], one row per class of the ids %s, but is %s",
+                sema_dim_name(c, V, d1, sizeof d1), sema_vtype(c, &ids), w.kind == VK_TENSOR ? sema_vtype(c, &w) : "a constant");
+    return v_error();
+  }
+  int64_t d[IR_MAX_RANK];
+  for (int i = 0; i < ids.rank - 1; i++) d[i] = ids.dims[i];
+  d[ids.rank - 1] = w.dims[1];
+  return sema_tensor_value(w.dtype, ids.rank, d, sema_emit(c, OP_EMBEDDING, 2, ids.node, w.node, w.dtype, ids.rank, d, e->loc),
+                           e->loc);
+}
+
+/* gelu(x) = x Phi(x), the erf form (PyTorch's default); gelu(x, approximate = "tanh")
+ * the tanh approximation (PyTorch's approximate='tanh'); approximate = "none" is the
+ * erf form, as in PyTorch. */
+static Value eval_gelu(Ctx *c, const Expr *e, int bi) {
+  const Expr *argx[2];
+  SrcLoc argloc[2];
+  if (!sema_match_args(c, e, "'gelu'", builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
+    return v_error();
+  Value x = sema_eval(c, argx[0]);
+  Op op = OP_GELU;
+  if (argx[1]) {
+    if (argx[1]->kind != EX_STRING || (strcmp(argx[1]->text, "tanh") != 0 && strcmp(argx[1]->text, "none") != 0)) {
+      if (argx[1]->kind == EX_STRING)
+        ERR(c, argx[1]->loc, "gelu(): approximate is \"none\" (the erf form) or \"tanh\", not \"%s\"", argx[1]->text);
+      else
+        ERR(c, argx[1]->loc, "gelu(): approximate is the string \"none\" (the erf form) or \"tanh\"");
+      return v_error();
+    }
+    if (strcmp(argx[1]->text, "tanh") == 0) op = OP_GELU_TANH;
+  }
+  if (x.kind == VK_ERROR) return x;
+  if (sema_reject_label(c, &x, argx[0]->loc, "as the argument of 'gelu'")) return v_error();
+  if (x.kind == VK_NUMBER) {
+    ERR(c, argx[0]->loc, "'gelu' expects a tensor, not a constant");
+    return v_error();
+  }
+  return sema_tensor_value(x.dtype, x.rank, x.dims, sema_emit(c, op, 1, x.node, -1, x.dtype, x.rank, x.dims, e->loc), e->loc);
+}
+
+/* causal_mask(T): f32[T, T], 0 where key j <= query i and -inf where j > i, to add to
+ * attention scores [..., T, T] before a softmax (the dtype of the layer's tensors, f32
+ * in a model). */
+static Value eval_causal_mask(Ctx *c, const Expr *e, int bi) {
+  const Expr *argx[1];
+  SrcLoc argloc[1];
+  if (!sema_match_args(c, e, "'causal_mask'", builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
+    return v_error();
+  Value t = sema_eval(c, argx[0]);
+  if (t.kind == VK_ERROR) return t;
+  if (t.kind != VK_NUMBER || !t.is_int) {
+    ERR(c, argx[0]->loc, "causal_mask() takes the sequence length, an integer such as T or 64, not %s", sema_vtype(c, &t));
+    return v_error();
+  }
+  if (t.known && (t.num < 1 || t.num > (double)FE_MAX_DIM)) {
+    ERR(c, argx[0]->loc, "causal_mask(): the sequence length must be between 1 and %lld, not %lld", (long long)FE_MAX_DIM,
+        (long long)t.num);
+    return v_error();
+  }
+  int64_t T = t.known ? (int64_t)t.num : IS_SYM(t.idim) ? t.idim : sema_new_sym(c, "T?");
+  int dt = c->top && c->top->dtype ? c->top->dtype : DT_F32;
+  int64_t d[2] = {T, T};
+  return sema_tensor_value(dt, 2, d, sema_emit(c, OP_CAUSAL_MASK, 0, -1, -1, dt, 2, d, e->loc), e->loc);
+}
+
+/* attention(q, k, v, causal = false, scale = 1 / sqrt(dh)): softmax(scale q k^T + mask) v
+ * over q[..., T, dh], k[..., S, dh], v[..., S, dv] with equal leading dims (rank 3 or 4:
+ * [B, H, T, dh] for heads) -> [..., T, dv]; causal masks key j > query i, which needs
+ * T = S. One fused op (ir_attention; its log-sum-exp extra is for backward). */
+static Value eval_attention(Ctx *c, const Expr *e, int bi) {
+  const Expr *argx[5];
+  SrcLoc argloc[5];
+  if (!sema_match_args(c, e, "'attention'", builtins[bi].params, builtins[bi].nparams, argx, argloc, SRCLOC_NONE))
+    return v_error();
+  Value q = sema_eval(c, argx[0]), k = sema_eval(c, argx[1]), v = sema_eval(c, argx[2]);
+  bool causal = false, ok = q.kind != VK_ERROR && k.kind != VK_ERROR && v.kind != VK_ERROR;
+  if (argx[3] && !const_bool(c, argx[3], "'causal'", &causal)) ok = false;
+  double scale = 0;
+  bool has_scale = false;
+  if (argx[4]) {
+    Value sv = sema_eval(c, argx[4]);
+    if (sv.kind == VK_ERROR) ok = false;
+    else if (sv.kind != VK_NUMBER) {
+      ERR(c, argx[4]->loc, "the scale of attention() must be a constant number, not %s", sema_vtype(c, &sv));
+      ok = false;
+    } else if (sv.known && !(sv.num > 0 && isfinite(sv.num))) {
+      ERR(c, argx[4]->loc, "the scale of attention() must be a positive number, got %g", sv.num);
+      ok = false;
+    } else {
+      scale = sv.num;
+      has_scale = sv.known;
+    }
+  }
+  if (!ok) return v_error();
+  static const char *const names[3] = {"q", "k", "v"};
+  const Value *vs[3] = {&q, &k, &v};
+  for (int i = 0; i < 3; i++) {
+    if (sema_reject_label(c, vs[i], argx[i]->loc, arena_printf(c->a, "as %s of 'attention'", names[i]))) return v_error();
+    int r = vs[i]->rank;
+    if (vs[i]->kind != VK_TENSOR || r < 3 || r > 4 || vs[i]->dims[r - 1] == DIM_BATCH || vs[i]->dims[r - 2] == DIM_BATCH) {
+      Note n;
+      int nn = vs[i]->kind == VK_TENSOR && sema_origin_note(c, vs[i], &n) ? 1 : 0;
+      sema_report(c, argx[i]->loc, &n, nn, "attention() expects %s of rank 3 or 4, [..., %s, %s] ([B, H, T, dh] for heads), "
+                  "but it is %s", names[i], i == 0 ? "T" : "S", i == 2 ? "dv" : "dh",
+                  vs[i]->kind == VK_TENSOR ? sema_vtype(c, vs[i]) : "a constant");
+      return v_error();
+    }
+  }
+  if (k.dtype != q.dtype || v.dtype != q.dtype) {
+    ERR(c, e->loc, "attention(): q, k and v need one dtype, got %s, %s and %s", sema_vtype(c, &q), sema_vtype(c, &k),
+        sema_vtype(c, &v));
+    return v_error();
+  }
+  int r = q.rank;
+  bool same_lead = k.rank == r && v.rank == r;
+  for (int i = 0; same_lead && i < r - 2; i++) same_lead = k.dims[i] == q.dims[i] && v.dims[i] == q.dims[i];
+  char d1[64], d2[64];
+  Note n[3];
+  int nn = 0;
+  for (int i = 0; i < 3; i++)
+    if (sema_origin_note(c, vs[i], &n[nn])) nn++;
+  if (!same_lead) {
+    sema_report(c, e->loc, n, nn, "attention(): q %s, k %s and v %s need one rank and equal dims before the last two",
+                sema_vshape(c, &q), sema_vshape(c, &k), sema_vshape(c, &v));
+    return v_error();
+  }
+  if (k.dims[r - 1] != q.dims[r - 1]) {
+    sema_report(c, argx[1]->loc, n, nn, "attention(): q %s and k %s need the same last dim dh (%s and %s differ)",
+                sema_vshape(c, &q), sema_vshape(c, &k), sema_dim_name(c, q.dims[r - 1], d1, sizeof d1),
+                sema_dim_name(c, k.dims[r - 1], d2, sizeof d2));
+    return v_error();
+  }
+  if (v.dims[r - 2] != k.dims[r - 2]) {
+    sema_report(c, argx[2]->loc, n, nn, "attention(): k %s and v %s need as many rows, one value per key (%s and %s differ)",
+                sema_vshape(c, &k), sema_vshape(c, &v), sema_dim_name(c, k.dims[r - 2], d1, sizeof d1),
+                sema_dim_name(c, v.dims[r - 2], d2, sizeof d2));
+    return v_error();
+  }
+  if (causal && q.dims[r - 2] != k.dims[r - 2]) {
+    sema_report(c, argx[3]->loc, n, nn, "attention(): causal = true needs as many queries as keys, but q %s has %s and "
+                "k %s has %s", sema_vshape(c, &q), sema_dim_name(c, q.dims[r - 2], d1, sizeof d1), sema_vshape(c, &k),
+                sema_dim_name(c, k.dims[r - 2], d2, sizeof d2));
+    return v_error();
+  }
+  int64_t dh = q.dims[r - 1];
+  if (!has_scale) scale = IS_SYM(dh) ? 1.0 : 1.0 / sqrt((double)dh);   /* generic check: known at each call */
+  int64_t d[IR_MAX_RANK];
+  for (int i = 0; i < r; i++) d[i] = q.dims[i];
+  d[r - 1] = v.dims[r - 1];
+  Value o = sema_tensor_value(q.dtype, r, d, sema_emit(c, OP_ATTENTION, 2, q.node, k.node, q.dtype, r, d, e->loc), e->loc);
+  FeNode *nd = sema_node(c, o.node);
+  if (nd) {   /* v, causal and scale: lower.c gives them to ir_attention */
+    nd->nargs = 3;
+    nd->args[2] = v.node;
+    nd->iattr = causal;
+    nd->fattr[0] = scale;
+  }
+  return o;
+}
+
 static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
   if (builtins[bi].kind == BI_CONV2D) return eval_conv2d(c, e, bi);
+  if (builtins[bi].kind == BI_EMBED) return eval_embed(c, e, bi);
+  if (builtins[bi].kind == BI_GELU) return eval_gelu(c, e, bi);
+  if (builtins[bi].kind == BI_CAUSAL_MASK) return eval_causal_mask(c, e, bi);
+  if (builtins[bi].kind == BI_ATTENTION) return eval_attention(c, e, bi);
   if (builtins[bi].kind == BI_BATCHNORM) return eval_batchnorm(c, e, bi);
   if (builtins[bi].kind == BI_LAYERNORM) return eval_layernorm(c, e, bi);
   const Expr *argx[4] = {NULL, NULL, NULL, NULL};
@@ -954,7 +1312,7 @@ static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
   if (builtins[bi].kind == BI_POOL || builtins[bi].kind == BI_GLOBAL_POOL) return eval_pool(c, e, bi, argx);
   Value x = sema_eval(c, argx[0]);
   /* reshape's shape is not a value: eval_reshape reads its dims */
-  bool shape_arg = builtins[bi].kind == BI_RESHAPE;
+  bool shape_arg = builtins[bi].kind == BI_RESHAPE || builtins[bi].kind == BI_TRANSPOSE;
   Value a1 = argx[1] && !shape_arg ? sema_eval(c, argx[1]) : v_error();
   bool keep = false;
   bool keep_ok = !argx[2] || const_bool(c, argx[2], "'keep'", &keep);
@@ -982,14 +1340,7 @@ static Value eval_builtin(Ctx *c, const Expr *e, int bi) {
     return eval_reshape(c, e, k == BI_FLATTEN, x, argx[0]->loc, argx[1]);
   case BI_UNARY:
     return sema_tensor_value(x.dtype, x.rank, x.dims, sema_emit(c, op, 1, x.node, -1, x.dtype, x.rank, x.dims, e->loc), e->loc);
-  case BI_TRANSPOSE: {
-    if (x.rank != 2) {
-      ERR(c, argx[0]->loc, "transpose() expects a rank-2 tensor, got %s", sema_vtype(c, &x));
-      return v_error();
-    }
-    int64_t d[2] = {x.dims[1], x.dims[0]};
-    return sema_tensor_value(x.dtype, 2, d, sema_emit(c, OP_TRANSPOSE, 1, x.node, -1, x.dtype, 2, d, e->loc), e->loc);
-  }
+  case BI_TRANSPOSE: return eval_transpose(c, e, x, argx[0]->loc, argx[1]);
   case BI_DROPOUT: {
     if (a1.kind != VK_NUMBER) {
       ERR(c, argx[1]->loc, "the dropout probability must be a constant number, not %s", sema_vtype(c, &a1));
@@ -1073,6 +1424,10 @@ Value sema_eval(Ctx *c, const Expr *e) {
   case EX_NAME: {
     Binding *b = sema_lookup(c->top, e->text);
     if (b) return b->v;
+    /* a dim of the signature is an integer value too: `4 * D`, `D / heads` */
+    DimBind *db = sema_lookup_dim(c->top, e->text);
+    if (db && !db->bad && db->dim != DIM_BATCH && db->dim != DIM_UNKNOWN)
+      return IS_SYM(db->dim) ? v_number(0, true, false, db->dim, e->loc) : v_number((double)db->dim, true, true, 0, e->loc);
     if (sema_find_fn(c, e->text) || sema_find_builtin(e->text) >= 0)
       ERR(c, e->loc, "'%s' is a function; call it with arguments, as in %s(x)", e->text, e->text);
     else
@@ -1080,7 +1435,10 @@ Value sema_eval(Ctx *c, const Expr *e) {
     return v_error();
   }
   case EX_SHAPE:
-    ERR(c, e->loc, "a shape such as [B, 784] can only be the second argument of reshape()");
+    ERR(c, e->loc, "a shape such as [B, 784] can only be the second argument of reshape() or transpose()");
+    return v_error();
+  case EX_STRING:
+    ERR(c, e->loc, "a string is only the value of gelu()'s approximate (\"none\" or \"tanh\")");
     return v_error();
   case EX_NEG: return eval_neg(c, e);
   case EX_BINARY: return eval_binary(c, e);

@@ -53,18 +53,22 @@ void sema_check_fn(Ctx *c, FnInfo *fi) {
     if (p->def) ERR(c, p->def->loc, "only int and float parameters can have a default value");
     bool ok;
     int dt = sema_dtype_of(c, &p->type, &ok);
+    /* `...` matches no dims here ([B, ..., C] is checked as [B, C]); each call checks
+     * the body again with the dims it matched */
     int64_t dims[IR_MAX_RANK];
+    int rank = 0;
     for (int i = 0; i < p->type.rank; i++) {
       const DimAst *da = &p->type.dims[i];
-      if (!da->name) dims[i] = da->value;
-      else if (strcmp(da->name, "B") == 0) dims[i] = DIM_BATCH;
+      if (!da->name) dims[rank++] = da->value;
+      else if (strcmp(da->name, "B") == 0) dims[rank++] = DIM_BATCH;
+      else if (strcmp(da->name, "...") == 0) f.ell_bound = true;
       else {
         DimBind *b = sema_lookup_dim(&f, da->name);
         if (!b) b = sema_bind_dim(c, &f, da->name, sema_new_sym(c, da->name));
-        dims[i] = b->dim;
+        dims[rank++] = b->dim;
       }
     }
-    Value v = sema_tensor_value(dt < 0 ? DT_F32 : dt, p->type.rank, dims, -1, p->loc);
+    Value v = sema_tensor_value(dt < 0 ? DT_F32 : dt, rank, dims, -1, p->loc);
     v.origin_name = p->name;
     v.origin_decl = true;
     sema_bind(c, &f, p->name, v, p->loc);

@@ -42,8 +42,20 @@ bool sema_check_type(Ctx *c, const TypeAst *t, bool model_input) {
   }
   for (int i = 0; i < t->rank; i++)
     if (!t->dims[i].name && t->dims[i].value == 0) return false;   /* bad literal, reported */
-  if (dt == DT_LABEL && t->rank != 2) {
-    ERR(c, t->loc, "a label type has two dims, the batch and the number of classes: label[B, C]");
+  int nell = 0;
+  for (int i = 0; i < t->rank; i++)
+    if (t->dims[i].name && strcmp(t->dims[i].name, "...") == 0 && ++nell > 1) {
+      ERR(c, t->dims[i].loc, "a type has at most one '...' (it stands for all the dims it matches)");
+      return false;
+    }
+  if (nell && model_input) {
+    ERR(c, t->dims[sema_ellipsis_index(t)].loc, "'...' stands for dims of a layer's or loss's argument; a model input "
+        "has all its dims written out");
+    return false;
+  }
+  if (dt == DT_LABEL && t->rank < 2) {
+    ERR(c, t->loc, "a label type has two dims or more: the batch first and the number of classes last, as in "
+                   "label[B, C] or label[B, T, C] (one class per position)");
     return false;
   }
   if (model_input) {
@@ -78,32 +90,61 @@ bool sema_check_batch_once(Ctx *c, const TypeAst *t) {
   return true;
 }
 
-/* Resolve the dims of a `param` or return type in a frame: every name must be bound. */
-static bool resolve_dims(Ctx *c, Frame *f, const TypeAst *t, int64_t *dims, const char *what) {
+int sema_ellipsis_index(const TypeAst *t) {
+  for (int i = 0; t && t->kind == TY_TENSOR && i < t->rank; i++)
+    if (t->dims[i].name && strcmp(t->dims[i].name, "...") == 0) return i;
+  return -1;
+}
+
+/* Resolve the dims of a `param` or return type in a frame: every name must be bound; a
+ * return type's `...` is the dims the signature's `...` matched. Returns the rank, -1
+ * after an error. */
+static int resolve_dims(Ctx *c, Frame *f, const TypeAst *t, int64_t *dims, const char *what, bool ellipsis_ok) {
+  int r = 0;
   for (int i = 0; i < t->rank; i++) {
     const DimAst *d = &t->dims[i];
+    if (r >= IR_MAX_RANK) {
+      ERR(c, t->loc, "%s would have more than %d dims", what, IR_MAX_RANK);
+      return -1;
+    }
     if (!d->name) {
-      if (d->value == 0) return false;
-      dims[i] = d->value;
+      if (d->value == 0) return -1;
+      dims[r++] = d->value;
       continue;
     }
     if (strcmp(d->name, "B") == 0) {
-      dims[i] = DIM_BATCH;
+      dims[r++] = DIM_BATCH;
+      continue;
+    }
+    if (strcmp(d->name, "...") == 0) {
+      if (!ellipsis_ok) {
+        ERR(c, d->loc, "'...' stands for the dims an argument matched; %s is written with all its dims", what);
+        return -1;
+      }
+      if (!f->ell_bound) {
+        ERR(c, d->loc, "'...' in %s stands for the dims an argument's '...' matched, but no argument has one", what);
+        return -1;
+      }
+      if (r + f->ell_rank > IR_MAX_RANK) {
+        ERR(c, t->loc, "%s would have more than %d dims", what, IR_MAX_RANK);
+        return -1;
+      }
+      for (int k = 0; k < f->ell_rank; k++) dims[r++] = f->ell[k];
       continue;
     }
     DimBind *b = sema_lookup_dim(f, d->name);
     if (!b) {
       ERR(c, d->loc, "unknown dim '%s' in %s: dims must be numbers, B, or names bound by the signature", d->name, what);
-      return false;
+      return -1;
     }
     if (b->bad) {
       ERR(c, d->loc, "dim '%s' = %lld in %s must be between 1 and %lld", d->name, (long long)b->bad_value, what,
           (long long)FE_MAX_DIM);
-      return false;
+      return -1;
     }
-    dims[i] = b->dim;
+    dims[r++] = b->dim;
   }
-  return true;
+  return r;
 }
 
 /* ------------------------------------------------------------------ statements */
@@ -196,7 +237,7 @@ static void stmt_param(Ctx *c, Frame *f, const Stmt *s) {
     ok = false;
   }
   int64_t dims[IR_MAX_RANK];
-  if (ok && !resolve_dims(c, f, t, dims, arena_printf(c->a, "parameter '%s'", s->name))) ok = false;
+  if (ok && resolve_dims(c, f, t, dims, arena_printf(c->a, "parameter '%s'", s->name), false) < 0) ok = false;
   for (int i = 0; ok && i < t->rank; i++)
     if (dims[i] == DIM_BATCH) {
       ERR(c, t->dims[i].loc, "parameter '%s' cannot have the batch dim: its shape is fixed at compile time", s->name);
@@ -346,12 +387,13 @@ Value sema_check_return(Ctx *c, Frame *f, const Def *d, Value v, SrcLoc loc) {
     int64_t dims[IR_MAX_RANK];
     bool ok = true;
     int dt = d->ret->dtype ? sema_dtype_of(c, d->ret, &ok) : v.dtype;
-    if (!ok || !resolve_dims(c, f, d->ret, dims, "the return type")) return v_error();
-    bool same = dt == v.dtype && d->ret->rank == v.rank;
+    int rank = ok ? resolve_dims(c, f, d->ret, dims, "the return type", true) : -1;
+    if (rank < 0) return v_error();
+    bool same = dt == v.dtype && rank == v.rank;
     for (int i = 0; same && i < v.rank; i++) same = dims[i] == v.dims[i];
     if (!same) {
       Note n;
-      sema_note_at(&n, d->ret->loc, "declared return type is %s%s", ir_dtype_name((DType)dt), sema_shape_str(c, d->ret->rank, dims));
+      sema_note_at(&n, d->ret->loc, "declared return type is %s%s", ir_dtype_name((DType)dt), sema_shape_str(c, rank, dims));
       sema_report(c, loc, &n, 1, "%s '%s' returns %s, which is not its declared return type", d->kind == DEF_LOSS ? "loss" : "layer",
              d->name, sema_vtype(c, &v));
       return v_error();

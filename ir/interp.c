@@ -129,6 +129,24 @@ static double sigmoid(double x) {
   return e / (1.0 + e);
 }
 
+/* GELU's constants (ops.def): c = sqrt(2/pi) and a of the tanh approximation. */
+#define GELU_C 0.7978845608028654   /* sqrt(2 / pi) */
+#define GELU_A 0.044715
+#ifndef M_SQRT1_2
+#define M_SQRT1_2 0.70710678118654752440
+#endif
+
+/* d/dx gelu(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
+static double gelu_deriv(double x) {
+  return 0.5 * erfc(-x * M_SQRT1_2) + x * exp(-0.5 * x * x) * 0.3989422804014327;   /* 1 / sqrt(2 pi) */
+}
+
+/* d/dx gelu_tanh(x), u = c (x + a x^3), t = tanh u: (1 + t) / 2 + x (1 - t^2) c (1 + 3 a x^2) / 2 */
+static double gelu_tanh_deriv(double x) {
+  double t = tanh(GELU_C * (x + GELU_A * x * x * x));
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
+}
+
 /* The scalar math of every elementwise op, shared with constant folding (simplify.c). */
 double ir_eval_unary(Op op, double x, double attr) {
   switch (op) {
@@ -141,6 +159,8 @@ double ir_eval_unary(Op op, double x, double attr) {
   case OP_RELU: return x > 0 ? x : 0.0;
   case OP_SIGMOID: return sigmoid(x);
   case OP_TANH: return tanh(x);
+  case OP_GELU: return 0.5 * x * erfc(-x * M_SQRT1_2);          /* x Phi(x), erfc: exact in the left tail */
+  case OP_GELU_TANH: return 0.5 * x * (1.0 + tanh(GELU_C * (x + GELU_A * x * x * x)));
   case OP_POW: return pow(x, attr);
   default: return NAN;
   }
@@ -156,6 +176,8 @@ double ir_eval_binary(Op op, double a, double b) {
   case OP_RELU_GRAD: return a > 0 ? b : 0.0;              /* (x, dy) */
   case OP_SIGMOID_GRAD: return b * a * (1.0 - a);         /* (y, dy) */
   case OP_TANH_GRAD: return b * (1.0 - a * a);            /* (y, dy) */
+  case OP_GELU_GRAD: return b * gelu_deriv(a);             /* (x, dy) */
+  case OP_GELU_TANH_GRAD: return b * gelu_tanh_deriv(a);   /* (x, dy) */
   default: return NAN;
   }
 }
@@ -244,6 +266,157 @@ static void conv2d_loops(Op op, const Inst *in, const Tensor *a, const Tensor *b
         }
 }
 
+/* ------------------------------------------------------------------ products */
+
+/* The matrix products over the last two dims (ops.def): c[...,m,n] = A[...,m,k] B[...,k,n]
+ * with A = a or a^T (matmul_tn), B = b or b^T (matmul_nt). The dims before the last
+ * two broadcast NumPy-style: batch index bi of c takes a's and b's matrix at the index
+ * broadcasting sends it to (a rank-2 operand: its one matrix for every bi). matmul_tn
+ * with fold=1 sums the per-batch products into one [m,n] (a weight gradient). Sums run
+ * in double, in (batch, k) order. False when the shapes do not fit. */
+static bool eval_matmul(const Inst *in, const Tensor *a, const Tensor *b, Tensor *out) {
+  const TensorType *at = &a->type, *bt = &b->type, *ot = &out->type;
+  int ra = at->rank, rb = bt->rank;
+  if (ra < 2 || rb < 2 || ot->rank < 2) return false;
+  bool ta = in->op == OP_MATMUL_TN, tb = in->op == OP_MATMUL_NT, fold = in->iattr[0] != 0;
+  int64_t M = ta ? at->dims[ra - 1] : at->dims[ra - 2], K = ta ? at->dims[ra - 2] : at->dims[ra - 1];
+  int64_t Kb = tb ? bt->dims[rb - 1] : bt->dims[rb - 2], N = tb ? bt->dims[rb - 2] : bt->dims[rb - 1];
+  if (K != Kb || M != ot->dims[ot->rank - 2] || N != ot->dims[ot->rank - 1]) return false;
+  TensorType la = *at, lb = *bt, lo = *ot, r;   /* the leading (batch) dims */
+  la.rank = (uint8_t)(ra - 2);
+  lb.rank = (uint8_t)(rb - 2);
+  lo.rank = (uint8_t)(ot->rank - 2);
+  if (fold) {
+    if (in->op != OP_MATMUL_TN || in->iattr[0] != 1 || ot->rank != 2 || !same_shape(&la, &lb)) return false;
+    lo = la;
+  } else if (!ir_broadcast_shape(&la, &lb, &r) || !same_shape(&r, &lo)) {
+    return false;
+  }
+  int64_t nb = 1;
+  for (int d = 0; d < lo.rank; d++) nb *= lo.dims[d];
+  double *y = out->data;
+  for (int64_t e = 0; e < out->numel; e++) y[e] = 0;
+  for (int64_t bi = 0; bi < nb; bi++) {
+    const double *A = a->data + bcast_index(&la, &lo, bi) * M * K;
+    const double *B = b->data + bcast_index(&lb, &lo, bi) * K * N;
+    double *C = fold ? y : y + bi * M * N;
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = 0; n < N; n++) {
+        double s = 0;
+        for (int64_t k = 0; k < K; k++) {
+          double av = ta ? A[k * M + m] : A[m * K + k];
+          double bv = tb ? B[n * K + k] : B[k * N + n];
+          s += av * bv;
+        }
+        C[m * N + n] += s;
+      }
+  }
+  return true;
+}
+
+/* ------------------------------------------------------------------ attention */
+
+/* Scaled-dot-product attention and its backward, one (batch, head) matrix at a time,
+ * written from the definition (ops.def), not blockwise: with q[...,T,dh], k[...,S,dh],
+ * v[...,S,dv], s_tj = scale q_t . k_j + mask_tj (mask_tj = -inf where causal and j > t):
+ *   lse_t = log sum_j exp(s_tj)                     (the max subtracted first)
+ *   o_t = sum_j p_tj v_j,  p_tj = exp(s_tj - lse_t)
+ * backward, from q, k, v, o, lse and do:
+ *   D_t = do_t . o_t,  dp_tj = do_t . v_j,  ds_tj = p_tj (dp_tj - D_t)
+ *   dq_t = scale sum_j ds_tj k_j,  dk_j = scale sum_t ds_tj q_t,  dv_j = sum_t p_tj do_t
+ * p is recomputed from lse as the fused kernel does, so a wrong lse shows. `p` is the
+ * producer (attention or attention_bwd), `which` the result wanted (0: the op's own,
+ * else its extra's index); an extra recomputes its producer, the interpreter having one
+ * value per instruction. False when the shapes do not fit. */
+static bool eval_attention(Interp *it, const Inst *p, int which, Tensor *out) {
+  const Tensor *q = &it->vals[p->args[0]], *k = &it->vals[p->args[1]], *v = &it->vals[p->args[2]];
+  int r = q->type.rank;
+  if (r < 3 || r > 4 || k->type.rank != r || v->type.rank != r) return false;
+  int64_t T = q->type.dims[r - 2], S = k->type.dims[r - 2], dh = q->type.dims[r - 1], dv = v->type.dims[r - 1];
+  if (k->type.dims[r - 1] != dh || v->type.dims[r - 2] != S) return false;
+  int64_t nb = 1;
+  for (int d = 0; d < r - 2; d++) {
+    if (k->type.dims[d] != q->type.dims[d] || v->type.dims[d] != q->type.dims[d]) return false;
+    nb *= q->type.dims[d];
+  }
+  bool causal = p->iattr[0] != 0, bwd = p->op == OP_ATTENTION_BWD;
+  if (causal && T != S) return false;
+  double scale = p->fattr[0];
+  const Tensor *o = bwd ? &it->vals[p->args[3]] : NULL, *lse = bwd ? &it->vals[p->args[4]] : NULL;
+  const Tensor *dout = bwd ? &it->vals[p->args[5]] : NULL;
+  if (bwd && (o->numel != nb * T * dv || dout->numel != nb * T * dv || lse->numel != nb * T)) return false;
+  int64_t want = !bwd ? (which == 0 ? nb * T * dv : nb * T)
+                      : (which == 0 ? nb * T * dh : which == 1 ? nb * S * dh : nb * S * dv);
+  if (out->numel != want) return false;
+  double *row = bp_xmalloc((size_t)(S ? S : 1) * sizeof *row);
+  double *dq = NULL, *dk = NULL, *dvv = NULL;
+  if (bwd) {   /* all three gradients, then the one asked for is copied out */
+    dq = bp_xmalloc((size_t)(nb * T * dh + 1) * sizeof *dq);
+    dk = bp_xmalloc((size_t)(nb * S * dh + 1) * sizeof *dk);
+    dvv = bp_xmalloc((size_t)(nb * S * dv + 1) * sizeof *dvv);
+    memset(dq, 0, (size_t)(nb * T * dh + 1) * sizeof *dq);
+    memset(dk, 0, (size_t)(nb * S * dh + 1) * sizeof *dk);
+    memset(dvv, 0, (size_t)(nb * S * dv + 1) * sizeof *dvv);
+  }
+  for (int64_t bi = 0; bi < nb; bi++) {
+    const double *Q = q->data + bi * T * dh, *K = k->data + bi * S * dh, *Vv = v->data + bi * S * dv;
+    for (int64_t t = 0; t < T; t++) {
+      const double *qt = Q + t * dh;
+      double mx = -INFINITY;
+      for (int64_t j = 0; j < S; j++) {
+        double s = 0;
+        for (int64_t c = 0; c < dh; c++) s += qt[c] * K[j * dh + c];
+        row[j] = causal && j > t ? -INFINITY : scale * s;
+        mx = fmax(mx, row[j]);
+      }
+      if (!bwd) {
+        double sum = 0;
+        for (int64_t j = 0; j < S; j++) sum += exp(row[j] - mx);
+        double l = mx + log(sum);
+        if (which == 1) {
+          out->data[bi * T + t] = l;
+          continue;
+        }
+        double *ot = out->data + (bi * T + t) * dv;
+        for (int64_t c = 0; c < dv; c++) ot[c] = 0;
+        for (int64_t j = 0; j < S; j++) {
+          double pj = exp(row[j] - l);
+          for (int64_t c = 0; c < dv; c++) ot[c] += pj * Vv[j * dv + c];
+        }
+        continue;
+      }
+      const double *dot = dout->data + (bi * T + t) * dv, *oto = o->data + (bi * T + t) * dv;
+      double l = lse->data[bi * T + t], D = 0;
+      for (int64_t c = 0; c < dv; c++) D += dot[c] * oto[c];
+      for (int64_t j = 0; j < S; j++) {
+        double pj = exp(row[j] - l), dp = 0;
+        for (int64_t c = 0; c < dv; c++) dp += dot[c] * Vv[j * dv + c];
+        double ds = pj * (dp - D);
+        for (int64_t c = 0; c < dh; c++) {
+          dq[(bi * T + t) * dh + c] += scale * ds * K[j * dh + c];
+          dk[(bi * S + j) * dh + c] += scale * ds * qt[c];
+        }
+        for (int64_t c = 0; c < dv; c++) dvv[(bi * S + j) * dv + c] += pj * dot[c];
+      }
+    }
+  }
+  if (bwd) memcpy(out->data, which == 0 ? dq : which == 1 ? dk : dvv, (size_t)want * sizeof(double));
+  bp_free(row);
+  bp_free(dq);
+  bp_free(dk);
+  bp_free(dvv);
+  return true;
+}
+
+/* ------------------------------------------------------------------ labels */
+
+/* Is c (a label read as a double) a class index in [0, n)? Reports it otherwise. */
+static bool label_ok(Interp *it, int32_t i, double c, int64_t r, int64_t n, const char *what) {
+  if (c >= 0 && c < (double)n && c == floor(c)) return true;
+  inst_error(it, i, "%s %g in row %lld is not a class index in [0, %lld)", what, c, (long long)r, (long long)n);
+  return false;
+}
+
 /* ------------------------------------------------------------------ one instruction */
 
 /* Compute instruction i into *out (already allocated with its resolved type).
@@ -286,35 +459,19 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
   }
 
   case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_SIGN:
-  case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_POW:
+  case OP_RELU: case OP_SIGMOID: case OP_TANH: case OP_POW: case OP_GELU: case OP_GELU_TANH:
     if (!same_shape(&a->type, ot)) break;
     for (int64_t k = 0; k < out->numel; k++) y[k] = ir_eval_unary((Op)in->op, a->data[k], in->fattr[0]);
     return true;
 
-  case OP_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD:
+  case OP_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD: case OP_GELU_GRAD: case OP_GELU_TANH_GRAD:
     if (!same_shape(&a->type, ot) || !same_shape(&b->type, ot)) break;
     for (int64_t k = 0; k < out->numel; k++) y[k] = ir_eval_binary((Op)in->op, a->data[k], b->data[k]);
     return true;
 
-  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {
-    /* c[m,n] = sum_k A[m,k] B[k,n], with A = a or a^T, B = b or b^T */
-    if (a->type.rank != 2 || b->type.rank != 2 || ot->rank != 2) break;
-    bool ta = in->op == OP_MATMUL_TN, tb = in->op == OP_MATMUL_NT;
-    int64_t M = ta ? a->type.dims[1] : a->type.dims[0], K = ta ? a->type.dims[0] : a->type.dims[1];
-    int64_t Kb = tb ? b->type.dims[1] : b->type.dims[0], N = tb ? b->type.dims[0] : b->type.dims[1];
-    if (K != Kb || M != ot->dims[0] || N != ot->dims[1]) break;
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t n = 0; n < N; n++) {
-        double s = 0;
-        for (int64_t k = 0; k < K; k++) {
-          double av = ta ? a->data[k * M + m] : a->data[m * K + k];
-          double bv = tb ? b->data[n * K + k] : b->data[k * N + n];
-          s += av * bv;
-        }
-        y[m * N + n] = s;
-      }
+  case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN:
+    if (!eval_matmul(in, a, b, out)) break;
     return true;
-  }
 
   case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT:
     if (a->type.rank != 4 || b->type.rank != 4 || ot->rank != 4) break;
@@ -322,10 +479,28 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
     return true;
 
   case OP_TRANSPOSE: {
-    if (a->type.rank != 2 || ot->rank != 2 || a->type.dims[0] != ot->dims[1] || a->type.dims[1] != ot->dims[0]) break;
-    int64_t M = a->type.dims[0], N = a->type.dims[1];
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t n = 0; n < N; n++) y[n * M + m] = a->data[m * N + n];
+    /* y[i_0 .. i_{r-1}] = x[j] with j[perm[d]] = i_d: walk y in order, index x */
+    int perm[4];
+    int r = a->type.rank;
+    if (!ir_transpose_perm(in, r, perm) || ot->rank != r) break;
+    bool ok = true;
+    for (int d = 0; d < r; d++) ok = ok && ot->dims[d] == a->type.dims[perm[d]];
+    if (!ok) break;
+    int64_t stride[IR_MAX_RANK], idx[IR_MAX_RANK];
+    int64_t st = 1;
+    for (int d = r - 1; d >= 0; d--) {
+      stride[d] = st;
+      st *= a->type.dims[d];
+    }
+    for (int64_t k = 0; k < out->numel; k++) {
+      int64_t rem = k, src = 0;
+      for (int d = r - 1; d >= 0; d--) {
+        idx[d] = rem % ot->dims[d];
+        rem /= ot->dims[d];
+      }
+      for (int d = 0; d < r; d++) src += idx[d] * stride[perm[d]];
+      y[k] = a->data[src];
+    }
     return true;
   }
 
@@ -435,34 +610,74 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
     int64_t C = a->type.dims[a->type.rank - 1];
     for (int64_t k = 0; k < out->numel; k++) y[k] = 0;
     for (int64_t r = 0; r < a->numel; r++) {
-      double c = a->data[r];
-      if (!(c >= 0 && c < (double)C) || c != floor(c)) {
-        inst_error(it, i, "label %g in row %lld is not a class index in [0, %lld)", c, (long long)r, (long long)C);
-        return false;
-      }
-      y[r * C + (int64_t)c] = 1.0;
+      if (!label_ok(it, i, a->data[r], r, C, "label")) return false;
+      y[r * C + (int64_t)a->data[r]] = 1.0;
     }
     return true;
   }
 
   case OP_SOFTMAX_XENT: {
-    /* loss[b] = (max_b - z[b, y[b]]) + log(sum_j exp(z[b,j] - max_b)) */
-    if (a->type.rank != 2 || b->type.rank != 2 || b->type.dtype != DT_LABEL || ot->rank != 1 ||
-        a->type.dims[0] != b->type.dims[0] || a->type.dims[1] != b->type.dims[1] || ot->dims[0] != a->type.dims[0])
+    /* z[..., C], y label[..., C] -> loss[...]: one row r per position,
+     * loss[r] = (max_r - z[r, y[r]]) + log(sum_j exp(z[r,j] - max_r)) */
+    if (a->type.rank < 2 || b->type.dtype != DT_LABEL || !same_shape(&a->type, &b->type) ||
+        ot->rank != a->type.rank - 1 || out->numel != b->numel)
       break;
-    int64_t R = a->type.dims[0], C = a->type.dims[1];
+    int64_t R = b->numel, C = a->type.dims[a->type.rank - 1];
     for (int64_t r = 0; r < R; r++) {
       double c = b->data[r];
-      if (!(c >= 0 && c < (double)C) || c != floor(c)) {
-        inst_error(it, i, "label %g in row %lld is not a class index in [0, %lld)", c, (long long)r, (long long)C);
-        return false;
-      }
+      if (!label_ok(it, i, c, r, C, "label")) return false;
       const double *z = a->data + r * C;
       double mx = -INFINITY, s = 0;
       for (int64_t j = 0; j < C; j++) mx = fmax(mx, z[j]);
       for (int64_t j = 0; j < C; j++) s += exp(z[j] - mx);
       y[r] = (mx - z[(int64_t)c]) + log(s);   /* mx - z first: exact, no cancellation */
     }
+    return true;
+  }
+
+  case OP_EMBEDDING: case OP_EMBEDDING_BWD: {
+    /* embedding: y[r] = W[ids[r]] (rows of d);  embedding_bwd: dW[ids[r]] += dy[r] */
+    bool fwd = in->op == OP_EMBEDDING;
+    const TensorType *wt = fwd ? &b->type : ot;   /* the table's shape [V, d] */
+    int64_t V = a->type.rank ? a->type.dims[a->type.rank - 1] : 0, R = a->numel;
+    if (a->type.dtype != DT_LABEL || wt->rank != 2 || wt->dims[0] != V ||
+        (fwd ? out->numel : b->numel) != R * wt->dims[1])
+      break;
+    int64_t d = wt->dims[1];
+    if (!fwd)
+      for (int64_t k = 0; k < out->numel; k++) y[k] = 0;
+    for (int64_t r = 0; r < R; r++) {
+      if (!label_ok(it, i, a->data[r], r, V, "id")) return false;
+      int64_t v = (int64_t)a->data[r];
+      for (int64_t c = 0; c < d; c++) {
+        if (fwd) y[r * d + c] = b->data[v * d + c];
+        else y[v * d + c] += b->data[r * d + c];
+      }
+    }
+    return true;
+  }
+
+  case OP_CAUSAL_MASK: {
+    /* [T,T]: 0 where j <= i, -inf where j > i */
+    if (ot->rank != 2 || ot->dims[0] != ot->dims[1]) break;
+    int64_t T = ot->dims[0];
+    for (int64_t r = 0; r < T; r++)
+      for (int64_t c = 0; c < T; c++) y[r * T + c] = c > r ? -INFINITY : 0.0;
+    return true;
+  }
+
+  case OP_ATTENTION: case OP_ATTENTION_BWD:
+    if (!eval_attention(it, in, 0, out)) break;
+    return true;
+
+  case OP_EXTRA: {
+    const Inst *p = &it->f->insts[in->args[0]];
+    int64_t idx = in->iattr[0];
+    if (!((p->op == OP_ATTENTION && idx == 1) || (p->op == OP_ATTENTION_BWD && (idx == 1 || idx == 2)))) {
+      inst_error(it, i, "%s has no result %lld", ir_ops[p->op].name, (long long)idx);
+      return false;
+    }
+    if (!eval_attention(it, p, (int)idx, out)) break;
     return true;
   }
 
@@ -524,8 +739,8 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
   }
   /* A shape check above failed: the IR was not verified. */
   type_str(ot, s1, sizeof s1);
-  type_str(&a->type, s2, sizeof s2);
-  inst_error(it, i, "operand shapes do not give the result type %s (operand 0 is %s)", s1, s2);
+  if (a) type_str(&a->type, s2, sizeof s2);
+  inst_error(it, i, "operand shapes do not give the result type %s (operand 0 is %s)", s1, a ? s2 : "none");
   return false;
 }
 
@@ -655,11 +870,13 @@ Interp *ir_interp_run(Func *f, InterpMode mode, int64_t batch, const Tensor *inp
       goto fail;
     }
     /* Labels hold one class index per row, not one number per element: only
-     * onehot, softmax_xent and size read them, and only inputs produce them. */
-    bool label_in = (args[0] && args[0]->type.dtype == DT_LABEL) || (args[1] && args[1]->type.dtype == DT_LABEL);
-    if ((label_in && in->op != OP_ONEHOT && in->op != OP_SOFTMAX_XENT && in->op != OP_SIZE) ||
+     * onehot, softmax_xent, embedding(_bwd) and size read them, and only inputs produce them. */
+    bool label_in = false;
+    for (int k = 0; k < in->nargs; k++) label_in = label_in || args[k]->type.dtype == DT_LABEL;
+    if ((label_in && in->op != OP_ONEHOT && in->op != OP_SOFTMAX_XENT && in->op != OP_EMBEDDING &&
+         in->op != OP_EMBEDDING_BWD && in->op != OP_SIZE) ||
         (ir_type_get(f->mod, in->type)->dtype == DT_LABEL && in->op != OP_INPUT)) {
-      inst_error(it, i, "labels are only produced by inputs and read by onehot, softmax_xent and size");
+      inst_error(it, i, "labels are only produced by inputs and read by onehot, softmax_xent, embedding, embedding_bwd and size");
       goto fail;
     }
     TensorType t = resolve(ir_type_get(f->mod, in->type), batch);

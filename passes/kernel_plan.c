@@ -63,6 +63,12 @@
  *                read keeps no buffer, so p is internal to its conv when nothing else
  *                reads it, and the conv's epilogue stores relu(p) alone).
  *
+ *   attention    o = attention(q, k, v); lse = extra o, 1          (codegen/attention.c)
+ *                dq = attention_bwd(..); dk = extra dq, 1; dv = extra dq, 2
+ *                -> one kernel of the producer and the extras it computes, always
+ *                (also without fusion): the kernel writes every result, none is
+ *                internal, and it takes no neighbour (it is no elementwise loop).
+ *
  * A kernel never mixes what the loss alone needs with what an output needs. Each sink
  * (the copy of an output, the loss or a gradient out of the workspace; nothing for a
  * gradient computed in place) runs right after the kernel that makes its operand. Side
@@ -192,7 +198,8 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
   TypeId ty = gi->type;
   const TensorType *t = ir_vtype(f, g);
   bool conv = gi->op == OP_CONV2D;
-  if (t->rank != (conv ? 4 : 2) || t->dtype != DT_F32) return 0;
+  if ((conv ? t->rank != 4 : t->rank < 2) || t->dtype != DT_F32) return 0;
+  int cl = t->rank - 1;   /* a product's columns: its bias is [N] (any leading dims) */
   int n = 0;
   int32_t u = single_user(c, g);
   if (u >= 0 && free_member(c, u) && f->insts[u].type == ty) {
@@ -205,9 +212,9 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
        * depend on the group either */
       bool before = bias < g || (conv && f->insts[bias].op == OP_RESHAPE && !c->computed[f->insts[bias].args[0]]);
       bool shape = conv ? bt->rank == 3 && bt->dims[0] == t->dims[1] && bt->dims[1] == 1 && bt->dims[2] == 1
-                        : bt->rank == 1 && bt->dims[0] == t->dims[1];
+                        : bt->rank == 1 && bt->dims[0] == t->dims[cl];
       if (bias != g && before && shape && bt->dtype == DT_F32 &&
-          t->dims[1] != DIM_BATCH && f->insts[bias].op != OP_CONST) {  /* a constant: the ew kernel splats it */
+          t->dims[conv ? 1 : cl] != DIM_BATCH && f->insts[bias].op != OP_CONST) {  /* a constant: the ew kernel splats it */
         m[n++] = u;
         int32_t last = u;
         if (conv) n += bn_chain(c, g, u, m + n, &last);
@@ -243,6 +250,18 @@ static int pool_mask_chain(const Ctx *c, int32_t h, int32_t *m) {
   return 1;
 }
 
+/* The extras of a multi-result op p that this entry computes, in m[] (attention's lse,
+ * attention_bwd's dk and dv): p's kernel writes them. */
+static int attn_extras(const Ctx *c, int32_t p, int32_t *m) {
+  int n = 0;
+  for (int32_t r = c->roff[p]; r < c->roff[p + 1]; r++) {
+    int32_t e = c->readers[r];
+    if (c->f->insts[e].op == OP_EXTRA && c->computed[e] && c->group_of[e] < 0 && n < 2)
+      m[n++] = e;
+  }
+  return n;
+}
+
 /* k is a scalar computed from constants and sizes only (1/B of a mean), so the group
  * that reads it can never be its own dependency. */
 static bool scale_ok(Func *f, int32_t k, int depth) {
@@ -260,7 +279,7 @@ static int xent_chain(const Ctx *c, int32_t l, int32_t *m) {
   const Inst *li = &f->insts[l];
   int32_t z = li->args[0], y = li->args[1];
   const TensorType *zt = ir_vtype(f, z);
-  if (zt->rank != 2 || zt->dtype != DT_F32) return 0;
+  if (zt->rank < 2 || zt->dtype != DT_F32) return 0;   /* [..., C]: labels of any rank */
   int32_t p = -1, o = -1, s = -1, g = -1;
   for (int32_t r = c->roff[y]; r < c->roff[y + 1] && o < 0; r++) {   /* the first onehot(y) after l */
     int32_t i = c->readers[r];
@@ -276,7 +295,7 @@ static int xent_chain(const Ctx *c, int32_t l, int32_t *m) {
   int32_t pv = si->args[0];
   const Inst *pi = &f->insts[pv];
   /* softmax over the last axis of the same logits */
-  if (pi->op != OP_SOFTMAX || pi->args[0] != z || pi->iattr[0] != 1) return 0;
+  if (pi->op != OP_SOFTMAX || pi->args[0] != z || pi->iattr[0] != zt->rank - 1) return 0;
   if (pv > l && free_member(c, pv)) p = pv;
   int32_t gu = single_user(c, s);
   if (gu < 0 || !free_member(c, gu)) return 0;
@@ -389,6 +408,9 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     } else if (fuse && in->op == OP_MAX_POOL2D_BWD) {
       nc = pool_mask_chain(&c, i, chain);
       if (nc) kind = KERNEL_POOL_MASK;
+    } else if (ir_ops[in->op].kind == OPK_ATTN) {   /* with or without fusion */
+      nc = attn_extras(&c, i, chain);
+      kind = KERNEL_ATTN;
     }
     if (kind == KERNEL_SINGLE && fuse && is_ew(in) && prev_group >= 0 && prev_group == ng - 1 &&
         gkind[prev_group] <= KERNEL_EW && nm - gstart[prev_group] < KERNEL_MAX_GROUP) {
@@ -426,7 +448,9 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
       for (int32_t k = gstart[g]; k < gstart[g + 1]; k++)
         if (f->insts[mem[k]].op == OP_RELU_GRAD) c.nuses[f->insts[mem[k]].args[0]]--;
   for (int g = 0; g < ng; g++) {
-    if (gkind[g] < KERNEL_GEMM) continue;
+    /* an attention kernel writes all its results (an extra's read of its producer is no
+     * data read): none internal */
+    if (gkind[g] < KERNEL_GEMM || gkind[g] == KERNEL_ATTN) continue;
     for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
       const Inst *ui = &f->insts[mem[k]];
       if (ui->op == OP_SIZE) continue;
@@ -504,7 +528,8 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
   }
 }
 
-const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent", "pool+mask"};
+const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent", "pool+mask",
+                                                      "attention"};
 
 /* ------------------------------------------------------------------ the pass */
 

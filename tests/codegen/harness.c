@@ -182,6 +182,7 @@ static int compare(const char *what, const TensorType *type, int64_t batch, cons
 }
 
 static int check_model(Func *f, Func *grad, int64_t batch, double tol, const CgtConfig *cfg);
+CgtRefFn cgt_reference = NULL;
 
 int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg) {
   return check_model(f, NULL, batch, tol, cfg);
@@ -258,6 +259,33 @@ static int check_model(Func *fwd, Func *grad, int64_t batch, double tol, const C
   if (grad) d->grad(&t.fr);
   else d->forward(&t.fr);
   int fails = t.fr.status != 0;
+  if (cgt_reference && !grad) {
+    int ko = 0;
+    for (int32_t i = 0; i < f->ninsts; i++) ko += f->insts[i].op == OP_OUTPUT;
+    Tensor *outs = calloc((size_t)ko + 1, sizeof *outs);
+    ko = 0;
+    for (int32_t i = 0; i < f->ninsts; i++)
+      if (f->insts[i].op == OP_OUTPUT) {
+        TensorType ty = resolve(ir_vtype(f, f->insts[i].args[0]), batch);
+        outs[ko++] = ir_tensor_new(&ty);
+      }
+    cgt_reference(f, batch, ins, ps, outs);
+    ko = 0;
+    for (int32_t i = 0; i < f->ninsts; i++)
+      if (f->insts[i].op == OP_OUTPUT) {
+        fails += compare(f->insts[i].name, &outs[ko].type, batch, t.outputs[ko], es, outs[ko].data, outs[ko].numel, tol);
+        ko++;
+      }
+    for (int k = 0; k < ko; k++) ir_tensor_free(&outs[k]);
+    free(outs);
+    for (int i = 0; i < nin; i++) ir_tensor_free(&ins[i]);
+    for (int i = 0; i < np; i++) ir_tensor_free(&ps[i]);
+    free(ins);
+    free(ps);
+    cgt_frame_free(&t);
+    cg_model_free(m);
+    return fails;
+  }
   Interp *it = ir_interp_run(f, es == 8 ? INTERP_F64 : INTERP_F32, batch, ins, nin, ps, np, 1234, 1);
   if (!it) fails = 1;
   int ko = 0;

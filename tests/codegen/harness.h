@@ -27,6 +27,13 @@ void cgt_parallel_for(void *pool, int64_t n, int64_t grain, bprt_task_fn fn, voi
  * tensor that fails (all with CGT_VERBOSE set). Returns the number of tensors that
  * failed (or 1 if building failed). */
 int cgt_check_forward(Func *f, int64_t batch, double tol, const CgtConfig *cfg);
+/* A reference other than the interpreter: outs[k] (allocated by the caller with the
+ * type of the k-th output sink, batch resolved) from the inputs and parameters as the
+ * interpreter would get them. When cgt_reference is set, cgt_check_forward compares
+ * with it instead (tests of ops the interpreter does not know yet). */
+typedef void (*CgtRefFn)(Func *f, int64_t batch, const Tensor *ins, const Tensor *ps, Tensor *outs);
+extern CgtRefFn cgt_reference;
+
 /* For an f64 model (every float type f64) the JIT runs on double buffers and the
  * reference is the interpreter's INTERP_F64 mode (no rounding to f32); the norm is the
  * same: |jit - ref| <= tol * max(1, max |ref|) per tensor. */

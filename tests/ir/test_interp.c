@@ -1,7 +1,10 @@
 /* tests/ir/test_interp.c — the reference interpreter on every op, with values worked
  * out by hand (or, for transcendental ones, with Python's math module, quoted in the
  * comments), in f64 and f32; broadcasting, size-1 dims and the batch dim; stable
- * softmax on large logits; dropout masks; and errors that return NULL, not crash.
+ * softmax on large logits; dropout masks; the sequence-model ops (gelu, batched and
+ * folded products, permutations, rank-3 labels, embedding, the causal mask, attention
+ * checked by hand, against its unfused spelling and by differences); and errors that
+ * return NULL, not crash.
  * Tolerances: f64 results within 1e-15 relative (most are exact); f32 results are
  * compared with the expected value rounded to float, within 2^-23 relative. */
 #include "helpers.h"
@@ -680,7 +683,7 @@ static void test_unverified_ir_is_an_error(void **state) {
   reset_diag();
   assert_null(ir_interp_run(f, INTERP_F64, 1, in, 2, NULL, 0, 0, 0));
   assert_string_equal(first_diag(),
-                      "bpcc: error: interpreter: in @f, %2 = relu: labels are only produced by inputs and read by onehot, softmax_xent and size");
+                      "bpcc: error: interpreter: in @f, %2 = relu: labels are only produced by inputs and read by onehot, softmax_xent, embedding, embedding_bwd and size");
   /* a result type that disagrees with the operands */
   f->insts[r].args[0] = x;
   f->insts[r].type = T(DT_F32, 1, 4, 0, 0);
@@ -718,6 +721,358 @@ static void test_small_model(void **state) {
   ir_interp_free(it);
   free_tensors(in, 2);
   free_tensors(par, 2);
+}
+
+/* ------------------------------------------------------------------ sequence models */
+
+/* A tensor of any rank with the given values (NULL: zeros). */
+static Tensor tensd(DType dt, int rank, const int64_t *dims, const double *vals) {
+  TensorType t;
+  memset(&t, 0, sizeof t);
+  t.dtype = (uint8_t)dt;
+  t.rank = (uint8_t)rank;
+  for (int i = 0; i < rank; i++) t.dims[i] = dims[i];
+  Tensor x = ir_tensor_new(&t);
+  if (vals) memcpy(x.data, vals, (size_t)x.numel * sizeof(double));
+  return x;
+}
+
+static TypeId Td(DType dt, int rank, const int64_t *dims) { return ir_type(m, dt, rank, dims); }
+
+/* Deterministic values in [-1, 1) (xorshift64). */
+static void fill(Tensor *t, uint64_t seed) {
+  uint64_t r = seed * 0x9e3779b97f4a7c15ull | 1;
+  for (int64_t k = 0; k < t->numel; k++) {
+    r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+    t->data[k] = (double)(r >> 11) * 0x1.0p-53 * 2 - 1;
+  }
+}
+
+/* Values equal within rel relative to 1 + |want| (values near zero compared absolutely). */
+static void check_close(const Tensor *got, const Tensor *want, double rel, const char *what) {
+  assert_non_null(got);
+  assert_non_null(want);
+  assert_int_equal(got->numel, want->numel);
+  for (int64_t k = 0; k < got->numel; k++)
+    if (!(fabs(got->data[k] - want->data[k]) <= rel * (1 + fabs(want->data[k]))))
+      fail_msg("%s[%lld]: got %.17g, want %.17g", what, (long long)k, got->data[k], want->data[k]);
+}
+
+/* gelu in both forms and their gradients; values from Python's math module:
+ * x Phi(x) = x erfc(-x / sqrt 2) / 2 (erfc: no cancellation in the left tail), and
+ * d/dx gelu_tanh with u = c (x + a x^3), t = tanh u: (1 + t) / 2 + x (1 - t^2) c (1 + 3 a x^2) / 2. */
+static void test_gelu(void **state) {
+  (void)state;
+  int32_t x = in_("x", 0, T(DT_F32, 1, 5, 0, 0));
+  int32_t dy = in_("dy", 1, T(DT_F32, 1, 5, 0, 0));
+  int32_t g = ir_unary(f, OP_GELU, x, LOC(1, 1)), gt = ir_unary(f, OP_GELU_TANH, x, LOC(1, 1));
+  int32_t gg = ir_binary(f, OP_GELU_GRAD, x, dy, LOC(1, 1)), gtg = ir_binary(f, OP_GELU_TANH_GRAD, x, dy, LOC(1, 1));
+  for (int k = 0; k < 2; k++) {
+    InterpMode md = modes[k];
+    Tensor in[2] = {tens(DT_F32, 1, 5, 0, 0, V(-3, -1, 0, 0.5, 2)), tens(DT_F32, 1, 5, 0, 0, V(1, 2, 1, -1, 0.5))};
+    Interp *it = ir_interp_run(f, md, 1, in, 2, NULL, 0, 0, 0);
+    check(it, g, md, V(-0.004049694094890287, -0.15865525393145707, 0.0, 0.34573123063700656, 1.9544997361036416), 5,
+          tol(md) * 4);
+    check(it, gt, md, V(-0.0036373920817729943, -0.15880800939172324, 0.0, 0.34571400982514394, 1.954597694087775), 5,
+          tol(md) * 4);
+    check(it, gg, md, V(-0.011945647204183927, -0.16663094117537258, 0.5, -0.8674951246561629, 0.5426159005390985), 5,
+          tol(md) * 4);
+    check(it, gtg, md, V(-0.011584166630969516, -0.1659281676915651, 0.5, -0.8673699035346424, 0.5430496283118091), 5,
+          tol(md) * 4);
+    ir_interp_free(it);
+    free_tensors(in, 2);
+  }
+  /* constant folding shares the scalar math */
+  assert_true(ir_eval_unary(OP_GELU, 2, 0) == 2 * 0.5 * erfc(-2 / sqrt(2.0)));
+  assert_true(ir_eval_binary(OP_GELU_GRAD, 0, 3) == 1.5);
+  assert_true(ir_eval_binary(OP_GELU_TANH_GRAD, 0, 3) == 1.5);
+}
+
+/* Products with batch dims: a[2,2,3] (batch 1 = 2 x batch 0) against a matrix,
+ * a batch of matrices, batch dims that broadcast (size 1, rank 4 against rank 3), the
+ * transposed forms, and matmul_tn fold=1 (the sum of the per-batch products). */
+static void test_batched_matmul(void **state) {
+  (void)state;
+  int32_t a = in_("a", 0, T(DT_F32, 3, 2, 2, 3));
+  int32_t b = in_("b", 1, T(DT_F32, 2, 3, 2, 0));
+  int32_t b3 = in_("b3", 2, T(DT_F32, 3, 2, 3, 2));
+  int32_t a1 = in_("a1", 3, T(DT_F32, 3, 1, 2, 3));
+  int32_t a4 = in_("a4", 4, Td(DT_F32, 4, (int64_t[]){2, 1, 2, 3}));
+  int32_t mm = ir_binary(f, OP_MATMUL, a, b, LOC(1, 1));       /* [2,2,2]: rows of one product */
+  int32_t mm3 = ir_binary(f, OP_MATMUL, a, b3, LOC(1, 1));     /* [2,2,2] per batch */
+  int32_t mb = ir_binary(f, OP_MATMUL, a1, b3, LOC(1, 1));     /* [2,2,2]: a1's one matrix for each */
+  int32_t m4 = ir_binary(f, OP_MATMUL, a4, b3, LOC(1, 1));     /* [2,2,2,2]: out[i,j] = a4[i,0] b3[j] */
+  int32_t nt = ir_binary(f, OP_MATMUL_NT, a, ir_transpose(f, b3, NULL, LOC(1, 1)), LOC(1, 1));
+  int32_t tn = ir_binary(f, OP_MATMUL_TN, ir_transpose(f, a, NULL, LOC(1, 1)), b3, LOC(1, 1));
+  int32_t fold = ir_matmul_tn_fold(f, ir_transpose(f, a, NULL, LOC(1, 1)), b3, LOC(1, 1));
+  assert_int_equal(ir_vtype(f, fold)->rank, 2);
+  assert_int_equal(f->insts[fold].iattr[0], 1);
+  /* batch 0 [[1,2,3],[4,5,6]] @ [[7,8],[9,10],[11,12]] = [[58,64],[139,154]];
+   * b3 batch 1 = [[1,0],[0,1],[0,0]] keeps the first two columns */
+  for (int k = 0; k < 2; k++) {
+    InterpMode md = modes[k];
+    Tensor in[5] = {tens(DT_F32, 3, 2, 2, 3, V(1, 2, 3, 4, 5, 6, 2, 4, 6, 8, 10, 12)),
+                    tens(DT_F32, 2, 3, 2, 0, V(7, 8, 9, 10, 11, 12)),
+                    tens(DT_F32, 3, 2, 3, 2, V(7, 8, 9, 10, 11, 12, 1, 0, 0, 1, 0, 0)),
+                    tens(DT_F32, 3, 1, 2, 3, V(1, 2, 3, 4, 5, 6)),
+                    tensd(DT_F32, 4, (int64_t[]){2, 1, 2, 3}, V(1, 2, 3, 4, 5, 6, 2, 4, 6, 8, 10, 12))};
+    Interp *it = ir_interp_run(f, md, 2, in, 5, NULL, 0, 0, 0);
+    check(it, mm, md, V(58, 64, 139, 154, 116, 128, 278, 308), 8, 0);
+    check(it, mm3, md, V(58, 64, 139, 154, 2, 4, 8, 10), 8, 0);
+    check(it, mb, md, V(58, 64, 139, 154, 1, 2, 4, 5), 8, 0);
+    check(it, m4, md, V(58, 64, 139, 154, 1, 2, 4, 5, 116, 128, 278, 308, 2, 4, 8, 10), 16, 0);
+    check(it, nt, md, V(58, 64, 139, 154, 2, 4, 8, 10), 8, 0);
+    check(it, tn, md, V(58, 64, 139, 154, 2, 4, 8, 10), 8, 0);
+    check(it, fold, md, V(60, 68, 147, 164), 4, 0);
+    const Tensor *t4 = ir_interp_value(it, m4);
+    assert_int_equal(t4->type.rank, 4);
+    assert_int_equal(t4->type.dims[0], 2);
+    assert_int_equal(t4->type.dims[1], 2);
+    ir_interp_free(it);
+    free_tensors(in, 5);
+  }
+}
+
+/* Transposes by permutation: y.dims[i] = x.dims[perm[i]], y[i...] = x[j...] with
+ * j[perm[d]] = i[d]; expected values from the index formula of x's fill (x = its index). */
+static void test_transpose_perm(void **state) {
+  (void)state;
+  int32_t x3 = in_("x3", 0, T(DT_F64, 3, 2, 3, 4));
+  int32_t x4 = in_("x4", 1, Td(DT_F64, 4, (int64_t[]){2, 3, 2, 2}));
+  int32_t p201 = ir_transpose(f, x3, (const int[]){2, 0, 1}, LOC(1, 1));
+  int32_t swap3 = ir_transpose(f, x3, NULL, LOC(1, 1));
+  int32_t p0213 = ir_transpose(f, x4, (const int[]){0, 2, 1, 3}, LOC(1, 1));
+  int32_t swap4 = ir_transpose(f, x4, (const int[]){0, 1, 3, 2}, LOC(1, 1));
+  assert_int_equal(f->insts[p201].iattr[0], 201);
+  assert_int_equal(f->insts[p0213].iattr[0], 213);
+  assert_int_equal(f->insts[swap4].iattr[0], 0);   /* the swap of the last two is code 0 */
+  double v3[24], v4[24], w201[24], wswap3[24], w0213[24], wswap4[24];
+  for (int k = 0; k < 24; k++) v3[k] = v4[k] = k;
+  for (int i = 0, n = 0; i < 4; i++)     /* y[i,j,k] = x[j,k,i], y: [4,2,3] */
+    for (int j = 0; j < 2; j++)
+      for (int k = 0; k < 3; k++) w201[n++] = j * 12 + k * 4 + i;
+  for (int i = 0, n = 0; i < 2; i++)     /* y[i,j,k] = x[i,k,j], y: [2,4,3] */
+    for (int j = 0; j < 4; j++)
+      for (int k = 0; k < 3; k++) wswap3[n++] = i * 12 + k * 4 + j;
+  for (int a = 0, n = 0; a < 2; a++)   /* y[a,b,c,d] = x[a,c,b,d], y: [2,2,3,2] */
+    for (int b = 0; b < 2; b++)
+      for (int c = 0; c < 3; c++)
+        for (int d = 0; d < 2; d++) w0213[n++] = a * 12 + c * 4 + b * 2 + d;
+  for (int a = 0, n = 0; a < 2; a++)     /* y[a,b,c,d] = x[a,b,d,c], y: [2,3,2,2] */
+    for (int b = 0; b < 3; b++)
+      for (int c = 0; c < 2; c++)
+        for (int d = 0; d < 2; d++) wswap4[n++] = a * 12 + b * 4 + d * 2 + c;
+  Tensor in[2] = {tens(DT_F64, 3, 2, 3, 4, v3), tensd(DT_F64, 4, (int64_t[]){2, 3, 2, 2}, v4)};
+  Interp *it = ir_interp_run(f, INTERP_F64, 1, in, 2, NULL, 0, 0, 0);
+  check(it, p201, INTERP_F64, w201, 24, 0);
+  check(it, swap3, INTERP_F64, wswap3, 24, 0);
+  check(it, p0213, INTERP_F64, w0213, 24, 0);
+  check(it, swap4, INTERP_F64, wswap4, 24, 0);
+  const Tensor *t = ir_interp_value(it, p201);
+  assert_int_equal(t->type.dims[0], 4);
+  assert_int_equal(t->type.dims[1], 2);
+  assert_int_equal(t->type.dims[2], 3);
+  ir_interp_free(it);
+  free_tensors(in, 2);
+}
+
+/* Labels of rank 3 (one class per position): onehot, softmax_xent over [B,T,C], the
+ * embedding lookup and its scatter-add gradient, and ids out of range. */
+static void test_sequence_labels(void **state) {
+  (void)state;
+  int32_t z = in_("z", 0, T(DT_F32, 3, DIM_BATCH, 2, 3));
+  int32_t y = in_("y", 1, T(DT_LABEL, 3, DIM_BATCH, 2, 3));
+  int32_t w = ir_param(f, "W", T(DT_F32, 2, 3, 2, 0), INIT_ZEROS, 0, 0, LOC(1, 1));
+  int32_t dy = in_("dy", 2, T(DT_F32, 3, DIM_BATCH, 2, 2));
+  int32_t oh = ir_unary(f, OP_ONEHOT, y, LOC(1, 1));
+  int32_t ce = ir_binary(f, OP_SOFTMAX_XENT, z, y, LOC(1, 1));
+  int32_t e = ir_binary(f, OP_EMBEDDING, y, w, LOC(1, 1));
+  int32_t eb = ir_binary(f, OP_EMBEDDING_BWD, y, dy, LOC(1, 1));
+  assert_int_equal(ir_vtype(f, ce)->rank, 2);
+  assert_int_equal(ir_vtype(f, e)->rank, 3);
+  /* rows [1000,1001,1000] label 2 -> 1.5514447139320511 (as label 0: the row is symmetric);
+   * [0,0,0] label 0 -> log 3; [1,2,3] label 1 -> 1.4076059644443806; [0,0,0] label 2 -> log 3 */
+  for (int k = 0; k < 2; k++) {
+    InterpMode md = modes[k];
+    Tensor in[3] = {tens(DT_F32, 3, 2, 2, 3, V(1000, 1001, 1000, 0, 0, 0, 1, 2, 3, 0, 0, 0)),
+                    tens(DT_LABEL, 3, 2, 2, 3, V(2, 0, 1, 2)),
+                    tens(DT_F32, 3, 2, 2, 2, V(1, 1, 2, 2, 3, 3, 4, 4))};
+    Tensor par[1] = {tens(DT_F32, 2, 3, 2, 0, V(1, 2, 3, 4, 5, 6))};
+    assert_int_equal(in[1].numel, 4);
+    Interp *it = ir_interp_run(f, md, 2, in, 3, par, 1, 0, 0);
+    check(it, oh, md, V(0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1), 12, 0);
+    check(it, ce, md, V(1.5514447139320511, 1.0986122886681098, 1.4076059644443806, 1.0986122886681098), 4,
+          tol(md) * 4);
+    check(it, e, md, V(5, 6, 1, 2, 3, 4, 5, 6), 8, 0);
+    check(it, eb, md, V(2, 2, 3, 3, 5, 5), 6, 0);   /* row 2 gets positions 0 and 3: 1 + 4 */
+    ir_interp_free(it);
+    free_tensors(in, 3);
+    free_tensors(par, 1);
+  }
+  /* an id out of the table's range: a located error for embedding and embedding_bwd */
+  static const char *const msg[] = {
+      "bpcc: error: interpreter: in @e, %2 = embedding: id 3 in row 1 is not a class index in [0, 3)",
+      "bpcc: error: interpreter: in @g, %2 = embedding_bwd: id -1 in row 0 is not a class index in [0, 3)",
+  };
+  Func *fe = ir_func_new(m, "e");
+  int32_t ey = ir_input(fe, "y", 0, f->insts[y].type, LOC(1, 1));
+  int32_t ew = ir_param(fe, "W", f->insts[w].type, INIT_ZEROS, 0, 0, LOC(1, 1));
+  ir_binary(fe, OP_EMBEDDING, ey, ew, (SrcLoc){-1, 0, 0, 0});
+  Func *g = ir_func_new(m, "g");
+  int32_t gy = ir_input(g, "y", 0, f->insts[y].type, LOC(1, 1));
+  int32_t gd = ir_input(g, "dy", 1, f->insts[dy].type, LOC(1, 1));
+  ir_binary(g, OP_EMBEDDING_BWD, gy, gd, (SrcLoc){-1, 0, 0, 0});
+  for (int c = 0; c < 2; c++) {
+    diag_reset();
+    rewind(diag_fp);
+    fflush(diag_fp);
+    if (diag_text) diag_text[0] = 0;
+    Tensor in[2] = {tens(DT_LABEL, 3, 1, 2, 3, c == 0 ? V(0, 3) : V(-1, 0)), tens(DT_F32, 3, 1, 2, 2, NULL)};
+    Tensor par[1] = {tens(DT_F32, 2, 3, 2, 0, NULL)};
+    if (c == 0) assert_null(ir_interp_run(fe, INTERP_F64, 1, in, 1, par, 1, 0, 0));
+    else assert_null(ir_interp_run(g, INTERP_F32, 1, in, 2, NULL, 0, 0, 0));
+    assert_string_equal(first_diag(), msg[c]);
+    free_tensors(in, 2);
+    free_tensors(par, 1);
+  }
+}
+
+static void test_causal_mask(void **state) {
+  (void)state;
+  int32_t cm = ir_causal_mask(f, 3, DT_F32, LOC(1, 1));
+  for (int k = 0; k < 2; k++) {
+    Interp *it = ir_interp_run(f, modes[k], 1, NULL, 0, NULL, 0, 0, 0);
+    check(it, cm, modes[k], V(0, -INFINITY, -INFINITY, 0, 0, -INFINITY, 0, 0, 0), 9, 0);
+    ir_interp_free(it);
+  }
+}
+
+/* Attention by hand: one query dim, q = [1, 1], k = [0, ln 3], v = [4, 8], scale 1.
+ * Both queries see scores [0, ln 3]: p = [1/4, 3/4], o = 7, lse = ln 4. Causal: query 0
+ * sees key 0 only (o = 4, lse = 0). The backward with do = [1, 0]: non-causal,
+ * D_0 = do_0 o_0 = 7, dp_0j = v_j, ds_0 = p (v - 7) = [-3/4, 3/4]; dq_0 = sum_j ds_0j k_j
+ * = 3/4 ln 3, dk = ds^T q = [-3/4, 3/4], dv = p^T do = [1/4, 3/4]. */
+static void test_attention_by_hand(void **state) {
+  (void)state;
+  TypeId t = T(DT_F64, 3, 1, 2, 1);
+  int32_t q = in_("q", 0, t), k = in_("k", 1, t), v = in_("v", 2, t), d = in_("do", 3, t);
+  int32_t lse, clse, dk, dv;
+  int32_t o = ir_attention(f, q, k, v, false, 1.0, &lse, LOC(1, 1));
+  int32_t co = ir_attention(f, q, k, v, true, 1.0, &clse, LOC(1, 1));
+  assert_int_equal(f->insts[lse].op, OP_EXTRA);
+  assert_int_equal(lse, o + 1);
+  int32_t dq = ir_attention_bwd(f, (const int32_t[]){q, k, v, o, lse, d}, false, 1.0, &dk, &dv, LOC(1, 1));
+  Tensor in[4] = {tens(DT_F64, 3, 1, 2, 1, V(1, 1)), tens(DT_F64, 3, 1, 2, 1, V(0, log(3.0))),
+                  tens(DT_F64, 3, 1, 2, 1, V(4, 8)), tens(DT_F64, 3, 1, 2, 1, V(1, 0))};
+  Interp *it = ir_interp_run(f, INTERP_F64, 1, in, 4, NULL, 0, 0, 0);
+  check(it, o, INTERP_F64, V(7, 7), 2, 1e-15);
+  check(it, lse, INTERP_F64, V(log(4.0), log(4.0)), 2, 1e-15);
+  check(it, co, INTERP_F64, V(4, 7), 2, 1e-15);
+  check(it, clse, INTERP_F64, V(0, log(4.0)), 2, 1e-15);
+  check(it, dq, INTERP_F64, V(0.75 * log(3.0), 0), 2, 1e-15);
+  check(it, dk, INTERP_F64, V(-0.75, 0.75), 2, 1e-15);
+  check(it, dv, INTERP_F64, V(0.25, 0.75), 2, 1e-15);
+  ir_interp_free(it);
+  free_tensors(in, 4);
+}
+
+/* Build the unfused spelling softmax(scale q k^T [+ mask]) v and its log-sum-exp next
+ * to attention and compare on random values, ranks 3 and 4, S != T, causal or not. */
+static void check_attention_unfused(const int64_t *qd, int64_t S, int64_t dv, bool causal, double scale) {
+  Module *mm = ir_module_new();
+  Func *g = ir_func_new(mm, "g");
+  int r = qd[3] ? 4 : 3;
+  int64_t kd[4], vd[4];
+  memcpy(kd, qd, sizeof kd);
+  kd[r - 2] = S;
+  memcpy(vd, kd, sizeof vd);
+  vd[r - 1] = dv;
+  int32_t q = ir_input(g, "q", 0, ir_type(mm, DT_F64, r, qd), LOC(1, 1));
+  int32_t k = ir_input(g, "k", 1, ir_type(mm, DT_F64, r, kd), LOC(1, 1));
+  int32_t v = ir_input(g, "v", 2, ir_type(mm, DT_F64, r, vd), LOC(1, 1));
+  int32_t lse;
+  int32_t o = ir_attention(g, q, k, v, causal, scale, &lse, LOC(1, 1));
+  int32_t s = ir_binary(g, OP_MUL, ir_binary(g, OP_MATMUL_NT, q, k, LOC(1, 1)), ir_const(g, scale, ir_type_scalar(mm, DT_F64), LOC(1, 1)), LOC(1, 1));
+  if (causal) s = ir_binary(g, OP_ADD, s, ir_causal_mask(g, S, DT_F64, LOC(1, 1)), LOC(1, 1));
+  int32_t o2 = ir_binary(g, OP_MATMUL, ir_rowop(g, OP_SOFTMAX, s, r - 1, LOC(1, 1)), v, LOC(1, 1));
+  int32_t l2 = ir_unary(g, OP_LOG, ir_reduce(g, OP_SUM, ir_unary(g, OP_EXP, s, LOC(1, 1)), r - 1, false, LOC(1, 1)), LOC(1, 1));
+  assert_true(ir_verify(g, "test"));
+  Tensor in[3] = {tensd(DT_F64, r, qd, NULL), tensd(DT_F64, r, kd, NULL), tensd(DT_F64, r, vd, NULL)};
+  for (int i = 0; i < 3; i++) fill(&in[i], 11 + (uint64_t)i);
+  Interp *it = ir_interp_run(g, INTERP_F64, 1, in, 3, NULL, 0, 0, 0);
+  assert_non_null(it);
+  check_close(ir_interp_value(it, o), ir_interp_value(it, o2), 1e-14, "o");
+  check_close(ir_interp_value(it, lse), ir_interp_value(it, l2), 1e-14, "lse");
+  ir_interp_free(it);
+  free_tensors(in, 3);
+  ir_module_free(mm);
+}
+
+static void test_attention_matches_unfused(void **state) {
+  (void)state;
+  check_attention_unfused((const int64_t[]){2, 3, 4, 0}, 5, 2, false, 0.5);
+  check_attention_unfused((const int64_t[]){2, 3, 4, 0}, 3, 4, true, 0.5);
+  check_attention_unfused((const int64_t[]){2, 2, 5, 4}, 5, 3, true, 1 / sqrt(4.0));
+  check_attention_unfused((const int64_t[]){1, 2, 3, 2}, 4, 2, false, 2.0);
+}
+
+/* attention_bwd against central differences of L = sum(attention(q, k, v) * w), whose
+ * gradient in q, k, v is what attention_bwd gives for do = w: h = 1e-5 in f64, so the
+ * difference's error is O(h^2) plus rounding O(1e-16 / h); tolerance 1e-8 (1 + |g|). */
+static void check_attention_bwd(const int64_t *qd, int64_t S, int64_t dv, bool causal, double scale) {
+  Module *mm = ir_module_new();
+  Func *g = ir_func_new(mm, "g");
+  int r = qd[3] ? 4 : 3;
+  int64_t kd[4], vd[4], od[4];
+  memcpy(kd, qd, sizeof kd);
+  kd[r - 2] = S;
+  memcpy(vd, kd, sizeof vd);
+  vd[r - 1] = dv;
+  memcpy(od, qd, sizeof od);
+  od[r - 1] = dv;
+  int32_t q = ir_input(g, "q", 0, ir_type(mm, DT_F64, r, qd), LOC(1, 1));
+  int32_t k = ir_input(g, "k", 1, ir_type(mm, DT_F64, r, kd), LOC(1, 1));
+  int32_t v = ir_input(g, "v", 2, ir_type(mm, DT_F64, r, vd), LOC(1, 1));
+  int32_t w = ir_input(g, "w", 3, ir_type(mm, DT_F64, r, od), LOC(1, 1));
+  int32_t lse, grads[3];
+  int32_t o = ir_attention(g, q, k, v, causal, scale, &lse, LOC(1, 1));
+  grads[0] = ir_attention_bwd(g, (const int32_t[]){q, k, v, o, lse, w}, causal, scale, &grads[1], &grads[2], LOC(1, 1));
+  assert_true(ir_verify(g, "test"));
+  Tensor in[4] = {tensd(DT_F64, r, qd, NULL), tensd(DT_F64, r, kd, NULL), tensd(DT_F64, r, vd, NULL),
+                  tensd(DT_F64, r, od, NULL)};
+  for (int i = 0; i < 4; i++) fill(&in[i], 21 + (uint64_t)i);
+  Interp *it = ir_interp_run(g, INTERP_F64, 1, in, 4, NULL, 0, 0, 0);
+  assert_non_null(it);
+  const double h = 1e-5;
+  for (int which = 0; which < 3; which++) {
+    Tensor num = tensd(DT_F64, r, in[which].type.dims, NULL);
+    for (int64_t e = 0; e < in[which].numel; e++) {
+      double x0 = in[which].data[e], L[2];
+      for (int sgn = 0; sgn < 2; sgn++) {
+        in[which].data[e] = x0 + (sgn ? -h : h);
+        Interp *p = ir_interp_run(g, INTERP_F64, 1, in, 4, NULL, 0, 0, 0);
+        assert_non_null(p);
+        const Tensor *ot = ir_interp_value(p, o);
+        L[sgn] = 0;
+        for (int64_t j = 0; j < ot->numel; j++) L[sgn] += ot->data[j] * in[3].data[j];
+        ir_interp_free(p);
+      }
+      in[which].data[e] = x0;
+      num.data[e] = (L[0] - L[1]) / (2 * h);
+    }
+    check_close(ir_interp_value(it, grads[which]), &num, 1e-8, which == 0 ? "dq" : which == 1 ? "dk" : "dv");
+    ir_tensor_free(&num);
+  }
+  ir_interp_free(it);
+  free_tensors(in, 4);
+  ir_module_free(mm);
+}
+
+static void test_attention_bwd_by_differences(void **state) {
+  (void)state;
+  check_attention_bwd((const int64_t[]){2, 3, 4, 0}, 5, 2, false, 0.7);
+  check_attention_bwd((const int64_t[]){2, 4, 3, 0}, 4, 3, true, 0.5);
+  check_attention_bwd((const int64_t[]){1, 2, 3, 2}, 3, 2, true, 1 / sqrt(2.0));
 }
 
 /* Run f on deterministic pseudo-random inputs and params of the right shapes (labels:
@@ -806,6 +1161,51 @@ static void test_every_op_from_text(void **state) {
   bp_free(text);
 }
 
+/* The sequence-model golden file: every value computed in both modes at two batch
+ * sizes, the onehot rows exact in both, the loss agreeing to f32 precision. */
+static void test_seq_from_text(void **state) {
+  (void)state;
+  const char *root = getenv("BPCC_SOURCE_DIR");
+  assert_non_null(root);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tests/ir/golden/seq.ir", root);
+  size_t len = 0;
+  char *text = read_file(path, &len);
+  assert_non_null(text);
+  Module *pm = ir_parse(path, text, len);
+  assert_non_null(pm);
+  Func *g = pm->funcs[0];
+  assert_true(ir_verify(g, "test"));
+  int32_t onehot = -1, loss = -1;
+  for (int32_t i = 0; i < g->ninsts; i++) {
+    if (g->insts[i].op == OP_ONEHOT) onehot = i;
+    if (g->insts[i].op == OP_LOSS) loss = g->insts[i].args[0];
+  }
+  assert_true(onehot >= 0 && loss >= 0);
+  for (int b = 1; b <= 3; b += 2) {
+    Interp *a = run_random(g, INTERP_F64, b, 5);
+    Interp *c = run_random(g, INTERP_F32, b, 5);
+    assert_non_null(a);
+    assert_non_null(c);
+    for (int32_t i = 0; i < g->ninsts; i++) {
+      const Tensor *ta = ir_interp_value(a, i), *tc = ir_interp_value(c, i);
+      if (ir_ops[g->insts[i].op].flags & OPF_SINK) continue;
+      assert_non_null(ta);
+      assert_non_null(tc);
+      assert_int_equal(ta->numel, ir_type_numel(ir_vtype(g, i), b));
+      for (int64_t k = 0; k < ta->numel; k++) assert_false(isnan(ta->data[k]));
+    }
+    const Tensor *o64 = ir_interp_value(a, onehot), *o32 = ir_interp_value(c, onehot);
+    assert_memory_equal(o64->data, o32->data, (size_t)o64->numel * sizeof(double));
+    double l64 = ir_interp_value(a, loss)->data[0], l32 = ir_interp_value(c, loss)->data[0];
+    assert_true(fabs(l64 - l32) <= 1e-5 * fabs(l64) + 1e-6);
+    ir_interp_free(a);
+    ir_interp_free(c);
+  }
+  ir_module_free(pm);
+  bp_free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_binary_broadcasting, setup, teardown),
@@ -829,6 +1229,15 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_unverified_ir_is_an_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_small_model, setup, teardown),
       cmocka_unit_test_setup_teardown(test_every_op_from_text, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_gelu, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_batched_matmul, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transpose_perm, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sequence_labels, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_causal_mask, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_attention_by_hand, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_attention_matches_unfused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_attention_bwd_by_differences, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_seq_from_text, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

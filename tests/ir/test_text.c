@@ -344,6 +344,7 @@ static char *parse_error(const char *text) {
 
 #define HEAD "func @f {\n  %0 = input \"x\" : f32[B,3]\n"
 #define POOL4 "func @f {\n  %0 = input \"x\" : f32[B,2,5,5]\n"
+#define SEQ "func @f {\n  %0 = input \"x\" : f32[B,2,4,3]\n  %1 = input \"k\" : f32[B,2,5,3]\n"
 #define LN HEAD "  %1 = input \"g\" : f32[3]\n  %2 = input \"b\" : f32[4]\n"
 
 static void test_parser_diagnostics(void **state) {
@@ -446,6 +447,28 @@ static void test_parser_diagnostics(void **state) {
       {HEAD "  %1 = onehot %0 : f32[B,3]\n}\n", "bad.ir:3:8: error: onehot needs a label operand, has f32[B,3]"},
       {HEAD "  %1 = sum %0 axis=1 keep=2 : f32[B,1]\n}\n", "bad.ir:3:22: error: keep is 0 or 1"},
       {HEAD "  %1 = sum %0 axis=99999999999 : f32[B]\n}\n", "bad.ir:3:20: error: integer 99999999999 out of range"},
+      {SEQ "  %2 = transpose %0 perm=0013 : f32[B,2,4,3]\n}\n",
+       "bad.ir:4:8: error: transpose needs a float operand of rank 2 to 4 and a permutation of its dims (perm=13)"},
+      {SEQ "  %2 = transpose %0 perm=021 : f32[B,2,4,3]\n}\n",
+       "bad.ir:4:8: error: transpose needs a float operand of rank 2 to 4 and a permutation of its dims (perm=21)"},
+      {SEQ "  %2 = matmul_nt %0, %1 fold=1 : f32[4,5]\n}\n",
+       "bad.ir:4:8: error: matmul_nt: fold=1 needs matmul_tn and operands of one rank"},
+      {SEQ "  %2 = matmul_tn %0, %0 fold=2 : f32[3,3]\n}\n",
+       "bad.ir:4:8: error: matmul_tn: fold=2 needs matmul_tn and operands of one rank"},
+      {SEQ "  %2 = attention %0, %1, %1 causal=1 scale=0.5 : f32[B,2,4,3]\n}\n",
+       "bad.ir:4:8: error: attention: causal=1 needs causal 0 or 1 and as many queries as keys"},
+      {SEQ "  %2 = attention %0, %1, %1 causal=0 scale=0 : f32[B,2,4,3]\n}\n",
+       "bad.ir:4:8: error: attention: the scale must be a finite number > 0"},
+      {SEQ "  %2 = attention %0, %1, %1 causal=0 : f32[B,2,4,3]\n}\n",
+       "bad.ir:4:8: error: attention needs the attribute 'scale'"},
+      {SEQ "  %2 = attention %0, %1, %1 causal=0 scale=0.5 : f32[B,2,4,3]\n  %3 = extra %2 result=2 : f32[B,2,4]\n}\n",
+       "bad.ir:5:8: error: extra: attention has no result 2"},
+      {SEQ "  %2 = extra %0 result=1 : f32[B,2,4]\n}\n",
+       "bad.ir:4:8: error: extra: input has no result 1"},
+      {SEQ "  %2 = causal_mask : f32[4,5]\n}\n",
+       "bad.ir:4:8: error: causal_mask must be square [T,T] without the batch dim"},
+      {"func @f {\n  %0 = input \"t\" : label[B,4,5]\n  %1 = input \"w\" : f32[4,8]\n  %2 = embedding %0, %1 : f32[B,4,8]\n}\n",
+       "bad.ir:4:8: error: embedding: the table f32[4,8] needs 5 rows, one per class of label[B,4,5]"},
   };
   int bad = 0;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -511,7 +534,7 @@ static void test_mutations_never_crash(void **state) {
   const char *root = getenv("BPCC_SOURCE_DIR");
   assert_non_null(root);
   static const char *const files[] = {"every_op.ir", "corners.ir", "mlp.ir", "pool.ir", "conv.ir", "layernorm.ir",
-                                      "bn.ir"};
+                                      "bn.ir", "seq.ir"};
   static const char alphabet[] = "%@=,:[](){}#\"\\ \n0123456789B.-+eafxlpinsum_";
   FILE *devnull = fopen("/dev/null", "w");
   uint64_t r = 0x9e3779b97f4a7c15ull;

@@ -182,7 +182,11 @@ static void load_fixture(const char *rel, Fixture *fx) {
       t->dims[i] = strtoll(q, &q, 10);
       t->n *= t->dims[i];
     }
-    if (strcmp(t->kind, "label") == 0) t->n = t->dims[0];   /* one class index per row */
+    if (strcmp(t->kind, "label") == 0) {   /* one class index per row or position: the dims but the classes */
+      if (t->rank < 2) fail_msg("%s: label '%s' has rank %d, needs its rows and its classes", rel, t->name, t->rank);
+      t->n = 1;
+      for (int i = 0; i < t->rank - 1; i++) t->n *= t->dims[i];
+    }
     if (!eol) fail_msg("%s: '%s' has no values", rel, t->name);
     q = eol + 1;
     t->v = bp_xmalloc((size_t)(t->n ? t->n : 1) * sizeof *t->v);
@@ -456,7 +460,7 @@ static void engine_open(Engine *e, Fixture *fx, const bprt_model_desc *d, bool f
     e->m = bprt_model_create(d, 0);
     if (!e->m) fail_msg("bprt_model_create: %s", bprt_last_error());
     for (int i = 0; i < d->ninputs; i++)
-      e->buf[i] = bp_xmalloc((size_t)numel_of(d->inputs[i].is_label ? 1 : d->inputs[i].rank, d->inputs[i].dims, rows) * 4);
+      e->buf[i] = bp_xmalloc((size_t)numel_of(d->inputs[i].rank - (d->inputs[i].is_label ? 1 : 0), d->inputs[i].dims, rows) * 4);
     for (int i = 0; i < d->noutputs; i++)
       e->out[i] = bp_xmalloc((size_t)numel_of(d->outputs[i].rank, d->outputs[i].dims, rows) * 4);
   }
@@ -701,6 +705,7 @@ static const FixtureLine fixtures[] = {
     {"tests/fixtures/lenet_small.bp", "tests/fixtures/lenet_small.fixture", false},
     {"tests/fixtures/layernorm_small.bp", "tests/fixtures/layernorm_small.fixture", false},
     {"tests/fixtures/cnn_bn_small.bp", "tests/fixtures/cnn_bn_small.fixture", true},
+    {"examples/attention_small.bp", "tests/fixtures/attention_small.fixture", false},
 };
 #define NFIXTURES (sizeof fixtures / sizeof fixtures[0])
 
