@@ -139,6 +139,13 @@ LLVMValueRef cg_log(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x);
 LLVMValueRef cg_pow_const(Cg *cg, LLVMValueRef x, double p);
+/* erf (a fit of bpcc's own, vmath.c), GELU in the erf form and its tanh approximation,
+ * and their derivatives times dy (gelu_grad(x, dy), gelu_tanh_grad(x, dy)) */
+LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_gelu(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_gelu_grad(Cg *cg, LLVMValueRef x, LLVMValueRef dy);
+LLVMValueRef cg_gelu_tanh(Cg *cg, LLVMValueRef x);
+LLVMValueRef cg_gelu_tanh_grad(Cg *cg, LLVMValueRef x, LLVMValueRef dy);
 /* Philox4x32-10 block: out[4] (i32) from counter (i64 block, i64 stream), key seed (i64). */
 void cg_philox(Cg *cg, LLVMValueRef block, LLVMValueRef stream, LLVMValueRef seed, LLVMValueRef out[4]);
 
@@ -170,8 +177,16 @@ enum {
   CG_EP_RELU_GRAD = 32, CG_EP_TANH_GRAD = 64, CG_EP_SIGMOID_GRAD = 128,
   CG_EP_BIAS_ROW = 256,   /* + bias[channel of the row] (a convolution's bias, codegen/conv.c) */
   CG_EP_BN_ROW = 512, CG_EP_SCALE_ROW = 1024, CG_EP_SHIFT_ROW = 2048,   /* batchnorm, per channel */
-  CG_EP__LIMIT = 4096
+  CG_EP_GELU = 4096, CG_EP_GELU_TANH = 8192, CG_EP_GELU_GRAD = 16384, CG_EP_GELU_TANH_GRAD = 32768,
+  CG_EP__LIMIT = 65536
 };
+#define CG_EP_ACTS (CG_EP_RELU | CG_EP_TANH | CG_EP_SIGMOID | CG_EP_GELU | CG_EP_GELU_TANH)
+#define CG_EP_MASKS (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD | CG_EP_GELU_GRAD | CG_EP_GELU_TANH_GRAD)
+/* The activation op of an epilogue's flags (OP_INPUT: none), its derivative mask op,
+ * and the flag of an OPF_ACT / OPF_ACT_GRAD op (0: none). */
+Op cg_ep_act(int flags);
+Op cg_ep_mask(int flags);
+int cg_ep_flag_of(Op op);
 /* The per-channel operands of a convolution's epilogue, in the order it applies them. */
 enum { CG_EPV_BIAS, CG_EPV_MEAN, CG_EPV_RSTD, CG_EPV_GAMMA, CG_EPV_BETA, CG_EPV__COUNT };
 static inline bool cg_ep_uses(int flags, int k) {
@@ -237,6 +252,16 @@ int64_t cg_conv_own_floats(Func *f, const Inst *in);
  * the GEMM core through im2col, or for few channels as register-blocked rows; split
  * over images (or over the weight gradient's columns or taps). */
 void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out, const CgEpilogue *ep);
+
+/* ---- attention.c ---- */
+/* attention or attention_bwd (members[0]) with the extras the plan computes
+ * (members[1..n), kernel_plan.c KERNEL_ATTN): FlashAttention's blocked online softmax,
+ * forward over (slice, query block) items, backward per slice; each chunk's scratch is
+ * its part of the GEMM pack area. */
+bool cg_kernel_attention(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
+/* The scratch elements one chunk needs for attention instruction in (the pack area is
+ * made at least this large, cg_gemm_pack_sizes). */
+int64_t cg_attention_scratch_floats(Func *f, const Inst *in);
 
 /* ---- optim.c ---- */
 typedef struct {

@@ -767,7 +767,7 @@ static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef K
   cg_loop_end_hint(cg, &lc, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
   /* the epilogue (gemm.c's formulas: + bias, batchnorm, activation) and the stores */
   int f = g->epflags;
-  Op act = f & CG_EP_RELU ? OP_RELU : f & CG_EP_TANH ? OP_TANH : f & CG_EP_SIGMOID ? OP_SIGMOID : OP_INPUT;
+  Op act = cg_ep_act(f);
   for (int o = 0; o < O; o++) {
     LLVMValueRef cv[CG_EPV__COUNT] = {NULL};
     for (int k = 0; k < CG_EPV__COUNT; k++)
@@ -804,8 +804,7 @@ static void rowconv_image(Cg *cg, const Geom *g, LLVMValueRef xb, LLVMValueRef K
  * to y[o, i, j] (masked lanes past O), after the epilogue (+ bias, batchnorm, activation). */
 static bool lanes_fwd_ok(Cg *cg, const Geom *g) {
   if (g->op != OP_CONV2D || g->direct || cg->W <= 1) return false;
-  if (g->epflags & ~(CG_EP_BIAS_ROW | CG_EP_BN_ROW | CG_EP_SCALE_ROW | CG_EP_SHIFT_ROW | CG_EP_RELU | CG_EP_TANH |
-                     CG_EP_SIGMOID | CG_EP_STORE_PRE))
+  if (g->epflags & ~(CG_EP_BIAS_ROW | CG_EP_BN_ROW | CG_EP_SCALE_ROW | CG_EP_SHIFT_ROW | CG_EP_ACTS | CG_EP_STORE_PRE))
     return false;
   int64_t nvo = (g->O + cg->W - 1) / cg->W;
   return nvo <= 4 && 4 * g->O >= 3 * nvo * cg->W;
@@ -861,7 +860,7 @@ static void lanes_fwd_block(Cg *cg, const Geom *g, int R, int NJ, LLVMValueRef i
    * the positions, masked past the block and skipping channels >= O (a masked scatter
    * per position stored 16 scalars one by one: 21% of the pass for LeNet's c2) */
   int f = g->epflags;
-  Op act = f & CG_EP_RELU ? OP_RELU : f & CG_EP_TANH ? OP_TANH : f & CG_EP_SIGMOID ? OP_SIGMOID : OP_INPUT;
+  Op act = cg_ep_act(f);
   LLVMValueRef pbase = add(cg, mul(cg, i0, k64(cg, g->WO)), j0);
   LLVMValueRef zv = cg_fconst(cg, cg->t_vec, 0.0);
   for (int q = 0; q < NVO; q++) {

@@ -123,6 +123,10 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
         conv_shapes(f, in, mkn, &col);
         M = mkn[0], K = mkn[1], N = mkn[2];
         if (col > cmax) cmax = col;
+      } else if (ir_ops[in->op].kind == OPK_ATTN) {   /* its blocks' scratch (attention.c) */
+        int64_t s = cg_attention_scratch_floats(f, in);
+        if (s > cmax) cmax = s;
+        continue;
       } else {
         continue;
       }
@@ -633,6 +637,29 @@ typedef struct {
   LLVMValueRef rowv[CG_EPV__COUNT];            /* per-row operands: bias[(row / ldc) % rows], ... */
 } EpiCtx;
 
+/* the epilogue's activation and mask flags, one each at most, and their ops */
+static const struct {
+  int flag;
+  Op op;
+} ep_ops[] = {
+    {CG_EP_RELU, OP_RELU}, {CG_EP_TANH, OP_TANH}, {CG_EP_SIGMOID, OP_SIGMOID}, {CG_EP_GELU, OP_GELU},
+    {CG_EP_GELU_TANH, OP_GELU_TANH}, {CG_EP_RELU_GRAD, OP_RELU_GRAD}, {CG_EP_TANH_GRAD, OP_TANH_GRAD},
+    {CG_EP_SIGMOID_GRAD, OP_SIGMOID_GRAD}, {CG_EP_GELU_GRAD, OP_GELU_GRAD}, {CG_EP_GELU_TANH_GRAD, OP_GELU_TANH_GRAD},
+};
+
+static Op ep_op(int flags, int among) {
+  for (size_t k = 0; k < sizeof ep_ops / sizeof ep_ops[0]; k++)
+    if (flags & among & ep_ops[k].flag) return ep_ops[k].op;
+  return OP_INPUT;
+}
+Op cg_ep_act(int flags) { return ep_op(flags, CG_EP_ACTS); }
+Op cg_ep_mask(int flags) { return ep_op(flags, CG_EP_MASKS); }
+int cg_ep_flag_of(Op op) {
+  for (size_t k = 0; k < sizeof ep_ops / sizeof ep_ops[0]; k++)
+    if (ep_ops[k].op == op) return ep_ops[k].flag;
+  return 0;
+}
+
 static LLVMValueRef epi_inst(Cg *cg, Op op, LLVMValueRef a, LLVMValueRef b) {
   Inst in;
   memset(&in, 0, sizeof in);
@@ -661,12 +688,9 @@ static void epi_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   for (int k = 0; k < CG_EPV__COUNT; k++)
     if (c->rowv[k]) rv[k] = cg_is_vec(T) ? cg_splat(cg, c->rowv[k], T) : c->rowv[k];
   x = cg_ep_channel(cg, c->flags, x, rv);
-  if (c->flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD)) {
-    Op op = c->flags & CG_EP_RELU_GRAD ? OP_RELU_GRAD : c->flags & CG_EP_TANH_GRAD ? OP_TANH_GRAD : OP_SIGMOID_GRAD;
-    x = epi_inst(cg, op, cg_load(cg, T, c->aux, idx), x);
-  }
-  if (c->flags & (CG_EP_RELU | CG_EP_TANH | CG_EP_SIGMOID)) {
-    Op op = c->flags & CG_EP_RELU ? OP_RELU : c->flags & CG_EP_TANH ? OP_TANH : OP_SIGMOID;
+  if (c->flags & CG_EP_MASKS) x = epi_inst(cg, cg_ep_mask(c->flags), cg_load(cg, T, c->aux, idx), x);
+  if (c->flags & CG_EP_ACTS) {
+    Op op = cg_ep_act(c->flags);
     if (c->flags & CG_EP_STORE_PRE) cg_store(cg, x, c->C, idx);
     LLVMValueRef y = epi_inst(cg, op, x, NULL);
     cg_store(cg, y, c->flags & CG_EP_STORE_PRE ? c->out2 : c->C, idx);

@@ -62,6 +62,10 @@ LLVMValueRef cg_ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRef b)
     return LLVMBuildFMul(B, LLVMBuildFMul(B, b, a, ""), LLVMBuildFSub(B, fk(cg, T, 1), a, ""), "");
   case OP_TANH_GRAD:     /* (y, dy) -> dy * (1 - y^2) */
     return LLVMBuildFMul(B, b, LLVMBuildFSub(B, fk(cg, T, 1), LLVMBuildFMul(B, a, a, ""), ""), "");
+  case OP_GELU: return cg_gelu(cg, a);
+  case OP_GELU_TANH: return cg_gelu_tanh(cg, a);
+  case OP_GELU_GRAD: return cg_gelu_grad(cg, a, b);             /* (x, dy) */
+  case OP_GELU_TANH_GRAD: return cg_gelu_tanh_grad(cg, a, b);   /* (x, dy) */
   case OP_BROADCAST: return a;
   default: break;
   }
@@ -616,6 +620,21 @@ static void kernel_embedding_bwd(Cg *cg, const CgVal *ids, const CgVal *dy, cons
   cg_run_task(cg, LLVMBuildICmp(B, LLVMIntSGT, nch, cg_i64(cg, 1), ""), nch, cg_i64(cg, 1), task, ctx, nch);
 }
 
+/* causal_mask [T, T]: row r is 0 in columns 0..r and -inf after, two fills per row.
+ * A kernel of its own (as dropout's mask): T^2 floats written once per call of the
+ * entry (16 KiB at T = 64), read by the elementwise kernel that adds it to the scores,
+ * which then needs no index arithmetic of its own. */
+static void kernel_causal_mask(Cg *cg, const CgVal *out) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef T = cg_dim(cg, out->t, 0), one = cg_i64(cg, 1);
+  CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), T, one);
+  LLVMValueRef row = cg_gep(cg, cg->t_f32, out->ptr, LLVMBuildMul(B, l.iv, T, ""));
+  LLVMValueRef keep = LLVMBuildAdd(B, l.iv, one, "");
+  fill(cg, row, keep, 0.0);
+  fill(cg, cg_gep(cg, cg->t_f32, row, keep), LLVMBuildSub(B, T, keep, ""), -INFINITY);
+  cg_loop_end(cg, &l);
+}
+
 /* ------------------------------------------------------------------ fused groups */
 
 static bool is_member(const int32_t *members, int n, int32_t v) {
@@ -705,8 +724,8 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
       ep.gamma = other;
       dst = vals[v].ptr;
       break;
-    case OP_RELU: case OP_TANH: case OP_SIGMOID:
-      ep.flags |= in->op == OP_RELU ? CG_EP_RELU : in->op == OP_TANH ? CG_EP_TANH : CG_EP_SIGMOID;
+    case OP_RELU: case OP_TANH: case OP_SIGMOID: case OP_GELU: case OP_GELU_TANH:
+      ep.flags |= cg_ep_flag_of((Op)in->op);
       if (vals[prev].ptr) {   /* the value before the activation is read elsewhere too */
         ep.flags |= CG_EP_STORE_PRE;
         ep.out2 = vals[v].ptr;
@@ -714,8 +733,8 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
         dst = vals[v].ptr;
       }
       break;
-    case OP_RELU_GRAD: case OP_TANH_GRAD: case OP_SIGMOID_GRAD:
-      ep.flags |= in->op == OP_RELU_GRAD ? CG_EP_RELU_GRAD : in->op == OP_TANH_GRAD ? CG_EP_TANH_GRAD : CG_EP_SIGMOID_GRAD;
+    case OP_RELU_GRAD: case OP_TANH_GRAD: case OP_SIGMOID_GRAD: case OP_GELU_GRAD: case OP_GELU_TANH_GRAD:
+      ep.flags |= cg_ep_flag_of((Op)in->op);
       ep.aux = vals[in->args[0]].ptr;
       dst = vals[v].ptr;
       break;
@@ -725,7 +744,7 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     prev = v;
   }
   if (!dst || (ep.flags & (CG_EP_BIAS | CG_EP_BIAS_ROW) && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
-      (ep.flags & (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD) && !ep.aux) ||
+      (ep.flags & CG_EP_MASKS && !ep.aux) ||
       (ep.flags & CG_EP_BN_ROW && (!ep.mean || !ep.rstd)) || (ep.flags & CG_EP_SCALE_ROW && !ep.gamma) ||
       (ep.flags & CG_EP_SHIFT_ROW && !ep.beta) || (ep.flags & (CG_EP_BN_ROW | CG_EP_SCALE_ROW) && gi->op != OP_CONV2D))
     ir_die("cg_kernel_gemm_fused: a fused value has no buffer");
@@ -793,22 +812,177 @@ bool cg_kernel_xent_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
 
 /* ------------------------------------------------------------------ shape movement */
 
-/* y[n,m] = x[m,n]^T, in 16 x 16 tiles so that both sides stay in cache lines. */
-static void kernel_transpose(Cg *cg, const CgVal *x, const CgVal *y) {
+/* transpose by a permutation (ranks 2 to 4), y.dims[i] = x.dims[perm[i]]. Both seen at
+ * rank 4 (leading dims of 1); SX[i] is x's stride along y's dim i. Two shapes:
+ *   rows   perm keeps the last dim (the head split [B,T,H,D] -> [B,H,T,D]): each line
+ *          of y's last dim is a contiguous line of x, a vector copy
+ *   tiles  x's contiguous dim becomes y's dim q < 3: W x W tiles over (q, 3), each
+ *          loaded as W vectors along x's contiguous dim, transposed in registers
+ *          (log2 W rounds of shufflevector) and stored as W vectors along y's last
+ *          dim; edge tiles element by element
+ * A task over units (lines, or rows of tiles), run through parallel_for from
+ * TR_PAR elements on; units are independent, so the split changes no result. */
+enum { TX_X, TX_Y, TX_Y0, TX_Y1, TX_Y2, TX_Y3, TX_S0, TX_S1, TX_S2, TX_S3, TX__COUNT };
+#define TR_PAR 65536
+#define TR_GRAIN 16384
+
+static LLVMTypeRef tx_type(Cg *cg) {
+  LLVMTypeRef f[TX__COUNT];
+  for (int i = 0; i < TX__COUNT; i++) f[i] = i < 2 ? cg->t_ptr : cg->t_i64;
+  return LLVMStructTypeInContext(cg->C, f, TX__COUNT, 0);
+}
+
+typedef struct {
+  LLVMValueRef src, dst, sbase, dbase;
+} CopyRowCtx;
+
+static void copyrow_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
+  CopyRowCtx *c = p;
+  cg_store(cg, cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->sbase, j, "")), c->dst, LLVMBuildAdd(cg->B, c->dbase, j, ""));
+}
+
+/* v[0..W) rows of a W x W tile -> its columns, in registers */
+static void tile_transpose(Cg *cg, LLVMValueRef *v, int W) {
+  for (int b = W / 2; b >= 1; b /= 2) {
+    LLVMValueRef mx[64], my[64];
+    for (int c = 0; c < W; c++) {
+      mx[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c - b : c), 0);
+      my[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c : c + b), 0);
+    }
+    LLVMValueRef maskx = LLVMConstVector(mx, (unsigned)W), masky = LLVMConstVector(my, (unsigned)W);
+    for (int i = 0; i < W; i++) {
+      if (i & b) continue;
+      LLVMValueRef x = v[i], y = v[i + b];
+      v[i] = LLVMBuildShuffleVector(cg->B, x, y, maskx, "");
+      v[i + b] = LLVMBuildShuffleVector(cg->B, x, y, masky, "");
+    }
+  }
+}
+
+static LLVMValueRef tr_task(Cg *cg, int q) {
   LLVMBuilderRef B = cg->B;
-  LLVMValueRef m = cg_dim(cg, x->t, 0), n = cg_dim(cg, x->t, 1), T16 = cg_i64(cg, 16), one = cg_i64(cg, 1);
-  CgLoop bi = cg_loop_begin(cg, cg_i64(cg, 0), m, T16);
-  CgLoop bj = cg_loop_begin(cg, cg_i64(cg, 0), n, T16);
-  LLVMValueRef iend = cg_min_i64(cg, LLVMBuildAdd(B, bi.iv, T16, ""), m);
-  LLVMValueRef jend = cg_min_i64(cg, LLVMBuildAdd(B, bj.iv, T16, ""), n);
-  CgLoop i = cg_loop_begin(cg, bi.iv, iend, one);
-  CgLoop j = cg_loop_begin(cg, bj.iv, jend, one);
-  LLVMValueRef v = cg_load(cg, cg->t_f32, x->ptr, LLVMBuildAdd(B, LLVMBuildMul(B, i.iv, n, ""), j.iv, ""));
-  cg_store(cg, v, y->ptr, LLVMBuildAdd(B, LLVMBuildMul(B, j.iv, m, ""), i.iv, ""));
-  cg_loop_end(cg, &j);
-  cg_loop_end(cg, &i);
-  cg_loop_end(cg, &bj);
-  cg_loop_end(cg, &bi);
+  LLVMValueRef fn = cg_new_function(cg, "bpcc_transpose_task", cg->t_task, true);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMTypeRef ct = tx_type(cg);
+  LLVMValueRef ctx = LLVMGetParam(fn, 0), f[TX__COUNT];
+  for (unsigned i = 0; i < TX__COUNT; i++)
+    f[i] = LLVMBuildLoad2(B, LLVMStructGetTypeAtIndex(ct, i), LLVMBuildStructGEP2(B, ct, ctx, i, ""), "");
+  LLVMValueRef *Y = &f[TX_Y0], *SX = &f[TX_S0], one = cg_i64(cg, 1);
+  LLVMValueRef SY[4] = {NULL, NULL, NULL, one};
+  for (int i = 2; i >= 0; i--) SY[i] = LLVMBuildMul(B, SY[i + 1], Y[i + 1], "");
+  CgLoop lu = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), one);
+  if (q == 3) {   /* rows: unit u = line (i0, i1, i2) of y */
+    LLVMValueRef i2 = LLVMBuildSRem(B, lu.iv, Y[2], ""), t = LLVMBuildSDiv(B, lu.iv, Y[2], "");
+    LLVMValueRef i1 = LLVMBuildSRem(B, t, Y[1], ""), i0 = LLVMBuildSDiv(B, t, Y[1], "");
+    LLVMValueRef xb = LLVMBuildAdd(B, LLVMBuildAdd(B, LLVMBuildMul(B, i0, SX[0], ""), LLVMBuildMul(B, i1, SX[1], ""), ""),
+                                   LLVMBuildMul(B, i2, SX[2], ""), "");
+    CopyRowCtx c = {f[TX_X], f[TX_Y], xb, LLVMBuildMul(B, lu.iv, Y[3], "")};
+    cg_vloop(cg, Y[3], copyrow_body, &c);
+  } else {   /* tiles: unit u = (j1, j2, tile row ta) over y's dims o1, o2 and q */
+    int o[2], no = 0;
+    for (int i = 0; i < 3; i++)
+      if (i != q) o[no++] = i;
+    int TW = cg->W > 1 ? cg->W : 16;
+    LLVMValueRef tw = cg_i64(cg, TW);
+    LLVMValueRef nta = LLVMBuildSDiv(B, LLVMBuildAdd(B, Y[q], cg_i64(cg, TW - 1), ""), tw, "");
+    LLVMValueRef ta = LLVMBuildSRem(B, lu.iv, nta, ""), t = LLVMBuildSDiv(B, lu.iv, nta, "");
+    LLVMValueRef j2 = LLVMBuildSRem(B, t, Y[o[1]], ""), j1 = LLVMBuildSDiv(B, t, Y[o[1]], "");
+    LLVMValueRef a0 = LLVMBuildMul(B, ta, tw, "");
+    LLVMValueRef xb = LLVMBuildAdd(B, LLVMBuildAdd(B, LLVMBuildMul(B, j1, SX[o[0]], ""), LLVMBuildMul(B, j2, SX[o[1]], ""), ""), a0, "");
+    LLVMValueRef yb = LLVMBuildAdd(B, LLVMBuildAdd(B, LLVMBuildMul(B, j1, SY[o[0]], ""), LLVMBuildMul(B, j2, SY[o[1]], ""), ""),
+                                   LLVMBuildMul(B, a0, SY[q], ""), "");
+    LLVMValueRef na = cg_min_i64(cg, tw, LLVMBuildSub(B, Y[q], a0, ""));
+    CgLoop lb = cg_loop_begin(cg, cg_i64(cg, 0), Y[3], tw);
+    LLVMValueRef nb = cg_min_i64(cg, tw, LLVMBuildSub(B, Y[3], lb.iv, ""));
+    LLVMValueRef full = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntEQ, na, tw, ""), LLVMBuildICmp(B, LLVMIntEQ, nb, tw, ""), "");
+    if (cg->W > 1) {
+      LLVMBasicBlockRef bfull = LLVMAppendBasicBlockInContext(cg->C, fn, "trfull");
+      LLVMBasicBlockRef bedge = LLVMAppendBasicBlockInContext(cg->C, fn, "tredge");
+      LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, fn, "trjoin");
+      LLVMBuildCondBr(B, full, bfull, bedge);
+      LLVMPositionBuilderAtEnd(B, bfull);
+      LLVMValueRef v[64];
+      for (int b = 0; b < TW; b++)   /* x's line at y column b0 + b: W elements along q */
+        v[b] = cg_load(cg, cg->t_vec, f[TX_X], LLVMBuildAdd(B, xb, LLVMBuildMul(B, LLVMBuildAdd(B, lb.iv, cg_i64(cg, b), ""), SX[3], ""), ""));
+      tile_transpose(cg, v, TW);
+      for (int a = 0; a < TW; a++)
+        cg_store(cg, v[a], f[TX_Y], LLVMBuildAdd(B, LLVMBuildAdd(B, yb, LLVMBuildMul(B, cg_i64(cg, a), SY[q], ""), ""), lb.iv, ""));
+      LLVMBuildBr(B, bjoin);
+      LLVMPositionBuilderAtEnd(B, bedge);
+      CgLoop la = cg_loop_begin(cg, cg_i64(cg, 0), na, one);
+      CgLoop lc = cg_loop_begin(cg, cg_i64(cg, 0), nb, one);
+      LLVMValueRef col = LLVMBuildAdd(B, lb.iv, lc.iv, "");
+      LLVMValueRef val = cg_load(cg, cg->t_f32, f[TX_X], LLVMBuildAdd(B, LLVMBuildAdd(B, xb, la.iv, ""), LLVMBuildMul(B, col, SX[3], ""), ""));
+      cg_store(cg, val, f[TX_Y], LLVMBuildAdd(B, LLVMBuildAdd(B, yb, LLVMBuildMul(B, la.iv, SY[q], ""), ""), col, ""));
+      cg_loop_end_hint(cg, &lc, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+      cg_loop_end_hint(cg, &la, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+      LLVMBuildBr(B, bjoin);
+      LLVMPositionBuilderAtEnd(B, bjoin);
+    } else {
+      (void)full;
+      CgLoop la = cg_loop_begin(cg, cg_i64(cg, 0), na, one);
+      CgLoop lc = cg_loop_begin(cg, cg_i64(cg, 0), nb, one);
+      LLVMValueRef col = LLVMBuildAdd(B, lb.iv, lc.iv, "");
+      LLVMValueRef val = cg_load(cg, cg->t_f32, f[TX_X], LLVMBuildAdd(B, LLVMBuildAdd(B, xb, la.iv, ""), LLVMBuildMul(B, col, SX[3], ""), ""));
+      cg_store(cg, val, f[TX_Y], LLVMBuildAdd(B, LLVMBuildAdd(B, yb, LLVMBuildMul(B, la.iv, SY[q], ""), ""), col, ""));
+      cg_loop_end(cg, &lc);
+      cg_loop_end(cg, &la);
+    }
+    cg_loop_end(cg, &lb);
+  }
+  cg_loop_end(cg, &lu);
+  LLVMBuildRetVoid(B);
+  return fn;
+}
+
+static void kernel_transpose(Cg *cg, const Inst *in, const CgVal *x, const CgVal *y) {
+  LLVMBuilderRef B = cg->B;
+  int r = x->t->rank, perm[4];
+  if (!ir_transpose_perm(in, r, perm)) ir_die("kernel_transpose: a bad permutation %lld", (long long)in->iattr[0]);
+  int pad = 4 - r, q = 3;
+  LLVMValueRef Y[4], SX[4];
+  for (int i = 0; i < 4; i++) {
+    if (i < pad) {
+      Y[i] = cg_i64(cg, 1), SX[i] = cg_i64(cg, 0);
+      continue;
+    }
+    int xd = perm[i - pad];
+    Y[i] = cg_dim(cg, x->t, xd);
+    SX[i] = cg_dims_prod(cg, x->t, xd + 1, r);
+    if (xd == r - 1) q = i;
+  }
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef caller = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
+  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef task = tr_task(cg, q);
+  cg->fn = caller;
+  LLVMPositionBuilderAtEnd(B, here);
+  LLVMSetCurrentDebugLocation2(B, loc);
+  /* units and the elements in one */
+  LLVMValueRef units, per;
+  if (q == 3) {
+    units = LLVMBuildMul(B, LLVMBuildMul(B, Y[0], Y[1], ""), Y[2], "");
+    per = Y[3];
+  } else {
+    int TW = cg->W > 1 ? cg->W : 16, o[2], no = 0;
+    for (int i = 0; i < 3; i++)
+      if (i != q) o[no++] = i;
+    LLVMValueRef nta = LLVMBuildSDiv(B, LLVMBuildAdd(B, Y[q], cg_i64(cg, TW - 1), ""), cg_i64(cg, TW), "");
+    units = LLVMBuildMul(B, LLVMBuildMul(B, Y[o[0]], Y[o[1]], ""), nta, "");
+    per = LLVMBuildMul(B, Y[3], cg_i64(cg, TW), "");
+  }
+  LLVMTypeRef ct = tx_type(cg);
+  LLVMValueRef ctx = cg_alloca(cg, ct, "trctx");
+  LLVMValueRef fields[TX__COUNT] = {x->ptr, y->ptr, Y[0], Y[1], Y[2], Y[3], SX[0], SX[1], SX[2], SX[3]};
+  for (unsigned i = 0; i < TX__COUNT; i++) LLVMBuildStore(B, fields[i], LLVMBuildStructGEP2(B, ct, ctx, i, ""));
+  LLVMValueRef total = cg_numel(cg, y->t);
+  LLVMValueRef par = LLVMBuildAnd(B, LLVMBuildICmp(B, LLVMIntSGT, cg_frame_field(cg, CG_FR_NTHREADS), cg_i32(cg, 1), ""),
+                                  LLVMBuildICmp(B, LLVMIntSGE, total, cg_i64(cg, TR_PAR), ""), "");
+  LLVMValueRef per1 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntSLT, per, cg_i64(cg, 1), ""), cg_i64(cg, 1), per, "");
+  LLVMValueRef grain = LLVMBuildAdd(B, LLVMBuildSDiv(B, cg_i64(cg, TR_GRAIN), per1, ""), cg_i64(cg, 1), "");
+  cg_run_task(cg, par, units, grain, task, ctx, units);
 }
 
 typedef struct {
@@ -1271,7 +1445,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
     return true;
   }
   case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: return kernel_gemm(cg, f, in, out->t, vals, out->ptr, NULL);
-  case OP_TRANSPOSE: kernel_transpose(cg, a, out); return true;
+  case OP_TRANSPOSE: kernel_transpose(cg, in, a, out); return true;
   case OP_SUM: case OP_MEAN: case OP_MAX: kernel_reduce(cg, in, a, out); return true;
   case OP_SUM_TO: kernel_sum_to(cg, a, out); return true;
   case OP_RESHAPE: cg_kernel_copy(cg, a, out->ptr, out->t); return true;   /* same elements, same order */
@@ -1281,12 +1455,14 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
   case OP_EMBEDDING_BWD: kernel_embedding_bwd(cg, a, b, out); return true;
   case OP_SOFTMAX_XENT: kernel_xent(cg, a, b, out); return true;
   case OP_DROPOUT_MASK: kernel_dropout(cg, in, out, training); return true;
+  case OP_CAUSAL_MASK: kernel_causal_mask(cg, out); return true;
   case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA: kernel_layernorm(cg, f, in, vals, out); return true;
   case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT: cg_kernel_conv(cg, in, a, b, out, NULL); return true;
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
     cg_kernel_pool(cg, in, a, b, out);
     return true;
   case OP_BN_MEAN: case OP_BN_VAR: case OP_BN_NORM: case OP_BN_NORM_BWD: kernel_bn(cg, in, vals, out); return true;
+  case OP_ATTENTION: case OP_ATTENTION_BWD: return cg_kernel_attention(cg, f, &v, 1, vals);   /* no extra computed */
   default:
     break;
   }

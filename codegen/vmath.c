@@ -20,6 +20,7 @@
  *   tanh(x): |x| < 0.625: x + x^3 P2(x^2) / Q3(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))
  * written with plain multiplies and adds (llvm.fma would be a libm call without FMA). */
 #include <math.h>
+#include <string.h>
 
 #include "codegen/cg.h"
 
@@ -247,6 +248,134 @@ LLVMValueRef cg_tanh(Cg *cg, LLVMValueRef x) {
 LLVMValueRef cg_sigmoid(Cg *cg, LLVMValueRef x) {
   LLVMValueRef e = cg_exp(cg, LLVMBuildFNeg(cg->B, x, ""));
   return LLVMBuildFDiv(cg->B, K(cg, x, 1.0), vm_add(cg, K(cg, x, 1.0), e), "");
+}
+
+/* ------------------------------------------------------------------ erf, GELU */
+
+/* erf and the normal CDF Phi, by two fits made for bpcc (least squares on Chebyshev
+ * nodes, refined towards minimax, against mpmath at 40 digits):
+ *   |z| < 1:  erf(z) = z P(z^2)                                 (f32: degree 6, 1.2e-9)
+ *   |z| >= 1: erfc(|z|) = exp(-z^2) Q(1/|z| - 0.55)             (f32: degree 11, 1.2e-8)
+ * Q is erfcx (the scaled erfc exp(z^2) erfc(z)) over z in [1, 10], in the variable
+ * 1/z centred on the interval, where its coefficients are small and Horner's rule
+ * keeps its rounding error to a few ulp. exp(-z^2) takes the rounding error of z^2
+ * back through a second term (z^2 = hi + lo exactly: fma, or Dekker's product in
+ * double), since exp(-hi) alone would be off by z^2 ulp (80 ulp at z = 9). f64 models
+ * use degree 11 and 25 fits. Beyond z = 10 Q stays at erfcx(10): the tail is below
+ * 2e-45 there (0 in f32). Measured against libm's erf (tests/codegen/test_cg_seq.c):
+ * at most 0.995 ulp in f32, 2.2e-16 relative in f64.
+ *   erf(x)      = small branch, or sign(x) (1 - erfc(|x|))
+ *   Phi(x)      = (1 + erf(x / sqrt 2)) / 2, the tail branch as erfc(|x| / sqrt 2) / 2
+ *                 for x < 0 directly: Phi(-5) = 2.9e-7 keeps its relative accuracy
+ *                 (1 + erf(z) in f32 would cancel to nothing).
+ *   gelu(x)     = x Phi(x);   gelu_grad(x, dy) = dy (Phi(x) + x phi(x)),
+ *                 phi(x) = exp(-x^2 / 2) / sqrt(2 pi) (the tail's exponential reused)
+ *   gelu_tanh(x) = x (1 + tanh u) / 2 = x / (1 + exp(-2u)), u = c (x + a x^3), one exp;
+ *   gelu_tanh_grad = dy (s + 2 x s (1 - s) c (1 + 3 a x^2)), s = 1 / (1 + exp(-2u)):
+ *                 (1 + t) / 2 = s and (1 - t^2) = 4 s (1 - s) with t = tanh u, so no
+ *                 1 + t cancels for large negative u, and 1 - s = exp(-2u) s none for
+ *                 large positive u. */
+static const double ERF_SMALL32[7] = {7.852726620832805e-05, -0.000800984912765812, 0.0051882883582131025,
+                                      -0.02685379116356504, 0.11283584649950709, -0.37612625780073333,
+                                      1.1283791657202795};
+static const double ERFCX_BIG32[12] = {-0.007504605842083027, -0.05182433086451903, 0.06671688652715388,
+                                       -0.017871740948882713, -0.02635388960556395, 0.05672775224488516,
+                                       -0.06925405418428773, 0.044984508060202606, 0.033722641782457395,
+                                       -0.18123507545447973, 0.4088341977747515, 0.2762943826334319};
+static const double ERF_SMALL64[12] = {-7.795898827002142e-10, 1.3720064546777686e-08, -1.6208483801871705e-07, 1.6447424703317362e-06, -1.492473690741966e-05, 0.00012055294904839707, -0.0008548325975389692, 0.0052239776071164225, -0.02686617064323777, 0.11283791670945006, -0.37612638903183543, 1.1283791670955126};
+static const double ERFCX_BIG64[26] = {-0.9420293468755692, 1.0698602212447201, 0.3536500408146215, -0.8580052149883262, 0.24719036262655228, 0.01590920801117349, 0.06390490011413139, -0.028953564450626888, -0.06284571788426453, 0.09772774468453611, -0.08881619664368606, 0.05938037711066523, -0.019122554210807566, -0.02063459064945167, 0.04855245586169649, -0.05735101065502404, 0.04508040329868736, -0.015394191825873453, -0.02281926861446096, 0.056435144633887394, -0.06952405841014948, 0.04499742890564244, 0.033731372498509105, -0.18123524624055984, 0.4088341170359598, 0.2762943828403371};
+
+static LLVMValueRef poly(Cg *cg, LLVMValueRef x, const double *c32, int n32, const double *c64, int n64) {
+  return is_double(cg, x) ? horner64(cg, x, c64, n64, false) : horner(cg, x, c32, n32);
+}
+
+/* exp(-s x^2) for s = 1 or 1/2 (exact scalings), with x^2 = hi + lo split exactly */
+static LLVMValueRef exp_neg_sq(Cg *cg, LLVMValueRef x, double s) {
+  LLVMValueRef hi = vm_mul(cg, x, x), lo;
+  if (is_double(cg, x)) {   /* Dekker: x = xh + xl with 26-bit halves */
+    LLVMValueRef c = vm_mul(cg, x, K(cg, x, 134217729.0));
+    LLVMValueRef xh = vm_sub(cg, c, vm_sub(cg, c, x)), xl = vm_sub(cg, x, xh);
+    lo = vm_add(cg, vm_add(cg, vm_sub(cg, vm_mul(cg, xh, xh), hi), vm_mul(cg, K(cg, x, 2.0), vm_mul(cg, xh, xl))),
+                vm_mul(cg, xl, xl));
+  } else {
+    lo = fma3(cg, x, x, LLVMBuildFNeg(cg->B, hi, ""));
+  }
+  lo = sel(cg, fcmp(cg, LLVMRealOLT, hi, K(cg, x, INFINITY)), lo, K(cg, x, 0.0));   /* x = +-inf: lo is NaN */
+  LLVMValueRef e = cg_exp(cg, LLVMBuildFNeg(cg->B, vm_mul(cg, hi, K(cg, x, s)), ""));
+  return vm_mul(cg, e, vm_sub(cg, K(cg, x, 1.0), vm_mul(cg, lo, K(cg, x, s))));
+}
+
+/* erfc(|z|) / exp(-z^2) for |z| >= 1 (az = |z|, clamped to [1, 10] here) */
+static LLVMValueRef erfcx_tail(Cg *cg, LLVMValueRef az) {
+  LLVMValueRef args[2] = {az, K(cg, az, 10.0)};
+  LLVMValueRef a = cg_intrinsic(cg, "llvm.minnum", LLVMTypeOf(az), args, 2);
+  a = cg_max_f(cg, a, K(cg, az, 1.0));
+  LLVMValueRef t = vm_sub(cg, LLVMBuildFDiv(cg->B, K(cg, az, 1.0), a, ""), K(cg, az, 0.55));
+  return poly(cg, t, ERFCX_BIG32, 12, ERFCX_BIG64, 26);
+}
+
+/* erf(z) = z + z (P(z^2) - 1) for |z| < 1: P is near 1.13, where an f32 ulp is twice
+ * the result's relative ulp below 0.5; the difference z (P - 1) carries its rounding
+ * at an eighth of the weight */
+static LLVMValueRef erf_small(Cg *cg, LLVMValueRef z) {
+  double c32[7], c64[12];
+  memcpy(c32, ERF_SMALL32, sizeof c32);
+  memcpy(c64, ERF_SMALL64, sizeof c64);
+  c32[6] -= 1.0, c64[11] -= 1.0;
+  LLVMValueRef pm = poly(cg, vm_mul(cg, z, z), c32, 7, c64, 12);
+  return is_double(cg, z) ? vm_add(cg, z, vm_mul(cg, z, pm)) : fma3(cg, z, pm, z);
+}
+
+LLVMValueRef cg_erf(Cg *cg, LLVMValueRef x) {
+  LLVMValueRef ax = cg_intrinsic(cg, "llvm.fabs", LLVMTypeOf(x), &x, 1);
+  LLVMValueRef small = erf_small(cg, x);
+  LLVMValueRef big = vm_sub(cg, K(cg, x, 1.0), vm_mul(cg, exp_neg_sq(cg, ax, 1.0), erfcx_tail(cg, ax)));
+  LLVMValueRef sargs[2] = {big, x};
+  big = cg_intrinsic(cg, "llvm.copysign", LLVMTypeOf(x), sargs, 2);
+  return sel(cg, fcmp(cg, LLVMRealOLT, ax, K(cg, x, 1.0)), small, big);
+}
+
+/* Phi(x), and exp(-x^2 / 2) through *e when e is not NULL */
+static LLVMValueRef normal_cdf(Cg *cg, LLVMValueRef x, LLVMValueRef *e) {
+  LLVMValueRef ax = cg_intrinsic(cg, "llvm.fabs", LLVMTypeOf(x), &x, 1);
+  LLVMValueRef z = vm_mul(cg, x, K(cg, x, 0.70710678118654752440));
+  LLVMValueRef small = vm_add(cg, K(cg, x, 0.5), vm_mul(cg, erf_small(cg, z), K(cg, x, 0.5)));
+  LLVMValueRef ex = exp_neg_sq(cg, x, 0.5);
+  LLVMValueRef tail = vm_mul(cg, vm_mul(cg, ex, K(cg, x, 0.5)), erfcx_tail(cg, vm_mul(cg, ax, K(cg, x, 0.70710678118654752440))));
+  LLVMValueRef big = sel(cg, fcmp(cg, LLVMRealOLT, x, K(cg, x, 0.0)), tail, vm_sub(cg, K(cg, x, 1.0), tail));
+  if (e) *e = ex;
+  return sel(cg, fcmp(cg, LLVMRealOLT, ax, K(cg, x, 1.41421356237309504880)), small, big);
+}
+
+LLVMValueRef cg_gelu(Cg *cg, LLVMValueRef x) { return vm_mul(cg, x, normal_cdf(cg, x, NULL)); }
+
+LLVMValueRef cg_gelu_grad(Cg *cg, LLVMValueRef x, LLVMValueRef dy) {
+  LLVMValueRef e;
+  LLVMValueRef p = normal_cdf(cg, x, &e);
+  LLVMValueRef d = vm_add(cg, p, vm_mul(cg, x, vm_mul(cg, e, K(cg, x, 0.3989422804014327))));
+  return vm_mul(cg, dy, d);
+}
+
+/* s = 1 / (1 + exp(-2u)), u = c (x + a x^3); *oms = 1 - s = exp(-2u) s (no
+ * cancellation as s nears 1; 1 where exp(-2u) overflows) */
+static LLVMValueRef gelu_tanh_s(Cg *cg, LLVMValueRef x, LLVMValueRef *oms) {
+  LLVMValueRef x2 = vm_mul(cg, x, x);
+  LLVMValueRef u = vm_mul(cg, vm_mul(cg, x, K(cg, x, 0.7978845608028654)), vm_add(cg, K(cg, x, 1.0), vm_mul(cg, x2, K(cg, x, 0.044715))));
+  LLVMValueRef e = cg_exp(cg, vm_mul(cg, u, K(cg, x, -2.0)));
+  LLVMValueRef s = LLVMBuildFDiv(cg->B, K(cg, x, 1.0), vm_add(cg, K(cg, x, 1.0), e), "");
+  if (oms) *oms = sel(cg, fcmp(cg, LLVMRealOLT, e, K(cg, x, 1e30)), vm_mul(cg, e, s), K(cg, x, 1.0));
+  return s;
+}
+
+LLVMValueRef cg_gelu_tanh(Cg *cg, LLVMValueRef x) { return vm_mul(cg, x, gelu_tanh_s(cg, x, NULL)); }
+
+LLVMValueRef cg_gelu_tanh_grad(Cg *cg, LLVMValueRef x, LLVMValueRef dy) {
+  LLVMValueRef oms;
+  LLVMValueRef s = gelu_tanh_s(cg, x, &oms);
+  LLVMValueRef x2 = vm_mul(cg, x, x);
+  LLVMValueRef du = vm_mul(cg, K(cg, x, 2.0 * 0.7978845608028654), vm_add(cg, K(cg, x, 1.0), vm_mul(cg, x2, K(cg, x, 3.0 * 0.044715))));
+  LLVMValueRef d = vm_add(cg, s, vm_mul(cg, vm_mul(cg, x, du), vm_mul(cg, s, oms)));
+  return vm_mul(cg, dy, d);
 }
 
 /* x^p for a constant p: small integers by multiplication, halves through sqrt, the

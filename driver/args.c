@@ -7,7 +7,7 @@
  *
  *   option                       applies when the command ...
  *   --model NAME                 always
- *   -fno-softmax-xent, -fno-log-softmax, -fsoftmax-xent
+ *   -fno-softmax-xent, -fno-log-softmax, -fsoftmax-xent, -fno-fuse-attention
  *                                runs the gradient stages
  *   -fno-fuse                    runs the kernel stage
  *   --recompute=M, --mem-budget  runs the recompute stage (the gradient)
@@ -113,6 +113,8 @@ const DrvOption args_pipeline_options[] = {
     {ARG_PASSES, "-fsoftmax-xent", OPT_FLAG, NULL, NULL},
     {ARG_PASSES, "-fno-log-softmax", OPT_FLAG, NULL, "keep log(softmax(z)) as written"},
     {ARG_PASSES, "-flog-softmax", OPT_FLAG, NULL, NULL},
+    {ARG_PASSES, "-fno-fuse-attention", OPT_FLAG, NULL, "keep softmax(scale q k^T [+ causal_mask]) v unfused"},
+    {ARG_PASSES, "-ffuse-attention", OPT_FLAG, NULL, NULL},
     {ARG_FUSE, "-fno-fuse", OPT_FLAG, NULL, "one kernel per instruction (no fusion)"},
     {ARG_FUSE, "-ffuse", OPT_FLAG, NULL, NULL},
     {ARG_RECOMPUTE, "--recompute", OPT_VALUE, "=MODE", "none, sqrt or auto: recompute activations in backward (alias\n--checkpoint)"},
@@ -144,6 +146,7 @@ static int apply(PipelineArgs *a, const DrvOption *opt, const char *arg, const c
     break;
   case ARG_PASSES:
     if (strstr(arg, "softmax-xent")) o->passes.softmax_xent = arg[2] != 'n';
+    else if (strstr(arg, "fuse-attention")) o->passes.fuse_attention = arg[2] != 'n';
     else o->passes.log_softmax = arg[2] != 'n';
     break;
   case ARG_FUSE:

@@ -98,14 +98,21 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
-  const BprtDataset *d = te && !strcmp(split, "test") ? te : tr;
-  if (batch > d->n) batch = d->n;   /* one batch of every row: the buffers fit the data */
+  BprtDataset *d = te && !strcmp(split, "test") ? te : tr;
+  if (d->text && !d->text_val) {
+    fprintf(stderr, "bpcc: error: %s: --split train: the training windows of text data are drawn at random, not "
+                    "evaluated in order; eval reads the validation windows\n", data);
+    goto done;
+  }
+  /* one batch of every row: the buffers fit the data (text: the windows are counted
+   * once the model's T is known; bprt_evaluate clamps the batch then) */
+  if (!d->text && batch > d->n) batch = d->n;
   c.opt.batch = batch;
   if (!pipeline_run(&c, STAGE_MEMORY) || !mem_check_fits(&c, batch, "eval", false) || !pipeline_run(&c, STAGE_MACHINE))
     goto done;
   const bprt_model_desc *desc = cg_model_desc(c.cg);
   m = bprt_model_create(desc, ts->seed);
-  if (!m || bprt_train_check_data(desc, d) || bprt_checkpoint_load(m, weights, NULL)) {
+  if (!m || bprt_train_bind_text(desc, d) || bprt_train_check_data(desc, d) || bprt_checkpoint_load(m, weights, NULL)) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
@@ -118,9 +125,11 @@ int cmd_eval(int argc, char **argv) {
   printf("bpcc eval: model %s from %s, batch %" PRId64 "; code: %s\n", desc->model_name, c.name, batch,
          pipeline_describe(&c, code, sizeof code));
   /* six significant digits: one measurement, compared across runs and batches */
-  char rows[64], ls[48];
-  printf("%s on %s (%s): loss %s", desc->model_name, d->source, bprt_fmt_counted(rows, sizeof rows, d->n, "row", NULL),
-         bprt_fmt_sig(ls, sizeof ls, loss, 6));
+  char rows[64], ls[48], bs[48];
+  printf("%s on %s (%s): loss %s", desc->model_name, d->source,
+         bprt_fmt_counted(rows, sizeof rows, d->n, d->text ? "window" : "row", NULL), bprt_fmt_sig(ls, sizeof ls, loss, 6));
+  if (d->text)   /* the mean cross-entropy over the windows' positions */
+    printf(" nats/char (%s bits/char)", bprt_fmt_sig(bs, sizeof bs, loss / log(2.0), 6));
   if (!isnan(acc)) printf(", accuracy %.2f%%", 100 * acc);
   printf("\n");
   status = 0;

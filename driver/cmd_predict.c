@@ -334,6 +334,11 @@ int cmd_predict(int argc, char **argv) {
                         "feature)" : "");
     goto done;
   }
+  if (tr->text) {   /* windows, not rows: a language model generates (bpcc sample) */
+    fprintf(stderr, "bpcc: error: %s: bpcc predict reads rows of features; text data is for train and eval, and "
+                    "bpcc sample generates text from a model trained on it\n", data);
+    goto done;
+  }
   const BprtDataset *d = te && !strcmp(split, "test") ? te : tr;
   if (batch > d->n) batch = d->n;   /* one batch of every row: the buffers fit the data */
   c.opt.batch = batch;

@@ -13,7 +13,7 @@
  *   nonfinite.c   the first non-finite tensor of a failed training step, named
  *   fdcheck.c     gradcheck's numerics: finite differences in the interpreter
  *   memcheck.c    does the compiled model fit in the memory available?
- *   cmd_*.c       one file per command: train, eval, predict, plot, bench, gradcheck,
+ *   cmd_*.c       one file per command: train, eval, predict, sample, plot, bench, gradcheck,
  *                 --mem-report, -o
  *
  * To add a subcommand: write `int cmd_NAME(int argc, char **argv)` in cmd_NAME.c,
@@ -72,6 +72,7 @@ int cmd_bench(int argc, char **argv);      /* bpcc bench (cmd_bench.c) */
 int cmd_gradcheck(int argc, char **argv);  /* bpcc gradcheck (cmd_gradcheck.c) */
 int cmd_predict(int argc, char **argv);    /* bpcc predict (cmd_predict.c) */
 int cmd_plot(int argc, char **argv);       /* bpcc plot (cmd_plot.c) */
+int cmd_sample(int argc, char **argv);     /* bpcc sample (cmd_sample.c) */
 /* `bpcc FILE.bp --mem-report` (cmd_memreport.c) and `bpcc FILE.bp -o NAME.so`
  * (cmd_aot.c): the pipeline's options come parsed from main.c. */
 int cmd_mem_report(const char *path, const PipelineOptions *o, const char *out_path);   /* NULL: stdout */

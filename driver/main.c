@@ -29,6 +29,7 @@ const DrvCommand drv_commands[] = {
     {"eval", "eval FILE.bp --weights PATH --data SPEC   loss and accuracy of trained weights", cmd_eval},
     {"predict", "predict FILE.bp --weights PATH --data SPEC [-o OUT.npy|OUT.csv]   the model's outputs for new inputs", cmd_predict},
     {"plot", "plot LOG.csv -o CURVES.svg   loss and accuracy curves of a bpcc train --log", cmd_plot},
+    {"sample", "sample FILE.bp --weights PATH --prompt TEXT [-n N] [--temperature T] [--top-k K] [--seed S]   text from a language model", cmd_sample},
     {"gradcheck", "gradcheck FILE.bp [--dtype f64|f32] [--batch N] [--seed S]   derived gradients vs finite differences", cmd_gradcheck},
     {"bench", "bench FILE.bp [--steps N] [--threads N] [--gemm]   time the compiled training step", cmd_bench},
     {"help", "help [COMMAND]   this help, or a command's (the same as bpcc COMMAND --help)", cmd_help},

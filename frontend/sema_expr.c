@@ -391,15 +391,20 @@ static const char *target_str(Ctx *c, int rank, const int64_t *dims, int infer) 
 
 static bool shape_dim(Ctx *c, const DimAst *d, int64_t *out, bool *inferred);
 
-/* A dim expression as written, for messages: "D / heads", "(T + 1) * 2". */
-static size_t dim_expr_text(const Expr *e, char *buf, size_t n, bool inner) {
+/* A dim expression for messages: "D / heads", "(T + 1) * 2", parenthesized where the
+ * operators' precedence needs it. */
+static int dim_prec(int op) { return op == '*' || op == '/' ? 2 : 1; }
+static size_t dim_expr_text(const Expr *e, char *buf, size_t n, bool paren) {
   if (n < 8) return 0;
   if (e->kind == EX_BINARY) {
-    size_t k = (size_t)snprintf(buf, n, "%s", inner ? "(" : "");
-    k += dim_expr_text(e->lhs, buf + k, n - k, true);
+    int p = dim_prec(e->op);
+    bool lp = e->lhs->kind == EX_BINARY && dim_prec(e->lhs->op) < p;
+    bool rp = e->rhs->kind == EX_BINARY && (dim_prec(e->rhs->op) < p || (dim_prec(e->rhs->op) == p && e->op != '+' && e->op != '*'));
+    size_t k = (size_t)snprintf(buf, n, "%s", paren ? "(" : "");
+    k += dim_expr_text(e->lhs, buf + k, n - k, lp);
     if (k < n) k += (size_t)snprintf(buf + k, n - k, " %c ", e->op);
-    if (k < n) k += dim_expr_text(e->rhs, buf + k, n - k, true);
-    if (k < n && inner) k += (size_t)snprintf(buf + k, n - k, ")");
+    if (k < n) k += dim_expr_text(e->rhs, buf + k, n - k, rp);
+    if (k < n && paren) k += (size_t)snprintf(buf + k, n - k, ")");
     return k < n ? k : n - 1;
   }
   int k = snprintf(buf, n, "%s", e->text && (e->kind == EX_NAME || e->kind == EX_NUMBER) ? e->text : "?");

@@ -11,7 +11,11 @@
  *   4. names: inputs, params and outputs have one; params and outputs are unique by
  *      name, inputs by argument index;
  *   5. at most one loss; each grad names a param, at most once;
- *   6. `from` (the forward instruction of a derived one) is an instruction of f. */
+ *   6. `from` (the forward instruction of a derived one) is an instruction of f;
+ *   7. the extras of a multi-result op (attention, attention_bwd) follow it directly,
+ *      one instruction per result index: the producer's kernel writes them, so the
+ *      memory plan gives their buffers the producer's start and the kernel plan puts
+ *      them in the producer's kernel (and recompute never clones any of them). */
 #include "ir/ir.h"
 
 #include <stdarg.h>
@@ -143,6 +147,19 @@ bool ir_verify(Func *f, const char *what) {
     if (in->op == OP_LOSS) {
       if (loss >= 0) problem(&v, i, "a second loss; the first is instruction %d", (int)loss);
       else loss = i;
+    }
+    /* 7. extras right after their producer (only other extras of it in between), each
+     * result once (ir_infer_type checked the producer and the index) */
+    if (in->op == OP_EXTRA && !err[0]) {
+      int32_t p = in->args[0];
+      for (int32_t k = p + 1; k < i; k++)
+        if (f->insts[k].op != OP_EXTRA || f->insts[k].args[0] != p) {
+          problem(&v, i, "an extra must follow its producer %%%d directly (after its other extras); %%%d = %s is in "
+                  "between", (int)p, (int)k, f->insts[k].op < OP__COUNT ? ir_ops[f->insts[k].op].name : "?");
+          break;
+        }
+      if ((j = seen_first(seen, cap, in->op, NULL, (int64_t)p * 8 + in->iattr[0], i)) >= 0)
+        problem(&v, i, "result %lld of %%%d is already %%%d", (long long)in->iattr[0], (int)p, (int)j);
     }
     /* 6. from */
     if (in->from < -1 || in->from >= f->ninsts)

@@ -296,21 +296,57 @@ static void vjp_tanh_grad(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   if (ACT(B)) { RULE("tanh_grad.dg"); contribute(ad, B, bw2(ad, OP_TANH_GRAD, A, dy)); }
 }
 
-/* y[m,n] = a[m,k] b[k,n];  da[m,k] = dy b^T (matmul_nt);  db[k,n] = a^T dy (matmul_tn) */
+/* matmul_tn with fold=1: a[...,k,m], b[...,k,n] -> [m,n] summed over the leading dims
+ * too; a plain matmul_tn where both are rank 2. */
+static int32_t bw_tn_fold(AD *ad, int32_t a, int32_t b) {
+  Inst in = ir_inst(OP_MATMUL_TN, SRCLOC_NONE);
+  in.nargs = 2;
+  in.args[0] = a;
+  in.args[1] = b;
+  in.iattr[0] = ty(ad, a)->rank > 2;
+  return bw(ad, in);
+}
+
+/* Does the weight-gradient product of x (rank > 2) against a rank-2 operand w fold its
+ * batch dims into the sum? x's leading dims are then rows of one product and dy has
+ * the same leading dims, so sum over them is part of the product itself. */
+static bool folds(AD *ad, int32_t x, int32_t w) { return ty(ad, w)->rank == 2 && ty(ad, x)->rank > 2; }
+
+/* The products broadcast their leading (batch) dims, so each rule is the rank-2 rule
+ * per batch index followed by a sum over the dims an operand was broadcast along
+ * (contribute's sum_to); where the operand is a rank-2 weight applied to every row of
+ * a[B,T,k], that sum is folded into the product (matmul_tn fold=1: no [B,k,n] value).
+ *
+ * y[...,m,n] = a[...,m,k] b[...,k,n]:
+ *   da = dy b^T = matmul_nt(dy, b)            [...,m,k], summed to a's dims
+ *   db = a^T dy = matmul_tn(a, dy)            [...,k,n], summed to b's dims
+ *      = matmul_tn fold=1 (a, dy)             [k,n] when b is rank 2: sum_{...,m} a dy */
 static void vjp_matmul(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   if (ACT(A)) { RULE("matmul.da"); contribute(ad, A, bw2(ad, OP_MATMUL_NT, dy, B)); }
-  if (ACT(B)) { RULE("matmul.db"); contribute(ad, B, bw2(ad, OP_MATMUL_TN, A, dy)); }
+  if (ACT(B)) {
+    RULE("matmul.db");
+    contribute(ad, B, folds(ad, A, B) ? bw_tn_fold(ad, A, dy) : bw2(ad, OP_MATMUL_TN, A, dy));
+  }
 }
 
-/* y[m,n] = a[m,k] b[n,k]^T;  da[m,k] = dy b (matmul);  db[n,k] = dy^T a (matmul_tn) */
+/* y[...,m,n] = a[...,m,k] b[...,n,k]^T:
+ *   da = dy b = matmul(dy, b)                 [...,m,k]
+ *   db = dy^T a = matmul_tn(dy, a)            [...,n,k]; fold=1 when b is rank 2 */
 static void vjp_matmul_nt(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   if (ACT(A)) { RULE("matmul_nt.da"); contribute(ad, A, bw2(ad, OP_MATMUL, dy, B)); }
-  if (ACT(B)) { RULE("matmul_nt.db"); contribute(ad, B, bw2(ad, OP_MATMUL_TN, dy, A)); }
+  if (ACT(B)) {
+    RULE("matmul_nt.db");
+    contribute(ad, B, folds(ad, A, B) ? bw_tn_fold(ad, dy, A) : bw2(ad, OP_MATMUL_TN, dy, A));
+  }
 }
 
-/* y[m,n] = a[k,m]^T b[k,n];  da[k,m] = b dy^T (matmul_nt);  db[k,n] = a dy (matmul) */
+/* y[...,m,n] = a[...,k,m]^T b[...,k,n]:
+ *   da = b dy^T = matmul_nt(b, dy)            [...,k,m]
+ *   db = a dy = matmul(a, dy)                 [...,k,n]
+ * fold=1, y[m,n] = sum_i a_i^T b_i over the batch index i (dy [m,n] for every i):
+ *   da_i = b_i dy^T = matmul_nt(b, dy),  db_i = a_i dy = matmul(a, dy)  (dy broadcast) */
 static void vjp_matmul_tn(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   if (ACT(A)) { RULE("matmul_tn.da"); contribute(ad, A, bw2(ad, OP_MATMUL_NT, B, dy)); }
@@ -366,11 +402,20 @@ static void vjp_conv2d_bwd_weight(AD *ad, int32_t y, const Inst *in, int32_t dy)
   if (ACT(B)) { RULE("conv2d_bwd_weight.dg"); contribute(ad, B, bw_conv(ad, OP_CONV2D, in, A, dy, TYPE_VOID)); }
 }
 
-/* y[n,m] = x[m,n]^T;  dx = dy^T */
+/* y = transpose(x, perm): y[i_0..i_r-1] = x[j] with j[perm[d]] = i_d. Each element
+ * moves once, so dx is dy moved back: dx = transpose(dy, inv), inv[perm[d]] = d (the
+ * swap of the last two dims, code 0, is its own inverse). */
 static void vjp_transpose(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   RULE("transpose.dx");
-  contribute(ad, A, bw1(ad, OP_TRANSPOSE, dy));
+  int r = ty(ad, A)->rank, perm[4], inv[4];
+  if (!ir_transpose_perm(in, r, perm)) return;   /* the verifier rejects it before */
+  for (int d = 0; d < r; d++) inv[perm[d]] = d;
+  Inst t = ir_inst(OP_TRANSPOSE, SRCLOC_NONE);
+  t.nargs = 1;
+  t.args[0] = dy;
+  t.iattr[0] = ir_transpose_code(r, inv);
+  contribute(ad, A, bw(ad, t));
 }
 
 /* y = sum(x, axis[, keep]);  dx = expand(dy): dy spread back over the axis (see expand) */
@@ -491,17 +536,131 @@ static void vjp_log_softmax(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   contribute(ad, A, bw2(ad, OP_SUB, dy, bw2(ad, OP_MUL, p, s)));
 }
 
-/* l[b] = -log softmax(z)[b, y_b]   (z: f32[B,C], y: label[B,C], l: f32[B])
- * dz[b,:] = (softmax(z)[b,:] - onehot(y)[b,:]) * dl[b]
+/* l[r] = -log softmax(z)[r, y_r] for each row r of the last axis c = rank - 1
+ * (z: f32[...,C], y: label[...,C], l: f32[...]: [B,C] -> [B], [B,T,V] -> [B,T])
+ * dz[r,:] = (softmax(z)[r,:] - onehot(y)[r,:]) * dl[r]
  * No log, no division by probabilities, no softmax Jacobian: the softmax-CE rule. */
 static void vjp_softmax_xent(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   (void)y;
   if (!ACT(A)) return;
   RULE("softmax_xent");
-  int32_t p = bw_rowop(ad, OP_SOFTMAX, A, 1);
+  int64_t c = ty(ad, A)->rank - 1;
+  int32_t p = bw_rowop(ad, OP_SOFTMAX, A, c);
   int32_t diff = bw2(ad, OP_SUB, p, bw1(ad, OP_ONEHOT, B));
-  int32_t edy = expand(ad, dy, A, 1, false);   /* dl[:, None]: [B] -> [B,1] -> [B,C] */
+  int32_t edy = expand(ad, dy, A, c, false);   /* dl[..., None]: [B,T] -> [B,T,1] -> [B,T,V] */
   contribute(ad, A, bw2(ad, OP_MUL, diff, edy));
+}
+
+/* y = embedding(ids, W): y[r] = W[ids[r]] (a gather of rows), linear in W, so
+ *   dW[v] = sum of dy[r] over the rows r with ids[r] = v = embedding_bwd(ids, dy)
+ * (a scatter-add into the rows of the table); the ids are labels, no derivative. */
+static void vjp_embedding(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (!ACT(B)) return;
+  RULE("embedding.dW");
+  contribute(ad, B, bw2(ad, OP_EMBEDDING_BWD, A, dy));
+}
+
+/* y = embedding_bwd(ids, g): y[v] = sum_{r: ids[r] = v} g[r], linear in g with the
+ * gather as its transpose:  dg[r] = dy[ids[r]] = embedding(ids, dy) */
+static void vjp_embedding_bwd(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (!ACT(B)) return;
+  RULE("embedding_bwd.dg");
+  contribute(ad, B, bw2(ad, OP_EMBEDDING, A, dy));
+}
+
+/* y = gelu(x) = x Phi(x);  dx = gelu_grad(x, dy) = dy (Phi(x) + x phi(x)) */
+static void vjp_gelu(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("gelu.dx");
+  contribute(ad, A, bw2(ad, OP_GELU_GRAD, A, dy));
+}
+
+/* y = gelu_tanh(x) = x (1 + tanh u) / 2, u = c (x + a x^3);  dx = gelu_tanh_grad(x, dy) */
+static void vjp_gelu_tanh(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("gelu_tanh.dx");
+  contribute(ad, A, bw2(ad, OP_GELU_TANH_GRAD, A, dy));
+}
+
+/* y = gelu_grad(x, g) = g f'(x), f = gelu, f'(x) = Phi(x) + x phi(x):
+ *   dg = gelu_grad(x, dy)
+ *   dx = dy g f''(x),  f''(x) = 2 phi(x) - x^2 phi(x) = phi(x) (2 - x^2),
+ *        phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
+static void vjp_gelu_grad(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) {
+    RULE("gelu_grad.dx");
+    int32_t x2 = bw2(ad, OP_MUL, A, A);
+    int32_t phi = bw2(ad, OP_MUL, bw1(ad, OP_EXP, bw2(ad, OP_MUL, x2, bw_scalar(ad, -0.5, A))),
+                      bw_scalar(ad, 0.3989422804014327, A));   /* 1 / sqrt(2 pi) */
+    int32_t f2 = bw2(ad, OP_MUL, phi, bw2(ad, OP_SUB, bw_scalar(ad, 2.0, A), x2));
+    contribute(ad, A, bw2(ad, OP_MUL, bw2(ad, OP_MUL, dy, B), f2));
+  }
+  if (ACT(B)) { RULE("gelu_grad.dg"); contribute(ad, B, bw2(ad, OP_GELU_GRAD, A, dy)); }
+}
+
+/* y = gelu_tanh_grad(x, g) = g f'(x), f = gelu_tanh, with u = c (x + a x^3),
+ * u' = c (1 + 3 a x^2), u'' = 6 a c x, t = tanh u:
+ *   f'  = (1 + t) / 2 + x (1 - t^2) u' / 2
+ *   f'' = (1 - t^2) u' / 2 + (1 - t^2) u' / 2 + x (-2 t (1 - t^2) u'^2 + (1 - t^2) u'') / 2
+ *       = (1 - t^2) (u' + 3 a c x^2 - x t u'^2)
+ *   dx = dy g f''(x);  dg = gelu_tanh_grad(x, dy) */
+static void vjp_gelu_tanh_grad(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  if (ACT(A)) {
+    RULE("gelu_tanh_grad.dx");
+    const double c = 0.7978845608028654, a = 0.044715;   /* sqrt(2 / pi), ops.def */
+    int32_t x2 = bw2(ad, OP_MUL, A, A);
+    int32_t u = bw2(ad, OP_MUL, bw2(ad, OP_ADD, A, bw2(ad, OP_MUL, bw2(ad, OP_MUL, x2, A), bw_scalar(ad, a, A))),
+                    bw_scalar(ad, c, A));
+    int32_t t = bw1(ad, OP_TANH, u);
+    int32_t up = bw2(ad, OP_MUL, bw2(ad, OP_ADD, bw_scalar(ad, 1.0, A), bw2(ad, OP_MUL, x2, bw_scalar(ad, 3 * a, A))),
+                     bw_scalar(ad, c, A));
+    int32_t inner = bw2(ad, OP_SUB, bw2(ad, OP_ADD, up, bw2(ad, OP_MUL, x2, bw_scalar(ad, 3 * a * c, A))),
+                        bw2(ad, OP_MUL, bw2(ad, OP_MUL, A, t), bw2(ad, OP_MUL, up, up)));
+    int32_t f2 = bw2(ad, OP_MUL, bw2(ad, OP_SUB, bw_scalar(ad, 1.0, A), bw2(ad, OP_MUL, t, t)), inner);
+    contribute(ad, A, bw2(ad, OP_MUL, bw2(ad, OP_MUL, dy, B), f2));
+  }
+  if (ACT(B)) { RULE("gelu_tanh_grad.dg"); contribute(ad, B, bw2(ad, OP_GELU_TANH_GRAD, A, dy)); }
+}
+
+/* o = attention(q, k, v) = softmax(scale q k^T + mask) v per batch (and head), with
+ * lse = log sum_j exp(scale q k_j^T + mask) its extra result 1. With p = exp(s - lse),
+ * the probabilities, and do the adjoint of o:
+ *   dv = p^T do,  dp = do v^T,  ds = p (dp - D) with D = rowsum(do o) (= rowsum(p dp),
+ *   the softmax VJP),  dq = scale ds k,  dk = scale ds^T q
+ * all in one kernel: attention_bwd(q, k, v, o, lse, do) -> dq, extras 1: dk, 2: dv,
+ * which recomputes p from lse block by block (no [T,S] value). Both extras are emitted
+ * right after it, used or not: the kernel writes them. lse is the extra that follows
+ * o (pass_autodiff's copy makes sure it exists); it has no adjoint of its own (nothing
+ * but attention_bwd reads it; a use that reached the loss is an error in the sweep). */
+static void vjp_attention(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  int32_t lse = -1;
+  for (int32_t v = y + 1; v < ad->nfwd && ad->g->insts[v].op == OP_EXTRA; v++)
+    if (ad->g->insts[v].args[0] == y && ad->g->insts[v].iattr[0] == 1) lse = v;
+  if (lse < 0) return;   /* not reached: the copy in pass_autodiff adds the lse */
+  RULE("attention.dq");
+  Inst b = ir_inst(OP_ATTENTION_BWD, SRCLOC_NONE);
+  b.nargs = 6;
+  int32_t args[6] = {in->args[0], in->args[1], in->args[2], y, lse, dy};
+  memcpy(b.args, args, sizeof args);
+  b.iattr[0] = in->iattr[0];
+  b.fattr[0] = in->fattr[0];
+  int32_t dq = bw(ad, b);
+  int32_t dk = -1, dv = -1;
+  for (int r = 1; r <= 2; r++) {
+    RULE(r == 1 ? "attention.dk" : "attention.dv");
+    Inst e = ir_inst(OP_EXTRA, SRCLOC_NONE);
+    e.nargs = 1;
+    e.args[0] = dq;
+    e.iattr[0] = r;
+    *(r == 1 ? &dk : &dv) = bw(ad, e);
+  }
+  if (ACT(in->args[0])) { RULE("attention.dq"); contribute(ad, in->args[0], dq); }
+  if (ACT(in->args[1])) { RULE("attention.dk"); contribute(ad, in->args[1], dk); }
+  if (ACT(in->args[2])) { RULE("attention.dv"); contribute(ad, in->args[2], dv); }
 }
 
 /* Batch normalization, per channel c over its n values (ops.def):
@@ -564,7 +723,9 @@ static void vjp_layernorm(AD *ad, int32_t y, const Inst *in, int32_t dy) {
  * bn_mean and bn_var, whose part bn_norm's closed form takes, and bn_norm_bwd, which
  * is not differentiated again; nor layernorm_bwd and layernorm_bwd_gamma (second
  * derivatives of a layer norm are not needed by training, and their closed forms would
- * be ops of their own). */
+ * be ops of their own); causal_mask (a constant of the shape); attention_bwd (the
+ * second derivative of attention: training does not need it) and extra (attention's
+ * lse is read only by attention_bwd; the extras of attention_bwd are gradients). */
 static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_ADD] = vjp_add,
     [OP_SUB] = vjp_sub,
@@ -603,6 +764,13 @@ static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_AVG_POOL2D_BWD] = vjp_avg_pool2d_bwd,
     [OP_BN_NORM] = vjp_bn_norm,
     [OP_LAYERNORM] = vjp_layernorm,
+    [OP_EMBEDDING] = vjp_embedding,
+    [OP_EMBEDDING_BWD] = vjp_embedding_bwd,
+    [OP_GELU] = vjp_gelu,
+    [OP_GELU_TANH] = vjp_gelu_tanh,
+    [OP_GELU_GRAD] = vjp_gelu_grad,
+    [OP_GELU_TANH_GRAD] = vjp_gelu_tanh_grad,
+    [OP_ATTENTION] = vjp_attention,
 };
 
 /* ------------------------------------------------------------------ the pass */
@@ -639,6 +807,10 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
     for (int k = 0; k < in.nargs; k++) in.args[k] = map[in.args[k]];
     in.from = in.from >= 0 && in.from < i ? map[in.from] : -1;
     map[i] = ir_emit(g, &in);
+    /* attention's VJP reads its lse, extra 1, which must follow it (ir/verify.c): an
+     * earlier pass may have dropped it as unused */
+    if (in.op == OP_ATTENTION && !(i + 1 < f->ninsts && f->insts[i + 1].op == OP_EXTRA && f->insts[i + 1].args[0] == i))
+      ir_extra(g, map[i], 1, in.loc);
   }
   int32_t nfwd = g->ninsts;
   int32_t loss = g->insts[map[loss_sink]].args[0];
@@ -671,6 +843,16 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
     for (int32_t v = loss; v >= 0; v--) {
       if (ad.adj[v] < 0 || !ad.active[v]) continue;
       Inst in = g->insts[v];   /* a copy: emitting may move g->insts */
+      if (in.op == OP_EXTRA) {
+        /* attention's lse reaching the loss: attention_bwd has no operand for its adjoint */
+        diag_error(in.loc, "autodiff: in @%s, %%%d: the loss depends on the extra result %lld of %%%d = %s, "
+                   "which has no derivative", f->name, (int)v, (long long)in.iattr[0], (int)in.args[0],
+                   ir_ops[g->insts[in.args[0]].op].name);
+        bp_free(ad.adj);
+        bp_free(ad.active);
+        pass_func_drop(g);
+        return NULL;
+      }
       VjpFn rule = vjp_rules[in.op];
       if (!rule) continue;
       ad.from = v;

@@ -63,6 +63,12 @@
  *                read keeps no buffer, so p is internal to its conv when nothing else
  *                reads it, and the conv's epilogue stores relu(p) alone).
  *
+ *   attention    o = attention(q, k, v); lse = extra o, 1          (codegen/attention.c)
+ *                dq = attention_bwd(..); dk = extra dq, 1; dv = extra dq, 2
+ *                -> one kernel of the producer and the extras it computes, always
+ *                (also without fusion): the kernel writes every result, none is
+ *                internal, and it takes no neighbour (it is no elementwise loop).
+ *
  * A kernel never mixes what the loss alone needs with what an output needs. Each sink
  * (the copy of an output, the loss or a gradient out of the workspace; nothing for a
  * gradient computed in place) runs right after the kernel that makes its operand. Side
@@ -244,6 +250,18 @@ static int pool_mask_chain(const Ctx *c, int32_t h, int32_t *m) {
   return 1;
 }
 
+/* The extras of a multi-result op p that this entry computes, in m[] (attention's lse,
+ * attention_bwd's dk and dv): p's kernel writes them. */
+static int attn_extras(const Ctx *c, int32_t p, int32_t *m) {
+  int n = 0;
+  for (int32_t r = c->roff[p]; r < c->roff[p + 1]; r++) {
+    int32_t e = c->readers[r];
+    if (c->f->insts[e].op == OP_EXTRA && c->computed[e] && c->group_of[e] < 0 && n < 2)
+      m[n++] = e;
+  }
+  return n;
+}
+
 /* k is a scalar computed from constants and sizes only (1/B of a mean), so the group
  * that reads it can never be its own dependency. */
 static bool scale_ok(Func *f, int32_t k, int depth) {
@@ -390,6 +408,9 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     } else if (fuse && in->op == OP_MAX_POOL2D_BWD) {
       nc = pool_mask_chain(&c, i, chain);
       if (nc) kind = KERNEL_POOL_MASK;
+    } else if (ir_ops[in->op].kind == OPK_ATTN) {   /* with or without fusion */
+      nc = attn_extras(&c, i, chain);
+      kind = KERNEL_ATTN;
     }
     if (kind == KERNEL_SINGLE && fuse && is_ew(in) && prev_group >= 0 && prev_group == ng - 1 &&
         gkind[prev_group] <= KERNEL_EW && nm - gstart[prev_group] < KERNEL_MAX_GROUP) {
@@ -427,7 +448,9 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
       for (int32_t k = gstart[g]; k < gstart[g + 1]; k++)
         if (f->insts[mem[k]].op == OP_RELU_GRAD) c.nuses[f->insts[mem[k]].args[0]]--;
   for (int g = 0; g < ng; g++) {
-    if (gkind[g] < KERNEL_GEMM) continue;
+    /* an attention kernel writes all its results (an extra's read of its producer is no
+     * data read): none internal */
+    if (gkind[g] < KERNEL_GEMM || gkind[g] == KERNEL_ATTN) continue;
     for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
       const Inst *ui = &f->insts[mem[k]];
       if (ui->op == OP_SIZE) continue;
@@ -505,7 +528,8 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
   }
 }
 
-const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent", "pool+mask"};
+const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent", "pool+mask",
+                                                      "attention"};
 
 /* ------------------------------------------------------------------ the pass */
 

@@ -121,7 +121,17 @@ double memplan_inst_flops(Func *f, int32_t v, int64_t batch) {
     int32_t y = in->op == OP_CONV2D ? v : in->op == OP_CONV2D_BWD_DATA ? in->args[0] : in->args[1];
     return 2.0 * (double)ir_type_numel(ir_vtype(f, y), batch) * (double)(k->dims[1] * k->dims[2] * k->dims[3]);
   }
-  case OP_SIZE: return 0;
+  case OP_SIZE: case OP_EXTRA: return 0;   /* an extra: its producer's kernel computes it */
+  case OP_ATTENTION: case OP_ATTENTION_BWD: {
+    /* per (query, key) pair: the score (2 dh) and p v (2 dv) forward; backward the score,
+     * dp (2 dv), dv (2 dv), dk and dq (2 dh each); half the pairs when causal */
+    const TensorType *q = ir_vtype(f, in->args[0]), *k = ir_vtype(f, in->args[1]), *vv = ir_vtype(f, in->args[2]);
+    int r = q->rank;
+    double pairs = (double)ir_type_numel(q, batch) / (double)q->dims[r - 1] * (double)k->dims[r - 2];
+    if (in->iattr[0]) pairs *= 0.5;
+    double dh = (double)q->dims[r - 1], dv = (double)vv->dims[r - 1];
+    return pairs * (in->op == OP_ATTENTION ? 2 * dh + 2 * dv : 6 * dh + 4 * dv);
+  }
   case OP_SUM: case OP_MEAN: case OP_MAX: case OP_SUM_TO: return a0;
   case OP_SOFTMAX: case OP_LOG_SOFTMAX: case OP_SOFTMAX_XENT: return 5.0 * a0;
   /* per element: the two stats passes (3), then the apply (3) / the sums and dx (7) /
@@ -169,6 +179,10 @@ static void classify(MemPlan *p, int64_t batch) {
       if (in->flags & IF_BACKWARD) used_by_bwd[a] = true;
     }
   }
+  /* An extra result is written by its producer's kernel: it lives from the producer on,
+   * so it never shares bytes with what the producer reads or writes. */
+  for (int32_t i = 0; i < n; i++)
+    if (f->insts[i].op == OP_EXTRA && f->insts[i].args[0] < i) p->vals[i].def = f->insts[i].args[0];
   /* Kinds, most specific last so that it wins. */
   for (int32_t i = 0; i < n; i++) {
     const Inst *in = &f->insts[i];

@@ -13,6 +13,7 @@ void pass_options_default(PassOptions *opt) {
   memset(opt, 0, sizeof *opt);
   opt->softmax_xent = true;
   opt->log_softmax = true;
+  opt->fuse_attention = true;
 #ifdef BPCC_DEBUG
   opt->verify = true;
 #endif

@@ -2,7 +2,8 @@
  *
  *   pass.c        the options and the Func bookkeeping every pass shares
  *   simplify.c    CSE, DCE, constant folding, algebraic identities, log(softmax) ->
- *                 log_softmax and the softmax-CE rule, each a small named rewrite rule
+ *                 log_softmax, the softmax-CE rule and attention fusion, each a small
+ *                 named rewrite rule
  *   autodiff.c    reverse mode: one VJP rule per op, in a table indexed by op
  *   recompute.c   which forward activations backward keeps or recomputes (memplan.h)
  *   kernel_plan.c which instructions each entry computes, which share one kernel (fusion),
@@ -35,6 +36,7 @@
 typedef struct {
   bool softmax_xent;        /* the softmax-CE rule; -fno-softmax-xent turns it off */
   bool log_softmax;         /* log(softmax(z)) -> log_softmax(z); -fno-log-softmax */
+  bool fuse_attention;      /* softmax(scale q k^T [+ mask]) v -> attention; -fno-fuse-attention */
   bool verify;              /* the default of the pipeline's --verify-each (on in BPCC_DEBUG builds) */
 } PassOptions;
 
@@ -70,7 +72,7 @@ Func *pass_inference(Func *f);
  *
  * Kernel g is order[group_start[g] .. group_start[g + 1]) (members ascending by
  * instruction), of kind kind[g]. */
-typedef enum { KERNEL_SINGLE, KERNEL_EW, KERNEL_GEMM, KERNEL_XENT, KERNEL_POOL_MASK, KERNEL__COUNT } KernelKind;
+typedef enum { KERNEL_SINGLE, KERNEL_EW, KERNEL_GEMM, KERNEL_XENT, KERNEL_POOL_MASK, KERNEL_ATTN, KERNEL__COUNT } KernelKind;
 #define KERNEL_MAX_GROUP 64
 extern const char *const kernel_kind_names[KERNEL__COUNT];   /* "single", "ew", "gemm+epilogue", ... */
 

@@ -188,9 +188,14 @@ static bool always_available(const Inst *in) {
   return in->op == OP_INPUT || in->op == OP_PARAM || in->op == OP_BUFFER || in->op == OP_CONST || in->op == OP_SIZE;
 }
 
+/* Never attention, attention_bwd or an extra: one kernel writes the producer's result
+ * and its extras' buffers together, so a clone of one would be a second run of the
+ * whole kernel writing buffers the clone does not own (and attention is the costliest
+ * op to recompute). Their values are kept instead. */
 static bool recomputable(const Inst *in) {
   if (in->flags & IF_BACKWARD) return false;
   if (always_available(in)) return false;
+  if (in->op == OP_ATTENTION || in->op == OP_ATTENTION_BWD || in->op == OP_EXTRA) return false;
   return (ir_ops[in->op].flags & OPF_PURE) || in->op == OP_DROPOUT_MASK;
 }
 

@@ -18,7 +18,9 @@
  * had none (forward code), so the printed IR says which rule produced it.
  *
  * The softmax-CE rule runs on forward code before autodiff (pass_canonicalize) and
- * turns cross-entropy of a softmax into softmax_xent, whose VJP is softmax - onehot.
+ * turns cross-entropy of a softmax into softmax_xent, whose VJP is softmax - onehot;
+ * the attention rule, likewise on forward code, turns the unfused spelling of
+ * attention into the fused op (one kernel forward, one backward).
  */
 #include "passes/passes.h"
 
@@ -33,6 +35,9 @@ typedef struct {
   const PassOptions *opt;
   int depth;
   int fired;          /* rules that fired this round */
+  int32_t *uses;      /* uses[v], v of g: the operand slots of the source that name a value
+                         mapped to v, so far in the sweep (0 for what rules built) */
+  int32_t capuses;
 } Simp;
 
 typedef int32_t (*RuleFn)(Simp *s, const Inst *in);
@@ -218,10 +223,25 @@ static int32_t r_neg_reduce(Simp *s, const Inst *in) {
   return simp_emit(s, n);
 }
 
-/* transpose.transpose: (x^T)^T -> x */
+/* transpose.transpose: transpose(transpose(x, p1), p2) -> transpose(x, c), c[d] = p1[p2[d]]
+ * (y = transpose(x, p1) has y.dims[d] = x.dims[p1[d]], so z = transpose(y, p2) has
+ * z.dims[d] = x.dims[p1[p2[d]]], element for element), and -> x when c is the identity:
+ * (x^T)^T = x, a permutation and its inverse */
 static int32_t r_transpose_transpose(Simp *s, const Inst *in) {
   if (in->op != OP_TRANSPOSE || at(s, in->args[0])->op != OP_TRANSPOSE) return -1;
-  return at(s, in->args[0])->args[0];
+  const Inst *inner = at(s, in->args[0]);
+  int32_t x = inner->args[0];
+  int r = vty(s, x)->rank, p1[4], p2[4], c[4];
+  if (!ir_transpose_perm(inner, r, p1) || !ir_transpose_perm(in, r, p2)) return -1;
+  bool identity = true;
+  for (int d = 0; d < r; d++) {
+    c[d] = p1[p2[d]];
+    identity = identity && c[d] == d;
+  }
+  if (identity) return x;
+  Inst t = like(in, OP_TRANSPOSE, 1, x, 0, "transpose.transpose");
+  t.iattr[0] = ir_transpose_code(r, c);
+  return simp_emit(s, t);
 }
 
 /* to.same: broadcast(x) : T, sum_to(x) : T, reshape(x) : T -> x when x already has type T */
@@ -308,23 +328,28 @@ static int32_t r_log_softmax(Simp *s, const Inst *in) {
   return simp_emit(s, n);
 }
 
-/* softmax_xent: cross-entropy of a softmax, in the forward loss, with y a label[B,C]
- * and z f32[B,C] (after log_softmax above, log(softmax(z)) is log_softmax(z)):
- *   sum(onehot(y) * log_softmax(z, 1), axis=1)   -> -softmax_xent(z, y)            [B]
- *   mean(onehot(y) * log_softmax(z, 1), axis=1)  -> -softmax_xent(z, y) * (1/C)    [B]
- *   sum(onehot(y) * log_softmax(z, 1))  (all)    -> -sum(softmax_xent(z, y))       []
- *   mean(onehot(y) * log_softmax(z, 1)) (all)    -> -mean(softmax_xent(z, y)) / C  []
- * (either operand order; keep=1 gives the same values with 1-dims), because row b of
- * onehot(y) * log_softmax(z) is log softmax(z)[b, y_b] at y_b and 0 elsewhere, and
- * softmax_xent(z, y)[b] = -log softmax(z)[b, y_b]. Then d/dz = (softmax(z) - onehot(y))
- * * scale. It does not fire for a sigmoid (no log_softmax), a target that is not
- * onehot of a label (an f32 tensor), or a softmax over another axis than the classes. */
+/* softmax_xent: cross-entropy of a softmax, in the forward loss, with y a label[...,C]
+ * and z f32[...,C] of one shape, the classes on the last axis c ([B,C]: c = 1, one row
+ * per example; [B,T,V]: c = 2, one row per position), after log_softmax above
+ * (log(softmax(z)) is log_softmax(z)):
+ *   sum(onehot(y) * log_softmax(z, c), axis=c)   -> -softmax_xent(z, y)            [...]
+ *   mean(onehot(y) * log_softmax(z, c), axis=c)  -> -softmax_xent(z, y) * (1/C)    [...]
+ *   sum(onehot(y) * log_softmax(z, c))  (all)    -> -sum(softmax_xent(z, y))       []
+ *   mean(onehot(y) * log_softmax(z, c)) (all)    -> -mean(softmax_xent(z, y)) / C  []
+ * (either operand order; keep=1 gives the same values with 1-dims), because row r of
+ * onehot(y) * log_softmax(z) is log softmax(z)[r, y_r] at y_r and 0 elsewhere, and
+ * softmax_xent(z, y)[r] = -log softmax(z)[r, y_r]. Then d/dz = (softmax(z) - onehot(y))
+ * * scale: for the loss -mean(sum(..., axis=c)) of [B,T,V] logits, scale = 1/(B*T), one
+ * over the number of positions. It does not fire for a sigmoid (no log_softmax), a
+ * target that is not onehot of a label (an f32 tensor), or a softmax or sum over
+ * another axis than the classes. */
 static int32_t r_softmax_xent(Simp *s, const Inst *in) {
   if (!s->opt->softmax_xent || (in->flags & IF_BACKWARD) || (in->op != OP_SUM && in->op != OP_MEAN)) return -1;
   int64_t axis = in->iattr[0];
   bool keep = in->iattr[1] != 0;
-  if (axis != 1 && axis != IR_AXIS_ALL) return -1;
   const Inst *m = at(s, in->args[0]);
+  int64_t cax = (int64_t)vty(s, in->args[0])->rank - 1;   /* the classes' axis */
+  if (cax < 1 || (axis != cax && axis != IR_AXIS_ALL)) return -1;
   if (m->op != OP_MUL) return -1;
   int32_t oh = -1, ls = -1;
   for (int k = 0; k < 2; k++)
@@ -335,21 +360,21 @@ static int32_t r_softmax_xent(Simp *s, const Inst *in) {
   if (oh < 0) return -1;
   int32_t y = at(s, oh)->args[0], z = at(s, ls)->args[0];
   const TensorType *tz = vty(s, z), *ty = vty(s, y);
-  /* classes on axis 1 of a matrix, the same [B,C] for logits, labels and the product */
-  if (at(s, ls)->iattr[0] != 1 || tz->rank != 2 || ty->rank != 2 || ty->dtype != DT_LABEL ||
-      tz->dims[0] != ty->dims[0] || tz->dims[1] != ty->dims[1] || at(s, z)->type != m->type ||
-      at(s, oh)->type != m->type)
-    return -1;
-  int64_t classes = tz->dims[1];
+  /* classes on the last axis, the same [...,C] for logits, labels and the product */
+  bool same = at(s, ls)->iattr[0] == cax && tz->rank == cax + 1 && ty->rank == cax + 1 && ty->dtype == DT_LABEL &&
+              at(s, z)->type == m->type && at(s, oh)->type == m->type;
+  for (int i = 0; same && i <= cax; i++) same = tz->dims[i] == ty->dims[i];
+  if (!same) return -1;
+  int64_t classes = tz->dims[cax];
   Module *mod = s->g->mod;
   DType dt = (DType)tz->dtype;
   const char *R = "softmax_xent";
 
   Inst base = *in;
   base.rule = R;   /* every instruction of the rewrite names the rule */
-  int32_t xent = simp_emit(s, like(&base, OP_SOFTMAX_XENT, 2, z, y, R));          /* [B] */
+  int32_t xent = simp_emit(s, like(&base, OP_SOFTMAX_XENT, 2, z, y, R));          /* [...] */
   int32_t r;
-  if (axis == 1) {
+  if (axis == cax) {
     r = simp_emit(s, like(&base, OP_NEG, 1, xent, 0, R));
   } else {
     Inst red = like(&base, in->op, 1, xent, 0, R);
@@ -360,9 +385,113 @@ static int32_t r_softmax_xent(Simp *s, const Inst *in) {
     int32_t c = mk_const(s, &base, 1.0 / (double)classes, ir_type_scalar(mod, dt), R);
     r = simp_emit(s, like(&base, OP_MUL, 2, r, c, R));
   }
-  if (keep)   /* axis 1: [B] -> [B,1] (the same elements); all: [] -> [1,1] */
-    r = mk_to(s, &base, axis == 1 ? OP_RESHAPE : OP_BROADCAST, r, in->type, R);
+  if (keep)   /* axis c: [...] -> [...,1] (the same elements); all: [] -> [1,...,1] */
+    r = mk_to(s, &base, axis == cax ? OP_RESHAPE : OP_BROADCAST, r, in->type, R);
   return r;
+}
+
+/* attention: the unfused spelling of scaled-dot-product attention, in forward code,
+ *   softmax(scale * (q @ transpose(k)) [+ causal_mask(T)], axis = -1) @ v
+ * -> attention(q, k, v, causal, scale), its lse (extra 1) right after it, so that the
+ * fused kernel computes it (no [T,S] probabilities in memory) and autodiff uses
+ * attention's rule. The algebra: with s = scale q k^T + mask (mask_ij = 0 for j <= i,
+ * -inf for j > i: exactly causal_mask's values),
+ *   (softmax(s) v)_i = sum_j exp(s_ij) v_j / sum_j exp(s_ij) = attention's o_i
+ * for q[...,T,dh], k[...,S,dh], v[...,S,dv] of rank 3 or 4 with equal leading dims.
+ * Spellings matched: the scale as `c * x`, `x * c` or `x / c` (scale 1/c) for a scalar
+ * constant c > 0 (a positive scale keeps -inf masked entries -inf), or no scale; the
+ * mask added on either side, before or after the scale; q @ transpose(k) (a swap of
+ * the last two dims) or matmul_nt(q, k). Only when the probabilities have no other use
+ * in the source (their one use is this product): otherwise the [T,S] value stays
+ * anyway and fusing would compute the scores twice. Not for a mask other than
+ * causal_mask, broadcast leading dims, or a softmax over another axis. */
+static bool scalar_const(Simp *s, int32_t v, double *c) {
+  if (!is_const(s, v) || !all_ones_or_scalar(vty(s, v))) return false;
+  *c = at(s, v)->fattr[0];
+  return true;
+}
+
+static bool swaps_last_two(const Inst *t, int rank) {
+  int perm[4];
+  if (t->op != OP_TRANSPOSE || !ir_transpose_perm(t, rank, perm)) return false;
+  for (int d = 0; d < rank - 2; d++)
+    if (perm[d] != d) return false;
+  return perm[rank - 2] == rank - 1 && perm[rank - 1] == rank - 2;
+}
+
+static int32_t r_attention(Simp *s, const Inst *in) {
+  if (!s->opt->fuse_attention || (in->flags & IF_BACKWARD) || in->op != OP_MATMUL) return -1;
+  int32_t p = in->args[0], v = in->args[1];
+  const Inst *sm = at(s, p);
+  int r = vty(s, p)->rank;
+  if (sm->op != OP_SOFTMAX || r < 3 || r > 4 || sm->iattr[0] != r - 1 || !s->uses || p >= s->capuses ||
+      s->uses[p] != 1)
+    return -1;
+  /* peel the scale and the mask off the scores */
+  int32_t x = sm->args[0];
+  double scale = 1, c;
+  bool scaled = false, causal = false;
+  int32_t mask = -1;
+  for (int step = 0; step < 2; step++) {
+    const Inst *e = at(s, x);
+    int32_t next = -1;
+    if (!scaled && e->op == OP_MUL) {
+      for (int k = 0; k < 2 && next < 0; k++)
+        if (scalar_const(s, e->args[k], &c) && at(s, e->args[1 - k])->type == e->type) {
+          next = e->args[1 - k];
+          scale = c;
+        }
+      scaled = next >= 0;
+    } else if (!scaled && e->op == OP_DIV && scalar_const(s, e->args[1], &c) && at(s, e->args[0])->type == e->type) {
+      next = e->args[0];
+      scale = 1 / c;
+      scaled = true;
+    } else if (!causal && e->op == OP_ADD) {
+      for (int k = 0; k < 2 && next < 0; k++)
+        if (at(s, e->args[k])->op == OP_CAUSAL_MASK && at(s, e->args[1 - k])->type == e->type) {
+          next = e->args[1 - k];
+          mask = e->args[k];
+        }
+      causal = next >= 0;
+    }
+    if (next < 0) break;
+    x = next;
+  }
+  if (!(scale > 0) || !isfinite(scale)) return -1;
+  /* the scores: q @ transpose(k) or matmul_nt(q, k) */
+  const Inst *qk = at(s, x);
+  int32_t q, k;
+  if (qk->op == OP_MATMUL_NT) {
+    q = qk->args[0];
+    k = qk->args[1];
+  } else if (qk->op == OP_MATMUL && swaps_last_two(at(s, qk->args[1]), vty(s, qk->args[1])->rank)) {
+    q = qk->args[0];
+    k = at(s, qk->args[1])->args[0];
+  } else {
+    return -1;
+  }
+  if (qk->iattr[0] != 0) return -1;
+  /* q, k, v of one rank, one dtype and equal leading dims (attention does not broadcast) */
+  const TensorType *tq = vty(s, q), *tk = vty(s, k), *tv = vty(s, v), *ts = vty(s, x);
+  if (tq->rank != r || tk->rank != r || tv->rank != r || tq->dtype != tk->dtype || tq->dtype != tv->dtype) return -1;
+  for (int d = 0; d < r - 2; d++)
+    if (tk->dims[d] != tq->dims[d] || tv->dims[d] != tq->dims[d]) return -1;
+  /* the mask is [T,T] with T the scores' rows and columns (broadcasting could also
+   * add a [1,T] or [T,1] mask: not causal attention) */
+  if (causal && (ts->dims[r - 2] != ts->dims[r - 1] || vty(s, mask)->rank != 2 || vty(s, mask)->dims[0] != ts->dims[r - 2]))
+    return -1;
+  const char *R = "attention";
+  Inst a = like(in, OP_ATTENTION, 3, q, k, R);
+  a.args[2] = v;
+  a.iattr[0] = causal;
+  a.fattr[0] = scale;
+  char err[256];
+  if (ir_infer_type(s->g, &a, err, sizeof err) != in->type) return -1;   /* dims that attention does not take */
+  int32_t o = simp_emit(s, a);
+  Inst e = like(in, OP_EXTRA, 1, o, 0, R);
+  e.iattr[0] = 1;
+  simp_emit(s, e);
+  return o;
 }
 
 /* The rule table, in the order rules are tried. */
@@ -388,6 +517,7 @@ static const Rule rules[] = {
     {"bcast.fold", r_bcast_fold},
     {"log_softmax", r_log_softmax},
     {"softmax_xent", r_softmax_xent},
+    {"attention", r_attention},
 };
 
 /* ------------------------------------------------------------------ sweep, CSE, DCE */
@@ -419,14 +549,25 @@ static int32_t simp_emit(Simp *s, Inst in) {
 
 /* One sweep of src into a new function. */
 static Func *sweep(Func *src, const PassOptions *opt, int *fired) {
-  Simp s = {pass_func_new_like(src), opt, 0, 0};
+  Simp s = {pass_func_new_like(src), opt, 0, 0, NULL, 0};
   int32_t *map = bp_xmalloc((size_t)(src->ninsts + 1) * sizeof *map);
+  int32_t *src_uses = ir_use_counts(src);
   for (int32_t i = 0; i < src->ninsts; i++) {
     Inst in = src->insts[i];
     for (int k = 0; k < in.nargs; k++) in.args[k] = map[in.args[k]];
     in.from = in.from >= 0 && in.from < i ? map[in.from] : -1;
     map[i] = simp_emit(&s, in);
+    if (map[i] >= s.capuses) {   /* grow, zeroed: values rules built have no source uses */
+      int32_t cap = s.capuses ? s.capuses : 64;
+      while (cap <= map[i]) cap *= 2;
+      s.uses = bp_xrealloc(s.uses, (size_t)cap * sizeof *s.uses);
+      memset(s.uses + s.capuses, 0, (size_t)(cap - s.capuses) * sizeof *s.uses);
+      s.capuses = cap;
+    }
+    s.uses[map[i]] += src_uses[i];
   }
+  bp_free(src_uses);
+  bp_free(s.uses);
   bp_free(map);
   *fired = s.fired;
   return s.g;
@@ -442,6 +583,10 @@ static Func *dce(Func *src, int *removed) {
   for (int32_t i = src->ninsts - 1; i >= 0; i--)
     if (live[i])
       for (int k = 0; k < src->insts[i].nargs; k++) live[src->insts[i].args[k]] = true;
+  /* an extra lives with its producer, used or not: the producer's kernel writes it
+   * (attention's lse in an inference entry, attention_bwd's dk of a constant k) */
+  for (int32_t i = 0; i < src->ninsts; i++)
+    if (src->insts[i].op == OP_EXTRA && live[src->insts[i].args[0]]) live[i] = true;
   Func *g = pass_func_new_like(src);
   int32_t *map = bp_xmalloc((size_t)(src->ninsts + 1) * sizeof *map);
   *removed = 0;

@@ -156,7 +156,7 @@ static inline uint64_t bprt_stream_dropout(uint32_t mask_id, uint64_t step) {
   return (UINT64_C(1) << 62) | ((uint64_t)(mask_id & 0x3fffff) << 40) |
          (step & ((UINT64_C(1) << 40) - 1));
 }
-enum { BPRT_DATA_SHUFFLE, BPRT_DATA_SPLIT, BPRT_DATA_GENERATE, BPRT_DATA_GENERATE_CENTERS, BPRT_DATA_TEXT };
+enum { BPRT_DATA_SHUFFLE, BPRT_DATA_SPLIT, BPRT_DATA_GENERATE, BPRT_DATA_GENERATE_CENTERS, BPRT_DATA_TEXT, BPRT_DATA_SAMPLE };
 static inline uint64_t bprt_stream_data(uint32_t purpose, uint64_t epoch) {
   return (UINT64_C(2) << 62) | ((uint64_t)(purpose & 0x3fffff) << 40) |
          (epoch & ((UINT64_C(1) << 40) - 1));

@@ -144,8 +144,9 @@ int bprt_train_bind_text(const bprt_model_desc *d, BprtDataset *ds) {
   if (!d || !ds) return bprt_set_error("bprt_train_bind_text: NULL argument");
   if (!ds->text) return 0;
   int64_t seq = text_model_seq(d);
-  if (seq < 0 || bprt_text_bind(ds, seq)) {
-    if (seq >= 0 && ds->text->seq != seq) {   /* seq= of the SPEC against the model */
+  if (seq < 0) return bprt_prefix_error("%s", ds->source);
+  if (bprt_text_bind(ds, seq)) {
+    if (ds->text->seq != seq) {   /* seq= of the SPEC against the model */
       char ty[160];
       tensor_str(&d->inputs[0], ty, sizeof ty);
       return bprt_set_error("text:%s: seq=%" PRId64 " does not match model %s's context T = %" PRId64 " (input %s: %s)",
@@ -768,9 +769,9 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       return bprt_set_error("%s: the checkpoint was trained on %s; this run's data is %s (resume with the same data)",
                             o->resume_path, st.text ? "text windows" : "rows", text ? "text" : "rows");
     if (!text && (st.epoch != st.step / nb || st.epoch_rows != (st.step % nb) * batch))
-      return bprt_set_error("%s: the checkpoint stopped at epoch %" PRId64 ", row %" PRId64 " of it, which is not step %" PRId64
-                            " in batches of %" PRId64 " of %" PRId64 " rows (resume with the same --batch and data)",
-                            o->resume_path, st.epoch + 1, st.epoch_rows, st.step, batch, train->n);
+      return bprt_set_error("%s: the checkpoint has %" PRId64 " epochs and %" PRId64 " rows of the next done, which is not "
+                            "step %" PRId64 " in batches of %" PRId64 " of %" PRId64 " rows (resume with the same --batch "
+                            "and data)", o->resume_path, st.epoch, st.epoch_rows, st.step, batch, train->n);
     bprt_model_set_step(m, st.step);
   }
   st.by_steps = true;

@@ -8,6 +8,7 @@
  *               bar, the CSV log, --watch statistics, non-finite detection, checkpoints
  *               with the loop's state and --resume, evaluation
  *   progress.c  numbers for people, the progress bar, the status line (runtime/progress.h)
+ *   sample.c    the next token from a language model's logits (bpcc sample)
  *
  * docs/training.md describes the command line, every default and the checkpoint format.
  * Error convention as in runtime.h: -1 (or NULL) and a message in bprt_last_error(). */
@@ -192,6 +193,14 @@ int bprt_train_check_data(const bprt_model_desc *desc, const BprtDataset *d);
  * bind the windows to the model's T (seq= of the SPEC must equal it). Nothing to do for
  * other data. Call before bprt_train_check_data, for the training and the validation set. */
 int bprt_train_bind_text(const bprt_model_desc *desc, BprtDataset *d);
+
+/* ------------------------------------------------------------- sampling (sample.c) */
+
+/* The next token from logits z[0..v): softmax(z / temperature) over the top_k largest
+ * logits (ties: the smaller index), drawn with the uniform Philox(seed, sample stream,
+ * index); temperature 0 (or top_k 1): the first largest logit. The token, or -1 with an
+ * error (a non-finite logit; temperature < 0, top_k < 1, v < 1). */
+int64_t bprt_sample_logits(const float *z, int64_t v, double temperature, int64_t top_k, uint64_t seed, uint64_t index);
 
 /* -------------------------------------------------------- checkpoints (train.c) */
 

@@ -74,11 +74,11 @@ static void matmul(const Inst *in, const Tensor *a, const Tensor *b, Tensor *c) 
 static double Phi(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
 
 static double unary(Op op, double x, double dy) {
-  const double c = sqrt(2.0 / M_PI), a = 0.044715;
+  const double c = 0.79788456080286535588, a = 0.044715;
   switch (op) {
   case OP_GELU: return x * Phi(x);
   case OP_GELU_TANH: return 0.5 * x * (1 + tanh(c * (x + a * x * x * x)));
-  case OP_GELU_GRAD: return dy * (Phi(x) + x * exp(-0.5 * x * x) / sqrt(2 * M_PI));
+  case OP_GELU_GRAD: return dy * (Phi(x) + x * exp(-0.5 * x * x) / 2.50662827463100050242);
   case OP_GELU_TANH_GRAD: {
     double t = tanh(c * (x + a * x * x * x));
     return dy * ((1 + t) / 2 + x * (1 - t * t) * c * (1 + 3 * a * x * x) / 2);
@@ -107,8 +107,8 @@ void seqref_run(Func *f, int64_t batch, const Tensor *ins, const Tensor *ps, Ten
     const Tensor *a = in->nargs > 0 ? &v[in->args[0]] : NULL, *b = in->nargs > 1 ? &v[in->args[1]] : NULL;
     switch ((Op)in->op) {
     case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: matmul(in, a, b, y); break;
-    case OP_ADD:   /* b broadcast over a's leading dims (a bias) or equal shapes */
-      for (int64_t k = 0; k < y->numel; k++) y->data[k] = a->data[k] + b->data[k % b->numel];
+    case OP_ADD:   /* b broadcast over a's leading dims (a bias, a mask) or equal shapes */
+      for (int64_t k = 0; k < y->numel; k++) y->data[k] = (double)(float)(a->data[k] + b->data[k % b->numel]);
       break;
     case OP_TRANSPOSE: {
       int perm[4], r = a->type.rank;

@@ -187,6 +187,49 @@ static void test_every_problem_reported(void **state) {
   assert_int_equal(lines, 3);
 }
 
+/* Extras: right after their producer (only its other extras in between), each result
+ * index once. %10..%12 = q, k, v; %13 = attention; %14 its lse (ir_attention). */
+static int32_t attention_after_net(void) {
+  f->cse = false;
+  TypeId t = ty(m, DT_F32, 3, 2, 3, 4);
+  int32_t q = ir_input(f, "q", 1, t, SRCLOC_NONE), k = ir_input(f, "k", 2, t, SRCLOC_NONE);
+  int32_t v = ir_input(f, "v", 3, t, SRCLOC_NONE);
+  int32_t lse;
+  int32_t o = ir_attention(f, q, k, v, true, 0.5, &lse, SRCLOC_NONE);
+  assert_int_equal(o, 13);
+  assert_int_equal(lse, 14);
+  return o;
+}
+
+static void test_extras(void **state) {
+  (void)state;
+  int32_t o = attention_after_net();
+  bool ok;
+  assert_string_equal(verify(&ok, "a"), "");
+  assert_true(ok);
+  int32_t dk, dv;
+  int32_t args[6] = {10, 11, 12, o, 14, o};
+  ir_attention_bwd(f, args, true, 0.5, &dk, &dv, SRCLOC_NONE);
+  assert_string_equal(verify(&ok, "a"), "");
+  assert_true(ok);
+  /* a second lse, after the backward: not next to attention, and a duplicate */
+  ir_extra(f, o, 1, SRCLOC_NONE);
+  expect("autodiff",
+         "bpcc: verifier (after autodiff): @net: %18 = extra %13: an extra must follow its producer %13 directly (after "
+         "its other extras); %15 = attention_bwd is in between\n"
+         "bpcc: verifier (after autodiff): @net: %18 = extra %13: result 1 of %13 is already %14\n");
+}
+
+static void test_extra_needs_a_multi_result_producer(void **state) {
+  (void)state;
+  attention_after_net();
+  f->insts[14].iattr[0] = 2;        /* attention has one extra result */
+  expect("a", "bpcc: verifier (after a): @net: %14 = extra %13: extra: attention has no result 2\n");
+  f->insts[14].iattr[0] = 1;
+  f->insts[14].args[0] = 4;         /* an extra of add */
+  expect("a", "bpcc: verifier (after a): @net: %14 = extra %4: extra: add has no result 1\n");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_valid_function_passes_silently, setup, teardown),
@@ -205,6 +248,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_from_in_range, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sink_with_type, setup, teardown),
       cmocka_unit_test_setup_teardown(test_every_problem_reported, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_extras, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_extra_needs_a_multi_result_producer, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

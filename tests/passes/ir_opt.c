@@ -3,7 +3,7 @@
  * (tests/passes/golden) run it and pipe its output to FileCheck (see run_filecheck.sh).
  *
  *   ir_opt [--passes=canonicalize,autodiff,simplify] [-fno-softmax-xent]
- *          [-fno-log-softmax] FILE.ir
+ *          [-fno-log-softmax] [-fno-fuse-attention] FILE.ir
  *
  * Without --passes it runs bpcc's pipeline (driver/pipeline.c) from the lowered IR to
  * the gradient, as every command does. Exit status 1 on any error. */
@@ -48,6 +48,7 @@ int main(int argc, char **argv) {
     if (strncmp(argv[i], "--passes=", 9) == 0) passes = argv[i] + 9;
     else if (strcmp(argv[i], "-fno-softmax-xent") == 0) opt.softmax_xent = false;
     else if (strcmp(argv[i], "-fno-log-softmax") == 0) opt.log_softmax = false;
+    else if (strcmp(argv[i], "-fno-fuse-attention") == 0) opt.fuse_attention = false;
     else if (argv[i][0] != '-' && !file) file = argv[i];
     else {
       fprintf(stderr, "ir_opt: unknown argument '%s'\n", argv[i]);

@@ -136,6 +136,9 @@ static const char *const files[] = {
     "tests/passes/golden/canonicalize_xent.ir",
     "tests/passes/golden/pipeline_xent.ir",
     "tests/passes/golden/autodiff_shapes.ir",
+    "tests/passes/golden/seq_xent.ir",
+    "tests/passes/golden/fuse_attention.ir",
+    "tests/ir/golden/seq.ir",
     "tests/ir/golden/every_op.ir",
     "tests/ir/golden/mlp.ir",
 };

@@ -452,6 +452,92 @@ static int32_t c_ln_chain(Build *b) {   /* ln(tanh(ln(x))): the gradient passes 
   return ln_of(b, ir_unary(F, OP_TANH, ln_of(b, image3(b, 2, 3), 1), N), 2);
 }
 
+/* Sequence models (issue 14): gelu in both forms and their gradients, products with
+ * batch dims (a rank-2 weight on every position: the folded weight gradient; batch dims
+ * that broadcast; size-1 leading dims), transposes by permutation, embedding and its
+ * scatter-add, softmax along any axis at ranks 3 and 4, softmax_xent on [B,T,V], the
+ * causal mask, and attention: ranks 3 and 4, S != T, causal, self-attention (q = k = v:
+ * fan-out) and only q active (dk, dv unused). */
+static int32_t pd(Build *b, int dom, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+  int64_t d[4] = {d0, d1, d2, d3};
+  return par_dims(b, dom, rank, d);
+}
+static int32_t c_gelu(Build *b) { return ir_unary(F, OP_GELU, pd(b, 0, 2, 3, 4, 0, 0), N); }
+static int32_t c_gelu_tanh(Build *b) { return ir_unary(F, OP_GELU_TANH, image3(b, 2, 3), N); }
+static int32_t c_gelu_grad(Build *b) { return ir_binary(F, OP_GELU_GRAD, par(b, 0, 2, 2, 3), par(b, 0, 2, 2, 3), N); }
+static int32_t c_gelu_tanh_grad(Build *b) {
+  return ir_binary(F, OP_GELU_TANH_GRAD, par(b, 0, 2, 2, 3), par(b, 0, 2, 2, 3), N);
+}
+static int32_t c_mm_seq_weight(Build *b) { return ir_binary(F, OP_MATMUL, image3(b, 3, 4), par(b, 0, 2, 4, 2), N); }
+static int32_t c_mm_batched(Build *b) {
+  return ir_binary(F, OP_MATMUL, pd(b, 0, 3, 2, 3, 4, 0), pd(b, 0, 3, 2, 4, 5, 0), N);
+}
+static int32_t c_mm_bcast_lead(Build *b) {   /* [2,2,3,4] @ [2,4,2]: b broadcast over dim 0 */
+  return ir_binary(F, OP_MATMUL, pd(b, 0, 4, 2, 2, 3, 4), pd(b, 0, 3, 2, 4, 2, 0), N);
+}
+static int32_t c_mm_size1_lead(Build *b) {   /* [1,3,4] @ [2,4,2] */
+  return ir_binary(F, OP_MATMUL, pd(b, 0, 3, 1, 3, 4, 0), pd(b, 0, 3, 2, 4, 2, 0), N);
+}
+static int32_t c_mm_matrix_by_batch(Build *b) {   /* [3,4] @ [B,4,2] */
+  return ir_binary(F, OP_MATMUL, par(b, 0, 2, 3, 4), image3(b, 4, 2), N);
+}
+static int32_t c_mm_nt_seq_weight(Build *b) { return ir_binary(F, OP_MATMUL_NT, image3(b, 3, 4), par(b, 0, 2, 5, 4), N); }
+static int32_t c_mm_nt_scores(Build *b) {   /* q k^T per batch and head */
+  return ir_binary(F, OP_MATMUL_NT, pd(b, 0, 4, 2, 2, 3, 4), pd(b, 0, 4, 2, 2, 5, 4), N);
+}
+static int32_t c_mm_tn_batched(Build *b) {
+  return ir_binary(F, OP_MATMUL_TN, image3(b, 3, 4), image3(b, 3, 5), N);
+}
+static int32_t c_mm_tn_fold(Build *b) { return ir_matmul_tn_fold(F, pd(b, 0, 3, 2, 3, 4, 0), pd(b, 0, 3, 2, 3, 5, 0), N); }
+static int32_t c_mm_tn_fold_batch(Build *b) { return ir_matmul_tn_fold(F, image3(b, 3, 4), image3(b, 3, 2), N); }
+static int32_t c_transpose_perm3(Build *b) { return ir_transpose(F, image3(b, 3, 4), (const int[]){2, 0, 1}, N); }
+static int32_t c_transpose_perm4(Build *b) {
+  return ir_transpose(F, image(b, 3, 2, 4), (const int[]){0, 2, 1, 3}, N);
+}
+static int32_t c_transpose_swap4(Build *b) { return ir_transpose(F, pd(b, 0, 4, 2, 3, 2, 4), NULL, N); }
+static int32_t c_embedding(Build *b) {   /* 12 ids over 5 rows: rows repeat, their gradients add */
+  int64_t d[3] = {DIM_BATCH, 4, 5};
+  int32_t ids = ir_input(F, "ids", b->ninputs++, ir_type(b->m, DT_LABEL, 3, d), N);
+  b->dom[ids] = DOM_LABEL;
+  return ir_binary(F, OP_EMBEDDING, ids, par(b, 0, 2, 5, 3), N);
+}
+static int32_t c_embedding_bwd(Build *b) {
+  int64_t d[3] = {2, 4, 3};
+  int32_t ids = ir_input(F, "ids", b->ninputs++, ir_type(b->m, DT_LABEL, 3, d), N);
+  b->dom[ids] = DOM_LABEL;
+  return ir_binary(F, OP_EMBEDDING_BWD, ids, pd(b, 0, 3, 2, 4, 3, 0), N);
+}
+static int32_t c_softmax_rank3(Build *b) { return ir_rowop(F, OP_SOFTMAX, image3(b, 3, 5), 2, N); }
+static int32_t c_softmax_rank4_axis2(Build *b) { return ir_rowop(F, OP_SOFTMAX, image(b, 2, 3, 4), 2, N); }
+static int32_t c_log_softmax_rank4(Build *b) { return ir_rowop(F, OP_LOG_SOFTMAX, pd(b, 0, 4, 2, 2, 3, 4), 3, N); }
+static int32_t c_log_softmax_rank3_axis1(Build *b) { return ir_rowop(F, OP_LOG_SOFTMAX, image3(b, 3, 4), 1, N); }
+static int32_t c_softmax_xent_seq(Build *b) {   /* z[B,4,5], y label[B,4,5] -> [B,4] */
+  int64_t d[3] = {DIM_BATCH, 4, 5};
+  int32_t y = ir_input(F, "y", b->ninputs++, ir_type(b->m, DT_LABEL, 3, d), N);
+  b->dom[y] = DOM_LABEL;
+  return ir_binary(F, OP_SOFTMAX_XENT, image3(b, 4, 5), y, N);
+}
+static int32_t c_causal_softmax(Build *b) {   /* softmax(s + causal_mask(3)): masked entries get no gradient */
+  int32_t s = ir_binary(F, OP_ADD, pd(b, 0, 3, 2, 3, 3, 0), ir_causal_mask(F, 3, DT_F32, N), N);
+  return ir_rowop(F, OP_SOFTMAX, s, 2, N);
+}
+static int32_t c_attention3(Build *b) {   /* T = 3, S = 5, dh = 4, dv = 2 */
+  return ir_attention(F, pd(b, 0, 3, 2, 3, 4, 0), pd(b, 0, 3, 2, 5, 4, 0), pd(b, 0, 3, 2, 5, 2, 0), false, 0.5,
+                      NULL, N);
+}
+static int32_t c_attention4_causal_batch(Build *b) {
+  return ir_attention(F, image(b, 2, 3, 4), image(b, 2, 3, 4), image(b, 2, 3, 2), true, 0.5, NULL, N);
+}
+static int32_t c_attention_self(Build *b) {   /* attention(x, x, x): three contributions to x */
+  int32_t x = pd(b, 0, 3, 2, 4, 3, 0);
+  return ir_attention(F, x, x, x, true, 1 / sqrt(3.0), NULL, N);
+}
+static int32_t c_attention_q_only(Build *b) {   /* k, v inputs: only dq reaches a param */
+  int64_t kd[3] = {2, 3, 4}, vd[3] = {2, 3, 3};
+  return ir_attention(F, pd(b, 0, 3, 2, 3, 4, 0), inp_dims(b, DOM_ANY, 3, kd), inp_dims(b, DOM_ANY, 3, vd), false, 1.3,
+                      NULL, N);
+}
+
 static struct {
   int rank, k;
   bool batch;
@@ -607,6 +693,18 @@ static const Case cases[] = {
     {"layernorm_rank2", c_ln_rank2}, {"layernorm_row1", c_ln_row1}, {"layernorm_rank3_dims1", c_ln_rank3_k1},
     {"layernorm_rank3_dims2", c_ln_rank3_k2}, {"layernorm_rank4_dims3", c_ln_rank4_k3},
     {"layernorm_rank4_dims2", c_ln_rank4_k1}, {"layernorm_all_dims", c_ln_all}, {"layernorm_chain", c_ln_chain},
+    {"gelu", c_gelu}, {"gelu_tanh_batch", c_gelu_tanh}, {"gelu_grad", c_gelu_grad}, {"gelu_tanh_grad", c_gelu_tanh_grad},
+    {"matmul_seq_weight", c_mm_seq_weight}, {"matmul_batched", c_mm_batched}, {"matmul_bcast_lead", c_mm_bcast_lead},
+    {"matmul_size1_lead", c_mm_size1_lead}, {"matmul_matrix_by_batch", c_mm_matrix_by_batch},
+    {"matmul_nt_seq_weight", c_mm_nt_seq_weight}, {"matmul_nt_scores", c_mm_nt_scores},
+    {"matmul_tn_batched", c_mm_tn_batched}, {"matmul_tn_fold", c_mm_tn_fold}, {"matmul_tn_fold_batch", c_mm_tn_fold_batch},
+    {"transpose_perm3", c_transpose_perm3}, {"transpose_perm4", c_transpose_perm4}, {"transpose_swap4", c_transpose_swap4},
+    {"embedding", c_embedding}, {"embedding_bwd", c_embedding_bwd},
+    {"softmax_rank3", c_softmax_rank3}, {"softmax_rank4_axis2", c_softmax_rank4_axis2},
+    {"log_softmax_rank4", c_log_softmax_rank4}, {"log_softmax_rank3_axis1", c_log_softmax_rank3_axis1},
+    {"softmax_xent_seq", c_softmax_xent_seq}, {"causal_softmax", c_causal_softmax},
+    {"attention_rank3", c_attention3}, {"attention_rank4_causal_batch", c_attention4_causal_batch},
+    {"attention_self", c_attention_self}, {"attention_q_only", c_attention_q_only},
 };
 
 static void test_every_vjp_autodiff(void **state) {
@@ -702,6 +800,9 @@ static void test_cases_cover_every_op(void **state) {
     if (op == OP_BN_NORM_BWD) continue;      /* no VJP rule: emitted by bn_norm's, checked through it */
     /* no VJP rules (autodiff.c): layernorm's VJP emits them, the layernorm cases check them */
     if (op == OP_LAYERNORM_BWD || op == OP_LAYERNORM_BWD_GAMMA) continue;
+    /* no VJP rule (autodiff.c: attention's second derivative): attention's VJP emits it,
+     * the attention cases check it, and test_interp checks it against differences */
+    if (op == OP_ATTENTION_BWD) continue;
     if (!seen[op]) fail_msg("no VJP test case uses op %s", ir_ops[op].name);
   }
 }
@@ -791,6 +892,77 @@ static void test_unused_param_zero(void **state) {
   ir_module_free(b.m);
 }
 
+/* The shapes of the sequence-model gradients: a weight W[k,n] applied to every position
+ * of a[B,T,k] gets dW from one matmul_tn fold=1 (a^T dy summed over B and T) and no
+ * [B,k,n] value; attention's VJP is one attention_bwd with its two extras right after
+ * it, rules attention.dq, .dk, .dv; attention's lse in the loss is a located error. */
+static void test_sequence_gradient_shapes(void **state) {
+  (void)state;
+  Build b;
+  memset(&b, 0, sizeof b);
+  b.m = ir_module_new();
+  b.f = ir_func_new(b.m, "seq");
+  int32_t x = image3(&b, 4, 3);
+  int32_t w = par(&b, 0, 2, 3, 8);
+  int32_t h = ir_binary(b.f, OP_MATMUL, x, w, SRCLOC_NONE);   /* [B,4,8] */
+  int64_t d4[4] = {DIM_BATCH, 4, 2, 4};
+  int32_t q = ir_transpose(b.f, ir_to_type(b.f, OP_RESHAPE, h, ir_type(b.m, DT_F32, 4, d4), SRCLOC_NONE),
+                           (const int[]){0, 2, 1, 3}, SRCLOC_NONE);
+  int32_t o = ir_attention(b.f, q, q, q, true, 0.5, NULL, SRCLOC_NONE);
+  ir_loss(b.f, ir_reduce(b.f, OP_SUM, o, IR_AXIS_ALL, false, SRCLOC_NONE), SRCLOC_NONE);
+  PassOptions opt;
+  pass_options_default(&opt);
+  Func *g = pass_autodiff(b.f, &opt);
+  assert_non_null(g);
+  assert_true(ir_verify(g, "seq"));
+  int folds = 0, bwds = 0;
+  for (int32_t i = 0; i < g->ninsts; i++) {
+    const Inst *in = &g->insts[i];
+    if (!(in->flags & IF_BACKWARD)) continue;
+    if ((in->op == OP_MATMUL_TN || in->op == OP_MATMUL) && ir_vtype(g, i)->rank == 3 &&
+        ir_vtype(g, i)->dims[1] == 3 && ir_vtype(g, i)->dims[2] == 8)
+      fail_msg("%%%d = %s makes a [B,3,8] value", (int)i, ir_ops[in->op].name);
+    if (in->op == OP_MATMUL_TN && in->iattr[0] == 1) {
+      assert_string_equal(in->rule, "matmul.db");
+      folds++;
+    }
+    if (in->op == OP_ATTENTION_BWD) {
+      bwds++;
+      assert_string_equal(in->rule, "attention.dq");
+      assert_true(i + 2 < g->ninsts);
+      assert_int_equal(g->insts[i + 1].op, OP_EXTRA);
+      assert_int_equal(g->insts[i + 1].iattr[0], 1);
+      assert_string_equal(g->insts[i + 1].rule, "attention.dk");
+      assert_int_equal(g->insts[i + 2].op, OP_EXTRA);
+      assert_int_equal(g->insts[i + 2].iattr[0], 2);
+      assert_string_equal(g->insts[i + 2].rule, "attention.dv");
+      assert_int_equal(in->args[4], in->args[3] + 1);   /* lse: the extra after o */
+    }
+  }
+  assert_int_equal(folds, 1);
+  assert_int_equal(bwds, 1);
+
+  /* the loss reads the lse: no derivative for it */
+  diag_reset();
+  char *out = NULL;
+  size_t n = 0;
+  FILE *fp = open_memstream(&out, &n);
+  diag_set_output(fp);
+  Func *f2 = ir_func_new(b.m, "lse");
+  int32_t p = ir_param(f2, "q", ir_type(b.m, DT_F32, 3, (int64_t[]){1, 2, 2}), INIT_ZEROS, 0, 0, SRCLOC_NONE);
+  int32_t lse;
+  ir_attention(f2, p, p, p, false, 1.0, &lse, SRCLOC_NONE);
+  ir_loss(f2, ir_reduce(f2, OP_SUM, lse, IR_AXIS_ALL, false, SRCLOC_NONE), SRCLOC_NONE);
+  assert_null(pass_autodiff(f2, &opt));
+  fclose(fp);
+  diag_set_output(NULL);
+  assert_non_null(strstr(out, "error: autodiff: in @lse, %2: the loss depends on the extra result 1 of %1 = attention, "
+                              "which has no derivative"));
+  free(out);
+  diag_reset();
+  ir_module_free(b.m);
+}
+
 /* Misuse: no loss, or gradients already there, is a located error, not a crash. */
 static void test_errors(void **state) {
   (void)state;
@@ -830,6 +1002,7 @@ int main(void) {
       cmocka_unit_test(test_max_pool_ties),
       cmocka_unit_test(test_unused_param_zero),
       cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_sequence_gradient_shapes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
