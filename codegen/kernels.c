@@ -12,7 +12,12 @@
  *   reductions   inner == 1: vector accumulators along R, one horizontal reduce per row;
  *                otherwise vectors across inner, a loop over R
  *   softmax      the same two shapes: max, sum of exp(x - max), then the scaled row
- *   xent, onehot rows of C classes; a label outside [0, C) sets frame->status = 1
+ *   xent, onehot rows of C classes (labels of any rank); a label outside [0, C) sets
+ *                frame->status = 1
+ *   embedding    a row copy per position; its backward by column chunks of dW (the same
+ *                sum order for any thread count)
+ *   transpose    any permutation: row copies, or W x W tiles transposed in registers
+ *   causal_mask  two fills per row
  *   sum_to       zero the result, accumulate each element of the operand at its
  *                broadcast position (vector add, or a vector sum when the result's
  *                last dim is broadcast)

@@ -9,6 +9,7 @@
  *   log(x):  x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(1 + f) = f - f^2/2 + f^3 P(f)
  *   tanh(x): |x| < 0.625: x + x^3 P(x^2); else sign(x) (1 - 2 / (exp(2|x|) + 1))
  *   sigmoid: 1 / (1 + exp(-x))
+ *   erf, gelu, gelu_tanh and their gradients: below ("erf, GELU")
  * Rounding uses the 1.5 * 2^23 trick instead of llvm.floor, which is a libm call on
  * CPUs without SSE4.1.
  *

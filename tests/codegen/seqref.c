@@ -71,6 +71,9 @@ static void matmul(const Inst *in, const Tensor *a, const Tensor *b, Tensor *c) 
   }
 }
 
+/* the elementwise ops' results as an f32 machine stores them (f64 models: unrounded) */
+static double rnd(bool f64, double v) { return f64 ? v : (double)(float)v; }
+
 static double Phi(double x) { return 0.5 * erfc(-x / sqrt(2.0)); }
 
 static double unary(Op op, double x, double dy) {
@@ -101,6 +104,7 @@ void seqref_run(Func *f, int64_t batch, const Tensor *ins, const Tensor *ps, Ten
       continue;
     }
     TensorType t = resolved(f, i, batch);
+    bool f64 = t.dtype == DT_F64;   /* an f64 model: no rounding to float */
     v[i] = ir_tensor_new(&t);
     own[i] = true;
     Tensor *y = &v[i];
@@ -108,7 +112,7 @@ void seqref_run(Func *f, int64_t batch, const Tensor *ins, const Tensor *ps, Ten
     switch ((Op)in->op) {
     case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: matmul(in, a, b, y); break;
     case OP_ADD:   /* b broadcast over a's leading dims (a bias, a mask) or equal shapes */
-      for (int64_t k = 0; k < y->numel; k++) y->data[k] = (double)(float)(a->data[k] + b->data[k % b->numel]);
+      for (int64_t k = 0; k < y->numel; k++) y->data[k] = rnd(f64, a->data[k] + b->data[k % b->numel]);
       break;
     case OP_TRANSPOSE: {
       int perm[4], r = a->type.rank;
@@ -140,10 +144,10 @@ void seqref_run(Func *f, int64_t batch, const Tensor *ins, const Tensor *ps, Ten
       break;
     }
     case OP_GELU: case OP_GELU_TANH:
-      for (int64_t k = 0; k < y->numel; k++) y->data[k] = (double)(float)unary((Op)in->op, a->data[k], 0);
+      for (int64_t k = 0; k < y->numel; k++) y->data[k] = rnd(f64, unary((Op)in->op, a->data[k], 0));
       break;
     case OP_GELU_GRAD: case OP_GELU_TANH_GRAD:
-      for (int64_t k = 0; k < y->numel; k++) y->data[k] = (double)(float)unary((Op)in->op, a->data[k], b->data[k]);
+      for (int64_t k = 0; k < y->numel; k++) y->data[k] = rnd(f64, unary((Op)in->op, a->data[k], b->data[k]));
       break;
     case OP_CAUSAL_MASK: {
       int64_t T = y->type.dims[0];

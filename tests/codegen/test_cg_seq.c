@@ -31,12 +31,14 @@ static int32_t par(Func *f, const char *name, int rank, const int64_t *dims) {
   return ir_param(f, name, ir_type(f->mod, DT_F32, rank, dims), INIT_ZEROS, 0, 0, L);
 }
 
+/* against seqref.c, then against the reference interpreter (ir/interp.c): two
+ * independent references */
 static int check(Func *f, int64_t batch, int threads, double tol) {
   CgtConfig c = {-1, 1, threads, NULL, false, false};
   cgt_reference = seqref_run;
   int r = cgt_check_forward(f, batch, tol, &c);
   cgt_reference = NULL;
-  return r;
+  return r + cgt_check_forward(f, batch, tol, &c);
 }
 
 /* a @ b for the given shapes (DIM_BATCH allowed), on 1 and 2 threads */
@@ -195,6 +197,47 @@ static void test_mask_softmax(void **state) {
     fails += r;
     ir_module_free(m);
   }
+  assert_int_equal(fails, 0);
+}
+
+/* the same kernels in an f64 model (double buffers, W / 2 lanes): a batched product,
+ * one of rows with its bias and GELU epilogue, the fold, transposes of both shapes,
+ * embedding and its backward, gelu_tanh and the masks, within 1e-12 */
+static void test_f64(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  Func *f = ir_func_new(m, "seq64");
+  int32_t x = in_f32(f, "x", 0, 3, (int64_t[]){DIM_BATCH, 16, 24});
+  int32_t q = in_f32(f, "q", 1, 4, (int64_t[]){DIM_BATCH, 2, 16, 8});
+  int32_t ids = labels(f, "ids", 2, 3, (int64_t[]){DIM_BATCH, 16, 9});
+  int32_t dy = in_f32(f, "dy", 3, 3, (int64_t[]){DIM_BATCH, 16, 40});
+  int32_t w = par(f, "w", 2, (int64_t[]){24, 40});
+  int32_t b = par(f, "b", 1, (int64_t[]){40});
+  int32_t e = par(f, "e", 2, (int64_t[]){9, 24});
+  int32_t h = ir_binary(f, OP_ADD, ir_binary(f, OP_MATMUL, x, w, L), b, L);
+  ir_output(f, "h", ir_unary(f, OP_GELU, h, L), L);
+  ir_output(f, "ht", ir_unary(f, OP_GELU_TANH, x, L), L);
+  ir_output(f, "dh", ir_binary(f, OP_GELU_GRAD, x, ir_binary(f, OP_MATMUL_NT, dy, w, L), L), L);
+  ir_output(f, "dht", ir_binary(f, OP_GELU_TANH_GRAD, x, x, L), L);
+  ir_output(f, "dw", ir_matmul_tn_fold(f, x, dy, L), L);
+  ir_output(f, "s", ir_binary(f, OP_MATMUL_NT, q, q, L), L);
+  ir_output(f, "qt", ir_transpose(f, q, (int[]){0, 2, 1, 3}, L), L);
+  ir_output(f, "qs", ir_transpose(f, q, NULL, L), L);
+  Inst em = ir_inst(OP_EMBEDDING, L);
+  em.nargs = 2, em.args[0] = ids, em.args[1] = e;
+  ir_output(f, "emb", ir_emit(f, &em), L);
+  Inst g = ir_inst(OP_EMBEDDING_BWD, L);
+  g.nargs = 2, g.args[0] = ids, g.args[1] = dy;
+  g.type = ir_type(m, DT_F32, 2, (int64_t[]){9, 40});
+  ir_output(f, "demb", ir_emit(f, &g), L);
+  int fails = 0;
+  for (int th = 1; th <= 2; th++) {
+    CgtConfig c = {-4, 4, th, NULL, false, true};
+    cgt_reference = seqref_run;
+    fails += cgt_check_forward(f, 3, 1e-12, &c);
+    cgt_reference = NULL;
+  }
+  ir_module_free(m);
   assert_int_equal(fails, 0);
 }
 
@@ -378,6 +421,7 @@ int main(void) {
       cmocka_unit_test(test_gelu_epilogue),
       cmocka_unit_test(test_embedding),
       cmocka_unit_test(test_embedding_bad_id),
+      cmocka_unit_test(test_f64),
       cmocka_unit_test(test_labels_rank3),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
