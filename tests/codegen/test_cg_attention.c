@@ -157,7 +157,8 @@ static int run_shape_scaled(const Shape *s, int64_t batch, const char *march, bo
   double scale = sharp / sqrt((double)s->dh);
   Func *f = build(m, s, scale);
   if (f64) f = cgt_func_to_f64(f, "attn64");
-  CgOptions o = {march ? march : "native", 2, 4, false, false};
+  const char *lvl = getenv("CGT_OPT");   /* as the harness: CGT_OPT=0..3, default 2 */
+  CgOptions o = {march ? march : "native", lvl ? atoi(lvl) : 2, 4, false, false};
   CgModel *cm = test_build(f, NULL, NULL, &o);
   assert_non_null(cm);
   assert_int_equal(cg_model_jit(cm), 0);
