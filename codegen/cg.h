@@ -218,11 +218,6 @@ typedef struct {
  * batches; the epilogue as cg_gemm's (its offsets into the whole C). */
 void cg_gemm_batched(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
                      LLVMValueRef N, LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack, const CgEpilogue *ep);
-/* Is the matmul* instruction one product (rank 2, b of rank 2 for matmul and matmul_nt,
- * matmul_tn fold=1), and its M, N, K (per batch when it is not; DIM_BATCH where they
- * depend on B). */
-bool cg_product_single(Func *f, const Inst *in);
-void cg_product_mnk(Func *f, const Inst *in, int64_t *M, int64_t *N, int64_t *K);
 int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block, the im2col buffer */
 /* The pack buffers the products and convolutions of these plans need, per chunk, in
  * elements, and the im2col buffer of the convolutions. */

@@ -12,6 +12,8 @@
  *   gemm.c     the packed, register-blocked matrix product (BLIS structure), one
  *              core for the three variants, epilogues on each final C tile, split
  *              across threads through frame->parallel_for
+ *   attention.c  fused attention and its backward (FlashAttention's blocked online
+ *              softmax): no [T,S] matrix, per-chunk scratch in the GEMM pack area
  *   optim.c    the optimizer update: one streaming kernel over the params block
  *   vmath.c    exp / log / tanh / sigmoid as vector polynomials (no libm calls)
  *   emit.c     loop, load/store and intrinsic helpers shared by the kernel files
@@ -81,6 +83,11 @@ CgModel *cg_model_build(const CgModelInput *in);
  * (0 without a product). The memory plan's `extra`. */
 int64_t cg_workspace_extra(const CgOptions *o, const KernelPlan *fwd, const KernelPlan *grad, int elem_bytes);
 int cg_gemm_chunks(const CgOptions *o);   /* products split in at most this many chunks */
+/* Is the matmul* instruction one product (rank 2, b of rank 2 for matmul and matmul_nt,
+ * matmul_tn fold=1: leading dims are rows or summed), and its M, N, K (per batch index
+ * when it is not; DIM_BATCH where they depend on B). */
+bool cg_product_single(Func *f, const Inst *in);
+void cg_product_mnk(Func *f, const Inst *in, int64_t *M, int64_t *N, int64_t *K);
 LLVMModuleRef cg_model_module(CgModel *m);          /* the optimized module (owned by m) */
 LLVMTargetMachineRef cg_model_target(CgModel *m);   /* for emitting objects (owned by m) */
 bprt_model_desc *cg_model_desc(CgModel *m);          /* entry pointers NULL until cg_model_jit */
