@@ -52,6 +52,11 @@ cc -O2 -std=c11 -o "$T/aot_step" "$SRC/bench/aot_step.c" -ldl || { echo "FAIL: b
 aot=$("$T/aot_step" "$T/m1.so" m1 4 1 1) || { echo "FAIL: aot_step exited $?"; exit 1; }
 echo "$aot"
 echo "$aot" | grep -Eq '^aot m1 [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+$' || { echo "FAIL: no library row"; exit 1; }
+# and M5's library: token inputs, one label per position (batch 2 x 64 of them)
+"$BPCC" "$SRC/bench/m5_gpt.bp" -o "$T/m5.so" || { echo "FAIL: bpcc -o m5.so"; exit 1; }
+aot=$("$T/aot_step" "$T/m5.so" m5_gpt 2 1 1) || { echo "FAIL: aot_step m5_gpt exited $?"; exit 1; }
+echo "$aot"
+echo "$aot" | grep -Eq '^aot m5_gpt [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+$' || { echo "FAIL: no M5 library row"; exit 1; }
 # the CPU named in the benchmark's header and CSV (bench/peak.c --cpu, no timing): the
 # family and model decoded from CPUID must be the kernel's
 cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -o "$T/peak" "$SRC/bench/peak.c" -lpthread || { echo "FAIL: bench/peak.c does not build"; exit 1; }
