@@ -438,7 +438,8 @@ static int64_t row_size(const bprt_tensor_desc *t, bool *batched) {
     else
       n *= t->dims[i];
   }
-  return t->is_label ? 1 : n;
+  /* a label holds one int32 per position: the dims before its class count */
+  return t->is_label ? n / t->dims[t->rank - 1] : n;
 }
 
 
@@ -449,14 +450,19 @@ static void tensor_macros(Buf *b, const char *M, const char *kind, int i, const 
   bool batched;
   int64_t row = row_size(t, &batched);
   bput(b, "#define %s_%s_%s %d  /* %s %s: ", M, kind, up, i, t->name, ty);
-  if (t->is_label)
+  if (t->is_label && row == 1)
     bput(b, "int32_t class indices in [0, %lld), one per row */\n", (long long)t->dims[t->rank - 1]);
+  else if (t->is_label)
+    bput(b, "int32_t class indices in [0, %lld), %lld per row (one per position) */\n",
+         (long long)t->dims[t->rank - 1], (long long)row);
   else if (batched)
     bput(b, "float, %lld per row */\n", (long long)row);
   else
     bput(b, "float, %lld in all */\n", (long long)row);
-  if (t->is_label)
+  if (t->is_label) {
     bput(b, "#define %s_%s_%s_CLASSES %lld\n", M, kind, up, (long long)t->dims[t->rank - 1]);
+    if (row > 1) bput(b, "#define %s_%s_%s_ROW %lld\n", M, kind, up, (long long)row);
+  }
   else
     bput(b, "#define %s_%s_%s_%s %lld\n", M, kind, up, batched ? "ROW" : "SIZE", (long long)row);
 }
@@ -511,7 +517,7 @@ char *cg_aot_header(const bprt_model_desc *d, const char *source) {
        "} bpcc_param_info;\n"
        "typedef struct {\n"
        "  const char *name;\n"
-       "  int32_t is_label;       /* int32_t class indices, one per row; classes = dims[rank - 1] */\n"
+       "  int32_t is_label;       /* int32_t class indices, one per position: the dims before the last; classes = dims[rank - 1] */\n"
        "  int32_t rank;\n"
        "  int64_t dims[4];        /* BPCC_DIM_BATCH: the batch */\n"
        "} bpcc_tensor_info;\n"

@@ -22,6 +22,11 @@ others=$(nm -D --defined-only "$T/m.so" | awk '{print $3}' | grep -v '^mnist_mlp
 [ -z "$others" ] || die "exported symbols outside the ABI: $others"
 grep -q 'int mnist_mlp_train_step(mnist_mlp \*net, int64_t batch' "$T/m.h" || die "header lacks train_step"
 
+# a label input of rank 3 (tokens): one int32 per position, 8 per row
+"$BPCC" "$SRC/examples/attention_small.bp" -o "$T/seq.so" || die "attention_small failed"
+grep -q 'x label\[B,8,32\]: int32_t class indices in \[0, 32), 8 per row (one per position)' "$T/seq.h" || die "header: rank-3 label comment"
+grep -q '_INPUT_X_ROW 8$' "$T/seq.h" || die "header: rank-3 label row size"
+
 "$BPCC" -march=x86-64-v3 "$SRC/examples/mnist_mlp.bp" -o "$T/portable.so" || die "-march=x86-64-v3 failed"
 [ -s "$T/portable.so" ] || die "portable.so missing"
 
@@ -37,6 +42,6 @@ grep -q -- "-o needs a path" "$T/err.txt" || die "no message for -o without a pa
 printf 'model bprt_x(x: f32[B, 2], t: f32[B, 1]) {\n    output y = dense(x, 1)\n    loss mse(y, t)\n}\n' > "$T/reserved.bp"
 "$BPCC" "$T/reserved.bp" -o "$T/reserved.so" 2> "$T/err.txt" && die "a model named bprt_x succeeded"
 grep -q "model names starting with 'bprt' are reserved" "$T/err.txt" || { cat "$T/err.txt"; die "no message for a reserved name"; }
-left=$(ls -A "$T" | grep -v -e '^m\.so$' -e '^m\.h$' -e '^portable\.so$' -e '^portable\.h$' -e '^bad\.bp$' -e '^reserved\.bp$' -e '^err\.txt$')
+left=$(ls -A "$T" | grep -v -e '^m\.so$' -e '^m\.h$' -e '^portable\.so$' -e '^portable\.h$' -e '^seq\.so$' -e '^seq\.h$' -e '^bad\.bp$' -e '^reserved\.bp$' -e '^err\.txt$')
 [ -z "$left" ] || die "temporary files left: $left"
 t_done aot_cli
