@@ -81,9 +81,9 @@ int main(int argc, char **argv) {
     int64_t row = 1;
     for (int k = 1; k < t.rank - (t.is_label ? 1 : 0); k++) row *= t.dims[k];
     int64_t n = batch * row;
-    if (t.is_label) {
-      int32_t *y = malloc((size_t)batch * sizeof *y);
-      for (int64_t r = 0; r < batch; r++) {
+    if (t.is_label) {   /* one class index per row, or per position of a sequence */
+      int32_t *y = malloc((size_t)n * sizeof *y);
+      for (int64_t r = 0; r < n; r++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         y[r] = (int32_t)((s >> 33) % (uint64_t)t.dims[t.rank - 1]);
       }

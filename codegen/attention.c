@@ -8,10 +8,15 @@
  *   D = rowsum(do * o), p = exp(s - lse), dp = do v^T, ds = p (dp - D)
  *   dq = scale ds k, dk = scale ds^T q, dv = p^T do     (backward; dk, dv are extras)
  *
- * Forward, per (bh, block of BR query rows): for each block of Bc keys (only the blocks
- * at or below the diagonal when causal), K's block is transposed into the scratch
- * (Kt[d][j]) so that a query row's Bc scores are Bc / W vectors of multiply-adds over
- * d (broadcast q[i,d] times a row of Kt). Each row keeps the online softmax state: its
+ * Forward, per (bh, block of BR query rows): for each block of Bc = 4 W keys (only the
+ * blocks at or below the diagonal when causal), K's block is transposed into the
+ * scratch (Kt[d][j], W x W tiles in registers) so that a query row's Bc scores are four
+ * vectors of multiply-adds over d (broadcast q[i,d] times a row of Kt). Rows go in
+ * register blocks of RB = 4 (2 with 16 vector registers): 16 independent accumulator
+ * chains that share each row of Kt, where one row's four chains would wait on the
+ * multiply-add's latency. With the mask, the rows that see only the first c vectors of
+ * the block (query - kb < c W) run in a loop of their own that computes c, and rows
+ * before the block's first key are skipped. Each row keeps the online softmax state: its
  * running max m, running sum l and an accumulator acc[dv] (scratch), and per key block
  *   m' = max(m, max_j s_j), p_j = exp(s_j - m'), alpha = exp(m - m'),
  *   l = alpha l + sum_j p_j, acc = alpha acc + sum_j p_j v_j  (v_j rows as vectors)
@@ -25,7 +30,7 @@
  * The key block's dk = scale dK and dv = dV are then written once.
  *
  * Threads: the work items (forward: bh x query blocks; backward: bh) are cut into at most
- * min(threads, CgModel chunks, items) consecutive ranges, one task each, and every range
+ * min(threads, GEMM chunks, items) consecutive ranges, one task each, and every range
  * uses the scratch of its chunk in the GEMM pack area at the front of the workspace (its
  * size is cg_attention_scratch_floats, which cg_gemm_pack_sizes folds in). Each output
  * element is computed by one item in a fixed order, so results are bit-identical for
@@ -33,8 +38,10 @@
  *
  * Rows of q, k, v, o, do whose length is not a multiple of W are read and written with
  * masked vector loads and stores (llvm.masked.load / store: the lanes past the row are
- * neither read nor written). Sums run in the model's element type (float, or double in
- * an f64 model). */
+ * neither read nor written). Masked score lanes take exp(0) and are then replaced by 0:
+ * exp of -inf (or of any large negative number) runs the polynomial through subnormals,
+ * a microcode assist per operation that made the first version three times slower. Sums
+ * run in the model's element type (float, or double in an f64 model). */
 #include <math.h>
 #include <string.h>
 
@@ -43,7 +50,9 @@
 #define ATTN_BR 64       /* query rows per block */
 #define ATTN_BCS 64      /* the scratch's row stride: keys per block at most */
 #define ATTN_PAD 16      /* every scratch row and region padded to 16 elements */
-#define ATTN_CH 8        /* row vectors held in registers at once */
+#define ATTN_RB 4        /* rows per register block at most */
+#define ATTN_NV 4        /* score vectors per row at most (a key block is four vectors) */
+#define ATTN_ACC 16      /* accumulator vectors at most */
 /* below this many multiply-adds an attention runs on the calling thread */
 #define ATTN_PARALLEL_MACS (1 << 16)
 
@@ -55,7 +64,7 @@ typedef struct {
   int rank;
   int64_t T, S, dh, dv;
   int64_t dhp, dvp;                 /* dh, dv rounded up to ATTN_PAD */
-  int64_t kt, pr, acc, m, l;        /* forward: Kt[dh][BCS], p row, acc[BR][dvp], m[BR], l[BR] */
+  int64_t kt, pr, acc, m, l;        /* forward: Kt[dh][BCS], p[RB][BCS], acc[BR][dvp], m[BR], l[BR] */
   int64_t vt, ds, dka, dva, dd;     /* backward: Kt, Vt[dv][BCS], p[BR][BCS] (pr), ds[BR][BCS],
                                        dK[BCS][dhp], dV[BCS][dvp], D[T] */
   int64_t total;
@@ -72,7 +81,7 @@ static void attn_layout(Func *f, const Inst *in, AttnLayout *L) {
 #define REGION(field, n) (L->field = o, o += rup((n), ATTN_PAD))
   REGION(kt, L->dh * ATTN_BCS);
   if (in->op == OP_ATTENTION) {
-    REGION(pr, ATTN_BCS);
+    REGION(pr, ATTN_RB * ATTN_BCS);
     REGION(acc, ATTN_BR * L->dvp);
     REGION(m, ATTN_BR);
     REGION(l, ATTN_BR);
@@ -105,6 +114,8 @@ typedef struct {
   bool bwd, causal;
   double scale;
   int W, Bc, nv;          /* lanes; keys per block (a multiple of W, <= ATTN_BCS); vectors per score row */
+  int RB;                 /* rows per register block */
+  int acc_regs;           /* vector accumulators a row block keeps in registers */
   LLVMTypeRef T, E, IT;   /* <W x elem> (elem when W = 1), elem, <W x i32> */
   LLVMValueRef p[AP__COUNT];   /* inside the task: the pointers (NULL: an extra nobody reads) */
 } Attn;
@@ -177,29 +188,130 @@ static void st_row(Attn *a, LLVMValueRef x, LLVMValueRef ptr, LLVMValueRef idx, 
 
 static int64_t nvec(Attn *a, int64_t n) { return (n + a->W - 1) / a->W; }
 
-/* Kt[d][j] = src[(kb + j) n + d] for j < bc, d < n: a block of keys (or values) with the
- * key index along the rows of the scratch. */
-static void transpose_block(Attn *a, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef kb, LLVMValueRef bc, int64_t n) {
-  CgLoop lj = cg_loop_begin(a->cg, k64(a, 0), bc, k64(a, 1));
-  LLVMValueRef row = mul(a, add(a, kb, lj.iv), k64(a, n));
-  CgLoop ld = cg_loop_begin(a->cg, k64(a, 0), k64(a, n), k64(a, 1));
-  LLVMValueRef x = lds(a, src, add(a, row, ld.iv));
-  cg_store(a->cg, x, dst, add(a, mul(a, ld.iv, k64(a, ATTN_BCS)), lj.iv));
-  cg_loop_end(a->cg, &ld);
-  cg_loop_end(a->cg, &lj);
+/* void bpcc_attn_transpose(float *src, i64 ss, float *dst, i64 ds, i64 rows, i64 cols):
+ * dst[c ds + r] = src[r ss + c] for r < rows, c < cols (both <= W), and 0 for rows <= r
+ * < W: W rows of the source loaded as vectors (masked), transposed in registers in
+ * log2(W) stages (rows i and i + b, i & b == 0, exchange their off-diagonal b-blocks:
+ * x'[c] = c & b ? y[c - b] : x[c], y'[c] = c & b ? y[c] : x[c + b]), the first `cols`
+ * of them stored whole. One function for every block of the module. */
+static LLVMValueRef transpose_fn(Attn *a) {
+  Cg *cg = a->cg;
+  LLVMValueRef fn = LLVMGetNamedFunction(cg->M, "bpcc_attn_transpose");
+  if (fn) return fn;
+  LLVMBuilderRef B = cg->B;
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
+  LLVMValueRef caller = cg->fn;
+  LLVMTypeRef args[6] = {cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_i64};
+  fn = cg_new_function(cg, "bpcc_attn_transpose", LLVMFunctionType(cg->t_void, args, 6, 0), true);
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
+  LLVMValueRef src = LLVMGetParam(fn, 0), ss = LLVMGetParam(fn, 1), dst = LLVMGetParam(fn, 2);
+  LLVMValueRef ds = LLVMGetParam(fn, 3), rows = LLVMGetParam(fn, 4), cols = LLVMGetParam(fn, 5);
+  int W = a->W;
+  LLVMTypeRef lty;
+  LLVMValueRef lfn = masked_intrinsic(a, "llvm.masked.load", &lty);
+  LLVMTypeRef VI = LLVMVectorType(cg->t_i64, (unsigned)W);
+  LLVMValueRef iota[64];
+  for (int c = 0; c < W; c++) iota[c] = cg_i64(cg, c);
+  LLVMValueRef colmask = LLVMBuildICmp(B, LLVMIntSLT, LLVMConstVector(iota, (unsigned)W), cg_splat(cg, cols, VI), "");
+  LLVMValueRef zero = fk(a, a->T, 0.0), r[64];
+  for (int i = 0; i < W; i++) {
+    LLVMValueRef have = LLVMBuildICmp(B, LLVMIntSLT, cg_i64(cg, i), rows, "");
+    LLVMValueRef m = LLVMBuildAnd(B, colmask, cg_splat(cg, have, LLVMVectorType(cg->t_i1, (unsigned)W)), "");
+    LLVMValueRef la[4] = {at(a, src, mul(a, cg_i64(cg, i), ss)), cg_i32(cg, 4), m, zero};
+    r[i] = LLVMBuildCall2(B, lty, lfn, la, 4, "");
+  }
+  for (int b = W / 2; b >= 1; b /= 2) {
+    LLVMValueRef mx[64], my[64];
+    for (int c = 0; c < W; c++) {
+      mx[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c - b : c), 0);
+      my[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c : c + b), 0);
+    }
+    LLVMValueRef maskx = LLVMConstVector(mx, (unsigned)W), masky = LLVMConstVector(my, (unsigned)W);
+    for (int i = 0; i < W; i++) {
+      if (i & b) continue;
+      LLVMValueRef x = r[i], y = r[i + b];
+      r[i] = LLVMBuildShuffleVector(B, x, y, maskx, "");
+      r[i + b] = LLVMBuildShuffleVector(B, x, y, masky, "");
+    }
+  }
+  for (int i = 0; i < W; i++) {
+    LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntSLT, cg_i64(cg, i), cols, ""));
+    cg_store(cg, r[i], dst, mul(a, cg_i64(cg, i), ds));
+    cg_if_end(cg, join);
+  }
+  LLVMBuildRetVoid(B);
+  cg->fn = caller;
+  LLVMPositionBuilderAtEnd(B, here);
+  return fn;
 }
 
-/* acc[c] = sum_d x[xi + d] Kt[d][c W ..] for the nv vectors of a score row. */
-static void score_row(Attn *a, LLVMValueRef x, LLVMValueRef xi, LLVMValueRef kt, int64_t n, LLVMValueRef *out) {
-  LLVMValueRef acc[ATTN_BCS];
-  for (int c = 0; c < a->nv; c++) acc[c] = var(a, a->T, fk(a, a->T, 0.0), "s");
+/* Kt[d][j] = src[(kb + j) n + d] for j < bc, d < n, and 0 for bc <= j < bc rounded up to
+ * W: a block of keys (or values) with the key index along the rows of the scratch, in
+ * W x W tiles transposed in registers (element by element with one lane). */
+static void transpose_block(Attn *a, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef kb, LLVMValueRef bc, int64_t n) {
+  Cg *cg = a->cg;
+  if (a->W == 1) {
+    CgLoop lj = cg_loop_begin(cg, k64(a, 0), bc, k64(a, 1));
+    LLVMValueRef row = mul(a, add(a, kb, lj.iv), k64(a, n));
+    CgLoop ld = cg_loop_begin(cg, k64(a, 0), k64(a, n), k64(a, 1));
+    cg_store(cg, lds(a, src, add(a, row, ld.iv)), dst, add(a, mul(a, ld.iv, k64(a, ATTN_BCS)), lj.iv));
+    cg_loop_end(cg, &ld);
+    cg_loop_end(cg, &lj);
+    return;
+  }
+  LLVMValueRef t = transpose_fn(a);
+  CgLoop lj = cg_loop_begin(cg, k64(a, 0), bc, k64(a, a->W));
+  LLVMValueRef rows = imin(a, k64(a, a->W), sub(a, bc, lj.iv));
+  for (int64_t d0 = 0; d0 < n; d0 += a->W) {
+    LLVMValueRef args[6] = {at(a, src, add(a, mul(a, add(a, kb, lj.iv), k64(a, n)), k64(a, d0))), k64(a, n),
+                            at(a, dst, add(a, k64(a, d0 * ATTN_BCS), lj.iv)), k64(a, ATTN_BCS), rows,
+                            k64(a, n - d0 < a->W ? n - d0 : a->W)};
+    LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(t), t, args, 6, "");
+  }
+  cg_loop_end_hint(cg, &lj, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+}
+
+/* s[b][c] = sum_d x[xi + b xs + d] Kt[d][c W ..]: the first nvr score vectors of nb rows
+ * (x the rows' queries, or their do against V's transpose). The nb nvr accumulators are
+ * independent chains (one chain per vector would wait on the multiply-add's latency). */
+static void score_rows(Attn *a, LLVMValueRef x, LLVMValueRef xi, int64_t xs, int nb, LLVMValueRef kt, int64_t n, int nvr,
+                       LLVMValueRef s[ATTN_RB][ATTN_NV]) {
+  LLVMValueRef acc[ATTN_RB][ATTN_NV];
+  for (int b = 0; b < nb; b++)
+    for (int c = 0; c < nvr; c++) acc[b][c] = var(a, a->T, fk(a, a->T, 0.0), "s");
   CgLoop ld = cg_loop_begin(a->cg, k64(a, 0), k64(a, n), k64(a, 1));
-  LLVMValueRef xd = splat(a, lds(a, x, add(a, xi, ld.iv)));
-  LLVMValueRef base = mul(a, ld.iv, k64(a, ATTN_BCS));
-  for (int c = 0; c < a->nv; c++)
-    set(a, acc[c], fmadd(a, xd, ldv(a, kt, add(a, base, k64(a, c * a->W))), get(a, a->T, acc[c])));
+  LLVMValueRef base = mul(a, ld.iv, k64(a, ATTN_BCS)), kv[ATTN_NV];
+  for (int c = 0; c < nvr; c++) kv[c] = ldv(a, kt, add(a, base, k64(a, c * a->W)));
+  for (int b = 0; b < nb; b++) {
+    LLVMValueRef xd = splat(a, lds(a, x, add(a, xi, add(a, k64(a, b * xs), ld.iv))));
+    for (int c = 0; c < nvr; c++) set(a, acc[b][c], fmadd(a, xd, kv[c], get(a, a->T, acc[b][c])));
+  }
   cg_loop_end(a->cg, &ld);
-  for (int c = 0; c < a->nv; c++) out[c] = get(a, a->T, acc[c]);
+  for (int b = 0; b < nb; b++)
+    for (int c = 0; c < nvr; c++) s[b][c] = get(a, a->T, acc[b][c]);
+}
+
+/* max(x, y) as x > y ? x : y (one vmaxps; the scores hold no NaN but from NaN inputs) */
+static LLVMValueRef fmax2(Attn *a, LLVMValueRef x, LLVMValueRef y) {
+  return LLVMBuildSelect(a->cg->B, LLVMBuildFCmp(a->cg->B, LLVMRealOGT, x, y, ""), x, y, "");
+}
+
+/* The largest lane of v: a tree of halves (llvm.vector.reduce.fmax is a NaN-aware
+ * chain of scalar steps, the critical path of a row). */
+static LLVMValueRef hmax_tree(Attn *a, LLVMValueRef v) {
+  LLVMBuilderRef B = a->cg->B;
+  for (int w = a->W; w > 1; w /= 2) {
+    LLVMValueRef lo[32], hi[32];
+    for (int l = 0; l < w / 2; l++) lo[l] = cg_i32(a->cg, l), hi[l] = cg_i32(a->cg, w / 2 + l);
+    LLVMValueRef x = LLVMBuildShuffleVector(B, v, LLVMGetUndef(LLVMTypeOf(v)), LLVMConstVector(lo, (unsigned)(w / 2)), "");
+    LLVMValueRef y = LLVMBuildShuffleVector(B, v, LLVMGetUndef(LLVMTypeOf(v)), LLVMConstVector(hi, (unsigned)(w / 2)), "");
+    v = fmax2(a, x, y);
+  }
+  if (cg_is_vec(LLVMTypeOf(v))) v = LLVMBuildExtractElement(B, v, cg_i32(a->cg, 0), "");
+  return v;
 }
 
 /* Which lanes of score vector c of key block kb query row i are real keys: j < S, and
@@ -229,33 +341,95 @@ static LLVMValueRef valid_lanes(Attn *a, LLVMValueRef kb, int c, LLVMValueRef i)
   return LLVMBuildICmp(B, pred, jv, lim, "valid");
 }
 
-/* out[oi ..] = alpha out[oi ..] + sum over t in [t0, t1) of coef[t cs + cj] row(t), row(t)
- * the n elements at src[(rbase + t) n] (a tensor row: its tail vector masked) and out a
- * row of the scratch padded to whole vectors; ATTN_CH vectors at a time in registers. */
+/* The rows of a block that see nvr vectors of key block kb when causal: rows r (query
+ * i0 + r) with (nvr - 1) W <= i - kb < nvr W (the last count: every row past), in
+ * [0, br); a loop per count, each with its vectors fixed (the others' keys are all
+ * masked), rows before query kb skipped (they see no key of the block). Without the
+ * mask one loop over every row with all nv vectors. Each range runs in blocks of RB
+ * rows, then single rows: fn(r, nb, nvr) emits rows [r, r + nb). */
+typedef void (*RowsFn)(Attn *a, void *ctx, LLVMValueRef r, int nb, int nvr);
+
+static void rows_blocked(Attn *a, LLVMValueRef r0, LLVMValueRef r1, int nvr, RowsFn fn, void *ctx) {
+  LLVMValueRef n = sub(a, r1, r0);
+  LLVMValueRef mid = add(a, r0, mul(a, LLVMBuildSDiv(a->cg->B, imax(a, n, k64(a, 0)), k64(a, a->RB), ""), k64(a, a->RB)));
+  CgLoop lb = cg_loop_begin(a->cg, r0, mid, k64(a, a->RB));
+  fn(a, ctx, lb.iv, a->RB, nvr);
+  cg_loop_end(a->cg, &lb);
+  if (a->RB > 1) {
+    CgLoop l1 = cg_loop_begin(a->cg, mid, r1, k64(a, 1));
+    fn(a, ctx, l1.iv, 1, nvr);
+    cg_loop_end(a->cg, &l1);
+  }
+}
+
+static void rows_by_count(Attn *a, LLVMValueRef i0, LLVMValueRef br, LLVMValueRef kb, RowsFn fn, void *ctx) {
+  if (!a->causal) {
+    rows_blocked(a, k64(a, 0), br, a->nv, fn, ctx);
+    return;
+  }
+  LLVMValueRef d = sub(a, kb, i0);   /* row of query kb */
+  for (int c = 1; c <= a->nv; c++) {
+    LLVMValueRef r0 = imin(a, imax(a, add(a, d, k64(a, (int64_t)(c - 1) * a->W)), k64(a, 0)), br);
+    LLVMValueRef r1 = c < a->nv ? imin(a, imax(a, add(a, d, k64(a, (int64_t)c * a->W)), k64(a, 0)), br) : br;
+    rows_blocked(a, r0, r1, c, fn, ctx);
+  }
+}
+
+/* out row b (n elements at out[oi + b os]) of nb rows:
+ *   start    alpha[b] out_b (scratch rows padded to whole vectors; alpha NULL: 1), or
+ *            0 when `update` (then out_b += post sum at the end: a tensor row, masked tail)
+ *   sum      over t in [t0, t1) of coef[t cs + cj + b cb] src[(rbase + t) n ..]
+ * ATTN_ACC / nb vectors of each row at a time in registers: every term loads the source
+ * row's vectors once for the nb rows. */
 typedef struct {
-  LLVMValueRef out, oi;         /* the output row in the scratch */
-  LLVMValueRef alpha;           /* scalar, or NULL: 1 */
-  LLVMValueRef coef, cs, cj;    /* coefficient of term t: coef[t cs + cj] */
-  LLVMValueRef src, rbase;      /* row t: src[(rbase + t) n ..] */
-  LLVMValueRef t0, t1;
+  int nb;
+  LLVMValueRef out, oi;
+  int64_t os;
+  LLVMValueRef alpha[ATTN_RB];  /* per row, or NULL */
+  bool update;                  /* out += post * sum (tensor rows) */
+  LLVMValueRef post;
+  LLVMValueRef coef, cj;
+  int64_t cs, cb;
+  LLVMValueRef src, rbase, t0, t1;
 } RowAcc;
 
 static void row_acc(Attn *a, const RowAcc *r, int64_t n) {
+  LLVMBuilderRef B = a->cg->B;
   int64_t nvr = nvec(a, n);
-  for (int64_t u0 = 0; u0 < nvr; u0 += ATTN_CH) {
-    int64_t nu = nvr - u0 < ATTN_CH ? nvr - u0 : ATTN_CH;
-    LLVMValueRef acc[ATTN_CH];
-    for (int64_t u = 0; u < nu; u++) {
-      LLVMValueRef init = ldv(a, r->out, add(a, r->oi, k64(a, (u0 + u) * a->W)));
-      if (r->alpha) init = LLVMBuildFMul(a->cg->B, init, splat(a, r->alpha), "");
-      acc[u] = var(a, a->T, init, "acc");
+  int64_t ch = a->acc_regs / r->nb;
+  if (ch < 1) ch = 1;
+  for (int64_t u0 = 0; u0 < nvr; u0 += ch) {
+    int64_t nu = nvr - u0 < ch ? nvr - u0 : ch;
+    LLVMValueRef acc[ATTN_RB][ATTN_ACC];
+    for (int b = 0; b < r->nb; b++) {
+      LLVMValueRef oi = add(a, r->oi, k64(a, b * r->os));
+      for (int64_t u = 0; u < nu; u++) {
+        LLVMValueRef init = fk(a, a->T, 0.0);
+        if (!r->update) {
+          init = ldv(a, r->out, add(a, oi, k64(a, (u0 + u) * a->W)));
+          if (r->alpha[b]) init = LLVMBuildFMul(B, init, splat(a, r->alpha[b]), "");
+        }
+        acc[b][u] = var(a, a->T, init, "acc");
+      }
     }
     CgLoop lt = cg_loop_begin(a->cg, r->t0, r->t1, k64(a, 1));
-    LLVMValueRef c = splat(a, lds(a, r->coef, add(a, mul(a, lt.iv, r->cs), r->cj)));
     LLVMValueRef ri = mul(a, add(a, r->rbase, lt.iv), k64(a, n));
-    for (int64_t u = 0; u < nu; u++) set(a, acc[u], fmadd(a, c, ld_row(a, r->src, ri, u0 + u, n), get(a, a->T, acc[u])));
+    LLVMValueRef sv[ATTN_ACC];
+    for (int64_t u = 0; u < nu; u++) sv[u] = ld_row(a, r->src, ri, u0 + u, n);
+    LLVMValueRef ci = add(a, mul(a, lt.iv, k64(a, r->cs)), r->cj);
+    for (int b = 0; b < r->nb; b++) {
+      LLVMValueRef c = splat(a, lds(a, r->coef, add(a, ci, k64(a, b * r->cb))));
+      for (int64_t u = 0; u < nu; u++) set(a, acc[b][u], fmadd(a, c, sv[u], get(a, a->T, acc[b][u])));
+    }
     cg_loop_end(a->cg, &lt);
-    for (int64_t u = 0; u < nu; u++) cg_store(a->cg, get(a, a->T, acc[u]), r->out, add(a, r->oi, k64(a, (u0 + u) * a->W)));
+    for (int b = 0; b < r->nb; b++) {
+      LLVMValueRef oi = add(a, r->oi, k64(a, b * r->os));
+      for (int64_t u = 0; u < nu; u++) {
+        LLVMValueRef x = get(a, a->T, acc[b][u]);
+        if (r->update) st_row(a, fmadd(a, x, splat(a, r->post), ld_row(a, r->out, oi, u0 + u, n)), r->out, oi, u0 + u, n);
+        else cg_store(a->cg, x, r->out, add(a, oi, k64(a, (u0 + u) * a->W)));
+      }
+    }
   }
 }
 
@@ -276,6 +450,69 @@ static void fill0(Attn *a, LLVMValueRef dst, LLVMValueRef n) {
 }
 
 /* ------------------------------------------------------------------ forward */
+
+/* One key block kb (bc keys) against rows [r, r + nb) of a query block, nvr score
+ * vectors each: the online softmax step. */
+typedef struct {
+  LLVMValueRef q, v, kt, pr, acc, ms, ls;   /* slice pointers and scratch regions */
+  LLVMValueRef i0, kb, bc;
+} FwdRows;
+
+static void fwd_rows(Attn *a, void *ctx, LLVMValueRef r, int nb, int nvr) {
+  FwdRows *f = ctx;
+  Cg *cg = a->cg;
+  LLVMBuilderRef B = cg->B;
+  const AttnLayout *L = &a->L;
+  LLVMTypeRef E = a->E;
+  LLVMValueRef i = add(a, f->i0, r);
+  LLVMValueRef s[ATTN_RB][ATTN_NV], alpha[ATTN_RB];
+  score_rows(a, f->q, mul(a, i, k64(a, L->dh)), L->dh, nb, f->kt, L->dh, nvr, s);
+  LLVMValueRef ninf = fk(a, a->T, -INFINITY), scale = fk(a, a->T, a->scale);
+  for (int b = 0; b < nb; b++) {
+    LLVMValueRef rb = add(a, r, k64(a, b)), ib = add(a, i, k64(a, b));
+    LLVMValueRef mb = NULL, valid[ATTN_NV];
+    for (int c = 0; c < nvr; c++) {
+      valid[c] = valid_lanes(a, f->kb, c, ib);
+      s[b][c] = LLVMBuildSelect(B, valid[c], LLVMBuildFMul(B, s[b][c], scale, ""), ninf, "");
+      mb = c ? fmax2(a, mb, s[b][c]) : s[b][c];
+    }
+    LLVMValueRef mo = lds(a, f->ms, rb);
+    LLVMValueRef mn = fmax2(a, hmax_tree(a, mb), mo);
+    /* a row with no key yet (mn = -inf) has p = 0 and alpha = 0 */
+    LLVMValueRef empty = LLVMBuildFCmp(B, LLVMRealOEQ, mn, fk(a, E, -INFINITY), "");
+    LLVMValueRef msafe = LLVMBuildSelect(B, empty, fk(a, E, 0.0), mn, "");
+    /* alpha = exp(m - m'), 0 while the row had no key (its first block: the only one
+     * when S <= Bc, so the branch skips the exp there) */
+    LLVMValueRef av = var(a, E, fk(a, E, 0.0), "alpha");
+    LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildFCmp(B, LLVMRealONE, mo, fk(a, E, -INFINITY), ""));
+    set(a, av, cg_exp(cg, LLVMBuildFSub(B, mo, msafe, "")));
+    cg_if_end(cg, join);
+    alpha[b] = get(a, E, av);
+    LLVMValueRef psum = NULL;
+    for (int c = 0; c < nvr; c++) {
+      /* masked lanes take exp(0), not exp(-inf): the polynomial would pass through
+       * subnormals there, which cost a microcode assist per operation */
+      LLVMValueRef x = LLVMBuildSelect(B, valid[c], LLVMBuildFSub(B, s[b][c], splat(a, msafe), ""), fk(a, a->T, 0.0), "");
+      LLVMValueRef e = cg_exp(cg, x);
+      LLVMValueRef pc = LLVMBuildSelect(B, valid[c], e, fk(a, a->T, 0.0), "p");
+      cg_store(cg, pc, f->pr, k64(a, b * ATTN_BCS + c * a->W));
+      psum = c ? LLVMBuildFAdd(B, psum, pc, "") : pc;
+    }
+    LLVMValueRef lo = lds(a, f->ls, rb);
+    cg_store(cg, LLVMBuildFAdd(B, LLVMBuildFMul(B, lo, alpha[b], ""), cg_hsum(cg, psum), ""), f->ls, rb);
+    cg_store(cg, mn, f->ms, rb);
+  }
+  /* acc_b = alpha_b acc_b + sum_j p_bj v[kb + j] over j < bc (and j <= the last row's
+   * query when causal: a row before it has p = 0 there, within its nvr vectors) */
+  LLVMValueRef jn = a->causal ? imin(a, f->bc, add(a, sub(a, add(a, i, k64(a, nb - 1)), f->kb), k64(a, 1))) : f->bc;
+  RowAcc ra;
+  memset(&ra, 0, sizeof ra);
+  ra.nb = nb, ra.out = f->acc, ra.oi = mul(a, r, k64(a, L->dvp)), ra.os = L->dvp;
+  for (int b = 0; b < nb; b++) ra.alpha[b] = alpha[b];
+  ra.coef = f->pr, ra.cj = k64(a, 0), ra.cs = 1, ra.cb = ATTN_BCS;
+  ra.src = f->v, ra.rbase = f->kb, ra.t0 = k64(a, 0), ra.t1 = jn;
+  row_acc(a, &ra, L->dv);
+}
 
 /* Work item w = bh * nqb + qb: query rows [qb BR, +br) of slice bh. */
 static void fwd_item(Attn *a, LLVMValueRef w, LLVMValueRef sc) {
@@ -306,43 +543,12 @@ static void fwd_item(Attn *a, LLVMValueRef w, LLVMValueRef sc) {
   LLVMValueRef kb = lk.iv;
   LLVMValueRef bc = imin(a, k64(a, a->Bc), sub(a, kend, kb));
   transpose_block(a, kt, k, kb, bc, L->dh);
-  CgLoop li = cg_loop_begin(cg, k64(a, 0), br, k64(a, 1));
-  LLVMValueRef r = li.iv, i = add(a, i0, r);
-  LLVMValueRef s[ATTN_BCS], valid[ATTN_BCS];
-  score_row(a, q, mul(a, i, k64(a, L->dh)), kt, L->dh, s);
-  LLVMValueRef ninf = fk(a, a->T, -INFINITY), scale = fk(a, a->T, a->scale);
-  LLVMValueRef mb = NULL;
-  for (int c = 0; c < a->nv; c++) {
-    valid[c] = valid_lanes(a, kb, c, i);
-    s[c] = LLVMBuildSelect(B, valid[c], LLVMBuildFMul(B, s[c], scale, ""), ninf, "");
-    mb = c ? cg_max_f(cg, mb, s[c]) : s[c];
-  }
-  LLVMValueRef mo = lds(a, ms, r);
-  LLVMValueRef mn = cg_max_f(cg, mo, cg_hmax(cg, mb));
-  /* a row with no key yet (mn = -inf) has p = 0 and alpha = 0 */
-  LLVMValueRef empty = LLVMBuildFCmp(B, LLVMRealOEQ, mn, fk(a, E, -INFINITY), "");
-  LLVMValueRef msafe = LLVMBuildSelect(B, empty, fk(a, E, 0.0), mn, "");
-  LLVMValueRef alpha = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOEQ, mo, fk(a, E, -INFINITY), ""), fk(a, E, 0.0),
-                                       cg_exp(cg, LLVMBuildFSub(B, mo, msafe, "")), "alpha");
-  LLVMValueRef psum = NULL;
-  for (int c = 0; c < a->nv; c++) {
-    LLVMValueRef e = cg_exp(cg, LLVMBuildFSub(B, s[c], splat(a, msafe), ""));
-    LLVMValueRef pc = LLVMBuildSelect(B, valid[c], e, fk(a, a->T, 0.0), "p");
-    cg_store(cg, pc, pr, k64(a, c * a->W));
-    psum = c ? LLVMBuildFAdd(B, psum, pc, "") : pc;
-  }
-  LLVMValueRef lo = lds(a, ls, r);
-  cg_store(cg, LLVMBuildFAdd(B, LLVMBuildFMul(B, lo, alpha, ""), cg_hsum(cg, psum), ""), ls, r);
-  cg_store(cg, mn, ms, r);
-  /* acc = alpha acc + sum_j p_j v[kb + j], j < bc (and j <= i when causal) */
-  LLVMValueRef jn = a->causal ? imin(a, bc, add(a, sub(a, i, kb), k64(a, 1))) : bc;
-  RowAcc ra = {acc, mul(a, r, k64(a, L->dvp)), alpha, pr, k64(a, 1), k64(a, 0), v, kb, k64(a, 0), jn};
-  row_acc(a, &ra, L->dv);
-  cg_loop_end(cg, &li);
+  FwdRows fr = {q, v, kt, pr, acc, ms, ls, i0, kb, bc};
+  rows_by_count(a, i0, br, kb, fwd_rows, &fr);
   cg_loop_end(cg, &lk);
   /* o = acc / l, lse = m + log l */
   lr = cg_loop_begin(cg, k64(a, 0), br, k64(a, 1));
-  i = add(a, i0, lr.iv);
+  LLVMValueRef i = add(a, i0, lr.iv);
   LLVMValueRef l = lds(a, ls, lr.iv);
   scale_row(a, o, mul(a, i, k64(a, L->dv)), acc, mul(a, lr.iv, k64(a, L->dvp)), L->dv,
             LLVMBuildFDiv(B, fk(a, E, 1.0), l, "inv"));
@@ -351,6 +557,98 @@ static void fwd_item(Attn *a, LLVMValueRef w, LLVMValueRef sc) {
 }
 
 /* ------------------------------------------------------------------ backward */
+
+/* p = exp(scale q k^T - lse) and ds = p (do v^T - D) of rows [r, r + nb) of a query
+ * block against key block kb, nvr vectors each, into the scratch's P and DS rows; the
+ * rest of each row (vectors nvr .. nv, keys past the row's query) gets zeros, so that
+ * the blocked sums below may read a whole block of columns. */
+typedef struct {
+  LLVMValueRef q, dO, kt, vt, lse, D, P, DS;
+  LLVMValueRef qb, kb;
+} BwdRows;
+
+static void bwd_rows(Attn *a, void *ctx, LLVMValueRef r, int nb, int nvr) {
+  BwdRows *w = ctx;
+  Cg *cg = a->cg;
+  LLVMBuilderRef B = cg->B;
+  const AttnLayout *L = &a->L;
+  LLVMValueRef i = add(a, w->qb, r);
+  LLVMValueRef s[ATTN_RB][ATTN_NV], dp[ATTN_RB][ATTN_NV];
+  score_rows(a, w->q, mul(a, i, k64(a, L->dh)), L->dh, nb, w->kt, L->dh, nvr, s);
+  score_rows(a, w->dO, mul(a, i, k64(a, L->dv)), L->dv, nb, w->vt, L->dv, nvr, dp);
+  LLVMValueRef scale = fk(a, a->T, a->scale), zero = fk(a, a->T, 0.0);
+  for (int b = 0; b < nb; b++) {
+    LLVMValueRef ib = add(a, i, k64(a, b));
+    LLVMValueRef lse = splat(a, lds(a, w->lse, ib)), di = splat(a, lds(a, w->D, ib));
+    LLVMValueRef rbase = mul(a, add(a, r, k64(a, b)), k64(a, ATTN_BCS));
+    for (int c = 0; c < a->nv; c++) {
+      LLVMValueRef pc = zero, dsc = zero;
+      if (c < nvr) {
+        LLVMValueRef valid = valid_lanes(a, w->kb, c, ib);
+        /* masked lanes: exp(0) (their scores may be anything, and exp of a large
+         * negative number passes through subnormals: a microcode assist each) */
+        LLVMValueRef x = LLVMBuildFSub(B, LLVMBuildFMul(B, s[b][c], scale, ""), lse, "");
+        LLVMValueRef e = cg_exp(cg, LLVMBuildSelect(B, valid, x, zero, ""));
+        pc = LLVMBuildSelect(B, valid, e, zero, "p");
+        /* masked lanes: 0 (the scratch past the block may hold anything, and 0 * inf is NaN) */
+        dsc = LLVMBuildSelect(B, valid, LLVMBuildFMul(B, pc, LLVMBuildFSub(B, dp[b][c], di, ""), ""), zero, "ds");
+      }
+      cg_store(cg, pc, w->P, add(a, rbase, k64(a, c * a->W)));
+      cg_store(cg, dsc, w->DS, add(a, rbase, k64(a, c * a->W)));
+    }
+  }
+}
+
+/* dV[j] += sum_r p[r,j] do[qb + r], dK[j] += sum_r ds[r,j] q[qb + r] for key rows
+ * [j, j + nb) of the block; rows r with qb + r >= kb + j when causal (the ones before
+ * have p = 0 and were not computed). */
+typedef struct {
+  LLVMValueRef q, dO, P, DS, dka, dva;   /* dka, dva NULL: that gradient is not needed */
+  LLVMValueRef qb, kb, br;
+} BwdKeys;
+
+static void bwd_keys(Attn *a, void *ctx, LLVMValueRef j, int nb, int nvr) {
+  BwdKeys *w = ctx;
+  const AttnLayout *L = &a->L;
+  (void)nvr;
+  LLVMValueRef r0 = a->causal ? imin(a, imax(a, k64(a, 0), sub(a, add(a, w->kb, j), w->qb)), w->br) : k64(a, 0);
+  RowAcc ra;
+  memset(&ra, 0, sizeof ra);
+  ra.nb = nb, ra.cj = j, ra.cs = ATTN_BCS, ra.cb = 1;
+  ra.rbase = w->qb, ra.t0 = r0, ra.t1 = w->br;
+  if (w->dva) {
+    ra.out = w->dva, ra.oi = mul(a, j, k64(a, L->dvp)), ra.os = L->dvp;
+    ra.coef = w->P, ra.src = w->dO;
+    row_acc(a, &ra, L->dv);
+  }
+  if (w->dka) {
+    ra.out = w->dka, ra.oi = mul(a, j, k64(a, L->dhp)), ra.os = L->dhp;
+    ra.coef = w->DS, ra.src = w->q;
+    row_acc(a, &ra, L->dh);
+  }
+}
+
+/* dq[i] += scale sum_j ds[r,j] k[kb + j] for rows [r, r + nb) (query i = qb + r), j < bc
+ * and j <= the last row's query when causal */
+typedef struct {
+  LLVMValueRef k, dq, DS;
+  LLVMValueRef qb, kb, bc;
+} BwdQueries;
+
+static void bwd_queries(Attn *a, void *ctx, LLVMValueRef r, int nb, int nvr) {
+  BwdQueries *w = ctx;
+  const AttnLayout *L = &a->L;
+  (void)nvr;
+  LLVMValueRef i = add(a, w->qb, r);
+  LLVMValueRef jn = a->causal ? imin(a, w->bc, add(a, sub(a, add(a, i, k64(a, nb - 1)), w->kb), k64(a, 1))) : w->bc;
+  RowAcc ra;
+  memset(&ra, 0, sizeof ra);
+  ra.nb = nb, ra.out = w->dq, ra.oi = mul(a, i, k64(a, L->dh)), ra.os = L->dh;
+  ra.update = true, ra.post = fk(a, a->E, a->scale);
+  ra.coef = w->DS, ra.cj = mul(a, r, k64(a, ATTN_BCS)), ra.cs = 1, ra.cb = ATTN_BCS;
+  ra.src = w->k, ra.rbase = w->kb, ra.t0 = k64(a, 0), ra.t1 = jn;
+  row_acc(a, &ra, L->dh);
+}
 
 /* Work item bh: dq, dk, dv of slice bh. */
 static void bwd_item(Attn *a, LLVMValueRef bh, LLVMValueRef sc) {
@@ -393,65 +691,18 @@ static void bwd_item(Attn *a, LLVMValueRef bh, LLVMValueRef sc) {
   CgLoop lq = cg_loop_begin(cg, qs, k64(a, L->T), k64(a, ATTN_BR));
   LLVMValueRef qb = lq.iv;
   LLVMValueRef br = imin(a, k64(a, ATTN_BR), sub(a, k64(a, L->T), qb));
-  /* 1. p and ds of the block's rows */
-  CgLoop lr = cg_loop_begin(cg, k64(a, 0), br, k64(a, 1));
-  LLVMValueRef r = lr.iv, i = add(a, qb, r);
-  LLVMValueRef s[ATTN_BCS], dp[ATTN_BCS];
-  score_row(a, q, mul(a, i, k64(a, L->dh)), kt, L->dh, s);
-  score_row(a, dO, mul(a, i, k64(a, L->dv)), vt, L->dv, dp);
-  LLVMValueRef li_ = splat(a, lds(a, lse, i)), di = splat(a, lds(a, D, i));
-  LLVMValueRef rbase = mul(a, r, k64(a, ATTN_BCS));
-  for (int c = 0; c < a->nv; c++) {
-    LLVMValueRef valid = valid_lanes(a, kb, c, i);
-    LLVMValueRef e = cg_exp(cg, LLVMBuildFSub(B, LLVMBuildFMul(B, s[c], splat(a, scale), ""), li_, ""));
-    LLVMValueRef pc = LLVMBuildSelect(B, valid, e, fk(a, a->T, 0.0), "p");
-    /* masked lanes: 0 (the scratch past the block may hold anything, and 0 * inf is NaN) */
-    LLVMValueRef dsc = LLVMBuildSelect(B, valid, LLVMBuildFMul(B, pc, LLVMBuildFSub(B, dp[c], di, ""), ""),
-                                       fk(a, a->T, 0.0), "ds");
-    cg_store(cg, pc, P, add(a, rbase, k64(a, c * a->W)));
-    cg_store(cg, dsc, DS, add(a, rbase, k64(a, c * a->W)));
-  }
-  cg_loop_end(cg, &lr);
-  /* 2. dV[j] += sum_r p[r,j] do[qb + r], dK[j] += sum_r ds[r,j] q[qb + r]; rows r with
-   *    qb + r >= kb + j when causal (the others have p = 0) */
+  /* 1. p and ds of the block's rows (from query kb on when causal) */
+  BwdRows brw = {q, dO, kt, vt, lse, D, P, DS, qb, kb};
+  rows_by_count(a, qb, br, kb, bwd_rows, &brw);
+  /* 2. the key rows' dV and dK */
   if (dk || dv) {
-    CgLoop lj = cg_loop_begin(cg, k64(a, 0), bc, k64(a, 1));
-    LLVMValueRef j = lj.iv;
-    LLVMValueRef r0 = a->causal ? imax(a, k64(a, 0), sub(a, add(a, kb, j), qb)) : k64(a, 0);
-    if (dv) {
-      RowAcc ra = {dva, mul(a, j, k64(a, L->dvp)), NULL, P, k64(a, ATTN_BCS), j, dO, qb, r0, br};
-      row_acc(a, &ra, L->dv);
-    }
-    if (dk) {
-      RowAcc ra = {dka, mul(a, j, k64(a, L->dhp)), NULL, DS, k64(a, ATTN_BCS), j, q, qb, r0, br};
-      row_acc(a, &ra, L->dh);
-    }
-    cg_loop_end(cg, &lj);
+    BwdKeys bk = {q, dO, P, DS, dk ? dka : NULL, dv ? dva : NULL, qb, kb, br};
+    rows_blocked(a, k64(a, 0), bc, 0, bwd_keys, &bk);
   }
-  /* 3. dq[i] += scale sum_j ds[r,j] k[kb + j], j < bc (and j <= i when causal) */
-  lr = cg_loop_begin(cg, k64(a, 0), br, k64(a, 1));
-  r = lr.iv, i = add(a, qb, r);
-  LLVMValueRef jn = a->causal ? imin(a, bc, add(a, sub(a, i, kb), k64(a, 1))) : bc;
-  {
-    /* dq row += scale * (sum_j ds k_j): the sum in registers, then one update of the row */
-    int64_t nvr = nvec(a, L->dh);
-    for (int64_t u0 = 0; u0 < nvr; u0 += ATTN_CH) {
-      int64_t nu = nvr - u0 < ATTN_CH ? nvr - u0 : ATTN_CH;
-      LLVMValueRef acc[ATTN_CH];
-      for (int64_t u = 0; u < nu; u++) acc[u] = var(a, a->T, fk(a, a->T, 0.0), "dq");
-      CgLoop lj = cg_loop_begin(cg, k64(a, 0), jn, k64(a, 1));
-      LLVMValueRef c = splat(a, lds(a, DS, add(a, mul(a, r, k64(a, ATTN_BCS)), lj.iv)));
-      LLVMValueRef kr = mul(a, add(a, kb, lj.iv), k64(a, L->dh));
-      for (int64_t u = 0; u < nu; u++) set(a, acc[u], fmadd(a, c, ld_row(a, k, kr, u0 + u, L->dh), get(a, a->T, acc[u])));
-      cg_loop_end(cg, &lj);
-      LLVMValueRef qi = mul(a, i, k64(a, L->dh));
-      for (int64_t u = 0; u < nu; u++) {
-        LLVMValueRef old = ld_row(a, dq, qi, u0 + u, L->dh);
-        st_row(a, fmadd(a, get(a, a->T, acc[u]), splat(a, scale), old), dq, qi, u0 + u, L->dh);
-      }
-    }
-  }
-  cg_loop_end(cg, &lr);
+  /* 3. the query rows' dq (from query kb on when causal) */
+  BwdQueries bq = {k, dq, DS, qb, kb, bc};
+  LLVMValueRef rs = a->causal ? imin(a, imax(a, sub(a, kb, qb), k64(a, 0)), br) : k64(a, 0);
+  rows_blocked(a, rs, br, 0, bwd_queries, &bq);
   cg_loop_end(cg, &lq);
   /* dk = scale dK, dv = dV for the block's keys */
   CgLoop lj = cg_loop_begin(cg, k64(a, 0), bc, k64(a, 1));
@@ -525,6 +776,9 @@ bool cg_kernel_attention(Cg *cg, Func *f, const int32_t *members, int n, const C
   int64_t sv = rup(a.L.S, a.W);
   if (sv < a.Bc) a.Bc = (int)sv;
   a.nv = a.Bc / a.W;
+  /* register blocks: 4 rows x 4 score vectors (16 of the 32 zmm), or 2 x 4 with 16 registers */
+  a.RB = cg->prefer512 ? 4 : 2;
+  a.acc_regs = cg->prefer512 ? 16 : 8;
   /* the pointers: operands, the result, the extras the plan computes */
   LLVMValueRef ptr[AP__COUNT];
   bool have[AP__COUNT];

@@ -12,6 +12,8 @@
  *   gemm.c     the packed, register-blocked matrix product (BLIS structure), one
  *              core for the three variants, epilogues on each final C tile, split
  *              across threads through frame->parallel_for
+ *   attention.c  fused attention and its backward (FlashAttention's blocked online
+ *              softmax): no [T,S] matrix, per-chunk scratch in the GEMM pack area
  *   optim.c    the optimizer update: one streaming kernel over the params block
  *   vmath.c    exp / log / tanh / sigmoid as vector polynomials (no libm calls)
  *   emit.c     loop, load/store and intrinsic helpers shared by the kernel files

@@ -13,7 +13,9 @@
  * FLOPs are counted from the gradient IR (memplan_inst_flops: 2mnk per product, one per
  * element for elementwise ops) plus the optimizer update (a handful per parameter,
  * counted as 0: it is memory-bound). With --gemm it also times every distinct matrix
- * product of the step on its own, as a one-instruction model, and prints
+ * product of the step on its own, as a one-instruction model (a product over a
+ * sequence, [B,T,k] @ [k,n], as [B*T,k] @ [k,n]; products batched on both sides, such
+ * as q @ k^T per head, are left out: collect_shapes), and prints
  *
  *   gemm VARIANT M K N threads ms_median gflops
  *

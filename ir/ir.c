@@ -299,8 +299,8 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
   case OP_TRANSPOSE: {
     int perm[4];
     if (!is_float(a) || !ir_transpose_perm(in, a->rank, perm))
-      return fail(err, errlen, "transpose needs a float operand of rank 2 to 4 and a permutation of its dims (perm=%lld)",
-                  (long long)in->iattr[0]);
+      return fail(err, errlen, "transpose needs a float operand of rank 2 to 4 and a permutation of its dims (perm=%0*lld)",
+                  a->rank, (long long)in->iattr[0]);
     int64_t d[IR_MAX_RANK];
     for (int i = 0; i < a->rank; i++) d[i] = a->dims[perm[i]];
     return ir_type(m, (DType)a->dtype, a->rank, d);

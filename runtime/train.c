@@ -735,6 +735,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
                           BprtTrainResult *r) {
   const bprt_model_desc *d = bprt_model_get_desc(m);
   bool text = train->text != NULL;
+  if (o->batch < 1) return bprt_set_error("--batch %" PRId64 ": must be >= 1", o->batch);
   if (o->eval_every < 0) return bprt_set_error("--eval-every %" PRId64 ": must be >= 0", o->eval_every);
   if (o->save_every < 0) return bprt_set_error("--save-every %" PRId64 ": must be >= 0", o->save_every);
   if (o->steps >= BPRT_TRAIN_COUNT_MAX) return bprt_set_error("--steps %" PRId64 ": must be below 2^40", o->steps);
@@ -780,14 +781,24 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   FILE *out = o->out ? o->out : stdout;
   FILE *perr = o->progress_out ? o->progress_out : stderr;
   bool bar = !o->quiet && (o->progress > 0 || (o->progress < 0 && isatty(fileno(perr))));
-  FILE *log = NULL;
-  if (o->log_path &&
-      !(log = open_log(o->log_path, o->resume_path != NULL, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds")))
-    return -1;
+  FILE *log = NULL, *wlog = NULL;
+  char wpath[4200];
+  if (o->log_path) {
+    if (!(log = open_log(o->log_path, o->resume_path != NULL, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds")))
+      return -1;
+    if (o->watch && (bprt_watch_log_path(o->log_path, wpath, sizeof wpath) ||
+                     !(wlog = open_log(wpath, o->resume_path != NULL, "epoch,step,kind,name,grad_norm,update_ratio,mean,std")))) {
+      fclose(log);
+      return -1;
+    }
+  }
   Outputs outs = {0, NULL};
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
   int32_t *xtok = NULL, *ytok = NULL;
+  float *before = NULL;   /* --watch: the parameters before the last step of a period */
+  int64_t last_rows = 0;
   int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
+  if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   if (!rc && text) {
     xtok = bprt_malloc(sizeof(int32_t) * (size_t)(batch * seq));
     ytok = bprt_malloc(sizeof(int32_t) * (size_t)(batch * seq));
@@ -805,7 +816,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
     int64_t end = o->eval_every > 0 ? (st.step / o->eval_every + 1) * o->eval_every : o->steps;
     if (end > o->steps) end = o->steps;
     double t0 = now_seconds(), lr = 0;
-    bprt_progress_start(&pr, perr, bar, "steps", end);
+    bprt_progress_start(&pr, perr, bar, "steps", o->steps);   /* the whole run's bar, a line per evaluation */
     pr.first = st.step;
     float loss = 0;
     while (st.step < end) {
@@ -833,11 +844,13 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         rows = bprt_batch_next(&it);
         set_inputs(&b, &it, inputs);
       }
+      if (o->watch && st.step + 1 == end) memcpy(before, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
       if (bprt_model_loss_and_grad(m, rows, inputs, &loss)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
       for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
+      last_rows = rows;
       bool finite = grads_finite(m, souts, rows, loss);
       if (finite && bprt_model_update(m)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
@@ -863,6 +876,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       st.period_scored += k;
       double mean = st.period_loss_sum / (double)st.period_rows;
       if (o->print_every > 0 && !o->quiet && st.step % o->print_every == 0) steps_line(&pr, st.step, o->steps, mean);
+      if (st.step == end) pr.last_draw = -INFINITY;   /* an evaluation's step: drawn, whatever the rate */
       bprt_progress_step(&pr, st.step, mean);
       if (log && o->log_steps) {
         BprtEpochStats s = {text ? 0 : e + 1, st.step, lr, loss, k ? (double)c / (double)k : NAN, NAN, NAN, now_seconds() - t0};
@@ -880,11 +894,10 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         break;
       }
     }
-    if (rc || stop) {
-      bprt_progress_break(&pr);
-      break;
-    }
-    BprtEpochStats s = {text ? 0 : st.step / nb, st.step, lr,
+    bprt_progress_break(&pr);   /* the bar's line stays above the evaluation's */
+    if (rc || stop) break;
+    /* the epoch column: the (1-based) epoch of the period's last step; 0 for text */
+    BprtEpochStats s = {text ? 0 : (st.step - 1) / nb + 1, st.step, lr,
                         st.period_rows ? st.period_loss_sum / (double)st.period_rows : NAN,
                         st.period_scored ? (double)st.period_correct / (double)st.period_scored : NAN, NAN, NAN, 0};
     if (val) {
@@ -894,6 +907,10 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         rc = -1;
         break;
       }
+    }
+    if (o->watch) {
+      if (!o->quiet) fprintf(out, "watch, step %" PRId64 " (the last before this evaluation):\n", st.step);
+      watch_report(o->quiet ? NULL : out, wlog, s.epoch, st.step, m, before, souts, last_rows);
     }
     s.seconds = now_seconds() - t0;
     if (st.schedule.kind == BPRT_SCHED_PLATEAU)
@@ -924,7 +941,9 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
     }
   }
   if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
+  if (wlog && fclose(wlog) && rc == 0) rc = bprt_set_error("%s: write error", wpath);
   outputs_free(&outs);
+  bprt_free(before);
   bprt_free(souts);
   bprt_free(xtok);
   bprt_free(ytok);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/bench/smoke.sh BPCC SOURCE_DIR — one step of bench/m1.bp at batch 4, with its
-# matrix-product rows and its --profile lines; checks the shape of the output only
-# (never the speed).
+# matrix-product rows and its --profile lines, M4's convolution kernels and M5's step and
+# products; checks the shape of the output only (never the speed).
 set -u
 BPCC=$1
 SRC=$2
@@ -33,6 +33,15 @@ for k in "470400 conv2d:6" "960000 conv2d:7" "960000 conv2d_bwd_data:7" "960000 
 done
 n=$(echo "$prof4" | grep -Ec '^kernel grad [0-9]+ [0-9.]+ [0-9]+ ([a-z_0-9]+\+)*conv2d_bwd_data(\+[a-z_0-9]+)* m4_lenet.bp:6$')
 [ "$n" -eq 0 ] || { echo "FAIL: a backward-data pass for the first conv, whose input needs no gradient"; echo "$prof4"; exit 1; }
+# M5 (the tinygpt step, token inputs label[B, 64, 256]) at batch 2: the model row, and
+# its sequence products timed as one product each, B*T = 128 rows: the MLP's first
+# layer [128,128] @ [128,512] and its weight gradient (matmul_tn over the batch and the
+# positions: K = 128)
+prof5=$("$BPCC" bench "$SRC/bench/m5_gpt.bp" --steps 1 --warmup 0 --batch 2 --threads 1 --gemm) || { echo "FAIL: bpcc bench m5_gpt.bp exited $?"; exit 1; }
+echo "$prof5" | grep -Eq '^bpcc m5_gpt [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+ [0-9]+ [0-9.]+$' || { echo "FAIL: no M5 model row"; echo "$prof5"; exit 1; }
+for k in "matmul 128 128 512" "matmul_tn 128 128 512"; do
+  echo "$prof5" | grep -Eq "^gemm $k 1 [0-9.]+ [0-9.]+\$" || { echo "FAIL: no product row '$k' for M5"; echo "$prof5"; exit 1; }
+done
 err=$("$BPCC" bench "$SRC/bench/m1.bp" --steps 0 2>&1 > /dev/null); rc=$?
 [ $rc -eq 1 ] && echo "$err" | grep -q "expected an integer from 1 to 2147483647" || { echo "FAIL: --steps 0 not refused: $err"; exit 1; }
 # the library row: bench/aot_step.c builds and runs one step of M1's library
@@ -43,6 +52,11 @@ cc -O2 -std=c11 -o "$T/aot_step" "$SRC/bench/aot_step.c" -ldl || { echo "FAIL: b
 aot=$("$T/aot_step" "$T/m1.so" m1 4 1 1) || { echo "FAIL: aot_step exited $?"; exit 1; }
 echo "$aot"
 echo "$aot" | grep -Eq '^aot m1 [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+$' || { echo "FAIL: no library row"; exit 1; }
+# and M5's library: token inputs, one label per position (batch 2 x 64 of them)
+"$BPCC" "$SRC/bench/m5_gpt.bp" -o "$T/m5.so" || { echo "FAIL: bpcc -o m5.so"; exit 1; }
+aot=$("$T/aot_step" "$T/m5.so" m5_gpt 2 1 1) || { echo "FAIL: aot_step m5_gpt exited $?"; exit 1; }
+echo "$aot"
+echo "$aot" | grep -Eq '^aot m5_gpt [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+$' || { echo "FAIL: no M5 library row"; exit 1; }
 # the CPU named in the benchmark's header and CSV (bench/peak.c --cpu, no timing): the
 # family and model decoded from CPUID must be the kernel's
 cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -o "$T/peak" "$SRC/bench/peak.c" -lpthread || { echo "FAIL: bench/peak.c does not build"; exit 1; }

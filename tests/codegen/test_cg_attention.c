@@ -10,8 +10,11 @@
  *    the f64 model (cgt_func_to_f64): 1e-12.
  * 2. The same results bit for bit on 1, 2 and 3 threads (the work is split by blocks,
  *    each result computed by one task in a fixed order).
- * 3. Other vector widths: x86-64 (SSE, 4 lanes), x86-64-v3 (AVX2, 8 lanes).
- * 4. The plans: the producer and its extras are one kernel, also without fusion; an
+ * 3. Other vector widths: x86-64 (SSE, 4 lanes), x86-64-v3 (AVX2, 8 lanes); sharp rows
+ *    (scale 8 / sqrt(dh): scores tens apart, p underflowing, the running max rescaled).
+ * 4. The reference interpreter (ir/interp.c) through the harness: the forward entry, and
+ *    a training step of sum(attention(q, k, v) * r) whose gradients are attention_bwd's.
+ * 5. The plans: the producer and its extras are one kernel, also without fusion; an
  *    extra never shares bytes with what its kernel reads or writes (the memory plan on
  *    instructions and on kernels); the tinygpt attention at T = 1024 (B 32, 4 heads,
  *    dh 32) keeps no [T,T] buffer: the workspace and the per-chunk scratch are far
@@ -149,12 +152,13 @@ static int compare(const char *what, const Shape *s, const void *got, int es, co
 /* Compile the shape's function (f64: the f64 model), run it on 1, 2 and 3 threads, check
  * each run against the reference and the runs against each other bit for bit. Returns
  * the number of failures. */
-static int run_shape(const Shape *s, int64_t batch, const char *march, bool f64) {
+static int run_shape_scaled(const Shape *s, int64_t batch, const char *march, bool f64, double sharp) {
   Module *m = ir_module_new();
-  double scale = 1.0 / sqrt((double)s->dh) * 1.3;
+  double scale = sharp / sqrt((double)s->dh);
   Func *f = build(m, s, scale);
   if (f64) f = cgt_func_to_f64(f, "attn64");
-  CgOptions o = {march ? march : "native", 2, 4, false, false};
+  const char *lvl = getenv("CGT_OPT");   /* as the harness: CGT_OPT=0..3, default 2 */
+  CgOptions o = {march ? march : "native", lvl ? atoi(lvl) : 2, 4, false, false};
   CgModel *cm = test_build(f, NULL, NULL, &o);
   assert_non_null(cm);
   assert_int_equal(cg_model_jit(cm), 0);
@@ -214,6 +218,10 @@ static int run_shape(const Shape *s, int64_t batch, const char *march, bool f64)
   return fails;
 }
 
+static int run_shape(const Shape *s, int64_t batch, const char *march, bool f64) {
+  return run_shape_scaled(s, batch, march, f64, 1.3);
+}
+
 static const Shape shapes[] = {
     {2, {2, 3}, 17, 17, 8, 8, false},
     {2, {2, 3}, 17, 17, 8, 8, true},
@@ -223,6 +231,8 @@ static const Shape shapes[] = {
     {1, {DIM_BATCH}, 70, 70, 20, 20, true},    /* two query blocks, the batch dim */
     {1, {DIM_BATCH}, 70, 130, 17, 33, false},  /* three key blocks */
     {2, {DIM_BATCH, 4}, 130, 130, 32, 32, true},
+    {1, {DIM_BATCH}, 1, 1, 3, 1, true},        /* one query, one key */
+    {2, {3, 2}, 5, 1, 16, 16, false},          /* one key: p = 1 */
 };
 #define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
@@ -240,6 +250,16 @@ static void test_attention_f64(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* sharp softmax rows (scores up to ~60 apart): the online rescaling across key blocks
+ * (alpha = exp(m - m') far from 1) and p underflowing to 0 */
+static void test_attention_sharp(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int i = 4; i < 8; i++) fails += run_shape_scaled(&shapes[i], 2, NULL, false, 8.0);
+  fails += run_shape_scaled(&shapes[7], 2, NULL, true, 8.0);
+  assert_int_equal(fails, 0);
+}
+
 /* the 4- and 8-lane code (masked tails of another width, fewer keys per block) */
 static void test_attention_portable(void **state) {
   (void)state;
@@ -248,6 +268,54 @@ static void test_attention_portable(void **state) {
   for (int a = 0; a < 2; a++)
     for (int i = 0; i < NSHAPES; i += 3) fails += run_shape(&shapes[i], 2, marchs[a], false);
   fails += run_shape(&shapes[4], 2, "x86-64-v3", true);
+  assert_int_equal(fails, 0);
+}
+
+/* ------------------------------------------------------------------ the interpreter */
+
+/* The same kernels against the reference interpreter (ir/interp.c), through the
+ * harness: the forward entry of build()'s function, then a training step of
+ * loss = sum(attention(q, k, v) * r) with q, k, v parameters, whose gradients autodiff
+ * makes with attention_bwd (do = r). Two threads. */
+static int interp_shape(const Shape *s, bool f64) {
+  int fails = 0;
+  Module *m = ir_module_new();
+  double scale = 1.3 / sqrt((double)s->dh);
+  Func *f = build(m, s, scale);
+  CgtConfig c = {-2, 2, 2, NULL, false, f64};
+  fails += cgt_check_forward(f, 3, f64 ? TOL64 : TOL, &c);
+  bool batch = false;   /* parameters have no batch dim */
+  for (int i = 0; i < s->nlead; i++) batch |= s->lead[i] == DIM_BATCH;
+  if (batch) {
+    ir_module_free(m);
+    return fails;
+  }
+  Func *g = ir_func_new(m, "attnloss");
+  int32_t q = ir_param(g, "q", tt(m, s, s->T, s->dh, DT_F32), INIT_NORMAL, 1.0, 0, L);
+  int32_t k = ir_param(g, "k", tt(m, s, s->S, s->dh, DT_F32), INIT_NORMAL, 1.0, 0, L);
+  int32_t v = ir_param(g, "v", tt(m, s, s->S, s->dv, DT_F32), INIT_NORMAL, 1.0, 0, L);
+  int32_t r = ir_input(g, "r", 0, tt(m, s, s->T, s->dv, DT_F32), L);
+  int32_t o = ir_attention(g, q, k, v, s->causal, scale, NULL, L);
+  ir_loss(g, ir_reduce(g, OP_SUM, ir_binary(g, OP_MUL, o, r, L), IR_AXIS_ALL, false, L), L);
+  Func *grad = test_grad(g, NULL);
+  assert_non_null(grad);
+  int ops[OP__COUNT] = {0};
+  for (int32_t i = 0; i < grad->ninsts; i++) ops[grad->insts[i].op]++;
+  assert_int_equal(ops[OP_ATTENTION], 1);
+  assert_int_equal(ops[OP_ATTENTION_BWD], 1);
+  fails += cgt_check_grad(g, grad, 3, f64 ? TOL64 : TOL, &c);
+  ir_module_free(m);
+  return fails;
+}
+
+static void test_attention_interp(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int i = 0; i < NSHAPES; i++) {
+    int r = interp_shape(&shapes[i], false) + interp_shape(&shapes[i], true);
+    if (r) printf("  shape %d failed against the interpreter\n", i);
+    fails += r;
+  }
   assert_int_equal(fails, 0);
 }
 
@@ -370,7 +438,8 @@ static void test_attention_no_tt(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_attention_f32),      cmocka_unit_test(test_attention_f64),
-      cmocka_unit_test(test_attention_portable), cmocka_unit_test(test_attention_plans),
+      cmocka_unit_test(test_attention_portable), cmocka_unit_test(test_attention_sharp),
+      cmocka_unit_test(test_attention_interp),   cmocka_unit_test(test_attention_plans),
       cmocka_unit_test(test_attention_no_tt),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

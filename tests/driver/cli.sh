@@ -20,7 +20,7 @@ TRY_TRAIN="Try 'bpcc train --help' for more information."
 # 1. did you mean: commands, options (from each command's table), --emit kinds
 expect "bpcc: error: unknown command 'trian'; did you mean 'train'?
 $TRY" trian x.bp
-expect "bpcc: error: unknown command 'frobnicate' (commands: train, eval, predict, plot, gradcheck, bench, help; or give a FILE.bp)
+expect "bpcc: error: unknown command 'frobnicate' (commands: train, eval, predict, plot, sample, gradcheck, bench, help; or give a FILE.bp)
 $TRY" frobnicate
 expect "bpcc: error: unknown command 'evl'; did you mean 'eval'?
 $TRY" help evl

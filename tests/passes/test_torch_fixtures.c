@@ -54,9 +54,22 @@
  * bpcc's f32 interpreter, its f32 native code and PyTorch's float32 stay within 1.2e-6,
  * 2.8e-6 and 3.4e-6 of the scale; the f64 interpreter and native code meet the
  * elementwise rule on every tensor. The losses, outputs and running statistics keep the
- * elementwise rule in f32. make_fixtures.py checks that no relu input or max-pool
- * window is within 1e-5 of its kink on any pass, so no branch can flip between float64
- * and f32. */
+ * elementwise rule in f32, except where the line also says f32_outputs_normwise
+ * (attention_small, the two-block GPT: f32 gradients, parameters and outputs all
+ * normwise, the interpreter in f64 elementwise): two layernorms, a softmax over the keys
+ * and a residual sum per block make its logits and gradients sums of terms that cancel,
+ * and PyTorch itself in float32 misses the elementwise rule by 1.5e-5 on the logits and
+ * 2.6e-5 on d b1.attn.q.W, while staying within 5.8e-7 normwise; bpcc's f32 interpreter
+ * and native code stay within 3.8e-7 and 4.3e-7 normwise.
+ * A gradient tensor that PyTorch gives as zero to float64 rounding (every entry below
+ * 1e-12 of the fixture's largest gradient entry) is zero in exact arithmetic and has no
+ * scale of its own: it is held to 1e-5 of the fixture's largest gradient entry (the
+ * normwise rule over the model's whole gradient). attention_small's key biases are such:
+ * q . b_k adds the same number to every score of a row, which softmax ignores, so
+ * d attn.k.b = 0; PyTorch's float64 gives 1e-17 of the largest gradient, its float32
+ * 1.4e-8, bpcc's f32 3.2e-8 at most and its f64 1e-16.
+ * make_fixtures.py checks that no relu input or max-pool window is within 1e-5 of its
+ * kink on any pass, so no branch can flip between float64 and f32. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -259,9 +272,50 @@ static bool compare_normwise(const char *prefix, const char *name, const double 
   return compare_floor(label, got, want->v, want->n, 1.0);
 }
 
-/* The fixture being checked holds its f32 gradients and parameters to the normwise rule
- * (its line in `fixtures` below). */
-static bool f32_normwise;
+/* The fixture being checked holds its f32 gradients and parameters to the normwise rule,
+ * and its f32 outputs too (its line in `fixtures` below). */
+static bool f32_normwise, f32_outputs_normwise;
+
+/* The largest |entry| of the fixture's gradients (section 0), and the fraction of it
+ * below which a whole gradient tensor of PyTorch's is zero in exact arithmetic: float64
+ * rounding is all PyTorch computed (attention_small's key biases: softmax ignores a
+ * constant added to a row of scores, and q . b_k is one, so d k.b = 0 exactly; PyTorch
+ * gives 1e-17 of the largest gradient). Such a tensor has no scale of its own to be
+ * relative to: bpcc's entries are held to |bpcc| <= 1e-5 of the largest gradient entry
+ * of the model, the normwise rule over the whole gradient. */
+static double grad_scale;
+#define ZERO_FRACTION 1e-12
+
+static double fixture_grad_scale(Fixture *fx) {
+  double m = 0;
+  for (int i = 0; i < fx->n; i++)
+    if (fx->t[i].section == 0 && strcmp(fx->t[i].kind, "grad") == 0)
+      for (int64_t k = 0; k < fx->t[i].n; k++) m = fmax(m, fabs(fx->t[i].v[k]));
+  return m;
+}
+
+/* A gradient: elementwise, or normwise (see the top of the file), or, where PyTorch's
+ * tensor is zero in exact arithmetic, against the model's largest gradient entry. */
+static bool compare_grad(const char *name, const double *got, const FxTensor *want, bool normwise) {
+  double scale = 0;
+  for (int64_t i = 0; i < want->n; i++) scale = fmax(scale, fabs(want->v[i]));
+  if (grad_scale > 0 && scale <= ZERO_FRACTION * grad_scale) {
+    double worst = 0;
+    int64_t at = 0;
+    for (int64_t i = 0; i < want->n; i++)
+      if (!(fabs(got[i] - want->v[i]) <= worst)) worst = fabs(got[i] - want->v[i]), at = i;
+    bool ok = worst <= REL_TOL * grad_scale;
+    printf("  d %-14s %7lld elements  max |diff| %.3e  of the largest gradient %.3e (at %lld: bpcc %.9g, torch %.9g; "
+           "zero in exact arithmetic)  %s\n",
+           name, (long long)want->n, worst, worst / grad_scale, (long long)at, want->n ? got[at] : 0.0,
+           want->n ? want->v[at] : 0.0, ok ? "ok" : "FAIL");
+    return ok;
+  }
+  if (normwise) return compare_normwise("d ", name, got, want);
+  char label[96];
+  snprintf(label, sizeof label, "d %s", name);
+  return compare(label, got, want->v, want->n);
+}
 
 typedef struct {
   Arena *arena;
@@ -370,16 +424,15 @@ static bool check_interp(const char *bp_rel, Fixture *fx, bool xent, InterpMode 
       assert_int_equal(got->numel, want->n);
       char label[96];
       snprintf(label, sizeof label, "out %s", in->name);
-      ok &= compare(label, got->data, want->v, want->n);
+      ok &= mode == INTERP_F32 && f32_outputs_normwise ? compare_normwise("out ", in->name, got->data, want)
+                                                       : compare(label, got->data, want->v, want->n);
       outputs++;
     } else if (in->op == OP_GRAD) {
       const char *name = g->insts[in->args[0]].name;
       FxTensor *want = need(fx, 0, "grad", name);
       const Tensor *got = ir_interp_value(it, in->args[1]);
       assert_int_equal(got->numel, want->n);
-      char label[96];
-      snprintf(label, sizeof label, "d %s", name);
-      ok &= normwise ? compare_normwise("d ", name, got->data, want) : compare(label, got->data, want->v, want->n);
+      ok &= compare_grad(name, got->data, want, normwise);
       grads++;
     }
   }
@@ -577,6 +630,13 @@ static bool compare_to(const char *prefix, const char *name, const double *got, 
   return compare(label, got, want->v, want->n);
 }
 
+/* Output i of the last run: elementwise, or in f32 normwise for a fixture so marked. */
+static bool compare_output(Engine *e, int i, const FxTensor *want) {
+  const char *name = e->d->outputs[i].name;
+  const double *got = engine_values(e, "output", i);
+  return !e->f64 && f32_outputs_normwise ? compare_normwise("out ", name, got, want) : compare_to("out ", name, got, want);
+}
+
 
 /* The f32 outputs of the last loss_and_grad / train_step are the runtime's. */
 static void engine_grad_outputs(Engine *e) {
@@ -628,12 +688,12 @@ static bool check_jit(const char *bp_rel, Fixture *fx, bool f64) {
   ok &= compare("loss", &loss, need(fx, 0, "loss", "loss")->v, 1);
   for (int i = 0; i < d->noutputs; i++) {
     FxTensor *want = find(fx, 0, "output", d->outputs[i].name);
-    if (want) ok &= compare_to("out ", d->outputs[i].name, engine_values(&e, "output", i), want);
+    if (want) ok &= compare_output(&e, i, want);
   }
   for (int k = 0; k < d->nparams; k++) {
     const double *got = engine_values(&e, "grad", k);
     FxTensor *want = need(fx, 0, "grad", d->params[k].name);
-    ok &= f64 ? compare_to("d ", d->params[k].name, got, want) : compare_normwise("d ", d->params[k].name, got, want);
+    ok &= compare_grad(d->params[k].name, got, want, !f64);
   }
   engine_close(&e);
 
@@ -666,7 +726,7 @@ static bool check_jit(const char *bp_rel, Fixture *fx, bool f64) {
       int compared = 0;
       for (int i = 0; i < d->noutputs; i++) {
         FxTensor *want = find(fx, SECTION_EVAL, "output", d->outputs[i].name);
-        if (want) ok &= compare_to("out ", d->outputs[i].name, engine_values(&e, "output", i), want), compared++;
+        if (want) ok &= compare_output(&e, i, want), compared++;
       }
       assert_int_equal(compared, count(fx, SECTION_EVAL, "output"));
     }
@@ -678,10 +738,12 @@ static bool check_jit(const char *bp_rel, Fixture *fx, bool f64) {
 }
 
 /* Everything a fixture holds: adding a model is one call of this. */
-static void check_model(const char *bp_rel, const char *fixture_rel, bool normwise) {
+static void check_model(const char *bp_rel, const char *fixture_rel, bool normwise, bool outputs_normwise) {
   Fixture fx;
   load_fixture(fixture_rel, &fx);
   f32_normwise = normwise;
+  f32_outputs_normwise = outputs_normwise;
+  grad_scale = fixture_grad_scale(&fx);
   bool ok = check_interp(bp_rel, &fx, true, INTERP_F32);
   ok &= check_interp(bp_rel, &fx, false, INTERP_F32);
   /* the elementwise rule then holds in f64, the interpreter's as the native code's */
@@ -692,26 +754,26 @@ static void check_model(const char *bp_rel, const char *fixture_rel, bool normwi
   if (!ok) fail_msg("%s: bpcc differs from PyTorch beyond %g relative (table above)", bp_rel, REL_TOL);
 }
 
-/* The fixtures: the model's .bp, its fixture and whether its f32 gradients and
- * parameters are held to the normwise rule (see the top of the file), one line each
- * (the test's name is the fixture's). */
+/* The fixtures: the model's .bp, its fixture, whether its f32 gradients and parameters
+ * are held to the normwise rule and whether its f32 outputs are (see the top of the
+ * file), one line each (the test's name is the fixture's). */
 typedef struct {
   const char *bp, *fixture;
-  bool f32_normwise;
+  bool f32_normwise, f32_outputs_normwise;
 } FixtureLine;
 static const FixtureLine fixtures[] = {
-    {"tests/fixtures/mlp_small.bp", "tests/fixtures/mlp_small.fixture", false},
-    {"examples/custom_loss.bp", "tests/fixtures/custom_loss.fixture", false},
-    {"tests/fixtures/lenet_small.bp", "tests/fixtures/lenet_small.fixture", false},
-    {"tests/fixtures/layernorm_small.bp", "tests/fixtures/layernorm_small.fixture", false},
-    {"tests/fixtures/cnn_bn_small.bp", "tests/fixtures/cnn_bn_small.fixture", true},
-    {"examples/attention_small.bp", "tests/fixtures/attention_small.fixture", false},
+    {"tests/fixtures/mlp_small.bp", "tests/fixtures/mlp_small.fixture", false, false},
+    {"examples/custom_loss.bp", "tests/fixtures/custom_loss.fixture", false, false},
+    {"tests/fixtures/lenet_small.bp", "tests/fixtures/lenet_small.fixture", false, false},
+    {"tests/fixtures/layernorm_small.bp", "tests/fixtures/layernorm_small.fixture", false, false},
+    {"tests/fixtures/cnn_bn_small.bp", "tests/fixtures/cnn_bn_small.fixture", true, false},
+    {"examples/attention_small.bp", "tests/fixtures/attention_small.fixture", true, true},
 };
 #define NFIXTURES (sizeof fixtures / sizeof fixtures[0])
 
 static void test_fixture(void **state) {
   const FixtureLine *f = *state;
-  check_model(f->bp, f->fixture, f->f32_normwise);
+  check_model(f->bp, f->fixture, f->f32_normwise, f->f32_outputs_normwise);
 }
 
 int main(void) {

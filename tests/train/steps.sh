@@ -38,6 +38,11 @@ grep -Eq '^step 25/50  loss [0-9.]+  acc [0-9.]+%  val_loss [0-9.]+  val_acc [0-
 "$BPCC" train "$SPIRAL" $ARGS --steps 30 > s30.out 2>&1 || fail "steps 30"
 [ "$(grep -c '^step ' s30.out)" -eq 1 ] && grep -q '^step 30/30  ' s30.out || { fail "one evaluation at the end"; cat s30.out; }
 
+# --watch: its tables at each evaluation, its CSV rows at the evaluations' steps
+"$BPCC" train "$SPIRAL" $ARGS --steps 30 --eval-every 15 --watch --log w.csv > w.out 2>&1 || { fail "--watch"; cat w.out; }
+[ "$(grep -c '^watch, step [13][50] (the last before this evaluation):$' w.out)" -eq 2 ] || { fail "--watch tables"; cat w.out; }
+[ "$(cut -d, -f1,2 w.watch.csv | sort -u | tr '\n' ' ')" = "1,15 2,30 epoch,step " ] || { fail "--watch CSV"; cat w.watch.csv; }
+
 # 2. resume: 25 then 50 = 50, the checkpoint's bytes and the CSV
 "$BPCC" train "$SPIRAL" $ARGS --steps 50 --eval-every 10 --save u.st --log u.csv --quiet > /dev/null 2>&1 || fail "u"
 "$BPCC" train "$SPIRAL" $ARGS --steps 25 --eval-every 10 --save r.st --log r.csv --quiet > /dev/null 2>&1 || fail "r 25"

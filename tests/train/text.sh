@@ -82,4 +82,9 @@ expect_error_exact "bpcc: error: short.txt: 20 bytes split at 0.9 are too few fo
 expect_error_exact "bpcc: error: text: split=1 must be between 0 and 1 (exclusive): the fraction of the file that trains" \
   train lm.bp --data text:words.txt:split=1 --steps 2
 
+expect_error_exact "bpcc: error: text:words.txt: --split train: the training windows of text data are drawn at random, not evaluated in order; eval reads the validation windows" \
+  eval lm.bp --weights a.st --data text:words.txt --split train
+expect_error_exact "bpcc: error: text:words.txt: bpcc predict reads rows of features; text data is for train and eval, and bpcc sample generates text from a model trained on it" \
+  predict lm.bp --weights a.st --data text:words.txt -o p.csv
+
 t_done train_text
