@@ -18,6 +18,7 @@
 
 #include "codegen/cg.h"
 #include "tests/codegen/harness.h"
+#include "passes/memplan.h"
 #include "tests/compile.h"
 #include "tests/codegen/seqref.h"
 
@@ -71,6 +72,27 @@ static void test_products_rows(void **state) {
   fails += product(OP_MATMUL_TN, 3, (int64_t[]){DIM_BATCH, 64, 128}, 3, (int64_t[]){DIM_BATCH, 64, 512}, true, 8);
   fails += product(OP_MATMUL_TN, 4, (int64_t[]){2, DIM_BATCH, 7, 13}, 4, (int64_t[]){2, DIM_BATCH, 7, 5}, true, 3);
   assert_int_equal(fails, 0);
+}
+
+/* memplan_inst_flops (bpcc bench's GFLOP/s) for the new shapes: 2 numel(c) K, the fold
+ * summing over a's leading dims */
+static void test_product_flops(void **state) {
+  (void)state;
+  Module *m = ir_module_new();
+  Func *f = ir_func_new(m, "fl");
+  int32_t x = in_f32(f, "x", 0, 3, (int64_t[]){DIM_BATCH, 64, 128});
+  int32_t dy = in_f32(f, "dy", 1, 3, (int64_t[]){DIM_BATCH, 64, 512});
+  int32_t q = in_f32(f, "q", 2, 4, (int64_t[]){DIM_BATCH, 4, 64, 32});
+  int32_t w = par(f, "w", 2, (int64_t[]){128, 512});
+  int32_t rows = ir_binary(f, OP_MATMUL, x, w, L);
+  int32_t nt = ir_binary(f, OP_MATMUL_NT, dy, w, L);
+  int32_t fold = ir_matmul_tn_fold(f, x, dy, L);
+  int32_t s = ir_binary(f, OP_MATMUL_NT, q, q, L);
+  assert_true(memplan_inst_flops(f, rows, 32) == 2.0 * 2048 * 128 * 512);
+  assert_true(memplan_inst_flops(f, nt, 32) == 2.0 * 2048 * 512 * 128);
+  assert_true(memplan_inst_flops(f, fold, 32) == 2.0 * 128 * 512 * 2048);
+  assert_true(memplan_inst_flops(f, s, 32) == 2.0 * 32 * 4 * 64 * 64 * 32);
+  ir_module_free(m);
 }
 
 static void test_products_batched(void **state) {
@@ -414,6 +436,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_products_rows),
       cmocka_unit_test(test_products_batched),
+      cmocka_unit_test(test_product_flops),
       cmocka_unit_test(test_transpose),
       cmocka_unit_test(test_mask_softmax),
       cmocka_unit_test(test_erf_accuracy),
