@@ -223,20 +223,7 @@ static LLVMValueRef transpose_fn(Attn *a) {
     LLVMValueRef la[4] = {at(a, src, mul(a, cg_i64(cg, i), ss)), cg_i32(cg, 4), m, zero};
     r[i] = LLVMBuildCall2(B, lty, lfn, la, 4, "");
   }
-  for (int b = W / 2; b >= 1; b /= 2) {
-    LLVMValueRef mx[64], my[64];
-    for (int c = 0; c < W; c++) {
-      mx[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c - b : c), 0);
-      my[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c : c + b), 0);
-    }
-    LLVMValueRef maskx = LLVMConstVector(mx, (unsigned)W), masky = LLVMConstVector(my, (unsigned)W);
-    for (int i = 0; i < W; i++) {
-      if (i & b) continue;
-      LLVMValueRef x = r[i], y = r[i + b];
-      r[i] = LLVMBuildShuffleVector(B, x, y, maskx, "");
-      r[i + b] = LLVMBuildShuffleVector(B, x, y, masky, "");
-    }
-  }
+  cg_reg_transpose(cg, r, W);
   for (int i = 0; i < W; i++) {
     LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntSLT, cg_i64(cg, i), cols, ""));
     cg_store(cg, r[i], dst, mul(a, cg_i64(cg, i), ds));

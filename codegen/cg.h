@@ -91,6 +91,8 @@ LLVMValueRef cg_i64(Cg *cg, int64_t v);
 LLVMValueRef cg_i32(Cg *cg, int32_t v);
 LLVMValueRef cg_fconst(Cg *cg, LLVMTypeRef T, double v);     /* float or splat vector */
 LLVMValueRef cg_splat(Cg *cg, LLVMValueRef scalar, LLVMTypeRef T);
+/* v[r][l] <- v[l][r]: W vectors of W lanes transposed in registers (kernels.c) */
+void cg_reg_transpose(Cg *cg, LLVMValueRef *v, int W);
 bool cg_is_vec(LLVMTypeRef T);
 LLVMValueRef cg_frame_field(Cg *cg, int field);              /* load frame->field */
 /* task over chunks [0, n) through parallel_for where par, else task(ctx, 0, serial_end, 0) */

@@ -548,27 +548,9 @@ static int64_t bww_lanes_floats(Func *f, const Inst *in) {
 }
 
 
-/* v[r][l] <- v[l][r]: a W x W block transposed in registers, log2 W stages of
- * two-vector shuffles (stage h swaps the off-diagonal h x h blocks of every 2h x 2h
- * block) */
-static void reg_transpose(Cg *cg, LLVMValueRef *v) {
-  int Wl = cg->W;
-  for (int h = Wl / 2; h >= 1; h /= 2)
-    for (int a = 0; a < Wl; a++) {
-      if (a & h) continue;
-      LLVMValueRef lo[16], hi[16];
-      for (int k = 0; k < Wl; k++) {
-        lo[k] = cg_i32(cg, k & h ? Wl + k - h : k);
-        hi[k] = cg_i32(cg, k & h ? Wl + k : k + h);
-      }
-      LLVMValueRef na = LLVMBuildShuffleVector(cg->B, v[a], v[a + h], LLVMConstVector(lo, (unsigned)Wl), "");
-      LLVMValueRef nb = LLVMBuildShuffleVector(cg->B, v[a], v[a + h], LLVMConstVector(hi, (unsigned)Wl), "");
-      v[a] = na, v[a + h] = nb;
-    }
-}
 
 /* dyT[p][q W + r] = dy_b[q W + r][p] (0 for channels >= O): W x W blocks transposed in
- * registers (reg_transpose) */
+ * registers (cg_reg_transpose) */
 static void lanes_transpose(Cg *cg, const Geom *g, int nvo, LLVMValueRef yb, LLVMValueRef dyt) {
   int Wl = cg->W;
   int64_t nvw = (int64_t)nvo * Wl, nfull = g->P / Wl, tail = g->P % Wl;
@@ -586,7 +568,7 @@ static void lanes_transpose(Cg *cg, const Geom *g, int nvo, LLVMValueRef yb, LLV
         LLVMValueRef idx = add(cg, k64(cg, o * g->P), p0);
         v[r] = o >= g->O ? cg_fconst(cg, cg->t_vec, 0.0) : m ? mload(cg, fptr(cg, yb, idx), m) : cg_load(cg, cg->t_vec, yb, idx);
       }
-      reg_transpose(cg, v);
+      cg_reg_transpose(cg, v, cg->W);
       for (int k = 0; k < (part == 1 ? tail : Wl); k++)
         cg_store(cg, v[k], dyt, add(cg, mul(cg, add(cg, p0, k64(cg, k)), k64(cg, nvw)), k64(cg, (int64_t)q * Wl)));
       if (part == 0) cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
@@ -856,7 +838,7 @@ static void lanes_fwd_block(Cg *cg, const Geom *g, int R, int NJ, LLVMValueRef i
   cg_loop_end_hint(cg, &lc, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
   /* epilogue, then y[o, i0 + r, j0 + jj]: the block's positions are contiguous in y
    * (whole rows, or a segment of one), so each W positions x W channels of the
-   * accumulators are transposed in registers (reg_transpose) and stored as vectors along
+   * accumulators are transposed in registers (cg_reg_transpose) and stored as vectors along
    * the positions, masked past the block and skipping channels >= O (a masked scatter
    * per position stored 16 scalars one by one: 21% of the pass for LeNet's c2) */
   int f = g->epflags;
@@ -882,7 +864,7 @@ static void lanes_fwd_block(Cg *cg, const Geom *g, int R, int NJ, LLVMValueRef i
       for (int c0 = 0; c0 < NP; c0 += Wl) {
         LLVMValueRef v[16];
         for (int r = 0; r < Wl; r++) v[r] = c0 + r < NP ? outs[w][c0 + r] : zv;
-        reg_transpose(cg, v);
+        cg_reg_transpose(cg, v, cg->W);
         int n = NP - c0 < Wl ? NP - c0 : Wl;
         LLVMValueRef m = n < Wl ? lanes_in(cg, k64(cg, 0), k64(cg, 0), k64(cg, n)) : NULL;
         for (int r = 0; r < Wl && q * Wl + r < g->O; r++) {

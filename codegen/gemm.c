@@ -314,20 +314,7 @@ static LLVMValueRef build_pack_t16(Cg *cg) {
     LLVMValueRef la[4] = {cg_gep(cg, cg->t_f32, src, mul(cg, cg_i64(cg, i), qs)), cg_i32(cg, 4), have, cg_fconst(cg, cg->t_vec, 0)};
     r[i] = LLVMBuildCall2(cg->B, lty, lfn, la, 4, "");
   }
-  for (int b = W / 2; b >= 1; b /= 2) {
-    LLVMValueRef mx[16], my[16];
-    for (int c = 0; c < W; c++) {
-      mx[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c - b : c), 0);
-      my[c] = LLVMConstInt(cg->t_i32, (unsigned long long)((c & b) ? W + c : c + b), 0);
-    }
-    LLVMValueRef maskx = LLVMConstVector(mx, (unsigned)W), masky = LLVMConstVector(my, (unsigned)W);
-    for (int i = 0; i < W; i++) {
-      if (i & b) continue;
-      LLVMValueRef x = r[i], y = r[i + b];
-      r[i] = LLVMBuildShuffleVector(cg->B, x, y, maskx, "");
-      r[i + b] = LLVMBuildShuffleVector(cg->B, x, y, masky, "");
-    }
-  }
+  cg_reg_transpose(cg, r, W);
   for (int i = 0; i < W; i++) {
     LLVMValueRef sa[4] = {r[i], cg_gep(cg, cg->t_f32, dst, mul(cg, cg_i64(cg, i), P)), cg_i32(cg, 4), lanes};
     LLVMBuildCall2(cg->B, sty, sfn, sa, 4, "");

@@ -846,8 +846,11 @@ static void copyrow_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   cg_store(cg, cg_load(cg, T, c->src, LLVMBuildAdd(cg->B, c->sbase, j, "")), c->dst, LLVMBuildAdd(cg->B, c->dbase, j, ""));
 }
 
-/* v[0..W) rows of a W x W tile -> its columns, in registers */
-static void tile_transpose(Cg *cg, LLVMValueRef *v, int W) {
+/* v[r][l] <- v[l][r]: a W x W block transposed in registers (W a power of two, <= 64),
+ * log2 W stages of two-vector shuffles (stage h swaps the off-diagonal h x h blocks of
+ * every 2h x 2h block). The transposes, the convolutions' lane paths, the GEMM's
+ * transposed packing and attention's K and V tiles share it. */
+void cg_reg_transpose(Cg *cg, LLVMValueRef *v, int W) {
   for (int b = W / 2; b >= 1; b /= 2) {
     LLVMValueRef mx[64], my[64];
     for (int c = 0; c < W; c++) {
@@ -910,7 +913,7 @@ static LLVMValueRef tr_task(Cg *cg, int q) {
       LLVMValueRef v[64];
       for (int b = 0; b < TW; b++)   /* x's line at y column b0 + b: W elements along q */
         v[b] = cg_load(cg, cg->t_vec, f[TX_X], LLVMBuildAdd(B, xb, LLVMBuildMul(B, LLVMBuildAdd(B, lb.iv, cg_i64(cg, b), ""), SX[3], ""), ""));
-      tile_transpose(cg, v, TW);
+      cg_reg_transpose(cg, v, TW);
       for (int a = 0; a < TW; a++)
         cg_store(cg, v[a], f[TX_Y], LLVMBuildAdd(B, LLVMBuildAdd(B, yb, LLVMBuildMul(B, cg_i64(cg, a), SY[q], ""), ""), lb.iv, ""));
       LLVMBuildBr(B, bjoin);

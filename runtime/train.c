@@ -507,6 +507,21 @@ static FILE *open_log(const char *path, bool resume, const char *header) {
   return f;
 }
 
+/* --log and, with --watch, its PATH.watch.csv beside it (both appended to on --resume);
+ * nothing is left open on an error. */
+static int open_logs(const BprtTrainOptions *o, FILE **log, FILE **wlog, char *wpath, size_t wn) {
+  if (!o->log_path) return 0;
+  if (!(*log = open_log(o->log_path, o->resume_path != NULL, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds")))
+    return -1;
+  if (o->watch && (bprt_watch_log_path(o->log_path, wpath, wn) ||
+                   !(*wlog = open_log(wpath, o->resume_path != NULL, "epoch,step,kind,name,grad_norm,update_ratio,mean,std")))) {
+    fclose(*log);
+    *log = NULL;
+    return -1;
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------------- checkpoints */
 
 /* The schedule's state as "KIND lr=X best=X num_bad=N cooldown_left=N" with %.17g so a
@@ -783,15 +798,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   bool bar = !o->quiet && (o->progress > 0 || (o->progress < 0 && isatty(fileno(perr))));
   FILE *log = NULL, *wlog = NULL;
   char wpath[4200];
-  if (o->log_path) {
-    if (!(log = open_log(o->log_path, o->resume_path != NULL, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds")))
-      return -1;
-    if (o->watch && (bprt_watch_log_path(o->log_path, wpath, sizeof wpath) ||
-                     !(wlog = open_log(wpath, o->resume_path != NULL, "epoch,step,kind,name,grad_norm,update_ratio,mean,std")))) {
-      fclose(log);
-      return -1;
-    }
-  }
+  if (open_logs(o, &log, &wlog, wpath, sizeof wpath)) return -1;
   Outputs outs = {0, NULL};
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
   int32_t *xtok = NULL, *ytok = NULL;
@@ -1004,15 +1011,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   BprtProgress pr;
   FILE *log = NULL, *wlog = NULL;
   char wpath[4200];
-  if (o->log_path) {
-    if (!(log = open_log(o->log_path, o->resume_path != NULL, "kind,epoch,step,lr,loss,accuracy,val_loss,val_accuracy,seconds")))
-      return -1;
-    if (o->watch && (bprt_watch_log_path(o->log_path, wpath, sizeof wpath) ||
-                     !(wlog = open_log(wpath, o->resume_path != NULL, "epoch,step,kind,name,grad_norm,update_ratio,mean,std")))) {
-      fclose(log);
-      return -1;
-    }
-  }
+  if (open_logs(o, &log, &wlog, wpath, sizeof wpath)) return -1;
   Outputs outs = {0, NULL};
   float *before = NULL;   /* --watch: the parameters before the last step of an epoch */
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
