@@ -157,6 +157,7 @@ void cg_philox(Cg *cg, LLVMValueRef block, LLVMValueRef stream, LLVMValueRef see
  * (else the mask is 1). Returns false after a diagnostic for an unsupported case. */
 bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training);
+bool cg_kernel_view(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 void cg_kernel_copy(Cg *cg, const CgVal *src, LLVMValueRef dst, const TensorType *t);
 bool cg_op_is_ew(const Inst *in);
 /* y = op(a, b) of an elementwise instruction on float or <W x float> (b NULL for unary

@@ -1439,6 +1439,26 @@ static void kernel_bn(Cg *cg, const Inst *in, const CgVal *vals, const CgVal *ou
   cg_run_task(cg, par, C, cg_i64(cg, 1), task, ctx, C);
 }
 
+/* A transpose and its neighbouring reshape in one copy (passes/kernel_plan.c,
+ * view_chain): the reshape's value has no buffer of its own, so the transpose reads the
+ * reshape's operand, or writes the reshape's result, under the reshape's type. */
+bool cg_kernel_view(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
+  if (n != 2) ir_die("transpose+reshape kernel of %d instructions", n);
+  const Inst *a = &f->insts[members[0]], *b = &f->insts[members[1]];
+  if (a->op == OP_RESHAPE && b->op == OP_TRANSPOSE) {
+    CgVal x = vals[a->args[0]];
+    x.t = vals[members[0]].t;
+    kernel_transpose(cg, b, &x, &vals[members[1]]);
+  } else if (a->op == OP_TRANSPOSE && b->op == OP_RESHAPE) {
+    CgVal y = vals[members[1]];
+    y.t = vals[members[0]].t;
+    kernel_transpose(cg, a, &vals[a->args[0]], &y);
+  } else {
+    ir_die("transpose+reshape kernel of %s and %s", ir_ops[a->op].name, ir_ops[b->op].name);
+  }
+  return true;
+}
+
 bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
   const Inst *in = &f->insts[v];
   const CgVal *out = &vals[v];

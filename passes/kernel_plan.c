@@ -262,6 +262,24 @@ static int attn_extras(const Ctx *c, int32_t p, int32_t *m) {
   return n;
 }
 
+/* A transpose and the reshape next to it, one copy instead of two: transpose(reshape(x))
+ * reads x's buffer with the reshape's dims, reshape(transpose(x)) is written by the
+ * transpose straight into the reshape's buffer (a reshape never moves an element:
+ * row-major order is its definition). The heads of an attention layer are split and
+ * merged so, [B,T,D] -> [B,T,H,dh] -> [B,H,T,dh] and back. The first of the pair has the
+ * second as its only reader; the pair's other value keeps its buffer. */
+static int view_chain(const Ctx *c, int32_t i, int32_t *m) {
+  Func *f = c->f;
+  const Inst *in = &f->insts[i];
+  int32_t u = single_user(c, i);
+  if (u < 0 || !free_member(c, u)) return 0;
+  const Inst *ui = &f->insts[u];
+  bool pair = (in->op == OP_RESHAPE && ui->op == OP_TRANSPOSE) || (in->op == OP_TRANSPOSE && ui->op == OP_RESHAPE);
+  if (!pair || f->insts[in->args[0]].op == OP_CONST || ir_vtype(f, i)->dtype != ir_vtype(f, u)->dtype) return 0;
+  m[0] = u;
+  return 1;
+}
+
 /* k is a scalar computed from constants and sizes only (1/B of a mean), so the group
  * that reads it can never be its own dependency. */
 static bool scale_ok(Func *f, int32_t k, int depth) {
@@ -408,6 +426,9 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     } else if (fuse && in->op == OP_MAX_POOL2D_BWD) {
       nc = pool_mask_chain(&c, i, chain);
       if (nc) kind = KERNEL_POOL_MASK;
+    } else if (fuse && (in->op == OP_RESHAPE || in->op == OP_TRANSPOSE)) {
+      nc = view_chain(&c, i, chain);
+      if (nc) kind = KERNEL_VIEW;
     } else if (ir_ops[in->op].kind == OPK_ATTN) {   /* with or without fusion */
       nc = attn_extras(&c, i, chain);
       kind = KERNEL_ATTN;
@@ -529,7 +550,7 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
 }
 
 const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent", "pool+mask",
-                                                      "attention"};
+                                                      "attention", "transpose+reshape"};
 
 /* ------------------------------------------------------------------ the pass */
 

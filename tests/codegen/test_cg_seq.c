@@ -199,6 +199,50 @@ static void test_transpose(void **state) {
   assert_int_equal(fails, 0);
 }
 
+/* The head split and merge of an attention layer, [B,T,D] -> [B,T,H,dh] -> [B,H,T,dh] and
+ * back, each one transpose+reshape kernel (passes/kernel_plan.c, view_chain): the
+ * reshape keeps no buffer, the transpose reads its operand or writes its result. Values
+ * exact on one and two threads; a reshape read by something else keeps its own copy. */
+static void test_head_split_merge(void **state) {
+  (void)state;
+  int fails = 0;
+  for (int th = 1; th <= 2; th++) {
+    Module *m = ir_module_new();
+    Func *f = ir_func_new(m, "heads");
+    int32_t x = in_f32(f, "x", 0, 3, (int64_t[]){DIM_BATCH, 64, 128});
+    int32_t x2 = ir_binary(f, OP_MUL, x, ir_scalar(f, 2.0, L), L);
+    int32_t r = ir_to_type(f, OP_RESHAPE, x2, ir_type(m, DT_F32, 4, (int64_t[]){DIM_BATCH, 64, 4, 32}), L);
+    int32_t h = ir_transpose(f, r, (int[]){0, 2, 1, 3}, L);                      /* split: reshape+transpose */
+    int32_t h2 = ir_binary(f, OP_ADD, h, ir_scalar(f, 1.0, L), L);
+    int32_t t = ir_transpose(f, h2, (int[]){0, 2, 1, 3}, L);
+    int32_t y = ir_to_type(f, OP_RESHAPE, t, ir_type(m, DT_F32, 3, (int64_t[]){DIM_BATCH, 64, 128}), L);   /* merge */
+    int32_t r2 = ir_to_type(f, OP_RESHAPE, x2, ir_type(m, DT_F32, 4, (int64_t[]){DIM_BATCH, 64, 8, 16}), L);
+    int32_t z = ir_transpose(f, r2, (int[]){0, 2, 1, 3}, L);
+    ir_output(f, "y", y, L);
+    ir_output(f, "z", z, L);
+    ir_output(f, "r2", r2, L);   /* read twice: no view */
+    Arena *a = arena_new();
+    KernelPlanOptions ko = {true};
+    KernelPlan *kp = pass_kernel_plan(a, f, PLAN_INFERENCE, &ko);
+    assert_non_null(kp);
+    assert_true(kernel_plan_verify(kp, "test"));
+    assert_int_equal(kp->kernel_of[r], kp->kernel_of[h]);
+    assert_int_equal(kp->kind[kp->kernel_of[h]], KERNEL_VIEW);
+    assert_true(kp->internal[r]);
+    assert_int_equal(kp->kernel_of[t], kp->kernel_of[y]);
+    assert_int_equal(kp->kind[kp->kernel_of[y]], KERNEL_VIEW);
+    assert_true(kp->internal[t]);
+    assert_int_not_equal(kp->kernel_of[r2], kp->kernel_of[z]);
+    arena_free(a);
+    CgtConfig c = {-1, 1, th, NULL, false, false};
+    int rc = cgt_check_forward(f, 5, 0, &c);   /* the interpreter (seqref has no reshape) */
+    if (rc) printf("head split and merge, threads %d failed\n", th);
+    fails += rc;
+    ir_module_free(m);
+  }
+  assert_int_equal(fails, 0);
+}
+
 /* causal_mask(T) added to scores, then softmax along each of the axes of a rank-4
  * value (the last, and the others: column passes) and log_softmax along axis 1 */
 static void test_mask_softmax(void **state) {
@@ -438,6 +482,7 @@ int main(void) {
       cmocka_unit_test(test_products_batched),
       cmocka_unit_test(test_product_flops),
       cmocka_unit_test(test_transpose),
+      cmocka_unit_test(test_head_split_merge),
       cmocka_unit_test(test_mask_softmax),
       cmocka_unit_test(test_erf_accuracy),
       cmocka_unit_test(test_gelu_ew),
