@@ -517,23 +517,36 @@ static void chunk_range(Cg *cg, LLVMValueRef c, LLVMValueRef nch, LLVMValueRef l
 
 /* One task for the three variants: the variant (a ctx field) picks the leading
  * dimensions and strides that the shared core takes. */
-static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
-  LLVMValueRef fn = cg_new_function(cg, "bpcc_gemm_task", cg->t_task, true);
+/* A task's prologue: the function (the builder at its entry) and its context struct of
+ * type ct loaded field by field into f[0..n). */
+static LLVMValueRef task_begin(Cg *cg, const char *name, LLVMTypeRef ct, int n, LLVMValueRef *f) {
+  LLVMValueRef fn = cg_new_function(cg, name, cg->t_task, true);
   cg->fn = fn;
   LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
-  LLVMTypeRef ct = ctx_type(cg);
   LLVMValueRef ctx = LLVMGetParam(fn, 0);
-  LLVMValueRef f[GX__COUNT];
-  for (int i = 0; i < GX__COUNT; i++)
+  for (int i = 0; i < n; i++)
     f[i] = LLVMBuildLoad2(cg->B, LLVMStructGetTypeAtIndex(ct, (unsigned)i), LLVMBuildStructGEP2(cg->B, ct, ctx, (unsigned)i, ""), "");
-  LLVMValueRef M = f[GX_M], N = f[GX_N], K = f[GX_K];
-  LLVMValueRef ta = LLVMBuildICmp(cg->B, LLVMIntEQ, f[GX_VARIANT], cg_i64(cg, V_TN), "ta");
-  LLVMValueRef tb = LLVMBuildICmp(cg->B, LLVMIntEQ, f[GX_VARIANT], cg_i64(cg, V_NT), "tb");
-  LLVMValueRef one = cg_i64(cg, 1), z = cg_i64(cg, 0);
-  LLVMValueRef lda = LLVMBuildSelect(cg->B, ta, M, K, ""), ldb = LLVMBuildSelect(cg->B, tb, K, N, ""), ldc = N;
-  /* A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs] */
-  LLVMValueRef ars = LLVMBuildSelect(cg->B, ta, one, lda, ""), acs = LLVMBuildSelect(cg->B, ta, lda, one, "");
-  LLVMValueRef brs = LLVMBuildSelect(cg->B, tb, one, ldb, ""), bcs = LLVMBuildSelect(cg->B, tb, ldb, one, "");
+  return fn;
+}
+
+/* The variant's strides for the shared core, A(i,k) = A[i*ars + k*acs] and
+ * B(k,j) = B[k*brs + j*bcs]: st = {ars, acs, brs, bcs} */
+static void variant_strides(Cg *cg, LLVMValueRef variant, LLVMValueRef M, LLVMValueRef N, LLVMValueRef K, LLVMValueRef st[4]) {
+  LLVMValueRef ta = LLVMBuildICmp(cg->B, LLVMIntEQ, variant, cg_i64(cg, V_TN), "ta");
+  LLVMValueRef tb = LLVMBuildICmp(cg->B, LLVMIntEQ, variant, cg_i64(cg, V_NT), "tb");
+  LLVMValueRef one = cg_i64(cg, 1);
+  LLVMValueRef lda = LLVMBuildSelect(cg->B, ta, M, K, ""), ldb = LLVMBuildSelect(cg->B, tb, K, N, "");
+  st[0] = LLVMBuildSelect(cg->B, ta, one, lda, ""), st[1] = LLVMBuildSelect(cg->B, ta, lda, one, "");
+  st[2] = LLVMBuildSelect(cg->B, tb, one, ldb, ""), st[3] = LLVMBuildSelect(cg->B, tb, ldb, one, "");
+}
+
+static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
+  LLVMValueRef f[GX__COUNT];
+  LLVMValueRef fn = task_begin(cg, "bpcc_gemm_task", ctx_type(cg), GX__COUNT, f);
+  LLVMValueRef M = f[GX_M], N = f[GX_N], K = f[GX_K], st[4];
+  variant_strides(cg, f[GX_VARIANT], M, N, K, st);
+  LLVMValueRef ars = st[0], acs = st[1], brs = st[2], bcs = st[3];
+  LLVMValueRef z = cg_i64(cg, 0), ldc = N;
   CgLoop l = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), cg_i64(cg, 1));
   LLVMValueRef splitm = LLVMBuildICmp(cg->B, LLVMIntNE, f[GX_SPLITM], cg_i64(cg, 0), "");
   LLVMValueRef sm, em, sn, en;
@@ -573,21 +586,12 @@ static LLVMTypeRef bctx_type(Cg *cg) {
 }
 
 static LLVMValueRef build_batch_task(Cg *cg, LLVMValueRef core) {
-  LLVMValueRef fn = cg_new_function(cg, "bpcc_gemm_batch_task", cg->t_task, true);
-  cg->fn = fn;
-  LLVMPositionBuilderAtEnd(cg->B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
-  LLVMTypeRef ct = bctx_type(cg);
-  LLVMValueRef ctx = LLVMGetParam(fn, 0);
   LLVMValueRef f[BX__COUNT];
-  for (int i = 0; i < BX__COUNT; i++)
-    f[i] = LLVMBuildLoad2(cg->B, LLVMStructGetTypeAtIndex(ct, (unsigned)i), LLVMBuildStructGEP2(cg->B, ct, ctx, (unsigned)i, ""), "");
-  LLVMValueRef M = f[BX_M], N = f[BX_N], K = f[BX_K];
-  LLVMValueRef ta = LLVMBuildICmp(cg->B, LLVMIntEQ, f[BX_VARIANT], cg_i64(cg, V_TN), "ta");
-  LLVMValueRef tb = LLVMBuildICmp(cg->B, LLVMIntEQ, f[BX_VARIANT], cg_i64(cg, V_NT), "tb");
+  LLVMValueRef fn = task_begin(cg, "bpcc_gemm_batch_task", bctx_type(cg), BX__COUNT, f);
+  LLVMValueRef M = f[BX_M], N = f[BX_N], K = f[BX_K], st[4];
+  variant_strides(cg, f[BX_VARIANT], M, N, K, st);
+  LLVMValueRef ars = st[0], acs = st[1], brs = st[2], bcs = st[3];
   LLVMValueRef one = cg_i64(cg, 1), z = cg_i64(cg, 0);
-  LLVMValueRef lda = LLVMBuildSelect(cg->B, ta, M, K, ""), ldb = LLVMBuildSelect(cg->B, tb, K, N, "");
-  LLVMValueRef ars = LLVMBuildSelect(cg->B, ta, one, lda, ""), acs = LLVMBuildSelect(cg->B, ta, lda, one, "");
-  LLVMValueRef brs = LLVMBuildSelect(cg->B, tb, one, ldb, ""), bcs = LLVMBuildSelect(cg->B, tb, ldb, one, "");
   CgLoop l = cg_loop_begin(cg, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2), one);
   LLVMValueRef b0 = LLVMBuildSDiv(cg->B, mul(cg, l.iv, f[BX_NB]), f[BX_NCHUNKS], "");
   LLVMValueRef b1 = LLVMBuildSDiv(cg->B, mul(cg, add(cg, l.iv, one), f[BX_NB]), f[BX_NCHUNKS], "");

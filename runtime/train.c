@@ -522,6 +522,24 @@ static int open_logs(const BprtTrainOptions *o, FILE **log, FILE **wlog, char *w
   return 0;
 }
 
+/* The end of a run, by epochs or by steps: a stopped run saves its position (to
+ * --interrupt-path, else --save) and the logs are closed; the first error wins. */
+static int end_run(bprt_model *m, const BprtTrainOptions *o, const BprtTrainState *st, BprtTrainResult *r, int rc,
+                   bool stop, FILE *log, FILE *wlog, const char *wpath) {
+  if (rc == 0 && stop) {
+    r->interrupted = true;
+    r->steps = st->step;
+    const char *path = o->interrupt_path ? o->interrupt_path : o->save_path;
+    if (path) {
+      if (bprt_checkpoint_save(m, path, st)) rc = -1;
+      else r->checkpoint = path;
+    }
+  }
+  if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
+  if (wlog && fclose(wlog) && rc == 0) rc = bprt_set_error("%s: write error", wpath);
+  return rc;
+}
+
 /* ------------------------------------------------------------------- checkpoints */
 
 /* The schedule's state as "KIND lr=X best=X num_bad=N cooldown_left=N" with %.17g so a
@@ -937,18 +955,8 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
     if (rc == 0 && st.step < o->steps && o->stop && *o->stop) stop = true;
   }
   bprt_batch_end(&it);
-  if (rc == 0 && stop) {
-    r->interrupted = true;
-    r->steps = st.step;
-    r->stop_epoch = 0;
-    const char *path = o->interrupt_path ? o->interrupt_path : o->save_path;
-    if (path) {
-      if (bprt_checkpoint_save(m, path, &st)) rc = -1;
-      else r->checkpoint = path;
-    }
-  }
-  if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
-  if (wlog && fclose(wlog) && rc == 0) rc = bprt_set_error("%s: write error", wpath);
+  if (rc == 0 && stop) r->stop_epoch = 0;
+  rc = end_run(m, o, &st, r, rc, stop, log, wlog, wpath);
   outputs_free(&outs);
   bprt_free(before);
   bprt_free(souts);
@@ -1140,17 +1148,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       r->stop_batch = r->stop_batches = nb;
     }
   }
-  if (rc == 0 && stop) {
-    r->interrupted = true;
-    r->steps = st.step;
-    const char *path = o->interrupt_path ? o->interrupt_path : o->save_path;
-    if (path) {
-      if (bprt_checkpoint_save(m, path, &st)) rc = -1;
-      else r->checkpoint = path;
-    }
-  }
-  if (log && fclose(log) && rc == 0) rc = bprt_set_error("%s: write error", o->log_path);
-  if (wlog && fclose(wlog) && rc == 0) rc = bprt_set_error("%s: write error", wpath);
+  rc = end_run(m, o, &st, r, rc, stop, log, wlog, wpath);
   outputs_free(&outs);
   bprt_free(before);
   bprt_free(souts);
