@@ -786,8 +786,9 @@ void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRe
                    LLVMBuildStructGEP2(cg->B, et, *ectx, (unsigned)i, ""));
 }
 
-void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
-             LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep) {
+void cg_gemm(Cg *cg, Op op, const CgGemmTypes *ty, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
+             LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep) {
+  if (ty && (ty->a != CG_ELEM_FLOAT || ty->b != CG_ELEM_FLOAT)) ir_die("cg_gemm: 16-bit operands: the lowp cores come next");
   int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
   if (!cg->gemm_task) cg->gemm_task = build_aside(cg, true, 0);
   LLVMValueRef efn, ectx;
@@ -835,8 +836,10 @@ void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LL
   LLVMPositionBuilderAtEnd(B, bjoin);
 }
 
-void cg_gemm_batched(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
-                     LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack, const CgEpilogue *ep) {
+void cg_gemm_batched(Cg *cg, Op op, const CgGemmTypes *ty, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm,
+                     LLVMValueRef M, LLVMValueRef N, LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack,
+                     const CgEpilogue *ep) {
+  if (ty && (ty->a != CG_ELEM_FLOAT || ty->b != CG_ELEM_FLOAT)) ir_die("cg_gemm: 16-bit operands: the lowp cores come next");
   int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
   if (!cg->gemm_task) cg->gemm_task = build_aside(cg, true, 0);
   LLVMValueRef task = LLVMGetNamedFunction(cg->M, "bpcc_gemm_batch_task");
