@@ -240,6 +240,10 @@ void cg_gemm_batched(Cg *cg, Op op, const CgGemmTypes *ty, LLVMValueRef A, LLVMV
                      LLVMValueRef M, LLVMValueRef N, LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack,
                      const CgEpilogue *ep);
 int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block, the im2col buffer */
+/* The A and B pack buffers (floats) of products of at most M x N x K per block (M, N,
+ * K already bounded by MC, NC, KC); lowp: some have 16-bit operands (gemm_lowp.c's
+ * panels are padded further). */
+void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, bool lowp, int64_t *a_floats, int64_t *b_floats);
 /* The pack buffers the products and convolutions of these plans need, per chunk, in
  * elements, and the im2col buffer of the convolutions. */
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,
@@ -267,6 +271,8 @@ void cg_store_elem(Cg *cg, LLVMValueRef x, CgElem e, LLVMValueRef ptr, LLVMValue
 /* The core with cg_gemm_core's signature for operands of types ta, tb (not both the
  * model's float), built on first use: the bf16 core of cg->gemm_bf16, or conversion. */
 LLVMValueRef cg_gemm_lowp_core(Cg *cg, CgElem ta, CgElem tb);
+/* gemm.c's f32 core with packing that widens 16-bit operands (the conversion path). */
+LLVMValueRef cg_gemm_convert_core(Cg *cg, CgElem ta, CgElem tb);
 /* ---- pool.c ---- */
 /* max_pool2d, avg_pool2d and their backward ops, the (n, c) planes split over threads. */
 void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out);
@@ -310,7 +316,7 @@ void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, int64_t update_
 LLVMTargetMachineRef cg_target_machine(const char *march, int opt_level, int *lanes, char *err, size_t errlen);
 /* The features of tm that codegen picks kernels by (CG_CPU_*): from the feature
  * string of -march=native, from the level of x86-64-v3 / -v4. */
-enum { CG_CPU_F16C = 1, CG_CPU_AVX512BF16 = 2, CG_CPU_AMX_BF16 = 4 };
+enum { CG_CPU_F16C = 1, CG_CPU_AVX512BF16 = 2, CG_CPU_AMX_BF16 = 4, CG_CPU_ZNVER = 8 /* AMD Zen (znver*) */ };
 unsigned cg_target_features(LLVMTargetMachineRef tm);
 /* The bf16 core (CG_BF16_*) for these features: $BPCC_GEMM_BF16's, else the fastest
  * the target has (AMX only where the kernel grants the tile state); -1 after writing
