@@ -7,6 +7,9 @@
  *   INTERP_F32  rounds every leaf and every op's result to float (accumulations inside
  *               one op, e.g. a matmul's dot products, run in double and round once),
  *               which is what an f32 machine computes, up to summation order.
+ * In both modes a value of a mixed-precision storage type (bf16, f16: a `cast`'s result)
+ * is rounded to that type (ir_round_to); a product of such operands is exact in double,
+ * then rounded to its f32 result.
  * Shapes follow the op table: NumPy broadcasting over trailing dims, the batch dim B
  * bound to `batch`. Bad input (wrong shapes, a label out of range, unverified IR) is a
  * located error through diag_error and a NULL result, never a crash.
@@ -464,6 +467,11 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
     for (int64_t k = 0; k < out->numel; k++) y[k] = ir_eval_unary((Op)in->op, a->data[k], in->fattr[0]);
     return true;
 
+  case OP_CAST:   /* the rounding to the result's dtype follows every op (ir_interp_run) */
+    if (!same_shape(&a->type, ot)) break;
+    for (int64_t k = 0; k < out->numel; k++) y[k] = a->data[k];
+    return true;
+
   case OP_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD: case OP_GELU_GRAD: case OP_GELU_TANH_GRAD:
     if (!same_shape(&a->type, ot) || !same_shape(&b->type, ot)) break;
     for (int64_t k = 0; k < out->numel; k++) y[k] = ir_eval_binary((Op)in->op, a->data[k], b->data[k]);
@@ -902,7 +910,9 @@ Interp *ir_interp_run(Func *f, InterpMode mode, int64_t batch, const Tensor *inp
       ok = eval(it, i, in, out, args[0], args[1], seed, step);
     }
     if (!ok) goto fail;
-    if (mode == INTERP_F32 && t.dtype != DT_LABEL)
+    if (ir_dtype_is_low(t.dtype))   /* bf16, f16: rounded in both modes, as stored */
+      for (int64_t k = 0; k < out->numel; k++) out->data[k] = ir_round_to((DType)t.dtype, out->data[k]);
+    else if (mode == INTERP_F32 && t.dtype != DT_LABEL)
       for (int64_t k = 0; k < out->numel; k++) out->data[k] = (double)(float)out->data[k];
   }
   return it;

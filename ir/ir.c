@@ -73,8 +73,31 @@ const char *ir_dtype_name(DType dt) {
   case DT_F32: return "f32";
   case DT_F64: return "f64";
   case DT_LABEL: return "label";
+  case DT_BF16: return "bf16";
+  case DT_F16: return "f16";
   }
   return "?";
+}
+
+int ir_dtype_bytes(DType dt) { return dt == DT_F64 ? 8 : ir_dtype_is_low(dt) ? 2 : 4; }
+
+double ir_round_to(DType dt, double x) {
+  switch (dt) {
+  case DT_F32: return (double)(float)x;
+  case DT_BF16: {
+    float f = (float)x;
+    if (f != f) return x;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);   /* to nearest, ties to even (an overflow carries into inf) */
+    u &= 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return (double)f;
+  }
+  case DT_F16: return (double)(_Float16)(float)x;
+  case DT_F64: case DT_LABEL: break;
+  }
+  return x;
 }
 
 TypeId ir_type(Module *m, DType dt, int rank, const int64_t *dims) {
@@ -249,6 +272,17 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     if (!is_float(a)) return fail(err, errlen, "%s needs a float operand", info->name);
     return f->insts[in->args[0]].type;
 
+  case OP_CAST: {
+    if (in->type < 0 || in->type >= m->ntypes) return fail(err, errlen, "cast needs a result type");
+    const TensorType *t = ir_type_get(m, in->type);
+    bool low_a = ir_dtype_is_low(a->dtype), low_t = ir_dtype_is_low(t->dtype);
+    if (!((a->dtype == DT_F32 && low_t) || (low_a && t->dtype == DT_F32)) || t->rank != a->rank ||
+        memcmp(t->dims, a->dims, sizeof t->dims) != 0)
+      return fail(err, errlen, "cast goes between f32 and bf16 or f16 in one shape: %s to %s",
+                  ir_type_str(a, s1, sizeof s1), ir_type_str(t, s2, sizeof s2));
+    return in->type;
+  }
+
   case OP_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD: case OP_GELU_GRAD: case OP_GELU_TANH_GRAD:
     if (f->insts[in->args[0]].type != f->insts[in->args[1]].type || !is_float(a))
       return fail(err, errlen, "%s needs two float operands of one type: %s, %s", info->name,
@@ -257,9 +291,11 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
 
   case OP_MATMUL: case OP_MATMUL_NT: case OP_MATMUL_TN: {
     /* the last two dims are the matrices; the dims before them broadcast */
-    if (!is_float(a) || a->dtype != b->dtype || a->rank < 2 || b->rank < 2)
+    if (!(is_float(a) || ir_dtype_is_low(a->dtype)) || a->dtype != b->dtype || a->rank < 2 || b->rank < 2)
       return fail(err, errlen, "%s needs two float operands of rank 2 to 4 and one dtype: %s, %s",
                   info->name, ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
+    /* bf16 or f16 operands accumulate in f32 */
+    DType rdt = ir_dtype_is_low(a->dtype) ? DT_F32 : (DType)a->dtype;
     int ra = a->rank, rb = b->rank;
     int64_t m_ = in->op == OP_MATMUL_TN ? a->dims[ra - 1] : a->dims[ra - 2];
     int64_t ka = in->op == OP_MATMUL_TN ? a->dims[ra - 2] : a->dims[ra - 1];
@@ -276,7 +312,7 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
           return fail(err, errlen, "%s fold: leading dims differ: %s, %s", info->name,
                       ir_type_str(a, s1, sizeof s1), ir_type_str(b, s2, sizeof s2));
       int64_t d[2] = {m_, n_};
-      return ir_type(m, (DType)a->dtype, 2, d);
+      return ir_type(m, rdt, 2, d);
     }
     TensorType la = *a, lb = *b, r;   /* the batch dims, broadcast */
     la.rank = (uint8_t)(ra - 2);
@@ -293,7 +329,7 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     for (int i = 0; i < r.rank; i++) d[i] = r.dims[i];
     d[r.rank] = m_;
     d[r.rank + 1] = n_;
-    return ir_type(m, (DType)a->dtype, r.rank + 2, d);
+    return ir_type(m, rdt, r.rank + 2, d);
   }
 
   case OP_TRANSPOSE: {
@@ -732,6 +768,15 @@ int32_t ir_unary(Func *f, Op op, int32_t a, SrcLoc loc) {
   Inst in = ir_inst(op, loc);
   in.nargs = 1;
   in.args[0] = a;
+  return ir_emit(f, &in);
+}
+
+int32_t ir_cast(Func *f, int32_t x, DType dt, SrcLoc loc) {
+  const TensorType *t = ir_vtype(f, x);
+  Inst in = ir_inst(OP_CAST, loc);
+  in.nargs = 1;
+  in.args[0] = x;
+  in.type = ir_type(f->mod, dt, t->rank, t->dims);
   return ir_emit(f, &in);
 }
 

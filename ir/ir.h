@@ -99,7 +99,21 @@ typedef enum {
   DT_F64,
   DT_LABEL,   /* label[B, C]: one class index per row (int32 storage, shape [B]); C = classes;
                  label[B, T, C]: one per position (storage [B, T]); tokens are labels */
+  /* Storage types of mixed precision (passes/precision.c): 16-bit values that only a
+   * `cast` makes and only a `cast` or a matrix product reads. A product of two bf16 (or
+   * two f16) operands accumulates in f32 and its result is f32; every other op computes
+   * on f32 values. */
+  DT_BF16,    /* bfloat16: f32's exponent, 8 significant bits */
+  DT_F16,     /* IEEE binary16: 5 exponent bits, 11 significant bits, max 65504 */
 } DType;
+
+/* Bytes of one element of dt as stored (labels: 4, one int32 per row or position). */
+int ir_dtype_bytes(DType dt);
+static inline bool ir_dtype_is_low(int dt) { return dt == DT_BF16 || dt == DT_F16; }
+/* x rounded to dt: to float for f32; for bf16 and f16 to float first (the value a kernel
+ * holds), then to nearest even, NaN kept, f16 overflowing to inf and underflowing
+ * through its subnormals to 0; f64 and labels unchanged. */
+double ir_round_to(DType dt, double x);
 
 #define IR_MAX_RANK 4
 #define DIM_BATCH (-1)        /* the symbolic batch dim B, bound at run time */
@@ -311,6 +325,8 @@ int32_t ir_buffer(Func *f, const char *name, TypeId t, InitKind init, double val
 int32_t ir_const(Func *f, double v, TypeId t, SrcLoc loc);
 int32_t ir_scalar(Func *f, double v, SrcLoc loc);     /* f32[] constant */
 int32_t ir_unary(Func *f, Op op, int32_t a, SrcLoc loc);
+/* x rounded to dtype dt (a mixed-precision storage type, or back to f32). */
+int32_t ir_cast(Func *f, int32_t x, DType dt, SrcLoc loc);
 int32_t ir_binary(Func *f, Op op, int32_t a, int32_t b, SrcLoc loc);
 int32_t ir_pow(Func *f, int32_t a, double exponent, SrcLoc loc);
 int32_t ir_reduce(Func *f, Op op, int32_t a, int axis, bool keep, SrcLoc loc);

@@ -278,14 +278,16 @@ static int64_t parse_int(Parser *ps, const char *what) {
   return v;
 }
 
-/* type := ('f32' | 'f64' | 'label') '[' [dim (',' dim)*] ']'     dim := 'B' | digits */
+/* type := ('f32' | 'f64' | 'bf16' | 'f16' | 'label') '[' [dim (',' dim)*] ']'     dim := 'B' | digits */
 static TypeId parse_type(Parser *ps) {
   Token t0 = ps->tok;
   DType dt;
   if (is_word(&t0, "f32")) dt = DT_F32;
   else if (is_word(&t0, "f64")) dt = DT_F64;
   else if (is_word(&t0, "label")) dt = DT_LABEL;
-  else error_at(ps, tok_loc(ps, &t0), "expected a type (f32, f64 or label), found %s", describe(ps, &t0));
+  else if (is_word(&t0, "bf16")) dt = DT_BF16;
+  else if (is_word(&t0, "f16")) dt = DT_F16;
+  else error_at(ps, tok_loc(ps, &t0), "expected a type (f32, f64, bf16, f16 or label), found %s", describe(ps, &t0));
   next(ps);
   expect_punct(ps, '[', "after the dtype");
   int64_t dims[IR_MAX_RANK];

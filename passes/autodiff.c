@@ -204,6 +204,20 @@ static void vjp_neg(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   contribute(ad, A, bw1(ad, OP_NEG, dy));
 }
 
+/* y = cast(x) to bf16/f16 or back;  dx = cast(dy) to x's dtype: the rounding's
+ * derivative is taken as 1 (straight through), as torch's Tensor.to(dtype) does. Casts
+ * are inserted after autodiff (passes/precision.c); this rule serves IR read from a file. */
+static void vjp_cast(AD *ad, int32_t y, const Inst *in, int32_t dy) {
+  (void)y;
+  RULE("cast.dx");
+  const TensorType *xt = ty(ad, A);
+  Inst c = ir_inst(OP_CAST, SRCLOC_NONE);
+  c.nargs = 1;
+  c.args[0] = dy;
+  c.type = ir_type(ad->g->mod, (DType)xt->dtype, xt->rank, xt->dims);
+  contribute(ad, A, bw(ad, c));
+}
+
 /* y = exp(x);  dx = dy * y */
 static void vjp_exp(AD *ad, int32_t y, const Inst *in, int32_t dy) {
   RULE("exp.dx");
@@ -728,6 +742,7 @@ static void vjp_layernorm(AD *ad, int32_t y, const Inst *in, int32_t dy) {
  * lse is read only by attention_bwd; the extras of attention_bwd are gradients). */
 static const VjpFn vjp_rules[OP__COUNT] = {
     [OP_ADD] = vjp_add,
+    [OP_CAST] = vjp_cast,
     [OP_SUB] = vjp_sub,
     [OP_MUL] = vjp_mul,
     [OP_DIV] = vjp_div,

@@ -48,7 +48,7 @@ const char *const memplan_kind_names[MEM__COUNT] = {
 static int64_t align64(int64_t n) { return (n + 63) / 64 * 64; }
 
 MemSize memplan_type_size(const TensorType *t, int64_t batch, bool *linear) {
-  int64_t elem = t->dtype == DT_F64 ? 8 : 4;  /* labels: one int32 per row */
+  int64_t elem = ir_dtype_bytes((DType)t->dtype);  /* labels: one int32 per row */
   int r = t->dtype == DT_LABEL && t->rank > 0 ? t->rank - 1 : t->rank;
   int64_t rest = 1;
   int nbatch = 0;

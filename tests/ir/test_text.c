@@ -165,6 +165,30 @@ static void test_round_trip_every_ir_file(void **state) {
   diag_reset();
 }
 
+/* The roundings of the mixed-precision storage types (ir_round_to): to nearest, ties
+ * to even, IEEE overflow and underflow. */
+static void test_round_to(void **state) {
+  (void)state;
+  /* bf16 keeps 8 significant bits: 1 + 2^-8 is a tie between 1 and 1 + 2^-7 */
+  assert_true(ir_round_to(DT_BF16, 1.0 + 0x1p-8) == 1.0);
+  assert_true(ir_round_to(DT_BF16, 1.0 + 3 * 0x1p-8) == 1.0 + 0x1p-6);
+  assert_true(ir_round_to(DT_BF16, 1.0 + 0x1p-8 + 0x1p-12) == 1.0 + 0x1p-7);
+  assert_true(ir_round_to(DT_BF16, 0x1.fep127) == 0x1.fep127);   /* the largest bf16 */
+  assert_true(isinf(ir_round_to(DT_BF16, 3.4e38)));   /* above the largest bf16, 0x1.fep127 */
+  assert_true(ir_round_to(DT_BF16, 1e-30) > 0);       /* f32's exponent range */
+  assert_true(isnan(ir_round_to(DT_BF16, NAN)));
+  /* f16: 11 significant bits, largest 65504, smallest subnormal 2^-24 */
+  assert_true(ir_round_to(DT_F16, 1.0 + 0x1p-11) == 1.0);
+  assert_true(ir_round_to(DT_F16, 65504.0) == 65504.0);
+  assert_true(isinf(ir_round_to(DT_F16, 65520.0)));
+  assert_true(ir_round_to(DT_F16, 0x1p-24) == 0x1p-24);
+  assert_true(ir_round_to(DT_F16, 0x1p-26) == 0.0);  /* underflow: a gradient lost */
+  assert_true(ir_round_to(DT_F32, 1.0 + 0x1p-30) == 1.0);
+  assert_int_equal(ir_dtype_bytes(DT_BF16), 2);
+  assert_int_equal(ir_dtype_bytes(DT_F16), 2);
+  assert_int_equal(ir_dtype_bytes(DT_F32), 4);
+}
+
 /* ------------------------------------------------------------ what the comments carry */
 
 static void test_locations_and_rules(void **state) {
@@ -366,7 +390,10 @@ static void test_parser_diagnostics(void **state) {
       {HEAD "  %1 = relu %0 : f32[B,4]\n}\n",
        "bad.ir:3:18: error: the type f32[B,4] differs from f32[B,3], the type relu gives"},
       {HEAD "  %1 = relu %0\n}\n", "bad.ir:3:15: error: expected ':' and the type of %1, found end of line"},
-      {HEAD "  %1 = relu %0 : f16[B,3]\n}\n", "bad.ir:3:18: error: expected a type (f32, f64 or label), found 'f16'"},
+      {HEAD "  %1 = relu %0 : f8[B,3]\n}\n", "bad.ir:3:18: error: expected a type (f32, f64, bf16, f16 or label), found 'f8'"},
+      {HEAD "  %1 = relu %0 : f16[B,3]\n}\n", "bad.ir:3:18: error: the type f16[B,3] differs from f32[B,3], the type relu gives"},
+      {HEAD "  %1 = cast %0 : f64[B,3]\n}\n", "bad.ir:3:8: error: cast goes between f32 and bf16 or f16 in one shape: f32[B,3] to f64[B,3]"},
+      {HEAD "  %1 = cast %0 : bf16[B,3]\n  %2 = relu %1 : bf16[B,3]\n}\n", "bad.ir:4:8: error: relu needs a float operand"},
       {HEAD "  %1 = relu %0 : f32[B,0]\n}\n", "bad.ir:3:24: error: a dim must be between 1 and 10^15"},
       {HEAD "  %1 = relu %0 : f32[B,x]\n}\n", "bad.ir:3:24: error: expected a dim (a positive integer or B), found 'x'"},
       {HEAD "  %1 = relu %0 : f32[1,2,3,4,5]\n}\n", "bad.ir:3:30: error: a tensor has at most 4 dims"},
@@ -589,6 +616,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_printer_golden),
       cmocka_unit_test(test_round_trip_every_ir_file),
+      cmocka_unit_test(test_round_to),
       cmocka_unit_test(test_locations_and_rules),
       cmocka_unit_test(test_call_sites),
       cmocka_unit_test(test_doubles_round_trip_exactly),
