@@ -223,6 +223,8 @@ typedef enum { CG_ELEM_FLOAT, CG_ELEM_BF16, CG_ELEM_F16 } CgElem;
 typedef struct {
   CgElem a, b;
 } CgGemmTypes;
+/* The element type of an operand of IR type dt (DT_BF16, DT_F16; else the float). */
+static inline CgElem cg_elem_of(int dt) { return dt == DT_BF16 ? CG_ELEM_BF16 : dt == DT_F16 ? CG_ELEM_F16 : CG_ELEM_FLOAT; }
 /* C[M,N] = op(A) op(B) for MATMUL / MATMUL_NT / MATMUL_TN, then the epilogue ep (NULL:
  * none); ty: the operands' element types (NULL: both the model's float); pack =
  * workspace bytes holding the per-chunk pack buffers (cg_gemm_pack_floats each). */

@@ -121,8 +121,7 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
       if (ir_ops[in->op].kind == OPK_PRODUCT) {
         cg_product_mnk(f, in, &M, &N, &K);
         for (int o = 0; o < 2; o++) {
-          DType d = ir_vtype(f, in->args[o])->dtype;
-          if (d != DT_F32 && d != DT_F64) lowp = true;   /* a 16-bit operand */
+          if (ir_dtype_is_low(ir_vtype(f, in->args[o])->dtype)) lowp = true;   /* a 16-bit operand */
         }
       } else if (ir_ops[in->op].kind == OPK_CONV) {
         int64_t mkn[3], col;
