@@ -330,10 +330,195 @@ static void test_plan(void **state) {
   ir_module_free(f->mod);
 }
 
+/* ------------------------------------------------------------------ 3. models */
+
+/* plan_ir's types with bf16 and f16 swapped where asked: the text with "LOW" replaced */
+static char *with_low(const char *text, const char *low) {
+  size_t n = strlen(text) + 64 * strlen(low) + 1, k = 0;
+  char *out = malloc(n);
+  for (const char *p = text; *p;) {
+    if (strncmp(p, "LOW", 3) == 0) {
+      k += (size_t)snprintf(out + k, n - k, "%s", low);
+      p += 3;
+    } else {
+      out[k++] = *p++;
+    }
+  }
+  out[k] = 0;
+  return out;
+}
+
+/* forward: single products of rank 3 (matmul, matmul_nt: M = B 6), a batched product,
+ * each with the 16-bit store of its epilogue or an ew cast, bias and activations */
+static const char *fwd_ir =
+    "func @f {\n"
+    "  %0 = input \"x\" : f32[B,6,12]\n"
+    "  %1 = input \"k\" : f32[B,9,5]\n"
+    "  %2 = param \"W\" zeros : f32[12,9]\n"
+    "  %3 = param \"b\" zeros : f32[9]\n"
+    "  %4 = param \"V\" zeros : f32[9,12]\n"
+    "  %5 = cast %0 : LOW[B,6,12]\n"
+    "  %6 = cast %2 : LOW[12,9]\n"
+    "  %7 = matmul %5, %6 : f32[B,6,9]\n"
+    "  %8 = add %7, %3 : f32[B,6,9]\n"
+    "  %9 = tanh %8 : f32[B,6,9]\n"
+    "  %10 = cast %9 : LOW[B,6,9]\n"
+    "  %11 = cast %4 : LOW[9,12]\n"
+    "  %12 = matmul_nt %10, %6 : f32[B,6,12]\n"
+    "  %13 = cast %1 : LOW[B,9,5]\n"
+    "  %14 = matmul %10, %13 : f32[B,6,5]\n"
+    "  %15 = cast %14 : LOW[B,6,5]\n"
+    "  %16 = cast %15 : f32[B,6,5]\n"
+    "  %17 = matmul %10, %11 : f32[B,6,12]\n"
+    "  %18 = sigmoid %17 : f32[B,6,12]\n"
+    "  output \"nt\" %12\n"
+    "  output \"bat\" %16\n"
+    "  output \"s\" %18\n"
+    "}\n";
+
+/* A training step of an MLP as passes/precision.c makes it: products of 16-bit
+ * operands forward and backward, the hidden activation kept in 16 bits (the epilogue's
+ * store; C keeps the pre-activation relu_grad reads), the logits' gradient cast once
+ * for both backward products. With BIAS empty the relu is on the product itself and
+ * relu_grad's result has the cast as its only reader (the mask's epilogue stores it). */
+static const char *mlp_ir =
+    "func @mlp {\n"
+    "  %0 = input \"x\" : f32[B,33]\n"
+    "  %1 = input \"y\" : label[B,10]\n"
+    "  %2 = param \"h.W\" he_normal : f32[33,32]\n"
+    "  %3 = param \"h.b\" zeros : f32[32]\n"
+    "  %4 = param \"out.W\" xavier_normal : f32[32,10]\n"
+    "  %5 = param \"out.b\" zeros : f32[10]\n"
+    "  %6 = cast %0 : LOW[B,33]\n"
+    "  %7 = cast %2 : LOW[33,32]\n"
+    "  %8 = matmul %6, %7 : f32[B,32]\n"
+    "  %9 = add %8, %3 : f32[B,32]\n"
+    "  %10 = relu %PRE : f32[B,32]\n"
+    "  %11 = cast %10 : LOW[B,32]\n"
+    "  %12 = cast %4 : LOW[32,10]\n"
+    "  %13 = matmul %11, %12 : f32[B,10]\n"
+    "  %14 = add %13, %5 : f32[B,10]\n"
+    "  %15 = softmax_xent %14, %1 : f32[B]\n"
+    "  %16 = mean %15 axis=all : f32[]\n"
+    "  loss %16\n"
+    "  %18 = size %0 axis=0 : f32[]\n"
+    "  %19 = const value=1 : f32[]\n"
+    "  %20 = div %19, %18 : f32[]\n"
+    "  %21 = softmax %14 axis=1 : f32[B,10]\n"
+    "  %22 = onehot %1 : f32[B,10]\n"
+    "  %23 = sub %21, %22 : f32[B,10]\n"
+    "  %24 = mul %23, %20 : f32[B,10]\n"
+    "  %25 = sum_to %24 : f32[10]\n"
+    "  %26 = cast %24 : LOW[B,10]\n"
+    "  %27 = matmul_tn %11, %26 : f32[32,10]\n"
+    "  %28 = matmul_nt %26, %12 : f32[B,32]\n"
+    "  %29 = relu_grad %PRE, %28 : f32[B,32]\n"
+    "  %30 = sum_to %29 : f32[32]\n"
+    "  %31 = cast %29 : LOW[B,32]\n"
+    "  %32 = matmul_tn %6, %31 : f32[33,32]\n"
+    "  grad %2, %32\n"
+    "BGRAD"
+    "  grad %4, %27\n"
+    "  grad %5, %25\n"
+    "}\n";
+
+/* mlp_ir with its hidden bias (PRE = 9: the add, h.b's gradient %30) or without (PRE =
+ * 8: the product; h.b unused, its gradient zeros, relu_grad read by the cast alone) */
+static char *mlp_text(const char *low, bool bias) {
+  char *t = with_low(mlp_ir, low);
+  char *out = malloc(strlen(t) + 64);
+  size_t k = 0;
+  for (const char *p = t; *p;) {
+    if (strncmp(p, "%PRE", 4) == 0) k += (size_t)sprintf(out + k, "%%%d", bias ? 9 : 8), p += 4;
+    else if (strncmp(p, "BGRAD", 5) == 0) k += (size_t)sprintf(out + k, "%s", bias ? "  grad %3, %30\n" : ""), p += 5;
+    else out[k++] = *p++;
+  }
+  out[k] = 0;
+  free(t);
+  return out;
+}
+
+static void test_models(void **state) {
+  (void)state;
+  static const char *lows[2] = {"bf16", "f16"};
+  /* one unit in the last place of the format, at the tensor's scale (header) */
+  static const double ulp[2] = {0x1p-8, 0x1p-11};
+  for (int l = 0; l < 2; l++)
+    for (int threads = 1; threads <= 2; threads++) {
+      CgtConfig cfg = {-1, 1, threads, NULL, true, false};
+      char *text = with_low(fwd_ir, lows[l]);
+      Func *f = parse(text, "f");
+      int64_t batches[2] = {1, 23};
+      for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_forward(f, batches[b], ulp[l], &cfg), 0);
+      ir_module_free(f->mod);
+      free(text);
+      for (int bias = 0; bias < 2; bias++) {
+        text = mlp_text(lows[l], bias);
+        Func *g = parse(text, "mlp");
+        for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_grad(g, g, batches[b] + 6, ulp[l], &cfg), 0);
+        ir_module_free(g->mod);
+        free(text);
+      }
+    }
+}
+
+/* The plans of the training step: the 16-bit stores in the epilogues */
+static void test_plan_mlp(void **state) {
+  (void)state;
+  for (int bias = 0; bias < 2; bias++) {
+    char *text = mlp_text("bf16", bias);
+    Func *f = parse(text, "mlp");
+    Arena *a = arena_new();
+    char desc[1024];
+    KernelPlan *s = plan(a, f, desc, sizeof desc);
+    if (bias) {
+      assert_string_equal(desc, "matmul+add+relu+cast\nmatmul+add\nsoftmax_xent+softmax+onehot+sub+mul\n"
+                                "matmul_nt+relu_grad\n");
+      assert_true(s->internal[10]);   /* relu: its bf16 copy alone; C holds %9 for relu_grad */
+    } else {
+      assert_string_equal(desc, "matmul+relu+cast\nmatmul+add\nsoftmax_xent+softmax+onehot+sub+mul\n"
+                                "matmul_nt+relu_grad+cast\n");
+      assert_false(s->internal[29]);  /* C of the mask's product: a scratch slot */
+    }
+    arena_free(a);
+    ir_module_free(f->mod);
+    free(text);
+  }
+}
+
+/* ------------------------------------------------------------------ 4. refused */
+
+static void test_refused(void **state) {
+  (void)state;
+  Func *f = parse("func @r {\n"
+                  "  %0 = input \"x\" : bf16[B,4]   # r.bp:2:9\n"
+                  "  %1 = cast %0 : f32[B,4]\n"
+                  "  output \"y\" %1\n"
+                  "}\n",
+                  "r");
+  int errors = diag_error_count();
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *mf = open_memstream(&buf, &len);
+  diag_set_output(mf);
+  assert_null(build(f, NULL, "native", true));
+  diag_set_output(NULL);
+  fclose(mf);
+  assert_int_equal(diag_error_count(), errors + 1);
+  static const char want[] = "r.bp:2:9: error: codegen: input 'x' is bf16: inputs are f32 (or labels); a cast makes "
+                             "16-bit values\n";
+  assert_int_equal(strncmp(buf, want, strlen(want)), 0);   /* then the source line (none here) and a caret */
+  free(buf);
+  ir_module_free(f->mod);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cast_bits),
       cmocka_unit_test(test_plan),
+      cmocka_unit_test(test_plan_mlp),
+      cmocka_unit_test(test_models),
+      cmocka_unit_test(test_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
