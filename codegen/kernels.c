@@ -170,14 +170,17 @@ static void ew_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
     if (in->op == OP_CAST && oe != CG_ELEM_FLOAT) {
       /* f32 -> bf16 / f16: the bits stored, their f32 value for the group's readers */
       LLVMValueRef bits = cg_elem_from_f32(cg, args[0], oe);
-      LLVMValueRef s = LLVMBuildStore(cg->B, bits, cg_gep(cg, LLVMInt16TypeInContext(cg->C), out->ptr, idx));
-      LLVMSetAlignment(s, 2);
+      if (out->ptr) {
+        LLVMValueRef s = LLVMBuildStore(cg->B, bits, cg_gep(cg, LLVMInt16TypeInContext(cg->C), out->ptr, idx));
+        LLVMSetAlignment(s, 2);
+      }
       res[k] = cg_elem_to_f32(cg, bits, oe);
       continue;
     }
     /* a cast to f32 reads its operand already widened */
     res[k] = in->op == OP_CAST ? args[0] : cg_ew_apply(cg, in, args[0], args[1]);
-    cg_store(cg, res[k], out->ptr, idx);
+    /* no buffer: internal (the f32 side of a cast that only the group reads) */
+    if (out->ptr) cg_store(cg, res[k], out->ptr, idx);
   }
 }
 

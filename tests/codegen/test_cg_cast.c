@@ -270,7 +270,8 @@ static KernelPlan *plan(Arena *a, Func *f, char *desc, size_t n) {
 /* x and W to bf16 for a product with bias and relu: the relu's 16-bit copy is the
  * epilogue's store (its f32 value internal: C holds the pre-activation, which the
  * output also reads); then a product whose f32 result has a second reader (its cast
- * is an ew kernel), and a plain product cast to f16 (C a scratch buffer). */
+ * is an ew kernel), a plain product cast to f16 (C a scratch buffer), and an ew chain
+ * that casts back to f32 and to bf16 (neither f32 side stored). */
 static const char *plan_ir =
     "func @p {\n"
     "  %0 = input \"x\" : f32[B,33]\n"
@@ -292,9 +293,15 @@ static const char *plan_ir =
     "  %16 = cast %15 : f16[B,5]\n"
     "  %17 = cast %16 : f32[B,5]\n"
     "  %18 = exp %17 : f32[B,5]\n"
+    "  %19 = mul %18, %18 : f32[B,5]\n"
+    "  %20 = cast %19 : bf16[B,5]\n"
+    "  %21 = param \"T\" zeros : f32[5,3]\n"
+    "  %22 = cast %21 : bf16[5,3]\n"
+    "  %23 = matmul %20, %22 : f32[B,3]\n"
     "  output \"pre\" %8\n"
     "  output \"z\" %12\n"
     "  output \"y\" %18\n"
+    "  output \"w\" %23\n"
     "}\n";
 
 static void test_plan(void **state) {
@@ -304,18 +311,23 @@ static void test_plan(void **state) {
   char desc[1024];
   KernelPlan *s = plan(a, f, desc, sizeof desc);
   /* %12 has two readers (its cast and the output): the cast stays out of the product */
-  assert_string_equal(desc, "matmul+add+relu+cast\nmatmul+cast\ncast+exp\n");
+  assert_string_equal(desc, "matmul+add+relu+cast\nmatmul+cast\ncast+exp+mul+cast\n");
   assert_false(s->internal[8]);    /* the pre-activation: read by the output */
   assert_true(s->internal[9]);     /* relu's f32 value: only its 16-bit copy is stored */
   assert_false(s->internal[15]);   /* C of a plain product cast to f16: a scratch slot */
   assert_false(s->internal[10]);
   assert_false(s->internal[16]);
+  assert_true(s->internal[17]);    /* f32 of a 16-bit value, read by the exp alone */
+  assert_false(s->internal[18]);   /* an output */
+  assert_true(s->internal[19]);    /* read by its cast to bf16 alone */
+  assert_false(s->internal[20]);
   /* the printed plan (what --emit=opt-ir shows) has the casts in their kernels */
   char *buf = NULL;
   size_t len = 0;
   FILE *mf = open_memstream(&buf, &len);
   kernel_plan_print(mf, s);
   fclose(mf);
+  if (getenv("CGT_VERBOSE")) printf("%s", buf);
   assert_non_null(strstr(buf, "  # kernel 2: matmul+add+relu+cast  (gemm+epilogue)\n"
                               "  %7 = matmul %5, %6 : f32[B,17]  (internal)\n"
                               "  %8 = add %7, %2 : f32[B,17]\n"
@@ -324,7 +336,12 @@ static void test_plan(void **state) {
   assert_non_null(strstr(buf, "  # kernel 7: matmul+cast  (gemm+epilogue)\n"
                               "  %15 = matmul %13, %14 : f32[B,5]\n"
                               "  %16 = cast %15 : f16[B,5]\n"
-                              "  # kernel 8: cast+exp\n"));
+                              "  # kernel 8: cast+exp+mul+cast\n"
+                              "  %17 = cast %16 : f32[B,5]  (internal)\n"
+                              "  %18 = exp %17 : f32[B,5]\n"
+                              "  %19 = mul %18, %18 : f32[B,5]  (internal)\n"
+                              "  %20 = cast %19 : bf16[B,5]\n"
+                              "  output \"y\" %18\n"));
   free(buf);
   arena_free(a);
   ir_module_free(f->mod);
@@ -452,6 +469,11 @@ static void test_models(void **state) {
       for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_forward(f, batches[b], ulp[l], &cfg), 0);
       ir_module_free(f->mod);
       free(text);
+      if (l == 0) {   /* plan_ir: bf16 and f16 in one model, ew chains with internal casts */
+        f = parse(plan_ir, "p");
+        for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_forward(f, batches[b], ulp[0], &cfg), 0);
+        ir_module_free(f->mod);
+      }
       for (int bias = 0; bias < 2; bias++) {
         text = mlp_text(lows[l], bias);
         Func *g = parse(text, "mlp");
