@@ -330,7 +330,8 @@ static void pack_a_panel(Cg *cg, int kind, int P, LLVMValueRef dst, LLVMValueRef
     CgLoop lo = cg_loop_begin(cg, zero, rows_contig ? kc : ext, one);
     CgLoop li = cg_loop_begin(cg, zero, rows_contig ? ext : kc, one);
     LLVMValueRef i = rows_contig ? li.iv : lo.iv, p = rows_contig ? lo.iv : li.iv;
-    LLVMValueRef x = LLVMBuildLoad2(B, t_i16(cg), p16(cg, base, add(cg, mul(cg, i, qs), mul(cg, p, ps))), "");
+    LLVMValueRef src = rows_contig ? add(cg, i, mul(cg, p, ps)) : add(cg, mul(cg, i, qs), p);   /* stride 1 inside */
+    LLVMValueRef x = LLVMBuildLoad2(B, t_i16(cg), p16(cg, base, src), "");
     LLVMValueRef d;
     if (kind == K_AMX) {
       d = add(cg, mul(cg, i, kp), p);
@@ -534,7 +535,8 @@ static LLVMValueRef build_uk_amx(Cg *cg) {
 /* void core(M, N, K, A, ars, acs, B, brs, bcs, C, ldc, Ap, Bp, efn, ectx, acc): gemm.c's
  * signature and loops, with 16-bit panels and the micro-kernel of kind */
 static LLVMValueRef build_lowp_core(Cg *cg, int kind) {
-  int MR = kind == K_AMX ? 32 : 12, KQ = kind == K_AMX ? 32 : 2, MC = kind == K_AMX ? 128 : 144;
+  int MR = kind == K_AMX ? 32 : 12, KQ = kind == K_AMX ? 32 : 2, MC = kind == K_AMX ? 128 : CG_GEMM_MC;
+  int KC = kind == K_AMX ? CG_GEMM_KC16 : CG_GEMM_KC, NC = kind == K_AMX ? CG_GEMM_NC16 : CG_GEMM_NC;
   LLVMValueRef uk = kind == K_AMX ? build_uk_amx(cg) : build_uk_dp(cg, MR);
   LLVMTypeRef args[16] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
                           cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64};
@@ -563,11 +565,11 @@ static LLVMValueRef build_lowp_core(Cg *cg, int kind) {
   }
   LLVMValueRef aqc = LLVMBuildICmp(B, LLVMIntEQ, ars, one, "aqc");
   LLVMValueRef bqc = LLVMBuildICmp(B, LLVMIntEQ, bcs, one, "bqc");
-  CgLoop jc = cg_loop_begin(cg, c64(cg, 0), N, c64(cg, CG_GEMM_NC));
-  LLVMValueRef nc = cg_min_i64(cg, c64(cg, CG_GEMM_NC), sub(cg, N, jc.iv));
+  CgLoop jc = cg_loop_begin(cg, c64(cg, 0), N, c64(cg, NC));
+  LLVMValueRef nc = cg_min_i64(cg, c64(cg, NC), sub(cg, N, jc.iv));
   /* K in equal blocks of at most KC, each a multiple of KQ but the last (pairs and AMX
    * steps never straddle two blocks) */
-  LLVMValueRef nkb = LLVMBuildSDiv(B, add(cg, K, c64(cg, CG_GEMM_KC - 1)), c64(cg, CG_GEMM_KC), "");
+  LLVMValueRef nkb = LLVMBuildSDiv(B, add(cg, K, c64(cg, KC - 1)), c64(cg, KC), "");
   LLVMValueRef kstep = LLVMBuildSDiv(B, add(cg, K, sub(cg, nkb, one)), nkb, "");
   kstep = LLVMBuildAnd(B, add(cg, kstep, c64(cg, KQ - 1)), c64(cg, -(int64_t)KQ), "kstep");
   CgLoop pc = cg_loop_begin(cg, c64(cg, 0), K, kstep);

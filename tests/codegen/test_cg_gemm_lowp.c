@@ -12,7 +12,8 @@
  * by GCC's _Float16).
  *
  * CGT_LOWP_BENCH=1: instead print GFLOP/s of each core on M2's shapes (1 and 2
- * threads) next to the f32 core (docs/codegen.md). */
+ * threads) next to the f32 core (docs/codegen.md); CGT_LOWP_ONLY=f32|convert|dpbf16|amx
+ * one of them; CGT_LOWP_ASM=FILE writes the assembly of the last module built. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -125,7 +126,7 @@ static bool build(Built *b, int core, CgElem ta, CgElem tb, Op op, int epf) {
   unsetenv("BPCC_GEMM_BF16");
   assert_true(cg.gemm_bf16 > 0);
   cg_init_types(&cg);
-  cg_gemm_pack_for(CG_GEMM_MC, CG_GEMM_NC, CG_GEMM_KC, true, &cg.pack_a_floats, &cg.pack_b_floats);
+  cg_gemm_pack_for(CG_GEMM_MC, CG_GEMM_NC, CG_GEMM_KC, CG_GEMM_KC16, &cg.pack_a_floats, &cg.pack_b_floats);
   b->pack_bytes = cg_gemm_pack_floats(&cg) * 4 * cg.gemm_chunks;
   LLVMTypeRef args[12] = {cg.t_ptr, cg.t_ptr, cg.t_ptr, cg.t_ptr, cg.t_ptr, cg.t_ptr,
                           cg.t_i64, cg.t_i64, cg.t_i64, cg.t_i64, cg.t_i64, cg.t_i64};
@@ -156,6 +157,11 @@ static bool build(Built *b, int core, CgElem ta, CgElem tb, Op op, int epf) {
   if (LLVMVerifyModule(cg.M, LLVMReturnStatusAction, &msg)) fail_msg("invalid module: %s", msg);
   LLVMDisposeMessage(msg);
   assert_int_equal(cg_run_passes(cg.M, tm, 3, err, sizeof err), 0);
+  if (getenv("CGT_LOWP_ASM")) {   /* the assembly of the last module built, for reading */
+    char *e = NULL;
+    LLVMTargetMachineEmitToFile(tm, cg.M, getenv("CGT_LOWP_ASM"), LLVMAssemblyFile, &e);
+    LLVMDisposeMessage(e);
+  }
   LLVMDisposeTargetMachine(tm);
   LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
@@ -407,15 +413,20 @@ static void bench(void) {
     Op op;
     int64_t M, K, N;
   } shapes[] = {{OP_MATMUL, 128, 784, 1024}, {OP_MATMUL, 128, 1024, 1024}, {OP_MATMUL_TN, 1024, 128, 1024},
-                {OP_MATMUL_NT, 128, 1024, 1024}};
+                {OP_MATMUL_NT, 128, 1024, 1024}, {OP_MATMUL, 1024, 1024, 1024}};
   printf("GFLOP/s, median of 15 runs (M x K x N)\n%-26s %-8s %10s %10s\n", "shape", "core", "1 thread", "2 threads");
-  for (size_t s = 0; s < 4; s++)
+  const char *sel = getenv("CGT_LOWP_SHAPE");   /* one of them: 0..3 */
+  for (size_t s = 0; s < 5; s++)
+    if (!sel || (size_t)atoi(sel) == s)
     for (int core = 0; core <= CG_BF16_AMX; core++) {
+      const char *only = getenv("CGT_LOWP_ONLY");   /* one core: f32, convert, dpbf16 or amx */
+      if (only && strcmp(only, core ? core_name[core] : "f32") != 0) continue;
       if (core && cannot_run(core)) continue;
       CgElem t = core ? CG_ELEM_BF16 : CG_ELEM_FLOAT;
       Built b;
       build(&b, core ? core : CG_BF16_CONVERT, t, t, shapes[s].op, 0);
       int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
+      if (getenv("CGT_LOWP_MKN")) sscanf(getenv("CGT_LOWP_MKN"), "%lld %lld %lld", (long long *)&M, (long long *)&K, (long long *)&N);
       void *A = fill(t, M * K), *B = fill(t, K * N);
       float *C = malloc((size_t)(M * N) * 4);
       void *pack = aligned_alloc(64, (size_t)(b.pack_bytes + 63) / 64 * 64);
