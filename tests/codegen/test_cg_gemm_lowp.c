@@ -242,11 +242,12 @@ static int run(const Built *b, CgElem ta, CgElem tb, Op op, int epf, int64_t M, 
 static const Op ops[3] = {OP_MATMUL, OP_MATMUL_NT, OP_MATMUL_TN};
 
 /* the shapes of every core: tile edges (12, 32 rows; 32 columns), K odd and across
- * the KC block (and its 32-padding), the MC block, both thread splits */
+ * the KC block (and its 32-padding; 1100: two of AMX's 1024-deep blocks), the MC and NC
+ * blocks, both thread splits */
 static int sweep(int core, CgElem ta, CgElem tb) {
   static const int64_t shp[][3] = {{1, 1, 1},     {7, 5, 3},      {12, 32, 2},    {13, 33, 31},  {32, 32, 32},
                                    {33, 17, 65},  {64, 100, 257}, {145, 70, 513}, {100, 300, 40}, {300, 64, 33},
-                                   {5, 1000, 17}, {200, 9, 784}};
+                                   {5, 1000, 17}, {200, 9, 784},   {40, 70, 1100}};
   int fails = 0;
   for (int o = 0; o < 3; o++) {
     Built b;
