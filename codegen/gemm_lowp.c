@@ -326,8 +326,39 @@ static void pack_a_panel(Cg *cg, int kind, int P, LLVMValueRef dst, LLVMValueRef
   LLVMBuildCondBr(B, qc, bq, bp);
   for (int rows_contig = 1; rows_contig >= 0; rows_contig--) {
     LLVMPositionBuilderAtEnd(B, rows_contig ? bq : bp);
-    /* the loop along the source's contiguous dim inside */
-    CgLoop lo = cg_loop_begin(cg, zero, rows_contig ? kc : ext, one);
+    LLVMValueRef p0 = zero;   /* k done with vectors */
+    if (rows_contig && kind == K_AMX) {
+      /* matmul_tn's a into rows of k: 32 x 32 blocks of a full panel transposed in
+       * registers (16-bit lanes) */
+      LLVMTypeRef V = LLVMVectorType(t_i16(cg), 32);
+      LLVMValueRef kfull = LLVMBuildAnd(B, kc, c64(cg, ~(int64_t)31), "");
+      p0 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, ext, c64(cg, 32), ""), kfull, zero, "");
+      CgLoop l = cg_loop_begin(cg, zero, p0, c64(cg, 32));
+      LLVMValueRef r[32];
+      for (int j = 0; j < 32; j++) {
+        r[j] = LLVMBuildLoad2(B, V, p16(cg, base, mul(cg, add(cg, l.iv, c64(cg, j)), ps)), "");
+        LLVMSetAlignment(r[j], 2);
+      }
+      cg_reg_transpose(cg, r, 32);
+      for (int i = 0; i < 32; i++)
+        LLVMSetAlignment(LLVMBuildStore(B, r[i], p16(cg, dst, add(cg, mul(cg, c64(cg, i), kp), l.iv))), 2);
+      cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+    } else if (rows_contig) {
+      /* matmul_tn's a in pairs: rows p and p + 1 of P contiguous values interleaved */
+      LLVMTypeRef V = LLVMVectorType(t_i16(cg), 16);
+      LLVMValueRef rowsm = lane_mask(cg, 16, ext);
+      p0 = LLVMBuildAnd(B, kc, c64(cg, ~(int64_t)1), "");
+      CgLoop l = cg_loop_begin(cg, zero, p0, c64(cg, 2));
+      LLVMValueRef r0 = masked_load(cg, V, p16(cg, base, mul(cg, l.iv, ps)), rowsm);
+      LLVMValueRef r1 = masked_load(cg, V, p16(cg, base, mul(cg, add(cg, l.iv, one), ps)), rowsm);
+      LLVMValueRef sh[32];
+      for (int i = 0; i < P; i++) sh[2 * i] = cg_i32(cg, i), sh[2 * i + 1] = cg_i32(cg, 16 + i);
+      LLVMValueRef v = LLVMBuildShuffleVector(B, r0, r1, LLVMConstVector(sh, (unsigned)(2 * P)), "");
+      LLVMSetAlignment(LLVMBuildStore(B, v, p16(cg, dst, mul(cg, l.iv, c64(cg, P)))), 2);
+      cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+    }
+    /* the rest: the loop along the source's contiguous dim inside */
+    CgLoop lo = cg_loop_begin(cg, rows_contig ? p0 : zero, rows_contig ? kc : ext, one);
     CgLoop li = cg_loop_begin(cg, zero, rows_contig ? ext : kc, one);
     LLVMValueRef i = rows_contig ? li.iv : lo.iv, p = rows_contig ? lo.iv : li.iv;
     LLVMValueRef src = rows_contig ? add(cg, i, mul(cg, p, ps)) : add(cg, mul(cg, i, qs), p);   /* stride 1 inside */
