@@ -189,6 +189,9 @@ typedef struct bprt_model_desc {
   int32_t nbuffers;
   const bprt_param_desc *buffers;
   int64_t buffer_floats;
+  /* 1: products run on AMX tiles (codegen/gemm_lowp.c); bprt_model_create asks the
+   * kernel for the tile state (bprt_amx_request) and fails if it is refused. */
+  int32_t uses_amx;
 } bprt_model_desc;
 
 /* ------------------------------------------------------ the model object (model.c)
