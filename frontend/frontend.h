@@ -212,6 +212,7 @@ typedef struct {
   double threshold;          /* plateau: 1e-4 */
   int64_t cooldown;          /* plateau: 0 */
   double min_lr;             /* plateau: 0 */
+  DType precision;           /* `precision bf16|f16|f32`: the training step's (DT_F32 default) */
 } TrainSpec;
 
 const char *fe_schedule_name(FeSchedule s);

@@ -8,6 +8,7 @@
  *       schedule cosine(T_max = 10, warmup = 1)
  *       clip 1.0
  *       weight_decay 1e-4
+ *       precision bf16        (or f16, f32: the training step's, passes/precision.c)
  *   }
  *
  * Optimizers and schedules take PyTorch's keyword names and defaults, so a user can
@@ -235,17 +236,20 @@ void fe_check_train(const Def *train, TrainSpec *t) {
   fe_train_defaults(t);
   t->present = true;
   t->loc = train->loc;
-  static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay", "steps"};
-  const TrainItem *seen[8] = {0};
+  static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay", "steps",
+                                     "precision"};
+  enum { NKEYS = (int)(sizeof keys / sizeof keys[0]) };
+  const TrainItem *seen[NKEYS] = {0};
   bool wd_line = false;
   const TrainItem *opt_item = NULL, *sched_item = NULL;
   for (const TrainItem *it = train->items; it; it = it->next) {
     int k = -1;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < NKEYS; i++)
       if (strcmp(keys[i], it->key) == 0) k = i;
     if (k < 0) {
       diag_error(it->loc,
-                 "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip or weight_decay)",
+                 "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip, weight_decay "
+                 "or precision)",
                  it->key);
       continue;
     }
@@ -335,6 +339,17 @@ void fe_check_train(const Def *train, TrainSpec *t) {
       }
       break;
     }
+    case 8: {   /* precision f32 | bf16 | f16 */
+      static const struct { const char *name; DType dt; } precisions[] = {{"f32", DT_F32}, {"bf16", DT_BF16}, {"f16", DT_F16}};
+      if (v->kind == TV_NAME && !v->name) break;   /* bad literal, reported */
+      int p = -1;
+      for (int i = 0; i < 3 && v->kind == TV_NAME && !it->has_parens; i++)
+        if (strcmp(precisions[i].name, v->name) == 0) p = i;
+      if (p >= 0) t->precision = precisions[p].dt;
+      else if (v->kind == TV_NAME && !it->has_parens) diag_error(v->loc, "unknown precision '%s' (expected f32, bf16 or f16)", v->name);
+      else diag_error(v->loc, "'precision' takes f32, bf16 or f16");
+      break;
+    }
     }
   }
   /* clip and weight_decay may be a line of the block or an argument of the optimizer,
@@ -396,4 +411,5 @@ void fe_print_train(FILE *o, const TrainSpec *t) {
   fputc('\n', o);
   if (h[BPRT_H_CLIP] > 0) fprintf(o, "    clip       %g (max global gradient norm)\n", h[BPRT_H_CLIP]);
   else fprintf(o, "    clip       none\n");
+  if (t->precision != DT_F32) fprintf(o, "    precision  %s (the training step's products and kept activations)\n", ir_dtype_name(t->precision));
 }
