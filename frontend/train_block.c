@@ -8,6 +8,7 @@
  *       schedule cosine(T_max = 10, warmup = 1)
  *       clip 1.0
  *       weight_decay 1e-4
+ *       loss_scale dynamic    (or: off, or a constant such as 1024)
  *   }
  *
  * Optimizers and schedules take PyTorch's keyword names and defaults, so a user can
@@ -38,6 +39,8 @@ void fe_train_defaults(TrainSpec *t) {
   t->threshold = 1e-4;
   t->cooldown = 0;
   t->min_lr = 0;
+  t->loss_scale_mode = BPRT_LOSS_SCALE_OFF;
+  t->loss_scale = 1;
 }
 
 /* What a keyword argument may hold. */
@@ -235,17 +238,20 @@ void fe_check_train(const Def *train, TrainSpec *t) {
   fe_train_defaults(t);
   t->present = true;
   t->loc = train->loc;
-  static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay", "steps"};
-  const TrainItem *seen[8] = {0};
+  static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay", "steps",
+                                     "loss_scale"};
+  enum { NKEYS = (int)(sizeof keys / sizeof keys[0]) };
+  const TrainItem *seen[NKEYS] = {0};
   bool wd_line = false;
   const TrainItem *opt_item = NULL, *sched_item = NULL;
   for (const TrainItem *it = train->items; it; it = it->next) {
     int k = -1;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < NKEYS; i++)
       if (strcmp(keys[i], it->key) == 0) k = i;
     if (k < 0) {
       diag_error(it->loc,
-                 "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip or weight_decay)",
+                 "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip, weight_decay "
+                 "or loss_scale)",
                  it->key);
       continue;
     }
@@ -318,6 +324,19 @@ void fe_check_train(const Def *train, TrainSpec *t) {
         if (!has) diag_error(it->loc, "schedule step needs step_size, as in step(step_size = 10, gamma = 0.5)");
       }
       if (s == FE_SCHED_COSINE) sched_item = it;
+      break;
+    }
+    case 8: {   /* loss_scale dynamic | off | NUMBER */
+      if (v->kind == TV_NAME && !v->name) break;   /* bad literal, reported */
+      const char *bad = NULL;
+      if (it->has_parens) bad = "takes dynamic, off or a positive number, without arguments";
+      else if (v->kind == TV_NAME && !strcmp(v->name, "dynamic")) t->loss_scale_mode = BPRT_LOSS_SCALE_DYNAMIC, t->loss_scale = BPRT_LOSS_SCALE_INIT;
+      else if (v->kind == TV_NAME && !strcmp(v->name, "off")) t->loss_scale_mode = BPRT_LOSS_SCALE_OFF, t->loss_scale = 1;
+      else if (v->kind != TV_NUMBER) bad = "must be dynamic, off or a positive number";
+      else if ((bad = bprt_loss_scale_check(v->num)) == NULL) t->loss_scale_mode = BPRT_LOSS_SCALE_FIXED, t->loss_scale = v->num;
+      if (bad && v->kind == TV_NUMBER) diag_error(v->loc, "'loss_scale' %s, got %g", bad, v->num);
+      else if (bad) diag_error(v->loc, "'loss_scale' %s", bad);
+      else t->loss_scale_set = true;
       break;
     }
     case 5:
@@ -396,4 +415,6 @@ void fe_print_train(FILE *o, const TrainSpec *t) {
   fputc('\n', o);
   if (h[BPRT_H_CLIP] > 0) fprintf(o, "    clip       %g (max global gradient norm)\n", h[BPRT_H_CLIP]);
   else fprintf(o, "    clip       none\n");
+  if (t->loss_scale_set && t->loss_scale_mode == BPRT_LOSS_SCALE_FIXED) fprintf(o, "    loss_scale %g (fixed)\n", t->loss_scale);
+  else if (t->loss_scale_set) fprintf(o, "    loss_scale %s\n", bprt_loss_scale_names[t->loss_scale_mode]);
 }
