@@ -326,17 +326,29 @@ void fe_check_train(const Def *train, TrainSpec *t) {
       if (s == FE_SCHED_COSINE) sched_item = it;
       break;
     }
-    case 8: {   /* loss_scale dynamic | off | NUMBER */
+    case 8: {   /* loss_scale dynamic | off | NUMBER: the vocabulary of --loss-scale */
       if (v->kind == TV_NAME && !v->name) break;   /* bad literal, reported */
-      const char *bad = NULL;
-      if (it->has_parens) bad = "takes dynamic, off or a positive number, without arguments";
-      else if (v->kind == TV_NAME && !strcmp(v->name, "dynamic")) t->loss_scale_mode = BPRT_LOSS_SCALE_DYNAMIC, t->loss_scale = BPRT_LOSS_SCALE_INIT;
-      else if (v->kind == TV_NAME && !strcmp(v->name, "off")) t->loss_scale_mode = BPRT_LOSS_SCALE_OFF, t->loss_scale = 1;
-      else if (v->kind != TV_NUMBER) bad = "must be dynamic, off or a positive number";
-      else if ((bad = bprt_loss_scale_check(v->num)) == NULL) t->loss_scale_mode = BPRT_LOSS_SCALE_FIXED, t->loss_scale = v->num;
-      if (bad && v->kind == TV_NUMBER) diag_error(v->loc, "'loss_scale' %s, got %g", bad, v->num);
-      else if (bad) diag_error(v->loc, "'loss_scale' %s", bad);
-      else t->loss_scale_set = true;
+      int mode = -1;
+      double scale = 1;
+      if (it->has_parens) {
+        diag_error(v->loc, "'loss_scale' takes dynamic, off or a positive number, without arguments");
+      } else if (v->kind == TV_NUMBER) {
+        if (!(isfinite(v->num) && v->num > 0))
+          diag_error(v->loc, "'loss_scale' must be dynamic, off or a positive number, got %g", v->num);
+        else if (bprt_loss_scale_check(v->num))
+          diag_error(v->loc, "'loss_scale' %s, got %g", bprt_loss_scale_check(v->num), v->num);
+        else
+          mode = BPRT_LOSS_SCALE_FIXED, scale = v->num;
+      } else if (v->kind == TV_NAME && (!strcmp(v->name, "dynamic") || !strcmp(v->name, "off"))) {
+        bprt_loss_scale_parse(v->name, &mode, &scale);
+      } else {
+        diag_error(v->loc, "'loss_scale' must be dynamic, off or a positive number");
+      }
+      if (mode >= 0) {
+        t->loss_scale_set = true;
+        t->loss_scale_mode = mode;
+        t->loss_scale = scale;
+      }
       break;
     }
     case 5:

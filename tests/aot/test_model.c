@@ -313,7 +313,7 @@ static void test_misuse(void **state) {
     if (h != BPRT_H_STEP) assert_true(now == before[h]);
   }
   double v;
-  assert_error(bprt_model_get_hyper(m, -1, &v), BPRT_E_RANGE, "tiny: hyperparameter index -1 is out of range [0, 13)");
+  assert_error(bprt_model_get_hyper(m, -1, &v), BPRT_E_RANGE, "tiny: hyperparameter index -1 is out of range [0, 14)");
   assert_error(bprt_model_get_hyper(m, 0, NULL), BPRT_E_ARG, "get_hyper: NULL value pointer");
   assert_error(bprt_model_save(m, NULL), BPRT_E_ARG, "save: NULL path");
   assert_error(bprt_model_load(NULL, "x"), BPRT_E_ARG, "load: NULL model");
