@@ -240,7 +240,7 @@ static void resolve(Compilation *c) {
     c->loss_scale = 1;
   }
   if (c->opt.forward_only) c->loss_scale_mode = BPRT_LOSS_SCALE_OFF;
-  c->opt.passes.loss_scale = c->loss_scale_mode != BPRT_LOSS_SCALE_OFF;
+  if (c->loss_scale_mode != BPRT_LOSS_SCALE_OFF) c->opt.passes.loss_scale = true;
 }
 
 /* The gradient stages work on a copy of the forward function, @m.grad, and the forward

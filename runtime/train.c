@@ -401,6 +401,18 @@ static void note_skip(bprt_model *m, BprtProgress *pr, const BprtTrainOptions *o
              "them finite)", BPRT_TRAIN_MAX_SKIPS, now);
 }
 
+/* The report of a loop stopped by skipped steps: the hook's first non-finite tensor
+ * (in what), followed by why the loop gave up; without the hook's, the reason alone. */
+static void skip_report(char *what, size_t n, const char *skip_what) {
+  if (!skip_what[0]) return;
+  if (!what[0]) {
+    snprintf(what, n, "%s", skip_what);
+    return;
+  }
+  size_t k = strlen(what);
+  snprintf(what + k, n - k, ", at the last of %s", skip_what);
+}
+
 /* ------------------------------------------------------------ progress and logs */
 
 /* The epoch's line, on the results stream (stdout), numbers for people
@@ -926,11 +938,11 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       else skips_in_row = 0;
       if ((!finite && !skip) || skip_what[0] || !all_finite(bprt_model_params(m), d->param_floats)) {
         char what[512] = "";
-        if (skip_what[0]) snprintf(what, sizeof what, "%s", skip_what);
-        else if (!finite && o->on_nonfinite) {
+        if (!finite && o->on_nonfinite) {
           BprtNonfiniteStep ns = {st.step, o->seed, rows, inputs, bprt_model_params(m)};
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
+        skip_report(what, sizeof what, skip_what);
         rc = report_nonfinite(m, souts, rows, loss, st.step, text ? 0 : e + 1, bi + 1, nb, o, saved, what);
         r->nonfinite = true;
         break;
@@ -1129,11 +1141,11 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
          * are still the last good ones, and names the first tensor that went
          * non-finite. After it (only the update overflowed), the loop's report stands. */
         char what[512] = "";
-        if (skip_what[0]) snprintf(what, sizeof what, "%s", skip_what);
-        else if (!finite && o->on_nonfinite) {
+        if (!finite && o->on_nonfinite) {
           BprtNonfiniteStep ns = {st.step, o->seed, it.rows, inputs, bprt_model_params(m)};
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
+        skip_report(what, sizeof what, skip_what);
         rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
         r->nonfinite = true;
         break;
