@@ -36,6 +36,8 @@ typedef struct Cg {
   int64_t pack_a_floats, pack_b_floats;   /* one chunk's pack buffers (cg_gemm_pack_sizes) */
   int64_t conv_col_floats;                /* and its im2col buffer (convolutions; 0 if none) */
   bool prefer512;
+  unsigned cpu;          /* CG_CPU_* features of the target (cg_target_features) */
+  int gemm_bf16;         /* the core of products with bf16 operands: CG_BF16_* (gemm_lowp.c) */
   /* t_f32 is the element type of the model's tensors: float, or double in an f64 model
    * (cg_set_f64), and t_vec is <W x t_f32>; t_f64 is always double (accumulators). */
   LLVMTypeRef t_void, t_f32, t_f64, t_i1, t_i32, t_i64, t_ptr, t_vec, t_frame, t_task, t_pfor;
@@ -181,8 +183,15 @@ enum {
   CG_EP_BIAS_ROW = 256,   /* + bias[channel of the row] (a convolution's bias, codegen/conv.c) */
   CG_EP_BN_ROW = 512, CG_EP_SCALE_ROW = 1024, CG_EP_SHIFT_ROW = 2048,   /* batchnorm, per channel */
   CG_EP_GELU = 4096, CG_EP_GELU_TANH = 8192, CG_EP_GELU_GRAD = 16384, CG_EP_GELU_TANH_GRAD = 32768,
-  CG_EP__LIMIT = 65536
+  /* out2 is a 16-bit buffer (uint16_t: bf16 or IEEE half, rounded to nearest even as
+   * LLVM's fptrunc does): it gets the epilogue's final value, act(x) with STORE_PRE and
+   * otherwise the same value as C. C stays an f32 [M,N] buffer whatever the flags: the
+   * sums of the K blocks accumulate there (a product whose only result is 16-bit gives
+   * C a scratch slot that dies after the kernel). */
+  CG_EP_STORE_BF16 = 65536, CG_EP_STORE_F16 = 131072,
+  CG_EP__LIMIT = 262144
 };
+#define CG_EP_STORE16 (CG_EP_STORE_BF16 | CG_EP_STORE_F16)
 #define CG_EP_ACTS (CG_EP_RELU | CG_EP_TANH | CG_EP_SIGMOID | CG_EP_GELU | CG_EP_GELU_TANH)
 #define CG_EP_MASKS (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD | CG_EP_GELU_GRAD | CG_EP_GELU_TANH_GRAD)
 /* The activation op of an epilogue's flags (OP_INPUT: none), its derivative mask op,
@@ -206,10 +215,20 @@ typedef struct {
  * of the unfused kernels (cg_ew_apply's add and mul, bn_norm's (x - m) r), so fusing
  * changes no bit. */
 LLVMValueRef cg_ep_channel(Cg *cg, int flags, LLVMValueRef x, const LLVMValueRef v[CG_EPV__COUNT]);
+/* The element type of a product's operand: the model's float (f32, or f64 in an f64
+ * model), or a 16-bit storage type (a uint16_t buffer of bf16 or IEEE half values).
+ * With 16-bit operands (f32 models only) C is f32 and the product accumulates in f32:
+ * C = sum_k float(a_ik) float(b_kj). The two operands may differ. */
+typedef enum { CG_ELEM_FLOAT, CG_ELEM_BF16, CG_ELEM_F16 } CgElem;
+typedef struct {
+  CgElem a, b;
+} CgGemmTypes;
+/* The element type of an operand of IR type dt (DT_BF16, DT_F16; else the float). */
+static inline CgElem cg_elem_of(int dt) { return dt == DT_BF16 ? CG_ELEM_BF16 : dt == DT_F16 ? CG_ELEM_F16 : CG_ELEM_FLOAT; }
 /* C[M,N] = op(A) op(B) for MATMUL / MATMUL_NT / MATMUL_TN, then the epilogue ep (NULL:
- * none); pack = workspace bytes holding the per-chunk pack buffers
- * (cg_gemm_pack_floats each). */
-void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
+ * none); ty: the operands' element types (NULL: both the model's float); pack =
+ * workspace bytes holding the per-chunk pack buffers (cg_gemm_pack_floats each). */
+void cg_gemm(Cg *cg, Op op, const CgGemmTypes *ty, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
              LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep);
 /* A batched product (matmul* with leading dims that are not folded into M or K): the
  * result's batch dims [d0, d1] (d0 = 1 for one batch dim) and a's and b's element
@@ -219,9 +238,14 @@ typedef struct {
 } CgBatch;
 /* C[bi] = op(A[bi]) op(B[bi]) for every batch index, each M x N x K, threaded over the
  * batches; the epilogue as cg_gemm's (its offsets into the whole C). */
-void cg_gemm_batched(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
-                     LLVMValueRef N, LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack, const CgEpilogue *ep);
+void cg_gemm_batched(Cg *cg, Op op, const CgGemmTypes *ty, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm,
+                     LLVMValueRef M, LLVMValueRef N, LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack,
+                     const CgEpilogue *ep);
 int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block, the im2col buffer */
+/* The A and B pack buffers (floats) of products of at most M x N x K per block (M, N,
+ * K already bounded by MC, NC, KC); lowp: some have 16-bit operands (gemm_lowp.c's
+ * panels are padded further). */
+void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, bool lowp, int64_t *a_floats, int64_t *b_floats);
 /* The pack buffers the products and convolutions of these plans need, per chunk, in
  * elements, and the im2col buffer of the convolutions. */
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,
@@ -233,6 +257,24 @@ LLVMValueRef cg_gemm_core(Cg *cg);
  * period of CG_EP_BIAS_ROW (NULL otherwise). Null pointers without an epilogue. */
 void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRef rows, LLVMValueRef *efn,
                       LLVMValueRef *ectx);
+/* ---- gemm_lowp.c: 16-bit operands ---- */
+/* x (i16 or <n x i16>: bf16 or half bits) widened exactly to float (<n x float>): bf16
+ * a shift; half through F16C's vcvtph2ps where the target has it, else integer code
+ * (no libcall: the generated code calls no external symbol). */
+LLVMValueRef cg_elem_to_f32(Cg *cg, LLVMValueRef x, CgElem e);
+/* x (float or <n x float>) rounded to bf16 or half bits (i16 / <n x i16>), to nearest
+ * even: NaN stays a (quiet) NaN, half overflows to inf and underflows through the
+ * subnormals to zero. */
+LLVMValueRef cg_elem_from_f32(Cg *cg, LLVMValueRef x, CgElem e);
+/* T (float or <W x float>) loaded from element idx of a 16-bit buffer, widened. */
+LLVMValueRef cg_load_elem(Cg *cg, LLVMTypeRef T, CgElem e, LLVMValueRef ptr, LLVMValueRef idx);
+/* x (float or <W x float>) rounded and stored at element idx of a 16-bit buffer. */
+void cg_store_elem(Cg *cg, LLVMValueRef x, CgElem e, LLVMValueRef ptr, LLVMValueRef idx);
+/* The core with cg_gemm_core's signature for operands of types ta, tb (not both the
+ * model's float), built on first use: the bf16 core of cg->gemm_bf16, or conversion. */
+LLVMValueRef cg_gemm_lowp_core(Cg *cg, CgElem ta, CgElem tb);
+/* gemm.c's f32 core with packing that widens 16-bit operands (the conversion path). */
+LLVMValueRef cg_gemm_convert_core(Cg *cg, CgElem ta, CgElem tb);
 /* ---- pool.c ---- */
 /* max_pool2d, avg_pool2d and their backward ops, the (n, c) planes split over threads. */
 void cg_kernel_pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const CgVal *out);
@@ -274,6 +316,14 @@ void cg_optimizer_update(Cg *cg, int kind, int64_t param_floats, int64_t update_
 /* ---- target.c ---- */
 /* Initialize LLVM's native target once; make a target machine for march. */
 LLVMTargetMachineRef cg_target_machine(const char *march, int opt_level, int *lanes, char *err, size_t errlen);
+/* The features of tm that codegen picks kernels by (CG_CPU_*): from the feature
+ * string of -march=native, from the level of x86-64-v3 / -v4. */
+enum { CG_CPU_F16C = 1, CG_CPU_AVX512BF16 = 2, CG_CPU_AMX_BF16 = 4, CG_CPU_ZNVER = 8 /* AMD Zen (znver*) */ };
+unsigned cg_target_features(LLVMTargetMachineRef tm);
+/* The bf16 core (CG_BF16_*) for these features: $BPCC_GEMM_BF16's, else the fastest
+ * the target has (AMX only where the kernel grants the tile state); -1 after writing
+ * why into err (an unknown name, a forced core the target lacks or AMX refused). */
+int cg_gemm_bf16_select(unsigned cpu, char *err, size_t errlen);
 int cg_run_passes(LLVMModuleRef M, LLVMTargetMachineRef tm, int opt_level, char *err, size_t errlen);
 
 #endif

@@ -50,6 +50,15 @@ typedef struct {
   bool debug_info;     /* line tables mapping code to the DSL file and line */
   bool profile;        /* count the cycles of every kernel (cg_model_profile) */
 } CgOptions;
+/* The cores of products whose operands are both bf16 (codegen/gemm_lowp.c,
+ * docs/codegen.md): AMX tiles (tdpbf16ps), AVX512-BF16 vdpbf16ps on the
+ * register-blocked kernel, or conversion to f32 on packing and the f32 micro-kernel
+ * (any host). f16 operands (and mixed ones) always take the conversion. The core is
+ * the best the target has, or the one $BPCC_GEMM_BF16 (amx | dpbf16 | convert) names
+ * when the model is built (a core the target lacks is an error). */
+enum { CG_BF16_CONVERT = 1, CG_BF16_DPBF16 = 2, CG_BF16_AMX = 3 };
+/* Can this host run core (CG_BF16_*) for -march=march? false with the reason in why. */
+bool cg_gemm_bf16_available(int core, const char *march, char *why, size_t whylen);
 
 /* The optimizer of a model (bprt_optimizer_config, runtime/model.h): its kind and the
  * default hyperparameters written into the descriptor; the update kernel reads them

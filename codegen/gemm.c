@@ -109,6 +109,7 @@ void cg_product_mnk(Func *f, const Inst *in, int64_t *M, int64_t *N, int64_t *K)
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,
                         int64_t *col_floats) {
   int64_t mmax = 0, kmax = 0, nmax = 0, cmax = 0;
+  bool lowp = false;
   for (int q = 0; q < nplans; q++) {
     const KernelPlan *p = plans[q];
     if (!p) continue;
@@ -119,6 +120,9 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
       int64_t M, N, K;
       if (ir_ops[in->op].kind == OPK_PRODUCT) {
         cg_product_mnk(f, in, &M, &N, &K);
+        for (int o = 0; o < 2; o++) {
+          if (ir_dtype_is_low(ir_vtype(f, in->args[o])->dtype)) lowp = true;   /* a 16-bit operand */
+        }
       } else if (ir_ops[in->op].kind == OPK_CONV) {
         int64_t mkn[3], col;
         conv_shapes(f, in, mkn, &col);
@@ -139,10 +143,19 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
       if (N > nmax) nmax = N;
     }
   }
-  *a_floats = round_up(mmax, 12) * kmax;
-  *b_floats = kmax * round_up(nmax, 32);
+  cg_gemm_pack_for(mmax, nmax, kmax, lowp, a_floats, b_floats);
   /* the im2col buffer follows the B block: keep it 64-byte aligned (16 f32) */
   *col_floats = round_up(cmax, 16);
+}
+
+void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, bool lowp, int64_t *a_floats, int64_t *b_floats) {
+  *a_floats = round_up(M, 12) * K;
+  *b_floats = K * round_up(N, 32);
+  if (lowp) {   /* gemm_lowp.c: 16-bit panels of 32 rows / columns, K in pairs or in 32s */
+    int64_t a16 = round_up(M, 32) * round_up(K, 32), b16 = round_up(K, 32) * round_up(N, 32);
+    if ((a16 + 1) / 2 > *a_floats) *a_floats = (a16 + 1) / 2;
+    if ((b16 + 1) / 2 > *b_floats) *b_floats = (b16 + 1) / 2;
+  }
 }
 
 int64_t cg_gemm_pack_floats(Cg *cg) { return cg->pack_a_floats + cg->pack_b_floats + cg->conv_col_floats; }
@@ -169,7 +182,9 @@ static LLVMValueRef build_ukernel(Cg *cg, int ROWS, bool HALF) {
   LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 8, 0);
   char fname[48];
   snprintf(fname, sizeof fname, "bpcc_gemm_ukernel_%d%s", ROWS, HALF ? "h" : "");
-  LLVMValueRef fn = cg_new_function(cg, fname, fty, true);
+  LLVMValueRef fn = LLVMGetNamedFunction(cg->M, fname);   /* one set for every core */
+  if (fn) return fn;
+  fn = cg_new_function(cg, fname, fty, true);
   LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
                           LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
   for (unsigned i = 2; i <= 4; i++)
@@ -351,8 +366,16 @@ static void pack_transposed(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMVal
   cg_loop_end_hint(cg, &lp, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
 }
 
-static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps, LLVMValueRef qc,
-                       int P, LLVMValueRef ext, LLVMValueRef kc) {
+/* The source element at idx widened to the model's float (e: a 16-bit operand). */
+static LLVMValueRef src_load(Cg *cg, CgElem e, LLVMValueRef base, LLVMValueRef idx) {
+  return e == CG_ELEM_FLOAT ? cg_load(cg, cg->t_f32, base, idx) : cg_load_elem(cg, cg->t_f32, e, base, idx);
+}
+static LLVMValueRef src_ptr(Cg *cg, CgElem e, LLVMValueRef base, LLVMValueRef idx) {
+  return e == CG_ELEM_FLOAT ? fptr(cg, base, idx) : cg_gep(cg, LLVMInt16TypeInContext(cg->C), base, idx);
+}
+
+static void pack_panel(Cg *cg, CgElem e, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps,
+                       LLVMValueRef qc, int P, LLVMValueRef ext, LLVMValueRef kc) {
   LLVMValueRef one = cg_i64(cg, 1), zero = cg_i64(cg, 0);
   LLVMBasicBlockRef bq = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packq");
   LLVMBasicBlockRef bp = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packp");
@@ -361,7 +384,7 @@ static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef
   for (int contig_q = 1; contig_q >= 0; contig_q--) {
     LLVMPositionBuilderAtEnd(cg->B, contig_q ? bq : bp);
     LLVMValueRef p0 = zero;
-    if (!contig_q && cg->W == 16 && cg->esize == 4) {
+    if (!contig_q && cg->W == 16 && cg->esize == 4 && e == CG_ELEM_FLOAT) {
       /* whole W x W blocks transposed in registers first, masked to the panel's
        * columns that exist (a partial panel's others are zeros already) */
       LLVMValueRef kfull = LLVMBuildAnd(cg->B, kc, cg_i64(cg, ~(int64_t)15), "");
@@ -372,7 +395,7 @@ static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef
     CgLoop li = cg_loop_begin(cg, contig_q ? zero : p0, contig_q ? ext : kc, one);
     LLVMValueRef q = contig_q ? li.iv : lo.iv, p = contig_q ? lo.iv : li.iv;
     LLVMValueRef src = contig_q ? add(cg, q, mul(cg, p, ps)) : add(cg, mul(cg, q, qs), p);
-    cg_store(cg, cg_load(cg, cg->t_f32, base, src), dst, add(cg, mul(cg, p, cg_i64(cg, P)), q));
+    cg_store(cg, src_load(cg, e, base, src), dst, add(cg, mul(cg, p, cg_i64(cg, P)), q));
     cg_loop_end(cg, &li);
     cg_loop_end(cg, &lo);
     LLVMBuildBr(cg->B, join);
@@ -381,12 +404,12 @@ static void pack_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef
 }
 
 /* Pack a block of `len` rows (A, P = MR) or columns (B, P = NR) into panels of P. */
-static void pack_block(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps, LLVMValueRef qc,
-                       int P, LLVMValueRef len, LLVMValueRef kc) {
+static void pack_block(Cg *cg, CgElem e, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps,
+                       LLVMValueRef qc, int P, LLVMValueRef len, LLVMValueRef kc) {
   CgLoop l = cg_loop_begin(cg, cg_i64(cg, 0), len, cg_i64(cg, P));
   LLVMValueRef ext = cg_min_i64(cg, cg_i64(cg, P), sub(cg, len, l.iv));
   LLVMValueRef pdst = fptr(cg, dst, mul(cg, l.iv, kc));
-  LLVMValueRef pbase = fptr(cg, base, mul(cg, l.iv, qs));
+  LLVMValueRef pbase = src_ptr(cg, e, base, mul(cg, l.iv, qs));
   LLVMValueRef isfull = LLVMBuildICmp(cg->B, LLVMIntEQ, ext, cg_i64(cg, P), "");
   LLVMBasicBlockRef bpart = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packpart");
   LLVMBasicBlockRef bjoin = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "packed");
@@ -398,7 +421,7 @@ static void pack_block(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef
   cg_loop_end(cg, &z);
   LLVMBuildBr(cg->B, bjoin);
   LLVMPositionBuilderAtEnd(cg->B, bjoin);
-  pack_panel(cg, pdst, pbase, qs, ps, qc, P, ext, kc);
+  pack_panel(cg, e, pdst, pbase, qs, ps, qc, P, ext, kc);
   cg_loop_end(cg, &l);
 }
 
@@ -415,7 +438,7 @@ static LLVMTypeRef epi_type(Cg *cg) {
  * with A(i,k) = A[i*ars + k*acs], B(k,j) = B[k*brs + j*bcs]: one function for the three
  * variants (their layouts differ only in these strides). acc != 0: C += A B (the first K
  * block adds to C too; convolution's weight gradient sums its images this way). */
-static LLVMValueRef build_core(Cg *cg) {
+static LLVMValueRef build_core(Cg *cg, CgElem ta, CgElem tb, const char *name) {
   /* the micro-kernels: MR rows, and (with MR = 12) 4 rows for a last row panel of at
    * most 4 (M = 64, 256, 784: 4 left over) */
   LLVMValueRef uk_full = build_ukernel(cg, cg->MR, false);
@@ -429,7 +452,7 @@ static LLVMValueRef build_core(Cg *cg) {
   LLVMTypeRef args[16] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
                           cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64};
   LLVMTypeRef fty = LLVMFunctionType(cg->t_void, args, 16, 0);
-  LLVMValueRef fn = cg_new_function(cg, "bpcc_gemm_core", fty, true);
+  LLVMValueRef fn = cg_new_function(cg, name, fty, true);
   static const unsigned noalias_args[5] = {4, 7, 10, 12, 13};   /* A, B, C, Ap, Bp (1-based) */
   for (int i = 0; i < 5; i++)
     LLVMAddAttributeAtIndex(fn, noalias_args[i], LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
@@ -452,12 +475,12 @@ static LLVMValueRef build_core(Cg *cg) {
   CgLoop pc = cg_loop_begin(cg, cg_i64(cg, 0), K, kstep);
   LLVMValueRef kc = cg_min_i64(cg, kstep, sub(cg, K, pc.iv));
   /* B panels: q = column j (stride bcs), p = k (stride brs) */
-  LLVMValueRef bbase = fptr(cg, Bm, add(cg, mul(cg, pc.iv, brs), mul(cg, jc.iv, bcs)));
-  pack_block(cg, Bp, bbase, bcs, brs, bqc, cg->NR, nc, kc);
+  LLVMValueRef bbase = src_ptr(cg, tb, Bm, add(cg, mul(cg, pc.iv, brs), mul(cg, jc.iv, bcs)));
+  pack_block(cg, tb, Bp, bbase, bcs, brs, bqc, cg->NR, nc, kc);
   CgLoop ic = cg_loop_begin(cg, cg_i64(cg, 0), M, cg_i64(cg, CG_GEMM_MC));
   LLVMValueRef mc = cg_min_i64(cg, cg_i64(cg, CG_GEMM_MC), sub(cg, M, ic.iv));
-  LLVMValueRef abase = fptr(cg, A, add(cg, mul(cg, ic.iv, ars), mul(cg, pc.iv, acs)));
-  pack_block(cg, Ap, abase, ars, acs, aqc, cg->MR, mc, kc);
+  LLVMValueRef abase = src_ptr(cg, ta, A, add(cg, mul(cg, ic.iv, ars), mul(cg, pc.iv, acs)));
+  pack_block(cg, ta, Ap, abase, ars, acs, aqc, cg->MR, mc, kc);
   LLVMValueRef overwrite = LLVMBuildAnd(cg->B, LLVMBuildICmp(cg->B, LLVMIntEQ, pc.iv, cg_i64(cg, 0), ""),
                                         LLVMBuildICmp(cg->B, LLVMIntEQ, P[15], cg_i64(cg, 0), ""), "");
   LLVMValueRef last = LLVMBuildICmp(cg->B, LLVMIntEQ, add(cg, pc.iv, kc), K, "");
@@ -540,9 +563,9 @@ static void variant_strides(Cg *cg, LLVMValueRef variant, LLVMValueRef M, LLVMVa
   st[2] = LLVMBuildSelect(cg->B, tb, one, ldb, ""), st[3] = LLVMBuildSelect(cg->B, tb, ldb, one, "");
 }
 
-static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
+static LLVMValueRef build_task(Cg *cg, LLVMValueRef core, const char *name, CgElem ta, CgElem tb) {
   LLVMValueRef f[GX__COUNT];
-  LLVMValueRef fn = task_begin(cg, "bpcc_gemm_task", ctx_type(cg), GX__COUNT, f);
+  LLVMValueRef fn = task_begin(cg, name, ctx_type(cg), GX__COUNT, f);
   LLVMValueRef M = f[GX_M], N = f[GX_N], K = f[GX_K], st[4];
   variant_strides(cg, f[GX_VARIANT], M, N, K, st);
   LLVMValueRef ars = st[0], acs = st[1], brs = st[2], bcs = st[3];
@@ -555,8 +578,8 @@ static LLVMValueRef build_task(Cg *cg, LLVMValueRef core) {
   LLVMValueRef rs = LLVMBuildSelect(cg->B, splitm, sm, z, ""), re = LLVMBuildSelect(cg->B, splitm, em, M, "");
   LLVMValueRef cs = LLVMBuildSelect(cg->B, splitm, z, sn, ""), ce = LLVMBuildSelect(cg->B, splitm, N, en, "");
   LLVMValueRef Ms = sub(cg, re, rs), Ns = sub(cg, ce, cs);
-  LLVMValueRef As = fptr(cg, f[GX_A], mul(cg, rs, ars));
-  LLVMValueRef Bs = fptr(cg, f[GX_B], mul(cg, cs, bcs));
+  LLVMValueRef As = src_ptr(cg, ta, f[GX_A], mul(cg, rs, ars));
+  LLVMValueRef Bs = src_ptr(cg, tb, f[GX_B], mul(cg, cs, bcs));
   LLVMValueRef Cs = fptr(cg, f[GX_C], add(cg, mul(cg, rs, ldc), cs));
   LLVMValueRef pk = fptr(cg, f[GX_PACK], mul(cg, l.iv, cg_i64(cg, cg_gemm_pack_floats(cg))));
   LLVMValueRef bp = fptr(cg, pk, cg_i64(cg, cg->pack_a_floats));
@@ -585,9 +608,9 @@ static LLVMTypeRef bctx_type(Cg *cg) {
   return LLVMStructTypeInContext(cg->C, f, BX__COUNT, 0);
 }
 
-static LLVMValueRef build_batch_task(Cg *cg, LLVMValueRef core) {
+static LLVMValueRef build_batch_task(Cg *cg, LLVMValueRef core, const char *name, CgElem ta, CgElem tb) {
   LLVMValueRef f[BX__COUNT];
-  LLVMValueRef fn = task_begin(cg, "bpcc_gemm_batch_task", bctx_type(cg), BX__COUNT, f);
+  LLVMValueRef fn = task_begin(cg, name, bctx_type(cg), BX__COUNT, f);
   LLVMValueRef M = f[BX_M], N = f[BX_N], K = f[BX_K], st[4];
   variant_strides(cg, f[BX_VARIANT], M, N, K, st);
   LLVMValueRef ars = st[0], acs = st[1], brs = st[2], bcs = st[3];
@@ -599,8 +622,8 @@ static LLVMValueRef build_batch_task(Cg *cg, LLVMValueRef core) {
   LLVMValueRef bp = fptr(cg, pk, cg_i64(cg, cg->pack_a_floats));
   CgLoop lb = cg_loop_begin(cg, b0, b1, one);
   LLVMValueRef i0 = LLVMBuildSDiv(cg->B, lb.iv, f[BX_D1], ""), i1 = LLVMBuildSRem(cg->B, lb.iv, f[BX_D1], "");
-  LLVMValueRef As = fptr(cg, f[BX_A], add(cg, mul(cg, i0, f[BX_SA0]), mul(cg, i1, f[BX_SA1])));
-  LLVMValueRef Bs = fptr(cg, f[BX_B], add(cg, mul(cg, i0, f[BX_SB0]), mul(cg, i1, f[BX_SB1])));
+  LLVMValueRef As = src_ptr(cg, ta, f[BX_A], add(cg, mul(cg, i0, f[BX_SA0]), mul(cg, i1, f[BX_SA1])));
+  LLVMValueRef Bs = src_ptr(cg, tb, f[BX_B], add(cg, mul(cg, i0, f[BX_SB0]), mul(cg, i1, f[BX_SB1])));
   LLVMValueRef Cs = fptr(cg, f[BX_C], mul(cg, lb.iv, mul(cg, M, N)));
   LLVMValueRef args[16] = {M, N, K, As, ars, acs, Bs, brs, bcs, Cs, N, pk, bp, f[BX_EFN], f[BX_ECTX], z};
   LLVMBuildCall2(cg->B, LLVMGlobalGetValueType(core), core, args, 16, "");
@@ -681,14 +704,13 @@ static void epi_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
     if (c->rowv[k]) rv[k] = cg_is_vec(T) ? cg_splat(cg, c->rowv[k], T) : c->rowv[k];
   x = cg_ep_channel(cg, c->flags, x, rv);
   if (c->flags & CG_EP_MASKS) x = epi_inst(cg, cg_ep_mask(c->flags), cg_load(cg, T, c->aux, idx), x);
-  if (c->flags & CG_EP_ACTS) {
-    Op op = cg_ep_act(c->flags);
-    if (c->flags & CG_EP_STORE_PRE) cg_store(cg, x, c->C, idx);
-    LLVMValueRef y = epi_inst(cg, op, x, NULL);
-    cg_store(cg, y, c->flags & CG_EP_STORE_PRE ? c->out2 : c->C, idx);
-  } else {
-    cg_store(cg, x, c->C, idx);
-  }
+  bool pre = c->flags & CG_EP_ACTS && c->flags & CG_EP_STORE_PRE;
+  LLVMValueRef y = c->flags & CG_EP_ACTS ? epi_inst(cg, cg_ep_act(c->flags), x, NULL) : x;
+  cg_store(cg, pre ? x : y, c->C, idx);
+  if (c->flags & CG_EP_STORE16)   /* out2 in 16 bits: the final value */
+    cg_store_elem(cg, y, c->flags & CG_EP_STORE_BF16 ? CG_ELEM_BF16 : CG_ELEM_F16, c->out2, idx);
+  else if (pre)
+    cg_store(cg, y, c->out2, idx);
 }
 
 static LLVMValueRef build_epilogue(Cg *cg, int flags) {
@@ -750,9 +772,11 @@ static LLVMValueRef build_aside(Cg *cg, bool task, int flags) {
   LLVMSetCurrentDebugLocation2(cg->B, NULL);
   LLVMValueRef made;
   if (task) {
-    made = build_task(cg, build_core(cg));
+    made = build_task(cg, build_core(cg, CG_ELEM_FLOAT, CG_ELEM_FLOAT, "bpcc_gemm_core"), "bpcc_gemm_task", CG_ELEM_FLOAT,
+                      CG_ELEM_FLOAT);
   } else if (flags < 0) {   /* the batched task, on the core built with the plain one */
-    made = build_batch_task(cg, LLVMGetNamedFunction(cg->M, "bpcc_gemm_core"));
+    made = build_batch_task(cg, LLVMGetNamedFunction(cg->M, "bpcc_gemm_core"), "bpcc_gemm_batch_task", CG_ELEM_FLOAT,
+                            CG_ELEM_FLOAT);
   } else {
     made = build_epilogue(cg, flags);
   }
@@ -769,11 +793,57 @@ LLVMValueRef cg_gemm_core(Cg *cg) {
   return core;
 }
 
+/* 16-bit operands: the f32 core with packing that widens them (the conversion path of
+ * gemm_lowp.c), and the tasks of every core, named by the operand types. */
+static const char *const elem_tag[] = {"f", "b", "h"};
+
+LLVMValueRef cg_gemm_convert_core(Cg *cg, CgElem ta, CgElem tb) {
+  char name[48];
+  snprintf(name, sizeof name, "bpcc_gemm_core_cvt_%s%s", elem_tag[ta], elem_tag[tb]);
+  LLVMValueRef core = LLVMGetNamedFunction(cg->M, name);
+  if (core) return core;
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef fn = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
+  LLVMSetCurrentDebugLocation2(cg->B, NULL);
+  core = build_core(cg, ta, tb, name);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, here);
+  LLVMSetCurrentDebugLocation2(cg->B, loc);
+  return core;
+}
+
+static LLVMValueRef typed_task(Cg *cg, const CgGemmTypes *ty, bool batched) {
+  CgElem ta = ty ? ty->a : CG_ELEM_FLOAT, tb = ty ? ty->b : CG_ELEM_FLOAT;
+  if (ta == CG_ELEM_FLOAT && tb == CG_ELEM_FLOAT) {
+    if (!cg->gemm_task) cg->gemm_task = build_aside(cg, true, 0);
+    if (!batched) return cg->gemm_task;
+    LLVMValueRef task = LLVMGetNamedFunction(cg->M, "bpcc_gemm_batch_task");
+    return task ? task : build_aside(cg, false, -1);
+  }
+  if (cg->esize != 4) ir_die("cg_gemm: 16-bit operands in an f64 model");
+  char name[48];
+  snprintf(name, sizeof name, "bpcc_gemm_%stask_%s%s", batched ? "batch_" : "", elem_tag[ta], elem_tag[tb]);
+  LLVMValueRef task = LLVMGetNamedFunction(cg->M, name);
+  if (task) return task;
+  LLVMValueRef core = cg_gemm_lowp_core(cg, ta, tb);
+  LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
+  LLVMValueRef fn = cg->fn;
+  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
+  LLVMSetCurrentDebugLocation2(cg->B, NULL);
+  task = batched ? build_batch_task(cg, core, name, ta, tb) : build_task(cg, core, name, ta, tb);
+  cg->fn = fn;
+  LLVMPositionBuilderAtEnd(cg->B, here);
+  LLVMSetCurrentDebugLocation2(cg->B, loc);
+  return task;
+}
+
 void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRef rows, LLVMValueRef *efn,
                       LLVMValueRef *ectx) {
   *efn = LLVMConstNull(cg->t_ptr), *ectx = LLVMConstNull(cg->t_ptr);
   if (!ep || !ep->flags) return;
-  if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT) ir_die("cg_gemm: epilogue flags %d", ep->flags);
+  if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT || (ep->flags & CG_EP_STORE16) == CG_EP_STORE16)
+    ir_die("cg_gemm: epilogue flags %d", ep->flags);
   char name[48];   /* one function per flag set, built on first use */
   snprintf(name, sizeof name, "bpcc_gemm_epilogue_%d", ep->flags);
   *efn = LLVMGetNamedFunction(cg->M, name);
@@ -786,10 +856,10 @@ void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRe
                    LLVMBuildStructGEP2(cg->B, et, *ectx, (unsigned)i, ""));
 }
 
-void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
-             LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep) {
+void cg_gemm(Cg *cg, Op op, const CgGemmTypes *ty, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M,
+             LLVMValueRef N, LLVMValueRef K, LLVMValueRef pack, const CgEpilogue *ep) {
   int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
-  if (!cg->gemm_task) cg->gemm_task = build_aside(cg, true, 0);
+  LLVMValueRef task = typed_task(cg, ty, false);
   LLVMValueRef efn, ectx;
   cg_gemm_epilogue(cg, ep, Cm, NULL, &efn, &ectx);
   LLVMBuilderRef B = cg->B;
@@ -817,7 +887,6 @@ void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LL
   LLVMValueRef vals[GX__COUNT] = {A, Bm, Cm, pack, M, N, K, nch, LLVMBuildZExt(B, splitm, cg->t_i64, ""), efn, ectx,
                                   cg_i64(cg, variant)};
   for (int i = 0; i < GX__COUNT; i++) LLVMBuildStore(B, vals[i], LLVMBuildStructGEP2(B, ct, ctx, (unsigned)i, ""));
-  LLVMValueRef task = cg->gemm_task;
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, nch, cg_i64(cg, 1), "");
   LLVMBasicBlockRef bpar = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "gemmpar");
   LLVMBasicBlockRef bser = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "gemmser");
@@ -835,12 +904,11 @@ void cg_gemm(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LL
   LLVMPositionBuilderAtEnd(B, bjoin);
 }
 
-void cg_gemm_batched(Cg *cg, Op op, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef M, LLVMValueRef N,
-                     LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack, const CgEpilogue *ep) {
+void cg_gemm_batched(Cg *cg, Op op, const CgGemmTypes *ty, LLVMValueRef A, LLVMValueRef Bm, LLVMValueRef Cm,
+                     LLVMValueRef M, LLVMValueRef N, LLVMValueRef K, const CgBatch *bt, LLVMValueRef pack,
+                     const CgEpilogue *ep) {
   int variant = op == OP_MATMUL_NT ? V_NT : op == OP_MATMUL_TN ? V_TN : V_NN;
-  if (!cg->gemm_task) cg->gemm_task = build_aside(cg, true, 0);
-  LLVMValueRef task = LLVMGetNamedFunction(cg->M, "bpcc_gemm_batch_task");
-  if (!task) task = build_aside(cg, false, -1);
+  LLVMValueRef task = typed_task(cg, ty, true);
   /* the epilogue sees the whole C: a tile's offset from it gives its column and its
    * place in aux and out2, whichever batch wrote it */
   LLVMValueRef efn, ectx;

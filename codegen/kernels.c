@@ -667,13 +667,14 @@ static bool kernel_gemm(Cg *cg, Func *f, const Inst *in, const TensorType *ct, c
   }
   const TensorType *at = a->t, *bt = b->t;
   int ra = at->rank, rc = ct->rank;
+  CgGemmTypes ty = {cg_elem_of(at->dtype), cg_elem_of(bt->dtype)};   /* 16-bit operands: gemm_lowp.c */
   bool tn = in->op == OP_MATMUL_TN;
   if (cg_product_single(f, in)) {
     /* one product: rows of a (all its leading dims) times b, or fold's sum over them */
     LLVMValueRef N = cg_dim(cg, ct, rc - 1), M, K;
     if (tn) M = cg_dim(cg, at, ra - 1), K = cg_dims_prod(cg, at, 0, ra - 1);
     else M = cg_dims_prod(cg, at, 0, ra - 1), K = cg_dim(cg, at, ra - 1);
-    cg_gemm(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, ep);
+    cg_gemm(cg, (Op)in->op, &ty, a->ptr, b->ptr, dst, M, N, K, cg->gemm_pack, ep);
     return true;
   }
   /* one product per index of the result's batch dims (rc - 2 of them, 1 or 2) */
@@ -697,7 +698,7 @@ static bool kernel_gemm(Cg *cg, Func *f, const Inst *in, const TensorType *ct, c
     }
   }
   CgBatch bb = {d[0], d[1], sa[0], sa[1], sb[0], sb[1]};
-  cg_gemm_batched(cg, (Op)in->op, a->ptr, b->ptr, dst, M, N, K, &bb, cg->gemm_pack, ep);
+  cg_gemm_batched(cg, (Op)in->op, &ty, a->ptr, b->ptr, dst, M, N, K, &bb, cg->gemm_pack, ep);
   return true;
 }
 

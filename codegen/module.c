@@ -618,6 +618,13 @@ CgModel *cg_model_build(const CgModelInput *in) {
   cg->gemm_chunks = cg_gemm_chunks(o);
   cg->prefer512 = lanes == 16;
   cg->esize = 4;
+  cg->cpu = cg_target_features(tm);
+  if ((cg->gemm_bf16 = cg_gemm_bf16_select(cg->cpu, err, sizeof err)) < 0) {
+    diag_error(SRCLOC_NONE, "codegen: %s", err);
+    LLVMDisposeBuilder(cg->B);
+    cg_model_free(m);
+    return NULL;
+  }
   cg_init_types(cg);
   if (f64) cg_set_f64(cg);   /* double elements, W / 2 lanes */
   m->esize = cg->esize;
@@ -699,6 +706,7 @@ CgModel *cg_model_build(const CgModelInput *in) {
     LLVMDisposeDIBuilder(cg->dib);
   }
   LLVMDisposeBuilder(cg->B);
+  m->desc.uses_amx = LLVMGetNamedFunction(m->M, "bpcc_gemm_core_amx") != NULL;
   if (ok) {
     char *msg = NULL;
     if (LLVMVerifyModule(m->M, LLVMReturnStatusAction, &msg)) {

@@ -243,6 +243,12 @@ bprt_model *bprt_model_create(const bprt_model_desc *d, uint64_t seed) {
     return NULL;
   }
   if (check_desc(d) != BPRT_OK) return NULL;
+  if (d->uses_amx && !bprt_amx_request()) {
+    fail(BPRT_E_STATE, "%s: the model's products run on AMX tiles and this process may not use them (the kernel "
+         "refused arch_prctl ARCH_REQ_XCOMP_PERM); rebuild it with BPCC_GEMM_BF16=dpbf16 or convert",
+         d->model_name ? d->model_name : "model");
+    return NULL;
+  }
   bprt_model *m = bprt_malloc(sizeof *m);
   if (!m) return NULL;
   memset(m, 0, sizeof *m);

@@ -216,6 +216,9 @@ typedef struct bprt_model_desc {
   int32_t nbuffers;
   const bprt_param_desc *buffers;
   int64_t buffer_floats;
+  /* 1: products run on AMX tiles (codegen/gemm_lowp.c); bprt_model_create asks the
+   * kernel for the tile state (bprt_amx_request) and fails if it is refused. */
+  int32_t uses_amx;
   /* Loss scaling (bprt_loss_scale_mode): with a mode other than off the grad entry's
    * backward is seeded with hyper[BPRT_H_LOSS_SCALE] (its gradients come out scaled), and
    * the model object unscales, checks and skips (above). loss_scale: the scale a model

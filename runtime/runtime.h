@@ -86,6 +86,12 @@ typedef void (*BprtRangeFn)(void *ctx, int64_t begin, int64_t end, int worker);
  * sleep on a condition variable between jobs (after a spin of a few microseconds). */
 typedef struct BprtPool BprtPool;
 
+/* Ask Linux once for the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM, XTILEDATA):
+ * every thread of the process may then run tile instructions (after its own
+ * ldtilecfg). 1 if granted (now or before), 0 if refused or not x86-64 Linux. Models
+ * whose products run on AMX tiles (bprt_model_desc.uses_amx) call it when created. */
+int bprt_amx_request(void);
+
 /* threads <= 0: one per usable CPU. NULL and an error if no thread can be started. */
 BprtPool *bprt_pool_new(int threads);
 void bprt_pool_free(BprtPool *p);
