@@ -133,6 +133,8 @@ const DrvOption args_pipeline_options[] = {
                                            "the plan as train --watch compiles it (activations as outputs)"},
     {ARG_PRECISION, "--precision", OPT_VALUE, "P", "f32 (default), bf16 or f16: the training step's products and the\n"
                                                    "activations it keeps (the train block's `precision`)"},
+    {ARG_LOSS_SCALE, "--loss-scale", OPT_VALUE, "S", "dynamic, off or a number N: scale the loss of training (GradScaler's\n"
+                                                   "dynamic scaling from 2^16; default dynamic for precision f16, else off)"},
     {0, NULL, OPT_FLAG, NULL, NULL},
 };
 
@@ -229,6 +231,15 @@ static int apply(PipelineArgs *a, const DrvOption *opt, const char *arg, const c
     }
     o->precision_set = true;
     break;
+  case ARG_LOSS_SCALE: {
+    const char *bad = bprt_loss_scale_parse(v, &o->loss_scale_mode, &o->loss_scale);
+    if (bad) {
+      fprintf(stderr, "bpcc: error: --loss-scale '%s': %s\n", v, bad);
+      return -1;
+    }
+    o->loss_scale_set = true;
+    break;
+  }
   default:
     ir_die("pipeline option %s has no case", opt->name);
   }
@@ -412,8 +423,10 @@ bool args_check(const PipelineArgs *a, const CommandInfo *cmd) {
   bool bad = false;
   bool grad = cmd->gradient && cmd->last >= STAGE_CANONICALIZE;
   bool plans_recompute = o->mem_budget > 0 || (o->recompute_set && o->recompute == RECOMPUTE_AUTO);
-  if (!grad)
+  if (!grad) {
     bad |= not_for(a, ARG_PASSES, cmd, "it changes how the gradient is derived, and this command derives none");
+    bad |= not_for(a, ARG_LOSS_SCALE, cmd, "it scales the loss of a training step, and this command derives no gradient");
+  }
   if (cmd->last < STAGE_KERNELS) bad |= not_for(a, ARG_FUSE, cmd, "it changes the kernel plan, which this command does not make");
   if (!grad || cmd->last < STAGE_RECOMPUTE) {
     bad |= not_for(a, ARG_RECOMPUTE, cmd, "it chooses the activations backward recomputes, and this command has no backward");

@@ -228,6 +228,24 @@ static void resolve(Compilation *c) {
   else if (c->model) c->optimizer = c->model->train.opt;
   else bprt_optimizer_init(&c->optimizer, BPRT_OPT_ADAM);
   c->precision = c->opt.precision_set ? c->opt.precision : c->model ? c->model->train.precision : DT_F32;
+  /* loss scaling: --loss-scale, else the train block's loss_scale, else the default of
+   * the precision (the scale matters where gradients underflow: f16) */
+  const TrainSpec *ts = c->model ? &c->model->train : NULL;
+  if (c->opt.loss_scale_set) {
+    c->loss_scale_mode = c->opt.loss_scale_mode;
+    c->loss_scale = c->opt.loss_scale;
+  } else if (ts && ts->loss_scale_set) {
+    c->loss_scale_mode = ts->loss_scale_mode;
+    c->loss_scale = ts->loss_scale;
+  } else if (c->precision == DT_F16) {
+    c->loss_scale_mode = BPRT_LOSS_SCALE_DYNAMIC;
+    c->loss_scale = BPRT_LOSS_SCALE_INIT;
+  } else {
+    c->loss_scale_mode = BPRT_LOSS_SCALE_OFF;
+    c->loss_scale = 1;
+  }
+  if (c->opt.forward_only) c->loss_scale_mode = BPRT_LOSS_SCALE_OFF;
+  if (c->loss_scale_mode != BPRT_LOSS_SCALE_OFF) c->opt.passes.loss_scale = true;
 }
 
 /* The gradient stages work on a copy of the forward function, @m.grad, and the forward
@@ -393,7 +411,14 @@ static bool run_stage(Compilation *c, Stage s) {
   case STAGE_LLVM: {
     bool opt = c->kgrad && c->optimizer.kind >= 0;
     CgModelInput in = {c->kfwd, c->kgrad, c->mem, opt ? &c->optimizer : NULL, &c->opt.codegen};
-    return (c->cg = cg_model_build(&in)) != NULL;
+    if (!(c->cg = cg_model_build(&in))) return false;
+    if (c->kgrad && c->loss_scale_mode != BPRT_LOSS_SCALE_OFF) {   /* the grad entry was seeded with loss_scale */
+      bprt_model_desc *d = cg_model_desc(c->cg);
+      d->loss_scale_mode = c->loss_scale_mode;
+      d->loss_scale = c->loss_scale;
+      d->hyper[BPRT_H_LOSS_SCALE] = c->loss_scale;
+    }
+    return true;
   }
   case STAGE_MACHINE: return machine(c);
   case STAGE__COUNT: break;

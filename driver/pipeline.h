@@ -87,6 +87,10 @@ typedef struct {
   bool forward_only;              /* the forward entry alone: no gradient stages (eval) */
   bool runtime;                   /* the model will run in bpcc's runtime (train, eval,
                                      bench, -o), which is f32: an f64 model is an error */
+  int loss_scale_mode;            /* --loss-scale dynamic|N|off (bprt_loss_scale_mode), with
+                                     loss_scale_set; else the train block's, else the default */
+  double loss_scale;              /*   its initial (fixed: constant) scale */
+  bool loss_scale_set;
 } PipelineOptions;
 
 void pipeline_options_default(PipelineOptions *o);
@@ -114,6 +118,10 @@ typedef struct {
   ModelMemory *mem;               /* memory */
   CgModel *cg;                    /* llvm; jitted or written by machine */
   bprt_optimizer_config optimizer;   /* resolved: options, else the train block's */
+  int loss_scale_mode;            /* resolved: --loss-scale, else the train block's, else
+                                     dynamic for precision f16 and off otherwise (off
+                                     without a gradient); passes.loss_scale follows it */
+  double loss_scale;
   int64_t batch;                  /* resolved planning batch */
   DType precision;                /* resolved: DT_F32, DT_BF16 or DT_F16 */
   int done;                       /* the last stage completed, -1 before any */

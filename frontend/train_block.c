@@ -9,6 +9,7 @@
  *       clip 1.0
  *       weight_decay 1e-4
  *       precision bf16        (or f16, f32: the training step's, passes/precision.c)
+ *       loss_scale dynamic    (or: off, or a constant such as 1024)
  *   }
  *
  * Optimizers and schedules take PyTorch's keyword names and defaults, so a user can
@@ -39,6 +40,8 @@ void fe_train_defaults(TrainSpec *t) {
   t->threshold = 1e-4;
   t->cooldown = 0;
   t->min_lr = 0;
+  t->loss_scale_mode = BPRT_LOSS_SCALE_OFF;
+  t->loss_scale = 1;
 }
 
 /* What a keyword argument may hold. */
@@ -237,7 +240,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
   t->present = true;
   t->loc = train->loc;
   static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay", "steps",
-                                     "precision"};
+                                     "precision", "loss_scale"};
   enum { NKEYS = (int)(sizeof keys / sizeof keys[0]) };
   const TrainItem *seen[NKEYS] = {0};
   bool wd_line = false;
@@ -248,8 +251,8 @@ void fe_check_train(const Def *train, TrainSpec *t) {
       if (strcmp(keys[i], it->key) == 0) k = i;
     if (k < 0) {
       diag_error(it->loc,
-                 "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip, weight_decay "
-                 "or precision)",
+                 "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip, weight_decay, "
+                 "precision or loss_scale)",
                  it->key);
       continue;
     }
@@ -322,6 +325,31 @@ void fe_check_train(const Def *train, TrainSpec *t) {
         if (!has) diag_error(it->loc, "schedule step needs step_size, as in step(step_size = 10, gamma = 0.5)");
       }
       if (s == FE_SCHED_COSINE) sched_item = it;
+      break;
+    }
+    case 9: {   /* loss_scale dynamic | off | NUMBER: the vocabulary of --loss-scale */
+      if (v->kind == TV_NAME && !v->name) break;   /* bad literal, reported */
+      int mode = -1;
+      double scale = 1;
+      if (it->has_parens) {
+        diag_error(v->loc, "'loss_scale' takes dynamic, off or a positive number, without arguments");
+      } else if (v->kind == TV_NUMBER) {
+        if (!(isfinite(v->num) && v->num > 0))
+          diag_error(v->loc, "'loss_scale' must be dynamic, off or a positive number, got %g", v->num);
+        else if (bprt_loss_scale_check(v->num))
+          diag_error(v->loc, "'loss_scale' %s, got %g", bprt_loss_scale_check(v->num), v->num);
+        else
+          mode = BPRT_LOSS_SCALE_FIXED, scale = v->num;
+      } else if (v->kind == TV_NAME && (!strcmp(v->name, "dynamic") || !strcmp(v->name, "off"))) {
+        bprt_loss_scale_parse(v->name, &mode, &scale);
+      } else {
+        diag_error(v->loc, "'loss_scale' must be dynamic, off or a positive number");
+      }
+      if (mode >= 0) {
+        t->loss_scale_set = true;
+        t->loss_scale_mode = mode;
+        t->loss_scale = scale;
+      }
       break;
     }
     case 5:
@@ -412,4 +440,6 @@ void fe_print_train(FILE *o, const TrainSpec *t) {
   if (h[BPRT_H_CLIP] > 0) fprintf(o, "    clip       %g (max global gradient norm)\n", h[BPRT_H_CLIP]);
   else fprintf(o, "    clip       none\n");
   if (t->precision != DT_F32) fprintf(o, "    precision  %s (the training step's products and kept activations)\n", ir_dtype_name(t->precision));
+  if (t->loss_scale_set && t->loss_scale_mode == BPRT_LOSS_SCALE_FIXED) fprintf(o, "    loss_scale %g (fixed)\n", t->loss_scale);
+  else if (t->loss_scale_set) fprintf(o, "    loss_scale %s\n", bprt_loss_scale_names[t->loss_scale_mode]);
 }

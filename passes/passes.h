@@ -40,6 +40,8 @@ typedef struct {
   bool log_softmax;         /* log(softmax(z)) -> log_softmax(z); -fno-log-softmax */
   bool fuse_attention;      /* softmax(scale q k^T [+ mask]) v -> attention; -fno-fuse-attention */
   bool verify;              /* the default of the pipeline's --verify-each (on in BPCC_DEBUG builds) */
+  bool loss_scale;          /* autodiff seeds the backward with the step's loss scale (`loss_scale`,
+                               read at run time) instead of 1: --loss-scale dynamic|N */
 } PassOptions;
 
 void pass_options_default(PassOptions *opt);
