@@ -264,9 +264,14 @@ static void test_misuse(void **state) {
   assert_int_equal(bprt_model_get_step(m), 0);
   assert_true(loss == -1);
   assert_error(bprt_model_set_hyper(m, BPRT_H__COUNT, 1), BPRT_E_RANGE,
-               "tiny: hyperparameter index 13 is out of range [0, 12) (step is set with set_step)");
+               "tiny: hyperparameter index 14 is out of range [0, 12) (step is set with set_step; the loss scale is "
+               "the loss scaler's)");
   assert_error(bprt_model_set_hyper(m, BPRT_H_STEP, 1), BPRT_E_RANGE,
-               "tiny: hyperparameter index 12 is out of range [0, 12) (step is set with set_step)");
+               "tiny: hyperparameter index 12 is out of range [0, 12) (step is set with set_step; the loss scale is "
+               "the loss scaler's)");
+  assert_error(bprt_model_set_hyper(m, BPRT_H_LOSS_SCALE, 2), BPRT_E_RANGE,
+               "tiny: hyperparameter index 13 is out of range [0, 12) (step is set with set_step; the loss scale is "
+               "the loss scaler's)");
   assert_error(bprt_model_set_lr(m, NAN), BPRT_E_ARG, "tiny: lr must be finite, got nan");
   assert_error(bprt_model_set_lr(m, -1), BPRT_E_ARG, "tiny: lr must be >= 0, got -1");
   assert_error(bprt_model_set_lr(NULL, 1), BPRT_E_ARG, "set_hyper: NULL model");
@@ -308,7 +313,7 @@ static void test_misuse(void **state) {
     if (h != BPRT_H_STEP) assert_true(now == before[h]);
   }
   double v;
-  assert_error(bprt_model_get_hyper(m, -1, &v), BPRT_E_RANGE, "tiny: hyperparameter index -1 is out of range [0, 13)");
+  assert_error(bprt_model_get_hyper(m, -1, &v), BPRT_E_RANGE, "tiny: hyperparameter index -1 is out of range [0, 14)");
   assert_error(bprt_model_get_hyper(m, 0, NULL), BPRT_E_ARG, "get_hyper: NULL value pointer");
   assert_error(bprt_model_save(m, NULL), BPRT_E_ARG, "save: NULL path");
   assert_error(bprt_model_load(NULL, "x"), BPRT_E_ARG, "load: NULL model");
