@@ -7,6 +7,11 @@
  * broadcast dim; on the vector dim stride 0 is a splat of one element). When every
  * operand is either the full shape or a single element the nest collapses to one loop
  * over all elements. Members read each other's results from registers.
+ * 16-bit values (bf16, f16: only a cast makes them, only a cast or a product reads
+ * them) are widened to f32 on load (gemm_lowp.c: bf16 a shift, f16 F16C's vcvtph2ps
+ * or integer code) and a cast to them is rounded to nearest even with integer code
+ * that is ir_round_to bit for bit, stored in 16 bits and held in registers as the f32
+ * value it stands for; any other kernel refuses them (cg_check_dtypes).
  *
  * The other kernels see a tensor around an axis as [outer, R, inner] (row-major):
  *   reductions   inner == 1: vector accumulators along R, one horizontal reduce per row;
@@ -72,9 +77,39 @@ LLVMValueRef cg_ew_apply(Cg *cg, const Inst *in, LLVMValueRef a, LLVMValueRef b)
   case OP_GELU_GRAD: return cg_gelu_grad(cg, a, b);             /* (x, dy) */
   case OP_GELU_TANH_GRAD: return cg_gelu_tanh_grad(cg, a, b);   /* (x, dy) */
   case OP_BROADCAST: return a;
+  case OP_CAST: break;   /* its rounding depends on the result's dtype: ew_body */
   default: break;
   }
   ir_die("cg_ew_apply: %s is not elementwise", ir_ops[in->op].name);
+}
+
+/* Only a cast and the matrix products read or make 16-bit values (the IR's rule, which
+ * the verifier enforces); codegen checks it again for each kernel's members and stops
+ * with an internal error rather than read 16-bit buffers as floats. In an f64 model
+ * there are none at all. */
+bool cg_check_dtypes(Cg *cg, Func *f, const int32_t *members, int n) {
+  for (int k = 0; k < n; k++) {
+    const Inst *in = &f->insts[members[k]];
+    bool product = ir_ops[in->op].kind == OPK_PRODUCT;
+    bool cast = in->op == OP_CAST;
+    bool low_res = in->type != TYPE_VOID && ir_dtype_is_low(ir_vtype(f, members[k])->dtype);
+    int32_t bad = -1;
+    if (low_res && !cast) bad = members[k];
+    for (int q = 0; q < in->nargs && bad < 0; q++)
+      if (ir_dtype_is_low(ir_vtype(f, in->args[q])->dtype) && !cast && !product && in->op != OP_SIZE) bad = in->args[q];
+    if (bad < 0 && (cast || product) && cg->esize != 4 &&
+        (low_res || ir_dtype_is_low(ir_vtype(f, in->args[0])->dtype)))
+      bad = members[k];
+    if (bad >= 0) {
+      char ts[64];
+      ir_type_str(ir_vtype(f, bad), ts, sizeof ts);
+      diag_error(in->loc, "codegen: internal error: %%%d = %s %s %%%d : %s, a 16-bit value (only a cast and the matrix "
+                 "products of an f32 model take them)", (int)members[k], ir_ops[in->op].name,
+                 bad == members[k] ? "makes" : "reads", (int)bad, ts);
+      return false;
+    }
+  }
+  return true;
 }
 
 /* ------------------------------------------------------------------ elementwise groups */
@@ -105,6 +140,12 @@ static int ext_index(const EwCtx *c, int32_t v) {
   return -1;
 }
 
+/* Element idx of v as T (float or <W x float>): 16-bit buffers widened exactly. */
+static LLVMValueRef ew_load(Cg *cg, const CgVal *v, LLVMTypeRef T, LLVMValueRef idx) {
+  CgElem e = cg_elem_of(v->t->dtype);
+  return e == CG_ELEM_FLOAT ? cg_load(cg, T, v->ptr, idx) : cg_load_elem(cg, T, e, v->ptr, idx);
+}
+
 static void ew_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
   EwCtx *c = ctxp;
   LLVMValueRef res[KERNEL_MAX_GROUP];
@@ -120,11 +161,23 @@ static void ew_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
       int e = ext_index(c, in->args[a]);
       const CgVal *v = &c->vals[in->args[a]];
       if (c->ext_mode[e] == EXT_CONST) args[a] = cg_fconst(cg, T, v->cval);
-      else if (c->ext_mode[e] == EXT_SPLAT) args[a] = cg_splat(cg, cg_load(cg, cg->t_f32, v->ptr, c->ext_base[e]), T);
-      else args[a] = cg_load(cg, T, v->ptr, LLVMBuildAdd(cg->B, c->ext_base[e], j, ""));
+      else if (c->ext_mode[e] == EXT_SPLAT) args[a] = cg_splat(cg, ew_load(cg, v, cg->t_f32, c->ext_base[e]), T);
+      else args[a] = ew_load(cg, v, T, LLVMBuildAdd(cg->B, c->ext_base[e], j, ""));
     }
-    res[k] = cg_ew_apply(cg, in, args[0], args[1]);
-    cg_store(cg, res[k], c->vals[c->members[k]].ptr, LLVMBuildAdd(cg->B, c->out_base, j, ""));
+    const CgVal *out = &c->vals[c->members[k]];
+    LLVMValueRef idx = LLVMBuildAdd(cg->B, c->out_base, j, "");
+    CgElem oe = cg_elem_of(out->t->dtype);
+    if (in->op == OP_CAST && oe != CG_ELEM_FLOAT) {
+      /* f32 -> bf16 / f16: the bits stored, their f32 value for the group's readers */
+      LLVMValueRef bits = cg_elem_from_f32(cg, args[0], oe);
+      LLVMValueRef s = LLVMBuildStore(cg->B, bits, cg_gep(cg, LLVMInt16TypeInContext(cg->C), out->ptr, idx));
+      LLVMSetAlignment(s, 2);
+      res[k] = cg_elem_to_f32(cg, bits, oe);
+      continue;
+    }
+    /* a cast to f32 reads its operand already widened */
+    res[k] = in->op == OP_CAST ? args[0] : cg_ew_apply(cg, in, args[0], args[1]);
+    cg_store(cg, res[k], out->ptr, idx);
   }
 }
 
@@ -744,6 +797,12 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
       ep.aux = vals[in->args[0]].ptr;
       dst = vals[v].ptr;
       break;
+    case OP_CAST:   /* the last member: the final value stored in 16 bits too */
+      if (k != n - 1 || gi->op == OP_CONV2D || cg_elem_of(vals[v].t->dtype) == CG_ELEM_FLOAT)
+        ir_die("cg_kernel_gemm_fused: a cast inside a gemm group");
+      ep.flags |= vals[v].t->dtype == DT_BF16 ? CG_EP_STORE_BF16 : CG_EP_STORE_F16;
+      ep.out2 = vals[v].ptr;   /* with STORE_PRE: act(x) there, in 16 bits alone (the plan */
+      break;                   /* left the f32 activation internal) */
     default:
       ir_die("cg_kernel_gemm_fused: %s in a gemm group", ir_ops[in->op].name);
     }

@@ -387,6 +387,7 @@ static bool emit_group(Build *b, const EntryPlan *p, int g, const int32_t *membe
   LLVMBuilderRef B = cg->B;
   const Inst *in = &f->insts[members[0]];
   bool ok = true;
+  if (!cg_check_dtypes(cg, f, members, n)) return false;
   if (p->kp->kind[g] == KERNEL_GEMM) return cg_kernel_gemm_fused(cg, f, members, n, vals);
   if (p->kp->kind[g] == KERNEL_XENT) return cg_kernel_xent_fused(cg, f, members, n, vals);
   if (p->kp->kind[g] == KERNEL_POOL_MASK) return cg_kernel_pool_mask(cg, f, members, vals);
@@ -471,6 +472,12 @@ static bool emit_body(Build *b, const EntryPlan *p, int which) {
     CgVal *v = &vals[i];
     v->t = ir_vtype(f, i);
     if (in->op == OP_INPUT) {
+      if (ir_dtype_is_low(v->t->dtype)) {   /* 16-bit values are made by casts, never passed in */
+        diag_error(in->loc, "codegen: input '%s' is %s: inputs are f32 (or labels); a cast makes 16-bit values",
+                   in->name ? in->name : "", ir_dtype_name((DType)v->t->dtype));
+        bp_free(vals);
+        return false;
+      }
       LLVMValueRef pp = cg_gep(cg, cg->t_ptr, inputs, cg_i64(cg, in->iattr[0]));
       v->ptr = LLVMBuildLoad2(B, cg->t_ptr, pp, "in");
     } else if (in->op == OP_PARAM) {

@@ -20,8 +20,10 @@
  * Fusion rules, each a pattern over the IR:
  *
  *   ew chain     ew(a..) : T ; ew(b..) : T          -> one loop over T
- *                (adjacent elementwise instructions of one result type; every member
- *                stores its result, later readers are unaffected)
+ *                (adjacent elementwise instructions of one result shape; every member
+ *                stores its result, later readers are unaffected). A cast is an
+ *                elementwise op whose result's dtype differs: f32[S] ; cast : bf16[S]
+ *                chain, the bf16 member stored in 16 bits.
  *
  *   gemm         c = matmul*(a, b)                  [M,N]
  *    epilogue    d = add(c, bias[N])                bias add, per final C tile
@@ -48,6 +50,15 @@
  *                are internal when the group is their only reader (no buffer at all);
  *                the value before the activation is stored beside it when something
  *                else (backward, an output) still reads it.
+ *    16-bit      h = cast(last, bf16|f16)           last: the chain's final f32 value
+ *    store       (g itself, the add, the activation or the mask), read by the cast
+ *                alone -> the epilogue stores the final value rounded to 16 bits
+ *                (codegen's CG_EP_STORE_BF16 / _F16). The product's C is still f32
+ *                (the K blocks accumulate there), so the value C holds keeps a
+ *                buffer: a scratch slot that dies with the kernel; the f32 value is
+ *                internal only when an activation goes to the cast while C keeps the
+ *                pre-activation another kernel reads (STORE_PRE). Products only:
+ *                a convolution's result is cast by an elementwise kernel.
  *
  *   softmax-CE   l = softmax_xent(z, y)   [B]       forward loss rows
  *                p = softmax(z)           [B,C]     (optional member)
@@ -192,7 +203,7 @@ static int32_t act_of(const Ctx *c, int32_t v, TypeId ty) {
  *                        its own buffer (codegen's STORE_PRE)
  *   mask(aux, g)         g read by the mask alone
  * and for conv2d, between the bias and the activation, bn_chain's batchnorm. */
-static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
+static int epilogue_chain(const Ctx *c, int32_t g, int32_t *m) {
   Func *f = c->f;
   const Inst *gi = &f->insts[g];
   TypeId ty = gi->type;
@@ -233,6 +244,20 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
   if (conv && t->dims[1] != DIM_BATCH) n = bn_chain(c, g, g, m, &last);
   int32_t a = act_of(c, last, ty);   /* an activation of the product itself (or its batchnorm) */
   if (a >= 0) m[n++] = a;
+  return n;
+}
+
+/* The product g's epilogue chain, then the cast of its final value to 16 bits when
+ * that value has the cast as its one reader (16-bit store above). */
+static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
+  int n = epilogue_chain(c, g, m);
+  if (!is_gemm(c->f->insts[g].op)) return n;
+  int32_t last = n ? m[n - 1] : g;
+  int32_t h = single_user(c, last);
+  if (h < 0 || !free_member(c, h)) return n;
+  const Inst *hi = &c->f->insts[h];
+  if (hi->op != OP_CAST || hi->args[0] != last || !ir_dtype_is_low(ir_vtype(c->f, h)->dtype)) return n;
+  m[n++] = h;
   return n;
 }
 
@@ -359,6 +384,13 @@ static int32_t group_edges(const Ctx *c, Func *f, const int32_t *mem, const int3
   return ne;
 }
 
+/* Types a and b have one shape (their dtypes may differ: a cast's operand and result). */
+static bool same_shape(Func *f, TypeId a, TypeId b) {
+  if (a == b) return true;
+  const TensorType *ta = ir_type_get(f->mod, a), *tb = ir_type_get(f->mod, b);
+  return ta->rank == tb->rank && memcmp(ta->dims, tb->dims, (size_t)ta->rank * sizeof ta->dims[0]) == 0;
+}
+
 static int cmp_i32(const void *a, const void *b) {
   int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
   return x < y ? -1 : x > y;
@@ -436,7 +468,7 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     if (kind == KERNEL_SINGLE && fuse && is_ew(in) && prev_group >= 0 && prev_group == ng - 1 &&
         gkind[prev_group] <= KERNEL_EW && nm - gstart[prev_group] < KERNEL_MAX_GROUP) {
       const Inst *last = &f->insts[mem[nm - 1]];
-      if (is_ew(last) && last->type == in->type && c.loss_only[mem[nm - 1]] == c.loss_only[i] &&
+      if (is_ew(last) && same_shape(f, last->type, in->type) && c.loss_only[mem[nm - 1]] == c.loss_only[i] &&
           c.side[mem[nm - 1]] == c.side[i]) {
         gkind[prev_group] = KERNEL_EW;
         mem[nm++] = i;
@@ -481,6 +513,15 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
       int32_t v = mem[k];
       s->internal[v] = c.nuses[v] > 0 && inside[v] == c.nuses[v] && !c.sink_use[v] && f->insts[v].op != OP_SOFTMAX_XENT;
+    }
+    /* a product's 16-bit store: the f32 value C holds keeps a buffer (the K blocks
+     * accumulate there), unless it is the activation and C holds the pre-activation */
+    const Inst *hi = &f->insts[mem[gstart[g + 1] - 1]];
+    if (gkind[g] == KERNEL_GEMM && hi->op == OP_CAST) {
+      int32_t x = hi->args[0];
+      const Inst *xi = &f->insts[x];
+      bool store_pre = is_act(xi->op) && c.group_of[xi->args[0]] == g && !s->internal[xi->args[0]];
+      if (!store_pre) s->internal[x] = false;
     }
   }
   /* order: Kahn over group dependencies, smallest first member first */
