@@ -20,6 +20,9 @@ expect_error_exact "bpcc: error: --loss-scale 'static': must be 'dynamic', 'off'
 expect_error_exact "bpcc: error: --loss-scale does nothing for eval: it scales the loss of a training step, and this command derives no gradient" \
   eval "$SPIRAL" --weights "$T/none.st" --data spiral --loss-scale 8
 
+expect_error_exact "bpcc: error: --loss-scale does nothing for gradcheck: gradcheck checks the unscaled gradient (its interpreter seeds the backward with 1)" \
+  gradcheck "$SPIRAL" --loss-scale dynamic
+
 # 2. the seed of the backward: `loss_scale` with --loss-scale, the constant 1 without
 "$BPCC" --emit=grad-ir "$SPIRAL" --loss-scale dynamic > "$T/ir" || fail "emit grad-ir"
 grep -Eq '^  %[0-9]+ = loss_scale : f32\[\] +# .*\[seed from %[0-9]+\]$' "$T/ir" || { fail "no loss_scale seed"; cat "$T/ir"; }
