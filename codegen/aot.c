@@ -107,7 +107,8 @@ static bool check_layout(Abi *a) {
       offsetof(bprt_model_desc, grad), offsetof(bprt_model_desc, step), offsetof(bprt_model_desc, update),
       offsetof(bprt_model_desc, has_loss), offsetof(bprt_model_desc, sigmoid_output),
       offsetof(bprt_model_desc, nbuffers), offsetof(bprt_model_desc, buffers), offsetof(bprt_model_desc, buffer_floats),
-      offsetof(bprt_model_desc, uses_amx)};
+      offsetof(bprt_model_desc, uses_amx), offsetof(bprt_model_desc, loss_scale_mode),
+      offsetof(bprt_model_desc, loss_scale)};
   static const size_t param_off[] = {
       offsetof(bprt_param_desc, name), offsetof(bprt_param_desc, rank), offsetof(bprt_param_desc, dims),
       offsetof(bprt_param_desc, offset), offsetof(bprt_param_desc, init), offsetof(bprt_param_desc, init_a),
@@ -119,7 +120,7 @@ static bool check_layout(Abi *a) {
     const size_t *off;
     unsigned n;
     size_t size;
-  } all[3] = {{a->t_desc, desc_off, 23, sizeof(bprt_model_desc)},
+  } all[3] = {{a->t_desc, desc_off, 25, sizeof(bprt_model_desc)},
               {a->t_param, param_off, 9, sizeof(bprt_param_desc)},
               {a->t_tensor, tensor_off, 4, sizeof(bprt_tensor_desc)}};
   for (int k = 0; k < 3; k++) {
@@ -170,7 +171,7 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
   bp_free(tv);
   LLVMValueRef hyper[BPRT_H__COUNT];
   for (int i = 0; i < BPRT_H__COUNT; i++) hyper[i] = LLVMConstReal(a->f64, d->hyper[i]);
-  LLVMValueRef f[23] = {
+  LLVMValueRef f[25] = {
       cstr(a, a->model),
       ci32(a, d->nparams),
       params,
@@ -194,8 +195,10 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
       buffers,
       ci64(a, d->buffer_floats),
       ci32(a, d->uses_amx),
+      ci32(a, d->loss_scale_mode),
+      LLVMConstReal(a->f64, d->loss_scale),
   };
-  LLVMValueRef init = LLVMConstStructInContext(a->C, f, 23, 0);
+  LLVMValueRef init = LLVMConstStructInContext(a->C, f, 25, 0);
   char name[256];
   snprintf(name, sizeof name, "%s__desc", a->model);
   LLVMValueRef g = LLVMAddGlobal(a->M, a->t_desc, name);
@@ -234,6 +237,9 @@ static const Wrapper wrappers[] = {
     {"set_hyper", "bprt_model_set_hyper_name", 'i', "ppd", false},
     {"get_hyper", "bprt_model_get_hyper_name", 'i', "ppp", false},
     {"get_step", "bprt_model_get_step", 'l', "p", false},
+    {"loss_scale", "bprt_model_loss_scale", 'd', "p", false},
+    {"last_step_skipped", "bprt_model_last_skipped", 'i', "p", false},
+    {"skipped_steps", "bprt_model_skipped_steps", 'l', "p", false},
     {"save", "bprt_model_save", 'i', "pp", false},
     {"load", "bprt_model_load", 'i', "pp", false},
     {"last_error", "bprt_last_error", 'p', "", false},
@@ -344,10 +350,10 @@ static bool add_abi(LLVMModuleRef M, const bprt_model_desc *d) {
   a.t_param = LLVMStructTypeInContext(a.C, tp, 9, 0);
   LLVMTypeRef tt[4] = {a.ptr, a.i32, a.i32, a.dims};
   a.t_tensor = LLVMStructTypeInContext(a.C, tt, 4, 0);
-  LLVMTypeRef td[23] = {a.ptr, a.i32, a.ptr, a.i64, a.i32, a.ptr, a.i32, a.ptr, a.i32,
+  LLVMTypeRef td[25] = {a.ptr, a.i32, a.ptr, a.i64, a.i32, a.ptr, a.i32, a.ptr, a.i32,
                         LLVMArrayType2(a.f64, BPRT_H__COUNT), a.i64, a.i64, a.i64, a.ptr, a.ptr, a.ptr, a.ptr, a.i32, a.i32,
-                        a.i32, a.ptr, a.i64, a.i32};
-  a.t_desc = LLVMStructTypeInContext(a.C, td, 23, 0);
+                        a.i32, a.ptr, a.i64, a.i32, a.i32, a.f64};
+  a.t_desc = LLVMStructTypeInContext(a.C, td, 25, 0);
   if (!check_layout(&a)) {
     diag_error(SRCLOC_NONE, "codegen: internal error: the descriptor's LLVM layout differs from runtime/model.h's");
     return false;
@@ -585,6 +591,14 @@ char *cg_aot_header(const bprt_model_desc *d, const char *source) {
              "int @_set_hyper(@ *net, const char *name, double value);\n"
              "int @_get_hyper(const @ *net, const char *name, double *value);\n"
              "int64_t @_get_step(const @ *net);                     /* training steps done */\n"
+             "/* Loss scaling (a model compiled with --loss-scale dynamic|N, or `loss_scale` in its\n"
+             " * train block): train_step unscales the gradients and skips the update of a step\n"
+             " * whose gradients are not finite (parameters and optimizer state unchanged; a dynamic\n"
+             " * scale halves). The scale of the next step (1 without loss scaling); 1 if the last\n"
+             " * train_step was skipped, else 0; the steps skipped in all (counted in get_step too). */\n"
+             "double @_loss_scale(const @ *net);\n"
+             "int @_last_step_skipped(const @ *net);\n"
+             "int64_t @_skipped_steps(const @ *net);\n"
              "/* Parameters and optimizer state as safetensors (atomic write); load is all or\n"
              " * nothing and checks the model name, every tensor and its shape. */\n"
              "int @_save(const @ *net, const char *path);\n"

@@ -22,6 +22,10 @@
 #define CG_GEMM_KC 256
 #define CG_GEMM_MC 144
 #define CG_GEMM_NC 2048
+/* AMX blocks (gemm_lowp.c): K up to KC16 deep (C is written once per 1024 k: tile
+ * loads and stores of C rows 4 KiB apart are slow), NC16 columns */
+#define CG_GEMM_KC16 1024
+#define CG_GEMM_NC16 512
 /* Below this many multiply-adds a matrix product runs on one thread. */
 #define CG_GEMM_PARALLEL_MACS (1 << 22)
 
@@ -246,9 +250,9 @@ void cg_gemm_batched(Cg *cg, Op op, const CgGemmTypes *ty, LLVMValueRef A, LLVMV
                      const CgEpilogue *ep);
 int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block, the im2col buffer */
 /* The A and B pack buffers (floats) of products of at most M x N x K per block (M, N,
- * K already bounded by MC, NC, KC); lowp: some have 16-bit operands (gemm_lowp.c's
- * panels are padded further). */
-void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, bool lowp, int64_t *a_floats, int64_t *b_floats);
+ * K already bounded by MC, NC, KC); K16 > 0: some have 16-bit operands, K16 deep at
+ * most (bounded by KC16; gemm_lowp.c's panels are padded further). */
+void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, int64_t K16, int64_t *a_floats, int64_t *b_floats);
 /* The pack buffers the products and convolutions of these plans need, per chunk, in
  * elements, and the im2col buffer of the convolutions. */
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,

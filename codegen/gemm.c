@@ -109,7 +109,7 @@ void cg_product_mnk(Func *f, const Inst *in, int64_t *M, int64_t *N, int64_t *K)
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,
                         int64_t *col_floats) {
   int64_t mmax = 0, kmax = 0, nmax = 0, cmax = 0;
-  bool lowp = false;
+  int64_t k16 = 0;   /* the deepest K block of a product with 16-bit operands */
   for (int q = 0; q < nplans; q++) {
     const KernelPlan *p = plans[q];
     if (!p) continue;
@@ -120,8 +120,9 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
       int64_t M, N, K;
       if (ir_ops[in->op].kind == OPK_PRODUCT) {
         cg_product_mnk(f, in, &M, &N, &K);
-        for (int o = 0; o < 2; o++) {
-          if (ir_dtype_is_low(ir_vtype(f, in->args[o])->dtype)) lowp = true;   /* a 16-bit operand */
+        if (ir_dtype_is_low(ir_vtype(f, in->args[0])->dtype) || ir_dtype_is_low(ir_vtype(f, in->args[1])->dtype)) {
+          int64_t k = K == DIM_BATCH || K > CG_GEMM_KC16 ? CG_GEMM_KC16 : K;
+          if (k > k16) k16 = k;
         }
       } else if (ir_ops[in->op].kind == OPK_CONV) {
         int64_t mkn[3], col;
@@ -143,16 +144,19 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_f
       if (N > nmax) nmax = N;
     }
   }
-  cg_gemm_pack_for(mmax, nmax, kmax, lowp, a_floats, b_floats);
+  cg_gemm_pack_for(mmax, nmax, kmax, k16, a_floats, b_floats);
   /* the im2col buffer follows the B block: keep it 64-byte aligned (16 f32) */
   *col_floats = round_up(cmax, 16);
 }
 
-void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, bool lowp, int64_t *a_floats, int64_t *b_floats) {
+void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, int64_t K16, int64_t *a_floats, int64_t *b_floats) {
   *a_floats = round_up(M, 12) * K;
   *b_floats = K * round_up(N, 32);
-  if (lowp) {   /* gemm_lowp.c: 16-bit panels of 32 rows / columns, K in pairs or in 32s */
-    int64_t a16 = round_up(M, 32) * round_up(K, 32), b16 = round_up(K, 32) * round_up(N, 32);
+  if (K16 > 0) {   /* gemm_lowp.c: 16-bit panels of 32 rows / columns, K in pairs or in 32s */
+    int64_t k = K16 < CG_GEMM_KC ? K16 : CG_GEMM_KC, n16 = N < CG_GEMM_NC16 ? N : CG_GEMM_NC16;
+    int64_t a16 = round_up(M, 32) * round_up(K16, 32);
+    int64_t b16 = round_up(k, 32) * round_up(N, 32), bamx = round_up(K16, 32) * round_up(n16, 32);
+    if (bamx > b16) b16 = bamx;
     if ((a16 + 1) / 2 > *a_floats) *a_floats = (a16 + 1) / 2;
     if ((b16 + 1) / 2 > *b_floats) *b_floats = (b16 + 1) / 2;
   }

@@ -19,6 +19,9 @@
  *   --threads N                  plans memory (the products' packing buffers, one set per
  *                                thread) or runs code (the thread pool too)
  *   --watch                      train, --mem-report (every activation an output)
+ *   --precision P                compiles a training step (train, bench, -o, --emit
+ *                                of a gradient stage or later, --mem-report); not
+ *                                gradcheck, which checks the f32 or f64 gradient
  *   --print-after=STAGE          runs that stage ("all": every stage it runs)
  *   --verify-each                always
  *
@@ -128,6 +131,10 @@ const DrvOption args_pipeline_options[] = {
     {ARG_THREADS, "--threads", OPT_VALUE, "N", "threads that run the model, 1 to " STR(MAX_THREADS) " (default: one per CPU)"},
     {ARG_WATCH, "--watch", OPT_FLAG, NULL, "train: per-epoch statistics and the memory measured; --mem-report:\n"
                                            "the plan as train --watch compiles it (activations as outputs)"},
+    {ARG_PRECISION, "--precision", OPT_VALUE, "P", "f32 (default), bf16 or f16: the training step's products and the\n"
+                                                   "activations it keeps (the train block's `precision`)"},
+    {ARG_LOSS_SCALE, "--loss-scale", OPT_VALUE, "S", "dynamic, off or a number N: scale the loss of training (GradScaler's\n"
+                                                   "dynamic scaling from 2^16; default dynamic for precision f16, else off)"},
     {0, NULL, OPT_FLAG, NULL, NULL},
 };
 
@@ -214,6 +221,25 @@ static int apply(PipelineArgs *a, const DrvOption *opt, const char *arg, const c
   case ARG_WATCH:
     o->watch = true;
     break;
+  case ARG_PRECISION:
+    if (!strcmp(v, "f32")) o->precision = DT_F32;
+    else if (!strcmp(v, "bf16")) o->precision = DT_BF16;
+    else if (!strcmp(v, "f16")) o->precision = DT_F16;
+    else {
+      fprintf(stderr, "bpcc: error: --precision: unknown precision '%s' (f32, bf16 or f16)\n", v);
+      return -1;
+    }
+    o->precision_set = true;
+    break;
+  case ARG_LOSS_SCALE: {
+    const char *bad = bprt_loss_scale_parse(v, &o->loss_scale_mode, &o->loss_scale);
+    if (bad) {
+      fprintf(stderr, "bpcc: error: --loss-scale '%s': %s\n", v, bad);
+      return -1;
+    }
+    o->loss_scale_set = true;
+    break;
+  }
   default:
     ir_die("pipeline option %s has no case", opt->name);
   }
@@ -397,8 +423,10 @@ bool args_check(const PipelineArgs *a, const CommandInfo *cmd) {
   bool bad = false;
   bool grad = cmd->gradient && cmd->last >= STAGE_CANONICALIZE;
   bool plans_recompute = o->mem_budget > 0 || (o->recompute_set && o->recompute == RECOMPUTE_AUTO);
-  if (!grad)
+  if (!grad) {
     bad |= not_for(a, ARG_PASSES, cmd, "it changes how the gradient is derived, and this command derives none");
+    bad |= not_for(a, ARG_LOSS_SCALE, cmd, "it scales the loss of a training step, and this command derives no gradient");
+  }
   if (cmd->last < STAGE_KERNELS) bad |= not_for(a, ARG_FUSE, cmd, "it changes the kernel plan, which this command does not make");
   if (!grad || cmd->last < STAGE_RECOMPUTE) {
     bad |= not_for(a, ARG_RECOMPUTE, cmd, "it chooses the activations backward recomputes, and this command has no backward");
@@ -416,8 +444,15 @@ bool args_check(const PipelineArgs *a, const CommandInfo *cmd) {
   }
   if (cmd->last < STAGE_MEMORY && !cmd->runtime)
     bad |= not_for(a, ARG_THREADS, cmd, "it sets the threads that run a compiled model and size its buffers");
+  if (!strcmp(cmd->name, "gradcheck"))
+    bad |= not_for(a, ARG_LOSS_SCALE, cmd, "gradcheck checks the unscaled gradient (its interpreter seeds the backward "
+                   "with 1)");
   if (strcmp(cmd->name, "train") && strcmp(cmd->name, "--mem-report"))
     bad |= not_for(a, ARG_WATCH, cmd, "it is for train (per-epoch statistics) and --mem-report");
+  if (!strcmp(cmd->name, "gradcheck"))
+    bad |= not_for(a, ARG_PRECISION, cmd, "gradcheck checks the f32 or f64 gradient (--dtype), whatever the precision");
+  else if (!grad || cmd->last < STAGE_PRECISION)
+    bad |= not_for(a, ARG_PRECISION, cmd, "it sets the precision of a training step, which this command does not compile");
   if (a->given[ARG_PRINT_AFTER] && strcmp(o->print_after, "all") != 0) {
     int s = pipeline_stage_lookup(o->print_after);
     if (s > (int)cmd->last || (!grad && s >= STAGE_CANONICALIZE && s <= STAGE_RECOMPUTE)) {

@@ -123,6 +123,9 @@ int cmd_gradcheck(int argc, char **argv) {
   static const CommandInfo gradcheck = {"gradcheck", STAGE_RECOMPUTE, true, true, false};
   if (!args_check(&pa, &gradcheck)) return 1;
   if (po.batch == 0) po.batch = 4;
+  /* the gradient it checks is the f32 (or f64) one: a train block's precision is not */
+  po.precision = DT_F32;
+  po.precision_set = true;
 
   Compilation c;
   Module *irm = NULL;

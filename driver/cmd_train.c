@@ -5,7 +5,7 @@
  *                      [--lr X] [--optimizer NAME(k = v, ...)] [--schedule ...] [--seed N]
  *                      [--threads N] [--save PATH] [--save-every N] [--resume PATH | --init W]
  *                      [--log FILE.csv] [--log-steps] [--watch] [--quiet] [--print-every N]
- *                      [--model NAME]
+ *                      [--model NAME] [--loss-scale dynamic|off|N]
  *                      [the pipeline's options: --recompute, --mem-budget, -O, -march, ...]
  *
  * The settings come in three layers, each overriding the one before: PyTorch's defaults
@@ -99,6 +99,9 @@ static const DrvOption train_options[] = {
     {T_PRINT_EVERY, "--print-every", OPT_VALUE, "N", "a line every N steps on stderr, terminal or not (the bar\n"
                                                      "is drawn on stderr when it is a terminal)"},
     {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model to train when the file has several"},
+    {OPT_PIPELINE, "--loss-scale", OPT_VALUE, "S", "dynamic | off | N: loss scaling (train block's loss_scale;\n"
+                                                 "default dynamic for precision f16, else off); a step with\n"
+                                                 "non-finite gradients is skipped and logged on stderr"},
     {0, NULL, OPT_FLAG, NULL, NULL},
 };
 
@@ -574,7 +577,11 @@ int cmd_train(int argc, char **argv) {
                             o.eval_every);
     else if (o.steps > 0) n += (size_t)snprintf(line + n, sizeof line - n, "steps %" PRId64, o.steps);
     else n += (size_t)snprintf(line + n, sizeof line - n, "epochs %" PRId64, o.epochs);
-    snprintf(line + n, sizeof line - n, ", seed %" PRIu64 ", %d threads", o.seed, bprt_get_threads());
+    n += (size_t)snprintf(line + n, sizeof line - n, ", seed %" PRIu64 ", %d threads", o.seed, bprt_get_threads());
+    if (desc->loss_scale_mode == BPRT_LOSS_SCALE_DYNAMIC)
+      snprintf(line + n, sizeof line - n, ", loss scale dynamic from %g", desc->loss_scale);
+    else if (desc->loss_scale_mode == BPRT_LOSS_SCALE_FIXED)
+      snprintf(line + n, sizeof line - n, ", loss scale %g (fixed)", desc->loss_scale);
     bprt_put_line(stdout, line, 4);
     char code[400];
     snprintf(line, sizeof line, "  code: %s", pipeline_describe(&c, code, sizeof code));
@@ -651,6 +658,8 @@ int cmd_train(int argc, char **argv) {
         bprt_fmt_sig(f2, sizeof f2, r.last.val_loss / log(2.0), 4));
   else if (!isnan(r.last.val_loss)) ADD(", val_loss %s", bprt_fmt_sig(f1, sizeof f1, r.last.val_loss, 4));
   if (!isnan(r.last.val_accuracy)) ADD(", val_accuracy %.2f%%", 100 * r.last.val_accuracy);
+  if (desc->loss_scale_mode != BPRT_LOSS_SCALE_OFF)   /* the steps of this run loss scaling skipped */
+    ADD("; %s skipped, loss scale %g", bprt_fmt_counted(f1, sizeof f1, r.skipped, "step", NULL), bprt_model_loss_scale(m));
   if (a.save) ADD("; saved %s", a.save);
 #undef ADD
   bprt_put_line(stdout, line, 4);

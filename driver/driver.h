@@ -85,7 +85,7 @@ int emit_dot(Compilation *c, FILE *out);   /* emit_dot.c */
 
 enum {
   ARG_MODEL, ARG_PASSES, ARG_FUSE, ARG_PRINT_AFTER, ARG_VERIFY, ARG_RECOMPUTE, ARG_BUDGET, ARG_BATCH,
-  ARG_OPT_LEVEL, ARG_MARCH, ARG_THREADS, ARG_WATCH, ARG__COUNT
+  ARG_OPT_LEVEL, ARG_MARCH, ARG_THREADS, ARG_WATCH, ARG_PRECISION, ARG_LOSS_SCALE, ARG__COUNT
 };
 
 /* The pipeline's options as a command line gives them, and which were given. */

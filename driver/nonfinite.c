@@ -69,7 +69,7 @@ bool nonfinite_first(void *ctx, const bprt_model_desc *d, const BprtNonfiniteSte
   o.mem_budget = 0;
   Compilation g2;
   pipeline_init_model(&g2, c, &o);
-  Func *g = pipeline_run(&g2, STAGE_SIMPLIFY) ? g2.grad : NULL;
+  Func *g = pipeline_run(&g2, STAGE_PRECISION) ? g2.grad : NULL;   /* with the step's casts */
   int np = 0, nin = 0, j = 0;
   Tensor *params = NULL, *inputs = NULL;
   int *in_desc = NULL;

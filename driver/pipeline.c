@@ -1,7 +1,7 @@
 /* driver/pipeline.c — the whole compiler, one stage after another.
  *
  * pipeline_run is the one place that runs the stages: read, parse, check, lower,
- * canonicalize, autodiff, simplify, recompute, kernels, memory, llvm, machine. Read
+ * canonicalize, autodiff, simplify, precision, recompute, kernels, memory, llvm, machine. Read
  * run_stage from top to bottom and you have read bpcc: each case calls the file that
  * does the work. After every stage the runner verifies what it made (--verify-each;
  * always in debug builds) and prints it when --print-after names the stage. A command
@@ -25,6 +25,7 @@ const StageInfo pipeline_stages[STAGE__COUNT] = {
     [STAGE_CANONICALIZE] = {"canonicalize", "the loss in canonical form (softmax-CE rule)"},
     [STAGE_AUTODIFF] = {"autodiff", "reverse mode: the gradient of every parameter"},
     [STAGE_SIMPLIFY] = {"simplify", "CSE, DCE, constant folding, algebraic identities"},
+    [STAGE_PRECISION] = {"precision", "bf16 or f16 casts in the gradient entry (--precision)"},
     [STAGE_RECOMPUTE] = {"recompute", "activations recomputed in backward (--recompute, --mem-budget)"},
     [STAGE_KERNELS] = {"kernels", "the kernel plan of each entry: fusion and order"},
     [STAGE_MEMORY] = {"memory", "the parameter block, every workspace slot, the totals"},
@@ -226,6 +227,25 @@ static void resolve(Compilation *c) {
   if (c->opt.optimizer_set) c->optimizer = c->opt.optimizer;
   else if (c->model) c->optimizer = c->model->train.opt;
   else bprt_optimizer_init(&c->optimizer, BPRT_OPT_ADAM);
+  c->precision = c->opt.precision_set ? c->opt.precision : c->model ? c->model->train.precision : DT_F32;
+  /* loss scaling: --loss-scale, else the train block's loss_scale, else the default of
+   * the precision (the scale matters where gradients underflow: f16) */
+  const TrainSpec *ts = c->model ? &c->model->train : NULL;
+  if (c->opt.loss_scale_set) {
+    c->loss_scale_mode = c->opt.loss_scale_mode;
+    c->loss_scale = c->opt.loss_scale;
+  } else if (ts && ts->loss_scale_set) {
+    c->loss_scale_mode = ts->loss_scale_mode;
+    c->loss_scale = ts->loss_scale;
+  } else if (c->precision == DT_F16) {
+    c->loss_scale_mode = BPRT_LOSS_SCALE_DYNAMIC;
+    c->loss_scale = BPRT_LOSS_SCALE_INIT;
+  } else {
+    c->loss_scale_mode = BPRT_LOSS_SCALE_OFF;
+    c->loss_scale = 1;
+  }
+  if (c->opt.forward_only) c->loss_scale_mode = BPRT_LOSS_SCALE_OFF;
+  if (c->loss_scale_mode != BPRT_LOSS_SCALE_OFF) c->opt.passes.loss_scale = true;
 }
 
 /* The gradient stages work on a copy of the forward function, @m.grad, and the forward
@@ -382,6 +402,8 @@ static bool run_stage(Compilation *c, Stage s) {
   case STAGE_SIMPLIFY:
     if (c->infer && !(c->infer = pass_simplify(c->infer, po))) return false;
     return !training || (NO_NEW_ERRORS(c->grad = pass_simplify(c->grad, po)) && c->grad);
+  /* the gradient entry only: forward, eval and predict stay f32 */
+  case STAGE_PRECISION: return !training || (c->grad = pass_precision(c->grad, c->precision)) != NULL;
   case STAGE_RECOMPUTE: return !training || recompute(c);
   /* the entries: what they compute, in which kernels, in which memory */
   case STAGE_KERNELS: return kernels(c);
@@ -389,7 +411,14 @@ static bool run_stage(Compilation *c, Stage s) {
   case STAGE_LLVM: {
     bool opt = c->kgrad && c->optimizer.kind >= 0;
     CgModelInput in = {c->kfwd, c->kgrad, c->mem, opt ? &c->optimizer : NULL, &c->opt.codegen};
-    return (c->cg = cg_model_build(&in)) != NULL;
+    if (!(c->cg = cg_model_build(&in))) return false;
+    if (c->kgrad && c->loss_scale_mode != BPRT_LOSS_SCALE_OFF) {   /* the grad entry was seeded with loss_scale */
+      bprt_model_desc *d = cg_model_desc(c->cg);
+      d->loss_scale_mode = c->loss_scale_mode;
+      d->loss_scale = c->loss_scale;
+      d->hyper[BPRT_H_LOSS_SCALE] = c->loss_scale;
+    }
+    return true;
   }
   case STAGE_MACHINE: return machine(c);
   case STAGE__COUNT: break;
@@ -419,6 +448,8 @@ char *pipeline_describe(const Compilation *c, char *buf, size_t n) {
   if (c->mem && k < n)
     k += (size_t)snprintf(buf + k, n - k, "; %s at batch %lld",
                           memplan_format_size(pipeline_memory_at(c, c->batch).total, sb, sizeof sb), (long long)c->batch);
+  if (c->grad && c->precision != DT_F32 && k < n)
+    k += (size_t)snprintf(buf + k, n - k, "; precision %s", ir_dtype_name(c->precision));
   if (c->grad && (c->opt.recompute_set || c->opt.mem_budget > 0) && k < n) {
     RecomputeMode m = c->opt.recompute_set ? c->opt.recompute : RECOMPUTE_AUTO;
     snprintf(buf + k, n - k, "; recompute %s: %d of %d activations kept", recompute_mode_names[m], c->recompute.nkept,
@@ -486,7 +517,7 @@ static void print_stage(Compilation *c, Stage s, FILE *out) {
     }
     break;
   case STAGE_LOWER: fprintf(out, "# IR after %s\n", name); ir_print_func(out, c->fwd); break;
-  case STAGE_CANONICALIZE: case STAGE_AUTODIFF: case STAGE_SIMPLIFY: case STAGE_RECOMPUTE:
+  case STAGE_CANONICALIZE: case STAGE_AUTODIFF: case STAGE_SIMPLIFY: case STAGE_PRECISION: case STAGE_RECOMPUTE:
     if (c->grad) {
       fprintf(out, "# IR after %s\n", name);
       ir_print_func(out, c->grad);

@@ -15,6 +15,8 @@
  *                 (and the forward entry's copy of @m)
  *   autodiff      + backward: grad sinks                               IR
  *   simplify      CSE, DCE, folding, algebra over both (and over @m)   IR
+ *   precision     bf16/f16 casts of products' operands and of kept     IR
+ *                 activations (--precision; @m.grad only)
  *   recompute     activations recomputed in backward (--recompute,     IR
  *                 --mem-budget)
  *   kernels       kernel plan of each entry (forward, grad)            the plans (--emit=opt-ir)
@@ -40,6 +42,7 @@ typedef enum {
   STAGE_CANONICALIZE,
   STAGE_AUTODIFF,
   STAGE_SIMPLIFY,
+  STAGE_PRECISION,
   STAGE_RECOMPUTE,
   STAGE_KERNELS,
   STAGE_MEMORY,
@@ -72,6 +75,9 @@ typedef struct {
   int64_t batch;                  /* --batch N: the batch memory is planned at; 0: the
                                      train block's (else 32) */
   bool fuse;                      /* -fno-fuse: one instruction per kernel */
+  DType precision;                /* --precision f32|bf16|f16, with precision_set; else
+                                     the train block's (else f32) */
+  bool precision_set;
   bprt_optimizer_config optimizer;   /* with optimizer_set; else the train block's */
   bool optimizer_set;
   CgOptions codegen;              /* -O0..-O3, -march=CPU, --threads (the product
@@ -81,6 +87,10 @@ typedef struct {
   bool forward_only;              /* the forward entry alone: no gradient stages (eval) */
   bool runtime;                   /* the model will run in bpcc's runtime (train, eval,
                                      bench, -o), which is f32: an f64 model is an error */
+  int loss_scale_mode;            /* --loss-scale dynamic|N|off (bprt_loss_scale_mode), with
+                                     loss_scale_set; else the train block's, else the default */
+  double loss_scale;              /*   its initial (fixed: constant) scale */
+  bool loss_scale_set;
 } PipelineOptions;
 
 void pipeline_options_default(PipelineOptions *o);
@@ -108,7 +118,12 @@ typedef struct {
   ModelMemory *mem;               /* memory */
   CgModel *cg;                    /* llvm; jitted or written by machine */
   bprt_optimizer_config optimizer;   /* resolved: options, else the train block's */
+  int loss_scale_mode;            /* resolved: --loss-scale, else the train block's, else
+                                     dynamic for precision f16 and off otherwise (off
+                                     without a gradient); passes.loss_scale follows it */
+  double loss_scale;
   int64_t batch;                  /* resolved planning batch */
+  DType precision;                /* resolved: DT_F32, DT_BF16 or DT_F16 */
   int done;                       /* the last stage completed, -1 before any */
   double seconds[STAGE__COUNT];   /* time spent in each stage */
 } Compilation;

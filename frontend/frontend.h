@@ -212,6 +212,11 @@ typedef struct {
   double threshold;          /* plateau: 1e-4 */
   int64_t cooldown;          /* plateau: 0 */
   double min_lr;             /* plateau: 0 */
+  DType precision;           /* `precision bf16|f16|f32`: the training step's (DT_F32 default) */
+  bool loss_scale_set;       /* `loss_scale dynamic | off | N`; else the default (dynamic for
+                                precision f16, off otherwise) */
+  int32_t loss_scale_mode;   /* bprt_loss_scale_mode */
+  double loss_scale;         /* the initial (dynamic) or constant (fixed) scale */
 } TrainSpec;
 
 const char *fe_schedule_name(FeSchedule s);

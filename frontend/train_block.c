@@ -8,6 +8,8 @@
  *       schedule cosine(T_max = 10, warmup = 1)
  *       clip 1.0
  *       weight_decay 1e-4
+ *       precision bf16        (or f16, f32: the training step's, passes/precision.c)
+ *       loss_scale dynamic    (or: off, or a constant such as 1024)
  *   }
  *
  * Optimizers and schedules take PyTorch's keyword names and defaults, so a user can
@@ -38,6 +40,8 @@ void fe_train_defaults(TrainSpec *t) {
   t->threshold = 1e-4;
   t->cooldown = 0;
   t->min_lr = 0;
+  t->loss_scale_mode = BPRT_LOSS_SCALE_OFF;
+  t->loss_scale = 1;
 }
 
 /* What a keyword argument may hold. */
@@ -235,17 +239,20 @@ void fe_check_train(const Def *train, TrainSpec *t) {
   fe_train_defaults(t);
   t->present = true;
   t->loc = train->loc;
-  static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay", "steps"};
-  const TrainItem *seen[8] = {0};
+  static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay", "steps",
+                                     "precision", "loss_scale"};
+  enum { NKEYS = (int)(sizeof keys / sizeof keys[0]) };
+  const TrainItem *seen[NKEYS] = {0};
   bool wd_line = false;
   const TrainItem *opt_item = NULL, *sched_item = NULL;
   for (const TrainItem *it = train->items; it; it = it->next) {
     int k = -1;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < NKEYS; i++)
       if (strcmp(keys[i], it->key) == 0) k = i;
     if (k < 0) {
       diag_error(it->loc,
-                 "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip or weight_decay)",
+                 "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip, weight_decay, "
+                 "precision or loss_scale)",
                  it->key);
       continue;
     }
@@ -320,6 +327,31 @@ void fe_check_train(const Def *train, TrainSpec *t) {
       if (s == FE_SCHED_COSINE) sched_item = it;
       break;
     }
+    case 9: {   /* loss_scale dynamic | off | NUMBER: the vocabulary of --loss-scale */
+      if (v->kind == TV_NAME && !v->name) break;   /* bad literal, reported */
+      int mode = -1;
+      double scale = 1;
+      if (it->has_parens) {
+        diag_error(v->loc, "'loss_scale' takes dynamic, off or a positive number, without arguments");
+      } else if (v->kind == TV_NUMBER) {
+        if (!(isfinite(v->num) && v->num > 0))
+          diag_error(v->loc, "'loss_scale' must be dynamic, off or a positive number, got %g", v->num);
+        else if (bprt_loss_scale_check(v->num))
+          diag_error(v->loc, "'loss_scale' %s, got %g", bprt_loss_scale_check(v->num), v->num);
+        else
+          mode = BPRT_LOSS_SCALE_FIXED, scale = v->num;
+      } else if (v->kind == TV_NAME && (!strcmp(v->name, "dynamic") || !strcmp(v->name, "off"))) {
+        bprt_loss_scale_parse(v->name, &mode, &scale);
+      } else {
+        diag_error(v->loc, "'loss_scale' must be dynamic, off or a positive number");
+      }
+      if (mode >= 0) {
+        t->loss_scale_set = true;
+        t->loss_scale_mode = mode;
+        t->loss_scale = scale;
+      }
+      break;
+    }
     case 5:
     case 6: {   /* clip NUMBER / weight_decay NUMBER */
       double x;
@@ -333,6 +365,17 @@ void fe_check_train(const Def *train, TrainSpec *t) {
         t->opt.hyper[BPRT_H_WEIGHT_DECAY] = x;
         wd_line = true;
       }
+      break;
+    }
+    case 8: {   /* precision f32 | bf16 | f16 */
+      static const struct { const char *name; DType dt; } precisions[] = {{"f32", DT_F32}, {"bf16", DT_BF16}, {"f16", DT_F16}};
+      if (v->kind == TV_NAME && !v->name) break;   /* bad literal, reported */
+      int p = -1;
+      for (int i = 0; i < 3 && v->kind == TV_NAME && !it->has_parens; i++)
+        if (strcmp(precisions[i].name, v->name) == 0) p = i;
+      if (p >= 0) t->precision = precisions[p].dt;
+      else if (v->kind == TV_NAME && !it->has_parens) diag_error(v->loc, "unknown precision '%s' (expected f32, bf16 or f16)", v->name);
+      else diag_error(v->loc, "'precision' takes f32, bf16 or f16");
       break;
     }
     }
@@ -396,4 +439,7 @@ void fe_print_train(FILE *o, const TrainSpec *t) {
   fputc('\n', o);
   if (h[BPRT_H_CLIP] > 0) fprintf(o, "    clip       %g (max global gradient norm)\n", h[BPRT_H_CLIP]);
   else fprintf(o, "    clip       none\n");
+  if (t->precision != DT_F32) fprintf(o, "    precision  %s (the training step's products and kept activations)\n", ir_dtype_name(t->precision));
+  if (t->loss_scale_set && t->loss_scale_mode == BPRT_LOSS_SCALE_FIXED) fprintf(o, "    loss_scale %g (fixed)\n", t->loss_scale);
+  else if (t->loss_scale_set) fprintf(o, "    loss_scale %s\n", bprt_loss_scale_names[t->loss_scale_mode]);
 }

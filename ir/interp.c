@@ -674,6 +674,10 @@ static bool eval(Interp *it, int32_t i, const Inst *in, Tensor *out, const Tenso
     return true;
   }
 
+  case OP_LOSS_SCALE:   /* the reference gradient is the unscaled one */
+    y[0] = 1.0;
+    return true;
+
   case OP_ATTENTION: case OP_ATTENTION_BWD:
     if (!eval_attention(it, in, 0, out)) break;
     return true;

@@ -245,6 +245,8 @@ TypeId ir_infer_type(Func *f, const Inst *in, char *err, size_t errlen) {
     }
     if (in->op == OP_CAUSAL_MASK && (t->rank != 2 || t->dims[0] != t->dims[1] || t->dims[0] == DIM_BATCH))
       return fail(err, errlen, "causal_mask must be square [T,T] without the batch dim");
+    if (in->op == OP_LOSS_SCALE && (t->rank != 0 || !is_float(t)))
+      return fail(err, errlen, "loss_scale is a scalar (f32[] or f64[])");
     if (in->op == OP_DROPOUT_MASK && !(in->fattr[0] >= 0 && in->fattr[0] < 1))
       return fail(err, errlen, "dropout probability %g is not in [0, 1)", in->fattr[0]);
     return in->type;
@@ -891,6 +893,12 @@ int32_t ir_causal_mask(Func *f, int64_t t, DType dt, SrcLoc loc) {
   Inst in = ir_inst(OP_CAUSAL_MASK, loc);
   int64_t d[2] = {t, t};
   in.type = ir_type(f->mod, dt, 2, d);
+  return ir_emit(f, &in);
+}
+
+int32_t ir_loss_scale(Func *f, DType dt, SrcLoc loc) {
+  Inst in = ir_inst(OP_LOSS_SCALE, loc);
+  in.type = ir_type_scalar(f->mod, dt);
   return ir_emit(f, &in);
 }
 

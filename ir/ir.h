@@ -344,6 +344,7 @@ int32_t ir_transpose(Func *f, int32_t a, const int *perm, SrcLoc loc);
 /* matmul_tn with the batch dims folded into the sum: a[...,k,m], b[...,k,n] -> [m,n] */
 int32_t ir_matmul_tn_fold(Func *f, int32_t a, int32_t b, SrcLoc loc);
 int32_t ir_causal_mask(Func *f, int64_t t, DType dt, SrcLoc loc);
+int32_t ir_loss_scale(Func *f, DType dt, SrcLoc loc);   /* dt[]: the step's loss scale (the backward's seed) */
 /* attention(q, k, v) with its extra lse right after it: returns o, *lse (may be NULL) */
 int32_t ir_attention(Func *f, int32_t q, int32_t k, int32_t v, bool causal, double scale, int32_t *lse, SrcLoc loc);
 /* attention_bwd and its two extras: dq, *dk, *dv */

@@ -12,7 +12,8 @@
  *   2. Activity: a value is active if it depends on a param (forward sweep) and the
  *      loss depends on it (reverse sweep). Only active operands get contributions, so
  *      nothing is derived for inputs, labels or constants.
- *   3. Seed adj[loss] = 1, then for v from the loss down to 0 apply rule[op(v)]. A
+ *   3. Seed adj[loss] = 1 (with loss scaling: `loss_scale`, the step's scale, so that every
+ *      gradient comes out scaled), then for v from the loss down to 0 apply rule[op(v)]. A
  *      value used several times (fan-out: residuals, x*x) sums its contributions with
  *      `add` (rule "fanout"). A contribution of the broadcast shape of an elementwise
  *      op is reduced back with sum_to to the operand's type.
@@ -791,7 +792,6 @@ static const VjpFn vjp_rules[OP__COUNT] = {
 /* ------------------------------------------------------------------ the pass */
 
 Func *pass_autodiff(Func *f, const PassOptions *opt) {
-  (void)opt;
   int32_t loss_sink = -1;
   for (int32_t i = 0; i < f->ninsts; i++) {
     const Inst *in = &f->insts[i];
@@ -854,7 +854,13 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
   if (ad.active[loss]) {
     ad.from = loss;
     ad.rule = "seed";
-    ad.adj[loss] = bw_scalar(&ad, 1.0, loss);
+    if (opt && opt->loss_scale) {   /* dL/dL = the loss scale: every gradient comes out scaled */
+      Inst ls = ir_inst(OP_LOSS_SCALE, SRCLOC_NONE);
+      ls.type = ir_type_scalar(g->mod, (DType)ty(&ad, loss)->dtype);
+      ad.adj[loss] = bw(&ad, ls);
+    } else {
+      ad.adj[loss] = bw_scalar(&ad, 1.0, loss);
+    }
     for (int32_t v = loss; v >= 0; v--) {
       if (ad.adj[v] < 0 || !ad.active[v]) continue;
       Inst in = g->insts[v];   /* a copy: emitting may move g->insts */

@@ -307,11 +307,11 @@ static int view_chain(const Ctx *c, int32_t i, int32_t *m) {
   return 1;
 }
 
-/* k is a scalar computed from constants and sizes only (1/B of a mean), so the group
- * that reads it can never be its own dependency. */
+/* k is a scalar computed from constants, sizes and the loss scale only (1/B of a
+ * mean, times the scale), so the group that reads it can never be its own dependency. */
 static bool scale_ok(Func *f, int32_t k, int depth) {
   const Inst *in = &f->insts[k];
-  if (in->op == OP_CONST || in->op == OP_SIZE) return true;
+  if (in->op == OP_CONST || in->op == OP_SIZE || in->op == OP_LOSS_SCALE) return true;
   if (depth > 8 || !is_ew(in)) return false;
   for (int q = 0; q < in->nargs; q++)
     if (!scale_ok(f, in->args[q], depth + 1)) return false;

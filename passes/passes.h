@@ -5,6 +5,7 @@
  *                 log_softmax, the softmax-CE rule and attention fusion, each a small
  *                 named rewrite rule
  *   autodiff.c    reverse mode: one VJP rule per op, in a table indexed by op
+ *   precision.c   mixed precision: 16-bit product operands and kept activations
  *   recompute.c   which forward activations backward keeps or recomputes (memplan.h)
  *   kernel_plan.c which instructions each entry computes, which share one kernel (fusion),
  *                 the order of the kernels and where each value lives
@@ -19,6 +20,7 @@
  *                 cross-entropy of a softmax in any spelling is softmax_xent
  *   autodiff      forward + loss + `grad %param, %g` for every parameter
  *   simplify      the same rewrite rules and CSE/DCE over forward and backward
+ *   precision     bf16 or f16 casts: product operands, activations kept for backward
  *   recompute     activations dropped and recomputed in backward (memplan.h)
  *   kernel plan   per entry: what runs, in which kernels, in which order
  *   memory plan   the parameter block and every workspace slot (memplan.h)
@@ -38,6 +40,8 @@ typedef struct {
   bool log_softmax;         /* log(softmax(z)) -> log_softmax(z); -fno-log-softmax */
   bool fuse_attention;      /* softmax(scale q k^T [+ mask]) v -> attention; -fno-fuse-attention */
   bool verify;              /* the default of the pipeline's --verify-each (on in BPCC_DEBUG builds) */
+  bool loss_scale;          /* autodiff seeds the backward with the step's loss scale (`loss_scale`,
+                               read at run time) instead of 1: --loss-scale dynamic|N */
 } PassOptions;
 
 void pass_options_default(PassOptions *opt);
@@ -57,6 +61,14 @@ Func *pass_autodiff(Func *f, const PassOptions *opt);
  * autodiff; the softmax-CE rule only ever rewrites forward instructions. */
 Func *pass_canonicalize(Func *f, const PassOptions *opt);
 Func *pass_simplify(Func *f, const PassOptions *opt);
+
+/* Mixed precision (precision.c) of a gradient function: with low DT_BF16 or DT_F16,
+ * every product of f32 operands reads their casts to low (one cast per value), and every
+ * activation backward reads is kept as its low cast (backward products read it, other
+ * backward readers a cast back to f32 right before them); softmax, losses, reductions,
+ * batch statistics, attention, the outputs and the gradients stay f32. low DT_F32: f
+ * unchanged. The same sinks, names and order otherwise. */
+Func *pass_precision(Func *f, DType low);
 
 /* The inference form (modes.c): batchnorm with its running statistics (bn_mean and
  * bn_var replaced by their buffers), no assign sinks. For the forward entry. */

@@ -22,6 +22,8 @@
 
 #include "runtime/runtime.h"
 
+#include <ctype.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -46,6 +48,12 @@ struct bprt_model {
   float **scratch_out;               /* desc->noutputs buffers */
   int32_t *zero_labels;              /* cap_batch rows of zeros (of the widest label row) */
   int64_t last_batch;                /* rows in scratch_out after grad / step, 0 = none */
+  /* the loss scaler (desc->loss_scale_mode): GradScaler's state */
+  double scale;                      /* the scale of the next step; 1 when off */
+  int64_t good_steps;                /* finite steps since the scale last changed */
+  uint64_t skipped;                  /* skipped steps, counted in step too: Adam's t = step - skipped */
+  bool grads_bad;                    /* the last loss_and_grad's gradients were not all finite */
+  bool last_skipped;                 /* the last train_step / update was skipped */
 };
 
 /* Set the message and return code (the runtime's bprt_set_error returns -1). */
@@ -124,6 +132,10 @@ static int check_desc(const bprt_model_desc *d) {
     return fail(BPRT_E_ARG, "%s: malformed model descriptor (tables)", name);
   if (d->param_floats < 0 || d->opt_state_floats < 0 || d->ws_fixed < 0 || d->ws_per_batch < 0)
     return fail(BPRT_E_ARG, "%s: malformed model descriptor (sizes)", name);
+  if (d->loss_scale_mode < BPRT_LOSS_SCALE_OFF || d->loss_scale_mode > BPRT_LOSS_SCALE_DYNAMIC ||
+      (d->loss_scale_mode != BPRT_LOSS_SCALE_OFF && bprt_loss_scale_check(d->loss_scale) != NULL))
+    return fail(BPRT_E_ARG, "%s: malformed model descriptor (loss scale mode %d, scale %g)", name, (int)d->loss_scale_mode,
+                d->loss_scale);
   if (d->optimizer < 0 || d->optimizer >= BPRT_OPT__COUNT)
     return fail(BPRT_E_ARG, "%s: unknown optimizer %d in the descriptor", name, (int)d->optimizer);
   if (!d->forward) return fail(BPRT_E_ARG, "%s: the descriptor has no forward function", name);
@@ -243,6 +255,7 @@ bprt_model *bprt_model_create(const bprt_model_desc *d, uint64_t seed) {
   m->d = d;
   m->seed = seed;
   memcpy(m->hyper, d->hyper, sizeof m->hyper);
+  m->scale = d->loss_scale_mode != BPRT_LOSS_SCALE_OFF ? d->loss_scale : 1.0;
   m->params = alloc_block(d->param_floats);
   m->grads = alloc_block(d->param_floats);
   m->opt_state = alloc_block(d->opt_state_floats);
@@ -407,6 +420,8 @@ static void pool_parallel_for(void *pool, int64_t n, int64_t grain, bprt_task_fn
   bprt_parallel_for(n, grain, run_task, &a);
 }
 
+/* fn over a frame: the dropout masks of step `t`; the update's count (Adam's bias
+ * correction) is t less the skipped steps; the backward's seed is the loss scale. */
 static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const *inputs,
                float *const *outputs, float *loss, uint64_t t) {
   const bprt_model_desc *d = m->d;
@@ -419,7 +434,8 @@ static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const
   for (int i = 0; i < d->ninputs; i++) in[i] = inputs && inputs[i] ? inputs[i] : (const void *)m->zero_labels;
   double hyper[BPRT_H__COUNT];
   memcpy(hyper, m->hyper, sizeof hyper);
-  hyper[BPRT_H_STEP] = (double)t;
+  hyper[BPRT_H_STEP] = (double)(t - m->skipped);
+  hyper[BPRT_H_LOSS_SCALE] = m->scale;
   bprt_frame f = {
       .batch = batch,
       .params = m->params,
@@ -471,6 +487,93 @@ int bprt_model_eval(bprt_model *m, int64_t batch, const void *const *inputs, flo
   return rc;
 }
 
+/* ------------------------------------------------------------ loss scaling */
+
+/* Gradients g[i0, i1) of the grads block divided by the scale (multiplied by its exact
+ * inverse when it is a power of two, so that the unscaled gradient is exactly the
+ * one an unscaled backward would give), and whether every one is finite. */
+typedef struct {
+  float *g;
+  double scale;
+  int64_t n, chunk;
+  uint8_t bad[256];   /* per chunk */
+} Unscale;
+
+static void unscale_task(void *ctx, int64_t c0, int64_t c1, int worker) {
+  (void)worker;
+  Unscale *u = ctx;
+  int e;
+  bool pow2 = frexp(u->scale, &e) == 0.5;
+  float inv = (float)(1.0 / u->scale);
+  for (int64_t c = c0; c < c1; c++) {
+    int64_t i0 = c * u->chunk, i1 = i0 + u->chunk < u->n ? i0 + u->chunk : u->n;
+    uint32_t bad = 0;
+    float *g = u->g;
+    /* one pass, checked once unscaled (a scale below 1 can overflow a finite one): a
+     * float is NaN or infinite exactly when its exponent bits are all ones (an integer
+     * OR reduction, which vectorizes) */
+#define UNSCALE(expr)                                   \
+  for (int64_t i = i0; i < i1; i++) {                   \
+    float x = (expr);                                   \
+    uint32_t b;                                         \
+    memcpy(&b, &x, sizeof b);                           \
+    bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u); \
+    g[i] = x;                                           \
+  }
+    if (pow2) UNSCALE(g[i] * inv)
+    else UNSCALE((float)((double)g[i] / u->scale))
+#undef UNSCALE
+    u->bad[c] = (uint8_t)bad;
+  }
+}
+
+/* After the grad entry: unscale the gradients, note whether they are finite. */
+static void unscale_grads(bprt_model *m) {
+  Unscale u;
+  u.g = m->grads;
+  u.scale = m->scale;
+  u.n = m->d->param_floats;
+  u.chunk = INT64_C(1) << 16;
+  if (u.n > u.chunk * 256) u.chunk = (u.n + 255) / 256;
+  int64_t nch = (u.n + u.chunk - 1) / u.chunk;
+  memset(u.bad, 0, sizeof u.bad);
+  if (nch > 1) bprt_parallel_for(nch, 1, unscale_task, &u);
+  else if (nch == 1) unscale_task(&u, 0, 1, 0);
+  m->grads_bad = false;
+  for (int64_t c = 0; c < nch; c++) m->grads_bad |= u.bad[c] != 0;
+}
+
+/* GradScaler.update: a skipped step halves a dynamic scale; 2000 finite ones in a row
+ * double it, unless f32 could not hold the result (the generated code reads it as f32). */
+static void scaler_update(bprt_model *m, bool skipped) {
+  m->last_skipped = skipped;
+  if (skipped) m->skipped++;
+  if (m->d->loss_scale_mode != BPRT_LOSS_SCALE_DYNAMIC) return;
+  if (skipped) {
+    m->scale *= 0.5;
+    m->good_steps = 0;
+  } else if (++m->good_steps == BPRT_LOSS_SCALE_GROWTH_INTERVAL) {
+    m->good_steps = 0;
+    if (m->scale * 2 <= FLT_MAX) m->scale *= 2;
+  }
+}
+
+int bprt_model_scaler(const bprt_model *m, bprt_loss_scaler *out) {
+  if (!m || !out) return fail(BPRT_E_ARG, "scaler: NULL %s", m ? "pointer" : "model");
+  out->mode = m->d->loss_scale_mode;
+  out->scale = m->scale;
+  out->good_steps = m->good_steps;
+  out->skipped = m->skipped;
+  out->last_skipped = m->last_skipped;
+  return BPRT_OK;
+}
+
+double bprt_model_loss_scale(const bprt_model *m) { return m ? m->scale : 1.0; }
+int bprt_model_last_skipped(const bprt_model *m) { return m && m->last_skipped ? 1 : 0; }
+int64_t bprt_model_skipped_steps(const bprt_model *m) { return m ? (int64_t)m->skipped : 0; }
+
+/* ------------------------------------------------------------ the gradient entries */
+
 static int grad_or_step(bprt_model *m, bprt_entry_fn fn, const char *what, int64_t batch,
                         const void *const *inputs, float *loss) {
   if (!m) return fail(BPRT_E_ARG, "%s: NULL model", what);
@@ -489,10 +592,37 @@ static int grad_or_step(bprt_model *m, bprt_entry_fn fn, const char *what, int64
 }
 
 int bprt_model_loss_and_grad(bprt_model *m, int64_t batch, const void *const *inputs, float *loss) {
-  return grad_or_step(m, m ? m->d->grad : NULL, "loss_and_grad", batch, inputs, loss);
+  int rc = grad_or_step(m, m ? m->d->grad : NULL, "loss_and_grad", batch, inputs, loss);
+  if (rc == BPRT_OK && m->d->loss_scale_mode != BPRT_LOSS_SCALE_OFF) unscale_grads(m);
+  return rc;
+}
+
+/* The update entry, or the skip of a step with non-finite gradients. */
+static int update(bprt_model *m, const char *what) {
+  if (m->d->loss_scale_mode != BPRT_LOSS_SCALE_OFF && m->grads_bad) {
+    m->step++;
+    scaler_update(m, true);
+    return BPRT_OK;
+  }
+  /* reads params, grads, opt_state and hyper only: no inputs, no workspace */
+  int rc = run(m, m->d->update, m->last_batch > 0 ? m->last_batch : 1, NULL, NULL, NULL, m->step + 1);
+  if (rc != BPRT_OK) {
+    bprt_prefix_error("%s", what);
+    return rc;
+  }
+  m->step++;
+  if (m->d->loss_scale_mode != BPRT_LOSS_SCALE_OFF) scaler_update(m, false);
+  return BPRT_OK;
 }
 
 int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *inputs, float *loss) {
+  if (m && m->d->loss_scale_mode != BPRT_LOSS_SCALE_OFF && m->d->step) {
+    /* the gradients are checked between the two halves */
+    int rc = grad_or_step(m, m->d->grad, "train_step", batch, inputs, loss);
+    if (rc != BPRT_OK) return rc;
+    unscale_grads(m);
+    return update(m, "train_step");
+  }
   int rc = grad_or_step(m, m ? m->d->step : NULL, "train_step", batch, inputs, loss);
   if (rc == BPRT_OK) m->step++;
   return rc;
@@ -502,11 +632,7 @@ int bprt_model_update(bprt_model *m) {
   if (!m) return fail(BPRT_E_ARG, "update: NULL model");
   if (!m->d->update)
     return fail(BPRT_E_STATE, "update: %s: the model has no optimizer update (declare `loss` in it)", model_name(m));
-  /* reads params, grads, opt_state and hyper only: no inputs, no workspace */
-  int rc = run(m, m->d->update, m->last_batch > 0 ? m->last_batch : 1, NULL, NULL, NULL, m->step + 1);
-  if (rc == BPRT_OK) m->step++;
-  else bprt_prefix_error("update");
-  return rc;
+  return update(m, "update");
 }
 
 const float *bprt_model_last_output(const bprt_model *m, int i) {
@@ -518,9 +644,9 @@ const float *bprt_model_last_output(const bprt_model *m, int i) {
 
 int bprt_model_set_hyper(bprt_model *m, int which, double value) {
   if (!m) return fail(BPRT_E_ARG, "set_hyper: NULL model");
-  if (which < 0 || which >= BPRT_H__COUNT || which == BPRT_H_STEP)
-    return fail(BPRT_E_RANGE, "%s: hyperparameter index %d is out of range [0, %d) (step is set with set_step)",
-                model_name(m), which, BPRT_H_STEP);
+  if (which < 0 || which >= BPRT_H_STEP)
+    return fail(BPRT_E_RANGE, "%s: hyperparameter index %d is out of range [0, %d) (step is set with set_step; the "
+                "loss scale is the loss scaler's)", model_name(m), which, BPRT_H_STEP);
   const char *bad = bprt_hyper_check(which, value);
   if (bad) return fail(BPRT_E_ARG, "%s: %s %s, got %g", model_name(m), bprt_hypers[which].name, bad, value);
   /* and the combinations torch.optim's constructor refuses (SGD's nesterov) */
@@ -540,7 +666,7 @@ int bprt_model_get_hyper(const bprt_model *m, int which, double *value) {
   if (which < 0 || which >= BPRT_H__COUNT)
     return fail(BPRT_E_RANGE, "%s: hyperparameter index %d is out of range [0, %d)", model_name(m), which,
                 BPRT_H__COUNT);
-  *value = which == BPRT_H_STEP ? (double)m->step : m->hyper[which];
+  *value = which == BPRT_H_STEP ? (double)m->step : which == BPRT_H_LOSS_SCALE ? m->scale : m->hyper[which];
   return BPRT_OK;
 }
 
@@ -681,7 +807,7 @@ int bprt_model_save_meta(const bprt_model *m, const char *path, const char *cons
   int nslots = bprt_model_opt_slots(d);
   int nt = d->nparams * (1 + nslots) + d->nbuffers;
   BprtTensorRef *t = bprt_malloc(sizeof(BprtTensorRef) * (size_t)(nt + 1));
-  BprtMeta *meta = bprt_malloc(sizeof(BprtMeta) * (size_t)(6 + nextra));
+  BprtMeta *meta = bprt_malloc(sizeof(BprtMeta) * (size_t)(9 + nextra));
   char **names = state_names(m, nslots);
   if (!t || !meta || !names) {
     bprt_free(t);
@@ -718,6 +844,17 @@ int bprt_model_save_meta(const bprt_model *m, const char *path, const char *cons
   meta[nm++] = (BprtMeta){"optimizer", bprt_optimizers[d->optimizer].name};
   meta[nm++] = (BprtMeta){"step", step};
   meta[nm++] = (BprtMeta){"lr", lr};
+  /* the loss scaler: the scale with %.17g, so that it survives the round trip exactly */
+  char skipped[32], scale[40], good[32];
+  snprintf(skipped, sizeof skipped, "%" PRIu64, m->skipped);
+  snprintf(scale, sizeof scale, "%.17g", m->scale);
+  snprintf(good, sizeof good, "%" PRId64, m->good_steps);
+  bool scaling = d->loss_scale_mode != BPRT_LOSS_SCALE_OFF;
+  if (scaling || m->skipped > 0) meta[nm++] = (BprtMeta){"skipped_steps", skipped};
+  if (scaling) {
+    meta[nm++] = (BprtMeta){"loss_scale", scale};
+    meta[nm++] = (BprtMeta){"loss_scale_good_steps", good};
+  }
   for (int i = 0; i < nextra; i++) meta[nm++] = (BprtMeta){keys[i], values[i]};
   int rc = bprt_st_write(path, t, nt, meta, nm);
   bprt_free(t);
@@ -798,6 +935,39 @@ static int check_finite(const bprt_model *m, const char *path, const float *para
 
 static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out, bool weights_only);
 
+/* The loss scaler's state in a bpcc checkpoint's metadata, each key optional (files from
+ * before it, or of a model without loss scaling): skipped_steps (at most step),
+ * loss_scale (a scale bprt_loss_scale_check accepts), loss_scale_good_steps (below the
+ * growth interval). */
+typedef struct {
+  uint64_t skipped;
+  bool has_scale;
+  double scale;
+  int64_t good;
+} ScalerState;
+
+static int load_scaler(const BprtCheckpoint *ck, const char *path, uint64_t step, ScalerState *s) {
+  memset(s, 0, sizeof *s);
+  const char *v = bprt_st_meta(ck, "skipped_steps");
+  if (v && (parse_u64(v, &s->skipped) != 0 || s->skipped > step))
+    return fail(BPRT_E_CHECKPOINT, "%s: metadata 'skipped_steps' is not a count of at most the %" PRIu64 " steps: '%s'",
+                path, step, v);
+  if ((v = bprt_st_meta(ck, "loss_scale"))) {
+    char *end;
+    s->scale = strtod(v, &end);
+    if (end == v || *end || isspace((unsigned char)v[0]) || bprt_loss_scale_check(s->scale))
+      return fail(BPRT_E_CHECKPOINT, "%s: metadata 'loss_scale' is not a positive scale within f32's range: '%s'", path, v);
+    s->has_scale = true;
+  }
+  uint64_t good = 0;
+  if ((v = bprt_st_meta(ck, "loss_scale_good_steps")) &&
+      (parse_u64(v, &good) != 0 || good >= BPRT_LOSS_SCALE_GROWTH_INTERVAL))
+    return fail(BPRT_E_CHECKPOINT, "%s: metadata 'loss_scale_good_steps' is not a count below %d: '%s'", path,
+                BPRT_LOSS_SCALE_GROWTH_INTERVAL, v);
+  s->good = (int64_t)good;
+  return BPRT_OK;
+}
+
 int bprt_model_load_ck(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out) {
   return load(m, path, ck_out, false);
 }
@@ -822,6 +992,7 @@ static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out,
   bool skip_optim = (ours && !d->grad) || weights_only;
   int rc = BPRT_OK;
   uint64_t step = 0;
+  ScalerState scaler = {0, false, 0, 0};
   if (ours) {
     const char *ver = bprt_st_meta(ck, "format_version");
     const char *model = bprt_st_meta(ck, "model");
@@ -840,6 +1011,8 @@ static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out,
     else if (parse_u64(bprt_st_meta(ck, "step"), &step) != 0)
       rc = fail(BPRT_E_CHECKPOINT, "%s: metadata 'step' is not a count: '%s'", path,
                 bprt_st_meta(ck, "step") ? bprt_st_meta(ck, "step") : "(missing)");
+    else
+      rc = load_scaler(ck, path, step, &scaler);
   }
   /* load into fresh blocks, then swap: the model changes only when everything fit */
   float *params = NULL, *state = NULL, *buffers = NULL;
@@ -887,6 +1060,15 @@ static int load(bprt_model *m, const char *path, struct BprtCheckpoint **ck_out,
       fill_opt_state(m);
     }
     m->step = step;
+    /* the scaler: a dynamic scale goes on from the file's; a fixed one is this model's */
+    m->skipped = scaler.skipped;
+    m->scale = d->loss_scale_mode == BPRT_LOSS_SCALE_OFF ? 1.0 : d->loss_scale;
+    m->good_steps = 0;
+    if (d->loss_scale_mode == BPRT_LOSS_SCALE_DYNAMIC && scaler.has_scale) {
+      m->scale = scaler.scale;
+      m->good_steps = scaler.good;
+    }
+    m->grads_bad = m->last_skipped = false;
   }
   if (rc != BPRT_OK) bprt_prefix_error("%s: load", model_name(m));
   bprt_free(params);

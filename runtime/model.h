@@ -46,8 +46,35 @@ enum {
   BPRT_H_INITIAL_ACC,   /* adagrad initial_accumulator_value */
   BPRT_H_CLIP,          /* max global gradient norm; 0 = off */
   BPRT_H_STEP,          /* 1-based step count t (adam bias correction) */
+  BPRT_H_LOSS_SCALE,    /* the loss scale of this step: the seed of the backward when the model
+                           trains with loss scaling (1 without); the model object sets it, as
+                           it sets STEP */
   BPRT_H__COUNT
 };
+
+/* --------------------------- loss scaling (model.c; the vocabulary: optimizers.c; docs/runtime.md)
+ * Mixed-precision training scales the loss so that small gradients survive f16: the
+ * gradient entry seeds its backward with the scale (so every gradient comes out scaled),
+ * the model object divides the gradients by it and checks them for NaN and infinity;
+ * a step with a non-finite gradient is skipped (parameters, optimizer state and Adam's
+ * bias-correction count unchanged). Dynamic scaling is torch.cuda.amp.GradScaler's, with
+ * its defaults: the scale starts at 2^16, halves on a skipped step and doubles after
+ * 2000 finite steps in a row (unless that leaves f32's range). A fixed scale never
+ * changes. */
+typedef enum {
+  BPRT_LOSS_SCALE_OFF,      /* the seed is 1: no check, no skip */
+  BPRT_LOSS_SCALE_FIXED,    /* a constant scale N */
+  BPRT_LOSS_SCALE_DYNAMIC,  /* GradScaler */
+} bprt_loss_scale_mode;
+#define BPRT_LOSS_SCALE_INIT 65536.0           /* GradScaler's init_scale */
+#define BPRT_LOSS_SCALE_GROWTH_INTERVAL 2000   /* growth_interval; growth_factor 2, backoff_factor 0.5 */
+/* "dynamic", "off" or a number: *mode and *scale (the initial scale: 2^16 for dynamic, 1
+ * for off). NULL, or a phrase saying what is wrong ("must be a positive number ..."). */
+const char *bprt_loss_scale_parse(const char *text, int *mode, double *scale);
+/* A fixed scale N is a positive finite number that f32 holds as a normal number (the
+ * scale is applied in f32): NULL, or a phrase. */
+const char *bprt_loss_scale_check(double scale);
+extern const char *const bprt_loss_scale_names[3];   /* "off", "fixed", "dynamic" */
 
 typedef enum {
   BPRT_OPT_SGD,         /* also momentum / nesterov through BPRT_H_MOMENTUM, BPRT_H_NESTEROV */
@@ -192,6 +219,12 @@ typedef struct bprt_model_desc {
   /* 1: products run on AMX tiles (codegen/gemm_lowp.c); bprt_model_create asks the
    * kernel for the tile state (bprt_amx_request) and fails if it is refused. */
   int32_t uses_amx;
+  /* Loss scaling (bprt_loss_scale_mode): with a mode other than off the grad entry's
+   * backward is seeded with hyper[BPRT_H_LOSS_SCALE] (its gradients come out scaled), and
+   * the model object unscales, checks and skips (above). loss_scale: the scale a model
+   * starts with (fixed: the scale). */
+  int32_t loss_scale_mode;
+  double loss_scale;
 } bprt_model_desc;
 
 /* ------------------------------------------------------ the model object (model.c)
@@ -242,8 +275,28 @@ int bprt_model_loss_and_grad(bprt_model *m, int64_t batch, const void *const *in
 int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);
 /* The optimizer update alone at t = step + 1, from the gradients in the grads block (of
  * the last loss_and_grad); then step = t. loss_and_grad + update is train_step, which
- * lets a caller look at the loss and gradients before the parameters change. */
+ * lets a caller look at the loss and gradients before the parameters change.
+ * With loss scaling, loss_and_grad leaves the unscaled gradients in the grads block and
+ * notes whether they are all finite; an update after non-finite ones is skipped (no
+ * change but the scaler's: a dynamic scale halves) and still counts a step, so that
+ * the dropout masks of every step differ; the update's t (Adam's bias correction) is
+ * step + 1 - skipped steps. */
 int bprt_model_update(bprt_model *m);
+/* The loss scaler: the mode (desc->loss_scale_mode), the scale of the next step (1
+ * when off), finite steps in a row since the scale last changed, steps skipped in all
+ * (of this model and the checkpoints it resumed), and whether the last train_step or
+ * update was skipped. */
+typedef struct {
+  int32_t mode;
+  double scale;
+  int64_t good_steps;
+  uint64_t skipped;
+  bool last_skipped;
+} bprt_loss_scaler;
+int bprt_model_scaler(const bprt_model *m, bprt_loss_scaler *out);
+double bprt_model_loss_scale(const bprt_model *m);      /* the scale of the next step; 1 when off */
+int bprt_model_last_skipped(const bprt_model *m);       /* 1: the last train_step / update was skipped */
+int64_t bprt_model_skipped_steps(const bprt_model *m);  /* skipped in all (resumed ones too) */
 /* Outputs of the last loss_and_grad / train_step (batch rows), or NULL. */
 const float *bprt_model_last_output(const bprt_model *m, int i);
 /* BPRT_H_*: a value outside the hyperparameter's range (bprt_hyper_check) is refused. */
@@ -289,7 +342,9 @@ float *bprt_model_opt_state(bprt_model *m);
 int bprt_model_opt_slots(const bprt_model_desc *d);
 const char *bprt_model_opt_slot_name(const bprt_model_desc *d, int k);
 /* Checkpoints (safetensors): parameters and buffers under their names, optimizer state, metadata
- * format = "bpcc-checkpoint", format_version = "1", model, optimizer, step. `extra`
+ * format = "bpcc-checkpoint", format_version = "1", model, optimizer, step (and, once a
+ * step was skipped, skipped_steps; with loss scaling, loss_scale and
+ * loss_scale_good_steps: the scaler's state, restored by load). `extra`
  * adds metadata (the trainer's epoch, schedule, RNG state); may be NULL. Atomic. */
 int bprt_model_save(const bprt_model *m, const char *path);
 int bprt_model_save_meta(const bprt_model *m, const char *path, const char *const *keys,

@@ -22,7 +22,10 @@
 #include "runtime/model.h"
 
 #include <math.h>
+#include <ctype.h>
+#include <float.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,12 +45,13 @@ const bprt_hyper_info bprt_hypers[BPRT_H__COUNT] = {
     [BPRT_H_INITIAL_ACC] = {"initial_accumulator_value", BPRT_RANGE_NONNEG},
     [BPRT_H_CLIP] = {"clip", BPRT_RANGE_NONNEG},
     [BPRT_H_STEP] = {"step", BPRT_RANGE_COUNT},
+    [BPRT_H_LOSS_SCALE] = {"loss_scale", BPRT_RANGE_NONNEG},
 };
 
 int bprt_hyper_lookup(const char *name) {
   if (!name) return -1;
   for (int i = 0; i < BPRT_H__COUNT; i++)
-    if (i != BPRT_H_STEP && !strcmp(name, bprt_hypers[i].name)) return i;
+    if (i < BPRT_H_STEP && !strcmp(name, bprt_hypers[i].name)) return i;
   return -1;
 }
 
@@ -66,7 +70,8 @@ const char *bprt_hyper_check(int h, double v) {
 /* ------------------------------------------------------------ optimizers */
 
 #define D(lr, mom, eps, alpha, wd) {[BPRT_H_LR] = lr, [BPRT_H_MOMENTUM] = mom, [BPRT_H_BETA1] = 0.9, \
-    [BPRT_H_BETA2] = 0.999, [BPRT_H_EPS] = eps, [BPRT_H_ALPHA] = alpha, [BPRT_H_WEIGHT_DECAY] = wd, [BPRT_H_STEP] = 1}
+    [BPRT_H_BETA2] = 0.999, [BPRT_H_EPS] = eps, [BPRT_H_ALPHA] = alpha, [BPRT_H_WEIGHT_DECAY] = wd, [BPRT_H_STEP] = 1, \
+    [BPRT_H_LOSS_SCALE] = 1}
 const bprt_optimizer_info bprt_optimizers[BPRT_OPT__COUNT] = {
     [BPRT_OPT_SGD] = {"sgd", "torch.optim.SGD", 1, {"momentum_buffer"}, D(1e-2, 0, 1e-8, 0.99, 0)},
     [BPRT_OPT_MOMENTUM] = {"momentum", "torch.optim.SGD", 1, {"momentum_buffer"}, D(1e-2, 0.9, 1e-8, 0.99, 0)},
@@ -149,4 +154,36 @@ char *bprt_opt_arg_list(int kind, char *buf, size_t n) {
     k += (size_t)snprintf(buf + k, n - k, "%s%s", k ? ", " : "", a->name);
   }
   return buf;
+}
+
+/* ------------------------------------------------------------ loss scaling */
+
+const char *const bprt_loss_scale_names[3] = {"off", "fixed", "dynamic"};
+
+const char *bprt_loss_scale_check(double scale) {
+  if (!(isfinite(scale) && scale > 0)) return "must be 'dynamic', 'off' or a positive finite number";
+  if (scale < FLT_MIN || scale > FLT_MAX) return "must lie within f32's normal range (1.2e-38 to 3.4e38)";
+  return NULL;
+}
+
+const char *bprt_loss_scale_parse(const char *text, int *mode, double *scale) {
+  if (!text) return "must be 'dynamic', 'off' or a positive finite number";
+  if (!strcmp(text, "dynamic")) {
+    *mode = BPRT_LOSS_SCALE_DYNAMIC;
+    *scale = BPRT_LOSS_SCALE_INIT;
+    return NULL;
+  }
+  if (!strcmp(text, "off")) {
+    *mode = BPRT_LOSS_SCALE_OFF;
+    *scale = 1;
+    return NULL;
+  }
+  char *end;
+  double v = text[0] && !isspace((unsigned char)text[0]) ? strtod(text, &end) : NAN;
+  if (isnan(v) || *end) return "must be 'dynamic', 'off' or a positive finite number";
+  const char *bad = bprt_loss_scale_check(v);
+  if (bad) return bad;
+  *mode = BPRT_LOSS_SCALE_FIXED;
+  *scale = v;
+  return NULL;
 }

@@ -366,6 +366,53 @@ static bool grads_finite(bprt_model *m, const float *const *outs, int64_t rows, 
   return all_finite(bprt_model_grads(m), d->param_floats);
 }
 
+/* Loss scaling: the step's gradients went non-finite while its loss and outputs did
+ * not, and the model skips such steps (the update that follows leaves the parameters). */
+static bool scaler_skips(bprt_model *m, const float *const *outs, int64_t rows, float loss) {
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  if (d->loss_scale_mode == BPRT_LOSS_SCALE_OFF || !isfinite(loss)) return false;
+  for (int k = 0; k < d->noutputs; k++) {
+    const bprt_tensor_desc *t = &d->outputs[k];
+    if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows))) return false;
+  }
+  return true;
+}
+
+/* After a skipped step (the scaler has moved): its line, and the count of skips in a row
+ * (past BPRT_TRAIN_MAX_SKIPS, `what` says why the loop stops; else it is ""). */
+static void note_skip(bprt_model *m, BprtProgress *pr, const BprtTrainOptions *o, int64_t step, double before,
+                      int64_t *in_row, BprtTrainResult *r, char *what, size_t n) {
+  r->skipped++;
+  (*in_row)++;
+  what[0] = 0;
+  double now = bprt_model_loss_scale(m);
+  if (!o->quiet) {
+    char line[256];
+    if (now != before)
+      snprintf(line, sizeof line, "step %" PRId64 ": gradients not finite at loss scale %.9g; update skipped, loss scale now %.9g",
+               step, before, now);
+    else
+      snprintf(line, sizeof line, "step %" PRId64 ": gradients not finite at loss scale %.9g (fixed); update skipped", step,
+               before);
+    bprt_progress_print(pr, line);
+  }
+  if (*in_row >= BPRT_TRAIN_MAX_SKIPS)
+    snprintf(what, n, "the gradients of %d steps in a row, skipped by loss scaling down to scale %.9g (no scale makes "
+             "them finite)", BPRT_TRAIN_MAX_SKIPS, now);
+}
+
+/* The report of a loop stopped by skipped steps: the hook's first non-finite tensor
+ * (in what), followed by why the loop gave up; without the hook's, the reason alone. */
+static void skip_report(char *what, size_t n, const char *skip_what) {
+  if (!skip_what[0]) return;
+  if (!what[0]) {
+    snprintf(what, n, "%s", skip_what);
+    return;
+  }
+  size_t k = strlen(what);
+  snprintf(what + k, n - k, ", at the last of %s", skip_what);
+}
+
 /* ------------------------------------------------------------ progress and logs */
 
 /* The epoch's line, on the results stream (stdout), numbers for people
@@ -831,7 +878,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   }
   BprtBatchIter it;
   memset(&it, 0, sizeof it);
-  int64_t it_epoch = -1, saved = 0;
+  int64_t it_epoch = -1, saved = 0, skips_in_row = 0;
   bool stop = false;
   const void *inputs[2] = {0, 0};
   r->steps = st.step;
@@ -877,19 +924,25 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
       last_rows = rows;
       bool finite = grads_finite(m, souts, rows, loss);
-      if (finite && bprt_model_update(m)) {
+      bool skip = !finite && scaler_skips(m, souts, rows, loss);
+      double scale = bprt_model_loss_scale(m);
+      if ((finite || skip) && bprt_model_update(m)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
       st.step++;
       if (text) st.text_windows += rows;
       else st.epoch = st.step / nb, st.epoch_rows = (st.step % nb) * batch;
-      if (!finite || !all_finite(bprt_model_params(m), d->param_floats)) {
+      char skip_what[512] = "";
+      if (skip) note_skip(m, &pr, o, st.step, scale, &skips_in_row, r, skip_what, sizeof skip_what);
+      else skips_in_row = 0;
+      if ((!finite && !skip) || skip_what[0] || !all_finite(bprt_model_params(m), d->param_floats)) {
         char what[512] = "";
         if (!finite && o->on_nonfinite) {
           BprtNonfiniteStep ns = {st.step, o->seed, rows, inputs, bprt_model_params(m)};
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
+        skip_report(what, sizeof what, skip_what);
         rc = report_nonfinite(m, souts, rows, loss, st.step, text ? 0 : e + 1, bi + 1, nb, o, saved, what);
         r->nonfinite = true;
         break;
@@ -1026,6 +1079,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   int64_t saved_epoch = 0;   /* the last checkpoint this run wrote */
+  int64_t skips_in_row = 0;  /* loss scaling: skipped steps in a row */
   bool stop = false;         /* *o->stop seen: leave the loop with the position in st */
   const void *inputs[2] = {0, 0};
   r->epochs_done = st.epoch;
@@ -1071,13 +1125,18 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       }
       for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
       bool finite = grads_finite(m, souts, it.rows, loss);
-      if (finite && bprt_model_update(m)) {
+      bool skip = !finite && scaler_skips(m, souts, it.rows, loss);   /* loss scaling */
+      double scale = bprt_model_loss_scale(m);
+      if ((finite || skip) && bprt_model_update(m)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
       st.step++;
       last_rows = it.rows;
-      if (!finite || !all_finite(bprt_model_params(m), d->param_floats)) {
+      char skip_what[512] = "";
+      if (skip) note_skip(m, &pr, o, st.step, scale, &skips_in_row, r, skip_what, sizeof skip_what);
+      else skips_in_row = 0;
+      if ((!finite && !skip) || skip_what[0] || !all_finite(bprt_model_params(m), d->param_floats)) {
         /* Before the update: the hook re-evaluates the batch from the parameters, which
          * are still the last good ones, and names the first tensor that went
          * non-finite. After it (only the update overflowed), the loop's report stands. */
@@ -1086,6 +1145,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
           BprtNonfiniteStep ns = {st.step, o->seed, it.rows, inputs, bprt_model_params(m)};
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
+        skip_report(what, sizeof what, skip_what);
         rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
         r->nonfinite = true;
         break;

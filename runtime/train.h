@@ -84,6 +84,14 @@ void bprt_optimizer_apply(const BprtOptSpec *o, double *hyper);
 
 /* ------------------------------------------------------------------ the loop (train.c) */
 
+/* Loss scaling (a model with desc->loss_scale_mode): a step whose loss and outputs are
+ * finite but whose gradients are not is skipped, not fatal; the loop writes a line for
+ * it on progress_out (unless quiet),
+ *   "step 12: gradients not finite at loss scale 65536; update skipped, loss scale now 32768"
+ * and counts it. This many skipped steps in a row stop the loop as a non-finite
+ * gradient does: no scale makes those gradients finite. */
+#define BPRT_TRAIN_MAX_SKIPS 64
+
 /* A step whose loss, outputs or gradients went non-finite, as the loop hands it to
  * BprtTrainOptions.on_nonfinite: the batch as the step got it and the parameter block,
  * the last good values (the loop checks before the update, so the failing step's update
@@ -159,6 +167,8 @@ typedef struct {
   int64_t steps;
   BprtEpochStats last;       /* the last epoch (all NAN if none ran) */
   bool nonfinite;            /* stopped on a non-finite loss or gradient */
+  int64_t skipped;           /* steps of this run skipped by loss scaling (non-finite
+                                gradients; each logged on progress_out) */
   /* stopped by *o->stop (bprt_train returned 0): where, and the checkpoint written
    * (NULL: none asked for) */
   bool interrupted;

@@ -537,7 +537,7 @@ static void test_needed_and_exports(void **state) {
     if (strncmp(name, "clf_", 4) != 0) fail_msg("unexpected exported symbol: %s", line);
     nexp++;
   }
-  assert_int_equal(nexp, 24);
+  assert_int_equal(nexp, 27);
   /* the header sits beside the library and compiles, together with another model's */
   Built r = build("reg.bp", reg_src, BPRT_OPT_SGD, 0.1);
   write_lib(&r, "reg_elf.so");
@@ -733,13 +733,100 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* Loss scaling through a library (--loss-scale dynamic, the whole pipeline): the
+ * descriptor carries the mode and the scale, P_loss_scale reads it; a loss times 2^112
+ * overflows its seed at 2^16, so the first P_train_step is skipped (parameters
+ * unchanged, P_last_step_skipped 1, the scale halved), the next runs; the library
+ * matches the JIT step for step, and its checkpoint holds the scaler. */
+static void test_loss_scaling(void **state) {
+  (void)state;
+  static const char src[] =
+      "model big(x: f32[B, 5], y: label[B, 3]) {\n"
+      "    h = tanh(dense_xavier(x, 19))\n"
+      "    output logits = dense(h, 3)\n"
+      "    loss 5192296858534827628530496329220096.0 * softmax_cross_entropy(logits, y)\n"
+      "}\n"
+      "train big {\n"
+      "    optimizer sgd(lr = 3.851859888774472e-35)\n"
+      "    loss_scale dynamic\n"
+      "}\n";
+  PipelineOptions po;
+  pipeline_options_default(&po);
+  po.codegen = (CgOptions){"native", 3, 2, false, false};
+  Compilation c;
+  pipeline_init_text(&c, "big.bp", src, strlen(src), &po);
+  assert_true(pipeline_run(&c, STAGE_LLVM));
+  const char *so = path_in(tmp, "big.so");
+  CgAotOptions ao = {"big.bp", NULL};
+  assert_int_equal(cg_aot_write(c.cg, so, &ao), 0);
+  const bprt_model_desc *d = cg_model_desc(c.cg);
+  assert_int_equal(d->loss_scale_mode, BPRT_LOSS_SCALE_DYNAMIC);
+  assert_true(d->loss_scale == 65536.0);
+  Lib l = open_lib(so, "big");
+  double (*loss_scale)(const void *);
+  int (*last_skipped)(const void *);
+  int64_t (*skipped_steps)(const void *);
+  memcpy(&loss_scale, (void *[]){sym(l.h, "big", "loss_scale")}, sizeof(void *));
+  memcpy(&last_skipped, (void *[]){sym(l.h, "big", "last_step_skipped")}, sizeof(void *));
+  memcpy(&skipped_steps, (void *[]){sym(l.h, "big", "skipped_steps")}, sizeof(void *));
+  assert_int_equal(cg_model_jit(c.cg), 0);
+  bprt_model *jit = bprt_model_create(d, 7);
+  void *aot = l.create(7);
+  assert_true(loss_scale(aot) == 65536.0);
+  assert_true(loss_scale(NULL) == 1.0);
+  enum { N = 32 };
+  float x[N * 5], la, lj;
+  int32_t y[N];
+  make_clf_batch(N, x, y);
+  const void *in[2] = {x, y};
+  bprt_param_info p0;
+  assert_int_equal(l.param(aot, 0, &p0), 0);
+  float before[5 * 19];
+  memcpy(before, p0.values, sizeof before);
+  assert_int_equal(l.train_step(aot, N, in, &la), 0);
+  assert_int_equal(bprt_model_train_step(jit, N, in, &lj), 0);
+  assert_true(la == lj && isfinite(la));
+  assert_int_equal(last_skipped(aot), 1);
+  assert_int_equal(skipped_steps(aot), 1);
+  assert_true(loss_scale(aot) == 32768.0);
+  assert_int_equal(l.get_step(aot), 1);
+  assert_memory_equal(p0.values, before, sizeof before);
+  for (int t = 0; t < 5; t++) {
+    assert_int_equal(l.train_step(aot, N, in, &la), 0);
+    assert_int_equal(bprt_model_train_step(jit, N, in, &lj), 0);
+    assert_true(la == lj);
+    assert_int_equal(last_skipped(aot), 0);
+  }
+  assert_memory_not_equal(p0.values, before, sizeof before);
+  for (int i = 0; i < d->nparams; i++) {
+    bprt_param_info a, j;
+    l.param(aot, i, &a);
+    bprt_model_param(jit, i, &j);
+    assert_memory_equal(a.values, j.values, sizeof(float) * (size_t)a.numel);
+    assert_memory_equal(a.grad, j.grad, sizeof(float) * (size_t)a.numel);
+  }
+  /* the checkpoint holds the scaler; a fresh library object resumes it */
+  const char *ck = path_in(tmp, "big.safetensors");
+  assert_int_equal(l.save(aot, ck), 0);
+  void *again = l.create(8);
+  assert_int_equal(l.load(again, ck), 0);
+  assert_true(loss_scale(again) == 32768.0);
+  assert_int_equal(skipped_steps(again), 1);
+  assert_int_equal(l.get_step(again), 6);
+  l.destroy(again);
+  l.destroy(aot);
+  bprt_model_destroy(jit);
+  dlclose(l.h);
+  pipeline_release(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_same_as_jit),          cmocka_unit_test(test_abi_misuse),
       cmocka_unit_test(test_checkpoints),          cmocka_unit_test(test_needed_and_exports),
       cmocka_unit_test(test_buffers),
       cmocka_unit_test(test_two_models_one_process), cmocka_unit_test(test_thread_outlives_dlclose),
-      cmocka_unit_test(test_write_failures),
+      cmocka_unit_test(test_write_failures),        cmocka_unit_test(test_loss_scaling),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -176,6 +176,24 @@ static void test_bad_descriptor(void **state) {
   assert_string_equal(bprt_last_error(), "tiny: the descriptor has no forward function");
 }
 
+/* A model whose products run on AMX tiles: created where Linux grants the tile state
+ * (this process asks, as bprt_model_create does), refused with the reason elsewhere. */
+static void test_uses_amx(void **state) {
+  (void)state;
+  bprt_model_desc d = tiny;
+  d.uses_amx = 1;
+  bprt_model *m = bprt_model_create(&d, 1);
+  if (bprt_amx_request()) {
+    assert_non_null(m);
+    bprt_model_destroy(m);
+  } else {
+    assert_null(m);
+    assert_string_equal(bprt_last_error(), "tiny: the model's products run on AMX tiles and this process may not use "
+                                           "them (the kernel refused arch_prctl ARCH_REQ_XCOMP_PERM); rebuild it with "
+                                           "BPCC_GEMM_BF16=dpbf16 or convert");
+  }
+}
+
 static void test_params(void **state) {
   (void)state;
   bprt_model *m = bprt_model_create(&tiny, 7);
@@ -264,9 +282,14 @@ static void test_misuse(void **state) {
   assert_int_equal(bprt_model_get_step(m), 0);
   assert_true(loss == -1);
   assert_error(bprt_model_set_hyper(m, BPRT_H__COUNT, 1), BPRT_E_RANGE,
-               "tiny: hyperparameter index 13 is out of range [0, 12) (step is set with set_step)");
+               "tiny: hyperparameter index 14 is out of range [0, 12) (step is set with set_step; the loss scale is "
+               "the loss scaler's)");
   assert_error(bprt_model_set_hyper(m, BPRT_H_STEP, 1), BPRT_E_RANGE,
-               "tiny: hyperparameter index 12 is out of range [0, 12) (step is set with set_step)");
+               "tiny: hyperparameter index 12 is out of range [0, 12) (step is set with set_step; the loss scale is "
+               "the loss scaler's)");
+  assert_error(bprt_model_set_hyper(m, BPRT_H_LOSS_SCALE, 2), BPRT_E_RANGE,
+               "tiny: hyperparameter index 13 is out of range [0, 12) (step is set with set_step; the loss scale is "
+               "the loss scaler's)");
   assert_error(bprt_model_set_lr(m, NAN), BPRT_E_ARG, "tiny: lr must be finite, got nan");
   assert_error(bprt_model_set_lr(m, -1), BPRT_E_ARG, "tiny: lr must be >= 0, got -1");
   assert_error(bprt_model_set_lr(NULL, 1), BPRT_E_ARG, "set_hyper: NULL model");
@@ -308,7 +331,7 @@ static void test_misuse(void **state) {
     if (h != BPRT_H_STEP) assert_true(now == before[h]);
   }
   double v;
-  assert_error(bprt_model_get_hyper(m, -1, &v), BPRT_E_RANGE, "tiny: hyperparameter index -1 is out of range [0, 13)");
+  assert_error(bprt_model_get_hyper(m, -1, &v), BPRT_E_RANGE, "tiny: hyperparameter index -1 is out of range [0, 14)");
   assert_error(bprt_model_get_hyper(m, 0, NULL), BPRT_E_ARG, "get_hyper: NULL value pointer");
   assert_error(bprt_model_save(m, NULL), BPRT_E_ARG, "save: NULL path");
   assert_error(bprt_model_load(NULL, "x"), BPRT_E_ARG, "load: NULL model");
@@ -712,7 +735,7 @@ int main(void) {
       cmocka_unit_test(test_misuse),             cmocka_unit_test(test_train),
       cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad),
       cmocka_unit_test(test_alloc_failures),     cmocka_unit_test(test_optimizer_table),
-      cmocka_unit_test(test_checkpoint_hints),
+      cmocka_unit_test(test_checkpoint_hints),   cmocka_unit_test(test_uses_amx),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

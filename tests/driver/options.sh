@@ -85,7 +85,7 @@ done < "$T/table"
 
 # --print-after=STAGE works for every stage --help lists, alone and with a command
 stages=$("$BPCC" --help | sed -n '/--print-after=STAGE  print/,/--verify-each/p' | awk 'NF >= 2 && $1 ~ /^[a-z]+$/ {print $1}')
-[ "$(echo "$stages" | wc -w)" -eq 10 ] || die "--help lists these stages: $stages"
+[ "$(echo "$stages" | wc -w)" -eq 11 ] || die "--help lists these stages: $stages"
 for s in $stages; do
   "$BPCC" --print-after="$s" --verify-each "$SRC/examples/mnist_mlp.bp" > "$T/pa" 2> "$T/err" || { cat "$T/err"; die "--print-after=$s"; }
   [ -s "$T/pa" ] || die "--print-after=$s printed nothing"

@@ -2,7 +2,7 @@
  * text, run the named passes one by one, print the result. The golden tests
  * (tests/passes/golden) run it and pipe its output to FileCheck (see run_filecheck.sh).
  *
- *   ir_opt [--passes=canonicalize,autodiff,simplify] [-fno-softmax-xent]
+ *   ir_opt [--passes=canonicalize,autodiff,simplify,precision-bf16] [-fno-softmax-xent]
  *          [-fno-log-softmax] [-fno-fuse-attention] FILE.ir
  *
  * Without --passes it runs bpcc's pipeline (driver/pipeline.c) from the lowered IR to
@@ -10,6 +10,16 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 #include "tests/compile.h"
+
+/* The precision pass at each low type (passes/precision.c). */
+static Func *precision_bf16(Func *f, const PassOptions *opt) {
+  (void)opt;
+  return pass_precision(f, DT_BF16);
+}
+static Func *precision_f16(Func *f, const PassOptions *opt) {
+  (void)opt;
+  return pass_precision(f, DT_F16);
+}
 
 /* The passes a golden test may name, each run alone on the function. */
 static const struct {
@@ -19,6 +29,8 @@ static const struct {
     {"canonicalize", pass_canonicalize},
     {"autodiff", pass_autodiff},
     {"simplify", pass_simplify},
+    {"precision-bf16", precision_bf16},
+    {"precision-f16", precision_f16},
 };
 
 #include <stdlib.h>

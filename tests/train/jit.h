@@ -46,6 +46,37 @@ static inline bool test_jit(TestJit *j, const char *text, int optimizer, const d
   return true;
 }
 
+/* As test_jit, with loss scaling (bprt_loss_scale_mode and its scale) compiled in, as
+ * `--loss-scale` compiles it: the backward seeded with `loss_scale`, the descriptor's
+ * mode and initial scale set. */
+static inline bool test_jit_scaled(TestJit *j, const char *text, int optimizer, const double *hyper, int mode,
+                                   double scale) {
+  memset(j, 0, sizeof *j);
+  j->arena = arena_new();
+  FeUnit *u = fe_compile_text(j->arena, "test.bp", text, strlen(text));
+  if (!u || diag_error_count() || u->nmodels < 1) return false;
+  FeModel *fm = u->models[0];
+  j->train = fm->train;
+  j->module = ir_module_new();
+  Func *f = fe_lower(j->module, fm);
+  PassOptions po;
+  pass_options_default(&po);
+  po.loss_scale = mode != BPRT_LOSS_SCALE_OFF;
+  Func *g = test_grad(f, &po);
+  if (!g) return false;
+  bprt_optimizer_config opt;
+  bprt_optimizer_init(&opt, optimizer);
+  if (hyper) memcpy(opt.hyper, hyper, sizeof opt.hyper);
+  CgOptions co = {"native", 2, 2, false, false};
+  j->cg = test_build(f, g, &opt, &co);
+  if (!j->cg || cg_model_jit(j->cg) != 0) return false;
+  bprt_model_desc *d = cg_model_desc(j->cg);
+  d->loss_scale_mode = mode;
+  d->loss_scale = scale;
+  j->desc = d;
+  return true;
+}
+
 static inline void test_jit_free(TestJit *j) {
   if (j->cg) cg_model_free(j->cg);
   if (j->module) ir_module_free(j->module);

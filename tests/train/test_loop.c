@@ -671,6 +671,171 @@ static void test_output(void **state) {
   test_jit_free(&j);
 }
 
+/* ------------------------------------------------------------ loss scaling */
+
+static bprt_model *train_scaled(const char *bp, int optimizer, const double *hyper, int mode, double scale,
+                                BprtTrainOptions *o, const BprtDataset *tr, BprtTrainResult *r, TestJit *j) {
+  assert_true(test_jit_scaled(j, bp, optimizer, hyper, mode, scale));
+  bprt_model *m = bprt_model_create(j->desc, o->seed);
+  assert_non_null(m);
+  int rc = bprt_train(m, tr, NULL, o, r);
+  if (rc) fprintf(stderr, "bprt_train: %s\n", bprt_last_error());
+  assert_int_equal(rc, 0);
+  return m;
+}
+
+/* In f32 a power-of-two loss scale changes no bit: the gradients come out scaled by
+ * 2^k exactly and are unscaled by 2^-k exactly, so the parameters and the optimizer
+ * state after training equal those without scaling; with dropout (the masks' step),
+ * Adam, and SGD with momentum, weight decay and clipping (the norm of the unscaled
+ * gradients). */
+static void test_loss_scale_f32_bit_identical(void **state) {
+  (void)state;
+  BprtDataset *tr = bprt_gen_spiral(300, 3, 0.2, 7);
+  FILE *sink = devnull();
+  for (int opt = 0; opt < 2; opt++) {
+    bprt_optimizer_config d;
+    bprt_optimizer_init(&d, opt ? BPRT_OPT_SGD : BPRT_OPT_ADAM);
+    d.hyper[BPRT_H_LR] = opt ? 0.05 : 1e-2;
+    if (opt) {
+      d.hyper[BPRT_H_MOMENTUM] = 0.9;
+      d.hyper[BPRT_H_WEIGHT_DECAY] = 1e-3;
+      d.hyper[BPRT_H_CLIP] = 0.5;
+    }
+    BprtTrainOptions o;
+    bprt_train_options_defaults(&o);
+    o.batch = 32;
+    o.seed = 3;
+    o.epochs = 3;
+    o.out = o.progress_out = sink;
+    o.progress = 0;
+    bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, d.hyper[BPRT_H_LR]);
+    static const struct {
+      int mode;
+      double scale;
+    } runs[] = {{BPRT_LOSS_SCALE_OFF, 1}, {BPRT_LOSS_SCALE_FIXED, 1024}, {BPRT_LOSS_SCALE_FIXED, 0.125},
+                {BPRT_LOSS_SCALE_DYNAMIC, BPRT_LOSS_SCALE_INIT}};
+    TestJit j[4];
+    bprt_model *m[4];
+    BprtTrainResult r[4];
+    for (int k = 0; k < 4; k++)
+      m[k] = train_scaled(spiral_bp, d.kind, d.hyper, runs[k].mode, runs[k].scale, &o, tr, &r[k], &j[k]);
+    for (int k = 1; k < 4; k++) {
+      assert_int_equal(r[k].skipped, 0);
+      assert_true(r[k].last.loss == r[0].last.loss);
+      assert_memory_equal(bprt_model_params(m[k]), bprt_model_params(m[0]), sizeof(float) * (size_t)j[0].desc->param_floats);
+      assert_memory_equal(bprt_model_opt_state(m[k]), bprt_model_opt_state(m[0]),
+                          sizeof(float) * (size_t)j[0].desc->opt_state_floats);
+    }
+    assert_true(bprt_model_loss_scale(m[3]) == 65536.0);
+    for (int k = 0; k < 4; k++) {
+      bprt_model_destroy(m[k]);
+      test_jit_free(&j[k]);
+    }
+  }
+  fclose(sink);
+  bprt_dataset_free(tr);
+}
+
+/* The loss times 2^112: at the initial scale 2^16 its seed overflows f32 (2^128), so the
+ * first steps are skipped and logged while the scale backs off, then training goes on
+ * and the loss falls. The lines on progress_out are
+ * one per skipped step, the result counts them, and a run of 2 epochs + resume 2 gives
+ * the checkpoint of 4 in one run, byte for byte (the scaler's state included). */
+static const char *overflow_bp =
+    "model spiral(x: f32[B, 2], y: label[B, 3]) {\n"
+    "    h1     = tanh(dense_xavier(x, 16))\n"
+    "    logits = dense_xavier(h1, 3)\n"
+    "    output probs = softmax(logits)\n"
+    "    loss 5192296858534827628530496329220096.0 * softmax_cross_entropy(logits, y)\n"
+    "}\n";
+
+static void test_loss_scale_skips_logged(void **state) {
+  (void)state;
+  BprtDataset *tr = bprt_gen_spiral(300, 3, 0.2, 7);
+  char *dir = test_tmpdir();
+  char *log = test_path(dir, "progress.txt");
+  char *pa = test_path(dir, "a.safetensors"), *pb = test_path(dir, "b.safetensors"), *pc = test_path(dir, "c.safetensors");
+  FILE *sink = devnull(), *perr = fopen(log, "w");
+  /* sgd with momentum at lr 0.2 / 2^112 (Adam's second moment would overflow f32 with
+   * gradients of 1e33) */
+  bprt_optimizer_config d;
+  bprt_optimizer_init(&d, BPRT_OPT_SGD);
+  d.hyper[BPRT_H_LR] = ldexp(0.2, -112);
+  d.hyper[BPRT_H_MOMENTUM] = 0.9;
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  o.batch = 32;
+  o.seed = 3;
+  o.epochs = 4;
+  o.out = sink;
+  o.progress_out = perr;
+  o.progress = 0;
+  o.save_path = pa;
+  bprt_schedule_init(&o.schedule, BPRT_SCHED_CONSTANT, d.hyper[BPRT_H_LR]);
+  TestJit j;
+  BprtTrainResult r;
+  assert_true(test_jit_scaled(&j, overflow_bp, BPRT_OPT_SGD, d.hyper, BPRT_LOSS_SCALE_DYNAMIC, BPRT_LOSS_SCALE_INIT));
+  bprt_model *m = bprt_model_create(j.desc, o.seed);
+  double loss0, acc0;
+  assert_int_equal(bprt_evaluate(m, tr, 32, &loss0, &acc0), 0);
+  assert_int_equal(bprt_train(m, tr, NULL, &o, &r), 0);
+  fclose(perr);
+  assert_true(r.skipped >= 1);
+  bprt_loss_scaler sc;
+  assert_int_equal(bprt_model_scaler(m, &sc), BPRT_OK);
+  assert_int_equal((int64_t)sc.skipped, r.skipped);
+  assert_true(sc.scale == ldexp(65536.0, -(int)r.skipped));   /* 40 steps: no growth yet */
+  assert_int_equal(bprt_model_get_step(m), 40);
+  char *text = test_slurp(log, NULL);
+  assert_non_null(text);
+  assert_ptr_equal(strstr(text, "step 1: gradients not finite at loss scale 65536; update skipped, loss scale now 32768\n"),
+                   text);
+  int lines = 0;
+  for (char *p = text; (p = strstr(p, "; update skipped, loss scale now ")); p++) lines++;
+  assert_int_equal(lines, r.skipped);
+  free(text);
+  /* the loss fell: the last epoch's mean below 90% of the loss before training */
+  assert_true(isfinite(r.last.loss) && r.last.loss < 0.9 * loss0);
+
+  /* resume: 2 epochs, then 2 more, equal the 4 in one run */
+  FILE *perr2 = devnull();
+  o.progress_out = perr2;
+  o.epochs = 2;
+  o.save_path = pb;
+  bprt_model *m2 = bprt_model_create(j.desc, o.seed);
+  assert_int_equal(bprt_train(m2, tr, NULL, &o, &r), 0);
+  bprt_model_destroy(m2);
+  o.epochs = 4;
+  o.save_path = pc;
+  o.resume_path = pb;
+  m2 = bprt_model_create(j.desc, o.seed);
+  assert_int_equal(bprt_train(m2, tr, NULL, &o, &r), 0);
+  size_t na, nc;
+  char *fa = test_slurp(pa, &na), *fc = test_slurp(pc, &nc);
+  assert_non_null(fa);
+  assert_non_null(fc);
+  assert_int_equal(na, nc);
+  assert_memory_equal(fa, fc, na);
+  BprtCheckpoint *ck = bprt_st_read(pa);
+  assert_non_null(ck);
+  char want[64];
+  snprintf(want, sizeof want, "%lld", (long long)sc.skipped);
+  assert_string_equal(bprt_st_meta(ck, "skipped_steps"), want);
+  snprintf(want, sizeof want, "%.17g", sc.scale);
+  assert_string_equal(bprt_st_meta(ck, "loss_scale"), want);
+  bprt_st_free(ck);
+  free(fa), free(fc);
+  bprt_model_destroy(m2);
+  bprt_model_destroy(m);
+  test_jit_free(&j);
+  fclose(sink);
+  fclose(perr2);
+  unlink(log), unlink(pa), unlink(pb), unlink(pc), rmdir(dir);
+  free(log), free(pa), free(pb), free(pc), free(dir);
+  bprt_dataset_free(tr);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resume_constant),
@@ -684,6 +849,8 @@ int main(void) {
       cmocka_unit_test(test_data_checks_and_eval),
       cmocka_unit_test(test_output),
       cmocka_unit_test(test_unreached_param_unchanged),
+      cmocka_unit_test(test_loss_scale_f32_bit_identical),
+      cmocka_unit_test(test_loss_scale_skips_logged),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

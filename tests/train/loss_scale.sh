@@ -1,0 +1,82 @@
+#!/bin/sh
+# tests/train/loss_scale.sh BPCC SOURCE_DIR — loss scaling from the command line (issue
+# 15): --loss-scale and the train block's loss_scale, the line of each skipped step, the
+# final line's count, resume byte for byte with the scaler's state, the stop after 64
+# skipped steps in a row, and each bad value a located one-line error with status 1.
+set -u
+BPCC=$1
+SRC=$2
+. "$SRC/tests/lib.sh"
+t_setup train-loss-scale
+SPIRAL=$SRC/examples/spiral.bp
+
+# 1. bad values, and the commands that derive no gradient
+expect_error_exact "bpcc: error: --loss-scale '0': must be 'dynamic', 'off' or a positive finite number" \
+  train "$SPIRAL" --data spiral --loss-scale 0
+expect_error_exact "bpcc: error: --loss-scale '1e39': must lie within f32's normal range (1.2e-38 to 3.4e38)" \
+  train "$SPIRAL" --data spiral --loss-scale 1e39
+expect_error_exact "bpcc: error: --loss-scale 'static': must be 'dynamic', 'off' or a positive finite number" \
+  --emit=grad-ir "$SPIRAL" --loss-scale static
+expect_error_exact "bpcc: error: --loss-scale does nothing for eval: it scales the loss of a training step, and this command derives no gradient" \
+  eval "$SPIRAL" --weights "$T/none.st" --data spiral --loss-scale 8
+
+expect_error_exact "bpcc: error: --loss-scale does nothing for gradcheck: gradcheck checks the unscaled gradient (its interpreter seeds the backward with 1)" \
+  gradcheck "$SPIRAL" --loss-scale dynamic
+
+# 2. the seed of the backward: `loss_scale` with --loss-scale, the constant 1 without
+"$BPCC" --emit=grad-ir "$SPIRAL" --loss-scale dynamic > "$T/ir" || fail "emit grad-ir"
+grep -Eq '^  %[0-9]+ = loss_scale : f32\[\] +# .*\[seed from %[0-9]+\]$' "$T/ir" || { fail "no loss_scale seed"; cat "$T/ir"; }
+"$BPCC" --emit=grad-ir "$SPIRAL" > "$T/ir0" || fail "emit grad-ir (off)"
+grep -q 'loss_scale' "$T/ir0" && fail "loss_scale without --loss-scale"
+
+# 3. a loss times 2^112: at the initial scale 2^16 its seed overflows f32, so step 1 is
+# skipped and logged, then the scale holds and the loss falls (sgd with lr 0.2 / 2^112)
+cat > "$T/big.bp" <<'EOF2'
+model big(x: f32[B, 2], y: label[B, 3]) {
+    h1     = tanh(dense_xavier(x, 16))
+    logits = dense_xavier(h1, 3)
+    output probs = softmax(logits)
+    loss 5192296858534827628530496329220096.0 * softmax_cross_entropy(logits, y)
+}
+train big {
+    optimizer sgd(lr = 3.851859888774472e-35, momentum = 0.9)
+    seed 3
+    epochs 4
+    loss_scale dynamic
+}
+EOF2
+"$BPCC" train "$T/big.bp" --data spiral:n=300 --save "$T/a.st" > "$T/out" 2> "$T/err" || { fail "train big"; cat "$T/err"; }
+[ "$(cat "$T/err")" = "step 1: gradients not finite at loss scale 65536; update skipped, loss scale now 32768" ] ||
+  { fail "the skipped step's line"; cat "$T/err"; }
+grep -q ', loss scale dynamic from 65536$' "$T/out" || { fail "settings line"; cat "$T/out"; }
+grep -q '; 1 step skipped, loss scale 32768; saved ' "$T/out" || { fail "final line"; cat "$T/out"; }
+first=$(sed -n 's/^epoch 1\/4  loss \([^ ]*\) .*/\1/p' "$T/out")
+last=$(sed -n 's/^epoch 4\/4  loss \([^ ]*\) .*/\1/p' "$T/out")
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(a != "" && b + 0 < 0.9 * a) }' || fail "the loss did not fall: $first -> $last"
+# --quiet: no line per skipped step
+"$BPCC" train "$T/big.bp" --data spiral:n=300 --quiet > /dev/null 2> "$T/errq" || fail "train big --quiet"
+[ -s "$T/errq" ] && { fail "--quiet printed a skipped step"; cat "$T/errq"; }
+# resume: 2 epochs + 2 equal 4, byte for byte (skipped_steps, loss_scale in the metadata)
+"$BPCC" train "$T/big.bp" --data spiral:n=300 --epochs 2 --save "$T/b.st" --quiet > /dev/null 2>&1 || fail "train 2"
+"$BPCC" train "$T/big.bp" --data spiral:n=300 --resume "$T/b.st" --save "$T/c.st" --quiet > /dev/null 2>&1 || fail "resume"
+cmp -s "$T/a.st" "$T/c.st" || fail "4 epochs and 2 + resume 2 differ"
+grep -aq '"skipped_steps":"1","loss_scale":"32768","loss_scale_good_steps":"39"' "$T/a.st" || fail "scaler metadata"
+# a fixed scale from the command line over the block's dynamic one: never changes, skips
+# every step (2^112 * 2^16 overflows at each), and 64 in a row stop training
+expect_error_has "first in the gradients of 64 steps in a row, skipped by loss scaling down to scale 65536 (no scale makes them finite); training stopped, no checkpoint was written" \
+  train "$T/big.bp" --data spiral:n=3000 --loss-scale 65536
+[ "$(grep -c '^step [0-9]*: gradients not finite at loss scale 65536 (fixed); update skipped$' "$T/err")" = 64 ] ||
+  fail "64 lines of skipped steps"
+
+# 4. gradients that no scale makes finite (sqrt at 0): the stop names the tensor
+cat > "$T/nan.bp" <<'EOF2'
+model nan(x: f32[B, 2], y: label[B, 3]) {
+    logits = dense(x, 3)
+    output probs = softmax(logits)
+    loss softmax_cross_entropy(logits, y) + mean(sqrt(logits * 0.0))
+}
+EOF2
+expect_error_has "non-finite value at step 64 (epoch 1, batch 64 of 94): first in the div of the backward pass (rule sqrt.dx) at $T/nan.bp:4:50 (inf), at the last of the gradients of 64 steps in a row, skipped by loss scaling down to scale 3.55271368e-15" \
+  train "$T/nan.bp" --data spiral:n=3000 --loss-scale dynamic
+
+t_done train_loss_scale
