@@ -31,6 +31,8 @@
  *    epilogue    d = add(c, bias[N])                bias add, per final C tile
  *                e = relu|tanh|sigmoid(d or c)      activation (OPF_ACT), same tile
  *                g = relu_grad(x, c)                backward (OPF_ACT_GRAD): dy * (x > 0)
+ *                (x may be cast(x16) to f32, x16 a 16-bit value before the product
+ *                and the cast read by the mask alone: the epilogue loads x16)
  *                g = tanh_grad(y, c)                          dy * (1 - y^2)
  *                g = sigmoid_grad(y, c)                       dy * y (1 - y)
  *                conv2d(x, W) [B,O,H,W] heads the same chain: add(c, bias[O,1,1])
@@ -238,6 +240,16 @@ static int epilogue_chain(const Ctx *c, int32_t g, int32_t *m) {
     }
     if (!conv && is_mask(ui->op) && ui->args[1] == g && ui->args[0] != g && ui->args[0] < g &&
         f->insts[ui->args[0]].op != OP_CONST) {
+      m[n++] = u;
+      return n;
+    }
+    /* mask(cast(x16), g): the saved value kept in 16 bits, cast back to f32 for the
+     * mask alone (after g, as the precision pass places it): the epilogue reads x16 */
+    int32_t x = ui->args[0];
+    const Inst *xi = &f->insts[x];
+    if (!conv && is_mask(ui->op) && ui->args[1] == g && x > g && xi->op == OP_CAST && xi->args[0] < g &&
+        ir_dtype_is_low(ir_vtype(f, xi->args[0])->dtype) && single_user(c, x) == u && free_member(c, x)) {
+      m[n++] = x;
       m[n++] = u;
       return n;
     }

@@ -349,13 +349,16 @@ static void test_plan(void **state) {
 
 /* ------------------------------------------------------------------ 3. models */
 
-/* plan_ir's types with bf16 and f16 swapped where asked: the text with "LOW" replaced */
-static char *with_low(const char *text, const char *low) {
-  size_t n = strlen(text) + 64 * strlen(low) + 1, k = 0;
+/* text with every "LOW" replaced by low and every "ACT" by act */
+static char *with_act(const char *text, const char *low, const char *act) {
+  size_t n = strlen(text) + 64 * (strlen(low) + strlen(act)) + 1, k = 0;
   char *out = malloc(n);
   for (const char *p = text; *p;) {
     if (strncmp(p, "LOW", 3) == 0) {
       k += (size_t)snprintf(out + k, n - k, "%s", low);
+      p += 3;
+    } else if (strncmp(p, "ACT", 3) == 0) {
+      k += (size_t)snprintf(out + k, n - k, "%s", act);
       p += 3;
     } else {
       out[k++] = *p++;
@@ -364,6 +367,7 @@ static char *with_low(const char *text, const char *low) {
   out[k] = 0;
   return out;
 }
+static char *with_low(const char *text, const char *low) { return with_act(text, low, "relu"); }
 
 /* forward: single products of rank 3 (matmul, matmul_nt: M = B 6), a batched product,
  * each with the 16-bit store of its epilogue or an ew cast, bias and activations */
@@ -455,6 +459,45 @@ static char *mlp_text(const char *low, bool bias) {
   return out;
 }
 
+/* As passes/precision.c keeps a pre-activation that relu_grad reads: cast to 16 bits
+ * in forward, back to f32 in backward right before the mask, which then takes it in
+ * its product's epilogue (the 16-bit aux), and the mask's result cast for the last
+ * product (the epilogue's 16-bit store; C a scratch slot). */
+static const char *kept_ir =
+    "func @kept {\n"
+    "  %0 = input \"x\" : f32[B,12]\n"
+    "  %1 = input \"y\" : label[B,6]\n"
+    "  %2 = param \"W\" he_normal : f32[12,16]\n"
+    "  %3 = param \"V\" xavier_normal : f32[16,6]\n"
+    "  %4 = cast %0 : LOW[B,12]\n"
+    "  %5 = cast %2 : LOW[12,16]\n"
+    "  %6 = matmul %4, %5 : f32[B,16]\n"
+    "  %7 = cast %6 : LOW[B,16]\n"
+    "  %8 = ACT %6 : f32[B,16]\n"
+    "  %9 = cast %8 : LOW[B,16]\n"
+    "  %10 = cast %3 : LOW[16,6]\n"
+    "  %11 = matmul %9, %10 : f32[B,6]\n"
+    "  %12 = softmax_xent %11, %1 : f32[B]\n"
+    "  %13 = mean %12 axis=all : f32[]\n"
+    "  loss %13\n"
+    "  %15 = size %0 axis=0 : f32[]\n"
+    "  %16 = const value=1 : f32[]\n"
+    "  %17 = div %16, %15 : f32[]\n"
+    "  %18 = softmax %11 axis=1 : f32[B,6]\n"
+    "  %19 = onehot %1 : f32[B,6]\n"
+    "  %20 = sub %18, %19 : f32[B,6]\n"
+    "  %21 = mul %20, %17 : f32[B,6]\n"
+    "  %22 = cast %21 : LOW[B,6]\n"
+    "  %23 = matmul_tn %9, %22 : f32[16,6]\n"
+    "  %24 = matmul_nt %22, %10 : f32[B,16]\n"
+    "  %25 = cast %7 : f32[B,16]\n"
+    "  %26 = ACT_grad %25, %24 : f32[B,16]\n"
+    "  %27 = cast %26 : LOW[B,16]\n"
+    "  %28 = matmul_tn %4, %27 : f32[12,16]\n"
+    "  grad %2, %28\n"
+    "  grad %3, %23\n"
+    "}\n";
+
 static void test_models(void **state) {
   (void)state;
   static const char *lows[2] = {"bf16", "f16"};
@@ -474,6 +517,13 @@ static void test_models(void **state) {
         for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_forward(f, batches[b], ulp[0], &cfg), 0);
         ir_module_free(f->mod);
       }
+      for (int act = 0; act < 2; act++) {   /* relu_grad reads the aux's sign, gelu_grad its value */
+        text = with_act(kept_ir, lows[l], act ? "gelu" : "relu");
+        Func *k = parse(text, "kept");
+        for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_grad(k, k, batches[b] + 10, ulp[l], &cfg), 0);
+        ir_module_free(k->mod);
+        free(text);
+      }
       for (int bias = 0; bias < 2; bias++) {
         text = mlp_text(lows[l], bias);
         Func *g = parse(text, "mlp");
@@ -484,7 +534,8 @@ static void test_models(void **state) {
     }
 }
 
-/* The plans of the training step: the 16-bit stores in the epilogues */
+/* The plans of the training steps: the 16-bit stores and the 16-bit aux in the
+ * epilogues */
 static void test_plan_mlp(void **state) {
   (void)state;
   for (int bias = 0; bias < 2; bias++) {
@@ -506,6 +557,17 @@ static void test_plan_mlp(void **state) {
     ir_module_free(f->mod);
     free(text);
   }
+  char *text = with_act(kept_ir, "f16", "gelu");
+  Func *f = parse(text, "kept");
+  Arena *a = arena_new();
+  char desc[1024];
+  KernelPlan *s = plan(a, f, desc, sizeof desc);
+  assert_string_equal(desc, "matmul+gelu+cast\nsoftmax_xent+softmax+onehot+sub+mul\nmatmul_nt+cast+gelu_grad+cast\n");
+  assert_true(s->internal[25]);    /* the f32 copy of the kept pre-activation: never stored */
+  assert_false(s->internal[26]);   /* C of the mask's product, cast to f16 for the last one */
+  arena_free(a);
+  ir_module_free(f->mod);
+  free(text);
 }
 
 /* ------------------------------------------------------------------ 4. refused */
