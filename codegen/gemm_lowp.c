@@ -563,11 +563,11 @@ static LLVMValueRef build_lowp_core(Cg *cg, int kind) {
   }
   LLVMValueRef aqc = LLVMBuildICmp(B, LLVMIntEQ, ars, one, "aqc");
   LLVMValueRef bqc = LLVMBuildICmp(B, LLVMIntEQ, bcs, one, "bqc");
-  CgLoop jc = cg_loop_begin(cg, c64(cg, 0), N, c64(cg, CG_GEMM_NC));
-  LLVMValueRef nc = cg_min_i64(cg, c64(cg, CG_GEMM_NC), sub(cg, N, jc.iv));
+  CgLoop jc = cg_loop_begin(cg, c64(cg, 0), N, c64(cg, cg->NC));
+  LLVMValueRef nc = cg_min_i64(cg, c64(cg, cg->NC), sub(cg, N, jc.iv));
   /* K in equal blocks of at most KC, each a multiple of KQ but the last (pairs and AMX
    * steps never straddle two blocks) */
-  LLVMValueRef nkb = LLVMBuildSDiv(B, add(cg, K, c64(cg, CG_GEMM_KC - 1)), c64(cg, CG_GEMM_KC), "");
+  LLVMValueRef nkb = LLVMBuildSDiv(B, add(cg, K, c64(cg, cg->KC - 1)), c64(cg, cg->KC), "");
   LLVMValueRef kstep = LLVMBuildSDiv(B, add(cg, K, sub(cg, nkb, one)), nkb, "");
   kstep = LLVMBuildAnd(B, add(cg, kstep, c64(cg, KQ - 1)), c64(cg, -(int64_t)KQ), "kstep");
   CgLoop pc = cg_loop_begin(cg, c64(cg, 0), K, kstep);
