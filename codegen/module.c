@@ -87,7 +87,9 @@ void cg_model_free(CgModel *m) {
 int64_t cg_workspace_extra(const CgOptions *o, const KernelPlan *fwd, const KernelPlan *grad, int elem_bytes) {
   const KernelPlan *plans[2] = {fwd, grad};
   int64_t a, b, col;
-  cg_gemm_pack_sizes(plans, 2, &a, &b, &col);
+  CgBlocking bk;
+  cg_blocking(o, &bk);
+  cg_gemm_pack_sizes(plans, 2, &bk, &a, &b, &col);
   return (a + b + col) * elem_bytes * cg_gemm_chunks(o);
 }
 
@@ -620,8 +622,9 @@ CgModel *cg_model_build(const CgModelInput *in) {
   Cg *cg = &b.cg;
   cg->C = m->C, cg->M = m->M, cg->B = LLVMCreateBuilderInContext(m->C);
   cg->W = lanes;
-  cg->NR = lanes == 1 ? 4 : 2 * lanes;
-  cg->MR = lanes == 16 ? 12 : lanes == 1 ? 4 : 6;
+  CgBlocking bk;
+  cg_blocking(o, &bk);
+  cg->MR = bk.mr, cg->NR = bk.nr, cg->KC = bk.kc, cg->MC = bk.mc, cg->NC = bk.nc;
   cg->gemm_chunks = cg_gemm_chunks(o);
   cg->prefer512 = lanes == 16;
   cg->esize = 4;
@@ -640,7 +643,7 @@ CgModel *cg_model_build(const CgModelInput *in) {
   bool ok = build_tables(&b);
   const ModelMemory *mm = in->mem;
   const KernelPlan *plans[2] = {in->fwd, in->grad};
-  cg_gemm_pack_sizes(plans, 2, &cg->pack_a_floats, &cg->pack_b_floats, &cg->conv_col_floats);
+  cg_gemm_pack_sizes(plans, 2, &bk, &cg->pack_a_floats, &cg->pack_b_floats, &cg->conv_col_floats);
   b.pack_bytes = cg_gemm_pack_floats(cg) * cg->esize * cg->gemm_chunks;
   if (ok && (b.pack_bytes != mm->extra || mm->elem_bytes != cg->esize)) {
     diag_error(SRCLOC_NONE, "codegen: the memory plan keeps %lld bytes of %d-byte elements for the product buffers, "
