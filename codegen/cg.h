@@ -202,9 +202,13 @@ enum {
    * sums of the K blocks accumulate there (a product whose only result is 16-bit gives
    * C a scratch slot that dies after the kernel). */
   CG_EP_STORE_BF16 = 65536, CG_EP_STORE_F16 = 131072,
-  CG_EP__LIMIT = 262144
+  /* aux (a mask's saved value) is a 16-bit buffer, widened on load: the mask's
+   * operand is a cast back to f32 of a value kept in 16 bits (kernel_plan.c) */
+  CG_EP_AUX_BF16 = 262144, CG_EP_AUX_F16 = 524288,
+  CG_EP__LIMIT = 1048576
 };
 #define CG_EP_STORE16 (CG_EP_STORE_BF16 | CG_EP_STORE_F16)
+#define CG_EP_AUX16 (CG_EP_AUX_BF16 | CG_EP_AUX_F16)
 #define CG_EP_ACTS (CG_EP_RELU | CG_EP_TANH | CG_EP_SIGMOID | CG_EP_GELU | CG_EP_GELU_TANH)
 #define CG_EP_MASKS (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD | CG_EP_GELU_GRAD | CG_EP_GELU_TANH_GRAD)
 /* The activation op of an epilogue's flags (OP_INPUT: none), its derivative mask op,

@@ -793,7 +793,12 @@ static void epi_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   for (int k = 0; k < CG_EPV__COUNT; k++)
     if (c->rowv[k]) rv[k] = cg_is_vec(T) ? cg_splat(cg, c->rowv[k], T) : c->rowv[k];
   x = cg_ep_channel(cg, c->flags, x, rv);
-  if (c->flags & CG_EP_MASKS) x = epi_inst(cg, cg_ep_mask(c->flags), cg_load(cg, T, c->aux, idx), x);
+  if (c->flags & CG_EP_MASKS) {
+    LLVMValueRef aux = c->flags & CG_EP_AUX16
+                           ? cg_load_elem(cg, T, c->flags & CG_EP_AUX_BF16 ? CG_ELEM_BF16 : CG_ELEM_F16, c->aux, idx)
+                           : cg_load(cg, T, c->aux, idx);
+    x = epi_inst(cg, cg_ep_mask(c->flags), aux, x);
+  }
   bool pre = c->flags & CG_EP_ACTS && c->flags & CG_EP_STORE_PRE;
   LLVMValueRef y = c->flags & CG_EP_ACTS ? epi_inst(cg, cg_ep_act(c->flags), x, NULL) : x;
   cg_store(cg, pre ? x : y, c->C, idx);
@@ -932,7 +937,8 @@ void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRe
                       LLVMValueRef *ectx) {
   *efn = LLVMConstNull(cg->t_ptr), *ectx = LLVMConstNull(cg->t_ptr);
   if (!ep || !ep->flags) return;
-  if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT || (ep->flags & CG_EP_STORE16) == CG_EP_STORE16)
+  if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT || (ep->flags & CG_EP_STORE16) == CG_EP_STORE16 ||
+      (ep->flags & CG_EP_AUX16) == CG_EP_AUX16 || (ep->flags & CG_EP_AUX16 && !(ep->flags & CG_EP_MASKS)))
     ir_die("cg_gemm: epilogue flags %d", ep->flags);
   char name[48];   /* one function per flag set, built on first use */
   snprintf(name, sizeof name, "bpcc_gemm_epilogue_%d", ep->flags);
