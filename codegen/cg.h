@@ -18,7 +18,8 @@
 #include "codegen/codegen.h"
 #include "passes/passes.h"
 
-/* GEMM cache blocking (floats): A blocks MC x KC live in L2, B panels KC x NR in L1. */
+/* The GEMM's default cache blocks (elements): blocking.c's choice for targets it has
+ * no rule for, and a Cg's where its builder sets none (cg_init_types). */
 #define CG_GEMM_KC 256
 #define CG_GEMM_MC 144
 #define CG_GEMM_NC 2048
@@ -26,8 +27,11 @@
  * loads and stores of C rows 4 KiB apart are slow), NC16 columns */
 #define CG_GEMM_KC16 1024
 #define CG_GEMM_NC16 512
-/* Below this many multiply-adds a matrix product runs on one thread. */
+/* Below this many multiply-adds a matrix product runs on one thread, unless it has a
+ * quarter of them and its operands and result hold CG_GEMM_PARALLEL_FLOATS or more
+ * elements (a pass over 512 KiB that two cores share: M2's output layer). */
 #define CG_GEMM_PARALLEL_MACS (1 << 22)
+#define CG_GEMM_PARALLEL_FLOATS (1 << 17)
 
 typedef struct Cg {
   LLVMContextRef C;
@@ -36,6 +40,8 @@ typedef struct Cg {
   int W;                 /* elements per vector (16 f32 or 8 f64 on AVX-512); 1 = scalar */
   int esize;             /* bytes per element: 4 (f32 model) or 8 (f64 model) */
   int MR, NR;            /* GEMM register tile: MR rows x NR columns (NR = 2 W) */
+  int KC, MC, NC;        /* GEMM cache blocks (elements, blocking.c): A blocks MC x KC in L2,
+                          * B micro-panels KC x NR in L1, B blocks KC x NC in L3 */
   int gemm_chunks;       /* most GEMM chunks (threads) at once; pack buffers per chunk */
   int64_t pack_a_floats, pack_b_floats;   /* one chunk's pack buffers (cg_gemm_pack_sizes) */
   int64_t conv_col_floats;                /* and its im2col buffer (convolutions; 0 if none) */
@@ -259,8 +265,8 @@ int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block, the 
 void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, int64_t K16, int64_t *a_floats, int64_t *b_floats);
 /* The pack buffers the products and convolutions of these plans need, per chunk, in
  * elements, and the im2col buffer of the convolutions. */
-void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, int64_t *a_floats, int64_t *b_floats,
-                        int64_t *col_floats);
+void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, const CgBlocking *bk, int64_t *a_floats,
+                        int64_t *b_floats, int64_t *col_floats);
 /* The shared core: void core(M, N, K, A, ars, acs, B, brs, bcs, C, ldc, Ap, Bp, efn,
  * ectx, acc) (gemm.c, build_core), built on first use. */
 LLVMValueRef cg_gemm_core(Cg *cg);

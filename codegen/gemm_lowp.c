@@ -588,8 +588,8 @@ static LLVMValueRef build_uk_amx(Cg *cg) {
 /* void core(M, N, K, A, ars, acs, B, brs, bcs, C, ldc, Ap, Bp, efn, ectx, acc): gemm.c's
  * signature and loops, with 16-bit panels and the micro-kernel of kind */
 static LLVMValueRef build_lowp_core(Cg *cg, int kind) {
-  int MR = kind == K_AMX ? 32 : 12, KQ = kind == K_AMX ? 32 : 2, MC = kind == K_AMX ? 128 : CG_GEMM_MC;
-  int KC = kind == K_AMX ? CG_GEMM_KC16 : CG_GEMM_KC, NC = kind == K_AMX ? CG_GEMM_NC16 : CG_GEMM_NC;
+  int MR = kind == K_AMX ? 32 : 12, KQ = kind == K_AMX ? 32 : 2, MC = kind == K_AMX ? 128 : cg->MC;
+  int KC = kind == K_AMX ? CG_GEMM_KC16 : cg->KC, NC = kind == K_AMX ? CG_GEMM_NC16 : cg->NC;
   LLVMValueRef uk = kind == K_AMX ? build_uk_amx(cg) : build_uk_dp(cg, MR);
   LLVMTypeRef args[16] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
                           cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64};

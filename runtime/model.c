@@ -721,6 +721,7 @@ int64_t bprt_model_workspace_bytes(const bprt_model *m) {
 int bprt_model_set_step(bprt_model *m, uint64_t step) {
   if (!m) return fail(BPRT_E_ARG, "set_step: NULL model");
   m->step = step;
+  if (m->skipped > step) m->skipped = step;   /* the skipped steps are some of the steps */
   return BPRT_OK;
 }
 
