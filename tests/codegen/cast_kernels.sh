@@ -2,9 +2,10 @@
 # tests/codegen/cast_kernels.sh BPCC SRCDIR — the casts of a bf16 / f16 training step in
 # the bpcc command's kernels (docs/codegen.md, "16-bit values"):
 #   1. --emit=opt-ir of examples/mnist_mlp.bp: the hidden layer's product stores its
-#      relu in 16 bits from the epilogue (the relu's f32 value internal), and backward's
-#      dh = dlogits W^T takes relu_grad with its saved pre-activation read in 16 bits
-#      (the cast back to f32 internal)
+#      relu in 16 bits from the epilogue (the biased value internal, the relu's f32
+#      value C's scratch slot), and backward's dh = dlogits W^T takes relu_grad with
+#      its saved value (relu's 16-bit copy) read in 16 bits (the cast back to f32
+#      internal)
 #   2. the model libraries of both precisions for -march=x86-64 (no F16C) call no
 #      conversion routine (__truncsfhf2, __extendhfsf2, __truncsfbf2): the generated
 #      code rounds and widens in its own instructions
@@ -22,9 +23,9 @@ for p in bf16 f16; do
     [ "$n" = 1 ] || fail "--precision $p: $n kernels '$k', not 1"
   done
   # (backward's value numbers differ between the precisions: f16 scales the loss)
-  for l in " %9 = relu %7 : f32[B,800] # examples/mnist_mlp.bp:3:14 (internal)" \
-           " %10 = cast %9 : $p[B,800] # examples/mnist_mlp.bp:3:14 [fwd precision]" \
-           " = cast %8 : f32[B,800] # examples/mnist_mlp.bp:3:14 [precision from %9] (internal)"; do
+  for l in " %7 = add %6, %3 : f32[B,800] # examples/mnist_mlp.bp:3:19 (internal)" \
+           " %9 = cast %8 : $p[B,800] # examples/mnist_mlp.bp:3:14 [fwd precision]" \
+           " = cast %9 : f32[B,800] # examples/mnist_mlp.bp:3:14 [precision from %8] (internal)"; do
     grep -qF "$l" "$T/opt" || fail "--precision $p: no line '$l'"
   done
   "$BPCC" -march=x86-64 --precision $p -o "$T/m_$p.so" examples/mnist_mlp.bp > "$T/out" 2>&1 || {
