@@ -5,7 +5,8 @@
 # 1. the machine's FP32 FMA peak (bench/peak.c), 1 thread and THREADS threads, at the
 #    start and at the end of the run (the best of the two is the peak);
 # 2. bpcc's training step on M1, M2, M3, M4 (LeNet-5), M5 (issue 14's tinygpt recipe,
-#    bench/m5_gpt.bp) and M3 with --recompute=sqrt
+#    bench/m5_gpt.bp) and M3 with --recompute=sqrt, and M2-M5 again with
+#    --precision bf16 (issue 15: the bf16 rows, each against its f32 row)
 #    (`bpcc bench`, median of BENCH_STEPS steps, default 30, after 5 of warm-up;
 #    BENCH_ROUNDS rounds, default 3, and the median of the rounds), what each compiled
 #    to (bpcc bench's `code` line), and for M2 (`--profile`, first round) the time of
@@ -57,6 +58,10 @@ model_name() {
     *) echo "$1" ;;
   esac
 }
+
+# the models that get a bf16 row (issue 15): all of them
+BF16_MODELS="m2 m3 m4"
+[ -f "$HERE/m5_gpt.bp" ] && BF16_MODELS="$BF16_MODELS m5"
 
 have_torch=yes
 /usr/bin/python3 -c 'import torch' 2> /dev/null || have_torch=no
@@ -112,6 +117,12 @@ while [ $r -lt "$ROUNDS" ]; do
   # M3 with sqrt(L) recomputation (issue 6: the step may grow by at most 35%)
   "$BPCC" bench "$HERE/m3_deep.bp" --threads "$THREADS" --steps "$STEPS" --recompute=sqrt |
     sed 's/^bpcc m3_deep /bpcc m3_sqrt /' >> "$TMP/bpcc.txt"
+  # every model again in mixed precision (issue 15: bf16 products, bf16 activations
+  # kept for backward, f32 master weights), in the same round as its f32 row
+  for m in $BF16_MODELS; do
+    "$BPCC" bench "$HERE/$(model_name $m).bp" --threads "$THREADS" --steps "$STEPS" --precision bf16 |
+      sed "s/^bpcc [a-z0-9_]* /bpcc ${m}_bf16 /" >> "$TMP/bpcc.txt"
+  done
 done
 # median over rounds: bpcc MODEL ms min max gflop gflops jit rss; torch MODEL ms min max
 # rss (min and max over all rounds' steps);
@@ -155,6 +166,9 @@ reduce() {
       }
     }' "$1"
 }
+# the GEMM's blocking for this host (bpcc bench's blocking line, the same in every run)
+BLOCKING=$(awk '$1 == "blocking" { sub(/^blocking /, ""); print; exit }' "$TMP/bpcc.txt")
+grep -v '^blocking ' "$TMP/bpcc.txt" > "$TMP/bpcc.nob" && mv "$TMP/bpcc.nob" "$TMP/bpcc.txt"
 reduce "$TMP/bpcc.txt" > "$TMP/bpcc.red" && mv "$TMP/bpcc.red" "$TMP/bpcc.txt"
 # the kernel set each PyTorch process reported (torch_bench.py's blas_core line)
 BLAS_USED=$(awk '$1 == "blas_core" { print $2 }' "$TMP/torch.txt" | sort -u | tr '\n' ' ' | sed 's/ $//')
@@ -187,6 +201,7 @@ hex() { printf '0x%x' "$1"; }
 echo "machine: $CPU_UARCH ($CPU_VENDOR family $CPU_FAMILY ($(hex "$CPU_FAMILY")) model $CPU_MODEL ($(hex "$CPU_MODEL")), \"$CPU_NAME\"), $(nproc) CPUs; $THREADS threads; $DATE"
 echo "measured FP32 FMA peak: $PEAK1 GFLOP/s on 1 thread, $PEAKN on $THREADS (best of start / end: $ALL1; $ALLN)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null) (the machine is shared)"
+echo "bpcc's f32 GEMM blocking (codegen/blocking.c, from CPUID): ${BLOCKING:-not reported}"
 echo "step times: the median over $ROUNDS rounds of each round's median of $STEPS steps; min: the fastest step of all rounds (max in the CSV)"
 if [ $have_torch = no ]; then
   echo "PyTorch: python3-torch does not import under /usr/bin/python3; its columns are empty"
@@ -339,6 +354,26 @@ if [ -f "$HERE/m5_gpt.bp" ]; then
 else
   echo "M5 (tinygpt): bench/m5_gpt.bp is not in this tree; not measured"
 fi
+# bf16 against f32 (issue 15: the bf16 step at least 1.6x faster than bpcc's f32 step in
+# the same run), and the f32 steps of M2 and M3 against the peak (75% or more)
+awk -v bfile="$TMP/bpcc.txt" -v peak="$PEAKN" -v threads="$THREADS" -v models="$BF16_MODELS" '
+  function name(m) { return m == "m3" ? "m3_deep" : m == "m4" ? "m4_lenet" : m == "m5" ? "m5_gpt" : m }
+  BEGIN {
+    while ((getline line < bfile) > 0) { split(line, t, " "); if (t[1] == "bpcc") { ms[t[2]] = t[3]; gf[t[2]] = t[7] } }
+    print "mixed precision against f32 (issue 15: bf16 step at least 1.6x faster than f32, same run):"
+    n = split(models, mm, " ")
+    for (i = 1; i <= n; i++) {
+      f = ms[name(mm[i])]; b = ms[mm[i] "_bf16"]
+      if (f == "" || b == "") { printf "  %-4s not measured\n", mm[i]; continue }
+      printf "  %-4s f32 %8.3f ms, bf16 %8.3f ms: %.2fx%s\n", mm[i], f, b, f / b, f / b >= 1.6 ? "" : "  (below 1.6x)"
+    }
+    print "f32 steps against the " threads "-thread peak (issue 15: M2 and M3 at 75% or more):"
+    split("m2 m3", ff, " ")
+    for (i = 1; i <= 2; i++) {
+      k = name(ff[i])
+      if (k in gf) printf "  %-4s %8.1f GFLOP/s, %.1f%% of %s%s\n", ff[i], gf[k], 100 * gf[k] / peak, peak, 100 * gf[k] / peak >= 75 ? "" : "  (below 75%)"
+    }
+  }'
 echo
 echo "the same step from the model library (bpcc MODEL.bp -o M.so) in a C process without LLVM (bench/aot_step.c):"
 printf "%-8s %10s %10s %10s %10s\n" "model" "ms" "min" "max" "peak MiB"
@@ -348,5 +383,6 @@ awk -v csv="$OUT" 'BEGIN { print "" >> csv; print "library_model,ms,ms_min,ms_ma
 echo
 echo "% peak: of the $THREADS-thread peak; % core peak: of the 1-thread peak times the threads used."
 echo "m3_sqrt: M3 with --recompute=sqrt (its GFLOP/s count the FLOPs of the step without recomputation)."
+echo "MODEL_bf16: the model with --precision bf16 (its GFLOP/s count the same FLOPs as the f32 step)."
 mv "$OUT" "$CSV"
 echo "written: $CSV"

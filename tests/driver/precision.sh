@@ -35,7 +35,8 @@ for l in '%6 = matmul %4, %5 : f32[B,800]' '%13 = matmul %9, %12 : f32[B,10]' '%
 done
 # the forward entry stays f32
 sed -n '/^func @mnist_mlp {/,/^}/p' "$T/opt" | grep -q 'bf16' && fail "the forward entry has bf16 values"
-# f16: the same casts to f16 (without loss scaling, whose seed would shift the numbers)
+# f16: the same casts to f16 (without loss scaling, f16's default, whose seed shifts the
+# numbers; with it, tests/train/loss_scale.sh)
 "$BPCC" --emit=opt-ir --precision f16 --loss-scale off examples/mnist_mlp.bp | casts > "$T/casts16" || die "--precision f16"
 sed 's/bf16\[/f16[/' "$T/want" | diff - "$T/casts16" > /dev/null || fail "--precision f16: not the bf16 casts in f16"
 # f32 (the default, and said): no cast
