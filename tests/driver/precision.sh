@@ -23,7 +23,7 @@ sort > "$T/want" <<'END'
 %9 = cast %8 : bf16[B,800] # examples/mnist_mlp.bp:3:14 [fwd precision]
 %12 = cast %10 : bf16[800,10] # examples/mnist_mlp.bp:4:14 [fwd precision]
 %27 = cast %25 : bf16[B,10] # examples/mnist_mlp.bp:4:14 [precision from %13]
-%30 = cast %9 : f32[B,800] # examples/mnist_mlp.bp:3:14 [precision from %8]
+%30 = cast %9 : f32[B,800] # examples/mnist_mlp.bp:3:14 [precision from %8] (internal)
 %33 = cast %0 : bf16[B,784] # examples/mnist_mlp.bp:3:19 [precision from %6]
 %34 = cast %31 : bf16[B,800] # examples/mnist_mlp.bp:3:19 [precision from %6]
 END
