@@ -155,6 +155,9 @@ reduce() {
       }
     }' "$1"
 }
+# the GEMM's blocking for this host (bpcc bench's blocking line, the same in every run)
+BLOCKING=$(awk '$1 == "blocking" { sub(/^blocking /, ""); print; exit }' "$TMP/bpcc.txt")
+grep -v '^blocking ' "$TMP/bpcc.txt" > "$TMP/bpcc.nob" && mv "$TMP/bpcc.nob" "$TMP/bpcc.txt"
 reduce "$TMP/bpcc.txt" > "$TMP/bpcc.red" && mv "$TMP/bpcc.red" "$TMP/bpcc.txt"
 # the kernel set each PyTorch process reported (torch_bench.py's blas_core line)
 BLAS_USED=$(awk '$1 == "blas_core" { print $2 }' "$TMP/torch.txt" | sort -u | tr '\n' ' ' | sed 's/ $//')
@@ -187,6 +190,7 @@ hex() { printf '0x%x' "$1"; }
 echo "machine: $CPU_UARCH ($CPU_VENDOR family $CPU_FAMILY ($(hex "$CPU_FAMILY")) model $CPU_MODEL ($(hex "$CPU_MODEL")), \"$CPU_NAME\"), $(nproc) CPUs; $THREADS threads; $DATE"
 echo "measured FP32 FMA peak: $PEAK1 GFLOP/s on 1 thread, $PEAKN on $THREADS (best of start / end: $ALL1; $ALLN)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2> /dev/null) (the machine is shared)"
+echo "bpcc's f32 GEMM blocking (codegen/blocking.c, from CPUID): ${BLOCKING:-not reported}"
 echo "step times: the median over $ROUNDS rounds of each round's median of $STEPS steps; min: the fastest step of all rounds (max in the CSV)"
 if [ $have_torch = no ]; then
   echo "PyTorch: python3-torch does not import under /usr/bin/python3; its columns are empty"

@@ -9,9 +9,12 @@
  *              reductions, softmax rows, softmax_xent, onehot, transpose, sum_to,
  *              dropout masks (Philox4x32-10), sinks; the fused gemm and
  *              softmax-CE groups
+ *   blocking.c the GEMM's register tile and cache blocks for the target (CPUID)
  *   gemm.c     the packed, register-blocked matrix product (BLIS structure), one
  *              core for the three variants, epilogues on each final C tile, split
  *              across threads through frame->parallel_for
+ *   gemm_lowp.c  products with bf16 / f16 operands (f32 accumulation): AMX tiles,
+ *              vdpbf16ps, or widening on packing; the 16-bit conversions
  *   attention.c  fused attention and its backward (FlashAttention's blocked online
  *              softmax): no [T,S] matrix, per-chunk scratch in the GEMM pack area
  *   optim.c    the optimizer update: one streaming kernel over the params block
@@ -92,6 +95,26 @@ CgModel *cg_model_build(const CgModelInput *in);
  * (0 without a product). The memory plan's `extra`. */
 int64_t cg_workspace_extra(const CgOptions *o, const KernelPlan *fwd, const KernelPlan *grad, int elem_bytes);
 int cg_gemm_chunks(const CgOptions *o);   /* products split in at most this many chunks */
+/* The f32 GEMM's blocking for a target (blocking.c): the register tile and the cache
+ * blocks, from the host's CPUID with -march=native, the defaults otherwise. */
+typedef struct {
+  char cpu[64];          /* "Intel family 0x6 model 0xa7", "AMD family 0x19 model 0x11 (Zen 4)", "-march=x86-64-v3" */
+  int l1d_kib, l2_kib;   /* per core, as CPUID reports them (0: not read) */
+  int fma512;            /* 512-bit FMAs: 2 full width, 1 double-pumped, 0 none or not known */
+  int mr, nr;            /* register tile: MR rows x NR columns */
+  int kc, mc, nc;        /* cache blocks, in elements */
+  char why[112];         /* the rule that chose them */
+} CgBlocking;
+void cg_blocking(const CgOptions *o, CgBlocking *b);
+void cg_blocking_for(const char *march, int lanes, CgBlocking *b);
+/* The rule for a CPU as CPUID describes it (vendor "AuthenticAMD", "GenuineIntel", ...;
+ * display family and model; per-core caches, 0 if not reported), on b already holding
+ * the defaults for the lanes (cg_blocking_for). */
+void cg_blocking_rule(const char *vendor, int family, int model, int l1d_kib, int l2_kib, int lanes, CgBlocking *b);
+/* "CPU, L1d .. KiB, L2 .. KiB, 512-bit FMA ...; tile 12x32, KC 256, MC 144, NC 2048 (why)" */
+int cg_blocking_describe(const CgBlocking *b, char *buf, size_t n);
+/* f32 lanes of the code for -march (16, 8, 4 or 1; 0 for an unknown name) */
+int cg_march_lanes(const char *march);
 /* Is the matmul* instruction one product (rank 2, b of rank 2 for matmul and matmul_nt,
  * matmul_tn fold=1: leading dims are rows or summed), and its M, N, K (per batch index
  * when it is not; DIM_BATCH where they depend on B). */

@@ -12,6 +12,10 @@
 
 void cg_init_types(Cg *cg) {
   LLVMContextRef C = cg->C;
+  /* the GEMM's cache blocks where the builder did not choose them (blocking.c) */
+  if (cg->KC <= 0) cg->KC = CG_GEMM_KC;
+  if (cg->MC <= 0) cg->MC = CG_GEMM_MC;
+  if (cg->NC <= 0) cg->NC = CG_GEMM_NC;
   cg->t_void = LLVMVoidTypeInContext(C);
   cg->t_f32 = LLVMFloatTypeInContext(C);
   cg->t_f64 = LLVMDoubleTypeInContext(C);

@@ -87,7 +87,9 @@ void cg_model_free(CgModel *m) {
 int64_t cg_workspace_extra(const CgOptions *o, const KernelPlan *fwd, const KernelPlan *grad, int elem_bytes) {
   const KernelPlan *plans[2] = {fwd, grad};
   int64_t a, b, col;
-  cg_gemm_pack_sizes(plans, 2, &a, &b, &col);
+  CgBlocking bk;
+  cg_blocking(o, &bk);
+  cg_gemm_pack_sizes(plans, 2, &bk, &a, &b, &col);
   return (a + b + col) * elem_bytes * cg_gemm_chunks(o);
 }
 
@@ -565,6 +567,14 @@ int cg_gemm_chunks(const CgOptions *o) {
   return hint < 1 ? 1 : hint > 64 ? 64 : hint;
 }
 
+static bool has_bf16_product(Func *f) {
+  for (int32_t i = 0; i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    if (ir_ops[in->op].kind == OPK_PRODUCT && ir_vtype(f, in->args[0])->dtype == DT_BF16) return true;
+  }
+  return false;
+}
+
 CgModel *cg_model_build(const CgModelInput *in) {
   CgOptions defaults = {"native", 3, 0, false, false};
   const CgOptions *o = in->options ? in->options : &defaults;
@@ -620,13 +630,18 @@ CgModel *cg_model_build(const CgModelInput *in) {
   Cg *cg = &b.cg;
   cg->C = m->C, cg->M = m->M, cg->B = LLVMCreateBuilderInContext(m->C);
   cg->W = lanes;
-  cg->NR = lanes == 1 ? 4 : 2 * lanes;
-  cg->MR = lanes == 16 ? 12 : lanes == 1 ? 4 : 6;
+  CgBlocking bk;
+  cg_blocking(o, &bk);
+  cg->MR = bk.mr, cg->NR = bk.nr, cg->KC = bk.kc, cg->MC = bk.mc, cg->NC = bk.nc;
   cg->gemm_chunks = cg_gemm_chunks(o);
   cg->prefer512 = lanes == 16;
   cg->esize = 4;
   cg->cpu = cg_target_features(tm);
-  if ((cg->gemm_bf16 = cg_gemm_bf16_select(cg->cpu, err, sizeof err)) < 0) {
+  /* the bf16 core, for models that have bf16 products (AMX is asked of the kernel only
+   * then: its tile state grows every signal frame of the process) */
+  cg->gemm_bf16 = CG_BF16_CONVERT;
+  if ((has_bf16_product(fwd) || (grad && has_bf16_product(grad))) &&
+      (cg->gemm_bf16 = cg_gemm_bf16_select(cg->cpu, err, sizeof err)) < 0) {
     diag_error(SRCLOC_NONE, "codegen: %s", err);
     LLVMDisposeBuilder(cg->B);
     cg_model_free(m);
@@ -640,7 +655,7 @@ CgModel *cg_model_build(const CgModelInput *in) {
   bool ok = build_tables(&b);
   const ModelMemory *mm = in->mem;
   const KernelPlan *plans[2] = {in->fwd, in->grad};
-  cg_gemm_pack_sizes(plans, 2, &cg->pack_a_floats, &cg->pack_b_floats, &cg->conv_col_floats);
+  cg_gemm_pack_sizes(plans, 2, &bk, &cg->pack_a_floats, &cg->pack_b_floats, &cg->conv_col_floats);
   b.pack_bytes = cg_gemm_pack_floats(cg) * cg->esize * cg->gemm_chunks;
   if (ok && (b.pack_bytes != mm->extra || mm->elem_bytes != cg->esize)) {
     diag_error(SRCLOC_NONE, "codegen: the memory plan keeps %lld bytes of %d-byte elements for the product buffers, "

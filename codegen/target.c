@@ -47,6 +47,19 @@ static int native_lanes(const char *triple, const char *features) {
   return has_feature(features, "+avx512f") ? 16 : has_feature(features, "+avx2") ? 8 : 4;
 }
 
+int cg_march_lanes(const char *march) {
+  if (!march || strcmp(march, "native") == 0) {
+    init_llvm();
+    char *triple = LLVMGetDefaultTargetTriple(), *features = LLVMGetHostCPUFeatures();
+    int w = native_lanes(triple, features);
+    LLVMDisposeMessage(triple);
+    LLVMDisposeMessage(features);
+    return w;
+  }
+  return strcmp(march, "x86-64-v4") == 0 ? 16 : strcmp(march, "x86-64-v3") == 0 ? 8
+         : strcmp(march, "x86-64") == 0 || strcmp(march, "x86-64-v2") == 0 ? 4 : 0;
+}
+
 LLVMTargetMachineRef cg_target_machine(const char *march, int opt_level, int *lanes, char *err, size_t errlen) {
   init_llvm();
   if (!march) march = "native";

@@ -10,6 +10,11 @@ echo "$out"
 echo "$out" | grep -Eq '^bpcc m1 [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+ [0-9.]+ [0-9]+ [0-9.]+$' || { echo "FAIL: no model row"; exit 1; }
 n=$(echo "$out" | grep -Ec '^gemm matmul(_nt|_tn)? [0-9]+ [0-9]+ [0-9]+ 1 [0-9.]+ [0-9.]+$')
 [ "$n" -ge 4 ] || { echo "FAIL: expected the products of M1, got $n rows"; exit 1; }
+# the GEMM's blocking (codegen/blocking.c): for the host, and the defaults for another -march
+echo "$out" | grep -Eq '^blocking .+; tile [0-9]+x[0-9]+, KC [0-9]+, MC [0-9]+, NC [0-9]+ \(.+\)$' || { echo "FAIL: no blocking line"; exit 1; }
+v3=$("$BPCC" bench "$SRC/bench/m1.bp" --steps 1 --warmup 0 --batch 4 --threads 1 -march=x86-64-v3) || { echo "FAIL: bpcc bench -march=x86-64-v3 exited $?"; exit 1; }
+echo "$v3" | grep -qx 'blocking -march=x86-64-v3; tile 6x16, KC 256, MC 144, NC 2048 (not the host (-march=x86-64-v3): the defaults)' ||
+  { echo "FAIL: the blocking of -march=x86-64-v3"; echo "$v3"; exit 1; }
 prof=$("$BPCC" bench "$SRC/bench/m1.bp" --steps 1 --warmup 0 --batch 4 --threads 1 --profile) || { echo "FAIL: bpcc bench --profile exited $?"; exit 1; }
 for ph in forward backward update products other; do
   echo "$prof" | grep -Eq "^profile $ph -?[0-9.]+\$" || { echo "FAIL: no '$ph' line from --profile"; echo "$prof"; exit 1; }

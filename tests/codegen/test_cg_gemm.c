@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "tests/codegen/harness.h"
@@ -113,8 +114,58 @@ static void test_f64_blocks(void **state) {
   f64 = false;
 }
 
+/* codegen/blocking.c's rules, for the CPUs of issue 15 as their CPUID describes them */
+static void expect_blocking(const CgBlocking *b, int mr, int nr, int kc, int mc, int nc, int fma512) {
+  assert_int_equal(b->mr, mr);
+  assert_int_equal(b->nr, nr);
+  assert_int_equal(b->kc, kc);
+  assert_int_equal(b->mc, mc);
+  assert_int_equal(b->nc, nc);
+  assert_int_equal(b->fma512, fma512);
+}
+
+static void test_blocking_rules(void **state) {
+  (void)state;
+  CgBlocking b;
+  char line[400];
+  /* another -march than native: the defaults, whatever the host */
+  cg_blocking_for("x86-64-v4", 16, &b);
+  expect_blocking(&b, 12, 32, 256, 144, 2048, 0);
+  cg_blocking_describe(&b, line, sizeof line);
+  assert_string_equal(line, "-march=x86-64-v4; tile 12x32, KC 256, MC 144, NC 2048 (not the host (-march=x86-64-v4): the defaults)");
+  /* Zen 4 (family 0x19 with AVX-512: double-pumped FMAs, 32 KiB L1d): its tuned values */
+  cg_blocking_for("x86-64-v4", 16, &b);
+  cg_blocking_rule("AuthenticAMD", 0x19, 0x11, 32, 1024, 16, &b);
+  expect_blocking(&b, 12, 32, 256, 144, 2048, 1);
+  cg_blocking_describe(&b, line, sizeof line);
+  assert_string_equal(line, "AMD family 0x19 model 0x11 (Zen 4), L1d 32 KiB, L2 1024 KiB, 512-bit FMA double-pumped; "
+                            "tile 12x32, KC 256, MC 144, NC 2048 (double-pumped 512-bit FMAs (Zen 4): the blocking "
+                            "measured on Zen 4)");
+  /* Zen 5 (family 0x1a: full width, 48 KiB L1d): the B micro-panel in 2/3 of L1d */
+  cg_blocking_for("x86-64-v4", 16, &b);
+  cg_blocking_rule("AuthenticAMD", 0x1a, 0x02, 48, 1024, 16, &b);
+  expect_blocking(&b, 12, 32, 256, 144, 2048, 2);
+  assert_non_null(strstr(b.cpu, "(Zen 5)"));
+  /* a full-width Intel part with 32 KiB L1d (Skylake-SP): KC 160; 64 KiB: 320 */
+  cg_blocking_for("x86-64-v4", 16, &b);
+  cg_blocking_rule("GenuineIntel", 6, 0x55, 32, 1024, 16, &b);
+  expect_blocking(&b, 12, 32, 160, 144, 2048, 2);
+  cg_blocking_for("x86-64-v4", 16, &b);
+  cg_blocking_rule("GenuineIntel", 6, 0xad, 64, 2048, 16, &b);
+  expect_blocking(&b, 12, 32, 320, 144, 2048, 2);
+  /* caches not reported, or no AVX-512 (Zen 3 is family 0x19 too): the defaults */
+  cg_blocking_for("x86-64-v4", 16, &b);
+  cg_blocking_rule("GenuineIntel", 6, 0xa7, 0, 0, 16, &b);
+  expect_blocking(&b, 12, 32, 256, 144, 2048, 2);
+  cg_blocking_for("x86-64-v3", 8, &b);
+  cg_blocking_rule("AuthenticAMD", 0x19, 0x21, 32, 512, 8, &b);
+  expect_blocking(&b, 6, 16, 256, 144, 2048, 0);
+  assert_null(strstr(b.cpu, "Zen"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_blocking_rules),
       cmocka_unit_test(test_edges),
       cmocka_unit_test(test_portable),
       cmocka_unit_test(test_blocks),
