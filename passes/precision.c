@@ -39,8 +39,9 @@
  *
  * The casts this adds carry the rule "precision" and the location of the instruction
  * that needed them (the producer of a kept value, else the reader); a backward cast also
- * `from` its reader's forward instruction. Nothing else changes: the same sinks, names
- * and order: one sweep, with an old-to-new id map. */
+ * `from` its reader's forward instruction. Nothing else changes but relu_grad's mask
+ * operand: the same instructions, sinks, names and order, in one sweep with an
+ * old-to-new id map. */
 #include "passes/passes.h"
 
 #include <string.h>

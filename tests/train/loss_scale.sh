@@ -53,6 +53,11 @@ grep -q '; 1 step skipped, loss scale 32768; saved ' "$T/out" || { fail "final l
 first=$(sed -n 's/^epoch 1\/4  loss \([^ ]*\) .*/\1/p' "$T/out")
 last=$(sed -n 's/^epoch 4\/4  loss \([^ ]*\) .*/\1/p' "$T/out")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(a != "" && b + 0 < 0.9 * a) }' || fail "the loss did not fall: $first -> $last"
+# a run by steps: the same line, the same count
+"$BPCC" train "$T/big.bp" --data spiral:n=300 --steps 12 > "$T/steps.out" 2> "$T/steps.err" || fail "train big --steps"
+[ "$(cat "$T/steps.err")" = "step 1: gradients not finite at loss scale 65536; update skipped, loss scale now 32768" ] ||
+  { fail "--steps: the skipped step's line"; cat "$T/steps.err"; }
+grep -q '^trained 12 steps in .*; 1 step skipped, loss scale 32768$' "$T/steps.out" || { fail "--steps: final line"; cat "$T/steps.out"; }
 # --quiet: no line per skipped step
 "$BPCC" train "$T/big.bp" --data spiral:n=300 --quiet > /dev/null 2> "$T/errq" || fail "train big --quiet"
 [ -s "$T/errq" ] && { fail "--quiet printed a skipped step"; cat "$T/errq"; }
