@@ -5,7 +5,8 @@
 # 1. the machine's FP32 FMA peak (bench/peak.c), 1 thread and THREADS threads, at the
 #    start and at the end of the run (the best of the two is the peak);
 # 2. bpcc's training step on M1, M2, M3, M4 (LeNet-5), M5 (issue 14's tinygpt recipe,
-#    bench/m5_gpt.bp) and M3 with --recompute=sqrt
+#    bench/m5_gpt.bp) and M3 with --recompute=sqrt, and M2-M5 again with
+#    --precision bf16 (issue 15: the bf16 rows, each against its f32 row)
 #    (`bpcc bench`, median of BENCH_STEPS steps, default 30, after 5 of warm-up;
 #    BENCH_ROUNDS rounds, default 3, and the median of the rounds), what each compiled
 #    to (bpcc bench's `code` line), and for M2 (`--profile`, first round) the time of
@@ -57,6 +58,10 @@ model_name() {
     *) echo "$1" ;;
   esac
 }
+
+# the models that get a bf16 row (issue 15): all of them
+BF16_MODELS="m2 m3 m4"
+[ -f "$HERE/m5_gpt.bp" ] && BF16_MODELS="$BF16_MODELS m5"
 
 have_torch=yes
 /usr/bin/python3 -c 'import torch' 2> /dev/null || have_torch=no
@@ -112,6 +117,12 @@ while [ $r -lt "$ROUNDS" ]; do
   # M3 with sqrt(L) recomputation (issue 6: the step may grow by at most 35%)
   "$BPCC" bench "$HERE/m3_deep.bp" --threads "$THREADS" --steps "$STEPS" --recompute=sqrt |
     sed 's/^bpcc m3_deep /bpcc m3_sqrt /' >> "$TMP/bpcc.txt"
+  # every model again in mixed precision (issue 15: bf16 products, bf16 activations
+  # kept for backward, f32 master weights), in the same round as its f32 row
+  for m in $BF16_MODELS; do
+    "$BPCC" bench "$HERE/$(model_name $m).bp" --threads "$THREADS" --steps "$STEPS" --precision bf16 |
+      sed "s/^bpcc [a-z0-9_]* /bpcc ${m}_bf16 /" >> "$TMP/bpcc.txt"
+  done
 done
 # median over rounds: bpcc MODEL ms min max gflop gflops jit rss; torch MODEL ms min max
 # rss (min and max over all rounds' steps);
@@ -343,6 +354,26 @@ if [ -f "$HERE/m5_gpt.bp" ]; then
 else
   echo "M5 (tinygpt): bench/m5_gpt.bp is not in this tree; not measured"
 fi
+# bf16 against f32 (issue 15: the bf16 step at least 1.6x faster than bpcc's f32 step in
+# the same run), and the f32 steps of M2 and M3 against the peak (75% or more)
+awk -v bfile="$TMP/bpcc.txt" -v peak="$PEAKN" -v threads="$THREADS" -v models="$BF16_MODELS" '
+  function name(m) { return m == "m3" ? "m3_deep" : m == "m4" ? "m4_lenet" : m == "m5" ? "m5_gpt" : m }
+  BEGIN {
+    while ((getline line < bfile) > 0) { split(line, t, " "); if (t[1] == "bpcc") { ms[t[2]] = t[3]; gf[t[2]] = t[7] } }
+    print "mixed precision against f32 (issue 15: bf16 step at least 1.6x faster than f32, same run):"
+    n = split(models, mm, " ")
+    for (i = 1; i <= n; i++) {
+      f = ms[name(mm[i])]; b = ms[mm[i] "_bf16"]
+      if (f == "" || b == "") { printf "  %-4s not measured\n", mm[i]; continue }
+      printf "  %-4s f32 %8.3f ms, bf16 %8.3f ms: %.2fx%s\n", mm[i], f, b, f / b, f / b >= 1.6 ? "" : "  (below 1.6x)"
+    }
+    print "f32 steps against the " threads "-thread peak (issue 15: M2 and M3 at 75% or more):"
+    split("m2 m3", ff, " ")
+    for (i = 1; i <= 2; i++) {
+      k = name(ff[i])
+      if (k in gf) printf "  %-4s %8.1f GFLOP/s, %.1f%% of %s%s\n", ff[i], gf[k], 100 * gf[k] / peak, peak, 100 * gf[k] / peak >= 75 ? "" : "  (below 75%)"
+    }
+  }'
 echo
 echo "the same step from the model library (bpcc MODEL.bp -o M.so) in a C process without LLVM (bench/aot_step.c):"
 printf "%-8s %10s %10s %10s %10s\n" "model" "ms" "min" "max" "peak MiB"
@@ -352,5 +383,6 @@ awk -v csv="$OUT" 'BEGIN { print "" >> csv; print "library_model,ms,ms_min,ms_ma
 echo
 echo "% peak: of the $THREADS-thread peak; % core peak: of the 1-thread peak times the threads used."
 echo "m3_sqrt: M3 with --recompute=sqrt (its GFLOP/s count the FLOPs of the step without recomputation)."
+echo "MODEL_bf16: the model with --precision bf16 (its GFLOP/s count the same FLOPs as the f32 step)."
 mv "$OUT" "$CSV"
 echo "written: $CSV"

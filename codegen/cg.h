@@ -23,6 +23,10 @@
 #define CG_GEMM_KC 256
 #define CG_GEMM_MC 144
 #define CG_GEMM_NC 2048
+/* AMX blocks (gemm_lowp.c): K up to KC16 deep (C is written once per 1024 k: tile
+ * loads and stores of C rows 4 KiB apart are slow), NC16 columns */
+#define CG_GEMM_KC16 1024
+#define CG_GEMM_NC16 512
 /* Below this many multiply-adds a matrix product runs on one thread, unless it has a
  * quarter of them and its operands and result hold CG_GEMM_PARALLEL_FLOATS or more
  * elements (a pass over 512 KiB that two cores share: M2's output layer). */
@@ -198,9 +202,13 @@ enum {
    * sums of the K blocks accumulate there (a product whose only result is 16-bit gives
    * C a scratch slot that dies after the kernel). */
   CG_EP_STORE_BF16 = 65536, CG_EP_STORE_F16 = 131072,
-  CG_EP__LIMIT = 262144
+  /* aux (a mask's saved value) is a 16-bit buffer, widened on load: the mask's
+   * operand is a cast back to f32 of a value kept in 16 bits (kernel_plan.c) */
+  CG_EP_AUX_BF16 = 262144, CG_EP_AUX_F16 = 524288,
+  CG_EP__LIMIT = 1048576
 };
 #define CG_EP_STORE16 (CG_EP_STORE_BF16 | CG_EP_STORE_F16)
+#define CG_EP_AUX16 (CG_EP_AUX_BF16 | CG_EP_AUX_F16)
 #define CG_EP_ACTS (CG_EP_RELU | CG_EP_TANH | CG_EP_SIGMOID | CG_EP_GELU | CG_EP_GELU_TANH)
 #define CG_EP_MASKS (CG_EP_RELU_GRAD | CG_EP_TANH_GRAD | CG_EP_SIGMOID_GRAD | CG_EP_GELU_GRAD | CG_EP_GELU_TANH_GRAD)
 /* The activation op of an epilogue's flags (OP_INPUT: none), its derivative mask op,
@@ -252,9 +260,9 @@ void cg_gemm_batched(Cg *cg, Op op, const CgGemmTypes *ty, LLVMValueRef A, LLVMV
                      const CgEpilogue *ep);
 int64_t cg_gemm_pack_floats(Cg *cg);   /* per chunk: the A and the B block, the im2col buffer */
 /* The A and B pack buffers (floats) of products of at most M x N x K per block (M, N,
- * K already bounded by MC, NC, KC); lowp: some have 16-bit operands (gemm_lowp.c's
- * panels are padded further). */
-void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, bool lowp, int64_t *a_floats, int64_t *b_floats);
+ * K already bounded by MC, NC, KC); K16 > 0: some have 16-bit operands, K16 deep at
+ * most (bounded by KC16; gemm_lowp.c's panels are padded further). */
+void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, int64_t K16, int64_t *a_floats, int64_t *b_floats);
 /* The pack buffers the products and convolutions of these plans need, per chunk, in
  * elements, and the im2col buffer of the convolutions. */
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, const CgBlocking *bk, int64_t *a_floats,

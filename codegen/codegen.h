@@ -13,6 +13,8 @@
  *   gemm.c     the packed, register-blocked matrix product (BLIS structure), one
  *              core for the three variants, epilogues on each final C tile, split
  *              across threads through frame->parallel_for
+ *   gemm_lowp.c  products with bf16 / f16 operands (f32 accumulation): AMX tiles,
+ *              vdpbf16ps, or widening on packing; the 16-bit conversions
  *   attention.c  fused attention and its backward (FlashAttention's blocked online
  *              softmax): no [T,S] matrix, per-chunk scratch in the GEMM pack area
  *   optim.c    the optimizer update: one streaming kernel over the params block

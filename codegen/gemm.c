@@ -110,7 +110,7 @@ void cg_product_mnk(Func *f, const Inst *in, int64_t *M, int64_t *N, int64_t *K)
 void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, const CgBlocking *bk, int64_t *a_floats,
                         int64_t *b_floats, int64_t *col_floats) {
   int64_t mmax = 0, kmax = 0, nmax = 0, cmax = 0;
-  bool lowp = false;
+  int64_t k16 = 0;   /* the deepest K block of a product with 16-bit operands */
   for (int q = 0; q < nplans; q++) {
     const KernelPlan *p = plans[q];
     if (!p) continue;
@@ -121,8 +121,9 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, const CgBloc
       int64_t M, N, K;
       if (ir_ops[in->op].kind == OPK_PRODUCT) {
         cg_product_mnk(f, in, &M, &N, &K);
-        for (int o = 0; o < 2; o++) {
-          if (ir_dtype_is_low(ir_vtype(f, in->args[o])->dtype)) lowp = true;   /* a 16-bit operand */
+        if (ir_dtype_is_low(ir_vtype(f, in->args[0])->dtype) || ir_dtype_is_low(ir_vtype(f, in->args[1])->dtype)) {
+          int64_t k = K == DIM_BATCH || K > CG_GEMM_KC16 ? CG_GEMM_KC16 : K;
+          if (k > k16) k16 = k;
         }
       } else if (ir_ops[in->op].kind == OPK_CONV) {
         int64_t mkn[3], col;
@@ -144,16 +145,20 @@ void cg_gemm_pack_sizes(const KernelPlan *const *plans, int nplans, const CgBloc
       if (N > nmax) nmax = N;
     }
   }
-  cg_gemm_pack_for(mmax, nmax, kmax, lowp, a_floats, b_floats);
+  cg_gemm_pack_for(mmax, nmax, kmax, k16, a_floats, b_floats);
   /* the im2col buffer follows the B block: keep it 64-byte aligned (16 f32) */
   *col_floats = round_up(cmax, 16);
 }
 
-void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, bool lowp, int64_t *a_floats, int64_t *b_floats) {
+void cg_gemm_pack_for(int64_t M, int64_t N, int64_t K, int64_t K16, int64_t *a_floats, int64_t *b_floats) {
   *a_floats = round_up(M, 12) * K;
   *b_floats = K * round_up(N, 32);
-  if (lowp) {   /* gemm_lowp.c: 16-bit panels of 32 rows / columns, K in pairs or in 32s */
-    int64_t a16 = round_up(M, 32) * round_up(K, 32), b16 = round_up(K, 32) * round_up(N, 32);
+  if (K16 > 0) {   /* gemm_lowp.c: 16-bit panels of 32 rows / columns, K in pairs or in 32s */
+    /* the register-tile cores block K as the f32 core does (K: the f32 bound, blocking.c's KC) */
+    int64_t k = K16 < K ? K16 : K, n16 = N < CG_GEMM_NC16 ? N : CG_GEMM_NC16;
+    int64_t a16 = round_up(M, 32) * round_up(K16, 32);
+    int64_t b16 = round_up(k, 32) * round_up(N, 32), bamx = round_up(K16, 32) * round_up(n16, 32);
+    if (bamx > b16) b16 = bamx;
     if ((a16 + 1) / 2 > *a_floats) *a_floats = (a16 + 1) / 2;
     if ((b16 + 1) / 2 > *b_floats) *b_floats = (b16 + 1) / 2;
   }
@@ -788,7 +793,12 @@ static void epi_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   for (int k = 0; k < CG_EPV__COUNT; k++)
     if (c->rowv[k]) rv[k] = cg_is_vec(T) ? cg_splat(cg, c->rowv[k], T) : c->rowv[k];
   x = cg_ep_channel(cg, c->flags, x, rv);
-  if (c->flags & CG_EP_MASKS) x = epi_inst(cg, cg_ep_mask(c->flags), cg_load(cg, T, c->aux, idx), x);
+  if (c->flags & CG_EP_MASKS) {
+    LLVMValueRef aux = c->flags & CG_EP_AUX16
+                           ? cg_load_elem(cg, T, c->flags & CG_EP_AUX_BF16 ? CG_ELEM_BF16 : CG_ELEM_F16, c->aux, idx)
+                           : cg_load(cg, T, c->aux, idx);
+    x = epi_inst(cg, cg_ep_mask(c->flags), aux, x);
+  }
   bool pre = c->flags & CG_EP_ACTS && c->flags & CG_EP_STORE_PRE;
   LLVMValueRef y = c->flags & CG_EP_ACTS ? epi_inst(cg, cg_ep_act(c->flags), x, NULL) : x;
   cg_store(cg, pre ? x : y, c->C, idx);
@@ -927,7 +937,8 @@ void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRe
                       LLVMValueRef *ectx) {
   *efn = LLVMConstNull(cg->t_ptr), *ectx = LLVMConstNull(cg->t_ptr);
   if (!ep || !ep->flags) return;
-  if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT || (ep->flags & CG_EP_STORE16) == CG_EP_STORE16)
+  if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT || (ep->flags & CG_EP_STORE16) == CG_EP_STORE16 ||
+      (ep->flags & CG_EP_AUX16) == CG_EP_AUX16 || (ep->flags & CG_EP_AUX16 && !(ep->flags & CG_EP_MASKS)))
     ir_die("cg_gemm: epilogue flags %d", ep->flags);
   char name[48];   /* one function per flag set, built on first use */
   snprintf(name, sizeof name, "bpcc_gemm_epilogue_%d", ep->flags);

@@ -227,10 +227,67 @@ static void zero_fill(Cg *cg, LLVMValueRef dst, LLVMValueRef n16) {
   LLVMBuildMemSet(cg->B, dst, LLVMConstInt(LLVMInt8TypeInContext(cg->C), 0, 0), mul(cg, n16, c64(cg, 2)), 2);
 }
 
-/* One B panel in pairs: dst[(p/2) 64 + 2q + p%2] = src(p, q) for p < kc, q < ext, zeros
- * up to kp and 32 columns; src(p, q) = base[p ps + q qs], qc: qs == 1. */
-static void pack_b_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ps,
-                         LLVMValueRef qc, LLVMValueRef ext, LLVMValueRef kc, LLVMValueRef kp) {
+/* The interleave of two rows of 32 columns: lanes 2q, 2q + 1 = r0[q], r1[q] */
+static LLVMValueRef interleave32(Cg *cg, LLVMValueRef r0, LLVMValueRef r1) {
+  LLVMValueRef sh[64];
+  for (int q = 0; q < LP_NR; q++) {
+    sh[2 * q] = cg_i32(cg, q);
+    sh[2 * q + 1] = cg_i32(cg, LP_NR + q);
+  }
+  return LLVMBuildShuffleVector(cg->B, r0, r1, LLVMConstVector(sh, 2 * LP_NR), "");
+}
+
+/* The B block in pairs when its columns are contiguous (matmul's and matmul_tn's b):
+ * rows p and p + 1 read along their length (sequential streams: a panel at a time went
+ * down the rows 2 KiB apart, a page every other row, at ~7 GB/s), each 32 columns
+ * interleaved into their panel's pair row, dst[j/32 kp 32 + (p/2) 64 + 2 (j%32) + p%2];
+ * the last panel's columns masked to nc. Zeros past kc and nc. */
+static void pack_b_rows(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef ps, LLVMValueRef nc,
+                        LLVMValueRef kc, LLVMValueRef kp) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef one = c64(cg, 1), zero = c64(cg, 0);
+  LLVMValueRef nfull = LLVMBuildAnd(B, nc, c64(cg, ~(int64_t)(LP_NR - 1)), "");
+  LLVMValueRef part = LLVMBuildOr(B, LLVMBuildICmp(B, LLVMIntNE, nfull, nc, ""), LLVMBuildICmp(B, LLVMIntNE, kc, kp, ""), "");
+  LLVMBasicBlockRef join = cg_if_begin(cg, part);
+  zero_fill(cg, dst, mul(cg, kp, LLVMBuildAnd(B, add(cg, nc, c64(cg, LP_NR - 1)), c64(cg, ~(int64_t)(LP_NR - 1)), "")));
+  cg_if_end(cg, join);
+  LLVMTypeRef V = LLVMVectorType(t_i16(cg), LP_NR), VB = LLVMVectorType(cg->t_i1, LP_NR);
+  /* blocks of 32 rows, each panel's 16 pair rows written in one piece (a row pair at a
+   * time through all panels wrote 16 streams 64 KiB apart: one L1 set) */
+  CgLoop lb = cg_loop_begin(cg, zero, kc, c64(cg, 32));
+  LLVMValueRef pe = cg_min_i64(cg, add(cg, lb.iv, c64(cg, 32)), kc);
+  CgLoop lj = cg_loop_begin(cg, zero, nfull, c64(cg, LP_NR));
+  {
+    CgLoop l = cg_loop_begin(cg, lb.iv, pe, c64(cg, 2));
+    LLVMValueRef row0 = p16(cg, base, mul(cg, l.iv, ps)), row1 = p16(cg, base, mul(cg, add(cg, l.iv, one), ps));
+    LLVMValueRef have1 = cg_splat(cg, LLVMBuildICmp(B, LLVMIntSLT, add(cg, l.iv, one), kc, ""), VB);
+    LLVMValueRef r0 = LLVMBuildLoad2(B, V, p16(cg, row0, lj.iv), "");
+    LLVMSetAlignment(r0, 2);
+    LLVMValueRef r1 = masked_load(cg, V, p16(cg, row1, lj.iv), have1);
+    LLVMValueRef d = add(cg, mul(cg, lj.iv, kp), mul(cg, l.iv, c64(cg, LP_NR)));
+    LLVMSetAlignment(LLVMBuildStore(B, interleave32(cg, r0, r1), p16(cg, dst, d)), 2);
+    cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  }
+  cg_loop_end_hint(cg, &lj, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  cg_loop_end_hint(cg, &lb, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  /* the last panel's columns, masked */
+  CgLoop l = cg_loop_begin(cg, zero, LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntNE, nfull, nc, ""), kc, zero, ""), c64(cg, 2));
+  LLVMValueRef row0 = p16(cg, base, mul(cg, l.iv, ps)), row1 = p16(cg, base, mul(cg, add(cg, l.iv, one), ps));
+  LLVMValueRef have1 = cg_splat(cg, LLVMBuildICmp(B, LLVMIntSLT, add(cg, l.iv, one), kc, ""), VB);
+  LLVMValueRef drow = p16(cg, dst, mul(cg, l.iv, c64(cg, LP_NR)));
+  LLVMValueRef cols = lane_mask(cg, LP_NR, sub(cg, nc, nfull));
+  LLVMValueRef t0 = masked_load(cg, V, p16(cg, row0, nfull), cols);
+  LLVMValueRef t1 = masked_load(cg, V, p16(cg, row1, nfull), LLVMBuildAnd(B, cols, have1, ""));
+  LLVMSetAlignment(LLVMBuildStore(B, interleave32(cg, t0, t1), p16(cg, drow, mul(cg, nfull, kp))), 2);
+  cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+}
+
+/* One B panel in pairs when k is contiguous (matmul_nt's b, src(p, q) = base[q qs + p]):
+ * dst[(p/2) 64 + 2q + p%2] = src(p, q) for p < kc, q < ext, zeros up to kp and 32
+ * columns. A pair is one 32-bit word of the source: 16 columns x 16 pairs transposed in
+ * registers, the rest word by word. */
+static void pack_b_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueRef qs, LLVMValueRef ext,
+                         LLVMValueRef kc, LLVMValueRef kp) {
   LLVMBuilderRef B = cg->B;
   LLVMValueRef one = c64(cg, 1), zero = c64(cg, 0);
   /* a partial panel (columns or k past the data): zeros first */
@@ -239,74 +296,39 @@ static void pack_b_panel(Cg *cg, LLVMValueRef dst, LLVMValueRef base, LLVMValueR
   LLVMBasicBlockRef join = cg_if_begin(cg, part);
   zero_fill(cg, dst, mul(cg, kp, c64(cg, LP_NR)));
   cg_if_end(cg, join);
-  LLVMBasicBlockRef bq = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bpq");
-  LLVMBasicBlockRef bp = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bpp");
-  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->C, cg->fn, "bpdone");
-  LLVMBuildCondBr(B, qc, bq, bp);
-  /* columns contiguous (matmul's and matmul_tn's b): rows p and p + 1, 32 columns each
-   * (masked to ext; row p + 1 masked off past kc), interleaved into 64 lanes */
-  LLVMPositionBuilderAtEnd(B, bq);
-  {
-    LLVMTypeRef V = LLVMVectorType(t_i16(cg), LP_NR);
-    LLVMValueRef cols = lane_mask(cg, LP_NR, ext);
-    LLVMValueRef none = LLVMConstNull(LLVMTypeOf(cols));
-    CgLoop l = cg_loop_begin(cg, zero, kc, c64(cg, 2));
-    LLVMValueRef r0 = masked_load(cg, V, p16(cg, base, mul(cg, l.iv, ps)), cols);
-    LLVMValueRef have1 = LLVMBuildICmp(B, LLVMIntSLT, add(cg, l.iv, one), kc, "");
-    LLVMValueRef m1 = LLVMBuildSelect(B, have1, cols, none, "");
-    LLVMValueRef r1 = masked_load(cg, V, p16(cg, base, mul(cg, add(cg, l.iv, one), ps)), m1);
-    LLVMValueRef sh[64];
-    for (int q = 0; q < LP_NR; q++) {
-      sh[2 * q] = cg_i32(cg, q);
-      sh[2 * q + 1] = cg_i32(cg, LP_NR + q);
+  LLVMValueRef npair = LLVMBuildSDiv(B, kc, c64(cg, 2), "");   /* whole pairs */
+  LLVMValueRef nblk = LLVMBuildAnd(B, npair, c64(cg, ~(int64_t)15), "");
+  LLVMValueRef full = LLVMBuildICmp(B, LLVMIntEQ, ext, c64(cg, LP_NR), "");
+  LLVMValueRef pend = LLVMBuildSelect(B, full, nblk, zero, "");   /* pairs done in blocks */
+  LLVMTypeRef VF = LLVMVectorType(cg->t_f32, 16);
+  CgLoop l = cg_loop_begin(cg, zero, pend, c64(cg, 16));
+  for (int qg = 0; qg < LP_NR; qg += 16) {
+    LLVMValueRef r[16];
+    for (int i = 0; i < 16; i++) {
+      LLVMValueRef src = p16(cg, base, add(cg, mul(cg, c64(cg, qg + i), qs), mul(cg, l.iv, c64(cg, 2))));
+      r[i] = LLVMBuildLoad2(B, VF, src, "");
+      LLVMSetAlignment(r[i], 2);
     }
-    LLVMValueRef v = LLVMBuildShuffleVector(B, r0, r1, LLVMConstVector(sh, 2 * LP_NR), "");
-    LLVMValueRef s = LLVMBuildStore(B, v, p16(cg, dst, mul(cg, l.iv, c64(cg, LP_NR))));
-    LLVMSetAlignment(s, 2);
-    cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
-    LLVMBuildBr(B, done);
-  }
-  /* k contiguous (matmul_nt's b): a pair is one 32-bit word of the source; 16 columns
-   * x 16 pairs transposed in registers, the rest word by word */
-  LLVMPositionBuilderAtEnd(B, bp);
-  {
-    LLVMValueRef npair = LLVMBuildSDiv(B, kc, c64(cg, 2), "");   /* whole pairs */
-    LLVMValueRef nblk = LLVMBuildAnd(B, npair, c64(cg, ~(int64_t)15), "");
-    LLVMValueRef full = LLVMBuildICmp(B, LLVMIntEQ, ext, c64(cg, LP_NR), "");
-    LLVMValueRef pend = LLVMBuildSelect(B, full, nblk, zero, "");   /* pairs done in blocks */
-    LLVMTypeRef VF = LLVMVectorType(cg->t_f32, 16);
-    CgLoop l = cg_loop_begin(cg, zero, pend, c64(cg, 16));
-    for (int qg = 0; qg < LP_NR; qg += 16) {
-      LLVMValueRef r[16];
-      for (int i = 0; i < 16; i++) {
-        LLVMValueRef src = p16(cg, base, add(cg, mul(cg, c64(cg, qg + i), qs), mul(cg, l.iv, c64(cg, 2))));
-        r[i] = LLVMBuildLoad2(B, VF, src, "");
-        LLVMSetAlignment(r[i], 2);
-      }
-      cg_reg_transpose(cg, r, 16);
-      for (int i = 0; i < 16; i++) {
-        LLVMValueRef s = LLVMBuildStore(B, r[i], p32(cg, dst, add(cg, mul(cg, add(cg, l.iv, c64(cg, i)), c64(cg, LP_NR)),
-                                                              c64(cg, qg))));
-        LLVMSetAlignment(s, 4);
-      }
+    cg_reg_transpose(cg, r, 16);
+    for (int i = 0; i < 16; i++) {
+      LLVMValueRef s = LLVMBuildStore(B, r[i], p32(cg, dst, add(cg, mul(cg, add(cg, l.iv, c64(cg, i)), c64(cg, LP_NR)),
+                                                            c64(cg, qg))));
+      LLVMSetAlignment(s, 4);
     }
-    cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
-    CgLoop lq = cg_loop_begin(cg, zero, ext, one);
-    CgLoop lp = cg_loop_begin(cg, pend, npair, one);
-    LLVMValueRef w = LLVMBuildLoad2(B, cg->t_i32, p16(cg, base, add(cg, mul(cg, lq.iv, qs), mul(cg, lp.iv, c64(cg, 2)))), "");
-    LLVMSetAlignment(w, 2);
-    LLVMSetAlignment(LLVMBuildStore(B, w, p32(cg, dst, add(cg, mul(cg, lp.iv, c64(cg, LP_NR)), lq.iv))), 4);
-    cg_loop_end(cg, &lp);
-    /* an odd kc: the last k alone, its pair's other half zero */
-    LLVMBasicBlockRef j2 = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, LLVMBuildSRem(B, kc, c64(cg, 2), ""), zero, ""));
-    LLVMValueRef last = sub(cg, kc, one);
-    LLVMValueRef x = LLVMBuildLoad2(B, t_i16(cg), p16(cg, base, add(cg, mul(cg, lq.iv, qs), last)), "");
-    LLVMBuildStore(B, x, p16(cg, dst, add(cg, mul(cg, npair, c64(cg, 2 * LP_NR)), mul(cg, lq.iv, c64(cg, 2)))));
-    cg_if_end(cg, j2);
-    cg_loop_end(cg, &lq);
-    LLVMBuildBr(B, done);
   }
-  LLVMPositionBuilderAtEnd(B, done);
+  cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+  CgLoop lq = cg_loop_begin(cg, zero, ext, one);
+  CgLoop lp = cg_loop_begin(cg, pend, npair, one);
+  LLVMValueRef w = LLVMBuildLoad2(B, cg->t_i32, p16(cg, base, add(cg, mul(cg, lq.iv, qs), mul(cg, lp.iv, c64(cg, 2)))), "");
+  LLVMSetAlignment(w, 2);
+  LLVMSetAlignment(LLVMBuildStore(B, w, p32(cg, dst, add(cg, mul(cg, lp.iv, c64(cg, LP_NR)), lq.iv))), 4);
+  cg_loop_end(cg, &lp);
+  /* an odd kc: the last k alone, its pair's other half zero */
+  LLVMBasicBlockRef j2 = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, LLVMBuildSRem(B, kc, c64(cg, 2), ""), zero, ""));
+  LLVMValueRef x = LLVMBuildLoad2(B, t_i16(cg), p16(cg, base, add(cg, mul(cg, lq.iv, qs), sub(cg, kc, one))), "");
+  LLVMBuildStore(B, x, p16(cg, dst, add(cg, mul(cg, npair, c64(cg, 2 * LP_NR)), mul(cg, lq.iv, c64(cg, 2)))));
+  cg_if_end(cg, j2);
+  cg_loop_end(cg, &lq);
 }
 
 /* One A panel of P rows (ext of them real) for core kind: dpbf16 [k/2][P][2], AMX
@@ -326,11 +348,43 @@ static void pack_a_panel(Cg *cg, int kind, int P, LLVMValueRef dst, LLVMValueRef
   LLVMBuildCondBr(B, qc, bq, bp);
   for (int rows_contig = 1; rows_contig >= 0; rows_contig--) {
     LLVMPositionBuilderAtEnd(B, rows_contig ? bq : bp);
-    /* the loop along the source's contiguous dim inside */
-    CgLoop lo = cg_loop_begin(cg, zero, rows_contig ? kc : ext, one);
+    LLVMValueRef p0 = zero;   /* k done with vectors */
+    if (rows_contig && kind == K_AMX) {
+      /* matmul_tn's a into rows of k: 32 x 32 blocks of a full panel transposed in
+       * registers (16-bit lanes) */
+      LLVMTypeRef V = LLVMVectorType(t_i16(cg), 32);
+      LLVMValueRef kfull = LLVMBuildAnd(B, kc, c64(cg, ~(int64_t)31), "");
+      p0 = LLVMBuildSelect(B, LLVMBuildICmp(B, LLVMIntEQ, ext, c64(cg, 32), ""), kfull, zero, "");
+      CgLoop l = cg_loop_begin(cg, zero, p0, c64(cg, 32));
+      LLVMValueRef r[32];
+      for (int j = 0; j < 32; j++) {
+        r[j] = LLVMBuildLoad2(B, V, p16(cg, base, mul(cg, add(cg, l.iv, c64(cg, j)), ps)), "");
+        LLVMSetAlignment(r[j], 2);
+      }
+      cg_reg_transpose(cg, r, 32);
+      for (int i = 0; i < 32; i++)
+        LLVMSetAlignment(LLVMBuildStore(B, r[i], p16(cg, dst, add(cg, mul(cg, c64(cg, i), kp), l.iv))), 2);
+      cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+    } else if (rows_contig) {
+      /* matmul_tn's a in pairs: rows p and p + 1 of P contiguous values interleaved */
+      LLVMTypeRef V = LLVMVectorType(t_i16(cg), 16);
+      LLVMValueRef rowsm = lane_mask(cg, 16, ext);
+      p0 = LLVMBuildAnd(B, kc, c64(cg, ~(int64_t)1), "");
+      CgLoop l = cg_loop_begin(cg, zero, p0, c64(cg, 2));
+      LLVMValueRef r0 = masked_load(cg, V, p16(cg, base, mul(cg, l.iv, ps)), rowsm);
+      LLVMValueRef r1 = masked_load(cg, V, p16(cg, base, mul(cg, add(cg, l.iv, one), ps)), rowsm);
+      LLVMValueRef sh[32];
+      for (int i = 0; i < P; i++) sh[2 * i] = cg_i32(cg, i), sh[2 * i + 1] = cg_i32(cg, 16 + i);
+      LLVMValueRef v = LLVMBuildShuffleVector(B, r0, r1, LLVMConstVector(sh, (unsigned)(2 * P)), "");
+      LLVMSetAlignment(LLVMBuildStore(B, v, p16(cg, dst, mul(cg, l.iv, c64(cg, P)))), 2);
+      cg_loop_end_hint(cg, &l, CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL);
+    }
+    /* the rest: the loop along the source's contiguous dim inside */
+    CgLoop lo = cg_loop_begin(cg, rows_contig ? p0 : zero, rows_contig ? kc : ext, one);
     CgLoop li = cg_loop_begin(cg, zero, rows_contig ? ext : kc, one);
     LLVMValueRef i = rows_contig ? li.iv : lo.iv, p = rows_contig ? lo.iv : li.iv;
-    LLVMValueRef x = LLVMBuildLoad2(B, t_i16(cg), p16(cg, base, add(cg, mul(cg, i, qs), mul(cg, p, ps))), "");
+    LLVMValueRef src = rows_contig ? add(cg, i, mul(cg, p, ps)) : add(cg, mul(cg, i, qs), p);   /* stride 1 inside */
+    LLVMValueRef x = LLVMBuildLoad2(B, t_i16(cg), p16(cg, base, src), "");
     LLVMValueRef d;
     if (kind == K_AMX) {
       d = add(cg, mul(cg, i, kp), p);
@@ -534,12 +588,16 @@ static LLVMValueRef build_uk_amx(Cg *cg) {
 /* void core(M, N, K, A, ars, acs, B, brs, bcs, C, ldc, Ap, Bp, efn, ectx, acc): gemm.c's
  * signature and loops, with 16-bit panels and the micro-kernel of kind */
 static LLVMValueRef build_lowp_core(Cg *cg, int kind) {
-  int MR = kind == K_AMX ? 32 : 12, KQ = kind == K_AMX ? 32 : 2, MC = kind == K_AMX ? 128 : 144;
+  int MR = kind == K_AMX ? 32 : 12, KQ = kind == K_AMX ? 32 : 2, MC = kind == K_AMX ? 128 : cg->MC;
+  int KC = kind == K_AMX ? CG_GEMM_KC16 : cg->KC, NC = kind == K_AMX ? CG_GEMM_NC16 : cg->NC;
   LLVMValueRef uk = kind == K_AMX ? build_uk_amx(cg) : build_uk_dp(cg, MR);
   LLVMTypeRef args[16] = {cg->t_i64, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_i64, cg->t_ptr, cg->t_i64,
                           cg->t_i64, cg->t_ptr, cg->t_i64, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64};
   LLVMValueRef fn = cg_new_function(cg, kind == K_AMX ? "bpcc_gemm_core_amx" : "bpcc_gemm_core_dpbf16",
                                     LLVMFunctionType(cg->t_void, args, 16, 0), true);
+  static const unsigned noalias_args[5] = {4, 7, 10, 12, 13};   /* A, B, C, Ap, Bp (1-based) */
+  for (int i = 0; i < 5; i++)
+    LLVMAddAttributeAtIndex(fn, noalias_args[i], LLVMCreateEnumAttribute(cg->C, LLVMGetEnumAttributeKindForName("noalias", 7), 0));
   cg->fn = fn;
   LLVMBuilderRef B = cg->B;
   LLVMPositionBuilderAtEnd(B, LLVMAppendBasicBlockInContext(cg->C, fn, "entry"));
@@ -563,23 +621,33 @@ static LLVMValueRef build_lowp_core(Cg *cg, int kind) {
   }
   LLVMValueRef aqc = LLVMBuildICmp(B, LLVMIntEQ, ars, one, "aqc");
   LLVMValueRef bqc = LLVMBuildICmp(B, LLVMIntEQ, bcs, one, "bqc");
-  CgLoop jc = cg_loop_begin(cg, c64(cg, 0), N, c64(cg, cg->NC));
-  LLVMValueRef nc = cg_min_i64(cg, c64(cg, cg->NC), sub(cg, N, jc.iv));
+  CgLoop jc = cg_loop_begin(cg, c64(cg, 0), N, c64(cg, NC));
+  LLVMValueRef nc = cg_min_i64(cg, c64(cg, NC), sub(cg, N, jc.iv));
   /* K in equal blocks of at most KC, each a multiple of KQ but the last (pairs and AMX
    * steps never straddle two blocks) */
-  LLVMValueRef nkb = LLVMBuildSDiv(B, add(cg, K, c64(cg, cg->KC - 1)), c64(cg, cg->KC), "");
+  LLVMValueRef nkb = LLVMBuildSDiv(B, add(cg, K, c64(cg, KC - 1)), c64(cg, KC), "");
   LLVMValueRef kstep = LLVMBuildSDiv(B, add(cg, K, sub(cg, nkb, one)), nkb, "");
   kstep = LLVMBuildAnd(B, add(cg, kstep, c64(cg, KQ - 1)), c64(cg, -(int64_t)KQ), "kstep");
   CgLoop pc = cg_loop_begin(cg, c64(cg, 0), K, kstep);
   LLVMValueRef kc = cg_min_i64(cg, kstep, sub(cg, K, pc.iv));
   LLVMValueRef kp = LLVMBuildAnd(B, add(cg, kc, c64(cg, KQ - 1)), c64(cg, -(int64_t)KQ), "kp");
-  {   /* B panels */
+  LLVMBasicBlockRef brows = LLVMAppendBasicBlockInContext(cg->C, fn, "brows");
+  LLVMBasicBlockRef bpanels = LLVMAppendBasicBlockInContext(cg->C, fn, "bpanels");
+  LLVMBasicBlockRef bpacked = LLVMAppendBasicBlockInContext(cg->C, fn, "bpacked");
+  LLVMBuildCondBr(B, bqc, brows, bpanels);
+  LLVMPositionBuilderAtEnd(B, brows);
+  pack_b_rows(cg, Bp, p16(cg, Bm, add(cg, mul(cg, pc.iv, brs), jc.iv)), brs, nc, kc, kp);
+  LLVMBuildBr(B, bpacked);
+  LLVMPositionBuilderAtEnd(B, bpanels);
+  {   /* B panels, k contiguous */
     CgLoop l = cg_loop_begin(cg, c64(cg, 0), nc, c64(cg, LP_NR));
     LLVMValueRef ext = cg_min_i64(cg, c64(cg, LP_NR), sub(cg, nc, l.iv));
     LLVMValueRef base = p16(cg, Bm, add(cg, mul(cg, pc.iv, brs), mul(cg, add(cg, jc.iv, l.iv), bcs)));
-    pack_b_panel(cg, p16(cg, Bp, mul(cg, l.iv, kp)), base, bcs, brs, bqc, ext, kc, kp);
+    pack_b_panel(cg, p16(cg, Bp, mul(cg, l.iv, kp)), base, bcs, ext, kc, kp);
     cg_loop_end(cg, &l);
   }
+  LLVMBuildBr(B, bpacked);
+  LLVMPositionBuilderAtEnd(B, bpacked);
   CgLoop ic = cg_loop_begin(cg, c64(cg, 0), M, c64(cg, MC));
   LLVMValueRef mc = cg_min_i64(cg, c64(cg, MC), sub(cg, M, ic.iv));
   {   /* A panels */

@@ -170,14 +170,17 @@ static void ew_body(Cg *cg, void *ctxp, LLVMValueRef j, LLVMTypeRef T) {
     if (in->op == OP_CAST && oe != CG_ELEM_FLOAT) {
       /* f32 -> bf16 / f16: the bits stored, their f32 value for the group's readers */
       LLVMValueRef bits = cg_elem_from_f32(cg, args[0], oe);
-      LLVMValueRef s = LLVMBuildStore(cg->B, bits, cg_gep(cg, LLVMInt16TypeInContext(cg->C), out->ptr, idx));
-      LLVMSetAlignment(s, 2);
+      if (out->ptr) {
+        LLVMValueRef s = LLVMBuildStore(cg->B, bits, cg_gep(cg, LLVMInt16TypeInContext(cg->C), out->ptr, idx));
+        LLVMSetAlignment(s, 2);
+      }
       res[k] = cg_elem_to_f32(cg, bits, oe);
       continue;
     }
     /* a cast to f32 reads its operand already widened */
     res[k] = in->op == OP_CAST ? args[0] : cg_ew_apply(cg, in, args[0], args[1]);
-    cg_store(cg, res[k], out->ptr, idx);
+    /* no buffer: internal (the f32 side of a cast that only the group reads) */
+    if (out->ptr) cg_store(cg, res[k], out->ptr, idx);
   }
 }
 
@@ -794,12 +797,22 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
       break;
     case OP_RELU_GRAD: case OP_TANH_GRAD: case OP_SIGMOID_GRAD: case OP_GELU_GRAD: case OP_GELU_TANH_GRAD:
       ep.flags |= cg_ep_flag_of((Op)in->op);
-      ep.aux = vals[in->args[0]].ptr;
+      if (!(ep.flags & CG_EP_AUX16)) ep.aux = vals[in->args[0]].ptr;
       dst = vals[v].ptr;
       break;
-    case OP_CAST:   /* the last member: the final value stored in 16 bits too */
-      if (k != n - 1 || gi->op == OP_CONV2D || cg_elem_of(vals[v].t->dtype) == CG_ELEM_FLOAT)
-        ir_die("cg_kernel_gemm_fused: a cast inside a gemm group");
+    case OP_CAST:
+      if (gi->op == OP_CONV2D) ir_die("cg_kernel_gemm_fused: a cast in a convolution's group");
+      if (cg_elem_of(vals[v].t->dtype) == CG_ELEM_FLOAT) {
+        /* the mask's aux, kept in 16 bits: the epilogue widens it (the cast is internal) */
+        CgElem e = cg_elem_of(vals[in->args[0]].t->dtype);
+        if (k + 1 >= n || !(cg_ep_flag_of((Op)f->insts[members[k + 1]].op) & CG_EP_MASKS) || e == CG_ELEM_FLOAT)
+          ir_die("cg_kernel_gemm_fused: a cast back to f32 that is no mask's operand");
+        ep.flags |= e == CG_ELEM_BF16 ? CG_EP_AUX_BF16 : CG_EP_AUX_F16;
+        ep.aux = vals[in->args[0]].ptr;
+        continue;   /* prev stays the product */
+      }
+      /* the last member: the final value stored in 16 bits too */
+      if (k != n - 1) ir_die("cg_kernel_gemm_fused: a cast inside a gemm group");
       ep.flags |= vals[v].t->dtype == DT_BF16 ? CG_EP_STORE_BF16 : CG_EP_STORE_F16;
       ep.out2 = vals[v].ptr;   /* with STORE_PRE: act(x) there, in 16 bits alone (the plan */
       break;                   /* left the f32 activation internal) */

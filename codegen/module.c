@@ -567,6 +567,14 @@ int cg_gemm_chunks(const CgOptions *o) {
   return hint < 1 ? 1 : hint > 64 ? 64 : hint;
 }
 
+static bool has_bf16_product(Func *f) {
+  for (int32_t i = 0; i < f->ninsts; i++) {
+    const Inst *in = &f->insts[i];
+    if (ir_ops[in->op].kind == OPK_PRODUCT && ir_vtype(f, in->args[0])->dtype == DT_BF16) return true;
+  }
+  return false;
+}
+
 CgModel *cg_model_build(const CgModelInput *in) {
   CgOptions defaults = {"native", 3, 0, false, false};
   const CgOptions *o = in->options ? in->options : &defaults;
@@ -629,7 +637,11 @@ CgModel *cg_model_build(const CgModelInput *in) {
   cg->prefer512 = lanes == 16;
   cg->esize = 4;
   cg->cpu = cg_target_features(tm);
-  if ((cg->gemm_bf16 = cg_gemm_bf16_select(cg->cpu, err, sizeof err)) < 0) {
+  /* the bf16 core, for models that have bf16 products (AMX is asked of the kernel only
+   * then: its tile state grows every signal frame of the process) */
+  cg->gemm_bf16 = CG_BF16_CONVERT;
+  if ((has_bf16_product(fwd) || (grad && has_bf16_product(grad))) &&
+      (cg->gemm_bf16 = cg_gemm_bf16_select(cg->cpu, err, sizeof err)) < 0) {
     diag_error(SRCLOC_NONE, "codegen: %s", err);
     LLVMDisposeBuilder(cg->B);
     cg_model_free(m);

@@ -444,6 +444,9 @@ bool args_check(const PipelineArgs *a, const CommandInfo *cmd) {
   }
   if (cmd->last < STAGE_MEMORY && !cmd->runtime)
     bad |= not_for(a, ARG_THREADS, cmd, "it sets the threads that run a compiled model and size its buffers");
+  if (!strcmp(cmd->name, "gradcheck"))
+    bad |= not_for(a, ARG_LOSS_SCALE, cmd, "gradcheck checks the unscaled gradient (its interpreter seeds the backward "
+                   "with 1)");
   if (strcmp(cmd->name, "train") && strcmp(cmd->name, "--mem-report"))
     bad |= not_for(a, ARG_WATCH, cmd, "it is for train (per-epoch statistics) and --mem-report");
   if (!strcmp(cmd->name, "gradcheck"))

@@ -99,6 +99,8 @@ static const DrvOption train_options[] = {
     {T_PRINT_EVERY, "--print-every", OPT_VALUE, "N", "a line every N steps on stderr, terminal or not (the bar\n"
                                                      "is drawn on stderr when it is a terminal)"},
     {OPT_PIPELINE, "--model", OPT_VALUE, "NAME", "the model to train when the file has several"},
+    {OPT_PIPELINE, "--precision", OPT_VALUE, "P", "f32 | bf16 | f16: the step's products and kept activations\n"
+                                                 "(the train block's precision, else f32)"},
     {OPT_PIPELINE, "--loss-scale", OPT_VALUE, "S", "dynamic | off | N: loss scaling (train block's loss_scale;\n"
                                                  "default dynamic for precision f16, else off); a step with\n"
                                                  "non-finite gradients is skipped and logged on stderr"},

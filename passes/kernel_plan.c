@@ -23,12 +23,16 @@
  *                (adjacent elementwise instructions of one result shape; every member
  *                stores its result, later readers are unaffected). A cast is an
  *                elementwise op whose result's dtype differs: f32[S] ; cast : bf16[S]
- *                chain, the bf16 member stored in 16 bits.
+ *                chain, the bf16 member stored in 16 bits. An f32 value that only a
+ *                cast to 16 bits reads, and a cast back to f32, are internal when the
+ *                chain alone reads them: no f32 copy of a 16-bit value is stored.
  *
  *   gemm         c = matmul*(a, b)                  [M,N]
  *    epilogue    d = add(c, bias[N])                bias add, per final C tile
  *                e = relu|tanh|sigmoid(d or c)      activation (OPF_ACT), same tile
  *                g = relu_grad(x, c)                backward (OPF_ACT_GRAD): dy * (x > 0)
+ *                (x may be cast(x16) to f32, x16 a 16-bit value before the product
+ *                and the cast read by the mask alone: the epilogue loads x16)
  *                g = tanh_grad(y, c)                          dy * (1 - y^2)
  *                g = sigmoid_grad(y, c)                       dy * y (1 - y)
  *                conv2d(x, W) [B,O,H,W] heads the same chain: add(c, bias[O,1,1])
@@ -236,6 +240,16 @@ static int epilogue_chain(const Ctx *c, int32_t g, int32_t *m) {
     }
     if (!conv && is_mask(ui->op) && ui->args[1] == g && ui->args[0] != g && ui->args[0] < g &&
         f->insts[ui->args[0]].op != OP_CONST) {
+      m[n++] = u;
+      return n;
+    }
+    /* mask(cast(x16), g): the saved value kept in 16 bits, cast back to f32 for the
+     * mask alone (after g, as the precision pass places it): the epilogue reads x16 */
+    int32_t x = ui->args[0];
+    const Inst *xi = &f->insts[x];
+    if (!conv && is_mask(ui->op) && ui->args[1] == g && x > g && xi->op == OP_CAST && xi->args[0] < g &&
+        ir_dtype_is_low(ir_vtype(f, xi->args[0])->dtype) && single_user(c, x) == u && free_member(c, x)) {
+      m[n++] = x;
       m[n++] = u;
       return n;
     }
@@ -503,7 +517,7 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
   for (int g = 0; g < ng; g++) {
     /* an attention kernel writes all its results (an extra's read of its producer is no
      * data read): none internal */
-    if (gkind[g] < KERNEL_GEMM || gkind[g] == KERNEL_ATTN) continue;
+    if (gkind[g] < KERNEL_EW || gkind[g] == KERNEL_ATTN) continue;
     for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
       const Inst *ui = &f->insts[mem[k]];
       if (ui->op == OP_SIZE) continue;
@@ -512,6 +526,13 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     }
     for (int32_t k = gstart[g]; k < gstart[g + 1]; k++) {
       int32_t v = mem[k];
+      /* in an ew chain every member stores its result, but an f32 value that only a
+       * cast to 16 bits reads, or a 16-bit value's f32 copy (a cast back), read in the
+       * chain alone, lives in registers only */
+      int32_t u = single_user(&c, v);
+      bool to16 = u >= 0 && f->insts[u].op == OP_CAST && ir_dtype_is_low(ir_vtype(f, u)->dtype);
+      bool from16 = f->insts[v].op == OP_CAST && !ir_dtype_is_low(ir_vtype(f, v)->dtype);
+      if (gkind[g] == KERNEL_EW && !to16 && !from16) continue;
       s->internal[v] = c.nuses[v] > 0 && inside[v] == c.nuses[v] && !c.sink_use[v] && f->insts[v].op != OP_SOFTMAX_XENT;
     }
     /* a product's 16-bit store: the f32 value C holds keeps a buffer (the K blocks

@@ -65,7 +65,8 @@ Func *pass_simplify(Func *f, const PassOptions *opt);
 /* Mixed precision (precision.c) of a gradient function: with low DT_BF16 or DT_F16,
  * every product of f32 operands reads their casts to low (one cast per value), and every
  * activation backward reads is kept as its low cast (backward products read it, other
- * backward readers a cast back to f32 right before them); softmax, losses, reductions,
+ * backward readers a cast back to f32 right before them; relu_grad's mask is relu's
+ * output, so a relu's input is not kept); softmax, losses, reductions,
  * batch statistics, attention, the outputs and the gradients stay f32. low DT_F32: f
  * unchanged. The same sinks, names and order otherwise. */
 Func *pass_precision(Func *f, DType low);

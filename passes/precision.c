@@ -20,6 +20,10 @@
  *               element. "Activation" means a value with the batch dim B that a kernel
  *               computes: inputs, parameters and other leaves, and the values below,
  *               stay as they are.
+ *   relu mask   relu_grad(x, dy) -> relu_grad(relu(x), dy) where forward has y = relu(x):
+ *               y > 0 exactly where x > 0 (a NaN gives 0 in both), so backward reads y,
+ *               which it keeps anyway when a product reads it, and the pre-activation x
+ *               is no longer kept.
  *   f32         softmax, log_softmax, softmax_xent, the reductions (sum, mean, max,
  *               sum_to), the batch statistics (bn_mean, bn_var: no B dim) and fused
  *               attention (o and lse) keep their f32 results for backward; so does a
@@ -35,8 +39,9 @@
  *
  * The casts this adds carry the rule "precision" and the location of the instruction
  * that needed them (the producer of a kept value, else the reader); a backward cast also
- * `from` its reader's forward instruction. Nothing else changes: the same sinks, names
- * and order: one sweep, with an old-to-new id map. */
+ * `from` its reader's forward instruction. Nothing else changes but relu_grad's mask
+ * operand: the same instructions, sinks, names and order, in one sweep with an
+ * old-to-new id map. */
 #include "passes/passes.h"
 
 #include <string.h>
@@ -64,8 +69,26 @@ static bool has_batch(const TensorType *t) {
   return false;
 }
 
+/* For each value x, the forward relu(x), or -1. */
+static int32_t *relus(Func *f) {
+  int32_t n = f->ninsts, *r = bp_xmalloc((size_t)(n ? n : 1) * sizeof *r);
+  for (int32_t i = 0; i < n; i++) r[i] = -1;
+  for (int32_t i = 0; i < n; i++)
+    if (f->insts[i].op == OP_RELU && !(f->insts[i].flags & IF_BACKWARD) && r[f->insts[i].args[0]] < 0)
+      r[f->insts[i].args[0]] = i;
+  return r;
+}
+
+/* Operand k of in as the pass reads it: a backward relu_grad's mask is relu's output
+ * where forward has one (the relu mask rule). */
+static int32_t operand(const Inst *in, int k, const int32_t *relu_of) {
+  int32_t a = in->args[k];
+  if (in->op == OP_RELU_GRAD && k == 0 && (in->flags & IF_BACKWARD) && relu_of[a] >= 0) return relu_of[a];
+  return a;
+}
+
 /* The forward values kept in 16 bits for backward. */
-static bool *kept_low(Func *f) {
+static bool *kept_low(Func *f, const int32_t *relu_of) {
   int32_t n = f->ninsts;
   bool *bwd = bp_xmalloc((size_t)(n ? n : 1)), *pinned = bp_xmalloc((size_t)(n ? n : 1));
   memset(bwd, 0, (size_t)(n ? n : 1));
@@ -75,8 +98,9 @@ static bool *kept_low(Func *f) {
     if (in->op == OP_OUTPUT || in->op == OP_LOSS) pinned[in->args[0]] = true;
     if (!(in->flags & IF_BACKWARD) || (ir_ops[in->op].flags & OPF_SINK) || in->op == OP_SIZE) continue;
     for (int k = 0; k < in->nargs; k++) {
-      bwd[in->args[k]] = true;
-      if (reads_exact(in)) pinned[in->args[k]] = true;
+      int32_t a = operand(in, k, relu_of);
+      bwd[a] = true;
+      if (reads_exact(in)) pinned[a] = true;
     }
   }
   for (int32_t i = 0; i < n; i++) {
@@ -125,7 +149,8 @@ Func *pass_precision(Func *f, DType low) {
   if (!ir_dtype_is_low(low)) return f;
   int32_t n = f->ninsts;
   size_t sz = (size_t)(n ? n : 1);
-  bool *kept = kept_low(f);
+  int32_t *relu_of = relus(f);
+  bool *kept = kept_low(f, relu_of);
   Prec p = {pass_func_new_like(f), low, bp_xmalloc(sz * sizeof(int32_t)), bp_xmalloc(sz * sizeof(int32_t)),
             bp_xmalloc(sz * sizeof(int32_t))};
   p.g->cse = false;   /* the function keeps its instructions as they are; low_of shares the casts */
@@ -135,7 +160,7 @@ Func *pass_precision(Func *f, DType low) {
     bool bwd = in.flags & IF_BACKWARD, sink = ir_ops[in.op].flags & OPF_SINK;
     int32_t from = in.from >= 0 && in.from < i ? p.map[in.from] : -1;
     for (int k = 0; k < in.nargs; k++) {
-      int32_t a = in.args[k];
+      int32_t a = operand(&f->insts[i], k, relu_of);
       if (is_product(&in) && ir_vtype(f, a)->dtype == DT_F32)
         in.args[k] = low_of(&p, a, &in, from);
       else if (kept[a] && bwd && !sink && in.op != OP_SIZE)   /* its own f32 copy, right before it */
@@ -154,6 +179,7 @@ Func *pass_precision(Func *f, DType low) {
       ir_die("precision: the gradient of %%%d is %s", in->args[0], ir_dtype_name((DType)ir_vtype(p.g, in->args[1])->dtype));
   }
   bp_free(kept);
+  bp_free(relu_of);
   bp_free(p.map);
   bp_free(p.lowof);
   bp_free(p.lowof_bwd);

@@ -509,17 +509,20 @@ static void unscale_task(void *ctx, int64_t c0, int64_t c1, int worker) {
     int64_t i0 = c * u->chunk, i1 = i0 + u->chunk < u->n ? i0 + u->chunk : u->n;
     uint32_t bad = 0;
     float *g = u->g;
-    if (pow2)
-      for (int64_t i = i0; i < i1; i++) g[i] *= inv;
-    else
-      for (int64_t i = i0; i < i1; i++) g[i] = (float)((double)g[i] / u->scale);
-    /* checked once unscaled (a scale below 1 can overflow a finite one): a float is NaN
-     * or infinite exactly when its exponent bits are all ones */
-    for (int64_t i = i0; i < i1; i++) {
-      uint32_t b;
-      memcpy(&b, &g[i], sizeof b);
-      bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u);
-    }
+    /* one pass, checked once unscaled (a scale below 1 can overflow a finite one): a
+     * float is NaN or infinite exactly when its exponent bits are all ones (an integer
+     * OR reduction, which vectorizes) */
+#define UNSCALE(expr)                                   \
+  for (int64_t i = i0; i < i1; i++) {                   \
+    float x = (expr);                                   \
+    uint32_t b;                                         \
+    memcpy(&b, &x, sizeof b);                           \
+    bad |= (uint32_t)((b & 0x7f800000u) == 0x7f800000u); \
+    g[i] = x;                                           \
+  }
+    if (pow2) UNSCALE(g[i] * inv)
+    else UNSCALE((float)((double)g[i] / u->scale))
+#undef UNSCALE
     u->bad[c] = (uint8_t)bad;
   }
 }
@@ -718,6 +721,7 @@ int64_t bprt_model_workspace_bytes(const bprt_model *m) {
 int bprt_model_set_step(bprt_model *m, uint64_t step) {
   if (!m) return fail(BPRT_E_ARG, "set_step: NULL model");
   m->step = step;
+  if (m->skipped > step) m->skipped = step;   /* the skipped steps are some of the steps */
   return BPRT_OK;
 }
 

@@ -176,6 +176,24 @@ static void test_bad_descriptor(void **state) {
   assert_string_equal(bprt_last_error(), "tiny: the descriptor has no forward function");
 }
 
+/* A model whose products run on AMX tiles: created where Linux grants the tile state
+ * (this process asks, as bprt_model_create does), refused with the reason elsewhere. */
+static void test_uses_amx(void **state) {
+  (void)state;
+  bprt_model_desc d = tiny;
+  d.uses_amx = 1;
+  bprt_model *m = bprt_model_create(&d, 1);
+  if (bprt_amx_request()) {
+    assert_non_null(m);
+    bprt_model_destroy(m);
+  } else {
+    assert_null(m);
+    assert_string_equal(bprt_last_error(), "tiny: the model's products run on AMX tiles and this process may not use "
+                                           "them (the kernel refused arch_prctl ARCH_REQ_XCOMP_PERM); rebuild it with "
+                                           "BPCC_GEMM_BF16=dpbf16 or convert");
+  }
+}
+
 static void test_params(void **state) {
   (void)state;
   bprt_model *m = bprt_model_create(&tiny, 7);
@@ -717,7 +735,7 @@ int main(void) {
       cmocka_unit_test(test_misuse),             cmocka_unit_test(test_train),
       cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad),
       cmocka_unit_test(test_alloc_failures),     cmocka_unit_test(test_optimizer_table),
-      cmocka_unit_test(test_checkpoint_hints),
+      cmocka_unit_test(test_checkpoint_hints),   cmocka_unit_test(test_uses_amx),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

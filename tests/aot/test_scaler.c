@@ -177,6 +177,12 @@ static void test_backoff_and_skip(void **state) {
   assert_memory_equal(bprt_model_params(m), p, sizeof p);
   assert_true(scaler(m).scale == 16384.0);
   assert_int_equal(scaler(m).skipped, 2);
+  /* set_step below the skipped steps: they are some of the steps, so they follow */
+  assert_int_equal(bprt_model_set_step(m, 1), BPRT_OK);
+  assert_int_equal(scaler(m).skipped, 1);
+  grad_nan = false;
+  step(m);
+  assert_true(last_t == 1);
   bprt_model_destroy(m);
 }
 

@@ -270,7 +270,8 @@ static KernelPlan *plan(Arena *a, Func *f, char *desc, size_t n) {
 /* x and W to bf16 for a product with bias and relu: the relu's 16-bit copy is the
  * epilogue's store (its f32 value internal: C holds the pre-activation, which the
  * output also reads); then a product whose f32 result has a second reader (its cast
- * is an ew kernel), and a plain product cast to f16 (C a scratch buffer). */
+ * is an ew kernel), a plain product cast to f16 (C a scratch buffer), and an ew chain
+ * that casts back to f32 and to bf16 (neither f32 side stored). */
 static const char *plan_ir =
     "func @p {\n"
     "  %0 = input \"x\" : f32[B,33]\n"
@@ -292,9 +293,15 @@ static const char *plan_ir =
     "  %16 = cast %15 : f16[B,5]\n"
     "  %17 = cast %16 : f32[B,5]\n"
     "  %18 = exp %17 : f32[B,5]\n"
+    "  %19 = mul %18, %18 : f32[B,5]\n"
+    "  %20 = cast %19 : bf16[B,5]\n"
+    "  %21 = param \"T\" zeros : f32[5,3]\n"
+    "  %22 = cast %21 : bf16[5,3]\n"
+    "  %23 = matmul %20, %22 : f32[B,3]\n"
     "  output \"pre\" %8\n"
     "  output \"z\" %12\n"
     "  output \"y\" %18\n"
+    "  output \"w\" %23\n"
     "}\n";
 
 static void test_plan(void **state) {
@@ -304,18 +311,23 @@ static void test_plan(void **state) {
   char desc[1024];
   KernelPlan *s = plan(a, f, desc, sizeof desc);
   /* %12 has two readers (its cast and the output): the cast stays out of the product */
-  assert_string_equal(desc, "matmul+add+relu+cast\nmatmul+cast\ncast+exp\n");
+  assert_string_equal(desc, "matmul+add+relu+cast\nmatmul+cast\ncast+exp+mul+cast\n");
   assert_false(s->internal[8]);    /* the pre-activation: read by the output */
   assert_true(s->internal[9]);     /* relu's f32 value: only its 16-bit copy is stored */
   assert_false(s->internal[15]);   /* C of a plain product cast to f16: a scratch slot */
   assert_false(s->internal[10]);
   assert_false(s->internal[16]);
+  assert_true(s->internal[17]);    /* f32 of a 16-bit value, read by the exp alone */
+  assert_false(s->internal[18]);   /* an output */
+  assert_true(s->internal[19]);    /* read by its cast to bf16 alone */
+  assert_false(s->internal[20]);
   /* the printed plan (what --emit=opt-ir shows) has the casts in their kernels */
   char *buf = NULL;
   size_t len = 0;
   FILE *mf = open_memstream(&buf, &len);
   kernel_plan_print(mf, s);
   fclose(mf);
+  if (getenv("CGT_VERBOSE")) printf("%s", buf);
   assert_non_null(strstr(buf, "  # kernel 2: matmul+add+relu+cast  (gemm+epilogue)\n"
                               "  %7 = matmul %5, %6 : f32[B,17]  (internal)\n"
                               "  %8 = add %7, %2 : f32[B,17]\n"
@@ -324,7 +336,12 @@ static void test_plan(void **state) {
   assert_non_null(strstr(buf, "  # kernel 7: matmul+cast  (gemm+epilogue)\n"
                               "  %15 = matmul %13, %14 : f32[B,5]\n"
                               "  %16 = cast %15 : f16[B,5]\n"
-                              "  # kernel 8: cast+exp\n"));
+                              "  # kernel 8: cast+exp+mul+cast\n"
+                              "  %17 = cast %16 : f32[B,5]  (internal)\n"
+                              "  %18 = exp %17 : f32[B,5]\n"
+                              "  %19 = mul %18, %18 : f32[B,5]  (internal)\n"
+                              "  %20 = cast %19 : bf16[B,5]\n"
+                              "  output \"y\" %18\n"));
   free(buf);
   arena_free(a);
   ir_module_free(f->mod);
@@ -332,13 +349,16 @@ static void test_plan(void **state) {
 
 /* ------------------------------------------------------------------ 3. models */
 
-/* plan_ir's types with bf16 and f16 swapped where asked: the text with "LOW" replaced */
-static char *with_low(const char *text, const char *low) {
-  size_t n = strlen(text) + 64 * strlen(low) + 1, k = 0;
+/* text with every "LOW" replaced by low and every "ACT" by act */
+static char *with_act(const char *text, const char *low, const char *act) {
+  size_t n = strlen(text) + 64 * (strlen(low) + strlen(act)) + 1, k = 0;
   char *out = malloc(n);
   for (const char *p = text; *p;) {
     if (strncmp(p, "LOW", 3) == 0) {
       k += (size_t)snprintf(out + k, n - k, "%s", low);
+      p += 3;
+    } else if (strncmp(p, "ACT", 3) == 0) {
+      k += (size_t)snprintf(out + k, n - k, "%s", act);
       p += 3;
     } else {
       out[k++] = *p++;
@@ -347,6 +367,7 @@ static char *with_low(const char *text, const char *low) {
   out[k] = 0;
   return out;
 }
+static char *with_low(const char *text, const char *low) { return with_act(text, low, "relu"); }
 
 /* forward: single products of rank 3 (matmul, matmul_nt: M = B 6), a batched product,
  * each with the 16-bit store of its epilogue or an ew cast, bias and activations */
@@ -438,6 +459,45 @@ static char *mlp_text(const char *low, bool bias) {
   return out;
 }
 
+/* As passes/precision.c keeps a pre-activation that relu_grad reads: cast to 16 bits
+ * in forward, back to f32 in backward right before the mask, which then takes it in
+ * its product's epilogue (the 16-bit aux), and the mask's result cast for the last
+ * product (the epilogue's 16-bit store; C a scratch slot). */
+static const char *kept_ir =
+    "func @kept {\n"
+    "  %0 = input \"x\" : f32[B,12]\n"
+    "  %1 = input \"y\" : label[B,6]\n"
+    "  %2 = param \"W\" he_normal : f32[12,16]\n"
+    "  %3 = param \"V\" xavier_normal : f32[16,6]\n"
+    "  %4 = cast %0 : LOW[B,12]\n"
+    "  %5 = cast %2 : LOW[12,16]\n"
+    "  %6 = matmul %4, %5 : f32[B,16]\n"
+    "  %7 = cast %6 : LOW[B,16]\n"
+    "  %8 = ACT %6 : f32[B,16]\n"
+    "  %9 = cast %8 : LOW[B,16]\n"
+    "  %10 = cast %3 : LOW[16,6]\n"
+    "  %11 = matmul %9, %10 : f32[B,6]\n"
+    "  %12 = softmax_xent %11, %1 : f32[B]\n"
+    "  %13 = mean %12 axis=all : f32[]\n"
+    "  loss %13\n"
+    "  %15 = size %0 axis=0 : f32[]\n"
+    "  %16 = const value=1 : f32[]\n"
+    "  %17 = div %16, %15 : f32[]\n"
+    "  %18 = softmax %11 axis=1 : f32[B,6]\n"
+    "  %19 = onehot %1 : f32[B,6]\n"
+    "  %20 = sub %18, %19 : f32[B,6]\n"
+    "  %21 = mul %20, %17 : f32[B,6]\n"
+    "  %22 = cast %21 : LOW[B,6]\n"
+    "  %23 = matmul_tn %9, %22 : f32[16,6]\n"
+    "  %24 = matmul_nt %22, %10 : f32[B,16]\n"
+    "  %25 = cast %7 : f32[B,16]\n"
+    "  %26 = ACT_grad %25, %24 : f32[B,16]\n"
+    "  %27 = cast %26 : LOW[B,16]\n"
+    "  %28 = matmul_tn %4, %27 : f32[12,16]\n"
+    "  grad %2, %28\n"
+    "  grad %3, %23\n"
+    "}\n";
+
 static void test_models(void **state) {
   (void)state;
   static const char *lows[2] = {"bf16", "f16"};
@@ -452,6 +512,18 @@ static void test_models(void **state) {
       for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_forward(f, batches[b], ulp[l], &cfg), 0);
       ir_module_free(f->mod);
       free(text);
+      if (l == 0) {   /* plan_ir: bf16 and f16 in one model, ew chains with internal casts */
+        f = parse(plan_ir, "p");
+        for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_forward(f, batches[b], ulp[0], &cfg), 0);
+        ir_module_free(f->mod);
+      }
+      for (int act = 0; act < 2; act++) {   /* relu_grad reads the aux's sign, gelu_grad its value */
+        text = with_act(kept_ir, lows[l], act ? "gelu" : "relu");
+        Func *k = parse(text, "kept");
+        for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_grad(k, k, batches[b] + 10, ulp[l], &cfg), 0);
+        ir_module_free(k->mod);
+        free(text);
+      }
       for (int bias = 0; bias < 2; bias++) {
         text = mlp_text(lows[l], bias);
         Func *g = parse(text, "mlp");
@@ -462,7 +534,8 @@ static void test_models(void **state) {
     }
 }
 
-/* The plans of the training step: the 16-bit stores in the epilogues */
+/* The plans of the training steps: the 16-bit stores and the 16-bit aux in the
+ * epilogues */
 static void test_plan_mlp(void **state) {
   (void)state;
   for (int bias = 0; bias < 2; bias++) {
@@ -484,6 +557,17 @@ static void test_plan_mlp(void **state) {
     ir_module_free(f->mod);
     free(text);
   }
+  char *text = with_act(kept_ir, "f16", "gelu");
+  Func *f = parse(text, "kept");
+  Arena *a = arena_new();
+  char desc[1024];
+  KernelPlan *s = plan(a, f, desc, sizeof desc);
+  assert_string_equal(desc, "matmul+gelu+cast\nsoftmax_xent+softmax+onehot+sub+mul\nmatmul_nt+cast+gelu_grad+cast\n");
+  assert_true(s->internal[25]);    /* the f32 copy of the kept pre-activation: never stored */
+  assert_false(s->internal[26]);   /* C of the mask's product, cast to f16 for the last one */
+  arena_free(a);
+  ir_module_free(f->mod);
+  free(text);
 }
 
 /* ------------------------------------------------------------------ 4. refused */

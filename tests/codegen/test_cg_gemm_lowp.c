@@ -11,8 +11,9 @@
  * bit for bit against C's own rounding (bf16 by integer rounding to nearest even, half
  * by GCC's _Float16).
  *
- * CGT_LOWP_BENCH=1: instead print GFLOP/s of each core on M2's shapes (1 and 2
- * threads) next to the f32 core (docs/codegen.md). */
+ * CGT_LOWP_BENCH=1: instead print GFLOP/s of each core on M2's shapes (1 thread by
+ * its CPU time, 2 by the best wall time) next to the f32 core (docs/codegen.md); CGT_LOWP_ONLY=f32|convert|dpbf16|amx
+ * one of them; CGT_LOWP_ASM=FILE writes the assembly of the last module built. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +29,7 @@
 #include <llvm-c/Analysis.h>
 
 #include "codegen/cg.h"
+#include "runtime/runtime.h"
 #include "tests/codegen/harness.h"
 
 /* ------------------------------------------------------------------ C references */
@@ -125,7 +127,7 @@ static bool build(Built *b, int core, CgElem ta, CgElem tb, Op op, int epf) {
   unsetenv("BPCC_GEMM_BF16");
   assert_true(cg.gemm_bf16 > 0);
   cg_init_types(&cg);
-  cg_gemm_pack_for(CG_GEMM_MC, CG_GEMM_NC, CG_GEMM_KC, true, &cg.pack_a_floats, &cg.pack_b_floats);
+  cg_gemm_pack_for(CG_GEMM_MC, CG_GEMM_NC, CG_GEMM_KC, CG_GEMM_KC16, &cg.pack_a_floats, &cg.pack_b_floats);
   b->pack_bytes = cg_gemm_pack_floats(&cg) * 4 * cg.gemm_chunks;
   LLVMTypeRef args[12] = {cg.t_ptr, cg.t_ptr, cg.t_ptr, cg.t_ptr, cg.t_ptr, cg.t_ptr,
                           cg.t_i64, cg.t_i64, cg.t_i64, cg.t_i64, cg.t_i64, cg.t_i64};
@@ -156,6 +158,11 @@ static bool build(Built *b, int core, CgElem ta, CgElem tb, Op op, int epf) {
   if (LLVMVerifyModule(cg.M, LLVMReturnStatusAction, &msg)) fail_msg("invalid module: %s", msg);
   LLVMDisposeMessage(msg);
   assert_int_equal(cg_run_passes(cg.M, tm, 3, err, sizeof err), 0);
+  if (getenv("CGT_LOWP_ASM")) {   /* the assembly of the last module built, for reading */
+    char *e = NULL;
+    LLVMTargetMachineEmitToFile(tm, cg.M, getenv("CGT_LOWP_ASM"), LLVMAssemblyFile, &e);
+    LLVMDisposeMessage(e);
+  }
   LLVMDisposeTargetMachine(tm);
   LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
   LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
@@ -236,11 +243,12 @@ static int run(const Built *b, CgElem ta, CgElem tb, Op op, int epf, int64_t M, 
 static const Op ops[3] = {OP_MATMUL, OP_MATMUL_NT, OP_MATMUL_TN};
 
 /* the shapes of every core: tile edges (12, 32 rows; 32 columns), K odd and across
- * the KC block (and its 32-padding), the MC block, both thread splits */
+ * the KC block (and its 32-padding; 1100: two of AMX's 1024-deep blocks), the MC and NC
+ * blocks, both thread splits */
 static int sweep(int core, CgElem ta, CgElem tb) {
   static const int64_t shp[][3] = {{1, 1, 1},     {7, 5, 3},      {12, 32, 2},    {13, 33, 31},  {32, 32, 32},
                                    {33, 17, 65},  {64, 100, 257}, {145, 70, 513}, {100, 300, 40}, {300, 64, 33},
-                                   {5, 1000, 17}, {200, 9, 784}};
+                                   {5, 1000, 17}, {200, 9, 784},   {40, 70, 1100}};
   int fails = 0;
   for (int o = 0; o < 3; o++) {
     Built b;
@@ -396,26 +404,47 @@ static void test_conversions(void **state) {
 
 /* ------------------------------------------------------------------ speed */
 
-static double now(void) {
+static double now(clockid_t c) {
   struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(c, &t);
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+/* the runtime's pool (workers that stay, as in training) behind frame->parallel_for */
+typedef struct {
+  bprt_task_fn fn;
+  void *ctx;
+} Adapt;
+static void adapt_run(void *c, int64_t b, int64_t e, int w) {
+  Adapt *a = c;
+  a->fn(a->ctx, b, e, w);
+}
+static void pool_pfor(void *pool, int64_t n, int64_t grain, bprt_task_fn fn, void *ctx) {
+  Adapt a = {fn, ctx};
+  bprt_pool_for(pool, n, grain, adapt_run, &a);
+}
+
 static void bench(void) {
+  BprtPool *pool = bprt_pool_new(2);
   static const struct {
     Op op;
     int64_t M, K, N;
   } shapes[] = {{OP_MATMUL, 128, 784, 1024}, {OP_MATMUL, 128, 1024, 1024}, {OP_MATMUL_TN, 1024, 128, 1024},
-                {OP_MATMUL_NT, 128, 1024, 1024}};
-  printf("GFLOP/s, median of 15 runs (M x K x N)\n%-26s %-8s %10s %10s\n", "shape", "core", "1 thread", "2 threads");
-  for (size_t s = 0; s < 4; s++)
+                {OP_MATMUL_NT, 128, 1024, 1024}, {OP_MATMUL, 1024, 1024, 1024}};
+  printf("GFLOP/s (M x K x N): 1 thread by its CPU time, median of 15; 2 threads by the wall clock, best of 15\n"
+         "%-26s %-8s %10s %10s\n", "shape", "core", "1 thread", "2 threads");
+  const char *sel = getenv("CGT_LOWP_SHAPE");   /* one of them: 0..3 */
+  for (size_t s = 0; s < 5; s++)
+    if (!sel || (size_t)atoi(sel) == s)
     for (int core = 0; core <= CG_BF16_AMX; core++) {
+      const char *only = getenv("CGT_LOWP_ONLY");   /* one core: f32, convert, dpbf16 or amx */
+      if (only && strcmp(only, core ? core_name[core] : "f32") != 0) continue;
       if (core && cannot_run(core)) continue;
       CgElem t = core ? CG_ELEM_BF16 : CG_ELEM_FLOAT;
       Built b;
       build(&b, core ? core : CG_BF16_CONVERT, t, t, shapes[s].op, 0);
       int64_t M = shapes[s].M, N = shapes[s].N, K = shapes[s].K;
+      if (getenv("CGT_LOWP_MKN")) sscanf(getenv("CGT_LOWP_MKN"), "%lld %lld %lld", (long long *)&M, (long long *)&K, (long long *)&N);
       void *A = fill(t, M * K), *B = fill(t, K * N);
       float *C = malloc((size_t)(M * N) * 4);
       void *pack = aligned_alloc(64, (size_t)(b.pack_bytes + 63) / 64 * 64);
@@ -423,14 +452,17 @@ static void bench(void) {
       for (int th = 1; th <= 2; th++) {
         bprt_frame fr;
         memset(&fr, 0, sizeof fr);
-        fr.parallel_for = cgt_parallel_for;
-        fr.pool = (void *)(intptr_t)th;
+        fr.parallel_for = pool_pfor;
+        fr.pool = pool;
         fr.nthreads = th;
         double t15[15];
+        /* one thread runs on this one: its CPU time leaves out the other jobs of a shared
+         * machine; two threads: the best wall time */
+        clockid_t clk = th == 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
         for (int r = -3; r < 15; r++) {
-          double t0 = now();
+          double t0 = now(clk);
           b.fn(A, B, C, NULL, pack, &fr, M, N, K, 0, 0, 0);
-          if (r >= 0) t15[r] = now() - t0;
+          if (r >= 0) t15[r] = now(clk) - t0;
         }
         for (int i = 0; i < 15; i++)
           for (int j = i + 1; j < 15; j++)
@@ -438,7 +470,7 @@ static void bench(void) {
               double x = t15[i];
               t15[i] = t15[j], t15[j] = x;
             }
-        g[th - 1] = 2.0 * M * N * K / t15[7] / 1e9;
+        g[th - 1] = 2.0 * M * N * K / t15[th == 1 ? 7 : 0] / 1e9;
       }
       char sh[40];
       snprintf(sh, sizeof sh, "%s %lldx%lldx%lld", ir_ops[shapes[s].op].name, (long long)M, (long long)K, (long long)N);
@@ -446,6 +478,7 @@ static void bench(void) {
       free(A), free(B), free(C), free(pack);
       unbuild(&b);
     }
+  bprt_pool_free(pool);
 }
 
 int main(void) {

@@ -23,25 +23,25 @@ BUDGET=$(echo "$err" | sed -n 's/.*smallest feasible budget is [^(]*(\([0-9]*\) 
 [ -n "$BUDGET" ] || die "no smallest budget in: $err"
 "$BPCC" train "$M" --data spiral:n=64 --epochs 1 --quiet --save "$T/w.st" > /dev/null || die "train --save"
 
-OPTIONS="-fno-softmax-xent|--recompute=sqrt|--mem-budget $BUDGET|--batch 7|-O0|-march=x86-64-v3|--threads 1"
+OPTIONS="-fno-softmax-xent|--recompute=sqrt|--mem-budget $BUDGET|--batch 7|-O0|-march=x86-64-v3|--threads 1|--precision bf16"
 
 # command name | the command line (FILE is the model, OUT a file it writes) | expectations
-TABLE='--check|--check FILE|X X X X X X X
---emit=tokens|--emit=tokens FILE|X X X X X X X
---emit=ast|--emit=ast FILE|X X X X X X X
---emit=ir|--emit=ir FILE|X X X X X X X
---emit=grad-ir|--emit=grad-ir FILE|E E E X X X X
---emit=opt-ir|--emit=opt-ir FILE|E E E X X X X
---emit=dot|--emit=dot FILE|E E E X X X X
---emit=llvm|--emit=llvm FILE|E E E X E E E
---emit=asm|--emit=asm FILE|E E E X E E E
---emit=obj|--emit=obj FILE|E E E X E E E
---mem-report|--mem-report FILE|E E E E X X E
--o|FILE -o OUT.so|E E E X E E E
-gradcheck|gradcheck FILE --dtype f32 --batch 32|E E E E X X X
-train|train FILE --data spiral:n=64 --epochs 1|E E E E E E E
-eval|eval FILE --weights WEIGHTS --data spiral:n=64|X X X E E E E
-bench|bench FILE --steps 1 --warmup 0|E E E E E E E'
+TABLE='--check|--check FILE|X X X X X X X X
+--emit=tokens|--emit=tokens FILE|X X X X X X X X
+--emit=ast|--emit=ast FILE|X X X X X X X X
+--emit=ir|--emit=ir FILE|X X X X X X X X
+--emit=grad-ir|--emit=grad-ir FILE|E E E X X X X E
+--emit=opt-ir|--emit=opt-ir FILE|E E E X X X X E
+--emit=dot|--emit=dot FILE|E E E X X X X E
+--emit=llvm|--emit=llvm FILE|E E E X E E E E
+--emit=asm|--emit=asm FILE|E E E X E E E E
+--emit=obj|--emit=obj FILE|E E E X E E E E
+--mem-report|--mem-report FILE|E E E E X X E E
+-o|FILE -o OUT.so|E E E X E E E E
+gradcheck|gradcheck FILE --dtype f32 --batch 32|E E E E X X X X
+train|train FILE --data spiral:n=64 --epochs 1|E E E E E E E E
+eval|eval FILE --weights WEIGHTS --data spiral:n=64|X X X E E E E X
+bench|bench FILE --steps 1 --warmup 0|E E E E E E E E'
 
 # run NAME ARGS...: stdout (the library's bytes for -o) to $T/out, stderr to $T/err
 run() {

@@ -2,7 +2,8 @@
  * MLP (x[B,16] -> tanh 32 -> relu 32 -> 4 classes, softmax-CE):
  *   - the casts are where the policy puts them: their number, their place (right after
  *     a kept activation's producer; a cast back right before its backward reader), every
- *     product's operands 16-bit, no backward instruction reading a kept f32 activation,
+ *     product's operands 16-bit, relu_grad reading relu's copy, no backward instruction
+ *     reading a kept f32 activation,
  *     every gradient f32, the sinks and names as before, ir_verify;
  *   - the interpreter's gradient of the mixed IR is the f32 gradient within a stated
  *     tolerance (bf16 and f16);
@@ -182,15 +183,15 @@ static void test_mlp_casts(void **state) {
   Func *g = grad_of(mlp_ir, &m);
   char *before = ir_print_to_string(g);
   Func *h = mixed(g, DT_BF16);
-  /* forward: x, h1.W, tanh, h2.W, the relu's input, relu, out.W; backward: dlogits, dz2,
-   * dz1 and x again to bf16; the relu's input and tanh back to f32 */
+  /* forward: x, h1.W, tanh, h2.W, relu, out.W; backward: dlogits, dz2, dz1 and x again
+   * to bf16; relu (relu_grad's mask) and tanh back to f32 */
   int fl, bl, bf;
   count_casts(h, &fl, &bl, &bf);
-  assert_int_equal(fl, 7);
+  assert_int_equal(fl, 6);
   assert_int_equal(bl, 4);
   assert_int_equal(bf, 2);
-  assert_int_equal(count_op(h, OP_CAST), 13);
-  assert_int_equal(h->ninsts, g->ninsts + 13);
+  assert_int_equal(count_op(h, OP_CAST), 12);
+  assert_int_equal(h->ninsts, g->ninsts + 12);
   /* the rest is the gradient as it was: same ops in the same order, sinks and names */
   int32_t j = 0;
   for (int32_t i = 0; i < h->ninsts; i++) {
@@ -231,6 +232,12 @@ static void test_mlp_casts(void **state) {
     if (in->op == OP_GRAD) assert_int_equal(ir_vtype(h, in->args[1])->dtype, DT_F32);
   }
   assert_int_equal(nproducts, 8);   /* 3 forward, 5 backward (no dx of the input) */
+  /* relu_grad's mask is relu's output (> 0 exactly where its input is), through its
+   * bf16 copy: the relu's input is not kept */
+  int32_t rg = first(h, OP_RELU_GRAD), relu = first(h, OP_RELU);
+  const Inst *mask = &h->insts[h->insts[rg].args[0]];
+  assert_int_equal(mask->op, OP_CAST);
+  assert_int_equal(h->insts[mask->args[0]].args[0], relu);
   /* the forward activations backward read in f32 before it now die in forward: no
    * backward instruction reads tanh, the relu's input or relu */
   int32_t acts[3] = {first(h, OP_TANH), first(h, OP_RELU), h->insts[first(h, OP_RELU)].args[0]};
@@ -251,8 +258,9 @@ static void test_mlp_casts(void **state) {
   ir_module_free(m);
 }
 
-/* The kept activations' bytes: the f32 plan's, halved, plus the bf16 copies of h2.W and
- * out.W (backward's dh1 = dz2 h2.W^T and dh2 = dlogits out.W^T read the forward's). */
+/* The kept activations' bytes: tanh and relu at 2 bytes (the relu's input is not kept:
+ * relu_grad reads relu), and the bf16 copies of h2.W and out.W (backward's dh1 = dz2
+ * h2.W^T and dh2 = dlogits out.W^T read the forward's). */
 static void test_mlp_memory(void **state) {
   (void)state;
   Module *m;
@@ -267,7 +275,7 @@ static void test_mlp_memory(void **state) {
   }
   /* f32: tanh, the relu's input, relu: 3 * 32 * 4 bytes a row */
   assert_int_equal(kept[0], 3 * 32 * 4 * BATCH);
-  assert_int_equal(kept[1], 3 * 32 * 2 * BATCH + (32 * 32 + 32 * 4) * 2);
+  assert_int_equal(kept[1], 2 * 32 * 2 * BATCH + (32 * 32 + 32 * 4) * 2);
   ir_module_free(m);
 }
 
@@ -309,7 +317,7 @@ static void test_mlp_recompute(void **state) {
   Func *rc = pass_recompute(hc, &o, &r);
   assert_non_null(rc);
   assert_true(ir_verify(rc, "recompute"));
-  assert_int_equal(r.ncandidates, 5);   /* the bf16 casts of tanh, the relu's input, relu, h2.W, out.W */
+  assert_int_equal(r.ncandidates, 4);   /* the bf16 casts of tanh, relu, h2.W and out.W */
   assert_true(r.nkept < r.ncandidates);
   Interp *got = run(rc);
   int32_t a[16], b[16];

@@ -20,6 +20,9 @@ expect_error_exact "bpcc: error: --loss-scale 'static': must be 'dynamic', 'off'
 expect_error_exact "bpcc: error: --loss-scale does nothing for eval: it scales the loss of a training step, and this command derives no gradient" \
   eval "$SPIRAL" --weights "$T/none.st" --data spiral --loss-scale 8
 
+expect_error_exact "bpcc: error: --loss-scale does nothing for gradcheck: gradcheck checks the unscaled gradient (its interpreter seeds the backward with 1)" \
+  gradcheck "$SPIRAL" --loss-scale dynamic
+
 # 2. the seed of the backward: `loss_scale` with --loss-scale, the constant 1 without
 "$BPCC" --emit=grad-ir "$SPIRAL" --loss-scale dynamic > "$T/ir" || fail "emit grad-ir"
 grep -Eq '^  %[0-9]+ = loss_scale : f32\[\] +# .*\[seed from %[0-9]+\]$' "$T/ir" || { fail "no loss_scale seed"; cat "$T/ir"; }
@@ -50,6 +53,11 @@ grep -q '; 1 step skipped, loss scale 32768; saved ' "$T/out" || { fail "final l
 first=$(sed -n 's/^epoch 1\/4  loss \([^ ]*\) .*/\1/p' "$T/out")
 last=$(sed -n 's/^epoch 4\/4  loss \([^ ]*\) .*/\1/p' "$T/out")
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(a != "" && b + 0 < 0.9 * a) }' || fail "the loss did not fall: $first -> $last"
+# a run by steps: the same line, the same count
+"$BPCC" train "$T/big.bp" --data spiral:n=300 --steps 12 > "$T/steps.out" 2> "$T/steps.err" || fail "train big --steps"
+[ "$(cat "$T/steps.err")" = "step 1: gradients not finite at loss scale 65536; update skipped, loss scale now 32768" ] ||
+  { fail "--steps: the skipped step's line"; cat "$T/steps.err"; }
+grep -q '^trained 12 steps in .*; 1 step skipped, loss scale 32768$' "$T/steps.out" || { fail "--steps: final line"; cat "$T/steps.out"; }
 # --quiet: no line per skipped step
 "$BPCC" train "$T/big.bp" --data spiral:n=300 --quiet > /dev/null 2> "$T/errq" || fail "train big --quiet"
 [ -s "$T/errq" ] && { fail "--quiet printed a skipped step"; cat "$T/errq"; }
@@ -75,5 +83,38 @@ model nan(x: f32[B, 2], y: label[B, 3]) {
 EOF2
 expect_error_has "non-finite value at step 64 (epoch 1, batch 64 of 94): first in the div of the backward pass (rule sqrt.dx) at $T/nan.bp:4:50 (inf), at the last of the gradients of 64 steps in a row, skipped by loss scaling down to scale 3.55271368e-15" \
   train "$T/nan.bp" --data spiral:n=3000 --loss-scale dynamic
+
+# 5. f16 (issue 15, done when): two regressions of one target, head b's loss times 1e-8,
+# so that the gradient reaching b's weight product is below f16's 2^-24. Without loss
+# scaling b's gradient is 0 and its weights never move (--watch: grad_norm 0,
+# update/weight 0 in every epoch); precision f16 scales by default (dynamic): step 1
+# overflows at 2^16 and is skipped and logged, then b's weights move every epoch.
+awk 'BEGIN { for (i = 0; i < 256; i++) { a = sin(i*1.3); b = cos(i*0.7); c = sin(i*0.37+1); d = cos(i*2.1+0.5);
+  printf "%.6f,%.6f,%.6f,%.6f,%.6f\n", a, b, c, d, 0.8*a - 0.5*b + 0.3*c + 0.1*d } }' > "$T/reg.csv"
+cat > "$T/two.bp" <<'EOF2'
+model two(x: f32[B, 4], t: f32[B, 1]) {
+    output a = linear(x, 1)
+    output b = linear(x, 1)
+    loss 10.0 * mean((a - t) * (a - t)) + 0.00000001 * mean((b - t) * (b - t))
+}
+train two {
+    optimizer adam(lr = 0.01)
+    epochs 10
+    seed 1
+    precision f16
+}
+EOF2
+"$BPCC" train "$T/two.bp" --data "csv:$T/reg.csv:target=1" --loss-scale off --watch > "$T/off.out" 2> "$T/off.err" ||
+  { fail "f16 off"; cat "$T/off.err"; }
+[ "$(grep -c '^  b\.W  *0  *0$' "$T/off.out")" = 10 ] || { fail "f16 without loss scaling: b.W moved"; grep 'b\.W' "$T/off.out"; }
+[ -s "$T/off.err" ] && { fail "f16 off: stderr"; cat "$T/off.err"; }
+"$BPCC" train "$T/two.bp" --data "csv:$T/reg.csv:target=1" --watch > "$T/dyn.out" 2> "$T/dyn.err" ||
+  { fail "f16 dynamic"; cat "$T/dyn.err"; }
+[ "$(cat "$T/dyn.err")" = "step 1: gradients not finite at loss scale 65536; update skipped, loss scale now 32768" ] ||
+  { fail "f16 dynamic: the skipped step's line"; cat "$T/dyn.err"; }
+grep -q ', loss scale dynamic from 65536$' "$T/dyn.out" || fail "f16: dynamic is not the default"
+[ "$(grep -Ec '^  b\.W  *[1-9][0-9.]*e-0[0-9]  *0\.00[0-9]*$' "$T/dyn.out")" = 10 ] ||
+  { fail "f16 with loss scaling: b.W did not move every epoch"; grep 'b\.W' "$T/dyn.out"; }
+grep -q '; 1 step skipped, loss scale 32768$' "$T/dyn.out" || { fail "f16 dynamic: final line"; tail -1 "$T/dyn.out"; }
 
 t_done train_loss_scale
