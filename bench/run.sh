@@ -365,13 +365,13 @@ awk -v bfile="$TMP/bpcc.txt" -v peak="$PEAKN" -v threads="$THREADS" -v models="$
     for (i = 1; i <= n; i++) {
       f = ms[name(mm[i])]; b = ms[mm[i] "_bf16"]
       if (f == "" || b == "") { printf "  %-4s not measured\n", mm[i]; continue }
-      printf "  %-4s f32 %8.3f ms, bf16 %8.3f ms: %.2fx%s\n", mm[i], f, b, f / b, f / b >= 1.6 ? "" : "  (below 1.6x)"
+      printf "  %-4s f32 %8.3f ms, bf16 %8.3f ms: %.2fx%s\n", mm[i], f, b, f / b, (f / b >= 1.6 ? "" : "  (below 1.6x)")
     }
     print "f32 steps against the " threads "-thread peak (issue 15: M2 and M3 at 75% or more):"
     split("m2 m3", ff, " ")
     for (i = 1; i <= 2; i++) {
       k = name(ff[i])
-      if (k in gf) printf "  %-4s %8.1f GFLOP/s, %.1f%% of %s%s\n", ff[i], gf[k], 100 * gf[k] / peak, peak, 100 * gf[k] / peak >= 75 ? "" : "  (below 75%)"
+      if (k in gf) printf "  %-4s %8.1f GFLOP/s, %.1f%% of %s%s\n", ff[i], gf[k], 100 * gf[k] / peak, peak, (100 * gf[k] / peak >= 75 ? "" : "  (below 75%)")
     }
   }'
 echo
