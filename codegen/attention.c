@@ -792,15 +792,9 @@ bool cg_kernel_attention(Cg *cg, Func *f, const int32_t *members, int n, const C
 
   /* the task function, built on the side */
   LLVMBuilderRef B = cg->B;
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
-  LLVMValueRef caller = cg->fn, frame = cg->frame;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
-  LLVMSetCurrentDebugLocation2(B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   LLVMValueRef task = build_task(&a, have);
-  cg->fn = caller;
-  cg->frame = frame;
-  LLVMPositionBuilderAtEnd(B, here);
-  LLVMSetCurrentDebugLocation2(B, loc);
+  cg_aside_end(cg, aside);
 
   /* items: forward bh x query blocks, backward bh; chunks: one per thread at most */
   const TensorType *qt = vals[in->args[0]].t;

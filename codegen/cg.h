@@ -126,6 +126,16 @@ LLVMValueRef cg_dims_prod(Cg *cg, const TensorType *t, int from, int to); /* dim
 LLVMValueRef cg_batch(Cg *cg);
 LLVMValueRef cg_val_load(Cg *cg, const CgVal *v, LLVMTypeRef T, LLVMValueRef idx);
 LLVMValueRef cg_new_function(Cg *cg, const char *name, LLVMTypeRef fty, bool internal);
+/* Building another function (a task, a core) in the middle of one: cg_aside_begin saves
+ * where the builder is — its block, cg->fn, cg->frame and the debug location, which it
+ * clears (the new function has no DSL line) — and cg_aside_end goes back there. */
+typedef struct {
+  LLVMBasicBlockRef block;
+  LLVMValueRef fn, frame;
+  LLVMMetadataRef loc;
+} CgAside;
+CgAside cg_aside_begin(Cg *cg);
+void cg_aside_end(Cg *cg, CgAside a);
 
 typedef struct {
   LLVMBasicBlockRef head, body, exit;

@@ -1195,14 +1195,9 @@ void cg_kernel_conv(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, cons
   LLVMValueRef Bn = cg_dim(cg, xt, 0);
 
   /* the task, specialized to this convolution's geometry (every dim but B is fixed) */
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
-  LLVMValueRef entry = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
-  LLVMSetCurrentDebugLocation2(B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   LLVMValueRef task = build_task(cg, &g);
-  cg->fn = entry;
-  LLVMPositionBuilderAtEnd(B, here);
-  LLVMSetCurrentDebugLocation2(B, loc);
+  cg_aside_end(cg, aside);
 
   LLVMValueRef efn = LLVMConstNull(cg->t_ptr), ectx = LLVMConstNull(cg->t_ptr);
   if (op == OP_CONV2D && !g.rowconv && !g.lanes) cg_gemm_epilogue(cg, ep, Y, k64(cg, g.O), &efn, &ectx);

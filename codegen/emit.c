@@ -285,3 +285,16 @@ void cg_vloop(Cg *cg, LLVMValueRef n, CgBodyFn body, void *ctx) {
   body(cg, ctx, t.iv, cg->t_f32);
   cg_loop_end_hint(cg, &t, cg->W > 1 ? CG_LOOP_NO_VECTORIZE | CG_LOOP_NO_UNROLL : 0);
 }
+
+CgAside cg_aside_begin(Cg *cg) {
+  CgAside a = {LLVMGetInsertBlock(cg->B), cg->fn, cg->frame, LLVMGetCurrentDebugLocation2(cg->B)};
+  LLVMSetCurrentDebugLocation2(cg->B, NULL);
+  return a;
+}
+
+void cg_aside_end(Cg *cg, CgAside a) {
+  cg->fn = a.fn;
+  cg->frame = a.frame;
+  LLVMPositionBuilderAtEnd(cg->B, a.block);
+  LLVMSetCurrentDebugLocation2(cg->B, a.loc);
+}

@@ -861,10 +861,7 @@ static LLVMValueRef build_epilogue(Cg *cg, int flags) {
 
 /* Build a helper function with build(), then come back to the entry point being emitted. */
 static LLVMValueRef build_aside(Cg *cg, bool task, int flags) {
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
-  LLVMValueRef fn = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
-  LLVMSetCurrentDebugLocation2(cg->B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   LLVMValueRef made;
   if (task) {
     made = build_task(cg, build_core(cg, CG_ELEM_FLOAT, CG_ELEM_FLOAT, "bpcc_gemm_core"), "bpcc_gemm_task", CG_ELEM_FLOAT,
@@ -875,9 +872,7 @@ static LLVMValueRef build_aside(Cg *cg, bool task, int flags) {
   } else {
     made = build_epilogue(cg, flags);
   }
-  cg->fn = fn;
-  LLVMPositionBuilderAtEnd(cg->B, here);
-  LLVMSetCurrentDebugLocation2(cg->B, loc);
+  cg_aside_end(cg, aside);
   return made;
 }
 
@@ -897,14 +892,9 @@ LLVMValueRef cg_gemm_convert_core(Cg *cg, CgElem ta, CgElem tb) {
   snprintf(name, sizeof name, "bpcc_gemm_core_cvt_%s%s", elem_tag[ta], elem_tag[tb]);
   LLVMValueRef core = LLVMGetNamedFunction(cg->M, name);
   if (core) return core;
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
-  LLVMValueRef fn = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
-  LLVMSetCurrentDebugLocation2(cg->B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   core = build_core(cg, ta, tb, name);
-  cg->fn = fn;
-  LLVMPositionBuilderAtEnd(cg->B, here);
-  LLVMSetCurrentDebugLocation2(cg->B, loc);
+  cg_aside_end(cg, aside);
   return core;
 }
 
@@ -922,14 +912,9 @@ static LLVMValueRef typed_task(Cg *cg, const CgGemmTypes *ty, bool batched) {
   LLVMValueRef task = LLVMGetNamedFunction(cg->M, name);
   if (task) return task;
   LLVMValueRef core = cg_gemm_lowp_core(cg, ta, tb);
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
-  LLVMValueRef fn = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
-  LLVMSetCurrentDebugLocation2(cg->B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   task = batched ? build_batch_task(cg, core, name, ta, tb) : build_task(cg, core, name, ta, tb);
-  cg->fn = fn;
-  LLVMPositionBuilderAtEnd(cg->B, here);
-  LLVMSetCurrentDebugLocation2(cg->B, loc);
+  cg_aside_end(cg, aside);
   return task;
 }
 

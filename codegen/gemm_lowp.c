@@ -692,13 +692,8 @@ LLVMValueRef cg_gemm_lowp_core(Cg *cg, CgElem ta, CgElem tb) {
   const char *name = kind == K_AMX ? "bpcc_gemm_core_amx" : "bpcc_gemm_core_dpbf16";
   LLVMValueRef core = LLVMGetNamedFunction(cg->M, name);
   if (core) return core;
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(cg->B);
-  LLVMValueRef fn = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(cg->B);
-  LLVMSetCurrentDebugLocation2(cg->B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   core = build_lowp_core(cg, kind);
-  cg->fn = fn;
-  LLVMPositionBuilderAtEnd(cg->B, here);
-  LLVMSetCurrentDebugLocation2(cg->B, loc);
+  cg_aside_end(cg, aside);
   return core;
 }

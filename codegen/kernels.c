@@ -658,14 +658,9 @@ static LLVMValueRef emb_bwd_task(Cg *cg, int64_t V, int64_t d) {
 static void kernel_embedding_bwd(Cg *cg, const CgVal *ids, const CgVal *dy, const CgVal *out) {
   LLVMBuilderRef B = cg->B;
   int64_t V = out->t->dims[0], d = out->t->dims[1];
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
-  LLVMValueRef caller = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
-  LLVMSetCurrentDebugLocation2(B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   LLVMValueRef task = emb_bwd_task(cg, V, d);
-  cg->fn = caller;
-  LLVMPositionBuilderAtEnd(B, here);
-  LLVMSetCurrentDebugLocation2(B, loc);
+  cg_aside_end(cg, aside);
   LLVMValueRef rows = cg_numel(cg, ids->t);
   /* chunks: the pool's threads, at most one per vector of columns, once dy has
    * EMB_GRAIN elements per chunk */
@@ -1033,14 +1028,9 @@ static void kernel_transpose(Cg *cg, const Inst *in, const CgVal *x, const CgVal
     SX[i] = cg_dims_prod(cg, x->t, xd + 1, r);
     if (xd == r - 1) q = i;
   }
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
-  LLVMValueRef caller = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
-  LLVMSetCurrentDebugLocation2(B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   LLVMValueRef task = tr_task(cg, q);
-  cg->fn = caller;
-  LLVMPositionBuilderAtEnd(B, here);
-  LLVMSetCurrentDebugLocation2(B, loc);
+  cg_aside_end(cg, aside);
   /* units and the elements in one */
   LLVMValueRef units, per;
   if (q == 3) {
@@ -1278,14 +1268,9 @@ static void kernel_layernorm(Cg *cg, Func *f, const Inst *in, const CgVal *vals,
     return;
   }
   /* the task is a function of its own: build it, then come back */
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
-  LLVMValueRef caller = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
-  LLVMSetCurrentDebugLocation2(B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   LLVMValueRef task = ln_task(cg, op, n, in->fattr[0]);
-  cg->fn = caller;
-  LLVMPositionBuilderAtEnd(B, here);
-  LLVMSetCurrentDebugLocation2(B, loc);
+  cg_aside_end(cg, aside);
 
   LLVMTypeRef ptrs[4] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
   LLVMTypeRef ct = LLVMStructTypeInContext(cg->C, ptrs, 4, 0);
@@ -1492,15 +1477,10 @@ static void kernel_bn(Cg *cg, const Inst *in, const CgVal *vals, const CgVal *ou
   LLVMBuilderRef B = cg->B;
   LLVMValueRef C = cg_dim(cg, k.x->t, 1);
   /* the task function, built on the side */
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
-  LLVMValueRef caller = cg->fn, frame = cg->frame;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
-  LLVMSetCurrentDebugLocation2(B, NULL);
+  LLVMValueRef frame = cg->frame;
+  CgAside aside = cg_aside_begin(cg);
   LLVMValueRef task = bn_task(cg, &k);
-  cg->fn = caller;
-  cg->frame = frame;
-  LLVMPositionBuilderAtEnd(B, here);
-  LLVMSetCurrentDebugLocation2(B, loc);
+  cg_aside_end(cg, aside);
   LLVMTypeRef ct = LLVMArrayType(cg->t_ptr, 5);
   LLVMValueRef ctx = cg_alloca(cg, ct, "bnctx");
   LLVMValueRef ptrs[5] = {frame, k.x->ptr, k.a1->ptr, k.a2 ? k.a2->ptr : k.a1->ptr, out->ptr};

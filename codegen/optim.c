@@ -174,14 +174,9 @@ static LLVMValueRef build_update_task(Cg *cg, int kind, int64_t param_floats) {
 
 static void update_chunks(Cg *cg, UpdCtx *c, int64_t param_floats) {
   LLVMBuilderRef B = cg->B;
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
-  LLVMValueRef caller = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
-  LLVMSetCurrentDebugLocation2(B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   LLVMValueRef task = build_update_task(cg, c->kind, param_floats);
-  cg->fn = caller;
-  LLVMPositionBuilderAtEnd(B, here);
-  LLVMSetCurrentDebugLocation2(B, loc);
+  cg_aside_end(cg, aside);
 
   LLVMTypeRef ct = upd_ctx_type(cg);
   LLVMValueRef ctx = cg_alloca(cg, ct, "updctx");

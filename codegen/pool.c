@@ -270,14 +270,9 @@ static void pool(Cg *cg, const Inst *in, const CgVal *a, const CgVal *b, const C
   LLVMValueRef X = op == OP_AVG_POOL2D_BWD ? LLVMConstNull(cg->t_ptr) : a->ptr;
   LLVMValueRef DY = g.fwd ? LLVMConstNull(cg->t_ptr) : op == OP_MAX_POOL2D_BWD ? b->ptr : a->ptr;
 
-  LLVMBasicBlockRef here = LLVMGetInsertBlock(B);
-  LLVMValueRef entry = cg->fn;
-  LLVMMetadataRef loc = LLVMGetCurrentDebugLocation2(B);
-  LLVMSetCurrentDebugLocation2(B, NULL);
+  CgAside aside = cg_aside_begin(cg);
   LLVMValueRef task = build_task(cg, &g, vec);
-  cg->fn = entry;
-  LLVMPositionBuilderAtEnd(B, here);
-  LLVMSetCurrentDebugLocation2(B, loc);
+  cg_aside_end(cg, aside);
 
   LLVMValueRef planes = cg_dims_prod(cg, xt, 0, 2);
   LLVMValueRef nth = LLVMBuildSExt(B, cg_frame_field(cg, CG_FR_NTHREADS), cg->t_i64, "");
