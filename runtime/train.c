@@ -252,6 +252,63 @@ static void outputs_free(Outputs *o) {
   o->out = NULL;
 }
 
+/* ------------------------------------------------------------ gradient accumulation */
+
+static bool all_finite(const float *p, int64_t n);
+
+/* One optimizer step's gradients (BprtTrainOptions.accumulate): the global batch of `rows`
+ * rows at `in` split into n micro-batches (bprt_microbatch), micro-batch j's gradient
+ * weighted by rows_j / rows and summed in the grads block (bprt_model_accumulate_grad;
+ * n = 1: loss_and_grad, as without accumulation). *loss: the row-weighted mean of the
+ * micro-batch losses; *outs_ok: every micro-batch's outputs finite; *correct, *scored:
+ * accuracy counts over all rows (it: the rows' labels or targets; NULL: none counted);
+ * souts, *last_rows: the outputs of the last micro-batch. Inputs are offset by rows
+ * (elements are 4 bytes and the generated code assumes element alignment only). */
+static int grads_of_batch(bprt_model *m, const Binding *b, const BprtBatchIter *it, const void *const *in, int64_t rows,
+                          int64_t n, float *loss, bool *outs_ok, int64_t *correct, int64_t *scored,
+                          const float **souts, int64_t *last_rows) {
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  double sum = 0;
+  float l = 0;
+  *outs_ok = true;
+  *correct = *scored = 0;
+  bool first = true;
+  for (int64_t j = 0; j < n; j++) {
+    int64_t start, cnt;
+    bprt_microbatch(rows, n, j, &start, &cnt);
+    if (cnt == 0) continue;   /* a global batch shorter than n: fewer micro-batches */
+    const void *mi[8];
+    for (int i = 0; i < d->ninputs && i < 8; i++) {
+      const bprt_tensor_desc *t = &d->inputs[i];
+      int64_t row = 1;
+      for (int k = 1; k < (t->is_label ? t->rank - 1 : t->rank); k++) row *= t->dims[k];
+      mi[i] = in[i] ? (const void *)((const char *)in[i] + 4 * start * row) : NULL;
+    }
+    int rc = n == 1 ? bprt_model_loss_and_grad(m, cnt, in, &l)
+                    : bprt_model_accumulate_grad(m, cnt, mi, (double)cnt / (double)rows, !first, &l);
+    if (rc) return rc;
+    first = false;
+    sum += (double)l * (double)cnt;
+    for (int k = 0; k < d->noutputs; k++) {
+      souts[k] = bprt_model_last_output(m, k);
+      const bprt_tensor_desc *t = &d->outputs[k];
+      if (*outs_ok && !all_finite(souts[k], numel_of(t->rank, t->dims, cnt))) *outs_ok = false;
+    }
+    *last_rows = cnt;
+    if (it && b->acc_out >= 0) {
+      BprtBatchIter sub = *it;
+      sub.rows = cnt;
+      if (sub.labels) sub.labels += start;
+      if (sub.targets) sub.targets += start * b->out_width;
+      int64_t k = 0;
+      *correct += count_correct(b, souts[b->acc_out], &sub, &k);
+      *scored += k;
+    }
+  }
+  *loss = n == 1 ? l : (float)(sum / (double)rows);
+  return 0;
+}
+
 /* --------------------------------------------------------------------- evaluation */
 
 /* Loss (row-weighted mean of the batch losses) and accuracy over d, in inference mode
@@ -367,28 +424,6 @@ static int report_nonfinite(bprt_model *m, const float *const *outs, int64_t row
 
 /* The loss, the outputs and the gradients of a step are finite (checked before the
  * update, so a bad step leaves the parameters as they were). */
-static bool grads_finite(bprt_model *m, const float *const *outs, int64_t rows, float loss) {
-  if (!isfinite(loss)) return false;
-  const bprt_model_desc *d = bprt_model_get_desc(m);
-  for (int k = 0; k < d->noutputs; k++) {
-    const bprt_tensor_desc *t = &d->outputs[k];
-    if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows))) return false;
-  }
-  return all_finite(bprt_model_grads(m), d->param_floats);
-}
-
-/* Loss scaling: the step's gradients went non-finite while its loss and outputs did
- * not, and the model skips such steps (the update that follows leaves the parameters). */
-static bool scaler_skips(bprt_model *m, const float *const *outs, int64_t rows, float loss) {
-  const bprt_model_desc *d = bprt_model_get_desc(m);
-  if (d->loss_scale_mode == BPRT_LOSS_SCALE_OFF || !isfinite(loss)) return false;
-  for (int k = 0; k < d->noutputs; k++) {
-    const bprt_tensor_desc *t = &d->outputs[k];
-    if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows))) return false;
-  }
-  return true;
-}
-
 /* After a skipped step (the scaler has moved): its line, and the count of skips in a row
  * (past BPRT_TRAIN_MAX_SKIPS, `what` says why the loop stops; else it is ""). */
 static void note_skip(bprt_model *m, BprtProgress *pr, const BprtTrainOptions *o, int64_t step, double before,
@@ -827,6 +862,9 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   const bprt_model_desc *d = bprt_model_get_desc(m);
   bool text = train->text != NULL;
   if (o->batch < 1) return bprt_set_error("--batch %" PRId64 ": must be >= 1", o->batch);
+  if (o->accumulate < 1) return bprt_set_error("--accumulate %" PRId64 ": must be >= 1", o->accumulate);
+  if (o->batch > BPRT_TRAIN_COUNT_MAX / o->accumulate)
+    return bprt_set_error("--batch %" PRId64 " x --accumulate %" PRId64 ": too large", o->batch, o->accumulate);
   if (o->eval_every < 0) return bprt_set_error("--eval-every %" PRId64 ": must be >= 0", o->eval_every);
   if (o->save_every < 0) return bprt_set_error("--save-every %" PRId64 ": must be >= 0", o->save_every);
   if (o->steps >= BPRT_TRAIN_COUNT_MAX) return bprt_set_error("--steps %" PRId64 ": must be below 2^40", o->steps);
@@ -838,8 +876,10 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   else bind(d, &b);
   /* text windows are drawn with replacement: a batch may hold more windows than there
    * are offsets; row data never hold more rows than the set */
-  int64_t batch = text || o->batch < train->n ? o->batch : train->n;
+  int64_t nmicro = o->accumulate, gb = o->batch * nmicro;   /* the global batch of a step */
+  int64_t batch = text || gb < train->n ? gb : train->n;
   int64_t nb = text ? 0 : (train->n + batch - 1) / batch;
+  int64_t mbatch = (batch + nmicro - 1) / nmicro;   /* the largest micro-batch */
   int64_t seq = text ? train->text->seq : 0;
   if (text && batch > (INT64_C(1) << 40) / seq) return bprt_set_error("--batch %" PRId64 ": too large", batch);
   if (o->save_path && bprt_st_check_writable(o->save_path)) return -1;
@@ -863,7 +903,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
     if (!text && (st.epoch != st.step / nb || st.epoch_rows != (st.step % nb) * batch))
       return bprt_set_error("%s: the checkpoint has %" PRId64 " epochs and %" PRId64 " rows of the next done, which is not "
                             "step %" PRId64 " in batches of %" PRId64 " of %" PRId64 " rows (resume with the same --batch "
-                            "and data)", o->resume_path, st.epoch, st.epoch_rows, st.step, batch, train->n);
+                            "and --accumulate, and data)", o->resume_path, st.epoch, st.epoch_rows, st.step, batch, train->n);
     bprt_model_set_step(m, st.step);
   }
   st.by_steps = true;
@@ -880,7 +920,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   int32_t *xtok = NULL, *ytok = NULL;
   float *before = NULL;   /* --watch: the parameters before the last step of a period */
   int64_t last_rows = 0;
-  int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
+  int rc = souts ? outputs_alloc(d, mbatch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   if (!rc && text) {
     xtok = bprt_malloc(sizeof(int32_t) * (size_t)(batch * seq));
@@ -928,14 +968,14 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         set_inputs(&b, &it, inputs);
       }
       if (o->watch && st.step + 1 == end) memcpy(before, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
-      if (bprt_model_loss_and_grad(m, rows, inputs, &loss)) {
+      bool outs_ok;
+      int64_t c = 0, k = 0;
+      if (grads_of_batch(m, &b, text ? NULL : &it, inputs, rows, nmicro, &loss, &outs_ok, &c, &k, souts, &last_rows)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
-      for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
-      last_rows = rows;
-      bool finite = grads_finite(m, souts, rows, loss);
-      bool skip = !finite && scaler_skips(m, souts, rows, loss);
+      bool finite = isfinite(loss) && outs_ok && all_finite(bprt_model_grads(m), d->param_floats);
+      bool skip = !finite && isfinite(loss) && outs_ok && d->loss_scale_mode != BPRT_LOSS_SCALE_OFF;
       double scale = bprt_model_loss_scale(m);
       if ((finite || skip) && bprt_model_update(m)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
@@ -954,11 +994,10 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
         skip_report(what, sizeof what, skip_what);
-        rc = report_nonfinite(m, souts, rows, loss, st.step, text ? 0 : e + 1, bi + 1, nb, o, saved, what);
+        rc = report_nonfinite(m, souts, last_rows, loss, st.step, text ? 0 : e + 1, bi + 1, nb, o, saved, what);
         r->nonfinite = true;
         break;
       }
-      int64_t k = 0, c = !text && b.acc_out >= 0 ? count_correct(&b, souts[b.acc_out], &it, &k) : 0;
       st.period_loss_sum += (double)loss * (double)rows;
       st.period_rows += rows;
       st.period_correct += c;
@@ -992,7 +1031,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
     if (val) {
       Binding vb = b;
       if (val->text) vb = (Binding){0, 1, -1, false, 256, 0};
-      if (evaluate(m, &vb, val, batch, &outs, &s.val_loss, &s.val_accuracy)) {
+      if (evaluate(m, &vb, val, mbatch, &outs, &s.val_loss, &s.val_accuracy)) {
         rc = -1;
         break;
       }
@@ -1043,9 +1082,15 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     return bprt_set_error("%s: text data has no epochs: train it by steps (--steps N, or `steps N` in the train block)",
                           train->source);
   if (o->batch < 1) return bprt_set_error("--batch %" PRId64 ": must be >= 1", o->batch);
+  if (o->accumulate < 1) return bprt_set_error("--accumulate %" PRId64 ": must be >= 1", o->accumulate);
+  if (o->batch > BPRT_TRAIN_COUNT_MAX / o->accumulate)
+    return bprt_set_error("--batch %" PRId64 " x --accumulate %" PRId64 ": too large", o->batch, o->accumulate);
   /* Batches never hold more rows than the data set: a larger batch is one batch of
-   * every row (the same steps), and the buffers are sized for what can come. */
-  int64_t batch = o->batch < train->n ? o->batch : train->n;
+   * every row (the same steps), and the buffers are sized for what can come. A step
+   * takes a global batch of batch x accumulate rows, in accumulate micro-batches. */
+  int64_t nmicro = o->accumulate;
+  int64_t batch = o->batch * nmicro < train->n ? o->batch * nmicro : train->n;
+  int64_t mbatch = (batch + nmicro - 1) / nmicro;   /* the largest micro-batch */
   if (o->epochs < 1) return bprt_set_error("--epochs %" PRId64 ": must be >= 1", o->epochs);
   if (o->save_every < 0) return bprt_set_error("--save-every %" PRId64 ": must be >= 0", o->save_every);
   if (bprt_schedule_check(&o->schedule)) return -1;
@@ -1087,7 +1132,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   Outputs outs = {0, NULL};
   float *before = NULL;   /* --watch: the parameters before the last step of an epoch */
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
-  int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
+  int rc = souts ? outputs_alloc(d, mbatch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   int64_t saved_epoch = 0;   /* the last checkpoint this run wrote */
   int64_t skips_in_row = 0;  /* loss scaling: skipped steps in a row */
@@ -1130,20 +1175,20 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       if (o->watch && bi == nb) memcpy(before, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
       /* the step as loss_and_grad + update, so that a non-finite loss, output or
        * gradient is caught before the parameters change */
-      if (bprt_model_loss_and_grad(m, it.rows, inputs, &loss)) {
+      bool outs_ok;
+      int64_t c = 0, k = 0;
+      if (grads_of_batch(m, &b, &it, inputs, it.rows, nmicro, &loss, &outs_ok, &c, &k, souts, &last_rows)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
-      for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
-      bool finite = grads_finite(m, souts, it.rows, loss);
-      bool skip = !finite && scaler_skips(m, souts, it.rows, loss);   /* loss scaling */
+      bool finite = isfinite(loss) && outs_ok && all_finite(bprt_model_grads(m), d->param_floats);
+      bool skip = !finite && isfinite(loss) && outs_ok && d->loss_scale_mode != BPRT_LOSS_SCALE_OFF;   /* loss scaling */
       double scale = bprt_model_loss_scale(m);
       if ((finite || skip) && bprt_model_update(m)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
       st.step++;
-      last_rows = it.rows;
       char skip_what[512] = "";
       if (skip) note_skip(m, &pr, o, st.step, scale, &skips_in_row, r, skip_what, sizeof skip_what);
       else skips_in_row = 0;
@@ -1157,11 +1202,10 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
         skip_report(what, sizeof what, skip_what);
-        rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
+        rc = report_nonfinite(m, souts, last_rows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
         r->nonfinite = true;
         break;
       }
-      int64_t k = 0, c = b.acc_out >= 0 ? count_correct(&b, souts[b.acc_out], &it, &k) : 0;
       loss_sum += (double)loss * (double)it.rows;
       correct += c;
       scored += k;
@@ -1196,7 +1240,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       if (!o->quiet) fprintf(out, "watch, epoch %" PRId64 " (last step):\n", e + 1);
       watch_report(o->quiet ? NULL : out, wlog, e + 1, st.step, m, before, souts, last_rows);
     }
-    if (val && evaluate(m, &b, val, batch, &outs, &s.val_loss, &s.val_accuracy)) {
+    if (val && evaluate(m, &b, val, mbatch, &outs, &s.val_loss, &s.val_accuracy)) {
       rc = -1;
       break;
     }

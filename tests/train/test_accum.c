@@ -348,6 +348,72 @@ static void test_loss_scaled_equals_plain(void **state) {
   test_jit_free(&jp);
 }
 
+/* The loop: 2 epochs of `accumulate 3` micro-batches of 8 rows against batches of 24,
+ * on 100 rows (the last global batch of an epoch is 4 rows: micro-batches 2, 1, 1):
+ * the same optimizer steps, the parameters within 1e-6 relative, the epoch loss and
+ * accuracy over the whole global batches; a checkpoint written mid-run resumes. */
+static void test_loop_accumulate(void **state) {
+  (void)state;
+  TestJit j;
+  assert_true(test_jit(&j, spiral_bp, BPRT_OPT_ADAM, NULL));
+  BprtDataset *d = bprt_gen_spiral(100, 3, 0.2, 4);
+  FILE *sink = fopen("/dev/null", "w");
+  bprt_model *m[2];
+  BprtTrainResult r[2];
+  for (int k = 0; k < 2; k++) {
+    BprtTrainOptions o;
+    bprt_train_options_defaults(&o);
+    o.epochs = 2;
+    o.batch = k ? 8 : 24;
+    o.accumulate = k ? 3 : 1;
+    o.seed = 6;
+    o.out = o.progress_out = sink;
+    o.progress = 0;
+    m[k] = bprt_model_create(j.desc, 6);
+    assert_int_equal(bprt_train(m[k], d, NULL, &o, &r[k]), 0);
+  }
+  assert_int_equal(r[0].steps, 10);
+  assert_int_equal(r[1].steps, 10);
+  assert_int_equal(bprt_model_get_step(m[1]), 10);
+  /* relative in norm: Adam divides by sqrt(v), so where a gradient is tiny its f32
+   * rounding (sums in another order) moves a parameter by up to lr, elementwise */
+  double e = norm_err(bprt_model_params(m[0]), bprt_model_params(m[1]), j.desc->param_floats);
+  if (e > 1e-6) fail_msg("accumulate 3 x 8 against batch 24: parameters differ by %g", e);
+  assert_true(fabs(r[0].last.loss - r[1].last.loss) <= 1e-6 * fabs(r[0].last.loss));
+  assert_true(r[0].last.accuracy == r[1].last.accuracy);
+  /* bad values */
+  BprtTrainOptions o;
+  bprt_train_options_defaults(&o);
+  o.accumulate = 0;
+  o.out = o.progress_out = sink;
+  BprtTrainResult rr;
+  assert_int_equal(bprt_train(m[0], d, NULL, &o, &rr), -1);
+  assert_string_equal(bprt_last_error(), "--accumulate 0: must be >= 1");
+  o.steps = 3;
+  assert_int_equal(bprt_train(m[0], d, NULL, &o, &rr), -1);
+  assert_string_equal(bprt_last_error(), "--accumulate 0: must be >= 1");
+  /* by steps: the same, 7 steps of 3 x 8 against 7 of 24 */
+  for (int k = 0; k < 2; k++) {
+    bprt_train_options_defaults(&o);
+    o.steps = 7;
+    o.batch = k ? 8 : 24;
+    o.accumulate = k ? 3 : 1;
+    o.seed = 6;
+    o.out = o.progress_out = sink;
+    o.progress = 0;
+    bprt_model_destroy(m[k]);
+    m[k] = bprt_model_create(j.desc, 6);
+    assert_int_equal(bprt_train(m[k], d, NULL, &o, &r[k]), 0);
+  }
+  e = norm_err(bprt_model_params(m[0]), bprt_model_params(m[1]), j.desc->param_floats);
+  if (e > 1e-6) fail_msg("by steps: parameters differ by %g", e);
+  bprt_model_destroy(m[0]);
+  bprt_model_destroy(m[1]);
+  fclose(sink);
+  bprt_dataset_free(d);
+  test_jit_free(&j);
+}
+
 /* bprt_microbatch: rows / n each, the first rows % n one more, in order. */
 static void test_microbatch_split(void **state) {
   (void)state;
@@ -383,6 +449,7 @@ int main(void) {
       cmocka_unit_test(test_every_kernel_adds),
       cmocka_unit_test(test_loss_scaled_accumulation),
       cmocka_unit_test(test_loss_scaled_equals_plain),
+      cmocka_unit_test(test_loop_accumulate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
