@@ -43,7 +43,7 @@ typedef struct {
   const char *file;
   const char *data, *val, *optimizer, *schedule, *save, *resume, *init, *log;
   double val_split, lr;
-  int64_t epochs, steps, eval_every, save_every, print_every;
+  int64_t epochs, steps, eval_every, save_every, print_every, accumulate;
   uint64_t seed;
   bool has_epochs, has_steps, has_seed, has_lr, has_val_split;
   bool log_steps, quiet;
@@ -57,7 +57,7 @@ static int arg_error(const char *fmt, const char *a) { return args_usage_error("
 
 enum {
   T_DATA, T_VAL, T_VAL_SPLIT, T_EPOCHS, T_LR, T_OPTIMIZER, T_SCHEDULE, T_SEED, T_SAVE, T_SAVE_EVERY, T_RESUME, T_INIT, T_LOG,
-  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY, T_STEPS, T_EVAL_EVERY
+  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY, T_STEPS, T_EVAL_EVERY, T_ACCUMULATE
 };
 
 /* train's own options: what it parses, lists in --help and suggests for a typo. The
@@ -77,6 +77,8 @@ static const DrvOption train_options[] = {
     {T_EVAL_EVERY, "--eval-every", OPT_VALUE, "N", "with --steps: validate every N steps (and at the end)"},
     {OPT_PIPELINE, "--batch", OPT_VALUE, "N", "rows per step; the last batch may be partial (else 32;\n"
                                             "at most the training rows)"},
+    {T_ACCUMULATE, "--accumulate", OPT_VALUE, "N", "sum the gradients of N micro-batches of --batch rows per\n"
+                                                   "optimizer step (train block, else 1)"},
     {T_LR, "--lr", OPT_VALUE, "X", "learning rate (after the optimizer's own lr)"},
     {T_OPTIMIZER, "--optimizer", OPT_VALUE, "S", "NAME(k = v, ...): sgd, momentum, adagrad, rmsprop, adam,\n"
                                                  "adamw with torch.optim's argument names, and clip"},
@@ -159,6 +161,9 @@ static int parse_args(int argc, char **argv, TrainArgs *t) {
       break;
     case T_EVAL_EVERY:
       if (!args_int("--eval-every", v, 1, INT64_MAX, &t->eval_every)) return 1;
+      break;
+    case T_ACCUMULATE:
+      if (!args_int("--accumulate", v, 1, (INT64_C(1) << 40) - 1, &t->accumulate)) return 1;
       break;
     case T_SAVE_EVERY:
       if (!args_int("--save-every", v, 1, INT64_MAX, &t->save_every)) return 1;
@@ -481,6 +486,7 @@ int cmd_train(int argc, char **argv) {
   o.steps = a.has_steps ? a.steps : a.has_epochs ? 0 : ts->steps;
   o.eval_every = a.eval_every;
   o.batch = a.po.batch > 0 ? a.po.batch : ts->batch;
+  o.accumulate = a.accumulate > 0 ? a.accumulate : ts->accumulate;
   o.seed = a.has_seed ? a.seed : ts->seed;
   o.save_path = a.save;
   o.save_every = a.save_every;
@@ -574,6 +580,9 @@ int cmd_train(int argc, char **argv) {
     if (hyper[BPRT_H_CLIP] > 0) n += (size_t)snprintf(line + n, sizeof line - n, ", clip=%g", hyper[BPRT_H_CLIP]);
     n += (size_t)snprintf(line + n, sizeof line - n, "), schedule %s, batch %" PRId64 ", ", bprt_schedule_names[o.schedule.kind],
                           o.batch);
+    if (o.accumulate > 1)   /* "batch 8, accumulate 4 (32 rows a step), " */
+      n += (size_t)snprintf(line + n, sizeof line - n, "accumulate %" PRId64 " (%" PRId64 " rows a step), ", o.accumulate,
+                            o.batch * o.accumulate);
     if (o.steps > 0 && o.eval_every > 0)
       n += (size_t)snprintf(line + n, sizeof line - n, "steps %" PRId64 " (validation every %" PRId64 ")", o.steps,
                             o.eval_every);

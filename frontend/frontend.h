@@ -197,7 +197,8 @@ typedef struct {
   bool present;              /* the model has a train block */
   SrcLoc loc;
   bprt_optimizer_config opt; /* default adam; weight_decay and clip lines land here too */
-  int64_t batch;             /* default 32 */
+  int64_t batch;             /* default 32: rows of a micro-batch */
+  int64_t accumulate;        /* `accumulate N`: micro-batches summed per optimizer step (default 1) */
   int64_t epochs;            /* default 1 */
   int64_t steps;             /* `steps N` instead of epochs: N steps in all; 0: by epochs */
   uint64_t seed;             /* default 0 */

@@ -28,6 +28,7 @@ void fe_train_defaults(TrainSpec *t) {
   t->loc = SRCLOC_NONE;
   bprt_optimizer_init(&t->opt, BPRT_OPT_ADAM);
   t->batch = 32;
+  t->accumulate = 1;
   t->epochs = 1;
   t->seed = 0;
   t->schedule = FE_SCHED_CONSTANT;
@@ -240,7 +241,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
   t->present = true;
   t->loc = train->loc;
   static const char *const keys[] = {"optimizer", "batch", "epochs", "seed", "schedule", "clip", "weight_decay", "steps",
-                                     "precision", "loss_scale"};
+                                     "precision", "loss_scale", "accumulate"};
   enum { NKEYS = (int)(sizeof keys / sizeof keys[0]) };
   const TrainItem *seen[NKEYS] = {0};
   bool wd_line = false;
@@ -252,7 +253,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
     if (k < 0) {
       diag_error(it->loc,
                  "unknown train setting '%s' (expected optimizer, batch, epochs, steps, seed, schedule, clip, weight_decay, "
-                 "precision or loss_scale)",
+                 "precision, loss_scale or accumulate)",
                  it->key);
       continue;
     }
@@ -295,6 +296,7 @@ void fe_check_train(const Def *train, TrainSpec *t) {
       break;
     }
     case 1: integer_value(it, 1, &t->batch); break;
+    case 10: integer_value(it, 1, &t->accumulate); break;   /* micro-batches per step */
     case 2: integer_value(it, 1, &t->epochs); break;
     case 7: integer_value(it, 1, &t->steps); break;
     case 3: {
@@ -419,6 +421,7 @@ void fe_print_train(FILE *o, const TrainSpec *t) {
   }
   fprintf(o, ")\n");
   fprintf(o, "    batch      %lld\n", (long long)t->batch);
+  if (t->accumulate > 1) fprintf(o, "    accumulate %lld\n", (long long)t->accumulate);
   if (t->steps > 0) fprintf(o, "    steps      %lld\n", (long long)t->steps);
   else fprintf(o, "    epochs     %lld\n", (long long)t->epochs);
   fprintf(o, "    seed       %llu\n", (unsigned long long)t->seed);

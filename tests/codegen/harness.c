@@ -123,6 +123,7 @@ void cgt_frame_init_ex(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int
   f->outputs = (float *const *)t->outputs;
   f->loss = t->loss;
   f->hyper = t->hyper;
+  f->grad_weight = 1;   /* a plain step: the backward's seed is hyper[LOSS_SCALE] * 1 */
   f->seed = 1234;
   f->step = 1;
   f->pool = (void *)(intptr_t)threads;
