@@ -105,7 +105,7 @@ expect_error_first "both.bp:15:5: error: 'steps' and 'epochs' exclude each other
   train both.bp --data spiral
 expect_error_exact "bpcc: error: u.st: the checkpoint has 50 steps done; --steps 40 asks for fewer" \
   train "$SPIRAL" $ARGS --steps 40 --resume u.st
-expect_error_exact "bpcc: error: r.st: the checkpoint has 2 epochs and 0 rows of the next done, which is not step 50 in batches of 16 of 800 rows (resume with the same --batch and data)" \
+expect_error_exact "bpcc: error: r.st: the checkpoint has 2 epochs and 0 rows of the next done, which is not step 50 in batches of 16 of 800 rows (resume with the same --batch and --accumulate, and data)" \
   train "$SPIRAL" $ARGS --steps 60 --batch 16 --resume r.st
 
 t_done train_steps
