@@ -268,6 +268,18 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
   if (!is_gemm(c->f->insts[g].op)) return n;
   int32_t last = n ? m[n - 1] : g;
   int32_t h = single_user(c, last);
+  /* the final value read by others too (a backward mask's dx: the bias gradient's
+   * sum_to and the cast the next products read): C is its f32 buffer and the epilogue
+   * stores the 16-bit copy beside it. Not for an activation whose operand C keeps
+   * (STORE_PRE): the f32 activation would need a third store. */
+  if (h < 0 && !c->sink_use[last]) {
+    const Inst *li = &c->f->insts[last];
+    bool pre_kept = is_act(li->op) && c->nuses[li->args[0]] > 1;
+    for (int32_t r = c->roff[last]; r < c->roff[last + 1] && h < 0 && !pre_kept; r++) {
+      int32_t u = c->readers[r];
+      if (c->f->insts[u].op == OP_CAST && c->f->insts[u].args[0] == last && free_member(c, u)) h = u;
+    }
+  }
   if (h < 0 || !free_member(c, h)) return n;
   const Inst *hi = &c->f->insts[h];
   if (hi->op != OP_CAST || hi->args[0] != last || !ir_dtype_is_low(ir_vtype(c->f, h)->dtype)) return n;

@@ -545,9 +545,13 @@ static void test_plan_mlp(void **state) {
     char desc[1024];
     KernelPlan *s = plan(a, f, desc, sizeof desc);
     if (bias) {
+      /* relu_grad's dx is read by the bias gradient's sum_to and by the cast: C is its
+       * f32 buffer, the epilogue stores the 16-bit copy beside it */
       assert_string_equal(desc, "matmul+add+relu+cast\nmatmul+add\nsoftmax_xent+softmax+onehot+sub+mul\n"
-                                "matmul_nt+relu_grad\n");
+                                "matmul_nt+relu_grad+cast\n");
       assert_true(s->internal[10]);   /* relu: its bf16 copy alone; C holds %9 for relu_grad */
+      assert_false(s->internal[29]);  /* dx: the sum_to reads it */
+      assert_true(s->internal[28]);   /* the bare product: C holds dx */
     } else {
       assert_string_equal(desc, "matmul+relu+cast\nmatmul+add\nsoftmax_xent+softmax+onehot+sub+mul\n"
                                 "matmul_nt+relu_grad+cast\n");
