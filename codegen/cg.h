@@ -180,6 +180,7 @@ void cg_philox(Cg *cg, LLVMValueRef block, LLVMValueRef stream, LLVMValueRef see
 bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training);
 bool cg_kernel_view(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
+bool cg_kernel_norm16(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 /* false after a located internal error when a member other than a cast or a product
  * reads or makes a 16-bit value (bf16, f16), or an f64 model has one. */
 bool cg_check_dtypes(Cg *cg, Func *f, const int32_t *members, int n);

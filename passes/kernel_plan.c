@@ -78,6 +78,13 @@
  *                read keeps no buffer, so p is internal to its conv when nothing else
  *                reads it, and the conv's epilogue stores relu(p) alone).
  *
+ *   norm+cast    y = layernorm(x, gamma, beta); h = cast(y, bf16|f16), y read by h alone
+ *                -> the layer norm stores y rounded to 16 bits (y internal)
+ *                c = cast(x16, f32); d = layernorm_bwd(c, ..) or layernorm_bwd_gamma(c, ..),
+ *                c read by d alone, as its x -> the kernel loads x16 and widens it (c
+ *                internal): mixed precision keeps the norm's input in 16 bits for
+ *                backward, and no f32 copy of it is written and read back.
+ *
  *   attention    o = attention(q, k, v); lse = extra o, 1          (codegen/attention.c)
  *                dq = attention_bwd(..); dk = extra dq, 1; dv = extra dq, 2
  *                -> one kernel of the producer and the extras it computes, always
@@ -331,6 +338,30 @@ static int view_chain(const Ctx *c, int32_t i, int32_t *m) {
   return 1;
 }
 
+/* A layer norm that reads or writes 16 bits (norm 16-bit above): the member after the
+ * head i in m[], or 0.
+ *   layernorm(x..) read by a cast to 16 bits alone    -> the kernel stores y rounded
+ *   cast(x16) to f32 read by a layernorm_bwd(_gamma) alone, as its x -> the kernel
+ *                                                        loads x16 and widens it */
+static int norm16_chain(const Ctx *c, int32_t i, int32_t *m) {
+  Func *f = c->f;
+  const Inst *in = &f->insts[i];
+  int32_t u = single_user(c, i);
+  if (u < 0 || !free_member(c, u)) return 0;
+  const Inst *ui = &f->insts[u];
+  if (in->op == OP_LAYERNORM) {
+    if (ui->op != OP_CAST || !ir_dtype_is_low(ir_vtype(f, u)->dtype)) return 0;
+  } else {
+    if (in->op != OP_CAST || ir_dtype_is_low(ir_vtype(f, i)->dtype) || !ir_dtype_is_low(ir_vtype(f, in->args[0])->dtype))
+      return 0;
+    if (ui->op != OP_LAYERNORM_BWD && ui->op != OP_LAYERNORM_BWD_GAMMA) return 0;
+    for (int k = 1; k < ui->nargs; k++)
+      if (ui->args[k] == i) return 0;
+  }
+  m[0] = u;
+  return 1;
+}
+
 /* k is a scalar computed from constants, sizes and the loss scale only (1/B of a
  * mean, times the scale), so the group that reads it can never be its own dependency. */
 static bool scale_ok(Func *f, int32_t k, int depth) {
@@ -487,6 +518,9 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     } else if (fuse && (in->op == OP_RESHAPE || in->op == OP_TRANSPOSE)) {
       nc = view_chain(&c, i, chain);
       if (nc) kind = KERNEL_VIEW;
+    } else if (fuse && (in->op == OP_LAYERNORM || in->op == OP_CAST)) {
+      nc = norm16_chain(&c, i, chain);
+      if (nc) kind = KERNEL_NORM16;
     } else if (ir_ops[in->op].kind == OPK_ATTN) {   /* with or without fusion */
       nc = attn_extras(&c, i, chain);
       kind = KERNEL_ATTN;
@@ -624,7 +658,7 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
 }
 
 const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent", "pool+mask",
-                                                      "attention", "transpose+reshape"};
+                                                      "attention", "transpose+reshape", "norm+cast"};
 
 /* ------------------------------------------------------------------ the pass */
 
