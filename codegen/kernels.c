@@ -806,6 +806,12 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
         ep.aux = vals[in->args[0]].ptr;
         continue;   /* prev stays the product */
       }
+      /* before an activation whose operand C keeps: that operand rounded to out3 */
+      if (k + 1 < n && in->args[0] == prev && (cg_ep_flag_of((Op)f->insts[members[k + 1]].op) & CG_EP_ACTS)) {
+        ep.flags |= CG_EP_PRE16;
+        ep.out3 = vals[v].ptr;
+        continue;   /* prev stays the operand */
+      }
       /* the last member: the final value stored in 16 bits too */
       if (k != n - 1) ir_die("cg_kernel_gemm_fused: a cast inside a gemm group");
       ep.flags |= vals[v].t->dtype == DT_BF16 ? CG_EP_STORE_BF16 : CG_EP_STORE_F16;
@@ -816,6 +822,8 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     }
     prev = v;
   }
+  if (ep.flags & CG_EP_PRE16 && (!(ep.flags & CG_EP_STORE_PRE) || !(ep.flags & CG_EP_STORE16) || !ep.out3))
+    ir_die("cg_kernel_gemm_fused: a 16-bit pre-activation without the activation's 16-bit store");
   if (!dst || (ep.flags & (CG_EP_BIAS | CG_EP_BIAS_ROW) && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
       (ep.flags & CG_EP_MASKS && !ep.aux) ||
       (ep.flags & CG_EP_BN_ROW && (!ep.mean || !ep.rstd)) || (ep.flags & CG_EP_SCALE_ROW && !ep.gamma) ||

@@ -291,6 +291,22 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
   const Inst *hi = &c->f->insts[h];
   if (hi->op != OP_CAST || hi->args[0] != last || !ir_dtype_is_low(ir_vtype(c->f, h)->dtype)) return n;
   m[n++] = h;
+  /* an activation's operand x read by the activation and by a cast to the same 16 bits
+   * alone (mixed precision keeps x for the activation's gradient): the epilogue stores
+   * x rounded beside the rounded activation (codegen's PRE16), C a scratch slot */
+  const Inst *li = &c->f->insts[last];
+  if (n >= 2 && is_act(li->op) && c->nuses[li->args[0]] == 2 && !c->sink_use[li->args[0]]) {
+    int32_t x = li->args[0];
+    for (int32_t r = c->roff[x]; r < c->roff[x + 1]; r++) {
+      int32_t u = c->readers[r];
+      const Inst *ui = &c->f->insts[u];
+      if (u != last && ui->op == OP_CAST && u > x && u < last && free_member(c, u) &&
+          ir_vtype(c->f, u)->dtype == ir_vtype(c->f, h)->dtype) {
+        m[n++] = u;
+        break;
+      }
+    }
+  }
   return n;
 }
 
@@ -587,6 +603,11 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     if (gkind[g] == KERNEL_GEMM && hi->op == OP_CAST) {
       int32_t x = hi->args[0];
       const Inst *xi = &f->insts[x];
+      /* the activation's operand also rounded to 16 bits in the group (PRE16): C keeps
+       * it in a scratch slot, the activation stays internal */
+      if (is_act(xi->op) && c.group_of[xi->args[0]] == g)
+        for (int32_t k = gstart[g]; k < gstart[g + 1] - 1; k++)
+          if (f->insts[mem[k]].op == OP_CAST && f->insts[mem[k]].args[0] == xi->args[0]) s->internal[xi->args[0]] = false;
       bool store_pre = is_act(xi->op) && c.group_of[xi->args[0]] == g && !s->internal[xi->args[0]];
       if (!store_pre) s->internal[x] = false;
     }

@@ -635,7 +635,11 @@ static void test_plan_mlp(void **state) {
   Arena *a = arena_new();
   char desc[1024];
   KernelPlan *s = plan(a, f, desc, sizeof desc);
-  assert_string_equal(desc, "matmul+gelu+cast\nsoftmax_xent+softmax+onehot+sub+mul\nmatmul_nt+cast+gelu_grad+cast\n");
+  /* the product's epilogue stores the pre-activation's f16 copy (kept for gelu_grad)
+   * and the f16 gelu; C holds the f32 pre-activation in a scratch slot */
+  assert_string_equal(desc, "matmul+cast+gelu+cast\nsoftmax_xent+softmax+onehot+sub+mul\nmatmul_nt+cast+gelu_grad+cast\n");
+  assert_false(s->internal[6]);    /* C: the pre-activation, a scratch slot */
+  assert_true(s->internal[8]);     /* the f32 gelu: its f16 copy alone */
   assert_true(s->internal[25]);    /* the f32 copy of the kept pre-activation: never stored */
   assert_false(s->internal[26]);   /* C of the mask's product, cast to f16 for the last one */
   arena_free(a);
