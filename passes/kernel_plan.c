@@ -56,8 +56,12 @@
  *                else (backward, an output) still reads it.
  *    16-bit      h = cast(last, bf16|f16)           last: the chain's final f32 value
  *    store       (g itself, the add, the activation or the mask), read by the cast
- *                alone -> the epilogue stores the final value rounded to 16 bits
- *                (codegen's CG_EP_STORE_BF16 / _F16). The product's C is still f32
+ *                alone, or by others too (then C is last's buffer; not for an
+ *                activation whose operand C keeps) -> the epilogue stores the final
+ *                value rounded to 16 bits (codegen's CG_EP_STORE_BF16 / _F16); and
+ *                p = cast(x) to the same type, x the activation's operand read by the
+ *                activation and p alone -> the epilogue stores x rounded too
+ *                (CG_EP_PRE16), C a scratch slot. The product's C is still f32
  *                (the K blocks accumulate there), so the value C holds keeps a
  *                buffer: a scratch slot that dies with the kernel; the f32 value is
  *                internal only when an activation goes to the cast while C keeps the
