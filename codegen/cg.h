@@ -181,6 +181,7 @@ void cg_philox(Cg *cg, LLVMValueRef block, LLVMValueRef stream, LLVMValueRef see
 bool cg_kernel_ew(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training);
 bool cg_kernel_view(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
+bool cg_kernel_norm16(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals);
 /* false after a located internal error when a member other than a cast or a product
  * reads or makes a 16-bit value (bf16, f16), or an f64 model has one. */
 bool cg_check_dtypes(Cg *cg, Func *f, const int32_t *members, int n);
@@ -216,7 +217,11 @@ enum {
   /* aux (a mask's saved value) is a 16-bit buffer, widened on load: the mask's
    * operand is a cast back to f32 of a value kept in 16 bits (kernel_plan.c) */
   CG_EP_AUX_BF16 = 262144, CG_EP_AUX_F16 = 524288,
-  CG_EP__LIMIT = 1048576
+  /* with STORE_PRE, an activation and a 16-bit store: out3 ([M,N], out2's format) gets
+   * the pre-activation C keeps, rounded (mixed precision keeps it for the activation's
+   * gradient) */
+  CG_EP_PRE16 = 1048576,
+  CG_EP__LIMIT = 2097152
 };
 #define CG_EP_STORE16 (CG_EP_STORE_BF16 | CG_EP_STORE_F16)
 #define CG_EP_AUX16 (CG_EP_AUX_BF16 | CG_EP_AUX_F16)
@@ -235,7 +240,7 @@ static inline bool cg_ep_uses(int flags, int k) {
 }
 typedef struct {
   int flags;                          /* CG_EP_*; 0: a plain product */
-  LLVMValueRef bias, aux, out2;       /* pointers, NULL where flags do not need them */
+  LLVMValueRef bias, aux, out2, out3; /* pointers, NULL where flags do not need them */
   LLVMValueRef mean, rstd, gamma, beta;   /* BN_ROW, SCALE_ROW, SHIFT_ROW: [O] pointers */
 } CgEpilogue;
 /* x (a float or a vector) after the per-channel steps of flags (BIAS_ROW, BN_ROW,

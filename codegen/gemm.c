@@ -728,17 +728,17 @@ static LLVMValueRef build_batch_task(Cg *cg, LLVMValueRef core, const char *name
 /* What an epilogue reads: the whole C (to place a tile), the bias, aux and out2, for
  * operands per row (a convolution's: C is [B, O, Ho Wo] seen as rows of Ho Wo) the
  * period O of the rows' channel, and batchnorm's per-channel operands. */
-enum { EX_C, EX_BIAS, EX_AUX, EX_OUT2, EX_ROWS, EX_MEAN, EX_RSTD, EX_GAMMA, EX_BETA, EX__COUNT };
+enum { EX_C, EX_BIAS, EX_AUX, EX_OUT2, EX_ROWS, EX_MEAN, EX_RSTD, EX_GAMMA, EX_BETA, EX_OUT3, EX__COUNT };
 
 static LLVMTypeRef ectx_type(Cg *cg) {
   LLVMTypeRef f[EX__COUNT] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_i64,
-                              cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
+                              cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
   return LLVMStructTypeInContext(cg->C, f, EX__COUNT, 0);
 }
 
 typedef struct {
   int flags;
-  LLVMValueRef C, bias, aux, out2, row, col;   /* row: element offset of the row in C */
+  LLVMValueRef C, bias, aux, out2, out3, row, col;   /* row: element offset of the row in C */
   LLVMValueRef rowv[CG_EPV__COUNT];            /* per-row operands: bias[(row / ldc) % rows], ... */
 } EpiCtx;
 
@@ -806,6 +806,8 @@ static void epi_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
     cg_store_elem(cg, y, c->flags & CG_EP_STORE_BF16 ? CG_ELEM_BF16 : CG_ELEM_F16, c->out2, idx);
   else if (pre)
     cg_store(cg, y, c->out2, idx);
+  if (c->flags & CG_EP_PRE16)     /* out3 in 16 bits: the pre-activation C keeps */
+    cg_store_elem(cg, x, c->flags & CG_EP_STORE_BF16 ? CG_ELEM_BF16 : CG_ELEM_F16, c->out3, idx);
 }
 
 static LLVMValueRef build_epilogue(Cg *cg, int flags) {
@@ -835,7 +837,7 @@ static LLVMValueRef build_epilogue(Cg *cg, int flags) {
   for (int full = 1; full >= 0; full--) {
     LLVMPositionBuilderAtEnd(cg->B, full ? bfull : bedge);
     CgLoop li = cg_loop_begin(cg, cg_i64(cg, 0), mr, cg_i64(cg, 1));
-    EpiCtx c = {flags, f[EX_C], f[EX_BIAS], f[EX_AUX], f[EX_OUT2], add(cg, off, mul(cg, li.iv, ldc)), col, {NULL}};
+    EpiCtx c = {flags, f[EX_C], f[EX_BIAS], f[EX_AUX], f[EX_OUT2], f[EX_OUT3], add(cg, off, mul(cg, li.iv, ldc)), col, {NULL}};
     if (flags & (CG_EP_BIAS_ROW | CG_EP_BN_ROW | CG_EP_SCALE_ROW | CG_EP_SHIFT_ROW)) {
       LLVMValueRef ch = LLVMBuildSRem(cg->B, LLVMBuildSDiv(cg->B, c.row, ldc, ""), f[EX_ROWS], "");
       static const int src[CG_EPV__COUNT] = {EX_BIAS, EX_MEAN, EX_RSTD, EX_GAMMA, EX_BETA};
@@ -923,7 +925,8 @@ void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRe
   *efn = LLVMConstNull(cg->t_ptr), *ectx = LLVMConstNull(cg->t_ptr);
   if (!ep || !ep->flags) return;
   if (ep->flags < 0 || ep->flags >= CG_EP__LIMIT || (ep->flags & CG_EP_STORE16) == CG_EP_STORE16 ||
-      (ep->flags & CG_EP_AUX16) == CG_EP_AUX16 || (ep->flags & CG_EP_AUX16 && !(ep->flags & CG_EP_MASKS)))
+      (ep->flags & CG_EP_AUX16) == CG_EP_AUX16 || (ep->flags & CG_EP_AUX16 && !(ep->flags & CG_EP_MASKS)) ||
+      (ep->flags & CG_EP_PRE16 && (!(ep->flags & CG_EP_STORE16) || !(ep->flags & CG_EP_STORE_PRE) || !(ep->flags & CG_EP_ACTS))))
     ir_die("cg_gemm: epilogue flags %d", ep->flags);
   char name[48];   /* one function per flag set, built on first use */
   snprintf(name, sizeof name, "bpcc_gemm_epilogue_%d", ep->flags);
@@ -931,7 +934,7 @@ void cg_gemm_epilogue(Cg *cg, const CgEpilogue *ep, LLVMValueRef Cm, LLVMValueRe
   if (!*efn) *efn = build_aside(cg, false, ep->flags);
   LLVMTypeRef et = ectx_type(cg);
   *ectx = cg_alloca(cg, et, "epictx");
-  LLVMValueRef ev[EX__COUNT] = {Cm, ep->bias, ep->aux, ep->out2, rows, ep->mean, ep->rstd, ep->gamma, ep->beta};
+  LLVMValueRef ev[EX__COUNT] = {Cm, ep->bias, ep->aux, ep->out2, rows, ep->mean, ep->rstd, ep->gamma, ep->beta, ep->out3};
   for (int i = 0; i < EX__COUNT; i++)
     LLVMBuildStore(cg->B, ev[i] ? ev[i] : LLVMConstNull(LLVMStructGetTypeAtIndex(et, (unsigned)i)),
                    LLVMBuildStructGEP2(cg->B, et, *ectx, (unsigned)i, ""));

@@ -806,6 +806,12 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
         ep.aux = vals[in->args[0]].ptr;
         continue;   /* prev stays the product */
       }
+      /* before an activation whose operand C keeps: that operand rounded to out3 */
+      if (k + 1 < n && in->args[0] == prev && (cg_ep_flag_of((Op)f->insts[members[k + 1]].op) & CG_EP_ACTS)) {
+        ep.flags |= CG_EP_PRE16;
+        ep.out3 = vals[v].ptr;
+        continue;   /* prev stays the operand */
+      }
       /* the last member: the final value stored in 16 bits too */
       if (k != n - 1) ir_die("cg_kernel_gemm_fused: a cast inside a gemm group");
       ep.flags |= vals[v].t->dtype == DT_BF16 ? CG_EP_STORE_BF16 : CG_EP_STORE_F16;
@@ -816,6 +822,8 @@ bool cg_kernel_gemm_fused(Cg *cg, Func *f, const int32_t *members, int n, const 
     }
     prev = v;
   }
+  if (ep.flags & CG_EP_PRE16 && (!(ep.flags & CG_EP_STORE_PRE) || !(ep.flags & CG_EP_STORE16) || !ep.out3))
+    ir_die("cg_kernel_gemm_fused: a 16-bit pre-activation without the activation's 16-bit store");
   if (!dst || (ep.flags & (CG_EP_BIAS | CG_EP_BIAS_ROW) && !ep.bias) || (ep.flags & CG_EP_STORE_PRE && !ep.out2) ||
       (ep.flags & CG_EP_MASKS && !ep.aux) ||
       (ep.flags & CG_EP_BN_ROW && (!ep.mean || !ep.rstd)) || (ep.flags & CG_EP_SCALE_ROW && !ep.gamma) ||
@@ -1130,6 +1138,7 @@ enum { LN_SUM, LN_VAR, LN_GSUMS, LN_APPLY, LN_DX, LN_DGAMMA };
 
 typedef struct {
   int mode;
+  CgElem xe, oe;                      /* x's and out's element types (norm+cast: 16 bits) */
   LLVMValueRef x, gamma, side, out;   /* side: beta (LN_APPLY) or dy */
   LLVMValueRef base;                  /* the row's first element */
   LLVMValueRef mean, rstd, mg, mgx;   /* element-type scalars */
@@ -1144,7 +1153,7 @@ static void ln_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   LnCtx *c = p;
   LLVMBuilderRef B = cg->B;
   LLVMValueRef idx = LLVMBuildAdd(B, c->base, j, "");
-  LLVMValueRef x = cg_load(cg, T, c->x, idx);
+  LLVMValueRef x = c->xe == CG_ELEM_FLOAT ? cg_load(cg, T, c->x, idx) : cg_load_elem(cg, T, c->xe, c->x, idx);
   if (c->mode == LN_SUM) {
     ln_acc_add(cg, c, 0, x, T);
     return;
@@ -1156,8 +1165,9 @@ static void ln_body(Cg *cg, void *p, LLVMValueRef j, LLVMTypeRef T) {
   }
   LLVMValueRef xhat = LLVMBuildFMul(B, d, cg_splat(cg, c->rstd, T), "xhat");
   if (c->mode == LN_APPLY) {
-    LLVMValueRef y = LLVMBuildFMul(B, xhat, cg_load(cg, T, c->gamma, j), "");
-    cg_store(cg, LLVMBuildFAdd(B, y, cg_load(cg, T, c->side, j), ""), c->out, idx);
+    LLVMValueRef y = LLVMBuildFAdd(B, LLVMBuildFMul(B, xhat, cg_load(cg, T, c->gamma, j), ""), cg_load(cg, T, c->side, j), "");
+    if (c->oe == CG_ELEM_FLOAT) cg_store(cg, y, c->out, idx);
+    else cg_store_elem(cg, y, c->oe, c->out, idx);
     return;
   }
   LLVMValueRef dy = cg_load(cg, T, c->side, idx);
@@ -1231,7 +1241,7 @@ static void ln_rows(Cg *cg, LnCtx *c, Op op, int64_t n, double eps, LLVMValueRef
 
 /* The task of a layernorm or layernorm_bwd instruction: rows [i0, i1) with the four
  * pointers (x, gamma, beta or dy, out) from its context. */
-static LLVMValueRef ln_task(Cg *cg, Op op, int64_t n, double eps) {
+static LLVMValueRef ln_task(Cg *cg, Op op, int64_t n, double eps, CgElem xe, CgElem oe) {
   LLVMTypeRef ptrs[4] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
   LLVMTypeRef ct = LLVMStructTypeInContext(cg->C, ptrs, 4, 0);
   LLVMValueRef fn = cg_new_function(cg, op == OP_LAYERNORM ? "bpcc_layernorm_task" : "bpcc_layernorm_bwd_task",
@@ -1243,33 +1253,39 @@ static LLVMValueRef ln_task(Cg *cg, Op op, int64_t n, double eps) {
   LnCtx c;
   memset(&c, 0, sizeof c);
   c.x = f[0], c.gamma = f[1], c.side = f[2], c.out = f[3];
+  c.xe = xe, c.oe = oe;
   ln_rows(cg, &c, op, n, eps, LLVMGetParam(fn, 1), LLVMGetParam(fn, 2));
   LLVMBuildRetVoid(cg->B);
   return fn;
 }
 
-static void kernel_layernorm(Cg *cg, Func *f, const Inst *in, const CgVal *vals, const CgVal *out) {
+/* x: the operand x's value, or (norm+cast) the 16-bit value its cast reads; out: the
+ * result, or the 16-bit cast of a layernorm's result */
+static void kernel_layernorm(Cg *cg, Func *f, const Inst *in, const CgVal *vals, const CgVal *x, const CgVal *out) {
   LLVMBuilderRef B = cg->B;
   Op op = (Op)in->op;
-  const CgVal *x = &vals[in->args[0]];
+  CgElem xe = cg_elem_of(x->t->dtype), oe = cg_elem_of(out->t->dtype);
   int k = (int)in->iattr[0];
   int64_t n = 1;
   for (int d = x->t->rank - k; d < x->t->rank; d++) n *= x->t->dims[d];
   LLVMValueRef rows = cg_dims_prod(cg, x->t, 0, x->t->rank - k);
-  for (int a = 0; a < in->nargs; a++)
+  for (int a = 1; a < in->nargs; a++)
     if (!vals[in->args[a]].ptr) ir_die("layernorm: operand %d of %%%d has no buffer", a, in->args[a]);
-  (void)f;
+  if (!x->ptr || !out->ptr) ir_die("layernorm: %%%d's x or result has no buffer", (int)(in - f->insts));
+  if ((oe != CG_ELEM_FLOAT && op != OP_LAYERNORM) || (xe != CG_ELEM_FLOAT && op == OP_LAYERNORM))
+    ir_die("layernorm: 16 bits where the kernel reads or writes f32");
   if (op == OP_LAYERNORM_BWD_GAMMA) {
     fill(cg, out->ptr, cg_i64(cg, n), 0.0);
     LnCtx c;
     memset(&c, 0, sizeof c);
     c.x = x->ptr, c.side = vals[in->args[1]].ptr, c.out = out->ptr;
+    c.xe = xe, c.oe = CG_ELEM_FLOAT;
     ln_rows(cg, &c, op, n, in->fattr[0], cg_i64(cg, 0), rows);
     return;
   }
   /* the task is a function of its own: build it, then come back */
   CgAside aside = cg_aside_begin(cg);
-  LLVMValueRef task = ln_task(cg, op, n, in->fattr[0]);
+  LLVMValueRef task = ln_task(cg, op, n, in->fattr[0], xe, oe);
   cg_aside_end(cg, aside);
 
   LLVMTypeRef ptrs[4] = {cg->t_ptr, cg->t_ptr, cg->t_ptr, cg->t_ptr};
@@ -1280,6 +1296,21 @@ static void kernel_layernorm(Cg *cg, Func *f, const Inst *in, const CgVal *vals,
   LLVMValueRef par = LLVMBuildICmp(B, LLVMIntSGT, cg_frame_field(cg, CG_FR_NTHREADS), cg_i32(cg, 1), "");
   int64_t grain = n >= LN_GRAIN ? 1 : (LN_GRAIN + n - 1) / n;
   cg_run_task(cg, par, rows, cg_i64(cg, grain), task, ctx, rows);
+}
+
+/* A norm+cast group (passes/kernel_plan.c): layernorm and the cast of its result to 16
+ * bits (the kernel stores y rounded), or the cast of a 16-bit x to f32 and the
+ * layernorm_bwd(_gamma) that reads it (the kernel widens x16 as it loads it). */
+bool cg_kernel_norm16(Cg *cg, Func *f, const int32_t *members, int n, const CgVal *vals) {
+  const Inst *a = &f->insts[members[0]];
+  if (n != 2) ir_die("cg_kernel_norm16: a group of %d", n);
+  if (a->op == OP_LAYERNORM) {
+    kernel_layernorm(cg, f, a, vals, &vals[a->args[0]], &vals[members[1]]);
+  } else {
+    const Inst *d = &f->insts[members[1]];
+    kernel_layernorm(cg, f, d, vals, &vals[a->args[0]], &vals[members[1]]);
+  }
+  return true;
 }
 
 /* ------------------------------------------------------------------ dropout */
@@ -1545,7 +1576,7 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
     cg_store(cg, LLVMBuildFPCast(cg->B, s, cg->t_f32, ""), out->ptr, cg_i64(cg, 0));
     return true;
   }
-  case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA: kernel_layernorm(cg, f, in, vals, out); return true;
+  case OP_LAYERNORM: case OP_LAYERNORM_BWD: case OP_LAYERNORM_BWD_GAMMA: kernel_layernorm(cg, f, in, vals, &vals[in->args[0]], out); return true;
   case OP_CONV2D: case OP_CONV2D_BWD_DATA: case OP_CONV2D_BWD_WEIGHT: cg_kernel_conv(cg, in, a, b, out, NULL); return true;
   case OP_MAX_POOL2D: case OP_AVG_POOL2D: case OP_MAX_POOL2D_BWD: case OP_AVG_POOL2D_BWD:
     cg_kernel_pool(cg, in, a, b, out);

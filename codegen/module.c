@@ -433,6 +433,7 @@ static bool emit_group(Build *b, const EntryPlan *p, int g, const int32_t *membe
   if (p->kp->kind[g] == KERNEL_POOL_MASK) return cg_kernel_pool_mask(cg, f, members, vals);
   if (p->kp->kind[g] == KERNEL_ATTN) return cg_kernel_attention(cg, f, members, n, vals);
   if (p->kp->kind[g] == KERNEL_VIEW) return cg_kernel_view(cg, f, members, n, vals);
+  if (p->kp->kind[g] == KERNEL_NORM16) return cg_kernel_norm16(cg, f, members, n, vals);
   if (n > 1) return cg_kernel_ew(cg, f, members, n, vals);
   int32_t v = members[0];
   switch ((Op)in->op) {

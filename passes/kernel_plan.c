@@ -56,8 +56,12 @@
  *                else (backward, an output) still reads it.
  *    16-bit      h = cast(last, bf16|f16)           last: the chain's final f32 value
  *    store       (g itself, the add, the activation or the mask), read by the cast
- *                alone -> the epilogue stores the final value rounded to 16 bits
- *                (codegen's CG_EP_STORE_BF16 / _F16). The product's C is still f32
+ *                alone, or by others too (then C is last's buffer; not for an
+ *                activation whose operand C keeps) -> the epilogue stores the final
+ *                value rounded to 16 bits (codegen's CG_EP_STORE_BF16 / _F16); and
+ *                p = cast(x) to the same type, x the activation's operand read by the
+ *                activation and p alone -> the epilogue stores x rounded too
+ *                (CG_EP_PRE16), C a scratch slot. The product's C is still f32
  *                (the K blocks accumulate there), so the value C holds keeps a
  *                buffer: a scratch slot that dies with the kernel; the f32 value is
  *                internal only when an activation goes to the cast while C keeps the
@@ -77,6 +81,13 @@
  *                pooling kernel masks with its own max (h internal, p not read: that
  *                read keeps no buffer, so p is internal to its conv when nothing else
  *                reads it, and the conv's epilogue stores relu(p) alone).
+ *
+ *   norm+cast    y = layernorm(x, gamma, beta); h = cast(y, bf16|f16), y read by h alone
+ *                -> the layer norm stores y rounded to 16 bits (y internal)
+ *                c = cast(x16, f32); d = layernorm_bwd(c, ..) or layernorm_bwd_gamma(c, ..),
+ *                c read by d alone, as its x -> the kernel loads x16 and widens it (c
+ *                internal): mixed precision keeps the norm's input in 16 bits for
+ *                backward, and no f32 copy of it is written and read back.
  *
  *   attention    o = attention(q, k, v); lse = extra o, 1          (codegen/attention.c)
  *                dq = attention_bwd(..); dk = extra dq, 1; dv = extra dq, 2
@@ -268,10 +279,38 @@ static int gemm_chain(const Ctx *c, int32_t g, int32_t *m) {
   if (!is_gemm(c->f->insts[g].op)) return n;
   int32_t last = n ? m[n - 1] : g;
   int32_t h = single_user(c, last);
+  /* the final value read by others too (a backward mask's dx: the bias gradient's
+   * sum_to and the cast the next products read): C is its f32 buffer and the epilogue
+   * stores the 16-bit copy beside it. Not for an activation whose operand C keeps
+   * (STORE_PRE): the f32 activation would need a third store. */
+  if (h < 0 && !c->sink_use[last]) {
+    const Inst *li = &c->f->insts[last];
+    bool pre_kept = is_act(li->op) && c->nuses[li->args[0]] > 1;
+    for (int32_t r = c->roff[last]; r < c->roff[last + 1] && h < 0 && !pre_kept; r++) {
+      int32_t u = c->readers[r];
+      if (c->f->insts[u].op == OP_CAST && c->f->insts[u].args[0] == last && free_member(c, u)) h = u;
+    }
+  }
   if (h < 0 || !free_member(c, h)) return n;
   const Inst *hi = &c->f->insts[h];
   if (hi->op != OP_CAST || hi->args[0] != last || !ir_dtype_is_low(ir_vtype(c->f, h)->dtype)) return n;
   m[n++] = h;
+  /* an activation's operand x read by the activation and by a cast to the same 16 bits
+   * alone (mixed precision keeps x for the activation's gradient): the epilogue stores
+   * x rounded beside the rounded activation (codegen's PRE16), C a scratch slot */
+  const Inst *li = &c->f->insts[last];
+  if (n >= 2 && is_act(li->op) && c->nuses[li->args[0]] == 2 && !c->sink_use[li->args[0]]) {
+    int32_t x = li->args[0];
+    for (int32_t r = c->roff[x]; r < c->roff[x + 1]; r++) {
+      int32_t u = c->readers[r];
+      const Inst *ui = &c->f->insts[u];
+      if (u != last && ui->op == OP_CAST && u > x && u < last && free_member(c, u) &&
+          ir_vtype(c->f, u)->dtype == ir_vtype(c->f, h)->dtype) {
+        m[n++] = u;
+        break;
+      }
+    }
+  }
   return n;
 }
 
@@ -315,6 +354,30 @@ static int view_chain(const Ctx *c, int32_t i, int32_t *m) {
   const Inst *ui = &f->insts[u];
   bool pair = (in->op == OP_RESHAPE && ui->op == OP_TRANSPOSE) || (in->op == OP_TRANSPOSE && ui->op == OP_RESHAPE);
   if (!pair || f->insts[in->args[0]].op == OP_CONST || ir_vtype(f, i)->dtype != ir_vtype(f, u)->dtype) return 0;
+  m[0] = u;
+  return 1;
+}
+
+/* A layer norm that reads or writes 16 bits (norm 16-bit above): the member after the
+ * head i in m[], or 0.
+ *   layernorm(x..) read by a cast to 16 bits alone    -> the kernel stores y rounded
+ *   cast(x16) to f32 read by a layernorm_bwd(_gamma) alone, as its x -> the kernel
+ *                                                        loads x16 and widens it */
+static int norm16_chain(const Ctx *c, int32_t i, int32_t *m) {
+  Func *f = c->f;
+  const Inst *in = &f->insts[i];
+  int32_t u = single_user(c, i);
+  if (u < 0 || !free_member(c, u)) return 0;
+  const Inst *ui = &f->insts[u];
+  if (in->op == OP_LAYERNORM) {
+    if (ui->op != OP_CAST || !ir_dtype_is_low(ir_vtype(f, u)->dtype)) return 0;
+  } else {
+    if (in->op != OP_CAST || ir_dtype_is_low(ir_vtype(f, i)->dtype) || !ir_dtype_is_low(ir_vtype(f, in->args[0])->dtype))
+      return 0;
+    if (ui->op != OP_LAYERNORM_BWD && ui->op != OP_LAYERNORM_BWD_GAMMA) return 0;
+    for (int k = 1; k < ui->nargs; k++)
+      if (ui->args[k] == i) return 0;
+  }
   m[0] = u;
   return 1;
 }
@@ -475,6 +538,9 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     } else if (fuse && (in->op == OP_RESHAPE || in->op == OP_TRANSPOSE)) {
       nc = view_chain(&c, i, chain);
       if (nc) kind = KERNEL_VIEW;
+    } else if (fuse && (in->op == OP_LAYERNORM || in->op == OP_CAST)) {
+      nc = norm16_chain(&c, i, chain);
+      if (nc) kind = KERNEL_NORM16;
     } else if (ir_ops[in->op].kind == OPK_ATTN) {   /* with or without fusion */
       nc = attn_extras(&c, i, chain);
       kind = KERNEL_ATTN;
@@ -541,6 +607,11 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
     if (gkind[g] == KERNEL_GEMM && hi->op == OP_CAST) {
       int32_t x = hi->args[0];
       const Inst *xi = &f->insts[x];
+      /* the activation's operand also rounded to 16 bits in the group (PRE16): C keeps
+       * it in a scratch slot, the activation stays internal */
+      if (is_act(xi->op) && c.group_of[xi->args[0]] == g)
+        for (int32_t k = gstart[g]; k < gstart[g + 1] - 1; k++)
+          if (f->insts[mem[k]].op == OP_CAST && f->insts[mem[k]].args[0] == xi->args[0]) s->internal[xi->args[0]] = false;
       bool store_pre = is_act(xi->op) && c.group_of[xi->args[0]] == g && !s->internal[xi->args[0]];
       if (!store_pre) s->internal[x] = false;
     }
@@ -612,7 +683,7 @@ static void group(Arena *a, KernelPlan *s, const bool *loss_only, bool fuse) {
 }
 
 const char *const kernel_kind_names[KERNEL__COUNT] = {"single", "ew", "gemm+epilogue", "softmax-xent", "pool+mask",
-                                                      "attention", "transpose+reshape"};
+                                                      "attention", "transpose+reshape", "norm+cast"};
 
 /* ------------------------------------------------------------------ the pass */
 

@@ -86,7 +86,7 @@ Func *pass_inference(Func *f);
  *
  * Kernel g is order[group_start[g] .. group_start[g + 1]) (members ascending by
  * instruction), of kind kind[g]. */
-typedef enum { KERNEL_SINGLE, KERNEL_EW, KERNEL_GEMM, KERNEL_XENT, KERNEL_POOL_MASK, KERNEL_ATTN, KERNEL_VIEW, KERNEL__COUNT } KernelKind;
+typedef enum { KERNEL_SINGLE, KERNEL_EW, KERNEL_GEMM, KERNEL_XENT, KERNEL_POOL_MASK, KERNEL_ATTN, KERNEL_VIEW, KERNEL_NORM16, KERNEL__COUNT } KernelKind;
 #define KERNEL_MAX_GROUP 64
 extern const char *const kernel_kind_names[KERNEL__COUNT];   /* "single", "ew", "gemm+epilogue", ... */
 

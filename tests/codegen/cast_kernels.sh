@@ -5,7 +5,8 @@
 #      relu in 16 bits from the epilogue (the biased value internal, the relu's f32
 #      value C's scratch slot), and backward's dh = dlogits W^T takes relu_grad with
 #      its saved value (relu's 16-bit copy) read in 16 bits (the cast back to f32
-#      internal)
+#      internal) and stores dh's 16-bit copy for the next product beside its f32
+#      value (which the bias gradient reads)
 #   2. the model libraries of both precisions for -march=x86-64 (no F16C) call no
 #      conversion routine (__truncsfhf2, __extendhfsf2, __truncsfbf2): the generated
 #      code rounds and widens in its own instructions
@@ -18,7 +19,7 @@ cd "$SRC" || die "cd $SRC"
 
 for p in bf16 f16; do
   "$BPCC" --emit=opt-ir --precision $p examples/mnist_mlp.bp | tr -s ' ' > "$T/opt" || die "--emit=opt-ir --precision $p"
-  for k in 'matmul+add+relu+cast (gemm+epilogue)' 'matmul_nt+cast+relu_grad (gemm+epilogue)'; do
+  for k in 'matmul+add+relu+cast (gemm+epilogue)' 'matmul_nt+cast+relu_grad+cast (gemm+epilogue)'; do
     n=$(grep -c "^ # kernel [0-9]*: $k\$" "$T/opt" || true)
     [ "$n" = 1 ] || fail "--precision $p: $n kernels '$k', not 1"
   done

@@ -15,9 +15,13 @@
  *    such as __truncsfhf2 would be one).
  * 2. The plan: casts chain with the elementwise ops around them; a product's cast to
  *    16 bits is its epilogue's store when the f32 value has no other reader (and keeps
- *    a scratch buffer for C), not when it has; the printed plan shows the casts.
- * 3. Small models with 16-bit product operands (forward, and a hand-written training
- *    step of an MLP in bf16 and in f16) against the interpreter, one and two threads.
+ *    a scratch buffer for C), and when it has others, C its buffer (not for an
+ *    activation whose operand C keeps); norm+cast: a layer norm stores its 16-bit
+ *    result, layernorm_bwd and layernorm_bwd_gamma load their 16-bit input; the
+ *    printed plan shows the casts.
+ * 3. Small models with 16-bit product operands (forward, and hand-written training
+ *    steps of an MLP and of a layer norm between two products, in bf16 and in f16)
+ *    against the interpreter, one and two threads.
  *    Tolerance, normwise per tensor (harness.h): where nothing computed is rounded to
  *    16 bits before it is read, f32 accumulation: 1e-5; where a product's result is
  *    rounded to 16 bits and read again, the f32 sum of the JIT and the interpreter's
@@ -498,6 +502,52 @@ static const char *kept_ir =
     "  grad %3, %23\n"
     "}\n";
 
+/* A layer norm between two products, as passes/precision.c makes it: its input kept in
+ * 16 bits for backward and cast back to f32 before each of layernorm_bwd and
+ * layernorm_bwd_gamma (norm+cast: both kernels widen the 16-bit copy as they load it),
+ * its result cast for the next product (norm+cast: stored rounded). */
+static const char *ln_ir =
+    "func @ln {\n"
+    "  %0 = input \"x\" : f32[B,12]\n"
+    "  %1 = input \"y\" : label[B,6]\n"
+    "  %2 = param \"W0\" he_normal : f32[12,16]\n"
+    "  %3 = param \"g\" ones : f32[16]\n"
+    "  %4 = param \"b\" zeros : f32[16]\n"
+    "  %5 = param \"W\" xavier_normal : f32[16,6]\n"
+    "  %6 = cast %0 : LOW[B,12]\n"
+    "  %7 = cast %2 : LOW[12,16]\n"
+    "  %8 = matmul %6, %7 : f32[B,16]\n"
+    "  %9 = cast %8 : LOW[B,16]\n"
+    "  %10 = layernorm %8, %3, %4 dims=1 eps=1e-05 : f32[B,16]\n"
+    "  %11 = cast %10 : LOW[B,16]\n"
+    "  %12 = cast %5 : LOW[16,6]\n"
+    "  %13 = matmul %11, %12 : f32[B,6]\n"
+    "  %14 = softmax_xent %13, %1 : f32[B]\n"
+    "  %15 = mean %14 axis=all : f32[]\n"
+    "  loss %15\n"
+    "  %17 = size %0 axis=0 : f32[]\n"
+    "  %18 = const value=1 : f32[]\n"
+    "  %19 = div %18, %17 : f32[]\n"
+    "  %20 = softmax %13 axis=1 : f32[B,6]\n"
+    "  %21 = onehot %1 : f32[B,6]\n"
+    "  %22 = sub %20, %21 : f32[B,6]\n"
+    "  %23 = mul %22, %19 : f32[B,6]\n"
+    "  %24 = cast %23 : LOW[B,6]\n"
+    "  %25 = matmul_tn %11, %24 : f32[16,6]\n"
+    "  %26 = matmul_nt %24, %12 : f32[B,16]\n"
+    "  %27 = cast %9 : f32[B,16]\n"
+    "  %28 = layernorm_bwd %27, %3, %26 dims=1 eps=1e-05 : f32[B,16]\n"
+    "  %29 = cast %9 : f32[B,16]\n"
+    "  %30 = layernorm_bwd_gamma %29, %26 dims=1 eps=1e-05 : f32[16]\n"
+    "  %31 = sum_to %26 : f32[16]\n"
+    "  %32 = cast %28 : LOW[B,16]\n"
+    "  %33 = matmul_tn %6, %32 : f32[12,16]\n"
+    "  grad %2, %33\n"
+    "  grad %3, %30\n"
+    "  grad %4, %31\n"
+    "  grad %5, %25\n"
+    "}\n";
+
 static void test_models(void **state) {
   (void)state;
   static const char *lows[2] = {"bf16", "f16"};
@@ -524,6 +574,11 @@ static void test_models(void **state) {
         ir_module_free(k->mod);
         free(text);
       }
+      text = with_low(ln_ir, lows[l]);   /* norm+cast */
+      f = parse(text, "ln");
+      for (int b = 0; b < 2; b++) assert_int_equal(cgt_check_grad(f, f, batches[b] + 4, ulp[l], &cfg), 0);
+      ir_module_free(f->mod);
+      free(text);
       for (int bias = 0; bias < 2; bias++) {
         text = mlp_text(lows[l], bias);
         Func *g = parse(text, "mlp");
@@ -545,9 +600,13 @@ static void test_plan_mlp(void **state) {
     char desc[1024];
     KernelPlan *s = plan(a, f, desc, sizeof desc);
     if (bias) {
+      /* relu_grad's dx is read by the bias gradient's sum_to and by the cast: C is its
+       * f32 buffer, the epilogue stores the 16-bit copy beside it */
       assert_string_equal(desc, "matmul+add+relu+cast\nmatmul+add\nsoftmax_xent+softmax+onehot+sub+mul\n"
-                                "matmul_nt+relu_grad\n");
+                                "matmul_nt+relu_grad+cast\n");
       assert_true(s->internal[10]);   /* relu: its bf16 copy alone; C holds %9 for relu_grad */
+      assert_false(s->internal[29]);  /* dx: the sum_to reads it */
+      assert_true(s->internal[28]);   /* the bare product: C holds dx */
     } else {
       assert_string_equal(desc, "matmul+relu+cast\nmatmul+add\nsoftmax_xent+softmax+onehot+sub+mul\n"
                                 "matmul_nt+relu_grad+cast\n");
@@ -557,12 +616,30 @@ static void test_plan_mlp(void **state) {
     ir_module_free(f->mod);
     free(text);
   }
-  char *text = with_act(kept_ir, "f16", "gelu");
-  Func *f = parse(text, "kept");
+  /* norm+cast: the layer norm stores its bf16 result, its two backward kernels load the
+   * bf16 input; the first product stores the kept copy beside the f32 C */
+  char *text = with_low(ln_ir, "bf16");
+  Func *f = parse(text, "ln");
+  Arena *la = arena_new();
+  char ldesc[1024];
+  KernelPlan *ls = plan(la, f, ldesc, sizeof ldesc);
+  assert_string_equal(ldesc, "matmul+cast\nlayernorm+cast\nsoftmax_xent+softmax+onehot+sub+mul\n"
+                             "cast+layernorm_bwd\ncast+layernorm_bwd_gamma\n");
+  assert_true(ls->internal[10] && ls->internal[27] && ls->internal[29]);
+  assert_false(ls->internal[8] || ls->internal[9] || ls->internal[11]);
+  arena_free(la);
+  ir_module_free(f->mod);
+  free(text);
+  text = with_act(kept_ir, "f16", "gelu");
+  f = parse(text, "kept");
   Arena *a = arena_new();
   char desc[1024];
   KernelPlan *s = plan(a, f, desc, sizeof desc);
-  assert_string_equal(desc, "matmul+gelu+cast\nsoftmax_xent+softmax+onehot+sub+mul\nmatmul_nt+cast+gelu_grad+cast\n");
+  /* the product's epilogue stores the pre-activation's f16 copy (kept for gelu_grad)
+   * and the f16 gelu; C holds the f32 pre-activation in a scratch slot */
+  assert_string_equal(desc, "matmul+cast+gelu+cast\nsoftmax_xent+softmax+onehot+sub+mul\nmatmul_nt+cast+gelu_grad+cast\n");
+  assert_false(s->internal[6]);    /* C: the pre-activation, a scratch slot */
+  assert_true(s->internal[8]);     /* the f32 gelu: its f16 copy alone */
   assert_true(s->internal[25]);    /* the f32 copy of the kept pre-activation: never stored */
   assert_false(s->internal[26]);   /* C of the mask's product, cast to f16 for the last one */
   arena_free(a);
