@@ -475,19 +475,9 @@ static void skip_report(char *what, size_t n, const char *skip_what) {
 
 /* ------------------------------------------------------------- data parallelism */
 
-/* TEMPORARY until branch accum lands: its API emulated for one micro-batch per rank */
-static void bprt_microbatch(int64_t rows, int64_t n, int64_t j, int64_t *start, int64_t *count) {
-  int64_t q = rows / n, r = rows % n;
-  *start = j * q + (j < r ? j : r);
-  *count = j < n ? q + (j < r ? 1 : 0) : 0;
-}
-static int bprt_model_set_grad_ready(bprt_model *m, void (*fn)(void *, int32_t), void *ctx) {
-  (void)m, (void)fn, (void)ctx;
-  return 0;
-}
-static int bprt_model_accumulate_grad(bprt_model *m, int64_t batch, const void *const *inputs, double weight, int acc,
-                                      float *loss) {
-  (void)acc;
+/* TEMPORARY until the generated code of branch accum reads frame->grad_weight: the
+ * weight applied after the gradient entry. */
+static int dist_weighted_grad(bprt_model *m, int64_t batch, const void *const *inputs, double weight, float *loss) {
   if (bprt_model_loss_and_grad(m, batch, inputs, loss)) return -1;
   float *g = bprt_model_grads(m);
   int64_t n = bprt_model_get_desc(m)->param_floats;
@@ -498,8 +488,6 @@ static int bprt_model_zero_grads(bprt_model *m) {
   memset(bprt_model_grads(m), 0, sizeof(float) * (size_t)bprt_model_get_desc(m)->param_floats);
   return 0;
 }
-
-
 
 /* Statistics of one optimizer step, a slot per rank (sums over its rows), summed by
  * BprtComm.step_end: each slot is written by one rank, so the sum is exact and the
@@ -548,7 +536,7 @@ static int dist_grads(bprt_model *m, const BprtTrainOptions *o, const Binding *b
     set_inputs(b, &part, inputs);
     float l = 0;
     if (bprt_model_set_grad_ready(m, c->grad_ready, c) ||
-        bprt_model_accumulate_grad(m, count, inputs, (double)count / (double)it->rows, 0, &l)) {
+        dist_weighted_grad(m, count, inputs, (double)count / (double)it->rows, &l)) {
       bprt_model_set_grad_ready(m, NULL, NULL);
       if (v != stats) bprt_free(v);
       return bprt_prefix_error("step %" PRId64, step);
