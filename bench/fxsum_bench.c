@@ -1,0 +1,70 @@
+/* bench/fxsum_bench.c — ns per element of the 128-bit fixed-point sums (runtime/fxsum.c)
+ * over a gradient-sized block, beside a plain f32 add as the floor the memory sets.
+ *
+ *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -I. bench/fxsum_bench.c runtime/fxsum.c \
+ *      -o fxsum_bench && ./fxsum_bench [N] [REPS]
+ *
+ * N defaults to 4,194,304 (M3's gradient block is 4.2M floats), REPS (median of) to 9.
+ * Inputs are gradient-like: normal(0, 1e-3) with a spread of exponents. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/fxsum.h"
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static volatile float sink;
+
+int main(int argc, char **argv) {
+  size_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 4194304;
+  int reps = argc > 2 ? atoi(argv[2]) : 9;
+  if (reps < 1 || reps > 100) reps = 9;
+  float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *out = malloc(n * sizeof *out);
+  BprtFx *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+  if (!x || !y || !out || !a || !b) return 1;
+  unsigned long long s = 88172645463325252ull;
+  for (size_t i = 0; i < n; i++) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    double u = ((s >> 11) + 0.5) * 0x1p-53;
+    x[i] = (float)(1e-3 * (u - 0.5) * exp2((double)(int)((s & 31) - 16) * 0.5));
+    y[i] = -x[i] * 0.75f;
+  }
+  const char *names[] = {"f32 add (y += x)", "fxsum_set_f32", "fxsum_add_f32", "fxsum_combine", "fxsum_to_f32"};
+  double t[5][100];
+  for (int r = 0; r < reps; r++) {
+    double t0 = now();
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+    double t1 = now();
+    bprt_fxsum_set_f32(a, x, n, 0.5f);
+    double t2 = now();
+    bprt_fxsum_add_f32(a, y, n, 0.5f);
+    double t3 = now();
+    memcpy(b, a, n * sizeof *a);
+    double t4 = now();
+    bprt_fxsum_combine(a, b, n);
+    double t5 = now();
+    unsigned f = bprt_fxsum_to_f32(out, a, n);
+    double t6 = now();
+    if (f) return 2;
+    sink = y[n / 2] + out[n / 3];
+    t[0][r] = t1 - t0, t[1][r] = t2 - t1, t[2][r] = t3 - t2, t[3][r] = t5 - t4, t[4][r] = t6 - t5;
+  }
+  printf("n=%zu reps=%d (median)\n", n, reps);
+  for (int k = 0; k < 5; k++) {
+    qsort(t[k], (size_t)reps, sizeof(double), cmp);
+    printf("%-18s %7.3f ms  %6.3f ns/element\n", names[k], t[k][reps / 2] * 1e3, t[k][reps / 2] * 1e9 / (double)n);
+  }
+  return 0;
+}
