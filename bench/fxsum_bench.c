@@ -42,29 +42,39 @@ int main(int argc, char **argv) {
     y[i] = -x[i] * 0.75f;
   }
   const char *names[] = {"f32 add (y += x)", "fxsum_set_f32", "fxsum_add_f32", "fxsum_combine", "fxsum_to_f32"};
-  double t[5][100];
-  for (int r = 0; r < reps; r++) {
-    double t0 = now();
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
-    double t1 = now();
-    bprt_fxsum_set_f32(a, x, n, 0.5f);
-    double t2 = now();
-    bprt_fxsum_add_f32(a, y, n, 0.5f);
-    double t3 = now();
-    memcpy(b, a, n * sizeof *a);
-    double t4 = now();
-    bprt_fxsum_combine(a, b, n);
-    double t5 = now();
-    unsigned f = bprt_fxsum_to_f32(out, a, n);
-    double t6 = now();
-    if (f) return 2;
-    sink = y[n / 2] + out[n / 3];
-    t[0][r] = t1 - t0, t[1][r] = t2 - t1, t[2][r] = t3 - t2, t[3][r] = t5 - t4, t[4][r] = t6 - t5;
-  }
-  printf("n=%zu reps=%d (median)\n", n, reps);
+  int have = bprt_fxsum_set_simd(-1);
+  static double t[2][5][100];
+  for (int r = 0; r < reps; r++)
+    for (int mode = 0; mode <= have; mode++) { /* scalar and AVX-512 interleaved */
+      bprt_fxsum_set_simd(mode);
+      double t0 = now();
+      for (size_t i = 0; i < n; i++) y[i] += x[i];
+      double t1 = now();
+      bprt_fxsum_set_f32(a, x, n, 0.5f);
+      double t2 = now();
+      bprt_fxsum_add_f32(a, y, n, 0.5f);
+      double t3 = now();
+      memcpy(b, a, n * sizeof *a);
+      double t4 = now();
+      bprt_fxsum_combine(a, b, n);
+      double t5 = now();
+      unsigned f = bprt_fxsum_to_f32(out, a, n);
+      double t6 = now();
+      if (f) return 2;
+      sink = y[n / 2] + out[n / 3];
+      double *tm[5] = {&t[mode][0][r], &t[mode][1][r], &t[mode][2][r], &t[mode][3][r], &t[mode][4][r]};
+      *tm[0] = t1 - t0, *tm[1] = t2 - t1, *tm[2] = t3 - t2, *tm[3] = t5 - t4, *tm[4] = t6 - t5;
+    }
+  printf("n=%zu (%.1f MiB of accumulator), median of %d\n", n, n * 16.0 / 1048576, reps);
+  printf("%-18s %22s %22s\n", "", "scalar", have ? "AVX-512" : "");
   for (int k = 0; k < 5; k++) {
-    qsort(t[k], (size_t)reps, sizeof(double), cmp);
-    printf("%-18s %7.3f ms  %6.3f ns/element\n", names[k], t[k][reps / 2] * 1e3, t[k][reps / 2] * 1e9 / (double)n);
+    printf("%-18s", names[k]);
+    for (int mode = 0; mode <= have; mode++) {
+      qsort(t[mode][k], (size_t)reps, sizeof(double), cmp);
+      double m = t[mode][k][reps / 2];
+      printf(" %8.3f ms %5.2f ns/el", m * 1e3, m * 1e9 / (double)n);
+    }
+    printf("\n");
   }
   return 0;
 }

@@ -92,4 +92,10 @@ char *bprt_fxsum_describe(unsigned flags, char *buf, size_t size);
 BprtFx bprt_fx_from_f32(float x, float w);
 float bprt_fx_to_f32(BprtFx v, unsigned *flags);
 
+/* The array functions use AVX-512 where the CPU has it (x86-64: F, CD, DQ, VL), with
+ * the same results bit for bit. on = 0 forces the scalar code, 1 the vector code if
+ * present, -1 the default; returns whether the CPU has it. For tests and benchmarks;
+ * not thread-safe against concurrent calls. */
+int bprt_fxsum_set_simd(int on);
+
 #endif
