@@ -232,6 +232,9 @@ static const Wrapper wrappers[] = {
     {"eval", "bprt_model_eval", 'i', "plppp", false},
     {"loss_and_grad", "bprt_model_loss_and_grad", 'i', "plpp", false},
     {"train_step", "bprt_model_train_step", 'i', "plpp", false},
+    {"accumulate_grad", "bprt_model_accumulate_grad", 'i', "plpdip", false},
+    {"update", "bprt_model_update", 'i', "p", false},
+    {"set_grad_ready", "bprt_model_set_grad_ready", 'i', "ppp", false},
     {"set_lr", "bprt_model_set_lr", 'i', "pd", false},
     {"get_lr", "bprt_model_get_lr", 'i', "pp", false},
     {"set_hyper", "bprt_model_set_hyper_name", 'i', "ppd", false},
@@ -584,6 +587,21 @@ char *cg_aot_header(const bprt_model_desc *d, const char *source) {
              "/* One training step: forward, backward and the optimizer update; *loss is the loss\n"
              " * before the update. The step count goes up by one. */\n"
              "int @_train_step(@ *net, int64_t batch, const void *const *inputs, float *loss);\n"
+             "/* Gradient accumulation: the loss of these rows (loss may be NULL) and weight times\n"
+             " * their gradient written into the gradients (accumulate 0) or added to them\n"
+             " * (accumulate 1). weight = rows / rows of the whole batch makes the sum the gradient\n"
+             " * of the mean loss over the whole batch. With loss scaling the gradients stay scaled\n"
+             " * until update. update: the optimizer update from the gradients as they are (summed\n"
+             " * over micro-batches, or over processes by the caller), at step get_step() + 1; with\n"
+             " * loss scaling it unscales them and skips the step if they are not all finite. */\n"
+             "int @_accumulate_grad(@ *net, int64_t batch, const void *const *inputs, double weight,\n"
+             "                      int accumulate, float *loss);\n"
+             "int @_update(@ *net);\n"
+             "/* fn(ctx, i) right after parameter i's gradient is complete, during loss_and_grad,\n"
+             " * accumulate_grad and train_step: once per trainable parameter, in the order the\n"
+             " * compiled step produces them (fixed per library); fn NULL turns it off. fn must not\n"
+             " * call back into net. */\n"
+             "int @_set_grad_ready(@ *net, void (*fn)(void *ctx, int32_t param), void *ctx);\n"
              "int @_set_lr(@ *net, double lr);\n"
              "int @_get_lr(const @ *net, double *lr);\n"
              "/* Hyperparameters by PyTorch's names: lr, momentum, dampening, nesterov, beta1, beta2,\n"

@@ -54,7 +54,18 @@ struct bprt_model {
   uint64_t skipped;                  /* skipped steps, counted in step too: Adam's t = step - skipped */
   bool grads_bad;                    /* the last loss_and_grad's gradients were not all finite */
   bool last_skipped;                 /* the last train_step / update was skipped */
+  /* gradient accumulation (accumulate_grad) */
+  bool grads_scaled;                 /* the grads block holds scale * gradients (accumulate_grad
+                                        under loss scaling): update unscales and checks them */
+  uint64_t micro;                    /* micro-batches since the last accumulate 0: the dropout
+                                        key of micro-batch j > 0 is seed + j * BPRT_MICRO_KEY */
+  bprt_grad_ready_fn grad_ready;     /* the gradient-ready hook, or NULL */
+  void *grad_ready_ctx;
 };
+
+/* Micro-batch j of a step draws its dropout masks from Philox key seed + j * this (the
+ * golden-ratio increment): micro-batch 0 is a plain step's draw, the others independent. */
+#define BPRT_MICRO_KEY UINT64_C(0x9E3779B97F4A7C15)
 
 /* Set the message and return code (the runtime's bprt_set_error returns -1). */
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -422,8 +433,15 @@ static void pool_parallel_for(void *pool, int64_t n, int64_t grain, bprt_task_fn
 
 /* fn over a frame: the dropout masks of step `t`; the update's count (Adam's bias
  * correction) is t less the skipped steps; the backward's seed is the loss scale. */
-static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const *inputs,
-               float *const *outputs, float *loss, uint64_t t) {
+typedef struct {
+  int32_t accumulate;     /* frame->accumulate */
+  double weight;          /* frame->grad_weight */
+  uint64_t micro;         /* the micro-batch index (dropout key) */
+} RunGrad;
+static const RunGrad plain_grad = {0, 1.0, 0};
+
+static int run_ex(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const *inputs,
+                  float *const *outputs, float *loss, uint64_t t, const RunGrad *rg) {
   const bprt_model_desc *d = m->d;
   const void *in_local[64];
   const void **in = in_local;
@@ -446,13 +464,17 @@ static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const
       .outputs = outputs,
       .loss = loss,   /* NULL: forward skips what only the loss needs */
       .hyper = hyper,
-      .seed = m->seed,
+      .seed = m->seed + rg->micro * BPRT_MICRO_KEY,
       .step = t,
       .pool = NULL,
       .parallel_for = pool_parallel_for,
       .nthreads = bprt_get_threads(),
       .status = 0,
       .buffers = m->buffers,
+      .accumulate = rg->accumulate,
+      .grad_weight = rg->weight,
+      .grad_ready = m->grad_ready,
+      .grad_ready_ctx = m->grad_ready_ctx,
   };
   if (f.nthreads < 1) f.nthreads = 1;
   fn(&f);
@@ -460,6 +482,11 @@ static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const
   if (f.status != 0)
     return fail(BPRT_E_LABEL, "%s: the generated code rejected a label (status %d)", model_name(m), (int)f.status);
   return BPRT_OK;
+}
+
+static int run(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *const *inputs,
+               float *const *outputs, float *loss, uint64_t t) {
+  return run_ex(m, fn, batch, inputs, outputs, loss, t, &plain_grad);
 }
 
 int bprt_model_forward(bprt_model *m, int64_t batch, const void *const *inputs, float *const *outputs) {
@@ -574,8 +601,8 @@ int64_t bprt_model_skipped_steps(const bprt_model *m) { return m ? (int64_t)m->s
 
 /* ------------------------------------------------------------ the gradient entries */
 
-static int grad_or_step(bprt_model *m, bprt_entry_fn fn, const char *what, int64_t batch,
-                        const void *const *inputs, float *loss) {
+static int grad_or_step_ex(bprt_model *m, bprt_entry_fn fn, const char *what, int64_t batch,
+                           const void *const *inputs, float *loss, const RunGrad *rg) {
   if (!m) return fail(BPRT_E_ARG, "%s: NULL model", what);
   if (!fn)
     return fail(BPRT_E_STATE, "%s: %s: the model has no loss, so no gradients (declare `loss` in it)", what,
@@ -584,10 +611,20 @@ static int grad_or_step(bprt_model *m, bprt_entry_fn fn, const char *what, int64
   if (rc == BPRT_OK) rc = check_inputs(m, batch, inputs, false);
   if (rc == BPRT_OK) {
     m->last_batch = 0;
-    rc = run(m, fn, batch, inputs, m->scratch_out, loss, m->step + 1);
+    rc = run_ex(m, fn, batch, inputs, m->scratch_out, loss, m->step + 1, rg);
     if (rc == BPRT_OK) m->last_batch = batch;
   }
   if (rc != BPRT_OK) bprt_prefix_error("%s", what);
+  return rc;
+}
+
+static int grad_or_step(bprt_model *m, bprt_entry_fn fn, const char *what, int64_t batch,
+                        const void *const *inputs, float *loss) {
+  int rc = grad_or_step_ex(m, fn, what, batch, inputs, loss, &plain_grad);
+  if (rc == BPRT_OK) {
+    m->grads_scaled = false;
+    m->micro = 0;
+  }
   return rc;
 }
 
@@ -597,8 +634,47 @@ int bprt_model_loss_and_grad(bprt_model *m, int64_t batch, const void *const *in
   return rc;
 }
 
+/* g *= scale over the grads block: unscaled gradients back to the units of the backward. */
+static void rescale_task(void *ctx, int64_t i0, int64_t i1, int worker) {
+  (void)worker;
+  const Unscale *u = ctx;
+  for (int64_t i = i0; i < i1; i++) u->g[i] = (float)((double)u->g[i] * u->scale);
+}
+
+int bprt_model_accumulate_grad(bprt_model *m, int64_t batch, const void *const *inputs, double weight,
+                               int accumulate, float *loss) {
+  static const char what[] = "accumulate_grad";
+  if (!m) return fail(BPRT_E_ARG, "%s: NULL model", what);
+  if (!(weight > 0) || !isfinite(weight))
+    return fail(BPRT_E_ARG, "%s: %s: weight %g must be a finite number > 0", what, model_name(m), weight);
+  if (accumulate != 0 && accumulate != 1)
+    return fail(BPRT_E_ARG, "%s: %s: accumulate %d must be 0 (overwrite) or 1 (add)", what, model_name(m), accumulate);
+  bool scaling = m->d->loss_scale_mode != BPRT_LOSS_SCALE_OFF;
+  if (accumulate && scaling && !m->grads_scaled && m->d->grad) {   /* after loss_and_grad or update */
+    Unscale u = {.g = m->grads, .scale = m->scale, .n = m->d->param_floats};
+    bprt_parallel_for(u.n, INT64_C(1) << 16, rescale_task, &u);
+  }
+  RunGrad rg = {accumulate, weight, accumulate ? m->micro + 1 : 0};
+  int rc = grad_or_step_ex(m, m->d->grad, what, batch, inputs, loss, &rg);
+  if (rc != BPRT_OK) return rc;
+  m->grads_scaled = scaling;
+  m->micro = rg.micro;
+  return BPRT_OK;
+}
+
+int bprt_model_set_grad_ready(bprt_model *m, bprt_grad_ready_fn fn, void *ctx) {
+  if (!m) return fail(BPRT_E_ARG, "set_grad_ready: NULL model");
+  m->grad_ready = fn;
+  m->grad_ready_ctx = fn ? ctx : NULL;
+  return BPRT_OK;
+}
+
 /* The update entry, or the skip of a step with non-finite gradients. */
 static int update(bprt_model *m, const char *what) {
+  if (m->grads_scaled) {   /* the sum of accumulate_grad's micro-batches: checked once */
+    unscale_grads(m);
+    m->grads_scaled = false;
+  }
   if (m->d->loss_scale_mode != BPRT_LOSS_SCALE_OFF && m->grads_bad) {
     m->step++;
     scaler_update(m, true);

@@ -166,6 +166,18 @@ typedef struct bprt_frame {
   int32_t status;                /* 0 ok; generated code sets nonzero on a bad label */
   float *buffers;                /* desc->buffer_floats: non-trainable state (running
                                     statistics), read by both entries, written by grad */
+  /* Gradient accumulation and data parallelism (docs/codegen.md, "Accumulation and the
+   * gradient-ready hook"); read at run time by grad and step, ignored by forward. */
+  int32_t accumulate;            /* 0: grad overwrites the grads block; 1: it adds this
+                                    call's gradients to it (grads += g), in place */
+  double grad_weight;            /* the weight w of this call's gradient: the backward is
+                                    seeded with hyper[BPRT_H_LOSS_SCALE] * w, so the grads
+                                    block gets scale * w * dloss/dparam (1: a plain step) */
+  void (*grad_ready)(void *ctx, int32_t param);   /* NULL, or called by grad and step right
+                                    after the kernel that completes parameter `param`'s
+                                    gradient (desc->params index), once per trainable
+                                    parameter per call, in the order of the compiled step */
+  void *grad_ready_ctx;
 } bprt_frame;
 
 typedef void (*bprt_entry_fn)(bprt_frame *f);
@@ -271,6 +283,24 @@ int bprt_model_eval(bprt_model *m, int64_t batch, const void *const *inputs, flo
 /* Training mode (dropout drawn): loss and gradients (overwriting the grads block); no
  * update, the step stays. */
 int bprt_model_loss_and_grad(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);
+/* Gradient accumulation (one micro-batch of a larger batch): training mode, the loss
+ * of these `batch` rows in *loss (may be NULL), and weight * their gradient written into
+ * the grads block (accumulate 0) or added to it (accumulate 1), with no second buffer.
+ * With weight = rows / rows of the whole batch for every micro-batch, the sum is the
+ * gradient of the mean loss over the whole batch; bprt_model_update then applies it.
+ * weight is a finite number > 0. With loss scaling the grads block holds the *scaled*
+ * sum (scale * sum of w g) until update unscales it and checks it for NaN and infinity,
+ * once, on the sum (an accumulate 1 after loss_and_grad, whose gradients are unscaled,
+ * first scales the block back). Buffers (running statistics) update per call. */
+int bprt_model_accumulate_grad(bprt_model *m, int64_t batch, const void *const *inputs, double weight,
+                               int accumulate, float *loss);
+/* The gradient-ready hook (frame->grad_ready): fn(ctx, param) is called by every later
+ * loss_and_grad, accumulate_grad and train_step right after parameter param's gradient
+ * is complete in the grads block, on the calling thread, once per trainable parameter
+ * (desc->params index) in an order fixed at compile time (docs/codegen.md). fn NULL:
+ * off. A hook must not call back into the model. */
+typedef void (*bprt_grad_ready_fn)(void *ctx, int32_t param);
+int bprt_model_set_grad_ready(bprt_model *m, bprt_grad_ready_fn fn, void *ctx);
 /* Forward, backward and the optimizer update at t = step + 1; then step = t. */
 int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);
 /* The optimizer update alone at t = step + 1, from the gradients in the grads block (of
@@ -280,7 +310,8 @@ int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *input
  * notes whether they are all finite; an update after non-finite ones is skipped (no
  * change but the scaler's: a dynamic scale halves) and still counts a step, so that
  * the dropout masks of every step differ; the update's t (Adam's bias correction) is
- * step + 1 - skipped steps. */
+ * step + 1 - skipped steps. After accumulate_grad the update unscales the summed
+ * gradients first and makes that check once, on the sum. */
 int bprt_model_update(bprt_model *m);
 /* The loss scaler: the mode (desc->loss_scale_mode), the scale of the next step (1
  * when off), finite steps in a row since the scale last changed, steps skipped in all

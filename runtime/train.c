@@ -50,9 +50,20 @@ void bprt_train_options_defaults(BprtTrainOptions *o) {
   memset(o, 0, sizeof *o);
   o->epochs = 1;
   o->batch = 32;
+  o->accumulate = 1;
   o->seed = 0;
   bprt_schedule_init(&o->schedule, BPRT_SCHED_CONSTANT, 1e-3);
   o->progress = -1;
+}
+
+void bprt_microbatch(int64_t rows, int64_t n, int64_t j, int64_t *start, int64_t *count) {
+  if (rows < 0) rows = 0;
+  if (n < 1) n = 1;
+  if (j < 0) j = 0;
+  if (j > n) j = n;
+  int64_t q = rows / n, r = rows % n;
+  *start = j * q + (j < r ? j : r);
+  *count = j < n ? q + (j < r ? 1 : 0) : 0;
 }
 
 /* ------------------------------------------------------- data against model inputs */

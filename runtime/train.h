@@ -121,7 +121,9 @@ typedef struct {
    * trains by steps only. */
   int64_t steps;
   int64_t eval_every;
-  int64_t batch;
+  int64_t batch;             /* rows of one micro-batch: an optimizer step takes
+                                batch * accumulate rows (the global batch) */
+  int64_t accumulate;        /* micro-batches summed per optimizer step (>= 1; 1: none) */
   uint64_t seed;             /* shuffles; the model was created from the same seed */
   BprtSchedule schedule;
   const char *save_path;     /* NULL: no checkpoint */
@@ -150,6 +152,13 @@ typedef struct {
 } BprtTrainOptions;
 
 void bprt_train_options_defaults(BprtTrainOptions *o);
+
+/* Micro-batch j (0 <= j < n) of a global batch of `rows` rows split into n: rows / n rows
+ * each, the first rows % n of them one more, in order (micro-batch j starts at row
+ * *start of the global batch and has *count rows; 0 when rows < n and j >= rows).
+ * Its gradient weight is *count / rows. The accumulation loop calls it with n =
+ * accumulate; a data-parallel loop with n = ranks * accumulate, j = rank * accumulate + i. */
+void bprt_microbatch(int64_t rows, int64_t n, int64_t j, int64_t *start, int64_t *count);
 
 /* What one epoch measured. Accuracies are NAN without label targets; validation values
  * NAN without a validation set. */
