@@ -46,6 +46,8 @@ typedef struct {
   double val_split, lr;
   double timeout, bucket_mb;   /* data-parallel (docs/distributed.md) */
   bool has_timeout, has_bucket_mb;
+  bool deterministic;          /* --deterministic-reduce */
+  int64_t accumulate;          /* --accumulate N (0: not given) */
   int64_t epochs, steps, eval_every, save_every, print_every;
   uint64_t seed;
   bool has_epochs, has_steps, has_seed, has_lr, has_val_split;
@@ -60,7 +62,7 @@ static int arg_error(const char *fmt, const char *a) { return args_usage_error("
 
 enum {
   T_DATA, T_VAL, T_VAL_SPLIT, T_EPOCHS, T_LR, T_OPTIMIZER, T_SCHEDULE, T_SEED, T_SAVE, T_SAVE_EVERY, T_RESUME, T_INIT, T_LOG,
-  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY, T_STEPS, T_EVAL_EVERY, T_TIMEOUT, T_BUCKET_MB
+  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY, T_STEPS, T_EVAL_EVERY, T_TIMEOUT, T_BUCKET_MB, T_DETERMINISTIC, T_ACCUMULATE
 };
 
 /* train's own options: what it parses, lists in --help and suggests for a typo. The
@@ -110,6 +112,9 @@ static const DrvOption train_options[] = {
     {T_TIMEOUT, "--timeout", OPT_VALUE, "SECONDS", "under mpirun: the longest wait for the other ranks before\n"
                                                    "the run stops, naming the rank (60; start-up 5x)"},
     {T_BUCKET_MB, "--bucket-mb", OPT_VALUE, "MB", "under mpirun: MiB of gradients per allreduce (2)"},
+    {T_DETERMINISTIC, "--deterministic-reduce", OPT_FLAG, NULL, "sum gradients exactly (fixed point): the same bits for any\n"
+                                                             "number of ranks with the same --batch"},
+    {T_ACCUMULATE, "--accumulate", OPT_VALUE, "N", "micro-batches of --batch rows summed per step (1)"},
     {0, NULL, OPT_FLAG, NULL, NULL},
 };
 
@@ -186,6 +191,10 @@ static int parse_args(int argc, char **argv, TrainArgs *t) {
       t->has_lr = true;
       break;
     }
+    case T_DETERMINISTIC: t->deterministic = true; break;
+    case T_ACCUMULATE:
+      if (!args_int("--accumulate", v, 1, 1 << 20, &t->accumulate)) return 1;
+      break;
     case T_TIMEOUT:
       if (!args_real("--timeout", v, &t->timeout)) return 1;
       if (!(t->timeout > 0 && t->timeout <= 86400)) return arg_error("--timeout '%s': must be seconds in (0, 86400]", v);
@@ -496,10 +505,10 @@ static int dist_check_start(BprtDist *dist, const Compilation *c, const bprt_mod
   char set[2000];
   const BprtSchedule *sc = &o->schedule;
   int n = snprintf(set, sizeof set, "data %s %" PRId64 " rows x %" PRId64 "; val %s %" PRId64 "; seed %" PRIu64 " epochs %" PRId64
-                   " steps %" PRId64 " eval_every %" PRId64 "; schedule %s %.17g %" PRId64 " %.17g %" PRId64 " %.17g %" PRId64
+                   " steps %" PRId64 " eval_every %" PRId64 " accumulate %" PRId64 " deterministic %d; schedule %s %.17g %" PRId64 " %.17g %" PRId64 " %.17g %" PRId64
                    " %.17g %" PRId64 " %.17g %" PRId64 " %.17g; resume %s; init %s",
                    train->source, train->n, train->nfeat, val ? val->source : "-", val ? val->n : 0, o->seed, o->epochs, o->steps,
-                   o->eval_every, bprt_schedule_names[sc->kind], sc->base_lr, sc->step_size, sc->gamma, sc->t_max, sc->eta_min,
+                   o->eval_every, o->accumulate, (int)o->deterministic, bprt_schedule_names[sc->kind], sc->base_lr, sc->step_size, sc->gamma, sc->t_max, sc->eta_min,
                    sc->warmup, sc->factor, sc->patience, sc->threshold, sc->cooldown, sc->min_lr, a->resume ? a->resume : "-",
                    a->init ? a->init : "-");
   uint64_t h2 = bprt_dist_hash(UINT64_C(0xcbf29ce484222325), set, (size_t)(n < (int)sizeof set ? n : (int)sizeof set - 1));
@@ -605,6 +614,8 @@ static int train_main(TrainArgs *ap, BprtDist *dist, int rank) {
   o.batch = a.po.batch > 0 ? a.po.batch : ts->batch;
   o.seed = a.has_seed ? a.seed : ts->seed;
   o.save_path = rank == 0 ? a.save : NULL;
+  o.deterministic = a.deterministic;
+  if (a.accumulate > 0) o.accumulate = a.accumulate;
   o.save_every = a.save_every;
   o.resume_path = a.resume;
   o.log_path = a.log;

@@ -24,6 +24,8 @@
 
 #include <mpi.h>
 
+#include "runtime/fxsum_mpi.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,6 +85,9 @@ typedef struct {
   Bucket *buckets;     /* in the order they are issued */
   int *bucket_of;      /* per parameter */
   int64_t step;
+  MPI_Datatype fx_type;   /* --deterministic-reduce: BprtFx and its exact sum (fxsum_mpi.h) */
+  MPI_Op fx_sum;
+  bool fx_made;
   MPI_Request stats_req;
   bool failed;         /* an MPI call of the hook failed: step_end reports it */
   char hook_error[512];
@@ -257,6 +262,7 @@ int bprt_dist_finalize(BprtDist *d) {
   else rc = wait_all(d, 1, &req, now_seconds(), d->timeout, "the end of the run");
   if (rc) return rc;   /* the caller aborts the job */
   if (d->comm) {
+    if (d->comm->fx_made) bprt_fxsum_mpi_free(&d->comm->fx_type, &d->comm->fx_sum);
     bprt_free(d->comm->buckets);
     bprt_free(d->comm->bucket_of);
     bprt_free(d->comm);
@@ -320,11 +326,39 @@ static void comm_grad_ready(void *ctx, int32_t param) {
   progress(c);
 }
 
-static int comm_step_end(BprtComm *base, double *stats, int64_t n) {
+/* --deterministic-reduce: the accumulator's buckets (the same ranges, 16 bytes an
+ * element), summed exactly with fxsum's op, all issued now (the accumulator is complete
+ * only after the last micro-batch). */
+static void issue_fx(Comm *c, BprtFx *fx) {
+  if (!c->fx_made) {
+    int rc = bprt_fxsum_mpi_create(&c->fx_type, &c->fx_sum);
+    if (rc != MPI_SUCCESS) {
+      c->failed = true;
+      mpi_error(rc, "bprt_fxsum_mpi_create");
+      snprintf(c->hook_error, sizeof c->hook_error, "%s", bprt_last_error());
+      return;
+    }
+    c->fx_made = true;
+  }
+  for (int b = 0; b < c->nbuckets; b++) {
+    Bucket *k = &c->buckets[b];
+    k->issued = true;
+    int rc = MPI_Iallreduce(MPI_IN_PLACE, fx + k->lo, (int)(k->hi - k->lo), c->fx_type, c->fx_sum, c->d->world, &k->req);
+    if (rc != MPI_SUCCESS && !c->failed) {
+      c->failed = true;
+      mpi_error(rc, "MPI_Iallreduce");
+      snprintf(c->hook_error, sizeof c->hook_error, "%s", bprt_last_error());
+    }
+  }
+  c->next = c->nbuckets;
+}
+
+static int comm_step_end(BprtComm *base, BprtFx *fx, double *stats, int64_t n) {
   Comm *c = (Comm *)base;
   BprtDist *d = c->d;
   /* a rank whose last micro-batch was empty, or parameters the hook never reported:
    * the rest now, in the same order as every rank */
+  if (fx) issue_fx(c, fx);
   for (int b = c->next; b < c->nbuckets; b++) c->buckets[b].pending = 0;
   issue_ready(c);
   if (c->failed) return bprt_set_error("%s", c->hook_error);

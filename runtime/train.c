@@ -22,6 +22,7 @@
  * tensor that went bad. */
 #include "runtime/train.h"
 
+#include "runtime/fxsum.h"
 #include "runtime/progress.h"
 
 #include <errno.h>
@@ -510,38 +511,76 @@ static BprtBatchIter batch_part(const BprtBatchIter *it, const BprtDataset *d, i
   return p;
 }
 
-/* This rank's share of an optimizer step over a global batch of it->rows rows: its
- * micro-batch (bprt_microbatch(rows, size, rank)), the gradient of its mean loss
- * weighted by its rows / rows (a rank with no rows contributes zeros), summed over the
- * ranks in the gradient block. *loss: the global batch's mean loss; *correct and *scored
- * summed over the ranks; *bad: some rank's loss or outputs were not finite; *stop: some
- * rank was asked to stop. */
-static int dist_grads(bprt_model *m, const BprtTrainOptions *o, const Binding *b, const BprtDataset *d,
+/* Rows of a global batch: micro-batches of `batch` rows, ranks x accumulate of them in a
+ * data-parallel or deterministic run (one otherwise), at most the n rows of the data. */
+static int64_t global_batch(const BprtTrainOptions *o, int64_t batch, int64_t n) {
+  if (!o->comm && !o->deterministic) return batch;
+  int64_t k = (o->comm ? o->comm->size : 1) * (o->accumulate > 1 ? o->accumulate : 1);
+  return batch <= n / k ? batch * k : n;
+}
+
+/* One optimizer step's gradients over a global batch of it->rows rows, split into
+ * size * N micro-batches (bprt_microbatch; N = o->accumulate): this rank trains
+ * micro-batches rank*N .. rank*N + N - 1, each weighted by its rows / rows, so that the
+ * sum over every micro-batch of every rank is the gradient of the global batch's mean
+ * loss; a rank whose micro-batches are empty (the last, short batch) contributes zeros
+ * and still takes part. The sum:
+ *   float             added up in the gradient block, then summed over the ranks
+ *                     (BprtComm.step_end; its buckets leave during the rank's last
+ *                     micro-batch, from the grad-ready hook);
+ *   --deterministic-reduce   each micro-batch's gradient added exactly into the
+ *                     fixed-point accumulator fx (runtime/fxsum.h), summed exactly over
+ *                     the ranks, rounded once to f32: the same bits for any split of
+ *                     the same micro-batches over ranks and accumulation.
+ * *loss: the global batch's mean loss; *correct and *scored summed over the ranks; *bad:
+ * some rank's loss or outputs, or the sum, were not finite; *stop: some rank was asked
+ * to stop. Each rank's numbers travel in slots of its own (exact sums), and are added
+ * up in rank order: the same on every rank. */
+static int step_grads(bprt_model *m, const BprtTrainOptions *o, BprtFx *fx, const Binding *b, const BprtDataset *d,
                       const BprtBatchIter *it, int64_t step, float *loss, int64_t *correct, int64_t *scored, bool *bad,
                       bool *stop) {
   BprtComm *c = o->comm;
+  int size = c ? c->size : 1, rank = c ? c->rank : 0;
+  int64_t nacc = o->accumulate > 1 ? o->accumulate : 1;
   const bprt_model_desc *desc = bprt_model_get_desc(m);
-  int64_t start, count;
-  bprt_microbatch(it->rows, c->size, c->rank, &start, &count);
-  BprtBatchIter part = batch_part(it, d, start, count);
   double stats[DS__COUNT * 64], *mine;
-  double *v = c->size <= 64 ? stats : bprt_calloc((size_t)c->size * DS__COUNT, sizeof(double));
+  double *v = size <= 64 ? stats : bprt_calloc((size_t)size * DS__COUNT, sizeof(double));
   if (!v) return -1;
-  memset(v, 0, sizeof(double) * (size_t)c->size * DS__COUNT);
-  mine = v + (size_t)c->rank * DS__COUNT;
-  c->step_begin(c, step);
-  float *g = bprt_model_grads(m);
-  if (count > 0) {
+  memset(v, 0, sizeof(double) * (size_t)size * DS__COUNT);
+  mine = v + (size_t)rank * DS__COUNT;
+  if (c) c->step_begin(c, step);
+  int rc = 0;
+  bool any = false;
+  for (int64_t i = 0; rc == 0 && i < nacc; i++) {
+    int64_t start, count, next_start, next_count = 0;
+    bprt_microbatch(it->rows, size * nacc, rank * nacc + i, &start, &count);
+    if (count == 0) break;   /* the later ones are empty too */
+    if (i + 1 < nacc) bprt_microbatch(it->rows, size * nacc, rank * nacc + i + 1, &next_start, &next_count);
+    bool last = next_count == 0;
+    BprtBatchIter part = batch_part(it, d, start, count);
     const void *inputs[2] = {0, 0};
     set_inputs(b, &part, inputs);
+    double w = (double)count / (double)it->rows;
     float l = 0;
-    if (bprt_model_set_grad_ready(m, c->grad_ready, c) ||
-        dist_weighted_grad(m, count, inputs, (double)count / (double)it->rows, &l)) {
-      bprt_model_set_grad_ready(m, NULL, NULL);
-      if (v != stats) bprt_free(v);
-      return bprt_prefix_error("step %" PRId64, step);
+    /* the buckets leave from the hook during the last micro-batch (float sums only) */
+    bprt_model_set_grad_ready(m, c && last && !fx ? c->grad_ready : NULL, c);
+    if (fx) {   /* this micro-batch's gradient alone (scaled, with loss scaling), then exactly into fx */
+      rc = bprt_model_accumulate_grad(m, count, inputs, 1.0, 0, &l);
+      if (rc == 0) {
+        if (any) bprt_fxsum_add_f32(fx, bprt_model_grads(m), (size_t)desc->param_floats, (float)w);
+        else bprt_fxsum_set_f32(fx, bprt_model_grads(m), (size_t)desc->param_floats, (float)w);
+      }
+    } else if (nacc == 1) {
+      rc = dist_weighted_grad(m, count, inputs, w, &l);
+    } else {
+      rc = bprt_model_accumulate_grad(m, count, inputs, w, any ? 1 : 0, &l);
     }
     bprt_model_set_grad_ready(m, NULL, NULL);
+    if (rc) {
+      rc = bprt_prefix_error("step %" PRId64, step);
+      break;
+    }
+    any = true;
     int64_t k = 0, cc = 0;
     if (!part.xtok && b->acc_out >= 0) cc = count_correct(b, bprt_model_last_output(m, b->acc_out), &part, &k);
     bool finite = isfinite(l);
@@ -549,37 +588,39 @@ static int dist_grads(bprt_model *m, const BprtTrainOptions *o, const Binding *b
       const bprt_tensor_desc *t = &desc->outputs[j];
       finite = all_finite(bprt_model_last_output(m, j), numel_of(t->rank, t->dims, count));
     }
-    mine[DS_LOSS] = (double)l * (double)count;
-    mine[DS_CORRECT] = (double)cc;
-    mine[DS_SCORED] = (double)k;
-    mine[DS_ROWS] = (double)count;
-    mine[DS_BAD] = finite ? 0 : 1;
-  } else if (bprt_model_zero_grads(m)) {
-    if (v != stats) bprt_free(v);
-    return -1;
+    mine[DS_LOSS] += (double)l * (double)count;
+    mine[DS_CORRECT] += (double)cc;
+    mine[DS_SCORED] += (double)k;
+    mine[DS_ROWS] += (double)count;
+    mine[DS_BAD] += finite ? 0 : 1;
+  }
+  if (rc == 0 && !any) {   /* no rows here this step: zeros, in the form the others send */
+    if (fx) bprt_fxsum_zero(fx, (size_t)desc->param_floats);
+    else rc = bprt_model_zero_grads(m);
   }
   mine[DS_STOP] = o->stop && *o->stop ? 1 : 0;
-  int rc = c->step_end(c, v, (int64_t)c->size * DS__COUNT);
+  /* a rank that failed still goes to the reduction, so that the others do not wait */
+  if (c && c->step_end(c, fx, v, (int64_t)size * DS__COUNT)) rc = -1;
   if (rc == 0) {
     /* in rank order: the same sums, in the same order, on every rank */
     double ls = 0, rows = 0, cc = 0, k = 0, nbad = 0, nstop = 0;
-    for (int r = 0; r < c->size; r++) {
-      const double *s = v + (size_t)r * DS__COUNT;
-      ls += s[DS_LOSS];
-      cc += s[DS_CORRECT];
-      k += s[DS_SCORED];
-      rows += s[DS_ROWS];
-      nbad += s[DS_BAD];
-      nstop += s[DS_STOP];
+    for (int r = 0; r < size; r++) {
+      const double *sr = v + (size_t)r * DS__COUNT;
+      ls += sr[DS_LOSS];
+      cc += sr[DS_CORRECT];
+      k += sr[DS_SCORED];
+      rows += sr[DS_ROWS];
+      nbad += sr[DS_BAD];
+      nstop += sr[DS_STOP];
     }
-    *loss = rows > 0 ? (float)(ls / rows) : NAN;
-    if (nbad > 0) *loss = NAN;
+    unsigned flags = fx ? bprt_fxsum_to_f32(bprt_model_grads(m), fx, (size_t)desc->param_floats) : 0;
+    *loss = rows > 0 && nbad == 0 ? (float)(ls / rows) : NAN;
     *correct = (int64_t)cc;
     *scored = (int64_t)k;
     *bad = nbad > 0 || !isfinite(ls);
+    (void)flags;   /* a poisoned element is NaN or an infinity in the block: the loop's check finds it */
     *stop = nstop > 0;
   }
-  (void)g;
   if (v != stats) bprt_free(v);
   return rc;
 }
@@ -1034,10 +1075,11 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   /* text windows are drawn with replacement: a batch may hold more windows than there
    * are offsets; row data never hold more rows than the set */
   int64_t batch = text || o->batch < train->n ? o->batch : train->n;
-  /* data-parallel: batch is each rank's share; a step takes a global batch of gbatch */
+  /* data-parallel or deterministic: batch is a micro-batch; a step takes a global batch
+   * of ranks x accumulate of them (step_grads) */
   BprtComm *comm = o->comm;
-  int64_t gbatch = batch;
-  if (comm) gbatch = text || batch <= train->n / comm->size ? batch * comm->size : train->n;
+  int64_t gbatch = global_batch(o, batch, text ? INT64_MAX : train->n);
+  bool shared = comm || o->deterministic;
   int64_t nb = text ? 0 : (train->n + gbatch - 1) / gbatch;
   int64_t seq = text ? train->text->seq : 0;
   if (text && gbatch > (INT64_C(1) << 40) / seq) return bprt_set_error("--batch %" PRId64 ": too large", batch);
@@ -1076,10 +1118,11 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   if (open_logs(o, &log, &wlog, wpath, sizeof wpath)) return -1;
   Outputs outs = {0, NULL};
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
+  BprtFx *fx = o->deterministic ? bprt_calloc((size_t)(d->param_floats > 0 ? d->param_floats : 1), sizeof(BprtFx)) : NULL;
   int32_t *xtok = NULL, *ytok = NULL;
   float *before = NULL;   /* --watch: the parameters before the last step of a period */
   int64_t last_rows = 0;
-  int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
+  int rc = souts && (fx || !o->deterministic) ? outputs_alloc(d, batch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   if (!rc && text) {
     xtok = bprt_malloc(sizeof(int32_t) * (size_t)(gbatch * seq));
@@ -1134,8 +1177,8 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       if (o->watch && st.step + 1 == end) memcpy(before, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
       int64_t lrows = rows, dcorrect = 0, dscored = 0;
       bool dbad = false, dstop = false;
-      if (comm) {   /* this rank's share; the statistics of the global batch */
-        if (dist_grads(m, o, &b, train, text ? &tw : &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop)) {
+      if (shared) {   /* this rank's share; the statistics of the global batch */
+        if (step_grads(m, o, fx, &b, train, text ? &tw : &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop)) {
           rc = -1;
           break;
         }
@@ -1161,7 +1204,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       else skips_in_row = 0;
       if ((!finite && !skip) || skip_what[0] || !all_finite(bprt_model_params(m), d->param_floats)) {
         char what[512] = "";
-        if (!finite && o->on_nonfinite && !comm) {
+        if (!finite && o->on_nonfinite && !shared) {
           BprtNonfiniteStep ns = {st.step, o->seed, rows, inputs, bprt_model_params(m)};
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
@@ -1171,7 +1214,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         break;
       }
       int64_t k = dscored, c = dcorrect;
-      if (!comm && !text && b.acc_out >= 0) c = count_correct(&b, souts[b.acc_out], &it, &k);
+      if (!shared && !text && b.acc_out >= 0) c = count_correct(&b, souts[b.acc_out], &it, &k);
       st.period_loss_sum += (double)loss * (double)rows;
       st.period_rows += rows;
       st.period_correct += c;
@@ -1191,7 +1234,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         }
         saved = st.step;
       }
-      if (st.step < end && (comm ? dstop : o->stop && *o->stop)) {   /* an evaluation's last step goes on to it */
+      if (st.step < end && (shared ? dstop : o->stop && *o->stop)) {   /* an evaluation's last step goes on to it */
         stop = true;
         break;
       }
@@ -1244,6 +1287,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   outputs_free(&outs);
   bprt_free(before);
   bprt_free(souts);
+  bprt_free(fx);
   bprt_free(xtok);
   bprt_free(ytok);
   return rc;
@@ -1266,10 +1310,11 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   /* Batches never hold more rows than the data set: a larger batch is one batch of
    * every row (the same steps), and the buffers are sized for what can come. */
   int64_t batch = o->batch < train->n ? o->batch : train->n;
-  /* data-parallel: batch is each rank's share; the iterator walks global batches */
+  /* data-parallel or deterministic: batch is a micro-batch; the iterator walks global
+   * batches of ranks x accumulate of them (step_grads) */
   BprtComm *comm = o->comm;
-  int64_t gbatch = batch;
-  if (comm) gbatch = batch <= train->n / comm->size ? batch * comm->size : train->n;
+  int64_t gbatch = global_batch(o, batch, train->n);
+  bool shared = comm || o->deterministic;
   if (o->epochs < 1) return bprt_set_error("--epochs %" PRId64 ": must be >= 1", o->epochs);
   if (o->save_every < 0) return bprt_set_error("--save-every %" PRId64 ": must be >= 0", o->save_every);
   if (bprt_schedule_check(&o->schedule)) return -1;
@@ -1311,7 +1356,8 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   Outputs outs = {0, NULL};
   float *before = NULL;   /* --watch: the parameters before the last step of an epoch */
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
-  int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
+  BprtFx *fx = o->deterministic ? bprt_calloc((size_t)(d->param_floats > 0 ? d->param_floats : 1), sizeof(BprtFx)) : NULL;
+  int rc = souts && (fx || !o->deterministic) ? outputs_alloc(d, batch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   int64_t saved_epoch = 0;   /* the last checkpoint this run wrote */
   int64_t skips_in_row = 0;  /* loss scaling: skipped steps in a row */
@@ -1358,8 +1404,8 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
        * accuracy counts and stop requests of the whole global batch */
       int64_t lrows = it.rows, dcorrect = 0, dscored = 0;
       bool dbad = false, dstop = false;
-      if (comm) {
-        if (dist_grads(m, o, &b, train, &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop)) {
+      if (shared) {
+        if (step_grads(m, o, fx, &b, train, &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop)) {
           rc = -1;
           break;
         }
@@ -1386,7 +1432,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
          * are still the last good ones, and names the first tensor that went
          * non-finite. After it (only the update overflowed), the loop's report stands. */
         char what[512] = "";
-        if (!finite && o->on_nonfinite && !comm) {
+        if (!finite && o->on_nonfinite && !shared) {
           BprtNonfiniteStep ns = {st.step, o->seed, it.rows, inputs, bprt_model_params(m)};
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
@@ -1396,7 +1442,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
         break;
       }
       int64_t k = dscored, c = dcorrect;
-      if (!comm && b.acc_out >= 0) c = count_correct(&b, souts[b.acc_out], &it, &k);
+      if (!shared && b.acc_out >= 0) c = count_correct(&b, souts[b.acc_out], &it, &k);
       loss_sum += (double)loss * (double)it.rows;
       correct += c;
       scored += k;
@@ -1408,7 +1454,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
         BprtEpochStats s = {e + 1, st.step, lr, loss, k ? (double)c / (double)k : NAN, NAN, NAN, now_seconds() - t0};
         csv_row(log, "step", &s);
       }
-      if (bi < nb && (comm ? dstop : o->stop && *o->stop)) {   /* an epoch's last step goes on to its end */
+      if (bi < nb && (shared ? dstop : o->stop && *o->stop)) {   /* an epoch's last step goes on to its end */
         stop = true;
         st.epoch_rows = rows;
         st.epoch_loss_sum = loss_sum;
@@ -1465,5 +1511,6 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   outputs_free(&outs);
   bprt_free(before);
   bprt_free(souts);
+  bprt_free(fx);
   return rc;
 }

@@ -20,6 +20,7 @@
 
 #include "runtime/model.h"
 #include "runtime/data.h"
+#include "runtime/fxsum.h"
 #include "runtime/runtime.h"
 
 /* ------------------------------------------------------------ schedules (schedule.c) */
@@ -100,9 +101,11 @@ struct BprtComm {
    * on its way (MPI_Iallreduce) while the backward pass goes on. */
   void (*grad_ready)(void *c, int32_t param);
   /* After this rank's micro-batches: the gradient block summed over the ranks (buckets
-   * not yet issued first), and stats[0..n) summed too. Each slot of stats is nonzero on
-   * one rank at most, so that sum is exact and the same on every rank. */
-  int (*step_end)(BprtComm *c, double *stats, int64_t n);
+   * not yet issued first) — or, with fx (--deterministic-reduce), the fixed-point
+   * accumulator fx[param_floats] summed exactly (runtime/fxsum.h) — and stats[0..n)
+   * summed too. Each slot of stats is nonzero on one rank at most, so that sum is exact
+   * and the same on every rank. */
+  int (*step_end)(BprtComm *c, BprtFx *fx, double *stats, int64_t n);
   /* v[0..n) summed over the ranks (slots written by one rank each, as stats); `where`
    * names the synchronisation in messages ("the validation of epoch 3"). */
   int (*sum)(BprtComm *c, double *v, int64_t n, const char *where);
@@ -184,6 +187,11 @@ typedef struct {
    * checkpoints; the others are quiet whatever out and quiet say. A stop request
    * (*stop) on any rank stops every rank after the same step. */
   BprtComm *comm;
+  /* --deterministic-reduce: every micro-batch's gradient summed exactly in fixed point
+   * (runtime/fxsum.h), then over the ranks, rounded once: the same bits for any number
+   * of ranks with the same micro-batch (docs/distributed.md). One process too (with
+   * accumulate: the reference a data-parallel run equals). */
+  bool deterministic;
 } BprtTrainOptions;
 
 void bprt_train_options_defaults(BprtTrainOptions *o);
