@@ -448,8 +448,10 @@ static void put_shell_word(FILE *f, const char *w) {
 }
 
 /* The command that continues the run: the user's own, less --resume and --init, plus
- * --resume CHECKPOINT. */
-static void print_resume_command(FILE *f, const TrainArgs *a, const char *checkpoint) {
+ * --resume CHECKPOINT; under mpirun ("mpirun -np P " first: any P resumes it with the
+ * same global batch, docs/distributed.md). */
+static void print_resume_command(FILE *f, const TrainArgs *a, const char *checkpoint, int ranks) {
+  if (ranks > 1) fprintf(f, "mpirun -np %d ", ranks);
   put_shell_word(f, drv_program);
   fputs(" train", f);
   for (int i = 1; i < a->argc; i++) {
@@ -779,7 +781,7 @@ static int train_main(TrainArgs *ap, BprtDist *dist, int rank) {
     fflush(stdout);
     fprintf(stderr, "bpcc: %s at step %" PRId64 " of %" PRId64 "; checkpoint written to %s\nbpcc: resume with: ",
             stop_signal == SIGTERM ? "terminated" : "interrupted", r.steps, o.steps, r.checkpoint);
-    print_resume_command(stderr, &a, r.checkpoint);
+    print_resume_command(stderr, &a, r.checkpoint, o.comm ? o.comm->size : 1);
     status = 130;
     goto done;
   }
@@ -789,7 +791,7 @@ static int train_main(TrainArgs *ap, BprtDist *dist, int rank) {
             "); checkpoint written to %s\nbpcc: resume with: ",
             stop_signal == SIGTERM ? "terminated" : "interrupted", r.steps, r.stop_epoch, o.epochs, r.stop_batch,
             r.stop_batches, r.checkpoint);
-    print_resume_command(stderr, &a, r.checkpoint);
+    print_resume_command(stderr, &a, r.checkpoint, o.comm ? o.comm->size : 1);
     status = 130;
     goto done;
   }
