@@ -476,20 +476,6 @@ static void skip_report(char *what, size_t n, const char *skip_what) {
 
 /* ------------------------------------------------------------- data parallelism */
 
-/* TEMPORARY until the generated code of branch accum reads frame->grad_weight: the
- * weight applied after the gradient entry. */
-static int dist_weighted_grad(bprt_model *m, int64_t batch, const void *const *inputs, double weight, float *loss) {
-  if (bprt_model_loss_and_grad(m, batch, inputs, loss)) return -1;
-  float *g = bprt_model_grads(m);
-  int64_t n = bprt_model_get_desc(m)->param_floats;
-  for (int64_t i = 0; i < n; i++) g[i] = (float)(g[i] * weight);
-  return 0;
-}
-static int bprt_model_zero_grads(bprt_model *m) {
-  memset(bprt_model_grads(m), 0, sizeof(float) * (size_t)bprt_model_get_desc(m)->param_floats);
-  return 0;
-}
-
 /* Statistics of one optimizer step, a slot per rank (sums over its rows), summed by
  * BprtComm.step_end: each slot is written by one rank, so the sum is exact and the
  * same on every rank. */
@@ -570,8 +556,6 @@ static int step_grads(bprt_model *m, const BprtTrainOptions *o, BprtFx *fx, cons
         if (any) bprt_fxsum_add_f32(fx, bprt_model_grads(m), (size_t)desc->param_floats, (float)w);
         else bprt_fxsum_set_f32(fx, bprt_model_grads(m), (size_t)desc->param_floats, (float)w);
       }
-    } else if (nacc == 1) {
-      rc = dist_weighted_grad(m, count, inputs, w, &l);
     } else {
       rc = bprt_model_accumulate_grad(m, count, inputs, w, any ? 1 : 0, &l);
     }
