@@ -27,6 +27,7 @@
 #include "runtime/fxsum_mpi.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -207,10 +208,13 @@ static int name_missing(BprtDist *d, const char *where, double waited) {
                         elsewhere);
 }
 
-/* Test reqs[0..n) until all are complete or timeout seconds have passed since t0: spin
- * for the first 200 us (a step's reduction usually completes within them), then sleep
- * between tests, 50 us and from 20 ms on 1 ms, so that a rank waiting for a slower one
- * (one still compiling, one writing a checkpoint) leaves it the cores. */
+/* Test reqs[0..n) until all are complete or timeout seconds have passed since t0.
+ * Open MPI moves a non-blocking collective on only inside MPI calls, one round of its
+ * schedule per test, so a large reduction needs the tests to come quickly: for the
+ * first 50 ms the loop tests back to back, yielding the core between tests (to a rank
+ * that shares it, when oversubscribed); then it sleeps 100 us between tests, and from
+ * 1 s on 1 ms, so that a rank waiting for a slower one (one still compiling, one writing
+ * a checkpoint) leaves it the cores. */
 static int wait_all(BprtDist *d, int n, MPI_Request *reqs, double t0, double timeout, const char *where) {
   double entered = now_seconds();
   for (;;) {
@@ -219,8 +223,9 @@ static int wait_all(BprtDist *d, int n, MPI_Request *reqs, double t0, double tim
     if (flag) return 0;
     double t = now_seconds();
     if (t - t0 > timeout) return name_missing(d, where, timeout);
-    if (t - entered > 0.02) nanosleep(&(struct timespec){0, 1000000}, NULL);
-    else if (t - entered > 0.0002) nanosleep(&(struct timespec){0, 50000}, NULL);
+    if (t - entered > 1.0) nanosleep(&(struct timespec){0, 1000000}, NULL);
+    else if (t - entered > 0.05) nanosleep(&(struct timespec){0, 100000}, NULL);
+    else sched_yield();
   }
 }
 
