@@ -497,10 +497,10 @@ static BprtBatchIter batch_part(const BprtBatchIter *it, const BprtDataset *d, i
   return p;
 }
 
-/* Rows of a global batch: micro-batches of `batch` rows, ranks x accumulate of them in a
- * data-parallel or deterministic run (one otherwise), at most the n rows of the data. */
+/* Rows of a global batch: micro-batches of `batch` rows, ranks x accumulate of them (one
+ * in a plain run), at most the n rows of the data. */
 static int64_t global_batch(const BprtTrainOptions *o, int64_t batch, int64_t n) {
-  if (!o->comm && !o->deterministic) return batch;
+  if (!o->comm && !o->deterministic && o->accumulate <= 1) return batch;
   int64_t k = (o->comm ? o->comm->size : 1) * (o->accumulate > 1 ? o->accumulate : 1);
   return batch <= n / k ? batch * k : n;
 }
@@ -1063,7 +1063,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
    * of ranks x accumulate of them (step_grads) */
   BprtComm *comm = o->comm;
   int64_t gbatch = global_batch(o, batch, text ? INT64_MAX : train->n);
-  bool shared = comm || o->deterministic;
+  bool shared = comm || o->deterministic || o->accumulate > 1;
   int64_t nb = text ? 0 : (train->n + gbatch - 1) / gbatch;
   int64_t seq = text ? train->text->seq : 0;
   if (text && gbatch > (INT64_C(1) << 40) / seq) return bprt_set_error("--batch %" PRId64 ": too large", batch);
@@ -1298,7 +1298,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
    * batches of ranks x accumulate of them (step_grads) */
   BprtComm *comm = o->comm;
   int64_t gbatch = global_batch(o, batch, train->n);
-  bool shared = comm || o->deterministic;
+  bool shared = comm || o->deterministic || o->accumulate > 1;
   if (o->epochs < 1) return bprt_set_error("--epochs %" PRId64 ": must be >= 1", o->epochs);
   if (o->save_every < 0) return bprt_set_error("--save-every %" PRId64 ": must be >= 0", o->save_every);
   if (bprt_schedule_check(&o->schedule)) return -1;
