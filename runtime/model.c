@@ -662,6 +662,14 @@ int bprt_model_accumulate_grad(bprt_model *m, int64_t batch, const void *const *
   return BPRT_OK;
 }
 
+int bprt_model_zero_grads(bprt_model *m) {
+  if (!m) return fail(BPRT_E_ARG, "zero_grads: NULL model");
+  memset(m->grads, 0, sizeof(float) * (size_t)m->d->param_floats);
+  m->grads_scaled = m->d->loss_scale_mode != BPRT_LOSS_SCALE_OFF;   /* as after accumulate_grad */
+  m->micro = 0;
+  return BPRT_OK;
+}
+
 int bprt_model_set_grad_ready(bprt_model *m, bprt_grad_ready_fn fn, void *ctx) {
   if (!m) return fail(BPRT_E_ARG, "set_grad_ready: NULL model");
   m->grad_ready = fn;

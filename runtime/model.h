@@ -300,6 +300,10 @@ int bprt_model_accumulate_grad(bprt_model *m, int64_t batch, const void *const *
  * (desc->params index) in an order fixed at compile time (docs/codegen.md). fn NULL:
  * off. A hook must not call back into the model. */
 typedef void (*bprt_grad_ready_fn)(void *ctx, int32_t param);
+/* A zero gradient in the grads block, as accumulate_grad would leave it (scaled, for the
+ * update to unscale and check): what a rank of a data-parallel run whose micro-batches
+ * of a step are empty (the last, short batch) contributes to the sum (docs/distributed.md). */
+int bprt_model_zero_grads(bprt_model *m);
 int bprt_model_set_grad_ready(bprt_model *m, bprt_grad_ready_fn fn, void *ctx);
 /* Forward, backward and the optimizer update at t = step + 1; then step = t. */
 int bprt_model_train_step(bprt_model *m, int64_t batch, const void *const *inputs, float *loss);

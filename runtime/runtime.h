@@ -14,6 +14,8 @@
  *   json.c         a tiny JSON reader for safetensors headers (runtime/json.h, internal)
  *   safetensors.c  checkpoints: atomic write, fully validated read
  *   ckmatch.c      a checkpoint's names and shapes against what a model reads
+ *   fxsum.c        exact, order-independent f32 sums in 128-bit fixed point
+ *                  (runtime/fxsum.h; --deterministic-reduce)
  *
  * Error convention: a function that can fail returns -1 (or NULL) and leaves a message
  * in bprt_last_error(); it never exits, asserts or prints. Messages name the file and
