@@ -255,7 +255,6 @@ static void outputs_free(Outputs *o) {
 
 /* ------------------------------------------------------------ gradient accumulation */
 
-static bool all_finite(const float *p, int64_t n);
 
 /* --------------------------------------------------------------------- evaluation */
 
@@ -421,6 +420,30 @@ static int report_nonfinite(bprt_model *m, const float *const *outs, int64_t row
 
 /* The loss, the outputs and the gradients of a step are finite (checked before the
  * update, so a bad step leaves the parameters as they were). */
+/* The loss, the outputs and the gradients of a step are finite (checked before the
+ * update, so a bad step leaves the parameters as they were). */
+static bool grads_finite(bprt_model *m, const float *const *outs, int64_t rows, float loss) {
+  if (!isfinite(loss)) return false;
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  for (int k = 0; k < d->noutputs; k++) {
+    const bprt_tensor_desc *t = &d->outputs[k];
+    if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows))) return false;
+  }
+  return all_finite(bprt_model_grads(m), d->param_floats);
+}
+
+/* Loss scaling: the step's gradients went non-finite while its loss and outputs did
+ * not, and the model skips such steps (the update that follows leaves the parameters). */
+static bool scaler_skips(bprt_model *m, const float *const *outs, int64_t rows, float loss) {
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  if (d->loss_scale_mode == BPRT_LOSS_SCALE_OFF || !isfinite(loss)) return false;
+  for (int k = 0; k < d->noutputs; k++) {
+    const bprt_tensor_desc *t = &d->outputs[k];
+    if (!all_finite(outs[k], numel_of(t->rank, t->dims, rows))) return false;
+  }
+  return true;
+}
+
 /* After a skipped step (the scaler has moved): its line, and the count of skips in a row
  * (past BPRT_TRAIN_MAX_SKIPS, `what` says why the loop stops; else it is ""). */
 static void note_skip(bprt_model *m, BprtProgress *pr, const BprtTrainOptions *o, int64_t step, double before,
