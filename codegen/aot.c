@@ -108,7 +108,7 @@ static bool check_layout(Abi *a) {
       offsetof(bprt_model_desc, has_loss), offsetof(bprt_model_desc, sigmoid_output),
       offsetof(bprt_model_desc, nbuffers), offsetof(bprt_model_desc, buffers), offsetof(bprt_model_desc, buffer_floats),
       offsetof(bprt_model_desc, uses_amx), offsetof(bprt_model_desc, loss_scale_mode),
-      offsetof(bprt_model_desc, loss_scale)};
+      offsetof(bprt_model_desc, loss_scale), offsetof(bprt_model_desc, ws_accum)};
   static const size_t param_off[] = {
       offsetof(bprt_param_desc, name), offsetof(bprt_param_desc, rank), offsetof(bprt_param_desc, dims),
       offsetof(bprt_param_desc, offset), offsetof(bprt_param_desc, init), offsetof(bprt_param_desc, init_a),
@@ -120,7 +120,7 @@ static bool check_layout(Abi *a) {
     const size_t *off;
     unsigned n;
     size_t size;
-  } all[3] = {{a->t_desc, desc_off, 25, sizeof(bprt_model_desc)},
+  } all[3] = {{a->t_desc, desc_off, 26, sizeof(bprt_model_desc)},
               {a->t_param, param_off, 9, sizeof(bprt_param_desc)},
               {a->t_tensor, tensor_off, 4, sizeof(bprt_tensor_desc)}};
   for (int k = 0; k < 3; k++) {
@@ -171,7 +171,7 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
   bp_free(tv);
   LLVMValueRef hyper[BPRT_H__COUNT];
   for (int i = 0; i < BPRT_H__COUNT; i++) hyper[i] = LLVMConstReal(a->f64, d->hyper[i]);
-  LLVMValueRef f[25] = {
+  LLVMValueRef f[26] = {
       cstr(a, a->model),
       ci32(a, d->nparams),
       params,
@@ -197,8 +197,9 @@ static LLVMValueRef add_descriptor(Abi *a, const bprt_model_desc *d) {
       ci32(a, d->uses_amx),
       ci32(a, d->loss_scale_mode),
       LLVMConstReal(a->f64, d->loss_scale),
+      ci64(a, d->ws_accum),
   };
-  LLVMValueRef init = LLVMConstStructInContext(a->C, f, 25, 0);
+  LLVMValueRef init = LLVMConstStructInContext(a->C, f, 26, 0);
   char name[256];
   snprintf(name, sizeof name, "%s__desc", a->model);
   LLVMValueRef g = LLVMAddGlobal(a->M, a->t_desc, name);
@@ -353,10 +354,10 @@ static bool add_abi(LLVMModuleRef M, const bprt_model_desc *d) {
   a.t_param = LLVMStructTypeInContext(a.C, tp, 9, 0);
   LLVMTypeRef tt[4] = {a.ptr, a.i32, a.i32, a.dims};
   a.t_tensor = LLVMStructTypeInContext(a.C, tt, 4, 0);
-  LLVMTypeRef td[25] = {a.ptr, a.i32, a.ptr, a.i64, a.i32, a.ptr, a.i32, a.ptr, a.i32,
+  LLVMTypeRef td[26] = {a.ptr, a.i32, a.ptr, a.i64, a.i32, a.ptr, a.i32, a.ptr, a.i32,
                         LLVMArrayType2(a.f64, BPRT_H__COUNT), a.i64, a.i64, a.i64, a.ptr, a.ptr, a.ptr, a.ptr, a.i32, a.i32,
-                        a.i32, a.ptr, a.i64, a.i32, a.i32, a.f64};
-  a.t_desc = LLVMStructTypeInContext(a.C, td, 25, 0);
+                        a.i32, a.ptr, a.i64, a.i32, a.i32, a.f64, a.i64};
+  a.t_desc = LLVMStructTypeInContext(a.C, td, 26, 0);
   if (!check_layout(&a)) {
     diag_error(SRCLOC_NONE, "codegen: internal error: the descriptor's LLVM layout differs from runtime/model.h's");
     return false;

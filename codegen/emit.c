@@ -33,6 +33,7 @@ void cg_init_types(Cg *cg) {
       [CG_FR_PARALLEL_FOR] = cg->t_ptr, [CG_FR_NTHREADS] = cg->t_i32, [CG_FR_STATUS] = cg->t_i32,
       [CG_FR_BUFFERS] = cg->t_ptr,  [CG_FR_ACCUMULATE] = cg->t_i32, [CG_FR_GRAD_WEIGHT] = cg->t_f64,
       [CG_FR_GRAD_READY] = cg->t_ptr, [CG_FR_GRAD_READY_CTX] = cg->t_ptr,
+      [CG_FR_ACCUM_SCRATCH] = cg->t_ptr,
   };
   cg->t_frame = LLVMStructCreateNamed(C, "bprt_frame");
   LLVMStructSetBody(cg->t_frame, fields, CG_FR__COUNT, 0);

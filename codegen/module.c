@@ -518,10 +518,10 @@ static bool emit_body(Build *b, const EntryPlan *p, int which) {
   LLVMValueRef inputs = cg_frame_field(cg, CG_FR_INPUTS);
   LLVMValueRef batch = cg_batch(cg);
   cg->gemm_pack = ws;
-  /* [pack buffers][accumulation scratch][values] (passes/memplan.h) */
+  /* [pack buffers][values] (passes/memplan.h); the accumulation scratch is the frame's own */
   LLVMTypeRef i8 = LLVMInt8TypeInContext(cg->C);
-  LLVMValueRef scratch = LLVMBuildGEP2(B, i8, ws, (LLVMValueRef[]){cg_i64(cg, b->pack_bytes)}, 1, "accum_scratch");
-  LLVMValueRef fixed_base = LLVMBuildGEP2(B, i8, ws, (LLVMValueRef[]){cg_i64(cg, b->pack_bytes + b->mem->accum_bytes)}, 1, "");
+  LLVMValueRef scratch = training(p) ? cg_frame_field(cg, CG_FR_ACCUM_SCRATCH) : NULL;
+  LLVMValueRef fixed_base = LLVMBuildGEP2(B, i8, ws, (LLVMValueRef[]){cg_i64(cg, b->pack_bytes)}, 1, "");
   b->acc = training(p) ? LLVMBuildICmp(B, LLVMIntNE, cg_frame_field(cg, CG_FR_ACCUMULATE), cg_i32(cg, 0), "accumulate")
                        : NULL;
   /* in-place gradients: at their offset in their kernel's share of the scratch */
@@ -767,6 +767,7 @@ CgModel *cg_model_build(const CgModelInput *in) {
   if (ok) {
     m->desc.ws_fixed = mm->workspace.fixed;
     m->desc.ws_per_batch = mm->workspace.per_batch;
+    m->desc.ws_accum = mm->accum_bytes;
     m->desc.optimizer = opt ? opt->kind : BPRT_OPT_SGD;
     if (opt) memcpy(m->desc.hyper, opt->hyper, sizeof m->desc.hyper);
     m->desc.opt_state_floats = opt && grad ? mm->opt_state_floats : 0;

@@ -514,7 +514,7 @@ ModelMemory *memplan_model(const KernelPlan *fwd, const KernelPlan *grad, int op
   m->accum_bytes = accum_scratch(grad, m->elem_bytes);
   MemSize w = m->fwd->workspace;
   if (m->grad) w = ms_max(w, m->grad->workspace);
-  m->workspace = (MemSize){extra + m->accum_bytes + w.fixed, w.per_batch};
+  m->workspace = (MemSize){extra + w.fixed, w.per_batch};
   return m;
 }
 

@@ -61,6 +61,8 @@ struct bprt_model {
                                         key of micro-batch j > 0 is seed + j * BPRT_MICRO_KEY */
   bprt_grad_ready_fn grad_ready;     /* the gradient-ready hook, or NULL */
   void *grad_ready_ctx;
+  unsigned char *accum_scratch;      /* desc->ws_accum bytes, allocated by the first
+                                        accumulate_grad that adds (frame->accum_scratch) */
 };
 
 /* Micro-batch j of a step draws its dropout masks from Philox key seed + j * this (the
@@ -141,7 +143,7 @@ static int check_desc(const bprt_model_desc *d) {
   if (d->nparams < 0 || (d->nparams > 0 && !d->params) || d->ninputs < 0 ||
       (d->ninputs > 0 && !d->inputs) || d->noutputs < 0 || (d->noutputs > 0 && !d->outputs))
     return fail(BPRT_E_ARG, "%s: malformed model descriptor (tables)", name);
-  if (d->param_floats < 0 || d->opt_state_floats < 0 || d->ws_fixed < 0 || d->ws_per_batch < 0)
+  if (d->param_floats < 0 || d->opt_state_floats < 0 || d->ws_fixed < 0 || d->ws_per_batch < 0 || d->ws_accum < 0)
     return fail(BPRT_E_ARG, "%s: malformed model descriptor (sizes)", name);
   if (d->loss_scale_mode < BPRT_LOSS_SCALE_OFF || d->loss_scale_mode > BPRT_LOSS_SCALE_DYNAMIC ||
       (d->loss_scale_mode != BPRT_LOSS_SCALE_OFF && bprt_loss_scale_check(d->loss_scale) != NULL))
@@ -323,6 +325,7 @@ void bprt_model_destroy(bprt_model *m) {
   if (!m) return;
   free_batch_buffers(m);
   bprt_free(m->scratch_out);
+  bprt_free(m->accum_scratch);
   bprt_free(m->params);
   bprt_free(m->grads);
   bprt_free(m->opt_state);
@@ -475,6 +478,7 @@ static int run_ex(bprt_model *m, bprt_entry_fn fn, int64_t batch, const void *co
       .grad_weight = rg->weight,
       .grad_ready = m->grad_ready,
       .grad_ready_ctx = m->grad_ready_ctx,
+      .accum_scratch = rg->accumulate ? m->accum_scratch : NULL,
   };
   if (f.nthreads < 1) f.nthreads = 1;
   fn(&f);
@@ -654,6 +658,10 @@ int bprt_model_accumulate_grad(bprt_model *m, int64_t batch, const void *const *
     Unscale u = {.g = m->grads, .scale = m->scale, .n = m->d->param_floats};
     bprt_parallel_for(u.n, INT64_C(1) << 16, rescale_task, &u);
   }
+  if (accumulate && !m->accum_scratch && m->d->ws_accum > 0 &&
+      !(m->accum_scratch = bprt_malloc((size_t)m->d->ws_accum)))
+    return fail(BPRT_E_NOMEM, "%s: %s: out of memory for the accumulation scratch (%lld bytes)", what, model_name(m),
+                (long long)m->d->ws_accum);
   RunGrad rg = {accumulate, weight, accumulate ? m->micro + 1 : 0};
   int rc = grad_or_step_ex(m, m->d->grad, what, batch, inputs, loss, &rg);
   if (rc != BPRT_OK) return rc;

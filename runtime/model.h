@@ -178,6 +178,9 @@ typedef struct bprt_frame {
                                     gradient (desc->params index), once per trainable
                                     parameter per call, in the order of the compiled step */
   void *grad_ready_ctx;
+  unsigned char *accum_scratch;  /* >= desc->ws_accum bytes where accumulate is set: a
+                                    gradient a kernel writes in place goes here first and
+                                    is then added to the grads block (NULL otherwise) */
 } bprt_frame;
 
 typedef void (*bprt_entry_fn)(bprt_frame *f);
@@ -237,6 +240,10 @@ typedef struct bprt_model_desc {
    * starts with (fixed: the scale). */
   int32_t loss_scale_mode;
   double loss_scale;
+  /* Bytes of frame->accum_scratch a grad call with accumulate set needs (the largest
+   * total of one kernel's in-place gradients); the model object allocates it at the
+   * first such call, so a model that never accumulates never pays for it. */
+  int64_t ws_accum;
 } bprt_model_desc;
 
 /* ------------------------------------------------------ the model object (model.c)

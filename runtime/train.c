@@ -1096,7 +1096,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
     if (!text && (st.epoch != st.step / nb || st.epoch_rows != (st.step % nb) * gbatch))
       return bprt_set_error("%s: the checkpoint has %" PRId64 " epochs and %" PRId64 " rows of the next done, which is not "
                             "step %" PRId64 " in batches of %" PRId64 " of %" PRId64 " rows (resume with the same --batch "
-                            "and data)", o->resume_path, st.epoch, st.epoch_rows, st.step, gbatch, train->n);
+                            "and --accumulate, and data)", o->resume_path, st.epoch, st.epoch_rows, st.step, gbatch, train->n);
     bprt_model_set_step(m, st.step);
   }
   st.by_steps = true;

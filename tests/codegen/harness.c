@@ -112,6 +112,9 @@ void cgt_frame_init_ex(CgtFrame *t, const bprt_model_desc *d, int64_t batch, int
     t->outputs[i] = zalloc((size_t)cgt_numel(o->rank, o->dims, batch) * es);
   }
   memcpy(t->hyper, d->hyper, sizeof t->hyper);
+  /* the backward's seed reads the loss scale: 1 without loss scaling, as the model
+   * object sets it (a desc compiled without a train block has zeros here) */
+  if (d->loss_scale_mode == BPRT_LOSS_SCALE_OFF) t->hyper[BPRT_H_LOSS_SCALE] = 1;
   bprt_frame *f = &t->fr;
   f->batch = batch;
   f->params = t->params;
