@@ -170,11 +170,15 @@ typedef struct {
 
 /* A model of one product with the batch as M: c[B,N] = a[B,K] W[K,N] (matmul),
  * a[B,K] W[N,K]^T (matmul_nt); for matmul_tn (K is the batch: dW = X^T dY) two inputs
- * a[B,M], b[B,N] and c[M,N]. Run through forward; timed by the cycle counter around the
- * product's kernel (CgOptions.profile), so the copy of c into the caller's output
- * buffer, one thread's pass over M N floats that a training step does not make (its
- * products write in place), is not counted: it would cap the two-thread speed-up of a
- * 1024 x 1024 result. Without a cycle counter, the whole forward call. */
+ * a[B,M], b[B,N] and c[M,N]. Run through forward with no output copied out
+ * (bprt_model_forward_discard); timed by the cycle counter around the product's kernel
+ * (CgOptions.profile). A copy of c into a caller's buffer is one thread's pass over
+ * M N floats that a training step does not make (its products write in place): timed,
+ * it capped the two-thread speed-up of a 1024 x 1024 result at 1.54x (Intel Xeon); even
+ * untimed, it left the second thread's half of c in the first one's cache, and on the
+ * Zen 5 host of 2026-12-08 the next run's writes fetched it back at about 10 GB/s:
+ * matmul_tn 1024 x 128 x 1024 on two threads 1.05 ms with the copy, 0.70 without
+ * (bench/README.md). Without a cycle counter, the whole forward call. */
 static double time_gemm(const Shape *s, const PipelineOptions *base, int threads, int steps, double *gflops) {
   Module *mod = ir_module_new();
   Func *f = ir_func_new(mod, "gemm");
@@ -212,12 +216,10 @@ static double time_gemm(const Shape *s, const PipelineOptions *base, int threads
     const bprt_model_desc *d = cg_model_desc(pc.cg);
     bprt_model *m = bprt_model_create(d, 1);
     void **in = make_inputs(d, batch, 7);
-    int64_t rows = s->op == OP_MATMUL_TN ? s->m : batch;
-    float *out = malloc((size_t)(rows * s->n) * sizeof *out);
     double *t = malloc((size_t)steps * sizeof *t);
-    bool ok = m != NULL && in && out && t;
-    if (m && !ok) bprt_set_error("out of memory for the inputs and outputs of batch %lld", (long long)batch);
-    for (int i = 0; ok && i < 3; i++) ok = bprt_model_forward(m, batch, (const void *const *)in, &out) == 0;
+    bool ok = m != NULL && in && t;
+    if (m && !ok) bprt_set_error("out of memory for the inputs of batch %lld", (long long)batch);
+    for (int i = 0; ok && i < 3; i++) ok = bprt_model_forward_discard(m, batch, (const void *const *)in) == 0;
     /* the forward entry's counter of the kernel that holds the product */
     const char *const *names = NULL;
     uint64_t *cyc = NULL;
@@ -227,7 +229,7 @@ static double time_gemm(const Shape *s, const PipelineOptions *base, int threads
     for (int i = 0; ok && i < steps; i++) {
       double t0 = now_ms();
       uint64_t c0 = kp >= 0 ? cyc[kp] : 0;
-      ok = bprt_model_forward(m, batch, (const void *const *)in, &out) == 0;
+      ok = bprt_model_forward_discard(m, batch, (const void *const *)in) == 0;
       t[i] = kp >= 0 ? (double)(cyc[kp] - c0) / rate : now_ms() - t0;
     }
     if (ok) {
@@ -237,7 +239,6 @@ static double time_gemm(const Shape *s, const PipelineOptions *base, int threads
       fprintf(stderr, "bpcc: error: gemm %s: %s\n", ir_ops[s->op].name, bprt_last_error());
     }
     free(t);
-    free(out);
     if (in) free_inputs(in, d->ninputs);
     bprt_model_destroy(m);
   }

@@ -506,6 +506,15 @@ int bprt_model_forward(bprt_model *m, int64_t batch, const void *const *inputs, 
   return rc;
 }
 
+int bprt_model_forward_discard(bprt_model *m, int64_t batch, const void *const *inputs) {
+  if (!m) return fail(BPRT_E_ARG, "forward: NULL model");
+  int rc = ensure_batch(m, batch);
+  if (rc == BPRT_OK) rc = check_inputs(m, batch, inputs, true);
+  if (rc == BPRT_OK) rc = run(m, m->d->forward, batch, inputs, NULL, NULL, m->step);   /* no output copied */
+  if (rc != BPRT_OK) bprt_prefix_error("forward");
+  return rc;
+}
+
 int bprt_model_eval(bprt_model *m, int64_t batch, const void *const *inputs, float *const *outputs, float *loss) {
   if (!m) return fail(BPRT_E_ARG, "eval: NULL model");
   if (!loss) return fail(BPRT_E_ARG, "%s: eval: loss is NULL", model_name(m));

@@ -283,6 +283,9 @@ const bprt_model_desc *bprt_model_get_desc(const bprt_model *m);
 /* inputs[i] as desc->inputs (float rows, or int32 labels); outputs[i] as desc->outputs.
  * forward: label inputs may be NULL. The label values are checked before the call. */
 int bprt_model_forward(bprt_model *m, int64_t batch, const void *const *inputs, float *const *outputs);
+/* forward whose outputs are not wanted: the kernels run, no output is copied out (what
+ * `bpcc bench --gemm` times: a product's result stays where its threads wrote it). */
+int bprt_model_forward_discard(bprt_model *m, int64_t batch, const void *const *inputs);
 /* Inference mode (dropout the identity, as forward) with the loss: outputs (may be NULL,
  * or hold NULL entries to skip them) and *loss for labelled inputs; what eval and
  * validation report. BPRT_E_STATE if the model has no loss. */

@@ -248,6 +248,48 @@ static void test_forward(void **state) {
   bprt_model_destroy(m);
 }
 
+/* bprt_model_forward_discard: the forward entry runs with frame->outputs NULL (the
+ * generated code then copies no output out), its inputs checked as forward's. */
+static float *const *seen_outputs;
+static int64_t seen_batch;
+static float seen_x;
+static void probe_forward(bprt_frame *f) {
+  seen_outputs = f->outputs, seen_batch = f->batch;
+  seen_x = ((const float *)f->inputs[0])[3];
+}
+static const bprt_model_desc probe = {
+    .model_name = "probe", .nparams = 2, .params = tiny_params, .param_floats = PARAM_FLOATS, .ninputs = 2,
+    .inputs = tiny_inputs, .noutputs = 1, .outputs = tiny_outputs, .optimizer = BPRT_OPT_SGD,
+    .hyper = {[BPRT_H_LR] = 0.5, [BPRT_H_STEP] = 1}, .ws_fixed = 64, .ws_per_batch = 8, .forward = probe_forward};
+
+static void test_forward_discard(void **state) {
+  (void)state;
+  bprt_model *m = bprt_model_create(&probe, 3);
+  assert_non_null(m);
+  float x[15], out[10];
+  int32_t y[5];
+  make_batch(5, x, y);
+  const void *in[2] = {x, NULL};
+  seen_outputs = (float *const *)in, seen_batch = 0;
+  assert_int_equal(bprt_model_forward_discard(m, 5, in), BPRT_OK);
+  assert_null(seen_outputs);
+  assert_int_equal(seen_batch, 5);
+  assert_true(seen_x == x[3]);
+  float *outs[1] = {out};
+  assert_int_equal(bprt_model_forward(m, 5, in, outs), BPRT_OK);   /* forward passes them */
+  assert_ptr_equal(seen_outputs, outs);
+  assert_error(bprt_model_forward_discard(NULL, 5, in), BPRT_E_ARG, "forward: NULL model");
+  assert_error(bprt_model_forward_discard(m, 0, in), BPRT_E_BATCH, "forward: probe: batch must be >= 1, got 0");
+  assert_error(bprt_model_forward_discard(m, 5, NULL), BPRT_E_ARG, "forward: probe: inputs is NULL");
+  const void *no_x[2] = {NULL, y};
+  assert_error(bprt_model_forward_discard(m, 5, no_x), BPRT_E_ARG, "forward: probe: input 0 ('x') is NULL");
+  y[1] = 2;
+  const void *bad_y[2] = {x, y};
+  assert_error(bprt_model_forward_discard(m, 5, bad_y), BPRT_E_LABEL,
+               "forward: probe: label 2 of input 'y' at row 1 is outside [0, 2)");
+  bprt_model_destroy(m);
+}
+
 static void test_misuse(void **state) {
   (void)state;
   bprt_model *m = bprt_model_create(&tiny, 3);
@@ -732,7 +774,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_init),        cmocka_unit_test(test_bad_descriptor),
       cmocka_unit_test(test_params),             cmocka_unit_test(test_forward),
-      cmocka_unit_test(test_misuse),             cmocka_unit_test(test_train),
+      cmocka_unit_test(test_misuse),             cmocka_unit_test(test_forward_discard),
+      cmocka_unit_test(test_train),
       cmocka_unit_test(test_checkpoint_round_trip), cmocka_unit_test(test_checkpoint_bad),
       cmocka_unit_test(test_alloc_failures),     cmocka_unit_test(test_optimizer_table),
       cmocka_unit_test(test_checkpoint_hints),   cmocka_unit_test(test_uses_amx),
