@@ -8,7 +8,7 @@ ASAN_BUILD ?= build-asan
 MAKEFLAGS  += --no-print-directory
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
-DEBS        = llvm-19-dev flex bison libcmocka-dev cmake make gcc zlib1g-dev graphviz libxml2-utils tmux man-db python3-numpy
+DEBS        = llvm-19-dev flex bison libcmocka-dev cmake make gcc zlib1g-dev openmpi-bin libopenmpi-dev graphviz libxml2-utils tmux man-db python3-numpy
 # `make bench` only: PyTorch for the comparison, and OpenBLAS so that Debian's torch does
 # not fall back to the reference BLAS (about 5 GFLOP/s instead of 250 here).
 BENCH_DEBS  = python3-torch libopenblas0-pthread

@@ -1537,10 +1537,11 @@ bool cg_kernel(Cg *cg, Func *f, int32_t v, const CgVal *vals, bool training) {
   case OP_SOFTMAX_XENT: kernel_xent(cg, a, b, out); return true;
   case OP_DROPOUT_MASK: kernel_dropout(cg, in, out, training); return true;
   case OP_CAUSAL_MASK: kernel_causal_mask(cg, out); return true;
-  case OP_LOSS_SCALE: {   /* frame->hyper[BPRT_H_LOSS_SCALE], a double */
+  case OP_LOSS_SCALE: {   /* frame->hyper[BPRT_H_LOSS_SCALE] * frame->grad_weight, doubles */
     LLVMValueRef h = cg_gep(cg, cg->t_f64, cg_frame_field(cg, CG_FR_HYPER), cg_i64(cg, BPRT_H_LOSS_SCALE));
     LLVMValueRef s = LLVMBuildLoad2(cg->B, cg->t_f64, h, "loss_scale");
     LLVMSetAlignment(s, 8);
+    s = LLVMBuildFMul(cg->B, s, cg_frame_field(cg, CG_FR_GRAD_WEIGHT), "seed");
     cg_store(cg, LLVMBuildFPCast(cg->B, s, cg->t_f32, ""), out->ptr, cg_i64(cg, 0));
     return true;
   }

@@ -110,6 +110,7 @@ typedef struct {
   Func *fwd, *grad;
   const ModelMemory *mem;
   int64_t pack_bytes;   /* the GEMM pack buffers at the front of the workspace */
+  LLVMValueRef acc;     /* i1 frame->accumulate != 0, in the training entry's body */
 } Build;
 
 static int find_param(const bprt_model_desc *d, const char *name) {
@@ -381,6 +382,43 @@ static const char *group_name(Arena *a, Func *f, const int32_t *members, int n) 
   return arena_strdup(a, buf);
 }
 
+/* ------------------------------------------------ gradient accumulation and the hook */
+
+static int64_t param_numel(const bprt_param_desc *pd) {
+  int64_t n = 1;
+  for (int i = 0; i < pd->rank; i++) n *= pd->dims[i];
+  return n;
+}
+
+typedef struct {
+  const CgVal *src;
+  LLVMValueRef dst;
+} GradAdd;
+
+static void grad_add_body(Cg *cg, void *ctx, LLVMValueRef j, LLVMTypeRef T) {
+  const GradAdd *a = ctx;
+  LLVMValueRef x = cg_val_load(cg, a->src, T, j);
+  LLVMValueRef y = cg_load(cg, T, a->dst, j);
+  cg_store(cg, LLVMBuildFAdd(cg->B, y, x, ""), a->dst, j);
+}
+
+/* dst[i] += src[i] over parameter pd's gradient (frame->accumulate: grads += g). */
+static void grad_add(Cg *cg, const CgVal *src, LLVMValueRef dst, const bprt_param_desc *pd) {
+  GradAdd a = {src, dst};
+  cg_vloop(cg, cg_i64(cg, param_numel(pd)), grad_add_body, &a);
+}
+
+/* if (frame->grad_ready) frame->grad_ready(frame->grad_ready_ctx, k) */
+static void grad_ready(Cg *cg, int k) {
+  LLVMBuilderRef B = cg->B;
+  LLVMValueRef fn = cg_frame_field(cg, CG_FR_GRAD_READY);
+  LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, fn, LLVMConstNull(cg->t_ptr), ""));
+  LLVMTypeRef at[2] = {cg->t_ptr, cg->t_i32};
+  LLVMValueRef args[2] = {cg_frame_field(cg, CG_FR_GRAD_READY_CTX), cg_i32(cg, k)};
+  LLVMBuildCall2(B, LLVMFunctionType(cg->t_void, at, 2, 0), fn, args, 2, "");
+  cg_if_end(cg, join);
+}
+
 /* One kernel: group g of the plan, members[0..n). */
 static bool emit_group(Build *b, const EntryPlan *p, int g, const int32_t *members, int n, const CgVal *vals, bool *has_grad) {
   Cg *cg = &b->cg;
@@ -434,7 +472,19 @@ static bool emit_group(Build *b, const EntryPlan *p, int g, const int32_t *membe
     has_grad[k] = true;
     if (p->kp->direct_grad[in->args[1]] == v) break;   /* already computed in place */
     LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset));
+    LLVMBasicBlockRef then = LLVMGetInsertBlock(B);
+    LLVMValueRef fn = LLVMGetBasicBlockParent(then);
+    LLVMBasicBlockRef add = LLVMAppendBasicBlockInContext(cg->C, fn, "grad_add");
+    LLVMBasicBlockRef copy = LLVMAppendBasicBlockInContext(cg->C, fn, "grad_copy");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(cg->C, fn, "grad_done");
+    LLVMBuildCondBr(B, b->acc, add, copy);
+    LLVMPositionBuilderAtEnd(B, add);
+    grad_add(cg, &vals[in->args[1]], dst, &d->params[k]);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, copy);
     cg_kernel_copy(cg, &vals[in->args[1]], dst, vals[in->args[1]].t);
+    LLVMBuildBr(B, join);
+    LLVMPositionBuilderAtEnd(B, join);
     break;
   }
   case OP_ASSIGN: {   /* the buffer's new value, after every kernel that reads it (kernel_plan.c) */
@@ -467,7 +517,21 @@ static bool emit_body(Build *b, const EntryPlan *p, int which) {
   LLVMValueRef inputs = cg_frame_field(cg, CG_FR_INPUTS);
   LLVMValueRef batch = cg_batch(cg);
   cg->gemm_pack = ws;
-  LLVMValueRef fixed_base = LLVMBuildGEP2(B, LLVMInt8TypeInContext(cg->C), ws, (LLVMValueRef[]){cg_i64(cg, b->pack_bytes)}, 1, "");
+  /* [pack buffers][accumulation scratch][values] (passes/memplan.h) */
+  LLVMTypeRef i8 = LLVMInt8TypeInContext(cg->C);
+  LLVMValueRef scratch = LLVMBuildGEP2(B, i8, ws, (LLVMValueRef[]){cg_i64(cg, b->pack_bytes)}, 1, "accum_scratch");
+  LLVMValueRef fixed_base = LLVMBuildGEP2(B, i8, ws, (LLVMValueRef[]){cg_i64(cg, b->pack_bytes + b->mem->accum_bytes)}, 1, "");
+  b->acc = training(p) ? LLVMBuildICmp(B, LLVMIntNE, cg_frame_field(cg, CG_FR_ACCUMULATE), cg_i32(cg, 0), "accumulate")
+                       : NULL;
+  /* in-place gradients: at their offset in their kernel's share of the scratch */
+  int64_t *scratch_off = bp_xmalloc((size_t)(f->ninsts + 1) * sizeof *scratch_off);
+  for (int g = 0; g < kp->ngroups; g++) {
+    int64_t off = 0;
+    for (int32_t q = kp->group_start[g]; q < kp->group_start[g + 1]; q++) {
+      scratch_off[kp->order[q]] = off;
+      off += memplan_accum_bytes_of(kp, kp->order[q], cg->esize);
+    }
+  }
   for (int32_t i = 0; i < f->ninsts; i++) {
     const Inst *in = &f->insts[i];
     if (!kp->live[i] || in->type == TYPE_VOID) continue;
@@ -498,6 +562,9 @@ static bool emit_body(Build *b, const EntryPlan *p, int which) {
       const Inst *pi = &f->insts[f->insts[kp->direct_grad[i]].args[0]];
       int k = find_param(d, pi->name ? pi->name : "");
       v->ptr = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset));
+      /* accumulating: into the scratch, added to the slot after the kernel */
+      LLVMValueRef sp = LLVMBuildGEP2(B, i8, scratch, (LLVMValueRef[]){cg_i64(cg, scratch_off[i])}, 1, "");
+      v->ptr = LLVMBuildSelect(B, b->acc, sp, v->ptr, "grad_dst");
     } else {   /* the planned slot: pack buffers, then fixed + per_batch * B */
       const MemValue *mv = &p->mp->vals[i];
       if (!mv->in_workspace) ir_die("codegen: %%%d of @%s has no place in the memory plan", (int)i, f->name);
@@ -510,6 +577,31 @@ static bool emit_body(Build *b, const EntryPlan *p, int which) {
   bool ok = true;
   bool *has_grad = bp_xmalloc((size_t)d->nparams + 1);
   memset(has_grad, 0, (size_t)d->nparams + 1);
+  /* a parameter the loss does not reach gets zeros (nothing added when accumulating),
+   * and is reported ready first */
+  if (training(p)) {
+    for (int32_t i = 0; i < f->ninsts; i++)
+      if (f->insts[i].op == OP_GRAD && kp->live[i]) {
+        const Inst *pi = &f->insts[f->insts[i].args[0]];
+        int k = find_param(d, pi->name ? pi->name : "");
+        if (k >= 0) has_grad[k] = true;
+      }
+    for (int k = 0; k < d->nparams; k++)
+      if (!has_grad[k]) {
+        const bprt_param_desc *pd = &d->params[k];
+        CgVal zero = {NULL, true, 0.0, NULL};
+        TensorType t;
+        memset(&t, 0, sizeof t);
+        t.dtype = DT_F32;
+        t.rank = (uint8_t)pd->rank;
+        for (int i = 0; i < pd->rank; i++) t.dims[i] = pd->dims[i];
+        LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, pd->offset));
+        LLVMBasicBlockRef join = cg_if_begin(cg, LLVMBuildNot(B, b->acc, ""));
+        cg_kernel_copy(cg, &zero, dst, &t);
+        cg_if_end(cg, join);
+        grad_ready(cg, k);
+      }
+  }
   const KernelPlan *sc = kp;
   CgModel *cm = b->m;
   LLVMValueRef counters = NULL;
@@ -534,22 +626,30 @@ static bool emit_body(Build *b, const EntryPlan *p, int which) {
       join = cg_if_begin(cg, LLVMBuildICmp(B, LLVMIntNE, cg_frame_field(cg, CG_FR_LOSS), LLVMConstNull(cg->t_ptr), ""));
     ok = emit_group(b, p, g, members, n, vals, has_grad);
     if (join) cg_if_end(cg, join);
+    /* the gradients this kernel completed: added from the scratch when accumulating,
+     * then reported (frame->grad_ready) */
+    for (int q = 0; ok && training(p) && q < n; q++) {
+      int32_t m = members[q];
+      const Inst *mi = &f->insts[m];
+      int32_t sink = -1;
+      if (kp->direct_grad[m] >= 0) sink = kp->direct_grad[m];
+      else if (mi->op == OP_GRAD && kp->direct_grad[mi->args[1]] != m) sink = m;
+      if (sink < 0) continue;
+      const Inst *pi = &f->insts[f->insts[sink].args[0]];
+      int k = find_param(d, pi->name ? pi->name : "");
+      if (kp->direct_grad[m] >= 0) {
+        LLVMBasicBlockRef aj = cg_if_begin(cg, b->acc);
+        CgVal sv = {LLVMBuildGEP2(B, i8, scratch, (LLVMValueRef[]){cg_i64(cg, scratch_off[m])}, 1, ""), false, 0.0,
+                    vals[m].t};
+        grad_add(cg, &sv, cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, d->params[k].offset)),
+                 &d->params[k]);
+        cg_if_end(cg, aj);
+      }
+      grad_ready(cg, k);
+    }
     if (counters) prof_add(cg, counters, g, t0);
   }
-  /* gradients are overwritten: a parameter the loss does not reach gets zeros */
-  if (ok && training(p))
-    for (int k = 0; k < d->nparams; k++)
-      if (!has_grad[k]) {
-        const bprt_param_desc *pd = &d->params[k];
-        CgVal zero = {NULL, true, 0.0, NULL};
-        TensorType t;
-        memset(&t, 0, sizeof t);
-        t.dtype = DT_F32;
-        t.rank = (uint8_t)pd->rank;
-        for (int i = 0; i < pd->rank; i++) t.dims[i] = pd->dims[i];
-        LLVMValueRef dst = cg_gep(cg, cg->t_f32, cg_frame_field(cg, CG_FR_GRADS), cg_i64(cg, pd->offset));
-        cg_kernel_copy(cg, &zero, dst, &t);
-      }
+  bp_free(scratch_off);
   bp_free(has_grad);
   bp_free(vals);
   return ok;

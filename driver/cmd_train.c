@@ -26,6 +26,7 @@
  * Ctrl-C or SIGTERM during the loop stops it after the current step with a checkpoint
  * of the exact position and the command that resumes it (exit status 130). */
 #include "driver/driver.h"
+#include "runtime/dist.h"
 #include "runtime/progress.h"
 
 #include <errno.h>
@@ -43,6 +44,10 @@ typedef struct {
   const char *file;
   const char *data, *val, *optimizer, *schedule, *save, *resume, *init, *log;
   double val_split, lr;
+  double timeout, bucket_mb;   /* data-parallel (docs/distributed.md) */
+  bool has_timeout, has_bucket_mb;
+  bool deterministic;          /* --deterministic-reduce */
+  int64_t accumulate;          /* --accumulate N (0: not given) */
   int64_t epochs, steps, eval_every, save_every, print_every;
   uint64_t seed;
   bool has_epochs, has_steps, has_seed, has_lr, has_val_split;
@@ -57,7 +62,7 @@ static int arg_error(const char *fmt, const char *a) { return args_usage_error("
 
 enum {
   T_DATA, T_VAL, T_VAL_SPLIT, T_EPOCHS, T_LR, T_OPTIMIZER, T_SCHEDULE, T_SEED, T_SAVE, T_SAVE_EVERY, T_RESUME, T_INIT, T_LOG,
-  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY, T_STEPS, T_EVAL_EVERY
+  T_LOG_STEPS, T_QUIET, T_PRINT_EVERY, T_STEPS, T_EVAL_EVERY, T_TIMEOUT, T_BUCKET_MB, T_DETERMINISTIC, T_ACCUMULATE
 };
 
 /* train's own options: what it parses, lists in --help and suggests for a typo. The
@@ -104,6 +109,12 @@ static const DrvOption train_options[] = {
     {OPT_PIPELINE, "--loss-scale", OPT_VALUE, "S", "dynamic | off | N: loss scaling (train block's loss_scale;\n"
                                                  "default dynamic for precision f16, else off); a step with\n"
                                                  "non-finite gradients is skipped and logged on stderr"},
+    {T_TIMEOUT, "--timeout", OPT_VALUE, "SECONDS", "under mpirun: the longest wait for the other ranks before\n"
+                                                   "the run stops, naming the rank (60; start-up 5x)"},
+    {T_BUCKET_MB, "--bucket-mb", OPT_VALUE, "MB", "under mpirun: MiB of gradients per allreduce (2)"},
+    {T_DETERMINISTIC, "--deterministic-reduce", OPT_FLAG, NULL, "sum gradients exactly (fixed point): the same bits for any\n"
+                                                             "number of ranks with the same --batch"},
+    {T_ACCUMULATE, "--accumulate", OPT_VALUE, "N", "micro-batches of --batch rows summed per step (1)"},
     {0, NULL, OPT_FLAG, NULL, NULL},
 };
 
@@ -180,6 +191,20 @@ static int parse_args(int argc, char **argv, TrainArgs *t) {
       t->has_lr = true;
       break;
     }
+    case T_DETERMINISTIC: t->deterministic = true; break;
+    case T_ACCUMULATE:
+      if (!args_int("--accumulate", v, 1, 1 << 20, &t->accumulate)) return 1;
+      break;
+    case T_TIMEOUT:
+      if (!args_real("--timeout", v, &t->timeout)) return 1;
+      if (!(t->timeout > 0 && t->timeout <= 86400)) return arg_error("--timeout '%s': must be seconds in (0, 86400]", v);
+      t->has_timeout = true;
+      break;
+    case T_BUCKET_MB:
+      if (!args_real("--bucket-mb", v, &t->bucket_mb)) return 1;
+      if (!(t->bucket_mb >= 0.001 && t->bucket_mb <= 1024)) return arg_error("--bucket-mb '%s': must be in [0.001, 1024]", v);
+      t->has_bucket_mb = true;
+      break;
     case T_VAL_SPLIT:
       if (!args_real("--val-split", v, &t->val_split)) return 1;
       if (!(t->val_split > 0 && t->val_split < 1)) return arg_error("--val-split '%s': must be between 0 and 1", v);
@@ -351,12 +376,14 @@ static void status_done(Status *st) {
  * (BprtTrainOptions.stop). The handlers exist only while the loop runs: before it, a
  * Ctrl-C ends bpcc as usual (there is nothing to save yet). */
 static volatile sig_atomic_t stop_signal;
+static bool stop_quiet;   /* ranks other than 0 of a data-parallel run: rank 0 says it */
 
 static void on_stop_signal(int sig) {
   /* The second: at once. A checkpoint being written then is a temporary file beside
    * the old one, which the next save to that path removes (runtime/safetensors.c). */
   if (stop_signal) _exit(130);
   stop_signal = sig;
+  if (stop_quiet) return;
   static const char msg[] = "\nbpcc: interrupted: stopping after this step to write a checkpoint "
                             "(interrupt again to quit at once, without one)\n";
   ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
@@ -421,8 +448,10 @@ static void put_shell_word(FILE *f, const char *w) {
 }
 
 /* The command that continues the run: the user's own, less --resume and --init, plus
- * --resume CHECKPOINT. */
-static void print_resume_command(FILE *f, const TrainArgs *a, const char *checkpoint) {
+ * --resume CHECKPOINT; under mpirun ("mpirun -np P " first: any P resumes it with the
+ * same global batch, docs/distributed.md). */
+static void print_resume_command(FILE *f, const TrainArgs *a, const char *checkpoint, int ranks) {
+  if (ranks > 1) fprintf(f, "mpirun -np %d ", ranks);
   put_shell_word(f, drv_program);
   fputs(" train", f);
   for (int i = 1; i < a->argc; i++) {
@@ -440,7 +469,61 @@ static void print_resume_command(FILE *f, const TrainArgs *a, const char *checkp
   fputc('\n', f);
 }
 
+/* ------------------------------------------------------------------- data parallelism */
+
+#ifdef BPCC_HAVE_MPI
+/* The start-up check of a data-parallel run (docs/distributed.md, "Consistency"): every
+ * rank hashes what it compiled — bpcc's version, the kernel plans of the step (the IR it
+ * compiles, with its locations), the code options, the parameter layout, the optimizer,
+ * the precision, the loss scaling and the batch — and, apart, the run's settings and data;
+ * both are compared with rank 0's before the first step. Ranks running another binary,
+ * model file, option or data set fail here, together, with a message naming them. */
+static int dist_check_start(BprtDist *dist, const Compilation *c, const bprt_model_desc *desc, const BprtTrainOptions *o,
+                            const TrainArgs *a, const BprtDataset *train, const BprtDataset *val, double timeout) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (!f) return bprt_set_error("the start-up check: out of memory");
+  char code[400];
+  fprintf(f, "bpcc %s\n", BPCC_VERSION);
+  if (c->kgrad) kernel_plan_print(f, c->kgrad);
+  if (c->kfwd) kernel_plan_print(f, c->kfwd);
+  fprintf(f, "%s\nbatch %" PRId64 " precision %d loss_scale %d %.17g optimizer %d", pipeline_describe(c, code, sizeof code),
+          o->batch, (int)c->precision, c->loss_scale_mode, c->loss_scale, (int)c->optimizer.kind);
+  for (int h = 0; h < BPRT_H__COUNT; h++) fprintf(f, " %.17g", c->optimizer.hyper[h]);
+  for (int i = 0; i < desc->nparams; i++) {
+    const bprt_param_desc *p = &desc->params[i];
+    fprintf(f, "\n%s %d %" PRId64 " %d", p->name, p->rank, p->offset, p->trainable);
+    for (int k = 0; k < p->rank; k++) fprintf(f, " %" PRId64, p->dims[k]);
+  }
+  fclose(f);
+  uint64_t h1 = bprt_dist_hash(UINT64_C(0xcbf29ce484222325), text, len);
+  free(text);
+  char line[1024];   /* bprt_dist_agree keeps its first 239 characters */
+  snprintf(line, sizeof line, "bpcc %s, model %s of %s, batch %" PRId64 ", %s", BPCC_VERSION, desc->model_name, c->name,
+           o->batch, code);
+  if (bprt_dist_agree(dist, "the compiled step", h1, line, timeout)) return -1;
+  /* the settings: everything else that decides the steps */
+  char set[2000];
+  const BprtSchedule *sc = &o->schedule;
+  int n = snprintf(set, sizeof set, "data %s %" PRId64 " rows x %" PRId64 "; val %s %" PRId64 "; seed %" PRIu64 " epochs %" PRId64
+                   " steps %" PRId64 " eval_every %" PRId64 " accumulate %" PRId64 " deterministic %d; schedule %s %.17g %" PRId64 " %.17g %" PRId64 " %.17g %" PRId64
+                   " %.17g %" PRId64 " %.17g %" PRId64 " %.17g; resume %s; init %s",
+                   train->source, train->n, train->nfeat, val ? val->source : "-", val ? val->n : 0, o->seed, o->epochs, o->steps,
+                   o->eval_every, o->accumulate, (int)o->deterministic, bprt_schedule_names[sc->kind], sc->base_lr, sc->step_size, sc->gamma, sc->t_max, sc->eta_min,
+                   sc->warmup, sc->factor, sc->patience, sc->threshold, sc->cooldown, sc->min_lr, a->resume ? a->resume : "-",
+                   a->init ? a->init : "-");
+  uint64_t h2 = bprt_dist_hash(UINT64_C(0xcbf29ce484222325), set, (size_t)(n < (int)sizeof set ? n : (int)sizeof set - 1));
+  snprintf(line, sizeof line, "data %s (%" PRId64 " rows), seed %" PRIu64 ", %s %" PRId64 ", schedule %s", train->source,
+           train->n, o->seed, o->steps > 0 ? "steps" : "epochs", o->steps > 0 ? o->steps : o->epochs,
+           bprt_schedule_names[sc->kind]);
+  return bprt_dist_agree(dist, "the training settings", h2, line, timeout);
+}
+#endif
+
 /* ------------------------------------------------------------------- the command */
+
+static int train_main(TrainArgs *ap, BprtDist *dist, int rank);
 
 int cmd_train(int argc, char **argv) {
   TrainArgs a;
@@ -450,8 +533,58 @@ int cmd_train(int argc, char **argv) {
     return 0;
   }
   if (pr) return 1;
+  /* Under mpirun (docs/distributed.md): MPI from here on, rank 0 alone prints, logs and
+   * saves; a plain run never touches MPI. */
+  int world = 0;
+  bool launched = bprt_dist_launched(&world);
+  BprtDist *dist = NULL;
+  int rank = 0;
+#ifdef BPCC_HAVE_MPI
+  if (launched) {
+    if (!(dist = bprt_dist_init(&argc, &argv))) {
+      fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+      return 1;
+    }
+    rank = bprt_dist_rank(dist);
+    bprt_dist_set_timeout(dist, a.has_timeout ? a.timeout : BPRT_DIST_TIMEOUT);
+    if (rank > 0) {   /* quiet: no header, bar, lines, log or checkpoint */
+      a.quiet = true;
+      a.print_every = 0;
+      a.log = NULL;
+      a.log_steps = false;
+    }
+  }
+#else
+  if (launched && world != 1) {
+    fprintf(stderr, "bpcc: error: bpcc train runs under mpirun (%d ranks), but this bpcc was built without MPI, so each "
+                    "rank would train alone; rebuild it with Open MPI installed (Debian: openmpi-bin libopenmpi-dev; "
+                    "docs/distributed.md)\n", world);
+    return 1;
+  }
+#endif
+  if (!dist && (a.has_timeout || a.has_bucket_mb)) {
+    fprintf(stderr, "bpcc train: error: %s applies to a data-parallel run under mpirun; this one runs as one process\n",
+            a.has_timeout ? "--timeout" : "--bucket-mb");
+    return 1;
+  }
+  int status = train_main(&a, dist, rank);
+#ifdef BPCC_HAVE_MPI
+  if (dist) {
+    if (status == 0 || status == 130) {
+      if (bprt_dist_finalize(dist) == 0) return status;
+      fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+    }
+    bprt_dist_abort(dist, 1);
+  }
+#endif
+  return status;
+}
+
+/* The run itself; under mpirun rank is this process's (dist, else NULL and 0). */
+static int train_main(TrainArgs *ap, BprtDist *dist, int rank) {
+  TrainArgs a = *ap;
   /* before anything is compiled or loaded, as --log's file is opened before the first step */
-  if (a.save && bprt_st_check_writable(a.save)) {
+  if (rank == 0 && a.save && bprt_st_check_writable(a.save)) {   /* rank 0 alone writes it */
     fprintf(stderr, "bpcc: error: --save %s\n", bprt_last_error());
     return 1;
   }
@@ -482,7 +615,9 @@ int cmd_train(int argc, char **argv) {
   o.eval_every = a.eval_every;
   o.batch = a.po.batch > 0 ? a.po.batch : ts->batch;
   o.seed = a.has_seed ? a.seed : ts->seed;
-  o.save_path = a.save;
+  o.save_path = rank == 0 ? a.save : NULL;
+  o.deterministic = a.deterministic;
+  if (a.accumulate > 0) o.accumulate = a.accumulate;
   o.save_every = a.save_every;
   o.resume_path = a.resume;
   o.log_path = a.log;
@@ -544,6 +679,19 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
     goto done;
   }
+#ifdef BPCC_HAVE_MPI
+  if (dist) {   /* the ranks compare what they compiled, then train together */
+    double timeout = (a.has_timeout ? a.timeout : BPRT_DIST_TIMEOUT) * BPRT_DIST_START_FACTOR;
+    o.comm = bprt_dist_comm(dist, desc, bprt_model_grads(m), a.has_bucket_mb ? a.bucket_mb : BPRT_DIST_BUCKET_MB);
+    if (!o.comm || dist_check_start(dist, &c, desc, &o, &a, train, val, timeout)) {
+      /* the hashes are gathered by every rank: rank 0 alone says how they differ */
+      if (rank == 0 || !o.comm) fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+      goto done;
+    }
+  }
+#else
+  (void)dist;
+#endif
   const double *hyper = c.optimizer.hyper;
   int64_t planned = pipeline_memory_at(&c, o.batch).total;
   char f1[64], f2[64];
@@ -595,27 +743,45 @@ int cmd_train(int argc, char **argv) {
     if (c.opt.mem_budget > 0)
       printf("  memory %s planned at batch %" PRId64 " (budget %s)\n", memplan_format_size(planned, sb, sizeof sb), o.batch,
              memplan_format_size(c.opt.mem_budget, (char[32]){0}, 32));
+#ifdef BPCC_HAVE_MPI
+    if (o.comm) {
+      int64_t g = o.batch * o.comm->size;
+      snprintf(line, sizeof line, "  data-parallel: %d ranks (%s), global batch %" PRId64 " = %d x %" PRId64
+               ", gradients in buckets of %g MiB, timeout %g s", o.comm->size, bprt_dist_library(),
+               g < train->n ? g : train->n, o.comm->size, o.batch, a.has_bucket_mb ? a.bucket_mb : BPRT_DIST_BUCKET_MB,
+               a.has_timeout ? a.timeout : BPRT_DIST_TIMEOUT);
+      bprt_put_line(stdout, line, 4);
+    }
+#endif
     fflush(stdout);
   }
   BprtTrainResult r;
   char ipath[4096];
   interrupted_path(a.file, desc->model_name, ipath, sizeof ipath);
   o.stop = &stop_signal;
-  o.interrupt_path = a.save ? a.save : ipath;
+  o.interrupt_path = rank > 0 ? NULL : a.save ? a.save : ipath;
+  stop_quiet = rank > 0;
   double t0 = seconds_now();
   StopHandlers handlers;
   stop_handlers_install(&handlers);
   int trc = bprt_train(m, train, val, &o, &r);
   stop_handlers_restore(&handlers);
   if (trc) {
-    fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+    /* a non-finite step stops every rank alike: rank 0 says so; any other error is this
+     * rank's own (a rank that did not join names itself in it) */
+    if (rank > 0 && !r.nonfinite) fprintf(stderr, "bpcc: rank %d: error: %s\n", rank, bprt_last_error());
+    else if (rank == 0) fprintf(stderr, "bpcc: error: %s\n", bprt_last_error());
+    goto done;
+  }
+  if (rank > 0) {   /* quiet: rank 0 reports */
+    status = r.interrupted ? 130 : 0;
     goto done;
   }
   if (r.interrupted && o.steps > 0) {
     fflush(stdout);
     fprintf(stderr, "bpcc: %s at step %" PRId64 " of %" PRId64 "; checkpoint written to %s\nbpcc: resume with: ",
             stop_signal == SIGTERM ? "terminated" : "interrupted", r.steps, o.steps, r.checkpoint);
-    print_resume_command(stderr, &a, r.checkpoint);
+    print_resume_command(stderr, &a, r.checkpoint, o.comm ? o.comm->size : 1);
     status = 130;
     goto done;
   }
@@ -625,7 +791,7 @@ int cmd_train(int argc, char **argv) {
             "); checkpoint written to %s\nbpcc: resume with: ",
             stop_signal == SIGTERM ? "terminated" : "interrupted", r.steps, r.stop_epoch, o.epochs, r.stop_batch,
             r.stop_batches, r.checkpoint);
-    print_resume_command(stderr, &a, r.checkpoint);
+    print_resume_command(stderr, &a, r.checkpoint, o.comm ? o.comm->size : 1);
     status = 130;
     goto done;
   }

@@ -16,6 +16,7 @@
  * the tables of args.c. Exit status: 0 on success, 1 on any error, usage errors
  * included. */
 #include "driver/driver.h"
+#include "runtime/dist.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -163,6 +164,11 @@ static int version(void) {
   printf("host CPU: %s%s(LLVM: %s)\n", model, *model ? " " : "", h.cpu);
   printf("  features: %s\n", *h.features ? h.features : "(no vector extensions)");
   printf("  -march=native (the default): %d f32 lane%s per vector\n", h.lanes, h.lanes == 1 ? "" : "s");
+#ifdef BPCC_HAVE_MPI   /* docs/distributed.md */
+  printf("MPI: %s (mpirun -np P bpcc train trains data-parallel)\n", bprt_dist_library());
+#else
+  printf("MPI: none (built without it: bpcc train runs as one process)\n");
+#endif
   return fflush(stdout) == 0 ? 0 : 1;
 }
 

@@ -493,9 +493,11 @@ void pipeline_print_memory(FILE *out, const Compilation *c) {
   LINE("temporaries", t.temporaries);
   fprintf(out, "  (%d tensors)\n", counts[MEM_TEMP]);
   LINE("workspace", r.workspace);
-  fprintf(out, "  (= %lld + %lld * B: product packing and im2col buffers %lld, values %lld + %lld * B)\n",
+  fprintf(out, "  (= %lld + %lld * B: product packing and im2col buffers %lld, accumulation scratch %lld, "
+          "values %lld + %lld * B)\n",
           (long long)mm->workspace.fixed, (long long)mm->workspace.per_batch, (long long)mm->extra,
-          (long long)(mm->workspace.fixed - mm->extra), (long long)mm->workspace.per_batch);
+          (long long)mm->accum_bytes, (long long)(mm->workspace.fixed - mm->extra - mm->accum_bytes),
+          (long long)mm->workspace.per_batch);
   LINE("output buffers", r.outputs);
   fprintf(out, "  (the outputs of the last step, for the caller)\n");
   LINE("other", r.other);

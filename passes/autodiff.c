@@ -12,8 +12,9 @@
  *   2. Activity: a value is active if it depends on a param (forward sweep) and the
  *      loss depends on it (reverse sweep). Only active operands get contributions, so
  *      nothing is derived for inputs, labels or constants.
- *   3. Seed adj[loss] = 1 (with loss scaling: `loss_scale`, the step's scale, so that every
- *      gradient comes out scaled), then for v from the loss down to 0 apply rule[op(v)]. A
+ *   3. Seed adj[loss] = `loss_scale`, read at run time: the step's loss scale (1 without
+ *      loss scaling) times the micro-batch's weight (1 but in gradient accumulation), so
+ *      that every gradient comes out scaled and weighted, then for v from the loss down to 0 apply rule[op(v)]. A
  *      value used several times (fan-out: residuals, x*x) sums its contributions with
  *      `add` (rule "fanout"). A contribution of the broadcast shape of an elementwise
  *      op is reduced back with sum_to to the operand's type.
@@ -792,6 +793,7 @@ static const VjpFn vjp_rules[OP__COUNT] = {
 /* ------------------------------------------------------------------ the pass */
 
 Func *pass_autodiff(Func *f, const PassOptions *opt) {
+  (void)opt;   /* the seed is the loss_scale leaf whatever the options (opt->loss_scale) */
   int32_t loss_sink = -1;
   for (int32_t i = 0; i < f->ninsts; i++) {
     const Inst *in = &f->insts[i];
@@ -854,12 +856,14 @@ Func *pass_autodiff(Func *f, const PassOptions *opt) {
   if (ad.active[loss]) {
     ad.from = loss;
     ad.rule = "seed";
-    if (opt && opt->loss_scale) {   /* dL/dL = the loss scale: every gradient comes out scaled */
+    {
+      /* dL/dL = the step's loss scale times the micro-batch's weight, read at run time
+       * (frame->hyper[BPRT_H_LOSS_SCALE] * frame->grad_weight; 1 for a plain unscaled step:
+       * multiplying by 1 is exact, so the gradients are those of a constant seed of 1).
+       * Always a leaf, so that every compiled step can accumulate weighted micro-batches. */
       Inst ls = ir_inst(OP_LOSS_SCALE, SRCLOC_NONE);
       ls.type = ir_type_scalar(g->mod, (DType)ty(&ad, loss)->dtype);
       ad.adj[loss] = bw(&ad, ls);
-    } else {
-      ad.adj[loss] = bw_scalar(&ad, 1.0, loss);
     }
     for (int32_t v = loss; v >= 0; v--) {
       if (ad.adj[v] < 0 || !ad.active[v]) continue;

@@ -684,6 +684,18 @@ KernelPlan *pass_kernel_plan(Arena *a, Func *f, PlanMode mode, const KernelPlanO
     if (grad_refs[i] != 1 || !p->computed[i] || f->insts[i].op == OP_CONST) p->direct_grad[i] = -1;
   /* 3, 4. kernels and their order */
   group(a, p, loss_only, o ? o->fuse : true);
+  /* A gradient computed in place must not be read by a later kernel: under gradient
+   * accumulation (frame->accumulate) its kernel writes it to a scratch that the next
+   * gradient's kernel reuses, and its slot then holds the sum. Such a value keeps a
+   * workspace slot and its grad sink adds or copies it. */
+  for (int32_t i = 0; i < n; i++) {
+    const Inst *in = &f->insts[i];
+    if (!p->live[i] || in->op == OP_GRAD || p->kernel_of[i] < 0) continue;
+    for (int k = 0; k < in->nargs; k++) {
+      int32_t v = in->args[k];
+      if (p->direct_grad[v] >= 0 && p->kernel_of[v] != p->kernel_of[i]) p->direct_grad[v] = -1;
+    }
+  }
   return p;
 }
 

@@ -439,6 +439,24 @@ int32_t memplan_elem_bytes(Func *f) {
   return 4;
 }
 
+int64_t memplan_accum_bytes_of(const KernelPlan *kp, int32_t i, int32_t elem_bytes) {
+  if (!kp || kp->direct_grad[i] < 0) return 0;
+  int64_t bytes = ir_type_numel(ir_vtype(kp->f, i), 1) * elem_bytes;
+  return (bytes + 63) / 64 * 64;
+}
+
+/* The accumulation scratch: the largest total of one kernel's in-place gradients. */
+static int64_t accum_scratch(const KernelPlan *kp, int32_t elem_bytes) {
+  int64_t most = 0;
+  for (int g = 0; kp && g < kp->ngroups; g++) {
+    int64_t sum = 0;
+    for (int32_t q = kp->group_start[g]; q < kp->group_start[g + 1]; q++)
+      sum += memplan_accum_bytes_of(kp, kp->order[q], elem_bytes);
+    if (sum > most) most = sum;
+  }
+  return most;
+}
+
 ModelMemory *memplan_model(const KernelPlan *fwd, const KernelPlan *grad, int opt_slots, int64_t extra) {
   ModelMemory *m = bp_xmalloc(sizeof *m);
   memset(m, 0, sizeof *m);
@@ -493,9 +511,10 @@ ModelMemory *memplan_model(const KernelPlan *fwd, const KernelPlan *grad, int op
   m->fwd = memplan_of_kernels(fwd);
   m->grad = grad ? memplan_of_kernels(grad) : NULL;
   m->extra = extra;
+  m->accum_bytes = accum_scratch(grad, m->elem_bytes);
   MemSize w = m->fwd->workspace;
   if (m->grad) w = ms_max(w, m->grad->workspace);
-  m->workspace = (MemSize){extra + w.fixed, w.per_batch};
+  m->workspace = (MemSize){extra + m->accum_bytes + w.fixed, w.per_batch};
   return m;
 }
 

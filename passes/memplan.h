@@ -119,7 +119,8 @@ MemPlan *memplan_of_kernels(const KernelPlan *kp);
 
 /* The memory of a compiled model (the memory plan stage of the pipeline): the layout of
  * the parameter block, each entry's workspace plan, and the workspace the runtime
- * allocates: [codegen's own buffers (GEMM packing), `extra` bytes][values], the values
+ * allocates: [codegen's own buffers (GEMM packing), `extra` bytes][accumulation scratch,
+ * accum_bytes][values], the values
  * region the componentwise maximum over the entries (they run one at a time). */
 typedef struct {
   Func *pf;                   /* whose parameters make the block: grad if any, else fwd */
@@ -138,13 +139,20 @@ typedef struct {
   int32_t elem_bytes;         /* 4: an f32 model; 8: an f64 model (codegen tests) */
   MemPlan *fwd, *grad;        /* workspace plans (grad NULL without a loss) */
   int64_t extra;              /* bytes in front of the values (0 without a product) */
-  MemSize workspace;          /* extra + max(fwd, grad) */
+  int64_t accum_bytes;        /* after extra: the gradient accumulation scratch, where the
+                                 kernel of in-place gradients writes them when
+                                 frame->accumulate is set (the largest total of one
+                                 kernel's in-place gradients, each 64-byte aligned) */
+  MemSize workspace;          /* extra + accum_bytes + max(fwd, grad) */
 } ModelMemory;
 
 /* opt_slots: floats of optimizer state per parameter float (bprt_optimizers[kind].slots,
  * 0 without an optimizer); extra: what the code generator keeps in the workspace
  * (cg_workspace_extra). Never fails; free with memplan_model_free. */
 ModelMemory *memplan_model(const KernelPlan *fwd, const KernelPlan *grad, int opt_slots, int64_t extra);
+/* The scratch bytes of value i of a training plan computed in place into its gradient
+ * slot (kp->direct_grad[i] >= 0), 64-byte aligned; 0 for any other value. */
+int64_t memplan_accum_bytes_of(const KernelPlan *kp, int32_t i, int32_t elem_bytes);
 void memplan_model_free(ModelMemory *m);
 /* Bytes of an element of f's float tensors: 4 (f32), 8 (f64). */
 int32_t memplan_elem_bytes(Func *f);

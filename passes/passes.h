@@ -40,8 +40,9 @@ typedef struct {
   bool log_softmax;         /* log(softmax(z)) -> log_softmax(z); -fno-log-softmax */
   bool fuse_attention;      /* softmax(scale q k^T [+ mask]) v -> attention; -fno-fuse-attention */
   bool verify;              /* the default of the pipeline's --verify-each (on in BPCC_DEBUG builds) */
-  bool loss_scale;          /* autodiff seeds the backward with the step's loss scale (`loss_scale`,
-                               read at run time) instead of 1: --loss-scale dynamic|N */
+  bool loss_scale;          /* --loss-scale dynamic|N was asked for. Autodiff seeds every backward
+                               with the `loss_scale` leaf (read at run time: the scale, 1 when
+                               off, times the micro-batch's weight) whatever this says */
 } PassOptions;
 
 void pass_options_default(PassOptions *opt);

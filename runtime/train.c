@@ -22,6 +22,7 @@
  * tensor that went bad. */
 #include "runtime/train.h"
 
+#include "runtime/fxsum.h"
 #include "runtime/progress.h"
 
 #include <errno.h>
@@ -286,6 +287,55 @@ static int evaluate(bprt_model *m, const Binding *b, const BprtDataset *d, int64
   return 0;
 }
 
+/* evaluate() shared out over the ranks of a data-parallel run: batch k (in batches of
+ * `batch` rows, in order) on rank k mod size, its loss times rows, correct and scored
+ * predictions and rows in slots of its own, summed over the ranks (exact: one rank
+ * writes each slot), then added up in batch order as one process adds them, so every
+ * rank gets what one process evaluating alone gets, bit for bit. */
+static int evaluate_shared(bprt_model *m, const Binding *b, const BprtDataset *d, int64_t batch, Outputs *outs,
+                           BprtComm *c, const char *where, double *loss, double *acc) {
+  BprtBatchIter it;
+  if (bprt_batch_begin(&it, d, batch, false, 0, 0)) return -1;
+  int64_t nb = bprt_batch_count(&it);
+  double *v = bprt_calloc((size_t)(nb > 0 ? nb : 1) * 4, sizeof(double));
+  const void *inputs[2] = {0, 0};
+  int rc = v ? 0 : -1;
+  for (int64_t k = c->rank; rc == 0 && k < nb; k += c->size) {
+    it.pos = k * batch;
+    it.index = k;
+    if (bprt_batch_next(&it) <= 0) break;
+    set_inputs(b, &it, inputs);
+    float l = 0;
+    if (bprt_model_eval(m, it.rows, inputs, outs->out, &l)) {
+      rc = -1;
+      break;
+    }
+    int64_t sc = 0, cc = b->acc_out >= 0 ? count_correct(b, outs->out[b->acc_out], &it, &sc) : 0;
+    v[4 * k] = (double)l * (double)it.rows;
+    v[4 * k + 1] = (double)cc;
+    v[4 * k + 2] = (double)sc;
+    v[4 * k + 3] = (double)it.rows;
+  }
+  bprt_batch_end(&it);
+  /* a rank that failed still takes part, so that the others do not wait for it */
+  char err[512];
+  snprintf(err, sizeof err, "%s", bprt_last_error());
+  if (v && c->sum(c, v, nb * 4, where)) rc = -1;
+  else if (rc) bprt_set_error("%s", err);
+  double sum = 0, correct = 0, scored = 0, rows = 0;
+  for (int64_t k = 0; rc == 0 && k < nb; k++) {
+    sum += v[4 * k];
+    correct += v[4 * k + 1];
+    scored += v[4 * k + 2];
+    rows += v[4 * k + 3];
+  }
+  bprt_free(v);
+  if (rc) return -1;
+  *loss = rows ? sum / rows : NAN;
+  *acc = scored ? correct / scored : NAN;
+  return 0;
+}
+
 int bprt_evaluate(bprt_model *m, const BprtDataset *d, int64_t batch, double *loss, double *accuracy) {
   if (!m || !d || !loss || !accuracy) return bprt_set_error("bprt_evaluate: NULL argument");
   if (batch < 1) return bprt_set_error("batch %" PRId64 ": must be >= 1", batch);
@@ -422,6 +472,157 @@ static void skip_report(char *what, size_t n, const char *skip_what) {
   }
   size_t k = strlen(what);
   snprintf(what + k, n - k, ", at the last of %s", skip_what);
+}
+
+/* ------------------------------------------------------------- data parallelism */
+
+/* TEMPORARY until the generated code of branch accum reads frame->grad_weight: the
+ * weight applied after the gradient entry. */
+static int dist_weighted_grad(bprt_model *m, int64_t batch, const void *const *inputs, double weight, float *loss) {
+  if (bprt_model_loss_and_grad(m, batch, inputs, loss)) return -1;
+  float *g = bprt_model_grads(m);
+  int64_t n = bprt_model_get_desc(m)->param_floats;
+  for (int64_t i = 0; i < n; i++) g[i] = (float)(g[i] * weight);
+  return 0;
+}
+static int bprt_model_zero_grads(bprt_model *m) {
+  memset(bprt_model_grads(m), 0, sizeof(float) * (size_t)bprt_model_get_desc(m)->param_floats);
+  return 0;
+}
+
+/* Statistics of one optimizer step, a slot per rank (sums over its rows), summed by
+ * BprtComm.step_end: each slot is written by one rank, so the sum is exact and the
+ * same on every rank. */
+enum { DS_LOSS, DS_CORRECT, DS_SCORED, DS_ROWS, DS_BAD, DS_STOP, DS__COUNT };
+
+/* The rows [start, start + count) of a batch as a batch of their own (the same
+ * buffers; row data and text windows alike). */
+static BprtBatchIter batch_part(const BprtBatchIter *it, const BprtDataset *d, int64_t start, int64_t count) {
+  BprtBatchIter p = *it;
+  p.rows = count;
+  if (it->x) p.x = it->x + start * d->nfeat;
+  if (it->labels) p.labels = it->labels + start;
+  if (it->targets) p.targets = it->targets + start * d->twidth;
+  if (it->xtok) {
+    int64_t seq = d->text ? d->text->seq : 0;
+    p.xtok = it->xtok + start * seq;
+    p.ytok = it->ytok + start * seq;
+  }
+  return p;
+}
+
+/* Rows of a global batch: micro-batches of `batch` rows, ranks x accumulate of them in a
+ * data-parallel or deterministic run (one otherwise), at most the n rows of the data. */
+static int64_t global_batch(const BprtTrainOptions *o, int64_t batch, int64_t n) {
+  if (!o->comm && !o->deterministic) return batch;
+  int64_t k = (o->comm ? o->comm->size : 1) * (o->accumulate > 1 ? o->accumulate : 1);
+  return batch <= n / k ? batch * k : n;
+}
+
+/* One optimizer step's gradients over a global batch of it->rows rows, split into
+ * size * N micro-batches (bprt_microbatch; N = o->accumulate): this rank trains
+ * micro-batches rank*N .. rank*N + N - 1, each weighted by its rows / rows, so that the
+ * sum over every micro-batch of every rank is the gradient of the global batch's mean
+ * loss; a rank whose micro-batches are empty (the last, short batch) contributes zeros
+ * and still takes part. The sum:
+ *   float             added up in the gradient block, then summed over the ranks
+ *                     (BprtComm.step_end; its buckets leave during the rank's last
+ *                     micro-batch, from the grad-ready hook);
+ *   --deterministic-reduce   each micro-batch's gradient added exactly into the
+ *                     fixed-point accumulator fx (runtime/fxsum.h), summed exactly over
+ *                     the ranks, rounded once to f32: the same bits for any split of
+ *                     the same micro-batches over ranks and accumulation.
+ * *loss: the global batch's mean loss; *correct and *scored summed over the ranks; *bad:
+ * some rank's loss or outputs, or the sum, were not finite; *stop: some rank was asked
+ * to stop. Each rank's numbers travel in slots of its own (exact sums), and are added
+ * up in rank order: the same on every rank. */
+static int step_grads(bprt_model *m, const BprtTrainOptions *o, BprtFx *fx, const Binding *b, const BprtDataset *d,
+                      const BprtBatchIter *it, int64_t step, float *loss, int64_t *correct, int64_t *scored, bool *bad,
+                      bool *stop) {
+  BprtComm *c = o->comm;
+  int size = c ? c->size : 1, rank = c ? c->rank : 0;
+  int64_t nacc = o->accumulate > 1 ? o->accumulate : 1;
+  const bprt_model_desc *desc = bprt_model_get_desc(m);
+  double stats[DS__COUNT * 64], *mine;
+  double *v = size <= 64 ? stats : bprt_calloc((size_t)size * DS__COUNT, sizeof(double));
+  if (!v) return -1;
+  memset(v, 0, sizeof(double) * (size_t)size * DS__COUNT);
+  mine = v + (size_t)rank * DS__COUNT;
+  if (c) c->step_begin(c, step);
+  int rc = 0;
+  bool any = false;
+  for (int64_t i = 0; rc == 0 && i < nacc; i++) {
+    int64_t start, count, next_start, next_count = 0;
+    bprt_microbatch(it->rows, size * nacc, rank * nacc + i, &start, &count);
+    if (count == 0) break;   /* the later ones are empty too */
+    if (i + 1 < nacc) bprt_microbatch(it->rows, size * nacc, rank * nacc + i + 1, &next_start, &next_count);
+    bool last = next_count == 0;
+    BprtBatchIter part = batch_part(it, d, start, count);
+    const void *inputs[2] = {0, 0};
+    set_inputs(b, &part, inputs);
+    double w = (double)count / (double)it->rows;
+    float l = 0;
+    /* the buckets leave from the hook during the last micro-batch (float sums only) */
+    bprt_model_set_grad_ready(m, c && last && !fx ? c->grad_ready : NULL, c);
+    if (fx) {   /* this micro-batch's gradient alone (scaled, with loss scaling), then exactly into fx */
+      rc = bprt_model_accumulate_grad(m, count, inputs, 1.0, 0, &l);
+      if (rc == 0) {
+        if (any) bprt_fxsum_add_f32(fx, bprt_model_grads(m), (size_t)desc->param_floats, (float)w);
+        else bprt_fxsum_set_f32(fx, bprt_model_grads(m), (size_t)desc->param_floats, (float)w);
+      }
+    } else if (nacc == 1) {
+      rc = dist_weighted_grad(m, count, inputs, w, &l);
+    } else {
+      rc = bprt_model_accumulate_grad(m, count, inputs, w, any ? 1 : 0, &l);
+    }
+    bprt_model_set_grad_ready(m, NULL, NULL);
+    if (rc) {
+      rc = bprt_prefix_error("step %" PRId64, step);
+      break;
+    }
+    any = true;
+    int64_t k = 0, cc = 0;
+    if (!part.xtok && b->acc_out >= 0) cc = count_correct(b, bprt_model_last_output(m, b->acc_out), &part, &k);
+    bool finite = isfinite(l);
+    for (int j = 0; j < desc->noutputs && finite; j++) {
+      const bprt_tensor_desc *t = &desc->outputs[j];
+      finite = all_finite(bprt_model_last_output(m, j), numel_of(t->rank, t->dims, count));
+    }
+    mine[DS_LOSS] += (double)l * (double)count;
+    mine[DS_CORRECT] += (double)cc;
+    mine[DS_SCORED] += (double)k;
+    mine[DS_ROWS] += (double)count;
+    mine[DS_BAD] += finite ? 0 : 1;
+  }
+  if (rc == 0 && !any) {   /* no rows here this step: zeros, in the form the others send */
+    if (fx) bprt_fxsum_zero(fx, (size_t)desc->param_floats);
+    else rc = bprt_model_zero_grads(m);
+  }
+  mine[DS_STOP] = o->stop && *o->stop ? 1 : 0;
+  /* a rank that failed still goes to the reduction, so that the others do not wait */
+  if (c && c->step_end(c, fx, v, (int64_t)size * DS__COUNT)) rc = -1;
+  if (rc == 0) {
+    /* in rank order: the same sums, in the same order, on every rank */
+    double ls = 0, rows = 0, cc = 0, k = 0, nbad = 0, nstop = 0;
+    for (int r = 0; r < size; r++) {
+      const double *sr = v + (size_t)r * DS__COUNT;
+      ls += sr[DS_LOSS];
+      cc += sr[DS_CORRECT];
+      k += sr[DS_SCORED];
+      rows += sr[DS_ROWS];
+      nbad += sr[DS_BAD];
+      nstop += sr[DS_STOP];
+    }
+    unsigned flags = fx ? bprt_fxsum_to_f32(bprt_model_grads(m), fx, (size_t)desc->param_floats) : 0;
+    *loss = rows > 0 && nbad == 0 ? (float)(ls / rows) : NAN;
+    *correct = (int64_t)cc;
+    *scored = (int64_t)k;
+    *bad = nbad > 0 || !isfinite(ls);
+    (void)flags;   /* a poisoned element is NaN or an infinity in the block: the loop's check finds it */
+    *stop = nstop > 0;
+  }
+  if (v != stats) bprt_free(v);
+  return rc;
 }
 
 /* ------------------------------------------------------------ progress and logs */
@@ -781,6 +982,41 @@ int bprt_checkpoint_load(bprt_model *m, const char *path, BprtTrainState *st) {
   return rc;
 }
 
+/* The end of an epoch (or of a period between evaluations) on every rank of a
+ * data-parallel run: rank 0's running statistics (batchnorm's buffers) to all, as
+ * PyTorch's DistributedDataParallel broadcasts them, then the parameters compared by
+ * a hash. */
+static int epoch_sync(bprt_model *m, BprtComm *c, const char *where) {
+  const bprt_model_desc *d = bprt_model_get_desc(m);
+  char w[96];
+  snprintf(w, sizeof w, "the running statistics %s", where);
+  if (d->buffer_floats > 0 && c->broadcast(c, bprt_model_buffers(m), d->buffer_floats, w)) return -1;
+  return c->check_params(c, bprt_model_params(m), d->param_floats, where);
+}
+
+/* Has a stop been asked for (o->stop)? In a data-parallel run, on any rank: the ranks
+ * agree, so that all stop after the same step. *rc = -1 when the ranks could not. */
+static bool stop_agreed(const BprtTrainOptions *o, const char *where, int *rc) {
+  bool mine = o->stop && *o->stop;
+  BprtComm *c = o->comm;
+  if (!c) return mine;
+  double stack[64], *v = c->size <= 64 ? stack : bprt_calloc((size_t)c->size, sizeof(double));
+  if (!v) {
+    *rc = -1;
+    return false;
+  }
+  memset(v, 0, sizeof(double) * (size_t)c->size);
+  v[c->rank] = mine;
+  char w[96];
+  snprintf(w, sizeof w, "the stop check %s", where);
+  bool any = false;
+  if (c->sum(c, v, c->size, w)) *rc = -1;
+  else
+    for (int r = 0; r < c->size; r++) any |= v[r] != 0;
+  if (v != stack) bprt_free(v);
+  return any;
+}
+
 /* ------------------------------------------------------------ the loop by steps */
 
 /* An evaluation's line, on the results stream: text data reports the validation loss in
@@ -839,9 +1075,14 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   /* text windows are drawn with replacement: a batch may hold more windows than there
    * are offsets; row data never hold more rows than the set */
   int64_t batch = text || o->batch < train->n ? o->batch : train->n;
-  int64_t nb = text ? 0 : (train->n + batch - 1) / batch;
+  /* data-parallel or deterministic: batch is a micro-batch; a step takes a global batch
+   * of ranks x accumulate of them (step_grads) */
+  BprtComm *comm = o->comm;
+  int64_t gbatch = global_batch(o, batch, text ? INT64_MAX : train->n);
+  bool shared = comm || o->deterministic;
+  int64_t nb = text ? 0 : (train->n + gbatch - 1) / gbatch;
   int64_t seq = text ? train->text->seq : 0;
-  if (text && batch > (INT64_C(1) << 40) / seq) return bprt_set_error("--batch %" PRId64 ": too large", batch);
+  if (text && gbatch > (INT64_C(1) << 40) / seq) return bprt_set_error("--batch %" PRId64 ": too large", batch);
   if (o->save_path && bprt_st_check_writable(o->save_path)) return -1;
 
   BprtTrainState st;
@@ -860,10 +1101,10 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
     if (st.text != text)
       return bprt_set_error("%s: the checkpoint was trained on %s; this run's data is %s (resume with the same data)",
                             o->resume_path, st.text ? "text windows" : "rows", text ? "text" : "rows");
-    if (!text && (st.epoch != st.step / nb || st.epoch_rows != (st.step % nb) * batch))
+    if (!text && (st.epoch != st.step / nb || st.epoch_rows != (st.step % nb) * gbatch))
       return bprt_set_error("%s: the checkpoint has %" PRId64 " epochs and %" PRId64 " rows of the next done, which is not "
                             "step %" PRId64 " in batches of %" PRId64 " of %" PRId64 " rows (resume with the same --batch "
-                            "and data)", o->resume_path, st.epoch, st.epoch_rows, st.step, batch, train->n);
+                            "and data)", o->resume_path, st.epoch, st.epoch_rows, st.step, gbatch, train->n);
     bprt_model_set_step(m, st.step);
   }
   st.by_steps = true;
@@ -877,14 +1118,15 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   if (open_logs(o, &log, &wlog, wpath, sizeof wpath)) return -1;
   Outputs outs = {0, NULL};
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
+  BprtFx *fx = o->deterministic ? bprt_calloc((size_t)(d->param_floats > 0 ? d->param_floats : 1), sizeof(BprtFx)) : NULL;
   int32_t *xtok = NULL, *ytok = NULL;
   float *before = NULL;   /* --watch: the parameters before the last step of a period */
   int64_t last_rows = 0;
-  int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
+  int rc = souts && (fx || !o->deterministic) ? outputs_alloc(d, batch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   if (!rc && text) {
-    xtok = bprt_malloc(sizeof(int32_t) * (size_t)(batch * seq));
-    ytok = bprt_malloc(sizeof(int32_t) * (size_t)(batch * seq));
+    xtok = bprt_malloc(sizeof(int32_t) * (size_t)(gbatch * seq));
+    ytok = bprt_malloc(sizeof(int32_t) * (size_t)(gbatch * seq));
     if (!xtok || !ytok) rc = -1;
   }
   BprtBatchIter it;
@@ -906,36 +1148,49 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       lr = st.schedule.kind == BPRT_SCHED_PLATEAU ? st.schedule.lr : bprt_schedule_lr(&st.schedule, st.step);
       bprt_model_set_hyper(m, BPRT_H_LR, lr);
       int64_t rows, e = 0, bi = 0;
+      BprtBatchIter tw;   /* text: the step's windows as a batch */
+      memset(&tw, 0, sizeof tw);
       if (text) {
-        bprt_text_train_windows(train, o->seed, (uint64_t)st.text_windows, batch, xtok, ytok);
+        bprt_text_train_windows(train, o->seed, (uint64_t)st.text_windows, gbatch, xtok, ytok);
         inputs[0] = xtok;
         inputs[1] = ytok;
-        rows = batch;
+        rows = gbatch;
+        tw.xtok = xtok;   /* the global batch's windows, for a rank's share of them */
+        tw.ytok = ytok;
+        tw.rows = rows;
       } else {
         e = st.step / nb;
         bi = st.step % nb;
         if (it_epoch != e) {
           bprt_batch_end(&it);
-          if (bprt_batch_begin(&it, train, batch, true, o->seed, (uint64_t)e)) {
+          if (bprt_batch_begin(&it, train, gbatch, true, o->seed, (uint64_t)e)) {
             rc = -1;
             break;
           }
           it_epoch = e;
         }
-        it.pos = bi * batch;
+        it.pos = bi * gbatch;
         it.index = bi;
         rows = bprt_batch_next(&it);
         set_inputs(&b, &it, inputs);
       }
       if (o->watch && st.step + 1 == end) memcpy(before, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
-      if (bprt_model_loss_and_grad(m, rows, inputs, &loss)) {
+      int64_t lrows = rows, dcorrect = 0, dscored = 0;
+      bool dbad = false, dstop = false;
+      if (shared) {   /* this rank's share; the statistics of the global batch */
+        if (step_grads(m, o, fx, &b, train, text ? &tw : &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop)) {
+          rc = -1;
+          break;
+        }
+        lrows = 0;
+      } else if (bprt_model_loss_and_grad(m, rows, inputs, &loss)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
       for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
-      last_rows = rows;
-      bool finite = grads_finite(m, souts, rows, loss);
-      bool skip = !finite && scaler_skips(m, souts, rows, loss);
+      last_rows = lrows;
+      bool finite = !dbad && grads_finite(m, souts, lrows, loss);
+      bool skip = !finite && !dbad && scaler_skips(m, souts, lrows, loss);
       double scale = bprt_model_loss_scale(m);
       if ((finite || skip) && bprt_model_update(m)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
@@ -949,16 +1204,17 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       else skips_in_row = 0;
       if ((!finite && !skip) || skip_what[0] || !all_finite(bprt_model_params(m), d->param_floats)) {
         char what[512] = "";
-        if (!finite && o->on_nonfinite) {
+        if (!finite && o->on_nonfinite && !shared) {
           BprtNonfiniteStep ns = {st.step, o->seed, rows, inputs, bprt_model_params(m)};
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
         skip_report(what, sizeof what, skip_what);
-        rc = report_nonfinite(m, souts, rows, loss, st.step, text ? 0 : e + 1, bi + 1, nb, o, saved, what);
+        rc = report_nonfinite(m, souts, lrows, loss, st.step, text ? 0 : e + 1, bi + 1, nb, o, saved, what);
         r->nonfinite = true;
         break;
       }
-      int64_t k = 0, c = !text && b.acc_out >= 0 ? count_correct(&b, souts[b.acc_out], &it, &k) : 0;
+      int64_t k = dscored, c = dcorrect;
+      if (!shared && !text && b.acc_out >= 0) c = count_correct(&b, souts[b.acc_out], &it, &k);
       st.period_loss_sum += (double)loss * (double)rows;
       st.period_rows += rows;
       st.period_correct += c;
@@ -978,7 +1234,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         }
         saved = st.step;
       }
-      if (st.step < end && o->stop && *o->stop) {   /* an evaluation's last step goes on to it */
+      if (st.step < end && (shared ? dstop : o->stop && *o->stop)) {   /* an evaluation's last step goes on to it */
         stop = true;
         break;
       }
@@ -989,10 +1245,17 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
     BprtEpochStats s = {text ? 0 : (st.step - 1) / nb + 1, st.step, lr,
                         st.period_rows ? st.period_loss_sum / (double)st.period_rows : NAN,
                         st.period_scored ? (double)st.period_correct / (double)st.period_scored : NAN, NAN, NAN, 0};
+    char where[64];
+    snprintf(where, sizeof where, "at step %" PRId64, st.step);
+    if (comm && epoch_sync(m, comm, where)) {
+      rc = -1;
+      break;
+    }
     if (val) {
       Binding vb = b;
       if (val->text) vb = (Binding){0, 1, -1, false, 256, 0};
-      if (evaluate(m, &vb, val, batch, &outs, &s.val_loss, &s.val_accuracy)) {
+      if (comm ? evaluate_shared(m, &vb, val, batch, &outs, comm, where, &s.val_loss, &s.val_accuracy)
+               : evaluate(m, &vb, val, batch, &outs, &s.val_loss, &s.val_accuracy)) {
         rc = -1;
         break;
       }
@@ -1016,7 +1279,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
       if (bprt_checkpoint_save(m, o->save_path, &st)) rc = -1;
       else saved = st.step;
     }
-    if (rc == 0 && st.step < o->steps && o->stop && *o->stop) stop = true;
+    if (rc == 0 && st.step < o->steps && stop_agreed(o, where, &rc)) stop = true;
   }
   bprt_batch_end(&it);
   if (rc == 0 && stop) r->stop_epoch = 0;
@@ -1024,6 +1287,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
   outputs_free(&outs);
   bprt_free(before);
   bprt_free(souts);
+  bprt_free(fx);
   bprt_free(xtok);
   bprt_free(ytok);
   return rc;
@@ -1046,6 +1310,11 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   /* Batches never hold more rows than the data set: a larger batch is one batch of
    * every row (the same steps), and the buffers are sized for what can come. */
   int64_t batch = o->batch < train->n ? o->batch : train->n;
+  /* data-parallel or deterministic: batch is a micro-batch; the iterator walks global
+   * batches of ranks x accumulate of them (step_grads) */
+  BprtComm *comm = o->comm;
+  int64_t gbatch = global_batch(o, batch, train->n);
+  bool shared = comm || o->deterministic;
   if (o->epochs < 1) return bprt_set_error("--epochs %" PRId64 ": must be >= 1", o->epochs);
   if (o->save_every < 0) return bprt_set_error("--save-every %" PRId64 ": must be >= 0", o->save_every);
   if (bprt_schedule_check(&o->schedule)) return -1;
@@ -1087,7 +1356,8 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   Outputs outs = {0, NULL};
   float *before = NULL;   /* --watch: the parameters before the last step of an epoch */
   const float **souts = bprt_calloc((size_t)(d->noutputs > 0 ? d->noutputs : 1), sizeof(float *));
-  int rc = souts ? outputs_alloc(d, batch, &outs) : -1;
+  BprtFx *fx = o->deterministic ? bprt_calloc((size_t)(d->param_floats > 0 ? d->param_floats : 1), sizeof(BprtFx)) : NULL;
+  int rc = souts && (fx || !o->deterministic) ? outputs_alloc(d, batch, &outs) : -1;
   if (!rc && o->watch && !(before = bprt_malloc(sizeof(float) * (size_t)(d->param_floats ? d->param_floats : 1)))) rc = -1;
   int64_t saved_epoch = 0;   /* the last checkpoint this run wrote */
   int64_t skips_in_row = 0;  /* loss scaling: skipped steps in a row */
@@ -1100,7 +1370,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
     double lr = st.schedule.kind == BPRT_SCHED_PLATEAU ? st.schedule.lr : bprt_schedule_lr(&st.schedule, e);
     bprt_model_set_hyper(m, BPRT_H_LR, lr);
     BprtBatchIter it;
-    if (bprt_batch_begin(&it, train, batch, true, o->seed, (uint64_t)e)) {
+    if (bprt_batch_begin(&it, train, gbatch, true, o->seed, (uint64_t)e)) {
       rc = -1;
       break;
     }
@@ -1113,7 +1383,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       /* resumed inside this epoch: the same permutation (seed, e), from the first row not
        * yet trained, with the running sums of the rows before it */
       it.pos = rows = st.epoch_rows;
-      it.index = bi = nb - (train->n - rows + batch - 1) / batch;
+      it.index = bi = nb - (train->n - rows + gbatch - 1) / gbatch;
       loss_sum = st.epoch_loss_sum;
       correct = st.epoch_correct;
       /* predictions scored per row: one per label, every element of a sigmoid output */
@@ -1130,20 +1400,30 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       if (o->watch && bi == nb) memcpy(before, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
       /* the step as loss_and_grad + update, so that a non-finite loss, output or
        * gradient is caught before the parameters change */
-      if (bprt_model_loss_and_grad(m, it.rows, inputs, &loss)) {
+      /* data-parallel: this rank's share, the gradients summed over the ranks; the loss,
+       * accuracy counts and stop requests of the whole global batch */
+      int64_t lrows = it.rows, dcorrect = 0, dscored = 0;
+      bool dbad = false, dstop = false;
+      if (shared) {
+        if (step_grads(m, o, fx, &b, train, &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop)) {
+          rc = -1;
+          break;
+        }
+        lrows = 0;   /* the outputs are this rank's: the statistics speak for them */
+      } else if (bprt_model_loss_and_grad(m, it.rows, inputs, &loss)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
       for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
-      bool finite = grads_finite(m, souts, it.rows, loss);
-      bool skip = !finite && scaler_skips(m, souts, it.rows, loss);   /* loss scaling */
+      bool finite = !dbad && grads_finite(m, souts, lrows, loss);
+      bool skip = !finite && !dbad && scaler_skips(m, souts, lrows, loss);   /* loss scaling */
       double scale = bprt_model_loss_scale(m);
       if ((finite || skip) && bprt_model_update(m)) {
         rc = bprt_prefix_error("step %" PRId64, st.step + 1);
         break;
       }
       st.step++;
-      last_rows = it.rows;
+      last_rows = lrows;
       char skip_what[512] = "";
       if (skip) note_skip(m, &pr, o, st.step, scale, &skips_in_row, r, skip_what, sizeof skip_what);
       else skips_in_row = 0;
@@ -1152,16 +1432,17 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
          * are still the last good ones, and names the first tensor that went
          * non-finite. After it (only the update overflowed), the loop's report stands. */
         char what[512] = "";
-        if (!finite && o->on_nonfinite) {
+        if (!finite && o->on_nonfinite && !shared) {
           BprtNonfiniteStep ns = {st.step, o->seed, it.rows, inputs, bprt_model_params(m)};
           if (!o->on_nonfinite(o->nonfinite_ctx, d, &ns, what, sizeof what)) what[0] = 0;
         }
         skip_report(what, sizeof what, skip_what);
-        rc = report_nonfinite(m, souts, it.rows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
+        rc = report_nonfinite(m, souts, lrows, loss, st.step, e + 1, bi, nb, o, saved_epoch, what);
         r->nonfinite = true;
         break;
       }
-      int64_t k = 0, c = b.acc_out >= 0 ? count_correct(&b, souts[b.acc_out], &it, &k) : 0;
+      int64_t k = dscored, c = dcorrect;
+      if (!shared && b.acc_out >= 0) c = count_correct(&b, souts[b.acc_out], &it, &k);
       loss_sum += (double)loss * (double)it.rows;
       correct += c;
       scored += k;
@@ -1173,7 +1454,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
         BprtEpochStats s = {e + 1, st.step, lr, loss, k ? (double)c / (double)k : NAN, NAN, NAN, now_seconds() - t0};
         csv_row(log, "step", &s);
       }
-      if (bi < nb && o->stop && *o->stop) {   /* an epoch's last step goes on to its end */
+      if (bi < nb && (shared ? dstop : o->stop && *o->stop)) {   /* an epoch's last step goes on to its end */
         stop = true;
         st.epoch_rows = rows;
         st.epoch_loss_sum = loss_sum;
@@ -1196,7 +1477,14 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       if (!o->quiet) fprintf(out, "watch, epoch %" PRId64 " (last step):\n", e + 1);
       watch_report(o->quiet ? NULL : out, wlog, e + 1, st.step, m, before, souts, last_rows);
     }
-    if (val && evaluate(m, &b, val, batch, &outs, &s.val_loss, &s.val_accuracy)) {
+    char where[64];
+    snprintf(where, sizeof where, "after epoch %" PRId64, e + 1);
+    if (comm && epoch_sync(m, comm, where)) {
+      rc = -1;
+      break;
+    }
+    if (val && (comm ? evaluate_shared(m, &b, val, batch, &outs, comm, where, &s.val_loss, &s.val_accuracy)
+                     : evaluate(m, &b, val, batch, &outs, &s.val_loss, &s.val_accuracy))) {
       rc = -1;
       break;
     }
@@ -1213,7 +1501,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
       if (bprt_checkpoint_save(m, o->save_path, &st)) rc = -1;
       else saved_epoch = st.epoch;
     }
-    if (rc == 0 && st.epoch < o->epochs && o->stop && *o->stop) {
+    if (rc == 0 && st.epoch < o->epochs && stop_agreed(o, where, &rc)) {
       stop = true;
       r->stop_epoch = st.epoch;
       r->stop_batch = r->stop_batches = nb;
@@ -1223,5 +1511,6 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
   outputs_free(&outs);
   bprt_free(before);
   bprt_free(souts);
+  bprt_free(fx);
   return rc;
 }

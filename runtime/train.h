@@ -20,6 +20,7 @@
 
 #include "runtime/model.h"
 #include "runtime/data.h"
+#include "runtime/fxsum.h"
 #include "runtime/runtime.h"
 
 /* ------------------------------------------------------------ schedules (schedule.c) */
@@ -81,6 +82,39 @@ typedef struct {
 int bprt_optimizer_parse(const char *spec, BprtOptSpec *out);
 /* hyper[i] = o->hyper[i] for every i that was set. */
 void bprt_optimizer_apply(const BprtOptSpec *o, double *hyper);
+
+/* ----------------------------------- data parallelism (runtime/dist.c; docs/distributed.md)
+ * The loop's view of the other ranks of a data-parallel run (`mpirun -np P bpcc train`):
+ * every rank holds the same model and trains micro-batches rank*N .. rank*N + N - 1
+ * (N = accumulate) of each global batch split into size*N (bprt_microbatch), weighted by
+ * rows so that the gradients summed over every micro-batch of every rank are the
+ * gradient of the global batch's mean loss. runtime/dist.c implements it over MPI; a
+ * NULL comm is one process. Every function returns 0, or -1 with an error that names the
+ * rank that did not join and where; the loop stops, and the caller ends the job. */
+typedef struct BprtComm BprtComm;
+struct BprtComm {
+  int rank, size;
+  /* Before the micro-batches of optimizer step `step` (1-based). */
+  void (*step_begin)(BprtComm *c, int64_t step);
+  /* The model's grad-ready hook (bprt_model_set_grad_ready, ctx = c) while this rank
+   * runs its last micro-batch of a step: a bucket whose gradients are complete is sent
+   * on its way (MPI_Iallreduce) while the backward pass goes on. */
+  void (*grad_ready)(void *c, int32_t param);
+  /* After this rank's micro-batches: the gradient block summed over the ranks (buckets
+   * not yet issued first) — or, with fx (--deterministic-reduce), the fixed-point
+   * accumulator fx[param_floats] summed exactly (runtime/fxsum.h) — and stats[0..n)
+   * summed too. Each slot of stats is nonzero on one rank at most, so that sum is exact
+   * and the same on every rank. */
+  int (*step_end)(BprtComm *c, BprtFx *fx, double *stats, int64_t n);
+  /* v[0..n) summed over the ranks (slots written by one rank each, as stats); `where`
+   * names the synchronisation in messages ("the validation of epoch 3"). */
+  int (*sum)(BprtComm *c, double *v, int64_t n, const char *where);
+  /* v[0..n) of rank 0 copied to every rank (batchnorm's running statistics). */
+  int (*broadcast)(BprtComm *c, float *v, int64_t n, const char *where);
+  /* The parameters compared across ranks by a hash: -1 naming the first rank whose
+   * parameters differ from rank 0's ("after epoch 3"). */
+  int (*check_params)(BprtComm *c, const float *p, int64_t n, const char *where);
+};
 
 /* ------------------------------------------------------------------ the loop (train.c) */
 
@@ -149,6 +183,15 @@ typedef struct {
    * continues bit for bit. */
   volatile sig_atomic_t *stop;
   const char *interrupt_path;
+  /* Data parallelism (above; NULL: one process). Rank 0 alone prints, logs and writes
+   * checkpoints; the others are quiet whatever out and quiet say. A stop request
+   * (*stop) on any rank stops every rank after the same step. */
+  BprtComm *comm;
+  /* --deterministic-reduce: every micro-batch's gradient summed exactly in fixed point
+   * (runtime/fxsum.h), then over the ranks, rounded once: the same bits for any number
+   * of ranks with the same micro-batch (docs/distributed.md). One process too (with
+   * accumulate: the reference a data-parallel run equals). */
+  bool deterministic;
 } BprtTrainOptions;
 
 void bprt_train_options_defaults(BprtTrainOptions *o);

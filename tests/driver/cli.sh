@@ -134,6 +134,8 @@ sed -n 1p "$T/v" | grep -qx "bpcc [0-9]*\.[0-9]*\.[0-9]*" || fail "--version lin
 sed -n 2p "$T/v" | grep -qx "LLVM 19\.[0-9]*\.[0-9]*, target [a-z0-9_-]*" || fail "--version line 2: $(sed -n 2p "$T/v")"
 sed -n 3p "$T/v" | grep -q "^host CPU: .*(LLVM: [a-z0-9_-]*)$" || fail "--version line 3: $(sed -n 3p "$T/v")"
 grep -q "^  -march=native (the default): [0-9]* f32 lanes* per vector$" "$T/v" || fail "--version: no lanes line"
+grep -qx "MPI: .* (mpirun -np P bpcc train trains data-parallel)\|MPI: none (built without it: bpcc train runs as one process)" "$T/v" ||
+  fail "--version: no MPI line"
 if grep -q "^model name" /proc/cpuinfo 2> /dev/null; then
   name=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
   grep -qF "host CPU: $name (LLVM:" "$T/v" || fail "--version does not name the CPU '$name'"
