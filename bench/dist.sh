@@ -10,7 +10,9 @@
 #      10 and 100 Gb/s networks, and for 2 ranks here.
 # Needs mpicc and mpirun (Debian: openmpi-bin libopenmpi-dev). The machine is shared:
 # the load average is printed at the start and at the end; compare runs only under
-# similar load. Takes 2-5 minutes.
+# similar load. Takes 2-5 minutes. ALLREDUCE_MAX (bytes, default 64 MiB) caps the
+# allreduce sizes: on a loaded machine the largest ones can take minutes each
+# (docs/distributed.md: the large-message cliff).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(dirname "$HERE")
@@ -29,7 +31,7 @@ echo "== 1. fixed-point sums (runtime/fxsum.c)"
 "$TMP/fxsum_bench" 4194304 7 | tee "$TMP/fx.txt"   # M3's size: what the model uses
 
 echo "== 2. MPI_Allreduce, 2 ranks, shared memory"
-mpirun --allow-run-as-root -np 2 "$TMP/allreduce" | tee "$TMP/ar.txt"
+mpirun --allow-run-as-root -np 2 "$TMP/allreduce" "${ALLREDUCE_MAX:-67108864}" | tee "$TMP/ar.txt"
 
 echo "== 3. compute per step, 1 thread"
 for m in m2 m3_deep; do
