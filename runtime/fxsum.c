@@ -207,6 +207,7 @@ static FX_TARGET inline void fx8_add(__m512i alo, __m512i ahi, __m512i blo, __m5
 static FX_TARGET void fx_set_avx512(BprtFx *acc, const float *x, size_t n, float w) {
   __m512d vw = _mm512_set1_pd((double)w);
   size_t i = 0;
+  for (; i < n && ((uintptr_t)(acc + i) & 63); i++) acc[i] = fx_from_double((double)x[i] * (double)w);
   for (; i + 8 <= n; i += 8) {
     __m512i lo, hi;
     __mmask8 ok;
@@ -222,6 +223,7 @@ static FX_TARGET void fx_set_avx512(BprtFx *acc, const float *x, size_t n, float
 static FX_TARGET void fx_add_avx512(BprtFx *acc, const float *x, size_t n, float w) {
   __m512d vw = _mm512_set1_pd((double)w);
   size_t i = 0;
+  for (; i < n && ((uintptr_t)(acc + i) & 63); i++) acc[i] = fx_add(acc[i], fx_from_double((double)x[i] * (double)w));
   for (; i + 8 <= n; i += 8) {
     __m512i lo, hi, alo, ahi;
     __mmask8 ok, ok2;
@@ -238,6 +240,10 @@ static FX_TARGET void fx_add_avx512(BprtFx *acc, const float *x, size_t n, float
 
 static FX_TARGET void fx_combine_avx512(BprtFx *inout, const BprtFx *in, size_t n) {
   size_t i = 0;
+  /* scalar up to a 64-byte boundary of inout (as in the other loops: the vector loads
+   * and stores then never split a cache line; split ones made this loop slower than
+   * the scalar one on arrays larger than the caches, 7.0 against 4.5 ns/element) */
+  for (; i < n && ((uintptr_t)(inout + i) & 63); i++) inout[i] = fx_add(inout[i], in[i]);
   for (; i + 8 <= n; i += 8) {
     __m512i alo, ahi, blo, bhi, lo, hi;
     __mmask8 ok;
@@ -257,6 +263,7 @@ static FX_TARGET unsigned fx_to_f32_avx512(float *out, const BprtFx *acc, size_t
   unsigned flags = 0;
   const __m512i one = _mm512_set1_epi64(1);
   size_t i = 0;
+  for (; i < n && ((uintptr_t)(acc + i) & 63); i++) out[i] = fx_to_float(acc[i], &flags);
   for (; i + 8 <= n; i += 8) {
     __m512i vlo, vhi;
     fx8_load(acc + i, &vlo, &vhi);
