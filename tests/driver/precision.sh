@@ -22,15 +22,15 @@ sort > "$T/want" <<'END'
 %5 = cast %2 : bf16[784,800] # examples/mnist_mlp.bp:3:19 [fwd precision]
 %9 = cast %8 : bf16[B,800] # examples/mnist_mlp.bp:3:14 [fwd precision]
 %12 = cast %10 : bf16[800,10] # examples/mnist_mlp.bp:4:14 [fwd precision]
-%27 = cast %25 : bf16[B,10] # examples/mnist_mlp.bp:4:14 [precision from %13]
-%30 = cast %9 : f32[B,800] # examples/mnist_mlp.bp:3:14 [precision from %8] (internal)
-%33 = cast %0 : bf16[B,784] # examples/mnist_mlp.bp:3:19 [precision from %6]
-%34 = cast %31 : bf16[B,800] # examples/mnist_mlp.bp:3:19 [precision from %6]
+%29 = cast %27 : bf16[B,10] # examples/mnist_mlp.bp:4:14 [precision from %13]
+%32 = cast %9 : f32[B,800] # examples/mnist_mlp.bp:3:14 [precision from %8] (internal)
+%35 = cast %0 : bf16[B,784] # examples/mnist_mlp.bp:3:19 [precision from %6]
+%36 = cast %33 : bf16[B,800] # examples/mnist_mlp.bp:3:19 [precision from %6]
 END
 diff "$T/want" "$T/casts" > "$T/diff" || { fail "--emit=opt-ir --precision bf16: the casts differ (want, got):"; cat "$T/diff"; }
 # the products read them: x W1, h W2, and backward's three; relu_grad reads h's copy
-for l in '%6 = matmul %4, %5 : f32[B,800]' '%13 = matmul %9, %12 : f32[B,10]' '%28 = matmul_nt %27, %12 : f32[B,800]' \
-         '%29 = matmul_tn %9, %27 : f32[800,10]' '%35 = matmul_tn %33, %34 : f32[784,800]' '%31 = relu_grad %30, %28 : f32[B,800]'; do
+for l in '%6 = matmul %4, %5 : f32[B,800]' '%13 = matmul %9, %12 : f32[B,10]' '%30 = matmul_nt %29, %12 : f32[B,800]' \
+         '%31 = matmul_tn %9, %29 : f32[800,10]' '%37 = matmul_tn %35, %36 : f32[784,800]' '%33 = relu_grad %32, %30 : f32[B,800]'; do
   tr -s ' ' < "$T/opt" | grep -qF " $l " || fail "--emit=opt-ir --precision bf16: no line '$l'"
 done
 # the forward entry stays f32
