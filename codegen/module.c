@@ -542,6 +542,7 @@ static bool emit_body(Build *b, const EntryPlan *p, int which) {
       if (ir_dtype_is_low(v->t->dtype)) {   /* 16-bit values are made by casts, never passed in */
         diag_error(in->loc, "codegen: input '%s' is %s: inputs are f32 (or labels); a cast makes 16-bit values",
                    in->name ? in->name : "", ir_dtype_name((DType)v->t->dtype));
+        bp_free(scratch_off);
         bp_free(vals);
         return false;
       }
