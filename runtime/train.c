@@ -529,7 +529,7 @@ static int64_t global_batch(const BprtTrainOptions *o, int64_t batch, int64_t n)
  * up in rank order: the same on every rank. */
 static int step_grads(bprt_model *m, const BprtTrainOptions *o, BprtFx *fx, const Binding *b, const BprtDataset *d,
                       const BprtBatchIter *it, int64_t step, float *loss, int64_t *correct, int64_t *scored, bool *bad,
-                      bool *stop) {
+                      bool *stop, int64_t *mrows) {
   BprtComm *c = o->comm;
   int size = c ? c->size : 1, rank = c ? c->rank : 0;
   int64_t nacc = o->accumulate > 1 ? o->accumulate : 1;
@@ -542,6 +542,7 @@ static int step_grads(bprt_model *m, const BprtTrainOptions *o, BprtFx *fx, cons
   if (c) c->step_begin(c, step);
   int rc = 0;
   bool any = false;
+  *mrows = 0;
   for (int64_t i = 0; rc == 0 && i < nacc; i++) {
     int64_t start, count, next_start, next_count = 0;
     bprt_microbatch(it->rows, size * nacc, rank * nacc + i, &start, &count);
@@ -570,6 +571,7 @@ static int step_grads(bprt_model *m, const BprtTrainOptions *o, BprtFx *fx, cons
       break;
     }
     any = true;
+    *mrows = count;   /* the outputs (bprt_model_last_output) are this micro-batch's */
     int64_t k = 0, cc = 0;
     if (!part.xtok && b->acc_out >= 0) cc = count_correct(b, bprt_model_last_output(m, b->acc_out), &part, &k);
     bool finite = isfinite(l);
@@ -1167,10 +1169,10 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         set_inputs(&b, &it, inputs);
       }
       if (o->watch && st.step + 1 == end) memcpy(before, bprt_model_params(m), sizeof(float) * (size_t)d->param_floats);
-      int64_t lrows = rows, dcorrect = 0, dscored = 0;
+      int64_t lrows = rows, dcorrect = 0, dscored = 0, mrows = 0;
       bool dbad = false, dstop = false;
       if (shared) {   /* this rank's share; the statistics of the global batch */
-        if (step_grads(m, o, fx, &b, train, text ? &tw : &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop)) {
+        if (step_grads(m, o, fx, &b, train, text ? &tw : &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop, &mrows)) {
           rc = -1;
           break;
         }
@@ -1180,7 +1182,7 @@ static int train_by_steps(bprt_model *m, const BprtDataset *train, const BprtDat
         break;
       }
       for (int k = 0; k < d->noutputs; k++) souts[k] = bprt_model_last_output(m, k);
-      last_rows = lrows;
+      last_rows = shared ? mrows : lrows;   /* --watch: the last micro-batch's outputs */
       bool finite = !dbad && grads_finite(m, souts, lrows, loss);
       bool skip = !finite && !dbad && scaler_skips(m, souts, lrows, loss);
       double scale = bprt_model_loss_scale(m);
@@ -1397,10 +1399,10 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
        * gradient is caught before the parameters change */
       /* data-parallel: this rank's share, the gradients summed over the ranks; the loss,
        * accuracy counts and stop requests of the whole global batch */
-      int64_t lrows = it.rows, dcorrect = 0, dscored = 0;
+      int64_t lrows = it.rows, dcorrect = 0, dscored = 0, mrows = 0;
       bool dbad = false, dstop = false;
       if (shared) {
-        if (step_grads(m, o, fx, &b, train, &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop)) {
+        if (step_grads(m, o, fx, &b, train, &it, st.step + 1, &loss, &dcorrect, &dscored, &dbad, &dstop, &mrows)) {
           rc = -1;
           break;
         }
@@ -1418,7 +1420,7 @@ int bprt_train(bprt_model *m, const BprtDataset *train, const BprtDataset *val, 
         break;
       }
       st.step++;
-      last_rows = lrows;
+      last_rows = shared ? mrows : lrows;   /* --watch: the last micro-batch's outputs */
       char skip_what[512] = "";
       if (skip) note_skip(m, &pr, o, st.step, scale, &skips_in_row, r, skip_what, sizeof skip_what);
       else skips_in_row = 0;

@@ -82,4 +82,10 @@ sed 's/^    batch 32$/    batch 8\n    accumulate 0/' "$SPIRAL" > bad.bp
 line=$(grep -n '^    accumulate 0$' bad.bp | cut -d: -f1)
 expect_error_first "bad.bp:$line:16: error: 'accumulate' takes an integer of at least 1" --check bad.bp
 expect_error_first "bad.bp:$line:16: error: 'accumulate' takes an integer of at least 1" train bad.bp --data spiral
+# --watch's output statistics are the last micro-batch's (docs/training.md): numbers,
+# not NaN from an empty row count
+"$BPCC" train "$SPIRAL" --data spiral --epochs 1 --batch 8 --accumulate 4 --watch --threads 1 > watch.out 2>&1 ||
+  fail "--accumulate --watch: exit $?"
+grep -Eq '^  h1 +-?[0-9.e-]+ +[0-9.e-]+$' watch.out || fail "--accumulate --watch: no statistics of h1: $(grep h1 watch.out)"
+grep -q 'nan' watch.out && fail "--accumulate --watch: NaN in the statistics: $(grep nan watch.out)"
 t_done train_accumulate
